@@ -1,0 +1,35 @@
+// Package batch is the user API of xent: softmax cross-entropy over a
+// [rows × cols] float32 logit matrix with integer targets, its reductions
+// and its gradient, on any [device.Device].
+//
+// # Semantics
+//
+// They follow PyTorch's F.cross_entropy. For row i with target t:
+//
+//	loss_i = (1-ε)·w_t·(lse - z_t) + (ε/C)·Σ_c w_c·(lse - z_c) + λ·lse²
+//	lse    = log Σ_j exp(z_j)
+//
+// with class weights w (all 1 by default), label smoothing ε, z-loss λ and,
+// with a soft cap c, z ← c·tanh(z/c) first. Rows whose target equals the
+// ignore index (-100 by default) are not counted: their loss and gradient
+// are 0. The mean divides the sum over counted rows by the denominator:
+// the number of counted rows, or Σ w_t over them with class weights.
+//
+// Edge cases, as PyTorch: mean with nothing counted is NaN, sum is 0;
+// +Inf anywhere in a row, or a row of only -Inf, gives a NaN loss; a -Inf
+// non-target logit is fine (its gradient is 0); a -Inf target logit gives
+// +Inf; NaN stays in its row; one class gives loss 0 and gradient 0.
+//
+// # Errors
+//
+// Bad input returns an error wrapping one of [ErrTarget], [ErrShape],
+// [ErrOption] or [ErrBuffer] (use errors.Is), and nothing is written. The
+// package never panics on user data.
+//
+// # Merging
+//
+// Every [Result] carries [Stats]: the sum and the denominator, not just the
+// mean, so results of micro-batches, shards or machines merge exactly with
+// [Stats.Merge] (a mean of means is wrong when the parts differ in counted
+// rows or weight).
+package batch

@@ -1,0 +1,110 @@
+package batch
+
+import (
+	"fmt"
+	"math"
+)
+
+// Reduction says how per-row losses are reduced, as PyTorch's reduction.
+type Reduction int
+
+const (
+	Mean Reduction = iota // sum over counted rows / denominator (PyTorch's default)
+	Sum                   // sum over counted rows
+	None                  // per-row losses in Result.Rows
+)
+
+func (r Reduction) String() string {
+	switch r {
+	case Mean:
+		return "mean"
+	case Sum:
+		return "sum"
+	case None:
+		return "none"
+	}
+	return fmt.Sprintf("Reduction(%d)", int(r))
+}
+
+// ParseReduction parses "mean", "sum" or "none".
+func ParseReduction(s string) (Reduction, error) {
+	for _, r := range []Reduction{Mean, Sum, None} {
+		if r.String() == s {
+			return r, nil
+		}
+	}
+	return 0, errorf(ErrOption, "reduction %q is not one of mean, sum, none", s)
+}
+
+// DefaultIgnoreIndex is PyTorch's default ignore_index.
+const DefaultIgnoreIndex = -100
+
+type config struct {
+	ignore    int64
+	reduction Reduction
+	smoothing float64
+	zloss     float64
+	softcap   float64
+	weights   []float32
+	keepRows  bool
+}
+
+// Option sets one option of a [Loss].
+type Option func(*config)
+
+// IgnoreIndex sets the target value whose rows are not counted (default
+// -100). Any value is allowed, also one inside [0, cols).
+func IgnoreIndex(i int) Option { return func(c *config) { c.ignore = int64(i) } }
+
+// Reduce sets the reduction (default Mean).
+func Reduce(r Reduction) Option { return func(c *config) { c.reduction = r } }
+
+// LabelSmoothing sets ε in [0, 1] (default 0), with PyTorch's formula.
+func LabelSmoothing(eps float64) Option { return func(c *config) { c.smoothing = eps } }
+
+// ZLoss adds λ·lse² to the loss of every counted row (λ ≥ 0, default 0),
+// as PaLM and Liger-Kernel do; its sum is also reported in Stats.ZLoss.
+func ZLoss(lambda float64) Option { return func(c *config) { c.zloss = lambda } }
+
+// Softcap applies z ← c·tanh(z/c) to the logits before everything else
+// (c > 0; 0, the default, means none), as Gemma 2 does; the gradient goes
+// through it. With a cap, +Inf logits become c instead of giving NaN.
+func Softcap(cap float64) Option { return func(c *config) { c.softcap = cap } }
+
+// Weights sets per-class weights (len = cols, finite and ≥ 0), as PyTorch's
+// weight: the loss of row i is multiplied by w_{t_i} and the mean divides
+// by Σ w_{t_i}. The slice is copied.
+func Weights(w []float32) Option {
+	return func(c *config) { c.weights = append([]float32(nil), w...) }
+}
+
+// KeepRows makes Forward and ForwardBackward return per-row losses in
+// Result.Rows for the Mean and Sum reductions too (None always does).
+func KeepRows() Option { return func(c *config) { c.keepRows = true } }
+
+func (c *config) validate() error {
+	if c.reduction < Mean || c.reduction > None {
+		return errorf(ErrOption, "reduction %d is not Mean, Sum or None", int(c.reduction))
+	}
+	if !(c.smoothing >= 0 && c.smoothing <= 1) {
+		return errorf(ErrOption, "label smoothing %g is outside [0, 1]", c.smoothing)
+	}
+	if !(c.zloss >= 0) || math.IsInf(c.zloss, 1) {
+		return errorf(ErrOption, "z-loss %g must be finite and ≥ 0", c.zloss)
+	}
+	if !(c.softcap >= 0) || math.IsInf(c.softcap, 1) {
+		return errorf(ErrOption, "softcap %g must be finite and ≥ 0 (0 means none)", c.softcap)
+	}
+	if c.softcap > 0 && float32(c.softcap) == 0 || c.zloss > 0 && float32(c.zloss) == 0 || c.smoothing > 0 && float32(c.smoothing) == 0 {
+		return errorf(ErrOption, "an option value is too small for float32")
+	}
+	if c.softcap > math.MaxFloat32 || c.zloss > math.MaxFloat32 {
+		return errorf(ErrOption, "an option value is too large for float32")
+	}
+	for j, w := range c.weights {
+		if !(w >= 0) || math.IsInf(float64(w), 1) {
+			return errorf(ErrOption, "class weight %g at class %d must be finite and ≥ 0", w, j)
+		}
+	}
+	return nil
+}

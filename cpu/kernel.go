@@ -1,0 +1,208 @@
+package cpu
+
+import (
+	"math"
+	"runtime"
+	"sync"
+)
+
+// Block is the number of elements summed in float32 lanes before the lane
+// sums are folded into a float64 total.
+const Block = 256
+
+// minParallelWork is the number of elements below which a call runs on
+// the calling goroutine alone.
+const minParallelWork = 1 << 16
+
+// Problem is a validated cross-entropy problem: Rows rows of Cols logits,
+// row i at X[i*Stride:], with Targets[i] in [0, Cols) or -1 for an ignored
+// row.
+type Problem struct {
+	X                  []float32
+	Rows, Cols, Stride int
+	Targets            []int32
+
+	Smoothing float32   // ε in [0, 1]
+	ZLoss     float32   // λ ≥ 0
+	Softcap   float32   // c > 0, or 0 for none
+	Weights   []float32 // per-class weights w (len Cols), or nil for all 1
+	WeightSum float64   // W = Σ_c w_c (Cols when Weights is nil)
+}
+
+// Out says what a kernel writes; a nil slice is not written.
+type Out struct {
+	Loss    []float32 // per-row loss (0 for ignored rows)
+	LSE     []float32 // per-row log-sum-exp of the (capped) logits
+	Correct []bool    // per-row argmax == target (false for ignored rows)
+
+	// Grad receives dL/dz, row i at Grad[i*GradStride:]; it may be X itself
+	// (in place, GradStride == Stride). Scale[i] is the factor s_i of row i.
+	Grad       []float32
+	GradStride int
+	Scale      []float32
+}
+
+// Impl is one implementation of the row primitives. The row driver and the
+// formulas around the primitives are shared by all implementations.
+type Impl struct {
+	name string
+	// maxIndex returns max_j x_j and its first index, ignoring NaN; the
+	// index is -1 when no element is above -Inf.
+	maxIndex func(x []float32) (float32, int)
+	// sumExp returns Σ_j exp(x_j - m) for m ≥ max_j x_j.
+	sumExp func(x []float32, m float32) float64
+	// expScale sets dst_j = a·exp(x_j - shift); dst may be x.
+	expScale func(dst, x []float32, shift, a float32)
+}
+
+// Name names the implementation ("portable", "avx2", ...).
+func (k *Impl) Name() string { return k.name }
+
+// Portable is the pure-Go implementation, available everywhere.
+var Portable = &Impl{name: "portable", maxIndex: maxIndexGeneric, sumExp: sumExpGeneric, expScale: expScaleGeneric}
+
+// SIMD is the archsimd implementation, or nil when this build or this CPU
+// has none.
+var SIMD *Impl
+
+// Default is the fastest implementation available: SIMD when set, else
+// Portable.
+var Default = Portable
+
+// LogSumExp sets dst[i] = log Σ_j exp(x[i*stride+j]) for i < rows. A row
+// holding +Inf or NaN, or only -Inf, gives NaN.
+func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
+	parallel(rows, cols, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := x[i*stride : i*stride+cols]
+			m, idx := k.maxIndex(row)
+			dst[i] = float32(k.lse(row, m, idx))
+		}
+	})
+}
+
+// lse returns log Σ exp(row) given its max m and argmax idx.
+func (k *Impl) lse(row []float32, m float32, idx int) float64 {
+	if idx < 0 {
+		return math.NaN() // only -Inf and NaN: PyTorch gives NaN
+	}
+	return float64(m) + math.Log(k.sumExp(row, m))
+}
+
+// CrossEntropy computes the per-row loss, log-sum-exp and argmax test of p
+// (see the package comment), and the gradient when o.Grad is set.
+func (k *Impl) CrossEntropy(p *Problem, o *Out) {
+	parallel(p.Rows, p.Cols, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			k.row(p, o, i)
+		}
+	})
+}
+
+func (k *Impl) row(p *Problem, o *Out, i int) {
+	x := p.X[i*p.Stride : i*p.Stride+p.Cols]
+	var g []float32
+	if o.Grad != nil {
+		g = o.Grad[i*o.GradStride : i*o.GradStride+p.Cols]
+	}
+	t := int(p.Targets[i])
+	if t < 0 {
+		setRow(o, i, 0, 0, false)
+		clear(g)
+		return
+	}
+	c, inv := p.Softcap, float32(0)
+	if c > 0 {
+		inv = 1 / c
+	}
+	m, idx := k.maxIndex(x)
+	mc := m
+	if c > 0 {
+		mc = c * tanh32(m*inv) // tanh is monotonic: the max of the capped row
+	}
+	zt := x[t]
+	if c > 0 {
+		zt = c * tanh32(zt*inv)
+	}
+	// Everything is computed relative to the max: with ls = log Σ exp(z_j - m),
+	// lse = m + ls and lse - z_t = (m - z_t) + ls, which stays exact when |m|
+	// dwarfs ls (a row of -1e30 has loss log C, not 0), as PyTorch's
+	// log_softmax does.
+	general := c > 0 || p.Smoothing > 0
+	var s, dot float64 // Σ exp(z_j - m), Σ w_j·(z_j - m)
+	switch {
+	case idx < 0:
+		s = math.NaN()
+	case general:
+		s, dot = sumExpGeneral(x, mc, c, inv, p.Weights, p.Smoothing > 0)
+	default:
+		s = k.sumExp(x, mc)
+	}
+	ls := math.Log(s)
+	lse := float64(mc) + ls
+
+	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
+	wt := 1.0
+	if p.Weights != nil {
+		wt = float64(p.Weights[t])
+	}
+	ec := eps / float64(p.Cols)
+	loss := (1 - eps) * wt * ((float64(mc) - float64(zt)) + ls)
+	if eps > 0 { // Σ_c w_c·(lse - z_c) = W·ls - Σ_c w_c·(z_c - m)
+		loss += ec * (p.WeightSum*ls - dot)
+	}
+	if lam > 0 {
+		loss += lam * lse * lse
+	}
+	setRow(o, i, loss, lse, idx == t && !math.IsNaN(loss))
+	if g == nil {
+		return
+	}
+
+	// dz_j = s_i·(a·p_j - ec·w_j) with a = (1-ε)w_t + ec·W + 2λ·lse and
+	// p_j = exp(z_j - m)/s, and the target column -s_i·(1-ε)w_t computed
+	// apart, from p_t - 1 = expm1((z_t - m) - ls) so that nothing cancels as
+	// p_t → 1. It is read before the row is overwritten (g may be x).
+	si := float64(o.Scale[i])
+	a := (1-eps)*wt + ec*p.WeightSum + 2*lam*lse
+	pt1 := math.Expm1((float64(zt) - float64(mc)) - ls)
+	gt := si * ((1-eps)*wt*pt1 + (ec*p.WeightSum+2*lam*lse)*(pt1+1) - ec*wt)
+	if c > 0 {
+		r := float64(zt) / float64(c)
+		gt *= 1 - r*r
+	}
+	if general {
+		gradGeneral(g, x, mc, float32(si*a/s), float32(si*ec), p.Weights, c, inv)
+	} else {
+		k.expScale(g, x, mc, float32(si*a/s))
+	}
+	g[t] = float32(gt)
+}
+
+func setRow(o *Out, i int, loss, lse float64, correct bool) {
+	if o.Loss != nil {
+		o.Loss[i] = float32(loss)
+	}
+	if o.LSE != nil {
+		o.LSE[i] = float32(lse)
+	}
+	if o.Correct != nil {
+		o.Correct[i] = correct
+	}
+}
+
+// parallel runs f over [0, rows) split into contiguous ranges, one per
+// goroutine, on up to GOMAXPROCS goroutines.
+func parallel(rows, cols int, f func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), rows, max(1, rows*cols/minParallelWork))
+	if workers <= 1 {
+		f(0, rows)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := rows*w/workers, rows*(w+1)/workers
+		wg.Go(func() { f(lo, hi) })
+	}
+	wg.Wait()
+}

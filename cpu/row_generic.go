@@ -1,0 +1,149 @@
+package cpu
+
+import "math"
+
+// maxIndexGeneric returns max_j x_j and its first index (-1 when no element
+// is above -Inf), ignoring NaN, with four independent lanes.
+//
+//	m, idx := -Inf, -1
+//	for j, v := range x { if v > m { m, idx = v, j } }
+func maxIndexGeneric(x []float32) (float32, int) {
+	ninf := float32(math.Inf(-1))
+	var m [4]float32
+	var id [4]int
+	for l := range m {
+		m[l], id[l] = ninf, -1
+	}
+	n := len(x) &^ 3
+	for j := 0; j < n; j += 4 {
+		v := x[j : j+4 : j+4]
+		if v[0] > m[0] {
+			m[0], id[0] = v[0], j
+		}
+		if v[1] > m[1] {
+			m[1], id[1] = v[1], j+1
+		}
+		if v[2] > m[2] {
+			m[2], id[2] = v[2], j+2
+		}
+		if v[3] > m[3] {
+			m[3], id[3] = v[3], j+3
+		}
+	}
+	for j := n; j < len(x); j++ {
+		if x[j] > m[0] {
+			m[0], id[0] = x[j], j
+		}
+	}
+	return mergeMax(m[:], id[:])
+}
+
+// mergeMax folds lanes (m[l], id[l]) into the largest m, smallest index
+// among ties; lanes with id -1 are empty.
+func mergeMax(m []float32, id []int) (float32, int) {
+	bm, bi := float32(math.Inf(-1)), -1
+	for l := range m {
+		if id[l] < 0 {
+			continue
+		}
+		if m[l] > bm || (m[l] == bm && id[l] < bi) || bi < 0 {
+			bm, bi = m[l], id[l]
+		}
+	}
+	return bm, bi
+}
+
+// sumExpGeneric returns Σ_j exp(x_j - m), summed in eight float32 lanes
+// over blocks of Block elements, the blocks in float64.
+func sumExpGeneric(x []float32, m float32) float64 {
+	var total float64
+	for len(x) > 0 {
+		b := x[:min(Block, len(x))]
+		x = x[len(b):]
+		var s0, s1, s2, s3, s4, s5, s6, s7 float32
+		n := len(b) &^ 7
+		for j := 0; j < n; j += 8 {
+			v := b[j : j+8 : j+8]
+			s0 += exp32(v[0] - m)
+			s1 += exp32(v[1] - m)
+			s2 += exp32(v[2] - m)
+			s3 += exp32(v[3] - m)
+			s4 += exp32(v[4] - m)
+			s5 += exp32(v[5] - m)
+			s6 += exp32(v[6] - m)
+			s7 += exp32(v[7] - m)
+		}
+		for _, v := range b[n:] {
+			s0 += exp32(v - m)
+		}
+		total += float64((s0 + s1) + (s2 + s3) + (s4 + s5) + (s6 + s7))
+	}
+	return total
+}
+
+// expScaleGeneric sets dst_j = a·exp(x_j - shift); dst may be x.
+func expScaleGeneric(dst, x []float32, shift, a float32) {
+	dst = dst[:len(x)]
+	n := len(x) &^ 3
+	for j := 0; j < n; j += 4 {
+		v := x[j : j+4 : j+4]
+		d := dst[j : j+4 : j+4]
+		e0, e1, e2, e3 := exp32(v[0]-shift), exp32(v[1]-shift), exp32(v[2]-shift), exp32(v[3]-shift)
+		d[0], d[1], d[2], d[3] = a*e0, a*e1, a*e2, a*e3
+	}
+	for j := n; j < len(x); j++ {
+		dst[j] = a * exp32(x[j]-shift)
+	}
+}
+
+// sumExpGeneral is the sum pass with options, shared by all
+// implementations: with z'_j = c·tanh(x_j/c) when c > 0 (inv = 1/c), else
+// x_j, it returns Σ_j exp(z'_j - m) and, when dot is set, Σ_j w_j·(z'_j - m)
+// (w nil: all 1), both folded into float64 every Block elements.
+func sumExpGeneral(x []float32, m, c, inv float32, w []float32, dot bool) (sum, wz float64) {
+	for lo := 0; lo < len(x); lo += Block {
+		hi := min(lo+Block, len(x))
+		var s, d float32
+		for j := lo; j < hi; j++ {
+			z := x[j]
+			if c > 0 {
+				z = c * tanh32(z*inv)
+			}
+			z -= m
+			s += exp32(z)
+			if dot {
+				if w != nil {
+					d += w[j] * z
+				} else {
+					d += z
+				}
+			}
+		}
+		sum += float64(s)
+		wz += float64(d)
+	}
+	return sum, wz
+}
+
+// gradGeneral is the gradient pass with options, shared by all
+// implementations: dst_j = (a·exp(z'_j - shift) - b·w_j)·(1 - (z'_j/c)²),
+// with the soft cap factor only when c > 0 and w_j = 1 when w is nil.
+// dst may be x.
+func gradGeneral(dst, x []float32, shift, a, b float32, w []float32, c, inv float32) {
+	dst = dst[:len(x)]
+	for j, z := range x {
+		if c > 0 {
+			z = c * tanh32(z*inv)
+		}
+		wj := float32(1)
+		if w != nil {
+			wj = w[j]
+		}
+		g := a*exp32(z-shift) - b*wj
+		if c > 0 {
+			r := z * inv
+			g *= 1 - r*r
+		}
+		dst[j] = g
+	}
+}

@@ -1,0 +1,117 @@
+package device
+
+import (
+	"fmt"
+	"log"
+	"strings"
+	"sync"
+)
+
+// Backend is a registered device provider other than the CPU.
+type Backend struct {
+	// Name is the spec prefix ("opencl").
+	Name string
+	// Open opens the device named by arg, the part of the spec after
+	// "name:" ("" for the back end's default).
+	Open func(arg string) (Device, error)
+	// Accelerators opens every GPU or accelerator the back end has; it
+	// returns none and a reason when there are none.
+	Accelerators func() ([]Device, error)
+}
+
+var (
+	mu       sync.Mutex
+	backends []Backend
+	logOnce  sync.Once
+)
+
+// Logf reports why "auto" fell back to the CPU, once per process. It is
+// log.Printf by default; set it before the first Open to redirect or
+// silence it.
+var Logf = log.Printf
+
+// Register adds a back end. It is called from the init function of the
+// back end's package.
+func Register(b Backend) {
+	mu.Lock()
+	defer mu.Unlock()
+	backends = append(backends, b)
+}
+
+func backend(name string) (Backend, bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, b := range backends {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Backend{}, false
+}
+
+// Open opens the device named by spec (see the package comment).
+func Open(spec string) (Device, error) {
+	name, arg, _ := strings.Cut(spec, ":")
+	switch name {
+	case "cpu":
+		return openCPU(arg)
+	case "auto":
+		if arg != "" {
+			return nil, fmt.Errorf("device: %q: auto takes no argument", spec)
+		}
+		accs, why := accelerators()
+		if len(accs) > 0 {
+			for _, d := range accs[1:] {
+				d.Close()
+			}
+			return accs[0], nil
+		}
+		logOnce.Do(func() { Logf("xent: auto: using the CPU: %v", why) })
+		return openCPU("")
+	case "all":
+		accs, _ := accelerators()
+		c, err := openCPU("")
+		if err != nil {
+			return nil, err
+		}
+		if len(accs) == 0 {
+			return c, nil
+		}
+		return NewGroup(append(accs, c)...)
+	}
+	b, ok := backend(name)
+	if !ok {
+		if name == "opencl" {
+			return nil, fmt.Errorf("device: %q: this build has no OpenCL back end: %w", spec, ErrNotAvailable)
+		}
+		return nil, fmt.Errorf("device: unknown device %q (want auto, all, cpu, cpu:portable, cpu:simd, opencl or opencl:P:D)", spec)
+	}
+	return b.Open(arg)
+}
+
+// accelerators opens the GPUs and accelerators of every back end, or
+// returns why there are none.
+func accelerators() ([]Device, error) {
+	mu.Lock()
+	bs := append([]Backend(nil), backends...)
+	mu.Unlock()
+	var all []Device
+	var why []string
+	for _, b := range bs {
+		if b.Accelerators == nil {
+			continue
+		}
+		ds, err := b.Accelerators()
+		if err != nil {
+			why = append(why, fmt.Sprintf("%s: %v", b.Name, err))
+		}
+		all = append(all, ds...)
+	}
+	if len(all) == 0 && len(why) == 0 {
+		why = append(why, "no GPU back end in this build")
+	}
+	if len(all) > 0 {
+		return all, nil
+	}
+	return nil, fmt.Errorf("%s", strings.Join(why, "; "))
+}

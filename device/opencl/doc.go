@@ -1,0 +1,2 @@
+// Package opencl is the OpenCL back end of xent.
+package opencl

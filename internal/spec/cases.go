@@ -1,0 +1,138 @@
+package spec
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+var (
+	inf  = float32(math.Inf(1))
+	ninf = float32(math.Inf(-1))
+	nan  = float32(math.NaN())
+)
+
+// Case is one entry of the shared table: a problem built fresh (random
+// values from a seeded generator) and the options it runs with.
+type Case struct {
+	Name       string
+	Rows, Cols int
+	Stride     int // 0: Cols
+	Opts       Opts
+	// Fill writes the logits (len Rows*Stride) and targets.
+	Fill func(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int)
+}
+
+// normal fills x with N(0, sd²) and t with uniform targets, ignoring about
+// one row in ignoreEvery (0: none) with ignore.
+func normal(sd float64, ignoreEvery int, ignore int32) func(*rand.Rand, []float32, []int32, int, int, int) {
+	return func(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int) {
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * sd)
+		}
+		for i := range t {
+			t[i] = int32(rng.IntN(cols))
+			if ignoreEvery > 0 && rng.IntN(ignoreEvery) == 0 {
+				t[i] = ignore
+			}
+		}
+	}
+}
+
+// rowsOf fills fixed rows and targets.
+func rowsOf(rows [][]float32, targets []int32) func(*rand.Rand, []float32, []int32, int, int, int) {
+	return func(_ *rand.Rand, x []float32, t []int32, _, cols, stride int) {
+		for i, r := range rows {
+			copy(x[i*stride:i*stride+cols], r)
+		}
+		copy(t, targets)
+	}
+}
+
+// Textbook is the worked example of `xent demo`: 4 positions, vocab 5, the
+// logits are log-probabilities, so P(true) is .2 .6 .4 .8.
+var Textbook = struct {
+	Probs   [][]float64
+	Targets []int32
+	Loss    []float64 // -ln P(true)
+}{
+	Probs: [][]float64{
+		{.05, .10, .60, .20, .05},
+		{.10, .05, .15, .10, .60},
+		{.40, .20, .15, .15, .10},
+		{.05, .05, .80, .05, .05},
+	},
+	Targets: []int32{3, 4, 0, 2},
+	Loss:    []float64{-math.Log(.2), -math.Log(.6), -math.Log(.4), -math.Log(.8)},
+}
+
+// TextbookLogits returns the log-probabilities of the textbook example.
+func TextbookLogits() []float32 {
+	var x []float32
+	for _, r := range Textbook.Probs {
+		for _, p := range r {
+			x = append(x, float32(math.Log(p)))
+		}
+	}
+	return x
+}
+
+// Cases returns the shared table.
+func Cases() []Case {
+	def := Opts{Ignore: -100}
+	with := func(f func(*Opts)) Opts { o := def; f(&o); return o }
+	weights := func(cols int) []float32 {
+		rng := rand.New(rand.NewPCG(uint64(cols), 9))
+		w := make([]float32, cols)
+		for i := range w {
+			w[i] = float32(rng.Float64() * 2)
+		}
+		w[0] = 0
+		return w
+	}
+	cs := []Case{
+		{Name: "textbook", Rows: 4, Cols: 5, Opts: def, Fill: rowsOf(func() [][]float32 {
+			x := TextbookLogits()
+			return [][]float32{x[0:5], x[5:10], x[10:15], x[15:20]}
+		}(), Textbook.Targets)},
+		{Name: "normal3/423x507", Rows: 423, Cols: 507, Opts: def, Fill: normal(3, 10, -100)},
+		{Name: "strided/37x100+13", Rows: 37, Cols: 100, Stride: 113, Opts: def, Fill: normal(3, 5, -100)},
+		{Name: "V=1", Rows: 9, Cols: 1, Opts: def, Fill: normal(3, 4, -100)},
+		{Name: "V=1/smoothing", Rows: 3, Cols: 1, Opts: with(func(o *Opts) { o.Smoothing = 0.3 }), Fill: normal(3, 0, 0)},
+		{Name: "V=50257", Rows: 6, Cols: 50257, Opts: def, Fill: normal(3, 6, -100)},
+		{Name: "V=131075", Rows: 3, Cols: 131075, Opts: def, Fill: normal(3, 0, -100)},
+		{Name: "large-logits", Rows: 16, Cols: 333, Opts: def, Fill: normal(1e4, 0, -100)},
+		{Name: "empty", Rows: 0, Cols: 7, Opts: def, Fill: normal(1, 0, -100)},
+		{Name: "all-ignored", Rows: 5, Cols: 11, Opts: def, Fill: normal(3, 1, -100)},
+		{Name: "ignore-index-in-range", Rows: 50, Cols: 10, Opts: with(func(o *Opts) { o.Ignore = 3 }), Fill: normal(3, 0, -100)},
+		{Name: "smoothing", Rows: 61, Cols: 257, Opts: with(func(o *Opts) { o.Smoothing = 0.1 }), Fill: normal(3, 7, -100)},
+		{Name: "smoothing=1", Rows: 13, Cols: 64, Opts: with(func(o *Opts) { o.Smoothing = 1 }), Fill: normal(3, 7, -100)},
+		{Name: "weights", Rows: 77, Cols: 129, Opts: with(func(o *Opts) { o.Weights = weights(129) }), Fill: normal(3, 9, -100)},
+		{Name: "weights+smoothing", Rows: 40, Cols: 65, Opts: with(func(o *Opts) { o.Weights = weights(65); o.Smoothing = 0.2 }), Fill: normal(3, 9, -100)},
+		{Name: "zloss", Rows: 55, Cols: 300, Opts: with(func(o *Opts) { o.ZLoss = 1e-2 }), Fill: normal(3, 9, -100)},
+		{Name: "softcap", Rows: 30, Cols: 1000, Opts: with(func(o *Opts) { o.Softcap = 30 }), Fill: normal(40, 9, -100)},
+		{Name: "everything", Rows: 33, Cols: 517, Opts: with(func(o *Opts) {
+			o.Softcap, o.ZLoss, o.Smoothing, o.Weights, o.Ignore = 15, 1e-3, 0.05, weights(517), 7
+		}), Fill: normal(10, 6, 7)},
+		{Name: "edges", Rows: 9, Cols: 6, Opts: def, Fill: rowsOf([][]float32{
+			{1, 2, inf, 0, 0, 0},                 // +Inf: NaN
+			{ninf, ninf, ninf, ninf, ninf, ninf}, // all -Inf: NaN
+			{ninf, 1, 2, ninf, 3, 0},             // -Inf non-target: fine, gradient 0
+			{ninf, 1, 2, 3, 4, 5},                // target logit -Inf: +Inf loss
+			{1, nan, 2, 3, 4, 5},                 // NaN stays in its row
+			{3e38, -3e38, 3e38, 0, 1, 2},         // extreme finite values
+			{-1e30, -1e30, -1e30, -1e30, -1e30, -1e30},
+			{5, 5, 5, 5, 5, 5},   // ties: argmax is the first
+			{0, 0, 0, 0, 0, 100}, // p_t → 1: no cancellation
+		}, []int32{1, 2, 1, 0, 3, 2, 4, 0, 5})},
+		{Name: "edges/softcap", Rows: 3, Cols: 4, Opts: with(func(o *Opts) { o.Softcap = 5 }), Fill: rowsOf([][]float32{
+			{inf, 1, 2, 3}, {ninf, 1, 2, 3}, {3e38, -3e38, 0, 1},
+		}, []int32{0, 1, 2})},
+	}
+	// Lengths around every internal block size: lanes of 4 and 8, Block 256,
+	// OpenCL vectors of 4 and work-groups up to 256 (×4 per item).
+	for _, n := range []int{2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
+		255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 2047, 2048, 2049} {
+		cs = append(cs, Case{Name: "len", Rows: 5, Cols: n, Opts: def, Fill: normal(3, 0, -100)})
+	}
+	return cs
+}

@@ -1,0 +1,171 @@
+// Package spec is the semantic specification of xent as code: a float64
+// reference built on gonum, and one table of cases that every device and
+// kernel implementation must pass (see Run).
+package spec
+
+import (
+	"math"
+
+	"gonum.org/v1/gonum/floats"
+)
+
+// Opts are the options of a reference evaluation.
+type Opts struct {
+	Ignore    int64 // ignore index
+	Smoothing float64
+	ZLoss     float64
+	Softcap   float64
+	Weights   []float32
+}
+
+// Ref is a float64 reference result.
+type Ref struct {
+	Loss    []float64 // per row, 0 for ignored rows
+	LSE     []float64 // per row (NaN for ignored rows)
+	Correct []bool
+	Sum     float64
+	Denom   float64
+	Counted int64
+	ZLoss   float64
+	Grad    [][]float64 // dL_i/dz_i per row, unscaled (s_i = 1)
+}
+
+// Mean returns Sum/Denom, NaN when Denom is 0.
+func (r *Ref) Mean() float64 {
+	if r.Denom == 0 {
+		return math.NaN()
+	}
+	return r.Sum / r.Denom
+}
+
+// LogSumExp is log Σ exp(z) in float64 with PyTorch's edge cases: NaN when z
+// holds NaN or +Inf or is all -Inf.
+func LogSumExp(z []float64) float64 {
+	allNegInf := true
+	for _, v := range z {
+		if math.IsNaN(v) || math.IsInf(v, 1) {
+			return math.NaN()
+		}
+		if !math.IsInf(v, -1) {
+			allNegInf = false
+		}
+	}
+	if allNegInf {
+		return math.NaN()
+	}
+	return floats.LogSumExp(z)
+}
+
+func (o *Opts) weight(j int) float64 {
+	if o.Weights == nil {
+		return 1
+	}
+	return float64(o.Weights[j])
+}
+
+func (o *Opts) weightSum(cols int) float64 {
+	if o.Weights == nil {
+		return float64(cols)
+	}
+	W := 0.0
+	for _, w := range o.Weights {
+		W += float64(w)
+	}
+	return W
+}
+
+// capRow applies the soft cap to z in place.
+func (o *Opts) capRow(z []float64) {
+	if o.Softcap > 0 {
+		for j := range z {
+			z[j] = o.Softcap * math.Tanh(z[j]/o.Softcap)
+		}
+	}
+}
+
+// rowLoss returns the loss and lse of one row of capped logits z, relative
+// to the max as PyTorch's log_softmax: lse - z_t = (m - z_t) + ls.
+func (o *Opts) rowLoss(z []float64, t int) (loss, lse, m, ls float64) {
+	m = math.Inf(-1)
+	for _, v := range z {
+		m = math.Max(m, v)
+	}
+	sh := make([]float64, len(z))
+	for j := range z {
+		sh[j] = z[j] - m
+	}
+	ls = LogSumExp(sh)
+	lse = m + ls
+	loss = (1 - o.Smoothing) * o.weight(t) * ((m - z[t]) + ls)
+	if o.Smoothing > 0 {
+		s := 0.0
+		for c := range z {
+			s += o.weight(c) * (ls - sh[c])
+		}
+		loss += o.Smoothing / float64(len(z)) * s
+	}
+	if o.ZLoss > 0 {
+		loss += o.ZLoss * lse * lse
+	}
+	return loss, lse, m, ls
+}
+
+// LossOf is the float64 loss of one row as a function of its raw logits,
+// for finite-difference checks of the reference gradient.
+func LossOf(z []float64, t int, o Opts) float64 {
+	zz := append([]float64(nil), z...)
+	o.capRow(zz)
+	loss, _, _, _ := o.rowLoss(zz, t)
+	return loss
+}
+
+// Reference evaluates rows × cols logits x (row stride stride) in float64.
+// Its gradient is the analytic one (checked against finite differences of
+// LossOf), computing the target column from expm1 as the kernels do.
+func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Ref {
+	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows), Grad: make([][]float64, rows)}
+	W := o.weightSum(cols)
+	eps, lam, ec := o.Smoothing, o.ZLoss, o.Smoothing/float64(cols)
+	for i := range rows {
+		r.Grad[i] = make([]float64, cols)
+		t := int(targets[i])
+		if int64(t) == o.Ignore {
+			r.LSE[i] = math.NaN()
+			continue
+		}
+		z := make([]float64, cols)
+		for j := range z {
+			z[j] = float64(x[i*stride+j])
+		}
+		o.capRow(z)
+		loss, lse, m, ls := o.rowLoss(z, t)
+		wt := o.weight(t)
+		r.Loss[i], r.LSE[i] = loss, lse
+		am := 0
+		for j := range z {
+			if z[j] > z[am] || math.IsNaN(z[am]) && !math.IsNaN(z[j]) {
+				am = j
+			}
+		}
+		r.Correct[i] = am == t && !math.IsNaN(loss) && !math.IsInf(z[am], -1)
+		r.Sum += loss
+		r.Denom += wt
+		r.Counted++
+		if lam > 0 {
+			r.ZLoss += lam * lse * lse
+		}
+		for j := range z {
+			p := math.Exp((z[j] - m) - ls)
+			g := (1-eps)*wt*p + ec*(W*p-o.weight(j)) + 2*lam*lse*p
+			if j == t {
+				g = (1-eps)*wt*math.Expm1((z[j]-m)-ls) + (ec*W+2*lam*lse)*p - ec*o.weight(j)
+			}
+			if o.Softcap > 0 {
+				u := z[j] / o.Softcap
+				g *= 1 - u*u
+			}
+			r.Grad[i][j] = g
+		}
+	}
+	return r
+}

@@ -1,0 +1,201 @@
+package spec
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+)
+
+// guard fills the padding of strided buffers and the slack after them;
+// kernels must leave it as it is.
+const guard = float32(-7.25e11)
+
+// Close reports whether got is within tol·max(1, |want|) of want; NaN must
+// match NaN and infinities must match exactly.
+func Close(got float32, want, tol float64) bool {
+	g := float64(got)
+	switch {
+	case math.IsNaN(want):
+		return math.IsNaN(g)
+	case math.IsInf(want, 0):
+		return g == want
+	}
+	return math.Abs(g-want) <= tol*math.Max(1, math.Abs(want))
+}
+
+// CloseF is Close for float64 results.
+func CloseF(got, want, tol float64) bool {
+	if math.IsNaN(want) || math.IsInf(want, 0) {
+		return Close(float32(got), want, tol)
+	}
+	return math.Abs(got-want) <= tol*math.Max(1, math.Abs(want))
+}
+
+// Problem is a filled case.
+type Problem struct {
+	X       []float32 // Rows*Stride + slack, padding and slack hold guard
+	Targets []int32
+	Stride  int
+	Ref     *Ref
+}
+
+// Build fills c with a generator seeded from seed and evaluates the reference.
+func (c Case) Build(seed uint64) *Problem {
+	stride := c.Stride
+	if stride == 0 {
+		stride = c.Cols
+	}
+	rng := rand.New(rand.NewPCG(seed, uint64(c.Rows*7919+c.Cols)))
+	x := make([]float32, c.Rows*stride+5)
+	t := make([]int32, c.Rows)
+	c.Fill(rng, x, t, c.Rows, c.Cols, stride)
+	for i := range x {
+		if i >= c.Rows*stride || i%stride >= c.Cols {
+			x[i] = guard
+		}
+	}
+	return &Problem{X: x, Targets: t, Stride: stride, Ref: Reference(x, c.Rows, c.Cols, stride, t, c.Opts)}
+}
+
+// LossOptions returns the batch options of the case.
+func (c Case) LossOptions(r batch.Reduction) []batch.Option {
+	o := []batch.Option{batch.Reduce(r), batch.IgnoreIndex(int(c.Opts.Ignore)),
+		batch.LabelSmoothing(c.Opts.Smoothing), batch.ZLoss(c.Opts.ZLoss), batch.Softcap(c.Opts.Softcap)}
+	if c.Opts.Weights != nil {
+		o = append(o, batch.Weights(c.Opts.Weights))
+	}
+	return o
+}
+
+// Run runs every case of the table on dev and checks it against the float64
+// reference within tol (relative to max(1, |ref|)) for losses and gradients.
+func Run(t *testing.T, dev device.Device, tol float64) {
+	t.Helper()
+	seed := uint64(rand.Int64())
+	t.Logf("spec seed %d on %s (%s)", seed, dev.Info().Name, dev.Info().Kernel)
+	for _, c := range Cases() {
+		t.Run(fmt.Sprintf("%s/%dx%d", c.Name, c.Rows, c.Cols), func(t *testing.T) {
+			RunCase(t, dev, c, seed, tol)
+		})
+	}
+}
+
+// RunCase checks one case on dev: forward with every reduction, then the
+// gradient into a separate buffer (sum), in place (mean) and with per-row
+// upstream values (none).
+func RunCase(t *testing.T, dev device.Device, c Case, seed uint64, tol float64) {
+	ctx := context.Background()
+	p := c.Build(seed)
+	ref := p.Ref
+	x0 := append([]float32(nil), p.X...)
+	m := batch.Matrix{Data: p.X, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}
+
+	for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
+		l, err := batch.New(dev, c.LossOptions(red)...)
+		require.NoError(t, err)
+		res, err := l.Forward(ctx, m, p.Targets)
+		require.NoError(t, err)
+		requireSameBits(t, x0, p.X, "forward must not write the logits")
+		checkStats(t, res, ref, tol)
+		switch red {
+		case batch.None:
+			require.Len(t, res.Rows, c.Rows)
+			for i := range res.Rows {
+				require.True(t, Close(res.Rows[i], ref.Loss[i], tol), "row %d: loss %v, want %v", i, res.Rows[i], ref.Loss[i])
+			}
+			require.True(t, math.IsNaN(res.Loss))
+		case batch.Sum:
+			require.True(t, CloseF(res.Loss, ref.Sum, tol), "sum %v, want %v", res.Loss, ref.Sum)
+		case batch.Mean:
+			require.True(t, CloseF(res.Loss, ref.Mean(), tol), "mean %v, want %v", res.Loss, ref.Mean())
+		}
+	}
+
+	// Sum: gradient into a separate buffer with guard padding.
+	l, err := batch.New(dev, c.LossOptions(batch.Sum)...)
+	require.NoError(t, err)
+	g := make([]float32, len(p.X))
+	for i := range g {
+		g[i] = guard
+	}
+	res, err := l.ForwardBackward(ctx, m, p.Targets, batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}, nil)
+	require.NoError(t, err)
+	requireSameBits(t, x0, p.X, "a separate gradient must not write the logits")
+	checkStats(t, res, ref, tol)
+	checkGrad(t, g, p, c, func(int) float64 { return 1 }, tol)
+
+	// Mean, in place: every row scaled by 1/denominator.
+	l, err = batch.New(dev, c.LossOptions(batch.Mean)...)
+	require.NoError(t, err)
+	res, err = l.ForwardBackward(ctx, m, p.Targets, m, []float32{2})
+	require.NoError(t, err)
+	checkStats(t, res, ref, tol)
+	if ref.Denom != 0 && !math.IsInf(2/ref.Denom, 0) {
+		checkGrad(t, p.X, p, c, func(int) float64 { return 2 / ref.Denom }, tol)
+	}
+
+	// None with per-row upstream values.
+	copy(p.X, x0)
+	up := make([]float32, c.Rows)
+	for i := range up {
+		up[i] = float32(i%5) - 1.5
+	}
+	l, err = batch.New(dev, c.LossOptions(batch.None)...)
+	require.NoError(t, err)
+	res, err = l.ForwardBackward(ctx, m, p.Targets, batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}, up)
+	require.NoError(t, err)
+	checkStats(t, res, ref, tol)
+	checkGrad(t, g, p, c, func(i int) float64 { return float64(up[i]) }, tol)
+}
+
+func checkStats(t *testing.T, res batch.Result, ref *Ref, tol float64) {
+	t.Helper()
+	require.Equal(t, int64(len(ref.Loss)), res.Stats.Rows)
+	require.Equal(t, ref.Counted, res.Counted)
+	require.InDelta(t, ref.Denom, res.Denom, 1e-9*math.Max(1, ref.Denom))
+	require.True(t, CloseF(res.Sum, ref.Sum, tol), "sum %v, want %v", res.Sum, ref.Sum)
+	require.True(t, CloseF(res.ZLoss, ref.ZLoss, tol), "z-loss %v, want %v", res.ZLoss, ref.ZLoss)
+	var correct int64
+	for i, ok := range ref.Correct {
+		if ok && !math.IsNaN(ref.Loss[i]) {
+			correct++
+		}
+	}
+	require.Equal(t, correct, res.Correct, "correct rows")
+}
+
+func checkGrad(t *testing.T, g []float32, p *Problem, c Case, scale func(int) float64, tol float64) {
+	t.Helper()
+	for i := range c.Rows {
+		s := scale(i)
+		for j := range c.Cols {
+			want := s * p.Ref.Grad[i][j]
+			got := g[i*p.Stride+j]
+			require.True(t, Close(got, want, tol), "grad[%d][%d] = %v, want %v (scale %v)", i, j, got, want, s)
+		}
+		for j := c.Cols; j < p.Stride && i*p.Stride+j < len(g); j++ {
+			require.Equal(t, guard, g[i*p.Stride+j], "padding of row %d written", i)
+		}
+	}
+	for k := c.Rows * p.Stride; k < len(g); k++ {
+		require.Equal(t, guard, g[k], "slack after the matrix written")
+	}
+}
+
+// requireSameBits checks that two float32 slices hold the same bits (NaN included).
+func requireSameBits(t *testing.T, want, got []float32, msg string) {
+	t.Helper()
+	require.Len(t, got, len(want), msg)
+	for i := range want {
+		if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+			require.Failf(t, msg, "element %d: %v, was %v", i, got[i], want[i])
+		}
+	}
+}
