@@ -26,7 +26,7 @@
 // # Implementations
 //
 // [Portable] is plain Go: a float32 polynomial exp (Cephes, range-reduced by
-// Cody–Waite, within 2 ulp), eight independent accumulators, partial sums
+// Cody–Waite, within 2 ulp), four independent accumulators, partial sums
 // folded into float64 every [Block] elements. [SIMD] is the archsimd
 // implementation when the build and the CPU have it (nil otherwise), and
 // [Default] is the fastest one available. Tests pick an implementation

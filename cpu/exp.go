@@ -29,7 +29,9 @@ const (
 // branch x is clamped to -88, where n = -127 makes that scale exactly +0; the
 // builtin max keeps NaN. The function is kept within the inlining budget.
 func exp32(x float32) float32 {
-	x = max(x, -88)
+	if x < -88 {
+		x = -88
+	}
 	t := x*log2e + roundMag
 	n := t - roundMag
 	r := x - n*ln2Hi - n*ln2Lo

@@ -53,30 +53,26 @@ func mergeMax(m []float32, id []int) (float32, int) {
 	return bm, bi
 }
 
-// sumExpGeneric returns Σ_j exp(x_j - m), summed in eight float32 lanes
+// sumExpGeneric returns Σ_j exp(x_j - m), summed in four float32 lanes
 // over blocks of Block elements, the blocks in float64.
 func sumExpGeneric(x []float32, m float32) float64 {
 	var total float64
 	for len(x) > 0 {
 		b := x[:min(Block, len(x))]
 		x = x[len(b):]
-		var s0, s1, s2, s3, s4, s5, s6, s7 float32
-		n := len(b) &^ 7
-		for j := 0; j < n; j += 8 {
-			v := b[j : j+8 : j+8]
+		var s0, s1, s2, s3 float32
+		n := len(b) &^ 3
+		for j := 0; j < n; j += 4 {
+			v := b[j : j+4 : j+4]
 			s0 += exp32(v[0] - m)
 			s1 += exp32(v[1] - m)
 			s2 += exp32(v[2] - m)
 			s3 += exp32(v[3] - m)
-			s4 += exp32(v[4] - m)
-			s5 += exp32(v[5] - m)
-			s6 += exp32(v[6] - m)
-			s7 += exp32(v[7] - m)
 		}
 		for _, v := range b[n:] {
 			s0 += exp32(v - m)
 		}
-		total += float64((s0 + s1) + (s2 + s3) + (s4 + s5) + (s6 + s7))
+		total += float64((s0 + s1) + (s2 + s3))
 	}
 	return total
 }

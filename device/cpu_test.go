@@ -17,3 +17,12 @@ func TestSpecCPU(t *testing.T) {
 		t.Run(impl.Name(), func(t *testing.T) { spec.Run(t, device.NewCPU(impl), 1e-5) })
 	}
 }
+
+func TestGoldenCPU(t *testing.T) {
+	for _, impl := range []*cpu.Impl{cpu.Portable, cpu.SIMD} {
+		if impl == nil {
+			continue
+		}
+		t.Run(impl.Name(), func(t *testing.T) { spec.RunGolden(t, device.NewCPU(impl), 1e-5) })
+	}
+}

@@ -1,0 +1,42 @@
+package batch_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+)
+
+// A training step: loss and gradient of a [rows × vocab] logit matrix in
+// one fused pass, the gradient written in place over the logits.
+func Example() {
+	dev, err := device.Open("cpu") // or "auto": a GPU through OpenCL when there is one
+	if err != nil {
+		panic(err)
+	}
+	defer dev.Close()
+	ce, err := batch.New(dev, batch.LabelSmoothing(0.1)) // mean over counted rows, ignore index -100
+	if err != nil {
+		panic(err)
+	}
+	logits := []float32{ // 3 positions, vocabulary 4
+		2, 1, 0, -1,
+		0, 3, 0, 0,
+		1, 1, 1, 1,
+	}
+	targets := []int32{0, 1, -100} // the last position is padding
+	x := batch.NewMatrix(logits, 3, 4)
+	r, err := ce.ForwardBackward(context.Background(), x, targets, x, nil)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("loss %.4f over %d tokens (%d ignored), accuracy %.2f\n", r.Loss, r.Counted, r.Ignored(), r.Accuracy())
+	fmt.Printf("dL/dz row 0: %.4f\n", logits[0:4])
+	fmt.Printf("dL/dz row 2: %.4f\n", logits[8:12])
+	// PyTorch: F.cross_entropy(z, [0, 1, -100], label_smoothing=0.1) = 0.4772
+	// Output:
+	// loss 0.4772 over 2 tokens (1 ignored), accuracy 1.00
+	// dL/dz row 0: [-0.1405 0.1059 0.0311 0.0035]
+	// dL/dz row 2: [0.0000 0.0000 0.0000 0.0000]
+}

@@ -1,0 +1,88 @@
+package cpu_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/floats"
+
+	"github.com/xentlab/xent/cpu"
+)
+
+var benchSizes = []struct{ rows, cols int }{{1024, 50257}, {4096, 32000}}
+
+func benchData(rows, cols int) ([]float32, []int32) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, rows*cols)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * 3)
+	}
+	t := make([]int32, rows)
+	for i := range t {
+		t[i] = int32(rng.IntN(cols))
+	}
+	return x, t
+}
+
+func impls() []*cpu.Impl {
+	if cpu.SIMD != nil {
+		return []*cpu.Impl{cpu.Portable, cpu.SIMD}
+	}
+	return []*cpu.Impl{cpu.Portable}
+}
+
+func BenchmarkLogSumExp(b *testing.B) {
+	for _, sz := range benchSizes {
+		x, _ := benchData(sz.rows, sz.cols)
+		dst := make([]float32, sz.rows)
+		for _, k := range impls() {
+			b.Run(fmt.Sprintf("impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+				b.SetBytes(int64(4 * len(x)))
+				for b.Loop() {
+					k.LogSumExp(dst, x, sz.rows, sz.cols, sz.cols)
+				}
+			})
+		}
+		// The baseline: gonum's float64 LogSumExp per row, on one goroutine.
+		b.Run(fmt.Sprintf("impl=gonum/%dx%d", sz.rows, sz.cols), func(b *testing.B) {
+			b.SetBytes(int64(4 * len(x)))
+			row := make([]float64, sz.cols)
+			for b.Loop() {
+				for i := range sz.rows {
+					for j, v := range x[i*sz.cols : (i+1)*sz.cols] {
+						row[j] = float64(v)
+					}
+					dst[i] = float32(floats.LogSumExp(row))
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkCrossEntropy(b *testing.B) {
+	for _, sz := range benchSizes {
+		x, t := benchData(sz.rows, sz.cols)
+		loss := make([]float32, sz.rows)
+		scale := make([]float32, sz.rows)
+		for i := range scale {
+			scale[i] = 1 / float32(sz.rows)
+		}
+		for _, k := range impls() {
+			p := &cpu.Problem{X: x, Rows: sz.rows, Cols: sz.cols, Stride: sz.cols, Targets: t, WeightSum: float64(sz.cols)}
+			b.Run(fmt.Sprintf("op=forward/impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+				b.SetBytes(int64(4 * len(x)))
+				for b.Loop() {
+					k.CrossEntropy(p, &cpu.Out{Loss: loss})
+				}
+			})
+			b.Run(fmt.Sprintf("op=fused/impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+				b.SetBytes(int64(4 * len(x)))
+				b.ReportAllocs()
+				for b.Loop() { // in place: the gradient of a gradient is still a valid input
+					k.CrossEntropy(p, &cpu.Out{Loss: loss, Grad: x, GradStride: sz.cols, Scale: scale})
+				}
+			})
+		}
+	}
+}

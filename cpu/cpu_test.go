@@ -1,0 +1,216 @@
+package cpu_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/internal/spec"
+)
+
+func normal(rng *rand.Rand, n int, sd float64) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * sd)
+	}
+	return x
+}
+
+func targets(rng *rand.Rand, rows, cols int) []int32 {
+	t := make([]int32, rows)
+	for i := range t {
+		t[i] = int32(rng.IntN(cols))
+	}
+	return t
+}
+
+func problem(x []float32, t []int32, rows, cols int) *cpu.Problem {
+	return &cpu.Problem{X: x, Rows: rows, Cols: cols, Stride: cols, Targets: t, WeightSum: float64(cols)}
+}
+
+func ones(n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = 1
+	}
+	return s
+}
+
+// TestAccuracy is the accuracy bar on fresh N(0, 3²) logits: per-row loss
+// within 1e-5·max(1, |ref|), the gradient of the sum within 1e-5, against
+// the float64 reference.
+func TestAccuracy(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for _, impl := range impls() {
+		for _, sz := range []struct{ rows, cols int }{{64, 50257}, {423, 507}, {7, 131101}} {
+			x := normal(rng, sz.rows*sz.cols, 3)
+			tg := targets(rng, sz.rows, sz.cols)
+			ref := spec.Reference(x, sz.rows, sz.cols, sz.cols, tg, spec.Opts{Ignore: -100})
+			loss := make([]float32, sz.rows)
+			g := make([]float32, len(x))
+			impl.CrossEntropy(problem(x, tg, sz.rows, sz.cols), &cpu.Out{Loss: loss, Grad: g, GradStride: sz.cols, Scale: ones(sz.rows)})
+			worstL, worstG := 0.0, 0.0
+			for i := range sz.rows {
+				worstL = max(worstL, math.Abs(float64(loss[i])-ref.Loss[i])/math.Max(1, math.Abs(ref.Loss[i])))
+				for j := range sz.cols {
+					worstG = max(worstG, math.Abs(float64(g[i*sz.cols+j])-ref.Grad[i][j]))
+				}
+			}
+			t.Logf("%s %dx%d: worst loss error %.2g (relative), worst gradient error %.2g", impl.Name(), sz.rows, sz.cols, worstL, worstG)
+			require.LessOrEqual(t, worstL, 1e-5)
+			require.LessOrEqual(t, worstG, 1e-5)
+		}
+	}
+}
+
+// TestMeanAccuracy: the mean over 100 000 rows × 256 within 1e-6 relative.
+func TestMeanAccuracy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: 100 000 rows")
+	}
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 2))
+	const rows, cols = 100_000, 256
+	x := normal(rng, rows*cols, 3)
+	tg := targets(rng, rows, cols)
+	ref := spec.Reference(x, rows, cols, cols, tg, spec.Opts{Ignore: -100})
+	for _, impl := range impls() {
+		loss := make([]float32, rows)
+		impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Loss: loss})
+		sum := 0.0
+		for _, l := range loss {
+			sum += float64(l)
+		}
+		rel := math.Abs(sum/rows-ref.Mean()) / ref.Mean()
+		t.Logf("%s: mean %.9f, reference %.9f, relative error %.2g", impl.Name(), sum/rows, ref.Mean(), rel)
+		require.LessOrEqual(t, rel, 1e-6)
+	}
+}
+
+// TestThreadsBitIdentical: results do not depend on GOMAXPROCS.
+func TestThreadsBitIdentical(t *testing.T) {
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 3))
+	const rows, cols = 97, 3001
+	x := normal(rng, rows*cols, 3)
+	tg := targets(rng, rows, cols)
+	for _, impl := range impls() {
+		var first []float32
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+		for _, procs := range []int{1, 2, 3, 7} {
+			runtime.GOMAXPROCS(procs)
+			loss, lse := make([]float32, rows), make([]float32, rows)
+			g := make([]float32, len(x))
+			impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Loss: loss, LSE: lse, Grad: g, GradStride: cols, Scale: ones(rows)})
+			all := append(append(loss, lse...), g...)
+			if first == nil {
+				first = all
+				continue
+			}
+			for k := range all {
+				require.Equal(t, math.Float32bits(first[k]), math.Float32bits(all[k]), "%s, GOMAXPROCS=%d, element %d", impl.Name(), procs, k)
+			}
+		}
+	}
+}
+
+// TestProperties: shift invariance, bounds of lse, gradient rows summing
+// to 0, and ignored rows that do not matter.
+func TestProperties(t *testing.T) {
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 4))
+	for _, impl := range impls() {
+		// lse(x + c) = lse(x) + c on uniform rows, |c| up to 1e8.
+		for _, c := range []float32{0, 1, -1, 1e3, -1e3, 1e6, -1e6, 1e8, -1e8} {
+			for _, cols := range []int{1, 5, 50257} {
+				v := float32(rng.NormFloat64()) + c
+				x := make([]float32, cols)
+				for j := range x {
+					x[j] = v
+				}
+				dst := make([]float32, 1)
+				impl.LogSumExp(dst, x, 1, cols, cols)
+				want := float64(v) + math.Log(float64(cols))
+				require.InDelta(t, want, float64(dst[0]), 2e-7*math.Max(1, math.Abs(want)), "c=%g cols=%d", c, cols)
+			}
+		}
+		// max ≤ lse ≤ max + log V on random rows of every scale.
+		for _, sd := range []float64{1e-3, 1, 30, 1e4} {
+			const rows, cols = 20, 777
+			x := normal(rng, rows*cols, sd)
+			dst := make([]float32, rows)
+			impl.LogSumExp(dst, x, rows, cols, cols)
+			for i := range rows {
+				m := float32(math.Inf(-1))
+				for _, v := range x[i*cols : (i+1)*cols] {
+					m = max(m, v)
+				}
+				require.GreaterOrEqual(t, dst[i], m)
+				require.LessOrEqual(t, float64(dst[i]), float64(m)+math.Log(cols)+1e-6*math.Max(1, math.Abs(float64(m))))
+			}
+		}
+		// Gradient rows sum to ~0 (sum reduction, no options).
+		const rows, cols = 31, 4099
+		x := normal(rng, rows*cols, 3)
+		tg := targets(rng, rows, cols)
+		g := make([]float32, len(x))
+		impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Grad: g, GradStride: cols, Scale: ones(rows)})
+		for i := range rows {
+			s := 0.0
+			for _, v := range g[i*cols : (i+1)*cols] {
+				s += float64(v)
+			}
+			require.InDelta(t, 0, s, 1e-5, "row %d", i)
+		}
+		// Changing an ignored row changes nothing in the other rows.
+		tg[3], tg[17] = -1, -1
+		loss1 := make([]float32, rows)
+		impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Loss: loss1, Grad: g, GradStride: cols, Scale: ones(rows)})
+		g1 := append([]float32(nil), g...)
+		for j := range cols {
+			x[3*cols+j] = float32(rng.NormFloat64() * 100)
+			x[17*cols+j] = float32(math.NaN())
+		}
+		loss2 := make([]float32, rows)
+		impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Loss: loss2, Grad: g, GradStride: cols, Scale: ones(rows)})
+		require.Equal(t, loss1, loss2)
+		require.Equal(t, g1, g)
+		require.Zero(t, loss1[3])
+		for _, v := range g[3*cols : 4*cols] {
+			require.Zero(t, v)
+		}
+	}
+}
+
+// TestCrossCheck compares every implementation with the portable one at
+// lengths around every block size (4 and 8 lanes, Block, vector widths).
+func TestCrossCheck(t *testing.T) {
+	if cpu.SIMD == nil {
+		t.Skipf("no SIMD implementation in this build: %s", cpu.SIMDUnavailable())
+	}
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 5))
+	lengths := []int{1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 4097}
+	for _, cols := range lengths {
+		const rows = 6
+		x := normal(rng, rows*cols+3, 3)
+		tg := targets(rng, rows, cols)
+		var out [2][]float32
+		for k, impl := range []*cpu.Impl{cpu.Portable, cpu.SIMD} {
+			loss, lse := make([]float32, rows), make([]float32, rows)
+			corr := make([]bool, rows)
+			g := make([]float32, rows*cols)
+			p := problem(x, tg, rows, cols)
+			impl.CrossEntropy(p, &cpu.Out{Loss: loss, LSE: lse, Correct: corr, Grad: g, GradStride: cols, Scale: ones(rows)})
+			lse2 := make([]float32, rows)
+			impl.LogSumExp(lse2, x, rows, cols, cols)
+			require.Equal(t, lse, lse2, "%s: LogSumExp and CrossEntropy disagree", impl.Name())
+			out[k] = append(append(loss, lse...), g...)
+		}
+		for k := range out[0] {
+			require.InDelta(t, out[0][k], out[1][k], 2e-6*math.Max(1, math.Abs(float64(out[0][k]))), "cols %d, element %d", cols, k)
+		}
+	}
+}

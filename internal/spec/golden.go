@@ -1,0 +1,132 @@
+package spec
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"codeberg.org/sbinet/npyio"
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+)
+
+// GoldenDir is testdata/golden of the repository.
+func GoldenDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "golden")
+}
+
+type goldenCase struct {
+	Name    string `json:"name"`
+	Options struct {
+		IgnoreIndex    *int      `json:"ignore_index"`
+		LabelSmoothing float64   `json:"label_smoothing"`
+		ZLoss          float64   `json:"z_loss"`
+		Softcap        float64   `json:"softcap"`
+		Weights        []float32 `json:"weights"`
+	} `json:"options"`
+	Sum  *float64 `json:"sum"`  // null: NaN
+	Mean *float64 `json:"mean"` // null: NaN
+}
+
+func readNpy(t *testing.T, name string, ptr any) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(GoldenDir(), name))
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, npyio.Read(f, ptr), name)
+}
+
+// RunGolden checks dev against the PyTorch values written by
+// testdata/golden/gen.py: per-row losses, the sum and mean reductions and
+// the gradient of the sum, within tol·max(1, |golden|).
+func RunGolden(t *testing.T, dev device.Device, tol float64) {
+	b, err := os.ReadFile(filepath.Join(GoldenDir(), "cases.json"))
+	require.NoError(t, err)
+	// Python's json writes NaN and Infinity; the mean of nothing is NaN.
+	var doc struct {
+		Torch string       `json:"torch"`
+		Cases []goldenCase `json:"cases"`
+	}
+	require.NoError(t, json.Unmarshal(nanToNull(b), &doc))
+	require.NotEmpty(t, doc.Cases)
+	t.Logf("golden values from torch %s", doc.Torch)
+	ctx := context.Background()
+	for _, gc := range doc.Cases {
+		t.Run(gc.Name, func(t *testing.T) {
+			var x []float32
+			var tg []int64
+			var rows, grad []float64
+			readNpy(t, gc.Name+"_logits.npy", &x)
+			readNpy(t, gc.Name+"_targets.npy", &tg)
+			readNpy(t, gc.Name+"_rows.npy", &rows)
+			readNpy(t, gc.Name+"_grad.npy", &grad)
+			n := len(tg)
+			require.Len(t, rows, n)
+			cols := len(x) / n
+			targets := make([]int32, n)
+			for i, v := range tg {
+				targets[i] = int32(v)
+			}
+			opts := []batch.Option{batch.LabelSmoothing(gc.Options.LabelSmoothing), batch.ZLoss(gc.Options.ZLoss), batch.Softcap(gc.Options.Softcap)}
+			if gc.Options.IgnoreIndex != nil {
+				opts = append(opts, batch.IgnoreIndex(*gc.Options.IgnoreIndex))
+			}
+			if gc.Options.Weights != nil {
+				var w []float32
+				readNpy(t, gc.Name+"_weights.npy", &w)
+				opts = append(opts, batch.Weights(w))
+			}
+			m := batch.NewMatrix(x, n, cols)
+			none, err := batch.New(dev, append(opts, batch.Reduce(batch.None))...)
+			require.NoError(t, err)
+			r, err := none.Forward(ctx, m, targets)
+			require.NoError(t, err)
+			for i := range rows {
+				require.True(t, Close(r.Rows[i], rows[i], tol), "row %d: %v, torch %v", i, r.Rows[i], rows[i])
+			}
+			sum, err := batch.New(dev, append(opts, batch.Reduce(batch.Sum))...)
+			require.NoError(t, err)
+			g := make([]float32, len(x))
+			r, err = sum.ForwardBackward(ctx, m, targets, batch.NewMatrix(g, n, cols), nil)
+			require.NoError(t, err)
+			require.True(t, CloseF(r.Loss, orNaN(gc.Sum), tol), "sum %v, torch %v", r.Loss, orNaN(gc.Sum))
+			for k := range g {
+				require.True(t, Close(g[k], grad[k], tol), "grad[%d][%d] = %v, torch %v", k/cols, k%cols, g[k], grad[k])
+			}
+			mean, err := batch.New(dev, opts...)
+			require.NoError(t, err)
+			r, err = mean.Forward(ctx, m, targets)
+			require.NoError(t, err)
+			want := orNaN(gc.Mean)
+			require.True(t, CloseF(r.Loss, want, tol), "mean %v, torch %v", r.Loss, want)
+		})
+	}
+}
+
+// nanToNull turns Python's bare NaN into JSON null.
+func nanToNull(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if i+3 <= len(b) && string(b[i:i+3]) == "NaN" {
+			out = append(out, "null"...)
+			i += 2
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return out
+}
+
+func orNaN(v *float64) float64 {
+	if v == nil {
+		return math.NaN()
+	}
+	return *v
+}
