@@ -3,8 +3,12 @@ package device
 import (
 	"fmt"
 	"log"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/xentlab/xent/cpu"
 )
 
 // Backend is a registered device provider other than the CPU.
@@ -17,6 +21,48 @@ type Backend struct {
 	// Accelerators opens every GPU or accelerator the back end has; it
 	// returns none and a reason when there are none.
 	Accelerators func() ([]Device, error)
+	// List describes every device of the back end, or says why there are
+	// none.
+	List func() ([]Description, error)
+}
+
+// Description is one entry of List.
+type Description struct {
+	Spec    string      // what Open takes
+	Name    string      // the device's name
+	Details [][2]string // key, value pairs, in order
+}
+
+// List describes every device that Open can open: the CPU variants first,
+// then each back end's devices (or why it has none).
+func List() []Description {
+	var out []Description
+	variants := "portable"
+	if cpu.SIMD != nil {
+		variants += ", " + cpu.SIMD.Name()
+	}
+	out = append(out, Description{Spec: "cpu", Name: cpuName(), Details: [][2]string{
+		{"kind", "cpu"},
+		{"threads", strconv.Itoa(runtime.GOMAXPROCS(0))},
+		{"kernel", cpu.Default.Name() + " (available: " + variants + ")"},
+	}})
+	if cpu.SIMD == nil {
+		out[0].Details = append(out[0].Details, [2]string{"simd", cpu.SIMDUnavailable()})
+	}
+	mu.Lock()
+	bs := append([]Backend(nil), backends...)
+	mu.Unlock()
+	for _, b := range bs {
+		if b.List == nil {
+			continue
+		}
+		ds, err := b.List()
+		if err != nil {
+			out = append(out, Description{Spec: b.Name, Name: "(none: " + err.Error() + ")"})
+		}
+		out = append(out, ds...)
+	}
+	return out
 }
 
 var (

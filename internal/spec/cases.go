@@ -22,9 +22,9 @@ type Case struct {
 	Fill func(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int)
 }
 
-// normal fills x with N(0, sd²) and t with uniform targets, ignoring about
+// Normal fills x with N(0, sd²) and t with uniform targets, ignoring about
 // one row in ignoreEvery (0: none) with ignore.
-func normal(sd float64, ignoreEvery int, ignore int32) func(*rand.Rand, []float32, []int32, int, int, int) {
+func Normal(sd float64, ignoreEvery int, ignore int32) func(*rand.Rand, []float32, []int32, int, int, int) {
 	return func(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int) {
 		for i := range x {
 			x[i] = float32(rng.NormFloat64() * sd)
@@ -94,25 +94,25 @@ func Cases() []Case {
 			x := TextbookLogits()
 			return [][]float32{x[0:5], x[5:10], x[10:15], x[15:20]}
 		}(), Textbook.Targets)},
-		{Name: "normal3/423x507", Rows: 423, Cols: 507, Opts: def, Fill: normal(3, 10, -100)},
-		{Name: "strided/37x100+13", Rows: 37, Cols: 100, Stride: 113, Opts: def, Fill: normal(3, 5, -100)},
-		{Name: "V=1", Rows: 9, Cols: 1, Opts: def, Fill: normal(3, 4, -100)},
-		{Name: "V=1/smoothing", Rows: 3, Cols: 1, Opts: with(func(o *Opts) { o.Smoothing = 0.3 }), Fill: normal(3, 0, 0)},
-		{Name: "V=50257", Rows: 6, Cols: 50257, Opts: def, Fill: normal(3, 6, -100)},
-		{Name: "V=131075", Rows: 3, Cols: 131075, Opts: def, Fill: normal(3, 0, -100)},
-		{Name: "large-logits", Rows: 16, Cols: 333, Opts: def, Fill: normal(1e4, 0, -100)},
-		{Name: "empty", Rows: 0, Cols: 7, Opts: def, Fill: normal(1, 0, -100)},
-		{Name: "all-ignored", Rows: 5, Cols: 11, Opts: def, Fill: normal(3, 1, -100)},
-		{Name: "ignore-index-in-range", Rows: 50, Cols: 10, Opts: with(func(o *Opts) { o.Ignore = 3 }), Fill: normal(3, 0, -100)},
-		{Name: "smoothing", Rows: 61, Cols: 257, Opts: with(func(o *Opts) { o.Smoothing = 0.1 }), Fill: normal(3, 7, -100)},
-		{Name: "smoothing=1", Rows: 13, Cols: 64, Opts: with(func(o *Opts) { o.Smoothing = 1 }), Fill: normal(3, 7, -100)},
-		{Name: "weights", Rows: 77, Cols: 129, Opts: with(func(o *Opts) { o.Weights = weights(129) }), Fill: normal(3, 9, -100)},
-		{Name: "weights+smoothing", Rows: 40, Cols: 65, Opts: with(func(o *Opts) { o.Weights = weights(65); o.Smoothing = 0.2 }), Fill: normal(3, 9, -100)},
-		{Name: "zloss", Rows: 55, Cols: 300, Opts: with(func(o *Opts) { o.ZLoss = 1e-2 }), Fill: normal(3, 9, -100)},
-		{Name: "softcap", Rows: 30, Cols: 1000, Opts: with(func(o *Opts) { o.Softcap = 30 }), Fill: normal(40, 9, -100)},
+		{Name: "normal3/423x507", Rows: 423, Cols: 507, Opts: def, Fill: Normal(3, 10, -100)},
+		{Name: "strided/37x100+13", Rows: 37, Cols: 100, Stride: 113, Opts: def, Fill: Normal(3, 5, -100)},
+		{Name: "V=1", Rows: 9, Cols: 1, Opts: def, Fill: Normal(3, 4, -100)},
+		{Name: "V=1/smoothing", Rows: 3, Cols: 1, Opts: with(func(o *Opts) { o.Smoothing = 0.3 }), Fill: Normal(3, 0, 0)},
+		{Name: "V=50257", Rows: 6, Cols: 50257, Opts: def, Fill: Normal(3, 6, -100)},
+		{Name: "V=131075", Rows: 3, Cols: 131075, Opts: def, Fill: Normal(3, 0, -100)},
+		{Name: "large-logits", Rows: 16, Cols: 333, Opts: def, Fill: Normal(1e4, 0, -100)},
+		{Name: "empty", Rows: 0, Cols: 7, Opts: def, Fill: Normal(1, 0, -100)},
+		{Name: "all-ignored", Rows: 5, Cols: 11, Opts: def, Fill: Normal(3, 1, -100)},
+		{Name: "ignore-index-in-range", Rows: 50, Cols: 10, Opts: with(func(o *Opts) { o.Ignore = 3 }), Fill: Normal(3, 0, -100)},
+		{Name: "smoothing", Rows: 61, Cols: 257, Opts: with(func(o *Opts) { o.Smoothing = 0.1 }), Fill: Normal(3, 7, -100)},
+		{Name: "smoothing=1", Rows: 13, Cols: 64, Opts: with(func(o *Opts) { o.Smoothing = 1 }), Fill: Normal(3, 7, -100)},
+		{Name: "weights", Rows: 77, Cols: 129, Opts: with(func(o *Opts) { o.Weights = weights(129) }), Fill: Normal(3, 9, -100)},
+		{Name: "weights+smoothing", Rows: 40, Cols: 65, Opts: with(func(o *Opts) { o.Weights = weights(65); o.Smoothing = 0.2 }), Fill: Normal(3, 9, -100)},
+		{Name: "zloss", Rows: 55, Cols: 300, Opts: with(func(o *Opts) { o.ZLoss = 1e-2 }), Fill: Normal(3, 9, -100)},
+		{Name: "softcap", Rows: 30, Cols: 1000, Opts: with(func(o *Opts) { o.Softcap = 30 }), Fill: Normal(40, 9, -100)},
 		{Name: "everything", Rows: 33, Cols: 517, Opts: with(func(o *Opts) {
 			o.Softcap, o.ZLoss, o.Smoothing, o.Weights, o.Ignore = 15, 1e-3, 0.05, weights(517), 7
-		}), Fill: normal(10, 6, 7)},
+		}), Fill: Normal(10, 6, 7)},
 		{Name: "edges", Rows: 9, Cols: 6, Opts: def, Fill: rowsOf([][]float32{
 			{1, 2, inf, 0, 0, 0},                 // +Inf: NaN
 			{ninf, ninf, ninf, ninf, ninf, ninf}, // all -Inf: NaN
@@ -132,7 +132,7 @@ func Cases() []Case {
 	// OpenCL vectors of 4 and work-groups up to 256 (×4 per item).
 	for _, n := range []int{2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
 		255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 2047, 2048, 2049} {
-		cs = append(cs, Case{Name: "len", Rows: 5, Cols: n, Opts: def, Fill: normal(3, 0, -100)})
+		cs = append(cs, Case{Name: "len", Rows: 5, Cols: n, Opts: def, Fill: Normal(3, 0, -100)})
 	}
 	return cs
 }

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+
+	"codeberg.org/sbinet/npyio"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/npyfile"
+)
+
+// chunkBytes is the size of the logit chunk eval holds in memory.
+const chunkBytes = 64 << 20
+
+type evalOut struct {
+	Loss       *float64 `json:"loss"`
+	Sum        *float64 `json:"sum"`
+	Tokens     int64    `json:"tokens"`
+	Ignored    int64    `json:"ignored"`
+	Perplexity *float64 `json:"perplexity"`
+	Accuracy   *float64 `json:"accuracy"`
+	ZLoss      *float64 `json:"z_loss"`
+	Device     string   `json:"device"`
+}
+
+// num is v, or nil (JSON null) when v is NaN or infinite.
+func num(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// eval streams a logit dump in row chunks and prints its loss.
+func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
+	logits := fs.String("logits", "", "logits `L.npy`: 2-D [rows × vocab] float32, float64 or float16")
+	targets := fs.String("targets", "", "targets `T.npy`: 1-D int32 or int64, one per row")
+	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float, one per class (optional)")
+	dev := fs.String("device", "auto", "device: auto, cpu, opencl, opencl:P:D, all")
+	ignore := fs.Int("ignore-index", batch.DefaultIgnoreIndex, "target value of rows not counted")
+	smoothing := fs.Float64("label-smoothing", 0, "label smoothing ε in [0, 1]")
+	zloss := fs.Float64("z-loss", 0, "z-loss λ ≥ 0 (adds λ·lse² per counted row)")
+	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
+	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (float32)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if *logits == "" || *targets == "" {
+		fmt.Fprintln(stderr, "xent eval: --logits and --targets are required")
+		fs.Usage()
+		return errUsage
+	}
+
+	lf, err := npyfile.Open(*logits)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	rows, cols, err := lf.Matrix()
+	if err != nil {
+		return err
+	}
+	tf, err := npyfile.Open(*targets)
+	if err != nil {
+		return err
+	}
+	tg, err := tf.Targets()
+	tf.Close()
+	if err != nil {
+		return err
+	}
+	if len(tg) != rows {
+		return fmt.Errorf("%s: expected %d targets to match the %d rows of %s, got %d", *targets, rows, rows, *logits, len(tg))
+	}
+	for i, t := range tg {
+		if int(t) != *ignore && (t < 0 || int(t) >= cols) {
+			return fmt.Errorf("%s: target %d out of bounds [0, %d) at row %d (ignore index %d)", *targets, t, cols, i, *ignore)
+		}
+	}
+	opts := []batch.Option{batch.IgnoreIndex(*ignore), batch.LabelSmoothing(*smoothing), batch.ZLoss(*zloss), batch.Softcap(*softcap)}
+	if *weights != "" {
+		wf, err := npyfile.Open(*weights)
+		if err != nil {
+			return err
+		}
+		w, err := wf.Vector()
+		wf.Close()
+		if err != nil {
+			return err
+		}
+		if len(w) != cols {
+			return fmt.Errorf("%s: expected %d class weights to match the %d columns of %s, got %d", *weights, cols, cols, *logits, len(w))
+		}
+		opts = append(opts, batch.Weights(w))
+	}
+	if *rowsOut != "" {
+		opts = append(opts, batch.KeepRows())
+	}
+
+	d, err := device.Open(*dev)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	ce, err := batch.New(d, opts...)
+	if err != nil {
+		return err
+	}
+
+	var st batch.Stats
+	var perRow []float32
+	if *rowsOut != "" {
+		perRow = make([]float32, 0, rows)
+	}
+	step := max(1, chunkBytes/4/max(cols, 1))
+	buf := make([]float32, min(step, rows)*cols)
+	bar := newProgress(stderr, int64(rows))
+	for lo := 0; lo < rows; lo += step {
+		hi := min(rows, lo+step)
+		if err := lf.Rows(buf, lo, hi); err != nil {
+			return err
+		}
+		r, err := ce.Forward(ctx, batch.NewMatrix(buf[:(hi-lo)*cols], hi-lo, cols), tg[lo:hi])
+		if err != nil {
+			return err
+		}
+		st.Merge(r.Stats)
+		perRow = append(perRow, r.Rows...)
+		bar.add(int64(hi - lo))
+	}
+	bar.finish()
+	if *rowsOut != "" {
+		if err := writeNpy(*rowsOut, perRow); err != nil {
+			return err
+		}
+	}
+
+	info := d.Info()
+	devName := fmt.Sprintf("%s (%s, %s)", info.Spec, info.Name, info.Kernel)
+	if *asJSON {
+		out := evalOut{Loss: num(st.Mean()), Sum: num(st.Sum), Tokens: st.Counted, Ignored: st.Ignored(),
+			Perplexity: num(st.Perplexity()), Accuracy: num(st.Accuracy()), ZLoss: num(st.ZLoss), Device: devName}
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(out)
+	}
+	fmt.Fprintf(stdout, "loss        %.6f nats (mean over %d tokens)\n", st.Mean(), st.Counted)
+	fmt.Fprintf(stdout, "perplexity  %.4f\n", st.Perplexity())
+	fmt.Fprintf(stdout, "accuracy    %.4f (top-1)\n", st.Accuracy())
+	fmt.Fprintf(stdout, "tokens      %d counted, %d ignored (ignore index %d)\n", st.Counted, st.Ignored(), *ignore)
+	fmt.Fprintf(stdout, "sum         %.6f\n", st.Sum)
+	fmt.Fprintf(stdout, "z-loss      %.6f\n", st.ZLoss)
+	fmt.Fprintf(stdout, "device      %s\n", devName)
+	return nil
+}
+
+// writeNpy writes v as a float32 .npy file through a temporary file in
+// the same directory, renamed into place only when complete.
+func writeNpy(path string, v []float32) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".xent-*.npy.tmp")
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = npyio.Write(tmp, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("%s: %w", path, errors.Unwrap(err))
+	}
+	return nil
+}

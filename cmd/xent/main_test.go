@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"codeberg.org/sbinet/npyio"
+	"github.com/stretchr/testify/require"
+)
+
+func fixture(name string) string { return filepath.Join("..", "..", "testdata", "npy", name) }
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(context.Background(), args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestDemo(t *testing.T) {
+	code, out, _ := runCmd("demo")
+	require.Equal(t, 0, code)
+	for _, want := range []string{"1.609", "0.511", "0.916", "0.223", "mean loss  0.815", "perplexity 2.26", "0.200", "0.600", "0.400", "0.800"} {
+		require.Contains(t, out, want)
+	}
+}
+
+func TestEvalMatchesPyTorch(t *testing.T) {
+	var exp struct {
+		Mean     float64   `json:"mean"`
+		Accuracy float64   `json:"accuracy"`
+		Tokens   int64     `json:"tokens"`
+		Rows     []float64 `json:"rows"`
+	}
+	b, err := os.ReadFile(fixture("expected.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &exp))
+	for _, logits := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f64.npy", "logits_f32_fortran.npy", "logits_f32_bigendian.npy"} {
+		for _, targets := range []string{"targets_i64.npy", "targets_i32.npy"} {
+			rowsOut := filepath.Join(t.TempDir(), "rows.npy")
+			code, out, errOut := runCmd("eval", "--logits", fixture(logits), "--targets", fixture(targets), "--device", "cpu", "--json", "--rows-out", rowsOut)
+			require.Equal(t, 0, code, errOut)
+			var got map[string]any
+			require.NoError(t, json.Unmarshal([]byte(out), &got))
+			require.Equal(t, 1, strings.Count(strings.TrimSpace(out), "\n")+1, "exactly one JSON line")
+			for _, k := range []string{"loss", "sum", "tokens", "ignored", "perplexity", "accuracy", "z_loss", "device"} {
+				require.Contains(t, got, k)
+			}
+			require.InDelta(t, exp.Mean, got["loss"], 1e-5*exp.Mean, logits)
+			require.InDelta(t, exp.Accuracy, got["accuracy"], 1e-12)
+			require.EqualValues(t, exp.Tokens, got["tokens"])
+			require.EqualValues(t, 2, got["ignored"])
+			f, err := os.Open(rowsOut)
+			require.NoError(t, err)
+			var rows []float32
+			require.NoError(t, npyio.Read(f, &rows))
+			f.Close()
+			require.Len(t, rows, len(exp.Rows))
+			for i := range rows {
+				require.InDelta(t, exp.Rows[i], rows[i], 1e-5*max(1, exp.Rows[i]))
+			}
+		}
+	}
+}
+
+func writeNpyFile(t *testing.T, dir, name string, v any) string {
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	require.NoError(t, err)
+	require.NoError(t, npyio.Write(f, v))
+	require.NoError(t, f.Close())
+	return p
+}
+
+func TestEvalAllIgnoredIsNull(t *testing.T) {
+	dir := t.TempDir()
+	l := writeNpyFile(t, dir, "l.npy", [2][3]float32{})
+	tg := writeNpyFile(t, dir, "t.npy", []int64{-100, -100})
+	code, out, errOut := runCmd("eval", "--logits", l, "--targets", tg, "--device", "cpu", "--json")
+	require.Equal(t, 0, code, errOut)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &got))
+	require.Nil(t, got["loss"])
+	require.Nil(t, got["perplexity"])
+	require.Nil(t, got["accuracy"])
+	require.EqualValues(t, 0, got["sum"])
+	require.EqualValues(t, 2, got["ignored"])
+}
+
+// TestEvalHostileFiles: each bad file exits 1 with one line naming the file
+// and the problem, and leaves the rows output alone.
+func TestEvalHostileFiles(t *testing.T) {
+	dir := t.TempDir()
+	good, goodT := fixture("logits_f32.npy"), fixture("targets_i64.npy")
+	data, err := os.ReadFile(good)
+	require.NoError(t, err)
+	mk := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+		return p
+	}
+	truncated := mk("truncated.npy", data[:len(data)-7])
+	lying := mk("lying.npy", bytes.Replace(data, []byte("(13, 29)"), []byte("(99, 29)"), 1))
+	garbage := mk("garbage.npy", []byte("this is not a numpy file at all, just text\n"))
+	empty := mk("empty.npy", nil)
+	noNewline := mk("nonl.npy", append([]byte("\x93NUMPY\x01\x00\x10\x00"), []byte("{'descr': '<f4'}")...))
+	badT := writeNpyFile(t, dir, "badt.npy", []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 29})
+	shortT := writeNpyFile(t, dir, "shortt.npy", []int64{0, 1})
+	cases := []struct {
+		logits, targets, want string
+	}{
+		{truncated, goodT, "truncated"},
+		{lying, goodT, "truncated"},
+		{garbage, goodT, "not a .npy file"},
+		{empty, goodT, "empty file"},
+		{noNewline, goodT, "malformed .npy header"},
+		{fixture("logits_i8.npy"), goodT, "logits must be float16, float32 or float64, got int8"},
+		{fixture("logits_3d.npy"), goodT, "logits must be 2-D"},
+		{good, fixture("targets_f32.npy"), "targets must be int32 or int64, got float32"},
+		{good, fixture("targets_2d.npy"), "targets must be 1-D"},
+		{good, badT, "target 29 out of bounds [0, 29) at row 12"},
+		{good, shortT, "expected 13 targets to match the 13 rows"},
+		{filepath.Join(dir, "missing.npy"), goodT, "no such file"},
+		{dir, goodT, "is a directory"},
+	}
+	for _, c := range cases {
+		rowsOut := filepath.Join(dir, "rows.npy")
+		require.NoError(t, os.WriteFile(rowsOut, []byte("keep"), 0o644))
+		code, out, errOut := runCmd("eval", "--logits", c.logits, "--targets", c.targets, "--device", "cpu", "--rows-out", rowsOut)
+		require.Equal(t, 1, code, "%s: %s", c.want, errOut)
+		require.Empty(t, out)
+		require.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+		require.Contains(t, errOut, c.want)
+		named := strings.Contains(errOut, filepath.Base(c.logits)) || strings.Contains(errOut, filepath.Base(c.targets))
+		require.True(t, named, "the message names the file: %s", errOut)
+		b, err := os.ReadFile(rowsOut)
+		require.NoError(t, err)
+		require.Equal(t, "keep", string(b), "rows output untouched")
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			require.False(t, strings.HasSuffix(e.Name(), ".tmp"), "temporary file left: %s", e.Name())
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	code, _, errOut := runCmd()
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "usage")
+	code, _, errOut = runCmd("frobnicate")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "unknown command")
+	code, _, errOut = runCmd("eval", "--logits", "x.npy")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--targets are required")
+}

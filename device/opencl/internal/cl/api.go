@@ -1,0 +1,343 @@
+package cl
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+func l() *lib { return loaded }
+
+// Platforms returns the OpenCL platforms; none is not an error.
+func Platforms() ([]Platform, error) {
+	if err := Load(); err != nil {
+		return nil, err
+	}
+	var n uint32
+	if st := l().getPlatformIDs(0, nil, &n); st != 0 {
+		if Status(st) == -1001 { // the ICD loader found no vendor
+			return nil, nil
+		}
+		return nil, fmt.Errorf("clGetPlatformIDs: %w", Status(st))
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	ps := make([]Platform, n)
+	if err := check(l().getPlatformIDs(n, &ps[0], nil)); err != nil {
+		return nil, fmt.Errorf("clGetPlatformIDs: %w", err)
+	}
+	return ps, nil
+}
+
+// info reads a variable-size info value through get.
+func info(get func(size uintptr, v unsafe.Pointer, sret *uintptr) int32) ([]byte, error) {
+	var n uintptr
+	if err := check(get(0, nil, &n)); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	b := make([]byte, n)
+	if err := check(get(n, unsafe.Pointer(&b[0]), nil)); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func cstring(b []byte) string { return strings.TrimSpace(strings.TrimRight(string(b), "\x00")) }
+
+// Info returns a string info value of the platform.
+func (p Platform) Info(param uint32) (string, error) {
+	b, err := info(func(size uintptr, v unsafe.Pointer, sret *uintptr) int32 {
+		return l().getPlatformInfo(p, param, size, v, sret)
+	})
+	return cstring(b), err
+}
+
+// Devices returns the devices of the given type; none is not an error.
+func (p Platform) Devices(typ uint64) ([]Device, error) {
+	var n uint32
+	if st := l().getDeviceIDs(p, typ, 0, nil, &n); st != 0 {
+		if Status(st) == -1 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("clGetDeviceIDs: %w", Status(st))
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	ds := make([]Device, n)
+	if err := check(l().getDeviceIDs(p, typ, n, &ds[0], nil)); err != nil {
+		return nil, fmt.Errorf("clGetDeviceIDs: %w", err)
+	}
+	return ds, nil
+}
+
+func (d Device) raw(param uint32) ([]byte, error) {
+	return info(func(size uintptr, v unsafe.Pointer, sret *uintptr) int32 {
+		return l().getDeviceInfo(d, param, size, v, sret)
+	})
+}
+
+// String returns a string info value of the device.
+func (d Device) String(param uint32) (string, error) {
+	b, err := d.raw(param)
+	return cstring(b), err
+}
+
+// Uint returns an integer info value of the device (cl_uint, cl_ulong,
+// size_t or a bitfield), whatever its width.
+func (d Device) Uint(param uint32) (uint64, error) {
+	b, err := d.raw(param)
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	for i := len(b) - 1; i >= 0; i-- { // little-endian hosts
+		v = v<<8 | uint64(b[i])
+	}
+	return v, nil
+}
+
+// CreateContext creates a context on one device.
+func CreateContext(d Device) (Context, error) {
+	var st int32
+	c := l().createContext(nil, 1, &d, 0, 0, &st)
+	if st != 0 {
+		return 0, fmt.Errorf("clCreateContext: %w", Status(st))
+	}
+	live.Add(1)
+	return c, nil
+}
+
+// Release releases the context.
+func (c Context) Release() error { live.Add(-1); return check(l().releaseContext(c)) }
+
+// CreateQueue creates an in-order command queue.
+func CreateQueue(c Context, d Device, props uint64) (Queue, error) {
+	var st int32
+	q := l().createCommandQueue(c, d, props, &st)
+	if st != 0 {
+		return 0, fmt.Errorf("clCreateCommandQueue: %w", Status(st))
+	}
+	live.Add(1)
+	return q, nil
+}
+
+// Release releases the queue.
+func (q Queue) Release() error { live.Add(-1); return check(l().releaseCommandQueue(q)) }
+
+// Finish waits for everything enqueued on q.
+func (q Queue) Finish() error { return check(l().finish(q)) }
+
+// Flush submits what is enqueued on q.
+func (q Queue) Flush() error { return check(l().flush(q)) }
+
+// CreateBuffer creates a device buffer of size bytes.
+func CreateBuffer(c Context, flags uint64, size int) (Mem, error) {
+	var st int32
+	m := l().createBuffer(c, flags, uintptr(size), nil, &st)
+	if st != 0 {
+		return 0, fmt.Errorf("clCreateBuffer(%d bytes): %w", size, Status(st))
+	}
+	live.Add(1)
+	return m, nil
+}
+
+// Release releases the buffer.
+func (m Mem) Release() error { live.Add(-1); return check(l().releaseMemObject(m)) }
+
+// BuildProgram compiles src for d with the build options opts. On failure
+// the error is a *BuildError carrying the log.
+func BuildProgram(c Context, d Device, src, opts string) (Program, error) {
+	s := append([]byte(src), 0)
+	ps := &s[0]
+	n := uintptr(len(src))
+	var st int32
+	p := l().createProgramWithSource(c, 1, &ps, &n, &st)
+	runtime.KeepAlive(s)
+	if st != 0 {
+		return 0, fmt.Errorf("clCreateProgramWithSource: %w", Status(st))
+	}
+	live.Add(1)
+	o := append([]byte(opts), 0)
+	st = l().buildProgram(p, 1, &d, &o[0], 0, 0)
+	runtime.KeepAlive(o)
+	if st != 0 {
+		b, _ := info(func(size uintptr, v unsafe.Pointer, sret *uintptr) int32 {
+			return l().getProgramBuildInfo(p, d, ProgramBuildLog, size, v, sret)
+		})
+		p.Release()
+		return 0, &BuildError{Status: Status(st), Options: opts, Log: cstring(b)}
+	}
+	return p, nil
+}
+
+// Release releases the program.
+func (p Program) Release() error { live.Add(-1); return check(l().releaseProgram(p)) }
+
+// CreateKernel creates the kernel called name.
+func CreateKernel(p Program, name string) (Kernel, error) {
+	b := append([]byte(name), 0)
+	var st int32
+	k := l().createKernel(p, &b[0], &st)
+	runtime.KeepAlive(b)
+	if st != 0 {
+		return 0, fmt.Errorf("clCreateKernel(%s): %w", name, Status(st))
+	}
+	live.Add(1)
+	return k, nil
+}
+
+// Release releases the kernel.
+func (k Kernel) Release() error { live.Add(-1); return check(l().releaseKernel(k)) }
+
+// SetArgs sets the kernel's arguments in order: Mem, uint64, int32,
+// uint32 or float32 values.
+func (k Kernel) SetArgs(args ...any) error {
+	for i, a := range args {
+		var st int32
+		switch v := a.(type) {
+		case Mem:
+			st = l().setKernelArg(k, uint32(i), unsafe.Sizeof(v), unsafe.Pointer(&v))
+		case uint64:
+			st = l().setKernelArg(k, uint32(i), 8, unsafe.Pointer(&v))
+		case int32:
+			st = l().setKernelArg(k, uint32(i), 4, unsafe.Pointer(&v))
+		case uint32:
+			st = l().setKernelArg(k, uint32(i), 4, unsafe.Pointer(&v))
+		case float32:
+			st = l().setKernelArg(k, uint32(i), 4, unsafe.Pointer(&v))
+		default:
+			return fmt.Errorf("cl: kernel argument %d has unsupported type %T", i, a)
+		}
+		if st != 0 {
+			return fmt.Errorf("clSetKernelArg(%d): %w", i, Status(st))
+		}
+	}
+	return nil
+}
+
+// WorkGroupSize returns the largest work-group size the kernel can run with on d.
+func (k Kernel) WorkGroupSize(d Device) (int, error) {
+	var v uintptr
+	if err := check(l().getKernelWorkGroupInfo(k, d, KernelWorkGroupSize, unsafe.Sizeof(v), unsafe.Pointer(&v), nil)); err != nil {
+		return 0, fmt.Errorf("clGetKernelWorkGroupInfo: %w", err)
+	}
+	return int(v), nil
+}
+
+func waitList(wait []Event) (uint32, *Event) {
+	if len(wait) == 0 {
+		return 0, nil
+	}
+	return uint32(len(wait)), &wait[0]
+}
+
+// NDRange enqueues k over groups work-groups of local work-items (1-D)
+// after the events in wait, and returns its event.
+func (q Queue) NDRange(k Kernel, groups, local int, wait []Event) (Event, error) {
+	g, lo := uintptr(groups*local), uintptr(local)
+	n, w := waitList(wait)
+	var ev Event
+	if err := check(l().enqueueNDRangeKernel(q, k, 1, nil, &g, &lo, n, w, &ev)); err != nil {
+		return 0, fmt.Errorf("clEnqueueNDRangeKernel(%d×%d): %w", groups, local, err)
+	}
+	live.Add(1)
+	return ev, nil
+}
+
+// pins keeps the host memory of non-blocking transfers pinned until their
+// event is released.
+var pins sync.Map // Event → *runtime.Pinner
+
+// Write copies src into m at byte offset off after the events in wait. A
+// non-blocking write keeps src pinned until the returned event is released.
+func Write[T any](q Queue, m Mem, blocking bool, off int, src []T, wait []Event) (Event, error) {
+	return q.transfer(l().enqueueWriteBuffer, "clEnqueueWriteBuffer", m, blocking, off, unsafe.Pointer(unsafe.SliceData(src)), len(src)*int(unsafe.Sizeof(*new(T))), wait)
+}
+
+// Read copies from m at byte offset off into dst; see Write.
+func Read[T any](q Queue, m Mem, blocking bool, off int, dst []T, wait []Event) (Event, error) {
+	return q.transfer(l().enqueueReadBuffer, "clEnqueueReadBuffer", m, blocking, off, unsafe.Pointer(unsafe.SliceData(dst)), len(dst)*int(unsafe.Sizeof(*new(T))), wait)
+}
+
+type enqueueFn = func(q Queue, m Mem, blocking uint32, off, size uintptr, p unsafe.Pointer, nwait uint32, wait *Event, ev *Event) int32
+
+func (q Queue) transfer(f enqueueFn, name string, m Mem, blocking bool, off int, p unsafe.Pointer, size int, wait []Event) (Event, error) {
+	var ev Event
+	if size == 0 {
+		return 0, nil
+	}
+	var pin *runtime.Pinner
+	b := uint32(1)
+	if !blocking {
+		b = 0
+		pin = new(runtime.Pinner)
+		pin.Pin(p)
+	}
+	n, w := waitList(wait)
+	if err := check(f(q, m, b, uintptr(off), uintptr(size), p, n, w, &ev)); err != nil {
+		if pin != nil {
+			pin.Unpin()
+		}
+		return 0, fmt.Errorf("%s(%d bytes at %d): %w", name, size, off, err)
+	}
+	live.Add(1)
+	if pin != nil {
+		pins.Store(ev, pin)
+	}
+	return ev, nil
+}
+
+// Wait waits for the events (zero events are skipped).
+func Wait(evs ...Event) error {
+	var w []Event
+	for _, e := range evs {
+		if e != 0 {
+			w = append(w, e)
+		}
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	if err := check(l().waitForEvents(uint32(len(w)), &w[0])); err != nil {
+		return fmt.Errorf("clWaitForEvents: %w", err)
+	}
+	return nil
+}
+
+// Release waits for the event, releases it and unpins the host memory of
+// its transfer. A zero event is ignored.
+func (e Event) Release() error {
+	if e == 0 {
+		return nil
+	}
+	werr := Wait(e)
+	live.Add(-1)
+	err := check(l().releaseEvent(e))
+	if p, ok := pins.LoadAndDelete(e); ok {
+		p.(*runtime.Pinner).Unpin()
+	}
+	if werr != nil {
+		return werr
+	}
+	return err
+}
+
+// Duration returns the event's execution time in nanoseconds (its queue
+// must have profiling enabled).
+func (e Event) Duration() (int64, error) {
+	var start, end uint64
+	if err := check(l().getEventProfilingInfo(e, ProfilingStart, 8, unsafe.Pointer(&start), nil)); err != nil {
+		return 0, err
+	}
+	if err := check(l().getEventProfilingInfo(e, ProfilingEnd, 8, unsafe.Pointer(&end), nil)); err != nil {
+		return 0, err
+	}
+	return int64(end - start), nil
+}

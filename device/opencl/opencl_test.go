@@ -1,0 +1,121 @@
+package opencl_test
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
+	. "github.com/xentlab/xent/device/opencl"
+	"github.com/xentlab/xent/internal/spec"
+)
+
+// openTest opens the OpenCL device the tests run on: $XENT_TEST_OPENCL
+// (a spec argument such as "0:0"), else the first device of any kind. With
+// XENT_REQUIRE_OPENCL=1 a missing device fails the test; otherwise it skips
+// with a one-line reason.
+func openTest(t *testing.T) *Device {
+	t.Helper()
+	dev, err := Open(os.Getenv("XENT_TEST_OPENCL"))
+	if err != nil {
+		if os.Getenv("XENT_REQUIRE_OPENCL") == "1" {
+			t.Fatalf("XENT_REQUIRE_OPENCL=1 but no OpenCL device: %v", err)
+		}
+		t.Skipf("no OpenCL device: %v", err)
+	}
+	d := dev.(*Device)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestSpecOpenCL(t *testing.T) {
+	d := openTest(t)
+	t.Logf("device %s: %s, %s", d.Info().Spec, d.Info().Name, d.Info().Platform)
+	spec.Run(t, d, 1e-5)
+}
+
+func TestGoldenOpenCL(t *testing.T) {
+	spec.RunGolden(t, openTest(t), 1e-5)
+}
+
+// TestChunked forces many small chunk buffers (the double-buffered path)
+// and strided gradients, against the CPU device.
+func TestChunked(t *testing.T) {
+	d := openTest(t)
+	d.ChunkBytes = 3 * 1000 * 4 // three rows of 1000 floats per chunk
+	spec.RunCase(t, d, spec.Case{Name: "chunked", Rows: 41, Cols: 997, Stride: 1000, Opts: spec.Opts{Ignore: -100, Smoothing: 0.1, ZLoss: 1e-3}, Fill: spec.Normal(3, 5, -100)}, rand.Uint64(), 1e-5)
+	spec.RunCase(t, d, spec.Case{Name: "chunked-one-row", Rows: 7, Cols: 2999, Opts: spec.Opts{Ignore: -100}, Fill: spec.Normal(3, 5, -100)}, rand.Uint64(), 1e-5)
+	_, err := ChunkRowsOf(d, 1, 4000, 4000)
+	require.ErrorIs(t, err, ErrTooLarge)
+}
+
+// TestOffsets64 checks the kernels' 64-bit offset arithmetic: the logits'
+// row numbers start at 2^28 with a stride of 64, so (row_base+row)*stride
+// passes 2^34 and only the subtraction of the base brings it back.
+func TestOffsets64(t *testing.T) {
+	d := openTest(t)
+	SetRowBase(d, 1<<28)
+	defer SetRowBase(d, 0)
+	spec.RunCase(t, d, spec.Case{Name: "offsets64", Rows: 9, Cols: 61, Stride: 64, Opts: spec.Opts{Ignore: -100}, Fill: spec.Normal(3, 4, -100)}, rand.Uint64(), 1e-5)
+}
+
+// TestVersusCPU: OpenCL and CPU per-row losses within 2e-5·max(1, |cpu|),
+// gradients within 2e-5, on a large vocabulary.
+func TestVersusCPU(t *testing.T) {
+	d := openTest(t)
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
+	const rows, cols = 24, 50257
+	x := make([]float32, rows*cols)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * 3)
+	}
+	tg := make([]int32, rows)
+	for i := range tg {
+		tg[i] = int32(rng.IntN(cols))
+	}
+	res := func(dev device.Device) ([]float32, []float32) {
+		l, err := batch.New(dev, batch.Reduce(batch.None), batch.LabelSmoothing(0.05))
+		require.NoError(t, err)
+		g := make([]float32, len(x))
+		r, err := l.ForwardBackward(context.Background(), batch.NewMatrix(x, rows, cols), tg, batch.NewMatrix(g, rows, cols), nil)
+		require.NoError(t, err)
+		return r.Rows, g
+	}
+	lc, gc := res(device.NewCPU(cpu.Portable))
+	lo, goo := res(d)
+	for i := range lc {
+		require.InDelta(t, lc[i], lo[i], 2e-5*math.Max(1, math.Abs(float64(lc[i]))), "row %d", i)
+	}
+	for k := range gc {
+		require.InDelta(t, gc[k], goo[k], 2e-5, "grad %d", k)
+	}
+}
+
+// TestLiveObjects: every OpenCL object is released after Close.
+func TestLiveObjects(t *testing.T) {
+	before := Live()
+	d := openTest(t)
+	l, err := batch.New(d)
+	require.NoError(t, err)
+	x := make([]float32, 5*33)
+	_, err = l.ForwardBackward(context.Background(), batch.NewMatrix(x, 5, 33), []int32{1, 2, 3, 4, 5}, batch.NewMatrix(x, 5, 33), nil)
+	require.NoError(t, err)
+	require.NoError(t, d.Close())
+	require.NoError(t, d.Close(), "Close twice is fine")
+	require.Equal(t, before, Live(), "live OpenCL objects after Close")
+	_, err = l.Forward(context.Background(), batch.NewMatrix(x, 5, 33), []int32{1, 2, 3, 4, 5})
+	require.ErrorIs(t, err, device.ErrClosed)
+}
+
+func TestOpenErrors(t *testing.T) {
+	_, err := device.Open("opencl:99:0")
+	require.Error(t, err)
+	_, err = device.Open("opencl:x")
+	require.Error(t, err)
+}

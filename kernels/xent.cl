@@ -1,0 +1,239 @@
+/*
+ * xent.cl: softmax cross-entropy over the rows of a float32 matrix.
+ *
+ * Algorithm. One work-group computes one row. Each work-item walks its
+ * share of the row, four logits at a time (vload4 from a 4-byte aligned
+ * address: rows are not 16-byte aligned when the vocabulary is odd; the
+ * cols % 4 tail is scalar), and keeps an online (max m, sum s = Σ exp(z-m),
+ * argmax) triple: a larger z rescales s by exp(m_old - z). The triples of
+ * the work-items are merged in local memory by a tree of WG/2, WG/4, ...
+ * steps, the max with the smallest index winning ties. Barriers are
+ * unconditional (every work-item reaches every barrier): NVIDIA's OpenCL
+ * and PoCL 3.1 have neither subgroups nor work-group collectives, and PoCL
+ * miscompiles barriers in divergent code. The max starts at -FLT_MAX, not
+ * -INFINITY: -inf - (-inf) is NaN, -inf - (-FLT_MAX) is -inf, exp gives 0.
+ *
+ * From m and s: lse = m + log s and, relative to the max as PyTorch's
+ * log_softmax, loss = (1-eps)*w_t*((m - z_t) + log s)
+ *                   + (eps/C)*(W*log s - Σ_j w_j*(z_j - m)) + lambda*lse^2.
+ * The smoothing sum Σ w_j (z_j - m) is carried online with Σ w_j, rescaled
+ * when m moves. A row with +inf (m = +inf) or only -inf (s = 0) gives NaN.
+ *
+ * The fused kernel then makes a second pass over the row (from cache) and
+ * writes dL/dz_j = scale*(a*exp(z_j - m) - b*w_j) with a = A/s, in place
+ * or to another buffer; the target column comes from
+ * p_t - 1 = expm1((z_t - m) - log s), so nothing cancels as p_t -> 1.
+ * With a soft cap, z <- cap*tanh(z/cap) on load and the gradient is
+ * multiplied by 1 - (z/cap)^2.
+ *
+ * All offsets are size_t: (row_base + row) * stride - base_off, so that
+ * matrices past 2^31 elements index correctly (row_base/base_off let the
+ * host run chunks and let tests check the arithmetic without 8 GB).
+ * No -cl-fast-relaxed-math: it assumes no infinities.
+ *
+ * Tunables (-D): WG, the work-group size (a power of two); UNROLL, the
+ * float4 loads in flight per work-item and loop step.
+ */
+#ifndef WG
+#define WG 256
+#endif
+#ifndef UNROLL
+#define UNROLL 2
+#endif
+
+typedef struct {
+    float m, s, d, w; /* max, Σ exp(z-m), Σ w (z-m), Σ w */
+    int idx;
+} acc_t;
+
+/* Optional features are uniform run-time flags: one program serves all. */
+#define F_SMOOTH 1
+#define F_WEIGHTS 2
+#define F_SOFTCAP 4
+#define F_ZLOSS 8
+
+inline float capz(float z, float cap, float icap, int flags) {
+    return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : z;
+}
+
+inline void acc_add(acc_t *a, float z, int j, float wj, int smooth) {
+    if (z > a->m) {
+        float r = exp(a->m - z);
+        a->s = a->s * r + 1.0f;
+        if (smooth) a->d += (a->m - z) * a->w;
+        a->m = z;
+        a->idx = j;
+    } else {
+        a->s += exp(z - a->m);
+    }
+    if (smooth) { a->d += wj * (z - a->m); a->w += wj; }
+}
+
+/* Merges b into a (a's index wins ties only when smaller). */
+inline void acc_merge(acc_t *a, acc_t b, int smooth) {
+    float M = fmax(a->m, b.m);
+    if (isnan(a->m) || isnan(b.m)) M = NAN;
+    float ra = exp(a->m - M), rb = exp(b.m - M);
+    if (a->m == M && b.m == M) { ra = 1.0f; rb = 1.0f; } /* also +inf: s is NaN anyway below */
+    int idx = a->idx;
+    if (b.m > a->m || (b.m == a->m && b.idx >= 0 && (a->idx < 0 || b.idx < a->idx))) idx = b.idx;
+    if (smooth) a->d = a->d + (a->m - M) * a->w + b.d + (b.m - M) * b.w;
+    a->s = a->s * ra + b.s * rb;
+    if (isinf(M) && M > 0) a->s = NAN;
+    a->w += b.w;
+    a->m = M;
+    a->idx = idx;
+}
+
+/* Reduces the row's accumulators over the work-group; every work-item
+ * returns the merged result. */
+inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local float *ld,
+                        __local float *lw, __local int *li, int smooth) {
+    const int lid = get_local_id(0);
+    lm[lid] = a.m; ls[lid] = a.s; ld[lid] = a.d; lw[lid] = a.w; li[lid] = a.idx;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = WG / 2; h > 0; h >>= 1) {
+        if (lid < h) {
+            acc_t x = {lm[lid], ls[lid], ld[lid], lw[lid], li[lid]};
+            acc_t y = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], li[lid + h]};
+            acc_merge(&x, y, smooth);
+            lm[lid] = x.m; ls[lid] = x.s; ld[lid] = x.d; lw[lid] = x.w; li[lid] = x.idx;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    acc_t r = {lm[0], ls[0], ld[0], lw[0], li[0]};
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+}
+
+/* Walks this work-item's share of the row. */
+inline acc_t row_scan(__global const float *x, int cols, __global const float *wts,
+                      float cap, float icap, int flags) {
+    const int lid = get_local_id(0);
+    const int smooth = flags & F_SMOOTH;
+    const int hasw = flags & F_WEIGHTS;
+    acc_t a = {-FLT_MAX, 0.0f, 0.0f, 0.0f, -1};
+    const int n4 = cols >> 2;
+    for (int k0 = lid; k0 < n4; k0 += WG * UNROLL) {
+        float4 v[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            int k = k0 + u * WG;
+            v[u] = k < n4 ? vload4(k, x) : (float4)(-INFINITY);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            int k = k0 + u * WG;
+            if (k < n4) {
+                int j = 4 * k;
+                float4 w4 = hasw ? vload4(k, wts) : (float4)(1.0f);
+                acc_add(&a, capz(v[u].s0, cap, icap, flags), j, w4.s0, smooth);
+                acc_add(&a, capz(v[u].s1, cap, icap, flags), j + 1, w4.s1, smooth);
+                acc_add(&a, capz(v[u].s2, cap, icap, flags), j + 2, w4.s2, smooth);
+                acc_add(&a, capz(v[u].s3, cap, icap, flags), j + 3, w4.s3, smooth);
+            }
+        }
+    }
+    for (int j = 4 * n4 + lid; j < cols; j += WG) {
+        acc_add(&a, capz(x[j], cap, icap, flags), j, hasw ? wts[j] : 1.0f, smooth);
+    }
+    return a;
+}
+
+#define LOCALS                                                                  \
+    __local float lm[WG], ls[WG], ld[WG], lw[WG];                               \
+    __local int li[WG]
+
+/* Log-sum-exp of each row. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void xent_lse(__global const float *x, ulong base_off, ulong stride, ulong row_base, int cols,
+              int prow0, __global float *lse) {
+    LOCALS;
+    const size_t row = get_group_id(0);
+    __global const float *xr = x + ((row_base + row) * stride - base_off);
+    acc_t a = row_scan(xr, cols, 0, 0.0f, 0.0f, 0);
+    a = row_reduce(a, lm, ls, ld, lw, li, 0);
+    if (get_local_id(0) == 0) {
+        float r = a.m + log(a.s);
+        if (a.s == 0.0f || isnan(a.s)) r = NAN;
+        lse[prow0 + row] = r;
+    }
+}
+
+/* Forward (grad == 0) or fused forward + backward. Work-group g computes
+ * logit row row_base + g and per-row entry prow0 + g; targets < 0 mark
+ * ignored rows. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void xent_ce(__global float *x, ulong base_off, ulong stride, ulong row_base, int cols,
+             int prow0, __global const int *targets, __global const float *wts, __global const float *scale,
+             __global float *loss, __global float *lse_out, __global uchar *correct,
+             int flags, int grad, float eps, float zl, float cap, float W) {
+    LOCALS;
+    const int lid = get_local_id(0);
+    const size_t g = get_group_id(0);
+    __global float *xr = x + ((row_base + g) * stride - base_off);
+    const int row = prow0 + (int)g; /* index of the per-row arrays */
+    const int t = targets[row];
+    if (t < 0) { /* ignored: loss 0, gradient row 0 */
+        if (lid == 0) { loss[row] = 0.0f; lse_out[row] = 0.0f; correct[row] = 0; }
+        if (grad)
+            for (int j = lid; j < cols; j += WG) xr[j] = 0.0f;
+        return; /* uniform across the work-group: no barrier is skipped by some only */
+    }
+    const float icap = (flags & F_SOFTCAP) ? 1.0f / cap : 0.0f;
+    const float zt = capz(xr[t], cap, icap, flags); /* read before any write */
+    acc_t a = row_scan(xr, cols, wts, cap, icap, flags);
+    a = row_reduce(a, lm, ls, ld, lw, li, flags & F_SMOOTH);
+
+    const float lsm = log(a.s);
+    float m = a.m;
+    float lse = m + lsm;
+    if (a.s == 0.0f || isnan(a.s)) lse = NAN;
+    const float wt = (flags & F_WEIGHTS) ? wts[t] : 1.0f;
+    const float ec = eps / (float)cols;
+    float L = (1.0f - eps) * wt * ((m - zt) + lsm);
+    if (flags & F_SMOOTH) L += ec * (W * lsm - a.d);
+    if (flags & F_ZLOSS) L += zl * lse * lse;
+    if (isnan(lse)) L = NAN;
+    if (lid == 0) {
+        loss[row] = L;
+        lse_out[row] = lse;
+        correct[row] = (a.idx == t && !isnan(L)) ? 1 : 0;
+    }
+    if (!grad) return;
+
+    /* dz_j = s_i*(A*p_j - ec*w_j), A = (1-eps)w_t + ec*W + 2*lambda*lse, p_j = exp(z_j - m)/s */
+    const float si = scale[row];
+    const float zterm = (flags & F_ZLOSS) ? 2.0f * zl * lse : 0.0f;
+    const float A = (1.0f - eps) * wt + ec * W + zterm;
+    const float aa = si * A / a.s;
+    const float bb = si * ec;
+    const float pt1 = expm1((zt - m) - lsm);
+    float gt = si * ((1.0f - eps) * wt * pt1 + (ec * W + zterm) * (pt1 + 1.0f) - ec * wt);
+    if (flags & F_SOFTCAP) { float r = zt * icap; gt *= 1.0f - r * r; }
+    if (isnan(lse)) gt = NAN;
+    if (isnan(lse)) m = NAN; /* every p_j becomes NaN, as the reference */
+    const int hasw = flags & F_WEIGHTS;
+    const int n4 = cols >> 2;
+    /* All work-items have read their logits and z_t before the barrier in
+     * row_reduce, so writing in place is safe. */
+    for (int k = lid; k < n4; k += WG) {
+        float4 z = vload4(k, xr);
+        float4 w4 = hasw ? vload4(k, wts) : (float4)(1.0f);
+        if (flags & F_SOFTCAP) z = cap * tanh(z * icap);
+        float4 g = aa * exp(z - m) - bb * w4;
+        if (flags & F_SOFTCAP) { float4 r = z * icap; g *= 1.0f - r * r; }
+        int d = t - 4 * k;
+        if (d == 0) g.s0 = gt;
+        if (d == 1) g.s1 = gt;
+        if (d == 2) g.s2 = gt;
+        if (d == 3) g.s3 = gt;
+        vstore4(g, k, xr);
+    }
+    for (int j = 4 * n4 + lid; j < cols; j += WG) {
+        float z = capz(xr[j], cap, icap, flags);
+        float g = aa * exp(z - m) - bb * (hasw ? wts[j] : 1.0f);
+        if (flags & F_SOFTCAP) { float r = z * icap; g *= 1.0f - r * r; }
+        xr[j] = (j == t) ? gt : g;
+    }
+}
