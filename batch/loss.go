@@ -83,26 +83,24 @@ func checkMatrix(name string, m Matrix) (Matrix, error) {
 
 // prepared is a validated call.
 type prepared struct {
-	x       Matrix
+	rows    int
+	cols    int
 	targets []int32 // -1 for ignored rows
 	counted int64
 	denom   float64
 	opt     device.Options
 }
 
-func (l *Loss) prepare(x Matrix, targets []int32) (*prepared, error) {
-	x, err := checkMatrix("logits", x)
-	if err != nil {
-		return nil, err
-	}
-	if len(targets) != x.Rows {
-		return nil, errorf(ErrShape, "expected %d targets to match %d rows, got %d", x.Rows, x.Rows, len(targets))
+// prepare validates targets and options against a rows × cols problem.
+func (l *Loss) prepare(rows, cols int, targets []int32) (*prepared, error) {
+	if len(targets) != rows {
+		return nil, errorf(ErrShape, "expected %d targets to match %d rows, got %d", rows, rows, len(targets))
 	}
 	c := &l.cfg
-	if c.weights != nil && len(c.weights) != x.Cols {
-		return nil, errorf(ErrShape, "expected %d class weights to match %d cols, got %d", x.Cols, x.Cols, len(c.weights))
+	if c.weights != nil && len(c.weights) != cols {
+		return nil, errorf(ErrShape, "expected %d class weights to match %d cols, got %d", cols, cols, len(c.weights))
 	}
-	p := &prepared{x: x, targets: targets}
+	p := &prepared{rows: rows, cols: cols, targets: targets}
 	copied := false
 	for i, t := range targets {
 		if int64(t) == c.ignore {
@@ -113,8 +111,8 @@ func (l *Loss) prepare(x Matrix, targets []int32) (*prepared, error) {
 			p.targets[i] = -1
 			continue
 		}
-		if t < 0 || int(t) >= x.Cols {
-			return nil, errorf(ErrTarget, "target %d out of bounds [0, %d) at row %d", t, x.Cols, i)
+		if t < 0 || int(t) >= cols {
+			return nil, errorf(ErrTarget, "target %d out of bounds [0, %d) at row %d", t, cols, i)
 		}
 		p.counted++
 		if c.weights != nil {
@@ -126,7 +124,7 @@ func (l *Loss) prepare(x Matrix, targets []int32) (*prepared, error) {
 	}
 	p.opt = device.Options{
 		Smoothing: float32(c.smoothing), ZLoss: float32(c.zloss), Softcap: float32(c.softcap),
-		Weights: c.weights, WeightSum: float64(x.Cols),
+		Weights: c.weights, WeightSum: float64(cols),
 	}
 	if c.weights != nil {
 		p.opt.WeightSum = 0
@@ -139,11 +137,17 @@ func (l *Loss) prepare(x Matrix, targets []int32) (*prepared, error) {
 
 // Forward computes the loss of logits x against targets.
 func (l *Loss) Forward(ctx context.Context, x Matrix, targets []int32) (Result, error) {
-	p, err := l.prepare(x, targets)
+	x, err := checkMatrix("logits", x)
 	if err != nil {
 		return Result{}, err
 	}
-	return l.run(ctx, p, nil)
+	p, err := l.prepare(x.Rows, x.Cols, targets)
+	if err != nil {
+		return Result{}, err
+	}
+	return l.run(p, func(out device.Rows) error {
+		return l.dev.CrossEntropy(ctx, x, p.targets, &p.opt, out, nil)
+	})
 }
 
 // ForwardBackward computes the loss and writes dL/dz into grad (which may
@@ -152,7 +156,11 @@ func (l *Loss) Forward(ctx context.Context, x Matrix, targets []int32) (Result, 
 // scalar, or one value per row (reduction None only). The gradient of a
 // mean is scaled by 1/denominator.
 func (l *Loss) ForwardBackward(ctx context.Context, x Matrix, targets []int32, grad Matrix, upstream []float32) (Result, error) {
-	p, err := l.prepare(x, targets)
+	x, err := checkMatrix("logits", x)
+	if err != nil {
+		return Result{}, err
+	}
+	p, err := l.prepare(x.Rows, x.Cols, targets)
 	if err != nil {
 		return Result{}, err
 	}
@@ -160,13 +168,24 @@ func (l *Loss) ForwardBackward(ctx context.Context, x Matrix, targets []int32, g
 	if err != nil {
 		return Result{}, err
 	}
-	if g.Rows != p.x.Rows || g.Cols != p.x.Cols {
-		return Result{}, errorf(ErrShape, "gradient is %d × %d, logits are %d × %d", g.Rows, g.Cols, p.x.Rows, p.x.Cols)
+	if g.Rows != x.Rows || g.Cols != x.Cols {
+		return Result{}, errorf(ErrShape, "gradient is %d × %d, logits are %d × %d", g.Rows, g.Cols, x.Rows, x.Cols)
 	}
-	if overlap(g, p.x) && !(unsafe.SliceData(g.Data) == unsafe.SliceData(p.x.Data) && g.Stride == p.x.Stride) {
+	if overlap(g, x) && !(unsafe.SliceData(g.Data) == unsafe.SliceData(x.Data) && g.Stride == x.Stride) {
 		return Result{}, errorf(ErrBuffer, "gradient buffer overlaps the logits without being them (in place needs the same slice and stride)")
 	}
-	scale := make([]float32, p.x.Rows)
+	scale, err := l.scales(p, upstream)
+	if err != nil {
+		return Result{}, err
+	}
+	return l.run(p, func(out device.Rows) error {
+		return l.dev.CrossEntropy(ctx, x, p.targets, &p.opt, out, &device.Grad{Data: g.Data, Stride: g.Stride, Scale: scale})
+	})
+}
+
+// scales returns the per-row gradient factors for upstream.
+func (l *Loss) scales(p *prepared, upstream []float32) ([]float32, error) {
+	scale := make([]float32, p.rows)
 	switch {
 	case len(upstream) == 0:
 		upstream = []float32{1}
@@ -179,12 +198,12 @@ func (l *Loss) ForwardBackward(ctx context.Context, x Matrix, targets []int32, g
 		for i := range scale {
 			scale[i] = float32(s)
 		}
-	case len(upstream) == p.x.Rows && l.cfg.reduction == None:
+	case len(upstream) == p.rows && l.cfg.reduction == None:
 		copy(scale, upstream)
 	default:
-		return Result{}, errorf(ErrShape, "expected 1 upstream gradient value for reduction %v (or %d for none), got %d", l.cfg.reduction, p.x.Rows, len(upstream))
+		return nil, errorf(ErrShape, "expected 1 upstream gradient value for reduction %v (or %d for none), got %d", l.cfg.reduction, p.rows, len(upstream))
 	}
-	return l.run(ctx, p, &device.Grad{Data: g.Data, Stride: g.Stride, Scale: scale})
+	return scale, nil
 }
 
 // overlap reports whether the memory spans of two matrices intersect.
@@ -201,15 +220,17 @@ func overlap(a, b Matrix) bool {
 	return alo < bhi && blo < ahi
 }
 
-func (l *Loss) run(ctx context.Context, p *prepared, grad *device.Grad) (Result, error) {
+// run calls compute with the per-row outputs the options need and reduces
+// them in float64, in row order.
+func (l *Loss) run(p *prepared, compute func(device.Rows) error) (Result, error) {
 	c := &l.cfg
-	rows := p.x.Rows
+	rows := p.rows
 	out := device.Rows{Loss: make([]float32, rows), Correct: make([]bool, rows)}
 	if c.zloss > 0 {
 		out.LSE = make([]float32, rows)
 	}
 	if rows > 0 {
-		if err := l.dev.CrossEntropy(ctx, p.x, p.targets, &p.opt, out, grad); err != nil {
+		if err := compute(out); err != nil {
 			return Result{}, err
 		}
 	}

@@ -92,3 +92,42 @@ func sub[T any](s []T, lo, hi int) []T {
 	}
 	return s[lo:hi]
 }
+
+// cpuBuffer is a CPU Resident buffer: a dense copy in host memory.
+type cpuBuffer struct {
+	d *CPUDevice
+	x Matrix
+}
+
+// Upload implements Resident.
+func (d *CPUDevice) Upload(ctx context.Context, x Matrix) (Buffer, error) {
+	m := Matrix{Data: make([]float32, x.Rows*x.Cols), Rows: x.Rows, Cols: x.Cols, Stride: x.Cols}
+	for i := range x.Rows {
+		copy(m.Data[i*x.Cols:(i+1)*x.Cols], x.Data[i*x.Stride:i*x.Stride+x.Cols])
+	}
+	return &cpuBuffer{d: d, x: m}, nil
+}
+
+func (b *cpuBuffer) Rows() int { return b.x.Rows }
+func (b *cpuBuffer) Cols() int { return b.x.Cols }
+
+func (b *cpuBuffer) LogSumExp(ctx context.Context, dst []float32) error {
+	return b.d.LogSumExp(ctx, dst, b.x)
+}
+
+func (b *cpuBuffer) CrossEntropy(ctx context.Context, targets []int32, opt *Options, out Rows, scale []float32) error {
+	var g *Grad
+	if scale != nil {
+		g = &Grad{Data: b.x.Data, Stride: b.x.Cols, Scale: scale}
+	}
+	return b.d.CrossEntropy(ctx, b.x, targets, opt, out, g)
+}
+
+func (b *cpuBuffer) Download(ctx context.Context, dst Matrix) error {
+	for i := range b.x.Rows {
+		copy(dst.Data[i*dst.Stride:i*dst.Stride+b.x.Cols], b.x.Data[i*b.x.Cols:(i+1)*b.x.Cols])
+	}
+	return nil
+}
+
+func (b *cpuBuffer) Release() error { b.x.Data = nil; return nil }

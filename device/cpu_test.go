@@ -26,3 +26,5 @@ func TestGoldenCPU(t *testing.T) {
 		t.Run(impl.Name(), func(t *testing.T) { spec.RunGolden(t, device.NewCPU(impl), 1e-5) })
 	}
 }
+
+func TestResidentCPU(t *testing.T) { spec.RunResident(t, device.NewCPU(cpu.Default), 1e-5) }

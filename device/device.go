@@ -93,3 +93,26 @@ var ErrNotAvailable = errors.New("device: not available")
 
 // ErrClosed is returned by a device used after Close.
 var ErrClosed = errors.New("device: closed")
+
+// Resident is implemented by devices that can keep logits in their own
+// memory across calls (training loops that keep logits on a GPU).
+type Resident interface {
+	// Upload copies x into a new Buffer (dense: stride = cols).
+	Upload(ctx context.Context, x Matrix) (Buffer, error)
+}
+
+// Buffer is a logit matrix held by a device. Like Device, it computes and
+// does not validate: package batch checks targets and options.
+type Buffer interface {
+	Rows() int
+	Cols() int
+	// LogSumExp sets dst[i] to the log-sum-exp of row i.
+	LogSumExp(ctx context.Context, dst []float32) error
+	// CrossEntropy computes the per-row results in out and, when scale is
+	// not nil (one factor per row), replaces the logits with the gradient.
+	CrossEntropy(ctx context.Context, targets []int32, opt *Options, out Rows, scale []float32) error
+	// Download copies the buffer's contents into dst (Rows × Cols).
+	Download(ctx context.Context, dst Matrix) error
+	// Release frees the buffer; it is safe to call twice.
+	Release() error
+}

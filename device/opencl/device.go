@@ -156,15 +156,126 @@ const (
 	fZLoss   = 8
 )
 
-func (d *Device) run(ctx context.Context, c *call) (err error) {
+// rowBufs are the device buffers of the per-row inputs and outputs.
+type rowBufs struct {
+	lse, tg, wts, scale, loss, corr cl.Mem
+	flags, grad                     int32
+	eps, zl, cap, W                 float32
+}
+
+// setup creates the per-row buffers of c and enqueues their uploads.
+func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
+	rows, cols := c.x.Rows, c.x.Cols
+	var err error
+	mk := func(bytes int) cl.Mem {
+		m, e := b.mem(d.p.ctx, bytes)
+		err = errors.Join(err, e)
+		return m
+	}
+	r := &rowBufs{lse: mk(4 * rows)}
+	if c.lseOnly != nil {
+		return r, err
+	}
+	o := c.opt
+	r.eps, r.zl, r.cap, r.W = o.Smoothing, o.ZLoss, o.Softcap, float32(o.WeightSum)
+	if o.Smoothing > 0 {
+		r.flags |= fSmooth
+	}
+	if o.Weights != nil {
+		r.flags |= fWeights
+	}
+	if o.Softcap > 0 {
+		r.flags |= fSoftcap
+	}
+	if o.ZLoss > 0 {
+		r.flags |= fZLoss
+	}
+	if c.grad != nil {
+		r.grad = 1
+	}
+	r.tg, r.wts, r.scale, r.loss, r.corr = mk(4*rows), mk(4*max(cols, 1)), mk(4*rows), mk(4*rows), mk(rows)
+	if err != nil {
+		return nil, err
+	}
+	if _, err = b.ev(cl.Write(d.copyQ, r.tg, false, 0, c.targets, nil)); err == nil && o.Weights != nil {
+		_, err = b.ev(cl.Write(d.copyQ, r.wts, false, 0, o.Weights, nil))
+	}
+	if err == nil && c.grad != nil {
+		_, err = b.ev(cl.Write(d.copyQ, r.scale, false, 0, c.grad.Scale, nil))
+	}
+	if err == nil {
+		err = d.copyQ.Finish() // small: the kernels may use them at once
+	}
+	return r, err
+}
+
+// launch enqueues the kernel of c over rows [lo, lo+n) held in xmem from
+// its start (the logits' element offset of row lo is 0 there).
+func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int, wait []cl.Event) (cl.Event, error) {
+	stride := uint64(c.x.Stride)
+	base := d.rowBase + uint64(lo)
+	var err error
+	kern := d.p.ce
+	if c.lseOnly != nil {
+		kern = d.p.lse
+		err = kern.SetArgs(xmem, base*stride, stride, base, int32(c.x.Cols), int32(lo), r.lse)
+	} else {
+		err = kern.SetArgs(xmem, base*stride, stride, base, int32(c.x.Cols), int32(lo),
+			r.tg, r.wts, r.scale, r.loss, r.lse, r.corr, r.flags, r.grad, r.eps, r.zl, r.cap, r.W)
+	}
+	if err != nil {
+		return 0, err
+	}
+	ev, err := b.ev(d.q.NDRange(kern, n, d.p.wg, wait))
+	if err == nil {
+		err = d.q.Flush()
+	}
+	return ev, err
+}
+
+// finishRows reads the per-row outputs of c after last and waits for them.
+func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) error {
+	wait := []cl.Event{last}
+	var err error
+	if c.lseOnly != nil {
+		_, err = b.ev(cl.Read(d.copyQ, r.lse, false, 0, c.lseOnly, wait))
+	} else {
+		out := c.out
+		if out.Loss != nil {
+			_, err = b.ev(cl.Read(d.copyQ, r.loss, false, 0, out.Loss, wait))
+		}
+		if err == nil && out.LSE != nil {
+			_, err = b.ev(cl.Read(d.copyQ, r.lse, false, 0, out.LSE, wait))
+		}
+		if err == nil && out.Correct != nil {
+			_, err = b.ev(cl.Read(d.copyQ, r.corr, false, 0, boolBytes(out.Correct), wait))
+		}
+	}
+	if err == nil {
+		err = d.copyQ.Finish()
+	}
+	return err
+}
+
+// begin locks the device for one call and checks that it may run.
+func (d *Device) begin(ctx context.Context) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.closed {
+		d.mu.Unlock()
 		return device.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
+		d.mu.Unlock()
 		return err
 	}
+	return nil
+}
+
+func (d *Device) run(ctx context.Context, c *call) (err error) {
+	if err := d.begin(ctx); err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
 	x := c.x
 	rows, cols, stride := x.Rows, x.Cols, x.Stride
 	if rows == 0 {
@@ -180,7 +291,6 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			err = d.wrap(rerr)
 		}
 	}()
-	ctxCL := d.p.ctx
 	span := func(n int) int { return (n-1)*stride + cols }
 	var xb [2]cl.Mem
 	for i := range xb {
@@ -188,54 +298,13 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			xb[1] = xb[0]
 			break
 		}
-		if xb[i], err = b.mem(ctxCL, 4*span(step)); err != nil {
+		if xb[i], err = b.mem(d.p.ctx, 4*span(step)); err != nil {
 			return d.wrap(err)
 		}
 	}
-	lse, err := b.mem(ctxCL, 4*rows)
+	r, err := d.setup(&b, c)
 	if err != nil {
 		return d.wrap(err)
-	}
-	lseOnly := c.lseOnly != nil
-	var tg, wts, scale, loss, corr cl.Mem
-	flags, gradOn := int32(0), int32(0)
-	var eps, zl, cap, W float32
-	if !lseOnly {
-		o := c.opt
-		eps, zl, cap, W = o.Smoothing, o.ZLoss, o.Softcap, float32(o.WeightSum)
-		if o.Smoothing > 0 {
-			flags |= fSmooth
-		}
-		if o.Weights != nil {
-			flags |= fWeights
-		}
-		if o.Softcap > 0 {
-			flags |= fSoftcap
-		}
-		if o.ZLoss > 0 {
-			flags |= fZLoss
-		}
-		if c.grad != nil {
-			gradOn = 1
-		}
-		mk := func(bytes int) cl.Mem {
-			m, e := b.mem(ctxCL, bytes)
-			err = errors.Join(err, e)
-			return m
-		}
-		tg, wts, scale, loss, corr = mk(4*rows), mk(4*max(cols, 1)), mk(4*rows), mk(4*rows), mk(rows)
-		if err != nil {
-			return d.wrap(err)
-		}
-		if _, err = b.ev(cl.Write(d.copyQ, tg, false, 0, c.targets, nil)); err == nil && o.Weights != nil {
-			_, err = b.ev(cl.Write(d.copyQ, wts, false, 0, o.Weights, nil))
-		}
-		if err == nil && c.grad != nil {
-			_, err = b.ev(cl.Write(d.copyQ, scale, false, 0, c.grad.Scale, nil))
-		}
-		if err != nil {
-			return d.wrap(err)
-		}
 	}
 
 	// Double buffering: on copyQ the order is W0, W1, R0, W2, R1, ...; W(k+1)
@@ -251,6 +320,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 		if k >= 2 {
 			wait = []cl.Event{evK[k-2]}
 		}
+		var err error
 		evW[k], err = b.ev(cl.Write(d.copyQ, xb[k%2], false, 0, x.Data[lo*stride:lo*stride+span(n)], wait))
 		if err == nil {
 			err = d.copyQ.Flush()
@@ -262,9 +332,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	}
 	for k := range nchunks {
 		if err := ctx.Err(); err != nil {
-			d.q.Finish()
-			d.copyQ.Finish()
-			return err
+			return err // the deferred release waits for what is in flight
 		}
 		if k+1 < nchunks {
 			if err := write(k + 1); err != nil {
@@ -273,23 +341,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 		}
 		lo := k * step
 		n := min(step, rows-lo)
-		base := d.rowBase + uint64(lo)
-		var kern cl.Kernel
-		if lseOnly {
-			kern = d.p.lse
-			err = kern.SetArgs(xb[k%2], base*uint64(stride), uint64(stride), base, int32(cols), int32(lo), lse)
-		} else {
-			kern = d.p.ce
-			err = kern.SetArgs(xb[k%2], base*uint64(stride), uint64(stride), base, int32(cols), int32(lo),
-				tg, wts, scale, loss, lse, corr, flags, gradOn, eps, zl, cap, W)
-		}
-		if err == nil {
-			evK[k], err = b.ev(d.q.NDRange(kern, n, d.p.wg, []cl.Event{evW[k]}))
-		}
-		if err == nil {
-			err = d.q.Flush()
-		}
-		if err != nil {
+		if evK[k], err = d.launch(&b, r, c, xb[k%2], lo, n, []cl.Event{evW[k]}); err != nil {
 			return d.wrap(err)
 		}
 		if c.grad != nil {
@@ -298,25 +350,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			}
 		}
 	}
-	if lseOnly {
-		_, err = b.ev(cl.Read(d.copyQ, lse, false, 0, c.lseOnly, []cl.Event{evK[nchunks-1]}))
-	} else {
-		last := []cl.Event{evK[nchunks-1]}
-		out := c.out
-		if out.Loss != nil {
-			_, err = b.ev(cl.Read(d.copyQ, loss, false, 0, out.Loss, last))
-		}
-		if err == nil && out.LSE != nil {
-			_, err = b.ev(cl.Read(d.copyQ, lse, false, 0, out.LSE, last))
-		}
-		if err == nil && out.Correct != nil {
-			_, err = b.ev(cl.Read(d.copyQ, corr, false, 0, boolBytes(out.Correct), last))
-		}
-	}
-	if err == nil {
-		err = d.copyQ.Finish()
-	}
-	if err != nil {
+	if err := d.finishRows(&b, r, c, evK[nchunks-1]); err != nil {
 		return d.wrap(err)
 	}
 	return nil

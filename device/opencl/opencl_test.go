@@ -119,3 +119,15 @@ func TestOpenErrors(t *testing.T) {
 	_, err = device.Open("opencl:x")
 	require.Error(t, err)
 }
+
+func TestResidentOpenCL(t *testing.T) {
+	d := openTest(t)
+	spec.RunResident(t, d, 1e-5)
+	cpuDev, _ := device.Open("cpu")
+	dm, err := batch.Upload(context.Background(), cpuDev, batch.NewMatrix(make([]float32, 6), 2, 3))
+	require.NoError(t, err)
+	l, err := batch.New(d)
+	require.NoError(t, err)
+	_, err = l.ForwardDevice(context.Background(), dm, []int32{0, 1})
+	require.ErrorIs(t, err, batch.ErrOption, "a matrix of another device")
+}

@@ -199,3 +199,39 @@ func requireSameBits(t *testing.T, want, got []float32, msg string) {
 		}
 	}
 }
+
+// RunResident checks the device-resident path of dev (batch.Upload) on a
+// few cases: forward, fused forward+backward in place on the device, and
+// the download of the gradient, twice in a row as a training loop does.
+func RunResident(t *testing.T, dev device.Device, tol float64) {
+	ctx := context.Background()
+	seed := uint64(rand.Int64())
+	for _, c := range Cases() {
+		if c.Rows == 0 || c.Stride != 0 || !(c.Name == "normal3/423x507" || c.Name == "everything" || c.Name == "edges" || c.Name == "V=50257") {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			p := c.Build(seed)
+			m := batch.Matrix{Data: p.X, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}
+			dm, err := batch.Upload(ctx, dev, m)
+			require.NoError(t, err)
+			defer dm.Release()
+			l, err := batch.New(dev, c.LossOptions(batch.Sum)...)
+			require.NoError(t, err)
+			for range 2 {
+				res, err := l.ForwardDevice(ctx, dm, p.Targets)
+				require.NoError(t, err)
+				checkStats(t, res, p.Ref, tol)
+			}
+			res, err := l.ForwardBackwardDevice(ctx, dm, p.Targets, nil)
+			require.NoError(t, err)
+			checkStats(t, res, p.Ref, tol)
+			g := make([]float32, len(p.X))
+			for i := range g {
+				g[i] = guard
+			}
+			require.NoError(t, dm.Download(ctx, batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}))
+			checkGrad(t, g, p, c, func(int) float64 { return 1 }, tol)
+		})
+	}
+}
