@@ -91,3 +91,14 @@ func (l *Loss) ForwardBackwardDevice(ctx context.Context, m *DeviceMatrix, targe
 	}
 	return l.run(p, func(out device.Rows) error { return m.buf.CrossEntropy(ctx, p.targets, &p.opt, out, scale) })
 }
+
+// LogSumExpDevice is LogSumExp on a matrix held by the device.
+func (l *Loss) LogSumExpDevice(ctx context.Context, dst []float32, m *DeviceMatrix) error {
+	if err := l.checkDevice(m); err != nil {
+		return err
+	}
+	if len(dst) != m.Rows() {
+		return errorf(ErrBuffer, "expected %d log-sum-exp outputs to match %d rows, got %d", m.Rows(), m.Rows(), len(dst))
+	}
+	return m.buf.LogSumExp(ctx, dst)
+}

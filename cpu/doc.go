@@ -25,9 +25,10 @@
 //
 // # Implementations
 //
-// [Portable] is plain Go: a float32 polynomial exp (Cephes, range-reduced by
-// Cody–Waite, within 2 ulp), four independent accumulators, partial sums
-// folded into float64 every [Block] elements. [SIMD] is the archsimd
+// [Portable] is plain Go: a float32 exp from a table of 2^(j/64) and a cubic
+// (Cody–Waite range reduction, within 3 ulp, inlined into the loops), four
+// independent accumulators, partial sums folded into float64 every [Block]
+// elements. [SIMD] is the archsimd
 // implementation when the build and the CPU have it (nil otherwise), and
 // [Default] is the fastest one available. Tests pick an implementation
 // explicitly; nothing global is switched.

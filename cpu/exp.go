@@ -2,44 +2,49 @@ package cpu
 
 import "math"
 
-// Constants of the float32 exp: Cephes expf, Cody–Waite range reduction.
+// Constants of the float32 exp: a 64-entry table of 2^(j/64) and a cubic on
+// the remainder, with Cody–Waite range reduction.
 const (
-	log2e    = 1.44269504088896341
-	ln2Hi    = 0.693359375
-	ln2Lo    = -2.12194440e-4
+	k64      = 64 * 1.44269504088896341 // 64/ln 2
+	ln2Hi64  = 0.693359375 / 64         // ln2/64 split in two: Hi·k is exact for |k| < 2^15
+	ln2Lo64  = -2.12194440e-4 / 64
 	roundMag = 12582912.0 // 1.5·2^23: adding it rounds to an integer kept in the low mantissa bits
-
-	expC5 = 1.9875691500e-4
-	expC4 = 1.3981999507e-3
-	expC3 = 8.3334519073e-3
-	expC2 = 4.1665795894e-2
-	expC1 = 1.6666665459e-1
-	expC0 = 5.0000001201e-1
+	expLo    = -87.33     // below: the result would be subnormal; it is flushed to 0
 )
 
-// exp32 returns e^x within 2 ulp for x in [-87.3, 88.3]. The kernels call it
-// with x = z - max ≤ 0; results below e^-87.3 (subnormal) may be flushed to 0,
-// -Inf gives exactly 0 and NaN stays NaN. Above 88.3 the result is undefined.
-//
-//	n = round(x·log2 e),  r = x - n·ln 2 ∈ [-ln2/2, ln2/2]
-//	e^x = 2^n · (1 + r + r²·P(r))
-//
-// 2^n is built in the exponent bits: the bits of t = x·log2e + 1.5·2^23 are
-// 0x4B400000 + n, and (bits+127)<<23 shifts the 0x4B4 part out. Instead of a
-// branch x is clamped to -88, where n = -127 makes that scale exactly +0; the
-// builtin max keeps NaN. The function is kept within the inlining budget.
-func exp32(x float32) float32 {
-	if x < -88 {
-		x = -88
+// exp2Table[j] holds the bits of 2^(j/64).
+var exp2Table = func() (t [64]uint32) {
+	for j := range t {
+		t[j] = math.Float32bits(float32(math.Exp2(float64(j) / 64)))
 	}
-	t := x*log2e + roundMag
-	n := t - roundMag
-	r := x - n*ln2Hi - n*ln2Lo
-	return ((((((expC5*r+expC4)*r+expC3)*r+expC2)*r+expC1)*r+expC0)*r*r + r + 1) *
-		math.Float32frombits((math.Float32bits(t)+127)<<23)
+	return t
+}()
+
+// exp32 returns e^x within 3 ulp for x in [-87.33, 88.3]: 0 below (where
+// the result would be subnormal: an absolute error under 1.2e-38), -Inf
+// gives exactly 0 and NaN stays NaN. The kernels call it with x = z - max
+// ≤ 0; above 88.3 the result is undefined.
+//
+//	k = round(x·64/ln 2),  r = x - k·ln2/64 ∈ [-ln2/128, ln2/128]
+//	e^x = 2^(k>>6) · 2^((k&63)/64) · (1 + r + r²/2 + r³/6)
+//
+// The cubic's truncation error is below r⁴/24 < 4e-11; the rest is float32
+// rounding. k is read from the bits of t = x·64/ln2 + 1.5·2^23, which are
+// 0x4B400000 + k: their low 6 bits index the table, and (bits>>6)<<23 adds
+// k>>6 to the table entry's exponent (the 0x4B4 part shifts out). The
+// function is kept within the compiler's inlining budget.
+func exp32(x float32) float32 {
+	if x < expLo {
+		return 0
+	}
+	t := x*k64 + roundMag
+	kf := t - roundMag
+	r := x - kf*ln2Hi64 - kf*ln2Lo64
+	b := math.Float32bits(t)
+	return (1 + r*(1+r*(0.5+r*(1.0/6)))) * math.Float32frombits(exp2Table[b&63]+(b>>6)<<23)
 }
 
-// tanh32 returns tanh(y) to about 1e-7 relative: a Taylor series to y¹¹
+// tanh32 returns tanh(y) to about 3e-7 relative: a Taylor series to y¹¹
 // for |y| < 0.3, (1-e)/(1+e) with e = exp(-2|y|) above. NaN stays NaN.
 func tanh32(y float32) float32 {
 	a := y

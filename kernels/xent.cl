@@ -237,3 +237,8 @@ void xent_ce(__global float *x, ulong base_off, ulong stride, ulong row_base, in
         xr[j] = (j == t) ? gt : g;
     }
 }
+
+/* Bandwidth probe for the roofline: dst = src, float4 at a time, grid-stride. */
+__kernel void xent_copy(__global const float4 *src, __global float4 *dst, ulong n4) {
+    for (size_t i = get_global_id(0); i < n4; i += get_global_size(0)) dst[i] = src[i];
+}

@@ -2,10 +2,83 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/xentlab/xent/bench"
+	"github.com/xentlab/xent/cpu"
 )
 
-func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not yet")
+// benchCmd runs the benchmarks and prints a table, or JSON.
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	rows := fs.Int("batch", 1024, "rows of the logit matrix")
+	vocab := fs.Int("vocab", 50257, "vocabulary size (columns)")
+	ops := fs.String("ops", "lse,forward,fused", "operations: lse, forward, fused")
+	devs := fs.String("device", "cpu", "devices, comma-separated: all, cpu, cpu:portable, cpu:simd, opencl, opencl:P:D")
+	repeat := fs.Int("repeat", 7, "timed repeats (after one warm-up); the median is reported")
+	sweep := fs.String("sweep", "", "vocabulary sweep, e.g. vocab=8192,32000,50257,128256,256000 (overrides --vocab)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	plotTo := fs.String("plot", "", "write a plot of throughput against vocabulary (.svg or .png)")
+	peers := fs.Bool("peers", false, "run PyTorch's F.cross_entropy on the CPU beside us (bench/peers/pytorch_cpu.py)")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	vocabs := []int{*vocab}
+	if *sweep != "" {
+		list, ok := strings.CutPrefix(*sweep, "vocab=")
+		if !ok {
+			return fmt.Errorf("--sweep %q: want vocab=N,N,...", *sweep)
+		}
+		vocabs = nil
+		for _, f := range strings.Split(list, ",") {
+			v, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || v < 1 {
+				return fmt.Errorf("--sweep: bad vocabulary size %q", f)
+			}
+			vocabs = append(vocabs, v)
+		}
+	}
+	if *rows < 1 || *vocab < 1 {
+		return fmt.Errorf("--batch and --vocab must be ≥ 1")
+	}
+	if cpu.SIMD == nil {
+		fmt.Fprintf(stderr, "xent bench: the CPU runs the portable kernels: %s\n", cpu.SIMDUnavailable())
+	}
+	cfg := bench.Config{Batch: *rows, Vocabs: vocabs, Ops: strings.Split(*ops, ","), Devices: strings.Split(*devs, ","),
+		Repeat: *repeat, Peers: *peers,
+		Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
+	if *asJSON {
+		cfg.Log = nil
+	}
+	rep, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *plotTo != "" {
+		if err := bench.Plot(rep, *plotTo); err != nil {
+			return fmt.Errorf("%s: %w", *plotTo, err)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", " ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(stdout, "machine: %s, %s threads, %s; %s\n", rep.Machine["cpu"], rep.Machine["gomaxprocs"], rep.Machine["go"], rep.Machine["date"])
+	fmt.Fprintf(stdout, "roofline (CPU, measured in this run): read %.2f GB/s, copy %.2f GB/s (read+write)\n\n", rep.Roofline.ReadGBps, rep.Roofline.CopyGBps)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "device\tkernel\top\tmode\tbatch×vocab\tmedian s\tmin s\tmax s\tGB/s\troofline\tof\tvs portable\t")
+	for _, r := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d×%d\t%.4f\t%.4f\t%.4f\t%.2f\t%.0f%%\t%s %.1f GB/s\t%.2f×\t\n",
+			r.Device, r.Kernel, r.Op, r.Mode, r.Batch, r.Vocab, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GBps,
+			100*r.Fraction, r.RooflineFor, r.RooflineGB, r.VsPortable)
+	}
+	return tw.Flush()
 }
+

@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"demo": demo, "eval": eval, "devices": devices, "bench": bench,
+		"demo": demo, "eval": eval, "devices": devices, "bench": benchCmd,
 	}
 	f, ok := cmds[args[0]]
 	if !ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl/internal/cl"
@@ -20,6 +21,8 @@ type Device struct {
 	maxAlloc  int64
 	globalMem int64
 	closed    bool
+
+	lastKernel time.Duration // kernels of the last call
 
 	// ChunkBytes, when > 0, caps the bytes of one chunk buffer (tests use
 	// it to force the chunked path on small matrices).
@@ -99,8 +102,20 @@ func (d *Device) chunkRows(rows, cols, stride int) (int, error) {
 
 // buffers are the per-call device buffers; release frees them.
 type buffers struct {
-	mems []cl.Mem
-	evs  []cl.Event
+	mems    []cl.Mem
+	evs     []cl.Event
+	kernels []cl.Event // the kernel events among evs
+}
+
+// kernelTime sums the execution times of the kernels (all complete).
+func (b *buffers) kernelTime() time.Duration {
+	var ns int64
+	for _, e := range b.kernels {
+		if v, err := e.Duration(); err == nil {
+			ns += v
+		}
+	}
+	return time.Duration(ns)
 }
 
 func (b *buffers) mem(ctx cl.Context, bytes int) (cl.Mem, error) {
@@ -228,6 +243,7 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 	}
 	ev, err := b.ev(d.q.NDRange(kern, n, d.p.wg, wait))
 	if err == nil {
+		b.kernels = append(b.kernels, ev)
 		err = d.q.Flush()
 	}
 	return ev, err
@@ -353,6 +369,8 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	if err := d.finishRows(&b, r, c, evK[nchunks-1]); err != nil {
 		return d.wrap(err)
 	}
+	d.q.Finish()
+	d.lastKernel = b.kernelTime()
 	return nil
 }
 

@@ -192,6 +192,7 @@ type program struct {
 	ctx      cl.Context
 	prog     cl.Program
 	lse, ce  cl.Kernel
+	copyK    cl.Kernel
 	key      string
 	wg       int
 	unroll   int
@@ -237,6 +238,9 @@ func acquire(h handle) (*program, error) {
 	if p.lse, err = cl.CreateKernel(p.prog, "xent_lse"); err == nil {
 		p.ce, err = cl.CreateKernel(p.prog, "xent_ce")
 	}
+	if err == nil {
+		p.copyK, err = cl.CreateKernel(p.prog, "xent_copy")
+	}
 	if err != nil {
 		p.release()
 		return nil, err
@@ -246,7 +250,7 @@ func acquire(h handle) (*program, error) {
 }
 
 func (p *program) release() {
-	for _, k := range []cl.Kernel{p.lse, p.ce} {
+	for _, k := range []cl.Kernel{p.lse, p.ce, p.copyK} {
 		if k != 0 {
 			k.Release()
 		}

@@ -88,6 +88,8 @@ func (b *Buffer) run(ctx context.Context, c *call) (err error) {
 	if err != nil {
 		return d.wrap(err)
 	}
+	d.q.Finish()
+	d.lastKernel = bs.kernelTime()
 	return nil
 }
 

@@ -1,0 +1,369 @@
+// Package bench measures xent honestly: each kernel variant and device side
+// by side in one run, the median of several repeats after a warm-up, with
+// the machine's measured memory bandwidth (the roofline) beside the
+// figures, kernel-only and end-to-end (transfers counted) times for
+// OpenCL devices, and PyTorch on the same CPU as a peer.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/device/opencl"
+)
+
+// Ops benchmarked.
+const (
+	OpLSE     = "lse"     // log-sum-exp per row
+	OpForward = "forward" // loss per row (lse, target logit, argmax), mean reduction
+	OpFused   = "fused"   // forward + gradient written in place
+)
+
+// Config says what to run.
+type Config struct {
+	Batch   int
+	Vocabs  []int
+	Ops     []string
+	Devices []string // device specs; "all" expands to every CPU variant and OpenCL device
+	Repeat  int
+	Peers   bool   // run bench/peers/pytorch_cpu.py too
+	PeerDir string // where pytorch_cpu.py is (default bench/peers)
+	Log     func(format string, args ...any)
+}
+
+// Roofline is the memory bandwidth measured on this machine's CPU, in GB/s:
+// a streaming read (sum) and a copy (read + write bytes counted).
+type Roofline struct {
+	ReadGBps float64 `json:"read_gbps"`
+	CopyGBps float64 `json:"copy_gbps"`
+}
+
+// Result is one measured (device, kernel, op, size).
+type Result struct {
+	Device      string  `json:"device"`
+	Kernel      string  `json:"kernel"`
+	Op          string  `json:"op"`
+	Mode        string  `json:"mode"` // "host" (CPU), "kernel" or "end-to-end" (OpenCL), "peer"
+	Batch       int     `json:"batch"`
+	Vocab       int     `json:"vocab"`
+	SecondsMed  float64 `json:"seconds_median"`
+	SecondsMin  float64 `json:"seconds_min"`
+	SecondsMax  float64 `json:"seconds_max"`
+	GBps        float64 `json:"gbps"`
+	RooflineGB  float64 `json:"roofline_gbps"`
+	Fraction    float64 `json:"roofline_fraction"`
+	VsPortable  float64 `json:"vs_portable"`
+	RooflineFor string  `json:"roofline_kind"` // "cpu read", "cpu copy", "device copy", "host-device transfer"
+}
+
+// Report is the whole run.
+type Report struct {
+	Machine  map[string]string `json:"machine"`
+	Roofline Roofline          `json:"roofline"`
+	Results  []Result          `json:"results"`
+}
+
+func (c *Config) logf(format string, args ...any) {
+	if c.Log != nil {
+		c.Log(format, args...)
+	}
+}
+
+// Run measures everything c asks for.
+func Run(ctx context.Context, c Config) (*Report, error) {
+	if c.Repeat < 1 {
+		c.Repeat = 1
+	}
+	rep := &Report{Machine: machine()}
+	devs, err := openDevices(c.Devices)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, d := range devs {
+			d.Close()
+		}
+	}()
+	for _, v := range c.Vocabs {
+		x := Logits(c.Batch, v, 1)
+		tg := Targets(c.Batch, v, 2)
+		work := make([]float32, len(x))
+		rl := MeasureRoofline(x, work)
+		if rep.Roofline.ReadGBps == 0 { // the first size's probe is the report's
+			rep.Roofline = rl
+		}
+		c.logf("roofline at %d×%d: read %.1f GB/s, copy %.1f GB/s", c.Batch, v, rl.ReadGBps, rl.CopyGBps)
+		for _, d := range devs {
+			for _, op := range c.Ops {
+				rs, err := measure(ctx, d, op, x, tg, work, c.Batch, v, c.Repeat, rl)
+				if err != nil {
+					return nil, fmt.Errorf("%s %s %d×%d: %w", d.Info().Spec, op, c.Batch, v, err)
+				}
+				for _, r := range rs {
+					c.logf("%-22s %-8s %-10s %d×%d: %8.4f s  %7.2f GB/s  %4.0f%% of %s", r.Device, r.Op, r.Mode, r.Batch, r.Vocab, r.SecondsMed, r.GBps, 100*r.Fraction, r.RooflineFor)
+				}
+				rep.Results = append(rep.Results, rs...)
+			}
+		}
+		if c.Peers {
+			ps, err := Peers(ctx, c.PeerDir, c.Batch, v, c.Ops, c.Repeat)
+			if err != nil {
+				c.logf("peers: %v", err)
+			}
+			for i := range ps {
+				setFraction(&ps[i], rl)
+			}
+			rep.Results = append(rep.Results, ps...)
+		}
+	}
+	ratios(rep.Results)
+	return rep, nil
+}
+
+// openDevices opens the devices named by specs ("all": every CPU variant
+// and every OpenCL device).
+func openDevices(specs []string) ([]device.Device, error) {
+	var names []string
+	for _, s := range specs {
+		if s != "all" {
+			names = append(names, s)
+			continue
+		}
+		names = append(names, "cpu:portable")
+		if cpu.SIMD != nil {
+			names = append(names, "cpu:simd")
+		}
+		for _, d := range device.List() {
+			if strings.HasPrefix(d.Spec, "opencl:") {
+				names = append(names, d.Spec)
+			}
+		}
+	}
+	var devs []device.Device
+	for _, n := range names {
+		d, err := device.Open(n)
+		if err != nil {
+			for _, o := range devs {
+				o.Close()
+			}
+			return nil, err
+		}
+		devs = append(devs, d)
+	}
+	return devs, nil
+}
+
+// Logits returns rows × cols N(0, 3²) logits from a fixed seed.
+func Logits(rows, cols int, seed uint64) []float32 {
+	x := make([]float32, rows*cols)
+	parts := runtime.GOMAXPROCS(0)
+	done := make(chan struct{}, parts)
+	for p := range parts {
+		go func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(p)))
+			lo, hi := len(x)*p/parts, len(x)*(p+1)/parts
+			for i := lo; i < hi; i++ {
+				x[i] = float32(rng.NormFloat64() * 3)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range parts {
+		<-done
+	}
+	return x
+}
+
+// Targets returns rows uniform targets in [0, cols).
+func Targets(rows, cols int, seed uint64) []int32 {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t := make([]int32, rows)
+	for i := range t {
+		t[i] = int32(rng.IntN(cols))
+	}
+	return t
+}
+
+// stats returns the median, min and max of secs.
+func stats(secs []float64) (med, lo, hi float64) {
+	s := slices.Clone(secs)
+	slices.Sort(s)
+	return s[len(s)/2], s[0], s[len(s)-1]
+}
+
+// measure times one op on one device: CPU devices once ("host"), OpenCL
+// devices kernel-only (resident buffer, profiling events) and end-to-end.
+func measure(ctx context.Context, d device.Device, op string, x []float32, tg []int32, work []float32, rows, cols, repeat int, rl Roofline) ([]Result, error) {
+	info := d.Info()
+	m := batch.NewMatrix(work, rows, cols)
+	l, err := batch.New(d)
+	if err != nil {
+		return nil, err
+	}
+	lse := make([]float32, rows)
+	once := func() error {
+		switch op {
+		case OpLSE:
+			return l.LogSumExp(ctx, lse, m)
+		case OpForward:
+			_, err := l.Forward(ctx, m, tg)
+			return err
+		case OpFused:
+			_, err := l.ForwardBackward(ctx, m, tg, m, nil)
+			return err
+		}
+		return fmt.Errorf("unknown op %q (want lse, forward, fused)", op)
+	}
+	timeIt := func(f func() (float64, error)) ([]float64, error) {
+		var secs []float64
+		for i := range repeat + 1 {
+			copy(work, x) // fresh logits: fused overwrites them
+			s, err := f()
+			if err != nil {
+				return nil, err
+			}
+			if i > 0 { // the first run warms up
+				secs = append(secs, s)
+			}
+		}
+		return secs, nil
+	}
+	wall := func() (float64, error) {
+		t0 := time.Now()
+		err := once()
+		return time.Since(t0).Seconds(), err
+	}
+	mk := func(mode string, secs []float64) Result {
+		med, lo, hi := stats(secs)
+		r := Result{Device: info.Spec, Kernel: info.Kernel, Op: op, Mode: mode, Batch: rows, Vocab: cols,
+			SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GBps: float64(4*rows*cols) / med / 1e9}
+		return r
+	}
+	secs, err := timeIt(wall)
+	if err != nil {
+		return nil, err
+	}
+	if info.Backend != "opencl" {
+		r := mk("host", secs)
+		setFraction(&r, rl)
+		return []Result{r}, nil
+	}
+	e2e := mk("end-to-end", secs)
+	od, ok := d.(*opencl.Device)
+	if !ok {
+		return []Result{e2e}, nil
+	}
+	copyBW, err := od.CopyBandwidth(ctx, min(4*rows*cols, 1<<28), repeat)
+	if err != nil {
+		return nil, err
+	}
+	h2d := transferBandwidth(ctx, d, x, rows, cols)
+	e2e.RooflineFor, e2e.RooflineGB = "host-device transfer", h2d/1e9
+	e2e.Fraction = transferBytes(op, rows, cols) / e2e.SecondsMed / h2d
+	// Kernel-only: a resident buffer, kernel time from profiling events.
+	copy(work, x)
+	dm, err := batch.Upload(ctx, d, m)
+	if err != nil {
+		return nil, err
+	}
+	defer dm.Release()
+	ksecs, err := timeIt(func() (float64, error) {
+		var err error
+		switch op {
+		case OpLSE:
+			err = l.LogSumExpDevice(ctx, lse, dm)
+		case OpForward:
+			_, err = l.ForwardDevice(ctx, dm, tg)
+		case OpFused:
+			_, err = l.ForwardBackwardDevice(ctx, dm, tg, nil)
+		}
+		return od.LastKernelTime().Seconds(), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	k := mk("kernel", ksecs)
+	k.RooflineFor, k.RooflineGB = "device copy", copyBW/1e9
+	traffic := float64(4 * rows * cols)
+	if op == OpFused {
+		traffic *= 2
+	}
+	k.Fraction = traffic / k.SecondsMed / copyBW
+	return []Result{k, e2e}, nil
+}
+
+// transferBytes is what crosses the bus end to end: the logits in, and
+// for the fused op the gradient out.
+func transferBytes(op string, rows, cols int) float64 {
+	b := float64(4 * rows * cols)
+	if op == OpFused {
+		b *= 2
+	}
+	return b
+}
+
+// transferBandwidth measures host-to-device upload bandwidth (bytes/s).
+func transferBandwidth(ctx context.Context, d device.Device, x []float32, rows, cols int) float64 {
+	best := math.Inf(1)
+	for range 3 {
+		t0 := time.Now()
+		dm, err := batch.Upload(ctx, d, batch.NewMatrix(x, rows, cols))
+		if err != nil {
+			return math.NaN()
+		}
+		best = min(best, time.Since(t0).Seconds())
+		dm.Release()
+	}
+	return float64(4*rows*cols) / best
+}
+
+// setFraction sets the CPU roofline of a host or peer result: the read
+// probe for lse and forward, the copy probe for fused (2 bytes moved per
+// logit byte).
+func setFraction(r *Result, rl Roofline) {
+	if r.Op == OpFused {
+		r.RooflineFor, r.RooflineGB = "cpu copy", rl.CopyGBps
+		r.Fraction = 2 * r.GBps / rl.CopyGBps
+		return
+	}
+	r.RooflineFor, r.RooflineGB = "cpu read", rl.ReadGBps
+	r.Fraction = r.GBps / rl.ReadGBps
+}
+
+// ratios sets VsPortable: each result's throughput over the portable CPU
+// path's for the same op and size.
+func ratios(rs []Result) {
+	for i := range rs {
+		for _, p := range rs {
+			if p.Device == "cpu:portable" && p.Op == rs[i].Op && p.Vocab == rs[i].Vocab && p.Batch == rs[i].Batch {
+				rs[i].VsPortable = rs[i].GBps / p.GBps
+			}
+		}
+	}
+}
+
+func machine() map[string]string {
+	m := map[string]string{
+		"cpu":        device.List()[0].Name,
+		"gomaxprocs": fmt.Sprint(runtime.GOMAXPROCS(0)),
+		"go":         runtime.Version(),
+		"goarch":     runtime.GOARCH,
+		"date":       time.Now().UTC().Format(time.RFC3339),
+		"cpu_kernel": cpu.Default.Name(),
+	}
+	for _, d := range device.List() {
+		if strings.HasPrefix(d.Spec, "opencl:") {
+			m[d.Spec] = d.Name
+		}
+	}
+	return m
+}

@@ -1,0 +1,55 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// Peers runs bench/peers/pytorch_cpu.py (PyTorch's F.cross_entropy on the
+// CPU, same thread count) and returns its rows. It needs a python3 with
+// torch: /usr/bin/python3 (Debian's python3-torch) is tried first.
+func Peers(ctx context.Context, dir string, rows, cols int, ops []string, repeat int) ([]Result, error) {
+	if dir == "" {
+		dir = filepath.Join("bench", "peers")
+	}
+	script := filepath.Join(dir, "pytorch_cpu.py")
+	if _, err := os.Stat(script); err != nil {
+		return nil, fmt.Errorf("%s: %w (run from the repository root or set the peer directory)", script, err)
+	}
+	var py string
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.CommandContext(ctx, p, "-c", "import torch").Run() == nil {
+			py = p
+			break
+		}
+	}
+	if py == "" {
+		return nil, fmt.Errorf("no python3 with torch (apt-get install python3-torch)")
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, py, script, "--batch", fmt.Sprint(rows), "--vocab", fmt.Sprint(cols),
+		"--ops", strings.Join(ops, ","), "--repeat", fmt.Sprint(repeat), "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)))
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(errb.String()))
+	}
+	var rs []Result
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var r Result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return nil, fmt.Errorf("%s: bad output line %q: %v", script, line, err)
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}

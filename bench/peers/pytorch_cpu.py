@@ -1,0 +1,55 @@
+#!/usr/bin/python3
+"""PyTorch CPU peer for `xent bench --peers`.
+
+Times torch.nn.functional.cross_entropy on float32 [batch x vocab] N(0, 3^2)
+logits on the CPU with the given number of threads: forward ("forward"),
+forward + backward ("fused"), and torch.logsumexp ("lse"); median, min and
+max of --repeat runs after one warm-up. Prints one JSON object per line in
+the shape of xent bench's results. Needs Debian's python3-torch.
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--batch", type=int, default=1024)
+ap.add_argument("--vocab", type=int, default=50257)
+ap.add_argument("--ops", default="lse,forward,fused")
+ap.add_argument("--repeat", type=int, default=7)
+ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+a = ap.parse_args()
+torch.set_num_threads(a.threads)
+torch.manual_seed(1)
+x = torch.randn(a.batch, a.vocab) * 3
+t = torch.randint(0, a.vocab, (a.batch,))
+
+
+def run(op):
+    if op == "lse":
+        torch.logsumexp(x, dim=1)
+    elif op == "forward":
+        with torch.no_grad():
+            F.cross_entropy(x, t)
+    elif op == "fused":
+        z = x.detach().requires_grad_(True)
+        F.cross_entropy(z, t).backward()
+    else:
+        raise SystemExit("unknown op " + op)
+
+
+for op in a.ops.split(","):
+    secs = []
+    for i in range(a.repeat + 1):
+        t0 = time.perf_counter()
+        run(op)
+        s = time.perf_counter() - t0
+        if i > 0:
+            secs.append(s)
+    secs.sort()
+    med = secs[len(secs) // 2]
+    print(json.dumps(dict(device="pytorch-cpu", kernel="torch %s, %d threads" % (torch.__version__, a.threads),
+                          op=op, mode="peer", batch=a.batch, vocab=a.vocab, seconds_median=med,
+                          seconds_min=secs[0], seconds_max=secs[-1], gbps=4.0 * a.batch * a.vocab / med / 1e9)))

@@ -1,0 +1,75 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"sort"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Plot writes an SVG (or PNG, by the file's extension) of throughput
+// against vocabulary size, one line per (device, mode, op), with the CPU
+// rooflines as dashed lines.
+func Plot(rep *Report, path string) error {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("xent: softmax cross-entropy throughput (batch %d)", batchOf(rep))
+	p.X.Label.Text = "vocabulary size"
+	p.Y.Label.Text = "GB/s of logits"
+	series := map[string]plotter.XYs{}
+	var keys []string
+	for _, r := range rep.Results {
+		k := fmt.Sprintf("%s %s %s", r.Device, r.Mode, r.Op)
+		if _, ok := series[k]; !ok {
+			keys = append(keys, k)
+		}
+		series[k] = append(series[k], plotter.XY{X: float64(r.Vocab), Y: r.GBps})
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		pts := series[k]
+		sort.Slice(pts, func(a, b int) bool { return pts[a].X < pts[b].X })
+		l, s, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return err
+		}
+		l.Color, s.Color = plotutil.Color(i), plotutil.Color(i)
+		s.Shape = plotutil.Shape(i)
+		p.Add(l, s)
+		p.Legend.Add(k, l, s)
+	}
+	minX, maxX := 0.0, 1.0
+	for _, r := range rep.Results {
+		if minX == 0 || float64(r.Vocab) < minX {
+			minX = float64(r.Vocab)
+		}
+		maxX = max(maxX, float64(r.Vocab))
+	}
+	for _, rl := range []struct {
+		name string
+		v    float64
+	}{{"roofline: cpu read", rep.Roofline.ReadGBps}, {"roofline: cpu copy / 2", rep.Roofline.CopyGBps / 2}} {
+		l, err := plotter.NewLine(plotter.XYs{{X: minX, Y: rl.v}, {X: maxX, Y: rl.v}})
+		if err != nil {
+			return err
+		}
+		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		l.Color = color.Gray{Y: 90}
+		p.Add(l)
+		p.Legend.Add(rl.name, l)
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Y.Min = 0
+	return p.Save(9*vg.Inch, 6*vg.Inch, path)
+}
+
+func batchOf(rep *Report) int {
+	if len(rep.Results) > 0 {
+		return rep.Results[0].Batch
+	}
+	return 0
+}
