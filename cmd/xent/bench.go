@@ -53,9 +53,6 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := bench.Config{Batch: *rows, Vocabs: vocabs, Ops: strings.Split(*ops, ","), Devices: strings.Split(*devs, ","),
 		Repeat: *repeat, Peers: *peers,
 		Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
-	if *asJSON {
-		cfg.Log = nil
-	}
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err

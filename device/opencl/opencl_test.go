@@ -20,7 +20,7 @@ import (
 // (a spec argument such as "0:0"), else the first device of any kind. With
 // XENT_REQUIRE_OPENCL=1 a missing device fails the test; otherwise it skips
 // with a one-line reason.
-func openTest(t *testing.T) *Device {
+func openTest(t testing.TB) *Device {
 	t.Helper()
 	dev, err := Open(os.Getenv("XENT_TEST_OPENCL"))
 	if err != nil {

@@ -16,8 +16,23 @@ import (
 	"github.com/xentlab/xent/device"
 )
 
-// GoldenDir is testdata/golden of the repository.
+// GoldenDir is testdata/golden of the repository: $XENT_TESTDATA/golden
+// when set, else found upward from the working directory (tests run in
+// their package's directory), else beside this source file.
 func GoldenDir() string {
+	if d := os.Getenv("XENT_TESTDATA"); d != "" {
+		return filepath.Join(d, "golden")
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "testdata", "golden", "cases.json")); err == nil {
+				return filepath.Join(d, "testdata", "golden")
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "golden")
 }

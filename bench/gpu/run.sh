@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# bench/gpu/run.sh: xent's OpenCL tests and benchmarks on a GPU host, in
+# one go. On a lent NVIDIA machine it finds libnvidia-opencl.so.1, writes
+# an ICD directory and sets OCL_ICD_VENDORS (containers often lack the ICD
+# file), uses a carried ICD loader when libOpenCL.so.1 is absent, runs the
+# OpenCL tests and benchmarks and prints a short table. Logs go to $OUT
+# (or .gpu/out).
+#
+# The machine needs no Go toolchain: build here and carry .gpu/:
+#   mkdir -p .gpu && CGO_ENABLED=0 go build -o .gpu/xent ./cmd/xent
+#   CGO_ENABLED=0 go test -c -o .gpu/opencl.test ./device/opencl
+#   (cd .gpu && apt-get download ocl-icd-libopencl1 && dpkg -x ocl-icd-libopencl1_*.deb icd)
+# With Go on the host and no binaries, it builds them itself.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+bin=${XENT_GPU_BIN:-$root/.gpu}
+out=${OUT:-$root/.gpu/out}
+mkdir -p "$out"
+
+if [ ! -x "$bin/xent" ] || [ ! -x "$bin/opencl.test" ]; then
+	command -v go >/dev/null || { echo "run.sh: no binaries in $bin and no Go toolchain to build them" >&2; exit 1; }
+	mkdir -p "$bin"
+	CGO_ENABLED=0 go build -o "$bin/xent" ./cmd/xent || exit 1
+	CGO_ENABLED=0 go test -c -o "$bin/opencl.test" ./device/opencl || exit 1
+fi
+
+# NVIDIA's OpenCL driver, as an ICD vendor.
+if [ -z "${OCL_ICD_VENDORS:-}" ]; then
+	lib=$(ldconfig -p 2>/dev/null | awk '/libnvidia-opencl\.so\.1/{print $NF; exit}')
+	[ -n "$lib" ] || lib=$(find /usr/local/nvidia /usr/lib /usr/lib64 /usr/lib/x86_64-linux-gnu -name 'libnvidia-opencl.so.1' 2>/dev/null | head -1)
+	if [ -n "$lib" ]; then
+		icd=$(mktemp -d)
+		echo "$lib" >"$icd/nvidia.icd"
+		export OCL_ICD_VENDORS=$icd
+		export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+		echo "ICD: $lib (OCL_ICD_VENDORS=$icd)"
+	else
+		echo "ICD: no libnvidia-opencl.so.1 found; using the system's ICD files"
+	fi
+fi
+# The ICD loader: the system's, else a carried one.
+if ! ldconfig -p 2>/dev/null | grep -q 'libOpenCL\.so\.1'; then
+	loader=$(find "$bin" -name 'libOpenCL.so.1*' -type f 2>/dev/null | head -1)
+	if [ -n "$loader" ]; then
+		export XENT_OPENCL_LIB=$loader
+		echo "loader: carried $loader"
+	fi
+fi
+export XENT_TESTDATA="$root/testdata" XENT_REQUIRE_OPENCL=1
+
+command -v nvidia-smi >/dev/null && nvidia-smi -L
+echo "== xent devices"
+"$bin/xent" devices | tee "$out/devices.txt"
+
+echo "== OpenCL tests (first GPU or accelerator)"
+(cd "$root/device/opencl" && "$bin/opencl.test" -test.v -test.count=1 2>&1) >"$out/tests.log"
+status=$?
+grep -E '^(--- |ok|FAIL|PASS)|opencl_test.go:[0-9]+: device' "$out/tests.log"
+echo "tests: exit $status"
+
+echo "== go test -bench (kernel-only and end-to-end)"
+(cd "$root/device/opencl" && "$bin/opencl.test" -test.run XXX -test.bench OpenCL -test.benchtime 5x 2>&1) | tee "$out/gobench.txt" | grep -E '^Benchmark'
+
+for size in "1024 50257" "4096 32000"; do
+	set -- $size
+	echo "== xent bench --batch $1 --vocab $2 --device all"
+	"$bin/xent" bench --batch "$1" --vocab "$2" --device all --repeat 7 --json >"$out/bench_${1}x${2}.json" 2>"$out/bench_${1}x${2}.log"
+	cat "$out/bench_${1}x${2}.log"
+done
+echo "== vocabulary sweep"
+"$bin/xent" bench --batch 1024 --sweep vocab=8192,32000,50257,128256,256000 --device all --ops lse,fused --repeat 5 --plot "$out/sweep.svg" --json >"$out/sweep.json" 2>"$out/sweep.log"
+tail -n 40 "$out/sweep.log"
+exit $status
