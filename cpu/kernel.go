@@ -49,17 +49,18 @@ type Impl struct {
 	// maxIndex returns max_j x_j and its first index, ignoring NaN; the
 	// index is -1 when no element is above -Inf.
 	maxIndex func(x []float32) (float32, int)
-	// sumExp returns Σ_j exp(x_j - m) for m ≥ max_j x_j.
-	sumExp func(x []float32, m float32) float64
-	// expScale sets dst_j = a·exp(x_j - shift); dst may be x.
-	expScale func(dst, x []float32, shift, a float32)
+	// expSum returns Σ_j exp(x_j - m) for m ≥ max_j x_j and, when dst is
+	// not nil, stores each exp(x_j - m) in dst_j (dst may be x).
+	expSum func(dst, x []float32, m float32) float64
+	// scale sets dst_j *= c.
+	scale func(dst []float32, c float32)
 }
 
 // Name names the implementation ("portable", "avx2", ...).
 func (k *Impl) Name() string { return k.name }
 
 // Portable is the pure-Go implementation, available everywhere.
-var Portable = &Impl{name: "portable", maxIndex: maxIndexGeneric, sumExp: sumExpGeneric, expScale: expScaleGeneric}
+var Portable = &Impl{name: "portable", maxIndex: maxIndexGeneric, expSum: expSumGeneric, scale: scaleGeneric}
 
 // SIMD is the archsimd implementation, or nil when this build or this CPU
 // has none.
@@ -86,7 +87,7 @@ func (k *Impl) lse(row []float32, m float32, idx int) float64 {
 	if idx < 0 {
 		return math.NaN() // only -Inf and NaN: PyTorch gives NaN
 	}
-	return float64(m) + math.Log(k.sumExp(row, m))
+	return float64(m) + math.Log(k.expSum(nil, row, m))
 }
 
 // CrossEntropy computes the per-row loss, log-sum-exp and argmax test of p
@@ -128,6 +129,8 @@ func (k *Impl) row(p *Problem, o *Out, i int) {
 	// lse = m + ls and lse - z_t = (m - z_t) + ls, which stays exact when |m|
 	// dwarfs ls (a row of -1e30 has loss log C, not 0), as PyTorch's
 	// log_softmax does.
+	// Without options the fused path stores exp(z_j - m) in g while summing
+	// and scales it afterwards: one exp per logit.
 	general := c > 0 || p.Smoothing > 0
 	var s, dot float64 // Σ exp(z_j - m), Σ w_j·(z_j - m)
 	switch {
@@ -136,7 +139,7 @@ func (k *Impl) row(p *Problem, o *Out, i int) {
 	case general:
 		s, dot = sumExpGeneral(x, mc, c, inv, p.Weights, p.Smoothing > 0)
 	default:
-		s = k.sumExp(x, mc)
+		s = k.expSum(g, x, mc)
 	}
 	ls := math.Log(s)
 	lse := float64(mc) + ls
@@ -162,7 +165,7 @@ func (k *Impl) row(p *Problem, o *Out, i int) {
 	// dz_j = s_i·(a·p_j - ec·w_j) with a = (1-ε)w_t + ec·W + 2λ·lse and
 	// p_j = exp(z_j - m)/s, and the target column -s_i·(1-ε)w_t computed
 	// apart, from p_t - 1 = expm1((z_t - m) - ls) so that nothing cancels as
-	// p_t → 1. It is read before the row is overwritten (g may be x).
+	// p_t → 1. z_t was read before the row was overwritten (g may be x).
 	si := float64(o.Scale[i])
 	a := (1-eps)*wt + ec*p.WeightSum + 2*lam*lse
 	pt1 := math.Expm1((float64(zt) - float64(mc)) - ls)
@@ -171,10 +174,15 @@ func (k *Impl) row(p *Problem, o *Out, i int) {
 		r := float64(zt) / float64(c)
 		gt *= 1 - r*r
 	}
-	if general {
+	switch {
+	case general:
 		gradGeneral(g, x, mc, float32(si*a/s), float32(si*ec), p.Weights, c, inv)
-	} else {
-		k.expScale(g, x, mc, float32(si*a/s))
+	case idx < 0: // expSum did not run: a NaN row
+		for j := range g {
+			g[j] = float32(math.NaN())
+		}
+	default:
+		k.scale(g, float32(si*a/s))
 	}
 	g[t] = float32(gt)
 }

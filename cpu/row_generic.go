@@ -53,42 +53,49 @@ func mergeMax(m []float32, id []int) (float32, int) {
 	return bm, bi
 }
 
-// sumExpGeneric returns Σ_j exp(x_j - m), summed in four float32 lanes
-// over blocks of Block elements, the blocks in float64.
-func sumExpGeneric(x []float32, m float32) float64 {
+// expSumGeneric returns Σ_j exp(x_j - m), summed in four float32 lanes
+// over blocks of Block elements and the blocks in float64, and stores each
+// exp in dst when dst is not nil (dst may be x).
+func expSumGeneric(dst, x []float32, m float32) float64 {
 	var total float64
-	for len(x) > 0 {
-		b := x[:min(Block, len(x))]
-		x = x[len(b):]
+	for lo := 0; lo < len(x); lo += Block {
+		b := x[lo:min(lo+Block, len(x))]
 		var s0, s1, s2, s3 float32
 		n := len(b) &^ 3
-		for j := 0; j < n; j += 4 {
-			v := b[j : j+4 : j+4]
-			s0 += exp32(v[0] - m)
-			s1 += exp32(v[1] - m)
-			s2 += exp32(v[2] - m)
-			s3 += exp32(v[3] - m)
+		if dst == nil {
+			for j := 0; j < n; j += 4 {
+				v := b[j : j+4 : j+4]
+				s0 += exp32(v[0] - m)
+				s1 += exp32(v[1] - m)
+				s2 += exp32(v[2] - m)
+				s3 += exp32(v[3] - m)
+			}
+		} else {
+			d := dst[lo : lo+len(b)]
+			for j := 0; j < n; j += 4 {
+				v := b[j : j+4 : j+4]
+				e0, e1, e2, e3 := exp32(v[0]-m), exp32(v[1]-m), exp32(v[2]-m), exp32(v[3]-m)
+				s0, s1, s2, s3 = s0+e0, s1+e1, s2+e2, s3+e3
+				w := d[j : j+4 : j+4]
+				w[0], w[1], w[2], w[3] = e0, e1, e2, e3
+			}
 		}
-		for _, v := range b[n:] {
-			s0 += exp32(v - m)
+		for j := n; j < len(b); j++ {
+			e := exp32(b[j] - m)
+			s0 += e
+			if dst != nil {
+				dst[lo+j] = e
+			}
 		}
 		total += float64((s0 + s1) + (s2 + s3))
 	}
 	return total
 }
 
-// expScaleGeneric sets dst_j = a·exp(x_j - shift); dst may be x.
-func expScaleGeneric(dst, x []float32, shift, a float32) {
-	dst = dst[:len(x)]
-	n := len(x) &^ 3
-	for j := 0; j < n; j += 4 {
-		v := x[j : j+4 : j+4]
-		d := dst[j : j+4 : j+4]
-		e0, e1, e2, e3 := exp32(v[0]-shift), exp32(v[1]-shift), exp32(v[2]-shift), exp32(v[3]-shift)
-		d[0], d[1], d[2], d[3] = a*e0, a*e1, a*e2, a*e3
-	}
-	for j := n; j < len(x); j++ {
-		dst[j] = a * exp32(x[j]-shift)
+// scaleGeneric sets dst_j *= c.
+func scaleGeneric(dst []float32, c float32) {
+	for j := range dst {
+		dst[j] *= c
 	}
 }
 
