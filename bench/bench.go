@@ -359,6 +359,7 @@ func machine() map[string]string {
 		"goarch":     runtime.GOARCH,
 		"date":       time.Now().UTC().Format(time.RFC3339),
 		"cpu_kernel": cpu.Default.Name(),
+		"read_probe": readProbe,
 	}
 	for _, d := range device.List() {
 		if strings.HasPrefix(d.Spec, "opencl:") {

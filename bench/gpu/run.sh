@@ -7,7 +7,7 @@
 # (or .gpu/out).
 #
 # The machine needs no Go toolchain: build here and carry .gpu/:
-#   mkdir -p .gpu && CGO_ENABLED=0 go build -o .gpu/xent ./cmd/xent
+#   mkdir -p .gpu && CGO_ENABLED=0 GOEXPERIMENT=simd go build -o .gpu/xent ./cmd/xent
 #   CGO_ENABLED=0 go test -c -o .gpu/opencl.test ./device/opencl
 #   (cd .gpu && apt-get download ocl-icd-libopencl1 && dpkg -x ocl-icd-libopencl1_*.deb icd)
 # With Go on the host and no binaries, it builds them itself.
@@ -52,6 +52,12 @@ export XENT_TESTDATA="$root/testdata" XENT_REQUIRE_OPENCL=1
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 echo "== xent devices"
 "$bin/xent" devices | tee "$out/devices.txt"
+# The GPU, and the CPU variants of this binary, for the benchmarks.
+gpu=$(awk '/^opencl:/{spec=$1} /kind +gpu/{print spec; exit}' "$out/devices.txt")
+devs="cpu:portable"
+grep -q 'available: portable, ' "$out/devices.txt" && devs="$devs,cpu:simd"
+[ -n "$gpu" ] && devs="$devs,$gpu"
+echo "benchmarked devices: $devs"
 
 echo "== OpenCL tests (first GPU or accelerator)"
 (cd "$root/device/opencl" && "$bin/opencl.test" -test.v -test.count=1 2>&1) >"$out/tests.log"
@@ -64,11 +70,23 @@ echo "== go test -bench (kernel-only and end-to-end)"
 
 for size in "1024 50257" "4096 32000"; do
 	set -- $size
-	echo "== xent bench --batch $1 --vocab $2 --device all"
-	"$bin/xent" bench --batch "$1" --vocab "$2" --device all --repeat 7 --json >"$out/bench_${1}x${2}.json" 2>"$out/bench_${1}x${2}.log"
-	cat "$out/bench_${1}x${2}.log"
+	echo "== xent bench --batch $1 --vocab $2 --device $devs"
+	"$bin/xent" bench --batch "$1" --vocab "$2" --device "$devs" --repeat 7 --json >"$out/bench_${1}x${2}.json"
 done
 echo "== vocabulary sweep"
-"$bin/xent" bench --batch 1024 --sweep vocab=8192,32000,50257,128256,256000 --device all --ops lse,fused --repeat 5 --plot "$out/sweep.svg" --json >"$out/sweep.json" 2>"$out/sweep.log"
-tail -n 40 "$out/sweep.log"
+"$bin/xent" bench --batch 1024 --sweep vocab=8192,32000,50257,128256,256000 --device "$devs" --ops lse,fused --repeat 5 --plot "$out/sweep.svg" --json >"$out/sweep.json"
+
+if [ "${XENT_GPU_TUNE:-0}" = 1 ]; then
+	# Work-group size and unrolling of the GPU kernels, kernel-only times.
+	echo "== tuning $gpu"
+	for size in "1024 50257" "4096 32000"; do
+		set -- $size
+		for wg in 128 256 512 1024; do
+			for un in 1 2 4; do
+				XENT_OPENCL_WG=$wg XENT_OPENCL_UNROLL=$un "$bin/xent" bench --batch "$1" --vocab "$2" --device "$gpu" --ops lse,fused --repeat 5 --json 2>/dev/null |
+					awk -v wg=$wg -v un=$un -v sz="$1x$2" '/"op"/{op=$2} /"mode"/{mode=$2} /"gbps"/{if (mode ~ /kernel/) printf "tune %s wg=%d unroll=%d %s %s GB/s\n", sz, wg, un, op, $2}'
+			done
+		done
+	done | tee "$out/tune.txt"
+fi
 exit $status

@@ -3,6 +3,7 @@ package opencl
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,12 +178,21 @@ func list() ([]device.Description, error) {
 
 func gib(b uint64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
 
-// tunables returns the work-group size and unrolling for a device kind.
+// tunables returns the work-group size and unrolling for a device kind;
+// XENT_OPENCL_WG and XENT_OPENCL_UNROLL override them (for tuning runs
+// such as bench/gpu/run.sh's).
 func tunables(kind string) (wg, unroll int) {
+	wg, unroll = 256, 2
 	if kind == "cpu" {
-		return 64, 1
+		wg, unroll = 64, 1
 	}
-	return 256, 2
+	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_WG")); err == nil && v > 0 && v&(v-1) == 0 {
+		wg = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_UNROLL")); err == nil && v > 0 && v <= 8 {
+		unroll = v
+	}
+	return wg, unroll
 }
 
 // program is a built program with its kernels, shared by every Device

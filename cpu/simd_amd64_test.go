@@ -1,0 +1,48 @@
+//go:build goexperiment.simd && amd64 && !nosimd
+
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestExpAVX2 checks the vector exp lane by lane against math.Exp (within
+// 3 ulp where the result is normal), and its edge cases.
+func TestExpAVX2(t *testing.T) {
+	if SIMD == nil {
+		t.Skip(SIMDUnavailable())
+	}
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
+	x := make([]float32, 1<<16+13)
+	for i := range x {
+		x[i] = float32(-87.3 * rng.Float64())
+	}
+	copy(x, []float32{0, -1e-30, -0.34657359, -87.3, -40, -1})
+	e := make([]float32, len(x))
+	s := expSumAVX2(e, x, 0)
+	worst, sum := 0.0, 0.0
+	for i, v := range x {
+		want := math.Exp(float64(v))
+		sum += want
+		worst = max(worst, ulps(e[i], want))
+	}
+	t.Logf("AVX2 exp worst error %.2f ulp over %d values", worst, len(x))
+	require.LessOrEqual(t, worst, 3.0)
+	require.InDelta(t, sum, s, 1e-6*sum)
+	edge := make([]float32, 16)
+	for i := range edge {
+		edge[i] = float32(math.Inf(-1))
+	}
+	edge[1], edge[2] = -88, -1000
+	out := make([]float32, 16)
+	require.Zero(t, expSumAVX2(out, edge, 0))
+	for _, v := range out {
+		require.Zero(t, v)
+	}
+	_, idx := maxIndexAVX2([]float32{1, 2, float32(math.NaN()), 3, 4, 5, 6, 7, 8, 9})
+	require.Equal(t, -1, idx, "a row holding NaN")
+}
