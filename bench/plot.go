@@ -12,13 +12,16 @@ import (
 )
 
 // Plot writes an SVG (or PNG, by the file's extension) of throughput
-// against vocabulary size, one line per (device, mode, op), with the CPU
-// rooflines as dashed lines.
+// against vocabulary size (log scale), one line per (device, mode, op),
+// with the measured rooflines (CPU read, each OpenCL device's copy
+// bandwidth) as dashed lines.
 func Plot(rep *Report, path string) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("xent: softmax cross-entropy throughput (batch %d)", batchOf(rep))
 	p.X.Label.Text = "vocabulary size"
-	p.Y.Label.Text = "GB/s of logits"
+	p.Y.Label.Text = "GB/s of logits (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	series := map[string]plotter.XYs{}
 	var keys []string
 	for _, r := range rep.Results {
@@ -48,10 +51,21 @@ func Plot(rep *Report, path string) error {
 		}
 		maxX = max(maxX, float64(r.Vocab))
 	}
-	for _, rl := range []struct {
+	lines := []struct {
 		name string
 		v    float64
-	}{{"roofline: cpu read", rep.Roofline.ReadGBps}, {"roofline: cpu copy / 2", rep.Roofline.CopyGBps / 2}} {
+	}{{"roofline: cpu read", rep.Roofline.ReadGBps}}
+	seen := map[string]bool{}
+	for _, r := range rep.Results { // each device's own memory bandwidth
+		if r.Mode == "kernel" && !seen[r.Device] {
+			seen[r.Device] = true
+			lines = append(lines, struct {
+				name string
+				v    float64
+			}{"roofline: " + r.Device + " device copy", r.RooflineGB})
+		}
+	}
+	for _, rl := range lines {
 		l, err := plotter.NewLine(plotter.XYs{{X: minX, Y: rl.v}, {X: maxX, Y: rl.v}})
 		if err != nil {
 			return err
@@ -63,7 +77,6 @@ func Plot(rep *Report, path string) error {
 	}
 	p.Legend.Top = true
 	p.Legend.Left = true
-	p.Y.Min = 0
 	return p.Save(9*vg.Inch, 6*vg.Inch, path)
 }
 

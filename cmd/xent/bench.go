@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -26,6 +27,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	plotTo := fs.String("plot", "", "write a plot of throughput against vocabulary (.svg or .png)")
 	peers := fs.Bool("peers", false, "run PyTorch's F.cross_entropy on the CPU beside us (bench/peers/pytorch_cpu.py)")
+	from := fs.String("from", "", "print (and plot) a saved --json report instead of measuring")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -47,13 +49,19 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *rows < 1 || *vocab < 1 {
 		return fmt.Errorf("--batch and --vocab must be ≥ 1")
 	}
-	if cpu.SIMD == nil {
+	if cpu.SIMD == nil && *from == "" {
 		fmt.Fprintf(stderr, "xent bench: the CPU runs the portable kernels: %s\n", cpu.SIMDUnavailable())
 	}
 	cfg := bench.Config{Batch: *rows, Vocabs: vocabs, Ops: strings.Split(*ops, ","), Devices: strings.Split(*devs, ","),
 		Repeat: *repeat, Peers: *peers,
 		Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
-	rep, err := bench.Run(ctx, cfg)
+	var rep *bench.Report
+	var err error
+	if *from != "" {
+		rep, err = loadReport(*from)
+	} else {
+		rep, err = bench.Run(ctx, cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -79,3 +87,14 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return tw.Flush()
 }
 
+func loadReport(path string) (*bench.Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("%s: not a xent bench report: %w", path, err)
+	}
+	return &rep, nil
+}

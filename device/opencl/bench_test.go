@@ -67,4 +67,3 @@ func BenchmarkOpenCL(b *testing.B) {
 		}
 	}
 }
-
