@@ -120,6 +120,11 @@ func (k *Impl) row(p *Problem, o *Out, i int) {
 	mc := m
 	if c > 0 {
 		mc = c * tanh32(m*inv) // tanh is monotonic: the max of the capped row
+		if idx < 0 {
+			// Only -Inf and NaN: capped, -Inf is -c, a valid logit; a NaN
+			// still makes the sum NaN below.
+			mc, idx = -c, 0
+		}
 	}
 	zt := x[t]
 	if c > 0 {

@@ -101,29 +101,28 @@ func scaleGeneric(dst []float32, c float32) {
 
 // sumExpGeneral is the sum pass with options, shared by all
 // implementations: with z'_j = c·tanh(x_j/c) when c > 0 (inv = 1/c), else
-// x_j, it returns Σ_j exp(z'_j - m) and, when dot is set, Σ_j w_j·(z'_j - m)
-// (w nil: all 1), both folded into float64 every Block elements.
+// x_j, it returns Σ_j exp(z'_j - m), folded into float64 every Block
+// elements, and, when dot is set, Σ_j w_j·(z'_j - m) (w nil: all 1) summed
+// in float64.
 func sumExpGeneral(x []float32, m, c, inv float32, w []float32, dot bool) (sum, wz float64) {
 	for lo := 0; lo < len(x); lo += Block {
 		hi := min(lo+Block, len(x))
-		var s, d float32
+		var s float32
 		for j := lo; j < hi; j++ {
 			z := x[j]
 			if c > 0 {
 				z = c * tanh32(z*inv)
 			}
-			z -= m
-			s += exp32(z)
-			if dot {
+			s += exp32(z - m)
+			if dot { // in float64: z - m overflows float32 near ±3e38
+				d := float64(z) - float64(m)
 				if w != nil {
-					d += w[j] * z
-				} else {
-					d += z
+					d *= float64(w[j])
 				}
+				wz += d
 			}
 		}
 		sum += float64(s)
-		wz += float64(d)
 	}
 	return sum, wz
 }

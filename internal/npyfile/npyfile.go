@@ -72,6 +72,23 @@ func parse(f *os.File, path string, size int64) (nf *File, err error) {
 	if size == 0 {
 		return nil, fmt.Errorf("%s: empty file, not a .npy file", path)
 	}
+	// Check the preamble before the parser allocates the header length it
+	// claims (a hostile file may claim 4 GB).
+	var pre [12]byte
+	got, _ := f.ReadAt(pre[:], 0)
+	if got < 10 || string(pre[:6]) != "\x93NUMPY" {
+		return nil, fmt.Errorf("%s: not a .npy file (no NumPy magic string)", path)
+	}
+	hlen, start := int64(binary.LittleEndian.Uint16(pre[8:10])), int64(10)
+	if pre[6] >= 2 {
+		if got < 12 {
+			return nil, fmt.Errorf("%s: truncated .npy header", path)
+		}
+		hlen, start = int64(binary.LittleEndian.Uint32(pre[8:12])), 12
+	}
+	if hlen > maxHeader || start+hlen > size {
+		return nil, fmt.Errorf("%s: malformed .npy header: it claims %d bytes, the file holds %d", path, hlen, size)
+	}
 	c := &counter{r: io.NewSectionReader(f, 0, min(size, maxHeader))}
 	defer func() { // the header parser can panic on malformed headers
 		if r := recover(); r != nil {

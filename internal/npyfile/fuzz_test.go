@@ -1,0 +1,48 @@
+package npyfile
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzOpen feeds arbitrary bytes to the .npy reader: it must return an
+// error naming the file or a well-formed result, and never panic or read
+// past the data.
+func FuzzOpen(f *testing.F) {
+	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "npy", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("\\x93NUMPY\\x01\\x00\\x10\\x00{'descr': '<f4'}"))
+	f.Add([]byte{})
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "x.npy")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		nf, err := Open(p)
+		if err != nil {
+			if !strings.Contains(err.Error(), p) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		defer nf.Close()
+		if rows, cols, err := nf.Matrix(); err == nil && rows*cols <= 1<<20 {
+			dst := make([]float32, rows*cols)
+			if err := nf.Rows(dst, 0, rows); err != nil && !strings.Contains(err.Error(), p) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		}
+		if len(nf.Shape) == 1 && nf.Shape[0] <= 1<<20 {
+			nf.Targets()
+			nf.Vector()
+		}
+	})
+}
