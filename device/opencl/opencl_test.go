@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -131,3 +132,49 @@ func TestResidentOpenCL(t *testing.T) {
 	_, err = l.ForwardDevice(context.Background(), dm, []int32{0, 1})
 	require.ErrorIs(t, err, batch.ErrOption, "a matrix of another device")
 }
+
+func TestConcurrentOpenCL(t *testing.T) { spec.RunConcurrent(t, openTest(t)) }
+
+func TestNoGrowthOpenCL(t *testing.T) {
+	d := openTest(t)
+	before := Live()
+	spec.RunNoGrowth(t, d)
+	require.Equal(t, before, Live(), "OpenCL objects leaked across calls")
+}
+
+// TestGroupOpenCL: "all"-style group of the OpenCL device and the CPU
+// passes the shared table (rows split by measured speed).
+func TestGroupOpenCL(t *testing.T) {
+	g, err := device.NewGroup(openTest(t), device.NewCPU(cpu.Portable))
+	require.NoError(t, err)
+	spec.Run(t, g, 1e-5)
+}
+
+// TestCancelOpenCL: a cancelled context stops a chunked evaluation between
+// chunks and returns ctx.Err() promptly.
+func TestCancelOpenCL(t *testing.T) {
+	d := openTest(t)
+	d.ChunkBytes = 1 << 16
+	defer func() { d.ChunkBytes = 0 }()
+	l, err := batch.New(d)
+	require.NoError(t, err)
+	x := make([]float32, 4096*1024)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = l.Forward(ctx, batch.NewMatrix(x, 4096, 1024), make([]int32, 4096))
+	require.ErrorIs(t, err, context.Canceled)
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = l.Forward(ctx, batch.NewMatrix(x, 4096, 1024), make([]int32, 4096))
+	if err != nil {
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.Less(t, time.Since(start), 2*time.Second, "cancellation took too long")
+	}
+	before := Live()
+	_, err = l.Forward(context.Background(), batch.NewMatrix(x[:1024*5], 5, 1024), make([]int32, 5))
+	require.NoError(t, err, "the device still works after a cancelled call")
+	require.Equal(t, before, Live())
+}
+
+func TestPast2p31OpenCL(t *testing.T) { spec.RunPast2p31(t, openTest(t)) }

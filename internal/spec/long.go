@@ -1,0 +1,81 @@
+package spec
+
+import (
+	"context"
+	"math"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+)
+
+// RunPast2p31 evaluates a 65537 × 32768 matrix (2^31 + 32768 elements, 8.6
+// GB) on dev, with the fused gradient in place, and checks every row
+// against its closed form: row i is base_i everywhere but one spike of
+// base_i + 5, so lse = base_i + log(C - 1 + e^5). It runs only with
+// XENT_LONG=1 (CI sets it).
+func RunPast2p31(t *testing.T, dev device.Device) {
+	if os.Getenv("XENT_LONG") != "1" {
+		t.Skip("set XENT_LONG=1 for the 8.6 GB test past 2^31 elements")
+	}
+	const rows, cols = 1<<16 + 1, 1 << 15
+	require.Greater(t, rows*cols, 1<<31)
+	base := func(i int) float32 { return float32(i%97)*0.5 - 20 }
+	spike := func(i int) int { return (i * 7919) % cols }
+	target := func(i int) int32 { return int32((i * 31) % cols) }
+	x := make([]float32, rows*cols)
+	var wg sync.WaitGroup
+	procs := runtime.GOMAXPROCS(0)
+	for p := range procs {
+		wg.Go(func() {
+			for i := rows * p / procs; i < rows*(p+1)/procs; i++ {
+				row := x[i*cols : (i+1)*cols]
+				b := base(i)
+				for j := range row {
+					row[j] = b
+				}
+				row[spike(i)] = b + 5
+			}
+		})
+	}
+	wg.Wait()
+	tg := make([]int32, rows)
+	for i := range tg {
+		tg[i] = target(i)
+	}
+	l, err := batch.New(dev, batch.Reduce(batch.None))
+	require.NoError(t, err)
+	m := batch.NewMatrix(x, rows, cols)
+	r, err := l.ForwardBackward(context.Background(), m, tg, m, nil)
+	require.NoError(t, err)
+	ls := math.Log(float64(cols-1) + math.Exp(5))
+	for i := range rows {
+		b := float64(base(i))
+		zt := b
+		if int(tg[i]) == spike(i) {
+			zt = b + 5
+		}
+		want := b + ls - zt
+		require.InDelta(t, want, r.Rows[i], 1e-5*math.Max(1, want), "row %d", i)
+	}
+	// The gradient of the last rows (past 2^31): p_j - δ_jt.
+	for _, i := range []int{rows - 1, rows - 2, 1 << 16} {
+		for _, j := range []int{0, spike(i), int(tg[i]), cols - 1} {
+			z := float64(base(i))
+			if j == spike(i) {
+				z += 5
+			}
+			want := math.Exp(z - float64(base(i)) - ls)
+			if j == int(tg[i]) {
+				want--
+			}
+			require.InDelta(t, want, x[i*cols+j], 1e-6, "gradient row %d col %d", i, j)
+		}
+	}
+	t.Logf("%d × %d = %d elements checked on %s", rows, cols, rows*cols, dev.Info().Spec)
+}
