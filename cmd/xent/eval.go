@@ -18,8 +18,9 @@ import (
 	"github.com/xentlab/xent/internal/npyfile"
 )
 
-// chunkBytes is the size of the logit chunk eval holds in memory.
-const chunkBytes = 64 << 20
+// chunkBytes is the size of the logit chunk eval holds in memory (a
+// variable for tests).
+var chunkBytes = 64 << 20
 
 type evalOut struct {
 	Loss       *float64 `json:"loss"`
@@ -178,6 +179,9 @@ func writeNpy(path string, v []float32) (err error) {
 		}
 	}()
 	if err = npyio.Write(tmp, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err = tmp.Chmod(0o644); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err = tmp.Close(); err != nil {

@@ -158,3 +158,22 @@ func TestUsage(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "--targets are required")
 }
+
+// TestEvalChunked: streaming in chunks of one or a few rows gives the same
+// result as one chunk.
+func TestEvalChunked(t *testing.T) {
+	args := []string{"eval", "--logits", fixture("logits_f32.npy"), "--targets", fixture("targets_i64.npy"), "--device", "cpu", "--json"}
+	code, whole, _ := runCmd(args...)
+	require.Equal(t, 0, code)
+	defer func(old int) { chunkBytes = old }(chunkBytes)
+	for _, cb := range []int{1, 29 * 4, 3 * 29 * 4} {
+		chunkBytes = cb
+		code, out, errOut := runCmd(args...)
+		require.Equal(t, 0, code, errOut)
+		var a, b map[string]any
+		require.NoError(t, json.Unmarshal([]byte(whole), &a))
+		require.NoError(t, json.Unmarshal([]byte(out), &b))
+		require.InDelta(t, a["loss"], b["loss"], 1e-12)
+		require.Equal(t, a["tokens"], b["tokens"])
+	}
+}

@@ -31,6 +31,7 @@ type File struct {
 	kind    byte // 'f' or 'i' or 'u' or 'b'...
 	item    int
 	order   binary.ByteOrder
+	buf     []byte // reused by Rows: streaming holds one chunk of bytes
 }
 
 // counter counts the bytes the header parser reads.
@@ -157,7 +158,10 @@ func (f *File) Matrix() (rows, cols int, err error) {
 func (f *File) Rows(dst []float32, lo, hi int) error {
 	rows, cols := f.Shape[0], f.Shape[1]
 	n := (hi - lo) * cols
-	buf := make([]byte, n*f.item)
+	if cap(f.buf) < n*f.item {
+		f.buf = make([]byte, n*f.item)
+	}
+	buf := f.buf[:n*f.item]
 	if !f.Fortran {
 		if _, err := f.f.ReadAt(buf, f.off+int64(lo)*int64(cols)*int64(f.item)); err != nil {
 			return fmt.Errorf("%s: reading rows %d..%d: %w", f.Path, lo, hi, err)
