@@ -1,10 +1,12 @@
 package npyfile
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzOpen feeds arbitrary bytes to the .npy reader: it must return an
@@ -22,6 +24,9 @@ func FuzzOpen(f *testing.F) {
 	f.Add([]byte{})
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// A hang is a bug too: crash with the input after 10 s.
+		watchdog := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("npyfile hangs on %q", b)) })
+		defer watchdog.Stop()
 		p := filepath.Join(dir, "x.npy")
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)

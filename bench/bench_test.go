@@ -1,0 +1,47 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestRunSmall(t *testing.T) {
+	rep, err := Run(context.Background(), Config{Batch: 16, Vocabs: []int{33, 65}, Ops: []string{OpLSE, OpForward, OpFused}, Devices: []string{"cpu:portable", "cpu"}, Repeat: 2})
+	require.NoError(t, err)
+	require.Len(t, rep.Results, 2*2*3)
+	require.Greater(t, rep.Roofline.ReadGBps, 0.0)
+	require.Greater(t, rep.Roofline.CopyGBps, 0.0)
+	for _, r := range rep.Results {
+		require.Greater(t, r.GBps, 0.0)
+		require.LessOrEqual(t, r.SecondsMin, r.SecondsMed)
+		require.LessOrEqual(t, r.SecondsMed, r.SecondsMax)
+		require.Greater(t, r.VsPortable, 0.0)
+		require.Equal(t, "host", r.Mode)
+		if r.Device == "cpu:portable" {
+			require.InDelta(t, 1, r.VsPortable, 1e-12)
+		}
+	}
+	b, err := json.Marshal(rep)
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(b, &doc))
+	for _, k := range []string{"machine", "roofline", "results"} {
+		require.Contains(t, doc, k)
+	}
+	res := doc["results"].([]any)[0].(map[string]any)
+	for _, k := range []string{"device", "kernel", "op", "batch", "vocab", "seconds_median", "seconds_min", "seconds_max", "gbps", "roofline_fraction"} {
+		require.Contains(t, res, k)
+	}
+	svg := filepath.Join(t.TempDir(), "p.svg")
+	require.NoError(t, Plot(rep, svg))
+	st, err := os.Stat(svg)
+	require.NoError(t, err)
+	require.Greater(t, st.Size(), int64(1000))
+	_, err = Run(context.Background(), Config{Batch: 4, Vocabs: []int{8}, Ops: []string{"nope"}, Devices: []string{"cpu"}})
+	require.Error(t, err)
+}
