@@ -149,6 +149,7 @@ func openDevices(specs []string) ([]device.Device, error) {
 		}
 	}
 	var devs []device.Device
+	seen := map[string]bool{}
 	for _, n := range names {
 		d, err := device.Open(n)
 		if err != nil {
@@ -157,6 +158,11 @@ func openDevices(specs []string) ([]device.Device, error) {
 			}
 			return nil, err
 		}
+		if seen[d.Info().Spec] { // "cpu" and "cpu:portable" can be the same device
+			d.Close()
+			continue
+		}
+		seen[d.Info().Spec] = true
 		devs = append(devs, d)
 	}
 	return devs, nil
