@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/bench"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/spec"
 )
@@ -109,19 +110,15 @@ func TestBadOptions(t *testing.T) {
 // TestMergeExact: Stats of micro-batches merged give the Stats of the whole
 // batch, where a mean of means would not.
 func TestMergeExact(t *testing.T) {
-	rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
+	seed := rand.Uint64()
+	rng := rand.New(rand.NewPCG(seed, 1))
 	const rows, cols = 300, 97
-	x := make([]float32, rows*cols)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64() * 3)
-	}
-	tg := make([]int32, rows)
+	x, tg := bench.Logits(rows, cols, seed), bench.Targets(rows, cols, seed)
 	w := make([]float32, cols)
 	for i := range w {
 		w[i] = rng.Float32() * 2
 	}
 	for i := range tg {
-		tg[i] = int32(rng.IntN(cols))
 		if i < 200 && rng.IntN(3) == 0 {
 			tg[i] = -100
 		}

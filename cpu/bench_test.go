@@ -2,27 +2,18 @@ package cpu_test
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"testing"
 
 	"gonum.org/v1/gonum/floats"
 
+	"github.com/xentlab/xent/bench"
 	"github.com/xentlab/xent/cpu"
 )
 
 var benchSizes = []struct{ rows, cols int }{{1024, 50257}, {4096, 32000}}
 
 func benchData(rows, cols int) ([]float32, []int32) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	x := make([]float32, rows*cols)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64() * 3)
-	}
-	t := make([]int32, rows)
-	for i := range t {
-		t[i] = int32(rng.IntN(cols))
-	}
-	return x, t
+	return bench.Logits(rows, cols, 1), bench.Targets(rows, cols, 2)
 }
 
 func impls() []*cpu.Impl {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/bench"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	. "github.com/xentlab/xent/device/opencl"
@@ -70,16 +71,9 @@ func TestOffsets64(t *testing.T) {
 // gradients within 2e-5, on a large vocabulary.
 func TestVersusCPU(t *testing.T) {
 	d := openTest(t)
-	rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
 	const rows, cols = 24, 50257
-	x := make([]float32, rows*cols)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64() * 3)
-	}
-	tg := make([]int32, rows)
-	for i := range tg {
-		tg[i] = int32(rng.IntN(cols))
-	}
+	seed := rand.Uint64()
+	x, tg := bench.Logits(rows, cols, seed), bench.Targets(rows, cols, seed)
 	res := func(dev device.Device) ([]float32, []float32) {
 		l, err := batch.New(dev, batch.Reduce(batch.None), batch.LabelSmoothing(0.05))
 		require.NoError(t, err)
