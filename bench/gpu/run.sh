@@ -11,6 +11,9 @@
 #   CGO_ENABLED=0 go test -c -o .gpu/opencl.test ./device/opencl
 #   (cd .gpu && apt-get download ocl-icd-libopencl1 && dpkg -x ocl-icd-libopencl1_*.deb icd)
 # With Go on the host and no binaries, it builds them itself.
+# XENT_GPU_STAGES=tests stops after the tests; XENT_GPU_TUNE=1 adds a
+# work-group × unrolling sweep; XENT_LONG=1 adds the 8.6 GB test past 2^31
+# elements.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -64,6 +67,10 @@ echo "== OpenCL tests (first GPU or accelerator)"
 status=$?
 grep -E '^(--- |ok|FAIL|PASS)|opencl_test.go:[0-9]+: device' "$out/tests.log"
 echo "tests: exit $status"
+
+if [ "${XENT_GPU_STAGES:-all}" = tests ]; then
+	exit $status
+fi
 
 echo "== go test -bench (kernel-only and end-to-end)"
 (cd "$root/device/opencl" && "$bin/opencl.test" -test.run XXX -test.bench OpenCL -test.benchtime 5x 2>&1) | tee "$out/gobench.txt" | grep -E '^Benchmark'
