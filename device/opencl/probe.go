@@ -2,6 +2,7 @@ package opencl
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -42,7 +43,7 @@ func (d *Device) CopyBandwidth(ctx context.Context, bytes int, repeats int) (flo
 		ns, perr := ev.Duration()
 		ev.Release()
 		if err != nil || perr != nil {
-			return 0, d.wrap(errorsJoin(err, perr))
+			return 0, d.wrap(errors.Join(err, perr))
 		}
 		if i > 0 { // the first run warms up
 			secs = append(secs, float64(ns)/1e9)
@@ -58,11 +59,4 @@ func (d *Device) LastKernelTime() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.lastKernel
-}
-
-func errorsJoin(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
