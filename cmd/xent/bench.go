@@ -35,7 +35,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *sweep != "" {
 		list, ok := strings.CutPrefix(*sweep, "vocab=")
 		if !ok {
-			return fmt.Errorf("--sweep %q: want vocab=N,N,...", *sweep)
+			return fmt.Errorf("--sweep %q: want vocab=N,N,N", *sweep)
 		}
 		vocabs = nil
 		for _, f := range strings.Split(list, ",") {

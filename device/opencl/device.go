@@ -229,6 +229,11 @@ func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
 func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int, wait []cl.Event) (cl.Event, error) {
 	stride := uint64(c.x.Stride)
 	base := d.rowBase + uint64(lo)
+	// The kernels are shared by every Device on this OpenCL device, and
+	// clSetKernelArg is not safe concurrently: arguments and enqueue go
+	// together under the program's lock (the enqueue captures them).
+	d.p.kernelMu.Lock()
+	defer d.p.kernelMu.Unlock()
 	var err error
 	kern := d.p.ce
 	if c.lseOnly != nil {

@@ -127,7 +127,9 @@ func TestResidentOpenCL(t *testing.T) {
 	require.ErrorIs(t, err, batch.ErrOption, "a matrix of another device")
 }
 
-func TestConcurrentOpenCL(t *testing.T) { spec.RunConcurrent(t, openTest(t)) }
+func TestConcurrentOpenCL(t *testing.T) {
+	spec.RunConcurrent(t, openTest(t), openTest(t)) // two Devices sharing one program
+}
 
 func TestNoGrowthOpenCL(t *testing.T) {
 	d := openTest(t)

@@ -30,12 +30,15 @@ func (d *Device) CopyBandwidth(ctx context.Context, bytes int, repeats int) (flo
 	}
 	cu, _ := d.h.dev.Uint(cl.DeviceMaxComputeUnits)
 	groups := int(max(cu, 1)) * 8
-	if err := d.p.copyK.SetArgs(src, dst, uint64(bytes/16)); err != nil {
-		return 0, d.wrap(err)
-	}
 	var secs []float64
 	for i := range repeats + 1 {
-		ev, err := d.q.NDRange(d.p.copyK, groups, d.p.wg, nil)
+		d.p.kernelMu.Lock() // see launch
+		err := d.p.copyK.SetArgs(src, dst, uint64(bytes/16))
+		var ev cl.Event
+		if err == nil {
+			ev, err = d.q.NDRange(d.p.copyK, groups, d.p.wg, nil)
+		}
+		d.p.kernelMu.Unlock()
 		if err != nil {
 			return 0, d.wrap(err)
 		}

@@ -16,10 +16,12 @@ import (
 	"github.com/xentlab/xent/device"
 )
 
-// RunConcurrent has 16 goroutines share dev, each on its own matrix, and
-// checks every result is bit-identical to the serial run of the same
-// matrix; then that no goroutine outlives the calls.
-func RunConcurrent(t *testing.T, dev device.Device) {
+// RunConcurrent has 16 goroutines share dev (and the more devices, in turn:
+// several Devices opened on one OpenCL device share its program and
+// kernels), each on its own matrix, and checks every result is
+// bit-identical to the serial run of the same matrix; then that no
+// goroutine outlives the calls.
+func RunConcurrent(t *testing.T, dev device.Device, more ...device.Device) {
 	ctx := context.Background()
 	const workers, rows, cols = 16, 37, 1031
 	type job struct {
@@ -29,11 +31,15 @@ func RunConcurrent(t *testing.T, dev device.Device) {
 		grad []float32
 	}
 	jobs := make([]*job, workers)
-	l, err := batch.New(dev, batch.Reduce(batch.None), batch.LabelSmoothing(0.05))
-	require.NoError(t, err)
-	run := func(j *job) ([]float32, []float32, error) {
+	var losses []*batch.Loss
+	for _, d := range append([]device.Device{dev}, more...) {
+		l, err := batch.New(d, batch.Reduce(batch.None), batch.LabelSmoothing(0.05))
+		require.NoError(t, err)
+		losses = append(losses, l)
+	}
+	run := func(w int, j *job) ([]float32, []float32, error) {
 		g := make([]float32, len(j.x))
-		r, err := l.ForwardBackward(ctx, batch.NewMatrix(j.x, rows, cols), j.tg, batch.NewMatrix(g, rows, cols), nil)
+		r, err := losses[w%len(losses)].ForwardBackward(ctx, batch.NewMatrix(j.x, rows, cols), j.tg, batch.NewMatrix(g, rows, cols), nil)
 		return r.Rows, g, err
 	}
 	for w := range jobs {
@@ -45,7 +51,8 @@ func RunConcurrent(t *testing.T, dev device.Device) {
 		for i := range j.tg {
 			j.tg[i] = int32(rng.IntN(cols))
 		}
-		j.loss, j.grad, err = run(j)
+		var err error
+		j.loss, j.grad, err = run(0, j)
 		require.NoError(t, err)
 		jobs[w] = j
 	}
@@ -55,7 +62,7 @@ func RunConcurrent(t *testing.T, dev device.Device) {
 	for w, j := range jobs {
 		wg.Go(func() {
 			for range 3 {
-				loss, grad, err := run(j)
+				loss, grad, err := run(w, j)
 				if err != nil {
 					errs[w] = err
 					return
