@@ -72,18 +72,15 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tf, err := npyfile.Open(*targets)
-	if err != nil {
-		return err
-	}
-	tg, err := tf.Targets()
-	tf.Close()
+	tg, err := npyfile.Read(*targets, (*npyfile.File).Targets)
 	if err != nil {
 		return err
 	}
 	if len(tg) != rows {
 		return fmt.Errorf("%s: expected %d targets to match the %d rows of %s, got %d", *targets, rows, rows, *logits, len(tg))
 	}
+	// Checked here as well as in batch so that the row named is the file's,
+	// not the chunk's, and nothing is computed before a bad target is seen.
 	for i, t := range tg {
 		if int(t) != *ignore && (t < 0 || int(t) >= cols) {
 			return fmt.Errorf("%s: target %d out of bounds [0, %d) at row %d (ignore index %d)", *targets, t, cols, i, *ignore)
@@ -91,12 +88,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	opts := []batch.Option{batch.IgnoreIndex(*ignore), batch.LabelSmoothing(*smoothing), batch.ZLoss(*zloss), batch.Softcap(*softcap)}
 	if *weights != "" {
-		wf, err := npyfile.Open(*weights)
-		if err != nil {
-			return err
-		}
-		w, err := wf.Vector()
-		wf.Close()
+		w, err := npyfile.Read(*weights, (*npyfile.File).Vector)
 		if err != nil {
 			return err
 		}

@@ -264,3 +264,15 @@ func (f *File) Vector() ([]float32, error) {
 	f.convert(v, buf)
 	return v, nil
 }
+
+// Read opens path, reads it with read (File.Targets, File.Vector, ...) and
+// closes it.
+func Read[T any](path string, read func(*File) (T, error)) (T, error) {
+	f, err := Open(path)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer f.Close()
+	return read(f)
+}
