@@ -127,10 +127,7 @@ func (l *Loss) prepare(rows, cols int, targets []int32) (*prepared, error) {
 		Weights: c.weights, WeightSum: float64(cols),
 	}
 	if c.weights != nil {
-		p.opt.WeightSum = 0
-		for _, w := range c.weights {
-			p.opt.WeightSum += float64(w)
-		}
+		p.opt.WeightSum = c.weightSum
 	}
 	return p, nil
 }

@@ -46,6 +46,7 @@ type config struct {
 	zloss     float64
 	softcap   float64
 	weights   []float32
+	weightSum float64 // Σ weights, set by validate
 	keepRows  bool
 }
 
@@ -101,10 +102,12 @@ func (c *config) validate() error {
 	if c.softcap > math.MaxFloat32 || c.zloss > math.MaxFloat32 {
 		return errorf(ErrOption, "an option value is too large for float32")
 	}
+	c.weightSum = 0
 	for j, w := range c.weights {
 		if !(w >= 0) || math.IsInf(float64(w), 1) {
 			return errorf(ErrOption, "class weight %g at class %d must be finite and ≥ 0", w, j)
 		}
+		c.weightSum += float64(w)
 	}
 	return nil
 }
