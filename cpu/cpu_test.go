@@ -214,3 +214,41 @@ func TestCrossCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestGuards pads the logits and the gradient with guard values and checks
+// that no kernel writes past a row (the SIMD stores go through unsafe
+// pointers), out of place and in place.
+func TestGuards(t *testing.T) {
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 7))
+	const guard = float32(-12345.5)
+	for _, impl := range impls() {
+		for _, cols := range []int{1, 7, 8, 9, 255, 256, 257, 2047, 2048, 2049, 4097} {
+			const rows = 3
+			stride := cols + 5 // guards between rows too
+			x := make([]float32, rows*stride+16)
+			for i := range x {
+				x[i] = guard
+			}
+			for i := range rows {
+				copy(x[i*stride:i*stride+cols], normal(rng, cols, 3))
+			}
+			tg := targets(rng, rows, cols)
+			p := &cpu.Problem{X: x, Rows: rows, Cols: cols, Stride: stride, Targets: tg, WeightSum: float64(cols)}
+			g := make([]float32, len(x))
+			for i := range g {
+				g[i] = guard
+			}
+			for _, grad := range [][]float32{g, x} { // out of place, then in place
+				impl.CrossEntropy(p, &cpu.Out{Loss: make([]float32, rows), Grad: grad, GradStride: stride, Scale: ones(rows)})
+				for i := range rows {
+					for j := i*stride + cols; j < min((i+1)*stride, len(grad)); j++ {
+						require.Equal(t, guard, grad[j], "%s: cols %d, row %d, element %d written", impl.Name(), cols, i, j-i*stride)
+					}
+				}
+				for j := rows * stride; j < len(grad); j++ {
+					require.Equal(t, guard, grad[j], "%s: cols %d: written past the end", impl.Name(), cols)
+				}
+			}
+		}
+	}
+}

@@ -10,6 +10,15 @@ import (
 // sums are folded into a float64 total.
 const Block = 256
 
+// Chunk is the number of elements of a row that the row driver handles at a
+// time: the chunk's max, then its exps, while the chunk is in L1 (8 KB), so
+// that a row is read from memory once. Rows of more than maxChunks·Chunk
+// elements use longer chunks.
+const (
+	Chunk     = 2048
+	maxChunks = 128
+)
+
 // minParallelWork is the number of elements below which a call runs on
 // the calling goroutine alone.
 const minParallelWork = 1 << 16
@@ -46,21 +55,27 @@ type Out struct {
 // formulas around the primitives are shared by all implementations.
 type Impl struct {
 	name string
-	// maxIndex returns max_j x_j and its first index, ignoring NaN; the
-	// index is -1 when no element is above -Inf.
-	maxIndex func(x []float32) (float32, int)
-	// expSum returns Σ_j exp(x_j - m) for m ≥ max_j x_j and, when dst is
-	// not nil, stores each exp(x_j - m) in dst_j (dst may be x).
-	expSum func(dst, x []float32, m float32) float64
+	// max returns max_j x_j ignoring NaN (-Inf for an empty x), and
+	// whether x holds a NaN.
+	max func(x []float32) (m float32, nan bool)
+	// expSum returns Σ_j exp(x_j - m) for a finite m ≥ max_j x_j and, when
+	// dst is not nil, stores each exp(x_j - m) in dst_j (dst may be x).
+	// Each exp is within 3 ulp, or 0 where it is below 2^-126. It also
+	// returns max of next (no longer than x) as max does: the row driver's
+	// next chunk, which a SIMD implementation reads in the same loop so
+	// that it streams in from memory while x's exps are computed.
+	expSum func(dst, x []float32, m float32, next []float32) (s float64, nm float32, nan bool)
 	// scale sets dst_j *= c.
 	scale func(dst []float32, c float32)
+	// index returns the first j with x_j == v, or -1.
+	index func(x []float32, v float32) int
 }
 
 // Name names the implementation ("portable", "avx2", ...).
 func (k *Impl) Name() string { return k.name }
 
 // Portable is the pure-Go implementation, available everywhere.
-var Portable = &Impl{name: "portable", maxIndex: maxIndexGeneric, expSum: expSumGeneric, scale: scaleGeneric}
+var Portable = &Impl{name: "portable", max: maxGeneric, expSum: expSumGeneric, scale: scaleGeneric, index: indexGeneric}
 
 // SIMD is the archsimd implementation, or nil when this build or this CPU
 // has none.
@@ -75,19 +90,59 @@ var Default = Portable
 func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
 	parallel(rows, cols, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			row := x[i*stride : i*stride+cols]
-			m, idx := k.maxIndex(row)
-			dst[i] = float32(k.lse(row, m, idx))
+			m, _, s := k.online(nil, x[i*stride:i*stride+cols], nil)
+			dst[i] = float32(float64(m) + math.Log(s))
 		}
 	})
 }
 
-// lse returns log Σ exp(row) given its max m and argmax idx.
-func (k *Impl) lse(row []float32, m float32, idx int) float64 {
-	if idx < 0 {
-		return math.NaN() // only -Inf and NaN: PyTorch gives NaN
+// online returns m = max_j x_j, its first index and s = Σ_j exp(x_j - m)
+// in one pass over x,
+// a chunk at a time: the chunk's max, the running max M raised to it (and
+// the sum so far multiplied by exp(M_old - M)), then the chunk's exps
+// relative to M, summed while the chunk is still in cache. With dst, dst_j
+// receives exp(x_j - M_c), M_c the running max of x_j's chunk, kept in
+// ms[c] for the caller's scale pass (see chunkLen). A row holding NaN or
+// +Inf, or only -Inf, gives s = NaN (PyTorch's NaN); dst is then not
+// fully written and the caller fills it.
+func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32) (m float32, idx int, s float64) {
+	m, idx = float32(math.Inf(-1)), -1
+	cl := chunkLen(len(x))
+	mc, nan := k.max(x[:min(cl, len(x))])
+	for c, lo := 0, 0; lo < len(x); c, lo = c+1, lo+cl {
+		hi := min(lo+cl, len(x))
+		if nan || math.IsInf(float64(mc), 1) {
+			return m, -1, math.NaN()
+		}
+		if mc > m { // the first max is in the last chunk to raise m
+			s *= math.Exp(float64(m) - float64(mc)) // 0 while m is -Inf
+			m, idx = mc, lo+k.index(x[lo:hi], mc)
+		}
+		var d []float32
+		if dst != nil {
+			d = dst[lo:hi]
+			ms[c] = m
+		}
+		next := x[hi:min(hi+cl, len(x))]
+		if math.IsInf(float64(m), -1) { // only -Inf so far: nothing to add
+			clear(d)
+			mc, nan = k.max(next)
+			continue
+		}
+		var sc float64
+		sc, mc, nan = k.expSum(d, x[lo:hi], m, next)
+		s += sc
 	}
-	return float64(m) + math.Log(k.expSum(nil, row, m))
+	if math.IsInf(float64(m), -1) {
+		return m, -1, math.NaN()
+	}
+	return m, idx, s
+}
+
+// chunkLen returns the chunk length online uses on rows of n elements:
+// Chunk, or a multiple of 16 large enough for maxChunks chunks.
+func chunkLen(n int) int {
+	return max(Chunk, (n+16*maxChunks-1)/(16*maxChunks)*16)
 }
 
 // CrossEntropy computes the per-row loss, log-sum-exp and argmax test of p
@@ -116,35 +171,41 @@ func (k *Impl) row(p *Problem, o *Out, i int) {
 	if c > 0 {
 		inv = 1 / c
 	}
-	m, idx := k.maxIndex(x)
-	mc := m
-	if c > 0 {
-		mc = c * tanh32(m*inv) // tanh is monotonic: the max of the capped row
-		if idx < 0 {
-			// Only -Inf and NaN: capped, -Inf is -c, a valid logit; a NaN
-			// still makes the sum NaN below.
-			mc, idx = -c, 0
-		}
-	}
-	zt := x[t]
-	if c > 0 {
-		zt = c * tanh32(zt*inv)
-	}
+	zt := x[t] // read before g (which may be x) is written
 	// Everything is computed relative to the max: with ls = log Σ exp(z_j - m),
 	// lse = m + ls and lse - z_t = (m - z_t) + ls, which stays exact when |m|
 	// dwarfs ls (a row of -1e30 has loss log C, not 0), as PyTorch's
 	// log_softmax does.
-	// Without options the fused path stores exp(z_j - m) in g while summing
-	// and scales it afterwards: one exp per logit.
+	// Without options the row takes one pass (online), and the fused path
+	// stores exp(z_j - M_c) in g while summing and scales it afterwards:
+	// one exp per logit.
 	general := c > 0 || p.Smoothing > 0
-	var s, dot float64 // Σ exp(z_j - m), Σ w_j·(z_j - m)
-	switch {
-	case idx < 0:
-		s = math.NaN()
-	case general:
-		s, dot = sumExpGeneral(x, mc, c, inv, p.Weights, p.Smoothing > 0)
-	default:
-		s = k.expSum(g, x, mc)
+	var (
+		m, mc  float32 // the max of the raw and of the capped row
+		idx    int     // the first index of m in the raw row
+		s, dot float64 // Σ exp(z_j - m), Σ w_j·(z_j - m)
+		ms     [maxChunks]float32
+	)
+	if general {
+		var nan bool
+		m, nan = k.max(x)
+		mc, idx = m, k.index(x, m)
+		if c > 0 {
+			// tanh is monotonic: the max of the capped row. Capped, ±Inf are
+			// ±c, valid logits; a NaN still makes the row NaN.
+			mc = c * tanh32(m*inv)
+		}
+		if nan || c == 0 && math.IsInf(float64(m), 0) {
+			s = math.NaN()
+		} else {
+			s, dot = sumExpGeneral(x, mc, c, inv, p.Weights, p.Smoothing > 0)
+		}
+	} else {
+		m, idx, s = k.online(g, x, &ms)
+		mc = m
+	}
+	if c > 0 {
+		zt = c * tanh32(zt*inv)
 	}
 	ls := math.Log(s)
 	lse := float64(mc) + ls
@@ -180,14 +241,18 @@ func (k *Impl) row(p *Problem, o *Out, i int) {
 		gt *= 1 - r*r
 	}
 	switch {
-	case general:
-		gradGeneral(g, x, mc, float32(si*a/s), float32(si*ec), p.Weights, c, inv)
-	case idx < 0: // expSum did not run: a NaN row
+	case math.IsNaN(s): // online stopped early, or no sum ran
 		for j := range g {
 			g[j] = float32(math.NaN())
 		}
-	default:
-		k.scale(g, float32(si*a/s))
+	case general:
+		gradGeneral(g, x, mc, float32(si*a/s), float32(si*ec), p.Weights, c, inv)
+	default: // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·si·a/s
+		f := si * a / s
+		cl := chunkLen(len(g))
+		for c, lo := 0, 0; lo < len(g); c, lo = c+1, lo+cl {
+			k.scale(g[lo:min(lo+cl, len(g))], float32(f*math.Exp(float64(ms[c])-float64(m))))
+		}
 	}
 	g[t] = float32(gt)
 }

@@ -2,61 +2,61 @@ package cpu
 
 import "math"
 
-// maxIndexGeneric returns max_j x_j and its first index (-1 when no element
-// is above -Inf), ignoring NaN, with four independent lanes.
-//
-//	m, idx := -Inf, -1
-//	for j, v := range x { if v > m { m, idx = v, j } }
-func maxIndexGeneric(x []float32) (float32, int) {
+// maxGeneric returns max_j x_j ignoring NaN (-Inf for an empty x) and
+// whether x holds a NaN, with four independent lanes. Σ (x_j - x_j) is NaN
+// exactly when x holds NaN or ±Inf; only such rows are scanned again.
+func maxGeneric(x []float32) (float32, bool) {
 	ninf := float32(math.Inf(-1))
-	var m [4]float32
-	var id [4]int
-	for l := range m {
-		m[l], id[l] = ninf, -1
-	}
+	m0, m1, m2, m3 := ninf, ninf, ninf, ninf
+	var z0, z1, z2, z3 float32
 	n := len(x) &^ 3
 	for j := 0; j < n; j += 4 {
 		v := x[j : j+4 : j+4]
-		if v[0] > m[0] {
-			m[0], id[0] = v[0], j
-		}
-		if v[1] > m[1] {
-			m[1], id[1] = v[1], j+1
-		}
-		if v[2] > m[2] {
-			m[2], id[2] = v[2], j+2
-		}
-		if v[3] > m[3] {
-			m[3], id[3] = v[3], j+3
+		m0, m1, m2, m3 = max32(m0, v[0]), max32(m1, v[1]), max32(m2, v[2]), max32(m3, v[3])
+		z0, z1, z2, z3 = z0+(v[0]-v[0]), z1+(v[1]-v[1]), z2+(v[2]-v[2]), z3+(v[3]-v[3])
+	}
+	for _, v := range x[n:] {
+		m0, z0 = max32(m0, v), z0+(v-v)
+	}
+	m := max32(max32(m0, m1), max32(m2, m3))
+	if z := (z0 + z1) + (z2 + z3); z == z {
+		return m, false
+	}
+	for _, v := range x {
+		if v != v {
+			return m, true
 		}
 	}
-	for j := n; j < len(x); j++ {
-		if x[j] > m[0] {
-			m[0], id[0] = x[j], j
-		}
-	}
-	return mergeMax(m[:], id[:])
+	return m, false
 }
 
-// mergeMax folds lanes (m[l], id[l]) into the largest m, smallest index
-// among ties; lanes with id -1 are empty.
-func mergeMax(m []float32, id []int) (float32, int) {
-	bm, bi := float32(math.Inf(-1)), -1
-	for l := range m {
-		if id[l] < 0 {
-			continue
-		}
-		if m[l] > bm || (m[l] == bm && id[l] < bi) || bi < 0 {
-			bm, bi = m[l], id[l]
+// max32 returns the larger of m and v, m when v is NaN.
+func max32(m, v float32) float32 {
+	if v > m {
+		return v
+	}
+	return m
+}
+
+// indexGeneric returns the first j with x_j == v, or -1.
+func indexGeneric(x []float32, v float32) int {
+	for j, u := range x {
+		if u == v {
+			return j
 		}
 	}
-	return bm, bi
+	return -1
 }
 
 // expSumGeneric returns Σ_j exp(x_j - m), summed in four float32 lanes
 // over blocks of Block elements and the blocks in float64, and stores each
-// exp in dst when dst is not nil (dst may be x).
-func expSumGeneric(dst, x []float32, m float32) float64 {
+// exp in dst when dst is not nil (dst may be x); then maxGeneric(next).
+func expSumGeneric(dst, x []float32, m float32, next []float32) (float64, float32, bool) {
+	nm, nan := maxGeneric(next)
+	return expSumRow(dst, x, m), nm, nan
+}
+
+func expSumRow(dst, x []float32, m float32) float64 {
 	var total float64
 	for lo := 0; lo < len(x); lo += Block {
 		b := x[lo:min(lo+Block, len(x))]

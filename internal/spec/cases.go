@@ -128,6 +128,34 @@ func Cases() []Case {
 			{inf, 1, 2, 3}, {ninf, 1, 2, 3}, {3e38, -3e38, 0, 1},
 		}, []int32{0, 1, 2})},
 	}
+	// Rows read in chunks (the CPU's online pass, Chunk 2048 and longer
+	// chunks past 128 of them): a max rising chunk after chunk, leading
+	// chunks of only -Inf, NaN or +Inf in a late chunk, the target at the
+	// max in a late chunk after an earlier tie, and long rows.
+	const n = 3*2048 + 77
+	cs = append(cs,
+		Case{Name: "chunks/edges", Rows: 7, Cols: n, Opts: def, Fill: func(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int) {
+			Normal(3, 0, -100)(rng, x, t, rows, cols, stride)
+			r := func(i int) []float32 { return x[i*stride : i*stride+cols] }
+			for j, v := range r(0) { // rising: every chunk raises the max
+				r(0)[j] = v + float32(j)/100
+			}
+			for j := range 2*2048 + 5 { // two and a bit chunks of -Inf
+				r(1)[j] = ninf
+			}
+			r(2)[2*2048+9] = nan
+			r(3)[3*2048+1] = inf
+			r(4)[100], r(4)[2*2048+50] = 40, 40 // a tie: the first is the argmax
+			t[4] = 100
+			r(5)[2*2048+50] = 40 // the max in a late chunk, and the target
+			t[5] = 2*2048 + 50
+			for j := range r(6) { // falling: the first chunk holds the max
+				r(6)[j] = -float32(j) / 100
+			}
+			t[6] = 0
+		}},
+		Case{Name: "chunks/long", Rows: 2, Cols: 128*2048 + 4099, Opts: def, Fill: Normal(3, 0, -100)},
+	)
 	// Lengths around every internal block size: lanes of 4 and 8, Block 256,
 	// OpenCL vectors of 4 and work-groups up to 256 (×4 per item).
 	for _, n := range []int{2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
