@@ -88,10 +88,7 @@ func expSumAVX2(dst, x []float32, m float32, next []float32) (float64, float32, 
 		acc, _ := expBlock(d, b, n, m, pre)
 		if n < len(b) { // the tail, padded with -Inf (whose exp is 0)
 			var t, e [8]float32
-			for i := range t {
-				t[i] = float32(math.Inf(-1))
-			}
-			copy(t[:], b[n:])
+			padded(t[:], b[n:])
 			at, _ := expBlock(e[:], t[:], 8, m, nil)
 			acc = acc.Add(at)
 			if d != nil {
@@ -161,6 +158,16 @@ func expBlock(dst, x []float32, n int, m float32, pre []float32) (sum f32x8, tou
 	return acc, touched
 }
 
+// padded copies the tail x into buf and fills the rest of buf with -Inf,
+// neutral for the max and with an exp of 0, so that a tail runs through
+// the vector loops.
+func padded(buf, x []float32) {
+	n := copy(buf, x)
+	for i := n; i < len(buf); i++ {
+		buf[i] = float32(math.Inf(-1))
+	}
+}
+
 // hmax returns the largest lane of v.
 func hmax(v f32x8) float32 {
 	var a [8]float32
@@ -192,10 +199,7 @@ func maxAVX2(x []float32) (float32, bool) {
 	m, nan := maxVec(x[:n])
 	if n < len(x) {
 		var b [32]float32
-		for i := range b {
-			b[i] = float32(math.Inf(-1))
-		}
-		copy(b[:], x[n:])
+		padded(b[:], x[n:])
 		mt, nt := maxVec(b[:])
 		m, nan = m.Max(mt), nan || nt
 	}
