@@ -6,13 +6,13 @@ import (
 	"sync"
 )
 
-// Block is the number of elements summed in float32 lanes before the lane
-// sums are folded into a float64 total.
+// Block is the number of elements the SIMD implementation sums in float32
+// lanes before the lane sums are folded into float64 lanes.
 const Block = 256
 
 // Chunk is the number of elements of a row that the row driver handles at a
-// time: the chunk's max, then its exps, while the chunk is in L1 (8 KB), so
-// that a row is read from memory once. Rows of more than maxChunks·Chunk
+// time, while the chunk is in L1 (8 KB), so that a row is read from memory
+// once. Rows of more than maxChunks·Chunk
 // elements use longer chunks.
 const (
 	Chunk     = 2048
@@ -55,16 +55,20 @@ type Out struct {
 // formulas around the primitives are shared by all implementations.
 type Impl struct {
 	name string
+	// chunk does one chunk of the row driver (see online). Given m, the
+	// row's max so far (-Inf before the first finite logit), it returns a
+	// reference r of its choosing with x_j - r ≤ 64 for every x_j (or -Inf
+	// when x and m are all -Inf), s = Σ_j exp(x_j - r), and cm = max_j x_j
+	// ignoring NaN (-Inf for an all -Inf x) with, when cm > m, ci = the first
+	// j with x_j == cm. When dst is not nil it stores exp(x_j - r) in dst_j
+	// (dst may be x; 0 for -Inf). Each exp is within 3 ulp where it is
+	// above e^-16 of r (see the implementations). A chunk holding NaN or
+	// +Inf gives s = NaN, and dst is then not fully written. next is the
+	// chunk after x, which an implementation may load as a prefetch.
+	chunk func(dst, x []float32, m float32, next []float32) (r float32, s float64, cm float32, ci int)
 	// max returns max_j x_j ignoring NaN (-Inf for an empty x), and
 	// whether x holds a NaN.
 	max func(x []float32) (m float32, nan bool)
-	// expSum returns Σ_j exp(x_j - m) for a finite m ≥ max_j x_j and, when
-	// dst is not nil, stores each exp(x_j - m) in dst_j (dst may be x).
-	// Each exp is within 3 ulp, or 0 where it is below 2^-126. It also
-	// returns max of next (no longer than x) as max does: the row driver's
-	// next chunk, which a SIMD implementation reads in the same loop so
-	// that it streams in from memory while x's exps are computed.
-	expSum func(dst, x []float32, m float32, next []float32) (s float64, nm float32, nan bool)
 	// scale sets dst_j *= c.
 	scale func(dst []float32, c float32)
 	// index returns the first j with x_j == v, or -1.
@@ -75,7 +79,7 @@ type Impl struct {
 func (k *Impl) Name() string { return k.name }
 
 // Portable is the pure-Go implementation, available everywhere.
-var Portable = &Impl{name: "portable", max: maxGeneric, expSum: expSumGeneric, scale: scaleGeneric, index: indexGeneric}
+var Portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric}
 
 // SIMD is the archsimd implementation, or nil when this build or this CPU
 // has none.
@@ -97,44 +101,51 @@ func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
 }
 
 // online returns m = max_j x_j, its first index and s = Σ_j exp(x_j - m)
-// in one pass over x,
-// a chunk at a time: the chunk's max, the running max M raised to it (and
-// the sum so far multiplied by exp(M_old - M)), then the chunk's exps
-// relative to M, summed while the chunk is still in cache. With dst, dst_j
-// receives exp(x_j - M_c), M_c the running max of x_j's chunk, kept in
-// ms[c] for the caller's scale pass (see chunkLen). A row holding NaN or
-// +Inf, or only -Inf, gives s = NaN (PyTorch's NaN); dst is then not
-// fully written and the caller fills it.
+// in one pass over x, a chunk at a time (see Impl.chunk): each chunk's sum
+// comes relative to its own reference r_c, the running sum is kept
+// relative to the largest reference so far (and multiplied by exp(R_old -
+// R) when it grows), and at the end it is made relative to m. With dst,
+// dst_j receives exp(x_j - r_c), x_j in chunk c, and ms[c] = r_c for the
+// caller's scale pass (see chunkLen). A row holding NaN or +Inf, or only
+// -Inf, gives s = NaN (PyTorch's NaN); dst is then not fully written and
+// the caller fills it.
 func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32) (m float32, idx int, s float64) {
-	m, idx = float32(math.Inf(-1)), -1
+	ninf := float32(math.Inf(-1))
+	m, idx = ninf, -1
+	ref := ninf // s is relative to ref
 	cl := chunkLen(len(x))
-	mc, nan := k.max(x[:min(cl, len(x))])
 	for c, lo := 0, 0; lo < len(x); c, lo = c+1, lo+cl {
 		hi := min(lo+cl, len(x))
-		if nan || math.IsInf(float64(mc), 1) {
-			return m, -1, math.NaN()
-		}
-		if mc > m { // the first max is in the last chunk to raise m
-			s *= math.Exp(float64(m) - float64(mc)) // 0 while m is -Inf
-			m, idx = mc, lo+k.index(x[lo:hi], mc)
-		}
 		var d []float32
 		if dst != nil {
 			d = dst[lo:hi]
-			ms[c] = m
 		}
-		next := x[hi:min(hi+cl, len(x))]
-		if math.IsInf(float64(m), -1) { // only -Inf so far: nothing to add
-			clear(d)
-			mc, nan = k.max(next)
-			continue
+		r, sc, cm, ci := k.chunk(d, x[lo:hi], m, x[hi:min(hi+cl, len(x))])
+		if math.IsNaN(sc) {
+			return m, -1, math.NaN()
 		}
-		var sc float64
-		sc, mc, nan = k.expSum(d, x[lo:hi], m, next)
-		s += sc
+		if cm > m { // the first max is in the first chunk to reach it
+			m, idx = cm, lo+ci
+		}
+		if dst != nil {
+			ms[c] = r
+		}
+		switch {
+		case r == ninf: // only -Inf so far: nothing to add
+		case r > ref:
+			s = s*math.Exp(float64(ref)-float64(r)) + sc // s is 0 while ref is -Inf
+			ref = r
+		case r == ref:
+			s += sc
+		default:
+			s += sc * math.Exp(float64(r)-float64(ref))
+		}
 	}
 	if math.IsInf(float64(m), -1) {
 		return m, -1, math.NaN()
+	}
+	if ref != m {
+		s *= math.Exp(float64(ref) - float64(m))
 	}
 	return m, idx, s
 }

@@ -48,48 +48,91 @@ func indexGeneric(x []float32, v float32) int {
 	return -1
 }
 
-// expSumGeneric returns Σ_j exp(x_j - m), summed in four float32 lanes
-// over blocks of Block elements and the blocks in float64, and stores each
-// exp in dst when dst is not nil (dst may be x); then maxGeneric(next).
-func expSumGeneric(dst, x []float32, m float32, next []float32) (float64, float32, bool) {
-	nm, nan := maxGeneric(next)
-	return expSumRow(dst, x, m), nm, nan
+// chunkGeneric is Impl.chunk. Without dst it takes one pass: the exps are
+// taken relative to m, the row's max so far (x_0 at the start of a row,
+// when it is finite), while the chunk's max and its first index are found
+// in the same loop; only a chunk whose max exceeds that reference by more
+// than 64 is read again, relative to its max. With dst (which may be x,
+// so that nothing can be read twice) the chunk's max comes first, from a
+// pass of its own, and the reference is chosen by the same rule, so that
+// both give the same sum, in float64.
+func chunkGeneric(dst, x []float32, m float32, _ []float32) (float32, float64, float32, int) {
+	r := m
+	if math.IsInf(float64(r), -1) {
+		r = x[0]
+	}
+	known := dst != nil || !isFinite(r)
+	if known {
+		cm, nan := maxGeneric(x)
+		if nan {
+			return cm, math.NaN(), cm, -1
+		}
+		if !isFinite(r) {
+			r = max(m, cm)
+		}
+		if math.IsInf(float64(r), -1) { // only -Inf so far
+			clear(dst)
+			return r, 0, cm, -1
+		}
+		if cm > r+64 {
+			r = cm
+		}
+	}
+	s, cm, ci := expMaxRow(dst, x, r)
+	if !known && cm > r+64 { // the max jumped by more than 64: once more
+		r = cm
+		s, _, _ = expMaxRow(nil, x, r)
+	}
+	return r, s, cm, ci
 }
 
-func expSumRow(dst, x []float32, m float32) float64 {
-	var total float64
-	for lo := 0; lo < len(x); lo += Block {
-		b := x[lo:min(lo+Block, len(x))]
-		var s0, s1, s2, s3 float32
-		n := len(b) &^ 3
-		if dst == nil {
-			for j := 0; j < n; j += 4 {
-				v := b[j : j+4 : j+4]
-				s0 += exp32(v[0] - m)
-				s1 += exp32(v[1] - m)
-				s2 += exp32(v[2] - m)
-				s3 += exp32(v[3] - m)
-			}
-		} else {
-			d := dst[lo : lo+len(b)]
-			for j := 0; j < n; j += 4 {
-				v := b[j : j+4 : j+4]
-				e0, e1, e2, e3 := exp32(v[0]-m), exp32(v[1]-m), exp32(v[2]-m), exp32(v[3]-m)
-				s0, s1, s2, s3 = s0+e0, s1+e1, s2+e2, s3+e3
-				w := d[j : j+4 : j+4]
-				w[0], w[1], w[2], w[3] = e0, e1, e2, e3
-			}
+func isFinite(v float32) bool { return !math.IsInf(float64(v), 0) && v == v }
+
+// expMaxRow returns Σ_j exp(x_j - r) (in float64: four exps per step for
+// the CPU to overlap, into two accumulators), max_j x_j ignoring NaN and
+// its first index (-1 when x holds no value above -Inf), and stores each
+// exp, rounded to float32, in dst when dst is not nil (dst may be x). NaN
+// or +Inf in x make the sum NaN.
+func expMaxRow(dst, x []float32, r float32) (float64, float32, int) {
+	rf := float64(r)
+	var s0, s1 float64
+	cm, ci := float32(math.Inf(-1)), -1
+	n := len(x) &^ 3
+	for j := 0; j < n; j += 4 {
+		v := x[j : j+4 : j+4]
+		// The max rarely changes: four well-predicted branches.
+		if v[0] > cm {
+			cm, ci = v[0], j
 		}
-		for j := n; j < len(b); j++ {
-			e := exp32(b[j] - m)
-			s0 += e
-			if dst != nil {
-				dst[lo+j] = e
-			}
+		if v[1] > cm {
+			cm, ci = v[1], j+1
 		}
-		total += float64((s0 + s1) + (s2 + s3))
+		if v[2] > cm {
+			cm, ci = v[2], j+2
+		}
+		if v[3] > cm {
+			cm, ci = v[3], j+3
+		}
+		e0, e1 := exp64(float64(v[0])-rf), exp64(float64(v[1])-rf)
+		e2, e3 := exp64(float64(v[2])-rf), exp64(float64(v[3])-rf)
+		if dst != nil {
+			w := dst[j : j+4 : j+4]
+			w[0], w[1], w[2], w[3] = float32(e0), float32(e1), float32(e2), float32(e3)
+		}
+		s0 += e0 + e2
+		s1 += e1 + e3
 	}
-	return total
+	for j := n; j < len(x); j++ {
+		if x[j] > cm {
+			cm, ci = x[j], j
+		}
+		e := exp64(float64(x[j]) - rf)
+		if dst != nil {
+			dst[j] = float32(e)
+		}
+		s0 += e
+	}
+	return s0 + s1, cm, ci
 }
 
 // scaleGeneric sets dst_j *= c.
@@ -101,28 +144,22 @@ func scaleGeneric(dst []float32, c float32) {
 
 // sumExpGeneral is the sum pass with options, shared by all
 // implementations: with z'_j = c·tanh(x_j/c) when c > 0 (inv = 1/c), else
-// x_j, it returns Σ_j exp(z'_j - m), folded into float64 every Block
-// elements, and, when dot is set, Σ_j w_j·(z'_j - m) (w nil: all 1) summed
-// in float64.
+// x_j, it returns Σ_j exp(z'_j - m) and, when dot is set, Σ_j w_j·(z'_j -
+// m) (w nil: all 1), both in float64 (z - m overflows float32 near ±3e38).
 func sumExpGeneral(x []float32, m, c, inv float32, w []float32, dot bool) (sum, wz float64) {
-	for lo := 0; lo < len(x); lo += Block {
-		hi := min(lo+Block, len(x))
-		var s float32
-		for j := lo; j < hi; j++ {
-			z := x[j]
-			if c > 0 {
-				z = c * tanh32(z*inv)
-			}
-			s += exp32(z - m)
-			if dot { // in float64: z - m overflows float32 near ±3e38
-				d := float64(z) - float64(m)
-				if w != nil {
-					d *= float64(w[j])
-				}
-				wz += d
-			}
+	mf := float64(m)
+	for j, z := range x {
+		if c > 0 {
+			z = c * tanh32(z*inv)
 		}
-		sum += float64(s)
+		d := float64(z) - mf
+		sum += exp64(d)
+		if dot {
+			if w != nil {
+				d *= float64(w[j])
+			}
+			wz += d
+		}
 	}
 	return sum, wz
 }

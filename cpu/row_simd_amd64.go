@@ -16,7 +16,7 @@ func init() {
 		simdWhy = "this CPU lacks AVX2 and FMA"
 		return
 	}
-	SIMD = &Impl{name: "avx2", max: maxAVX2, expSum: expSumAVX2, scale: scaleAVX2, index: indexAVX2}
+	SIMD = &Impl{name: "avx2", chunk: chunkAVX2, max: maxAVX2, scale: scaleAVX2, index: indexAVX2}
 	Default = SIMD
 }
 
@@ -45,14 +45,13 @@ func load(p unsafe.Pointer, j int) f32x8 {
 
 // expK holds the vector exp's constants.
 var expK = struct {
-	lo, k8, mag, nHi, nLo, c3, c2 float32
-	tab                           [8]uint32
+	lo, k8, mag, nC, c3, c2 float32
+	tab                     [8]uint32
 }{
 	lo:  -88,
 	k8:  8 * math.Log2E,
-	mag: 12582912.0,       // 1.5·2^23: adding it rounds to an integer kept in the low bits
-	nHi: -0.693359375 / 8, // -ln2/8 in two parts: n·nHi is exact
-	nLo: 2.12194440e-4 / 8,
+	mag: 12582912.0,          // 1.5·2^23: adding it rounds to an integer kept in the low bits
+	nC:  -math.Ln2 / 8,       // rounded to float32: see expChunk
 	c3:  0.16667117178440094, // minimax on [-ln2/16, ln2/16]
 	c2:  0.5000671148300171,
 	tab: expTable(),
@@ -67,95 +66,132 @@ func expTable() (t [8]uint32) {
 	return t
 }
 
-// expSumAVX2 is expSumGeneric on eight lanes: expBlock does a Block at a
-// time, its lane sums are folded into float64 here.
-func expSumAVX2(dst, x []float32, m float32, next []float32) (float64, float32, bool) {
-	var total float64
-	var lanes [8]float32
-	for lo := 0; lo < len(x); lo += Block {
-		b := x[lo:min(lo+Block, len(x))]
-		n := len(b) &^ 7
-		var d []float32
-		if dst != nil {
-			d = dst[lo : lo+len(b)]
-		}
-		// Touch the same block of the next chunk, so that it streams in from
-		// memory while this block's exps are computed.
-		var pre []float32
-		if lo < len(next) {
-			pre = next[lo:min(lo+Block, len(next))]
-		}
-		acc, _ := expBlock(d, b, n, m, pre)
-		if n < len(b) { // the tail, padded with -Inf (whose exp is 0)
-			var t, e [8]float32
-			padded(t[:], b[n:])
-			at, _ := expBlock(e[:], t[:], 8, m, nil)
-			acc = acc.Add(at)
-			if d != nil {
-				copy(d[n:], e[:])
-			}
-		}
-		acc.Store(&lanes)
-		// Back to scalar code: with the upper halves of the YMM registers
-		// left dirty, the scalar code runs at half speed here (measured).
-		archsimd.ClearAVXUpperBits()
-		total += float64(((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])))
+// chunkAVX2 is Impl.chunk in two passes over the chunk (which the
+// previous chunk's pass has prefetched): its max (and the NaN test), then
+// the exps relative to r = max(m, max of the chunk), so that every exp is
+// at most 1.
+func chunkAVX2(dst, x []float32, m float32, next []float32) (float32, float64, float32, int) {
+	cm, nan := maxAVX2(x)
+	if nan || math.IsInf(float64(cm), 1) {
+		return cm, math.NaN(), cm, -1
 	}
-	nm, nan := maxAVX2(next)
-	return total, nm, nan
+	r, ci := m, -1
+	if cm > m {
+		r, ci = cm, indexAVX2(x, cm)
+	}
+	if math.IsInf(float64(r), -1) { // only -Inf so far
+		clear(dst)
+		return r, 0, cm, ci
+	}
+	return r, expSumAVX2(dst, x, r, next), cm, ci
 }
 
-// expBlock returns the lane sums of exp(x_j - m) for j < n (a multiple of
-// 8), storing each exp in dst_j when dst is not nil (dst may be x). The
-// sums are of the rounded exps, stored or not.
+// expSumAVX2 returns Σ_j exp(x_j - m) for m ≥ max_j x_j and stores each
+// exp in dst when dst is not nil (dst may be x): expChunk does all but the
+// last len(x) mod 16 elements, which go through it padded. It loads next
+// as a prefetch.
+func expSumAVX2(dst, x []float32, m float32, next []float32) float64 {
+	n := len(x) &^ 15
+	var d []float32
+	if dst != nil {
+		d = dst[:len(x)]
+	}
+	var lanes [2][4]float64
+	sum, _ := expChunk(d, x, n, m, next)
+	sum.Store(&lanes[0])
+	if n < len(x) { // the tail, padded with -Inf (whose exp is 0)
+		var t, e [16]float32
+		padded(t[:], x[n:])
+		st, _ := expChunk(e[:], t[:], 16, m, nil)
+		st.Store(&lanes[1])
+		if d != nil {
+			copy(d[n:], e[:])
+		}
+	}
+	// Back to scalar code: with the upper halves of the YMM registers left
+	// dirty, scalar code runs at half speed here (measured).
+	archsimd.ClearAVXUpperBits()
+	l := &lanes
+	return ((l[0][0] + l[0][1]) + (l[0][2] + l[0][3])) + ((l[1][0] + l[1][1]) + (l[1][2] + l[1][3]))
+}
+
+// expChunk returns the lane sums of exp(x_j - m) for j < n (a multiple of
+// 16), summed in float32 lanes over each Block and in float64 lanes across
+// blocks, and stores each exp in dst_j when dst is not nil (dst may be x).
+// The sums are of the rounded exps, stored or not, so that both give the
+// same sum.
 //
-// Per lane, for d = x_j - m ≤ 0, e^d within 2 ulp (0 for d ≤ -88, where
-// 2^k reaches 0; NaN becomes 0 too, which maxAVX2 reports):
+// Per lane, for d = x_j - m ≤ 0 (0 for d ≤ -88, where 2^k reaches 0; NaN
+// becomes 0 too, which maxAVX2 reports):
 //
-//	n = round(d·8/ln2) = 8k + j,  r = d - n·ln2/8 ∈ [-ln2/16, ln2/16]
-//	e^d = 2^k·2^(j/8) · (1 + r + c2·r² + c3·r³)
+//	n = round(d·8/ln2) = 8k + j,  r = d - n·C ∈ [-ln2/16, ln2/16]
+//	e^d = 2^k·2^(j/8) · (1 + r·(1 + c2·r + c3·r²))
 //
 // with 2^(j/8) from an 8-entry table (VPERMPS), n read from the low bits of
 // t = d·8/ln2 + 1.5·2^23, and the cubic a minimax fit (relative error
-// 3e-8). The function is not inlined: its ten constants then stay in
-// registers for the whole loop. It also loads pre's elements into a
+// 3e-8), evaluated as s + (s·r)·(1 + c2·r + c3·r²) with s = 2^k·2^(j/8).
+// C is ln2/8 rounded to float32 and n·C is exact inside the FMA, so r is
+// off by n·(C - ln2/8), |n|·2.4e-10: e^d is within 2 + |d|/20 ulp, 3 ulp
+// for d ≥ -16 and 6 ulp at -88, where e^d < 1e-38. A second constant (the
+// Cody–Waite split) would make it 2 ulp throughout, at the cost of an FMA
+// and of the register it needs: the loop then spills and runs 1.3× slower.
+// Below e^-16 a term is under 1.2e-7 of the row's largest, so the sum,
+// and with it the loss, does not see the difference; gradients of such
+// terms are off by at most 2.5e-7 relative.
+//
+// The function is not inlined, so its nine constants stay in registers for
+// the whole loop. It loads pre's elements, one per 64-byte line, into a
 // general-purpose register, as a prefetch (the YMM registers are all in
 // use); their sum is returned only to keep the loads.
 //
 //go:noinline
-func expBlock(dst, x []float32, n int, m float32, pre []float32) (sum f32x8, touched uint32) {
+func expChunk(dst, x []float32, n int, m float32, pre []float32) (sum archsimd.Float64x4, touched uint32) {
 	k := &expK
 	var (
 		sv, lo, one = bc(m), bc(k.lo), bc(1)
-		k8, mag     = bc(k.k8), bc(k.mag)
-		nHi, nLo    = bc(k.nHi), bc(k.nLo)
+		k8, mag, nC = bc(k.k8), bc(k.mag), bc(k.nC)
 		c3, c2      = bc(k.c3), bc(k.c2)
 		tab         = archsimd.LoadUint32x8(&k.tab).AsFloat32x8()
-		acc         f32x8
-		p, pd       = unsafe.Pointer(unsafe.SliceData(x[:n])), unsafe.Pointer(nil)
+		p           = unsafe.Pointer(unsafe.SliceData(x[:n]))
+		pd          unsafe.Pointer
 	)
+	exp := func(v f32x8) f32x8 {
+		d := v.Sub(sv).Max(lo)
+		t := d.MulAdd(k8, mag)
+		r := t.Sub(mag).MulAdd(nC, d)
+		tb := t.AsUint32x8()
+		s := tab.Permute(tb).AsUint32x8().Add(tb.ShiftAllLeft(20)).AsFloat32x8()
+		return s.Mul(r).MulAdd(c3.MulAdd(r, c2).MulAdd(r, one), s)
+	}
 	if dst != nil {
 		pd = unsafe.Pointer(unsafe.SliceData(dst[:n]))
 	}
-	pp, np := unsafe.Pointer(unsafe.SliceData(pre)), len(pre)
-	for j := 0; j < n; j += 8 {
-		if j < np {
-			touched += *(*uint32)(unsafe.Add(pp, 4*j))
-		}
-		d := load(p, j).Sub(sv).Max(lo)
-		t := d.MulAdd(k8, mag)
-		nf := t.Sub(mag)
-		r := nf.MulAdd(nHi, d)
-		r = nf.MulAdd(nLo, r)
-		tb := t.AsUint32x8()
-		s := tab.Permute(tb).AsUint32x8().Add(tb.ShiftAllLeft(20)).AsFloat32x8()
-		e := s.Mul(c3.MulAdd(r, c2).MulAdd(r, one).MulAdd(r, one))
+	pp, np := unsafe.Pointer(unsafe.SliceData(pre)), len(pre)&^15
+	for b := 0; b < n; b += Block {
+		var acc f32x8
+		j, e := b, min(b+Block, n)
 		if pd != nil {
-			e.Store((*[8]float32)(unsafe.Add(pd, 4*j)))
+			for ; j < e; j += 16 {
+				if j < np {
+					touched += *(*uint32)(unsafe.Add(pp, 4*j))
+				}
+				e0, e1 := exp(load(p, j)), exp(load(p, j+8))
+				e0.Store((*[8]float32)(unsafe.Add(pd, 4*j)))
+				e1.Store((*[8]float32)(unsafe.Add(pd, 4*j+32)))
+				acc = acc.Add(e0).Add(e1)
+			}
+		} else {
+			for ; j < e && j < np; j += 16 {
+				touched += *(*uint32)(unsafe.Add(pp, 4*j))
+				acc = acc.Add(exp(load(p, j))).Add(exp(load(p, j+8)))
+			}
+			for ; j < e; j += 16 {
+				acc = acc.Add(exp(load(p, j))).Add(exp(load(p, j+8)))
+			}
 		}
-		acc = acc.Add(e)
+		sum = sum.Add(acc.GetLo().ConvertToFloat64()).Add(acc.GetHi().ConvertToFloat64())
 	}
-	return acc, touched
+	return sum, touched
 }
 
 // padded copies the tail x into buf and fills the rest of buf with -Inf,

@@ -131,10 +131,12 @@ func Cases() []Case {
 	// Rows read in chunks (the CPU's online pass, Chunk 2048 and longer
 	// chunks past 128 of them): a max rising chunk after chunk, leading
 	// chunks of only -Inf, NaN or +Inf in a late chunk, the target at the
-	// max in a late chunk after an earlier tie, and long rows.
+	// max in a late chunk after an earlier tie, a max that jumps by more than
+	// 64 in a late chunk or is far above the row's first logit, and long
+	// rows.
 	const n = 3*2048 + 77
 	cs = append(cs,
-		Case{Name: "chunks/edges", Rows: 7, Cols: n, Opts: def, Fill: func(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int) {
+		Case{Name: "chunks/edges", Rows: 9, Cols: n, Opts: def, Fill: func(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int) {
 			Normal(3, 0, -100)(rng, x, t, rows, cols, stride)
 			r := func(i int) []float32 { return x[i*stride : i*stride+cols] }
 			for j, v := range r(0) { // rising: every chunk raises the max
@@ -153,6 +155,8 @@ func Cases() []Case {
 				r(6)[j] = -float32(j) / 100
 			}
 			t[6] = 0
+			r(7)[2*2048+300] = 200 // a jump: 190 above everything before it
+			r(8)[0] = -500         // the first logit far below the max
 		}},
 		Case{Name: "chunks/long", Rows: 2, Cols: 128*2048 + 4099, Opts: def, Fill: Normal(3, 0, -100)},
 	)
