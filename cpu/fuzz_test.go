@@ -52,9 +52,14 @@ func FuzzCrossEntropy(f *testing.F) {
 			p := &cpu.Problem{X: x, Rows: rows, Cols: cols, Stride: cols, Targets: targets,
 				Smoothing: float32(o.Smoothing), ZLoss: float32(o.ZLoss), Softcap: float32(o.Softcap), WeightSum: float64(cols)}
 			impl.CrossEntropy(p, &cpu.Out{Loss: loss, LSE: lse, Grad: g, GradStride: cols, Scale: scale})
+			fwd := make([]float32, rows) // the forward pass alone (one pass, no gradient)
+			impl.CrossEntropy(p, &cpu.Out{Loss: fwd})
 			for i := range rows {
 				if !fuzzClose(loss[i], ref.Loss[i]) {
 					t.Fatalf("%s: row %d of %v (target %d, %+v): loss %v, reference %v", impl.Name(), i, x[i*cols:(i+1)*cols], targets[i], o, loss[i], ref.Loss[i])
+				}
+				if math.Float32bits(fwd[i]) != math.Float32bits(loss[i]) && !(fwd[i] != fwd[i] && loss[i] != loss[i]) {
+					t.Fatalf("%s: row %d of %v: forward loss %v, fused %v", impl.Name(), i, x[i*cols:(i+1)*cols], fwd[i], loss[i])
 				}
 			}
 		}
