@@ -94,14 +94,15 @@ var Default = Portable
 func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
 	parallel(rows, cols, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			m, _, s := k.online(nil, x[i*stride:i*stride+cols], nil)
+			m, _, s := k.online(nil, x[i*stride:i*stride+cols], nil, after(x, i, hi, cols, stride))
 			dst[i] = float32(float64(m) + math.Log(s))
 		}
 	})
 }
 
 // online returns m = max_j x_j, its first index and s = Σ_j exp(x_j - m)
-// in one pass over x, a chunk at a time (see Impl.chunk): each chunk's sum
+// in one pass over x, a chunk at a time (see Impl.chunk; the last chunk's
+// next is after, the start of the next row): each chunk's sum
 // comes relative to its own reference r_c, the running sum is kept
 // relative to the largest reference so far (and multiplied by exp(R_old -
 // R) when it grows), and at the end it is made relative to m. With dst,
@@ -109,7 +110,7 @@ func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
 // caller's scale pass (see chunkLen). A row holding NaN or +Inf, or only
 // -Inf, gives s = NaN (PyTorch's NaN); dst is then not fully written and
 // the caller fills it.
-func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32) (m float32, idx int, s float64) {
+func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32, after []float32) (m float32, idx int, s float64) {
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
 	ref := ninf // s is relative to ref
@@ -120,7 +121,11 @@ func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32) (m float32, idx 
 		if dst != nil {
 			d = dst[lo:hi]
 		}
-		r, sc, cm, ci := k.chunk(d, x[lo:hi], m, x[hi:min(hi+cl, len(x))])
+		next := x[hi:min(hi+cl, len(x))]
+		if hi == len(x) {
+			next = after
+		}
+		r, sc, cm, ci := k.chunk(d, x[lo:hi], m, next)
 		if math.IsNaN(sc) {
 			return m, -1, math.NaN()
 		}
@@ -150,6 +155,17 @@ func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32) (m float32, idx 
 	return m, idx, s
 }
 
+// after returns the first chunk of row i+1 of x when it is below hi (the
+// rows of the calling goroutine), else nil: the row driver's prefetch
+// across rows.
+func after(x []float32, i, hi, cols, stride int) []float32 {
+	if i+1 >= hi {
+		return nil
+	}
+	lo := (i + 1) * stride
+	return x[lo : lo+min(cols, chunkLen(cols))]
+}
+
 // chunkLen returns the chunk length online uses on rows of n elements:
 // Chunk, or a multiple of 16 large enough for maxChunks chunks.
 func chunkLen(n int) int {
@@ -161,12 +177,12 @@ func chunkLen(n int) int {
 func (k *Impl) CrossEntropy(p *Problem, o *Out) {
 	parallel(p.Rows, p.Cols, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			k.row(p, o, i)
+			k.row(p, o, i, after(p.X, i, hi, p.Cols, p.Stride))
 		}
 	})
 }
 
-func (k *Impl) row(p *Problem, o *Out, i int) {
+func (k *Impl) row(p *Problem, o *Out, i int, next []float32) {
 	x := p.X[i*p.Stride : i*p.Stride+p.Cols]
 	var g []float32
 	if o.Grad != nil {
@@ -212,7 +228,7 @@ func (k *Impl) row(p *Problem, o *Out, i int) {
 			s, dot = sumExpGeneral(x, mc, c, inv, p.Weights, p.Smoothing > 0)
 		}
 	} else {
-		m, idx, s = k.online(g, x, &ms)
+		m, idx, s = k.online(g, x, &ms, next)
 		mc = m
 	}
 	if c > 0 {
