@@ -98,14 +98,49 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		tg := Targets(c.Batch, v, 2)
 		work := make([]float32, len(x))
 		rl := MeasureRoofline(x, work)
+		host := map[string]*hostRun{}
+		var order []*hostRun
+		for _, d := range devs {
+			if d.Info().Backend == "opencl" {
+				continue
+			}
+			for _, op := range c.Ops {
+				h, err := newHostRun(ctx, d, op, work, tg, c.Batch, v)
+				if err != nil {
+					return nil, fmt.Errorf("%s %s %d×%d: %w", d.Info().Spec, op, c.Batch, v, err)
+				}
+				host[d.Info().Spec+" "+op] = h
+				order = append(order, h)
+			}
+		}
+		// The CPU runs take turns, one repeat each per round after a warm-up
+		// round, with a read and a copy probe in every round: each figure
+		// and the roofline see the same mix of this machine's moods.
+		for i := range c.Repeat + 1 {
+			if i > 0 {
+				rl = rl.best(probe(x, work))
+			}
+			for _, h := range order {
+				copy(work, x) // fresh logits: fused overwrites them
+				t0 := time.Now()
+				if err := h.once(); err != nil {
+					return nil, fmt.Errorf("%s %s %d×%d: %w", h.d.Info().Spec, h.op, c.Batch, v, err)
+				}
+				if i > 0 { // the first round warms up
+					h.secs = append(h.secs, time.Since(t0).Seconds())
+				}
+			}
+		}
 		if rep.Roofline.ReadGBps == 0 { // the first size's probe is the report's
 			rep.Roofline = rl
 		}
 		c.logf("roofline at %d×%d: read %.1f GB/s, copy %.1f GB/s", c.Batch, v, rl.ReadGBps, rl.CopyGBps)
 		for _, d := range devs {
 			for _, op := range c.Ops {
-				rs, err := measure(ctx, d, op, x, tg, work, c.Batch, v, c.Repeat, rl)
-				if err != nil {
+				var rs []Result
+				if h := host[d.Info().Spec+" "+op]; h != nil {
+					rs = []Result{h.result(rl)}
+				} else if rs, err = measureOpenCL(ctx, d, op, x, tg, work, c.Batch, v, c.Repeat); err != nil {
 					return nil, fmt.Errorf("%s %s %d×%d: %w", d.Info().Spec, op, c.Batch, v, err)
 				}
 				for _, r := range rs {
@@ -206,28 +241,66 @@ func stats(secs []float64) (med, lo, hi float64) {
 	return s[len(s)/2], s[0], s[len(s)-1]
 }
 
-// measure times one op on one device: CPU devices once ("host"), OpenCL
-// devices kernel-only (resident buffer, profiling events) and end-to-end.
-func measure(ctx context.Context, d device.Device, op string, x []float32, tg []int32, work []float32, rows, cols, repeat int, rl Roofline) ([]Result, error) {
-	info := d.Info()
+// hostRun is one op on one CPU device, timed by Run in turns with the
+// others.
+type hostRun struct {
+	d    device.Device
+	op   string
+	once func() error
+	rows int
+	cols int
+	secs []float64
+}
+
+func newHostRun(ctx context.Context, d device.Device, op string, work []float32, tg []int32, rows, cols int) (*hostRun, error) {
+	once, err := opFunc(ctx, d, op, work, tg, rows, cols)
+	if err != nil {
+		return nil, err
+	}
+	return &hostRun{d: d, op: op, once: once, rows: rows, cols: cols}, nil
+}
+
+// result is the run's figure against the CPU roofline rl.
+func (h *hostRun) result(rl Roofline) Result {
+	r := newResult(h.d.Info(), h.op, "host", h.rows, h.cols, h.secs)
+	setFraction(&r, rl)
+	return r
+}
+
+func newResult(info device.Info, op, mode string, rows, cols int, secs []float64) Result {
+	med, lo, hi := stats(secs)
+	return Result{Device: info.Spec, Kernel: info.Kernel, Op: op, Mode: mode, Batch: rows, Vocab: cols,
+		SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GBps: float64(4*rows*cols) / med / 1e9}
+}
+
+// opFunc returns one run of op on the logits in work: lse, forward, or
+// forward + backward with the gradient in place.
+func opFunc(ctx context.Context, d device.Device, op string, work []float32, tg []int32, rows, cols int) (func() error, error) {
 	m := batch.NewMatrix(work, rows, cols)
 	l, err := batch.New(d)
 	if err != nil {
 		return nil, err
 	}
 	lse := make([]float32, rows)
-	once := func() error {
-		switch op {
-		case OpLSE:
-			return l.LogSumExp(ctx, lse, m)
-		case OpForward:
-			_, err := l.Forward(ctx, m, tg)
-			return err
-		case OpFused:
-			_, err := l.ForwardBackward(ctx, m, tg, m, nil)
-			return err
-		}
-		return fmt.Errorf("unknown op %q (want lse, forward, fused)", op)
+	switch op {
+	case OpLSE:
+		return func() error { return l.LogSumExp(ctx, lse, m) }, nil
+	case OpForward:
+		return func() error { _, err := l.Forward(ctx, m, tg); return err }, nil
+	case OpFused:
+		return func() error { _, err := l.ForwardBackward(ctx, m, tg, m, nil); return err }, nil
+	}
+	return nil, fmt.Errorf("unknown op %q (want lse, forward, fused)", op)
+}
+
+// measureOpenCL times one op on an OpenCL device: end-to-end (host slices,
+// transfers counted) and kernel-only (resident buffer, profiling events),
+// the median of repeat runs after a warm-up.
+func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32, tg []int32, work []float32, rows, cols, repeat int) ([]Result, error) {
+	info := d.Info()
+	once, err := opFunc(ctx, d, op, work, tg, rows, cols)
+	if err != nil {
+		return nil, err
 	}
 	timeIt := func(f func() (float64, error)) ([]float64, error) {
 		var secs []float64
@@ -243,27 +316,15 @@ func measure(ctx context.Context, d device.Device, op string, x []float32, tg []
 		}
 		return secs, nil
 	}
-	wall := func() (float64, error) {
+	secs, err := timeIt(func() (float64, error) {
 		t0 := time.Now()
 		err := once()
 		return time.Since(t0).Seconds(), err
-	}
-	mk := func(mode string, secs []float64) Result {
-		med, lo, hi := stats(secs)
-		r := Result{Device: info.Spec, Kernel: info.Kernel, Op: op, Mode: mode, Batch: rows, Vocab: cols,
-			SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GBps: float64(4*rows*cols) / med / 1e9}
-		return r
-	}
-	secs, err := timeIt(wall)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if info.Backend != "opencl" {
-		r := mk("host", secs)
-		setFraction(&r, rl)
-		return []Result{r}, nil
-	}
-	e2e := mk("end-to-end", secs)
+	e2e := newResult(info, op, "end-to-end", rows, cols, secs)
 	od, ok := d.(*opencl.Device)
 	if !ok {
 		return []Result{e2e}, nil
@@ -276,6 +337,12 @@ func measure(ctx context.Context, d device.Device, op string, x []float32, tg []
 	e2e.RooflineFor, e2e.RooflineGB = "host-device transfer", h2d/1e9
 	e2e.Fraction = transferBytes(op, rows, cols) / e2e.SecondsMed / h2d
 	// Kernel-only: a resident buffer, kernel time from profiling events.
+	m := batch.NewMatrix(work, rows, cols)
+	l, err := batch.New(d)
+	if err != nil {
+		return nil, err
+	}
+	lse := make([]float32, rows)
 	copy(work, x)
 	dm, err := batch.Upload(ctx, d, m)
 	if err != nil {
@@ -297,7 +364,7 @@ func measure(ctx context.Context, d device.Device, op string, x []float32, tg []
 	if err != nil {
 		return nil, err
 	}
-	k := mk("kernel", ksecs)
+	k := newResult(info, op, "kernel", rows, cols, ksecs)
 	k.RooflineFor, k.RooflineGB = "device copy", copyBW/1e9
 	// Device traffic: one read for lse and forward; two reads and one write
 	// for fused (the second pass may hit the cache; this counts it as not).
