@@ -60,7 +60,9 @@ type Impl struct {
 	// reference r of its choosing with x_j - r ≤ 64 for every x_j (or -Inf
 	// when x and m are all -Inf), s = Σ_j exp(x_j - r), and cm = max_j x_j
 	// ignoring NaN (-Inf for an all -Inf x) with, when cm > m, ci = the first
-	// j with x_j == cm. When dst is not nil it stores exp(x_j - r) in dst_j
+	// j with x_j == cm; without dst an implementation may return ci = -1
+	// instead, and online searches the chunk once the row's max is known.
+	// When dst is not nil it stores exp(x_j - r) in dst_j
 	// (dst may be x; 0 for -Inf). Each exp is within 3 ulp where it is
 	// above e^-16 of r (see the implementations). A chunk holding NaN or
 	// +Inf gives s = NaN, and dst is then not fully written. next is the
@@ -113,7 +115,8 @@ func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
 func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32, after []float32) (m float32, idx int, s float64) {
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
-	ref := ninf // s is relative to ref
+	ref := ninf      // s is relative to ref
+	mlo, mhi := 0, 0 // the chunk that first reached m
 	cl := chunkLen(len(x))
 	for c, lo := 0, 0; lo < len(x); c, lo = c+1, lo+cl {
 		hi := min(lo+cl, len(x))
@@ -130,7 +133,10 @@ func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32, after []float32)
 			return m, -1, math.NaN()
 		}
 		if cm > m { // the first max is in the first chunk to reach it
-			m, idx = cm, lo+ci
+			m, idx, mlo, mhi = cm, -1, lo, hi
+			if ci >= 0 {
+				idx = lo + ci
+			}
 		}
 		if dst != nil {
 			ms[c] = r
@@ -151,6 +157,9 @@ func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32, after []float32)
 	}
 	if ref != m {
 		s *= math.Exp(float64(ref) - float64(m))
+	}
+	if idx < 0 { // one search per row, in the chunk that holds the max
+		idx = mlo + k.index(x[mlo:mhi], m)
 	}
 	return m, idx, s
 }

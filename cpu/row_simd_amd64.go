@@ -69,7 +69,8 @@ func expTable() (t [8]uint32) {
 // chunkAVX2 is Impl.chunk in two passes over the chunk (which the
 // previous chunk's pass has prefetched): its max (and the NaN test), then
 // the exps relative to r = max(m, max of the chunk), so that every exp is
-// at most 1.
+// at most 1. The max's index is searched for only with dst (which may
+// overwrite x); without, online searches once per row.
 func chunkAVX2(dst, x []float32, m float32, next []float32) (float32, float64, float32, int) {
 	cm, nan := maxAVX2(x)
 	if nan || math.IsInf(float64(cm), 1) {
@@ -77,7 +78,10 @@ func chunkAVX2(dst, x []float32, m float32, next []float32) (float32, float64, f
 	}
 	r, ci := m, -1
 	if cm > m {
-		r, ci = cm, indexAVX2(x, cm)
+		r = cm
+		if dst != nil {
+			ci = indexAVX2(x, cm)
+		}
 	}
 	if math.IsInf(float64(r), -1) { // only -Inf so far
 		clear(dst)
