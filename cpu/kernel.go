@@ -12,8 +12,7 @@ const Block = 256
 
 // Chunk is the number of elements of a row that the row driver handles at a
 // time, while the chunk is in L1 (8 KB), so that a row is read from memory
-// once. Rows of more than maxChunks·Chunk
-// elements use longer chunks.
+// once. Rows of more than maxChunks·Chunk elements use longer chunks.
 const (
 	Chunk     = 2048
 	maxChunks = 128
@@ -59,14 +58,14 @@ type Impl struct {
 	// row's max so far (-Inf before the first finite logit), it returns a
 	// reference r of its choosing with x_j - r ≤ 64 for every x_j (or -Inf
 	// when x and m are all -Inf), s = Σ_j exp(x_j - r), and cm = max_j x_j
-	// ignoring NaN (-Inf for an all -Inf x) with, when cm > m, ci = the first
-	// j with x_j == cm; without dst an implementation may return ci = -1
-	// instead, and online searches the chunk once the row's max is known.
-	// When dst is not nil it stores exp(x_j - r) in dst_j
-	// (dst may be x; 0 for -Inf). Each exp is within 3 ulp where it is
-	// above e^-16 of r (see the implementations). A chunk holding NaN or
-	// +Inf gives s = NaN, and dst is then not fully written. next is the
-	// chunk after x, which an implementation may load as a prefetch.
+	// ignoring NaN (-Inf for an all -Inf x) with, when cm > m, ci = the
+	// first j with x_j == cm (without dst an implementation may return -1
+	// instead; online then searches the chunk once the row's max is known).
+	// When dst is not nil it stores exp(x_j - r) in dst_j (dst may be x; 0
+	// for -Inf). Each exp is within 3 ulp where it is above e^-16 of r (see
+	// the implementations). A chunk holding NaN or +Inf gives s = NaN, and
+	// dst is then not fully written. next is the chunk after x, which an
+	// implementation may load as a prefetch.
 	chunk func(dst, x []float32, m float32, next []float32) (r float32, s float64, cm float32, ci int)
 	// max returns max_j x_j ignoring NaN (-Inf for an empty x), and
 	// whether x holds a NaN.
@@ -104,10 +103,10 @@ func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
 
 // online returns m = max_j x_j, its first index and s = Σ_j exp(x_j - m)
 // in one pass over x, a chunk at a time (see Impl.chunk; the last chunk's
-// next is after, the start of the next row): each chunk's sum
-// comes relative to its own reference r_c, the running sum is kept
-// relative to the largest reference so far (and multiplied by exp(R_old -
-// R) when it grows), and at the end it is made relative to m. With dst,
+// next is after, the start of the next row): each chunk's sum comes
+// relative to its own reference r_c, the running sum is kept relative to
+// the largest reference so far (and multiplied by exp(R_old - R) when it
+// grows), and at the end it is made relative to m. With dst,
 // dst_j receives exp(x_j - r_c), x_j in chunk c, and ms[c] = r_c for the
 // caller's scale pass (see chunkLen). A row holding NaN or +Inf, or only
 // -Inf, gives s = NaN (PyTorch's NaN); dst is then not fully written and
