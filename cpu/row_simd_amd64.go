@@ -30,13 +30,16 @@ func bc(v float32) f32x8 { return archsimd.BroadcastFloat32x8(v) }
 // The vector loops below follow three rules found by measuring Go 1.26's
 // archsimd code: each loop sits in a function of its own with no scalar
 // float arithmetic (legacy SSE instructions between 256-bit ones cost up
-// to 4× here); loads go through unsafe pointers inside bounds the loop
-// condition proves (the slice forms add a bounds check per load); and the
-// exp's constants are loaded from memory in the loop body (a load is
-// cheap, while holding all of them in the 15 usable YMM registers makes
-// the register allocator spill temporaries on the critical path). Tails
-// are copied into a padded buffer and run through the same loop, so every
-// element takes the same arithmetic.
+// to 4× here, and archsimd.ClearAVXUpperBits follows every loop); loads go
+// through unsafe pointers inside bounds the loop condition proves (the
+// slice forms add a bounds check per load); and the exp's loop holds its
+// constants in registers in a function that is not inlined, with no more
+// live values than the 15 usable YMM registers: one more constant or
+// accumulator makes the register allocator spill temporaries on the
+// critical path, which costs more than the work it would save (measured
+// for a second reduction constant, the max or the scale pass in the same
+// loop). Tails are copied into a padded buffer and run through the same
+// loop, so every element takes the same arithmetic.
 
 // load returns the eight floats at p + 4·j.
 func load(p unsafe.Pointer, j int) f32x8 {
