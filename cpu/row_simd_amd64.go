@@ -188,11 +188,10 @@ func expChunk(dst, x []float32, n int, m float32, pre []float32) (sum archsimd.F
 				acc = acc.Add(e0).Add(e1)
 			}
 		} else {
-			for ; j < e && j < np; j += 16 {
-				touched += *(*uint32)(unsafe.Add(pp, 4*j))
-				acc = acc.Add(exp(load(p, j))).Add(exp(load(p, j+8)))
-			}
 			for ; j < e; j += 16 {
+				if j < np {
+					touched += *(*uint32)(unsafe.Add(pp, 4*j))
+				}
 				acc = acc.Add(exp(load(p, j))).Add(exp(load(p, j+8)))
 			}
 		}
