@@ -118,6 +118,53 @@ func TestThreadsBitIdentical(t *testing.T) {
 	}
 }
 
+// TestRowsAlone: every row of a problem, in place or not, must come out
+// bit for bit as it does alone, whatever rows come before it (the row
+// driver prefetches the next row, and the rows are split between
+// goroutines). Some rows are ignored, hold NaN or +Inf, or only -Inf.
+func TestRowsAlone(t *testing.T) {
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 6))
+	ninf, inf, nan := float32(math.Inf(-1)), float32(math.Inf(1)), float32(math.NaN())
+	for _, cols := range []int{1, 17, 2048, 3*2048 + 17, 128*2048 + 4099} {
+		const rows = 9
+		x := normal(rng, rows*cols, 3)
+		tg := targets(rng, rows, cols)
+		scale := normal(rng, rows, 1)
+		tg[2] = -1                          // ignored
+		x[3*cols+cols/2] = nan              // NaN mid-row
+		x[5*cols+cols-1] = inf              // +Inf in the last chunk
+		for j := range x[6*cols : 7*cols] { // only -Inf
+			x[6*cols+j] = ninf
+		}
+		for _, impl := range impls() {
+			for _, inPlace := range []bool{false, true} {
+				loss, lse := make([]float32, rows), make([]float32, rows)
+				g := make([]float32, len(x))
+				if inPlace {
+					copy(g, x)
+				}
+				p := problem(x, tg, rows, cols)
+				if inPlace {
+					p.X = g
+				}
+				impl.CrossEntropy(p, &cpu.Out{Loss: loss, LSE: lse, Grad: g, GradStride: cols, Scale: scale})
+				for i := range rows {
+					row := x[i*cols : (i+1)*cols]
+					l1, e1, g1 := make([]float32, 1), make([]float32, 1), make([]float32, cols)
+					impl.CrossEntropy(problem(row, tg[i:i+1], 1, cols), &cpu.Out{Loss: l1, LSE: e1, Grad: g1, GradStride: cols, Scale: scale[i : i+1]})
+					got := append([]float32{loss[i], lse[i]}, g[i*cols:(i+1)*cols]...)
+					want := append([]float32{l1[0], e1[0]}, g1...)
+					for j := range want {
+						if math.Float32bits(got[j]) != math.Float32bits(want[j]) && !(got[j] != got[j] && want[j] != want[j]) {
+							t.Fatalf("%s, cols %d, in place %v, row %d, element %d: %v, alone %v", impl.Name(), cols, inPlace, i, j, got[j], want[j])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestProperties: shift invariance, bounds of lse, gradient rows summing
 // to 0, and ignored rows that do not matter.
 func TestProperties(t *testing.T) {
