@@ -32,6 +32,12 @@ func problem(x []float32, t []int32, rows, cols int) *cpu.Problem {
 	return &cpu.Problem{X: x, Rows: rows, Cols: cols, Stride: cols, Targets: t, WeightSum: float64(cols)}
 }
 
+// sameBits reports whether a and b are the same float32 bit for bit, any
+// NaN matching any NaN.
+func sameBits(a, b float32) bool {
+	return math.Float32bits(a) == math.Float32bits(b) || a != a && b != b
+}
+
 func ones(n int) []float32 {
 	s := make([]float32, n)
 	for i := range s {
@@ -155,7 +161,7 @@ func TestRowsAlone(t *testing.T) {
 					got := append([]float32{loss[i], lse[i]}, g[i*cols:(i+1)*cols]...)
 					want := append([]float32{l1[0], e1[0]}, g1...)
 					for j := range want {
-						if math.Float32bits(got[j]) != math.Float32bits(want[j]) && !(got[j] != got[j] && want[j] != want[j]) {
+						if !sameBits(got[j], want[j]) {
 							t.Fatalf("%s, cols %d, in place %v, row %d, element %d: %v, alone %v", impl.Name(), cols, inPlace, i, j, got[j], want[j])
 						}
 					}

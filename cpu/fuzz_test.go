@@ -58,7 +58,7 @@ func FuzzCrossEntropy(f *testing.F) {
 				if !fuzzClose(loss[i], ref.Loss[i]) {
 					t.Fatalf("%s: row %d of %v (target %d, %+v): loss %v, reference %v", impl.Name(), i, x[i*cols:(i+1)*cols], targets[i], o, loss[i], ref.Loss[i])
 				}
-				if math.Float32bits(fwd[i]) != math.Float32bits(loss[i]) && !(fwd[i] != fwd[i] && loss[i] != loss[i]) {
+				if !sameBits(fwd[i], loss[i]) {
 					t.Fatalf("%s: row %d of %v: forward loss %v, fused %v", impl.Name(), i, x[i*cols:(i+1)*cols], fwd[i], loss[i])
 				}
 			}
