@@ -146,11 +146,9 @@ func TestRowsAlone(t *testing.T) {
 			for _, inPlace := range []bool{false, true} {
 				loss, lse := make([]float32, rows), make([]float32, rows)
 				g := make([]float32, len(x))
-				if inPlace {
-					copy(g, x)
-				}
 				p := problem(x, tg, rows, cols)
-				if inPlace {
+				if inPlace { // on a copy: x stays for the rows alone
+					copy(g, x)
 					p.X = g
 				}
 				impl.CrossEntropy(p, &cpu.Out{Loss: loss, LSE: lse, Grad: g, GradStride: cols, Scale: scale})
