@@ -253,11 +253,11 @@ type hostRun struct {
 }
 
 func newHostRun(ctx context.Context, d device.Device, op string, work []float32, tg []int32, rows, cols int) (*hostRun, error) {
-	once, err := opFunc(ctx, d, op, work, tg, rows, cols)
+	r, err := newOpRun(d, op, work, tg, rows, cols)
 	if err != nil {
 		return nil, err
 	}
-	return &hostRun{d: d, op: op, once: once, rows: rows, cols: cols}, nil
+	return &hostRun{d: d, op: op, once: func() error { return r.host(ctx) }, rows: rows, cols: cols}, nil
 }
 
 // result is the run's figure against the CPU roofline rl.
@@ -273,24 +273,56 @@ func newResult(info device.Info, op, mode string, rows, cols int, secs []float64
 		SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GBps: float64(4*rows*cols) / med / 1e9}
 }
 
-// opFunc returns one run of op on the logits in work: lse, forward, or
+// opRun is one op on one device over the logits in work: lse, forward, or
 // forward + backward with the gradient in place.
-func opFunc(ctx context.Context, d device.Device, op string, work []float32, tg []int32, rows, cols int) (func() error, error) {
-	m := batch.NewMatrix(work, rows, cols)
+type opRun struct {
+	op  string
+	l   *batch.Loss
+	m   batch.Matrix
+	tg  []int32
+	lse []float32
+}
+
+func newOpRun(d device.Device, op string, work []float32, tg []int32, rows, cols int) (*opRun, error) {
+	switch op {
+	case OpLSE, OpForward, OpFused:
+	default:
+		return nil, fmt.Errorf("unknown op %q (want lse, forward, fused)", op)
+	}
 	l, err := batch.New(d)
 	if err != nil {
 		return nil, err
 	}
-	lse := make([]float32, rows)
-	switch op {
+	return &opRun{op: op, l: l, m: batch.NewMatrix(work, rows, cols), tg: tg, lse: make([]float32, rows)}, nil
+}
+
+// host runs the op on the host slices (on an OpenCL device, transfers
+// included).
+func (r *opRun) host(ctx context.Context) error {
+	var err error
+	switch r.op {
 	case OpLSE:
-		return func() error { return l.LogSumExp(ctx, lse, m) }, nil
+		err = r.l.LogSumExp(ctx, r.lse, r.m)
 	case OpForward:
-		return func() error { _, err := l.Forward(ctx, m, tg); return err }, nil
+		_, err = r.l.Forward(ctx, r.m, r.tg)
 	case OpFused:
-		return func() error { _, err := l.ForwardBackward(ctx, m, tg, m, nil); return err }, nil
+		_, err = r.l.ForwardBackward(ctx, r.m, r.tg, r.m, nil)
 	}
-	return nil, fmt.Errorf("unknown op %q (want lse, forward, fused)", op)
+	return err
+}
+
+// device runs the op on dm, the logits resident on the device.
+func (r *opRun) device(ctx context.Context, dm *batch.DeviceMatrix) error {
+	var err error
+	switch r.op {
+	case OpLSE:
+		err = r.l.LogSumExpDevice(ctx, r.lse, dm)
+	case OpForward:
+		_, err = r.l.ForwardDevice(ctx, dm, r.tg)
+	case OpFused:
+		_, err = r.l.ForwardBackwardDevice(ctx, dm, r.tg, nil)
+	}
+	return err
 }
 
 // measureOpenCL times one op on an OpenCL device: end-to-end (host slices,
@@ -298,7 +330,7 @@ func opFunc(ctx context.Context, d device.Device, op string, work []float32, tg 
 // the median of repeat runs after a warm-up.
 func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32, tg []int32, work []float32, rows, cols, repeat int) ([]Result, error) {
 	info := d.Info()
-	once, err := opFunc(ctx, d, op, work, tg, rows, cols)
+	run, err := newOpRun(d, op, work, tg, rows, cols)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +350,7 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32,
 	}
 	secs, err := timeIt(func() (float64, error) {
 		t0 := time.Now()
-		err := once()
+		err := run.host(ctx)
 		return time.Since(t0).Seconds(), err
 	})
 	if err != nil {
@@ -337,28 +369,14 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32,
 	e2e.RooflineFor, e2e.RooflineGB = "host-device transfer", h2d/1e9
 	e2e.Fraction = transferBytes(op, rows, cols) / e2e.SecondsMed / h2d
 	// Kernel-only: a resident buffer, kernel time from profiling events.
-	m := batch.NewMatrix(work, rows, cols)
-	l, err := batch.New(d)
-	if err != nil {
-		return nil, err
-	}
-	lse := make([]float32, rows)
 	copy(work, x)
-	dm, err := batch.Upload(ctx, d, m)
+	dm, err := batch.Upload(ctx, d, run.m)
 	if err != nil {
 		return nil, err
 	}
 	defer dm.Release()
 	ksecs, err := timeIt(func() (float64, error) {
-		var err error
-		switch op {
-		case OpLSE:
-			err = l.LogSumExpDevice(ctx, lse, dm)
-		case OpForward:
-			_, err = l.ForwardDevice(ctx, dm, tg)
-		case OpFused:
-			_, err = l.ForwardBackwardDevice(ctx, dm, tg, nil)
-		}
+		err := run.device(ctx, dm)
 		return od.LastKernelTime().Seconds(), err
 	})
 	if err != nil {
