@@ -269,8 +269,11 @@ func (k *Impl) row(p *Problem, o *Out, i int, next []float32) {
 	// p_t → 1. z_t was read before the row was overwritten (g may be x).
 	si := float64(o.Scale[i])
 	a := (1-eps)*wt + ec*p.WeightSum + 2*lam*lse
-	pt1 := math.Expm1((float64(zt) - float64(mc)) - ls)
-	gt := si * ((1-eps)*wt*pt1 + (ec*p.WeightSum+2*lam*lse)*(pt1+1) - ec*wt)
+	// p_t itself comes from exp, not from pt1 + 1, which loses it when it
+	// is small (a target of weight 0 with smoothing has only that term).
+	dt := (float64(zt) - float64(mc)) - ls
+	pt1 := math.Expm1(dt)
+	gt := si * ((1-eps)*wt*pt1 + (ec*p.WeightSum+2*lam*lse)*math.Exp(dt) - ec*wt)
 	if c > 0 {
 		r := float64(zt) / float64(c)
 		gt *= 1 - r*r

@@ -5,13 +5,25 @@
  * share of the row, four logits at a time (vload4 from a 4-byte aligned
  * address: rows are not 16-byte aligned when the vocabulary is odd; the
  * cols % 4 tail is scalar), and keeps an online (max m, sum s = Σ exp(z-m),
- * argmax) triple: a larger z rescales s by exp(m_old - z). The triples of
+ * argmax) triple: a larger z rescales s by exp(m_old - z), and s is a
+ * compensated (Kahan) sum, accurate however many terms one work-item adds
+ * (a row of 131075 at WG 8 was off by 1e-5 with a plain sum). The triples of
  * the work-items are merged in local memory by a tree of WG/2, WG/4, ...
  * steps, the max with the smallest index winning ties. Barriers are
  * unconditional (every work-item reaches every barrier): NVIDIA's OpenCL
  * and PoCL 3.1 have neither subgroups nor work-group collectives, and PoCL
  * miscompiles barriers in divergent code. The max starts at -FLT_MAX, not
  * -INFINITY: -inf - (-inf) is NaN, -inf - (-FLT_MAX) is -inf, exp gives 0.
+ *
+ * No kernel returns early, not even uniformly across the work-group: on
+ * Intel AVX-512 CPUs, PoCL 3.1's default work-group method (loopvec)
+ * turned `if (t < 0) { ...; return; }` before row_reduce's barriers into
+ * code that crashed in the first launch (a segmentation fault, or its
+ * assertions on the local memory size and on buffer migration), while its
+ * loops and repl methods ran it. An ignored row (target < 0) therefore
+ * takes the same path as the others: it scans no column (its loop bound
+ * is 0), reaches every barrier, and is masked at the end (loss 0, lse 0,
+ * a zero gradient row). Nothing is read at x[t] for t < 0.
  *
  * From m and s: lse = m + log s and, relative to the max as PyTorch's
  * log_softmax, loss = (1-eps)*w_t*((m - z_t) + log s)
@@ -44,6 +56,7 @@
 typedef struct {
     float m, s, d, w; /* max, Σ exp(z-m), Σ w (z-m), Σ w */
     int idx;
+    float c; /* what s has lost to rounding (Kahan), 0 once merged */
 } acc_t;
 
 /* Optional features are uniform run-time flags: one program serves all. */
@@ -56,16 +69,26 @@ inline float capz(float z, float cap, float icap, int flags) {
     return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : z;
 }
 
+/* Adds logit z (column j, weight wj) to a. The sum is compensated
+ * (Kahan): a work-item may add cols/WG terms in a row (131072 at WG 1),
+ * and a plain float sum of n terms drifts by up to n ulps. */
 inline void acc_add(acc_t *a, float z, int j, float wj, int smooth) {
+    float e;
     if (z > a->m) {
         float r = exp(a->m - z);
-        a->s = a->s * r + 1.0f;
+        a->s *= r;
+        a->c *= r;
         if (smooth) a->d += (a->m - z) * a->w;
         a->m = z;
         a->idx = j;
+        e = 1.0f;
     } else {
-        a->s += exp(z - a->m);
+        e = exp(z - a->m);
     }
+    const float y = e - a->c;
+    const float t = a->s + y;
+    a->c = (t - a->s) - y;
+    a->s = t;
     if (smooth) { a->d += wj * (z - a->m); a->w += wj; }
 }
 
@@ -85,6 +108,14 @@ inline void acc_merge(acc_t *a, acc_t b, int smooth) {
     a->idx = idx;
 }
 
+/* Returns the log-sum-exp m + log s of a merged accumulator (lsm = log
+ * s): NaN for a row holding +inf (m = +inf; with one work-item no merge
+ * has seen it), NaN or only -inf (s = 0). */
+inline float acc_lse(acc_t a, float lsm) {
+    if (a.s == 0.0f || isnan(a.s) || (isinf(a.m) && a.m > 0)) return NAN;
+    return a.m + lsm;
+}
+
 /* Reduces the row's accumulators over the work-group; every work-item
  * returns the merged result. */
 inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local float *ld,
@@ -94,14 +125,14 @@ inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local f
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int h = WG / 2; h > 0; h >>= 1) {
         if (lid < h) {
-            acc_t x = {lm[lid], ls[lid], ld[lid], lw[lid], li[lid]};
-            acc_t y = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], li[lid + h]};
+            acc_t x = {lm[lid], ls[lid], ld[lid], lw[lid], li[lid], 0.0f};
+            acc_t y = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], li[lid + h], 0.0f};
             acc_merge(&x, y, smooth);
             lm[lid] = x.m; ls[lid] = x.s; ld[lid] = x.d; lw[lid] = x.w; li[lid] = x.idx;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    acc_t r = {lm[0], ls[0], ld[0], lw[0], li[0]};
+    acc_t r = {lm[0], ls[0], ld[0], lw[0], li[0], 0.0f};
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
 }
@@ -112,7 +143,7 @@ inline acc_t row_scan(__global const float *x, int cols, __global const float *w
     const int lid = get_local_id(0);
     const int smooth = flags & F_SMOOTH;
     const int hasw = flags & F_WEIGHTS;
-    acc_t a = {-FLT_MAX, 0.0f, 0.0f, 0.0f, -1};
+    acc_t a = {-FLT_MAX, 0.0f, 0.0f, 0.0f, -1, 0.0f};
     const int n4 = cols >> 2;
     for (int k0 = lid; k0 < n4; k0 += WG * UNROLL) {
         float4 v[UNROLL];
@@ -137,6 +168,8 @@ inline acc_t row_scan(__global const float *x, int cols, __global const float *w
     for (int j = 4 * n4 + lid; j < cols; j += WG) {
         acc_add(&a, capz(x[j], cap, icap, flags), j, hasw ? wts[j] : 1.0f, smooth);
     }
+    a.s -= a.c; /* the compensated sum; the merges add only log2(WG) times */
+    a.c = 0.0f;
     return a;
 }
 
@@ -153,16 +186,13 @@ void xent_lse(__global const float *x, ulong base_off, ulong stride, ulong row_b
     __global const float *xr = x + ((row_base + row) * stride - base_off);
     acc_t a = row_scan(xr, cols, 0, 0.0f, 0.0f, 0);
     a = row_reduce(a, lm, ls, ld, lw, li, 0);
-    if (get_local_id(0) == 0) {
-        float r = a.m + log(a.s);
-        if (a.s == 0.0f || isnan(a.s)) r = NAN;
-        lse[prow0 + row] = r;
-    }
+    if (get_local_id(0) == 0) lse[prow0 + row] = acc_lse(a, log(a.s));
 }
 
 /* Forward (grad == 0) or fused forward + backward. Work-group g computes
  * logit row row_base + g and per-row entry prow0 + g; targets < 0 mark
- * ignored rows. */
+ * ignored rows, which run through the same code with nothing to scan and
+ * are masked at the end (see the opening comment: no early return). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_ce(__global float *x, ulong base_off, ulong stride, ulong row_base, int cols,
              int prow0, __global const int *targets, __global const float *wts, __global const float *scale,
@@ -174,67 +204,70 @@ void xent_ce(__global float *x, ulong base_off, ulong stride, ulong row_base, in
     __global float *xr = x + ((row_base + g) * stride - base_off);
     const int row = prow0 + (int)g; /* index of the per-row arrays */
     const int t = targets[row];
-    if (t < 0) { /* ignored: loss 0, gradient row 0 */
-        if (lid == 0) { loss[row] = 0.0f; lse_out[row] = 0.0f; correct[row] = 0; }
-        if (grad)
-            for (int j = lid; j < cols; j += WG) xr[j] = 0.0f;
-        return; /* uniform across the work-group: no barrier is skipped by some only */
-    }
+    const int counted = t >= 0; /* uniform across the work-group */
     const float icap = (flags & F_SOFTCAP) ? 1.0f / cap : 0.0f;
-    const float zt = capz(xr[t], cap, icap, flags); /* read before any write */
-    acc_t a = row_scan(xr, cols, wts, cap, icap, flags);
+    const float zt = counted ? capz(xr[t], cap, icap, flags) : 0.0f; /* read before any write */
+    acc_t a = row_scan(xr, counted ? cols : 0, wts, cap, icap, flags);
     a = row_reduce(a, lm, ls, ld, lw, li, flags & F_SMOOTH);
+    /* The last barrier is behind us: from here on, work-items only write. */
 
     const float lsm = log(a.s);
     float m = a.m;
-    float lse = m + lsm;
-    if (a.s == 0.0f || isnan(a.s)) lse = NAN;
-    const float wt = (flags & F_WEIGHTS) ? wts[t] : 1.0f;
+    const float lse = acc_lse(a, lsm);
+    const float wt = (counted && (flags & F_WEIGHTS)) ? wts[t] : 1.0f;
     const float ec = eps / (float)cols;
     float L = (1.0f - eps) * wt * ((m - zt) + lsm);
     if (flags & F_SMOOTH) L += ec * (W * lsm - a.d);
     if (flags & F_ZLOSS) L += zl * lse * lse;
     if (isnan(lse)) L = NAN;
     if (lid == 0) {
-        loss[row] = L;
-        lse_out[row] = lse;
-        correct[row] = (a.idx == t && !isnan(L)) ? 1 : 0;
+        loss[row] = counted ? L : 0.0f;
+        lse_out[row] = counted ? lse : 0.0f;
+        correct[row] = (counted && a.idx == t && !isnan(L)) ? 1 : 0;
     }
-    if (!grad) return;
-
-    /* dz_j = s_i*(A*p_j - ec*w_j), A = (1-eps)w_t + ec*W + 2*lambda*lse, p_j = exp(z_j - m)/s */
-    const float si = scale[row];
-    const float zterm = (flags & F_ZLOSS) ? 2.0f * zl * lse : 0.0f;
-    const float A = (1.0f - eps) * wt + ec * W + zterm;
-    const float aa = si * A / a.s;
-    const float bb = si * ec;
-    const float pt1 = expm1((zt - m) - lsm);
-    float gt = si * ((1.0f - eps) * wt * pt1 + (ec * W + zterm) * (pt1 + 1.0f) - ec * wt);
-    if (flags & F_SOFTCAP) { float r = zt * icap; gt *= 1.0f - r * r; }
-    if (isnan(lse)) gt = NAN;
-    if (isnan(lse)) m = NAN; /* every p_j becomes NaN, as the reference */
-    const int hasw = flags & F_WEIGHTS;
     const int n4 = cols >> 2;
-    /* All work-items have read their logits and z_t before the barrier in
-     * row_reduce, so writing in place is safe. */
-    for (int k = lid; k < n4; k += WG) {
-        float4 z = vload4(k, xr);
-        float4 w4 = hasw ? vload4(k, wts) : (float4)(1.0f);
-        if (flags & F_SOFTCAP) z = cap * tanh(z * icap);
-        float4 g = aa * exp(z - m) - bb * w4;
-        if (flags & F_SOFTCAP) { float4 r = z * icap; g *= 1.0f - r * r; }
-        int d = t - 4 * k;
-        if (d == 0) g.s0 = gt;
-        if (d == 1) g.s1 = gt;
-        if (d == 2) g.s2 = gt;
-        if (d == 3) g.s3 = gt;
-        vstore4(g, k, xr);
+    if (grad && !counted) { /* ignored: a zero gradient row */
+        for (int k = lid; k < n4; k += WG) vstore4((float4)(0.0f), k, xr);
+        for (int j = 4 * n4 + lid; j < cols; j += WG) xr[j] = 0.0f;
     }
-    for (int j = 4 * n4 + lid; j < cols; j += WG) {
-        float z = capz(xr[j], cap, icap, flags);
-        float g = aa * exp(z - m) - bb * (hasw ? wts[j] : 1.0f);
-        if (flags & F_SOFTCAP) { float r = z * icap; g *= 1.0f - r * r; }
-        xr[j] = (j == t) ? gt : g;
+    if (grad && counted) {
+        /* dz_j = s_i*(A*p_j - ec*w_j), A = (1-eps)w_t + ec*W + 2*lambda*lse, p_j = exp(z_j - m)/s */
+        const float si = scale[row];
+        const float zterm = (flags & F_ZLOSS) ? 2.0f * zl * lse : 0.0f;
+        const float A = (1.0f - eps) * wt + ec * W + zterm;
+        const float aa = si * A / a.s;
+        const float bb = si * ec;
+        /* p_t - 1 from expm1 (nothing cancels as p_t -> 1), and p_t from exp,
+         * not from pt1 + 1, which loses a small p_t (a target of weight 0
+         * with smoothing has only that term). */
+        const float dt = (zt - m) - lsm;
+        const float pt1 = expm1(dt);
+        float gt = si * ((1.0f - eps) * wt * pt1 + (ec * W + zterm) * exp(dt) - ec * wt);
+        if (flags & F_SOFTCAP) { float r = zt * icap; gt *= 1.0f - r * r; }
+        if (isnan(lse)) gt = NAN;
+        if (isnan(lse)) m = NAN; /* every p_j becomes NaN, as the reference */
+        const int hasw = flags & F_WEIGHTS;
+        /* All work-items have read their logits and z_t before the barrier in
+         * row_reduce, so writing in place is safe. */
+        for (int k = lid; k < n4; k += WG) {
+            float4 z = vload4(k, xr);
+            float4 w4 = hasw ? vload4(k, wts) : (float4)(1.0f);
+            if (flags & F_SOFTCAP) z = cap * tanh(z * icap);
+            float4 g = aa * exp(z - m) - bb * w4;
+            if (flags & F_SOFTCAP) { float4 r = z * icap; g *= 1.0f - r * r; }
+            int d = t - 4 * k;
+            if (d == 0) g.s0 = gt;
+            if (d == 1) g.s1 = gt;
+            if (d == 2) g.s2 = gt;
+            if (d == 3) g.s3 = gt;
+            vstore4(g, k, xr);
+        }
+        for (int j = 4 * n4 + lid; j < cols; j += WG) {
+            float z = capz(xr[j], cap, icap, flags);
+            float g = aa * exp(z - m) - bb * (hasw ? wts[j] : 1.0f);
+            if (flags & F_SOFTCAP) { float r = z * icap; g *= 1.0f - r * r; }
+            xr[j] = (j == t) ? gt : g;
+        }
     }
 }
 
