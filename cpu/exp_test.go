@@ -2,10 +2,11 @@ package cpu
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/seed"
 )
 
 // ulps returns the distance of got from want in float32 units in the last place.
@@ -16,7 +17,7 @@ func ulps(got float32, want float64) float64 {
 }
 
 func TestExp64(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
+	rng := seed.Rand(t, 6)
 	worst := 0.0
 	for range 1_000_000 {
 		d := -700 + rng.Float64()*(700+88.8)
@@ -33,7 +34,7 @@ func TestExp64(t *testing.T) {
 }
 
 func TestExp32(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := seed.Rand(t, 2)
 	worst := 0.0
 	for range 1_000_000 {
 		x := float32(-87.29 + rng.Float64()*(87.29+88.3))
@@ -57,7 +58,7 @@ func TestExp32(t *testing.T) {
 }
 
 func TestTanh32(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
+	rng := seed.Rand(t, 4)
 	worst := 0.0
 	for range 1_000_000 {
 		y := float32(rng.NormFloat64() * 2)

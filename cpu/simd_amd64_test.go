@@ -4,10 +4,11 @@ package cpu
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/seed"
 )
 
 // TestExpAVX2 checks the vector exp lane by lane against math.Exp, within
@@ -17,7 +18,7 @@ func TestExpAVX2(t *testing.T) {
 	if SIMD == nil {
 		t.Skip(SIMDUnavailable())
 	}
-	rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
+	rng := seed.Rand(t, 1)
 	x := make([]float32, 1<<16+13)
 	for i := range x {
 		x[i] = float32(-87.3 * rng.Float64())

@@ -9,6 +9,9 @@ import (
 	"gonum.org/v1/gonum/floats"
 )
 
+// DefaultIgnore is PyTorch's ignore_index.
+const DefaultIgnore = -100
+
 // Opts are the options of a reference evaluation.
 type Opts struct {
 	Ignore    int64 // ignore index
@@ -28,6 +31,12 @@ type Ref struct {
 	Counted int64
 	ZLoss   float64
 	Grad    [][]float64 // dL_i/dz_i per row, unscaled (s_i = 1)
+	// Mag is the size of the terms of each Grad entry: the sum of their
+	// absolute values (with a soft cap, times 1 + (z_j/c)² for the factor
+	// 1 - (z_j/c)²; at the target, p_t is added to |p_t - 1|, see below). Computed in float32, an entry is off by a few ulps of
+	// Mag, not of itself: Mag is |Grad| where nothing cancels (no
+	// smoothing, z-loss or soft cap), and the yardstick of GradClose.
+	Mag [][]float64
 }
 
 // Mean returns Sum/Denom, NaN when Denom is 0.
@@ -123,11 +132,12 @@ func LossOf(z []float64, t int, o Opts) float64 {
 // Its gradient is the analytic one (checked against finite differences of
 // LossOf), computing the target column from expm1 as the kernels do.
 func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Ref {
-	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows), Grad: make([][]float64, rows)}
+	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows),
+		Grad: make([][]float64, rows), Mag: make([][]float64, rows)}
 	W := o.weightSum(cols)
 	eps, lam, ec := o.Smoothing, o.ZLoss, o.Smoothing/float64(cols)
 	for i := range rows {
-		r.Grad[i] = make([]float64, cols)
+		r.Grad[i], r.Mag[i] = make([]float64, cols), make([]float64, cols)
 		t := int(targets[i])
 		if int64(t) == o.Ignore {
 			r.LSE[i] = math.NaN()
@@ -157,14 +167,20 @@ func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Re
 		for j := range z {
 			p := math.Exp((z[j] - m) - ls)
 			g := (1-eps)*wt*p + ec*(W*p-o.weight(j)) + 2*lam*lse*p
+			mag := (1-eps)*wt*p + ec*(W*p+o.weight(j)) + math.Abs(2*lam*lse*p)
 			if j == t {
-				g = (1-eps)*wt*math.Expm1((z[j]-m)-ls) + (ec*W+2*lam*lse)*p - ec*o.weight(j)
+				pt1 := math.Expm1((z[j] - m) - ls)
+				g = (1-eps)*wt*pt1 + (ec*W+2*lam*lse)*p - ec*o.weight(j)
+				// p_t - 1 comes from expm1(-(lse - z_t)): an error in lse
+				// moves it by as much times p_t, however small p_t - 1 is.
+				mag = (1-eps)*wt*(math.Abs(pt1)+p) + math.Abs(ec*W+2*lam*lse)*p + ec*o.weight(j)
 			}
 			if o.Softcap > 0 {
 				u := z[j] / o.Softcap
 				g *= 1 - u*u
+				mag *= 1 + u*u
 			}
-			r.Grad[i][j] = g
+			r.Grad[i][j], r.Mag[i][j] = g, mag
 		}
 	}
 	return r

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/seed"
 )
 
 // guard fills the padding of strided buffers and the slack after them;
@@ -36,6 +37,49 @@ func CloseF(got, want, tol float64) bool {
 		return Close(float32(got), want, tol)
 	}
 	return math.Abs(got-want) <= tol*math.Max(1, math.Abs(want))
+}
+
+// GradClose reports whether a float32 gradient entry got matches the
+// float64 want, whose terms have size mag (Ref.Mag, scaled as want is):
+// within tol·mag, or within 2 float32 ulps of want (where tol·mag is below
+// them). Below the smallest normal float32 every value below it matches
+// (devices may flush subnormals to zero). NaN must match NaN and
+// infinities must match exactly. Where nothing cancels, mag is |want|:
+// the comparison is relative, however small the entry.
+func GradClose(got float32, want, mag, tol float64) bool {
+	g := float64(got)
+	switch {
+	case math.IsNaN(want):
+		return math.IsNaN(g)
+	case math.IsInf(want, 0):
+		return g == want
+	case math.IsNaN(g) || math.IsInf(g, 0):
+		return false
+	case math.Abs(want) < minNormal32 && math.Abs(g) < minNormal32:
+		return true
+	}
+	return math.Abs(g-want) <= max(tol*math.Abs(mag), 2*ulp32(want))
+}
+
+// minNormal32 is the smallest normal float32, 2^-126.
+const minNormal32 = 0x1p-126
+
+// ulp32 returns the spacing of the float32 values around |v| (v finite and
+// within the float32 range), that of the subnormals below minNormal32.
+func ulp32(v float64) float64 {
+	a := math.Abs(v)
+	if a < minNormal32 {
+		return 0x1p-149
+	}
+	_, e := math.Frexp(a) // a = f·2^e, f in [0.5, 1)
+	return math.Ldexp(1, e-24)
+}
+
+// Seed returns the seed of a test's random inputs (see package seed):
+// $XENT_SEED when it is set, else a fresh one, logged either way.
+func Seed(t testing.TB) uint64 {
+	t.Helper()
+	return seed.New(t)
 }
 
 // Problem is a filled case.
@@ -78,8 +122,8 @@ func (c Case) LossOptions(r batch.Reduction) []batch.Option {
 // reference within tol (relative to max(1, |ref|)) for losses and gradients.
 func Run(t *testing.T, dev device.Device, tol float64) {
 	t.Helper()
-	seed := uint64(rand.Int64())
-	t.Logf("spec seed %d on %s (%s)", seed, dev.Info().Name, dev.Info().Kernel)
+	seed := Seed(t)
+	t.Logf("on %s (%s)", dev.Info().Name, dev.Info().Kernel)
 	for _, c := range Cases() {
 		t.Run(fmt.Sprintf("%s/%dx%d", c.Name, c.Rows, c.Cols), func(t *testing.T) {
 			RunCase(t, dev, c, seed, tol)
@@ -115,6 +159,23 @@ func RunCase(t *testing.T, dev device.Device, c Case, seed uint64, tol float64) 
 			require.True(t, CloseF(res.Loss, ref.Sum, tol), "sum %v, want %v", res.Loss, ref.Sum)
 		case batch.Mean:
 			require.True(t, CloseF(res.Loss, ref.Mean(), tol), "mean %v, want %v", res.Loss, ref.Mean())
+		}
+	}
+
+	// LogSumExp of the raw logits (no options apply).
+	if c.Rows > 0 {
+		l, err := batch.New(dev)
+		require.NoError(t, err)
+		lse := make([]float32, c.Rows)
+		require.NoError(t, l.LogSumExp(ctx, lse, m))
+		requireSameBits(t, x0, p.X, "LogSumExp must not write the logits")
+		for i := range lse {
+			z := make([]float64, c.Cols)
+			for j := range z {
+				z[j] = float64(p.X[i*p.Stride+j])
+			}
+			want := LogSumExp(z)
+			require.True(t, Close(lse[i], want, tol), "row %d: lse %v, want %v", i, lse[i], want)
 		}
 	}
 
@@ -171,22 +232,60 @@ func checkStats(t *testing.T, res batch.Result, ref *Ref, tol float64) {
 	require.Equal(t, correct, res.Correct, "correct rows")
 }
 
+// checkGrad checks the gradient g of p's rows, each scaled by scale(i),
+// element by element against the reference (GradClose), that the padding
+// and the slack after the matrix hold their guards, and that each row sums
+// as softmax gradients do (see checkRowSum).
 func checkGrad(t *testing.T, g []float32, p *Problem, c Case, scale func(int) float64, tol float64) {
 	t.Helper()
 	for i := range c.Rows {
 		s := scale(i)
 		for j := range c.Cols {
-			want := s * p.Ref.Grad[i][j]
+			want, mag := s*p.Ref.Grad[i][j], s*p.Ref.Mag[i][j]
 			got := g[i*p.Stride+j]
-			require.True(t, Close(got, want, tol), "grad[%d][%d] = %v, want %v (scale %v)", i, j, got, want, s)
+			if !GradClose(got, want, mag, tol) {
+				require.Failf(t, "gradient", "grad[%d][%d] = %v, want %v (terms of size %.3g, scale %v, tol %g)", i, j, got, want, mag, s, tol)
+			}
 		}
 		for j := c.Cols; j < p.Stride && i*p.Stride+j < len(g); j++ {
 			require.Equal(t, guard, g[i*p.Stride+j], "padding of row %d written", i)
 		}
+		checkRowSum(t, g[i*p.Stride:i*p.Stride+c.Cols], p, c, i, s, tol)
 	}
 	for k := c.Rows * p.Stride; k < len(g); k++ {
 		require.Equal(t, guard, g[k], "slack after the matrix written")
 	}
+}
+
+// checkRowSum checks a property of gradient row i that holds whatever the
+// reference says: Σ_j dz_j = s·2λ·lse (0 without z-loss), because the
+// softmax sums to 1 and the smoothing weights cancel (Σ_j (W·p_j - w_j) =
+// 0); within tol times the size of the terms (Σ_j Ref.Mag). Ignored rows must be exactly zero. Rows with
+// a soft cap (whose chain factor breaks the identity) and rows that are
+// not finite are not checked.
+func checkRowSum(t *testing.T, g []float32, p *Problem, c Case, i int, s, tol float64) {
+	t.Helper()
+	if int64(p.Targets[i]) == c.Opts.Ignore {
+		for j, v := range g {
+			if v != 0 {
+				require.Failf(t, "ignored row", "row %d is ignored, its gradient at %d is %v, want 0", i, j, v)
+			}
+		}
+		return
+	}
+	if c.Opts.Softcap > 0 || math.IsNaN(p.Ref.Loss[i]) || math.IsInf(p.Ref.Loss[i], 0) {
+		return
+	}
+	var sum, mag float64
+	for j, v := range g {
+		sum += float64(v)
+		mag += math.Abs(s) * p.Ref.Mag[i][j]
+	}
+	want := s * 2 * c.Opts.ZLoss * p.Ref.LSE[i]
+	if math.IsInf(mag, 0) || math.IsNaN(mag) {
+		return
+	}
+	require.LessOrEqual(t, math.Abs(sum-want), tol*max(mag, math.Abs(want)), "row %d: gradient sums to %v, want %v (terms of size %v)", i, sum, want, mag)
 }
 
 // requireSameBits checks that two float32 slices hold the same bits (NaN included).
@@ -205,7 +304,7 @@ func requireSameBits(t *testing.T, want, got []float32, msg string) {
 // the download of the gradient, twice in a row as a training loop does.
 func RunResident(t *testing.T, dev device.Device, tol float64) {
 	ctx := context.Background()
-	seed := uint64(rand.Int64())
+	seed := Seed(t)
 	for _, c := range Cases() {
 		if c.Rows == 0 || c.Stride != 0 || !(c.Name == "normal3/423x507" || c.Name == "everything" || c.Name == "edges" || c.Name == "V=50257") {
 			continue
