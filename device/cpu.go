@@ -32,7 +32,7 @@ func openCPU(arg string) (Device, error) {
 		}
 		return NewCPU(cpu.SIMD), nil
 	}
-	return nil, fmt.Errorf("device: unknown CPU variant %q (want portable or simd)", arg)
+	return nil, fmt.Errorf("device: %w: unknown CPU variant %q (want portable or simd)", ErrSpec, arg)
 }
 
 // Info implements Device.

@@ -91,6 +91,11 @@ type Device interface {
 // is not present on this host; callers can fall back with errors.Is.
 var ErrNotAvailable = errors.New("device: not available")
 
+// ErrSpec is returned (wrapped) for a device spec that Open cannot parse:
+// an unknown name or a malformed argument ("opencl:x"), as opposed to a
+// well-formed spec naming a device that is not there (ErrNotAvailable).
+var ErrSpec = errors.New("device: bad device spec")
+
 // ErrClosed is returned by a device used after Close.
 var ErrClosed = errors.New("device: closed")
 

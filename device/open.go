@@ -103,7 +103,7 @@ func Open(spec string) (Device, error) {
 		return openCPU(arg)
 	case "auto":
 		if arg != "" {
-			return nil, fmt.Errorf("device: %q: auto takes no argument", spec)
+			return nil, fmt.Errorf("device: %w %q: auto takes no argument", ErrSpec, spec)
 		}
 		accs, why := accelerators()
 		if len(accs) > 0 {
@@ -130,7 +130,7 @@ func Open(spec string) (Device, error) {
 		if name == "opencl" {
 			return nil, fmt.Errorf("device: %q: this build has no OpenCL back end: %w", spec, ErrNotAvailable)
 		}
-		return nil, fmt.Errorf("device: unknown device %q (want auto, all, cpu, cpu:portable, cpu:simd, opencl or opencl:P:D)", spec)
+		return nil, fmt.Errorf("device: %w: unknown device %q (want auto, all, cpu, cpu:portable, cpu:simd, opencl or opencl:P:D)", ErrSpec, spec)
 	}
 	return b.Open(arg)
 }

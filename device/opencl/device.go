@@ -35,8 +35,8 @@ type Device struct {
 
 var _ device.Device = (*Device)(nil)
 
-func newDevice(h handle) (*Device, error) {
-	p, err := acquire(h)
+func newDevice(h handle, tn tuning) (*Device, error) {
+	p, err := acquire(h, tn)
 	if err != nil {
 		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
 	}

@@ -7,3 +7,20 @@ func SetRowBase(d *Device, n uint64) { d.rowBase = n }
 func ChunkRowsOf(d *Device, rows, cols, stride int) (int, error) {
 	return d.chunkRows(rows, cols, stride)
 }
+
+// OpenTuned opens the device that arg names (as Open) with the kernels
+// built at work-group size wg and unroll (wg capped as acquire caps it).
+func OpenTuned(arg string, wg, unroll int) (*Device, error) {
+	h, err := find(arg)
+	if err != nil {
+		return nil, err
+	}
+	return newDevice(h, tuning{wg: wg, unroll: unroll})
+}
+
+// MaxWG returns the largest work-group size the kernels may be built with
+// on d's OpenCL device.
+func MaxWG(d *Device) (int, error) { return maxWG(d.h) }
+
+// WG returns the work-group size d's kernels were built with.
+func WG(d *Device) int { return d.p.wg }

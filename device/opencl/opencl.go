@@ -72,41 +72,52 @@ func enumerate() ([]handle, error) {
 // Open opens the device named by arg: "" for the first GPU or accelerator
 // (else the first device), or "P:D".
 func Open(arg string) (device.Device, error) {
-	d, err := open(arg)
+	h, err := find(arg)
+	if err != nil {
+		return nil, err
+	}
+	d, err := newDevice(h, tunables(h.kind))
 	if err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-func open(arg string) (*Device, error) {
+// find returns the device that arg names (see Open). A malformed arg is an
+// error wrapping device.ErrSpec, whether or not OpenCL is present; a
+// device that is not there wraps device.ErrNotAvailable.
+func find(arg string) (handle, error) {
+	pi, di := -1, -1
+	if arg != "" {
+		ps, ds, ok := strings.Cut(arg, ":")
+		var err1, err2 error
+		pi, err1 = strconv.Atoi(ps)
+		di, err2 = strconv.Atoi(ds)
+		if !ok || err1 != nil || err2 != nil || pi < 0 || di < 0 {
+			return handle{}, fmt.Errorf("opencl: %w %q: want opencl:P:D with platform and device numbers", device.ErrSpec, "opencl:"+arg)
+		}
+	}
 	hs, err := enumerate()
 	if err != nil {
-		return nil, fmt.Errorf("opencl: %w: %w", device.ErrNotAvailable, err)
+		return handle{}, fmt.Errorf("opencl: %w: %w", device.ErrNotAvailable, err)
 	}
 	if len(hs) == 0 {
-		return nil, fmt.Errorf("opencl: %w: no OpenCL device (the ICD loader found no platform)", device.ErrNotAvailable)
+		return handle{}, fmt.Errorf("opencl: %w: no OpenCL device (the ICD loader found no platform)", device.ErrNotAvailable)
 	}
 	if arg == "" {
 		for _, h := range hs {
 			if h.kind == "gpu" || h.kind == "accelerator" {
-				return newDevice(h)
+				return h, nil
 			}
 		}
-		return newDevice(hs[0])
-	}
-	ps, ds, ok := strings.Cut(arg, ":")
-	pi, err1 := strconv.Atoi(ps)
-	di, err2 := strconv.Atoi(ds)
-	if !ok || err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("opencl: bad device %q: want opencl:P:D with platform and device numbers", "opencl:"+arg)
+		return hs[0], nil
 	}
 	for _, h := range hs {
 		if h.pi == pi && h.di == di {
-			return newDevice(h)
+			return h, nil
 		}
 	}
-	return nil, fmt.Errorf("opencl: no device %d on platform %d (see xent devices): %w", di, pi, device.ErrNotAvailable)
+	return handle{}, fmt.Errorf("opencl: no device %d on platform %d (see xent devices): %w", di, pi, device.ErrNotAvailable)
 }
 
 func accelerators() ([]device.Device, error) {
@@ -120,7 +131,7 @@ func accelerators() ([]device.Device, error) {
 		if h.kind != "gpu" && h.kind != "accelerator" {
 			continue
 		}
-		d, err := newDevice(h)
+		d, err := newDevice(h, tunables(h.kind))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -158,7 +169,10 @@ func list() ([]device.Description, error) {
 		ma, _ := h.dev.Uint(cl.DeviceMaxMemAllocSize)
 		cv, _ := h.dev.String(cl.DeviceOpenCLCVersion)
 		pv, _ := h.plat.Info(cl.PlatformVersion)
-		wg, unroll := tunables(h.kind)
+		tn := tunables(h.kind)
+		if mw, err := maxWG(h); err == nil {
+			tn.wg = min(tn.wg, mw)
+		}
 		out = append(out, device.Description{
 			Spec: fmt.Sprintf("opencl:%d:%d", h.pi, h.di), Name: h.name,
 			Details: [][2]string{
@@ -169,7 +183,7 @@ func list() ([]device.Description, error) {
 				{"max allocation", gib(ma)},
 				{"OpenCL C", cv},
 				{"driver", h.driver},
-				{"kernel", fmt.Sprintf("xent.cl wg=%d unroll=%d", wg, unroll)},
+				{"kernel", fmt.Sprintf("xent.cl wg=%d unroll=%d", tn.wg, tn.unroll)},
 			},
 		})
 	}
@@ -178,21 +192,52 @@ func list() ([]device.Description, error) {
 
 func gib(b uint64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
 
-// tunables returns the work-group size and unrolling for a device kind;
-// XENT_OPENCL_WG and XENT_OPENCL_UNROLL override them (for tuning runs
-// such as bench/gpu/run.sh's).
-func tunables(kind string) (wg, unroll int) {
-	wg, unroll = 256, 2
+// tuning is the kernels' build-time tunables (see xent.cl): WG, the
+// work-group size (a power of two), and UNROLL, the float4 loads in flight
+// per work-item.
+type tuning struct{ wg, unroll int }
+
+// tunables returns the tuning for a device kind; XENT_OPENCL_WG (a power
+// of two) and XENT_OPENCL_UNROLL (1 to 8) override it, for tuning runs
+// such as bench/gpu/run.sh's. acquire caps the work-group size at what
+// the device allows (maxWG) and what the compiled kernels allow.
+func tunables(kind string) tuning {
+	tn := tuning{wg: 256, unroll: 2}
 	if kind == "cpu" {
-		wg, unroll = 64, 1
+		tn = tuning{wg: 64, unroll: 1}
 	}
 	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_WG")); err == nil && v > 0 && v&(v-1) == 0 {
-		wg = v
+		tn.wg = v
 	}
 	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_UNROLL")); err == nil && v > 0 && v <= 8 {
-		unroll = v
+		tn.unroll = v
 	}
-	return wg, unroll
+	return tn
+}
+
+// localBytesPerItem is the local memory of row_reduce per work-item: the
+// max, sum, smoothing sums (float) and argmax (int) of xent.cl's acc_t.
+const localBytesPerItem = 5 * 4
+
+// maxWG returns the largest work-group size the kernels may be built with
+// on h: a power of two within the device's maximum work-group size and
+// its local memory (localBytesPerItem a work-item). Every power of two up
+// to it is allowed.
+func maxWG(h handle) (int, error) {
+	mw, err1 := h.dev.Uint(cl.DeviceMaxWorkGroupSize)
+	lm, err2 := h.dev.Uint(cl.DeviceLocalMemSize)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	limit := min(mw, lm/localBytesPerItem, 1<<20)
+	if limit < 1 {
+		return 0, fmt.Errorf("the device allows %d work-items per group and %d bytes of local memory", mw, lm)
+	}
+	wg := 1
+	for uint64(wg)*2 <= limit {
+		wg *= 2
+	}
+	return wg, nil
 }
 
 // program is a built program with its kernels, shared by every Device
@@ -215,48 +260,71 @@ var (
 	cache   = map[string]*program{}
 )
 
-func buildOptions(wg, unroll int) string {
-	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d", wg, unroll)
+func buildOptions(tn tuning) string {
+	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d", tn.wg, tn.unroll)
 }
 
-// acquire returns the cached program for h, building it on first use.
-func acquire(h handle) (*program, error) {
-	wg, unroll := tunables(h.kind)
-	maxWG, err := h.dev.Uint(cl.DeviceMaxWorkGroupSize)
-	if err == nil && maxWG > 0 {
-		for uint64(wg) > maxWG {
-			wg /= 2
-		}
+// acquire returns the cached program for h built with tn, its work-group
+// size capped at maxWG(h), building it on first use. A program whose
+// kernels cannot run at that size on the device (registers, say) is
+// built again at half the size.
+func acquire(h handle, tn tuning) (*program, error) {
+	mw, err := maxWG(h)
+	if err != nil {
+		return nil, err
 	}
-	opts := buildOptions(wg, unroll)
-	key := fmt.Sprintf("%x|%s|%s|%s", uintptr(h.dev), h.driver, kernels.Hash(), opts)
+	tn.wg = min(tn.wg, mw)
 	cacheMu.Lock()
 	defer cacheMu.Unlock()
-	if p, ok := cache[key]; ok {
-		p.refs++
-		return p, nil
+	for {
+		opts := buildOptions(tn)
+		key := fmt.Sprintf("%x|%s|%s|%s", uintptr(h.dev), h.driver, kernels.Hash(), opts)
+		if p, ok := cache[key]; ok {
+			p.refs++
+			return p, nil
+		}
+		p, fits, err := build(h, tn, key)
+		if err != nil {
+			return nil, err
+		}
+		if fits {
+			cache[key] = p
+			return p, nil
+		}
+		p.release()
+		tn.wg /= 2
 	}
+}
+
+// build builds the program for h with tn and reports whether each of its
+// kernels runs at work-group size tn.wg on the device (always true at 1).
+func build(h handle, tn tuning, key string) (*program, bool, error) {
 	ctx, err := cl.CreateContext(h.dev)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	p := &program{refs: 1, ctx: ctx, key: key, wg: wg, unroll: unroll, options: opts}
-	if p.prog, err = cl.BuildProgram(ctx, h.dev, kernels.Source, opts); err != nil {
+	p := &program{refs: 1, ctx: ctx, key: key, wg: tn.wg, unroll: tn.unroll, options: buildOptions(tn)}
+	if p.prog, err = cl.BuildProgram(ctx, h.dev, kernels.Source, p.options); err != nil {
 		ctx.Release()
-		return nil, err
+		return nil, false, err
 	}
-	if p.lse, err = cl.CreateKernel(p.prog, "xent_lse"); err == nil {
-		p.ce, err = cl.CreateKernel(p.prog, "xent_ce")
+	fits := true
+	for _, k := range []struct {
+		k    *cl.Kernel
+		name string
+	}{{&p.lse, "xent_lse"}, {&p.ce, "xent_ce"}, {&p.copyK, "xent_copy"}} {
+		if *k.k, err = cl.CreateKernel(p.prog, k.name); err != nil {
+			p.release()
+			return nil, false, err
+		}
+		n, err := k.k.WorkGroupSize(h.dev)
+		if err != nil {
+			p.release()
+			return nil, false, err
+		}
+		fits = fits && (n >= tn.wg || tn.wg == 1)
 	}
-	if err == nil {
-		p.copyK, err = cl.CreateKernel(p.prog, "xent_copy")
-	}
-	if err != nil {
-		p.release()
-		return nil, err
-	}
-	cache[key] = p
-	return p, nil
+	return p, fits, nil
 }
 
 func (p *program) release() {

@@ -11,7 +11,7 @@ import (
 // TestGradientFiniteDifference checks the reference's analytic gradient,
 // every option included, against central differences of LossOf in float64.
 func TestGradientFiniteDifference(t *testing.T) {
-	rng := rand.New(rand.NewPCG(rand.Uint64(), 7))
+	rng := rand.New(rand.NewPCG(Seed(t), 7))
 	for _, c := range Cases() {
 		if c.Rows == 0 || c.Cols > 600 || c.Name == "edges" || c.Name == "edges/softcap" || c.Name == "large-logits" {
 			continue
