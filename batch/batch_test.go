@@ -44,6 +44,7 @@ func TestTextbook(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	x := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	m := batch.NewMatrix(x, 2, 5)
+	y := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11} // room for overlaps of the same shape
 	cases := []struct {
 		name string
 		opts []batch.Option
@@ -61,17 +62,19 @@ func TestBadInput(t *testing.T) {
 		{"stride", nil, batch.Matrix{Data: x, Rows: 2, Cols: 5, Stride: 4}, []int32{0, 0}, m, nil, batch.ErrShape, "stride 4 is less than cols 5"},
 		{"negative rows", nil, batch.Matrix{Data: x, Rows: -1, Cols: 5}, nil, m, nil, batch.ErrShape, "negative shape"},
 		{"zero cols", nil, batch.Matrix{Data: x, Rows: 2, Cols: 0}, []int32{0, 0}, m, nil, batch.ErrShape, "2 rows of 0 classes"},
-		{"overflow", nil, batch.Matrix{Data: x, Rows: math.MaxInt / 4, Cols: 8}, make([]int32, 0), m, nil, batch.ErrShape, ""},
+		{"overflow", nil, batch.Matrix{Data: x, Rows: math.MaxInt / 4, Cols: 8}, make([]int32, 0), m, nil, batch.ErrShape, "batch: logits: 2305843009213693951 rows × stride 8 overflows"},
 		{"weights length", []batch.Option{batch.Weights([]float32{1, 2})}, m, []int32{0, 0}, m, nil, batch.ErrShape, "expected 5 class weights to match 5 cols, got 2"},
 		{"gradient shape", nil, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 10), 5, 2), nil, batch.ErrShape, "gradient is 5 × 2, logits are 2 × 5"},
 		{"gradient short", nil, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 9), 2, 5), nil, batch.ErrBuffer, "gradient"},
-		{"gradient overlaps", nil, m, []int32{0, 1}, batch.NewMatrix(x[1:], 1, 5), nil, batch.ErrShape, ""},
+		{"gradient overlaps", nil, batch.NewMatrix(y[:10], 2, 5), []int32{0, 1}, batch.NewMatrix(y[1:], 2, 5), nil, batch.ErrBuffer, "batch: gradient buffer overlaps the logits without being them"},
+		{"gradient overlaps strided", nil, batch.Matrix{Data: y, Rows: 2, Cols: 5, Stride: 6}, []int32{0, 1}, batch.NewMatrix(y[:10], 2, 5), nil, batch.ErrBuffer, "batch: gradient buffer overlaps the logits without being them"},
 		{"gradient overlaps shifted", nil, batch.NewMatrix(x[:5], 1, 5), []int32{0}, batch.NewMatrix(x[2:7], 1, 5), nil, batch.ErrBuffer, "overlaps the logits"},
 		{"upstream length", nil, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 10), 2, 5), []float32{1, 2}, batch.ErrShape, "expected 1 upstream gradient value for reduction mean (or 2 for none), got 2"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			x0 := append([]float32(nil), x...)
+			require.NotEmpty(t, c.msg, "every case names its message")
+			x0, y0 := append([]float32(nil), x...), append([]float32(nil), y...)
 			l := cpuLoss(t, c.opts...)
 			_, err := l.Forward(ctx, c.x, c.t)
 			if strings.HasPrefix(c.name, "gradient") || c.up != nil {
@@ -83,6 +86,7 @@ func TestBadInput(t *testing.T) {
 			require.True(t, errors.Is(err, c.want), "%v is not %v", err, c.want)
 			require.Contains(t, err.Error(), c.msg)
 			require.Equal(t, x0, x, "nothing written")
+			require.Equal(t, y0, y, "nothing written")
 		})
 	}
 }
@@ -110,7 +114,7 @@ func TestBadOptions(t *testing.T) {
 // TestMergeExact: Stats of micro-batches merged give the Stats of the whole
 // batch, where a mean of means would not.
 func TestMergeExact(t *testing.T) {
-	seed := rand.Uint64()
+	seed := spec.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	const rows, cols = 300, 97
 	x, tg := bench.Logits(rows, cols, seed), bench.Targets(rows, cols, seed)
