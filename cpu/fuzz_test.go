@@ -11,7 +11,10 @@ import (
 
 // FuzzCrossEntropy runs the kernels of every implementation on arbitrary
 // float32 rows (NaN, ±Inf, subnormals, ±3e38 and anything else the bytes
-// spell), arbitrary targets and options, against the float64 reference.
+// spell), arbitrary targets and options (class weights from the bytes,
+// zeros included, when bit 2 of capB is set), against the float64
+// reference: losses and every gradient entry (spec.GradClose, within 1e-4
+// of the size of its terms).
 func FuzzCrossEntropy(f *testing.F) {
 	f.Add([]byte{0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64}, uint8(3), uint16(1), uint8(0), uint8(0), uint8(0))
 	f.Add([]byte{0, 0, 128, 127, 0, 0, 128, 255, 0, 0, 192, 127, 1, 0, 0, 0}, uint8(2), uint16(0), uint8(1), uint8(1), uint8(1))
@@ -38,6 +41,14 @@ func FuzzCrossEntropy(f *testing.F) {
 		if capB%3 == 1 {
 			o.Softcap = 30
 		}
+		W := float64(cols)
+		if capB&4 != 0 { // class weights in [0, 4), from the bytes
+			o.Weights, W = make([]float32, cols), 0
+			for j := range o.Weights {
+				o.Weights[j] = float32(data[(5*j)%len(data)]) / 64
+				W += float64(o.Weights[j])
+			}
+		}
 		ref := spec.Reference(x, rows, cols, cols, targets, o)
 		scale := make([]float32, rows)
 		for i := range scale {
@@ -50,7 +61,7 @@ func FuzzCrossEntropy(f *testing.F) {
 			loss, lse := make([]float32, rows), make([]float32, rows)
 			g := make([]float32, len(x))
 			p := &cpu.Problem{X: x, Rows: rows, Cols: cols, Stride: cols, Targets: targets,
-				Smoothing: float32(o.Smoothing), ZLoss: float32(o.ZLoss), Softcap: float32(o.Softcap), WeightSum: float64(cols)}
+				Smoothing: float32(o.Smoothing), ZLoss: float32(o.ZLoss), Softcap: float32(o.Softcap), Weights: o.Weights, WeightSum: W}
 			impl.CrossEntropy(p, &cpu.Out{Loss: loss, LSE: lse, Grad: g, GradStride: cols, Scale: scale})
 			fwd := make([]float32, rows) // the forward pass alone (one pass, no gradient)
 			impl.CrossEntropy(p, &cpu.Out{Loss: fwd})
@@ -60,6 +71,12 @@ func FuzzCrossEntropy(f *testing.F) {
 				}
 				if !sameBits(fwd[i], loss[i]) {
 					t.Fatalf("%s: row %d of %v: forward loss %v, fused %v", impl.Name(), i, x[i*cols:(i+1)*cols], fwd[i], loss[i])
+				}
+				for j := range cols {
+					got, want, mag := g[i*cols+j], ref.Grad[i][j], ref.Mag[i][j]
+					if !spec.GradClose(got, want, mag, 1e-4) {
+						t.Fatalf("%s: row %d of %v (target %d, %+v): grad[%d] = %v, reference %v (terms of size %.3g)", impl.Name(), i, x[i*cols:(i+1)*cols], targets[i], o, j, got, want, mag)
+					}
 				}
 			}
 		}

@@ -33,7 +33,8 @@ type Ref struct {
 	Grad    [][]float64 // dL_i/dz_i per row, unscaled (s_i = 1)
 	// Mag is the size of the terms of each Grad entry: the sum of their
 	// absolute values (with a soft cap, times 1 + (z_j/c)² for the factor
-	// 1 - (z_j/c)²; at the target, p_t is added to |p_t - 1|, see below). Computed in float32, an entry is off by a few ulps of
+	// 1 - (z_j/c)²; at the target, p_t is added to |p_t - 1|, and the
+	// z-loss term counts |lse| + 1, see below). Computed in float32, an entry is off by a few ulps of
 	// Mag, not of itself: Mag is |Grad| where nothing cancels (no
 	// smoothing, z-loss or soft cap), and the yardstick of GradClose.
 	Mag [][]float64
@@ -167,13 +168,16 @@ func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Re
 		for j := range z {
 			p := math.Exp((z[j] - m) - ls)
 			g := (1-eps)*wt*p + ec*(W*p-o.weight(j)) + 2*lam*lse*p
-			mag := (1-eps)*wt*p + ec*(W*p+o.weight(j)) + math.Abs(2*lam*lse*p)
+			// lse = m + log s is known to an absolute error, that of log s,
+			// as large as the sum's relative error: hence |lse| + 1.
+			zl := 2 * lam * (math.Abs(lse) + 1) * p
+			mag := (1-eps)*wt*p + ec*(W*p+o.weight(j)) + zl
 			if j == t {
 				pt1 := math.Expm1((z[j] - m) - ls)
 				g = (1-eps)*wt*pt1 + (ec*W+2*lam*lse)*p - ec*o.weight(j)
 				// p_t - 1 comes from expm1(-(lse - z_t)): an error in lse
 				// moves it by as much times p_t, however small p_t - 1 is.
-				mag = (1-eps)*wt*(math.Abs(pt1)+p) + math.Abs(ec*W+2*lam*lse)*p + ec*o.weight(j)
+				mag = (1-eps)*wt*(math.Abs(pt1)+p) + ec*W*p + zl + ec*o.weight(j)
 			}
 			if o.Softcap > 0 {
 				u := z[j] / o.Softcap
