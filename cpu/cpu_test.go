@@ -131,7 +131,7 @@ func TestThreadsBitIdentical(t *testing.T) {
 func TestRowsAlone(t *testing.T) {
 	rng := seed.Rand(t, 6)
 	ninf, inf, nan := float32(math.Inf(-1)), float32(math.Inf(1)), float32(math.NaN())
-	for _, cols := range []int{1, 17, 2048, 3*2048 + 17, 128*2048 + 4099} {
+	for _, cols := range []int{1, 17, cpu.Chunk, 3*cpu.Chunk + 17, cpu.MaxChunks*cpu.Chunk + 4099} {
 		const rows = 9
 		x := normal(rng, rows*cols, 3)
 		tg := targets(rng, rows, cols)
@@ -244,7 +244,7 @@ func TestCrossCheck(t *testing.T) {
 		t.Skipf("no SIMD implementation in this build: %s", cpu.SIMDUnavailable())
 	}
 	rng := seed.Rand(t, 5)
-	lengths := []int{1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 4097}
+	lengths := append(append([]int{1}, spec.Lengths()...), 2*cpu.Chunk+1)
 	for _, cols := range lengths {
 		const rows = 6
 		x := normal(rng, rows*cols+3, 3)
@@ -280,7 +280,7 @@ func TestGuards(t *testing.T) {
 	rng := seed.Rand(t, 7)
 	const guard = float32(-12345.5)
 	for _, impl := range impls() {
-		for _, cols := range []int{1, 7, 8, 9, 255, 256, 257, 2047, 2048, 2049, 4097} {
+		for _, cols := range []int{1, 7, 8, 9, cpu.Block - 1, cpu.Block, cpu.Block + 1, cpu.Chunk - 1, cpu.Chunk, cpu.Chunk + 1, 2*cpu.Chunk + 1} {
 			const rows = 3
 			stride := cols + 5 // guards between rows too
 			x := make([]float32, rows*stride+16)

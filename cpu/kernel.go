@@ -12,10 +12,12 @@ const Block = 256
 
 // Chunk is the number of elements of a row that the row driver handles at a
 // time, while the chunk is in L1 (8 KB), so that a row is read from memory
-// once. Rows of more than maxChunks·Chunk elements use longer chunks.
+// once. Rows of more than MaxChunks·Chunk elements use longer chunks (a
+// multiple of 16, so that there are MaxChunks of them). Tests name these
+// boundaries by the constants.
 const (
 	Chunk     = 2048
-	maxChunks = 128
+	MaxChunks = 128
 )
 
 // minParallelWork is the number of elements below which a call runs on
@@ -111,7 +113,7 @@ func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
 // caller's scale pass (see chunkLen). A row holding NaN or +Inf, or only
 // -Inf, gives s = NaN (PyTorch's NaN); dst is then not fully written and
 // the caller fills it.
-func (k *Impl) online(dst, x []float32, ms *[maxChunks]float32, after []float32) (m float32, idx int, s float64) {
+func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32) (m float32, idx int, s float64) {
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
 	ref := ninf      // s is relative to ref
@@ -175,9 +177,9 @@ func after(x []float32, i, hi, cols, stride int) []float32 {
 }
 
 // chunkLen returns the chunk length online uses on rows of n elements:
-// Chunk, or a multiple of 16 large enough for maxChunks chunks.
+// Chunk, or a multiple of 16 large enough for MaxChunks chunks.
 func chunkLen(n int) int {
-	return max(Chunk, (n+16*maxChunks-1)/(16*maxChunks)*16)
+	return max(Chunk, (n+16*MaxChunks-1)/(16*MaxChunks)*16)
 }
 
 // CrossEntropy computes the per-row loss, log-sum-exp and argmax test of p
@@ -219,7 +221,7 @@ func (k *Impl) row(p *Problem, o *Out, i int, next []float32) {
 		m, mc  float32 // the max of the raw and of the capped row
 		idx    int     // the first index of m in the raw row
 		s, dot float64 // Σ exp(z_j - m), Σ w_j·(z_j - m)
-		ms     [maxChunks]float32
+		ms     [MaxChunks]float32
 	)
 	if general {
 		var nan bool

@@ -3,6 +3,8 @@ package spec
 import (
 	"math"
 	"math/rand/v2"
+
+	"github.com/xentlab/xent/cpu"
 )
 
 var (
@@ -128,13 +130,14 @@ func Cases() []Case {
 			{inf, 1, 2, 3}, {ninf, 1, 2, 3}, {3e38, -3e38, 0, 1},
 		}, []int32{0, 1, 2})},
 	}
-	// Rows read in chunks (the CPU's online pass, Chunk 2048 and longer
-	// chunks past 128 of them): a max rising chunk after chunk, leading
+	// Rows read in chunks (the CPU's online pass, cpu.Chunk and longer
+	// chunks past cpu.MaxChunks of them): a max rising chunk after chunk, leading
 	// chunks of only -Inf, NaN or +Inf in a late chunk, the target at the
 	// max in a late chunk after an earlier tie, a max that jumps by more than
 	// 64 in a late chunk or is far above the row's first logit, and long
 	// rows.
-	const n = 3*2048 + 77
+	const ch = cpu.Chunk
+	const n = 3*ch + 77
 	cs = append(cs,
 		Case{Name: "chunks/edges", Rows: 9, Cols: n, Opts: def, Fill: func(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int) {
 			Normal(3, 0, -100)(rng, x, t, rows, cols, stride)
@@ -142,29 +145,42 @@ func Cases() []Case {
 			for j, v := range r(0) { // rising: every chunk raises the max
 				r(0)[j] = v + float32(j)/100
 			}
-			for j := range 2*2048 + 5 { // two and a bit chunks of -Inf
+			for j := range 2*ch + 5 { // two and a bit chunks of -Inf
 				r(1)[j] = ninf
 			}
-			r(2)[2*2048+9] = nan
-			r(3)[3*2048+1] = inf
-			r(4)[100], r(4)[2*2048+50] = 40, 40 // a tie: the first is the argmax
+			r(2)[2*ch+9] = nan
+			r(3)[3*ch+1] = inf
+			r(4)[100], r(4)[2*ch+50] = 40, 40 // a tie: the first is the argmax
 			t[4] = 100
-			r(5)[2*2048+50] = 40 // the max in a late chunk, and the target
-			t[5] = 2*2048 + 50
+			r(5)[2*ch+50] = 40 // the max in a late chunk, and the target
+			t[5] = 2*ch + 50
 			for j := range r(6) { // falling: the first chunk holds the max
 				r(6)[j] = -float32(j) / 100
 			}
 			t[6] = 0
-			r(7)[2*2048+300] = 200 // a jump: 190 above everything before it
-			r(8)[0] = -500         // the first logit far below the max
+			r(7)[2*ch+300] = 200 // a jump: 190 above everything before it
+			r(8)[0] = -500       // the first logit far below the max
 		}},
-		Case{Name: "chunks/long", Rows: 2, Cols: 128*2048 + 4099, Opts: def, Fill: Normal(3, 0, -100)},
+		Case{Name: "chunks/long", Rows: 2, Cols: cpu.MaxChunks*ch + 4099, Opts: def, Fill: Normal(3, 0, -100)},
 	)
-	// Lengths around every internal block size: lanes of 4 and 8, Block 256,
-	// OpenCL vectors of 4 and work-groups up to 256 (×4 per item).
-	for _, n := range []int{2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
-		255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 2047, 2048, 2049} {
+	for _, n := range Lengths() {
 		cs = append(cs, Case{Name: "len", Rows: 5, Cols: n, Opts: def, Fill: Normal(3, 0, -100)})
 	}
 	return cs
+}
+
+// Lengths returns the row lengths around every internal block size, from
+// 2: 4 (the OpenCL float4 and the portable loops' lanes), 8 and 16 (an
+// AVX2 vector and the exp loop's step), 32 (the max loop's step), the
+// OpenCL work-group sizes up to 1024 (rows of fewer columns than
+// work-items, 4 per item), cpu.Block and cpu.Chunk; each b as b-1, b, b+1.
+func Lengths() []int {
+	lens := []int{2}
+	for _, b := range []int{4, 8, 16, 32, 64, 128, cpu.Block, 512, 1024, cpu.Chunk} {
+		if b-1 > lens[len(lens)-1] {
+			lens = append(lens, b-1)
+		}
+		lens = append(lens, b, b+1)
+	}
+	return lens
 }
