@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/xentlab/xent/cpu"
 )
@@ -93,10 +94,14 @@ func sub[T any](s []T, lo, hi int) []T {
 	return s[lo:hi]
 }
 
-// cpuBuffer is a CPU Resident buffer: a dense copy in host memory.
+// cpuBuffer is a CPU Resident buffer: a dense copy in host memory. Its
+// methods hold mu for reading; Release holds it to drop the copy.
 type cpuBuffer struct {
-	d *CPUDevice
-	x Matrix
+	d          *CPUDevice
+	mu         sync.RWMutex
+	x          Matrix
+	rows, cols int
+	released   bool
 }
 
 // Upload implements Resident.
@@ -105,29 +110,48 @@ func (d *CPUDevice) Upload(ctx context.Context, x Matrix) (Buffer, error) {
 	for i := range x.Rows {
 		copy(m.Data[i*x.Cols:(i+1)*x.Cols], x.Data[i*x.Stride:i*x.Stride+x.Cols])
 	}
-	return &cpuBuffer{d: d, x: m}, nil
+	return &cpuBuffer{d: d, x: m, rows: x.Rows, cols: x.Cols}, nil
 }
 
-func (b *cpuBuffer) Rows() int { return b.x.Rows }
-func (b *cpuBuffer) Cols() int { return b.x.Cols }
+func (b *cpuBuffer) Rows() int { return b.rows }
+func (b *cpuBuffer) Cols() int { return b.cols }
+
+// use runs f on the buffer's matrix, or returns ErrReleased.
+func (b *cpuBuffer) use(f func(x Matrix) error) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.released {
+		return ErrReleased
+	}
+	return f(b.x)
+}
 
 func (b *cpuBuffer) LogSumExp(ctx context.Context, dst []float32) error {
-	return b.d.LogSumExp(ctx, dst, b.x)
+	return b.use(func(x Matrix) error { return b.d.LogSumExp(ctx, dst, x) })
 }
 
 func (b *cpuBuffer) CrossEntropy(ctx context.Context, targets []int32, opt *Options, out Rows, scale []float32) error {
-	var g *Grad
-	if scale != nil {
-		g = &Grad{Data: b.x.Data, Stride: b.x.Cols, Scale: scale}
-	}
-	return b.d.CrossEntropy(ctx, b.x, targets, opt, out, g)
+	return b.use(func(x Matrix) error {
+		var g *Grad
+		if scale != nil {
+			g = &Grad{Data: x.Data, Stride: x.Cols, Scale: scale}
+		}
+		return b.d.CrossEntropy(ctx, x, targets, opt, out, g)
+	})
 }
 
 func (b *cpuBuffer) Download(ctx context.Context, dst Matrix) error {
-	for i := range b.x.Rows {
-		copy(dst.Data[i*dst.Stride:i*dst.Stride+b.x.Cols], b.x.Data[i*b.x.Cols:(i+1)*b.x.Cols])
-	}
-	return nil
+	return b.use(func(x Matrix) error {
+		for i := range x.Rows {
+			copy(dst.Data[i*dst.Stride:i*dst.Stride+x.Cols], x.Data[i*x.Cols:(i+1)*x.Cols])
+		}
+		return nil
+	})
 }
 
-func (b *cpuBuffer) Release() error { b.x.Data = nil; return nil }
+func (b *cpuBuffer) Release() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.x.Data, b.released = nil, true
+	return nil
+}

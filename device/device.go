@@ -99,6 +99,9 @@ var ErrSpec = errors.New("device: bad device spec")
 // ErrClosed is returned by a device used after Close.
 var ErrClosed = errors.New("device: closed")
 
+// ErrReleased is returned by a Buffer used after Release.
+var ErrReleased = errors.New("device: buffer used after Release")
+
 // Resident is implemented by devices that can keep logits in their own
 // memory across calls (training loops that keep logits on a GPU).
 type Resident interface {
@@ -118,6 +121,7 @@ type Buffer interface {
 	CrossEntropy(ctx context.Context, targets []int32, opt *Options, out Rows, scale []float32) error
 	// Download copies the buffer's contents into dst (Rows × Cols).
 	Download(ctx context.Context, dst Matrix) error
-	// Release frees the buffer; it is safe to call twice.
+	// Release frees the buffer; it is safe to call twice. Every other
+	// method but Rows and Cols then returns ErrReleased.
 	Release() error
 }

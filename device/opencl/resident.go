@@ -66,7 +66,7 @@ func (b *Buffer) run(ctx context.Context, c *call) (err error) {
 	}
 	defer d.mu.Unlock()
 	if b.mem == 0 {
-		return fmt.Errorf("opencl: buffer used after Release")
+		return fmt.Errorf("opencl: %w", device.ErrReleased)
 	}
 	if b.rows == 0 {
 		return nil
@@ -120,6 +120,9 @@ func (b *Buffer) Download(ctx context.Context, dst device.Matrix) error {
 		return err
 	}
 	defer d.mu.Unlock()
+	if b.mem == 0 {
+		return fmt.Errorf("opencl: %w", device.ErrReleased)
+	}
 	var err error
 	if dst.Stride == b.cols {
 		_, err = cl.Read(d.copyQ, b.mem, true, 0, dst.Data[:b.rows*b.cols], nil)

@@ -329,8 +329,21 @@ func RunResident(t *testing.T, dev device.Device, tol float64) {
 			for i := range g {
 				g[i] = guard
 			}
-			require.NoError(t, dm.Download(ctx, batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}))
+			gm := batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}
+			require.NoError(t, dm.Download(ctx, gm))
 			checkGrad(t, g, p, c, func(int) float64 { return 1 }, tol)
+
+			// After Release: an error, never a panic, and nothing written.
+			require.NoError(t, dm.Release())
+			require.NoError(t, dm.Release(), "Release twice is fine")
+			g0 := append([]float32(nil), g...)
+			_, err = l.ForwardDevice(ctx, dm, p.Targets)
+			require.ErrorIs(t, err, device.ErrReleased)
+			_, err = l.ForwardBackwardDevice(ctx, dm, p.Targets, nil)
+			require.ErrorIs(t, err, device.ErrReleased)
+			require.ErrorIs(t, l.LogSumExpDevice(ctx, make([]float32, c.Rows), dm), device.ErrReleased)
+			require.ErrorIs(t, dm.Download(ctx, gm), device.ErrReleased)
+			requireSameBits(t, g0, g, "a released matrix downloads nothing")
 		})
 	}
 }
