@@ -49,6 +49,9 @@ func List() []Description {
 	if cpu.SIMD == nil {
 		out[0].Details = append(out[0].Details, [2]string{"simd", cpu.SIMDUnavailable()})
 	}
+	if w := cpu.ExperimentWarning(); w != "" {
+		out[0].Details = append(out[0].Details, [2]string{"warning", w})
+	}
 	mu.Lock()
 	bs := append([]Backend(nil), backends...)
 	mu.Unlock()

@@ -49,6 +49,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *rows < 1 || *vocab < 1 {
 		return fmt.Errorf("--batch and --vocab must be ≥ 1")
 	}
+	if w := cpu.ExperimentWarning(); w != "" && *from == "" {
+		fmt.Fprintf(stderr, "xent bench: warning: %s\n", w)
+	}
 	if cpu.SIMD == nil && *from == "" {
 		fmt.Fprintf(stderr, "xent bench: the CPU runs the portable kernels: %s\n", cpu.SIMDUnavailable())
 	}
