@@ -1,5 +1,7 @@
 package opencl
 
+import "github.com/xentlab/xent/device/opencl/internal/cl"
+
 // Test hooks for the external test package.
 
 func SetRowBase(d *Device, n uint64) { d.rowBase = n }
@@ -24,3 +26,7 @@ func MaxWG(d *Device) (int, error) { return maxWG(d.h) }
 
 // WG returns the work-group size d's kernels were built with.
 func WG(d *Device) int { return d.p.wg }
+
+// Pinned returns the number of transfers whose host memory is still
+// pinned, process-wide.
+func Pinned() int64 { return cl.Pinned() }

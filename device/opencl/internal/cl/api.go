@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -255,6 +256,13 @@ func (q Queue) NDRange(k Kernel, groups, local int, wait []Event) (Event, error)
 // event is released.
 var pins sync.Map // Event → *runtime.Pinner
 
+// pinned counts the transfers whose host memory is pinned.
+var pinned atomic.Int64
+
+// Pinned returns the number of non-blocking transfers whose host memory is
+// still pinned (their events not yet released), process-wide.
+func Pinned() int64 { return pinned.Load() }
+
 // Write copies src into m at byte offset off after the events in wait. A
 // non-blocking write keeps src pinned until the returned event is released.
 func Write[T any](q Queue, m Mem, blocking bool, off int, src []T, wait []Event) (Event, error) {
@@ -279,11 +287,13 @@ func (q Queue) transfer(f enqueueFn, name string, m Mem, blocking bool, off int,
 		b = 0
 		pin = new(runtime.Pinner)
 		pin.Pin(p)
+		pinned.Add(1)
 	}
 	n, w := waitList(wait)
 	if err := check(f(q, m, b, uintptr(off), uintptr(size), p, n, w, &ev)); err != nil {
 		if pin != nil {
 			pin.Unpin()
+			pinned.Add(-1)
 		}
 		return 0, fmt.Errorf("%s(%d bytes at %d): %w", name, size, off, err)
 	}
@@ -311,18 +321,21 @@ func Wait(evs ...Event) error {
 	return nil
 }
 
-// Release waits for the event, releases it and unpins the host memory of
-// its transfer. A zero event is ignored.
+// Release waits for the event, unpins the host memory of its transfer and
+// releases it. A zero event is ignored. The unpinning comes first: once
+// released, the event's handle may be handed to a new event (of another
+// goroutine's transfer, whose pin it would otherwise meet in pins).
 func (e Event) Release() error {
 	if e == 0 {
 		return nil
 	}
 	werr := Wait(e)
-	live.Add(-1)
-	err := check(l().releaseEvent(e))
 	if p, ok := pins.LoadAndDelete(e); ok {
 		p.(*runtime.Pinner).Unpin()
+		pinned.Add(-1)
 	}
+	live.Add(-1)
+	err := check(l().releaseEvent(e))
 	if werr != nil {
 		return werr
 	}
