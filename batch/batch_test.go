@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/batch"
-	"github.com/xentlab/xent/bench"
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/gen"
 	"github.com/xentlab/xent/internal/spec"
 )
 
@@ -29,7 +29,7 @@ func cpuLoss(t *testing.T, opts ...batch.Option) *batch.Loss {
 
 func TestTextbook(t *testing.T) {
 	l := cpuLoss(t, batch.KeepRows())
-	r, err := l.Forward(ctx, batch.NewMatrix(spec.TextbookLogits(), 4, 5), spec.Textbook.Targets)
+	r, err := l.Forward(ctx, batch.NewMatrix(gen.TextbookLogits(), 4, 5), gen.Textbook.Targets)
 	require.NoError(t, err)
 	for i, want := range []float64{1.609, 0.511, 0.916, 0.223} {
 		require.InDelta(t, want, r.Rows[i], 5e-4)
@@ -117,7 +117,7 @@ func TestMergeExact(t *testing.T) {
 	seed := spec.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	const rows, cols = 300, 97
-	x, tg := bench.Logits(rows, cols, seed), bench.Targets(rows, cols, seed)
+	x, tg := gen.Logits(rows, cols, seed), gen.Targets(rows, cols, seed)
 	w := make([]float32, cols)
 	for i := range w {
 		w[i] = rng.Float32() * 2

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl"
+	"github.com/xentlab/xent/internal/gen"
 )
 
 // Ops benchmarked.
@@ -94,8 +94,8 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		}
 	}()
 	for _, v := range c.Vocabs {
-		x := Logits(c.Batch, v, 1)
-		tg := Targets(c.Batch, v, 2)
+		x := gen.Logits(c.Batch, v, 1)
+		tg := gen.Targets(c.Batch, v, 2)
 		work := make([]float32, len(x))
 		rl := MeasureRoofline(x, work)
 		host := map[string]*hostRun{}
@@ -201,37 +201,6 @@ func openDevices(specs []string) ([]device.Device, error) {
 		devs = append(devs, d)
 	}
 	return devs, nil
-}
-
-// Logits returns rows × cols N(0, 3²) logits from a fixed seed.
-func Logits(rows, cols int, seed uint64) []float32 {
-	x := make([]float32, rows*cols)
-	parts := runtime.GOMAXPROCS(0)
-	done := make(chan struct{}, parts)
-	for p := range parts {
-		go func() {
-			rng := rand.New(rand.NewPCG(seed, uint64(p)))
-			lo, hi := len(x)*p/parts, len(x)*(p+1)/parts
-			for i := lo; i < hi; i++ {
-				x[i] = float32(rng.NormFloat64() * 3)
-			}
-			done <- struct{}{}
-		}()
-	}
-	for range parts {
-		<-done
-	}
-	return x
-}
-
-// Targets returns rows uniform targets in [0, cols).
-func Targets(rows, cols int, seed uint64) []int32 {
-	rng := rand.New(rand.NewPCG(seed, 0))
-	t := make([]int32, rows)
-	for i := range t {
-		t[i] = int32(rng.IntN(cols))
-	}
-	return t
 }
 
 // stats returns the median, min and max of secs.

@@ -6,14 +6,14 @@ import (
 
 	"gonum.org/v1/gonum/floats"
 
-	"github.com/xentlab/xent/bench"
 	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/internal/gen"
 )
 
 var benchSizes = []struct{ rows, cols int }{{1024, 50257}, {4096, 32000}}
 
 func benchData(rows, cols int) ([]float32, []int32) {
-	return bench.Logits(rows, cols, 1), bench.Targets(rows, cols, 2)
+	return gen.Logits(rows, cols, 1), gen.Targets(rows, cols, 2)
 }
 
 func impls() []*cpu.Impl {

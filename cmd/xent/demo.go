@@ -9,7 +9,7 @@ import (
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
-	"github.com/xentlab/xent/internal/spec"
+	"github.com/xentlab/xent/internal/gen"
 )
 
 // demo computes the textbook worked example through the library: the
@@ -29,9 +29,9 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ex := spec.Textbook
+	ex := gen.Textbook
 	rows, cols := len(ex.Probs), len(ex.Probs[0])
-	x := spec.TextbookLogits()
+	x := gen.TextbookLogits()
 	r, err := ce.Forward(ctx, batch.NewMatrix(x, rows, cols), ex.Targets)
 	if err != nil {
 		return err

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/xentlab/xent/batch"
-	"github.com/xentlab/xent/bench"
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/gen"
 )
 
 // BenchmarkOpenCL times log-sum-exp and the fused forward+backward on the
@@ -19,8 +19,8 @@ func BenchmarkOpenCL(b *testing.B) {
 	d := openTest(b)
 	cpuDev, _ := device.Open("cpu")
 	for _, sz := range []struct{ rows, cols int }{{1024, 50257}, {4096, 32000}} {
-		x := bench.Logits(sz.rows, sz.cols, 1)
-		tg := bench.Targets(sz.rows, sz.cols, 2)
+		x := gen.Logits(sz.rows, sz.cols, 1)
+		tg := gen.Targets(sz.rows, sz.cols, 2)
 		lse := make([]float32, sz.rows)
 		m := batch.NewMatrix(x, sz.rows, sz.cols)
 		for _, op := range []string{"lse", "fused"} {

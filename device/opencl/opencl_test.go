@@ -14,10 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/batch"
-	"github.com/xentlab/xent/bench"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	. "github.com/xentlab/xent/device/opencl"
+	"github.com/xentlab/xent/internal/gen"
 	"github.com/xentlab/xent/internal/spec"
 )
 
@@ -78,7 +78,7 @@ func TestVersusCPU(t *testing.T) {
 	d := openTest(t)
 	const rows, cols = 24, 50257
 	seed := spec.Seed(t)
-	x, tg := bench.Logits(rows, cols, seed), bench.Targets(rows, cols, seed)
+	x, tg := gen.Logits(rows, cols, seed), gen.Targets(rows, cols, seed)
 	res := func(dev device.Device) ([]float32, []float32) {
 		l, err := batch.New(dev, batch.Reduce(batch.None), batch.LabelSmoothing(0.05))
 		require.NoError(t, err)
@@ -213,7 +213,7 @@ func TestCancelOpenCL(t *testing.T) {
 	l, err := batch.New(d)
 	require.NoError(t, err)
 	before := Live()
-	x0 := bench.Logits(rows, cols, spec.Seed(t))
+	x0 := gen.Logits(rows, cols, spec.Seed(t))
 	tg := make([]int32, rows)
 	x := append([]float32(nil), x0...)
 	m := batch.NewMatrix(x, rows, cols)
@@ -265,7 +265,7 @@ func TestEveryWorkGroupSize(t *testing.T) {
 			}
 		}
 	}
-	everything := spec.Opts{Ignore: spec.DefaultIgnore, Smoothing: 0.05, ZLoss: 1e-3, Softcap: 20, Weights: bench.Logits(1, 1031, 5)}
+	everything := spec.Opts{Ignore: spec.DefaultIgnore, Smoothing: 0.05, ZLoss: 1e-3, Softcap: 20, Weights: gen.Logits(1, 1031, 5)}
 	for i, w := range everything.Weights {
 		everything.Weights[i] = float32(math.Abs(float64(w)))
 	}

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/internal/gen"
 )
 
 var (
@@ -50,34 +51,6 @@ func rowsOf(rows [][]float32, targets []int32) func(*rand.Rand, []float32, []int
 	}
 }
 
-// Textbook is the worked example of `xent demo`: 4 positions, vocab 5, the
-// logits are log-probabilities, so P(true) is .2 .6 .4 .8.
-var Textbook = struct {
-	Probs   [][]float64
-	Targets []int32
-	Loss    []float64 // -ln P(true)
-}{
-	Probs: [][]float64{
-		{.05, .10, .60, .20, .05},
-		{.10, .05, .15, .10, .60},
-		{.40, .20, .15, .15, .10},
-		{.05, .05, .80, .05, .05},
-	},
-	Targets: []int32{3, 4, 0, 2},
-	Loss:    []float64{-math.Log(.2), -math.Log(.6), -math.Log(.4), -math.Log(.8)},
-}
-
-// TextbookLogits returns the log-probabilities of the textbook example.
-func TextbookLogits() []float32 {
-	var x []float32
-	for _, r := range Textbook.Probs {
-		for _, p := range r {
-			x = append(x, float32(math.Log(p)))
-		}
-	}
-	return x
-}
-
 // Cases returns the shared table.
 func Cases() []Case {
 	def := Opts{Ignore: -100}
@@ -93,9 +66,9 @@ func Cases() []Case {
 	}
 	cs := []Case{
 		{Name: "textbook", Rows: 4, Cols: 5, Opts: def, Fill: rowsOf(func() [][]float32 {
-			x := TextbookLogits()
+			x := gen.TextbookLogits()
 			return [][]float32{x[0:5], x[5:10], x[10:15], x[15:20]}
-		}(), Textbook.Targets)},
+		}(), gen.Textbook.Targets)},
 		{Name: "normal3/423x507", Rows: 423, Cols: 507, Opts: def, Fill: Normal(3, 10, -100)},
 		{Name: "strided/37x100+13", Rows: 37, Cols: 100, Stride: 113, Opts: def, Fill: Normal(3, 5, -100)},
 		{Name: "V=1", Rows: 9, Cols: 1, Opts: def, Fill: Normal(3, 4, -100)},

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/gen"
 )
 
 // TestGradientFiniteDifference checks the reference's analytic gradient,
@@ -43,8 +45,8 @@ func TestGradientFiniteDifference(t *testing.T) {
 
 // TestTextbook: the worked example of the LM-loss chapter.
 func TestTextbook(t *testing.T) {
-	x := TextbookLogits()
-	r := Reference(x, 4, 5, 5, Textbook.Targets, Opts{Ignore: -100})
+	x := gen.TextbookLogits()
+	r := Reference(x, 4, 5, 5, gen.Textbook.Targets, Opts{Ignore: -100})
 	for i, want := range []float64{1.609, 0.511, 0.916, 0.223} {
 		require.InDelta(t, want, r.Loss[i], 5e-4)
 	}
