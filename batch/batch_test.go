@@ -3,6 +3,7 @@ package batch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -87,6 +88,11 @@ func TestBadInput(t *testing.T) {
 			require.Contains(t, err.Error(), c.msg)
 			require.Equal(t, x0, x, "nothing written")
 			require.Equal(t, y0, y, "nothing written")
+			if c.want == batch.ErrTarget {
+				var te *batch.TargetError
+				require.ErrorAs(t, err, &te)
+				require.Contains(t, c.msg, fmt.Sprintf("target %d out of bounds [0, %d) at row %d", te.Target, te.Cols, te.Row))
+			}
 		})
 	}
 }

@@ -13,6 +13,22 @@ var (
 	ErrBuffer = errors.New("batch: bad buffer")
 )
 
+// TargetError is the error for a target that is neither in [0, Cols) nor
+// the ignore index: errors.As gives the row and the value, and it matches
+// ErrTarget with errors.Is.
+type TargetError struct {
+	Row    int   // the row whose target it is
+	Target int32 // the target
+	Cols   int   // the number of classes
+}
+
+func (e *TargetError) Error() string {
+	return fmt.Sprintf("batch: target %d out of bounds [0, %d) at row %d", e.Target, e.Cols, e.Row)
+}
+
+// Unwrap returns ErrTarget.
+func (e *TargetError) Unwrap() error { return ErrTarget }
+
 // inputError is an error whose message is the full sentence and which
 // matches its sentinel with errors.Is.
 type inputError struct {

@@ -112,7 +112,7 @@ func (l *Loss) prepare(rows, cols int, targets []int32) (*prepared, error) {
 			continue
 		}
 		if t < 0 || int(t) >= cols {
-			return nil, errorf(ErrTarget, "target %d out of bounds [0, %d) at row %d", t, cols, i)
+			return nil, &TargetError{Row: i, Target: t, Cols: cols}
 		}
 		p.counted++
 		if c.weights != nil {

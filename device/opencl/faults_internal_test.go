@@ -26,7 +26,7 @@ func TestBuildError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = cl.BuildProgram(ctx, hs[0].dev, "__kernel void broken(__global float *x) { x[0] = undefined_name; }", "-DWG=64")
-	var be *cl.BuildError
+	var be *BuildError
 	if !errors.As(err, &be) {
 		t.Fatalf("want a *cl.BuildError, got %v", err)
 	}
@@ -53,5 +53,9 @@ func TestStatusNames(t *testing.T) {
 	err := d.wrap(cl.Status(-5))
 	if !strings.Contains(err.Error(), "device lost or out of resources") || !errors.Is(err, cl.Status(-5)) {
 		t.Errorf("lost device: %v", err)
+	}
+	var st Status // the exported name users match with errors.As
+	if !errors.As(err, &st) || st != -5 || !st.Lost() {
+		t.Errorf("errors.As(%v, *opencl.Status) gives %v", err, st)
 	}
 }

@@ -23,8 +23,14 @@ var ErrTooLarge = errors.New("opencl: row too large for the device")
 // Live returns the number of OpenCL objects not yet released, process-wide.
 func Live() int64 { return cl.Live() }
 
-// Available reports whether an OpenCL library could be loaded, and why not.
-func Available() error { return cl.Load() }
+// Status is an OpenCL status code as an error: its Error names the code
+// ("CL_OUT_OF_RESOURCES (-5)"). The errors of this package wrap it where a
+// call failed; find it with errors.As.
+type Status = cl.Status
+
+// BuildError is the error of a kernel build that failed: the status, the
+// build options and the compiler's log.
+type BuildError = cl.BuildError
 
 // handle names one OpenCL device.
 type handle struct {

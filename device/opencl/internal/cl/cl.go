@@ -41,23 +41,18 @@ const (
 
 	PlatformName    = 0x0902
 	PlatformVersion = 0x0901
-	PlatformVendor  = 0x0903
 
-	DeviceType              = 0x1000
-	DeviceMaxComputeUnits   = 0x1002
-	DeviceMaxWorkGroupSize  = 0x1004
-	DeviceMaxClockFrequency = 0x100C
-	DeviceMaxMemAllocSize   = 0x1010
-	DeviceGlobalMemSize     = 0x101F
-	DeviceLocalMemSize      = 0x1023
-	DeviceName              = 0x102B
-	DeviceVendor            = 0x102C
-	DriverVersion           = 0x102D
-	DeviceVersion           = 0x102F
-	DeviceOpenCLCVersion    = 0x103D
+	DeviceType             = 0x1000
+	DeviceMaxComputeUnits  = 0x1002
+	DeviceMaxWorkGroupSize = 0x1004
+	DeviceMaxMemAllocSize  = 0x1010
+	DeviceGlobalMemSize    = 0x101F
+	DeviceLocalMemSize     = 0x1023
+	DeviceName             = 0x102B
+	DriverVersion          = 0x102D
+	DeviceOpenCLCVersion   = 0x103D
 
 	MemReadWrite = 1 << 0
-	MemReadOnly  = 1 << 2
 
 	ProgramBuildLog = 0x1183
 
@@ -108,8 +103,8 @@ var (
 // ErrNoLibrary wraps the reason OpenCL could not be loaded.
 var ErrNoLibrary = errors.New("cl: no OpenCL library")
 
-// LibraryName is the library Load opens: $XENT_OPENCL_LIB or libOpenCL.so.1.
-func LibraryName() string {
+// libraryName is the library Load opens: $XENT_OPENCL_LIB or libOpenCL.so.1.
+func libraryName() string {
 	if p := os.Getenv("XENT_OPENCL_LIB"); p != "" {
 		return p
 	}
@@ -118,21 +113,20 @@ func LibraryName() string {
 
 // Load loads the OpenCL library once; later calls return the same result.
 func Load() error {
-	loadOnce.Do(func() { loaded, loadErr = load(LibraryName()) })
+	loadOnce.Do(func() { loaded, loadErr = load(libraryName()) })
 	return loadErr
 }
 
-func load(name string) (l *lib, err error) {
-	defer func() { // purego panics on a bad function type; never crash the caller
-		if r := recover(); r != nil {
-			l, err = nil, fmt.Errorf("%w: %s: %v", ErrNoLibrary, name, r)
-		}
-	}()
+// load opens the library and binds its functions. purego.RegisterFunc
+// panics only on a function type it cannot call, which the lib fields fix
+// at compile time (any test that loads OpenCL would show it); a missing
+// symbol is an error naming it.
+func load(name string) (*lib, error) {
 	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
 	}
-	l = &lib{}
+	l := &lib{}
 	syms := []struct {
 		fptr any
 		name string
