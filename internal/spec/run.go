@@ -22,13 +22,24 @@ const guard = float32(-7.25e11)
 // match NaN and infinities must match exactly.
 func Close(got float32, want, tol float64) bool {
 	g := float64(got)
-	switch {
-	case math.IsNaN(want):
-		return math.IsNaN(g)
-	case math.IsInf(want, 0):
-		return g == want
+	if ok, decided := special(g, want); decided {
+		return ok
 	}
 	return math.Abs(g-want) <= tol*math.Max(1, math.Abs(want))
+}
+
+// special decides a comparison where want is NaN or infinite (got must be
+// the same) or got is and want is not (a mismatch).
+func special(got, want float64) (ok, decided bool) {
+	switch {
+	case math.IsNaN(want):
+		return math.IsNaN(got), true
+	case math.IsInf(want, 0):
+		return got == want, true
+	case math.IsNaN(got) || math.IsInf(got, 0):
+		return false, true
+	}
+	return false, false
 }
 
 // CloseF is Close for float64 results.
@@ -48,14 +59,10 @@ func CloseF(got, want, tol float64) bool {
 // the comparison is relative, however small the entry.
 func GradClose(got float32, want, mag, tol float64) bool {
 	g := float64(got)
-	switch {
-	case math.IsNaN(want):
-		return math.IsNaN(g)
-	case math.IsInf(want, 0):
-		return g == want
-	case math.IsNaN(g) || math.IsInf(g, 0):
-		return false
-	case math.Abs(want) < minNormal32 && math.Abs(g) < minNormal32:
+	if ok, decided := special(g, want); decided {
+		return ok
+	}
+	if math.Abs(want) < minNormal32 && math.Abs(g) < minNormal32 {
 		return true
 	}
 	return math.Abs(g-want) <= max(tol*math.Abs(mag), 2*ulp32(want))
