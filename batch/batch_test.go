@@ -33,7 +33,7 @@ func TestTextbook(t *testing.T) {
 	r, err := l.Forward(ctx, batch.NewMatrix(gen.TextbookLogits(), 4, 5), gen.Textbook.Targets)
 	require.NoError(t, err)
 	for i, want := range []float64{1.609, 0.511, 0.916, 0.223} {
-		require.InDelta(t, want, r.Rows[i], 5e-4)
+		require.InDelta(t, want, r.Losses[i], 5e-4)
 	}
 	require.InDelta(t, 0.815, r.Loss, 5e-4)
 	require.InDelta(t, 2.26, r.Perplexity(), 5e-3)
@@ -64,13 +64,14 @@ func TestBadInput(t *testing.T) {
 		{"negative rows", nil, batch.Matrix{Data: x, Rows: -1, Cols: 5}, nil, m, nil, batch.ErrShape, "negative shape"},
 		{"zero cols", nil, batch.Matrix{Data: x, Rows: 2, Cols: 0}, []int32{0, 0}, m, nil, batch.ErrShape, "2 rows of 0 classes"},
 		{"overflow", nil, batch.Matrix{Data: x, Rows: math.MaxInt / 4, Cols: 8}, make([]int32, 0), m, nil, batch.ErrShape, "batch: logits: 2305843009213693951 rows × stride 8 overflows"},
-		{"weights length", []batch.Option{batch.Weights([]float32{1, 2})}, m, []int32{0, 0}, m, nil, batch.ErrShape, "expected 5 class weights to match 5 cols, got 2"},
+		{"weights length", []batch.Option{batch.Weights([]float32{1, 2})}, m, []int32{0, 0}, m, nil, batch.ErrShape, "expected 5 class weights to match 5 classes, got 2"},
 		{"gradient shape", nil, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 10), 5, 2), nil, batch.ErrShape, "gradient is 5 × 2, logits are 2 × 5"},
 		{"gradient short", nil, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 9), 2, 5), nil, batch.ErrBuffer, "gradient"},
 		{"gradient overlaps", nil, batch.NewMatrix(y[:10], 2, 5), []int32{0, 1}, batch.NewMatrix(y[1:], 2, 5), nil, batch.ErrBuffer, "batch: gradient buffer overlaps the logits without being them"},
 		{"gradient overlaps strided", nil, batch.Matrix{Data: y, Rows: 2, Cols: 5, Stride: 6}, []int32{0, 1}, batch.NewMatrix(y[:10], 2, 5), nil, batch.ErrBuffer, "batch: gradient buffer overlaps the logits without being them"},
 		{"gradient overlaps shifted", nil, batch.NewMatrix(x[:5], 1, 5), []int32{0}, batch.NewMatrix(x[2:7], 1, 5), nil, batch.ErrBuffer, "overlaps the logits"},
-		{"upstream length", nil, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 10), 2, 5), []float32{1, 2}, batch.ErrShape, "expected 1 upstream gradient value for reduction mean (or 2 for none), got 2"},
+		{"upstream per row with mean", nil, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 10), 2, 5), []float32{1, 2}, batch.ErrShape, "expected per-row upstream gradients only with reduction none, one per row (2), got 2 with reduction mean"},
+		{"upstream per row too short", []batch.Option{batch.Reduce(batch.None)}, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 10), 2, 5), []float32{1}, batch.ErrShape, "expected per-row upstream gradients only with reduction none, one per row (2), got 1 with reduction none"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -80,7 +81,11 @@ func TestBadInput(t *testing.T) {
 			_, err := l.Forward(ctx, c.x, c.t)
 			if strings.HasPrefix(c.name, "gradient") || c.up != nil {
 				g0 := append([]float32(nil), c.g.Data...)
-				_, err = l.ForwardBackward(ctx, c.x, c.t, c.g, c.up)
+				up := batch.One
+				if c.up != nil {
+					up = batch.PerRow(c.up)
+				}
+				_, err = l.ForwardBackward(ctx, c.g, c.x, c.t, up)
 				require.Equal(t, g0, c.g.Data, "nothing written")
 			}
 			require.Error(t, err)
@@ -165,8 +170,8 @@ func TestEmptyAndIgnored(t *testing.T) {
 			require.Zero(t, r.Loss)
 			require.Zero(t, r2.Loss)
 		case batch.None:
-			require.Empty(t, r.Rows)
-			require.Equal(t, []float32{0, 0}, r2.Rows)
+			require.Empty(t, r.Losses)
+			require.Equal(t, []float32{0, 0}, r2.Losses)
 		}
 		require.Equal(t, int64(2), r2.Ignored())
 		require.True(t, math.IsNaN(r2.Accuracy()))
@@ -213,7 +218,7 @@ func TestBigram(t *testing.T) {
 			copy(logits[i*V:(i+1)*V], W[int(prev[i])*V:(int(prev[i])+1)*V])
 		}
 		// Gradient in place over the logits: they are rebuilt each step.
-		r, err := l.ForwardBackward(ctx, batch.NewMatrix(logits, n, V), next, batch.NewMatrix(logits, n, V), nil)
+		r, err := l.ForwardBackward(ctx, batch.NewMatrix(logits, n, V), batch.NewMatrix(logits, n, V), next, batch.One)
 		require.NoError(t, err)
 		for i := range n {
 			w := W[int(prev[i])*V : (int(prev[i])+1)*V]

@@ -27,7 +27,7 @@ func Example() {
 	}
 	targets := []int32{0, 1, -100} // the last position is padding
 	x := batch.NewMatrix(logits, 3, 4)
-	r, err := ce.ForwardBackward(context.Background(), x, targets, x, nil)
+	r, err := ce.ForwardBackward(context.Background(), x, x, targets, batch.One) // the gradient in place over the logits
 	if err != nil {
 		panic(err)
 	}

@@ -3,20 +3,25 @@ package batch
 import (
 	"context"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/xentlab/xent/device"
-	_ "github.com/xentlab/xent/device/opencl" // registers the OpenCL back end
 )
 
 // Matrix is a row-major float32 matrix: row i is
-// Data[i*Stride : i*Stride+Cols]. A Stride of 0 means Cols.
+// Data[i*Stride : i*Stride+Cols]; a Stride of 0 means Cols. A Matrix from
+// DeviceMatrix.Matrix refers to rows held in a device's memory instead.
 type Matrix = device.Matrix
 
 // NewMatrix returns the dense matrix view of data as rows × cols.
 func NewMatrix(data []float32, rows, cols int) Matrix {
 	return Matrix{Data: data, Rows: rows, Cols: cols, Stride: cols}
 }
+
+// Partial is what a shard of the vocabulary gives for one row (see
+// Loss.Partials): partials of disjoint shards merge with Merge.
+type Partial = device.Partial
 
 // Loss is a configured cross-entropy on one device. It is immutable and
 // safe for concurrent use.
@@ -25,15 +30,16 @@ type Loss struct {
 	cfg config
 }
 
-// Result is what Forward and ForwardBackward return.
+// Result is the outcome of a call: the reduced loss, the sums behind it,
+// and the per-row losses when asked for.
 type Result struct {
 	// Loss is the reduced loss: Stats.Mean() for Mean, Stats.Sum for Sum,
-	// NaN for None (the losses are in Rows).
+	// NaN for None (the losses are in Losses).
 	Loss float64
 	Stats
-	// Rows holds the per-row losses (0 for ignored rows) for None, or with
-	// KeepRows.
-	Rows []float32
+	// Losses holds the per-row losses (0 for ignored rows) for None, or
+	// with KeepRows.
+	Losses []float32
 }
 
 // New returns a Loss computing on dev with the options given.
@@ -54,8 +60,9 @@ func New(dev device.Device, opts ...Option) (*Loss, error) {
 // Device returns the device the loss computes on.
 func (l *Loss) Device() device.Device { return l.dev }
 
-// checkMatrix validates a matrix view and returns it with its stride set.
-func checkMatrix(name string, m Matrix) (Matrix, error) {
+// checkMatrix validates a matrix for dev and returns it with its stride
+// set: host rows long enough, or rows held by dev.
+func checkMatrix(dev device.Device, name string, m Matrix) (Matrix, error) {
 	if m.Stride == 0 {
 		m.Stride = m.Cols
 	}
@@ -68,6 +75,17 @@ func checkMatrix(name string, m Matrix) (Matrix, error) {
 		return m, errorf(ErrShape, "%s: %d classes exceed the int32 target range", name, m.Cols)
 	case m.Stride < m.Cols:
 		return m, errorf(ErrShape, "%s: stride %d is less than cols %d", name, m.Stride, m.Cols)
+	case !slices.Contains(dev.Caps().Types, m.Type):
+		return m, errorf(ErrOption, "%s: element type %v is not one %s takes", name, m.Type, dev.Info().Spec)
+	}
+	if m.Buf != nil {
+		switch {
+		case m.Buf.Owner() != dev:
+			return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, m.Buf.Owner().Info().Spec, dev.Info().Spec)
+		case m.Rows != m.Buf.Rows() || m.Cols != m.Buf.Cols() || m.Stride != m.Cols || m.Data != nil:
+			return m, errorf(ErrShape, "%s: a device matrix is its buffer's %d × %d rows, dense, with no host data", name, m.Buf.Rows(), m.Buf.Cols())
+		}
+		return m, nil
 	}
 	if m.Rows == 0 {
 		return m, nil
@@ -83,24 +101,46 @@ func checkMatrix(name string, m Matrix) (Matrix, error) {
 
 // prepared is a validated call.
 type prepared struct {
-	rows    int
-	cols    int
+	x       Matrix
 	targets []int32 // -1 for ignored rows
 	counted int64
 	denom   float64
-	opt     device.Options
+	prob    device.Problem
 }
 
-// prepare validates targets and options against a rows × cols problem.
-func (l *Loss) prepare(rows, cols int, targets []int32) (*prepared, error) {
+// prepare validates x, its targets and the options against each other.
+func (l *Loss) prepare(x Matrix, targets []int32) (*prepared, error) {
+	x, err := checkMatrix(l.dev, "logits", x)
+	if err != nil {
+		return nil, err
+	}
+	c := &l.cfg
+	vocab := x.Cols
+	if c.vocab > 0 {
+		vocab = c.vocab
+		if c.col0+x.Cols > vocab {
+			return nil, errorf(ErrShape, "the shard's columns [%d, %d) are not within the vocabulary of %d classes", c.col0, c.col0+x.Cols, vocab)
+		}
+	}
+	p, err := l.prepareTargets(x.Rows, vocab, targets)
+	if err != nil {
+		return nil, err
+	}
+	p.x = x
+	return p, nil
+}
+
+// prepareTargets validates rows targets and the class weights against a
+// vocabulary of vocab classes, and returns the call with its problem.
+func (l *Loss) prepareTargets(rows, vocab int, targets []int32) (*prepared, error) {
 	if len(targets) != rows {
 		return nil, errorf(ErrShape, "expected %d targets to match %d rows, got %d", rows, rows, len(targets))
 	}
 	c := &l.cfg
-	if c.weights != nil && len(c.weights) != cols {
-		return nil, errorf(ErrShape, "expected %d class weights to match %d cols, got %d", cols, cols, len(c.weights))
+	if c.weights != nil && len(c.weights) != vocab {
+		return nil, errorf(ErrShape, "expected %d class weights to match %d classes, got %d", vocab, vocab, len(c.weights))
 	}
-	p := &prepared{rows: rows, cols: cols, targets: targets}
+	p := &prepared{x: Matrix{Rows: rows}, targets: targets}
 	copied := false
 	for i, t := range targets {
 		if int64(t) == c.ignore {
@@ -111,8 +151,8 @@ func (l *Loss) prepare(rows, cols int, targets []int32) (*prepared, error) {
 			p.targets[i] = -1
 			continue
 		}
-		if t < 0 || int(t) >= cols {
-			return nil, &TargetError{Row: i, Target: t, Cols: cols}
+		if t < 0 || int(t) >= vocab {
+			return nil, &TargetError{Row: i, Target: t, Cols: vocab}
 		}
 		p.counted++
 		if c.weights != nil {
@@ -122,88 +162,111 @@ func (l *Loss) prepare(rows, cols int, targets []int32) (*prepared, error) {
 	if c.weights == nil {
 		p.denom = float64(p.counted)
 	}
-	p.opt = device.Options{
+	p.prob = device.Problem{
 		Smoothing: float32(c.smoothing), ZLoss: float32(c.zloss), Softcap: float32(c.softcap),
-		Weights: c.weights, WeightSum: float64(cols),
+		Weights: c.weights, WeightSum: float64(vocab), Col0: c.col0, Vocab: c.vocab,
 	}
 	if c.weights != nil {
-		p.opt.WeightSum = c.weightSum
+		p.prob.WeightSum = c.weightSum
 	}
 	return p, nil
 }
 
+// whole returns an error when the loss is of a shard: the loss of a row
+// needs every shard's partial (Partials, then Finish).
+func (l *Loss) whole(op string) error {
+	if l.cfg.vocab > 0 {
+		return errorf(ErrOption, "%s of a shard: the loss needs every shard's partials (use Partials, Finish and Backward)", op)
+	}
+	return nil
+}
+
 // Forward computes the loss of logits x against targets.
 func (l *Loss) Forward(ctx context.Context, x Matrix, targets []int32) (Result, error) {
-	x, err := checkMatrix("logits", x)
+	if err := l.whole("Forward"); err != nil {
+		return Result{}, err
+	}
+	p, err := l.prepare(x, targets)
 	if err != nil {
 		return Result{}, err
 	}
-	p, err := l.prepare(x.Rows, x.Cols, targets)
-	if err != nil {
-		return Result{}, err
-	}
-	return l.run(p, func(out device.Rows) error {
-		return l.dev.CrossEntropy(ctx, x, p.targets, &p.opt, out, nil)
+	return l.run(p, func(out device.Out) error {
+		return l.dev.CrossEntropy(ctx, out, nil, p.x, p.targets, &p.prob)
 	})
 }
 
-// ForwardBackward computes the loss and writes dL/dz into grad (which may
-// be x itself, for an in-place gradient: the same slice and stride) in one
-// pass over each row. upstream is dL/dloss: nil for 1, one value for a
-// scalar, or one value per row (reduction None only). The gradient of a
-// mean is scaled by 1/denominator.
-func (l *Loss) ForwardBackward(ctx context.Context, x Matrix, targets []int32, grad Matrix, upstream []float32) (Result, error) {
-	x, err := checkMatrix("logits", x)
+// ForwardBackward computes the loss of logits x and writes dL/dz into
+// grad, in one pass over each row. grad may be x itself, for an in-place
+// gradient (the same slice and stride, or the same device matrix: a
+// device matrix's gradient stays on the device). up is dL/dloss (One,
+// Scalar or PerRow); the gradient of a mean is scaled by 1/denominator.
+func (l *Loss) ForwardBackward(ctx context.Context, grad, x Matrix, targets []int32, up Upstream) (Result, error) {
+	if err := l.whole("ForwardBackward"); err != nil {
+		return Result{}, err
+	}
+	p, err := l.prepare(x, targets)
 	if err != nil {
 		return Result{}, err
 	}
-	p, err := l.prepare(x.Rows, x.Cols, targets)
+	g, err := l.gradOf(p, grad, up)
 	if err != nil {
 		return Result{}, err
 	}
-	g, err := checkMatrix("gradient", grad)
+	return l.run(p, func(out device.Out) error {
+		return l.dev.CrossEntropy(ctx, out, g, p.x, p.targets, &p.prob)
+	})
+}
+
+// gradOf validates grad against p's logits and returns the device's
+// gradient with the per-row scales of up.
+func (l *Loss) gradOf(p *prepared, grad Matrix, up Upstream) (*device.Grad, error) {
+	g, err := checkMatrix(l.dev, "gradient", grad)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
+	x := p.x
 	if g.Rows != x.Rows || g.Cols != x.Cols {
-		return Result{}, errorf(ErrShape, "gradient is %d × %d, logits are %d × %d", g.Rows, g.Cols, x.Rows, x.Cols)
+		return nil, errorf(ErrShape, "gradient is %d × %d, logits are %d × %d", g.Rows, g.Cols, x.Rows, x.Cols)
 	}
-	if overlap(g, x) && !(unsafe.SliceData(g.Data) == unsafe.SliceData(x.Data) && g.Stride == x.Stride) {
-		return Result{}, errorf(ErrBuffer, "gradient buffer overlaps the logits without being them (in place needs the same slice and stride)")
+	if (g.Buf != nil || x.Buf != nil) && g.Buf != x.Buf {
+		return nil, errorf(ErrBuffer, "the gradient of a device matrix replaces it on the device: pass the same matrix as the gradient")
 	}
-	scale, err := l.scales(p, upstream)
+	if g.Buf == nil && overlap(g, x) && !(unsafe.SliceData(g.Data) == unsafe.SliceData(x.Data) && g.Stride == x.Stride) {
+		return nil, errorf(ErrBuffer, "gradient buffer overlaps the logits without being them (in place needs the same slice and stride)")
+	}
+	scale, err := l.scales(p, up)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	return l.run(p, func(out device.Rows) error {
-		return l.dev.CrossEntropy(ctx, x, p.targets, &p.opt, out, &device.Grad{Data: g.Data, Stride: g.Stride, Scale: scale})
-	})
+	return &device.Grad{Data: g.Data, Stride: g.Stride, Scale: scale, Buf: g.Buf}, nil
 }
 
-// scales returns the per-row gradient factors for upstream.
-func (l *Loss) scales(p *prepared, upstream []float32) ([]float32, error) {
-	scale := make([]float32, p.rows)
+// scales returns the per-row gradient factors for up.
+func (l *Loss) scales(p *prepared, up Upstream) ([]float32, error) {
+	rows := p.x.Rows
+	scale := make([]float32, rows)
 	switch {
-	case len(upstream) == 0:
-		upstream = []float32{1}
-		fallthrough
-	case len(upstream) == 1:
-		s := float64(upstream[0])
+	case up.rows != nil:
+		if l.cfg.reduction != None || len(up.rows) != rows {
+			return nil, errorf(ErrShape, "expected per-row upstream gradients only with reduction none, one per row (%d), got %d with reduction %v", rows, len(up.rows), l.cfg.reduction)
+		}
+		copy(scale, up.rows)
+	default:
+		s := 1.0
+		if up.set {
+			s = float64(up.scalar)
+		}
 		if l.cfg.reduction == Mean {
 			s /= p.denom
 		}
 		for i := range scale {
 			scale[i] = float32(s)
 		}
-	case len(upstream) == p.rows && l.cfg.reduction == None:
-		copy(scale, upstream)
-	default:
-		return nil, errorf(ErrShape, "expected 1 upstream gradient value for reduction %v (or %d for none), got %d", l.cfg.reduction, p.rows, len(upstream))
 	}
 	return scale, nil
 }
 
-// overlap reports whether the memory spans of two matrices intersect.
+// overlap reports whether the memory spans of two host matrices intersect.
 func overlap(a, b Matrix) bool {
 	if a.Rows == 0 || b.Rows == 0 {
 		return false
@@ -218,12 +281,11 @@ func overlap(a, b Matrix) bool {
 }
 
 // run calls compute with the per-row outputs the options need and reduces
-// them in float64, in row order.
-func (l *Loss) run(p *prepared, compute func(device.Rows) error) (Result, error) {
-	c := &l.cfg
-	rows := p.rows
-	out := device.Rows{Loss: make([]float32, rows), Correct: make([]bool, rows)}
-	if c.zloss > 0 {
+// them (reduce).
+func (l *Loss) run(p *prepared, compute func(device.Out) error) (Result, error) {
+	rows := p.x.Rows
+	out := device.Out{Loss: make([]float32, rows), Correct: make([]bool, rows)}
+	if l.cfg.zloss > 0 {
 		out.LSE = make([]float32, rows)
 	}
 	if rows > 0 {
@@ -231,7 +293,13 @@ func (l *Loss) run(p *prepared, compute func(device.Rows) error) (Result, error)
 			return Result{}, err
 		}
 	}
-	r := Result{Stats: Stats{Rows: int64(rows), Counted: p.counted, Denom: p.denom}}
+	return l.reduce(p, out), nil
+}
+
+// reduce reduces per-row results in float64, in row order.
+func (l *Loss) reduce(p *prepared, out device.Out) Result {
+	c := &l.cfg
+	r := Result{Stats: Stats{Rows: int64(p.x.Rows), Counted: p.counted, Denom: p.denom}}
 	for i, t := range p.targets {
 		if t < 0 {
 			continue
@@ -254,15 +322,15 @@ func (l *Loss) run(p *prepared, compute func(device.Rows) error) (Result, error)
 		r.Loss = math.NaN()
 	}
 	if c.reduction == None || c.keepRows {
-		r.Rows = out.Loss
+		r.Losses = out.Loss
 	}
-	return r, nil
+	return r
 }
 
 // LogSumExp sets dst[i] = log Σ_j exp(x_ij) for every row of x (no options
 // apply). dst must have x.Rows elements.
 func (l *Loss) LogSumExp(ctx context.Context, dst []float32, x Matrix) error {
-	x, err := checkMatrix("logits", x)
+	x, err := checkMatrix(l.dev, "logits", x)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,8 @@ type config struct {
 	weights   []float32
 	weightSum float64 // Σ weights, set by validate
 	keepRows  bool
+	col0      int // the shard: columns [col0, col0+cols) of vocab classes (vocab 0: whole)
+	vocab     int
 }
 
 // Option sets one option of a [Loss].
@@ -83,6 +85,34 @@ func Weights(w []float32) Option {
 // Result.Rows for the Mean and Sum reductions too (None always does).
 func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 
+// Shard says that the matrices this Loss takes are the classes [col0,
+// col0+cols) of a vocabulary of vocab classes: one shard of a classifier
+// split across devices or machines. Targets are classes of the
+// vocabulary, and class weights are the whole vocabulary's. A shard's
+// loss needs every shard's partials: Partials on each, merged (Merge, or
+// one's own all-reduce), then Finish for the loss and Backward for each
+// shard's gradient.
+func Shard(col0, vocab int) Option { return func(c *config) { c.col0, c.vocab = col0, vocab } }
+
+// Upstream is dL/dloss, the gradient that flows into the loss: One (the
+// zero value), a Scalar, or PerRow values with reduction None.
+type Upstream struct {
+	scalar float32
+	set    bool
+	rows   []float32
+}
+
+// One is dL/dloss = 1: the gradient of the loss itself.
+var One = Upstream{}
+
+// Scalar returns dL/dloss = g for the reduced loss (for None, for every
+// row's loss).
+func Scalar(g float32) Upstream { return Upstream{scalar: g, set: true} }
+
+// PerRow returns dL/dloss_i = g[i] for the per-row losses of reduction
+// None; g has one value per row.
+func PerRow(g []float32) Upstream { return Upstream{rows: g} }
+
 func (c *config) validate() error {
 	if c.reduction < Mean || c.reduction > None {
 		return errorf(ErrOption, "reduction %d is not Mean, Sum or None", int(c.reduction))
@@ -101,6 +131,9 @@ func (c *config) validate() error {
 	}
 	if c.softcap > math.MaxFloat32 || c.zloss > math.MaxFloat32 {
 		return errorf(ErrOption, "an option value is too large for float32")
+	}
+	if c.col0 < 0 || c.vocab < 0 || c.vocab > math.MaxInt32 {
+		return errorf(ErrOption, "shard [%d, ...) of %d classes: both must be ≥ 0 and the classes within int32", c.col0, c.vocab)
 	}
 	c.weightSum = 0
 	for j, w := range c.weights {

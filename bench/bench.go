@@ -17,7 +17,6 @@ import (
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
-	"github.com/xentlab/xent/device/opencl"
 	"github.com/xentlab/xent/internal/gen"
 )
 
@@ -226,7 +225,7 @@ func newHostRun(ctx context.Context, d device.Device, op string, work []float32,
 	if err != nil {
 		return nil, err
 	}
-	return &hostRun{d: d, op: op, once: func() error { return r.host(ctx) }, rows: rows, cols: cols}, nil
+	return &hostRun{d: d, op: op, once: func() error { return r.do(ctx, r.m) }, rows: rows, cols: cols}, nil
 }
 
 // result is the run's figure against the CPU roofline rl.
@@ -265,33 +264,27 @@ func newOpRun(d device.Device, op string, work []float32, tg []int32, rows, cols
 	return &opRun{op: op, l: l, m: batch.NewMatrix(work, rows, cols), tg: tg, lse: make([]float32, rows)}, nil
 }
 
-// host runs the op on the host slices (on an OpenCL device, transfers
-// included).
-func (r *opRun) host(ctx context.Context) error {
+// do runs the op on m: the host rows (on an OpenCL device, transfers
+// included), or rows resident on the device (dm.Matrix()).
+func (r *opRun) do(ctx context.Context, m batch.Matrix) error {
 	var err error
 	switch r.op {
 	case OpLSE:
-		err = r.l.LogSumExp(ctx, r.lse, r.m)
+		err = r.l.LogSumExp(ctx, r.lse, m)
 	case OpForward:
-		_, err = r.l.Forward(ctx, r.m, r.tg)
+		_, err = r.l.Forward(ctx, m, r.tg)
 	case OpFused:
-		_, err = r.l.ForwardBackward(ctx, r.m, r.tg, r.m, nil)
+		_, err = r.l.ForwardBackward(ctx, m, m, r.tg, batch.One)
 	}
 	return err
 }
 
-// device runs the op on dm, the logits resident on the device.
-func (r *opRun) device(ctx context.Context, dm *batch.DeviceMatrix) error {
-	var err error
-	switch r.op {
-	case OpLSE:
-		err = r.l.LogSumExpDevice(ctx, r.lse, dm)
-	case OpForward:
-		_, err = r.l.ForwardDevice(ctx, dm, r.tg)
-	case OpFused:
-		_, err = r.l.ForwardBackwardDevice(ctx, dm, r.tg, nil)
-	}
-	return err
+// profiler is what an OpenCL device offers a benchmark: its copy
+// bandwidth and the kernel time of its last call (package opencl's Device;
+// named here so that bench does not link a back end).
+type profiler interface {
+	CopyBandwidth(ctx context.Context, bytes, repeats int) (float64, error)
+	LastKernelTime() time.Duration
 }
 
 // measureOpenCL times one op on an OpenCL device: end-to-end (host slices,
@@ -319,14 +312,14 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32,
 	}
 	secs, err := timeIt(func() (float64, error) {
 		t0 := time.Now()
-		err := run.host(ctx)
+		err := run.do(ctx, run.m)
 		return time.Since(t0).Seconds(), err
 	})
 	if err != nil {
 		return nil, err
 	}
 	e2e := newResult(info, op, "end-to-end", rows, cols, secs)
-	od, ok := d.(*opencl.Device)
+	od, ok := d.(profiler)
 	if !ok {
 		return []Result{e2e}, nil
 	}
@@ -345,7 +338,7 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32,
 	}
 	defer dm.Release()
 	ksecs, err := timeIt(func() (float64, error) {
-		err := run.device(ctx, dm)
+		err := run.do(ctx, dm.Matrix())
 		return od.LastKernelTime().Seconds(), err
 	})
 	if err != nil {

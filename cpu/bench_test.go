@@ -64,7 +64,7 @@ func benchLSE(k *cpu.Impl, dst, x []float32, cols, stride int) func(*testing.B) 
 	return func(b *testing.B) {
 		b.SetBytes(int64(4 * len(dst) * cols))
 		for b.Loop() {
-			k.LogSumExp(dst, x, len(dst), cols, stride)
+			k.LogSumExp(dst, cpu.Matrix{Data: x, Rows: len(dst), Cols: cols, Stride: stride})
 		}
 	}
 }
@@ -78,18 +78,19 @@ func BenchmarkCrossEntropy(b *testing.B) {
 			scale[i] = 1 / float32(sz.rows)
 		}
 		for _, k := range impls() {
-			p := &cpu.Problem{X: x, Rows: sz.rows, Cols: sz.cols, Stride: sz.cols, Targets: t, WeightSum: float64(sz.cols)}
+			m := cpu.Matrix{Data: x, Rows: sz.rows, Cols: sz.cols, Stride: sz.cols}
+			p := &cpu.Problem{WeightSum: float64(sz.cols)}
 			b.Run(fmt.Sprintf("op=forward/impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
 				b.SetBytes(int64(4 * len(x)))
 				for b.Loop() {
-					k.CrossEntropy(p, &cpu.Out{Loss: loss})
+					k.CrossEntropy(cpu.Out{Loss: loss}, nil, m, t, p)
 				}
 			})
 			b.Run(fmt.Sprintf("op=fused/impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
 				b.SetBytes(int64(4 * len(x)))
 				b.ReportAllocs()
 				for b.Loop() { // in place: the gradient of a gradient is still a valid input
-					k.CrossEntropy(p, &cpu.Out{Loss: loss, Grad: x, GradStride: sz.cols, Scale: scale})
+					k.CrossEntropy(cpu.Out{Loss: loss}, &cpu.Grad{Data: x, Stride: sz.cols, Scale: scale}, m, t, p)
 				}
 			})
 		}

@@ -29,8 +29,20 @@ func targets(rng *rand.Rand, rows, cols int) []int32 {
 	return t
 }
 
-func problem(x []float32, t []int32, rows, cols int) *cpu.Problem {
-	return &cpu.Problem{X: x, Rows: rows, Cols: cols, Stride: cols, Targets: t, WeightSum: float64(cols)}
+// ce runs k.CrossEntropy without options on the rows × cols of x (row i
+// at x[i*stride:]), writing out and, when grad is not nil, the gradient
+// (row i at grad[i*gstride:], scaled by scale[i]).
+func ce(k *cpu.Impl, x []float32, t []int32, rows, cols, stride int, out cpu.Out, grad []float32, gstride int, scale []float32) {
+	var g *cpu.Grad
+	if grad != nil {
+		g = &cpu.Grad{Data: grad, Stride: gstride, Scale: scale}
+	}
+	k.CrossEntropy(out, g, cpu.Matrix{Data: x, Rows: rows, Cols: cols, Stride: stride}, t, &cpu.Problem{WeightSum: float64(cols)})
+}
+
+// logSumExp runs k.LogSumExp on the rows × cols of x (stride).
+func logSumExp(k *cpu.Impl, dst, x []float32, rows, cols, stride int) {
+	k.LogSumExp(dst, cpu.Matrix{Data: x, Rows: rows, Cols: cols, Stride: stride})
 }
 
 // sameBits reports whether a and b are the same float32 bit for bit, any
@@ -59,7 +71,7 @@ func TestAccuracy(t *testing.T) {
 			ref := spec.Reference(x, sz.rows, sz.cols, sz.cols, tg, spec.Opts{Ignore: -100})
 			loss := make([]float32, sz.rows)
 			g := make([]float32, len(x))
-			impl.CrossEntropy(problem(x, tg, sz.rows, sz.cols), &cpu.Out{Loss: loss, Grad: g, GradStride: sz.cols, Scale: ones(sz.rows)})
+			ce(impl, x, tg, sz.rows, sz.cols, sz.cols, cpu.Out{Loss: loss}, g, sz.cols, ones(sz.rows))
 			worstL, worstG := 0.0, 0.0
 			for i := range sz.rows {
 				worstL = max(worstL, math.Abs(float64(loss[i])-ref.Loss[i])/math.Max(1, math.Abs(ref.Loss[i])))
@@ -87,7 +99,7 @@ func TestMeanAccuracy(t *testing.T) {
 	ref := spec.Reference(x, rows, cols, cols, tg, spec.Opts{Ignore: -100})
 	for _, impl := range impls() {
 		loss := make([]float32, rows)
-		impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Loss: loss})
+		ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss}, nil, 0, nil)
 		sum := 0.0
 		for _, l := range loss {
 			sum += float64(l)
@@ -111,7 +123,7 @@ func TestThreadsBitIdentical(t *testing.T) {
 			runtime.GOMAXPROCS(procs)
 			loss, lse := make([]float32, rows), make([]float32, rows)
 			g := make([]float32, len(x))
-			impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Loss: loss, LSE: lse, Grad: g, GradStride: cols, Scale: ones(rows)})
+			ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss, LSE: lse}, g, cols, ones(rows))
 			all := append(append(loss, lse...), g...)
 			if first == nil {
 				first = all
@@ -146,16 +158,16 @@ func TestRowsAlone(t *testing.T) {
 			for _, inPlace := range []bool{false, true} {
 				loss, lse := make([]float32, rows), make([]float32, rows)
 				g := make([]float32, len(x))
-				p := problem(x, tg, rows, cols)
+				src := x
 				if inPlace { // on a copy: x stays for the rows alone
 					copy(g, x)
-					p.X = g
+					src = g
 				}
-				impl.CrossEntropy(p, &cpu.Out{Loss: loss, LSE: lse, Grad: g, GradStride: cols, Scale: scale})
+				ce(impl, src, tg, rows, cols, cols, cpu.Out{Loss: loss, LSE: lse}, g, cols, scale)
 				for i := range rows {
 					row := x[i*cols : (i+1)*cols]
 					l1, e1, g1 := make([]float32, 1), make([]float32, 1), make([]float32, cols)
-					impl.CrossEntropy(problem(row, tg[i:i+1], 1, cols), &cpu.Out{Loss: l1, LSE: e1, Grad: g1, GradStride: cols, Scale: scale[i : i+1]})
+					ce(impl, row, tg[i:i+1], 1, cols, cols, cpu.Out{Loss: l1, LSE: e1}, g1, cols, scale[i:i+1])
 					got := append([]float32{loss[i], lse[i]}, g[i*cols:(i+1)*cols]...)
 					want := append([]float32{l1[0], e1[0]}, g1...)
 					for j := range want {
@@ -183,7 +195,7 @@ func TestProperties(t *testing.T) {
 					x[j] = v
 				}
 				dst := make([]float32, 1)
-				impl.LogSumExp(dst, x, 1, cols, cols)
+				logSumExp(impl, dst, x, 1, cols, cols)
 				want := float64(v) + math.Log(float64(cols))
 				require.InDelta(t, want, float64(dst[0]), 2e-7*math.Max(1, math.Abs(want)), "c=%g cols=%d", c, cols)
 			}
@@ -193,7 +205,7 @@ func TestProperties(t *testing.T) {
 			const rows, cols = 20, 777
 			x := normal(rng, rows*cols, sd)
 			dst := make([]float32, rows)
-			impl.LogSumExp(dst, x, rows, cols, cols)
+			logSumExp(impl, dst, x, rows, cols, cols)
 			for i := range rows {
 				m := float32(math.Inf(-1))
 				for _, v := range x[i*cols : (i+1)*cols] {
@@ -208,7 +220,7 @@ func TestProperties(t *testing.T) {
 		x := normal(rng, rows*cols, 3)
 		tg := targets(rng, rows, cols)
 		g := make([]float32, len(x))
-		impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Grad: g, GradStride: cols, Scale: ones(rows)})
+		ce(impl, x, tg, rows, cols, cols, cpu.Out{}, g, cols, ones(rows))
 		for i := range rows {
 			s, abs := 0.0, 0.0
 			for _, v := range g[i*cols : (i+1)*cols] {
@@ -220,14 +232,14 @@ func TestProperties(t *testing.T) {
 		// Changing an ignored row changes nothing in the other rows.
 		tg[3], tg[17] = -1, -1
 		loss1 := make([]float32, rows)
-		impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Loss: loss1, Grad: g, GradStride: cols, Scale: ones(rows)})
+		ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss1}, g, cols, ones(rows))
 		g1 := append([]float32(nil), g...)
 		for j := range cols {
 			x[3*cols+j] = float32(rng.NormFloat64() * 100)
 			x[17*cols+j] = float32(math.NaN())
 		}
 		loss2 := make([]float32, rows)
-		impl.CrossEntropy(problem(x, tg, rows, cols), &cpu.Out{Loss: loss2, Grad: g, GradStride: cols, Scale: ones(rows)})
+		ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss2}, g, cols, ones(rows))
 		require.Equal(t, loss1, loss2)
 		require.Equal(t, g1, g)
 		require.Zero(t, loss1[3])
@@ -255,10 +267,9 @@ func TestCrossCheck(t *testing.T) {
 			loss, lse := make([]float32, rows), make([]float32, rows)
 			corr := make([]bool, rows)
 			g := make([]float32, rows*cols)
-			p := problem(x, tg, rows, cols)
-			impl.CrossEntropy(p, &cpu.Out{Loss: loss, LSE: lse, Correct: corr, Grad: g, GradStride: cols, Scale: ones(rows)})
+			ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss, LSE: lse, Correct: corr}, g, cols, ones(rows))
 			lse2 := make([]float32, rows)
-			impl.LogSumExp(lse2, x, rows, cols, cols)
+			logSumExp(impl, lse2, x, rows, cols, cols)
 			require.Equal(t, lse, lse2, "%s: LogSumExp and CrossEntropy disagree", impl.Name())
 			out[k] = append(append(loss, lse...), g...)
 		}
@@ -291,13 +302,12 @@ func TestGuards(t *testing.T) {
 				copy(x[i*stride:i*stride+cols], normal(rng, cols, 3))
 			}
 			tg := targets(rng, rows, cols)
-			p := &cpu.Problem{X: x, Rows: rows, Cols: cols, Stride: stride, Targets: tg, WeightSum: float64(cols)}
 			g := make([]float32, len(x))
 			for i := range g {
 				g[i] = guard
 			}
 			for _, grad := range [][]float32{g, x} { // out of place, then in place
-				impl.CrossEntropy(p, &cpu.Out{Loss: make([]float32, rows), Grad: grad, GradStride: stride, Scale: ones(rows)})
+				ce(impl, x, tg, rows, cols, stride, cpu.Out{Loss: make([]float32, rows)}, grad, stride, ones(rows))
 				for i := range rows {
 					for j := i*stride + cols; j < min((i+1)*stride, len(grad)); j++ {
 						require.Equal(t, guard, grad[j], "%s: cols %d, row %d, element %d written", impl.Name(), cols, i, j-i*stride)

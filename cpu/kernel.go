@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -24,32 +25,210 @@ const (
 // the calling goroutine alone.
 const minParallelWork = 1 << 16
 
-// Problem is a validated cross-entropy problem: Rows rows of Cols logits,
-// row i at X[i*Stride:], with Targets[i] in [0, Cols) or -1 for an ignored
-// row.
-type Problem struct {
-	X                  []float32
-	Rows, Cols, Stride int
-	Targets            []int32
+// DType is the element type of a matrix. The kernels take float32 today;
+// the type is in the matrix so that half-precision rows can later be
+// widened a chunk at a time into the same loops.
+type DType uint8
 
+const (
+	F32 DType = iota // float32, the zero value
+)
+
+// Size returns the bytes of one element.
+func (t DType) Size() int { return 4 }
+
+func (t DType) String() string {
+	if t == F32 {
+		return "float32"
+	}
+	return fmt.Sprintf("DType(%d)", uint8(t))
+}
+
+// Matrix is a row-major matrix: row i is Data[i*Stride : i*Stride+Cols].
+// Package device aliases it, with a field for device memory.
+type Matrix struct {
+	Data       []float32
+	Rows, Cols int
+	Stride     int
+	Type       DType
+}
+
+// row returns row i.
+func (m Matrix) row(i int) []float32 { return m.Data[i*m.Stride : i*m.Stride+m.Cols] }
+
+// RowRange returns the view of rows [lo, hi).
+func (m Matrix) RowRange(lo, hi int) Matrix {
+	if hi > lo {
+		m.Data = m.Data[lo*m.Stride:]
+	}
+	m.Rows = hi - lo
+	return m
+}
+
+// Columns returns the view of columns [lo, hi).
+func (m Matrix) Columns(lo, hi int) Matrix {
+	if m.Rows > 0 {
+		m.Data = m.Data[lo:]
+	}
+	m.Cols = hi - lo
+	return m
+}
+
+// Problem is the one description of a cross-entropy below package batch,
+// which validates it: the options, and the shard, that is which classes
+// of the vocabulary a matrix's columns are. Package device aliases it; the
+// OpenCL kernels take its fields as one argument.
+type Problem struct {
 	Smoothing float32   // ε in [0, 1]
 	ZLoss     float32   // λ ≥ 0
 	Softcap   float32   // c > 0, or 0 for none
-	Weights   []float32 // per-class weights w (len Cols), or nil for all 1
-	WeightSum float64   // W = Σ_c w_c (Cols when Weights is nil)
+	Weights   []float32 // per-class weights w of the whole vocabulary (len Vocab), or nil for all 1
+	WeightSum float64   // W = Σ_c w_c over the vocabulary (Vocab when Weights is nil)
+	// Col0 and Vocab are the shard: the matrix's columns are classes
+	// [Col0, Col0+Cols) of Vocab (0: the matrix's Cols, whole). Targets
+	// are classes of the vocabulary.
+	Col0, Vocab int
 }
 
-// Out says what a kernel writes; a nil slice is not written.
+// Classes returns the number of classes C of the vocabulary for a matrix
+// of cols columns: Vocab, or cols when Vocab is 0.
+func (p *Problem) Classes(cols int) int {
+	if p.Vocab == 0 {
+		return cols
+	}
+	return p.Vocab
+}
+
+// weights returns the weights of columns [Col0, Col0+cols), or nil.
+func (p *Problem) weights(cols int) []float32 {
+	if p.Weights == nil {
+		return nil
+	}
+	return p.Weights[p.Col0 : p.Col0+cols]
+}
+
+// weight returns w_t (1 without weights).
+func (p *Problem) weight(t int) float64 {
+	if p.Weights == nil {
+		return 1
+	}
+	return float64(p.Weights[t])
+}
+
+// Out receives per-row results; a nil slice is not written.
 type Out struct {
 	Loss    []float32 // per-row loss (0 for ignored rows)
 	LSE     []float32 // per-row log-sum-exp of the (capped) logits
-	Correct []bool    // per-row argmax == target (false for ignored rows)
+	Correct []bool    // per-row argmax == target (false for ignored rows and NaN losses)
+}
 
-	// Grad receives dL/dz, row i at Grad[i*GradStride:]; it may be X itself
-	// (in place, GradStride == Stride). Scale[i] is the factor s_i of row i.
-	Grad       []float32
-	GradStride int
-	Scale      []float32
+// Grad says where the gradient dL/dz goes: row i at Data[i*Stride:]
+// (Data may be the logits themselves, with their stride, for an in-place
+// gradient), scaled by Scale[i], the per-row upstream factor.
+type Grad struct {
+	Data   []float32
+	Stride int
+	Scale  []float32
+}
+
+// row returns row i of a gradient of cols columns.
+func (g *Grad) row(i, cols int) []float32 { return g.Data[i*g.Stride : i*g.Stride+cols] }
+
+// RowRange returns the gradient of rows [lo, hi).
+func (g Grad) RowRange(lo, hi int) Grad {
+	if hi > lo {
+		g.Data = g.Data[lo*g.Stride:]
+	}
+	g.Scale = g.Scale[lo:hi]
+	return g
+}
+
+// Columns returns the gradient of columns [lo, ...).
+func (g Grad) Columns(lo int) Grad {
+	if len(g.Data) > 0 {
+		g.Data = g.Data[lo:]
+	}
+	return g
+}
+
+// Partial is what one shard of the vocabulary knows of one row: partials
+// of disjoint shards merge (Merge) into the partial of their union, and
+// the partial of the whole vocabulary gives the loss (Problem.Finish) and
+// the gradient (Impl.Backward). With z the (capped) logits of the shard's
+// columns and m = Max:
+type Partial struct {
+	Max  float32 // m = max_j z_j, -Inf when every z_j is -Inf
+	Sum  float64 // Σ_j exp(z_j - m): 0 when every z_j is -Inf, NaN when one is NaN or +Inf
+	Dot  float64 // Σ_j w_j·(z_j - m), with smoothing only
+	WSum float64 // Σ_j w_j, with smoothing only
+	Arg  int     // the first class j with z_j = m (of the vocabulary), -1 when none
+	ZT   float32 // the target's logit, when the target is in the shard
+	HasT bool    // whether the target is in the shard
+}
+
+// Merge sets a to the partial of the union of a's shard and b's (any two
+// disjoint shards, in either order; ties of the max go to the smaller
+// class). It is exact but for the rounding of the rescaled sums.
+func (a *Partial) Merge(b Partial) {
+	if b.HasT {
+		a.ZT, a.HasT = b.ZT, true
+	}
+	switch {
+	case b.Max > a.Max || b.Max == a.Max && b.Arg >= 0 && (a.Arg < 0 || b.Arg < a.Arg):
+		a.Arg = b.Arg
+	}
+	m := max(a.Max, b.Max)
+	sa, sb := a.Sum, b.Sum
+	da, db := a.Dot, b.Dot
+	if a.Max != m { // a is rescaled to m (a.Max < m, so m is finite or +Inf)
+		f := float64(a.Max) - float64(m)
+		if math.IsInf(float64(a.Max), -1) {
+			sa, da = 0, 0 // nothing but -Inf: no terms to rescale
+		} else {
+			sa *= math.Exp(f)
+			da += f * a.WSum
+		}
+	}
+	if b.Max != m {
+		f := float64(b.Max) - float64(m)
+		if math.IsInf(float64(b.Max), -1) {
+			sb, db = 0, 0
+		} else {
+			sb *= math.Exp(f)
+			db += f * b.WSum
+		}
+	}
+	if math.IsNaN(a.Sum) || math.IsNaN(b.Sum) {
+		sa = math.NaN()
+	}
+	a.Max, a.Sum, a.Dot, a.WSum = m, sa+sb, da+db, a.WSum+b.WSum
+}
+
+// Finish returns the loss, the log-sum-exp and the argmax test of a row
+// with target t (a class of the vocabulary, not ignored) from the partial
+// of the whole vocabulary of C classes (see the package comment):
+//
+//	lse  = m + log s
+//	loss = (1-ε)·w_t·((m - z_t) + log s) + (ε/C)·(W·log s - Σ_j w_j·(z_j - m)) + λ·lse²
+//
+// relative to the max, as PyTorch's log_softmax. A NaN or empty sum gives
+// NaN, and a NaN loss is never correct.
+func (p *Problem) Finish(part *Partial, t int, C int) (loss, lse float64, correct bool) {
+	if !(part.Sum > 0) {
+		return math.NaN(), math.NaN(), false
+	}
+	ls := math.Log(part.Sum)
+	mc := float64(part.Max)
+	lse = mc + ls
+	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
+	loss = (1 - eps) * p.weight(t) * ((mc - float64(part.ZT)) + ls)
+	if eps > 0 { // Σ_c w_c·(lse - z_c) = W·ls - Σ_c w_c·(z_c - m)
+		loss += eps / float64(C) * (p.WeightSum*ls - part.Dot)
+	}
+	if lam > 0 {
+		loss += lam * lse * lse
+	}
+	return loss, lse, part.Arg == t && !math.IsNaN(loss)
 }
 
 // Impl is one implementation of the row primitives. The row driver and the
@@ -92,15 +271,24 @@ var SIMD *Impl
 // Portable.
 var Default = Portable
 
-// LogSumExp sets dst[i] = log Σ_j exp(x[i*stride+j]) for i < rows. A row
-// holding +Inf or NaN, or only -Inf, gives NaN.
-func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
-	parallel(rows, cols, func(lo, hi int) {
+// LogSumExp sets dst[i] = log Σ_j exp(x_ij) for every row of x (no
+// options apply). A row holding +Inf or NaN, or only -Inf, gives NaN.
+func (k *Impl) LogSumExp(dst []float32, x Matrix) {
+	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			m, _, s := k.online(nil, x[i*stride:i*stride+cols], nil, after(x, i, hi, cols, stride))
-			dst[i] = float32(float64(m) + math.Log(s))
+			m, _, s := k.online(nil, x.row(i), nil, after(x, i, hi))
+			dst[i] = float32(lseOf(m, s))
 		}
 	})
+}
+
+// lseOf returns m + log s, NaN when s is not positive (NaN, or 0 for a row
+// of only -Inf).
+func lseOf(m float32, s float64) float64 {
+	if !(s > 0) {
+		return math.NaN()
+	}
+	return float64(m) + math.Log(s)
 }
 
 // online returns m = max_j x_j, its first index and s = Σ_j exp(x_j - m)
@@ -110,9 +298,9 @@ func (k *Impl) LogSumExp(dst, x []float32, rows, cols, stride int) {
 // the largest reference so far (and multiplied by exp(R_old - R) when it
 // grows), and at the end it is made relative to m. With dst,
 // dst_j receives exp(x_j - r_c), x_j in chunk c, and ms[c] = r_c for the
-// caller's scale pass (see chunkLen). A row holding NaN or +Inf, or only
-// -Inf, gives s = NaN (PyTorch's NaN); dst is then not fully written and
-// the caller fills it.
+// caller's scale pass (see chunkLen). A row holding NaN or +Inf gives s =
+// NaN (PyTorch's NaN), one of only -Inf m = -Inf and s = 0; dst is then
+// not fully written and the caller fills it.
 func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32) (m float32, idx int, s float64) {
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
@@ -154,7 +342,7 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32)
 		}
 	}
 	if math.IsInf(float64(m), -1) {
-		return m, -1, math.NaN()
+		return m, -1, 0
 	}
 	if ref != m {
 		s *= math.Exp(float64(ref) - float64(m))
@@ -168,12 +356,12 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32)
 // after returns the first chunk of row i+1 of x when it is below hi (the
 // rows of the calling goroutine), else nil: the row driver's prefetch
 // across rows.
-func after(x []float32, i, hi, cols, stride int) []float32 {
+func after(x Matrix, i, hi int) []float32 {
 	if i+1 >= hi {
 		return nil
 	}
-	lo := (i + 1) * stride
-	return x[lo : lo+min(cols, chunkLen(cols))]
+	lo := (i + 1) * x.Stride
+	return x.Data[lo : lo+min(x.Cols, chunkLen(x.Cols))]
 }
 
 // chunkLen returns the chunk length online uses on rows of n elements:
@@ -182,122 +370,216 @@ func chunkLen(n int) int {
 	return max(Chunk, (n+16*MaxChunks-1)/(16*MaxChunks)*16)
 }
 
-// CrossEntropy computes the per-row loss, log-sum-exp and argmax test of p
-// (see the package comment), and the gradient when o.Grad is set.
-func (k *Impl) CrossEntropy(p *Problem, o *Out) {
-	parallel(p.Rows, p.Cols, func(lo, hi int) {
+// CrossEntropy writes the per-row results asked for in out and, when g is
+// not nil, the gradient, of the rows of x against targets (classes, or -1
+// for an ignored row) with the options of p, in one pass over each row
+// (see the package comment). x holds the whole vocabulary (p.Col0 is 0,
+// p.Vocab 0 or x.Cols): a shard takes Partials and Backward.
+func (k *Impl) CrossEntropy(out Out, g *Grad, x Matrix, targets []int32, p *Problem) {
+	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			k.row(p, o, i, after(p.X, i, hi, p.Cols, p.Stride))
+			k.row(out, g, x, targets, p, i, after(x, i, hi))
 		}
 	})
 }
 
-func (k *Impl) row(p *Problem, o *Out, i int, next []float32) {
-	x := p.X[i*p.Stride : i*p.Stride+p.Cols]
-	var g []float32
-	if o.Grad != nil {
-		g = o.Grad[i*o.GradStride : i*o.GradStride+p.Cols]
+// Partials sets dst[i] to the partial of row i of x, the classes
+// [p.Col0, p.Col0+x.Cols) of the vocabulary, for every row whose target is
+// not -1 (an ignored row's is left as it is).
+func (k *Impl) Partials(dst []Partial, x Matrix, targets []int32, p *Problem) {
+	parallel(x.Rows, x.Cols, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if targets[i] < 0 {
+				continue
+			}
+			xr := x.row(i)
+			dst[i] = k.scan(nil, xr, nil, after(x, i, hi), p)
+			if t := int(targets[i]) - p.Col0; t >= 0 && t < x.Cols {
+				dst[i].ZT, dst[i].HasT = p.capped(xr[t]), true
+			}
+		}
+	})
+}
+
+// Backward writes the gradient of rows of x, the classes [p.Col0,
+// p.Col0+x.Cols) of the vocabulary, into g, given part[i], the partial of
+// row i over the whole vocabulary (merged from every shard's): dz_j as in
+// the package comment with p = exp(z - m)/s of the merged (m, s). Ignored
+// rows (target -1) get a zero row; a row whose sum is NaN or 0 a NaN row.
+func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Problem) {
+	C := p.Classes(x.Cols)
+	w := p.weights(x.Cols)
+	parallel(x.Rows, x.Cols, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			gr, xr := g.row(i, x.Cols), x.row(i)
+			t := int(targets[i])
+			if t < 0 {
+				clear(gr)
+				continue
+			}
+			pt := &part[i]
+			if !(pt.Sum > 0) {
+				fill(gr, float32(math.NaN()))
+				continue
+			}
+			ls := math.Log(pt.Sum)
+			lse := float64(pt.Max) + ls
+			a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(pt.ZT)-float64(pt.Max))-ls, C)
+			c, inv := p.capInv()
+			tl := t - p.Col0
+			inShard := tl >= 0 && tl < x.Cols
+			var zt float32
+			if inShard {
+				zt = p.capped(xr[tl]) // read before gr (which may be xr) is written
+			}
+			gradGeneral(gr, xr, pt.Max, float32(a/pt.Sum), float32(b), w, c, inv)
+			if inShard {
+				gr[tl] = float32(capGrad(gt, zt, c))
+			}
+		}
+	})
+}
+
+// capInv returns the soft cap c and 1/c (0, 0 without a cap).
+func (p *Problem) capInv() (c, inv float32) {
+	if p.Softcap > 0 {
+		return p.Softcap, 1 / p.Softcap
 	}
-	t := int(p.Targets[i])
+	return 0, 0
+}
+
+// capped returns c·tanh(z/c), or z without a soft cap.
+func (p *Problem) capped(z float32) float32 {
+	if c, inv := p.capInv(); c > 0 {
+		return c * tanh32(z*inv)
+	}
+	return z
+}
+
+// capGrad multiplies a gradient entry at capped logit z by the soft cap's
+// derivative 1 - (z/c)² (nothing without a cap).
+func capGrad(g float64, z, c float32) float64 {
+	if c > 0 {
+		r := float64(z) / float64(c)
+		g *= 1 - r*r
+	}
+	return g
+}
+
+// gradTerms returns, for a counted row with scale si, target weight wt,
+// log-sum-exp lse and dt = (z_t - m) - log s over C classes, a and b such
+// that dz_j = a·exp(z_j - m)/s - b·w_j off the target (before the soft
+// cap's factor), and gt, the target's entry (before it too): with
+// A = (1-ε)·w_t + (ε/C)·W + 2λ·lse, a = si·A and b = si·ε/C. p_t - 1
+// comes from expm1, so that nothing cancels as p_t → 1, and p_t from exp,
+// not from (p_t - 1) + 1, which loses a small p_t.
+func (p *Problem) gradTerms(si, wt, lse, dt float64, C int) (a, b, gt float64) {
+	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
+	ec := eps / float64(C)
+	a = si * ((1-eps)*wt + ec*p.WeightSum + 2*lam*lse)
+	gt = si * ((1-eps)*wt*math.Expm1(dt) + (ec*p.WeightSum+2*lam*lse)*math.Exp(dt) - ec*wt)
+	return a, si * ec, gt
+}
+
+// scan returns the partial of the row x (p's classes, Col0 included in
+// Arg; ZT is left to the caller). Without options it is one pass (online)
+// and with g it stores exp(z_j - M_c) in g, chunk c's reference M_c in ms,
+// for the fused path's scale pass; with a soft cap or smoothing it takes a
+// max pass, then a sum pass (sumExpGeneral), and g is not written.
+func (k *Impl) scan(g, x []float32, ms *[MaxChunks]float32, next []float32, p *Problem) Partial {
+	part := Partial{Arg: -1}
+	c, inv := p.capInv()
+	if c == 0 && p.Smoothing == 0 {
+		var idx int
+		part.Max, idx, part.Sum = k.online(g, x, ms, next)
+		if idx >= 0 {
+			part.Arg = p.Col0 + idx
+		}
+		return part
+	}
+	m, nan := k.max(x)
+	part.Max = m
+	if idx := k.index(x, m); idx >= 0 {
+		part.Arg = p.Col0 + idx
+	}
+	if c > 0 {
+		// tanh is monotonic: the max of the capped row. Capped, ±Inf are
+		// ±c, valid logits; a NaN still makes the row NaN.
+		part.Max = c * tanh32(m*inv)
+	}
+	switch {
+	case nan || c == 0 && math.IsInf(float64(m), 1):
+		part.Sum = math.NaN()
+	case c == 0 && math.IsInf(float64(m), -1): // only -Inf: nothing to sum
+	default:
+		part.Sum, part.Dot = sumExpGeneral(x, part.Max, c, inv, p.weights(len(x)), p.Smoothing > 0)
+	}
+	if p.Smoothing > 0 {
+		part.WSum = float64(len(x))
+		if w := p.weights(len(x)); w != nil {
+			part.WSum = 0
+			for _, v := range w {
+				part.WSum += float64(v)
+			}
+		}
+	}
+	return part
+}
+
+func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, i int, next []float32) {
+	xr := x.row(i)
+	var gr []float32
+	if g != nil {
+		gr = g.row(i, x.Cols)
+	}
+	t := int(targets[i])
 	if t < 0 {
-		setRow(o, i, 0, 0, false)
-		clear(g)
+		setRow(out, i, 0, 0, false)
+		clear(gr)
 		return
 	}
-	c, inv := p.Softcap, float32(0)
-	if c > 0 {
-		inv = 1 / c
-	}
-	zt := x[t] // read before g (which may be x) is written
 	// Everything is computed relative to the max: with ls = log Σ exp(z_j - m),
 	// lse = m + ls and lse - z_t = (m - z_t) + ls, which stays exact when |m|
 	// dwarfs ls (a row of -1e30 has loss log C, not 0), as PyTorch's
-	// log_softmax does.
-	// Without options the row takes one pass (online), and the fused path
-	// stores exp(z_j - M_c) in g while summing and scales it afterwards:
-	// one exp per logit.
-	general := c > 0 || p.Smoothing > 0
-	var (
-		m, mc  float32 // the max of the raw and of the capped row
-		idx    int     // the first index of m in the raw row
-		s, dot float64 // Σ exp(z_j - m), Σ w_j·(z_j - m)
-		ms     [MaxChunks]float32
-	)
-	if general {
-		var nan bool
-		m, nan = k.max(x)
-		mc, idx = m, k.index(x, m)
-		if c > 0 {
-			// tanh is monotonic: the max of the capped row. Capped, ±Inf are
-			// ±c, valid logits; a NaN still makes the row NaN.
-			mc = c * tanh32(m*inv)
-		}
-		if nan || c == 0 && math.IsInf(float64(m), 0) {
-			s = math.NaN()
-		} else {
-			s, dot = sumExpGeneral(x, mc, c, inv, p.Weights, p.Smoothing > 0)
-		}
-	} else {
-		m, idx, s = k.online(g, x, &ms, next)
-		mc = m
-	}
-	if c > 0 {
-		zt = c * tanh32(zt*inv)
-	}
-	ls := math.Log(s)
-	lse := float64(mc) + ls
-
-	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
-	wt := 1.0
-	if p.Weights != nil {
-		wt = float64(p.Weights[t])
-	}
-	ec := eps / float64(p.Cols)
-	loss := (1 - eps) * wt * ((float64(mc) - float64(zt)) + ls)
-	if eps > 0 { // Σ_c w_c·(lse - z_c) = W·ls - Σ_c w_c·(z_c - m)
-		loss += ec * (p.WeightSum*ls - dot)
-	}
-	if lam > 0 {
-		loss += lam * lse * lse
-	}
-	setRow(o, i, loss, lse, idx == t && !math.IsNaN(loss))
-	if g == nil {
+	// log_softmax does. Without options the row takes one pass (online), and
+	// the fused path stores exp(z_j - m_c) in gr while summing and scales it
+	// afterwards: one exp per logit.
+	zt := xr[t] // read before gr (which may be xr) is written
+	var ms [MaxChunks]float32
+	part := k.scan(gr, xr, &ms, next, p)
+	part.ZT = p.capped(zt)
+	loss, lse, correct := p.Finish(&part, t, x.Cols)
+	setRow(out, i, loss, lse, correct)
+	if gr == nil {
 		return
 	}
-
-	// dz_j = s_i·(a·p_j - ec·w_j) with a = (1-ε)w_t + ec·W + 2λ·lse and
-	// p_j = exp(z_j - m)/s, and the target column -s_i·(1-ε)w_t computed
-	// apart, from p_t - 1 = expm1((z_t - m) - ls) so that nothing cancels as
-	// p_t → 1. z_t was read before the row was overwritten (g may be x).
-	si := float64(o.Scale[i])
-	a := (1-eps)*wt + ec*p.WeightSum + 2*lam*lse
-	// p_t itself comes from exp, not from pt1 + 1, which loses it when it
-	// is small (a target of weight 0 with smoothing has only that term).
-	dt := (float64(zt) - float64(mc)) - ls
-	pt1 := math.Expm1(dt)
-	gt := si * ((1-eps)*wt*pt1 + (ec*p.WeightSum+2*lam*lse)*math.Exp(dt) - ec*wt)
-	if c > 0 {
-		r := float64(zt) / float64(c)
-		gt *= 1 - r*r
+	s := part.Sum
+	if !(s > 0) { // online stopped early, or no sum ran
+		fill(gr, float32(math.NaN()))
+		return
 	}
-	switch {
-	case math.IsNaN(s): // online stopped early, or no sum ran
-		for j := range g {
-			g[j] = float32(math.NaN())
-		}
-	case general:
-		gradGeneral(g, x, mc, float32(si*a/s), float32(si*ec), p.Weights, c, inv)
-	default: // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·si·a/s
-		f := si * a / s
-		cl := chunkLen(len(g))
-		for c, lo := 0, 0; lo < len(g); c, lo = c+1, lo+cl {
-			k.scale(g[lo:min(lo+cl, len(g))], float32(f*math.Exp(float64(ms[c])-float64(m))))
+	c, inv := p.capInv()
+	a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(part.ZT)-float64(part.Max))-math.Log(s), x.Cols)
+	if c > 0 || p.Smoothing > 0 {
+		gradGeneral(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv)
+	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s
+		f := a / s
+		cl := chunkLen(len(gr))
+		for c, lo := 0, 0; lo < len(gr); c, lo = c+1, lo+cl {
+			k.scale(gr[lo:min(lo+cl, len(gr))], float32(f*math.Exp(float64(ms[c])-float64(part.Max))))
 		}
 	}
-	g[t] = float32(gt)
+	gr[t] = float32(capGrad(gt, part.ZT, c))
 }
 
-func setRow(o *Out, i int, loss, lse float64, correct bool) {
+// fill sets every element of x to v.
+func fill(x []float32, v float32) {
+	for j := range x {
+		x[j] = v
+	}
+}
+
+func setRow(o Out, i int, loss, lse float64, correct bool) {
 	if o.Loss != nil {
 		o.Loss[i] = float32(loss)
 	}

@@ -47,6 +47,9 @@ func (d *CPUDevice) Info() Info {
 	}
 }
 
+// Caps implements Device: resident buffers (a copy in host memory), float32.
+func (d *CPUDevice) Caps() Caps { return Caps{Resident: true, Types: []DType{F32}} }
+
 // chunks calls f on row ranges of about chunkElems logits, checking ctx
 // before each.
 func chunks(ctx context.Context, rows, cols int, f func(lo, hi int)) error {
@@ -60,27 +63,97 @@ func chunks(ctx context.Context, rows, cols int, f func(lo, hi int)) error {
 	return ctx.Err()
 }
 
+// host returns the host rows of x, its own copy when x is in one of d's
+// buffers (with the buffer read-locked until done is called).
+func (d *CPUDevice) host(x Matrix) (m cpu.Matrix, done func(), err error) {
+	if x.Buf == nil {
+		return x.Host(), func() {}, nil
+	}
+	b, ok := x.Buf.(*cpuBuffer)
+	if !ok || b.d != d {
+		return cpu.Matrix{}, nil, fmt.Errorf("%w: %s computes on a matrix of %s", ErrForeign, d.Info().Spec, x.Buf.Owner().Info().Spec)
+	}
+	b.mu.RLock()
+	if b.released {
+		b.mu.RUnlock()
+		return cpu.Matrix{}, nil, ErrReleased
+	}
+	return b.x, b.mu.RUnlock, nil
+}
+
+// grad returns the host gradient g asks for with x (x's own rows when g is
+// in place in x's buffer).
+func grad(g *Grad, x Matrix, xm cpu.Matrix) (cpu.Grad, error) {
+	if g.Buf == nil {
+		return g.Host(), nil
+	}
+	if g.Buf != x.Buf {
+		return cpu.Grad{}, fmt.Errorf("%w: a gradient held by a device goes in place over the logits of the same buffer", ErrNotImplemented)
+	}
+	return cpu.Grad{Data: xm.Data, Stride: xm.Stride, Scale: g.Scale}, nil
+}
+
 // LogSumExp implements Device.
 func (d *CPUDevice) LogSumExp(ctx context.Context, dst []float32, x Matrix) error {
-	return chunks(ctx, x.Rows, x.Cols, func(lo, hi int) {
-		d.impl.LogSumExp(dst[lo:hi], x.Data[lo*x.Stride:], hi-lo, x.Cols, x.Stride)
+	m, done, err := d.host(x)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return chunks(ctx, m.Rows, m.Cols, func(lo, hi int) {
+		d.impl.LogSumExp(dst[lo:hi], m.RowRange(lo, hi))
 	})
 }
 
 // CrossEntropy implements Device.
-func (d *CPUDevice) CrossEntropy(ctx context.Context, x Matrix, targets []int32, opt *Options, out Rows, grad *Grad) error {
-	return chunks(ctx, x.Rows, x.Cols, func(lo, hi int) {
-		p := cpu.Problem{
-			X: x.Data[lo*x.Stride:], Rows: hi - lo, Cols: x.Cols, Stride: x.Stride,
-			Targets:   targets[lo:hi],
-			Smoothing: opt.Smoothing, ZLoss: opt.ZLoss, Softcap: opt.Softcap,
-			Weights: opt.Weights, WeightSum: opt.WeightSum,
+func (d *CPUDevice) CrossEntropy(ctx context.Context, out Out, g *Grad, x Matrix, targets []int32, p *Problem) error {
+	m, done, err := d.host(x)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var hg cpu.Grad
+	if g != nil {
+		if hg, err = grad(g, x, m); err != nil {
+			return err
 		}
-		o := cpu.Out{Loss: sub(out.Loss, lo, hi), LSE: sub(out.LSE, lo, hi), Correct: sub(out.Correct, lo, hi)}
-		if grad != nil {
-			o.Grad, o.GradStride, o.Scale = grad.Data[lo*grad.Stride:], grad.Stride, grad.Scale[lo:hi]
+	}
+	return chunks(ctx, m.Rows, m.Cols, func(lo, hi int) {
+		o := Out{Loss: sub(out.Loss, lo, hi), LSE: sub(out.LSE, lo, hi), Correct: sub(out.Correct, lo, hi)}
+		var gr *cpu.Grad
+		if g != nil {
+			r := hg.RowRange(lo, hi)
+			gr = &r
 		}
-		d.impl.CrossEntropy(&p, &o)
+		d.impl.CrossEntropy(o, gr, m.RowRange(lo, hi), targets[lo:hi], p)
+	})
+}
+
+// Partials implements Device.
+func (d *CPUDevice) Partials(ctx context.Context, dst []Partial, x Matrix, targets []int32, p *Problem) error {
+	m, done, err := d.host(x)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return chunks(ctx, m.Rows, m.Cols, func(lo, hi int) {
+		d.impl.Partials(dst[lo:hi], m.RowRange(lo, hi), targets[lo:hi], p)
+	})
+}
+
+// Backward implements Device.
+func (d *CPUDevice) Backward(ctx context.Context, g Grad, x Matrix, targets []int32, part []Partial, p *Problem) error {
+	m, done, err := d.host(x)
+	if err != nil {
+		return err
+	}
+	defer done()
+	hg, err := grad(&g, x, m)
+	if err != nil {
+		return err
+	}
+	return chunks(ctx, m.Rows, m.Cols, func(lo, hi int) {
+		d.impl.Backward(hg.RowRange(lo, hi), m.RowRange(lo, hi), targets[lo:hi], part[lo:hi], p)
 	})
 }
 
@@ -94,59 +167,43 @@ func sub[T any](s []T, lo, hi int) []T {
 	return s[lo:hi]
 }
 
-// cpuBuffer is a CPU Resident buffer: a dense copy in host memory. Its
-// methods hold mu for reading; Release holds it to drop the copy.
+// cpuBuffer is a CPU Resident buffer: a dense copy in host memory. The
+// computations hold mu for reading; Release holds it to drop the copy.
 type cpuBuffer struct {
-	d          *CPUDevice
-	mu         sync.RWMutex
-	x          Matrix
-	rows, cols int
-	released   bool
+	d        *CPUDevice
+	mu       sync.RWMutex
+	x        cpu.Matrix
+	released bool
 }
 
-// Upload implements Resident.
+// Upload implements Device.
 func (d *CPUDevice) Upload(ctx context.Context, x Matrix) (Buffer, error) {
-	m := Matrix{Data: make([]float32, x.Rows*x.Cols), Rows: x.Rows, Cols: x.Cols, Stride: x.Cols}
+	src, done, err := d.host(x)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	m := cpu.Matrix{Data: make([]float32, x.Rows*x.Cols), Rows: x.Rows, Cols: x.Cols, Stride: x.Cols}
 	for i := range x.Rows {
-		copy(m.Data[i*x.Cols:(i+1)*x.Cols], x.Data[i*x.Stride:i*x.Stride+x.Cols])
+		copy(m.Data[i*x.Cols:(i+1)*x.Cols], src.Data[i*src.Stride:i*src.Stride+x.Cols])
 	}
-	return &cpuBuffer{d: d, x: m, rows: x.Rows, cols: x.Cols}, nil
+	return &cpuBuffer{d: d, x: m}, nil
 }
 
-func (b *cpuBuffer) Rows() int { return b.rows }
-func (b *cpuBuffer) Cols() int { return b.cols }
-
-// use runs f on the buffer's matrix, or returns ErrReleased.
-func (b *cpuBuffer) use(f func(x Matrix) error) error {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.released {
-		return ErrReleased
-	}
-	return f(b.x)
-}
-
-func (b *cpuBuffer) LogSumExp(ctx context.Context, dst []float32) error {
-	return b.use(func(x Matrix) error { return b.d.LogSumExp(ctx, dst, x) })
-}
-
-func (b *cpuBuffer) CrossEntropy(ctx context.Context, targets []int32, opt *Options, out Rows, scale []float32) error {
-	return b.use(func(x Matrix) error {
-		var g *Grad
-		if scale != nil {
-			g = &Grad{Data: x.Data, Stride: x.Cols, Scale: scale}
-		}
-		return b.d.CrossEntropy(ctx, x, targets, opt, out, g)
-	})
-}
+func (b *cpuBuffer) Rows() int     { return b.x.Rows }
+func (b *cpuBuffer) Cols() int     { return b.x.Cols }
+func (b *cpuBuffer) Owner() Device { return b.d }
 
 func (b *cpuBuffer) Download(ctx context.Context, dst Matrix) error {
-	return b.use(func(x Matrix) error {
-		for i := range x.Rows {
-			copy(dst.Data[i*dst.Stride:i*dst.Stride+x.Cols], x.Data[i*x.Cols:(i+1)*x.Cols])
-		}
-		return nil
-	})
+	x, done, err := b.d.host(BufferMatrix(b))
+	if err != nil {
+		return err
+	}
+	defer done()
+	for i := range x.Rows {
+		copy(dst.Data[i*dst.Stride:i*dst.Stride+x.Cols], x.Data[i*x.Cols:(i+1)*x.Cols])
+	}
+	return nil
 }
 
 func (b *cpuBuffer) Release() error {

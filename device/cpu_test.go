@@ -35,7 +35,7 @@ func TestNoGrowthCPU(t *testing.T) { spec.RunNoGrowth(t, device.NewCPU(cpu.Defau
 
 // TestGroupCPU: a group of two CPU devices passes the shared table.
 func TestGroupCPU(t *testing.T) {
-	g, err := device.NewGroup(device.NewCPU(cpu.Portable), device.NewCPU(cpu.Default))
+	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Portable), device.NewCPU(cpu.Default))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,3 +43,23 @@ func TestGroupCPU(t *testing.T) {
 }
 
 func TestPast2p31CPU(t *testing.T) { spec.RunPast2p31(t, device.NewCPU(cpu.Default)) }
+
+// TestShardsCPU: vocabulary shards' partials merged give the unsplit loss
+// and each shard's Backward the unsplit gradient, for every kernel.
+func TestShardsCPU(t *testing.T) {
+	for _, impl := range []*cpu.Impl{cpu.Portable, cpu.SIMD} {
+		if impl != nil {
+			t.Run(impl.Name(), func(t *testing.T) { spec.RunShards(t, device.NewCPU(impl), 1e-5) })
+		}
+	}
+}
+
+// TestGroupColumnsCPU: a group of two CPU devices that splits the
+// vocabulary passes the shared table.
+func TestGroupColumnsCPU(t *testing.T) {
+	g, err := device.NewGroup(device.SplitColumns, device.NewCPU(cpu.Portable), device.NewCPU(cpu.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Run(t, g, 1e-5)
+}

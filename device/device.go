@@ -14,75 +14,150 @@
 //	"auto"           the first OpenCL GPU or accelerator, else the CPU
 //	"all"            every GPU/accelerator plus the CPU, rows split by speed
 //
-// Back ends other than the CPU register themselves with [Register]; package
-// batch imports device/opencl, so any program using batch has it.
+// Back ends other than the CPU register themselves with [Register] when
+// their package is imported: a program that wants OpenCL imports
+// github.com/xentlab/xent/device/opencl (the xent command does, unless
+// built with the noopencl tag).
 //
 // # Contract
 //
 // A Device computes; it does not validate. Package batch checks shapes,
 // targets and options before calling, so a Device may assume: Cols ≥ 1,
-// Stride ≥ Cols, Data long enough, targets in [0, Cols) or -1 (ignored),
-// options in range, and output slices of length Rows (or nil: not wanted).
-// Devices are safe for concurrent use by many goroutines.
+// Stride ≥ Cols, Data long enough, targets classes of the vocabulary or
+// -1 (ignored), options in range, and output slices of length Rows (or
+// nil: not wanted). The options and the shard of the vocabulary are one
+// [Problem]; its formulas are package cpu's (see its package comment),
+// which every device computes. Devices are safe for concurrent use by
+// many goroutines.
+//
+// The work on a row is split in two so that the vocabulary can be split
+// too: [Device.Partials] gives each row's [Partial] over the columns a
+// device holds (its max, sum of exponentials, target logit and argmax),
+// partials of disjoint column ranges merge ([Partial.Merge]), the merged
+// partial gives the loss ([Problem.Finish]) and [Device.Backward] the
+// gradient of the columns a device holds. [Device.CrossEntropy] does the
+// whole vocabulary in one pass: the fast path, and the same results.
+//
+// Optional operations are said by [Device.Caps]; a device without one
+// returns an error wrapping [ErrNotImplemented].
 package device
 
 import (
 	"context"
 	"errors"
+
+	"github.com/xentlab/xent/cpu"
 )
 
-// Matrix is a row-major float32 matrix: row i is Data[i*Stride : i*Stride+Cols].
+// DType is the element type of a matrix (cpu.DType): float32 for now.
+type DType = cpu.DType
+
+// F32 is float32.
+const F32 = cpu.F32
+
+// Problem is the options of a cross-entropy and the shard of the
+// vocabulary a matrix holds (cpu.Problem).
+type Problem = cpu.Problem
+
+// Partial is what one column range of a row gives (cpu.Partial).
+type Partial = cpu.Partial
+
+// Out receives per-row results of CrossEntropy (cpu.Out): loss, log-sum-exp
+// and argmax test; a nil slice is not written.
+type Out = cpu.Out
+
+// Matrix is a row-major matrix: row i is Data[i*Stride : i*Stride+Cols],
+// or, when Buf is set, the same rows held in a device's memory (Data is
+// then nil).
 type Matrix struct {
 	Data       []float32
 	Rows, Cols int
 	Stride     int
+	Type       DType
+	Buf        Buffer
 }
 
-// Options are the validated loss options; see package cpu for the formula.
-type Options struct {
-	Smoothing float32   // label smoothing ε in [0, 1]
-	ZLoss     float32   // z-loss λ ≥ 0
-	Softcap   float32   // soft cap c > 0, or 0 for none
-	Weights   []float32 // per-class weights (len Cols) or nil
-	WeightSum float64   // Σ Weights, or Cols when Weights is nil
+// Host returns the host matrix m is (Buf nil) for package cpu.
+func (m Matrix) Host() cpu.Matrix {
+	return cpu.Matrix{Data: m.Data, Rows: m.Rows, Cols: m.Cols, Stride: m.Stride, Type: m.Type}
 }
 
-// Rows receives per-row results; a nil slice is not computed or written.
-type Rows struct {
-	Loss    []float32 // loss of each row, 0 for ignored rows
-	LSE     []float32 // log-sum-exp of the (soft-capped) logits
-	Correct []bool    // argmax == target (false for ignored rows and NaN losses)
+// Columns returns the view of columns [lo, hi) of a host matrix.
+func (m Matrix) Columns(lo, hi int) Matrix { return m.view(m.Host().Columns(lo, hi)) }
+
+// RowRange returns the view of rows [lo, hi) of a host matrix.
+func (m Matrix) RowRange(lo, hi int) Matrix { return m.view(m.Host().RowRange(lo, hi)) }
+
+func (m Matrix) view(h cpu.Matrix) Matrix {
+	m.Data, m.Rows, m.Cols = h.Data, h.Rows, h.Cols
+	return m
 }
 
-// Grad asks for the gradient dL/dz.
+// Grad says where the gradient goes: row i at Data[i*Stride:] scaled by
+// Scale[i], the per-row upstream factor (ignored rows get a zero row
+// whatever their scale); Data may be the logits themselves (same slice,
+// same stride). With Buf set the gradient replaces the logits held in that
+// buffer, which must be the matrix's own.
 type Grad struct {
-	// Data receives row i at Data[i*Stride:]; it may be the logits
-	// themselves (same slice, same stride) for an in-place gradient.
 	Data   []float32
 	Stride int
-	// Scale is the per-row factor (upstream gradient, 1/denominator for a
-	// mean); ignored rows get a zero row whatever their scale.
-	Scale []float32
+	Scale  []float32
+	Buf    Buffer
+}
+
+// Host returns the host gradient g is for package cpu.
+func (g *Grad) Host() cpu.Grad { return cpu.Grad{Data: g.Data, Stride: g.Stride, Scale: g.Scale} }
+
+// RowRange returns the gradient of rows [lo, hi) of a host gradient.
+func (g *Grad) RowRange(lo, hi int) *Grad { return g.view(g.Host().RowRange(lo, hi)) }
+
+// Columns returns the gradient of columns [lo, ...) of a host gradient.
+func (g *Grad) Columns(lo int) *Grad { return g.view(g.Host().Columns(lo)) }
+
+func (g *Grad) view(h cpu.Grad) *Grad {
+	v := *g
+	v.Data, v.Scale = h.Data, h.Scale
+	return &v
 }
 
 // Info describes a device.
 type Info struct {
 	Name     string // device name ("AMD EPYC", "NVIDIA H100 80GB HBM3", ...)
-	Kind     string // "cpu", "gpu", "accelerator"
-	Backend  string // "cpu" or "opencl"
+	Kind     string // "cpu", "gpu", "accelerator", "group"
+	Backend  string // "cpu", "opencl" or "group"
 	Kernel   string // kernel variant that runs ("portable", "avx2", "opencl wg=256", ...)
 	Platform string // OpenCL platform and driver version, empty for the CPU
 	Spec     string // the spec that opens this device again ("cpu", "opencl:0:1")
 }
 
+// Caps says which optional operations a device has.
+type Caps struct {
+	// Resident: Upload, and matrices held in the device's memory.
+	Resident bool
+	// Types are the element types its matrices may have.
+	Types []DType
+}
+
 // Device computes log-sum-exp, cross-entropy and its gradient over rows.
 type Device interface {
 	Info() Info
-	// LogSumExp sets dst[i] = log Σ_j exp(x_ij) for every row.
+	Caps() Caps
+	// LogSumExp sets dst[i] = log Σ_j exp(x_ij) for every row (no options).
 	LogSumExp(ctx context.Context, dst []float32, x Matrix) error
-	// CrossEntropy computes the per-row results asked for in out and, when
-	// grad is not nil, the gradient; targets[i] is in [0, Cols) or -1.
-	CrossEntropy(ctx context.Context, x Matrix, targets []int32, opt *Options, out Rows, grad *Grad) error
+	// CrossEntropy writes the per-row results asked for in out and, when g
+	// is not nil, the gradient, of x against targets with p's options; x
+	// holds the whole vocabulary.
+	CrossEntropy(ctx context.Context, out Out, g *Grad, x Matrix, targets []int32, p *Problem) error
+	// Partials sets dst[i] to the partial of row i over x's columns, the
+	// classes [p.Col0, p.Col0+x.Cols) of the vocabulary; ignored rows'
+	// entries are left as they are.
+	Partials(ctx context.Context, dst []Partial, x Matrix, targets []int32, p *Problem) error
+	// Backward writes the gradient of x's columns into g given part[i],
+	// row i's partial merged over the whole vocabulary.
+	Backward(ctx context.Context, g Grad, x Matrix, targets []int32, part []Partial, p *Problem) error
+	// Upload copies x into a new Buffer of the device (dense: stride =
+	// cols), or returns ErrNotImplemented when Caps().Resident is false.
+	Upload(ctx context.Context, x Matrix) (Buffer, error)
 	// Close releases what the device holds; it is safe to call twice.
 	Close() error
 }
@@ -90,6 +165,10 @@ type Device interface {
 // ErrNotAvailable is returned (wrapped) when a device or back end asked for
 // is not present on this host; callers can fall back with errors.Is.
 var ErrNotAvailable = errors.New("device: not available")
+
+// ErrNotImplemented is returned (wrapped) by a device asked for an
+// operation it does not have (see Caps).
+var ErrNotImplemented = errors.New("device: not implemented")
 
 // ErrSpec is returned (wrapped) for a device spec that Open cannot parse:
 // an unknown name or a malformed argument ("opencl:x"), as opposed to a
@@ -102,26 +181,26 @@ var ErrClosed = errors.New("device: closed")
 // ErrReleased is returned by a Buffer used after Release.
 var ErrReleased = errors.New("device: buffer used after Release")
 
-// Resident is implemented by devices that can keep logits in their own
-// memory across calls (training loops that keep logits on a GPU).
-type Resident interface {
-	// Upload copies x into a new Buffer (dense: stride = cols).
-	Upload(ctx context.Context, x Matrix) (Buffer, error)
-}
+// ErrForeign is returned (wrapped) for a matrix held by another device
+// than the one asked to compute on it.
+var ErrForeign = errors.New("device: matrix held by another device")
 
-// Buffer is a logit matrix held by a device. Like Device, it computes and
-// does not validate: package batch checks targets and options.
+// Buffer is a dense logit matrix held by a device (from Upload). A Matrix
+// whose Buf is set refers to it; the device that made it computes on it.
 type Buffer interface {
 	Rows() int
 	Cols() int
-	// LogSumExp sets dst[i] to the log-sum-exp of row i.
-	LogSumExp(ctx context.Context, dst []float32) error
-	// CrossEntropy computes the per-row results in out and, when scale is
-	// not nil (one factor per row), replaces the logits with the gradient.
-	CrossEntropy(ctx context.Context, targets []int32, opt *Options, out Rows, scale []float32) error
-	// Download copies the buffer's contents into dst (Rows × Cols).
+	// Owner returns the device that holds the buffer.
+	Owner() Device
+	// Download copies the buffer's contents into dst (Rows × Cols, host).
 	Download(ctx context.Context, dst Matrix) error
 	// Release frees the buffer; it is safe to call twice. Every other
-	// method but Rows and Cols then returns ErrReleased.
+	// method but Rows, Cols and Owner then returns ErrReleased, and so do
+	// the computations on it.
 	Release() error
+}
+
+// Matrix returns the Matrix that refers to b.
+func BufferMatrix(b Buffer) Matrix {
+	return Matrix{Rows: b.Rows(), Cols: b.Cols(), Stride: b.Cols(), Buf: b}
 }

@@ -4,28 +4,56 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Group is a Device that splits the rows of each call across several
-// devices in proportion to their measured speed and runs them at once.
-// Rows are independent and every per-row output has its own place, so the
-// parts need no merging beyond their row ranges; reductions over rows stay
-// with the caller (batch.Stats merges exactly).
-type Group struct {
-	devs []Device
-	mu   sync.Mutex
-	rate []float64 // logits per second, measured; 0 until first seen
+// Split says how a Group divides a call among its devices, in proportion
+// to their measured speed.
+type Split int
+
+const (
+	// SplitRows gives each device a range of rows, all of the vocabulary.
+	// Rows are independent: the parts need no merging.
+	SplitRows Split = iota
+	// SplitColumns gives each device a range of the vocabulary's columns,
+	// every row: the devices' partials are merged in column order, the
+	// loss finished from them, and each device writes the gradient of its
+	// columns. This is how a classifier too large for one device is split.
+	SplitColumns
+)
+
+func (s Split) String() string {
+	if s == SplitColumns {
+		return "columns"
+	}
+	return "rows"
 }
 
-// NewGroup returns a Group over devs; it closes them when closed.
-func NewGroup(devs ...Device) (*Group, error) {
+// Group is a Device that splits each call across several devices (see
+// Split) and runs the parts at once. Reductions over rows stay with the
+// caller (batch.Stats merges exactly). It holds no resident buffers: Caps
+// says so and Upload returns ErrNotImplemented.
+type Group struct {
+	devs  []Device
+	split Split
+	mu    sync.Mutex
+	rate  []float64 // logits per second, measured; 0 until first seen
+}
+
+// NewGroup returns a Group over devs that splits calls by split; it closes
+// them when closed.
+func NewGroup(split Split, devs ...Device) (*Group, error) {
 	if len(devs) == 0 {
 		return nil, errors.New("device: empty group")
 	}
-	return &Group{devs: devs, rate: make([]float64, len(devs))}, nil
+	if split != SplitRows && split != SplitColumns {
+		return nil, fmt.Errorf("device: unknown split %d (want SplitRows or SplitColumns)", int(split))
+	}
+	return &Group{devs: devs, split: split, rate: make([]float64, len(devs))}, nil
 }
 
 // Info implements Device.
@@ -38,14 +66,31 @@ func (g *Group) Info() Info {
 		specs = append(specs, in.Spec)
 	}
 	return Info{Name: strings.Join(names, " + "), Kind: "group", Backend: "group",
-		Kernel: strings.Join(kernels, " + "), Spec: "all (" + strings.Join(specs, ", ") + ")"}
+		Kernel: strings.Join(kernels, " + ") + ", split by " + g.split.String(),
+		Spec:   "all (" + strings.Join(specs, ", ") + ")"}
+}
+
+// Caps implements Device: no resident buffers; the element types every
+// member takes.
+func (g *Group) Caps() Caps {
+	types := g.devs[0].Caps().Types
+	for _, d := range g.devs[1:] {
+		ts := d.Caps().Types
+		types = slices.DeleteFunc(slices.Clone(types), func(t DType) bool { return !slices.Contains(ts, t) })
+	}
+	return Caps{Types: types}
 }
 
 // Devices returns the members of the group.
 func (g *Group) Devices() []Device { return g.devs }
 
-// split returns the row boundaries of each device's part.
-func (g *Group) split(rows int) []int {
+// Upload implements Device: a group holds no buffers.
+func (g *Group) Upload(context.Context, Matrix) (Buffer, error) {
+	return nil, fmt.Errorf("device: a group (%s) holds no resident buffers: %w", g.Info().Spec, ErrNotImplemented)
+}
+
+// cuts returns the boundaries of each device's part of n rows or columns.
+func (g *Group) cuts(n int) []int {
 	g.mu.Lock()
 	r := append([]float64(nil), g.rate...)
 	g.mu.Unlock()
@@ -68,14 +113,16 @@ func (g *Group) split(rows int) []int {
 	acc := 0.0
 	for i, v := range r {
 		acc += v
-		cut[i+1] = int(float64(rows) * acc / total)
+		cut[i+1] = int(float64(n) * acc / total)
 	}
-	cut[len(r)] = rows
+	cut[len(r)] = n
 	return cut
 }
 
-func (g *Group) run(ctx context.Context, rows, cols int, f func(d Device, lo, hi int) error) error {
-	cut := g.split(rows)
+// run calls f on each device with its part [lo, hi) of n (rows or
+// columns, of a matrix of elems logits), at once, and updates the speeds.
+func (g *Group) run(n int, elems int, f func(k int, d Device, lo, hi int) error) error {
+	cut := g.cuts(n)
 	errs := make([]error, len(g.devs))
 	var wg sync.WaitGroup
 	for i, d := range g.devs {
@@ -85,11 +132,11 @@ func (g *Group) run(ctx context.Context, rows, cols int, f func(d Device, lo, hi
 		}
 		wg.Go(func() {
 			start := time.Now()
-			if errs[i] = f(d, lo, hi); errs[i] != nil {
+			if errs[i] = f(i, d, lo, hi); errs[i] != nil {
 				errs[i] = fmt.Errorf("%s: %w", d.Info().Spec, errs[i])
 				return
 			}
-			rate := float64((hi-lo)*cols) / max(time.Since(start).Seconds(), 1e-9)
+			rate := float64(elems) * float64(hi-lo) / float64(n) / max(time.Since(start).Seconds(), 1e-9)
 			g.mu.Lock()
 			if g.rate[i] == 0 {
 				g.rate[i] = rate
@@ -103,26 +150,157 @@ func (g *Group) run(ctx context.Context, rows, cols int, f func(d Device, lo, hi
 	return errors.Join(errs...)
 }
 
-func rowsOf(x Matrix, lo, hi int) Matrix {
-	return Matrix{Data: x.Data[lo*x.Stride:], Rows: hi - lo, Cols: x.Cols, Stride: x.Stride}
+// hostOnly returns the error for a matrix held in a device's memory.
+func hostOnly(x Matrix) error {
+	if x.Buf != nil {
+		return fmt.Errorf("device: a group computes on host matrices: %w", ErrForeign)
+	}
+	return nil
 }
 
 // LogSumExp implements Device.
 func (g *Group) LogSumExp(ctx context.Context, dst []float32, x Matrix) error {
-	return g.run(ctx, x.Rows, x.Cols, func(d Device, lo, hi int) error {
-		return d.LogSumExp(ctx, dst[lo:hi], rowsOf(x, lo, hi))
-	})
+	if err := hostOnly(x); err != nil {
+		return err
+	}
+	if g.split == SplitRows {
+		return g.run(x.Rows, x.Rows*x.Cols, func(_ int, d Device, lo, hi int) error {
+			return d.LogSumExp(ctx, dst[lo:hi], x.RowRange(lo, hi))
+		})
+	}
+	// By columns: the partials of the raw logits (no options, every row
+	// counted), merged, give the log-sum-exp.
+	part, err := g.partials(ctx, x, make([]int32, x.Rows), &Problem{})
+	if err != nil {
+		return err
+	}
+	for i := range dst {
+		dst[i] = float32(lseOf(part[i]))
+	}
+	return nil
+}
+
+// lseOf returns the log-sum-exp of a merged partial, NaN for an empty or
+// NaN sum.
+func lseOf(p Partial) float64 {
+	if !(p.Sum > 0) {
+		return math.NaN()
+	}
+	return float64(p.Max) + math.Log(p.Sum)
 }
 
 // CrossEntropy implements Device.
-func (g *Group) CrossEntropy(ctx context.Context, x Matrix, targets []int32, opt *Options, out Rows, grad *Grad) error {
-	return g.run(ctx, x.Rows, x.Cols, func(d Device, lo, hi int) error {
-		o := Rows{Loss: sub(out.Loss, lo, hi), LSE: sub(out.LSE, lo, hi), Correct: sub(out.Correct, lo, hi)}
-		var gr *Grad
-		if grad != nil {
-			gr = &Grad{Data: grad.Data[lo*grad.Stride:], Stride: grad.Stride, Scale: grad.Scale[lo:hi]}
+func (g *Group) CrossEntropy(ctx context.Context, out Out, gr *Grad, x Matrix, targets []int32, p *Problem) error {
+	if err := hostOnly(x); err != nil {
+		return err
+	}
+	if g.split == SplitRows {
+		return g.run(x.Rows, x.Rows*x.Cols, func(_ int, d Device, lo, hi int) error {
+			o := Out{Loss: sub(out.Loss, lo, hi), LSE: sub(out.LSE, lo, hi), Correct: sub(out.Correct, lo, hi)}
+			var r *Grad
+			if gr != nil {
+				r = gr.RowRange(lo, hi)
+			}
+			return d.CrossEntropy(ctx, o, r, x.RowRange(lo, hi), targets[lo:hi], p)
+		})
+	}
+	part, err := g.partials(ctx, x, targets, p)
+	if err != nil {
+		return err
+	}
+	C := p.Classes(x.Cols)
+	for i, t := range targets {
+		var loss, lse float64
+		correct := false
+		if t >= 0 {
+			loss, lse, correct = p.Finish(&part[i], int(t), C)
 		}
-		return d.CrossEntropy(ctx, rowsOf(x, lo, hi), targets[lo:hi], opt, o, gr)
+		setOut(out, i, loss, lse, correct)
+	}
+	if gr == nil {
+		return nil
+	}
+	return g.Backward(ctx, *gr, x, targets, part, p)
+}
+
+func setOut(o Out, i int, loss, lse float64, correct bool) {
+	if o.Loss != nil {
+		o.Loss[i] = float32(loss)
+	}
+	if o.LSE != nil {
+		o.LSE[i] = float32(lse)
+	}
+	if o.Correct != nil {
+		o.Correct[i] = correct
+	}
+}
+
+// partials returns the partials of every row of x merged over the
+// devices' column ranges (in column order, so that the result does not
+// depend on the timing).
+func (g *Group) partials(ctx context.Context, x Matrix, targets []int32, p *Problem) ([]Partial, error) {
+	parts := make([][]Partial, len(g.devs)) // one per device, merged in order
+	err := g.run(x.Cols, x.Rows*x.Cols, func(k int, d Device, lo, hi int) error {
+		parts[k] = make([]Partial, x.Rows)
+		return d.Partials(ctx, parts[k], x.Columns(lo, hi), targets, shard(p, x.Cols, lo))
+	})
+	if err != nil {
+		return nil, err
+	}
+	merged := make([]Partial, x.Rows)
+	for i := range merged {
+		merged[i] = Partial{Max: float32(math.Inf(-1)), Arg: -1}
+		for _, ps := range parts {
+			if ps != nil {
+				merged[i].Merge(ps[i])
+			}
+		}
+	}
+	return merged, nil
+}
+
+// shard returns p for the columns of x (cols wide) from lo on.
+func shard(p *Problem, cols, lo int) *Problem {
+	q := *p
+	q.Vocab = p.Classes(cols)
+	q.Col0 = p.Col0 + lo
+	return &q
+}
+
+// Partials implements Device.
+func (g *Group) Partials(ctx context.Context, dst []Partial, x Matrix, targets []int32, p *Problem) error {
+	if err := hostOnly(x); err != nil {
+		return err
+	}
+	if g.split == SplitRows {
+		return g.run(x.Rows, x.Rows*x.Cols, func(_ int, d Device, lo, hi int) error {
+			return d.Partials(ctx, dst[lo:hi], x.RowRange(lo, hi), targets[lo:hi], p)
+		})
+	}
+	part, err := g.partials(ctx, x, targets, p)
+	if err != nil {
+		return err
+	}
+	for i, t := range targets {
+		if t >= 0 {
+			dst[i] = part[i]
+		}
+	}
+	return nil
+}
+
+// Backward implements Device.
+func (g *Group) Backward(ctx context.Context, gr Grad, x Matrix, targets []int32, part []Partial, p *Problem) error {
+	if err := errors.Join(hostOnly(x), hostOnly(Matrix{Buf: gr.Buf})); err != nil {
+		return err
+	}
+	if g.split == SplitRows {
+		return g.run(x.Rows, x.Rows*x.Cols, func(_ int, d Device, lo, hi int) error {
+			return d.Backward(ctx, *gr.RowRange(lo, hi), x.RowRange(lo, hi), targets[lo:hi], part[lo:hi], p)
+		})
+	}
+	return g.run(x.Cols, x.Rows*x.Cols, func(_ int, d Device, lo, hi int) error {
+		return d.Backward(ctx, *gr.Columns(lo), x.Columns(lo, hi), targets, part, shard(p, x.Cols, lo))
 	})
 }
 

@@ -126,7 +126,7 @@ func Open(spec string) (Device, error) {
 		if len(accs) == 0 {
 			return c, nil
 		}
-		return NewGroup(append(accs, c)...)
+		return NewGroup(SplitRows, append(accs, c)...)
 	}
 	b, ok := backend(name)
 	if !ok {

@@ -45,7 +45,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i := range rows {
 		t := ex.Targets[i]
 		p := math.Exp(float64(x[i*cols+int(t)]) - float64(lse[i]))
-		fmt.Fprintf(stdout, "%3d  %4d  %7.3f   %6.3f\n", i, t, p, r.Rows[i])
+		fmt.Fprintf(stdout, "%3d  %4d  %7.3f   %6.3f\n", i, t, p, r.Losses[i])
 	}
 	fmt.Fprintf(stdout, "\nmean loss  %.3f nats over %d tokens\nperplexity %.2f\naccuracy   %.2f (argmax = true token)\ndevice     %s (%s)\n",
 		r.Loss, r.Counted, r.Perplexity(), r.Accuracy(), d.Info().Name, d.Info().Kernel)

@@ -129,7 +129,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		st.Merge(r.Stats)
-		perRow = append(perRow, r.Rows...)
+		perRow = append(perRow, r.Losses...)
 		bar.add(int64(hi - lo))
 	}
 	bar.finish()

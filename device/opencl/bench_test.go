@@ -33,7 +33,7 @@ func BenchmarkOpenCL(b *testing.B) {
 						if op == "lse" {
 							err = l.LogSumExp(ctx, lse, m)
 						} else {
-							_, err = l.ForwardBackward(ctx, m, tg, m, nil)
+							_, err = l.ForwardBackward(ctx, m, m, tg, batch.One)
 						}
 						if err != nil {
 							b.Fatal(err)
@@ -51,9 +51,9 @@ func BenchmarkOpenCL(b *testing.B) {
 				var total float64
 				for b.Loop() {
 					if op == "lse" {
-						err = l.LogSumExpDevice(ctx, lse, dm)
+						err = l.LogSumExp(ctx, lse, dm.Matrix())
 					} else {
-						_, err = l.ForwardBackwardDevice(ctx, dm, tg, nil)
+						_, err = l.ForwardBackward(ctx, dm.Matrix(), dm.Matrix(), tg, batch.One)
 					}
 					if err != nil {
 						b.Fatal(err)

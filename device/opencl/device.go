@@ -144,26 +144,56 @@ func (b *buffers) release() error {
 	return errors.Join(errs...)
 }
 
-// call is one host-slice computation.
+// op is a kernel of xent.cl.
+type op int
+
+const (
+	opLSE      op = iota // xent_lse
+	opCE                 // xent_ce: forward, or fused with the gradient
+	opPartials           // xent_partial
+	opBackward           // xent_backward
+)
+
+// call is one computation: the op, its matrix (host rows, or one of the
+// device's buffers) and the per-row inputs and outputs its op takes.
 type call struct {
+	op      op
 	x       device.Matrix
 	targets []int32
-	opt     *device.Options
-	out     device.Rows
-	grad    *device.Grad
-	lseOnly []float32 // LogSumExp: the destination
+	p       *device.Problem
+	out     device.Out       // opCE
+	grad    *device.Grad     // opCE (fused, when set) and opBackward
+	lse     []float32        // opLSE
+	part    []device.Partial // opPartials (written), opBackward (read)
 }
 
 // LogSumExp implements device.Device.
 func (d *Device) LogSumExp(ctx context.Context, dst []float32, x device.Matrix) error {
-	return d.run(ctx, &call{x: x, lseOnly: dst})
+	return d.run(ctx, &call{op: opLSE, x: x, lse: dst, p: &device.Problem{}})
 }
 
 // CrossEntropy implements device.Device.
-func (d *Device) CrossEntropy(ctx context.Context, x device.Matrix, targets []int32, opt *device.Options, out device.Rows, grad *device.Grad) error {
-	return d.run(ctx, &call{x: x, targets: targets, opt: opt, out: out, grad: grad})
+func (d *Device) CrossEntropy(ctx context.Context, out device.Out, g *device.Grad, x device.Matrix, targets []int32, p *device.Problem) error {
+	return d.run(ctx, &call{op: opCE, x: x, targets: targets, p: p, out: out, grad: g})
 }
 
+// Partials implements device.Device.
+func (d *Device) Partials(ctx context.Context, dst []device.Partial, x device.Matrix, targets []int32, p *device.Problem) error {
+	return d.run(ctx, &call{op: opPartials, x: x, targets: targets, p: p, part: dst})
+}
+
+// Backward implements device.Device.
+func (d *Device) Backward(ctx context.Context, g device.Grad, x device.Matrix, targets []int32, part []device.Partial, p *device.Problem) error {
+	return d.run(ctx, &call{op: opBackward, x: x, targets: targets, p: p, grad: &g, part: part})
+}
+
+// Caps implements device.Device: resident buffers, float32.
+func (d *Device) Caps() device.Caps {
+	return device.Caps{Resident: true, Types: []device.DType{device.F32}}
+}
+
+// The flags of prob_t (xent.cl's F_*): optional features, uniform across a
+// call, so that one program serves every option.
 const (
 	fSmooth  = 1
 	fWeights = 2
@@ -171,52 +201,105 @@ const (
 	fZLoss   = 8
 )
 
-// rowBufs are the device buffers of the per-row inputs and outputs.
+// probArg is xent.cl's prob_t, field for field (TestProbLayout checks the
+// layout against the compiler's): the call's one descriptor, passed to
+// every kernel by value.
+type probArg struct {
+	BaseOff, Stride, RowBase              uint64
+	Cols, Prow0, Flags, Grad, Col0, Vocab int32
+	Eps, ZL, Cap, W                       float32
+}
+
+// probOf returns the descriptor of c, for rows from the chunk's start
+// (launch sets the offsets).
+func probOf(c *call) probArg {
+	p := c.p
+	a := probArg{Cols: int32(c.x.Cols), Col0: int32(p.Col0), Vocab: int32(p.Classes(c.x.Cols)),
+		Eps: p.Smoothing, ZL: p.ZLoss, Cap: p.Softcap, W: float32(p.WeightSum)}
+	if p.Smoothing > 0 {
+		a.Flags |= fSmooth
+	}
+	if p.Weights != nil {
+		a.Flags |= fWeights
+	}
+	if p.Softcap > 0 {
+		a.Flags |= fSoftcap
+	}
+	if p.ZLoss > 0 {
+		a.Flags |= fZLoss
+	}
+	if c.op == opCE && c.grad != nil {
+		a.Grad = 1
+	}
+	return a
+}
+
+// rowBufs are the device buffers of a call's per-row inputs and outputs,
+// in the order its kernel takes them after the logits and the descriptor.
 type rowBufs struct {
-	lse, tg, wts, scale, loss, corr cl.Mem
-	flags, grad                     int32
-	eps, zl, cap, W                 float32
+	args []any
+	outs []cl.Mem // the outputs (see finishRows), in args' order
 }
 
 // setup creates the per-row buffers of c and enqueues their uploads.
 func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
-	rows, cols := c.x.Rows, c.x.Cols
+	rows := c.x.Rows
 	var err error
 	mk := func(bytes int) cl.Mem {
 		m, e := b.mem(d.p.ctx, bytes)
 		err = errors.Join(err, e)
 		return m
 	}
-	r := &rowBufs{lse: mk(4 * rows)}
-	if c.lseOnly != nil {
+	f32 := func() cl.Mem { return mk(4 * rows) }
+	up := func(m cl.Mem, v []float32) {
+		if err == nil && v != nil {
+			_, e := b.ev(cl.Write(d.copyQ, m, false, 0, v, nil))
+			err = errors.Join(err, e)
+		}
+	}
+	r := &rowBufs{}
+	if c.op == opLSE {
+		r.outs = []cl.Mem{f32()}
+		r.args = []any{r.outs[0]}
 		return r, err
 	}
-	o := c.opt
-	r.eps, r.zl, r.cap, r.W = o.Smoothing, o.ZLoss, o.Softcap, float32(o.WeightSum)
-	if o.Smoothing > 0 {
-		r.flags |= fSmooth
+	vocab := c.p.Classes(c.x.Cols)
+	tg, wts := mk(4*rows), mk(4*max(vocab, 1))
+	if err == nil {
+		_, err = b.ev(cl.Write(d.copyQ, tg, false, 0, c.targets, nil))
 	}
-	if o.Weights != nil {
-		r.flags |= fWeights
-	}
-	if o.Softcap > 0 {
-		r.flags |= fSoftcap
-	}
-	if o.ZLoss > 0 {
-		r.flags |= fZLoss
-	}
-	if c.grad != nil {
-		r.grad = 1
-	}
-	r.tg, r.wts, r.scale, r.loss, r.corr = mk(4*rows), mk(4*max(cols, 1)), mk(4*rows), mk(4*rows), mk(rows)
-	if err != nil {
-		return nil, err
-	}
-	if _, err = b.ev(cl.Write(d.copyQ, r.tg, false, 0, c.targets, nil)); err == nil && o.Weights != nil {
-		_, err = b.ev(cl.Write(d.copyQ, r.wts, false, 0, o.Weights, nil))
-	}
-	if err == nil && c.grad != nil {
-		_, err = b.ev(cl.Write(d.copyQ, r.scale, false, 0, c.grad.Scale, nil))
+	up(wts, c.p.Weights)
+	r.args = []any{tg, wts}
+	switch c.op {
+	case opCE:
+		scale := f32()
+		if c.grad != nil {
+			up(scale, c.grad.Scale)
+		}
+		r.outs = []cl.Mem{f32(), f32(), mk(rows)} // loss, lse, correct
+		r.args = append(r.args, scale, r.outs[0], r.outs[1], r.outs[2])
+	case opPartials:
+		r.outs = []cl.Mem{f32(), f32(), f32(), f32(), mk(4 * rows), f32(), mk(rows)}
+		for _, m := range r.outs {
+			r.args = append(r.args, m)
+		}
+	case opBackward:
+		gm, gs, glsm, gzt := make([]float32, rows), make([]float32, rows), make([]float32, rows), make([]float32, rows)
+		for i, pt := range c.part {
+			gm[i], gs[i], gzt[i] = pt.Max, float32(pt.Sum), pt.ZT
+			glsm[i] = float32(math.NaN())
+			if pt.Sum > 0 {
+				glsm[i] = float32(math.Log(pt.Sum))
+			}
+		}
+		ins := []cl.Mem{f32(), f32(), f32(), f32(), f32()}
+		up(ins[0], c.grad.Scale)
+		for k, v := range [][]float32{gm, gs, glsm, gzt} {
+			up(ins[k+1], v)
+		}
+		for _, m := range ins {
+			r.args = append(r.args, m)
+		}
 	}
 	if err == nil {
 		err = d.copyQ.Finish() // small: the kernels may use them at once
@@ -227,23 +310,18 @@ func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
 // launch enqueues the kernel of c over rows [lo, lo+n) held in xmem from
 // its start (the logits' element offset of row lo is 0 there).
 func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int, wait []cl.Event) (cl.Event, error) {
-	stride := uint64(c.x.Stride)
-	base := d.rowBase + uint64(lo)
+	a := probOf(c)
+	a.Stride = uint64(c.x.Stride)
+	a.RowBase = d.rowBase + uint64(lo)
+	a.BaseOff = a.RowBase * a.Stride
+	a.Prow0 = int32(lo)
 	// The kernels are shared by every Device on this OpenCL device, and
 	// clSetKernelArg is not safe concurrently: arguments and enqueue go
 	// together under the program's lock (the enqueue captures them).
 	d.p.kernelMu.Lock()
 	defer d.p.kernelMu.Unlock()
-	var err error
-	kern := d.p.ce
-	if c.lseOnly != nil {
-		kern = d.p.lse
-		err = kern.SetArgs(xmem, base*stride, stride, base, int32(c.x.Cols), int32(lo), r.lse)
-	} else {
-		err = kern.SetArgs(xmem, base*stride, stride, base, int32(c.x.Cols), int32(lo),
-			r.tg, r.wts, r.scale, r.loss, r.lse, r.corr, r.flags, r.grad, r.eps, r.zl, r.cap, r.W)
-	}
-	if err != nil {
+	kern := d.p.kernels[c.op]
+	if err := kern.SetArgs(append([]any{xmem, cl.ValueOf(&a)}, r.args...)...); err != nil {
 		return 0, err
 	}
 	ev, err := b.ev(d.q.NDRange(kern, n, d.p.wg, wait))
@@ -257,23 +335,52 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 // finishRows reads the per-row outputs of c after last and waits for them.
 func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) error {
 	wait := []cl.Event{last}
+	rows := c.x.Rows
 	var err error
-	if c.lseOnly != nil {
-		_, err = b.ev(cl.Read(d.copyQ, r.lse, false, 0, c.lseOnly, wait))
-	} else {
-		out := c.out
-		if out.Loss != nil {
-			_, err = b.ev(cl.Read(d.copyQ, r.loss, false, 0, out.Loss, wait))
+	read := func(m cl.Mem, dst any) {
+		if err != nil {
+			return
 		}
-		if err == nil && out.LSE != nil {
-			_, err = b.ev(cl.Read(d.copyQ, r.lse, false, 0, out.LSE, wait))
+		switch v := dst.(type) {
+		case []float32:
+			if v != nil {
+				_, err = b.ev(cl.Read(d.copyQ, m, false, 0, v, wait))
+			}
+		case []int32:
+			_, err = b.ev(cl.Read(d.copyQ, m, false, 0, v, wait))
+		case []byte:
+			if v != nil {
+				_, err = b.ev(cl.Read(d.copyQ, m, false, 0, v, wait))
+			}
 		}
-		if err == nil && out.Correct != nil {
-			_, err = b.ev(cl.Read(d.copyQ, r.corr, false, 0, boolBytes(out.Correct), wait))
+	}
+	var pm, ps, pd, pw, pzt []float32
+	var parg []int32
+	var phas []byte
+	switch c.op {
+	case opLSE:
+		read(r.outs[0], c.lse)
+	case opCE:
+		read(r.outs[0], c.out.Loss)
+		read(r.outs[1], c.out.LSE)
+		read(r.outs[2], boolBytes(c.out.Correct))
+	case opPartials:
+		pm, ps, pd, pw, pzt = make([]float32, rows), make([]float32, rows), make([]float32, rows), make([]float32, rows), make([]float32, rows)
+		parg, phas = make([]int32, rows), make([]byte, rows)
+		for k, v := range []any{pm, ps, pd, pw, parg, pzt, phas} {
+			read(r.outs[k], v)
 		}
 	}
 	if err == nil {
 		err = d.copyQ.Finish()
+	}
+	if err == nil && c.op == opPartials {
+		for i, t := range c.targets {
+			if t >= 0 {
+				c.part[i] = device.Partial{Max: pm[i], Sum: float64(ps[i]), Dot: float64(pd[i]), WSum: float64(pw[i]),
+					Arg: int(parg[i]), ZT: pzt[i], HasT: phas[i] != 0}
+			}
+		}
 	}
 	return err
 }
@@ -292,19 +399,15 @@ func (d *Device) begin(ctx context.Context) error {
 	return nil
 }
 
+// run computes c: on one of the device's buffers in one launch, or on
+// host rows in chunks (see chunkRows), double-buffered.
 func (d *Device) run(ctx context.Context, c *call) (err error) {
 	if err := d.begin(ctx); err != nil {
 		return err
 	}
 	defer d.mu.Unlock()
-	x := c.x
-	rows, cols, stride := x.Rows, x.Cols, x.Stride
-	if rows == 0 {
+	if c.x.Rows == 0 {
 		return nil
-	}
-	step, err := d.chunkRows(rows, cols, stride)
-	if err != nil {
-		return err
 	}
 	var b buffers
 	defer func() {
@@ -312,6 +415,18 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			err = d.wrap(rerr)
 		}
 	}()
+	if c.x.Buf != nil {
+		return d.runResident(&b, c)
+	}
+	if c.grad != nil && c.grad.Buf != nil {
+		return fmt.Errorf("opencl: %w: a gradient held by a device goes in place over the logits of the same buffer", device.ErrNotImplemented)
+	}
+	x := c.x
+	rows, cols, stride := x.Rows, x.Cols, x.Stride
+	step, err := d.chunkRows(rows, cols, stride)
+	if err != nil {
+		return err
+	}
 	span := func(n int) int { return (n-1)*stride + cols }
 	var xb [2]cl.Mem
 	for i := range xb {
@@ -374,29 +489,56 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	if err := d.finishRows(&b, r, c, evK[nchunks-1]); err != nil {
 		return d.wrap(err)
 	}
-	d.q.Finish()
+	return d.finish(&b)
+}
+
+// runResident computes c on one of the device's buffers, in one launch;
+// a gradient replaces the logits in the buffer.
+func (d *Device) runResident(b *buffers, c *call) error {
+	buf, ok := c.x.Buf.(*Buffer)
+	if !ok || buf.d != d {
+		return fmt.Errorf("opencl: %s: %w (of %s)", d.h.name, device.ErrForeign, c.x.Buf.Owner().Info().Spec)
+	}
+	if buf.mem == 0 {
+		return fmt.Errorf("opencl: %w", device.ErrReleased)
+	}
+	if c.grad != nil && c.grad.Buf != c.x.Buf {
+		return fmt.Errorf("opencl: %w: the gradient of a matrix held by the device replaces it in its buffer (pass the same matrix as the gradient)", device.ErrNotImplemented)
+	}
+	r, err := d.setup(b, c)
+	if err != nil {
+		return d.wrap(err)
+	}
+	ev, err := d.launch(b, r, c, buf.mem, 0, c.x.Rows, nil)
+	if err == nil {
+		err = d.finishRows(b, r, c, ev)
+	}
+	if err != nil {
+		return d.wrap(err)
+	}
+	return d.finish(b)
+}
+
+// finish waits for the kernels of b and keeps their time.
+func (d *Device) finish(b *buffers) error {
+	if err := d.q.Finish(); err != nil {
+		return d.wrap(err)
+	}
 	d.lastKernel = b.kernelTime()
 	return nil
 }
 
 // readGrad reads chunk rows [lo, lo+n) of the gradient, computed in place
-// in buf, into grad after ev.
+// in buf (row i at element i·stride), into g after ev: the rows' cols
+// columns only, in one transfer whatever the strides (what lies between
+// the rows in g may be another shard's columns).
 func (d *Device) readGrad(b *buffers, buf cl.Mem, g *device.Grad, lo, n, cols, stride int, ev cl.Event) error {
-	wait := []cl.Event{ev}
-	if g.Stride == stride { // one read of the whole span
-		_, err := b.ev(cl.Read(d.copyQ, buf, false, 0, g.Data[lo*stride:lo*stride+(n-1)*stride+cols], wait))
-		if err == nil {
-			err = d.copyQ.Flush()
-		}
-		return err
+	r := cl.Rect{Pitch: 4 * stride, HostPitch: 4 * g.Stride, RowBytes: 4 * cols, Rows: n}
+	_, err := b.ev(cl.ReadRect(d.copyQ, buf, false, r, g.Data[lo*g.Stride:lo*g.Stride+(n-1)*g.Stride+cols], []cl.Event{ev}))
+	if err == nil {
+		err = d.copyQ.Flush()
 	}
-	for i := range n {
-		r := lo + i
-		if _, err := b.ev(cl.Read(d.copyQ, buf, false, 4*i*stride, g.Data[r*g.Stride:r*g.Stride+cols], wait)); err != nil {
-			return err
-		}
-	}
-	return d.copyQ.Flush()
+	return err
 }
 
 // wrap names the device in an error.

@@ -252,7 +252,7 @@ type program struct {
 	refs     int
 	ctx      cl.Context
 	prog     cl.Program
-	lse, ce  cl.Kernel
+	kernels  [4]cl.Kernel // by op
 	copyK    cl.Kernel
 	key      string
 	wg       int
@@ -318,7 +318,8 @@ func build(h handle, tn tuning, key string) (*program, bool, error) {
 	for _, k := range []struct {
 		k    *cl.Kernel
 		name string
-	}{{&p.lse, "xent_lse"}, {&p.ce, "xent_ce"}, {&p.copyK, "xent_copy"}} {
+	}{{&p.kernels[opLSE], "xent_lse"}, {&p.kernels[opCE], "xent_ce"}, {&p.kernels[opPartials], "xent_partial"},
+		{&p.kernels[opBackward], "xent_backward"}, {&p.copyK, "xent_copy"}} {
 		if *k.k, err = cl.CreateKernel(p.prog, k.name); err != nil {
 			p.release()
 			return nil, false, err
@@ -334,7 +335,7 @@ func build(h handle, tn tuning, key string) (*program, bool, error) {
 }
 
 func (p *program) release() {
-	for _, k := range []cl.Kernel{p.lse, p.ce, p.copyK} {
+	for _, k := range append(p.kernels[:], p.copyK) {
 		if k != 0 {
 			k.Release()
 		}

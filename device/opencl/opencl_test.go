@@ -83,9 +83,9 @@ func TestVersusCPU(t *testing.T) {
 		l, err := batch.New(dev, batch.Reduce(batch.None), batch.LabelSmoothing(0.05))
 		require.NoError(t, err)
 		g := make([]float32, len(x))
-		r, err := l.ForwardBackward(context.Background(), batch.NewMatrix(x, rows, cols), tg, batch.NewMatrix(g, rows, cols), nil)
+		r, err := l.ForwardBackward(context.Background(), batch.NewMatrix(g, rows, cols), batch.NewMatrix(x, rows, cols), tg, batch.One)
 		require.NoError(t, err)
-		return r.Rows, g
+		return r.Losses, g
 	}
 	ref := spec.Reference(x, rows, cols, cols, tg, spec.Opts{Ignore: spec.DefaultIgnore, Smoothing: 0.05})
 	lc, gc := res(device.NewCPU(cpu.Portable))
@@ -108,7 +108,7 @@ func TestLiveObjects(t *testing.T) {
 	l, err := batch.New(d)
 	require.NoError(t, err)
 	x := make([]float32, 5*33)
-	_, err = l.ForwardBackward(context.Background(), batch.NewMatrix(x, 5, 33), []int32{1, 2, 3, 4, 5}, batch.NewMatrix(x, 5, 33), nil)
+	_, err = l.ForwardBackward(context.Background(), batch.NewMatrix(x, 5, 33), batch.NewMatrix(x, 5, 33), []int32{1, 2, 3, 4, 5}, batch.One)
 	require.NoError(t, err)
 	require.NoError(t, d.Close())
 	require.NoError(t, d.Close(), "Close twice is fine")
@@ -143,7 +143,7 @@ func TestResidentOpenCL(t *testing.T) {
 	require.NoError(t, err)
 	l, err := batch.New(d)
 	require.NoError(t, err)
-	_, err = l.ForwardDevice(context.Background(), dm, []int32{0, 1})
+	_, err = l.Forward(context.Background(), dm.Matrix(), []int32{0, 1})
 	require.ErrorIs(t, err, batch.ErrOption, "a matrix of another device")
 }
 
@@ -173,7 +173,7 @@ func TestNoGrowthOpenCL(t *testing.T) {
 // TestGroupOpenCL: "all"-style group of the OpenCL device and the CPU
 // passes the shared table (rows split by measured speed).
 func TestGroupOpenCL(t *testing.T) {
-	g, err := device.NewGroup(openTest(t), device.NewCPU(cpu.Portable))
+	g, err := device.NewGroup(device.SplitRows, openTest(t), device.NewCPU(cpu.Portable))
 	require.NoError(t, err)
 	spec.Run(t, g, 1e-5)
 }
@@ -200,6 +200,18 @@ func (c *cancelAfter) Err() error {
 	return nil
 }
 
+// TestShardsOpenCL: vocabulary shards on the OpenCL device (its partial
+// and backward kernels) give the unsplit loss and gradient.
+func TestShardsOpenCL(t *testing.T) { spec.RunShards(t, openTest(t), 1e-5) }
+
+// TestGroupColumnsOpenCL: the OpenCL device and the CPU splitting the
+// vocabulary (partials merged across back ends) pass the shared table.
+func TestGroupColumnsOpenCL(t *testing.T) {
+	g, err := device.NewGroup(device.SplitColumns, openTest(t), device.NewCPU(cpu.Portable))
+	require.NoError(t, err)
+	spec.Run(t, g, 1e-5)
+}
+
 // TestCancelOpenCL: a cancelled context stops a chunked evaluation between
 // chunks and returns its error: before the first chunk nothing is written;
 // after a few chunks the rows of those chunks hold gradients and the last
@@ -219,12 +231,12 @@ func TestCancelOpenCL(t *testing.T) {
 	m := batch.NewMatrix(x, rows, cols)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = l.ForwardBackward(ctx, m, tg, m, nil)
+	_, err = l.ForwardBackward(ctx, m, m, tg, batch.One)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, x0, x, "cancelled before the first chunk: nothing written")
 	for _, cerr := range []error{context.Canceled, context.DeadlineExceeded} {
 		copy(x, x0)
-		_, err = l.ForwardBackward(newCancelAfter(4, cerr), m, tg, m, nil)
+		_, err = l.ForwardBackward(newCancelAfter(4, cerr), m, m, tg, batch.One)
 		require.ErrorIs(t, err, cerr)
 		require.NotEqual(t, x0[:cols], x[:cols], "the first chunk ran before the cancellation")
 		last := (rows - 16) * cols

@@ -10,8 +10,9 @@ import (
 )
 
 // Buffer is a dense logit matrix kept in device memory (device.Buffer):
-// upload once, run forward and backward many times (the gradient replaces
-// the logits in place on the device), download only what is needed.
+// upload once, run forward and backward many times on the Matrix that
+// refers to it (the gradient replaces the logits in place on the device),
+// download only what is needed.
 type Buffer struct {
 	d          *Device
 	mem        cl.Mem
@@ -19,32 +20,30 @@ type Buffer struct {
 	once       sync.Once
 }
 
-var _ device.Resident = (*Device)(nil)
-
-// Upload implements device.Resident: it copies x into a new device buffer,
+// Upload implements device.Device: it copies x into a new device buffer,
 // dense (stride = cols). The matrix must fit in one allocation
-// (CL_DEVICE_MAX_MEM_ALLOC_SIZE); larger ones go through the chunked
-// host-slice API.
+// (CL_DEVICE_MAX_MEM_ALLOC_SIZE); larger ones go through host rows, which
+// are chunked.
 func (d *Device) Upload(ctx context.Context, x device.Matrix) (device.Buffer, error) {
+	if x.Buf != nil {
+		return nil, fmt.Errorf("opencl: %w: Upload takes host rows", device.ErrNotImplemented)
+	}
 	if err := d.begin(ctx); err != nil {
 		return nil, err
 	}
 	defer d.mu.Unlock()
-	bytes := int64(x.Rows) * int64(x.Cols) * 4
+	bytes := int64(x.Rows) * int64(x.Cols) * int64(x.Type.Size())
 	if bytes > d.maxAlloc {
-		return nil, fmt.Errorf("%w: %d × %d floats need %d bytes, one buffer may hold %d; use the host-slice API, which chunks", ErrTooLarge, x.Rows, x.Cols, bytes, d.maxAlloc)
+		return nil, fmt.Errorf("%w: %d × %d floats need %d bytes, one buffer may hold %d; use host rows, which are chunked", ErrTooLarge, x.Rows, x.Cols, bytes, d.maxAlloc)
 	}
 	m, err := cl.CreateBuffer(d.p.ctx, cl.MemReadWrite, int(max(bytes, 4)))
 	if err != nil {
 		return nil, d.wrap(err)
 	}
 	buf := &Buffer{d: d, mem: m, rows: x.Rows, cols: x.Cols}
-	if x.Stride == x.Cols {
-		_, err = cl.Write(d.copyQ, m, true, 0, x.Data[:x.Rows*x.Cols], nil)
-	} else {
-		for i := 0; i < x.Rows && err == nil; i++ {
-			_, err = cl.Write(d.copyQ, m, true, 4*i*x.Cols, x.Data[i*x.Stride:i*x.Stride+x.Cols], nil)
-		}
+	if x.Rows > 0 {
+		r := cl.Rect{Pitch: 4 * x.Cols, HostPitch: 4 * x.Stride, RowBytes: 4 * x.Cols, Rows: x.Rows}
+		_, err = cl.WriteRect(d.copyQ, m, true, r, x.Data[:(x.Rows-1)*x.Stride+x.Cols], nil)
 	}
 	if err != nil {
 		m.Release()
@@ -59,61 +58,11 @@ func (b *Buffer) Rows() int { return b.rows }
 // Cols implements device.Buffer.
 func (b *Buffer) Cols() int { return b.cols }
 
-func (b *Buffer) run(ctx context.Context, c *call) (err error) {
-	d := b.d
-	if err := d.begin(ctx); err != nil {
-		return err
-	}
-	defer d.mu.Unlock()
-	if b.mem == 0 {
-		return fmt.Errorf("opencl: %w", device.ErrReleased)
-	}
-	if b.rows == 0 {
-		return nil
-	}
-	var bs buffers
-	defer func() {
-		if rerr := bs.release(); err == nil && rerr != nil {
-			err = d.wrap(rerr)
-		}
-	}()
-	r, err := d.setup(&bs, c)
-	if err != nil {
-		return d.wrap(err)
-	}
-	ev, err := d.launch(&bs, r, c, b.mem, 0, b.rows, nil)
-	if err == nil {
-		err = d.finishRows(&bs, r, c, ev)
-	}
-	if err != nil {
-		return d.wrap(err)
-	}
-	d.q.Finish()
-	d.lastKernel = bs.kernelTime()
-	return nil
-}
-
-func (b *Buffer) matrix() device.Matrix {
-	return device.Matrix{Rows: b.rows, Cols: b.cols, Stride: b.cols}
-}
-
-// LogSumExp implements device.Buffer.
-func (b *Buffer) LogSumExp(ctx context.Context, dst []float32) error {
-	return b.run(ctx, &call{x: b.matrix(), lseOnly: dst})
-}
-
-// CrossEntropy implements device.Buffer: with scale set, the gradient
-// replaces the logits in the buffer.
-func (b *Buffer) CrossEntropy(ctx context.Context, targets []int32, opt *device.Options, out device.Rows, scale []float32) error {
-	c := &call{x: b.matrix(), targets: targets, opt: opt, out: out}
-	if scale != nil {
-		c.grad = &device.Grad{Stride: b.cols, Scale: scale}
-	}
-	return b.run(ctx, c)
-}
+// Owner implements device.Buffer.
+func (b *Buffer) Owner() device.Device { return b.d }
 
 // Download implements device.Buffer: it copies the buffer (logits, or the
-// gradient after a backward call) into dst.
+// gradient after a fused call on it) into dst.
 func (b *Buffer) Download(ctx context.Context, dst device.Matrix) error {
 	d := b.d
 	if err := d.begin(ctx); err != nil {
@@ -124,12 +73,9 @@ func (b *Buffer) Download(ctx context.Context, dst device.Matrix) error {
 		return fmt.Errorf("opencl: %w", device.ErrReleased)
 	}
 	var err error
-	if dst.Stride == b.cols {
-		_, err = cl.Read(d.copyQ, b.mem, true, 0, dst.Data[:b.rows*b.cols], nil)
-	} else {
-		for i := 0; i < b.rows && err == nil; i++ {
-			_, err = cl.Read(d.copyQ, b.mem, true, 4*i*b.cols, dst.Data[i*dst.Stride:i*dst.Stride+b.cols], nil)
-		}
+	if b.rows > 0 {
+		r := cl.Rect{Pitch: 4 * b.cols, HostPitch: 4 * dst.Stride, RowBytes: 4 * b.cols, Rows: b.rows}
+		_, err = cl.ReadRect(d.copyQ, b.mem, true, r, dst.Data[:(b.rows-1)*dst.Stride+b.cols], nil)
 	}
 	if err != nil {
 		return d.wrap(err)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -14,9 +15,14 @@ import (
 	"github.com/xentlab/xent/internal/seed"
 )
 
-// guard fills the padding of strided buffers and the slack after them;
-// kernels must leave it as it is.
-const guard = float32(-7.25e11)
+// guard fills the padding of strided logits and the slack after them, and
+// gradGuard that of separate gradient buffers (another value, so that a
+// device that copies the logits' padding into the gradient's is seen);
+// kernels must leave both as they are.
+const (
+	guard     = float32(-7.25e11)
+	gradGuard = float32(3.5e11)
+)
 
 // Close reports whether got is within tol·max(1, |want|) of want; NaN must
 // match NaN and infinities must match exactly.
@@ -157,9 +163,9 @@ func RunCase(t *testing.T, dev device.Device, c Case, seed uint64, tol float64) 
 		checkStats(t, res, ref, tol)
 		switch red {
 		case batch.None:
-			require.Len(t, res.Rows, c.Rows)
-			for i := range res.Rows {
-				require.True(t, Close(res.Rows[i], ref.Loss[i], tol), "row %d: loss %v, want %v", i, res.Rows[i], ref.Loss[i])
+			require.Len(t, res.Losses, c.Rows)
+			for i := range res.Losses {
+				require.True(t, Close(res.Losses[i], ref.Loss[i], tol), "row %d: loss %v, want %v", i, res.Losses[i], ref.Loss[i])
 			}
 			require.True(t, math.IsNaN(res.Loss))
 		case batch.Sum:
@@ -176,14 +182,7 @@ func RunCase(t *testing.T, dev device.Device, c Case, seed uint64, tol float64) 
 		lse := make([]float32, c.Rows)
 		require.NoError(t, l.LogSumExp(ctx, lse, m))
 		requireSameBits(t, x0, p.X, "LogSumExp must not write the logits")
-		for i := range lse {
-			z := make([]float64, c.Cols)
-			for j := range z {
-				z[j] = float64(p.X[i*p.Stride+j])
-			}
-			want := LogSumExp(z)
-			require.True(t, Close(lse[i], want, tol), "row %d: lse %v, want %v", i, lse[i], want)
-		}
+		checkLSE(t, lse, p, c, tol)
 	}
 
 	// Sum: gradient into a separate buffer with guard padding.
@@ -191,9 +190,9 @@ func RunCase(t *testing.T, dev device.Device, c Case, seed uint64, tol float64) 
 	require.NoError(t, err)
 	g := make([]float32, len(p.X))
 	for i := range g {
-		g[i] = guard
+		g[i] = gradGuard
 	}
-	res, err := l.ForwardBackward(ctx, m, p.Targets, batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}, nil)
+	res, err := l.ForwardBackward(ctx, batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}, m, p.Targets, batch.One)
 	require.NoError(t, err)
 	requireSameBits(t, x0, p.X, "a separate gradient must not write the logits")
 	checkStats(t, res, ref, tol)
@@ -202,7 +201,7 @@ func RunCase(t *testing.T, dev device.Device, c Case, seed uint64, tol float64) 
 	// Mean, in place: every row scaled by 1/denominator.
 	l, err = batch.New(dev, c.LossOptions(batch.Mean)...)
 	require.NoError(t, err)
-	res, err = l.ForwardBackward(ctx, m, p.Targets, m, []float32{2})
+	res, err = l.ForwardBackward(ctx, m, m, p.Targets, batch.Scalar(2))
 	require.NoError(t, err)
 	checkStats(t, res, ref, tol)
 	if ref.Denom != 0 && !math.IsInf(2/ref.Denom, 0) {
@@ -217,10 +216,23 @@ func RunCase(t *testing.T, dev device.Device, c Case, seed uint64, tol float64) 
 	}
 	l, err = batch.New(dev, c.LossOptions(batch.None)...)
 	require.NoError(t, err)
-	res, err = l.ForwardBackward(ctx, m, p.Targets, batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}, up)
+	res, err = l.ForwardBackward(ctx, batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}, m, p.Targets, batch.PerRow(up))
 	require.NoError(t, err)
 	checkStats(t, res, ref, tol)
 	checkGrad(t, g, p, c, func(i int) float64 { return float64(up[i]) }, tol)
+}
+
+// checkLSE checks lse, the log-sum-exp of p's raw rows (no options).
+func checkLSE(t *testing.T, lse []float32, p *Problem, c Case, tol float64) {
+	t.Helper()
+	for i := range lse {
+		z := make([]float64, c.Cols)
+		for j := range z {
+			z[j] = float64(p.X[i*p.Stride+j])
+		}
+		want := LogSumExp(z)
+		require.True(t, Close(lse[i], want, tol), "row %d: lse %v, want %v", i, lse[i], want)
+	}
 }
 
 func checkStats(t *testing.T, res batch.Result, ref *Ref, tol float64) {
@@ -244,6 +256,10 @@ func checkStats(t *testing.T, res batch.Result, ref *Ref, tol float64) {
 // and the slack after the matrix hold their guards, and that each row sums
 // as softmax gradients do (see checkRowSum).
 func checkGrad(t *testing.T, g []float32, p *Problem, c Case, scale func(int) float64, tol float64) {
+	pad := gradGuard
+	if unsafe.SliceData(g) == unsafe.SliceData(p.X) { // in place: the logits' padding
+		pad = guard
+	}
 	t.Helper()
 	for i := range c.Rows {
 		s := scale(i)
@@ -255,12 +271,12 @@ func checkGrad(t *testing.T, g []float32, p *Problem, c Case, scale func(int) fl
 			}
 		}
 		for j := c.Cols; j < p.Stride && i*p.Stride+j < len(g); j++ {
-			require.Equal(t, guard, g[i*p.Stride+j], "padding of row %d written", i)
+			require.Equal(t, pad, g[i*p.Stride+j], "padding of row %d written", i)
 		}
 		checkRowSum(t, g[i*p.Stride:i*p.Stride+c.Cols], p, c, i, s, tol)
 	}
 	for k := c.Rows * p.Stride; k < len(g); k++ {
-		require.Equal(t, guard, g[k], "slack after the matrix written")
+		require.Equal(t, pad, g[k], "slack after the matrix written")
 	}
 }
 
@@ -325,32 +341,134 @@ func RunResident(t *testing.T, dev device.Device, tol float64) {
 			l, err := batch.New(dev, c.LossOptions(batch.Sum)...)
 			require.NoError(t, err)
 			for range 2 {
-				res, err := l.ForwardDevice(ctx, dm, p.Targets)
+				res, err := l.Forward(ctx, dm.Matrix(), p.Targets)
 				require.NoError(t, err)
 				checkStats(t, res, p.Ref, tol)
 			}
-			res, err := l.ForwardBackwardDevice(ctx, dm, p.Targets, nil)
+			lse := make([]float32, c.Rows)
+			require.NoError(t, l.LogSumExp(ctx, lse, dm.Matrix()))
+			checkLSE(t, lse, p, c, tol)
+			res, err := l.ForwardBackward(ctx, dm.Matrix(), dm.Matrix(), p.Targets, batch.One)
 			require.NoError(t, err)
 			checkStats(t, res, p.Ref, tol)
 			g := make([]float32, len(p.X))
 			for i := range g {
-				g[i] = guard
+				g[i] = gradGuard
 			}
 			gm := batch.Matrix{Data: g, Rows: c.Rows, Cols: c.Cols, Stride: p.Stride}
 			require.NoError(t, dm.Download(ctx, gm))
 			checkGrad(t, g, p, c, func(int) float64 { return 1 }, tol)
+			_, err = l.ForwardBackward(ctx, gm, dm.Matrix(), p.Targets, batch.One)
+			require.ErrorIs(t, err, batch.ErrBuffer, "a device matrix's gradient stays on the device")
 
 			// After Release: an error, never a panic, and nothing written.
 			require.NoError(t, dm.Release())
 			require.NoError(t, dm.Release(), "Release twice is fine")
 			g0 := append([]float32(nil), g...)
-			_, err = l.ForwardDevice(ctx, dm, p.Targets)
+			_, err = l.Forward(ctx, dm.Matrix(), p.Targets)
 			require.ErrorIs(t, err, device.ErrReleased)
-			_, err = l.ForwardBackwardDevice(ctx, dm, p.Targets, nil)
+			_, err = l.ForwardBackward(ctx, dm.Matrix(), dm.Matrix(), p.Targets, batch.One)
 			require.ErrorIs(t, err, device.ErrReleased)
-			require.ErrorIs(t, l.LogSumExpDevice(ctx, make([]float32, c.Rows), dm), device.ErrReleased)
+			require.ErrorIs(t, l.LogSumExp(ctx, make([]float32, c.Rows), dm.Matrix()), device.ErrReleased)
 			require.ErrorIs(t, dm.Download(ctx, gm), device.ErrReleased)
 			requireSameBits(t, g0, g, "a released matrix downloads nothing")
 		})
 	}
+}
+
+// RunShards splits the vocabulary of every case of the table into k
+// shards of uneven widths (k = 1, 2, 3, 7, as the case's columns allow)
+// and checks, on dev, that the shards' partials merged in a scrambled
+// order give the reference's losses, lse and argmax under every
+// reduction, and that each shard's Backward gives the reference gradient
+// of its columns (into a separate buffer, and in place).
+func RunShards(t *testing.T, dev device.Device, tol float64) {
+	ctx := context.Background()
+	seed := Seed(t)
+	for _, c := range Cases() {
+		if c.Rows == 0 {
+			continue
+		}
+		for _, k := range []int{1, 2, 3, 7} {
+			if k > c.Cols {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/%dx%d/shards=%d", c.Name, c.Rows, c.Cols, k), func(t *testing.T) {
+				p := c.Build(seed)
+				cut := shardCuts(c.Cols, k)
+				shard := func(s int, red batch.Reduction) (*batch.Loss, batch.Matrix) {
+					l, err := batch.New(dev, append(c.LossOptions(red), batch.Shard(cut[s], c.Cols))...)
+					require.NoError(t, err)
+					return l, batch.Matrix{Data: p.X[cut[s]:], Rows: c.Rows, Cols: cut[s+1] - cut[s], Stride: p.Stride}
+				}
+				part := batch.NewPartials(c.Rows)
+				for _, s := range scramble(k) {
+					l, m := shard(s, batch.Sum)
+					ps := batch.NewPartials(c.Rows)
+					require.NoError(t, l.Partials(ctx, ps, m, p.Targets))
+					for i := range part {
+						part[i].Merge(ps[i])
+					}
+				}
+				for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
+					l, _ := shard(0, red)
+					res, err := l.Finish(part, p.Targets)
+					require.NoError(t, err)
+					checkStats(t, res, p.Ref, tol)
+					if red == batch.None {
+						for i := range res.Losses {
+							require.True(t, Close(res.Losses[i], p.Ref.Loss[i], tol), "row %d: loss %v, want %v", i, res.Losses[i], p.Ref.Loss[i])
+						}
+					}
+				}
+				g := make([]float32, len(p.X))
+				for i := range g {
+					g[i] = gradGuard
+				}
+				x0 := append([]float32(nil), p.X...)
+				for s := range k {
+					l, m := shard(s, batch.Sum)
+					gm := m
+					gm.Data = g[cut[s]:]
+					require.NoError(t, l.Backward(ctx, gm, m, p.Targets, part, batch.One))
+				}
+				requireSameBits(t, x0, p.X, "Backward into a separate buffer must not write the logits")
+				checkGrad(t, g, p, c, func(int) float64 { return 1 }, tol)
+				for s := range k { // in place, each shard over its own columns
+					l, m := shard(s, batch.Sum)
+					require.NoError(t, l.Backward(ctx, m, m, p.Targets, part, batch.One))
+				}
+				checkGrad(t, p.X, p, c, func(int) float64 { return 1 }, tol)
+			})
+		}
+	}
+}
+
+// shardCuts returns k+1 boundaries of uneven shards of n columns, each at
+// least one column wide: shard s is about (s+1)/Σ of the whole.
+func shardCuts(n, k int) []int {
+	cut := make([]int, k+1)
+	total := k * (k + 1) / 2
+	acc := 0
+	for s := range k {
+		acc += s + 1
+		cut[s+1] = max(cut[s]+1, n*acc/total)
+	}
+	cut[k] = n // n ≥ k keeps cut[k-1] < n
+	return cut
+}
+
+// scramble returns 0..k-1 in an order that is not the columns' (the merge
+// must not depend on it).
+func scramble(k int) []int {
+	order := make([]int, k)
+	for i := range order {
+		order[i] = (i*3 + 1) % k
+	}
+	if k > 1 && (3%k == 0) { // 3 does not generate Z_k: reversed instead
+		for i := range order {
+			order[i] = k - 1 - i
+		}
+	}
+	return order
 }

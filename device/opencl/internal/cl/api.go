@@ -197,12 +197,26 @@ func CreateKernel(p Program, name string) (Kernel, error) {
 // Release releases the kernel.
 func (k Kernel) Release() error { live.Add(-1); return check(l().releaseKernel(k)) }
 
-// SetArgs sets the kernel's arguments in order: Mem, uint64, int32,
+// Value is a kernel argument passed by value from a struct whose layout
+// is the kernel's (see ValueOf).
+type Value struct {
+	p unsafe.Pointer
+	n uintptr
+}
+
+// ValueOf returns v as a by-value kernel argument: the kernel declares a
+// struct of the same layout (fields of the same types in the same order,
+// no padding the two would place differently).
+func ValueOf[T any](v *T) Value { return Value{unsafe.Pointer(v), unsafe.Sizeof(*v)} }
+
+// SetArgs sets the kernel's arguments in order: Mem, Value, uint64, int32,
 // uint32 or float32 values.
 func (k Kernel) SetArgs(args ...any) error {
 	for i, a := range args {
 		var st int32
 		switch v := a.(type) {
+		case Value:
+			st = l().setKernelArg(k, uint32(i), v.n, v.p)
 		case Mem:
 			st = l().setKernelArg(k, uint32(i), unsafe.Sizeof(v), unsafe.Pointer(&v))
 		case uint64:
@@ -266,17 +280,61 @@ func Pinned() int64 { return pinned.Load() }
 // Write copies src into m at byte offset off after the events in wait. A
 // non-blocking write keeps src pinned until the returned event is released.
 func Write[T any](q Queue, m Mem, blocking bool, off int, src []T, wait []Event) (Event, error) {
-	return q.transfer(l().enqueueWriteBuffer, "clEnqueueWriteBuffer", m, blocking, off, unsafe.Pointer(unsafe.SliceData(src)), len(src)*int(unsafe.Sizeof(*new(T))), wait)
+	p, size := sliceBytes(src)
+	return q.enqueue("clEnqueueWriteBuffer", blocking, p, size, wait, func(b uint32, n uint32, w *Event, ev *Event) int32 {
+		return l().enqueueWriteBuffer(q, m, b, uintptr(off), uintptr(size), p, n, w, ev)
+	})
 }
 
 // Read copies from m at byte offset off into dst; see Write.
 func Read[T any](q Queue, m Mem, blocking bool, off int, dst []T, wait []Event) (Event, error) {
-	return q.transfer(l().enqueueReadBuffer, "clEnqueueReadBuffer", m, blocking, off, unsafe.Pointer(unsafe.SliceData(dst)), len(dst)*int(unsafe.Sizeof(*new(T))), wait)
+	p, size := sliceBytes(dst)
+	return q.enqueue("clEnqueueReadBuffer", blocking, p, size, wait, func(b uint32, n uint32, w *Event, ev *Event) int32 {
+		return l().enqueueReadBuffer(q, m, b, uintptr(off), uintptr(size), p, n, w, ev)
+	})
 }
 
-type enqueueFn = func(q Queue, m Mem, blocking uint32, off, size uintptr, p unsafe.Pointer, nwait uint32, wait *Event, ev *Event) int32
+// Rect is a 2-D region of rows of rowBytes bytes: in a buffer from byte
+// offset Off with rows Pitch bytes apart, and in a host slice from its
+// start with rows HostPitch bytes apart.
+type Rect struct {
+	Off, Pitch, HostPitch, RowBytes, Rows int
+}
 
-func (q Queue) transfer(f enqueueFn, name string, m Mem, blocking bool, off int, p unsafe.Pointer, size int, wait []Event) (Event, error) {
+// ReadRect copies the rows of r from m into dst after the events in wait
+// (one transfer however the strides differ); see Write.
+func ReadRect[T any](q Queue, m Mem, blocking bool, r Rect, dst []T, wait []Event) (Event, error) {
+	return rect(q, l().enqueueReadBufferRect, "clEnqueueReadBufferRect", m, blocking, r, dst, wait)
+}
+
+// WriteRect copies the rows of r from src into m; see ReadRect.
+func WriteRect[T any](q Queue, m Mem, blocking bool, r Rect, src []T, wait []Event) (Event, error) {
+	return rect(q, l().enqueueWriteBufferRect, "clEnqueueWriteBufferRect", m, blocking, r, src, wait)
+}
+
+func rect[T any](q Queue, f rectFn, name string, m Mem, blocking bool, r Rect, host []T, wait []Event) (Event, error) {
+	p, size := sliceBytes(host)
+	if r.Rows == 0 || r.RowBytes == 0 {
+		return 0, nil
+	}
+	if need := (r.Rows-1)*r.HostPitch + r.RowBytes; size < need {
+		return 0, fmt.Errorf("%s: %d host bytes, the region needs %d", name, size, need)
+	}
+	bo := [3]uintptr{uintptr(r.Off), 0, 0}
+	ho := [3]uintptr{}
+	reg := [3]uintptr{uintptr(r.RowBytes), uintptr(r.Rows), 1}
+	return q.enqueue(name, blocking, p, size, wait, func(b uint32, n uint32, w *Event, ev *Event) int32 {
+		return f(q, m, b, &bo[0], &ho[0], &reg[0], uintptr(r.Pitch), 0, uintptr(r.HostPitch), 0, p, n, w, ev)
+	})
+}
+
+func sliceBytes[T any](s []T) (unsafe.Pointer, int) {
+	return unsafe.Pointer(unsafe.SliceData(s)), len(s) * int(unsafe.Sizeof(*new(T)))
+}
+
+// enqueue runs do, a transfer of the size bytes at p, after wait: a
+// non-blocking one pins p until the returned event is released.
+func (q Queue) enqueue(name string, blocking bool, p unsafe.Pointer, size int, wait []Event, do func(b uint32, n uint32, w *Event, ev *Event) int32) (Event, error) {
 	var ev Event
 	if size == 0 {
 		return 0, nil
@@ -290,12 +348,12 @@ func (q Queue) transfer(f enqueueFn, name string, m Mem, blocking bool, off int,
 		pinned.Add(1)
 	}
 	n, w := waitList(wait)
-	if err := check(f(q, m, b, uintptr(off), uintptr(size), p, n, w, &ev)); err != nil {
+	if err := check(do(b, n, w, &ev)); err != nil {
 		if pin != nil {
 			pin.Unpin()
 			pinned.Add(-1)
 		}
-		return 0, fmt.Errorf("%s(%d bytes at %d): %w", name, size, off, err)
+		return 0, fmt.Errorf("%s(%d bytes): %w", name, size, err)
 	}
 	live.Add(1)
 	if pin != nil {

@@ -86,12 +86,18 @@ type lib struct {
 	enqueueNDRangeKernel    func(q Queue, k Kernel, dim uint32, off, global, local *uintptr, nwait uint32, wait *Event, ev *Event) int32
 	enqueueWriteBuffer      func(q Queue, m Mem, blocking uint32, off, size uintptr, p unsafe.Pointer, nwait uint32, wait *Event, ev *Event) int32
 	enqueueReadBuffer       func(q Queue, m Mem, blocking uint32, off, size uintptr, p unsafe.Pointer, nwait uint32, wait *Event, ev *Event) int32
+	enqueueReadBufferRect   rectFn
+	enqueueWriteBufferRect  rectFn
 	flush                   func(q Queue) int32
 	finish                  func(q Queue) int32
 	waitForEvents           func(n uint32, evs *Event) int32
 	releaseEvent            func(e Event) int32
 	getEventProfilingInfo   func(e Event, param uint32, size uintptr, v unsafe.Pointer, sret *uintptr) int32
 }
+
+// rectFn is clEnqueueReadBufferRect's and clEnqueueWriteBufferRect's type.
+type rectFn = func(q Queue, m Mem, blocking uint32, bufOrigin, hostOrigin, region *uintptr,
+	bufRowPitch, bufSlicePitch, hostRowPitch, hostSlicePitch uintptr, p unsafe.Pointer, nwait uint32, wait *Event, ev *Event) int32
 
 var (
 	loadOnce sync.Once
@@ -142,6 +148,7 @@ func load(name string) (*lib, error) {
 		{&l.setKernelArg, "clSetKernelArg"}, {&l.getKernelWorkGroupInfo, "clGetKernelWorkGroupInfo"},
 		{&l.enqueueNDRangeKernel, "clEnqueueNDRangeKernel"},
 		{&l.enqueueWriteBuffer, "clEnqueueWriteBuffer"}, {&l.enqueueReadBuffer, "clEnqueueReadBuffer"},
+		{&l.enqueueReadBufferRect, "clEnqueueReadBufferRect"}, {&l.enqueueWriteBufferRect, "clEnqueueWriteBufferRect"},
 		{&l.flush, "clFlush"}, {&l.finish, "clFinish"},
 		{&l.waitForEvents, "clWaitForEvents"}, {&l.releaseEvent, "clReleaseEvent"},
 		{&l.getEventProfilingInfo, "clGetEventProfilingInfo"},

@@ -1,0 +1,91 @@
+package batch
+
+import (
+	"context"
+	"math"
+
+	"github.com/xentlab/xent/device"
+)
+
+// Partials sets dst[i] to the partial of row i of x, whose columns are the
+// classes of the Loss's Shard (the whole vocabulary without one): its max,
+// sum of exponentials, argmax and, when the target is among x's classes,
+// target logit. Ignored rows' entries are left as they are. Partials of
+// disjoint shards merge with Partial.Merge (the sums are float64 and the
+// max is exact: an all-reduce may sum them as Merge does); Finish gives
+// the loss from the merged partials, and Backward each shard's gradient.
+func (l *Loss) Partials(ctx context.Context, dst []Partial, x Matrix, targets []int32) error {
+	p, err := l.prepare(x, targets)
+	if err != nil {
+		return err
+	}
+	if len(dst) != p.x.Rows {
+		return errorf(ErrBuffer, "expected %d partials to match %d rows, got %d", p.x.Rows, p.x.Rows, len(dst))
+	}
+	if p.x.Rows == 0 {
+		return nil
+	}
+	return l.dev.Partials(ctx, dst, p.x, p.targets, &p.prob)
+}
+
+// NewPartials returns rows partials that hold nothing yet: the identity of
+// Merge, to merge shards into.
+func NewPartials(rows int) []Partial {
+	ps := make([]Partial, rows)
+	for i := range ps {
+		ps[i] = Partial{Max: float32(math.Inf(-1)), Arg: -1}
+	}
+	return ps
+}
+
+// Finish returns the Result of rows whose partials over the whole
+// vocabulary (every shard's, merged) are part. It needs no device: after
+// an all-reduce of partials, every machine finishes alike.
+func (l *Loss) Finish(part []Partial, targets []int32) (Result, error) {
+	c := &l.cfg
+	if c.vocab == 0 {
+		return Result{}, errorf(ErrOption, "Finish takes the partials of a Loss with a Shard (it needs the vocabulary's size)")
+	}
+	p, err := l.prepareTargets(len(part), c.vocab, targets)
+	if err != nil {
+		return Result{}, err
+	}
+	return l.run(p, func(out device.Out) error {
+		for i, t := range p.targets {
+			if t < 0 {
+				continue
+			}
+			if !part[i].HasT {
+				return errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
+			}
+			loss, lse, correct := p.prob.Finish(&part[i], int(t), c.vocab)
+			out.Loss[i], out.Correct[i] = float32(loss), correct
+			if out.LSE != nil {
+				out.LSE[i] = float32(lse)
+			}
+		}
+		return nil
+	})
+}
+
+// Backward writes into grad the gradient of x's columns (the Loss's
+// Shard) given part, the partials of its rows over the whole vocabulary
+// (every shard's, merged), and dL/dloss up. grad may be x itself for an
+// in-place gradient, as in ForwardBackward.
+func (l *Loss) Backward(ctx context.Context, grad, x Matrix, targets []int32, part []Partial, up Upstream) error {
+	p, err := l.prepare(x, targets)
+	if err != nil {
+		return err
+	}
+	if len(part) != p.x.Rows {
+		return errorf(ErrBuffer, "expected %d partials to match %d rows, got %d", p.x.Rows, p.x.Rows, len(part))
+	}
+	g, err := l.gradOf(p, grad, up)
+	if err != nil {
+		return err
+	}
+	if p.x.Rows == 0 {
+		return nil
+	}
+	return l.dev.Backward(ctx, *g, p.x, p.targets, part, &p.prob)
+}
