@@ -238,3 +238,32 @@ func TestBigram(t *testing.T) {
 	require.InDelta(t, math.Log(float64(V)), first, 1e-5, "untrained: uniform")
 	require.Less(t, last, 0.7*math.Log(float64(V)))
 }
+
+// TestShardErrors: the shard API refuses what would give a wrong loss.
+func TestShardErrors(t *testing.T) {
+	x := batch.NewMatrix(gen.Logits(3, 4, 1), 3, 4)
+	tg := []int32{0, 9, -100}
+	whole := cpuLoss(t)
+	_, err := whole.Finish(batch.NewPartials(3), tg)
+	require.ErrorIs(t, err, batch.ErrOption, "Finish needs a Shard's vocabulary")
+	sh := cpuLoss(t, batch.Shard(8, 12))
+	_, err = sh.Forward(ctx, x, tg)
+	require.ErrorIs(t, err, batch.ErrOption, "a shard has no loss of its own")
+	_, err = sh.ForwardBackward(ctx, x, x, tg, batch.One)
+	require.ErrorIs(t, err, batch.ErrOption)
+	err = cpuLoss(t, batch.Shard(9, 12)).Partials(ctx, batch.NewPartials(3), x, tg)
+	require.ErrorIs(t, err, batch.ErrShape, "columns [9, 13) are not in 12 classes")
+	err = sh.Partials(ctx, batch.NewPartials(3), x, []int32{0, 12, 1})
+	var te *batch.TargetError
+	require.ErrorAs(t, err, &te, "targets are classes of the vocabulary")
+	require.Equal(t, batch.TargetError{Row: 1, Target: 12, Cols: 12}, *te)
+	part := batch.NewPartials(3)
+	require.NoError(t, sh.Partials(ctx, part, x, tg))
+	_, err = sh.Finish(part, tg)
+	require.ErrorIs(t, err, batch.ErrShape, "row 0's target 0 is in no merged shard")
+	require.Contains(t, err.Error(), "row 0: no shard held its target 0")
+	err = sh.Partials(ctx, batch.NewPartials(2), x, tg)
+	require.ErrorIs(t, err, batch.ErrBuffer)
+	_, err = batch.New(whole.Device(), batch.Shard(-1, 5))
+	require.ErrorIs(t, err, batch.ErrOption)
+}

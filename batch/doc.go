@@ -23,8 +23,18 @@
 // # Errors
 //
 // Bad input returns an error wrapping one of [ErrTarget], [ErrShape],
-// [ErrOption] or [ErrBuffer] (use errors.Is), and nothing is written. The
+// [ErrOption] or [ErrBuffer] (use errors.Is), and nothing is written; a
+// target out of range is a [*TargetError] with its row (errors.As). The
 // package never panics on user data.
+//
+// # Calls
+//
+// Destinations come first: [Loss.ForwardBackward](ctx, grad, x, targets,
+// up) writes dL/dz into grad (which may be x, for an in-place gradient) and
+// [Loss.LogSumExp](ctx, dst, x) the log-sum-exp of each row. up is dL/dloss:
+// [One], [Scalar] or [PerRow]. Logits on a device ([Upload]) are a
+// [DeviceMatrix] whose Matrix goes where host rows go; its gradient
+// replaces it on the device.
 //
 // # Merging
 //
@@ -32,4 +42,13 @@
 // mean, so results of micro-batches, shards or machines merge exactly with
 // [Stats.Merge] (a mean of means is wrong when the parts differ in counted
 // rows or weight).
+//
+// # Shards of the vocabulary
+//
+// A classifier split across devices or machines gives each holder the
+// columns of its classes: with [Shard], [Loss.Partials] gives each row's
+// [Partial] over them (its max, Σ exp, target logit, argmax and smoothing
+// sums), partials merge exactly (their Merge method, or one's own all-reduce),
+// [Loss.Finish] gives the loss from the merged partials and
+// [Loss.Backward] each holder's gradient of its columns.
 package batch

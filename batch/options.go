@@ -11,7 +11,7 @@ type Reduction int
 const (
 	Mean Reduction = iota // sum over counted rows / denominator (PyTorch's default)
 	Sum                   // sum over counted rows
-	None                  // per-row losses in Result.Rows
+	None                  // per-row losses in Result.Losses
 )
 
 func (r Reduction) String() string {
@@ -82,7 +82,7 @@ func Weights(w []float32) Option {
 }
 
 // KeepRows makes Forward and ForwardBackward return per-row losses in
-// Result.Rows for the Mean and Sum reductions too (None always does).
+// Result.Losses for the Mean and Sum reductions too (None always does).
 func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 
 // Shard says that the matrices this Loss takes are the classes [col0,
