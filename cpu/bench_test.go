@@ -77,22 +77,30 @@ func BenchmarkCrossEntropy(b *testing.B) {
 		for i := range scale {
 			scale[i] = 1 / float32(sz.rows)
 		}
+		m := cpu.Matrix{Data: x, Rows: sz.rows, Cols: sz.cols, Stride: sz.cols}
 		for _, k := range impls() {
-			m := cpu.Matrix{Data: x, Rows: sz.rows, Cols: sz.cols, Stride: sz.cols}
-			p := &cpu.Problem{WeightSum: float64(sz.cols)}
-			b.Run(fmt.Sprintf("op=forward/impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
-				b.SetBytes(int64(4 * len(x)))
-				for b.Loop() {
-					k.CrossEntropy(cpu.Out{Loss: loss}, nil, m, t, p)
-				}
-			})
-			b.Run(fmt.Sprintf("op=fused/impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
-				b.SetBytes(int64(4 * len(x)))
-				b.ReportAllocs()
-				for b.Loop() { // in place: the gradient of a gradient is still a valid input
-					k.CrossEntropy(cpu.Out{Loss: loss}, &cpu.Grad{Data: x, Stride: sz.cols, Scale: scale}, m, t, p)
-				}
-			})
+			for _, o := range []struct {
+				name string
+				p    *cpu.Problem
+			}{
+				{"none", &cpu.Problem{WeightSum: float64(sz.cols)}},
+				{"smoothing", &cpu.Problem{Smoothing: 0.1, WeightSum: float64(sz.cols)}},
+				{"softcap", &cpu.Problem{Softcap: 30, WeightSum: float64(sz.cols)}},
+			} {
+				b.Run(fmt.Sprintf("op=forward/opts=%s/impl=%s/%dx%d", o.name, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+					b.SetBytes(int64(4 * len(x)))
+					for b.Loop() {
+						k.CrossEntropy(cpu.Out{Loss: loss}, nil, m, t, o.p)
+					}
+				})
+				b.Run(fmt.Sprintf("op=fused/opts=%s/impl=%s/%dx%d", o.name, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+					b.SetBytes(int64(4 * len(x)))
+					b.ReportAllocs()
+					for b.Loop() { // in place: the gradient of a gradient is still a valid input
+						k.CrossEntropy(cpu.Out{Loss: loss}, &cpu.Grad{Data: x, Stride: sz.cols, Scale: scale}, m, t, o.p)
+					}
+				})
+			}
 		}
 	}
 }

@@ -25,11 +25,19 @@
 //
 // # Implementations
 //
-// The row driver is shared: without options a row is read a [Chunk] at a
-// time (online log-sum-exp: each chunk's exps are summed relative to a
-// reference near the max so far, and the running sum is rescaled when the
-// reference grows), and the fused path stores each exp in place and scales
-// it afterwards. Implementations supply the primitives. [Portable] is
+// The row driver is shared: a row is read a [Chunk] at a time (online
+// log-sum-exp: each chunk's exps are summed relative to a reference near
+// the max so far, and the running sum is rescaled when the reference
+// grows), and the fused path stores each exp in place and scales it
+// afterwards. Every option takes the same path: with a soft cap each chunk
+// is capped into a buffer first (and the argmax is that of the capped
+// logits, as on OpenCL), with smoothing Σ_j w_j·(z_j - r) is summed while
+// the chunk is in L1 and the scale pass subtracts (ε/C)·w_j; only the soft
+// cap's gradient takes a pass of its own (its factor 1 - (z/c)² needs the
+// capped logits, which an in-place gradient has overwritten). A
+// [Partial] is the same pass over a shard's columns, and [Impl.Backward]
+// the gradient from merged partials. Implementations supply the
+// primitives. [Portable] is
 // plain Go: a float64 exp from a table of 2^(j/1024) and a linear term
 // (within 4e-8, inlined into the loops), sums in float64, and the forward
 // pass reads each chunk once, finding its max in the same loop. [SIMD] is

@@ -255,13 +255,22 @@ type Impl struct {
 	scale func(dst []float32, c float32)
 	// index returns the first j with x_j == v, or -1.
 	index func(x []float32, v float32) int
+	// dot returns Σ_j w_j·(x_j - r) in float64 (w nil: all 1); -Inf
+	// terms and NaN propagate as in the scalar sum.
+	dot func(x, w []float32, r float32) float64
+	// axpy sets dst_j = a·dst_j - b·w_j (w nil: all 1).
+	axpy func(dst []float32, a, b float32, w []float32)
+	// capTo sets dst_j = c·tanh(x_j·inv), the soft cap (len(dst) ≥
+	// len(x)); ±Inf become ±c, NaN stays NaN.
+	capTo func(dst, x []float32, c, inv float32)
 }
 
 // Name names the implementation ("portable", "avx2", ...).
 func (k *Impl) Name() string { return k.name }
 
 // Portable is the pure-Go implementation, available everywhere.
-var Portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric}
+var Portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric,
+	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric}
 
 // SIMD is the archsimd implementation, or nil when this build or this CPU
 // has none.
@@ -276,7 +285,7 @@ var Default = Portable
 func (k *Impl) LogSumExp(dst []float32, x Matrix) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			m, _, s := k.online(nil, x.row(i), nil, after(x, i, hi))
+			m, _, s, _ := k.online(nil, x.row(i), nil, after(x, i, hi), nil)
 			dst[i] = float32(lseOf(m, s))
 		}
 	})
@@ -301,11 +310,13 @@ func lseOf(m float32, s float64) float64 {
 // caller's scale pass (see chunkLen). A row holding NaN or +Inf gives s =
 // NaN (PyTorch's NaN), one of only -Inf m = -Inf and s = 0; dst is then
 // not fully written and the caller fills it.
-func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32) (m float32, idx int, s float64) {
+func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32, o *rowOpts) (m float32, idx int, s, dot float64) {
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
 	ref := ninf      // s is relative to ref
 	mlo, mhi := 0, 0 // the chunk that first reached m
+	var dc [MaxChunks]float64
+	var rc [MaxChunks]float32
 	cl := chunkLen(len(x))
 	for c, lo := 0, 0; lo < len(x); c, lo = c+1, lo+cl {
 		hi := min(lo+cl, len(x))
@@ -317,9 +328,20 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32)
 		if hi == len(x) {
 			next = after
 		}
-		r, sc, cm, ci := k.chunk(d, x[lo:hi], m, next)
+		xc := k.load(o, x, lo, hi)
+		if o != nil && o.smooth { // Σ w_j·(z_j - r_c), before d (which may be x) is written
+			r := m // relative to the max so far; the chunk's own max for the first
+			if math.IsInf(float64(r), -1) {
+				r, _ = k.max(xc)
+			}
+			if math.IsInf(float64(r), 0) { // only -Inf (each term is w_j·(-Inf) whatever r), or a NaN row
+				r = 0
+			}
+			rc[c], dc[c] = r, k.dot(xc, o.wchunk(lo, hi), r)
+		}
+		r, sc, cm, ci := k.chunk(d, xc, m, next)
 		if math.IsNaN(sc) {
-			return m, -1, math.NaN()
+			return m, -1, math.NaN(), 0
 		}
 		if cm > m { // the first max is in the first chunk to reach it
 			m, idx, mlo, mhi = cm, -1, lo, hi
@@ -342,15 +364,89 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32)
 		}
 	}
 	if math.IsInf(float64(m), -1) {
-		return m, -1, 0
+		return m, -1, 0, math.Inf(-1)
 	}
 	if ref != m {
 		s *= math.Exp(float64(ref) - float64(m))
 	}
-	if idx < 0 { // one search per row, in the chunk that holds the max
-		idx = mlo + k.index(x[mlo:mhi], m)
+	if o != nil && o.smooth { // Σ_c [Σ_j w_j·(z_j - r_c) + W_c·(r_c - m)]
+		for c := range (len(x) + cl - 1) / cl {
+			dot += dc[c] + o.wc[c]*(float64(rc[c])-float64(m)) // -Inf or NaN stays so
+		}
 	}
-	return m, idx, s
+	if idx < 0 { // one search per row, in the chunk that holds the max
+		idx = mlo + k.index(k.load(o, x, mlo, mhi), m)
+	}
+	return m, idx, s, dot
+}
+
+// rowOpts are what the row driver needs of the options: the soft cap
+// (c > 0, with inv = 1/c and buf, a chunk's room for its capped logits)
+// and, with smoothing, the weights of the row's columns (nil: all 1) and
+// their sum over each chunk. A nil *rowOpts is no options.
+type rowOpts struct {
+	c, inv float32
+	buf    []float32
+	smooth bool
+	w      []float32
+	wc     [MaxChunks]float64
+}
+
+// newRowOpts returns the row driver's options for rows of cols columns
+// of p, or nil when p has none that it handles (no soft cap, no
+// smoothing).
+func newRowOpts(p *Problem, cols int) *rowOpts {
+	c, inv := p.capInv()
+	if c == 0 && p.Smoothing == 0 {
+		return nil
+	}
+	o := &rowOpts{c: c, inv: inv, smooth: p.Smoothing > 0, w: p.weights(cols)}
+	if c > 0 {
+		o.buf = make([]float32, chunkLen(cols))
+	}
+	if o.smooth {
+		cl := chunkLen(cols)
+		for ch, lo := 0, 0; lo < cols; ch, lo = ch+1, lo+cl {
+			hi := min(lo+cl, cols)
+			if o.w == nil {
+				o.wc[ch] = float64(hi - lo)
+				continue
+			}
+			for _, v := range o.w[lo:hi] {
+				o.wc[ch] += float64(v)
+			}
+		}
+	}
+	return o
+}
+
+// wsum returns the sum of the weights of a row.
+func (o *rowOpts) wsum() float64 {
+	w := 0.0
+	for _, v := range o.wc {
+		w += v
+	}
+	return w
+}
+
+// load returns the chunk x[lo:hi] as the kernels see it: capped into o's
+// buffer with a soft cap, x itself otherwise. (Half-precision rows will be
+// widened here too.)
+func (k *Impl) load(o *rowOpts, x []float32, lo, hi int) []float32 {
+	if o == nil || o.c == 0 {
+		return x[lo:hi]
+	}
+	b := o.buf[:hi-lo]
+	k.capTo(b, x[lo:hi], o.c, o.inv)
+	return b
+}
+
+// wchunk returns the weights of chunk [lo, hi), nil for all 1.
+func (o *rowOpts) wchunk(lo, hi int) []float32 {
+	if o.w == nil {
+		return nil
+	}
+	return o.w[lo:hi]
 }
 
 // after returns the first chunk of row i+1 of x when it is below hi (the
@@ -377,8 +473,9 @@ func chunkLen(n int) int {
 // p.Vocab 0 or x.Cols): a shard takes Partials and Backward.
 func (k *Impl) CrossEntropy(out Out, g *Grad, x Matrix, targets []int32, p *Problem) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
+		o := newRowOpts(p, x.Cols) // this goroutine's: it holds a chunk's room
 		for i := lo; i < hi; i++ {
-			k.row(out, g, x, targets, p, i, after(x, i, hi))
+			k.row(out, g, x, targets, p, o, i, after(x, i, hi))
 		}
 	})
 }
@@ -388,12 +485,13 @@ func (k *Impl) CrossEntropy(out Out, g *Grad, x Matrix, targets []int32, p *Prob
 // not -1 (an ignored row's is left as it is).
 func (k *Impl) Partials(dst []Partial, x Matrix, targets []int32, p *Problem) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
+		o := newRowOpts(p, x.Cols)
 		for i := lo; i < hi; i++ {
 			if targets[i] < 0 {
 				continue
 			}
 			xr := x.row(i)
-			dst[i] = k.scan(nil, xr, nil, after(x, i, hi), p)
+			dst[i] = k.scan(nil, xr, nil, after(x, i, hi), p, o)
 			if t := int(targets[i]) - p.Col0; t >= 0 && t < x.Cols {
 				dst[i].ZT, dst[i].HasT = p.capped(xr[t]), true
 			}
@@ -482,51 +580,27 @@ func (p *Problem) gradTerms(si, wt, lse, dt float64, C int) (a, b, gt float64) {
 }
 
 // scan returns the partial of the row x (p's classes, Col0 included in
-// Arg; ZT is left to the caller). Without options it is one pass (online)
-// and with g it stores exp(z_j - M_c) in g, chunk c's reference M_c in ms,
-// for the fused path's scale pass; with a soft cap or smoothing it takes a
-// max pass, then a sum pass (sumExpGeneral), and g is not written.
-func (k *Impl) scan(g, x []float32, ms *[MaxChunks]float32, next []float32, p *Problem) Partial {
+// Arg; ZT is left to the caller) in one pass a chunk at a time (online,
+// with o for the options). With g and no soft cap it stores exp(z_j - M_c)
+// in g, chunk c's reference M_c in ms, for the fused path's scale pass;
+// with a soft cap g is not written (its gradient takes a pass of its own).
+func (k *Impl) scan(g, x []float32, ms *[MaxChunks]float32, next []float32, p *Problem, o *rowOpts) Partial {
 	part := Partial{Arg: -1}
-	c, inv := p.capInv()
-	if c == 0 && p.Smoothing == 0 {
-		var idx int
-		part.Max, idx, part.Sum = k.online(g, x, ms, next)
-		if idx >= 0 {
-			part.Arg = p.Col0 + idx
-		}
-		return part
+	if o != nil && o.c > 0 {
+		g = nil
 	}
-	m, nan := k.max(x)
-	part.Max = m
-	if idx := k.index(x, m); idx >= 0 {
+	var idx int
+	part.Max, idx, part.Sum, part.Dot = k.online(g, x, ms, next, o)
+	if idx >= 0 {
 		part.Arg = p.Col0 + idx
 	}
-	if c > 0 {
-		// tanh is monotonic: the max of the capped row. Capped, ±Inf are
-		// ±c, valid logits; a NaN still makes the row NaN.
-		part.Max = c * tanh32(m*inv)
-	}
-	switch {
-	case nan || c == 0 && math.IsInf(float64(m), 1):
-		part.Sum = math.NaN()
-	case c == 0 && math.IsInf(float64(m), -1): // only -Inf: nothing to sum
-	default:
-		part.Sum, part.Dot = sumExpGeneral(x, part.Max, c, inv, p.weights(len(x)), p.Smoothing > 0)
-	}
-	if p.Smoothing > 0 {
-		part.WSum = float64(len(x))
-		if w := p.weights(len(x)); w != nil {
-			part.WSum = 0
-			for _, v := range w {
-				part.WSum += float64(v)
-			}
-		}
+	if o != nil && o.smooth {
+		part.WSum = o.wsum()
 	}
 	return part
 }
 
-func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, i int, next []float32) {
+func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *rowOpts, i int, next []float32) {
 	xr := x.row(i)
 	var gr []float32
 	if g != nil {
@@ -546,7 +620,7 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, i in
 	// afterwards: one exp per logit.
 	zt := xr[t] // read before gr (which may be xr) is written
 	var ms [MaxChunks]float32
-	part := k.scan(gr, xr, &ms, next, p)
+	part := k.scan(gr, xr, &ms, next, p, o)
 	part.ZT = p.capped(zt)
 	loss, lse, correct := p.Finish(&part, t, x.Cols)
 	setRow(out, i, loss, lse, correct)
@@ -560,13 +634,19 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, i in
 	}
 	c, inv := p.capInv()
 	a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(part.ZT)-float64(part.Max))-math.Log(s), x.Cols)
-	if c > 0 || p.Smoothing > 0 {
+	if c > 0 {
 		gradGeneral(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv)
-	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s
+	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s, less b·w_j
 		f := a / s
 		cl := chunkLen(len(gr))
 		for c, lo := 0, 0; lo < len(gr); c, lo = c+1, lo+cl {
-			k.scale(gr[lo:min(lo+cl, len(gr))], float32(f*math.Exp(float64(ms[c])-float64(part.Max))))
+			hi := min(lo+cl, len(gr))
+			fc := float32(f * math.Exp(float64(ms[c])-float64(part.Max)))
+			if o == nil {
+				k.scale(gr[lo:hi], fc)
+			} else {
+				k.axpy(gr[lo:hi], fc, float32(b), o.wchunk(lo, hi))
+			}
 		}
 	}
 	gr[t] = float32(capGrad(gt, part.ZT, c))

@@ -142,28 +142,6 @@ func scaleGeneric(dst []float32, c float32) {
 	}
 }
 
-// sumExpGeneral is the sum pass with options, shared by all
-// implementations: with z'_j = c·tanh(x_j/c) when c > 0 (inv = 1/c), else
-// x_j, it returns Σ_j exp(z'_j - m) and, when dot is set, Σ_j w_j·(z'_j -
-// m) (w nil: all 1), both in float64 (z - m overflows float32 near ±3e38).
-func sumExpGeneral(x []float32, m, c, inv float32, w []float32, dot bool) (sum, wz float64) {
-	mf := float64(m)
-	for j, z := range x {
-		if c > 0 {
-			z = c * tanh32(z*inv)
-		}
-		d := float64(z) - mf
-		sum += exp64(d)
-		if dot {
-			if w != nil {
-				d *= float64(w[j])
-			}
-			wz += d
-		}
-	}
-	return sum, wz
-}
-
 // gradGeneral is the gradient pass with options, shared by all
 // implementations: dst_j = (a·exp(z'_j - shift) - b·w_j)·(1 - (z'_j/c)²),
 // with the soft cap factor only when c > 0 and w_j = 1 when w is nil.
@@ -184,5 +162,49 @@ func gradGeneral(dst, x []float32, shift, a, b float32, w []float32, c, inv floa
 			g *= 1 - r*r
 		}
 		dst[j] = g
+	}
+}
+
+// dotGeneric is Impl.dot: Σ_j w_j·(x_j - r) in float64.
+func dotGeneric(x, w []float32, r float32) float64 {
+	rf := float64(r)
+	var s0, s1 float64
+	if w == nil {
+		n := len(x) &^ 1
+		for j := 0; j < n; j += 2 {
+			s0 += float64(x[j]) - rf
+			s1 += float64(x[j+1]) - rf
+		}
+		for _, v := range x[n:] {
+			s0 += float64(v) - rf
+		}
+		return s0 + s1
+	}
+	w = w[:len(x)]
+	for j, v := range x {
+		s0 += float64(w[j]) * (float64(v) - rf)
+	}
+	return s0
+}
+
+// axpyGeneric is Impl.axpy: dst_j = a·dst_j - b·w_j.
+func axpyGeneric(dst []float32, a, b float32, w []float32) {
+	if w == nil {
+		for j := range dst {
+			dst[j] = a*dst[j] - b
+		}
+		return
+	}
+	w = w[:len(dst)]
+	for j := range dst {
+		dst[j] = a*dst[j] - b*w[j]
+	}
+}
+
+// capGeneric is Impl.capTo: dst_j = c·tanh32(x_j·inv).
+func capGeneric(dst, x []float32, c, inv float32) {
+	dst = dst[:len(x)]
+	for j, v := range x {
+		dst[j] = c * tanh32(v*inv)
 	}
 }

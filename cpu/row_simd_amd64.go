@@ -16,7 +16,8 @@ func init() {
 		simdWhy = "this CPU lacks AVX2 and FMA"
 		return
 	}
-	SIMD = &Impl{name: "avx2", chunk: chunkAVX2, max: maxAVX2, scale: scaleAVX2, index: indexAVX2}
+	SIMD = &Impl{name: "avx2", chunk: chunkAVX2, max: maxAVX2, scale: scaleAVX2, index: indexAVX2,
+		dot: dotAVX2, axpy: axpyAVX2, capTo: capAVX2}
 	Default = SIMD
 }
 
@@ -323,4 +324,187 @@ func indexVec(x []float32, vv f32x8) int {
 		}
 	}
 	return len(x)
+}
+
+// dotAVX2 is dotGeneric with float64 lanes (x_j - r does not overflow
+// them, as it would float32 ones near ±3e38): the vector loop, then the
+// tail in scalar code after the upper state is cleared.
+func dotAVX2(x, w []float32, r float32) float64 {
+	n := len(x) &^ 7
+	var lanes [2][4]float64
+	a, b := dotVec32(x[:n], w, bc(r))
+	a.Store(&lanes[0])
+	b.Store(&lanes[1])
+	archsimd.ClearAVXUpperBits() // before any scalar code (see the rules above)
+	l := &lanes
+	s := ((l[0][0] + l[0][1]) + (l[0][2] + l[0][3])) + ((l[1][0] + l[1][1]) + (l[1][2] + l[1][3]))
+	if math.IsInf(s, 0) || s != s {
+		// A term overflowed float32 (|x_j - r| past 3.4e38), or is ±Inf
+		// or NaN: float64 lanes, as the scalar sum.
+		a, b = dotVec(x[:n], w, float64(r))
+		a.Store(&lanes[0])
+		b.Store(&lanes[1])
+		archsimd.ClearAVXUpperBits()
+		s = ((l[0][0] + l[0][1]) + (l[0][2] + l[0][3])) + ((l[1][0] + l[1][1]) + (l[1][2] + l[1][3]))
+	}
+	var tw []float32
+	if w != nil {
+		tw = w[n:len(x)]
+	}
+	return s + dotGeneric(x[n:], tw, r)
+}
+
+// dotVec32 is dotVec with the terms in float32 lanes, summed in them over
+// each Block and in float64 lanes across blocks (as expChunk's sums): a
+// quarter of the conversions, so that smoothing costs little beside the
+// exps. A term past the float32 range makes its sum ±Inf or NaN.
+func dotVec32(x, w []float32, rv f32x8) (a, b archsimd.Float64x4) {
+	p := unsafe.Pointer(unsafe.SliceData(x))
+	var pw unsafe.Pointer
+	if w != nil {
+		pw = unsafe.Pointer(unsafe.SliceData(w[:len(x)]))
+	}
+	for blk := 0; blk < len(x); blk += Block {
+		// Four accumulators: one would wait on its adds' latency.
+		var a0, a1, a2, a3 f32x8
+		e := min(blk+Block, len(x))
+		j := blk
+		if pw == nil {
+			for ; j+32 <= e; j += 32 {
+				a0, a1 = a0.Add(load(p, j).Sub(rv)), a1.Add(load(p, j+8).Sub(rv))
+				a2, a3 = a2.Add(load(p, j+16).Sub(rv)), a3.Add(load(p, j+24).Sub(rv))
+			}
+			for ; j < e; j += 8 {
+				a0 = a0.Add(load(p, j).Sub(rv))
+			}
+		} else {
+			for ; j+32 <= e; j += 32 {
+				a0, a1 = load(pw, j).MulAdd(load(p, j).Sub(rv), a0), load(pw, j+8).MulAdd(load(p, j+8).Sub(rv), a1)
+				a2, a3 = load(pw, j+16).MulAdd(load(p, j+16).Sub(rv), a2), load(pw, j+24).MulAdd(load(p, j+24).Sub(rv), a3)
+			}
+			for ; j < e; j += 8 {
+				a0 = load(pw, j).MulAdd(load(p, j).Sub(rv), a0)
+			}
+		}
+		acc := a0.Add(a1).Add(a2.Add(a3))
+		a, b = a.Add(acc.GetLo().ConvertToFloat64()), b.Add(acc.GetHi().ConvertToFloat64())
+	}
+	return a, b
+}
+
+// dotVec returns the lane sums of w_j·(x_j - r) for j < len(x), a
+// multiple of 8 (w nil: all 1), in float64 lanes.
+func dotVec(x, w []float32, r float64) (a, b archsimd.Float64x4) {
+	p := unsafe.Pointer(unsafe.SliceData(x))
+	rv := archsimd.BroadcastFloat64x4(r)
+	if w == nil {
+		for j := 0; j < len(x); j += 8 {
+			v := load(p, j)
+			a = a.Add(v.GetLo().ConvertToFloat64().Sub(rv))
+			b = b.Add(v.GetHi().ConvertToFloat64().Sub(rv))
+		}
+		return a, b
+	}
+	pw := unsafe.Pointer(unsafe.SliceData(w[:len(x)]))
+	for j := 0; j < len(x); j += 8 {
+		v, u := load(p, j), load(pw, j)
+		a = u.GetLo().ConvertToFloat64().MulAdd(v.GetLo().ConvertToFloat64().Sub(rv), a)
+		b = u.GetHi().ConvertToFloat64().MulAdd(v.GetHi().ConvertToFloat64().Sub(rv), b)
+	}
+	return a, b
+}
+
+// axpyAVX2 is axpyGeneric eight lanes at a time, the tail after.
+func axpyAVX2(dst []float32, a, b float32, w []float32) {
+	n := len(dst) &^ 7
+	axpyVec(dst[:n], bc(a), bc(b), w)
+	archsimd.ClearAVXUpperBits()
+	var tw []float32
+	if w != nil {
+		tw = w[n:len(dst)]
+	}
+	axpyGeneric(dst[n:], a, b, tw)
+}
+
+// axpyVec sets dst_j = a·dst_j - b·w_j (len(dst) a multiple of 8).
+func axpyVec(dst []float32, av, bv f32x8, w []float32) {
+	p := unsafe.Pointer(unsafe.SliceData(dst))
+	if w == nil {
+		for j := 0; j < len(dst); j += 8 {
+			load(p, j).Mul(av).Sub(bv).Store((*[8]float32)(unsafe.Add(p, 4*j)))
+		}
+		return
+	}
+	pw := unsafe.Pointer(unsafe.SliceData(w[:len(dst)]))
+	for j := 0; j < len(dst); j += 8 {
+		load(p, j).Mul(av).Sub(load(pw, j).Mul(bv)).Store((*[8]float32)(unsafe.Add(p, 4*j)))
+	}
+}
+
+// capAVX2 is Impl.capTo: dst_j = c·tanh(x_j·inv) eight lanes at a time,
+// the tail through the same loop, padded (see the rules above).
+func capAVX2(dst, x []float32, c, inv float32) {
+	n := len(x) &^ 7
+	var t, e [8]float32
+	if n < len(x) {
+		copy(t[:], x[n:])
+	}
+	cv, iv := bc(c), bc(inv)
+	capVec(dst[:n], x[:n], cv, iv)
+	if n < len(x) {
+		capVec(e[:], t[:], cv, iv)
+	}
+	archsimd.ClearAVXUpperBits()
+	copy(dst[n:len(x)], e[:])
+}
+
+// tanhK holds the vector tanh's constants: below |y| = 0.3 the odd Taylor
+// series to y¹¹ (as tanh32), above it (1 - e)/(1 + e) with e = exp(-2|y|)
+// from expChunk's exp (2^(j/8) from the table, the minimax cubic).
+//
+// They are vectors in memory, loaded inside the loop (AVX loads): a
+// broadcast from a float there is a legacy SSE instruction amid 256-bit
+// ones, which made the loop 5× slower than scalar code, and all of them
+// in registers would spill.
+var tanhK = func() (k struct{ small, t3, t5, t7, t9, t11, c3, c2 [8]float32 }) {
+	for i := range 8 {
+		k.small[i], k.t3[i], k.t5[i], k.t7[i] = 0.3, -1.0/3, 2.0/15, -17.0/315
+		k.t9[i], k.t11[i], k.c3[i], k.c2[i] = 62.0/2835, -1382.0/155925, expK.c3, expK.c2
+	}
+	return k
+}()
+
+// capVec sets dst_j = c·tanh(x_j·inv) for j < len(x), a multiple of 8:
+// within 3e-7 of tanh relative, as tanh32; ±Inf become ±c and NaN stays
+// NaN.
+//
+//go:noinline
+func capVec(dst, x []float32, cv, iv f32x8) {
+	k, tk := &expK, &tanhK
+	var (
+		lo, one, m2 = bc(k.lo), bc(1), bc(-2)
+		k8, mag, nC = bc(k.k8), bc(k.mag), bc(k.nC)
+		tab         = archsimd.LoadUint32x8(&k.tab).AsFloat32x8()
+		sign        = archsimd.BroadcastUint32x8(0x80000000)
+		p           = unsafe.Pointer(unsafe.SliceData(x))
+		pd          = unsafe.Pointer(unsafe.SliceData(dst[:len(x)]))
+	)
+	for j := 0; j < len(x); j += 8 {
+		y := load(p, j).Mul(iv)
+		sb := y.AsUint32x8().And(sign)
+		a := y.AsUint32x8().AndNot(sign).AsFloat32x8() // |y|
+		// e = exp(-2|y|), as expChunk's exp of d = -2|y| ≤ 0.
+		d := a.Mul(m2).Max(lo)
+		t := d.MulAdd(k8, mag)
+		r := t.Sub(mag).MulAdd(nC, d)
+		tb := t.AsUint32x8()
+		sc := tab.Permute(tb).AsUint32x8().Add(tb.ShiftAllLeft(20)).AsFloat32x8()
+		e := sc.Mul(r).MulAdd(archsimd.LoadFloat32x8(&tk.c3).MulAdd(r, archsimd.LoadFloat32x8(&tk.c2)).MulAdd(r, one), sc)
+		big := one.Sub(e).Div(one.Add(e)).AsUint32x8().Or(sb).AsFloat32x8()
+		y2 := y.Mul(y)
+		poly := archsimd.LoadFloat32x8(&tk.t11).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t9)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t7)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t5)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t3)).MulAdd(y2, one).Mul(y)
+		th := poly.Merge(big, a.Less(archsimd.LoadFloat32x8(&tk.small)))
+		th = y.Merge(th, y.IsNaN()) // a NaN stays NaN (the exp's Max drops it)
+		th.Mul(cv).Store((*[8]float32)(unsafe.Add(pd, 4*j)))
+	}
 }

@@ -59,3 +59,41 @@ func TestExpAVX2(t *testing.T) {
 		}
 	}
 }
+
+// TestCapAVX2 checks the vector soft cap c·tanh(x/c) against math.Tanh at
+// lengths around the vector width, with ±Inf, NaN, zeros, subnormals and
+// values either side of the series' cut-off 0.3·c.
+func TestCapAVX2(t *testing.T) {
+	if SIMD == nil {
+		t.Skip(SIMDUnavailable())
+	}
+	rng := seed.Rand(t, 2)
+	const c = 30
+	for _, n := range []int{1, 7, 8, 9, 17, 1000} {
+		x := make([]float32, n)
+		for i := range x {
+			switch rng.IntN(6) {
+			case 0:
+				x[i] = float32(rng.NormFloat64() * 3) // |y| < 0.3 mostly
+			case 1:
+				x[i] = float32(0.3*c + (rng.Float64()-0.5)*1e-3) // at the cut-off
+			default:
+				x[i] = float32(rng.NormFloat64() * 100)
+			}
+		}
+		copy(x, []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 0, 1e-40, -9, 9, 3e38})
+		dst := make([]float32, n+3)
+		capAVX2(dst, x, c, 1.0/c)
+		for i, v := range x {
+			want := c * math.Tanh(float64(v)/c)
+			got := float64(dst[i])
+			switch {
+			case math.IsNaN(want):
+				require.True(t, math.IsNaN(got), "cap(%g) = %g, want NaN", v, got)
+			default:
+				require.InDelta(t, want, got, 4e-7*math.Abs(want)+1e-43, "cap(%g) (n %d)", v, n)
+			}
+		}
+		require.Equal(t, []float32{0, 0, 0}, dst[n:], "written past the end")
+	}
+}
