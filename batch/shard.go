@@ -59,10 +59,7 @@ func (l *Loss) Finish(part []Partial, targets []int32) (Result, error) {
 				return errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
 			}
 			loss, lse, correct := p.prob.Finish(&part[i], int(t), c.vocab)
-			out.Loss[i], out.Correct[i] = float32(loss), correct
-			if out.LSE != nil {
-				out.LSE[i] = float32(lse)
-			}
+			out.Set(i, loss, lse, correct)
 		}
 		return nil
 	})

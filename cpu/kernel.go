@@ -608,7 +608,7 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 	}
 	t := int(targets[i])
 	if t < 0 {
-		setRow(out, i, 0, 0, false)
+		out.Set(i, 0, 0, false)
 		clear(gr)
 		return
 	}
@@ -623,7 +623,7 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 	part := k.scan(gr, xr, &ms, next, p, o)
 	part.ZT = p.capped(zt)
 	loss, lse, correct := p.Finish(&part, t, x.Cols)
-	setRow(out, i, loss, lse, correct)
+	out.Set(i, loss, lse, correct)
 	if gr == nil {
 		return
 	}
@@ -659,7 +659,8 @@ func fill(x []float32, v float32) {
 	}
 }
 
-func setRow(o Out, i int, loss, lse float64, correct bool) {
+// Set writes row i's results into the slices of o that are not nil.
+func (o Out) Set(i int, loss, lse float64, correct bool) {
 	if o.Loss != nil {
 		o.Loss[i] = float32(loss)
 	}

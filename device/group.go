@@ -215,24 +215,12 @@ func (g *Group) CrossEntropy(ctx context.Context, out Out, gr *Grad, x Matrix, t
 		if t >= 0 {
 			loss, lse, correct = p.Finish(&part[i], int(t), C)
 		}
-		setOut(out, i, loss, lse, correct)
+		out.Set(i, loss, lse, correct)
 	}
 	if gr == nil {
 		return nil
 	}
 	return g.Backward(ctx, *gr, x, targets, part, p)
-}
-
-func setOut(o Out, i int, loss, lse float64, correct bool) {
-	if o.Loss != nil {
-		o.Loss[i] = float32(loss)
-	}
-	if o.LSE != nil {
-		o.LSE[i] = float32(lse)
-	}
-	if o.Correct != nil {
-		o.Correct[i] = correct
-	}
 }
 
 // partials returns the partials of every row of x merged over the

@@ -9,10 +9,10 @@ import (
 	"github.com/xentlab/xent/device/opencl/internal/cl"
 )
 
-// TestBuildError: a program that does not compile returns a *BuildError
-// naming the status, carrying the options and the compiler's log, and
-// leaves no object behind.
-func TestBuildError(t *testing.T) {
+// handles returns the OpenCL devices for this package's internal tests;
+// with XENT_REQUIRE_OPENCL=1 none fails the test, otherwise it skips.
+func handles(t *testing.T) []handle {
+	t.Helper()
 	hs, err := enumerate()
 	if err != nil || len(hs) == 0 {
 		if os.Getenv("XENT_REQUIRE_OPENCL") == "1" {
@@ -20,6 +20,14 @@ func TestBuildError(t *testing.T) {
 		}
 		t.Skipf("no OpenCL device: %v", err)
 	}
+	return hs
+}
+
+// TestBuildError: a program that does not compile returns a *BuildError
+// naming the status, carrying the options and the compiler's log, and
+// leaves no object behind.
+func TestBuildError(t *testing.T) {
+	hs := handles(t)
 	before := cl.Live()
 	ctx, err := cl.CreateContext(hs[0].dev)
 	if err != nil {

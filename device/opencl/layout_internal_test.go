@@ -1,7 +1,6 @@
 package opencl
 
 import (
-	"os"
 	"testing"
 
 	"github.com/xentlab/xent/device/opencl/internal/cl"
@@ -13,13 +12,7 @@ import (
 // two structs' layouts differ (a field added on one side, another order,
 // padding), the values come back wrong.
 func TestProbLayout(t *testing.T) {
-	hs, err := enumerate()
-	if err != nil || len(hs) == 0 {
-		if os.Getenv("XENT_REQUIRE_OPENCL") == "1" {
-			t.Fatalf("XENT_REQUIRE_OPENCL=1 but no OpenCL device: %v", err)
-		}
-		t.Skipf("no OpenCL device: %v", err)
-	}
+	hs := handles(t)
 	const echo = `
 __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global float *f) {
     u[0] = p.base_off; u[1] = p.stride; u[2] = p.row_base;
