@@ -2,7 +2,6 @@ package batch
 
 import (
 	"context"
-	"math"
 
 	"github.com/xentlab/xent/device"
 )
@@ -33,7 +32,7 @@ func (l *Loss) Partials(ctx context.Context, dst []Partial, x Matrix, targets []
 func NewPartials(rows int) []Partial {
 	ps := make([]Partial, rows)
 	for i := range ps {
-		ps[i] = Partial{Max: float32(math.Inf(-1)), Arg: -1}
+		ps[i] = device.EmptyPartial()
 	}
 	return ps
 }

@@ -161,9 +161,20 @@ type Partial struct {
 	Sum  float64 // Σ_j exp(z_j - m): 0 when every z_j is -Inf, NaN when one is NaN or +Inf
 	Dot  float64 // Σ_j w_j·(z_j - m), with smoothing only
 	WSum float64 // Σ_j w_j, with smoothing only
-	Arg  int     // the first class j with z_j = m (of the vocabulary), -1 when none
-	ZT   float32 // the target's logit, when the target is in the shard
-	HasT bool    // whether the target is in the shard
+	// ArgMax is the max of the raw logits (before the soft cap, which is
+	// monotonic: raw values are the same on every device, capped ones may
+	// round apart) and Arg the first class with it (of the vocabulary),
+	// -1 when every logit is -Inf.
+	ArgMax float32
+	Arg    int
+	ZT     float32 // the target's logit, when the target is in the shard
+	HasT   bool    // whether the target is in the shard
+}
+
+// EmptyPartial returns the partial of no column, the identity of Merge.
+func EmptyPartial() Partial {
+	ninf := float32(math.Inf(-1))
+	return Partial{Max: ninf, ArgMax: ninf, Arg: -1}
 }
 
 // Merge sets a to the partial of the union of a's shard and b's (any two
@@ -173,30 +184,25 @@ func (a *Partial) Merge(b Partial) {
 	if b.HasT {
 		a.ZT, a.HasT = b.ZT, true
 	}
-	switch {
-	case b.Max > a.Max || b.Max == a.Max && b.Arg >= 0 && (a.Arg < 0 || b.Arg < a.Arg):
+	if b.ArgMax > a.ArgMax || b.ArgMax == a.ArgMax && b.Arg >= 0 && (a.Arg < 0 || b.Arg < a.Arg) {
 		a.Arg = b.Arg
 	}
+	a.ArgMax = max(a.ArgMax, b.ArgMax)
 	m := max(a.Max, b.Max)
 	sa, sb := a.Sum, b.Sum
 	da, db := a.Dot, b.Dot
-	if a.Max != m { // a is rescaled to m (a.Max < m, so m is finite or +Inf)
+	// A partial is rescaled to m (its Max < m, so m is finite or +Inf); one
+	// of nothing but -Inf has no exps to rescale, and its Dot's terms are
+	// w_j·(-Inf), -Inf or NaN, relative to any max.
+	if a.Max != m && !math.IsInf(float64(a.Max), -1) {
 		f := float64(a.Max) - float64(m)
-		if math.IsInf(float64(a.Max), -1) {
-			sa, da = 0, 0 // nothing but -Inf: no terms to rescale
-		} else {
-			sa *= math.Exp(f)
-			da += f * a.WSum
-		}
+		sa *= math.Exp(f)
+		da += f * a.WSum
 	}
-	if b.Max != m {
+	if b.Max != m && !math.IsInf(float64(b.Max), -1) {
 		f := float64(b.Max) - float64(m)
-		if math.IsInf(float64(b.Max), -1) {
-			sb, db = 0, 0
-		} else {
-			sb *= math.Exp(f)
-			db += f * b.WSum
-		}
+		sb *= math.Exp(f)
+		db += f * b.WSum
 	}
 	if math.IsNaN(a.Sum) || math.IsNaN(b.Sum) {
 		sa = math.NaN()
@@ -263,6 +269,9 @@ type Impl struct {
 	// capTo sets dst_j = c·tanh(x_j·inv), the soft cap (len(dst) ≥
 	// len(x)); ±Inf become ±c, NaN stays NaN.
 	capTo func(dst, x []float32, c, inv float32)
+	// chunkDot is chunk, for a finite m, that also returns Σ_j w_j·(x_j -
+	// m) (dot; w nil: all 1) of the chunk as given (before dst is written).
+	chunkDot func(dst, x []float32, m float32, next, w []float32) (r float32, s float64, cm float32, ci int, dot float64)
 }
 
 // Name names the implementation ("portable", "avx2", ...).
@@ -270,7 +279,7 @@ func (k *Impl) Name() string { return k.name }
 
 // Portable is the pure-Go implementation, available everywhere.
 var Portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric,
-	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric}
+	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric, chunkDot: chunkDotGeneric}
 
 // SIMD is the archsimd implementation, or nil when this build or this CPU
 // has none.
@@ -285,7 +294,7 @@ var Default = Portable
 func (k *Impl) LogSumExp(dst []float32, x Matrix) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			m, _, s, _ := k.online(nil, x.row(i), nil, after(x, i, hi), nil)
+			m, _, _, s, _ := k.online(nil, x.row(i), nil, after(x, i, hi), nil)
 			dst[i] = float32(lseOf(m, s))
 		}
 	})
@@ -310,11 +319,14 @@ func lseOf(m float32, s float64) float64 {
 // caller's scale pass (see chunkLen). A row holding NaN or +Inf gives s =
 // NaN (PyTorch's NaN), one of only -Inf m = -Inf and s = 0; dst is then
 // not fully written and the caller fills it.
-func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32, o *rowOpts) (m float32, idx int, s, dot float64) {
+func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32, o *rowOpts) (m float32, idx int, am float32, s, dot float64) {
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
 	ref := ninf      // s is relative to ref
 	mlo, mhi := 0, 0 // the chunk that first reached m
+	capped := o != nil && o.c > 0
+	am = ninf // with a soft cap, the raw max, first reached in chunk [alo, ahi)
+	alo, ahi := 0, 0
 	var dc [MaxChunks]float64
 	var rc [MaxChunks]float32
 	cl := chunkLen(len(x))
@@ -329,24 +341,37 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32,
 			next = after
 		}
 		xc := k.load(o, x, lo, hi)
-		if o != nil && o.smooth { // Σ w_j·(z_j - r_c), before d (which may be x) is written
-			r := m // relative to the max so far; the chunk's own max for the first
-			if math.IsInf(float64(r), -1) {
-				r, _ = k.max(xc)
+		var (
+			r, cm float32
+			sc    float64
+			ci    int
+		)
+		switch {
+		case o == nil || !o.smooth:
+			r, sc, cm, ci = k.chunk(d, xc, m, next)
+		case !math.IsInf(float64(m), -1): // Σ w_j·(z_j - m) in the chunk's max pass
+			rc[c] = m
+			r, sc, cm, ci, dc[c] = k.chunkDot(d, xc, m, next, o.wchunk(lo, hi))
+		default: // relative to the chunk's own max, before d (which may be x) is written
+			rc[c], _ = k.max(xc)
+			if math.IsInf(float64(rc[c]), 0) { // only -Inf (each term is w_j·(-Inf) whatever r), or a NaN row
+				rc[c] = 0
 			}
-			if math.IsInf(float64(r), 0) { // only -Inf (each term is w_j·(-Inf) whatever r), or a NaN row
-				r = 0
-			}
-			rc[c], dc[c] = r, k.dot(xc, o.wchunk(lo, hi), r)
+			dc[c] = k.dot(xc, o.wchunk(lo, hi), rc[c])
+			r, sc, cm, ci = k.chunk(d, xc, m, next)
 		}
-		r, sc, cm, ci := k.chunk(d, xc, m, next)
 		if math.IsNaN(sc) {
-			return m, -1, math.NaN(), 0
+			return m, -1, am, math.NaN(), 0
 		}
 		if cm > m { // the first max is in the first chunk to reach it
 			m, idx, mlo, mhi = cm, -1, lo, hi
 			if ci >= 0 {
 				idx = lo + ci
+			}
+		}
+		if capped { // the argmax is the raw logits' (see Partial.ArgMax)
+			if rm, _ := k.max(x[lo:hi]); rm > am {
+				am, alo, ahi = rm, lo, hi
 			}
 		}
 		if dst != nil {
@@ -363,8 +388,11 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32,
 			s += sc * math.Exp(float64(r)-float64(ref))
 		}
 	}
-	if math.IsInf(float64(m), -1) {
-		return m, -1, 0, math.Inf(-1)
+	if math.IsInf(float64(m), -1) { // only -Inf: each chunk's terms are w_j·(-Inf), -Inf or NaN
+		for c := range (len(x) + cl - 1) / cl {
+			dot += dc[c]
+		}
+		return m, -1, am, 0, dot
 	}
 	if ref != m {
 		s *= math.Exp(float64(ref) - float64(m))
@@ -374,10 +402,19 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32,
 			dot += dc[c] + o.wc[c]*(float64(rc[c])-float64(m)) // -Inf or NaN stays so
 		}
 	}
-	if idx < 0 { // one search per row, in the chunk that holds the max
-		idx = mlo + k.index(k.load(o, x, mlo, mhi), m)
+	switch {
+	case capped:
+		idx = -1
+		if i := k.index(x[alo:ahi], am); i >= 0 {
+			idx = alo + i
+		}
+	case idx < 0: // one search per row, in the chunk that holds the max
+		idx = mlo + k.index(x[mlo:mhi], m)
 	}
-	return m, idx, s, dot
+	if !capped {
+		am = m
+	}
+	return m, idx, am, s, dot
 }
 
 // rowOpts are what the row driver needs of the options: the soft cap
@@ -585,12 +622,12 @@ func (p *Problem) gradTerms(si, wt, lse, dt float64, C int) (a, b, gt float64) {
 // in g, chunk c's reference M_c in ms, for the fused path's scale pass;
 // with a soft cap g is not written (its gradient takes a pass of its own).
 func (k *Impl) scan(g, x []float32, ms *[MaxChunks]float32, next []float32, p *Problem, o *rowOpts) Partial {
-	part := Partial{Arg: -1}
+	part := EmptyPartial()
 	if o != nil && o.c > 0 {
 		g = nil
 	}
 	var idx int
-	part.Max, idx, part.Sum, part.Dot = k.online(g, x, ms, next, o)
+	part.Max, idx, part.ArgMax, part.Sum, part.Dot = k.online(g, x, ms, next, o)
 	if idx >= 0 {
 		part.Arg = p.Col0 + idx
 	}

@@ -208,3 +208,11 @@ func capGeneric(dst, x []float32, c, inv float32) {
 		dst[j] = c * tanh32(v*inv)
 	}
 }
+
+// chunkDotGeneric is Impl.chunkDot: the sum first (dst may be x), then
+// chunkGeneric.
+func chunkDotGeneric(dst, x []float32, m float32, next, w []float32) (float32, float64, float32, int, float64) {
+	dot := dotGeneric(x, w, m)
+	r, s, cm, ci := chunkGeneric(dst, x, m, next)
+	return r, s, cm, ci, dot
+}

@@ -17,7 +17,7 @@ func init() {
 		return
 	}
 	SIMD = &Impl{name: "avx2", chunk: chunkAVX2, max: maxAVX2, scale: scaleAVX2, index: indexAVX2,
-		dot: dotAVX2, axpy: axpyAVX2, capTo: capAVX2}
+		dot: dotAVX2, axpy: axpyAVX2, capTo: capAVX2, chunkDot: chunkDotAVX2}
 	Default = SIMD
 }
 
@@ -84,6 +84,21 @@ func expTable() (t [8]uint32) {
 // overwrite x); without, online searches once per row.
 func chunkAVX2(dst, x []float32, m float32, next []float32) (float32, float64, float32, int) {
 	cm, nan := maxAVX2(x)
+	return expAfterMax(dst, x, m, next, cm, nan)
+}
+
+// chunkDotAVX2 is Impl.chunkDot: chunkAVX2 with Σ_j w_j·(x_j - m) summed
+// in its max pass (maxDotAVX2), where loads wait on memory and the adds
+// cost little.
+func chunkDotAVX2(dst, x []float32, m float32, next, w []float32) (float32, float64, float32, int, float64) {
+	cm, nan, dot := maxDotAVX2(x, w, m)
+	r, s, cm, ci := expAfterMax(dst, x, m, next, cm, nan)
+	return r, s, cm, ci, dot
+}
+
+// expAfterMax is the rest of chunkAVX2 once the chunk's max cm (and
+// whether it holds a NaN) is known.
+func expAfterMax(dst, x []float32, m float32, next []float32, cm float32, nan bool) (float32, float64, float32, int) {
 	if nan || math.IsInf(float64(cm), 1) {
 		return cm, math.NaN(), cm, -1
 	}
@@ -277,6 +292,68 @@ func maxAVX2(x []float32) (float32, bool) {
 		m, nan = m.Max(mt), nan || nt
 	}
 	return hmax(m), nan
+}
+
+// maxDotAVX2 is maxAVX2 that also returns Σ_j w_j·(x_j - r) (w nil: all
+// 1), summed as dotAVX2 sums it (float32 lanes over each Block, float64
+// across; float64 lanes again when a term overflows float32). The tail's
+// terms are summed in scalar code after the vector loops.
+func maxDotAVX2(x, w []float32, r float32) (float32, bool, float64) {
+	n := len(x) &^ 31
+	var b [32]float32
+	if n < len(x) { // before the vector code (see the rules above)
+		padded(b[:], x[n:])
+	}
+	var lanes [2][4]float64
+	m, nan, da, db := maxDotVec(x[:n], w, bc(r))
+	if n < len(x) {
+		mt, nt := maxVec(b[:])
+		m, nan = m.Max(mt), nan || nt
+	}
+	da.Store(&lanes[0])
+	db.Store(&lanes[1])
+	mx := hmax(m) // clears the upper state
+	l := &lanes
+	dot := ((l[0][0] + l[0][1]) + (l[0][2] + l[0][3])) + ((l[1][0] + l[1][1]) + (l[1][2] + l[1][3]))
+	var tw []float32
+	if w != nil {
+		tw = w[n:len(x)]
+	}
+	if math.IsInf(dot, 0) || dot != dot {
+		return mx, nan, dotAVX2(x, w, r) // its float64 fallback
+	}
+	return mx, nan, dot + dotGeneric(x[n:], tw, r)
+}
+
+// maxDotVec is maxVec with the lane sums of w_j·(x_j - r) (see dotVec32).
+func maxDotVec(x, w []float32, rv f32x8) (f32x8, bool, archsimd.Float64x4, archsimd.Float64x4) {
+	p := unsafe.Pointer(unsafe.SliceData(x))
+	m0 := bc(float32(math.Inf(-1)))
+	m1, m2, m3 := m0, m0, m0
+	var nan archsimd.Mask32x8
+	var da, db archsimd.Float64x4
+	var pw unsafe.Pointer
+	if w != nil {
+		pw = unsafe.Pointer(unsafe.SliceData(w[:len(x)]))
+	}
+	for blk := 0; blk < len(x); blk += Block {
+		var a0, a1 f32x8
+		for j := blk; j < min(blk+Block, len(x)); j += 32 {
+			v0, v1, v2, v3 := load(p, j), load(p, j+8), load(p, j+16), load(p, j+24)
+			m0, m1, m2, m3 = m0.Max(v0), m1.Max(v1), m2.Max(v2), m3.Max(v3)
+			nan = nan.Or(v0.IsNaN().Or(v1.IsNaN())).Or(v2.IsNaN().Or(v3.IsNaN()))
+			if pw == nil {
+				a0 = a0.Add(v0.Sub(rv).Add(v1.Sub(rv)))
+				a1 = a1.Add(v2.Sub(rv).Add(v3.Sub(rv)))
+			} else {
+				a0 = a0.Add(load(pw, j).Mul(v0.Sub(rv)).Add(load(pw, j+8).Mul(v1.Sub(rv))))
+				a1 = a1.Add(load(pw, j+16).Mul(v2.Sub(rv)).Add(load(pw, j+24).Mul(v3.Sub(rv))))
+			}
+		}
+		acc := a0.Add(a1)
+		da, db = da.Add(acc.GetLo().ConvertToFloat64()), db.Add(acc.GetHi().ConvertToFloat64())
+	}
+	return m0.Max(m1).Max(m2.Max(m3)), nan.ToBits() != 0, da, db
 }
 
 // maxVec returns the lane maxima of x (len(x) a multiple of 32), NaN

@@ -62,6 +62,10 @@ type Problem = cpu.Problem
 // Partial is what one column range of a row gives (cpu.Partial).
 type Partial = cpu.Partial
 
+// EmptyPartial returns the partial of no column, the identity of
+// Partial.Merge.
+func EmptyPartial() Partial { return cpu.EmptyPartial() }
+
 // Out receives per-row results of CrossEntropy (cpu.Out): loss, log-sum-exp
 // and argmax test; a nil slice is not written.
 type Out = cpu.Out

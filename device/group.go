@@ -237,7 +237,7 @@ func (g *Group) partials(ctx context.Context, x Matrix, targets []int32, p *Prob
 	}
 	merged := make([]Partial, x.Rows)
 	for i := range merged {
-		merged[i] = Partial{Max: float32(math.Inf(-1)), Arg: -1}
+		merged[i] = EmptyPartial()
 		for _, ps := range parts {
 			if ps != nil {
 				merged[i].Merge(ps[i])

@@ -54,7 +54,8 @@
 #endif
 
 typedef struct {
-    float m, s, d, w; /* max, Σ exp(z-m), Σ w (z-m), Σ w */
+    float m, s, d, w; /* max, Σ exp(z-m), Σ w (z-m), Σ w (z capped) */
+    float r;          /* the max of the raw logits, whose first column is idx */
     int idx;
     float c; /* what s has lost to rounding (Kahan), 0 once merged */
 } acc_t;
@@ -69,18 +70,23 @@ inline float capz(float z, float cap, float icap, int flags) {
     return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : z;
 }
 
-/* Adds logit z (column j, weight wj) to a. The sum is compensated
+/* Adds logit z, capped from zr (column j, weight wj), to a. The argmax
+ * is that of the raw logits (the cap is monotonic; raw values are the same
+ * on every device, capped ones may round apart). The sum is compensated
  * (Kahan): a work-item may add cols/WG terms in a row (131072 at WG 1),
  * and a plain float sum of n terms drifts by up to n ulps. */
-inline void acc_add(acc_t *a, float z, int j, float wj, int smooth) {
+inline void acc_add(acc_t *a, float z, float zr, int j, float wj, int smooth) {
     float e;
+    if (zr > a->r) {
+        a->r = zr;
+        a->idx = j;
+    }
     if (z > a->m) {
         float r = exp(a->m - z);
         a->s *= r;
         a->c *= r;
         if (smooth) a->d += (a->m - z) * a->w;
         a->m = z;
-        a->idx = j;
         e = 1.0f;
     } else {
         e = exp(z - a->m);
@@ -99,7 +105,8 @@ inline void acc_merge(acc_t *a, acc_t b, int smooth) {
     float ra = exp(a->m - M), rb = exp(b.m - M);
     if (a->m == M && b.m == M) { ra = 1.0f; rb = 1.0f; } /* also +inf: s is NaN anyway below */
     int idx = a->idx;
-    if (b.m > a->m || (b.m == a->m && b.idx >= 0 && (a->idx < 0 || b.idx < a->idx))) idx = b.idx;
+    if (b.r > a->r || (b.r == a->r && b.idx >= 0 && (a->idx < 0 || b.idx < a->idx))) idx = b.idx;
+    a->r = fmax(a->r, b.r);
     if (smooth) a->d = a->d + (a->m - M) * a->w + b.d + (b.m - M) * b.w;
     a->s = a->s * ra + b.s * rb;
     if (isinf(M) && M > 0) a->s = NAN;
@@ -119,20 +126,20 @@ inline float acc_lse(acc_t a, float lsm) {
 /* Reduces the row's accumulators over the work-group; every work-item
  * returns the merged result. */
 inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local float *ld,
-                        __local float *lw, __local int *li, int smooth) {
+                        __local float *lw, __local float *lr, __local int *li, int smooth) {
     const int lid = get_local_id(0);
-    lm[lid] = a.m; ls[lid] = a.s; ld[lid] = a.d; lw[lid] = a.w; li[lid] = a.idx;
+    lm[lid] = a.m; ls[lid] = a.s; ld[lid] = a.d; lw[lid] = a.w; lr[lid] = a.r; li[lid] = a.idx;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int h = WG / 2; h > 0; h >>= 1) {
         if (lid < h) {
-            acc_t x = {lm[lid], ls[lid], ld[lid], lw[lid], li[lid], 0.0f};
-            acc_t y = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], li[lid + h], 0.0f};
+            acc_t x = {lm[lid], ls[lid], ld[lid], lw[lid], lr[lid], li[lid], 0.0f};
+            acc_t y = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], lr[lid + h], li[lid + h], 0.0f};
             acc_merge(&x, y, smooth);
-            lm[lid] = x.m; ls[lid] = x.s; ld[lid] = x.d; lw[lid] = x.w; li[lid] = x.idx;
+            lm[lid] = x.m; ls[lid] = x.s; ld[lid] = x.d; lw[lid] = x.w; lr[lid] = x.r; li[lid] = x.idx;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    acc_t r = {lm[0], ls[0], ld[0], lw[0], li[0], 0.0f};
+    acc_t r = {lm[0], ls[0], ld[0], lw[0], lr[0], li[0], 0.0f};
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
 }
@@ -143,7 +150,7 @@ inline acc_t row_scan(__global const float *x, int cols, __global const float *w
     const int lid = get_local_id(0);
     const int smooth = flags & F_SMOOTH;
     const int hasw = flags & F_WEIGHTS;
-    acc_t a = {-FLT_MAX, 0.0f, 0.0f, 0.0f, -1, 0.0f};
+    acc_t a = {-FLT_MAX, 0.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
     const int n4 = cols >> 2;
     for (int k0 = lid; k0 < n4; k0 += WG * UNROLL) {
         float4 v[UNROLL];
@@ -158,15 +165,15 @@ inline acc_t row_scan(__global const float *x, int cols, __global const float *w
             if (k < n4) {
                 int j = 4 * k;
                 float4 w4 = hasw ? vload4(k, wts) : (float4)(1.0f);
-                acc_add(&a, capz(v[u].s0, cap, icap, flags), j, w4.s0, smooth);
-                acc_add(&a, capz(v[u].s1, cap, icap, flags), j + 1, w4.s1, smooth);
-                acc_add(&a, capz(v[u].s2, cap, icap, flags), j + 2, w4.s2, smooth);
-                acc_add(&a, capz(v[u].s3, cap, icap, flags), j + 3, w4.s3, smooth);
+                acc_add(&a, capz(v[u].s0, cap, icap, flags), v[u].s0, j, w4.s0, smooth);
+                acc_add(&a, capz(v[u].s1, cap, icap, flags), v[u].s1, j + 1, w4.s1, smooth);
+                acc_add(&a, capz(v[u].s2, cap, icap, flags), v[u].s2, j + 2, w4.s2, smooth);
+                acc_add(&a, capz(v[u].s3, cap, icap, flags), v[u].s3, j + 3, w4.s3, smooth);
             }
         }
     }
     for (int j = 4 * n4 + lid; j < cols; j += WG) {
-        acc_add(&a, capz(x[j], cap, icap, flags), j, hasw ? wts[j] : 1.0f, smooth);
+        acc_add(&a, capz(x[j], cap, icap, flags), x[j], j, hasw ? wts[j] : 1.0f, smooth);
     }
     a.s -= a.c; /* the compensated sum; the merges add only log2(WG) times */
     a.c = 0.0f;
@@ -174,7 +181,7 @@ inline acc_t row_scan(__global const float *x, int cols, __global const float *w
 }
 
 #define LOCALS                                                                  \
-    __local float lm[WG], ls[WG], ld[WG], lw[WG];                               \
+    __local float lm[WG], ls[WG], ld[WG], lw[WG], lr[WG];                       \
     __local int li[WG]
 
 /* prob_t is the call's one descriptor (the host's struct mirrors it field
@@ -199,7 +206,7 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_lse(__global float *x, prob_t p, __global float *lse) {
     LOCALS;
     acc_t a = row_scan(row_of(x, p), p.cols, 0, 0.0f, 0.0f, 0);
-    a = row_reduce(a, lm, ls, ld, lw, li, 0);
+    a = row_reduce(a, lm, ls, ld, lw, lr, li, 0);
     if (get_local_id(0) == 0) lse[p.prow0 + get_group_id(0)] = acc_lse(a, log(a.s));
 }
 
@@ -207,9 +214,9 @@ void xent_lse(__global float *x, prob_t p, __global float *lse) {
  * every work-item reaches both barriers; an ignored row scans nothing. */
 inline acc_t row_acc(__global const float *xr, int counted, __global const float *wts, prob_t p,
                      float icap, __local float *lm, __local float *ls, __local float *ld,
-                     __local float *lw, __local int *li) {
+                     __local float *lw, __local float *lr, __local int *li) {
     acc_t a = row_scan(xr, counted ? p.cols : 0, wts + p.col0, p.cap, icap, p.flags);
-    return row_reduce(a, lm, ls, ld, lw, li, p.flags & F_SMOOTH);
+    return row_reduce(a, lm, ls, ld, lw, lr, li, p.flags & F_SMOOTH);
 }
 
 /* Writes the gradient of a counted row's columns in place over xr (or
@@ -285,7 +292,7 @@ void xent_ce(__global float *x, prob_t p, __global const int *targets, __global 
     const int counted = t >= 0; /* uniform across the work-group */
     const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
     const float zt = counted ? capz(xr[t], p.cap, icap, p.flags) : 0.0f; /* read before any write */
-    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, li);
+    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li);
     /* The last barrier is behind us: from here on, work-items only write. */
 
     const float lsm = log(a.s);
@@ -306,13 +313,13 @@ void xent_ce(__global float *x, prob_t p, __global const int *targets, __global 
 }
 
 /* The partial of each counted row over the shard's columns: max, Σ exp(z
- * - max), Σ w (z - max), Σ w, the first class of the max (col0 + its
- * column, -1 when every z is -inf) and, when the target is a column of the
+ * - max), Σ w (z - max), Σ w, the raw logits' max and its first class
+ * (col0 + its column, -1 when every z is -inf) and, when the target is a column of the
  * shard, its capped logit. Ignored rows' entries are not written. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_partial(__global float *x, prob_t p, __global const int *targets, __global const float *wts,
                   __global float *pm, __global float *ps, __global float *pd, __global float *pw,
-                  __global int *parg, __global float *pzt, __global uchar *phas) {
+                  __global float *pr, __global int *parg, __global float *pzt, __global uchar *phas) {
     LOCALS;
     __global float *xr = row_of(x, p);
     const int row = p.prow0 + (int)get_group_id(0);
@@ -322,12 +329,13 @@ void xent_partial(__global float *x, prob_t p, __global const int *targets, __gl
     const int has = counted && tl >= 0 && tl < p.cols;
     const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
     const float zt = has ? capz(xr[tl], p.cap, icap, p.flags) : 0.0f;
-    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, li);
+    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li);
     if (get_local_id(0) == 0 && counted) {
         pm[row] = a.m == -FLT_MAX ? -INFINITY : a.m;
         ps[row] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
         pd[row] = a.d;
         pw[row] = a.w;
+        pr[row] = a.r == -FLT_MAX ? -INFINITY : a.r;
         parg[row] = a.idx < 0 ? -1 : p.col0 + a.idx;
         pzt[row] = zt;
         phas[row] = has;

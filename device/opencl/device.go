@@ -279,7 +279,7 @@ func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
 		r.outs = []cl.Mem{f32(), f32(), mk(rows)} // loss, lse, correct
 		r.args = append(r.args, scale, r.outs[0], r.outs[1], r.outs[2])
 	case opPartials:
-		r.outs = []cl.Mem{f32(), f32(), f32(), f32(), mk(4 * rows), f32(), mk(rows)}
+		r.outs = []cl.Mem{f32(), f32(), f32(), f32(), f32(), mk(4 * rows), f32(), mk(rows)}
 		for _, m := range r.outs {
 			r.args = append(r.args, m)
 		}
@@ -354,7 +354,7 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 			}
 		}
 	}
-	var pm, ps, pd, pw, pzt []float32
+	var pm, ps, pd, pw, pr, pzt []float32
 	var parg []int32
 	var phas []byte
 	switch c.op {
@@ -365,9 +365,10 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 		read(r.outs[1], c.out.LSE)
 		read(r.outs[2], boolBytes(c.out.Correct))
 	case opPartials:
-		pm, ps, pd, pw, pzt = make([]float32, rows), make([]float32, rows), make([]float32, rows), make([]float32, rows), make([]float32, rows)
+		f := func() []float32 { return make([]float32, rows) }
+		pm, ps, pd, pw, pr, pzt = f(), f(), f(), f(), f(), f()
 		parg, phas = make([]int32, rows), make([]byte, rows)
-		for k, v := range []any{pm, ps, pd, pw, parg, pzt, phas} {
+		for k, v := range []any{pm, ps, pd, pw, pr, parg, pzt, phas} {
 			read(r.outs[k], v)
 		}
 	}
@@ -378,7 +379,7 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 		for i, t := range c.targets {
 			if t >= 0 {
 				c.part[i] = device.Partial{Max: pm[i], Sum: float64(ps[i]), Dot: float64(pd[i]), WSum: float64(pw[i]),
-					Arg: int(parg[i]), ZT: pzt[i], HasT: phas[i] != 0}
+					ArgMax: pr[i], Arg: int(parg[i]), ZT: pzt[i], HasT: phas[i] != 0}
 			}
 		}
 	}

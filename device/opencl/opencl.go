@@ -222,8 +222,9 @@ func tunables(kind string) tuning {
 }
 
 // localBytesPerItem is the local memory of row_reduce per work-item: the
-// max, sum, smoothing sums (float) and argmax (int) of xent.cl's acc_t.
-const localBytesPerItem = 5 * 4
+// max, sum, smoothing sums, raw max (float) and argmax (int) of xent.cl's
+// acc_t.
+const localBytesPerItem = 6 * 4
 
 // maxWG returns the largest work-group size the kernels may be built with
 // on h: a power of two within the device's maximum work-group size and

@@ -136,6 +136,18 @@ func Cases() []Case {
 		}},
 		Case{Name: "chunks/long", Rows: 2, Cols: cpu.MaxChunks*ch + 4099, Opts: def, Fill: Normal(3, 0, -100)},
 	)
+	// The same rows with every option but the soft cap, and with it: the
+	// smoothing sums are carried from chunk to chunk (relative to the max
+	// so far) and capped chunks go through the same driver.
+	edges := cs[len(cs)-2]
+	for _, o := range []Opts{
+		with(func(o *Opts) { o.Smoothing, o.Weights, o.ZLoss = 0.1, weights(n), 1e-3 }),
+		with(func(o *Opts) { o.Smoothing, o.Softcap = 0.2, 25 }),
+	} {
+		c := edges
+		c.Name, c.Opts = "chunks/edges/options", o
+		cs = append(cs, c)
+	}
 	for _, n := range Lengths() {
 		cs = append(cs, Case{Name: "len", Rows: 5, Cols: n, Opts: def, Fill: Normal(3, 0, -100)})
 	}
