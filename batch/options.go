@@ -48,6 +48,7 @@ type config struct {
 	weights   []float32
 	weightSum float64 // Σ weights, set by validate
 	keepRows  bool
+	budget    int // bytes of logits a Linear holds at once (0: device.DefaultBudget)
 	col0      int // the shard: columns [col0, col0+cols) of vocab classes (vocab 0: whole)
 	vocab     int
 }
@@ -94,6 +95,12 @@ func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 // shard's gradient.
 func Shard(col0, vocab int) Option { return func(c *config) { c.col0, c.vocab = col0, vocab } }
 
+// Budget sets the bytes of logits a [Linear] holds at a time (default
+// device.DefaultBudget, 64 MiB): its tiles of rows × classes stay within
+// it (a tile is at least one logit). It does not apply to a Loss, whose
+// logits are the caller's.
+func Budget(bytes int) Option { return func(c *config) { c.budget = bytes } }
+
 // Upstream is dL/dloss, the gradient that flows into the loss: One (the
 // zero value), a Scalar, or PerRow values with reduction None.
 type Upstream struct {
@@ -134,6 +141,9 @@ func (c *config) validate() error {
 	}
 	if c.col0 < 0 || c.vocab < 0 || c.vocab > math.MaxInt32 {
 		return errorf(ErrOption, "shard [%d, ...) of %d classes: both must be ≥ 0 and the classes within int32", c.col0, c.vocab)
+	}
+	if c.budget < 0 {
+		return errorf(ErrOption, "budget %d bytes must be ≥ 0 (0: the default)", c.budget)
 	}
 	c.weightSum = 0
 	for j, w := range c.weights {

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device/blas"
 )
 
 // chunkElems is the number of logits a CPU call computes between two looks
@@ -16,10 +17,19 @@ const chunkElems = 1 << 24
 // CPUDevice runs the kernels of package cpu.
 type CPUDevice struct {
 	impl *cpu.Impl
+	blas *blas.BLAS
 }
 
-// NewCPU returns a CPU device running impl (cpu.Portable, cpu.SIMD, ...).
-func NewCPU(impl *cpu.Impl) *CPUDevice { return &CPUDevice{impl: impl} }
+// NewCPU returns a CPU device running impl (cpu.Portable, cpu.SIMD, ...),
+// with blas.Default for the fused linear's matrix products.
+func NewCPU(impl *cpu.Impl) *CPUDevice {
+	b, _ := blas.Default()
+	return &CPUDevice{impl: impl, blas: b}
+}
+
+// WithBLAS returns a CPU device like d whose fused linear cross-entropy
+// takes its matrix products from b.
+func (d *CPUDevice) WithBLAS(b *blas.BLAS) *CPUDevice { return &CPUDevice{impl: d.impl, blas: b} }
 
 func openCPU(arg string) (Device, error) {
 	switch arg {
@@ -44,11 +54,13 @@ func (d *CPUDevice) Info() Info {
 		Backend: "cpu",
 		Kernel:  fmt.Sprintf("%s, %d threads", d.impl.Name(), runtime.GOMAXPROCS(0)),
 		Spec:    "cpu:" + d.impl.Name(),
+		BLAS:    d.blas.Name(),
 	}
 }
 
-// Caps implements Device: resident buffers (a copy in host memory), float32.
-func (d *CPUDevice) Caps() Caps { return Caps{Resident: true, Types: []DType{F32}} }
+// Caps implements Device: resident buffers (a copy in host memory),
+// float32, the fused linear cross-entropy.
+func (d *CPUDevice) Caps() Caps { return Caps{Resident: true, Types: []DType{F32}, Linear: true} }
 
 // chunks calls f on row ranges of about chunkElems logits, checking ctx
 // before each.

@@ -132,6 +132,7 @@ type Info struct {
 	Kernel   string // kernel variant that runs ("portable", "avx2", "opencl wg=256", ...)
 	Platform string // OpenCL platform and driver version, empty for the CPU
 	Spec     string // the spec that opens this device again ("cpu", "opencl:0:1")
+	BLAS     string // the library of the fused linear's matrix products, empty without them
 }
 
 // Caps says which optional operations a device has.
@@ -140,6 +141,9 @@ type Caps struct {
 	Resident bool
 	// Types are the element types its matrices may have.
 	Types []DType
+	// Linear: the fused linear cross-entropy (LinearCrossEntropy,
+	// LinearPartials, LinearBackward).
+	Linear bool
 }
 
 // Device computes log-sum-exp, cross-entropy and its gradient over rows.
@@ -159,6 +163,17 @@ type Device interface {
 	// Backward writes the gradient of x's columns into g given part[i],
 	// row i's partial merged over the whole vocabulary.
 	Backward(ctx context.Context, g Grad, x Matrix, targets []int32, part []Partial, p *Problem) error
+	// LinearCrossEntropy is CrossEntropy of the logits z = H·Wᵀ + Bias of
+	// lin, which it never holds whole (see Linear), with the gradients of
+	// H, W and Bias into g when g is not nil; W holds the whole vocabulary.
+	LinearCrossEntropy(ctx context.Context, out Out, g *LinearGrad, lin *Linear, targets []int32, p *Problem) error
+	// LinearPartials merges into dst[i] row i's partial over lin's
+	// classes (W's rows), the classes [p.Col0, p.Col0+W.Rows) of the
+	// vocabulary; ignored rows' entries are left as they are.
+	LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error
+	// LinearBackward adds the gradients of lin's classes into g given
+	// part[i], row i's partial merged over the whole vocabulary.
+	LinearBackward(ctx context.Context, g LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error
 	// Upload copies x into a new Buffer of the device (dense: stride =
 	// cols), or returns ErrNotImplemented when Caps().Resident is false.
 	Upload(ctx context.Context, x Matrix) (Buffer, error)

@@ -300,3 +300,19 @@ func (g *Group) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// LinearCrossEntropy implements Device: a group has no fused linear
+// cross-entropy yet (ErrNotImplemented).
+func (g *Group) LinearCrossEntropy(context.Context, Out, *LinearGrad, *Linear, []int32, *Problem) error {
+	return notLinear("a group")
+}
+
+// LinearPartials implements Device (ErrNotImplemented).
+func (g *Group) LinearPartials(context.Context, []Partial, *Linear, []int32, *Problem) error {
+	return notLinear("a group")
+}
+
+// LinearBackward implements Device (ErrNotImplemented).
+func (g *Group) LinearBackward(context.Context, LinearGrad, *Linear, []int32, []Partial, *Problem) error {
+	return notLinear("a group")
+}

@@ -50,6 +50,28 @@ type goldenCase struct {
 	Mean *float64 `json:"mean"` // null: NaN
 }
 
+// readJSON reads a JSON file of the golden directory (Python's NaN is
+// null).
+func readJSON(t *testing.T, name string, ptr any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(GoldenDir(), name))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(nanToNull(b), ptr), name)
+}
+
+// opts returns the reference options of a golden case (its class
+// weights, when it has them, from the file weights).
+func (gc *goldenCase) opts(t *testing.T, weights string) Opts {
+	o := Opts{Ignore: DefaultIgnore, Smoothing: gc.Options.LabelSmoothing, ZLoss: gc.Options.ZLoss, Softcap: gc.Options.Softcap}
+	if gc.Options.IgnoreIndex != nil {
+		o.Ignore = int64(*gc.Options.IgnoreIndex)
+	}
+	if gc.Options.Weights != nil {
+		readNpy(t, weights, &o.Weights)
+	}
+	return o
+}
+
 func readNpy(t *testing.T, name string, ptr any) {
 	t.Helper()
 	f, err := os.Open(filepath.Join(GoldenDir(), name))

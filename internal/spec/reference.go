@@ -133,6 +133,15 @@ func LossOf(z []float64, t int, o Opts) float64 {
 // Its gradient is the analytic one (checked against finite differences of
 // LossOf), computing the target column from expm1 as the kernels do.
 func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Ref {
+	return reference(rows, cols, func(i int, z []float64) {
+		for j := range z {
+			z[j] = float64(x[i*stride+j])
+		}
+	}, targets, o)
+}
+
+// reference is Reference over logits that row sets, row i into z.
+func reference(rows, cols int, row func(i int, z []float64), targets []int32, o Opts) *Ref {
 	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows),
 		Grad: make([][]float64, rows), Mag: make([][]float64, rows)}
 	W := o.weightSum(cols)
@@ -145,9 +154,7 @@ func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Re
 			continue
 		}
 		z := make([]float64, cols)
-		for j := range z {
-			z[j] = float64(x[i*stride+j])
-		}
+		row(i, z)
 		o.capRow(z)
 		loss, lse, m, ls := o.rowLoss(z, t)
 		wt := o.weight(t)

@@ -1,0 +1,251 @@
+package batch
+
+import (
+	"context"
+	"math"
+
+	"github.com/xentlab/xent/device"
+)
+
+// Linear is a configured fused linear cross-entropy on one device: the
+// loss of the logits z = H·Wᵀ + b of hidden states H and a classifier W
+// (and bias b), computed a tile at a time so that the N × V logits are
+// never held (see [Budget]). Every option of [Loss] applies. It is
+// immutable and safe for concurrent use.
+type Linear struct {
+	loss *Loss
+}
+
+// LinearGrads says where the gradients of a fused linear call go: dL/dH
+// (N × D, like H) is written; dL/dW (V × D, like W) and dL/db (V values)
+// are added to, so that micro-batches accumulate (float32). A zero Matrix
+// or nil Bias is not wanted (a frozen weight, no bias).
+type LinearGrads struct {
+	H    Matrix
+	W    Matrix
+	Bias []float32
+}
+
+// NewLinear returns a fused linear cross-entropy computing on dev with the
+// options given. dev must have the operation (device.Caps().Linear; the
+// CPU has it): otherwise the error wraps device.ErrNotImplemented.
+func NewLinear(dev device.Device, opts ...Option) (*Linear, error) {
+	l, err := New(dev, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if !dev.Caps().Linear {
+		return nil, &inputError{kind: device.ErrNotImplemented, msg: "batch: " + dev.Info().Spec + " has no fused linear cross-entropy"}
+	}
+	return &Linear{loss: l}, nil
+}
+
+// Device returns the device the loss computes on.
+func (l *Linear) Device() device.Device { return l.loss.dev }
+
+// checkHost validates a host matrix of rows × cols with a positive row
+// length (named what), and returns it with its stride set.
+func checkHost(name string, m Matrix, what string) (Matrix, error) {
+	if m.Stride == 0 {
+		m.Stride = m.Cols
+	}
+	switch {
+	case m.Buf != nil:
+		return m, errorf(ErrOption, "%s: the fused linear takes host matrices", name)
+	case m.Type != device.F32:
+		return m, errorf(ErrOption, "%s: element type %v (float32 only)", name, m.Type)
+	case m.Rows < 0 || m.Cols < 0:
+		return m, errorf(ErrShape, "%s: negative shape %d × %d", name, m.Rows, m.Cols)
+	case m.Cols == 0:
+		return m, errorf(ErrShape, "%s: rows of 0 %s", name, what)
+	case m.Stride < m.Cols:
+		return m, errorf(ErrShape, "%s: stride %d is less than cols %d", name, m.Stride, m.Cols)
+	}
+	if m.Rows == 0 {
+		return m, nil
+	}
+	if m.Rows-1 > (math.MaxInt-m.Cols)/m.Stride {
+		return m, errorf(ErrShape, "%s: %d rows × stride %d overflows", name, m.Rows, m.Stride)
+	}
+	if need := (m.Rows-1)*m.Stride + m.Cols; len(m.Data) < need {
+		return m, errorf(ErrBuffer, "%s: %d rows × %d cols (stride %d) need %d values, got %d", name, m.Rows, m.Cols, m.Stride, need, len(m.Data))
+	}
+	return m, nil
+}
+
+// prepareLinear validates H, W, the bias and the targets against each
+// other and the options.
+func (l *Linear) prepareLinear(h, w Matrix, bias []float32, targets []int32) (*prepared, *device.Linear, error) {
+	h, err := checkHost("hidden states", h, "features")
+	if err != nil {
+		return nil, nil, err
+	}
+	if w, err = checkHost("weight", w, "features"); err != nil {
+		return nil, nil, err
+	}
+	c := &l.loss.cfg
+	switch {
+	case w.Cols != h.Cols:
+		return nil, nil, errorf(ErrShape, "hidden states have %d features, the weight's rows %d (W is classes × features, nn.Linear's layout)", h.Cols, w.Cols)
+	case w.Rows == 0:
+		return nil, nil, errorf(ErrShape, "weight: 0 classes")
+	case w.Rows > math.MaxInt32:
+		return nil, nil, errorf(ErrShape, "weight: %d classes exceed the int32 target range", w.Rows)
+	case bias != nil && len(bias) != w.Rows:
+		return nil, nil, errorf(ErrShape, "expected %d bias values to match %d classes, got %d", w.Rows, w.Rows, len(bias))
+	}
+	vocab := w.Rows
+	if c.vocab > 0 {
+		vocab = c.vocab
+		if c.col0+w.Rows > vocab {
+			return nil, nil, errorf(ErrShape, "the shard's classes [%d, %d) are not within the vocabulary of %d classes", c.col0, c.col0+w.Rows, vocab)
+		}
+	}
+	p, err := l.loss.prepareTargets(h.Rows, vocab, targets)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, &device.Linear{H: h, W: w, Bias: bias, Budget: c.budget}, nil
+}
+
+// gradsOf validates g against the inputs of lin and returns the device's
+// gradients with the per-row scales of up.
+func (l *Linear) gradsOf(p *prepared, lin *device.Linear, g LinearGrads, up Upstream) (*device.LinearGrad, error) {
+	var dg device.LinearGrad
+	inputs := []Matrix{lin.H, lin.W}
+	var outs []Matrix
+	for _, d := range []struct {
+		name string
+		m    Matrix
+		like Matrix
+		dst  *Matrix
+	}{{"hidden-state gradient", g.H, lin.H, &dg.H}, {"weight gradient", g.W, lin.W, &dg.W}} {
+		if d.m.Data == nil && d.m.Rows == 0 && d.m.Cols == 0 {
+			continue // not wanted
+		}
+		m, err := checkHost(d.name, d.m, "features")
+		if err != nil {
+			return nil, err
+		}
+		if m.Rows != d.like.Rows || m.Cols != d.like.Cols {
+			return nil, errorf(ErrShape, "%s is %d × %d, expected %d × %d", d.name, m.Rows, m.Cols, d.like.Rows, d.like.Cols)
+		}
+		for _, x := range append(inputs, outs...) {
+			if overlap(m, x) {
+				return nil, errorf(ErrBuffer, "%s overlaps an input or another gradient", d.name)
+			}
+		}
+		outs = append(outs, m)
+		*d.dst = m
+	}
+	if g.Bias != nil {
+		if len(g.Bias) != lin.W.Rows {
+			return nil, errorf(ErrShape, "expected %d bias gradients to match %d classes, got %d", lin.W.Rows, lin.W.Rows, len(g.Bias))
+		}
+		b := NewMatrix(g.Bias, 1, len(g.Bias))
+		for _, x := range append(inputs, outs...) {
+			if overlap(b, x) || lin.Bias != nil && overlap(b, NewMatrix(lin.Bias, 1, len(lin.Bias))) {
+				return nil, errorf(ErrBuffer, "bias gradient overlaps an input or another gradient")
+			}
+		}
+		dg.Bias = g.Bias
+	}
+	scale, err := l.loss.scales(p, up)
+	if err != nil {
+		return nil, err
+	}
+	dg.Scale = scale
+	return &dg, nil
+}
+
+// Forward computes the loss of the logits z = h·wᵀ + bias against targets
+// (bias may be nil): h is N × D, w is V × D (nn.Linear's weight), bias V.
+func (l *Linear) Forward(ctx context.Context, h, w Matrix, bias []float32, targets []int32) (Result, error) {
+	if err := l.loss.whole("Forward"); err != nil {
+		return Result{}, err
+	}
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return Result{}, err
+	}
+	return l.loss.run(p, func(out device.Out) error {
+		return l.loss.dev.LinearCrossEntropy(ctx, out, nil, lin, p.targets, &p.prob)
+	})
+}
+
+// ForwardBackward computes the loss as Forward does and the gradients of
+// the loss times up (One, Scalar or PerRow, as for Loss) into g: dH
+// written, dW and db added to.
+func (l *Linear) ForwardBackward(ctx context.Context, g LinearGrads, h, w Matrix, bias []float32, targets []int32, up Upstream) (Result, error) {
+	if err := l.loss.whole("ForwardBackward"); err != nil {
+		return Result{}, err
+	}
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return Result{}, err
+	}
+	dg, err := l.gradsOf(p, lin, g, up)
+	if err != nil {
+		return Result{}, err
+	}
+	return l.loss.run(p, func(out device.Out) error {
+		return l.loss.dev.LinearCrossEntropy(ctx, out, dg, lin, p.targets, &p.prob)
+	})
+}
+
+// Partials sets dst[i] to the partial of row i over w's classes, the
+// Linear's Shard (the whole vocabulary without one), as Loss.Partials
+// does for logits; ignored rows' entries are left as they are.
+func (l *Linear) Partials(ctx context.Context, dst []Partial, h, w Matrix, bias []float32, targets []int32) error {
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return err
+	}
+	if len(dst) != h.Rows {
+		return errorf(ErrBuffer, "expected %d partials to match %d rows, got %d", h.Rows, h.Rows, len(dst))
+	}
+	for i, t := range p.targets {
+		if t >= 0 {
+			dst[i] = device.EmptyPartial()
+		}
+	}
+	if h.Rows == 0 {
+		return nil
+	}
+	return l.loss.dev.LinearPartials(ctx, dst, lin, p.targets, &p.prob)
+}
+
+// Finish returns the Result of rows whose partials over the whole
+// vocabulary (every shard's, merged) are part, as Loss.Finish.
+func (l *Linear) Finish(part []Partial, targets []int32) (Result, error) {
+	return l.loss.Finish(part, targets)
+}
+
+// Backward adds the gradients of w's classes (the Linear's Shard) into g,
+// given part, the rows' partials over the whole vocabulary (every
+// shard's, merged), and dL/dloss up: dW and db of the shard, and the
+// shard's part of dH, which is added to g.H (the shards' parts sum to
+// dH: start from zeros, or all-reduce).
+func (l *Linear) Backward(ctx context.Context, g LinearGrads, h, w Matrix, bias []float32, targets []int32, part []Partial, up Upstream) error {
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return err
+	}
+	if len(part) != h.Rows {
+		return errorf(ErrBuffer, "expected %d partials to match %d rows, got %d", h.Rows, h.Rows, len(part))
+	}
+	dg, err := l.gradsOf(p, lin, g, up)
+	if err != nil {
+		return err
+	}
+	for i, t := range p.targets {
+		if t >= 0 && !part[i].HasT {
+			return errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
+		}
+	}
+	if h.Rows == 0 {
+		return nil
+	}
+	dg.AddH = true
+	return l.loss.dev.LinearBackward(ctx, *dg, lin, p.targets, part, &p.prob)
+}

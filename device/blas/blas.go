@@ -1,0 +1,175 @@
+// Package blas is the one matrix product xent needs, C = α·op(A)·op(B) +
+// β·C over row-major float32 matrices (BLAS's Sgemm), from a well-kept
+// library: OpenBLAS loaded at run time with purego where it is installed,
+// gonum's pure-Go BLAS everywhere.
+//
+// # Selection
+//
+// [Default] is OpenBLAS when libopenblas.so.0 (Debian's
+// libopenblas0-pthread; $XENT_BLAS_LIB names another file) loads, else
+// gonum; XENT_BLAS=gonum forces gonum. [Gonum] and [OpenBLAS] pick one.
+//
+// # Contract
+//
+// The caller checks shapes: op(A) is m × k, op(B) k × n, C m × n, every
+// leading dimension at least the row length it strides, every slice long
+// enough. Both implementations compute in float32; they differ in the
+// order of the sums, by a few ulps of Σ|a·b|.
+package blas
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+	gblas "gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// BLAS is a library's Sgemm.
+type BLAS struct {
+	name  string
+	sgemm func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+}
+
+// Name names the library ("OpenBLAS 0.3.21 ...", "gonum").
+func (b *BLAS) Name() string { return b.name }
+
+// Sgemm sets c = alpha·op(a)·op(b) + beta·c, where op(a) is a (m × k, row
+// stride lda) or, with tA, aᵀ (a is then k × m); likewise op(b) (k × n)
+// with tB; c is m × n with row stride ldc. With beta 0, c is not read.
+func (b *BLAS) Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, bm []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		// alpha·op(a)·op(b) is 0: scale c alone (both libraries agree).
+		for i := range m {
+			r := c[i*ldc : i*ldc+n]
+			for j := range r {
+				if beta == 0 {
+					r[j] = 0
+				} else {
+					r[j] *= beta
+				}
+			}
+		}
+		return
+	}
+	b.sgemm(tA, tB, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc)
+}
+
+var gonumBLAS = &BLAS{name: "gonum", sgemm: func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gonum.Implementation{}.Sgemm(trans(tA), trans(tB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}}
+
+func trans(t bool) gblas.Transpose {
+	if t {
+		return gblas.Trans
+	}
+	return gblas.NoTrans
+}
+
+// Gonum returns gonum's pure-Go Sgemm (parallel over GOMAXPROCS).
+func Gonum() *BLAS { return gonumBLAS }
+
+// ErrNoLibrary is returned (wrapped) when OpenBLAS cannot be loaded.
+var ErrNoLibrary = errors.New("blas: library not available")
+
+var (
+	openOnce sync.Once
+	openBLAS *BLAS
+	openErr  error
+)
+
+// libraryName is the library OpenBLAS opens: $XENT_BLAS_LIB or
+// libopenblas.so.0.
+func libraryName() string {
+	if p := os.Getenv("XENT_BLAS_LIB"); p != "" {
+		return p
+	}
+	return "libopenblas.so.0"
+}
+
+// OpenBLAS returns the Sgemm of the OpenBLAS library, loaded once, or an
+// error wrapping ErrNoLibrary.
+func OpenBLAS() (*BLAS, error) {
+	openOnce.Do(func() { openBLAS, openErr = load(libraryName()) })
+	return openBLAS, openErr
+}
+
+// CBLAS's enums.
+const (
+	cblasRowMajor = 101
+	cblasNoTrans  = 111
+	cblasTrans    = 112
+)
+
+// lib holds the functions of a CBLAS library. blasint is int32 in the
+// LP64 builds Debian ships (libopenblas64 would be the ILP64 one).
+type lib struct {
+	sgemm  func(order, tA, tB, m, n, k int32, alpha float32, a unsafe.Pointer, lda int32, b unsafe.Pointer, ldb int32, beta float32, c unsafe.Pointer, ldc int32)
+	config func() string
+}
+
+// load opens name and binds cblas_sgemm (and openblas_get_config for the
+// name, when present). A missing symbol is an error naming it.
+func load(name string) (*BLAS, error) {
+	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
+	}
+	var l lib
+	p, err := purego.Dlsym(h, "cblas_sgemm")
+	if err != nil || p == 0 {
+		return nil, fmt.Errorf("%w: %s lacks cblas_sgemm", ErrNoLibrary, name)
+	}
+	purego.RegisterFunc(&l.sgemm, p)
+	label := "OpenBLAS (" + name + ")"
+	if p, err := purego.Dlsym(h, "openblas_get_config"); err == nil && p != 0 {
+		purego.RegisterFunc(&l.config, p)
+		label = l.config()
+	}
+	return &BLAS{name: label, sgemm: l.call}, nil
+}
+
+func (l *lib) call(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ct := func(t bool) int32 {
+		if t {
+			return cblasTrans
+		}
+		return cblasNoTrans
+	}
+	// The slices stay reachable (and Go's heap does not move) for the
+	// call's duration; the library keeps no pointer after it returns.
+	l.sgemm(cblasRowMajor, ct(tA), ct(tB), int32(m), int32(n), int32(k), alpha,
+		unsafe.Pointer(unsafe.SliceData(a)), int32(lda), unsafe.Pointer(unsafe.SliceData(b)), int32(ldb),
+		beta, unsafe.Pointer(unsafe.SliceData(c)), int32(ldc))
+}
+
+var (
+	defOnce sync.Once
+	def     *BLAS
+	defWhy  string
+)
+
+// Default returns OpenBLAS when it loads, else gonum (always, with
+// XENT_BLAS=gonum). Why says, when it is gonum, why.
+func Default() (b *BLAS, why string) {
+	defOnce.Do(func() {
+		if os.Getenv("XENT_BLAS") == "gonum" {
+			def, defWhy = gonumBLAS, "XENT_BLAS=gonum"
+			return
+		}
+		o, err := OpenBLAS()
+		if err != nil {
+			def, defWhy = gonumBLAS, err.Error()
+			return
+		}
+		def = o
+	})
+	return def, defWhy
+}

@@ -1,0 +1,516 @@
+package spec
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+)
+
+// LinearProblem is a fused linear cross-entropy: logits z = H·Wᵀ + Bias
+// of H (N × D, row stride SH) and W (V × D, row stride SW).
+type LinearProblem struct {
+	N, D, V int
+	SH, SW  int
+	H, W    []float32
+	Bias    []float32 // nil: none
+	Targets []int32
+	Opts    Opts
+}
+
+// NewLinearProblem draws H and W with entries N(0, sd²/D) and N(0, 1)
+// (logits of about sd), a bias when bias is set, targets (every ignore-th
+// row ignored when ignore > 0), and strides of D + pad.
+func NewLinearProblem(r *rand.Rand, n, d, v int, sd float64, bias bool, ignore, pad int, o Opts) *LinearProblem {
+	p := &LinearProblem{N: n, D: d, V: v, SH: d + pad, SW: d + pad, Opts: o}
+	p.H = make([]float32, n*p.SH)
+	p.W = make([]float32, v*p.SW)
+	for k := range p.H {
+		p.H[k] = float32(r.NormFloat64() * sd / math.Sqrt(float64(d)))
+	}
+	for k := range p.W {
+		p.W[k] = float32(r.NormFloat64())
+	}
+	if bias {
+		p.Bias = make([]float32, v)
+		for k := range p.Bias {
+			p.Bias[k] = float32(r.NormFloat64())
+		}
+	}
+	p.Targets = make([]int32, n)
+	for i := range p.Targets {
+		p.Targets[i] = int32(r.IntN(v))
+		if ignore > 0 && i%ignore == ignore-1 {
+			p.Targets[i] = int32(o.Ignore)
+		}
+	}
+	return p
+}
+
+// HM and WM are H and W as batch matrices.
+func (p *LinearProblem) HM() batch.Matrix {
+	return batch.Matrix{Data: p.H, Rows: p.N, Cols: p.D, Stride: p.SH}
+}
+
+func (p *LinearProblem) WM() batch.Matrix {
+	return batch.Matrix{Data: p.W, Rows: p.V, Cols: p.D, Stride: p.SW}
+}
+
+// LinearRef is the float64 reference of a LinearProblem: Ref on the
+// float64 logits, and the size of the logits' float32 error.
+type LinearRef struct {
+	*Ref
+	P *LinearProblem
+	// ZErr[i] bounds the float32 error of row i's logits: (D+2)·2⁻²⁴·
+	// max_j (Σ_d |h_id·w_jd| + |b_j|), the product's rounding.
+	ZErr []float64
+}
+
+// Reference evaluates p in float64.
+func (p *LinearProblem) Reference() *LinearRef {
+	lr := &LinearRef{P: p, ZErr: make([]float64, p.N)}
+	lr.Ref = reference(p.N, p.V, func(i int, z []float64) {
+		zmax := 0.0
+		for j := range z {
+			s, a := 0.0, 0.0
+			if p.Bias != nil {
+				s, a = float64(p.Bias[j]), math.Abs(float64(p.Bias[j]))
+			}
+			for d := range p.D {
+				t := float64(p.H[i*p.SH+d]) * float64(p.W[j*p.SW+d])
+				s += t
+				a += math.Abs(t)
+			}
+			z[j] = s
+			zmax = max(zmax, a)
+		}
+		lr.ZErr[i] = float64(p.D+2) * 0x1p-24 * zmax
+	}, p.Targets, p.Opts)
+	return lr
+}
+
+// lossTol is the allowance for row i's loss: tol relative, plus what the
+// float32 logits' error moves it by (the loss moves by at most twice the
+// largest logit error, times the weights, and z-loss's 2λ|lse|).
+func (lr *LinearRef) lossTol(i int, tol float64) float64 {
+	wmax := 1.0
+	for _, w := range lr.P.Opts.Weights {
+		wmax = max(wmax, float64(w))
+	}
+	return tol*math.Max(1, math.Abs(lr.Loss[i])) + 4*lr.ZErr[i]*wmax*(1+2*lr.P.Opts.ZLoss*math.Abs(lr.LSE[i]))
+}
+
+// CheckLosses checks per-row losses (ignored rows 0).
+func (lr *LinearRef) CheckLosses(t *testing.T, got []float32, tol float64) {
+	t.Helper()
+	require.Len(t, got, lr.P.N)
+	for i, g := range got {
+		want := lr.Loss[i]
+		if int64(lr.P.Targets[i]) == lr.P.Opts.Ignore {
+			require.Zero(t, g, "ignored row %d", i)
+			continue
+		}
+		if math.IsNaN(want) || math.IsInf(want, 0) {
+			require.True(t, Close(g, want, tol), "row %d: loss %v, want %v", i, g, want)
+			continue
+		}
+		require.True(t, math.Abs(float64(g)-want) <= lr.lossTol(i, tol), "row %d: loss %v, want %v", i, g, want)
+	}
+}
+
+// CheckSum checks a sum of row losses (res.Sum).
+func (lr *LinearRef) CheckSum(t *testing.T, got float64, tol float64) {
+	t.Helper()
+	allow := 0.0
+	for i := range lr.P.N {
+		if int64(lr.P.Targets[i]) != lr.P.Opts.Ignore {
+			allow += lr.lossTol(i, tol)
+		}
+	}
+	require.True(t, math.Abs(got-lr.Sum) <= allow+tol*math.Abs(lr.Sum), "sum %v, want %v", got, lr.Sum)
+}
+
+// LinearGrads are expected gradients: each entry's value, the size of
+// its terms and its allowance factor (see CheckGrads).
+type LinearGrads struct {
+	DH, DW, DB          []float64 // dense: N × D, V × D, V
+	DHMag, DWMag, DBMag []float64
+	DHTol               []float64 // per row
+	WTol                float64
+}
+
+// Grads returns the gradients of Σ_i s_i·loss_i: dH, and dW and dBias
+// added to w0 and b0 (their values before the call, dense V × D and V).
+// An entry is a sum of K terms G_ij·x; its allowance is (tol + 2·ZErr +
+// K·2⁻²⁴) of the sum of the terms' sizes (Ref.Mag·|x|).
+func (lr *LinearRef) Grads(w0, b0 []float32, s []float64, tol float64) *LinearGrads {
+	p := lr.P
+	N, D, V := p.N, p.D, p.V
+	e := &LinearGrads{DH: make([]float64, N*D), DHMag: make([]float64, N*D), DHTol: make([]float64, N),
+		DW: make([]float64, V*D), DWMag: make([]float64, V*D), DB: make([]float64, V), DBMag: make([]float64, V)}
+	zerr := 0.0
+	for i := range N {
+		if int64(p.Targets[i]) == p.Opts.Ignore {
+			continue
+		}
+		zerr = max(zerr, lr.ZErr[i])
+		e.DHTol[i] = tol + 2*lr.ZErr[i] + float64(V+2)*0x1p-24
+		for j := range V {
+			gs, ms := s[i]*lr.Grad[i][j], math.Abs(s[i]*lr.Mag[i][j])
+			e.DB[j] += gs
+			e.DBMag[j] += ms
+			for d := range D {
+				h, w := float64(p.H[i*p.SH+d]), float64(p.W[j*p.SW+d])
+				e.DH[i*D+d] += gs * w
+				e.DHMag[i*D+d] += ms * math.Abs(w)
+				e.DW[j*D+d] += gs * h
+				e.DWMag[j*D+d] += ms * math.Abs(h)
+			}
+		}
+	}
+	for k := range e.DW {
+		e.DW[k] += float64(w0[k])
+		e.DWMag[k] += math.Abs(float64(w0[k]))
+	}
+	for j := range e.DB {
+		if b0 != nil {
+			e.DB[j] += float64(b0[j])
+			e.DBMag[j] += math.Abs(float64(b0[j]))
+		}
+	}
+	e.WTol = tol + 2*zerr + float64(N+2)*0x1p-24
+	return e
+}
+
+// Check checks the gradients g against e (dH, dW and dBias where g has
+// them).
+func (e *LinearGrads) Check(t *testing.T, g batch.LinearGrads, N, D, V int) {
+	t.Helper()
+	for i := range N {
+		for d := range D {
+			got := g.H.Data[i*g.H.Stride+d]
+			if k := i*D + d; g.H.Data != nil && !GradClose(got, e.DH[k], e.DHMag[k], e.DHTol[i]) {
+				require.Failf(t, "dH", "dH[%d][%d] = %v, want %v (terms of size %.3g)", i, d, got, e.DH[k], e.DHMag[k])
+			}
+		}
+	}
+	for j := range V {
+		for d := range D {
+			got := g.W.Data[j*g.W.Stride+d]
+			if k := j*D + d; g.W.Data != nil && !GradClose(got, e.DW[k], e.DWMag[k], e.WTol) {
+				require.Failf(t, "dW", "dW[%d][%d] = %v, want %v (terms of size %.3g)", j, d, got, e.DW[k], e.DWMag[k])
+			}
+		}
+		if g.Bias != nil && !GradClose(g.Bias[j], e.DB[j], e.DBMag[j], e.WTol) {
+			require.Failf(t, "db", "db[%d] = %v, want %v (terms of size %.3g)", j, g.Bias[j], e.DB[j], e.DBMag[j])
+		}
+	}
+}
+
+// dense returns the V × D values of a strided W-shaped matrix.
+func dense(m batch.Matrix) []float32 {
+	d := make([]float32, 0, m.Rows*m.Cols)
+	for i := range m.Rows {
+		d = append(d, m.Data[i*m.Stride:i*m.Stride+m.Cols]...)
+	}
+	return d
+}
+
+// LinearOptions returns the batch options of o with reduction r.
+func LinearOptions(o Opts, r batch.Reduction, more ...batch.Option) []batch.Option {
+	c := Case{Opts: o}
+	return append(c.LossOptions(r), more...)
+}
+
+// randomGrads returns gradients shaped as p's inputs (strided like them),
+// dW and dBias prefilled with random values (to check they are added to),
+// and copies of those values.
+func randomGrads(r *rand.Rand, p *LinearProblem) (g batch.LinearGrads, w0, b0 []float32) {
+	g.H = batch.Matrix{Data: make([]float32, len(p.H)), Rows: p.N, Cols: p.D, Stride: p.SH}
+	for k := range g.H.Data {
+		g.H.Data[k] = float32(math.NaN()) // every entry must be written
+	}
+	g.W = batch.Matrix{Data: make([]float32, len(p.W)), Rows: p.V, Cols: p.D, Stride: p.SW}
+	for k := range g.W.Data {
+		g.W.Data[k] = float32(r.NormFloat64())
+	}
+	w0 = dense(g.W)
+	if p.Bias != nil {
+		g.Bias = make([]float32, p.V)
+		for k := range g.Bias {
+			g.Bias[k] = float32(r.NormFloat64())
+		}
+		b0 = append([]float32(nil), g.Bias...)
+	}
+	return g, w0, b0
+}
+
+// linearCase is one shape and option set of RunLinear.
+type linearCase struct {
+	name      string
+	n, d, v   int
+	sd        float64
+	bias      bool
+	ignore    int
+	pad       int
+	opts      Opts
+	budgetsOK bool // run the small budgets too
+}
+
+func linearCases() []linearCase {
+	ii := Opts{Ignore: DefaultIgnore}
+	w := func(v int) []float32 {
+		ws := make([]float32, v)
+		for j := range ws {
+			ws[j] = float32(j%7) / 3
+		}
+		return ws
+	}
+	return []linearCase{
+		{"1x1x1", 1, 1, 1, 1, true, 0, 0, ii, true},
+		{"plain", 37, 1, 5, 2, false, 5, 0, ii, true},
+		{"plain", 7, 33, 4099, 3, true, 3, 2, ii, true},
+		{"chunks", 130, 8, 1000, 3, true, 7, 1, ii, true},
+		{"smoothing+weights", 65, 17, 300, 3, false, 4, 0, Opts{Ignore: DefaultIgnore, Smoothing: 0.1, Weights: w(300)}, true},
+		{"zloss", 23, 9, 257, 3, true, 0, 0, Opts{Ignore: DefaultIgnore, ZLoss: 1e-3}, true},
+		{"softcap", 29, 12, 301, 12, true, 6, 0, Opts{Ignore: DefaultIgnore, Softcap: 5}, true},
+		{"all", 41, 11, 517, 8, true, 3, 3, Opts{Ignore: 5, Smoothing: 0.05, ZLoss: 1e-4, Softcap: 6, Weights: w(517)}, true},
+		{"all-ignored", 6, 4, 9, 1, true, 1, 0, ii, true},
+	}
+}
+
+// RunLinear checks dev's fused linear cross-entropy against the float64
+// reference: every case with the default budget (a chunk of rows over the
+// whole vocabulary) and budgets small enough for tiles of the vocabulary,
+// Forward with every reduction and ForwardBackward with each upstream.
+func RunLinear(t *testing.T, dev device.Device, tol float64) {
+	seed := Seed(t)
+	r := rand.New(rand.NewPCG(seed, 15))
+	ctx := context.Background()
+	for _, c := range linearCases() {
+		p := NewLinearProblem(r, c.n, c.d, c.v, c.sd, c.bias, c.ignore, c.pad, c.opts)
+		ref := p.Reference()
+		budgets := []int{0}
+		if c.budgetsOK {
+			budgets = append(budgets, 64, 4*c.v*3+4)
+		}
+		for _, budget := range budgets {
+			t.Run(fmt.Sprintf("%s/%dx%dx%d/budget=%d", c.name, c.n, c.d, c.v, budget), func(t *testing.T) {
+				up := make([]float32, p.N)
+				for i := range up {
+					up[i] = float32(r.Float64()*2 - 1)
+				}
+				for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
+					l, err := batch.NewLinear(dev, LinearOptions(c.opts, red, batch.Budget(budget), batch.KeepRows())...)
+					require.NoError(t, err)
+					res, err := l.Forward(ctx, p.HM(), p.WM(), p.Bias, p.Targets)
+					require.NoError(t, err)
+					ref.CheckLosses(t, res.Losses, tol)
+					ref.CheckSum(t, res.Sum, tol)
+					require.Equal(t, ref.Counted, res.Counted)
+					correct := int64(0)
+					for i, ok := range ref.Correct {
+						if ok && int64(p.Targets[i]) != p.Opts.Ignore {
+							correct++
+						}
+					}
+					// A near tie of the argmax may go either way in float32.
+					require.InDelta(t, correct, res.Correct, float64(max(1, p.N/10)), "correct")
+
+					g, w0, b0 := randomGrads(r, p)
+					s := make([]float64, p.N)
+					var u batch.Upstream
+					switch red {
+					case batch.None:
+						u = batch.PerRow(up)
+						for i := range s {
+							s[i] = float64(up[i])
+						}
+					case batch.Sum:
+						u = batch.One
+						for i := range s {
+							s[i] = 1
+						}
+					case batch.Mean:
+						u = batch.Scalar(0.5)
+						for i := range s {
+							s[i] = 0.5 / ref.Denom
+						}
+					}
+					res2, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, u)
+					require.NoError(t, err)
+					require.Equal(t, res.Losses, res2.Losses, "Forward and ForwardBackward give the same losses")
+					ref.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
+				}
+			})
+		}
+	}
+}
+
+// RunLinearGolden checks dev against the PyTorch values written by
+// testdata/golden/linear/gen.py (F.linear + the loss, float64): per-row
+// losses, the sum and the mean, and dH, dW, db of the sum, with the
+// default budget and one that makes tiles of the vocabulary. The
+// allowances are the reference's (CheckLosses, CheckGrads), around
+// PyTorch's values.
+func RunLinearGolden(t *testing.T, dev device.Device, tol float64) {
+	type lcase struct {
+		goldenCase
+		N, D, V int
+		Bias    bool
+	}
+	var doc struct {
+		Torch string  `json:"torch"`
+		Cases []lcase `json:"cases"`
+	}
+	readJSON(t, "linear/cases.json", &doc)
+	require.NotEmpty(t, doc.Cases)
+	t.Logf("golden values from torch %s", doc.Torch)
+	ctx := context.Background()
+	for _, gc := range doc.Cases {
+		for _, budget := range []int{0, 4 * 3 * gc.V} {
+			t.Run(fmt.Sprintf("%s/budget=%d", gc.Name, budget), func(t *testing.T) {
+				file := func(s string) string { return "linear/" + gc.Name + "_" + s + ".npy" }
+				p := &LinearProblem{N: gc.N, D: gc.D, V: gc.V, SH: gc.D, SW: gc.D, Opts: gc.opts(t, file("weights"))}
+				var tg []int64
+				var rows, dh, dw, db []float64
+				readNpy(t, file("h"), &p.H)
+				readNpy(t, file("w"), &p.W)
+				readNpy(t, file("targets"), &tg)
+				readNpy(t, file("rows"), &rows)
+				readNpy(t, file("dh"), &dh)
+				readNpy(t, file("dw"), &dw)
+				if gc.Bias {
+					readNpy(t, file("b"), &p.Bias)
+					readNpy(t, file("db"), &db)
+				}
+				p.Targets = make([]int32, len(tg))
+				for i, v := range tg {
+					p.Targets[i] = int32(v)
+				}
+				ref := p.Reference()
+				// The comparison is with PyTorch's values; the reference
+				// gives the allowances, and must agree with PyTorch itself.
+				for i := range rows {
+					require.InDelta(t, rows[i], ref.Loss[i], 1e-9*max(1, math.Abs(rows[i])), "reference row %d", i)
+					ref.Loss[i] = rows[i]
+				}
+				ref.Sum = orNaN(gc.Sum)
+				opts := LinearOptions(p.Opts, batch.Sum, batch.Budget(budget), batch.KeepRows())
+				l, err := batch.NewLinear(dev, opts...)
+				require.NoError(t, err)
+				g := batch.LinearGrads{
+					H: batch.NewMatrix(make([]float32, gc.N*gc.D), gc.N, gc.D),
+					W: batch.NewMatrix(make([]float32, gc.V*gc.D), gc.V, gc.D),
+				}
+				if gc.Bias {
+					g.Bias = make([]float32, gc.V)
+				}
+				res, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+				require.NoError(t, err)
+				ref.CheckLosses(t, res.Losses, tol)
+				ref.CheckSum(t, res.Sum, tol)
+				// The reference's gradients, replaced by PyTorch's: the check
+				// then compares with PyTorch within the reference's allowances.
+				s := make([]float64, gc.N)
+				for i := range s {
+					s[i] = 1
+				}
+				e := ref.Grads(make([]float32, gc.V*gc.D), nil, s, tol)
+				torch := func(name string, ref, torch, mag []float64) {
+					require.Len(t, torch, len(ref), name)
+					for k := range ref {
+						require.InDelta(t, torch[k], ref[k], 1e-9*mag[k]+1e-300, "reference %s[%d]", name, k)
+					}
+					copy(ref, torch)
+				}
+				torch("dH", e.DH, dh, e.DHMag)
+				torch("dW", e.DW, dw, e.DWMag)
+				if gc.Bias {
+					torch("db", e.DB, db, e.DBMag)
+				}
+				e.Check(t, g, gc.N, gc.D, gc.V)
+
+				mean, err := batch.NewLinear(dev, LinearOptions(p.Opts, batch.Mean, batch.Budget(budget))...)
+				require.NoError(t, err)
+				res, err = mean.Forward(ctx, p.HM(), p.WM(), p.Bias, p.Targets)
+				require.NoError(t, err)
+				want := orNaN(gc.Mean)
+				require.True(t, CloseF(res.Loss, want, tol+4*maxOf(ref.ZErr)), "mean %v, torch %v", res.Loss, want)
+			})
+		}
+	}
+}
+
+func maxOf(x []float64) float64 {
+	m := 0.0
+	for _, v := range x {
+		m = max(m, v)
+	}
+	return m
+}
+
+// RunLinearShards splits W's classes into 1, 2, 3 and 7 uneven shards, as
+// devices or machines holding parts of a classifier would: each shard's
+// Partials, merged, give the unsplit loss through Finish, and each
+// shard's Backward its rows of dW and dBias and its part of dH, which add
+// up to the unsplit gradients (checked against the float64 reference).
+func RunLinearShards(t *testing.T, dev device.Device, tol float64) {
+	seed := Seed(t)
+	r := rand.New(rand.NewPCG(seed, 16))
+	ctx := context.Background()
+	w := make([]float32, 611)
+	for j := range w {
+		w[j] = float32(j%5+1) / 4
+	}
+	o := Opts{Ignore: DefaultIgnore, Smoothing: 0.1, ZLoss: 1e-4, Softcap: 7, Weights: w}
+	p := NewLinearProblem(r, 45, 13, 611, 6, true, 4, 1, o)
+	ref := p.Reference()
+	for _, k := range []int{1, 2, 3, 7} {
+		for _, budget := range []int{0, 4 * 5 * 40} {
+			t.Run(fmt.Sprintf("shards=%d/budget=%d", k, budget), func(t *testing.T) {
+				cuts := shardCuts(p.V, k)
+				part := batch.NewPartials(p.N)
+				lins := make([]*batch.Linear, k)
+				wOf := func(s int) batch.Matrix {
+					m := p.WM()
+					m.Data, m.Rows = m.Data[cuts[s]*m.Stride:], cuts[s+1]-cuts[s]
+					return m
+				}
+				for s := range k {
+					l, err := batch.NewLinear(dev, LinearOptions(o, batch.Mean, batch.Shard(cuts[s], p.V), batch.Budget(budget))...)
+					require.NoError(t, err)
+					lins[s] = l
+					sp := make([]batch.Partial, p.N)
+					require.NoError(t, l.Partials(ctx, sp, p.HM(), wOf(s), p.Bias[cuts[s]:cuts[s+1]], p.Targets))
+					for i := range part {
+						part[i].Merge(sp[i])
+					}
+				}
+				res, err := lins[0].Finish(part, p.Targets)
+				require.NoError(t, err)
+				ref.CheckSum(t, res.Sum, tol)
+
+				g, w0, b0 := randomGrads(r, p)
+				clear(g.H.Data) // the shards add their parts
+				for s := range k {
+					gs := g
+					gs.W.Data, gs.W.Rows = g.W.Data[cuts[s]*g.W.Stride:], cuts[s+1]-cuts[s]
+					gs.Bias = g.Bias[cuts[s]:cuts[s+1]]
+					require.NoError(t, lins[s].Backward(ctx, gs, p.HM(), wOf(s), p.Bias[cuts[s]:cuts[s+1]], p.Targets, part, batch.One))
+				}
+				sc := make([]float64, p.N)
+				for i := range sc {
+					sc[i] = 1 / ref.Denom
+				}
+				ref.Grads(w0, b0, sc, tol).Check(t, g, p.N, p.D, p.V)
+			})
+		}
+	}
+}
