@@ -96,7 +96,8 @@ func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 func Shard(col0, vocab int) Option { return func(c *config) { c.col0, c.vocab = col0, vocab } }
 
 // Budget sets the bytes of logits a [Linear] holds at a time (default
-// device.DefaultBudget, 64 MiB): its tiles of rows × classes stay within
+// device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when that is
+// more): its tiles of rows × classes stay within
 // it (a tile is at least one logit). It does not apply to a Loss, whose
 // logits are the caller's.
 func Budget(bytes int) Option { return func(c *config) { c.budget = bytes } }

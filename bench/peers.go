@@ -23,15 +23,9 @@ func Peers(ctx context.Context, dir string, rows, cols int, ops []string, repeat
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("%s: %w (run from the repository root or set the peer directory)", script, err)
 	}
-	var py string
-	for _, p := range []string{"/usr/bin/python3", "python3"} {
-		if exec.CommandContext(ctx, p, "-c", "import torch").Run() == nil {
-			py = p
-			break
-		}
-	}
-	if py == "" {
-		return nil, fmt.Errorf("no python3 with torch (apt-get install python3-torch)")
+	py, err := python(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, py, script, "--batch", fmt.Sprint(rows), "--vocab", fmt.Sprint(cols),
@@ -52,4 +46,14 @@ func Peers(ctx context.Context, dir string, rows, cols int, ops []string, repeat
 		rs = append(rs, r)
 	}
 	return rs, nil
+}
+
+// python returns a python3 that imports torch.
+func python(ctx context.Context) (string, error) {
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.CommandContext(ctx, p, "-c", "import torch").Run() == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no python3 with torch (apt-get install python3-torch)")
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device/blas"
 )
 
 // Backend is a registered device provider other than the CPU.
@@ -49,6 +50,12 @@ func List() []Description {
 	if cpu.SIMD == nil {
 		out[0].Details = append(out[0].Details, [2]string{"simd", cpu.SIMDUnavailable()})
 	}
+	b, why := blas.Default()
+	linear := b.Name() + ": " + b.Detail()
+	if why != "" {
+		linear += " (not OpenBLAS: " + why + ")"
+	}
+	out[0].Details = append(out[0].Details, [2]string{"linear (BLAS)", linear})
 	if w := cpu.ExperimentWarning(); w != "" {
 		out[0].Details = append(out[0].Details, [2]string{"warning", w})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -20,7 +21,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	rows := fs.Int("batch", 1024, "rows of the logit matrix")
 	vocab := fs.Int("vocab", 50257, "vocabulary size (columns)")
-	ops := fs.String("ops", "lse,forward,fused", "operations: lse, forward, fused")
+	ops := fs.String("ops", "lse,forward,fused", "operations: lse, forward, fused; or linear (the fused linear: forward and forward + backward, --hidden)")
+	hidden := fs.Int("hidden", 768, "with --ops linear: the hidden size D (H is batch × D, W vocab × D)")
+	blasNames := fs.String("blas", "", "with --ops linear: gonum, openblas or both, comma-separated (default: those present)")
+	budget := fs.Int("budget", 0, "with --ops linear: bytes of logits held at a time (0: device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	devs := fs.String("device", "cpu", "devices, comma-separated: all, cpu, cpu:portable, cpu:simd, opencl, opencl:P:D")
 	repeat := fs.Int("repeat", 7, "timed repeats (after one warm-up); the median is reported")
 	sweep := fs.String("sweep", "", "vocabulary sweep, e.g. vocab=8192,32000,50257,128256,256000 (overrides --vocab)")
@@ -54,6 +58,14 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cpu.SIMD == nil && *from == "" {
 		fmt.Fprintf(stderr, "xent bench: the CPU runs the portable kernels: %s\n", cpu.SIMDUnavailable())
+	}
+	if *ops == "linear" {
+		var bl []string
+		if *blasNames != "" {
+			bl = strings.Split(*blasNames, ",")
+		}
+		return benchLinear(ctx, bench.LinearConfig{N: *rows, V: *vocab, D: *hidden, Budget: *budget, Devices: strings.Split(*devs, ","),
+			BLAS: bl, Repeat: *repeat, Peers: *peers, Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}, *asJSON, stdout)
 	}
 	cfg := bench.Config{Batch: *rows, Vocabs: vocabs, Ops: strings.Split(*ops, ","), Devices: strings.Split(*devs, ","),
 		Repeat: *repeat, Peers: *peers,
@@ -100,4 +112,31 @@ func loadReport(path string) (*bench.Report, error) {
 		return nil, fmt.Errorf("%s: not a xent bench report: %w", path, err)
 	}
 	return &rep, nil
+}
+
+// benchLinear runs and prints the fused linear benchmark.
+func benchLinear(ctx context.Context, c bench.LinearConfig, asJSON bool, stdout io.Writer) error {
+	if c.N < 1 || c.V < 1 || c.D < 1 {
+		return fmt.Errorf("--batch, --vocab and --hidden must be ≥ 1")
+	}
+	rs, peaks, err := bench.Linear(ctx, c)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", " ")
+		return enc.Encode(map[string]any{"results": rs, "sgemm_peak_gflops": peaks})
+	}
+	fmt.Fprintf(stdout, "fused linear cross-entropy, N %d × V %d × D %d (logits would be %.0f MB); %d threads\n", c.N, c.V, c.D, float64(c.N)*float64(c.V)*4/1e6, runtime.GOMAXPROCS(0))
+	for name, p := range peaks {
+		fmt.Fprintf(stdout, "sgemm peak (2048³, measured in this run): %.1f GFLOP/s  %s\n", p, name)
+	}
+	fmt.Fprintln(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "device\tkernel\top\tmedian s\tmin s\tmax s\tGFLOP/s\textra MB\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t\n", r.Device, r.Kernel, r.Op, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GFLOPs, r.ExtraMB)
+	}
+	return tw.Flush()
 }

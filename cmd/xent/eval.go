@@ -54,8 +54,28 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
 	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (float32)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	hidden := fs.String("hidden", "", "hidden states `H.npy` [tokens × features] (float32): the fused linear, with --weight, instead of --logits")
+	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy, or file.safetensors:name (e.g. model.safetensors:lm_head.weight)")
+	bias := fs.String("bias", "", "classifier bias `B.npy` (optional, one per class)")
+	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy`")
+	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy`")
+	budget := fs.Int("budget", 0, "bytes of logits the fused linear holds at a time (0: device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
+	}
+	if *hidden != "" || *weight != "" {
+		if *logits != "" || *hidden == "" || *weight == "" || *targets == "" {
+			fmt.Fprintln(stderr, "xent eval: the fused linear takes --hidden, --weight and --targets, without --logits")
+			fs.Usage()
+			return errUsage
+		}
+		return evalLinear(ctx, linearArgs{hidden: *hidden, weight: *weight, bias: *bias, targets: *targets, weights: *weights,
+			gradHidden: *gradHidden, gradWeight: *gradWeight, rowsOut: *rowsOut, dev: *dev, ignore: *ignore, budget: *budget,
+			smoothing: *smoothing, zloss: *zloss, softcap: *softcap, asJSON: *asJSON}, stdout, stderr)
+	}
+	if *gradHidden != "" || *gradWeight != "" || *bias != "" {
+		fmt.Fprintln(stderr, "xent eval: --bias, --grad-hidden and --grad-weight go with --hidden and --weight")
+		return errUsage
 	}
 	if *logits == "" || *targets == "" {
 		fmt.Fprintln(stderr, "xent eval: --logits and --targets are required")
@@ -139,9 +159,14 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	return report(stdout, d, st, *ignore, *asJSON)
+}
+
+// report prints the stats of an evaluation on d.
+func report(stdout io.Writer, d device.Device, st batch.Stats, ignore int, asJSON bool) error {
 	info := d.Info()
 	devName := fmt.Sprintf("%s (%s, %s)", info.Spec, info.Name, info.Kernel)
-	if *asJSON {
+	if asJSON {
 		out := evalOut{Loss: num(st.Mean()), Sum: num(st.Sum), Tokens: st.Counted, Ignored: st.Ignored(),
 			Perplexity: num(st.Perplexity()), Accuracy: num(st.Accuracy()), ZLoss: num(st.ZLoss), Device: devName}
 		enc := json.NewEncoder(stdout)
@@ -150,7 +175,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "loss        %.6f nats (mean over %d tokens)\n", st.Mean(), st.Counted)
 	fmt.Fprintf(stdout, "perplexity  %.4f\n", st.Perplexity())
 	fmt.Fprintf(stdout, "accuracy    %.4f (top-1)\n", st.Accuracy())
-	fmt.Fprintf(stdout, "tokens      %d counted, %d ignored (ignore index %d)\n", st.Counted, st.Ignored(), *ignore)
+	fmt.Fprintf(stdout, "tokens      %d counted, %d ignored (ignore index %d)\n", st.Counted, st.Ignored(), ignore)
 	fmt.Fprintf(stdout, "sum         %.6f\n", st.Sum)
 	fmt.Fprintf(stdout, "z-loss      %.6f\n", st.ZLoss)
 	fmt.Fprintf(stdout, "device      %s\n", devName)
@@ -159,7 +184,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // writeNpy writes v as a float32 .npy file through a temporary file in
 // the same directory, renamed into place only when complete.
-func writeNpy(path string, v []float32) (err error) {
+func writeNpy(path string, v any) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".xent-*.npy.tmp")
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -31,12 +32,17 @@ import (
 
 // BLAS is a library's Sgemm.
 type BLAS struct {
-	name  string
+	name   string
+	detail string
 	sgemm func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
 }
 
-// Name names the library ("OpenBLAS 0.3.21 ...", "gonum").
+// Name names the library ("OpenBLAS 0.3.21", "gonum").
 func (b *BLAS) Name() string { return b.name }
+
+// Detail says more: OpenBLAS's build configuration (its kernels'
+// target, threads).
+func (b *BLAS) Detail() string { return b.detail }
 
 // Sgemm sets c = alpha·op(a)·op(b) + beta·c, where op(a) is a (m × k, row
 // stride lda) or, with tA, aᵀ (a is then k × m); likewise op(b) (k × n)
@@ -62,7 +68,7 @@ func (b *BLAS) Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda i
 	b.sgemm(tA, tB, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc)
 }
 
-var gonumBLAS = &BLAS{name: "gonum", sgemm: func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+var gonumBLAS = &BLAS{name: "gonum", detail: "gonum.org/v1/gonum/blas/gonum, pure Go", sgemm: func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	gonum.Implementation{}.Sgemm(trans(tA), trans(tB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }}
 
@@ -120,7 +126,7 @@ type lib struct {
 func load(name string) (*BLAS, error) {
 	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoLibrary, name, err)
 	}
 	var l lib
 	p, err := purego.Dlsym(h, "cblas_sgemm")
@@ -128,12 +134,15 @@ func load(name string) (*BLAS, error) {
 		return nil, fmt.Errorf("%w: %s lacks cblas_sgemm", ErrNoLibrary, name)
 	}
 	purego.RegisterFunc(&l.sgemm, p)
-	label := "OpenBLAS (" + name + ")"
+	label, detail := "OpenBLAS", name
 	if p, err := purego.Dlsym(h, "openblas_get_config"); err == nil && p != 0 {
 		purego.RegisterFunc(&l.config, p)
-		label = l.config()
+		detail = strings.TrimSpace(l.config()) // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ... Haswell MAX_THREADS=64"
+		if f := strings.Fields(detail); len(f) >= 2 {
+			label = f[0] + " " + f[1]
+		}
 	}
-	return &BLAS{name: label, sgemm: l.call}, nil
+	return &BLAS{name: label, detail: detail, sgemm: l.call}, nil
 }
 
 func (l *lib) call(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {

@@ -1,0 +1,213 @@
+package batch_test
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+)
+
+func cpuLinear(t testing.TB, opts ...batch.Option) *batch.Linear {
+	dev, err := device.Open("cpu")
+	require.NoError(t, err)
+	l, err := batch.NewLinear(dev, opts...)
+	require.NoError(t, err)
+	return l
+}
+
+// TestLinearBadInput: each bad input of the fused linear returns its
+// sentinel error with a message naming the problem, and writes nothing.
+func TestLinearBadInput(t *testing.T) {
+	const n, d, v = 3, 4, 5
+	r := rand.New(rand.NewPCG(1, 2))
+	fill := func(k int) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	h, w, b := batch.NewMatrix(fill(n*d), n, d), batch.NewMatrix(fill(v*d), v, d), fill(v)
+	tg := []int32{0, 4, -100}
+	buf := fill(100)
+	type grads = batch.LinearGrads
+	good := func() grads {
+		return grads{H: batch.NewMatrix(make([]float32, n*d), n, d), W: batch.NewMatrix(make([]float32, v*d), v, d), Bias: make([]float32, v)}
+	}
+	cases := []struct {
+		name    string
+		opts    []batch.Option
+		h, w    batch.Matrix
+		bias    []float32
+		targets []int32
+		g       func() grads
+		want    error
+		msg     string
+	}{
+		{"features differ", nil, h, batch.NewMatrix(w.Data[:v*3], v, 3), b, tg, good, batch.ErrShape, "batch: hidden states have 4 features, the weight's rows 3 (W is classes × features, nn.Linear's layout)"},
+		{"target high", nil, h, w, b, []int32{0, 5, 1}, good, batch.ErrTarget, "batch: target 5 out of bounds [0, 5) at row 1"},
+		{"targets short", nil, h, w, b, tg[:2], good, batch.ErrShape, "batch: expected 3 targets to match 3 rows, got 2"},
+		{"hidden short", nil, batch.Matrix{Data: h.Data[:11], Rows: n, Cols: d}, w, b, tg, good, batch.ErrBuffer, "batch: hidden states: 3 rows × 4 cols (stride 4) need 12 values, got 11"},
+		{"weight short", nil, h, batch.Matrix{Data: w.Data[:19], Rows: v, Cols: d}, b, tg, good, batch.ErrBuffer, "batch: weight: 5 rows × 4 cols (stride 4) need 20 values, got 19"},
+		{"no features", nil, batch.Matrix{Rows: n}, w, b, tg, good, batch.ErrShape, "batch: hidden states: rows of 0 features"},
+		{"bias short", nil, h, w, b[:4], tg, good, batch.ErrShape, "batch: expected 5 bias values to match 5 classes, got 4"},
+		{"dH overlaps H", nil, h, w, b, tg, func() grads { g := good(); g.H = h; return g }, batch.ErrBuffer, "batch: hidden-state gradient overlaps an input or another gradient"},
+		{"dW overlaps dH", nil, h, w, b, tg, func() grads {
+			g := good()
+			g.H, g.W = batch.NewMatrix(buf[:n*d], n, d), batch.NewMatrix(buf[n*d-1:n*d-1+v*d], v, d)
+			return g
+		}, batch.ErrBuffer, "batch: weight gradient overlaps an input or another gradient"},
+		{"dW shape", nil, h, w, b, tg, func() grads { g := good(); g.W.Rows = 4; return g }, batch.ErrShape, "batch: weight gradient is 4 × 4, expected 5 × 4"},
+		{"db short", nil, h, w, b, tg, func() grads { g := good(); g.Bias = g.Bias[:3]; return g }, batch.ErrShape, "batch: expected 5 bias gradients to match 5 classes, got 3"},
+		{"db is bias", nil, h, w, b, tg, func() grads { g := good(); g.Bias = b; return g }, batch.ErrBuffer, "batch: bias gradient overlaps an input or another gradient"},
+		{"budget", []batch.Option{batch.Budget(-1)}, h, w, b, tg, good, batch.ErrOption, "batch: budget -1 bytes must be ≥ 0 (0: the default)"},
+		{"shard past vocab", []batch.Option{batch.Shard(3, 7)}, h, w, b, []int32{0, 1, 2}, good, batch.ErrShape, "batch: the shard's classes [3, 8) are not within the vocabulary of 7 classes"},
+	}
+	dev, err := device.Open("cpu")
+	require.NoError(t, err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l, err := batch.NewLinear(dev, c.opts...)
+			if err != nil {
+				require.ErrorIs(t, err, c.want)
+				require.EqualError(t, err, c.msg)
+				return
+			}
+			g := c.g()
+			before := [][]float32{slices.Clone(g.H.Data), slices.Clone(g.W.Data), slices.Clone(g.Bias), slices.Clone(buf)}
+			var cerr error
+			if c.name == "shard past vocab" {
+				cerr = l.Partials(ctx, batch.NewPartials(n), c.h, c.w, c.bias, c.targets)
+			} else {
+				_, cerr = l.ForwardBackward(ctx, g, c.h, c.w, c.bias, c.targets, batch.One)
+			}
+			require.ErrorIs(t, cerr, c.want)
+			require.EqualError(t, cerr, c.msg)
+			var te *batch.TargetError
+			if errors.Is(cerr, batch.ErrTarget) {
+				require.ErrorAs(t, cerr, &te)
+			}
+			after := [][]float32{g.H.Data, g.W.Data, g.Bias, buf}
+			for k := range before {
+				require.Equal(t, before[k], after[k], "nothing is written")
+			}
+		})
+	}
+	// A device without the operation says so.
+	g, err := device.NewGroup(device.SplitRows, dev)
+	require.NoError(t, err)
+	_, err = batch.NewLinear(g)
+	require.ErrorIs(t, err, device.ErrNotImplemented)
+}
+
+// TestLinearMemory: at N 4096, V 128256, D 64 the logits would take 2.1
+// GB; the fused forward + backward allocates at most the budget plus
+// O(N) (the caller holds H, W and their gradients, O(N·D + V·D)). With
+// the collector off, the bytes allocated during the call bound its peak.
+// (OpenBLAS's own buffers are C memory of a fixed size, outside Go's heap.)
+func TestLinearMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("202 GFLOP: the README's test command (go test ./...) runs it")
+	}
+	const n, d, v = 4096, 64, 128256
+	const budget = 16 << 20
+	r := rand.New(rand.NewPCG(3, 4))
+	fill := func(k int, sd float64) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * sd)
+		}
+		return x
+	}
+	h, w := batch.NewMatrix(fill(n*d, 0.3), n, d), batch.NewMatrix(fill(v*d, 0.3), v, d)
+	tg := make([]int32, n)
+	for i := range tg {
+		tg[i] = int32(r.IntN(v))
+	}
+	g := batch.LinearGrads{H: batch.NewMatrix(make([]float32, n*d), n, d), W: batch.NewMatrix(make([]float32, v*d), v, d)}
+	l := cpuLinear(t, batch.Budget(budget))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	res, err := l.ForwardBackward(ctx, g, h, w, nil, tg, batch.One)
+	runtime.ReadMemStats(&m1)
+	require.NoError(t, err)
+	alloc := m1.TotalAlloc - m0.TotalAlloc
+	limit := uint64(budget + 64*n + 1<<20)
+	t.Logf("loss %.4f; allocated %.1f MB during the call (budget %d MB, limit %.1f MB; the logits would be %.0f MB); BLAS %s",
+		res.Loss, float64(alloc)/1e6, budget>>20, float64(limit)/1e6, float64(n)*v*4/1e6, l.Device().Info().BLAS)
+	require.LessOrEqual(t, alloc, limit)
+	require.InDelta(t, math.Log(v), res.Loss, 1, "random logits of about 0.3·√64·0.3: loss near ln V")
+}
+
+// TestLinearLearns trains a bigram model of the Alice page through the
+// fused path: the previous byte's embedding E[prev] (D 16) is the hidden
+// state, W (V 256 × D) and a bias the classifier; SGD on E, W and b from
+// dH, dW and db. The loss must fall from ln 256 to well below the
+// unigram entropy's neighbourhood.
+func TestLinearLearns(t *testing.T) {
+	losses := trainBigram(t, 60)
+	t.Logf("loss by epoch: %.3f", losses)
+	require.InDelta(t, math.Log(256), losses[0], 0.1)
+	require.Less(t, losses[len(losses)-1], 2.7)
+	for k := 10; k < len(losses); k += 10 {
+		require.Less(t, losses[k], losses[k-10], "epoch %d", k)
+	}
+}
+
+// trainBigram runs epochs of full-batch SGD and returns the loss of each.
+func trainBigram(t testing.TB, epochs int) []float64 {
+	text, err := os.ReadFile(filepath.Join("..", "testdata", "alice.txt"))
+	require.NoError(t, err)
+	const V, D, lr = 256, 16, 4.0
+	n := len(text) - 1
+	r := rand.New(rand.NewPCG(5, 6))
+	E, W, b := make([]float32, V*D), make([]float32, V*D), make([]float32, V)
+	for k := range E {
+		E[k] = float32(r.NormFloat64() * 0.1)
+		W[k] = float32(r.NormFloat64() * 0.01)
+	}
+	tg := make([]int32, n)
+	for i := range tg {
+		tg[i] = int32(text[i+1])
+	}
+	H, dH := make([]float32, n*D), make([]float32, n*D)
+	dW, db := make([]float32, V*D), make([]float32, V)
+	l := cpuLinear(t)
+	var losses []float64
+	for range epochs {
+		for i := range n {
+			copy(H[i*D:(i+1)*D], E[int(text[i])*D:])
+		}
+		clear(dW)
+		clear(db)
+		res, err := l.ForwardBackward(ctx, batch.LinearGrads{H: batch.NewMatrix(dH, n, D), W: batch.NewMatrix(dW, V, D), Bias: db},
+			batch.NewMatrix(H, n, D), batch.NewMatrix(W, V, D), b, tg, batch.One)
+		require.NoError(t, err)
+		losses = append(losses, res.Loss)
+		for k := range W {
+			W[k] -= lr * dW[k]
+		}
+		for k := range b {
+			b[k] -= lr * db[k]
+		}
+		for i := range n { // dE[prev] += dH[i]
+			e := E[int(text[i])*D:][:D]
+			for k := range e {
+				e[k] -= lr * dH[i*D+k]
+			}
+		}
+	}
+	return losses
+}

@@ -1,0 +1,200 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/device/blas"
+)
+
+// LinearResult is the timing of one fused linear operation.
+type LinearResult struct {
+	Device     string  `json:"device"`
+	Kernel     string  `json:"kernel"` // row kernel and BLAS
+	Op         string  `json:"op"`     // linear-forward, linear-fused
+	N          int     `json:"n"`
+	V          int     `json:"v"`
+	D          int     `json:"d"`
+	SecondsMed float64 `json:"seconds_med"`
+	SecondsMin float64 `json:"seconds_min"`
+	SecondsMax float64 `json:"seconds_max"`
+	// GFLOPs is the work over the median time: 2·N·V·D forward; forward +
+	// backward 6·N·V·D with chunks over the whole vocabulary, 8·N·V·D when
+	// tiles of the vocabulary are recomputed.
+	GFLOPs float64 `json:"gflops"`
+	// ExtraMB is the memory a call takes beyond its inputs and outputs:
+	// the Go heap allocated during one call (C libraries' own buffers not
+	// counted); for PyTorch the growth of the peak RSS.
+	ExtraMB float64 `json:"extra_mb"`
+}
+
+// LinearConfig is a fused linear benchmark.
+type LinearConfig struct {
+	N, V, D int
+	Budget  int
+	Devices []string
+	BLAS    []string // gonum, openblas (default: both where present)
+	Repeat  int
+	Peers   bool
+	PeerDir string
+	Log     func(format string, args ...any)
+}
+
+// SgemmPeak returns the GFLOP/s of b's Sgemm at 2048 × 2048 × 2048, the
+// best of three: the product's practical peak on this machine.
+func SgemmPeak(b *blas.BLAS) float64 {
+	const n = 2048
+	x := make([]float32, n*n)
+	for k := range x {
+		x[k] = float32(k%7) - 3
+	}
+	c := make([]float32, n*n)
+	best := 0.0
+	for range 3 {
+		t0 := time.Now()
+		b.Sgemm(false, true, n, n, n, 1, x, n, x, n, 0, c, n)
+		best = max(best, 2*n*n*n/time.Since(t0).Seconds()/1e9)
+	}
+	return best
+}
+
+// Linear times the fused linear forward and forward + backward on the CPU
+// devices and BLAS asked for, and PyTorch beside them with Peers.
+func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]float64, error) {
+	r := rand.New(rand.NewPCG(1, 2))
+	h := make([]float32, c.N*c.D)
+	w := make([]float32, c.V*c.D)
+	for k := range h {
+		h[k] = float32(r.NormFloat64() / float64(c.D))
+	}
+	for k := range w {
+		w[k] = float32(r.NormFloat64())
+	}
+	tg := make([]int32, c.N)
+	for i := range tg {
+		tg[i] = int32(r.IntN(c.V))
+	}
+	g := batch.LinearGrads{H: batch.NewMatrix(make([]float32, c.N*c.D), c.N, c.D), W: batch.NewMatrix(make([]float32, c.V*c.D), c.V, c.D)}
+	blases := map[string]*blas.BLAS{"gonum": blas.Gonum()}
+	if o, err := blas.OpenBLAS(); err == nil {
+		blases["openblas"] = o
+	}
+	names := c.BLAS
+	if len(names) == 0 {
+		for n := range blases {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+	}
+	peaks := map[string]float64{}
+	var out []LinearResult
+	for _, spec := range c.Devices {
+		d, err := device.Open(spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		cd, ok := d.(*device.CPUDevice)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: the fused linear runs on the CPU (OpenCL is the next issue)", spec)
+		}
+		for _, bn := range names {
+			b, ok := blases[bn]
+			if !ok {
+				return nil, nil, fmt.Errorf("BLAS %q is not available here", bn)
+			}
+			if _, done := peaks[b.Name()]; !done {
+				peaks[b.Name()] = SgemmPeak(b)
+			}
+			l, err := batch.NewLinear(cd.WithBLAS(b), batch.Budget(c.Budget))
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, op := range []string{"linear-forward", "linear-fused"} {
+				var secs []float64
+				var extra uint64
+				for i := range c.Repeat + 1 {
+					runtime.GC()
+					var m0, m1 runtime.MemStats
+					runtime.ReadMemStats(&m0)
+					t0 := time.Now()
+					if op == "linear-forward" {
+						_, err = l.Forward(ctx, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg)
+					} else {
+						_, err = l.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
+					}
+					s := time.Since(t0).Seconds()
+					runtime.ReadMemStats(&m1)
+					if err != nil {
+						return nil, nil, err
+					}
+					if i > 0 {
+						secs = append(secs, s)
+						extra = max(extra, m1.TotalAlloc-m0.TotalAlloc)
+					}
+				}
+				med, lo, hi := stats(secs)
+				work := 2.0
+				if op == "linear-fused" {
+					work = 6
+					if c.Budget > 0 && c.Budget/4/c.V < min(c.N, 64) { // tiles of the vocabulary (device.Linear)
+						work = 8
+					}
+				}
+				info := cd.Info()
+				res := LinearResult{Device: info.Spec, Kernel: info.Kernel + ", " + b.Name(), Op: op, N: c.N, V: c.V, D: c.D,
+					SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GFLOPs: work * float64(c.N) * float64(c.V) * float64(c.D) / med / 1e9,
+					ExtraMB: float64(extra) / 1e6}
+				c.Log("%s %s %s: %.3f s, %.1f GFLOP/s", res.Device, bn, op, med, res.GFLOPs)
+				out = append(out, res)
+			}
+		}
+	}
+	if c.Peers {
+		ps, err := linearPeers(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, peaks, nil
+}
+
+// linearPeers runs bench/peers/pytorch_linear.py.
+func linearPeers(ctx context.Context, c LinearConfig) ([]LinearResult, error) {
+	dir := c.PeerDir
+	if dir == "" {
+		dir = filepath.Join("bench", "peers")
+	}
+	script := filepath.Join(dir, "pytorch_linear.py")
+	py, err := python(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rs []LinearResult
+	for _, op := range []string{"linear-forward", "linear-fused"} { // a process each: a clean RSS baseline
+		var out, errb bytes.Buffer
+		cmd := exec.CommandContext(ctx, py, script, "--batch", fmt.Sprint(c.N), "--vocab", fmt.Sprint(c.V), "--hidden", fmt.Sprint(c.D),
+			"--repeat", fmt.Sprint(c.Repeat), "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)), "--ops", op)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(errb.String()))
+		}
+		var r LinearResult
+		if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &r); err != nil {
+			return nil, fmt.Errorf("%s: bad output %q: %v", script, out.String(), err)
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"codeberg.org/sbinet/npyio"
+	"github.com/nlpodyssey/safetensors"
+	"github.com/stretchr/testify/require"
+)
+
+func golden(name string) string {
+	return filepath.Join("..", "..", "testdata", "golden", "linear", name)
+}
+
+func readF64(t *testing.T, path string) []float64 {
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var v []float64
+	require.NoError(t, npyio.Read(f, &v))
+	return v
+}
+
+func readF32(t *testing.T, path string) []float32 {
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var v []float32
+	require.NoError(t, npyio.Read(f, &v))
+	return v
+}
+
+// writeSafetensors writes tensors (float32, 2-D) into a .safetensors file
+// with the library, under the names given.
+func writeSafetensors(t *testing.T, path string, tensors map[string][]float32, shapes map[string][]uint64) {
+	views := map[string]safetensors.TensorView{}
+	for name, v := range tensors {
+		b := make([]byte, 4*len(v))
+		for k, x := range v {
+			binary.LittleEndian.PutUint32(b[4*k:], math.Float32bits(x))
+		}
+		tv, err := safetensors.NewTensorView(safetensors.F32, shapes[name], b)
+		require.NoError(t, err)
+		views[name] = tv
+	}
+	b, err := safetensors.Serialize(views, nil)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+}
+
+// TestEvalHiddenMatchesPyTorch: xent eval --hidden on the golden case
+// "plain" (13 × 33 hidden states, 257 classes, a bias) gives PyTorch's mean
+// loss, and --grad-hidden/--grad-weight its gradients of the mean, with W
+// from a .npy and from a tensor of a .safetensors file.
+func TestEvalHiddenMatchesPyTorch(t *testing.T) {
+	dir := t.TempDir()
+	var doc struct {
+		Cases []struct {
+			Name string  `json:"name"`
+			Mean float64 `json:"mean"`
+			V    int     `json:"v"`
+			D    int     `json:"d"`
+		} `json:"cases"`
+	}
+	b, err := os.ReadFile(golden("cases.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(string(b), "NaN", "null")), &doc))
+	c := doc.Cases[0]
+	require.Equal(t, "plain", c.Name)
+	st := filepath.Join(dir, "model.safetensors")
+	writeSafetensors(t, st, map[string][]float32{"lm_head.weight": readF32(t, golden("plain_w.npy")), "wte.weight": make([]float32, 6)},
+		map[string][]uint64{"lm_head.weight": {uint64(c.V), uint64(c.D)}, "wte.weight": {2, 3}})
+	tg := readF64Targets(t)
+	den := 0.0
+	for _, v := range tg {
+		if v != -100 {
+			den++
+		}
+	}
+	for _, weight := range []string{golden("plain_w.npy"), st + ":lm_head.weight"} {
+		dh, dw := filepath.Join(dir, "dh.npy"), filepath.Join(dir, "dw.npy")
+		code, out, errOut := runCmd("eval", "--hidden", golden("plain_h.npy"), "--weight", weight, "--bias", golden("plain_b.npy"),
+			"--targets", golden("plain_targets.npy"), "--grad-hidden", dh, "--grad-weight", dw, "--device", "cpu", "--budget", "4096", "--json")
+		require.Equal(t, 0, code, errOut)
+		var res struct{ Loss float64 }
+		require.NoError(t, json.Unmarshal([]byte(out), &res))
+		require.InDelta(t, c.Mean, res.Loss, 1e-5*c.Mean)
+		for _, g := range []struct{ got, want string }{{dh, "plain_dh.npy"}, {dw, "plain_dw.npy"}} {
+			got, want := readF32(t, g.got), readF64(t, golden(g.want))
+			require.Len(t, got, len(want))
+			scale := 0.0
+			for _, w := range want {
+				scale = max(scale, math.Abs(w/den))
+			}
+			for k := range want {
+				require.InDelta(t, want[k]/den, got[k], 1e-5*scale, "%s[%d]", g.got, k)
+			}
+		}
+	}
+}
+
+func readF64Targets(t *testing.T) []int64 {
+	f, err := os.Open(golden("plain_targets.npy"))
+	require.NoError(t, err)
+	defer f.Close()
+	var v []int64
+	require.NoError(t, npyio.Read(f, &v))
+	return v
+}
+
+// TestEvalHiddenHostile: a bad weight file or a mismatch gets one line
+// naming the file and the problem, and no gradient file is written.
+func TestEvalHiddenHostile(t *testing.T) {
+	dir := t.TempDir()
+	w := readF32(t, golden("plain_w.npy"))
+	good := filepath.Join(dir, "good.safetensors")
+	writeSafetensors(t, good, map[string][]float32{"a": w, "b": w}, map[string][]uint64{"a": {257, 33}, "b": {257, 33}})
+	data, err := os.ReadFile(good)
+	require.NoError(t, err)
+	mk := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+		return p
+	}
+	short := mk("short.safetensors", data[:len(data)-5])
+	longHeader := append([]byte(nil), data...)
+	binary.LittleEndian.PutUint64(longHeader, uint64(len(data))*2)
+	past := mk("past.safetensors", longHeader)
+	odd := mk("odd.safetensors", []byte(strings.Replace(string(data), `"F32"`, `"Q7"`, 1)))
+	wrongD := filepath.Join(dir, "wrongd.safetensors")
+	writeSafetensors(t, wrongD, map[string][]float32{"w": w[:257*32]}, map[string][]uint64{"w": {257, 32}})
+	h, tg := golden("plain_h.npy"), golden("plain_targets.npy")
+	cases := []struct{ weight, want string }{
+		{short, "not a valid .safetensors file"},
+		{past, "not a valid .safetensors file"},
+		{odd, "not a valid .safetensors file"},
+		{good, "holds 2 tensors, name one as"},
+		{good + ":c", `no tensor "c" (it holds a, b)`},
+		{wrongD, "32 features per class, the hidden states of"},
+		{golden("plain_h.npy"), "33 features per class"}, // 13 classes: targets out of range
+	}
+	for _, c := range cases {
+		dh := filepath.Join(dir, "dh.npy")
+		code, out, errOut := runCmd("eval", "--hidden", h, "--weight", c.weight, "--targets", tg, "--grad-hidden", dh, "--device", "cpu")
+		if c.weight == golden("plain_h.npy") {
+			c.want = "out of bounds [0, 13)"
+		}
+		require.Equal(t, 1, code, "%s: %s", c.want, errOut)
+		require.Empty(t, out)
+		require.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+		require.Contains(t, errOut, c.want)
+		require.Contains(t, errOut, filepath.Base(strings.SplitN(c.weight, ":", 2)[0])[:4], "names the file: %s", errOut)
+		_, err := os.Stat(dh)
+		require.True(t, os.IsNotExist(err), "no gradient written")
+	}
+}

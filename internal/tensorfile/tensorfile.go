@@ -1,0 +1,106 @@
+// Package tensorfile reads a 2-D float32 tensor from a .npy file
+// (internal/npyfile: float16, float32, float64) or from a tensor of a
+// .safetensors file (github.com/nlpodyssey/safetensors: the format of
+// Hugging Face checkpoints), named "file.safetensors:name". Every error
+// names the file and the problem.
+package tensorfile
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/nlpodyssey/safetensors"
+
+	"github.com/xentlab/xent/internal/npyfile"
+)
+
+// Matrix reads the matrix spec names: a .npy path, or a .safetensors path
+// with ":tensor" (which may be left out when the file holds one tensor).
+// It returns the rows × cols values, row-major.
+func Matrix(spec string) (data []float32, rows, cols int, err error) {
+	if path, name, ok := safetensorsSpec(spec); ok {
+		return readSafetensors(path, name)
+	}
+	f, err := npyfile.Open(spec)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer f.Close()
+	if rows, cols, err = f.Matrix(); err != nil {
+		return nil, 0, 0, err
+	}
+	data = make([]float32, rows*cols)
+	if err := f.Rows(data, 0, rows); err != nil {
+		return nil, 0, 0, err
+	}
+	return data, rows, cols, nil
+}
+
+// safetensorsSpec splits "x.safetensors[:name]".
+func safetensorsSpec(spec string) (path, name string, ok bool) {
+	const ext = ".safetensors"
+	i := strings.LastIndex(spec, ext)
+	if i < 0 {
+		return "", "", false
+	}
+	path, rest := spec[:i+len(ext)], spec[i+len(ext):]
+	switch {
+	case rest == "":
+		return path, "", true
+	case rest[0] == ':':
+		return path, rest[1:], true
+	}
+	return "", "", false
+}
+
+func readSafetensors(path, name string) ([]float32, int, int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	st, err := safetensors.Deserialize(b)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
+	}
+	names := st.Names()
+	slices.Sort(names)
+	if name == "" {
+		if len(names) != 1 {
+			return nil, 0, 0, fmt.Errorf("%s: holds %d tensors, name one as %s:NAME (%s)", path, len(names), path, list(names))
+		}
+		name = names[0]
+	}
+	tv, ok := st.Tensor(name)
+	if !ok {
+		return nil, 0, 0, fmt.Errorf("%s: no tensor %q (it holds %s)", path, name, list(names))
+	}
+	shape := tv.Shape()
+	if len(shape) != 2 {
+		return nil, 0, 0, fmt.Errorf("%s:%s: shape %v, expected 2-D [rows × cols]", path, name, shape)
+	}
+	if tv.DType() != safetensors.F32 {
+		return nil, 0, 0, fmt.Errorf("%s:%s: dtype %v, expected F32 (half precision comes later)", path, name, tv.DType())
+	}
+	if shape[0] > math.MaxInt32 || shape[1] > math.MaxInt32 {
+		return nil, 0, 0, fmt.Errorf("%s:%s: shape %v is too large", path, name, shape)
+	}
+	rows, cols := int(shape[0]), int(shape[1])
+	raw := tv.Data()
+	data := make([]float32, rows*cols)
+	for k := range data {
+		data[k] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*k:]))
+	}
+	return data, rows, cols, nil
+}
+
+// list names up to 8 tensors.
+func list(names []string) string {
+	if len(names) > 8 {
+		return strings.Join(names[:8], ", ") + fmt.Sprintf(", ... (%d in all)", len(names))
+	}
+	return strings.Join(names, ", ")
+}
