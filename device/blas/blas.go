@@ -34,7 +34,7 @@ import (
 type BLAS struct {
 	name   string
 	detail string
-	sgemm func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+	sgemm  func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
 }
 
 // Name names the library ("OpenBLAS 0.3.21", "gonum").
