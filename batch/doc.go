@@ -51,4 +51,17 @@
 // sums), partials merge exactly (their Merge method, or one's own all-reduce),
 // [Loss.Finish] gives the loss from the merged partials and
 // [Loss.Backward] each holder's gradient of its columns.
+//
+// # Fused linear
+//
+// [Linear] computes the same loss of the logits z = H·Wᵀ + b from hidden
+// states H (N × D), a classifier W (V × D, nn.Linear's weight) and an
+// optional bias, without holding the N × V logits: a tile of rows ×
+// classes at a time, within [Budget]. [Linear.ForwardBackward](ctx, g, h,
+// w, bias, targets, up) writes dL/dH into g.H and adds dL/dW and dL/db to
+// g.W and g.Bias. With [Shard], W holds some classes of the vocabulary:
+// [Linear.Partials], merged, give the loss ([Linear.Finish]), and
+// [Linear.Backward] each holder's gradients (its part of dH added to
+// g.H). The device must have the operation (device.Caps().Linear: the
+// CPU, with OpenBLAS or gonum's Sgemm).
 package batch

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/bigram"
 )
 
 func cpuLinear(t testing.TB, opts ...batch.Option) *batch.Linear {
@@ -152,62 +153,18 @@ func TestLinearMemory(t *testing.T) {
 }
 
 // TestLinearLearns trains a bigram model of the Alice page through the
-// fused path: the previous byte's embedding E[prev] (D 16) is the hidden
-// state, W (V 256 × D) and a bias the classifier; SGD on E, W and b from
-// dH, dW and db. The loss must fall from ln 256 to well below the
-// unigram entropy's neighbourhood.
+// fused path (internal/bigram: embedding D 16, classifier V 256 with a
+// bias, SGD from dH, dW and db): the loss must fall from ln 256 below 2.7,
+// steadily.
 func TestLinearLearns(t *testing.T) {
-	losses := trainBigram(t, 60)
+	text, err := os.ReadFile(filepath.Join("..", "testdata", "alice.txt"))
+	require.NoError(t, err)
+	losses, err := bigram.Train(ctx, cpuLinear(t), text, 16, 60, 4)
+	require.NoError(t, err)
 	t.Logf("loss by epoch: %.3f", losses)
 	require.InDelta(t, math.Log(256), losses[0], 0.1)
 	require.Less(t, losses[len(losses)-1], 2.7)
 	for k := 10; k < len(losses); k += 10 {
 		require.Less(t, losses[k], losses[k-10], "epoch %d", k)
 	}
-}
-
-// trainBigram runs epochs of full-batch SGD and returns the loss of each.
-func trainBigram(t testing.TB, epochs int) []float64 {
-	text, err := os.ReadFile(filepath.Join("..", "testdata", "alice.txt"))
-	require.NoError(t, err)
-	const V, D, lr = 256, 16, 4.0
-	n := len(text) - 1
-	r := rand.New(rand.NewPCG(5, 6))
-	E, W, b := make([]float32, V*D), make([]float32, V*D), make([]float32, V)
-	for k := range E {
-		E[k] = float32(r.NormFloat64() * 0.1)
-		W[k] = float32(r.NormFloat64() * 0.01)
-	}
-	tg := make([]int32, n)
-	for i := range tg {
-		tg[i] = int32(text[i+1])
-	}
-	H, dH := make([]float32, n*D), make([]float32, n*D)
-	dW, db := make([]float32, V*D), make([]float32, V)
-	l := cpuLinear(t)
-	var losses []float64
-	for range epochs {
-		for i := range n {
-			copy(H[i*D:(i+1)*D], E[int(text[i])*D:])
-		}
-		clear(dW)
-		clear(db)
-		res, err := l.ForwardBackward(ctx, batch.LinearGrads{H: batch.NewMatrix(dH, n, D), W: batch.NewMatrix(dW, V, D), Bias: db},
-			batch.NewMatrix(H, n, D), batch.NewMatrix(W, V, D), b, tg, batch.One)
-		require.NoError(t, err)
-		losses = append(losses, res.Loss)
-		for k := range W {
-			W[k] -= lr * dW[k]
-		}
-		for k := range b {
-			b[k] -= lr * db[k]
-		}
-		for i := range n { // dE[prev] += dH[i]
-			e := E[int(text[i])*D:][:D]
-			for k := range e {
-				e[k] -= lr * dH[i*D+k]
-			}
-		}
-	}
-	return losses
 }

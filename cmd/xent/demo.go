@@ -6,9 +6,16 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/bigram"
 	"github.com/xentlab/xent/internal/gen"
 )
 
@@ -17,8 +24,15 @@ import (
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dev := fs.String("device", "cpu", "device: cpu, auto, opencl, opencl:P:D")
+	linear := fs.Bool("linear", false, "train a bigram model of testdata/alice.txt through the fused linear cross-entropy instead")
+	text := fs.String("text", filepath.Join("testdata", "alice.txt"), "with --linear: the text to learn")
+	epochs := fs.Int("epochs", 60, "with --linear: epochs of SGD")
+	plotTo := fs.String("plot", "", "with --linear: write the loss curve to an .svg or .png")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
+	}
+	if *linear {
+		return demoLinear(ctx, *text, *epochs, *plotTo, stdout)
 	}
 	d, err := device.Open(*dev)
 	if err != nil {
@@ -49,5 +63,57 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "\nmean loss  %.3f nats over %d tokens\nperplexity %.2f\naccuracy   %.2f (argmax = true token)\ndevice     %s (%s)\n",
 		r.Loss, r.Counted, r.Perplexity(), r.Accuracy(), d.Info().Name, d.Info().Kernel)
+	return nil
+}
+
+// demoLinear trains the bigram model of package bigram on text through the
+// fused linear cross-entropy on the CPU and prints (and plots) its loss.
+func demoLinear(ctx context.Context, path string, epochs int, plotTo string, stdout io.Writer) error {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if len(text) < 2 || epochs < 1 {
+		return fmt.Errorf("%s: need a text of 2 bytes or more and --epochs ≥ 1", path)
+	}
+	d, err := device.Open("cpu")
+	if err != nil {
+		return err
+	}
+	ce, err := batch.NewLinear(d)
+	if err != nil {
+		return err
+	}
+	const dim = 16
+	losses, err := bigram.Train(ctx, ce, text, dim, epochs, 4)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "A bigram model of %s (%d bytes): hidden states E[previous byte] (D %d), classifier W (%d × %d) and a bias,\n", path, len(text), dim, bigram.V, dim)
+	fmt.Fprintf(stdout, "trained by SGD through the fused linear cross-entropy (no logits held; BLAS: %s).\n\n", d.Info().BLAS)
+	for e := 0; e < len(losses); e += max(1, len(losses)/10) {
+		fmt.Fprintf(stdout, "epoch %3d  loss %.3f nats  perplexity %6.2f\n", e, losses[e], math.Exp(losses[e]))
+	}
+	last := losses[len(losses)-1]
+	fmt.Fprintf(stdout, "epoch %3d  loss %.3f nats  perplexity %6.2f  (ln 256 = %.3f)\n", len(losses)-1, last, math.Exp(last), math.Log(bigram.V))
+	if plotTo == "" {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = "xent: a bigram model learning through the fused linear cross-entropy"
+	p.X.Label.Text = "epoch (full-batch SGD)"
+	p.Y.Label.Text = "mean loss (nats)"
+	pts := make(plotter.XYs, len(losses))
+	for e, l := range losses {
+		pts[e] = plotter.XY{X: float64(e), Y: l}
+	}
+	line, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	p.Add(line)
+	if err := p.Save(6*vg.Inch, 4*vg.Inch, plotTo); err != nil {
+		return fmt.Errorf("%s: %w", plotTo, err)
+	}
 	return nil
 }

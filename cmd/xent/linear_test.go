@@ -160,3 +160,14 @@ func TestEvalHiddenHostile(t *testing.T) {
 		require.True(t, os.IsNotExist(err), "no gradient written")
 	}
 }
+
+func TestDemoLinear(t *testing.T) {
+	svg := filepath.Join(t.TempDir(), "loss.svg")
+	code, out, errOut := runCmd("demo", "--linear", "--text", filepath.Join("..", "..", "testdata", "alice.txt"), "--epochs", "12", "--plot", svg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "epoch   0  loss 5.545 nats")
+	require.Contains(t, out, "epoch  11  loss 3.6") // 3.698 with either BLAS
+	b, err := os.ReadFile(svg)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "<svg")
+}

@@ -1,0 +1,63 @@
+// Package bigram trains a byte-level bigram language model through the
+// fused linear cross-entropy: the hidden state of position i is E[x_i], the
+// embedding of the previous byte (V 256 × D), the classifier W (V × D) and
+// a bias give the next byte's logits, and plain full-batch SGD on E, W and
+// b follows dH, dW and db. It is the test that the fused path learns
+// (batch) and xent demo --linear.
+package bigram
+
+import (
+	"context"
+	"math/rand/v2"
+
+	"github.com/xentlab/xent/batch"
+)
+
+// V is the vocabulary: bytes.
+const V = 256
+
+// Train runs epochs of SGD with learning rate lr on text with hidden size
+// d, from a seeded start, and returns the mean loss of each epoch (before
+// its update).
+func Train(ctx context.Context, ce *batch.Linear, text []byte, d, epochs int, lr float32) ([]float64, error) {
+	n := len(text) - 1
+	r := rand.New(rand.NewPCG(5, 6))
+	E, W, b := make([]float32, V*d), make([]float32, V*d), make([]float32, V)
+	for k := range E {
+		E[k] = float32(r.NormFloat64() * 0.1)
+		W[k] = float32(r.NormFloat64() * 0.01)
+	}
+	tg := make([]int32, n)
+	for i := range tg {
+		tg[i] = int32(text[i+1])
+	}
+	H, dH := make([]float32, n*d), make([]float32, n*d)
+	dW, db := make([]float32, V*d), make([]float32, V)
+	var losses []float64
+	for range epochs {
+		for i := range n {
+			copy(H[i*d:(i+1)*d], E[int(text[i])*d:])
+		}
+		clear(dW) // dW and db are accumulated into
+		clear(db)
+		g := batch.LinearGrads{H: batch.NewMatrix(dH, n, d), W: batch.NewMatrix(dW, V, d), Bias: db}
+		res, err := ce.ForwardBackward(ctx, g, batch.NewMatrix(H, n, d), batch.NewMatrix(W, V, d), b, tg, batch.One)
+		if err != nil {
+			return nil, err
+		}
+		losses = append(losses, res.Loss)
+		for k := range W {
+			W[k] -= lr * dW[k]
+		}
+		for k := range b {
+			b[k] -= lr * db[k]
+		}
+		for i := range n { // E[x_i] -= lr·dH_i
+			e := E[int(text[i])*d:][:d]
+			for k := range e {
+				e[k] -= lr * dH[i*d+k]
+			}
+		}
+	}
+	return losses, nil
+}
