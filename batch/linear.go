@@ -61,16 +61,7 @@ func checkHost(name string, m Matrix, what string) (Matrix, error) {
 	case m.Stride < m.Cols:
 		return m, errorf(ErrShape, "%s: stride %d is less than cols %d", name, m.Stride, m.Cols)
 	}
-	if m.Rows == 0 {
-		return m, nil
-	}
-	if m.Rows-1 > (math.MaxInt-m.Cols)/m.Stride {
-		return m, errorf(ErrShape, "%s: %d rows × stride %d overflows", name, m.Rows, m.Stride)
-	}
-	if need := (m.Rows-1)*m.Stride + m.Cols; len(m.Data) < need {
-		return m, errorf(ErrBuffer, "%s: %d rows × %d cols (stride %d) need %d values, got %d", name, m.Rows, m.Cols, m.Stride, need, len(m.Data))
-	}
-	return m, nil
+	return m, hostLength(name, m)
 }
 
 // prepareLinear validates H, W, the bias and the targets against each

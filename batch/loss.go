@@ -87,16 +87,22 @@ func checkMatrix(dev device.Device, name string, m Matrix) (Matrix, error) {
 		}
 		return m, nil
 	}
+	return m, hostLength(name, m)
+}
+
+// hostLength returns the error for host rows (stride set, ≥ cols) that
+// Data is too short to hold.
+func hostLength(name string, m Matrix) error {
 	if m.Rows == 0 {
-		return m, nil
+		return nil
 	}
 	if m.Rows-1 > (math.MaxInt-m.Cols)/m.Stride {
-		return m, errorf(ErrShape, "%s: %d rows × stride %d overflows", name, m.Rows, m.Stride)
+		return errorf(ErrShape, "%s: %d rows × stride %d overflows", name, m.Rows, m.Stride)
 	}
 	if need := (m.Rows-1)*m.Stride + m.Cols; len(m.Data) < need {
-		return m, errorf(ErrBuffer, "%s: %d rows × %d cols (stride %d) need %d values, got %d", name, m.Rows, m.Cols, m.Stride, need, len(m.Data))
+		return errorf(ErrBuffer, "%s: %d rows × %d cols (stride %d) need %d values, got %d", name, m.Rows, m.Cols, m.Stride, need, len(m.Data))
 	}
-	return m, nil
+	return nil
 }
 
 // prepared is a validated call.

@@ -18,20 +18,12 @@ func golden(name string) string {
 	return filepath.Join("..", "..", "testdata", "golden", "linear", name)
 }
 
-func readF64(t *testing.T, path string) []float64 {
+// readNpy reads a .npy file's values as []T.
+func readNpy[T any](t *testing.T, path string) []T {
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
-	var v []float64
-	require.NoError(t, npyio.Read(f, &v))
-	return v
-}
-
-func readF32(t *testing.T, path string) []float32 {
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	var v []float32
+	var v []T
 	require.NoError(t, npyio.Read(f, &v))
 	return v
 }
@@ -74,9 +66,9 @@ func TestEvalHiddenMatchesPyTorch(t *testing.T) {
 	c := doc.Cases[0]
 	require.Equal(t, "plain", c.Name)
 	st := filepath.Join(dir, "model.safetensors")
-	writeSafetensors(t, st, map[string][]float32{"lm_head.weight": readF32(t, golden("plain_w.npy")), "wte.weight": make([]float32, 6)},
+	writeSafetensors(t, st, map[string][]float32{"lm_head.weight": readNpy[float32](t, golden("plain_w.npy")), "wte.weight": make([]float32, 6)},
 		map[string][]uint64{"lm_head.weight": {uint64(c.V), uint64(c.D)}, "wte.weight": {2, 3}})
-	tg := readF64Targets(t)
+	tg := readNpy[int64](t, golden("plain_targets.npy"))
 	den := 0.0
 	for _, v := range tg {
 		if v != -100 {
@@ -92,7 +84,7 @@ func TestEvalHiddenMatchesPyTorch(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(out), &res))
 		require.InDelta(t, c.Mean, res.Loss, 1e-5*c.Mean)
 		for _, g := range []struct{ got, want string }{{dh, "plain_dh.npy"}, {dw, "plain_dw.npy"}} {
-			got, want := readF32(t, g.got), readF64(t, golden(g.want))
+			got, want := readNpy[float32](t, g.got), readNpy[float64](t, golden(g.want))
 			require.Len(t, got, len(want))
 			scale := 0.0
 			for _, w := range want {
@@ -105,29 +97,16 @@ func TestEvalHiddenMatchesPyTorch(t *testing.T) {
 	}
 }
 
-func readF64Targets(t *testing.T) []int64 {
-	f, err := os.Open(golden("plain_targets.npy"))
-	require.NoError(t, err)
-	defer f.Close()
-	var v []int64
-	require.NoError(t, npyio.Read(f, &v))
-	return v
-}
-
 // TestEvalHiddenHostile: a bad weight file or a mismatch gets one line
 // naming the file and the problem, and no gradient file is written.
 func TestEvalHiddenHostile(t *testing.T) {
 	dir := t.TempDir()
-	w := readF32(t, golden("plain_w.npy"))
+	w := readNpy[float32](t, golden("plain_w.npy"))
 	good := filepath.Join(dir, "good.safetensors")
 	writeSafetensors(t, good, map[string][]float32{"a": w, "b": w}, map[string][]uint64{"a": {257, 33}, "b": {257, 33}})
 	data, err := os.ReadFile(good)
 	require.NoError(t, err)
-	mk := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(p, b, 0o644))
-		return p
-	}
+	mk := func(name string, b []byte) string { return writeFile(t, dir, name, b) }
 	short := mk("short.safetensors", data[:len(data)-5])
 	longHeader := append([]byte(nil), data...)
 	binary.LittleEndian.PutUint64(longHeader, uint64(len(data))*2)

@@ -15,6 +15,13 @@ import (
 
 func fixture(name string) string { return filepath.Join("..", "..", "testdata", "npy", name) }
 
+// writeFile writes b to dir/name and returns the path.
+func writeFile(t *testing.T, dir, name string, b []byte) string {
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	return p
+}
+
 func runCmd(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
 	code = run(context.Background(), args, &o, &e)
@@ -98,11 +105,7 @@ func TestEvalHostileFiles(t *testing.T) {
 	good, goodT := fixture("logits_f32.npy"), fixture("targets_i64.npy")
 	data, err := os.ReadFile(good)
 	require.NoError(t, err)
-	mk := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(p, b, 0o644))
-		return p
-	}
+	mk := func(name string, b []byte) string { return writeFile(t, dir, name, b) }
 	truncated := mk("truncated.npy", data[:len(data)-7])
 	lying := mk("lying.npy", bytes.Replace(data, []byte("(13, 29)"), []byte("(99, 29)"), 1))
 	garbage := mk("garbage.npy", []byte("this is not a numpy file at all, just text\n"))

@@ -20,30 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lossfn import loss_fn
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 torch.manual_seed(20261127)
-
-
-def loss_fn(z, t, o, reduction):
-    if o.get("softcap", 0) > 0:
-        c = o["softcap"]
-        z = c * torch.tanh(z / c)
-    w = torch.tensor(o["weights"], dtype=torch.float64) if o.get("weights") is not None else None
-    ii = o.get("ignore_index", -100)
-    l = F.cross_entropy(z, t, weight=w, ignore_index=ii, reduction="none",
-                        label_smoothing=o.get("label_smoothing", 0.0))
-    lam = o.get("z_loss", 0.0)
-    if lam > 0:
-        lse = torch.logsumexp(z, dim=1)
-        l = l + torch.where(t != ii, lam * lse * lse, torch.zeros_like(lse))
-    if reduction == "none":
-        return l
-    if reduction == "sum":
-        return l.sum()
-    # mean: PyTorch's denominator (counted rows, or the sum of target weights)
-    mask = t != ii
-    den = mask.sum().to(torch.float64) if w is None else w[t[mask]].sum()
-    return l.sum() / den
 
 
 def case(name, logits, targets, **o):
