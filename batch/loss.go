@@ -40,6 +40,10 @@ type Result struct {
 	// Losses holds the per-row losses (0 for ignored rows) for None, or
 	// with KeepRows.
 	Losses []float32
+	// LSE holds the per-row log-sum-exp of the (capped) logits, with
+	// KeepRows (0 for ignored rows): what a backward pass or a z-loss of
+	// one's own needs.
+	LSE []float32
 }
 
 // New returns a Loss computing on dev with the options given.
@@ -291,7 +295,7 @@ func overlap(a, b Matrix) bool {
 func (l *Loss) run(p *prepared, compute func(device.Out) error) (Result, error) {
 	rows := p.x.Rows
 	out := device.Out{Loss: make([]float32, rows), Correct: make([]bool, rows)}
-	if l.cfg.zloss > 0 {
+	if l.cfg.zloss > 0 || l.cfg.keepRows {
 		out.LSE = make([]float32, rows)
 	}
 	if rows > 0 {
@@ -329,6 +333,9 @@ func (l *Loss) reduce(p *prepared, out device.Out) Result {
 	}
 	if c.reduction == None || c.keepRows {
 		r.Losses = out.Loss
+	}
+	if c.keepRows {
+		r.LSE = out.LSE
 	}
 	return r
 }

@@ -83,7 +83,8 @@ func Weights(w []float32) Option {
 }
 
 // KeepRows makes Forward and ForwardBackward return per-row losses in
-// Result.Losses for the Mean and Sum reductions too (None always does).
+// Result.Losses for the Mean and Sum reductions too (None always does),
+// and the per-row log-sum-exp in Result.LSE.
 func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 
 // Shard says that the matrices this Loss takes are the classes [col0,

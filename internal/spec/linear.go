@@ -124,6 +124,21 @@ func (lr *LinearRef) CheckLosses(t *testing.T, got []float32, tol float64) {
 	}
 }
 
+// CheckLSE checks per-row log-sum-exps (ignored rows 0): within tol
+// relative and twice the logits' error.
+func (lr *LinearRef) CheckLSE(t *testing.T, got []float32, tol float64) {
+	t.Helper()
+	require.Len(t, got, lr.P.N)
+	for i, g := range got {
+		if int64(lr.P.Targets[i]) == lr.P.Opts.Ignore {
+			require.Zero(t, g, "ignored row %d", i)
+			continue
+		}
+		want := lr.LSE[i]
+		require.True(t, math.Abs(float64(g)-want) <= tol*math.Max(1, math.Abs(want))+2*lr.ZErr[i], "row %d: lse %v, want %v", i, g, want)
+	}
+}
+
 // CheckSum checks a sum of row losses (res.Sum).
 func (lr *LinearRef) CheckSum(t *testing.T, got float64, tol float64) {
 	t.Helper()
@@ -312,6 +327,7 @@ func RunLinear(t *testing.T, dev device.Device, tol float64) {
 					res, err := l.Forward(ctx, p.HM(), p.WM(), p.Bias, p.Targets)
 					require.NoError(t, err)
 					ref.CheckLosses(t, res.Losses, tol)
+					ref.CheckLSE(t, res.LSE, tol)
 					ref.CheckSum(t, res.Sum, tol)
 					require.Equal(t, ref.Counted, res.Counted)
 					correct := int64(0)
