@@ -60,11 +60,12 @@ typedef struct {
     float c; /* what s has lost to rounding (Kahan), 0 once merged */
 } acc_t;
 
-/* Optional features are uniform run-time flags: one program serves all. */
-#define F_SMOOTH 1
-#define F_WEIGHTS 2
-#define F_SOFTCAP 4
-#define F_ZLOSS 8
+/* Optional features are uniform run-time flags: one program serves all.
+   Their values come from the host's build options (-DF_SMOOTH=...), which
+   define them once, beside prob_t's Go twin. */
+#if !defined(F_SMOOTH) || !defined(F_WEIGHTS) || !defined(F_SOFTCAP) || !defined(F_ZLOSS)
+#error "build with -DF_SMOOTH -DF_WEIGHTS -DF_SOFTCAP -DF_ZLOSS (device/opencl's buildOptions)"
+#endif
 
 inline float capz(float z, float cap, float icap, int flags) {
     return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : z;

@@ -192,8 +192,9 @@ func (d *Device) Caps() device.Caps {
 	return device.Caps{Resident: true, Types: []device.DType{device.F32}}
 }
 
-// The flags of prob_t (xent.cl's F_*): optional features, uniform across a
-// call, so that one program serves every option.
+// The flags of prob_t: optional features, uniform across a call, so that
+// one program serves every option. xent.cl's F_* are these, passed as
+// build options (buildOptions).
 const (
 	fSmooth  = 1
 	fWeights = 2

@@ -267,8 +267,11 @@ var (
 	cache   = map[string]*program{}
 )
 
+// buildOptions returns the program's build options: the tuning, and the
+// flags of prob_t, defined here once (xent.cl takes them from -D).
 func buildOptions(tn tuning) string {
-	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d", tn.wg, tn.unroll)
+	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d",
+		tn.wg, tn.unroll, fSmooth, fWeights, fSoftcap, fZLoss)
 }
 
 // acquire returns the cached program for h built with tn, its work-group
