@@ -568,19 +568,29 @@ func capVec(dst, x []float32, cv, iv f32x8) {
 	)
 	for j := 0; j < len(x); j += 8 {
 		y := load(p, j).Mul(iv)
-		sb := y.AsUint32x8().And(sign)
 		a := y.AsUint32x8().AndNot(sign).AsFloat32x8() // |y|
-		// e = exp(-2|y|), as expChunk's exp of d = -2|y| ≤ 0.
-		d := a.Mul(m2).Max(lo)
-		t := d.MulAdd(k8, mag)
-		r := t.Sub(mag).MulAdd(nC, d)
-		tb := t.AsUint32x8()
-		sc := tab.Permute(tb).AsUint32x8().Add(tb.ShiftAllLeft(20)).AsFloat32x8()
-		e := sc.Mul(r).MulAdd(archsimd.LoadFloat32x8(&tk.c3).MulAdd(r, archsimd.LoadFloat32x8(&tk.c2)).MulAdd(r, one), sc)
-		big := one.Sub(e).Div(one.Add(e)).AsUint32x8().Or(sb).AsFloat32x8()
-		y2 := y.Mul(y)
-		poly := archsimd.LoadFloat32x8(&tk.t11).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t9)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t7)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t5)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t3)).MulAdd(y2, one).Mul(y)
-		th := poly.Merge(big, a.Less(archsimd.LoadFloat32x8(&tk.small)))
+		small := a.Less(archsimd.LoadFloat32x8(&tk.small))
+		var th f32x8
+		// Each lane takes one branch; a vector whose lanes all take the
+		// same one (the usual case: logits well inside the cap) computes
+		// that one alone, with the same result.
+		bits := small.ToBits()
+		if bits != 0 {
+			y2 := y.Mul(y)
+			th = archsimd.LoadFloat32x8(&tk.t11).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t9)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t7)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t5)).MulAdd(y2, archsimd.LoadFloat32x8(&tk.t3)).MulAdd(y2, one).Mul(y)
+		}
+		if bits != 0xff {
+			sb := y.AsUint32x8().And(sign)
+			// e = exp(-2|y|), as expChunk's exp of d = -2|y| ≤ 0.
+			d := a.Mul(m2).Max(lo)
+			t := d.MulAdd(k8, mag)
+			r := t.Sub(mag).MulAdd(nC, d)
+			tb := t.AsUint32x8()
+			sc := tab.Permute(tb).AsUint32x8().Add(tb.ShiftAllLeft(20)).AsFloat32x8()
+			e := sc.Mul(r).MulAdd(archsimd.LoadFloat32x8(&tk.c3).MulAdd(r, archsimd.LoadFloat32x8(&tk.c2)).MulAdd(r, one), sc)
+			big := one.Sub(e).Div(one.Add(e)).AsUint32x8().Or(sb).AsFloat32x8()
+			th = th.Merge(big, small)
+		}
 		th = y.Merge(th, y.IsNaN()) // a NaN stays NaN (the exp's Max drops it)
 		th.Mul(cv).Store((*[8]float32)(unsafe.Add(pd, 4*j)))
 	}
