@@ -51,36 +51,43 @@ type LinearGrad struct {
 // vocabulary take over.
 const linearRows = 64
 
-// linearRun is one fused linear call on the CPU: the counted rows, the
-// tile shape and its buffers.
-type linearRun struct {
-	impl    *cpu.Impl
-	blas    *blas.BLAS
-	lin     *Linear
-	p       *Problem
-	targets []int32
-	g       *LinearGrad
-	rows    []int // the counted rows, in order
-	r, c    int   // tile: r rows × c classes
-	V, D    int
-
-	// chunk state: rows rows[lo:hi]
-	lo, hi int
-	h      []float32 // H's rows of the chunk, lda ldh
-	ldh    int
-	tg     []int32
-	sc     []float32
-	z      []float32 // the tile's logits, r × c (dense)
-	hb, dh []float32 // gathered H rows and dH rows (r × D)
-	ones   []float32
+// LinearBackend is what a device gives the fused linear driver
+// (RunLinear): products into a tile of logits held on the device, and its
+// row kernels on that tile. The driver owns the plan (LinearPlan), the
+// loops and the merges, so every device chunks and tiles alike.
+type LinearBackend interface {
+	// Chunk makes H's rows rows (counted rows, ascending) the chunk.
+	Chunk(rows []int) error
+	// Logits sets the tile to the chunk's logits of W's classes [v0, v1).
+	Logits(v0, v1 int) error
+	// CrossEntropy runs CrossEntropy on the tile (all of W's classes) into
+	// out (one entry per chunk row), with the gradient in place when grad,
+	// scaled by scale.
+	CrossEntropy(out Out, grad bool, targets []int32, scale []float32, p *Problem) error
+	// Partials runs Partials on the tile (p: its classes' shard).
+	Partials(dst []Partial, targets []int32, p *Problem) error
+	// Backward runs Backward on the tile, the gradient in place.
+	Backward(targets []int32, scale []float32, part []Partial, p *Problem) error
+	// Grads adds the tile's gradient (classes [v0, v1)) into the chunk's
+	// dH (set when set is true, else added), dW[v0:v1] and dBias[v0:v1],
+	// those that are wanted.
+	Grads(v0, v1 int, set bool) error
 }
 
-func newLinearRun(impl *cpu.Impl, b *blas.BLAS, lin *Linear, targets []int32, p *Problem, g *LinearGrad) *linearRun {
-	n, V, D := lin.H.Rows, lin.W.Rows, lin.H.Cols
-	l := &linearRun{impl: impl, blas: b, lin: lin, p: p, targets: targets, g: g, V: V, D: D}
+// LinearPlan is how a fused linear call tiles its logits: Rows are the
+// counted rows (H's indices), a tile is R rows × C classes of W's V.
+type LinearPlan struct {
+	Rows    []int
+	R, C, V int
+}
+
+// PlanLinear returns the plan of lin against targets (see Linear).
+func PlanLinear(lin *Linear, targets []int32) LinearPlan {
+	n, V := lin.H.Rows, lin.W.Rows
+	pl := LinearPlan{V: V}
 	for i, t := range targets[:n] {
 		if t >= 0 {
-			l.rows = append(l.rows, i)
+			pl.Rows = append(pl.Rows, i)
 		}
 	}
 	budget := lin.Budget
@@ -88,66 +95,244 @@ func newLinearRun(impl *cpu.Impl, b *blas.BLAS, lin *Linear, targets []int32, p 
 		budget = max(DefaultBudget, 4*V*min(n, linearRows))
 	}
 	elems := max(1, budget/4)
-	nv := len(l.rows)
+	nv := len(pl.Rows)
 	if r := elems / max(V, 1); r >= min(nv, linearRows) {
-		l.r, l.c = max(1, min(nv, r)), V
+		pl.R, pl.C = max(1, min(nv, r)), V
 	} else {
-		l.r = max(1, min(nv, linearRows, elems/16))
-		l.c = max(1, min(V, elems/l.r))
+		pl.R = max(1, min(nv, linearRows, elems/16))
+		pl.C = max(1, min(V, elems/pl.R))
 	}
-	return l
+	return pl
 }
 
-// chunk makes rows rows[lo:hi] the current chunk: H's rows (in place when
-// they are consecutive, else gathered), their targets and scales.
-func (l *linearRun) chunk(lo, hi int) {
-	l.lo, l.hi = lo, hi
-	rs := l.rows[lo:hi]
-	H := l.lin.H
-	if l.tg == nil {
-		l.tg = make([]int32, l.r)
-		l.sc = make([]float32, l.r)
-		l.z = make([]float32, l.r*l.c)
-	}
-	l.tg, l.sc = l.tg[:len(rs)], l.sc[:len(rs)]
-	for k, i := range rs {
-		l.tg[k] = l.targets[i]
-		if l.g != nil {
-			l.sc[k] = l.g.Scale[i]
+// linearRun is the driver's state for one call.
+type linearRun struct {
+	b       LinearBackend
+	pl      LinearPlan
+	p       *Problem
+	targets []int32
+	scale   []float32 // per row of H, nil without gradients
+	rows    []int     // the chunk's rows
+	tg      []int32
+	sc      []float32
+}
+
+// each calls f on every chunk of counted rows, checking ctx before each.
+func (l *linearRun) each(ctx context.Context, f func() error) error {
+	rs := l.pl.Rows
+	l.tg, l.sc = make([]int32, l.pl.R), make([]float32, l.pl.R)
+	for lo := 0; lo < len(rs); lo += l.pl.R {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l.rows = rs[lo:min(len(rs), lo+l.pl.R)]
+		l.tg, l.sc = l.tg[:len(l.rows)], l.sc[:len(l.rows)]
+		for k, i := range l.rows {
+			l.tg[k] = l.targets[i]
+			if l.scale != nil {
+				l.sc[k] = l.scale[i]
+			}
+		}
+		if err := l.b.Chunk(l.rows); err != nil {
+			return err
+		}
+		if err := f(); err != nil {
+			return err
 		}
 	}
-	if rs[len(rs)-1]-rs[0] == len(rs)-1 {
-		l.h, l.ldh = H.Data[rs[0]*H.Stride:], H.Stride
+	return ctx.Err()
+}
+
+// tiles calls f on each tile of classes [v0, v1) of the chunk, its
+// logits set, with the tile's problem (a shard of p's vocabulary).
+func (l *linearRun) tiles(ctx context.Context, f func(v0, v1 int, p *Problem) error) error {
+	for v0 := 0; v0 < l.pl.V; v0 += l.pl.C {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v1 := min(l.pl.V, v0+l.pl.C)
+		if err := l.b.Logits(v0, v1); err != nil {
+			return err
+		}
+		p := l.p
+		if v1-v0 != l.pl.V || p.Vocab > 0 {
+			p = shard(l.p, l.pl.V, v0)
+		}
+		if err := f(v0, v1, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// partials merges the chunk's partials over W's classes into part.
+func (l *linearRun) partials(ctx context.Context, part []Partial) error {
+	tmp := make([]Partial, len(l.rows))
+	return l.tiles(ctx, func(_, _ int, p *Problem) error {
+		if err := l.b.Partials(tmp, l.tg, p); err != nil {
+			return err
+		}
+		for k := range tmp {
+			part[k].Merge(tmp[k])
+		}
+		return nil
+	})
+}
+
+// backward adds the chunk's gradients given its merged partials.
+func (l *linearRun) backward(ctx context.Context, part []Partial, addH bool) error {
+	return l.tiles(ctx, func(v0, v1 int, p *Problem) error {
+		if err := l.b.Backward(l.tg, l.sc, part, p); err != nil {
+			return err
+		}
+		return l.b.Grads(v0, v1, v0 == 0 && !addH)
+	})
+}
+
+// RunLinear drives b through LinearCrossEntropy: the per-row results of
+// the counted rows into out (ignored rows' are left to the caller) and,
+// with scale (g's), the gradients.
+func RunLinear(ctx context.Context, b LinearBackend, pl LinearPlan, out Out, scale []float32, targets []int32, p *Problem) error {
+	l := &linearRun{b: b, pl: pl, p: p, targets: targets, scale: scale}
+	C := p.Classes(pl.V)
+	o := Out{Loss: make([]float32, pl.R), LSE: make([]float32, pl.R), Correct: make([]bool, pl.R)}
+	part := make([]Partial, pl.R)
+	return l.each(ctx, func() error {
+		n := len(l.rows)
+		if pl.C == pl.V { // the whole vocabulary: one pass, gradients with it
+			oc := Out{Loss: o.Loss[:n], LSE: o.LSE[:n], Correct: o.Correct[:n]}
+			if err := b.Logits(0, pl.V); err != nil {
+				return err
+			}
+			if err := b.CrossEntropy(oc, scale != nil, l.tg, l.sc, p); err != nil {
+				return err
+			}
+			for k, i := range l.rows {
+				out.Set(i, float64(oc.Loss[k]), float64(oc.LSE[k]), oc.Correct[k])
+			}
+			if scale != nil {
+				return b.Grads(0, pl.V, true)
+			}
+			return nil
+		}
+		pc := part[:n]
+		for k := range pc {
+			pc[k] = EmptyPartial()
+		}
+		if err := l.partials(ctx, pc); err != nil {
+			return err
+		}
+		for k, i := range l.rows {
+			loss, lse, correct := p.Finish(&pc[k], int(l.tg[k]), C)
+			out.Set(i, loss, lse, correct)
+		}
+		if scale != nil {
+			return l.backward(ctx, pc, false)
+		}
+		return nil
+	})
+}
+
+// RunLinearPartials drives b through LinearPartials: dst[i] is merged
+// with row i's partial over W's classes.
+func RunLinearPartials(ctx context.Context, b LinearBackend, pl LinearPlan, dst []Partial, targets []int32, p *Problem) error {
+	l := &linearRun{b: b, pl: pl, p: p, targets: targets}
+	part := make([]Partial, pl.R)
+	return l.each(ctx, func() error {
+		pc := part[:len(l.rows)]
+		for k := range pc {
+			pc[k] = EmptyPartial()
+		}
+		if err := l.partials(ctx, pc); err != nil {
+			return err
+		}
+		for k, i := range l.rows {
+			dst[i].Merge(pc[k])
+		}
+		return nil
+	})
+}
+
+// RunLinearBackward drives b through LinearBackward, given part[i], row
+// i's merged partial; addH adds the chunks' dH instead of setting it.
+func RunLinearBackward(ctx context.Context, b LinearBackend, pl LinearPlan, scale []float32, targets []int32, part []Partial, p *Problem, addH bool) error {
+	l := &linearRun{b: b, pl: pl, p: p, targets: targets, scale: scale}
+	pc := make([]Partial, pl.R)
+	return l.each(ctx, func() error {
+		pc = pc[:len(l.rows)]
+		for k, i := range l.rows {
+			pc[k] = part[i]
+		}
+		return l.backward(ctx, pc, addH)
+	})
+}
+
+// ClearIgnored zeroes the rows of a host dH whose target is ignored
+// (unless add: a shard adds its part).
+func ClearIgnored(g *LinearGrad, targets []int32) {
+	if g == nil || g.H.Data == nil || g.AddH {
 		return
 	}
-	if l.hb == nil {
-		l.hb = make([]float32, l.r*l.D)
+	for i := range g.H.Rows {
+		if targets[i] < 0 {
+			clear(g.H.Data[i*g.H.Stride : i*g.H.Stride+g.H.Cols])
+		}
 	}
-	for k, i := range rs {
+}
+
+// cpuLinear is the CPU's LinearBackend: the tile in host memory, products
+// from its BLAS, the row kernels of package cpu.
+type cpuLinear struct {
+	impl *cpu.Impl
+	blas *blas.BLAS
+	lin  *Linear
+	g    *LinearGrad
+	pl   LinearPlan
+	D    int
+
+	rows   []int
+	h      []float32 // H's rows of the chunk, row stride ldh
+	ldh    int
+	z      []float32 // the tile, dense
+	c      int       // its classes
+	hb, dh []float32 // gathered H rows and dH rows (R × D)
+	ones   []float32
+}
+
+func newCPULinear(d *CPUDevice, lin *Linear, g *LinearGrad, pl LinearPlan) *cpuLinear {
+	return &cpuLinear{impl: d.impl, blas: d.blas, lin: lin, g: g, pl: pl, D: lin.H.Cols, z: make([]float32, pl.R*pl.C)}
+}
+
+// consecutive reports whether rows are one run of H's rows.
+func consecutive(rows []int) bool { return rows[len(rows)-1]-rows[0] == len(rows)-1 }
+
+// Chunk implements LinearBackend: H's rows in place when consecutive,
+// else gathered.
+func (l *cpuLinear) Chunk(rows []int) error {
+	l.rows = rows
+	H := l.lin.H
+	if consecutive(rows) {
+		l.h, l.ldh = H.Data[rows[0]*H.Stride:], H.Stride
+		return nil
+	}
+	if l.hb == nil {
+		l.hb = make([]float32, l.pl.R*l.D)
+	}
+	for k, i := range rows {
 		copy(l.hb[k*l.D:(k+1)*l.D], H.Data[i*H.Stride:i*H.Stride+l.D])
 	}
 	l.h, l.ldh = l.hb, l.D
+	return nil
 }
 
-// logits sets the tile to the chunk's logits of classes [v0, v1) of W
-// and returns it as a matrix (its problem: the shard of those classes).
-func (l *linearRun) logits(v0, v1 int) (cpu.Matrix, *Problem) {
-	n, c, W := l.hi-l.lo, v1-v0, l.lin.W
-	z := l.z[:n*c]
-	l.blas.Sgemm(false, true, n, c, l.D, 1, l.h, l.ldh, W.Data[v0*W.Stride:], W.Stride, 0, z, c)
-	if l.lin.Bias != nil { // z += 1·bᵀ
-		l.blas.Sgemm(false, false, n, c, 1, 1, l.onesN(n), 1, l.lin.Bias[v0:v1], c, 1, z, c)
-	}
-	p := l.p
-	if c != l.V || p.Vocab > 0 {
-		p = shard(l.p, l.V, v0)
-	}
-	return cpu.Matrix{Data: z, Rows: n, Cols: c, Stride: c}, p
+func (l *cpuLinear) tile() cpu.Matrix {
+	n := len(l.rows)
+	return cpu.Matrix{Data: l.z[:n*l.c], Rows: n, Cols: l.c, Stride: l.c}
 }
 
-func (l *linearRun) onesN(n int) []float32 {
+func (l *cpuLinear) onesN(n int) []float32 {
 	if len(l.ones) < n {
-		l.ones = make([]float32, l.r)
+		l.ones = make([]float32, l.pl.R)
 		for k := range l.ones {
 			l.ones[k] = 1
 		}
@@ -155,29 +340,65 @@ func (l *linearRun) onesN(n int) []float32 {
 	return l.ones[:n]
 }
 
-// grads adds the gradients of the tile (its logits replaced by dL/dz, the
-// classes [v0, v1)): dH of the chunk (set by the first tile unless AddH,
-// then added), dW and dBias of the classes.
-func (l *linearRun) grads(v0, v1 int, first bool) {
+// Logits implements LinearBackend: z = H·W[v0:v1]ᵀ (+ 1·bᵀ).
+func (l *cpuLinear) Logits(v0, v1 int) error {
+	n, W := len(l.rows), l.lin.W
+	l.c = v1 - v0
+	z := l.z[:n*l.c]
+	l.blas.Sgemm(false, true, n, l.c, l.D, 1, l.h, l.ldh, W.Data[v0*W.Stride:], W.Stride, 0, z, l.c)
+	if l.lin.Bias != nil {
+		l.blas.Sgemm(false, false, n, l.c, 1, 1, l.onesN(n), 1, l.lin.Bias[v0:v1], l.c, 1, z, l.c)
+	}
+	return nil
+}
+
+func (l *cpuLinear) grad(scale []float32) *cpu.Grad {
+	z := l.tile()
+	return &cpu.Grad{Data: z.Data, Stride: z.Stride, Scale: scale}
+}
+
+// CrossEntropy implements LinearBackend.
+func (l *cpuLinear) CrossEntropy(out Out, grad bool, targets []int32, scale []float32, p *Problem) error {
+	var g *cpu.Grad
+	if grad {
+		g = l.grad(scale)
+	}
+	l.impl.CrossEntropy(out, g, l.tile(), targets, p)
+	return nil
+}
+
+// Partials implements LinearBackend.
+func (l *cpuLinear) Partials(dst []Partial, targets []int32, p *Problem) error {
+	l.impl.Partials(dst, l.tile(), targets, p)
+	return nil
+}
+
+// Backward implements LinearBackend.
+func (l *cpuLinear) Backward(targets []int32, scale []float32, part []Partial, p *Problem) error {
+	l.impl.Backward(*l.grad(scale), l.tile(), targets, part, p)
+	return nil
+}
+
+// Grads implements LinearBackend.
+func (l *cpuLinear) Grads(v0, v1 int, set bool) error {
 	g, W := l.g, l.lin.W
-	n, c := l.hi-l.lo, v1-v0
+	n, c := len(l.rows), v1-v0
 	z := l.z[:n*c]
 	if g.H.Data != nil {
-		rs := l.rows[l.lo:l.hi]
 		beta := float32(1)
-		if first && !g.AddH {
+		if set {
 			beta = 0
 		}
-		if rs[n-1]-rs[0] == n-1 { // in place
+		if rs := l.rows; consecutive(rs) { // in place
 			l.blas.Sgemm(false, false, n, l.D, c, 1, z, c, W.Data[v0*W.Stride:], W.Stride, beta, g.H.Data[rs[0]*g.H.Stride:], g.H.Stride)
 		} else {
 			if l.dh == nil {
-				l.dh = make([]float32, l.r*l.D)
+				l.dh = make([]float32, l.pl.R*l.D)
 			}
 			l.blas.Sgemm(false, false, n, l.D, c, 1, z, c, W.Data[v0*W.Stride:], W.Stride, 0, l.dh, l.D)
 			for k, i := range rs {
 				dst, src := g.H.Data[i*g.H.Stride:i*g.H.Stride+l.D], l.dh[k*l.D:(k+1)*l.D]
-				if beta == 0 {
+				if set {
 					copy(dst, src)
 				} else {
 					for d := range dst {
@@ -193,63 +414,6 @@ func (l *linearRun) grads(v0, v1 int, first bool) {
 	if g.Bias != nil { // db[v0:v1] += Gᵀ·1
 		l.blas.Sgemm(true, false, c, 1, n, 1, z, c, l.onesN(n), 1, 1, g.Bias[v0:v1], 1)
 	}
-}
-
-// clearIgnored zeroes the dH rows of the ignored rows (unless AddH).
-func (l *linearRun) clearIgnored() {
-	if l.g == nil || l.g.H.Data == nil || l.g.AddH {
-		return
-	}
-	H := l.g.H
-	for i := range H.Rows {
-		if l.targets[i] < 0 {
-			clear(H.Data[i*H.Stride : i*H.Stride+l.D])
-		}
-	}
-}
-
-// each calls f on every chunk of counted rows, checking ctx before each.
-func (l *linearRun) each(ctx context.Context, f func() error) error {
-	for lo := 0; lo < len(l.rows); lo += l.r {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		l.chunk(lo, min(len(l.rows), lo+l.r))
-		if err := f(); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
-
-// partials merges the chunk's partials over W's classes into part (one
-// per row of the chunk).
-func (l *linearRun) partials(ctx context.Context, part []Partial) error {
-	tmp := make([]Partial, l.hi-l.lo)
-	for v0 := 0; v0 < l.V; v0 += l.c {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		z, p := l.logits(v0, min(l.V, v0+l.c))
-		l.impl.Partials(tmp, z, l.tg, p)
-		for k := range tmp {
-			part[k].Merge(tmp[k])
-		}
-	}
-	return nil
-}
-
-// backward adds the chunk's gradients given its merged partials.
-func (l *linearRun) backward(ctx context.Context, part []Partial) error {
-	for v0 := 0; v0 < l.V; v0 += l.c {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		v1 := min(l.V, v0+l.c)
-		z, p := l.logits(v0, v1)
-		l.impl.Backward(cpu.Grad{Data: z.Data, Stride: z.Stride, Scale: l.sc}, z, l.tg, part, p)
-		l.grads(v0, v1, v0 == 0)
-	}
 	return nil
 }
 
@@ -259,53 +423,18 @@ func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out Out, g *LinearGr
 	if err := linearHost(lin); err != nil {
 		return err
 	}
-	l := newLinearRun(d.impl, d.blas, lin, targets, p, g)
 	for i, t := range targets {
 		if t < 0 {
 			out.Set(i, 0, 0, false)
 		}
 	}
-	l.clearIgnored()
-	C := p.Classes(l.V)
-	var o Out
-	part := make([]Partial, l.r)
-	return l.each(ctx, func() error {
-		n := l.hi - l.lo
-		if l.c == l.V { // the whole vocabulary: one pass, gradients with it
-			if o.Loss == nil {
-				o = Out{Loss: make([]float32, l.r), LSE: make([]float32, l.r), Correct: make([]bool, l.r)}
-			}
-			oc := Out{Loss: o.Loss[:n], LSE: o.LSE[:n], Correct: o.Correct[:n]}
-			z, _ := l.logits(0, l.V)
-			var cg *cpu.Grad
-			if g != nil {
-				cg = &cpu.Grad{Data: z.Data, Stride: z.Stride, Scale: l.sc}
-			}
-			l.impl.CrossEntropy(oc, cg, z, l.tg, p)
-			for k, i := range l.rows[l.lo:l.hi] {
-				out.Set(i, float64(oc.Loss[k]), float64(oc.LSE[k]), oc.Correct[k])
-			}
-			if g != nil {
-				l.grads(0, l.V, true)
-			}
-			return nil
-		}
-		pc := part[:n]
-		for k := range pc {
-			pc[k] = EmptyPartial()
-		}
-		if err := l.partials(ctx, pc); err != nil {
-			return err
-		}
-		for k, i := range l.rows[l.lo:l.hi] {
-			loss, lse, correct := p.Finish(&pc[k], int(l.tg[k]), C)
-			out.Set(i, loss, lse, correct)
-		}
-		if g != nil {
-			return l.backward(ctx, pc)
-		}
-		return nil
-	})
+	ClearIgnored(g, targets)
+	pl := PlanLinear(lin, targets)
+	var scale []float32
+	if g != nil {
+		scale = g.Scale
+	}
+	return RunLinear(ctx, newCPULinear(d, lin, g, pl), pl, out, scale, targets, p)
 }
 
 // LinearPartials implements Device: dst[i] is merged with row i's partial
@@ -314,21 +443,8 @@ func (d *CPUDevice) LinearPartials(ctx context.Context, dst []Partial, lin *Line
 	if err := linearHost(lin); err != nil {
 		return err
 	}
-	l := newLinearRun(d.impl, d.blas, lin, targets, p, nil)
-	part := make([]Partial, l.r)
-	return l.each(ctx, func() error {
-		pc := part[:l.hi-l.lo]
-		for k := range pc {
-			pc[k] = EmptyPartial()
-		}
-		if err := l.partials(ctx, pc); err != nil {
-			return err
-		}
-		for k, i := range l.rows[l.lo:l.hi] {
-			dst[i].Merge(pc[k])
-		}
-		return nil
-	})
+	pl := PlanLinear(lin, targets)
+	return RunLinearPartials(ctx, newCPULinear(d, lin, nil, pl), pl, dst, targets, p)
 }
 
 // LinearBackward implements Device: the gradients of W's classes given
@@ -337,16 +453,9 @@ func (d *CPUDevice) LinearBackward(ctx context.Context, g LinearGrad, lin *Linea
 	if err := linearHost(lin); err != nil {
 		return err
 	}
-	l := newLinearRun(d.impl, d.blas, lin, targets, p, &g)
-	l.clearIgnored()
-	pc := make([]Partial, l.r)
-	return l.each(ctx, func() error {
-		pc = pc[:l.hi-l.lo]
-		for k, i := range l.rows[l.lo:l.hi] {
-			pc[k] = part[i]
-		}
-		return l.backward(ctx, pc)
-	})
+	ClearIgnored(&g, targets)
+	pl := PlanLinear(lin, targets)
+	return RunLinearBackward(ctx, newCPULinear(d, lin, &g, pl), pl, g.Scale, targets, part, p, g.AddH)
 }
 
 // linearHost returns the error for a fused linear input in a device's
