@@ -63,5 +63,5 @@
 // [Linear.Partials], merged, give the loss ([Linear.Finish]), and
 // [Linear.Backward] each holder's gradients (its part of dH added to
 // g.H). The device must have the operation (device.Caps().Linear: the
-// CPU, with OpenBLAS or gonum's Sgemm).
+// CPU, with OpenBLAS or gonum's Sgemm; OpenCL, with CLBlast).
 package batch

@@ -104,11 +104,17 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 		if err != nil {
 			return nil, nil, err
 		}
-		cd, ok := d.(*device.CPUDevice)
-		if !ok {
-			return nil, nil, fmt.Errorf("%s: the fused linear runs on the CPU (OpenCL is the next issue)", spec)
+		if !d.Caps().Linear {
+			return nil, nil, fmt.Errorf("%s has no fused linear cross-entropy (OpenCL needs CLBlast)", spec)
 		}
+		// The CPU runs once per BLAS asked for; another device with its own.
+		var runs []device.Device
+		cd, isCPU := d.(*device.CPUDevice)
 		for _, bn := range names {
+			if !isCPU {
+				runs = []device.Device{d}
+				break
+			}
 			b, ok := blases[bn]
 			if !ok {
 				return nil, nil, fmt.Errorf("BLAS %q is not available here", bn)
@@ -116,7 +122,10 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 			if _, done := peaks[b.Name()]; !done {
 				peaks[b.Name()] = SgemmPeak(b)
 			}
-			l, err := batch.NewLinear(cd.WithBLAS(b), batch.Budget(c.Budget))
+			runs = append(runs, cd.WithBLAS(b))
+		}
+		for _, rd := range runs {
+			l, err := batch.NewLinear(rd, batch.Budget(c.Budget))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -151,11 +160,11 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 						work = 8
 					}
 				}
-				info := cd.Info()
-				res := LinearResult{Device: info.Spec, Kernel: info.Kernel + ", " + b.Name(), Op: op, N: c.N, V: c.V, D: c.D,
+				info := rd.Info()
+				res := LinearResult{Device: info.Spec, Kernel: info.Kernel + ", " + info.BLAS, Op: op, N: c.N, V: c.V, D: c.D,
 					SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GFLOPs: work * float64(c.N) * float64(c.V) * float64(c.D) / med / 1e9,
 					ExtraMB: float64(extra) / 1e6}
-				c.Log("%s %s %s: %.3f s, %.1f GFLOP/s", res.Device, bn, op, med, res.GFLOPs)
+				c.Log("%s %s %s: %.3f s, %.1f GFLOP/s", res.Device, info.BLAS, op, med, res.GFLOPs)
 				out = append(out, res)
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"codeberg.org/sbinet/npyio"
 	"github.com/nlpodyssey/safetensors"
 	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/device"
 )
 
 func golden(name string) string {
@@ -75,24 +77,34 @@ func TestEvalHiddenMatchesPyTorch(t *testing.T) {
 			den++
 		}
 	}
+	devs := []string{"cpu"}
+	if d, err := device.Open("opencl"); err == nil { // the fused linear through CLBlast, where OpenCL is
+		if d.Caps().Linear {
+			devs = append(devs, "opencl")
+		}
+		d.Close()
+	}
 	for _, weight := range []string{golden("plain_w.npy"), st + ":lm_head.weight"} {
-		dh, dw := filepath.Join(dir, "dh.npy"), filepath.Join(dir, "dw.npy")
-		code, out, errOut := runCmd("eval", "--hidden", golden("plain_h.npy"), "--weight", weight, "--bias", golden("plain_b.npy"),
-			"--targets", golden("plain_targets.npy"), "--grad-hidden", dh, "--grad-weight", dw, "--device", "cpu", "--budget", "4096", "--json")
-		require.Equal(t, 0, code, errOut)
-		var res struct{ Loss float64 }
-		require.NoError(t, json.Unmarshal([]byte(out), &res))
-		require.InDelta(t, c.Mean, res.Loss, 1e-5*c.Mean)
-		for _, g := range []struct{ got, want string }{{dh, "plain_dh.npy"}, {dw, "plain_dw.npy"}} {
-			got, want := readNpy[float32](t, g.got), readNpy[float64](t, golden(g.want))
-			require.Len(t, got, len(want))
-			scale := 0.0
-			for _, w := range want {
-				scale = max(scale, math.Abs(w/den))
+		for _, dev := range devs {
+			dh, dw := filepath.Join(dir, "dh.npy"), filepath.Join(dir, "dw.npy")
+			code, out, errOut := runCmd("eval", "--hidden", golden("plain_h.npy"), "--weight", weight, "--bias", golden("plain_b.npy"),
+				"--targets", golden("plain_targets.npy"), "--grad-hidden", dh, "--grad-weight", dw, "--device", dev, "--budget", "4096", "--json")
+			require.Equal(t, 0, code, errOut)
+			var res struct{ Loss float64 }
+			require.NoError(t, json.Unmarshal([]byte(out), &res))
+			require.InDelta(t, c.Mean, res.Loss, 1e-5*c.Mean)
+			for _, g := range []struct{ got, want string }{{dh, "plain_dh.npy"}, {dw, "plain_dw.npy"}} {
+				got, want := readNpy[float32](t, g.got), readNpy[float64](t, golden(g.want))
+				require.Len(t, got, len(want))
+				scale := 0.0
+				for _, w := range want {
+					scale = max(scale, math.Abs(w/den))
+				}
+				for k := range want {
+					require.InDelta(t, want[k]/den, got[k], 1e-5*scale, "%s on %s: [%d]", g.got, dev, k)
+				}
 			}
-			for k := range want {
-				require.InDelta(t, want[k]/den, got[k], 1e-5*scale, "%s[%d]", g.got, k)
-			}
+			require.Contains(t, out, `"device":"`+dev)
 		}
 	}
 }

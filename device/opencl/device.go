@@ -65,6 +65,7 @@ func (d *Device) Info() device.Info {
 		Kernel:   fmt.Sprintf("xent.cl wg=%d unroll=%d", d.p.wg, d.p.unroll),
 		Platform: d.h.platName + ", driver " + d.h.driver,
 		Spec:     fmt.Sprintf("opencl:%d:%d", d.h.pi, d.h.di),
+		BLAS:     clblastName(),
 	}
 }
 
@@ -187,9 +188,10 @@ func (d *Device) Backward(ctx context.Context, g device.Grad, x device.Matrix, t
 	return d.run(ctx, &call{op: opBackward, x: x, targets: targets, p: p, grad: &g, part: part})
 }
 
-// Caps implements device.Device: resident buffers, float32.
+// Caps implements device.Device: resident buffers, float32, and the fused
+// linear cross-entropy where CLBlast loads.
 func (d *Device) Caps() device.Caps {
-	return device.Caps{Resident: true, Types: []device.DType{device.F32}}
+	return device.Caps{Resident: true, Types: []device.DType{device.F32}, Linear: linearAvailable() == nil}
 }
 
 // The flags of prob_t: optional features, uniform across a call, so that
