@@ -105,10 +105,18 @@ func TestLinearBadInput(t *testing.T) {
 		})
 	}
 	// A device without the operation says so.
-	g, err := device.NewGroup(device.SplitRows, dev)
-	require.NoError(t, err)
-	_, err = batch.NewLinear(g)
+	_, err = batch.NewLinear(noLinear{dev})
 	require.ErrorIs(t, err, device.ErrNotImplemented)
+}
+
+// noLinear is a device without the fused linear (as OpenCL without
+// CLBlast).
+type noLinear struct{ device.Device }
+
+func (d noLinear) Caps() device.Caps {
+	c := d.Device.Caps()
+	c.Linear = false
+	return c
 }
 
 // TestLinearMemory: at N 4096, V 128256, D 64 the logits would take 2.1

@@ -42,6 +42,7 @@ type Group struct {
 	split Split
 	mu    sync.Mutex
 	rate  []float64 // logits per second, measured; 0 until first seen
+	lrate []float64 // the fused linear's multiply-adds per second, likewise
 }
 
 // NewGroup returns a Group over devs that splits calls by split; it closes
@@ -53,7 +54,7 @@ func NewGroup(split Split, devs ...Device) (*Group, error) {
 	if split != SplitRows && split != SplitColumns {
 		return nil, fmt.Errorf("device: unknown split %d (want SplitRows or SplitColumns)", int(split))
 	}
-	return &Group{devs: devs, split: split, rate: make([]float64, len(devs))}, nil
+	return &Group{devs: devs, split: split, rate: make([]float64, len(devs)), lrate: make([]float64, len(devs))}, nil
 }
 
 // Info implements Device.
@@ -71,14 +72,16 @@ func (g *Group) Info() Info {
 }
 
 // Caps implements Device: no resident buffers; the element types every
-// member takes.
+// member takes; the fused linear when every member has it.
 func (g *Group) Caps() Caps {
 	types := g.devs[0].Caps().Types
-	for _, d := range g.devs[1:] {
+	linear := true
+	for _, d := range g.devs {
 		ts := d.Caps().Types
 		types = slices.DeleteFunc(slices.Clone(types), func(t DType) bool { return !slices.Contains(ts, t) })
+		linear = linear && d.Caps().Linear
 	}
-	return Caps{Types: types}
+	return Caps{Types: types, Linear: linear}
 }
 
 // Devices returns the members of the group.
@@ -89,10 +92,11 @@ func (g *Group) Upload(context.Context, Matrix) (Buffer, error) {
 	return nil, fmt.Errorf("device: a group (%s) holds no resident buffers: %w", g.Info().Spec, ErrNotImplemented)
 }
 
-// cuts returns the boundaries of each device's part of n rows or columns.
-func (g *Group) cuts(n int) []int {
+// cuts returns the boundaries of each device's part of n rows or columns,
+// in proportion to the speeds rates (g.rate or g.lrate).
+func (g *Group) cuts(rates []float64, n int) []int {
 	g.mu.Lock()
-	r := append([]float64(nil), g.rate...)
+	r := append([]float64(nil), rates...)
 	g.mu.Unlock()
 	known, total := 0.0, 0.0
 	for _, v := range r {
@@ -122,7 +126,12 @@ func (g *Group) cuts(n int) []int {
 // run calls f on each device with its part [lo, hi) of n (rows or
 // columns, of a matrix of elems logits), at once, and updates the speeds.
 func (g *Group) run(n int, elems int, f func(k int, d Device, lo, hi int) error) error {
-	cut := g.cuts(n)
+	return g.runRates(g.rate, n, elems, f)
+}
+
+// runRates is run with the speeds rates, for work units of work in all.
+func (g *Group) runRates(rates []float64, n int, elems int, f func(k int, d Device, lo, hi int) error) error {
+	cut := g.cuts(rates, n)
 	errs := make([]error, len(g.devs))
 	var wg sync.WaitGroup
 	for i, d := range g.devs {
@@ -138,10 +147,10 @@ func (g *Group) run(n int, elems int, f func(k int, d Device, lo, hi int) error)
 			}
 			rate := float64(elems) * float64(hi-lo) / float64(n) / max(time.Since(start).Seconds(), 1e-9)
 			g.mu.Lock()
-			if g.rate[i] == 0 {
-				g.rate[i] = rate
+			if rates[i] == 0 {
+				rates[i] = rate
 			} else {
-				g.rate[i] = 0.5*g.rate[i] + 0.5*rate
+				rates[i] = 0.5*rates[i] + 0.5*rate
 			}
 			g.mu.Unlock()
 		})
@@ -301,18 +310,113 @@ func (g *Group) Close() error {
 	return errors.Join(errs...)
 }
 
-// LinearCrossEntropy implements Device: a group has no fused linear
-// cross-entropy yet (ErrNotImplemented).
-func (g *Group) LinearCrossEntropy(context.Context, Out, *LinearGrad, *Linear, []int32, *Problem) error {
-	return notLinear("a group")
+// The fused linear on a group splits W's rows (classes) across the
+// members, whatever the group's Split, as Megatron's vocabulary-parallel
+// cross-entropy does: each member gives its classes' partials, merged in
+// class order; each writes its rows of dW and dBias, and its part of dH
+// into a buffer of its own, summed in member order (so the result does not
+// depend on the timing).
+
+// linearShard returns the member's part of lin: W's rows [lo, hi).
+func linearShard(lin *Linear, lo, hi int) *Linear {
+	s := *lin
+	s.W = lin.W.RowRange(lo, hi)
+	if lin.Bias != nil {
+		s.Bias = lin.Bias[lo:hi]
+	}
+	return &s
 }
 
-// LinearPartials implements Device (ErrNotImplemented).
-func (g *Group) LinearPartials(context.Context, []Partial, *Linear, []int32, *Problem) error {
-	return notLinear("a group")
+// linearWork is the multiply-adds of a fused linear pass over lin.
+func linearWork(lin *Linear) int { return lin.H.Rows * lin.W.Rows * max(lin.H.Cols, 1) }
+
+// LinearPartials implements Device.
+func (g *Group) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error {
+	V := lin.W.Rows
+	parts := make([][]Partial, len(g.devs))
+	err := g.runRates(g.lrate, V, linearWork(lin), func(k int, d Device, lo, hi int) error {
+		parts[k] = make([]Partial, len(dst))
+		for i := range parts[k] {
+			parts[k][i] = EmptyPartial()
+		}
+		return d.LinearPartials(ctx, parts[k], linearShard(lin, lo, hi), targets, shard(p, V, lo))
+	})
+	if err != nil {
+		return err
+	}
+	for i, t := range targets {
+		if t < 0 {
+			continue
+		}
+		for _, ps := range parts {
+			if ps != nil {
+				dst[i].Merge(ps[i])
+			}
+		}
+	}
+	return nil
 }
 
-// LinearBackward implements Device (ErrNotImplemented).
-func (g *Group) LinearBackward(context.Context, LinearGrad, *Linear, []int32, []Partial, *Problem) error {
-	return notLinear("a group")
+// LinearCrossEntropy implements Device.
+func (g *Group) LinearCrossEntropy(ctx context.Context, out Out, lg *LinearGrad, lin *Linear, targets []int32, p *Problem) error {
+	part := make([]Partial, len(targets))
+	for i := range part {
+		part[i] = EmptyPartial()
+	}
+	if err := g.LinearPartials(ctx, part, lin, targets, p); err != nil {
+		return err
+	}
+	C := p.Classes(lin.W.Rows)
+	for i, t := range targets {
+		var loss, lse float64
+		correct := false
+		if t >= 0 {
+			loss, lse, correct = p.Finish(&part[i], int(t), C)
+		}
+		out.Set(i, loss, lse, correct)
+	}
+	if lg == nil {
+		return nil
+	}
+	return g.LinearBackward(ctx, *lg, lin, targets, part, p)
+}
+
+// LinearBackward implements Device.
+func (g *Group) LinearBackward(ctx context.Context, lg LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error {
+	V, N, D := lin.W.Rows, lin.H.Rows, lin.H.Cols
+	dhs := make([][]float32, len(g.devs))
+	err := g.runRates(g.lrate, V, 2*linearWork(lin), func(k int, d Device, lo, hi int) error {
+		m := lg
+		m.W = lg.W
+		if lg.W.Data != nil {
+			m.W = lg.W.RowRange(lo, hi)
+		}
+		if lg.Bias != nil {
+			m.Bias = lg.Bias[lo:hi]
+		}
+		if lg.H.Data != nil {
+			dhs[k] = make([]float32, N*D)
+			m.H, m.AddH = Matrix{Data: dhs[k], Rows: N, Cols: D, Stride: D}, true
+		}
+		return d.LinearBackward(ctx, m, linearShard(lin, lo, hi), targets, part, shard(p, V, lo))
+	})
+	if err != nil || lg.H.Data == nil {
+		return err
+	}
+	H := lg.H
+	for i := range N {
+		row := H.Data[i*H.Stride : i*H.Stride+D]
+		if !lg.AddH {
+			clear(row)
+		}
+		for _, dh := range dhs {
+			if dh == nil {
+				continue
+			}
+			for d, v := range dh[i*D : (i+1)*D] {
+				row[d] += v
+			}
+		}
+	}
+	return nil
 }

@@ -467,7 +467,3 @@ func linearHost(lin *Linear) error {
 	return nil
 }
 
-// notLinear is the error of a device without the fused linear operations.
-func notLinear(spec string) error {
-	return fmt.Errorf("%w: %s has no fused linear cross-entropy (the CPU has)", ErrNotImplemented, spec)
-}

@@ -54,10 +54,28 @@ func TestLinearShardsCPU(t *testing.T) {
 
 func TestLinearCaps(t *testing.T) {
 	require.True(t, device.NewCPU(cpu.Default).Caps().Linear)
-	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Default))
+	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Default), device.NewCPU(cpu.Portable))
 	require.NoError(t, err)
-	require.False(t, g.Caps().Linear)
-	require.ErrorIs(t, g.LinearPartials(t.Context(), nil, &device.Linear{}, nil, &device.Problem{}), device.ErrNotImplemented)
+	require.True(t, g.Caps().Linear, "a group of devices that have it has it")
+}
+
+// TestLinearGroupCPU splits W's classes across a group of CPU devices (the
+// AVX2 kernels on OpenBLAS, the portable ones on gonum): the whole table,
+// the golden values and the shards, merged in class order.
+func TestLinearGroupCPU(t *testing.T) {
+	devs := linearCPUs(t)
+	var members []device.Device
+	for _, name := range []string{"openblas", "gonum/portable", "gonum"} {
+		if d, ok := devs[name]; ok {
+			members = append(members, d)
+		}
+	}
+	g, err := device.NewGroup(device.SplitRows, members...)
+	require.NoError(t, err)
+	spec.RunLinear(t, g, 1e-5)
+	spec.RunLinearGolden(t, g, 1e-5)
+	spec.RunLinearShards(t, g, 1e-5)
+	spec.RunLinearVersus(t, g, devs["gonum"], 2e-5, 1e-4)
 }
 
 // BenchmarkLinear times the fused linear forward and forward + backward at
@@ -111,4 +129,16 @@ func BenchmarkLinear(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestLinearVersusGonum: OpenBLAS against gonum, and each the same bits
+// when run twice.
+func TestLinearVersusGonum(t *testing.T) {
+	devs := linearCPUs(t)
+	o, ok := devs["openblas"]
+	if !ok {
+		t.Skip("OpenBLAS not loaded")
+	}
+	spec.RunLinearVersus(t, o, devs["gonum"], 2e-5, 1e-4)
+	spec.RunLinearVersus(t, devs["gonum"], o, 2e-5, 1e-4)
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl"
 	"github.com/xentlab/xent/internal/spec"
 )
@@ -41,5 +43,27 @@ func TestLinearShardsOpenCL(t *testing.T) {
 		before := opencl.Live()
 		spec.RunLinearShards(t, d, 1e-5)
 		require.Equal(t, before, opencl.Live(), "OpenCL objects alive after the calls")
+	})
+}
+
+// TestLinearVersusCPU: OpenCL against the CPU within 2e-5 relative on the
+// losses and 1e-4 of the largest entry on dH, dW and db, and the same bits
+// when run twice.
+func TestLinearVersusCPU(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		spec.RunLinearVersus(t, openTest(t), device.NewCPU(cpu.Default), 2e-5, 1e-4)
+	})
+}
+
+// TestLinearGroupOpenCL splits W's classes between the OpenCL device and
+// the CPU, as Open("all") does with a GPU: the table and the shards, and
+// against the CPU alone.
+func TestLinearGroupOpenCL(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		g, err := device.NewGroup(device.SplitRows, openTest(t), device.NewCPU(cpu.Default))
+		require.NoError(t, err)
+		spec.RunLinear(t, g, 1e-5)
+		spec.RunLinearShards(t, g, 1e-5)
+		spec.RunLinearVersus(t, g, device.NewCPU(cpu.Default), 2e-5, 1e-4)
 	})
 }
