@@ -466,4 +466,3 @@ func linearHost(lin *Linear) error {
 	}
 	return nil
 }
-

@@ -142,3 +142,5 @@ func TestLinearVersusGonum(t *testing.T) {
 	spec.RunLinearVersus(t, o, devs["gonum"], 2e-5, 1e-4)
 	spec.RunLinearVersus(t, devs["gonum"], o, 2e-5, 1e-4)
 }
+
+func TestLinearPast2p31CPU(t *testing.T) { spec.RunLinearPast2p31(t, device.NewCPU(cpu.Default)) }

@@ -67,3 +67,7 @@ func TestLinearGroupOpenCL(t *testing.T) {
 		spec.RunLinearVersus(t, g, device.NewCPU(cpu.Default), 2e-5, 1e-4)
 	})
 }
+
+func TestLinearPast2p31OpenCL(t *testing.T) {
+	linearTest(t, func(t *testing.T) { spec.RunLinearPast2p31(t, openTest(t)) })
+}

@@ -85,3 +85,47 @@ func RunPast2p31(t *testing.T, dev device.Device) {
 	}
 	t.Logf("%d × %d = %d elements checked on %s", rows, cols, rows*cols, dev.Info().Spec)
 }
+
+// RunLinearPast2p31 runs the fused linear on 17000 tokens × 128256
+// classes (2.18·10⁹ logits, past 2^31, never held) with D 2 and checks
+// every row against its closed form: H_i = (1, s_i), W_k = (0, 1) for one
+// class k and 0 elsewhere, so z_ij = s_i at k and 0 elsewhere: lse_i =
+// log(V - 1 + e^{s_i}), and dH_i = (0, p_ik - [t_i = k]) for the sum. It
+// runs only with XENT_LONG=1 (CI sets it).
+func RunLinearPast2p31(t *testing.T, dev device.Device) {
+	if os.Getenv("XENT_LONG") != "1" {
+		t.Skip("set XENT_LONG=1 for the fused linear past 2^31 logits")
+	}
+	n, v, k := 17000, 128256, 77777
+	require.Greater(t, int64(n)*int64(v), int64(1)<<31)
+	h, w := make([]float32, 2*n), make([]float32, 2*v)
+	s := func(i int) float64 { return float64(i%53)*0.25 - 6 }
+	tg := make([]int32, n)
+	for i := range n {
+		h[2*i], h[2*i+1] = 1, float32(s(i))
+		tg[i] = int32((i * 7919) % v)
+		if i%5 == 0 {
+			tg[i] = int32(k)
+		}
+	}
+	w[2*k+1] = 1
+	l, err := batch.NewLinear(dev, batch.Reduce(batch.Sum), batch.KeepRows())
+	require.NoError(t, err)
+	dh := make([]float32, 2*n)
+	g := batch.LinearGrads{H: batch.NewMatrix(dh, n, 2)}
+	r, err := l.ForwardBackward(context.Background(), g, batch.NewMatrix(h, n, 2), batch.NewMatrix(w, v, 2), nil, tg, batch.One)
+	require.NoError(t, err)
+	for i := range n {
+		si := float64(float32(s(i)))
+		lse := math.Log(float64(v-1) + math.Exp(si))
+		zt, hit := 0.0, 0.0
+		if int(tg[i]) == k {
+			zt, hit = si, 1
+		}
+		require.InDelta(t, lse-zt, float64(r.Losses[i]), 1e-5*math.Max(1, lse), "row %d", i)
+		pk := math.Exp(si - lse)
+		require.Zero(t, dh[2*i], "dH[%d][0]", i)
+		require.InDelta(t, pk-hit, float64(dh[2*i+1]), 1e-5*math.Max(pk, hit)+1e-30, "dH[%d][1]", i)
+	}
+	t.Logf("%d × %d = %d logits checked (never held)", n, v, int64(n)*int64(v))
+}
