@@ -19,7 +19,9 @@ type Linear struct {
 // LinearGrads says where the gradients of a fused linear call go: dL/dH
 // (N × D, like H) is written; dL/dW (V × D, like W) and dL/db (V values)
 // are added to, so that micro-batches accumulate (float32). A zero Matrix
-// or nil Bias is not wanted (a frozen weight, no bias).
+// or nil Bias is not wanted (a frozen weight, no bias). W may be a
+// DeviceMatrix's Matrix (Upload), and so may dW: in a training loop they
+// then stay on the device, and only H, the targets and dH cross the bus.
 type LinearGrads struct {
 	H    Matrix
 	W    Matrix
@@ -64,6 +66,27 @@ func checkHost(name string, m Matrix, what string) (Matrix, error) {
 	return m, hostLength(name, m)
 }
 
+// checkResident validates a matrix that may be held by dev (a
+// DeviceMatrix's, for W and dW: they may stay on the device across calls)
+// or host rows.
+func checkResident(dev device.Device, name string, m Matrix) (Matrix, error) {
+	if m.Buf == nil {
+		return checkHost(name, m, "features")
+	}
+	switch {
+	case !dev.Caps().Resident:
+		return m, errorf(ErrOption, "%s: %s keeps no resident buffers", name, dev.Info().Spec)
+	case m.Buf.Owner() != dev:
+		return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, m.Buf.Owner().Info().Spec, dev.Info().Spec)
+	case m.Rows != m.Buf.Rows() || m.Cols != m.Buf.Cols() || m.Stride != m.Cols && m.Stride != 0 || m.Data != nil:
+		return m, errorf(ErrShape, "%s: a device matrix is its buffer's %d × %d rows, dense, with no host data", name, m.Buf.Rows(), m.Buf.Cols())
+	case m.Cols == 0:
+		return m, errorf(ErrShape, "%s: rows of 0 features", name)
+	}
+	m.Stride = m.Cols
+	return m, nil
+}
+
 // prepareLinear validates H, W, the bias and the targets against each
 // other and the options.
 func (l *Linear) prepareLinear(h, w Matrix, bias []float32, targets []int32) (*prepared, *device.Linear, error) {
@@ -71,7 +94,7 @@ func (l *Linear) prepareLinear(h, w Matrix, bias []float32, targets []int32) (*p
 	if err != nil {
 		return nil, nil, err
 	}
-	if w, err = checkHost("weight", w, "features"); err != nil {
+	if w, err = checkResident(l.loss.dev, "weight", w); err != nil {
 		return nil, nil, err
 	}
 	c := &l.loss.cfg
@@ -114,7 +137,13 @@ func (l *Linear) gradsOf(p *prepared, lin *device.Linear, g LinearGrads, up Upst
 		if d.m.Data == nil && d.m.Rows == 0 && d.m.Cols == 0 {
 			continue // not wanted
 		}
-		m, err := checkHost(d.name, d.m, "features")
+		var m Matrix
+		var err error
+		if d.dst == &dg.W { // dW may stay on the device, as W may
+			m, err = checkResident(l.loss.dev, d.name, d.m)
+		} else {
+			m, err = checkHost(d.name, d.m, "features")
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +151,7 @@ func (l *Linear) gradsOf(p *prepared, lin *device.Linear, g LinearGrads, up Upst
 			return nil, errorf(ErrShape, "%s is %d × %d, expected %d × %d", d.name, m.Rows, m.Cols, d.like.Rows, d.like.Cols)
 		}
 		for _, x := range append(inputs, outs...) {
-			if overlap(m, x) {
+			if m.Buf != nil && m.Buf == x.Buf || m.Buf == nil && x.Buf == nil && overlap(m, x) {
 				return nil, errorf(ErrBuffer, "%s overlaps an input or another gradient", d.name)
 			}
 		}
@@ -135,7 +164,7 @@ func (l *Linear) gradsOf(p *prepared, lin *device.Linear, g LinearGrads, up Upst
 		}
 		b := NewMatrix(g.Bias, 1, len(g.Bias))
 		for _, x := range append(inputs, outs...) {
-			if overlap(b, x) || lin.Bias != nil && overlap(b, NewMatrix(lin.Bias, 1, len(lin.Bias))) {
+			if x.Buf == nil && overlap(b, x) || lin.Bias != nil && overlap(b, NewMatrix(lin.Bias, 1, len(lin.Bias))) {
 				return nil, errorf(ErrBuffer, "bias gradient overlaps an input or another gradient")
 			}
 		}

@@ -330,8 +330,21 @@ func linearShard(lin *Linear, lo, hi int) *Linear {
 // linearWork is the multiply-adds of a fused linear pass over lin.
 func linearWork(lin *Linear) int { return lin.H.Rows * lin.W.Rows * max(lin.H.Cols, 1) }
 
+// linearHostOnly returns the error for a fused linear input or gradient
+// held by a device: a group computes on host matrices.
+func linearHostOnly(lin *Linear, lg *LinearGrad) error {
+	err := errors.Join(hostOnly(lin.H), hostOnly(lin.W))
+	if lg != nil {
+		err = errors.Join(err, hostOnly(lg.W))
+	}
+	return err
+}
+
 // LinearPartials implements Device.
 func (g *Group) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error {
+	if err := linearHostOnly(lin, nil); err != nil {
+		return err
+	}
 	V := lin.W.Rows
 	parts := make([][]Partial, len(g.devs))
 	err := g.runRates(g.lrate, V, linearWork(lin), func(k int, d Device, lo, hi int) error {
@@ -359,6 +372,9 @@ func (g *Group) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, 
 
 // LinearCrossEntropy implements Device.
 func (g *Group) LinearCrossEntropy(ctx context.Context, out Out, lg *LinearGrad, lin *Linear, targets []int32, p *Problem) error {
+	if err := linearHostOnly(lin, lg); err != nil {
+		return err
+	}
 	part := make([]Partial, len(targets))
 	for i := range part {
 		part[i] = EmptyPartial()
@@ -383,6 +399,9 @@ func (g *Group) LinearCrossEntropy(ctx context.Context, out Out, lg *LinearGrad,
 
 // LinearBackward implements Device.
 func (g *Group) LinearBackward(ctx context.Context, lg LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error {
+	if err := linearHostOnly(lin, &lg); err != nil {
+		return err
+	}
 	V, N, D := lin.W.Rows, lin.H.Rows, lin.H.Cols
 	dhs := make([][]float32, len(g.devs))
 	err := g.runRates(g.lrate, V, 2*linearWork(lin), func(k int, d Device, lo, hi int) error {

@@ -420,7 +420,9 @@ func (l *cpuLinear) Grads(v0, v1 int, set bool) error {
 // LinearCrossEntropy implements Device: the per-row results and, when g
 // is not nil, the gradients of z = H·Wᵀ + Bias, W the whole vocabulary.
 func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out Out, g *LinearGrad, lin *Linear, targets []int32, p *Problem) error {
-	if err := linearHost(lin); err != nil {
+	lin, g, done, err := d.resident(lin, g)
+	defer done()
+	if err != nil {
 		return err
 	}
 	for i, t := range targets {
@@ -440,7 +442,9 @@ func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out Out, g *LinearGr
 // LinearPartials implements Device: dst[i] is merged with row i's partial
 // over W's classes; ignored rows' entries are left as they are.
 func (d *CPUDevice) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error {
-	if err := linearHost(lin); err != nil {
+	lin, _, done, err := d.resident(lin, nil)
+	defer done()
+	if err != nil {
 		return err
 	}
 	pl := PlanLinear(lin, targets)
@@ -450,19 +454,55 @@ func (d *CPUDevice) LinearPartials(ctx context.Context, dst []Partial, lin *Line
 // LinearBackward implements Device: the gradients of W's classes given
 // part[i], row i's partial merged over the whole vocabulary.
 func (d *CPUDevice) LinearBackward(ctx context.Context, g LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error {
-	if err := linearHost(lin); err != nil {
+	lin, gp, done, err := d.resident(lin, &g)
+	defer done()
+	if err != nil {
 		return err
 	}
-	ClearIgnored(&g, targets)
+	ClearIgnored(gp, targets)
 	pl := PlanLinear(lin, targets)
-	return RunLinearBackward(ctx, newCPULinear(d, lin, &g, pl), pl, g.Scale, targets, part, p, g.AddH)
+	return RunLinearBackward(ctx, newCPULinear(d, lin, gp, pl), pl, gp.Scale, targets, part, p, gp.AddH)
 }
 
-// linearHost returns the error for a fused linear input in a device's
-// memory: the CPU's take host matrices.
-func linearHost(lin *Linear) error {
-	if lin.H.Buf != nil || lin.W.Buf != nil {
-		return fmt.Errorf("%w: the CPU's fused linear cross-entropy takes host matrices", ErrNotImplemented)
+// resident returns lin and g with W and dW, when they are in d's
+// buffers, replaced by the buffers' host rows (held until done is called:
+// W read-locked, dW write-locked).
+func (d *CPUDevice) resident(lin *Linear, g *LinearGrad) (*Linear, *LinearGrad, func(), error) {
+	var dones []func()
+	done := func() {
+		for _, f := range dones {
+			f()
+		}
 	}
-	return nil
+	if lin.H.Buf != nil {
+		return nil, nil, done, fmt.Errorf("%w: the hidden states of a fused linear are host rows", ErrNotImplemented)
+	}
+	if lin.W.Buf != nil {
+		w, release, err := d.host(lin.W)
+		if err != nil {
+			return nil, nil, done, err
+		}
+		dones = append(dones, release)
+		l := *lin
+		l.W = Matrix{Data: w.Data, Rows: w.Rows, Cols: w.Cols, Stride: w.Stride}
+		lin = &l
+	}
+	if g != nil && g.W.Buf != nil {
+		b, ok := g.W.Buf.(*cpuBuffer)
+		if !ok || b.d != d {
+			done()
+			return nil, nil, func() {}, fmt.Errorf("%w: %s accumulates into a matrix of %s", ErrForeign, d.Info().Spec, g.W.Buf.Owner().Info().Spec)
+		}
+		b.mu.Lock()
+		if b.released {
+			b.mu.Unlock()
+			done()
+			return nil, nil, func() {}, ErrReleased
+		}
+		dones = append(dones, b.mu.Unlock)
+		c := *g
+		c.W = Matrix{Data: b.x.Data, Rows: b.x.Rows, Cols: b.x.Cols, Stride: b.x.Stride}
+		g = &c
+	}
+	return lin, g, done, nil
 }

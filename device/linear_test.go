@@ -144,3 +144,7 @@ func TestLinearVersusGonum(t *testing.T) {
 }
 
 func TestLinearPast2p31CPU(t *testing.T) { spec.RunLinearPast2p31(t, device.NewCPU(cpu.Default)) }
+
+func TestLinearResidentCPU(t *testing.T) {
+	spec.RunLinearResident(t, device.NewCPU(cpu.Default), device.NewCPU(cpu.Portable))
+}

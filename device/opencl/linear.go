@@ -48,6 +48,7 @@ type clLinear struct {
 	rows, dhRows             []int // the chunk's rows; those dh holds
 	c                        int
 	ctx                      context.Context
+	dwResident               bool // dw is the caller's buffer: nothing to read back
 }
 
 // newCLLinear uploads W (and the bias, dW and dBias to add to) and makes
@@ -56,21 +57,47 @@ func (d *Device) newCLLinear(ctx context.Context, lin *device.Linear, g *device.
 	if err := linearAvailable(); err != nil {
 		return nil, err
 	}
-	if lin.H.Buf != nil || lin.W.Buf != nil {
-		return nil, fmt.Errorf("opencl: %w: the fused linear takes host matrices", device.ErrNotImplemented)
+	if lin.H.Buf != nil {
+		return nil, fmt.Errorf("opencl: %w: the hidden states of a fused linear are host rows", device.ErrNotImplemented)
+	}
+	// W and dW may be the device's own buffers (they stay there).
+	resident := func(m device.Matrix) (cl.Mem, error) {
+		if m.Buf == nil {
+			return 0, nil
+		}
+		b, ok := m.Buf.(*Buffer)
+		if !ok || b.d != d {
+			return 0, fmt.Errorf("opencl: %s: %w (of %s)", d.h.name, device.ErrForeign, m.Buf.Owner().Info().Spec)
+		}
+		if b.mem == 0 {
+			return 0, fmt.Errorf("opencl: %w", device.ErrReleased)
+		}
+		return b.mem, nil
+	}
+	wRes, err := resident(lin.W)
+	if err != nil {
+		return nil, err
+	}
+	var dwRes cl.Mem
+	if g != nil {
+		if dwRes, err = resident(g.W); err != nil {
+			return nil, err
+		}
 	}
 	V, D := lin.W.Rows, lin.H.Cols
 	if int64(V)*int64(D)*4 > d.maxAlloc || int64(pl.R)*int64(pl.C)*4 > d.maxAlloc {
 		return nil, fmt.Errorf("%w: W (%d × %d) or the tile (%d × %d) exceeds one allocation of %d bytes", ErrTooLarge, V, D, pl.R, pl.C, d.maxAlloc)
 	}
-	l := &clLinear{d: d, lin: lin, g: g, pl: pl, D: D, ctx: ctx}
-	var err error
+	l := &clLinear{d: d, lin: lin, g: g, pl: pl, D: D, ctx: ctx, dwResident: dwRes != 0}
 	mk := func(floats int) cl.Mem {
 		m, e := l.b.mem(d.p.ctx, 4*floats)
 		err = errors.Join(err, e)
 		return m
 	}
-	l.h, l.w, l.ones = mk(pl.R*D), mk(V*D), mk(pl.R)
+	l.h, l.ones, l.w = mk(pl.R*D), mk(pl.R), wRes
+	if wRes == 0 {
+		l.w = mk(V * D)
+	}
 	z := mk(pl.R * pl.C)
 	l.z = &Buffer{d: d, mem: z, rows: pl.R, cols: pl.C}
 	if lin.Bias != nil {
@@ -80,7 +107,10 @@ func (d *Device) newCLLinear(ctx context.Context, lin *device.Linear, g *device.
 		if g.H.Data != nil {
 			l.dh = mk(pl.R * D)
 		}
-		if g.W.Data != nil {
+		switch {
+		case dwRes != 0:
+			l.dw = dwRes
+		case g.W.Data != nil:
 			l.dw = mk(V * D)
 		}
 		if g.Bias != nil {
@@ -95,11 +125,14 @@ func (d *Device) newCLLinear(ctx context.Context, lin *device.Linear, g *device.
 	for k := range ones {
 		ones[k] = 1
 	}
-	err = errors.Join(l.write(l.ones, ones), l.writeRows(l.w, lin.W))
+	err = l.write(l.ones, ones)
+	if wRes == 0 {
+		err = errors.Join(err, l.writeRows(l.w, lin.W))
+	}
 	if lin.Bias != nil {
 		err = errors.Join(err, l.write(l.bias, lin.Bias))
 	}
-	if l.dw != 0 {
+	if l.dw != 0 && dwRes == 0 {
 		err = errors.Join(err, l.writeRows(l.dw, g.W))
 	}
 	if l.db != 0 {
@@ -244,7 +277,7 @@ func (l *clLinear) Grads(v0, v1 int, _ bool) error {
 // finish reads back dH's last chunk, dW and dBias.
 func (l *clLinear) finish() error {
 	err := l.flushDH()
-	if err == nil && l.dw != 0 {
+	if err == nil && l.dw != 0 && !l.dwResident {
 		err = l.readRows(l.dw, l.g.W)
 	}
 	if err == nil && l.db != 0 {
@@ -274,22 +307,27 @@ func (d *Device) linear(ctx context.Context, lin *device.Linear, g *device.Linea
 			return d.wrap(err)
 		}
 	}
+	// A resident dW is read on another queue (Download): the products
+	// into it are done before the call returns.
+	if err := d.q.Finish(); err != nil {
+		return d.wrap(err)
+	}
 	return nil
 }
 
 // LinearCrossEntropy implements device.Device (see device.Linear).
 func (d *Device) LinearCrossEntropy(ctx context.Context, out device.Out, g *device.LinearGrad, lin *device.Linear, targets []int32, p *device.Problem) error {
-	for i, t := range targets {
-		if t < 0 {
-			out.Set(i, 0, 0, false)
-		}
-	}
-	device.ClearIgnored(g, targets)
 	var scale []float32
 	if g != nil {
 		scale = g.Scale
 	}
 	return d.linear(ctx, lin, g, targets, func(l *clLinear, pl device.LinearPlan) error {
+		for i, t := range targets { // once the inputs are known good
+			if t < 0 {
+				out.Set(i, 0, 0, false)
+			}
+		}
+		device.ClearIgnored(g, targets)
 		return device.RunLinear(ctx, l, pl, out, scale, targets, p)
 	})
 }
@@ -303,8 +341,8 @@ func (d *Device) LinearPartials(ctx context.Context, dst []device.Partial, lin *
 
 // LinearBackward implements device.Device.
 func (d *Device) LinearBackward(ctx context.Context, g device.LinearGrad, lin *device.Linear, targets []int32, part []device.Partial, p *device.Problem) error {
-	device.ClearIgnored(&g, targets)
 	return d.linear(ctx, lin, &g, targets, func(l *clLinear, pl device.LinearPlan) error {
+		device.ClearIgnored(&g, targets)
 		return device.RunLinearBackward(ctx, l, pl, g.Scale, targets, part, p, g.AddH)
 	})
 }

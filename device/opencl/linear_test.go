@@ -71,3 +71,9 @@ func TestLinearGroupOpenCL(t *testing.T) {
 func TestLinearPast2p31OpenCL(t *testing.T) {
 	linearTest(t, func(t *testing.T) { spec.RunLinearPast2p31(t, openTest(t)) })
 }
+
+func TestLinearResidentOpenCL(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		spec.RunLinearResident(t, openTest(t), device.NewCPU(cpu.Default))
+	})
+}

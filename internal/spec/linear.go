@@ -595,3 +595,59 @@ func RunLinearVersus(t *testing.T, dev, other device.Device, lossTol, gradTol fl
 		})
 	}
 }
+
+// RunLinearResident keeps W and dW on dev (batch.Upload) across two
+// micro-batches: the results must be the host path's, bit for bit (the
+// same products on the same values), dW accumulating on the device; a
+// released or foreign buffer is an error and nothing is written.
+func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
+	seed := Seed(t)
+	r := rand.New(rand.NewPCG(seed, 19))
+	ctx := context.Background()
+	o := Opts{Ignore: DefaultIgnore, Smoothing: 0.05, Softcap: 8}
+	p := NewLinearProblem(r, 70, 9, 501, 5, true, 6, 0, o)
+	for _, budget := range []int{0, 4 * 501 * 3} {
+		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
+			l, err := batch.NewLinear(dev, LinearOptions(o, batch.Sum, batch.Budget(budget), batch.KeepRows())...)
+			require.NoError(t, err)
+			host, _, _ := randomGrads(rand.New(rand.NewPCG(seed, 20)), p)
+			res, _, _ := randomGrads(rand.New(rand.NewPCG(seed, 20)), p)
+			wd, err := batch.Upload(ctx, dev, p.WM())
+			require.NoError(t, err)
+			defer wd.Release()
+			dwd, err := batch.Upload(ctx, dev, res.W)
+			require.NoError(t, err)
+			defer dwd.Release()
+			res.W = dwd.Matrix()
+			for step := range 2 { // two micro-batches: dW accumulates
+				a, err := l.ForwardBackward(ctx, host, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+				require.NoError(t, err)
+				b, err := l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
+				require.NoError(t, err)
+				requireSameBits(t, a.Losses, b.Losses, fmt.Sprintf("losses, step %d", step))
+				requireSameBits(t, host.H.Data, res.H.Data, fmt.Sprintf("dH, step %d", step))
+				requireSameBits(t, host.Bias, res.Bias, fmt.Sprintf("db, step %d", step))
+			}
+			dw := make([]float32, len(host.W.Data))
+			require.NoError(t, dwd.Download(ctx, batch.Matrix{Data: dw, Rows: p.V, Cols: p.D, Stride: p.SW}))
+			requireSameBits(t, host.W.Data, dw, "dW, accumulated on the device")
+
+			// Foreign and released buffers.
+			if other != nil && other.Caps().Resident {
+				wo, err := batch.Upload(ctx, other, p.WM())
+				require.NoError(t, err)
+				_, err = l.Forward(ctx, p.HM(), wo.Matrix(), p.Bias, p.Targets)
+				require.ErrorIs(t, err, batch.ErrOption)
+				wo.Release()
+			}
+			for k := range res.H.Data {
+				res.H.Data[k] = 7 // ignored rows' zeros must not be written either
+			}
+			before := append([]float32(nil), res.H.Data...)
+			require.NoError(t, wd.Release())
+			_, err = l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
+			require.ErrorIs(t, err, device.ErrReleased)
+			requireSameBits(t, before, res.H.Data, "nothing written with a released W")
+		})
+	}
+}
