@@ -119,7 +119,7 @@ func (l *Linear) prepareLinear(h, w Matrix, bias []float32, targets []int32) (*p
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, &device.Linear{H: h, W: w, Bias: bias, Budget: c.budget}, nil
+	return p, &device.Linear{H: h, W: w, Bias: bias, Budget: c.budget, Filter: float32(c.filter)}, nil
 }
 
 // gradsOf validates g against the inputs of lin and returns the device's

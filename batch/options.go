@@ -49,6 +49,7 @@ type config struct {
 	weightSum float64 // Σ weights, set by validate
 	keepRows  bool
 	budget    int // bytes of logits a Linear holds at once (0: device.DefaultBudget)
+	filter    float64
 	col0      int // the shard: columns [col0, col0+cols) of vocab classes (vocab 0: whole)
 	vocab     int
 }
@@ -103,6 +104,15 @@ func Shard(col0, vocab int) Option { return func(c *config) { c.col0, c.vocab = 
 // logits are the caller's.
 func Budget(bytes int) Option { return func(c *config) { c.budget = bytes } }
 
+// GradFilter turns on gradient filtering in a [Linear]'s backward (Cut
+// Cross-Entropy's; off by default): a block of device.FilterBlock classes
+// × a chunk's rows whose every |softmax - target| (the gradient before
+// the upstream factor) is below eps adds nothing to dH, dW and db. The
+// loss is unchanged; each gradient entry moves by at most eps·|s_i| times
+// the skipped classes' |w| (dH) or the rows' |h| (dW). CCE's default is
+// 2⁻¹² for bf16; eps in [0, 1), 0 is off.
+func GradFilter(eps float64) Option { return func(c *config) { c.filter = eps } }
+
 // Upstream is dL/dloss, the gradient that flows into the loss: One (the
 // zero value), a Scalar, or PerRow values with reduction None.
 type Upstream struct {
@@ -143,6 +153,9 @@ func (c *config) validate() error {
 	}
 	if c.col0 < 0 || c.vocab < 0 || c.vocab > math.MaxInt32 {
 		return errorf(ErrOption, "shard [%d, ...) of %d classes: both must be ≥ 0 and the classes within int32", c.col0, c.vocab)
+	}
+	if !(c.filter >= 0 && c.filter < 1) || c.filter > 0 && float32(c.filter) == 0 {
+		return errorf(ErrOption, "gradient filter %g must be in [0, 1) and representable in float32", c.filter)
 	}
 	if c.budget < 0 {
 		return errorf(ErrOption, "budget %d bytes must be ≥ 0 (0: the default)", c.budget)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +38,9 @@ type LinearResult struct {
 	// the Go heap allocated during one call (C libraries' own buffers not
 	// counted); for PyTorch the growth of the peak RSS.
 	ExtraMB float64 `json:"extra_mb"`
+	// DWErr, for linear-fused-filter: max |dW - dW unfiltered| over max
+	// |dW unfiltered|.
+	DWErr float64 `json:"dw_err,omitempty"`
 }
 
 // LinearConfig is a fused linear benchmark.
@@ -47,6 +51,13 @@ type LinearConfig struct {
 	BLAS    []string // gonum, openblas (default: both where present)
 	Repeat  int
 	Peers   bool
+	// Peaked > 0 makes the rows like a trained model's: H_i =
+	// Peaked·W_t/|W_t|² + noise (z_t ≈ Peaked, the rest N(0, Peaked²/D)).
+	Peaked float64
+	// Filter > 0 also times forward + backward with gradient filtering
+	// at that threshold ("linear-fused-filter"), and reports how far its
+	// dW is from the unfiltered one.
+	Filter  float64
 	PeerDir string
 	Log     func(format string, args ...any)
 }
@@ -84,6 +95,18 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 	tg := make([]int32, c.N)
 	for i := range tg {
 		tg[i] = int32(r.IntN(c.V))
+	}
+	if c.Peaked > 0 {
+		for i, t := range tg {
+			wt := w[int(t)*c.D : (int(t)+1)*c.D]
+			nn := 0.0
+			for _, x := range wt {
+				nn += float64(x) * float64(x)
+			}
+			for k := range c.D {
+				h[i*c.D+k] = float32(c.Peaked*float64(wt[k])/nn + 0.1*r.NormFloat64()/math.Sqrt(float64(c.D)))
+			}
+		}
 	}
 	g := batch.LinearGrads{H: batch.NewMatrix(make([]float32, c.N*c.D), c.N, c.D), W: batch.NewMatrix(make([]float32, c.V*c.D), c.V, c.D)}
 	blases := map[string]*blas.BLAS{"gonum": blas.Gonum()}
@@ -129,7 +152,16 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 			if err != nil {
 				return nil, nil, err
 			}
-			for _, op := range []string{"linear-forward", "linear-fused"} {
+			ops := []string{"linear-forward", "linear-fused"}
+			var lf *batch.Linear
+			var dw0 []float32
+			if c.Filter > 0 {
+				ops = append(ops, "linear-fused-filter")
+				if lf, err = batch.NewLinear(rd, batch.Budget(c.Budget), batch.GradFilter(c.Filter)); err != nil {
+					return nil, nil, err
+				}
+			}
+			for _, op := range ops {
 				var secs []float64
 				var extra uint64
 				for i := range c.Repeat + 1 {
@@ -137,10 +169,14 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 					var m0, m1 runtime.MemStats
 					runtime.ReadMemStats(&m0)
 					t0 := time.Now()
-					if op == "linear-forward" {
+					clear(g.W.Data)
+					switch op {
+					case "linear-forward":
 						_, err = l.Forward(ctx, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg)
-					} else {
+					case "linear-fused":
 						_, err = l.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
+					default:
+						_, err = lf.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
 					}
 					s := time.Since(t0).Seconds()
 					runtime.ReadMemStats(&m1)
@@ -153,8 +189,20 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 					}
 				}
 				med, lo, hi := stats(secs)
+				dwErr := 0.0
+				switch op {
+				case "linear-fused":
+					dw0 = append(dw0[:0], g.W.Data...)
+				case "linear-fused-filter":
+					big, diff := 0.0, 0.0
+					for k, v := range dw0 {
+						big = max(big, math.Abs(float64(v)))
+						diff = max(diff, math.Abs(float64(g.W.Data[k]-v)))
+					}
+					dwErr = diff / big
+				}
 				work := 2.0
-				if op == "linear-fused" {
+				if op != "linear-forward" {
 					work = 6
 					if c.Budget > 0 && c.Budget/4/c.V < min(c.N, 64) { // tiles of the vocabulary (device.Linear)
 						work = 8
@@ -163,7 +211,7 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 				info := rd.Info()
 				res := LinearResult{Device: info.Spec, Kernel: info.Kernel + ", " + info.BLAS, Op: op, N: c.N, V: c.V, D: c.D,
 					SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GFLOPs: work * float64(c.N) * float64(c.V) * float64(c.D) / med / 1e9,
-					ExtraMB: float64(extra) / 1e6}
+					ExtraMB: float64(extra) / 1e6, DWErr: dwErr}
 				c.Log("%s %s %s: %.3f s, %.1f GFLOP/s", res.Device, info.BLAS, op, med, res.GFLOPs)
 				out = append(out, res)
 			}

@@ -26,11 +26,23 @@ const DefaultBudget = 16 << 20
 // over all V classes when that fits at least min(N, 64) rows (the
 // gradients then come in the same pass), else tiles of the classes too,
 // recomputed for the gradient.
+//
+// Filter > 0 turns on gradient filtering (Cut Cross-Entropy's): in the
+// backward, a block of FilterBlock classes × a chunk's rows whose every
+// unscaled gradient |dL/dz_ij|/|s_i| is below Filter adds nothing to dH,
+// dW and dBias (its products are skipped). The loss is unchanged; each
+// gradient entry moves by at most Filter·|s_i| times the sum of the
+// skipped classes' |w| (dH) or the rows' |h| (dW).
 type Linear struct {
 	H, W   Matrix
 	Bias   []float32
 	Budget int
+	Filter float32
 }
+
+// FilterBlock is the number of classes of a block that gradient filtering
+// skips or keeps whole.
+const FilterBlock = 256
 
 // LinearGrad says where the gradients of a fused linear cross-entropy go:
 // dH (N × D) is written, or added to with AddH (the shards of a
@@ -68,10 +80,17 @@ type LinearBackend interface {
 	Partials(dst []Partial, targets []int32, p *Problem) error
 	// Backward runs Backward on the tile, the gradient in place.
 	Backward(targets []int32, scale []float32, part []Partial, p *Problem) error
-	// Grads adds the tile's gradient (classes [v0, v1)) into the chunk's
-	// dH (set when set is true, else added), dW[v0:v1] and dBias[v0:v1],
-	// those that are wanted.
-	Grads(v0, v1 int, set bool) error
+	// Grads adds the tile's gradient of classes [v0, v1) (a range of the
+	// tile's, which starts at t0) into the chunk's dH (which starts from 0
+	// at its first call for the chunk; with AddH the chunk's dH is then
+	// added to the caller's, else it replaces it), dW[v0:v1] and
+	// dBias[v0:v1], those that are wanted. v0 == v1 adds nothing (a
+	// first call so leaves the chunk's dH 0).
+	Grads(t0, v0, v1 int, first bool) error
+	// BlockMax sets dst[b] to max |G_ij|·inv_i over the chunk's rows and
+	// the tile's classes [b·FilterBlock, (b+1)·FilterBlock) (NaN when one
+	// is NaN), G the gradient in the tile.
+	BlockMax(dst []float32, inv []float32) error
 }
 
 // LinearPlan is how a fused linear call tiles its logits: Rows are the
@@ -112,9 +131,67 @@ type linearRun struct {
 	p       *Problem
 	targets []int32
 	scale   []float32 // per row of H, nil without gradients
-	rows    []int     // the chunk's rows
+	filter  float32
+	rows    []int // the chunk's rows
 	tg      []int32
 	sc      []float32
+	first   bool // no Grads yet for this chunk
+	bm, inv []float32
+}
+
+// grads hands the tile's gradient (classes [v0, v1)) to the backend: the
+// whole tile, or with filtering the runs of blocks that are kept. It
+// returns the number of blocks skipped.
+func (l *linearRun) grads(v0, v1 int) (int, error) {
+	first := l.first
+	l.first = false
+	if l.filter <= 0 {
+		return 0, l.b.Grads(v0, v0, v1, first)
+	}
+	nb := (v1 - v0 + FilterBlock - 1) / FilterBlock
+	if cap(l.bm) < nb {
+		l.bm = make([]float32, nb)
+	}
+	bm := l.bm[:nb]
+	l.inv = l.inv[:0]
+	for _, s := range l.sc {
+		inv := float32(0)
+		if s != 0 {
+			inv = 1 / abs32(s)
+		}
+		l.inv = append(l.inv, inv)
+	}
+	if err := l.b.BlockMax(bm, l.inv); err != nil {
+		return 0, err
+	}
+	skipped := 0
+	for b := 0; b < nb; {
+		if bm[b] < l.filter { // NaN is kept
+			skipped++
+			b++
+			continue
+		}
+		e := b + 1
+		for e < nb && !(bm[e] < l.filter) {
+			e++
+		}
+		if err := l.b.Grads(v0, v0+b*FilterBlock, min(v1, v0+e*FilterBlock), first); err != nil {
+			return 0, err
+		}
+		first = false
+		b = e
+	}
+	if first { // every block skipped: the chunk's dH is still set (to 0)
+		return skipped, l.b.Grads(v0, v0, v0, true)
+	}
+	return skipped, nil
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // each calls f on every chunk of counted rows, checking ctx before each.
@@ -127,6 +204,7 @@ func (l *linearRun) each(ctx context.Context, f func() error) error {
 		}
 		l.rows = rs[lo:min(len(rs), lo+l.pl.R)]
 		l.tg, l.sc = l.tg[:len(l.rows)], l.sc[:len(l.rows)]
+		l.first = true
 		for k, i := range l.rows {
 			l.tg[k] = l.targets[i]
 			if l.scale != nil {
@@ -180,20 +258,21 @@ func (l *linearRun) partials(ctx context.Context, part []Partial) error {
 }
 
 // backward adds the chunk's gradients given its merged partials.
-func (l *linearRun) backward(ctx context.Context, part []Partial, addH bool) error {
+func (l *linearRun) backward(ctx context.Context, part []Partial) error {
 	return l.tiles(ctx, func(v0, v1 int, p *Problem) error {
 		if err := l.b.Backward(l.tg, l.sc, part, p); err != nil {
 			return err
 		}
-		return l.b.Grads(v0, v1, v0 == 0 && !addH)
+		_, err := l.grads(v0, v1)
+		return err
 	})
 }
 
 // RunLinear drives b through LinearCrossEntropy: the per-row results of
 // the counted rows into out (ignored rows' are left to the caller) and,
 // with scale (g's), the gradients.
-func RunLinear(ctx context.Context, b LinearBackend, pl LinearPlan, out Out, scale []float32, targets []int32, p *Problem) error {
-	l := &linearRun{b: b, pl: pl, p: p, targets: targets, scale: scale}
+func RunLinear(ctx context.Context, b LinearBackend, pl LinearPlan, out Out, scale []float32, filter float32, targets []int32, p *Problem) error {
+	l := &linearRun{b: b, pl: pl, p: p, targets: targets, scale: scale, filter: filter}
 	C := p.Classes(pl.V)
 	o := Out{Loss: make([]float32, pl.R), LSE: make([]float32, pl.R), Correct: make([]bool, pl.R)}
 	part := make([]Partial, pl.R)
@@ -211,7 +290,8 @@ func RunLinear(ctx context.Context, b LinearBackend, pl LinearPlan, out Out, sca
 				out.Set(i, float64(oc.Loss[k]), float64(oc.LSE[k]), oc.Correct[k])
 			}
 			if scale != nil {
-				return b.Grads(0, pl.V, true)
+				_, err := l.grads(0, pl.V)
+				return err
 			}
 			return nil
 		}
@@ -227,7 +307,7 @@ func RunLinear(ctx context.Context, b LinearBackend, pl LinearPlan, out Out, sca
 			out.Set(i, loss, lse, correct)
 		}
 		if scale != nil {
-			return l.backward(ctx, pc, false)
+			return l.backward(ctx, pc)
 		}
 		return nil
 	})
@@ -254,16 +334,16 @@ func RunLinearPartials(ctx context.Context, b LinearBackend, pl LinearPlan, dst 
 }
 
 // RunLinearBackward drives b through LinearBackward, given part[i], row
-// i's merged partial; addH adds the chunks' dH instead of setting it.
-func RunLinearBackward(ctx context.Context, b LinearBackend, pl LinearPlan, scale []float32, targets []int32, part []Partial, p *Problem, addH bool) error {
-	l := &linearRun{b: b, pl: pl, p: p, targets: targets, scale: scale}
+// i's merged partial.
+func RunLinearBackward(ctx context.Context, b LinearBackend, pl LinearPlan, scale []float32, filter float32, targets []int32, part []Partial, p *Problem) error {
+	l := &linearRun{b: b, pl: pl, p: p, targets: targets, scale: scale, filter: filter}
 	pc := make([]Partial, pl.R)
 	return l.each(ctx, func() error {
 		pc = pc[:len(l.rows)]
 		for k, i := range l.rows {
 			pc[k] = part[i]
 		}
-		return l.backward(ctx, pc, addH)
+		return l.backward(ctx, pc)
 	})
 }
 
@@ -380,24 +460,25 @@ func (l *cpuLinear) Backward(targets []int32, scale []float32, part []Partial, p
 }
 
 // Grads implements LinearBackend.
-func (l *cpuLinear) Grads(v0, v1 int, set bool) error {
+func (l *cpuLinear) Grads(t0, v0, v1 int, first bool) error {
 	g, W := l.g, l.lin.W
-	n, c := len(l.rows), v1-v0
-	z := l.z[:n*c]
+	n, c, k := len(l.rows), l.c, v1-v0
+	z := l.z[v0-t0:] // the tile's columns [v0, v1), row stride c
 	if g.H.Data != nil {
+		set := first && !g.AddH
 		beta := float32(1)
 		if set {
 			beta = 0
 		}
 		if rs := l.rows; consecutive(rs) { // in place
-			l.blas.Sgemm(false, false, n, l.D, c, 1, z, c, W.Data[v0*W.Stride:], W.Stride, beta, g.H.Data[rs[0]*g.H.Stride:], g.H.Stride)
+			l.blas.Sgemm(false, false, n, l.D, k, 1, z, c, W.Data[v0*W.Stride:], W.Stride, beta, g.H.Data[rs[0]*g.H.Stride:], g.H.Stride)
 		} else {
 			if l.dh == nil {
 				l.dh = make([]float32, l.pl.R*l.D)
 			}
-			l.blas.Sgemm(false, false, n, l.D, c, 1, z, c, W.Data[v0*W.Stride:], W.Stride, 0, l.dh, l.D)
-			for k, i := range rs {
-				dst, src := g.H.Data[i*g.H.Stride:i*g.H.Stride+l.D], l.dh[k*l.D:(k+1)*l.D]
+			l.blas.Sgemm(false, false, n, l.D, k, 1, z, c, W.Data[v0*W.Stride:], W.Stride, 0, l.dh, l.D)
+			for kk, i := range rs {
+				dst, src := g.H.Data[i*g.H.Stride:i*g.H.Stride+l.D], l.dh[kk*l.D:(kk+1)*l.D]
 				if set {
 					copy(dst, src)
 				} else {
@@ -408,11 +489,36 @@ func (l *cpuLinear) Grads(v0, v1 int, set bool) error {
 			}
 		}
 	}
+	if k == 0 {
+		return nil
+	}
 	if g.W.Data != nil { // dW[v0:v1] += Gᵀ·H
-		l.blas.Sgemm(true, false, c, l.D, n, 1, z, c, l.h, l.ldh, 1, g.W.Data[v0*g.W.Stride:], g.W.Stride)
+		l.blas.Sgemm(true, false, k, l.D, n, 1, z, c, l.h, l.ldh, 1, g.W.Data[v0*g.W.Stride:], g.W.Stride)
 	}
 	if g.Bias != nil { // db[v0:v1] += Gᵀ·1
-		l.blas.Sgemm(true, false, c, 1, n, 1, z, c, l.onesN(n), 1, 1, g.Bias[v0:v1], 1)
+		l.blas.Sgemm(true, false, k, 1, n, 1, z, c, l.onesN(n), 1, 1, g.Bias[v0:v1], 1)
+	}
+	return nil
+}
+
+// BlockMax implements LinearBackend.
+func (l *cpuLinear) BlockMax(dst []float32, inv []float32) error {
+	z := l.tile()
+	for b := range dst {
+		j0, j1 := b*FilterBlock, min(z.Cols, (b+1)*FilterBlock)
+		m := float32(0)
+		for i := range z.Rows {
+			s := inv[i]
+			for _, v := range z.Data[i*z.Stride+j0 : i*z.Stride+j1] {
+				if a := abs32(v) * s; a > m || a != a {
+					m = a
+				}
+			}
+			if m != m {
+				break
+			}
+		}
+		dst[b] = m
 	}
 	return nil
 }
@@ -436,7 +542,7 @@ func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out Out, g *LinearGr
 	if g != nil {
 		scale = g.Scale
 	}
-	return RunLinear(ctx, newCPULinear(d, lin, g, pl), pl, out, scale, targets, p)
+	return RunLinear(ctx, newCPULinear(d, lin, g, pl), pl, out, scale, lin.Filter, targets, p)
 }
 
 // LinearPartials implements Device: dst[i] is merged with row i's partial
@@ -461,7 +567,7 @@ func (d *CPUDevice) LinearBackward(ctx context.Context, g LinearGrad, lin *Linea
 	}
 	ClearIgnored(gp, targets)
 	pl := PlanLinear(lin, targets)
-	return RunLinearBackward(ctx, newCPULinear(d, lin, gp, pl), pl, gp.Scale, targets, part, p, gp.AddH)
+	return RunLinearBackward(ctx, newCPULinear(d, lin, gp, pl), pl, gp.Scale, lin.Filter, targets, part, p)
 }
 
 // resident returns lin and g with W and dW, when they are in d's

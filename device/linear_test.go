@@ -148,3 +148,9 @@ func TestLinearPast2p31CPU(t *testing.T) { spec.RunLinearPast2p31(t, device.NewC
 func TestLinearResidentCPU(t *testing.T) {
 	spec.RunLinearResident(t, device.NewCPU(cpu.Default), device.NewCPU(cpu.Portable))
 }
+
+func TestLinearFilterCPU(t *testing.T) {
+	for name, d := range linearCPUs(t) {
+		t.Run(name, func(t *testing.T) { spec.RunLinearFilter(t, d) })
+	}
+}

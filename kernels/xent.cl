@@ -366,3 +366,26 @@ void xent_backward(__global float *x, prob_t p, __global const int *targets, __g
 __kernel void xent_copy(__global const float4 *src, __global float4 *dst, ulong n4) {
     for (size_t i = get_global_id(0); i < n4; i += get_global_size(0)) dst[i] = src[i];
 }
+
+/* Gradient filtering of the fused linear (CCE's): out[b] = max over the
+   rows i and the columns j of block b (block columns of cols) of
+   |g_ij|·inv_i, the unscaled gradient of a tile whose rows are scaled by
+   1/inv_i. A NaN entry makes the block's max NaN, so that it is never
+   skipped. One work-item per block; no barrier. */
+__kernel void xent_blockmax(__global const float *g, const int rows, const int cols, const int block,
+                            __global const float *inv, __global float *out, const int nblocks) {
+    const int b = get_global_id(0);
+    if (b < nblocks) {
+        const int j0 = b * block, j1 = min(cols, j0 + block);
+        float m = 0.0f;
+        for (int i = 0; i < rows; i++) {
+            const float s = inv[i];
+            for (int j = j0; j < j1; j++) {
+                const float v = fabs(g[(size_t)i * cols + j]) * s;
+                m = (v > m || isnan(v)) ? v : m;
+                if (isnan(m)) break;
+            }
+        }
+        out[b] = m;
+    }
+}

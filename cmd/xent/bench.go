@@ -24,6 +24,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ops := fs.String("ops", "lse,forward,fused", "operations: lse, forward, fused; or linear (the fused linear: forward and forward + backward, --hidden)")
 	hidden := fs.Int("hidden", 768, "with --ops linear: the hidden size D (H is batch × D, W vocab × D)")
 	blasNames := fs.String("blas", "", "with --ops linear: gonum, openblas or both, comma-separated (default: those present)")
+	peaked := fs.Float64("peaked", 0, "with --ops linear: rows like a trained model's, the target logit about this far above the rest's spread")
+	filter := fs.Float64("filter", 0, "with --ops linear: also time forward + backward with gradient filtering at this threshold (e.g. 0.000244140625 = 2^-12)")
 	budget := fs.Int("budget", 0, "with --ops linear: bytes of logits held at a time (0: device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	devs := fs.String("device", "cpu", "devices, comma-separated: all, cpu, cpu:portable, cpu:simd, opencl, opencl:P:D")
 	repeat := fs.Int("repeat", 7, "timed repeats (after one warm-up); the median is reported")
@@ -65,7 +67,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			bl = strings.Split(*blasNames, ",")
 		}
 		return benchLinear(ctx, bench.LinearConfig{N: *rows, V: *vocab, D: *hidden, Budget: *budget, Devices: strings.Split(*devs, ","),
-			BLAS: bl, Repeat: *repeat, Peers: *peers, Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}, *asJSON, stdout)
+			BLAS: bl, Repeat: *repeat, Peers: *peers, Peaked: *peaked, Filter: *filter, Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}, *asJSON, stdout)
 	}
 	cfg := bench.Config{Batch: *rows, Vocabs: vocabs, Ops: strings.Split(*ops, ","), Devices: strings.Split(*devs, ","),
 		Repeat: *repeat, Peers: *peers,
@@ -134,9 +136,13 @@ func benchLinear(ctx context.Context, c bench.LinearConfig, asJSON bool, stdout 
 	}
 	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "device\tkernel\top\tmedian s\tmin s\tmax s\tGFLOP/s\textra MB\t")
+	fmt.Fprintln(tw, "device\tkernel\top\tmedian s\tmin s\tmax s\tGFLOP/s\textra MB\tdW error\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t\n", r.Device, r.Kernel, r.Op, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GFLOPs, r.ExtraMB)
+		e := ""
+		if r.Op == "linear-fused-filter" {
+			e = fmt.Sprintf("%.2g", r.DWErr)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%s\t\n", r.Device, r.Kernel, r.Op, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GFLOPs, r.ExtraMB, e)
 	}
 	return tw.Flush()
 }

@@ -48,7 +48,8 @@ type clLinear struct {
 	rows, dhRows             []int // the chunk's rows; those dh holds
 	c                        int
 	ctx                      context.Context
-	dwResident               bool // dw is the caller's buffer: nothing to read back
+	dwResident               bool   // dw is the caller's buffer: nothing to read back
+	inv, bmax                cl.Mem // the gradient filter's row factors and block maxima
 }
 
 // newCLLinear uploads W (and the bias, dW and dBias to add to) and makes
@@ -252,25 +253,64 @@ func (l *clLinear) Backward(targets []int32, scale []float32, part []device.Part
 }
 
 // Grads implements device.LinearBackend. The chunk's dH accumulates on the
-// device over its tiles (from 0 at the first), and is read back when the
-// next chunk comes (set or added there).
-func (l *clLinear) Grads(v0, v1 int, _ bool) error {
-	n, c, q := len(l.rows), v1-v0, l.d.q
+// device over its tiles (from 0 at the first call), and is read back when
+// the next chunk comes (set or added there).
+func (l *clLinear) Grads(t0, v0, v1 int, first bool) error {
+	n, c, k, q := len(l.rows), l.c, v1-v0, l.d.q
+	zo := v0 - t0 // the tile's columns [v0, v1) start there, row stride c
 	var err error
 	if l.dh != 0 {
 		beta := float32(1)
-		if v0 == 0 {
+		if first {
 			beta = 0
 		}
-		err = q.Sgemm(false, false, n, l.D, c, 1, l.z.mem, 0, c, l.w, v0*l.D, l.D, beta, l.dh, 0, l.D)
+		if k == 0 {
+			if first {
+				err = l.write(l.dh, make([]float32, n*l.D))
+			}
+		} else {
+			err = q.Sgemm(false, false, n, l.D, k, 1, l.z.mem, zo, c, l.w, v0*l.D, l.D, beta, l.dh, 0, l.D)
+		}
 		l.dhRows = l.rows
 	}
+	if k == 0 {
+		return err
+	}
 	if err == nil && l.dw != 0 { // dW[v0:v1] += Gᵀ·H
-		err = q.Sgemm(true, false, c, l.D, n, 1, l.z.mem, 0, c, l.h, 0, l.D, 1, l.dw, v0*l.D, l.D)
+		err = q.Sgemm(true, false, k, l.D, n, 1, l.z.mem, zo, c, l.h, 0, l.D, 1, l.dw, v0*l.D, l.D)
 	}
 	if err == nil && l.db != 0 { // db[v0:v1] += Gᵀ·1
-		err = q.Sgemm(true, false, c, 1, n, 1, l.z.mem, 0, c, l.ones, 0, 1, 1, l.db, v0, 1)
+		err = q.Sgemm(true, false, k, 1, n, 1, l.z.mem, zo, c, l.ones, 0, 1, 1, l.db, v0, 1)
 	}
+	return err
+}
+
+// BlockMax implements device.LinearBackend with xent_blockmax.
+func (l *clLinear) BlockMax(dst []float32, inv []float32) error {
+	d, n := l.d, len(l.rows)
+	if l.inv == 0 {
+		var err error
+		if l.inv, err = l.b.mem(d.p.ctx, 4*l.pl.R); err == nil {
+			l.bmax, err = l.b.mem(d.p.ctx, 4*((l.pl.C+device.FilterBlock-1)/device.FilterBlock))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := l.write(l.inv, inv[:n]); err != nil {
+		return err
+	}
+	d.p.kernelMu.Lock()
+	err := d.p.blockK.SetArgs(l.z.mem, int32(n), int32(l.c), int32(device.FilterBlock), l.inv, l.bmax, int32(len(dst)))
+	var ev cl.Event
+	if err == nil {
+		ev, err = l.b.ev(d.q.NDRange(d.p.blockK, len(dst), 1, nil))
+	}
+	d.p.kernelMu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = l.b.ev(cl.Read(d.q, l.bmax, true, 0, dst, []cl.Event{ev}))
 	return err
 }
 
@@ -328,7 +368,7 @@ func (d *Device) LinearCrossEntropy(ctx context.Context, out device.Out, g *devi
 			}
 		}
 		device.ClearIgnored(g, targets)
-		return device.RunLinear(ctx, l, pl, out, scale, targets, p)
+		return device.RunLinear(ctx, l, pl, out, scale, lin.Filter, targets, p)
 	})
 }
 
@@ -343,6 +383,6 @@ func (d *Device) LinearPartials(ctx context.Context, dst []device.Partial, lin *
 func (d *Device) LinearBackward(ctx context.Context, g device.LinearGrad, lin *device.Linear, targets []int32, part []device.Partial, p *device.Problem) error {
 	return d.linear(ctx, lin, &g, targets, func(l *clLinear, pl device.LinearPlan) error {
 		device.ClearIgnored(&g, targets)
-		return device.RunLinearBackward(ctx, l, pl, g.Scale, targets, part, p, g.AddH)
+		return device.RunLinearBackward(ctx, l, pl, g.Scale, lin.Filter, targets, part, p)
 	})
 }

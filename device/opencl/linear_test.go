@@ -77,3 +77,7 @@ func TestLinearResidentOpenCL(t *testing.T) {
 		spec.RunLinearResident(t, openTest(t), device.NewCPU(cpu.Default))
 	})
 }
+
+func TestLinearFilterOpenCL(t *testing.T) {
+	linearTest(t, func(t *testing.T) { spec.RunLinearFilter(t, openTest(t)) })
+}

@@ -255,6 +255,7 @@ type program struct {
 	prog     cl.Program
 	kernels  [4]cl.Kernel // by op
 	copyK    cl.Kernel
+	blockK   cl.Kernel // xent_blockmax, the fused linear's gradient filter
 	key      string
 	wg       int
 	unroll   int
@@ -323,7 +324,7 @@ func build(h handle, tn tuning, key string) (*program, bool, error) {
 		k    *cl.Kernel
 		name string
 	}{{&p.kernels[opLSE], "xent_lse"}, {&p.kernels[opCE], "xent_ce"}, {&p.kernels[opPartials], "xent_partial"},
-		{&p.kernels[opBackward], "xent_backward"}, {&p.copyK, "xent_copy"}} {
+		{&p.kernels[opBackward], "xent_backward"}, {&p.copyK, "xent_copy"}, {&p.blockK, "xent_blockmax"}} {
 		if *k.k, err = cl.CreateKernel(p.prog, k.name); err != nil {
 			p.release()
 			return nil, false, err
@@ -339,7 +340,7 @@ func build(h handle, tn tuning, key string) (*program, bool, error) {
 }
 
 func (p *program) release() {
-	for _, k := range append(p.kernels[:], p.copyK) {
+	for _, k := range append(p.kernels[:], p.copyK, p.blockK) {
 		if k != 0 {
 			k.Release()
 		}

@@ -158,6 +158,17 @@ type LinearGrads struct {
 	DHMag, DWMag, DBMag []float64
 	DHTol               []float64 // per row
 	WTol                float64
+	// DHSlack, DWSlack and DBSlack, when set, widen each allowance by an
+	// absolute amount (gradient filtering's bound).
+	DHSlack, DWSlack, DBSlack []float64
+}
+
+// slack returns s[k], 0 without s.
+func slack(s []float64, k int) float64 {
+	if s == nil {
+		return 0
+	}
+	return s[k]
 }
 
 // Grads returns the gradients of Σ_i s_i·loss_i: dH, and dW and dBias
@@ -210,7 +221,7 @@ func (e *LinearGrads) Check(t *testing.T, g batch.LinearGrads, N, D, V int) {
 	for i := range N {
 		for d := range D {
 			got := g.H.Data[i*g.H.Stride+d]
-			if k := i*D + d; g.H.Data != nil && !GradClose(got, e.DH[k], e.DHMag[k], e.DHTol[i]) {
+			if k := i*D + d; g.H.Data != nil && !GradClose(got, e.DH[k], e.DHMag[k], e.DHTol[i]) && !(math.Abs(float64(got)-e.DH[k]) <= e.DHTol[i]*e.DHMag[k]+slack(e.DHSlack, k)) {
 				require.Failf(t, "dH", "dH[%d][%d] = %v, want %v (terms of size %.3g)", i, d, got, e.DH[k], e.DHMag[k])
 			}
 		}
@@ -218,11 +229,11 @@ func (e *LinearGrads) Check(t *testing.T, g batch.LinearGrads, N, D, V int) {
 	for j := range V {
 		for d := range D {
 			got := g.W.Data[j*g.W.Stride+d]
-			if k := j*D + d; g.W.Data != nil && !GradClose(got, e.DW[k], e.DWMag[k], e.WTol) {
+			if k := j*D + d; g.W.Data != nil && !GradClose(got, e.DW[k], e.DWMag[k], e.WTol) && !(math.Abs(float64(got)-e.DW[k]) <= e.WTol*e.DWMag[k]+slack(e.DWSlack, k)) {
 				require.Failf(t, "dW", "dW[%d][%d] = %v, want %v (terms of size %.3g)", j, d, got, e.DW[k], e.DWMag[k])
 			}
 		}
-		if g.Bias != nil && !GradClose(g.Bias[j], e.DB[j], e.DBMag[j], e.WTol) {
+		if g.Bias != nil && !GradClose(g.Bias[j], e.DB[j], e.DBMag[j], e.WTol) && !(math.Abs(float64(g.Bias[j])-e.DB[j]) <= e.WTol*e.DBMag[j]+slack(e.DBSlack, j)) {
 			require.Failf(t, "db", "db[%d] = %v, want %v (terms of size %.3g)", j, g.Bias[j], e.DB[j], e.DBMag[j])
 		}
 	}
@@ -648,6 +659,108 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			_, err = l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
 			require.ErrorIs(t, err, device.ErrReleased)
 			requireSameBits(t, before, res.H.Data, "nothing written with a released W")
+		})
+	}
+}
+
+// NewPeakedProblem draws a problem like a trained model's: W's rows
+// N(0, 1), H_i = a·W_{t_i}/|W_{t_i}|² + noise, so that z_{i,t_i} ≈ a and
+// the other logits are N(0, a²/D): p_t near 1, most probabilities tiny;
+// every loose-th row keeps random hidden states (an unsure row), every
+// ignore-th row is ignored.
+func NewPeakedProblem(r *rand.Rand, n, d, v int, a float64, loose, ignore int, o Opts) *LinearProblem {
+	p := NewLinearProblem(r, n, d, v, 1, true, ignore, 0, o)
+	for i := range n {
+		t := int(p.Targets[i])
+		if int64(t) == o.Ignore || loose > 0 && i%loose == 0 {
+			continue
+		}
+		w := p.W[t*p.SW : t*p.SW+d]
+		nn := 0.0
+		for _, x := range w {
+			nn += float64(x) * float64(x)
+		}
+		for k := range d {
+			p.H[i*p.SH+k] = float32(a*float64(w[k])/nn + 0.1*r.NormFloat64()/math.Sqrt(float64(d)))
+		}
+	}
+	for j := range p.Bias {
+		p.Bias[j] = 0
+	}
+	return p
+}
+
+// RunLinearFilter checks gradient filtering on peaked rows, and on peaked
+// rows with one unsure row in three: the loss as without it, and each
+// gradient entry within the reference's allowance plus the filter's bound
+// (eps·|s_i|·Σ_j |w_jd| for dH, eps·Σ_i |s_i·h_id| for dW, eps·Σ_i |s_i|
+// for db); on the peaked rows it must have skipped something (the
+// gradients differ from the unfiltered ones).
+func RunLinearFilter(t *testing.T, dev device.Device) {
+	seed := Seed(t)
+	r := rand.New(rand.NewPCG(seed, 21))
+	const eps = 0x1p-12
+	o := Opts{Ignore: DefaultIgnore}
+	for _, loose := range []int{0, 3} {
+		p := NewPeakedProblem(r, 97, 64, 3001, 30, loose, 9, o)
+		// With unsure rows in every chunk, every block may be kept: only
+		// the all-peaked problem must skip.
+		runLinearFilter(t, dev, p, fmt.Sprintf("unsure=1of%d", loose), eps, seed, loose == 0)
+	}
+}
+
+func runLinearFilter(t *testing.T, dev device.Device, p *LinearProblem, name string, eps float64, seed uint64, mustSkip bool) {
+	ctx := context.Background()
+	o := p.Opts
+	ref := p.Reference()
+	for _, budget := range []int{0, 4 * 3001 * 5} {
+		t.Run(fmt.Sprintf("%s/budget=%d", name, budget), func(t *testing.T) {
+			run := func(filter float64) (batch.Result, batch.LinearGrads) {
+				l, err := batch.NewLinear(dev, LinearOptions(o, batch.Mean, batch.Budget(budget), batch.KeepRows(), batch.GradFilter(filter))...)
+				require.NoError(t, err)
+				g, _, _ := randomGrads(rand.New(rand.NewPCG(seed, 22)), p)
+				clear(g.W.Data)
+				clear(g.Bias)
+				res, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+				require.NoError(t, err)
+				return res, g
+			}
+			plain, gp := run(0)
+			filt, gf := run(eps)
+			require.Equal(t, plain.Losses, filt.Losses, "filtering leaves the loss alone")
+			s := make([]float64, p.N)
+			for i := range s {
+				s[i] = 1 / ref.Denom
+			}
+			e := ref.Grads(make([]float32, p.V*p.D), make([]float32, p.V), s, 1e-5)
+			e.DHSlack, e.DWSlack, e.DBSlack = make([]float64, p.N*p.D), make([]float64, p.V*p.D), make([]float64, p.V)
+			for i := range p.N {
+				if int64(p.Targets[i]) == o.Ignore {
+					continue
+				}
+				for d := range p.D {
+					for j := range p.V {
+						e.DHSlack[i*p.D+d] += eps * s[i] * math.Abs(float64(p.W[j*p.SW+d]))
+						e.DWSlack[j*p.D+d] += eps * s[i] * math.Abs(float64(p.H[i*p.SH+d]))
+					}
+				}
+				for j := range p.V {
+					e.DBSlack[j] += eps * s[i]
+				}
+			}
+			e.Check(t, gf, p.N, p.D, p.V)
+			e.DHSlack, e.DWSlack, e.DBSlack = nil, nil, nil
+			e.Check(t, gp, p.N, p.D, p.V) // unfiltered: the usual allowance
+			differ := 0
+			for k := range gf.W.Data {
+				if gf.W.Data[k] != gp.W.Data[k] {
+					differ++
+				}
+			}
+			t.Logf("filtered dW differs from the unfiltered one in %d of %d entries", differ, len(gf.W.Data))
+			if mustSkip {
+				require.Positive(t, differ, "the filter skipped nothing")
+			}
 		})
 	}
 }
