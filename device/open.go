@@ -1,6 +1,7 @@
 package device
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"runtime"
@@ -120,7 +121,7 @@ func Open(spec string) (Device, error) {
 			for _, d := range accs[1:] {
 				d.Close()
 			}
-			return accs[0], nil
+			return linearOnCPU(accs[0]), nil
 		}
 		logOnce.Do(func() { Logf("xent: auto: using the CPU: %v", why) })
 		return openCPU("")
@@ -132,6 +133,9 @@ func Open(spec string) (Device, error) {
 		}
 		if len(accs) == 0 {
 			return c, nil
+		}
+		for i, d := range accs {
+			accs[i] = linearOnCPU(d)
 		}
 		return NewGroup(SplitRows, append(accs, c)...)
 	}
@@ -170,4 +174,67 @@ func accelerators() ([]Device, error) {
 		return all, nil
 	}
 	return nil, fmt.Errorf("%s", strings.Join(why, "; "))
+}
+
+var linearLogOnce sync.Once
+
+// linearOnCPU returns d, or, when d lacks the fused linear (OpenCL
+// without CLBlast), d with its fused linear operations run by the CPU,
+// saying so once per process (Logf).
+func linearOnCPU(d Device) Device {
+	if d.Caps().Linear {
+		return d
+	}
+	return &cpuLinearFallback{Device: d, cpu: NewCPU(cpu.Default)}
+}
+
+// cpuLinearFallback is a device whose fused linear runs on the CPU.
+type cpuLinearFallback struct {
+	Device
+	cpu *CPUDevice
+}
+
+func (f *cpuLinearFallback) Caps() Caps {
+	c := f.Device.Caps()
+	c.Linear = true
+	return c
+}
+
+func (f *cpuLinearFallback) Info() Info {
+	in := f.Device.Info()
+	in.BLAS = "the CPU's (" + f.cpu.blas.Name() + ")"
+	return in
+}
+
+func (f *cpuLinearFallback) say() {
+	linearLogOnce.Do(func() {
+		Logf("xent: %s has no fused linear cross-entropy (no CLBlast): it runs on the CPU", f.Device.Info().Spec)
+	})
+}
+
+func (f *cpuLinearFallback) LinearCrossEntropy(ctx context.Context, out Out, g *LinearGrad, lin *Linear, targets []int32, p *Problem) error {
+	f.say()
+	return f.cpu.LinearCrossEntropy(ctx, out, g, lin, targets, p)
+}
+
+func (f *cpuLinearFallback) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error {
+	f.say()
+	return f.cpu.LinearPartials(ctx, dst, lin, targets, p)
+}
+
+func (f *cpuLinearFallback) LinearBackward(ctx context.Context, g LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error {
+	f.say()
+	return f.cpu.LinearBackward(ctx, g, lin, targets, part, p)
+}
+
+// Same reports whether a and b are the same device, seen through the
+// wrapper that Open("auto") and Open("all") put around a device whose
+// fused linear runs on the CPU (a buffer's Owner is the device inside).
+func Same(a, b Device) bool { return unwrap(a) == unwrap(b) }
+
+func unwrap(d Device) Device {
+	if f, ok := d.(*cpuLinearFallback); ok {
+		return f.Device
+	}
+	return d
 }
