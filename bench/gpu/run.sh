@@ -10,6 +10,8 @@
 #   mkdir -p .gpu && CGO_ENABLED=0 GOEXPERIMENT=simd go build -o .gpu/xent ./cmd/xent
 #   CGO_ENABLED=0 go test -c -o .gpu/opencl.test ./device/opencl
 #   (cd .gpu && apt-get download ocl-icd-libopencl1 && dpkg -x ocl-icd-libopencl1_*.deb icd)
+#   (cd .gpu && apt-get download libclblast1 && dpkg -x libclblast1_*.deb clblast)
+# (CLBlast needs only libOpenCL and the C++ runtime, which the host has.)
 # With Go on the host and no binaries, it builds them itself.
 # XENT_GPU_STAGES=tests stops after the tests; XENT_GPU_TUNE=1 adds a
 # work-group × unrolling sweep; XENT_LONG=1 adds the 8.6 GB test past 2^31
@@ -50,6 +52,14 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libOpenCL\.so\.1'; then
 		echo "loader: carried $loader"
 	fi
 fi
+# CLBlast for the fused linear: the system's, else a carried one.
+if ! ldconfig -p 2>/dev/null | grep -q 'libclblast\.so\.1'; then
+	blast=$(find "$bin" -name 'libclblast.so.1*' -type f 2>/dev/null | head -1)
+	if [ -n "$blast" ]; then
+		export XENT_CLBLAST_LIB=$blast
+		echo "CLBlast: carried $blast"
+	fi
+fi
 export XENT_TESTDATA="$root/testdata" XENT_REQUIRE_OPENCL=1
 
 command -v nvidia-smi >/dev/null && nvidia-smi -L
@@ -82,6 +92,17 @@ for size in "1024 50257" "4096 32000"; do
 done
 echo "== vocabulary sweep"
 "$bin/xent" bench --batch 1024 --sweep vocab=8192,32000,50257,128256,256000 --device "$devs" --ops lse,fused --repeat 5 --plot "$out/sweep.svg" --json >"$out/sweep.json"
+
+# The fused linear on the GPU (CLBlast) against the CPU: GPT-2 small's
+# head, Llama 3's, and CCE's Gemma 2 shape (8192 × 256000 × 2304).
+if [ -n "$gpu" ]; then
+	for shape in "1024 50257 768" "8192 128256 4096" "8192 256000 2304"; do
+		set -- $shape
+		echo "== xent bench --ops linear --batch $1 --vocab $2 --hidden $3 --device $gpu"
+		"$bin/xent" bench --ops linear --batch "$1" --vocab "$2" --hidden "$3" --device "$gpu" --repeat 3 --json >"$out/linear_${1}x${2}x${3}.json" 2>"$out/linear_${1}x${2}x${3}.err"
+		grep -E '"op"|"seconds_med"|"gflops"' "$out/linear_${1}x${2}x${3}.json" | paste - - - | sed 's/[",]//g'
+	done
+fi
 
 if [ "${XENT_GPU_TUNE:-0}" = 1 ]; then
 	# Work-group size and unrolling of the GPU kernels, kernel-only times.
