@@ -41,6 +41,9 @@ type LinearResult struct {
 	// DWErr, for linear-fused-filter: max |dW - dW unfiltered| over max
 	// |dW unfiltered|.
 	DWErr float64 `json:"dw_err,omitempty"`
+	// DeviceMB is the device memory a call holds (off the CPU): the tile,
+	// W, dW and the chunks of H and dH.
+	DeviceMB float64 `json:"device_mb,omitempty"`
 }
 
 // LinearConfig is a fused linear benchmark.
@@ -161,6 +164,18 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 					return nil, nil, err
 				}
 			}
+			// Off the CPU, also with W and dW resident on the device: only
+			// H, the targets and dH cross the bus.
+			var wd, dwd *batch.DeviceMatrix
+			if !isCPU && rd.Caps().Resident {
+				if wd, err = batch.Upload(ctx, rd, batch.NewMatrix(w, c.V, c.D)); err == nil {
+					dwd, err = batch.Upload(ctx, rd, g.W)
+				}
+				if err != nil {
+					return nil, nil, err
+				}
+				ops = append(ops, "linear-fused-resident")
+			}
 			for _, op := range ops {
 				var secs []float64
 				var extra uint64
@@ -175,8 +190,12 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 						_, err = l.Forward(ctx, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg)
 					case "linear-fused":
 						_, err = l.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
-					default:
+					case "linear-fused-filter":
 						_, err = lf.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
+					case "linear-fused-resident":
+						gr := g
+						gr.W = dwd.Matrix()
+						_, err = l.ForwardBackward(ctx, gr, batch.NewMatrix(h, c.N, c.D), wd.Matrix(), nil, tg, batch.One)
 					}
 					s := time.Since(t0).Seconds()
 					runtime.ReadMemStats(&m1)
@@ -209,11 +228,21 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 					}
 				}
 				info := rd.Info()
+				pl := device.PlanLinear(&device.Linear{H: batch.NewMatrix(h, c.N, c.D), W: batch.NewMatrix(w, c.V, c.D), Budget: c.Budget}, tg)
+				// On a device: the tile, W, dW, H's and dH's chunks.
+				devMB := float64(pl.R*pl.C+2*c.V*c.D+2*pl.R*c.D) * 4 / 1e6
 				res := LinearResult{Device: info.Spec, Kernel: info.Kernel + ", " + info.BLAS, Op: op, N: c.N, V: c.V, D: c.D,
 					SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GFLOPs: work * float64(c.N) * float64(c.V) * float64(c.D) / med / 1e9,
 					ExtraMB: float64(extra) / 1e6, DWErr: dwErr}
+				if !isCPU {
+					res.DeviceMB = devMB
+				}
 				c.Log("%s %s %s: %.3f s, %.1f GFLOP/s", res.Device, info.BLAS, op, med, res.GFLOPs)
 				out = append(out, res)
+			}
+			if wd != nil {
+				wd.Release()
+				dwd.Release()
 			}
 		}
 	}

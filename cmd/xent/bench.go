@@ -136,13 +136,17 @@ func benchLinear(ctx context.Context, c bench.LinearConfig, asJSON bool, stdout 
 	}
 	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "device\tkernel\top\tmedian s\tmin s\tmax s\tGFLOP/s\textra MB\tdW error\t")
+	fmt.Fprintln(tw, "device\tkernel\top\tmedian s\tmin s\tmax s\tGFLOP/s\textra MB\tdevice MB\tdW error\t")
 	for _, r := range rs {
 		e := ""
 		if r.Op == "linear-fused-filter" {
 			e = fmt.Sprintf("%.2g", r.DWErr)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%s\t\n", r.Device, r.Kernel, r.Op, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GFLOPs, r.ExtraMB, e)
+		dm := ""
+		if r.DeviceMB > 0 {
+			dm = fmt.Sprintf("%.1f", r.DeviceMB)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%s\t%s\t\n", r.Device, r.Kernel, r.Op, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GFLOPs, r.ExtraMB, dm, e)
 	}
 	return tw.Flush()
 }
