@@ -217,7 +217,16 @@ func (g *Group) CrossEntropy(ctx context.Context, out Out, gr *Grad, x Matrix, t
 	if err != nil {
 		return err
 	}
-	C := p.Classes(x.Cols)
+	finish(out, part, targets, p, p.Classes(x.Cols))
+	if gr == nil {
+		return nil
+	}
+	return g.Backward(ctx, *gr, x, targets, part, p)
+}
+
+// finish sets each row's results in out from its merged partial over the
+// vocabulary of C classes (zeros for ignored rows).
+func finish(out Out, part []Partial, targets []int32, p *Problem, C int) {
 	for i, t := range targets {
 		var loss, lse float64
 		correct := false
@@ -226,10 +235,6 @@ func (g *Group) CrossEntropy(ctx context.Context, out Out, gr *Grad, x Matrix, t
 		}
 		out.Set(i, loss, lse, correct)
 	}
-	if gr == nil {
-		return nil
-	}
-	return g.Backward(ctx, *gr, x, targets, part, p)
 }
 
 // partials returns the partials of every row of x merged over the
@@ -382,15 +387,7 @@ func (g *Group) LinearCrossEntropy(ctx context.Context, out Out, lg *LinearGrad,
 	if err := g.LinearPartials(ctx, part, lin, targets, p); err != nil {
 		return err
 	}
-	C := p.Classes(lin.W.Rows)
-	for i, t := range targets {
-		var loss, lse float64
-		correct := false
-		if t >= 0 {
-			loss, lse, correct = p.Finish(&part[i], int(t), C)
-		}
-		out.Set(i, loss, lse, correct)
-	}
+	finish(out, part, targets, p, p.Classes(lin.W.Rows))
 	if lg == nil {
 		return nil
 	}

@@ -153,21 +153,20 @@ func (l *clLinear) write(m cl.Mem, v []float32) error {
 
 // writeRows writes a host matrix densely into m.
 func (l *clLinear) writeRows(m cl.Mem, x device.Matrix) error {
-	if x.Rows == 0 {
-		return nil
-	}
-	r := cl.Rect{Pitch: 4 * x.Cols, HostPitch: 4 * x.Stride, RowBytes: 4 * x.Cols, Rows: x.Rows}
-	_, err := l.b.ev(cl.WriteRect(l.d.q, m, true, r, x.Data[:(x.Rows-1)*x.Stride+x.Cols], nil))
-	return err
+	return l.rowsIO(m, x, cl.WriteRect[float32])
 }
 
 // readRows reads m (dense) into a host matrix.
 func (l *clLinear) readRows(m cl.Mem, x device.Matrix) error {
+	return l.rowsIO(m, x, cl.ReadRect[float32])
+}
+
+func (l *clLinear) rowsIO(m cl.Mem, x device.Matrix, io func(cl.Queue, cl.Mem, bool, cl.Rect, []float32, []cl.Event) (cl.Event, error)) error {
 	if x.Rows == 0 {
 		return nil
 	}
 	r := cl.Rect{Pitch: 4 * x.Cols, HostPitch: 4 * x.Stride, RowBytes: 4 * x.Cols, Rows: x.Rows}
-	_, err := l.b.ev(cl.ReadRect(l.d.q, m, true, r, x.Data[:(x.Rows-1)*x.Stride+x.Cols], nil))
+	_, err := l.b.ev(io(l.d.q, m, true, r, x.Data[:(x.Rows-1)*x.Stride+x.Cols], nil))
 	return err
 }
 
