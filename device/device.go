@@ -40,6 +40,16 @@
 //
 // Optional operations are said by [Device.Caps]; a device without one
 // returns an error wrapping [ErrNotImplemented].
+//
+// # Fused linear
+//
+// [Device.LinearCrossEntropy], [Device.LinearPartials] and
+// [Device.LinearBackward] take the logits as z = H·Wᵀ + b ([Linear]) and
+// never hold them whole. Every device runs the same driver ([RunLinear]
+// and its two siblings: the plan of [PlanLinear], the loops, the merges
+// and the gradient filter) over a [LinearBackend] of its own: the CPU's
+// products come from package blas (OpenBLAS or gonum), OpenCL's from
+// CLBlast; both run their row kernels on the tile in between.
 package device
 
 import (
