@@ -137,17 +137,52 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		perRow = make([]float32, 0, rows)
 	}
 	step := max(1, chunkBytes/4/max(cols, 1))
-	buf := make([]float32, min(step, rows)*cols)
 	bar := newProgress(stderr, int64(rows))
-	for lo := 0; lo < rows; lo += step {
-		hi := min(rows, lo+step)
-		if err := lf.Rows(buf, lo, hi); err != nil {
-			return err
+	// The next chunk is read while this one is computed: two buffers, the
+	// reader one chunk ahead.
+	type chunk struct {
+		buf    []float32
+		lo, hi int
+		err    error
+	}
+	free := make(chan []float32, 2)
+	for range 2 {
+		free <- make([]float32, min(step, rows)*cols)
+	}
+	full := make(chan chunk, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		defer close(full)
+		for lo := 0; lo < rows; lo += step {
+			var buf []float32
+			select {
+			case buf = <-free:
+			case <-done:
+				return
+			}
+			hi := min(rows, lo+step)
+			err := lf.Rows(buf, lo, hi)
+			select {
+			case full <- chunk{buf, lo, hi, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		r, err := ce.Forward(ctx, batch.NewMatrix(buf[:(hi-lo)*cols], hi-lo, cols), tg[lo:hi])
+	}()
+	for c := range full {
+		if c.err != nil {
+			return c.err
+		}
+		lo, hi := c.lo, c.hi
+		r, err := ce.Forward(ctx, batch.NewMatrix(c.buf[:(hi-lo)*cols], hi-lo, cols), tg[lo:hi])
 		if err != nil {
 			return err
 		}
+		free <- c.buf
 		st.Merge(r.Stats)
 		perRow = append(perRow, r.Losses...)
 		bar.add(int64(hi - lo))

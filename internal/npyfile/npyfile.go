@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"unsafe"
 
 	"codeberg.org/sbinet/npyio/npy"
 )
@@ -153,17 +154,33 @@ func (f *File) Matrix() (rows, cols int, err error) {
 	return f.Shape[0], f.Shape[1], nil
 }
 
+// native is this machine's byte order.
+var native = func() binary.ByteOrder {
+	if binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
+		return binary.LittleEndian
+	}
+	return binary.BigEndian
+}()
+
 // Rows reads rows [lo, hi) of a 2-D float array into dst (len ≥
 // (hi-lo)*cols) as float32.
 func (f *File) Rows(dst []float32, lo, hi int) error {
 	rows, cols := f.Shape[0], f.Shape[1]
 	n := (hi - lo) * cols
+	off := f.off + int64(lo)*int64(cols)*int64(f.item)
+	if !f.Fortran && f.item == 4 && f.order == native && n > 0 {
+		// float32 in this machine's byte order: straight into dst.
+		if _, err := f.f.ReadAt(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n), off); err != nil {
+			return fmt.Errorf("%s: reading rows %d..%d: %w", f.Path, lo, hi, err)
+		}
+		return nil
+	}
 	if cap(f.buf) < n*f.item {
 		f.buf = make([]byte, n*f.item)
 	}
 	buf := f.buf[:n*f.item]
 	if !f.Fortran {
-		if _, err := f.f.ReadAt(buf, f.off+int64(lo)*int64(cols)*int64(f.item)); err != nil {
+		if _, err := f.f.ReadAt(buf, off); err != nil {
 			return fmt.Errorf("%s: reading rows %d..%d: %w", f.Path, lo, hi, err)
 		}
 		f.convert(dst[:n], buf)
