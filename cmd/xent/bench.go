@@ -97,9 +97,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "device\tkernel\top\tmode\tbatch×vocab\tmedian s\tmin s\tmax s\tGB/s\troofline\tof\tvs portable\t")
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d×%d\t%.4f\t%.4f\t%.4f\t%.2f\t%.0f%%\t%s %.1f GB/s\t%.2f×\t\n",
+		vs := "—" // the portable kernel did not run for this op and size
+		if r.VsPortable > 0 {
+			vs = fmt.Sprintf("%.2f×", r.VsPortable)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d×%d\t%.4f\t%.4f\t%.4f\t%.2f\t%.0f%%\t%s %.1f GB/s\t%s\t\n",
 			r.Device, r.Kernel, r.Op, r.Mode, r.Batch, r.Vocab, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GBps,
-			100*r.Fraction, r.RooflineFor, r.RooflineGB, r.VsPortable)
+			100*r.Fraction, r.RooflineFor, r.RooflineGB, vs)
 	}
 	return tw.Flush()
 }
