@@ -16,6 +16,7 @@ import (
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/bigram"
+	"github.com/xentlab/xent/internal/gen"
 )
 
 func cpuLinear(t testing.TB, opts ...batch.Option) *batch.Linear {
@@ -130,19 +131,8 @@ func TestLinearMemory(t *testing.T) {
 	}
 	const n, d, v = 4096, 64, 128256
 	const budget = 16 << 20
-	r := rand.New(rand.NewPCG(3, 4))
-	fill := func(k int, sd float64) []float32 {
-		x := make([]float32, k)
-		for i := range x {
-			x[i] = float32(r.NormFloat64() * sd)
-		}
-		return x
-	}
-	h, w := batch.NewMatrix(fill(n*d, 0.3), n, d), batch.NewMatrix(fill(v*d, 0.3), v, d)
-	tg := make([]int32, n)
-	for i := range tg {
-		tg[i] = int32(r.IntN(v))
-	}
+	hd, wd, tg := gen.Linear(rand.New(rand.NewPCG(3, 4)), n, d, v, 0.3, 0.3)
+	h, w := batch.NewMatrix(hd, n, d), batch.NewMatrix(wd, v, d)
 	g := batch.LinearGrads{H: batch.NewMatrix(make([]float32, n*d), n, d), W: batch.NewMatrix(make([]float32, v*d), v, d)}
 	l := cpuLinear(t, batch.Budget(budget))
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))

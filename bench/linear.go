@@ -17,6 +17,7 @@ import (
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/blas"
+	"github.com/xentlab/xent/internal/gen"
 )
 
 // LinearResult is the timing of one fused linear operation.
@@ -87,18 +88,7 @@ func SgemmPeak(b *blas.BLAS) float64 {
 // devices and BLAS asked for, and PyTorch beside them with Peers.
 func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]float64, error) {
 	r := rand.New(rand.NewPCG(1, 2))
-	h := make([]float32, c.N*c.D)
-	w := make([]float32, c.V*c.D)
-	for k := range h {
-		h[k] = float32(r.NormFloat64() / float64(c.D))
-	}
-	for k := range w {
-		w[k] = float32(r.NormFloat64())
-	}
-	tg := make([]int32, c.N)
-	for i := range tg {
-		tg[i] = int32(r.IntN(c.V))
-	}
+	h, w, tg := gen.Linear(r, c.N, c.D, c.V, 1/float64(c.D), 1)
 	if c.Peaked > 0 {
 		for i, t := range tg {
 			wt := w[int(t)*c.D : (int(t)+1)*c.D]

@@ -12,6 +12,7 @@ import (
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/blas"
+	"github.com/xentlab/xent/internal/gen"
 	"github.com/xentlab/xent/internal/spec"
 )
 
@@ -84,19 +85,8 @@ func TestLinearGroupCPU(t *testing.T) {
 // allocated per call: go test -bench Linear -benchtime 3x ./device.
 func BenchmarkLinear(b *testing.B) {
 	const n, v, d = 1024, 50257, 768
-	r := rand.New(rand.NewPCG(1, 2))
-	fill := func(k int, sd float64) []float32 {
-		x := make([]float32, k)
-		for i := range x {
-			x[i] = float32(r.NormFloat64() * sd)
-		}
-		return x
-	}
-	h, w := batch.NewMatrix(fill(n*d, 0.04), n, d), batch.NewMatrix(fill(v*d, 1), v, d)
-	tg := make([]int32, n)
-	for i := range tg {
-		tg[i] = int32(r.IntN(v))
-	}
+	hd, wd, tg := gen.Linear(rand.New(rand.NewPCG(1, 2)), n, d, v, 0.04, 1)
+	h, w := batch.NewMatrix(hd, n, d), batch.NewMatrix(wd, v, d)
 	g := batch.LinearGrads{H: batch.NewMatrix(make([]float32, n*d), n, d), W: batch.NewMatrix(make([]float32, v*d), v, d)}
 	devs := map[string]*device.CPUDevice{"gonum": device.NewCPU(cpu.Default).WithBLAS(blas.Gonum())}
 	if o, err := blas.OpenBLAS(); err == nil {

@@ -78,3 +78,21 @@ func TextbookLogits() []float32 {
 	}
 	return x
 }
+
+// Linear returns the inputs of a fused linear cross-entropy drawn from r:
+// hidden states H (n × d, entries N(0, sdH²)), a classifier W (v × d,
+// N(0, sdW²)) and n targets in [0, v), drawn in that order.
+func Linear(r *rand.Rand, n, d, v int, sdH, sdW float64) (h, w []float32, targets []int32) {
+	h, w = make([]float32, n*d), make([]float32, v*d)
+	for k := range h {
+		h[k] = float32(r.NormFloat64() * sdH)
+	}
+	for k := range w {
+		w[k] = float32(r.NormFloat64() * sdW)
+	}
+	targets = make([]int32, n)
+	for i := range targets {
+		targets[i] = int32(r.IntN(v))
+	}
+	return h, w, targets
+}

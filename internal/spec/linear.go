@@ -289,15 +289,19 @@ type linearCase struct {
 	budgetsOK bool // run the small budgets too
 }
 
+// classWeights returns v class weights (j mod m + off)/q: a pattern with
+// zeros when off is 0.
+func classWeights(v, m, off int, q float32) []float32 {
+	ws := make([]float32, v)
+	for j := range ws {
+		ws[j] = float32(j%m+off) / q
+	}
+	return ws
+}
+
 func linearCases() []linearCase {
 	ii := Opts{Ignore: DefaultIgnore}
-	w := func(v int) []float32 {
-		ws := make([]float32, v)
-		for j := range ws {
-			ws[j] = float32(j%7) / 3
-		}
-		return ws
-	}
+	w := func(v int) []float32 { return classWeights(v, 7, 0, 3) }
 	return []linearCase{
 		{"1x1x1", 1, 1, 1, 1, true, 0, 0, ii, true},
 		{"plain", 37, 1, 5, 2, false, 5, 0, ii, true},
@@ -496,10 +500,7 @@ func RunLinearShards(t *testing.T, dev device.Device, tol float64) {
 	seed := Seed(t)
 	r := rand.New(rand.NewPCG(seed, 16))
 	ctx := context.Background()
-	w := make([]float32, 611)
-	for j := range w {
-		w[j] = float32(j%5+1) / 4
-	}
+	w := classWeights(611, 5, 1, 4)
 	o := Opts{Ignore: DefaultIgnore, Smoothing: 0.1, ZLoss: 1e-4, Softcap: 7, Weights: w}
 	p := NewLinearProblem(r, 45, 13, 611, 6, true, 4, 1, o)
 	ref := p.Reference()
@@ -555,10 +556,7 @@ func RunLinearVersus(t *testing.T, dev, other device.Device, lossTol, gradTol fl
 	seed := Seed(t)
 	r := rand.New(rand.NewPCG(seed, 17))
 	ctx := context.Background()
-	w := make([]float32, 1999)
-	for j := range w {
-		w[j] = float32(j%3+1) / 2
-	}
+	w := classWeights(1999, 3, 1, 2)
 	o := Opts{Ignore: DefaultIgnore, Smoothing: 0.1, ZLoss: 1e-4, Softcap: 9, Weights: w}
 	p := NewLinearProblem(r, 150, 37, 1999, 6, true, 7, 2, o)
 	for _, budget := range []int{0, 4 * 1999 * 5} {
