@@ -18,7 +18,7 @@ func benchData(rows, cols int) ([]float32, []int32) {
 
 func impls() []*cpu.Impl {
 	if cpu.SIMD != nil {
-		return []*cpu.Impl{cpu.Portable, cpu.SIMD}
+		return cpu.Impls()
 	}
 	return []*cpu.Impl{cpu.Portable}
 }

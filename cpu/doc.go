@@ -34,17 +34,25 @@
 // logits, as on OpenCL), with smoothing Σ_j w_j·(z_j - r) is summed while
 // the chunk is in L1 and the scale pass subtracts (ε/C)·w_j; only the soft
 // cap's gradient takes a pass of its own (its factor 1 - (z/c)² needs the
-// capped logits, which an in-place gradient has overwritten). A
+// capped logits, which an in-place gradient has overwritten), as does the
+// gradient from merged partials ([Impl.Backward]). A
 // [Partial] is the same pass over a shard's columns, and [Impl.Backward]
 // the gradient from merged partials. Implementations supply the
 // primitives. [Portable] is
 // plain Go: a float64 exp from a table of 2^(j/1024) and a linear term
 // (within 4e-8, inlined into the loops), sums in float64, and the forward
-// pass reads each chunk once, finding its max in the same loop. [SIMD] is
-// the archsimd implementation (AVX2 + FMA: the chunk's max, then its exps
-// from an 8-entry table read with VPERMPS and a minimax cubic, within 3
-// ulp where they matter; see expChunk) when the build and the CPU have it
-// (nil otherwise), and [Default] is the fastest one available. Forward and
-// fused passes of one implementation give bit-identical losses. Tests pick
-// an implementation explicitly; nothing global is switched.
+// pass reads each chunk once, finding its max in the same loop. The vector
+// implementations, avx2 (AVX2 + FMA, 8 lanes) and avx512 (AVX-512 F, BW,
+// VL, 16 lanes), are Go assembly generated with avo by internal/asmgen
+// (go generate writes row_amd64.s; each kernel is written once there for
+// both): the exp from an 8-entry table read with VPERMPS and a minimax
+// cubic, within 3 ulp where it matters (see vector.go), tails through the
+// same arithmetic with masked loads and stores, the next chunk prefetched
+// with PREFETCHT0, the forward pass in one read of each chunk. They are
+// chosen at run time from what the CPU has (golang.org/x/sys/cpu): [SIMD]
+// is the fastest one this CPU runs (nil when none: SIMDUnavailable says
+// why), [Impls] lists them all, and [Default] is the fastest available.
+// The purego build tag leaves the assembly out (Portable only). Forward
+// and fused passes of one implementation give bit-identical losses.
+// Tests pick an implementation explicitly; nothing global is switched.
 package cpu

@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"simd/archsimd"
+	"golang.org/x/sys/cpu"
 )
 
 // ExperimentWarning says what building with GOEXPERIMENT=simd costs on
@@ -17,11 +17,12 @@ import (
 // all of Go's scalar float code: the portable kernels, the float64
 // reductions, the user's own code — pays the dirty-upper-state penalty: a
 // plain math.Exp loop ran 0.69 s without the experiment and 58 s with it
-// on a Sapphire Rapids VM (bench/simdslow reproduces it). xent's AVX2
-// loops clear the state after themselves and stay fast.
+// on a Sapphire Rapids VM (bench/simdslow reproduces it). xent does not
+// use the experiment (its vector kernels are assembly, which clears the
+// upper state after itself), but the program it is linked into pays.
 // GODEBUG=asyncpreemptoff=1 avoids it, at the cost of preemption.
 func ExperimentWarning() string {
-	if !archsimd.X86.AVX512() {
+	if !cpu.X86.HasAVX512F {
 		return ""
 	}
 	w := "this CPU has AVX-512 and this binary was built with GOEXPERIMENT=simd: " + experimentCost + "; build without the experiment"

@@ -54,7 +54,7 @@ func FuzzCrossEntropy(f *testing.F) {
 		for i := range scale {
 			scale[i] = 1
 		}
-		for _, impl := range []*cpu.Impl{cpu.Portable, cpu.SIMD} {
+		for _, impl := range cpu.Impls() {
 			if impl == nil {
 				continue
 			}

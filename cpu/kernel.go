@@ -272,6 +272,17 @@ type Impl struct {
 	// chunkDot is chunk, for a finite m, that also returns Σ_j w_j·(x_j -
 	// m) (dot; w nil: all 1) of the chunk as given (before dst is written).
 	chunkDot func(dst, x []float32, m float32, next, w []float32) (r float32, s float64, cm float32, ci int, dot float64)
+	// grad is the gradient pass with options: dst_j = (a·exp(z_j -
+	// shift) - b·w_j)·(1 - (z_j/c)²) with z_j = c·tanh(x_j/c) and the
+	// factor only when c > 0, w_j = 1 when w is nil; dst may be x (see
+	// gradGeneral).
+	grad func(dst, x []float32, shift, a, b float32, w []float32, c, inv float32)
+	// sum returns Σ_j x_j in float32 lanes: the read probe's loop (nil
+	// for Portable, whose probe is in package bench).
+	sum func(x []float32) float32
+	// fma runs the FMA peak probe's loop iters times and returns a lane
+	// of its result and the flops it took (nil for Portable).
+	fma func(iters int) (float32, int)
 }
 
 // Name names the implementation ("portable", "avx2", ...).
@@ -279,15 +290,62 @@ func (k *Impl) Name() string { return k.name }
 
 // Portable is the pure-Go implementation, available everywhere.
 var Portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric,
-	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric, chunkDot: chunkDotGeneric}
+	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric, chunkDot: chunkDotGeneric, grad: gradGeneral}
 
-// SIMD is the archsimd implementation, or nil when this build or this CPU
-// has none.
+// SIMD is the fastest vector implementation this CPU runs (avx512, else
+// avx2), or nil when this build or this CPU has none (SIMDUnavailable says
+// why).
 var SIMD *Impl
+
+// vectors are the vector implementations this CPU runs, slowest first.
+var vectors []*Impl
 
 // Default is the fastest implementation available: SIMD when set, else
 // Portable.
 var Default = Portable
+
+// Impls returns every implementation this build and this CPU run:
+// Portable, then the vector ones (avx2, avx512), which tests compare.
+func Impls() []*Impl { return append([]*Impl{Portable}, vectors...) }
+
+// Lookup returns the implementation named name ("portable", "avx2",
+// "avx512"; "simd" is SIMD), or nil when this build or this CPU lacks it.
+func Lookup(name string) *Impl {
+	if name == "simd" {
+		return SIMD
+	}
+	for _, k := range Impls() {
+		if k.name == name {
+			return k
+		}
+	}
+	return nil
+}
+
+// Scale sets dst_j *= c with k's loop: the benchmarks' in-place read +
+// write probe, the traffic of an in-place gradient.
+func (k *Impl) Scale(dst []float32, c float32) { k.scale(dst, c) }
+
+// FMA runs iters steps of k's FMA peak probe (independent vector FMAs)
+// and returns the floating-point operations they took, 0 when k has
+// none (Portable), and a result to keep, so that they are computed.
+func (k *Impl) FMA(iters int) (flops int, keep float32) {
+	if k.fma == nil {
+		return 0, 0
+	}
+	v, f := k.fma(iters)
+	return f, v
+}
+
+// ReadSum returns Σ_j x_j with the vector loop of k's fastest read (four
+// vectors a step), for the benchmarks' read probe, and false when k has
+// none (Portable).
+func (k *Impl) ReadSum(x []float32) (float32, bool) {
+	if k.sum == nil {
+		return 0, false
+	}
+	return k.sum(x), true
+}
 
 // LogSumExp sets dst[i] = log Σ_j exp(x_ij) for every row of x (no
 // options apply). A row holding +Inf or NaN, or only -Inf, gives NaN.
@@ -567,7 +625,7 @@ func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Pr
 			if inShard {
 				zt = p.capped(xr[tl]) // read before gr (which may be xr) is written
 			}
-			gradGeneral(gr, xr, pt.Max, float32(a/pt.Sum), float32(b), w, c, inv)
+			k.grad(gr, xr, pt.Max, float32(a/pt.Sum), float32(b), w, c, inv)
 			if inShard {
 				gr[tl] = float32(capGrad(gt, zt, c))
 			}
@@ -672,7 +730,7 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 	c, inv := p.capInv()
 	a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(part.ZT)-float64(part.Max))-math.Log(s), x.Cols)
 	if c > 0 {
-		gradGeneral(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv)
+		k.grad(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv)
 	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s, less b·w_j
 		f := a / s
 		cl := chunkLen(len(gr))

@@ -1,14 +1,13 @@
-//go:build !(goexperiment.simd && amd64) || nosimd
+//go:build purego || !amd64
 
 package cpu
 
-import "golang.org/x/sys/cpu"
+import "runtime"
 
 // SIMDUnavailable says why SIMD is nil.
 func SIMDUnavailable() string {
-	why := "this binary was built without the SIMD kernels (they need GOEXPERIMENT=simd on amd64, without the nosimd tag)"
-	if cpu.X86.HasAVX512F {
-		why += "; do not build with the experiment on this CPU: " + experimentCost
+	if runtime.GOARCH == "amd64" {
+		return "this binary was built with the purego tag, which keeps to the portable kernels"
 	}
-	return why
+	return "xent has no vector kernels for " + runtime.GOARCH + " yet"
 }

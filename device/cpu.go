@@ -20,7 +20,7 @@ type CPUDevice struct {
 	blas *blas.BLAS
 }
 
-// NewCPU returns a CPU device running impl (cpu.Portable, cpu.SIMD, ...),
+// NewCPU returns a CPU device running impl (cpu.Portable, cpu.SIMD, one of cpu.Impls()),
 // with blas.Default for the fused linear's matrix products.
 func NewCPU(impl *cpu.Impl) *CPUDevice {
 	b, _ := blas.Default()
@@ -32,18 +32,17 @@ func NewCPU(impl *cpu.Impl) *CPUDevice {
 func (d *CPUDevice) WithBLAS(b *blas.BLAS) *CPUDevice { return &CPUDevice{impl: d.impl, blas: b} }
 
 func openCPU(arg string) (Device, error) {
-	switch arg {
-	case "":
+	if arg == "" {
 		return NewCPU(cpu.Default), nil
-	case "portable":
-		return NewCPU(cpu.Portable), nil
-	case "simd":
-		if cpu.SIMD == nil {
-			return nil, fmt.Errorf("device: cpu:simd: %w: %s", ErrNotAvailable, cpu.SIMDUnavailable())
-		}
-		return NewCPU(cpu.SIMD), nil
 	}
-	return nil, fmt.Errorf("device: %w: unknown CPU variant %q (want portable or simd)", ErrSpec, arg)
+	if k := cpu.Lookup(arg); k != nil {
+		return NewCPU(k), nil
+	}
+	switch arg {
+	case "simd", "avx2", "avx512":
+		return nil, fmt.Errorf("device: cpu:%s: %w: %s", arg, ErrNotAvailable, cpu.SIMDUnavailable())
+	}
+	return nil, fmt.Errorf("device: %w: unknown CPU variant %q (want portable, simd, avx2 or avx512)", ErrSpec, arg)
 }
 
 // Info implements Device.

@@ -9,17 +9,13 @@ import (
 )
 
 func TestSpecCPU(t *testing.T) {
-	impls := []*cpu.Impl{cpu.Portable}
-	if cpu.SIMD != nil {
-		impls = append(impls, cpu.SIMD)
-	}
-	for _, impl := range impls {
+	for _, impl := range cpu.Impls() {
 		t.Run(impl.Name(), func(t *testing.T) { spec.Run(t, device.NewCPU(impl), 1e-5) })
 	}
 }
 
 func TestGoldenCPU(t *testing.T) {
-	for _, impl := range []*cpu.Impl{cpu.Portable, cpu.SIMD} {
+	for _, impl := range cpu.Impls() {
 		if impl == nil {
 			continue
 		}
@@ -47,7 +43,7 @@ func TestPast2p31CPU(t *testing.T) { spec.RunPast2p31(t, device.NewCPU(cpu.Defau
 // TestShardsCPU: vocabulary shards' partials merged give the unsplit loss
 // and each shard's Backward the unsplit gradient, for every kernel.
 func TestShardsCPU(t *testing.T) {
-	for _, impl := range []*cpu.Impl{cpu.Portable, cpu.SIMD} {
+	for _, impl := range cpu.Impls() {
 		if impl != nil {
 			t.Run(impl.Name(), func(t *testing.T) { spec.RunShards(t, device.NewCPU(impl), 1e-5) })
 		}

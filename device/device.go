@@ -8,7 +8,9 @@
 //
 //	"cpu"            the CPU, fastest kernel variant available
 //	"cpu:portable"   the CPU, portable pure-Go kernels
-//	"cpu:simd"       the CPU, archsimd kernels (an error where unavailable)
+//	"cpu:simd"       the CPU, the fastest vector kernels (an error where none run)
+//	"cpu:avx2"       the CPU, AVX2 + FMA kernels (an error where unavailable)
+//	"cpu:avx512"     the CPU, AVX-512 kernels (an error where unavailable)
 //	"opencl"         the first OpenCL GPU or accelerator, else any OpenCL device
 //	"opencl:P:D"     OpenCL platform P, device D
 //	"auto"           the first OpenCL GPU or accelerator, else the CPU

@@ -39,10 +39,11 @@ type Description struct {
 // then each back end's devices (or why it has none).
 func List() []Description {
 	var out []Description
-	variants := "portable"
-	if cpu.SIMD != nil {
-		variants += ", " + cpu.SIMD.Name()
+	var names []string
+	for _, k := range cpu.Impls() {
+		names = append(names, k.Name())
 	}
+	variants := strings.Join(names, ", ")
 	out = append(out, Description{Spec: "cpu", Name: cpuName(), Details: [][2]string{
 		{"kind", "cpu"},
 		{"threads", strconv.Itoa(runtime.GOMAXPROCS(0))},
@@ -144,7 +145,7 @@ func Open(spec string) (Device, error) {
 		if name == "opencl" {
 			return nil, fmt.Errorf("device: %q: this build has no OpenCL back end: %w", spec, ErrNotAvailable)
 		}
-		return nil, fmt.Errorf("device: %w: unknown device %q (want auto, all, cpu, cpu:portable, cpu:simd, opencl or opencl:P:D)", ErrSpec, spec)
+		return nil, fmt.Errorf("device: %w: unknown device %q (want auto, all, cpu, cpu:portable, cpu:simd, cpu:avx2, cpu:avx512, opencl or opencl:P:D)", ErrSpec, spec)
 	}
 	return b.Open(arg)
 }

@@ -1,0 +1,32 @@
+//go:build !purego
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+//go:generate go run ./internal/asmgen -out row_amd64.s -stubs row_stub_amd64.go -pkg cpu
+
+// simdWhy says why SIMD is nil on this CPU ("" when it is set).
+var simdWhy string
+
+func init() {
+	x := cpu.X86
+	if !x.HasAVX2 || !x.HasFMA {
+		simdWhy = "this CPU lacks AVX2 and FMA"
+		return
+	}
+	avx2 := vector(vectorKernels{name: "avx2", maxNaN: maxNaNAVX2, expSum: expSumAVX2, expSumMax: expSumMaxAVX2, scale: scaleAVX2, index: indexAVX2,
+		dot: dotAVX2, axpy: axpyAVX2, capTo: capToAVX2, sum: sumAVX2, grad: gradAVX2, fma: fmaAVX2, lanes: 8})
+	vectors = append(vectors, avx2)
+	SIMD = avx2
+	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasBMI2 {
+		avx512 := vector(vectorKernels{name: "avx512", maxNaN: maxNaNAVX512, expSum: expSumAVX512, expSumMax: expSumMaxAVX512, scale: scaleAVX512, index: indexAVX512,
+			dot: dotAVX512, axpy: axpyAVX512, capTo: capToAVX512, sum: sumAVX512, grad: gradAVX512, fma: fmaAVX512, lanes: 16})
+		vectors = append(vectors, avx512)
+		SIMD = avx512
+	}
+	Default = SIMD
+}
+
+// SIMDUnavailable says why SIMD is nil.
+func SIMDUnavailable() string { return simdWhy }
