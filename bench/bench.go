@@ -39,13 +39,6 @@ type Config struct {
 	Log     func(format string, args ...any)
 }
 
-// Roofline is the memory bandwidth measured on this machine's CPU, in GB/s:
-// a streaming read (sum) and a copy (read + write bytes counted).
-type Roofline struct {
-	ReadGBps float64 `json:"read_gbps"`
-	CopyGBps float64 `json:"copy_gbps"`
-}
-
 // Result is one measured (device, kernel, op, size).
 type Result struct {
 	Device      string  `json:"device"`
@@ -149,7 +142,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			}
 		}
 		if c.Peers {
-			ps, err := Peers(ctx, c.PeerDir, c.Batch, v, c.Ops, c.Repeat)
+			ps, probes, err := Peers(ctx, c.PeerDir, c.Batch, v, c.Ops, c.Repeat)
 			if err != nil {
 				c.logf("peers: %v", err)
 			}
@@ -157,6 +150,9 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				setFraction(&ps[i], rl)
 			}
 			rep.Results = append(rep.Results, ps...)
+			if v == c.Vocabs[0] { // beside the report's roofline, the first size's
+				rep.Roofline.Probes = append(rep.Roofline.Probes, probes...)
+			}
 		}
 	}
 	ratios(rep.Results)
@@ -172,9 +168,8 @@ func openDevices(specs []string) ([]device.Device, error) {
 			names = append(names, s)
 			continue
 		}
-		names = append(names, "cpu:portable")
-		if cpu.SIMD != nil {
-			names = append(names, "cpu:simd")
+		for _, k := range cpu.Impls() {
+			names = append(names, "cpu:"+k.Name())
 		}
 		for _, d := range device.List() {
 			if strings.HasPrefix(d.Spec, "opencl:") {
@@ -414,7 +409,6 @@ func machine() map[string]string {
 		"goarch":     runtime.GOARCH,
 		"date":       time.Now().UTC().Format(time.RFC3339),
 		"cpu_kernel": cpu.Default.Name(),
-		"read_probe": readProbe,
 	}
 	for _, d := range device.List() {
 		if strings.HasPrefix(d.Spec, "opencl:") {

@@ -13,39 +13,53 @@ import (
 )
 
 // Peers runs bench/peers/pytorch_cpu.py (PyTorch's F.cross_entropy on the
-// CPU, same thread count) and returns its rows. It needs a python3 with
-// torch: /usr/bin/python3 (Debian's python3-torch) is tried first.
-func Peers(ctx context.Context, dir string, rows, cols int, ops []string, repeat int) ([]Result, error) {
+// CPU, same thread count) and returns its rows, and its bandwidth probes
+// on the same matrix (PyTorch's x.sum() and copy_, NumPy's sum and
+// copyto), marked Peer. It needs a python3 with torch: /usr/bin/python3
+// (Debian's python3-torch) is tried first.
+func Peers(ctx context.Context, dir string, rows, cols int, ops []string, repeat int) ([]Result, []Probe, error) {
 	if dir == "" {
 		dir = filepath.Join("bench", "peers")
 	}
 	script := filepath.Join(dir, "pytorch_cpu.py")
 	if _, err := os.Stat(script); err != nil {
-		return nil, fmt.Errorf("%s: %w (run from the repository root or set the peer directory)", script, err)
+		return nil, nil, fmt.Errorf("%s: %w (run from the repository root or set the peer directory)", script, err)
 	}
 	py, err := python(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, py, script, "--batch", fmt.Sprint(rows), "--vocab", fmt.Sprint(cols),
-		"--ops", strings.Join(ops, ","), "--repeat", fmt.Sprint(repeat), "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)))
+		"--ops", strings.Join(ops, ","), "--repeat", fmt.Sprint(repeat), "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)), "--probes")
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(errb.String()))
+		return nil, nil, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(errb.String()))
 	}
 	var rs []Result
+	var probes []Probe
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		if line == "" {
 			continue
 		}
+		if strings.Contains(line, `"probe"`) {
+			var p struct {
+				Probe, Kind string
+				GBps        float64
+			}
+			if err := json.Unmarshal([]byte(line), &p); err != nil {
+				return nil, nil, fmt.Errorf("%s: bad probe line %q: %v", script, line, err)
+			}
+			probes = append(probes, Probe{Name: p.Probe, Kind: p.Kind, Value: p.GBps, Peer: true})
+			continue
+		}
 		var r Result
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			return nil, fmt.Errorf("%s: bad output line %q: %v", script, line, err)
+			return nil, nil, fmt.Errorf("%s: bad output line %q: %v", script, line, err)
 		}
 		rs = append(rs, r)
 	}
-	return rs, nil
+	return rs, probes, nil
 }
 
 // python returns a python3 that imports torch.

@@ -27,7 +27,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	peaked := fs.Float64("peaked", 0, "with --ops linear: rows like a trained model's, the target logit about this far above the rest's spread")
 	filter := fs.Float64("filter", 0, "with --ops linear: also time forward + backward with gradient filtering at this threshold (e.g. 0.000244140625 = 2^-12)")
 	budget := fs.Int("budget", 0, "with --ops linear: bytes of logits held at a time (0: device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
-	devs := fs.String("device", "cpu", "devices, comma-separated: all, cpu, cpu:portable, cpu:simd, opencl, opencl:P:D")
+	devs := fs.String("device", "cpu", "devices, comma-separated: all, cpu, cpu:portable, cpu:simd, cpu:avx2, cpu:avx512, opencl, opencl:P:D")
 	repeat := fs.Int("repeat", 7, "timed repeats (after one warm-up); the median is reported")
 	sweep := fs.String("sweep", "", "vocabulary sweep, e.g. vocab=8192,32000,50257,128256,256000 (overrides --vocab)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -93,7 +93,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(rep)
 	}
 	fmt.Fprintf(stdout, "machine: %s, %s threads, %s; %s\n", rep.Machine["cpu"], rep.Machine["gomaxprocs"], rep.Machine["go"], rep.Machine["date"])
-	fmt.Fprintf(stdout, "roofline (CPU, measured in this run): read %.2f GB/s, copy %.2f GB/s (read+write)\n\n", rep.Roofline.ReadGBps, rep.Roofline.CopyGBps)
+	printRoofline(stdout, rep.Roofline)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "device\tkernel\top\tmode\tbatch×vocab\tmedian s\tmin s\tmax s\tGB/s\troofline\tof\tvs portable\t")
 	for _, r := range rep.Results {
@@ -106,6 +106,30 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			100*r.Fraction, r.RooflineFor, r.RooflineGB, vs)
 	}
 	return tw.Flush()
+}
+
+// printRoofline prints the roofline and every probe behind it, peers'
+// beside ours.
+func printRoofline(w io.Writer, rl bench.Roofline) {
+	fmt.Fprintf(w, "roofline (CPU, measured in this run): read %.2f GB/s, copy %.2f GB/s (read+write)", rl.ReadGBps, rl.CopyGBps)
+	if rl.FMAGflops > 0 {
+		fmt.Fprintf(w, ", FMA %.0f GFLOP/s", rl.FMAGflops)
+	}
+	fmt.Fprintln(w)
+	for _, p := range rl.Probes {
+		unit, mark := "GB/s", ""
+		if p.Kind == "fma" {
+			unit = "GFLOP/s"
+		}
+		switch {
+		case p.Peer:
+			mark = "  (peer, not counted)"
+		case p.Name == rl.ReadBy || p.Name == rl.CopyBy:
+			mark = "  (best)"
+		}
+		fmt.Fprintf(w, "  %-5s %8.2f %-7s %s%s\n", p.Kind, p.Value, unit, p.Name, mark)
+	}
+	fmt.Fprintln(w)
 }
 
 func loadReport(path string) (*bench.Report, error) {
