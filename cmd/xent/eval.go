@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -138,6 +139,28 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	step := max(1, chunkBytes/4/max(cols, 1))
 	bar := newProgress(stderr, int64(rows))
+	// Native float32 is computed where it lies, mapped: nothing is read
+	// into a buffer or copied.
+	if data, unmap, err := lf.Map(); err == nil {
+		defer unmap()
+		for lo := 0; lo < rows; lo += step {
+			hi := min(rows, lo+step)
+			r, err := ce.Forward(ctx, batch.NewMatrix(data[lo*cols:hi*cols], hi-lo, cols), tg[lo:hi])
+			if err != nil {
+				return err
+			}
+			st.Merge(r.Stats)
+			perRow = append(perRow, r.Losses...)
+			bar.add(int64(hi - lo))
+		}
+		bar.finish()
+		if *rowsOut != "" {
+			if err := writeNpy(*rowsOut, perRow); err != nil {
+				return err
+			}
+		}
+		return report(stdout, d, st, *ignore, *asJSON)
+	}
 	// The next chunk is read while this one is computed: two buffers, the
 	// reader one chunk ahead.
 	type chunk struct {
@@ -230,7 +253,11 @@ func writeNpy(path string, v any) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err = npyio.Write(tmp, v); err != nil {
+	w := bufio.NewWriterSize(tmp, 1<<20) // npyio writes an element at a time
+	if err = npyio.Write(w, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err = w.Flush(); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err = tmp.Chmod(0o644); err != nil {
