@@ -1,0 +1,37 @@
+package npyfile
+
+import (
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func fixture(name string) string { return filepath.Join("..", "..", "testdata", "npy", name) }
+
+// TestMap: a native-order C float32 dump maps to the values Rows reads;
+// every other layout is refused (the caller then reads).
+func TestMap(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+		t.Skip("no mapping here")
+	}
+	f, err := Open(fixture("logits_f32.npy"))
+	require.NoError(t, err)
+	defer f.Close()
+	rows, cols, err := f.Matrix()
+	require.NoError(t, err)
+	want := make([]float32, rows*cols)
+	require.NoError(t, f.Rows(want, 0, rows))
+	got, unmap, err := f.Map()
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	require.NoError(t, unmap())
+	for _, name := range []string{"logits_f64.npy", "logits_f16.npy", "logits_f32_fortran.npy", "logits_f32_bigendian.npy", "logits_3d.npy"} {
+		f, err := Open(fixture(name))
+		require.NoError(t, err, name)
+		_, _, err = f.Map()
+		require.Error(t, err, "%s maps", name)
+		f.Close()
+	}
+}
