@@ -4,8 +4,6 @@ package cpu
 
 import "golang.org/x/sys/cpu"
 
-//go:generate go run ./internal/asmgen -out row_amd64.s -stubs row_stub_amd64.go -pkg cpu
-
 // simdWhy says why SIMD is nil on this CPU ("" when it is set).
 var simdWhy string
 

@@ -41,7 +41,8 @@ type vectorKernels struct {
 // bit. The next chunk is prefetched in the exp loop. The max's index is
 // searched for only with dst; without, online searches once per row.
 //
-// The exp (see internal/asmgen) is, per lane, for d = x_j - r ≤ 64 (0 for
+// The amd64 exp (see internal/asmgen; arm64's is another, documented
+// there) is, per lane, for d = x_j - r ≤ 64 (0 for
 // d ≤ -88, where 2^k reaches 0; NaN stays NaN, so that a NaN in the chunk
 // makes the one-pass sum NaN):
 //

@@ -39,10 +39,10 @@ func openCPU(arg string) (Device, error) {
 		return NewCPU(k), nil
 	}
 	switch arg {
-	case "simd", "avx2", "avx512":
+	case "simd", "avx2", "avx512", "neon":
 		return nil, fmt.Errorf("device: cpu:%s: %w: %s", arg, ErrNotAvailable, cpu.SIMDUnavailable())
 	}
-	return nil, fmt.Errorf("device: %w: unknown CPU variant %q (want portable, simd, avx2 or avx512)", ErrSpec, arg)
+	return nil, fmt.Errorf("device: %w: unknown CPU variant %q (want portable, simd, avx2, avx512 or neon)", ErrSpec, arg)
 }
 
 // Info implements Device.

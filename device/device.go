@@ -11,6 +11,7 @@
 //	"cpu:simd"       the CPU, the fastest vector kernels (an error where none run)
 //	"cpu:avx2"       the CPU, AVX2 + FMA kernels (an error where unavailable)
 //	"cpu:avx512"     the CPU, AVX-512 kernels (an error where unavailable)
+//	"cpu:neon"       the CPU, arm64 NEON kernels (an error where unavailable)
 //	"opencl"         the first OpenCL GPU or accelerator, else any OpenCL device
 //	"opencl:P:D"     OpenCL platform P, device D
 //	"auto"           the first OpenCL GPU or accelerator, else the CPU

@@ -145,7 +145,7 @@ func Open(spec string) (Device, error) {
 		if name == "opencl" {
 			return nil, fmt.Errorf("device: %q: this build has no OpenCL back end: %w", spec, ErrNotAvailable)
 		}
-		return nil, fmt.Errorf("device: %w: unknown device %q (want auto, all, cpu, cpu:portable, cpu:simd, cpu:avx2, cpu:avx512, opencl or opencl:P:D)", ErrSpec, spec)
+		return nil, fmt.Errorf("device: %w: unknown device %q (want auto, all, cpu, cpu:portable, cpu:simd, cpu:avx2, cpu:avx512, cpu:neon, opencl or opencl:P:D)", ErrSpec, spec)
 	}
 	return b.Open(arg)
 }

@@ -1084,7 +1084,16 @@ func (s isa) grad() {
 }
 
 func main() {
+	arm64Out := flag.String("arm64", "", "write the arm64 (NEON) kernels to this file instead of the amd64 ones")
+	arm64Stubs := flag.String("arm64stubs", "", "with -arm64: write their declarations to this file")
 	flag.Parse()
+	if *arm64Out != "" {
+		if err := genARM64(*arm64Out, *arm64Stubs); err != nil {
+			fmt.Fprintln(os.Stderr, "asmgen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ConstraintExpr("!purego")
 	for _, s := range []isa{avx2, avx512} {
 		s.maxNaN()
