@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xentlab/xent/cpu"
@@ -82,9 +83,9 @@ func probe(x, work []float32) Roofline {
 	if k := cpu.SIMD; k != nil {
 		add(k.Name()+" vector sum, 4 vectors a step", "read", n/par(func(lo, hi int) float32 { s, _ := k.ReadSum(x[lo:hi]); return s })/1e9)
 		const iters = 1 << 21
-		flops := 0
-		secs := par(func(lo, hi int) float32 { f, v := k.FMA(iters); flops = f; return v })
-		add(k.Name()+" FMA, 10 chains", "fma", float64(flops)*float64(procs)/secs/1e9)
+		var flops atomic.Int64 // of all goroutines
+		secs := par(func(lo, hi int) float32 { f, v := k.FMA(iters); flops.Add(int64(f)); return v })
+		add(k.Name()+" FMA, 10 chains", "fma", float64(flops.Load())/secs/1e9)
 	}
 	return Roofline{Probes: ps}.summed()
 }
