@@ -123,9 +123,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				}
 			}
 		}
-		if rep.Roofline.ReadGBps == 0 { // the first size's probe is the report's
-			rep.Roofline = rl
-		}
+		rep.Roofline = rl // the last (largest) size's probe is the report's: caches help it least
 		c.logf("roofline at %d×%d: read %.1f GB/s, copy %.1f GB/s", c.Batch, v, rl.ReadGBps, rl.CopyGBps)
 		for _, d := range devs {
 			for _, op := range c.Ops {
@@ -150,9 +148,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				setFraction(&ps[i], rl)
 			}
 			rep.Results = append(rep.Results, ps...)
-			if v == c.Vocabs[0] { // beside the report's roofline, the first size's
-				rep.Roofline.Probes = append(rep.Roofline.Probes, probes...)
-			}
+			rep.Roofline.Probes = append(rep.Roofline.Probes, probes...) // beside the report's roofline, of the same size
 		}
 	}
 	ratios(rep.Results)
