@@ -7,7 +7,7 @@
 # (or .gpu/out).
 #
 # The machine needs no Go toolchain: build here and carry .gpu/:
-#   mkdir -p .gpu && CGO_ENABLED=0 GOEXPERIMENT=simd go build -o .gpu/xent ./cmd/xent
+#   mkdir -p .gpu && CGO_ENABLED=0 go build -o .gpu/xent ./cmd/xent
 #   CGO_ENABLED=0 go test -c -o .gpu/opencl.test ./device/opencl
 #   (cd .gpu && apt-get download ocl-icd-libopencl1 && dpkg -x ocl-icd-libopencl1_*.deb icd)
 #   (cd .gpu && apt-get download libclblast1 && dpkg -x libclblast1_*.deb clblast)
@@ -67,8 +67,9 @@ echo "== xent devices"
 "$bin/xent" devices | tee "$out/devices.txt"
 # The GPU, and the CPU variants of this binary, for the benchmarks.
 gpu=$(awk '/^opencl:/{spec=$1} /kind +gpu/{print spec; exit}' "$out/devices.txt")
-devs="cpu:portable"
-grep -q 'available: portable, ' "$out/devices.txt" && devs="$devs,cpu:simd"
+# Every CPU variant this host runs ("kernel avx512 (available: portable, avx2, avx512)").
+devs=$(sed -n 's/.*available: \([^)]*\)).*/\1/p' "$out/devices.txt" | head -n 1 | sed 's/ //g; s/\([a-z0-9]*\)/cpu:\1/g')
+[ -n "$devs" ] || devs="cpu:portable"
 [ -n "$gpu" ] && devs="$devs,$gpu"
 echo "benchmarked devices: $devs"
 

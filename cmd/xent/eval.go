@@ -139,20 +139,18 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	step := max(1, chunkBytes/4/max(cols, 1))
 	bar := newProgress(stderr, int64(rows))
-	// Native float32 is computed where it lies, mapped: nothing is read
-	// into a buffer or copied.
-	if data, unmap, err := lf.Map(); err == nil {
-		defer unmap()
-		for lo := 0; lo < rows; lo += step {
-			hi := min(rows, lo+step)
-			r, err := ce.Forward(ctx, batch.NewMatrix(data[lo*cols:hi*cols], hi-lo, cols), tg[lo:hi])
-			if err != nil {
-				return err
-			}
-			st.Merge(r.Stats)
-			perRow = append(perRow, r.Losses...)
-			bar.add(int64(hi - lo))
+	// compute adds rows [lo, hi) of x (their logits from x[0]) to the stats.
+	compute := func(x []float32, lo, hi int) error {
+		r, err := ce.Forward(ctx, batch.NewMatrix(x[:(hi-lo)*cols], hi-lo, cols), tg[lo:hi])
+		if err != nil {
+			return err
 		}
+		st.Merge(r.Stats)
+		perRow = append(perRow, r.Losses...)
+		bar.add(int64(hi - lo))
+		return nil
+	}
+	finish := func() error {
 		bar.finish()
 		if *rowsOut != "" {
 			if err := writeNpy(*rowsOut, perRow); err != nil {
@@ -160,6 +158,18 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		return report(stdout, d, st, *ignore, *asJSON)
+	}
+	// Native float32 is computed where it lies, mapped: nothing is read
+	// into a buffer or copied.
+	if data, unmap, err := lf.Map(); err == nil {
+		defer unmap()
+		for lo := 0; lo < rows; lo += step {
+			hi := min(rows, lo+step)
+			if err := compute(data[lo*cols:], lo, hi); err != nil {
+				return err
+			}
+		}
+		return finish()
 	}
 	// The next chunk is read while this one is computed: two buffers, the
 	// reader one chunk ahead.
@@ -200,24 +210,12 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if c.err != nil {
 			return c.err
 		}
-		lo, hi := c.lo, c.hi
-		r, err := ce.Forward(ctx, batch.NewMatrix(c.buf[:(hi-lo)*cols], hi-lo, cols), tg[lo:hi])
-		if err != nil {
+		if err := compute(c.buf, c.lo, c.hi); err != nil {
 			return err
 		}
 		free <- c.buf
-		st.Merge(r.Stats)
-		perRow = append(perRow, r.Losses...)
-		bar.add(int64(hi - lo))
 	}
-	bar.finish()
-	if *rowsOut != "" {
-		if err := writeNpy(*rowsOut, perRow); err != nil {
-			return err
-		}
-	}
-
-	return report(stdout, d, st, *ignore, *asJSON)
+	return finish()
 }
 
 // report prints the stats of an evaluation on d.
