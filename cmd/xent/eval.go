@@ -17,6 +17,7 @@ import (
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/npyfile"
+	"github.com/xentlab/xent/internal/tensorfile"
 )
 
 // chunkBytes is the size of the logit chunk eval holds in memory (a
@@ -45,7 +46,7 @@ func num(v float64) *float64 {
 // eval streams a logit dump in row chunks and prints its loss.
 func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
-	logits := fs.String("logits", "", "logits `L.npy`: 2-D [rows × vocab] float32, float64 or float16")
+	logits := fs.String("logits", "", "logits `L.npy`: 2-D [rows × vocab] float32, float64 or float16; or file.safetensors[:name] (F32, BF16, F16; default the only tensor, or logits)")
 	targets := fs.String("targets", "", "targets `T.npy`: 1-D int32 or int64, one per row")
 	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float, one per class (optional)")
 	dev := fs.String("device", "auto", "device: auto, cpu, opencl, opencl:P:D, all")
@@ -84,14 +85,27 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 
-	lf, err := npyfile.Open(*logits)
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	rows, cols, err := lf.Matrix()
-	if err != nil {
-		return err
+	// whole is the matrix in memory or mapped, when it is not streamed.
+	var (
+		lf         *npyfile.File
+		whole      []float32
+		rows, cols int
+		err        error
+	)
+	if tensorfile.IsSafetensors(*logits) {
+		// .safetensors (F32, BF16, F16): the tensor named, else the only
+		// one, else "logits"; widened to float32 in memory.
+		if whole, rows, cols, err = tensorfile.MatrixOr(*logits, "logits"); err != nil {
+			return err
+		}
+	} else {
+		if lf, err = npyfile.Open(*logits); err != nil {
+			return err
+		}
+		defer lf.Close()
+		if rows, cols, err = lf.Matrix(); err != nil {
+			return err
+		}
 	}
 	tg, err := npyfile.Read(*targets, (*npyfile.File).Targets)
 	if err != nil {
@@ -161,11 +175,16 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Native float32 is computed where it lies, mapped: nothing is read
 	// into a buffer or copied.
-	if data, unmap, err := lf.Map(); err == nil {
-		defer unmap()
+	if lf != nil {
+		if data, unmap, err := lf.Map(); err == nil {
+			defer unmap()
+			whole = data
+		}
+	}
+	if whole != nil {
 		for lo := 0; lo < rows; lo += step {
 			hi := min(rows, lo+step)
-			if err := compute(data[lo*cols:], lo, hi); err != nil {
+			if err := compute(whole[lo*cols:], lo, hi); err != nil {
 				return err
 			}
 		}

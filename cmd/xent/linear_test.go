@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/half"
+	"github.com/xentlab/xent/internal/npyfile"
 )
 
 func golden(name string) string {
@@ -161,4 +163,95 @@ func TestDemoLinear(t *testing.T) {
 	b, err := os.ReadFile(svg)
 	require.NoError(t, err)
 	require.Contains(t, string(b), "<svg")
+}
+
+// TestEvalSafetensorsLogits: xent eval --logits takes a .safetensors
+// tensor: F32 gives the fixture's PyTorch mean; BF16 and F16 give what
+// F32 gives on their values (widened exactly), and the tensor is found by
+// name, as the only one, or as "logits" among several.
+func TestEvalSafetensorsLogits(t *testing.T) {
+	dir := t.TempDir()
+	x, err := npyfile.Read(fixture("logits_f32.npy"), func(f *npyfile.File) ([]float32, error) {
+		rows, cols, err := f.Matrix()
+		if err != nil {
+			return nil, err
+		}
+		v := make([]float32, rows*cols)
+		return v, f.Rows(v, 0, rows)
+	})
+	require.NoError(t, err)
+	f, err := npyfile.Open(fixture("logits_f32.npy"))
+	require.NoError(t, err)
+	rows, cols, err := f.Matrix()
+	f.Close()
+	require.NoError(t, err)
+	shape := []uint64{uint64(rows), uint64(cols)}
+	var exp struct {
+		Mean float64 `json:"mean"`
+	}
+	b, err := os.ReadFile(fixture("expected.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &exp))
+	loss := func(spec string) float64 {
+		code, out, errOut := runCmd("eval", "--logits", spec, "--targets", fixture("targets_i64.npy"), "--device", "cpu", "--json")
+		require.Equal(t, 0, code, errOut)
+		var got map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &got))
+		return got["loss"].(float64)
+	}
+	f32 := filepath.Join(dir, "f32.safetensors")
+	writeSafetensors(t, f32, map[string][]float32{"logits": x, "other": x[:cols]}, map[string][]uint64{"logits": shape, "other": {1, uint64(cols)}})
+	require.InDelta(t, exp.Mean, loss(f32), 1e-5*exp.Mean, "F32, the default name among two")
+	require.InDelta(t, exp.Mean, loss(f32+":logits"), 1e-5*exp.Mean)
+	for _, c := range []struct {
+		dtype safetensors.DType
+		round func(float32) (uint16, float32) // bits, and the value they hold
+	}{
+		{safetensors.BF16, func(v float32) (uint16, float32) {
+			u := math.Float32bits(v)
+			u += 0x7fff + (u>>16)&1 // to nearest, ties to even (no NaN here)
+			return uint16(u >> 16), math.Float32frombits(u &^ 0xffff)
+		}},
+		{safetensors.F16, func(v float32) (uint16, float32) {
+			h := f16bits(v)
+			return h, half.F16(h)
+		}},
+	} {
+		raw := make([]byte, 2*len(x))
+		rounded := make([]float32, len(x))
+		for k, v := range x {
+			var h uint16
+			h, rounded[k] = c.round(v)
+			binary.LittleEndian.PutUint16(raw[2*k:], h)
+		}
+		tv, err := safetensors.NewTensorView(c.dtype, shape, raw)
+		require.NoError(t, err)
+		sb, err := safetensors.Serialize(map[string]safetensors.TensorView{"z": tv}, nil)
+		require.NoError(t, err)
+		p := filepath.Join(dir, c.dtype.String()+".safetensors")
+		require.NoError(t, os.WriteFile(p, sb, 0o644))
+		ref := filepath.Join(dir, c.dtype.String()+"-as-f32.safetensors")
+		writeSafetensors(t, ref, map[string][]float32{"z": rounded}, map[string][]uint64{"z": shape})
+		require.Equal(t, loss(ref), loss(p), c.dtype.String())
+		require.InDelta(t, exp.Mean, loss(p), 2e-2*exp.Mean, "%s: rounding moves the loss little", c.dtype)
+	}
+}
+
+// f16bits rounds v (normal in float16's range here) to the nearest
+// float16, through float64.
+func f16bits(v float32) uint16 {
+	if v == 0 {
+		return 0
+	}
+	sign := uint16(0)
+	a := float64(v)
+	if a < 0 {
+		sign, a = 0x8000, -a
+	}
+	e := math.Floor(math.Log2(a))
+	m := math.RoundToEven((a/math.Pow(2, e) - 1) * 1024)
+	if m == 1024 {
+		m, e = 0, e+1
+	}
+	return sign | uint16(e+15)<<10 | uint16(m)
 }

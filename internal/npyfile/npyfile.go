@@ -16,6 +16,8 @@ import (
 	"unsafe"
 
 	"codeberg.org/sbinet/npyio/npy"
+
+	"github.com/xentlab/xent/internal/half"
 )
 
 // maxHeader bounds the header a file may claim (NumPy writes < 64 KiB).
@@ -205,7 +207,7 @@ func (f *File) convert(dst []float32, b []byte) {
 	switch f.item {
 	case 2:
 		for i := range dst {
-			dst[i] = half(f.order.Uint16(b[2*i:]))
+			dst[i] = half.F16(f.order.Uint16(b[2*i:]))
 		}
 	case 4:
 		for i := range dst {
@@ -216,26 +218,6 @@ func (f *File) convert(dst []float32, b []byte) {
 			dst[i] = float32(math.Float64frombits(f.order.Uint64(b[8*i:])))
 		}
 	}
-}
-
-// half converts an IEEE 754 binary16 value to float32.
-func half(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // Inf, NaN
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	case exp == 0 && man == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal: man·2^-24
-		v := float32(man) * (1.0 / (1 << 24))
-		if sign != 0 {
-			v = -v
-		}
-		return v
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
 }
 
 // Targets reads a 1-D int32 or int64 array as int32; values outside the

@@ -1,0 +1,124 @@
+package tensorfile
+
+import (
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// raw is a .safetensors file: the header's length, the header, the bytes.
+func raw(header string, data []byte) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
+	return append(append(b, header...), data...)
+}
+
+func write(t *testing.T, name string, b []byte) string {
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	return p
+}
+
+// TestSafetensorsTypes: F32, BF16 and F16 tensors read as the float32
+// values their bits are.
+func TestSafetensorsTypes(t *testing.T) {
+	want := []float32{1, -2, 0.5, 3.140625, 0, 65280}
+	var f32, bf16, f16 []byte
+	for _, v := range want {
+		f32 = binary.LittleEndian.AppendUint32(f32, math.Float32bits(v))
+		bf16 = binary.LittleEndian.AppendUint16(bf16, uint16(math.Float32bits(v)>>16)) // each is exact in bfloat16
+	}
+	for _, h := range []uint16{0x3c00, 0xc000, 0x3800, 0x4248, 0x0000, 0x7bf8} { // the same values in float16
+		f16 = binary.LittleEndian.AppendUint16(f16, h)
+	}
+	for _, c := range []struct {
+		dtype string
+		data  []byte
+	}{{"F32", f32}, {"BF16", bf16}, {"F16", f16}} {
+		h := `{"logits":{"dtype":"` + c.dtype + `","shape":[2,3],"data_offsets":[0,` + itoa(len(c.data)) + `]}}`
+		p := write(t, "x.safetensors", raw(h, c.data))
+		got, rows, cols, err := Matrix(p)
+		require.NoError(t, err, c.dtype)
+		require.Equal(t, 2, rows)
+		require.Equal(t, 3, cols)
+		require.Equal(t, want, got, c.dtype)
+	}
+}
+
+func itoa(n int) string {
+	b := []byte{}
+	for {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		if n /= 10; n == 0 {
+			return string(b)
+		}
+	}
+}
+
+// TestSafetensorsNames: a file of several tensors takes a name, or the
+// default one when it holds it.
+func TestSafetensorsNames(t *testing.T) {
+	d := make([]byte, 8)
+	h := `{"a":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]},"logits":{"dtype":"F32","shape":[1,1],"data_offsets":[4,8]}}`
+	p := write(t, "two.safetensors", raw(h, d))
+	_, _, _, err := Matrix(p)
+	require.ErrorContains(t, err, "holds 2 tensors, name one as")
+	_, _, _, err = MatrixOr(p, "logits")
+	require.NoError(t, err)
+	_, _, _, err = Matrix(p + ":a")
+	require.NoError(t, err)
+	_, _, _, err = Matrix(p + ":b")
+	require.ErrorContains(t, err, `no tensor "b" (it holds a, logits)`)
+	require.True(t, IsSafetensors(p+":a"))
+	require.False(t, IsSafetensors("x.npy"))
+}
+
+// TestSafetensorsHostile: each bad file gets one error naming the file
+// and the problem.
+func TestSafetensorsHostile(t *testing.T) {
+	four := make([]byte, 4)
+	for _, c := range []struct {
+		name string
+		file []byte
+		want string
+	}{
+		{"header past the file", append(binary.LittleEndian.AppendUint64(nil, 1<<20), "{}"...), "not a valid .safetensors file"},
+		{"short", []byte{1, 2, 3}, "not a valid .safetensors file"},
+		{"offsets past the data", raw(`{"x":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}`, four), "not a valid .safetensors file"},
+		{"overlapping", raw(`{"a":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]}}`, four), "not a valid .safetensors file"},
+		{"unknown dtype", raw(`{"x":{"dtype":"F9","shape":[1,1],"data_offsets":[0,4]}}`, four), "not a valid .safetensors file"},
+		{"shape against bytes", raw(`{"x":{"dtype":"F32","shape":[3,1],"data_offsets":[0,4]}}`, four), "not a valid .safetensors file"},
+		{"not 2-D", raw(`{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, four), "expected 2-D"},
+		{"integers", raw(`{"x":{"dtype":"I32","shape":[1,1],"data_offsets":[0,4]}}`, four), "dtype I32, expected F32, BF16 or F16"},
+		{"bad JSON", raw(`{"x":`, nil), "not a valid .safetensors file"},
+	} {
+		p := write(t, "bad.safetensors", c.file)
+		_, _, _, err := Matrix(p)
+		require.ErrorContains(t, err, c.want, c.name)
+		require.ErrorContains(t, err, p, c.name)
+	}
+}
+
+// FuzzSafetensors: arbitrary bytes as a .safetensors file give a matrix
+// or an error naming the file, never a panic.
+func FuzzSafetensors(f *testing.F) {
+	f.Add(raw(`{"x":{"dtype":"BF16","shape":[1,2],"data_offsets":[0,4]}}`, make([]byte, 4)))
+	f.Add(raw(`{"x":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]},"__metadata__":{"a":"b"}}`, make([]byte, 8)))
+	f.Add(raw(`{"x":{"dtype":"F16","shape":[0,3],"data_offsets":[0,0]}}`, nil))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "f.safetensors")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		data, rows, cols, err := Matrix(p)
+		if err != nil {
+			require.Contains(t, err.Error(), p)
+			return
+		}
+		require.Len(t, data, rows*cols)
+	})
+}
