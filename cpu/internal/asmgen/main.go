@@ -743,18 +743,7 @@ func (s isa) dot() {
 	pw, wn := slice("w")
 	rv := s.bcast(Load(Param("r"), XMM()))
 	acc := [2]reg.VecVirtual{s.zeroVec(), s.zeroVec()}
-	for _, weighted := range []bool{false, true} {
-		lv := labels(fmt.Sprintf("%s_w%v", l, weighted))
-		if !weighted {
-			TESTQ(wn, wn)
-			JNZ(LabelRef(l.L("start")))
-		} else {
-			Label(l.L("start"))
-		}
-		ptrs := []reg.GPVirtual{p}
-		if weighted {
-			ptrs = append(ptrs, pw)
-		}
+	weightedVariants(l, p, pw, wn, func(weighted bool, lv labels, ptrs []reg.GPVirtual) {
 		term := func(off int, a reg.VecVirtual) {
 			v := s.vec()
 			VMOVUPS(Mem{Base: p, Disp: off}, v)
@@ -808,25 +797,18 @@ func (s isa) dot() {
 			}
 		})
 		s.widen(a, acc)
-		JMP(LabelRef(l.L("done")))
-	}
-	Label(l.L("done"))
+	})
 	x := s.sum64(acc)
 	VZEROUPPER()
 	Store(x, ReturnIndex(0))
 	RET()
 }
 
-// ---- axpy ----
-
-func (s isa) axpy() {
-	TEXT("axpy"+s.name, NOSPLIT, "func(dst, w []float32, a, b float32)")
-	Doc("axpy" + s.name + " sets dst_j = a·dst_j - b·w_j (len(w) == 0: all 1), rounding the products (no FMA), as the portable loop.")
-	l := labels("axpy" + s.name)
-	p, n := slice("dst")
-	pw, wn := slice("w")
-	av := s.bcast(Load(Param("a"), XMM()))
-	bv := s.bcast(Load(Param("b"), XMM()))
+// weightedVariants emits body twice, without and with class weights: the
+// first tests w's length (wn) and jumps to the second, so that neither
+// loop tests it; ptrs are the pointers a step advances (x, and w with
+// weights). Both end at the label "done".
+func weightedVariants(l labels, p, pw, wn reg.GPVirtual, body func(weighted bool, lv labels, ptrs []reg.GPVirtual)) {
 	for _, weighted := range []bool{false, true} {
 		lv := labels(fmt.Sprintf("%s_w%v", l, weighted))
 		if !weighted {
@@ -839,6 +821,23 @@ func (s isa) axpy() {
 		if weighted {
 			ptrs = append(ptrs, pw)
 		}
+		body(weighted, lv, ptrs)
+		JMP(LabelRef(l.L("done")))
+	}
+	Label(l.L("done"))
+}
+
+// ---- axpy ----
+
+func (s isa) axpy() {
+	TEXT("axpy"+s.name, NOSPLIT, "func(dst, w []float32, a, b float32)")
+	Doc("axpy" + s.name + " sets dst_j = a·dst_j - b·w_j (len(w) == 0: all 1), rounding the products (no FMA), as the portable loop.")
+	l := labels("axpy" + s.name)
+	p, n := slice("dst")
+	pw, wn := slice("w")
+	av := s.bcast(Load(Param("a"), XMM()))
+	bv := s.bcast(Load(Param("b"), XMM()))
+	weightedVariants(l, p, pw, wn, func(weighted bool, lv labels, ptrs []reg.GPVirtual) {
 		one := func(v reg.VecVirtual, wm func(reg.VecVirtual)) {
 			VMULPS(av, v, v)
 			if weighted {
@@ -862,9 +861,7 @@ func (s isa) axpy() {
 			one(v, func(u reg.VecVirtual) { t.load(Mem{Base: pw}, u) })
 			t.store(v, Mem{Base: p})
 		})
-		JMP(LabelRef(l.L("done")))
-	}
-	Label(l.L("done"))
+	})
 	VZEROUPPER()
 	RET()
 }
