@@ -46,6 +46,8 @@ func TestBadInput(t *testing.T) {
 	x := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	m := batch.NewMatrix(x, 2, 5)
 	y := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11} // room for overlaps of the same shape
+	h := make([]uint16, 12)                           // bfloat16 logits, and a slice to overlap them
+	hb := batch.NewHalfMatrix(h[:10], batch.BF16, 2, 5)
 	cases := []struct {
 		name string
 		opts []batch.Option
@@ -70,29 +72,37 @@ func TestBadInput(t *testing.T) {
 		{"gradient overlaps", nil, batch.NewMatrix(y[:10], 2, 5), []int32{0, 1}, batch.NewMatrix(y[1:], 2, 5), nil, batch.ErrBuffer, "batch: gradient buffer overlaps the logits without being them"},
 		{"gradient overlaps strided", nil, batch.Matrix{Data: y, Rows: 2, Cols: 5, Stride: 6}, []int32{0, 1}, batch.NewMatrix(y[:10], 2, 5), nil, batch.ErrBuffer, "batch: gradient buffer overlaps the logits without being them"},
 		{"gradient overlaps shifted", nil, batch.NewMatrix(x[:5], 1, 5), []int32{0}, batch.NewMatrix(x[2:7], 1, 5), nil, batch.ErrBuffer, "overlaps the logits"},
+		{"half short", nil, batch.NewHalfMatrix(h[:9], batch.BF16, 2, 5), []int32{0, 0}, m, nil, batch.ErrBuffer, "batch: logits: 2 rows × 5 cols (stride 5) need 10 bfloat16 values in Half, got 9"},
+		{"half in Data", nil, batch.Matrix{Data: x, Rows: 2, Cols: 5, Type: batch.F16}, []int32{0, 0}, m, nil, batch.ErrBuffer, "batch: logits: a float16 matrix holds its elements in Half, not Data"},
+		{"both slices", nil, batch.Matrix{Data: x, Half: h, Rows: 2, Cols: 5, Type: batch.BF16}, []int32{0, 0}, m, nil, batch.ErrBuffer, "batch: logits: a bfloat16 matrix holds its elements in Half, not Data"},
+		{"unknown type", nil, batch.Matrix{Half: h, Rows: 2, Cols: 5, Type: 9}, []int32{0, 0}, m, nil, batch.ErrOption, "batch: logits: element type DType(9) is not one cpu:"},
+		{"gradient type", nil, hb, []int32{0, 1}, batch.NewHalfMatrix(make([]uint16, 10), batch.F16, 2, 5), nil, batch.ErrOption, "batch: gradient: float16 for bfloat16 logits; it is written in the logits' type or in float32"},
+		{"gradient overlaps half", nil, hb, []int32{0, 1}, batch.NewHalfMatrix(h[1:11], batch.BF16, 2, 5), nil, batch.ErrBuffer, "batch: gradient buffer overlaps the logits without being them"},
 		{"upstream per row with mean", nil, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 10), 2, 5), []float32{1, 2}, batch.ErrShape, "expected per-row upstream gradients only with reduction none, one per row (2), got 2 with reduction mean"},
 		{"upstream per row too short", []batch.Option{batch.Reduce(batch.None)}, m, []int32{0, 1}, batch.NewMatrix(make([]float32, 10), 2, 5), []float32{1}, batch.ErrShape, "expected per-row upstream gradients only with reduction none, one per row (2), got 1 with reduction none"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			require.NotEmpty(t, c.msg, "every case names its message")
-			x0, y0 := append([]float32(nil), x...), append([]float32(nil), y...)
+			x0, y0, h0 := append([]float32(nil), x...), append([]float32(nil), y...), append([]uint16(nil), h...)
 			l := cpuLoss(t, c.opts...)
 			_, err := l.Forward(ctx, c.x, c.t)
 			if strings.HasPrefix(c.name, "gradient") || c.up != nil {
-				g0 := append([]float32(nil), c.g.Data...)
+				g0, gh0 := append([]float32(nil), c.g.Data...), append([]uint16(nil), c.g.Half...)
 				up := batch.One
 				if c.up != nil {
 					up = batch.PerRow(c.up)
 				}
 				_, err = l.ForwardBackward(ctx, c.g, c.x, c.t, up)
 				require.Equal(t, g0, c.g.Data, "nothing written")
+				require.Equal(t, gh0, c.g.Half, "nothing written")
 			}
 			require.Error(t, err)
 			require.True(t, errors.Is(err, c.want), "%v is not %v", err, c.want)
 			require.Contains(t, err.Error(), c.msg)
 			require.Equal(t, x0, x, "nothing written")
 			require.Equal(t, y0, y, "nothing written")
+			require.Equal(t, h0, h, "nothing written")
 			if c.want == batch.ErrTarget {
 				var te *batch.TargetError
 				require.ErrorAs(t, err, &te)

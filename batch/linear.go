@@ -78,6 +78,8 @@ func checkResident(dev device.Device, name string, m Matrix) (Matrix, error) {
 		return m, errorf(ErrOption, "%s: %s keeps no resident buffers", name, dev.Info().Spec)
 	case !device.Same(m.Buf.Owner(), dev):
 		return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, m.Buf.Owner().Info().Spec, dev.Info().Spec)
+	case m.Buf.Type() != device.F32 || m.Type != device.F32:
+		return m, errorf(ErrOption, "%s: element type %v (float32 only)", name, m.Buf.Type())
 	case m.Rows != m.Buf.Rows() || m.Cols != m.Buf.Cols() || m.Stride != m.Cols && m.Stride != 0 || m.Data != nil:
 		return m, errorf(ErrShape, "%s: a device matrix is its buffer's %d × %d rows, dense, with no host data", name, m.Buf.Rows(), m.Buf.Cols())
 	case m.Cols == 0:

@@ -9,14 +9,33 @@ import (
 	"github.com/xentlab/xent/device"
 )
 
-// Matrix is a row-major float32 matrix: row i is
-// Data[i*Stride : i*Stride+Cols]; a Stride of 0 means Cols. A Matrix from
-// DeviceMatrix.Matrix refers to rows held in a device's memory instead.
+// Matrix is a row-major matrix of element type Type: row i is
+// Data[i*Stride : i*Stride+Cols] for float32 (F32, the zero Type), or
+// Half[i*Stride : i*Stride+Cols], the 16-bit elements, for bfloat16 (BF16)
+// and float16 (F16); a Stride of 0 means Cols. The arithmetic is float32
+// whatever the type. A Matrix from DeviceMatrix.Matrix refers to rows
+// held in a device's memory instead.
 type Matrix = device.Matrix
+
+// DType is a matrix's element type.
+type DType = device.DType
+
+// The element types.
+const (
+	F32  = device.F32
+	BF16 = device.BF16
+	F16  = device.F16
+)
 
 // NewMatrix returns the dense matrix view of data as rows × cols.
 func NewMatrix(data []float32, rows, cols int) Matrix {
 	return Matrix{Data: data, Rows: rows, Cols: cols, Stride: cols}
+}
+
+// NewHalfMatrix returns the dense matrix view of bits, the elements of a
+// bfloat16 (BF16) or float16 (F16) matrix, as rows × cols.
+func NewHalfMatrix(bits []uint16, t DType, rows, cols int) Matrix {
+	return Matrix{Half: bits, Type: t, Rows: rows, Cols: cols, Stride: cols}
 }
 
 // Partial is what a shard of the vocabulary gives for one row (see
@@ -83,10 +102,13 @@ func checkMatrix(dev device.Device, name string, m Matrix) (Matrix, error) {
 		return m, errorf(ErrOption, "%s: element type %v is not one %s takes", name, m.Type, dev.Info().Spec)
 	}
 	if m.Buf != nil {
+		if m.Type != m.Buf.Type() {
+			return m, errorf(ErrOption, "%s: the device matrix holds %v, the matrix says %v", name, m.Buf.Type(), m.Type)
+		}
 		switch {
 		case !device.Same(m.Buf.Owner(), dev):
 			return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, m.Buf.Owner().Info().Spec, dev.Info().Spec)
-		case m.Rows != m.Buf.Rows() || m.Cols != m.Buf.Cols() || m.Stride != m.Cols || m.Data != nil:
+		case m.Rows != m.Buf.Rows() || m.Cols != m.Buf.Cols() || m.Stride != m.Cols || m.Data != nil || m.Half != nil:
 			return m, errorf(ErrShape, "%s: a device matrix is its buffer's %d × %d rows, dense, with no host data", name, m.Buf.Rows(), m.Buf.Cols())
 		}
 		return m, nil
@@ -95,16 +117,30 @@ func checkMatrix(dev device.Device, name string, m Matrix) (Matrix, error) {
 }
 
 // hostLength returns the error for host rows (stride set, ≥ cols) that
-// Data is too short to hold.
+// their slice (Data for F32, Half else; the other must be nil) is too
+// short to hold.
 func hostLength(name string, m Matrix) error {
+	n, field, not, other := len(m.Data), "Data", "Half", m.Half != nil
+	if m.Type != F32 {
+		n, field, not, other = len(m.Half), "Half", "Data", m.Data != nil
+	}
+	if other {
+		return errorf(ErrBuffer, "%s: a %v matrix holds its elements in %s, not %s", name, m.Type, field, not)
+	}
+	if m.Type > F16 {
+		return errorf(ErrOption, "%s: unknown element type %v", name, m.Type)
+	}
 	if m.Rows == 0 {
 		return nil
 	}
 	if m.Rows-1 > (math.MaxInt-m.Cols)/m.Stride {
 		return errorf(ErrShape, "%s: %d rows × stride %d overflows", name, m.Rows, m.Stride)
 	}
-	if need := (m.Rows-1)*m.Stride + m.Cols; len(m.Data) < need {
-		return errorf(ErrBuffer, "%s: %d rows × %d cols (stride %d) need %d values, got %d", name, m.Rows, m.Cols, m.Stride, need, len(m.Data))
+	if need := (m.Rows-1)*m.Stride + m.Cols; n < need {
+		if m.Type == F32 {
+			return errorf(ErrBuffer, "%s: %d rows × %d cols (stride %d) need %d values, got %d", name, m.Rows, m.Cols, m.Stride, need, n)
+		}
+		return errorf(ErrBuffer, "%s: %d rows × %d cols (stride %d) need %d %v values in Half, got %d", name, m.Rows, m.Cols, m.Stride, need, m.Type, n)
 	}
 	return nil
 }
@@ -241,14 +277,17 @@ func (l *Loss) gradOf(p *prepared, grad Matrix, up Upstream) (*device.Grad, erro
 	if (g.Buf != nil || x.Buf != nil) && g.Buf != x.Buf {
 		return nil, errorf(ErrBuffer, "the gradient of a device matrix replaces it on the device: pass the same matrix as the gradient")
 	}
-	if g.Buf == nil && overlap(g, x) && !(unsafe.SliceData(g.Data) == unsafe.SliceData(x.Data) && g.Stride == x.Stride) {
-		return nil, errorf(ErrBuffer, "gradient buffer overlaps the logits without being them (in place needs the same slice and stride)")
+	if g.Type != x.Type && g.Type != F32 {
+		return nil, errorf(ErrOption, "gradient: %v for %v logits; it is written in the logits' type or in float32", g.Type, x.Type)
+	}
+	if g.Buf == nil && overlap(g, x) && !(base(g) == base(x) && g.Stride == x.Stride && g.Type == x.Type) {
+		return nil, errorf(ErrBuffer, "gradient buffer overlaps the logits without being them (in place needs the same slice, stride and type)")
 	}
 	scale, err := l.scales(p, up)
 	if err != nil {
 		return nil, err
 	}
-	return &device.Grad{Data: g.Data, Stride: g.Stride, Scale: scale, Buf: g.Buf}, nil
+	return &device.Grad{Data: g.Data, Half: g.Half, Type: g.Type, Stride: g.Stride, Scale: scale, Buf: g.Buf}, nil
 }
 
 // scales returns the per-row gradient factors for up.
@@ -276,14 +315,22 @@ func (l *Loss) scales(p *prepared, up Upstream) ([]float32, error) {
 	return scale, nil
 }
 
+// base returns the address of a host matrix's first element.
+func base(m Matrix) uintptr {
+	if m.Type == F32 {
+		return uintptr(unsafe.Pointer(unsafe.SliceData(m.Data)))
+	}
+	return uintptr(unsafe.Pointer(unsafe.SliceData(m.Half)))
+}
+
 // overlap reports whether the memory spans of two host matrices intersect.
 func overlap(a, b Matrix) bool {
 	if a.Rows == 0 || b.Rows == 0 {
 		return false
 	}
 	span := func(m Matrix) (uintptr, uintptr) {
-		lo := uintptr(unsafe.Pointer(unsafe.SliceData(m.Data)))
-		return lo, lo + uintptr((m.Rows-1)*m.Stride+m.Cols)*4
+		lo := base(m)
+		return lo, lo + uintptr((m.Rows-1)*m.Stride+m.Cols)*uintptr(m.Type.Size())
 	}
 	alo, ahi := span(a)
 	blo, bhi := span(b)

@@ -60,6 +60,9 @@ func (m *DeviceMatrix) Download(ctx context.Context, dst Matrix) error {
 	if dst.Rows != m.Rows() || dst.Cols != m.Cols() {
 		return errorf(ErrShape, "destination is %d × %d, the device matrix is %d × %d", dst.Rows, dst.Cols, m.Rows(), m.Cols())
 	}
+	if dst.Type != m.buf.Type() {
+		return errorf(ErrOption, "destination is %v, the device matrix holds %v", dst.Type, m.buf.Type())
+	}
 	return m.buf.Download(ctx, dst)
 }
 

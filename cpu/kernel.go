@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -25,41 +24,25 @@ const (
 // the calling goroutine alone.
 const minParallelWork = 1 << 16
 
-// DType is the element type of a matrix. The kernels take float32 today;
-// the type is in the matrix so that half-precision rows can later be
-// widened a chunk at a time into the same loops.
-type DType uint8
-
-const (
-	F32 DType = iota // float32, the zero value
-)
-
-// Size returns the bytes of one element.
-func (t DType) Size() int { return 4 }
-
-func (t DType) String() string {
-	if t == F32 {
-		return "float32"
-	}
-	return fmt.Sprintf("DType(%d)", uint8(t))
-}
-
-// Matrix is a row-major matrix: row i is Data[i*Stride : i*Stride+Cols].
-// Package device aliases it, with a field for device memory.
+// Matrix is a row-major matrix of element type Type: row i is
+// Data[i*Stride : i*Stride+Cols] for F32, Half[i*Stride : i*Stride+Cols]
+// (the 16-bit elements) for BF16 and F16. Package device aliases it, with
+// a field for device memory.
 type Matrix struct {
 	Data       []float32
+	Half       []uint16
 	Rows, Cols int
 	Stride     int
 	Type       DType
 }
 
 // row returns row i.
-func (m Matrix) row(i int) []float32 { return m.Data[i*m.Stride : i*m.Stride+m.Cols] }
+func (m Matrix) row(i int) vec { return rowOf(m.Data, m.Half, m.Type, i*m.Stride, m.Cols) }
 
 // RowRange returns the view of rows [lo, hi).
 func (m Matrix) RowRange(lo, hi int) Matrix {
 	if hi > lo {
-		m.Data = m.Data[lo*m.Stride:]
+		m.Data, m.Half = from(m.Data, lo*m.Stride), from(m.Half, lo*m.Stride)
 	}
 	m.Rows = hi - lo
 	return m
@@ -68,7 +51,7 @@ func (m Matrix) RowRange(lo, hi int) Matrix {
 // Columns returns the view of columns [lo, hi).
 func (m Matrix) Columns(lo, hi int) Matrix {
 	if m.Rows > 0 {
-		m.Data = m.Data[lo:]
+		m.Data, m.Half = from(m.Data, lo), from(m.Half, lo)
 	}
 	m.Cols = hi - lo
 	return m
@@ -122,22 +105,26 @@ type Out struct {
 	Correct []bool    // per-row argmax == target (false for ignored rows and NaN losses)
 }
 
-// Grad says where the gradient dL/dz goes: row i at Data[i*Stride:]
-// (Data may be the logits themselves, with their stride, for an in-place
-// gradient), scaled by Scale[i], the per-row upstream factor.
+// Grad says where the gradient dL/dz goes, in element type Type: row i at
+// Data[i*Stride:] (F32) or Half[i*Stride:] (BF16, F16: rounded to the
+// nearest), scaled by Scale[i], the per-row upstream factor. It may be
+// the logits themselves, with their type and stride, for an in-place
+// gradient.
 type Grad struct {
 	Data   []float32
+	Half   []uint16
 	Stride int
 	Scale  []float32
+	Type   DType
 }
 
 // row returns row i of a gradient of cols columns.
-func (g *Grad) row(i, cols int) []float32 { return g.Data[i*g.Stride : i*g.Stride+cols] }
+func (g *Grad) row(i, cols int) vec { return rowOf(g.Data, g.Half, g.Type, i*g.Stride, cols) }
 
 // RowRange returns the gradient of rows [lo, hi).
 func (g Grad) RowRange(lo, hi int) Grad {
 	if hi > lo {
-		g.Data = g.Data[lo*g.Stride:]
+		g.Data, g.Half = from(g.Data, lo*g.Stride), from(g.Half, lo*g.Stride)
 	}
 	g.Scale = g.Scale[lo:hi]
 	return g
@@ -145,9 +132,7 @@ func (g Grad) RowRange(lo, hi int) Grad {
 
 // Columns returns the gradient of columns [lo, ...).
 func (g Grad) Columns(lo int) Grad {
-	if len(g.Data) > 0 {
-		g.Data = g.Data[lo:]
-	}
+	g.Data, g.Half = from(g.Data, lo), from(g.Half, lo)
 	return g
 }
 
@@ -283,6 +268,8 @@ type Impl struct {
 	// fma runs the FMA peak probe's loop iters times and returns a lane
 	// of its result and the flops it took (nil for Portable).
 	fma func(iters int) (float32, int)
+	// half are the conversions of half-precision elements (see widen).
+	half halfKernels
 }
 
 // Name names the implementation ("portable", "avx2", ...).
@@ -351,8 +338,9 @@ func (k *Impl) ReadSum(x []float32) (float32, bool) {
 // options apply). A row holding +Inf or NaN, or only -Inf, gives NaN.
 func (k *Impl) LogSumExp(dst []float32, x Matrix) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
+		o := newRowOpts(&Problem{}, x.Cols, x.Type)
 		for i := lo; i < hi; i++ {
-			m, _, _, s, _ := k.online(nil, x.row(i), nil, after(x, i, hi), nil)
+			m, _, _, s, _ := k.online(nil, x.row(i), nil, after(x, i, hi), o)
 			dst[i] = float32(lseOf(m, s))
 		}
 	})
@@ -377,7 +365,7 @@ func lseOf(m float32, s float64) float64 {
 // caller's scale pass (see chunkLen). A row holding NaN or +Inf gives s =
 // NaN (PyTorch's NaN), one of only -Inf m = -Inf and s = 0; dst is then
 // not fully written and the caller fills it.
-func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32, o *rowOpts) (m float32, idx int, am float32, s, dot float64) {
+func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []float32, o *rowOpts) (m float32, idx int, am float32, s, dot float64) {
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
 	ref := ninf      // s is relative to ref
@@ -387,18 +375,22 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32,
 	alo, ahi := 0, 0
 	var dc [MaxChunks]float64
 	var rc [MaxChunks]float32
-	cl := chunkLen(len(x))
-	for c, lo := 0, 0; lo < len(x); c, lo = c+1, lo+cl {
-		hi := min(lo+cl, len(x))
+	n := x.len()
+	cl := chunkLen(n)
+	for c, lo := 0, 0; lo < n; c, lo = c+1, lo+cl {
+		hi := min(lo+cl, n)
 		var d []float32
 		if dst != nil {
 			d = dst[lo:hi]
 		}
-		next := x[hi:min(hi+cl, len(x))]
-		if hi == len(x) {
+		var next []float32 // the prefetch: float32 rows only (a half row's chunk is widened first)
+		if x.t == F32 {
+			next = x.f[hi:min(hi+cl, n)]
+		}
+		if hi == n {
 			next = after
 		}
-		xc := k.load(o, x, lo, hi)
+		raw, xc := k.load(o, x, lo, hi)
 		var (
 			r, cm float32
 			sc    float64
@@ -428,7 +420,7 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32,
 			}
 		}
 		if capped { // the argmax is the raw logits' (see Partial.ArgMax)
-			if rm, _ := k.max(x[lo:hi]); rm > am {
+			if rm, _ := k.max(raw); rm > am {
 				am, alo, ahi = rm, lo, hi
 			}
 		}
@@ -447,7 +439,7 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32,
 		}
 	}
 	if math.IsInf(float64(m), -1) { // only -Inf: each chunk's terms are w_j·(-Inf), -Inf or NaN
-		for c := range (len(x) + cl - 1) / cl {
+		for c := range (n + cl - 1) / cl {
 			dot += dc[c]
 		}
 		return m, -1, am, 0, dot
@@ -456,18 +448,18 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32,
 		s *= math.Exp(float64(ref) - float64(m))
 	}
 	if o != nil && o.smooth { // Σ_c [Σ_j w_j·(z_j - r_c) + W_c·(r_c - m)]
-		for c := range (len(x) + cl - 1) / cl {
+		for c := range (n + cl - 1) / cl {
 			dot += dc[c] + o.wc[c]*(float64(rc[c])-float64(m)) // -Inf or NaN stays so
 		}
 	}
 	switch {
 	case capped:
 		idx = -1
-		if i := k.index(x[alo:ahi], am); i >= 0 {
+		if i := k.index(k.wide(o, x, alo, ahi), am); i >= 0 {
 			idx = alo + i
 		}
 	case idx < 0: // one search per row, in the chunk that holds the max
-		idx = mlo + k.index(x[mlo:mhi], m)
+		idx = mlo + k.index(k.wide(o, x, mlo, mhi), m)
 	}
 	if !capped {
 		am = m
@@ -475,29 +467,36 @@ func (k *Impl) online(dst, x []float32, ms *[MaxChunks]float32, after []float32,
 	return m, idx, am, s, dot
 }
 
-// rowOpts are what the row driver needs of the options: the soft cap
-// (c > 0, with inv = 1/c and buf, a chunk's room for its capped logits)
-// and, with smoothing, the weights of the row's columns (nil: all 1) and
-// their sum over each chunk. A nil *rowOpts is no options.
+// rowOpts are what the row driver needs of the options and of the
+// element type: the soft cap (c > 0, with inv = 1/c and buf, a chunk's
+// room for its capped logits), with smoothing the weights of the row's
+// columns (nil: all 1) and their sum over each chunk, and for a
+// half-precision row wide and out, a chunk's room for its widened logits
+// and for its gradient before it is narrowed. A nil *rowOpts is no
+// options on float32 rows.
 type rowOpts struct {
-	c, inv float32
-	buf    []float32
-	smooth bool
-	w      []float32
-	wc     [MaxChunks]float64
+	c, inv    float32
+	buf       []float32
+	smooth    bool
+	w         []float32
+	wc        [MaxChunks]float64
+	wide, out []float32
 }
 
 // newRowOpts returns the row driver's options for rows of cols columns
-// of p, or nil when p has none that it handles (no soft cap, no
-// smoothing).
-func newRowOpts(p *Problem, cols int) *rowOpts {
+// of type t with p's options, or nil when there is nothing it handles (no
+// soft cap, no smoothing, float32).
+func newRowOpts(p *Problem, cols int, t DType) *rowOpts {
 	c, inv := p.capInv()
-	if c == 0 && p.Smoothing == 0 {
+	if c == 0 && p.Smoothing == 0 && t == F32 {
 		return nil
 	}
 	o := &rowOpts{c: c, inv: inv, smooth: p.Smoothing > 0, w: p.weights(cols)}
 	if c > 0 {
 		o.buf = make([]float32, chunkLen(cols))
+	}
+	if t != F32 {
+		o.wide, o.out = make([]float32, chunkLen(cols)), make([]float32, chunkLen(cols))
 	}
 	if o.smooth {
 		cl := chunkLen(cols)
@@ -524,16 +523,56 @@ func (o *rowOpts) wsum() float64 {
 	return w
 }
 
-// load returns the chunk x[lo:hi] as the kernels see it: capped into o's
-// buffer with a soft cap, x itself otherwise. (Half-precision rows will be
-// widened here too.)
-func (k *Impl) load(o *rowOpts, x []float32, lo, hi int) []float32 {
+// load returns the chunk x[lo:hi] raw (widened, see wide) and as the
+// kernels see it: capped into o's buffer with a soft cap, raw otherwise.
+func (k *Impl) load(o *rowOpts, x vec, lo, hi int) (raw, z []float32) {
+	raw = k.wide(o, x, lo, hi)
 	if o == nil || o.c == 0 {
-		return x[lo:hi]
+		return raw, raw
 	}
 	b := o.buf[:hi-lo]
-	k.capTo(b, x[lo:hi], o.c, o.inv)
-	return b
+	k.capTo(b, raw, o.c, o.inv)
+	return raw, b
+}
+
+// wide returns the chunk x[lo:hi] as float32: x's own elements for a
+// float32 row, else widened into o's buffer (valid until the next call).
+func (k *Impl) wide(o *rowOpts, x vec, lo, hi int) []float32 {
+	if x.t == F32 {
+		return x.f[lo:hi]
+	}
+	w := o.wide[:hi-lo]
+	k.widen(w, x.h[lo:hi], x.t)
+	return w
+}
+
+// gradPass writes the gradient of row x into g (see Impl.grad for shift,
+// a, b, c and inv; w are the row's weights, nil for all 1) in one pass of
+// its own: the float32 loop over the row, or, where either is half
+// precision, a chunk at a time, widened and narrowed through o's buffers
+// (g may be x: each chunk is read before it is written).
+func (k *Impl) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float32, o *rowOpts) {
+	if x.t == F32 && g.t == F32 {
+		k.grad(g.f, x.f, shift, a, b, w, c, inv)
+		return
+	}
+	n := x.len()
+	cl := chunkLen(n)
+	for lo := 0; lo < n; lo += cl {
+		hi := min(lo+cl, n)
+		xc := k.wide(o, x, lo, hi)
+		var wc []float32
+		if w != nil {
+			wc = w[lo:hi]
+		}
+		if g.t == F32 {
+			k.grad(g.f[lo:hi], xc, shift, a, b, wc, c, inv)
+			continue
+		}
+		d := o.out[:hi-lo]
+		k.grad(d, xc, shift, a, b, wc, c, inv)
+		k.narrow(g.h[lo:hi], d, g.t)
+	}
 }
 
 // wchunk returns the weights of chunk [lo, hi), nil for all 1.
@@ -544,11 +583,11 @@ func (o *rowOpts) wchunk(lo, hi int) []float32 {
 	return o.w[lo:hi]
 }
 
-// after returns the first chunk of row i+1 of x when it is below hi (the
-// rows of the calling goroutine), else nil: the row driver's prefetch
-// across rows.
+// after returns the first chunk of row i+1 of a float32 x when it is
+// below hi (the rows of the calling goroutine), else nil: the row
+// driver's prefetch across rows.
 func after(x Matrix, i, hi int) []float32 {
-	if i+1 >= hi {
+	if i+1 >= hi || x.Type != F32 {
 		return nil
 	}
 	lo := (i + 1) * x.Stride
@@ -567,8 +606,12 @@ func chunkLen(n int) int {
 // (see the package comment). x holds the whole vocabulary (p.Col0 is 0,
 // p.Vocab 0 or x.Cols): a shard takes Partials and Backward.
 func (k *Impl) CrossEntropy(out Out, g *Grad, x Matrix, targets []int32, p *Problem) {
+	t := x.Type
+	if g != nil {
+		t = max(t, g.Type) // F32 is the least: either half needs the buffers
+	}
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		o := newRowOpts(p, x.Cols) // this goroutine's: it holds a chunk's room
+		o := newRowOpts(p, x.Cols, t) // this goroutine's: it holds a chunk's room
 		for i := lo; i < hi; i++ {
 			k.row(out, g, x, targets, p, o, i, after(x, i, hi))
 		}
@@ -580,7 +623,7 @@ func (k *Impl) CrossEntropy(out Out, g *Grad, x Matrix, targets []int32, p *Prob
 // not -1 (an ignored row's is left as it is).
 func (k *Impl) Partials(dst []Partial, x Matrix, targets []int32, p *Problem) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		o := newRowOpts(p, x.Cols)
+		o := newRowOpts(p, x.Cols, x.Type)
 		for i := lo; i < hi; i++ {
 			if targets[i] < 0 {
 				continue
@@ -588,7 +631,7 @@ func (k *Impl) Partials(dst []Partial, x Matrix, targets []int32, p *Problem) {
 			xr := x.row(i)
 			dst[i] = k.scan(nil, xr, nil, after(x, i, hi), p, o)
 			if t := int(targets[i]) - p.Col0; t >= 0 && t < x.Cols {
-				dst[i].ZT, dst[i].HasT = p.capped(xr[t]), true
+				dst[i].ZT, dst[i].HasT = p.capped(xr.at(t)), true
 			}
 		}
 	})
@@ -603,16 +646,17 @@ func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Pr
 	C := p.Classes(x.Cols)
 	w := p.weights(x.Cols)
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
+		o := newRowOpts(&Problem{}, x.Cols, max(x.Type, g.Type)) // F32 is the least: either half needs the buffers
 		for i := lo; i < hi; i++ {
 			gr, xr := g.row(i, x.Cols), x.row(i)
 			t := int(targets[i])
 			if t < 0 {
-				clear(gr)
+				gr.clear()
 				continue
 			}
 			pt := &part[i]
 			if !(pt.Sum > 0) {
-				fill(gr, float32(math.NaN()))
+				gr.fill(float32(math.NaN()))
 				continue
 			}
 			ls := math.Log(pt.Sum)
@@ -623,11 +667,11 @@ func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Pr
 			inShard := tl >= 0 && tl < x.Cols
 			var zt float32
 			if inShard {
-				zt = p.capped(xr[tl]) // read before gr (which may be xr) is written
+				zt = p.capped(xr.at(tl)) // read before gr (which may be xr) is written
 			}
-			k.grad(gr, xr, pt.Max, float32(a/pt.Sum), float32(b), w, c, inv)
+			k.gradPass(gr, xr, pt.Max, float32(a/pt.Sum), float32(b), w, c, inv, o)
 			if inShard {
-				gr[tl] = float32(capGrad(gt, zt, c))
+				gr.set(tl, float32(capGrad(gt, zt, c)))
 			}
 		}
 	})
@@ -676,10 +720,11 @@ func (p *Problem) gradTerms(si, wt, lse, dt float64, C int) (a, b, gt float64) {
 
 // scan returns the partial of the row x (p's classes, Col0 included in
 // Arg; ZT is left to the caller) in one pass a chunk at a time (online,
-// with o for the options). With g and no soft cap it stores exp(z_j - M_c)
-// in g, chunk c's reference M_c in ms, for the fused path's scale pass;
-// with a soft cap g is not written (its gradient takes a pass of its own).
-func (k *Impl) scan(g, x []float32, ms *[MaxChunks]float32, next []float32, p *Problem, o *rowOpts) Partial {
+// with o for the options). With g (float32, as x) and no soft cap it
+// stores exp(z_j - M_c) in g, chunk c's reference M_c in ms, for the fused
+// path's scale pass; with a soft cap g is not written (its gradient takes
+// a pass of its own).
+func (k *Impl) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, p *Problem, o *rowOpts) Partial {
 	part := EmptyPartial()
 	if o != nil && o.c > 0 {
 		g = nil
@@ -697,14 +742,14 @@ func (k *Impl) scan(g, x []float32, ms *[MaxChunks]float32, next []float32, p *P
 
 func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *rowOpts, i int, next []float32) {
 	xr := x.row(i)
-	var gr []float32
+	var gr vec
 	if g != nil {
 		gr = g.row(i, x.Cols)
 	}
 	t := int(targets[i])
 	if t < 0 {
 		out.Set(i, 0, 0, false)
-		clear(gr)
+		gr.clear()
 		return
 	}
 	// Everything is computed relative to the max: with ls = log Σ exp(z_j - m),
@@ -712,39 +757,46 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 	// dwarfs ls (a row of -1e30 has loss log C, not 0), as PyTorch's
 	// log_softmax does. Without options the row takes one pass (online), and
 	// the fused path stores exp(z_j - m_c) in gr while summing and scales it
-	// afterwards: one exp per logit.
-	zt := xr[t] // read before gr (which may be xr) is written
+	// afterwards: one exp per logit. A half-precision row or gradient
+	// takes a gradient pass of its own instead (as the soft cap does),
+	// which recomputes each exp from the logits: the exps are not rounded
+	// to the gradient's type before they are scaled.
+	zt := xr.at(t) // read before gr (which may be xr) is written
+	var gf []float32
+	if g != nil && xr.t == F32 && gr.t == F32 {
+		gf = gr.f
+	}
 	var ms [MaxChunks]float32
-	part := k.scan(gr, xr, &ms, next, p, o)
+	part := k.scan(gf, xr, &ms, next, p, o)
 	part.ZT = p.capped(zt)
 	loss, lse, correct := p.Finish(&part, t, x.Cols)
 	out.Set(i, loss, lse, correct)
-	if gr == nil {
+	if g == nil {
 		return
 	}
 	s := part.Sum
 	if !(s > 0) { // online stopped early, or no sum ran
-		fill(gr, float32(math.NaN()))
+		gr.fill(float32(math.NaN()))
 		return
 	}
 	c, inv := p.capInv()
 	a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(part.ZT)-float64(part.Max))-math.Log(s), x.Cols)
-	if c > 0 {
-		k.grad(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv)
+	if c > 0 || gf == nil {
+		k.gradPass(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv, o)
 	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s, less b·w_j
 		f := a / s
-		cl := chunkLen(len(gr))
-		for c, lo := 0, 0; lo < len(gr); c, lo = c+1, lo+cl {
-			hi := min(lo+cl, len(gr))
+		cl := chunkLen(len(gf))
+		for c, lo := 0, 0; lo < len(gf); c, lo = c+1, lo+cl {
+			hi := min(lo+cl, len(gf))
 			fc := float32(f * math.Exp(float64(ms[c])-float64(part.Max)))
 			if o == nil {
-				k.scale(gr[lo:hi], fc)
+				k.scale(gf[lo:hi], fc)
 			} else {
-				k.axpy(gr[lo:hi], fc, float32(b), o.wchunk(lo, hi))
+				k.axpy(gf[lo:hi], fc, float32(b), o.wchunk(lo, hi))
 			}
 		}
 	}
-	gr[t] = float32(capGrad(gt, part.ZT, c))
+	gr.set(t, float32(capGrad(gt, part.ZT, c)))
 }
 
 // fill sets every element of x to v.

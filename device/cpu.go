@@ -58,8 +58,8 @@ func (d *CPUDevice) Info() Info {
 }
 
 // Caps implements Device: resident buffers (a copy in host memory),
-// float32, the fused linear cross-entropy.
-func (d *CPUDevice) Caps() Caps { return Caps{Resident: true, Types: []DType{F32}, Linear: true} }
+// every element type, the fused linear cross-entropy.
+func (d *CPUDevice) Caps() Caps { return Caps{Resident: true, Types: cpu.Types, Linear: true} }
 
 // chunks calls f on row ranges of about chunkElems logits, checking ctx
 // before each.
@@ -101,7 +101,7 @@ func grad(g *Grad, x Matrix, xm cpu.Matrix) (cpu.Grad, error) {
 	if g.Buf != x.Buf {
 		return cpu.Grad{}, fmt.Errorf("%w: a gradient held by a device goes in place over the logits of the same buffer", ErrNotImplemented)
 	}
-	return cpu.Grad{Data: xm.Data, Stride: xm.Stride, Scale: g.Scale}, nil
+	return cpu.Grad{Data: xm.Data, Half: xm.Half, Stride: xm.Stride, Scale: g.Scale, Type: xm.Type}, nil
 }
 
 // LogSumExp implements Device.
@@ -194,15 +194,14 @@ func (d *CPUDevice) Upload(ctx context.Context, x Matrix) (Buffer, error) {
 		return nil, err
 	}
 	defer done()
-	m := cpu.Matrix{Data: make([]float32, x.Rows*x.Cols), Rows: x.Rows, Cols: x.Cols, Stride: x.Cols}
-	for i := range x.Rows {
-		copy(m.Data[i*x.Cols:(i+1)*x.Cols], src.Data[i*src.Stride:i*src.Stride+x.Cols])
-	}
+	m := cpu.NewDense(x.Rows, x.Cols, x.Type)
+	cpu.Copy(m, src)
 	return &cpuBuffer{d: d, x: m}, nil
 }
 
 func (b *cpuBuffer) Rows() int     { return b.x.Rows }
 func (b *cpuBuffer) Cols() int     { return b.x.Cols }
+func (b *cpuBuffer) Type() DType   { return b.x.Type }
 func (b *cpuBuffer) Owner() Device { return b.d }
 
 func (b *cpuBuffer) Download(ctx context.Context, dst Matrix) error {
@@ -211,15 +210,13 @@ func (b *cpuBuffer) Download(ctx context.Context, dst Matrix) error {
 		return err
 	}
 	defer done()
-	for i := range x.Rows {
-		copy(dst.Data[i*dst.Stride:i*dst.Stride+x.Cols], x.Data[i*x.Cols:(i+1)*x.Cols])
-	}
+	cpu.Copy(dst.Host(), x)
 	return nil
 }
 
 func (b *cpuBuffer) Release() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.x.Data, b.released = nil, true
+	b.x.Data, b.x.Half, b.released = nil, nil, true
 	return nil
 }

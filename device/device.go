@@ -62,11 +62,16 @@ import (
 	"github.com/xentlab/xent/cpu"
 )
 
-// DType is the element type of a matrix (cpu.DType): float32 for now.
+// DType is the element type of a matrix (cpu.DType): float32, bfloat16
+// or float16. Every device computes in float32 whatever the type.
 type DType = cpu.DType
 
-// F32 is float32.
-const F32 = cpu.F32
+// The element types.
+const (
+	F32  = cpu.F32
+	BF16 = cpu.BF16
+	F16  = cpu.F16
+)
 
 // Problem is the options of a cross-entropy and the shard of the
 // vocabulary a matrix holds (cpu.Problem).
@@ -83,11 +88,13 @@ func EmptyPartial() Partial { return cpu.EmptyPartial() }
 // and argmax test; a nil slice is not written.
 type Out = cpu.Out
 
-// Matrix is a row-major matrix: row i is Data[i*Stride : i*Stride+Cols],
-// or, when Buf is set, the same rows held in a device's memory (Data is
-// then nil).
+// Matrix is a row-major matrix of element type Type: row i is
+// Data[i*Stride : i*Stride+Cols] (F32) or Half[i*Stride : i*Stride+Cols]
+// (BF16, F16: the 16-bit elements), or, when Buf is set, the same rows
+// held in a device's memory (Data and Half are then nil).
 type Matrix struct {
 	Data       []float32
+	Half       []uint16
 	Rows, Cols int
 	Stride     int
 	Type       DType
@@ -96,7 +103,7 @@ type Matrix struct {
 
 // Host returns the host matrix m is (Buf nil) for package cpu.
 func (m Matrix) Host() cpu.Matrix {
-	return cpu.Matrix{Data: m.Data, Rows: m.Rows, Cols: m.Cols, Stride: m.Stride, Type: m.Type}
+	return cpu.Matrix{Data: m.Data, Half: m.Half, Rows: m.Rows, Cols: m.Cols, Stride: m.Stride, Type: m.Type}
 }
 
 // Columns returns the view of columns [lo, hi) of a host matrix.
@@ -106,24 +113,30 @@ func (m Matrix) Columns(lo, hi int) Matrix { return m.view(m.Host().Columns(lo, 
 func (m Matrix) RowRange(lo, hi int) Matrix { return m.view(m.Host().RowRange(lo, hi)) }
 
 func (m Matrix) view(h cpu.Matrix) Matrix {
-	m.Data, m.Rows, m.Cols = h.Data, h.Rows, h.Cols
+	m.Data, m.Half, m.Rows, m.Cols = h.Data, h.Half, h.Rows, h.Cols
 	return m
 }
 
-// Grad says where the gradient goes: row i at Data[i*Stride:] scaled by
-// Scale[i], the per-row upstream factor (ignored rows get a zero row
-// whatever their scale); Data may be the logits themselves (same slice,
-// same stride). With Buf set the gradient replaces the logits held in that
-// buffer, which must be the matrix's own.
+// Grad says where the gradient goes, in element type Type (the logits'
+// or F32): row i at Data[i*Stride:] (F32) or Half[i*Stride:] (BF16, F16,
+// rounded to the nearest) scaled by Scale[i], the per-row upstream factor
+// (ignored rows get a zero row whatever their scale); it may be the
+// logits themselves (same slice, same stride, same type). With Buf set
+// the gradient replaces the logits held in that buffer, which must be the
+// matrix's own, in its type.
 type Grad struct {
 	Data   []float32
+	Half   []uint16
 	Stride int
 	Scale  []float32
+	Type   DType
 	Buf    Buffer
 }
 
 // Host returns the host gradient g is for package cpu.
-func (g *Grad) Host() cpu.Grad { return cpu.Grad{Data: g.Data, Stride: g.Stride, Scale: g.Scale} }
+func (g *Grad) Host() cpu.Grad {
+	return cpu.Grad{Data: g.Data, Half: g.Half, Stride: g.Stride, Scale: g.Scale, Type: g.Type}
+}
 
 // RowRange returns the gradient of rows [lo, hi) of a host gradient.
 func (g *Grad) RowRange(lo, hi int) *Grad { return g.view(g.Host().RowRange(lo, hi)) }
@@ -133,7 +146,7 @@ func (g *Grad) Columns(lo int) *Grad { return g.view(g.Host().Columns(lo)) }
 
 func (g *Grad) view(h cpu.Grad) *Grad {
 	v := *g
-	v.Data, v.Scale = h.Data, h.Scale
+	v.Data, v.Half, v.Scale = h.Data, h.Half, h.Scale
 	return &v
 }
 
@@ -188,7 +201,8 @@ type Device interface {
 	// part[i], row i's partial merged over the whole vocabulary.
 	LinearBackward(ctx context.Context, g LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error
 	// Upload copies x into a new Buffer of the device (dense: stride =
-	// cols), or returns ErrNotImplemented when Caps().Resident is false.
+	// cols, x's type), or returns ErrNotImplemented when Caps().Resident
+	// is false.
 	Upload(ctx context.Context, x Matrix) (Buffer, error)
 	// Close releases what the device holds; it is safe to call twice.
 	Close() error
@@ -217,14 +231,17 @@ var ErrReleased = errors.New("device: buffer used after Release")
 // than the one asked to compute on it.
 var ErrForeign = errors.New("device: matrix held by another device")
 
-// Buffer is a dense logit matrix held by a device (from Upload). A Matrix
-// whose Buf is set refers to it; the device that made it computes on it.
+// Buffer is a dense logit matrix held by a device (from Upload), in the
+// element type it was uploaded in. A Matrix whose Buf is set refers to
+// it; the device that made it computes on it.
 type Buffer interface {
 	Rows() int
 	Cols() int
+	Type() DType
 	// Owner returns the device that holds the buffer.
 	Owner() Device
-	// Download copies the buffer's contents into dst (Rows × Cols, host).
+	// Download copies the buffer's contents into dst (Rows × Cols, host,
+	// of the buffer's type).
 	Download(ctx context.Context, dst Matrix) error
 	// Release frees the buffer; it is safe to call twice. Every other
 	// method but Rows, Cols and Owner then returns ErrReleased, and so do
@@ -234,5 +251,5 @@ type Buffer interface {
 
 // Matrix returns the Matrix that refers to b.
 func BufferMatrix(b Buffer) Matrix {
-	return Matrix{Rows: b.Rows(), Cols: b.Cols(), Stride: b.Cols(), Buf: b}
+	return Matrix{Rows: b.Rows(), Cols: b.Cols(), Stride: b.Cols(), Type: b.Type(), Buf: b}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl/internal/cl"
 )
@@ -87,17 +88,18 @@ func (d *Device) Close() error {
 	return errors.Join(errs...)
 }
 
-// chunkRows returns how many rows of stride floats one chunk buffer holds.
-func (d *Device) chunkRows(rows, cols, stride int) (int, error) {
+// chunkRows returns how many rows of stride elements of size bytes one
+// chunk buffer holds.
+func (d *Device) chunkRows(rows, cols, stride, size int) (int, error) {
 	limit := min(d.maxAlloc, d.globalMem/4)
 	if d.ChunkBytes > 0 {
 		limit = min(limit, d.ChunkBytes)
 	}
-	rowBytes := int64(stride) * 4
-	if int64(cols)*4 > limit {
-		return 0, fmt.Errorf("%w: a row of %d floats needs %d bytes, one buffer may hold %d", ErrTooLarge, cols, int64(cols)*4, limit)
+	rowBytes := int64(stride) * int64(size)
+	if need := int64(cols) * int64(size); need > limit {
+		return 0, fmt.Errorf("%w: a row of %d elements needs %d bytes, one buffer may hold %d", ErrTooLarge, cols, need, limit)
 	}
-	n := 1 + (limit-int64(cols)*4)/rowBytes
+	n := 1 + (limit-int64(cols)*int64(size))/rowBytes
 	return int(min(n, int64(rows))), nil
 }
 
@@ -188,10 +190,10 @@ func (d *Device) Backward(ctx context.Context, g device.Grad, x device.Matrix, t
 	return d.run(ctx, &call{op: opBackward, x: x, targets: targets, p: p, grad: &g, part: part})
 }
 
-// Caps implements device.Device: resident buffers, float32, and the fused
-// linear cross-entropy where CLBlast loads.
+// Caps implements device.Device: resident buffers, every element type,
+// and the fused linear cross-entropy where CLBlast loads.
 func (d *Device) Caps() device.Caps {
-	return device.Caps{Resident: true, Types: []device.DType{device.F32}, Linear: linearAvailable() == nil}
+	return device.Caps{Resident: true, Types: []device.DType{device.F32, device.BF16, device.F16}, Linear: linearAvailable() == nil}
 }
 
 // The flags of prob_t: optional features, uniform across a call, so that
@@ -323,7 +325,7 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 	// together under the program's lock (the enqueue captures them).
 	d.p.kernelMu.Lock()
 	defer d.p.kernelMu.Unlock()
-	kern := d.p.kernels[c.op]
+	kern := d.p.kernels[c.x.Type][c.op]
 	if err := kern.SetArgs(append([]any{xmem, cl.ValueOf(&a)}, r.args...)...); err != nil {
 		return 0, err
 	}
@@ -425,9 +427,12 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	if c.grad != nil && c.grad.Buf != nil {
 		return fmt.Errorf("opencl: %w: a gradient held by a device goes in place over the logits of the same buffer", device.ErrNotImplemented)
 	}
+	if c.grad != nil && c.grad.Type != c.x.Type { // a float32 gradient of half-precision rows: see widened
+		c = widened(c)
+	}
 	x := c.x
-	rows, cols, stride := x.Rows, x.Cols, x.Stride
-	step, err := d.chunkRows(rows, cols, stride)
+	rows, cols, stride, size := x.Rows, x.Cols, x.Stride, x.Type.Size()
+	step, err := d.chunkRows(rows, cols, stride, size)
 	if err != nil {
 		return err
 	}
@@ -438,7 +443,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			xb[1] = xb[0]
 			break
 		}
-		if xb[i], err = b.mem(d.p.ctx, 4*span(step)); err != nil {
+		if xb[i], err = b.mem(d.p.ctx, size*span(step)); err != nil {
 			return d.wrap(err)
 		}
 	}
@@ -461,7 +466,11 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			wait = []cl.Event{evK[k-2]}
 		}
 		var err error
-		evW[k], err = b.ev(cl.Write(d.copyQ, xb[k%2], false, 0, x.Data[lo*stride:lo*stride+span(n)], wait))
+		if x.Type == device.F32 {
+			evW[k], err = b.ev(cl.Write(d.copyQ, xb[k%2], false, 0, x.Data[lo*stride:lo*stride+span(n)], wait))
+		} else {
+			evW[k], err = b.ev(cl.Write(d.copyQ, xb[k%2], false, 0, x.Half[lo*stride:lo*stride+span(n)], wait))
+		}
 		if err == nil {
 			err = d.copyQ.Flush()
 		}
@@ -532,13 +541,35 @@ func (d *Device) finish(b *buffers) error {
 	return nil
 }
 
+// widened returns c with its half-precision rows widened to float32 on
+// the host, for a float32 gradient: the kernels write the gradient in
+// place over the rows they read, in their type, and a gradient rounded to
+// half precision and then widened would not be the float32 one asked for.
+// It moves twice the bytes; a gradient in the logits' type moves half.
+func widened(c *call) *call {
+	w := *c
+	x := c.x
+	w.x = device.Matrix{Data: make([]float32, (x.Rows-1)*x.Stride+x.Cols), Rows: x.Rows, Cols: x.Cols, Stride: x.Stride}
+	for i := range x.Rows {
+		cpu.Widen(w.x.Data[i*x.Stride:i*x.Stride+x.Cols], x.Half[i*x.Stride:i*x.Stride+x.Cols], x.Type)
+	}
+	return &w
+}
+
 // readGrad reads chunk rows [lo, lo+n) of the gradient, computed in place
 // in buf (row i at element i·stride), into g after ev: the rows' cols
 // columns only, in one transfer whatever the strides (what lies between
 // the rows in g may be another shard's columns).
 func (d *Device) readGrad(b *buffers, buf cl.Mem, g *device.Grad, lo, n, cols, stride int, ev cl.Event) error {
-	r := cl.Rect{Pitch: 4 * stride, HostPitch: 4 * g.Stride, RowBytes: 4 * cols, Rows: n}
-	_, err := b.ev(cl.ReadRect(d.copyQ, buf, false, r, g.Data[lo*g.Stride:lo*g.Stride+(n-1)*g.Stride+cols], []cl.Event{ev}))
+	size := g.Type.Size()
+	r := cl.Rect{Pitch: size * stride, HostPitch: size * g.Stride, RowBytes: size * cols, Rows: n}
+	span := lo*g.Stride + (n-1)*g.Stride + cols
+	var err error
+	if g.Type == device.F32 {
+		_, err = b.ev(cl.ReadRect(d.copyQ, buf, false, r, g.Data[lo*g.Stride:span], []cl.Event{ev}))
+	} else {
+		_, err = b.ev(cl.ReadRect(d.copyQ, buf, false, r, g.Half[lo*g.Stride:span], []cl.Event{ev}))
+	}
 	if err == nil {
 		err = d.copyQ.Flush()
 	}

@@ -7,7 +7,7 @@ import "github.com/xentlab/xent/device/opencl/internal/cl"
 func SetRowBase(d *Device, n uint64) { d.rowBase = n }
 
 func ChunkRowsOf(d *Device, rows, cols, stride int) (int, error) {
-	return d.chunkRows(rows, cols, stride)
+	return d.chunkRows(rows, cols, stride, 4)
 }
 
 // OpenTuned opens the device that arg names (as Open) with the kernels

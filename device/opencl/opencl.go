@@ -253,7 +253,7 @@ type program struct {
 	refs     int
 	ctx      cl.Context
 	prog     cl.Program
-	kernels  [4]cl.Kernel // by op
+	kernels  [3][4]cl.Kernel // by element type (device.DType), by op
 	copyK    cl.Kernel
 	blockK   cl.Kernel // xent_blockmax, the fused linear's gradient filter
 	key      string
@@ -320,11 +320,17 @@ func build(h handle, tn tuning, key string) (*program, bool, error) {
 		return nil, false, err
 	}
 	fits := true
-	for _, k := range []struct {
+	type named struct {
 		k    *cl.Kernel
 		name string
-	}{{&p.kernels[opLSE], "xent_lse"}, {&p.kernels[opCE], "xent_ce"}, {&p.kernels[opPartials], "xent_partial"},
-		{&p.kernels[opBackward], "xent_backward"}, {&p.copyK, "xent_copy"}, {&p.blockK, "xent_blockmax"}} {
+	}
+	all := []named{{&p.copyK, "xent_copy"}, {&p.blockK, "xent_blockmax"}}
+	for t, suf := range kernels.Types {
+		ks := &p.kernels[t]
+		all = append(all, named{&ks[opLSE], "xent_lse_" + suf}, named{&ks[opCE], "xent_ce_" + suf},
+			named{&ks[opPartials], "xent_partial_" + suf}, named{&ks[opBackward], "xent_backward_" + suf})
+	}
+	for _, k := range all {
 		if *k.k, err = cl.CreateKernel(p.prog, k.name); err != nil {
 			p.release()
 			return nil, false, err
@@ -340,7 +346,11 @@ func build(h handle, tn tuning, key string) (*program, bool, error) {
 }
 
 func (p *program) release() {
-	for _, k := range append(p.kernels[:], p.copyK, p.blockK) {
+	ks := []cl.Kernel{p.copyK, p.blockK}
+	for _, t := range p.kernels {
+		ks = append(ks, t[:]...)
+	}
+	for _, k := range ks {
 		if k != 0 {
 			k.Release()
 		}

@@ -17,6 +17,7 @@ type Buffer struct {
 	d          *Device
 	mem        cl.Mem
 	rows, cols int
+	typ        device.DType
 	once       sync.Once
 }
 
@@ -34,16 +35,21 @@ func (d *Device) Upload(ctx context.Context, x device.Matrix) (device.Buffer, er
 	defer d.mu.Unlock()
 	bytes := int64(x.Rows) * int64(x.Cols) * int64(x.Type.Size())
 	if bytes > d.maxAlloc {
-		return nil, fmt.Errorf("%w: %d × %d floats need %d bytes, one buffer may hold %d; use host rows, which are chunked", ErrTooLarge, x.Rows, x.Cols, bytes, d.maxAlloc)
+		return nil, fmt.Errorf("%w: %d × %d elements of %v need %d bytes, one buffer may hold %d; use host rows, which are chunked", ErrTooLarge, x.Rows, x.Cols, x.Type, bytes, d.maxAlloc)
 	}
 	m, err := cl.CreateBuffer(d.p.ctx, cl.MemReadWrite, int(max(bytes, 4)))
 	if err != nil {
 		return nil, d.wrap(err)
 	}
-	buf := &Buffer{d: d, mem: m, rows: x.Rows, cols: x.Cols}
+	buf := &Buffer{d: d, mem: m, rows: x.Rows, cols: x.Cols, typ: x.Type}
 	if x.Rows > 0 {
-		r := cl.Rect{Pitch: 4 * x.Cols, HostPitch: 4 * x.Stride, RowBytes: 4 * x.Cols, Rows: x.Rows}
-		_, err = cl.WriteRect(d.copyQ, m, true, r, x.Data[:(x.Rows-1)*x.Stride+x.Cols], nil)
+		size, n := x.Type.Size(), (x.Rows-1)*x.Stride+x.Cols
+		r := cl.Rect{Pitch: size * x.Cols, HostPitch: size * x.Stride, RowBytes: size * x.Cols, Rows: x.Rows}
+		if x.Type == device.F32 {
+			_, err = cl.WriteRect(d.copyQ, m, true, r, x.Data[:n], nil)
+		} else {
+			_, err = cl.WriteRect(d.copyQ, m, true, r, x.Half[:n], nil)
+		}
 	}
 	if err != nil {
 		m.Release()
@@ -57,6 +63,9 @@ func (b *Buffer) Rows() int { return b.rows }
 
 // Cols implements device.Buffer.
 func (b *Buffer) Cols() int { return b.cols }
+
+// Type implements device.Buffer.
+func (b *Buffer) Type() device.DType { return b.typ }
 
 // Owner implements device.Buffer.
 func (b *Buffer) Owner() device.Device { return b.d }
@@ -74,8 +83,13 @@ func (b *Buffer) Download(ctx context.Context, dst device.Matrix) error {
 	}
 	var err error
 	if b.rows > 0 {
-		r := cl.Rect{Pitch: 4 * b.cols, HostPitch: 4 * dst.Stride, RowBytes: 4 * b.cols, Rows: b.rows}
-		_, err = cl.ReadRect(d.copyQ, b.mem, true, r, dst.Data[:(b.rows-1)*dst.Stride+b.cols], nil)
+		size, n := b.typ.Size(), (b.rows-1)*dst.Stride+b.cols
+		r := cl.Rect{Pitch: size * b.cols, HostPitch: size * dst.Stride, RowBytes: size * b.cols, Rows: b.rows}
+		if b.typ == device.F32 {
+			_, err = cl.ReadRect(d.copyQ, b.mem, true, r, dst.Data[:n], nil)
+		} else {
+			_, err = cl.ReadRect(d.copyQ, b.mem, true, r, dst.Half[:n], nil)
+		}
 	}
 	if err != nil {
 		return d.wrap(err)

@@ -575,10 +575,10 @@ func RunLinearVersus(t *testing.T, dev, other device.Device, lossTol, gradTol fl
 			}
 			a, a2, b := do(dev), do(dev), do(other)
 			if dev.Info().Kind != "group" { // a group's split follows the measured speeds
-				requireSameBits(t, a.res.Losses, a2.res.Losses, "losses, run twice")
-				requireSameBits(t, a.g.H.Data, a2.g.H.Data, "dH, run twice")
-				requireSameBits(t, a.g.W.Data, a2.g.W.Data, "dW, run twice")
-				requireSameBits(t, a.g.Bias, a2.g.Bias, "db, run twice")
+				requireSameF32(t, a.res.Losses, a2.res.Losses, "losses, run twice")
+				requireSameF32(t, a.g.H.Data, a2.g.H.Data, "dH, run twice")
+				requireSameF32(t, a.g.W.Data, a2.g.W.Data, "dW, run twice")
+				requireSameF32(t, a.g.Bias, a2.g.Bias, "db, run twice")
 			}
 			for i := range a.res.Losses {
 				x, y := float64(a.res.Losses[i]), float64(b.res.Losses[i])
@@ -633,13 +633,13 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 				require.NoError(t, err)
 				b, err := l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
 				require.NoError(t, err)
-				requireSameBits(t, a.Losses, b.Losses, fmt.Sprintf("losses, step %d", step))
-				requireSameBits(t, host.H.Data, res.H.Data, fmt.Sprintf("dH, step %d", step))
-				requireSameBits(t, host.Bias, res.Bias, fmt.Sprintf("db, step %d", step))
+				requireSameF32(t, a.Losses, b.Losses, fmt.Sprintf("losses, step %d", step))
+				requireSameF32(t, host.H.Data, res.H.Data, fmt.Sprintf("dH, step %d", step))
+				requireSameF32(t, host.Bias, res.Bias, fmt.Sprintf("db, step %d", step))
 			}
 			dw := make([]float32, len(host.W.Data))
 			require.NoError(t, dwd.Download(ctx, batch.Matrix{Data: dw, Rows: p.V, Cols: p.D, Stride: p.SW}))
-			requireSameBits(t, host.W.Data, dw, "dW, accumulated on the device")
+			requireSameF32(t, host.W.Data, dw, "dW, accumulated on the device")
 
 			// Foreign and released buffers.
 			if other != nil && other.Caps().Resident {
@@ -656,7 +656,7 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			require.NoError(t, wd.Release())
 			_, err = l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
 			require.ErrorIs(t, err, device.ErrReleased)
-			requireSameBits(t, before, res.H.Data, "nothing written with a released W")
+			requireSameF32(t, before, res.H.Data, "nothing written with a released W")
 		})
 	}
 }

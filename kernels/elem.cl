@@ -1,0 +1,39 @@
+/*
+ * elem.cl: the element type of the row kernels that follow (rows.cl),
+ * chosen by ELEM_ID, which the host sets before each copy: 0 float, 1
+ * bfloat16 (ushort: a float's upper half, widened by a shift, stored
+ * rounded to the nearest, ties to even, by bf16_of), 2 float16 (half,
+ * through vload_half and vstore_half_rte, which OpenCL C has without the
+ * cl_khr_fp16 extension: no half arithmetic is done). Loads are from
+ * element-aligned addresses (vload4 and vload_half4, not vloada).
+ */
+#undef ELEM
+#undef TYPED
+#undef LD
+#undef LD4
+#undef ST
+#undef ST4
+#if ELEM_ID == 0
+#define ELEM float
+#define TYPED(n) n##_f32
+#define LD(j, p) ((p)[j])
+#define LD4(k, p) vload4(k, p)
+#define ST(v, j, p) ((p)[j] = (v))
+#define ST4(v, k, p) vstore4(v, k, p)
+#elif ELEM_ID == 1
+#define ELEM ushort
+#define TYPED(n) n##_bf16
+#define LD(j, p) as_float((uint)(p)[j] << 16)
+#define LD4(k, p) as_float4(convert_uint4(vload4(k, p)) << 16)
+#define ST(v, j, p) ((p)[j] = bf16_of(v))
+#define ST4(v, k, p) vstore4(bf16_of4(v), k, p)
+#elif ELEM_ID == 2
+#define ELEM half
+#define TYPED(n) n##_f16
+#define LD(j, p) vload_half(j, p)
+#define LD4(k, p) vload_half4(k, p)
+#define ST(v, j, p) vstore_half_rte(v, j, p)
+#define ST4(v, k, p) vstore_half4_rte(v, k, p)
+#else
+#error "ELEM_ID is 0 (float), 1 (bfloat16) or 2 (float16)"
+#endif
