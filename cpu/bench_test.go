@@ -104,3 +104,41 @@ func BenchmarkCrossEntropy(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTypes runs the forward and the fused forward + backward (in
+// place, in the logits' type) on the same logits in each element type.
+// Its MB/s count 4 bytes per logit whatever the type, so that they
+// compare logits per second: a half-precision row reads half the bytes.
+func BenchmarkTypes(b *testing.B) {
+	sz := benchSizes[0]
+	x, t := benchData(sz.rows, sz.cols)
+	loss := make([]float32, sz.rows)
+	scale := make([]float32, sz.rows)
+	for i := range scale {
+		scale[i] = 1 / float32(sz.rows)
+	}
+	p := &cpu.Problem{WeightSum: float64(sz.cols)}
+	for _, typ := range cpu.Types {
+		m := cpu.NewDense(sz.rows, sz.cols, typ)
+		if typ == cpu.F32 {
+			copy(m.Data, x)
+		} else {
+			cpu.Narrow(m.Half, x, typ)
+		}
+		g := &cpu.Grad{Data: m.Data, Half: m.Half, Stride: sz.cols, Scale: scale, Type: typ}
+		for _, k := range impls() {
+			b.Run(fmt.Sprintf("op=forward/type=%v/impl=%s/%dx%d", typ, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+				b.SetBytes(int64(4 * len(x)))
+				for b.Loop() {
+					k.CrossEntropy(cpu.Out{Loss: loss}, nil, m, t, p)
+				}
+			})
+			b.Run(fmt.Sprintf("op=fused/type=%v/impl=%s/%dx%d", typ, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+				b.SetBytes(int64(4 * len(x)))
+				for b.Loop() {
+					k.CrossEntropy(cpu.Out{Loss: loss}, g, m, t, p)
+				}
+			})
+		}
+	}
+}

@@ -61,49 +61,89 @@ func Widen(dst []float32, src []uint16, t DType) { Default.widen(dst, src, t) }
 // Narrow sets dst_j to src_j rounded to t (BF16 or F16); len(dst) ≥ len(src).
 func Narrow(dst []uint16, src []float32, t DType) { Default.narrow(dst, src, t) }
 
-// halfKernels are an implementation's conversions; a nil one is the
-// portable loop's.
+// halfKernels are an implementation's conversions (see widen and
+// narrow); Portable's are the loops below.
 type halfKernels struct {
 	fromBF16, fromF16 func(dst []float32, src []uint16)
 	toBF16, toF16     func(dst []uint16, src []float32)
 }
 
+var portableHalf = halfKernels{fromBF16: fromBF16Generic, fromF16: fromF16Generic, toBF16: toBF16Generic, toF16: toF16Generic}
+
 // widen sets dst_j to src_j of type t (BF16 or F16) as float32.
 func (k *Impl) widen(dst []float32, src []uint16, t DType) {
-	dst = dst[:len(src)]
-	switch f := k.half.fromF16; {
-	case t == BF16 && k.half.fromBF16 != nil:
-		k.half.fromBF16(dst, src)
-	case t == BF16:
-		for j, v := range src {
-			dst[j] = half.BF16(v)
-		}
-	case f != nil:
-		f(dst, src)
-	default:
-		for j, v := range src {
-			dst[j] = half.F16(v)
-		}
+	if t == BF16 {
+		k.half.fromBF16(dst[:len(src)], src)
+	} else {
+		k.half.fromF16(dst[:len(src)], src)
 	}
 }
 
 // narrow sets dst_j to src_j rounded to t (BF16 or F16).
 func (k *Impl) narrow(dst []uint16, src []float32, t DType) {
-	dst = dst[:len(src)]
-	switch f := k.half.toF16; {
-	case t == BF16 && k.half.toBF16 != nil:
-		k.half.toBF16(dst, src)
-	case t == BF16:
-		for j, v := range src {
-			dst[j] = half.BF16Bits(v)
-		}
-	case f != nil:
-		f(dst, src)
-	default:
-		for j, v := range src {
-			dst[j] = half.F16Bits(v)
+	if t == BF16 {
+		k.half.toBF16(dst[:len(src)], src)
+	} else {
+		k.half.toF16(dst[:len(src)], src)
+	}
+}
+
+func fromBF16Generic(dst []float32, src []uint16) {
+	for j, v := range src {
+		dst[j] = half.BF16(v)
+	}
+}
+
+func fromF16Generic(dst []float32, src []uint16) {
+	for j, v := range src {
+		dst[j] = half.F16(v)
+	}
+}
+
+func toBF16Generic(dst []uint16, src []float32) {
+	for j, v := range src {
+		dst[j] = half.BF16Bits(v)
+	}
+}
+
+func toF16Generic(dst []uint16, src []float32) {
+	for j, v := range src {
+		dst[j] = half.F16Bits(v)
+	}
+}
+
+// vectorHalf returns the conversions of vector kernels that take whole
+// vectors of lanes elements only (nil: the portable one), with the rest
+// of each slice through the portable loop.
+func vectorHalf(lanes int, fromBF16, fromF16 func([]float32, []uint16), toBF16, toF16 func([]uint16, []float32)) halfKernels {
+	h := portableHalf
+	from := func(f, tail func([]float32, []uint16)) func([]float32, []uint16) {
+		return func(dst []float32, src []uint16) {
+			n := len(src) - len(src)%lanes
+			f(dst[:n], src[:n])
+			tail(dst[n:], src[n:])
 		}
 	}
+	to := func(f, tail func([]uint16, []float32)) func([]uint16, []float32) {
+		return func(dst []uint16, src []float32) {
+			n := len(src) - len(src)%lanes
+			f(dst[:n], src[:n])
+			tail(dst[n:], src[n:])
+		}
+	}
+	if fromBF16 != nil {
+		h.fromBF16 = from(fromBF16, fromBF16Generic)
+	}
+	if fromF16 != nil {
+		h.fromF16 = from(fromF16, fromF16Generic)
+	}
+	if toBF16 != nil {
+		h.toBF16 = to(toBF16, toBF16Generic)
+	}
+	if toF16 != nil {
+		h.toF16 = to(toF16, toF16Generic)
+	}
+	return h
 }
 
 // vec is (part of) a row of a matrix in its element type: f holds a

@@ -277,7 +277,7 @@ func (k *Impl) Name() string { return k.name }
 
 // Portable is the pure-Go implementation, available everywhere.
 var Portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric,
-	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric, chunkDot: chunkDotGeneric, grad: gradGeneral}
+	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric, chunkDot: chunkDotGeneric, grad: gradGeneral, half: portableHalf}
 
 // SIMD is the fastest vector implementation this CPU runs (avx512, else
 // avx2), or nil when this build or this CPU has none (SIMDUnavailable says

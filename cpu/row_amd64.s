@@ -1920,6 +1920,312 @@ DATA xent_fmaC<>+56(SB)/4, $0x33d6bf95
 DATA xent_fmaC<>+60(SB)/4, $0x33d6bf95
 GLOBL xent_fmaC<>(SB), RODATA|NOPTR, $64
 
+// func fromBF16AVX2(dst []float32, src []uint16)
+// Requires: AVX, AVX2
+TEXT ·fromBF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+fromBF16AVX2_x4:
+	CMPQ      DX, $0x00000020
+	JL        fromBF16AVX2_x4_end
+	VPMOVZXWD (CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)
+	VPMOVZXWD 16(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, 32(AX)
+	VPMOVZXWD 32(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, 64(AX)
+	VPMOVZXWD 48(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, 96(AX)
+	ADDQ      $0x00000040, CX
+	ADDQ      $0x00000080, AX
+	SUBQ      $0x00000020, DX
+	JMP       fromBF16AVX2_x4
+
+fromBF16AVX2_x4_end:
+fromBF16AVX2_x1:
+	CMPQ      DX, $0x00000008
+	JL        fromBF16AVX2_x1_end
+	VPMOVZXWD (CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)
+	ADDQ      $0x00000010, CX
+	ADDQ      $0x00000020, AX
+	SUBQ      $0x00000008, DX
+	JMP       fromBF16AVX2_x1
+
+fromBF16AVX2_x1_end:
+	VZEROUPPER
+	RET
+
+// func fromF16AVX2(dst []float32, src []uint16)
+// Requires: AVX, F16C
+TEXT ·fromF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+fromF16AVX2_x4:
+	CMPQ      DX, $0x00000020
+	JL        fromF16AVX2_x4_end
+	VCVTPH2PS (CX), Y0
+	VMOVUPS   Y0, (AX)
+	VCVTPH2PS 16(CX), Y0
+	VMOVUPS   Y0, 32(AX)
+	VCVTPH2PS 32(CX), Y0
+	VMOVUPS   Y0, 64(AX)
+	VCVTPH2PS 48(CX), Y0
+	VMOVUPS   Y0, 96(AX)
+	ADDQ      $0x00000040, CX
+	ADDQ      $0x00000080, AX
+	SUBQ      $0x00000020, DX
+	JMP       fromF16AVX2_x4
+
+fromF16AVX2_x4_end:
+fromF16AVX2_x1:
+	CMPQ      DX, $0x00000008
+	JL        fromF16AVX2_x1_end
+	VCVTPH2PS (CX), Y0
+	VMOVUPS   Y0, (AX)
+	ADDQ      $0x00000010, CX
+	ADDQ      $0x00000020, AX
+	SUBQ      $0x00000008, DX
+	JMP       fromF16AVX2_x1
+
+fromF16AVX2_x1_end:
+	VZEROUPPER
+	RET
+
+// func toBF16AVX2(dst []uint16, src []float32)
+// Requires: AVX, AVX2
+TEXT ·toBF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+toBF16AVX2_x4:
+	CMPQ      DX, $0x00000020
+	JL        toBF16AVX2_x4_end
+	VMOVUPS   (CX), Y0
+	VPSRLD    $0x10, Y0, Y1
+	VPAND     xent_one_i<>+0(SB), Y1, Y1
+	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
+	VPADDD    Y1, Y2, Y2
+	VPAND     xent_absmask<>+0(SB), Y0, Y1
+	VPOR      xent_quiet<>+0(SB), Y0, Y0
+	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
+	VBLENDVPS Y1, Y0, Y2, Y2
+	VPSRLD    $0x10, Y2, Y2
+	VPACKUSDW Y2, Y2, Y2
+	VPERMQ    $0x08, Y2, Y2
+	VMOVDQU   X2, (AX)
+	VMOVUPS   32(CX), Y0
+	VPSRLD    $0x10, Y0, Y1
+	VPAND     xent_one_i<>+0(SB), Y1, Y1
+	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
+	VPADDD    Y1, Y2, Y2
+	VPAND     xent_absmask<>+0(SB), Y0, Y1
+	VPOR      xent_quiet<>+0(SB), Y0, Y0
+	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
+	VBLENDVPS Y1, Y0, Y2, Y2
+	VPSRLD    $0x10, Y2, Y2
+	VPACKUSDW Y2, Y2, Y2
+	VPERMQ    $0x08, Y2, Y2
+	VMOVDQU   X2, 16(AX)
+	VMOVUPS   64(CX), Y0
+	VPSRLD    $0x10, Y0, Y1
+	VPAND     xent_one_i<>+0(SB), Y1, Y1
+	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
+	VPADDD    Y1, Y2, Y2
+	VPAND     xent_absmask<>+0(SB), Y0, Y1
+	VPOR      xent_quiet<>+0(SB), Y0, Y0
+	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
+	VBLENDVPS Y1, Y0, Y2, Y2
+	VPSRLD    $0x10, Y2, Y2
+	VPACKUSDW Y2, Y2, Y2
+	VPERMQ    $0x08, Y2, Y2
+	VMOVDQU   X2, 32(AX)
+	VMOVUPS   96(CX), Y0
+	VPSRLD    $0x10, Y0, Y1
+	VPAND     xent_one_i<>+0(SB), Y1, Y1
+	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
+	VPADDD    Y1, Y2, Y2
+	VPAND     xent_absmask<>+0(SB), Y0, Y1
+	VPOR      xent_quiet<>+0(SB), Y0, Y0
+	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
+	VBLENDVPS Y1, Y0, Y2, Y2
+	VPSRLD    $0x10, Y2, Y2
+	VPACKUSDW Y2, Y2, Y2
+	VPERMQ    $0x08, Y2, Y2
+	VMOVDQU   X2, 48(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x00000040, AX
+	SUBQ      $0x00000020, DX
+	JMP       toBF16AVX2_x4
+
+toBF16AVX2_x4_end:
+toBF16AVX2_x1:
+	CMPQ      DX, $0x00000008
+	JL        toBF16AVX2_x1_end
+	VMOVUPS   (CX), Y0
+	VPSRLD    $0x10, Y0, Y1
+	VPAND     xent_one_i<>+0(SB), Y1, Y1
+	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
+	VPADDD    Y1, Y2, Y2
+	VPAND     xent_absmask<>+0(SB), Y0, Y1
+	VPOR      xent_quiet<>+0(SB), Y0, Y0
+	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
+	VBLENDVPS Y1, Y0, Y2, Y2
+	VPSRLD    $0x10, Y2, Y2
+	VPACKUSDW Y2, Y2, Y2
+	VPERMQ    $0x08, Y2, Y2
+	VMOVDQU   X2, (AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000010, AX
+	SUBQ      $0x00000008, DX
+	JMP       toBF16AVX2_x1
+
+toBF16AVX2_x1_end:
+	VZEROUPPER
+	RET
+
+DATA xent_one_i<>+0(SB)/4, $0x00000001
+DATA xent_one_i<>+4(SB)/4, $0x00000001
+DATA xent_one_i<>+8(SB)/4, $0x00000001
+DATA xent_one_i<>+12(SB)/4, $0x00000001
+DATA xent_one_i<>+16(SB)/4, $0x00000001
+DATA xent_one_i<>+20(SB)/4, $0x00000001
+DATA xent_one_i<>+24(SB)/4, $0x00000001
+DATA xent_one_i<>+28(SB)/4, $0x00000001
+DATA xent_one_i<>+32(SB)/4, $0x00000001
+DATA xent_one_i<>+36(SB)/4, $0x00000001
+DATA xent_one_i<>+40(SB)/4, $0x00000001
+DATA xent_one_i<>+44(SB)/4, $0x00000001
+DATA xent_one_i<>+48(SB)/4, $0x00000001
+DATA xent_one_i<>+52(SB)/4, $0x00000001
+DATA xent_one_i<>+56(SB)/4, $0x00000001
+DATA xent_one_i<>+60(SB)/4, $0x00000001
+GLOBL xent_one_i<>(SB), RODATA|NOPTR, $64
+
+DATA xent_bias7fff<>+0(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+4(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+8(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+12(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+16(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+20(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+24(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+28(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+32(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+36(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+40(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+44(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+48(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+52(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+56(SB)/4, $0x00007fff
+DATA xent_bias7fff<>+60(SB)/4, $0x00007fff
+GLOBL xent_bias7fff<>(SB), RODATA|NOPTR, $64
+
+DATA xent_absmask<>+0(SB)/4, $0x7fffffff
+DATA xent_absmask<>+4(SB)/4, $0x7fffffff
+DATA xent_absmask<>+8(SB)/4, $0x7fffffff
+DATA xent_absmask<>+12(SB)/4, $0x7fffffff
+DATA xent_absmask<>+16(SB)/4, $0x7fffffff
+DATA xent_absmask<>+20(SB)/4, $0x7fffffff
+DATA xent_absmask<>+24(SB)/4, $0x7fffffff
+DATA xent_absmask<>+28(SB)/4, $0x7fffffff
+DATA xent_absmask<>+32(SB)/4, $0x7fffffff
+DATA xent_absmask<>+36(SB)/4, $0x7fffffff
+DATA xent_absmask<>+40(SB)/4, $0x7fffffff
+DATA xent_absmask<>+44(SB)/4, $0x7fffffff
+DATA xent_absmask<>+48(SB)/4, $0x7fffffff
+DATA xent_absmask<>+52(SB)/4, $0x7fffffff
+DATA xent_absmask<>+56(SB)/4, $0x7fffffff
+DATA xent_absmask<>+60(SB)/4, $0x7fffffff
+GLOBL xent_absmask<>(SB), RODATA|NOPTR, $64
+
+DATA xent_inf_i<>+0(SB)/4, $0x7f800000
+DATA xent_inf_i<>+4(SB)/4, $0x7f800000
+DATA xent_inf_i<>+8(SB)/4, $0x7f800000
+DATA xent_inf_i<>+12(SB)/4, $0x7f800000
+DATA xent_inf_i<>+16(SB)/4, $0x7f800000
+DATA xent_inf_i<>+20(SB)/4, $0x7f800000
+DATA xent_inf_i<>+24(SB)/4, $0x7f800000
+DATA xent_inf_i<>+28(SB)/4, $0x7f800000
+DATA xent_inf_i<>+32(SB)/4, $0x7f800000
+DATA xent_inf_i<>+36(SB)/4, $0x7f800000
+DATA xent_inf_i<>+40(SB)/4, $0x7f800000
+DATA xent_inf_i<>+44(SB)/4, $0x7f800000
+DATA xent_inf_i<>+48(SB)/4, $0x7f800000
+DATA xent_inf_i<>+52(SB)/4, $0x7f800000
+DATA xent_inf_i<>+56(SB)/4, $0x7f800000
+DATA xent_inf_i<>+60(SB)/4, $0x7f800000
+GLOBL xent_inf_i<>(SB), RODATA|NOPTR, $64
+
+DATA xent_quiet<>+0(SB)/4, $0x00400000
+DATA xent_quiet<>+4(SB)/4, $0x00400000
+DATA xent_quiet<>+8(SB)/4, $0x00400000
+DATA xent_quiet<>+12(SB)/4, $0x00400000
+DATA xent_quiet<>+16(SB)/4, $0x00400000
+DATA xent_quiet<>+20(SB)/4, $0x00400000
+DATA xent_quiet<>+24(SB)/4, $0x00400000
+DATA xent_quiet<>+28(SB)/4, $0x00400000
+DATA xent_quiet<>+32(SB)/4, $0x00400000
+DATA xent_quiet<>+36(SB)/4, $0x00400000
+DATA xent_quiet<>+40(SB)/4, $0x00400000
+DATA xent_quiet<>+44(SB)/4, $0x00400000
+DATA xent_quiet<>+48(SB)/4, $0x00400000
+DATA xent_quiet<>+52(SB)/4, $0x00400000
+DATA xent_quiet<>+56(SB)/4, $0x00400000
+DATA xent_quiet<>+60(SB)/4, $0x00400000
+GLOBL xent_quiet<>(SB), RODATA|NOPTR, $64
+
+// func toF16AVX2(dst []uint16, src []float32)
+// Requires: AVX, F16C
+TEXT ·toF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+toF16AVX2_x4:
+	CMPQ      DX, $0x00000020
+	JL        toF16AVX2_x4_end
+	VMOVUPS   (CX), Y0
+	VCVTPS2PH $0x00, Y0, (AX)
+	VMOVUPS   32(CX), Y0
+	VCVTPS2PH $0x00, Y0, 16(AX)
+	VMOVUPS   64(CX), Y0
+	VCVTPS2PH $0x00, Y0, 32(AX)
+	VMOVUPS   96(CX), Y0
+	VCVTPS2PH $0x00, Y0, 48(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x00000040, AX
+	SUBQ      $0x00000020, DX
+	JMP       toF16AVX2_x4
+
+toF16AVX2_x4_end:
+toF16AVX2_x1:
+	CMPQ      DX, $0x00000008
+	JL        toF16AVX2_x1_end
+	VMOVUPS   (CX), Y0
+	VCVTPS2PH $0x00, Y0, (AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000010, AX
+	SUBQ      $0x00000008, DX
+	JMP       toF16AVX2_x1
+
+toF16AVX2_x1_end:
+	VZEROUPPER
+	RET
+
 // func maxNaNAVX512(x []float32) (m float32, nan bool)
 // Requires: AVX, AVX512F, BMI2, SSE
 TEXT ·maxNaNAVX512(SB), NOSPLIT, $0-29
@@ -3505,4 +3811,215 @@ fmaAVX512_end:
 	VADDPS Z9, Z0, Z0
 	VZEROUPPER
 	MOVSS  X0, ret+8(FP)
+	RET
+
+// func fromBF16AVX512(dst []float32, src []uint16)
+// Requires: AVX, AVX512F
+TEXT ·fromBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+fromBF16AVX512_x4:
+	CMPQ      DX, $0x00000040
+	JL        fromBF16AVX512_x4_end
+	VPMOVZXWD (CX), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (AX)
+	VPMOVZXWD 32(CX), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, 64(AX)
+	VPMOVZXWD 64(CX), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, 128(AX)
+	VPMOVZXWD 96(CX), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, 192(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x00000100, AX
+	SUBQ      $0x00000040, DX
+	JMP       fromBF16AVX512_x4
+
+fromBF16AVX512_x4_end:
+fromBF16AVX512_x1:
+	CMPQ      DX, $0x00000010
+	JL        fromBF16AVX512_x1_end
+	VPMOVZXWD (CX), Z0
+	VPSLLD    $0x10, Z0, Z0
+	VMOVUPS   Z0, (AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000040, AX
+	SUBQ      $0x00000010, DX
+	JMP       fromBF16AVX512_x1
+
+fromBF16AVX512_x1_end:
+	VZEROUPPER
+	RET
+
+// func fromF16AVX512(dst []float32, src []uint16)
+// Requires: AVX, AVX512F
+TEXT ·fromF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+fromF16AVX512_x4:
+	CMPQ      DX, $0x00000040
+	JL        fromF16AVX512_x4_end
+	VCVTPH2PS (CX), Z0
+	VMOVUPS   Z0, (AX)
+	VCVTPH2PS 32(CX), Z0
+	VMOVUPS   Z0, 64(AX)
+	VCVTPH2PS 64(CX), Z0
+	VMOVUPS   Z0, 128(AX)
+	VCVTPH2PS 96(CX), Z0
+	VMOVUPS   Z0, 192(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x00000100, AX
+	SUBQ      $0x00000040, DX
+	JMP       fromF16AVX512_x4
+
+fromF16AVX512_x4_end:
+fromF16AVX512_x1:
+	CMPQ      DX, $0x00000010
+	JL        fromF16AVX512_x1_end
+	VCVTPH2PS (CX), Z0
+	VMOVUPS   Z0, (AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000040, AX
+	SUBQ      $0x00000010, DX
+	JMP       fromF16AVX512_x1
+
+fromF16AVX512_x1_end:
+	VZEROUPPER
+	RET
+
+// func toBF16AVX512(dst []uint16, src []float32)
+// Requires: AVX, AVX512F
+TEXT ·toBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VBROADCASTSS xent_one_i<>+0(SB), Z0
+	VBROADCASTSS xent_bias7fff<>+0(SB), Z1
+	VBROADCASTSS xent_absmask<>+0(SB), Z2
+	VBROADCASTSS xent_inf_i<>+0(SB), Z3
+	VBROADCASTSS xent_quiet<>+0(SB), Z4
+
+toBF16AVX512_x4:
+	CMPQ      DX, $0x00000040
+	JL        toBF16AVX512_x4_end
+	VMOVUPS   (CX), Z5
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z0, Z6, Z6
+	VPADDD    Z1, Z5, Z7
+	VPADDD    Z6, Z7, Z7
+	VPANDD    Z2, Z5, Z6
+	VPORD     Z4, Z5, Z5
+	VPCMPD    $0x06, Z3, Z6, K1
+	VPBLENDMD Z5, Z7, K1, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPMOVDW   Z7, (AX)
+	VMOVUPS   64(CX), Z5
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z0, Z6, Z6
+	VPADDD    Z1, Z5, Z7
+	VPADDD    Z6, Z7, Z7
+	VPANDD    Z2, Z5, Z6
+	VPORD     Z4, Z5, Z5
+	VPCMPD    $0x06, Z3, Z6, K1
+	VPBLENDMD Z5, Z7, K1, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPMOVDW   Z7, 32(AX)
+	VMOVUPS   128(CX), Z5
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z0, Z6, Z6
+	VPADDD    Z1, Z5, Z7
+	VPADDD    Z6, Z7, Z7
+	VPANDD    Z2, Z5, Z6
+	VPORD     Z4, Z5, Z5
+	VPCMPD    $0x06, Z3, Z6, K1
+	VPBLENDMD Z5, Z7, K1, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPMOVDW   Z7, 64(AX)
+	VMOVUPS   192(CX), Z5
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z0, Z6, Z6
+	VPADDD    Z1, Z5, Z7
+	VPADDD    Z6, Z7, Z7
+	VPANDD    Z2, Z5, Z6
+	VPORD     Z4, Z5, Z5
+	VPCMPD    $0x06, Z3, Z6, K1
+	VPBLENDMD Z5, Z7, K1, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPMOVDW   Z7, 96(AX)
+	ADDQ      $0x00000100, CX
+	ADDQ      $0x00000080, AX
+	SUBQ      $0x00000040, DX
+	JMP       toBF16AVX512_x4
+
+toBF16AVX512_x4_end:
+toBF16AVX512_x1:
+	CMPQ      DX, $0x00000010
+	JL        toBF16AVX512_x1_end
+	VMOVUPS   (CX), Z5
+	VPSRLD    $0x10, Z5, Z6
+	VPANDD    Z0, Z6, Z6
+	VPADDD    Z1, Z5, Z7
+	VPADDD    Z6, Z7, Z7
+	VPANDD    Z2, Z5, Z6
+	VPORD     Z4, Z5, Z5
+	VPCMPD    $0x06, Z3, Z6, K1
+	VPBLENDMD Z5, Z7, K1, Z7
+	VPSRLD    $0x10, Z7, Z7
+	VPMOVDW   Z7, (AX)
+	ADDQ      $0x00000040, CX
+	ADDQ      $0x00000020, AX
+	SUBQ      $0x00000010, DX
+	JMP       toBF16AVX512_x1
+
+toBF16AVX512_x1_end:
+	VZEROUPPER
+	RET
+
+// func toF16AVX512(dst []uint16, src []float32)
+// Requires: AVX, AVX512F
+TEXT ·toF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+toF16AVX512_x4:
+	CMPQ      DX, $0x00000040
+	JL        toF16AVX512_x4_end
+	VMOVUPS   (CX), Z0
+	VCVTPS2PH $0x00, Z0, (AX)
+	VMOVUPS   64(CX), Z0
+	VCVTPS2PH $0x00, Z0, 32(AX)
+	VMOVUPS   128(CX), Z0
+	VCVTPS2PH $0x00, Z0, 64(AX)
+	VMOVUPS   192(CX), Z0
+	VCVTPS2PH $0x00, Z0, 96(AX)
+	ADDQ      $0x00000100, CX
+	ADDQ      $0x00000080, AX
+	SUBQ      $0x00000040, DX
+	JMP       toF16AVX512_x4
+
+toF16AVX512_x4_end:
+toF16AVX512_x1:
+	CMPQ      DX, $0x00000010
+	JL        toF16AVX512_x1_end
+	VMOVUPS   (CX), Z0
+	VCVTPS2PH $0x00, Z0, (AX)
+	ADDQ      $0x00000040, CX
+	ADDQ      $0x00000020, AX
+	SUBQ      $0x00000010, DX
+	JMP       toF16AVX512_x1
+
+toF16AVX512_x1_end:
+	VZEROUPPER
 	RET

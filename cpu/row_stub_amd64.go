@@ -44,6 +44,22 @@ func gradAVX2(dst []float32, x []float32, w []float32, shift float32, a float32,
 // and returns a lane of their sum, so that they are computed.
 func fmaAVX2(iters int) float32
 
+// fromBF16AVX2 sets dst_j to the BF16 src_j as a float32 (exact), for j below len(src) rounded
+// down to a whole vector; len(dst) ≥ len(src).
+func fromBF16AVX2(dst []float32, src []uint16)
+
+// fromF16AVX2 sets dst_j to the F16 src_j as a float32 (exact), for j below len(src) rounded
+// down to a whole vector; len(dst) ≥ len(src).
+func fromF16AVX2(dst []float32, src []uint16)
+
+// toBF16AVX2 sets dst_j to src_j rounded to BF16 (to the nearest, ties to even), for j
+// below len(src) rounded down to a whole vector; len(dst) ≥ len(src).
+func toBF16AVX2(dst []uint16, src []float32)
+
+// toF16AVX2 sets dst_j to src_j rounded to F16 (to the nearest, ties to even), for j
+// below len(src) rounded down to a whole vector; len(dst) ≥ len(src).
+func toF16AVX2(dst []uint16, src []float32)
+
 // maxNaNAVX512 returns max_j x_j ignoring NaN (-Inf for an empty x) and whether x holds a NaN.
 func maxNaNAVX512(x []float32) (m float32, nan bool)
 
@@ -83,3 +99,19 @@ func gradAVX512(dst []float32, x []float32, w []float32, shift float32, a float3
 // independent vector FMAs (the FMA peak probe: 2·lanes flops each)
 // and returns a lane of their sum, so that they are computed.
 func fmaAVX512(iters int) float32
+
+// fromBF16AVX512 sets dst_j to the BF16 src_j as a float32 (exact), for j below len(src) rounded
+// down to a whole vector; len(dst) ≥ len(src).
+func fromBF16AVX512(dst []float32, src []uint16)
+
+// fromF16AVX512 sets dst_j to the F16 src_j as a float32 (exact), for j below len(src) rounded
+// down to a whole vector; len(dst) ≥ len(src).
+func fromF16AVX512(dst []float32, src []uint16)
+
+// toBF16AVX512 sets dst_j to src_j rounded to BF16 (to the nearest, ties to even), for j
+// below len(src) rounded down to a whole vector; len(dst) ≥ len(src).
+func toBF16AVX512(dst []uint16, src []float32)
+
+// toF16AVX512 sets dst_j to src_j rounded to F16 (to the nearest, ties to even), for j
+// below len(src) rounded down to a whole vector; len(dst) ≥ len(src).
+func toF16AVX512(dst []uint16, src []float32)

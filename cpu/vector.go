@@ -28,7 +28,11 @@ type vectorKernels struct {
 	sum   func(x []float32) float32
 	grad  func(dst, x, w []float32, shift, a, b, c, inv float32, capped bool)
 	fma   func(iters int) float32
-	lanes int
+	// fromBF16 ... toF16 convert whole vectors of half-precision elements
+	// (see vectorHalf); nil where the CPU lacks the instructions.
+	fromBF16, fromF16 func(dst []float32, src []uint16)
+	toBF16, toF16     func(dst []uint16, src []float32)
+	lanes             int
 }
 
 // vector returns the Impl of k. Its chunk follows chunkGeneric's rule: the
@@ -135,6 +139,7 @@ func vector(k vectorKernels) *Impl {
 			}
 			k.grad(dst[:len(x)], x, w, shift, a, b, c, inv, c > 0)
 		},
-		fma: func(iters int) (float32, int) { return k.fma(iters), fmaChains * 2 * k.lanes * iters },
+		fma:  func(iters int) (float32, int) { return k.fma(iters), fmaChains * 2 * k.lanes * iters },
+		half: vectorHalf(k.lanes, k.fromBF16, k.fromF16, k.toBF16, k.toF16),
 	}
 }

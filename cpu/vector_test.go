@@ -248,3 +248,81 @@ func TestVectorCap(t *testing.T) {
 		}
 	}
 }
+
+// TestVectorHalf checks every implementation's conversions against the
+// portable ones (which package half's tests check against the formats'
+// definitions), bit for bit but for NaN's payload (a NaN must give a NaN
+// of its sign; VCVTPH2PS quiets a signalling one, the portable code
+// keeps its bits): every 16-bit pattern widened, and float32
+// values narrowed (every half value, the midpoints between neighbours and
+// either side of them, random bits, NaN, ±Inf, subnormals), at every
+// length up to 70 for the tails, with guards either side.
+func TestVectorHalf(t *testing.T) {
+	rng := seed.Rand(t, 11)
+	all := make([]uint16, 1<<16)
+	for i := range all {
+		all[i] = uint16(i)
+	}
+	var vals []float32
+	for _, v := range []uint32{0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffffffff, 0x00000001, 0x007fffff, 0x7f7fffff, 0x477fefff, 0x477ff000, 0x33000000, 0x33000001} {
+		vals = append(vals, math.Float32frombits(v))
+	}
+	for _, h := range all {
+		for _, f := range []float32{fromBF16One(h), fromF16One(h)} {
+			vals = append(vals, f, math.Float32frombits(math.Float32bits(f)+0x7fff), math.Float32frombits(math.Float32bits(f)+0x8000),
+				math.Float32frombits(math.Float32bits(f)+0x8001), math.Float32frombits(math.Float32bits(f)+0x1000))
+		}
+	}
+	for range 1 << 16 {
+		vals = append(vals, math.Float32frombits(rng.Uint32()))
+	}
+	for _, typ := range []DType{BF16, F16} {
+		want := make([]float32, len(all))
+		Portable.widen(want, all, typ)
+		wantH := make([]uint16, len(vals))
+		Portable.narrow(wantH, vals, typ)
+		for _, k := range vectorImpls(t) {
+			got := make([]float32, len(all))
+			k.widen(got, all, typ)
+			for i := range all {
+				require.True(t, sameHalfBits(want[i], got[i]), "%s: %v %#04x widened to %#08x, want %#08x", k.name, typ, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+			}
+			gotH := make([]uint16, len(vals))
+			k.narrow(gotH, vals, typ)
+			wide := func(h uint16) float32 { var d [1]float32; Portable.widen(d[:], []uint16{h}, typ); return d[0] }
+			for i, v := range vals {
+				require.True(t, wantH[i] == gotH[i] || sameHalfBits(wide(wantH[i]), wide(gotH[i])), "%s: %v of %#08x (%v): %#04x, want %#04x", k.name, typ, math.Float32bits(v), v, gotH[i], wantH[i])
+			}
+			for n := range 71 {
+				off := rng.IntN(len(all) - n)
+				dst, check := guarded(t, n, float32(math.NaN()))
+				k.widen(dst, all[off:off+n], typ)
+				check("widen")
+				for j := range n {
+					require.True(t, sameHalfBits(want[off+j], dst[j]), "%s: widen n %d, element %d", k.name, n, j)
+				}
+				buf := make([]uint16, n+80)
+				for j := range buf {
+					buf[j] = 0xabcd
+				}
+				k.narrow(buf[40:40+n], vals[off:off+n], typ)
+				for j, v := range buf {
+					if j < 40 || j >= 40+n {
+						require.Equal(t, uint16(0xabcd), v, "%s: narrow n %d wrote guard %d", k.name, n, j)
+					} else {
+						require.True(t, wantH[off+j-40] == v || sameHalfBits(wide(wantH[off+j-40]), wide(v)), "%s: narrow n %d, element %d", k.name, n, j-40)
+					}
+				}
+			}
+		}
+	}
+}
+
+// sameHalfBits reports whether a and b have the same bits, or are both
+// NaN of the same sign.
+func sameHalfBits(a, b float32) bool {
+	return sameBits(a, b) || a != a && b != b && math.Signbit(float64(a)) == math.Signbit(float64(b))
+}
+
+func fromBF16One(h uint16) float32 { var d [1]float32; fromBF16Generic(d[:], []uint16{h}); return d[0] }
+func fromF16One(h uint16) float32  { var d [1]float32; fromF16Generic(d[:], []uint16{h}); return d[0] }

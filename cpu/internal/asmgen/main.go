@@ -1080,6 +1080,123 @@ func (s isa) grad() {
 	RET()
 }
 
+// ---- half precision ----
+
+// The conversions take whole vectors only: n - n mod lanes elements (the
+// Go side converts the rest with the portable loop). Each step converts
+// four vectors, then one at a time.
+
+// halfLoop emits the conversion loop over n elements, with src and dst
+// advancing by their element sizes (sb and db bytes): body converts the
+// vector at element offset i of a step.
+func (s isa) halfLoop(l labels, n, src, dst reg.GPVirtual, sb, db int, body func(i int)) {
+	for _, unroll := range []int{4, 1} {
+		step := unroll * s.lanes
+		name := fmt.Sprintf("x%d", unroll)
+		Label(l.L(name))
+		CMPQ(n, U32(step))
+		JL(LabelRef(l.L(name + "_end")))
+		for i := range unroll {
+			body(i)
+		}
+		ADDQ(U32(sb*step), src)
+		ADDQ(U32(db*step), dst)
+		SUBQ(U32(step), n)
+		JMP(LabelRef(l.L(name)))
+		Label(l.L(name + "_end"))
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// halfMem is the memory operand of vector i of a step of 16-bit
+// elements: half a vector's bytes.
+func (s isa) halfMem(p reg.GPVirtual, i int) Mem { return Mem{Base: p, Disp: i * 2 * s.lanes} }
+
+// fromHalf: dst_j = src_j as float32, for bfloat16 (a shift of the
+// zero-extended 16 bits into the upper half) or float16 (VCVTPH2PS: F16C
+// on AVX2, AVX-512F on AVX-512).
+func (s isa) fromHalf(bf bool) {
+	typ := "F16"
+	if bf {
+		typ = "BF16"
+	}
+	name := "from" + typ + s.name
+	TEXT(name, NOSPLIT, "func(dst []float32, src []uint16)")
+	Doc(name+" sets dst_j to the "+typ+" src_j as a float32 (exact), for j below len(src) rounded", "down to a whole vector; len(dst) ≥ len(src).")
+	l := labels(name)
+	dst, _ := slice("dst")
+	src, n := slice("src")
+	s.halfLoop(l, n, src, dst, 2, 4, func(i int) {
+		v := s.vec()
+		if bf {
+			VPMOVZXWD(s.halfMem(src, i), v)
+			VPSLLD(U8(16), v, v)
+		} else {
+			VCVTPH2PS(s.halfMem(src, i), v)
+		}
+		VMOVUPS(v, Mem{Base: dst, Disp: i * s.bytes()})
+	})
+}
+
+// toHalf: dst_j = src_j rounded to the nearest (ties to even). float16:
+// VCVTPS2PH with rounding 0 (nearest even), which gives ±Inf past 65504,
+// subnormals, and a quiet NaN for a NaN. bfloat16: in the integers, as
+// the portable code, u + 0x7fff + (u>>16 & 1), upper half (a carry rounds
+// to the next value, to Inf past the largest); a NaN (|u| > 0x7f800000)
+// gets its quiet bit instead, so that no carry makes it Inf.
+func (s isa) toHalf(bf bool) {
+	typ := "F16"
+	if bf {
+		typ = "BF16"
+	}
+	name := "to" + typ + s.name
+	TEXT(name, NOSPLIT, "func(dst []uint16, src []float32)")
+	Doc(name+" sets dst_j to src_j rounded to "+typ+" (to the nearest, ties to even), for j", "below len(src) rounded down to a whole vector; len(dst) ≥ len(src).")
+	l := labels(name)
+	dst, _ := slice("dst")
+	src, n := slice("src")
+	var one, bias, abs, inf, quiet Op
+	if bf {
+		one, bias = s.konst(vconst("one_i", 1)), s.konst(vconst("bias7fff", 0x7fff))
+		abs, inf, quiet = s.konst(vconst("absmask", 0x7fffffff)), s.konst(vconst("inf_i", 0x7f800000)), s.konst(vconst("quiet", 0x00400000))
+	}
+	s.halfLoop(l, n, src, dst, 4, 2, func(i int) {
+		v := s.vec()
+		VMOVUPS(Mem{Base: src, Disp: i * s.bytes()}, v)
+		if !bf {
+			VCVTPS2PH(U8(0), v, s.halfMem(dst, i))
+			return
+		}
+		t, r, a, q := s.vec(), s.vec(), s.vec(), s.vec()
+		VPSRLD(U8(16), v, t)
+		if s.avx512 {
+			VPANDD(one, t, t)
+			VPADDD(bias, v, r)
+			VPADDD(t, r, r)
+			VPANDD(abs, v, a)
+			VPORD(quiet, v, q)
+			k := K()
+			VPCMPD(U8(6), inf, a, k) // a > 0x7f800000 (signed, both non-negative): NaN
+			VPBLENDMD(q, r, k, r)
+			VPSRLD(U8(16), r, r)
+			VPMOVDW(r, s.halfMem(dst, i))
+			return
+		}
+		VPAND(one, t, t)
+		VPADDD(bias, v, r)
+		VPADDD(t, r, r)
+		VPAND(abs, v, a)
+		VPOR(quiet, v, q)
+		VPCMPGTD(inf, a, a) // NaN lanes
+		VBLENDVPS(a, q, r, r)
+		VPSRLD(U8(16), r, r)
+		VPACKUSDW(r, r, r)     // words 0-3 twice, then 4-7 twice (per 128-bit lane)
+		VPERMQ(U8(0x08), r, r) // qwords 0, 2: words 0-7 in the low half
+		VMOVDQU(r.AsX(), s.halfMem(dst, i))
+	})
+}
+
 func main() {
 	arm64Out := flag.String("arm64", "", "write the arm64 (NEON) kernels to this file instead of the amd64 ones")
 	arm64Stubs := flag.String("arm64stubs", "", "with -arm64: write their declarations to this file")
@@ -1104,6 +1221,10 @@ func main() {
 		s.capTo()
 		s.grad()
 		s.fma()
+		s.fromHalf(true)
+		s.fromHalf(false)
+		s.toHalf(true)
+		s.toHalf(false)
 	}
 	Generate()
 	checkAVX2Registers()
