@@ -4,6 +4,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"unsafe"
 )
 
 // Block is the number of elements the SIMD implementation sums in float32
@@ -383,9 +384,11 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 		if dst != nil {
 			d = dst[lo:hi]
 		}
-		var next []float32 // the prefetch: float32 rows only (a half row's chunk is widened first)
+		var next []float32 // the prefetch (of a half row, its words: see halfWords)
 		if x.t == F32 {
 			next = x.f[hi:min(hi+cl, n)]
+		} else {
+			next = halfWords(x.h[hi:min(hi+cl, n)])
 		}
 		if hi == n {
 			next = after
@@ -481,6 +484,7 @@ type rowOpts struct {
 	w         []float32
 	wc        [MaxChunks]float64
 	wide, out []float32
+	row       []float32 // a half-precision gradient's exps (row), made on first use
 }
 
 // newRowOpts returns the row driver's options for rows of cols columns
@@ -583,15 +587,29 @@ func (o *rowOpts) wchunk(lo, hi int) []float32 {
 	return o.w[lo:hi]
 }
 
-// after returns the first chunk of row i+1 of a float32 x when it is
-// below hi (the rows of the calling goroutine), else nil: the row
-// driver's prefetch across rows.
+// after returns the first chunk of row i+1 of x when it is below hi (the
+// rows of the calling goroutine), else nil: the row driver's prefetch
+// across rows (of a half-precision row, its words: see halfWords).
 func after(x Matrix, i, hi int) []float32 {
-	if i+1 >= hi || x.Type != F32 {
+	if i+1 >= hi {
 		return nil
 	}
 	lo := (i + 1) * x.Stride
-	return x.Data[lo : lo+min(x.Cols, chunkLen(x.Cols))]
+	n := min(x.Cols, chunkLen(x.Cols))
+	if x.Type == F32 {
+		return x.Data[lo : lo+n]
+	}
+	return halfWords(x.Half[lo : lo+n])
+}
+
+// halfWords returns the 16-bit elements h as float32 words (the last odd
+// one left out): the addresses of a half-precision chunk for the kernels'
+// prefetch, which reads nothing.
+func halfWords(h []uint16) []float32 {
+	if len(h) < 2 {
+		return nil
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&h[0])), len(h)/2)
 }
 
 // chunkLen returns the chunk length online uses on rows of n elements:
@@ -757,14 +775,21 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 	// dwarfs ls (a row of -1e30 has loss log C, not 0), as PyTorch's
 	// log_softmax does. Without options the row takes one pass (online), and
 	// the fused path stores exp(z_j - m_c) in gr while summing and scales it
-	// afterwards: one exp per logit. A half-precision row or gradient
-	// takes a gradient pass of its own instead (as the soft cap does),
-	// which recomputes each exp from the logits: the exps are not rounded
-	// to the gradient's type before they are scaled.
+	// afterwards: one exp per logit. A float32 gradient of half-precision
+	// logits (a buffer of its own) takes the exps the same way; a
+	// half-precision gradient takes them in o's float32 row, and each
+	// chunk is narrowed once scaled, so that it is rounded once.
 	zt := xr.at(t) // read before gr (which may be xr) is written
 	var gf []float32
-	if g != nil && xr.t == F32 && gr.t == F32 {
+	switch {
+	case g == nil:
+	case gr.t == F32:
 		gf = gr.f
+	default:
+		if len(o.row) < x.Cols {
+			o.row = make([]float32, x.Cols)
+		}
+		gf = o.row[:x.Cols]
 	}
 	var ms [MaxChunks]float32
 	part := k.scan(gf, xr, &ms, next, p, o)
@@ -789,10 +814,13 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 		for c, lo := 0, 0; lo < len(gf); c, lo = c+1, lo+cl {
 			hi := min(lo+cl, len(gf))
 			fc := float32(f * math.Exp(float64(ms[c])-float64(part.Max)))
-			if o == nil {
+			if o == nil || !o.smooth {
 				k.scale(gf[lo:hi], fc)
 			} else {
 				k.axpy(gf[lo:hi], fc, float32(b), o.wchunk(lo, hi))
+			}
+			if gr.t != F32 {
+				k.narrow(gr.h[lo:hi], gf[lo:hi], gr.t)
 			}
 		}
 	}
