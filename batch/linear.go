@@ -46,16 +46,19 @@ func NewLinear(dev device.Device, opts ...Option) (*Linear, error) {
 func (l *Linear) Device() device.Device { return l.loss.dev }
 
 // checkHost validates a host matrix of rows × cols with a positive row
-// length (named what), and returns it with its stride set.
-func checkHost(name string, m Matrix, what string) (Matrix, error) {
+// length (named what), float32 or, for an input (half), any element type,
+// and returns it with its stride set.
+func checkHost(name string, m Matrix, what string, half bool) (Matrix, error) {
 	if m.Stride == 0 {
 		m.Stride = m.Cols
 	}
 	switch {
 	case m.Buf != nil:
 		return m, errorf(ErrOption, "%s: the fused linear takes host matrices", name)
-	case m.Type != device.F32:
-		return m, errorf(ErrOption, "%s: element type %v (float32 only)", name, m.Type)
+	case m.Type != device.F32 && !half:
+		return m, errorf(ErrOption, "%s: element type %v (the gradients are float32)", name, m.Type)
+	case m.Type > device.F16:
+		return m, errorf(ErrOption, "%s: unknown element type %v", name, m.Type)
 	case m.Rows < 0 || m.Cols < 0:
 		return m, errorf(ErrShape, "%s: negative shape %d × %d", name, m.Rows, m.Cols)
 	case m.Cols == 0:
@@ -69,9 +72,9 @@ func checkHost(name string, m Matrix, what string) (Matrix, error) {
 // checkResident validates a matrix that may be held by dev (a
 // DeviceMatrix's, for W and dW: they may stay on the device across calls)
 // or host rows.
-func checkResident(dev device.Device, name string, m Matrix) (Matrix, error) {
+func checkResident(dev device.Device, name string, m Matrix, half bool) (Matrix, error) {
 	if m.Buf == nil {
-		return checkHost(name, m, "features")
+		return checkHost(name, m, "features", half)
 	}
 	switch {
 	case !dev.Caps().Resident:
@@ -92,11 +95,11 @@ func checkResident(dev device.Device, name string, m Matrix) (Matrix, error) {
 // prepareLinear validates H, W, the bias and the targets against each
 // other and the options.
 func (l *Linear) prepareLinear(h, w Matrix, bias []float32, targets []int32) (*prepared, *device.Linear, error) {
-	h, err := checkHost("hidden states", h, "features")
+	h, err := checkHost("hidden states", h, "features", true)
 	if err != nil {
 		return nil, nil, err
 	}
-	if w, err = checkResident(l.loss.dev, "weight", w); err != nil {
+	if w, err = checkResident(l.loss.dev, "weight", w, true); err != nil {
 		return nil, nil, err
 	}
 	c := &l.loss.cfg
@@ -136,15 +139,15 @@ func (l *Linear) gradsOf(p *prepared, lin *device.Linear, g LinearGrads, up Upst
 		like Matrix
 		dst  *Matrix
 	}{{"hidden-state gradient", g.H, lin.H, &dg.H}, {"weight gradient", g.W, lin.W, &dg.W}} {
-		if d.m.Data == nil && d.m.Rows == 0 && d.m.Cols == 0 {
+		if d.m.Data == nil && d.m.Half == nil && d.m.Rows == 0 && d.m.Cols == 0 {
 			continue // not wanted
 		}
 		var m Matrix
 		var err error
 		if d.dst == &dg.W { // dW may stay on the device, as W may
-			m, err = checkResident(l.loss.dev, d.name, d.m)
+			m, err = checkResident(l.loss.dev, d.name, d.m, false)
 		} else {
-			m, err = checkHost(d.name, d.m, "features")
+			m, err = checkHost(d.name, d.m, "features", false)
 		}
 		if err != nil {
 			return nil, err

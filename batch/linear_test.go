@@ -59,6 +59,12 @@ func TestLinearBadInput(t *testing.T) {
 		{"features differ", nil, h, batch.NewMatrix(w.Data[:v*3], v, 3), b, tg, good, batch.ErrShape, "batch: hidden states have 4 features, the weight's rows 3 (W is classes × features, nn.Linear's layout)"},
 		{"target high", nil, h, w, b, []int32{0, 5, 1}, good, batch.ErrTarget, "batch: target 5 out of bounds [0, 5) at row 1"},
 		{"targets short", nil, h, w, b, tg[:2], good, batch.ErrShape, "batch: expected 3 targets to match 3 rows, got 2"},
+		{"half gradient", nil, h, w, b, tg, func() grads {
+			g := good()
+			g.H = batch.NewHalfMatrix(make([]uint16, n*d), batch.BF16, n, d)
+			return g
+		}, batch.ErrOption, "batch: hidden-state gradient: element type bfloat16 (the gradients are float32)"},
+		{"half weight short", nil, h, batch.NewHalfMatrix(make([]uint16, v*d-1), batch.F16, v, d), b, tg, good, batch.ErrBuffer, "batch: weight: 5 rows × 4 cols (stride 4) need 20 float16 values in Half, got 19"},
 		{"hidden short", nil, batch.Matrix{Data: h.Data[:11], Rows: n, Cols: d}, w, b, tg, good, batch.ErrBuffer, "batch: hidden states: 3 rows × 4 cols (stride 4) need 12 values, got 11"},
 		{"weight short", nil, h, batch.Matrix{Data: w.Data[:19], Rows: v, Cols: d}, b, tg, good, batch.ErrBuffer, "batch: weight: 5 rows × 4 cols (stride 4) need 20 values, got 19"},
 		{"no features", nil, batch.Matrix{Rows: n}, w, b, tg, good, batch.ErrShape, "batch: hidden states: rows of 0 features"},

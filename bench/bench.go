@@ -29,9 +29,12 @@ const (
 
 // Config says what to run.
 type Config struct {
-	Batch   int
-	Vocabs  []int
-	Ops     []string
+	Batch  int
+	Vocabs []int
+	Ops    []string
+	// Types are the logits' element types (nil: float32); each op runs
+	// on the same values in each.
+	Types   []batch.DType
 	Devices []string // device specs; "all" expands to every CPU variant and OpenCL device
 	Repeat  int
 	Peers   bool   // run bench/peers/pytorch_cpu.py too
@@ -41,19 +44,23 @@ type Config struct {
 
 // Result is one measured (device, kernel, op, size).
 type Result struct {
-	Device      string  `json:"device"`
-	Kernel      string  `json:"kernel"`
-	Op          string  `json:"op"`
-	Mode        string  `json:"mode"` // "host" (CPU), "kernel" or "end-to-end" (OpenCL), "peer"
-	Batch       int     `json:"batch"`
-	Vocab       int     `json:"vocab"`
-	SecondsMed  float64 `json:"seconds_median"`
-	SecondsMin  float64 `json:"seconds_min"`
-	SecondsMax  float64 `json:"seconds_max"`
-	GBps        float64 `json:"gbps"`
-	RooflineGB  float64 `json:"roofline_gbps"`
-	Fraction    float64 `json:"roofline_fraction"`
-	VsPortable  float64 `json:"vs_portable"`
+	Device     string  `json:"device"`
+	Kernel     string  `json:"kernel"`
+	Op         string  `json:"op"`
+	Type       string  `json:"type"` // the logits' element type
+	Mode       string  `json:"mode"` // "host" (CPU), "kernel" or "end-to-end" (OpenCL), "peer"
+	Batch      int     `json:"batch"`
+	Vocab      int     `json:"vocab"`
+	SecondsMed float64 `json:"seconds_median"`
+	SecondsMin float64 `json:"seconds_min"`
+	SecondsMax float64 `json:"seconds_max"`
+	GBps       float64 `json:"gbps"`
+	RooflineGB float64 `json:"roofline_gbps"`
+	Fraction   float64 `json:"roofline_fraction"`
+	VsPortable float64 `json:"vs_portable"`
+	// VsF32 is the logits per second over the float32 run's, same device,
+	// op and size (a half-precision type reads half the bytes).
+	VsF32       float64 `json:"vs_float32"`
 	RooflineFor string  `json:"roofline_kind"` // "cpu read", "cpu copy", "device copy", "host-device transfer"
 }
 
@@ -85,9 +92,17 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			d.Close()
 		}
 	}()
+	types := c.Types
+	if len(types) == 0 {
+		types = []batch.DType{batch.F32}
+	}
 	for _, v := range c.Vocabs {
 		x := gen.Logits(c.Batch, v, 1)
 		tg := gen.Targets(c.Batch, v, 2)
+		ins := make([]*logits, len(types))
+		for k, t := range types {
+			ins[k] = newLogits(t, x, c.Batch, v)
+		}
 		work := make([]float32, len(x))
 		rl := MeasureRoofline(x, work)
 		host := map[string]*hostRun{}
@@ -97,12 +112,14 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				continue
 			}
 			for _, op := range c.Ops {
-				h, err := newHostRun(ctx, d, op, work, tg, c.Batch, v)
-				if err != nil {
-					return nil, fmt.Errorf("%s %s %d×%d: %w", d.Info().Spec, op, c.Batch, v, err)
+				for _, in := range ins {
+					h, err := newHostRun(ctx, d, op, in, tg)
+					if err != nil {
+						return nil, fmt.Errorf("%s %s %v %d×%d: %w", d.Info().Spec, op, in.t, c.Batch, v, err)
+					}
+					host[d.Info().Spec+" "+op+" "+in.t.String()] = h
+					order = append(order, h)
 				}
-				host[d.Info().Spec+" "+op] = h
-				order = append(order, h)
 			}
 		}
 		// The CPU runs take turns, one repeat each per round after a warm-up
@@ -113,7 +130,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				rl = rl.best(probe(x, work))
 			}
 			for _, h := range order {
-				copy(work, x) // fresh logits: fused overwrites them
+				h.in.fresh() // fused overwrites them
 				t0 := time.Now()
 				if err := h.once(); err != nil {
 					return nil, fmt.Errorf("%s %s %d×%d: %w", h.d.Info().Spec, h.op, c.Batch, v, err)
@@ -127,16 +144,18 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		c.logf("roofline at %d×%d: read %.1f GB/s, copy %.1f GB/s", c.Batch, v, rl.ReadGBps, rl.CopyGBps)
 		for _, d := range devs {
 			for _, op := range c.Ops {
-				var rs []Result
-				if h := host[d.Info().Spec+" "+op]; h != nil {
-					rs = []Result{h.result(rl)}
-				} else if rs, err = measureOpenCL(ctx, d, op, x, tg, work, c.Batch, v, c.Repeat); err != nil {
-					return nil, fmt.Errorf("%s %s %d×%d: %w", d.Info().Spec, op, c.Batch, v, err)
+				for _, in := range ins {
+					var rs []Result
+					if h := host[d.Info().Spec+" "+op+" "+in.t.String()]; h != nil {
+						rs = []Result{h.result(rl)}
+					} else if rs, err = measureOpenCL(ctx, d, op, in, tg, c.Repeat); err != nil {
+						return nil, fmt.Errorf("%s %s %v %d×%d: %w", d.Info().Spec, op, in.t, c.Batch, v, err)
+					}
+					for _, r := range rs {
+						c.logf("%-22s %-8s %-8s %-10s %d×%d: %8.4f s  %7.2f GB/s  %4.0f%% of %s", r.Device, r.Op, r.Type, r.Mode, r.Batch, r.Vocab, r.SecondsMed, r.GBps, 100*r.Fraction, r.RooflineFor)
+					}
+					rep.Results = append(rep.Results, rs...)
 				}
-				for _, r := range rs {
-					c.logf("%-22s %-8s %-10s %d×%d: %8.4f s  %7.2f GB/s  %4.0f%% of %s", r.Device, r.Op, r.Mode, r.Batch, r.Vocab, r.SecondsMed, r.GBps, 100*r.Fraction, r.RooflineFor)
-				}
-				rep.Results = append(rep.Results, rs...)
 			}
 		}
 		if c.Peers {
@@ -200,40 +219,78 @@ func stats(secs []float64) (med, lo, hi float64) {
 	return s[len(s)/2], s[0], s[len(s)-1]
 }
 
+// logits are one size's logits in one element type: x the values (the
+// float32 ones rounded to the type), work what the ops run on (fused
+// overwrites it; fresh restores it).
+type logits struct {
+	t          batch.DType
+	rows, cols int
+	x, work    []float32 // float32
+	xh, workh  []uint16  // the half-precision types
+}
+
+func newLogits(t batch.DType, x []float32, rows, cols int) *logits {
+	in := &logits{t: t, rows: rows, cols: cols}
+	if t == batch.F32 {
+		in.x, in.work = x, make([]float32, len(x))
+	} else {
+		in.xh, in.workh = make([]uint16, len(x)), make([]uint16, len(x))
+		cpu.Narrow(in.xh, x, t)
+	}
+	return in
+}
+
+func (in *logits) fresh() {
+	copy(in.work, in.x)
+	copy(in.workh, in.xh)
+}
+
+// matrix returns the work rows.
+func (in *logits) matrix() batch.Matrix {
+	if in.t == batch.F32 {
+		return batch.NewMatrix(in.work, in.rows, in.cols)
+	}
+	return batch.NewHalfMatrix(in.workh, in.t, in.rows, in.cols)
+}
+
+// bytes returns the bytes of the matrix.
+func (in *logits) bytes() float64 { return float64(in.t.Size() * in.rows * in.cols) }
+
 // hostRun is one op on one CPU device, timed by Run in turns with the
 // others.
 type hostRun struct {
 	d    device.Device
 	op   string
+	in   *logits
 	once func() error
-	rows int
-	cols int
 	secs []float64
 }
 
-func newHostRun(ctx context.Context, d device.Device, op string, work []float32, tg []int32, rows, cols int) (*hostRun, error) {
-	r, err := newOpRun(d, op, work, tg, rows, cols)
+func newHostRun(ctx context.Context, d device.Device, op string, in *logits, tg []int32) (*hostRun, error) {
+	r, err := newOpRun(d, op, in, tg)
 	if err != nil {
 		return nil, err
 	}
-	return &hostRun{d: d, op: op, once: func() error { return r.do(ctx, r.m) }, rows: rows, cols: cols}, nil
+	return &hostRun{d: d, op: op, in: in, once: func() error { return r.do(ctx, r.m) }}, nil
 }
 
 // result is the run's figure against the CPU roofline rl.
 func (h *hostRun) result(rl Roofline) Result {
-	r := newResult(h.d.Info(), h.op, "host", h.rows, h.cols, h.secs)
+	r := newResult(h.d.Info(), h.op, "host", h.in, h.secs)
 	setFraction(&r, rl)
 	return r
 }
 
-func newResult(info device.Info, op, mode string, rows, cols int, secs []float64) Result {
+// newResult returns the figures of secs on in: GB/s of the logits' own
+// bytes (half of float32's for the half-precision types).
+func newResult(info device.Info, op, mode string, in *logits, secs []float64) Result {
 	med, lo, hi := stats(secs)
-	return Result{Device: info.Spec, Kernel: info.Kernel, Op: op, Mode: mode, Batch: rows, Vocab: cols,
-		SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GBps: float64(4*rows*cols) / med / 1e9}
+	return Result{Device: info.Spec, Kernel: info.Kernel, Op: op, Type: in.t.String(), Mode: mode, Batch: in.rows, Vocab: in.cols,
+		SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GBps: in.bytes() / med / 1e9}
 }
 
-// opRun is one op on one device over the logits in work: lse, forward, or
-// forward + backward with the gradient in place.
+// opRun is one op on one device over the work logits of in: lse,
+// forward, or forward + backward with the gradient in place.
 type opRun struct {
 	op  string
 	l   *batch.Loss
@@ -242,7 +299,7 @@ type opRun struct {
 	lse []float32
 }
 
-func newOpRun(d device.Device, op string, work []float32, tg []int32, rows, cols int) (*opRun, error) {
+func newOpRun(d device.Device, op string, in *logits, tg []int32) (*opRun, error) {
 	switch op {
 	case OpLSE, OpForward, OpFused:
 	default:
@@ -252,7 +309,7 @@ func newOpRun(d device.Device, op string, work []float32, tg []int32, rows, cols
 	if err != nil {
 		return nil, err
 	}
-	return &opRun{op: op, l: l, m: batch.NewMatrix(work, rows, cols), tg: tg, lse: make([]float32, rows)}, nil
+	return &opRun{op: op, l: l, m: in.matrix(), tg: tg, lse: make([]float32, in.rows)}, nil
 }
 
 // do runs the op on m: the host rows (on an OpenCL device, transfers
@@ -281,16 +338,17 @@ type profiler interface {
 // measureOpenCL times one op on an OpenCL device: end-to-end (host slices,
 // transfers counted) and kernel-only (resident buffer, profiling events),
 // the median of repeat runs after a warm-up.
-func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32, tg []int32, work []float32, rows, cols, repeat int) ([]Result, error) {
+func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, tg []int32, repeat int) ([]Result, error) {
 	info := d.Info()
-	run, err := newOpRun(d, op, work, tg, rows, cols)
+	rows, cols := in.rows, in.cols
+	run, err := newOpRun(d, op, in, tg)
 	if err != nil {
 		return nil, err
 	}
 	timeIt := func(f func() (float64, error)) ([]float64, error) {
 		var secs []float64
 		for i := range repeat + 1 {
-			copy(work, x) // fresh logits: fused overwrites them
+			in.fresh() // fused overwrites them
 			s, err := f()
 			if err != nil {
 				return nil, err
@@ -309,7 +367,7 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32,
 	if err != nil {
 		return nil, err
 	}
-	e2e := newResult(info, op, "end-to-end", rows, cols, secs)
+	e2e := newResult(info, op, "end-to-end", in, secs)
 	od, ok := d.(profiler)
 	if !ok {
 		return []Result{e2e}, nil
@@ -318,11 +376,12 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32,
 	if err != nil {
 		return nil, err
 	}
-	h2d := transferBandwidth(ctx, d, x, rows, cols)
+	in.fresh()
+	h2d := transferBandwidth(ctx, d, in.matrix(), in.bytes())
 	e2e.RooflineFor, e2e.RooflineGB = "host-device transfer", h2d/1e9
-	e2e.Fraction = transferBytes(op, rows, cols) / e2e.SecondsMed / h2d
+	e2e.Fraction = transferBytes(op, in) / e2e.SecondsMed / h2d
 	// Kernel-only: a resident buffer, kernel time from profiling events.
-	copy(work, x)
+	in.fresh()
 	dm, err := batch.Upload(ctx, d, run.m)
 	if err != nil {
 		return nil, err
@@ -335,11 +394,11 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32,
 	if err != nil {
 		return nil, err
 	}
-	k := newResult(info, op, "kernel", rows, cols, ksecs)
+	k := newResult(info, op, "kernel", in, ksecs)
 	k.RooflineFor, k.RooflineGB = "device copy", copyBW/1e9
 	// Device traffic: one read for lse and forward; two reads and one write
 	// for fused (the second pass may hit the cache; this counts it as not).
-	traffic := float64(4 * rows * cols)
+	traffic := in.bytes()
 	if op == OpFused {
 		traffic *= 3
 	}
@@ -348,28 +407,29 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, x []float32,
 }
 
 // transferBytes is what crosses the bus end to end: the logits in, and
-// for the fused op the gradient out.
-func transferBytes(op string, rows, cols int) float64 {
-	b := float64(4 * rows * cols)
+// for the fused op the gradient out (in the logits' type).
+func transferBytes(op string, in *logits) float64 {
+	b := in.bytes()
 	if op == OpFused {
 		b *= 2
 	}
 	return b
 }
 
-// transferBandwidth measures host-to-device upload bandwidth (bytes/s).
-func transferBandwidth(ctx context.Context, d device.Device, x []float32, rows, cols int) float64 {
+// transferBandwidth measures host-to-device upload bandwidth (bytes/s) of
+// m, of the bytes given.
+func transferBandwidth(ctx context.Context, d device.Device, m batch.Matrix, bytes float64) float64 {
 	best := math.Inf(1)
 	for range 3 {
 		t0 := time.Now()
-		dm, err := batch.Upload(ctx, d, batch.NewMatrix(x, rows, cols))
+		dm, err := batch.Upload(ctx, d, m)
 		if err != nil {
 			return math.NaN()
 		}
 		best = min(best, time.Since(t0).Seconds())
 		dm.Release()
 	}
-	return float64(4*rows*cols) / best
+	return bytes / best
 }
 
 // setFraction sets the CPU roofline of a host or peer result: the read
@@ -385,13 +445,19 @@ func setFraction(r *Result, rl Roofline) {
 	r.Fraction = r.GBps / rl.ReadGBps
 }
 
-// ratios sets VsPortable: each result's throughput over the portable CPU
-// path's for the same op and size.
+// ratios sets VsPortable, each result's throughput over the portable CPU
+// path's for the same op, type and size, and VsF32, its logits per second
+// over the float32 run's of the same device, op, mode and size.
 func ratios(rs []Result) {
 	for i := range rs {
+		r := &rs[i]
 		for _, p := range rs {
-			if p.Device == "cpu:portable" && p.Op == rs[i].Op && p.Vocab == rs[i].Vocab && p.Batch == rs[i].Batch {
-				rs[i].VsPortable = rs[i].GBps / p.GBps
+			same := p.Op == r.Op && p.Vocab == r.Vocab && p.Batch == r.Batch
+			if same && p.Device == "cpu:portable" && p.Type == r.Type {
+				r.VsPortable = r.GBps / p.GBps
+			}
+			if same && p.Device == r.Device && p.Mode == r.Mode && p.Type == batch.F32.String() && r.Type != "" {
+				r.VsF32 = p.SecondsMed / r.SecondsMed
 			}
 		}
 	}

@@ -40,6 +40,27 @@ type Linear struct {
 	Filter float32
 }
 
+// Widened returns lin with a half-precision H or W (host rows) widened
+// to float32 copies, lin itself when both are float32: for back ends
+// whose products take float32 only.
+func (lin *Linear) Widened() *Linear {
+	if lin.H.Type == F32 && lin.W.Type == F32 {
+		return lin
+	}
+	w := *lin
+	for _, m := range []*Matrix{&w.H, &w.W} {
+		if m.Type == F32 || m.Buf != nil {
+			continue
+		}
+		f := cpu.NewDense(m.Rows, m.Cols, F32)
+		for i := range m.Rows {
+			cpu.Widen(f.Data[i*m.Cols:(i+1)*m.Cols], m.Half[i*m.Stride:i*m.Stride+m.Cols], m.Type)
+		}
+		*m = Matrix{Data: f.Data, Rows: m.Rows, Cols: m.Cols, Stride: m.Cols}
+	}
+	return &w
+}
+
 // FilterBlock is the number of classes of a block that gradient filtering
 // skips or keeps whole.
 const FilterBlock = 256
@@ -373,6 +394,10 @@ type cpuLinear struct {
 	rows   []int
 	h      []float32 // H's rows of the chunk, row stride ldh
 	ldh    int
+	w      []float32 // W's rows of the tile from class w0, row stride ldw
+	w0     int
+	ldw    int
+	wb     []float32 // a half-precision W's tile, widened (C × D)
 	z      []float32 // the tile, dense
 	c      int       // its classes
 	hb, dh []float32 // gathered H rows and dH rows (R × D)
@@ -386,12 +411,12 @@ func newCPULinear(d *CPUDevice, lin *Linear, g *LinearGrad, pl LinearPlan) *cpuL
 // consecutive reports whether rows are one run of H's rows.
 func consecutive(rows []int) bool { return rows[len(rows)-1]-rows[0] == len(rows)-1 }
 
-// Chunk implements LinearBackend: H's rows in place when consecutive,
-// else gathered.
+// Chunk implements LinearBackend: H's rows in place when consecutive and
+// float32, else gathered (and widened, for a half-precision H).
 func (l *cpuLinear) Chunk(rows []int) error {
 	l.rows = rows
 	H := l.lin.H
-	if consecutive(rows) {
+	if consecutive(rows) && H.Type == F32 {
 		l.h, l.ldh = H.Data[rows[0]*H.Stride:], H.Stride
 		return nil
 	}
@@ -399,11 +424,35 @@ func (l *cpuLinear) Chunk(rows []int) error {
 		l.hb = make([]float32, l.pl.R*l.D)
 	}
 	for k, i := range rows {
-		copy(l.hb[k*l.D:(k+1)*l.D], H.Data[i*H.Stride:i*H.Stride+l.D])
+		if H.Type == F32 {
+			copy(l.hb[k*l.D:(k+1)*l.D], H.Data[i*H.Stride:i*H.Stride+l.D])
+		} else {
+			cpu.Widen(l.hb[k*l.D:(k+1)*l.D], H.Half[i*H.Stride:i*H.Stride+l.D], H.Type)
+		}
 	}
 	l.h, l.ldh = l.hb, l.D
 	return nil
 }
+
+// wtile makes W's classes [v0, v1) the tile's: in place for a float32 W,
+// else widened, a tile at a time, into wb.
+func (l *cpuLinear) wtile(v0, v1 int) {
+	W := l.lin.W
+	if W.Type == F32 {
+		l.w, l.w0, l.ldw = W.Data[v0*W.Stride:], v0, W.Stride
+		return
+	}
+	if l.wb == nil {
+		l.wb = make([]float32, l.pl.C*l.D)
+	}
+	for j := v0; j < v1; j++ {
+		cpu.Widen(l.wb[(j-v0)*l.D:(j-v0+1)*l.D], W.Half[j*W.Stride:j*W.Stride+l.D], W.Type)
+	}
+	l.w, l.w0, l.ldw = l.wb, v0, l.D
+}
+
+// wrows returns the tile's W from class v (of the tile's classes).
+func (l *cpuLinear) wrows(v int) []float32 { return l.w[(v-l.w0)*l.ldw:] }
 
 func (l *cpuLinear) tile() cpu.Matrix {
 	n := len(l.rows)
@@ -422,10 +471,11 @@ func (l *cpuLinear) onesN(n int) []float32 {
 
 // Logits implements LinearBackend: z = H·W[v0:v1]ᵀ (+ 1·bᵀ).
 func (l *cpuLinear) Logits(v0, v1 int) error {
-	n, W := len(l.rows), l.lin.W
+	n := len(l.rows)
 	l.c = v1 - v0
 	z := l.z[:n*l.c]
-	l.blas.Sgemm(false, true, n, l.c, l.D, 1, l.h, l.ldh, W.Data[v0*W.Stride:], W.Stride, 0, z, l.c)
+	l.wtile(v0, v1)
+	l.blas.Sgemm(false, true, n, l.c, l.D, 1, l.h, l.ldh, l.w, l.ldw, 0, z, l.c)
 	if l.lin.Bias != nil {
 		l.blas.Sgemm(false, false, n, l.c, 1, 1, l.onesN(n), 1, l.lin.Bias[v0:v1], l.c, 1, z, l.c)
 	}
@@ -461,8 +511,12 @@ func (l *cpuLinear) Backward(targets []int32, scale []float32, part []Partial, p
 
 // Grads implements LinearBackend.
 func (l *cpuLinear) Grads(t0, v0, v1 int, first bool) error {
-	g, W := l.g, l.lin.W
+	g := l.g
 	n, c, k := len(l.rows), l.c, v1-v0
+	var w []float32 // W's rows [v0, v1) of the tile (none when k is 0: no tile may have been made)
+	if k > 0 {
+		w = l.wrows(v0)
+	}
 	z := l.z[v0-t0:] // the tile's columns [v0, v1), row stride c
 	if g.H.Data != nil {
 		set := first && !g.AddH
@@ -471,12 +525,12 @@ func (l *cpuLinear) Grads(t0, v0, v1 int, first bool) error {
 			beta = 0
 		}
 		if rs := l.rows; consecutive(rs) { // in place
-			l.blas.Sgemm(false, false, n, l.D, k, 1, z, c, W.Data[v0*W.Stride:], W.Stride, beta, g.H.Data[rs[0]*g.H.Stride:], g.H.Stride)
+			l.blas.Sgemm(false, false, n, l.D, k, 1, z, c, w, l.ldw, beta, g.H.Data[rs[0]*g.H.Stride:], g.H.Stride)
 		} else {
 			if l.dh == nil {
 				l.dh = make([]float32, l.pl.R*l.D)
 			}
-			l.blas.Sgemm(false, false, n, l.D, k, 1, z, c, W.Data[v0*W.Stride:], W.Stride, 0, l.dh, l.D)
+			l.blas.Sgemm(false, false, n, l.D, k, 1, z, c, w, l.ldw, 0, l.dh, l.D)
 			for kk, i := range rs {
 				dst, src := g.H.Data[i*g.H.Stride:i*g.H.Stride+l.D], l.dh[kk*l.D:(kk+1)*l.D]
 				if set {

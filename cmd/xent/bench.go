@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/bench"
 	"github.com/xentlab/xent/cpu"
 )
@@ -27,6 +28,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	peaked := fs.Float64("peaked", 0, "with --ops linear: rows like a trained model's, the target logit about this far above the rest's spread")
 	filter := fs.Float64("filter", 0, "with --ops linear: also time forward + backward with gradient filtering at this threshold (e.g. 0.000244140625 = 2^-12)")
 	budget := fs.Int("budget", 0, "with --ops linear: bytes of logits held at a time (0: device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
+	dtypes := fs.String("dtype", "float32", "the logits' element types, comma-separated: float32, bfloat16, float16 (or f32, bf16, f16), or all")
 	devs := fs.String("device", "cpu", "devices, comma-separated: all, cpu, cpu:portable, cpu:simd, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D")
 	repeat := fs.Int("repeat", 7, "timed repeats (after one warm-up); the median is reported")
 	sweep := fs.String("sweep", "", "vocabulary sweep, e.g. vocab=8192,32000,50257,128256,256000 (overrides --vocab)")
@@ -69,11 +71,15 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchLinear(ctx, bench.LinearConfig{N: *rows, V: *vocab, D: *hidden, Budget: *budget, Devices: strings.Split(*devs, ","),
 			BLAS: bl, Repeat: *repeat, Peers: *peers, Peaked: *peaked, Filter: *filter, Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}, *asJSON, stdout)
 	}
+	types, err := parseTypes(*dtypes)
+	if err != nil {
+		fmt.Fprintln(stderr, "xent bench:", err)
+		return errUsage
+	}
 	cfg := bench.Config{Batch: *rows, Vocabs: vocabs, Ops: strings.Split(*ops, ","), Devices: strings.Split(*devs, ","),
-		Repeat: *repeat, Peers: *peers,
+		Repeat: *repeat, Peers: *peers, Types: types,
 		Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
 	var rep *bench.Report
-	var err error
 	if *from != "" {
 		rep, err = loadReport(*from)
 	} else {
@@ -95,17 +101,44 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "machine: %s, %s threads, %s; %s\n", rep.Machine["cpu"], rep.Machine["gomaxprocs"], rep.Machine["go"], rep.Machine["date"])
 	printRoofline(stdout, rep.Roofline)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "device\tkernel\top\tmode\tbatch×vocab\tmedian s\tmin s\tmax s\tGB/s\troofline\tof\tvs portable\t")
-	for _, r := range rep.Results {
-		vs := "—" // the portable kernel did not run for this op and size
-		if r.VsPortable > 0 {
-			vs = fmt.Sprintf("%.2f×", r.VsPortable)
+	fmt.Fprintln(tw, "device\tkernel\top\ttype\tmode\tbatch×vocab\tmedian s\tmin s\tmax s\tGB/s\troofline\tof\tvs portable\tvs float32\t")
+	times := func(v float64) string {
+		if v > 0 {
+			return fmt.Sprintf("%.2f×", v)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d×%d\t%.4f\t%.4f\t%.4f\t%.2f\t%.0f%%\t%s %.1f GB/s\t%s\t\n",
-			r.Device, r.Kernel, r.Op, r.Mode, r.Batch, r.Vocab, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GBps,
-			100*r.Fraction, r.RooflineFor, r.RooflineGB, vs)
+		return "—" // no portable (or float32) run of this op and size
+	}
+	for _, r := range rep.Results {
+		typ := r.Type
+		if typ == "" { // a report from before the types
+			typ = "float32"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d×%d\t%.4f\t%.4f\t%.4f\t%.2f\t%.0f%%\t%s %.1f GB/s\t%s\t%s\t\n",
+			r.Device, r.Kernel, r.Op, typ, r.Mode, r.Batch, r.Vocab, r.SecondsMed, r.SecondsMin, r.SecondsMax, r.GBps,
+			100*r.Fraction, r.RooflineFor, r.RooflineGB, times(r.VsPortable), times(r.VsF32))
 	}
 	return tw.Flush()
+}
+
+// parseTypes parses --dtype.
+func parseTypes(s string) ([]batch.DType, error) {
+	if s == "all" {
+		return []batch.DType{batch.F32, batch.BF16, batch.F16}, nil
+	}
+	var ts []batch.DType
+	for _, name := range strings.Split(s, ",") {
+		switch strings.TrimSpace(name) {
+		case "float32", "f32":
+			ts = append(ts, batch.F32)
+		case "bfloat16", "bf16":
+			ts = append(ts, batch.BF16)
+		case "float16", "f16":
+			ts = append(ts, batch.F16)
+		default:
+			return nil, fmt.Errorf("--dtype: unknown element type %q (float32, bfloat16, float16, or all)", name)
+		}
+	}
+	return ts, nil
 }
 
 // printRoofline prints the roofline and every probe behind it, peers'

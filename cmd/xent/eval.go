@@ -85,18 +85,25 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 
-	// whole is the matrix in memory or mapped, when it is not streamed.
+	// whole is the matrix in memory or mapped, in its file's element type,
+	// when it is not streamed.
 	var (
 		lf         *npyfile.File
-		whole      []float32
+		whole      batch.Matrix
 		rows, cols int
 		err        error
 	)
 	if tensorfile.IsSafetensors(*logits) {
 		// .safetensors (F32, BF16, F16): the tensor named, else the only
-		// one, else "logits"; widened to float32 in memory.
-		if whole, rows, cols, err = tensorfile.MatrixOr(*logits, "logits"); err != nil {
+		// one, else "logits"; computed in its own type.
+		t, err := tensorfile.ReadSafetensors(*logits, "logits")
+		if err != nil {
 			return err
+		}
+		rows, cols = t.Rows, t.Cols
+		whole = batch.NewMatrix(t.F32, rows, cols)
+		if t.Half != nil {
+			whole = batch.NewHalfMatrix(t.Half, halfType(t.BF16), rows, cols)
 		}
 	} else {
 		if lf, err = npyfile.Open(*logits); err != nil {
@@ -153,9 +160,9 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	step := max(1, chunkBytes/4/max(cols, 1))
 	bar := newProgress(stderr, int64(rows))
-	// compute adds rows [lo, hi) of x (their logits from x[0]) to the stats.
-	compute := func(x []float32, lo, hi int) error {
-		r, err := ce.Forward(ctx, batch.NewMatrix(x[:(hi-lo)*cols], hi-lo, cols), tg[lo:hi])
+	// compute adds rows [lo, hi) of x (its rows) to the stats.
+	compute := func(x batch.Matrix, lo, hi int) error {
+		r, err := ce.Forward(ctx, x, tg[lo:hi])
 		if err != nil {
 			return err
 		}
@@ -173,21 +180,27 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return report(stdout, d, st, *ignore, *asJSON)
 	}
-	// Native float32 is computed where it lies, mapped: nothing is read
-	// into a buffer or copied.
+	// Native float32 and float16 are computed where they lie, mapped:
+	// nothing is read into a buffer or copied.
 	if lf != nil {
 		if data, unmap, err := lf.Map(); err == nil {
 			defer unmap()
-			whole = data
+			whole = batch.NewMatrix(data, rows, cols)
+		} else if bits, unmap, err := lf.MapF16(); err == nil {
+			defer unmap()
+			whole = batch.NewHalfMatrix(bits, batch.F16, rows, cols)
 		}
 	}
-	if whole != nil {
+	if whole.Rows > 0 {
 		for lo := 0; lo < rows; lo += step {
 			hi := min(rows, lo+step)
-			if err := compute(whole[lo*cols:], lo, hi); err != nil {
+			if err := compute(whole.RowRange(lo, hi), lo, hi); err != nil {
 				return err
 			}
 		}
+		return finish()
+	}
+	if lf == nil { // an empty .safetensors tensor
 		return finish()
 	}
 	// The next chunk is read while this one is computed: two buffers, the
@@ -229,12 +242,20 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if c.err != nil {
 			return c.err
 		}
-		if err := compute(c.buf, c.lo, c.hi); err != nil {
+		if err := compute(batch.NewMatrix(c.buf[:(c.hi-c.lo)*cols], c.hi-c.lo, cols), c.lo, c.hi); err != nil {
 			return err
 		}
 		free <- c.buf
 	}
 	return finish()
+}
+
+// halfType returns the batch type of a half-precision tensor.
+func halfType(bf16 bool) batch.DType {
+	if bf16 {
+		return batch.BF16
+	}
+	return batch.F16
 }
 
 // report prints the stats of an evaluation on d.

@@ -23,14 +23,19 @@ type linearArgs struct {
 // a classifier, and writes the gradients of the mean loss when asked.
 // Every file is read and checked before anything is computed or written.
 func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) error {
-	h, n, d, err := tensorfile.Matrix(a.hidden)
+	// H and W are computed in their files' types: a bfloat16 or float16
+	// classifier is widened a tile at a time (on the CPU), not whole.
+	ht, hdone, err := tensorfile.Read(a.hidden, "")
 	if err != nil {
 		return err
 	}
-	w, v, dw, err := tensorfile.Matrix(a.weight)
+	defer hdone()
+	wt, wdone, err := tensorfile.Read(a.weight, "")
 	if err != nil {
 		return err
 	}
+	defer wdone()
+	n, d, v, dw := ht.Rows, ht.Cols, wt.Rows, wt.Cols
 	if dw != d {
 		return fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", a.weight, dw, a.hidden, d)
 	}
@@ -84,7 +89,7 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	hm, wm := batch.NewMatrix(h, n, d), batch.NewMatrix(w, v, d)
+	hm, wm := matrixOf(ht), matrixOf(wt)
 	var res batch.Result
 	var g batch.LinearGrads
 	if a.gradHidden != "" || a.gradWeight != "" {
@@ -117,6 +122,14 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 		}
 	}
 	return report(stdout, dev, res.Stats, a.ignore, a.asJSON)
+}
+
+// matrixOf returns the batch matrix of t, in its type.
+func matrixOf(t tensorfile.Tensor) batch.Matrix {
+	if t.Half != nil {
+		return batch.NewHalfMatrix(t.Half, halfType(t.BF16), t.Rows, t.Cols)
+	}
+	return batch.NewMatrix(t.F32, t.Rows, t.Cols)
 }
 
 // rowsOf returns a dense matrix's rows as slices (npyio writes [][]float32

@@ -255,3 +255,53 @@ func f16bits(v float32) uint16 {
 	}
 	return sign | uint16(e+15)<<10 | uint16(m)
 }
+
+// TestEvalHiddenHalf: a bfloat16 classifier (a .safetensors BF16 tensor,
+// computed in its type: widened a tile at a time) gives what its values
+// widened to a float32 file give, loss and gradients, on every device
+// with the fused linear.
+func TestEvalHiddenHalf(t *testing.T) {
+	dir := t.TempDir()
+	w := readNpy[float32](t, golden("plain_w.npy"))
+	rounded := make([]float32, len(w))
+	raw := make([]byte, 2*len(w))
+	for k, v := range w {
+		h := half.BF16Bits(v)
+		rounded[k] = half.BF16(h)
+		binary.LittleEndian.PutUint16(raw[2*k:], h)
+	}
+	shape := []uint64{257, 33}
+	tv, err := safetensors.NewTensorView(safetensors.BF16, shape, raw)
+	require.NoError(t, err)
+	sb, err := safetensors.Serialize(map[string]safetensors.TensorView{"lm_head.weight": tv}, nil)
+	require.NoError(t, err)
+	bf := filepath.Join(dir, "bf16.safetensors")
+	require.NoError(t, os.WriteFile(bf, sb, 0o644))
+	f32 := filepath.Join(dir, "f32.safetensors")
+	writeSafetensors(t, f32, map[string][]float32{"lm_head.weight": rounded}, map[string][]uint64{"lm_head.weight": shape})
+	devs := []string{"cpu"}
+	if d, err := device.Open("opencl"); err == nil {
+		if d.Caps().Linear {
+			devs = append(devs, "opencl")
+		}
+		d.Close()
+	}
+	for _, dev := range devs {
+		run := func(weight string) (float64, []float32) {
+			dw := filepath.Join(dir, "dw.npy")
+			code, out, errOut := runCmd("eval", "--hidden", golden("plain_h.npy"), "--weight", weight, "--targets", golden("plain_targets.npy"),
+				"--grad-weight", dw, "--device", dev, "--budget", "4096", "--json")
+			require.Equal(t, 0, code, errOut)
+			var res struct{ Loss float64 }
+			require.NoError(t, json.Unmarshal([]byte(out), &res))
+			return res.Loss, readNpy[float32](t, dw)
+		}
+		lb, gb := run(bf)
+		lf, gf := run(f32)
+		require.InDelta(t, lf, lb, 1e-6*lf, dev)
+		require.Len(t, gb, len(gf))
+		for k := range gf {
+			require.InDelta(t, gf[k], gb[k], 1e-6*max(1e-3, math.Abs(float64(gf[k]))), "%s: dW[%d]", dev, k)
+		}
+	}
+}

@@ -328,6 +328,9 @@ func (l *clLinear) finish() error {
 // linear runs f on a backend for lin and releases it; with gradients the
 // results are read back at the end.
 func (d *Device) linear(ctx context.Context, lin *device.Linear, g *device.LinearGrad, targets []int32, f func(*clLinear, device.LinearPlan) error) (err error) {
+	// CLBlast's products here are float32: half-precision H and W are
+	// widened on the host (twice their bytes cross the bus).
+	lin = lin.Widened()
 	pl := device.PlanLinear(lin, targets)
 	l, err := d.newCLLinear(ctx, lin, g, pl)
 	if err != nil {

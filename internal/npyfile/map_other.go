@@ -8,3 +8,8 @@ import "errors"
 func (f *File) Map() ([]float32, func() error, error) {
 	return nil, nil, errors.New("mapping files is not supported here")
 }
+
+// MapF16 is Map for float16; mapping is not supported here.
+func (f *File) MapF16() ([]uint16, func() error, error) {
+	return nil, nil, errors.New("mapping files is not supported here")
+}

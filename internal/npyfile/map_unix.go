@@ -18,15 +18,23 @@ import (
 // kernel is told the access is sequential). The slice is read-only: a
 // write faults. A file truncated while it is mapped makes later reads
 // fault (SIGBUS), as with any mapped file.
-func (f *File) Map() ([]float32, func() error, error) {
-	if len(f.Shape) != 2 || f.Fortran || f.kind != 'f' || f.item != 4 || f.order != native {
-		return nil, nil, errors.New("not native-order C float32")
+func (f *File) Map() ([]float32, func() error, error) { return mapAs[float32](f) }
+
+// MapF16 is Map for a native-order C float16 matrix: its 16-bit elements.
+func (f *File) MapF16() ([]uint16, func() error, error) { return mapAs[uint16](f) }
+
+// mapAs maps the file's elements as T, float32 or uint16 (float16), when
+// they are native-order C floats of T's size.
+func mapAs[T float32 | uint16](f *File) ([]T, func() error, error) {
+	item := int(unsafe.Sizeof(*new(T)))
+	if len(f.Shape) != 2 || f.Fortran || f.kind != 'f' || f.item != item || f.order != native {
+		return nil, nil, fmt.Errorf("not native-order C float%d", 8*item)
 	}
 	n := f.Shape[0] * f.Shape[1]
-	if n == 0 || f.off%4 != 0 {
+	if n == 0 || f.off%int64(item) != 0 {
 		return nil, nil, errors.New("empty or unaligned")
 	}
-	size := f.off + 4*int64(n)
+	size := f.off + int64(item)*int64(n)
 	if int64(int(size)) != size {
 		return nil, nil, errors.New("too large to map")
 	}
@@ -36,6 +44,6 @@ func (f *File) Map() ([]float32, func() error, error) {
 	}
 	_ = unix.Madvise(b, unix.MADV_SEQUENTIAL)
 	_ = unix.Madvise(b, unix.MADV_WILLNEED)
-	data := unsafe.Slice((*float32)(unsafe.Pointer(&b[f.off])), n)
+	data := unsafe.Slice((*T)(unsafe.Pointer(&b[f.off])), n)
 	return data, func() error { return unix.Munmap(b) }, nil
 }

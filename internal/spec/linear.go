@@ -22,6 +22,23 @@ type LinearProblem struct {
 	Bias    []float32 // nil: none
 	Targets []int32
 	Opts    Opts
+	// HE and WE hold H and W in the element type In set (F32 by
+	// default: nil).
+	HE, WE *Elems
+}
+
+// In rounds H and W to type t (their values, as the reference sees them)
+// and makes HM and WM matrices of that type.
+func (p *LinearProblem) In(t batch.DType) *LinearProblem {
+	for k := range p.H {
+		p.H[k] = t.Round(p.H[k])
+	}
+	for k := range p.W {
+		p.W[k] = t.Round(p.W[k])
+	}
+	he, we := ElemsOf(t, p.H), ElemsOf(t, p.W)
+	p.HE, p.WE = &he, &we
+	return p
 }
 
 // NewLinearProblem draws H and W with entries N(0, sd²/D) and N(0, 1)
@@ -53,12 +70,18 @@ func NewLinearProblem(r *rand.Rand, n, d, v int, sd float64, bias bool, ignore, 
 	return p
 }
 
-// HM and WM are H and W as batch matrices.
+// HM and WM are H and W as batch matrices (of the type In set).
 func (p *LinearProblem) HM() batch.Matrix {
+	if p.HE != nil {
+		return p.HE.Matrix(0, p.N, p.D, p.SH)
+	}
 	return batch.Matrix{Data: p.H, Rows: p.N, Cols: p.D, Stride: p.SH}
 }
 
 func (p *LinearProblem) WM() batch.Matrix {
+	if p.WE != nil {
+		return p.WE.Matrix(0, p.V, p.D, p.SW)
+	}
 	return batch.Matrix{Data: p.W, Rows: p.V, Cols: p.D, Stride: p.SW}
 }
 
@@ -323,68 +346,77 @@ func RunLinear(t *testing.T, dev device.Device, tol float64) {
 	seed := Seed(t)
 	r := rand.New(rand.NewPCG(seed, 15))
 	ctx := context.Background()
-	for _, c := range linearCases() {
-		p := NewLinearProblem(r, c.n, c.d, c.v, c.sd, c.bias, c.ignore, c.pad, c.opts)
-		ref := p.Reference()
-		budgets := []int{0}
-		if c.budgetsOK {
-			budgets = append(budgets, 64, 4*c.v*3+4)
+	for _, typ := range dev.Caps().Types {
+		for _, c := range linearCases() {
+			if typ != batch.F32 && c.name != "plain" && c.name != "chunks" && c.name != "all" {
+				continue // H and W in the half types: a few cases
+			}
+			p := NewLinearProblem(r, c.n, c.d, c.v, c.sd, c.bias, c.ignore, c.pad, c.opts).In(typ)
+			runLinearCase(t, ctx, dev, r, c, typ, p, tol)
 		}
-		for _, budget := range budgets {
-			t.Run(fmt.Sprintf("%s/%dx%dx%d/budget=%d", c.name, c.n, c.d, c.v, budget), func(t *testing.T) {
-				up := make([]float32, p.N)
-				for i := range up {
-					up[i] = float32(r.Float64()*2 - 1)
-				}
-				for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
-					l, err := batch.NewLinear(dev, LinearOptions(c.opts, red, batch.Budget(budget), batch.KeepRows())...)
-					require.NoError(t, err)
-					res, err := l.Forward(ctx, p.HM(), p.WM(), p.Bias, p.Targets)
-					require.NoError(t, err)
-					ref.CheckLosses(t, res.Losses, tol)
-					ref.CheckLSE(t, res.LSE, tol)
-					ref.CheckSum(t, res.Sum, tol)
-					require.Equal(t, ref.Counted, res.Counted)
-					correct := int64(0)
-					for i, ok := range ref.Correct {
-						if ok && int64(p.Targets[i]) != p.Opts.Ignore {
-							correct++
-						}
-					}
-					// A near tie of the argmax may go either way in float32.
-					require.InDelta(t, correct, res.Correct, float64(max(1, p.N/10)), "correct")
+	}
+}
 
-					g, w0, b0 := randomGrads(r, p)
-					s := make([]float64, p.N)
-					var u batch.Upstream
-					switch red {
-					case batch.None:
-						u = batch.PerRow(up)
-						for i := range s {
-							s[i] = float64(up[i])
-						}
-					case batch.Sum:
-						u = batch.One
-						for i := range s {
-							s[i] = 1
-						}
-					case batch.Mean:
-						u = batch.Scalar(0.5)
-						for i := range s {
-							s[i] = 0.5 / ref.Denom
-						}
+func runLinearCase(t *testing.T, ctx context.Context, dev device.Device, r *rand.Rand, c linearCase, typ batch.DType, p *LinearProblem, tol float64) {
+	ref := p.Reference()
+	budgets := []int{0}
+	if c.budgetsOK {
+		budgets = append(budgets, 64, 4*c.v*3+4)
+	}
+	for _, budget := range budgets {
+		t.Run(fmt.Sprintf("%v/%s/%dx%dx%d/budget=%d", typ, c.name, c.n, c.d, c.v, budget), func(t *testing.T) {
+			up := make([]float32, p.N)
+			for i := range up {
+				up[i] = float32(r.Float64()*2 - 1)
+			}
+			for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
+				l, err := batch.NewLinear(dev, LinearOptions(c.opts, red, batch.Budget(budget), batch.KeepRows())...)
+				require.NoError(t, err)
+				res, err := l.Forward(ctx, p.HM(), p.WM(), p.Bias, p.Targets)
+				require.NoError(t, err)
+				ref.CheckLosses(t, res.Losses, tol)
+				ref.CheckLSE(t, res.LSE, tol)
+				ref.CheckSum(t, res.Sum, tol)
+				require.Equal(t, ref.Counted, res.Counted)
+				correct := int64(0)
+				for i, ok := range ref.Correct {
+					if ok && int64(p.Targets[i]) != p.Opts.Ignore {
+						correct++
 					}
-					res2, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, u)
-					require.NoError(t, err)
-					if dev.Info().Kind == "group" { // its split follows the measured speeds, call by call
-						ref.CheckLosses(t, res2.Losses, tol)
-					} else {
-						require.Equal(t, res.Losses, res2.Losses, "Forward and ForwardBackward give the same losses")
-					}
-					ref.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
 				}
-			})
-		}
+				// A near tie of the argmax may go either way in float32.
+				require.InDelta(t, correct, res.Correct, float64(max(1, p.N/10)), "correct")
+
+				g, w0, b0 := randomGrads(r, p)
+				s := make([]float64, p.N)
+				var u batch.Upstream
+				switch red {
+				case batch.None:
+					u = batch.PerRow(up)
+					for i := range s {
+						s[i] = float64(up[i])
+					}
+				case batch.Sum:
+					u = batch.One
+					for i := range s {
+						s[i] = 1
+					}
+				case batch.Mean:
+					u = batch.Scalar(0.5)
+					for i := range s {
+						s[i] = 0.5 / ref.Denom
+					}
+				}
+				res2, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, u)
+				require.NoError(t, err)
+				if dev.Info().Kind == "group" { // its split follows the measured speeds, call by call
+					ref.CheckLosses(t, res2.Losses, tol)
+				} else {
+					require.Equal(t, res.Losses, res2.Losses, "Forward and ForwardBackward give the same losses")
+				}
+				ref.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
+			}
+		})
 	}
 }
 

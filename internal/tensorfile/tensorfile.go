@@ -73,13 +73,76 @@ func IsSafetensors(spec string) bool {
 }
 
 func readSafetensors(path, name, def string) ([]float32, int, int, error) {
-	b, err := os.ReadFile(path)
+	t, err := ReadSafetensors(path+":"+name, def)
 	if err != nil {
 		return nil, 0, 0, err
 	}
+	if t.Half == nil {
+		return t.F32, t.Rows, t.Cols, nil
+	}
+	data := make([]float32, len(t.Half))
+	widen := half.F16
+	if t.BF16 {
+		widen = half.BF16
+	}
+	for k, v := range t.Half {
+		data[k] = widen(v)
+	}
+	return data, t.Rows, t.Cols, nil
+}
+
+// Read reads the matrix spec names (as Matrix) in its file's element
+// type where it is a half-precision one: a .safetensors BF16 or F16
+// tensor, or a native-order C float16 .npy, which is mapped (done unmaps
+// it; call it when the tensor is no longer used). Other .npy dtypes are
+// read as float32.
+func Read(spec, def string) (t Tensor, done func(), err error) {
+	done = func() {}
+	if IsSafetensors(spec) {
+		t, err = ReadSafetensors(spec, def)
+		return t, done, err
+	}
+	f, err := npyfile.Open(spec)
+	if err != nil {
+		return t, done, err
+	}
+	defer f.Close()
+	if t.Rows, t.Cols, err = f.Matrix(); err != nil {
+		return t, done, err
+	}
+	if bits, unmap, err := f.MapF16(); err == nil {
+		t.Half = bits
+		return t, func() { unmap() }, nil
+	}
+	t.F32 = make([]float32, t.Rows*t.Cols)
+	return t, done, f.Rows(t.F32, 0, t.Rows)
+}
+
+// Tensor is a 2-D tensor, rows × cols row-major, in its file's element
+// type: F32 holds a float32 one, Half the 16-bit elements of a bfloat16
+// (BF16 true) or float16 one.
+type Tensor struct {
+	Rows, Cols int
+	F32        []float32
+	Half       []uint16
+	BF16       bool
+}
+
+// ReadSafetensors reads the tensor spec names ("file.safetensors[:name]",
+// def when the file holds several and none is named) in its own element
+// type, checked as Matrix checks it.
+func ReadSafetensors(spec, def string) (Tensor, error) {
+	path, name, ok := safetensorsSpec(spec)
+	if !ok {
+		return Tensor{}, fmt.Errorf("%s: not a .safetensors file", spec)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Tensor{}, err
+	}
 	st, err := safetensors.Deserialize(b)
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
+		return Tensor{}, fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
 	}
 	names := st.Names()
 	slices.Sort(names)
@@ -88,48 +151,39 @@ func readSafetensors(path, name, def string) ([]float32, int, int, error) {
 	}
 	if name == "" {
 		if len(names) != 1 {
-			return nil, 0, 0, fmt.Errorf("%s: holds %d tensors, name one as %s:NAME (%s)", path, len(names), path, list(names))
+			return Tensor{}, fmt.Errorf("%s: holds %d tensors, name one as %s:NAME (%s)", path, len(names), path, list(names))
 		}
 		name = names[0]
 	}
 	tv, ok := st.Tensor(name)
 	if !ok {
-		return nil, 0, 0, fmt.Errorf("%s: no tensor %q (it holds %s)", path, name, list(names))
+		return Tensor{}, fmt.Errorf("%s: no tensor %q (it holds %s)", path, name, list(names))
 	}
 	shape := tv.Shape()
 	if len(shape) != 2 {
-		return nil, 0, 0, fmt.Errorf("%s:%s: shape %v, expected 2-D [rows × cols]", path, name, shape)
+		return Tensor{}, fmt.Errorf("%s:%s: shape %v, expected 2-D [rows × cols]", path, name, shape)
 	}
-	conv, ok := convert[tv.DType()]
-	if !ok {
-		return nil, 0, 0, fmt.Errorf("%s:%s: dtype %v, expected F32, BF16 or F16", path, name, tv.DType())
+	dt := tv.DType()
+	if dt != safetensors.F32 && dt != safetensors.BF16 && dt != safetensors.F16 {
+		return Tensor{}, fmt.Errorf("%s:%s: dtype %v, expected F32, BF16 or F16", path, name, tv.DType())
 	}
 	if shape[0] > math.MaxInt32 || shape[1] > math.MaxInt32 {
-		return nil, 0, 0, fmt.Errorf("%s:%s: shape %v is too large", path, name, shape)
+		return Tensor{}, fmt.Errorf("%s:%s: shape %v is too large", path, name, shape)
 	}
-	rows, cols := int(shape[0]), int(shape[1])
-	data := make([]float32, rows*cols)
-	conv(data, tv.Data())
-	return data, rows, cols, nil
-}
-
-// convert widens a tensor's little-endian bytes into float32, by dtype.
-var convert = map[safetensors.DType]func(dst []float32, raw []byte){
-	safetensors.F32: func(dst []float32, raw []byte) {
-		for k := range dst {
-			dst[k] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*k:]))
+	t := Tensor{Rows: int(shape[0]), Cols: int(shape[1]), BF16: dt == safetensors.BF16}
+	raw := tv.Data()
+	if dt == safetensors.F32 {
+		t.F32 = make([]float32, t.Rows*t.Cols)
+		for k := range t.F32 {
+			t.F32[k] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*k:]))
 		}
-	},
-	safetensors.BF16: func(dst []float32, raw []byte) {
-		for k := range dst {
-			dst[k] = half.BF16(binary.LittleEndian.Uint16(raw[2*k:]))
-		}
-	},
-	safetensors.F16: func(dst []float32, raw []byte) {
-		for k := range dst {
-			dst[k] = half.F16(binary.LittleEndian.Uint16(raw[2*k:]))
-		}
-	},
+		return t, nil
+	}
+	t.Half = make([]uint16, t.Rows*t.Cols)
+	for k := range t.Half {
+		t.Half[k] = binary.LittleEndian.Uint16(raw[2*k:])
+	}
+	return t, nil
 }
 
 // list names up to 8 tensors.
