@@ -271,6 +271,11 @@ type Impl struct {
 	fma func(iters int) (float32, int)
 	// half are the conversions of half-precision elements (see widen).
 	half halfKernels
+	// chunk16 is chunk without dst (and without options) on a
+	// half-precision chunk x of type t, buf room for len(x) widened
+	// elements and widen the conversion; nil: online widens the chunk and
+	// takes chunk.
+	chunk16 func(x []uint16, t DType, m float32, next, buf []float32, widen func([]float32, []uint16, DType)) (r float32, s float64, cm float32, ci int)
 }
 
 // Name names the implementation ("portable", "avx2", ...).
@@ -393,13 +398,15 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 		if hi == n {
 			next = after
 		}
-		raw, xc := k.load(o, x, lo, hi)
+		raw, xc := k.load(o, x, lo, hi, dst)
 		var (
 			r, cm float32
 			sc    float64
 			ci    int
 		)
 		switch {
+		case raw == nil: // a half-precision chunk read as it is (see load)
+			r, sc, cm, ci = k.chunk16(x.h[lo:hi], x.t, m, next, o.wide, k.widen)
 		case o == nil || !o.smooth:
 			r, sc, cm, ci = k.chunk(d, xc, m, next)
 		case !math.IsInf(float64(m), -1): // Σ w_j·(z_j - m) in the chunk's max pass
@@ -529,7 +536,12 @@ func (o *rowOpts) wsum() float64 {
 
 // load returns the chunk x[lo:hi] raw (widened, see wide) and as the
 // kernels see it: capped into o's buffer with a soft cap, raw otherwise.
-func (k *Impl) load(o *rowOpts, x vec, lo, hi int) (raw, z []float32) {
+// With dst nil and no options a half-precision chunk is not widened here
+// (raw and z are nil): chunk16 reads it as it is.
+func (k *Impl) load(o *rowOpts, x vec, lo, hi int, dst []float32) (raw, z []float32) {
+	if x.t != F32 && dst == nil && k.chunk16 != nil && o.c == 0 && !o.smooth {
+		return nil, nil
+	}
 	raw = k.wide(o, x, lo, hi)
 	if o == nil || o.c == 0 {
 		return raw, raw

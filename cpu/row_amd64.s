@@ -740,6 +740,261 @@ expSumMaxAVX2_sfalse_tail_end:
 	MOVSS        X1, cm+64(FP)
 	RET
 
+// func expSumMaxBF16AVX2(x []uint16, m float32, pre []float32) (sum float64, cm float32)
+// Requires: AVX, AVX2, FMA3, MMX+, SSE, SSE2
+TEXT ·expSumMaxBF16AVX2(SB), NOSPLIT, $0-68
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVQ         pre_base+32(FP), DX
+	MOVQ         pre_len+40(FP), BX
+	MOVSS        m+24(FP), X0
+	VBROADCASTSS X0, Y0
+	VBROADCASTSS xent_lo<>+0(SB), Y1
+	VBROADCASTSS xent_k8<>+0(SB), Y2
+	VBROADCASTSS xent_mag<>+0(SB), Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VBROADCASTSS xent_ninf<>+0(SB), Y6
+
+expSumMaxBF16AVX2_sfalse_blocks:
+	CMPQ   CX, $0x00000100
+	JL     expSumMaxBF16AVX2_sfalse_blocks_end
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	MOVQ   $0x00000010, SI
+
+expSumMaxBF16AVX2_sfalse_inner:
+	CMPQ       BX, $0x00000000
+	JLE        expSumMaxBF16AVX2_pf3
+	PREFETCHT0 (DX)
+	ADDQ       $0x00000040, DX
+	SUBQ       $0x00000010, BX
+
+expSumMaxBF16AVX2_pf3:
+	VPMOVZXWD    (AX), Y9
+	VPSLLD       $0x10, Y9, Y9
+	VMAXPS       Y6, Y9, Y6
+	VSUBPS       Y0, Y9, Y9
+	VMAXPS       Y9, Y1, Y9
+	VMOVAPS      Y2, Y10
+	VFMADD213PS  Y3, Y9, Y10
+	VSUBPS       Y3, Y10, Y11
+	VFMADD231PS  xent_nC<>+0(SB), Y11, Y9
+	VPERMPS      xent_exptab<>+0(SB), Y10, Y11
+	VPSLLD       $0x14, Y10, Y10
+	VPADDD       Y10, Y11, Y11
+	VMOVUPS      xent_c3<>+0(SB), Y10
+	VFMADD213PS  xent_c2<>+0(SB), Y9, Y10
+	VFMADD213PS  xent_one<>+0(SB), Y9, Y10
+	VMULPS       Y11, Y9, Y9
+	VFMADD213PS  Y11, Y10, Y9
+	VADDPS       Y9, Y7, Y7
+	VPMOVZXWD    16(AX), Y9
+	VPSLLD       $0x10, Y9, Y9
+	VMAXPS       Y6, Y9, Y6
+	VSUBPS       Y0, Y9, Y9
+	VMAXPS       Y9, Y1, Y9
+	VMOVAPS      Y2, Y10
+	VFMADD213PS  Y3, Y9, Y10
+	VSUBPS       Y3, Y10, Y11
+	VFMADD231PS  xent_nC<>+0(SB), Y11, Y9
+	VPERMPS      xent_exptab<>+0(SB), Y10, Y11
+	VPSLLD       $0x14, Y10, Y10
+	VPADDD       Y10, Y11, Y11
+	VMOVUPS      xent_c3<>+0(SB), Y10
+	VFMADD213PS  xent_c2<>+0(SB), Y9, Y10
+	VFMADD213PS  xent_one<>+0(SB), Y9, Y10
+	VMULPS       Y11, Y9, Y9
+	VFMADD213PS  Y11, Y10, Y9
+	VADDPS       Y9, Y8, Y8
+	ADDQ         $0x00000020, AX
+	DECQ         SI
+	JNZ          expSumMaxBF16AVX2_sfalse_inner
+	VADDPS       Y8, Y7, Y7
+	VCVTPS2PD    X7, Y8
+	VEXTRACTF128 $0x01, Y7, X7
+	VCVTPS2PD    X7, Y7
+	VADDPD       Y8, Y4, Y4
+	VADDPD       Y7, Y5, Y5
+	SUBQ         $0x00000100, CX
+	JMP          expSumMaxBF16AVX2_sfalse_blocks
+
+expSumMaxBF16AVX2_sfalse_blocks_end:
+	VXORPS Y7, Y7, Y7
+
+expSumMaxBF16AVX2_sfalse_x1:
+	CMPQ        CX, $0x00000008
+	JL          expSumMaxBF16AVX2_sfalse_x1_end
+	VPMOVZXWD   (AX), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VMAXPS      Y6, Y8, Y6
+	VSUBPS      Y0, Y8, Y8
+	VMAXPS      Y8, Y1, Y8
+	VMOVAPS     Y2, Y9
+	VFMADD213PS Y3, Y8, Y9
+	VSUBPS      Y3, Y9, Y10
+	VFMADD231PS xent_nC<>+0(SB), Y10, Y8
+	VPERMPS     xent_exptab<>+0(SB), Y9, Y10
+	VPSLLD      $0x14, Y9, Y9
+	VPADDD      Y9, Y10, Y10
+	VMOVUPS     xent_c3<>+0(SB), Y9
+	VFMADD213PS xent_c2<>+0(SB), Y8, Y9
+	VFMADD213PS xent_one<>+0(SB), Y8, Y9
+	VMULPS      Y10, Y8, Y8
+	VFMADD213PS Y10, Y9, Y8
+	VADDPS      Y8, Y7, Y7
+	ADDQ        $0x00000010, AX
+	SUBQ        $0x00000008, CX
+	JMP         expSumMaxBF16AVX2_sfalse_x1
+
+expSumMaxBF16AVX2_sfalse_x1_end:
+	VCVTPS2PD    X7, Y0
+	VEXTRACTF128 $0x01, Y7, X1
+	VCVTPS2PD    X1, Y1
+	VADDPD       Y0, Y4, Y4
+	VADDPD       Y1, Y5, Y5
+	VADDPD       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPD       X0, X4, X0
+	VPERMILPD    $0x01, X0, X1
+	VADDPD       X1, X0, X0
+	VEXTRACTF128 $0x01, Y6, X1
+	VMAXPS       X1, X6, X1
+	VPERMILPS    $0x4e, X1, X2
+	VMAXPS       X2, X1, X1
+	VPERMILPS    $0xb1, X1, X2
+	VMAXPS       X2, X1, X1
+	VZEROUPPER
+	MOVSD        X0, sum+56(FP)
+	MOVSS        X1, cm+64(FP)
+	RET
+
+// func expSumMaxF16AVX2(x []uint16, m float32, pre []float32) (sum float64, cm float32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+, SSE, SSE2
+TEXT ·expSumMaxF16AVX2(SB), NOSPLIT, $0-68
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVQ         pre_base+32(FP), DX
+	MOVQ         pre_len+40(FP), BX
+	MOVSS        m+24(FP), X0
+	VBROADCASTSS X0, Y0
+	VBROADCASTSS xent_lo<>+0(SB), Y1
+	VBROADCASTSS xent_k8<>+0(SB), Y2
+	VBROADCASTSS xent_mag<>+0(SB), Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VBROADCASTSS xent_ninf<>+0(SB), Y6
+
+expSumMaxF16AVX2_sfalse_blocks:
+	CMPQ   CX, $0x00000100
+	JL     expSumMaxF16AVX2_sfalse_blocks_end
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	MOVQ   $0x00000010, SI
+
+expSumMaxF16AVX2_sfalse_inner:
+	CMPQ       BX, $0x00000000
+	JLE        expSumMaxF16AVX2_pf4
+	PREFETCHT0 (DX)
+	ADDQ       $0x00000040, DX
+	SUBQ       $0x00000010, BX
+
+expSumMaxF16AVX2_pf4:
+	VCVTPH2PS    (AX), Y9
+	VMAXPS       Y6, Y9, Y6
+	VSUBPS       Y0, Y9, Y9
+	VMAXPS       Y9, Y1, Y9
+	VMOVAPS      Y2, Y10
+	VFMADD213PS  Y3, Y9, Y10
+	VSUBPS       Y3, Y10, Y11
+	VFMADD231PS  xent_nC<>+0(SB), Y11, Y9
+	VPERMPS      xent_exptab<>+0(SB), Y10, Y11
+	VPSLLD       $0x14, Y10, Y10
+	VPADDD       Y10, Y11, Y11
+	VMOVUPS      xent_c3<>+0(SB), Y10
+	VFMADD213PS  xent_c2<>+0(SB), Y9, Y10
+	VFMADD213PS  xent_one<>+0(SB), Y9, Y10
+	VMULPS       Y11, Y9, Y9
+	VFMADD213PS  Y11, Y10, Y9
+	VADDPS       Y9, Y7, Y7
+	VCVTPH2PS    16(AX), Y9
+	VMAXPS       Y6, Y9, Y6
+	VSUBPS       Y0, Y9, Y9
+	VMAXPS       Y9, Y1, Y9
+	VMOVAPS      Y2, Y10
+	VFMADD213PS  Y3, Y9, Y10
+	VSUBPS       Y3, Y10, Y11
+	VFMADD231PS  xent_nC<>+0(SB), Y11, Y9
+	VPERMPS      xent_exptab<>+0(SB), Y10, Y11
+	VPSLLD       $0x14, Y10, Y10
+	VPADDD       Y10, Y11, Y11
+	VMOVUPS      xent_c3<>+0(SB), Y10
+	VFMADD213PS  xent_c2<>+0(SB), Y9, Y10
+	VFMADD213PS  xent_one<>+0(SB), Y9, Y10
+	VMULPS       Y11, Y9, Y9
+	VFMADD213PS  Y11, Y10, Y9
+	VADDPS       Y9, Y8, Y8
+	ADDQ         $0x00000020, AX
+	DECQ         SI
+	JNZ          expSumMaxF16AVX2_sfalse_inner
+	VADDPS       Y8, Y7, Y7
+	VCVTPS2PD    X7, Y8
+	VEXTRACTF128 $0x01, Y7, X7
+	VCVTPS2PD    X7, Y7
+	VADDPD       Y8, Y4, Y4
+	VADDPD       Y7, Y5, Y5
+	SUBQ         $0x00000100, CX
+	JMP          expSumMaxF16AVX2_sfalse_blocks
+
+expSumMaxF16AVX2_sfalse_blocks_end:
+	VXORPS Y7, Y7, Y7
+
+expSumMaxF16AVX2_sfalse_x1:
+	CMPQ        CX, $0x00000008
+	JL          expSumMaxF16AVX2_sfalse_x1_end
+	VCVTPH2PS   (AX), Y8
+	VMAXPS      Y6, Y8, Y6
+	VSUBPS      Y0, Y8, Y8
+	VMAXPS      Y8, Y1, Y8
+	VMOVAPS     Y2, Y9
+	VFMADD213PS Y3, Y8, Y9
+	VSUBPS      Y3, Y9, Y10
+	VFMADD231PS xent_nC<>+0(SB), Y10, Y8
+	VPERMPS     xent_exptab<>+0(SB), Y9, Y10
+	VPSLLD      $0x14, Y9, Y9
+	VPADDD      Y9, Y10, Y10
+	VMOVUPS     xent_c3<>+0(SB), Y9
+	VFMADD213PS xent_c2<>+0(SB), Y8, Y9
+	VFMADD213PS xent_one<>+0(SB), Y8, Y9
+	VMULPS      Y10, Y8, Y8
+	VFMADD213PS Y10, Y9, Y8
+	VADDPS      Y8, Y7, Y7
+	ADDQ        $0x00000010, AX
+	SUBQ        $0x00000008, CX
+	JMP         expSumMaxF16AVX2_sfalse_x1
+
+expSumMaxF16AVX2_sfalse_x1_end:
+	VCVTPS2PD    X7, Y0
+	VEXTRACTF128 $0x01, Y7, X1
+	VCVTPS2PD    X1, Y1
+	VADDPD       Y0, Y4, Y4
+	VADDPD       Y1, Y5, Y5
+	VADDPD       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPD       X0, X4, X0
+	VPERMILPD    $0x01, X0, X1
+	VADDPD       X1, X0, X0
+	VEXTRACTF128 $0x01, Y6, X1
+	VMAXPS       X1, X6, X1
+	VPERMILPS    $0x4e, X1, X2
+	VMAXPS       X2, X1, X1
+	VPERMILPS    $0xb1, X1, X2
+	VMAXPS       X2, X1, X1
+	VZEROUPPER
+	MOVSD        X0, sum+56(FP)
+	MOVSS        X1, cm+64(FP)
+	RET
+
 // func scaleAVX2(dst []float32, c float32)
 // Requires: AVX, AVX2, SSE
 TEXT ·scaleAVX2(SB), NOSPLIT, $0-28
@@ -2391,19 +2646,19 @@ expSumAVX512_sfalse_blocks:
 
 expSumAVX512_sfalse_inner:
 	CMPQ       DI, $0x00000000
-	JLE        expSumAVX512_pf3
+	JLE        expSumAVX512_pf5
 	PREFETCHT0 (SI)
 	ADDQ       $0x00000040, SI
 	SUBQ       $0x00000010, DI
 
-expSumAVX512_pf3:
+expSumAVX512_pf5:
 	CMPQ       DI, $0x00000000
-	JLE        expSumAVX512_pf4
+	JLE        expSumAVX512_pf6
 	PREFETCHT0 (SI)
 	ADDQ       $0x00000040, SI
 	SUBQ       $0x00000010, DI
 
-expSumAVX512_pf4:
+expSumAVX512_pf6:
 	VMOVUPS       (DX), Z13
 	VSUBPS        Z0, Z13, Z13
 	VMAXPS        Z13, Z1, Z13
@@ -2516,19 +2771,19 @@ expSumAVX512_strue_blocks:
 
 expSumAVX512_strue_inner:
 	CMPQ       DI, $0x00000000
-	JLE        expSumAVX512_pf5
+	JLE        expSumAVX512_pf7
 	PREFETCHT0 (SI)
 	ADDQ       $0x00000040, SI
 	SUBQ       $0x00000010, DI
 
-expSumAVX512_pf5:
+expSumAVX512_pf7:
 	CMPQ       DI, $0x00000000
-	JLE        expSumAVX512_pf6
+	JLE        expSumAVX512_pf8
 	PREFETCHT0 (SI)
 	ADDQ       $0x00000040, SI
 	SUBQ       $0x00000010, DI
 
-expSumAVX512_pf6:
+expSumAVX512_pf8:
 	VMOVUPS       (DX), Z13
 	VSUBPS        Z0, Z13, Z13
 	VMAXPS        Z13, Z1, Z13
@@ -2678,19 +2933,19 @@ expSumMaxAVX512_sfalse_blocks:
 
 expSumMaxAVX512_sfalse_inner:
 	CMPQ       BX, $0x00000000
-	JLE        expSumMaxAVX512_pf7
+	JLE        expSumMaxAVX512_pf9
 	PREFETCHT0 (DX)
 	ADDQ       $0x00000040, DX
 	SUBQ       $0x00000010, BX
 
-expSumMaxAVX512_pf7:
+expSumMaxAVX512_pf9:
 	CMPQ       BX, $0x00000000
-	JLE        expSumMaxAVX512_pf8
+	JLE        expSumMaxAVX512_pf10
 	PREFETCHT0 (DX)
 	ADDQ       $0x00000040, DX
 	SUBQ       $0x00000010, BX
 
-expSumMaxAVX512_pf8:
+expSumMaxAVX512_pf10:
 	VMOVUPS       (AX), Z14
 	VMAXPS        Z11, Z14, Z11
 	VSUBPS        Z0, Z14, Z14
@@ -2791,6 +3046,279 @@ expSumMaxAVX512_sfalse_x1_end:
 	VADDPS      Z13, Z12, Z12
 
 expSumMaxAVX512_sfalse_tail_end:
+	VCVTPS2PD     Y12, Z0
+	VEXTRACTF64X4 $0x01, Z12, Y1
+	VCVTPS2PD     Y1, Z1
+	VADDPD        Z0, Z9, Z9
+	VADDPD        Z1, Z10, Z10
+	VADDPD        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPD        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VPERMILPD     $0x01, X1, X0
+	VADDPD        X0, X1, X1
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VMAXPS        Y0, Y11, Y0
+	VEXTRACTF128  $0x01, Y0, X2
+	VMAXPS        X2, X0, X2
+	VPERMILPS     $0x4e, X2, X0
+	VMAXPS        X0, X2, X2
+	VPERMILPS     $0xb1, X2, X0
+	VMAXPS        X0, X2, X2
+	VZEROUPPER
+	MOVSD         X1, sum+56(FP)
+	MOVSS         X2, cm+64(FP)
+	RET
+
+// func expSumMaxBF16AVX512(x []uint16, m float32, pre []float32) (sum float64, cm float32)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+, SSE, SSE2
+TEXT ·expSumMaxBF16AVX512(SB), NOSPLIT, $0-68
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVQ         pre_base+32(FP), DX
+	MOVQ         pre_len+40(FP), BX
+	MOVSS        m+24(FP), X0
+	VBROADCASTSS X0, Z0
+	VBROADCASTSS xent_lo<>+0(SB), Z1
+	VBROADCASTSS xent_k8<>+0(SB), Z2
+	VBROADCASTSS xent_mag<>+0(SB), Z3
+	VBROADCASTSS xent_nC<>+0(SB), Z4
+	VBROADCASTSS xent_c3<>+0(SB), Z5
+	VBROADCASTSS xent_c2<>+0(SB), Z6
+	VBROADCASTSS xent_one<>+0(SB), Z7
+	VMOVUPS      xent_exptab<>+0(SB), Z8
+	VXORPS       Z9, Z9, Z9
+	VXORPS       Z10, Z10, Z10
+	VBROADCASTSS xent_ninf<>+0(SB), Z11
+
+expSumMaxBF16AVX512_sfalse_blocks:
+	CMPQ   CX, $0x00000100
+	JL     expSumMaxBF16AVX512_sfalse_blocks_end
+	VXORPS Z12, Z12, Z12
+	VXORPS Z13, Z13, Z13
+	MOVQ   $0x00000008, SI
+
+expSumMaxBF16AVX512_sfalse_inner:
+	CMPQ       BX, $0x00000000
+	JLE        expSumMaxBF16AVX512_pf11
+	PREFETCHT0 (DX)
+	ADDQ       $0x00000040, DX
+	SUBQ       $0x00000010, BX
+
+expSumMaxBF16AVX512_pf11:
+	VPMOVZXWD     (AX), Z14
+	VPSLLD        $0x10, Z14, Z14
+	VMAXPS        Z11, Z14, Z11
+	VSUBPS        Z0, Z14, Z14
+	VMAXPS        Z14, Z1, Z14
+	VMOVAPS       Z2, Z15
+	VFMADD213PS   Z3, Z14, Z15
+	VSUBPS        Z3, Z15, Z16
+	VFMADD231PS   Z4, Z16, Z14
+	VPERMPS       Z8, Z15, Z16
+	VPSLLD        $0x14, Z15, Z15
+	VPADDD        Z15, Z16, Z16
+	VMOVUPS       Z5, Z15
+	VFMADD213PS   Z6, Z14, Z15
+	VFMADD213PS   Z7, Z14, Z15
+	VMULPS        Z16, Z14, Z14
+	VFMADD213PS   Z16, Z15, Z14
+	VADDPS        Z14, Z12, Z12
+	VPMOVZXWD     32(AX), Z14
+	VPSLLD        $0x10, Z14, Z14
+	VMAXPS        Z11, Z14, Z11
+	VSUBPS        Z0, Z14, Z14
+	VMAXPS        Z14, Z1, Z14
+	VMOVAPS       Z2, Z15
+	VFMADD213PS   Z3, Z14, Z15
+	VSUBPS        Z3, Z15, Z16
+	VFMADD231PS   Z4, Z16, Z14
+	VPERMPS       Z8, Z15, Z16
+	VPSLLD        $0x14, Z15, Z15
+	VPADDD        Z15, Z16, Z16
+	VMOVUPS       Z5, Z15
+	VFMADD213PS   Z6, Z14, Z15
+	VFMADD213PS   Z7, Z14, Z15
+	VMULPS        Z16, Z14, Z14
+	VFMADD213PS   Z16, Z15, Z14
+	VADDPS        Z14, Z13, Z13
+	ADDQ          $0x00000040, AX
+	DECQ          SI
+	JNZ           expSumMaxBF16AVX512_sfalse_inner
+	VADDPS        Z13, Z12, Z12
+	VCVTPS2PD     Y12, Z13
+	VEXTRACTF64X4 $0x01, Z12, Y12
+	VCVTPS2PD     Y12, Z12
+	VADDPD        Z13, Z9, Z9
+	VADDPD        Z12, Z10, Z10
+	SUBQ          $0x00000100, CX
+	JMP           expSumMaxBF16AVX512_sfalse_blocks
+
+expSumMaxBF16AVX512_sfalse_blocks_end:
+	VXORPS Z12, Z12, Z12
+
+expSumMaxBF16AVX512_sfalse_x1:
+	CMPQ        CX, $0x00000010
+	JL          expSumMaxBF16AVX512_sfalse_x1_end
+	VPMOVZXWD   (AX), Z13
+	VPSLLD      $0x10, Z13, Z13
+	VMAXPS      Z11, Z13, Z11
+	VSUBPS      Z0, Z13, Z13
+	VMAXPS      Z13, Z1, Z13
+	VMOVAPS     Z2, Z14
+	VFMADD213PS Z3, Z13, Z14
+	VSUBPS      Z3, Z14, Z15
+	VFMADD231PS Z4, Z15, Z13
+	VPERMPS     Z8, Z14, Z15
+	VPSLLD      $0x14, Z14, Z14
+	VPADDD      Z14, Z15, Z15
+	VMOVUPS     Z5, Z14
+	VFMADD213PS Z6, Z13, Z14
+	VFMADD213PS Z7, Z13, Z14
+	VMULPS      Z15, Z13, Z13
+	VFMADD213PS Z15, Z14, Z13
+	VADDPS      Z13, Z12, Z12
+	ADDQ        $0x00000020, AX
+	SUBQ        $0x00000010, CX
+	JMP         expSumMaxBF16AVX512_sfalse_x1
+
+expSumMaxBF16AVX512_sfalse_x1_end:
+	VCVTPS2PD     Y12, Z0
+	VEXTRACTF64X4 $0x01, Z12, Y1
+	VCVTPS2PD     Y1, Z1
+	VADDPD        Z0, Z9, Z9
+	VADDPD        Z1, Z10, Z10
+	VADDPD        Z10, Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPD        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VPERMILPD     $0x01, X1, X0
+	VADDPD        X0, X1, X1
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VMAXPS        Y0, Y11, Y0
+	VEXTRACTF128  $0x01, Y0, X2
+	VMAXPS        X2, X0, X2
+	VPERMILPS     $0x4e, X2, X0
+	VMAXPS        X0, X2, X2
+	VPERMILPS     $0xb1, X2, X0
+	VMAXPS        X0, X2, X2
+	VZEROUPPER
+	MOVSD         X1, sum+56(FP)
+	MOVSS         X2, cm+64(FP)
+	RET
+
+// func expSumMaxF16AVX512(x []uint16, m float32, pre []float32) (sum float64, cm float32)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+, SSE, SSE2
+TEXT ·expSumMaxF16AVX512(SB), NOSPLIT, $0-68
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVQ         pre_base+32(FP), DX
+	MOVQ         pre_len+40(FP), BX
+	MOVSS        m+24(FP), X0
+	VBROADCASTSS X0, Z0
+	VBROADCASTSS xent_lo<>+0(SB), Z1
+	VBROADCASTSS xent_k8<>+0(SB), Z2
+	VBROADCASTSS xent_mag<>+0(SB), Z3
+	VBROADCASTSS xent_nC<>+0(SB), Z4
+	VBROADCASTSS xent_c3<>+0(SB), Z5
+	VBROADCASTSS xent_c2<>+0(SB), Z6
+	VBROADCASTSS xent_one<>+0(SB), Z7
+	VMOVUPS      xent_exptab<>+0(SB), Z8
+	VXORPS       Z9, Z9, Z9
+	VXORPS       Z10, Z10, Z10
+	VBROADCASTSS xent_ninf<>+0(SB), Z11
+
+expSumMaxF16AVX512_sfalse_blocks:
+	CMPQ   CX, $0x00000100
+	JL     expSumMaxF16AVX512_sfalse_blocks_end
+	VXORPS Z12, Z12, Z12
+	VXORPS Z13, Z13, Z13
+	MOVQ   $0x00000008, SI
+
+expSumMaxF16AVX512_sfalse_inner:
+	CMPQ       BX, $0x00000000
+	JLE        expSumMaxF16AVX512_pf12
+	PREFETCHT0 (DX)
+	ADDQ       $0x00000040, DX
+	SUBQ       $0x00000010, BX
+
+expSumMaxF16AVX512_pf12:
+	VCVTPH2PS     (AX), Z14
+	VMAXPS        Z11, Z14, Z11
+	VSUBPS        Z0, Z14, Z14
+	VMAXPS        Z14, Z1, Z14
+	VMOVAPS       Z2, Z15
+	VFMADD213PS   Z3, Z14, Z15
+	VSUBPS        Z3, Z15, Z16
+	VFMADD231PS   Z4, Z16, Z14
+	VPERMPS       Z8, Z15, Z16
+	VPSLLD        $0x14, Z15, Z15
+	VPADDD        Z15, Z16, Z16
+	VMOVUPS       Z5, Z15
+	VFMADD213PS   Z6, Z14, Z15
+	VFMADD213PS   Z7, Z14, Z15
+	VMULPS        Z16, Z14, Z14
+	VFMADD213PS   Z16, Z15, Z14
+	VADDPS        Z14, Z12, Z12
+	VCVTPH2PS     32(AX), Z14
+	VMAXPS        Z11, Z14, Z11
+	VSUBPS        Z0, Z14, Z14
+	VMAXPS        Z14, Z1, Z14
+	VMOVAPS       Z2, Z15
+	VFMADD213PS   Z3, Z14, Z15
+	VSUBPS        Z3, Z15, Z16
+	VFMADD231PS   Z4, Z16, Z14
+	VPERMPS       Z8, Z15, Z16
+	VPSLLD        $0x14, Z15, Z15
+	VPADDD        Z15, Z16, Z16
+	VMOVUPS       Z5, Z15
+	VFMADD213PS   Z6, Z14, Z15
+	VFMADD213PS   Z7, Z14, Z15
+	VMULPS        Z16, Z14, Z14
+	VFMADD213PS   Z16, Z15, Z14
+	VADDPS        Z14, Z13, Z13
+	ADDQ          $0x00000040, AX
+	DECQ          SI
+	JNZ           expSumMaxF16AVX512_sfalse_inner
+	VADDPS        Z13, Z12, Z12
+	VCVTPS2PD     Y12, Z13
+	VEXTRACTF64X4 $0x01, Z12, Y12
+	VCVTPS2PD     Y12, Z12
+	VADDPD        Z13, Z9, Z9
+	VADDPD        Z12, Z10, Z10
+	SUBQ          $0x00000100, CX
+	JMP           expSumMaxF16AVX512_sfalse_blocks
+
+expSumMaxF16AVX512_sfalse_blocks_end:
+	VXORPS Z12, Z12, Z12
+
+expSumMaxF16AVX512_sfalse_x1:
+	CMPQ        CX, $0x00000010
+	JL          expSumMaxF16AVX512_sfalse_x1_end
+	VCVTPH2PS   (AX), Z13
+	VMAXPS      Z11, Z13, Z11
+	VSUBPS      Z0, Z13, Z13
+	VMAXPS      Z13, Z1, Z13
+	VMOVAPS     Z2, Z14
+	VFMADD213PS Z3, Z13, Z14
+	VSUBPS      Z3, Z14, Z15
+	VFMADD231PS Z4, Z15, Z13
+	VPERMPS     Z8, Z14, Z15
+	VPSLLD      $0x14, Z14, Z14
+	VPADDD      Z14, Z15, Z15
+	VMOVUPS     Z5, Z14
+	VFMADD213PS Z6, Z13, Z14
+	VFMADD213PS Z7, Z13, Z14
+	VMULPS      Z15, Z13, Z13
+	VFMADD213PS Z15, Z14, Z13
+	VADDPS      Z13, Z12, Z12
+	ADDQ        $0x00000020, AX
+	SUBQ        $0x00000010, CX
+	JMP         expSumMaxF16AVX512_sfalse_x1
+
+expSumMaxF16AVX512_sfalse_x1_end:
 	VCVTPS2PD     Y12, Z0
 	VEXTRACTF64X4 $0x01, Z12, Y1
 	VCVTPS2PD     Y1, Z1

@@ -18,6 +18,14 @@ func expSumAVX2(dst []float32, x []float32, m float32, pre []float32) float64
 // the sum is that of expSumAVX2, bit for bit (NaN when x holds a NaN: the exp keeps it).
 func expSumMaxAVX2(x []float32, m float32, pre []float32) (sum float64, cm float32)
 
+// expSumMaxBF16AVX2 is expSumMaxAVX2 over BF16 elements, widened as they are loaded, for len(x) rounded down to a
+// whole vector (the rest is the caller's); pre is prefetched as by expSumMaxAVX2.
+func expSumMaxBF16AVX2(x []uint16, m float32, pre []float32) (sum float64, cm float32)
+
+// expSumMaxF16AVX2 is expSumMaxAVX2 over F16 elements, widened as they are loaded, for len(x) rounded down to a
+// whole vector (the rest is the caller's); pre is prefetched as by expSumMaxAVX2.
+func expSumMaxF16AVX2(x []uint16, m float32, pre []float32) (sum float64, cm float32)
+
 // scaleAVX2 sets dst_j *= c.
 func scaleAVX2(dst []float32, c float32)
 
@@ -73,6 +81,14 @@ func expSumAVX512(dst []float32, x []float32, m float32, pre []float32) float64
 // expSumMaxAVX512 is expSumAVX512 without stores (m finite) that also returns max_j x_j ignoring NaN from the same loop:
 // the sum is that of expSumAVX512, bit for bit (NaN when x holds a NaN: the exp keeps it).
 func expSumMaxAVX512(x []float32, m float32, pre []float32) (sum float64, cm float32)
+
+// expSumMaxBF16AVX512 is expSumMaxAVX512 over BF16 elements, widened as they are loaded, for len(x) rounded down to a
+// whole vector (the rest is the caller's); pre is prefetched as by expSumMaxAVX512.
+func expSumMaxBF16AVX512(x []uint16, m float32, pre []float32) (sum float64, cm float32)
+
+// expSumMaxF16AVX512 is expSumMaxAVX512 over F16 elements, widened as they are loaded, for len(x) rounded down to a
+// whole vector (the rest is the caller's); pre is prefetched as by expSumMaxAVX512.
+func expSumMaxF16AVX512(x []uint16, m float32, pre []float32) (sum float64, cm float32)
 
 // scaleAVX512 sets dst_j *= c.
 func scaleAVX512(dst []float32, c float32)

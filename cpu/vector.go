@@ -32,7 +32,11 @@ type vectorKernels struct {
 	// (see vectorHalf); nil where the CPU lacks the instructions.
 	fromBF16, fromF16 func(dst []float32, src []uint16)
 	toBF16, toF16     func(dst []uint16, src []float32)
-	lanes             int
+	// expSumMaxBF16 and expSumMaxF16 are expSumMax over half-precision
+	// elements, widened as they are loaded, for whole vectors only; nil
+	// where the CPU lacks the instructions.
+	expSumMaxBF16, expSumMaxF16 func(x []uint16, m float32, pre []float32) (float64, float32)
+	lanes                       int
 }
 
 // vector returns the Impl of k. Its chunk follows chunkGeneric's rule: the
@@ -102,6 +106,39 @@ func vector(k vectorKernels) *Impl {
 		}
 		return r, k.expSum(dst, x, r, next), cm, ci
 	}
+	// chunk16 is chunk without dst on half-precision elements: the one
+	// pass reads them as they are (expSumMax16), the last len mod lanes
+	// through buf widened; otherwise, as when the max jumps by more than
+	// 64, the chunk is widened into buf and takes chunk.
+	chunk16 := func(x []uint16, t DType, m float32, next, buf []float32, widen func([]float32, []uint16, DType)) (float32, float64, float32, int) {
+		f := k.expSumMaxBF16
+		if t == F16 {
+			f = k.expSumMaxF16
+		}
+		whole := func() (float32, float64, float32, int) {
+			widen(buf, x, t)
+			return chunk(nil, buf[:len(x)], m, next)
+		}
+		if f == nil || !isFinite(m) {
+			return whole()
+		}
+		n := len(x) - len(x)%k.lanes
+		s, cm := f(x[:n], m, next)
+		if n < len(x) {
+			b := buf[:len(x)-n]
+			widen(b, x[n:], t)
+			st, ct := k.expSumMax(b, m, nil)
+			s += st
+			cm = max32(cm, ct)
+		}
+		switch {
+		case s != s || math.IsInf(float64(cm), 1): // NaN or +Inf
+			return cm, math.NaN(), cm, -1
+		case cm <= m+64:
+			return m, s, cm, -1
+		}
+		return whole()
+	}
 	dot := func(x, w []float32, r float32) float64 {
 		if w != nil {
 			w = w[:len(x)]
@@ -140,6 +177,7 @@ func vector(k vectorKernels) *Impl {
 			k.grad(dst[:len(x)], x, w, shift, a, b, c, inv, c > 0)
 		},
 		fma:  func(iters int) (float32, int) { return k.fma(iters), fmaChains * 2 * k.lanes * iters },
-		half: vectorHalf(k.lanes, k.fromBF16, k.fromF16, k.toBF16, k.toF16),
+		half:    vectorHalf(k.lanes, k.fromBF16, k.fromF16, k.toBF16, k.toF16),
+		chunk16: chunk16,
 	}
 }

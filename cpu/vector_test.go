@@ -326,3 +326,38 @@ func sameHalfBits(a, b float32) bool {
 
 func fromBF16One(h uint16) float32 { var d [1]float32; fromBF16Generic(d[:], []uint16{h}); return d[0] }
 func fromF16One(h uint16) float32  { var d [1]float32; fromF16Generic(d[:], []uint16{h}); return d[0] }
+
+// TestVectorChunk16 checks the one-pass forward over half-precision
+// elements read as they are (chunk16) against chunk over the same values
+// widened, at every length to 300 (whole vectors, blocks and the tail the
+// Go side adds), with a max jump past 64 and a NaN.
+func TestVectorChunk16(t *testing.T) {
+	rng := seed.Rand(t, 12)
+	for _, k := range vectorImpls(t) {
+		for _, typ := range []DType{BF16, F16} {
+			for n := range 301 {
+				x := make([]float32, n)
+				for i := range x {
+					x[i] = typ.Round(float32(rng.NormFloat64() * 3))
+				}
+				h := make([]uint16, n)
+				Portable.narrow(h, x, typ)
+				buf := make([]float32, n)
+				for _, m := range []float32{ninf32(), 2.5, -80} { // the first chunk, a running max, a jump past 64
+					r, s, cm, _ := k.chunk16(h, typ, m, nil, buf, k.widen)
+					wr, ws, wcm, _ := k.chunk(nil, x, m, nil)
+					require.Equal(t, wr, r, "%s %v n %d m %v: reference", k.name, typ, n, m)
+					require.Equal(t, wcm, cm, "%s %v n %d m %v: max", k.name, typ, n, m)
+					require.InDelta(t, ws, s, 1e-6*ws, "%s %v n %d m %v: sum", k.name, typ, n, m)
+				}
+				if n > 0 {
+					h[rng.IntN(n)] = 0x7fc0 // NaN in either type
+					_, s, _, _ := k.chunk16(h, typ, 0, nil, buf, k.widen)
+					require.True(t, math.IsNaN(s), "%s %v n %d: a NaN makes the sum NaN", k.name, typ, n)
+				}
+			}
+		}
+	}
+}
+
+func ninf32() float32 { return float32(math.Inf(-1)) }

@@ -274,12 +274,17 @@ func (l labels) L(name string) string { return string(l) + "_" + name }
 
 // loop emits: while n ≥ step { body(); p += 4·step for each p; n -= step }.
 func loop(l labels, name string, n reg.GPVirtual, step int, ptrs []reg.GPVirtual, body func()) {
+	loopSized(l, name, n, step, ptrs, []int{4, 4, 4, 4}, body)
+}
+
+// loopSized is loop with pointer i advancing by sizes[i]·step bytes.
+func loopSized(l labels, name string, n reg.GPVirtual, step int, ptrs []reg.GPVirtual, sizes []int, body func()) {
 	Label(l.L(name))
 	CMPQ(n, U32(step))
 	JL(LabelRef(l.L(name + "_end")))
 	body()
-	for _, p := range ptrs {
-		ADDQ(U32(4*step), p)
+	for i, p := range ptrs {
+		ADDQ(U32(sizes[i]*step), p)
 	}
 	SUBQ(U32(step), n)
 	JMP(LabelRef(l.L(name)))
@@ -500,9 +505,24 @@ func (s isa) exp(d reg.VecVirtual, k expK) reg.VecVirtual {
 // of x. With withMax (no dst) the same loop also finds max_j x_j and
 // whether x holds a NaN (as maxNaN), so that a forward pass reads each
 // chunk once; its sum is the same, bit for bit, as without.
-func (s isa) expSum(withMax bool) {
+func (s isa) expSum(withMax bool) { s.expSumOf(withMax, "") }
+
+// expSumMaxHalf is expSumMax over bfloat16 or float16 elements (elem
+// "BF16" or "F16"), each widened in a register as it is loaded (as
+// fromHalf widens them): the forward pass reads half the bytes and stores
+// nothing. It takes whole vectors only (the Go side does the rest).
+func (s isa) expSumMaxHalf(elem string) { s.expSumOf(true, elem) }
+
+func (s isa) expSumOf(withMax bool, elem string) {
 	name := "expSum" + s.name
-	if withMax {
+	size := 4 // the bytes of an element of x
+	if elem != "" {
+		size = 2
+		name = "expSumMax" + elem + s.name
+		TEXT(name, NOSPLIT, "func(x []uint16, m float32, pre []float32) (sum float64, cm float32)")
+		Doc(name+" is expSumMax"+s.name+" over "+elem+" elements, widened as they are loaded, for len(x) rounded down to a",
+			"whole vector (the rest is the caller's); pre is prefetched as by expSumMax"+s.name+".")
+	} else if withMax {
 		name = "expSumMax" + s.name
 		TEXT(name, NOSPLIT, "func(x []float32, m float32, pre []float32) (sum float64, cm float32)")
 		Doc(name+" is expSum"+s.name+" without stores (m finite) that also returns max_j x_j ignoring NaN from the same loop:",
@@ -511,6 +531,18 @@ func (s isa) expSum(withMax bool) {
 		TEXT(name, NOSPLIT, "func(dst, x []float32, m float32, pre []float32) float64")
 		Doc(name+" returns Σ_j exp(x_j - m) (x_j - m ≤ 64), summed in float32 lanes over each Block and in float64 lanes across,",
 			"and stores each exp in dst_j when len(dst) > 0 (dst may be x). It prefetches pre, one line per line of x.")
+	}
+	// load loads the vector of x at (float32) byte offset off.
+	load := func(p reg.GPVirtual, off int, d reg.VecVirtual) {
+		switch elem {
+		case "BF16":
+			VPMOVZXWD(Mem{Base: p, Disp: off / 2}, d)
+			VPSLLD(U8(16), d, d)
+		case "F16":
+			VCVTPH2PS(Mem{Base: p, Disp: off / 2}, d)
+		default:
+			VMOVUPS(Mem{Base: p, Disp: off}, d)
+		}
 	}
 	l := labels(name)
 	var dp, dn reg.GPVirtual
@@ -560,7 +592,7 @@ func (s isa) expSum(withMax bool) {
 		}
 		one := func(off int, a reg.VecVirtual) {
 			d := s.vec()
-			VMOVUPS(Mem{Base: p, Disp: off}, d)
+			load(p, off, d)
 			if withMax {
 				maxOf(d)
 			}
@@ -579,11 +611,12 @@ func (s isa) expSum(withMax bool) {
 			c := GP64()
 			MOVQ(U32(block/(2*s.lanes)), c)
 			Label(lv.L("inner"))
-			prefetch(2 * s.lanes / 16)
+			prefetch(max(1, 2*s.lanes*size/64))
 			one(0, a0)
 			one(s.bytes(), a1)
-			for _, q := range ptrs {
-				ADDQ(U32(2*s.bytes()), q)
+			ADDQ(U32(2*s.lanes*size), p)
+			if store {
+				ADDQ(U32(2*s.bytes()), dp)
 			}
 			DECQ(c)
 			JNZ(LabelRef(lv.L("inner")))
@@ -594,7 +627,12 @@ func (s isa) expSum(withMax bool) {
 		}
 		Label(lv.L("blocks_end"))
 		a := s.zeroVec()
-		loop(lv, "x1", n, s.lanes, ptrs, func() { one(0, a) })
+		loopSized(lv, "x1", n, s.lanes, ptrs, []int{size, 4}, func() { one(0, a) })
+		if elem != "" { // whole vectors only
+			s.widen(a, acc)
+			JMP(LabelRef(l.L("done")))
+			continue
+		}
 		s.ifTail(lv, n, func(t tail) {
 			v := s.vec()
 			if withMax {
@@ -1214,6 +1252,8 @@ func main() {
 		s.sum()
 		s.expSum(false)
 		s.expSum(true)
+		s.expSumMaxHalf("BF16")
+		s.expSumMaxHalf("F16")
 		s.scale()
 		s.index()
 		s.dot()
