@@ -176,7 +176,7 @@ func vector(k vectorKernels) *Impl {
 			}
 			k.grad(dst[:len(x)], x, w, shift, a, b, c, inv, c > 0)
 		},
-		fma:  func(iters int) (float32, int) { return k.fma(iters), fmaChains * 2 * k.lanes * iters },
+		fma:     func(iters int) (float32, int) { return k.fma(iters), fmaChains * 2 * k.lanes * iters },
 		half:    vectorHalf(k.lanes, k.fromBF16, k.fromF16, k.toBF16, k.toF16),
 		chunk16: chunk16,
 	}
