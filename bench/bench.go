@@ -333,6 +333,7 @@ func (r *opRun) do(ctx context.Context, m batch.Matrix) error {
 type profiler interface {
 	CopyBandwidth(ctx context.Context, bytes, repeats int) (float64, error)
 	LastKernelTime() time.Duration
+	FusedReads(cols int) int
 }
 
 // measureOpenCL times one op on an OpenCL device: end-to-end (host slices,
@@ -396,11 +397,13 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, 
 	}
 	k := newResult(info, op, "kernel", in, ksecs)
 	k.RooflineFor, k.RooflineGB = "device copy", copyBW/1e9
-	// Device traffic: one read for lse and forward; two reads and one write
-	// for fused (the second pass may hit the cache; this counts it as not).
+	// Device traffic: one read for lse and forward; for fused, one write
+	// and the reads the device takes (one where a row fits in its
+	// registers, else two: the second pass may hit the cache; this counts
+	// it as not).
 	traffic := in.bytes()
 	if op == OpFused {
-		traffic *= 3
+		traffic *= float64(1 + od.FusedReads(cols))
 	}
 	k.Fraction = traffic / k.SecondsMed / copyBW
 	return []Result{k, e2e}, nil

@@ -17,36 +17,45 @@
 #define xent_partial TYPED(xent_partial)
 #define xent_backward TYPED(xent_backward)
 
-/* Walks this work-item's share of the row. */
+/* Walks this work-item's share of the row. With keep (uniform: the
+ * fused kernel's, for a row of at most 4*RC*WG columns, WG >= 4) it also
+ * keeps its float4s in c (c[i] is float4 lid + i*WG, in registers: the
+ * loop is unrolled) and its tail element, if any, in *ct, so that the
+ * gradient pass reads nothing again (grad_row). Either way each
+ * work-item adds its logits in the same order. */
 inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wts,
-                      float cap, float icap, int flags) {
+                      float cap, float icap, int flags, float4 *c, float *ct, int keep) {
     const int lid = get_local_id(0);
     const int smooth = flags & F_SMOOTH;
     const int hasw = flags & F_WEIGHTS;
     acc_t a = {-FLT_MAX, 0.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
     const int n4 = cols >> 2;
-    for (int k0 = lid; k0 < n4; k0 += WG * UNROLL) {
-        float4 v[UNROLL];
+    if (keep) {
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            int k = k0 + u * WG;
-            v[u] = k < n4 ? LD4(k, x) : (float4)(-INFINITY);
+        for (int i = 0; i < RC; i++) {
+            int k = lid + i * WG;
+            c[i] = k < n4 ? LD4(k, x) : (float4)(-INFINITY);
+            if (k < n4) acc_add4(&a, c[i], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), cap, icap, flags, smooth);
         }
+    } else {
+        for (int k0 = lid; k0 < n4; k0 += WG * UNROLL) {
+            float4 v[UNROLL];
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            int k = k0 + u * WG;
-            if (k < n4) {
-                int j = 4 * k;
-                float4 w4 = hasw ? vload4(k, wts) : (float4)(1.0f);
-                acc_add(&a, capz(v[u].s0, cap, icap, flags), v[u].s0, j, w4.s0, smooth);
-                acc_add(&a, capz(v[u].s1, cap, icap, flags), v[u].s1, j + 1, w4.s1, smooth);
-                acc_add(&a, capz(v[u].s2, cap, icap, flags), v[u].s2, j + 2, w4.s2, smooth);
-                acc_add(&a, capz(v[u].s3, cap, icap, flags), v[u].s3, j + 3, w4.s3, smooth);
+            for (int u = 0; u < UNROLL; u++) {
+                int k = k0 + u * WG;
+                v[u] = k < n4 ? LD4(k, x) : (float4)(-INFINITY);
+            }
+#pragma unroll
+            for (int u = 0; u < UNROLL; u++) {
+                int k = k0 + u * WG;
+                if (k < n4) acc_add4(&a, v[u], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), cap, icap, flags, smooth);
             }
         }
     }
     for (int j = 4 * n4 + lid; j < cols; j += WG) {
-        acc_add(&a, capz(LD(j, x), cap, icap, flags), LD(j, x), j, hasw ? wts[j] : 1.0f, smooth);
+        const float z = LD(j, x);
+        *ct = z;
+        acc_add(&a, capz(z, cap, icap, flags), z, j, hasw ? wts[j] : 1.0f, smooth);
     }
     a.s -= a.c; /* the compensated sum; the merges add only log2(WG) times */
     a.c = 0.0f;
@@ -61,17 +70,20 @@ inline __global ELEM *row_of(__global ELEM *x, prob_t p) {
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_lse(__global ELEM *x, prob_t p, __global float *lse) {
     LOCALS;
-    acc_t a = row_scan(row_of(x, p), p.cols, 0, 0.0f, 0.0f, 0);
+    float4 c[1];
+    float ct;
+    acc_t a = row_scan(row_of(x, p), p.cols, 0, 0.0f, 0.0f, 0, c, &ct, 0);
     a = row_reduce(a, lm, ls, ld, lw, lr, li, 0);
     if (get_local_id(0) == 0) lse[p.prow0 + get_group_id(0)] = acc_lse(a, log(a.s));
 }
 
 /* The row's accumulator over its columns, merged over the work-group:
- * every work-item reaches both barriers; an ignored row scans nothing. */
+ * every work-item reaches both barriers; an ignored row scans nothing.
+ * c, ct and keep are row_scan's. */
 inline acc_t row_acc(__global const ELEM *xr, int counted, __global const float *wts, prob_t p,
                      float icap, __local float *lm, __local float *ls, __local float *ld,
-                     __local float *lw, __local float *lr, __local int *li) {
-    acc_t a = row_scan(xr, counted ? p.cols : 0, wts + p.col0, p.cap, icap, p.flags);
+                     __local float *lw, __local float *lr, __local int *li, float4 *c, float *ct, int keep) {
+    acc_t a = row_scan(xr, counted ? p.cols : 0, wts + p.col0, p.cap, icap, p.flags, c, ct, keep);
     return row_reduce(a, lm, ls, ld, lw, lr, li, p.flags & F_SMOOTH);
 }
 
@@ -86,9 +98,12 @@ inline acc_t row_acc(__global const ELEM *xr, int counted, __global const float 
  * with p_t - 1 from expm1 (nothing cancels as p_t -> 1) and p_t from exp,
  * not from pt1 + 1, which loses a small p_t (a target of weight 0 with
  * smoothing has only that term). With a soft cap each entry is multiplied
- * by 1 - (z/cap)^2. */
+ * by 1 - (z/cap)^2. With keep the logits are row_scan's c and ct, this
+ * work-item's own, and the row is not read again: one read and one write.
+ */
 inline void grad_row(__global ELEM *xr, __global const float *wts, prob_t p, float icap,
-                     float m, float s, float lsm, float lse, float si, float wt, float zt, int tl) {
+                     float m, float s, float lsm, float lse, float si, float wt, float zt, int tl,
+                     const float4 *c, float ct, int keep) {
     const int lid = get_local_id(0);
     const int flags = p.flags, cols = p.cols;
     const float cap = p.cap;
@@ -105,21 +120,18 @@ inline void grad_row(__global ELEM *xr, __global const float *wts, prob_t p, flo
     const int hasw = flags & F_WEIGHTS;
     __global const float *ws = wts + p.col0;
     const int n4 = cols >> 2;
-    for (int k = lid; k < n4; k += WG) {
-        float4 z = LD4(k, xr);
-        float4 w4 = hasw ? vload4(k, ws) : (float4)(1.0f);
-        if (flags & F_SOFTCAP) z = cap * tanh(z * icap);
-        float4 g = aa * exp(z - m) - bb * w4;
-        if (flags & F_SOFTCAP) { float4 r = z * icap; g *= 1.0f - r * r; }
-        int d = tl - 4 * k;
-        if (d == 0) g.s0 = gt;
-        if (d == 1) g.s1 = gt;
-        if (d == 2) g.s2 = gt;
-        if (d == 3) g.s3 = gt;
-        ST4(g, k, xr);
+    if (keep) {
+#pragma unroll
+        for (int i = 0; i < RC; i++) {
+            int k = lid + i * WG;
+            if (k < n4) ST4(grad4(c[i], hasw ? vload4(k, ws) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - 4 * k, gt), k, xr);
+        }
+    } else {
+        for (int k = lid; k < n4; k += WG)
+            ST4(grad4(LD4(k, xr), hasw ? vload4(k, ws) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - 4 * k, gt), k, xr);
     }
     for (int j = 4 * n4 + lid; j < cols; j += WG) {
-        float z = capz(LD(j, xr), cap, icap, flags);
+        float z = capz(keep ? ct : LD(j, xr), cap, icap, flags);
         float g = aa * exp(z - m) - bb * (hasw ? ws[j] : 1.0f);
         if (flags & F_SOFTCAP) { float r = z * icap; g *= 1.0f - r * r; }
         ST((j == tl) ? gt : g, j, xr);
@@ -148,7 +160,11 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
     const int counted = t >= 0; /* uniform across the work-group */
     const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
     const float zt = counted ? capz(LD(t, xr), p.cap, icap, p.flags) : 0.0f; /* read before any write */
-    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li);
+    /* A fused row of at most 4*RC*WG columns is kept in registers: read once. */
+    const int keep = RC > 0 && WG >= 4 && p.grad && (p.cols >> 2) <= RC * WG;
+    float4 c[RC > 0 ? RC : 1];
+    float ct = 0.0f;
+    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, keep);
     /* The last barrier is behind us: from here on, work-items only write. */
 
     const float lsm = log(a.s);
@@ -165,7 +181,7 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
         correct[row] = (counted && a.idx == t && !isnan(L)) ? 1 : 0;
     }
     if (p.grad && !counted) zero_row(xr, p.cols);
-    if (p.grad && counted) grad_row(xr, wts, p, icap, a.m, a.s, lsm, lse, scale[row], wt, zt, t);
+    if (p.grad && counted) grad_row(xr, wts, p, icap, a.m, a.s, lsm, lse, scale[row], wt, zt, t, c, ct, keep);
 }
 
 /* The partial of each counted row over the shard's columns: max, Σ exp(z
@@ -185,7 +201,9 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
     const int has = counted && tl >= 0 && tl < p.cols;
     const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
     const float zt = has ? capz(LD(tl, xr), p.cap, icap, p.flags) : 0.0f;
-    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li);
+    float4 c[1];
+    float ct;
+    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
     if (get_local_id(0) == 0 && counted) {
         pm[row] = a.m == -FLT_MAX ? -INFINITY : a.m;
         ps[row] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
@@ -213,7 +231,8 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
     if (t >= 0) {
         const float wt = (p.flags & F_WEIGHTS) ? wts[t] : 1.0f;
         const float m = gm[row], lsm = glsm[row];
-        grad_row(xr, wts, p, icap, m, gs[row], lsm, m + lsm, scale[row], wt, gzt[row], t - p.col0);
+        float4 c[1];
+        grad_row(xr, wts, p, icap, m, gs[row], lsm, m + lsm, scale[row], wt, gzt[row], t - p.col0, c, 0.0f, 0);
     }
 }
 

@@ -1,5 +1,7 @@
 /*
- * xent.cl: softmax cross-entropy over the rows of a float32 matrix.
+ * xent.cl: softmax cross-entropy over the rows of a matrix of float32,
+ * bfloat16 or float16 logits (the row kernels are in rows.cl, once per
+ * element type; see elem.cl). The arithmetic is float.
  *
  * Algorithm. One work-group computes one row. Each work-item walks its
  * share of the row, four logits at a time (vload4 from a 4-byte aligned
@@ -31,7 +33,8 @@
  * The smoothing sum Σ w_j (z_j - m) is carried online with Σ w_j, rescaled
  * when m moves. A row with +inf (m = +inf) or only -inf (s = 0) gives NaN.
  *
- * The fused kernel then makes a second pass over the row (from cache) and
+ * The fused kernel then makes a second pass over the row (from the
+ * work-item's registers where the row fits, RC below; else from cache) and
  * writes dL/dz_j = scale*(a*exp(z_j - m) - b*w_j) with a = A/s, in place
  * or to another buffer; the target column comes from
  * p_t - 1 = expm1((z_t - m) - log s), so nothing cancels as p_t -> 1.
@@ -44,13 +47,20 @@
  * No -cl-fast-relaxed-math: it assumes no infinities.
  *
  * Tunables (-D): WG, the work-group size (a power of two); UNROLL, the
- * float4 loads in flight per work-item and loop step.
+ * float4 loads in flight per work-item and loop step; RC, the float4s of
+ * a row each work-item keeps in registers between the fused kernel's two
+ * passes (0: none): a row of at most 4*RC*WG columns is read once and
+ * written once (rows.cl's row_scan and grad_row), a longer one read twice
+ * (the second time mostly from the cache).
  */
 #ifndef WG
 #define WG 256
 #endif
 #ifndef UNROLL
 #define UNROLL 2
+#endif
+#ifndef RC
+#define RC 0
 #endif
 
 typedef struct {
@@ -97,6 +107,28 @@ inline void acc_add(acc_t *a, float z, float zr, int j, float wj, int smooth) {
     a->c = (t - a->s) - y;
     a->s = t;
     if (smooth) { a->d += wj * (z - a->m); a->w += wj; }
+}
+
+/* Adds the four logits v of columns j..j+3 (weights w4) to a. */
+inline void acc_add4(acc_t *a, float4 v, int j, float4 w4, float cap, float icap, int flags, int smooth) {
+    acc_add(a, capz(v.s0, cap, icap, flags), v.s0, j, w4.s0, smooth);
+    acc_add(a, capz(v.s1, cap, icap, flags), v.s1, j + 1, w4.s1, smooth);
+    acc_add(a, capz(v.s2, cap, icap, flags), v.s2, j + 2, w4.s2, smooth);
+    acc_add(a, capz(v.s3, cap, icap, flags), v.s3, j + 3, w4.s3, smooth);
+}
+
+/* The gradient of four raw logits z (weights w4): aa*exp(z - m) - bb*w4,
+ * capped and times 1 - (z/cap)^2 with a soft cap, gt at lane d (the
+ * target's, when d is in [0, 4)); see grad_row. */
+inline float4 grad4(float4 z, float4 w4, float cap, float icap, int flags, float aa, float bb, float m, int d, float gt) {
+    if (flags & F_SOFTCAP) z = cap * tanh(z * icap);
+    float4 g = aa * exp(z - m) - bb * w4;
+    if (flags & F_SOFTCAP) { float4 r = z * icap; g *= 1.0f - r * r; }
+    if (d == 0) g.s0 = gt;
+    if (d == 1) g.s1 = gt;
+    if (d == 2) g.s2 = gt;
+    if (d == 3) g.s3 = gt;
+    return g;
 }
 
 /* Merges b into a (a's index wins ties only when smaller). */

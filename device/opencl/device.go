@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
@@ -28,6 +31,9 @@ type Device struct {
 	// ChunkBytes, when > 0, caps the bytes of one chunk buffer (tests use
 	// it to force the chunked path on small matrices).
 	ChunkBytes int64
+	// Staging forces host rows through pinned staging buffers (see
+	// staged) on a device that shares the host's memory (tests).
+	Staging bool
 	// rowBase is a test hook: an extra row number added to the logits'
 	// row index, with the matching element offset subtracted, to check
 	// 64-bit offset arithmetic without allocating 2^31 elements.
@@ -63,11 +69,22 @@ func newDevice(h handle, tn tuning) (*Device, error) {
 func (d *Device) Info() device.Info {
 	return device.Info{
 		Name: d.h.name, Kind: d.h.kind, Backend: "opencl",
-		Kernel:   fmt.Sprintf("xent.cl wg=%d unroll=%d", d.p.wg, d.p.unroll),
+		Kernel:   fmt.Sprintf("xent.cl wg=%d unroll=%d rc=%d", d.p.wg, d.p.unroll, d.p.rc),
 		Platform: d.h.platName + ", driver " + d.h.driver,
 		Spec:     fmt.Sprintf("opencl:%d:%d", d.h.pi, d.h.di),
 		BLAS:     clblastName(),
 	}
+}
+
+// FusedReads returns how many times the fused forward + backward reads
+// a row of cols columns: once where the row fits in the work-items'
+// registers (xent.cl's RC), else twice (the second time mostly from the
+// device's cache).
+func (d *Device) FusedReads(cols int) int {
+	if d.p.rc > 0 && d.p.wg >= 4 && cols/4 <= d.p.rc*d.p.wg {
+		return 1
+	}
+	return 2
 }
 
 // Close implements device.Device.
@@ -108,6 +125,68 @@ type buffers struct {
 	mems    []cl.Mem
 	evs     []cl.Event
 	kernels []cl.Event // the kernel events among evs
+	maps    []func() error
+}
+
+// stage is a pinned host staging buffer: a CL_MEM_ALLOC_HOST_PTR buffer
+// mapped into host memory, which the device reads and writes by DMA at
+// the bus's speed (pageable host memory goes through the driver's own
+// copies, at a fraction of it).
+type stage struct {
+	mem cl.Mem
+	buf []byte
+}
+
+// stage returns a staging buffer of bytes bytes, unmapped and released
+// with b.
+func (b *buffers) stage(d *Device, bytes int) (*stage, error) {
+	m, err := cl.CreateBuffer(d.p.ctx, cl.MemReadWrite|cl.MemAllocHostPtr, max(bytes, 4))
+	if err != nil {
+		return nil, err
+	}
+	b.mems = append(b.mems, m)
+	buf, err := cl.MapHost(d.copyQ, m, max(bytes, 4))
+	if err != nil {
+		return nil, err
+	}
+	b.maps = append(b.maps, func() error { return cl.Unmap(d.copyQ, m, buf) })
+	return &stage{mem: m, buf: buf[:bytes]}, nil
+}
+
+// staged reports whether host rows go through staging buffers: on GPUs
+// and accelerators (XENT_OPENCL_PINNED=0 turns it off), not on a device
+// that shares the host's memory (a CPU's OpenCL) unless Staging is set.
+func (d *Device) staged() bool {
+	if d.Staging {
+		return true
+	}
+	return d.h.kind != "cpu" && os.Getenv("XENT_OPENCL_PINNED") != "0"
+}
+
+// bytesOf returns the bytes of s.
+func bytesOf[T any](s []T) []byte {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(s[0])))
+}
+
+// copyBytes copies src into dst (len(src) bytes) on several goroutines
+// when it is large: one core's copy is slower than the bus.
+func copyBytes(dst, src []byte) {
+	const part = 4 << 20
+	n := len(src)
+	w := min(runtime.GOMAXPROCS(0), 8, n/part)
+	if w <= 1 {
+		copy(dst, src)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range w {
+		lo, hi := n*i/w, n*(i+1)/w
+		wg.Go(func() { copy(dst[lo:hi], src[lo:hi]) })
+	}
+	wg.Wait()
 }
 
 // kernelTime sums the execution times of the kernels (all complete).
@@ -140,6 +219,9 @@ func (b *buffers) release() error {
 	var errs []error
 	for _, e := range b.evs { // waits for each, so nothing is in flight below
 		errs = append(errs, e.Release())
+	}
+	for _, unmap := range b.maps {
+		errs = append(errs, unmap())
 	}
 	for _, m := range b.mems {
 		errs = append(errs, m.Release())
@@ -451,13 +533,35 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	if err != nil {
 		return d.wrap(err)
 	}
+	// Staging (see stage): the rows in through sw, the gradient out
+	// through sr, each double-buffered as the chunks are.
+	var sw, sr [2]*stage
+	if d.staged() {
+		for i := range min(2, (rows+step-1)/step) {
+			if sw[i], err = b.stage(d, size*span(step)); err == nil && c.grad != nil {
+				sr[i], err = b.stage(d, c.grad.Type.Size()*step*cols)
+			}
+			if err != nil {
+				return d.wrap(err)
+			}
+		}
+	}
 
 	// Double buffering: on copyQ the order is W0, W1, R0, W2, R1, ...; W(k+1)
 	// waits for kernel k-1 (the last user of its buffer), kernel k for W(k),
-	// R(k) for kernel k.
+	// R(k) for kernel k. Staged, W(k+2)'s rows are copied into its staging
+	// buffer once W(k) is done with it, and R(k)'s are copied out of theirs
+	// before R(k+2) reuses it, and at the end.
 	nchunks := (rows + step - 1) / step
 	evW := make([]cl.Event, nchunks)
 	evK := make([]cl.Event, nchunks)
+	evR := make([]cl.Event, nchunks)
+	hostRows := func(lo, n int) []byte {
+		if x.Type == device.F32 {
+			return bytesOf(x.Data[lo*stride : lo*stride+span(n)])
+		}
+		return bytesOf(x.Half[lo*stride : lo*stride+span(n)])
+	}
 	write := func(k int) error {
 		lo := k * step
 		n := min(step, rows-lo)
@@ -465,16 +569,40 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 		if k >= 2 {
 			wait = []cl.Event{evK[k-2]}
 		}
-		var err error
-		if x.Type == device.F32 {
-			evW[k], err = b.ev(cl.Write(d.copyQ, xb[k%2], false, 0, x.Data[lo*stride:lo*stride+span(n)], wait))
-		} else {
-			evW[k], err = b.ev(cl.Write(d.copyQ, xb[k%2], false, 0, x.Half[lo*stride:lo*stride+span(n)], wait))
+		src := hostRows(lo, n)
+		if s := sw[k%2]; s != nil {
+			if k >= 2 {
+				if err := cl.Wait(evW[k-2]); err != nil {
+					return err
+				}
+			}
+			copyBytes(s.buf, src)
+			src = s.buf[:len(src)]
 		}
+		var err error
+		evW[k], err = b.ev(cl.Write(d.copyQ, xb[k%2], false, 0, src, wait))
 		if err == nil {
 			err = d.copyQ.Flush()
 		}
 		return err
+	}
+	// unstage copies chunk k's gradient out of its staging buffer.
+	unstage := func(k int) error {
+		if err := cl.Wait(evR[k]); err != nil {
+			return err
+		}
+		g, gs := c.grad, c.grad.Type.Size()
+		lo := k * step
+		n := min(step, rows-lo)
+		host := bytesOf(g.Data)
+		if g.Type != device.F32 {
+			host = bytesOf(g.Half)
+		}
+		buf := sr[k%2].buf
+		for i := range n {
+			copy(host[gs*(lo+i)*g.Stride:gs*((lo+i)*g.Stride+cols)], buf[gs*i*cols:gs*(i+1)*cols])
+		}
+		return nil
 	}
 	if err := write(0); err != nil {
 		return d.wrap(err)
@@ -494,7 +622,23 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			return d.wrap(err)
 		}
 		if c.grad != nil {
-			if err := d.readGrad(&b, xb[k%2], c.grad, lo, n, cols, stride, evK[k]); err != nil {
+			var dst *stage
+			if sr[0] != nil {
+				dst = sr[k%2]
+				if k >= 2 {
+					if err := unstage(k - 2); err != nil {
+						return d.wrap(err)
+					}
+				}
+			}
+			if evR[k], err = d.readGrad(&b, xb[k%2], c.grad, lo, n, cols, stride, evK[k], dst); err != nil {
+				return d.wrap(err)
+			}
+		}
+	}
+	if c.grad != nil && sr[0] != nil {
+		for k := max(0, nchunks-2); k < nchunks; k++ {
+			if err := unstage(k); err != nil {
 				return d.wrap(err)
 			}
 		}
@@ -557,23 +701,29 @@ func widened(c *call) *call {
 }
 
 // readGrad reads chunk rows [lo, lo+n) of the gradient, computed in place
-// in buf (row i at element i·stride), into g after ev: the rows' cols
-// columns only, in one transfer whatever the strides (what lies between
-// the rows in g may be another shard's columns).
-func (d *Device) readGrad(b *buffers, buf cl.Mem, g *device.Grad, lo, n, cols, stride int, ev cl.Event) error {
+// in buf (row i at element i·stride), into g after ev, or, staged, into
+// the staging buffer st as dense rows (the caller copies them out): the
+// rows' cols columns only, in one transfer whatever the strides (what
+// lies between the rows in g may be another shard's columns).
+func (d *Device) readGrad(b *buffers, buf cl.Mem, g *device.Grad, lo, n, cols, stride int, ev cl.Event, st *stage) (cl.Event, error) {
 	size := g.Type.Size()
 	r := cl.Rect{Pitch: size * stride, HostPitch: size * g.Stride, RowBytes: size * cols, Rows: n}
 	span := lo*g.Stride + (n-1)*g.Stride + cols
-	var err error
-	if g.Type == device.F32 {
-		_, err = b.ev(cl.ReadRect(d.copyQ, buf, false, r, g.Data[lo*g.Stride:span], []cl.Event{ev}))
-	} else {
-		_, err = b.ev(cl.ReadRect(d.copyQ, buf, false, r, g.Half[lo*g.Stride:span], []cl.Event{ev}))
+	var host []byte
+	switch {
+	case st != nil:
+		r.HostPitch = size * cols
+		host = st.buf[:size*n*cols]
+	case g.Type == device.F32:
+		host = bytesOf(g.Data[lo*g.Stride : span])
+	default:
+		host = bytesOf(g.Half[lo*g.Stride : span])
 	}
+	e, err := b.ev(cl.ReadRect(d.copyQ, buf, false, r, host, []cl.Event{ev}))
 	if err == nil {
 		err = d.copyQ.Flush()
 	}
-	return err
+	return e, err
 }
 
 // wrap names the device in an error.

@@ -12,12 +12,12 @@ func ChunkRowsOf(d *Device, rows, cols, stride int) (int, error) {
 
 // OpenTuned opens the device that arg names (as Open) with the kernels
 // built at work-group size wg and unroll (wg capped as acquire caps it).
-func OpenTuned(arg string, wg, unroll int) (*Device, error) {
+func OpenTuned(arg string, wg, unroll, rc int) (*Device, error) {
 	h, err := find(arg)
 	if err != nil {
 		return nil, err
 	}
-	return newDevice(h, tuning{wg: wg, unroll: unroll})
+	return newDevice(h, tuning{wg: wg, unroll: unroll, rc: rc})
 }
 
 // MaxWG returns the largest work-group size the kernels may be built with

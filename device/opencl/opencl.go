@@ -189,7 +189,7 @@ func list() ([]device.Description, error) {
 				{"max allocation", gib(ma)},
 				{"OpenCL C", cv},
 				{"driver", h.driver},
-				{"kernel", fmt.Sprintf("xent.cl wg=%d unroll=%d", tn.wg, tn.unroll)},
+				{"kernel", fmt.Sprintf("xent.cl wg=%d unroll=%d rc=%d", tn.wg, tn.unroll, tn.rc)},
 			},
 		})
 	}
@@ -199,18 +199,25 @@ func list() ([]device.Description, error) {
 func gib(b uint64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
 
 // tuning is the kernels' build-time tunables (see xent.cl): WG, the
-// work-group size (a power of two), and UNROLL, the float4 loads in flight
-// per work-item.
-type tuning struct{ wg, unroll int }
+// work-group size (a power of two), UNROLL, the float4 loads in flight
+// per work-item, and RC, the float4s of a fused row each work-item keeps
+// in registers (rows of up to 4·RC·WG columns are read once).
+type tuning struct{ wg, unroll, rc int }
 
 // tunables returns the tuning for a device kind; XENT_OPENCL_WG (a power
-// of two) and XENT_OPENCL_UNROLL (1 to 8) override it, for tuning runs
-// such as bench/gpu/run.sh's. acquire caps the work-group size at what
-// the device allows (maxWG) and what the compiled kernels allow.
+// of two), XENT_OPENCL_UNROLL (1 to 8) and XENT_OPENCL_RC (0 to 64)
+// override it, for tuning runs such as bench/gpu/run.sh's. acquire caps
+// the work-group size at what the device allows (maxWG) and what the
+// compiled kernels allow. RC 16 keeps 64 floats a work-item, a quarter of
+// the registers a GPU thread may have: rows of up to 16384 columns at WG
+// 256 (65536 at 1024).
 func tunables(kind string) tuning {
-	tn := tuning{wg: 256, unroll: 2}
+	tn := tuning{wg: 256, unroll: 2, rc: 16}
 	if kind == "cpu" {
-		tn = tuning{wg: 64, unroll: 1}
+		tn = tuning{wg: 64, unroll: 1, rc: 8}
+	}
+	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_RC")); err == nil && v >= 0 && v <= 64 {
+		tn.rc = v
 	}
 	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_WG")); err == nil && v > 0 && v&(v-1) == 0 {
 		tn.wg = v
@@ -259,6 +266,7 @@ type program struct {
 	key      string
 	wg       int
 	unroll   int
+	rc       int
 	options  string
 	kernelMu sync.Mutex // clSetKernelArg + enqueue must not interleave
 }
@@ -271,8 +279,8 @@ var (
 // buildOptions returns the program's build options: the tuning, and the
 // flags of prob_t, defined here once (xent.cl takes them from -D).
 func buildOptions(tn tuning) string {
-	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d",
-		tn.wg, tn.unroll, fSmooth, fWeights, fSoftcap, fZLoss)
+	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DRC=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d",
+		tn.wg, tn.unroll, tn.rc, fSmooth, fWeights, fSoftcap, fZLoss)
 }
 
 // acquire returns the cached program for h built with tn, its work-group
@@ -314,7 +322,7 @@ func build(h handle, tn tuning, key string) (*program, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	p := &program{refs: 1, ctx: ctx, key: key, wg: tn.wg, unroll: tn.unroll, options: buildOptions(tn)}
+	p := &program{refs: 1, ctx: ctx, key: key, wg: tn.wg, unroll: tn.unroll, rc: tn.rc, options: buildOptions(tn)}
 	if p.prog, err = cl.BuildProgram(ctx, h.dev, kernels.Source, p.options); err != nil {
 		ctx.Release()
 		return nil, false, err

@@ -288,18 +288,21 @@ func TestEveryWorkGroupSize(t *testing.T) {
 		{Name: "ignored/short-rows", Rows: 6, Cols: 3, Opts: spec.Opts{Ignore: spec.DefaultIgnore}, Fill: ignoring(0, 5)},
 	}
 	// Unroll goes round 1, 2, 4; 8, the largest, only at the largest size
-	// (it takes PoCL 20 s to build).
+	// (it takes PoCL 20 s to build). The registers kept a fused row (RC) go
+	// round 8, 0 (none) and 1 (rows of up to 4·WG columns: the cases fall
+	// either side).
 	unrolls := []int{1, 2, 4}
+	rcs := []int{8, 0, 1}
 	for k, wg := 0, 1; wg <= maxWG; k, wg = k+1, wg*2 {
-		unroll := unrolls[k%len(unrolls)]
+		unroll, rc := unrolls[k%len(unrolls)], rcs[k%len(rcs)]
 		if wg == maxWG {
 			unroll = 8
 		}
 		if testing.Short() && wg != 1 && wg != maxWG && wg != WG(d0) {
 			continue // -short (the race detector's run): the ends and the default
 		}
-		t.Run(fmt.Sprintf("wg=%d/unroll=%d", wg, unroll), func(t *testing.T) {
-			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), wg, unroll)
+		t.Run(fmt.Sprintf("wg=%d/unroll=%d/rc=%d", wg, unroll, rc), func(t *testing.T) {
+			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), wg, unroll, rc)
 			require.NoError(t, err)
 			defer d.Close()
 			require.Equal(t, wg, WG(d), "built at the size asked for")
@@ -311,4 +314,28 @@ func TestEveryWorkGroupSize(t *testing.T) {
 			t.Run("chunked", func(t *testing.T) { spec.RunCase(t, d, cases[0], seed, 1e-5) })
 		})
 	}
+}
+
+// TestStagedOpenCL runs the case table with host rows going through
+// pinned staging buffers, as they do on a GPU (here forced on a device
+// that shares the host's memory): whole, and in chunks of two rows (the
+// staging buffers double-buffered), with gradients of every type.
+func TestStagedOpenCL(t *testing.T) {
+	d := openTest(t)
+	d.Staging = true
+	seed := spec.Seed(t)
+	for _, typ := range d.Caps().Types {
+		for _, c := range spec.Cases() {
+			if c.Cols > 2048 && typ != device.F32 {
+				continue // the long rows once
+			}
+			t.Run(fmt.Sprintf("%v/%s/%dx%d", typ, c.Name, c.Rows, c.Cols), func(t *testing.T) {
+				d.ChunkBytes = 0
+				spec.RunCaseIn(t, d, c, typ, seed, 1e-5)
+				d.ChunkBytes = int64(2 * typ.Size() * max(c.Cols, c.Stride))
+				spec.RunCaseIn(t, d, c, typ, seed, 1e-5)
+			})
+		}
+	}
+	d.ChunkBytes = 0
 }

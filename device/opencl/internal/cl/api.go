@@ -152,6 +152,26 @@ func CreateBuffer(c Context, flags uint64, size int) (Mem, error) {
 // Release releases the buffer.
 func (m Mem) Release() error { live.Add(-1); return check(l().releaseMemObject(m)) }
 
+// MapHost maps all size bytes of m (a CL_MEM_ALLOC_HOST_PTR buffer: pinned
+// host memory) for reading and writing, blocking, and returns them. Unmap
+// them before m is released.
+func MapHost(q Queue, m Mem, size int) ([]byte, error) {
+	var st int32
+	p := l().enqueueMapBuffer(q, m, 1, MapRead|MapWrite, 0, uintptr(size), 0, nil, nil, &st)
+	if st != 0 {
+		return nil, fmt.Errorf("clEnqueueMapBuffer(%d bytes): %w", size, Status(st))
+	}
+	return unsafe.Slice((*byte)(p), size), nil
+}
+
+// Unmap unmaps b, MapHost's mapping of m, and waits for it.
+func Unmap(q Queue, m Mem, b []byte) error {
+	if err := check(l().enqueueUnmapMemObject(q, m, unsafe.Pointer(unsafe.SliceData(b)), 0, nil, nil)); err != nil {
+		return fmt.Errorf("clEnqueueUnmapMemObject: %w", err)
+	}
+	return q.Finish()
+}
+
 // BuildProgram compiles src for d with the build options opts. On failure
 // the error is a *BuildError carrying the log.
 func BuildProgram(c Context, d Device, src, opts string) (Program, error) {

@@ -52,7 +52,11 @@ const (
 	DriverVersion          = 0x102D
 	DeviceOpenCLCVersion   = 0x103D
 
-	MemReadWrite = 1 << 0
+	MemReadWrite    = 1 << 0
+	MemAllocHostPtr = 1 << 4
+
+	MapRead  = 1 << 0
+	MapWrite = 1 << 1
 
 	ProgramBuildLog = 0x1183
 
@@ -88,6 +92,8 @@ type lib struct {
 	enqueueReadBuffer       func(q Queue, m Mem, blocking uint32, off, size uintptr, p unsafe.Pointer, nwait uint32, wait *Event, ev *Event) int32
 	enqueueReadBufferRect   rectFn
 	enqueueWriteBufferRect  rectFn
+	enqueueMapBuffer        func(q Queue, m Mem, blocking uint32, flags uint64, off, size uintptr, nwait uint32, wait *Event, ev *Event, err *int32) unsafe.Pointer
+	enqueueUnmapMemObject   func(q Queue, m Mem, p unsafe.Pointer, nwait uint32, wait *Event, ev *Event) int32
 	flush                   func(q Queue) int32
 	finish                  func(q Queue) int32
 	waitForEvents           func(n uint32, evs *Event) int32
@@ -149,6 +155,7 @@ func load(name string) (*lib, error) {
 		{&l.enqueueNDRangeKernel, "clEnqueueNDRangeKernel"},
 		{&l.enqueueWriteBuffer, "clEnqueueWriteBuffer"}, {&l.enqueueReadBuffer, "clEnqueueReadBuffer"},
 		{&l.enqueueReadBufferRect, "clEnqueueReadBufferRect"}, {&l.enqueueWriteBufferRect, "clEnqueueWriteBufferRect"},
+		{&l.enqueueMapBuffer, "clEnqueueMapBuffer"}, {&l.enqueueUnmapMemObject, "clEnqueueUnmapMemObject"},
 		{&l.flush, "clFlush"}, {&l.finish, "clFinish"},
 		{&l.waitForEvents, "clWaitForEvents"}, {&l.releaseEvent, "clReleaseEvent"},
 		{&l.getEventProfilingInfo, "clGetEventProfilingInfo"},
