@@ -159,7 +159,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			}
 		}
 		if c.Peers {
-			ps, probes, err := Peers(ctx, c.PeerDir, c.Batch, v, c.Ops, c.Repeat)
+			ps, probes, err := Peers(ctx, c.PeerDir, c.Batch, v, c.Ops, c.Repeat, c.Types)
 			if err != nil {
 				c.logf("peers: %v", err)
 			}

@@ -10,14 +10,17 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/xentlab/xent/batch"
 )
 
 // Peers runs bench/peers/pytorch_cpu.py (PyTorch's F.cross_entropy on the
 // CPU, same thread count) and returns its rows, and its bandwidth probes
 // on the same matrix (PyTorch's x.sum() and copy_, NumPy's sum and
 // copyto), marked Peer. It needs a python3 with torch: /usr/bin/python3
-// (Debian's python3-torch) is tried first.
-func Peers(ctx context.Context, dir string, rows, cols int, ops []string, repeat int) ([]Result, []Probe, error) {
+// (Debian's python3-torch) is tried first. Each of types runs (a type this
+// PyTorch cannot run on the CPU is left out).
+func Peers(ctx context.Context, dir string, rows, cols int, ops []string, repeat int, types []batch.DType) ([]Result, []Probe, error) {
 	if dir == "" {
 		dir = filepath.Join("bench", "peers")
 	}
@@ -31,7 +34,8 @@ func Peers(ctx context.Context, dir string, rows, cols int, ops []string, repeat
 	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, py, script, "--batch", fmt.Sprint(rows), "--vocab", fmt.Sprint(cols),
-		"--ops", strings.Join(ops, ","), "--repeat", fmt.Sprint(repeat), "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)), "--probes")
+		"--ops", strings.Join(ops, ","), "--repeat", fmt.Sprint(repeat), "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)), "--probes",
+		"--dtypes", typeNames(types))
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		return nil, nil, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(errb.String()))
@@ -70,4 +74,16 @@ func python(ctx context.Context) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no python3 with torch (apt-get install python3-torch)")
+}
+
+// typeNames returns the types as PyTorch names them (float32 for none).
+func typeNames(types []batch.DType) string {
+	if len(types) == 0 {
+		return "float32"
+	}
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = t.String()
+	}
+	return strings.Join(names, ",")
 }
