@@ -86,10 +86,13 @@ fi
 echo "== go test -bench (kernel-only and end-to-end)"
 (cd "$root/device/opencl" && "$bin/opencl.test" -test.run XXX -test.bench OpenCL -test.benchtime 5x 2>&1) | tee "$out/gobench.txt" | grep -E '^Benchmark'
 
-for size in "1024 50257" "4096 32000"; do
+# The half-precision issue's sizes, float32 and bfloat16 side by side:
+# kernel-only against the device copy probe, end to end against the
+# pinned host→device probe.
+for size in "1024 50257" "4096 128256" "8192 256000"; do
 	set -- $size
-	echo "== xent bench --batch $1 --vocab $2 --device $devs"
-	"$bin/xent" bench --batch "$1" --vocab "$2" --device "$devs" --repeat 7 --json >"$out/bench_${1}x${2}.json"
+	echo "== xent bench --batch $1 --vocab $2 --dtype float32,bfloat16 --device $devs"
+	"$bin/xent" bench --batch "$1" --vocab "$2" --dtype float32,bfloat16 --device "$devs" --repeat 7 --json >"$out/bench_${1}x${2}.json"
 done
 echo "== vocabulary sweep"
 "$bin/xent" bench --batch 1024 --sweep vocab=8192,32000,50257,128256,256000 --device "$devs" --ops lse,fused --repeat 5 --plot "$out/sweep.svg" --json >"$out/sweep.json"
@@ -112,8 +115,10 @@ if [ "${XENT_GPU_TUNE:-0}" = 1 ]; then
 		set -- $size
 		for wg in 128 256 512 1024; do
 			for un in 1 2 4; do
-				XENT_OPENCL_WG=$wg XENT_OPENCL_UNROLL=$un "$bin/xent" bench --batch "$1" --vocab "$2" --device "$gpu" --ops lse,fused --repeat 5 --json 2>/dev/null |
-					awk -v wg=$wg -v un=$un -v sz="$1x$2" '/"op"/{op=$2} /"mode"/{mode=$2} /"gbps"/{if (mode ~ /kernel/) printf "tune %s wg=%d unroll=%d %s %s GB/s\n", sz, wg, un, op, $2}'
+				for rc in 0 16 32; do # the registers a fused row keeps (4·rc·wg columns read once)
+					XENT_OPENCL_WG=$wg XENT_OPENCL_UNROLL=$un XENT_OPENCL_RC=$rc "$bin/xent" bench --batch "$1" --vocab "$2" --device "$gpu" --ops lse,fused --repeat 5 --json 2>/dev/null |
+						awk -v wg=$wg -v un=$un -v rc=$rc -v sz="$1x$2" '/"op"/{op=$2} /"mode"/{mode=$2} /"gbps"/{if (mode ~ /kernel/) printf "tune %s wg=%d unroll=%d rc=%d %s %s GB/s\n", sz, wg, un, rc, op, $2}'
+				done
 			done
 		done
 	done | tee "$out/tune.txt"
