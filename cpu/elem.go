@@ -88,29 +88,17 @@ func (k *Impl) narrow(dst []uint16, src []float32, t DType) {
 	}
 }
 
-func fromBF16Generic(dst []float32, src []uint16) {
+// each sets dst_j = f(src_j): the portable conversions' loop.
+func each[S, D any](dst []D, src []S, f func(S) D) {
 	for j, v := range src {
-		dst[j] = half.BF16(v)
+		dst[j] = f(v)
 	}
 }
 
-func fromF16Generic(dst []float32, src []uint16) {
-	for j, v := range src {
-		dst[j] = half.F16(v)
-	}
-}
-
-func toBF16Generic(dst []uint16, src []float32) {
-	for j, v := range src {
-		dst[j] = half.BF16Bits(v)
-	}
-}
-
-func toF16Generic(dst []uint16, src []float32) {
-	for j, v := range src {
-		dst[j] = half.F16Bits(v)
-	}
-}
+func fromBF16Generic(dst []float32, src []uint16) { each(dst, src, half.BF16) }
+func fromF16Generic(dst []float32, src []uint16)  { each(dst, src, half.F16) }
+func toBF16Generic(dst []uint16, src []float32)   { each(dst, src, half.BF16Bits) }
+func toF16Generic(dst []uint16, src []float32)    { each(dst, src, half.F16Bits) }
 
 // vectorHalf returns the conversions of vector kernels that take whole
 // vectors of lanes elements only (nil: the portable one), with the rest

@@ -60,12 +60,12 @@ func fromBF16AVX2(dst []float32, src []uint16)
 // down to a whole vector; len(dst) ≥ len(src).
 func fromF16AVX2(dst []float32, src []uint16)
 
-// toBF16AVX2 sets dst_j to src_j rounded to BF16 (to the nearest, ties to even), for j
-// below len(src) rounded down to a whole vector; len(dst) ≥ len(src).
+// toBF16AVX2 sets dst_j to src_j rounded to BF16 (to the nearest, ties to even), for j below len(src) rounded
+// down to a whole vector; len(dst) ≥ len(src).
 func toBF16AVX2(dst []uint16, src []float32)
 
-// toF16AVX2 sets dst_j to src_j rounded to F16 (to the nearest, ties to even), for j
-// below len(src) rounded down to a whole vector; len(dst) ≥ len(src).
+// toF16AVX2 sets dst_j to src_j rounded to F16 (to the nearest, ties to even), for j below len(src) rounded
+// down to a whole vector; len(dst) ≥ len(src).
 func toF16AVX2(dst []uint16, src []float32)
 
 // maxNaNAVX512 returns max_j x_j ignoring NaN (-Inf for an empty x) and whether x holds a NaN.
@@ -124,10 +124,10 @@ func fromBF16AVX512(dst []float32, src []uint16)
 // down to a whole vector; len(dst) ≥ len(src).
 func fromF16AVX512(dst []float32, src []uint16)
 
-// toBF16AVX512 sets dst_j to src_j rounded to BF16 (to the nearest, ties to even), for j
-// below len(src) rounded down to a whole vector; len(dst) ≥ len(src).
+// toBF16AVX512 sets dst_j to src_j rounded to BF16 (to the nearest, ties to even), for j below len(src) rounded
+// down to a whole vector; len(dst) ≥ len(src).
 func toBF16AVX512(dst []uint16, src []float32)
 
-// toF16AVX512 sets dst_j to src_j rounded to F16 (to the nearest, ties to even), for j
-// below len(src) rounded down to a whole vector; len(dst) ≥ len(src).
+// toF16AVX512 sets dst_j to src_j rounded to F16 (to the nearest, ties to even), for j below len(src) rounded
+// down to a whole vector; len(dst) ≥ len(src).
 func toF16AVX512(dst []uint16, src []float32)

@@ -1151,20 +1151,28 @@ func (s isa) halfLoop(l labels, n, src, dst reg.GPVirtual, sb, db int, body func
 // elements: half a vector's bytes.
 func (s isa) halfMem(p reg.GPVirtual, i int) Mem { return Mem{Base: p, Disp: i * 2 * s.lanes} }
 
-// fromHalf: dst_j = src_j as float32, for bfloat16 (a shift of the
-// zero-extended 16 bits into the upper half) or float16 (VCVTPH2PS: F16C
-// on AVX2, AVX-512F on AVX-512).
-func (s isa) fromHalf(bf bool) {
+// halfText starts the conversion kernel prefix + BF16 or F16 + the
+// instruction set's name, of signature sig, documented by doc (its %s the
+// element type), and returns its labels, dst and src and src's length.
+func (s isa) halfText(prefix string, bf bool, sig, doc string) (l labels, dst, src, n reg.GPVirtual) {
 	typ := "F16"
 	if bf {
 		typ = "BF16"
 	}
-	name := "from" + typ + s.name
-	TEXT(name, NOSPLIT, "func(dst []float32, src []uint16)")
-	Doc(name+" sets dst_j to the "+typ+" src_j as a float32 (exact), for j below len(src) rounded", "down to a whole vector; len(dst) ≥ len(src).")
-	l := labels(name)
-	dst, _ := slice("dst")
-	src, n := slice("src")
+	name := prefix + typ + s.name
+	TEXT(name, NOSPLIT, sig)
+	Doc(name+fmt.Sprintf(doc, typ), "down to a whole vector; len(dst) ≥ len(src).")
+	dst, _ = slice("dst")
+	src, n = slice("src")
+	return labels(name), dst, src, n
+}
+
+// fromHalf: dst_j = src_j as float32, for bfloat16 (a shift of the
+// zero-extended 16 bits into the upper half) or float16 (VCVTPH2PS: F16C
+// on AVX2, AVX-512F on AVX-512).
+func (s isa) fromHalf(bf bool) {
+	l, dst, src, n := s.halfText("from", bf, "func(dst []float32, src []uint16)",
+		" sets dst_j to the %s src_j as a float32 (exact), for j below len(src) rounded")
 	s.halfLoop(l, n, src, dst, 2, 4, func(i int) {
 		v := s.vec()
 		if bf {
@@ -1184,16 +1192,8 @@ func (s isa) fromHalf(bf bool) {
 // to the next value, to Inf past the largest); a NaN (|u| > 0x7f800000)
 // gets its quiet bit instead, so that no carry makes it Inf.
 func (s isa) toHalf(bf bool) {
-	typ := "F16"
-	if bf {
-		typ = "BF16"
-	}
-	name := "to" + typ + s.name
-	TEXT(name, NOSPLIT, "func(dst []uint16, src []float32)")
-	Doc(name+" sets dst_j to src_j rounded to "+typ+" (to the nearest, ties to even), for j", "below len(src) rounded down to a whole vector; len(dst) ≥ len(src).")
-	l := labels(name)
-	dst, _ := slice("dst")
-	src, n := slice("src")
+	l, dst, src, n := s.halfText("to", bf, "func(dst []uint16, src []float32)",
+		" sets dst_j to src_j rounded to %s (to the nearest, ties to even), for j below len(src) rounded")
 	var one, bias, abs, inf, quiet Op
 	if bf {
 		one, bias = s.konst(vconst("one_i", 1)), s.konst(vconst("bias7fff", 0x7fff))
