@@ -59,13 +59,13 @@ func (t DType) Round(v float32) float32 {
 func Widen(dst []float32, src []uint16, t DType) { Default.widen(dst, src, t) }
 
 // Narrow sets dst_j to src_j rounded to t (BF16 or F16); len(dst) ≥ len(src).
-func Narrow(dst []uint16, src []float32, t DType) { Default.narrow(dst, src, t) }
+func Narrow(dst []uint16, src []float32, t DType) { Default.narrow(dst, src, 1, t) }
 
 // halfKernels are an implementation's conversions (see widen and
 // narrow); Portable's are the loops below.
 type halfKernels struct {
 	fromBF16, fromF16 func(dst []float32, src []uint16)
-	toBF16, toF16     func(dst []uint16, src []float32)
+	toBF16, toF16     func(dst []uint16, src []float32, c float32) // dst_j = c·src_j, rounded
 }
 
 var portableHalf = halfKernels{fromBF16: fromBF16Generic, fromF16: fromF16Generic, toBF16: toBF16Generic, toF16: toF16Generic}
@@ -79,12 +79,13 @@ func (k *Impl) widen(dst []float32, src []uint16, t DType) {
 	}
 }
 
-// narrow sets dst_j to src_j rounded to t (BF16 or F16).
-func (k *Impl) narrow(dst []uint16, src []float32, t DType) {
+// narrow sets dst_j to c·src_j (a float32 product) rounded to t (BF16 or
+// F16): a scale pass and the narrowing in one.
+func (k *Impl) narrow(dst []uint16, src []float32, c float32, t DType) {
 	if t == BF16 {
-		k.half.toBF16(dst[:len(src)], src)
+		k.half.toBF16(dst[:len(src)], src, c)
 	} else {
-		k.half.toF16(dst[:len(src)], src)
+		k.half.toF16(dst[:len(src)], src, c)
 	}
 }
 
@@ -97,13 +98,18 @@ func each[S, D any](dst []D, src []S, f func(S) D) {
 
 func fromBF16Generic(dst []float32, src []uint16) { each(dst, src, half.BF16) }
 func fromF16Generic(dst []float32, src []uint16)  { each(dst, src, half.F16) }
-func toBF16Generic(dst []uint16, src []float32)   { each(dst, src, half.BF16Bits) }
-func toF16Generic(dst []uint16, src []float32)    { each(dst, src, half.F16Bits) }
+func toBF16Generic(dst []uint16, src []float32, c float32) {
+	each(dst, src, func(v float32) uint16 { return half.BF16Bits(c * v) })
+}
+
+func toF16Generic(dst []uint16, src []float32, c float32) {
+	each(dst, src, func(v float32) uint16 { return half.F16Bits(c * v) })
+}
 
 // vectorHalf returns the conversions of vector kernels that take whole
 // vectors of lanes elements only (nil: the portable one), with the rest
 // of each slice through the portable loop.
-func vectorHalf(lanes int, fromBF16, fromF16 func([]float32, []uint16), toBF16, toF16 func([]uint16, []float32)) halfKernels {
+func vectorHalf(lanes int, fromBF16, fromF16 func([]float32, []uint16), toBF16, toF16 func([]uint16, []float32, float32)) halfKernels {
 	h := portableHalf
 	from := func(f, tail func([]float32, []uint16)) func([]float32, []uint16) {
 		return func(dst []float32, src []uint16) {
@@ -112,11 +118,11 @@ func vectorHalf(lanes int, fromBF16, fromF16 func([]float32, []uint16), toBF16, 
 			tail(dst[n:], src[n:])
 		}
 	}
-	to := func(f, tail func([]uint16, []float32)) func([]uint16, []float32) {
-		return func(dst []uint16, src []float32) {
+	to := func(f, tail func([]uint16, []float32, float32)) func([]uint16, []float32, float32) {
+		return func(dst []uint16, src []float32, c float32) {
 			n := len(src) - len(src)%lanes
-			f(dst[:n], src[:n])
-			tail(dst[n:], src[n:])
+			f(dst[:n], src[:n], c)
+			tail(dst[n:], src[n:], c)
 		}
 	}
 	if fromBF16 != nil {

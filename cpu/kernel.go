@@ -587,7 +587,7 @@ func (k *Impl) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float
 		}
 		d := o.out[:hi-lo]
 		k.grad(d, xc, shift, a, b, wc, c, inv)
-		k.narrow(g.h[lo:hi], d, g.t)
+		k.narrow(g.h[lo:hi], d, 1, g.t)
 	}
 }
 
@@ -826,13 +826,16 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 		for c, lo := 0, 0; lo < len(gf); c, lo = c+1, lo+cl {
 			hi := min(lo+cl, len(gf))
 			fc := float32(f * math.Exp(float64(ms[c])-float64(part.Max)))
-			if o == nil || !o.smooth {
+			switch {
+			case gr.t != F32 && (o == nil || !o.smooth): // scaled as it is narrowed
+				k.narrow(gr.h[lo:hi], gf[lo:hi], fc, gr.t)
+			case o == nil || !o.smooth:
 				k.scale(gf[lo:hi], fc)
-			} else {
+			default:
 				k.axpy(gf[lo:hi], fc, float32(b), o.wchunk(lo, hi))
-			}
-			if gr.t != F32 {
-				k.narrow(gr.h[lo:hi], gf[lo:hi], gr.t)
+				if gr.t != F32 {
+					k.narrow(gr.h[lo:hi], gf[lo:hi], 1, gr.t)
+				}
 			}
 		}
 	}

@@ -2258,69 +2258,71 @@ fromF16AVX2_x1_end:
 	VZEROUPPER
 	RET
 
-// func toBF16AVX2(dst []uint16, src []float32)
-// Requires: AVX, AVX2
-TEXT ·toBF16AVX2(SB), NOSPLIT, $0-48
-	MOVQ dst_base+0(FP), AX
-	MOVQ dst_len+8(FP), CX
-	MOVQ src_base+24(FP), CX
-	MOVQ src_len+32(FP), DX
+// func toBF16AVX2(dst []uint16, src []float32, c float32)
+// Requires: AVX, AVX2, SSE
+TEXT ·toBF16AVX2(SB), NOSPLIT, $0-52
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	MOVSS        c+48(FP), X0
+	VBROADCASTSS X0, Y0
 
 toBF16AVX2_x4:
 	CMPQ      DX, $0x00000020
 	JL        toBF16AVX2_x4_end
-	VMOVUPS   (CX), Y0
-	VPSRLD    $0x10, Y0, Y1
-	VPAND     xent_one_i<>+0(SB), Y1, Y1
-	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
-	VPADDD    Y1, Y2, Y2
-	VPAND     xent_absmask<>+0(SB), Y0, Y1
-	VPOR      xent_quiet<>+0(SB), Y0, Y0
-	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
-	VBLENDVPS Y1, Y0, Y2, Y2
-	VPSRLD    $0x10, Y2, Y2
-	VPACKUSDW Y2, Y2, Y2
-	VPERMQ    $0x08, Y2, Y2
-	VMOVDQU   X2, (AX)
-	VMOVUPS   32(CX), Y0
-	VPSRLD    $0x10, Y0, Y1
-	VPAND     xent_one_i<>+0(SB), Y1, Y1
-	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
-	VPADDD    Y1, Y2, Y2
-	VPAND     xent_absmask<>+0(SB), Y0, Y1
-	VPOR      xent_quiet<>+0(SB), Y0, Y0
-	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
-	VBLENDVPS Y1, Y0, Y2, Y2
-	VPSRLD    $0x10, Y2, Y2
-	VPACKUSDW Y2, Y2, Y2
-	VPERMQ    $0x08, Y2, Y2
-	VMOVDQU   X2, 16(AX)
-	VMOVUPS   64(CX), Y0
-	VPSRLD    $0x10, Y0, Y1
-	VPAND     xent_one_i<>+0(SB), Y1, Y1
-	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
-	VPADDD    Y1, Y2, Y2
-	VPAND     xent_absmask<>+0(SB), Y0, Y1
-	VPOR      xent_quiet<>+0(SB), Y0, Y0
-	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
-	VBLENDVPS Y1, Y0, Y2, Y2
-	VPSRLD    $0x10, Y2, Y2
-	VPACKUSDW Y2, Y2, Y2
-	VPERMQ    $0x08, Y2, Y2
-	VMOVDQU   X2, 32(AX)
-	VMOVUPS   96(CX), Y0
-	VPSRLD    $0x10, Y0, Y1
-	VPAND     xent_one_i<>+0(SB), Y1, Y1
-	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
-	VPADDD    Y1, Y2, Y2
-	VPAND     xent_absmask<>+0(SB), Y0, Y1
-	VPOR      xent_quiet<>+0(SB), Y0, Y0
-	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
-	VBLENDVPS Y1, Y0, Y2, Y2
-	VPSRLD    $0x10, Y2, Y2
-	VPACKUSDW Y2, Y2, Y2
-	VPERMQ    $0x08, Y2, Y2
-	VMOVDQU   X2, 48(AX)
+	VMULPS    (CX), Y0, Y1
+	VPSRLD    $0x10, Y1, Y2
+	VPAND     xent_one_i<>+0(SB), Y2, Y2
+	VPADDD    xent_bias7fff<>+0(SB), Y1, Y3
+	VPADDD    Y2, Y3, Y3
+	VPAND     xent_absmask<>+0(SB), Y1, Y2
+	VPOR      xent_quiet<>+0(SB), Y1, Y1
+	VPCMPGTD  xent_inf_i<>+0(SB), Y2, Y2
+	VBLENDVPS Y2, Y1, Y3, Y3
+	VPSRLD    $0x10, Y3, Y3
+	VPACKUSDW Y3, Y3, Y3
+	VPERMQ    $0x08, Y3, Y3
+	VMOVDQU   X3, (AX)
+	VMULPS    32(CX), Y0, Y1
+	VPSRLD    $0x10, Y1, Y2
+	VPAND     xent_one_i<>+0(SB), Y2, Y2
+	VPADDD    xent_bias7fff<>+0(SB), Y1, Y3
+	VPADDD    Y2, Y3, Y3
+	VPAND     xent_absmask<>+0(SB), Y1, Y2
+	VPOR      xent_quiet<>+0(SB), Y1, Y1
+	VPCMPGTD  xent_inf_i<>+0(SB), Y2, Y2
+	VBLENDVPS Y2, Y1, Y3, Y3
+	VPSRLD    $0x10, Y3, Y3
+	VPACKUSDW Y3, Y3, Y3
+	VPERMQ    $0x08, Y3, Y3
+	VMOVDQU   X3, 16(AX)
+	VMULPS    64(CX), Y0, Y1
+	VPSRLD    $0x10, Y1, Y2
+	VPAND     xent_one_i<>+0(SB), Y2, Y2
+	VPADDD    xent_bias7fff<>+0(SB), Y1, Y3
+	VPADDD    Y2, Y3, Y3
+	VPAND     xent_absmask<>+0(SB), Y1, Y2
+	VPOR      xent_quiet<>+0(SB), Y1, Y1
+	VPCMPGTD  xent_inf_i<>+0(SB), Y2, Y2
+	VBLENDVPS Y2, Y1, Y3, Y3
+	VPSRLD    $0x10, Y3, Y3
+	VPACKUSDW Y3, Y3, Y3
+	VPERMQ    $0x08, Y3, Y3
+	VMOVDQU   X3, 32(AX)
+	VMULPS    96(CX), Y0, Y1
+	VPSRLD    $0x10, Y1, Y2
+	VPAND     xent_one_i<>+0(SB), Y2, Y2
+	VPADDD    xent_bias7fff<>+0(SB), Y1, Y3
+	VPADDD    Y2, Y3, Y3
+	VPAND     xent_absmask<>+0(SB), Y1, Y2
+	VPOR      xent_quiet<>+0(SB), Y1, Y1
+	VPCMPGTD  xent_inf_i<>+0(SB), Y2, Y2
+	VBLENDVPS Y2, Y1, Y3, Y3
+	VPSRLD    $0x10, Y3, Y3
+	VPACKUSDW Y3, Y3, Y3
+	VPERMQ    $0x08, Y3, Y3
+	VMOVDQU   X3, 48(AX)
 	ADDQ      $0x00000080, CX
 	ADDQ      $0x00000040, AX
 	SUBQ      $0x00000020, DX
@@ -2330,19 +2332,19 @@ toBF16AVX2_x4_end:
 toBF16AVX2_x1:
 	CMPQ      DX, $0x00000008
 	JL        toBF16AVX2_x1_end
-	VMOVUPS   (CX), Y0
-	VPSRLD    $0x10, Y0, Y1
-	VPAND     xent_one_i<>+0(SB), Y1, Y1
-	VPADDD    xent_bias7fff<>+0(SB), Y0, Y2
-	VPADDD    Y1, Y2, Y2
-	VPAND     xent_absmask<>+0(SB), Y0, Y1
-	VPOR      xent_quiet<>+0(SB), Y0, Y0
-	VPCMPGTD  xent_inf_i<>+0(SB), Y1, Y1
-	VBLENDVPS Y1, Y0, Y2, Y2
-	VPSRLD    $0x10, Y2, Y2
-	VPACKUSDW Y2, Y2, Y2
-	VPERMQ    $0x08, Y2, Y2
-	VMOVDQU   X2, (AX)
+	VMULPS    (CX), Y0, Y1
+	VPSRLD    $0x10, Y1, Y2
+	VPAND     xent_one_i<>+0(SB), Y2, Y2
+	VPADDD    xent_bias7fff<>+0(SB), Y1, Y3
+	VPADDD    Y2, Y3, Y3
+	VPAND     xent_absmask<>+0(SB), Y1, Y2
+	VPOR      xent_quiet<>+0(SB), Y1, Y1
+	VPCMPGTD  xent_inf_i<>+0(SB), Y2, Y2
+	VBLENDVPS Y2, Y1, Y3, Y3
+	VPSRLD    $0x10, Y3, Y3
+	VPACKUSDW Y3, Y3, Y3
+	VPERMQ    $0x08, Y3, Y3
+	VMOVDQU   X3, (AX)
 	ADDQ      $0x00000020, CX
 	ADDQ      $0x00000010, AX
 	SUBQ      $0x00000008, DX
@@ -2442,25 +2444,27 @@ DATA xent_quiet<>+56(SB)/4, $0x00400000
 DATA xent_quiet<>+60(SB)/4, $0x00400000
 GLOBL xent_quiet<>(SB), RODATA|NOPTR, $64
 
-// func toF16AVX2(dst []uint16, src []float32)
-// Requires: AVX, F16C
-TEXT ·toF16AVX2(SB), NOSPLIT, $0-48
-	MOVQ dst_base+0(FP), AX
-	MOVQ dst_len+8(FP), CX
-	MOVQ src_base+24(FP), CX
-	MOVQ src_len+32(FP), DX
+// func toF16AVX2(dst []uint16, src []float32, c float32)
+// Requires: AVX, AVX2, F16C, SSE
+TEXT ·toF16AVX2(SB), NOSPLIT, $0-52
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	MOVSS        c+48(FP), X0
+	VBROADCASTSS X0, Y0
 
 toF16AVX2_x4:
 	CMPQ      DX, $0x00000020
 	JL        toF16AVX2_x4_end
-	VMOVUPS   (CX), Y0
-	VCVTPS2PH $0x00, Y0, (AX)
-	VMOVUPS   32(CX), Y0
-	VCVTPS2PH $0x00, Y0, 16(AX)
-	VMOVUPS   64(CX), Y0
-	VCVTPS2PH $0x00, Y0, 32(AX)
-	VMOVUPS   96(CX), Y0
-	VCVTPS2PH $0x00, Y0, 48(AX)
+	VMULPS    (CX), Y0, Y1
+	VCVTPS2PH $0x00, Y1, (AX)
+	VMULPS    32(CX), Y0, Y1
+	VCVTPS2PH $0x00, Y1, 16(AX)
+	VMULPS    64(CX), Y0, Y1
+	VCVTPS2PH $0x00, Y1, 32(AX)
+	VMULPS    96(CX), Y0, Y1
+	VCVTPS2PH $0x00, Y1, 48(AX)
 	ADDQ      $0x00000080, CX
 	ADDQ      $0x00000040, AX
 	SUBQ      $0x00000020, DX
@@ -2470,8 +2474,8 @@ toF16AVX2_x4_end:
 toF16AVX2_x1:
 	CMPQ      DX, $0x00000008
 	JL        toF16AVX2_x1_end
-	VMOVUPS   (CX), Y0
-	VCVTPS2PH $0x00, Y0, (AX)
+	VMULPS    (CX), Y0, Y1
+	VCVTPS2PH $0x00, Y1, (AX)
 	ADDQ      $0x00000020, CX
 	ADDQ      $0x00000010, AX
 	SUBQ      $0x00000008, DX
@@ -4424,66 +4428,68 @@ fromF16AVX512_x1_end:
 	VZEROUPPER
 	RET
 
-// func toBF16AVX512(dst []uint16, src []float32)
-// Requires: AVX, AVX512F
-TEXT ·toBF16AVX512(SB), NOSPLIT, $0-48
+// func toBF16AVX512(dst []uint16, src []float32, c float32)
+// Requires: AVX, AVX512F, SSE
+TEXT ·toBF16AVX512(SB), NOSPLIT, $0-52
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         dst_len+8(FP), CX
 	MOVQ         src_base+24(FP), CX
 	MOVQ         src_len+32(FP), DX
-	VBROADCASTSS xent_one_i<>+0(SB), Z0
-	VBROADCASTSS xent_bias7fff<>+0(SB), Z1
-	VBROADCASTSS xent_absmask<>+0(SB), Z2
-	VBROADCASTSS xent_inf_i<>+0(SB), Z3
-	VBROADCASTSS xent_quiet<>+0(SB), Z4
+	MOVSS        c+48(FP), X0
+	VBROADCASTSS X0, Z0
+	VBROADCASTSS xent_one_i<>+0(SB), Z1
+	VBROADCASTSS xent_bias7fff<>+0(SB), Z2
+	VBROADCASTSS xent_absmask<>+0(SB), Z3
+	VBROADCASTSS xent_inf_i<>+0(SB), Z4
+	VBROADCASTSS xent_quiet<>+0(SB), Z5
 
 toBF16AVX512_x4:
 	CMPQ      DX, $0x00000040
 	JL        toBF16AVX512_x4_end
-	VMOVUPS   (CX), Z5
-	VPSRLD    $0x10, Z5, Z6
-	VPANDD    Z0, Z6, Z6
-	VPADDD    Z1, Z5, Z7
-	VPADDD    Z6, Z7, Z7
-	VPANDD    Z2, Z5, Z6
-	VPORD     Z4, Z5, Z5
-	VPCMPD    $0x06, Z3, Z6, K1
-	VPBLENDMD Z5, Z7, K1, Z7
-	VPSRLD    $0x10, Z7, Z7
-	VPMOVDW   Z7, (AX)
-	VMOVUPS   64(CX), Z5
-	VPSRLD    $0x10, Z5, Z6
-	VPANDD    Z0, Z6, Z6
-	VPADDD    Z1, Z5, Z7
-	VPADDD    Z6, Z7, Z7
-	VPANDD    Z2, Z5, Z6
-	VPORD     Z4, Z5, Z5
-	VPCMPD    $0x06, Z3, Z6, K1
-	VPBLENDMD Z5, Z7, K1, Z7
-	VPSRLD    $0x10, Z7, Z7
-	VPMOVDW   Z7, 32(AX)
-	VMOVUPS   128(CX), Z5
-	VPSRLD    $0x10, Z5, Z6
-	VPANDD    Z0, Z6, Z6
-	VPADDD    Z1, Z5, Z7
-	VPADDD    Z6, Z7, Z7
-	VPANDD    Z2, Z5, Z6
-	VPORD     Z4, Z5, Z5
-	VPCMPD    $0x06, Z3, Z6, K1
-	VPBLENDMD Z5, Z7, K1, Z7
-	VPSRLD    $0x10, Z7, Z7
-	VPMOVDW   Z7, 64(AX)
-	VMOVUPS   192(CX), Z5
-	VPSRLD    $0x10, Z5, Z6
-	VPANDD    Z0, Z6, Z6
-	VPADDD    Z1, Z5, Z7
-	VPADDD    Z6, Z7, Z7
-	VPANDD    Z2, Z5, Z6
-	VPORD     Z4, Z5, Z5
-	VPCMPD    $0x06, Z3, Z6, K1
-	VPBLENDMD Z5, Z7, K1, Z7
-	VPSRLD    $0x10, Z7, Z7
-	VPMOVDW   Z7, 96(AX)
+	VMULPS    (CX), Z0, Z6
+	VPSRLD    $0x10, Z6, Z7
+	VPANDD    Z1, Z7, Z7
+	VPADDD    Z2, Z6, Z8
+	VPADDD    Z7, Z8, Z8
+	VPANDD    Z3, Z6, Z7
+	VPORD     Z5, Z6, Z6
+	VPCMPD    $0x06, Z4, Z7, K1
+	VPBLENDMD Z6, Z8, K1, Z8
+	VPSRLD    $0x10, Z8, Z8
+	VPMOVDW   Z8, (AX)
+	VMULPS    64(CX), Z0, Z6
+	VPSRLD    $0x10, Z6, Z7
+	VPANDD    Z1, Z7, Z7
+	VPADDD    Z2, Z6, Z8
+	VPADDD    Z7, Z8, Z8
+	VPANDD    Z3, Z6, Z7
+	VPORD     Z5, Z6, Z6
+	VPCMPD    $0x06, Z4, Z7, K1
+	VPBLENDMD Z6, Z8, K1, Z8
+	VPSRLD    $0x10, Z8, Z8
+	VPMOVDW   Z8, 32(AX)
+	VMULPS    128(CX), Z0, Z6
+	VPSRLD    $0x10, Z6, Z7
+	VPANDD    Z1, Z7, Z7
+	VPADDD    Z2, Z6, Z8
+	VPADDD    Z7, Z8, Z8
+	VPANDD    Z3, Z6, Z7
+	VPORD     Z5, Z6, Z6
+	VPCMPD    $0x06, Z4, Z7, K1
+	VPBLENDMD Z6, Z8, K1, Z8
+	VPSRLD    $0x10, Z8, Z8
+	VPMOVDW   Z8, 64(AX)
+	VMULPS    192(CX), Z0, Z6
+	VPSRLD    $0x10, Z6, Z7
+	VPANDD    Z1, Z7, Z7
+	VPADDD    Z2, Z6, Z8
+	VPADDD    Z7, Z8, Z8
+	VPANDD    Z3, Z6, Z7
+	VPORD     Z5, Z6, Z6
+	VPCMPD    $0x06, Z4, Z7, K1
+	VPBLENDMD Z6, Z8, K1, Z8
+	VPSRLD    $0x10, Z8, Z8
+	VPMOVDW   Z8, 96(AX)
 	ADDQ      $0x00000100, CX
 	ADDQ      $0x00000080, AX
 	SUBQ      $0x00000040, DX
@@ -4493,17 +4499,17 @@ toBF16AVX512_x4_end:
 toBF16AVX512_x1:
 	CMPQ      DX, $0x00000010
 	JL        toBF16AVX512_x1_end
-	VMOVUPS   (CX), Z5
-	VPSRLD    $0x10, Z5, Z6
-	VPANDD    Z0, Z6, Z6
-	VPADDD    Z1, Z5, Z7
-	VPADDD    Z6, Z7, Z7
-	VPANDD    Z2, Z5, Z6
-	VPORD     Z4, Z5, Z5
-	VPCMPD    $0x06, Z3, Z6, K1
-	VPBLENDMD Z5, Z7, K1, Z7
-	VPSRLD    $0x10, Z7, Z7
-	VPMOVDW   Z7, (AX)
+	VMULPS    (CX), Z0, Z6
+	VPSRLD    $0x10, Z6, Z7
+	VPANDD    Z1, Z7, Z7
+	VPADDD    Z2, Z6, Z8
+	VPADDD    Z7, Z8, Z8
+	VPANDD    Z3, Z6, Z7
+	VPORD     Z5, Z6, Z6
+	VPCMPD    $0x06, Z4, Z7, K1
+	VPBLENDMD Z6, Z8, K1, Z8
+	VPSRLD    $0x10, Z8, Z8
+	VPMOVDW   Z8, (AX)
 	ADDQ      $0x00000040, CX
 	ADDQ      $0x00000020, AX
 	SUBQ      $0x00000010, DX
@@ -4513,25 +4519,27 @@ toBF16AVX512_x1_end:
 	VZEROUPPER
 	RET
 
-// func toF16AVX512(dst []uint16, src []float32)
-// Requires: AVX, AVX512F
-TEXT ·toF16AVX512(SB), NOSPLIT, $0-48
-	MOVQ dst_base+0(FP), AX
-	MOVQ dst_len+8(FP), CX
-	MOVQ src_base+24(FP), CX
-	MOVQ src_len+32(FP), DX
+// func toF16AVX512(dst []uint16, src []float32, c float32)
+// Requires: AVX, AVX512F, SSE
+TEXT ·toF16AVX512(SB), NOSPLIT, $0-52
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	MOVSS        c+48(FP), X0
+	VBROADCASTSS X0, Z0
 
 toF16AVX512_x4:
 	CMPQ      DX, $0x00000040
 	JL        toF16AVX512_x4_end
-	VMOVUPS   (CX), Z0
-	VCVTPS2PH $0x00, Z0, (AX)
-	VMOVUPS   64(CX), Z0
-	VCVTPS2PH $0x00, Z0, 32(AX)
-	VMOVUPS   128(CX), Z0
-	VCVTPS2PH $0x00, Z0, 64(AX)
-	VMOVUPS   192(CX), Z0
-	VCVTPS2PH $0x00, Z0, 96(AX)
+	VMULPS    (CX), Z0, Z1
+	VCVTPS2PH $0x00, Z1, (AX)
+	VMULPS    64(CX), Z0, Z1
+	VCVTPS2PH $0x00, Z1, 32(AX)
+	VMULPS    128(CX), Z0, Z1
+	VCVTPS2PH $0x00, Z1, 64(AX)
+	VMULPS    192(CX), Z0, Z1
+	VCVTPS2PH $0x00, Z1, 96(AX)
 	ADDQ      $0x00000100, CX
 	ADDQ      $0x00000080, AX
 	SUBQ      $0x00000040, DX
@@ -4541,8 +4549,8 @@ toF16AVX512_x4_end:
 toF16AVX512_x1:
 	CMPQ      DX, $0x00000010
 	JL        toF16AVX512_x1_end
-	VMOVUPS   (CX), Z0
-	VCVTPS2PH $0x00, Z0, (AX)
+	VMULPS    (CX), Z0, Z1
+	VCVTPS2PH $0x00, Z1, (AX)
 	ADDQ      $0x00000040, CX
 	ADDQ      $0x00000020, AX
 	SUBQ      $0x00000010, DX

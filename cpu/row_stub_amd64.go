@@ -60,13 +60,13 @@ func fromBF16AVX2(dst []float32, src []uint16)
 // down to a whole vector; len(dst) ≥ len(src).
 func fromF16AVX2(dst []float32, src []uint16)
 
-// toBF16AVX2 sets dst_j to src_j rounded to BF16 (to the nearest, ties to even), for j below len(src) rounded
+// toBF16AVX2 sets dst_j to c·src_j (a float32 product) rounded to BF16 (to the nearest, ties to even), for j below len(src) rounded
 // down to a whole vector; len(dst) ≥ len(src).
-func toBF16AVX2(dst []uint16, src []float32)
+func toBF16AVX2(dst []uint16, src []float32, c float32)
 
-// toF16AVX2 sets dst_j to src_j rounded to F16 (to the nearest, ties to even), for j below len(src) rounded
+// toF16AVX2 sets dst_j to c·src_j (a float32 product) rounded to F16 (to the nearest, ties to even), for j below len(src) rounded
 // down to a whole vector; len(dst) ≥ len(src).
-func toF16AVX2(dst []uint16, src []float32)
+func toF16AVX2(dst []uint16, src []float32, c float32)
 
 // maxNaNAVX512 returns max_j x_j ignoring NaN (-Inf for an empty x) and whether x holds a NaN.
 func maxNaNAVX512(x []float32) (m float32, nan bool)
@@ -124,10 +124,10 @@ func fromBF16AVX512(dst []float32, src []uint16)
 // down to a whole vector; len(dst) ≥ len(src).
 func fromF16AVX512(dst []float32, src []uint16)
 
-// toBF16AVX512 sets dst_j to src_j rounded to BF16 (to the nearest, ties to even), for j below len(src) rounded
+// toBF16AVX512 sets dst_j to c·src_j (a float32 product) rounded to BF16 (to the nearest, ties to even), for j below len(src) rounded
 // down to a whole vector; len(dst) ≥ len(src).
-func toBF16AVX512(dst []uint16, src []float32)
+func toBF16AVX512(dst []uint16, src []float32, c float32)
 
-// toF16AVX512 sets dst_j to src_j rounded to F16 (to the nearest, ties to even), for j below len(src) rounded
+// toF16AVX512 sets dst_j to c·src_j (a float32 product) rounded to F16 (to the nearest, ties to even), for j below len(src) rounded
 // down to a whole vector; len(dst) ≥ len(src).
-func toF16AVX512(dst []uint16, src []float32)
+func toF16AVX512(dst []uint16, src []float32, c float32)

@@ -31,7 +31,7 @@ type vectorKernels struct {
 	// fromBF16 ... toF16 convert whole vectors of half-precision elements
 	// (see vectorHalf); nil where the CPU lacks the instructions.
 	fromBF16, fromF16 func(dst []float32, src []uint16)
-	toBF16, toF16     func(dst []uint16, src []float32)
+	toBF16, toF16     func(dst []uint16, src []float32, c float32)
 	// expSumMaxBF16 and expSumMaxF16 are expSumMax over half-precision
 	// elements, widened as they are loaded, for whole vectors only; nil
 	// where the CPU lacks the instructions.

@@ -280,7 +280,7 @@ func TestVectorHalf(t *testing.T) {
 		want := make([]float32, len(all))
 		Portable.widen(want, all, typ)
 		wantH := make([]uint16, len(vals))
-		Portable.narrow(wantH, vals, typ)
+		Portable.narrow(wantH, vals, 1, typ)
 		for _, k := range vectorImpls(t) {
 			got := make([]float32, len(all))
 			k.widen(got, all, typ)
@@ -288,10 +288,20 @@ func TestVectorHalf(t *testing.T) {
 				require.True(t, sameHalfBits(want[i], got[i]), "%s: %v %#04x widened to %#08x, want %#08x", k.name, typ, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
 			}
 			gotH := make([]uint16, len(vals))
-			k.narrow(gotH, vals, typ)
+			k.narrow(gotH, vals, 1, typ)
 			wide := func(h uint16) float32 { var d [1]float32; Portable.widen(d[:], []uint16{h}, typ); return d[0] }
 			for i, v := range vals {
 				require.True(t, wantH[i] == gotH[i] || sameHalfBits(wide(wantH[i]), wide(gotH[i])), "%s: %v of %#08x (%v): %#04x, want %#04x", k.name, typ, math.Float32bits(v), v, gotH[i], wantH[i])
+			}
+			// Scaled as narrowed (the fused gradient's last pass): the float32
+			// product, then the rounding.
+			for _, c := range []float32{0.37, -3.5e-5, 1e30} {
+				ws, gs := make([]uint16, len(vals)), make([]uint16, len(vals))
+				Portable.narrow(ws, vals, c, typ)
+				k.narrow(gs, vals, c, typ)
+				for i, v := range vals {
+					require.True(t, ws[i] == gs[i] || sameHalfBits(wide(ws[i]), wide(gs[i])), "%s: %v of %v·%v: %#04x, want %#04x", k.name, typ, c, v, gs[i], ws[i])
+				}
 			}
 			for n := range 71 {
 				off := rng.IntN(len(all) - n)
@@ -305,7 +315,7 @@ func TestVectorHalf(t *testing.T) {
 				for j := range buf {
 					buf[j] = 0xabcd
 				}
-				k.narrow(buf[40:40+n], vals[off:off+n], typ)
+				k.narrow(buf[40:40+n], vals[off:off+n], 1, typ)
 				for j, v := range buf {
 					if j < 40 || j >= 40+n {
 						require.Equal(t, uint16(0xabcd), v, "%s: narrow n %d wrote guard %d", k.name, n, j)
@@ -341,7 +351,7 @@ func TestVectorChunk16(t *testing.T) {
 					x[i] = typ.Round(float32(rng.NormFloat64() * 3))
 				}
 				h := make([]uint16, n)
-				Portable.narrow(h, x, typ)
+				Portable.narrow(h, x, 1, typ)
 				buf := make([]float32, n)
 				for _, m := range []float32{ninf32(), 2.5, -80} { // the first chunk, a running max, a jump past 64
 					r, s, cm, _ := k.chunk16(h, typ, m, nil, buf, k.widen)

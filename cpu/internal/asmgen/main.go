@@ -1185,15 +1185,17 @@ func (s isa) fromHalf(bf bool) {
 	})
 }
 
-// toHalf: dst_j = src_j rounded to the nearest (ties to even). float16:
+// toHalf: dst_j = c·src_j rounded to the nearest (ties to even), the
+// product in float32 (c = 1: a plain narrowing). float16:
 // VCVTPS2PH with rounding 0 (nearest even), which gives ±Inf past 65504,
 // subnormals, and a quiet NaN for a NaN. bfloat16: in the integers, as
 // the portable code, u + 0x7fff + (u>>16 & 1), upper half (a carry rounds
 // to the next value, to Inf past the largest); a NaN (|u| > 0x7f800000)
 // gets its quiet bit instead, so that no carry makes it Inf.
 func (s isa) toHalf(bf bool) {
-	l, dst, src, n := s.halfText("to", bf, "func(dst []uint16, src []float32)",
-		" sets dst_j to src_j rounded to %s (to the nearest, ties to even), for j below len(src) rounded")
+	l, dst, src, n := s.halfText("to", bf, "func(dst []uint16, src []float32, c float32)",
+		" sets dst_j to c·src_j (a float32 product) rounded to %s (to the nearest, ties to even), for j below len(src) rounded")
+	cv := s.bcast(Load(Param("c"), XMM()))
 	var one, bias, abs, inf, quiet Op
 	if bf {
 		one, bias = s.konst(vconst("one_i", 1)), s.konst(vconst("bias7fff", 0x7fff))
@@ -1201,7 +1203,7 @@ func (s isa) toHalf(bf bool) {
 	}
 	s.halfLoop(l, n, src, dst, 4, 2, func(i int) {
 		v := s.vec()
-		VMOVUPS(Mem{Base: src, Disp: i * s.bytes()}, v)
+		VMULPS(Mem{Base: src, Disp: i * s.bytes()}, cv, v)
 		if !bf {
 			VCVTPS2PH(U8(0), v, s.halfMem(dst, i))
 			return
