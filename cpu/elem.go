@@ -207,18 +207,6 @@ func (v vec) clear() {
 	clear(v.h)
 }
 
-// same reports whether v and u are the same elements of one row (an
-// in-place gradient).
-func (v vec) same(u vec) bool {
-	if v.t != u.t || v.len() != u.len() || v.len() == 0 {
-		return false
-	}
-	if v.t == F32 {
-		return &v.f[0] == &u.f[0]
-	}
-	return &v.h[0] == &u.h[0]
-}
-
 // from returns s[n:], nil for a nil s: the view of a matrix's storage that
 // starts n elements on, whichever of its two slices it uses.
 func from[T any](s []T, n int) []T {
