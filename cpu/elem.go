@@ -227,6 +227,19 @@ func NewDense(rows, cols int, t DType) Matrix {
 	return m
 }
 
+// Widened returns a dense float32 copy of the half-precision matrix m
+// (widened exactly), m itself when it is float32.
+func Widened(m Matrix) Matrix {
+	if m.Type == F32 {
+		return m
+	}
+	f := NewDense(m.Rows, m.Cols, F32)
+	for i := range m.Rows {
+		Default.widen(f.row(i).f, m.row(i).h, m.Type)
+	}
+	return f
+}
+
 // Copy copies the rows of src into those of dst, of the same shape and
 // type.
 func Copy(dst, src Matrix) {

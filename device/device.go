@@ -106,6 +106,16 @@ func (m Matrix) Host() cpu.Matrix {
 	return cpu.Matrix{Data: m.Data, Half: m.Half, Rows: m.Rows, Cols: m.Cols, Stride: m.Stride, Type: m.Type}
 }
 
+// Widened returns a dense float32 copy of a half-precision host matrix,
+// m itself when it is float32.
+func (m Matrix) Widened() Matrix {
+	if m.Type == F32 {
+		return m
+	}
+	h := cpu.Widened(m.Host())
+	return Matrix{Data: h.Data, Rows: h.Rows, Cols: h.Cols, Stride: h.Stride}
+}
+
 // Columns returns the view of columns [lo, hi) of a host matrix.
 func (m Matrix) Columns(lo, hi int) Matrix { return m.view(m.Host().Columns(lo, hi)) }
 

@@ -49,14 +49,9 @@ func (lin *Linear) Widened() *Linear {
 	}
 	w := *lin
 	for _, m := range []*Matrix{&w.H, &w.W} {
-		if m.Type == F32 || m.Buf != nil {
-			continue
+		if m.Buf == nil {
+			*m = m.Widened()
 		}
-		f := cpu.NewDense(m.Rows, m.Cols, F32)
-		for i := range m.Rows {
-			cpu.Widen(f.Data[i*m.Cols:(i+1)*m.Cols], m.Half[i*m.Stride:i*m.Stride+m.Cols], m.Type)
-		}
-		*m = Matrix{Data: f.Data, Rows: m.Rows, Cols: m.Cols, Stride: m.Cols}
 	}
 	return &w
 }

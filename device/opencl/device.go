@@ -11,7 +11,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl/internal/cl"
 )
@@ -692,11 +691,7 @@ func (d *Device) finish(b *buffers) error {
 // It moves twice the bytes; a gradient in the logits' type moves half.
 func widened(c *call) *call {
 	w := *c
-	x := c.x
-	w.x = device.Matrix{Data: make([]float32, (x.Rows-1)*x.Stride+x.Cols), Rows: x.Rows, Cols: x.Cols, Stride: x.Stride}
-	for i := range x.Rows {
-		cpu.Widen(w.x.Data[i*x.Stride:i*x.Stride+x.Cols], x.Half[i*x.Stride:i*x.Stride+x.Cols], x.Type)
-	}
+	w.x = c.x.Widened()
 	return &w
 }
 
