@@ -93,7 +93,7 @@ func TestBadInput(t *testing.T) {
 				if c.up != nil {
 					up = batch.PerRow(c.up)
 				}
-				_, err = l.ForwardBackward(ctx, c.g, c.x, c.t, up)
+				_, err = l.ForwardBackward(ctx, batch.GradInto(c.g), c.x, c.t, up)
 				require.Equal(t, g0, c.g.Data, "nothing written")
 				require.Equal(t, gh0, c.g.Half, "nothing written")
 			}
@@ -228,7 +228,7 @@ func TestBigram(t *testing.T) {
 			copy(logits[i*V:(i+1)*V], W[int(prev[i])*V:(int(prev[i])+1)*V])
 		}
 		// Gradient in place over the logits: they are rebuilt each step.
-		r, err := l.ForwardBackward(ctx, batch.NewMatrix(logits, n, V), batch.NewMatrix(logits, n, V), next, batch.One)
+		r, err := l.ForwardBackward(ctx, batch.NewGrad(logits, n, V), batch.NewMatrix(logits, n, V), next, batch.One)
 		require.NoError(t, err)
 		for i := range n {
 			w := W[int(prev[i])*V : (int(prev[i])+1)*V]
@@ -259,7 +259,7 @@ func TestShardErrors(t *testing.T) {
 	sh := cpuLoss(t, batch.Shard(8, 12))
 	_, err = sh.Forward(ctx, x, tg)
 	require.ErrorIs(t, err, batch.ErrOption, "a shard has no loss of its own")
-	_, err = sh.ForwardBackward(ctx, x, x, tg, batch.One)
+	_, err = sh.ForwardBackward(ctx, batch.InPlace(x), x, tg, batch.One)
 	require.ErrorIs(t, err, batch.ErrOption)
 	err = cpuLoss(t, batch.Shard(9, 12)).Partials(ctx, batch.NewPartials(3), x, tg)
 	require.ErrorIs(t, err, batch.ErrShape, "columns [9, 13) are not in 12 classes")

@@ -27,7 +27,7 @@ func Example() {
 	}
 	targets := []int32{0, 1, -100} // the last position is padding
 	x := batch.NewMatrix(logits, 3, 4)
-	r, err := ce.ForwardBackward(context.Background(), x, x, targets, batch.One) // the gradient in place over the logits
+	r, err := ce.ForwardBackward(context.Background(), batch.InPlace(x), x, targets, batch.One) // the gradient in place over the logits
 	if err != nil {
 		panic(err)
 	}
@@ -66,8 +66,8 @@ func ExampleLinear() {
 	}, 4, 3)
 	bias := []float32{0, 0.5, 0, -0.5}
 	g := batch.LinearGrads{ // dH is written; dW and db are added to
-		H:    batch.NewMatrix(make([]float32, 6), 2, 3),
-		W:    batch.NewMatrix(make([]float32, 12), 4, 3),
+		H:    batch.NewGrad(make([]float32, 6), 2, 3),
+		W:    batch.NewGrad(make([]float32, 12), 4, 3),
 		Bias: make([]float32, 4),
 	}
 	r, err := ce.ForwardBackward(context.Background(), g, h, w, bias, []int32{0, 1}, batch.One)
@@ -75,7 +75,7 @@ func ExampleLinear() {
 		panic(err)
 	}
 	fmt.Printf("loss %.4f, accuracy %.2f\n", r.Loss, r.Accuracy())
-	fmt.Printf("dH row 0: %.4f\n", g.H.Data[:3])
+	fmt.Printf("dH row 0: %.4f\n", g.H.Matrix().Data[:3])
 	fmt.Printf("db: %.4f\n", g.Bias)
 	// PyTorch: F.cross_entropy(F.linear(h, w, b), [0, 1]) + 1e-4·mean(lse²), backward
 	// Output:

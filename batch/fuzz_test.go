@@ -56,7 +56,7 @@ func FuzzOptions(f *testing.F) {
 		_, err = l.Forward(ctx, m, tg)
 		check(err)
 		g := make([]float32, n)
-		_, err = l.ForwardBackward(ctx, batch.Matrix{Data: g, Rows: rows, Cols: cols}, m, tg, batch.Scalar(w))
+		_, err = l.ForwardBackward(ctx, batch.GradInto(batch.Matrix{Data: g, Rows: rows, Cols: cols}), m, tg, batch.Scalar(w))
 		check(err)
 	})
 }

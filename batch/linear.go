@@ -18,13 +18,14 @@ type Linear struct {
 
 // LinearGrads says where the gradients of a fused linear call go: dL/dH
 // (N × D, like H) is written; dL/dW (V × D, like W) and dL/db (V values)
-// are added to, so that micro-batches accumulate (float32). A zero Matrix
+// are added to, so that micro-batches accumulate (float32). A zero Grad
 // or nil Bias is not wanted (a frozen weight, no bias). W may be a
-// DeviceMatrix's Matrix (Upload), and so may dW: in a training loop they
-// then stay on the device, and only H, the targets and dH cross the bus.
+// DeviceMatrix's Matrix (Upload), and dW a DeviceMatrix's Grad: in a
+// training loop they then stay on the device, and only H, the targets and
+// dH cross the bus.
 type LinearGrads struct {
-	H    Matrix
-	W    Matrix
+	H    Grad
+	W    Grad
 	Bias []float32
 }
 
@@ -135,19 +136,19 @@ func (l *Linear) gradsOf(p *prepared, lin *device.Linear, g LinearGrads, up Upst
 	var outs []Matrix
 	for _, d := range []struct {
 		name string
-		m    Matrix
+		g    Grad
 		like Matrix
 		dst  *Matrix
 	}{{"hidden-state gradient", g.H, lin.H, &dg.H}, {"weight gradient", g.W, lin.W, &dg.W}} {
-		if d.m.Data == nil && d.m.Half == nil && d.m.Rows == 0 && d.m.Cols == 0 {
-			continue // not wanted
+		if !d.g.wanted() {
+			continue
 		}
 		var m Matrix
 		var err error
 		if d.dst == &dg.W { // dW may stay on the device, as W may
-			m, err = checkResident(l.loss.dev, d.name, d.m, false)
+			m, err = checkResident(l.loss.dev, d.name, d.g.m, false)
 		} else {
-			m, err = checkHost(d.name, d.m, "features", false)
+			m, err = checkHost(d.name, d.g.m, "features", false)
 		}
 		if err != nil {
 			return nil, err

@@ -44,7 +44,7 @@ func TestLinearBadInput(t *testing.T) {
 	buf := fill(100)
 	type grads = batch.LinearGrads
 	good := func() grads {
-		return grads{H: batch.NewMatrix(make([]float32, n*d), n, d), W: batch.NewMatrix(make([]float32, v*d), v, d), Bias: make([]float32, v)}
+		return grads{H: batch.NewGrad(make([]float32, n*d), n, d), W: batch.NewGrad(make([]float32, v*d), v, d), Bias: make([]float32, v)}
 	}
 	cases := []struct {
 		name    string
@@ -61,7 +61,7 @@ func TestLinearBadInput(t *testing.T) {
 		{"targets short", nil, h, w, b, tg[:2], good, batch.ErrShape, "batch: expected 3 targets to match 3 rows, got 2"},
 		{"half gradient", nil, h, w, b, tg, func() grads {
 			g := good()
-			g.H = batch.NewHalfMatrix(make([]uint16, n*d), batch.BF16, n, d)
+			g.H = batch.NewHalfGrad(make([]uint16, n*d), batch.BF16, n, d)
 			return g
 		}, batch.ErrOption, "batch: hidden-state gradient: element type bfloat16 (the gradients are float32)"},
 		{"half weight short", nil, h, batch.NewHalfMatrix(make([]uint16, v*d-1), batch.F16, v, d), b, tg, good, batch.ErrBuffer, "batch: weight: 5 rows × 4 cols (stride 4) need 20 float16 values in Half, got 19"},
@@ -69,13 +69,13 @@ func TestLinearBadInput(t *testing.T) {
 		{"weight short", nil, h, batch.Matrix{Data: w.Data[:19], Rows: v, Cols: d}, b, tg, good, batch.ErrBuffer, "batch: weight: 5 rows × 4 cols (stride 4) need 20 values, got 19"},
 		{"no features", nil, batch.Matrix{Rows: n}, w, b, tg, good, batch.ErrShape, "batch: hidden states: rows of 0 features"},
 		{"bias short", nil, h, w, b[:4], tg, good, batch.ErrShape, "batch: expected 5 bias values to match 5 classes, got 4"},
-		{"dH overlaps H", nil, h, w, b, tg, func() grads { g := good(); g.H = h; return g }, batch.ErrBuffer, "batch: hidden-state gradient overlaps an input or another gradient"},
+		{"dH overlaps H", nil, h, w, b, tg, func() grads { g := good(); g.H = batch.GradInto(h); return g }, batch.ErrBuffer, "batch: hidden-state gradient overlaps an input or another gradient"},
 		{"dW overlaps dH", nil, h, w, b, tg, func() grads {
 			g := good()
-			g.H, g.W = batch.NewMatrix(buf[:n*d], n, d), batch.NewMatrix(buf[n*d-1:n*d-1+v*d], v, d)
+			g.H, g.W = batch.NewGrad(buf[:n*d], n, d), batch.NewGrad(buf[n*d-1:n*d-1+v*d], v, d)
 			return g
 		}, batch.ErrBuffer, "batch: weight gradient overlaps an input or another gradient"},
-		{"dW shape", nil, h, w, b, tg, func() grads { g := good(); g.W.Rows = 4; return g }, batch.ErrShape, "batch: weight gradient is 4 × 4, expected 5 × 4"},
+		{"dW shape", nil, h, w, b, tg, func() grads { g := good(); g.W = batch.NewGrad(g.W.Matrix().Data, 4, d); return g }, batch.ErrShape, "batch: weight gradient is 4 × 4, expected 5 × 4"},
 		{"db short", nil, h, w, b, tg, func() grads { g := good(); g.Bias = g.Bias[:3]; return g }, batch.ErrShape, "batch: expected 5 bias gradients to match 5 classes, got 3"},
 		{"db is bias", nil, h, w, b, tg, func() grads { g := good(); g.Bias = b; return g }, batch.ErrBuffer, "batch: bias gradient overlaps an input or another gradient"},
 		{"budget", []batch.Option{batch.Budget(-1)}, h, w, b, tg, good, batch.ErrOption, "batch: budget -1 bytes must be ≥ 0 (0: the default)"},
@@ -92,7 +92,7 @@ func TestLinearBadInput(t *testing.T) {
 				return
 			}
 			g := c.g()
-			before := [][]float32{slices.Clone(g.H.Data), slices.Clone(g.W.Data), slices.Clone(g.Bias), slices.Clone(buf)}
+			before := [][]float32{slices.Clone(g.H.Matrix().Data), slices.Clone(g.W.Matrix().Data), slices.Clone(g.Bias), slices.Clone(buf)}
 			var cerr error
 			if c.name == "shard past vocab" {
 				cerr = l.Partials(ctx, batch.NewPartials(n), c.h, c.w, c.bias, c.targets)
@@ -105,7 +105,7 @@ func TestLinearBadInput(t *testing.T) {
 			if errors.Is(cerr, batch.ErrTarget) {
 				require.ErrorAs(t, cerr, &te)
 			}
-			after := [][]float32{g.H.Data, g.W.Data, g.Bias, buf}
+			after := [][]float32{g.H.Matrix().Data, g.W.Matrix().Data, g.Bias, buf}
 			for k := range before {
 				require.Equal(t, before[k], after[k], "nothing is written")
 			}
@@ -139,7 +139,7 @@ func TestLinearMemory(t *testing.T) {
 	const budget = 16 << 20
 	hd, wd, tg := gen.Linear(rand.New(rand.NewPCG(3, 4)), n, d, v, 0.3, 0.3)
 	h, w := batch.NewMatrix(hd, n, d), batch.NewMatrix(wd, v, d)
-	g := batch.LinearGrads{H: batch.NewMatrix(make([]float32, n*d), n, d), W: batch.NewMatrix(make([]float32, v*d), v, d)}
+	g := batch.LinearGrads{H: batch.NewGrad(make([]float32, n*d), n, d), W: batch.NewGrad(make([]float32, v*d), v, d)}
 	l := cpuLinear(t, batch.Budget(budget))
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	runtime.GC()

@@ -242,11 +242,12 @@ func (l *Loss) Forward(ctx context.Context, x Matrix, targets []int32) (Result, 
 }
 
 // ForwardBackward computes the loss of logits x and writes dL/dz into
-// grad, in one pass over each row. grad may be x itself, for an in-place
-// gradient (the same slice and stride, or the same device matrix: a
-// device matrix's gradient stays on the device). up is dL/dloss (One,
-// Scalar or PerRow); the gradient of a mean is scaled by 1/denominator.
-func (l *Loss) ForwardBackward(ctx context.Context, grad, x Matrix, targets []int32, up Upstream) (Result, error) {
+// grad, in one pass over each row. grad may be x itself, InPlace(x), for
+// an in-place gradient (the same slice and stride, or the same device
+// matrix: a device matrix's gradient stays on the device). up is dL/dloss
+// (One, Scalar or PerRow); the gradient of a mean is scaled by
+// 1/denominator.
+func (l *Loss) ForwardBackward(ctx context.Context, grad Grad, x Matrix, targets []int32, up Upstream) (Result, error) {
 	if err := l.whole("ForwardBackward"); err != nil {
 		return Result{}, err
 	}
@@ -265,8 +266,8 @@ func (l *Loss) ForwardBackward(ctx context.Context, grad, x Matrix, targets []in
 
 // gradOf validates grad against p's logits and returns the device's
 // gradient with the per-row scales of up.
-func (l *Loss) gradOf(p *prepared, grad Matrix, up Upstream) (*device.Grad, error) {
-	g, err := checkMatrix(l.dev, "gradient", grad)
+func (l *Loss) gradOf(p *prepared, grad Grad, up Upstream) (*device.Grad, error) {
+	g, err := checkMatrix(l.dev, "gradient", grad.m)
 	if err != nil {
 		return nil, err
 	}

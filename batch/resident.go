@@ -41,6 +41,11 @@ func Upload(ctx context.Context, dev device.Device, x Matrix) (*DeviceMatrix, er
 // replaces the logits on the device), LogSumExp, Partials and Backward.
 func (m *DeviceMatrix) Matrix() Matrix { return device.BufferMatrix(m.buf) }
 
+// Grad returns the gradient destination that is m itself: the gradient
+// of ForwardBackward(ctx, m.Grad(), m.Matrix(), …) replaces the logits on
+// the device, and LinearGrads.W may be a resident dW.
+func (m *DeviceMatrix) Grad() Grad { return InPlace(m.Matrix()) }
+
 // Rows returns the number of rows.
 func (m *DeviceMatrix) Rows() int { return m.buf.Rows() }
 

@@ -66,9 +66,9 @@ func (l *Loss) Finish(part []Partial, targets []int32) (Result, error) {
 
 // Backward writes into grad the gradient of x's columns (the Loss's
 // Shard) given part, the partials of its rows over the whole vocabulary
-// (every shard's, merged), and dL/dloss up. grad may be x itself for an
+// (every shard's, merged), and dL/dloss up. grad may be InPlace(x) for an
 // in-place gradient, as in ForwardBackward.
-func (l *Loss) Backward(ctx context.Context, grad, x Matrix, targets []int32, part []Partial, up Upstream) error {
+func (l *Loss) Backward(ctx context.Context, grad Grad, x Matrix, targets []int32, part []Partial, up Upstream) error {
 	p, err := l.prepare(x, targets)
 	if err != nil {
 		return err

@@ -322,7 +322,7 @@ func (r *opRun) do(ctx context.Context, m batch.Matrix) error {
 	case OpForward:
 		_, err = r.l.Forward(ctx, m, r.tg)
 	case OpFused:
-		_, err = r.l.ForwardBackward(ctx, m, m, r.tg, batch.One)
+		_, err = r.l.ForwardBackward(ctx, batch.InPlace(m), m, r.tg, batch.One)
 	}
 	return err
 }

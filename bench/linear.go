@@ -101,7 +101,7 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 			}
 		}
 	}
-	g := batch.LinearGrads{H: batch.NewMatrix(make([]float32, c.N*c.D), c.N, c.D), W: batch.NewMatrix(make([]float32, c.V*c.D), c.V, c.D)}
+	g := batch.LinearGrads{H: batch.NewGrad(make([]float32, c.N*c.D), c.N, c.D), W: batch.NewGrad(make([]float32, c.V*c.D), c.V, c.D)}
 	blases := map[string]*blas.BLAS{"gonum": blas.Gonum()}
 	if o, err := blas.OpenBLAS(); err == nil {
 		blases["openblas"] = o
@@ -159,7 +159,7 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 			var wd, dwd *batch.DeviceMatrix
 			if !isCPU && rd.Caps().Resident {
 				if wd, err = batch.Upload(ctx, rd, batch.NewMatrix(w, c.V, c.D)); err == nil {
-					dwd, err = batch.Upload(ctx, rd, g.W)
+					dwd, err = batch.Upload(ctx, rd, g.W.Matrix())
 				}
 				if err != nil {
 					return nil, nil, err
@@ -174,7 +174,7 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 					var m0, m1 runtime.MemStats
 					runtime.ReadMemStats(&m0)
 					t0 := time.Now()
-					clear(g.W.Data)
+					clear(g.W.Matrix().Data)
 					switch op {
 					case "linear-forward":
 						_, err = l.Forward(ctx, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg)
@@ -184,7 +184,7 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 						_, err = lf.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
 					case "linear-fused-resident":
 						gr := g
-						gr.W = dwd.Matrix()
+						gr.W = dwd.Grad()
 						_, err = l.ForwardBackward(ctx, gr, batch.NewMatrix(h, c.N, c.D), wd.Matrix(), nil, tg, batch.One)
 					}
 					s := time.Since(t0).Seconds()
@@ -201,12 +201,12 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 				dwErr := 0.0
 				switch op {
 				case "linear-fused":
-					dw0 = append(dw0[:0], g.W.Data...)
+					dw0 = append(dw0[:0], g.W.Matrix().Data...)
 				case "linear-fused-filter":
 					big, diff := 0.0, 0.0
 					for k, v := range dw0 {
 						big = max(big, math.Abs(float64(v)))
-						diff = max(diff, math.Abs(float64(g.W.Data[k]-v)))
+						diff = max(diff, math.Abs(float64(g.W.Matrix().Data[k]-v)))
 					}
 					dwErr = diff / big
 				}

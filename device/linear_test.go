@@ -87,7 +87,7 @@ func BenchmarkLinear(b *testing.B) {
 	const n, v, d = 1024, 50257, 768
 	hd, wd, tg := gen.Linear(rand.New(rand.NewPCG(1, 2)), n, d, v, 0.04, 1)
 	h, w := batch.NewMatrix(hd, n, d), batch.NewMatrix(wd, v, d)
-	g := batch.LinearGrads{H: batch.NewMatrix(make([]float32, n*d), n, d), W: batch.NewMatrix(make([]float32, v*d), v, d)}
+	g := batch.LinearGrads{H: batch.NewGrad(make([]float32, n*d), n, d), W: batch.NewGrad(make([]float32, v*d), v, d)}
 	devs := map[string]*device.CPUDevice{"gonum": device.NewCPU(cpu.Default).WithBLAS(blas.Gonum())}
 	if o, err := blas.OpenBLAS(); err == nil {
 		devs["openblas"] = device.NewCPU(cpu.Default).WithBLAS(o)

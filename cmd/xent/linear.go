@@ -94,10 +94,10 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 	var g batch.LinearGrads
 	if a.gradHidden != "" || a.gradWeight != "" {
 		if a.gradHidden != "" {
-			g.H = batch.NewMatrix(make([]float32, n*d), n, d)
+			g.H = batch.NewGrad(make([]float32, n*d), n, d)
 		}
 		if a.gradWeight != "" {
-			g.W = batch.NewMatrix(make([]float32, v*d), v, d)
+			g.W = batch.NewGrad(make([]float32, v*d), v, d)
 		}
 		res, err = ce.ForwardBackward(ctx, g, hm, wm, b, tg, batch.One)
 	} else {
@@ -109,7 +109,7 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 	for _, out := range []struct {
 		path string
 		m    batch.Matrix
-	}{{a.gradHidden, g.H}, {a.gradWeight, g.W}} {
+	}{{a.gradHidden, g.H.Matrix()}, {a.gradWeight, g.W.Matrix()}} {
 		if out.path != "" {
 			if err := writeNpy(out.path, rowsOf(out.m)); err != nil {
 				return err

@@ -33,7 +33,7 @@ func BenchmarkOpenCL(b *testing.B) {
 						if op == "lse" {
 							err = l.LogSumExp(ctx, lse, m)
 						} else {
-							_, err = l.ForwardBackward(ctx, m, m, tg, batch.One)
+							_, err = l.ForwardBackward(ctx, batch.InPlace(m), m, tg, batch.One)
 						}
 						if err != nil {
 							b.Fatal(err)
@@ -53,7 +53,7 @@ func BenchmarkOpenCL(b *testing.B) {
 					if op == "lse" {
 						err = l.LogSumExp(ctx, lse, dm.Matrix())
 					} else {
-						_, err = l.ForwardBackward(ctx, dm.Matrix(), dm.Matrix(), tg, batch.One)
+						_, err = l.ForwardBackward(ctx, dm.Grad(), dm.Matrix(), tg, batch.One)
 					}
 					if err != nil {
 						b.Fatal(err)

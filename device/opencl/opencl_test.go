@@ -83,7 +83,7 @@ func TestVersusCPU(t *testing.T) {
 		l, err := batch.New(dev, batch.Reduce(batch.None), batch.LabelSmoothing(0.05))
 		require.NoError(t, err)
 		g := make([]float32, len(x))
-		r, err := l.ForwardBackward(context.Background(), batch.NewMatrix(g, rows, cols), batch.NewMatrix(x, rows, cols), tg, batch.One)
+		r, err := l.ForwardBackward(context.Background(), batch.NewGrad(g, rows, cols), batch.NewMatrix(x, rows, cols), tg, batch.One)
 		require.NoError(t, err)
 		return r.Losses, g
 	}
@@ -108,7 +108,7 @@ func TestLiveObjects(t *testing.T) {
 	l, err := batch.New(d)
 	require.NoError(t, err)
 	x := make([]float32, 5*33)
-	_, err = l.ForwardBackward(context.Background(), batch.NewMatrix(x, 5, 33), batch.NewMatrix(x, 5, 33), []int32{1, 2, 3, 4, 5}, batch.One)
+	_, err = l.ForwardBackward(context.Background(), batch.NewGrad(x, 5, 33), batch.NewMatrix(x, 5, 33), []int32{1, 2, 3, 4, 5}, batch.One)
 	require.NoError(t, err)
 	require.NoError(t, d.Close())
 	require.NoError(t, d.Close(), "Close twice is fine")
@@ -231,12 +231,12 @@ func TestCancelOpenCL(t *testing.T) {
 	m := batch.NewMatrix(x, rows, cols)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = l.ForwardBackward(ctx, m, m, tg, batch.One)
+	_, err = l.ForwardBackward(ctx, batch.InPlace(m), m, tg, batch.One)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, x0, x, "cancelled before the first chunk: nothing written")
 	for _, cerr := range []error{context.Canceled, context.DeadlineExceeded} {
 		copy(x, x0)
-		_, err = l.ForwardBackward(newCancelAfter(4, cerr), m, m, tg, batch.One)
+		_, err = l.ForwardBackward(newCancelAfter(4, cerr), batch.InPlace(m), m, tg, batch.One)
 		require.ErrorIs(t, err, cerr)
 		require.NotEqual(t, x0[:cols], x[:cols], "the first chunk ran before the cancellation")
 		last := (rows - 16) * cols

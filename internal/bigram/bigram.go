@@ -40,7 +40,7 @@ func Train(ctx context.Context, ce *batch.Linear, text []byte, d, epochs int, lr
 		}
 		clear(dW) // dW and db are accumulated into
 		clear(db)
-		g := batch.LinearGrads{H: batch.NewMatrix(dH, n, d), W: batch.NewMatrix(dW, V, d), Bias: db}
+		g := batch.LinearGrads{H: batch.NewGrad(dH, n, d), W: batch.NewGrad(dW, V, d), Bias: db}
 		res, err := ce.ForwardBackward(ctx, g, batch.NewMatrix(H, n, d), batch.NewMatrix(W, V, d), b, tg, batch.One)
 		if err != nil {
 			return nil, err

@@ -39,7 +39,7 @@ func RunConcurrent(t *testing.T, dev device.Device, more ...device.Device) {
 	}
 	run := func(w int, j *job) ([]float32, []float32, error) {
 		g := make([]float32, len(j.x))
-		r, err := losses[w%len(losses)].ForwardBackward(ctx, batch.NewMatrix(g, rows, cols), batch.NewMatrix(j.x, rows, cols), j.tg, batch.One)
+		r, err := losses[w%len(losses)].ForwardBackward(ctx, batch.NewGrad(g, rows, cols), batch.NewMatrix(j.x, rows, cols), j.tg, batch.One)
 		return r.Losses, g, err
 	}
 	for w := range jobs {
@@ -108,7 +108,7 @@ func RunNoGrowth(t *testing.T, dev device.Device) {
 	m := batch.NewMatrix(x, 8, 129)
 	call := func() {
 		g := make([]float32, len(x))
-		_, err := l.ForwardBackward(ctx, batch.NewMatrix(g, 8, 129), m, tg, batch.One)
+		_, err := l.ForwardBackward(ctx, batch.NewGrad(g, 8, 129), m, tg, batch.One)
 		require.NoError(t, err)
 	}
 	for range 100 { // warm caches, pools, programs

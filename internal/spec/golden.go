@@ -131,7 +131,7 @@ func RunGolden(t *testing.T, dev device.Device, tol float64) {
 			sum, err := batch.New(dev, append(opts, batch.Reduce(batch.Sum))...)
 			require.NoError(t, err)
 			g := make([]float32, len(x))
-			r, err = sum.ForwardBackward(ctx, batch.NewMatrix(g, n, cols), m, targets, batch.One)
+			r, err = sum.ForwardBackward(ctx, batch.NewGrad(g, n, cols), m, targets, batch.One)
 			require.NoError(t, err)
 			require.True(t, CloseF(r.Loss, orNaN(gc.Sum), tol), "sum %v, torch %v", r.Loss, orNaN(gc.Sum))
 			// The reference gives the size of each entry's terms (GradClose);

@@ -243,16 +243,16 @@ func (e *LinearGrads) Check(t *testing.T, g batch.LinearGrads, N, D, V int) {
 	t.Helper()
 	for i := range N {
 		for d := range D {
-			got := g.H.Data[i*g.H.Stride+d]
-			if k := i*D + d; g.H.Data != nil && !GradClose(got, e.DH[k], e.DHMag[k], e.DHTol[i]) && !(math.Abs(float64(got)-e.DH[k]) <= e.DHTol[i]*e.DHMag[k]+slack(e.DHSlack, k)) {
+			got := g.H.Matrix().Data[i*g.H.Matrix().Stride+d]
+			if k := i*D + d; g.H.Matrix().Data != nil && !GradClose(got, e.DH[k], e.DHMag[k], e.DHTol[i]) && !(math.Abs(float64(got)-e.DH[k]) <= e.DHTol[i]*e.DHMag[k]+slack(e.DHSlack, k)) {
 				require.Failf(t, "dH", "dH[%d][%d] = %v, want %v (terms of size %.3g)", i, d, got, e.DH[k], e.DHMag[k])
 			}
 		}
 	}
 	for j := range V {
 		for d := range D {
-			got := g.W.Data[j*g.W.Stride+d]
-			if k := j*D + d; g.W.Data != nil && !GradClose(got, e.DW[k], e.DWMag[k], e.WTol) && !(math.Abs(float64(got)-e.DW[k]) <= e.WTol*e.DWMag[k]+slack(e.DWSlack, k)) {
+			got := g.W.Matrix().Data[j*g.W.Matrix().Stride+d]
+			if k := j*D + d; g.W.Matrix().Data != nil && !GradClose(got, e.DW[k], e.DWMag[k], e.WTol) && !(math.Abs(float64(got)-e.DW[k]) <= e.WTol*e.DWMag[k]+slack(e.DWSlack, k)) {
 				require.Failf(t, "dW", "dW[%d][%d] = %v, want %v (terms of size %.3g)", j, d, got, e.DW[k], e.DWMag[k])
 			}
 		}
@@ -281,15 +281,15 @@ func LinearOptions(o Opts, r batch.Reduction, more ...batch.Option) []batch.Opti
 // dW and dBias prefilled with random values (to check they are added to),
 // and copies of those values.
 func randomGrads(r *rand.Rand, p *LinearProblem) (g batch.LinearGrads, w0, b0 []float32) {
-	g.H = batch.Matrix{Data: make([]float32, len(p.H)), Rows: p.N, Cols: p.D, Stride: p.SH}
-	for k := range g.H.Data {
-		g.H.Data[k] = float32(math.NaN()) // every entry must be written
+	g.H = batch.GradInto(batch.Matrix{Data: make([]float32, len(p.H)), Rows: p.N, Cols: p.D, Stride: p.SH})
+	for k := range g.H.Matrix().Data {
+		g.H.Matrix().Data[k] = float32(math.NaN()) // every entry must be written
 	}
-	g.W = batch.Matrix{Data: make([]float32, len(p.W)), Rows: p.V, Cols: p.D, Stride: p.SW}
-	for k := range g.W.Data {
-		g.W.Data[k] = float32(r.NormFloat64())
+	g.W = batch.GradInto(batch.Matrix{Data: make([]float32, len(p.W)), Rows: p.V, Cols: p.D, Stride: p.SW})
+	for k := range g.W.Matrix().Data {
+		g.W.Matrix().Data[k] = float32(r.NormFloat64())
 	}
-	w0 = dense(g.W)
+	w0 = dense(g.W.Matrix())
 	if p.Bias != nil {
 		g.Bias = make([]float32, p.V)
 		for k := range g.Bias {
@@ -473,8 +473,8 @@ func RunLinearGolden(t *testing.T, dev device.Device, tol float64) {
 				l, err := batch.NewLinear(dev, opts...)
 				require.NoError(t, err)
 				g := batch.LinearGrads{
-					H: batch.NewMatrix(make([]float32, gc.N*gc.D), gc.N, gc.D),
-					W: batch.NewMatrix(make([]float32, gc.V*gc.D), gc.V, gc.D),
+					H: batch.NewGrad(make([]float32, gc.N*gc.D), gc.N, gc.D),
+					W: batch.NewGrad(make([]float32, gc.V*gc.D), gc.V, gc.D),
 				}
 				if gc.Bias {
 					g.Bias = make([]float32, gc.V)
@@ -562,10 +562,12 @@ func RunLinearShards(t *testing.T, dev device.Device, tol float64) {
 				ref.CheckSum(t, res.Sum, tol)
 
 				g, w0, b0 := randomGrads(r, p)
-				clear(g.H.Data) // the shards add their parts
+				clear(g.H.Matrix().Data) // the shards add their parts
 				for s := range k {
 					gs := g
-					gs.W.Data, gs.W.Rows = g.W.Data[cuts[s]*g.W.Stride:], cuts[s+1]-cuts[s]
+					ws := g.W.Matrix()
+					ws.Data, ws.Rows = ws.Data[cuts[s]*ws.Stride:], cuts[s+1]-cuts[s]
+					gs.W = batch.GradInto(ws)
 					gs.Bias = g.Bias[cuts[s]:cuts[s+1]]
 					require.NoError(t, lins[s].Backward(ctx, gs, p.HM(), wOf(s), p.Bias[cuts[s]:cuts[s+1]], p.Targets, part, batch.One))
 				}
@@ -608,8 +610,8 @@ func RunLinearVersus(t *testing.T, dev, other device.Device, lossTol, gradTol fl
 			a, a2, b := do(dev), do(dev), do(other)
 			if dev.Info().Kind != "group" { // a group's split follows the measured speeds
 				requireSameF32(t, a.res.Losses, a2.res.Losses, "losses, run twice")
-				requireSameF32(t, a.g.H.Data, a2.g.H.Data, "dH, run twice")
-				requireSameF32(t, a.g.W.Data, a2.g.W.Data, "dW, run twice")
+				requireSameF32(t, a.g.H.Matrix().Data, a2.g.H.Matrix().Data, "dH, run twice")
+				requireSameF32(t, a.g.W.Matrix().Data, a2.g.W.Matrix().Data, "dW, run twice")
 				requireSameF32(t, a.g.Bias, a2.g.Bias, "db, run twice")
 			}
 			for i := range a.res.Losses {
@@ -619,7 +621,7 @@ func RunLinearVersus(t *testing.T, dev, other device.Device, lossTol, gradTol fl
 			for _, m := range []struct {
 				name string
 				x, y []float32
-			}{{"dH", a.g.H.Data, b.g.H.Data}, {"dW", a.g.W.Data, b.g.W.Data}, {"db", a.g.Bias, b.g.Bias}} {
+			}{{"dH", a.g.H.Matrix().Data, b.g.H.Matrix().Data}, {"dW", a.g.W.Matrix().Data, b.g.W.Matrix().Data}, {"db", a.g.Bias, b.g.Bias}} {
 				big := 0.0
 				for _, v := range m.y {
 					if !math.IsNaN(float64(v)) {
@@ -656,22 +658,22 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			wd, err := batch.Upload(ctx, dev, p.WM())
 			require.NoError(t, err)
 			defer wd.Release()
-			dwd, err := batch.Upload(ctx, dev, res.W)
+			dwd, err := batch.Upload(ctx, dev, res.W.Matrix())
 			require.NoError(t, err)
 			defer dwd.Release()
-			res.W = dwd.Matrix()
+			res.W = dwd.Grad()
 			for step := range 2 { // two micro-batches: dW accumulates
 				a, err := l.ForwardBackward(ctx, host, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
 				require.NoError(t, err)
 				b, err := l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
 				require.NoError(t, err)
 				requireSameF32(t, a.Losses, b.Losses, fmt.Sprintf("losses, step %d", step))
-				requireSameF32(t, host.H.Data, res.H.Data, fmt.Sprintf("dH, step %d", step))
+				requireSameF32(t, host.H.Matrix().Data, res.H.Matrix().Data, fmt.Sprintf("dH, step %d", step))
 				requireSameF32(t, host.Bias, res.Bias, fmt.Sprintf("db, step %d", step))
 			}
-			dw := make([]float32, len(host.W.Data))
+			dw := make([]float32, len(host.W.Matrix().Data))
 			require.NoError(t, dwd.Download(ctx, batch.Matrix{Data: dw, Rows: p.V, Cols: p.D, Stride: p.SW}))
-			requireSameF32(t, host.W.Data, dw, "dW, accumulated on the device")
+			requireSameF32(t, host.W.Matrix().Data, dw, "dW, accumulated on the device")
 
 			// Foreign and released buffers.
 			if other != nil && other.Caps().Resident {
@@ -681,14 +683,14 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 				require.ErrorIs(t, err, batch.ErrOption)
 				wo.Release()
 			}
-			for k := range res.H.Data {
-				res.H.Data[k] = 7 // ignored rows' zeros must not be written either
+			for k := range res.H.Matrix().Data {
+				res.H.Matrix().Data[k] = 7 // ignored rows' zeros must not be written either
 			}
-			before := append([]float32(nil), res.H.Data...)
+			before := append([]float32(nil), res.H.Matrix().Data...)
 			require.NoError(t, wd.Release())
 			_, err = l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
 			require.ErrorIs(t, err, device.ErrReleased)
-			requireSameF32(t, before, res.H.Data, "nothing written with a released W")
+			requireSameF32(t, before, res.H.Matrix().Data, "nothing written with a released W")
 		})
 	}
 }
@@ -749,7 +751,7 @@ func runLinearFilter(t *testing.T, dev device.Device, p *LinearProblem, name str
 				l, err := batch.NewLinear(dev, LinearOptions(o, batch.Mean, batch.Budget(budget), batch.KeepRows(), batch.GradFilter(filter))...)
 				require.NoError(t, err)
 				g, _, _ := randomGrads(rand.New(rand.NewPCG(seed, 22)), p)
-				clear(g.W.Data)
+				clear(g.W.Matrix().Data)
 				clear(g.Bias)
 				res, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
 				require.NoError(t, err)
@@ -782,12 +784,12 @@ func runLinearFilter(t *testing.T, dev device.Device, p *LinearProblem, name str
 			e.DHSlack, e.DWSlack, e.DBSlack = nil, nil, nil
 			e.Check(t, gp, p.N, p.D, p.V) // unfiltered: the usual allowance
 			differ := 0
-			for k := range gf.W.Data {
-				if gf.W.Data[k] != gp.W.Data[k] {
+			for k := range gf.W.Matrix().Data {
+				if gf.W.Matrix().Data[k] != gp.W.Matrix().Data[k] {
 					differ++
 				}
 			}
-			t.Logf("filtered dW differs from the unfiltered one in %d of %d entries", differ, len(gf.W.Data))
+			t.Logf("filtered dW differs from the unfiltered one in %d of %d entries", differ, len(gf.W.Matrix().Data))
 			if mustSkip {
 				require.Positive(t, differ, "the filter skipped nothing")
 			}

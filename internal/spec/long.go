@@ -57,7 +57,7 @@ func RunPast2p31(t *testing.T, dev device.Device) {
 	l, err := batch.New(dev, batch.Reduce(batch.None))
 	require.NoError(t, err)
 	m := batch.NewMatrix(x, rows, cols)
-	r, err := l.ForwardBackward(context.Background(), m, m, tg, batch.One)
+	r, err := l.ForwardBackward(context.Background(), batch.InPlace(m), m, tg, batch.One)
 	require.NoError(t, err)
 	ls := math.Log(float64(cols-1) + math.Exp(5))
 	for i := range rows {
@@ -112,7 +112,7 @@ func RunLinearPast2p31(t *testing.T, dev device.Device) {
 	l, err := batch.NewLinear(dev, batch.Reduce(batch.Sum), batch.KeepRows())
 	require.NoError(t, err)
 	dh := make([]float32, 2*n)
-	g := batch.LinearGrads{H: batch.NewMatrix(dh, n, 2)}
+	g := batch.LinearGrads{H: batch.NewGrad(dh, n, 2)}
 	r, err := l.ForwardBackward(context.Background(), g, batch.NewMatrix(h, n, 2), batch.NewMatrix(w, v, 2), nil, tg, batch.One)
 	require.NoError(t, err)
 	for i := range n {

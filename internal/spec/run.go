@@ -222,7 +222,7 @@ func RunCaseIn(t *testing.T, dev device.Device, c Case, typ batch.DType, seed ui
 	l, err := batch.New(dev, c.LossOptions(batch.Sum)...)
 	require.NoError(t, err)
 	g := NewElems(typ, len(p.X), gradGuard)
-	res, err := l.ForwardBackward(ctx, g.Matrix(0, c.Rows, c.Cols, p.Stride), m, p.Targets, batch.One)
+	res, err := l.ForwardBackward(ctx, batch.GradInto(g.Matrix(0, c.Rows, c.Cols, p.Stride)), m, p.Targets, batch.One)
 	require.NoError(t, err)
 	requireSameBits(t, e0, p.E, "a separate gradient must not write the logits")
 	checkStats(t, res, ref, tol)
@@ -231,7 +231,7 @@ func RunCaseIn(t *testing.T, dev device.Device, c Case, typ batch.DType, seed ui
 	// Mean, in place: every row scaled by 1/denominator.
 	l, err = batch.New(dev, c.LossOptions(batch.Mean)...)
 	require.NoError(t, err)
-	res, err = l.ForwardBackward(ctx, m, m, p.Targets, batch.Scalar(2))
+	res, err = l.ForwardBackward(ctx, batch.InPlace(m), m, p.Targets, batch.Scalar(2))
 	require.NoError(t, err)
 	checkStats(t, res, ref, tol)
 	if ref.Denom != 0 && !math.IsInf(2/ref.Denom, 0) {
@@ -247,7 +247,7 @@ func RunCaseIn(t *testing.T, dev device.Device, c Case, typ batch.DType, seed ui
 	l, err = batch.New(dev, c.LossOptions(batch.None)...)
 	require.NoError(t, err)
 	g32 := NewElems(batch.F32, len(p.X), gradGuard)
-	res, err = l.ForwardBackward(ctx, g32.Matrix(0, c.Rows, c.Cols, p.Stride), m, p.Targets, batch.PerRow(up))
+	res, err = l.ForwardBackward(ctx, batch.GradInto(g32.Matrix(0, c.Rows, c.Cols, p.Stride)), m, p.Targets, batch.PerRow(up))
 	require.NoError(t, err)
 	requireSameBits(t, e0, p.E, "a separate gradient must not write the logits")
 	checkStats(t, res, ref, tol)
@@ -395,14 +395,14 @@ func runResident(t *testing.T, ctx context.Context, dev device.Device, c Case, t
 	lse := make([]float32, c.Rows)
 	require.NoError(t, l.LogSumExp(ctx, lse, dm.Matrix()))
 	checkLSE(t, lse, p, c, tol)
-	res, err := l.ForwardBackward(ctx, dm.Matrix(), dm.Matrix(), p.Targets, batch.One)
+	res, err := l.ForwardBackward(ctx, dm.Grad(), dm.Matrix(), p.Targets, batch.One)
 	require.NoError(t, err)
 	checkStats(t, res, p.Ref, tol)
 	g := NewElems(typ, len(p.X), gradGuard)
 	gm := g.Matrix(0, c.Rows, c.Cols, p.Stride)
 	require.NoError(t, dm.Download(ctx, gm))
 	checkGrad(t, g, p, c, func(int) float64 { return 1 }, tol)
-	_, err = l.ForwardBackward(ctx, gm, dm.Matrix(), p.Targets, batch.One)
+	_, err = l.ForwardBackward(ctx, batch.GradInto(gm), dm.Matrix(), p.Targets, batch.One)
 	require.ErrorIs(t, err, batch.ErrBuffer, "a device matrix's gradient stays on the device")
 	if typ != batch.F32 {
 		g32 := NewElems(batch.F32, len(p.X), gradGuard)
@@ -416,7 +416,7 @@ func runResident(t *testing.T, ctx context.Context, dev device.Device, c Case, t
 	g0 := g.Clone()
 	_, err = l.Forward(ctx, dm.Matrix(), p.Targets)
 	require.ErrorIs(t, err, device.ErrReleased)
-	_, err = l.ForwardBackward(ctx, dm.Matrix(), dm.Matrix(), p.Targets, batch.One)
+	_, err = l.ForwardBackward(ctx, dm.Grad(), dm.Matrix(), p.Targets, batch.One)
 	require.ErrorIs(t, err, device.ErrReleased)
 	require.ErrorIs(t, l.LogSumExp(ctx, make([]float32, c.Rows), dm.Matrix()), device.ErrReleased)
 	require.ErrorIs(t, dm.Download(ctx, gm), device.ErrReleased)
@@ -486,14 +486,14 @@ func runShards(t *testing.T, ctx context.Context, dev device.Device, c Case, typ
 		g := NewElems(gt, len(p.X), gradGuard)
 		for s := range k {
 			l, m := shard(s, batch.Sum)
-			require.NoError(t, l.Backward(ctx, g.Matrix(cut[s], c.Rows, cut[s+1]-cut[s], p.Stride), m, p.Targets, part, batch.One))
+			require.NoError(t, l.Backward(ctx, batch.GradInto(g.Matrix(cut[s], c.Rows, cut[s+1]-cut[s], p.Stride)), m, p.Targets, part, batch.One))
 		}
 		requireSameBits(t, e0, p.E, "Backward into a separate buffer must not write the logits")
 		checkGrad(t, g, p, c, func(int) float64 { return 1 }, tol)
 	}
 	for s := range k { // in place, each shard over its own columns
 		l, m := shard(s, batch.Sum)
-		require.NoError(t, l.Backward(ctx, m, m, p.Targets, part, batch.One))
+		require.NoError(t, l.Backward(ctx, batch.InPlace(m), m, p.Targets, part, batch.One))
 	}
 	checkGrad(t, p.E, p, c, func(int) float64 { return 1 }, tol)
 }
