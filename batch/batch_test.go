@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/bigram"
 	"github.com/xentlab/xent/internal/gen"
 	"github.com/xentlab/xent/internal/spec"
 )
@@ -200,8 +200,7 @@ func TestCancel(t *testing.T) {
 // Adventures in Wonderland with plain SGD through the fused
 // forward+backward: the loss must fall from ln V to well below it.
 func TestBigram(t *testing.T) {
-	text, err := os.ReadFile("../testdata/alice.txt")
-	require.NoError(t, err)
+	text := bigram.Alice
 	id := map[byte]int32{}
 	for _, c := range text {
 		if _, ok := id[c]; !ok {

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -161,9 +159,7 @@ func TestLinearMemory(t *testing.T) {
 // bias, SGD from dH, dW and db): the loss must fall from ln 256 below 2.7,
 // steadily.
 func TestLinearLearns(t *testing.T) {
-	text, err := os.ReadFile(filepath.Join("..", "testdata", "alice.txt"))
-	require.NoError(t, err)
-	losses, err := bigram.Train(ctx, cpuLinear(t), text, 16, 60, 4)
+	losses, err := bigram.Train(ctx, cpuLinear(t), bigram.Alice, 16, 60, 4)
 	require.NoError(t, err)
 	t.Logf("loss by epoch: %.3f", losses)
 	require.InDelta(t, math.Log(256), losses[0], 0.1)

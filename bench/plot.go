@@ -3,6 +3,8 @@ package bench
 import (
 	"fmt"
 	"image/color"
+	"io"
+	"math"
 	"sort"
 
 	"gonum.org/v1/plot"
@@ -11,11 +13,13 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// Plot writes an SVG (or PNG, by the file's extension) of throughput
-// against vocabulary size (log scale), one line per (device, mode, op),
-// with the measured rooflines (CPU read, each OpenCL device's copy
-// bandwidth) as dashed lines.
-func Plot(rep *Report, path string) error {
+// Plot writes to w a plot of throughput against vocabulary size (log
+// scale), one line per (device, mode, op), with the measured rooflines
+// (CPU read, each OpenCL device's copy bandwidth) as dashed lines, in
+// format: "svg", "png" or another of gonum/plot's (plot.Plot.WriterTo).
+// Results and rooflines that are not positive (a hand-written report's)
+// are left out; a report with nothing to plot is an error.
+func Plot(w io.Writer, rep *Report, format string) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("xent: softmax cross-entropy throughput (batch %d)", batchOf(rep))
 	p.X.Label.Text = "vocabulary size"
@@ -24,7 +28,16 @@ func Plot(rep *Report, path string) error {
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	series := map[string]plotter.XYs{}
 	var keys []string
+	var results []Result
 	for _, r := range rep.Results {
+		if r.GBps > 0 && r.Vocab > 0 && !math.IsInf(r.GBps, 0) {
+			results = append(results, r)
+		}
+	}
+	if len(results) == 0 {
+		return fmt.Errorf("no result with a positive throughput to plot (of %d)", len(rep.Results))
+	}
+	for _, r := range results {
 		k := fmt.Sprintf("%s %s %s", r.Device, r.Mode, r.Op)
 		if _, ok := series[k]; !ok {
 			keys = append(keys, k)
@@ -45,7 +58,7 @@ func Plot(rep *Report, path string) error {
 		p.Legend.Add(k, l, s)
 	}
 	minX, maxX := 0.0, 1.0
-	for _, r := range rep.Results {
+	for _, r := range results {
 		if minX == 0 || float64(r.Vocab) < minX {
 			minX = float64(r.Vocab)
 		}
@@ -56,7 +69,7 @@ func Plot(rep *Report, path string) error {
 		v    float64
 	}{{"roofline: cpu read", rep.Roofline.ReadGBps}}
 	seen := map[string]bool{}
-	for _, r := range rep.Results { // each device's own memory bandwidth
+	for _, r := range results { // each device's own memory bandwidth
 		if r.Mode == "kernel" && !seen[r.Device] {
 			seen[r.Device] = true
 			lines = append(lines, struct {
@@ -66,6 +79,9 @@ func Plot(rep *Report, path string) error {
 		}
 	}
 	for _, rl := range lines {
+		if !(rl.v > 0) || math.IsInf(rl.v, 0) {
+			continue
+		}
 		l, err := plotter.NewLine(plotter.XYs{{X: minX, Y: rl.v}, {X: maxX, Y: rl.v}})
 		if err != nil {
 			return err
@@ -77,7 +93,12 @@ func Plot(rep *Report, path string) error {
 	}
 	p.Legend.Top = true
 	p.Legend.Left = true
-	return p.Save(9*vg.Inch, 6*vg.Inch, path)
+	wt, err := p.WriterTo(9*vg.Inch, 6*vg.Inch, format)
+	if err != nil {
+		return err
+	}
+	_, err = wt.WriteTo(w)
+	return err
 }
 
 func batchOf(rep *Report) int {

@@ -106,40 +106,6 @@ func toF16Generic(dst []uint16, src []float32, c float32) {
 	each(dst, src, func(v float32) uint16 { return half.F16Bits(c * v) })
 }
 
-// vectorHalf returns the conversions of vector kernels that take whole
-// vectors of lanes elements only (nil: the portable one), with the rest
-// of each slice through the portable loop.
-func vectorHalf(lanes int, fromBF16, fromF16 func([]float32, []uint16), toBF16, toF16 func([]uint16, []float32, float32)) halfKernels {
-	h := portableHalf
-	from := func(f, tail func([]float32, []uint16)) func([]float32, []uint16) {
-		return func(dst []float32, src []uint16) {
-			n := len(src) - len(src)%lanes
-			f(dst[:n], src[:n])
-			tail(dst[n:], src[n:])
-		}
-	}
-	to := func(f, tail func([]uint16, []float32, float32)) func([]uint16, []float32, float32) {
-		return func(dst []uint16, src []float32, c float32) {
-			n := len(src) - len(src)%lanes
-			f(dst[:n], src[:n], c)
-			tail(dst[n:], src[n:], c)
-		}
-	}
-	if fromBF16 != nil {
-		h.fromBF16 = from(fromBF16, fromBF16Generic)
-	}
-	if fromF16 != nil {
-		h.fromF16 = from(fromF16, fromF16Generic)
-	}
-	if toBF16 != nil {
-		h.toBF16 = to(toBF16, toBF16Generic)
-	}
-	if toF16 != nil {
-		h.toF16 = to(toF16, toF16Generic)
-	}
-	return h
-}
-
 // vec is (part of) a row of a matrix in its element type: f holds a
 // float32 row, h a half-precision one's 16-bit elements.
 type vec struct {

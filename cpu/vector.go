@@ -1,3 +1,5 @@
+//go:build (amd64 || arm64) && !purego
+
 package cpu
 
 import "math"
@@ -180,4 +182,38 @@ func vector(k vectorKernels) *Impl {
 		half:    vectorHalf(k.lanes, k.fromBF16, k.fromF16, k.toBF16, k.toF16),
 		chunk16: chunk16,
 	}
+}
+
+// vectorHalf returns the conversions of vector kernels that take whole
+// vectors of lanes elements only (nil: the portable one), with the rest
+// of each slice through the portable loop.
+func vectorHalf(lanes int, fromBF16, fromF16 func([]float32, []uint16), toBF16, toF16 func([]uint16, []float32, float32)) halfKernels {
+	h := portableHalf
+	from := func(f, tail func([]float32, []uint16)) func([]float32, []uint16) {
+		return func(dst []float32, src []uint16) {
+			n := len(src) - len(src)%lanes
+			f(dst[:n], src[:n])
+			tail(dst[n:], src[n:])
+		}
+	}
+	to := func(f, tail func([]uint16, []float32, float32)) func([]uint16, []float32, float32) {
+		return func(dst []uint16, src []float32, c float32) {
+			n := len(src) - len(src)%lanes
+			f(dst[:n], src[:n], c)
+			tail(dst[n:], src[n:], c)
+		}
+	}
+	if fromBF16 != nil {
+		h.fromBF16 = from(fromBF16, fromBF16Generic)
+	}
+	if fromF16 != nil {
+		h.fromF16 = from(fromF16, fromF16Generic)
+	}
+	if toBF16 != nil {
+		h.toBF16 = to(toBF16, toBF16Generic)
+	}
+	if toF16 != nil {
+		h.toF16 = to(toF16, toF16Generic)
+	}
+	return h
 }

@@ -18,6 +18,7 @@ const chunkElems = 1 << 24
 type CPUDevice struct {
 	impl *cpu.Impl
 	blas *blas.BLAS
+	note string // Info().Note
 }
 
 // NewCPU returns a CPU device running impl (cpu.Portable, cpu.SIMD, one of cpu.Impls()),
@@ -29,7 +30,9 @@ func NewCPU(impl *cpu.Impl) *CPUDevice {
 
 // WithBLAS returns a CPU device like d whose fused linear cross-entropy
 // takes its matrix products from b.
-func (d *CPUDevice) WithBLAS(b *blas.BLAS) *CPUDevice { return &CPUDevice{impl: d.impl, blas: b} }
+func (d *CPUDevice) WithBLAS(b *blas.BLAS) *CPUDevice {
+	return &CPUDevice{impl: d.impl, blas: b, note: d.note}
+}
 
 func openCPU(arg string) (Device, error) {
 	if arg == "" {
@@ -54,6 +57,7 @@ func (d *CPUDevice) Info() Info {
 		Kernel:  fmt.Sprintf("%s, %d threads", d.impl.Name(), runtime.GOMAXPROCS(0)),
 		Spec:    "cpu:" + d.impl.Name(),
 		BLAS:    d.blas.Name(),
+		Note:    d.note,
 	}
 }
 

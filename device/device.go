@@ -169,6 +169,11 @@ type Info struct {
 	Platform string // OpenCL platform and driver version, empty for the CPU
 	Spec     string // the spec that opens this device again ("cpu", "opencl:0:1")
 	BLAS     string // the library of the fused linear's matrix products, empty without them
+	// Note says why this device runs where one might expect another: why
+	// "auto" fell back to the CPU, or that the fused linear runs on the
+	// CPU (an OpenCL device without CLBlast). The package writes nothing
+	// to stderr; a program says what it wants of this.
+	Note string
 }
 
 // Caps says which optional operations a device has.

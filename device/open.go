@@ -3,7 +3,6 @@ package device
 import (
 	"context"
 	"fmt"
-	"log"
 	"runtime"
 	"strconv"
 	"strings"
@@ -80,13 +79,7 @@ func List() []Description {
 var (
 	mu       sync.Mutex
 	backends []Backend
-	logOnce  sync.Once
 )
-
-// Logf reports why "auto" fell back to the CPU, once per process. It is
-// log.Printf by default; set it before the first Open to redirect or
-// silence it.
-var Logf = log.Printf
 
 // Register adds a back end. It is called from the init function of the
 // back end's package.
@@ -124,8 +117,9 @@ func Open(spec string) (Device, error) {
 			}
 			return linearOnCPU(accs[0]), nil
 		}
-		logOnce.Do(func() { Logf("xent: auto: using the CPU: %v", why) })
-		return openCPU("")
+		c := NewCPU(cpu.Default)
+		c.note = fmt.Sprintf("auto: no GPU or accelerator (%v): the CPU", why)
+		return c, nil
 	case "all":
 		accs, _ := accelerators()
 		c, err := openCPU("")
@@ -177,11 +171,9 @@ func accelerators() ([]Device, error) {
 	return nil, fmt.Errorf("%s", strings.Join(why, "; "))
 }
 
-var linearLogOnce sync.Once
-
 // linearOnCPU returns d, or, when d lacks the fused linear (OpenCL
 // without CLBlast), d with its fused linear operations run by the CPU,
-// saying so once per process (Logf).
+// saying so in Info().Note.
 func linearOnCPU(d Device) Device {
 	if d.Caps().Linear {
 		return d
@@ -204,27 +196,19 @@ func (f *cpuLinearFallback) Caps() Caps {
 func (f *cpuLinearFallback) Info() Info {
 	in := f.Device.Info()
 	in.BLAS = "the CPU's (" + f.cpu.blas.Name() + ")"
+	in.Note = "no fused linear cross-entropy here (no CLBlast): it runs on the CPU"
 	return in
 }
 
-func (f *cpuLinearFallback) say() {
-	linearLogOnce.Do(func() {
-		Logf("xent: %s has no fused linear cross-entropy (no CLBlast): it runs on the CPU", f.Device.Info().Spec)
-	})
-}
-
 func (f *cpuLinearFallback) LinearCrossEntropy(ctx context.Context, out Out, g *LinearGrad, lin *Linear, targets []int32, p *Problem) error {
-	f.say()
 	return f.cpu.LinearCrossEntropy(ctx, out, g, lin, targets, p)
 }
 
 func (f *cpuLinearFallback) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error {
-	f.say()
 	return f.cpu.LinearPartials(ctx, dst, lin, targets, p)
 }
 
 func (f *cpuLinearFallback) LinearBackward(ctx context.Context, g LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error {
-	f.say()
 	return f.cpu.LinearBackward(ctx, g, lin, targets, part, p)
 }
 

@@ -33,9 +33,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	repeat := fs.Int("repeat", 7, "timed repeats (after one warm-up); the median is reported")
 	sweep := fs.String("sweep", "", "vocabulary sweep, e.g. vocab=8192,32000,50257,128256,256000 (overrides --vocab)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	plotTo := fs.String("plot", "", "write a plot of throughput against vocabulary (.svg or .png)")
+	plotTo := fs.String("plot", "", "write a plot of throughput against vocabulary to `FILE` (.svg, .png, .pdf, .eps, .jpg or .tif)")
 	peers := fs.Bool("peers", false, "run PyTorch's F.cross_entropy on the CPU beside us (bench/peers/pytorch_cpu.py)")
-	from := fs.String("from", "", "print (and plot) a saved --json report instead of measuring")
+	from := fs.String("from", "", "print (and plot) `REPORT.json`, saved from --json, instead of measuring")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -57,6 +57,15 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *rows < 1 || *vocab < 1 {
 		return fmt.Errorf("--batch and --vocab must be ≥ 1")
 	}
+	format, err := plotFormat("--plot", *plotTo)
+	if err != nil {
+		return err
+	}
+	outs, err := plan([]named{{"--from", *from}}, named{"--plot", *plotTo})
+	if err != nil {
+		return err
+	}
+	defer discardAll(outs)
 	if w := cpu.ExperimentWarning(); w != "" && *from == "" {
 		fmt.Fprintf(stderr, "xent bench: warning: %s\n", w)
 	}
@@ -88,10 +97,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if *plotTo != "" {
-		if err := bench.Plot(rep, *plotTo); err != nil {
-			return fmt.Errorf("%s: %w", *plotTo, err)
-		}
+	if err := outs[0].write(func(w io.Writer) error { return bench.Plot(w, rep, format) }); err != nil {
+		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

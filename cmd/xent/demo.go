@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -24,15 +23,24 @@ import (
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dev := fs.String("device", "cpu", "device: cpu, auto, opencl, opencl:P:D")
-	linear := fs.Bool("linear", false, "train a bigram model of testdata/alice.txt through the fused linear cross-entropy instead")
-	text := fs.String("text", filepath.Join("testdata", "alice.txt"), "with --linear: the text to learn")
-	epochs := fs.Int("epochs", 60, "with --linear: epochs of SGD")
-	plotTo := fs.String("plot", "", "with --linear: write the loss curve to an .svg or .png")
+	linear := fs.Bool("linear", false, "train a byte-level bigram model through the fused linear cross-entropy instead (on the CPU)")
+	text := fs.String("text", "", "with --linear: the `file` to learn, any bytes (default: the first page of Alice in Wonderland, built in)")
+	epochs := fs.Int("epochs", 60, "with --linear: epochs of SGD, an integer ≥ 1")
+	plotTo := fs.String("plot", "", "with --linear: write the loss curve to `FILE` (.svg, .png, .pdf, .eps, .jpg or .tif)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if *linear {
-		return demoLinear(ctx, *text, *epochs, *plotTo, stdout)
+		format, err := plotFormat("--plot", *plotTo)
+		if err != nil {
+			return err
+		}
+		outs, err := plan([]named{{"--text", *text}}, named{"--plot", *plotTo})
+		if err != nil {
+			return err
+		}
+		defer discardAll(outs)
+		return demoLinear(ctx, *text, *epochs, outs[0], format, stdout)
 	}
 	d, err := device.Open(*dev)
 	if err != nil {
@@ -68,13 +76,17 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // demoLinear trains the bigram model of package bigram on text through the
 // fused linear cross-entropy on the CPU and prints (and plots) its loss.
-func demoLinear(ctx context.Context, path string, epochs int, plotTo string, stdout io.Writer) error {
-	text, err := os.ReadFile(path)
-	if err != nil {
-		return err
+func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, format string, stdout io.Writer) error {
+	text, name := bigram.Alice, "Alice's Adventures in Wonderland, page 1"
+	if path != "" {
+		var err error
+		if text, err = os.ReadFile(path); err != nil {
+			return err
+		}
+		name = path
 	}
 	if len(text) < 2 || epochs < 1 {
-		return fmt.Errorf("%s: need a text of 2 bytes or more and --epochs ≥ 1", path)
+		return fmt.Errorf("%s: need a text of 2 bytes or more and --epochs ≥ 1", name)
 	}
 	d, err := device.Open("cpu")
 	if err != nil {
@@ -89,14 +101,14 @@ func demoLinear(ctx context.Context, path string, epochs int, plotTo string, std
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "A bigram model of %s (%d bytes): hidden states E[previous byte] (D %d), classifier W (%d × %d) and a bias,\n", path, len(text), dim, bigram.V, dim)
+	fmt.Fprintf(stdout, "A bigram model of %s (%d bytes): hidden states E[previous byte] (D %d), classifier W (%d × %d) and a bias,\n", name, len(text), dim, bigram.V, dim)
 	fmt.Fprintf(stdout, "trained by SGD through the fused linear cross-entropy (no logits held; BLAS: %s).\n\n", d.Info().BLAS)
 	for e := 0; e < len(losses); e += max(1, len(losses)/10) {
 		fmt.Fprintf(stdout, "epoch %3d  loss %.3f nats  perplexity %6.2f\n", e, losses[e], math.Exp(losses[e]))
 	}
 	last := losses[len(losses)-1]
 	fmt.Fprintf(stdout, "epoch %3d  loss %.3f nats  perplexity %6.2f  (ln 256 = %.3f)\n", len(losses)-1, last, math.Exp(last), math.Log(bigram.V))
-	if plotTo == "" {
+	if plotTo == nil {
 		return nil
 	}
 	p := plot.New()
@@ -112,8 +124,12 @@ func demoLinear(ctx context.Context, path string, epochs int, plotTo string, std
 		return err
 	}
 	p.Add(line)
-	if err := p.Save(6*vg.Inch, 4*vg.Inch, plotTo); err != nil {
-		return fmt.Errorf("%s: %w", plotTo, err)
-	}
-	return nil
+	return plotTo.write(func(w io.Writer) error {
+		wt, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, format)
+		if err != nil {
+			return err
+		}
+		_, err = wt.WriteTo(w)
+		return err
+	})
 }

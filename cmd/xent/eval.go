@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 
 	"codeberg.org/sbinet/npyio"
 
@@ -46,34 +42,43 @@ func num(v float64) *float64 {
 // eval streams a logit dump in row chunks and prints its loss.
 func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
-	logits := fs.String("logits", "", "logits `L.npy`: 2-D [rows × vocab] float32, float64 or float16; or file.safetensors[:name] (F32, BF16, F16; default the only tensor, or logits)")
+	logits := fs.String("logits", "", "logits `L`: a .npy, 2-D [rows × vocab] float32, float16 or float64 (narrowed to float32); or file.safetensors[:name], F32, BF16 or F16 (default: the only tensor, or \"logits\")")
 	targets := fs.String("targets", "", "targets `T.npy`: 1-D int32 or int64, one per row")
-	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float, one per class (optional)")
-	dev := fs.String("device", "auto", "device: auto, cpu, opencl, opencl:P:D, all")
-	ignore := fs.Int("ignore-index", batch.DefaultIgnoreIndex, "target value of rows not counted")
-	smoothing := fs.Float64("label-smoothing", 0, "label smoothing ε in [0, 1]")
+	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float32 or float64, one per class (optional)")
+	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
+	ignore := fs.Int("ignore-index", batch.DefaultIgnoreIndex, "target value (an integer) of rows not counted")
+	smoothing := fs.Float64("label-smoothing", 0, "label smoothing ε, a number in [0, 1]")
 	zloss := fs.Float64("z-loss", 0, "z-loss λ ≥ 0 (adds λ·lse² per counted row)")
 	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
-	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (float32)")
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	hidden := fs.String("hidden", "", "hidden states `H.npy` [tokens × features] (float32): the fused linear, with --weight, instead of --logits")
-	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy, or file.safetensors:name (e.g. model.safetensors:lm_head.weight)")
-	bias := fs.String("bias", "", "classifier bias `B.npy` (optional, one per class)")
-	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy`")
-	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy`")
-	budget := fs.Int("budget", 0, "bytes of logits the fused linear holds at a time (0: device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
+	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (1-D float32; written whole when the run succeeds, never over an input)")
+	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
+	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
+	hidden := fs.String("hidden", "", "hidden states `H` [tokens × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16): the fused linear, with --weight, instead of --logits")
+	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16; e.g. model.safetensors:lm_head.weight)")
+	bias := fs.String("bias", "", "classifier bias `B.npy`: 1-D float32 or float64, one per class (optional)")
+	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy` (float32 [tokens × features])")
+	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy` (float32 [classes × features])")
+	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
+	// Every input, for the outputs to be checked against before any work.
+	inputs := []named{{"--logits", tensorfile.FilePath(*logits)}, {"--targets", *targets}, {"--weights", *weights},
+		{"--hidden", tensorfile.FilePath(*hidden)}, {"--weight", tensorfile.FilePath(*weight)}, {"--bias", *bias}}
 	if *hidden != "" || *weight != "" {
 		if *logits != "" || *hidden == "" || *weight == "" || *targets == "" {
 			fmt.Fprintln(stderr, "xent eval: the fused linear takes --hidden, --weight and --targets, without --logits")
 			fs.Usage()
 			return errUsage
 		}
+		outs, err := plan(inputs, named{"--rows-out", *rowsOut}, named{"--grad-hidden", *gradHidden}, named{"--grad-weight", *gradWeight})
+		if err != nil {
+			return err
+		}
+		defer discardAll(outs)
 		return evalLinear(ctx, linearArgs{hidden: *hidden, weight: *weight, bias: *bias, targets: *targets, weights: *weights,
-			gradHidden: *gradHidden, gradWeight: *gradWeight, rowsOut: *rowsOut, dev: *dev, ignore: *ignore, budget: *budget,
-			smoothing: *smoothing, zloss: *zloss, softcap: *softcap, asJSON: *asJSON}, stdout, stderr)
+			rowsOut: outs[0], gradHidden: outs[1], gradWeight: outs[2], dev: *dev, ignore: *ignore, budget: *budget,
+			smoothing: *smoothing, zloss: *zloss, softcap: *softcap, say: sayDevice(stderr, *asJSON, *verbose), asJSON: *asJSON}, stdout, stderr)
 	}
 	if *gradHidden != "" || *gradWeight != "" || *bias != "" {
 		fmt.Fprintln(stderr, "xent eval: --bias, --grad-hidden and --grad-weight go with --hidden and --weight")
@@ -84,6 +89,11 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
+	outs, err := plan(inputs, named{"--rows-out", *rowsOut})
+	if err != nil {
+		return err
+	}
+	defer discardAll(outs)
 
 	// whole is the matrix in memory or mapped, in its file's element type,
 	// when it is not streamed.
@@ -91,7 +101,6 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		lf         *npyfile.File
 		whole      batch.Matrix
 		rows, cols int
-		err        error
 	)
 	if tensorfile.IsSafetensors(*logits) {
 		// .safetensors (F32, BF16, F16): the tensor named, else the only
@@ -143,7 +152,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		opts = append(opts, batch.KeepRows())
 	}
 
-	d, err := device.Open(*dev)
+	d, err := openDevice(*dev, sayDevice(stderr, *asJSON, *verbose))
 	if err != nil {
 		return err
 	}
@@ -173,10 +182,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	finish := func() error {
 		bar.finish()
-		if *rowsOut != "" {
-			if err := writeNpy(*rowsOut, perRow); err != nil {
-				return err
-			}
+		if err := writeNpy(outs[0], perRow); err != nil {
+			return err
 		}
 		return report(stdout, d, st, *ignore, *asJSON)
 	}
@@ -278,34 +285,8 @@ func report(stdout io.Writer, d device.Device, st batch.Stats, ignore int, asJSO
 	return nil
 }
 
-// writeNpy writes v as a float32 .npy file through a temporary file in
-// the same directory, renamed into place only when complete.
-func writeNpy(path string, v any) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".xent-*.npy.tmp")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20) // npyio writes an element at a time
-	if err = npyio.Write(w, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = w.Flush(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("%s: %w", path, errors.Unwrap(err))
-	}
-	return nil
+// writeNpy writes v as a .npy file to o (nothing when o is nil: not
+// asked for).
+func writeNpy(o *output, v any) error {
+	return o.write(func(w io.Writer) error { return npyio.Write(w, v) })
 }

@@ -123,7 +123,7 @@ func dump(b *testing.B) (logits, targets string) {
 		t64[i] = int64(t)
 	}
 	targets = filepath.Join(dir, "targets.npy")
-	if err := writeNpy(targets, t64); err != nil {
+	if err := saveNpy(targets, t64); err != nil {
 		b.Fatal(err)
 	}
 	runtime.GC() // the generated matrix is garbage now
@@ -180,7 +180,7 @@ func cachedDump(b *testing.B, rows, cols int) string {
 	for i := range byRow {
 		byRow[i] = x[i*cols : (i+1)*cols]
 	}
-	if err := writeNpy(path, byRow); err != nil {
+	if err := saveNpy(path, byRow); err != nil {
 		b.Fatal(err)
 	}
 	f, err := os.Open(path)
@@ -193,4 +193,13 @@ func cachedDump(b *testing.B, rows, cols int) string {
 		b.Fatal(err)
 	}
 	return path
+}
+
+// saveNpy writes v to path as the commands write their outputs.
+func saveNpy(path string, v any) error {
+	outs, err := plan(nil, named{"(benchmark)", path})
+	if err != nil {
+		return err
+	}
+	return writeNpy(outs[0], v)
 }

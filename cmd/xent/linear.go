@@ -6,16 +6,17 @@ import (
 	"io"
 
 	"github.com/xentlab/xent/batch"
-	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/npyfile"
 	"github.com/xentlab/xent/internal/tensorfile"
 )
 
 type linearArgs struct {
 	hidden, weight, bias, targets, weights string
-	gradHidden, gradWeight, rowsOut, dev   string
+	dev                                    string
+	rowsOut, gradHidden, gradWeight        *output // nil: not asked for
 	ignore, budget                         int
 	smoothing, zloss, softcap              float64
+	say                                    func(string)
 	asJSON                                 bool
 }
 
@@ -73,15 +74,15 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 		opts = append(opts, batch.Weights(cw))
 	}
 
-	dev, err := device.Open(a.dev)
+	dev, err := openDevice(a.dev, a.say)
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
 	if !dev.Caps().Linear {
-		fmt.Fprintf(stderr, "xent: %s has no fused linear cross-entropy; it runs on the CPU\n", dev.Info().Spec)
+		a.say(fmt.Sprintf("%s has no fused linear cross-entropy; it runs on the CPU", dev.Info().Spec))
 		dev.Close()
-		if dev, err = device.Open("cpu"); err != nil {
+		if dev, err = openDevice("cpu", a.say); err != nil {
 			return err
 		}
 	}
@@ -92,11 +93,11 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 	hm, wm := matrixOf(ht), matrixOf(wt)
 	var res batch.Result
 	var g batch.LinearGrads
-	if a.gradHidden != "" || a.gradWeight != "" {
-		if a.gradHidden != "" {
+	if a.gradHidden != nil || a.gradWeight != nil {
+		if a.gradHidden != nil {
 			g.H = batch.NewGrad(make([]float32, n*d), n, d)
 		}
-		if a.gradWeight != "" {
+		if a.gradWeight != nil {
 			g.W = batch.NewGrad(make([]float32, v*d), v, d)
 		}
 		res, err = ce.ForwardBackward(ctx, g, hm, wm, b, tg, batch.One)
@@ -107,19 +108,17 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 		return err
 	}
 	for _, out := range []struct {
-		path string
-		m    batch.Matrix
+		o *output
+		m batch.Matrix
 	}{{a.gradHidden, g.H.Matrix()}, {a.gradWeight, g.W.Matrix()}} {
-		if out.path != "" {
-			if err := writeNpy(out.path, rowsOf(out.m)); err != nil {
+		if out.o != nil {
+			if err := writeNpy(out.o, rowsOf(out.m)); err != nil {
 				return err
 			}
 		}
 	}
-	if a.rowsOut != "" {
-		if err := writeNpy(a.rowsOut, res.Losses); err != nil {
-			return err
-		}
+	if err := writeNpy(a.rowsOut, res.Losses); err != nil {
+		return err
 	}
 	return report(stdout, dev, res.Stats, a.ignore, a.asJSON)
 }

@@ -156,7 +156,7 @@ func TestEvalHiddenHostile(t *testing.T) {
 
 func TestDemoLinear(t *testing.T) {
 	svg := filepath.Join(t.TempDir(), "loss.svg")
-	code, out, errOut := runCmd("demo", "--linear", "--text", filepath.Join("..", "..", "testdata", "alice.txt"), "--epochs", "12", "--plot", svg)
+	code, out, errOut := runCmd("demo", "--linear", "--epochs", "12", "--plot", svg)
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "epoch   0  loss 5.545 nats")
 	require.Contains(t, out, "epoch  11  loss 3.6") // 3.698 with either BLAS

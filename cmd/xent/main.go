@@ -10,32 +10,77 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/xentlab/xent/device"
 )
 
 const usage = `usage: xent <command> [flags]
 
 commands:
-  demo      the textbook worked example (4 positions, vocab 5), on the CPU
-  eval      loss, perplexity and accuracy of a .npy logit dump against .npy targets
+  demo      the textbook worked example (4 positions, vocab 5), on the CPU; --linear trains a bigram model
+  eval      loss, perplexity and accuracy of logits (.npy, .safetensors) against .npy targets,
+            or of hidden states and a classifier (--hidden, --weight) through the fused linear
   devices   list the compute devices (CPU, OpenCL platforms and devices)
   bench     benchmarks: log-sum-exp, forward and fused forward+backward, with the roofline
 
-Run "xent <command> -h" for its flags.
+Run "xent <command> -h" for its flags. Outputs are written whole when a command succeeds,
+never over an input or a file that is not a regular file. SIGINT/SIGTERM stop the work,
+leave no partial output and exit 130/143.
 `
 
+// interrupted is the cause of the context's cancellation by a signal.
+type interrupted struct{ sig os.Signal }
+
+func (i interrupted) Error() string { return "interrupted" }
+
+// code returns the exit status of a process ended by i.sig: 128 + its
+// number (130 for SIGINT, 143 for SIGTERM).
+func (i interrupted) code() int {
+	if s, ok := i.sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
+}
+
+// grace is how long an interrupted command has to return before the
+// process exits anyway (its temporary outputs removed): work that does not
+// look at its context, such as a read blocked on a FIFO, is not waited for.
+const grace = 3 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, os.Args[1:], os.Stdout, os.Stderr) }()
+	select {
+	case code := <-done:
+		os.Exit(code)
+	case sig := <-sigs:
+		in := interrupted{sig}
+		cancel(in)
+		select {
+		case code := <-done: // run said "interrupted" and removed its outputs
+			os.Exit(code)
+		case <-sigs: // a second signal: stop now
+		case <-time.After(grace):
+		}
+		removeTemps()
+		fmt.Fprintf(os.Stderr, "xent: interrupted\n")
+		os.Exit(in.code())
+	}
 }
 
 // run executes one command and returns the exit status: 0, 1 for a failure
-// (one line on stderr), 2 for bad usage.
+// (one line on stderr), 2 for bad usage, 128 + the signal's number when
+// ctx was cancelled by one (an interrupted cause).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -60,8 +105,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err == errHelp {
 			return 0
 		}
+		var in interrupted
+		if errors.As(context.Cause(ctx), &in) {
+			fmt.Fprintf(stderr, "xent %s: interrupted\n", args[0])
+			return in.code()
+		}
 		fmt.Fprintf(stderr, "xent %s: %v\n", args[0], err)
 		return 1
 	}
 	return 0
+}
+
+// sayDevice returns how a command tells the user which device runs: one
+// line on stderr, without a timestamp; nothing with --json unless
+// --verbose.
+func sayDevice(stderr io.Writer, asJSON, verbose bool) func(string) {
+	if asJSON && !verbose {
+		return func(string) {}
+	}
+	return func(s string) { fmt.Fprintf(stderr, "xent: %s\n", s) }
+}
+
+// openDevice opens the device spec names and says which (say), with why
+// when it is not the one asked for (auto's fallback to the CPU).
+func openDevice(spec string, say func(string)) (device.Device, error) {
+	d, err := device.Open(spec)
+	if err != nil {
+		return nil, err
+	}
+	in := d.Info()
+	line := fmt.Sprintf("device %s (%s, %s)", in.Spec, in.Name, in.Kernel)
+	if in.Note != "" {
+		line += ": " + in.Note
+	}
+	say(line)
+	return d, nil
 }

@@ -8,10 +8,18 @@ package bigram
 
 import (
 	"context"
+	_ "embed"
 	"math/rand/v2"
 
 	"github.com/xentlab/xent/batch"
 )
+
+// Alice is the text the demo and the tests learn: the first page of Lewis
+// Carroll's Alice's Adventures in Wonderland (public domain), embedded so
+// that an installed xent runs the demo from any directory.
+//
+//go:embed alice.txt
+var Alice []byte
 
 // V is the vocabulary: bytes.
 const V = 256

@@ -65,6 +65,15 @@ func safetensorsSpec(spec string) (path, name string, ok bool) {
 	return "", "", false
 }
 
+// FilePath returns the file a spec names: the path of a .safetensors
+// spec without its ":tensor", any other spec as it is.
+func FilePath(spec string) string {
+	if path, _, ok := safetensorsSpec(spec); ok {
+		return path
+	}
+	return spec
+}
+
 // IsSafetensors reports whether spec names a .safetensors file (with or
 // without a tensor).
 func IsSafetensors(spec string) bool {
