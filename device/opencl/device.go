@@ -105,18 +105,28 @@ func (d *Device) Close() error {
 }
 
 // chunkRows returns how many rows of stride elements of size bytes one
-// chunk buffer holds.
+// chunk buffer holds, whole: chunkElems(n) elements.
 func (d *Device) chunkRows(rows, cols, stride, size int) (int, error) {
 	limit := min(d.maxAlloc, d.globalMem/4)
 	if d.ChunkBytes > 0 {
 		limit = min(limit, d.ChunkBytes)
 	}
-	rowBytes := int64(stride) * int64(size)
 	if need := int64(cols) * int64(size); need > limit {
 		return 0, fmt.Errorf("%w: a row of %d elements needs %d bytes, one buffer may hold %d", ErrTooLarge, cols, need, limit)
 	}
-	n := 1 + (limit-int64(cols)*int64(size))/rowBytes
+	n := max(1, limit/(int64(stride)*int64(size)))
 	return int(min(n, int64(rows))), nil
+}
+
+// chunkElems is the size in elements of a chunk buffer of n rows of cols
+// columns stride apart: n whole strides, the last row's padding included,
+// so that a rectangular read of the n rows lies inside it by the strict
+// reading of the specification (cl.Rect); one row is its cols.
+func chunkElems(n, cols, stride int) int {
+	if n == 1 {
+		return cols
+	}
+	return n * stride
 }
 
 // buffers are the per-call device buffers; release frees them.
@@ -524,7 +534,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			xb[1] = xb[0]
 			break
 		}
-		if xb[i], err = b.mem(d.p.ctx, size*span(step)); err != nil {
+		if xb[i], err = b.mem(d.p.ctx, size*chunkElems(step, cols, stride)); err != nil {
 			return d.wrap(err)
 		}
 	}

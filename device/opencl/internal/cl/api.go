@@ -149,6 +149,15 @@ func CreateBuffer(c Context, flags uint64, size int) (Mem, error) {
 	return m, nil
 }
 
+// Size returns the buffer's size in bytes (CL_MEM_SIZE).
+func (m Mem) Size() (int, error) {
+	var n uintptr
+	if err := check(l().getMemObjectInfo(m, MemSize, unsafe.Sizeof(n), unsafe.Pointer(&n), nil)); err != nil {
+		return 0, fmt.Errorf("clGetMemObjectInfo(CL_MEM_SIZE): %w", err)
+	}
+	return int(n), nil
+}
+
 // Release releases the buffer.
 func (m Mem) Release() error { live.Add(-1); return check(l().releaseMemObject(m)) }
 
@@ -298,9 +307,14 @@ var pinned atomic.Int64
 func Pinned() int64 { return pinned.Load() }
 
 // Write copies src into m at byte offset off after the events in wait. A
-// non-blocking write keeps src pinned until the returned event is released.
+// non-blocking write keeps src pinned until the returned event is
+// released. The bytes must lie inside m (see Rect): checked here, before
+// the driver.
 func Write[T any](q Queue, m Mem, blocking bool, off int, src []T, wait []Event) (Event, error) {
 	p, size := sliceBytes(src)
+	if err := inside(m, "clEnqueueWriteBuffer", off, size); err != nil {
+		return 0, err
+	}
 	return q.enqueue("clEnqueueWriteBuffer", blocking, p, size, wait, func(b uint32, n uint32, w *Event, ev *Event) int32 {
 		return l().enqueueWriteBuffer(q, m, b, uintptr(off), uintptr(size), p, n, w, ev)
 	})
@@ -309,16 +323,82 @@ func Write[T any](q Queue, m Mem, blocking bool, off int, src []T, wait []Event)
 // Read copies from m at byte offset off into dst; see Write.
 func Read[T any](q Queue, m Mem, blocking bool, off int, dst []T, wait []Event) (Event, error) {
 	p, size := sliceBytes(dst)
+	if err := inside(m, "clEnqueueReadBuffer", off, size); err != nil {
+		return 0, err
+	}
 	return q.enqueue("clEnqueueReadBuffer", blocking, p, size, wait, func(b uint32, n uint32, w *Event, ev *Event) int32 {
 		return l().enqueueReadBuffer(q, m, b, uintptr(off), uintptr(size), p, n, w, ev)
 	})
 }
 
-// Rect is a 2-D region of rows of rowBytes bytes: in a buffer from byte
-// offset Off with rows Pitch bytes apart, and in a host slice from its
-// start with rows HostPitch bytes apart.
+// BoundsError is the binding's refusal of a transfer that a driver may
+// refuse: it wraps CL_INVALID_VALUE, as the driver's own refusal does.
+type BoundsError struct {
+	Call string // "clEnqueueReadBufferRect", ...
+	Msg  string
+}
+
+func (e *BoundsError) Error() string {
+	return fmt.Sprintf("%s: %s: %v (checked by xent before the driver)", e.Call, e.Msg, Status(-30))
+}
+
+func (e *BoundsError) Unwrap() error { return Status(-30) }
+
+// inside returns a *BoundsError unless bytes [off, off+size) lie in m.
+func inside(m Mem, call string, off, size int) error {
+	if size == 0 {
+		return nil
+	}
+	n, err := m.Size()
+	if err != nil {
+		return err
+	}
+	if off < 0 || off+size > n {
+		return &BoundsError{call, fmt.Sprintf("bytes [%d, %d) of a buffer of %d", off, off+size, n)}
+	}
+	return nil
+}
+
+// Rect is a 2-D region of Rows rows of RowBytes bytes: in a buffer from
+// byte offset Off with rows Pitch bytes apart, and in a host slice from
+// its start with rows HostPitch bytes apart.
+//
+// The specification makes a rectangular transfer CL_INVALID_VALUE when
+// "the region ... is out of bounds", and its buffer slice pitch defaults
+// to region[1] × row pitch: read strictly, as NVIDIA's driver does, the
+// region is Rows whole pitches, so the buffer must hold Off + Rows·Pitch
+// bytes, the last row's padding included, not just Off + (Rows-1)·Pitch +
+// RowBytes (PoCL's reading). The binding applies the strict rule itself,
+// before it calls the driver, so that every implementation fails where
+// the strictest would (a *BoundsError); a one-row region's pitches are
+// set to RowBytes (they do not matter, and a row needs no padding). On
+// the host side the driver cannot check; the binding requires the rows
+// themselves, (Rows-1)·HostPitch + RowBytes bytes. Pitches below RowBytes
+// are refused, as the specification says.
 type Rect struct {
 	Off, Pitch, HostPitch, RowBytes, Rows int
+}
+
+// check returns r as it is passed to the driver (one row's pitches
+// RowBytes), or the error the strict rule gives for a buffer of bufBytes
+// and a host slice of hostBytes.
+func (r Rect) check(call string, bufBytes, hostBytes int) (Rect, error) {
+	if r.Rows == 1 {
+		r.Pitch, r.HostPitch = r.RowBytes, r.RowBytes
+	}
+	fail := func(f string, a ...any) (Rect, error) { return r, &BoundsError{call, fmt.Sprintf(f, a...)} }
+	switch {
+	case r.Off < 0 || r.Rows < 0 || r.RowBytes < 0:
+		return fail("negative offset %d, rows %d or row bytes %d", r.Off, r.Rows, r.RowBytes)
+	case r.Pitch < r.RowBytes || r.HostPitch < r.RowBytes:
+		return fail("pitches %d (buffer) and %d (host) must be ≥ the row's %d bytes", r.Pitch, r.HostPitch, r.RowBytes)
+	case r.Off+r.Rows*r.Pitch > bufBytes:
+		return fail("%d rows of pitch %d from byte %d need %d bytes of the buffer (whole pitches, the strict reading), it has %d",
+			r.Rows, r.Pitch, r.Off, r.Off+r.Rows*r.Pitch, bufBytes)
+	case (r.Rows-1)*r.HostPitch+r.RowBytes > hostBytes:
+		return fail("%d host bytes, the region needs %d", hostBytes, (r.Rows-1)*r.HostPitch+r.RowBytes)
+	}
+	return r, nil
 }
 
 // ReadRect copies the rows of r from m into dst after the events in wait
@@ -337,9 +417,19 @@ func rect[T any](q Queue, f rectFn, name string, m Mem, blocking bool, r Rect, h
 	if r.Rows == 0 || r.RowBytes == 0 {
 		return 0, nil
 	}
-	if need := (r.Rows-1)*r.HostPitch + r.RowBytes; size < need {
-		return 0, fmt.Errorf("%s: %d host bytes, the region needs %d", name, size, need)
+	n, err := m.Size()
+	if err != nil {
+		return 0, err
 	}
+	if r, err = r.check(name, n, size); err != nil {
+		return 0, err
+	}
+	return rectUnchecked(q, f, name, m, blocking, r, p, size, wait)
+}
+
+// rectUnchecked passes r to the driver as it is (a test asks the driver
+// which rule it applies).
+func rectUnchecked(q Queue, f rectFn, name string, m Mem, blocking bool, r Rect, p unsafe.Pointer, size int, wait []Event) (Event, error) {
 	bo := [3]uintptr{uintptr(r.Off), 0, 0}
 	ho := [3]uintptr{}
 	reg := [3]uintptr{uintptr(r.RowBytes), uintptr(r.Rows), 1}

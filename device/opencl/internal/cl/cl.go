@@ -62,6 +62,8 @@ const (
 
 	KernelWorkGroupSize = 0x11B0
 
+	MemSize = 0x1102
+
 	QueueProfilingEnable = 1 << 1
 	ProfilingStart       = 0x1282
 	ProfilingEnd         = 0x1283
@@ -79,6 +81,7 @@ type lib struct {
 	releaseCommandQueue     func(q Queue) int32
 	createBuffer            func(c Context, flags uint64, size uintptr, host unsafe.Pointer, err *int32) Mem
 	releaseMemObject        func(m Mem) int32
+	getMemObjectInfo        func(m Mem, param uint32, size uintptr, v unsafe.Pointer, sret *uintptr) int32
 	createProgramWithSource func(c Context, n uint32, src **byte, lens *uintptr, err *int32) Program
 	buildProgram            func(p Program, n uint32, d *Device, opts *byte, pfn, user uintptr) int32
 	getProgramBuildInfo     func(p Program, d Device, param uint32, size uintptr, v unsafe.Pointer, sret *uintptr) int32
@@ -148,6 +151,7 @@ func load(name string) (*lib, error) {
 		{&l.createContext, "clCreateContext"}, {&l.releaseContext, "clReleaseContext"},
 		{&l.createCommandQueue, "clCreateCommandQueue"}, {&l.releaseCommandQueue, "clReleaseCommandQueue"},
 		{&l.createBuffer, "clCreateBuffer"}, {&l.releaseMemObject, "clReleaseMemObject"},
+		{&l.getMemObjectInfo, "clGetMemObjectInfo"},
 		{&l.createProgramWithSource, "clCreateProgramWithSource"}, {&l.buildProgram, "clBuildProgram"},
 		{&l.getProgramBuildInfo, "clGetProgramBuildInfo"}, {&l.releaseProgram, "clReleaseProgram"},
 		{&l.createKernel, "clCreateKernel"}, {&l.releaseKernel, "clReleaseKernel"},
