@@ -143,8 +143,13 @@ func (g Grad) Columns(lo int) Grad {
 // the gradient (Impl.Backward). With z the (capped) logits of the shard's
 // columns and m = Max:
 type Partial struct {
-	Max  float32 // m = max_j z_j, -Inf when every z_j is -Inf
-	Sum  float64 // Σ_j exp(z_j - m): 0 when every z_j is -Inf, NaN when one is NaN or +Inf
+	Max float32 // m = max_j z_j, -Inf when every z_j is -Inf
+	// Rest is Σ_j exp(z_j - m) - 1: the sum of the exponentials less the
+	// first max's own term, exp(0) = 1, summed without it, so that it keeps
+	// its relative precision however small it is (p_max → 1, where 1 + Rest
+	// would round to 1). -1 when every z_j is -Inf (the sum is 0), NaN
+	// when one is NaN or +Inf.
+	Rest float64
 	Dot  float64 // Σ_j w_j·(z_j - m), with smoothing only
 	WSum float64 // Σ_j w_j, with smoothing only
 	// ArgMax is the max of the raw logits (before the soft cap, which is
@@ -160,7 +165,16 @@ type Partial struct {
 // EmptyPartial returns the partial of no column, the identity of Merge.
 func EmptyPartial() Partial {
 	ninf := float32(math.Inf(-1))
-	return Partial{Max: ninf, ArgMax: ninf, Arg: -1}
+	return Partial{Max: ninf, Rest: -1, ArgMax: ninf, Arg: -1}
+}
+
+// LogSum returns log Σ_j exp(z_j - m) = log1p(Rest): NaN for a NaN sum or
+// an empty one (every z_j -Inf).
+func (a *Partial) LogSum() float64 {
+	if !(a.Rest > -1) {
+		return math.NaN()
+	}
+	return math.Log1p(a.Rest)
 }
 
 // Merge sets a to the partial of the union of a's shard and b's (any two
@@ -175,41 +189,58 @@ func (a *Partial) Merge(b Partial) {
 	}
 	a.ArgMax = max(a.ArgMax, b.ArgMax)
 	m := max(a.Max, b.Max)
-	sa, sb := a.Sum, b.Sum
 	da, db := a.Dot, b.Dot
 	// A partial is rescaled to m (its Max < m, so m is finite or +Inf); one
 	// of nothing but -Inf has no exps to rescale, and its Dot's terms are
-	// w_j·(-Inf), -Inf or NaN, relative to any max.
+	// w_j·(-Inf), -Inf or NaN, relative to any max. The merged Rest leaves
+	// out the term of one max only: a partial at m brings its Rest, and
+	// each other one its whole sum, 1 + Rest, times exp(Max - m).
+	var rest float64
+	switch {
+	case math.IsNaN(a.Rest) || math.IsNaN(b.Rest):
+		rest = math.NaN()
+	case math.IsInf(float64(m), -1): // both empty
+		rest = -1
+	case a.Max == m && b.Max == m:
+		rest = a.Rest + (1 + b.Rest)
+	case a.Max == m:
+		rest = a.Rest + (1+b.Rest)*expTo(b.Max, m)
+	default:
+		rest = b.Rest + (1+a.Rest)*expTo(a.Max, m)
+	}
 	if a.Max != m && !math.IsInf(float64(a.Max), -1) {
-		f := float64(a.Max) - float64(m)
-		sa *= math.Exp(f)
-		da += f * a.WSum
+		da += (float64(a.Max) - float64(m)) * a.WSum
 	}
 	if b.Max != m && !math.IsInf(float64(b.Max), -1) {
-		f := float64(b.Max) - float64(m)
-		sb *= math.Exp(f)
-		db += f * b.WSum
+		db += (float64(b.Max) - float64(m)) * b.WSum
 	}
-	if math.IsNaN(a.Sum) || math.IsNaN(b.Sum) {
-		sa = math.NaN()
+	a.Max, a.Rest, a.Dot, a.WSum = m, rest, da+db, a.WSum+b.WSum
+}
+
+// expTo returns exp(r - m) for a reference r ≤ m (0 for r = -Inf).
+func expTo(r, m float32) float64 {
+	if math.IsInf(float64(r), -1) {
+		return 0
 	}
-	a.Max, a.Sum, a.Dot, a.WSum = m, sa+sb, da+db, a.WSum+b.WSum
+	return math.Exp(float64(r) - float64(m))
 }
 
 // Finish returns the loss, the log-sum-exp and the argmax test of a row
 // with target t (a class of the vocabulary, not ignored) from the partial
 // of the whole vocabulary of C classes (see the package comment):
 //
-//	lse  = m + log s
+//	lse  = m + log s,  log s = log1p(Rest)
 //	loss = (1-ε)·w_t·((m - z_t) + log s) + (ε/C)·(W·log s - Σ_j w_j·(z_j - m)) + λ·lse²
 //
-// relative to the max, as PyTorch's log_softmax. A NaN or empty sum gives
-// NaN, and a NaN loss is never correct.
+// relative to the max, as PyTorch's log_softmax; log s from log1p, so that
+// the loss of a confident row (p_t → 1, loss ≈ 1 - p_t) keeps its relative
+// precision. A NaN or empty sum gives NaN, and a NaN loss is never
+// correct.
 func (p *Problem) Finish(part *Partial, t int, C int) (loss, lse float64, correct bool) {
-	if !(part.Sum > 0) {
+	ls := part.LogSum()
+	if math.IsNaN(ls) {
 		return math.NaN(), math.NaN(), false
 	}
-	ls := math.Log(part.Sum)
 	mc := float64(part.Max)
 	lse = mc + ls
 	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
@@ -346,32 +377,25 @@ func (k *Impl) LogSumExp(dst []float32, x Matrix) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		o := newRowOpts(&Problem{}, x.Cols, x.Type)
 		for i := lo; i < hi; i++ {
-			m, _, _, s, _ := k.online(nil, x.row(i), nil, after(x, i, hi), o)
-			dst[i] = float32(lseOf(m, s))
+			part := k.scan(nil, x.row(i), nil, after(x, i, hi), &Problem{}, o)
+			dst[i] = float32(float64(part.Max) + part.LogSum())
 		}
 	})
 }
 
-// lseOf returns m + log s, NaN when s is not positive (NaN, or 0 for a row
-// of only -Inf).
-func lseOf(m float32, s float64) float64 {
-	if !(s > 0) {
-		return math.NaN()
-	}
-	return float64(m) + math.Log(s)
-}
-
-// online returns m = max_j x_j, its first index and s = Σ_j exp(x_j - m)
-// in one pass over x, a chunk at a time (see Impl.chunk; the last chunk's
-// next is after, the start of the next row): each chunk's sum comes
-// relative to its own reference r_c, the running sum is kept relative to
-// the largest reference so far (and multiplied by exp(R_old - R) when it
-// grows), and at the end it is made relative to m. With dst,
-// dst_j receives exp(x_j - r_c), x_j in chunk c, and ms[c] = r_c for the
-// caller's scale pass (see chunkLen). A row holding NaN or +Inf gives s =
-// NaN (PyTorch's NaN), one of only -Inf m = -Inf and s = 0; dst is then
-// not fully written and the caller fills it.
-func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []float32, o *rowOpts) (m float32, idx int, am float32, s, dot float64) {
+// online returns m = max_j x_j, its first index and rest = Σ_j exp(x_j -
+// m) - 1 (Partial.Rest) in one pass over x, a chunk at a time (see
+// Impl.chunk; the last chunk's next is after, the start of the next row):
+// each chunk's sum comes relative to its own reference r_c, the running
+// sum s is kept relative to the largest reference so far (and multiplied
+// by exp(R_old - R) when it grows), and at the end it is made relative to
+// m. Where s < 2 (p_max > 1/2) its rest is not s - 1, which would cancel,
+// but summed again without the max's term (see rest). With dst, dst_j
+// receives exp(x_j - r_c), x_j in chunk c, and ms[c] = r_c for the
+// caller's scale pass (see chunkLen). A row holding NaN or +Inf gives rest
+// = NaN (PyTorch's NaN), one of only -Inf m = -Inf and rest = -1; dst is
+// then not fully written and the caller fills it.
+func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []float32, o *rowOpts) (m float32, idx int, am float32, rest, dot float64) {
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
 	ref := ninf      // s is relative to ref
@@ -381,6 +405,10 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 	alo, ahi := 0, 0
 	var dc [MaxChunks]float64
 	var rc [MaxChunks]float32
+	var sums [MaxChunks]float64 // each chunk's sum, relative to refs[c]
+	var refs [MaxChunks]float32
+	var before [MaxChunks]float32 // the row's max before each chunk
+	var s float64
 	n := x.len()
 	cl := chunkLen(n)
 	for c, lo := 0, 0; lo < n; c, lo = c+1, lo+cl {
@@ -398,7 +426,8 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 		if hi == n {
 			next = after
 		}
-		raw, xc := k.load(o, x, lo, hi, dst)
+		before[c] = m
+		raw, xc := k.load(o, x, lo, hi, dst != nil)
 		var (
 			r, cm float32
 			sc    float64
@@ -423,6 +452,7 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 		if math.IsNaN(sc) {
 			return m, -1, am, math.NaN(), 0
 		}
+		sums[c], refs[c] = sc, r
 		if cm > m { // the first max is in the first chunk to reach it
 			m, idx, mlo, mhi = cm, -1, lo, hi
 			if ci >= 0 {
@@ -452,10 +482,14 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 		for c := range (n + cl - 1) / cl {
 			dot += dc[c]
 		}
-		return m, -1, am, 0, dot
+		return m, -1, am, -1, dot
 	}
 	if ref != m {
 		s *= math.Exp(float64(ref) - float64(m))
+	}
+	rest = s - 1
+	if s < 2 {
+		rest = k.rest(dst, x, m, idx, mlo, mhi, &sums, &refs, before[mlo/chunkLen(n)], o)
 	}
 	if o != nil && o.smooth { // Σ_c [Σ_j w_j·(z_j - r_c) + W_c·(r_c - m)]
 		for c := range (n + cl - 1) / cl {
@@ -474,8 +508,56 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 	if !capped {
 		am = m
 	}
-	return m, idx, am, s, dot
+	return m, idx, am, rest, dot
 }
+
+// rest returns Σ_j exp(z_j - m) - 1 of a row of finite max m, first
+// reached in chunk [mlo, mhi) (whose call saw the max before, mb), given
+// each chunk's sum relative to its reference (online's sums and refs):
+// the other chunks' sums rescaled to m, and the max's chunk summed again
+// without the max's own term, from its stored exps e_j = exp(z_j - r)
+// (dst's, where online stored them; else made again into a scratch
+// buffer by the same call, so that a forward and a fused pass give the
+// same bits), in float64, times exp(r - m). The chunk kernel's float32
+// lanes held 1 + terms where the max's lane was, and lost the terms' low
+// bits; here the max's term, exactly exp(r - m)·e_j0 = 1, is left out.
+func (k *Impl) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[MaxChunks]float64, refs *[MaxChunks]float32, mb float32, o *rowOpts) float64 {
+	cl := chunkLen(x.len())
+	cm := mlo / cl
+	other := 0.0
+	for c := range (x.len() + cl - 1) / cl {
+		if c != cm {
+			other += sums[c] * expTo(refs[c], m)
+		}
+	}
+	var e []float32
+	j0, r := idx-mlo, refs[cm]
+	if dst != nil {
+		e = dst[mlo:mhi]
+	} else {
+		_, z := k.load(o, x, mlo, mhi, true)
+		if j0 = k.index(z, m); j0 < 0 { // not found (it is there): the sum as it was
+			return other + sums[cm]*expTo(r, m) - 1
+		}
+		b := scratch.Get().(*[]float32)
+		defer scratch.Put(b)
+		if len(*b) < len(z) {
+			*b = make([]float32, chunkLen(len(z)))
+		}
+		e = (*b)[:len(z)]
+		r, _, _, _ = k.chunk(e, z, mb, nil)
+	}
+	own := 0.0
+	for j, v := range e {
+		if j != j0 {
+			own += float64(v)
+		}
+	}
+	return other + own*expTo(r, m)
+}
+
+// scratch holds chunk buffers for rest.
+var scratch = sync.Pool{New: func() any { return new([]float32) }}
 
 // rowOpts are what the row driver needs of the options and of the
 // element type: the soft cap (c > 0, with inv = 1/c and buf, a chunk's
@@ -536,10 +618,10 @@ func (o *rowOpts) wsum() float64 {
 
 // load returns the chunk x[lo:hi] raw (widened, see wide) and as the
 // kernels see it: capped into o's buffer with a soft cap, raw otherwise.
-// With dst nil and no options a half-precision chunk is not widened here
+// Unless wide, a half-precision chunk without options is not widened here
 // (raw and z are nil): chunk16 reads it as it is.
-func (k *Impl) load(o *rowOpts, x vec, lo, hi int, dst []float32) (raw, z []float32) {
-	if x.t != F32 && dst == nil && k.chunk16 != nil && o.c == 0 && !o.smooth {
+func (k *Impl) load(o *rowOpts, x vec, lo, hi int, wide bool) (raw, z []float32) {
+	if x.t != F32 && !wide && k.chunk16 != nil && o.c == 0 && !o.smooth {
 		return nil, nil
 	}
 	raw = k.wide(o, x, lo, hi)
@@ -685,11 +767,11 @@ func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Pr
 				continue
 			}
 			pt := &part[i]
-			if !(pt.Sum > 0) {
+			ls := pt.LogSum()
+			if math.IsNaN(ls) {
 				gr.fill(float32(math.NaN()))
 				continue
 			}
-			ls := math.Log(pt.Sum)
 			lse := float64(pt.Max) + ls
 			a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(pt.ZT)-float64(pt.Max))-ls, C)
 			c, inv := p.capInv()
@@ -699,7 +781,7 @@ func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Pr
 			if inShard {
 				zt = p.capped(xr.at(tl)) // read before gr (which may be xr) is written
 			}
-			k.gradPass(gr, xr, pt.Max, float32(a/pt.Sum), float32(b), w, c, inv, o)
+			k.gradPass(gr, xr, pt.Max, float32(a/(1+pt.Rest)), float32(b), w, c, inv, o)
 			if inShard {
 				gr.set(tl, float32(capGrad(gt, zt, c)))
 			}
@@ -760,7 +842,7 @@ func (k *Impl) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, 
 		g = nil
 	}
 	var idx int
-	part.Max, idx, part.ArgMax, part.Sum, part.Dot = k.online(g, x, ms, next, o)
+	part.Max, idx, part.ArgMax, part.Rest, part.Dot = k.online(g, x, ms, next, o)
 	if idx >= 0 {
 		part.Arg = p.Col0 + idx
 	}
@@ -811,13 +893,14 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 	if g == nil {
 		return
 	}
-	s := part.Sum
-	if !(s > 0) { // online stopped early, or no sum ran
+	ls := part.LogSum()
+	if math.IsNaN(ls) { // online stopped early, or no sum ran
 		gr.fill(float32(math.NaN()))
 		return
 	}
+	s := 1 + part.Rest
 	c, inv := p.capInv()
-	a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(part.ZT)-float64(part.Max))-math.Log(s), x.Cols)
+	a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(part.ZT)-float64(part.Max))-ls, x.Cols)
 	if c > 0 || gf == nil {
 		k.gradPass(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv, o)
 	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s, less b·w_j

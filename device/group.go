@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -184,18 +183,9 @@ func (g *Group) LogSumExp(ctx context.Context, dst []float32, x Matrix) error {
 		return err
 	}
 	for i := range dst {
-		dst[i] = float32(lseOf(part[i]))
+		dst[i] = float32(float64(part[i].Max) + part[i].LogSum())
 	}
 	return nil
-}
-
-// lseOf returns the log-sum-exp of a merged partial, NaN for an empty or
-// NaN sum.
-func lseOf(p Partial) float64 {
-	if !(p.Sum > 0) {
-		return math.NaN()
-	}
-	return float64(p.Max) + math.Log(p.Sum)
 }
 
 // CrossEntropy implements Device.

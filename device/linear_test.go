@@ -144,3 +144,11 @@ func TestLinearFilterCPU(t *testing.T) {
 		t.Run(name, func(t *testing.T) { spec.RunLinearFilter(t, d) })
 	}
 }
+
+// TestLinearConfidentCPU: confident rows through the fused linear (see
+// spec.RunLinearConfident), on every BLAS and row kernel.
+func TestLinearConfidentCPU(t *testing.T) {
+	for name, d := range linearCPUs(t) {
+		t.Run(name, func(t *testing.T) { spec.RunLinearConfident(t, d) })
+	}
+}

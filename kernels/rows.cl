@@ -28,7 +28,7 @@ inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wt
     const int lid = get_local_id(0);
     const int smooth = flags & F_SMOOTH;
     const int hasw = flags & F_WEIGHTS;
-    acc_t a = {-FLT_MAX, 0.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
+    acc_t a = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
     const int n4 = cols >> 2;
     if (keep) {
 #pragma unroll
@@ -74,7 +74,7 @@ void xent_lse(__global ELEM *x, prob_t p, __global float *lse) {
     float ct;
     acc_t a = row_scan(row_of(x, p), p.cols, 0, 0.0f, 0.0f, 0, c, &ct, 0);
     a = row_reduce(a, lm, ls, ld, lw, lr, li, 0);
-    if (get_local_id(0) == 0) lse[p.prow0 + get_group_id(0)] = acc_lse(a, log(a.s));
+    if (get_local_id(0) == 0) lse[p.prow0 + get_group_id(0)] = acc_lse(a, log1p(a.s));
 }
 
 /* The row's accumulator over its columns, merged over the work-group:
@@ -89,7 +89,8 @@ inline acc_t row_acc(__global const ELEM *xr, int counted, __global const float 
 
 /* Writes the gradient of a counted row's columns in place over xr (or
  * xr's values into xr, whose logits every work-item has read before the
- * last barrier), given m, s and lsm = log s of the whole vocabulary, lse, the
+ * last barrier), given m, s = Σ exp(z - m) and lsm = log s (from log1p of
+ * the rest) of the whole vocabulary, lse, the
  * scale si, the target's weight wt and capped logit zt, and tl, the
  * target's column in the shard (outside [0, cols) when it is not there):
  *
@@ -167,7 +168,7 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
     acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, keep);
     /* The last barrier is behind us: from here on, work-items only write. */
 
-    const float lsm = log(a.s);
+    const float lsm = log1p(a.s);
     const float lse = acc_lse(a, lsm);
     const float wt = (counted && (p.flags & F_WEIGHTS)) ? wts[t] : 1.0f;
     const float ec = p.eps / (float)p.cols;
@@ -181,11 +182,11 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
         correct[row] = (counted && a.idx == t && !isnan(L)) ? 1 : 0;
     }
     if (p.grad && !counted) zero_row(xr, p.cols);
-    if (p.grad && counted) grad_row(xr, wts, p, icap, a.m, a.s, lsm, lse, scale[row], wt, zt, t, c, ct, keep);
+    if (p.grad && counted) grad_row(xr, wts, p, icap, a.m, 1.0f + a.s, lsm, lse, scale[row], wt, zt, t, c, ct, keep);
 }
 
 /* The partial of each counted row over the shard's columns: max, Σ exp(z
- * - max), Σ w (z - max), Σ w, the raw logits' max and its first class
+ * - max) - 1 (the rest: -1 for only -inf), Σ w (z - max), Σ w, the raw logits' max and its first class
  * (col0 + its column, -1 when every z is -inf) and, when the target is a column of the
  * shard, its capped logit. Ignored rows' entries are not written. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
@@ -217,7 +218,8 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
 }
 
 /* The gradient of the shard's columns in place, given each row's m, s
- * and lsm = log s merged over the whole vocabulary (NaN for a NaN row),
+ * = Σ exp(z - m) and lsm = log s (log1p of the rest) merged over the
+ * whole vocabulary (NaN for a NaN row),
  * and the target's capped logit zt (from the shard that holds it). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __global const float *wts,

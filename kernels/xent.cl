@@ -6,10 +6,13 @@
  * Algorithm. One work-group computes one row. Each work-item walks its
  * share of the row, four logits at a time (vload4 from a 4-byte aligned
  * address: rows are not 16-byte aligned when the vocabulary is odd; the
- * cols % 4 tail is scalar), and keeps an online (max m, sum s = Σ exp(z-m),
- * argmax) triple: a larger z rescales s by exp(m_old - z), and s is a
- * compensated (Kahan) sum, accurate however many terms one work-item adds
- * (a row of 131075 at WG 8 was off by 1e-5 with a plain sum). The triples of
+ * cols % 4 tail is scalar), and keeps an online (max m, rest s = Σ exp(z-m)
+ * - 1, argmax) triple: s leaves out the max's own term, exp(0) = 1, so
+ * that it keeps its relative precision however small it is (p_max -> 1,
+ * where 1 + s rounds to 1 in float); a larger z makes it (1 + s)·exp(m_old
+ * - z), the old max's term joining it, and s is a compensated (Kahan) sum,
+ * accurate however many terms one work-item adds (a row of 131075 at WG 8
+ * was off by 1e-5 with a plain sum). Empty, s is -1 (a sum of 0). The triples of
  * the work-items are merged in local memory by a tree of WG/2, WG/4, ...
  * steps, the max with the smallest index winning ties. Barriers are
  * unconditional (every work-item reaches every barrier): NVIDIA's OpenCL
@@ -27,11 +30,12 @@
  * is 0), reaches every barrier, and is masked at the end (loss 0, lse 0,
  * a zero gradient row). Nothing is read at x[t] for t < 0.
  *
- * From m and s: lse = m + log s and, relative to the max as PyTorch's
- * log_softmax, loss = (1-eps)*w_t*((m - z_t) + log s)
- *                   + (eps/C)*(W*log s - Σ_j w_j*(z_j - m)) + lambda*lse^2.
+ * From m and s: lse = m + log1p(s) and, relative to the max as PyTorch's
+ * log_softmax, with ls = log1p(s) (exact as p_max -> 1, where the loss is
+ * about 1 - p_t), loss = (1-eps)*w_t*((m - z_t) + ls)
+ *                   + (eps/C)*(W*ls - Σ_j w_j*(z_j - m)) + lambda*lse^2.
  * The smoothing sum Σ w_j (z_j - m) is carried online with Σ w_j, rescaled
- * when m moves. A row with +inf (m = +inf) or only -inf (s = 0) gives NaN.
+ * when m moves. A row with +inf (m = +inf) or only -inf (s = -1) gives NaN.
  *
  * The fused kernel then makes a second pass over the row (from the
  * work-item's registers where the row fits, RC below; else from cache) and
@@ -64,7 +68,7 @@
 #endif
 
 typedef struct {
-    float m, s, d, w; /* max, Σ exp(z-m), Σ w (z-m), Σ w (z capped) */
+    float m, s, d, w; /* max, Σ exp(z-m) - 1 (the max's own term left out), Σ w (z-m), Σ w (z capped) */
     float r;          /* the max of the raw logits, whose first column is idx */
     int idx;
     float c; /* what s has lost to rounding (Kahan), 0 once merged */
@@ -92,13 +96,13 @@ inline void acc_add(acc_t *a, float z, float zr, int j, float wj, int smooth) {
         a->r = zr;
         a->idx = j;
     }
-    if (z > a->m) {
+    if (z > a->m) { /* z's own term, 1, is left out; the old max's joins the rest */
         float r = exp(a->m - z);
-        a->s *= r;
+        a->s = (1.0f + a->s) * r;
         a->c *= r;
         if (smooth) a->d += (a->m - z) * a->w;
         a->m = z;
-        e = 1.0f;
+        e = 0.0f;
     } else {
         e = exp(z - a->m);
     }
@@ -131,33 +135,41 @@ inline float4 grad4(float4 z, float4 w4, float cap, float icap, int flags, float
     return g;
 }
 
-/* Merges b into a (a's index wins ties only when smaller). */
+/* Merges b into a (a's index wins ties only when smaller): the rest of
+ * the one at the max is kept, the other's whole sum 1 + s added to it,
+ * rescaled (both at the max: the rests and one 1). */
 inline void acc_merge(acc_t *a, acc_t b, int smooth) {
     float M = fmax(a->m, b.m);
     if (isnan(a->m) || isnan(b.m)) M = NAN;
     float ra = exp(a->m - M), rb = exp(b.m - M);
-    if (a->m == M && b.m == M) { ra = 1.0f; rb = 1.0f; } /* also +inf: s is NaN anyway below */
     int idx = a->idx;
     if (b.r > a->r || (b.r == a->r && b.idx >= 0 && (a->idx < 0 || b.idx < a->idx))) idx = b.idx;
     a->r = fmax(a->r, b.r);
     if (smooth) a->d = a->d + (a->m - M) * a->w + b.d + (b.m - M) * b.w;
-    a->s = a->s * ra + b.s * rb;
-    if (isinf(M) && M > 0) a->s = NAN;
+    if (a->m == M && b.m == M) a->s = a->s + b.s + 1.0f;
+    else if (a->m == M) a->s = a->s + (1.0f + b.s) * rb;
+    else a->s = b.s + (1.0f + a->s) * ra;
+    if (isinf(M) && M > 0 || isnan(M)) a->s = NAN;
     a->w += b.w;
     a->m = M;
     a->idx = idx;
 }
 
-/* Returns the log-sum-exp m + log s of a merged accumulator (lsm = log
- * s): NaN for a row holding +inf (m = +inf; with one work-item no merge
- * has seen it), NaN or only -inf (s = 0). */
+/* Returns the log-sum-exp m + log1p(s) of a merged accumulator (lsm =
+ * log1p(s)): NaN for a row holding +inf (m = +inf; with one work-item no
+ * merge has seen it), NaN or only -inf (s = -1). */
 inline float acc_lse(acc_t a, float lsm) {
-    if (a.s == 0.0f || isnan(a.s) || (isinf(a.m) && a.m > 0)) return NAN;
+    if (!(a.s > -1.0f) || (isinf(a.m) && a.m > 0)) return NAN;
     return a.m + lsm;
 }
 
 /* Reduces the row's accumulators over the work-group; every work-item
- * returns the merged result. */
+ * returns the merged result. The last barrier also fences global memory:
+ * every work-item has read the target's logit (xent_ce's zt), which
+ * another may overwrite with its gradient in place after it, and a
+ * barrier orders only the memory its flags name (a local fence alone
+ * leaves the read and the write unordered: a data race by the
+ * specification, which Oclgrind reports). */
 inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local float *ld,
                         __local float *lw, __local float *lr, __local int *li, int smooth) {
     const int lid = get_local_id(0);
@@ -173,7 +185,7 @@ inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local f
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     acc_t r = {lm[0], ls[0], ld[0], lw[0], lr[0], li[0], 0.0f};
-    barrier(CLK_LOCAL_MEM_FENCE);
+    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     return r;
 }
 

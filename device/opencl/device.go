@@ -382,11 +382,7 @@ func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
 	case opBackward:
 		gm, gs, glsm, gzt := make([]float32, rows), make([]float32, rows), make([]float32, rows), make([]float32, rows)
 		for i, pt := range c.part {
-			gm[i], gs[i], gzt[i] = pt.Max, float32(pt.Sum), pt.ZT
-			glsm[i] = float32(math.NaN())
-			if pt.Sum > 0 {
-				glsm[i] = float32(math.Log(pt.Sum))
-			}
+			gm[i], gs[i], gzt[i], glsm[i] = pt.Max, float32(1+pt.Rest), pt.ZT, float32(pt.LogSum())
 		}
 		ins := []cl.Mem{f32(), f32(), f32(), f32(), f32()}
 		up(ins[0], c.grad.Scale)
@@ -474,7 +470,7 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 	if err == nil && c.op == opPartials {
 		for i, t := range c.targets {
 			if t >= 0 {
-				c.part[i] = device.Partial{Max: pm[i], Sum: float64(ps[i]), Dot: float64(pd[i]), WSum: float64(pw[i]),
+				c.part[i] = device.Partial{Max: pm[i], Rest: float64(ps[i]), Dot: float64(pd[i]), WSum: float64(pw[i]),
 					ArgMax: pr[i], Arg: int(parg[i]), ZT: pzt[i], HasT: phas[i] != 0}
 			}
 		}

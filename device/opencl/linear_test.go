@@ -81,3 +81,9 @@ func TestLinearResidentOpenCL(t *testing.T) {
 func TestLinearFilterOpenCL(t *testing.T) {
 	linearTest(t, func(t *testing.T) { spec.RunLinearFilter(t, openTest(t)) })
 }
+
+// TestLinearConfidentOpenCL: confident rows through the fused linear (see
+// spec.RunLinearConfident).
+func TestLinearConfidentOpenCL(t *testing.T) {
+	linearTest(t, func(t *testing.T) { spec.RunLinearConfident(t, openTest(t)) })
+}

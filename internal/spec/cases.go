@@ -151,7 +151,48 @@ func Cases() []Case {
 	for _, n := range Lengths() {
 		cs = append(cs, Case{Name: "len", Rows: 5, Cols: n, Opts: def, Fill: Normal(3, 0, -100)})
 	}
+	// Confident rows, as a trained model gives: 1 - p_t from 1e-2 down to
+	// 1e-7 and p_t = 1 exactly, where lse - max = log(1 + Σ_{j≠t} p_j/p_t)
+	// and p_t - 1 cancel unless computed through log1p and expm1. A row
+	// longer than a few CPU chunks (the max in a late one, far above the
+	// first's), one shorter than an OpenCL work-group, and with weights.
+	for _, c := range []struct {
+		cols int
+		o    Opts
+	}{{2*ch + 3, def}, {37, def}, {517, with(func(o *Opts) { o.Weights = weights(517) })}} {
+		cs = append(cs, Case{Name: "confident", Rows: len(Confidences), Cols: c.cols, Opts: c.o, Fill: Confident})
+	}
 	return cs
+}
+
+// Confidences are the 1 - p_t of the rows of the confident cases (0: p_t =
+// 1 exactly, every other logit -Inf).
+var Confidences = []float64{0.5, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0}
+
+// Confident fills row k with N(0, 1) logits and a target logit that gives
+// 1 - p_t = Confidences[k] (up to the rounding of the logit), the target
+// at a column that moves from row to row.
+func Confident(rng *rand.Rand, x []float32, t []int32, rows, cols, stride int) {
+	for k := range rows {
+		r := x[k*stride : k*stride+cols]
+		tk := (k*997 + cols/2) % cols
+		t[k] = int32(tk)
+		q := Confidences[k%len(Confidences)]
+		so := 0.0
+		for j := range r {
+			r[j] = float32(rng.NormFloat64())
+			if q == 0 {
+				r[j] = ninf
+			}
+			if j != tk {
+				so += math.Exp(float64(r[j]))
+			}
+		}
+		r[tk] = float32(rng.NormFloat64())
+		if q > 0 {
+			r[tk] = float32(math.Log(so * (1 - q) / q))
+		}
+	}
 }
 
 // Lengths returns the row lengths around every internal block size, from

@@ -796,3 +796,76 @@ func runLinearFilter(t *testing.T, dev device.Device, p *LinearProblem, name str
 		})
 	}
 }
+
+// Confident-row targets of the fused linear (RunLinearConfident), where
+// the products' own rounding dominates: the loss within LinearLossTol
+// relative of the float64 reference, dH and dW within LinearGradTol of
+// their largest entry.
+const (
+	LinearLossTol = 1e-5
+	LinearGradTol = 1e-4
+)
+
+// RunLinearConfident checks the fused linear on rows like a trained
+// model's (NewPeakedProblem: the target logit about a above the others,
+// 1 - p_t from about 1e-3 down to 1e-7), in every type dev takes, with the
+// default budget and with tiles of the vocabulary: each loss within
+// LinearLossTol relative — however small: about 1 - p_t — and every entry
+// of dH and dW within LinearGradTol of the matrix's largest. Forms that
+// cancel as p_t → 1 (exp(z_t - lse) - 1, log of a sum that rounds to 1)
+// miss both by orders of magnitude.
+func RunLinearConfident(t *testing.T, dev device.Device) {
+	seed := Seed(t)
+	r := rand.New(rand.NewPCG(seed, 26))
+	ctx := context.Background()
+	o := Opts{Ignore: DefaultIgnore}
+	for _, typ := range dev.Caps().Types {
+		for _, a := range []float64{18, 26} {
+			p := NewPeakedProblem(r, 48, 64, 4099, a, 0, 0, o).In(typ)
+			ref := p.Reference()
+			s := make([]float64, p.N)
+			for i := range s {
+				s[i] = 1 / ref.Denom
+			}
+			e := ref.Grads(make([]float32, p.V*p.D), make([]float32, p.V), s, 0)
+			for _, budget := range []int{0, 4 * 4099 * 3} {
+				t.Run(fmt.Sprintf("%v/a=%v/budget=%d", typ, a, budget), func(t *testing.T) {
+					l, err := batch.NewLinear(dev, LinearOptions(o, batch.Mean, batch.Budget(budget), batch.KeepRows())...)
+					require.NoError(t, err)
+					g := batch.LinearGrads{H: batch.NewGrad(make([]float32, p.N*p.D), p.N, p.D), W: batch.NewGrad(make([]float32, p.V*p.D), p.V, p.D)}
+					res, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+					require.NoError(t, err)
+					worst := 0.0
+					for i, got := range res.Losses {
+						want := ref.Loss[i]
+						worst = max(worst, math.Abs(float64(got)-want)/want)
+						require.True(t, LossCloseIn(float64(got), want, LinearLossTol), "row %d: loss %v, want %v (1 - p_t ≈ %.2g)", i, got, want, want)
+					}
+					t.Logf("losses from %.2g to %.2g, the worst %.2g relative", minOf(ref.Loss), maxOf(ref.Loss), worst)
+					for _, m := range []struct {
+						name string
+						got  []float32
+						want []float64
+					}{{"dH", g.H.Matrix().Data, e.DH}, {"dW", g.W.Matrix().Data, e.DW}} {
+						big, off := 0.0, 0.0
+						for k, w := range m.want {
+							big = max(big, math.Abs(w))
+							off = max(off, math.Abs(float64(m.got[k])-w))
+						}
+						t.Logf("%s: off by %.2g of its largest entry %.3g", m.name, off/big, big)
+						require.LessOrEqual(t, off, LinearGradTol*big, "%s: off by %.3g of its largest entry %.3g", m.name, off/big, big)
+					}
+				})
+			}
+		}
+	}
+}
+
+// minOf returns the smallest of x.
+func minOf(x []float64) float64 {
+	m := math.Inf(1)
+	for _, v := range x {
+		m = min(m, v)
+	}
+	return m
+}

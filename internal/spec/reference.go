@@ -105,6 +105,17 @@ func (o *Opts) rowLoss(z []float64, t int) (loss, lse, m, ls float64) {
 		sh[j] = z[j] - m
 	}
 	ls = LogSumExp(sh)
+	if !math.IsNaN(ls) { // log(1 + rest), the first max's term left out of rest: exact as p_max → 1
+		rest, first := 0.0, true
+		for _, v := range sh {
+			if v == 0 && first {
+				first = false
+				continue
+			}
+			rest += math.Exp(v)
+		}
+		ls = math.Log1p(rest)
+	}
 	lse = m + ls
 	loss = (1 - o.Smoothing) * o.weight(t) * ((m - z[t]) + ls)
 	if o.Smoothing > 0 {
