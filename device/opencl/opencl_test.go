@@ -339,3 +339,47 @@ func TestStagedOpenCL(t *testing.T) {
 	}
 	d.ChunkBytes = 0
 }
+
+// TestConformanceOpenCL runs every kernel of the program, in every element
+// type, on the reduced table (spec.ConformanceCases): built with the row
+// kept in registers (RC 1: rows of up to 4·WG columns) and without (RC
+// 0), whole and in chunks of two rows, staged as on a GPU and not, by
+// shards (the partial and backward kernels) and resident; the fused
+// linear's filter kernel on a small problem; and the copy probe. It is
+// what CI runs under Oclgrind, which reports any out-of-bounds access,
+// data race or barrier divergence and any misuse of the API.
+func TestConformanceOpenCL(t *testing.T) {
+	cases := spec.ConformanceCases()
+	for _, rc := range []int{1, 0} {
+		t.Run(fmt.Sprintf("rc=%d", rc), func(t *testing.T) {
+			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), 16, 2, rc)
+			if err != nil {
+				openTest(t) // skips or fails as every test here does without OpenCL
+				require.NoError(t, err)
+			}
+			defer d.Close()
+			spec.RunTable(t, d, cases, 1e-5)
+			if rc == 1 {
+				return
+			}
+			spec.RunShardsOf(t, d, cases, 1e-5)
+			spec.RunResidentOf(t, d, cases[:3], 1e-5)
+			d.Staging = true
+			seed := spec.Seed(t)
+			for _, c := range cases[:3] {
+				for _, typ := range d.Caps().Types {
+					d.ChunkBytes = int64(2 * typ.Size() * max(c.Cols, c.Stride))
+					spec.RunCaseIn(t, d, c, typ, seed, 1e-5)
+				}
+			}
+			d.Staging, d.ChunkBytes = false, 0
+			if d.Caps().Linear { // CLBlast: its products and our filter kernel
+				spec.RunLinearFilterSized(t, d, 19, 64, 301)
+			}
+			_, err = d.CopyBandwidth(context.Background(), 1<<16, 1)
+			require.NoError(t, err)
+			_, err = d.PinnedBandwidth(context.Background(), 1<<16, 1)
+			require.NoError(t, err)
+		})
+	}
+}

@@ -728,13 +728,17 @@ func NewPeakedProblem(r *rand.Rand, n, d, v int, a float64, loose, ignore int, o
 // (eps·|s_i|·Σ_j |w_jd| for dH, eps·Σ_i |s_i·h_id| for dW, eps·Σ_i |s_i|
 // for db); on the peaked rows it must have skipped something (the
 // gradients differ from the unfiltered ones).
-func RunLinearFilter(t *testing.T, dev device.Device) {
+func RunLinearFilter(t *testing.T, dev device.Device) { RunLinearFilterSized(t, dev, 97, 64, 3001) }
+
+// RunLinearFilterSized is RunLinearFilter on problems of n rows, d
+// features and v classes.
+func RunLinearFilterSized(t *testing.T, dev device.Device, n, d, v int) {
 	seed := Seed(t)
 	r := rand.New(rand.NewPCG(seed, 21))
 	const eps = 0x1p-12
 	o := Opts{Ignore: DefaultIgnore}
 	for _, loose := range []int{0, 3} {
-		p := NewPeakedProblem(r, 97, 64, 3001, 30, loose, 9, o)
+		p := NewPeakedProblem(r, n, d, v, 30, loose, 9, o)
 		// With unsure rows in every chunk, every block may be kept: only
 		// the all-peaked problem must skip.
 		runLinearFilter(t, dev, p, fmt.Sprintf("unsure=1of%d", loose), eps, seed, loose == 0)
@@ -745,7 +749,7 @@ func runLinearFilter(t *testing.T, dev device.Device, p *LinearProblem, name str
 	ctx := context.Background()
 	o := p.Opts
 	ref := p.Reference()
-	for _, budget := range []int{0, 4 * 3001 * 5} {
+	for _, budget := range []int{0, 4 * p.V * 5} {
 		t.Run(fmt.Sprintf("%s/budget=%d", name, budget), func(t *testing.T) {
 			run := func(filter float64) (batch.Result, batch.LinearGrads) {
 				l, err := batch.NewLinear(dev, LinearOptions(o, batch.Mean, batch.Budget(budget), batch.KeepRows(), batch.GradFilter(filter))...)

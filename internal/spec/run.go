@@ -227,10 +227,16 @@ func (c Case) LossOptions(r batch.Reduction) []batch.Option {
 // and gradients.
 func Run(t *testing.T, dev device.Device, tol float64) {
 	t.Helper()
+	RunTable(t, dev, Cases(), tol)
+}
+
+// RunTable is Run over the cases given (Cases, ConformanceCases).
+func RunTable(t *testing.T, dev device.Device, cases []Case, tol float64) {
+	t.Helper()
 	seed := Seed(t)
 	t.Logf("on %s (%s)", dev.Info().Name, dev.Info().Kernel)
 	for _, typ := range dev.Caps().Types {
-		for _, c := range Cases() {
+		for _, c := range cases {
 			if Shortened(typ, c) {
 				continue
 			}
@@ -449,11 +455,22 @@ func requireSameBits(t *testing.T, want, got Elems, msg string) {
 // few cases: forward, fused forward+backward in place on the device, and
 // the download of the gradient, twice in a row as a training loop does.
 func RunResident(t *testing.T, dev device.Device, tol float64) {
+	var cases []Case
+	for _, c := range Cases() {
+		if c.Name == "normal3/423x507" || c.Name == "everything" || c.Name == "edges" || c.Name == "V=50257" {
+			cases = append(cases, c)
+		}
+	}
+	RunResidentOf(t, dev, cases, tol)
+}
+
+// RunResidentOf is RunResident over the dense cases given.
+func RunResidentOf(t *testing.T, dev device.Device, cases []Case, tol float64) {
 	ctx := context.Background()
 	seed := Seed(t)
 	for _, typ := range dev.Caps().Types {
-		for _, c := range Cases() {
-			if c.Rows == 0 || c.Stride != 0 || !(c.Name == "normal3/423x507" || c.Name == "everything" || c.Name == "edges" || c.Name == "V=50257") || Shortened(typ, c) {
+		for _, c := range cases {
+			if c.Rows == 0 || c.Stride != 0 || Shortened(typ, c) {
 				continue
 			}
 			t.Run(fmt.Sprintf("%v/%s", typ, c.Name), func(t *testing.T) { runResident(t, ctx, dev, c, typ, seed, tol) })
@@ -510,11 +527,14 @@ func runResident(t *testing.T, ctx context.Context, dev device.Device, c Case, t
 // order give the reference's losses, lse and argmax under every
 // reduction, and that each shard's Backward gives the reference gradient
 // of its columns (into a separate buffer, and in place).
-func RunShards(t *testing.T, dev device.Device, tol float64) {
+func RunShards(t *testing.T, dev device.Device, tol float64) { RunShardsOf(t, dev, Cases(), tol) }
+
+// RunShardsOf is RunShards over the cases given.
+func RunShardsOf(t *testing.T, dev device.Device, cases []Case, tol float64) {
 	ctx := context.Background()
 	seed := Seed(t)
 	for _, typ := range dev.Caps().Types {
-		for _, c := range Cases() {
+		for _, c := range cases {
 			if c.Rows == 0 || Shortened(typ, c) {
 				continue
 			}
