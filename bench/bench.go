@@ -37,6 +37,10 @@ type Config struct {
 	Types   []batch.DType
 	Devices []string // device specs; "all" expands to every CPU variant and OpenCL device
 	Repeat  int
+	// Modes of the OpenCL runs: "kernel" (resident logits, kernel time
+	// from profiling events), "end-to-end" (host logits, transfers
+	// counted); nil: both.
+	Modes   []string
 	Peers   bool   // run bench/peers/pytorch_cpu.py too
 	PeerDir string // where pytorch_cpu.py is (default bench/peers)
 	Log     func(format string, args ...any)
@@ -148,7 +152,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 					var rs []Result
 					if h := host[d.Info().Spec+" "+op+" "+in.t.String()]; h != nil {
 						rs = []Result{h.result(rl)}
-					} else if rs, err = measureOpenCL(ctx, d, op, in, tg, c.Repeat); err != nil {
+					} else if rs, err = measureOpenCL(ctx, d, op, in, tg, c.Repeat, c.Modes); err != nil {
 						return nil, fmt.Errorf("%s %s %v %d×%d: %w", d.Info().Spec, op, in.t, c.Batch, v, err)
 					}
 					for _, r := range rs {
@@ -339,18 +343,25 @@ type profiler interface {
 
 // measureOpenCL times one op on an OpenCL device: end-to-end (host slices,
 // transfers counted) and kernel-only (resident buffer, profiling events),
-// the median of repeat runs after a warm-up.
-func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, tg []int32, repeat int) ([]Result, error) {
+// the median of repeat runs after a warm-up; only the modes asked for
+// (nil: both).
+func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, tg []int32, repeat int, modes []string) ([]Result, error) {
+	want := func(m string) bool { return len(modes) == 0 || slices.Contains(modes, m) }
 	info := d.Info()
 	rows, cols := in.rows, in.cols
 	run, err := newOpRun(d, op, in, tg)
 	if err != nil {
 		return nil, err
 	}
-	timeIt := func(f func() (float64, error)) ([]float64, error) {
+	// fresh: the host logits restored before each run (an end-to-end
+	// fused pass overwrites them; a kernel-only one its resident copy,
+	// which it may compute on again: bounded values, the same work).
+	timeIt := func(fresh bool, f func() (float64, error)) ([]float64, error) {
 		var secs []float64
 		for i := range repeat + 1 {
-			in.fresh() // fused overwrites them
+			if fresh {
+				in.fresh()
+			}
 			s, err := f()
 			if err != nil {
 				return nil, err
@@ -361,31 +372,38 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, 
 		}
 		return secs, nil
 	}
-	secs, err := timeIt(func() (float64, error) {
-		t0 := time.Now()
-		err := run.do(ctx, run.m)
-		return time.Since(t0).Seconds(), err
-	})
-	if err != nil {
-		return nil, err
-	}
-	e2e := newResult(info, op, "end-to-end", in, secs)
+	var rs []Result
 	od, ok := d.(profiler)
-	if !ok {
-		return []Result{e2e}, nil
+	if want("end-to-end") || !ok {
+		secs, err := timeIt(true, func() (float64, error) {
+			t0 := time.Now()
+			err := run.do(ctx, run.m)
+			return time.Since(t0).Seconds(), err
+		})
+		if err != nil {
+			return nil, err
+		}
+		e2e := newResult(info, op, "end-to-end", in, secs)
+		if !ok {
+			return []Result{e2e}, nil
+		}
+		in.fresh()
+		h2d := transferBandwidth(ctx, d, in.matrix(), in.bytes())
+		e2e.RooflineFor = "host-device transfer"
+		if p, err := od.PinnedBandwidth(ctx, int(in.bytes()), 3); err == nil && p > h2d {
+			h2d, e2e.RooflineFor = p, "pinned host-device transfer" // what the staged transfers can reach
+		}
+		e2e.RooflineGB = h2d / 1e9
+		e2e.Fraction = transferBytes(op, in) / e2e.SecondsMed / h2d
+		rs = append(rs, e2e)
+	}
+	if !want("kernel") {
+		return rs, nil
 	}
 	copyBW, err := od.CopyBandwidth(ctx, min(4*rows*cols, 1<<28), repeat)
 	if err != nil {
 		return nil, err
 	}
-	in.fresh()
-	h2d := transferBandwidth(ctx, d, in.matrix(), in.bytes())
-	e2e.RooflineFor = "host-device transfer"
-	if p, err := od.PinnedBandwidth(ctx, int(in.bytes()), 3); err == nil && p > h2d {
-		h2d, e2e.RooflineFor = p, "pinned host-device transfer" // what the staged transfers can reach
-	}
-	e2e.RooflineGB = h2d / 1e9
-	e2e.Fraction = transferBytes(op, in) / e2e.SecondsMed / h2d
 	// Kernel-only: a resident buffer, kernel time from profiling events.
 	in.fresh()
 	dm, err := batch.Upload(ctx, d, run.m)
@@ -393,7 +411,7 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, 
 		return nil, err
 	}
 	defer dm.Release()
-	ksecs, err := timeIt(func() (float64, error) {
+	ksecs, err := timeIt(false, func() (float64, error) {
 		err := run.do(ctx, dm.Matrix())
 		return od.LastKernelTime().Seconds(), err
 	})
@@ -411,7 +429,7 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, 
 		traffic *= float64(1 + od.FusedReads(cols))
 	}
 	k.Fraction = traffic / k.SecondsMed / copyBW
-	return []Result{k, e2e}, nil
+	return append([]Result{k}, rs...), nil
 }
 
 // transferBytes is what crosses the bus end to end: the logits in, and

@@ -31,6 +31,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dtypes := fs.String("dtype", "float32", "the logits' element types, comma-separated: float32, bfloat16, float16 (or f32, bf16, f16), or all")
 	devs := fs.String("device", "cpu", "devices, comma-separated: all, cpu, cpu:portable, cpu:simd, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D")
 	repeat := fs.Int("repeat", 7, "timed repeats (after one warm-up); the median is reported")
+	mode := fs.String("mode", "", "OpenCL modes, comma-separated: kernel (resident logits, profiled kernel time), end-to-end (host logits, transfers counted); default both")
 	sweep := fs.String("sweep", "", "vocabulary sweep, e.g. vocab=8192,32000,50257,128256,256000 (overrides --vocab)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	plotTo := fs.String("plot", "", "write a plot of throughput against vocabulary to `FILE` (.svg, .png, .pdf, .eps, .jpg or .tif)")
@@ -80,13 +81,22 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchLinear(ctx, bench.LinearConfig{N: *rows, V: *vocab, D: *hidden, Budget: *budget, Devices: strings.Split(*devs, ","),
 			BLAS: bl, Repeat: *repeat, Peers: *peers, Peaked: *peaked, Filter: *filter, Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}, *asJSON, stdout)
 	}
+	var modes []string
+	if *mode != "" {
+		for _, m := range strings.Split(*mode, ",") {
+			if m != "kernel" && m != "end-to-end" {
+				return fmt.Errorf("--mode: unknown mode %q (kernel, end-to-end)", m)
+			}
+			modes = append(modes, m)
+		}
+	}
 	types, err := parseTypes(*dtypes)
 	if err != nil {
 		fmt.Fprintln(stderr, "xent bench:", err)
 		return errUsage
 	}
 	cfg := bench.Config{Batch: *rows, Vocabs: vocabs, Ops: strings.Split(*ops, ","), Devices: strings.Split(*devs, ","),
-		Repeat: *repeat, Peers: *peers, Types: types,
+		Repeat: *repeat, Peers: *peers, Types: types, Modes: modes,
 		Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
 	var rep *bench.Report
 	if *from != "" {

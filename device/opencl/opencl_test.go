@@ -257,7 +257,8 @@ func TestPast2p31OpenCL(t *testing.T) { spec.RunPast2p31(t, openTest(t)) }
 // xent_ce once returned early for ignored rows, before the barriers,
 // which PoCL's loopvec work-group method on Intel AVX-512 CPUs turned
 // into a crash (see the opening comment of xent.cl). With -short it runs
-// the smallest, the default and the largest size only.
+// the smallest, the default and the largest size only, on the reduced
+// table (spec.ConformanceCases).
 func TestEveryWorkGroupSize(t *testing.T) {
 	d0 := openTest(t)
 	maxWG, err := MaxWG(d0)
@@ -306,7 +307,11 @@ func TestEveryWorkGroupSize(t *testing.T) {
 			require.NoError(t, err)
 			defer d.Close()
 			require.Equal(t, wg, WG(d), "built at the size asked for")
-			for _, c := range append(cases, spec.Cases()...) {
+			table := spec.Cases()
+			if testing.Short() { // the reduced table: every kernel path, in seconds
+				table = spec.ConformanceCases()
+			}
+			for _, c := range append(cases, table...) {
 				t.Run(fmt.Sprintf("%s/%dx%d", c.Name, c.Rows, c.Cols), func(t *testing.T) { spec.RunCase(t, d, c, seed, 1e-5) })
 			}
 			d.ChunkBytes = 2 * 1037 * 4 // two rows a chunk: the double-buffered path

@@ -361,7 +361,13 @@ func runLinearCase(t *testing.T, ctx context.Context, dev device.Device, r *rand
 	ref := p.Reference()
 	budgets := []int{0}
 	if c.budgetsOK {
-		budgets = append(budgets, 64, 4*c.v*3+4)
+		budgets = append(budgets, 4*c.v*3+4)
+		// Tiles of one row and 16 classes: a product and a host sync each,
+		// thousands a call. -short (a GPU's suite within its lease, and
+		// the race detector's) samples them on the small vocabularies.
+		if !testing.Short() || c.v <= 5 {
+			budgets = append(budgets, 64)
+		}
 	}
 	for _, budget := range budgets {
 		t.Run(fmt.Sprintf("%v/%s/%dx%dx%d/budget=%d", typ, c.name, c.n, c.d, c.v, budget), func(t *testing.T) {

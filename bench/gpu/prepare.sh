@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# bench/gpu/prepare.sh: builds what bench/gpu/run.sh runs on a GPU machine
+# that has no Go toolchain, into .gpu/ (ignored by git): the xent command
+# and the OpenCL test binaries (CGO_ENABLED=0, xz-compressed), and Debian's
+# ICD loader and CLBlast unpacked (CLBlast needs only libOpenCL and the C++
+# runtime, which such a machine has). Carry .gpu/ with the tree.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p .gpu
+CGO_ENABLED=0 go build -o .gpu/xent ./cmd/xent
+CGO_ENABLED=0 go test -c -o .gpu/opencl.test ./device/opencl
+CGO_ENABLED=0 go test -c -o .gpu/cl.test ./device/opencl/internal/cl
+for b in xent opencl.test cl.test; do
+	xz -6 -T0 -f ".gpu/$b"
+done
+cd .gpu
+rm -rf icd clblast ./*.deb
+apt-get download -qq ocl-icd-libopencl1 libclblast1 2>/dev/null
+dpkg -x ocl-icd-libopencl1_*.deb icd
+dpkg -x libclblast1_*.deb clblast
+rm -f ./*.deb
+# The libraries under their sonames, as files (links do not travel).
+lib=usr/lib/x86_64-linux-gnu
+mv -f "icd/$lib/libOpenCL.so.1.0.0" "icd/$lib/libOpenCL.so.1"
+mv -f "clblast/$lib/libclblast.so.1.5.3" "clblast/$lib/libclblast.so.1"
+rm -rf icd/usr/share clblast/usr/share
+du -sh .
