@@ -88,7 +88,7 @@ stage() {
 	local name=$1 limit=$2
 	shift 2
 	local t0=$SECONDS
-	echo "== $name (limit ${limit} s)"
+	echo "== $name (limit ${limit} s)" >&2
 	timeout --kill-after=5 "$limit" bash -o pipefail -c "$(printf '%q ' "$@")"
 	local rc=$?
 	[ "$rc" = 0 ] || status=1

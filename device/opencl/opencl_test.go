@@ -306,7 +306,14 @@ func TestEveryWorkGroupSize(t *testing.T) {
 			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), wg, unroll, rc)
 			require.NoError(t, err)
 			defer d.Close()
-			require.Equal(t, wg, WG(d), "built at the size asked for")
+			// Built at the size asked for, or, where a kernel's own limit
+			// (CL_KERNEL_WORK_GROUP_SIZE: its registers) is below it, at
+			// the largest power of two that every kernel takes (NVIDIA's
+			// H200 takes 256 at unroll 8 where the device allows 1024).
+			if got := WG(d); got != wg {
+				require.Less(t, got, wg, "built at %d, more than asked for", got)
+				t.Logf("built at work-group size %d: the kernels' limit on this device is below %d", got, wg)
+			}
 			table := spec.Cases()
 			if testing.Short() { // the reduced table: every kernel path, in seconds
 				table = spec.ConformanceCases()
