@@ -257,8 +257,8 @@ func TestPast2p31OpenCL(t *testing.T) { spec.RunPast2p31(t, openTest(t)) }
 // xent_ce once returned early for ignored rows, before the barriers,
 // which PoCL's loopvec work-group method on Intel AVX-512 CPUs turned
 // into a crash (see the opening comment of xent.cl). With -short it runs
-// the smallest, the default and the largest size only, on the reduced
-// table (spec.ConformanceCases).
+// the smallest and the largest size only, on the reduced table
+// (spec.ConformanceCases).
 func TestEveryWorkGroupSize(t *testing.T) {
 	d0 := openTest(t)
 	maxWG, err := MaxWG(d0)
@@ -299,8 +299,8 @@ func TestEveryWorkGroupSize(t *testing.T) {
 		if wg == maxWG {
 			unroll = 8
 		}
-		if testing.Short() && wg != 1 && wg != maxWG && wg != WG(d0) {
-			continue // -short (the race detector's run): the ends and the default
+		if testing.Short() && wg != 1 && wg != maxWG {
+			continue // -short (a GPU's suite, the race detector's run): the ends (the default runs every other test)
 		}
 		t.Run(fmt.Sprintf("wg=%d/unroll=%d/rc=%d", wg, unroll, rc), func(t *testing.T) {
 			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), wg, unroll, rc)
@@ -360,7 +360,14 @@ func TestStagedOpenCL(t *testing.T) {
 // linear's filter kernel on a small problem; and the copy probe. It is
 // what CI runs under Oclgrind, which reports any out-of-bounds access,
 // data race or barrier divergence and any misuse of the API.
+//
+// With -short (a GPU's suite within its lease, the race detector's run)
+// it is left out: TestSpecOpenCL, TestShardsOpenCL, TestResidentOpenCL
+// and TestStagedOpenCL run the same paths on the whole table.
 func TestConformanceOpenCL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the whole table's tests cover it (.ci/oclgrind runs it in full)")
+	}
 	cases := spec.ConformanceCases()
 	for _, rc := range []int{1, 0} {
 		t.Run(fmt.Sprintf("rc=%d", rc), func(t *testing.T) {
