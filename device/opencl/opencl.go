@@ -208,11 +208,14 @@ type tuning struct{ wg, unroll, rc int }
 // of two), XENT_OPENCL_UNROLL (1 to 8) and XENT_OPENCL_RC (0 to 64)
 // override it, for tuning runs such as bench/gpu/run.sh's. acquire caps
 // the work-group size at what the device allows (maxWG) and what the
-// compiled kernels allow. RC 16 keeps 64 floats a work-item, a quarter of
-// the registers a GPU thread may have: rows of up to 16384 columns at WG
-// 256 (65536 at 1024).
+// compiled kernels allow. On GPUs RC is 0: on an NVIDIA H200 the registers
+// RC 16 reserves (64 floats a work-item) cost the fused kernel a third of
+// its speed at 4096 × 128256 whatever the work-group size (780 against
+// 1265 GB/s kernel-only, bench/gpu/results-2026-12-04/tune.txt; 25% at
+// 1024 × 50257 on 2026-11-27), rows too long to be kept; rows short enough
+// to be kept are unmeasured there. CPU devices keep RC 8.
 func tunables(kind string) tuning {
-	tn := tuning{wg: 256, unroll: 2, rc: 16}
+	tn := tuning{wg: 256, unroll: 2, rc: 0}
 	if kind == "cpu" {
 		tn = tuning{wg: 64, unroll: 1, rc: 8}
 	}
