@@ -58,15 +58,11 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *rows < 1 || *vocab < 1 {
 		return fmt.Errorf("--batch and --vocab must be ≥ 1")
 	}
-	format, err := plotFormat("--plot", *plotTo)
+	plotOut, format, err := planPlot([]named{{"--from", *from}}, "--plot", *plotTo)
 	if err != nil {
 		return err
 	}
-	outs, err := plan([]named{{"--from", *from}}, named{"--plot", *plotTo})
-	if err != nil {
-		return err
-	}
-	defer discardAll(outs)
+	defer plotOut.discard()
 	if w := cpu.ExperimentWarning(); w != "" && *from == "" {
 		fmt.Fprintf(stderr, "xent bench: warning: %s\n", w)
 	}
@@ -107,7 +103,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := outs[0].write(func(w io.Writer) error { return bench.Plot(w, rep, format) }); err != nil {
+	if err := plotOut.write(func(w io.Writer) error { return bench.Plot(w, rep, format) }); err != nil {
 		return err
 	}
 	if *asJSON {

@@ -31,16 +31,12 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *linear {
-		format, err := plotFormat("--plot", *plotTo)
+		plotOut, format, err := planPlot([]named{{"--text", *text}}, "--plot", *plotTo)
 		if err != nil {
 			return err
 		}
-		outs, err := plan([]named{{"--text", *text}}, named{"--plot", *plotTo})
-		if err != nil {
-			return err
-		}
-		defer discardAll(outs)
-		return demoLinear(ctx, *text, *epochs, outs[0], format, stdout)
+		defer plotOut.discard()
+		return demoLinear(ctx, *text, *epochs, plotOut, format, stdout)
 	}
 	d, err := device.Open(*dev)
 	if err != nil {

@@ -263,6 +263,20 @@ func (o *output) discard() {
 	o.tmp = nil
 }
 
+// planPlot plans a plot output (plan), its format checked first
+// (plotFormat): o is nil when path is "" (not asked for); the caller
+// discards o when it is not written.
+func planPlot(inputs []named, flag, path string) (o *output, format string, err error) {
+	if format, err = plotFormat(flag, path); err != nil {
+		return nil, "", err
+	}
+	outs, err := plan(inputs, named{flag, path})
+	if err != nil {
+		return nil, "", err
+	}
+	return outs[0], format, nil
+}
+
 // plotFormat returns the format of a plot output by its extension (""
 // when path is ""), or an error naming flag, before any work is done.
 func plotFormat(flag, path string) (string, error) {
