@@ -324,3 +324,52 @@ func TestGuards(t *testing.T) {
 		}
 	}
 }
+
+// TestConfident runs the confident rows of the shared table (1 - p_t from
+// 0.5 down to 1e-7, and p_t = 1) through every implementation this build
+// and CPU run — NEON among them under QEMU in CI, which runs this package
+// alone — in float32 and the half types, forward and fused in place: each
+// loss within spec.LossTol relative, each gradient entry within spec's
+// row tolerance of its row's largest (spec.RowClose).
+func TestConfident(t *testing.T) {
+	rng := seed.Rand(t, 27)
+	for _, impl := range impls() {
+		for _, cols := range []int{3*cpu.Chunk + 5, 37} {
+			for _, typ := range []cpu.DType{cpu.F32, cpu.BF16, cpu.F16} {
+				rows := len(spec.Confidences)
+				x := make([]float32, rows*cols)
+				tg := make([]int32, rows)
+				spec.Confident(rng, x, tg, rows, cols, cols)
+				for k := range x {
+					x[k] = typ.Round(x[k])
+				}
+				ref := spec.Reference(x, rows, cols, cols, tg, spec.Opts{Ignore: spec.DefaultIgnore})
+				m := cpu.Matrix{Data: x, Rows: rows, Cols: cols, Stride: cols, Type: typ}
+				g := &cpu.Grad{Data: x, Stride: cols, Scale: ones(rows), Type: typ}
+				if typ != cpu.F32 {
+					h := make([]uint16, len(x))
+					cpu.Narrow(h, x, typ)
+					m = cpu.Matrix{Half: h, Rows: rows, Cols: cols, Stride: cols, Type: typ}
+					g = &cpu.Grad{Half: h, Stride: cols, Scale: ones(rows), Type: typ}
+				}
+				loss := make([]float32, rows)
+				impl.CrossEntropy(cpu.Out{Loss: loss}, g, m, tg, &cpu.Problem{WeightSum: float64(cols)})
+				grad := x
+				if typ != cpu.F32 {
+					grad = make([]float32, len(x))
+					cpu.Widen(grad, m.Half, typ)
+				}
+				for i := range rows {
+					require.True(t, spec.LossClose(float64(loss[i]), ref.Loss[i]), "%s %v cols %d row %d (1 - p_t %g): loss %v, want %v",
+						impl.Name(), typ, cols, i, spec.Confidences[i], loss[i], ref.Loss[i])
+					big := spec.RowMax(ref.Grad[i])
+					for j := range cols {
+						got := grad[i*cols+j]
+						require.True(t, spec.RowClose(typ, got, ref.Grad[i][j], big), "%s %v cols %d row %d col %d: gradient %v, want %v (row's largest %g)",
+							impl.Name(), typ, cols, i, j, got, ref.Grad[i][j], big)
+					}
+				}
+			}
+		}
+	}
+}
