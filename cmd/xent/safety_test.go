@@ -352,7 +352,11 @@ func TestInterrupt(t *testing.T) {
 				if len(ents) > 0 {
 					break
 				}
-				require.True(t, time.Now().Before(deadline), "no temporary output appeared: %s", e.String())
+				if !time.Now().Before(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait() // stderr is read by then
+					require.Failf(t, "no temporary output appeared", "%s", e.String())
+				}
 				time.Sleep(time.Millisecond)
 			}
 			time.Sleep(50 * time.Millisecond)
