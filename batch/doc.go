@@ -47,7 +47,7 @@
 //
 // A classifier split across devices or machines gives each holder the
 // columns of its classes: with [Shard], [Loss.Partials] gives each row's
-// [Partial] over them (its max, Σ exp, target logit, argmax and smoothing
+// [Partial] over them (its max, Σ exp less the max's own term, target logit, argmax and smoothing
 // sums), partials merge exactly (their Merge method, or one's own all-reduce),
 // [Loss.Finish] gives the loss from the merged partials and
 // [Loss.Backward] each holder's gradient of its columns.

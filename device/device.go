@@ -35,7 +35,8 @@
 //
 // The work on a row is split in two so that the vocabulary can be split
 // too: [Device.Partials] gives each row's [Partial] over the columns a
-// device holds (its max, sum of exponentials, target logit and argmax),
+// device holds (its max, sum of exponentials less the max's own term,
+// target logit and argmax),
 // partials of disjoint column ranges merge ([Partial.Merge]), the merged
 // partial gives the loss ([Problem.Finish]) and [Device.Backward] the
 // gradient of the columns a device holds. [Device.CrossEntropy] does the
