@@ -356,8 +356,8 @@ func TestStagedOpenCL(t *testing.T) {
 // type, on the reduced table (spec.ConformanceCases): built with the row
 // kept in registers (RC 1: rows of up to 4·WG columns) and without (RC
 // 0), whole and in chunks of two rows, staged as on a GPU and not, by
-// shards (the partial and backward kernels) and resident; the fused
-// linear's filter kernel on a small problem; and the copy probe. It is
+// shards (the partial and backward kernels) and resident; and the copy
+// probe (TestConformanceLinearOpenCL has the fused linear's). It is
 // what CI runs under Oclgrind, which reports any out-of-bounds access,
 // data race or barrier divergence and any misuse of the API.
 //
@@ -392,13 +392,27 @@ func TestConformanceOpenCL(t *testing.T) {
 				}
 			}
 			d.Staging, d.ChunkBytes = false, 0
-			if d.Caps().Linear { // CLBlast: its products and our filter kernel
-				spec.RunLinearFilterSized(t, d, 19, 64, 301)
-			}
 			_, err = d.CopyBandwidth(context.Background(), 1<<16, 1)
 			require.NoError(t, err)
 			_, err = d.PinnedBandwidth(context.Background(), 1<<16, 1)
 			require.NoError(t, err)
 		})
 	}
+}
+
+// TestConformanceLinearOpenCL is TestConformanceOpenCL's part for the fused
+// linear: CLBlast's products and our filter kernel on a small problem (a
+// test of its own, which PoCL's repl method leaves out with the other
+// linear tests: it replicates CLBlast's kernels per work-item, minutes
+// each).
+func TestConformanceLinearOpenCL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: TestLinearFilterOpenCL covers it (.ci/oclgrind runs it in full)")
+	}
+	linearTest(t, func(t *testing.T) {
+		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), 16, 2, 0)
+		require.NoError(t, err)
+		defer d.Close()
+		spec.RunLinearFilterSized(t, d, 19, 64, 301)
+	})
 }
