@@ -57,8 +57,10 @@ inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wt
         *ct = z;
         acc_add(&a, capz(z, cap, icap, flags), z, j, hasw ? wts[j] : 1.0f, smooth);
     }
-    a.s -= a.c; /* the compensated sum; the merges add only log2(WG) times */
-    a.c = 0.0f;
+    a.s -= a.c; /* the compensated sums; the merges add only log2(WG) times */
+    a.d -= a.cd;
+    a.w -= a.cw;
+    a.c = a.cd = a.cw = 0.0f;
     return a;
 }
 
