@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/device"
 )
 
@@ -13,7 +14,8 @@ import (
 // never held (see [Budget]). Every option of [Loss] applies. It is
 // immutable and safe for concurrent use.
 type Linear struct {
-	loss *Loss
+	loss  *Loss
+	fused device.FusedLinear // the device's, or the CPU's (device.LinearOf)
 }
 
 // LinearGrads says where the gradients of a fused linear call go: dL/dH
@@ -30,17 +32,15 @@ type LinearGrads struct {
 }
 
 // NewLinear returns a fused linear cross-entropy computing on dev with the
-// options given. dev must have the operation (device.Caps().Linear; the
-// CPU has it): otherwise the error wraps device.ErrNotImplemented.
+// options given: dev runs it where it can (device.Caps().Linear), else
+// the CPU does, on host matrices (device.LinearOf; dev's Info().Note says
+// so).
 func NewLinear(dev device.Device, opts ...Option) (*Linear, error) {
 	l, err := New(dev, opts...)
 	if err != nil {
 		return nil, err
 	}
-	if !dev.Caps().Linear {
-		return nil, &inputError{kind: device.ErrNotImplemented, msg: "batch: " + dev.Info().Spec + " has no fused linear cross-entropy"}
-	}
-	return &Linear{loss: l}, nil
+	return &Linear{loss: l, fused: device.LinearOf(dev)}, nil
 }
 
 // Device returns the device the loss computes on.
@@ -56,9 +56,9 @@ func checkHost(name string, m Matrix, what string, half bool) (Matrix, error) {
 	switch {
 	case m.Buf != nil:
 		return m, errorf(ErrOption, "%s: the fused linear takes host matrices", name)
-	case m.Type != device.F32 && !half:
+	case m.Type != ce.F32 && !half:
 		return m, errorf(ErrOption, "%s: element type %v (the gradients are float32)", name, m.Type)
-	case m.Type > device.F16:
+	case m.Type > ce.F16:
 		return m, errorf(ErrOption, "%s: unknown element type %v", name, m.Type)
 	case m.Rows < 0 || m.Cols < 0:
 		return m, errorf(ErrShape, "%s: negative shape %d × %d", name, m.Rows, m.Cols)
@@ -80,9 +80,11 @@ func checkResident(dev device.Device, name string, m Matrix, half bool) (Matrix,
 	switch {
 	case !dev.Caps().Resident:
 		return m, errorf(ErrOption, "%s: %s keeps no resident buffers", name, dev.Info().Spec)
-	case !device.Same(m.Buf.Owner(), dev):
-		return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, m.Buf.Owner().Info().Spec, dev.Info().Spec)
-	case m.Buf.Type() != device.F32 || m.Type != device.F32:
+	case !dev.Caps().Linear:
+		return m, errorf(ErrOption, "%s: %s runs the fused linear on the CPU: W and dW are host matrices", name, dev.Info().Spec)
+	case device.OwnerOf(m.Buf) != dev:
+		return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, device.SpecOf(m.Buf), dev.Info().Spec)
+	case m.Buf.Type() != ce.F32 || m.Type != ce.F32:
 		return m, errorf(ErrOption, "%s: element type %v (float32 only)", name, m.Buf.Type())
 	case m.Rows != m.Buf.Rows() || m.Cols != m.Buf.Cols() || m.Stride != m.Cols && m.Stride != 0 || m.Data != nil:
 		return m, errorf(ErrShape, "%s: a device matrix is its buffer's %d × %d rows, dense, with no host data", name, m.Buf.Rows(), m.Buf.Cols())
@@ -95,7 +97,7 @@ func checkResident(dev device.Device, name string, m Matrix, half bool) (Matrix,
 
 // prepareLinear validates H, W, the bias and the targets against each
 // other and the options.
-func (l *Linear) prepareLinear(h, w Matrix, bias []float32, targets []int32) (*prepared, *device.Linear, error) {
+func (l *Linear) prepareLinear(h, w Matrix, bias []float32, targets []int32) (*prepared, *ce.Linear, error) {
 	h, err := checkHost("hidden states", h, "features", true)
 	if err != nil {
 		return nil, nil, err
@@ -125,13 +127,13 @@ func (l *Linear) prepareLinear(h, w Matrix, bias []float32, targets []int32) (*p
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, &device.Linear{H: h, W: w, Bias: bias, Budget: c.budget, Filter: float32(c.filter)}, nil
+	return p, &ce.Linear{H: h, W: w, Bias: bias, Budget: c.budget, Filter: float32(c.filter)}, nil
 }
 
 // gradsOf validates g against the inputs of lin and returns the device's
 // gradients with the per-row scales of up.
-func (l *Linear) gradsOf(p *prepared, lin *device.Linear, g LinearGrads, up Upstream) (*device.LinearGrad, error) {
-	var dg device.LinearGrad
+func (l *Linear) gradsOf(p *prepared, lin *ce.Linear, g LinearGrads, up Upstream) (*ce.LinearGrad, error) {
+	var dg ce.LinearGrad
 	inputs := []Matrix{lin.H, lin.W}
 	var outs []Matrix
 	for _, d := range []struct {
@@ -194,8 +196,8 @@ func (l *Linear) Forward(ctx context.Context, h, w Matrix, bias []float32, targe
 	if err != nil {
 		return Result{}, err
 	}
-	return l.loss.run(p, func(out device.Out) error {
-		return l.loss.dev.LinearCrossEntropy(ctx, out, nil, lin, p.targets, &p.prob)
+	return l.loss.run(p, func(out ce.Out) error {
+		return l.fused.LinearCrossEntropy(ctx, out, nil, lin, p.targets, &p.prob)
 	})
 }
 
@@ -214,8 +216,8 @@ func (l *Linear) ForwardBackward(ctx context.Context, g LinearGrads, h, w Matrix
 	if err != nil {
 		return Result{}, err
 	}
-	return l.loss.run(p, func(out device.Out) error {
-		return l.loss.dev.LinearCrossEntropy(ctx, out, dg, lin, p.targets, &p.prob)
+	return l.loss.run(p, func(out ce.Out) error {
+		return l.fused.LinearCrossEntropy(ctx, out, dg, lin, p.targets, &p.prob)
 	})
 }
 
@@ -232,13 +234,13 @@ func (l *Linear) Partials(ctx context.Context, dst []Partial, h, w Matrix, bias 
 	}
 	for i, t := range p.targets {
 		if t >= 0 {
-			dst[i] = device.EmptyPartial()
+			dst[i] = ce.EmptyPartial()
 		}
 	}
 	if h.Rows == 0 {
 		return nil
 	}
-	return l.loss.dev.LinearPartials(ctx, dst, lin, p.targets, &p.prob)
+	return l.fused.LinearPartials(ctx, dst, lin, p.targets, &p.prob)
 }
 
 // Finish returns the Result of rows whose partials over the whole
@@ -273,5 +275,5 @@ func (l *Linear) Backward(ctx context.Context, g LinearGrads, h, w Matrix, bias 
 		return nil
 	}
 	dg.AddH = true
-	return l.loss.dev.LinearBackward(ctx, *dg, lin, p.targets, part, &p.prob)
+	return l.fused.LinearBackward(ctx, *dg, lin, p.targets, part, &p.prob)
 }

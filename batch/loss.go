@@ -6,6 +6,7 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/device"
 )
 
@@ -15,16 +16,16 @@ import (
 // and float16 (F16); a Stride of 0 means Cols. The arithmetic is float32
 // whatever the type. A Matrix from DeviceMatrix.Matrix refers to rows
 // held in a device's memory instead.
-type Matrix = device.Matrix
+type Matrix = ce.Matrix
 
 // DType is a matrix's element type.
-type DType = device.DType
+type DType = ce.DType
 
 // The element types.
 const (
-	F32  = device.F32
-	BF16 = device.BF16
-	F16  = device.F16
+	F32  = ce.F32
+	BF16 = ce.BF16
+	F16  = ce.F16
 )
 
 // NewMatrix returns the dense matrix view of data as rows × cols.
@@ -40,7 +41,7 @@ func NewHalfMatrix(bits []uint16, t DType, rows, cols int) Matrix {
 
 // Partial is what a shard of the vocabulary gives for one row (see
 // Loss.Partials): partials of disjoint shards merge with Merge.
-type Partial = device.Partial
+type Partial = ce.Partial
 
 // Loss is a configured cross-entropy on one device. It is immutable and
 // safe for concurrent use.
@@ -106,8 +107,8 @@ func checkMatrix(dev device.Device, name string, m Matrix) (Matrix, error) {
 			return m, errorf(ErrOption, "%s: the device matrix holds %v, the matrix says %v", name, m.Buf.Type(), m.Type)
 		}
 		switch {
-		case !device.Same(m.Buf.Owner(), dev):
-			return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, m.Buf.Owner().Info().Spec, dev.Info().Spec)
+		case device.OwnerOf(m.Buf) != dev:
+			return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, device.SpecOf(m.Buf), dev.Info().Spec)
 		case m.Rows != m.Buf.Rows() || m.Cols != m.Buf.Cols() || m.Stride != m.Cols || m.Data != nil || m.Half != nil:
 			return m, errorf(ErrShape, "%s: a device matrix is its buffer's %d × %d rows, dense, with no host data", name, m.Buf.Rows(), m.Buf.Cols())
 		}
@@ -151,7 +152,7 @@ type prepared struct {
 	targets []int32 // -1 for ignored rows
 	counted int64
 	denom   float64
-	prob    device.Problem
+	prob    ce.Problem
 }
 
 // prepare validates x, its targets and the options against each other.
@@ -208,7 +209,7 @@ func (l *Loss) prepareTargets(rows, vocab int, targets []int32) (*prepared, erro
 	if c.weights == nil {
 		p.denom = float64(p.counted)
 	}
-	p.prob = device.Problem{
+	p.prob = ce.Problem{
 		Smoothing: float32(c.smoothing), ZLoss: float32(c.zloss), Softcap: float32(c.softcap),
 		Weights: c.weights, WeightSum: float64(vocab), Col0: c.col0, Vocab: c.vocab,
 	}
@@ -236,7 +237,7 @@ func (l *Loss) Forward(ctx context.Context, x Matrix, targets []int32) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
-	return l.run(p, func(out device.Out) error {
+	return l.run(p, func(out ce.Out) error {
 		return l.dev.CrossEntropy(ctx, out, nil, p.x, p.targets, &p.prob)
 	})
 }
@@ -259,14 +260,14 @@ func (l *Loss) ForwardBackward(ctx context.Context, grad Grad, x Matrix, targets
 	if err != nil {
 		return Result{}, err
 	}
-	return l.run(p, func(out device.Out) error {
+	return l.run(p, func(out ce.Out) error {
 		return l.dev.CrossEntropy(ctx, out, g, p.x, p.targets, &p.prob)
 	})
 }
 
 // gradOf validates grad against p's logits and returns the device's
 // gradient with the per-row scales of up.
-func (l *Loss) gradOf(p *prepared, grad Grad, up Upstream) (*device.Grad, error) {
+func (l *Loss) gradOf(p *prepared, grad Grad, up Upstream) (*ce.Grad, error) {
 	g, err := checkMatrix(l.dev, "gradient", grad.m)
 	if err != nil {
 		return nil, err
@@ -288,7 +289,7 @@ func (l *Loss) gradOf(p *prepared, grad Grad, up Upstream) (*device.Grad, error)
 	if err != nil {
 		return nil, err
 	}
-	return &device.Grad{Data: g.Data, Half: g.Half, Type: g.Type, Stride: g.Stride, Scale: scale, Buf: g.Buf}, nil
+	return &ce.Grad{Data: g.Data, Half: g.Half, Type: g.Type, Stride: g.Stride, Scale: scale, Buf: g.Buf}, nil
 }
 
 // scales returns the per-row gradient factors for up.
@@ -340,9 +341,9 @@ func overlap(a, b Matrix) bool {
 
 // run calls compute with the per-row outputs the options need and reduces
 // them (reduce).
-func (l *Loss) run(p *prepared, compute func(device.Out) error) (Result, error) {
+func (l *Loss) run(p *prepared, compute func(ce.Out) error) (Result, error) {
 	rows := p.x.Rows
-	out := device.Out{Loss: make([]float32, rows), Correct: make([]bool, rows)}
+	out := ce.Out{Loss: make([]float32, rows), Correct: make([]bool, rows)}
 	if l.cfg.zloss > 0 || l.cfg.keepRows {
 		out.LSE = make([]float32, rows)
 	}
@@ -355,7 +356,7 @@ func (l *Loss) run(p *prepared, compute func(device.Out) error) (Result, error) 
 }
 
 // reduce reduces per-row results in float64, in row order.
-func (l *Loss) reduce(p *prepared, out device.Out) Result {
+func (l *Loss) reduce(p *prepared, out ce.Out) Result {
 	c := &l.cfg
 	r := Result{Stats: Stats{Rows: int64(p.x.Rows), Counted: p.counted, Denom: p.denom}}
 	for i, t := range p.targets {

@@ -48,7 +48,7 @@ type config struct {
 	weights   []float32
 	weightSum float64 // Σ weights, set by validate
 	keepRows  bool
-	budget    int // bytes of logits a Linear holds at once (0: device.DefaultBudget)
+	budget    int // bytes of logits a Linear holds at once (0: ce.DefaultBudget)
 	filter    float64
 	col0      int // the shard: columns [col0, col0+cols) of vocab classes (vocab 0: whole)
 	vocab     int
@@ -98,14 +98,14 @@ func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 func Shard(col0, vocab int) Option { return func(c *config) { c.col0, c.vocab = col0, vocab } }
 
 // Budget sets the bytes of logits a [Linear] holds at a time (default
-// device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when that is
+// ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when that is
 // more): its tiles of rows × classes stay within
 // it (a tile is at least one logit). It does not apply to a Loss, whose
 // logits are the caller's.
 func Budget(bytes int) Option { return func(c *config) { c.budget = bytes } }
 
 // GradFilter turns on gradient filtering in a [Linear]'s backward (Cut
-// Cross-Entropy's; off by default): a block of device.FilterBlock classes
+// Cross-Entropy's; off by default): a block of ce.FilterBlock classes
 // × a chunk's rows whose every |softmax - target| (the gradient before
 // the upstream factor) is below eps adds nothing to dH, dW and db. The
 // loss is unchanged; each gradient entry moves by at most eps·|s_i| times

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/device"
 )
 
@@ -39,7 +40,7 @@ func Upload(ctx context.Context, dev device.Device, x Matrix) (*DeviceMatrix, er
 // Matrix returns the Matrix that refers to m: pass it to Forward,
 // ForwardBackward (as the logits and as the gradient: the gradient
 // replaces the logits on the device), LogSumExp, Partials and Backward.
-func (m *DeviceMatrix) Matrix() Matrix { return device.BufferMatrix(m.buf) }
+func (m *DeviceMatrix) Matrix() Matrix { return ce.BufferMatrix(m.buf) }
 
 // Grad returns the gradient destination that is m itself: the gradient
 // of ForwardBackward(ctx, m.Grad(), m.Matrix(), …) replaces the logits on

@@ -3,7 +3,7 @@ package batch
 import (
 	"context"
 
-	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/ce"
 )
 
 // Partials sets dst[i] to the partial of row i of x, whose columns are the
@@ -32,7 +32,7 @@ func (l *Loss) Partials(ctx context.Context, dst []Partial, x Matrix, targets []
 func NewPartials(rows int) []Partial {
 	ps := make([]Partial, rows)
 	for i := range ps {
-		ps[i] = device.EmptyPartial()
+		ps[i] = ce.EmptyPartial()
 	}
 	return ps
 }
@@ -49,7 +49,7 @@ func (l *Loss) Finish(part []Partial, targets []int32) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return l.run(p, func(out device.Out) error {
+	return l.run(p, func(out ce.Out) error {
 		for i, t := range p.targets {
 			if t < 0 {
 				continue

@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/blas"
 	"github.com/xentlab/xent/internal/gen"
+	"github.com/xentlab/xent/internal/tiles"
 )
 
 // LinearResult is the timing of one fused linear operation.
@@ -213,12 +215,12 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 				work := 2.0
 				if op != "linear-forward" {
 					work = 6
-					if c.Budget > 0 && c.Budget/4/c.V < min(c.N, 64) { // tiles of the vocabulary (device.Linear)
+					if c.Budget > 0 && c.Budget/4/c.V < min(c.N, 64) { // tiles of the vocabulary (ce.Linear)
 						work = 8
 					}
 				}
 				info := rd.Info()
-				pl := device.PlanLinear(&device.Linear{H: batch.NewMatrix(h, c.N, c.D), W: batch.NewMatrix(w, c.V, c.D), Budget: c.Budget}, tg)
+				pl := tiles.PlanOf(&ce.Linear{H: batch.NewMatrix(h, c.N, c.D), W: batch.NewMatrix(w, c.V, c.D), Budget: c.Budget}, tg)
 				// On a device: the tile, W, dW, H's and dH's chunks.
 				devMB := float64(pl.R*pl.C+2*c.V*c.D+2*pl.R*c.D) * 4 / 1e6
 				res := LinearResult{Device: info.Spec, Kernel: info.Kernel + ", " + info.BLAS, Op: op, N: c.N, V: c.V, D: c.D,

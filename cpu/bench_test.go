@@ -6,6 +6,7 @@ import (
 
 	"gonum.org/v1/gonum/floats"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/internal/gen"
 )
@@ -64,7 +65,7 @@ func benchLSE(k *cpu.Impl, dst, x []float32, cols, stride int) func(*testing.B) 
 	return func(b *testing.B) {
 		b.SetBytes(int64(4 * len(dst) * cols))
 		for b.Loop() {
-			k.LogSumExp(dst, cpu.Matrix{Data: x, Rows: len(dst), Cols: cols, Stride: stride})
+			k.LogSumExp(dst, ce.Matrix{Data: x, Rows: len(dst), Cols: cols, Stride: stride})
 		}
 	}
 }
@@ -77,27 +78,27 @@ func BenchmarkCrossEntropy(b *testing.B) {
 		for i := range scale {
 			scale[i] = 1 / float32(sz.rows)
 		}
-		m := cpu.Matrix{Data: x, Rows: sz.rows, Cols: sz.cols, Stride: sz.cols}
+		m := ce.Matrix{Data: x, Rows: sz.rows, Cols: sz.cols, Stride: sz.cols}
 		for _, k := range impls() {
 			for _, o := range []struct {
 				name string
-				p    *cpu.Problem
+				p    *ce.Problem
 			}{
-				{"none", &cpu.Problem{WeightSum: float64(sz.cols)}},
-				{"smoothing", &cpu.Problem{Smoothing: 0.1, WeightSum: float64(sz.cols)}},
-				{"softcap", &cpu.Problem{Softcap: 30, WeightSum: float64(sz.cols)}},
+				{"none", &ce.Problem{WeightSum: float64(sz.cols)}},
+				{"smoothing", &ce.Problem{Smoothing: 0.1, WeightSum: float64(sz.cols)}},
+				{"softcap", &ce.Problem{Softcap: 30, WeightSum: float64(sz.cols)}},
 			} {
 				b.Run(fmt.Sprintf("op=forward/opts=%s/impl=%s/%dx%d", o.name, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
 					b.SetBytes(int64(4 * len(x)))
 					for b.Loop() {
-						k.CrossEntropy(cpu.Out{Loss: loss}, nil, m, t, o.p)
+						k.CrossEntropy(ce.Out{Loss: loss}, nil, m, t, o.p)
 					}
 				})
 				b.Run(fmt.Sprintf("op=fused/opts=%s/impl=%s/%dx%d", o.name, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
 					b.SetBytes(int64(4 * len(x)))
 					b.ReportAllocs()
 					for b.Loop() { // in place: the gradient of a gradient is still a valid input
-						k.CrossEntropy(cpu.Out{Loss: loss}, &cpu.Grad{Data: x, Stride: sz.cols, Scale: scale}, m, t, o.p)
+						k.CrossEntropy(ce.Out{Loss: loss}, &ce.Grad{Data: x, Stride: sz.cols, Scale: scale}, m, t, o.p)
 					}
 				})
 			}
@@ -117,26 +118,26 @@ func BenchmarkTypes(b *testing.B) {
 	for i := range scale {
 		scale[i] = 1 / float32(sz.rows)
 	}
-	p := &cpu.Problem{WeightSum: float64(sz.cols)}
-	for _, typ := range cpu.Types {
-		m := cpu.NewDense(sz.rows, sz.cols, typ)
-		if typ == cpu.F32 {
+	p := &ce.Problem{WeightSum: float64(sz.cols)}
+	for _, typ := range ce.Types {
+		m := ce.NewDense(sz.rows, sz.cols, typ)
+		if typ == ce.F32 {
 			copy(m.Data, x)
 		} else {
 			cpu.Narrow(m.Half, x, typ)
 		}
-		g := &cpu.Grad{Data: m.Data, Half: m.Half, Stride: sz.cols, Scale: scale, Type: typ}
+		g := &ce.Grad{Data: m.Data, Half: m.Half, Stride: sz.cols, Scale: scale, Type: typ}
 		for _, k := range impls() {
 			b.Run(fmt.Sprintf("op=forward/type=%v/impl=%s/%dx%d", typ, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
 				b.SetBytes(int64(4 * len(x)))
 				for b.Loop() {
-					k.CrossEntropy(cpu.Out{Loss: loss}, nil, m, t, p)
+					k.CrossEntropy(ce.Out{Loss: loss}, nil, m, t, p)
 				}
 			})
 			b.Run(fmt.Sprintf("op=fused/type=%v/impl=%s/%dx%d", typ, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
 				b.SetBytes(int64(4 * len(x)))
 				for b.Loop() {
-					k.CrossEntropy(cpu.Out{Loss: loss}, g, m, t, p)
+					k.CrossEntropy(ce.Out{Loss: loss}, g, m, t, p)
 				}
 			})
 		}

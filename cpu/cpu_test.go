@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/internal/seed"
 	"github.com/xentlab/xent/internal/spec"
@@ -29,20 +30,20 @@ func targets(rng *rand.Rand, rows, cols int) []int32 {
 	return t
 }
 
-// ce runs k.CrossEntropy without options on the rows × cols of x (row i
+// crossEntropy runs k.CrossEntropy without options on the rows × cols of x (row i
 // at x[i*stride:]), writing out and, when grad is not nil, the gradient
 // (row i at grad[i*gstride:], scaled by scale[i]).
-func ce(k *cpu.Impl, x []float32, t []int32, rows, cols, stride int, out cpu.Out, grad []float32, gstride int, scale []float32) {
-	var g *cpu.Grad
+func crossEntropy(k *cpu.Impl, x []float32, t []int32, rows, cols, stride int, out ce.Out, grad []float32, gstride int, scale []float32) {
+	var g *ce.Grad
 	if grad != nil {
-		g = &cpu.Grad{Data: grad, Stride: gstride, Scale: scale}
+		g = &ce.Grad{Data: grad, Stride: gstride, Scale: scale}
 	}
-	k.CrossEntropy(out, g, cpu.Matrix{Data: x, Rows: rows, Cols: cols, Stride: stride}, t, &cpu.Problem{WeightSum: float64(cols)})
+	k.CrossEntropy(out, g, ce.Matrix{Data: x, Rows: rows, Cols: cols, Stride: stride}, t, &ce.Problem{WeightSum: float64(cols)})
 }
 
 // logSumExp runs k.LogSumExp on the rows × cols of x (stride).
 func logSumExp(k *cpu.Impl, dst, x []float32, rows, cols, stride int) {
-	k.LogSumExp(dst, cpu.Matrix{Data: x, Rows: rows, Cols: cols, Stride: stride})
+	k.LogSumExp(dst, ce.Matrix{Data: x, Rows: rows, Cols: cols, Stride: stride})
 }
 
 // sameBits reports whether a and b are the same float32 bit for bit, any
@@ -71,7 +72,7 @@ func TestAccuracy(t *testing.T) {
 			ref := spec.Reference(x, sz.rows, sz.cols, sz.cols, tg, spec.Opts{Ignore: -100})
 			loss := make([]float32, sz.rows)
 			g := make([]float32, len(x))
-			ce(impl, x, tg, sz.rows, sz.cols, sz.cols, cpu.Out{Loss: loss}, g, sz.cols, ones(sz.rows))
+			crossEntropy(impl, x, tg, sz.rows, sz.cols, sz.cols, ce.Out{Loss: loss}, g, sz.cols, ones(sz.rows))
 			worstL, worstG := 0.0, 0.0
 			for i := range sz.rows {
 				worstL = max(worstL, math.Abs(float64(loss[i])-ref.Loss[i])/math.Max(1, math.Abs(ref.Loss[i])))
@@ -99,7 +100,7 @@ func TestMeanAccuracy(t *testing.T) {
 	ref := spec.Reference(x, rows, cols, cols, tg, spec.Opts{Ignore: -100})
 	for _, impl := range impls() {
 		loss := make([]float32, rows)
-		ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss}, nil, 0, nil)
+		crossEntropy(impl, x, tg, rows, cols, cols, ce.Out{Loss: loss}, nil, 0, nil)
 		sum := 0.0
 		for _, l := range loss {
 			sum += float64(l)
@@ -123,7 +124,7 @@ func TestThreadsBitIdentical(t *testing.T) {
 			runtime.GOMAXPROCS(procs)
 			loss, lse := make([]float32, rows), make([]float32, rows)
 			g := make([]float32, len(x))
-			ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss, LSE: lse}, g, cols, ones(rows))
+			crossEntropy(impl, x, tg, rows, cols, cols, ce.Out{Loss: loss, LSE: lse}, g, cols, ones(rows))
 			all := append(append(loss, lse...), g...)
 			if first == nil {
 				first = all
@@ -163,11 +164,11 @@ func TestRowsAlone(t *testing.T) {
 					copy(g, x)
 					src = g
 				}
-				ce(impl, src, tg, rows, cols, cols, cpu.Out{Loss: loss, LSE: lse}, g, cols, scale)
+				crossEntropy(impl, src, tg, rows, cols, cols, ce.Out{Loss: loss, LSE: lse}, g, cols, scale)
 				for i := range rows {
 					row := x[i*cols : (i+1)*cols]
 					l1, e1, g1 := make([]float32, 1), make([]float32, 1), make([]float32, cols)
-					ce(impl, row, tg[i:i+1], 1, cols, cols, cpu.Out{Loss: l1, LSE: e1}, g1, cols, scale[i:i+1])
+					crossEntropy(impl, row, tg[i:i+1], 1, cols, cols, ce.Out{Loss: l1, LSE: e1}, g1, cols, scale[i:i+1])
 					got := append([]float32{loss[i], lse[i]}, g[i*cols:(i+1)*cols]...)
 					want := append([]float32{l1[0], e1[0]}, g1...)
 					for j := range want {
@@ -220,7 +221,7 @@ func TestProperties(t *testing.T) {
 		x := normal(rng, rows*cols, 3)
 		tg := targets(rng, rows, cols)
 		g := make([]float32, len(x))
-		ce(impl, x, tg, rows, cols, cols, cpu.Out{}, g, cols, ones(rows))
+		crossEntropy(impl, x, tg, rows, cols, cols, ce.Out{}, g, cols, ones(rows))
 		for i := range rows {
 			s, abs := 0.0, 0.0
 			for _, v := range g[i*cols : (i+1)*cols] {
@@ -232,14 +233,14 @@ func TestProperties(t *testing.T) {
 		// Changing an ignored row changes nothing in the other rows.
 		tg[3], tg[17] = -1, -1
 		loss1 := make([]float32, rows)
-		ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss1}, g, cols, ones(rows))
+		crossEntropy(impl, x, tg, rows, cols, cols, ce.Out{Loss: loss1}, g, cols, ones(rows))
 		g1 := append([]float32(nil), g...)
 		for j := range cols {
 			x[3*cols+j] = float32(rng.NormFloat64() * 100)
 			x[17*cols+j] = float32(math.NaN())
 		}
 		loss2 := make([]float32, rows)
-		ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss2}, g, cols, ones(rows))
+		crossEntropy(impl, x, tg, rows, cols, cols, ce.Out{Loss: loss2}, g, cols, ones(rows))
 		require.Equal(t, loss1, loss2)
 		require.Equal(t, g1, g)
 		require.Zero(t, loss1[3])
@@ -268,7 +269,7 @@ func TestCrossCheck(t *testing.T) {
 			loss, lse := make([]float32, rows), make([]float32, rows)
 			corr := make([]bool, rows)
 			g := make([]float32, rows*cols)
-			ce(impl, x, tg, rows, cols, cols, cpu.Out{Loss: loss, LSE: lse, Correct: corr}, g, cols, ones(rows))
+			crossEntropy(impl, x, tg, rows, cols, cols, ce.Out{Loss: loss, LSE: lse, Correct: corr}, g, cols, ones(rows))
 			lse2 := make([]float32, rows)
 			logSumExp(impl, lse2, x, rows, cols, cols)
 			require.Equal(t, lse, lse2, "%s: LogSumExp and CrossEntropy disagree", impl.Name())
@@ -311,7 +312,7 @@ func TestGuards(t *testing.T) {
 				g[i] = guard
 			}
 			for _, grad := range [][]float32{g, x} { // out of place, then in place
-				ce(impl, x, tg, rows, cols, stride, cpu.Out{Loss: make([]float32, rows)}, grad, stride, ones(rows))
+				crossEntropy(impl, x, tg, rows, cols, stride, ce.Out{Loss: make([]float32, rows)}, grad, stride, ones(rows))
 				for i := range rows {
 					for j := i*stride + cols; j < min((i+1)*stride, len(grad)); j++ {
 						require.Equal(t, guard, grad[j], "%s: cols %d, row %d, element %d written", impl.Name(), cols, i, j-i*stride)
@@ -335,7 +336,7 @@ func TestConfident(t *testing.T) {
 	rng := seed.Rand(t, 27)
 	for _, impl := range impls() {
 		for _, cols := range []int{3*cpu.Chunk + 5, 37} {
-			for _, typ := range []cpu.DType{cpu.F32, cpu.BF16, cpu.F16} {
+			for _, typ := range []ce.DType{ce.F32, ce.BF16, ce.F16} {
 				rows := len(spec.Confidences)
 				x := make([]float32, rows*cols)
 				tg := make([]int32, rows)
@@ -344,18 +345,18 @@ func TestConfident(t *testing.T) {
 					x[k] = typ.Round(x[k])
 				}
 				ref := spec.Reference(x, rows, cols, cols, tg, spec.Opts{Ignore: spec.DefaultIgnore})
-				m := cpu.Matrix{Data: x, Rows: rows, Cols: cols, Stride: cols, Type: typ}
-				g := &cpu.Grad{Data: x, Stride: cols, Scale: ones(rows), Type: typ}
-				if typ != cpu.F32 {
+				m := ce.Matrix{Data: x, Rows: rows, Cols: cols, Stride: cols, Type: typ}
+				g := &ce.Grad{Data: x, Stride: cols, Scale: ones(rows), Type: typ}
+				if typ != ce.F32 {
 					h := make([]uint16, len(x))
 					cpu.Narrow(h, x, typ)
-					m = cpu.Matrix{Half: h, Rows: rows, Cols: cols, Stride: cols, Type: typ}
-					g = &cpu.Grad{Half: h, Stride: cols, Scale: ones(rows), Type: typ}
+					m = ce.Matrix{Half: h, Rows: rows, Cols: cols, Stride: cols, Type: typ}
+					g = &ce.Grad{Half: h, Stride: cols, Scale: ones(rows), Type: typ}
 				}
 				loss := make([]float32, rows)
-				impl.CrossEntropy(cpu.Out{Loss: loss}, g, m, tg, &cpu.Problem{WeightSum: float64(cols)})
+				impl.CrossEntropy(ce.Out{Loss: loss}, g, m, tg, &ce.Problem{WeightSum: float64(cols)})
 				grad := x
-				if typ != cpu.F32 {
+				if typ != ce.F32 {
 					grad = make([]float32, len(x))
 					cpu.Widen(grad, m.Half, typ)
 				}

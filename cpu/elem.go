@@ -1,58 +1,10 @@
 package cpu
 
 import (
-	"fmt"
+	"github.com/xentlab/xent/ce"
 
 	"github.com/xentlab/xent/internal/half"
 )
-
-// DType is the element type of a matrix: float32, bfloat16 or float16.
-// The arithmetic is float32 (and the reductions' float64) whatever the
-// type: the row driver widens a half-precision row a chunk at a time (in
-// L1) into the float32 loops, and narrows a half-precision gradient the
-// same way, rounded to the nearest (ties to even).
-type DType uint8
-
-const (
-	F32  DType = iota // float32, the zero value
-	BF16              // bfloat16: a float32's upper 16 bits (8 exponent bits, 7 mantissa bits)
-	F16               // IEEE 754 binary16 (5 exponent bits, 10 mantissa bits; largest 65504)
-)
-
-// Types are the element types, float32 first.
-var Types = []DType{F32, BF16, F16}
-
-// Size returns the bytes of one element.
-func (t DType) Size() int {
-	if t == F32 {
-		return 4
-	}
-	return 2
-}
-
-func (t DType) String() string {
-	switch t {
-	case F32:
-		return "float32"
-	case BF16:
-		return "bfloat16"
-	case F16:
-		return "float16"
-	}
-	return fmt.Sprintf("DType(%d)", uint8(t))
-}
-
-// Round returns v rounded to t (to the nearest, ties to even), as a
-// float32: v itself for F32.
-func (t DType) Round(v float32) float32 {
-	switch t {
-	case BF16:
-		return half.BF16(half.BF16Bits(v))
-	case F16:
-		return half.F16(half.F16Bits(v))
-	}
-	return v
-}
 
 // Widen sets dst_j to src_j, the 16-bit elements of type t (BF16 or F16),
 // as float32 values (exact); len(dst) ≥ len(src).
@@ -173,35 +125,15 @@ func (v vec) clear() {
 	clear(v.h)
 }
 
-// from returns s[n:], nil for a nil s: the view of a matrix's storage that
-// starts n elements on, whichever of its two slices it uses.
-func from[T any](s []T, n int) []T {
-	if s == nil {
-		return nil
-	}
-	return s[n:]
-}
-
-// NewDense returns a zero dense rows × cols matrix of type t.
-func NewDense(rows, cols int, t DType) Matrix {
-	m := Matrix{Rows: rows, Cols: cols, Stride: cols, Type: t}
-	if t == F32 {
-		m.Data = make([]float32, rows*cols)
-	} else {
-		m.Half = make([]uint16, rows*cols)
-	}
-	return m
-}
-
 // Widened returns a dense float32 copy of the half-precision matrix m
 // (widened exactly), m itself when it is float32.
 func Widened(m Matrix) Matrix {
 	if m.Type == F32 {
 		return m
 	}
-	f := NewDense(m.Rows, m.Cols, F32)
+	f := ce.NewDense(m.Rows, m.Cols, F32)
 	for i := range m.Rows {
-		Default.widen(f.row(i).f, m.row(i).h, m.Type)
+		Default.widen(matRow(f, i).f, matRow(m, i).h, m.Type)
 	}
 	return f
 }
@@ -210,7 +142,7 @@ func Widened(m Matrix) Matrix {
 // type.
 func Copy(dst, src Matrix) {
 	for i := range src.Rows {
-		d, s := dst.row(i), src.row(i)
+		d, s := matRow(dst, i), matRow(src, i)
 		copy(d.f, s.f)
 		copy(d.h, s.h)
 	}

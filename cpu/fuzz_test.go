@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/internal/spec"
 )
@@ -60,11 +61,11 @@ func FuzzCrossEntropy(f *testing.F) {
 			}
 			loss, lse := make([]float32, rows), make([]float32, rows)
 			g := make([]float32, len(x))
-			m := cpu.Matrix{Data: x, Rows: rows, Cols: cols, Stride: cols}
-			p := &cpu.Problem{Smoothing: float32(o.Smoothing), ZLoss: float32(o.ZLoss), Softcap: float32(o.Softcap), Weights: o.Weights, WeightSum: W}
-			impl.CrossEntropy(cpu.Out{Loss: loss, LSE: lse}, &cpu.Grad{Data: g, Stride: cols, Scale: scale}, m, targets, p)
+			m := ce.Matrix{Data: x, Rows: rows, Cols: cols, Stride: cols}
+			p := &ce.Problem{Smoothing: float32(o.Smoothing), ZLoss: float32(o.ZLoss), Softcap: float32(o.Softcap), Weights: o.Weights, WeightSum: W}
+			impl.CrossEntropy(ce.Out{Loss: loss, LSE: lse}, &ce.Grad{Data: g, Stride: cols, Scale: scale}, m, targets, p)
 			fwd := make([]float32, rows) // the forward pass alone (one pass, no gradient)
-			impl.CrossEntropy(cpu.Out{Loss: fwd}, nil, m, targets, p)
+			impl.CrossEntropy(ce.Out{Loss: fwd}, nil, m, targets, p)
 			for i := range rows {
 				if !fuzzClose(loss[i], ref.Loss[i]) {
 					t.Fatalf("%s: row %d of %v (target %d, %+v): loss %v, reference %v", impl.Name(), i, x[i*cols:(i+1)*cols], targets[i], o, loss[i], ref.Loss[i])

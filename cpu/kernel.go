@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"unsafe"
+
+	"github.com/xentlab/xent/ce"
 )
 
 // Block is the number of elements the SIMD implementation sums in float32
@@ -25,234 +27,11 @@ const (
 // the calling goroutine alone.
 const minParallelWork = 1 << 16
 
-// Matrix is a row-major matrix of element type Type: row i is
-// Data[i*Stride : i*Stride+Cols] for F32, Half[i*Stride : i*Stride+Cols]
-// (the 16-bit elements) for BF16 and F16. Package device aliases it, with
-// a field for device memory.
-type Matrix struct {
-	Data       []float32
-	Half       []uint16
-	Rows, Cols int
-	Stride     int
-	Type       DType
-}
+// rowOf returns row i of a host matrix.
+func matRow(m Matrix, i int) vec { return rowOf(m.Data, m.Half, m.Type, i*m.Stride, m.Cols) }
 
-// row returns row i.
-func (m Matrix) row(i int) vec { return rowOf(m.Data, m.Half, m.Type, i*m.Stride, m.Cols) }
-
-// RowRange returns the view of rows [lo, hi).
-func (m Matrix) RowRange(lo, hi int) Matrix {
-	if hi > lo {
-		m.Data, m.Half = from(m.Data, lo*m.Stride), from(m.Half, lo*m.Stride)
-	}
-	m.Rows = hi - lo
-	return m
-}
-
-// Columns returns the view of columns [lo, hi).
-func (m Matrix) Columns(lo, hi int) Matrix {
-	if m.Rows > 0 {
-		m.Data, m.Half = from(m.Data, lo), from(m.Half, lo)
-	}
-	m.Cols = hi - lo
-	return m
-}
-
-// Problem is the one description of a cross-entropy below package batch,
-// which validates it: the options, and the shard, that is which classes
-// of the vocabulary a matrix's columns are. Package device aliases it; the
-// OpenCL kernels take its fields as one argument.
-type Problem struct {
-	Smoothing float32   // ε in [0, 1]
-	ZLoss     float32   // λ ≥ 0
-	Softcap   float32   // c > 0, or 0 for none
-	Weights   []float32 // per-class weights w of the whole vocabulary (len Vocab), or nil for all 1
-	WeightSum float64   // W = Σ_c w_c over the vocabulary (Vocab when Weights is nil)
-	// Col0 and Vocab are the shard: the matrix's columns are classes
-	// [Col0, Col0+Cols) of Vocab (0: the matrix's Cols, whole). Targets
-	// are classes of the vocabulary.
-	Col0, Vocab int
-}
-
-// Classes returns the number of classes C of the vocabulary for a matrix
-// of cols columns: Vocab, or cols when Vocab is 0.
-func (p *Problem) Classes(cols int) int {
-	if p.Vocab == 0 {
-		return cols
-	}
-	return p.Vocab
-}
-
-// weights returns the weights of columns [Col0, Col0+cols), or nil.
-func (p *Problem) weights(cols int) []float32 {
-	if p.Weights == nil {
-		return nil
-	}
-	return p.Weights[p.Col0 : p.Col0+cols]
-}
-
-// weight returns w_t (1 without weights).
-func (p *Problem) weight(t int) float64 {
-	if p.Weights == nil {
-		return 1
-	}
-	return float64(p.Weights[t])
-}
-
-// Out receives per-row results; a nil slice is not written.
-type Out struct {
-	Loss    []float32 // per-row loss (0 for ignored rows)
-	LSE     []float32 // per-row log-sum-exp of the (capped) logits
-	Correct []bool    // per-row argmax == target (false for ignored rows and NaN losses)
-}
-
-// Grad says where the gradient dL/dz goes, in element type Type: row i at
-// Data[i*Stride:] (F32) or Half[i*Stride:] (BF16, F16: rounded to the
-// nearest), scaled by Scale[i], the per-row upstream factor. It may be
-// the logits themselves, with their type and stride, for an in-place
-// gradient.
-type Grad struct {
-	Data   []float32
-	Half   []uint16
-	Stride int
-	Scale  []float32
-	Type   DType
-}
-
-// row returns row i of a gradient of cols columns.
-func (g *Grad) row(i, cols int) vec { return rowOf(g.Data, g.Half, g.Type, i*g.Stride, cols) }
-
-// RowRange returns the gradient of rows [lo, hi).
-func (g Grad) RowRange(lo, hi int) Grad {
-	if hi > lo {
-		g.Data, g.Half = from(g.Data, lo*g.Stride), from(g.Half, lo*g.Stride)
-	}
-	g.Scale = g.Scale[lo:hi]
-	return g
-}
-
-// Columns returns the gradient of columns [lo, ...).
-func (g Grad) Columns(lo int) Grad {
-	g.Data, g.Half = from(g.Data, lo), from(g.Half, lo)
-	return g
-}
-
-// Partial is what one shard of the vocabulary knows of one row: partials
-// of disjoint shards merge (Merge) into the partial of their union, and
-// the partial of the whole vocabulary gives the loss (Problem.Finish) and
-// the gradient (Impl.Backward). With z the (capped) logits of the shard's
-// columns and m = Max:
-type Partial struct {
-	Max float32 // m = max_j z_j, -Inf when every z_j is -Inf
-	// Rest is Σ_j exp(z_j - m) - 1: the sum of the exponentials less the
-	// first max's own term, exp(0) = 1, summed without it, so that it keeps
-	// its relative precision however small it is (p_max → 1, where 1 + Rest
-	// would round to 1). -1 when every z_j is -Inf (the sum is 0), NaN
-	// when one is NaN or +Inf.
-	Rest float64
-	Dot  float64 // Σ_j w_j·(z_j - m), with smoothing only
-	WSum float64 // Σ_j w_j, with smoothing only
-	// ArgMax is the max of the raw logits (before the soft cap, which is
-	// monotonic: raw values are the same on every device, capped ones may
-	// round apart) and Arg the first class with it (of the vocabulary),
-	// -1 when every logit is -Inf.
-	ArgMax float32
-	Arg    int
-	ZT     float32 // the target's logit, when the target is in the shard
-	HasT   bool    // whether the target is in the shard
-}
-
-// EmptyPartial returns the partial of no column, the identity of Merge.
-func EmptyPartial() Partial {
-	ninf := float32(math.Inf(-1))
-	return Partial{Max: ninf, Rest: -1, ArgMax: ninf, Arg: -1}
-}
-
-// LogSum returns log Σ_j exp(z_j - m) = log1p(Rest): NaN for a NaN sum or
-// an empty one (every z_j -Inf).
-func (a *Partial) LogSum() float64 {
-	if !(a.Rest > -1) {
-		return math.NaN()
-	}
-	return math.Log1p(a.Rest)
-}
-
-// Merge sets a to the partial of the union of a's shard and b's (any two
-// disjoint shards, in either order; ties of the max go to the smaller
-// class). It is exact but for the rounding of the rescaled sums.
-func (a *Partial) Merge(b Partial) {
-	if b.HasT {
-		a.ZT, a.HasT = b.ZT, true
-	}
-	if b.ArgMax > a.ArgMax || b.ArgMax == a.ArgMax && b.Arg >= 0 && (a.Arg < 0 || b.Arg < a.Arg) {
-		a.Arg = b.Arg
-	}
-	a.ArgMax = max(a.ArgMax, b.ArgMax)
-	m := max(a.Max, b.Max)
-	da, db := a.Dot, b.Dot
-	// A partial is rescaled to m (its Max < m, so m is finite or +Inf); one
-	// of nothing but -Inf has no exps to rescale, and its Dot's terms are
-	// w_j·(-Inf), -Inf or NaN, relative to any max. The merged Rest leaves
-	// out the term of one max only: a partial at m brings its Rest, and
-	// each other one its whole sum, 1 + Rest, times exp(Max - m).
-	var rest float64
-	switch {
-	case math.IsNaN(a.Rest) || math.IsNaN(b.Rest):
-		rest = math.NaN()
-	case math.IsInf(float64(m), -1): // both empty
-		rest = -1
-	case a.Max == m && b.Max == m:
-		rest = a.Rest + (1 + b.Rest)
-	case a.Max == m:
-		rest = a.Rest + (1+b.Rest)*expTo(b.Max, m)
-	default:
-		rest = b.Rest + (1+a.Rest)*expTo(a.Max, m)
-	}
-	if a.Max != m && !math.IsInf(float64(a.Max), -1) {
-		da += (float64(a.Max) - float64(m)) * a.WSum
-	}
-	if b.Max != m && !math.IsInf(float64(b.Max), -1) {
-		db += (float64(b.Max) - float64(m)) * b.WSum
-	}
-	a.Max, a.Rest, a.Dot, a.WSum = m, rest, da+db, a.WSum+b.WSum
-}
-
-// expTo returns exp(r - m) for a reference r ≤ m (0 for r = -Inf).
-func expTo(r, m float32) float64 {
-	if math.IsInf(float64(r), -1) {
-		return 0
-	}
-	return math.Exp(float64(r) - float64(m))
-}
-
-// Finish returns the loss, the log-sum-exp and the argmax test of a row
-// with target t (a class of the vocabulary, not ignored) from the partial
-// of the whole vocabulary of C classes (see the package comment):
-//
-//	lse  = m + log s,  log s = log1p(Rest)
-//	loss = (1-ε)·w_t·((m - z_t) + log s) + (ε/C)·(W·log s - Σ_j w_j·(z_j - m)) + λ·lse²
-//
-// relative to the max, as PyTorch's log_softmax; log s from log1p, so that
-// the loss of a confident row (p_t → 1, loss ≈ 1 - p_t) keeps its relative
-// precision. A NaN or empty sum gives NaN, and a NaN loss is never
-// correct.
-func (p *Problem) Finish(part *Partial, t int, C int) (loss, lse float64, correct bool) {
-	ls := part.LogSum()
-	if math.IsNaN(ls) {
-		return math.NaN(), math.NaN(), false
-	}
-	mc := float64(part.Max)
-	lse = mc + ls
-	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
-	loss = (1 - eps) * p.weight(t) * ((mc - float64(part.ZT)) + ls)
-	if eps > 0 { // Σ_c w_c·(lse - z_c) = W·ls - Σ_c w_c·(z_c - m)
-		loss += eps / float64(C) * (p.WeightSum*ls - part.Dot)
-	}
-	if lam > 0 {
-		loss += lam * lse * lse
-	}
-	return loss, lse, part.Arg == t && !math.IsNaN(loss)
-}
+// gradRow returns row i of a gradient of cols columns.
+func gradRow(g *Grad, i, cols int) vec { return rowOf(g.Data, g.Half, g.Type, i*g.Stride, cols) }
 
 // Impl is one implementation of the row primitives. The row driver and the
 // formulas around the primitives are shared by all implementations.
@@ -377,7 +156,7 @@ func (k *Impl) LogSumExp(dst []float32, x Matrix) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		o := newRowOpts(&Problem{}, x.Cols, x.Type)
 		for i := lo; i < hi; i++ {
-			part := k.scan(nil, x.row(i), nil, after(x, i, hi), &Problem{}, o)
+			part := k.scan(nil, matRow(x, i), nil, after(x, i, hi), &Problem{}, o)
 			dst[i] = float32(float64(part.Max) + part.LogSum())
 		}
 	})
@@ -527,7 +306,7 @@ func (k *Impl) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[M
 	other := 0.0
 	for c := range (x.len() + cl - 1) / cl {
 		if c != cm {
-			other += sums[c] * expTo(refs[c], m)
+			other += sums[c] * ce.ExpTo(refs[c], m)
 		}
 	}
 	var e []float32
@@ -537,7 +316,7 @@ func (k *Impl) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[M
 	} else {
 		_, z := k.load(o, x, mlo, mhi, true)
 		if j0 = k.index(z, m); j0 < 0 { // not found (it is there): the sum as it was
-			return other + sums[cm]*expTo(r, m) - 1
+			return other + sums[cm]*ce.ExpTo(r, m) - 1
 		}
 		b := scratch.Get().(*[]float32)
 		defer scratch.Put(b)
@@ -553,7 +332,7 @@ func (k *Impl) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[M
 			own += float64(v)
 		}
 	}
-	return other + own*expTo(r, m)
+	return other + own*ce.ExpTo(r, m)
 }
 
 // scratch holds chunk buffers for rest.
@@ -580,11 +359,11 @@ type rowOpts struct {
 // of type t with p's options, or nil when there is nothing it handles (no
 // soft cap, no smoothing, float32).
 func newRowOpts(p *Problem, cols int, t DType) *rowOpts {
-	c, inv := p.capInv()
+	c, inv := capInv(p)
 	if c == 0 && p.Smoothing == 0 && t == F32 {
 		return nil
 	}
-	o := &rowOpts{c: c, inv: inv, smooth: p.Smoothing > 0, w: p.weights(cols)}
+	o := &rowOpts{c: c, inv: inv, smooth: p.Smoothing > 0, w: p.ShardWeights(cols)}
 	if c > 0 {
 		o.buf = make([]float32, chunkLen(cols))
 	}
@@ -740,10 +519,10 @@ func (k *Impl) Partials(dst []Partial, x Matrix, targets []int32, p *Problem) {
 			if targets[i] < 0 {
 				continue
 			}
-			xr := x.row(i)
+			xr := matRow(x, i)
 			dst[i] = k.scan(nil, xr, nil, after(x, i, hi), p, o)
 			if t := int(targets[i]) - p.Col0; t >= 0 && t < x.Cols {
-				dst[i].ZT, dst[i].HasT = p.capped(xr.at(t)), true
+				dst[i].ZT, dst[i].HasT = capped(p, xr.at(t)), true
 			}
 		}
 	})
@@ -756,11 +535,11 @@ func (k *Impl) Partials(dst []Partial, x Matrix, targets []int32, p *Problem) {
 // rows (target -1) get a zero row; a row whose sum is NaN or 0 a NaN row.
 func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Problem) {
 	C := p.Classes(x.Cols)
-	w := p.weights(x.Cols)
+	w := p.ShardWeights(x.Cols)
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		o := newRowOpts(&Problem{}, x.Cols, max(x.Type, g.Type)) // F32 is the least: either half needs the buffers
 		for i := lo; i < hi; i++ {
-			gr, xr := g.row(i, x.Cols), x.row(i)
+			gr, xr := gradRow(&g, i, x.Cols), matRow(x, i)
 			t := int(targets[i])
 			if t < 0 {
 				gr.clear()
@@ -773,13 +552,13 @@ func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Pr
 				continue
 			}
 			lse := float64(pt.Max) + ls
-			a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(pt.ZT)-float64(pt.Max))-ls, C)
-			c, inv := p.capInv()
+			a, b, gt := gradTerms(p, float64(g.Scale[i]), p.Weight(t), lse, (float64(pt.ZT)-float64(pt.Max))-ls, C)
+			c, inv := capInv(p)
 			tl := t - p.Col0
 			inShard := tl >= 0 && tl < x.Cols
 			var zt float32
 			if inShard {
-				zt = p.capped(xr.at(tl)) // read before gr (which may be xr) is written
+				zt = capped(p, xr.at(tl)) // read before gr (which may be xr) is written
 			}
 			k.gradPass(gr, xr, pt.Max, float32(a/(1+pt.Rest)), float32(b), w, c, inv, o)
 			if inShard {
@@ -790,7 +569,7 @@ func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Pr
 }
 
 // capInv returns the soft cap c and 1/c (0, 0 without a cap).
-func (p *Problem) capInv() (c, inv float32) {
+func capInv(p *Problem) (c, inv float32) {
 	if p.Softcap > 0 {
 		return p.Softcap, 1 / p.Softcap
 	}
@@ -798,8 +577,8 @@ func (p *Problem) capInv() (c, inv float32) {
 }
 
 // capped returns c·tanh(z/c), or z without a soft cap.
-func (p *Problem) capped(z float32) float32 {
-	if c, inv := p.capInv(); c > 0 {
+func capped(p *Problem, z float32) float32 {
+	if c, inv := capInv(p); c > 0 {
 		return c * tanh32(z*inv)
 	}
 	return z
@@ -822,7 +601,7 @@ func capGrad(g float64, z, c float32) float64 {
 // A = (1-ε)·w_t + (ε/C)·W + 2λ·lse, a = si·A and b = si·ε/C. p_t - 1
 // comes from expm1, so that nothing cancels as p_t → 1, and p_t from exp,
 // not from (p_t - 1) + 1, which loses a small p_t.
-func (p *Problem) gradTerms(si, wt, lse, dt float64, C int) (a, b, gt float64) {
+func gradTerms(p *Problem, si, wt, lse, dt float64, C int) (a, b, gt float64) {
 	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
 	ec := eps / float64(C)
 	a = si * ((1-eps)*wt + ec*p.WeightSum + 2*lam*lse)
@@ -837,7 +616,7 @@ func (p *Problem) gradTerms(si, wt, lse, dt float64, C int) (a, b, gt float64) {
 // path's scale pass; with a soft cap g is not written (its gradient takes
 // a pass of its own).
 func (k *Impl) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, p *Problem, o *rowOpts) Partial {
-	part := EmptyPartial()
+	part := ce.EmptyPartial()
 	if o != nil && o.c > 0 {
 		g = nil
 	}
@@ -853,10 +632,10 @@ func (k *Impl) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, 
 }
 
 func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *rowOpts, i int, next []float32) {
-	xr := x.row(i)
+	xr := matRow(x, i)
 	var gr vec
 	if g != nil {
-		gr = g.row(i, x.Cols)
+		gr = gradRow(g, i, x.Cols)
 	}
 	t := int(targets[i])
 	if t < 0 {
@@ -887,7 +666,7 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 	}
 	var ms [MaxChunks]float32
 	part := k.scan(gf, xr, &ms, next, p, o)
-	part.ZT = p.capped(zt)
+	part.ZT = capped(p, zt)
 	loss, lse, correct := p.Finish(&part, t, x.Cols)
 	out.Set(i, loss, lse, correct)
 	if g == nil {
@@ -899,8 +678,8 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 		return
 	}
 	s := 1 + part.Rest
-	c, inv := p.capInv()
-	a, b, gt := p.gradTerms(float64(g.Scale[i]), p.weight(t), lse, (float64(part.ZT)-float64(part.Max))-ls, x.Cols)
+	c, inv := capInv(p)
+	a, b, gt := gradTerms(p, float64(g.Scale[i]), p.Weight(t), lse, (float64(part.ZT)-float64(part.Max))-ls, x.Cols)
 	if c > 0 || gf == nil {
 		k.gradPass(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv, o)
 	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s, less b·w_j
@@ -929,19 +708,6 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 func fill(x []float32, v float32) {
 	for j := range x {
 		x[j] = v
-	}
-}
-
-// Set writes row i's results into the slices of o that are not nil.
-func (o Out) Set(i int, loss, lse float64, correct bool) {
-	if o.Loss != nil {
-		o.Loss[i] = float32(loss)
-	}
-	if o.LSE != nil {
-		o.LSE[i] = float32(lse)
-	}
-	if o.Correct != nil {
-		o.Correct[i] = correct
 	}
 }
 

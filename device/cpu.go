@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device/blas"
 )
@@ -63,7 +64,7 @@ func (d *CPUDevice) Info() Info {
 
 // Caps implements Device: resident buffers (a copy in host memory),
 // every element type, the fused linear cross-entropy.
-func (d *CPUDevice) Caps() Caps { return Caps{Resident: true, Types: cpu.Types, Linear: true} }
+func (d *CPUDevice) Caps() Caps { return Caps{Resident: true, Types: ce.Types, Linear: true} }
 
 // chunks calls f on row ranges of about chunkElems logits, checking ctx
 // before each.
@@ -80,36 +81,36 @@ func chunks(ctx context.Context, rows, cols int, f func(lo, hi int)) error {
 
 // host returns the host rows of x, its own copy when x is in one of d's
 // buffers (with the buffer read-locked until done is called).
-func (d *CPUDevice) host(x Matrix) (m cpu.Matrix, done func(), err error) {
+func (d *CPUDevice) host(x ce.Matrix) (m ce.Matrix, done func(), err error) {
 	if x.Buf == nil {
-		return x.Host(), func() {}, nil
+		return x, func() {}, nil
 	}
 	b, ok := x.Buf.(*cpuBuffer)
 	if !ok || b.d != d {
-		return cpu.Matrix{}, nil, fmt.Errorf("%w: %s computes on a matrix of %s", ErrForeign, d.Info().Spec, x.Buf.Owner().Info().Spec)
+		return ce.Matrix{}, nil, fmt.Errorf("%w: %s computes on a matrix of %s", ErrForeign, d.Info().Spec, SpecOf(x.Buf))
 	}
 	b.mu.RLock()
 	if b.released {
 		b.mu.RUnlock()
-		return cpu.Matrix{}, nil, ErrReleased
+		return ce.Matrix{}, nil, ErrReleased
 	}
 	return b.x, b.mu.RUnlock, nil
 }
 
 // grad returns the host gradient g asks for with x (x's own rows when g is
 // in place in x's buffer).
-func grad(g *Grad, x Matrix, xm cpu.Matrix) (cpu.Grad, error) {
+func grad(g *ce.Grad, x ce.Matrix, xm ce.Matrix) (ce.Grad, error) {
 	if g.Buf == nil {
-		return g.Host(), nil
+		return *g, nil
 	}
 	if g.Buf != x.Buf {
-		return cpu.Grad{}, fmt.Errorf("%w: a gradient held by a device goes in place over the logits of the same buffer", ErrNotImplemented)
+		return ce.Grad{}, fmt.Errorf("%w: a gradient held by a device goes in place over the logits of the same buffer", ErrNotImplemented)
 	}
-	return cpu.Grad{Data: xm.Data, Half: xm.Half, Stride: xm.Stride, Scale: g.Scale, Type: xm.Type}, nil
+	return ce.Grad{Data: xm.Data, Half: xm.Half, Stride: xm.Stride, Scale: g.Scale, Type: xm.Type}, nil
 }
 
 // LogSumExp implements Device.
-func (d *CPUDevice) LogSumExp(ctx context.Context, dst []float32, x Matrix) error {
+func (d *CPUDevice) LogSumExp(ctx context.Context, dst []float32, x ce.Matrix) error {
 	m, done, err := d.host(x)
 	if err != nil {
 		return err
@@ -121,21 +122,21 @@ func (d *CPUDevice) LogSumExp(ctx context.Context, dst []float32, x Matrix) erro
 }
 
 // CrossEntropy implements Device.
-func (d *CPUDevice) CrossEntropy(ctx context.Context, out Out, g *Grad, x Matrix, targets []int32, p *Problem) error {
+func (d *CPUDevice) CrossEntropy(ctx context.Context, out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem) error {
 	m, done, err := d.host(x)
 	if err != nil {
 		return err
 	}
 	defer done()
-	var hg cpu.Grad
+	var hg ce.Grad
 	if g != nil {
 		if hg, err = grad(g, x, m); err != nil {
 			return err
 		}
 	}
 	return chunks(ctx, m.Rows, m.Cols, func(lo, hi int) {
-		o := Out{Loss: sub(out.Loss, lo, hi), LSE: sub(out.LSE, lo, hi), Correct: sub(out.Correct, lo, hi)}
-		var gr *cpu.Grad
+		o := ce.Out{Loss: sub(out.Loss, lo, hi), LSE: sub(out.LSE, lo, hi), Correct: sub(out.Correct, lo, hi)}
+		var gr *ce.Grad
 		if g != nil {
 			r := hg.RowRange(lo, hi)
 			gr = &r
@@ -145,7 +146,7 @@ func (d *CPUDevice) CrossEntropy(ctx context.Context, out Out, g *Grad, x Matrix
 }
 
 // Partials implements Device.
-func (d *CPUDevice) Partials(ctx context.Context, dst []Partial, x Matrix, targets []int32, p *Problem) error {
+func (d *CPUDevice) Partials(ctx context.Context, dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Problem) error {
 	m, done, err := d.host(x)
 	if err != nil {
 		return err
@@ -157,7 +158,7 @@ func (d *CPUDevice) Partials(ctx context.Context, dst []Partial, x Matrix, targe
 }
 
 // Backward implements Device.
-func (d *CPUDevice) Backward(ctx context.Context, g Grad, x Matrix, targets []int32, part []Partial, p *Problem) error {
+func (d *CPUDevice) Backward(ctx context.Context, g ce.Grad, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	m, done, err := d.host(x)
 	if err != nil {
 		return err
@@ -187,34 +188,34 @@ func sub[T any](s []T, lo, hi int) []T {
 type cpuBuffer struct {
 	d        *CPUDevice
 	mu       sync.RWMutex
-	x        cpu.Matrix
+	x        ce.Matrix
 	released bool
 }
 
 // Upload implements Device.
-func (d *CPUDevice) Upload(ctx context.Context, x Matrix) (Buffer, error) {
+func (d *CPUDevice) Upload(ctx context.Context, x ce.Matrix) (Buffer, error) {
 	src, done, err := d.host(x)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	m := cpu.NewDense(x.Rows, x.Cols, x.Type)
+	m := ce.NewDense(x.Rows, x.Cols, x.Type)
 	cpu.Copy(m, src)
 	return &cpuBuffer{d: d, x: m}, nil
 }
 
-func (b *cpuBuffer) Rows() int     { return b.x.Rows }
-func (b *cpuBuffer) Cols() int     { return b.x.Cols }
-func (b *cpuBuffer) Type() DType   { return b.x.Type }
-func (b *cpuBuffer) Owner() Device { return b.d }
+func (b *cpuBuffer) Rows() int      { return b.x.Rows }
+func (b *cpuBuffer) Cols() int      { return b.x.Cols }
+func (b *cpuBuffer) Type() ce.DType { return b.x.Type }
+func (b *cpuBuffer) Owner() Device  { return b.d }
 
-func (b *cpuBuffer) Download(ctx context.Context, dst Matrix) error {
-	x, done, err := b.d.host(BufferMatrix(b))
+func (b *cpuBuffer) Download(ctx context.Context, dst ce.Matrix) error {
+	x, done, err := b.d.host(ce.BufferMatrix(b))
 	if err != nil {
 		return err
 	}
 	defer done()
-	cpu.Copy(dst.Host(), x)
+	cpu.Copy(dst, x)
 	return nil
 }
 

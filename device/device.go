@@ -29,137 +29,38 @@
 // Stride ≥ Cols, Data long enough, targets classes of the vocabulary or
 // -1 (ignored), options in range, and output slices of length Rows (or
 // nil: not wanted). The options and the shard of the vocabulary are one
-// [Problem]; its formulas are package cpu's (see its package comment),
-// which every device computes. Devices are safe for concurrent use by
-// many goroutines.
+// [ce.Problem]; the formulas are package ce's, which every device
+// computes. Devices are safe for concurrent use by many goroutines.
 //
-// The work on a row is split in two so that the vocabulary can be split
-// too: [Device.Partials] gives each row's [Partial] over the columns a
-// device holds (its max, sum of exponentials less the max's own term,
-// target logit and argmax),
-// partials of disjoint column ranges merge ([Partial.Merge]), the merged
-// partial gives the loss ([Problem.Finish]) and [Device.Backward] the
-// gradient of the columns a device holds. [Device.CrossEntropy] does the
-// whole vocabulary in one pass: the fast path, and the same results.
+// A Device is small: row primitives, memory and Caps. The work on a row
+// is split in two so that the vocabulary can be split too:
+// [Device.Partials] gives each row's [ce.Partial] over the columns a
+// device holds, partials of disjoint column ranges merge
+// ([ce.Partial.Merge]), the merged partial gives the loss
+// ([ce.Problem.Finish]) and [Device.Backward] the gradient of the columns
+// a device holds. [Device.CrossEntropy] does the whole vocabulary in one
+// pass: the fast path, and the same results. [Device.Upload] keeps a
+// matrix in the device's memory ([Buffer]: download, release).
 //
 // Optional operations are said by [Device.Caps]; a device without one
 // returns an error wrapping [ErrNotImplemented].
 //
 // # Fused linear
 //
-// [Device.LinearCrossEntropy], [Device.LinearPartials] and
-// [Device.LinearBackward] take the logits as z = H·Wᵀ + b ([Linear]) and
-// never hold them whole. Every device runs the same driver ([RunLinear]
-// and its two siblings: the plan of [PlanLinear], the loops, the merges
-// and the gradient filter) over a [LinearBackend] of its own: the CPU's
-// products come from package blas (OpenBLAS or gonum), OpenCL's from
-// CLBlast; both run their row kernels on the tile in between.
+// The fused linear cross-entropy (logits z = H·Wᵀ + b, [ce.Linear], never
+// held whole) is an optional interface, [FusedLinear], of the devices
+// that run a whole call themselves: the CPU (products from package blas,
+// OpenBLAS or gonum, and package cpu's row kernels on each tile),
+// OpenCL with CLBlast, and a [Group] (the classes split among its
+// members). [LinearOf] gives the CPU's to any other device.
 package device
 
 import (
 	"context"
 	"errors"
 
-	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/ce"
 )
-
-// DType is the element type of a matrix (cpu.DType): float32, bfloat16
-// or float16. Every device computes in float32 whatever the type.
-type DType = cpu.DType
-
-// The element types.
-const (
-	F32  = cpu.F32
-	BF16 = cpu.BF16
-	F16  = cpu.F16
-)
-
-// Problem is the options of a cross-entropy and the shard of the
-// vocabulary a matrix holds (cpu.Problem).
-type Problem = cpu.Problem
-
-// Partial is what one column range of a row gives (cpu.Partial).
-type Partial = cpu.Partial
-
-// EmptyPartial returns the partial of no column, the identity of
-// Partial.Merge.
-func EmptyPartial() Partial { return cpu.EmptyPartial() }
-
-// Out receives per-row results of CrossEntropy (cpu.Out): loss, log-sum-exp
-// and argmax test; a nil slice is not written.
-type Out = cpu.Out
-
-// Matrix is a row-major matrix of element type Type: row i is
-// Data[i*Stride : i*Stride+Cols] (F32) or Half[i*Stride : i*Stride+Cols]
-// (BF16, F16: the 16-bit elements), or, when Buf is set, the same rows
-// held in a device's memory (Data and Half are then nil).
-type Matrix struct {
-	Data       []float32
-	Half       []uint16
-	Rows, Cols int
-	Stride     int
-	Type       DType
-	Buf        Buffer
-}
-
-// Host returns the host matrix m is (Buf nil) for package cpu.
-func (m Matrix) Host() cpu.Matrix {
-	return cpu.Matrix{Data: m.Data, Half: m.Half, Rows: m.Rows, Cols: m.Cols, Stride: m.Stride, Type: m.Type}
-}
-
-// Widened returns a dense float32 copy of a half-precision host matrix,
-// m itself when it is float32.
-func (m Matrix) Widened() Matrix {
-	if m.Type == F32 {
-		return m
-	}
-	h := cpu.Widened(m.Host())
-	return Matrix{Data: h.Data, Rows: h.Rows, Cols: h.Cols, Stride: h.Stride}
-}
-
-// Columns returns the view of columns [lo, hi) of a host matrix.
-func (m Matrix) Columns(lo, hi int) Matrix { return m.view(m.Host().Columns(lo, hi)) }
-
-// RowRange returns the view of rows [lo, hi) of a host matrix.
-func (m Matrix) RowRange(lo, hi int) Matrix { return m.view(m.Host().RowRange(lo, hi)) }
-
-func (m Matrix) view(h cpu.Matrix) Matrix {
-	m.Data, m.Half, m.Rows, m.Cols = h.Data, h.Half, h.Rows, h.Cols
-	return m
-}
-
-// Grad says where the gradient goes, in element type Type (the logits'
-// or F32): row i at Data[i*Stride:] (F32) or Half[i*Stride:] (BF16, F16,
-// rounded to the nearest) scaled by Scale[i], the per-row upstream factor
-// (ignored rows get a zero row whatever their scale); it may be the
-// logits themselves (same slice, same stride, same type). With Buf set
-// the gradient replaces the logits held in that buffer, which must be the
-// matrix's own, in its type.
-type Grad struct {
-	Data   []float32
-	Half   []uint16
-	Stride int
-	Scale  []float32
-	Type   DType
-	Buf    Buffer
-}
-
-// Host returns the host gradient g is for package cpu.
-func (g *Grad) Host() cpu.Grad {
-	return cpu.Grad{Data: g.Data, Half: g.Half, Stride: g.Stride, Scale: g.Scale, Type: g.Type}
-}
-
-// RowRange returns the gradient of rows [lo, hi) of a host gradient.
-func (g *Grad) RowRange(lo, hi int) *Grad { return g.view(g.Host().RowRange(lo, hi)) }
-
-// Columns returns the gradient of columns [lo, ...) of a host gradient.
-func (g *Grad) Columns(lo int) *Grad { return g.view(g.Host().Columns(lo)) }
-
-func (g *Grad) view(h cpu.Grad) *Grad {
-	v := *g
-	v.Data, v.Half, v.Scale = h.Data, h.Half, h.Scale
-	return &v
-}
 
 // Info describes a device.
 type Info struct {
@@ -182,9 +83,9 @@ type Caps struct {
 	// Resident: Upload, and matrices held in the device's memory.
 	Resident bool
 	// Types are the element types its matrices may have.
-	Types []DType
-	// Linear: the fused linear cross-entropy (LinearCrossEntropy,
-	// LinearPartials, LinearBackward).
+	Types []ce.DType
+	// Linear: the device runs the fused linear cross-entropy itself
+	// (FusedLinear); without it package batch runs it on the CPU.
 	Linear bool
 }
 
@@ -193,33 +94,22 @@ type Device interface {
 	Info() Info
 	Caps() Caps
 	// LogSumExp sets dst[i] = log Σ_j exp(x_ij) for every row (no options).
-	LogSumExp(ctx context.Context, dst []float32, x Matrix) error
+	LogSumExp(ctx context.Context, dst []float32, x ce.Matrix) error
 	// CrossEntropy writes the per-row results asked for in out and, when g
 	// is not nil, the gradient, of x against targets with p's options; x
 	// holds the whole vocabulary.
-	CrossEntropy(ctx context.Context, out Out, g *Grad, x Matrix, targets []int32, p *Problem) error
+	CrossEntropy(ctx context.Context, out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem) error
 	// Partials sets dst[i] to the partial of row i over x's columns, the
 	// classes [p.Col0, p.Col0+x.Cols) of the vocabulary; ignored rows'
 	// entries are left as they are.
-	Partials(ctx context.Context, dst []Partial, x Matrix, targets []int32, p *Problem) error
+	Partials(ctx context.Context, dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Problem) error
 	// Backward writes the gradient of x's columns into g given part[i],
 	// row i's partial merged over the whole vocabulary.
-	Backward(ctx context.Context, g Grad, x Matrix, targets []int32, part []Partial, p *Problem) error
-	// LinearCrossEntropy is CrossEntropy of the logits z = H·Wᵀ + Bias of
-	// lin, which it never holds whole (see Linear), with the gradients of
-	// H, W and Bias into g when g is not nil; W holds the whole vocabulary.
-	LinearCrossEntropy(ctx context.Context, out Out, g *LinearGrad, lin *Linear, targets []int32, p *Problem) error
-	// LinearPartials merges into dst[i] row i's partial over lin's
-	// classes (W's rows), the classes [p.Col0, p.Col0+W.Rows) of the
-	// vocabulary; ignored rows' entries are left as they are.
-	LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error
-	// LinearBackward adds the gradients of lin's classes into g given
-	// part[i], row i's partial merged over the whole vocabulary.
-	LinearBackward(ctx context.Context, g LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error
+	Backward(ctx context.Context, g ce.Grad, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error
 	// Upload copies x into a new Buffer of the device (dense: stride =
 	// cols, x's type), or returns ErrNotImplemented when Caps().Resident
 	// is false.
-	Upload(ctx context.Context, x Matrix) (Buffer, error)
+	Upload(ctx context.Context, x ce.Matrix) (Buffer, error)
 	// Close releases what the device holds; it is safe to call twice.
 	Close() error
 }
@@ -248,24 +138,53 @@ var ErrReleased = errors.New("device: buffer used after Release")
 var ErrForeign = errors.New("device: matrix held by another device")
 
 // Buffer is a dense logit matrix held by a device (from Upload), in the
-// element type it was uploaded in. A Matrix whose Buf is set refers to
+// element type it was uploaded in. A ce.Matrix whose Buf is set refers to
 // it; the device that made it computes on it.
 type Buffer interface {
-	Rows() int
-	Cols() int
-	Type() DType
+	ce.Buffer
 	// Owner returns the device that holds the buffer.
 	Owner() Device
 	// Download copies the buffer's contents into dst (Rows × Cols, host,
 	// of the buffer's type).
-	Download(ctx context.Context, dst Matrix) error
+	Download(ctx context.Context, dst ce.Matrix) error
 	// Release frees the buffer; it is safe to call twice. Every other
 	// method but Rows, Cols and Owner then returns ErrReleased, and so do
 	// the computations on it.
 	Release() error
 }
 
-// Matrix returns the Matrix that refers to b.
-func BufferMatrix(b Buffer) Matrix {
-	return Matrix{Rows: b.Rows(), Cols: b.Cols(), Stride: b.Cols(), Type: b.Type(), Buf: b}
+// FusedLinear is the fused linear cross-entropy (Linear: the logits
+// z = H·Wᵀ + Bias, never held whole), implemented by a device that runs a
+// whole call itself: its own tile loop (package internal/tiles), its
+// buffers for the call, one lock. Package batch calls it through
+// LinearOf, which gives the CPU's to a device without it.
+type FusedLinear interface {
+	// LinearCrossEntropy is CrossEntropy of the logits of lin, with the
+	// gradients of H, W and Bias into g when g is not nil; W holds the
+	// whole vocabulary.
+	LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.LinearGrad, lin *ce.Linear, targets []int32, p *ce.Problem) error
+	// LinearPartials merges into dst[i] row i's partial over lin's
+	// classes (W's rows), the classes [p.Col0, p.Col0+W.Rows) of the
+	// vocabulary; ignored rows' entries are left as they are.
+	LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.Linear, targets []int32, p *ce.Problem) error
+	// LinearBackward adds the gradients of lin's classes into g given
+	// part[i], row i's partial merged over the whole vocabulary.
+	LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error
+}
+
+// OwnerOf returns the device that holds b, nil when b is not a Buffer of
+// a device.
+func OwnerOf(b ce.Buffer) Device {
+	if d, ok := b.(Buffer); ok {
+		return d.Owner()
+	}
+	return nil
+}
+
+// SpecOf names the device that holds b, for errors.
+func SpecOf(b ce.Buffer) string {
+	if d := OwnerOf(b); d != nil {
+		return d.Info().Spec
+	}
+	return "another device"
 }

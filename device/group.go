@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/xentlab/xent/ce"
 )
 
 // Split says how a Group divides a call among its devices, in proportion
@@ -77,7 +79,7 @@ func (g *Group) Caps() Caps {
 	linear := true
 	for _, d := range g.devs {
 		ts := d.Caps().Types
-		types = slices.DeleteFunc(slices.Clone(types), func(t DType) bool { return !slices.Contains(ts, t) })
+		types = slices.DeleteFunc(slices.Clone(types), func(t ce.DType) bool { return !slices.Contains(ts, t) })
 		linear = linear && d.Caps().Linear
 	}
 	return Caps{Types: types, Linear: linear}
@@ -87,7 +89,7 @@ func (g *Group) Caps() Caps {
 func (g *Group) Devices() []Device { return g.devs }
 
 // Upload implements Device: a group holds no buffers.
-func (g *Group) Upload(context.Context, Matrix) (Buffer, error) {
+func (g *Group) Upload(context.Context, ce.Matrix) (Buffer, error) {
 	return nil, fmt.Errorf("device: a group (%s) holds no resident buffers: %w", g.Info().Spec, ErrNotImplemented)
 }
 
@@ -159,7 +161,7 @@ func (g *Group) runRates(rates []float64, n int, elems int, f func(k int, d Devi
 }
 
 // hostOnly returns the error for a matrix held in a device's memory.
-func hostOnly(x Matrix) error {
+func hostOnly(x ce.Matrix) error {
 	if x.Buf != nil {
 		return fmt.Errorf("device: a group computes on host matrices: %w", ErrForeign)
 	}
@@ -167,7 +169,7 @@ func hostOnly(x Matrix) error {
 }
 
 // LogSumExp implements Device.
-func (g *Group) LogSumExp(ctx context.Context, dst []float32, x Matrix) error {
+func (g *Group) LogSumExp(ctx context.Context, dst []float32, x ce.Matrix) error {
 	if err := hostOnly(x); err != nil {
 		return err
 	}
@@ -178,7 +180,7 @@ func (g *Group) LogSumExp(ctx context.Context, dst []float32, x Matrix) error {
 	}
 	// By columns: the partials of the raw logits (no options, every row
 	// counted), merged, give the log-sum-exp.
-	part, err := g.partials(ctx, x, make([]int32, x.Rows), &Problem{})
+	part, err := g.partials(ctx, x, make([]int32, x.Rows), &ce.Problem{})
 	if err != nil {
 		return err
 	}
@@ -189,16 +191,17 @@ func (g *Group) LogSumExp(ctx context.Context, dst []float32, x Matrix) error {
 }
 
 // CrossEntropy implements Device.
-func (g *Group) CrossEntropy(ctx context.Context, out Out, gr *Grad, x Matrix, targets []int32, p *Problem) error {
+func (g *Group) CrossEntropy(ctx context.Context, out ce.Out, gr *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem) error {
 	if err := hostOnly(x); err != nil {
 		return err
 	}
 	if g.split == SplitRows {
 		return g.run(x.Rows, x.Rows*x.Cols, func(_ int, d Device, lo, hi int) error {
-			o := Out{Loss: sub(out.Loss, lo, hi), LSE: sub(out.LSE, lo, hi), Correct: sub(out.Correct, lo, hi)}
-			var r *Grad
+			o := ce.Out{Loss: sub(out.Loss, lo, hi), LSE: sub(out.LSE, lo, hi), Correct: sub(out.Correct, lo, hi)}
+			var r *ce.Grad
 			if gr != nil {
-				r = gr.RowRange(lo, hi)
+				v := gr.RowRange(lo, hi)
+				r = &v
 			}
 			return d.CrossEntropy(ctx, o, r, x.RowRange(lo, hi), targets[lo:hi], p)
 		})
@@ -207,41 +210,28 @@ func (g *Group) CrossEntropy(ctx context.Context, out Out, gr *Grad, x Matrix, t
 	if err != nil {
 		return err
 	}
-	finish(out, part, targets, p, p.Classes(x.Cols))
+	p.FinishRows(out, part, targets, p.Classes(x.Cols))
 	if gr == nil {
 		return nil
 	}
 	return g.Backward(ctx, *gr, x, targets, part, p)
 }
 
-// finish sets each row's results in out from its merged partial over the
-// vocabulary of C classes (zeros for ignored rows).
-func finish(out Out, part []Partial, targets []int32, p *Problem, C int) {
-	for i, t := range targets {
-		var loss, lse float64
-		correct := false
-		if t >= 0 {
-			loss, lse, correct = p.Finish(&part[i], int(t), C)
-		}
-		out.Set(i, loss, lse, correct)
-	}
-}
-
 // partials returns the partials of every row of x merged over the
 // devices' column ranges (in column order, so that the result does not
 // depend on the timing).
-func (g *Group) partials(ctx context.Context, x Matrix, targets []int32, p *Problem) ([]Partial, error) {
-	parts := make([][]Partial, len(g.devs)) // one per device, merged in order
+func (g *Group) partials(ctx context.Context, x ce.Matrix, targets []int32, p *ce.Problem) ([]ce.Partial, error) {
+	parts := make([][]ce.Partial, len(g.devs)) // one per device, merged in order
 	err := g.run(x.Cols, x.Rows*x.Cols, func(k int, d Device, lo, hi int) error {
-		parts[k] = make([]Partial, x.Rows)
-		return d.Partials(ctx, parts[k], x.Columns(lo, hi), targets, shard(p, x.Cols, lo))
+		parts[k] = make([]ce.Partial, x.Rows)
+		return d.Partials(ctx, parts[k], x.Columns(lo, hi), targets, p.Shard(x.Cols, lo))
 	})
 	if err != nil {
 		return nil, err
 	}
-	merged := make([]Partial, x.Rows)
+	merged := make([]ce.Partial, x.Rows)
 	for i := range merged {
-		merged[i] = EmptyPartial()
+		merged[i] = ce.EmptyPartial()
 		for _, ps := range parts {
 			if ps != nil {
 				merged[i].Merge(ps[i])
@@ -251,16 +241,8 @@ func (g *Group) partials(ctx context.Context, x Matrix, targets []int32, p *Prob
 	return merged, nil
 }
 
-// shard returns p for the columns of x (cols wide) from lo on.
-func shard(p *Problem, cols, lo int) *Problem {
-	q := *p
-	q.Vocab = p.Classes(cols)
-	q.Col0 = p.Col0 + lo
-	return &q
-}
-
 // Partials implements Device.
-func (g *Group) Partials(ctx context.Context, dst []Partial, x Matrix, targets []int32, p *Problem) error {
+func (g *Group) Partials(ctx context.Context, dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Problem) error {
 	if err := hostOnly(x); err != nil {
 		return err
 	}
@@ -282,17 +264,17 @@ func (g *Group) Partials(ctx context.Context, dst []Partial, x Matrix, targets [
 }
 
 // Backward implements Device.
-func (g *Group) Backward(ctx context.Context, gr Grad, x Matrix, targets []int32, part []Partial, p *Problem) error {
-	if err := errors.Join(hostOnly(x), hostOnly(Matrix{Buf: gr.Buf})); err != nil {
+func (g *Group) Backward(ctx context.Context, gr ce.Grad, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	if err := errors.Join(hostOnly(x), hostOnly(ce.Matrix{Buf: gr.Buf})); err != nil {
 		return err
 	}
 	if g.split == SplitRows {
 		return g.run(x.Rows, x.Rows*x.Cols, func(_ int, d Device, lo, hi int) error {
-			return d.Backward(ctx, *gr.RowRange(lo, hi), x.RowRange(lo, hi), targets[lo:hi], part[lo:hi], p)
+			return d.Backward(ctx, gr.RowRange(lo, hi), x.RowRange(lo, hi), targets[lo:hi], part[lo:hi], p)
 		})
 	}
 	return g.run(x.Cols, x.Rows*x.Cols, func(_ int, d Device, lo, hi int) error {
-		return d.Backward(ctx, *gr.Columns(lo), x.Columns(lo, hi), targets, part, shard(p, x.Cols, lo))
+		return d.Backward(ctx, gr.Columns(lo), x.Columns(lo, hi), targets, part, p.Shard(x.Cols, lo))
 	})
 }
 
@@ -312,22 +294,12 @@ func (g *Group) Close() error {
 // into a buffer of its own, summed in member order (so the result does not
 // depend on the timing).
 
-// linearShard returns the member's part of lin: W's rows [lo, hi).
-func linearShard(lin *Linear, lo, hi int) *Linear {
-	s := *lin
-	s.W = lin.W.RowRange(lo, hi)
-	if lin.Bias != nil {
-		s.Bias = lin.Bias[lo:hi]
-	}
-	return &s
-}
-
 // linearWork is the multiply-adds of a fused linear pass over lin.
-func linearWork(lin *Linear) int { return lin.H.Rows * lin.W.Rows * max(lin.H.Cols, 1) }
+func linearWork(lin *ce.Linear) int { return lin.H.Rows * lin.W.Rows * max(lin.H.Cols, 1) }
 
 // linearHostOnly returns the error for a fused linear input or gradient
 // held by a device: a group computes on host matrices.
-func linearHostOnly(lin *Linear, lg *LinearGrad) error {
+func linearHostOnly(lin *ce.Linear, lg *ce.LinearGrad) error {
 	err := errors.Join(hostOnly(lin.H), hostOnly(lin.W))
 	if lg != nil {
 		err = errors.Join(err, hostOnly(lg.W))
@@ -336,18 +308,18 @@ func linearHostOnly(lin *Linear, lg *LinearGrad) error {
 }
 
 // LinearPartials implements Device.
-func (g *Group) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error {
+func (g *Group) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.Linear, targets []int32, p *ce.Problem) error {
 	if err := linearHostOnly(lin, nil); err != nil {
 		return err
 	}
 	V := lin.W.Rows
-	parts := make([][]Partial, len(g.devs))
+	parts := make([][]ce.Partial, len(g.devs))
 	err := g.runRates(g.lrate, V, linearWork(lin), func(k int, d Device, lo, hi int) error {
-		parts[k] = make([]Partial, len(dst))
+		parts[k] = make([]ce.Partial, len(dst))
 		for i := range parts[k] {
-			parts[k][i] = EmptyPartial()
+			parts[k][i] = ce.EmptyPartial()
 		}
-		return d.LinearPartials(ctx, parts[k], linearShard(lin, lo, hi), targets, shard(p, V, lo))
+		return LinearOf(d).LinearPartials(ctx, parts[k], lin.Classes(lo, hi), targets, p.Shard(V, lo))
 	})
 	if err != nil {
 		return err
@@ -366,18 +338,18 @@ func (g *Group) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, 
 }
 
 // LinearCrossEntropy implements Device.
-func (g *Group) LinearCrossEntropy(ctx context.Context, out Out, lg *LinearGrad, lin *Linear, targets []int32, p *Problem) error {
+func (g *Group) LinearCrossEntropy(ctx context.Context, out ce.Out, lg *ce.LinearGrad, lin *ce.Linear, targets []int32, p *ce.Problem) error {
 	if err := linearHostOnly(lin, lg); err != nil {
 		return err
 	}
-	part := make([]Partial, len(targets))
+	part := make([]ce.Partial, len(targets))
 	for i := range part {
-		part[i] = EmptyPartial()
+		part[i] = ce.EmptyPartial()
 	}
 	if err := g.LinearPartials(ctx, part, lin, targets, p); err != nil {
 		return err
 	}
-	finish(out, part, targets, p, p.Classes(lin.W.Rows))
+	p.FinishRows(out, part, targets, p.Classes(lin.W.Rows))
 	if lg == nil {
 		return nil
 	}
@@ -385,7 +357,7 @@ func (g *Group) LinearCrossEntropy(ctx context.Context, out Out, lg *LinearGrad,
 }
 
 // LinearBackward implements Device.
-func (g *Group) LinearBackward(ctx context.Context, lg LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error {
+func (g *Group) LinearBackward(ctx context.Context, lg ce.LinearGrad, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	if err := linearHostOnly(lin, &lg); err != nil {
 		return err
 	}
@@ -402,9 +374,9 @@ func (g *Group) LinearBackward(ctx context.Context, lg LinearGrad, lin *Linear, 
 		}
 		if lg.H.Data != nil {
 			dhs[k] = make([]float32, N*D)
-			m.H, m.AddH = Matrix{Data: dhs[k], Rows: N, Cols: D, Stride: D}, true
+			m.H, m.AddH = ce.Matrix{Data: dhs[k], Rows: N, Cols: D, Stride: D}, true
 		}
-		return d.LinearBackward(ctx, m, linearShard(lin, lo, hi), targets, part, shard(p, V, lo))
+		return LinearOf(d).LinearBackward(ctx, m, lin.Classes(lo, hi), targets, part, p.Shard(V, lo))
 	})
 	if err != nil || lg.H.Data == nil {
 		return err

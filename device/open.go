@@ -1,7 +1,6 @@
 package device
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -115,7 +114,7 @@ func Open(spec string) (Device, error) {
 			for _, d := range accs[1:] {
 				d.Close()
 			}
-			return linearOnCPU(accs[0]), nil
+			return accs[0], nil
 		}
 		c := NewCPU(cpu.Default)
 		c.note = fmt.Sprintf("auto: no GPU or accelerator (%v): the CPU", why)
@@ -128,9 +127,6 @@ func Open(spec string) (Device, error) {
 		}
 		if len(accs) == 0 {
 			return c, nil
-		}
-		for i, d := range accs {
-			accs[i] = linearOnCPU(d)
 		}
 		return NewGroup(SplitRows, append(accs, c)...)
 	}
@@ -171,55 +167,20 @@ func accelerators() ([]Device, error) {
 	return nil, fmt.Errorf("%s", strings.Join(why, "; "))
 }
 
-// linearOnCPU returns d, or, when d lacks the fused linear (OpenCL
-// without CLBlast), d with its fused linear operations run by the CPU,
-// saying so in Info().Note.
-func linearOnCPU(d Device) Device {
-	if d.Caps().Linear {
-		return d
+// LinearOf returns d's fused linear cross-entropy, or, when d runs none
+// itself (Caps().Linear is false: OpenCL without CLBlast), the CPU's, on
+// host matrices (a device's Info().Note says so).
+func LinearOf(d Device) FusedLinear {
+	if f, ok := d.(FusedLinear); ok && d.Caps().Linear {
+		return f
 	}
-	return &cpuLinearFallback{Device: d, cpu: NewCPU(cpu.Default)}
+	return fallback()
 }
 
-// cpuLinearFallback is a device whose fused linear runs on the CPU.
-type cpuLinearFallback struct {
-	Device
-	cpu *CPUDevice
-}
+// fallback is the CPU device that runs the fused linear of the devices
+// without their own; it is never closed.
+var fallback = sync.OnceValue(func() *CPUDevice { return NewCPU(cpu.Default) })
 
-func (f *cpuLinearFallback) Caps() Caps {
-	c := f.Device.Caps()
-	c.Linear = true
-	return c
-}
-
-func (f *cpuLinearFallback) Info() Info {
-	in := f.Device.Info()
-	in.BLAS = "the CPU's (" + f.cpu.blas.Name() + ")"
-	in.Note = "no fused linear cross-entropy here (no CLBlast): it runs on the CPU"
-	return in
-}
-
-func (f *cpuLinearFallback) LinearCrossEntropy(ctx context.Context, out Out, g *LinearGrad, lin *Linear, targets []int32, p *Problem) error {
-	return f.cpu.LinearCrossEntropy(ctx, out, g, lin, targets, p)
-}
-
-func (f *cpuLinearFallback) LinearPartials(ctx context.Context, dst []Partial, lin *Linear, targets []int32, p *Problem) error {
-	return f.cpu.LinearPartials(ctx, dst, lin, targets, p)
-}
-
-func (f *cpuLinearFallback) LinearBackward(ctx context.Context, g LinearGrad, lin *Linear, targets []int32, part []Partial, p *Problem) error {
-	return f.cpu.LinearBackward(ctx, g, lin, targets, part, p)
-}
-
-// Same reports whether a and b are the same device, seen through the
-// wrapper that Open("auto") and Open("all") put around a device whose
-// fused linear runs on the CPU (a buffer's Owner is the device inside).
-func Same(a, b Device) bool { return unwrap(a) == unwrap(b) }
-
-func unwrap(d Device) Device {
-	if f, ok := d.(*cpuLinearFallback); ok {
-		return f.Device
-	}
-	return d
-}
+// FallbackBLAS names the BLAS of the fused linear of a device that runs
+// none itself.
+func FallbackBLAS() string { return "the CPU's (" + fallback().blas.Name() + ")" }

@@ -58,7 +58,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bias := fs.String("bias", "", "classifier bias `B.npy`: 1-D float32 or float64, one per class (optional)")
 	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy` (float32 [tokens × features])")
 	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy` (float32 [classes × features])")
-	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: device.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
+	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/xentlab/xent/ce"
+	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl/internal/cl"
 )
@@ -65,14 +67,21 @@ func newDevice(h handle, tn tuning) (*Device, error) {
 }
 
 // Info implements device.Device.
+// Without CLBlast the fused linear runs on the CPU (device.LinearOf), and
+// Note says so.
 func (d *Device) Info() device.Info {
-	return device.Info{
+	in := device.Info{
 		Name: d.h.name, Kind: d.h.kind, Backend: "opencl",
 		Kernel:   fmt.Sprintf("xent.cl wg=%d unroll=%d rc=%d", d.p.wg, d.p.unroll, d.p.rc),
 		Platform: d.h.platName + ", driver " + d.h.driver,
 		Spec:     fmt.Sprintf("opencl:%d:%d", d.h.pi, d.h.di),
-		BLAS:     clblastName(),
+		BLAS:     "CLBlast",
 	}
+	if linearAvailable() != nil {
+		in.BLAS = device.FallbackBLAS()
+		in.Note = "no fused linear cross-entropy here (no CLBlast): it runs on the CPU"
+	}
+	return in
 }
 
 // FusedReads returns how many times the fused forward + backward reads
@@ -252,39 +261,39 @@ const (
 // device's buffers) and the per-row inputs and outputs its op takes.
 type call struct {
 	op      op
-	x       device.Matrix
+	x       ce.Matrix
 	targets []int32
-	p       *device.Problem
-	out     device.Out       // opCE
-	grad    *device.Grad     // opCE (fused, when set) and opBackward
-	lse     []float32        // opLSE
-	part    []device.Partial // opPartials (written), opBackward (read)
+	p       *ce.Problem
+	out     ce.Out       // opCE
+	grad    *ce.Grad     // opCE (fused, when set) and opBackward
+	lse     []float32    // opLSE
+	part    []ce.Partial // opPartials (written), opBackward (read)
 }
 
 // LogSumExp implements device.Device.
-func (d *Device) LogSumExp(ctx context.Context, dst []float32, x device.Matrix) error {
-	return d.run(ctx, &call{op: opLSE, x: x, lse: dst, p: &device.Problem{}})
+func (d *Device) LogSumExp(ctx context.Context, dst []float32, x ce.Matrix) error {
+	return d.run(ctx, &call{op: opLSE, x: x, lse: dst, p: &ce.Problem{}})
 }
 
 // CrossEntropy implements device.Device.
-func (d *Device) CrossEntropy(ctx context.Context, out device.Out, g *device.Grad, x device.Matrix, targets []int32, p *device.Problem) error {
+func (d *Device) CrossEntropy(ctx context.Context, out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem) error {
 	return d.run(ctx, &call{op: opCE, x: x, targets: targets, p: p, out: out, grad: g})
 }
 
 // Partials implements device.Device.
-func (d *Device) Partials(ctx context.Context, dst []device.Partial, x device.Matrix, targets []int32, p *device.Problem) error {
+func (d *Device) Partials(ctx context.Context, dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Problem) error {
 	return d.run(ctx, &call{op: opPartials, x: x, targets: targets, p: p, part: dst})
 }
 
 // Backward implements device.Device.
-func (d *Device) Backward(ctx context.Context, g device.Grad, x device.Matrix, targets []int32, part []device.Partial, p *device.Problem) error {
+func (d *Device) Backward(ctx context.Context, g ce.Grad, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	return d.run(ctx, &call{op: opBackward, x: x, targets: targets, p: p, grad: &g, part: part})
 }
 
 // Caps implements device.Device: resident buffers, every element type,
 // and the fused linear cross-entropy where CLBlast loads.
 func (d *Device) Caps() device.Caps {
-	return device.Caps{Resident: true, Types: []device.DType{device.F32, device.BF16, device.F16}, Linear: linearAvailable() == nil}
+	return device.Caps{Resident: true, Types: []ce.DType{ce.F32, ce.BF16, ce.F16}, Linear: linearAvailable() == nil}
 }
 
 // The flags of prob_t: optional features, uniform across a call, so that
@@ -380,13 +389,9 @@ func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
 			r.args = append(r.args, m)
 		}
 	case opBackward:
-		gm, gs, glsm, gzt := make([]float32, rows), make([]float32, rows), make([]float32, rows), make([]float32, rows)
-		for i, pt := range c.part {
-			gm[i], gs[i], gzt[i], glsm[i] = pt.Max, float32(1+pt.Rest), pt.ZT, float32(pt.LogSum())
-		}
 		ins := []cl.Mem{f32(), f32(), f32(), f32(), f32()}
 		up(ins[0], c.grad.Scale)
-		for k, v := range [][]float32{gm, gs, glsm, gzt} {
+		for k, v := range backwardIns(c.part) {
 			up(ins[k+1], v)
 		}
 		for _, m := range ins {
@@ -446,9 +451,7 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 			}
 		}
 	}
-	var pm, ps, pd, pw, pr, pzt []float32
-	var parg []int32
-	var phas []byte
+	var po *partialOuts
 	switch c.op {
 	case opLSE:
 		read(r.outs[0], c.lse)
@@ -457,10 +460,8 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 		read(r.outs[1], c.out.LSE)
 		read(r.outs[2], boolBytes(c.out.Correct))
 	case opPartials:
-		f := func() []float32 { return make([]float32, rows) }
-		pm, ps, pd, pw, pr, pzt = f(), f(), f(), f(), f(), f()
-		parg, phas = make([]int32, rows), make([]byte, rows)
-		for k, v := range []any{pm, ps, pd, pw, pr, parg, pzt, phas} {
+		po = newPartialOuts(rows)
+		for k, v := range po.slices() {
 			read(r.outs[k], v)
 		}
 	}
@@ -468,14 +469,48 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 		err = d.copyQ.Finish()
 	}
 	if err == nil && c.op == opPartials {
-		for i, t := range c.targets {
-			if t >= 0 {
-				c.part[i] = device.Partial{Max: pm[i], Rest: float64(ps[i]), Dot: float64(pd[i]), WSum: float64(pw[i]),
-					ArgMax: pr[i], Arg: int(parg[i]), ZT: pzt[i], HasT: phas[i] != 0}
-			}
-		}
+		po.to(c.part, c.targets)
 	}
 	return err
+}
+
+// partialOuts are xent_partial's per-row outputs on the host, in the
+// kernel's order (max, rest, dot, wsum, argmax value, arg, z_t, has t).
+type partialOuts struct {
+	m, s, d, w, r, zt []float32
+	arg               []int32
+	has               []byte
+}
+
+func newPartialOuts(rows int) *partialOuts {
+	f := func() []float32 { return make([]float32, rows) }
+	return &partialOuts{m: f(), s: f(), d: f(), w: f(), r: f(), zt: f(), arg: make([]int32, rows), has: make([]byte, rows)}
+}
+
+// slices returns the outputs in the kernel's order.
+func (o *partialOuts) slices() []any {
+	return []any{o.m, o.s, o.d, o.w, o.r, o.arg, o.zt, o.has}
+}
+
+// to sets dst[i] for every counted row.
+func (o *partialOuts) to(dst []ce.Partial, targets []int32) {
+	for i, t := range targets {
+		if t >= 0 {
+			dst[i] = ce.Partial{Max: o.m[i], Rest: float64(o.s[i]), Dot: float64(o.d[i]), WSum: float64(o.w[i]),
+				ArgMax: o.r[i], Arg: int(o.arg[i]), ZT: o.zt[i], HasT: o.has[i] != 0}
+		}
+	}
+}
+
+// backwardIns returns xent_backward's per-row inputs from the merged
+// partials: max, sum, log of the sum, z_t.
+func backwardIns(part []ce.Partial) [4][]float32 {
+	n := len(part)
+	gm, gs, glsm, gzt := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+	for i, pt := range part {
+		gm[i], gs[i], gzt[i], glsm[i] = pt.Max, float32(1+pt.Rest), pt.ZT, float32(pt.LogSum())
+	}
+	return [4][]float32{gm, gs, glsm, gzt}
 }
 
 // begin locks the device for one call and checks that it may run.
@@ -562,7 +597,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	evK := make([]cl.Event, nchunks)
 	evR := make([]cl.Event, nchunks)
 	hostRows := func(lo, n int) []byte {
-		if x.Type == device.F32 {
+		if x.Type == ce.F32 {
 			return bytesOf(x.Data[lo*stride : lo*stride+span(n)])
 		}
 		return bytesOf(x.Half[lo*stride : lo*stride+span(n)])
@@ -600,7 +635,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 		lo := k * step
 		n := min(step, rows-lo)
 		host := bytesOf(g.Data)
-		if g.Type != device.F32 {
+		if g.Type != ce.F32 {
 			host = bytesOf(g.Half)
 		}
 		buf := sr[k%2].buf
@@ -659,7 +694,7 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 func (d *Device) runResident(b *buffers, c *call) error {
 	buf, ok := c.x.Buf.(*Buffer)
 	if !ok || buf.d != d {
-		return fmt.Errorf("opencl: %s: %w (of %s)", d.h.name, device.ErrForeign, c.x.Buf.Owner().Info().Spec)
+		return fmt.Errorf("opencl: %s: %w (of %s)", d.h.name, device.ErrForeign, device.SpecOf(c.x.Buf))
 	}
 	if buf.mem == 0 {
 		return fmt.Errorf("opencl: %w", device.ErrReleased)
@@ -697,7 +732,7 @@ func (d *Device) finish(b *buffers) error {
 // It moves twice the bytes; a gradient in the logits' type moves half.
 func widened(c *call) *call {
 	w := *c
-	w.x = c.x.Widened()
+	w.x = cpu.Widened(c.x)
 	return &w
 }
 
@@ -706,7 +741,7 @@ func widened(c *call) *call {
 // the staging buffer st as dense rows (the caller copies them out): the
 // rows' cols columns only, in one transfer whatever the strides (what
 // lies between the rows in g may be another shard's columns).
-func (d *Device) readGrad(b *buffers, buf cl.Mem, g *device.Grad, lo, n, cols, stride int, ev cl.Event, st *stage) (cl.Event, error) {
+func (d *Device) readGrad(b *buffers, buf cl.Mem, g *ce.Grad, lo, n, cols, stride int, ev cl.Event, st *stage) (cl.Event, error) {
 	size := g.Type.Size()
 	r := cl.Rect{Pitch: size * stride, HostPitch: size * g.Stride, RowBytes: size * cols, Rows: n}
 	span := lo*g.Stride + (n-1)*g.Stride + cols
@@ -715,7 +750,7 @@ func (d *Device) readGrad(b *buffers, buf cl.Mem, g *device.Grad, lo, n, cols, s
 	case st != nil:
 		r.HostPitch = size * cols
 		host = st.buf[:size*n*cols]
-	case g.Type == device.F32:
+	case g.Type == ce.F32:
 		host = bytesOf(g.Data[lo*g.Stride : span])
 	default:
 		host = bytesOf(g.Half[lo*g.Stride : span])

@@ -4,16 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
+	"github.com/xentlab/xent/ce"
+	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl/internal/cl"
+	"github.com/xentlab/xent/internal/tiles"
 )
 
-// The fused linear cross-entropy on OpenCL: H's chunk, W, the bias, dH's
-// chunk, dW and dBias in device buffers, the matrix products from CLBlast
-// on the device's queue, and xent.cl's row kernels on the tile of logits
-// in between (the same driver as the CPU's, device.RunLinear). The queue
-// is in order, so each product follows the kernel before it.
+// The fused linear cross-entropy on OpenCL (device.FusedLinear): the loop
+// of package internal/tiles over a tile of logits in a device buffer, the
+// matrix products from CLBlast and xent.cl's row kernels on the tile, all
+// on the device's one in-order queue, under the device's lock for the
+// whole call. The call's buffers are made once (H's chunk, W, the bias,
+// the gradients, the tile and the row kernels' inputs and outputs); the
+// host waits for the device only where the loop needs a value (a tiled
+// vocabulary's partials, the gradient filter's block maxima), and at the
+// end.
 
 // linearAvailable returns nil when CLBlast loads, else the error (wrapping
 // device.ErrNotAvailable) of the linear operations.
@@ -24,64 +32,78 @@ func linearAvailable() error {
 	return nil
 }
 
-// clblastName names the fused linear's BLAS, empty without CLBlast.
-func clblastName() string {
-	if linearAvailable() != nil {
-		return ""
-	}
-	return "CLBlast"
-}
-
-// clLinear is the OpenCL device's device.LinearBackend.
+// clLinear is the OpenCL device's tiles.Backend for one call; the
+// device's lock is held while it lives.
 type clLinear struct {
 	d   *Device
-	lin *device.Linear
-	g   *device.LinearGrad
-	pl  device.LinearPlan
+	lin *ce.Linear
+	g   *ce.LinearGrad
+	pl  tiles.Plan
 	D   int
 
 	b                        buffers
 	h, w, bias, ones, dh, dw cl.Mem
 	db                       cl.Mem
-	z                        *Buffer // the tile (R × C, dense at its width)
-	hb                       []float32
-	rows, dhRows             []int // the chunk's rows; those dh holds
+	z                        cl.Mem // the tile (R × C, dense at its width)
+	rows                     []int  // the chunk's rows
 	c                        int
-	ctx                      context.Context
 	dwResident               bool   // dw is the caller's buffer: nothing to read back
 	inv, bmax                cl.Mem // the gradient filter's row factors and block maxima
+
+	// The row kernels' buffers: targets, class weights, row scale, the
+	// forward's outputs (loss, lse, correct), the partials' and the
+	// backward's inputs; and which host slices tg, sc and bin hold.
+	tg, wts, sc cl.Mem
+	outs        [3]cl.Mem
+	pouts       [8]cl.Mem
+	bin         [4]cl.Mem
+	tgOf        *int32
+	scOfF       *float32
+	partOf      *ce.Partial
+
+	hb     [2][]float32 // H's chunk gathered on the host, double-buffered
+	hev    [2]cl.Event  // their writes
+	nchunk int
+	dhs    []dhRead // dH reads in flight
+	zeros  []float32
 }
 
-// newCLLinear uploads W (and the bias, dW and dBias to add to) and makes
-// the chunk's buffers.
-func (d *Device) newCLLinear(ctx context.Context, lin *device.Linear, g *device.LinearGrad, pl device.LinearPlan) (*clLinear, error) {
-	if err := linearAvailable(); err != nil {
-		return nil, err
+// dhRead is a chunk's dH on its way to the host.
+type dhRead struct {
+	rows []int
+	buf  []float32
+	ev   cl.Event
+}
+
+// resident returns the device memory of m when it is one of d's buffers
+// (d's lock held, so that Release cannot run meanwhile), 0 for host rows.
+func (d *Device) resident(m ce.Matrix) (cl.Mem, error) {
+	if m.Buf == nil {
+		return 0, nil
 	}
+	b, ok := m.Buf.(*Buffer)
+	if !ok || b.d != d {
+		return 0, fmt.Errorf("opencl: %s: %w (of %s)", d.h.name, device.ErrForeign, device.SpecOf(m.Buf))
+	}
+	if b.mem == 0 {
+		return 0, fmt.Errorf("opencl: %w", device.ErrReleased)
+	}
+	return b.mem, nil
+}
+
+// newCLLinear makes the call's buffers and uploads W (and the bias, dW
+// and dBias to add to).
+func (d *Device) newCLLinear(lin *ce.Linear, g *ce.LinearGrad, pl tiles.Plan, p *ce.Problem) (*clLinear, error) {
 	if lin.H.Buf != nil {
 		return nil, fmt.Errorf("opencl: %w: the hidden states of a fused linear are host rows", device.ErrNotImplemented)
 	}
-	// W and dW may be the device's own buffers (they stay there).
-	resident := func(m device.Matrix) (cl.Mem, error) {
-		if m.Buf == nil {
-			return 0, nil
-		}
-		b, ok := m.Buf.(*Buffer)
-		if !ok || b.d != d {
-			return 0, fmt.Errorf("opencl: %s: %w (of %s)", d.h.name, device.ErrForeign, m.Buf.Owner().Info().Spec)
-		}
-		if b.mem == 0 {
-			return 0, fmt.Errorf("opencl: %w", device.ErrReleased)
-		}
-		return b.mem, nil
-	}
-	wRes, err := resident(lin.W)
+	wRes, err := d.resident(lin.W)
 	if err != nil {
 		return nil, err
 	}
 	var dwRes cl.Mem
 	if g != nil {
-		if dwRes, err = resident(g.W); err != nil {
+		if dwRes, err = d.resident(g.W); err != nil {
 			return nil, err
 		}
 	}
@@ -89,44 +111,55 @@ func (d *Device) newCLLinear(ctx context.Context, lin *device.Linear, g *device.
 	if int64(V)*int64(D)*4 > d.maxAlloc || int64(pl.R)*int64(pl.C)*4 > d.maxAlloc {
 		return nil, fmt.Errorf("%w: W (%d × %d) or the tile (%d × %d) exceeds one allocation of %d bytes", ErrTooLarge, V, D, pl.R, pl.C, d.maxAlloc)
 	}
-	l := &clLinear{d: d, lin: lin, g: g, pl: pl, D: D, ctx: ctx, dwResident: dwRes != 0}
-	mk := func(floats int) cl.Mem {
-		m, e := l.b.mem(d.p.ctx, 4*floats)
+	l := &clLinear{d: d, lin: lin, g: g, pl: pl, D: D, dwResident: dwRes != 0}
+	mk := func(bytes int) cl.Mem {
+		m, e := l.b.mem(d.p.ctx, bytes)
 		err = errors.Join(err, e)
 		return m
 	}
-	l.h, l.ones, l.w = mk(pl.R*D), mk(pl.R), wRes
+	R := pl.R
+	l.h, l.ones, l.w = mk(4*R*D), mk(4*R), wRes
 	if wRes == 0 {
-		l.w = mk(V * D)
+		l.w = mk(4 * V * D)
 	}
-	z := mk(pl.R * pl.C)
-	l.z = &Buffer{d: d, mem: z, rows: pl.R, cols: pl.C}
+	l.z = mk(4 * R * pl.C)
 	if lin.Bias != nil {
-		l.bias = mk(V)
+		l.bias = mk(4 * V)
+	}
+	l.tg, l.wts, l.sc = mk(4*R), mk(4*max(p.Classes(V), 1)), mk(4*R)
+	l.outs = [3]cl.Mem{mk(4 * R), mk(4 * R), mk(R)}
+	for k := range l.pouts {
+		l.pouts[k] = mk(4 * R)
+	}
+	for k := range l.bin {
+		l.bin[k] = mk(4 * R)
 	}
 	if g != nil {
 		if g.H.Data != nil {
-			l.dh = mk(pl.R * D)
+			l.dh = mk(4 * R * D)
 		}
 		switch {
 		case dwRes != 0:
 			l.dw = dwRes
 		case g.W.Data != nil:
-			l.dw = mk(V * D)
+			l.dw = mk(4 * V * D)
 		}
 		if g.Bias != nil {
-			l.db = mk(V)
+			l.db = mk(4 * V)
 		}
 	}
 	if err != nil {
 		l.release()
 		return nil, d.wrap(err)
 	}
-	ones := make([]float32, pl.R)
+	ones := make([]float32, R)
 	for k := range ones {
 		ones[k] = 1
 	}
 	err = l.write(l.ones, ones)
+	if p.Weights != nil {
+		err = errors.Join(err, l.write(l.wts, p.Weights))
+	}
 	if wRes == 0 {
 		err = errors.Join(err, l.writeRows(l.w, lin.W))
 	}
@@ -146,22 +179,23 @@ func (d *Device) newCLLinear(ctx context.Context, lin *device.Linear, g *device.
 	return l, nil
 }
 
+// write enqueues a write of v into m; v stays pinned until the call ends.
 func (l *clLinear) write(m cl.Mem, v []float32) error {
-	_, err := l.b.ev(cl.Write(l.d.q, m, true, 0, v, nil))
+	_, err := l.b.ev(cl.Write(l.d.q, m, false, 0, v, nil))
 	return err
 }
 
 // writeRows writes a host matrix densely into m.
-func (l *clLinear) writeRows(m cl.Mem, x device.Matrix) error {
+func (l *clLinear) writeRows(m cl.Mem, x ce.Matrix) error {
 	return l.rowsIO(m, x, cl.WriteRect[float32])
 }
 
 // readRows reads m (dense) into a host matrix.
-func (l *clLinear) readRows(m cl.Mem, x device.Matrix) error {
+func (l *clLinear) readRows(m cl.Mem, x ce.Matrix) error {
 	return l.rowsIO(m, x, cl.ReadRect[float32])
 }
 
-func (l *clLinear) rowsIO(m cl.Mem, x device.Matrix, io func(cl.Queue, cl.Mem, bool, cl.Rect, []float32, []cl.Event) (cl.Event, error)) error {
+func (l *clLinear) rowsIO(m cl.Mem, x ce.Matrix, io func(cl.Queue, cl.Mem, bool, cl.Rect, []float32, []cl.Event) (cl.Event, error)) error {
 	if x.Rows == 0 {
 		return nil
 	}
@@ -172,88 +206,193 @@ func (l *clLinear) rowsIO(m cl.Mem, x device.Matrix, io func(cl.Queue, cl.Mem, b
 
 func (l *clLinear) release() error { return l.b.release() }
 
-// Chunk implements device.LinearBackend: the chunk's H rows, gathered on
-// the host, are written to the device (after the previous chunk's dH is
-// read back).
+// Chunk implements tiles.Backend: the chunk's H rows, gathered on the
+// host into one of two buffers (the other may still be on its way), are
+// written to the device after the previous chunk's products; the
+// previous chunk's dH is read back.
 func (l *clLinear) Chunk(rows []int) error {
-	if err := l.flushDH(); err != nil {
+	if err := l.readDH(); err != nil {
 		return err
 	}
 	l.rows = rows
-	H := l.lin.H
-	if l.hb == nil {
-		l.hb = make([]float32, l.pl.R*l.D)
+	k := l.nchunk % 2
+	l.nchunk++
+	if l.hev[k] != 0 {
+		if err := cl.Wait(l.hev[k]); err != nil {
+			return err
+		}
 	}
+	if l.hb[k] == nil {
+		l.hb[k] = make([]float32, l.pl.R*l.D)
+	}
+	H, hb := l.lin.H, l.hb[k]
 	for k, i := range rows {
-		copy(l.hb[k*l.D:(k+1)*l.D], H.Data[i*H.Stride:i*H.Stride+l.D])
+		copy(hb[k*l.D:(k+1)*l.D], H.Data[i*H.Stride:i*H.Stride+l.D])
 	}
-	return l.write(l.h, l.hb[:len(rows)*l.D])
+	var err error
+	l.hev[k], err = l.b.ev(cl.Write(l.d.q, l.h, false, 0, hb[:len(rows)*l.D], nil))
+	return err
 }
 
-// flushDH reads the chunk's dH rows back into the host dH: set, or added
-// with AddH.
-func (l *clLinear) flushDH() error {
-	if l.dhRows == nil {
+// readDH enqueues the read of the chunk's dH (its products done: the
+// queue is in order), to be added or copied into the caller's at Sync.
+func (l *clLinear) readDH() error {
+	if l.dh == 0 || l.rows == nil {
 		return nil
 	}
-	rs := l.dhRows
-	l.dhRows = nil
-	buf := make([]float32, len(rs)*l.D)
-	if _, err := l.b.ev(cl.Read(l.d.q, l.dh, true, 0, buf, nil)); err != nil {
+	r := dhRead{rows: l.rows, buf: make([]float32, len(l.rows)*l.D)}
+	var err error
+	r.ev, err = l.b.ev(cl.Read(l.d.q, l.dh, false, 0, r.buf, nil))
+	l.dhs = append(l.dhs, r)
+	return err
+}
+
+// Sync implements tiles.Backend: it waits for the queue and sets (or,
+// with AddH, adds) the chunks' dH rows read back.
+func (l *clLinear) Sync() error {
+	if err := l.readDH(); err != nil {
 		return err
 	}
-	H := l.g.H
-	for k, i := range rs {
-		dst, src := H.Data[i*H.Stride:i*H.Stride+l.D], buf[k*l.D:(k+1)*l.D]
-		if !l.g.AddH {
-			copy(dst, src)
-			continue
-		}
-		for d := range dst {
-			dst[d] += src[d]
+	l.rows = nil
+	if err := l.d.q.Finish(); err != nil {
+		return err
+	}
+	for _, r := range l.dhs {
+		H := l.g.H
+		for k, i := range r.rows {
+			dst, src := H.Data[i*H.Stride:i*H.Stride+l.D], r.buf[k*l.D:(k+1)*l.D]
+			if !l.g.AddH {
+				copy(dst, src)
+				continue
+			}
+			for d := range dst {
+				dst[d] += src[d]
+			}
 		}
 	}
+	l.dhs = nil
 	return nil
 }
 
-// tile returns the tile as a matrix held by the device.
-func (l *clLinear) tile() device.Matrix {
-	return device.Matrix{Rows: len(l.rows), Cols: l.c, Stride: l.c, Buf: l.z}
-}
-
-// Logits implements device.LinearBackend.
+// Logits implements tiles.Backend.
 func (l *clLinear) Logits(v0, v1 int) error {
 	n, q := len(l.rows), l.d.q
 	l.c = v1 - v0
-	err := q.Sgemm(false, true, n, l.c, l.D, 1, l.h, 0, l.D, l.w, v0*l.D, l.D, 0, l.z.mem, 0, l.c)
+	err := q.Sgemm(false, true, n, l.c, l.D, 1, l.h, 0, l.D, l.w, v0*l.D, l.D, 0, l.z, 0, l.c)
 	if err == nil && l.bias != 0 { // z += 1·bᵀ
-		err = q.Sgemm(false, false, n, l.c, 1, 1, l.ones, 0, 1, l.bias, v0, l.c, 1, l.z.mem, 0, l.c)
+		err = q.Sgemm(false, false, n, l.c, 1, 1, l.ones, 0, 1, l.bias, v0, l.c, 1, l.z, 0, l.c)
 	}
 	return err
 }
 
-// CrossEntropy implements device.LinearBackend.
-func (l *clLinear) CrossEntropy(out device.Out, grad bool, targets []int32, scale []float32, p *device.Problem) error {
-	var g *device.Grad
-	if grad {
-		g = &device.Grad{Scale: scale, Buf: l.z}
+// inputs writes the targets and the scale of the chunk, unless the
+// buffers hold them already (the driver's slices are the call's own).
+func (l *clLinear) inputs(targets []int32, scale []float32) error {
+	if len(targets) == 0 {
+		return nil
 	}
-	return l.d.CrossEntropy(l.ctx, out, g, l.tile(), targets, p)
+	if &targets[0] != l.tgOf {
+		if _, err := l.b.ev(cl.Write(l.d.q, l.tg, false, 0, targets, nil)); err != nil {
+			return err
+		}
+		l.tgOf = &targets[0]
+	}
+	if len(scale) > 0 && &scale[0] != l.scOfF {
+		if err := l.write(l.sc, scale); err != nil {
+			return err
+		}
+		l.scOfF = &scale[0]
+	}
+	return nil
 }
 
-// Partials implements device.LinearBackend.
-func (l *clLinear) Partials(dst []device.Partial, targets []int32, p *device.Problem) error {
-	return l.d.Partials(l.ctx, dst, l.tile(), targets, p)
+// kernel launches op on the tile with args after the logits and the
+// descriptor.
+func (l *clLinear) kernel(op op, p *ce.Problem, grad bool, args ...any) error {
+	c := &call{op: op, x: ce.Matrix{Rows: len(l.rows), Cols: l.c, Stride: l.c}, p: p}
+	if grad {
+		c.grad = &ce.Grad{}
+	}
+	_, err := l.d.launch(&l.b, &rowBufs{args: args}, c, l.z, 0, len(l.rows), nil)
+	return err
 }
 
-// Backward implements device.LinearBackend.
-func (l *clLinear) Backward(targets []int32, scale []float32, part []device.Partial, p *device.Problem) error {
-	return l.d.Backward(l.ctx, device.Grad{Scale: scale, Buf: l.z}, l.tile(), targets, part, p)
+// CrossEntropy implements tiles.Backend: out is read back at Sync.
+func (l *clLinear) CrossEntropy(out ce.Out, grad bool, targets []int32, scale []float32, p *ce.Problem) error {
+	if err := l.inputs(targets, scale); err != nil {
+		return err
+	}
+	err := l.kernel(opCE, p, grad, l.tg, l.wts, l.sc, l.outs[0], l.outs[1], l.outs[2])
+	for k, v := range []any{out.Loss, out.LSE, boolBytes(out.Correct)} {
+		if err != nil {
+			break
+		}
+		switch v := v.(type) {
+		case []float32:
+			_, err = l.b.ev(cl.Read(l.d.q, l.outs[k], false, 0, v, nil))
+		case []byte:
+			_, err = l.b.ev(cl.Read(l.d.q, l.outs[k], false, 0, v, nil))
+		}
+	}
+	return err
 }
 
-// Grads implements device.LinearBackend. The chunk's dH accumulates on the
+// Partials implements tiles.Backend: the host waits for them.
+func (l *clLinear) Partials(dst []ce.Partial, targets []int32, p *ce.Problem) error {
+	if err := l.inputs(targets, nil); err != nil {
+		return err
+	}
+	args := []any{l.tg, l.wts}
+	for _, m := range l.pouts {
+		args = append(args, m)
+	}
+	if err := l.kernel(opPartials, p, false, args...); err != nil {
+		return err
+	}
+	po := newPartialOuts(len(l.rows))
+	var err error
+	for k, v := range po.slices() {
+		if err != nil {
+			break
+		}
+		switch v := v.(type) {
+		case []float32:
+			_, err = l.b.ev(cl.Read(l.d.q, l.pouts[k], false, 0, v, nil))
+		case []int32:
+			_, err = l.b.ev(cl.Read(l.d.q, l.pouts[k], false, 0, v, nil))
+		case []byte:
+			_, err = l.b.ev(cl.Read(l.d.q, l.pouts[k], false, 0, v, nil))
+		}
+	}
+	if err == nil {
+		err = l.d.q.Finish()
+	}
+	if err == nil {
+		po.to(dst, targets)
+	}
+	return err
+}
+
+// Backward implements tiles.Backend; the merged partials are written once
+// a chunk.
+func (l *clLinear) Backward(targets []int32, scale []float32, part []ce.Partial, p *ce.Problem) error {
+	if err := l.inputs(targets, scale); err != nil {
+		return err
+	}
+	if len(part) > 0 && &part[0] != l.partOf {
+		for k, v := range backwardIns(part) {
+			if err := l.write(l.bin[k], v); err != nil {
+				return err
+			}
+		}
+		l.partOf = &part[0]
+	}
+	return l.kernel(opBackward, p, false, l.tg, l.wts, l.sc, l.bin[0], l.bin[1], l.bin[2], l.bin[3])
+}
+
+// Grads implements tiles.Backend. The chunk's dH accumulates on the
 // device over its tiles (from 0 at the first call), and is read back when
-// the next chunk comes (set or added there).
+// the next chunk comes (set or added at Sync).
 func (l *clLinear) Grads(t0, v0, v1 int, first bool) error {
 	n, c, k, q := len(l.rows), l.c, v1-v0, l.d.q
 	zo := v0 - t0 // the tile's columns [v0, v1) start there, row stride c
@@ -265,58 +404,60 @@ func (l *clLinear) Grads(t0, v0, v1 int, first bool) error {
 		}
 		if k == 0 {
 			if first {
-				err = l.write(l.dh, make([]float32, n*l.D))
+				if l.zeros == nil {
+					l.zeros = make([]float32, l.pl.R*l.D)
+				}
+				err = l.write(l.dh, l.zeros[:n*l.D])
 			}
 		} else {
-			err = q.Sgemm(false, false, n, l.D, k, 1, l.z.mem, zo, c, l.w, v0*l.D, l.D, beta, l.dh, 0, l.D)
+			err = q.Sgemm(false, false, n, l.D, k, 1, l.z, zo, c, l.w, v0*l.D, l.D, beta, l.dh, 0, l.D)
 		}
-		l.dhRows = l.rows
 	}
 	if k == 0 {
 		return err
 	}
 	if err == nil && l.dw != 0 { // dW[v0:v1] += Gᵀ·H
-		err = q.Sgemm(true, false, k, l.D, n, 1, l.z.mem, zo, c, l.h, 0, l.D, 1, l.dw, v0*l.D, l.D)
+		err = q.Sgemm(true, false, k, l.D, n, 1, l.z, zo, c, l.h, 0, l.D, 1, l.dw, v0*l.D, l.D)
 	}
 	if err == nil && l.db != 0 { // db[v0:v1] += Gᵀ·1
-		err = q.Sgemm(true, false, k, 1, n, 1, l.z.mem, zo, c, l.ones, 0, 1, 1, l.db, v0, 1)
+		err = q.Sgemm(true, false, k, 1, n, 1, l.z, zo, c, l.ones, 0, 1, 1, l.db, v0, 1)
 	}
 	return err
 }
 
-// BlockMax implements device.LinearBackend with xent_blockmax.
+// BlockMax implements tiles.Backend with xent_blockmax; the host waits
+// for it.
 func (l *clLinear) BlockMax(dst []float32, inv []float32) error {
 	d, n := l.d, len(l.rows)
 	if l.inv == 0 {
 		var err error
 		if l.inv, err = l.b.mem(d.p.ctx, 4*l.pl.R); err == nil {
-			l.bmax, err = l.b.mem(d.p.ctx, 4*((l.pl.C+device.FilterBlock-1)/device.FilterBlock))
+			l.bmax, err = l.b.mem(d.p.ctx, 4*((l.pl.C+ce.FilterBlock-1)/ce.FilterBlock))
 		}
 		if err != nil {
 			return err
 		}
 	}
-	if err := l.write(l.inv, inv[:n]); err != nil {
+	if err := l.write(l.inv, slices.Clone(inv[:n])); err != nil { // the driver reuses inv
 		return err
 	}
 	d.p.kernelMu.Lock()
-	err := d.p.blockK.SetArgs(l.z.mem, int32(n), int32(l.c), int32(device.FilterBlock), l.inv, l.bmax, int32(len(dst)))
-	var ev cl.Event
+	err := d.p.blockK.SetArgs(l.z, int32(n), int32(l.c), int32(ce.FilterBlock), l.inv, l.bmax, int32(len(dst)))
 	if err == nil {
-		ev, err = l.b.ev(d.q.NDRange(d.p.blockK, len(dst), 1, nil))
+		_, err = l.b.ev(d.q.NDRange(d.p.blockK, len(dst), 1, nil))
 	}
 	d.p.kernelMu.Unlock()
 	if err != nil {
 		return err
 	}
-	_, err = l.b.ev(cl.Read(d.q, l.bmax, true, 0, dst, []cl.Event{ev}))
+	_, err = l.b.ev(cl.Read(d.q, l.bmax, true, 0, dst, nil))
 	return err
 }
 
-// finish reads back dH's last chunk, dW and dBias.
+// finish reads back dW and dBias.
 func (l *clLinear) finish() error {
-	err := l.flushDH()
-	if err == nil && l.dw != 0 && !l.dwResident {
+	var err error
+	if l.dw != 0 && !l.dwResident {
 		err = l.readRows(l.dw, l.g.W)
 	}
 	if err == nil && l.db != 0 {
@@ -325,14 +466,21 @@ func (l *clLinear) finish() error {
 	return err
 }
 
-// linear runs f on a backend for lin and releases it; with gradients the
-// results are read back at the end.
-func (d *Device) linear(ctx context.Context, lin *device.Linear, g *device.LinearGrad, targets []int32, f func(*clLinear, device.LinearPlan) error) (err error) {
+// linear runs f on a backend for lin under the device's lock and
+// releases it; with gradients dW and dBias are read back at the end.
+func (d *Device) linear(ctx context.Context, lin *ce.Linear, g *ce.LinearGrad, targets []int32, p *ce.Problem, f func(*clLinear, tiles.Plan) error) (err error) {
+	if err := linearAvailable(); err != nil {
+		return err
+	}
+	if err := d.begin(ctx); err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
 	// CLBlast's products here are float32: half-precision H and W are
 	// widened on the host (twice their bytes cross the bus).
-	lin = lin.Widened()
-	pl := device.PlanLinear(lin, targets)
-	l, err := d.newCLLinear(ctx, lin, g, pl)
+	lin = widenedLinear(lin)
+	pl := tiles.PlanOf(lin, targets)
+	l, err := d.newCLLinear(lin, g, pl, p)
 	if err != nil {
 		return err
 	}
@@ -342,7 +490,7 @@ func (d *Device) linear(ctx context.Context, lin *device.Linear, g *device.Linea
 		}
 	}()
 	if err := f(l, pl); err != nil {
-		return err
+		return d.wrap(err)
 	}
 	if g != nil {
 		if err := l.finish(); err != nil {
@@ -357,34 +505,49 @@ func (d *Device) linear(ctx context.Context, lin *device.Linear, g *device.Linea
 	return nil
 }
 
-// LinearCrossEntropy implements device.Device (see device.Linear).
-func (d *Device) LinearCrossEntropy(ctx context.Context, out device.Out, g *device.LinearGrad, lin *device.Linear, targets []int32, p *device.Problem) error {
+// widenedLinear returns lin with a half-precision host H or W widened to
+// float32 copies, lin itself when both are float32.
+func widenedLinear(lin *ce.Linear) *ce.Linear {
+	if lin.H.Type == ce.F32 && lin.W.Type == ce.F32 {
+		return lin
+	}
+	w := *lin
+	for _, m := range []*ce.Matrix{&w.H, &w.W} {
+		if m.Buf == nil {
+			*m = cpu.Widened(*m)
+		}
+	}
+	return &w
+}
+
+// LinearCrossEntropy implements device.FusedLinear.
+func (d *Device) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.LinearGrad, lin *ce.Linear, targets []int32, p *ce.Problem) error {
 	var scale []float32
 	if g != nil {
 		scale = g.Scale
 	}
-	return d.linear(ctx, lin, g, targets, func(l *clLinear, pl device.LinearPlan) error {
+	return d.linear(ctx, lin, g, targets, p, func(l *clLinear, pl tiles.Plan) error {
 		for i, t := range targets { // once the inputs are known good
 			if t < 0 {
 				out.Set(i, 0, 0, false)
 			}
 		}
-		device.ClearIgnored(g, targets)
-		return device.RunLinear(ctx, l, pl, out, scale, lin.Filter, targets, p)
+		g.ClearIgnored(targets)
+		return tiles.Run(ctx, l, pl, out, scale, lin.Filter, targets, p)
 	})
 }
 
-// LinearPartials implements device.Device.
-func (d *Device) LinearPartials(ctx context.Context, dst []device.Partial, lin *device.Linear, targets []int32, p *device.Problem) error {
-	return d.linear(ctx, lin, nil, targets, func(l *clLinear, pl device.LinearPlan) error {
-		return device.RunLinearPartials(ctx, l, pl, dst, targets, p)
+// LinearPartials implements device.FusedLinear.
+func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.Linear, targets []int32, p *ce.Problem) error {
+	return d.linear(ctx, lin, nil, targets, p, func(l *clLinear, pl tiles.Plan) error {
+		return tiles.RunPartials(ctx, l, pl, dst, targets, p)
 	})
 }
 
-// LinearBackward implements device.Device.
-func (d *Device) LinearBackward(ctx context.Context, g device.LinearGrad, lin *device.Linear, targets []int32, part []device.Partial, p *device.Problem) error {
-	return d.linear(ctx, lin, &g, targets, func(l *clLinear, pl device.LinearPlan) error {
-		device.ClearIgnored(&g, targets)
-		return device.RunLinearBackward(ctx, l, pl, g.Scale, lin.Filter, targets, part, p)
+// LinearBackward implements device.FusedLinear.
+func (d *Device) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	return d.linear(ctx, lin, &g, targets, p, func(l *clLinear, pl tiles.Plan) error {
+		g.ClearIgnored(targets)
+		return tiles.RunBackward(ctx, l, pl, g.Scale, lin.Filter, targets, part, p)
 	})
 }

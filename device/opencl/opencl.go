@@ -263,7 +263,7 @@ type program struct {
 	refs     int
 	ctx      cl.Context
 	prog     cl.Program
-	kernels  [3][4]cl.Kernel // by element type (device.DType), by op
+	kernels  [3][4]cl.Kernel // by element type (ce.DType), by op
 	copyK    cl.Kernel
 	blockK   cl.Kernel // xent_blockmax, the fused linear's gradient filter
 	key      string

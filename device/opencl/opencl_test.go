@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	. "github.com/xentlab/xent/device/opencl"
@@ -338,7 +339,7 @@ func TestStagedOpenCL(t *testing.T) {
 	seed := spec.Seed(t)
 	for _, typ := range d.Caps().Types {
 		for _, c := range spec.Cases() {
-			if c.Cols > 2048 && typ != device.F32 || testing.Short() && c.Cols > 2048 {
+			if c.Cols > 2048 && typ != ce.F32 || testing.Short() && c.Cols > 2048 {
 				continue // the long rows once (none in a -short run)
 			}
 			t.Run(fmt.Sprintf("%v/%s/%dx%d", typ, c.Name, c.Rows, c.Cols), func(t *testing.T) {

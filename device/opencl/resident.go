@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl/internal/cl"
 )
@@ -17,7 +18,7 @@ type Buffer struct {
 	d          *Device
 	mem        cl.Mem
 	rows, cols int
-	typ        device.DType
+	typ        ce.DType
 	once       sync.Once
 }
 
@@ -25,7 +26,7 @@ type Buffer struct {
 // dense (stride = cols). The matrix must fit in one allocation
 // (CL_DEVICE_MAX_MEM_ALLOC_SIZE); larger ones go through host rows, which
 // are chunked.
-func (d *Device) Upload(ctx context.Context, x device.Matrix) (device.Buffer, error) {
+func (d *Device) Upload(ctx context.Context, x ce.Matrix) (device.Buffer, error) {
 	if x.Buf != nil {
 		return nil, fmt.Errorf("opencl: %w: Upload takes host rows", device.ErrNotImplemented)
 	}
@@ -45,7 +46,7 @@ func (d *Device) Upload(ctx context.Context, x device.Matrix) (device.Buffer, er
 	if x.Rows > 0 {
 		size, n := x.Type.Size(), (x.Rows-1)*x.Stride+x.Cols
 		r := cl.Rect{Pitch: size * x.Cols, HostPitch: size * x.Stride, RowBytes: size * x.Cols, Rows: x.Rows}
-		if x.Type == device.F32 {
+		if x.Type == ce.F32 {
 			_, err = cl.WriteRect(d.copyQ, m, true, r, x.Data[:n], nil)
 		} else {
 			_, err = cl.WriteRect(d.copyQ, m, true, r, x.Half[:n], nil)
@@ -65,14 +66,14 @@ func (b *Buffer) Rows() int { return b.rows }
 func (b *Buffer) Cols() int { return b.cols }
 
 // Type implements device.Buffer.
-func (b *Buffer) Type() device.DType { return b.typ }
+func (b *Buffer) Type() ce.DType { return b.typ }
 
 // Owner implements device.Buffer.
 func (b *Buffer) Owner() device.Device { return b.d }
 
 // Download implements device.Buffer: it copies the buffer (logits, or the
 // gradient after a fused call on it) into dst.
-func (b *Buffer) Download(ctx context.Context, dst device.Matrix) error {
+func (b *Buffer) Download(ctx context.Context, dst ce.Matrix) error {
 	d := b.d
 	if err := d.begin(ctx); err != nil {
 		return err
@@ -85,7 +86,7 @@ func (b *Buffer) Download(ctx context.Context, dst device.Matrix) error {
 	if b.rows > 0 {
 		size, n := b.typ.Size(), (b.rows-1)*dst.Stride+b.cols
 		r := cl.Rect{Pitch: size * b.cols, HostPitch: size * dst.Stride, RowBytes: size * b.cols, Rows: b.rows}
-		if b.typ == device.F32 {
+		if b.typ == ce.F32 {
 			_, err = cl.ReadRect(d.copyQ, b.mem, true, r, dst.Data[:n], nil)
 		} else {
 			_, err = cl.ReadRect(d.copyQ, b.mem, true, r, dst.Half[:n], nil)

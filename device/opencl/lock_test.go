@@ -1,0 +1,66 @@
+package opencl_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/ce"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/device/opencl"
+)
+
+func linearInput(n, v, d int) (*ce.Linear, []int32) {
+	h := make([]float32, n*d)
+	w := make([]float32, v*d)
+	for i := range h {
+		h[i] = float32(i%7) / 7
+	}
+	for i := range w {
+		w[i] = float32(i%5) / 5
+	}
+	tg := make([]int32, n)
+	for i := range tg {
+		tg[i] = int32(i % v)
+	}
+	return &ce.Linear{H: ce.Matrix{Data: h, Rows: n, Cols: d, Stride: d}, W: ce.Matrix{Data: w, Rows: v, Cols: d, Stride: d}}, tg
+}
+
+// TestLinearAfterClose: a fused linear call on a closed device returns
+// device.ErrClosed, as every other call does.
+func TestLinearAfterClose(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		d, err := opencl.Open("")
+		require.NoError(t, err)
+		require.NoError(t, d.Close())
+		lin, tg := linearInput(4, 9, 3)
+		err = d.(device.FusedLinear).LinearCrossEntropy(context.Background(), ce.Out{Loss: make([]float32, 4)}, nil, lin, tg, &ce.Problem{})
+		require.ErrorIs(t, err, device.ErrClosed)
+	})
+}
+
+// TestLinearReleaseRace: releasing a resident W while a fused linear call
+// uses it is serialized by the device (run with -race): the call either
+// runs before the release or says ErrReleased.
+func TestLinearReleaseRace(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		d := openTest(t)
+		ctx := context.Background()
+		for range 20 {
+			lin, tg := linearInput(8, 33, 5)
+			buf, err := d.Upload(ctx, lin.W)
+			require.NoError(t, err)
+			lin.W = ce.BufferMatrix(buf)
+			var wg sync.WaitGroup
+			wg.Go(func() { buf.Release() })
+			err = d.LinearCrossEntropy(ctx, ce.Out{Loss: make([]float32, 8)}, nil, lin, tg, &ce.Problem{})
+			wg.Wait()
+			if err != nil && !errors.Is(err, device.ErrReleased) {
+				t.Fatal(err)
+			}
+		}
+	})
+}

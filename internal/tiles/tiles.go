@@ -1,0 +1,314 @@
+// Package tiles is the loop of the fused linear cross-entropy, written
+// once for every device that runs it: the plan of a call (Plan: which
+// rows count, how many rows and classes a tile of logits holds), the
+// chunks of rows, the tiles of classes, the merges of the tiles' partials
+// and the gradient filter's choice of blocks, over a Backend that computes
+// a tile's logits and runs its row kernels and products on it (the CPU's
+// with its BLAS and package cpu, OpenCL's with CLBlast and xent.cl).
+package tiles
+
+import (
+	"context"
+
+	"github.com/xentlab/xent/ce"
+)
+
+// linearRows is the minimum number of rows of a chunk over the whole
+// vocabulary: fewer make the matrix products slow, and tiles of the
+// vocabulary take over.
+const linearRows = 64
+
+// Backend is what a device gives the fused linear driver
+// (Run): products into a tile of logits held on the device, and its
+// row kernels on that tile. The driver owns the plan (Plan), the
+// loops and the merges, so every device chunks and tiles alike.
+//
+// The slices the driver passes (out, targets, scale, part) are views of
+// arrays of the call, which no later chunk reuses: a backend may read them
+// and write out asynchronously, until Sync. Only Partials and BlockMax
+// give their results on return (the driver decides with them).
+type Backend interface {
+	// Chunk makes H's rows rows (counted rows, ascending) the chunk.
+	Chunk(rows []int) error
+	// Logits sets the tile to the chunk's logits of W's classes [v0, v1).
+	Logits(v0, v1 int) error
+	// CrossEntropy runs CrossEntropy on the tile (all of W's classes) into
+	// out (one entry per chunk row, written by the time Sync returns),
+	// with the gradient in place when grad, scaled by scale.
+	CrossEntropy(out ce.Out, grad bool, targets []int32, scale []float32, p *ce.Problem) error
+	// Partials runs Partials on the tile (p: its classes' shard).
+	Partials(dst []ce.Partial, targets []int32, p *ce.Problem) error
+	// Backward runs Backward on the tile, the gradient in place.
+	Backward(targets []int32, scale []float32, part []ce.Partial, p *ce.Problem) error
+	// Grads adds the tile's gradient of classes [v0, v1) (a range of the
+	// tile's, which starts at t0) into the chunk's dH (which starts from 0
+	// at its first call for the chunk; with AddH the chunk's dH is then
+	// added to the caller's, else it replaces it), dW[v0:v1] and
+	// dBias[v0:v1], those that are wanted. v0 == v1 adds nothing (a
+	// first call so leaves the chunk's dH 0).
+	Grads(t0, v0, v1 int, first bool) error
+	// BlockMax sets dst[b] to max |G_ij|·inv_i over the chunk's rows and
+	// the tile's classes [b·ce.FilterBlock, (b+1)·ce.FilterBlock) (NaN when one
+	// is NaN), G the gradient in the tile.
+	BlockMax(dst []float32, inv []float32) error
+	// Sync returns once every result asked for is written.
+	Sync() error
+}
+
+// Plan is how a fused linear call tiles its logits: Rows are the
+// counted rows (H's indices), a tile is R rows × C classes of W's V.
+type Plan struct {
+	Rows    []int
+	R, C, V int
+}
+
+// PlanOf returns the plan of lin against targets (see Linear).
+func PlanOf(lin *ce.Linear, targets []int32) Plan {
+	n, V := lin.H.Rows, lin.W.Rows
+	pl := Plan{V: V}
+	for i, t := range targets[:n] {
+		if t >= 0 {
+			pl.Rows = append(pl.Rows, i)
+		}
+	}
+	budget := lin.Budget
+	if budget <= 0 {
+		budget = max(ce.DefaultBudget, 4*V*min(n, linearRows))
+	}
+	elems := max(1, budget/4)
+	nv := len(pl.Rows)
+	if r := elems / max(V, 1); r >= min(nv, linearRows) {
+		pl.R, pl.C = max(1, min(nv, r)), V
+	} else {
+		pl.R = max(1, min(nv, linearRows, elems/16))
+		pl.C = max(1, min(V, elems/pl.R))
+	}
+	return pl
+}
+
+// run is the driver's state for one call.
+type run struct {
+	b       Backend
+	pl      Plan
+	p       *ce.Problem
+	targets []int32
+	scale   []float32 // per row of H, nil without gradients
+	filter  float32
+	rows    []int // the chunk's rows
+	tg      []int32
+	sc      []float32
+	first   bool // no Grads yet for this chunk
+	bm, inv []float32
+}
+
+// grads hands the tile's gradient (classes [v0, v1)) to the backend: the
+// whole tile, or with filtering the runs of blocks that are kept. It
+// returns the number of blocks skipped.
+func (l *run) grads(v0, v1 int) (int, error) {
+	first := l.first
+	l.first = false
+	if l.filter <= 0 {
+		return 0, l.b.Grads(v0, v0, v1, first)
+	}
+	nb := (v1 - v0 + ce.FilterBlock - 1) / ce.FilterBlock
+	if cap(l.bm) < nb {
+		l.bm = make([]float32, nb)
+	}
+	bm := l.bm[:nb]
+	l.inv = l.inv[:0]
+	for _, s := range l.sc {
+		inv := float32(0)
+		if s != 0 {
+			inv = 1 / abs32(s)
+		}
+		l.inv = append(l.inv, inv)
+	}
+	if err := l.b.BlockMax(bm, l.inv); err != nil {
+		return 0, err
+	}
+	skipped := 0
+	for b := 0; b < nb; {
+		if bm[b] < l.filter { // NaN is kept
+			skipped++
+			b++
+			continue
+		}
+		e := b + 1
+		for e < nb && !(bm[e] < l.filter) {
+			e++
+		}
+		if err := l.b.Grads(v0, v0+b*ce.FilterBlock, min(v1, v0+e*ce.FilterBlock), first); err != nil {
+			return 0, err
+		}
+		first = false
+		b = e
+	}
+	if first { // every block skipped: the chunk's dH is still set (to 0)
+		return skipped, l.b.Grads(v0, v0, v0, true)
+	}
+	return skipped, nil
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// each calls f on every chunk of counted rows, checking ctx before each;
+// lo is the chunk's first among the counted rows.
+func (l *run) each(ctx context.Context, f func(lo int) error) error {
+	rs := l.pl.Rows
+	tg, sc := make([]int32, len(rs)), make([]float32, len(rs))
+	for k, i := range rs {
+		tg[k] = l.targets[i]
+		if l.scale != nil {
+			sc[k] = l.scale[i]
+		}
+	}
+	for lo := 0; lo < len(rs); lo += l.pl.R {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hi := min(len(rs), lo+l.pl.R)
+		l.rows, l.tg, l.sc = rs[lo:hi], tg[lo:hi], sc[lo:hi]
+		l.first = true
+		if err := l.b.Chunk(l.rows); err != nil {
+			return err
+		}
+		if err := f(lo); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.b.Sync()
+}
+
+// tiles calls f on each tile of classes [v0, v1) of the chunk, its
+// logits set, with the tile's problem (a shard of p's vocabulary).
+func (l *run) tiles(ctx context.Context, f func(v0, v1 int, p *ce.Problem) error) error {
+	for v0 := 0; v0 < l.pl.V; v0 += l.pl.C {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v1 := min(l.pl.V, v0+l.pl.C)
+		if err := l.b.Logits(v0, v1); err != nil {
+			return err
+		}
+		p := l.p
+		if v1-v0 != l.pl.V || p.Vocab > 0 {
+			p = l.p.Shard(l.pl.V, v0)
+		}
+		if err := f(v0, v1, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// partials merges the chunk's partials over W's classes into part.
+func (l *run) partials(ctx context.Context, part []ce.Partial) error {
+	tmp := make([]ce.Partial, len(l.rows))
+	return l.tiles(ctx, func(_, _ int, p *ce.Problem) error {
+		if err := l.b.Partials(tmp, l.tg, p); err != nil {
+			return err
+		}
+		for k := range tmp {
+			part[k].Merge(tmp[k])
+		}
+		return nil
+	})
+}
+
+// backward adds the chunk's gradients given its merged partials.
+func (l *run) backward(ctx context.Context, part []ce.Partial) error {
+	return l.tiles(ctx, func(v0, v1 int, p *ce.Problem) error {
+		if err := l.b.Backward(l.tg, l.sc, part, p); err != nil {
+			return err
+		}
+		_, err := l.grads(v0, v1)
+		return err
+	})
+}
+
+// Run drives b through LinearCrossEntropy: the per-row results of
+// the counted rows into out (ignored rows' are left to the caller) and,
+// with scale (g's), the gradients.
+func Run(ctx context.Context, b Backend, pl Plan, out ce.Out, scale []float32, filter float32, targets []int32, p *ce.Problem) error {
+	l := &run{b: b, pl: pl, p: p, targets: targets, scale: scale, filter: filter}
+	C := p.Classes(pl.V)
+	nr := len(pl.Rows)
+	if pl.C == pl.V { // the whole vocabulary: one pass, gradients with it
+		o := ce.Out{Loss: make([]float32, nr), LSE: make([]float32, nr), Correct: make([]bool, nr)}
+		err := l.each(ctx, func(lo int) error {
+			hi := lo + len(l.rows)
+			oc := ce.Out{Loss: o.Loss[lo:hi], LSE: o.LSE[lo:hi], Correct: o.Correct[lo:hi]}
+			if err := b.Logits(0, pl.V); err != nil {
+				return err
+			}
+			if err := b.CrossEntropy(oc, scale != nil, l.tg, l.sc, p); err != nil {
+				return err
+			}
+			if scale != nil {
+				_, err := l.grads(0, pl.V)
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for k, i := range pl.Rows {
+			out.Set(i, float64(o.Loss[k]), float64(o.LSE[k]), o.Correct[k])
+		}
+		return nil
+	}
+	part := ce.EmptyPartials(nr)
+	return l.each(ctx, func(lo int) error {
+		pc := part[lo : lo+len(l.rows)]
+		if err := l.partials(ctx, pc); err != nil {
+			return err
+		}
+		for k, i := range l.rows {
+			loss, lse, correct := p.Finish(&pc[k], int(l.tg[k]), C)
+			out.Set(i, loss, lse, correct)
+		}
+		if scale != nil {
+			return l.backward(ctx, pc)
+		}
+		return nil
+	})
+}
+
+// RunPartials drives b through LinearPartials: dst[i] is merged
+// with row i's partial over W's classes.
+func RunPartials(ctx context.Context, b Backend, pl Plan, dst []ce.Partial, targets []int32, p *ce.Problem) error {
+	l := &run{b: b, pl: pl, p: p, targets: targets}
+	part := ce.EmptyPartials(len(pl.Rows))
+	return l.each(ctx, func(lo int) error {
+		pc := part[lo : lo+len(l.rows)]
+		if err := l.partials(ctx, pc); err != nil {
+			return err
+		}
+		for k, i := range l.rows {
+			dst[i].Merge(pc[k])
+		}
+		return nil
+	})
+}
+
+// RunBackward drives b through LinearBackward, given part[i], row
+// i's merged partial.
+func RunBackward(ctx context.Context, b Backend, pl Plan, scale []float32, filter float32, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	l := &run{b: b, pl: pl, p: p, targets: targets, scale: scale, filter: filter}
+	gathered := make([]ce.Partial, len(pl.Rows))
+	for k, i := range pl.Rows {
+		gathered[k] = part[i]
+	}
+	return l.each(ctx, func(lo int) error {
+		return l.backward(ctx, gathered[lo:lo+len(l.rows)])
+	})
+}
