@@ -62,6 +62,7 @@
 // g.W and g.Bias. With [Shard], W holds some classes of the vocabulary:
 // [Linear.Partials], merged, give the loss ([Linear.Finish]), and
 // [Linear.Backward] each holder's gradients (its part of dH added to
-// g.H). The device must have the operation (device.Caps().Linear: the
-// CPU, with OpenBLAS or gonum's Sgemm; OpenCL, with CLBlast).
+// g.H). The device runs it where it can ([device.Caps].Linear: the CPU,
+// with OpenBLAS or gonum's Sgemm; OpenCL, with CLBlast); otherwise the
+// CPU does ([device.LinearOf]).
 package batch

@@ -1,6 +1,7 @@
 package batch_test
 
 import (
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -161,7 +162,14 @@ func TestLinearMemory(t *testing.T) {
 // bias, SGD from dH, dW and db): the loss must fall from ln 256 below 2.7,
 // steadily.
 func TestLinearLearns(t *testing.T) {
-	losses, err := bigram.Train(ctx, cpuLinear(t), bigram.Alice, 16, 60, 4)
+	l := cpuLinear(t)
+	const d = 16
+	step := func(ctx context.Context, dH, dW, db, H, W, b []float32, tg []int32) (float64, error) {
+		g := batch.LinearGrads{H: batch.NewGrad(dH, len(tg), d), W: batch.NewGrad(dW, bigram.V, d), Bias: db}
+		res, err := l.ForwardBackward(ctx, g, batch.NewMatrix(H, len(tg), d), batch.NewMatrix(W, bigram.V, d), b, tg, batch.One)
+		return res.Loss, err
+	}
+	losses, err := bigram.Train(ctx, step, bigram.Alice, d, 60, 4)
 	require.NoError(t, err)
 	t.Logf("loss by epoch: %.3f", losses)
 	require.InDelta(t, math.Log(256), losses[0], 0.1)

@@ -103,7 +103,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := plotOut.write(func(w io.Writer) error { return bench.Plot(w, rep, format) }); err != nil {
+	if err := plotOut.write(func(w io.Writer) error { return plotBench(w, rep, format) }); err != nil {
 		return err
 	}
 	if *asJSON {

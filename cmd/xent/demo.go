@@ -93,7 +93,13 @@ func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, fo
 		return err
 	}
 	const dim = 16
-	losses, err := bigram.Train(ctx, ce, text, dim, epochs, 4)
+	step := func(ctx context.Context, dH, dW, db, H, W, b []float32, tg []int32) (float64, error) {
+		n, V := len(tg), len(b)
+		g := batch.LinearGrads{H: batch.NewGrad(dH, n, dim), W: batch.NewGrad(dW, V, dim), Bias: db}
+		res, err := ce.ForwardBackward(ctx, g, batch.NewMatrix(H, n, dim), batch.NewMatrix(W, V, dim), b, tg, batch.One)
+		return res.Loss, err
+	}
+	losses, err := bigram.Train(ctx, step, text, dim, epochs, 4)
 	if err != nil {
 		return err
 	}

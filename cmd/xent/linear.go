@@ -79,13 +79,6 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 		return err
 	}
 	defer dev.Close()
-	if !dev.Caps().Linear {
-		a.say(fmt.Sprintf("%s has no fused linear cross-entropy; it runs on the CPU", dev.Info().Spec))
-		dev.Close()
-		if dev, err = openDevice("cpu", a.say); err != nil {
-			return err
-		}
-	}
 	ce, err := batch.NewLinear(dev, opts...)
 	if err != nil {
 		return err

@@ -2,17 +2,21 @@
 // fused linear cross-entropy: the hidden state of position i is E[x_i], the
 // embedding of the previous byte (V 256 × D), the classifier W (V × D) and
 // a bias give the next byte's logits, and plain full-batch SGD on E, W and
-// b follows dH, dW and db. It is the test that the fused path learns
-// (batch) and xent demo --linear.
+// b follows dH, dW and db, which a Step gives (package batch's fused
+// linear, in the demo and the tests). It is the test that the fused path
+// learns (batch) and xent demo --linear.
 package bigram
 
 import (
 	"context"
 	_ "embed"
 	"math/rand/v2"
-
-	"github.com/xentlab/xent/batch"
 )
+
+// Step computes the mean loss over the n rows of H (n × d) against
+// targets tg with the classifier W (V × d) and bias b, the gradients
+// into dH (written), dW and db (added to).
+type Step func(ctx context.Context, dH, dW, db, H, W, b []float32, tg []int32) (float64, error)
 
 // Alice is the text the demo and the tests learn: the first page of Lewis
 // Carroll's Alice's Adventures in Wonderland (public domain), embedded so
@@ -27,7 +31,7 @@ const V = 256
 // Train runs epochs of SGD with learning rate lr on text with hidden size
 // d, from a seeded start, and returns the mean loss of each epoch (before
 // its update).
-func Train(ctx context.Context, ce *batch.Linear, text []byte, d, epochs int, lr float32) ([]float64, error) {
+func Train(ctx context.Context, step Step, text []byte, d, epochs int, lr float32) ([]float64, error) {
 	n := len(text) - 1
 	r := rand.New(rand.NewPCG(5, 6))
 	E, W, b := make([]float32, V*d), make([]float32, V*d), make([]float32, V)
@@ -48,12 +52,11 @@ func Train(ctx context.Context, ce *batch.Linear, text []byte, d, epochs int, lr
 		}
 		clear(dW) // dW and db are accumulated into
 		clear(db)
-		g := batch.LinearGrads{H: batch.NewGrad(dH, n, d), W: batch.NewGrad(dW, V, d), Bias: db}
-		res, err := ce.ForwardBackward(ctx, g, batch.NewMatrix(H, n, d), batch.NewMatrix(W, V, d), b, tg, batch.One)
+		loss, err := step(ctx, dH, dW, db, H, W, b, tg)
 		if err != nil {
 			return nil, err
 		}
-		losses = append(losses, res.Loss)
+		losses = append(losses, loss)
 		for k := range W {
 			W[k] -= lr * dW[k]
 		}

@@ -1,4 +1,4 @@
-package bench
+package main
 
 import (
 	"fmt"
@@ -7,19 +7,20 @@ import (
 	"math"
 	"sort"
 
+	"github.com/xentlab/xent/bench"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 )
 
-// Plot writes to w a plot of throughput against vocabulary size (log
+// plotBench writes to w a plot of throughput against vocabulary size (log
 // scale), one line per (device, mode, op), with the measured rooflines
 // (CPU read, each OpenCL device's copy bandwidth) as dashed lines, in
 // format: "svg", "png" or another of gonum/plot's (plot.Plot.WriterTo).
 // Results and rooflines that are not positive (a hand-written report's)
 // are left out; a report with nothing to plot is an error.
-func Plot(w io.Writer, rep *Report, format string) error {
+func plotBench(w io.Writer, rep *bench.Report, format string) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("xent: softmax cross-entropy throughput (batch %d)", batchOf(rep))
 	p.X.Label.Text = "vocabulary size"
@@ -28,7 +29,7 @@ func Plot(w io.Writer, rep *Report, format string) error {
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	series := map[string]plotter.XYs{}
 	var keys []string
-	var results []Result
+	var results []bench.Result
 	for _, r := range rep.Results {
 		if r.GBps > 0 && r.Vocab > 0 && !math.IsInf(r.GBps, 0) {
 			results = append(results, r)
@@ -101,7 +102,7 @@ func Plot(w io.Writer, rep *Report, format string) error {
 	return err
 }
 
-func batchOf(rep *Report) int {
+func batchOf(rep *bench.Report) int {
 	if len(rep.Results) > 0 {
 		return rep.Results[0].Batch
 	}
