@@ -496,7 +496,7 @@ func machine() map[string]string {
 		"go":         runtime.Version(),
 		"goarch":     runtime.GOARCH,
 		"date":       time.Now().UTC().Format(time.RFC3339),
-		"cpu_kernel": cpu.Default.Name(),
+		"cpu_kernel": cpu.Default().Name(),
 	}
 	for _, d := range device.List() {
 		if strings.HasPrefix(d.Spec, "opencl:") {

@@ -47,11 +47,11 @@ func MeasureRoofline(x, work []float32) Roofline {
 // probe takes each probe once (the reads twice), all on GOMAXPROCS
 // goroutines:
 //   - read: the portable sum (eight accumulators) and the vector sum of
-//     cpu.SIMD (four vectors a step, assembly);
+//     cpu.SIMD() (four vectors a step, assembly);
 //   - copy: Go's copy of x into work, and an in-place scale of work by 1
 //     (one read and one write of each line, the traffic of the in-place
 //     gradient, without the write-allocate reads a copy's stores cause);
-//   - fma: cpu.SIMD's FMA loop, 50 ms or so.
+//   - fma: cpu.SIMD()'s FMA loop, 50 ms or so.
 func probe(x, work []float32) Roofline {
 	procs := runtime.GOMAXPROCS(0)
 	par := func(f func(lo, hi int) float32) float64 {
@@ -81,14 +81,14 @@ func probe(x, work []float32) Roofline {
 	// a kernel's gradient) also pays for the dirty lines it evicts.
 	for range 2 {
 		add("portable sum, 8 accumulators", "read", n/par(func(lo, hi int) float32 { return sumFloats(x[lo:hi]) })/1e9)
-		if k := cpu.SIMD; k != nil {
+		if k := cpu.SIMD(); k != nil {
 			add(k.Name()+" vector sum, 4 vectors a step", "read", n/par(func(lo, hi int) float32 { s, _ := k.ReadSum(x[lo:hi]); return s })/1e9)
 		}
 	}
 	add("Go copy", "copy", 2*n/par(func(lo, hi int) float32 { copy(work[lo:hi], x[lo:hi]); return 0 })/1e9)
-	impl := cpu.Default
+	impl := cpu.Default()
 	add(impl.Name()+" in-place scale", "copy", 2*n/par(func(lo, hi int) float32 { impl.Scale(work[lo:hi], 1); return 0 })/1e9)
-	if k := cpu.SIMD; k != nil {
+	if k := cpu.SIMD(); k != nil {
 		const iters = 1 << 21
 		var flops atomic.Int64 // of all goroutines
 		secs := par(func(lo, hi int) float32 { f, v := k.FMA(iters); flops.Add(int64(f)); return v })

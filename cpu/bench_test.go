@@ -18,10 +18,10 @@ func benchData(rows, cols int) ([]float32, []int32) {
 }
 
 func impls() []*cpu.Impl {
-	if cpu.SIMD != nil {
+	if cpu.SIMD() != nil {
 		return cpu.Impls()
 	}
-	return []*cpu.Impl{cpu.Portable}
+	return []*cpu.Impl{cpu.Portable()}
 }
 
 func BenchmarkLogSumExp(b *testing.B) {

@@ -253,7 +253,7 @@ func TestProperties(t *testing.T) {
 // TestCrossCheck compares every implementation with the portable one at
 // lengths around every block size (4 and 8 lanes, Block, vector widths).
 func TestCrossCheck(t *testing.T) {
-	if cpu.SIMD == nil {
+	if cpu.SIMD() == nil {
 		t.Logf("no vector implementation to compare: %s", cpu.SIMDUnavailable())
 	}
 	rng := seed.Rand(t, 5)

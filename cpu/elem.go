@@ -8,13 +8,13 @@ import (
 
 // Widen sets dst_j to src_j, the 16-bit elements of type t (BF16 or F16),
 // as float32 values (exact); len(dst) ≥ len(src).
-func Widen(dst []float32, src []uint16, t DType) { Default.widen(dst, src, t) }
+func Widen(dst []float32, src []uint16, t ce.DType) { best.widen(dst, src, t) }
 
 // Narrow sets dst_j to src_j rounded to t (BF16 or F16); len(dst) ≥ len(src).
-func Narrow(dst []uint16, src []float32, t DType) { Default.narrow(dst, src, 1, t) }
+func Narrow(dst []uint16, src []float32, t ce.DType) { best.narrow(dst, src, 1, t) }
 
 // halfKernels are an implementation's conversions (see widen and
-// narrow); Portable's are the loops below.
+// narrow); portable's are the loops below.
 type halfKernels struct {
 	fromBF16, fromF16 func(dst []float32, src []uint16)
 	toBF16, toF16     func(dst []uint16, src []float32, c float32) // dst_j = c·src_j, rounded
@@ -23,8 +23,8 @@ type halfKernels struct {
 var portableHalf = halfKernels{fromBF16: fromBF16Generic, fromF16: fromF16Generic, toBF16: toBF16Generic, toF16: toF16Generic}
 
 // widen sets dst_j to src_j of type t (BF16 or F16) as float32.
-func (k *Impl) widen(dst []float32, src []uint16, t DType) {
-	if t == BF16 {
+func (k *Impl) widen(dst []float32, src []uint16, t ce.DType) {
+	if t == ce.BF16 {
 		k.half.fromBF16(dst[:len(src)], src)
 	} else {
 		k.half.fromF16(dst[:len(src)], src)
@@ -33,8 +33,8 @@ func (k *Impl) widen(dst []float32, src []uint16, t DType) {
 
 // narrow sets dst_j to c·src_j (a float32 product) rounded to t (BF16 or
 // F16): a scale pass and the narrowing in one.
-func (k *Impl) narrow(dst []uint16, src []float32, c float32, t DType) {
-	if t == BF16 {
+func (k *Impl) narrow(dst []uint16, src []float32, c float32, t ce.DType) {
+	if t == ce.BF16 {
 		k.half.toBF16(dst[:len(src)], src, c)
 	} else {
 		k.half.toF16(dst[:len(src)], src, c)
@@ -63,19 +63,19 @@ func toF16Generic(dst []uint16, src []float32, c float32) {
 type vec struct {
 	f []float32
 	h []uint16
-	t DType
+	t ce.DType
 }
 
 // rowOf returns elements [lo, lo+n) of a matrix's storage.
-func rowOf(f []float32, h []uint16, t DType, lo, n int) vec {
-	if t == F32 {
+func rowOf(f []float32, h []uint16, t ce.DType, lo, n int) vec {
+	if t == ce.F32 {
 		return vec{f: f[lo : lo+n]}
 	}
 	return vec{h: h[lo : lo+n], t: t}
 }
 
 func (v vec) len() int {
-	if v.t == F32 {
+	if v.t == ce.F32 {
 		return len(v.f)
 	}
 	return len(v.h)
@@ -84,9 +84,9 @@ func (v vec) len() int {
 // at returns element j as a float32.
 func (v vec) at(j int) float32 {
 	switch v.t {
-	case F32:
+	case ce.F32:
 		return v.f[j]
-	case BF16:
+	case ce.BF16:
 		return half.BF16(v.h[j])
 	}
 	return half.F16(v.h[j])
@@ -95,9 +95,9 @@ func (v vec) at(j int) float32 {
 // set stores x, rounded to v's type, at j.
 func (v vec) set(j int, x float32) {
 	switch v.t {
-	case F32:
+	case ce.F32:
 		v.f[j] = x
-	case BF16:
+	case ce.BF16:
 		v.h[j] = half.BF16Bits(x)
 	default:
 		v.h[j] = half.F16Bits(x)
@@ -106,12 +106,12 @@ func (v vec) set(j int, x float32) {
 
 // fill sets every element to x (rounded to v's type).
 func (v vec) fill(x float32) {
-	if v.t == F32 {
+	if v.t == ce.F32 {
 		fill(v.f, x)
 		return
 	}
 	b := half.F16Bits(x)
-	if v.t == BF16 {
+	if v.t == ce.BF16 {
 		b = half.BF16Bits(x)
 	}
 	for j := range v.h {
@@ -127,20 +127,20 @@ func (v vec) clear() {
 
 // Widened returns a dense float32 copy of the half-precision matrix m
 // (widened exactly), m itself when it is float32.
-func Widened(m Matrix) Matrix {
-	if m.Type == F32 {
+func Widened(m ce.Matrix) ce.Matrix {
+	if m.Type == ce.F32 {
 		return m
 	}
-	f := ce.NewDense(m.Rows, m.Cols, F32)
+	f := ce.NewDense(m.Rows, m.Cols, ce.F32)
 	for i := range m.Rows {
-		Default.widen(matRow(f, i).f, matRow(m, i).h, m.Type)
+		best.widen(matRow(f, i).f, matRow(m, i).h, m.Type)
 	}
 	return f
 }
 
 // Copy copies the rows of src into those of dst, of the same shape and
 // type.
-func Copy(dst, src Matrix) {
+func Copy(dst, src ce.Matrix) {
 	for i := range src.Rows {
 		d, s := matRow(dst, i), matRow(src, i)
 		copy(d.f, s.f)

@@ -28,10 +28,10 @@ const (
 const minParallelWork = 1 << 16
 
 // rowOf returns row i of a host matrix.
-func matRow(m Matrix, i int) vec { return rowOf(m.Data, m.Half, m.Type, i*m.Stride, m.Cols) }
+func matRow(m ce.Matrix, i int) vec { return rowOf(m.Data, m.Half, m.Type, i*m.Stride, m.Cols) }
 
 // gradRow returns row i of a gradient of cols columns.
-func gradRow(g *Grad, i, cols int) vec { return rowOf(g.Data, g.Half, g.Type, i*g.Stride, cols) }
+func gradRow(g *ce.Grad, i, cols int) vec { return rowOf(g.Data, g.Half, g.Type, i*g.Stride, cols) }
 
 // Impl is one implementation of the row primitives. The row driver and the
 // formulas around the primitives are shared by all implementations.
@@ -85,37 +85,48 @@ type Impl struct {
 	// half-precision chunk x of type t, buf room for len(x) widened
 	// elements and widen the conversion; nil: online widens the chunk and
 	// takes chunk.
-	chunk16 func(x []uint16, t DType, m float32, next, buf []float32, widen func([]float32, []uint16, DType)) (r float32, s float64, cm float32, ci int)
+	chunk16 func(x []uint16, t ce.DType, m float32, next, buf []float32, widen func([]float32, []uint16, ce.DType)) (r float32, s float64, cm float32, ci int)
 }
 
 // Name names the implementation ("portable", "avx2", ...).
 func (k *Impl) Name() string { return k.name }
 
-// Portable is the pure-Go implementation, available everywhere.
-var Portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric,
+// portable is the pure-Go implementation, available everywhere.
+var portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric,
 	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric, chunkDot: chunkDotGeneric, grad: gradGeneral, half: portableHalf}
 
-// SIMD is the fastest vector implementation this CPU runs (avx512, else
-// avx2), or nil when this build or this CPU has none (SIMDUnavailable says
-// why).
-var SIMD *Impl
+// simd is the fastest vector implementation this CPU runs, nil when none;
+// best is simd, else portable. Both are chosen once, at start-up (the
+// init function of row_amd64.go or row_arm64.go); tests pick an
+// implementation with Impls or Lookup, and nothing switches them.
+var simd *Impl
+
+// Portable returns the pure-Go implementation, available everywhere.
+func Portable() *Impl { return portable }
+
+// SIMD returns the fastest vector implementation this CPU runs (avx512,
+// else avx2; neon on arm64), or nil when this build or this CPU has none
+// (SIMDUnavailable says why).
+func SIMD() *Impl { return simd }
+
+// Default returns the fastest implementation available: SIMD when there is
+// one, else Portable.
+func Default() *Impl { return best }
 
 // vectors are the vector implementations this CPU runs, slowest first.
 var vectors []*Impl
 
-// Default is the fastest implementation available: SIMD when set, else
-// Portable.
-var Default = Portable
+var best = portable
 
 // Impls returns every implementation this build and this CPU run:
 // Portable, then the vector ones (avx2, avx512), which tests compare.
-func Impls() []*Impl { return append([]*Impl{Portable}, vectors...) }
+func Impls() []*Impl { return append([]*Impl{portable}, vectors...) }
 
 // Lookup returns the implementation named name ("portable", "avx2",
 // "avx512"; "simd" is SIMD), or nil when this build or this CPU lacks it.
 func Lookup(name string) *Impl {
 	if name == "simd" {
-		return SIMD
+		return simd
 	}
 	for _, k := range Impls() {
 		if k.name == name {
@@ -152,11 +163,11 @@ func (k *Impl) ReadSum(x []float32) (float32, bool) {
 
 // LogSumExp sets dst[i] = log Σ_j exp(x_ij) for every row of x (no
 // options apply). A row holding +Inf or NaN, or only -Inf, gives NaN.
-func (k *Impl) LogSumExp(dst []float32, x Matrix) {
+func (k *Impl) LogSumExp(dst []float32, x ce.Matrix) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		o := newRowOpts(&Problem{}, x.Cols, x.Type)
+		o := newRowOpts(&ce.Problem{}, x.Cols, x.Type)
 		for i := lo; i < hi; i++ {
-			part := k.scan(nil, matRow(x, i), nil, after(x, i, hi), &Problem{}, o)
+			part := k.scan(nil, matRow(x, i), nil, after(x, i, hi), &ce.Problem{}, o)
 			dst[i] = float32(float64(part.Max) + part.LogSum())
 		}
 	})
@@ -197,7 +208,7 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 			d = dst[lo:hi]
 		}
 		var next []float32 // the prefetch (of a half row, its words: see halfWords)
-		if x.t == F32 {
+		if x.t == ce.F32 {
 			next = x.f[hi:min(hi+cl, n)]
 		} else {
 			next = halfWords(x.h[hi:min(hi+cl, n)])
@@ -238,7 +249,7 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 				idx = lo + ci
 			}
 		}
-		if capped { // the argmax is the raw logits' (see Partial.ArgMax)
+		if capped { // the argmax is the raw logits' (see ce.Partial.ArgMax)
 			if rm, _ := k.max(raw); rm > am {
 				am, alo, ahi = rm, lo, hi
 			}
@@ -358,16 +369,16 @@ type rowOpts struct {
 // newRowOpts returns the row driver's options for rows of cols columns
 // of type t with p's options, or nil when there is nothing it handles (no
 // soft cap, no smoothing, float32).
-func newRowOpts(p *Problem, cols int, t DType) *rowOpts {
+func newRowOpts(p *ce.Problem, cols int, t ce.DType) *rowOpts {
 	c, inv := capInv(p)
-	if c == 0 && p.Smoothing == 0 && t == F32 {
+	if c == 0 && p.Smoothing == 0 && t == ce.F32 {
 		return nil
 	}
 	o := &rowOpts{c: c, inv: inv, smooth: p.Smoothing > 0, w: p.ShardWeights(cols)}
 	if c > 0 {
 		o.buf = make([]float32, chunkLen(cols))
 	}
-	if t != F32 {
+	if t != ce.F32 {
 		o.wide, o.out = make([]float32, chunkLen(cols)), make([]float32, chunkLen(cols))
 	}
 	if o.smooth {
@@ -400,7 +411,7 @@ func (o *rowOpts) wsum() float64 {
 // Unless wide, a half-precision chunk without options is not widened here
 // (raw and z are nil): chunk16 reads it as it is.
 func (k *Impl) load(o *rowOpts, x vec, lo, hi int, wide bool) (raw, z []float32) {
-	if x.t != F32 && !wide && k.chunk16 != nil && o.c == 0 && !o.smooth {
+	if x.t != ce.F32 && !wide && k.chunk16 != nil && o.c == 0 && !o.smooth {
 		return nil, nil
 	}
 	raw = k.wide(o, x, lo, hi)
@@ -415,7 +426,7 @@ func (k *Impl) load(o *rowOpts, x vec, lo, hi int, wide bool) (raw, z []float32)
 // wide returns the chunk x[lo:hi] as float32: x's own elements for a
 // float32 row, else widened into o's buffer (valid until the next call).
 func (k *Impl) wide(o *rowOpts, x vec, lo, hi int) []float32 {
-	if x.t == F32 {
+	if x.t == ce.F32 {
 		return x.f[lo:hi]
 	}
 	w := o.wide[:hi-lo]
@@ -429,7 +440,7 @@ func (k *Impl) wide(o *rowOpts, x vec, lo, hi int) []float32 {
 // precision, a chunk at a time, widened and narrowed through o's buffers
 // (g may be x: each chunk is read before it is written).
 func (k *Impl) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float32, o *rowOpts) {
-	if x.t == F32 && g.t == F32 {
+	if x.t == ce.F32 && g.t == ce.F32 {
 		k.grad(g.f, x.f, shift, a, b, w, c, inv)
 		return
 	}
@@ -442,7 +453,7 @@ func (k *Impl) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float
 		if w != nil {
 			wc = w[lo:hi]
 		}
-		if g.t == F32 {
+		if g.t == ce.F32 {
 			k.grad(g.f[lo:hi], xc, shift, a, b, wc, c, inv)
 			continue
 		}
@@ -463,13 +474,13 @@ func (o *rowOpts) wchunk(lo, hi int) []float32 {
 // after returns the first chunk of row i+1 of x when it is below hi (the
 // rows of the calling goroutine), else nil: the row driver's prefetch
 // across rows (of a half-precision row, its words: see halfWords).
-func after(x Matrix, i, hi int) []float32 {
+func after(x ce.Matrix, i, hi int) []float32 {
 	if i+1 >= hi {
 		return nil
 	}
 	lo := (i + 1) * x.Stride
 	n := min(x.Cols, chunkLen(x.Cols))
-	if x.Type == F32 {
+	if x.Type == ce.F32 {
 		return x.Data[lo : lo+n]
 	}
 	return halfWords(x.Half[lo : lo+n])
@@ -496,10 +507,10 @@ func chunkLen(n int) int {
 // for an ignored row) with the options of p, in one pass over each row
 // (see the package comment). x holds the whole vocabulary (p.Col0 is 0,
 // p.Vocab 0 or x.Cols): a shard takes Partials and Backward.
-func (k *Impl) CrossEntropy(out Out, g *Grad, x Matrix, targets []int32, p *Problem) {
+func (k *Impl) CrossEntropy(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem) {
 	t := x.Type
 	if g != nil {
-		t = max(t, g.Type) // F32 is the least: either half needs the buffers
+		t = max(t, g.Type) // ce.F32 is the least: either half needs the buffers
 	}
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		o := newRowOpts(p, x.Cols, t) // this goroutine's: it holds a chunk's room
@@ -512,7 +523,7 @@ func (k *Impl) CrossEntropy(out Out, g *Grad, x Matrix, targets []int32, p *Prob
 // Partials sets dst[i] to the partial of row i of x, the classes
 // [p.Col0, p.Col0+x.Cols) of the vocabulary, for every row whose target is
 // not -1 (an ignored row's is left as it is).
-func (k *Impl) Partials(dst []Partial, x Matrix, targets []int32, p *Problem) {
+func (k *Impl) Partials(dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Problem) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
 		o := newRowOpts(p, x.Cols, x.Type)
 		for i := lo; i < hi; i++ {
@@ -533,11 +544,11 @@ func (k *Impl) Partials(dst []Partial, x Matrix, targets []int32, p *Problem) {
 // row i over the whole vocabulary (merged from every shard's): dz_j as in
 // the package comment with p = exp(z - m)/s of the merged (m, s). Ignored
 // rows (target -1) get a zero row; a row whose sum is NaN or 0 a NaN row.
-func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Problem) {
+func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) {
 	C := p.Classes(x.Cols)
 	w := p.ShardWeights(x.Cols)
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		o := newRowOpts(&Problem{}, x.Cols, max(x.Type, g.Type)) // F32 is the least: either half needs the buffers
+		o := newRowOpts(&ce.Problem{}, x.Cols, max(x.Type, g.Type)) // ce.F32 is the least: either half needs the buffers
 		for i := lo; i < hi; i++ {
 			gr, xr := gradRow(&g, i, x.Cols), matRow(x, i)
 			t := int(targets[i])
@@ -569,7 +580,7 @@ func (k *Impl) Backward(g Grad, x Matrix, targets []int32, part []Partial, p *Pr
 }
 
 // capInv returns the soft cap c and 1/c (0, 0 without a cap).
-func capInv(p *Problem) (c, inv float32) {
+func capInv(p *ce.Problem) (c, inv float32) {
 	if p.Softcap > 0 {
 		return p.Softcap, 1 / p.Softcap
 	}
@@ -577,7 +588,7 @@ func capInv(p *Problem) (c, inv float32) {
 }
 
 // capped returns c·tanh(z/c), or z without a soft cap.
-func capped(p *Problem, z float32) float32 {
+func capped(p *ce.Problem, z float32) float32 {
 	if c, inv := capInv(p); c > 0 {
 		return c * tanh32(z*inv)
 	}
@@ -601,7 +612,7 @@ func capGrad(g float64, z, c float32) float64 {
 // A = (1-ε)·w_t + (ε/C)·W + 2λ·lse, a = si·A and b = si·ε/C. p_t - 1
 // comes from expm1, so that nothing cancels as p_t → 1, and p_t from exp,
 // not from (p_t - 1) + 1, which loses a small p_t.
-func gradTerms(p *Problem, si, wt, lse, dt float64, C int) (a, b, gt float64) {
+func gradTerms(p *ce.Problem, si, wt, lse, dt float64, C int) (a, b, gt float64) {
 	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
 	ec := eps / float64(C)
 	a = si * ((1-eps)*wt + ec*p.WeightSum + 2*lam*lse)
@@ -615,7 +626,7 @@ func gradTerms(p *Problem, si, wt, lse, dt float64, C int) (a, b, gt float64) {
 // stores exp(z_j - M_c) in g, chunk c's reference M_c in ms, for the fused
 // path's scale pass; with a soft cap g is not written (its gradient takes
 // a pass of its own).
-func (k *Impl) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, p *Problem, o *rowOpts) Partial {
+func (k *Impl) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, p *ce.Problem, o *rowOpts) ce.Partial {
 	part := ce.EmptyPartial()
 	if o != nil && o.c > 0 {
 		g = nil
@@ -631,7 +642,7 @@ func (k *Impl) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, 
 	return part
 }
 
-func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *rowOpts, i int, next []float32) {
+func (k *Impl) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem, o *rowOpts, i int, next []float32) {
 	xr := matRow(x, i)
 	var gr vec
 	if g != nil {
@@ -656,7 +667,7 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 	var gf []float32
 	switch {
 	case g == nil:
-	case gr.t == F32:
+	case gr.t == ce.F32:
 		gf = gr.f
 	default:
 		if len(o.row) < x.Cols {
@@ -689,13 +700,13 @@ func (k *Impl) row(out Out, g *Grad, x Matrix, targets []int32, p *Problem, o *r
 			hi := min(lo+cl, len(gf))
 			fc := float32(f * math.Exp(float64(ms[c])-float64(part.Max)))
 			switch {
-			case gr.t != F32 && (o == nil || !o.smooth): // scaled as it is narrowed
+			case gr.t != ce.F32 && (o == nil || !o.smooth): // scaled as it is narrowed
 				k.narrow(gr.h[lo:hi], gf[lo:hi], fc, gr.t)
 			case o == nil || !o.smooth:
 				k.scale(gf[lo:hi], fc)
 			default:
 				k.axpy(gf[lo:hi], fc, float32(b), o.wchunk(lo, hi))
-				if gr.t != F32 {
+				if gr.t != ce.F32 {
 					k.narrow(gr.h[lo:hi], gf[lo:hi], 1, gr.t)
 				}
 			}

@@ -21,16 +21,16 @@ func init() {
 	}
 	avx2 := vector(k2)
 	vectors = append(vectors, avx2)
-	SIMD = avx2
+	simd = avx2
 	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasBMI2 {
 		avx512 := vector(vectorKernels{name: "avx512", maxNaN: maxNaNAVX512, expSum: expSumAVX512, expSumMax: expSumMaxAVX512, scale: scaleAVX512, index: indexAVX512,
 			dot: dotAVX512, axpy: axpyAVX512, capTo: capToAVX512, sum: sumAVX512, grad: gradAVX512, fma: fmaAVX512,
 			fromBF16: fromBF16AVX512, fromF16: fromF16AVX512, toBF16: toBF16AVX512, toF16: toF16AVX512,
 			expSumMaxBF16: expSumMaxBF16AVX512, expSumMaxF16: expSumMaxF16AVX512, lanes: 16})
 		vectors = append(vectors, avx512)
-		SIMD = avx512
+		simd = avx512
 	}
-	Default = SIMD
+	best = simd
 }
 
 // SIMDUnavailable says why SIMD is nil.

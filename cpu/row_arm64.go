@@ -19,7 +19,7 @@ func init() {
 			gradGeneral(dst, x, shift, a, b, w, c, inv)
 		}})
 	vectors = append(vectors, neon)
-	SIMD, Default = neon, neon
+	simd, best = neon, neon
 }
 
 // SIMDUnavailable says why SIMD is nil.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/internal/seed"
 )
 
@@ -276,11 +277,11 @@ func TestVectorHalf(t *testing.T) {
 	for range 1 << 16 {
 		vals = append(vals, math.Float32frombits(rng.Uint32()))
 	}
-	for _, typ := range []DType{BF16, F16} {
+	for _, typ := range []ce.DType{ce.BF16, ce.F16} {
 		want := make([]float32, len(all))
-		Portable.widen(want, all, typ)
+		portable.widen(want, all, typ)
 		wantH := make([]uint16, len(vals))
-		Portable.narrow(wantH, vals, 1, typ)
+		portable.narrow(wantH, vals, 1, typ)
 		for _, k := range vectorImpls(t) {
 			got := make([]float32, len(all))
 			k.widen(got, all, typ)
@@ -289,7 +290,7 @@ func TestVectorHalf(t *testing.T) {
 			}
 			gotH := make([]uint16, len(vals))
 			k.narrow(gotH, vals, 1, typ)
-			wide := func(h uint16) float32 { var d [1]float32; Portable.widen(d[:], []uint16{h}, typ); return d[0] }
+			wide := func(h uint16) float32 { var d [1]float32; portable.widen(d[:], []uint16{h}, typ); return d[0] }
 			for i, v := range vals {
 				require.True(t, wantH[i] == gotH[i] || sameHalfBits(wide(wantH[i]), wide(gotH[i])), "%s: %v of %#08x (%v): %#04x, want %#04x", k.name, typ, math.Float32bits(v), v, gotH[i], wantH[i])
 			}
@@ -297,7 +298,7 @@ func TestVectorHalf(t *testing.T) {
 			// product, then the rounding.
 			for _, c := range []float32{0.37, -3.5e-5, 1e30} {
 				ws, gs := make([]uint16, len(vals)), make([]uint16, len(vals))
-				Portable.narrow(ws, vals, c, typ)
+				portable.narrow(ws, vals, c, typ)
 				k.narrow(gs, vals, c, typ)
 				for i, v := range vals {
 					require.True(t, ws[i] == gs[i] || sameHalfBits(wide(ws[i]), wide(gs[i])), "%s: %v of %v·%v: %#04x, want %#04x", k.name, typ, c, v, gs[i], ws[i])
@@ -344,14 +345,14 @@ func fromF16One(h uint16) float32  { var d [1]float32; fromF16Generic(d[:], []ui
 func TestVectorChunk16(t *testing.T) {
 	rng := seed.Rand(t, 12)
 	for _, k := range vectorImpls(t) {
-		for _, typ := range []DType{BF16, F16} {
+		for _, typ := range []ce.DType{ce.BF16, ce.F16} {
 			for n := range 301 {
 				x := make([]float32, n)
 				for i := range x {
 					x[i] = typ.Round(float32(rng.NormFloat64() * 3))
 				}
 				h := make([]uint16, n)
-				Portable.narrow(h, x, 1, typ)
+				portable.narrow(h, x, 1, typ)
 				buf := make([]float32, n)
 				for _, m := range []float32{ninf32(), 2.5, -80} { // the first chunk, a running max, a jump past 64
 					r, s, cm, _ := k.chunk16(h, typ, m, nil, buf, k.widen)

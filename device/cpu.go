@@ -22,7 +22,7 @@ type CPUDevice struct {
 	note string // Info().Note
 }
 
-// NewCPU returns a CPU device running impl (cpu.Portable, cpu.SIMD, one of cpu.Impls()),
+// NewCPU returns a CPU device running impl (cpu.Portable(), cpu.SIMD(), one of cpu.Impls()),
 // with blas.Default for the fused linear's matrix products.
 func NewCPU(impl *cpu.Impl) *CPUDevice {
 	b, _ := blas.Default()
@@ -37,7 +37,7 @@ func (d *CPUDevice) WithBLAS(b *blas.BLAS) *CPUDevice {
 
 func openCPU(arg string) (Device, error) {
 	if arg == "" {
-		return NewCPU(cpu.Default), nil
+		return NewCPU(cpu.Default()), nil
 	}
 	if k := cpu.Lookup(arg); k != nil {
 		return NewCPU(k), nil

@@ -23,22 +23,22 @@ func TestGoldenCPU(t *testing.T) {
 	}
 }
 
-func TestResidentCPU(t *testing.T) { spec.RunResident(t, device.NewCPU(cpu.Default), 1e-5) }
+func TestResidentCPU(t *testing.T) { spec.RunResident(t, device.NewCPU(cpu.Default()), 1e-5) }
 
-func TestConcurrentCPU(t *testing.T) { spec.RunConcurrent(t, device.NewCPU(cpu.Default)) }
+func TestConcurrentCPU(t *testing.T) { spec.RunConcurrent(t, device.NewCPU(cpu.Default())) }
 
-func TestNoGrowthCPU(t *testing.T) { spec.RunNoGrowth(t, device.NewCPU(cpu.Default)) }
+func TestNoGrowthCPU(t *testing.T) { spec.RunNoGrowth(t, device.NewCPU(cpu.Default())) }
 
 // TestGroupCPU: a group of two CPU devices passes the shared table.
 func TestGroupCPU(t *testing.T) {
-	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Portable), device.NewCPU(cpu.Default))
+	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Portable()), device.NewCPU(cpu.Default()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	spec.Run(t, g, 1e-5)
 }
 
-func TestPast2p31CPU(t *testing.T) { spec.RunPast2p31(t, device.NewCPU(cpu.Default)) }
+func TestPast2p31CPU(t *testing.T) { spec.RunPast2p31(t, device.NewCPU(cpu.Default())) }
 
 // TestShardsCPU: vocabulary shards' partials merged give the unsplit loss
 // and each shard's Backward the unsplit gradient, for every kernel.
@@ -53,7 +53,7 @@ func TestShardsCPU(t *testing.T) {
 // TestGroupColumnsCPU: a group of two CPU devices that splits the
 // vocabulary passes the shared table.
 func TestGroupColumnsCPU(t *testing.T) {
-	g, err := device.NewGroup(device.SplitColumns, device.NewCPU(cpu.Portable), device.NewCPU(cpu.Default))
+	g, err := device.NewGroup(device.SplitColumns, device.NewCPU(cpu.Portable()), device.NewCPU(cpu.Default()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func (d noLinear) Caps() Caps {
 // TestLinearFallback: LinearOf gives a device without its own fused
 // linear the CPU's, which computes it, and a device with one its own.
 func TestLinearFallback(t *testing.T) {
-	c := NewCPU(cpu.Default)
+	c := NewCPU(cpu.Default())
 	require.Same(t, c, LinearOf(c).(*CPUDevice))
 	inner := noLinear{c}
 	f := LinearOf(inner)

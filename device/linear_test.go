@@ -22,11 +22,11 @@ import (
 // kernel on gonum.
 func linearCPUs(t *testing.T) map[string]*device.CPUDevice {
 	devs := map[string]*device.CPUDevice{
-		"gonum":          device.NewCPU(cpu.Default).WithBLAS(blas.Gonum()),
-		"gonum/portable": device.NewCPU(cpu.Portable).WithBLAS(blas.Gonum()),
+		"gonum":          device.NewCPU(cpu.Default()).WithBLAS(blas.Gonum()),
+		"gonum/portable": device.NewCPU(cpu.Portable()).WithBLAS(blas.Gonum()),
 	}
 	if o, err := blas.OpenBLAS(); err == nil {
-		devs["openblas"] = device.NewCPU(cpu.Default).WithBLAS(o)
+		devs["openblas"] = device.NewCPU(cpu.Default()).WithBLAS(o)
 	} else if os.Getenv("XENT_REQUIRE_BLAS") == "1" {
 		t.Fatalf("XENT_REQUIRE_BLAS=1: %v", err)
 	} else {
@@ -54,8 +54,8 @@ func TestLinearShardsCPU(t *testing.T) {
 }
 
 func TestLinearCaps(t *testing.T) {
-	require.True(t, device.NewCPU(cpu.Default).Caps().Linear)
-	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Default), device.NewCPU(cpu.Portable))
+	require.True(t, device.NewCPU(cpu.Default()).Caps().Linear)
+	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Default()), device.NewCPU(cpu.Portable()))
 	require.NoError(t, err)
 	require.True(t, g.Caps().Linear, "a group of devices that have it has it")
 }
@@ -88,9 +88,9 @@ func BenchmarkLinear(b *testing.B) {
 	hd, wd, tg := gen.Linear(rand.New(rand.NewPCG(1, 2)), n, d, v, 0.04, 1)
 	h, w := batch.NewMatrix(hd, n, d), batch.NewMatrix(wd, v, d)
 	g := batch.LinearGrads{H: batch.NewGrad(make([]float32, n*d), n, d), W: batch.NewGrad(make([]float32, v*d), v, d)}
-	devs := map[string]*device.CPUDevice{"gonum": device.NewCPU(cpu.Default).WithBLAS(blas.Gonum())}
+	devs := map[string]*device.CPUDevice{"gonum": device.NewCPU(cpu.Default()).WithBLAS(blas.Gonum())}
 	if o, err := blas.OpenBLAS(); err == nil {
-		devs["openblas"] = device.NewCPU(cpu.Default).WithBLAS(o)
+		devs["openblas"] = device.NewCPU(cpu.Default()).WithBLAS(o)
 	}
 	for _, name := range []string{"gonum", "openblas"} {
 		dev, ok := devs[name]
@@ -133,10 +133,10 @@ func TestLinearVersusGonum(t *testing.T) {
 	spec.RunLinearVersus(t, devs["gonum"], o, 2e-5, 1e-4)
 }
 
-func TestLinearPast2p31CPU(t *testing.T) { spec.RunLinearPast2p31(t, device.NewCPU(cpu.Default)) }
+func TestLinearPast2p31CPU(t *testing.T) { spec.RunLinearPast2p31(t, device.NewCPU(cpu.Default())) }
 
 func TestLinearResidentCPU(t *testing.T) {
-	spec.RunLinearResident(t, device.NewCPU(cpu.Default), device.NewCPU(cpu.Portable))
+	spec.RunLinearResident(t, device.NewCPU(cpu.Default()), device.NewCPU(cpu.Portable()))
 }
 
 func TestLinearFilterCPU(t *testing.T) {

@@ -45,9 +45,9 @@ func List() []Description {
 	out = append(out, Description{Spec: "cpu", Name: cpuName(), Details: [][2]string{
 		{"kind", "cpu"},
 		{"threads", strconv.Itoa(runtime.GOMAXPROCS(0))},
-		{"kernel", cpu.Default.Name() + " (available: " + variants + ")"},
+		{"kernel", cpu.Default().Name() + " (available: " + variants + ")"},
 	}})
-	if cpu.SIMD == nil {
+	if cpu.SIMD() == nil {
 		out[0].Details = append(out[0].Details, [2]string{"simd", cpu.SIMDUnavailable()})
 	}
 	b, why := blas.Default()
@@ -116,7 +116,7 @@ func Open(spec string) (Device, error) {
 			}
 			return accs[0], nil
 		}
-		c := NewCPU(cpu.Default)
+		c := NewCPU(cpu.Default())
 		c.note = fmt.Sprintf("auto: no GPU or accelerator (%v): the CPU", why)
 		return c, nil
 	case "all":
@@ -179,7 +179,7 @@ func LinearOf(d Device) FusedLinear {
 
 // fallback is the CPU device that runs the fused linear of the devices
 // without their own; it is never closed.
-var fallback = sync.OnceValue(func() *CPUDevice { return NewCPU(cpu.Default) })
+var fallback = sync.OnceValue(func() *CPUDevice { return NewCPU(cpu.Default()) })
 
 // FallbackBLAS names the BLAS of the fused linear of a device that runs
 // none itself.

@@ -66,7 +66,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if w := cpu.ExperimentWarning(); w != "" && *from == "" {
 		fmt.Fprintf(stderr, "xent bench: warning: %s\n", w)
 	}
-	if cpu.SIMD == nil && *from == "" {
+	if cpu.SIMD() == nil && *from == "" {
 		fmt.Fprintf(stderr, "xent bench: the CPU runs the portable kernels: %s\n", cpu.SIMDUnavailable())
 	}
 	if *ops == "linear" {

@@ -83,7 +83,7 @@ func BenchmarkEval(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ce, err := batch.New(device.NewCPU(cpu.Default))
+		ce, err := batch.New(device.NewCPU(cpu.Default()))
 		if err != nil {
 			b.Fatal(err)
 		}

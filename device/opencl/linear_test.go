@@ -51,7 +51,7 @@ func TestLinearShardsOpenCL(t *testing.T) {
 // when run twice.
 func TestLinearVersusCPU(t *testing.T) {
 	linearTest(t, func(t *testing.T) {
-		spec.RunLinearVersus(t, openTest(t), device.NewCPU(cpu.Default), 2e-5, 1e-4)
+		spec.RunLinearVersus(t, openTest(t), device.NewCPU(cpu.Default()), 2e-5, 1e-4)
 	})
 }
 
@@ -60,11 +60,11 @@ func TestLinearVersusCPU(t *testing.T) {
 // against the CPU alone.
 func TestLinearGroupOpenCL(t *testing.T) {
 	linearTest(t, func(t *testing.T) {
-		g, err := device.NewGroup(device.SplitRows, openTest(t), device.NewCPU(cpu.Default))
+		g, err := device.NewGroup(device.SplitRows, openTest(t), device.NewCPU(cpu.Default()))
 		require.NoError(t, err)
 		spec.RunLinear(t, g, 1e-5)
 		spec.RunLinearShards(t, g, 1e-5)
-		spec.RunLinearVersus(t, g, device.NewCPU(cpu.Default), 2e-5, 1e-4)
+		spec.RunLinearVersus(t, g, device.NewCPU(cpu.Default()), 2e-5, 1e-4)
 	})
 }
 
@@ -74,7 +74,7 @@ func TestLinearPast2p31OpenCL(t *testing.T) {
 
 func TestLinearResidentOpenCL(t *testing.T) {
 	linearTest(t, func(t *testing.T) {
-		spec.RunLinearResident(t, openTest(t), device.NewCPU(cpu.Default))
+		spec.RunLinearResident(t, openTest(t), device.NewCPU(cpu.Default()))
 	})
 }
 

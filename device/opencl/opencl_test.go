@@ -89,7 +89,7 @@ func TestVersusCPU(t *testing.T) {
 		return r.Losses, g
 	}
 	ref := spec.Reference(x, rows, cols, cols, tg, spec.Opts{Ignore: spec.DefaultIgnore, Smoothing: 0.05})
-	lc, gc := res(device.NewCPU(cpu.Portable))
+	lc, gc := res(device.NewCPU(cpu.Portable()))
 	lo, goo := res(d)
 	for i := range lc {
 		require.InDelta(t, lc[i], lo[i], 2e-5*math.Max(1, math.Abs(float64(lc[i]))), "row %d", i)
@@ -174,7 +174,7 @@ func TestNoGrowthOpenCL(t *testing.T) {
 // TestGroupOpenCL: "all"-style group of the OpenCL device and the CPU
 // passes the shared table (rows split by measured speed).
 func TestGroupOpenCL(t *testing.T) {
-	g, err := device.NewGroup(device.SplitRows, openTest(t), device.NewCPU(cpu.Portable))
+	g, err := device.NewGroup(device.SplitRows, openTest(t), device.NewCPU(cpu.Portable()))
 	require.NoError(t, err)
 	spec.Run(t, g, 1e-5)
 }
@@ -208,7 +208,7 @@ func TestShardsOpenCL(t *testing.T) { spec.RunShards(t, openTest(t), 1e-5) }
 // TestGroupColumnsOpenCL: the OpenCL device and the CPU splitting the
 // vocabulary (partials merged across back ends) pass the shared table.
 func TestGroupColumnsOpenCL(t *testing.T) {
-	g, err := device.NewGroup(device.SplitColumns, openTest(t), device.NewCPU(cpu.Portable))
+	g, err := device.NewGroup(device.SplitColumns, openTest(t), device.NewCPU(cpu.Portable()))
 	require.NoError(t, err)
 	spec.Run(t, g, 1e-5)
 }
