@@ -19,7 +19,10 @@
 //
 // # Implementations
 //
-// The row driver is shared: a row is read a [Chunk] at a time (online
+// The row driver is shared, and its choices (which chunk kernel, how a
+// chunk is widened and capped, how the fused path scales) are made once
+// per call, from the options and the element types, into a plan: a row is
+// read a [Chunk] at a time (online
 // log-sum-exp: each chunk's exps are summed relative to a reference near
 // the max so far, and the running sum is rescaled when the reference
 // grows), and the fused path stores each exp in place and scales it

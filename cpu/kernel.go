@@ -33,109 +33,6 @@ func matRow(m ce.Matrix, i int) vec { return rowOf(m.Data, m.Half, m.Type, i*m.S
 // gradRow returns row i of a gradient of cols columns.
 func gradRow(g *ce.Grad, i, cols int) vec { return rowOf(g.Data, g.Half, g.Type, i*g.Stride, cols) }
 
-// Impl is one implementation of the row primitives. The row driver and the
-// formulas around the primitives are shared by all implementations.
-type Impl struct {
-	name string
-	// chunk does one chunk of the row driver (see online). Given m, the
-	// row's max so far (-Inf before the first finite logit), it returns a
-	// reference r of its choosing with x_j - r ≤ 64 for every x_j (or -Inf
-	// when x and m are all -Inf), s = Σ_j exp(x_j - r), and cm = max_j x_j
-	// ignoring NaN (-Inf for an all -Inf x) with, when cm > m, ci = the
-	// first j with x_j == cm (without dst an implementation may return -1
-	// instead; online then searches the chunk once the row's max is known).
-	// When dst is not nil it stores exp(x_j - r) in dst_j (dst may be x; 0
-	// for -Inf). Each exp is within 3 ulp where it is above e^-16 of r (see
-	// the implementations). A chunk holding NaN or +Inf gives s = NaN, and
-	// dst is then not fully written. next is the chunk after x, which an
-	// implementation may load as a prefetch.
-	chunk func(dst, x []float32, m float32, next []float32) (r float32, s float64, cm float32, ci int)
-	// max returns max_j x_j ignoring NaN (-Inf for an empty x), and
-	// whether x holds a NaN.
-	max func(x []float32) (m float32, nan bool)
-	// scale sets dst_j *= c.
-	scale func(dst []float32, c float32)
-	// index returns the first j with x_j == v, or -1.
-	index func(x []float32, v float32) int
-	// dot returns Σ_j w_j·(x_j - r) in float64 (w nil: all 1); -Inf
-	// terms and NaN propagate as in the scalar sum.
-	dot func(x, w []float32, r float32) float64
-	// axpy sets dst_j = a·dst_j - b·w_j (w nil: all 1).
-	axpy func(dst []float32, a, b float32, w []float32)
-	// capTo sets dst_j = c·tanh(x_j·inv), the soft cap (len(dst) ≥
-	// len(x)); ±Inf become ±c, NaN stays NaN.
-	capTo func(dst, x []float32, c, inv float32)
-	// chunkDot is chunk, for a finite m, that also returns Σ_j w_j·(x_j -
-	// m) (dot; w nil: all 1) of the chunk as given (before dst is written).
-	chunkDot func(dst, x []float32, m float32, next, w []float32) (r float32, s float64, cm float32, ci int, dot float64)
-	// grad is the gradient pass with options: dst_j = (a·exp(z_j -
-	// shift) - b·w_j)·(1 - (z_j/c)²) with z_j = c·tanh(x_j/c) and the
-	// factor only when c > 0, w_j = 1 when w is nil; dst may be x (see
-	// gradGeneral).
-	grad func(dst, x []float32, shift, a, b float32, w []float32, c, inv float32)
-	// sum returns Σ_j x_j in float32 lanes: the read probe's loop (nil
-	// for Portable, whose probe is in package bench).
-	sum func(x []float32) float32
-	// fma runs the FMA peak probe's loop iters times and returns a lane
-	// of its result and the flops it took (nil for Portable).
-	fma func(iters int) (float32, int)
-	// half are the conversions of half-precision elements (see widen).
-	half halfKernels
-	// chunk16 is chunk without dst (and without options) on a
-	// half-precision chunk x of type t, buf room for len(x) widened
-	// elements and widen the conversion; nil: online widens the chunk and
-	// takes chunk.
-	chunk16 func(x []uint16, t ce.DType, m float32, next, buf []float32, widen func([]float32, []uint16, ce.DType)) (r float32, s float64, cm float32, ci int)
-}
-
-// Name names the implementation ("portable", "avx2", ...).
-func (k *Impl) Name() string { return k.name }
-
-// portable is the pure-Go implementation, available everywhere.
-var portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric,
-	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric, chunkDot: chunkDotGeneric, grad: gradGeneral, half: portableHalf}
-
-// simd is the fastest vector implementation this CPU runs, nil when none;
-// best is simd, else portable. Both are chosen once, at start-up (the
-// init function of row_amd64.go or row_arm64.go); tests pick an
-// implementation with Impls or Lookup, and nothing switches them.
-var simd *Impl
-
-// Portable returns the pure-Go implementation, available everywhere.
-func Portable() *Impl { return portable }
-
-// SIMD returns the fastest vector implementation this CPU runs (avx512,
-// else avx2; neon on arm64), or nil when this build or this CPU has none
-// (SIMDUnavailable says why).
-func SIMD() *Impl { return simd }
-
-// Default returns the fastest implementation available: SIMD when there is
-// one, else Portable.
-func Default() *Impl { return best }
-
-// vectors are the vector implementations this CPU runs, slowest first.
-var vectors []*Impl
-
-var best = portable
-
-// Impls returns every implementation this build and this CPU run:
-// Portable, then the vector ones (avx2, avx512), which tests compare.
-func Impls() []*Impl { return append([]*Impl{portable}, vectors...) }
-
-// Lookup returns the implementation named name ("portable", "avx2",
-// "avx512"; "simd" is SIMD), or nil when this build or this CPU lacks it.
-func Lookup(name string) *Impl {
-	if name == "simd" {
-		return simd
-	}
-	for _, k := range Impls() {
-		if k.name == name {
-			return k
-		}
-	}
-	return nil
-}
-
 // Scale sets dst_j *= c with k's loop: the benchmarks' in-place read +
 // write probe, the traffic of an in-place gradient.
 func (k *Impl) Scale(dst []float32, c float32) { k.scale(dst, c) }
@@ -165,9 +62,9 @@ func (k *Impl) ReadSum(x []float32) (float32, bool) {
 // options apply). A row holding +Inf or NaN, or only -Inf, gives NaN.
 func (k *Impl) LogSumExp(dst []float32, x ce.Matrix) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		o := newRowOpts(&ce.Problem{}, x.Cols, x.Type)
+		pl := newPlan(k, &ce.Problem{}, x.Cols, x.Type, ce.F32, false)
 		for i := lo; i < hi; i++ {
-			part := k.scan(nil, matRow(x, i), nil, after(x, i, hi), &ce.Problem{}, o)
+			part := pl.scan(nil, matRow(x, i), nil, after(x, i, hi), &ce.Problem{})
 			dst[i] = float32(float64(part.Max) + part.LogSum())
 		}
 	})
@@ -185,12 +82,13 @@ func (k *Impl) LogSumExp(dst []float32, x ce.Matrix) {
 // caller's scale pass (see chunkLen). A row holding NaN or +Inf gives rest
 // = NaN (PyTorch's NaN), one of only -Inf m = -Inf and rest = -1; dst is
 // then not fully written and the caller fills it.
-func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []float32, o *rowOpts) (m float32, idx int, am float32, rest, dot float64) {
+func (pl *plan) online(dst []float32, x vec, ms *[MaxChunks]float32, after []float32) (m float32, idx int, am float32, rest, dot float64) {
+	k := pl.k
 	ninf := float32(math.Inf(-1))
 	m, idx = ninf, -1
 	ref := ninf      // s is relative to ref
 	mlo, mhi := 0, 0 // the chunk that first reached m
-	capped := o != nil && o.c > 0
+	capped := pl.c > 0
 	am = ninf // with a soft cap, the raw max, first reached in chunk [alo, ahi)
 	alo, ahi := 0, 0
 	var dc [MaxChunks]float64
@@ -217,26 +115,33 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 			next = after
 		}
 		before[c] = m
-		raw, xc := k.load(o, x, lo, hi, dst != nil)
 		var (
+			raw   []float32 // the chunk widened, before the soft cap
 			r, cm float32
 			sc    float64
 			ci    int
 		)
-		switch {
-		case raw == nil: // a half-precision chunk read as it is (see load)
-			r, sc, cm, ci = k.chunk16(x.h[lo:hi], x.t, m, next, o.wide, k.widen)
-		case o == nil || !o.smooth:
+		switch pl.sum {
+		case sumHalf: // a half-precision chunk read as it is
+			r, sc, cm, ci = k.chunk16(x.h[lo:hi], x.t, m, next, pl.wide, k.widen)
+		case sumPlain:
+			var xc []float32
+			raw, xc = pl.load(x, lo, hi)
 			r, sc, cm, ci = k.chunk(d, xc, m, next)
-		case !math.IsInf(float64(m), -1): // Σ w_j·(z_j - m) in the chunk's max pass
-			rc[c] = m
-			r, sc, cm, ci, dc[c] = k.chunkDot(d, xc, m, next, o.wchunk(lo, hi))
-		default: // relative to the chunk's own max, before d (which may be x) is written
+		case sumSmooth:
+			var xc []float32
+			raw, xc = pl.load(x, lo, hi)
+			if !math.IsInf(float64(m), -1) { // Σ w_j·(z_j - m) in the chunk's max pass
+				rc[c] = m
+				r, sc, cm, ci, dc[c] = k.chunkDot(d, xc, m, next, pl.wchunk(lo, hi))
+				break
+			}
+			// relative to the chunk's own max, before d (which may be x) is written
 			rc[c], _ = k.max(xc)
 			if math.IsInf(float64(rc[c]), 0) { // only -Inf (each term is w_j·(-Inf) whatever r), or a NaN row
 				rc[c] = 0
 			}
-			dc[c] = k.dot(xc, o.wchunk(lo, hi), rc[c])
+			dc[c] = k.dot(xc, pl.wchunk(lo, hi), rc[c])
 			r, sc, cm, ci = k.chunk(d, xc, m, next)
 		}
 		if math.IsNaN(sc) {
@@ -279,21 +184,21 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 	}
 	rest = s - 1
 	if s < 2 {
-		rest = k.rest(dst, x, m, idx, mlo, mhi, &sums, &refs, before[mlo/chunkLen(n)], o)
+		rest = pl.rest(dst, x, m, idx, mlo, mhi, &sums, &refs, before[mlo/chunkLen(n)])
 	}
-	if o != nil && o.smooth { // Σ_c [Σ_j w_j·(z_j - r_c) + W_c·(r_c - m)]
+	if pl.smooth { // Σ_c [Σ_j w_j·(z_j - r_c) + W_c·(r_c - m)]
 		for c := range (n + cl - 1) / cl {
-			dot += dc[c] + o.wc[c]*(float64(rc[c])-float64(m)) // -Inf or NaN stays so
+			dot += dc[c] + pl.wc[c]*(float64(rc[c])-float64(m)) // -Inf or NaN stays so
 		}
 	}
 	switch {
 	case capped:
 		idx = -1
-		if i := k.index(k.wide(o, x, alo, ahi), am); i >= 0 {
+		if i := k.index(pl.widen(x, alo, ahi), am); i >= 0 {
 			idx = alo + i
 		}
 	case idx < 0: // one search per row, in the chunk that holds the max
-		idx = mlo + k.index(k.wide(o, x, mlo, mhi), m)
+		idx = mlo + k.index(pl.widen(x, mlo, mhi), m)
 	}
 	if !capped {
 		am = m
@@ -311,7 +216,8 @@ func (k *Impl) online(dst []float32, x vec, ms *[MaxChunks]float32, after []floa
 // same bits), in float64, times exp(r - m). The chunk kernel's float32
 // lanes held 1 + terms where the max's lane was, and lost the terms' low
 // bits; here the max's term, exactly exp(r - m)·e_j0 = 1, is left out.
-func (k *Impl) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[MaxChunks]float64, refs *[MaxChunks]float32, mb float32, o *rowOpts) float64 {
+func (pl *plan) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[MaxChunks]float64, refs *[MaxChunks]float32, mb float32) float64 {
+	k := pl.k
 	cl := chunkLen(x.len())
 	cm := mlo / cl
 	other := 0.0
@@ -325,7 +231,7 @@ func (k *Impl) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[M
 	if dst != nil {
 		e = dst[mlo:mhi]
 	} else {
-		_, z := k.load(o, x, mlo, mhi, true)
+		_, z := pl.load(x, mlo, mhi)
 		if j0 = k.index(z, m); j0 < 0 { // not found (it is there): the sum as it was
 			return other + sums[cm]*ce.ExpTo(r, m) - 1
 		}
@@ -349,88 +255,121 @@ func (k *Impl) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[M
 // scratch holds chunk buffers for rest.
 var scratch = sync.Pool{New: func() any { return new([]float32) }}
 
-// rowOpts are what the row driver needs of the options and of the
-// element type: the soft cap (c > 0, with inv = 1/c and buf, a chunk's
-// room for its capped logits), with smoothing the weights of the row's
-// columns (nil: all 1) and their sum over each chunk, and for a
-// half-precision row wide and out, a chunk's room for its widened logits
-// and for its gradient before it is narrowed. A nil *rowOpts is no
-// options on float32 rows.
-type rowOpts struct {
+// plan is the row driver's choices for one call, made once from the
+// options and the element types (newPlan), with the buffers of the
+// goroutine that runs it: which chunk kernel sums a chunk (sum), how a
+// chunk is loaded (load: widened from half precision into wide, capped
+// into buf with a soft cap c > 0, inv = 1/c), with smoothing the weights
+// of the row's columns (nil: all 1) and their sum over each chunk, how the
+// fused path scales the exps it stored (scale), and for a half-precision
+// gradient out, a chunk's room before it is narrowed, and exps, the
+// row's exps (made on first use).
+type plan struct {
+	k         *Impl
+	sum       sumKind
+	scale     scaleKind
 	c, inv    float32
 	buf       []float32
 	smooth    bool
 	w         []float32
 	wc        [MaxChunks]float64
 	wide, out []float32
-	row       []float32 // a half-precision gradient's exps (row), made on first use
+	exps      []float32
 }
 
-// newRowOpts returns the row driver's options for rows of cols columns
-// of type t with p's options, or nil when there is nothing it handles (no
-// soft cap, no smoothing, float32).
-func newRowOpts(p *ce.Problem, cols int, t ce.DType) *rowOpts {
+// sumKind is the chunk kernel of online.
+type sumKind uint8
+
+const (
+	sumPlain  sumKind = iota // Impl.chunk on the loaded chunk
+	sumHalf                  // Impl.chunk16 on the 16-bit elements as they are: no options, no stored exps
+	sumSmooth                // Impl.chunkDot once the row's max is finite, else max, dot and chunk
+)
+
+// scaleKind is how the fused path turns chunk c's stored exps
+// exp(z_j - M_c) into the gradient (see plan.row).
+type scaleKind uint8
+
+const (
+	scaleInPlace    scaleKind = iota // Impl.scale, a float32 gradient
+	scaleNarrow                      // scaled as it is narrowed into a half-precision gradient
+	scaleAxpy                        // less b·w_j (smoothing), a float32 gradient
+	scaleAxpyNarrow                  // less b·w_j, then narrowed
+)
+
+// newPlan returns the plan of k for rows of cols columns of type t with
+// p's options, a gradient of type gt (when fused: the forward stores its
+// exps), for one goroutine.
+func newPlan(k *Impl, p *ce.Problem, cols int, t, gt ce.DType, fused bool) *plan {
 	c, inv := capInv(p)
-	if c == 0 && p.Smoothing == 0 && t == ce.F32 {
-		return nil
+	pl := &plan{k: k, c: c, inv: inv, smooth: p.Smoothing > 0, w: p.ShardWeights(cols)}
+	switch {
+	case pl.smooth:
+		pl.sum = sumSmooth
+	case t != ce.F32 && !fused && k.chunk16 != nil && c == 0:
+		pl.sum = sumHalf
 	}
-	o := &rowOpts{c: c, inv: inv, smooth: p.Smoothing > 0, w: p.ShardWeights(cols)}
+	switch {
+	case pl.smooth && gt != ce.F32:
+		pl.scale = scaleAxpyNarrow
+	case pl.smooth:
+		pl.scale = scaleAxpy
+	case gt != ce.F32:
+		pl.scale = scaleNarrow
+	}
 	if c > 0 {
-		o.buf = make([]float32, chunkLen(cols))
+		pl.buf = make([]float32, chunkLen(cols))
 	}
-	if t != ce.F32 {
-		o.wide, o.out = make([]float32, chunkLen(cols)), make([]float32, chunkLen(cols))
+	if t != ce.F32 || gt != ce.F32 {
+		pl.wide, pl.out = make([]float32, chunkLen(cols)), make([]float32, chunkLen(cols))
 	}
-	if o.smooth {
+	if pl.smooth {
 		cl := chunkLen(cols)
 		for ch, lo := 0, 0; lo < cols; ch, lo = ch+1, lo+cl {
 			hi := min(lo+cl, cols)
-			if o.w == nil {
-				o.wc[ch] = float64(hi - lo)
+			if pl.w == nil {
+				pl.wc[ch] = float64(hi - lo)
 				continue
 			}
-			for _, v := range o.w[lo:hi] {
-				o.wc[ch] += float64(v)
+			for _, v := range pl.w[lo:hi] {
+				pl.wc[ch] += float64(v)
 			}
 		}
 	}
-	return o
+	return pl
 }
 
 // wsum returns the sum of the weights of a row.
-func (o *rowOpts) wsum() float64 {
+func (pl *plan) wsum() float64 {
 	w := 0.0
-	for _, v := range o.wc {
+	for _, v := range pl.wc {
 		w += v
 	}
 	return w
 }
 
-// load returns the chunk x[lo:hi] raw (widened, see wide) and as the
-// kernels see it: capped into o's buffer with a soft cap, raw otherwise.
-// Unless wide, a half-precision chunk without options is not widened here
-// (raw and z are nil): chunk16 reads it as it is.
-func (k *Impl) load(o *rowOpts, x vec, lo, hi int, wide bool) (raw, z []float32) {
-	if x.t != ce.F32 && !wide && k.chunk16 != nil && o.c == 0 && !o.smooth {
-		return nil, nil
-	}
-	raw = k.wide(o, x, lo, hi)
-	if o == nil || o.c == 0 {
+// load returns the chunk x[lo:hi] raw (widened, see widen) and as the
+// kernels see it: capped into the plan's buffer with a soft cap, raw
+// otherwise.
+func (pl *plan) load(x vec, lo, hi int) (raw, z []float32) {
+	raw = pl.widen(x, lo, hi)
+	if pl.c == 0 {
 		return raw, raw
 	}
-	b := o.buf[:hi-lo]
-	k.capTo(b, raw, o.c, o.inv)
+	b := pl.buf[:hi-lo]
+	pl.k.capTo(b, raw, pl.c, pl.inv)
 	return raw, b
 }
 
-// wide returns the chunk x[lo:hi] as float32: x's own elements for a
-// float32 row, else widened into o's buffer (valid until the next call).
-func (k *Impl) wide(o *rowOpts, x vec, lo, hi int) []float32 {
+// widen returns the chunk x[lo:hi] as float32: x's own elements for a
+// float32 row, else widened into the plan's buffer (valid until the next
+// call).
+func (pl *plan) widen(x vec, lo, hi int) []float32 {
 	if x.t == ce.F32 {
 		return x.f[lo:hi]
 	}
-	w := o.wide[:hi-lo]
-	k.widen(w, x.h[lo:hi], x.t)
+	w := pl.wide[:hi-lo]
+	pl.k.widen(w, x.h[lo:hi], x.t)
 	return w
 }
 
@@ -439,7 +378,8 @@ func (k *Impl) wide(o *rowOpts, x vec, lo, hi int) []float32 {
 // its own: the float32 loop over the row, or, where either is half
 // precision, a chunk at a time, widened and narrowed through o's buffers
 // (g may be x: each chunk is read before it is written).
-func (k *Impl) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float32, o *rowOpts) {
+func (pl *plan) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float32) {
+	k := pl.k
 	if x.t == ce.F32 && g.t == ce.F32 {
 		k.grad(g.f, x.f, shift, a, b, w, c, inv)
 		return
@@ -448,7 +388,7 @@ func (k *Impl) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float
 	cl := chunkLen(n)
 	for lo := 0; lo < n; lo += cl {
 		hi := min(lo+cl, n)
-		xc := k.wide(o, x, lo, hi)
+		xc := pl.widen(x, lo, hi)
 		var wc []float32
 		if w != nil {
 			wc = w[lo:hi]
@@ -457,18 +397,18 @@ func (k *Impl) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float
 			k.grad(g.f[lo:hi], xc, shift, a, b, wc, c, inv)
 			continue
 		}
-		d := o.out[:hi-lo]
+		d := pl.out[:hi-lo]
 		k.grad(d, xc, shift, a, b, wc, c, inv)
 		k.narrow(g.h[lo:hi], d, 1, g.t)
 	}
 }
 
 // wchunk returns the weights of chunk [lo, hi), nil for all 1.
-func (o *rowOpts) wchunk(lo, hi int) []float32 {
-	if o.w == nil {
+func (pl *plan) wchunk(lo, hi int) []float32 {
+	if pl.w == nil {
 		return nil
 	}
-	return o.w[lo:hi]
+	return pl.w[lo:hi]
 }
 
 // after returns the first chunk of row i+1 of x when it is below hi (the
@@ -508,14 +448,14 @@ func chunkLen(n int) int {
 // (see the package comment). x holds the whole vocabulary (p.Col0 is 0,
 // p.Vocab 0 or x.Cols): a shard takes Partials and Backward.
 func (k *Impl) CrossEntropy(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem) {
-	t := x.Type
+	gt := ce.F32
 	if g != nil {
-		t = max(t, g.Type) // ce.F32 is the least: either half needs the buffers
+		gt = g.Type
 	}
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		o := newRowOpts(p, x.Cols, t) // this goroutine's: it holds a chunk's room
+		pl := newPlan(k, p, x.Cols, x.Type, gt, g != nil) // this goroutine's: it holds a chunk's room
 		for i := lo; i < hi; i++ {
-			k.row(out, g, x, targets, p, o, i, after(x, i, hi))
+			pl.row(out, g, x, targets, p, i, after(x, i, hi))
 		}
 	})
 }
@@ -525,13 +465,13 @@ func (k *Impl) CrossEntropy(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32
 // not -1 (an ignored row's is left as it is).
 func (k *Impl) Partials(dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Problem) {
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		o := newRowOpts(p, x.Cols, x.Type)
+		pl := newPlan(k, p, x.Cols, x.Type, ce.F32, false)
 		for i := lo; i < hi; i++ {
 			if targets[i] < 0 {
 				continue
 			}
 			xr := matRow(x, i)
-			dst[i] = k.scan(nil, xr, nil, after(x, i, hi), p, o)
+			dst[i] = pl.scan(nil, xr, nil, after(x, i, hi), p)
 			if t := int(targets[i]) - p.Col0; t >= 0 && t < x.Cols {
 				dst[i].ZT, dst[i].HasT = capped(p, xr.at(t)), true
 			}
@@ -548,7 +488,7 @@ func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Parti
 	C := p.Classes(x.Cols)
 	w := p.ShardWeights(x.Cols)
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		o := newRowOpts(&ce.Problem{}, x.Cols, max(x.Type, g.Type)) // ce.F32 is the least: either half needs the buffers
+		pl := newPlan(k, &ce.Problem{}, x.Cols, x.Type, g.Type, false) // for gradPass's buffers
 		for i := lo; i < hi; i++ {
 			gr, xr := gradRow(&g, i, x.Cols), matRow(x, i)
 			t := int(targets[i])
@@ -571,7 +511,7 @@ func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Parti
 			if inShard {
 				zt = capped(p, xr.at(tl)) // read before gr (which may be xr) is written
 			}
-			k.gradPass(gr, xr, pt.Max, float32(a/(1+pt.Rest)), float32(b), w, c, inv, o)
+			pl.gradPass(gr, xr, pt.Max, float32(a/(1+pt.Rest)), float32(b), w, c, inv)
 			if inShard {
 				gr.set(tl, float32(capGrad(gt, zt, c)))
 			}
@@ -626,23 +566,25 @@ func gradTerms(p *ce.Problem, si, wt, lse, dt float64, C int) (a, b, gt float64)
 // stores exp(z_j - M_c) in g, chunk c's reference M_c in ms, for the fused
 // path's scale pass; with a soft cap g is not written (its gradient takes
 // a pass of its own).
-func (k *Impl) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, p *ce.Problem, o *rowOpts) ce.Partial {
+func (pl *plan) scan(g []float32, x vec, ms *[MaxChunks]float32, next []float32, p *ce.Problem) ce.Partial {
 	part := ce.EmptyPartial()
-	if o != nil && o.c > 0 {
+	if pl.c > 0 {
 		g = nil
 	}
 	var idx int
-	part.Max, idx, part.ArgMax, part.Rest, part.Dot = k.online(g, x, ms, next, o)
+	part.Max, idx, part.ArgMax, part.Rest, part.Dot = pl.online(g, x, ms, next)
 	if idx >= 0 {
 		part.Arg = p.Col0 + idx
 	}
-	if o != nil && o.smooth {
-		part.WSum = o.wsum()
+	if pl.smooth {
+		part.WSum = pl.wsum()
 	}
 	return part
 }
 
-func (k *Impl) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem, o *rowOpts, i int, next []float32) {
+// row computes row i of CrossEntropy.
+func (pl *plan) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem, i int, next []float32) {
+	k := pl.k
 	xr := matRow(x, i)
 	var gr vec
 	if g != nil {
@@ -661,7 +603,7 @@ func (k *Impl) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.P
 	// the fused path stores exp(z_j - m_c) in gr while summing and scales it
 	// afterwards: one exp per logit. A float32 gradient of half-precision
 	// logits (a buffer of its own) takes the exps the same way; a
-	// half-precision gradient takes them in o's float32 row, and each
+	// half-precision gradient takes them in the plan's float32 row, and each
 	// chunk is narrowed once scaled, so that it is rounded once.
 	zt := xr.at(t) // read before gr (which may be xr) is written
 	var gf []float32
@@ -670,13 +612,13 @@ func (k *Impl) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.P
 	case gr.t == ce.F32:
 		gf = gr.f
 	default:
-		if len(o.row) < x.Cols {
-			o.row = make([]float32, x.Cols)
+		if len(pl.exps) < x.Cols {
+			pl.exps = make([]float32, x.Cols)
 		}
-		gf = o.row[:x.Cols]
+		gf = pl.exps[:x.Cols]
 	}
 	var ms [MaxChunks]float32
-	part := k.scan(gf, xr, &ms, next, p, o)
+	part := pl.scan(gf, xr, &ms, next, p)
 	part.ZT = capped(p, zt)
 	loss, lse, correct := p.Finish(&part, t, x.Cols)
 	out.Set(i, loss, lse, correct)
@@ -692,23 +634,23 @@ func (k *Impl) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.P
 	c, inv := capInv(p)
 	a, b, gt := gradTerms(p, float64(g.Scale[i]), p.Weight(t), lse, (float64(part.ZT)-float64(part.Max))-ls, x.Cols)
 	if c > 0 || gf == nil {
-		k.gradPass(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv, o)
+		pl.gradPass(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv)
 	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s, less b·w_j
 		f := a / s
 		cl := chunkLen(len(gf))
 		for c, lo := 0, 0; lo < len(gf); c, lo = c+1, lo+cl {
 			hi := min(lo+cl, len(gf))
 			fc := float32(f * math.Exp(float64(ms[c])-float64(part.Max)))
-			switch {
-			case gr.t != ce.F32 && (o == nil || !o.smooth): // scaled as it is narrowed
-				k.narrow(gr.h[lo:hi], gf[lo:hi], fc, gr.t)
-			case o == nil || !o.smooth:
+			switch pl.scale {
+			case scaleInPlace:
 				k.scale(gf[lo:hi], fc)
-			default:
-				k.axpy(gf[lo:hi], fc, float32(b), o.wchunk(lo, hi))
-				if gr.t != ce.F32 {
-					k.narrow(gr.h[lo:hi], gf[lo:hi], 1, gr.t)
-				}
+			case scaleNarrow:
+				k.narrow(gr.h[lo:hi], gf[lo:hi], fc, gr.t)
+			case scaleAxpy:
+				k.axpy(gf[lo:hi], fc, float32(b), pl.wchunk(lo, hi))
+			case scaleAxpyNarrow:
+				k.axpy(gf[lo:hi], fc, float32(b), pl.wchunk(lo, hi))
+				k.narrow(gr.h[lo:hi], gf[lo:hi], 1, gr.t)
 			}
 		}
 	}
