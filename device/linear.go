@@ -41,15 +41,12 @@ func newCPULinear(d *CPUDevice, lin *ce.Linear, g *ce.LinearGrad, pl tiles.Plan)
 	return &cpuLinear{impl: d.impl, blas: d.blas, lin: lin, g: g, pl: pl, D: lin.H.Cols, z: make([]float32, pl.R*pl.C)}
 }
 
-// consecutive reports whether rows are one run of H's rows.
-func consecutive(rows []int) bool { return rows[len(rows)-1]-rows[0] == len(rows)-1 }
-
 // Chunk implements tiles.Backend: H's rows in place when consecutive and
 // float32, else gathered (and widened, for a half-precision H).
 func (l *cpuLinear) Chunk(rows []int) error {
 	l.rows = rows
 	H := l.lin.H
-	if consecutive(rows) && H.Type == ce.F32 {
+	if tiles.Consecutive(rows) && H.Type == ce.F32 {
 		l.h, l.ldh = H.Data[rows[0]*H.Stride:], H.Stride
 		return nil
 	}
@@ -157,7 +154,7 @@ func (l *cpuLinear) Grads(t0, v0, v1 int, first bool) error {
 		if set {
 			beta = 0
 		}
-		if rs := l.rows; consecutive(rs) { // in place
+		if rs := l.rows; tiles.Consecutive(rs) { // in place
 			l.blas.Sgemm(false, false, n, l.D, k, 1, z, c, w, l.ldw, beta, g.H.Data[rs[0]*g.H.Stride:], g.H.Stride)
 		} else {
 			if l.dh == nil {

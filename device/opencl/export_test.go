@@ -30,3 +30,6 @@ func WG(d *Device) int { return d.p.wg }
 // Pinned returns the number of transfers whose host memory is still
 // pinned, process-wide.
 func Pinned() int64 { return cl.Pinned() }
+
+// HostWaits returns the host's waits for the device so far, process-wide.
+func HostWaits() int64 { return cl.HostWaits() }

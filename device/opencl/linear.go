@@ -206,15 +206,23 @@ func (l *clLinear) rowsIO(m cl.Mem, x ce.Matrix, io func(cl.Queue, cl.Mem, bool,
 
 func (l *clLinear) release() error { return l.b.release() }
 
-// Chunk implements tiles.Backend: the chunk's H rows, gathered on the
-// host into one of two buffers (the other may still be on its way), are
-// written to the device after the previous chunk's products; the
-// previous chunk's dH is read back.
+// Chunk implements tiles.Backend: the chunk's H rows are written to the
+// device after the previous chunk's products (the queue is in order), in
+// place when they are consecutive, else gathered on the host into one of
+// two buffers (the host waits for the write two chunks back before it
+// reuses one); the previous chunk's dH is read back.
 func (l *clLinear) Chunk(rows []int) error {
 	if err := l.readDH(); err != nil {
 		return err
 	}
 	l.rows = rows
+	H := l.lin.H
+	if tiles.Consecutive(rows) {
+		x := H.RowRange(rows[0], rows[0]+len(rows))
+		r := cl.Rect{Pitch: 4 * l.D, HostPitch: 4 * x.Stride, RowBytes: 4 * l.D, Rows: x.Rows}
+		_, err := l.b.ev(cl.WriteRect(l.d.q, l.h, false, r, x.Data[:(x.Rows-1)*x.Stride+l.D], nil))
+		return err
+	}
 	k := l.nchunk % 2
 	l.nchunk++
 	if l.hev[k] != 0 {
@@ -225,7 +233,7 @@ func (l *clLinear) Chunk(rows []int) error {
 	if l.hb[k] == nil {
 		l.hb[k] = make([]float32, l.pl.R*l.D)
 	}
-	H, hb := l.lin.H, l.hb[k]
+	hb := l.hb[k]
 	for k, i := range rows {
 		copy(hb[k*l.D:(k+1)*l.D], H.Data[i*H.Stride:i*H.Stride+l.D])
 	}

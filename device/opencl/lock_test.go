@@ -64,3 +64,29 @@ func TestLinearReleaseRace(t *testing.T) {
 		}
 	})
 }
+
+// TestLinearHostWaits: a fused linear call over the whole vocabulary
+// (forward and gradients) waits for the device the same number of times
+// whatever its number of chunks: no wait per chunk or tile.
+func TestLinearHostWaits(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		d := openTest(t)
+		ctx := context.Background()
+		const v, dim = 100, 8
+		waits := func(n int) int64 {
+			lin, tg := linearInput(n, v, dim)
+			lin.Budget = 4 * v * 64 // chunks of 64 rows over all the classes
+			g := &ce.LinearGrad{H: ce.Matrix{Data: make([]float32, n*dim), Rows: n, Cols: dim, Stride: dim},
+				W: ce.Matrix{Data: make([]float32, v*dim), Rows: v, Cols: dim, Stride: dim}, Bias: make([]float32, v), Scale: make([]float32, n)}
+			for i := range g.Scale {
+				g.Scale[i] = 1
+			}
+			before := opencl.HostWaits()
+			require.NoError(t, d.LinearCrossEntropy(ctx, ce.Out{Loss: make([]float32, n)}, g, lin, tg, &ce.Problem{}))
+			return opencl.HostWaits() - before
+		}
+		two, eight := waits(128), waits(512)
+		t.Logf("host waits: %d with 2 chunks, %d with 8", two, eight)
+		require.Equal(t, two, eight, "a wait per chunk")
+	})
+}

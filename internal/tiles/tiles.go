@@ -55,6 +55,10 @@ type Backend interface {
 	Sync() error
 }
 
+// Consecutive reports whether rows (ascending) are one run of H's rows:
+// a chunk a backend can read in place.
+func Consecutive(rows []int) bool { return rows[len(rows)-1]-rows[0] == len(rows)-1 }
+
 // Plan is how a fused linear call tiles its logits: Rows are the
 // counted rows (H's indices), a tile is R rows × C classes of W's V.
 type Plan struct {

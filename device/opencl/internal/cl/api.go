@@ -133,7 +133,16 @@ func CreateQueue(c Context, d Device, props uint64) (Queue, error) {
 func (q Queue) Release() error { live.Add(-1); return check(l().releaseCommandQueue(q)) }
 
 // Finish waits for everything enqueued on q.
-func (q Queue) Finish() error { return check(l().finish(q)) }
+func (q Queue) Finish() error { hostWaits.Add(1); return check(l().finish(q)) }
+
+// hostWaits counts the host's waits for the device: Finish, Wait and
+// blocking transfers (a released event's own wait is not one: it comes
+// at the end of a call, for work already done).
+var hostWaits atomic.Int64
+
+// HostWaits returns the number of the host's waits for the device so
+// far, process-wide (see hostWaits).
+func HostWaits() int64 { return hostWaits.Load() }
 
 // Flush submits what is enqueued on q.
 func (q Queue) Flush() error { return check(l().flush(q)) }
@@ -451,7 +460,9 @@ func (q Queue) enqueue(name string, blocking bool, p unsafe.Pointer, size int, w
 	}
 	var pin *runtime.Pinner
 	b := uint32(1)
-	if !blocking {
+	if blocking {
+		hostWaits.Add(1)
+	} else {
 		b = 0
 		pin = new(runtime.Pinner)
 		pin.Pin(p)
@@ -474,6 +485,12 @@ func (q Queue) enqueue(name string, blocking bool, p unsafe.Pointer, size int, w
 
 // Wait waits for the events (zero events are skipped).
 func Wait(evs ...Event) error {
+	hostWaits.Add(1)
+	return wait(evs)
+}
+
+// wait is Wait, not counted.
+func wait(evs []Event) error {
 	var w []Event
 	for _, e := range evs {
 		if e != 0 {
@@ -497,7 +514,7 @@ func (e Event) Release() error {
 	if e == 0 {
 		return nil
 	}
-	werr := Wait(e)
+	werr := wait([]Event{e})
 	if p, ok := pins.LoadAndDelete(e); ok {
 		p.(*runtime.Pinner).Unpin()
 		pinned.Add(-1)
