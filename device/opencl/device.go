@@ -226,6 +226,27 @@ func (b *buffers) mem(ctx cl.Context, bytes int) (cl.Mem, error) {
 	return m, err
 }
 
+// read enqueues a read of m into dst ([]float32, []int32 or []byte; a
+// nil slice is not read) on q after wait.
+func (b *buffers) read(q cl.Queue, m cl.Mem, dst any, wait []cl.Event) error {
+	var err error
+	switch v := dst.(type) {
+	case []float32:
+		if v != nil {
+			_, err = b.ev(cl.Read(q, m, false, 0, v, wait))
+		}
+	case []int32:
+		if v != nil {
+			_, err = b.ev(cl.Read(q, m, false, 0, v, wait))
+		}
+	case []byte:
+		if v != nil {
+			_, err = b.ev(cl.Read(q, m, false, 0, v, wait))
+		}
+	}
+	return err
+}
+
 func (b *buffers) ev(e cl.Event, err error) (cl.Event, error) {
 	if err == nil && e != 0 {
 		b.evs = append(b.evs, e)
@@ -432,23 +453,10 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 // finishRows reads the per-row outputs of c after last and waits for them.
 func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) error {
 	wait := []cl.Event{last}
-	rows := c.x.Rows
 	var err error
 	read := func(m cl.Mem, dst any) {
-		if err != nil {
-			return
-		}
-		switch v := dst.(type) {
-		case []float32:
-			if v != nil {
-				_, err = b.ev(cl.Read(d.copyQ, m, false, 0, v, wait))
-			}
-		case []int32:
-			_, err = b.ev(cl.Read(d.copyQ, m, false, 0, v, wait))
-		case []byte:
-			if v != nil {
-				_, err = b.ev(cl.Read(d.copyQ, m, false, 0, v, wait))
-			}
+		if err == nil {
+			err = b.read(d.copyQ, m, dst, wait)
 		}
 	}
 	var po *partialOuts
@@ -460,7 +468,7 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 		read(r.outs[1], c.out.LSE)
 		read(r.outs[2], boolBytes(c.out.Correct))
 	case opPartials:
-		po = newPartialOuts(rows)
+		po = newPartialOuts(c.x.Rows)
 		for k, v := range po.slices() {
 			read(r.outs[k], v)
 		}

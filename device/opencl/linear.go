@@ -332,14 +332,8 @@ func (l *clLinear) CrossEntropy(out ce.Out, grad bool, targets []int32, scale []
 	}
 	err := l.kernel(opCE, p, grad, l.tg, l.wts, l.sc, l.outs[0], l.outs[1], l.outs[2])
 	for k, v := range []any{out.Loss, out.LSE, boolBytes(out.Correct)} {
-		if err != nil {
-			break
-		}
-		switch v := v.(type) {
-		case []float32:
-			_, err = l.b.ev(cl.Read(l.d.q, l.outs[k], false, 0, v, nil))
-		case []byte:
-			_, err = l.b.ev(cl.Read(l.d.q, l.outs[k], false, 0, v, nil))
+		if err == nil {
+			err = l.b.read(l.d.q, l.outs[k], v, nil)
 		}
 	}
 	return err
@@ -360,16 +354,8 @@ func (l *clLinear) Partials(dst []ce.Partial, targets []int32, p *ce.Problem) er
 	po := newPartialOuts(len(l.rows))
 	var err error
 	for k, v := range po.slices() {
-		if err != nil {
-			break
-		}
-		switch v := v.(type) {
-		case []float32:
-			_, err = l.b.ev(cl.Read(l.d.q, l.pouts[k], false, 0, v, nil))
-		case []int32:
-			_, err = l.b.ev(cl.Read(l.d.q, l.pouts[k], false, 0, v, nil))
-		case []byte:
-			_, err = l.b.ev(cl.Read(l.d.q, l.pouts[k], false, 0, v, nil))
+		if err == nil {
+			err = l.b.read(l.d.q, l.pouts[k], v, nil)
 		}
 	}
 	if err == nil {
