@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	vec "github.com/xentlab/xent/bench/internal/probe"
 	"github.com/xentlab/xent/cpu"
 )
 
@@ -82,16 +83,18 @@ func probe(x, work []float32) Roofline {
 	for range 2 {
 		add("portable sum, 8 accumulators", "read", n/par(func(lo, hi int) float32 { return sumFloats(x[lo:hi]) })/1e9)
 		if k := cpu.SIMD(); k != nil {
-			add(k.Name()+" vector sum, 4 vectors a step", "read", n/par(func(lo, hi int) float32 { s, _ := k.ReadSum(x[lo:hi]); return s })/1e9)
+			if vec.Has(k.Name(), "sum") {
+				add(k.Name()+" vector sum, 4 vectors a step", "read", n/par(func(lo, hi int) float32 { s, _ := vec.Sum(k.Name(), x[lo:hi]); return s })/1e9)
+			}
 		}
 	}
 	add("Go copy", "copy", 2*n/par(func(lo, hi int) float32 { copy(work[lo:hi], x[lo:hi]); return 0 })/1e9)
 	impl := cpu.Default()
 	add(impl.Name()+" in-place scale", "copy", 2*n/par(func(lo, hi int) float32 { impl.Scale(work[lo:hi], 1); return 0 })/1e9)
-	if k := cpu.SIMD(); k != nil {
+	if k := cpu.SIMD(); k != nil && vec.Has(k.Name(), "fma") {
 		const iters = 1 << 21
 		var flops atomic.Int64 // of all goroutines
-		secs := par(func(lo, hi int) float32 { f, v := k.FMA(iters); flops.Add(int64(f)); return v })
+		secs := par(func(lo, hi int) float32 { f, v := vec.FMA(k.Name(), iters); flops.Add(int64(f)); return v })
 		add(k.Name()+" FMA, 10 chains", "fma", float64(flops.Load())/secs/1e9)
 	}
 	return Roofline{}.best(Roofline{Probes: ps})

@@ -37,27 +37,6 @@ func gradRow(g *ce.Grad, i, cols int) vec { return rowOf(g.Data, g.Half, g.Type,
 // write probe, the traffic of an in-place gradient.
 func (k *Impl) Scale(dst []float32, c float32) { k.scale(dst, c) }
 
-// FMA runs iters steps of k's FMA peak probe (independent vector FMAs)
-// and returns the floating-point operations they took, 0 when k has
-// none (Portable), and a result to keep, so that they are computed.
-func (k *Impl) FMA(iters int) (flops int, keep float32) {
-	if k.fma == nil {
-		return 0, 0
-	}
-	v, f := k.fma(iters)
-	return f, v
-}
-
-// ReadSum returns Σ_j x_j with the vector loop of k's fastest read (four
-// vectors a step), for the benchmarks' read probe, and false when k has
-// none (Portable).
-func (k *Impl) ReadSum(x []float32) (float32, bool) {
-	if k.sum == nil {
-		return 0, false
-	}
-	return k.sum(x), true
-}
-
 // LogSumExp sets dst[i] = log Σ_j exp(x_ij) for every row of x (no
 // options apply). A row holding +Inf or NaN, or only -Inf, gives NaN.
 func (k *Impl) LogSumExp(dst []float32, x ce.Matrix) {

@@ -50,12 +50,6 @@ type Impl struct {
 	// factor only when c > 0, w_j = 1 when w is nil; dst may be x (see
 	// gradGeneral).
 	grad func(dst, x []float32, shift, a, b float32, w []float32, c, inv float32)
-	// sum returns Σ_j x_j in float32 lanes: the read probe's loop (nil
-	// for Portable, whose probe is in package bench).
-	sum func(x []float32) float32
-	// fma runs the FMA peak probe's loop iters times and returns a lane
-	// of its result and the flops it took (nil for Portable).
-	fma func(iters int) (float32, int)
 	// half are the conversions of half-precision elements (see widen).
 	half halfKernels
 	// chunk16 is chunk without dst (and without options) on a

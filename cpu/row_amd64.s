@@ -117,60 +117,6 @@ DATA xent_masktab<>+56(SB)/4, $0x00000000
 DATA xent_masktab<>+60(SB)/4, $0x00000000
 GLOBL xent_masktab<>(SB), RODATA|NOPTR, $64
 
-// func sumAVX2(x []float32) float32
-// Requires: AVX, SSE
-TEXT ·sumAVX2(SB), NOSPLIT, $0-28
-	MOVQ   x_base+0(FP), AX
-	MOVQ   x_len+8(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-sumAVX2_x4:
-	CMPQ   CX, $0x00000020
-	JL     sumAVX2_x4_end
-	VADDPS (AX), Y0, Y0
-	VADDPS 32(AX), Y1, Y1
-	VADDPS 64(AX), Y2, Y2
-	VADDPS 96(AX), Y3, Y3
-	ADDQ   $0x00000080, AX
-	SUBQ   $0x00000020, CX
-	JMP    sumAVX2_x4
-
-sumAVX2_x4_end:
-sumAVX2_x1:
-	CMPQ   CX, $0x00000008
-	JL     sumAVX2_x1_end
-	VADDPS (AX), Y0, Y0
-	ADDQ   $0x00000020, AX
-	SUBQ   $0x00000008, CX
-	JMP    sumAVX2_x1
-
-sumAVX2_x1_end:
-	TESTQ      CX, CX
-	JZ         sumAVX2_tail_end
-	LEAQ       xent_masktab<>+0(SB), DX
-	MOVQ       $0x0000000000000008, BX
-	SUBQ       CX, BX
-	VMOVUPS    (DX)(BX*4), Y4
-	VMASKMOVPS (AX), Y4, Y4
-	VADDPS     Y4, Y1, Y1
-
-sumAVX2_tail_end:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X1
-	VPERMILPS    $0x4e, X1, X0
-	VADDPS       X0, X1, X1
-	VPERMILPS    $0xb1, X1, X0
-	VADDPS       X0, X1, X1
-	VZEROUPPER
-	MOVSS        X1, ret+24(FP)
-	RET
-
 // func expSumAVX2(dst []float32, x []float32, m float32, pre []float32) float64
 // Requires: AVX, AVX2, FMA3, MMX+, SSE, SSE2
 TEXT ·expSumAVX2(SB), NOSPLIT, $0-88
@@ -2092,89 +2038,6 @@ gradAVX2_done:
 	VZEROUPPER
 	RET
 
-// func fmaAVX2(iters int) float32
-// Requires: AVX, FMA3, SSE
-TEXT ·fmaAVX2(SB), NOSPLIT, $0-12
-	MOVQ         iters+0(FP), AX
-	VBROADCASTSS xent_one<>+0(SB), Y0
-	VBROADCASTSS xent_one<>+0(SB), Y1
-	VBROADCASTSS xent_one<>+0(SB), Y2
-	VBROADCASTSS xent_one<>+0(SB), Y3
-	VBROADCASTSS xent_one<>+0(SB), Y4
-	VBROADCASTSS xent_one<>+0(SB), Y5
-	VBROADCASTSS xent_one<>+0(SB), Y6
-	VBROADCASTSS xent_one<>+0(SB), Y7
-	VBROADCASTSS xent_one<>+0(SB), Y8
-	VBROADCASTSS xent_one<>+0(SB), Y9
-	VBROADCASTSS xent_fmaM<>+0(SB), Y10
-	VBROADCASTSS xent_fmaC<>+0(SB), Y11
-
-fmaAVX2_loop:
-	TESTQ       AX, AX
-	JZ          fmaAVX2_end
-	VFMADD213PS Y11, Y10, Y0
-	VFMADD213PS Y11, Y10, Y1
-	VFMADD213PS Y11, Y10, Y2
-	VFMADD213PS Y11, Y10, Y3
-	VFMADD213PS Y11, Y10, Y4
-	VFMADD213PS Y11, Y10, Y5
-	VFMADD213PS Y11, Y10, Y6
-	VFMADD213PS Y11, Y10, Y7
-	VFMADD213PS Y11, Y10, Y8
-	VFMADD213PS Y11, Y10, Y9
-	DECQ        AX
-	JMP         fmaAVX2_loop
-
-fmaAVX2_end:
-	VADDPS Y1, Y0, Y0
-	VADDPS Y2, Y0, Y0
-	VADDPS Y3, Y0, Y0
-	VADDPS Y4, Y0, Y0
-	VADDPS Y5, Y0, Y0
-	VADDPS Y6, Y0, Y0
-	VADDPS Y7, Y0, Y0
-	VADDPS Y8, Y0, Y0
-	VADDPS Y9, Y0, Y0
-	VZEROUPPER
-	MOVSS  X0, ret+8(FP)
-	RET
-
-DATA xent_fmaM<>+0(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+4(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+8(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+12(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+16(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+20(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+24(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+28(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+32(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+36(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+40(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+44(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+48(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+52(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+56(SB)/4, $0x3f7fffef
-DATA xent_fmaM<>+60(SB)/4, $0x3f7fffef
-GLOBL xent_fmaM<>(SB), RODATA|NOPTR, $64
-
-DATA xent_fmaC<>+0(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+4(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+8(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+12(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+16(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+20(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+24(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+28(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+32(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+36(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+40(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+44(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+48(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+52(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+56(SB)/4, $0x33d6bf95
-DATA xent_fmaC<>+60(SB)/4, $0x33d6bf95
-GLOBL xent_fmaC<>(SB), RODATA|NOPTR, $64
-
 // func fromBF16AVX2(dst []float32, src []uint16)
 // Requires: AVX, AVX2
 TEXT ·fromBF16AVX2(SB), NOSPLIT, $0-48
@@ -2560,61 +2423,6 @@ maxAVX512_tail_end:
 	VZEROUPPER
 	MOVSS         X0, m+24(FP)
 	MOVB          AL, nan+28(FP)
-	RET
-
-// func sumAVX512(x []float32) float32
-// Requires: AVX, AVX512DQ, AVX512F, BMI2, SSE
-TEXT ·sumAVX512(SB), NOSPLIT, $0-28
-	MOVQ   x_base+0(FP), AX
-	MOVQ   x_len+8(FP), CX
-	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-
-sumAVX512_x4:
-	CMPQ   CX, $0x00000040
-	JL     sumAVX512_x4_end
-	VADDPS (AX), Z0, Z0
-	VADDPS 64(AX), Z1, Z1
-	VADDPS 128(AX), Z2, Z2
-	VADDPS 192(AX), Z3, Z3
-	ADDQ   $0x00000100, AX
-	SUBQ   $0x00000040, CX
-	JMP    sumAVX512_x4
-
-sumAVX512_x4_end:
-sumAVX512_x1:
-	CMPQ   CX, $0x00000010
-	JL     sumAVX512_x1_end
-	VADDPS (AX), Z0, Z0
-	ADDQ   $0x00000040, AX
-	SUBQ   $0x00000010, CX
-	JMP    sumAVX512_x1
-
-sumAVX512_x1_end:
-	TESTQ     CX, CX
-	JZ        sumAVX512_tail_end
-	MOVL      $0x0000ffff, DX
-	BZHIL     CX, DX, DX
-	KMOVW     DX, K1
-	VMOVUPS.Z (AX), K1, Z4
-	VADDPS    Z4, Z1, Z1
-
-sumAVX512_tail_end:
-	VADDPS        Z1, Z0, Z0
-	VADDPS        Z3, Z2, Z2
-	VADDPS        Z2, Z0, Z0
-	VEXTRACTF64X4 $0x01, Z0, Y1
-	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
-	VADDPS        X0, X1, X0
-	VPERMILPS     $0x4e, X0, X1
-	VADDPS        X1, X0, X0
-	VPERMILPS     $0xb1, X0, X1
-	VADDPS        X1, X0, X0
-	VZEROUPPER
-	MOVSS         X0, ret+24(FP)
 	RET
 
 // func expSumAVX512(dst []float32, x []float32, m float32, pre []float32) float64
@@ -4296,53 +4104,6 @@ gradAVX512_ctrue_wtrue_cap12_merged:
 gradAVX512_ctrue_wtrue_tail_end:
 gradAVX512_done:
 	VZEROUPPER
-	RET
-
-// func fmaAVX512(iters int) float32
-// Requires: AVX, AVX512F, SSE
-TEXT ·fmaAVX512(SB), NOSPLIT, $0-12
-	MOVQ         iters+0(FP), AX
-	VBROADCASTSS xent_one<>+0(SB), Z0
-	VBROADCASTSS xent_one<>+0(SB), Z1
-	VBROADCASTSS xent_one<>+0(SB), Z2
-	VBROADCASTSS xent_one<>+0(SB), Z3
-	VBROADCASTSS xent_one<>+0(SB), Z4
-	VBROADCASTSS xent_one<>+0(SB), Z5
-	VBROADCASTSS xent_one<>+0(SB), Z6
-	VBROADCASTSS xent_one<>+0(SB), Z7
-	VBROADCASTSS xent_one<>+0(SB), Z8
-	VBROADCASTSS xent_one<>+0(SB), Z9
-	VBROADCASTSS xent_fmaM<>+0(SB), Z10
-	VBROADCASTSS xent_fmaC<>+0(SB), Z11
-
-fmaAVX512_loop:
-	TESTQ       AX, AX
-	JZ          fmaAVX512_end
-	VFMADD213PS Z11, Z10, Z0
-	VFMADD213PS Z11, Z10, Z1
-	VFMADD213PS Z11, Z10, Z2
-	VFMADD213PS Z11, Z10, Z3
-	VFMADD213PS Z11, Z10, Z4
-	VFMADD213PS Z11, Z10, Z5
-	VFMADD213PS Z11, Z10, Z6
-	VFMADD213PS Z11, Z10, Z7
-	VFMADD213PS Z11, Z10, Z8
-	VFMADD213PS Z11, Z10, Z9
-	DECQ        AX
-	JMP         fmaAVX512_loop
-
-fmaAVX512_end:
-	VADDPS Z1, Z0, Z0
-	VADDPS Z2, Z0, Z0
-	VADDPS Z3, Z0, Z0
-	VADDPS Z4, Z0, Z0
-	VADDPS Z5, Z0, Z0
-	VADDPS Z6, Z0, Z0
-	VADDPS Z7, Z0, Z0
-	VADDPS Z8, Z0, Z0
-	VADDPS Z9, Z0, Z0
-	VZEROUPPER
-	MOVSS  X0, ret+8(FP)
 	RET
 
 // func fromBF16AVX512(dst []float32, src []uint16)

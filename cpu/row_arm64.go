@@ -14,7 +14,7 @@ var simdWhy string
 func init() {
 	neon := vector(vectorKernels{name: "neon", maxNaN: maxNaN16, expSum: expSum16, expSumMax: expSumMax16,
 		scale: scale16, index: indexGeneric, dot: dotGeneric, axpy: func(dst, w []float32, a, b float32) { axpyGeneric(dst, a, b, w) },
-		capTo: capGeneric, sum: sum16, lanes: 4,
+		capTo: capGeneric, lanes: 4,
 		grad: func(dst, x, w []float32, shift, a, b, c, inv float32, _ bool) {
 			gradGeneral(dst, x, shift, a, b, w, c, inv)
 		}})
@@ -81,13 +81,4 @@ func scale16(dst []float32, c float32) {
 	n := len(dst) &^ 15
 	scaleNEON(dst[:n], c)
 	scaleGeneric(dst[n:], c)
-}
-
-func sum16(x []float32) float32 {
-	n := len(x) &^ 15
-	s := sumNEON(x[:n])
-	for _, v := range x[n:] {
-		s += v
-	}
-	return s
 }

@@ -45,32 +45,6 @@ maxNaNNEON_end:
 	MOVB R3, nan+28(FP)
 	RET
 
-	// sumNEON returns Σ_j x_j in float32 lanes, four vectors a step (len(x) a multiple of 16).
-TEXT ·sumNEON(SB), NOSPLIT, $0-28
-	MOVD x_base+0(FP), R1
-	MOVD x_len+8(FP), R2
-	VEOR V16.B16, V16.B16, V16.B16
-	VEOR V17.B16, V17.B16, V17.B16
-	VEOR V18.B16, V18.B16, V18.B16
-	VEOR V19.B16, V19.B16, V19.B16
-	CBZ R2, sumNEON_end
-sumNEON_loop:
-	VLD1.P 64(R1), [V0.S4, V1.S4, V2.S4, V3.S4]
-	WORD $0x4e20d610 // fadd v16.4s, v16.4s, v0.4s
-	WORD $0x4e21d631 // fadd v17.4s, v17.4s, v1.4s
-	WORD $0x4e22d652 // fadd v18.4s, v18.4s, v2.4s
-	WORD $0x4e23d673 // fadd v19.4s, v19.4s, v3.4s
-	SUBS $16, R2
-	BNE sumNEON_loop
-sumNEON_end:
-	WORD $0x4e31d610 // fadd v16.4s, v16.4s, v17.4s
-	WORD $0x4e33d652 // fadd v18.4s, v18.4s, v19.4s
-	WORD $0x4e32d610 // fadd v16.4s, v16.4s, v18.4s
-	WORD $0x6e30d610 // faddp v16.4s, v16.4s, v16.4s
-	WORD $0x7e30da00 // faddp s0, v16.2s
-	FMOVS F0, ret+24(FP)
-	RET
-
 	// expSumNEON returns Σ_j exp(x_j - m) (len(x) a multiple of 16) and stores the exps in dst when len(dst) > 0.
 TEXT ·expSumNEON(SB), NOSPLIT, $0-88
 	MOVD dst_base+0(FP), R0

@@ -7,9 +7,6 @@ package cpu
 // maxNaNAVX2 returns max_j x_j ignoring NaN (-Inf for an empty x) and whether x holds a NaN.
 func maxNaNAVX2(x []float32) (m float32, nan bool)
 
-// sumAVX2 returns Σ_j x_j in float32 lanes: the read probe's loop, four vectors a step.
-func sumAVX2(x []float32) float32
-
 // expSumAVX2 returns Σ_j exp(x_j - m) (x_j - m ≤ 64), summed in float32 lanes over each Block and in float64 lanes across,
 // and stores each exp in dst_j when len(dst) > 0 (dst may be x). It prefetches pre, one line per line of x.
 func expSumAVX2(dst []float32, x []float32, m float32, pre []float32) float64
@@ -46,12 +43,6 @@ func capToAVX2(dst []float32, x []float32, c float32, inv float32)
 // (else z = x and no factor; len(w) == 0: all 1). dst may be x.
 func gradAVX2(dst []float32, x []float32, w []float32, shift float32, a float32, b float32, c float32, inv float32, capped bool)
 
-// fmaAVX2 runs iters steps of
-// 10
-// independent vector FMAs (the FMA peak probe: 2·lanes flops each)
-// and returns a lane of their sum, so that they are computed.
-func fmaAVX2(iters int) float32
-
 // fromBF16AVX2 sets dst_j to the BF16 src_j as a float32 (exact), for j below len(src) rounded
 // down to a whole vector; len(dst) ≥ len(src).
 func fromBF16AVX2(dst []float32, src []uint16)
@@ -70,9 +61,6 @@ func toF16AVX2(dst []uint16, src []float32, c float32)
 
 // maxNaNAVX512 returns max_j x_j ignoring NaN (-Inf for an empty x) and whether x holds a NaN.
 func maxNaNAVX512(x []float32) (m float32, nan bool)
-
-// sumAVX512 returns Σ_j x_j in float32 lanes: the read probe's loop, four vectors a step.
-func sumAVX512(x []float32) float32
 
 // expSumAVX512 returns Σ_j exp(x_j - m) (x_j - m ≤ 64), summed in float32 lanes over each Block and in float64 lanes across,
 // and stores each exp in dst_j when len(dst) > 0 (dst may be x). It prefetches pre, one line per line of x.
@@ -109,12 +97,6 @@ func capToAVX512(dst []float32, x []float32, c float32, inv float32)
 // gradAVX512 sets dst_j = (a·exp(z_j - shift) - b·w_j)·(1 - (z_j·inv)²), z = c·tanh(x_j·inv) when capped
 // (else z = x and no factor; len(w) == 0: all 1). dst may be x.
 func gradAVX512(dst []float32, x []float32, w []float32, shift float32, a float32, b float32, c float32, inv float32, capped bool)
-
-// fmaAVX512 runs iters steps of
-// 10
-// independent vector FMAs (the FMA peak probe: 2·lanes flops each)
-// and returns a lane of their sum, so that they are computed.
-func fmaAVX512(iters int) float32
 
 // fromBF16AVX512 sets dst_j to the BF16 src_j as a float32 (exact), for j below len(src) rounded
 // down to a whole vector; len(dst) ≥ len(src).

@@ -9,11 +9,6 @@ package cpu
 //go:noescape
 func maxNaNNEON(x []float32) (m float32, nan bool)
 
-// sumNEON returns Σ_j x_j in float32 lanes, four vectors a step (len(x) a multiple of 16).
-//
-//go:noescape
-func sumNEON(x []float32) float32
-
 // expSumNEON returns Σ_j exp(x_j - m) (len(x) a multiple of 16, x_j - m ≤ 64), summed in float32 lanes over each Block and
 // in float64 lanes across, and stores each exp in dst_j when len(dst) > 0 (dst may be x). It prefetches pre.
 //

@@ -31,9 +31,7 @@ type vectorKernels struct {
 	dot   func(x, w []float32, r float32) float64
 	axpy  func(dst, w []float32, a, b float32)
 	capTo func(dst, x []float32, c, inv float32)
-	sum   func(x []float32) float32
 	grad  func(dst, x, w []float32, shift, a, b, c, inv float32, capped bool)
-	fma   func(iters int) float32
 	// fromBF16 ... toF16 convert whole vectors of half-precision elements
 	// (see vectorHalf); nil where the CPU lacks the instructions.
 	fromBF16, fromF16 func(dst []float32, src []uint16)
@@ -72,10 +70,6 @@ type vectorKernels struct {
 // under 1.2e-7 of the row's largest, so the sum, and with it the loss,
 // does not see the difference; gradients of such terms are off by at most
 // 2.5e-7 relative.
-// fmaChains is the number of vector FMAs in a step of the FMA probe (see
-// internal/asmgen).
-const fmaChains = 10
-
 func vector(k vectorKernels) *Impl {
 	chunk := func(dst, x []float32, m float32, next []float32) (float32, float64, float32, int) {
 		if dst == nil && isFinite(m) { // one pass: the exps relative to m, the max in the same loop
@@ -175,14 +169,12 @@ func vector(k vectorKernels) *Impl {
 			r, s, cm, ci := chunk(dst, x, m, next)
 			return r, s, cm, ci, d
 		},
-		sum: k.sum,
 		grad: func(dst, x []float32, shift, a, b float32, w []float32, c, inv float32) {
 			if w != nil {
 				w = w[:len(x)]
 			}
 			k.grad(dst[:len(x)], x, w, shift, a, b, c, inv, c > 0)
 		},
-		fma:     func(iters int) (float32, int) { return k.fma(iters), fmaChains * 2 * k.lanes * iters },
 		half:    vectorHalf(k.lanes, k.fromBF16, k.fromF16, k.toBF16, k.toF16),
 		chunk16: chunk16,
 	}

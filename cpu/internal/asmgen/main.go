@@ -2,7 +2,9 @@
 // their declarations, row_stub_amd64.go) with avo: each kernel is written
 // once, below, and emitted for AVX2 + FMA (8 lanes, YMM) and for AVX-512
 // (16 lanes, ZMM, masked tails). Run it through go generate in package
-// cpu; CI checks that the committed files are what it writes.
+// cpu; CI checks that the committed files are what it writes. With
+// -probes it writes the benchmarks' probes instead (the read loop and the
+// FMA peak, package bench/internal/probe), from the same code.
 //
 // Every kernel handles any length: the vector loop, then the last
 // len mod lanes elements through the same arithmetic with masked loads and
@@ -1240,18 +1242,31 @@ func (s isa) toHalf(bf bool) {
 func main() {
 	arm64Out := flag.String("arm64", "", "write the arm64 (NEON) kernels to this file instead of the amd64 ones")
 	arm64Stubs := flag.String("arm64stubs", "", "with -arm64: write their declarations to this file")
+	probes := flag.Bool("probes", false, "write the benchmarks' probes (the read loop and the FMA peak; package bench/internal/probe) instead of the kernels")
 	flag.Parse()
 	if *arm64Out != "" {
-		if err := genARM64(*arm64Out, *arm64Stubs); err != nil {
+		gen := genARM64
+		if *probes {
+			gen = genARM64Probes
+		}
+		if err := gen(*arm64Out, *arm64Stubs); err != nil {
 			fmt.Fprintln(os.Stderr, "asmgen:", err)
 			os.Exit(1)
 		}
 		return
 	}
 	ConstraintExpr("!purego")
+	if *probes {
+		for _, s := range []isa{avx2, avx512} {
+			s.sum()
+			s.fma()
+		}
+		Generate()
+		checkAVX2Registers()
+		return
+	}
 	for _, s := range []isa{avx2, avx512} {
 		s.maxNaN()
-		s.sum()
 		s.expSum(false)
 		s.expSum(true)
 		s.expSumMaxHalf("BF16")
@@ -1262,7 +1277,6 @@ func main() {
 		s.axpy()
 		s.capTo()
 		s.grad()
-		s.fma()
 		s.fromHalf(true)
 		s.fromHalf(false)
 		s.toHalf(true)
