@@ -278,10 +278,11 @@ const (
 
 // newPlan returns the plan of k for rows of cols columns of type t with
 // p's options, a gradient of type gt (when fused: the forward stores its
-// exps), for one goroutine.
-func newPlan(k *Impl, p *ce.Problem, cols int, t, gt ce.DType, fused bool) *plan {
+// exps), for one goroutine (a value: on its stack, so that a call
+// without options allocates nothing).
+func newPlan(k *Impl, p *ce.Problem, cols int, t, gt ce.DType, fused bool) plan {
 	c, inv := capInv(p)
-	pl := &plan{k: k, c: c, inv: inv, smooth: p.Smoothing > 0, w: p.ShardWeights(cols)}
+	pl := plan{k: k, c: c, inv: inv, smooth: p.Smoothing > 0, w: p.ShardWeights(cols)}
 	switch {
 	case pl.smooth:
 		pl.sum = sumSmooth

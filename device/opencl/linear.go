@@ -216,6 +216,7 @@ func (l *clLinear) Chunk(rows []int) error {
 		return err
 	}
 	l.rows = rows
+	l.partOf = nil // the driver reuses its partials' array for each chunk
 	H := l.lin.H
 	if tiles.Consecutive(rows) {
 		x := H.RowRange(rows[0], rows[0]+len(rows))
@@ -368,7 +369,7 @@ func (l *clLinear) Partials(dst []ce.Partial, targets []int32, p *ce.Problem) er
 }
 
 // Backward implements tiles.Backend; the merged partials are written once
-// a chunk.
+// a chunk (their inputs computed on the host here: part is not kept).
 func (l *clLinear) Backward(targets []int32, scale []float32, part []ce.Partial, p *ce.Problem) error {
 	if err := l.inputs(targets, scale); err != nil {
 		return err

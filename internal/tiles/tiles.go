@@ -23,10 +23,12 @@ const linearRows = 64
 // row kernels on that tile. The driver owns the plan (Plan), the
 // loops and the merges, so every device chunks and tiles alike.
 //
-// The slices the driver passes (out, targets, scale, part) are views of
+// The slices the driver passes as out, targets and scale are views of
 // arrays of the call, which no later chunk reuses: a backend may read them
-// and write out asynchronously, until Sync. Only Partials and BlockMax
-// give their results on return (the driver decides with them).
+// and write out asynchronously, until Sync. The partials (part, dst) and
+// inv are the chunk's, and the next chunk reuses them: a backend reads
+// them before it returns. Only Partials and BlockMax give their results
+// on return (the driver decides with them).
 type Backend interface {
 	// Chunk makes H's rows rows (counted rows, ascending) the chunk.
 	Chunk(rows []int) error
@@ -270,9 +272,12 @@ func Run(ctx context.Context, b Backend, pl Plan, out ce.Out, scale []float32, f
 		}
 		return nil
 	}
-	part := ce.EmptyPartials(nr)
-	return l.each(ctx, func(lo int) error {
-		pc := part[lo : lo+len(l.rows)]
+	part := make([]ce.Partial, pl.R)
+	return l.each(ctx, func(int) error {
+		pc := part[:len(l.rows)]
+		for k := range pc {
+			pc[k] = ce.EmptyPartial()
+		}
 		if err := l.partials(ctx, pc); err != nil {
 			return err
 		}
@@ -291,9 +296,12 @@ func Run(ctx context.Context, b Backend, pl Plan, out ce.Out, scale []float32, f
 // with row i's partial over W's classes.
 func RunPartials(ctx context.Context, b Backend, pl Plan, dst []ce.Partial, targets []int32, p *ce.Problem) error {
 	l := &run{b: b, pl: pl, p: p, targets: targets}
-	part := ce.EmptyPartials(len(pl.Rows))
-	return l.each(ctx, func(lo int) error {
-		pc := part[lo : lo+len(l.rows)]
+	part := make([]ce.Partial, pl.R)
+	return l.each(ctx, func(int) error {
+		pc := part[:len(l.rows)]
+		for k := range pc {
+			pc[k] = ce.EmptyPartial()
+		}
 		if err := l.partials(ctx, pc); err != nil {
 			return err
 		}
@@ -308,11 +316,12 @@ func RunPartials(ctx context.Context, b Backend, pl Plan, dst []ce.Partial, targ
 // i's merged partial.
 func RunBackward(ctx context.Context, b Backend, pl Plan, scale []float32, filter float32, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	l := &run{b: b, pl: pl, p: p, targets: targets, scale: scale, filter: filter}
-	gathered := make([]ce.Partial, len(pl.Rows))
-	for k, i := range pl.Rows {
-		gathered[k] = part[i]
-	}
-	return l.each(ctx, func(lo int) error {
-		return l.backward(ctx, gathered[lo:lo+len(l.rows)])
+	pc := make([]ce.Partial, pl.R)
+	return l.each(ctx, func(int) error {
+		pc = pc[:len(l.rows)]
+		for k, i := range l.rows {
+			pc[k] = part[i]
+		}
+		return l.backward(ctx, pc)
 	})
 }
