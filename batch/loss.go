@@ -184,6 +184,9 @@ func (l *Loss) prepareTargets(rows, vocab int, targets []int32) (*prepared, erro
 		return nil, errorf(ErrShape, "expected %d targets to match %d rows, got %d", rows, rows, len(targets))
 	}
 	c := &l.cfg
+	if c.tokens != nil && len(c.tokens) != rows {
+		return nil, errorf(ErrShape, "expected %d token weights to match %d rows, got %d", rows, rows, len(c.tokens))
+	}
 	if c.weights != nil && len(c.weights) != vocab {
 		return nil, errorf(ErrShape, "expected %d class weights to match %d classes, got %d", vocab, vocab, len(c.weights))
 	}
@@ -202,11 +205,16 @@ func (l *Loss) prepareTargets(rows, vocab int, targets []int32) (*prepared, erro
 			return nil, &TargetError{Row: i, Target: t, Cols: vocab}
 		}
 		p.counted++
-		if c.weights != nil {
+		switch {
+		case c.weights != nil && c.tokens != nil:
+			p.denom += float64(c.tokens[i]) * float64(c.weights[t])
+		case c.weights != nil:
 			p.denom += float64(c.weights[t])
+		case c.tokens != nil:
+			p.denom += float64(c.tokens[i])
 		}
 	}
-	if c.weights == nil {
+	if c.weights == nil && c.tokens == nil {
 		p.denom = float64(p.counted)
 	}
 	p.prob = ce.Problem{
@@ -302,6 +310,11 @@ func (l *Loss) scales(p *prepared, up Upstream) ([]float32, error) {
 			return nil, errorf(ErrShape, "expected per-row upstream gradients only with reduction none, one per row (%d), got %d with reduction %v", rows, len(up.rows), l.cfg.reduction)
 		}
 		copy(scale, up.rows)
+		if w := l.cfg.tokens; w != nil {
+			for i := range scale {
+				scale[i] = float32(float64(scale[i]) * float64(w[i]))
+			}
+		}
 	default:
 		s := 1.0
 		if up.set {
@@ -312,6 +325,9 @@ func (l *Loss) scales(p *prepared, up Upstream) ([]float32, error) {
 		}
 		for i := range scale {
 			scale[i] = float32(s)
+			if w := l.cfg.tokens; w != nil {
+				scale[i] = float32(float64(w[i]) * s)
+			}
 		}
 	}
 	return scale, nil
@@ -363,13 +379,20 @@ func (l *Loss) reduce(p *prepared, out ce.Out) Result {
 		if t < 0 {
 			continue
 		}
-		r.Sum += float64(out.Loss[i])
+		w := 1.0 // the token weight
+		if c.tokens != nil {
+			w = float64(c.tokens[i])
+		}
+		r.Sum += w * float64(out.Loss[i])
+		if c.tokens != nil {
+			out.Loss[i] = float32(w * float64(out.Loss[i]))
+		}
 		if out.Correct[i] {
 			r.Correct++
 		}
 		if out.LSE != nil {
 			lse := float64(out.LSE[i])
-			r.ZLoss += c.zloss * lse * lse
+			r.ZLoss += w * c.zloss * lse * lse
 		}
 	}
 	switch c.reduction {

@@ -46,7 +46,8 @@ type config struct {
 	zloss     float64
 	softcap   float64
 	weights   []float32
-	weightSum float64 // Σ weights, set by validate
+	weightSum float64   // Σ weights, set by validate
+	tokens    []float32 // per-row weights (TokenWeights), nil for all 1
 	keepRows  bool
 	budget    int // bytes of logits a Linear holds at once (0: ce.DefaultBudget)
 	filter    float64
@@ -81,6 +82,16 @@ func Softcap(cap float64) Option { return func(c *config) { c.softcap = cap } }
 // by Σ w_{t_i}. The slice is copied.
 func Weights(w []float32) Option {
 	return func(c *config) { c.weights = append([]float32(nil), w...) }
+}
+
+// TokenWeights sets a weight per row (len = the rows of every call,
+// finite and ≥ 0; an ignored row's is not used): row i's loss is
+// multiplied by w_i, in the sum, the per-row losses of reduction None and
+// their gradients, and the mean divides by Σ w_i over the counted rows
+// (with class weights c, by Σ w_i·c_{t_i}). All ones gives the same bits
+// as none. It applies to a Linear too.
+func TokenWeights(w []float32) Option {
+	return func(c *config) { c.tokens = append([]float32(nil), w...) }
 }
 
 // KeepRows makes Forward and ForwardBackward return per-row losses in
@@ -159,6 +170,11 @@ func (c *config) validate() error {
 	}
 	if c.budget < 0 {
 		return errorf(ErrOption, "budget %d bytes must be ≥ 0 (0: the default)", c.budget)
+	}
+	for i, w := range c.tokens {
+		if !(w >= 0) || math.IsInf(float64(w), 1) {
+			return errorf(ErrOption, "token weight %g at row %d must be finite and ≥ 0", w, i)
+		}
 	}
 	c.weightSum = 0
 	for j, w := range c.weights {

@@ -8,8 +8,8 @@ type Stats struct {
 	Rows    int64   // rows seen
 	Counted int64   // rows whose target is not the ignore index
 	Sum     float64 // Σ loss over counted rows (weights, smoothing and z-loss included)
-	Denom   float64 // mean denominator: Counted, or Σ w_t over counted rows with class weights
-	ZLoss   float64 // Σ λ·lse² over counted rows (already inside Sum)
+	Denom   float64 // mean denominator: Counted, or Σ over counted rows of w_t (class weights) times the token weight (TokenWeights)
+	ZLoss   float64 // Σ λ·lse² over counted rows, token-weighted (already inside Sum)
 	Correct int64   // counted rows whose argmax is the target
 }
 
