@@ -45,6 +45,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logits := fs.String("logits", "", "logits `L`: a .npy, 2-D [rows × vocab] float32, float16 or float64 (narrowed to float32); or file.safetensors[:name], F32, BF16 or F16 (default: the only tensor, or \"logits\")")
 	targets := fs.String("targets", "", "targets `T.npy`: 1-D int32 or int64, one per row")
 	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float32 or float64, one per class (optional)")
+	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy`: 1-D float32 or float64, one per row, finite and ≥ 0: the mean is Σ w_i·loss_i / Σ w_i (optional)")
 	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
 	ignore := fs.Int("ignore-index", batch.DefaultIgnoreIndex, "target value (an integer) of rows not counted")
 	smoothing := fs.Float64("label-smoothing", 0, "label smoothing ε, a number in [0, 1]")
@@ -63,7 +64,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	// Every input, for the outputs to be checked against before any work.
-	inputs := []named{{"--logits", tensorfile.FilePath(*logits)}, {"--targets", *targets}, {"--weights", *weights},
+	inputs := []named{{"--logits", tensorfile.FilePath(*logits)}, {"--targets", *targets}, {"--weights", *weights}, {"--token-weights", *tokenWeights},
 		{"--hidden", tensorfile.FilePath(*hidden)}, {"--weight", tensorfile.FilePath(*weight)}, {"--bias", *bias}}
 	if *hidden != "" || *weight != "" {
 		if *logits != "" || *hidden == "" || *weight == "" || *targets == "" {
@@ -76,7 +77,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer discardAll(outs)
-		return evalLinear(ctx, linearArgs{hidden: *hidden, weight: *weight, bias: *bias, targets: *targets, weights: *weights,
+		return evalLinear(ctx, linearArgs{hidden: *hidden, weight: *weight, bias: *bias, targets: *targets, weights: *weights, tokenWeights: *tokenWeights,
 			rowsOut: outs[0], gradHidden: outs[1], gradWeight: outs[2], dev: *dev, ignore: *ignore, budget: *budget,
 			smoothing: *smoothing, zloss: *zloss, softcap: *softcap, say: sayDevice(stderr, *asJSON, *verbose), asJSON: *asJSON}, stdout, stderr)
 	}
@@ -151,6 +152,10 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *rowsOut != "" {
 		opts = append(opts, batch.KeepRows())
 	}
+	tw, err := readTokenWeights(*tokenWeights, rows, *logits)
+	if err != nil {
+		return err
+	}
 
 	d, err := openDevice(*dev, sayDevice(stderr, *asJSON, *verbose))
 	if err != nil {
@@ -171,6 +176,13 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bar := newProgress(stderr, int64(rows))
 	// compute adds rows [lo, hi) of x (its rows) to the stats.
 	compute := func(x batch.Matrix, lo, hi int) error {
+		ce := ce
+		if tw != nil { // the chunk's rows' weights
+			var err error
+			if ce, err = batch.New(d, append(opts, batch.TokenWeights(tw[lo:hi]))...); err != nil {
+				return err
+			}
+		}
 		r, err := ce.Forward(ctx, x, tg[lo:hi])
 		if err != nil {
 			return err
@@ -289,4 +301,25 @@ func report(stdout io.Writer, d device.Device, st batch.Stats, ignore int, asJSO
 // asked for).
 func writeNpy(o *output, v any) error {
 	return o.write(func(w io.Writer) error { return npyio.Write(w, v) })
+}
+
+// readTokenWeights reads --token-weights (none: nil), one per row of the
+// rows of src, each finite and ≥ 0.
+func readTokenWeights(path string, rows int, src string) ([]float32, error) {
+	if path == "" {
+		return nil, nil
+	}
+	w, err := npyfile.Read(path, (*npyfile.File).Vector)
+	if err != nil {
+		return nil, err
+	}
+	if len(w) != rows {
+		return nil, fmt.Errorf("%s: expected %d token weights to match the %d rows of %s, got %d", path, rows, rows, src, len(w))
+	}
+	for i, v := range w {
+		if !(v >= 0) || math.IsInf(float64(v), 1) {
+			return nil, fmt.Errorf("%s: token weight %g at row %d must be finite and ≥ 0", path, v, i)
+		}
+	}
+	return w, nil
 }

@@ -12,6 +12,7 @@ import (
 
 type linearArgs struct {
 	hidden, weight, bias, targets, weights string
+	tokenWeights                           string
 	dev                                    string
 	rowsOut, gradHidden, gradWeight        *output // nil: not asked for
 	ignore, budget                         int
@@ -72,6 +73,13 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 			return fmt.Errorf("%s: expected %d class weights to match the %d classes of %s, got %d", a.weights, v, v, a.weight, len(cw))
 		}
 		opts = append(opts, batch.Weights(cw))
+	}
+	tw, err := readTokenWeights(a.tokenWeights, n, a.hidden)
+	if err != nil {
+		return err
+	}
+	if tw != nil {
+		opts = append(opts, batch.TokenWeights(tw))
 	}
 
 	dev, err := openDevice(a.dev, a.say)

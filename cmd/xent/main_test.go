@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"codeberg.org/sbinet/npyio"
 	"github.com/stretchr/testify/require"
+	"github.com/xentlab/xent/batch"
 )
 
 func fixture(name string) string { return filepath.Join("..", "..", "testdata", "npy", name) }
@@ -179,4 +181,48 @@ func TestEvalChunked(t *testing.T) {
 		require.InDelta(t, a["loss"], b["loss"], 1e-12)
 		require.Equal(t, a["tokens"], b["tokens"])
 	}
+}
+
+// TestEvalTokenWeights: --token-weights gives Σ w_i·loss_i / Σ w_i over
+// the counted rows, the per-row losses of an unweighted run weighted,
+// whole and streamed in chunks of one row; a bad weight names its file
+// and row, and nothing is written.
+func TestEvalTokenWeights(t *testing.T) {
+	dir := t.TempDir()
+	l, tg := fixture("logits_f32.npy"), fixture("targets_i64.npy")
+	rowsOut := filepath.Join(dir, "rows.npy")
+	code, _, errOut := runCmd("eval", "--logits", l, "--targets", tg, "--device", "cpu", "--rows-out", rowsOut)
+	require.Equal(t, 0, code, errOut)
+	losses := readNpy[float32](t, rowsOut)
+	targets := readNpy[int64](t, tg)
+	w := make([]float32, len(losses))
+	num, den := 0.0, 0.0
+	for i := range w {
+		w[i] = float32(i%4) * 0.5
+		if targets[i] != batch.DefaultIgnoreIndex {
+			num += float64(w[i]) * float64(losses[i])
+			den += float64(w[i])
+		}
+	}
+	tw := writeNpyFile(t, dir, "tw.npy", w)
+	args := []string{"eval", "--logits", l, "--targets", tg, "--token-weights", tw, "--device", "cpu", "--json"}
+	defer func(old int) { chunkBytes = old }(chunkBytes)
+	for _, cb := range []int{chunkBytes, 1} {
+		chunkBytes = cb
+		code, out, errOut := runCmd(args...)
+		require.Equal(t, 0, code, errOut)
+		var doc map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &doc))
+		require.InDelta(t, num/den, doc["loss"], 1e-12*num/den, "chunk bytes %d", cb)
+	}
+	w[2] = -1
+	bad := writeNpyFile(t, dir, "bad.npy", w)
+	code, _, errOut = runCmd("eval", "--logits", l, "--targets", tg, "--token-weights", bad, "--device", "cpu", "--rows-out", filepath.Join(dir, "r2.npy"))
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, bad+": token weight -1 at row 2 must be finite and ≥ 0")
+	require.NoFileExists(t, filepath.Join(dir, "r2.npy"))
+	short := writeNpyFile(t, dir, "short.npy", w[:3])
+	code, _, errOut = runCmd("eval", "--logits", l, "--targets", tg, "--token-weights", short, "--device", "cpu")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "expected "+strconv.Itoa(len(w))+" token weights to match the")
 }
