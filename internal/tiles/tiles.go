@@ -215,15 +215,20 @@ func (l *run) tiles(ctx context.Context, f func(v0, v1 int, p *ce.Problem) error
 	return nil
 }
 
-// partials merges the chunk's partials over W's classes into part.
-func (l *run) partials(ctx context.Context, part []ce.Partial) error {
+// partials returns the chunk's partials over W's classes, merged tile by
+// tile in part's room (the chunk's rows of it).
+func (l *run) partials(ctx context.Context, part []ce.Partial) ([]ce.Partial, error) {
+	pc := part[:len(l.rows)]
+	for k := range pc {
+		pc[k] = ce.EmptyPartial()
+	}
 	tmp := make([]ce.Partial, len(l.rows))
-	return l.tiles(ctx, func(_, _ int, p *ce.Problem) error {
+	return pc, l.tiles(ctx, func(_, _ int, p *ce.Problem) error {
 		if err := l.b.Partials(tmp, l.tg, p); err != nil {
 			return err
 		}
 		for k := range tmp {
-			part[k].Merge(tmp[k])
+			pc[k].Merge(tmp[k])
 		}
 		return nil
 	})
@@ -274,11 +279,8 @@ func Run(ctx context.Context, b Backend, pl Plan, out ce.Out, scale []float32, f
 	}
 	part := make([]ce.Partial, pl.R)
 	return l.each(ctx, func(int) error {
-		pc := part[:len(l.rows)]
-		for k := range pc {
-			pc[k] = ce.EmptyPartial()
-		}
-		if err := l.partials(ctx, pc); err != nil {
+		pc, err := l.partials(ctx, part)
+		if err != nil {
 			return err
 		}
 		for k, i := range l.rows {
@@ -298,11 +300,8 @@ func RunPartials(ctx context.Context, b Backend, pl Plan, dst []ce.Partial, targ
 	l := &run{b: b, pl: pl, p: p, targets: targets}
 	part := make([]ce.Partial, pl.R)
 	return l.each(ctx, func(int) error {
-		pc := part[:len(l.rows)]
-		for k := range pc {
-			pc[k] = ce.EmptyPartial()
-		}
-		if err := l.partials(ctx, pc); err != nil {
+		pc, err := l.partials(ctx, part)
+		if err != nil {
 			return err
 		}
 		for k, i := range l.rows {
