@@ -11,6 +11,7 @@
 #define row_of TYPED(row_of)
 #define row_acc TYPED(row_acc)
 #define grad_row TYPED(grad_row)
+#define grad_or_zero TYPED(grad_or_zero)
 #define zero_row TYPED(zero_row)
 #define xent_lse TYPED(xent_lse)
 #define xent_ce TYPED(xent_ce)
@@ -24,7 +25,7 @@
  * gradient pass reads nothing again (grad_row). Either way each
  * work-item adds its logits in the same order. */
 inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wts,
-                      float cap, float icap, int flags, float4 *c, float *ct, int keep) {
+                      float cap, float icap, int flags, int arg, float4 *c, float *ct, int keep) {
     const int lid = get_local_id(0);
     const int smooth = flags & F_SMOOTH;
     const int hasw = flags & F_WEIGHTS;
@@ -35,7 +36,7 @@ inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wt
         for (int i = 0; i < RC; i++) {
             int k = lid + i * WG;
             c[i] = k < n4 ? LD4(k, x) : (float4)(-INFINITY);
-            if (k < n4) acc_add4(&a, c[i], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), cap, icap, flags, smooth);
+            if (k < n4) acc_add4(&a, capz4(c[i], cap, icap, flags), c[i], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), flags, smooth, arg);
         }
     } else {
         for (int k0 = lid; k0 < n4; k0 += WG * UNROLL) {
@@ -48,7 +49,7 @@ inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wt
 #pragma unroll
             for (int u = 0; u < UNROLL; u++) {
                 int k = k0 + u * WG;
-                if (k < n4) acc_add4(&a, v[u], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), cap, icap, flags, smooth);
+                if (k < n4) acc_add4(&a, capz4(v[u], cap, icap, flags), v[u], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), flags, smooth, arg);
             }
         }
     }
@@ -64,9 +65,17 @@ inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wt
     return a;
 }
 
-inline __global ELEM *row_of(__global ELEM *x, prob_t p) {
-    return x + ((p.row_base + get_group_id(0)) * p.stride - p.base_off);
+/* Row g of the launch (the launch's rows are p.rows from row_base). */
+inline __global ELEM *row_of(__global ELEM *x, prob_t p, int g) {
+    return x + ((p.row_base + g) * p.stride - p.base_off);
 }
+
+/* The work-groups walk the launch's p.rows rows: group g computes rows g,
+ * g + G, g + 2G, ... (G work-groups: one a row, or fewer, so that the rows
+ * in flight are few enough for the cache to hold them between the fused
+ * kernel's two passes; the host chooses, see device/opencl's tuning).
+ * The loop is uniform: every work-item of a group reaches every barrier. */
+#define FOR_ROWS(g) for (int g = (int)get_group_id(0); g < p.rows; g += (int)get_num_groups(0))
 
 /* Log-sum-exp of each row (no options). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
@@ -74,18 +83,24 @@ void xent_lse(__global ELEM *x, prob_t p, __global float *lse) {
     LOCALS;
     float4 c[1];
     float ct;
-    acc_t a = row_scan(row_of(x, p), p.cols, 0, 0.0f, 0.0f, 0, c, &ct, 0);
-    a = row_reduce(a, lm, ls, ld, lw, lr, li, 0);
-    if (get_local_id(0) == 0) lse[p.prow0 + get_group_id(0)] = acc_lse(a, log1p(a.s));
+    FOR_ROWS(g) {
+        acc_t a = row_scan(row_of(x, p, g), p.cols, 0, 0.0f, 0.0f, 0, 0, c, &ct, 0);
+        a = row_reduce(a, lm, ls, ld, lw, lr, li, 0);
+        if (get_local_id(0) == 0) lse[p.prow0 + g] = acc_lse(a, log1p(a.s));
+    }
 }
 
 /* The row's accumulator over its columns, merged over the work-group:
- * every work-item reaches both barriers; an ignored row scans nothing.
- * c, ct and keep are row_scan's. */
+ * every work-item reaches every barrier; an ignored row scans nothing.
+ * A row without options (p.flags 0, the common case) is scanned by a copy
+ * of row_scan compiled for it, its flags a constant. c, ct and keep are
+ * row_scan's. */
 inline acc_t row_acc(__global const ELEM *xr, int counted, __global const float *wts, prob_t p,
                      float icap, __local float *lm, __local float *ls, __local float *ld,
                      __local float *lw, __local float *lr, __local int *li, float4 *c, float *ct, int keep) {
-    acc_t a = row_scan(xr, counted ? p.cols : 0, wts + p.col0, p.cap, icap, p.flags, c, ct, keep);
+    const int cols = counted ? p.cols : 0;
+    acc_t a = p.flags == 0 ? row_scan(xr, cols, wts, 0.0f, 0.0f, 0, 1, c, ct, keep)
+                           : row_scan(xr, cols, wts + p.col0, p.cap, icap, p.flags, 1, c, ct, keep);
     return row_reduce(a, lm, ls, ld, lw, lr, li, p.flags & F_SMOOTH);
 }
 
@@ -103,12 +118,15 @@ inline acc_t row_acc(__global const ELEM *xr, int counted, __global const float 
  * smoothing has only that term). With a soft cap each entry is multiplied
  * by 1 - (z/cap)^2. With keep the logits are row_scan's c and ct, this
  * work-item's own, and the row is not read again: one read and one write.
+ * Without, each work-item walks its columns backwards (REV): the end of
+ * the row, read last by the first pass, is the likeliest still in cache.
+ * flags are p.flags, or 0 for a row without options (see row_acc).
  */
-inline void grad_row(__global ELEM *xr, __global const float *wts, prob_t p, float icap,
+inline void grad_row(__global ELEM *xr, __global const float *wts, prob_t p, int flags, float icap,
                      float m, float s, float lsm, float lse, float si, float wt, float zt, int tl,
                      const float4 *c, float ct, int keep) {
     const int lid = get_local_id(0);
-    const int flags = p.flags, cols = p.cols;
+    const int cols = p.cols;
     const float cap = p.cap;
     const float ec = p.eps / (float)p.vocab;
     const float zterm = (flags & F_ZLOSS) ? 2.0f * p.zl * lse : 0.0f;
@@ -130,7 +148,10 @@ inline void grad_row(__global ELEM *xr, __global const float *wts, prob_t p, flo
             if (k < n4) ST4(grad4(c[i], hasw ? vload4(k, ws) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - 4 * k, gt), k, xr);
         }
     } else {
-        for (int k = lid; k < n4; k += WG)
+        /* lid, lid + WG, ..., last: backwards with REV */
+        const int last = n4 > lid ? lid + (n4 - 1 - lid) / WG * WG : lid - WG;
+        const int step = REV ? -WG : WG;
+        for (int i = 0, k = REV ? last : lid; i <= (last - lid) / WG; i++, k += step)
             ST4(grad4(LD4(k, xr), hasw ? vload4(k, ws) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - 4 * k, gt), k, xr);
     }
     for (int j = 4 * n4 + lid; j < cols; j += WG) {
@@ -148,6 +169,16 @@ inline void zero_row(__global ELEM *xr, int cols) {
     for (int j = 4 * n4 + get_local_id(0); j < cols; j += WG) ST(0.0f, j, xr);
 }
 
+/* The gradient of row xr (zero for an ignored one): grad_row, compiled
+ * once for rows without options (flags 0) and once for the others. */
+inline void grad_or_zero(__global ELEM *xr, __global const float *wts, prob_t p, float icap, int counted,
+                         float m, float s, float lsm, float lse, float si, float wt, float zt, int tl,
+                         const float4 *c, float ct, int keep) {
+    if (!counted) zero_row(xr, p.cols);
+    else if (p.flags == 0) grad_row(xr, wts, p, 0, icap, m, s, lsm, lse, si, wt, zt, tl, c, ct, keep);
+    else grad_row(xr, wts, p, p.flags, icap, m, s, lsm, lse, si, wt, zt, tl, c, ct, keep);
+}
+
 /* Forward (p.grad == 0) or fused forward + backward over the whole
  * vocabulary (col0 0, vocab cols). Ignored rows run through the same code
  * with nothing to scan and are masked at the end (see the opening
@@ -157,34 +188,35 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
              __global const float *scale, __global float *loss, __global float *lse_out,
              __global uchar *correct) {
     LOCALS;
-    __global ELEM *xr = row_of(x, p);
-    const int row = p.prow0 + (int)get_group_id(0); /* index of the per-row arrays */
-    const int t = targets[row];
-    const int counted = t >= 0; /* uniform across the work-group */
-    const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
-    const float zt = counted ? capz(LD(t, xr), p.cap, icap, p.flags) : 0.0f; /* read before any write */
     /* A fused row of at most 4*RC*WG columns is kept in registers: read once. */
     const int keep = RC > 0 && WG >= 4 && p.grad && (p.cols >> 2) <= RC * WG;
     float4 c[RC > 0 ? RC : 1];
     float ct = 0.0f;
-    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, keep);
-    /* The last barrier is behind us: from here on, work-items only write. */
+    const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
+    FOR_ROWS(g) {
+        __global ELEM *xr = row_of(x, p, g);
+        const int row = p.prow0 + g; /* index of the per-row arrays */
+        const int t = targets[row];
+        const int counted = t >= 0; /* uniform across the work-group */
+        const float zt = counted ? capz(LD(t, xr), p.cap, icap, p.flags) : 0.0f; /* read before any write */
+        acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, keep);
+        /* The last barrier is behind us: from here on, work-items only write. */
 
-    const float lsm = log1p(a.s);
-    const float lse = acc_lse(a, lsm);
-    const float wt = (counted && (p.flags & F_WEIGHTS)) ? wts[t] : 1.0f;
-    const float ec = p.eps / (float)p.cols;
-    float L = (1.0f - p.eps) * wt * ((a.m - zt) + lsm);
-    if (p.flags & F_SMOOTH) L += ec * (p.W * lsm - a.d);
-    if (p.flags & F_ZLOSS) L += p.zl * lse * lse;
-    if (isnan(lse)) L = NAN;
-    if (get_local_id(0) == 0) {
-        loss[row] = counted ? L : 0.0f;
-        lse_out[row] = counted ? lse : 0.0f;
-        correct[row] = (counted && a.idx == t && !isnan(L)) ? 1 : 0;
+        const float lsm = log1p(a.s);
+        const float lse = acc_lse(a, lsm);
+        const float wt = (counted && (p.flags & F_WEIGHTS)) ? wts[t] : 1.0f;
+        const float ec = p.eps / (float)p.cols;
+        float L = (1.0f - p.eps) * wt * ((a.m - zt) + lsm);
+        if (p.flags & F_SMOOTH) L += ec * (p.W * lsm - a.d);
+        if (p.flags & F_ZLOSS) L += p.zl * lse * lse;
+        if (isnan(lse)) L = NAN;
+        if (get_local_id(0) == 0) {
+            loss[row] = counted ? L : 0.0f;
+            lse_out[row] = counted ? lse : 0.0f;
+            correct[row] = (counted && a.idx == t && !isnan(L)) ? 1 : 0;
+        }
+        if (p.grad) grad_or_zero(xr, wts, p, icap, counted, a.m, 1.0f + a.s, lsm, lse, scale[row], wt, zt, t, c, ct, keep);
     }
-    if (p.grad && !counted) zero_row(xr, p.cols);
-    if (p.grad && counted) grad_row(xr, wts, p, icap, a.m, 1.0f + a.s, lsm, lse, scale[row], wt, zt, t, c, ct, keep);
 }
 
 /* The partial of each counted row over the shard's columns: max, Σ exp(z
@@ -196,26 +228,28 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
                   __global float *pm, __global float *ps, __global float *pd, __global float *pw,
                   __global float *pr, __global int *parg, __global float *pzt, __global uchar *phas) {
     LOCALS;
-    __global ELEM *xr = row_of(x, p);
-    const int row = p.prow0 + (int)get_group_id(0);
-    const int t = targets[row];
-    const int counted = t >= 0;
-    const int tl = t - p.col0;
-    const int has = counted && tl >= 0 && tl < p.cols;
-    const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
-    const float zt = has ? capz(LD(tl, xr), p.cap, icap, p.flags) : 0.0f;
     float4 c[1];
     float ct;
-    acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
-    if (get_local_id(0) == 0 && counted) {
-        pm[row] = a.m == -FLT_MAX ? -INFINITY : a.m;
-        ps[row] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
-        pd[row] = a.d;
-        pw[row] = a.w;
-        pr[row] = a.r == -FLT_MAX ? -INFINITY : a.r;
-        parg[row] = a.idx < 0 ? -1 : p.col0 + a.idx;
-        pzt[row] = zt;
-        phas[row] = has;
+    const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
+    FOR_ROWS(g) {
+        __global ELEM *xr = row_of(x, p, g);
+        const int row = p.prow0 + g;
+        const int t = targets[row];
+        const int counted = t >= 0;
+        const int tl = t - p.col0;
+        const int has = counted && tl >= 0 && tl < p.cols;
+        const float zt = has ? capz(LD(tl, xr), p.cap, icap, p.flags) : 0.0f;
+        acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
+        if (get_local_id(0) == 0 && counted) {
+            pm[row] = a.m == -FLT_MAX ? -INFINITY : a.m;
+            ps[row] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
+            pd[row] = a.d;
+            pw[row] = a.w;
+            pr[row] = a.r == -FLT_MAX ? -INFINITY : a.r;
+            parg[row] = a.idx < 0 ? -1 : p.col0 + a.idx;
+            pzt[row] = zt;
+            phas[row] = has;
+        }
     }
 }
 
@@ -227,16 +261,16 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __global const float *wts,
                    __global const float *scale, __global const float *gm, __global const float *gs,
                    __global const float *glsm, __global const float *gzt) {
-    __global ELEM *xr = row_of(x, p);
-    const int row = p.prow0 + (int)get_group_id(0);
-    const int t = targets[row];
     const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
-    if (t < 0) zero_row(xr, p.cols);
-    if (t >= 0) {
-        const float wt = (p.flags & F_WEIGHTS) ? wts[t] : 1.0f;
-        const float m = gm[row], lsm = glsm[row];
-        float4 c[1];
-        grad_row(xr, wts, p, icap, m, gs[row], lsm, m + lsm, scale[row], wt, gzt[row], t - p.col0, c, 0.0f, 0);
+    float4 c[1];
+    FOR_ROWS(g) {
+        const int row = p.prow0 + g;
+        const int t = targets[row];
+        const float wt = (t >= 0 && (p.flags & F_WEIGHTS)) ? wts[t] : 1.0f;
+        const int counted = t >= 0; /* an ignored row's entries are not read */
+        const float m = counted ? gm[row] : 0.0f, s = counted ? gs[row] : 1.0f, lsm = counted ? glsm[row] : 0.0f;
+        const float si = counted ? scale[row] : 0.0f, zt = counted ? gzt[row] : 0.0f;
+        grad_or_zero(row_of(x, p, g), wts, p, icap, counted, m, s, lsm, m + lsm, si, wt, zt, t - p.col0, c, 0.0f, 0);
     }
 }
 
@@ -244,6 +278,8 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
 #undef row_of
 #undef row_acc
 #undef grad_row
+#undef grad_or_zero
+#undef FOR_ROWS
 #undef zero_row
 #undef xent_lse
 #undef xent_ce

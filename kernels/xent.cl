@@ -55,7 +55,10 @@
  * a row each work-item keeps in registers between the fused kernel's two
  * passes (0: none): a row of at most 4*RC*WG columns is read once and
  * written once (rows.cl's row_scan and grad_row), a longer one read twice
- * (the second time mostly from the cache).
+ * (the second time mostly from the cache); REV, 1 when the second pass
+ * walks each work-item's columns backwards (from what the first read last,
+ * the likeliest in cache), 0 forwards. The host launches one work-group a
+ * row or fewer, each then taking rows G apart (rows.cl's FOR_ROWS).
  */
 #ifndef WG
 #define WG 256
@@ -65,6 +68,9 @@
 #endif
 #ifndef RC
 #define RC 0
+#endif
+#ifndef REV
+#define REV 1
 #endif
 
 typedef struct {
@@ -86,12 +92,26 @@ inline float capz(float z, float cap, float icap, int flags) {
     return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : z;
 }
 
+inline float4 capz4(float4 z, float cap, float icap, int flags) {
+    return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : z;
+}
+
 /* Adds y to the sum *s whose lost low bits are *c (Kahan). */
 inline void kahan(float *s, float *c, float y) {
     y -= *c;
     const float t = *s + y;
     *c = (t - *s) - y;
     *s = t;
+}
+
+/* Moves a's max to M > a->m: the rest becomes (1 + s)·exp(m - M) (the old
+ * max's term joins it) and the smoothing sum Σ w (z - m) shifts by (m - M)·Σ w. */
+inline void acc_rebase(acc_t *a, float M, int smooth) {
+    const float r = exp(a->m - M);
+    a->s = (1.0f + a->s) * r;
+    a->c *= r;
+    if (smooth) kahan(&a->d, &a->cd, (a->m - M) * a->w);
+    a->m = M;
 }
 
 /* Adds logit z, capped from zr (column j, weight wj), to a. The argmax
@@ -107,11 +127,7 @@ inline void acc_add(acc_t *a, float z, float zr, int j, float wj, int smooth) {
         a->idx = j;
     }
     if (z > a->m) { /* z's own term, 1, is left out; the old max's joins the rest */
-        float r = exp(a->m - z);
-        a->s = (1.0f + a->s) * r;
-        a->c *= r;
-        if (smooth) kahan(&a->d, &a->cd, (a->m - z) * a->w);
-        a->m = z;
+        acc_rebase(a, z, smooth);
         e = 0.0f;
     } else {
         e = exp(z - a->m);
@@ -123,19 +139,58 @@ inline void acc_add(acc_t *a, float z, float zr, int j, float wj, int smooth) {
     }
 }
 
-/* Adds the four logits v of columns j..j+3 (weights w4) to a. */
-inline void acc_add4(acc_t *a, float4 v, int j, float4 w4, float cap, float icap, int flags, int smooth) {
-    acc_add(a, capz(v.s0, cap, icap, flags), v.s0, j, w4.s0, smooth);
-    acc_add(a, capz(v.s1, cap, icap, flags), v.s1, j + 1, w4.s1, smooth);
-    acc_add(a, capz(v.s2, cap, icap, flags), v.s2, j + 2, w4.s2, smooth);
-    acc_add(a, capz(v.s3, cap, icap, flags), v.s3, j + 3, w4.s3, smooth);
+/* Returns the first lane of v equal to m (3 when none is: m is v's max). */
+inline int lane_of(float4 v, float m) {
+    return v.s0 == m ? 0 : v.s1 == m ? 1 : v.s2 == m ? 2 : 3;
+}
+
+/* Adds the four logits z of columns j..j+3 (capped from raw; weights w4)
+ * to a, as acc_add would one by one, with one branch for the four: their
+ * max m4 (fmax: a NaN lane is not the max, its term makes s NaN), when
+ * larger than a's, rescales the rest once and its first lane's term, 1,
+ * is left out; the four terms are added in pairs, then to the Kahan sum.
+ * With arg, the raw logits' max and its first column are kept too (the
+ * same lane as the max's when nothing is capped). A plain row (flags 0)
+ * costs a max of four, a compare, four exps and six adds per four logits. */
+inline void acc_add4(acc_t *a, float4 z, float4 raw, int j, float4 w4, int flags, int smooth, int arg) {
+    const int capped = flags & F_SOFTCAP;
+    if (arg && capped) {
+        const float r4 = fmax(fmax(raw.s0, raw.s1), fmax(raw.s2, raw.s3));
+        if (r4 > a->r) {
+            a->r = r4;
+            a->idx = j + lane_of(raw, r4);
+        }
+    }
+    const float m4 = fmax(fmax(z.s0, z.s1), fmax(z.s2, z.s3));
+    float4 e;
+    if (m4 > a->m) {
+        const int l = lane_of(z, m4);
+        if (arg && !capped) {
+            a->r = m4;
+            a->idx = j + l;
+        }
+        acc_rebase(a, m4, smooth);
+        e = exp(z - m4);
+        e.s0 = l == 0 ? 0.0f : e.s0;
+        e.s1 = l == 1 ? 0.0f : e.s1;
+        e.s2 = l == 2 ? 0.0f : e.s2;
+        e.s3 = l == 3 ? 0.0f : e.s3;
+    } else {
+        e = exp(z - a->m);
+    }
+    kahan(&a->s, &a->c, (e.s0 + e.s1) + (e.s2 + e.s3));
+    if (smooth) {
+        const float4 dz = w4 * (z - a->m);
+        kahan(&a->d, &a->cd, (dz.s0 + dz.s1) + (dz.s2 + dz.s3));
+        kahan(&a->w, &a->cw, (w4.s0 + w4.s1) + (w4.s2 + w4.s3));
+    }
 }
 
 /* The gradient of four raw logits z (weights w4): aa*exp(z - m) - bb*w4,
  * capped and times 1 - (z/cap)^2 with a soft cap, gt at lane d (the
  * target's, when d is in [0, 4)); see grad_row. */
 inline float4 grad4(float4 z, float4 w4, float cap, float icap, int flags, float aa, float bb, float m, int d, float gt) {
-    if (flags & F_SOFTCAP) z = cap * tanh(z * icap);
+    z = capz4(z, cap, icap, flags);
     float4 g = aa * exp(z - m) - bb * w4;
     if (flags & F_SOFTCAP) { float4 r = z * icap; g *= 1.0f - r * r; }
     if (d == 0) g.s0 = gt;
@@ -212,7 +267,7 @@ inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local f
  * of vocab, and wts, when F_WEIGHTS, the weights of the whole vocabulary. */
 typedef struct {
     ulong base_off, stride, row_base;
-    int cols, prow0, flags, grad, col0, vocab;
+    int cols, prow0, flags, grad, col0, vocab, rows;
     float eps, zl, cap, W;
 } prob_t;
 

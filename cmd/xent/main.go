@@ -4,6 +4,7 @@
 //	xent eval --logits L.npy --targets T.npy [flags]
 //	xent devices                   list the compute devices
 //	xent bench [flags]             CPU vs GPU benchmarks with the roofline
+//	xent tune [flags]              time the OpenCL kernels' parameters on a device
 //
 // Run "xent CMD -h" for the flags of a command.
 package main
@@ -29,6 +30,7 @@ commands:
             or of hidden states and a classifier (--hidden, --weight) through the fused linear
   devices   list the compute devices (CPU, OpenCL platforms and devices)
   bench     benchmarks: log-sum-exp, forward and fused forward+backward, with the roofline
+  tune      time the OpenCL row kernels' parameters on a device; --write keeps the best
 
 Run "xent <command> -h" for its flags. Outputs are written whole when a command succeeds,
 never over an input or a file that is not a regular file. SIGINT/SIGTERM stop the work,
@@ -87,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"demo": demo, "eval": eval, "devices": devices, "bench": benchCmd,
+		"demo": demo, "eval": eval, "devices": devices, "bench": benchCmd, "tune": tuneCmd,
 	}
 	f, ok := cmds[args[0]]
 	if !ok {

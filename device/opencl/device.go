@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 	"unsafe"
@@ -29,12 +30,24 @@ type Device struct {
 
 	lastKernel time.Duration // kernels of the last call
 
+	// stages are pinned staging buffers kept from call to call (slots 0
+	// and 1 take rows in, 2 and 3 gradients out): pinning host memory
+	// costs more than the transfers it serves. Close releases them.
+	stages [4]*stage
+
+	units     int    // compute units
+	flight    int    // Tuning.Flight
+	tuningSrc string // where the tuning comes from
+
 	// ChunkBytes, when > 0, caps the bytes of one chunk buffer (tests use
 	// it to force the chunked path on small matrices).
 	ChunkBytes int64
 	// Staging forces host rows through pinned staging buffers (see
 	// staged) on a device that shares the host's memory (tests).
 	Staging bool
+	// maxGroups, when > 0, caps the work-groups of a launch (a test hook:
+	// rows taken maxGroups apart, whatever the sizes).
+	maxGroups int
 	// rowBase is a test hook: an extra row number added to the logits'
 	// row index, with the matching element offset subtracted, to check
 	// 64-bit offset arithmetic without allocating 2^31 elements.
@@ -43,15 +56,20 @@ type Device struct {
 
 var _ device.Device = (*Device)(nil)
 
-func newDevice(h handle, tn tuning) (*Device, error) {
+func newDevice(h handle, tn Tuning, src string) (*Device, error) {
+	if err := tn.check(); err != nil {
+		return nil, fmt.Errorf("opencl: %s: tuning %v: %w", h.name, tn, err)
+	}
 	p, err := acquire(h, tn)
 	if err != nil {
 		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
 	}
-	d := &Device{h: h, p: p}
+	d := &Device{h: h, p: p, flight: tn.Flight, tuningSrc: src}
 	ma, err1 := h.dev.Uint(cl.DeviceMaxMemAllocSize)
 	gm, err2 := h.dev.Uint(cl.DeviceGlobalMemSize)
-	if err := errors.Join(err1, err2); err != nil {
+	cu, err3 := h.dev.Uint(cl.DeviceMaxComputeUnits)
+	d.units = int(max(1, min(cu, 1<<20)))
+	if err := errors.Join(err1, err2, err3); err != nil {
 		p.put()
 		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
 	}
@@ -72,7 +90,7 @@ func newDevice(h handle, tn tuning) (*Device, error) {
 func (d *Device) Info() device.Info {
 	in := device.Info{
 		Name: d.h.name, Kind: d.h.kind, Backend: "opencl",
-		Kernel:   fmt.Sprintf("xent.cl wg=%d unroll=%d rc=%d", d.p.wg, d.p.unroll, d.p.rc),
+		Kernel:   "xent.cl " + d.Tuning().String(),
 		Platform: d.h.platName + ", driver " + d.h.driver,
 		Spec:     fmt.Sprintf("opencl:%d:%d", d.h.pi, d.h.di),
 		BLAS:     "CLBlast",
@@ -89,7 +107,7 @@ func (d *Device) Info() device.Info {
 // registers (xent.cl's RC), else twice (the second time mostly from the
 // device's cache).
 func (d *Device) FusedReads(cols int) int {
-	if d.p.rc > 0 && d.p.wg >= 4 && cols/4 <= d.p.rc*d.p.wg {
+	if tn := d.p.tn; tn.RC > 0 && tn.WG >= 4 && cols/4 <= tn.RC*tn.WG {
 		return 1
 	}
 	return 2
@@ -104,6 +122,11 @@ func (d *Device) Close() error {
 	}
 	d.closed = true
 	var errs []error
+	for _, st := range d.stages {
+		if st != nil {
+			errs = append(errs, cl.Unmap(d.copyQ, st.mem, st.all), st.mem.Release())
+		}
+	}
 	for _, q := range []cl.Queue{d.q, d.copyQ} {
 		if q != 0 {
 			errs = append(errs, q.Finish(), q.Release())
@@ -122,6 +145,9 @@ func (d *Device) chunkRows(rows, cols, stride, size int) (int, error) {
 	}
 	if need := int64(cols) * int64(size); need > limit {
 		return 0, fmt.Errorf("%w: a row of %d elements needs %d bytes, one buffer may hold %d", ErrTooLarge, cols, need, limit)
+	}
+	if d.staged() && d.ChunkBytes == 0 {
+		limit = min(limit, max(stageChunk(), int64(stride)*int64(size)))
 	}
 	n := max(1, limit/(int64(stride)*int64(size)))
 	return int(min(n, int64(rows))), nil
@@ -153,6 +179,7 @@ type buffers struct {
 type stage struct {
 	mem cl.Mem
 	buf []byte
+	all []byte // the whole mapping
 }
 
 // stage returns a staging buffer of bytes bytes, unmapped and released
@@ -168,7 +195,40 @@ func (b *buffers) stage(d *Device, bytes int) (*stage, error) {
 		return nil, err
 	}
 	b.maps = append(b.maps, func() error { return cl.Unmap(d.copyQ, m, buf) })
-	return &stage{mem: m, buf: buf[:bytes]}, nil
+	return &stage{mem: m, buf: buf[:bytes], all: buf}, nil
+}
+
+// staging returns the device's staging buffer of slot (see Device.stages)
+// holding at least bytes, the one of the last call when it is large
+// enough; d.mu is held.
+func (d *Device) staging(slot, bytes int) (*stage, error) {
+	if st := d.stages[slot]; st != nil {
+		if len(st.all) >= bytes {
+			return &stage{mem: st.mem, buf: st.all[:bytes], all: st.all}, nil
+		}
+		d.stages[slot] = nil
+		if err := errors.Join(cl.Unmap(d.copyQ, st.mem, st.all), st.mem.Release()); err != nil {
+			return nil, err
+		}
+	}
+	var b buffers // keeps nothing: the stage outlives the call
+	st, err := b.stage(d, bytes)
+	if err != nil {
+		return nil, errors.Join(err, b.release())
+	}
+	d.stages[slot] = st
+	return st, nil
+}
+
+// stageChunk is the bytes of one chunk of host rows staged (a MiB count
+// in XENT_OPENCL_CHUNK_MIB overrides it): small enough that copying into
+// the staging buffers, the transfers and the kernels overlap, chunk by
+// chunk, large enough for the transfers to run at the bus's speed.
+func stageChunk() int64 {
+	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_CHUNK_MIB")); err == nil && v > 0 {
+		return int64(v) << 20
+	}
+	return 64 << 20
 }
 
 // staged reports whether host rows go through staging buffers: on GPUs
@@ -205,6 +265,32 @@ func copyBytes(dst, src []byte) {
 		wg.Go(func() { copy(dst[lo:hi], src[lo:hi]) })
 	}
 	wg.Wait()
+}
+
+// trace is where a call on host rows spent its time, printed on stderr
+// when XENT_OPENCL_TRACE is set: the copies into and out of the staging
+// buffers, the waits for gradients, and the whole.
+type trace struct {
+	on            bool
+	c             *call
+	chunks, step  int
+	t0            time.Time
+	in, out, wait time.Duration
+}
+
+func newTrace(c *call, chunks, step int) *trace {
+	return &trace{on: os.Getenv("XENT_OPENCL_TRACE") != "", c: c, chunks: chunks, step: step, t0: time.Now()}
+}
+
+func (t *trace) print() {
+	if t.on {
+		name := [...]string{opLSE: "lse", opCE: "cross-entropy", opPartials: "partials", opBackward: "backward"}[t.c.op]
+		if t.c.grad != nil && t.c.op == opCE {
+			name = "fused"
+		}
+		fmt.Fprintf(os.Stderr, "opencl trace: %s %v %d×%d: %d chunks of %d rows; staging in %v, out %v, waits for gradients %v; whole %v\n",
+			name, t.c.x.Type, t.c.x.Rows, t.c.x.Cols, t.chunks, t.step, t.in, t.out, t.wait, time.Since(t.t0))
+	}
 }
 
 // kernelTime sums the execution times of the kernels (all complete).
@@ -331,9 +417,9 @@ const (
 // layout against the compiler's): the call's one descriptor, passed to
 // every kernel by value.
 type probArg struct {
-	BaseOff, Stride, RowBase              uint64
-	Cols, Prow0, Flags, Grad, Col0, Vocab int32
-	Eps, ZL, Cap, W                       float32
+	BaseOff, Stride, RowBase                    uint64
+	Cols, Prow0, Flags, Grad, Col0, Vocab, Rows int32
+	Eps, ZL, Cap, W                             float32
 }
 
 // probOf returns the descriptor of c, for rows from the chunk's start
@@ -433,6 +519,7 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 	a.RowBase = d.rowBase + uint64(lo)
 	a.BaseOff = a.RowBase * a.Stride
 	a.Prow0 = int32(lo)
+	a.Rows = int32(n)
 	// The kernels are shared by every Device on this OpenCL device, and
 	// clSetKernelArg is not safe concurrently: arguments and enqueue go
 	// together under the program's lock (the enqueue captures them).
@@ -442,13 +529,39 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 	if err := kern.SetArgs(append([]any{xmem, cl.ValueOf(&a)}, r.args...)...); err != nil {
 		return 0, err
 	}
-	ev, err := b.ev(d.q.NDRange(kern, n, d.p.wg, wait))
+	ev, err := b.ev(d.q.NDRange(kern, d.groups(n, c.x.Cols*c.x.Type.Size()), d.p.tn.WG, wait))
 	if err == nil {
 		b.kernels = append(b.kernels, ev)
 		err = d.q.Flush()
 	}
 	return ev, err
 }
+
+// groups returns how many work-groups a launch of n rows of rowBytes
+// runs (Tuning.Flight): one a row, or max(compute units, Flight MiB /
+// rowBytes), at most n.
+func (d *Device) groups(n, rowBytes int) int {
+	g := n
+	if d.flight > 0 && rowBytes > 0 {
+		g = min(n, max(d.units, d.flight<<20/rowBytes))
+	}
+	if d.maxGroups > 0 {
+		g = min(g, d.maxGroups)
+	}
+	return g
+}
+
+// Tuning returns the tuning d's kernels run with (the work-group size as
+// built) and where it comes from: a table's entry, the default for the
+// device's kind, XENT_OPENCL_* overrides, or the caller's (OpenTuned).
+func (d *Device) Tuning() Tuning {
+	tn := d.p.tn
+	tn.Flight = d.flight
+	return tn
+}
+
+// TuningSource says where d's tuning comes from.
+func (d *Device) TuningSource() string { return d.tuningSrc }
 
 // finishRows reads the per-row outputs of c after last and waits for them.
 func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) error {
@@ -586,8 +699,8 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	var sw, sr [2]*stage
 	if d.staged() {
 		for i := range min(2, (rows+step-1)/step) {
-			if sw[i], err = b.stage(d, size*span(step)); err == nil && c.grad != nil {
-				sr[i], err = b.stage(d, c.grad.Type.Size()*step*cols)
+			if sw[i], err = d.staging(i, size*span(step)); err == nil && c.grad != nil {
+				sr[i], err = d.staging(2+i, c.grad.Type.Size()*step*cols)
 			}
 			if err != nil {
 				return d.wrap(err)
@@ -601,6 +714,8 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	// buffer once W(k) is done with it, and R(k)'s are copied out of theirs
 	// before R(k+2) reuses it, and at the end.
 	nchunks := (rows + step - 1) / step
+	tr := newTrace(c, nchunks, step)
+	defer tr.print()
 	evW := make([]cl.Event, nchunks)
 	evK := make([]cl.Event, nchunks)
 	evR := make([]cl.Event, nchunks)
@@ -624,7 +739,9 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 					return err
 				}
 			}
+			t0 := time.Now()
 			copyBytes(s.buf, src)
+			tr.in += time.Since(t0)
 			src = s.buf[:len(src)]
 		}
 		var err error
@@ -636,9 +753,13 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	}
 	// unstage copies chunk k's gradient out of its staging buffer.
 	unstage := func(k int) error {
+		t0 := time.Now()
 		if err := cl.Wait(evR[k]); err != nil {
 			return err
 		}
+		t1 := time.Now()
+		tr.wait += t1.Sub(t0)
+		defer func() { tr.out += time.Since(t1) }()
 		g, gs := c.grad, c.grad.Type.Size()
 		lo := k * step
 		n := min(step, rows-lo)
@@ -647,6 +768,10 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 			host = bytesOf(g.Half)
 		}
 		buf := sr[k%2].buf
+		if g.Stride == cols { // dense: one copy, on several cores
+			copyBytes(host[gs*lo*cols:gs*(lo+n)*cols], buf[:gs*n*cols])
+			return nil
+		}
 		for i := range n {
 			copy(host[gs*(lo+i)*g.Stride:gs*((lo+i)*g.Stride+cols)], buf[gs*i*cols:gs*(i+1)*cols])
 		}

@@ -6,18 +6,10 @@ import "github.com/xentlab/xent/device/opencl/internal/cl"
 
 func SetRowBase(d *Device, n uint64) { d.rowBase = n }
 
+func SetMaxGroups(d *Device, n int) { d.maxGroups = n }
+
 func ChunkRowsOf(d *Device, rows, cols, stride int) (int, error) {
 	return d.chunkRows(rows, cols, stride, 4)
-}
-
-// OpenTuned opens the device that arg names (as Open) with the kernels
-// built at work-group size wg and unroll (wg capped as acquire caps it).
-func OpenTuned(arg string, wg, unroll, rc int) (*Device, error) {
-	h, err := find(arg)
-	if err != nil {
-		return nil, err
-	}
-	return newDevice(h, tuning{wg: wg, unroll: unroll, rc: rc})
 }
 
 // MaxWG returns the largest work-group size the kernels may be built with
@@ -25,7 +17,7 @@ func OpenTuned(arg string, wg, unroll, rc int) (*Device, error) {
 func MaxWG(d *Device) (int, error) { return maxWG(d.h) }
 
 // WG returns the work-group size d's kernels were built with.
-func WG(d *Device) int { return d.p.wg }
+func WG(d *Device) int { return d.p.tn.WG }
 
 // Pinned returns the number of transfers whose host memory is still
 // pinned, process-wide.

@@ -16,7 +16,7 @@ func TestProbLayout(t *testing.T) {
 	const echo = `
 __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global float *f) {
     u[0] = p.base_off; u[1] = p.stride; u[2] = p.row_base;
-    i[0] = p.cols; i[1] = p.prow0; i[2] = p.flags; i[3] = p.grad; i[4] = p.col0; i[5] = p.vocab;
+    i[0] = p.cols; i[1] = p.prow0; i[2] = p.flags; i[3] = p.grad; i[4] = p.col0; i[5] = p.vocab; i[6] = p.rows;
     f[0] = p.eps; f[1] = p.zl; f[2] = p.cap; f[3] = p.W;
 }`
 	ctx, err := cl.CreateContext(hs[0].dev)
@@ -24,7 +24,7 @@ __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global f
 		t.Fatal(err)
 	}
 	defer ctx.Release()
-	prog, err := cl.BuildProgram(ctx, hs[0].dev, kernels.Source+echo, buildOptions(tuning{wg: 1, unroll: 1}))
+	prog, err := cl.BuildProgram(ctx, hs[0].dev, kernels.Source+echo, buildOptions(Tuning{WG: 1, Unroll: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global f
 	}
 	defer q.Release()
 	var mems []cl.Mem
-	for _, n := range []int{3 * 8, 6 * 4, 4 * 4} {
+	for _, n := range []int{3 * 8, 7 * 4, 4 * 4} {
 		m, err := cl.CreateBuffer(ctx, cl.MemReadWrite, n)
 		if err != nil {
 			t.Fatal(err)
@@ -48,7 +48,7 @@ __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global f
 		defer m.Release()
 		mems = append(mems, m)
 	}
-	in := probArg{BaseOff: 1 << 40, Stride: 3<<33 + 1, RowBase: 5, Cols: 7, Prow0: -11, Flags: 13, Grad: 1, Col0: 17, Vocab: 19,
+	in := probArg{BaseOff: 1 << 40, Stride: 3<<33 + 1, RowBase: 5, Cols: 7, Prow0: -11, Flags: 13, Grad: 1, Col0: 17, Vocab: 19, Rows: 23,
 		Eps: 0.25, ZL: 0.5, Cap: 30, W: 1e6}
 	if err := k.SetArgs(cl.ValueOf(&in), mems[0], mems[1], mems[2]); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global f
 	if err := ev.Release(); err != nil {
 		t.Fatal(err)
 	}
-	u, i, f := make([]uint64, 3), make([]int32, 6), make([]float32, 4)
+	u, i, f := make([]uint64, 3), make([]int32, 7), make([]float32, 4)
 	for n, dst := range []any{u, i, f} {
 		var err error
 		switch v := dst.(type) {
@@ -75,7 +75,7 @@ __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global f
 			t.Fatal(err)
 		}
 	}
-	out := probArg{BaseOff: u[0], Stride: u[1], RowBase: u[2], Cols: i[0], Prow0: i[1], Flags: i[2], Grad: i[3], Col0: i[4], Vocab: i[5],
+	out := probArg{BaseOff: u[0], Stride: u[1], RowBase: u[2], Cols: i[0], Prow0: i[1], Flags: i[2], Grad: i[3], Col0: i[4], Vocab: i[5], Rows: i[6],
 		Eps: f[0], ZL: f[1], Cap: f[2], W: f[3]}
 	if out != in {
 		t.Fatalf("prob_t and probArg disagree: sent %+v, the kernel read %+v", in, out)

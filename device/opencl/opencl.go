@@ -3,7 +3,6 @@ package opencl
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,11 +81,11 @@ func Open(arg string) (device.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := newDevice(h, tunables(h.kind))
+	tn, src, err := tuningOf(h)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
 	}
-	return d, nil
+	return newDevice(h, tn, src)
 }
 
 // find returns the device that arg names (see Open). A malformed arg is an
@@ -137,7 +136,11 @@ func accelerators() ([]device.Device, error) {
 		if h.kind != "gpu" && h.kind != "accelerator" {
 			continue
 		}
-		d, err := newDevice(h, tunables(h.kind))
+		tn, src, err := tuningOf(h)
+		if err != nil {
+			return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
+		}
+		d, err := newDevice(h, tn, src)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -175,9 +178,12 @@ func list() ([]device.Description, error) {
 		ma, _ := h.dev.Uint(cl.DeviceMaxMemAllocSize)
 		cv, _ := h.dev.String(cl.DeviceOpenCLCVersion)
 		pv, _ := h.plat.Info(cl.PlatformVersion)
-		tn := tunables(h.kind)
+		tn, src, err := tuningOf(h)
+		if err != nil {
+			src = err.Error()
+		}
 		if mw, err := maxWG(h); err == nil {
-			tn.wg = min(tn.wg, mw)
+			tn.WG = min(tn.WG, mw)
 		}
 		out = append(out, device.Description{
 			Spec: fmt.Sprintf("opencl:%d:%d", h.pi, h.di), Name: h.name,
@@ -189,7 +195,8 @@ func list() ([]device.Description, error) {
 				{"max allocation", gib(ma)},
 				{"OpenCL C", cv},
 				{"driver", h.driver},
-				{"kernel", fmt.Sprintf("xent.cl wg=%d unroll=%d rc=%d", tn.wg, tn.unroll, tn.rc)},
+				{"kernel", "xent.cl " + tn.String()},
+				{"tuning", src},
 			},
 		})
 	}
@@ -197,39 +204,6 @@ func list() ([]device.Description, error) {
 }
 
 func gib(b uint64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
-
-// tuning is the kernels' build-time tunables (see xent.cl): WG, the
-// work-group size (a power of two), UNROLL, the float4 loads in flight
-// per work-item, and RC, the float4s of a fused row each work-item keeps
-// in registers (rows of up to 4·RC·WG columns are read once).
-type tuning struct{ wg, unroll, rc int }
-
-// tunables returns the tuning for a device kind; XENT_OPENCL_WG (a power
-// of two), XENT_OPENCL_UNROLL (1 to 8) and XENT_OPENCL_RC (0 to 64)
-// override it, for tuning runs such as bench/gpu/run.sh's. acquire caps
-// the work-group size at what the device allows (maxWG) and what the
-// compiled kernels allow. On GPUs RC is 0: on an NVIDIA H200 the registers
-// RC 16 reserves (64 floats a work-item) cost the fused kernel a third of
-// its speed at 4096 × 128256 whatever the work-group size (780 against
-// 1265 GB/s kernel-only, bench/gpu/results-2026-12-04/tune.txt; 25% at
-// 1024 × 50257 on 2026-11-27), rows too long to be kept; rows short enough
-// to be kept are unmeasured there. CPU devices keep RC 8.
-func tunables(kind string) tuning {
-	tn := tuning{wg: 256, unroll: 2, rc: 0}
-	if kind == "cpu" {
-		tn = tuning{wg: 64, unroll: 1, rc: 8}
-	}
-	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_RC")); err == nil && v >= 0 && v <= 64 {
-		tn.rc = v
-	}
-	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_WG")); err == nil && v > 0 && v&(v-1) == 0 {
-		tn.wg = v
-	}
-	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_UNROLL")); err == nil && v > 0 && v <= 8 {
-		tn.unroll = v
-	}
-	return tn
-}
 
 // localBytesPerItem is the local memory of row_reduce per work-item: the
 // max, sum, smoothing sums, raw max (float) and argmax (int) of xent.cl's
@@ -267,9 +241,7 @@ type program struct {
 	copyK    cl.Kernel
 	blockK   cl.Kernel // xent_blockmax, the fused linear's gradient filter
 	key      string
-	wg       int
-	unroll   int
-	rc       int
+	tn       Tuning // as built: WG capped (see acquire)
 	options  string
 	kernelMu sync.Mutex // clSetKernelArg + enqueue must not interleave
 }
@@ -281,21 +253,21 @@ var (
 
 // buildOptions returns the program's build options: the tuning, and the
 // flags of prob_t, defined here once (xent.cl takes them from -D).
-func buildOptions(tn tuning) string {
-	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DRC=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d",
-		tn.wg, tn.unroll, tn.rc, fSmooth, fWeights, fSoftcap, fZLoss)
+func buildOptions(tn Tuning) string {
+	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DRC=%d -DREV=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d",
+		tn.WG, tn.Unroll, tn.RC, tn.Rev, fSmooth, fWeights, fSoftcap, fZLoss)
 }
 
 // acquire returns the cached program for h built with tn, its work-group
 // size capped at maxWG(h), building it on first use. A program whose
 // kernels cannot run at that size on the device (registers, say) is
 // built again at half the size.
-func acquire(h handle, tn tuning) (*program, error) {
+func acquire(h handle, tn Tuning) (*program, error) {
 	mw, err := maxWG(h)
 	if err != nil {
 		return nil, err
 	}
-	tn.wg = min(tn.wg, mw)
+	tn.WG = min(tn.WG, mw)
 	cacheMu.Lock()
 	defer cacheMu.Unlock()
 	for {
@@ -314,18 +286,18 @@ func acquire(h handle, tn tuning) (*program, error) {
 			return p, nil
 		}
 		p.release()
-		tn.wg /= 2
+		tn.WG /= 2
 	}
 }
 
 // build builds the program for h with tn and reports whether each of its
-// kernels runs at work-group size tn.wg on the device (always true at 1).
-func build(h handle, tn tuning, key string) (*program, bool, error) {
+// kernels runs at work-group size tn.WG on the device (always true at 1).
+func build(h handle, tn Tuning, key string) (*program, bool, error) {
 	ctx, err := cl.CreateContext(h.dev)
 	if err != nil {
 		return nil, false, err
 	}
-	p := &program{refs: 1, ctx: ctx, key: key, wg: tn.wg, unroll: tn.unroll, rc: tn.rc, options: buildOptions(tn)}
+	p := &program{refs: 1, ctx: ctx, key: key, tn: tn, options: buildOptions(tn)}
 	if p.prog, err = cl.BuildProgram(ctx, h.dev, kernels.Source, p.options); err != nil {
 		ctx.Release()
 		return nil, false, err
@@ -351,7 +323,7 @@ func build(h handle, tn tuning, key string) (*program, bool, error) {
 			p.release()
 			return nil, false, err
 		}
-		fits = fits && (n >= tn.wg || tn.wg == 1)
+		fits = fits && (n >= tn.WG || tn.WG == 1)
 	}
 	return p, fits, nil
 }

@@ -303,10 +303,14 @@ func TestEveryWorkGroupSize(t *testing.T) {
 		if testing.Short() && wg != 1 && wg != maxWG {
 			continue // -short (a GPU's suite, the race detector's run): the ends (the default runs every other test)
 		}
-		t.Run(fmt.Sprintf("wg=%d/unroll=%d/rc=%d", wg, unroll, rc), func(t *testing.T) {
-			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), wg, unroll, rc)
+		// The gradient pass forwards or backwards, and the rows one
+		// work-group each or taken 1, 2 or 3 apart (FOR_ROWS).
+		rev, groups := k%2, []int{0, 1, 2, 3}[k%4]
+		t.Run(fmt.Sprintf("wg=%d/unroll=%d/rc=%d/rev=%d/groups=%d", wg, unroll, rc, rev, groups), func(t *testing.T) {
+			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: wg, Unroll: unroll, RC: rc, Rev: rev})
 			require.NoError(t, err)
 			defer d.Close()
+			SetMaxGroups(d, groups)
 			// Built at the size asked for, or, where a kernel's own limit
 			// (CL_KERNEL_WORK_GROUP_SIZE: its registers) is below it, at
 			// the largest power of two that every kernel takes (NVIDIA's
@@ -370,14 +374,18 @@ func TestConformanceOpenCL(t *testing.T) {
 		t.Skip("-short: the whole table's tests cover it (.ci/oclgrind runs it in full)")
 	}
 	cases := spec.ConformanceCases()
+	// rc=1: rows of up to 64 columns kept, longer ones read again
+	// backwards, the rows taken two apart by two work-groups; rc=0: every
+	// row read again forwards, a work-group a row.
 	for _, rc := range []int{1, 0} {
 		t.Run(fmt.Sprintf("rc=%d", rc), func(t *testing.T) {
-			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), 16, 2, rc)
+			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, RC: rc, Rev: rc})
 			if err != nil {
 				openTest(t) // skips or fails as every test here does without OpenCL
 				require.NoError(t, err)
 			}
 			defer d.Close()
+			SetMaxGroups(d, 2*rc)
 			spec.RunTable(t, d, cases, 1e-5)
 			if rc == 1 {
 				return
@@ -411,7 +419,7 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 		t.Skip("-short: TestLinearFilterOpenCL covers it (.ci/oclgrind runs it in full)")
 	}
 	linearTest(t, func(t *testing.T) {
-		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), 16, 2, 0)
+		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, Rev: 1})
 		require.NoError(t, err)
 		defer d.Close()
 		spec.RunLinearFilterSized(t, d, 19, 64, 301)

@@ -36,7 +36,7 @@ func (d *Device) CopyBandwidth(ctx context.Context, bytes int, repeats int) (flo
 		err := d.p.copyK.SetArgs(src, dst, uint64(bytes/16))
 		var ev cl.Event
 		if err == nil {
-			ev, err = d.q.NDRange(d.p.copyK, groups, d.p.wg, nil)
+			ev, err = d.q.NDRange(d.p.copyK, groups, d.p.tn.WG, nil)
 		}
 		d.p.kernelMu.Unlock()
 		if err != nil {

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xentlab/xent/bench"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/device/opencl"
+)
+
+// tuneCmd times the OpenCL row kernels' parameters on one device and, with
+// --write, keeps the best in the user's tuning table.
+func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tune", flag.ContinueOnError)
+	spec := fs.String("device", "opencl", "the OpenCL device: opencl (the first GPU or accelerator) or opencl:P:D")
+	rows := fs.Int("batch", 1024, "rows of the logit matrices")
+	vocabs := fs.String("vocab", "50257,128256", "vocabulary sizes, comma-separated: each candidate is timed at each")
+	dtypes := fs.String("dtype", "float32,bfloat16", "the logits' element types, comma-separated (as xent bench)")
+	ops := fs.String("ops", "lse,forward,fused", "operations timed: lse, forward, fused")
+	repeat := fs.Int("repeat", 5, "timed repeats of each (after one warm-up); the median counts")
+	rounds := fs.Int("rounds", 1, "passes over the parameters (coordinate descent)")
+	grids := map[string]*string{
+		"flight": fs.String("flight", "0,16,32,64", "MiB of rows in flight to try (0: a work-group a row)"),
+		"wg":     fs.String("wg", "64,128,256,512,1024", "work-group sizes to try"),
+		"unroll": fs.String("unroll", "1,2,4", "float4 loads in flight per work-item to try"),
+		"rc":     fs.String("rc", "0,8", "float4s of a fused row kept per work-item to try"),
+		"rev":    fs.String("rev", "0,1", "the fused gradient pass backwards (1) or forwards (0)"),
+	}
+	write := fs.Bool("write", false, "keep the best in the user's tuning table (see --table)")
+	table := fs.String("table", "", "the tuning table --write writes (default $XENT_TUNING, else xent/tuning.json in the user's configuration directory)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	arg, ok := strings.CutPrefix(*spec, "opencl")
+	arg = strings.TrimPrefix(arg, ":")
+	if !ok {
+		return fmt.Errorf("--device %q: xent tune tunes an OpenCL device (opencl or opencl:P:D)", *spec)
+	}
+	types, err := parseTypes(*dtypes)
+	if err != nil {
+		return err
+	}
+	vs, err := intList("--vocab", *vocabs, 1)
+	if err != nil {
+		return err
+	}
+	if *rows < 1 {
+		return fmt.Errorf("--batch %d: want ≥ 1", *rows)
+	}
+	var params []bench.Param
+	for _, name := range []string{"flight", "wg", "unroll", "rc", "rev"} {
+		v, err := intList("--"+name, *grids[name], 0)
+		if err != nil {
+			return err
+		}
+		params = append(params, bench.Param{Name: name, Values: v})
+	}
+	start, src, err := opencl.TuningFor(arg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "xent tune: starting from %v (%s)\n", start, src)
+	of := func(p map[string]int) opencl.Tuning {
+		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], RC: p["rc"], Rev: p["rev"], Flight: p["flight"]}
+	}
+	rep, err := bench.Tune(ctx, bench.TuneConfig{
+		Batch: *rows, Vocabs: vs, Types: types, Ops: strings.Split(*ops, ","), Repeat: *repeat, Rounds: *rounds, Params: params,
+		Start: map[string]int{"wg": start.WG, "unroll": start.Unroll, "rc": start.RC, "rev": start.Rev, "flight": start.Flight},
+		Open:  func(p map[string]int) (device.Device, error) { return opencl.OpenTuned(arg, of(p)) },
+		Log:   func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) },
+	})
+	if err != nil {
+		return err
+	}
+	best := of(rep.Best.Params)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", " ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "best: %v, %.3f× the starting tuning's times (geometric mean of %d)\n", best, rep.Best.Score, len(rep.Best.Seconds))
+	}
+	if !*write {
+		return nil
+	}
+	path := *table
+	if path == "" {
+		if path, err = opencl.TablePath(); err != nil {
+			return err
+		}
+	}
+	e, err := opencl.EntryFor(arg, best, fmt.Sprintf("xent tune %s, batch %d, vocab %s, %s", time.Now().UTC().Format("2006-01-02"), *rows, *vocabs, *dtypes))
+	if err != nil {
+		return err
+	}
+	if err := opencl.SaveEntry(path, e); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "xent tune: wrote %s (%s, driver %s)\n", path, e.Device, e.Driver)
+	return nil
+}
+
+// intList parses a comma-separated list of integers of at least lo.
+func intList(flag, s string, lo int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v < lo {
+			return nil, fmt.Errorf("%s: %q is not an integer ≥ %d", flag, f, lo)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

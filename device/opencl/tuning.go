@@ -1,0 +1,279 @@
+package opencl
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Tuning is the row kernels' parameters on one device: the build-time
+// tunables of xent.cl (WG, UNROLL, RC, REV) and the host's Flight.
+type Tuning struct {
+	// WG is the work-group size, a power of two (capped at what the
+	// device and the compiled kernels allow).
+	WG int `json:"wg"`
+	// Unroll is the float4 loads in flight per work-item, 1 to 8.
+	Unroll int `json:"unroll"`
+	// RC is the float4s of a fused row each work-item keeps in registers,
+	// 0 to 64: rows of up to 4·RC·WG columns are read once.
+	RC int `json:"rc"`
+	// Rev is 1 when the fused kernel's second pass walks each work-item's
+	// columns backwards (what the first pass read last first), else 0.
+	Rev int `json:"rev"`
+	// Flight is the mebibytes of rows in flight: a launch of n rows of b
+	// bytes runs max(compute units, Flight MiB / b) work-groups, at most
+	// n, each taking rows that many apart, so that the rows between the
+	// fused kernel's two passes may stay in the cache. 0: one work-group
+	// a row.
+	Flight int `json:"flight_mib"`
+}
+
+func (t Tuning) String() string {
+	return fmt.Sprintf("wg=%d unroll=%d rc=%d rev=%d flight=%d", t.WG, t.Unroll, t.RC, t.Rev, t.Flight)
+}
+
+// check reports what is out of range in t.
+func (t Tuning) check() error {
+	var errs []error
+	if t.WG < 1 || t.WG&(t.WG-1) != 0 {
+		errs = append(errs, fmt.Errorf("wg %d is not a power of two", t.WG))
+	}
+	if t.Unroll < 1 || t.Unroll > 8 {
+		errs = append(errs, fmt.Errorf("unroll %d is not in [1, 8]", t.Unroll))
+	}
+	if t.RC < 0 || t.RC > 64 {
+		errs = append(errs, fmt.Errorf("rc %d is not in [0, 64]", t.RC))
+	}
+	if t.Rev != 0 && t.Rev != 1 {
+		errs = append(errs, fmt.Errorf("rev %d is not 0 or 1", t.Rev))
+	}
+	if t.Flight < 0 || t.Flight > 1<<20 {
+		errs = append(errs, fmt.Errorf("flight_mib %d is not in [0, 2^20]", t.Flight))
+	}
+	return errors.Join(errs...)
+}
+
+// Entry is one line of a tuning table: the tuning of the devices it
+// matches, and where it was measured. An empty Platform (a prefix of the
+// platform's name), Device (the device's name) or Driver (its version)
+// matches any; the entry naming the most (device 4, driver 2, platform 1)
+// wins.
+type Entry struct {
+	Platform string `json:"platform,omitempty"`
+	Device   string `json:"device,omitempty"`
+	Driver   string `json:"driver,omitempty"`
+	Tuning
+	Measured string `json:"measured"`
+}
+
+// score is how much of h e names, or -1 when e does not match h.
+func (e Entry) score(h handle) int {
+	if (e.Platform != "" && !strings.HasPrefix(h.platName, e.Platform)) ||
+		(e.Device != "" && e.Device != h.name) || (e.Driver != "" && e.Driver != h.driver) {
+		return -1
+	}
+	n := 0
+	for i, s := range []string{e.Platform, e.Driver, e.Device} {
+		if s != "" {
+			n += 1 << i
+		}
+	}
+	return n
+}
+
+// The tuning table in the tree: measured entries only (bench/RESULTS.md
+// says where each comes from).
+//
+//go:embed tuning.json
+var shipped []byte
+
+// TablePath is the user's tuning table, which xent tune writes and which
+// is consulted before the one in the tree: $XENT_TUNING, else
+// tuning.json in xent's directory of os.UserConfigDir.
+func TablePath() (string, error) {
+	if p := os.Getenv("XENT_TUNING"); p != "" {
+		return p, nil
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "xent", "tuning.json"), nil
+}
+
+// parseTable reads a table (a JSON array of entries), checking every
+// entry; name names it in errors.
+func parseTable(name string, b []byte) ([]Entry, error) {
+	var es []Entry
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&es); err != nil {
+		return nil, fmt.Errorf("tuning table %s: %w", name, err)
+	}
+	for i, e := range es {
+		if err := e.check(); err != nil {
+			return nil, fmt.Errorf("tuning table %s: entry %d (%q %q %q): %w", name, i, e.Platform, e.Device, e.Driver, err)
+		}
+	}
+	return es, nil
+}
+
+// ReadTable reads the table at path; a missing file is an empty table.
+func ReadTable(path string) ([]Entry, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return parseTable(path, b)
+}
+
+// SaveEntry writes e into the table at path, in place of the entry naming
+// the same platform, device and driver: the new table is written beside
+// it and renamed over it, so that a failure leaves the old one whole.
+func SaveEntry(path string, e Entry) error {
+	if err := e.check(); err != nil {
+		return err
+	}
+	es, err := ReadTable(path)
+	if err != nil {
+		return err
+	}
+	out := []Entry{e}
+	for _, o := range es {
+		if o.Platform != e.Platform || o.Device != e.Device || o.Driver != e.Driver {
+			out = append(out, o)
+		}
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tuning-*.json")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(append(b, '\n'))
+	if err := errors.Join(werr, tmp.Close()); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
+}
+
+// kindDefault is the tuning of a device no table names: on CPUs (PoCL)
+// rows kept in registers (RC 8) at a work-group of 64; elsewhere WG 256,
+// unroll 2, RC 0 (the registers RC 16 reserves cost an NVIDIA H200's fused
+// kernel a third of its speed, bench/gpu/results-2026-12-04/tune.txt).
+func kindDefault(kind string) Tuning {
+	if kind == "cpu" {
+		return Tuning{WG: 64, Unroll: 1, RC: 8, Rev: 1}
+	}
+	return Tuning{WG: 256, Unroll: 2, RC: 0, Rev: 1}
+}
+
+// tuningOf returns the tuning for h and where it comes from: the user's
+// table (TablePath), else the one in the tree, else the kind's default;
+// then XENT_OPENCL_WG (a power of two), XENT_OPENCL_UNROLL (1 to 8),
+// XENT_OPENCL_RC (0 to 64), XENT_OPENCL_REV (0 or 1) and
+// XENT_OPENCL_FLIGHT (MiB) override its fields, for tuning runs. A user
+// table that cannot be read is an error.
+func tuningOf(h handle) (Tuning, string, error) {
+	tn, src := kindDefault(h.kind), "default for "+h.kind
+	var user []Entry
+	path, err := TablePath()
+	if err == nil { // no user directory: no user table
+		if user, err = ReadTable(path); err != nil {
+			return tn, src, err
+		}
+	}
+	tree, err := parseTable("device/opencl/tuning.json", shipped)
+	if err != nil {
+		return tn, src, err
+	}
+	for _, t := range []struct {
+		name string
+		es   []Entry
+	}{{path, user}, {"device/opencl/tuning.json", tree}} {
+		best, bs := Entry{}, -1
+		for _, e := range t.es {
+			if s := e.score(h); s > bs {
+				best, bs = e, s
+			}
+		}
+		if bs >= 0 {
+			tn, src = best.Tuning, fmt.Sprintf("table %s: %s", t.name, best.Measured)
+			break
+		}
+	}
+	for _, v := range []struct {
+		env      string
+		dst      *int
+		min, max int
+	}{
+		{"XENT_OPENCL_WG", &tn.WG, 1, 1 << 20},
+		{"XENT_OPENCL_UNROLL", &tn.Unroll, 1, 8},
+		{"XENT_OPENCL_RC", &tn.RC, 0, 64},
+		{"XENT_OPENCL_REV", &tn.Rev, 0, 1},
+		{"XENT_OPENCL_FLIGHT", &tn.Flight, 0, 1 << 20},
+	} {
+		s := os.Getenv(v.env)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < v.min || n > v.max || (v.env == "XENT_OPENCL_WG" && n&(n-1) != 0) {
+			return tn, src, fmt.Errorf("%s=%q: want an integer in [%d, %d]%s", v.env, s, v.min, v.max,
+				map[bool]string{true: ", a power of two"}[v.env == "XENT_OPENCL_WG"])
+		}
+		*v.dst = n
+		src += ", " + v.env + "=" + s
+	}
+	return tn, src, nil
+}
+
+// OpenTuned opens the device that arg names (as Open) with the kernels
+// built with tn, whatever the tables and XENT_OPENCL_* say: xent tune's
+// candidates (the work-group size capped as the device allows).
+func OpenTuned(arg string, tn Tuning) (*Device, error) {
+	h, err := find(arg)
+	if err != nil {
+		return nil, err
+	}
+	return newDevice(h, tn, "given")
+}
+
+// TuningFor returns the tuning Open would give the device that arg names,
+// before the work-group size is capped, and where it comes from.
+func TuningFor(arg string) (Tuning, string, error) {
+	h, err := find(arg)
+	if err != nil {
+		return Tuning{}, "", err
+	}
+	return tuningOf(h)
+}
+
+// EntryFor returns the table entry of tn for the device that arg names:
+// its name and driver.
+func EntryFor(arg string, tn Tuning, measured string) (Entry, error) {
+	h, err := find(arg)
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{Device: h.name, Driver: h.driver, Tuning: tn, Measured: measured}, nil
+}
