@@ -4,10 +4,21 @@
 # and the OpenCL test binaries (CGO_ENABLED=0, xz-compressed), and Debian's
 # ICD loader and CLBlast unpacked (CLBlast needs only libOpenCL and the C++
 # runtime, which such a machine has). Carry .gpu/ with the tree.
+#
+# XENT_GPU_OLD=COMMIT also builds that commit's xent as .gpu/xent-old, for
+# run.sh's side-by-side benchmarks of a change (the bench stage).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .gpu
 CGO_ENABLED=0 go build -o .gpu/xent ./cmd/xent
+rm -f .gpu/xent-old .gpu/xent-old.xz
+if [ -n "${XENT_GPU_OLD:-}" ]; then
+	old=$(mktemp -d)
+	git worktree add -f --detach "$old" "$XENT_GPU_OLD" >/dev/null
+	(cd "$old" && CGO_ENABLED=0 go build -o "$OLDPWD/.gpu/xent-old" ./cmd/xent)
+	git worktree remove --force "$old"
+	xz -6 -T0 -f .gpu/xent-old
+fi
 CGO_ENABLED=0 go test -c -o .gpu/opencl.test ./device/opencl
 CGO_ENABLED=0 go test -c -o .gpu/cl.test ./device/opencl/internal/cl
 for b in xent opencl.test cl.test; do

@@ -34,7 +34,7 @@ cd "$root"
 bin=${XENT_GPU_BIN:-$root/.gpu}
 out=${OUT:-$root/.gpu/out}
 mkdir -p "$out"
-stages=" ${XENT_GPU_STAGES:-tests bench linear peers tune} "
+stages=" ${XENT_GPU_STAGES:-tests bench tune e2e peers} "
 t00=$SECONDS
 log() { echo "$*" | tee -a "$out/env.txt"; }
 
@@ -106,23 +106,57 @@ if [[ $stages == *" tests "* ]]; then
 		[ $a = 0 ] && [ $b = 0 ]
 	}
 	export -f tests
-	stage tests 100 tests
+	stage tests 90 tests
 fi
 
 if [[ $stages == *" bench "* ]]; then
 	bench() {
 		: >"$out/bench.jsonl"
+		[ -x "$bin/xent-old" ] && : >"$out/bench-old.jsonl"
 		local size
 		for size in "1024 50257" "4096 128256" "8192 256000"; do
 			set -- $size
 			"$bin/xent" bench --batch "$1" --vocab "$2" --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
 			echo >>"$out/bench.jsonl"
+			# The commit before the change, right after, at the same size.
+			if [ -x "$bin/xent-old" ]; then
+				"$bin/xent-old" bench --batch "$1" --vocab "$2" --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench-old.jsonl" || return 1
+				echo >>"$out/bench-old.jsonl"
+			fi
 		done
-		"$bin/xent" bench --batch 1024 --vocab 50257 --dtype float32,bfloat16 --device "$gpu" --mode end-to-end --repeat 3 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
-		echo >>"$out/bench.jsonl"
 	}
 	export -f bench
-	stage bench 100 bench
+	stage bench 120 bench
+fi
+
+if [[ $stages == *" tune "* ]]; then
+	tune() {
+		"$bin/xent" tune --device "$gpu" --batch 2048 --vocab 50257,256000 --dtype float32,bfloat16 --repeat 5 \
+			--flight 0,16,32,64,128 --wg 256,512,1024 --unroll 2,4 --rc 0 --rev 0,1 --json >"$out/tune.json" 2>"$out/tune.txt"
+	}
+	export -f tune
+	stage tune 110 tune
+fi
+
+if [[ $stages == *" e2e "* ]]; then
+	# Host logits end to end (transfers counted), with the calls' own
+	# account of their time (XENT_OPENCL_TRACE): the staging defaults, then
+	# chunks of 16 and 256 MiB, then no staging, then the commit before.
+	e2e() {
+		local v x
+		for v in "" XENT_OPENCL_CHUNK_MIB=16 XENT_OPENCL_CHUNK_MIB=256 XENT_OPENCL_PINNED=0 old; do
+			x=$bin/xent
+			[ "$v" = old ] && { x=$bin/xent-old; [ -x "$x" ] || continue; }
+			echo "== ${v:-default}"
+			local envs=(XENT_OPENCL_TRACE=1)
+			[ -n "$v" ] && [ "$v" != old ] && envs+=("$v")
+			env "${envs[@]}" "$x" bench --batch 1024 --vocab 50257 --dtype float32,bfloat16 --device "$gpu" \
+				--ops lse,fused --mode end-to-end --repeat 3 2>&1 | grep -E 'trace|end-to-end'
+		done >"$out/e2e.txt" 2>&1
+		grep -E '^==|end-to-end' "$out/e2e.txt"
+	}
+	export -f e2e
+	stage e2e 60 e2e
 fi
 
 if [[ $stages == *" linear "* ]]; then
@@ -140,22 +174,12 @@ if [[ $stages == *" linear "* ]]; then
 fi
 
 if [[ $stages == *" peers "* ]]; then
-	stage peers 70 python3 bench/peers/pytorch_gpu.py --sizes 1024x50257,4096x128256,8192x256000 --dtypes float32,bfloat16 \
-		--linear 1024x50257x768,8192x128256x4096,8192x256000x2304 --repeat 7 --linear-repeat 2 >"$out/peers.jsonl"
+	# The fused linear's shapes only with the linear stage.
+	lin=
+	[[ $stages == *" linear "* ]] && lin="--linear 1024x50257x768,8192x128256x4096,8192x256000x2304 --linear-repeat 2"
+	stage peers 50 python3 bench/peers/pytorch_gpu.py --sizes 1024x50257,4096x128256,8192x256000 --dtypes float32,bfloat16 \
+		$lin --repeat 7 >"$out/peers.jsonl"
 fi
 
-if [[ $stages == *" tune "* ]]; then
-	tune() {
-		local wg rc
-		for wg in 128 256 512 1024; do
-			for rc in 0 16; do
-				XENT_OPENCL_WG=$wg XENT_OPENCL_RC=$rc "$bin/xent" bench --batch 4096 --vocab 128256 --device "$gpu" --ops lse,fused --mode kernel --repeat 3 --json 2>/dev/null |
-					awk -v wg=$wg -v rc=$rc '{gsub(/[",]/, "")} /op:/{op=$2} /mode:/{mode=$2} /gbps:/{if (mode ~ /kernel/) printf "tune 4096x128256 wg=%d rc=%d %s %s GB/s\n", wg, rc, op, $2}'
-			done
-		done | tee "$out/tune.txt"
-	}
-	export -f tune
-	stage tune 60 tune
-fi
 log "total: $((SECONDS - t00)) s"
 exit $status
