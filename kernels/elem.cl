@@ -5,7 +5,9 @@
  * rounded to the nearest, ties to even, by bf16_of), 2 float16 (half,
  * through vload_half and vstore_half_rte, which OpenCL C has without the
  * cl_khr_fp16 extension: no half arithmetic is done). Loads are from
- * element-aligned addresses (vload4 and vload_half4, not vloada).
+ * element-aligned addresses (vload4 and vload_half4, not vloada). UNR
+ * is the loads in flight per work-item: UNROLL for float, UNROLL_HALF
+ * for the half types (each load half the bytes).
  */
 #undef ELEM
 #undef TYPED
@@ -13,7 +15,9 @@
 #undef LD4
 #undef ST
 #undef ST4
+#undef UNR
 #if ELEM_ID == 0
+#define UNR UNROLL
 #define ELEM float
 #define TYPED(n) n##_f32
 #define LD(j, p) ((p)[j])
@@ -21,6 +25,7 @@
 #define ST(v, j, p) ((p)[j] = (v))
 #define ST4(v, k, p) vstore4(v, k, p)
 #elif ELEM_ID == 1
+#define UNR UNROLL_HALF
 #define ELEM ushort
 #define TYPED(n) n##_bf16
 #define LD(j, p) as_float((uint)(p)[j] << 16)
@@ -28,6 +33,7 @@
 #define ST(v, j, p) ((p)[j] = bf16_of(v))
 #define ST4(v, k, p) vstore4(bf16_of4(v), k, p)
 #elif ELEM_ID == 2
+#define UNR UNROLL_HALF
 #define ELEM half
 #define TYPED(n) n##_f16
 #define LD(j, p) vload_half(j, p)

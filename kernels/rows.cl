@@ -39,15 +39,15 @@ inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wt
             if (k < n4) acc_add4(&a, capz4(c[i], cap, icap, flags), c[i], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), flags, smooth, arg);
         }
     } else {
-        for (int k0 = lid; k0 < n4; k0 += WG * UNROLL) {
-            float4 v[UNROLL];
+        for (int k0 = lid; k0 < n4; k0 += WG * UNR) {
+            float4 v[UNR];
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++) {
+            for (int u = 0; u < UNR; u++) {
                 int k = k0 + u * WG;
                 v[u] = k < n4 ? LD4(k, x) : (float4)(-INFINITY);
             }
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++) {
+            for (int u = 0; u < UNR; u++) {
                 int k = k0 + u * WG;
                 if (k < n4) acc_add4(&a, capz4(v[u], cap, icap, flags), v[u], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), flags, smooth, arg);
             }

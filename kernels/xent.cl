@@ -51,7 +51,8 @@
  * No -cl-fast-relaxed-math: it assumes no infinities.
  *
  * Tunables (-D): WG, the work-group size (a power of two); UNROLL, the
- * float4 loads in flight per work-item and loop step; RC, the float4s of
+ * float4 loads in flight per work-item and loop step (UNROLL_HALF for
+ * bfloat16 and float16 rows); RC, the float4s of
  * a row each work-item keeps in registers between the fused kernel's two
  * passes (0: none): a row of at most 4*RC*WG columns is read once and
  * written once (rows.cl's row_scan and grad_row), a longer one read twice
@@ -65,6 +66,9 @@
 #endif
 #ifndef UNROLL
 #define UNROLL 2
+#endif
+#ifndef UNROLL_HALF
+#define UNROLL_HALF UNROLL
 #endif
 #ifndef RC
 #define RC 0

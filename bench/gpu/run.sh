@@ -5,6 +5,12 @@
 # most 8 files into $OUT (or .gpu/out):
 #
 #   env.txt       the GPU, its driver, `xent devices`, what each stage took
+#   tune.txt      `xent tune` (coordinate descent over registers, work-group,
+#                 unrolling, rows in flight, the gradient pass's direction,
+#                 at 2048×50257 and 2048×256000, float32 and bfloat16,
+#                 kernel-only), with the compiler's register counts
+#   tuning.json   the best, as a tuning table: the later stages run with it
+#                 (XENT_TUNING)
 #   tests.log     the binding's bounds test (which rule the driver applies to
 #                 rectangular transfers) and the OpenCL suite, -short: the
 #                 whole case table, PyTorch's golden values, the confident
@@ -12,29 +18,33 @@
 #                 buffers, groups, shards, chunks
 #   bench.jsonl   `xent bench`, kernel-only (logits resident), float32 and
 #                 bfloat16, at 1024×50257, 4096×128256 and 8192×256000, with
-#                 the device copy probe; end to end at 1024×50257 (one
-#                 report a line)
-#   linear.jsonl  `xent bench --ops linear` at 1024×50257×768, 8192×128256×4096
-#                 and 8192×256000×2304 (CCE's Gemma 2 shape)
+#                 the device copy probe (one report a line); bench-old.jsonl
+#                 the same from the commit before, run after each size
+#                 (prepare.sh with XENT_GPU_OLD)
+#   e2e.txt       end to end at 1024×50257 (host logits, transfers counted)
+#                 with the calls' traces (XENT_OPENCL_TRACE), at the staging
+#                 defaults and the variants XENT_GPU_E2E names
 #   peers.jsonl   PyTorch CUDA (bench/peers/pytorch_gpu.py) at the same sizes:
-#                 F.cross_entropy forward and forward + backward, F.linear +
-#                 F.cross_entropy in float32 (TF32 off) and bfloat16, copy and
-#                 sum probes; Liger and CCE where they import
-#   tune.txt      work-group × registers kept (RC), kernel-only GB/s
+#                 F.cross_entropy forward and forward + backward, copy and sum
+#                 probes; Liger and CCE where they import; with the linear
+#                 stage F.linear + F.cross_entropy in float32 (TF32 off) and
+#                 bfloat16 too
+#   linear.jsonl  `xent bench --ops linear` at 1024×50257×768, 8192×128256×4096
+#                 and 8192×256000×2304 (CCE's Gemma 2 shape), when asked for
 #
 # The machine needs no Go toolchain: build here and carry .gpu/ (bench/gpu/
 # prepare.sh does it: CGO_ENABLED=0 binaries, xz-compressed, Debian's ICD
 # loader and CLBlast unpacked beside them). It finds libnvidia-opencl.so.1,
 # writes an ICD directory and sets OCL_ICD_VENDORS (containers often lack the
-# ICD file). XENT_GPU_STAGES (default "tests bench linear peers tune") picks
-# stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
+# ICD file). XENT_GPU_STAGES (default "tune tests bench e2e peers"; linear
+# too on request) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 bin=${XENT_GPU_BIN:-$root/.gpu}
 out=${OUT:-$root/.gpu/out}
 mkdir -p "$out"
-stages=" ${XENT_GPU_STAGES:-tests bench tune e2e peers} "
+stages=" ${XENT_GPU_STAGES:-tune tests bench e2e peers} "
 t00=$SECONDS
 log() { echo "$*" | tee -a "$out/env.txt"; }
 
@@ -95,6 +105,23 @@ stage() {
 	log "stage $name: $((SECONDS - t0)) s, exit $rc$([ "$rc" = 124 ] && echo ' (time limit)')"
 }
 
+if [[ $stages == *" tune "* ]]; then
+	# xent tune by coordinate descent from today's default, the compiler's
+	# register counts in its log; the best goes into $out/tuning.json,
+	# which the later stages use (XENT_TUNING), the tests included.
+	tune() {
+		XENT_OPENCL_BUILD_LOG=1 XENT_TUNING="$out/tuning.json" "$bin/xent" tune --device "$gpu" --batch 2048 --vocab 50257,256000 \
+			--dtype float32,bfloat16 --repeat 5 --regs 0,32,40,64 --wg 256,512,1024 --unroll 2,4,8 --unroll-half 2,4,8 \
+			--flight 0,64 --rc 0 --rev 0,1 --write >"$out/tune.txt" 2>&1
+		local rc=$?
+		grep -E '^(best|xent tune)' "$out/tune.txt"
+		return $rc
+	}
+	export -f tune
+	stage tune 120 tune
+	[ -s "$out/tuning.json" ] && export XENT_TUNING="$out/tuning.json" && log "tuning: $(tr -d '\n' <"$out/tuning.json")"
+fi
+
 if [[ $stages == *" tests "* ]]; then
 	tests() {
 		(cd device/opencl/internal/cl && "$bin/cl.test" -test.v -test.count=1 -test.run TestRectBounds) >"$out/tests.log" 2>&1
@@ -129,27 +156,18 @@ if [[ $stages == *" bench "* ]]; then
 	stage bench 120 bench
 fi
 
-if [[ $stages == *" tune "* ]]; then
-	tune() {
-		"$bin/xent" tune --device "$gpu" --batch 2048 --vocab 50257,256000 --dtype float32,bfloat16 --repeat 5 \
-			--flight 0,16,32,64,128 --wg 256,512,1024 --unroll 2,4 --rc 0 --rev 0,1 --json >"$out/tune.json" 2>"$out/tune.txt"
-	}
-	export -f tune
-	stage tune 110 tune
-fi
-
 if [[ $stages == *" e2e "* ]]; then
 	# Host logits end to end (transfers counted), with the calls' own
 	# account of their time (XENT_OPENCL_TRACE): the staging defaults, then
 	# chunks of 16 and 256 MiB, then no staging, then the commit before.
 	e2e() {
 		local v x
-		for v in "" XENT_OPENCL_CHUNK_MIB=16 XENT_OPENCL_CHUNK_MIB=256 XENT_OPENCL_PINNED=0 old; do
+		for v in ${XENT_GPU_E2E:-default XENT_OPENCL_CHUNK_MIB=16 XENT_OPENCL_CHUNK_MIB=256 XENT_OPENCL_PINNED=0 old}; do
 			x=$bin/xent
 			[ "$v" = old ] && { x=$bin/xent-old; [ -x "$x" ] || continue; }
-			echo "== ${v:-default}"
+			echo "== $v"
 			local envs=(XENT_OPENCL_TRACE=1)
-			[ -n "$v" ] && [ "$v" != old ] && envs+=("$v")
+			[[ $v == *=* ]] && envs+=("$v")
 			env "${envs[@]}" "$x" bench --batch 1024 --vocab 50257 --dtype float32,bfloat16 --device "$gpu" \
 				--ops lse,fused --mode end-to-end --repeat 3 2>&1 | grep -E 'trace|end-to-end'
 		done >"$out/e2e.txt" 2>&1

@@ -27,11 +27,13 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	repeat := fs.Int("repeat", 5, "timed repeats of each (after one warm-up); the median counts")
 	rounds := fs.Int("rounds", 1, "passes over the parameters (coordinate descent)")
 	grids := map[string]*string{
-		"flight": fs.String("flight", "0,16,32,64", "MiB of rows in flight to try (0: a work-group a row)"),
-		"wg":     fs.String("wg", "64,128,256,512,1024", "work-group sizes to try"),
-		"unroll": fs.String("unroll", "1,2,4", "float4 loads in flight per work-item to try"),
-		"rc":     fs.String("rc", "0,8", "float4s of a fused row kept per work-item to try"),
-		"rev":    fs.String("rev", "0,1", "the fused gradient pass backwards (1) or forwards (0)"),
+		"flight":      fs.String("flight", "0,16,32,64", "MiB of rows in flight to try (0: a work-group a row)"),
+		"wg":          fs.String("wg", "64,128,256,512,1024", "work-group sizes to try"),
+		"unroll":      fs.String("unroll", "1,2,4", "float4 loads in flight per work-item to try (float32 rows)"),
+		"unroll_half": fs.String("unroll-half", "2,4,8", "float4 loads in flight per work-item to try (bfloat16 and float16 rows)"),
+		"regs":        fs.String("regs", "0,32,64", "caps on a work-item's registers to try (0: the compiler's choice; NVIDIA only, the same kernels elsewhere)"),
+		"rc":          fs.String("rc", "0,8", "float4s of a fused row kept per work-item to try"),
+		"rev":         fs.String("rev", "0,1", "the fused gradient pass backwards (1) or forwards (0)"),
 	}
 	write := fs.Bool("write", false, "keep the best in the user's tuning table (see --table)")
 	table := fs.String("table", "", "the tuning table --write writes (default $XENT_TUNING, else xent/tuning.json in the user's configuration directory)")
@@ -56,7 +58,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("--batch %d: want ≥ 1", *rows)
 	}
 	var params []bench.Param
-	for _, name := range []string{"flight", "wg", "unroll", "rc", "rev"} {
+	for _, name := range []string{"regs", "wg", "unroll", "unroll_half", "flight", "rc", "rev"} {
 		v, err := intList("--"+name, *grids[name], 0)
 		if err != nil {
 			return err
@@ -69,11 +71,11 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stderr, "xent tune: starting from %v (%s)\n", start, src)
 	of := func(p map[string]int) opencl.Tuning {
-		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], RC: p["rc"], Rev: p["rev"], Flight: p["flight"]}
+		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], UnrollHalf: p["unroll_half"], Regs: p["regs"], RC: p["rc"], Rev: p["rev"], Flight: p["flight"]}
 	}
 	rep, err := bench.Tune(ctx, bench.TuneConfig{
 		Batch: *rows, Vocabs: vs, Types: types, Ops: strings.Split(*ops, ","), Repeat: *repeat, Rounds: *rounds, Params: params,
-		Start: map[string]int{"wg": start.WG, "unroll": start.Unroll, "rc": start.RC, "rev": start.Rev, "flight": start.Flight},
+		Start: map[string]int{"wg": start.WG, "unroll": start.Unroll, "unroll_half": start.UnrollHalf, "regs": start.Regs, "rc": start.RC, "rev": start.Rev, "flight": start.Flight},
 		Open:  func(p map[string]int) (device.Device, error) { return opencl.OpenTuned(arg, of(p)) },
 		Log:   func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) },
 	})

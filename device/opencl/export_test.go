@@ -8,6 +8,20 @@ func SetRowBase(d *Device, n uint64) { d.rowBase = n }
 
 func SetMaxGroups(d *Device, n int) { d.maxGroups = n }
 
+// Kept returns the OpenCL objects d keeps from call to call (its staging
+// buffers): what Live counts beyond the calls' own.
+func Kept(d *Device) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n int64
+	for _, st := range d.stages {
+		if st != nil {
+			n++
+		}
+	}
+	return n
+}
+
 func ChunkRowsOf(d *Device, rows, cols, stride int) (int, error) {
 	return d.chunkRows(rows, cols, stride, 4)
 }

@@ -3,6 +3,8 @@ package opencl
 import (
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,7 @@ type handle struct {
 	name     string
 	platName string
 	driver   string
+	nv       bool // its compiler takes NVIDIA's options (cl_nv_compiler_options)
 }
 
 // enumerate lists every device of every platform.
@@ -68,7 +71,9 @@ func enumerate() ([]handle, error) {
 			}
 			name, _ := d.String(cl.DeviceName)
 			drv, _ := d.String(cl.DriverVersion)
-			hs = append(hs, handle{plat: p, dev: d, pi: pi, di: di, kind: kind, name: name, platName: pn, driver: drv})
+			ext, _ := d.String(cl.DeviceExtensions)
+			nv := slices.Contains(strings.Fields(ext), "cl_nv_compiler_options")
+			hs = append(hs, handle{plat: p, dev: d, pi: pi, di: di, kind: kind, name: name, platName: pn, driver: drv, nv: nv})
 		}
 	}
 	return hs, nil
@@ -253,9 +258,16 @@ var (
 
 // buildOptions returns the program's build options: the tuning, and the
 // flags of prob_t, defined here once (xent.cl takes them from -D).
-func buildOptions(tn Tuning) string {
-	return fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DRC=%d -DREV=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d",
-		tn.WG, tn.Unroll, tn.RC, tn.Rev, fSmooth, fWeights, fSoftcap, fZLoss)
+func buildOptions(tn Tuning, nv bool) string {
+	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d",
+		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, fSmooth, fWeights, fSoftcap, fZLoss)
+	if nv && tn.Regs > 0 {
+		s += fmt.Sprintf(" -cl-nv-maxrregcount=%d", tn.Regs)
+	}
+	if nv && os.Getenv("XENT_OPENCL_BUILD_LOG") != "" {
+		s += " -cl-nv-verbose" // each kernel's registers, in the log
+	}
+	return s
 }
 
 // acquire returns the cached program for h built with tn, its work-group
@@ -268,10 +280,13 @@ func acquire(h handle, tn Tuning) (*program, error) {
 		return nil, err
 	}
 	tn.WG = min(tn.WG, mw)
+	if !h.nv {
+		tn.Regs = 0 // no compiler here takes a cap
+	}
 	cacheMu.Lock()
 	defer cacheMu.Unlock()
 	for {
-		opts := buildOptions(tn)
+		opts := buildOptions(tn, h.nv)
 		key := fmt.Sprintf("%x|%s|%s|%s", uintptr(h.dev), h.driver, kernels.Hash(), opts)
 		if p, ok := cache[key]; ok {
 			p.refs++
@@ -297,10 +312,14 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	p := &program{refs: 1, ctx: ctx, key: key, tn: tn, options: buildOptions(tn)}
+	p := &program{refs: 1, ctx: ctx, key: key, tn: tn, options: buildOptions(tn, h.nv)}
 	if p.prog, err = cl.BuildProgram(ctx, h.dev, kernels.Source, p.options); err != nil {
 		ctx.Release()
 		return nil, false, err
+	}
+	if os.Getenv("XENT_OPENCL_BUILD_LOG") != "" {
+		log, _ := p.prog.BuildLog(h.dev)
+		fmt.Fprintf(os.Stderr, "opencl: %s: built with %s:\n%s\n", h.name, p.options, log)
 	}
 	fits := true
 	type named struct {

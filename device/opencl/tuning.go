@@ -18,14 +18,21 @@ type Tuning struct {
 	// WG is the work-group size, a power of two (capped at what the
 	// device and the compiled kernels allow).
 	WG int `json:"wg"`
-	// Unroll is the float4 loads in flight per work-item, 1 to 8.
-	Unroll int `json:"unroll"`
+	// Unroll is the float4 loads in flight per work-item, 1 to 8, for
+	// float32 rows; UnrollHalf for bfloat16 and float16 rows (half the
+	// bytes a load: more of them keep as many bytes in flight).
+	Unroll     int `json:"unroll"`
+	UnrollHalf int `json:"unroll_half"`
 	// RC is the float4s of a fused row each work-item keeps in registers,
 	// 0 to 64: rows of up to 4·RC·WG columns are read once.
 	RC int `json:"rc"`
 	// Rev is 1 when the fused kernel's second pass walks each work-item's
 	// columns backwards (what the first pass read last first), else 0.
 	Rev int `json:"rev"`
+	// Regs caps the registers of a work-item where the compiler takes a
+	// cap (NVIDIA's -cl-nv-maxrregcount; ignored elsewhere), so that more
+	// work-groups share a compute unit; 0: the compiler's choice.
+	Regs int `json:"regs,omitempty"`
 	// Flight is the mebibytes of rows in flight: a launch of n rows of b
 	// bytes runs max(compute units, Flight MiB / b) work-groups, at most
 	// n, each taking rows that many apart, so that the rows between the
@@ -35,7 +42,11 @@ type Tuning struct {
 }
 
 func (t Tuning) String() string {
-	return fmt.Sprintf("wg=%d unroll=%d rc=%d rev=%d flight=%d", t.WG, t.Unroll, t.RC, t.Rev, t.Flight)
+	s := fmt.Sprintf("wg=%d unroll=%d/%d rc=%d rev=%d flight=%d", t.WG, t.Unroll, t.UnrollHalf, t.RC, t.Rev, t.Flight)
+	if t.Regs > 0 {
+		s += fmt.Sprintf(" regs=%d", t.Regs)
+	}
+	return s
 }
 
 // check reports what is out of range in t.
@@ -46,6 +57,12 @@ func (t Tuning) check() error {
 	}
 	if t.Unroll < 1 || t.Unroll > 8 {
 		errs = append(errs, fmt.Errorf("unroll %d is not in [1, 8]", t.Unroll))
+	}
+	if t.UnrollHalf < 1 || t.UnrollHalf > 16 {
+		errs = append(errs, fmt.Errorf("unroll_half %d is not in [1, 16]", t.UnrollHalf))
+	}
+	if t.Regs != 0 && (t.Regs < 16 || t.Regs > 255) {
+		errs = append(errs, fmt.Errorf("regs %d is not 0 or in [16, 255]", t.Regs))
 	}
 	if t.RC < 0 || t.RC > 64 {
 		errs = append(errs, fmt.Errorf("rc %d is not in [0, 64]", t.RC))
@@ -182,14 +199,15 @@ func SaveEntry(path string, e Entry) error {
 // kernel a third of its speed, bench/gpu/results-2026-12-04/tune.txt).
 func kindDefault(kind string) Tuning {
 	if kind == "cpu" {
-		return Tuning{WG: 64, Unroll: 1, RC: 8, Rev: 1}
+		return Tuning{WG: 64, Unroll: 1, UnrollHalf: 1, RC: 8, Rev: 1}
 	}
-	return Tuning{WG: 256, Unroll: 2, RC: 0, Rev: 1}
+	return Tuning{WG: 256, Unroll: 2, UnrollHalf: 2, RC: 0, Rev: 1}
 }
 
 // tuningOf returns the tuning for h and where it comes from: the user's
 // table (TablePath), else the one in the tree, else the kind's default;
 // then XENT_OPENCL_WG (a power of two), XENT_OPENCL_UNROLL (1 to 8),
+// XENT_OPENCL_UNROLL_HALF (1 to 16), XENT_OPENCL_REGS (0, 16 to 255),
 // XENT_OPENCL_RC (0 to 64), XENT_OPENCL_REV (0 or 1) and
 // XENT_OPENCL_FLIGHT (MiB) override its fields, for tuning runs. A user
 // table that cannot be read is an error.
@@ -228,6 +246,8 @@ func tuningOf(h handle) (Tuning, string, error) {
 	}{
 		{"XENT_OPENCL_WG", &tn.WG, 1, 1 << 20},
 		{"XENT_OPENCL_UNROLL", &tn.Unroll, 1, 8},
+		{"XENT_OPENCL_UNROLL_HALF", &tn.UnrollHalf, 1, 16},
+		{"XENT_OPENCL_REGS", &tn.Regs, 0, 255},
 		{"XENT_OPENCL_RC", &tn.RC, 0, 64},
 		{"XENT_OPENCL_REV", &tn.Rev, 0, 1},
 		{"XENT_OPENCL_FLIGHT", &tn.Flight, 0, 1 << 20},

@@ -216,6 +216,15 @@ func BuildProgram(c Context, d Device, src, opts string) (Program, error) {
 	return p, nil
 }
 
+// BuildLog returns the compiler's log of p's build for d (its warnings;
+// with NVIDIA's -cl-nv-verbose, each kernel's registers).
+func (p Program) BuildLog(d Device) (string, error) {
+	b, err := info(func(size uintptr, v unsafe.Pointer, sret *uintptr) int32 {
+		return l().getProgramBuildInfo(p, d, ProgramBuildLog, size, v, sret)
+	})
+	return cstring(b), err
+}
+
 // Release releases the program.
 func (p Program) Release() error { live.Add(-1); return check(l().releaseProgram(p)) }
 

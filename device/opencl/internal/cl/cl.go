@@ -51,6 +51,7 @@ const (
 	DeviceName             = 0x102B
 	DriverVersion          = 0x102D
 	DeviceOpenCLCVersion   = 0x103D
+	DeviceExtensions       = 0x1030
 
 	MemReadWrite    = 1 << 0
 	MemAllocHostPtr = 1 << 4
