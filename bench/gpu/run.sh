@@ -151,6 +151,9 @@ if [[ $stages == *" bench "* ]]; then
 				echo >>"$out/bench-old.jsonl"
 			fi
 		done
+		# Few rows: 8 work-groups on a device of many compute units.
+		"$bin/xent" bench --batch 8 --vocab 256000 --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
+		echo >>"$out/bench.jsonl"
 	}
 	export -f bench
 	stage bench 120 bench
