@@ -5,7 +5,9 @@
  * rounded to the nearest, ties to even, by bf16_of), 2 float16 (half,
  * through vload_half and vstore_half_rte, which OpenCL C has without the
  * cl_khr_fp16 extension: no half arithmetic is done). Loads are from
- * element-aligned addresses (vload4 and vload_half4, not vloada). UNR
+ * element-aligned addresses (vload4 and vload_half4, not vloada); LDA4
+ * and STA4 load and store four from an address aligned to four elements
+ * (one wide access: a float4, a ushort4, vloada_half4). UNR
  * is the loads in flight per work-item: UNROLL for float, UNROLL_HALF
  * for the half types (each load half the bytes).
  */
@@ -15,6 +17,8 @@
 #undef LD4
 #undef ST
 #undef ST4
+#undef LDA4
+#undef STA4
 #undef UNR
 #if ELEM_ID == 0
 #define UNR UNROLL
@@ -24,6 +28,8 @@
 #define LD4(k, p) vload4(k, p)
 #define ST(v, j, p) ((p)[j] = (v))
 #define ST4(v, k, p) vstore4(v, k, p)
+#define LDA4(k, p) (((__global const float4 *)(p))[k])
+#define STA4(v, k, p) (((__global float4 *)(p))[k] = (v))
 #elif ELEM_ID == 1
 #define UNR UNROLL_HALF
 #define ELEM ushort
@@ -32,6 +38,8 @@
 #define LD4(k, p) as_float4(convert_uint4(vload4(k, p)) << 16)
 #define ST(v, j, p) ((p)[j] = bf16_of(v))
 #define ST4(v, k, p) vstore4(bf16_of4(v), k, p)
+#define LDA4(k, p) as_float4(convert_uint4(((__global const ushort4 *)(p))[k]) << 16)
+#define STA4(v, k, p) (((__global ushort4 *)(p))[k] = bf16_of4(v))
 #elif ELEM_ID == 2
 #define UNR UNROLL_HALF
 #define ELEM half
@@ -40,6 +48,8 @@
 #define LD4(k, p) vload_half4(k, p)
 #define ST(v, j, p) vstore_half_rte(v, j, p)
 #define ST4(v, k, p) vstore_half4_rte(v, k, p)
+#define LDA4(k, p) vloada_half4(k, p)
+#define STA4(v, k, p) vstorea_half4_rte(v, k, p)
 #else
 #error "ELEM_ID is 0 (float), 1 (bfloat16) or 2 (float16)"
 #endif

@@ -8,6 +8,7 @@
  * arithmetic is float whatever the type.
  */
 #define row_scan TYPED(row_scan)
+#define scan_cols TYPED(scan_cols)
 #define row_of TYPED(row_of)
 #define row_acc TYPED(row_acc)
 #define grad_row TYPED(grad_row)
@@ -18,25 +19,47 @@
 #define xent_partial TYPED(xent_partial)
 #define xent_backward TYPED(xent_backward)
 
-/* Walks this work-item's share of the row. With keep (uniform: the
- * fused kernel's, for a row of at most 4*RC*WG columns, WG >= 4) it also
+/* Adds this work-item's scalar columns numbered [i0, i1) to a, one at a
+ * time: the row's i-th scalar column is i for i < h (the head), else
+ * 4*n4 + i (the tail), and work-item i mod WG takes it, in row_scan as in
+ * grad_row (each work-item at most one when WG >= 8: kept in *ct). */
+inline void scan_cols(acc_t *a, __global const ELEM *x, int h, int n4, int i0, int i1, __global const float *wts,
+                      float cap, float icap, int flags, float *ct) {
+    for (int i = (int)get_local_id(0); i < i1; i += WG) {
+        if (i >= i0) {
+            const int j = i < h ? i : 4 * n4 + i;
+            const float z = LD(j, x);
+            *ct = z;
+            acc_add(a, capz(z, cap, icap, flags), z, j, (flags & F_WEIGHTS) ? wts[j] : 1.0f, flags & F_SMOOTH);
+        }
+    }
+}
+
+/* Walks this work-item's share of the row: its first h columns (h < 4,
+ * before the first column whose address is a multiple of four elements,
+ * see head_of) and the last cols - h mod 4 one at a time, the body between
+ * as aligned float4s (LDA4: one wide load each). With keep (uniform: the
+ * fused kernel's, for a row of at most 4*RC*WG columns, WG >= 8) it also
  * keeps its float4s in c (c[i] is float4 lid + i*WG, in registers: the
- * loop is unrolled) and its tail element, if any, in *ct, so that the
- * gradient pass reads nothing again (grad_row). Either way each
+ * loop is unrolled) and its one scalar column, if any, in *ct, so that
+ * the gradient pass reads nothing again (grad_row). Either way each
  * work-item adds its logits in the same order. */
-inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wts,
+inline acc_t row_scan(__global const ELEM *x, int cols, int h, __global const float *wts,
                       float cap, float icap, int flags, int arg, float4 *c, float *ct, int keep) {
     const int lid = get_local_id(0);
     const int smooth = flags & F_SMOOTH;
     const int hasw = flags & F_WEIGHTS;
     acc_t a = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
-    const int n4 = cols >> 2;
+    const int n4 = (cols - h) >> 2;
+    __global const ELEM *xa = x + h; /* aligned */
+    __global const float *wa = hasw ? wts + h : wts;
+    scan_cols(&a, x, h, n4, 0, h, wts, cap, icap, flags, ct); /* the head, first: the first max's column wins ties */
     if (keep) {
 #pragma unroll
         for (int i = 0; i < RC; i++) {
             int k = lid + i * WG;
-            c[i] = k < n4 ? LD4(k, x) : (float4)(-INFINITY);
-            if (k < n4) acc_add4(&a, capz4(c[i], cap, icap, flags), c[i], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), flags, smooth, arg);
+            c[i] = k < n4 ? LDA4(k, xa) : (float4)(-INFINITY);
+            if (k < n4) acc_add4(&a, capz4(c[i], cap, icap, flags), c[i], h + 4 * k, hasw ? vload4(k, wa) : (float4)(1.0f), flags, smooth, arg);
         }
     } else {
         for (int k0 = lid; k0 < n4; k0 += WG * UNR) {
@@ -44,20 +67,16 @@ inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wt
 #pragma unroll
             for (int u = 0; u < UNR; u++) {
                 int k = k0 + u * WG;
-                v[u] = k < n4 ? LD4(k, x) : (float4)(-INFINITY);
+                v[u] = k < n4 ? LDA4(k, xa) : (float4)(-INFINITY);
             }
 #pragma unroll
             for (int u = 0; u < UNR; u++) {
                 int k = k0 + u * WG;
-                if (k < n4) acc_add4(&a, capz4(v[u], cap, icap, flags), v[u], 4 * k, hasw ? vload4(k, wts) : (float4)(1.0f), flags, smooth, arg);
+                if (k < n4) acc_add4(&a, capz4(v[u], cap, icap, flags), v[u], h + 4 * k, hasw ? vload4(k, wa) : (float4)(1.0f), flags, smooth, arg);
             }
         }
     }
-    for (int j = 4 * n4 + lid; j < cols; j += WG) {
-        const float z = LD(j, x);
-        *ct = z;
-        acc_add(&a, capz(z, cap, icap, flags), z, j, hasw ? wts[j] : 1.0f, smooth);
-    }
+    scan_cols(&a, x, h, n4, h, cols - 4 * n4, wts, cap, icap, flags, ct); /* the tail */
     a.s -= a.c; /* the compensated sums; the merges add only log2(WG) times */
     a.d -= a.cd;
     a.w -= a.cw;
@@ -67,7 +86,7 @@ inline acc_t row_scan(__global const ELEM *x, int cols, __global const float *wt
 
 /* Row g of the launch (the launch's rows are p.rows from row_base). */
 inline __global ELEM *row_of(__global ELEM *x, prob_t p, int g) {
-    return x + ((p.row_base + g) * p.stride - p.base_off);
+    return x + row_off(p, g);
 }
 
 /* The work-groups walk the launch's p.rows rows: group g computes rows g,
@@ -84,7 +103,7 @@ void xent_lse(__global ELEM *x, prob_t p, __global float *lse) {
     float4 c[1];
     float ct;
     FOR_ROWS(g) {
-        acc_t a = row_scan(row_of(x, p, g), p.cols, 0, 0.0f, 0.0f, 0, 0, c, &ct, 0);
+        acc_t a = row_scan(row_of(x, p, g), p.cols, head_of(row_off(p, g), p.cols), 0, 0.0f, 0.0f, 0, 0, c, &ct, 0);
         a = row_reduce(a, lm, ls, ld, lw, lr, li, 0);
         if (get_local_id(0) == 0) lse[p.prow0 + g] = acc_lse(a, log1p(a.s));
     }
@@ -93,14 +112,14 @@ void xent_lse(__global ELEM *x, prob_t p, __global float *lse) {
 /* The row's accumulator over its columns, merged over the work-group:
  * every work-item reaches every barrier; an ignored row scans nothing.
  * A row without options (p.flags 0, the common case) is scanned by a copy
- * of row_scan compiled for it, its flags a constant. c, ct and keep are
- * row_scan's. */
-inline acc_t row_acc(__global const ELEM *xr, int counted, __global const float *wts, prob_t p,
+ * of row_scan compiled for it, its flags a constant. h (head_of, 0 for an
+ * ignored row), c, ct and keep are row_scan's. */
+inline acc_t row_acc(__global const ELEM *xr, int counted, int h, __global const float *wts, prob_t p,
                      float icap, __local float *lm, __local float *ls, __local float *ld,
                      __local float *lw, __local float *lr, __local int *li, float4 *c, float *ct, int keep) {
     const int cols = counted ? p.cols : 0;
-    acc_t a = p.flags == 0 ? row_scan(xr, cols, wts, 0.0f, 0.0f, 0, 1, c, ct, keep)
-                           : row_scan(xr, cols, wts + p.col0, p.cap, icap, p.flags, 1, c, ct, keep);
+    acc_t a = p.flags == 0 ? row_scan(xr, cols, h, wts, 0.0f, 0.0f, 0, 1, c, ct, keep)
+                           : row_scan(xr, cols, h, wts + p.col0, p.cap, icap, p.flags, 1, c, ct, keep);
     return row_reduce(a, lm, ls, ld, lw, lr, li, p.flags & F_SMOOTH);
 }
 
@@ -122,7 +141,7 @@ inline acc_t row_acc(__global const ELEM *xr, int counted, __global const float 
  * the row, read last by the first pass, is the likeliest still in cache.
  * flags are p.flags, or 0 for a row without options (see row_acc).
  */
-inline void grad_row(__global ELEM *xr, __global const float *wts, prob_t p, int flags, float icap,
+inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t p, int flags, float icap,
                      float m, float s, float lsm, float lse, float si, float wt, float zt, int tl,
                      const float4 *c, float ct, int keep) {
     const int lid = get_local_id(0);
@@ -140,21 +159,24 @@ inline void grad_row(__global ELEM *xr, __global const float *wts, prob_t p, int
     if (isnan(lse)) { gt = NAN; m = NAN; } /* every p_j becomes NaN, as the reference */
     const int hasw = flags & F_WEIGHTS;
     __global const float *ws = wts + p.col0;
-    const int n4 = cols >> 2;
+    __global const float *wa = hasw ? ws + h : ws;
+    __global ELEM *xa = xr + h; /* aligned: see row_scan */
+    const int n4 = (cols - h) >> 2;
     if (keep) {
 #pragma unroll
         for (int i = 0; i < RC; i++) {
             int k = lid + i * WG;
-            if (k < n4) ST4(grad4(c[i], hasw ? vload4(k, ws) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - 4 * k, gt), k, xr);
+            if (k < n4) STA4(grad4(c[i], hasw ? vload4(k, wa) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - h - 4 * k, gt), k, xa);
         }
     } else {
         /* lid, lid + WG, ..., last: backwards with REV */
         const int last = n4 > lid ? lid + (n4 - 1 - lid) / WG * WG : lid - WG;
         const int step = REV ? -WG : WG;
         for (int i = 0, k = REV ? last : lid; i <= (last - lid) / WG; i++, k += step)
-            ST4(grad4(LD4(k, xr), hasw ? vload4(k, ws) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - 4 * k, gt), k, xr);
+            STA4(grad4(LDA4(k, xa), hasw ? vload4(k, wa) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - h - 4 * k, gt), k, xa);
     }
-    for (int j = 4 * n4 + lid; j < cols; j += WG) {
+    for (int i = lid; i < cols - 4 * n4; i += WG) { /* the head, then the tail */
+        const int j = i < h ? i : 4 * n4 + i;
         float z = capz(keep ? ct : LD(j, xr), cap, icap, flags);
         float g = aa * exp(z - m) - bb * (hasw ? ws[j] : 1.0f);
         if (flags & F_SOFTCAP) { float r = z * icap; g *= 1.0f - r * r; }
@@ -171,12 +193,12 @@ inline void zero_row(__global ELEM *xr, int cols) {
 
 /* The gradient of row xr (zero for an ignored one): grad_row, compiled
  * once for rows without options (flags 0) and once for the others. */
-inline void grad_or_zero(__global ELEM *xr, __global const float *wts, prob_t p, float icap, int counted,
+inline void grad_or_zero(__global ELEM *xr, int h, __global const float *wts, prob_t p, float icap, int counted,
                          float m, float s, float lsm, float lse, float si, float wt, float zt, int tl,
                          const float4 *c, float ct, int keep) {
     if (!counted) zero_row(xr, p.cols);
-    else if (p.flags == 0) grad_row(xr, wts, p, 0, icap, m, s, lsm, lse, si, wt, zt, tl, c, ct, keep);
-    else grad_row(xr, wts, p, p.flags, icap, m, s, lsm, lse, si, wt, zt, tl, c, ct, keep);
+    else if (p.flags == 0) grad_row(xr, h, wts, p, 0, icap, m, s, lsm, lse, si, wt, zt, tl, c, ct, keep);
+    else grad_row(xr, h, wts, p, p.flags, icap, m, s, lsm, lse, si, wt, zt, tl, c, ct, keep);
 }
 
 /* Forward (p.grad == 0) or fused forward + backward over the whole
@@ -189,7 +211,7 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
              __global uchar *correct) {
     LOCALS;
     /* A fused row of at most 4*RC*WG columns is kept in registers: read once. */
-    const int keep = RC > 0 && WG >= 4 && p.grad && (p.cols >> 2) <= RC * WG;
+    const int keep = RC > 0 && WG >= 8 && p.grad && (p.cols >> 2) <= RC * WG;
     float4 c[RC > 0 ? RC : 1];
     float ct = 0.0f;
     const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
@@ -199,7 +221,8 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
         const int t = targets[row];
         const int counted = t >= 0; /* uniform across the work-group */
         const float zt = counted ? capz(LD(t, xr), p.cap, icap, p.flags) : 0.0f; /* read before any write */
-        acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, keep);
+        const int h = head_of(row_off(p, g), counted ? p.cols : 0);
+        acc_t a = row_acc(xr, counted, h, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, keep);
         /* The last barrier is behind us: from here on, work-items only write. */
 
         const float lsm = log1p(a.s);
@@ -215,7 +238,7 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
             lse_out[row] = counted ? lse : 0.0f;
             correct[row] = (counted && a.idx == t && !isnan(L)) ? 1 : 0;
         }
-        if (p.grad) grad_or_zero(xr, wts, p, icap, counted, a.m, 1.0f + a.s, lsm, lse, scale[row], wt, zt, t, c, ct, keep);
+        if (p.grad) grad_or_zero(xr, h, wts, p, icap, counted, a.m, 1.0f + a.s, lsm, lse, scale[row], wt, zt, t, c, ct, keep);
     }
 }
 
@@ -239,7 +262,7 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
         const int tl = t - p.col0;
         const int has = counted && tl >= 0 && tl < p.cols;
         const float zt = has ? capz(LD(tl, xr), p.cap, icap, p.flags) : 0.0f;
-        acc_t a = row_acc(xr, counted, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
+        acc_t a = row_acc(xr, counted, head_of(row_off(p, g), counted ? p.cols : 0), wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
         if (get_local_id(0) == 0 && counted) {
             pm[row] = a.m == -FLT_MAX ? -INFINITY : a.m;
             ps[row] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
@@ -270,11 +293,12 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
         const int counted = t >= 0; /* an ignored row's entries are not read */
         const float m = counted ? gm[row] : 0.0f, s = counted ? gs[row] : 1.0f, lsm = counted ? glsm[row] : 0.0f;
         const float si = counted ? scale[row] : 0.0f, zt = counted ? gzt[row] : 0.0f;
-        grad_or_zero(row_of(x, p, g), wts, p, icap, counted, m, s, lsm, m + lsm, si, wt, zt, t - p.col0, c, 0.0f, 0);
+        grad_or_zero(row_of(x, p, g), head_of(row_off(p, g), p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, wt, zt, t - p.col0, c, 0.0f, 0);
     }
 }
 
 #undef row_scan
+#undef scan_cols
 #undef row_of
 #undef row_acc
 #undef grad_row

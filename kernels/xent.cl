@@ -275,6 +275,20 @@ typedef struct {
     float eps, zl, cap, W;
 } prob_t;
 
+/* The element offset of the launch's row g in its buffer. */
+inline ulong row_off(prob_t p, int g) {
+    return (p.row_base + g) * p.stride - p.base_off;
+}
+
+/* The columns of a row at element offset off before its first one whose
+ * offset is a multiple of 4 (at most cols): the row kernels' aligned loads
+ * start there. A buffer's start is aligned to the largest built-in type
+ * (CL_DEVICE_MEM_BASE_ADDR_ALIGN), so 4 elements are 16 or 8 bytes
+ * aligned. */
+inline int head_of(ulong off, int cols) {
+    return min((int)((4 - off % 4) % 4), cols);
+}
+
 /* Rounds f to the nearest bfloat16 (ties to even; NaN stays NaN, quiet):
  * a bfloat16 gradient's store (see elem.cl). */
 inline ushort bf16_of(float f) {

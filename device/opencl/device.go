@@ -107,7 +107,7 @@ func (d *Device) Info() device.Info {
 // registers (xent.cl's RC), else twice (the second time mostly from the
 // device's cache).
 func (d *Device) FusedReads(cols int) int {
-	if tn := d.p.tn; tn.RC > 0 && tn.WG >= 4 && cols/4 <= tn.RC*tn.WG {
+	if tn := d.p.tn; tn.RC > 0 && tn.WG >= 8 && cols/4 <= tn.RC*tn.WG {
 		return 1
 	}
 	return 2
