@@ -103,7 +103,7 @@ void xent_lse(__global ELEM *x, prob_t p, __global float *lse) {
     float4 c[1];
     float ct;
     FOR_ROWS(g) {
-        acc_t a = row_scan(row_of(x, p, g), p.cols, head_of(row_off(p, g), p.cols), 0, 0.0f, 0.0f, 0, 0, c, &ct, 0);
+        acc_t a = row_scan(row_of(x, p, g), p.cols, HEAD(row_off(p, g), p.cols), 0, 0.0f, 0.0f, 0, 0, c, &ct, 0);
         a = row_reduce(a, lm, ls, ld, lw, lr, li, 0);
         if (get_local_id(0) == 0) lse[p.prow0 + g] = acc_lse(a, log1p(a.s));
     }
@@ -221,7 +221,7 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
         const int t = targets[row];
         const int counted = t >= 0; /* uniform across the work-group */
         const float zt = counted ? capz(LD(t, xr), p.cap, icap, p.flags) : 0.0f; /* read before any write */
-        const int h = head_of(row_off(p, g), counted ? p.cols : 0);
+        const int h = HEAD(row_off(p, g), counted ? p.cols : 0);
         acc_t a = row_acc(xr, counted, h, wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, keep);
         /* The last barrier is behind us: from here on, work-items only write. */
 
@@ -262,7 +262,7 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
         const int tl = t - p.col0;
         const int has = counted && tl >= 0 && tl < p.cols;
         const float zt = has ? capz(LD(tl, xr), p.cap, icap, p.flags) : 0.0f;
-        acc_t a = row_acc(xr, counted, head_of(row_off(p, g), counted ? p.cols : 0), wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
+        acc_t a = row_acc(xr, counted, HEAD(row_off(p, g), counted ? p.cols : 0), wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
         if (get_local_id(0) == 0 && counted) {
             pm[row] = a.m == -FLT_MAX ? -INFINITY : a.m;
             ps[row] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
@@ -293,7 +293,7 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
         const int counted = t >= 0; /* an ignored row's entries are not read */
         const float m = counted ? gm[row] : 0.0f, s = counted ? gs[row] : 1.0f, lsm = counted ? glsm[row] : 0.0f;
         const float si = counted ? scale[row] : 0.0f, zt = counted ? gzt[row] : 0.0f;
-        grad_or_zero(row_of(x, p, g), head_of(row_off(p, g), p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, wt, zt, t - p.col0, c, 0.0f, 0);
+        grad_or_zero(row_of(x, p, g), HEAD(row_off(p, g), p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, wt, zt, t - p.col0, c, 0.0f, 0);
     }
 }
 

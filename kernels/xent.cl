@@ -58,7 +58,9 @@
  * written once (rows.cl's row_scan and grad_row), a longer one read twice
  * (the second time mostly from the cache); REV, 1 when the second pass
  * walks each work-item's columns backwards (from what the first read last,
- * the likeliest in cache), 0 forwards. The host launches one work-group a
+ * the likeliest in cache), 0 forwards; ALIGN, the element types whose rows
+ * are read and written in aligned four-element accesses past a scalar
+ * head (1 float, 2 the half types; see elem.cl's LDA4). The host launches one work-group a
  * row or fewer, each then taking rows G apart (rows.cl's FOR_ROWS).
  */
 #ifndef WG
@@ -75,6 +77,9 @@
 #endif
 #ifndef REV
 #define REV 1
+#endif
+#ifndef ALIGN
+#define ALIGN 1
 #endif
 
 typedef struct {

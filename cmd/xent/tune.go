@@ -58,7 +58,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("--batch %d: want ≥ 1", *rows)
 	}
 	var params []bench.Param
-	for _, name := range []string{"regs", "wg", "unroll", "unroll_half", "flight", "rc", "rev"} {
+	for _, name := range []string{"regs", "wg", "unroll", "unroll_half", "flight", "rc", "rev", "align"} {
 		v, err := intList("--"+name, *grids[name], 0)
 		if err != nil {
 			return err
@@ -71,11 +71,11 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stderr, "xent tune: starting from %v (%s)\n", start, src)
 	of := func(p map[string]int) opencl.Tuning {
-		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], UnrollHalf: p["unroll_half"], Regs: p["regs"], RC: p["rc"], Rev: p["rev"], Flight: p["flight"]}
+		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], UnrollHalf: p["unroll_half"], Regs: p["regs"], RC: p["rc"], Rev: p["rev"], Align: p["align"], Flight: p["flight"]}
 	}
 	rep, err := bench.Tune(ctx, bench.TuneConfig{
 		Batch: *rows, Vocabs: vs, Types: types, Ops: strings.Split(*ops, ","), Repeat: *repeat, Rounds: *rounds, Params: params,
-		Start: map[string]int{"wg": start.WG, "unroll": start.Unroll, "unroll_half": start.UnrollHalf, "regs": start.Regs, "rc": start.RC, "rev": start.Rev, "flight": start.Flight},
+		Start: map[string]int{"wg": start.WG, "unroll": start.Unroll, "unroll_half": start.UnrollHalf, "regs": start.Regs, "rc": start.RC, "rev": start.Rev, "align": start.Align, "flight": start.Flight},
 		Open:  func(p map[string]int) (device.Device, error) { return opencl.OpenTuned(arg, of(p)) },
 		Log:   func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) },
 	})

@@ -306,9 +306,10 @@ func TestEveryWorkGroupSize(t *testing.T) {
 		}
 		// The gradient pass forwards or backwards, and the rows one
 		// work-group each or taken 1, 2 or 3 apart (FOR_ROWS).
-		rev, groups := k%2, []int{0, 1, 2, 3}[k%4]
-		t.Run(fmt.Sprintf("wg=%d/unroll=%d/rc=%d/rev=%d/groups=%d", wg, unroll, rc, rev, groups), func(t *testing.T) {
-			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: wg, Unroll: unroll, UnrollHalf: 2 * unroll, RC: rc, Rev: rev})
+		// Aligned loads for no type, float32, the half types, all.
+		rev, groups, align := k%2, []int{0, 1, 2, 3}[k%4], []int{3, 0, 1, 2}[(k/2)%4]
+		t.Run(fmt.Sprintf("wg=%d/unroll=%d/rc=%d/rev=%d/groups=%d/align=%d", wg, unroll, rc, rev, groups, align), func(t *testing.T) {
+			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: wg, Unroll: unroll, UnrollHalf: 2 * unroll, RC: rc, Rev: rev, Align: align})
 			require.NoError(t, err)
 			defer d.Close()
 			SetMaxGroups(d, groups)
@@ -376,11 +377,12 @@ func TestConformanceOpenCL(t *testing.T) {
 	}
 	cases := spec.ConformanceCases()
 	// rc=1: rows of up to 64 columns kept, longer ones read again
-	// backwards, the rows taken two apart by two work-groups; rc=0: every
-	// row read again forwards, a work-group a row.
+	// backwards, the rows taken two apart by two work-groups, every type's
+	// rows in aligned accesses; rc=0: every row read again forwards, a
+	// work-group a row, element-aligned accesses.
 	for _, rc := range []int{1, 0} {
 		t.Run(fmt.Sprintf("rc=%d", rc), func(t *testing.T) {
-			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: rc, Rev: rc})
+			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: rc, Rev: rc, Align: 3 * rc})
 			if err != nil {
 				openTest(t) // skips or fails as every test here does without OpenCL
 				require.NoError(t, err)

@@ -29,6 +29,11 @@ type Tuning struct {
 	// Rev is 1 when the fused kernel's second pass walks each work-item's
 	// columns backwards (what the first pass read last first), else 0.
 	Rev int `json:"rev"`
+	// Align says which rows are read and written in aligned four-element
+	// accesses (one wide load; up to 3 columns before them one at a time):
+	// 1 float32, 2 bfloat16 and float16, 3 both, 0 none (four-element loads
+	// from element-aligned addresses).
+	Align int `json:"align"`
 	// Regs caps the registers of a work-item where the compiler takes a
 	// cap (NVIDIA's -cl-nv-maxrregcount; ignored elsewhere), so that more
 	// work-groups share a compute unit; 0: the compiler's choice.
@@ -42,7 +47,7 @@ type Tuning struct {
 }
 
 func (t Tuning) String() string {
-	s := fmt.Sprintf("wg=%d unroll=%d/%d rc=%d rev=%d flight=%d", t.WG, t.Unroll, t.UnrollHalf, t.RC, t.Rev, t.Flight)
+	s := fmt.Sprintf("wg=%d unroll=%d/%d rc=%d rev=%d align=%d flight=%d", t.WG, t.Unroll, t.UnrollHalf, t.RC, t.Rev, t.Align, t.Flight)
 	if t.Regs > 0 {
 		s += fmt.Sprintf(" regs=%d", t.Regs)
 	}
@@ -69,6 +74,9 @@ func (t Tuning) check() error {
 	}
 	if t.Rev != 0 && t.Rev != 1 {
 		errs = append(errs, fmt.Errorf("rev %d is not 0 or 1", t.Rev))
+	}
+	if t.Align < 0 || t.Align > 3 {
+		errs = append(errs, fmt.Errorf("align %d is not in [0, 3]", t.Align))
 	}
 	if t.Flight < 0 || t.Flight > 1<<20 {
 		errs = append(errs, fmt.Errorf("flight_mib %d is not in [0, 2^20]", t.Flight))
@@ -208,7 +216,8 @@ func kindDefault(kind string) Tuning {
 // table (TablePath), else the one in the tree, else the kind's default;
 // then XENT_OPENCL_WG (a power of two), XENT_OPENCL_UNROLL (1 to 8),
 // XENT_OPENCL_UNROLL_HALF (1 to 16), XENT_OPENCL_REGS (0, 16 to 255),
-// XENT_OPENCL_RC (0 to 64), XENT_OPENCL_REV (0 or 1) and
+// XENT_OPENCL_RC (0 to 64), XENT_OPENCL_REV (0 or 1), XENT_OPENCL_ALIGN
+// (0 to 3) and
 // XENT_OPENCL_FLIGHT (MiB) override its fields, for tuning runs. A user
 // table that cannot be read is an error.
 func tuningOf(h handle) (Tuning, string, error) {
@@ -250,6 +259,7 @@ func tuningOf(h handle) (Tuning, string, error) {
 		{"XENT_OPENCL_REGS", &tn.Regs, 0, 255},
 		{"XENT_OPENCL_RC", &tn.RC, 0, 64},
 		{"XENT_OPENCL_REV", &tn.Rev, 0, 1},
+		{"XENT_OPENCL_ALIGN", &tn.Align, 0, 3},
 		{"XENT_OPENCL_FLIGHT", &tn.Flight, 0, 1 << 20},
 	} {
 		s := os.Getenv(v.env)
