@@ -34,6 +34,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"regs":        fs.String("regs", "0,32,64", "caps on a work-item's registers to try (0: the compiler's choice; NVIDIA only, the same kernels elsewhere)"),
 		"rc":          fs.String("rc", "0,8", "float4s of a fused row kept per work-item to try"),
 		"rev":         fs.String("rev", "0,1", "the fused gradient pass backwards (1) or forwards (0)"),
+		"align":       fs.String("align", "0,1,2,3", "rows in aligned four-element accesses to try: 1 float32, 2 the half types, 3 both, 0 none"),
 	}
 	write := fs.Bool("write", false, "keep the best in the user's tuning table (see --table)")
 	table := fs.String("table", "", "the tuning table --write writes (default $XENT_TUNING, else xent/tuning.json in the user's configuration directory)")

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/device/opencl"
+)
+
+// TestTune: xent tune times its candidates on the OpenCL device, prints
+// the best, and with --write keeps it in the table it names, which the
+// device then opens with; bad grids are usage errors naming the flag.
+func TestTune(t *testing.T) {
+	spec := "opencl"
+	if s := os.Getenv("XENT_TEST_OPENCL"); s != "" {
+		spec += ":" + s
+	}
+	if _, _, err := opencl.TuningFor(strings.TrimPrefix(strings.TrimPrefix(spec, "opencl"), ":")); err != nil {
+		if os.Getenv("XENT_REQUIRE_OPENCL") == "1" {
+			t.Fatalf("XENT_REQUIRE_OPENCL=1 but no OpenCL device: %v", err)
+		}
+		t.Skipf("no OpenCL device: %v", err)
+	}
+	table := filepath.Join(t.TempDir(), "t.json")
+	code, out, errOut := runCmd("tune", "--device", spec, "--batch", "3", "--vocab", "37,1031", "--repeat", "1",
+		"--wg", "16", "--unroll", "1,2", "--unroll-half", "2", "--regs", "0", "--flight", "0", "--rc", "0", "--rev", "1", "--align", "0,3",
+		"--table", table, "--write")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "best: wg=16 ")
+	require.Regexp(t, `align=0 .*score 1\.000`, errOut, "the starting candidate's line")
+	require.Contains(t, errOut, "wrote "+table)
+	es, err := opencl.ReadTable(table)
+	require.NoError(t, err)
+	require.Len(t, es, 1)
+	require.Equal(t, 16, es[0].WG)
+	require.Contains(t, es[0].Measured, "xent tune")
+	require.NotEmpty(t, es[0].Device)
+
+	for _, bad := range [][]string{{"--align", "0,x"}, {"--wg", "-2"}, {"--vocab", "0"}} {
+		code, _, errOut = runCmd(append([]string{"tune", "--device", spec}, bad...)...)
+		require.Equal(t, 1, code)
+		require.Contains(t, errOut, bad[0])
+	}
+	code, _, errOut = runCmd("tune", "--device", "cpu")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "xent tune tunes an OpenCL device")
+}
