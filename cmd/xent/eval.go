@@ -55,7 +55,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
 	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
 	hidden := fs.String("hidden", "", "hidden states `H` [tokens × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16): the fused linear, with --weight, instead of --logits")
-	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16; e.g. model.safetensors:lm_head.weight)")
+	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy (float32, float16, float64), file.safetensors[:name] (F32, BF16, F16; lm_head.weight by default), or a Hugging Face checkpoint, its directory or model.safetensors.index.json [:name] (lm_head.weight, else the tied embed_tokens.weight / wte.weight, said on stderr)")
 	bias := fs.String("bias", "", "classifier bias `B.npy`: 1-D float32 or float64, one per class (optional)")
 	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy` (float32 [tokens × features])")
 	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy` (float32 [classes × features])")
@@ -65,7 +65,10 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Every input, for the outputs to be checked against before any work.
 	inputs := []named{{"--logits", tensorfile.FilePath(*logits)}, {"--targets", *targets}, {"--weights", *weights}, {"--token-weights", *tokenWeights},
-		{"--hidden", tensorfile.FilePath(*hidden)}, {"--weight", tensorfile.FilePath(*weight)}, {"--bias", *bias}}
+		{"--hidden", tensorfile.FilePath(*hidden)}, {"--bias", *bias}}
+	for _, f := range tensorfile.Files(*weight) { // a checkpoint's index and shard too
+		inputs = append(inputs, named{"--weight", f})
+	}
 	if *hidden != "" || *weight != "" {
 		if *logits != "" || *hidden == "" || *weight == "" || *targets == "" {
 			fmt.Fprintln(stderr, "xent eval: the fused linear takes --hidden, --weight and --targets, without --logits")
@@ -106,10 +109,11 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if tensorfile.IsSafetensors(*logits) {
 		// .safetensors (F32, BF16, F16): the tensor named, else the only
 		// one, else "logits"; computed in its own type.
-		t, err := tensorfile.ReadSafetensors(*logits, "logits")
+		t, done, err := tensorfile.MapSafetensors(*logits, "logits") // read-only: the forward pass only reads
 		if err != nil {
 			return err
 		}
+		defer done()
 		rows, cols = t.Rows, t.Cols
 		whole = batch.NewMatrix(t.F32, rows, cols)
 		if t.Half != nil {

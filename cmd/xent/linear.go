@@ -32,11 +32,14 @@ func evalLinear(ctx context.Context, a linearArgs, stdout, stderr io.Writer) err
 		return err
 	}
 	defer hdone()
-	wt, wdone, err := tensorfile.Read(a.weight, "")
+	wt, wdone, note, err := tensorfile.Classifier(a.weight)
 	if err != nil {
 		return err
 	}
 	defer wdone()
+	if note != "" {
+		fmt.Fprintf(stderr, "xent eval: %s\n", note)
+	}
 	n, d, v, dw := ht.Rows, ht.Cols, wt.Rows, wt.Cols
 	if dw != d {
 		return fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", a.weight, dw, a.hidden, d)

@@ -86,7 +86,18 @@ func TestEvalHiddenMatchesPyTorch(t *testing.T) {
 		}
 		d.Close()
 	}
-	for _, weight := range []string{golden("plain_w.npy"), st + ":lm_head.weight"} {
+	// A sharded Hugging Face checkpoint: the output layer in the second
+	// shard, found through the index by default.
+	ckpt := filepath.Join(dir, "ckpt")
+	require.NoError(t, os.Mkdir(ckpt, 0o755))
+	shard := filepath.Join(ckpt, "model-00002-of-00002.safetensors")
+	writeSafetensors(t, filepath.Join(ckpt, "model-00001-of-00002.safetensors"), map[string][]float32{"model.norm.weight": make([]float32, c.D)},
+		map[string][]uint64{"model.norm.weight": {1, uint64(c.D)}})
+	writeSafetensors(t, shard, map[string][]float32{"lm_head.weight": readNpy[float32](t, golden("plain_w.npy"))},
+		map[string][]uint64{"lm_head.weight": {uint64(c.V), uint64(c.D)}})
+	require.NoError(t, os.WriteFile(filepath.Join(ckpt, "model.safetensors.index.json"),
+		[]byte(`{"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors", "lm_head.weight": "model-00002-of-00002.safetensors"}}`), 0o644))
+	for _, weight := range []string{golden("plain_w.npy"), st + ":lm_head.weight", st, ckpt, filepath.Join(ckpt, "model.safetensors.index.json")} {
 		for _, dev := range devs {
 			dh, dw := filepath.Join(dir, "dh.npy"), filepath.Join(dir, "dw.npy")
 			code, out, errOut := runCmd("eval", "--hidden", golden("plain_h.npy"), "--weight", weight, "--bias", golden("plain_b.npy"),
@@ -109,6 +120,14 @@ func TestEvalHiddenMatchesPyTorch(t *testing.T) {
 			require.Contains(t, out, `"device":"`+dev)
 		}
 	}
+	before, err := os.ReadFile(shard)
+	require.NoError(t, err)
+	code, _, errOut := runCmd("eval", "--hidden", golden("plain_h.npy"), "--weight", ckpt, "--targets", golden("plain_targets.npy"), "--grad-weight", shard)
+	require.Equal(t, 1, code, "an output over the shard the classifier is read from")
+	require.Contains(t, errOut, "--grad-weight "+shard+": the same file as --weight "+shard)
+	after, err := os.ReadFile(shard)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
 }
 
 // TestEvalHiddenHostile: a bad weight file or a mismatch gets one line

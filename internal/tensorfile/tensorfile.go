@@ -12,9 +12,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/nlpodyssey/safetensors"
 
@@ -65,10 +65,13 @@ func safetensorsSpec(spec string) (path, name string, ok bool) {
 	return "", "", false
 }
 
-// FilePath returns the file a spec names: the path of a .safetensors
-// spec without its ":tensor", any other spec as it is.
+// FilePath returns the file a spec names: the path of a .safetensors or
+// checkpoint spec without its ":tensor", any other spec as it is.
 func FilePath(spec string) string {
 	if path, _, ok := safetensorsSpec(spec); ok {
+		return path
+	}
+	if path, _, kind := checkpointSpec(spec); kind != "" {
 		return path
 	}
 	return spec
@@ -101,15 +104,14 @@ func readSafetensors(path, name, def string) ([]float32, int, int, error) {
 }
 
 // Read reads the matrix spec names (as Matrix) in its file's element
-// type where it is a half-precision one: a .safetensors BF16 or F16
-// tensor, or a native-order C float16 .npy, which is mapped (done unmaps
-// it; call it when the tensor is no longer used). Other .npy dtypes are
-// read as float32.
+// type where it is a half-precision one: a .safetensors tensor (mapped,
+// see MapSafetensors) or a native-order C float16 .npy (mapped); done
+// unmaps them (call it when the tensor is no longer used). The tensor is
+// read-only. Other .npy dtypes are read as float32.
 func Read(spec, def string) (t Tensor, done func(), err error) {
 	done = func() {}
 	if IsSafetensors(spec) {
-		t, err = ReadSafetensors(spec, def)
-		return t, done, err
+		return MapSafetensors(spec, def)
 	}
 	f, err := npyfile.Open(spec)
 	if err != nil {
@@ -139,19 +141,52 @@ type Tensor struct {
 
 // ReadSafetensors reads the tensor spec names ("file.safetensors[:name]",
 // def when the file holds several and none is named) in its own element
-// type, checked as Matrix checks it.
+// type, checked as Matrix checks it, into memory of its own (writable).
 func ReadSafetensors(spec, def string) (Tensor, error) {
+	t, done, err := safetensorsTensor(spec, def, false)
+	done()
+	return t, err
+}
+
+// MapSafetensors is ReadSafetensors without the copy where it can: the
+// file is mapped and the tensor's elements are the mapping's bytes
+// (read-only: a write faults) when this machine is little-endian and
+// they are aligned; done unmaps them (call it when the tensor is no
+// longer used). A 2 GB bfloat16 classifier then costs no memory of the
+// process's own beyond the page cache.
+func MapSafetensors(spec, def string) (t Tensor, done func(), err error) {
+	return safetensorsTensor(spec, def, true)
+}
+
+// safetensorsTensor maps the file of spec and returns its tensor, aliasing
+// the mapping when alias is true and it can (see MapSafetensors), else
+// copied out of it; done unmaps what the tensor aliases (nothing when
+// copied).
+func safetensorsTensor(spec, def string, alias bool) (Tensor, func(), error) {
+	nop := func() {}
 	path, name, ok := safetensorsSpec(spec)
 	if !ok {
-		return Tensor{}, fmt.Errorf("%s: not a .safetensors file", spec)
+		return Tensor{}, nop, fmt.Errorf("%s: not a .safetensors file", spec)
 	}
-	b, err := os.ReadFile(path)
+	b, unmap, err := load(path)
 	if err != nil {
-		return Tensor{}, err
+		return Tensor{}, nop, err
 	}
+	t, aliased, err := decodeSafetensors(path, name, def, b, alias)
+	if err != nil || !aliased {
+		unmap()
+		return t, nop, err
+	}
+	return t, unmap, nil
+}
+
+// decodeSafetensors returns tensor name (else def or the only one) of the
+// .safetensors bytes b of path, aliasing b when alias is true and it can
+// (reported), else copied.
+func decodeSafetensors(path, name, def string, b []byte, alias bool) (Tensor, bool, error) {
 	st, err := safetensors.Deserialize(b)
 	if err != nil {
-		return Tensor{}, fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
+		return Tensor{}, false, fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
 	}
 	names := st.Names()
 	slices.Sort(names)
@@ -160,39 +195,55 @@ func ReadSafetensors(spec, def string) (Tensor, error) {
 	}
 	if name == "" {
 		if len(names) != 1 {
-			return Tensor{}, fmt.Errorf("%s: holds %d tensors, name one as %s:NAME (%s)", path, len(names), path, list(names))
+			return Tensor{}, false, fmt.Errorf("%s: holds %d tensors, name one as %s:NAME (%s)", path, len(names), path, list(names))
 		}
 		name = names[0]
 	}
 	tv, ok := st.Tensor(name)
 	if !ok {
-		return Tensor{}, fmt.Errorf("%s: no tensor %q (it holds %s)", path, name, list(names))
+		return Tensor{}, false, fmt.Errorf("%s: no tensor %q (it holds %s)", path, name, list(names))
 	}
 	shape := tv.Shape()
 	if len(shape) != 2 {
-		return Tensor{}, fmt.Errorf("%s:%s: shape %v, expected 2-D [rows × cols]", path, name, shape)
+		return Tensor{}, false, fmt.Errorf("%s:%s: shape %v, expected 2-D [rows × cols]", path, name, shape)
 	}
 	dt := tv.DType()
 	if dt != safetensors.F32 && dt != safetensors.BF16 && dt != safetensors.F16 {
-		return Tensor{}, fmt.Errorf("%s:%s: dtype %v, expected F32, BF16 or F16", path, name, tv.DType())
+		return Tensor{}, false, fmt.Errorf("%s:%s: dtype %v, expected F32, BF16 or F16", path, name, tv.DType())
 	}
 	if shape[0] > math.MaxInt32 || shape[1] > math.MaxInt32 {
-		return Tensor{}, fmt.Errorf("%s:%s: shape %v is too large", path, name, shape)
+		return Tensor{}, false, fmt.Errorf("%s:%s: shape %v is too large", path, name, shape)
 	}
 	t := Tensor{Rows: int(shape[0]), Cols: int(shape[1]), BF16: dt == safetensors.BF16}
 	raw := tv.Data()
+	n := t.Rows * t.Cols
 	if dt == safetensors.F32 {
-		t.F32 = make([]float32, t.Rows*t.Cols)
+		if alias && n > 0 && aligned(raw, 4) {
+			t.F32 = unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), n)
+			return t, true, nil
+		}
+		t.F32 = make([]float32, n)
 		for k := range t.F32 {
 			t.F32[k] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*k:]))
 		}
-		return t, nil
+		return t, false, nil
 	}
-	t.Half = make([]uint16, t.Rows*t.Cols)
+	if alias && n > 0 && aligned(raw, 2) {
+		t.Half = unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), n)
+		return t, true, nil
+	}
+	t.Half = make([]uint16, n)
 	for k := range t.Half {
 		t.Half[k] = binary.LittleEndian.Uint16(raw[2*k:])
 	}
-	return t, nil
+	return t, false, nil
+}
+
+// aligned reports whether b's elements of size bytes may be read in
+// place: this machine is little-endian (the format's order) and b starts
+// at a multiple of size.
+func aligned(b []byte, size uintptr) bool {
+	return binary.NativeEndian.Uint16([]byte{1, 0}) == 1 && uintptr(unsafe.Pointer(unsafe.SliceData(b)))%size == 0
 }
 
 // list names up to 8 tensors.
