@@ -3,11 +3,14 @@
  * bfloat16 or float16 logits (the row kernels are in rows.cl, once per
  * element type; see elem.cl). The arithmetic is float.
  *
- * Algorithm. One work-group computes one row. Each work-item walks its
- * share of the row, four logits at a time (vload4 from a 4-byte aligned
- * address: rows are not 16-byte aligned when the vocabulary is odd; the
- * cols % 4 tail is scalar), and keeps an online (max m, rest s = Σ exp(z-m)
- * - 1, argmax) triple: s leaves out the max's own term, exp(0) = 1, so
+ * Algorithm. One work-group computes one row (or, launched with fewer
+ * groups than rows, one row after another: rows.cl's FOR_ROWS). Each
+ * work-item walks its share of the row four logits at a time (vload4 from
+ * an element-aligned address, or, with ALIGN, one wide load from the
+ * first column at a multiple of four elements, the up to three before it
+ * scalar; the tail is scalar), one compare and branch for the four
+ * (acc_add4), and keeps an online (max m, rest s = Σ exp(z-m) - 1, argmax)
+ * triple: s leaves out the max's own term, exp(0) = 1, so
  * that it keeps its relative precision however small it is (p_max -> 1,
  * where 1 + s rounds to 1 in float); a larger z makes it (1 + s)·exp(m_old
  * - z), the old max's term joining it, and s is a compensated (Kahan) sum,
