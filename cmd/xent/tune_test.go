@@ -27,16 +27,17 @@ func TestTune(t *testing.T) {
 	}
 	table := filepath.Join(t.TempDir(), "t.json")
 	code, out, errOut := runCmd("tune", "--device", spec, "--batch", "3", "--vocab", "37,1031", "--repeat", "1",
-		"--wg", "16", "--unroll", "1,2", "--unroll-half", "2", "--regs", "0", "--flight", "0", "--rc", "0", "--rev", "1", "--align", "0,3",
+		"--wg", "16", "--unroll", "1", "--unroll-half", "2", "--regs", "0", "--flight", "0", "--rc", "8", "--rev", "1", "--align", "1",
 		"--table", table, "--write")
 	require.Equal(t, 0, code, errOut)
-	require.Contains(t, out, "best: wg=16 ")
-	require.Regexp(t, `align=0 .*score 1\.000`, errOut, "the starting candidate's line")
+	require.Regexp(t, `(?m)^xent tune: starting from wg=`, errOut)
+	require.Regexp(t, `\): score 1\.000;`, errOut, "the starting candidate's line, the scores' unit")
+	require.Regexp(t, `(?m)^align=\d .* wg=16 \(xent\.cl wg=16 `, errOut, "a candidate of the grid, built as asked")
 	require.Contains(t, errOut, "wrote "+table)
 	es, err := opencl.ReadTable(table)
 	require.NoError(t, err)
 	require.Len(t, es, 1)
-	require.Equal(t, 16, es[0].WG)
+	require.Contains(t, out, "best: "+es[0].Tuning.String()+", ", "the best printed is the one written")
 	require.Contains(t, es[0].Measured, "xent tune")
 	require.NotEmpty(t, es[0].Device)
 
