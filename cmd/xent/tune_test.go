@@ -15,6 +15,9 @@ import (
 // the best, and with --write keeps it in the table it names, which the
 // device then opens with; bad grids are usage errors naming the flag.
 func TestTune(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short (the race detector's run): three program builds; the full run has it")
+	}
 	spec := "opencl"
 	if s := os.Getenv("XENT_TEST_OPENCL"); s != "" {
 		spec += ":" + s
