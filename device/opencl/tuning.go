@@ -249,29 +249,30 @@ func tuningOf(h handle) (Tuning, string, error) {
 		}
 	}
 	for _, v := range []struct {
-		env      string
-		dst      *int
-		min, max int
+		env string
+		dst *int
 	}{
-		{"XENT_OPENCL_WG", &tn.WG, 1, 1 << 20},
-		{"XENT_OPENCL_UNROLL", &tn.Unroll, 1, 8},
-		{"XENT_OPENCL_UNROLL_HALF", &tn.UnrollHalf, 1, 16},
-		{"XENT_OPENCL_REGS", &tn.Regs, 0, 255},
-		{"XENT_OPENCL_RC", &tn.RC, 0, 64},
-		{"XENT_OPENCL_REV", &tn.Rev, 0, 1},
-		{"XENT_OPENCL_ALIGN", &tn.Align, 0, 3},
-		{"XENT_OPENCL_FLIGHT", &tn.Flight, 0, 1 << 20},
+		{"XENT_OPENCL_WG", &tn.WG},
+		{"XENT_OPENCL_UNROLL", &tn.Unroll},
+		{"XENT_OPENCL_UNROLL_HALF", &tn.UnrollHalf},
+		{"XENT_OPENCL_REGS", &tn.Regs},
+		{"XENT_OPENCL_RC", &tn.RC},
+		{"XENT_OPENCL_REV", &tn.Rev},
+		{"XENT_OPENCL_ALIGN", &tn.Align},
+		{"XENT_OPENCL_FLIGHT", &tn.Flight},
 	} {
 		s := os.Getenv(v.env)
 		if s == "" {
 			continue
 		}
 		n, err := strconv.Atoi(s)
-		if err != nil || n < v.min || n > v.max || (v.env == "XENT_OPENCL_WG" && n&(n-1) != 0) {
-			return tn, src, fmt.Errorf("%s=%q: want an integer in [%d, %d]%s", v.env, s, v.min, v.max,
-				map[bool]string{true: ", a power of two"}[v.env == "XENT_OPENCL_WG"])
+		if err != nil {
+			return tn, src, fmt.Errorf("%s=%q: not an integer", v.env, s)
 		}
 		*v.dst = n
+		if err := tn.check(); err != nil { // the ranges are check's: the rest of tn was in range
+			return tn, src, fmt.Errorf("%s=%q: %w", v.env, s, err)
+		}
 		src += ", " + v.env + "=" + s
 	}
 	return tn, src, nil
