@@ -9,6 +9,7 @@
  */
 #define row_scan TYPED(row_scan)
 #define scan_cols TYPED(scan_cols)
+#define scalar_col TYPED(scalar_col)
 #define row_of TYPED(row_of)
 #define row_acc TYPED(row_acc)
 #define grad_row TYPED(grad_row)
@@ -19,15 +20,21 @@
 #define xent_partial TYPED(xent_partial)
 #define xent_backward TYPED(xent_backward)
 
+/* The column of a row's i-th scalar column: i in the head (i < h), else
+ * 4*n4 + i in the tail, past the n4 aligned float4s. */
+inline int scalar_col(int i, int h, int n4) {
+    return i < h ? i : 4 * n4 + i;
+}
+
 /* Adds this work-item's scalar columns numbered [i0, i1) to a, one at a
- * time: the row's i-th scalar column is i for i < h (the head), else
- * 4*n4 + i (the tail), and work-item i mod WG takes it, in row_scan as in
+ * time: the row's i-th scalar column (scalar_col), which work-item i
+ * mod WG takes, in row_scan as in
  * grad_row (each work-item at most one when WG >= 8: kept in *ct). */
 inline void scan_cols(acc_t *a, __global const ELEM *x, int h, int n4, int i0, int i1, __global const float *wts,
                       float cap, float icap, int flags, float *ct) {
     for (int i = (int)get_local_id(0); i < i1; i += WG) {
         if (i >= i0) {
-            const int j = i < h ? i : 4 * n4 + i;
+            const int j = scalar_col(i, h, n4);
             const float z = LD(j, x);
             *ct = z;
             acc_add(a, capz(z, cap, icap, flags), z, j, (flags & F_WEIGHTS) ? wts[j] : 1.0f, flags & F_SMOOTH);
@@ -176,7 +183,7 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
             STA4(grad4(LDA4(k, xa), hasw ? vload4(k, wa) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - h - 4 * k, gt), k, xa);
     }
     for (int i = lid; i < cols - 4 * n4; i += WG) { /* the head, then the tail */
-        const int j = i < h ? i : 4 * n4 + i;
+        const int j = scalar_col(i, h, n4);
         float z = capz(keep ? ct : LD(j, xr), cap, icap, flags);
         float g = aa * exp(z - m) - bb * (hasw ? ws[j] : 1.0f);
         if (flags & F_SOFTCAP) { float r = z * icap; g *= 1.0f - r * r; }
@@ -299,6 +306,7 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
 
 #undef row_scan
 #undef scan_cols
+#undef scalar_col
 #undef row_of
 #undef row_acc
 #undef grad_row
