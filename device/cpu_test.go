@@ -8,14 +8,25 @@ import (
 	"github.com/xentlab/xent/internal/spec"
 )
 
+// impls returns the row kernels the CPU tests run: every one this CPU
+// has, or under -short (the race detector's run, which is after the
+// concurrency, the same for every kernel) the default one alone; the full
+// run checks each.
+func impls() []*cpu.Impl {
+	if testing.Short() {
+		return []*cpu.Impl{cpu.Default()}
+	}
+	return cpu.Impls()
+}
+
 func TestSpecCPU(t *testing.T) {
-	for _, impl := range cpu.Impls() {
+	for _, impl := range impls() {
 		t.Run(impl.Name(), func(t *testing.T) { spec.Run(t, device.NewCPU(impl), 1e-5) })
 	}
 }
 
 func TestGoldenCPU(t *testing.T) {
-	for _, impl := range cpu.Impls() {
+	for _, impl := range impls() {
 		if impl == nil {
 			continue
 		}
@@ -43,7 +54,7 @@ func TestPast2p31CPU(t *testing.T) { spec.RunPast2p31(t, device.NewCPU(cpu.Defau
 // TestShardsCPU: vocabulary shards' partials merged give the unsplit loss
 // and each shard's Backward the unsplit gradient, for every kernel.
 func TestShardsCPU(t *testing.T) {
-	for _, impl := range cpu.Impls() {
+	for _, impl := range impls() {
 		if impl != nil {
 			t.Run(impl.Name(), func(t *testing.T) { spec.RunShards(t, device.NewCPU(impl), 1e-5) })
 		}

@@ -35,20 +35,37 @@ func linearCPUs(t *testing.T) map[string]*device.CPUDevice {
 	return devs
 }
 
+// eachLinearCPU returns the devices the per-BLAS tests run: linearCPUs, or
+// under -short (the race detector's run: the tile driver's goroutines are
+// the same on every BLAS) one of them, OpenBLAS where it loads. The group
+// and versus tests still take them all.
+func eachLinearCPU(t *testing.T) map[string]*device.CPUDevice {
+	devs := linearCPUs(t)
+	if !testing.Short() {
+		return devs
+	}
+	for _, one := range []string{"openblas", "gonum"} {
+		if d, ok := devs[one]; ok {
+			return map[string]*device.CPUDevice{one: d}
+		}
+	}
+	return devs
+}
+
 func TestLinearCPU(t *testing.T) {
-	for name, d := range linearCPUs(t) {
+	for name, d := range eachLinearCPU(t) {
 		t.Run(name, func(t *testing.T) { spec.RunLinear(t, d, 1e-5) })
 	}
 }
 
 func TestLinearGoldenCPU(t *testing.T) {
-	for name, d := range linearCPUs(t) {
+	for name, d := range eachLinearCPU(t) {
 		t.Run(name, func(t *testing.T) { spec.RunLinearGolden(t, d, 1e-5) })
 	}
 }
 
 func TestLinearShardsCPU(t *testing.T) {
-	for name, d := range linearCPUs(t) {
+	for name, d := range eachLinearCPU(t) {
 		t.Run(name, func(t *testing.T) { spec.RunLinearShards(t, d, 1e-5) })
 	}
 }
@@ -140,7 +157,7 @@ func TestLinearResidentCPU(t *testing.T) {
 }
 
 func TestLinearFilterCPU(t *testing.T) {
-	for name, d := range linearCPUs(t) {
+	for name, d := range eachLinearCPU(t) {
 		t.Run(name, func(t *testing.T) { spec.RunLinearFilter(t, d) })
 	}
 }
@@ -148,7 +165,7 @@ func TestLinearFilterCPU(t *testing.T) {
 // TestLinearConfidentCPU: confident rows through the fused linear (see
 // spec.RunLinearConfident), on every BLAS and row kernel.
 func TestLinearConfidentCPU(t *testing.T) {
-	for name, d := range linearCPUs(t) {
+	for name, d := range eachLinearCPU(t) {
 		t.Run(name, func(t *testing.T) { spec.RunLinearConfident(t, d) })
 	}
 }
