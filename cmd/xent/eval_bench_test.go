@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,7 +116,7 @@ func dump(b *testing.B) (logits, targets string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-	} else if logits = cachedDump(b, rows, cols); logits == "" {
+	} else if logits = cachedDump(b, rows, cols, 1); logits == "" {
 		b.Fatal("no dump")
 	}
 	t64 := make([]int64, rows)
@@ -130,8 +131,8 @@ func dump(b *testing.B) (logits, targets string) {
 	return logits, targets
 }
 
-// cachedDump returns the generated rows×cols dump of N(0, 3²) logits,
-// written once into the user's cache directory and reused. NumPy writes
+// cachedDump returns the generated rows×cols dump of N(0, 3²) logits
+// drawn from seed, written once into the user's cache directory and reused. NumPy writes
 // it where it can (a python3 with numpy: its files align the data to 64
 // bytes, as a user's dump does); else npyio, whose header leaves the data
 // unaligned (v0.14.0 pads the header to the wrong length), so that eval
@@ -139,7 +140,7 @@ func dump(b *testing.B) (logits, targets string) {
 // writes a 2-D array an element at a time, about two minutes for 1 GB.
 // The dump is written back to the disk before anything is timed (dirty
 // pages would be flushed meanwhile).
-func cachedDump(b *testing.B, rows, cols int) string {
+func cachedDump(b *testing.B, rows, cols int, seed int) string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		dir = os.TempDir()
@@ -148,7 +149,11 @@ func cachedDump(b *testing.B, rows, cols int) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("eval-bench-%dx%d.npy", rows, cols))
+	name := fmt.Sprintf("eval-bench-%dx%d.npy", rows, cols)
+	if seed != 1 {
+		name = fmt.Sprintf("eval-bench-%dx%d-%d.npy", rows, cols, seed)
+	}
+	path := filepath.Join(dir, name)
 	defer func() {
 		lf, err := npyfile.Open(path)
 		if err != nil {
@@ -169,13 +174,13 @@ func cachedDump(b *testing.B, rows, cols int) string {
 		}
 	}
 	b.Logf("writing %s (once)", path)
-	script := fmt.Sprintf("import numpy as np; np.save(%q, (np.random.default_rng(1).standard_normal((%d, %d), dtype=np.float32) * 3))", path, rows, cols)
+	script := fmt.Sprintf("import numpy as np; np.save(%q, (np.random.default_rng(%d).standard_normal((%d, %d), dtype=np.float32) * 3))", path, seed, rows, cols)
 	for _, py := range []string{"/usr/bin/python3", "python3"} {
 		if exec.Command(py, "-c", script).Run() == nil {
 			return path
 		}
 	}
-	x := gen.Logits(rows, cols, 1)
+	x := gen.Logits(rows, cols, uint64(seed))
 	byRow := make([][]float32, rows) // npyio writes a 2-D float32 array from rows
 	for i := range byRow {
 		byRow[i] = x[i*cols : (i+1)*cols]
@@ -202,4 +207,85 @@ func saveNpy(path string, v any) error {
 		return err
 	}
 	return writeNpy(outs[0], v)
+}
+
+// BenchmarkManifest is a corpus's evaluation: 8 files of 1024 × 32000
+// float32 logits in the page cache (written once into the user's cache
+// directory), and 8 files of 1024 × 768 hidden states through one
+// 32000 × 768 classifier, each evaluated by one xent eval per file
+// ("single", the files one after another) and by one xent eval --manifest
+// ("manifest"), so that the manifest's cost over the single runs reads off
+// one run:
+//
+//	go test -run XXX -bench Manifest -benchtime 3x ./cmd/xent
+func BenchmarkManifest(b *testing.B) {
+	const files, rows, vocab, features = 8, 1024, 32000, 768
+	dir := b.TempDir()
+	var logits, hidden, singles, hiddenSingles [][]string
+	tg := make([]int64, rows)
+	for i, t := range gen.Targets(rows, vocab, 3) {
+		tg[i] = int64(t)
+	}
+	targets := filepath.Join(dir, "t.npy")
+	if err := saveNpy(targets, tg); err != nil {
+		b.Fatal(err)
+	}
+	w := filepath.Join(dir, "w.npy")
+	h := filepath.Join(dir, "h.npy")
+	r := rand.New(rand.NewPCG(4, 5))
+	hd, wd, _ := gen.Linear(r, rows, features, vocab, 1, 0.04)
+	if err := saveNpy(w, rowsOf(batch.NewMatrix(wd, vocab, features))); err != nil {
+		b.Fatal(err)
+	}
+	if err := saveNpy(h, rowsOf(batch.NewMatrix(hd, rows, features))); err != nil {
+		b.Fatal(err)
+	}
+	for k := range files {
+		l := cachedDump(b, rows, vocab, 10+k)
+		logits = append(logits, []string{"logits", l})
+		singles = append(singles, []string{"--logits", l, "--targets", targets})
+		hidden = append(hidden, []string{"hidden", h})
+		hiddenSingles = append(hiddenSingles, []string{"--hidden", h, "--weight", w, "--targets", targets})
+	}
+	manifest := func(name string, lines [][]string, extra string) string {
+		var text string
+		for _, l := range lines {
+			text += fmt.Sprintf("{%q: %q, \"targets\": %q%s}\n", l[0], l[1], targets, extra)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	ml := manifest("logits.jsonl", logits, "")
+	mh := manifest("hidden.jsonl", hidden, fmt.Sprintf(", \"weight\": %q", w))
+	for _, f := range append(logits, []string{"", w}) { // into the page cache
+		if _, err := os.ReadFile(f[1]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := func(b *testing.B, args ...string) {
+		if err := eval(context.Background(), append(args, "--device", "cpu", "--json"), io.Discard, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name     string
+		singles  [][]string
+		manifest string
+	}{{"logits", singles, ml}, {"hidden", hiddenSingles, mh}} {
+		b.Run(c.name+"/single", func(b *testing.B) {
+			for b.Loop() {
+				for _, s := range c.singles {
+					run(b, s...)
+				}
+			}
+		})
+		b.Run(c.name+"/manifest", func(b *testing.B) {
+			for b.Loop() {
+				run(b, "--manifest", c.manifest)
+			}
+		})
+	}
 }

@@ -2,6 +2,8 @@
 //
 //	xent demo                      the textbook worked example
 //	xent eval --logits L.npy --targets T.npy [flags]
+//	xent eval --manifest M.jsonl [--shard i/n --stats-out S.json] [flags]
+//	xent merge S_0.json S_1.json ...  the report of a sharded evaluation
 //	xent devices                   list the compute devices
 //	xent bench [flags]             CPU vs GPU benchmarks with the roofline
 //	xent tune [flags]              time the OpenCL kernels' parameters on a device
@@ -27,7 +29,9 @@ const usage = `usage: xent <command> [flags]
 commands:
   demo      the textbook worked example (4 positions, vocab 5), on the CPU; --linear trains a bigram model
   eval      loss, perplexity and accuracy of logits (.npy, .safetensors) against .npy targets,
-            or of hidden states and a classifier (--hidden, --weight) through the fused linear
+            or of hidden states and a classifier (--hidden, --weight) through the fused linear;
+            --manifest: many files as one evaluation, whole or a shard (--shard i/n --stats-out)
+  merge     the report of a sharded evaluation: merges the shards' --stats-out files exactly
   devices   list the compute devices (CPU, OpenCL platforms and devices)
   bench     benchmarks: log-sum-exp, forward and fused forward+backward, with the roofline
   tune      time the OpenCL row kernels' parameters on a device; --write keeps the best
@@ -89,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"demo": demo, "eval": eval, "devices": devices, "bench": benchCmd, "tune": tuneCmd,
+		"demo": demo, "eval": eval, "merge": merge, "devices": devices, "bench": benchCmd, "tune": tuneCmd,
 	}
 	f, ok := cmds[args[0]]
 	if !ok {

@@ -13,6 +13,7 @@ import (
 	"codeberg.org/sbinet/npyio"
 	"github.com/stretchr/testify/require"
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/internal/corpus"
 )
 
 func fixture(name string) string { return filepath.Join("..", "..", "testdata", "npy", name) }
@@ -170,9 +171,9 @@ func TestEvalChunked(t *testing.T) {
 	args := []string{"eval", "--logits", fixture("logits_f32.npy"), "--targets", fixture("targets_i64.npy"), "--device", "cpu", "--json"}
 	code, whole, _ := runCmd(args...)
 	require.Equal(t, 0, code)
-	defer func(old int) { chunkBytes = old }(chunkBytes)
+	defer func(old int) { corpus.ChunkBytes = old }(corpus.ChunkBytes)
 	for _, cb := range []int{1, 29 * 4, 3 * 29 * 4} {
-		chunkBytes = cb
+		corpus.ChunkBytes = cb
 		code, out, errOut := runCmd(args...)
 		require.Equal(t, 0, code, errOut)
 		var a, b map[string]any
@@ -206,9 +207,9 @@ func TestEvalTokenWeights(t *testing.T) {
 	}
 	tw := writeNpyFile(t, dir, "tw.npy", w)
 	args := []string{"eval", "--logits", l, "--targets", tg, "--token-weights", tw, "--device", "cpu", "--json"}
-	defer func(old int) { chunkBytes = old }(chunkBytes)
-	for _, cb := range []int{chunkBytes, 1} {
-		chunkBytes = cb
+	defer func(old int) { corpus.ChunkBytes = old }(corpus.ChunkBytes)
+	for _, cb := range []int{corpus.ChunkBytes, 1} {
+		corpus.ChunkBytes = cb
 		code, out, errOut := runCmd(args...)
 		require.Equal(t, 0, code, errOut)
 		var doc map[string]any

@@ -37,7 +37,8 @@ type output struct {
 	named
 	target string      // where it is written: path, or a symlink's final target
 	mode   fs.FileMode // the replaced file's permissions, or 0o644
-	tmp    *os.File
+	tmp    string      // the temporary file, in target's directory ("" once renamed or removed)
+	filled bool        // tmp holds the output (fill), not yet renamed (commit)
 }
 
 // temps holds every temporary output file not yet renamed or removed, so
@@ -99,10 +100,13 @@ func plan(inputs []named, outs ...named) ([]*output, error) {
 			}
 		}
 		dir := filepath.Dir(o.target)
-		if o.tmp, err = os.CreateTemp(dir, ".xent-*.tmp"); err != nil {
+		f, err := os.CreateTemp(dir, ".xent-*.tmp")
+		if err != nil {
 			return fail(fmt.Errorf("%s %s: cannot write in %s: %w", n.flag, n.path, dir, unwrapPath(err)))
 		}
-		addTemp(o.tmp.Name())
+		o.tmp = f.Name()
+		addTemp(o.tmp)
+		f.Close() // reopened by fill: a manifest's outputs hold no descriptors until then
 		made = append(made, o)
 		res[i] = o
 	}
@@ -214,10 +218,20 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// write writes the output with f through a buffer into its temporary
-// file and renames it over the target. On an error the temporary file is
-// removed and the target left as it was. o may be nil (not asked for).
-func (o *output) write(f func(w io.Writer) error) (err error) {
+// write writes the output with f (fill) and renames it over the target
+// (commit). On an error the temporary file is removed and the target left
+// as it was. o may be nil (not asked for).
+func (o *output) write(f func(w io.Writer) error) error {
+	if err := o.fill(f); err != nil {
+		return err
+	}
+	return o.commit()
+}
+
+// fill writes the output with f through a buffer into its temporary file,
+// synced and closed, for commit to rename. On an error the temporary file
+// is removed. o may be nil (not asked for).
+func (o *output) fill(f func(w io.Writer) error) (err error) {
 	if o == nil {
 		return nil
 	}
@@ -227,40 +241,58 @@ func (o *output) write(f func(w io.Writer) error) (err error) {
 			err = fmt.Errorf("%s %s: %w", o.flag, o.path, unwrapPath(err))
 		}
 	}()
-	w := bufio.NewWriterSize(o.tmp, 1<<20)
+	file, err := os.OpenFile(o.tmp, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	w := bufio.NewWriterSize(file, 1<<20)
 	if err := f(w); err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if err := o.tmp.Chmod(o.mode); err != nil {
+	if err := file.Chmod(o.mode); err != nil {
 		return err
 	}
-	if err := o.tmp.Sync(); err != nil {
+	if err := file.Sync(); err != nil {
 		return err
 	}
-	if err := o.tmp.Close(); err != nil {
-		return err
+	o.filled = true
+	return nil
+}
+
+// commit renames a filled output over its target. o may be nil.
+func (o *output) commit() error {
+	if o == nil {
+		return nil
 	}
-	if err := os.Rename(o.tmp.Name(), o.target); err != nil {
-		return err
+	if !o.filled {
+		return fmt.Errorf("%s %s: not written", o.flag, o.path) // a bug of the command's, not the user's
 	}
-	dropTemp(o.tmp.Name())
-	o.tmp = nil
+	if err := os.Rename(o.tmp, o.target); err != nil {
+		o.discard()
+		return fmt.Errorf("%s %s: %w", o.flag, o.path, unwrapPath(err))
+	}
+	dropTemp(o.tmp)
+	o.tmp, o.filled = "", false
 	return nil
 }
 
 // discard removes the temporary file of an output not written; it is
 // safe on nil and after write.
 func (o *output) discard() {
-	if o == nil || o.tmp == nil {
+	if o == nil || o.tmp == "" {
 		return
 	}
-	o.tmp.Close()
-	os.Remove(o.tmp.Name())
-	dropTemp(o.tmp.Name())
-	o.tmp = nil
+	os.Remove(o.tmp)
+	dropTemp(o.tmp)
+	o.tmp, o.filled = "", false
 }
 
 // planPlot plans a plot output (plan), its format checked first

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"codeberg.org/sbinet/npyio"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/internal/corpus"
+)
+
+type manifestArgs struct {
+	path, weight, shard string
+	statsOut, rowsOut   string
+	dev                 string
+	cfg                 corpus.Config
+	say, note           func(string)
+	asJSON              bool
+}
+
+// evalManifest evaluates the lines of a manifest (of one shard of it) as
+// one evaluation and prints the merged report, or writes the partial
+// statistics for xent merge. Every line is checked before any is
+// evaluated; outputs are written only when every line succeeded.
+func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer) error {
+	m, err := corpus.ReadManifest(a.path, a.weight)
+	if err != nil {
+		return err
+	}
+	shard, shards := 0, 1
+	if a.shard != "" {
+		if shard, shards, err = corpus.ParseShard(a.shard); err != nil {
+			return fmt.Errorf("--shard: %w", err)
+		}
+	}
+	lines := m.Shard(shard, shards)
+	inputs := []named{{"--manifest", a.path}, {"--weights", a.cfg.WeightsFile}}
+	for _, l := range lines {
+		for _, f := range l.Files() {
+			inputs = append(inputs, named{fmt.Sprintf("(%s:%d)", a.path, l.N), f})
+		}
+	}
+	// Line N's rows go to DIR/line-N.npy (N zero-padded to the widest
+	// line number): one output each, checked like any other.
+	wants := []named{{"--stats-out", a.statsOut}}
+	if a.rowsOut != "" {
+		width := len(fmt.Sprint(m.Lines[len(m.Lines)-1].N))
+		for _, l := range lines {
+			wants = append(wants, named{fmt.Sprintf("--rows-out (line %d)", l.N), filepath.Join(a.rowsOut, fmt.Sprintf("line-%0*d.npy", width, l.N))})
+		}
+	}
+	outs, err := plan(inputs, wants...)
+	if err != nil {
+		return err
+	}
+	defer discardAll(outs)
+	cfg := a.cfg
+	cfg.KeepRows = a.rowsOut != ""
+
+	ev := corpus.New(cfg)
+	defer ev.Close()
+	ev.Note = a.note
+	var rows int64
+	for _, l := range lines {
+		n, err := ev.Check(l)
+		if err != nil {
+			return err
+		}
+		rows += int64(n)
+	}
+	d, err := openDevice(a.dev, a.say)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	bar := newProgress(stderr, rows)
+	ev.Progress = func(n int) { bar.add(int64(n)) }
+	var st batch.Stats
+	for k, l := range lines {
+		r, err := ev.Eval(ctx, d, l)
+		if err != nil {
+			return err
+		}
+		st.Merge(r.Stats)
+		if a.rowsOut != "" {
+			if err := outs[1+k].fill(func(w io.Writer) error { return npyio.Write(w, r.Rows) }); err != nil {
+				return err
+			}
+		}
+	}
+	bar.finish()
+	p := corpus.Partial{Format: corpus.Format, Manifest: m.SHA256, Lines: len(m.Lines), Shard: shard, Shards: shards,
+		Files: len(lines), Flags: cfg.Flags(a.weight), Stats: corpus.StatsOf(st), Device: deviceName(d)}
+	if err := writePartial(outs[0], p); err != nil {
+		return err
+	}
+	for _, o := range outs[1:] {
+		if err := o.commit(); err != nil {
+			return err
+		}
+	}
+	return report(stdout, p.Device, st, a.cfg.IgnoreIndex, a.asJSON)
+}
+
+// writePartial writes p as indented JSON to o (nothing when o is nil).
+func writePartial(o *output, p corpus.Partial) error {
+	return o.write(func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	})
+}
+
+// merge merges the partial statistics of every shard of an evaluation
+// (xent eval --manifest --shard i/n --stats-out) and prints the report.
+func merge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print one JSON object, the keys of xent eval --json")
+	statsOut := fs.String("stats-out", "", "also write the merged statistics to `S.json` (one shard of one)")
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: xent merge [--json] [--stats-out S.json] S_0.json S_1.json ...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return errHelp
+		}
+		return errUsage
+	}
+	names := fs.Args()
+	if len(names) == 0 {
+		fmt.Fprintln(stderr, "xent merge: name the partial statistics files, one per shard")
+		fs.Usage()
+		return errUsage
+	}
+	ins := make([]named, len(names))
+	for k, n := range names {
+		ins[k] = named{"input", n}
+	}
+	outs, err := plan(ins, named{"--stats-out", *statsOut})
+	if err != nil {
+		return err
+	}
+	defer discardAll(outs)
+	ps := make([]corpus.Partial, len(names))
+	for k, n := range names {
+		if ps[k], err = corpus.ReadPartial(n); err != nil {
+			return err
+		}
+	}
+	p, err := corpus.Merge(ps, names)
+	if err != nil {
+		return err
+	}
+	if err := writePartial(outs[0], p); err != nil {
+		return err
+	}
+	ignore := batch.DefaultIgnoreIndex
+	fmt.Sscan(p.Flags["ignore_index"], &ignore)
+	return report(stdout, p.Device, p.Stats.Batch(), ignore, *asJSON)
+}

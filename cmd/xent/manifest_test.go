@@ -1,0 +1,185 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"codeberg.org/sbinet/npyio"
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/internal/corpus/corpustest"
+	"github.com/xentlab/xent/internal/seed"
+)
+
+// evalJSON runs a command that prints xent eval --json's object and
+// returns it.
+func evalJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	code, out, errOut := runCmd(args...)
+	require.Equal(t, 0, code, errOut)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &got), out)
+	return got
+}
+
+// TestEvalManifest: the seven files of corpustest in one run, and in 1, 2
+// and 7 shards merged by xent merge, give the float64 reference's report,
+// with the keys of xent eval --json; --rows-out writes each line's rows.
+func TestEvalManifest(t *testing.T) {
+	dir := t.TempDir()
+	m, weight, want := corpustest.Write(t, dir, seed.New(t))
+	one := evalJSON(t, "eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json")
+	keys := func(o map[string]any) []string {
+		var ks []string
+		for k := range o {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		return ks
+	}
+	single := evalJSON(t, "eval", "--logits", filepath.Join(dir, "l1.npy"), "--targets", filepath.Join(dir, "t1.npy"), "--device", "cpu", "--json")
+	require.Equal(t, keys(single), keys(one), "the keys of xent eval --json")
+	st := batch.Stats{Rows: want.Rows, Counted: int64(one["tokens"].(float64)), Sum: one["sum"].(float64), Correct: int64(one["accuracy"].(float64)*float64(want.Counted) + 0.5)}
+	st.Rows = st.Counted + int64(one["ignored"].(float64))
+	st.Denom = st.Sum / one["loss"].(float64)
+	want.Check(t, st, 1e-5)
+
+	for _, n := range []int{1, 2, 7} {
+		var parts []string
+		for i := range n {
+			p := filepath.Join(dir, fmt.Sprintf("S%d_%d.json", n, i))
+			got := evalJSON(t, "eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json", "--shard", fmt.Sprintf("%d/%d", i, n), "--stats-out", p)
+			require.Equal(t, keys(one), keys(got))
+			parts = append(parts, p)
+		}
+		slices.Reverse(parts)
+		merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+		require.Equal(t, one["tokens"], merged["tokens"], "%d shards", n)
+		require.Equal(t, one["ignored"], merged["ignored"], "%d shards", n)
+		require.Equal(t, one["accuracy"], merged["accuracy"], "%d shards", n)
+		require.InEpsilon(t, one["sum"], merged["sum"], 1e-12, "%d shards", n)
+		require.InEpsilon(t, one["loss"], merged["loss"], 1e-12, "%d shards", n)
+		require.Equal(t, keys(one), keys(merged))
+		// The text report too.
+		code, out, errOut := runCmd(append([]string{"merge"}, parts...)...)
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, "perplexity")
+	}
+
+	rows := filepath.Join(dir, "rows")
+	require.NoError(t, os.Mkdir(rows, 0o755))
+	evalJSON(t, "eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json", "--rows-out", rows)
+	ents, err := os.ReadDir(rows)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	require.Equal(t, []string{"line-1.npy", "line-2.npy", "line-3.npy", "line-5.npy", "line-6.npy", "line-7.npy", "line-8.npy"}, names)
+	f, err := os.Open(filepath.Join(rows, "line-8.npy"))
+	require.NoError(t, err)
+	defer f.Close()
+	var r8 []float32
+	require.NoError(t, npyio.Read(f, &r8))
+	require.Len(t, r8, 41)
+}
+
+// TestEvalManifestHostile: a bad line fails the run naming the manifest,
+// the line and the file, before anything is computed, and nothing is
+// written; so do bad shards, flags that name files beside a manifest, and
+// merges of the wrong partials.
+func TestEvalManifestHostile(t *testing.T) {
+	dir := t.TempDir()
+	m, weight, _ := corpustest.Write(t, dir, seed.New(t))
+	text, err := os.ReadFile(m)
+	require.NoError(t, err)
+	stats := filepath.Join(dir, "S.json")
+	rows := filepath.Join(dir, "rows")
+	require.NoError(t, os.Mkdir(rows, 0o755))
+	bad := filepath.Join(dir, "bad.npy")
+	f, err := os.Create(bad)
+	require.NoError(t, err)
+	require.NoError(t, npyio.Write(f, []int64{0, 1, 99}))
+	require.NoError(t, f.Close())
+	for _, c := range []struct {
+		line, want string
+	}{
+		{`{"logits": "l1.npy", "targets": "bad.npy"}`, "M.jsonl:9: " + bad + ": expected 37 targets to match the 37 rows of " + filepath.Join(dir, "l1.npy") + ", got 3"},
+		{`{"logits": "l1.npy", "targets": "missing.npy"}`, "M.jsonl:9: open " + filepath.Join(dir, "missing.npy")},
+		{`{"hidden": "h4.npy", "weight": "l2.npy", "targets": "t4.npy"}`, "M.jsonl:9: " + filepath.Join(dir, "l2.npy") + ": 53 features per class"},
+		{`{"logits": "l1.npy", "targets": "t1.npy", "rows": 3}`, `M.jsonl:9: not a manifest line`},
+	} {
+		require.NoError(t, os.WriteFile(m, append(slices.Clone(text), c.line+"\n"...), 0o644))
+		code, out, errOut := runCmd("eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--stats-out", stats, "--rows-out", rows)
+		require.Equal(t, 1, code, errOut)
+		require.Empty(t, out)
+		require.Contains(t, errOut, c.want)
+		require.NoFileExists(t, stats)
+		ents, err := os.ReadDir(rows)
+		require.NoError(t, err)
+		require.Empty(t, ents, "no rows written")
+		ents, err = os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range ents {
+			require.False(t, strings.HasSuffix(e.Name(), ".tmp"), "temporary file left: %s", e.Name())
+		}
+	}
+	require.NoError(t, os.WriteFile(m, text, 0o644))
+
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--shard", "2/2"}, 1, `--shard: shard "2/2": want i/n with 0 ≤ i < n`},
+		{[]string{"--stats-out", m}, 1, "the same file as --manifest"},
+		{[]string{"--stats-out", filepath.Join(dir, "l1.npy")}, 1, "an output never replaces an input"},
+		{[]string{"--logits", filepath.Join(dir, "l1.npy")}, 2, "--manifest names the files"},
+		{[]string{"--rows-out", filepath.Join(dir, "nodir")}, 1, "nodir"},
+	} {
+		code, _, errOut := runCmd(append([]string{"eval", "--manifest", m, "--weight", weight, "--device", "cpu"}, c.args...)...)
+		require.Equal(t, c.code, code, errOut)
+		require.Contains(t, errOut, c.want)
+	}
+	code, _, errOut := runCmd("eval", "--logits", filepath.Join(dir, "l1.npy"), "--targets", filepath.Join(dir, "t1.npy"), "--shard", "0/2")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--shard and --stats-out go with --manifest")
+
+	// Merges: a missing shard, a repeated one, another manifest's, other flags.
+	s := func(name string, args ...string) string {
+		p := filepath.Join(dir, name)
+		code, _, errOut := runCmd(append([]string{"eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--stats-out", p}, args...)...)
+		require.Equal(t, 0, code, errOut)
+		return p
+	}
+	s0, s1 := s("s0.json", "--shard", "0/2"), s("s1.json", "--shard", "1/2")
+	z1 := s("z1.json", "--shard", "1/2", "--z-loss", "1e-4")
+	other := filepath.Join(dir, "other.jsonl")
+	require.NoError(t, os.WriteFile(other, text[:len(text)/2+strings.Index(string(text[len(text)/2:]), "\n")+1], 0o644))
+	o1 := filepath.Join(dir, "o1.json")
+	code, _, errOut = runCmd("eval", "--manifest", other, "--weight", weight, "--device", "cpu", "--stats-out", o1, "--shard", "1/2")
+	require.Equal(t, 0, code, errOut)
+	for _, c := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{s0}, "shard 1/2 is missing"},
+		{[]string{s0, s1, s1}, "s1.json: shard 1/2 again"},
+		{[]string{s0, z1}, "z1.json: flags"},
+		{[]string{s0, o1}, "o1.json: of another manifest"},
+		{[]string{s0, m}, "M.jsonl: not partial statistics"},
+	} {
+		code, out, errOut := runCmd(append([]string{"merge"}, c.files...)...)
+		require.Equal(t, 1, code, errOut)
+		require.Empty(t, out)
+		require.Contains(t, errOut, c.want)
+	}
+	code, _, _ = runCmd("merge")
+	require.Equal(t, 2, code)
+}

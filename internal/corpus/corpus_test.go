@@ -1,0 +1,184 @@
+package corpus_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/corpus"
+	"github.com/xentlab/xent/internal/corpus/corpustest"
+	"github.com/xentlab/xent/internal/seed"
+)
+
+// run evaluates lines with cfg on the CPU and returns their merged
+// statistics and the lines evaluated.
+func run(t *testing.T, cfg corpus.Config, lines []corpus.Line) batch.Stats {
+	t.Helper()
+	ev := corpus.New(cfg)
+	defer ev.Close()
+	dev := device.NewCPU(cpu.Default())
+	var st batch.Stats
+	for _, l := range lines {
+		_, err := ev.Check(l)
+		require.NoError(t, err)
+	}
+	for _, l := range lines {
+		r, err := ev.Eval(context.Background(), dev, l)
+		require.NoError(t, err)
+		st.Merge(r.Stats)
+	}
+	return st
+}
+
+// TestManifest: the seven lines evaluated in one run give the float64
+// reference's statistics, in every row-chunk size (the float64 line is
+// streamed); 1, 2, 3 and 7 shards' partials, merged in any order, give
+// the single run's: counts exactly, sums within 1e-12.
+func TestManifest(t *testing.T) {
+	dir := t.TempDir()
+	path, weight, want := corpustest.Write(t, dir, seed.New(t))
+	m, err := corpus.ReadManifest(path, weight)
+	require.NoError(t, err)
+	require.Len(t, m.Lines, want.Lines)
+	require.Equal(t, 5, m.Lines[3].N, "the blank line counts in line numbers")
+	cfg := corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex}
+	var whole batch.Stats
+	for _, chunk := range []int{corpus.ChunkBytes, 4 * corpustest.Classes * 3, 1} {
+		func() {
+			defer func(old int) { corpus.ChunkBytes = old }(corpus.ChunkBytes)
+			corpus.ChunkBytes = chunk
+			st := run(t, cfg, m.Lines)
+			want.Check(t, st, 1e-5)
+			whole = st
+		}()
+	}
+	flags := cfg.Flags(weight)
+	for _, n := range []int{1, 2, 3, 7} {
+		ps := make([]corpus.Partial, n)
+		names := make([]string, n)
+		for i := range n {
+			ls := m.Shard(i, n)
+			// Written out and read back: the JSON carries the sums exactly.
+			p := corpus.Partial{Format: corpus.Format, Manifest: m.SHA256, Lines: len(m.Lines), Shard: i, Shards: n,
+				Files: len(ls), Flags: flags, Stats: corpus.StatsOf(run(t, cfg, ls)), Device: "cpu"}
+			k := n - 1 - i // merged in reverse
+			names[k] = filepath.Join(dir, fmt.Sprintf("S%d-%d.json", n, i))
+			writePartial(t, names[k], p)
+			ps[k], err = corpus.ReadPartial(names[k])
+			require.NoError(t, err)
+			require.Equal(t, p, ps[k])
+		}
+		merged, err := corpus.Merge(ps, names)
+		require.NoError(t, err, "%d shards", n)
+		got := merged.Stats.Batch()
+		require.Equal(t, whole.Rows, got.Rows)
+		require.Equal(t, whole.Counted, got.Counted)
+		require.Equal(t, whole.Correct, got.Correct)
+		require.InEpsilon(t, whole.Sum, got.Sum, 1e-12, "%d shards", n)
+		require.InEpsilon(t, whole.Denom, got.Denom, 1e-12, "%d shards", n)
+		require.Equal(t, want.Lines, merged.Files)
+		require.Equal(t, 1, merged.Shards)
+	}
+}
+
+func writePartial(t *testing.T, path string, p corpus.Partial) {
+	b, err := json.Marshal(p)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+}
+
+// TestMergeRefuses: partials of another manifest or other flags, and a
+// missing or repeated shard, are refused, each naming the file.
+func TestMergeRefuses(t *testing.T) {
+	flags := corpus.Config{IgnoreIndex: -100}.Flags("")
+	p := func(shard, shards int) corpus.Partial {
+		return corpus.Partial{Format: corpus.Format, Manifest: "abc", Lines: 4, Shard: shard, Shards: shards,
+			Files: 4 / shards, Flags: flags, Stats: corpus.Stats{Rows: 3, Counted: 2, Sum: 1.5, Denom: 2, Correct: 1}}
+	}
+	other := p(1, 2)
+	other.Manifest = "abd"
+	smoothed := p(1, 2)
+	smoothed.Flags = corpus.Config{IgnoreIndex: -100, Smoothing: 0.1}.Flags("")
+	for _, c := range []struct {
+		ps   []corpus.Partial
+		want string
+	}{
+		{[]corpus.Partial{p(0, 2), other}, "b.json: of another manifest"},
+		{[]corpus.Partial{p(0, 2), smoothed}, "b.json: flags"},
+		{[]corpus.Partial{p(0, 2), p(0, 2)}, "b.json: shard 0/2 again (it is also a.json)"},
+		{[]corpus.Partial{p(0, 2)}, "shard 1/2 is missing"},
+		{[]corpus.Partial{p(0, 2), p(1, 4)}, "b.json: shard 1/4, a.json is of 2 shards"},
+		{nil, "no partial statistics"},
+	} {
+		_, err := corpus.Merge(c.ps, []string{"a.json", "b.json"}[:len(c.ps)])
+		require.ErrorContains(t, err, c.want)
+	}
+	m, err := corpus.Merge([]corpus.Partial{p(1, 2), p(0, 2)}, []string{"a.json", "b.json"})
+	require.NoError(t, err)
+	require.Equal(t, corpus.Stats{Rows: 6, Counted: 4, Sum: 3, Denom: 4, Correct: 2}, m.Stats)
+}
+
+// TestFloatJSON: NaN and the infinities survive the JSON, and every
+// float64 reads back to its bits.
+func TestFloatJSON(t *testing.T) {
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), 0, math.Copysign(0, -1), 1.0 / 3, math.MaxFloat64, 5e-324, -123.456e7} {
+		b, err := corpus.Float(v).MarshalJSON()
+		require.NoError(t, err)
+		var f corpus.Float
+		require.NoError(t, f.UnmarshalJSON(b))
+		if math.IsNaN(v) {
+			require.True(t, math.IsNaN(float64(f)))
+			continue
+		}
+		require.Equal(t, math.Float64bits(v), math.Float64bits(float64(f)), "%s", b)
+	}
+	var f corpus.Float
+	require.Error(t, f.UnmarshalJSON([]byte(`"12"`)), "a number as a string is not what Marshal writes")
+}
+
+// TestManifestHostile: every bad line is refused with the manifest's
+// name and the line's number.
+func TestManifestHostile(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ text, want string }{
+		{"", "no lines"},
+		{"\n\n", "no lines"},
+		{`{"logits": "a.npy"}`, `:1: "targets" is required`},
+		{"{\"logits\": \"a.npy\", \"targets\": \"t.npy\"}\n[1]", ":2: not a manifest line"},
+		{`{"logits": "a.npy", "targets": "t.npy", "labels": "x"}`, `:1: not a manifest line (a JSON object with the keys "logits", "hidden", "weight", "bias", "targets", "weights"): json: unknown field "labels"`},
+		{`{"logits": "a.npy", "targets": "t.npy"} {}`, ":1: more than one JSON value"},
+		{`{"logits": "a.npy", "hidden": "h.npy", "targets": "t.npy"}`, `:1: "logits" goes without "hidden"`},
+		{`{"hidden": "h.npy", "targets": "t.npy"}`, `:1: "hidden" needs "weight"`},
+		{`{"targets": "t.npy"}`, `:1: "logits" or "hidden" is required`},
+		{`{"logits": 3, "targets": "t.npy"}`, ":1: not a manifest line"},
+	} {
+		path := filepath.Join(dir, "M.jsonl")
+		require.NoError(t, os.WriteFile(path, []byte(c.text), 0o644))
+		_, err := corpus.ReadManifest(path, "")
+		require.ErrorContains(t, err, c.want, "%q", c.text)
+		require.True(t, strings.HasPrefix(err.Error(), path), err.Error())
+	}
+	_, err := corpus.ReadManifest(filepath.Join(dir, "missing.jsonl"), "")
+	require.ErrorContains(t, err, "missing.jsonl")
+}
+
+// TestShardParse: i/n with 0 ≤ i < n, nothing else.
+func TestShardParse(t *testing.T) {
+	i, n, err := corpus.ParseShard("2/7")
+	require.NoError(t, err)
+	require.Equal(t, [2]int{2, 7}, [2]int{i, n})
+	for _, s := range []string{"7/7", "-1/2", "1/0", "1", "a/b", "1/2/3", "01/2", " 1/2", "1/2 "} {
+		_, _, err := corpus.ParseShard(s)
+		require.Error(t, err, s)
+	}
+}

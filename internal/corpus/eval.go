@@ -1,0 +1,432 @@
+package corpus
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/npyfile"
+	"github.com/xentlab/xent/internal/tensorfile"
+)
+
+// ChunkBytes is the size of the logit chunk a line holds in memory when
+// its file is streamed rather than mapped (a variable for tests).
+var ChunkBytes = 64 << 20
+
+// Config is what every line of an evaluation shares: the loss's options.
+type Config struct {
+	IgnoreIndex  int
+	Smoothing    float64   // label smoothing ε in [0, 1]
+	ZLoss        float64   // z-loss λ ≥ 0
+	Softcap      float64   // soft cap c > 0, 0 for none
+	ClassWeights []float32 // one per class, nil for none
+	WeightsFile  string    // where ClassWeights came from, for errors
+	Budget       int       // the fused linear's logit budget in bytes (0: the default)
+	KeepRows     bool      // Result.Rows: the per-row losses
+	GradH, GradW bool      // Result.GradH, GradW for a hidden-states line: dL/dH, dL/dW of the mean loss
+}
+
+func (c Config) options() []batch.Option {
+	return []batch.Option{batch.IgnoreIndex(c.IgnoreIndex), batch.LabelSmoothing(c.Smoothing), batch.ZLoss(c.ZLoss), batch.Softcap(c.Softcap)}
+}
+
+// Result is one line's evaluation.
+type Result struct {
+	Stats        batch.Stats
+	Rows         []float32    // per-row losses (Config.KeepRows)
+	GradH, GradW batch.Matrix // Config.GradH, GradW: hidden-states lines only
+}
+
+// An Evaluator checks and evaluates lines with one configuration. A
+// classifier named by several lines is loaded (mapped) once. It is not
+// safe for concurrent use.
+type Evaluator struct {
+	cfg  Config
+	clfs map[string]classifier
+
+	// Progress, if set, is told the rows of each chunk computed.
+	Progress func(rows int)
+	// Note, if set, is told what the user should know about a file read
+	// (a checkpoint's tied classifier).
+	Note func(string)
+}
+
+type classifier struct {
+	t    tensorfile.Tensor
+	done func()
+}
+
+// New returns an evaluator of cfg.
+func New(cfg Config) *Evaluator {
+	return &Evaluator{cfg: cfg, clfs: map[string]classifier{}}
+}
+
+// Close releases the classifiers loaded.
+func (e *Evaluator) Close() {
+	for k, c := range e.clfs {
+		c.done()
+		delete(e.clfs, k)
+	}
+}
+
+// at prefixes an error with l's place in its manifest, file:line
+// (nothing for a line not from one).
+func at(l Line, err error) error {
+	if err == nil || l.From == "" {
+		return err
+	}
+	return fmt.Errorf("%s:%d: %w", l.From, l.N, err)
+}
+
+// Check reads line l's shapes, targets and token weights and checks them
+// against each other and the configuration, computing nothing; it returns
+// l's rows.
+func (e *Evaluator) Check(l Line) (rows int, err error) {
+	rows, cols, err := e.shape(l)
+	if err != nil {
+		return 0, at(l, err)
+	}
+	_, _, err = e.targets(l, rows, cols)
+	return rows, at(l, err)
+}
+
+// Eval evaluates line l on dev.
+func (e *Evaluator) Eval(ctx context.Context, dev device.Device, l Line) (Result, error) {
+	var r Result
+	var err error
+	if l.Hidden != "" {
+		r, err = e.linear(ctx, dev, l)
+	} else {
+		r, err = e.logits(ctx, dev, l)
+	}
+	return r, at(l, err)
+}
+
+// shape returns the rows and classes of l, checking a classifier's
+// features against the hidden states' and its bias's length.
+func (e *Evaluator) shape(l Line) (rows, cols int, err error) {
+	if l.Hidden == "" {
+		return matrixShape(l.Logits, "logits")
+	}
+	rows, d, err := matrixShape(l.Hidden, "")
+	if err != nil {
+		return 0, 0, err
+	}
+	w, err := e.classifier(l.Weight)
+	if err != nil {
+		return 0, 0, err
+	}
+	if w.Cols != d {
+		return 0, 0, fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", l.Weight, w.Cols, l.Hidden, d)
+	}
+	if _, err := e.bias(l, w.Rows); err != nil {
+		return 0, 0, err
+	}
+	return rows, w.Rows, nil
+}
+
+// matrixShape returns the shape of a .npy matrix (its header) or a
+// .safetensors tensor (mapped).
+func matrixShape(spec, def string) (rows, cols int, err error) {
+	if tensorfile.IsSafetensors(spec) {
+		t, done, err := tensorfile.MapSafetensors(spec, def)
+		done()
+		return t.Rows, t.Cols, err
+	}
+	f, err := npyfile.Open(spec)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	return f.Matrix()
+}
+
+// classifier returns the classifier spec names, loaded once.
+func (e *Evaluator) classifier(spec string) (tensorfile.Tensor, error) {
+	if c, ok := e.clfs[spec]; ok {
+		return c.t, nil
+	}
+	t, done, note, err := tensorfile.Classifier(spec)
+	if err != nil {
+		return t, err
+	}
+	if note != "" && e.Note != nil {
+		e.Note(note)
+	}
+	e.clfs[spec] = classifier{t, done}
+	return t, nil
+}
+
+// bias reads l's bias, one per class (nil for none).
+func (e *Evaluator) bias(l Line, classes int) ([]float32, error) {
+	if l.Bias == "" {
+		return nil, nil
+	}
+	b, err := npyfile.Read(l.Bias, (*npyfile.File).Vector)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != classes {
+		return nil, fmt.Errorf("%s: expected %d bias values to match the %d classes of %s, got %d", l.Bias, classes, classes, l.Weight, len(b))
+	}
+	return b, nil
+}
+
+// targets reads and checks l's targets and token weights (nil for none)
+// for rows rows of cols classes, and checks the class weights' length.
+func (e *Evaluator) targets(l Line, rows, cols int) ([]int32, []float32, error) {
+	src := l.Logits
+	if src == "" {
+		src = l.Hidden
+	}
+	if cw := e.cfg.ClassWeights; cw != nil && len(cw) != cols {
+		return nil, nil, fmt.Errorf("%s: expected %d class weights to match the %d classes of %s, got %d", e.cfg.WeightsFile, cols, cols, src, len(cw))
+	}
+	tg, err := npyfile.Read(l.Targets, (*npyfile.File).Targets)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(tg) != rows {
+		return nil, nil, fmt.Errorf("%s: expected %d targets to match the %d rows of %s, got %d", l.Targets, rows, rows, src, len(tg))
+	}
+	// Checked here as well as in batch so that the row named is the
+	// file's, not a chunk's, and nothing is computed before a bad target
+	// is seen.
+	ignore := e.cfg.IgnoreIndex
+	for i, t := range tg {
+		if int(t) != ignore && (t < 0 || int(t) >= cols) {
+			return nil, nil, fmt.Errorf("%s: target %d out of bounds [0, %d) at row %d (ignore index %d)", l.Targets, t, cols, i, ignore)
+		}
+	}
+	if l.Weights == "" {
+		return tg, nil, nil
+	}
+	w, err := npyfile.Read(l.Weights, (*npyfile.File).Vector)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(w) != rows {
+		return nil, nil, fmt.Errorf("%s: expected %d token weights to match the %d rows of %s, got %d", l.Weights, rows, rows, src, len(w))
+	}
+	for i, v := range w {
+		if !(v >= 0) || math.IsInf(float64(v), 1) {
+			return nil, nil, fmt.Errorf("%s: token weight %g at row %d must be finite and ≥ 0", l.Weights, v, i)
+		}
+	}
+	return tg, w, nil
+}
+
+func (e *Evaluator) progress(rows int) {
+	if e.Progress != nil {
+		e.Progress(rows)
+	}
+}
+
+// linear evaluates a hidden-states line through the fused linear.
+func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Result, error) {
+	// H and W are computed in their files' types: a bfloat16 or float16
+	// classifier is widened a tile at a time (on the CPU), not whole.
+	w, err := e.classifier(l.Weight)
+	if err != nil {
+		return Result{}, err
+	}
+	h, done, err := tensorfile.Read(l.Hidden, "")
+	if err != nil {
+		return Result{}, err
+	}
+	defer done()
+	n, d, v := h.Rows, h.Cols, w.Rows
+	if w.Cols != d {
+		return Result{}, fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", l.Weight, w.Cols, l.Hidden, d)
+	}
+	b, err := e.bias(l, v)
+	if err != nil {
+		return Result{}, err
+	}
+	tg, tw, err := e.targets(l, n, v)
+	if err != nil {
+		return Result{}, err
+	}
+	opts := append(e.cfg.options(), batch.Budget(e.cfg.Budget))
+	if e.cfg.KeepRows {
+		opts = append(opts, batch.KeepRows())
+	}
+	if e.cfg.ClassWeights != nil {
+		opts = append(opts, batch.Weights(e.cfg.ClassWeights))
+	}
+	if tw != nil {
+		opts = append(opts, batch.TokenWeights(tw))
+	}
+	ce, err := batch.NewLinear(dev, opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	hm, wm := matrixOf(h), matrixOf(w)
+	var res batch.Result
+	var g batch.LinearGrads
+	if e.cfg.GradH || e.cfg.GradW {
+		if e.cfg.GradH {
+			g.H = batch.NewGrad(make([]float32, n*d), n, d)
+		}
+		if e.cfg.GradW {
+			g.W = batch.NewGrad(make([]float32, v*d), v, d)
+		}
+		res, err = ce.ForwardBackward(ctx, g, hm, wm, b, tg, batch.One)
+	} else {
+		res, err = ce.Forward(ctx, hm, wm, b, tg)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	e.progress(n)
+	return Result{Stats: res.Stats, Rows: res.Losses, GradH: g.H.Matrix(), GradW: g.W.Matrix()}, nil
+}
+
+// matrixOf returns the batch matrix of t, in its type.
+func matrixOf(t tensorfile.Tensor) batch.Matrix {
+	if t.Half != nil {
+		return batch.NewHalfMatrix(t.Half, halfType(t.BF16), t.Rows, t.Cols)
+	}
+	return batch.NewMatrix(t.F32, t.Rows, t.Cols)
+}
+
+// halfType returns the batch type of a half-precision tensor.
+func halfType(bf16 bool) batch.DType {
+	if bf16 {
+		return batch.BF16
+	}
+	return batch.F16
+}
+
+// logits evaluates a logits line: a .safetensors tensor or a native
+// float32 or float16 .npy is computed where it lies, mapped, in its own
+// type; any other .npy is streamed in row chunks, the next read while one
+// is computed.
+func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Result, error) {
+	var (
+		lf         *npyfile.File
+		whole      batch.Matrix // the matrix mapped or in memory, when not streamed
+		rows, cols int
+	)
+	if tensorfile.IsSafetensors(l.Logits) {
+		t, done, err := tensorfile.MapSafetensors(l.Logits, "logits") // read-only: the forward pass only reads
+		if err != nil {
+			return Result{}, err
+		}
+		defer done()
+		rows, cols = t.Rows, t.Cols
+		whole = matrixOf(t)
+	} else {
+		var err error
+		if lf, err = npyfile.Open(l.Logits); err != nil {
+			return Result{}, err
+		}
+		defer lf.Close()
+		if rows, cols, err = lf.Matrix(); err != nil {
+			return Result{}, err
+		}
+	}
+	tg, tw, err := e.targets(l, rows, cols)
+	if err != nil {
+		return Result{}, err
+	}
+	opts := e.cfg.options()
+	if e.cfg.ClassWeights != nil {
+		opts = append(opts, batch.Weights(e.cfg.ClassWeights))
+	}
+	if e.cfg.KeepRows {
+		opts = append(opts, batch.KeepRows())
+	}
+	ce, err := batch.New(dev, opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	var r Result
+	if e.cfg.KeepRows {
+		r.Rows = make([]float32, 0, rows)
+	}
+	step := max(1, ChunkBytes/4/max(cols, 1))
+	// compute adds rows [lo, hi) of x (its rows) to r.
+	compute := func(x batch.Matrix, lo, hi int) error {
+		ce := ce
+		if tw != nil { // the chunk's rows' weights
+			var err error
+			if ce, err = batch.New(dev, append(opts, batch.TokenWeights(tw[lo:hi]))...); err != nil {
+				return err
+			}
+		}
+		res, err := ce.Forward(ctx, x, tg[lo:hi])
+		if err != nil {
+			return err
+		}
+		r.Stats.Merge(res.Stats)
+		r.Rows = append(r.Rows, res.Losses...)
+		e.progress(hi - lo)
+		return nil
+	}
+	if lf != nil {
+		if data, unmap, err := lf.Map(); err == nil {
+			defer unmap()
+			whole = batch.NewMatrix(data, rows, cols)
+		} else if bits, unmap, err := lf.MapF16(); err == nil {
+			defer unmap()
+			whole = batch.NewHalfMatrix(bits, batch.F16, rows, cols)
+		}
+	}
+	if whole.Rows > 0 || lf == nil { // mapped, or an empty .safetensors tensor
+		for lo := 0; lo < rows; lo += step {
+			hi := min(rows, lo+step)
+			if err := compute(whole.RowRange(lo, hi), lo, hi); err != nil {
+				return Result{}, err
+			}
+		}
+		return r, nil
+	}
+	// The next chunk is read while this one is computed: two buffers, the
+	// reader one chunk ahead.
+	type chunk struct {
+		buf    []float32
+		lo, hi int
+		err    error
+	}
+	free := make(chan []float32, 2)
+	for range 2 {
+		free <- make([]float32, min(step, rows)*cols)
+	}
+	full := make(chan chunk, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		defer close(full)
+		for lo := 0; lo < rows; lo += step {
+			var buf []float32
+			select {
+			case buf = <-free:
+			case <-done:
+				return
+			}
+			hi := min(rows, lo+step)
+			err := lf.Rows(buf, lo, hi)
+			select {
+			case full <- chunk{buf, lo, hi, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range full {
+		if c.err != nil {
+			return Result{}, c.err
+		}
+		if err := compute(batch.NewMatrix(c.buf[:(c.hi-c.lo)*cols], c.hi-c.lo, cols), c.lo, c.hi); err != nil {
+			return Result{}, err
+		}
+		free <- c.buf
+	}
+	return r, nil
+}

@@ -1,0 +1,173 @@
+// Package corpus evaluates many dumps as one evaluation: a manifest of
+// files (logits, or hidden states and a classifier), each line evaluated
+// with the batch library and the statistics merged exactly; shards of a
+// manifest for any scheduler, with partial statistics that merge into the
+// single run's report.
+//
+// The CLI (xent eval --manifest, xent merge) and the Beam pipeline (the
+// nested module beam/) both run it, so that a line is evaluated, and
+// statistics merged, by one piece of code.
+package corpus
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/xentlab/xent/internal/tensorfile"
+)
+
+// A Line is one file (or set of files) of a manifest: logits, or hidden
+// states with a classifier, and their targets. Paths are as the manifest
+// gives them, made relative to its directory by ReadManifest.
+type Line struct {
+	From    string `json:"-"`       // the manifest file ("": not from a manifest)
+	N       int    `json:"-"`       // line number in it (1-based)
+	Logits  string `json:"logits"`  // .npy or file.safetensors[:name]
+	Hidden  string `json:"hidden"`  // hidden states, with Weight: the fused linear
+	Weight  string `json:"weight"`  // classifier: .npy, .safetensors[:name] or a checkpoint (tensorfile.Classifier)
+	Bias    string `json:"bias"`    // classifier bias .npy (with Hidden)
+	Targets string `json:"targets"` // .npy, one per row
+	Weights string `json:"weights"` // token weights .npy, one per row (as --token-weights)
+}
+
+// Files returns the files l reads (a checkpoint's index and shard too):
+// what no output may replace.
+func (l Line) Files() []string {
+	fs := []string{tensorfile.FilePath(l.Logits), tensorfile.FilePath(l.Hidden), l.Bias, l.Targets, l.Weights}
+	fs = append(fs, tensorfile.Files(l.Weight)...)
+	return slices.DeleteFunc(fs, func(f string) bool { return f == "" })
+}
+
+// Keys is the set of keys a manifest line may have.
+const Keys = `"logits", "hidden", "weight", "bias", "targets", "weights"`
+
+// A Manifest is the lines of a manifest file and the SHA-256 of its bytes
+// (which names it in partial statistics).
+type Manifest struct {
+	Path   string
+	Lines  []Line
+	SHA256 string
+}
+
+// ReadManifest reads a manifest: JSON Lines, one object per line (blank
+// lines are skipped). Relative paths are taken from the manifest's
+// directory. A hidden-states line without "weight" takes defaultWeight
+// (the --weight flag; "" for none). Errors name the file and line.
+func ReadManifest(path, defaultWeight string) (Manifest, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Manifest{}, err
+	}
+	sum := sha256.Sum256(b)
+	m := Manifest{Path: path, SHA256: hex.EncodeToString(sum[:])}
+	dir := filepath.Dir(path)
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		l, err := parseLine(text, dir, defaultWeight)
+		if err != nil {
+			return Manifest{}, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		l.From, l.N = path, n
+		m.Lines = append(m.Lines, l)
+	}
+	if err := sc.Err(); err != nil {
+		return Manifest{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(m.Lines) == 0 {
+		return Manifest{}, fmt.Errorf("%s: no lines: a manifest has one JSON object per line, with the keys %s", path, Keys)
+	}
+	return m, nil
+}
+
+// parseLine decodes one line and checks that its keys make one job.
+func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
+	var l Line
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		return Line{}, fmt.Errorf("not a manifest line (a JSON object with the keys %s): %w", Keys, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Line{}, errors.New("more than one JSON value on the line")
+	}
+	switch {
+	case l.Logits != "" && (l.Hidden != "" || l.Weight != "" || l.Bias != ""):
+		return Line{}, errors.New(`"logits" goes without "hidden", "weight" and "bias"`)
+	case l.Logits == "" && l.Hidden == "":
+		return Line{}, errors.New(`"logits" or "hidden" is required`)
+	case l.Hidden != "" && l.Weight == "" && defaultWeight == "":
+		return Line{}, errors.New(`"hidden" needs "weight" (or --weight, for every line without one)`)
+	case l.Targets == "":
+		return Line{}, errors.New(`"targets" is required`)
+	}
+	for _, p := range []*string{&l.Logits, &l.Hidden, &l.Weight, &l.Bias, &l.Targets, &l.Weights} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if l.Hidden != "" && l.Weight == "" {
+		l.Weight = defaultWeight // the flag's path, from the working directory
+	}
+	return l, nil
+}
+
+// Shard returns the lines of shard i of n: those whose index (0-based,
+// in manifest order) is i modulo n.
+func (m Manifest) Shard(i, n int) []Line {
+	var ls []Line
+	for k, l := range m.Lines {
+		if k%n == i {
+			ls = append(ls, l)
+		}
+	}
+	return ls
+}
+
+// ParseShard parses "i/n" (0 ≤ i < n).
+func ParseShard(s string) (i, n int, err error) {
+	if _, err := fmt.Sscanf(s, "%d/%d", &i, &n); err != nil || fmt.Sprintf("%d/%d", i, n) != s || n < 1 || i < 0 || i >= n {
+		return 0, 0, fmt.Errorf("shard %q: want i/n with 0 ≤ i < n, such as 0/4", s)
+	}
+	return i, n, nil
+}
+
+// wire is a line with its place in the manifest, as Encode writes it.
+type wire struct {
+	From string `json:"from"`
+	N    int    `json:"n"`
+	Line Line   `json:"line"`
+}
+
+// Encode returns l, with its place in the manifest, as one JSON object:
+// a line sent to a worker (DecodeLine reads it).
+func (l Line) Encode() string {
+	b, _ := json.Marshal(wire{l.From, l.N, l}) // strings and ints: it cannot fail
+	return string(b)
+}
+
+// DecodeLine reads what Encode writes.
+func DecodeLine(s string) (Line, error) {
+	var w wire
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return Line{}, fmt.Errorf("not an encoded manifest line: %w", err)
+	}
+	w.Line.From, w.Line.N = w.From, w.N
+	return w.Line, nil
+}

@@ -1,0 +1,211 @@
+package corpus
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/xentlab/xent/batch"
+)
+
+// Format names the partial statistics' file format and version.
+const Format = "xent-stats/1"
+
+// A Partial is the exact statistics of one shard of a manifest: what it
+// evaluated (the manifest's SHA-256 and line count, the shard) and how
+// (the flags that change the result), the sums and counts, and the
+// device. Partials of every shard of one evaluation merge into the
+// single run's statistics (Merge).
+type Partial struct {
+	Format   string            `json:"format"`
+	Manifest string            `json:"manifest_sha256"`
+	Lines    int               `json:"lines"` // lines (entries) in the manifest
+	Shard    int               `json:"shard"`
+	Shards   int               `json:"shards"`
+	Files    int               `json:"files"` // lines this shard evaluated
+	Flags    map[string]string `json:"flags"`
+	Stats    Stats             `json:"stats"`
+	Device   string            `json:"device"`
+}
+
+// Stats is batch.Stats as JSON: floats written in full (Go's shortest
+// representation that reads back to the same float64), and NaN or ±Inf as
+// strings (JSON has no such numbers).
+type Stats struct {
+	Rows    int64 `json:"rows"`
+	Counted int64 `json:"counted"`
+	Sum     Float `json:"sum"`
+	Denom   Float `json:"denom"`
+	ZLoss   Float `json:"z_loss"`
+	Correct int64 `json:"correct"`
+}
+
+// StatsOf returns s as JSON statistics.
+func StatsOf(s batch.Stats) Stats {
+	return Stats{Rows: s.Rows, Counted: s.Counted, Sum: Float(s.Sum), Denom: Float(s.Denom), ZLoss: Float(s.ZLoss), Correct: s.Correct}
+}
+
+// Batch returns s as batch.Stats.
+func (s Stats) Batch() batch.Stats {
+	return batch.Stats{Rows: s.Rows, Counted: s.Counted, Sum: float64(s.Sum), Denom: float64(s.Denom), ZLoss: float64(s.ZLoss), Correct: s.Correct}
+}
+
+// Float is a float64 that JSON carries exactly, NaN and ±Inf included.
+type Float float64
+
+// MarshalJSON writes f as a number, or "NaN", "+Inf", "-Inf".
+func (f Float) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return json.Marshal(strconv.FormatFloat(v, 'g', -1, 64))
+	}
+	return []byte(strconv.FormatFloat(v, 'g', -1, 64)), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (f *Float) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || !math.IsNaN(v) && !math.IsInf(v, 0) {
+			return fmt.Errorf("%s is not a number (only NaN, +Inf and -Inf are written as strings)", b)
+		}
+		*f = Float(v)
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = Float(v)
+	return nil
+}
+
+// ReadPartial reads a partial statistics file and checks its format.
+func ReadPartial(path string) (Partial, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Partial{}, err
+	}
+	var p Partial
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return Partial{}, fmt.Errorf("%s: not partial statistics of xent eval --stats-out: %w", path, err)
+	}
+	if p.Format != Format {
+		return Partial{}, fmt.Errorf("%s: format %q, expected %q", path, p.Format, Format)
+	}
+	if p.Shards < 1 || p.Shard < 0 || p.Shard >= p.Shards || p.Lines < 0 || p.Files < 0 {
+		return Partial{}, fmt.Errorf("%s: shard %d of %d over %d lines (%d evaluated) is not a shard", path, p.Shard, p.Shards, p.Lines, p.Files)
+	}
+	return p, nil
+}
+
+// Merge merges the partials of every shard of one evaluation, named by
+// names (their files, for errors), into its statistics: the same counts
+// as the single run, and sums within rounding (they are added in another
+// order). It refuses partials of other manifests or flags, and a missing
+// or repeated shard. The result's Device lists the devices that ran.
+func Merge(ps []Partial, names []string) (Partial, error) {
+	if len(ps) == 0 {
+		return Partial{}, fmt.Errorf("no partial statistics to merge")
+	}
+	first := ps[0]
+	seen := make([]string, first.Shards)
+	var devices []string
+	out := first
+	out.Shard, out.Files, out.Stats = 0, 0, Stats{}
+	var st batch.Stats
+	for k, p := range ps {
+		switch {
+		case p.Manifest != first.Manifest || p.Lines != first.Lines:
+			return Partial{}, fmt.Errorf("%s: of another manifest (sha256 %.12s…, %d lines) than %s (sha256 %.12s…, %d lines)", names[k], p.Manifest, p.Lines, names[0], first.Manifest, first.Lines)
+		case p.Shards != first.Shards:
+			return Partial{}, fmt.Errorf("%s: shard %d/%d, %s is of %d shards", names[k], p.Shard, p.Shards, names[0], first.Shards)
+		case !sameFlags(p.Flags, first.Flags):
+			return Partial{}, fmt.Errorf("%s: flags %s differ from %s's %s", names[k], flagString(p.Flags), names[0], flagString(first.Flags))
+		case seen[p.Shard] != "":
+			return Partial{}, fmt.Errorf("%s: shard %d/%d again (it is also %s)", names[k], p.Shard, p.Shards, seen[p.Shard])
+		}
+		seen[p.Shard] = names[k]
+	}
+	for i, s := range seen {
+		if s == "" {
+			return Partial{}, fmt.Errorf("shard %d/%d is missing (%d of %d given)", i, first.Shards, len(ps), first.Shards)
+		}
+	}
+	// In shard order, whatever the order given: the same bits each time.
+	order := make([]int, len(ps))
+	for k, p := range ps {
+		order[p.Shard] = k
+	}
+	for _, k := range order {
+		st.Merge(ps[k].Stats.Batch())
+		out.Files += ps[k].Files
+		if !slices.Contains(devices, ps[k].Device) {
+			devices = append(devices, ps[k].Device)
+		}
+	}
+	if out.Files != first.Lines {
+		return Partial{}, fmt.Errorf("the shards evaluated %d files of the manifest's %d lines", out.Files, first.Lines)
+	}
+	out.Shards = 1 // the whole: one shard of one
+	out.Stats = StatsOf(st)
+	out.Device = strings.Join(devices, "; ")
+	return out, nil
+}
+
+func sameFlags(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// flagString writes flags in key order.
+func flagString(f map[string]string) string {
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%s", k, f[k])
+	}
+	return b.String()
+}
+
+// Flags returns what of c (and of the default classifier weight, the
+// --weight flag as given) changes a result, for partials to be merged only
+// with partials of the same: the class weights by the SHA-256 of their
+// values (not their path, which may differ between machines).
+func (c Config) Flags(weight string) map[string]string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	cw := "none"
+	if c.ClassWeights != nil {
+		h := sha256.New()
+		for _, v := range c.ClassWeights {
+			binary.Write(h, binary.LittleEndian, math.Float32bits(v))
+		}
+		cw = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	}
+	return map[string]string{"ignore_index": strconv.Itoa(c.IgnoreIndex), "label_smoothing": f(c.Smoothing),
+		"z_loss": f(c.ZLoss), "softcap": f(c.Softcap), "class_weights": cw, "weight": weight}
+}

@@ -1,0 +1,65 @@
+package corpus
+
+import (
+	"flag"
+	"fmt"
+	"math"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/internal/npyfile"
+)
+
+// A Report is an evaluation's result as xent eval --json prints it (and
+// xent merge, and xent-beam): undefined values (nothing counted) are
+// null.
+type Report struct {
+	Loss       *float64 `json:"loss"`
+	Sum        *float64 `json:"sum"`
+	Tokens     int64    `json:"tokens"`
+	Ignored    int64    `json:"ignored"`
+	Perplexity *float64 `json:"perplexity"`
+	Accuracy   *float64 `json:"accuracy"`
+	ZLoss      *float64 `json:"z_loss"`
+	Device     string   `json:"device"`
+}
+
+// ReportOf returns the report of st, computed on device.
+func ReportOf(st batch.Stats, device string) Report {
+	return Report{Loss: num(st.Mean()), Sum: num(st.Sum), Tokens: st.Counted, Ignored: st.Ignored(),
+		Perplexity: num(st.Perplexity()), Accuracy: num(st.Accuracy()), ZLoss: num(st.ZLoss), Device: device}
+}
+
+// num is v, or nil (JSON null) when v is NaN or infinite.
+func num(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// LossFlags defines on fs the flags of the loss every line shares
+// (--ignore-index, --label-smoothing, --z-loss, --softcap, --weights,
+// --budget) and returns the function that makes their Config once fs is
+// parsed, reading the class weights.
+func LossFlags(fs *flag.FlagSet) func() (Config, error) {
+	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float32 or float64, one per class (optional)")
+	ignore := fs.Int("ignore-index", batch.DefaultIgnoreIndex, "target value (an integer) of rows not counted")
+	smoothing := fs.Float64("label-smoothing", 0, "label smoothing ε, a number in [0, 1]")
+	zloss := fs.Float64("z-loss", 0, "z-loss λ ≥ 0 (adds λ·lse² per counted row)")
+	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
+	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
+	return func() (Config, error) {
+		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Budget: *budget, WeightsFile: *weights}
+		if *weights != "" {
+			w, err := npyfile.Read(*weights, (*npyfile.File).Vector)
+			if err != nil {
+				return Config{}, err
+			}
+			c.ClassWeights = w
+		}
+		if *budget < 0 {
+			return Config{}, fmt.Errorf("--budget %d: want bytes ≥ 0", *budget)
+		}
+		return c, nil
+	}
+}
