@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/corpus"
+	"github.com/xentlab/xent/internal/corpus/corpustest"
+	"github.com/xentlab/xent/internal/seed"
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	beam.Init()
+	os.Exit(m.Run())
+}
+
+// set sets the command's flags for one run.
+func set(t *testing.T, kv ...string) {
+	for i := 0; i < len(kv); i += 2 {
+		old := flag.Lookup(kv[i]).Value.String()
+		require.NoError(t, flag.Set(kv[i], kv[i+1]))
+		t.Cleanup(func() { flag.Set(kv[i], old) })
+	}
+}
+
+// TestCommand: xent-beam on prism (no --runner) writes the report of
+// the corpustest manifest, the float64 reference's; a bad line and an
+// output that is an input are refused before the pipeline runs, and
+// nothing is written.
+func TestCommand(t *testing.T) {
+	dir := t.TempDir()
+	m, weight, want := corpustest.Write(t, dir, seed.New(t))
+	out := filepath.Join(dir, "R.json")
+	set(t, "manifest", m, "weight", weight, "out", out, "device", "cpu")
+	require.NoError(t, run(context.Background()))
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	var r corpus.Report
+	require.NoError(t, json.Unmarshal(b, &r))
+	require.Equal(t, want.Counted, r.Tokens)
+	require.Equal(t, want.Rows-want.Counted, r.Ignored)
+	require.InEpsilon(t, want.Mean(), *r.Loss, 1e-5)
+
+	require.NoError(t, os.Remove(out))
+	set(t, "out", filepath.Join(dir, "t1.npy"))
+	require.ErrorContains(t, run(context.Background()), "the same file as "+filepath.Join(dir, "t1.npy"))
+	text, err := os.ReadFile(m)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(m, append(text, `{"logits": "l1.npy", "targets": "t2.npy"}`+"\n"...), 0o644))
+	set(t, "out", out)
+	require.ErrorContains(t, run(context.Background()), "M.jsonl:9: "+filepath.Join(dir, "t2.npy")+": expected 37 targets")
+	require.NoFileExists(t, out)
+}

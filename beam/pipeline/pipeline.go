@@ -1,0 +1,178 @@
+// Package pipeline is xent's evaluation of a manifest as an Apache Beam
+// pipeline: the manifest's lines → EvalFn, which evaluates a line with the
+// library on the worker's device → MergeFn, which merges the statistics
+// exactly → WriteFn, which writes the report, the JSON of xent eval
+// --json, whole or not at all.
+//
+// Beam's Go SDK serializes a DoFn's and an accumulator's exported fields
+// only: an unexported one is silently zero on a worker (so the
+// configuration is exported, and what a worker opens is made in Setup).
+// Functions passed to ParDo must be named and registered (no closures),
+// as must every DoFn and combiner: init registers them, and the tests run
+// the pipeline through Beam's vet runner, which fails on anything not
+// registered.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/corpus"
+)
+
+func init() {
+	register.DoFn2x2[context.Context, string, Acc, error](&EvalFn{})
+	register.Combiner2[Acc, Acc](&MergeFn{})
+	register.DoFn1x1[Acc, error](&WriteFn{})
+}
+
+// Acc is the statistics of some lines (batch.Stats' fields) and the
+// devices that computed them.
+type Acc struct {
+	Rows, Counted, Correct int64
+	Sum, Denom, ZLoss      float64
+	Files                  int
+	Devices                []string
+}
+
+// Stats returns a's statistics.
+func (a Acc) Stats() batch.Stats {
+	return batch.Stats{Rows: a.Rows, Counted: a.Counted, Correct: a.Correct, Sum: a.Sum, Denom: a.Denom, ZLoss: a.ZLoss}
+}
+
+// EvalFn evaluates a manifest line (corpus.Line.Encode) on the worker's
+// device.
+type EvalFn struct {
+	Config string // corpus.Config as JSON
+	Device string // device.Open's spec: "auto", the worker's best
+
+	ev  *corpus.Evaluator
+	dev device.Device
+}
+
+// Setup opens the device and makes the evaluator.
+func (f *EvalFn) Setup() error {
+	var cfg corpus.Config
+	if err := json.Unmarshal([]byte(f.Config), &cfg); err != nil {
+		return fmt.Errorf("xent: the pipeline's configuration: %w", err)
+	}
+	d, err := device.Open(f.Device)
+	if err != nil {
+		return err
+	}
+	f.dev, f.ev = d, corpus.New(cfg)
+	return nil
+}
+
+// ProcessElement evaluates one line.
+func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
+	l, err := corpus.DecodeLine(line)
+	if err != nil {
+		return Acc{}, err
+	}
+	r, err := f.ev.Eval(ctx, f.dev, l)
+	if err != nil {
+		return Acc{}, err
+	}
+	in := f.dev.Info()
+	s := r.Stats
+	return Acc{Rows: s.Rows, Counted: s.Counted, Correct: s.Correct, Sum: s.Sum, Denom: s.Denom, ZLoss: s.ZLoss, Files: 1,
+		Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
+}
+
+// Teardown releases the evaluator and the device.
+func (f *EvalFn) Teardown() error {
+	if f.ev != nil {
+		f.ev.Close()
+	}
+	if f.dev != nil {
+		return f.dev.Close()
+	}
+	return nil
+}
+
+// MergeFn merges statistics: sums and counts added (the counts exactly,
+// the sums in Beam's order: within rounding of the single run's).
+type MergeFn struct{}
+
+// MergeAccumulators adds b to a.
+func (MergeFn) MergeAccumulators(a, b Acc) Acc {
+	a.Rows += b.Rows
+	a.Counted += b.Counted
+	a.Correct += b.Correct
+	a.Sum += b.Sum
+	a.Denom += b.Denom
+	a.ZLoss += b.ZLoss
+	a.Files += b.Files
+	for _, d := range b.Devices {
+		if !slices.Contains(a.Devices, d) {
+			a.Devices = append(a.Devices, d)
+		}
+	}
+	return a
+}
+
+// WriteFn writes the report of the merged statistics to Path: into a
+// temporary file in its directory, renamed over it when complete. Files
+// is the manifest's line count: a report of fewer lines is an error.
+type WriteFn struct {
+	Path  string
+	Files int
+}
+
+// ProcessElement writes the report of a.
+func (f *WriteFn) ProcessElement(a Acc) error {
+	if a.Files != f.Files {
+		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated", a.Files, f.Files)
+	}
+	slices.Sort(a.Devices)
+	b, err := json.Marshal(corpus.ReportOf(a.Stats(), strings.Join(a.Devices, "; ")))
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(f.Path), ".xent-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // nothing once renamed
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), f.Path)
+}
+
+// Build adds to s the evaluation of the manifest's lines with cfg on the
+// workers' device dev, its report written to out.
+func Build(s beam.Scope, m corpus.Manifest, cfg corpus.Config, dev, out string) error {
+	c, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	lines := make([]string, len(m.Lines))
+	for k, l := range m.Lines {
+		lines[k] = l.Encode()
+	}
+	col := beam.CreateList(s, lines)
+	accs := beam.ParDo(s, &EvalFn{Config: string(c), Device: dev}, col)
+	total := beam.Combine(s, &MergeFn{}, accs)
+	beam.ParDo0(s, &WriteFn{Path: out, Files: len(m.Lines)}, total)
+	return nil
+}

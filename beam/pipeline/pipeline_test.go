@@ -1,0 +1,128 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/universal"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/vet"
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/beam/pipeline"
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/corpus"
+	"github.com/xentlab/xent/internal/corpus/corpustest"
+	"github.com/xentlab/xent/internal/seed"
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	beam.Init()
+	os.Exit(m.Run())
+}
+
+// single evaluates the manifest's lines one after another on the CPU, as
+// xent eval --manifest does.
+func single(t *testing.T, m corpus.Manifest, cfg corpus.Config) batch.Stats {
+	ev := corpus.New(cfg)
+	defer ev.Close()
+	dev := device.NewCPU(cpu.Default())
+	var st batch.Stats
+	for _, l := range m.Lines {
+		r, err := ev.Eval(context.Background(), dev, l)
+		require.NoError(t, err)
+		st.Merge(r.Stats)
+	}
+	return st
+}
+
+// run builds the pipeline of the corpustest manifest, runs it with
+// execute, and returns its report and the single run's.
+func run(t *testing.T, cfg corpus.Config, execute func(context.Context, *beam.Pipeline) (beam.PipelineResult, error)) (got corpus.Report, want batch.Stats, w corpustest.Want) {
+	dir := t.TempDir()
+	path, weight, w := corpustest.Write(t, dir, seed.New(t))
+	m, err := corpus.ReadManifest(path, weight)
+	require.NoError(t, err)
+	out := filepath.Join(dir, "R.json")
+	p, s := beam.NewPipelineWithRoot()
+	require.NoError(t, pipeline.Build(s, m, cfg, "cpu", out))
+	_, err = execute(context.Background(), p)
+	require.NoError(t, err)
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &got))
+	return got, single(t, m, cfg), w
+}
+
+// check requires the pipeline's report to be the single run's: counts
+// exactly, the loss and sum within 1e-12 (added in Beam's order), and the
+// float64 reference's within 1e-5.
+func check(t *testing.T, got corpus.Report, want batch.Stats, w corpustest.Want) {
+	t.Helper()
+	require.Equal(t, want.Counted, got.Tokens)
+	require.Equal(t, want.Ignored(), got.Ignored)
+	require.NotNil(t, got.Loss)
+	require.InEpsilon(t, want.Sum, *got.Sum, 1e-12)
+	require.InEpsilon(t, want.Mean(), *got.Loss, 1e-12)
+	require.InEpsilon(t, want.Accuracy(), *got.Accuracy, 1e-12)
+	require.Contains(t, got.Device, "cpu")
+	// The reference has no z-loss: the sum less its z-loss part.
+	var z float64
+	if got.ZLoss != nil {
+		z = *got.ZLoss
+	}
+	w.Check(t, batch.Stats{Rows: want.Rows, Counted: got.Tokens, Correct: want.Correct, Sum: *got.Sum - z, Denom: *got.Sum / *got.Loss}, 1e-5)
+}
+
+// TestPrism: the pipeline on Beam's embedded runner (prism, in process,
+// workers in loopback) gives the single run's report. A DoFn's or an
+// accumulator's unexported field, or a closure, would change it.
+func TestPrism(t *testing.T) {
+	got, want, w := run(t, corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex, ZLoss: 1e-4}, prism.Execute)
+	check(t, got, want, w)
+	require.NotNil(t, got.ZLoss)
+	require.InEpsilon(t, want.ZLoss, *got.ZLoss, 1e-12)
+}
+
+// TestJobServer: the pipeline submitted through Beam's portable job API,
+// as to a Flink or Spark job server (--runner universal --endpoint
+// --environment_type loopback), here a prism job server on a port of its
+// own.
+func TestJobServer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := net.Listen("tcp", "localhost:0") // a free port
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	_, err = prism.CreateJobServer(ctx, prism.Options{Port: port})
+	require.NoError(t, err)
+	defer func(e, env string) { *jobopts.Endpoint, *jobopts.EnvironmentType = e, env }(*jobopts.Endpoint, *jobopts.EnvironmentType)
+	*jobopts.Endpoint, *jobopts.EnvironmentType = fmt.Sprintf("localhost:%d", port), "loopback"
+	got, want, w := run(t, corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex}, universal.Execute)
+	check(t, got, want, w)
+}
+
+// TestRegistered: the pipeline through Beam's vet runner, which fails on
+// any function or type not registered (a closure cannot be).
+func TestRegistered(t *testing.T) {
+	dir := t.TempDir()
+	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
+	m, err := corpus.ReadManifest(path, weight)
+	require.NoError(t, err)
+	p, s := beam.NewPipelineWithRoot()
+	require.NoError(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", filepath.Join(dir, "R.json")))
+	_, err = vet.Execute(context.Background(), p)
+	require.NoError(t, err)
+}
