@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/corpus/corpustest"
 	"github.com/xentlab/xent/internal/gen"
 	"github.com/xentlab/xent/internal/npyfile"
 )
@@ -131,73 +131,8 @@ func dump(b *testing.B) (logits, targets string) {
 	return logits, targets
 }
 
-// cachedDump returns the generated rows×cols dump of N(0, 3²) logits
-// drawn from seed, written once into the user's cache directory and reused. NumPy writes
-// it where it can (a python3 with numpy: its files align the data to 64
-// bytes, as a user's dump does); else npyio, whose header leaves the data
-// unaligned (v0.14.0 pads the header to the wrong length), so that eval
-// reads the file instead of mapping it, and says so here; npyio also
-// writes a 2-D array an element at a time, about two minutes for 1 GB.
-// The dump is written back to the disk before anything is timed (dirty
-// pages would be flushed meanwhile).
 func cachedDump(b *testing.B, rows, cols int, seed int) string {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		dir = os.TempDir()
-	}
-	dir = filepath.Join(dir, "xent")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	name := fmt.Sprintf("eval-bench-%dx%d.npy", rows, cols)
-	if seed != 1 {
-		name = fmt.Sprintf("eval-bench-%dx%d-%d.npy", rows, cols, seed)
-	}
-	path := filepath.Join(dir, name)
-	defer func() {
-		lf, err := npyfile.Open(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer lf.Close()
-		if _, unmap, err := lf.Map(); err != nil {
-			b.Logf("%s: eval reads it, not mapped (%v)", path, err)
-		} else {
-			unmap()
-		}
-	}()
-	if lf, err := npyfile.Open(path); err == nil {
-		r, c, err := lf.Matrix()
-		lf.Close()
-		if err == nil && r == rows && c == cols {
-			return path
-		}
-	}
-	b.Logf("writing %s (once)", path)
-	script := fmt.Sprintf("import numpy as np; np.save(%q, (np.random.default_rng(%d).standard_normal((%d, %d), dtype=np.float32) * 3))", path, seed, rows, cols)
-	for _, py := range []string{"/usr/bin/python3", "python3"} {
-		if exec.Command(py, "-c", script).Run() == nil {
-			return path
-		}
-	}
-	x := gen.Logits(rows, cols, uint64(seed))
-	byRow := make([][]float32, rows) // npyio writes a 2-D float32 array from rows
-	for i := range byRow {
-		byRow[i] = x[i*cols : (i+1)*cols]
-	}
-	if err := saveNpy(path, byRow); err != nil {
-		b.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return path
+	return corpustest.CachedDump(b, rows, cols, seed)
 }
 
 // saveNpy writes v to path as the commands write their outputs.

@@ -50,6 +50,8 @@ func TestCommand(t *testing.T) {
 	require.InEpsilon(t, want.Mean(), *r.Loss, 1e-5)
 
 	require.NoError(t, os.Remove(out))
+	set(t, "out", dir)
+	require.ErrorContains(t, run(context.Background()), "exists and is not a regular file")
 	set(t, "out", filepath.Join(dir, "t1.npy"))
 	require.ErrorContains(t, run(context.Background()), "the same file as "+filepath.Join(dir, "t1.npy"))
 	text, err := os.ReadFile(m)

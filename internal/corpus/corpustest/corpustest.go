@@ -17,7 +17,9 @@ import (
 	"codeberg.org/sbinet/npyio"
 
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/internal/gen"
 	"github.com/xentlab/xent/internal/half"
+	"github.com/xentlab/xent/internal/npyfile"
 )
 
 // Classes and Features are the manifest's vocabulary and hidden size.
@@ -71,16 +73,7 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 7))
 	put := func(name string, v any) string {
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := npyio.Write(f, v); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
+		SaveNpy(t, filepath.Join(dir, name), v)
 		return name
 	}
 	targets := func(n int, ignored float64) []int64 {
@@ -250,4 +243,84 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 	}
 	want.Lines = len(lines)
 	return manifest, weight, want
+}
+
+// CachedDump returns the generated rows×cols dump of N(0, 3²) float32
+// logits drawn from seed, written once into the user's cache directory
+// and reused. It is written as NumPy's np.save writes it (a version 1.0
+// header padded to 64 bytes, the data little-endian, C order), so that
+// eval maps it as it maps a user's dump. The dump is written back to the
+// disk before anything is timed (dirty pages would be flushed meanwhile).
+func CachedDump(tb testing.TB, rows, cols int, seed int) string {
+	tb.Helper()
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	dir = filepath.Join(dir, "xent")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	name := fmt.Sprintf("eval-bench-%dx%d.npy", rows, cols)
+	if seed != 1 {
+		name = fmt.Sprintf("eval-bench-%dx%d-%d.npy", rows, cols, seed)
+	}
+	path := filepath.Join(dir, name)
+	if lf, err := npyfile.Open(path); err == nil {
+		r, c, err := lf.Matrix()
+		_, unmap, merr := lf.Map()
+		if merr == nil {
+			unmap()
+		}
+		lf.Close()
+		if err == nil && merr == nil && r == rows && c == cols {
+			return path
+		}
+	}
+	tb.Logf("writing %s (once)", path)
+	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols)
+	for (10+len(header)+1)%64 != 0 {
+		header += " "
+	}
+	header += "\n"
+	b := append([]byte("\x93NUMPY\x01\x00"), byte(len(header)), byte(len(header)>>8))
+	b = append(b, header...)
+	for _, v := range gen.Logits(rows, cols, uint64(seed)) {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+	}
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(path+".tmp", path)
+	}
+	if err != nil {
+		os.Remove(path + ".tmp")
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// SaveNpy writes v to path as a .npy file.
+func SaveNpy(tb testing.TB, path string, v any) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := npyio.Write(f, v); err != nil {
+		f.Close()
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
 }
