@@ -36,18 +36,12 @@ func init() {
 	register.DoFn1x1[Acc, error](&WriteFn{})
 }
 
-// Acc is the statistics of some lines (batch.Stats' fields) and the
-// devices that computed them.
+// Acc is the statistics of some lines, how many, and the devices that
+// computed them.
 type Acc struct {
-	Rows, Counted, Correct int64
-	Sum, Denom, ZLoss      float64
-	Files                  int
-	Devices                []string
-}
-
-// Stats returns a's statistics.
-func (a Acc) Stats() batch.Stats {
-	return batch.Stats{Rows: a.Rows, Counted: a.Counted, Correct: a.Correct, Sum: a.Sum, Denom: a.Denom, ZLoss: a.ZLoss}
+	Stats   batch.Stats
+	Files   int
+	Devices []string
 }
 
 // EvalFn evaluates a manifest line (corpus.Line.Encode) on the worker's
@@ -85,9 +79,7 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	s := r.Stats
-	return Acc{Rows: s.Rows, Counted: s.Counted, Correct: s.Correct, Sum: s.Sum, Denom: s.Denom, ZLoss: s.ZLoss, Files: 1,
-		Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
+	return Acc{Stats: r.Stats, Files: 1, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
 }
 
 // Teardown releases the evaluator and the device.
@@ -107,12 +99,7 @@ type MergeFn struct{}
 
 // MergeAccumulators adds b to a.
 func (MergeFn) MergeAccumulators(a, b Acc) Acc {
-	a.Rows += b.Rows
-	a.Counted += b.Counted
-	a.Correct += b.Correct
-	a.Sum += b.Sum
-	a.Denom += b.Denom
-	a.ZLoss += b.ZLoss
+	a.Stats.Merge(b.Stats)
 	a.Files += b.Files
 	for _, d := range b.Devices {
 		if !slices.Contains(a.Devices, d) {
@@ -136,7 +123,7 @@ func (f *WriteFn) ProcessElement(a Acc) error {
 		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated", a.Files, f.Files)
 	}
 	slices.Sort(a.Devices)
-	b, err := json.Marshal(corpus.ReportOf(a.Stats(), strings.Join(a.Devices, "; ")))
+	b, err := json.Marshal(corpus.ReportOf(a.Stats, strings.Join(a.Devices, "; ")))
 	if err != nil {
 		return err
 	}
