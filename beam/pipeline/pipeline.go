@@ -39,9 +39,10 @@ func init() {
 // Acc is the statistics of some lines, how many, and the devices that
 // computed them.
 type Acc struct {
-	Stats   batch.Stats
-	Files   int
-	Devices []string
+	Stats     batch.Stats
+	Positions *corpus.Positions // the loss by position (--seq-len), nil for none
+	Files     int
+	Devices   []string
 }
 
 // EvalFn evaluates a manifest line (corpus.Line.Encode) on the worker's
@@ -79,7 +80,7 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	return Acc{Stats: r.Stats, Files: 1, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
+	return Acc{Stats: r.Stats, Positions: r.Positions, Files: 1, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
 }
 
 // Teardown releases the evaluator and the device.
@@ -100,6 +101,14 @@ type MergeFn struct{}
 // MergeAccumulators adds b to a.
 func (MergeFn) MergeAccumulators(a, b Acc) Acc {
 	a.Stats.Merge(b.Stats)
+	switch {
+	case b.Positions == nil:
+	case a.Positions == nil: // a copy: b's are b's
+		a.Positions = corpus.NewPositions(len(b.Positions.Sum))
+		fallthrough
+	default:
+		a.Positions.Merge(b.Positions) // of the same length: one configuration
+	}
 	a.Files += b.Files
 	for _, d := range b.Devices {
 		if !slices.Contains(a.Devices, d) {
@@ -123,7 +132,7 @@ func (f *WriteFn) ProcessElement(a Acc) error {
 		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated", a.Files, f.Files)
 	}
 	slices.Sort(a.Devices)
-	b, err := json.Marshal(corpus.ReportOf(a.Stats, strings.Join(a.Devices, "; ")))
+	b, err := json.Marshal(corpus.ReportOf(a.Stats, a.Positions, strings.Join(a.Devices, "; ")))
 	if err != nil {
 		return err
 	}

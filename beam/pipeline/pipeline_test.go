@@ -33,23 +33,31 @@ func TestMain(m *testing.M) {
 }
 
 // single evaluates the manifest's lines one after another on the CPU, as
-// xent eval --manifest does.
-func single(t *testing.T, m corpus.Manifest, cfg corpus.Config) batch.Stats {
+// xent eval --manifest does, and returns its report.
+func single(t *testing.T, m corpus.Manifest, cfg corpus.Config) corpus.Report {
 	ev := corpus.New(cfg)
 	defer ev.Close()
 	dev := device.NewCPU(cpu.Default())
 	var st batch.Stats
+	var pos *corpus.Positions
+	if cfg.SeqLen > 0 {
+		pos = corpus.NewPositions(cfg.SeqLen)
+	}
 	for _, l := range m.Lines {
 		r, err := ev.Eval(context.Background(), dev, l)
 		require.NoError(t, err)
 		st.Merge(r.Stats)
+		if pos != nil {
+			require.NoError(t, pos.Merge(r.Positions))
+		}
 	}
-	return st
+	return corpus.ReportOf(st, pos, "")
 }
 
 // run builds the pipeline of the corpustest manifest, runs it with
-// execute, and returns its report and the single run's.
-func run(t *testing.T, cfg corpus.Config, execute func(context.Context, *beam.Pipeline) (beam.PipelineResult, error)) (got corpus.Report, want batch.Stats, w corpustest.Want) {
+// execute, and returns its report, the single run's and the float64
+// reference.
+func run(t *testing.T, cfg corpus.Config, execute func(context.Context, *beam.Pipeline) (beam.PipelineResult, error)) (got, want corpus.Report, w corpustest.Want) {
 	dir := t.TempDir()
 	path, weight, w := corpustest.Write(t, dir, seed.New(t))
 	m, err := corpus.ReadManifest(path, weight)
@@ -66,33 +74,47 @@ func run(t *testing.T, cfg corpus.Config, execute func(context.Context, *beam.Pi
 }
 
 // check requires the pipeline's report to be the single run's: counts
-// exactly, the loss and sum within 1e-12 (added in Beam's order), and the
+// exactly, sums and means within 1e-12 (added in Beam's order); and the
 // float64 reference's within 1e-5.
-func check(t *testing.T, got corpus.Report, want batch.Stats, w corpustest.Want) {
+func check(t *testing.T, got, want corpus.Report, w corpustest.Want) {
 	t.Helper()
-	require.Equal(t, want.Counted, got.Tokens)
-	require.Equal(t, want.Ignored(), got.Ignored)
-	require.NotNil(t, got.Loss)
-	require.InEpsilon(t, want.Sum, *got.Sum, 1e-12)
-	require.InEpsilon(t, want.Mean(), *got.Loss, 1e-12)
-	require.Equal(t, want.Accuracy(), *got.Accuracy, "the same counts")
+	require.Equal(t, want.Tokens, got.Tokens)
+	require.Equal(t, want.Ignored, got.Ignored)
+	require.Equal(t, *want.Accuracy, *got.Accuracy, "the same counts")
+	for _, c := range []struct {
+		name      string
+		want, got *float64
+	}{{"sum", want.Sum, got.Sum}, {"loss", want.Loss, got.Loss}, {"z-loss", want.ZLoss, got.ZLoss}} {
+		require.NotNil(t, c.got, c.name)
+		if *c.want == 0 {
+			require.Zero(t, *c.got, c.name)
+			continue
+		}
+		require.InEpsilon(t, *c.want, *c.got, 1e-12, c.name)
+	}
+	require.Len(t, got.ByPosition, len(want.ByPosition))
+	for k := range want.ByPosition {
+		require.InEpsilon(t, *want.ByPosition[k], *got.ByPosition[k], 1e-12, "position %d", k)
+	}
 	require.Contains(t, got.Device, "cpu")
 	// The reference has no z-loss: the sum less its z-loss part.
-	var z float64
-	if got.ZLoss != nil {
-		z = *got.ZLoss
+	sum := *got.Sum - *got.ZLoss
+	correct := int64(*got.Accuracy*float64(got.Tokens) + 0.5)
+	w.Check(t, batch.Stats{Rows: got.Tokens + got.Ignored, Counted: got.Tokens, Correct: correct, Sum: sum, Denom: *got.Sum / *got.Loss}, 1e-5)
+	if n := len(got.ByPosition); n > 0 && *got.ZLoss == 0 { // the reference's rows have no z-loss
+		for k, ref := range w.ByPosition(n) {
+			require.InEpsilon(t, ref, *got.ByPosition[k], 1e-5, "position %d", k)
+		}
 	}
-	w.Check(t, batch.Stats{Rows: want.Rows, Counted: got.Tokens, Correct: want.Correct, Sum: *got.Sum - z, Denom: *got.Sum / *got.Loss}, 1e-5)
 }
 
 // TestPrism: the pipeline on Beam's embedded runner (prism, in process,
-// workers in loopback) gives the single run's report. A DoFn's or an
-// accumulator's unexported field, or a closure, would change it.
+// workers in loopback) gives the single run's report, the loss by
+// position included. A DoFn's or an accumulator's unexported field, or a
+// closure, would change it.
 func TestPrism(t *testing.T) {
-	got, want, w := run(t, corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex, ZLoss: 1e-4}, prism.Execute)
+	got, want, w := run(t, corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex, ZLoss: 1e-4, SeqLen: 3}, prism.Execute)
 	check(t, got, want, w)
-	require.NotNil(t, got.ZLoss)
-	require.InEpsilon(t, want.ZLoss, *got.ZLoss, 1e-12)
 }
 
 // TestJobServer: the pipeline submitted through Beam's portable job API,
@@ -110,7 +132,7 @@ func TestJobServer(t *testing.T) {
 	require.NoError(t, err)
 	defer func(e, env string) { *jobopts.Endpoint, *jobopts.EnvironmentType = e, env }(*jobopts.Endpoint, *jobopts.EnvironmentType)
 	*jobopts.Endpoint, *jobopts.EnvironmentType = fmt.Sprintf("localhost:%d", port), "loopback"
-	got, want, w := run(t, corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex}, universal.Execute)
+	got, want, w := run(t, corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex, SeqLen: 4}, universal.Execute)
 	check(t, got, want, w)
 }
 

@@ -34,6 +34,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy` (float32 [classes × features])")
 	manifest := fs.String("manifest", "", "evaluate the files of `M.jsonl` as one evaluation: a JSON object a line, {\"logits\": L, \"targets\": T[, \"weights\": TW]} or {\"hidden\": H[, \"weight\": W][, \"bias\": B], \"targets\": T[, \"weights\": TW]} (\"weights\": token weights; paths from the manifest's directory)")
 	shard := fs.String("shard", "", "with --manifest, evaluate shard `i/n` only: the lines whose index (from 0) is i modulo n")
+	plotOut := fs.String("plot", "", "draw the loss by position (--seq-len) to `FILE` (.svg, .png, .pdf, ...)")
 	statsOut := fs.String("stats-out", "", "with --manifest, write the exact partial statistics to `S.json`, for xent merge")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -49,7 +50,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --hidden, --targets, --token-weights, --bias, --grad-hidden and --grad-weight")
 			return errUsage
 		}
-		return evalManifest(ctx, manifestArgs{path: *manifest, weight: *weight, shard: *shard, statsOut: *statsOut, rowsOut: *rowsOut,
+		return evalManifest(ctx, manifestArgs{path: *manifest, weight: *weight, shard: *shard, statsOut: *statsOut, rowsOut: *rowsOut, plot: *plotOut,
 			dev: *dev, cfg: cfg, say: say, note: note, asJSON: *asJSON}, stdout, stderr)
 	}
 	if *shard != "" || *statsOut != "" {
@@ -74,7 +75,14 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Every input, for the outputs to be checked against before any work.
 	inputs := append(lineInputs(line), named{"--weights", cfg.WeightsFile})
-	outs, err := plan(inputs, named{"--rows-out", *rowsOut}, named{"--grad-hidden", *gradHidden}, named{"--grad-weight", *gradWeight})
+	if err := plotNeeds(*plotOut, cfg); err != nil {
+		return err
+	}
+	format, err := plotFormat("--plot", *plotOut)
+	if err != nil {
+		return err
+	}
+	outs, err := plan(inputs, named{"--rows-out", *rowsOut}, named{"--grad-hidden", *gradHidden}, named{"--grad-weight", *gradWeight}, named{"--plot", *plotOut})
 	if err != nil {
 		return err
 	}
@@ -108,7 +116,10 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	return report(stdout, deviceName(d), r.Stats, cfg.IgnoreIndex, *asJSON)
+	if err := writePlot(outs[3], format, r.Positions); err != nil {
+		return err
+	}
+	return report(stdout, deviceName(d), r.Stats, r.Positions, cfg.IgnoreIndex, *asJSON)
 }
 
 // lineInputs returns the files a line reads (a checkpoint's index and
@@ -139,9 +150,9 @@ func deviceName(d device.Device) string {
 }
 
 // report prints the stats of an evaluation on the device named devName.
-func report(stdout io.Writer, devName string, st batch.Stats, ignore int, asJSON bool) error {
+func report(stdout io.Writer, devName string, st batch.Stats, pos *corpus.Positions, ignore int, asJSON bool) error {
 	if asJSON {
-		return json.NewEncoder(stdout).Encode(corpus.ReportOf(st, devName))
+		return json.NewEncoder(stdout).Encode(corpus.ReportOf(st, pos, devName))
 	}
 	fmt.Fprintf(stdout, "loss        %.6f nats (mean over %d tokens)\n", st.Mean(), st.Counted)
 	fmt.Fprintf(stdout, "perplexity  %.4f\n", st.Perplexity())
@@ -149,6 +160,10 @@ func report(stdout io.Writer, devName string, st batch.Stats, ignore int, asJSON
 	fmt.Fprintf(stdout, "tokens      %d counted, %d ignored (ignore index %d)\n", st.Counted, st.Ignored(), ignore)
 	fmt.Fprintf(stdout, "sum         %.6f\n", st.Sum)
 	fmt.Fprintf(stdout, "z-loss      %.6f\n", st.ZLoss)
+	if pos != nil {
+		m := pos.Means()
+		fmt.Fprintf(stdout, "by position %d positions: %.4f at 0, %.4f at %d (--json or --plot: each)\n", len(m), m[0], m[len(m)-1], len(m)-1)
+	}
 	fmt.Fprintf(stdout, "device      %s\n", devName)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 type manifestArgs struct {
 	path, weight, shard string
 	statsOut, rowsOut   string
+	plot                string
 	dev                 string
 	cfg                 corpus.Config
 	say, note           func(string)
@@ -47,7 +48,14 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	}
 	// Line N's rows go to DIR/line-N.npy (N zero-padded to the widest
 	// line number): one output each, checked like any other.
-	wants := []named{{"--stats-out", a.statsOut}}
+	if err := plotNeeds(a.plot, a.cfg); err != nil {
+		return err
+	}
+	format, err := plotFormat("--plot", a.plot)
+	if err != nil {
+		return err
+	}
+	wants := []named{{"--stats-out", a.statsOut}, {"--plot", a.plot}}
 	if a.rowsOut != "" {
 		width := len(fmt.Sprint(m.Lines[len(m.Lines)-1].N))
 		for _, l := range lines {
@@ -81,30 +89,42 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	bar := newProgress(stderr, rows)
 	ev.Progress = func(n int) { bar.add(int64(n)) }
 	var st batch.Stats
+	var pos *corpus.Positions
+	if cfg.SeqLen > 0 {
+		pos = corpus.NewPositions(cfg.SeqLen)
+	}
 	for k, l := range lines {
 		r, err := ev.Eval(ctx, d, l)
 		if err != nil {
 			return err
 		}
 		st.Merge(r.Stats)
+		if pos != nil {
+			if err := pos.Merge(r.Positions); err != nil {
+				return err
+			}
+		}
 		if a.rowsOut != "" {
-			if err := outs[1+k].fill(func(w io.Writer) error { return npyio.Write(w, r.Rows) }); err != nil {
+			if err := outs[2+k].fill(func(w io.Writer) error { return npyio.Write(w, r.Rows) }); err != nil {
 				return err
 			}
 		}
 	}
 	bar.finish()
 	p := corpus.Partial{Format: corpus.Format, Manifest: m.SHA256, Lines: len(m.Lines), Shard: shard, Shards: shards,
-		Files: len(lines), Flags: cfg.Flags(a.weight), Stats: corpus.StatsOf(st), Device: deviceName(d)}
+		Files: len(lines), Flags: cfg.Flags(a.weight), Stats: corpus.StatsOf(st), Positions: pos, Device: deviceName(d)}
 	if err := writePartial(outs[0], p); err != nil {
 		return err
 	}
-	for _, o := range outs[1:] {
+	if err := writePlot(outs[1], format, pos); err != nil {
+		return err
+	}
+	for _, o := range outs[2:] {
 		if err := o.commit(); err != nil {
 			return err
 		}
 	}
-	return report(stdout, p.Device, st, a.cfg.IgnoreIndex, a.asJSON)
+	return report(stdout, p.Device, st, pos, a.cfg.IgnoreIndex, a.asJSON)
 }
 
 // writePartial writes p as indented JSON to o (nothing when o is nil).
@@ -163,5 +183,5 @@ func merge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ignore := batch.DefaultIgnoreIndex
 	fmt.Sscan(p.Flags["ignore_index"], &ignore)
-	return report(stdout, p.Device, p.Stats.Batch(), ignore, *asJSON)
+	return report(stdout, p.Device, p.Stats.Batch(), p.Positions, ignore, *asJSON)
 }

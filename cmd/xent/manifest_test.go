@@ -72,6 +72,41 @@ func TestEvalManifest(t *testing.T) {
 		require.Contains(t, out, "perplexity")
 	}
 
+	// The loss by position: in the one run, and in 2 shards merged.
+	plotFile := filepath.Join(dir, "pos.svg")
+	byPos := evalJSON(t, "eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json", "--seq-len", "5", "--plot", plotFile)
+	ref := want.ByPosition(5)
+	got := byPos["by_position"].([]any)
+	require.Len(t, got, 5)
+	for k := range ref {
+		require.InEpsilon(t, ref[k], got[k].(float64), 1e-5, "position %d", k)
+	}
+	svg, err := os.ReadFile(plotFile)
+	require.NoError(t, err)
+	require.Contains(t, string(svg), "<svg")
+	var parts []string
+	for i := range 2 {
+		p := filepath.Join(dir, fmt.Sprintf("P_%d.json", i))
+		evalJSON(t, "eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json", "--seq-len", "5", "--shard", fmt.Sprintf("%d/2", i), "--stats-out", p)
+		parts = append(parts, p)
+	}
+	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+	for k, v := range merged["by_position"].([]any) {
+		require.InEpsilon(t, got[k].(float64), v.(float64), 1e-12, "position %d", k)
+	}
+	code, _, errOut := runCmd("eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--plot", plotFile)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "--plot draws the loss by position: give --seq-len T")
+	// One file: 41 rows at positions 0..40 mod 64, the rest null.
+	one41 := evalJSON(t, "eval", "--hidden", filepath.Join(dir, "h7.npy"), "--weight", weight, "--targets", filepath.Join(dir, "t7.npy"),
+		"--token-weights", filepath.Join(dir, "w7.npy"), "--device", "cpu", "--json", "--seq-len", "64")
+	bp := one41["by_position"].([]any)
+	require.Len(t, bp, 64)
+	require.Nil(t, bp[41])
+	code, out, errOut := runCmd("eval", "--logits", filepath.Join(dir, "l1.npy"), "--targets", filepath.Join(dir, "t1.npy"), "--device", "cpu", "--seq-len", "4")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "by position 4 positions")
+
 	rows := filepath.Join(dir, "rows")
 	require.NoError(t, os.Mkdir(rows, 0o755))
 	evalJSON(t, "eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json", "--rows-out", rows)

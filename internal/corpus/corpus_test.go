@@ -21,13 +21,23 @@ import (
 )
 
 // run evaluates lines with cfg on the CPU and returns their merged
-// statistics and the lines evaluated.
+// statistics.
 func run(t *testing.T, cfg corpus.Config, lines []corpus.Line) batch.Stats {
+	st, _ := runPositions(t, cfg, lines)
+	return st
+}
+
+// runPositions is run, and the loss by position with cfg.SeqLen.
+func runPositions(t *testing.T, cfg corpus.Config, lines []corpus.Line) (batch.Stats, *corpus.Positions) {
 	t.Helper()
 	ev := corpus.New(cfg)
 	defer ev.Close()
 	dev := device.NewCPU(cpu.Default())
 	var st batch.Stats
+	var pos *corpus.Positions
+	if cfg.SeqLen > 0 {
+		pos = corpus.NewPositions(cfg.SeqLen)
+	}
 	for _, l := range lines {
 		_, err := ev.Check(l)
 		require.NoError(t, err)
@@ -36,8 +46,67 @@ func run(t *testing.T, cfg corpus.Config, lines []corpus.Line) batch.Stats {
 		r, err := ev.Eval(context.Background(), dev, l)
 		require.NoError(t, err)
 		st.Merge(r.Stats)
+		require.Nil(t, r.Rows, "the rows kept for the positions alone are dropped")
+		if pos != nil {
+			require.NoError(t, pos.Merge(r.Positions))
+		} else {
+			require.Nil(t, r.Positions)
+		}
 	}
-	return st
+	return st, pos
+}
+
+// TestPositions: the mean loss at each position t = row mod T of each
+// file is the float64 reference's (token weights and ignored rows
+// included; a position where nothing counts is NaN), for T longer and
+// shorter than the files; the partials of 3 shards merge into the single
+// run's.
+func TestPositions(t *testing.T) {
+	dir := t.TempDir()
+	path, weight, want := corpustest.Write(t, dir, seed.New(t))
+	m, err := corpus.ReadManifest(path, weight)
+	require.NoError(t, err)
+	for _, n := range []int{1, 5, 64} {
+		cfg := corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex, SeqLen: n}
+		st, pos := runPositions(t, cfg, m.Lines)
+		want.Check(t, st, 1e-5)
+		ref := want.ByPosition(n)
+		got := pos.Means()
+		require.Len(t, got, n)
+		for k := range ref {
+			if math.IsNaN(ref[k]) {
+				require.True(t, math.IsNaN(got[k]), "position %d of %d: %v, want NaN (nothing counts)", k, n, got[k])
+				continue
+			}
+			require.InEpsilon(t, ref[k], got[k], 1e-5, "position %d of %d", k, n)
+		}
+		if n == 64 {
+			require.True(t, math.IsNaN(got[63]), "no file has 64 rows")
+		}
+		var ps []corpus.Partial
+		for i := range 3 {
+			_, p := runPositions(t, cfg, m.Shard(i, 3))
+			ps = append(ps, corpus.Partial{Format: corpus.Format, Manifest: m.SHA256, Lines: len(m.Lines), Shard: i, Shards: 3,
+				Files: len(m.Shard(i, 3)), Flags: cfg.Flags(weight), Positions: p})
+		}
+		merged, err := corpus.Merge(ps, []string{"a", "b", "c"})
+		require.NoError(t, err)
+		for k, v := range merged.Positions.Means() {
+			if !math.IsNaN(got[k]) {
+				require.InEpsilon(t, got[k], v, 1e-12, "position %d of %d", k, n)
+			}
+		}
+	}
+	// Partials with and without positions, or of other lengths, do not merge.
+	p := func(pos *corpus.Positions) corpus.Partial {
+		return corpus.Partial{Format: corpus.Format, Lines: 2, Shards: 2, Files: 1, Positions: pos}
+	}
+	b := p(corpus.NewPositions(3))
+	b.Shard = 1
+	_, err = corpus.Merge([]corpus.Partial{p(nil), b}, []string{"a", "b"})
+	require.ErrorContains(t, err, "b: the loss by position in one partial and not in a")
+	_, err = corpus.Merge([]corpus.Partial{p(corpus.NewPositions(2)), b}, []string{"a", "b"})
+	require.ErrorContains(t, err, "b: the loss by position of 2 positions with one of 3")
 }
 
 // TestManifest: the seven lines evaluated in one run give the float64

@@ -25,6 +25,7 @@ type Config struct {
 	WeightsFile  string    // where ClassWeights came from, for errors
 	Budget       int       // the fused linear's logit budget in bytes (0: the default)
 	KeepRows     bool      // Result.Rows: the per-row losses
+	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
 	GradH, GradW bool      // Result.GradH, GradW for a hidden-states line: dL/dH, dL/dW of the mean loss
 }
 
@@ -32,10 +33,15 @@ func (c Config) options() []batch.Option {
 	return []batch.Option{batch.IgnoreIndex(c.IgnoreIndex), batch.LabelSmoothing(c.Smoothing), batch.ZLoss(c.ZLoss), batch.Softcap(c.Softcap)}
 }
 
+// keep reports whether the per-row losses are computed: asked for, or
+// for the loss by position.
+func (c Config) keep() bool { return c.KeepRows || c.SeqLen > 0 }
+
 // Result is one line's evaluation.
 type Result struct {
 	Stats        batch.Stats
 	Rows         []float32    // per-row losses (Config.KeepRows)
+	Positions    *Positions   // the loss by position (Config.SeqLen)
 	GradH, GradW batch.Matrix // Config.GradH, GradW: hidden-states lines only
 }
 
@@ -250,7 +256,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	opts := append(e.cfg.options(), batch.Budget(e.cfg.Budget))
-	if e.cfg.KeepRows {
+	if e.cfg.keep() {
 		opts = append(opts, batch.KeepRows())
 	}
 	if e.cfg.ClassWeights != nil {
@@ -281,7 +287,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	e.progress(n)
-	return Result{Stats: res.Stats, Rows: res.Losses, GradH: g.H.Matrix(), GradW: g.W.Matrix()}, nil
+	return e.positions(Result{Stats: res.Stats, Rows: res.Losses, GradH: g.H.Matrix(), GradW: g.W.Matrix()}, tg, tw), nil
 }
 
 // matrixOf returns the batch matrix of t, in its type.
@@ -336,7 +342,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	if e.cfg.ClassWeights != nil {
 		opts = append(opts, batch.Weights(e.cfg.ClassWeights))
 	}
-	if e.cfg.KeepRows {
+	if e.cfg.keep() {
 		opts = append(opts, batch.KeepRows())
 	}
 	ce, err := batch.New(dev, opts...)
@@ -344,7 +350,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	var r Result
-	if e.cfg.KeepRows {
+	if e.cfg.keep() {
 		r.Rows = make([]float32, 0, rows)
 	}
 	step := max(1, ChunkBytes/4/max(cols, 1))
@@ -382,7 +388,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 				return Result{}, err
 			}
 		}
-		return r, nil
+		return e.positions(r, tg, tw), nil
 	}
 	// The next chunk is read while this one is computed: two buffers, the
 	// reader one chunk ahead.
@@ -428,5 +434,37 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		}
 		free <- c.buf
 	}
-	return r, nil
+	return e.positions(r, tg, tw), nil
+}
+
+// positions adds to r the loss by position (Config.SeqLen): row i's loss
+// and its share of the mean's denominator (its token weight times its
+// target's class weight, 1 without them; 0 when ignored) at position i mod
+// SeqLen. It drops the per-row losses when they were computed for it
+// alone.
+func (e *Evaluator) positions(r Result, tg []int32, tw []float32) Result {
+	n := e.cfg.SeqLen
+	if n <= 0 {
+		return r
+	}
+	p := NewPositions(n)
+	for i, t := range tg {
+		if int(t) == e.cfg.IgnoreIndex {
+			continue
+		}
+		d := 1.0
+		if tw != nil {
+			d = float64(tw[i])
+		}
+		if cw := e.cfg.ClassWeights; cw != nil {
+			d *= float64(cw[t])
+		}
+		p.Sum[i%n] += Float(r.Rows[i])
+		p.Denom[i%n] += Float(d)
+	}
+	r.Positions = p
+	if !e.cfg.KeepRows {
+		r.Rows = nil
+	}
+	return r
 }

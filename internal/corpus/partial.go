@@ -32,7 +32,46 @@ type Partial struct {
 	Files    int               `json:"files"` // lines this shard evaluated
 	Flags    map[string]string `json:"flags"`
 	Stats    Stats             `json:"stats"`
-	Device   string            `json:"device"`
+	// Positions is the loss by position, with --seq-len.
+	Positions *Positions `json:"by_position,omitempty"`
+	Device    string     `json:"device"`
+}
+
+// Positions is the loss by position t = row mod T of an evaluation with a
+// sequence length T: at each t the sum of the counted rows' losses and of
+// their shares of the mean's denominator.
+type Positions struct {
+	Sum   []Float `json:"sum"`
+	Denom []Float `json:"denom"`
+}
+
+// NewPositions returns the empty sums of n positions.
+func NewPositions(n int) *Positions {
+	return &Positions{Sum: make([]Float, n), Denom: make([]Float, n)}
+}
+
+// Merge adds o's sums to p's (of as many positions).
+func (p *Positions) Merge(o *Positions) error {
+	if len(o.Sum) != len(p.Sum) || len(o.Denom) != len(p.Denom) || len(p.Sum) != len(p.Denom) {
+		return fmt.Errorf("the loss by position of %d positions with one of %d", len(p.Sum), len(o.Sum))
+	}
+	for t := range p.Sum {
+		p.Sum[t] += o.Sum[t]
+		p.Denom[t] += o.Denom[t]
+	}
+	return nil
+}
+
+// Means returns the mean loss at each position, NaN where nothing counts.
+func (p *Positions) Means() []float64 {
+	m := make([]float64, len(p.Sum))
+	for t := range m {
+		m[t] = math.NaN()
+		if p.Denom[t] != 0 {
+			m[t] = float64(p.Sum[t] / p.Denom[t])
+		}
+	}
+	return m
 }
 
 // Stats is batch.Stats as JSON: floats written in full (Go's shortest
@@ -147,8 +186,19 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	for k, p := range ps {
 		order[p.Shard] = k
 	}
+	if first.Positions != nil {
+		out.Positions = NewPositions(len(first.Positions.Sum))
+	}
 	for _, k := range order {
 		st.Merge(ps[k].Stats.Batch())
+		if (ps[k].Positions == nil) != (out.Positions == nil) {
+			return Partial{}, fmt.Errorf("%s: the loss by position in one partial and not in %s", names[k], names[0])
+		}
+		if out.Positions != nil {
+			if err := out.Positions.Merge(ps[k].Positions); err != nil {
+				return Partial{}, fmt.Errorf("%s: %w", names[k], err)
+			}
+		}
 		out.Files += ps[k].Files
 		if !slices.Contains(devices, ps[k].Device) {
 			devices = append(devices, ps[k].Device)
@@ -207,5 +257,5 @@ func (c Config) Flags(weight string) map[string]string {
 		cw = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	}
 	return map[string]string{"ignore_index": strconv.Itoa(c.IgnoreIndex), "label_smoothing": f(c.Smoothing),
-		"z_loss": f(c.ZLoss), "softcap": f(c.Softcap), "class_weights": cw, "weight": weight}
+		"z_loss": f(c.ZLoss), "softcap": f(c.Softcap), "class_weights": cw, "weight": weight, "seq_len": strconv.Itoa(c.SeqLen)}
 }

@@ -20,13 +20,24 @@ type Report struct {
 	Perplexity *float64 `json:"perplexity"`
 	Accuracy   *float64 `json:"accuracy"`
 	ZLoss      *float64 `json:"z_loss"`
-	Device     string   `json:"device"`
+	// ByPosition is the mean loss at each position t = row mod T
+	// (--seq-len T; null where nothing counts), absent without.
+	ByPosition []*float64 `json:"by_position,omitempty"`
+	Device     string     `json:"device"`
 }
 
-// ReportOf returns the report of st, computed on device.
-func ReportOf(st batch.Stats, device string) Report {
-	return Report{Loss: num(st.Mean()), Sum: num(st.Sum), Tokens: st.Counted, Ignored: st.Ignored(),
+// ReportOf returns the report of st and of the loss by position p (nil
+// for none), computed on device.
+func ReportOf(st batch.Stats, p *Positions, device string) Report {
+	r := Report{Loss: num(st.Mean()), Sum: num(st.Sum), Tokens: st.Counted, Ignored: st.Ignored(),
 		Perplexity: num(st.Perplexity()), Accuracy: num(st.Accuracy()), ZLoss: num(st.ZLoss), Device: device}
+	if p != nil {
+		r.ByPosition = make([]*float64, len(p.Sum))
+		for t, m := range p.Means() {
+			r.ByPosition[t] = num(m)
+		}
+	}
+	return r
 }
 
 // num is v, or nil (JSON null) when v is NaN or infinite.
@@ -37,9 +48,8 @@ func num(v float64) *float64 {
 	return &v
 }
 
-// LossFlags defines on fs the flags of the loss every line shares
-// (--ignore-index, --label-smoothing, --z-loss, --softcap, --weights,
-// --budget) and returns the function that makes their Config once fs is
+// LossFlags defines on fs the flags every line shares (--ignore-index,
+// --label-smoothing, --z-loss, --softcap, --weights, --budget, --seq-len) and returns the function that makes their Config once fs is
 // parsed, reading the class weights.
 func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float32 or float64, one per class (optional)")
@@ -47,9 +57,10 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	smoothing := fs.Float64("label-smoothing", 0, "label smoothing ε, a number in [0, 1]")
 	zloss := fs.Float64("z-loss", 0, "z-loss λ ≥ 0 (adds λ·lse² per counted row)")
 	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
+	seqLen := fs.Int("seq-len", 0, "the sequence length `T`: report the mean loss at each position t = row mod T of each file (0: none)")
 	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	return func() (Config, error) {
-		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Budget: *budget, WeightsFile: *weights}
+		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen}
 		if *weights != "" {
 			w, err := npyfile.Read(*weights, (*npyfile.File).Vector)
 			if err != nil {
@@ -59,6 +70,9 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 		}
 		if *budget < 0 {
 			return Config{}, fmt.Errorf("--budget %d: want bytes ≥ 0", *budget)
+		}
+		if *seqLen < 0 || *seqLen > 1<<24 {
+			return Config{}, fmt.Errorf("--seq-len %d: want a sequence length in [1, 2^24], or 0 for none", *seqLen)
 		}
 		return c, nil
 	}

@@ -34,6 +34,31 @@ type Want struct {
 	Correct    int64
 	Ambiguous  int64 // counted rows whose two largest logits are within 1e-4: float32 may pick either
 	Sum, Denom float64
+	rows       []row // every counted row, in manifest order
+}
+
+// row is one counted row's place in its file, loss and share of the
+// mean's denominator.
+type row struct {
+	pos         int
+	loss, denom float64
+}
+
+// ByPosition returns the mean loss at each position t = row mod n of
+// each file, NaN where nothing counts.
+func (w Want) ByPosition(n int) []float64 {
+	sum, denom := make([]float64, n), make([]float64, n)
+	for _, r := range w.rows {
+		sum[r.pos%n] += r.loss
+		denom[r.pos%n] += r.denom
+	}
+	for t := range sum {
+		sum[t] /= denom[t]
+		if denom[t] == 0 {
+			sum[t] = math.NaN()
+		}
+	}
+	return sum
 }
 
 // Mean is Sum / Denom.
@@ -113,8 +138,8 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 		}
 		return o
 	}
-	// row adds one row's loss to want: z its logits.
-	row := func(z []float64, t int64, w float64) {
+	// add adds row i of a file to want: z its logits, w its weight.
+	add := func(i int, z []float64, t int64, w float64) {
 		want.Rows++
 		if t == batch.DefaultIgnoreIndex {
 			return
@@ -135,8 +160,10 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 			s += math.Exp(v - mx)
 		}
 		want.Counted++
-		want.Sum += w * (mx + math.Log(s) - z[t])
+		loss := mx + math.Log(s) - z[t]
+		want.Sum += w * loss
 		want.Denom += w
+		want.rows = append(want.rows, row{i, w * loss, w})
 		if arg == int(t) {
 			want.Correct++
 		}
@@ -147,7 +174,7 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 			if tw != nil {
 				w = float64(tw[i])
 			}
-			row(z[i], tg[i], w)
+			add(i, z[i], tg[i], w)
 		}
 	}
 	W := matrix(Classes, Features, 0.5)
@@ -168,7 +195,7 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 		logitsLine(z, tg, tw)
 	}
 	var lines []string
-	add := func(v map[string]string) {
+	line := func(v map[string]string) {
 		b, err := json.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
@@ -178,11 +205,11 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 
 	z1, t1 := matrix(37, Classes, 2), targets(37, 0.2)
 	logitsLine(z1, t1, nil)
-	add(map[string]string{"logits": put("l1.npy", f32(z1)), "targets": put("t1.npy", t1)})
+	line(map[string]string{"logits": put("l1.npy", f32(z1)), "targets": put("t1.npy", t1)})
 
 	z2, t2 := matrix(23, Classes, 3), targets(23, 0)
 	logitsLine(z2, t2, nil)
-	add(map[string]string{"logits": put("l2.npy", z2), "targets": put("t2.npy", t2)})
+	line(map[string]string{"logits": put("l2.npy", z2), "targets": put("t2.npy", t2)})
 
 	z3, t3, w3 := matrix(11, Classes, 1), targets(11, 0.1), tokenWeights(11)
 	var bits []byte
@@ -203,11 +230,11 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 	if err := os.WriteFile(filepath.Join(dir, "l3.safetensors"), st, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	add(map[string]string{"logits": "l3.safetensors:logits", "targets": put("t3.npy", t3), "weights": put("w3.npy", w3)})
+	line(map[string]string{"logits": "l3.safetensors:logits", "targets": put("t3.npy", t3), "weights": put("w3.npy", w3)})
 
 	h4, t4 := matrix(29, Features, 1), targets(29, 0.1)
 	linearLine(h4, nil, t4, nil)
-	add(map[string]string{"hidden": put("h4.npy", f32(h4)), "weight": "W.npy", "targets": put("t4.npy", t4)})
+	line(map[string]string{"hidden": put("h4.npy", f32(h4)), "weight": "W.npy", "targets": put("t4.npy", t4)})
 
 	h5, t5, b5 := matrix(7, Features, 1), targets(7, 0), matrix(1, Classes, 1)[0]
 	linearLine(h5, b5, t5, nil)
@@ -225,15 +252,15 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 	if err := os.WriteFile(filepath.Join(dir, "h5.safetensors"), append(append(st, header...), raw...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	add(map[string]string{"hidden": "h5.safetensors", "weight": "W.npy", "bias": put("b5.npy", f32([][]float64{b5})[0]), "targets": put("t5.npy", t5)})
+	line(map[string]string{"hidden": "h5.safetensors", "weight": "W.npy", "bias": put("b5.npy", f32([][]float64{b5})[0]), "targets": put("t5.npy", t5)})
 
 	z6, t6 := matrix(5, Classes, 1), targets(5, 1)
 	logitsLine(z6, t6, nil)
-	add(map[string]string{"logits": put("l6.npy", f32(z6)), "targets": put("t6.npy", t6)})
+	line(map[string]string{"logits": put("l6.npy", f32(z6)), "targets": put("t6.npy", t6)})
 
 	h7, t7, w7 := matrix(41, Features, 1), targets(41, 0.1), tokenWeights(41)
 	linearLine(h7, nil, t7, w7)
-	add(map[string]string{"hidden": put("h7.npy", f32(h7)), "targets": put("t7.npy", t7), "weights": put("w7.npy", w7)})
+	line(map[string]string{"hidden": put("h7.npy", f32(h7)), "targets": put("t7.npy", t7), "weights": put("w7.npy", w7)})
 
 	manifest = filepath.Join(dir, "M.jsonl")
 	// A blank line in the middle: skipped, not counted as an index.
