@@ -40,14 +40,14 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 		}
 	}
 	lines := m.Shard(shard, shards)
+	// Every line's files, not only this shard's: no output replaces what
+	// another shard reads.
 	inputs := []named{{"--manifest", a.path}, {"--weights", a.cfg.WeightsFile}}
-	for _, l := range lines {
+	for _, l := range m.Lines {
 		for _, f := range l.Files() {
 			inputs = append(inputs, named{fmt.Sprintf("(%s:%d)", a.path, l.N), f})
 		}
 	}
-	// Line N's rows go to DIR/line-N.npy (N zero-padded to the widest
-	// line number): one output each, checked like any other.
 	if err := plotNeeds(a.plot, a.cfg); err != nil {
 		return err
 	}
@@ -55,6 +55,8 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	// Line N's rows go to DIR/line-N.npy (N zero-padded to the widest
+	// line number): one output each, checked like any other.
 	wants := []named{{"--stats-out", a.statsOut}, {"--plot", a.plot}}
 	if a.rowsOut != "" {
 		width := len(fmt.Sprint(m.Lines[len(m.Lines)-1].N))

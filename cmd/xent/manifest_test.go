@@ -175,6 +175,7 @@ func TestEvalManifestHostile(t *testing.T) {
 		{[]string{"--shard", "2/2"}, 1, `--shard: shard "2/2": want i/n with 0 ≤ i < n`},
 		{[]string{"--stats-out", m}, 1, "the same file as --manifest"},
 		{[]string{"--stats-out", filepath.Join(dir, "l1.npy")}, 1, "an output never replaces an input"},
+		{[]string{"--stats-out", filepath.Join(dir, "l1.npy"), "--shard", "1/2"}, 1, "an output never replaces an input"}, // another shard's file
 		{[]string{"--logits", filepath.Join(dir, "l1.npy")}, 2, "--manifest names the files"},
 		{[]string{"--rows-out", filepath.Join(dir, "nodir")}, 1, "nodir"},
 	} {
