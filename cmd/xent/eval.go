@@ -24,7 +24,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lossConfig := corpus.LossFlags(fs)
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy`: 1-D float32 or float64, one per row, finite and ≥ 0: the mean is Σ w_i·loss_i / Σ w_i (optional)")
 	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
-	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (1-D float32; written whole when the run succeeds, never over an input); with --manifest a directory `DIR`: line N's in DIR/line-N.npy")
+	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (1-D float32; written whole when the run succeeds, never over an input); with --manifest a directory DIR: line N's in DIR/line-N.npy")
 	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
 	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
 	hidden := fs.String("hidden", "", "hidden states `H` [tokens × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16): the fused linear, with --weight, instead of --logits")
