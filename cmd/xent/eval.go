@@ -20,7 +20,7 @@ import (
 func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	logits := fs.String("logits", "", "logits `L`: a .npy, 2-D [rows × vocab] float32, float16 or float64 (narrowed to float32); or file.safetensors[:name], F32, BF16 or F16 (default: the only tensor, or \"logits\")")
-	targets := fs.String("targets", "", "targets `T.npy`: 1-D int32 or int64, one per row")
+	targets := fs.String("targets", "", "targets `T.npy`: 1-D int32 or int64, one per row (default for a .safetensors --logits: its I64 or I32 tensor \"targets\" or \"labels\")")
 	lossConfig := corpus.LossFlags(fs)
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy`: 1-D float32 or float64, one per row, finite and ≥ 0: the mean is Σ w_i·loss_i / Σ w_i (optional)")
 	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
@@ -68,8 +68,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *gradHidden != "" || *gradWeight != "" || *bias != "":
 		fmt.Fprintln(stderr, "xent eval: --bias, --grad-hidden and --grad-weight go with --hidden and --weight")
 		return errUsage
-	case *logits == "" || *targets == "":
-		fmt.Fprintln(stderr, "xent eval: --logits and --targets are required")
+	case *logits == "" || *targets == "" && !tensorfile.IsSafetensors(*logits):
+		fmt.Fprintln(stderr, "xent eval: --logits and --targets are required (--targets may be left out for a .safetensors holding \"targets\" or \"labels\")")
 		fs.Usage()
 		return errUsage
 	}

@@ -107,6 +107,17 @@ func TestEvalManifest(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "by position 4 positions")
 
+	// A .safetensors of logits and labels needs no --targets; a .npy does,
+	// and a .safetensors without them says so.
+	l3 := evalJSON(t, "eval", "--logits", filepath.Join(dir, "l3.safetensors"), "--token-weights", filepath.Join(dir, "w3.npy"), "--device", "cpu", "--json")
+	require.EqualValues(t, 11, l3["tokens"].(float64)+l3["ignored"].(float64))
+	code, _, errOut = runCmd("eval", "--logits", filepath.Join(dir, "l1.npy"), "--device", "cpu")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--logits and --targets are required")
+	code, _, errOut = runCmd("eval", "--logits", filepath.Join(dir, "h5.safetensors"), "--device", "cpu")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, filepath.Join(dir, "h5.safetensors")+": no targets: it holds no tensor targets or labels (it holds hidden)")
+
 	rows := filepath.Join(dir, "rows")
 	require.NoError(t, os.Mkdir(rows, 0o755))
 	evalJSON(t, "eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json", "--rows-out", rows)

@@ -190,12 +190,19 @@ func (e *Evaluator) targets(l Line, rows, cols int) ([]int32, []float32, error) 
 	if cw := e.cfg.ClassWeights; cw != nil && len(cw) != cols {
 		return nil, nil, fmt.Errorf("%s: expected %d class weights to match the %d classes of %s, got %d", e.cfg.WeightsFile, cols, cols, src, len(cw))
 	}
-	tg, err := npyfile.Read(l.Targets, (*npyfile.File).Targets)
+	var tg []int32
+	var err error
+	tname := l.Targets
+	if l.Targets == "" { // a .safetensors of logits and targets (ReadManifest allows no other)
+		tg, tname, err = tensorfile.Targets(tensorfile.FilePath(l.Logits))
+	} else {
+		tg, err = npyfile.Read(l.Targets, (*npyfile.File).Targets)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
 	if len(tg) != rows {
-		return nil, nil, fmt.Errorf("%s: expected %d targets to match the %d rows of %s, got %d", l.Targets, rows, rows, src, len(tg))
+		return nil, nil, fmt.Errorf("%s: expected %d targets to match the %d rows of %s, got %d", tname, rows, rows, src, len(tg))
 	}
 	// Checked here as well as in batch so that the row named is the
 	// file's, not a chunk's, and nothing is computed before a bad target
@@ -203,7 +210,7 @@ func (e *Evaluator) targets(l Line, rows, cols int) ([]int32, []float32, error) 
 	ignore := e.cfg.IgnoreIndex
 	for i, t := range tg {
 		if int(t) != ignore && (t < 0 || int(t) >= cols) {
-			return nil, nil, fmt.Errorf("%s: target %d out of bounds [0, %d) at row %d (ignore index %d)", l.Targets, t, cols, i, ignore)
+			return nil, nil, fmt.Errorf("%s: target %d out of bounds [0, %d) at row %d (ignore index %d)", tname, t, cols, i, ignore)
 		}
 	}
 	if l.Weights == "" {

@@ -36,7 +36,7 @@ type Line struct {
 	Hidden  string `json:"hidden"`  // hidden states, with Weight: the fused linear
 	Weight  string `json:"weight"`  // classifier: .npy, .safetensors[:name] or a checkpoint (tensorfile.Classifier)
 	Bias    string `json:"bias"`    // classifier bias .npy (with Hidden)
-	Targets string `json:"targets"` // .npy, one per row
+	Targets string `json:"targets"` // .npy, one per row; "" for a .safetensors Logits that holds them (tensorfile.Targets)
 	Weights string `json:"weights"` // token weights .npy, one per row (as --token-weights)
 }
 
@@ -112,8 +112,8 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 		return Line{}, errors.New(`"logits" or "hidden" is required`)
 	case l.Hidden != "" && l.Weight == "" && defaultWeight == "":
 		return Line{}, errors.New(`"hidden" needs "weight" (or --weight, for every line without one)`)
-	case l.Targets == "":
-		return Line{}, errors.New(`"targets" is required`)
+	case l.Targets == "" && !tensorfile.IsSafetensors(l.Logits):
+		return Line{}, errors.New(`"targets" is required (a .safetensors of logits may hold them instead, as "targets" or "labels")`)
 	}
 	for _, p := range []*string{&l.Logits, &l.Hidden, &l.Weight, &l.Bias, &l.Targets, &l.Weights} {
 		if *p != "" && !filepath.IsAbs(*p) {

@@ -253,3 +253,56 @@ func list(names []string) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// TargetNames are the tensors Targets looks for, in order.
+var TargetNames = []string{"targets", "labels"}
+
+// Targets reads the targets a .safetensors file holds beside its logits:
+// its 1-D I64 or I32 tensor named "targets", else "labels" (as a dump of
+// logits and labels from PyTorch has them). It returns them and the
+// tensor's spec ("file.safetensors:targets") for messages; a value
+// outside int32's range is an error naming its index.
+func Targets(path string) ([]int32, string, error) {
+	b, unmap, err := load(path)
+	if err != nil {
+		return nil, "", err
+	}
+	defer unmap()
+	st, err := safetensors.Deserialize(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
+	}
+	names := st.Names()
+	slices.Sort(names)
+	for _, name := range TargetNames {
+		tv, ok := st.Tensor(name)
+		if !ok {
+			continue
+		}
+		spec := path + ":" + name
+		if shape := tv.Shape(); len(shape) != 1 {
+			return nil, spec, fmt.Errorf("%s: shape %v, expected 1-D targets, one per row", spec, shape)
+		}
+		raw := tv.Data()
+		switch tv.DType() {
+		case safetensors.I32:
+			tg := make([]int32, len(raw)/4)
+			for i := range tg {
+				tg[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
+			}
+			return tg, spec, nil
+		case safetensors.I64:
+			tg := make([]int32, len(raw)/8)
+			for i := range tg {
+				v := int64(binary.LittleEndian.Uint64(raw[8*i:]))
+				if v != int64(int32(v)) {
+					return nil, spec, fmt.Errorf("%s: target %d at row %d is out of int32's range", spec, v, i)
+				}
+				tg[i] = int32(v)
+			}
+			return tg, spec, nil
+		}
+		return nil, spec, fmt.Errorf("%s: dtype %v, expected I64 or I32 targets", spec, tv.DType())
+	}
+	return nil, "", fmt.Errorf("%s: no targets: it holds no tensor %s (it holds %s)", path, strings.Join(TargetNames, " or "), list(names))
+}

@@ -122,3 +122,41 @@ func FuzzSafetensors(f *testing.F) {
 		require.Len(t, data, rows*cols)
 	})
 }
+
+// TestTargets: a .safetensors of logits holds its targets as "targets"
+// (else "labels"), I64 or I32; anything else is refused naming the file.
+func TestTargets(t *testing.T) {
+	i64 := func(vs ...int64) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = binary.LittleEndian.AppendUint64(b, uint64(v))
+		}
+		return b
+	}
+	i32 := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 3), uint32(0xffffff9c)) // 3, -100
+	for _, c := range []struct {
+		header string
+		data   []byte
+		want   []int32
+		name   string
+		err    string
+	}{
+		{`{"labels":{"dtype":"I64","shape":[3],"data_offsets":[0,24]}}`, i64(1, -100, 7), []int32{1, -100, 7}, "labels", ""},
+		{`{"labels":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},"targets":{"dtype":"I32","shape":[2],"data_offsets":[8,16]}}`, append(i64(5), i32...), []int32{3, -100}, "targets", ""},
+		{`{"labels":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}`, i64(1, 1<<40), nil, "labels", "target 1099511627776 at row 1 is out of int32's range"},
+		{`{"labels":{"dtype":"I64","shape":[1,2],"data_offsets":[0,16]}}`, i64(1, 2), nil, "labels", "shape [1 2], expected 1-D targets"},
+		{`{"targets":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, i64(0), nil, "targets", "dtype F32, expected I64 or I32"},
+		{`{"logits":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}`, i64(0), nil, "", "no targets: it holds no tensor targets or labels (it holds logits)"},
+	} {
+		p := write(t, "x.safetensors", raw(c.header, c.data))
+		got, spec, err := Targets(p)
+		if c.err != "" {
+			require.ErrorContains(t, err, c.err)
+			require.Contains(t, err.Error(), p)
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, c.want, got)
+		require.Equal(t, p+":"+c.name, spec)
+	}
+}

@@ -85,7 +85,8 @@ func (w Want) Check(t testing.TB, st batch.Stats, rel float64) {
 //
 //  1. logits, float32 .npy (mapped), some rows ignored;
 //  2. logits, float64 .npy (streamed);
-//  3. logits, a bfloat16 .safetensors tensor among two, with token weights;
+//  3. logits, a bfloat16 .safetensors tensor among three, with token
+//     weights, its targets the file's "labels" (the line names none);
 //  4. hidden states, float32 .npy, with the classifier W.npy;
 //  5. hidden states, a float32 .safetensors, with W.npy and a bias;
 //  6. logits whose every row is ignored;
@@ -221,16 +222,22 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 		}
 	}
 	logitsLine(z3, t3, w3)
-	header := fmt.Sprintf(`{"other":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]},"logits":{"dtype":"BF16","shape":[11,%d],"data_offsets":[4,%d]}}`, Classes, 4+len(bits))
+	// Its targets beside the logits, as "labels" (I64): the line names none.
+	var labels []byte
+	for _, t := range t3 {
+		labels = binary.LittleEndian.AppendUint64(labels, uint64(t))
+	}
+	header := fmt.Sprintf(`{"other":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]},"labels":{"dtype":"I64","shape":[11],"data_offsets":[4,%d]},"logits":{"dtype":"BF16","shape":[11,%d],"data_offsets":[%d,%d]}}`,
+		4+len(labels), Classes, 4+len(labels), 4+len(labels)+len(bits))
 	for len(header)%8 != 0 {
 		header += " "
 	}
 	st := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
-	st = append(append(append(st, header...), 0, 0, 0, 0), bits...)
+	st = append(append(append(append(st, header...), 0, 0, 0, 0), labels...), bits...)
 	if err := os.WriteFile(filepath.Join(dir, "l3.safetensors"), st, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	line(map[string]string{"logits": "l3.safetensors:logits", "targets": put("t3.npy", t3), "weights": put("w3.npy", w3)})
+	line(map[string]string{"logits": "l3.safetensors:logits", "weights": put("w3.npy", w3)})
 
 	h4, t4 := matrix(29, Features, 1), targets(29, 0.1)
 	linearLine(h4, nil, t4, nil)
