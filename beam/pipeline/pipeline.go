@@ -25,7 +25,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
-	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/corpus"
 )
@@ -36,13 +35,11 @@ func init() {
 	register.DoFn1x1[Acc, error](&WriteFn{})
 }
 
-// Acc is the statistics of some lines, how many, and the devices that
-// computed them.
+// Acc is the statistics of some lines (their corpus.Total) and the
+// devices that computed them.
 type Acc struct {
-	Stats     batch.Stats
-	Positions *corpus.Positions // the loss by position (--seq-len), nil for none
-	Files     int
-	Devices   []string
+	Total   corpus.Total
+	Devices []string
 }
 
 // EvalFn evaluates a manifest line (corpus.Line.Encode) on the worker's
@@ -80,7 +77,7 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	return Acc{Stats: r.Stats, Positions: r.Positions, Files: 1, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
+	return Acc{Total: corpus.Total{Stats: r.Stats, Positions: r.Positions, Files: 1}, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
 }
 
 // Teardown releases the evaluator and the device.
@@ -99,23 +96,16 @@ func (f *EvalFn) Teardown() error {
 type MergeFn struct{}
 
 // MergeAccumulators adds b to a.
-func (MergeFn) MergeAccumulators(a, b Acc) Acc {
-	a.Stats.Merge(b.Stats)
-	switch {
-	case b.Positions == nil:
-	case a.Positions == nil: // a copy: b's are b's
-		a.Positions = corpus.NewPositions(len(b.Positions.Sum))
-		fallthrough
-	default:
-		a.Positions.Merge(b.Positions) // of the same length: one configuration
+func (MergeFn) MergeAccumulators(a, b Acc) (Acc, error) {
+	if err := a.Total.Merge(b.Total); err != nil {
+		return Acc{}, err
 	}
-	a.Files += b.Files
 	for _, d := range b.Devices {
 		if !slices.Contains(a.Devices, d) {
 			a.Devices = append(a.Devices, d)
 		}
 	}
-	return a
+	return a, nil
 }
 
 // WriteFn writes the report of the merged statistics to Path: into a
@@ -128,11 +118,11 @@ type WriteFn struct {
 
 // ProcessElement writes the report of a.
 func (f *WriteFn) ProcessElement(a Acc) error {
-	if a.Files != f.Files {
-		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated", a.Files, f.Files)
+	if a.Total.Files != f.Files {
+		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated", a.Total.Files, f.Files)
 	}
 	slices.Sort(a.Devices)
-	b, err := json.Marshal(corpus.ReportOf(a.Stats, a.Positions, strings.Join(a.Devices, "; ")))
+	b, err := json.Marshal(corpus.ReportOf(a.Total.Stats, a.Total.Positions, strings.Join(a.Devices, "; ")))
 	if err != nil {
 		return err
 	}

@@ -38,20 +38,13 @@ func single(t *testing.T, m corpus.Manifest, cfg corpus.Config) corpus.Report {
 	ev := corpus.New(cfg)
 	defer ev.Close()
 	dev := device.NewCPU(cpu.Default())
-	var st batch.Stats
-	var pos *corpus.Positions
-	if cfg.SeqLen > 0 {
-		pos = corpus.NewPositions(cfg.SeqLen)
-	}
+	var total corpus.Total
 	for _, l := range m.Lines {
 		r, err := ev.Eval(context.Background(), dev, l)
 		require.NoError(t, err)
-		st.Merge(r.Stats)
-		if pos != nil {
-			require.NoError(t, pos.Merge(r.Positions))
-		}
+		require.NoError(t, total.Add(r))
 	}
-	return corpus.ReportOf(st, pos, "")
+	return corpus.ReportOf(total.Stats, total.Positions, "")
 }
 
 // run builds the pipeline of the corpustest manifest, runs it with

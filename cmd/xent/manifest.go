@@ -90,21 +90,14 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	defer d.Close()
 	bar := newProgress(stderr, rows)
 	ev.Progress = func(n int) { bar.add(int64(n)) }
-	var st batch.Stats
-	var pos *corpus.Positions
-	if cfg.SeqLen > 0 {
-		pos = corpus.NewPositions(cfg.SeqLen)
-	}
+	var total corpus.Total
 	for k, l := range lines {
 		r, err := ev.Eval(ctx, d, l)
 		if err != nil {
 			return err
 		}
-		st.Merge(r.Stats)
-		if pos != nil {
-			if err := pos.Merge(r.Positions); err != nil {
-				return err
-			}
+		if err := total.Add(r); err != nil {
+			return err
 		}
 		if a.rowsOut != "" {
 			if err := outs[2+k].fill(func(w io.Writer) error { return npyio.Write(w, r.Rows) }); err != nil {
@@ -114,11 +107,11 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	}
 	bar.finish()
 	p := corpus.Partial{Format: corpus.Format, Manifest: m.SHA256, Lines: len(m.Lines), Shard: shard, Shards: shards,
-		Files: len(lines), Flags: cfg.Flags(a.weight), Stats: corpus.StatsOf(st), Positions: pos, Device: deviceName(d)}
+		Files: total.Files, Flags: cfg.Flags(a.weight), Stats: corpus.StatsOf(total.Stats), Positions: total.Positions, Device: deviceName(d)}
 	if err := writePartial(outs[0], p); err != nil {
 		return err
 	}
-	if err := writePlot(outs[1], format, pos); err != nil {
+	if err := writePlot(outs[1], format, total.Positions); err != nil {
 		return err
 	}
 	for _, o := range outs[2:] {
@@ -126,7 +119,7 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 			return err
 		}
 	}
-	return report(stdout, p.Device, st, pos, a.cfg.IgnoreIndex, a.asJSON)
+	return report(stdout, p.Device, total.Stats, total.Positions, a.cfg.IgnoreIndex, a.asJSON)
 }
 
 // writePartial writes p as indented JSON to o (nothing when o is nil).

@@ -33,11 +33,7 @@ func runPositions(t *testing.T, cfg corpus.Config, lines []corpus.Line) (batch.S
 	ev := corpus.New(cfg)
 	defer ev.Close()
 	dev := device.NewCPU(cpu.Default())
-	var st batch.Stats
-	var pos *corpus.Positions
-	if cfg.SeqLen > 0 {
-		pos = corpus.NewPositions(cfg.SeqLen)
-	}
+	var total corpus.Total
 	for _, l := range lines {
 		_, err := ev.Check(l)
 		require.NoError(t, err)
@@ -45,15 +41,12 @@ func runPositions(t *testing.T, cfg corpus.Config, lines []corpus.Line) (batch.S
 	for _, l := range lines {
 		r, err := ev.Eval(context.Background(), dev, l)
 		require.NoError(t, err)
-		st.Merge(r.Stats)
 		require.Nil(t, r.Rows, "the rows kept for the positions alone are dropped")
-		if pos != nil {
-			require.NoError(t, pos.Merge(r.Positions))
-		} else {
-			require.Nil(t, r.Positions)
-		}
+		require.Equal(t, cfg.SeqLen > 0, r.Positions != nil)
+		require.NoError(t, total.Add(r))
 	}
-	return st, pos
+	require.Equal(t, len(lines), total.Files)
+	return total.Stats, total.Positions
 }
 
 // TestPositions: the mean loss at each position t = row mod T of each

@@ -120,17 +120,22 @@ func (e *Evaluator) shape(l Line) (rows, cols int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	w, _, err := e.head(l, d)
+	return rows, w.Rows, err
+}
+
+// head returns l's classifier (loaded once) and bias (nil for none),
+// checked against d features.
+func (e *Evaluator) head(l Line, d int) (tensorfile.Tensor, []float32, error) {
 	w, err := e.classifier(l.Weight)
 	if err != nil {
-		return 0, 0, err
+		return w, nil, err
 	}
 	if w.Cols != d {
-		return 0, 0, fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", l.Weight, w.Cols, l.Hidden, d)
+		return w, nil, fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", l.Weight, w.Cols, l.Hidden, d)
 	}
-	if _, err := e.bias(l, w.Rows); err != nil {
-		return 0, 0, err
-	}
-	return rows, w.Rows, nil
+	b, err := e.bias(l, w.Rows)
+	return w, b, err
 }
 
 // matrixShape returns the shape of a .npy matrix (its header) or a
@@ -241,23 +246,16 @@ func (e *Evaluator) progress(rows int) {
 func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Result, error) {
 	// H and W are computed in their files' types: a bfloat16 or float16
 	// classifier is widened a tile at a time (on the CPU), not whole.
-	w, err := e.classifier(l.Weight)
-	if err != nil {
-		return Result{}, err
-	}
 	h, done, err := tensorfile.Read(l.Hidden, "")
 	if err != nil {
 		return Result{}, err
 	}
 	defer done()
-	n, d, v := h.Rows, h.Cols, w.Rows
-	if w.Cols != d {
-		return Result{}, fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", l.Weight, w.Cols, l.Hidden, d)
-	}
-	b, err := e.bias(l, v)
+	w, b, err := e.head(l, h.Cols)
 	if err != nil {
 		return Result{}, err
 	}
+	n, d, v := h.Rows, h.Cols, w.Rows
 	tg, tw, err := e.targets(l, n, v)
 	if err != nil {
 		return Result{}, err
@@ -474,4 +472,37 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32) Result {
 		r.Rows = nil
 	}
 	return r
+}
+
+// A Total is the merged statistics of some lines: their Stats, their
+// loss by position (with Config.SeqLen), and how many they are. Totals of
+// disjoint lines merge (Merge) in any order.
+type Total struct {
+	Stats     batch.Stats
+	Positions *Positions // nil without a sequence length
+	Files     int
+}
+
+// Add adds one line's result.
+func (t *Total) Add(r Result) error {
+	return t.Merge(Total{Stats: r.Stats, Positions: r.Positions, Files: 1})
+}
+
+// Merge adds o, a total of other lines of the same evaluation (o's sums
+// are copied, not shared).
+func (t *Total) Merge(o Total) error {
+	if (t.Positions == nil) != (o.Positions == nil) && t.Files > 0 && o.Files > 0 {
+		return fmt.Errorf("a total with the loss by position merged with one without")
+	}
+	if t.Positions == nil && o.Positions != nil {
+		t.Positions = NewPositions(len(o.Positions.Sum))
+	}
+	if o.Positions != nil {
+		if err := t.Positions.Merge(o.Positions); err != nil {
+			return err
+		}
+	}
+	t.Stats.Merge(o.Stats)
+	t.Files += o.Files
+	return nil
 }
