@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 
-	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
@@ -113,25 +112,9 @@ func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, fo
 	if plotTo == nil {
 		return nil
 	}
-	p := plot.New()
-	p.Title.Text = "xent: a bigram model learning through the fused linear cross-entropy"
-	p.X.Label.Text = "epoch (full-batch SGD)"
-	p.Y.Label.Text = "mean loss (nats)"
 	pts := make(plotter.XYs, len(losses))
 	for e, l := range losses {
 		pts[e] = plotter.XY{X: float64(e), Y: l}
 	}
-	line, err := plotter.NewLine(pts)
-	if err != nil {
-		return err
-	}
-	p.Add(line)
-	return plotTo.write(func(w io.Writer) error {
-		wt, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, format)
-		if err != nil {
-			return err
-		}
-		_, err = wt.WriteTo(w)
-		return err
-	})
+	return writeCurve(plotTo, format, "xent: a bigram model learning through the fused linear cross-entropy", "epoch (full-batch SGD)", "mean loss (nats)", pts, 6*vg.Inch)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"math"
 
@@ -27,10 +28,6 @@ func writePlot(o *output, format string, pos *corpus.Positions) error {
 	if o == nil {
 		return nil
 	}
-	p := plot.New()
-	p.Title.Text = "xent: mean loss by position"
-	p.X.Label.Text = "position t (row mod sequence length)"
-	p.Y.Label.Text = "loss (nats)"
 	var pts plotter.XYs
 	for t, m := range pos.Means() {
 		if !math.IsNaN(m) && !math.IsInf(m, 0) {
@@ -38,16 +35,30 @@ func writePlot(o *output, format string, pos *corpus.Positions) error {
 		}
 	}
 	if len(pts) == 0 {
-		return o.write(func(w io.Writer) error { return errors.New("no position counts: nothing to plot") })
+		o.discard()
+		return fmt.Errorf("%s %s: no position counts: nothing to plot", o.flag, o.path)
 	}
-	l, err := plotter.NewLine(pts)
+	return writeCurve(o, format, "xent: mean loss by position", "position t (row mod sequence length)", "loss (nats)", pts, 8*vg.Inch)
+}
+
+// writeCurve draws one curve, pts, with its title and axis labels, width ×
+// 4 inches, into o in format (a gonum/plot format: "svg", "png", ...).
+func writeCurve(o *output, format, title, x, y string, pts plotter.XYs, width vg.Length) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = x
+	p.Y.Label.Text = y
+	line, err := plotter.NewLine(pts)
 	if err != nil {
 		return err
 	}
-	p.Add(l, plotter.NewGrid())
-	wt, err := p.WriterTo(8*vg.Inch, 4*vg.Inch, format)
-	if err != nil {
+	p.Add(line)
+	return o.write(func(w io.Writer) error {
+		wt, err := p.WriterTo(width, 4*vg.Inch, format)
+		if err != nil {
+			return err
+		}
+		_, err = wt.WriteTo(w)
 		return err
-	}
-	return o.write(func(w io.Writer) error { _, err := wt.WriteTo(w); return err })
+	})
 }
