@@ -119,11 +119,20 @@ func TestBadOptions(t *testing.T) {
 		batch.ZLoss(-1), batch.ZLoss(math.Inf(1)), batch.Softcap(-3), batch.Softcap(math.NaN()), batch.Softcap(math.Inf(1)),
 		batch.Weights([]float32{1, -1}), batch.Weights([]float32{float32(math.NaN())}), batch.Weights([]float32{float32(math.Inf(1))}),
 		batch.Reduce(batch.Reduction(7)),
+		batch.Temperature(0), batch.Temperature(-1), batch.Temperature(math.NaN()), batch.Temperature(math.Inf(1)),
+		batch.Temperature(1e-40), batch.Temperature(1e-300), batch.Temperature(1e39), // 1/τ or τ not a finite non-zero float32
 	} {
 		_, err := batch.New(dev, o)
 		require.ErrorIs(t, err, batch.ErrOption)
 	}
-	_, err := batch.New(nil)
+	// c/τ overflows float32, or is 0
+	for _, o := range [][]batch.Option{{batch.Softcap(3e38), batch.Temperature(0.01)}, {batch.Softcap(1e-30), batch.Temperature(1e30)}} {
+		_, err := batch.New(dev, o...)
+		require.ErrorIs(t, err, batch.ErrOption, "%v", err)
+	}
+	_, err := batch.New(dev, batch.Softcap(30), batch.Temperature(0.01))
+	require.NoError(t, err)
+	_, err = batch.New(nil)
 	require.ErrorIs(t, err, batch.ErrOption)
 	_, err = batch.ParseReduction("avg")
 	require.ErrorIs(t, err, batch.ErrOption)

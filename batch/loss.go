@@ -71,7 +71,7 @@ func New(dev device.Device, opts ...Option) (*Loss, error) {
 	if dev == nil {
 		return nil, errorf(ErrOption, "nil device")
 	}
-	c := config{ignore: DefaultIgnoreIndex, reduction: Mean}
+	c := config{ignore: DefaultIgnoreIndex, reduction: Mean, temp: 1}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -218,7 +218,7 @@ func (l *Loss) prepareTargets(rows, vocab int, targets []int32) (*prepared, erro
 		p.denom = float64(p.counted)
 	}
 	p.prob = ce.Problem{
-		Smoothing: float32(c.smoothing), ZLoss: float32(c.zloss), Softcap: float32(c.softcap),
+		Smoothing: float32(c.smoothing), ZLoss: float32(c.zloss), Softcap: float32(c.softcap), Temperature: float32(c.temp),
 		Weights: c.weights, WeightSum: float64(vocab), Col0: c.col0, Vocab: c.vocab,
 	}
 	if c.weights != nil {

@@ -45,6 +45,7 @@ type config struct {
 	smoothing float64
 	zloss     float64
 	softcap   float64
+	temp      float64 // τ (Temperature), 1 for none
 	weights   []float32
 	weightSum float64   // Σ weights, set by validate
 	tokens    []float32 // per-row weights (TokenWeights), nil for all 1
@@ -76,6 +77,15 @@ func ZLoss(lambda float64) Option { return func(c *config) { c.zloss = lambda } 
 // (c > 0; 0, the default, means none), as Gemma 2 does; the gradient goes
 // through it. With a cap, +Inf logits become c instead of giving NaN.
 func Softcap(cap float64) Option { return func(c *config) { c.softcap = cap } }
+
+// Temperature divides the logits by τ > 0 (default 1): the loss, the
+// per-row log-sum-exp and the accuracy are those of softmax(z/τ), and the
+// gradient is with respect to z (so it carries 1/τ), as Liger-Kernel's and
+// TransformerEngine's. With a soft cap c the cap comes first: the logits
+// are c·tanh(z/c)/τ. The options built on the loss (smoothing, z-loss,
+// weights) apply to the divided logits. τ = 1 gives the same bits as
+// none; 1/τ and c/τ must be finite and non-zero in float32.
+func Temperature(tau float64) Option { return func(c *config) { c.temp = tau } }
 
 // Weights sets per-class weights (len = cols, finite and ≥ 0), as PyTorch's
 // weight: the loss of row i is multiplied by w_{t_i} and the mean divides
@@ -161,6 +171,12 @@ func (c *config) validate() error {
 	}
 	if c.softcap > math.MaxFloat32 || c.zloss > math.MaxFloat32 {
 		return errorf(ErrOption, "an option value is too large for float32")
+	}
+	if !(c.temp > 0) || math.IsInf(c.temp, 1) {
+		return errorf(ErrOption, "temperature %g must be finite and > 0 (1 means none)", c.temp)
+	}
+	if t := float32(c.temp); t == 0 || math.IsInf(float64(1/t), 0) || 1/t == 0 || c.softcap > 0 && (float32(c.softcap)/t == 0 || math.IsInf(float64(float32(c.softcap)/t), 0)) {
+		return errorf(ErrOption, "temperature %g: 1/τ (and softcap/τ) must be finite and non-zero in float32", c.temp)
 	}
 	if c.col0 < 0 || c.vocab < 0 || c.vocab > math.MaxInt32 {
 		return errorf(ErrOption, "shard [%d, ...) of %d classes: both must be ≥ 0 and the classes within int32", c.col0, c.vocab)

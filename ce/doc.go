@@ -11,7 +11,8 @@
 //
 // # The formulas every device computes
 //
-// For row i with logits z (after the optional soft cap z ← c·tanh(z/c)),
+// For row i with logits z (after the optional soft cap z ← c·tanh(z/c),
+// then the optional temperature z ← z/τ: [Problem.Transform]),
 // target t, class weights w (all 1 when absent, W = Σ_c w_c), label
 // smoothing ε, z-loss λ and C classes:
 //
@@ -20,7 +21,9 @@
 //	dz_j   = s_i·[ (1-ε)·w_t·(p_j - δ_jt) + (ε/C)·(W·p_j - w_j) + 2λ·lse·p_j ]
 //
 // with p = softmax(z) and s_i the per-row gradient factor; with a soft cap
-// dz_j is multiplied by 1 - (z_j/c)². Ignored rows (target -1) have loss
+// dz_j is multiplied by 1 - tanh²(x_j/c) of the raw logit x_j, and with a
+// temperature by 1/τ (the gradient is with respect to the raw logits, as
+// Liger's and TransformerEngine's). Ignored rows (target -1) have loss
 // 0 and a zero gradient row.
 //
 // The work on a row splits with the vocabulary: each shard of columns

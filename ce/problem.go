@@ -7,11 +7,14 @@ import "math"
 // of the vocabulary a matrix's columns are. The OpenCL kernels take its
 // fields as one argument.
 type Problem struct {
-	Smoothing float32   // ε in [0, 1]
-	ZLoss     float32   // λ ≥ 0
-	Softcap   float32   // c > 0, or 0 for none
-	Weights   []float32 // per-class weights w of the whole vocabulary (len Vocab), or nil for all 1
-	WeightSum float64   // W = Σ_c w_c over the vocabulary (Vocab when Weights is nil)
+	Smoothing float32 // ε in [0, 1]
+	ZLoss     float32 // λ ≥ 0
+	Softcap   float32 // c > 0, or 0 for none
+	// Temperature τ > 0 divides the (capped) logits: the loss is of
+	// softmax(cap(z)/τ), its gradient with respect to z; 0 or 1 for none.
+	Temperature float32
+	Weights     []float32 // per-class weights w of the whole vocabulary (len Vocab), or nil for all 1
+	WeightSum   float64   // W = Σ_c w_c over the vocabulary (Vocab when Weights is nil)
 	// Col0 and Vocab are the shard: the matrix's columns are classes
 	// [Col0, Col0+Cols) of Vocab (0: the matrix's Cols, whole). Targets
 	// are classes of the vocabulary.
@@ -52,6 +55,38 @@ func (p *Problem) Weight(t int) float64 {
 	}
 	return float64(p.Weights[t])
 }
+
+// Transform returns the load transform of the raw logits x that every
+// kernel applies before anything else, the soft cap then the temperature:
+//
+//	z = c·tanh(x·inv)  when c > 0 (c = Softcap/τ, inv = 1/Softcap),
+//	z = x·inv          when c = 0 (inv = 1/τ; 1 without a temperature),
+//
+// so that cap(x)/τ is one tanh and one multiply, and the soft cap's factor
+// in the gradient is 1 - tanh² = 1 - (z/c)² with either. The gradient's
+// chain factor beside it is TempScale, 1/τ.
+func (p *Problem) Transform() (c, inv float32) {
+	s := p.TempScale()
+	if p.Softcap > 0 {
+		if s == 1 {
+			return p.Softcap, 1 / p.Softcap
+		}
+		return float32(float64(p.Softcap) / float64(p.Temperature)), 1 / p.Softcap
+	}
+	return 0, s
+}
+
+// TempScale returns 1/τ, 1 without a temperature.
+func (p *Problem) TempScale() float32 {
+	if p.Temperature == 0 || p.Temperature == 1 {
+		return 1
+	}
+	return 1 / p.Temperature
+}
+
+// Identity reports whether Transform leaves the logits as they are (no
+// soft cap, no temperature).
+func (p *Problem) Identity() bool { return p.Softcap == 0 && p.TempScale() == 1 }
 
 // Finish returns the loss, the log-sum-exp and the argmax test of a row
 // with target t (a class of the vocabulary, not ignored) from the partial

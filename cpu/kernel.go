@@ -67,8 +67,8 @@ func (pl *plan) online(dst []float32, x vec, ms *[MaxChunks]float32, after []flo
 	m, idx = ninf, -1
 	ref := ninf      // s is relative to ref
 	mlo, mhi := 0, 0 // the chunk that first reached m
-	capped := pl.c > 0
-	am = ninf // with a soft cap, the raw max, first reached in chunk [alo, ahi)
+	capped := pl.tr
+	am = ninf // with a transform (soft cap, temperature), the raw max, first reached in chunk [alo, ahi)
 	alo, ahi := 0, 0
 	var dc [MaxChunks]float64
 	var rc [MaxChunks]float32
@@ -237,8 +237,9 @@ var scratch = sync.Pool{New: func() any { return new([]float32) }}
 // plan is the row driver's choices for one call, made once from the
 // options and the element types (newPlan), with the buffers of the
 // goroutine that runs it: which chunk kernel sums a chunk (sum), how a
-// chunk is loaded (load: widened from half precision into wide, capped
-// into buf with a soft cap c > 0, inv = 1/c), with smoothing the weights
+// chunk is loaded (load: widened from half precision into wide, then,
+// when tr, transformed into buf: ce.Problem.Transform's c and inv, a soft
+// cap when c > 0, else the temperature's scale inv), with smoothing the weights
 // of the row's columns (nil: all 1) and their sum over each chunk, how the
 // fused path scales the exps it stored (scale), and for a half-precision
 // gradient out, a chunk's room before it is narrowed, and exps, the
@@ -248,6 +249,7 @@ type plan struct {
 	sum       sumKind
 	scale     scaleKind
 	c, inv    float32
+	tr        bool
 	buf       []float32
 	smooth    bool
 	w         []float32
@@ -281,12 +283,12 @@ const (
 // exps), for one goroutine (a value: on its stack, so that a call
 // without options allocates nothing).
 func newPlan(k *Impl, p *ce.Problem, cols int, t, gt ce.DType, fused bool) plan {
-	c, inv := capInv(p)
-	pl := plan{k: k, c: c, inv: inv, smooth: p.Smoothing > 0, w: p.ShardWeights(cols)}
+	c, inv := p.Transform()
+	pl := plan{k: k, c: c, inv: inv, tr: !p.Identity(), smooth: p.Smoothing > 0, w: p.ShardWeights(cols)}
 	switch {
 	case pl.smooth:
 		pl.sum = sumSmooth
-	case t != ce.F32 && !fused && k.chunk16 != nil && c == 0:
+	case t != ce.F32 && !fused && k.chunk16 != nil && !pl.tr:
 		pl.sum = sumHalf
 	}
 	switch {
@@ -297,7 +299,7 @@ func newPlan(k *Impl, p *ce.Problem, cols int, t, gt ce.DType, fused bool) plan 
 	case gt != ce.F32:
 		pl.scale = scaleNarrow
 	}
-	if c > 0 {
+	if pl.tr {
 		pl.buf = make([]float32, chunkLen(cols))
 	}
 	if t != ce.F32 || gt != ce.F32 {
@@ -329,15 +331,20 @@ func (pl *plan) wsum() float64 {
 }
 
 // load returns the chunk x[lo:hi] raw (widened, see widen) and as the
-// kernels see it: capped into the plan's buffer with a soft cap, raw
-// otherwise.
+// kernels see it: transformed into the plan's buffer (capped, or scaled
+// by 1/τ), raw without a transform.
 func (pl *plan) load(x vec, lo, hi int) (raw, z []float32) {
 	raw = pl.widen(x, lo, hi)
-	if pl.c == 0 {
+	if !pl.tr {
 		return raw, raw
 	}
 	b := pl.buf[:hi-lo]
-	pl.k.capTo(b, raw, pl.c, pl.inv)
+	if pl.c > 0 {
+		pl.k.capTo(b, raw, pl.c, pl.inv)
+	} else {
+		copy(b, raw)
+		pl.k.scale(b, pl.inv)
+	}
 	return raw, b
 }
 
@@ -354,13 +361,17 @@ func (pl *plan) widen(x vec, lo, hi int) []float32 {
 }
 
 // gradPass writes the gradient of row x into g (see Impl.grad for shift,
-// a, b, c and inv; w are the row's weights, nil for all 1) in one pass of
-// its own: the float32 loop over the row, or, where either is half
-// precision, a chunk at a time, widened and narrowed through o's buffers
-// (g may be x: each chunk is read before it is written).
-func (pl *plan) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv float32) {
+// a and b; the plan's transform gives c and inv; w are the row's weights,
+// nil for all 1) in one pass of its own: the float32 loop over the row
+// (which caps as it goes), or, where either is half precision or the
+// logits are scaled by a temperature alone, a chunk at a time, widened
+// (and scaled) and narrowed through the plan's buffers (g may be x: each
+// chunk is read before it is written).
+func (pl *plan) gradPass(g, x vec, shift, a, b float32, w []float32) {
 	k := pl.k
-	if x.t == ce.F32 && g.t == ce.F32 {
+	c, inv := pl.c, pl.inv
+	scaled := pl.tr && c == 0
+	if x.t == ce.F32 && g.t == ce.F32 && !scaled {
 		k.grad(g.f, x.f, shift, a, b, w, c, inv)
 		return
 	}
@@ -369,6 +380,9 @@ func (pl *plan) gradPass(g, x vec, shift, a, b float32, w []float32, c, inv floa
 	for lo := 0; lo < n; lo += cl {
 		hi := min(lo+cl, n)
 		xc := pl.widen(x, lo, hi)
+		if scaled {
+			_, xc = pl.load(x, lo, hi)
+		}
 		var wc []float32
 		if w != nil {
 			wc = w[lo:hi]
@@ -468,7 +482,8 @@ func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Parti
 	C := p.Classes(x.Cols)
 	w := p.ShardWeights(x.Cols)
 	parallel(x.Rows, x.Cols, func(lo, hi int) {
-		pl := newPlan(k, &ce.Problem{}, x.Cols, x.Type, g.Type, false) // for gradPass's buffers
+		tr := ce.Problem{Softcap: p.Softcap, Temperature: p.Temperature}
+		pl := newPlan(k, &tr, x.Cols, x.Type, g.Type, false) // gradPass's transform and buffers
 		for i := lo; i < hi; i++ {
 			gr, xr := gradRow(&g, i, x.Cols), matRow(x, i)
 			t := int(targets[i])
@@ -484,39 +499,34 @@ func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Parti
 			}
 			lse := float64(pt.Max) + ls
 			a, b, gt := gradTerms(p, float64(g.Scale[i]), p.Weight(t), lse, (float64(pt.ZT)-float64(pt.Max))-ls, C)
-			c, inv := capInv(p)
 			tl := t - p.Col0
 			inShard := tl >= 0 && tl < x.Cols
 			var zt float32
 			if inShard {
 				zt = capped(p, xr.at(tl)) // read before gr (which may be xr) is written
 			}
-			pl.gradPass(gr, xr, pt.Max, float32(a/(1+pt.Rest)), float32(b), w, c, inv)
+			pl.gradPass(gr, xr, pt.Max, float32(a/(1+pt.Rest)), float32(b), w)
 			if inShard {
-				gr.set(tl, float32(capGrad(gt, zt, c)))
+				gr.set(tl, float32(capGrad(gt, zt, pl.c)))
 			}
 		}
 	})
 }
 
-// capInv returns the soft cap c and 1/c (0, 0 without a cap).
-func capInv(p *ce.Problem) (c, inv float32) {
-	if p.Softcap > 0 {
-		return p.Softcap, 1 / p.Softcap
+// capped returns the logit x as the kernels see it (ce.Problem.Transform):
+// c·tanh(x·inv) with a soft cap, x·inv otherwise (x itself without a
+// temperature, inv 1).
+func capped(p *ce.Problem, x float32) float32 {
+	c, inv := p.Transform()
+	if c > 0 {
+		return c * tanh32(x*inv)
 	}
-	return 0, 0
+	return x * inv
 }
 
-// capped returns c·tanh(z/c), or z without a soft cap.
-func capped(p *ce.Problem, z float32) float32 {
-	if c, inv := capInv(p); c > 0 {
-		return c * tanh32(z*inv)
-	}
-	return z
-}
-
-// capGrad multiplies a gradient entry at capped logit z by the soft cap's
-// derivative 1 - (z/c)² (nothing without a cap).
+// capGrad multiplies a gradient entry at transformed logit z by the soft
+// cap's factor 1 - tanh² = 1 - (z/c)² with Transform's c (nothing without
+// a cap; the temperature's 1/τ is in gradTerms' scale).
 func capGrad(g float64, z, c float32) float64 {
 	if c > 0 {
 		r := float64(z) / float64(c)
@@ -529,10 +539,12 @@ func capGrad(g float64, z, c float32) float64 {
 // log-sum-exp lse and dt = (z_t - m) - log s over C classes, a and b such
 // that dz_j = a·exp(z_j - m)/s - b·w_j off the target (before the soft
 // cap's factor), and gt, the target's entry (before it too): with
-// A = (1-ε)·w_t + (ε/C)·W + 2λ·lse, a = si·A and b = si·ε/C. p_t - 1
+// A = (1-ε)·w_t + (ε/C)·W + 2λ·lse, a = si·A and b = si·ε/C, si times
+// the temperature's chain factor 1/τ (ce.Problem.TempScale). p_t - 1
 // comes from expm1, so that nothing cancels as p_t → 1, and p_t from exp,
 // not from (p_t - 1) + 1, which loses a small p_t.
 func gradTerms(p *ce.Problem, si, wt, lse, dt float64, C int) (a, b, gt float64) {
+	si *= float64(p.TempScale())
 	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
 	ec := eps / float64(C)
 	a = si * ((1-eps)*wt + ec*p.WeightSum + 2*lam*lse)
@@ -611,10 +623,10 @@ func (pl *plan) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.
 		return
 	}
 	s := 1 + part.Rest
-	c, inv := capInv(p)
+	c := pl.c
 	a, b, gt := gradTerms(p, float64(g.Scale[i]), p.Weight(t), lse, (float64(part.ZT)-float64(part.Max))-ls, x.Cols)
 	if c > 0 || gf == nil {
-		pl.gradPass(gr, xr, part.Max, float32(a/s), float32(b), p.Weights, c, inv)
+		pl.gradPass(gr, xr, part.Max, float32(a/s), float32(b), p.Weights)
 	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s, less b·w_j
 		f := a / s
 		cl := chunkLen(len(gf))

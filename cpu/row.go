@@ -46,9 +46,9 @@ type Impl struct {
 	// m) (dot; w nil: all 1) of the chunk as given (before dst is written).
 	chunkDot func(dst, x []float32, m float32, next, w []float32) (r float32, s float64, cm float32, ci int, dot float64)
 	// grad is the gradient pass with options: dst_j = (a·exp(z_j -
-	// shift) - b·w_j)·(1 - (z_j/c)²) with z_j = c·tanh(x_j/c) and the
-	// factor only when c > 0, w_j = 1 when w is nil; dst may be x (see
-	// gradGeneral).
+	// shift) - b·w_j)·(1 - t_j²) with t_j = tanh(x_j·inv), z_j = c·t_j
+	// and the factor only when c > 0, w_j = 1 when w is nil; dst may be x
+	// (see gradGeneral).
 	grad func(dst, x []float32, shift, a, b float32, w []float32, c, inv float32)
 	// half are the conversions of half-precision elements (see widen).
 	half halfKernels

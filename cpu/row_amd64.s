@@ -1341,8 +1341,8 @@ capAVX2_cap1_nosmall:
 capAVX2_cap1_merged:
 	VCMPPS    $0x03, Y7, Y7, Y8
 	VBLENDVPS Y8, Y7, Y1, Y1
-	VMULPS    Y0, Y1, Y1
-	VMOVUPS   Y1, (AX)
+	VMULPS    Y0, Y1, Y7
+	VMOVUPS   Y7, (AX)
 	ADDQ      $0x00000020, CX
 	ADDQ      $0x00000020, AX
 	SUBQ      $0x00000008, DX
@@ -1400,8 +1400,8 @@ capAVX2_cap2_nosmall:
 capAVX2_cap2_merged:
 	VCMPPS     $0x03, Y7, Y7, Y3
 	VBLENDVPS  Y3, Y7, Y2, Y2
-	VMULPS     Y0, Y2, Y2
-	VMASKMOVPS Y2, Y1, (AX)
+	VMULPS     Y0, Y2, Y0
+	VMASKMOVPS Y0, Y1, (AX)
 
 capAVX2_tail_end:
 	VZEROUPPER
@@ -1768,29 +1768,28 @@ gradAVX2_ctrue_wfalse_cap3_nosmall:
 gradAVX2_ctrue_wfalse_cap3_merged:
 	VCMPPS      $0x03, Y10, Y10, Y11
 	VBLENDVPS   Y11, Y10, Y1, Y1
-	VMULPS      Y5, Y1, Y1
-	VMULPS      Y6, Y1, Y10
-	VSUBPS      Y0, Y1, Y1
-	VMAXPS      Y1, Y7, Y1
+	VMULPS      Y5, Y1, Y10
+	VSUBPS      Y0, Y10, Y10
+	VMAXPS      Y10, Y7, Y10
 	VMOVAPS     Y8, Y11
-	VFMADD213PS Y9, Y1, Y11
+	VFMADD213PS Y9, Y10, Y11
 	VSUBPS      Y9, Y11, Y12
-	VFMADD231PS xent_nC<>+0(SB), Y12, Y1
+	VFMADD231PS xent_nC<>+0(SB), Y12, Y10
 	VPERMPS     xent_exptab<>+0(SB), Y11, Y12
 	VPSLLD      $0x14, Y11, Y11
 	VPADDD      Y11, Y12, Y12
 	VMOVUPS     xent_c3<>+0(SB), Y11
-	VFMADD213PS xent_c2<>+0(SB), Y1, Y11
-	VFMADD213PS xent_one<>+0(SB), Y1, Y11
-	VMULPS      Y12, Y1, Y1
-	VFMADD213PS Y12, Y11, Y1
-	VMULPS      Y3, Y1, Y1
-	VSUBPS      Y4, Y1, Y1
-	VMULPS      Y10, Y10, Y10
+	VFMADD213PS xent_c2<>+0(SB), Y10, Y11
+	VFMADD213PS xent_one<>+0(SB), Y10, Y11
+	VMULPS      Y12, Y10, Y10
+	VFMADD213PS Y12, Y11, Y10
+	VMULPS      Y3, Y10, Y10
+	VSUBPS      Y4, Y10, Y10
+	VMULPS      Y1, Y1, Y1
 	VMOVUPS     xent_one<>+0(SB), Y11
-	VSUBPS      Y10, Y11, Y11
-	VMULPS      Y11, Y1, Y1
-	VMOVUPS     Y1, (AX)
+	VSUBPS      Y1, Y11, Y11
+	VMULPS      Y11, Y10, Y10
+	VMOVUPS     Y10, (AX)
 	ADDQ        $0x00000020, CX
 	ADDQ        $0x00000020, AX
 	SUBQ        $0x00000008, DX
@@ -1805,72 +1804,71 @@ gradAVX2_ctrue_wfalse_x1_end:
 	VMOVUPS     (BX)(SI*4), Y1
 	VMASKMOVPS  (CX), Y1, Y10
 	VMULPS      Y6, Y10, Y10
-	VANDPS      xent_abs<>+0(SB), Y10, Y11
-	VCMPPS      $0x01, xent_small<>+0(SB), Y11, Y12
-	VMOVMSKPS   Y12, CX
+	VANDPS      xent_abs<>+0(SB), Y10, Y6
+	VCMPPS      $0x01, xent_small<>+0(SB), Y6, Y11
+	VMOVMSKPS   Y11, CX
 	TESTL       CX, CX
 	JZ          gradAVX2_ctrue_wfalse_cap4_nosmall
-	VMULPS      Y10, Y10, Y13
+	VMULPS      Y10, Y10, Y12
 	VMOVUPS     xent_t11<>+0(SB), Y2
-	VFMADD213PS xent_t9<>+0(SB), Y13, Y2
-	VFMADD213PS xent_t7<>+0(SB), Y13, Y2
-	VFMADD213PS xent_t5<>+0(SB), Y13, Y2
-	VFMADD213PS xent_t3<>+0(SB), Y13, Y2
-	VFMADD213PS xent_one<>+0(SB), Y13, Y2
+	VFMADD213PS xent_t9<>+0(SB), Y12, Y2
+	VFMADD213PS xent_t7<>+0(SB), Y12, Y2
+	VFMADD213PS xent_t5<>+0(SB), Y12, Y2
+	VFMADD213PS xent_t3<>+0(SB), Y12, Y2
+	VFMADD213PS xent_one<>+0(SB), Y12, Y2
 	VMULPS      Y10, Y2, Y2
 
 gradAVX2_ctrue_wfalse_cap4_nosmall:
 	CMPL        CX, $0x000000ff
 	JE          gradAVX2_ctrue_wfalse_cap4_merged
-	VMULPS      xent_m2<>+0(SB), Y11, Y11
-	VMAXPS      Y11, Y7, Y11
-	VMOVAPS     Y8, Y13
-	VFMADD213PS Y9, Y11, Y13
-	VSUBPS      Y9, Y13, Y14
-	VFMADD231PS xent_nC<>+0(SB), Y14, Y11
-	VPERMPS     xent_exptab<>+0(SB), Y13, Y14
-	VPSLLD      $0x14, Y13, Y13
-	VPADDD      Y13, Y14, Y14
-	VMOVUPS     xent_c3<>+0(SB), Y13
-	VFMADD213PS xent_c2<>+0(SB), Y11, Y13
-	VFMADD213PS xent_one<>+0(SB), Y11, Y13
-	VMULPS      Y14, Y11, Y11
-	VFMADD213PS Y14, Y13, Y11
+	VMULPS      xent_m2<>+0(SB), Y6, Y6
+	VMAXPS      Y6, Y7, Y6
+	VMOVAPS     Y8, Y12
+	VFMADD213PS Y9, Y6, Y12
+	VSUBPS      Y9, Y12, Y13
+	VFMADD231PS xent_nC<>+0(SB), Y13, Y6
+	VPERMPS     xent_exptab<>+0(SB), Y12, Y13
+	VPSLLD      $0x14, Y12, Y12
+	VPADDD      Y12, Y13, Y13
+	VMOVUPS     xent_c3<>+0(SB), Y12
+	VFMADD213PS xent_c2<>+0(SB), Y6, Y12
+	VFMADD213PS xent_one<>+0(SB), Y6, Y12
+	VMULPS      Y13, Y6, Y6
+	VFMADD213PS Y13, Y12, Y6
+	VMOVUPS     xent_one<>+0(SB), Y12
+	VSUBPS      Y6, Y12, Y12
 	VMOVUPS     xent_one<>+0(SB), Y13
-	VSUBPS      Y11, Y13, Y13
-	VMOVUPS     xent_one<>+0(SB), Y14
-	VADDPS      Y11, Y14, Y14
-	VDIVPS      Y14, Y13, Y13
-	VANDPS      xent_sign<>+0(SB), Y10, Y11
-	VORPS       Y11, Y13, Y13
-	VBLENDVPS   Y12, Y2, Y13, Y2
+	VADDPS      Y6, Y13, Y13
+	VDIVPS      Y13, Y12, Y12
+	VANDPS      xent_sign<>+0(SB), Y10, Y6
+	VORPS       Y6, Y12, Y12
+	VBLENDVPS   Y11, Y2, Y12, Y2
 
 gradAVX2_ctrue_wfalse_cap4_merged:
-	VCMPPS      $0x03, Y10, Y10, Y11
-	VBLENDVPS   Y11, Y10, Y2, Y2
-	VMULPS      Y5, Y2, Y2
-	VMULPS      Y6, Y2, Y5
-	VSUBPS      Y0, Y2, Y2
-	VMAXPS      Y2, Y7, Y2
+	VCMPPS      $0x03, Y10, Y10, Y6
+	VBLENDVPS   Y6, Y10, Y2, Y2
+	VMULPS      Y5, Y2, Y5
+	VSUBPS      Y0, Y5, Y5
+	VMAXPS      Y5, Y7, Y5
 	VMOVAPS     Y8, Y0
-	VFMADD213PS Y9, Y2, Y0
+	VFMADD213PS Y9, Y5, Y0
 	VSUBPS      Y9, Y0, Y6
-	VFMADD231PS xent_nC<>+0(SB), Y6, Y2
+	VFMADD231PS xent_nC<>+0(SB), Y6, Y5
 	VPERMPS     xent_exptab<>+0(SB), Y0, Y6
 	VPSLLD      $0x14, Y0, Y0
 	VPADDD      Y0, Y6, Y6
 	VMOVUPS     xent_c3<>+0(SB), Y0
-	VFMADD213PS xent_c2<>+0(SB), Y2, Y0
-	VFMADD213PS xent_one<>+0(SB), Y2, Y0
-	VMULPS      Y6, Y2, Y2
-	VFMADD213PS Y6, Y0, Y2
-	VMULPS      Y3, Y2, Y2
-	VSUBPS      Y4, Y2, Y2
-	VMULPS      Y5, Y5, Y5
+	VFMADD213PS xent_c2<>+0(SB), Y5, Y0
+	VFMADD213PS xent_one<>+0(SB), Y5, Y0
+	VMULPS      Y6, Y5, Y5
+	VFMADD213PS Y6, Y0, Y5
+	VMULPS      Y3, Y5, Y5
+	VSUBPS      Y4, Y5, Y5
+	VMULPS      Y2, Y2, Y2
 	VMOVUPS     xent_one<>+0(SB), Y0
-	VSUBPS      Y5, Y0, Y0
-	VMULPS      Y0, Y2, Y2
-	VMASKMOVPS  Y2, Y1, (AX)
+	VSUBPS      Y2, Y0, Y0
+	VMULPS      Y0, Y5, Y5
+	VMASKMOVPS  Y5, Y1, (AX)
 
 gradAVX2_ctrue_wfalse_tail_end:
 	JMP gradAVX2_done
@@ -1924,31 +1922,30 @@ gradAVX2_ctrue_wtrue_cap5_nosmall:
 gradAVX2_ctrue_wtrue_cap5_merged:
 	VCMPPS      $0x03, Y1, Y1, Y2
 	VBLENDVPS   Y2, Y1, Y10, Y10
-	VMULPS      Y5, Y10, Y10
-	VMULPS      Y6, Y10, Y1
-	VSUBPS      Y0, Y10, Y10
-	VMAXPS      Y10, Y7, Y10
+	VMULPS      Y5, Y10, Y1
+	VSUBPS      Y0, Y1, Y1
+	VMAXPS      Y1, Y7, Y1
 	VMOVAPS     Y8, Y2
-	VFMADD213PS Y9, Y10, Y2
+	VFMADD213PS Y9, Y1, Y2
 	VSUBPS      Y9, Y2, Y11
-	VFMADD231PS xent_nC<>+0(SB), Y11, Y10
+	VFMADD231PS xent_nC<>+0(SB), Y11, Y1
 	VPERMPS     xent_exptab<>+0(SB), Y2, Y11
 	VPSLLD      $0x14, Y2, Y2
 	VPADDD      Y2, Y11, Y11
 	VMOVUPS     xent_c3<>+0(SB), Y2
-	VFMADD213PS xent_c2<>+0(SB), Y10, Y2
-	VFMADD213PS xent_one<>+0(SB), Y10, Y2
-	VMULPS      Y11, Y10, Y10
-	VFMADD213PS Y11, Y2, Y10
-	VMULPS      Y3, Y10, Y10
+	VFMADD213PS xent_c2<>+0(SB), Y1, Y2
+	VFMADD213PS xent_one<>+0(SB), Y1, Y2
+	VMULPS      Y11, Y1, Y1
+	VFMADD213PS Y11, Y2, Y1
+	VMULPS      Y3, Y1, Y1
 	VMOVUPS     (BX), Y2
 	VMULPS      Y4, Y2, Y2
-	VSUBPS      Y2, Y10, Y10
-	VMULPS      Y1, Y1, Y1
+	VSUBPS      Y2, Y1, Y1
+	VMULPS      Y10, Y10, Y10
 	VMOVUPS     xent_one<>+0(SB), Y2
-	VSUBPS      Y1, Y2, Y2
-	VMULPS      Y2, Y10, Y10
-	VMOVUPS     Y10, (AX)
+	VSUBPS      Y10, Y2, Y2
+	VMULPS      Y2, Y1, Y1
+	VMOVUPS     Y1, (AX)
 	ADDQ        $0x00000020, CX
 	ADDQ        $0x00000020, AX
 	ADDQ        $0x00000020, BX
@@ -1964,74 +1961,73 @@ gradAVX2_ctrue_wtrue_x1_end:
 	VMOVUPS     (SI)(DI*4), Y1
 	VMASKMOVPS  (CX), Y1, Y2
 	VMULPS      Y6, Y2, Y2
-	VANDPS      xent_abs<>+0(SB), Y2, Y10
-	VCMPPS      $0x01, xent_small<>+0(SB), Y10, Y11
-	VMOVMSKPS   Y11, CX
+	VANDPS      xent_abs<>+0(SB), Y2, Y6
+	VCMPPS      $0x01, xent_small<>+0(SB), Y6, Y10
+	VMOVMSKPS   Y10, CX
 	TESTL       CX, CX
 	JZ          gradAVX2_ctrue_wtrue_cap6_nosmall
-	VMULPS      Y2, Y2, Y12
+	VMULPS      Y2, Y2, Y11
 	VMOVUPS     xent_t11<>+0(SB), Y13
-	VFMADD213PS xent_t9<>+0(SB), Y12, Y13
-	VFMADD213PS xent_t7<>+0(SB), Y12, Y13
-	VFMADD213PS xent_t5<>+0(SB), Y12, Y13
-	VFMADD213PS xent_t3<>+0(SB), Y12, Y13
-	VFMADD213PS xent_one<>+0(SB), Y12, Y13
+	VFMADD213PS xent_t9<>+0(SB), Y11, Y13
+	VFMADD213PS xent_t7<>+0(SB), Y11, Y13
+	VFMADD213PS xent_t5<>+0(SB), Y11, Y13
+	VFMADD213PS xent_t3<>+0(SB), Y11, Y13
+	VFMADD213PS xent_one<>+0(SB), Y11, Y13
 	VMULPS      Y2, Y13, Y13
 
 gradAVX2_ctrue_wtrue_cap6_nosmall:
 	CMPL        CX, $0x000000ff
 	JE          gradAVX2_ctrue_wtrue_cap6_merged
-	VMULPS      xent_m2<>+0(SB), Y10, Y10
-	VMAXPS      Y10, Y7, Y10
-	VMOVAPS     Y8, Y12
-	VFMADD213PS Y9, Y10, Y12
-	VSUBPS      Y9, Y12, Y14
-	VFMADD231PS xent_nC<>+0(SB), Y14, Y10
-	VPERMPS     xent_exptab<>+0(SB), Y12, Y14
-	VPSLLD      $0x14, Y12, Y12
-	VPADDD      Y12, Y14, Y14
-	VMOVUPS     xent_c3<>+0(SB), Y12
-	VFMADD213PS xent_c2<>+0(SB), Y10, Y12
-	VFMADD213PS xent_one<>+0(SB), Y10, Y12
-	VMULPS      Y14, Y10, Y10
-	VFMADD213PS Y14, Y12, Y10
+	VMULPS      xent_m2<>+0(SB), Y6, Y6
+	VMAXPS      Y6, Y7, Y6
+	VMOVAPS     Y8, Y11
+	VFMADD213PS Y9, Y6, Y11
+	VSUBPS      Y9, Y11, Y12
+	VFMADD231PS xent_nC<>+0(SB), Y12, Y6
+	VPERMPS     xent_exptab<>+0(SB), Y11, Y12
+	VPSLLD      $0x14, Y11, Y11
+	VPADDD      Y11, Y12, Y12
+	VMOVUPS     xent_c3<>+0(SB), Y11
+	VFMADD213PS xent_c2<>+0(SB), Y6, Y11
+	VFMADD213PS xent_one<>+0(SB), Y6, Y11
+	VMULPS      Y12, Y6, Y6
+	VFMADD213PS Y12, Y11, Y6
+	VMOVUPS     xent_one<>+0(SB), Y11
+	VSUBPS      Y6, Y11, Y11
 	VMOVUPS     xent_one<>+0(SB), Y12
-	VSUBPS      Y10, Y12, Y12
-	VMOVUPS     xent_one<>+0(SB), Y14
-	VADDPS      Y10, Y14, Y14
-	VDIVPS      Y14, Y12, Y12
-	VANDPS      xent_sign<>+0(SB), Y2, Y10
-	VORPS       Y10, Y12, Y12
-	VBLENDVPS   Y11, Y13, Y12, Y13
+	VADDPS      Y6, Y12, Y12
+	VDIVPS      Y12, Y11, Y11
+	VANDPS      xent_sign<>+0(SB), Y2, Y6
+	VORPS       Y6, Y11, Y11
+	VBLENDVPS   Y10, Y13, Y11, Y13
 
 gradAVX2_ctrue_wtrue_cap6_merged:
-	VCMPPS      $0x03, Y2, Y2, Y10
-	VBLENDVPS   Y10, Y2, Y13, Y13
-	VMULPS      Y5, Y13, Y13
-	VMULPS      Y6, Y13, Y2
-	VSUBPS      Y0, Y13, Y13
-	VMAXPS      Y13, Y7, Y13
+	VCMPPS      $0x03, Y2, Y2, Y6
+	VBLENDVPS   Y6, Y2, Y13, Y13
+	VMULPS      Y5, Y13, Y2
+	VSUBPS      Y0, Y2, Y2
+	VMAXPS      Y2, Y7, Y2
 	VMOVAPS     Y8, Y0
-	VFMADD213PS Y9, Y13, Y0
+	VFMADD213PS Y9, Y2, Y0
 	VSUBPS      Y9, Y0, Y5
-	VFMADD231PS xent_nC<>+0(SB), Y5, Y13
+	VFMADD231PS xent_nC<>+0(SB), Y5, Y2
 	VPERMPS     xent_exptab<>+0(SB), Y0, Y5
 	VPSLLD      $0x14, Y0, Y0
 	VPADDD      Y0, Y5, Y5
 	VMOVUPS     xent_c3<>+0(SB), Y0
-	VFMADD213PS xent_c2<>+0(SB), Y13, Y0
-	VFMADD213PS xent_one<>+0(SB), Y13, Y0
-	VMULPS      Y5, Y13, Y13
-	VFMADD213PS Y5, Y0, Y13
-	VMULPS      Y3, Y13, Y13
+	VFMADD213PS xent_c2<>+0(SB), Y2, Y0
+	VFMADD213PS xent_one<>+0(SB), Y2, Y0
+	VMULPS      Y5, Y2, Y2
+	VFMADD213PS Y5, Y0, Y2
+	VMULPS      Y3, Y2, Y2
 	VMASKMOVPS  (BX), Y1, Y0
 	VMULPS      Y4, Y0, Y0
-	VSUBPS      Y0, Y13, Y13
-	VMULPS      Y2, Y2, Y2
+	VSUBPS      Y0, Y2, Y2
+	VMULPS      Y13, Y13, Y13
 	VMOVUPS     xent_one<>+0(SB), Y0
-	VSUBPS      Y2, Y0, Y0
-	VMULPS      Y0, Y13, Y13
-	VMASKMOVPS  Y13, Y1, (AX)
+	VSUBPS      Y13, Y0, Y0
+	VMULPS      Y0, Y2, Y2
+	VMASKMOVPS  Y2, Y1, (AX)
 
 gradAVX2_ctrue_wtrue_tail_end:
 gradAVX2_done:
@@ -3562,8 +3558,8 @@ capAVX512_cap7_nosmall:
 capAVX512_cap7_merged:
 	VCMPPS  $0x03, Z16, Z16, K1
 	VMOVAPS Z16, K1, Z1
-	VMULPS  Z0, Z1, Z1
-	VMOVUPS Z1, (AX)
+	VMULPS  Z0, Z1, Z16
+	VMOVUPS Z16, (AX)
 	ADDQ    $0x00000040, CX
 	ADDQ    $0x00000040, AX
 	SUBQ    $0x00000010, DX
@@ -3621,8 +3617,8 @@ capAVX512_cap8_nosmall:
 capAVX512_cap8_merged:
 	VCMPPS  $0x03, Z1, Z1, K2
 	VMOVAPS Z1, K2, Z2
-	VMULPS  Z0, Z2, Z2
-	VMOVUPS Z2, K1, (AX)
+	VMULPS  Z0, Z2, Z0
+	VMOVUPS Z0, K1, (AX)
 
 capAVX512_tail_end:
 	VZEROUPPER
@@ -3835,29 +3831,28 @@ gradAVX512_ctrue_wfalse_cap9_nosmall:
 gradAVX512_ctrue_wfalse_cap9_merged:
 	VCMPPS      $0x03, Z19, Z19, K1
 	VMOVAPS     Z19, K1, Z1
-	VMULPS      Z5, Z1, Z1
-	VMULPS      Z6, Z1, Z19
-	VSUBPS      Z0, Z1, Z1
-	VMAXPS      Z1, Z7, Z1
+	VMULPS      Z5, Z1, Z19
+	VSUBPS      Z0, Z19, Z19
+	VMAXPS      Z19, Z7, Z19
 	VMOVAPS     Z8, Z20
-	VFMADD213PS Z9, Z1, Z20
+	VFMADD213PS Z9, Z19, Z20
 	VSUBPS      Z9, Z20, Z21
-	VFMADD231PS Z10, Z21, Z1
+	VFMADD231PS Z10, Z21, Z19
 	VPERMPS     Z14, Z20, Z21
 	VPSLLD      $0x14, Z20, Z20
 	VPADDD      Z20, Z21, Z21
 	VMOVUPS     Z11, Z20
-	VFMADD213PS Z12, Z1, Z20
-	VFMADD213PS Z13, Z1, Z20
-	VMULPS      Z21, Z1, Z1
-	VFMADD213PS Z21, Z20, Z1
-	VMULPS      Z3, Z1, Z1
-	VSUBPS      Z4, Z1, Z1
-	VMULPS      Z19, Z19, Z19
+	VFMADD213PS Z12, Z19, Z20
+	VFMADD213PS Z13, Z19, Z20
+	VMULPS      Z21, Z19, Z19
+	VFMADD213PS Z21, Z20, Z19
+	VMULPS      Z3, Z19, Z19
+	VSUBPS      Z4, Z19, Z19
+	VMULPS      Z1, Z1, Z1
 	VMOVUPS     Z13, Z20
-	VSUBPS      Z19, Z20, Z20
-	VMULPS      Z20, Z1, Z1
-	VMOVUPS     Z1, (AX)
+	VSUBPS      Z1, Z20, Z20
+	VMULPS      Z20, Z19, Z19
+	VMOVUPS     Z19, (AX)
 	ADDQ        $0x00000040, CX
 	ADDQ        $0x00000040, AX
 	SUBQ        $0x00000010, DX
@@ -3871,73 +3866,72 @@ gradAVX512_ctrue_wfalse_x1_end:
 	KMOVW       BX, K1
 	VMOVUPS.Z   (CX), K1, Z1
 	VMULPS      Z6, Z1, Z1
-	VANDPS      Z15, Z1, Z15
-	VCMPPS      $0x01, Z17, Z15, K2
+	VANDPS      Z15, Z1, Z6
+	VCMPPS      $0x01, Z17, Z6, K2
 	KMOVW       K2, CX
 	TESTL       CX, CX
 	JZ          gradAVX512_ctrue_wfalse_cap10_nosmall
-	VMULPS      Z1, Z1, Z17
+	VMULPS      Z1, Z1, Z15
 	VMOVUPS     xent_t11<>+0(SB), Z2
-	VFMADD213PS xent_t9<>+0(SB), Z17, Z2
-	VFMADD213PS xent_t7<>+0(SB), Z17, Z2
-	VFMADD213PS xent_t5<>+0(SB), Z17, Z2
-	VFMADD213PS xent_t3<>+0(SB), Z17, Z2
-	VFMADD213PS Z13, Z17, Z2
+	VFMADD213PS xent_t9<>+0(SB), Z15, Z2
+	VFMADD213PS xent_t7<>+0(SB), Z15, Z2
+	VFMADD213PS xent_t5<>+0(SB), Z15, Z2
+	VFMADD213PS xent_t3<>+0(SB), Z15, Z2
+	VFMADD213PS Z13, Z15, Z2
 	VMULPS      Z1, Z2, Z2
 
 gradAVX512_ctrue_wfalse_cap10_nosmall:
 	CMPL        CX, $0x0000ffff
 	JE          gradAVX512_ctrue_wfalse_cap10_merged
-	VMULPS      Z18, Z15, Z15
-	VMAXPS      Z15, Z7, Z15
-	VMOVAPS     Z8, Z17
-	VFMADD213PS Z9, Z15, Z17
-	VSUBPS      Z9, Z17, Z18
-	VFMADD231PS Z10, Z18, Z15
-	VPERMPS     Z14, Z17, Z18
-	VPSLLD      $0x14, Z17, Z17
-	VPADDD      Z17, Z18, Z18
-	VMOVUPS     Z11, Z17
-	VFMADD213PS Z12, Z15, Z17
-	VFMADD213PS Z13, Z15, Z17
-	VMULPS      Z18, Z15, Z15
-	VFMADD213PS Z18, Z17, Z15
+	VMULPS      Z18, Z6, Z6
+	VMAXPS      Z6, Z7, Z6
+	VMOVAPS     Z8, Z15
+	VFMADD213PS Z9, Z6, Z15
+	VSUBPS      Z9, Z15, Z17
+	VFMADD231PS Z10, Z17, Z6
+	VPERMPS     Z14, Z15, Z17
+	VPSLLD      $0x14, Z15, Z15
+	VPADDD      Z15, Z17, Z17
+	VMOVUPS     Z11, Z15
+	VFMADD213PS Z12, Z6, Z15
+	VFMADD213PS Z13, Z6, Z15
+	VMULPS      Z17, Z6, Z6
+	VFMADD213PS Z17, Z15, Z6
+	VMOVUPS     Z13, Z15
+	VSUBPS      Z6, Z15, Z15
 	VMOVUPS     Z13, Z17
-	VSUBPS      Z15, Z17, Z17
-	VMOVUPS     Z13, Z18
-	VADDPS      Z15, Z18, Z18
-	VDIVPS      Z18, Z17, Z17
-	VANDPS      Z16, Z1, Z15
-	VORPS       Z15, Z17, Z17
+	VADDPS      Z6, Z17, Z17
+	VDIVPS      Z17, Z15, Z15
+	VANDPS      Z16, Z1, Z6
+	VORPS       Z6, Z15, Z15
 	KNOTW       K2, K2
-	VMOVAPS     Z17, K2, Z2
+	VMOVAPS     Z15, K2, Z2
 
 gradAVX512_ctrue_wfalse_cap10_merged:
 	VCMPPS      $0x03, Z1, Z1, K2
 	VMOVAPS     Z1, K2, Z2
-	VMULPS      Z5, Z2, Z2
-	VMULPS      Z6, Z2, Z1
-	VSUBPS      Z0, Z2, Z2
-	VMAXPS      Z2, Z7, Z2
+	VMULPS      Z5, Z2, Z1
+	VSUBPS      Z0, Z1, Z1
+	VMAXPS      Z1, Z7, Z1
 	VMOVAPS     Z8, Z0
-	VFMADD213PS Z9, Z2, Z0
+	VFMADD213PS Z9, Z1, Z0
 	VSUBPS      Z9, Z0, Z5
-	VFMADD231PS Z10, Z5, Z2
+	VFMADD231PS Z10, Z5, Z1
 	VPERMPS     Z14, Z0, Z5
 	VPSLLD      $0x14, Z0, Z0
 	VPADDD      Z0, Z5, Z5
 	VMOVUPS     Z11, Z0
-	VFMADD213PS Z12, Z2, Z0
-	VFMADD213PS Z13, Z2, Z0
-	VMULPS      Z5, Z2, Z2
-	VFMADD213PS Z5, Z0, Z2
-	VMULPS      Z3, Z2, Z2
-	VSUBPS      Z4, Z2, Z2
-	VMULPS      Z1, Z1, Z1
+	VFMADD213PS Z12, Z1, Z0
+	VFMADD213PS Z13, Z1, Z0
+	VMULPS      Z5, Z1, Z1
+	VFMADD213PS Z5, Z0, Z1
+	VMULPS      Z3, Z1, Z1
+	VSUBPS      Z4, Z1, Z1
+	VMULPS      Z2, Z2, Z2
 	VMOVUPS     Z13, Z0
-	VSUBPS      Z1, Z0, Z0
-	VMULPS      Z0, Z2, Z2
-	VMOVUPS     Z2, K1, (AX)
+	VSUBPS      Z2, Z0, Z0
+	VMULPS      Z0, Z1, Z1
+	VMOVUPS     Z1, K1, (AX)
 
 gradAVX512_ctrue_wfalse_tail_end:
 	JMP gradAVX512_done
@@ -3992,31 +3986,30 @@ gradAVX512_ctrue_wtrue_cap11_nosmall:
 gradAVX512_ctrue_wtrue_cap11_merged:
 	VCMPPS      $0x03, Z1, Z1, K1
 	VMOVAPS     Z1, K1, Z19
-	VMULPS      Z5, Z19, Z19
-	VMULPS      Z6, Z19, Z1
-	VSUBPS      Z0, Z19, Z19
-	VMAXPS      Z19, Z7, Z19
+	VMULPS      Z5, Z19, Z1
+	VSUBPS      Z0, Z1, Z1
+	VMAXPS      Z1, Z7, Z1
 	VMOVAPS     Z8, Z2
-	VFMADD213PS Z9, Z19, Z2
+	VFMADD213PS Z9, Z1, Z2
 	VSUBPS      Z9, Z2, Z20
-	VFMADD231PS Z10, Z20, Z19
+	VFMADD231PS Z10, Z20, Z1
 	VPERMPS     Z14, Z2, Z20
 	VPSLLD      $0x14, Z2, Z2
 	VPADDD      Z2, Z20, Z20
 	VMOVUPS     Z11, Z2
-	VFMADD213PS Z12, Z19, Z2
-	VFMADD213PS Z13, Z19, Z2
-	VMULPS      Z20, Z19, Z19
-	VFMADD213PS Z20, Z2, Z19
-	VMULPS      Z3, Z19, Z19
+	VFMADD213PS Z12, Z1, Z2
+	VFMADD213PS Z13, Z1, Z2
+	VMULPS      Z20, Z1, Z1
+	VFMADD213PS Z20, Z2, Z1
+	VMULPS      Z3, Z1, Z1
 	VMOVUPS     (BX), Z2
 	VMULPS      Z4, Z2, Z2
-	VSUBPS      Z2, Z19, Z19
-	VMULPS      Z1, Z1, Z1
+	VSUBPS      Z2, Z1, Z1
+	VMULPS      Z19, Z19, Z19
 	VMOVUPS     Z13, Z2
-	VSUBPS      Z1, Z2, Z2
-	VMULPS      Z2, Z19, Z19
-	VMOVUPS     Z19, (AX)
+	VSUBPS      Z19, Z2, Z2
+	VMULPS      Z2, Z1, Z1
+	VMOVUPS     Z1, (AX)
 	ADDQ        $0x00000040, CX
 	ADDQ        $0x00000040, AX
 	ADDQ        $0x00000040, BX
@@ -4036,13 +4029,13 @@ gradAVX512_ctrue_wtrue_x1_end:
 	KMOVW       K2, CX
 	TESTL       CX, CX
 	JZ          gradAVX512_ctrue_wtrue_cap12_nosmall
-	VMULPS      Z1, Z1, Z15
+	VMULPS      Z1, Z1, Z6
 	VMOVUPS     xent_t11<>+0(SB), Z21
-	VFMADD213PS xent_t9<>+0(SB), Z15, Z21
-	VFMADD213PS xent_t7<>+0(SB), Z15, Z21
-	VFMADD213PS xent_t5<>+0(SB), Z15, Z21
-	VFMADD213PS xent_t3<>+0(SB), Z15, Z21
-	VFMADD213PS Z13, Z15, Z21
+	VFMADD213PS xent_t9<>+0(SB), Z6, Z21
+	VFMADD213PS xent_t7<>+0(SB), Z6, Z21
+	VFMADD213PS xent_t5<>+0(SB), Z6, Z21
+	VFMADD213PS xent_t3<>+0(SB), Z6, Z21
+	VFMADD213PS Z13, Z6, Z21
 	VMULPS      Z1, Z21, Z21
 
 gradAVX512_ctrue_wtrue_cap12_nosmall:
@@ -4050,56 +4043,55 @@ gradAVX512_ctrue_wtrue_cap12_nosmall:
 	JE          gradAVX512_ctrue_wtrue_cap12_merged
 	VMULPS      Z18, Z2, Z2
 	VMAXPS      Z2, Z7, Z2
-	VMOVAPS     Z8, Z15
-	VFMADD213PS Z9, Z2, Z15
-	VSUBPS      Z9, Z15, Z17
-	VFMADD231PS Z10, Z17, Z2
-	VPERMPS     Z14, Z15, Z17
-	VPSLLD      $0x14, Z15, Z15
-	VPADDD      Z15, Z17, Z17
-	VMOVUPS     Z11, Z15
-	VFMADD213PS Z12, Z2, Z15
-	VFMADD213PS Z13, Z2, Z15
-	VMULPS      Z17, Z2, Z2
-	VFMADD213PS Z17, Z15, Z2
+	VMOVAPS     Z8, Z6
+	VFMADD213PS Z9, Z2, Z6
+	VSUBPS      Z9, Z6, Z15
+	VFMADD231PS Z10, Z15, Z2
+	VPERMPS     Z14, Z6, Z15
+	VPSLLD      $0x14, Z6, Z6
+	VPADDD      Z6, Z15, Z15
+	VMOVUPS     Z11, Z6
+	VFMADD213PS Z12, Z2, Z6
+	VFMADD213PS Z13, Z2, Z6
+	VMULPS      Z15, Z2, Z2
+	VFMADD213PS Z15, Z6, Z2
+	VMOVUPS     Z13, Z6
+	VSUBPS      Z2, Z6, Z6
 	VMOVUPS     Z13, Z15
-	VSUBPS      Z2, Z15, Z15
-	VMOVUPS     Z13, Z17
-	VADDPS      Z2, Z17, Z17
-	VDIVPS      Z17, Z15, Z15
+	VADDPS      Z2, Z15, Z15
+	VDIVPS      Z15, Z6, Z6
 	VANDPS      Z16, Z1, Z2
-	VORPS       Z2, Z15, Z15
+	VORPS       Z2, Z6, Z6
 	KNOTW       K2, K2
-	VMOVAPS     Z15, K2, Z21
+	VMOVAPS     Z6, K2, Z21
 
 gradAVX512_ctrue_wtrue_cap12_merged:
 	VCMPPS      $0x03, Z1, Z1, K2
 	VMOVAPS     Z1, K2, Z21
-	VMULPS      Z5, Z21, Z21
-	VMULPS      Z6, Z21, Z1
-	VSUBPS      Z0, Z21, Z21
-	VMAXPS      Z21, Z7, Z21
+	VMULPS      Z5, Z21, Z1
+	VSUBPS      Z0, Z1, Z1
+	VMAXPS      Z1, Z7, Z1
 	VMOVAPS     Z8, Z0
-	VFMADD213PS Z9, Z21, Z0
+	VFMADD213PS Z9, Z1, Z0
 	VSUBPS      Z9, Z0, Z2
-	VFMADD231PS Z10, Z2, Z21
+	VFMADD231PS Z10, Z2, Z1
 	VPERMPS     Z14, Z0, Z2
 	VPSLLD      $0x14, Z0, Z0
 	VPADDD      Z0, Z2, Z2
 	VMOVUPS     Z11, Z0
-	VFMADD213PS Z12, Z21, Z0
-	VFMADD213PS Z13, Z21, Z0
-	VMULPS      Z2, Z21, Z21
-	VFMADD213PS Z2, Z0, Z21
-	VMULPS      Z3, Z21, Z21
+	VFMADD213PS Z12, Z1, Z0
+	VFMADD213PS Z13, Z1, Z0
+	VMULPS      Z2, Z1, Z1
+	VFMADD213PS Z2, Z0, Z1
+	VMULPS      Z3, Z1, Z1
 	VMOVUPS.Z   (BX), K1, Z0
 	VMULPS      Z4, Z0, Z0
-	VSUBPS      Z0, Z21, Z21
-	VMULPS      Z1, Z1, Z1
+	VSUBPS      Z0, Z1, Z1
+	VMULPS      Z21, Z21, Z21
 	VMOVUPS     Z13, Z0
-	VSUBPS      Z1, Z0, Z0
-	VMULPS      Z0, Z21, Z21
-	VMOVUPS     Z21, K1, (AX)
+	VSUBPS      Z21, Z0, Z0
+	VMULPS      Z0, Z1, Z1
+	VMOVUPS     Z1, K1, (AX)
 
 gradAVX512_ctrue_wtrue_tail_end:
 gradAVX512_done:

@@ -143,14 +143,17 @@ func scaleGeneric(dst []float32, c float32) {
 }
 
 // gradGeneral is the gradient pass with options, shared by all
-// implementations: dst_j = (a·exp(z'_j - shift) - b·w_j)·(1 - (z'_j/c)²),
-// with the soft cap factor only when c > 0 and w_j = 1 when w is nil.
-// dst may be x.
+// implementations: dst_j = (a·exp(z_j - shift) - b·w_j)·(1 - t_j²) with
+// t_j = tanh(x_j·inv) and z_j = c·t_j, the soft cap and its factor only
+// when c > 0 (c·inv is 1/τ with a temperature), and w_j = 1 when w is
+// nil. dst may be x.
 func gradGeneral(dst, x []float32, shift, a, b float32, w []float32, c, inv float32) {
 	dst = dst[:len(x)]
 	for j, z := range x {
+		var t float32
 		if c > 0 {
-			z = c * tanh32(z*inv)
+			t = tanh32(z * inv)
+			z = c * t
 		}
 		wj := float32(1)
 		if w != nil {
@@ -158,8 +161,7 @@ func gradGeneral(dst, x []float32, shift, a, b float32, w []float32, c, inv floa
 		}
 		g := a*exp32(z-shift) - b*wj
 		if c > 0 {
-			r := z * inv
-			g *= 1 - r*r
+			g *= 1 - t*t
 		}
 		dst[j] = g
 	}

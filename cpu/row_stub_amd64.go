@@ -39,7 +39,7 @@ func axpyAVX2(dst []float32, w []float32, a float32, b float32)
 // capToAVX2 sets dst_j = c·tanh(x_j·inv) (len(dst) ≥ len(x)), within 3e-7 relative; NaN stays NaN, ±Inf become ±c.
 func capToAVX2(dst []float32, x []float32, c float32, inv float32)
 
-// gradAVX2 sets dst_j = (a·exp(z_j - shift) - b·w_j)·(1 - (z_j·inv)²), z = c·tanh(x_j·inv) when capped
+// gradAVX2 sets dst_j = (a·exp(z_j - shift) - b·w_j)·(1 - t_j²), t_j = tanh(x_j·inv) and z_j = c·t_j when capped
 // (else z = x and no factor; len(w) == 0: all 1). dst may be x.
 func gradAVX2(dst []float32, x []float32, w []float32, shift float32, a float32, b float32, c float32, inv float32, capped bool)
 
@@ -94,7 +94,7 @@ func axpyAVX512(dst []float32, w []float32, a float32, b float32)
 // capToAVX512 sets dst_j = c·tanh(x_j·inv) (len(dst) ≥ len(x)), within 3e-7 relative; NaN stays NaN, ±Inf become ±c.
 func capToAVX512(dst []float32, x []float32, c float32, inv float32)
 
-// gradAVX512 sets dst_j = (a·exp(z_j - shift) - b·w_j)·(1 - (z_j·inv)²), z = c·tanh(x_j·inv) when capped
+// gradAVX512 sets dst_j = (a·exp(z_j - shift) - b·w_j)·(1 - t_j²), t_j = tanh(x_j·inv) and z_j = c·t_j when capped
 // (else z = x and no factor; len(w) == 0: all 1). dst may be x.
 func gradAVX512(dst []float32, x []float32, w []float32, shift float32, a float32, b float32, c float32, inv float32, capped bool)
 

@@ -124,11 +124,11 @@ func TestVectorLengths(t *testing.T) {
 			// b·w_j): the scale of its rounding. With a cap, tanh's error
 			// (3e-7 relative, either side) moves z by up to 3e-7·|z|, and the
 			// exp by as much relative: the exp term counts (1 + 2|z|) times.
-			mag := func(shift float64, ws []float32, c float64) func(j int) float64 {
+			mag := func(shift float64, ws []float32, c, inv float64) func(j int) float64 {
 				return func(j int) float64 {
 					z := float64(x[j])
 					if c > 0 {
-						z = c * math.Tanh(z/c)
+						z = c * math.Tanh(z*inv)
 					}
 					wj := 1.0
 					if ws != nil {
@@ -150,10 +150,12 @@ func TestVectorLengths(t *testing.T) {
 				{"axpy", func(d []float32) { k.axpy(d, 0.3, 1.25, nil) }, func(d []float32) { axpyGeneric(d, 0.3, 1.25, nil) }, nil},
 				{"axpy w", func(d []float32) { k.axpy(d, 0.3, 1.25, w) }, func(d []float32) { axpyGeneric(d, 0.3, 1.25, w) }, nil},
 				{"cap", func(d []float32) { k.capTo(d, x, 5, 0.2) }, func(d []float32) { capGeneric(d, x, 5, 0.2) }, nil},
-				{"grad", func(d []float32) { k.grad(d, x, wm, 0.7, 0.2, nil, 0, 0) }, func(d []float32) { gradGeneral(d, x, wm, 0.7, 0.2, nil, 0, 0) }, mag(float64(wm), nil, 0)},
-				{"grad w", func(d []float32) { k.grad(d, x, wm, 0.7, 0.2, w, 0, 0) }, func(d []float32) { gradGeneral(d, x, wm, 0.7, 0.2, w, 0, 0) }, mag(float64(wm), w, 0)},
-				{"grad cap", func(d []float32) { k.grad(d, x, 4, 0.7, 0.2, nil, 5, 0.2) }, func(d []float32) { gradGeneral(d, x, 4, 0.7, 0.2, nil, 5, 0.2) }, mag(4, nil, 5)},
-				{"grad cap w", func(d []float32) { k.grad(d, x, 4, 0.7, 0.2, w, 5, 0.2) }, func(d []float32) { gradGeneral(d, x, 4, 0.7, 0.2, w, 5, 0.2) }, mag(4, w, 5)},
+				{"grad", func(d []float32) { k.grad(d, x, wm, 0.7, 0.2, nil, 0, 0) }, func(d []float32) { gradGeneral(d, x, wm, 0.7, 0.2, nil, 0, 0) }, mag(float64(wm), nil, 0, 0)},
+				{"grad w", func(d []float32) { k.grad(d, x, wm, 0.7, 0.2, w, 0, 0) }, func(d []float32) { gradGeneral(d, x, wm, 0.7, 0.2, w, 0, 0) }, mag(float64(wm), w, 0, 0)},
+				{"grad cap", func(d []float32) { k.grad(d, x, 4, 0.7, 0.2, nil, 5, 0.2) }, func(d []float32) { gradGeneral(d, x, 4, 0.7, 0.2, nil, 5, 0.2) }, mag(4, nil, 5, 0.2)},
+				{"grad cap w", func(d []float32) { k.grad(d, x, 4, 0.7, 0.2, w, 5, 0.2) }, func(d []float32) { gradGeneral(d, x, 4, 0.7, 0.2, w, 5, 0.2) }, mag(4, w, 5, 0.2)},
+				// a soft cap 5 with a temperature 2: c·inv = 1/2
+				{"grad cap temperature", func(d []float32) { k.grad(d, x, 2, 0.7, 0.2, nil, 2.5, 0.2) }, func(d []float32) { gradGeneral(d, x, 2, 0.7, 0.2, nil, 2.5, 0.2) }, mag(2, nil, 2.5, 0.2)},
 			} {
 				got, check := guarded(t, n, -3)
 				want := make([]float32, n)

@@ -142,7 +142,8 @@ inline acc_t row_acc(__global const ELEM *xr, int counted, int h, __global const
  * with p_t - 1 from expm1 (nothing cancels as p_t -> 1) and p_t from exp,
  * not from pt1 + 1, which loses a small p_t (a target of weight 0 with
  * smoothing has only that term). With a soft cap each entry is multiplied
- * by 1 - (z/cap)^2. With keep the logits are row_scan's c and ct, this
+ * by 1 - tanh^2 = 1 - (z/cap)^2, and with a temperature by 1/tau (p.ts: z
+ * is capz's, the gradient the raw logits'). With keep the logits are row_scan's c and ct, this
  * work-item's own, and the row is not read again: one read and one write.
  * Without, each work-item walks its columns backwards (REV): the end of
  * the row, read last by the first pass, is the likeliest still in cache.
@@ -154,6 +155,7 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
     const int lid = get_local_id(0);
     const int cols = p.cols;
     const float cap = p.cap;
+    if (flags & F_TEMP) si *= p.ts; /* the temperature's chain factor 1/tau */
     const float ec = p.eps / (float)p.vocab;
     const float zterm = (flags & F_ZLOSS) ? 2.0f * p.zl * lse : 0.0f;
     const float A = (1.0f - p.eps) * wt + ec * p.W + zterm;
@@ -162,7 +164,7 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
     const float dt = (zt - m) - lsm;
     const float pt1 = expm1(dt);
     float gt = si * ((1.0f - p.eps) * wt * pt1 + (ec * p.W + zterm) * exp(dt) - ec * wt);
-    if (flags & F_SOFTCAP) { float r = zt * icap; gt *= 1.0f - r * r; }
+    if (flags & F_SOFTCAP) { float r = zt / cap; gt *= 1.0f - r * r; }
     if (isnan(lse)) { gt = NAN; m = NAN; } /* every p_j becomes NaN, as the reference */
     const int hasw = flags & F_WEIGHTS;
     __global const float *ws = wts + p.col0;
@@ -184,9 +186,8 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
     }
     for (int i = lid; i < cols - 4 * n4; i += WG) { /* the head, then the tail */
         const int j = scalar_col(i, h, n4);
-        float z = capz(keep ? ct : LD(j, xr), cap, icap, flags);
-        float g = aa * exp(z - m) - bb * (hasw ? ws[j] : 1.0f);
-        if (flags & F_SOFTCAP) { float r = z * icap; g *= 1.0f - r * r; }
+        const float4 g4 = grad4((float4)(keep ? ct : LD(j, xr)), (float4)(hasw ? ws[j] : 1.0f), cap, icap, flags, aa, bb, m, -1, 0.0f);
+        const float g = g4.s0;
         ST((j == tl) ? gt : g, j, xr);
     }
 }
@@ -221,7 +222,7 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
     const int keep = RC > 0 && WG >= 8 && p.grad && (p.cols >> 2) <= RC * WG;
     float4 c[RC > 0 ? RC : 1];
     float ct = 0.0f;
-    const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
+    const float icap = p.ic;
     FOR_ROWS(g) {
         __global ELEM *xr = row_of(x, p, g);
         const int row = p.prow0 + g; /* index of the per-row arrays */
@@ -260,7 +261,7 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
     LOCALS;
     float4 c[1];
     float ct;
-    const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
+    const float icap = p.ic;
     FOR_ROWS(g) {
         __global ELEM *xr = row_of(x, p, g);
         const int row = p.prow0 + g;
@@ -291,7 +292,7 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __global const float *wts,
                    __global const float *scale, __global const float *gm, __global const float *gs,
                    __global const float *glsm, __global const float *gzt) {
-    const float icap = (p.flags & F_SOFTCAP) ? 1.0f / p.cap : 0.0f;
+    const float icap = p.ic;
     float4 c[1];
     FOR_ROWS(g) {
         const int row = p.prow0 + g;

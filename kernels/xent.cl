@@ -96,23 +96,28 @@ typedef struct {
 /* Optional features are uniform run-time flags: one program serves all.
    Their values come from the host's build options (-DF_SMOOTH=...), which
    define them once, beside prob_t's Go twin. */
-#if !defined(F_SMOOTH) || !defined(F_WEIGHTS) || !defined(F_SOFTCAP) || !defined(F_ZLOSS)
-#error "build with -DF_SMOOTH -DF_WEIGHTS -DF_SOFTCAP -DF_ZLOSS (device/opencl's buildOptions)"
+#if !defined(F_SMOOTH) || !defined(F_WEIGHTS) || !defined(F_SOFTCAP) || !defined(F_ZLOSS) || !defined(F_TEMP)
+#error "build with -DF_SMOOTH -DF_WEIGHTS -DF_SOFTCAP -DF_ZLOSS -DF_TEMP (device/opencl's buildOptions)"
 #endif
 
+/* The load transform (ce.Problem.Transform): the soft cap, then the
+ * temperature, z = cap*tanh(x*icap) with cap = c/tau and icap = 1/c, or
+ * z = x*icap with icap = 1/tau (F_TEMP alone). */
 inline float capz(float z, float cap, float icap, int flags) {
-    return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : z;
+    return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : (flags & F_TEMP) ? z * icap : z;
 }
 
 inline float4 capz4(float4 z, float cap, float icap, int flags) {
-    return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : z;
+    return (flags & F_SOFTCAP) ? cap * tanh(z * icap) : (flags & F_TEMP) ? z * icap : z;
 }
 
-/* Adds y to the sum *s whose lost low bits are *c (Kahan). */
+/* Adds y to the sum *s whose lost low bits are *c (Kahan). Once the sum
+ * is infinite (a -Inf logit's smoothing term) nothing is lost: c stays 0,
+ * not Inf - Inf, so that the sum stays -Inf instead of becoming NaN. */
 inline void kahan(float *s, float *c, float y) {
     y -= *c;
     const float t = *s + y;
-    *c = (t - *s) - y;
+    *c = isinf(t) ? 0.0f : (t - *s) - y;
     *s = t;
 }
 
@@ -165,7 +170,7 @@ inline int lane_of(float4 v, float m) {
  * same lane as the max's when nothing is capped). A plain row (flags 0)
  * costs a max of four, a compare, four exps and six adds per four logits. */
 inline void acc_add4(acc_t *a, float4 z, float4 raw, int j, float4 w4, int flags, int smooth, int arg) {
-    const int capped = flags & F_SOFTCAP;
+    const int capped = flags & (F_SOFTCAP | F_TEMP); /* z/tau may tie where x does not */
     if (arg && capped) {
         const float r4 = fmax(fmax(raw.s0, raw.s1), fmax(raw.s2, raw.s3));
         if (r4 > a->r) {
@@ -199,12 +204,19 @@ inline void acc_add4(acc_t *a, float4 z, float4 raw, int j, float4 w4, int flags
 }
 
 /* The gradient of four raw logits z (weights w4): aa*exp(z - m) - bb*w4,
- * capped and times 1 - (z/cap)^2 with a soft cap, gt at lane d (the
- * target's, when d is in [0, 4)); see grad_row. */
+ * transformed (capz4) and times 1 - t^2, t = tanh(z*icap), with a soft
+ * cap, gt at lane d (the target's, when d is in [0, 4)); see grad_row. */
 inline float4 grad4(float4 z, float4 w4, float cap, float icap, int flags, float aa, float bb, float m, int d, float gt) {
-    z = capz4(z, cap, icap, flags);
+    float4 f = (float4)(1.0f);
+    if (flags & F_SOFTCAP) {
+        const float4 t = tanh(z * icap);
+        z = cap * t;
+        f = 1.0f - t * t;
+    } else if (flags & F_TEMP) {
+        z *= icap;
+    }
     float4 g = aa * exp(z - m) - bb * w4;
-    if (flags & F_SOFTCAP) { float4 r = z * icap; g *= 1.0f - r * r; }
+    if (flags & F_SOFTCAP) g *= f;
     if (d == 0) g.s0 = gt;
     if (d == 1) g.s1 = gt;
     if (d == 2) g.s2 = gt;
@@ -281,6 +293,7 @@ typedef struct {
     ulong base_off, stride, row_base;
     int cols, prow0, flags, grad, col0, vocab, rows;
     float eps, zl, cap, W;
+    float ic, ts; /* the transform's multiplier (capz's icap) and the temperature's 1/tau */
 } prob_t;
 
 /* The element offset of the launch's row g in its buffer. */

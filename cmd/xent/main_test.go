@@ -227,3 +227,67 @@ func TestEvalTokenWeights(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "expected "+strconv.Itoa(len(w))+" token weights to match the")
 }
+
+// TestEvalTemperature: --temperature τ gives PyTorch's loss of
+// softmax(z/τ) (testdata/golden's temperature cases, written by gen.py),
+// for logits and for hidden states with the soft cap first; τ = 1 is the
+// loss without; a τ that is not a finite positive number is refused,
+// naming the flag, with nothing written.
+func TestEvalTemperature(t *testing.T) {
+	dir := t.TempDir()
+	type gcase struct {
+		Name string
+		Mean float64
+	}
+	var doc, ldoc struct{ Cases []gcase }
+	mean := func(cs []gcase, name string) float64 {
+		for _, c := range cs {
+			if c.Name == name {
+				return c.Mean
+			}
+		}
+		t.Fatalf("no golden case %s", name)
+		return 0
+	}
+	g := func(name string) string { return filepath.Join("..", "..", "testdata", "golden", name) }
+	for _, d := range []struct {
+		file string
+		doc  any
+	}{{g("cases.json"), &doc}, {golden("cases.json"), &ldoc}} {
+		b, err := os.ReadFile(d.file)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(string(b), "NaN", "null")), d.doc))
+	}
+	var res struct{ Loss float64 }
+	rowsOut := filepath.Join(dir, "rows.npy")
+	code, out, errOut := runCmd("eval", "--logits", g("temperature_logits.npy"), "--targets", g("temperature_targets.npy"),
+		"--temperature", "0.6", "--device", "cpu", "--json", "--rows-out", rowsOut)
+	require.Equal(t, 0, code, errOut)
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	want := mean(doc.Cases, "temperature")
+	require.InDelta(t, want, res.Loss, 1e-5*want)
+	wantRows := readNpy[float64](t, g("temperature_rows.npy"))
+	for i, v := range readNpy[float32](t, rowsOut) {
+		require.InDelta(t, wantRows[i], v, 1e-5*max(1, wantRows[i]), "row %d", i)
+	}
+	code, out, errOut = runCmd("eval", "--hidden", golden("temperature_h.npy"), "--weight", golden("temperature_w.npy"), "--bias", golden("temperature_b.npy"),
+		"--targets", golden("temperature_targets.npy"), "--softcap", "6", "--label-smoothing", "0.1", "--temperature", "0.7", "--device", "cpu", "--json")
+	require.Equal(t, 0, code, errOut)
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	want = mean(ldoc.Cases, "temperature")
+	require.InDelta(t, want, res.Loss, 1e-5*want)
+
+	plain := []string{"eval", "--logits", fixture("logits_f32.npy"), "--targets", fixture("targets_i64.npy"), "--device", "cpu", "--json"}
+	code, base, errOut := runCmd(plain...)
+	require.Equal(t, 0, code, errOut)
+	code, one, errOut := runCmd(append(plain, "--temperature", "1")...)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, base, one, "τ = 1 is no temperature")
+	for _, bad := range []string{"0", "-2", "NaN", "+Inf"} {
+		code, out, errOut := runCmd(append(plain, "--temperature", bad, "--rows-out", rowsOut+bad)...)
+		require.NotEqual(t, 0, code, bad)
+		require.Empty(t, out)
+		require.Contains(t, errOut, "--temperature", bad)
+		require.NoFileExists(t, rowsOut+bad)
+	}
+}

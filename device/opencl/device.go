@@ -411,6 +411,7 @@ const (
 	fWeights = 2
 	fSoftcap = 4
 	fZLoss   = 8
+	fTemp    = 16
 )
 
 // probArg is xent.cl's prob_t, field for field (TestProbLayout checks the
@@ -420,6 +421,7 @@ type probArg struct {
 	BaseOff, Stride, RowBase                    uint64
 	Cols, Prow0, Flags, Grad, Col0, Vocab, Rows int32
 	Eps, ZL, Cap, W                             float32
+	IC, TS                                      float32 // the transform's multiplier and 1/τ
 }
 
 // probOf returns the descriptor of c, for rows from the chunk's start
@@ -427,7 +429,8 @@ type probArg struct {
 func probOf(c *call) probArg {
 	p := c.p
 	a := probArg{Cols: int32(c.x.Cols), Col0: int32(p.Col0), Vocab: int32(p.Classes(c.x.Cols)),
-		Eps: p.Smoothing, ZL: p.ZLoss, Cap: p.Softcap, W: float32(p.WeightSum)}
+		Eps: p.Smoothing, ZL: p.ZLoss, W: float32(p.WeightSum), TS: p.TempScale()}
+	a.Cap, a.IC = p.Transform()
 	if p.Smoothing > 0 {
 		a.Flags |= fSmooth
 	}
@@ -436,6 +439,9 @@ func probOf(c *call) probArg {
 	}
 	if p.Softcap > 0 {
 		a.Flags |= fSoftcap
+	}
+	if p.TempScale() != 1 {
+		a.Flags |= fTemp
 	}
 	if p.ZLoss > 0 {
 		a.Flags |= fZLoss

@@ -259,8 +259,8 @@ var (
 // buildOptions returns the program's build options: the tuning, and the
 // flags of prob_t, defined here once (xent.cl takes them from -D).
 func buildOptions(tn Tuning, nv bool) string {
-	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DALIGN=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d",
-		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, tn.Align, fSmooth, fWeights, fSoftcap, fZLoss)
+	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DALIGN=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d -DF_TEMP=%d",
+		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, tn.Align, fSmooth, fWeights, fSoftcap, fZLoss, fTemp)
 	if nv && tn.Regs > 0 {
 		s += fmt.Sprintf(" -cl-nv-maxrregcount=%d", tn.Regs)
 	}

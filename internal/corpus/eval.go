@@ -21,6 +21,7 @@ type Config struct {
 	Smoothing    float64   // label smoothing ε in [0, 1]
 	ZLoss        float64   // z-loss λ ≥ 0
 	Softcap      float64   // soft cap c > 0, 0 for none
+	Temperature  float64   // τ > 0 dividing the (capped) logits; 0 or 1 for none
 	ClassWeights []float32 // one per class, nil for none
 	WeightsFile  string    // where ClassWeights came from, for errors
 	Budget       int       // the fused linear's logit budget in bytes (0: the default)
@@ -30,7 +31,11 @@ type Config struct {
 }
 
 func (c Config) options() []batch.Option {
-	return []batch.Option{batch.IgnoreIndex(c.IgnoreIndex), batch.LabelSmoothing(c.Smoothing), batch.ZLoss(c.ZLoss), batch.Softcap(c.Softcap)}
+	o := []batch.Option{batch.IgnoreIndex(c.IgnoreIndex), batch.LabelSmoothing(c.Smoothing), batch.ZLoss(c.ZLoss), batch.Softcap(c.Softcap)}
+	if c.Temperature != 0 {
+		o = append(o, batch.Temperature(c.Temperature))
+	}
+	return o
 }
 
 // keep reports whether the per-row losses are computed: asked for, or

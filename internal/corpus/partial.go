@@ -256,6 +256,10 @@ func (c Config) Flags(weight string) map[string]string {
 		}
 		cw = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	}
-	return map[string]string{"ignore_index": strconv.Itoa(c.IgnoreIndex), "label_smoothing": f(c.Smoothing),
+	m := map[string]string{"ignore_index": strconv.Itoa(c.IgnoreIndex), "label_smoothing": f(c.Smoothing),
 		"z_loss": f(c.ZLoss), "softcap": f(c.Softcap), "class_weights": cw, "weight": weight, "seq_len": strconv.Itoa(c.SeqLen)}
+	if c.Temperature != 0 && c.Temperature != 1 { // absent without one: the partials written before it merge with today's
+		m["temperature"] = f(c.Temperature)
+	}
+	return m
 }

@@ -49,7 +49,7 @@ func num(v float64) *float64 {
 }
 
 // LossFlags defines on fs the flags every line shares (--ignore-index,
-// --label-smoothing, --z-loss, --softcap, --weights, --budget, --seq-len) and returns the function that makes their Config once fs is
+// --label-smoothing, --z-loss, --softcap, --temperature, --weights, --budget, --seq-len) and returns the function that makes their Config once fs is
 // parsed, reading the class weights.
 func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float32 or float64, one per class (optional)")
@@ -57,16 +57,20 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	smoothing := fs.Float64("label-smoothing", 0, "label smoothing ε, a number in [0, 1]")
 	zloss := fs.Float64("z-loss", 0, "z-loss λ ≥ 0 (adds λ·lse² per counted row)")
 	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
+	temp := fs.Float64("temperature", 1, "temperature τ > 0: the loss, accuracy and gradient of softmax(z/τ), after the soft cap; 1: none")
 	seqLen := fs.Int("seq-len", 0, "the sequence length `T`: report the mean loss at each position t = row mod T of each file (0: none)")
 	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	return func() (Config, error) {
-		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen}
+		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Temperature: *temp, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen}
 		if *weights != "" {
 			w, err := npyfile.Read(*weights, (*npyfile.File).Vector)
 			if err != nil {
 				return Config{}, err
 			}
 			c.ClassWeights = w
+		}
+		if !(*temp > 0) || math.IsInf(*temp, 0) {
+			return Config{}, fmt.Errorf("--temperature %g: want a finite τ > 0 (1: none)", *temp)
 		}
 		if *budget < 0 {
 			return Config{}, fmt.Errorf("--budget %d: want bytes ≥ 0", *budget)

@@ -88,6 +88,15 @@ func Cases() []Case {
 		{Name: "everything", Rows: 33, Cols: 517, Opts: with(func(o *Opts) {
 			o.Softcap, o.ZLoss, o.Smoothing, o.Weights, o.Ignore = 15, 1e-3, 0.05, weights(517), 7
 		}), Fill: Normal(10, 6, 7)},
+		// a temperature sharpens (τ < 1) or flattens (τ > 1) the softmax;
+		// with a soft cap the cap comes first.
+		{Name: "temperature", Rows: 47, Cols: 1001, Opts: with(func(o *Opts) { o.Temperature = 0.7 }), Fill: Normal(3, 8, -100)},
+		{Name: "temperature/hot", Rows: 29, Cols: 129, Opts: with(func(o *Opts) {
+			o.Temperature, o.Smoothing, o.ZLoss, o.Weights = 3.5, 0.1, 1e-3, weights(129)
+		}), Fill: Normal(6, 6, -100)},
+		{Name: "everything/temperature", Rows: 33, Cols: 517, Opts: with(func(o *Opts) {
+			o.Softcap, o.Temperature, o.ZLoss, o.Smoothing, o.Weights, o.Ignore = 15, 2, 1e-3, 0.05, weights(517), 7
+		}), Fill: Normal(10, 6, 7)},
 		{Name: "edges", Rows: 9, Cols: 6, Opts: def, Fill: rowsOf([][]float32{
 			{1, 2, inf, 0, 0, 0},                 // +Inf: NaN
 			{ninf, ninf, ninf, ninf, ninf, ninf}, // all -Inf: NaN
@@ -103,6 +112,11 @@ func Cases() []Case {
 			{inf, 1, 2, 3}, {ninf, 1, 2, 3}, {3e38, -3e38, 0, 1},
 		}, []int32{0, 1, 2})},
 	}
+	// The edges divided by τ = 1/2: ±3e38 overflow float32 to ±Inf (a NaN
+	// row, as PyTorch's x/τ in float32 gives), the rest as without.
+	et := cs[len(cs)-2]
+	et.Name, et.Opts = "edges/temperature", with(func(o *Opts) { o.Temperature = 0.5 })
+	cs = append(cs, et)
 	// Rows read in chunks (the CPU's online pass, cpu.Chunk and longer
 	// chunks past cpu.MaxChunks of them): a max rising chunk after chunk, leading
 	// chunks of only -Inf, NaN or +Inf in a late chunk, the target at the
@@ -143,6 +157,8 @@ func Cases() []Case {
 	for _, o := range []Opts{
 		with(func(o *Opts) { o.Smoothing, o.Weights, o.ZLoss = 0.1, weights(n), 1e-3 }),
 		with(func(o *Opts) { o.Smoothing, o.Softcap = 0.2, 25 }),
+		with(func(o *Opts) { o.Smoothing = 0.1 }), // a -Inf logit: +Inf, not NaN (the compensated sums)
+		with(func(o *Opts) { o.Smoothing, o.Temperature = 0.1, 0.8 }),
 	} {
 		c := edges
 		c.Name, c.Opts = "chunks/edges/options", o
@@ -174,7 +190,8 @@ func Cases() []Case {
 func ConformanceCases() []Case {
 	keep := map[string]bool{"textbook": true, "strided/37x100+13": true, "V=1": true, "V=1/smoothing": true,
 		"large-logits": true, "empty": true, "all-ignored": true, "ignore-index-in-range": true, "smoothing=1": true,
-		"weights+smoothing": true, "zloss": true, "everything": true, "edges": true, "edges/softcap": true}
+		"weights+smoothing": true, "zloss": true, "everything": true, "edges": true, "edges/softcap": true,
+		"temperature/hot": true, "everything/temperature": true, "edges/temperature": true}
 	var cs []Case
 	for _, c := range Cases() {
 		if keep[c.Name] || c.Name == "len" && c.Cols <= 257 || c.Name == "confident" && c.Cols < 2048 {

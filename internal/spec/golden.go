@@ -44,6 +44,7 @@ type goldenCase struct {
 		LabelSmoothing float64   `json:"label_smoothing"`
 		ZLoss          float64   `json:"z_loss"`
 		Softcap        float64   `json:"softcap"`
+		Temperature    float64   `json:"temperature"`
 		Weights        []float32 `json:"weights"`
 	} `json:"options"`
 	Sum  *float64 `json:"sum"`  // null: NaN
@@ -62,7 +63,8 @@ func readJSON(t *testing.T, name string, ptr any) {
 // opts returns the reference options of a golden case (its class
 // weights, when it has them, from the file weights).
 func (gc *goldenCase) opts(t *testing.T, weights string) Opts {
-	o := Opts{Ignore: DefaultIgnore, Smoothing: gc.Options.LabelSmoothing, ZLoss: gc.Options.ZLoss, Softcap: gc.Options.Softcap}
+	o := Opts{Ignore: DefaultIgnore, Smoothing: gc.Options.LabelSmoothing, ZLoss: gc.Options.ZLoss, Softcap: gc.Options.Softcap,
+		Temperature: gc.Options.Temperature}
 	if gc.Options.IgnoreIndex != nil {
 		o.Ignore = int64(*gc.Options.IgnoreIndex)
 	}
@@ -111,24 +113,17 @@ func RunGolden(t *testing.T, dev device.Device, tol float64) {
 			for i, v := range tg {
 				targets[i] = int32(v)
 			}
-			opts := []batch.Option{batch.LabelSmoothing(gc.Options.LabelSmoothing), batch.ZLoss(gc.Options.ZLoss), batch.Softcap(gc.Options.Softcap)}
-			if gc.Options.IgnoreIndex != nil {
-				opts = append(opts, batch.IgnoreIndex(*gc.Options.IgnoreIndex))
-			}
-			if gc.Options.Weights != nil {
-				var w []float32
-				readNpy(t, gc.Name+"_weights.npy", &w)
-				opts = append(opts, batch.Weights(w))
-			}
+			o := gc.opts(t, gc.Name+"_weights.npy")
+			c := Case{Opts: o}
 			m := batch.NewMatrix(x, n, cols)
-			none, err := batch.New(dev, append(opts, batch.Reduce(batch.None))...)
+			none, err := batch.New(dev, c.LossOptions(batch.None)...)
 			require.NoError(t, err)
 			r, err := none.Forward(ctx, m, targets)
 			require.NoError(t, err)
 			for i := range rows {
 				require.True(t, Close(r.Losses[i], rows[i], tol), "row %d: %v, torch %v", i, r.Losses[i], rows[i])
 			}
-			sum, err := batch.New(dev, append(opts, batch.Reduce(batch.Sum))...)
+			sum, err := batch.New(dev, c.LossOptions(batch.Sum)...)
 			require.NoError(t, err)
 			g := make([]float32, len(x))
 			r, err = sum.ForwardBackward(ctx, batch.NewGrad(g, n, cols), m, targets, batch.One)
@@ -136,13 +131,6 @@ func RunGolden(t *testing.T, dev device.Device, tol float64) {
 			require.True(t, CloseF(r.Loss, orNaN(gc.Sum), tol), "sum %v, torch %v", r.Loss, orNaN(gc.Sum))
 			// The reference gives the size of each entry's terms (GradClose);
 			// the values compared with are PyTorch's.
-			o := Opts{Ignore: DefaultIgnore, Smoothing: gc.Options.LabelSmoothing, ZLoss: gc.Options.ZLoss, Softcap: gc.Options.Softcap}
-			if gc.Options.IgnoreIndex != nil {
-				o.Ignore = int64(*gc.Options.IgnoreIndex)
-			}
-			if gc.Options.Weights != nil {
-				readNpy(t, gc.Name+"_weights.npy", &o.Weights)
-			}
 			ref := Reference(x, n, cols, cols, targets, o)
 			for k := range g {
 				i, j := k/cols, k%cols
@@ -150,7 +138,7 @@ func RunGolden(t *testing.T, dev device.Device, tol float64) {
 					require.Failf(t, "gradient", "grad[%d][%d] = %v, torch %v (terms of size %.3g)", i, j, g[k], grad[k], ref.Mag[i][j])
 				}
 			}
-			mean, err := batch.New(dev, opts...)
+			mean, err := batch.New(dev, c.LossOptions(batch.Mean)...)
 			require.NoError(t, err)
 			r, err = mean.Forward(ctx, m, targets)
 			require.NoError(t, err)

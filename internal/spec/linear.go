@@ -334,6 +334,8 @@ func linearCases() []linearCase {
 		{"zloss", 23, 9, 257, 3, true, 0, 0, Opts{Ignore: DefaultIgnore, ZLoss: 1e-3}, true},
 		{"softcap", 29, 12, 301, 12, true, 6, 0, Opts{Ignore: DefaultIgnore, Softcap: 5}, true},
 		{"all", 41, 11, 517, 8, true, 3, 3, Opts{Ignore: 5, Smoothing: 0.05, ZLoss: 1e-4, Softcap: 6, Weights: w(517)}, true},
+		{"temperature", 31, 10, 257, 5, true, 2, 0, Opts{Ignore: DefaultIgnore, Temperature: 0.6, Smoothing: 0.1}, true},
+		{"temperature+softcap", 19, 13, 301, 4, false, 3, 1, Opts{Ignore: DefaultIgnore, Temperature: 1.8, Softcap: 5, ZLoss: 1e-3}, true},
 		{"all-ignored", 6, 4, 9, 1, true, 1, 0, ii, true},
 	}
 }

@@ -18,8 +18,32 @@ type Opts struct {
 	Smoothing float64
 	ZLoss     float64
 	Softcap   float64
-	Weights   []float32
+	// Temperature τ > 0 divides the capped logits (0: none, as 1).
+	Temperature float64
+	Weights     []float32
 }
+
+// TempScale returns the temperature's 1/τ as the devices take it
+// (ce.Problem.TempScale: 1/τ in float32), 1 without one.
+func (o *Opts) TempScale() float64 {
+	if o.Temperature == 0 || float32(o.Temperature) == 1 {
+		return 1
+	}
+	return float64(1 / float32(o.Temperature))
+}
+
+// tau returns τ, 1 without a temperature.
+func (o *Opts) tau() float64 {
+	if o.Temperature == 0 {
+		return 1
+	}
+	return o.Temperature
+}
+
+// Computed reports whether the logits the loss sees are computed from the
+// inputs (a soft cap or a temperature) rather than the inputs themselves:
+// their rounding, a few ulps of each logit, widens the tolerances.
+func (o *Opts) Computed() bool { return o.Softcap > 0 || o.TempScale() != 1 }
 
 // Ref is a float64 reference result.
 type Ref struct {
@@ -84,11 +108,25 @@ func (o *Opts) weightSum(cols int) float64 {
 	return W
 }
 
-// capRow applies the soft cap to z in place.
-func (o *Opts) capRow(z []float64) {
-	if o.Softcap > 0 {
+// capRow applies the soft cap and then the temperature to z in place:
+// c·tanh(z/c)/τ. With a temperature alone and rounded, it is the devices'
+// own float32 product z·fl(1/τ) (ce.Problem.Transform), whose values are
+// then exact inputs to the rest, as rounded logits are; unrounded (LossOf,
+// for finite differences), z/τ.
+func (o *Opts) capRow(z []float64, rounded bool) {
+	s := o.TempScale()
+	switch {
+	case o.Softcap > 0:
 		for j := range z {
-			z[j] = o.Softcap * math.Tanh(z[j]/o.Softcap)
+			z[j] = o.Softcap * math.Tanh(z[j]/o.Softcap) / o.tau()
+		}
+	case s != 1 && rounded:
+		for j := range z {
+			z[j] = float64(float32(z[j]) * float32(s))
+		}
+	case s != 1:
+		for j := range z {
+			z[j] /= o.tau()
 		}
 	}
 }
@@ -135,7 +173,7 @@ func (o *Opts) rowLoss(z []float64, t int) (loss, lse, m, ls float64) {
 // for finite-difference checks of the reference gradient.
 func LossOf(z []float64, t int, o Opts) float64 {
 	zz := append([]float64(nil), z...)
-	o.capRow(zz)
+	o.capRow(zz, false)
 	loss, _, _, _ := o.rowLoss(zz, t)
 	return loss
 }
@@ -166,7 +204,7 @@ func reference(rows, cols int, row func(i int, z []float64), targets []int32, o 
 		}
 		z := make([]float64, cols)
 		row(i, z)
-		o.capRow(z)
+		o.capRow(z, true)
 		loss, lse, m, ls := o.rowLoss(z, t)
 		wt := o.weight(t)
 		r.Loss[i], r.LSE[i] = loss, lse
@@ -197,10 +235,14 @@ func reference(rows, cols int, row func(i int, z []float64), targets []int32, o 
 				// moves it by as much times p_t, however small p_t - 1 is.
 				mag = (1-eps)*wt*(math.Abs(pt1)+p) + ec*W*p + zl + ec*o.weight(j)
 			}
-			if o.Softcap > 0 {
-				u := z[j] / o.Softcap
-				g *= 1 - u*u
-				mag *= 1 + u*u
+			// the chain factor: 1/τ, times 1 - tanh²(x_j/c) with a cap
+			if s := 1 / o.tau(); o.Softcap > 0 {
+				u := z[j] / (o.Softcap * s)
+				g *= s * (1 - u*u)
+				mag *= s * (1 + u*u)
+			} else {
+				g *= s
+				mag *= s
 			}
 			r.Grad[i][j], r.Mag[i][j] = g, mag
 		}

@@ -60,10 +60,11 @@ const LossTol = 1e-6
 func LossClose(got, want float64) bool { return LossCloseIn(got, want, LossTol) }
 
 // lossTol is the relative tolerance of c's losses: LossTol, or with a soft
-// cap tol (the capped logits are computed, c·tanh(x/c), and OpenCL's tanh
-// may be 5 ulp off: an absolute error of ulps of c in every logit).
+// cap or a temperature tol (the logits are computed, c·tanh(x/c)/τ, and
+// OpenCL's tanh may be 5 ulp off, and its x·(1/τ) may be contracted into
+// what follows: an absolute error of ulps in every logit).
 func (c Case) lossTol(tol float64) float64 {
-	if c.Opts.Softcap > 0 {
+	if c.Opts.Computed() {
 		return max(tol, LossTol)
 	}
 	return LossTol
@@ -215,6 +216,9 @@ func (c Case) BuildIn(seed uint64, typ batch.DType) *Problem {
 func (c Case) LossOptions(r batch.Reduction) []batch.Option {
 	o := []batch.Option{batch.Reduce(r), batch.IgnoreIndex(int(c.Opts.Ignore)),
 		batch.LabelSmoothing(c.Opts.Smoothing), batch.ZLoss(c.Opts.ZLoss), batch.Softcap(c.Opts.Softcap)}
+	if c.Opts.Temperature != 0 {
+		o = append(o, batch.Temperature(c.Opts.Temperature))
+	}
 	if c.Opts.Weights != nil {
 		o = append(o, batch.Weights(c.Opts.Weights))
 	}
@@ -387,7 +391,7 @@ func checkGrad(t *testing.T, g Elems, p *Problem, c Case, scale func(int) float6
 			if !GradCloseIn(g.Type, got, want, mag, tol) {
 				require.Failf(t, "gradient", "%v grad[%d][%d] = %v, want %v (terms of size %.3g, scale %v, tol %g)", g.Type, i, j, got, want, mag, s, tol)
 			}
-			if c.Opts.Softcap == 0 && !RowClose(g.Type, got, want, big) { // capped logits are computed, not exact inputs: GradClose's yardstick holds them
+			if !c.Opts.Computed() && !RowClose(g.Type, got, want, big) { // capped logits are computed, not exact inputs: GradClose's yardstick holds them
 				require.Failf(t, "gradient", "%v grad[%d][%d] = %v, want %v: off by %.3g of the row's largest entry %.3g (allowed %g)", g.Type, i, j, got, want, math.Abs(float64(got)-want)/big, big, RowTolIn(g.Type))
 			}
 		}
@@ -425,7 +429,7 @@ func checkRowSum(t *testing.T, g []float32, typ batch.DType, p *Problem, c Case,
 		sum += float64(v)
 		mag += math.Abs(s) * p.Ref.Mag[i][j]
 	}
-	want := s * 2 * c.Opts.ZLoss * p.Ref.LSE[i]
+	want := s * c.Opts.TempScale() * 2 * c.Opts.ZLoss * p.Ref.LSE[i]
 	if math.IsInf(mag, 0) || math.IsNaN(mag) {
 		return
 	}

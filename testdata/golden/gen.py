@@ -11,7 +11,8 @@ reduction='none', the gradient of reduction='sum') and one entry of
 cases.json with its options and the 'sum' and 'mean' reductions. Z-loss and
 the soft cap are not in F.cross_entropy: they are built from torch ops
 (z <- c*tanh(z/c) first; + lambda*logsumexp(z)^2 per counted row) and
-differentiated by autograd.
+differentiated by autograd; a temperature divides the capped logits
+(z <- cap(z)/tau), the gradient is the raw logits'.
 """
 import json
 import os
@@ -78,6 +79,9 @@ cases.append(case("edges", np.array([
     [-inf, 1, 2, 3, 4], [1, float("nan"), 2, 3, 4], [0, 0, 0, 0, 60], [-1e30] * 5]),
     [1, 2, 1, 0, 3, 4, 2]))
 cases.append(case("all_ignored", randn(4, 9), [-100] * 4))
+cases.append(case("temperature", randn(19, 211), randt(19, 211, 5), temperature=0.6))
+cases.append(case("temperature_all", randn(17, 129, 20.0), randt(17, 129, 4, 5), weights=torch.rand(129).numpy(),
+                  label_smoothing=0.05, z_loss=1e-4, softcap=25.0, temperature=2.5, ignore_index=5))
 
 with open(os.path.join(HERE, "cases.json"), "w") as f:
     json.dump(dict(torch=torch.__version__, cases=cases), f, indent=1, allow_nan=True)

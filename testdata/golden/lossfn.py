@@ -1,6 +1,6 @@
 """The loss of xent's golden values in torch ops, shared by gen.py and
-linear/gen.py: F.cross_entropy with the soft cap (z <- c*tanh(z/c) first)
-and z-loss (+ lambda*logsumexp(z)^2 per counted row) built around it."""
+linear/gen.py: F.cross_entropy with the soft cap (z <- c*tanh(z/c) first),
+then the temperature (z <- z/tau), and z-loss (+ lambda*logsumexp(z)^2 per counted row) built around it."""
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +9,8 @@ def loss_fn(z, t, o, reduction):
     if o.get("softcap", 0) > 0:
         c = o["softcap"]
         z = c * torch.tanh(z / c)
+    if o.get("temperature", 1) != 1:  # after the cap: softmax(cap(z)/tau), the gradient z's
+        z = z / o["temperature"]
     w = torch.tensor(o["weights"], dtype=torch.float64) if o.get("weights") is not None else None
     ii = o.get("ignore_index", -100)
     l = F.cross_entropy(z, t, weight=w, ignore_index=ii, reduction="none",

@@ -931,11 +931,13 @@ func (s isa) tanhConsts() tanhK {
 
 var capLabel int
 
-// softcap returns c·tanh(v·inv) (v is clobbered). Below |y| = 0.3 the odd
-// Taylor series to y¹¹, above it (1 - e)/(1 + e) with e = exp(-2|y|) (the
-// exp above), the sign put back; a vector whose lanes all take one branch
-// computes that one alone. NaN stays NaN; ±Inf become ±c.
-func (s isa) softcap(v, cv, iv reg.VecVirtual, k expK, tk tanhK, l labels) reg.VecVirtual {
+// softcap returns z = c·tanh(v·inv) and t = tanh(v·inv) (v is clobbered;
+// the gradient's factor is 1 - t², whatever c·inv is: with a temperature
+// c is the cap over τ). Below |y| = 0.3 the odd Taylor series to y¹¹,
+// above it (1 - e)/(1 + e) with e = exp(-2|y|) (the exp above), the sign
+// put back; a vector whose lanes all take one branch computes that one
+// alone. NaN stays NaN; ±Inf become ±c.
+func (s isa) softcap(v, cv, iv reg.VecVirtual, k expK, tk tanhK, l labels) (z, t reg.VecVirtual) {
 	capLabel++
 	lv := labels(fmt.Sprintf("%s_cap%d", l, capLabel))
 	y := v
@@ -1005,8 +1007,9 @@ func (s isa) softcap(v, cv, iv reg.VecVirtual, k expK, tk tanhK, l labels) reg.V
 		VCMPPS(Imm(3), y, y, un)
 		VBLENDVPS(un, y, th, th)
 	}
-	VMULPS(cv, th, th)
-	return th
+	z = s.vec()
+	VMULPS(cv, th, z)
+	return z, th
 }
 
 // capTo: dst_j = c·tanh(x_j·inv) (softcap).
@@ -1023,24 +1026,26 @@ func (s isa) capTo() {
 	loop(l, "x1", n, s.lanes, []reg.GPVirtual{p, dp}, func() {
 		v := s.vec()
 		VMOVUPS(Mem{Base: p}, v)
-		VMOVUPS(s.softcap(v, cv, iv, k, tk, l), Mem{Base: dp})
+		z, _ := s.softcap(v, cv, iv, k, tk, l)
+		VMOVUPS(z, Mem{Base: dp})
 	})
 	s.ifTail(l, n, func(t tail) {
 		v := s.vec()
 		t.load(Mem{Base: p}, v)
-		t.store(s.softcap(v, cv, iv, k, tk, l), Mem{Base: dp})
+		z, _ := s.softcap(v, cv, iv, k, tk, l)
+		t.store(z, Mem{Base: dp})
 	})
 	VZEROUPPER()
 	RET()
 }
 
 // grad: the gradient pass with options, dst_j = (a·exp(z_j - shift) -
-// b·w_j)·(1 - (z_j·inv)²) with z = c·tanh(x·inv) when capped, else z = x
+// b·w_j)·(1 - t_j²) with t = tanh(x·inv), z = c·t when capped, else z = x
 // and no factor (w empty: all 1). Each product and difference is rounded
 // as in the portable loop (no FMA outside the exp and tanh).
 func (s isa) grad() {
 	TEXT("grad"+s.name, NOSPLIT, "func(dst, x, w []float32, shift, a, b, c, inv float32, capped bool)")
-	Doc("grad"+s.name+" sets dst_j = (a·exp(z_j - shift) - b·w_j)·(1 - (z_j·inv)²), z = c·tanh(x_j·inv) when capped",
+	Doc("grad"+s.name+" sets dst_j = (a·exp(z_j - shift) - b·w_j)·(1 - t_j²), t_j = tanh(x_j·inv) and z_j = c·t_j when capped",
 		"(else z = x and no factor; len(w) == 0: all 1). dst may be x.")
 	l := labels("grad" + s.name)
 	dp, _ := slice("dst")
@@ -1078,9 +1083,7 @@ func (s isa) grad() {
 				z := v
 				var r reg.VecVirtual
 				if cp {
-					z = s.softcap(v, cv, iv, k, tk, lv)
-					r = s.vec()
-					VMULPS(iv, z, r)
+					z, r = s.softcap(v, cv, iv, k, tk, lv)
 				}
 				VSUBPS(sv, z, z)
 				e := s.exp(z, k)

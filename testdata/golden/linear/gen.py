@@ -84,6 +84,8 @@ for i in range(11):
     w[t[i]] = 1.5 * h[i]
 cases.append(case("confident", h, w, None, t))
 cases.append(case("all_ignored", randn(4, 3), randn(9, 3), randn(9), [-100] * 4))
+cases.append(case("temperature", randn(15, 9, sd=2), randn(301, 9, sd=2), randn(301), randt(15, 301, 5),
+                  softcap=6.0, label_smoothing=0.1, temperature=0.7))
 
 with open(os.path.join(HERE, "cases.json"), "w") as f:
     json.dump(dict(torch=torch.__version__, cases=cases), f, indent=1, allow_nan=True)
