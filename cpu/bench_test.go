@@ -87,6 +87,7 @@ func BenchmarkCrossEntropy(b *testing.B) {
 				{"none", &ce.Problem{WeightSum: float64(sz.cols)}},
 				{"smoothing", &ce.Problem{Smoothing: 0.1, WeightSum: float64(sz.cols)}},
 				{"softcap", &ce.Problem{Softcap: 30, WeightSum: float64(sz.cols)}},
+				{"temperature", &ce.Problem{Temperature: 0.7, WeightSum: float64(sz.cols)}},
 			} {
 				b.Run(fmt.Sprintf("op=forward/opts=%s/impl=%s/%dx%d", o.name, k.Name(), sz.rows, sz.cols), func(b *testing.B) {
 					b.SetBytes(int64(4 * len(x)))

@@ -186,8 +186,9 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
     }
     for (int i = lid; i < cols - 4 * n4; i += WG) { /* the head, then the tail */
         const int j = scalar_col(i, h, n4);
-        const float4 g4 = grad4((float4)(keep ? ct : LD(j, xr)), (float4)(hasw ? ws[j] : 1.0f), cap, icap, flags, aa, bb, m, -1, 0.0f);
-        const float g = g4.s0;
+        float z = capz(keep ? ct : LD(j, xr), cap, icap, flags);
+        float g = aa * exp(z - m) - bb * (hasw ? ws[j] : 1.0f);
+        if (flags & F_SOFTCAP) { float r = z / cap; g *= 1.0f - r * r; } /* tanh: cap is c/tau */
         ST((j == tl) ? gt : g, j, xr);
     }
 }
