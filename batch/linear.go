@@ -249,6 +249,12 @@ func (l *Linear) Finish(part []Partial, targets []int32) (Result, error) {
 	return l.loss.Finish(part, targets)
 }
 
+// Calibration returns the Calibration of rows whose partials over the
+// whole vocabulary are part, as Loss.Calibration.
+func (l *Linear) Calibration(part []Partial, targets []int32) (Calibration, error) {
+	return l.loss.Calibration(part, targets)
+}
+
 // Backward adds the gradients of w's classes (the Linear's Shard) into g,
 // given part, the rows' partials over the whole vocabulary (every
 // shard's, merged), and dL/dloss up: dW and db of the shard, and the

@@ -64,6 +64,33 @@ func (l *Loss) Finish(part []Partial, targets []int32) (Result, error) {
 	})
 }
 
+// Calibration returns the Calibration of the counted rows whose partials
+// over the whole vocabulary (every shard's, merged) are part, as Finish
+// takes them: the confidences and argmax of the rows' Finish, so that
+// its Correct rows are Stats.Correct's.
+func (l *Loss) Calibration(part []Partial, targets []int32) (Calibration, error) {
+	c := &l.cfg
+	if c.vocab == 0 {
+		return Calibration{}, errorf(ErrOption, "Calibration takes the partials of a Loss with a Shard (it needs the vocabulary's size)")
+	}
+	p, err := l.prepareTargets(len(part), c.vocab, targets)
+	if err != nil {
+		return Calibration{}, err
+	}
+	var cal Calibration
+	for i, t := range p.targets {
+		if t < 0 {
+			continue
+		}
+		if !part[i].HasT {
+			return Calibration{}, errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
+		}
+		_, _, correct := p.prob.Finish(&part[i], int(t), c.vocab)
+		cal.Add(part[i].Confidence(), correct)
+	}
+	return cal, nil
+}
+
 // Backward writes into grad the gradient of x's columns (the Loss's
 // Shard) given part, the partials of its rows over the whole vocabulary
 // (every shard's, merged), and dL/dloss up. grad may be InPlace(x) for an

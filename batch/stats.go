@@ -45,3 +45,71 @@ func (s *Stats) Merge(o Stats) {
 	s.ZLoss += o.ZLoss
 	s.Correct += o.Correct
 }
+
+// CalibrationBins is the number of equal-width confidence bins of a
+// Calibration: 15, as Guo et al. (2017) and most reports since.
+const CalibrationBins = 15
+
+// Calibration are the sums behind the expected calibration error (ECE) of
+// counted rows. A row's confidence is its largest softmax probability,
+// max_j p_j = 1/Σ_j exp(z_j - max z), of the logits as the loss sees them
+// (soft-capped, divided by the temperature); it is correct when its argmax
+// is its target (Stats.Correct's test). Bin k holds the rows of confidence
+// in [k/15, (k+1)/15), the last one 1 too. Rows count alike, whatever
+// their class or token weight. Calibrations of disjoint parts of an
+// evaluation merge exactly with Merge.
+type Calibration struct {
+	Rows    [CalibrationBins]int64   // counted rows in each bin
+	Conf    [CalibrationBins]float64 // their confidences' sum
+	Correct [CalibrationBins]int64   // how many of them are correct
+	NaN     int64                    // counted rows without a confidence (NaN or +Inf logits, only -Inf): in no bin
+}
+
+// Add bins one counted row of confidence conf (NaN: counted in NaN).
+func (c *Calibration) Add(conf float64, correct bool) {
+	if math.IsNaN(conf) {
+		c.NaN++
+		return
+	}
+	k := min(max(int(conf*CalibrationBins), 0), CalibrationBins-1)
+	c.Rows[k]++
+	c.Conf[k] += conf
+	if correct {
+		c.Correct[k]++
+	}
+}
+
+// Binned returns the rows in the bins.
+func (c *Calibration) Binned() int64 {
+	var n int64
+	for _, r := range c.Rows {
+		n += r
+	}
+	return n
+}
+
+// ECE returns the expected calibration error, Σ_k (n_k/N)·|conf_k -
+// acc_k| = Σ_k |Σ conf - correct_k| / N over the N binned rows (conf_k and
+// acc_k are bin k's mean confidence and accuracy): NaN when no row is
+// binned.
+func (c *Calibration) ECE() float64 {
+	n := c.Binned()
+	if n == 0 {
+		return math.NaN()
+	}
+	e := 0.0
+	for k := range c.Rows {
+		e += math.Abs(c.Conf[k] - float64(c.Correct[k]))
+	}
+	return e / float64(n)
+}
+
+// Merge adds the sums of o, a disjoint part of the same evaluation.
+func (c *Calibration) Merge(o Calibration) {
+	for k := range c.Rows {
+		c.Rows[k] += o.Rows[k]
+		c.Conf[k] += o.Conf[k]
+		c.Correct[k] += o.Correct[k]
+	}
+	c.NaN += o.NaN
+}

@@ -51,6 +51,16 @@ func (a *Partial) LogSum() float64 {
 	return math.Log1p(a.Rest)
 }
 
+// Confidence returns the largest probability of the softmax, 1/Σ_j
+// exp(z_j - m) = exp(-LogSum()): NaN for a NaN sum or an empty one.
+func (a *Partial) Confidence() float64 {
+	ls := a.LogSum()
+	if math.IsNaN(ls) {
+		return math.NaN()
+	}
+	return math.Exp(-ls)
+}
+
 // Merge sets a to the partial of the union of a's shard and b's (any two
 // disjoint shards, in either order; ties of the max go to the smaller
 // class). It is exact but for the rounding of the rescaled sums.

@@ -568,6 +568,9 @@ func RunLinearShards(t *testing.T, dev device.Device, tol float64) {
 				res, err := lins[0].Finish(part, p.Targets)
 				require.NoError(t, err)
 				ref.CheckSum(t, res.Sum, tol)
+				cal, err := lins[0].Calibration(part, p.Targets)
+				require.NoError(t, err)
+				CheckCalibration(t, cal, ref.Ref, p.Targets, o.Ignore, 1e-4) // the logits are float32 products
 
 				g, w0, b0 := randomGrads(r, p)
 				clear(g.H.Matrix().Data) // the shards add their parts

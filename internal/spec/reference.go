@@ -6,6 +6,8 @@ package spec
 import (
 	"math"
 
+	"github.com/xentlab/xent/batch"
+
 	"gonum.org/v1/gonum/floats"
 )
 
@@ -50,6 +52,7 @@ type Ref struct {
 	Loss    []float64 // per row, 0 for ignored rows
 	LSE     []float64 // per row (NaN for ignored rows)
 	Correct []bool
+	Conf    []float64 // per row, the largest softmax probability exp(max z - lse) (NaN for ignored and NaN rows)
 	Sum     float64
 	Denom   float64
 	Counted int64
@@ -191,7 +194,7 @@ func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Re
 
 // reference is Reference over logits that row sets, row i into z.
 func reference(rows, cols int, row func(i int, z []float64), targets []int32, o Opts) *Ref {
-	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows),
+	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows), Conf: make([]float64, rows),
 		Grad: make([][]float64, rows), Mag: make([][]float64, rows)}
 	W := o.weightSum(cols)
 	eps, lam, ec := o.Smoothing, o.ZLoss, o.Smoothing/float64(cols)
@@ -199,7 +202,7 @@ func reference(rows, cols int, row func(i int, z []float64), targets []int32, o 
 		r.Grad[i], r.Mag[i] = make([]float64, cols), make([]float64, cols)
 		t := int(targets[i])
 		if int64(t) == o.Ignore {
-			r.LSE[i] = math.NaN()
+			r.LSE[i], r.Conf[i] = math.NaN(), math.NaN()
 			continue
 		}
 		z := make([]float64, cols)
@@ -207,7 +210,7 @@ func reference(rows, cols int, row func(i int, z []float64), targets []int32, o 
 		o.capRow(z, true)
 		loss, lse, m, ls := o.rowLoss(z, t)
 		wt := o.weight(t)
-		r.Loss[i], r.LSE[i] = loss, lse
+		r.Loss[i], r.LSE[i], r.Conf[i] = loss, lse, math.Exp(-ls)
 		am := 0
 		for j := range z {
 			if z[j] > z[am] || math.IsNaN(z[am]) && !math.IsNaN(z[j]) {
@@ -248,4 +251,20 @@ func reference(rows, cols int, row func(i int, z []float64), targets []int32, o 
 		}
 	}
 	return r
+}
+
+// Calibration returns the calibration bins (batch.Calibration) of r's
+// rows whose targets are not ignore, and how many lie within d of a bin's
+// edge, whose bin a device may round either way.
+func (r *Ref) Calibration(targets []int32, ignore int64, d float64) (cal batch.Calibration, edge int) {
+	for i, c := range r.Conf {
+		if int64(targets[i]) == ignore {
+			continue
+		}
+		cal.Add(c, r.Correct[i])
+		if x := c * batch.CalibrationBins; !math.IsNaN(x) && math.Abs(x-math.Round(x)) < d*batch.CalibrationBins && x > 0.5 && x < batch.CalibrationBins-0.5 {
+			edge++
+		}
+	}
+	return cal, edge
 }

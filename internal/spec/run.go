@@ -571,6 +571,10 @@ func runShards(t *testing.T, ctx context.Context, dev device.Device, c Case, typ
 			part[i].Merge(ps[i])
 		}
 	}
+	l0, _ := shard(0, batch.Sum)
+	cal, err := l0.Calibration(part, p.Targets)
+	require.NoError(t, err)
+	CheckCalibration(t, cal, p.Ref, p.Targets, c.Opts.Ignore, tol)
 	for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
 		l, _ := shard(0, red)
 		res, err := l.Finish(part, p.Targets)
@@ -630,4 +634,32 @@ func scramble(k int) []int {
 		}
 	}
 	return order
+}
+
+// CheckCalibration checks a device's calibration bins against the
+// reference's: the same rows without a confidence, and in each bin the
+// same rows and correct rows, their confidences' sum within tol relative
+// (a confidence is 1/Σ exp, computed to a few ulps); a row within 1e-5 of
+// a bin's edge may lie in the bin beside it, moving its row, its
+// confidence and its correct count there, and the ECE by at most 2/N per
+// such row.
+func CheckCalibration(t *testing.T, got batch.Calibration, ref *Ref, targets []int32, ignore int64, tol float64) {
+	t.Helper()
+	want, edge := ref.Calibration(targets, ignore, 1e-5)
+	require.Equal(t, want.NaN, got.NaN, "rows without a confidence")
+	require.Equal(t, want.Binned(), got.Binned(), "rows binned")
+	if edge == 0 {
+		require.Equal(t, want.Rows, got.Rows, "rows in each bin")
+		require.Equal(t, want.Correct, got.Correct, "correct rows in each bin")
+		for k := range want.Conf {
+			require.InDelta(t, want.Conf[k], got.Conf[k], tol*max(1, want.Conf[k]), "bin %d's confidence", k)
+		}
+	}
+	n := float64(max(want.Binned(), 1))
+	e, g := want.ECE(), got.ECE()
+	if math.IsNaN(e) {
+		require.True(t, math.IsNaN(g), "ECE %v, want NaN", g)
+		return
+	}
+	require.InDelta(t, e, g, tol+2*float64(edge)/n, "ECE (%d rows at a bin's edge)", edge)
 }
