@@ -49,6 +49,7 @@ type goldenCase struct {
 	} `json:"options"`
 	Sum  *float64 `json:"sum"`  // null: NaN
 	Mean *float64 `json:"mean"` // null: NaN
+	ECE  *float64 `json:"ece"`  // null: NaN (nothing binned)
 }
 
 // readJSON reads a JSON file of the golden directory (Python's NaN is
@@ -144,8 +145,31 @@ func RunGolden(t *testing.T, dev device.Device, tol float64) {
 			require.NoError(t, err)
 			want := orNaN(gc.Mean)
 			require.True(t, CloseF(r.Loss, want, tol), "mean %v, torch %v", r.Loss, want)
+			checkGoldenECE(t, gc, dev, m, targets, ref, o, tol)
 		})
 	}
+}
+
+// checkGoldenECE checks the calibration of the partials of the whole
+// vocabulary (a Loss with a Shard of all of it) against torch's ECE, but
+// for rows at a bin's edge (the textbook's confidences .4, .6 and .8 are
+// 15ths), which may round into either bin, each moving the ECE by at most
+// 2/N.
+func checkGoldenECE(t *testing.T, gc goldenCase, dev device.Device, m batch.Matrix, targets []int32, ref *Ref, o Opts, tol float64) {
+	t.Helper()
+	whole, err := batch.New(dev, append(Case{Opts: o}.LossOptions(batch.Sum), batch.Shard(0, m.Cols))...)
+	require.NoError(t, err)
+	part := batch.NewPartials(m.Rows)
+	require.NoError(t, whole.Partials(context.Background(), part, m, targets))
+	cal, err := whole.Calibration(part, targets)
+	require.NoError(t, err)
+	want, edge := ref.Calibration(targets, o.Ignore, 1e-6)
+	e := orNaN(gc.ECE)
+	if math.IsNaN(e) {
+		require.True(t, math.IsNaN(cal.ECE()), "ECE %v, torch NaN", cal.ECE())
+		return
+	}
+	require.InDelta(t, e, cal.ECE(), tol+2*float64(edge)/float64(want.Binned()), "ECE (%d rows at a bin's edge), torch %v", edge, e)
 }
 
 // nanToNull turns Python's bare NaN into JSON null.

@@ -5,12 +5,39 @@ import torch
 import torch.nn.functional as F
 
 
-def loss_fn(z, t, o, reduction):
+def transform(z, o):
+    """The logits the loss sees: the soft cap, then the temperature."""
     if o.get("softcap", 0) > 0:
         c = o["softcap"]
         z = c * torch.tanh(z / c)
     if o.get("temperature", 1) != 1:  # after the cap: softmax(cap(z)/tau), the gradient z's
         z = z / o["temperature"]
+    return z
+
+
+def ece(z, t, o, bins=15):
+    """The expected calibration error over equal-width bins of the confidence
+    max softmax(z) of the counted rows (Guo et al. 2017): sum over bins of
+    |sum of confidences - correct rows| / rows binned; rows whose confidence
+    is NaN are in no bin; NaN when none is binned."""
+    z = transform(z.detach(), o)
+    mask = t != o.get("ignore_index", -100)
+    p = torch.softmax(z[mask], dim=1)
+    conf, arg = p.max(dim=1)
+    ok = ~torch.isnan(conf)
+    conf, correct = conf[ok], (arg == t[mask])[ok]
+    if conf.numel() == 0:
+        return float("nan")
+    k = torch.clamp((conf * bins).floor().long(), 0, bins - 1)
+    e = 0.0
+    for b in range(bins):
+        sel = k == b
+        e += abs(float(conf[sel].sum()) - float(correct[sel].sum()))
+    return e / conf.numel()
+
+
+def loss_fn(z, t, o, reduction):
+    z = transform(z, o)
     w = torch.tensor(o["weights"], dtype=torch.float64) if o.get("weights") is not None else None
     ii = o.get("ignore_index", -100)
     l = F.cross_entropy(z, t, weight=w, ignore_index=ii, reduction="none",
