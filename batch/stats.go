@@ -59,10 +59,10 @@ const CalibrationBins = 15
 // their class or token weight. Calibrations of disjoint parts of an
 // evaluation merge exactly with Merge.
 type Calibration struct {
-	Rows    [CalibrationBins]int64   // counted rows in each bin
-	Conf    [CalibrationBins]float64 // their confidences' sum
-	Correct [CalibrationBins]int64   // how many of them are correct
-	NaN     int64                    // counted rows without a confidence (NaN or +Inf logits, only -Inf): in no bin
+	Rows    [CalibrationBins]int64   `json:"rows"`    // counted rows in each bin
+	Conf    [CalibrationBins]float64 `json:"conf"`    // their confidences' sum
+	Correct [CalibrationBins]int64   `json:"correct"` // how many of them are correct
+	NaN     int64                    `json:"nan"`     // counted rows without a confidence (NaN or +Inf logits, only -Inf): in no bin
 }
 
 // Add bins one counted row of confidence conf (NaN: counted in NaN).

@@ -77,7 +77,7 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	return Acc{Total: corpus.Total{Stats: r.Stats, Positions: r.Positions, Files: 1}, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
+	return Acc{Total: corpus.Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Files: 1}, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
 }
 
 // Teardown releases the evaluator and the device.
@@ -122,7 +122,7 @@ func (f *WriteFn) ProcessElement(a Acc) error {
 		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated", a.Total.Files, f.Files)
 	}
 	slices.Sort(a.Devices)
-	b, err := json.Marshal(corpus.ReportOf(a.Total.Stats, a.Total.Positions, strings.Join(a.Devices, "; ")))
+	b, err := json.Marshal(corpus.ReportOf(a.Total, strings.Join(a.Devices, "; ")))
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func single(t *testing.T, m corpus.Manifest, cfg corpus.Config) corpus.Report {
 		require.NoError(t, err)
 		require.NoError(t, total.Add(r))
 	}
-	return corpus.ReportOf(total.Stats, total.Positions, "")
+	return corpus.ReportOf(total, "")
 }
 
 // run builds the pipeline of the corpustest manifest, runs it with

@@ -116,10 +116,11 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if err := writePlot(outs[3], format, r.Positions); err != nil {
+	t := corpus.Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Files: 1}
+	if err := writePlot(outs[3], format, t); err != nil {
 		return err
 	}
-	return report(stdout, deviceName(d), r.Stats, r.Positions, cfg.IgnoreIndex, *asJSON)
+	return report(stdout, deviceName(d), t, cfg.IgnoreIndex, *asJSON)
 }
 
 // lineInputs returns the files a line reads (a checkpoint's index and
@@ -150,10 +151,11 @@ func deviceName(d device.Device) string {
 }
 
 // report prints the stats of an evaluation on the device named devName.
-func report(stdout io.Writer, devName string, st batch.Stats, pos *corpus.Positions, ignore int, asJSON bool) error {
+func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON bool) error {
 	if asJSON {
-		return json.NewEncoder(stdout).Encode(corpus.ReportOf(st, pos, devName))
+		return json.NewEncoder(stdout).Encode(corpus.ReportOf(t, devName))
 	}
+	st, pos := t.Stats, t.Positions
 	fmt.Fprintf(stdout, "loss        %.6f nats (mean over %d tokens)\n", st.Mean(), st.Counted)
 	fmt.Fprintf(stdout, "perplexity  %.4f\n", st.Perplexity())
 	fmt.Fprintf(stdout, "accuracy    %.4f (top-1)\n", st.Accuracy())
@@ -163,6 +165,9 @@ func report(stdout io.Writer, devName string, st batch.Stats, pos *corpus.Positi
 	if pos != nil {
 		m := pos.Means()
 		fmt.Fprintf(stdout, "by position %d positions: %.4f at 0, %.4f at %d (--json or --plot: each)\n", len(m), m[0], m[len(m)-1], len(m)-1)
+	}
+	if c := t.Calibration; c != nil {
+		fmt.Fprintf(stdout, "ECE         %.4f (%d bins of the confidence, %d rows; --json or --plot: each)\n", c.ECE(), batch.CalibrationBins, c.Binned())
 	}
 	fmt.Fprintf(stdout, "device      %s\n", devName)
 	return nil

@@ -57,14 +57,20 @@ func BenchmarkEval(b *testing.B) {
 			f.Close()
 		}
 	})
-	b.Run("eval", func(b *testing.B) {
-		b.SetBytes(size)
-		for b.Loop() {
-			if err := eval(context.Background(), []string{"--logits", logits, "--targets", targets, "--device", "cpu", "--json"}, io.Discard, io.Discard); err != nil {
-				b.Fatal(err)
+	for _, c := range []struct{ name, flag string }{{"eval", ""}, {"eval/calibration", "--calibration"}, {"eval/temperature", "--temperature=0.7"}} {
+		b.Run(c.name, func(b *testing.B) { // the flags' cost: beside eval in one run
+			b.SetBytes(size)
+			args := []string{"--logits", logits, "--targets", targets, "--device", "cpu", "--json"}
+			if c.flag != "" {
+				args = append(args, c.flag)
 			}
-		}
-	})
+			for b.Loop() {
+				if err := eval(context.Background(), args, io.Discard, io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	b.Run("kernel", func(b *testing.B) {
 		b.SetBytes(size)
 		lf, err := npyfile.Open(logits)

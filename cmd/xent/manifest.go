@@ -106,12 +106,11 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 		}
 	}
 	bar.finish()
-	p := corpus.Partial{Format: corpus.Format, Manifest: m.SHA256, Lines: len(m.Lines), Shard: shard, Shards: shards,
-		Files: total.Files, Flags: cfg.Flags(a.weight), Stats: corpus.StatsOf(total.Stats), Positions: total.Positions, Device: deviceName(d)}
+	p := corpus.PartialOf(total, m.SHA256, len(m.Lines), shard, shards, cfg.Flags(a.weight), deviceName(d))
 	if err := writePartial(outs[0], p); err != nil {
 		return err
 	}
-	if err := writePlot(outs[1], format, total.Positions); err != nil {
+	if err := writePlot(outs[1], format, total); err != nil {
 		return err
 	}
 	for _, o := range outs[2:] {
@@ -119,7 +118,7 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 			return err
 		}
 	}
-	return report(stdout, p.Device, total.Stats, total.Positions, a.cfg.IgnoreIndex, a.asJSON)
+	return report(stdout, p.Device, total, a.cfg.IgnoreIndex, a.asJSON)
 }
 
 // writePartial writes p as indented JSON to o (nothing when o is nil).
@@ -178,5 +177,5 @@ func merge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ignore := batch.DefaultIgnoreIndex
 	fmt.Sscan(p.Flags["ignore_index"], &ignore)
-	return report(stdout, p.Device, p.Stats.Batch(), p.Positions, ignore, *asJSON)
+	return report(stdout, p.Device, p.Total(), ignore, *asJSON)
 }

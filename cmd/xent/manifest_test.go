@@ -96,7 +96,7 @@ func TestEvalManifest(t *testing.T) {
 	}
 	code, _, errOut := runCmd("eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--plot", plotFile)
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "--plot draws the loss by position: give --seq-len T")
+	require.Contains(t, errOut, "--plot draws the loss by position or the reliability diagram: give --seq-len T or --calibration")
 	// One file: 41 rows at positions 0..40 mod 64, the rest null.
 	one41 := evalJSON(t, "eval", "--hidden", filepath.Join(dir, "h7.npy"), "--weight", weight, "--targets", filepath.Join(dir, "t7.npy"),
 		"--token-weights", filepath.Join(dir, "w7.npy"), "--device", "cpu", "--json", "--seq-len", "64")
@@ -229,4 +229,78 @@ func TestEvalManifestHostile(t *testing.T) {
 	}
 	code, _, _ = runCmd("merge")
 	require.Equal(t, 2, code)
+}
+
+// TestEvalCalibration: --calibration adds the ECE and its 15 bins to
+// --json (absent without), as the float64 reference gives them, in one
+// run and in shards merged, for logits and hidden states; against torch's
+// ECE for a golden case; and --plot draws the reliability diagram, below
+// the loss by position with --seq-len.
+func TestEvalCalibration(t *testing.T) {
+	dir := t.TempDir()
+	m, weight, want := corpustest.Write(t, dir, seed.New(t))
+	base := []string{"eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json"}
+	require.NotContains(t, evalJSON(t, base...), "ece", "no calibration unless asked for")
+	one := evalJSON(t, append(base, "--calibration")...)
+	slack := 1e-5 + 2*float64(want.Edge+want.Ambiguous)/float64(want.Cal.Binned())
+	require.InDelta(t, want.Cal.ECE(), one["ece"].(float64), slack, "ECE (%d rows at a bin's edge, %d ambiguous)", want.Edge, want.Ambiguous)
+	bins := one["calibration"].([]any)
+	require.Len(t, bins, batch.CalibrationBins)
+	var rows float64
+	for k, b := range bins {
+		b := b.(map[string]any)
+		rows += b["rows"].(float64)
+		require.InDelta(t, float64(k)/15, b["lo"].(float64), 1e-15)
+		if want.Edge == 0 {
+			require.EqualValues(t, want.Cal.Rows[k], b["rows"], "bin %d", k)
+		}
+	}
+	require.EqualValues(t, want.Cal.Binned(), rows)
+	var parts []string
+	for i := range 3 {
+		p := filepath.Join(dir, fmt.Sprintf("C_%d.json", i))
+		evalJSON(t, append(base, "--calibration", "--shard", fmt.Sprintf("%d/3", i), "--stats-out", p)...)
+		parts = append(parts, p)
+	}
+	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+	require.InDelta(t, one["ece"].(float64), merged["ece"].(float64), 1e-12)
+	for k, b := range merged["calibration"].([]any) { // the same rows; the sums within rounding (added in another order)
+		b, o := b.(map[string]any), bins[k].(map[string]any)
+		require.Equal(t, o["rows"], b["rows"], "bin %d", k)
+		require.Equal(t, o["accuracy"], b["accuracy"], "bin %d", k)
+		if o["confidence"] != nil {
+			require.InEpsilon(t, o["confidence"], b["confidence"], 1e-12, "bin %d", k)
+		}
+	}
+	// A partial without the calibration does not merge with those with.
+	plain := filepath.Join(dir, "plain_1.json")
+	evalJSON(t, append(base, "--shard", "1/3", "--stats-out", plain)...)
+	code, _, errOut := runCmd("merge", parts[0], plain, parts[2])
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "the calibration in one partial and not in")
+
+	// torch's ECE (testdata/golden/gen.py) of a golden case, through the
+	// fused linear too.
+	var doc struct {
+		Cases []struct {
+			Name string
+			ECE  float64
+		}
+	}
+	b, err := os.ReadFile(golden("cases.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(string(b), "NaN", "null")), &doc))
+	require.Equal(t, "plain", doc.Cases[0].Name)
+	lin := evalJSON(t, "eval", "--hidden", golden("plain_h.npy"), "--weight", golden("plain_w.npy"), "--bias", golden("plain_b.npy"),
+		"--targets", golden("plain_targets.npy"), "--device", "cpu", "--calibration", "--json")
+	require.InDelta(t, doc.Cases[0].ECE, lin["ece"].(float64), 1e-5)
+
+	plotFile := filepath.Join(dir, "cal.svg")
+	code, out, errOut := runCmd("eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--calibration", "--seq-len", "5", "--plot", plotFile)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "ECE ")
+	svg, err := os.ReadFile(plotFile)
+	require.NoError(t, err)
+	require.Contains(t, string(svg), "reliability")
+	require.Contains(t, string(svg), "mean loss by position")
 }

@@ -9,56 +9,140 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
+	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/internal/corpus"
 )
 
-// plotNeeds refuses --plot without what it draws: the loss by position,
-// which needs --seq-len.
+// plotNeeds refuses --plot without what it draws: the loss by position
+// (--seq-len) or the reliability diagram (--calibration).
 func plotNeeds(path string, cfg corpus.Config) error {
-	if path != "" && cfg.SeqLen == 0 {
-		return errors.New("--plot draws the loss by position: give --seq-len T")
+	if path != "" && cfg.SeqLen == 0 && !cfg.Calibration {
+		return errors.New("--plot draws the loss by position or the reliability diagram: give --seq-len T or --calibration")
 	}
 	return nil
 }
 
-// writePlot draws the mean loss at each position (positions where nothing
-// counts left out) into o in format (nothing when o is nil).
-func writePlot(o *output, format string, pos *corpus.Positions) error {
+// writePlot draws into o in format (nothing when o is nil) the mean loss
+// at each position (positions where nothing counts left out) and the
+// reliability diagram, those t has, one above the other.
+func writePlot(o *output, format string, t corpus.Total) error {
 	if o == nil {
 		return nil
 	}
+	var ps []*plot.Plot
+	if t.Positions != nil {
+		var pts plotter.XYs
+		for t, m := range t.Positions.Means() {
+			if !math.IsNaN(m) && !math.IsInf(m, 0) {
+				pts = append(pts, plotter.XY{X: float64(t), Y: m})
+			}
+		}
+		if len(pts) == 0 {
+			o.discard()
+			return fmt.Errorf("%s %s: no position counts: nothing to plot", o.flag, o.path)
+		}
+		p, err := curve("xent: mean loss by position", "position t (row mod sequence length)", "loss (nats)", pts)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, p)
+	}
+	if c := t.Calibration; c != nil {
+		p, err := reliability(c)
+		if err != nil {
+			o.discard()
+			return fmt.Errorf("%s %s: %w", o.flag, o.path, err)
+		}
+		ps = append(ps, p)
+	}
+	return writePlots(o, format, 8*vg.Inch, ps...)
+}
+
+// reliability returns the reliability diagram of c: each bin's accuracy
+// against its mean confidence (bins without rows left out), beside the
+// diagonal of a calibrated model, titled with the ECE.
+func reliability(c *batch.Calibration) (*plot.Plot, error) {
 	var pts plotter.XYs
-	for t, m := range pos.Means() {
-		if !math.IsNaN(m) && !math.IsInf(m, 0) {
-			pts = append(pts, plotter.XY{X: float64(t), Y: m})
+	for _, b := range corpus.Bins(c) {
+		if b.Rows > 0 {
+			pts = append(pts, plotter.XY{X: *b.Confidence, Y: *b.Accuracy})
 		}
 	}
 	if len(pts) == 0 {
-		o.discard()
-		return fmt.Errorf("%s %s: no position counts: nothing to plot", o.flag, o.path)
+		return nil, errors.New("no row has a confidence: no reliability diagram to draw")
 	}
-	return writeCurve(o, format, "xent: mean loss by position", "position t (row mod sequence length)", "loss (nats)", pts, 8*vg.Inch)
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("xent: reliability (%d bins, ECE %.4f over %d rows)", batch.CalibrationBins, c.ECE(), c.Binned())
+	p.X.Label.Text = "confidence (mean max p of the bin)"
+	p.Y.Label.Text = "accuracy (argmax = target)"
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
+	diag, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}, {X: 1, Y: 1}})
+	if err != nil {
+		return nil, err
+	}
+	diag.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
+	line, points, err := plotter.NewLinePoints(pts)
+	if err != nil {
+		return nil, err
+	}
+	p.Add(diag, line, points)
+	p.Legend.Add("calibrated", diag)
+	p.Legend.Add("bins", line, points)
+	p.Legend.Top, p.Legend.Left = true, true
+	return p, nil
 }
 
-// writeCurve draws one curve, pts, with its title and axis labels, width ×
-// 4 inches, into o in format (a gonum/plot format: "svg", "png", ...).
-func writeCurve(o *output, format, title, x, y string, pts plotter.XYs, width vg.Length) error {
+// curve returns a plot of one curve, pts, with its title and axis labels.
+func curve(title, x, y string, pts plotter.XYs) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = x
 	p.Y.Label.Text = y
 	line, err := plotter.NewLine(pts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.Add(line)
+	return p, nil
+}
+
+// writeCurve draws one curve, pts, with its title and axis labels, width ×
+// 4 inches, into o in format (a gonum/plot format: "svg", "png", ...).
+func writeCurve(o *output, format, title, x, y string, pts plotter.XYs, width vg.Length) error {
+	p, err := curve(title, x, y, pts)
+	if err != nil {
+		return err
+	}
+	return writePlots(o, format, width, p)
+}
+
+// writePlots draws ps one above the other, each width × 4 inches, into o
+// in format.
+func writePlots(o *output, format string, width vg.Length, ps ...*plot.Plot) error {
 	return o.write(func(w io.Writer) error {
-		wt, err := p.WriterTo(width, 4*vg.Inch, format)
+		if len(ps) == 1 {
+			wt, err := ps[0].WriterTo(width, 4*vg.Inch, format)
+			if err != nil {
+				return err
+			}
+			_, err = wt.WriteTo(w)
+			return err
+		}
+		c, err := draw.NewFormattedCanvas(width, vg.Length(len(ps))*4*vg.Inch, format)
 		if err != nil {
 			return err
 		}
-		_, err = wt.WriteTo(w)
+		rows := make([][]*plot.Plot, len(ps))
+		for i, p := range ps {
+			rows[i] = []*plot.Plot{p}
+		}
+		cs := plot.Align(rows, draw.Tiles{Rows: len(ps), Cols: 1, PadY: vg.Points(12)}, draw.New(c))
+		for i, p := range ps {
+			p.Draw(cs[i][0])
+		}
+		_, err = c.WriteTo(w)
 		return err
 	})
 }

@@ -27,6 +27,7 @@ type Config struct {
 	Budget       int       // the fused linear's logit budget in bytes (0: the default)
 	KeepRows     bool      // Result.Rows: the per-row losses
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
+	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
 	GradH, GradW bool      // Result.GradH, GradW for a hidden-states line: dL/dH, dL/dW of the mean loss
 }
 
@@ -45,9 +46,10 @@ func (c Config) keep() bool { return c.KeepRows || c.SeqLen > 0 }
 // Result is one line's evaluation.
 type Result struct {
 	Stats        batch.Stats
-	Rows         []float32    // per-row losses (Config.KeepRows)
-	Positions    *Positions   // the loss by position (Config.SeqLen)
-	GradH, GradW batch.Matrix // Config.GradH, GradW: hidden-states lines only
+	Rows         []float32          // per-row losses (Config.KeepRows)
+	Positions    *Positions         // the loss by position (Config.SeqLen)
+	Calibration  *batch.Calibration // Config.Calibration
+	GradH, GradW batch.Matrix       // Config.GradH, GradW: hidden-states lines only
 }
 
 // An Evaluator checks and evaluates lines with one configuration. A
@@ -275,6 +277,9 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	if tw != nil {
 		opts = append(opts, batch.TokenWeights(tw))
 	}
+	if e.cfg.Calibration { // through the partials of the whole vocabulary (a shard of all of it)
+		opts = append(opts, batch.Shard(0, v))
+	}
 	ce, err := batch.NewLinear(dev, opts...)
 	if err != nil {
 		return Result{}, err
@@ -282,22 +287,41 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	hm, wm := matrixOf(h), matrixOf(w)
 	var res batch.Result
 	var g batch.LinearGrads
-	if e.cfg.GradH || e.cfg.GradW {
-		if e.cfg.GradH {
-			g.H = batch.NewGrad(make([]float32, n*d), n, d)
+	grads := e.cfg.GradH || e.cfg.GradW
+	if e.cfg.GradH {
+		g.H = batch.NewGrad(make([]float32, n*d), n, d)
+	}
+	if e.cfg.GradW {
+		g.W = batch.NewGrad(make([]float32, v*d), v, d)
+	}
+	var cal *batch.Calibration
+	switch {
+	case e.cfg.Calibration:
+		part := batch.NewPartials(n)
+		if err := ce.Partials(ctx, part, hm, wm, b, tg); err != nil {
+			return Result{}, err
 		}
-		if e.cfg.GradW {
-			g.W = batch.NewGrad(make([]float32, v*d), v, d)
+		if res, err = ce.Finish(part, tg); err != nil {
+			return Result{}, err
 		}
+		c, cerr := ce.Calibration(part, tg)
+		if cerr != nil {
+			return Result{}, cerr
+		}
+		cal = &c
+		if grads {
+			err = ce.Backward(ctx, g, hm, wm, b, tg, part, batch.One)
+		}
+	case grads:
 		res, err = ce.ForwardBackward(ctx, g, hm, wm, b, tg, batch.One)
-	} else {
+	default:
 		res, err = ce.Forward(ctx, hm, wm, b, tg)
 	}
 	if err != nil {
 		return Result{}, err
 	}
 	e.progress(n)
-	return e.positions(Result{Stats: res.Stats, Rows: res.Losses, GradH: g.H.Matrix(), GradW: g.W.Matrix()}, tg, tw), nil
+	return e.positions(Result{Stats: res.Stats, Rows: res.Losses, Calibration: cal, GradH: g.H.Matrix(), GradW: g.W.Matrix()}, tg, tw), nil
 }
 
 // matrixOf returns the batch matrix of t, in its type.
@@ -355,6 +379,9 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	if e.cfg.keep() {
 		opts = append(opts, batch.KeepRows())
 	}
+	if e.cfg.Calibration { // through the partials of the whole vocabulary (a shard of all of it)
+		opts = append(opts, batch.Shard(0, cols))
+	}
 	ce, err := batch.New(dev, opts...)
 	if err != nil {
 		return Result{}, err
@@ -362,6 +389,9 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	var r Result
 	if e.cfg.keep() {
 		r.Rows = make([]float32, 0, rows)
+	}
+	if e.cfg.Calibration {
+		r.Calibration = new(batch.Calibration)
 	}
 	step := max(1, ChunkBytes/4/max(cols, 1))
 	// compute adds rows [lo, hi) of x (its rows) to r.
@@ -373,8 +403,22 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 				return err
 			}
 		}
-		res, err := ce.Forward(ctx, x, tg[lo:hi])
-		if err != nil {
+		var res batch.Result
+		var err error
+		if r.Calibration != nil {
+			part := batch.NewPartials(hi - lo)
+			if err := ce.Partials(ctx, part, x, tg[lo:hi]); err != nil {
+				return err
+			}
+			if res, err = ce.Finish(part, tg[lo:hi]); err != nil {
+				return err
+			}
+			cal, err := ce.Calibration(part, tg[lo:hi])
+			if err != nil {
+				return err
+			}
+			r.Calibration.Merge(cal)
+		} else if res, err = ce.Forward(ctx, x, tg[lo:hi]); err != nil {
 			return err
 		}
 		r.Stats.Merge(res.Stats)
@@ -483,14 +527,15 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32) Result {
 // loss by position (with Config.SeqLen), and how many they are. Totals of
 // disjoint lines merge (Merge) in any order.
 type Total struct {
-	Stats     batch.Stats
-	Positions *Positions // nil without a sequence length
-	Files     int
+	Stats       batch.Stats
+	Positions   *Positions         // nil without a sequence length
+	Calibration *batch.Calibration // nil without Config.Calibration
+	Files       int
 }
 
 // Add adds one line's result.
 func (t *Total) Add(r Result) error {
-	return t.Merge(Total{Stats: r.Stats, Positions: r.Positions, Files: 1})
+	return t.Merge(Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Files: 1})
 }
 
 // Merge adds o, a total of other lines of the same evaluation (o's sums
@@ -498,6 +543,15 @@ func (t *Total) Add(r Result) error {
 func (t *Total) Merge(o Total) error {
 	if (t.Positions == nil) != (o.Positions == nil) && t.Files > 0 && o.Files > 0 {
 		return fmt.Errorf("a total with the loss by position merged with one without")
+	}
+	if (t.Calibration == nil) != (o.Calibration == nil) && t.Files > 0 && o.Files > 0 {
+		return fmt.Errorf("a total with the calibration merged with one without")
+	}
+	if o.Calibration != nil {
+		if t.Calibration == nil {
+			t.Calibration = new(batch.Calibration)
+		}
+		t.Calibration.Merge(*o.Calibration)
 	}
 	if t.Positions == nil && o.Positions != nil {
 		t.Positions = NewPositions(len(o.Positions.Sum))

@@ -34,7 +34,21 @@ type Partial struct {
 	Stats    Stats             `json:"stats"`
 	// Positions is the loss by position, with --seq-len.
 	Positions *Positions `json:"by_position,omitempty"`
-	Device    string     `json:"device"`
+	// Calibration is the calibration bins' sums, with --calibration.
+	Calibration *batch.Calibration `json:"calibration,omitempty"`
+	Device      string             `json:"device"`
+}
+
+// PartialOf returns the statistics of t, lines of a manifest of lines
+// lines whose SHA-256 is sha, as shard of shards, with flags, on device.
+func PartialOf(t Total, sha string, lines, shard, shards int, flags map[string]string, device string) Partial {
+	return Partial{Format: Format, Manifest: sha, Lines: lines, Shard: shard, Shards: shards, Files: t.Files, Flags: flags,
+		Stats: StatsOf(t.Stats), Positions: t.Positions, Calibration: t.Calibration, Device: device}
+}
+
+// Total returns p's statistics as a Total.
+func (p Partial) Total() Total {
+	return Total{Stats: p.Stats.Batch(), Positions: p.Positions, Calibration: p.Calibration, Files: p.Files}
 }
 
 // Positions is the loss by position t = row mod T of an evaluation with a
@@ -189,6 +203,9 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	if first.Positions != nil {
 		out.Positions = NewPositions(len(first.Positions.Sum))
 	}
+	if first.Calibration != nil {
+		out.Calibration = new(batch.Calibration)
+	}
 	for _, k := range order {
 		st.Merge(ps[k].Stats.Batch())
 		if (ps[k].Positions == nil) != (out.Positions == nil) {
@@ -198,6 +215,12 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 			if err := out.Positions.Merge(ps[k].Positions); err != nil {
 				return Partial{}, fmt.Errorf("%s: %w", names[k], err)
 			}
+		}
+		if (ps[k].Calibration == nil) != (out.Calibration == nil) {
+			return Partial{}, fmt.Errorf("%s: the calibration in one partial and not in %s", names[k], names[0])
+		}
+		if out.Calibration != nil {
+			out.Calibration.Merge(*ps[k].Calibration)
 		}
 		out.Files += ps[k].Files
 		if !slices.Contains(devices, ps[k].Device) {

@@ -1,6 +1,7 @@
 package corpus
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -23,14 +24,57 @@ type Report struct {
 	// ByPosition is the mean loss at each position t = row mod T
 	// (--seq-len T; null where nothing counts), absent without.
 	ByPosition []*float64 `json:"by_position,omitempty"`
-	Device     string     `json:"device"`
+	// ECE is the expected calibration error (--calibration; null when no
+	// row is binned), absent without; Calibration its 15 bins.
+	ECE         *Nullable `json:"ece,omitempty"`
+	Calibration []CalBin  `json:"calibration,omitempty"`
+	Device      string    `json:"device"`
 }
 
-// ReportOf returns the report of st and of the loss by position p (nil
-// for none), computed on device.
-func ReportOf(st batch.Stats, p *Positions, device string) Report {
+// Nullable is a number that JSON writes as null when it is NaN or
+// infinite: a key present with no value.
+type Nullable float64
+
+// MarshalJSON writes v, or null.
+func (v Nullable) MarshalJSON() ([]byte, error) {
+	if p := num(float64(v)); p != nil {
+		return json.Marshal(*p)
+	}
+	return []byte("null"), nil
+}
+
+// A CalBin is one bin of the reliability diagram: the confidences in
+// [Lo, Hi), the rows there, their mean confidence and accuracy (null for
+// an empty bin).
+type CalBin struct {
+	Lo         float64  `json:"lo"`
+	Hi         float64  `json:"hi"`
+	Rows       int64    `json:"rows"`
+	Confidence *float64 `json:"confidence"`
+	Accuracy   *float64 `json:"accuracy"`
+}
+
+// Bins returns the bins of c.
+func Bins(c *batch.Calibration) []CalBin {
+	bs := make([]CalBin, batch.CalibrationBins)
+	for k := range bs {
+		n := float64(c.Rows[k])
+		bs[k] = CalBin{Lo: float64(k) / batch.CalibrationBins, Hi: float64(k+1) / batch.CalibrationBins, Rows: c.Rows[k],
+			Confidence: num(c.Conf[k] / n), Accuracy: num(float64(c.Correct[k]) / n)}
+	}
+	return bs
+}
+
+// ReportOf returns the report of t (its loss by position and calibration
+// when it has them), computed on device.
+func ReportOf(t Total, device string) Report {
+	st, p := t.Stats, t.Positions
 	r := Report{Loss: num(st.Mean()), Sum: num(st.Sum), Tokens: st.Counted, Ignored: st.Ignored(),
 		Perplexity: num(st.Perplexity()), Accuracy: num(st.Accuracy()), ZLoss: num(st.ZLoss), Device: device}
+	if c := t.Calibration; c != nil {
+		e := Nullable(c.ECE())
+		r.ECE, r.Calibration = &e, Bins(c)
+	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))
 		for t, m := range p.Means() {
@@ -49,7 +93,7 @@ func num(v float64) *float64 {
 }
 
 // LossFlags defines on fs the flags every line shares (--ignore-index,
-// --label-smoothing, --z-loss, --softcap, --temperature, --weights, --budget, --seq-len) and returns the function that makes their Config once fs is
+// --label-smoothing, --z-loss, --softcap, --temperature, --weights, --budget, --seq-len, --calibration) and returns the function that makes their Config once fs is
 // parsed, reading the class weights.
 func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float32 or float64, one per class (optional)")
@@ -59,9 +103,10 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
 	temp := fs.Float64("temperature", 1, "temperature τ > 0: the loss, accuracy and gradient of softmax(z/τ), after the soft cap; 1: none")
 	seqLen := fs.Int("seq-len", 0, "the sequence length `T`: report the mean loss at each position t = row mod T of each file (0: none)")
+	calibration := fs.Bool("calibration", false, "report the expected calibration error and its 15 bins of the confidence max p (Guo et al. 2017); with --plot, the reliability diagram")
 	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	return func() (Config, error) {
-		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Temperature: *temp, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen}
+		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Temperature: *temp, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen, Calibration: *calibration}
 		if *weights != "" {
 			w, err := npyfile.Read(*weights, (*npyfile.File).Vector)
 			if err != nil {

@@ -34,7 +34,13 @@ type Want struct {
 	Correct    int64
 	Ambiguous  int64 // counted rows whose two largest logits are within 1e-4: float32 may pick either
 	Sum, Denom float64
-	rows       []row // every counted row, in manifest order
+	// Cal is the calibration of the counted rows in float64, and Edge
+	// how many of them lie within 1e-6 of a bin's edge, where float32
+	// may round them into the bin beside (as the Ambiguous rows' argmax
+	// may differ, each moving the ECE by at most 2/Counted).
+	Cal  batch.Calibration
+	Edge int64
+	rows []row // every counted row, in manifest order
 }
 
 // row is one counted row's place in its file, loss and share of the
@@ -167,6 +173,10 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 		want.rows = append(want.rows, row{i, w * loss, w})
 		if arg == int(t) {
 			want.Correct++
+		}
+		want.Cal.Add(1/s, arg == int(t))
+		if x := batch.CalibrationBins / s; math.Abs(x-math.Round(x)) < 1e-6*batch.CalibrationBins {
+			want.Edge++
 		}
 	}
 	logitsLine := func(z [][]float64, tg []int64, tw []float32) {
