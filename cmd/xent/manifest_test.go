@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -294,6 +295,18 @@ func TestEvalCalibration(t *testing.T) {
 	lin := evalJSON(t, "eval", "--hidden", golden("plain_h.npy"), "--weight", golden("plain_w.npy"), "--bias", golden("plain_b.npy"),
 		"--targets", golden("plain_targets.npy"), "--device", "cpu", "--calibration", "--json")
 	require.InDelta(t, doc.Cases[0].ECE, lin["ece"].(float64), 1e-5)
+	// dL/dH through the partials (Backward) as through ForwardBackward.
+	var dhs [][]float32
+	for _, cal := range []string{"--calibration=false", "--calibration"} {
+		dh := filepath.Join(dir, "dh"+cal+".npy")
+		evalJSON(t, "eval", "--hidden", golden("plain_h.npy"), "--weight", golden("plain_w.npy"), "--bias", golden("plain_b.npy"),
+			"--targets", golden("plain_targets.npy"), "--device", "cpu", cal, "--grad-hidden", dh, "--json")
+		dhs = append(dhs, readNpy[float32](t, dh))
+	}
+	require.Len(t, dhs[1], len(dhs[0]))
+	for k := range dhs[0] {
+		require.InDelta(t, dhs[0][k], dhs[1][k], 1e-6*max(1, math.Abs(float64(dhs[0][k]))), "dH[%d]", k)
+	}
 
 	plotFile := filepath.Join(dir, "cal.svg")
 	code, out, errOut := runCmd("eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--calibration", "--seq-len", "5", "--plot", plotFile)
