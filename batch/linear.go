@@ -249,6 +249,36 @@ func (l *Linear) Finish(part []Partial, targets []int32) (Result, error) {
 	return l.loss.Finish(part, targets)
 }
 
+// Ranks sets dst[i] to row i's Rank over w's classes (the Linear's
+// Shard) given part[i], its partial merged over the whole vocabulary, as
+// Loss.Ranks does for logits: a pass of its own, the products made again
+// tile by tile (device.LinearRanksOf: the CPU's on a device without
+// one).
+func (l *Linear) Ranks(ctx context.Context, dst []Rank, h, w Matrix, bias []float32, targets []int32, part []Partial) error {
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return err
+	}
+	if len(dst) != h.Rows || len(part) != h.Rows {
+		return errorf(ErrBuffer, "expected %d ranks and partials to match %d rows, got %d and %d", h.Rows, h.Rows, len(dst), len(part))
+	}
+	for i, t := range p.targets {
+		if t >= 0 {
+			dst[i] = Rank{}
+		}
+	}
+	if h.Rows == 0 {
+		return nil
+	}
+	return device.LinearRanksOf(l.loss.dev).LinearRanks(ctx, dst, lin, p.targets, part, &p.prob)
+}
+
+// RankStats returns the RankStats of rows whose partials and ranks over
+// the whole vocabulary are part and ranks, as Loss.RankStats.
+func (l *Linear) RankStats(ks []int, part []Partial, ranks []Rank, targets []int32) (RankStats, error) {
+	return l.loss.RankStats(ks, part, ranks, targets)
+}
+
 // Calibration returns the Calibration of rows whose partials over the
 // whole vocabulary are part, as Loss.Calibration.
 func (l *Linear) Calibration(part []Partial, targets []int32) (Calibration, error) {

@@ -43,6 +43,11 @@ func NewHalfMatrix(bits []uint16, t DType, rows, cols int) Matrix {
 // Loss.Partials): partials of disjoint shards merge with Merge.
 type Partial = ce.Partial
 
+// Rank is what a shard of the vocabulary gives for one row's rank and
+// entropy, given its merged Partial (see ce.Rank): Loss.Ranks, merged
+// with Rank.Merge, summed up by Loss.RankStats.
+type Rank = ce.Rank
+
 // Loss is a configured cross-entropy on one device. It is immutable and
 // safe for concurrent use.
 type Loss struct {

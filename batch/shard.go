@@ -2,8 +2,10 @@ package batch
 
 import (
 	"context"
+	"math"
 
 	"github.com/xentlab/xent/ce"
+	"github.com/xentlab/xent/device"
 )
 
 // Partials sets dst[i] to the partial of row i of x, whose columns are the
@@ -62,6 +64,62 @@ func (l *Loss) Finish(part []Partial, targets []int32) (Result, error) {
 		}
 		return nil
 	})
+}
+
+// Ranks sets dst[i] to row i's Rank over x's columns (the Loss's Shard,
+// the whole vocabulary without one) given part[i], the row's partial
+// merged over the whole vocabulary (Partials, merged): how many logits
+// are strictly greater than the target's, and the sum behind the
+// entropy. Ignored rows' entries are left as they are. It is a pass of
+// its own over x, the device's (device.RanksOf: the CPU's for a host
+// matrix of a device without one). Ranks of the shards merge with
+// Rank.Merge; RankStats sums them up.
+func (l *Loss) Ranks(ctx context.Context, dst []Rank, x Matrix, targets []int32, part []Partial) error {
+	p, err := l.prepare(x, targets)
+	if err != nil {
+		return err
+	}
+	if len(dst) != p.x.Rows || len(part) != p.x.Rows {
+		return errorf(ErrBuffer, "expected %d ranks and partials to match %d rows, got %d and %d", p.x.Rows, p.x.Rows, len(dst), len(part))
+	}
+	if p.x.Rows == 0 {
+		return nil
+	}
+	return device.RanksOf(l.dev).Ranks(ctx, dst, p.x, p.targets, part, &p.prob)
+}
+
+// RankStats returns the RankStats (top-k accuracy for each k of ks, the
+// reciprocal rank, the entropy) of the counted rows whose partials and
+// ranks over the whole vocabulary (every shard's, merged) are part and
+// ranks. A row whose loss is NaN is never in a top k, its reciprocal
+// rank is 0 and its entropy NaN (so is the mean's).
+func (l *Loss) RankStats(ks []int, part []Partial, ranks []Rank, targets []int32) (RankStats, error) {
+	c := &l.cfg
+	if c.vocab == 0 {
+		return RankStats{}, errorf(ErrOption, "RankStats takes the partials of a Loss with a Shard (it needs the vocabulary's size)")
+	}
+	s, err := NewRankStats(ks)
+	if err != nil {
+		return RankStats{}, err
+	}
+	if len(ranks) != len(part) {
+		return RankStats{}, errorf(ErrBuffer, "expected %d ranks to match %d partials, got %d", len(part), len(part), len(ranks))
+	}
+	p, err := l.prepareTargets(len(part), c.vocab, targets)
+	if err != nil {
+		return RankStats{}, err
+	}
+	for i, t := range p.targets {
+		if t < 0 {
+			continue
+		}
+		if !part[i].HasT {
+			return RankStats{}, errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
+		}
+		loss, _, _ := p.prob.Finish(&part[i], int(t), c.vocab)
+		s.add(math.IsNaN(loss), ranks[i].Greater, ranks[i].Entropy(&part[i]))
+	}
+	return s, nil
 }
 
 // Calibration returns the Calibration of the counted rows whose partials

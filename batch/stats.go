@@ -1,6 +1,9 @@
 package batch
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Stats are the sums behind a reduced loss. Stats of disjoint parts of a
 // batch (micro-batches, shards, machines) merge exactly with Merge.
@@ -112,4 +115,85 @@ func (c *Calibration) Merge(o Calibration) {
 		c.Correct[k] += o.Correct[k]
 	}
 	c.NaN += o.NaN
+}
+
+// MaxTopK is the largest k of RankStats' top-k accuracies.
+const MaxTopK = 1 << 20
+
+// RankStats are the sums behind the rank metrics of counted rows: for
+// each k of K, how many rows' targets are among the top k (fewer than k
+// logits strictly greater than the target's: ties go the target's way),
+// the sum of the reciprocal ranks 1/(1 + greater) and of the softmax's
+// entropies -Σ p log p (nats). A row whose loss is NaN is never in a
+// top k and has a reciprocal rank of 0 and a NaN entropy. Rows count
+// alike, whatever their class or token weight. RankStats of disjoint
+// parts of an evaluation with the same K merge exactly with Merge.
+type RankStats struct {
+	K       []int   `json:"k"`
+	TopK    []int64 `json:"topk"`
+	RR      float64 `json:"rr"`
+	Entropy float64 `json:"entropy"`
+	Counted int64   `json:"counted"`
+}
+
+// NewRankStats returns empty RankStats for the k of ks (each in [1,
+// MaxTopK], ascending, none twice; none is allowed).
+func NewRankStats(ks []int) (RankStats, error) {
+	for i, k := range ks {
+		if k < 1 || k > MaxTopK || i > 0 && k <= ks[i-1] {
+			return RankStats{}, errorf(ErrOption, "top-k list %v: want ascending k in [1, %d], none twice", ks, MaxTopK)
+		}
+	}
+	return RankStats{K: append([]int(nil), ks...), TopK: make([]int64, len(ks))}, nil
+}
+
+// add counts one row: nan when its loss is NaN, greater the logits
+// strictly above its target's, h its entropy.
+func (s *RankStats) add(nan bool, greater int64, h float64) {
+	s.Counted++
+	if nan {
+		s.Entropy = math.NaN() // and stays NaN
+		return
+	}
+	for i, k := range s.K {
+		if greater < int64(k) {
+			s.TopK[i]++
+		}
+	}
+	s.RR += 1 / float64(1+greater)
+	s.Entropy += h
+}
+
+// TopKAccuracy returns the top-k accuracy for the i-th k of K: NaN when
+// nothing is counted.
+func (s RankStats) TopKAccuracy(i int) float64 { return ratio(float64(s.TopK[i]), s.Counted) }
+
+// MRR returns the mean reciprocal rank of the target: NaN when nothing
+// is counted.
+func (s RankStats) MRR() float64 { return ratio(s.RR, s.Counted) }
+
+// MeanEntropy returns the mean entropy of the softmax (nats): NaN when
+// nothing is counted.
+func (s RankStats) MeanEntropy() float64 { return ratio(s.Entropy, s.Counted) }
+
+func ratio(sum float64, n int64) float64 {
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
+}
+
+// Merge adds the sums of o, a disjoint part of the same evaluation (the
+// same K).
+func (s *RankStats) Merge(o RankStats) error {
+	if !slices.Equal(s.K, o.K) {
+		return errorf(ErrOption, "rank statistics of top-k %v merged with %v", s.K, o.K)
+	}
+	for i := range s.TopK {
+		s.TopK[i] += o.TopK[i]
+	}
+	s.RR += o.RR
+	s.Entropy += o.Entropy
+	s.Counted += o.Counted
+	return nil
 }

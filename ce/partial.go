@@ -27,6 +27,37 @@ type Partial struct {
 	HasT   bool    // whether the target is in the shard
 }
 
+// Rank is what one shard of the vocabulary knows of a row's rank and
+// entropy, given the row's Partial merged over the whole vocabulary (its
+// max m and target logit z_t, as the loss sees them: capped, divided by
+// the temperature): how many of the shard's logits are strictly greater
+// than z_t (NaN is not), and Σ_j exp(z_j - m)·(z_j - m) over its columns
+// (a -Inf logit adds 0; NaN or +Inf make it NaN). Ranks of disjoint
+// shards merge by adding (Merge). With s = 1 + Rest of the merged
+// partial, the target's rank is 1 + Greater and the softmax's entropy
+//
+//	H = -Σ_j p_j·log p_j = log s - Ent/s,  p_j = exp(z_j - m)/s.
+type Rank struct {
+	Greater int64
+	Ent     float64
+}
+
+// Merge adds o, the rank of a disjoint shard of the same row.
+func (r *Rank) Merge(o Rank) {
+	r.Greater += o.Greater
+	r.Ent += o.Ent
+}
+
+// Entropy returns the softmax's entropy of a row whose partial over the
+// whole vocabulary is part and rank r: NaN when the partial's sum is.
+func (r *Rank) Entropy(part *Partial) float64 {
+	ls := part.LogSum()
+	if math.IsNaN(ls) {
+		return math.NaN()
+	}
+	return ls - r.Ent/(1+part.Rest)
+}
+
 // EmptyPartial returns the partial of no column, the identity of Merge.
 func EmptyPartial() Partial {
 	ninf := float32(math.Inf(-1))

@@ -467,7 +467,7 @@ func (k *Impl) Partials(dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Pr
 			xr := matRow(x, i)
 			dst[i] = pl.scan(nil, xr, nil, after(x, i, hi), p)
 			if t := int(targets[i]) - p.Col0; t >= 0 && t < x.Cols {
-				dst[i].ZT, dst[i].HasT = capped(p, xr.at(t)), true
+				dst[i].ZT, dst[i].HasT = pl.capped(xr.at(t)), true
 			}
 		}
 	})
@@ -503,7 +503,7 @@ func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Parti
 			inShard := tl >= 0 && tl < x.Cols
 			var zt float32
 			if inShard {
-				zt = capped(p, xr.at(tl)) // read before gr (which may be xr) is written
+				zt = pl.capped(xr.at(tl)) // read before gr (which may be xr) is written
 			}
 			pl.gradPass(gr, xr, pt.Max, float32(a/(1+pt.Rest)), float32(b), w)
 			if inShard {
@@ -514,14 +514,20 @@ func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Parti
 }
 
 // capped returns the logit x as the kernels see it (ce.Problem.Transform):
-// c·tanh(x·inv) with a soft cap, x·inv otherwise (x itself without a
-// temperature, inv 1).
-func capped(p *ce.Problem, x float32) float32 {
-	c, inv := p.Transform()
-	if c > 0 {
-		return c * tanh32(x*inv)
+// c·tanh(x·inv) with a soft cap, x·inv otherwise (x itself without
+// either), by the same kernel as a chunk's (load), so that the target's
+// logit compares with the others' as they are: a tie stays a tie.
+func (pl *plan) capped(x float32) float32 {
+	if !pl.tr {
+		return x
 	}
-	return x * inv
+	v := [1]float32{x}
+	if pl.c > 0 {
+		pl.k.capTo(v[:], v[:], pl.c, pl.inv)
+	} else {
+		pl.k.scale(v[:], pl.inv)
+	}
+	return v[0]
 }
 
 // capGrad multiplies a gradient entry at transformed logit z by the soft
@@ -611,7 +617,7 @@ func (pl *plan) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.
 	}
 	var ms [MaxChunks]float32
 	part := pl.scan(gf, xr, &ms, next, p)
-	part.ZT = capped(p, zt)
+	part.ZT = pl.capped(zt)
 	loss, lse, correct := p.Finish(&part, t, x.Cols)
 	out.Set(i, loss, lse, correct)
 	if g == nil {
@@ -670,4 +676,80 @@ func parallel(rows, cols int, f func(lo, hi int)) {
 		wg.Go(func() { f(lo, hi) })
 	}
 	wg.Wait()
+}
+
+// Ranks sets dst[i] to the rank of row i of x (ce.Rank: the classes
+// [p.Col0, p.Col0+x.Cols) of the vocabulary) given part[i], the row's
+// partial merged over the whole vocabulary, for every row whose target is
+// not -1 (an ignored row's is left as it is): a pass of its own over the
+// row, as the loss sees it (p's transform), a chunk at a time: each
+// chunk's exps exp(z_j - r) from the chunk kernel and their Σ e_j·(z_j -
+// m) from the dot kernel, times exp(r - m); a chunk holding -Inf (whose
+// term 0·(-Inf) the dot makes NaN) is summed again term by term. A row
+// whose merged sum is NaN gets a NaN Ent and no count. Where the logits
+// are computed (a soft cap, a temperature), the partial may be another
+// device's, whose rounding of them differs by ulps: the target's own
+// column is never counted greater, and a logit above the merged max is
+// taken as it (its term is the max's, 0), so that a confident row's
+// entropy, about (m - z_j)·p_j, is not swamped by a max off by an ulp.
+func (k *Impl) Ranks(dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) {
+	parallel(x.Rows, x.Cols, func(lo, hi int) {
+		pl := newPlan(k, p, x.Cols, x.Type, ce.F32, false)
+		e := make([]float32, chunkLen(x.Cols))
+		for i := lo; i < hi; i++ {
+			if targets[i] < 0 {
+				continue
+			}
+			dst[i] = pl.rank(e, matRow(x, i), &part[i], int(targets[i])-p.Col0)
+		}
+	})
+}
+
+// rank is one row of Ranks, e a chunk's room, tl the target's column
+// (outside [0, x.len()) when another shard holds it): never counted
+// greater than itself.
+func (pl *plan) rank(e []float32, x vec, pt *ce.Partial, tl int) ce.Rank {
+	if math.IsNaN(pt.LogSum()) {
+		return ce.Rank{Ent: math.NaN()}
+	}
+	k := pl.k
+	m, zt := pt.Max, pt.ZT
+	var r ce.Rank
+	n := x.len()
+	cl := chunkLen(n)
+	for lo := 0; lo < n; lo += cl {
+		hi := min(lo+cl, n)
+		_, z := pl.load(x, lo, hi)
+		var g int64
+		for _, v := range z {
+			if v > zt {
+				g++
+			}
+		}
+		if tl >= lo && tl < hi && z[tl-lo] > zt { // the target itself, computed apart (another device's partial)
+			g--
+		}
+		r.Greater += g
+		if pl.tr { // computed logits above the row's max (another device's rounding of it): the max's own term, 0
+			for j, v := range z {
+				z[j] = min(v, m)
+			}
+		}
+		ec := e[:len(z)]
+		ref, _, _, _ := k.chunk(ec, z, m, nil)
+		if math.IsInf(float64(ref), -1) { // only -Inf: nothing to add
+			continue
+		}
+		d := k.dot(z, ec, m)
+		if math.IsNaN(d) { // a -Inf logit's 0·(-Inf): term by term, without them
+			d = 0
+			for j, v := range z {
+				if !math.IsInf(float64(v), -1) {
+					d += float64(ec[j]) * (float64(v) - float64(m))
+				}
+			}
+		}
+		r.Ent += d * ce.ExpTo(ref, m)
+	}
+	return r
 }

@@ -157,6 +157,18 @@ func (d *CPUDevice) Partials(ctx context.Context, dst []ce.Partial, x ce.Matrix,
 	})
 }
 
+// Ranks implements Ranker.
+func (d *CPUDevice) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	m, done, err := d.host(x)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return chunks(ctx, m.Rows, m.Cols, func(lo, hi int) {
+		d.impl.Ranks(dst[lo:hi], m.RowRange(lo, hi), targets[lo:hi], part[lo:hi], p)
+	})
+}
+
 // Backward implements Device.
 func (d *CPUDevice) Backward(ctx context.Context, g ce.Grad, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	m, done, err := d.host(x)

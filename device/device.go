@@ -188,3 +188,19 @@ func SpecOf(b ce.Buffer) string {
 	}
 	return "another device"
 }
+
+// Ranker is the rank pass of a device that runs it itself: Ranks sets
+// dst[i] to row i's ce.Rank over x's columns (the classes [p.Col0,
+// p.Col0+x.Cols)) given part[i], the row's partial merged over the whole
+// vocabulary; ignored rows' entries are left as they are. A device
+// without it has its host matrices' pass run by the CPU (RanksOf).
+type Ranker interface {
+	Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error
+}
+
+// LinearRanker is the rank pass of the fused linear (Ranker's, over the
+// logits of lin), of a device that runs it itself; LinearRanksOf gives
+// the CPU's to the others.
+type LinearRanker interface {
+	LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error
+}

@@ -133,6 +133,12 @@ func (l *cpuLinear) Partials(dst []ce.Partial, targets []int32, p *ce.Problem) e
 	return nil
 }
 
+// Ranks implements tiles.Ranker.
+func (l *cpuLinear) Ranks(dst []ce.Rank, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	l.impl.Ranks(dst, l.tile(), targets, part, p)
+	return nil
+}
+
 // Backward implements tiles.Backend.
 func (l *cpuLinear) Backward(targets []int32, scale []float32, part []ce.Partial, p *ce.Problem) error {
 	l.impl.Backward(*l.grad(scale), l.tile(), targets, part, p)
@@ -239,6 +245,20 @@ func (d *CPUDevice) LinearPartials(ctx context.Context, dst []ce.Partial, lin *c
 	}
 	pl := tiles.PlanOf(lin, targets)
 	return tiles.RunPartials(ctx, newCPULinear(d, lin, nil, pl), pl, dst, targets, p)
+}
+
+// LinearRanks implements LinearRanker: dst[i] is merged with row i's
+// rank over W's classes, given part[i], its partial merged over the
+// whole vocabulary.
+func (d *CPUDevice) LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	lin, _, done, err := d.resident(lin, nil)
+	defer done()
+	if err != nil {
+		return err
+	}
+	pl := tiles.PlanOf(lin, targets)
+	b := newCPULinear(d, lin, nil, pl)
+	return tiles.RunRanks(ctx, b, b, pl, dst, targets, part, p)
 }
 
 // LinearBackward implements Device: the gradients of W's classes given

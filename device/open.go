@@ -1,12 +1,14 @@
 package device
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device/blas"
 )
@@ -184,3 +186,33 @@ var fallback = sync.OnceValue(func() *CPUDevice { return NewCPU(cpu.Default()) }
 // FallbackBLAS names the BLAS of the fused linear of a device that runs
 // none itself.
 func FallbackBLAS() string { return "the CPU's (" + fallback().blas.Name() + ")" }
+
+// RanksOf returns the rank pass of d: its own (Ranker), else the CPU's,
+// which takes matrices in host memory (a resident matrix of a device
+// without one is an ErrNotImplemented).
+func RanksOf(d Device) Ranker {
+	if r, ok := d.(Ranker); ok {
+		return r
+	}
+	return hostRanker{}
+}
+
+// hostRanker is the CPU's rank pass for the host matrices of a device
+// without one.
+type hostRanker struct{}
+
+func (hostRanker) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	if x.Buf != nil {
+		return fmt.Errorf("%w: the rank pass of a matrix held by %s (download it, or compute on the CPU)", ErrNotImplemented, SpecOf(x.Buf))
+	}
+	return fallback().Ranks(ctx, dst, x, targets, part, p)
+}
+
+// LinearRanksOf returns the fused linear's rank pass of d: its own
+// (LinearRanker), else the CPU's.
+func LinearRanksOf(d Device) LinearRanker {
+	if r, ok := d.(LinearRanker); ok && d.Caps().Linear {
+		return r
+	}
+	return fallback()
+}

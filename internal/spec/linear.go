@@ -114,7 +114,7 @@ func (p *LinearProblem) Reference() *LinearRef {
 			zmax = max(zmax, a)
 		}
 		lr.ZErr[i] = float64(p.D+2) * 0x1p-24 * zmax
-	}, p.Targets, p.Opts)
+	}, func(i int, zt float64) float64 { return 2*lr.ZErr[i] + 1e-6*max(1, math.Abs(zt)) }, p.Targets, p.Opts)
 	return lr
 }
 
@@ -571,6 +571,15 @@ func RunLinearShards(t *testing.T, dev device.Device, tol float64) {
 				cal, err := lins[0].Calibration(part, p.Targets)
 				require.NoError(t, err)
 				CheckCalibration(t, cal, ref.Ref, p.Targets, o.Ignore, 1e-4) // the logits are float32 products
+				ranks := make([]batch.Rank, p.N)
+				for s := range k {
+					rs := make([]batch.Rank, p.N)
+					require.NoError(t, lins[s].Ranks(ctx, rs, p.HM(), wOf(s), p.Bias[cuts[s]:cuts[s+1]], p.Targets, part))
+					for i := range ranks {
+						ranks[i].Merge(rs[i])
+					}
+				}
+				CheckRanks(t, lins[0], part, ranks, ref.Ref, p.Targets, o.Ignore, 1e-4)
 
 				g, w0, b0 := randomGrads(r, p)
 				clear(g.H.Matrix().Data) // the shards add their parts

@@ -53,6 +53,13 @@ type Ref struct {
 	LSE     []float64 // per row (NaN for ignored rows)
 	Correct []bool
 	Conf    []float64 // per row, the largest softmax probability exp(max z - lse) (NaN for ignored and NaN rows)
+	// Greater is per row how many logits are strictly greater than the
+	// target's, Near how many others are close enough to it that the
+	// devices' rounding may order them either way (where the logits are
+	// computed: a soft cap, a temperature, the fused linear's products),
+	// Entropy the softmax's -Σ p log p (NaN for ignored rows).
+	Greater, Near []int64
+	Entropy       []float64
 	Sum     float64
 	Denom   float64
 	Counted int64
@@ -185,16 +192,24 @@ func LossOf(z []float64, t int, o Opts) float64 {
 // Its gradient is the analytic one (checked against finite differences of
 // LossOf), computing the target column from expm1 as the kernels do.
 func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Ref {
+	near := func(int, float64) float64 { return -1 } // exact inputs: no logit is near without being equal
+	if o.Computed() {
+		near = func(_ int, zt float64) float64 { return 1e-6 * max(1, math.Abs(zt)) }
+	}
 	return reference(rows, cols, func(i int, z []float64) {
 		for j := range z {
 			z[j] = float64(x[i*stride+j])
 		}
-	}, targets, o)
+	}, near, targets, o)
 }
 
-// reference is Reference over logits that row sets, row i into z.
-func reference(rows, cols int, row func(i int, z []float64), targets []int32, o Opts) *Ref {
+// reference is Reference over logits that row sets, row i into z; near
+// gives, once row i is set, how close to the target's logit zt another
+// must be to count in Ref.Near (as the devices' rounding may order them
+// either way).
+func reference(rows, cols int, row func(i int, z []float64), near func(i int, zt float64) float64, targets []int32, o Opts) *Ref {
 	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows), Conf: make([]float64, rows),
+		Greater: make([]int64, rows), Near: make([]int64, rows), Entropy: make([]float64, rows),
 		Grad: make([][]float64, rows), Mag: make([][]float64, rows)}
 	W := o.weightSum(cols)
 	eps, lam, ec := o.Smoothing, o.ZLoss, o.Smoothing/float64(cols)
@@ -202,7 +217,7 @@ func reference(rows, cols int, row func(i int, z []float64), targets []int32, o 
 		r.Grad[i], r.Mag[i] = make([]float64, cols), make([]float64, cols)
 		t := int(targets[i])
 		if int64(t) == o.Ignore {
-			r.LSE[i], r.Conf[i] = math.NaN(), math.NaN()
+			r.LSE[i], r.Conf[i], r.Entropy[i] = math.NaN(), math.NaN(), math.NaN()
 			continue
 		}
 		z := make([]float64, cols)
@@ -211,6 +226,24 @@ func reference(rows, cols int, row func(i int, z []float64), targets []int32, o 
 		loss, lse, m, ls := o.rowLoss(z, t)
 		wt := o.weight(t)
 		r.Loss[i], r.LSE[i], r.Conf[i] = loss, lse, math.Exp(-ls)
+		r.Entropy[i] = math.NaN()
+		if !math.IsNaN(ls) {
+			h := 0.0
+			for _, v := range z {
+				if sh := v - m; !math.IsInf(sh, -1) {
+					h -= math.Exp(sh-ls) * (sh - ls)
+				}
+			}
+			r.Entropy[i] = h
+		}
+		for j, v := range z {
+			if v > z[t] {
+				r.Greater[i]++
+			}
+			if j != t && math.Abs(v-z[t]) <= near(i, z[t]) {
+				r.Near[i]++
+			}
+		}
 		am := 0
 		for j := range z {
 			if z[j] > z[am] || math.IsNaN(z[am]) && !math.IsNaN(z[j]) {

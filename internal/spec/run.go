@@ -575,6 +575,16 @@ func runShards(t *testing.T, ctx context.Context, dev device.Device, c Case, typ
 	cal, err := l0.Calibration(part, p.Targets)
 	require.NoError(t, err)
 	CheckCalibration(t, cal, p.Ref, p.Targets, c.Opts.Ignore, tol)
+	ranks := make([]batch.Rank, c.Rows)
+	for _, s := range scramble(k) {
+		l, m := shard(s, batch.Sum)
+		rs := make([]batch.Rank, c.Rows)
+		require.NoError(t, l.Ranks(ctx, rs, m, p.Targets, part))
+		for i := range ranks {
+			ranks[i].Merge(rs[i])
+		}
+	}
+	CheckRanks(t, l0, part, ranks, p.Ref, p.Targets, c.Opts.Ignore, c.lossTol(tol))
 	for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
 		l, _ := shard(0, red)
 		res, err := l.Finish(part, p.Targets)
@@ -662,4 +672,59 @@ func CheckCalibration(t *testing.T, got batch.Calibration, ref *Ref, targets []i
 		return
 	}
 	require.InDelta(t, e, g, tol+2*float64(edge)/n, "ECE (%d rows at a bin's edge)", edge)
+}
+
+// CheckRanks checks the ranks of rows (merged over every shard) against
+// the reference: each row's count of greater logits (within the
+// reference's Near where the logits are computed) and entropy (within
+// tol relative, or 1e-12 of log C, whichever is more), and the RankStats
+// l sums them into.
+func CheckRanks(t *testing.T, l interface {
+	RankStats(ks []int, part []batch.Partial, ranks []batch.Rank, targets []int32) (batch.RankStats, error)
+}, part []batch.Partial, ranks []batch.Rank, ref *Ref, targets []int32, ignore int64, tol float64) {
+	t.Helper()
+	ks := []int{1, 2, 5}
+	want, _ := batch.NewRankStats(ks)
+	for i, r := range ranks {
+		if int64(targets[i]) == ignore {
+			continue
+		}
+		want.Counted++
+		nan := math.IsNaN(ref.Loss[i])
+		g := ref.Greater[i]
+		if !nan {
+			require.LessOrEqual(t, math.Abs(float64(r.Greater-g)), float64(ref.Near[i]), "row %d: %d logits greater than the target's, want %d (%d near it)", i, r.Greater, g, ref.Near[i])
+			h, wh := r.Entropy(&part[i]), ref.Entropy[i]
+			require.True(t, math.Abs(h-wh) <= max(tol*math.Abs(wh), 1e-12*math.Log(float64(len(ref.Grad[i])))+1e-300), "row %d: entropy %v, want %v", i, h, wh)
+			for j, k := range ks {
+				if g < int64(k) {
+					want.TopK[j]++
+				}
+			}
+			want.RR += 1 / float64(1+g)
+			want.Entropy += wh
+		} else {
+			want.Entropy = math.NaN()
+		}
+	}
+	got, err := l.RankStats(ks, part, ranks, targets)
+	require.NoError(t, err)
+	require.Equal(t, want.Counted, got.Counted)
+	near := int64(0)
+	for i := range ranks {
+		if int64(targets[i]) != ignore {
+			near += ref.Near[i]
+		}
+	}
+	for j := range ks {
+		require.LessOrEqual(t, math.Abs(float64(got.TopK[j]-want.TopK[j])), float64(near), "top-%d rows", ks[j])
+	}
+	if near == 0 {
+		require.InDelta(t, want.RR, got.RR, 1e-12*max(1, want.RR), "Σ reciprocal rank")
+	}
+	if math.IsNaN(want.Entropy) {
+		require.True(t, math.IsNaN(got.Entropy), "Σ entropy %v, want NaN (a NaN row)", got.Entropy)
+	} else {
+		require.InDelta(t, want.Entropy, got.Entropy, tol*max(1, math.Abs(want.Entropy)), "Σ entropy")
+	}
 }

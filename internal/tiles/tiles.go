@@ -324,3 +324,35 @@ func RunBackward(ctx context.Context, b Backend, pl Plan, scale []float32, filte
 		return l.backward(ctx, pc)
 	})
 }
+
+// Ranker is the rank pass of a Backend that has one: the ranks of the
+// chunk's rows over the tile's classes (cpu's Impl.Ranks), given their
+// merged partials.
+type Ranker interface {
+	Ranks(dst []ce.Rank, targets []int32, part []ce.Partial, p *ce.Problem) error
+}
+
+// RunRanks drives b through LinearRanks: dst[i] is merged with row i's
+// rank over W's classes, given part[i], its merged partial.
+func RunRanks(ctx context.Context, b Ranker, bk Backend, pl Plan, dst []ce.Rank, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	l := &run{b: bk, pl: pl, p: p, targets: targets}
+	pc := make([]ce.Partial, pl.R)
+	tmp := make([]ce.Rank, pl.R)
+	return l.each(ctx, func(int) error {
+		pc = pc[:len(l.rows)]
+		for k, i := range l.rows {
+			pc[k] = part[i]
+		}
+		return l.tiles(ctx, func(_, _ int, p *ce.Problem) error {
+			t := tmp[:len(l.rows)]
+			clear(t)
+			if err := b.Ranks(t, l.tg, pc, p); err != nil {
+				return err
+			}
+			for k, i := range l.rows {
+				dst[i].Merge(t[k])
+			}
+			return nil
+		})
+	})
+}
