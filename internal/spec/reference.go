@@ -60,11 +60,11 @@ type Ref struct {
 	// Entropy the softmax's -Σ p log p (NaN for ignored rows).
 	Greater, Near []int64
 	Entropy       []float64
-	Sum     float64
-	Denom   float64
-	Counted int64
-	ZLoss   float64
-	Grad    [][]float64 // dL_i/dz_i per row, unscaled (s_i = 1)
+	Sum           float64
+	Denom         float64
+	Counted       int64
+	ZLoss         float64
+	Grad          [][]float64 // dL_i/dz_i per row, unscaled (s_i = 1)
 	// Mag is the size of the terms of each Grad entry: the sum of their
 	// absolute values (with a soft cap, times 1 + (z_j/c)² for the factor
 	// 1 - (z_j/c)²; at the target, p_t is added to |p_t - 1|, and the
