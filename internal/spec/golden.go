@@ -2,6 +2,7 @@ package spec
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"math"
 	"os"
@@ -50,6 +51,11 @@ type goldenCase struct {
 	Sum  *float64 `json:"sum"`  // null: NaN
 	Mean *float64 `json:"mean"` // null: NaN
 	ECE  *float64 `json:"ece"`  // null: NaN (nothing binned)
+	// The rank metrics (NaN: null): top-k accuracy for k = 1, 5, the mean
+	// reciprocal rank and entropy.
+	TopK    map[string]*float64 `json:"topk"`
+	MRR     *float64            `json:"mrr"`
+	Entropy *float64            `json:"entropy"`
 }
 
 // readJSON reads a JSON file of the golden directory (Python's NaN is
@@ -150,7 +156,8 @@ func RunGolden(t *testing.T, dev device.Device, tol float64) {
 	}
 }
 
-// checkGoldenECE checks the calibration of the partials of the whole
+// checkGoldenECE checks the rank metrics (top-k for k = 1, 5, the mean
+// reciprocal rank and entropy) and the calibration of the partials of the whole
 // vocabulary (a Loss with a Shard of all of it) against torch's ECE, but
 // for rows at a bin's edge (the textbook's confidences .4, .6 and .8 are
 // 15ths), which may round into either bin, each moving the ECE by at most
@@ -163,6 +170,15 @@ func checkGoldenECE(t *testing.T, gc goldenCase, dev device.Device, m batch.Matr
 	require.NoError(t, whole.Partials(context.Background(), part, m, targets))
 	cal, err := whole.Calibration(part, targets)
 	require.NoError(t, err)
+	ranks := make([]batch.Rank, m.Rows)
+	require.NoError(t, whole.Ranks(context.Background(), ranks, m, targets, part))
+	rs, err := whole.RankStats([]int{1, 5}, part, ranks, targets)
+	require.NoError(t, err)
+	for i, k := range rs.K {
+		require.True(t, CloseF(rs.TopKAccuracy(i), orNaN(gc.TopK[fmt.Sprint(k)]), 1e-12), "top-%d accuracy %v, torch %v", k, rs.TopKAccuracy(i), orNaN(gc.TopK[fmt.Sprint(k)]))
+	}
+	require.True(t, CloseF(rs.MRR(), orNaN(gc.MRR), 1e-12), "MRR %v, torch %v", rs.MRR(), orNaN(gc.MRR))
+	require.True(t, CloseF(rs.MeanEntropy(), orNaN(gc.Entropy), tol), "entropy %v, torch %v", rs.MeanEntropy(), orNaN(gc.Entropy))
 	want, edge := ref.Calibration(targets, o.Ignore, 1e-6)
 	e := orNaN(gc.ECE)
 	if math.IsNaN(e) {

@@ -9,7 +9,8 @@ Each case is a set of .npy files under testdata/golden/ (logits float32,
 targets int64, weights float32 when used, the per-row losses of
 reduction='none', the gradient of reduction='sum') and one entry of
 cases.json with its options, the 'sum' and 'mean' reductions and the
-expected calibration error 'ece' (lossfn.ece). Z-loss and
+expected calibration error 'ece' (lossfn.ece), and the rank metrics
+'topk' (k = 1, 5), 'mrr' and 'entropy' (lossfn.ranks). Z-loss and
 the soft cap are not in F.cross_entropy: they are built from torch ops
 (z <- c*tanh(z/c) first; + lambda*logsumexp(z)^2 per counted row) and
 differentiated by autograd; a temperature divides the capped logits
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossfn import ece, loss_fn
+from lossfn import ece, loss_fn, ranks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 torch.manual_seed(20261127)
@@ -42,7 +43,7 @@ def case(name, logits, targets, **o):
     np.save(os.path.join(HERE, name + "_targets.npy"), t.numpy())
     np.save(os.path.join(HERE, name + "_rows.npy"), rows.detach().numpy().astype(np.float64))
     np.save(os.path.join(HERE, name + "_grad.npy"), z.grad.numpy().astype(np.float64))
-    entry = dict(name=name, options=o, sum=float(s), mean=float(mean), ece=ece(z, t, o))
+    entry = dict(name=name, options=o, sum=float(s), mean=float(mean), ece=ece(z, t, o), **ranks(z, t, o))
     if "weights" in o:
         np.save(os.path.join(HERE, name + "_weights.npy"), np.asarray(o["weights"], dtype=np.float32))
     return entry

@@ -36,6 +36,29 @@ def ece(z, t, o, bins=15):
     return e / conf.numel()
 
 
+def ranks(z, t, o, ks=(1, 5)):
+    """The rank metrics of the counted rows: top-k accuracy for each k of
+    ks (fewer than k logits strictly greater than the target's: ties go the
+    target's way), the mean reciprocal rank 1/(1 + greater) and the mean
+    entropy -sum p log p of the softmax (nats). A row whose loss is NaN is
+    in no top k, has a reciprocal rank of 0 and a NaN entropy; the means
+    are NaN when no row counts."""
+    rows = loss_fn(z.detach(), t, o, "none")
+    z = transform(z.detach(), o)
+    mask = t != o.get("ignore_index", -100)
+    z, tt, nan = z[mask], t[mask], torch.isnan(rows[mask])
+    n = z.shape[0]
+    if n == 0:
+        return dict(topk={str(k): float("nan") for k in ks}, mrr=float("nan"), entropy=float("nan"))
+    zt = z.gather(1, tt.unsqueeze(1))
+    greater = (z > zt).sum(dim=1)
+    ent = torch.special.entr(torch.softmax(z, dim=1)).sum(dim=1)
+    ent = torch.where(nan, torch.full_like(ent, float("nan")), ent)
+    rr = torch.where(nan, torch.zeros_like(ent), 1.0 / (1.0 + greater.to(torch.float64)))
+    topk = {str(k): float(((greater < k) & ~nan).sum()) / n for k in ks}
+    return dict(topk=topk, mrr=float(rr.sum()) / n, entropy=float(ent.sum()) / n)
+
+
 def loss_fn(z, t, o, reduction):
     z = transform(z, o)
     w = torch.tensor(o["weights"], dtype=torch.float64) if o.get("weights") is not None else None
