@@ -103,11 +103,21 @@ func check(t *testing.T, got, want corpus.Report, w corpustest.Want) {
 
 // TestPrism: the pipeline on Beam's embedded runner (prism, in process,
 // workers in loopback) gives the single run's report, the loss by
-// position included. A DoFn's or an accumulator's unexported field, or a
+// position, the rank metrics and the calibration included. A DoFn's or an accumulator's unexported field, or a
 // closure, would change it.
 func TestPrism(t *testing.T) {
-	got, want, w := run(t, corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex, ZLoss: 1e-4, SeqLen: 3}, prism.Execute)
+	got, want, w := run(t, corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex, ZLoss: 1e-4, SeqLen: 3, TopK: []int{1, 3}, Calibration: true}, prism.Execute)
 	check(t, got, want, w)
+	// The rank metrics and the calibration, merged by the accumulators.
+	require.Equal(t, want.TopK, got.TopK)
+	require.NotNil(t, got.MRR)
+	require.InEpsilon(t, float64(*want.MRR), float64(*got.MRR), 1e-12)
+	require.InEpsilon(t, float64(*want.Entropy), float64(*got.Entropy), 1e-12)
+	require.InDelta(t, float64(*want.ECE), float64(*got.ECE), 1e-12)
+	require.Len(t, got.Calibration, batch.CalibrationBins)
+	for k, b := range want.Calibration {
+		require.Equal(t, b.Rows, got.Calibration[k].Rows, "bin %d", k)
+	}
 }
 
 // TestJobServer: the pipeline submitted through Beam's portable job API,

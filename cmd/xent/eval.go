@@ -116,7 +116,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	t := corpus.Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Files: 1}
+	t := corpus.Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Files: 1}
 	if err := writePlot(outs[3], format, t); err != nil {
 		return err
 	}
@@ -165,6 +165,14 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	if pos != nil {
 		m := pos.Means()
 		fmt.Fprintf(stdout, "by position %d positions: %.4f at 0, %.4f at %d (--json or --plot: each)\n", len(m), m[0], m[len(m)-1], len(m)-1)
+	}
+	if rs := t.Ranks; rs != nil {
+		fmt.Fprintf(stdout, "top-k      ")
+		for i, k := range rs.K {
+			fmt.Fprintf(stdout, " %d: %.4f", k, rs.TopKAccuracy(i))
+		}
+		fmt.Fprintf(stdout, "\nMRR         %.4f (mean reciprocal rank of the target)\n", rs.MRR())
+		fmt.Fprintf(stdout, "entropy     %.6f nats (mean over %d tokens)\n", rs.MeanEntropy(), rs.Counted)
 	}
 	if c := t.Calibration; c != nil {
 		fmt.Fprintf(stdout, "ECE         %.4f (%d bins of the confidence, %d rows; --json or --plot: each)\n", c.ECE(), batch.CalibrationBins, c.Binned())

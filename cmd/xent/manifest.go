@@ -177,5 +177,9 @@ func merge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ignore := batch.DefaultIgnoreIndex
 	fmt.Sscan(p.Flags["ignore_index"], &ignore)
-	return report(stdout, p.Device, p.Total(), ignore, *asJSON)
+	t, err := p.Total()
+	if err != nil {
+		return err
+	}
+	return report(stdout, p.Device, t, ignore, *asJSON)
 }

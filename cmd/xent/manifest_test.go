@@ -317,3 +317,96 @@ func TestEvalCalibration(t *testing.T) {
 	require.Contains(t, string(svg), "reliability")
 	require.Contains(t, string(svg), "mean loss by position")
 }
+
+// TestEvalTopK: --topk adds the top-k accuracies, the mean reciprocal
+// rank, the entropy and the calibration to --json (absent without), as
+// torch gives them (testdata/golden's gen.py, lossfn.ranks) for logits,
+// with a soft cap or a temperature, edge rows, and hidden states; equal in
+// a manifest's shards merged; a bad list is refused naming the flag.
+func TestEvalTopK(t *testing.T) {
+	type gcase struct {
+		Name    string
+		TopK    map[string]*float64
+		MRR     *float64
+		Entropy *float64
+	}
+	read := func(file string) map[string]gcase {
+		var doc struct{ Cases []gcase }
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(string(b), "NaN", "null")), &doc))
+		m := map[string]gcase{}
+		for _, c := range doc.Cases {
+			m[c.Name] = c
+		}
+		return m
+	}
+	check := func(want gcase, got map[string]any) {
+		t.Helper()
+		for _, k := range []string{"1", "5"} {
+			if want.TopK[k] == nil {
+				require.Nil(t, got["topk"].(map[string]any)[k], "%s: top-%s", want.Name, k)
+				continue
+			}
+			require.InDelta(t, *want.TopK[k], got["topk"].(map[string]any)[k], 1e-12, "%s: top-%s", want.Name, k)
+		}
+		for _, m := range []struct {
+			key  string
+			want *float64
+			tol  float64
+		}{{"mrr", want.MRR, 1e-12}, {"entropy", want.Entropy, 1e-5}} {
+			require.Contains(t, got, m.key)
+			if m.want == nil {
+				require.Nil(t, got[m.key], "%s: %s", want.Name, m.key)
+				continue
+			}
+			require.InDelta(t, *m.want, got[m.key], m.tol*max(1, *m.want), "%s: %s", want.Name, m.key)
+		}
+		require.Contains(t, got, "ece")
+	}
+	g := func(name string) string { return filepath.Join("..", "..", "testdata", "golden", name) }
+	cases := read(g("cases.json"))
+	for _, c := range []struct {
+		name string
+		args []string
+	}{{"textbook", nil}, {"normal_37x101", nil}, {"softcap", []string{"--softcap", "30"}}, {"temperature", []string{"--temperature", "0.6"}},
+		{"edges", nil}, {"ignore_in_range", []string{"--ignore-index", "2"}}, {"all_ignored", nil}} {
+		got := evalJSON(t, append([]string{"eval", "--logits", g(c.name + "_logits.npy"), "--targets", g(c.name + "_targets.npy"),
+			"--device", "cpu", "--topk", "1,5", "--json"}, c.args...)...)
+		check(cases[c.name], got)
+	}
+	lcases := read(golden("cases.json"))
+	got := evalJSON(t, "eval", "--hidden", golden("plain_h.npy"), "--weight", golden("plain_w.npy"), "--bias", golden("plain_b.npy"),
+		"--targets", golden("plain_targets.npy"), "--device", "cpu", "--topk", "1,5", "--budget", "4096", "--json")
+	check(lcases["plain"], got)
+
+	dir := t.TempDir()
+	m, weight, _ := corpustest.Write(t, dir, seed.New(t))
+	base := []string{"eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--json"}
+	for _, k := range []string{"topk", "mrr", "entropy"} {
+		require.NotContains(t, evalJSON(t, base...), k, "no rank metrics unless asked for")
+	}
+	one := evalJSON(t, append(base, "--topk", "1,3,10")...)
+	var parts []string
+	for i := range 3 {
+		p := filepath.Join(dir, fmt.Sprintf("K_%d.json", i))
+		evalJSON(t, append(base, "--topk", "1,3,10", "--shard", fmt.Sprintf("%d/3", i), "--stats-out", p)...)
+		parts = append(parts, p)
+	}
+	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+	require.Equal(t, one["topk"], merged["topk"])
+	require.InEpsilon(t, one["mrr"], merged["mrr"], 1e-12)
+	require.InEpsilon(t, one["entropy"], merged["entropy"], 1e-12)
+	other := filepath.Join(dir, "K_other.json")
+	evalJSON(t, append(base, "--topk", "1,5", "--shard", "1/3", "--stats-out", other)...)
+	code, _, errOut := runCmd("merge", parts[0], other, parts[2])
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "flags")
+
+	for _, bad := range []string{"5,1", "0", "1,1", "a", "2,", "2000000"} {
+		code, out, errOut := runCmd(append(base, "--topk", bad)...)
+		require.NotEqual(t, 0, code, bad)
+		require.Empty(t, out)
+		require.Contains(t, errOut, "--topk "+bad, bad)
+	}
+}

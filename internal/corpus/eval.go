@@ -28,6 +28,7 @@ type Config struct {
 	KeepRows     bool      // Result.Rows: the per-row losses
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
 	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
+	TopK         []int     // Result.Ranks: the rank statistics for these k (a pass of its own; the calibration too), nil for none
 	GradH, GradW bool      // Result.GradH, GradW for a hidden-states line: dL/dH, dL/dW of the mean loss
 }
 
@@ -39,6 +40,58 @@ func (c Config) options() []batch.Option {
 	return o
 }
 
+// partials reports whether the rows go through their partials (Partials,
+// Finish): for the calibration and the ranks.
+func (c Config) partials() bool { return c.Calibration || c.TopK != nil }
+
+// finisher is what finish takes of a Loss or a Linear.
+type finisher interface {
+	Finish(part []batch.Partial, targets []int32) (batch.Result, error)
+	Calibration(part []batch.Partial, targets []int32) (batch.Calibration, error)
+	RankStats(ks []int, part []batch.Partial, ranks []batch.Rank, targets []int32) (batch.RankStats, error)
+}
+
+// finish returns the result of rows of targets tg from their partials
+// over the whole vocabulary, and adds their calibration and, with ranks
+// (Config.TopK), their rank statistics to r.
+func (e *Evaluator) finish(f finisher, part []batch.Partial, ranks []batch.Rank, tg []int32, r *Result) (batch.Result, error) {
+	res, err := f.Finish(part, tg)
+	if err != nil {
+		return res, err
+	}
+	cal, err := f.Calibration(part, tg)
+	if err != nil {
+		return res, err
+	}
+	r.Calibration.Merge(cal)
+	if ranks == nil {
+		return res, nil
+	}
+	rs, err := f.RankStats(e.cfg.TopK, part, ranks, tg)
+	if err != nil {
+		return res, err
+	}
+	return res, r.Ranks.Merge(rs)
+}
+
+// newResult returns the empty result of a line: with the calibration and
+// rank statistics asked for, their empty sums (a line of no rows has
+// them too).
+func (e *Evaluator) newResult() (Result, error) {
+	var r Result
+	if e.cfg.partials() {
+		r.Calibration = new(batch.Calibration)
+	}
+	if e.cfg.TopK != nil {
+		rs, err := batch.NewRankStats(e.cfg.TopK)
+		if err != nil {
+			return r, err
+		}
+		r.Ranks = &rs
+	}
+	return r, nil
+}
+
 // keep reports whether the per-row losses are computed: asked for, or
 // for the loss by position.
 func (c Config) keep() bool { return c.KeepRows || c.SeqLen > 0 }
@@ -48,7 +101,8 @@ type Result struct {
 	Stats        batch.Stats
 	Rows         []float32          // per-row losses (Config.KeepRows)
 	Positions    *Positions         // the loss by position (Config.SeqLen)
-	Calibration  *batch.Calibration // Config.Calibration
+	Calibration  *batch.Calibration // Config.Calibration or TopK
+	Ranks        *batch.RankStats   // Config.TopK
 	GradH, GradW batch.Matrix       // Config.GradH, GradW: hidden-states lines only
 }
 
@@ -277,7 +331,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	if tw != nil {
 		opts = append(opts, batch.TokenWeights(tw))
 	}
-	if e.cfg.Calibration { // through the partials of the whole vocabulary (a shard of all of it)
+	if e.cfg.partials() { // through the partials of the whole vocabulary (a shard of all of it)
 		opts = append(opts, batch.Shard(0, v))
 	}
 	ce, err := batch.NewLinear(dev, opts...)
@@ -294,21 +348,26 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	if e.cfg.GradW {
 		g.W = batch.NewGrad(make([]float32, v*d), v, d)
 	}
-	var cal *batch.Calibration
+	r, err := e.newResult()
+	if err != nil {
+		return Result{}, err
+	}
 	switch {
-	case e.cfg.Calibration:
+	case e.cfg.partials():
 		part := batch.NewPartials(n)
 		if err := ce.Partials(ctx, part, hm, wm, b, tg); err != nil {
 			return Result{}, err
 		}
-		if res, err = ce.Finish(part, tg); err != nil {
+		var ranks []batch.Rank
+		if e.cfg.TopK != nil {
+			ranks = make([]batch.Rank, n)
+			if err := ce.Ranks(ctx, ranks, hm, wm, b, tg, part); err != nil {
+				return Result{}, err
+			}
+		}
+		if res, err = e.finish(ce, part, ranks, tg, &r); err != nil {
 			return Result{}, err
 		}
-		c, cerr := ce.Calibration(part, tg)
-		if cerr != nil {
-			return Result{}, cerr
-		}
-		cal = &c
 		if grads {
 			err = ce.Backward(ctx, g, hm, wm, b, tg, part, batch.One)
 		}
@@ -321,7 +380,8 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	e.progress(n)
-	return e.positions(Result{Stats: res.Stats, Rows: res.Losses, Calibration: cal, GradH: g.H.Matrix(), GradW: g.W.Matrix()}, tg, tw), nil
+	r.Stats, r.Rows, r.GradH, r.GradW = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix()
+	return e.positions(r, tg, tw), nil
 }
 
 // matrixOf returns the batch matrix of t, in its type.
@@ -379,20 +439,21 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	if e.cfg.keep() {
 		opts = append(opts, batch.KeepRows())
 	}
-	if e.cfg.Calibration { // through the partials of the whole vocabulary (a shard of all of it)
+	if e.cfg.partials() { // through the partials of the whole vocabulary (a shard of all of it)
 		opts = append(opts, batch.Shard(0, cols))
 	}
 	ce, err := batch.New(dev, opts...)
 	if err != nil {
 		return Result{}, err
 	}
-	var r Result
+	r, err := e.newResult()
+	if err != nil {
+		return Result{}, err
+	}
 	if e.cfg.keep() {
 		r.Rows = make([]float32, 0, rows)
 	}
-	if e.cfg.Calibration {
-		r.Calibration = new(batch.Calibration)
-	}
+
 	step := max(1, ChunkBytes/4/max(cols, 1))
 	// compute adds rows [lo, hi) of x (its rows) to r.
 	compute := func(x batch.Matrix, lo, hi int) error {
@@ -405,19 +466,21 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		}
 		var res batch.Result
 		var err error
-		if r.Calibration != nil {
+		if e.cfg.partials() {
 			part := batch.NewPartials(hi - lo)
 			if err := ce.Partials(ctx, part, x, tg[lo:hi]); err != nil {
 				return err
 			}
-			if res, err = ce.Finish(part, tg[lo:hi]); err != nil {
+			var ranks []batch.Rank
+			if e.cfg.TopK != nil {
+				ranks = make([]batch.Rank, hi-lo)
+				if err := ce.Ranks(ctx, ranks, x, tg[lo:hi], part); err != nil {
+					return err
+				}
+			}
+			if res, err = e.finish(ce, part, ranks, tg[lo:hi], &r); err != nil {
 				return err
 			}
-			cal, err := ce.Calibration(part, tg[lo:hi])
-			if err != nil {
-				return err
-			}
-			r.Calibration.Merge(cal)
 		} else if res, err = ce.Forward(ctx, x, tg[lo:hi]); err != nil {
 			return err
 		}
@@ -529,13 +592,14 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32) Result {
 type Total struct {
 	Stats       batch.Stats
 	Positions   *Positions         // nil without a sequence length
-	Calibration *batch.Calibration // nil without Config.Calibration
+	Calibration *batch.Calibration // nil without Config.Calibration or TopK
+	Ranks       *batch.RankStats   // nil without Config.TopK
 	Files       int
 }
 
 // Add adds one line's result.
 func (t *Total) Add(r Result) error {
-	return t.Merge(Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Files: 1})
+	return t.Merge(Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Files: 1})
 }
 
 // Merge adds o, a total of other lines of the same evaluation (o's sums
@@ -552,6 +616,18 @@ func (t *Total) Merge(o Total) error {
 			t.Calibration = new(batch.Calibration)
 		}
 		t.Calibration.Merge(*o.Calibration)
+	}
+	if (t.Ranks == nil) != (o.Ranks == nil) && t.Files > 0 && o.Files > 0 {
+		return fmt.Errorf("a total with the rank statistics merged with one without")
+	}
+	if o.Ranks != nil {
+		if t.Ranks == nil {
+			rs, _ := batch.NewRankStats(o.Ranks.K)
+			t.Ranks = &rs
+		}
+		if err := t.Ranks.Merge(*o.Ranks); err != nil {
+			return err
+		}
 	}
 	if t.Positions == nil && o.Positions != nil {
 		t.Positions = NewPositions(len(o.Positions.Sum))

@@ -36,19 +36,57 @@ type Partial struct {
 	Positions *Positions `json:"by_position,omitempty"`
 	// Calibration is the calibration bins' sums, with --calibration.
 	Calibration *batch.Calibration `json:"calibration,omitempty"`
-	Device      string             `json:"device"`
+	// Ranks is the rank statistics' sums, with --topk.
+	Ranks  *Ranks `json:"ranks,omitempty"`
+	Device string `json:"device"`
+}
+
+// Ranks is batch.RankStats as JSON (its sums exactly, a NaN entropy as a
+// string).
+type Ranks struct {
+	K       []int   `json:"k"`
+	TopK    []int64 `json:"topk"`
+	RR      Float   `json:"rr"`
+	Entropy Float   `json:"entropy"`
+	Counted int64   `json:"counted"`
+}
+
+// ranksOf returns r as JSON sums (nil for nil).
+func ranksOf(r *batch.RankStats) *Ranks {
+	if r == nil {
+		return nil
+	}
+	return &Ranks{K: r.K, TopK: r.TopK, RR: Float(r.RR), Entropy: Float(r.Entropy), Counted: r.Counted}
+}
+
+// batch returns r as batch.RankStats (nil for nil), checking its k.
+func (r *Ranks) batch() (*batch.RankStats, error) {
+	if r == nil {
+		return nil, nil
+	}
+	s, err := batch.NewRankStats(r.K)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.TopK) != len(r.K) {
+		return nil, fmt.Errorf("rank statistics of %d top-k counts for %d k", len(r.TopK), len(r.K))
+	}
+	copy(s.TopK, r.TopK)
+	s.RR, s.Entropy, s.Counted = float64(r.RR), float64(r.Entropy), r.Counted
+	return &s, nil
 }
 
 // PartialOf returns the statistics of t, lines of a manifest of lines
 // lines whose SHA-256 is sha, as shard of shards, with flags, on device.
 func PartialOf(t Total, sha string, lines, shard, shards int, flags map[string]string, device string) Partial {
 	return Partial{Format: Format, Manifest: sha, Lines: lines, Shard: shard, Shards: shards, Files: t.Files, Flags: flags,
-		Stats: StatsOf(t.Stats), Positions: t.Positions, Calibration: t.Calibration, Device: device}
+		Stats: StatsOf(t.Stats), Positions: t.Positions, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
 }
 
 // Total returns p's statistics as a Total.
-func (p Partial) Total() Total {
-	return Total{Stats: p.Stats.Batch(), Positions: p.Positions, Calibration: p.Calibration, Files: p.Files}
+func (p Partial) Total() (Total, error) {
+	rs, err := p.Ranks.batch()
+	return Total{Stats: p.Stats.Batch(), Positions: p.Positions, Calibration: p.Calibration, Ranks: rs, Files: p.Files}, err
 }
 
 // Positions is the loss by position t = row mod T of an evaluation with a
@@ -206,6 +244,14 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	if first.Calibration != nil {
 		out.Calibration = new(batch.Calibration)
 	}
+	var ranks *batch.RankStats
+	if first.Ranks != nil {
+		rs, err := batch.NewRankStats(first.Ranks.K)
+		if err != nil {
+			return Partial{}, fmt.Errorf("%s: %w", names[0], err)
+		}
+		ranks = &rs
+	}
 	for _, k := range order {
 		st.Merge(ps[k].Stats.Batch())
 		if (ps[k].Positions == nil) != (out.Positions == nil) {
@@ -222,6 +268,18 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 		if out.Calibration != nil {
 			out.Calibration.Merge(*ps[k].Calibration)
 		}
+		if (ps[k].Ranks == nil) != (ranks == nil) {
+			return Partial{}, fmt.Errorf("%s: the rank statistics in one partial and not in %s", names[k], names[0])
+		}
+		if ranks != nil {
+			rs, err := ps[k].Ranks.batch()
+			if err == nil {
+				err = ranks.Merge(*rs)
+			}
+			if err != nil {
+				return Partial{}, fmt.Errorf("%s: %w", names[k], err)
+			}
+		}
 		out.Files += ps[k].Files
 		if !slices.Contains(devices, ps[k].Device) {
 			devices = append(devices, ps[k].Device)
@@ -232,6 +290,7 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	}
 	out.Shards = 1 // the whole: one shard of one
 	out.Stats = StatsOf(st)
+	out.Ranks = ranksOf(ranks)
 	out.Device = strings.Join(devices, "; ")
 	return out, nil
 }
@@ -283,6 +342,9 @@ func (c Config) Flags(weight string) map[string]string {
 		"z_loss": f(c.ZLoss), "softcap": f(c.Softcap), "class_weights": cw, "weight": weight, "seq_len": strconv.Itoa(c.SeqLen)}
 	if c.Temperature != 0 && c.Temperature != 1 { // absent without one: the partials written before it merge with today's
 		m["temperature"] = f(c.Temperature)
+	}
+	if c.TopK != nil { // likewise
+		m["topk"] = fmt.Sprint(c.TopK)
 	}
 	return m
 }

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/internal/npyfile"
@@ -28,7 +30,13 @@ type Report struct {
 	// row is binned), absent without; Calibration its 15 bins.
 	ECE         *Nullable `json:"ece,omitempty"`
 	Calibration []CalBin  `json:"calibration,omitempty"`
-	Device      string    `json:"device"`
+	// TopK is the top-k accuracy for each k of --topk (null when nothing
+	// counts), MRR the mean reciprocal rank of the target and Entropy the
+	// softmax's mean entropy (nats), absent without --topk.
+	TopK    map[string]*float64 `json:"topk,omitempty"`
+	MRR     *Nullable           `json:"mrr,omitempty"`
+	Entropy *Nullable           `json:"entropy,omitempty"`
+	Device  string              `json:"device"`
 }
 
 // Nullable is a number that JSON writes as null when it is NaN or
@@ -75,6 +83,14 @@ func ReportOf(t Total, device string) Report {
 		e := Nullable(c.ECE())
 		r.ECE, r.Calibration = &e, Bins(c)
 	}
+	if rs := t.Ranks; rs != nil {
+		r.TopK = map[string]*float64{}
+		for i, k := range rs.K {
+			r.TopK[strconv.Itoa(k)] = num(rs.TopKAccuracy(i))
+		}
+		mrr, h := Nullable(rs.MRR()), Nullable(rs.MeanEntropy())
+		r.MRR, r.Entropy = &mrr, &h
+	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))
 		for t, m := range p.Means() {
@@ -93,7 +109,7 @@ func num(v float64) *float64 {
 }
 
 // LossFlags defines on fs the flags every line shares (--ignore-index,
-// --label-smoothing, --z-loss, --softcap, --temperature, --weights, --budget, --seq-len, --calibration) and returns the function that makes their Config once fs is
+// --label-smoothing, --z-loss, --softcap, --temperature, --weights, --budget, --seq-len, --calibration, --topk) and returns the function that makes their Config once fs is
 // parsed, reading the class weights.
 func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float32 or float64, one per class (optional)")
@@ -104,6 +120,7 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	temp := fs.Float64("temperature", 1, "temperature τ > 0: the loss, accuracy and gradient of softmax(z/τ), after the soft cap; 1: none")
 	seqLen := fs.Int("seq-len", 0, "the sequence length `T`: report the mean loss at each position t = row mod T of each file (0: none)")
 	calibration := fs.Bool("calibration", false, "report the expected calibration error and its 15 bins of the confidence max p (Guo et al. 2017); with --plot, the reliability diagram")
+	topk := fs.String("topk", "", "top-k accuracy for the ascending `k,...` (1,5,10), with the mean reciprocal rank, the entropy and the calibration (a pass of its own over the logits)")
 	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
 	return func() (Config, error) {
 		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Temperature: *temp, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen, Calibration: *calibration}
@@ -117,6 +134,13 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 		if !(*temp > 0) || math.IsInf(*temp, 0) {
 			return Config{}, fmt.Errorf("--temperature %g: want a finite τ > 0 (1: none)", *temp)
 		}
+		if *topk != "" {
+			ks, err := parseTopK(*topk)
+			if err != nil {
+				return Config{}, err
+			}
+			c.TopK, c.Calibration = ks, true
+		}
 		if *budget < 0 {
 			return Config{}, fmt.Errorf("--budget %d: want bytes ≥ 0", *budget)
 		}
@@ -125,4 +149,20 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 		}
 		return c, nil
 	}
+}
+
+// parseTopK reads --topk: ascending k in [1, batch.MaxTopK], none twice.
+func parseTopK(s string) ([]int, error) {
+	var ks []int
+	for _, f := range strings.Split(s, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("--topk %s: %q is not an integer", s, f)
+		}
+		ks = append(ks, k)
+	}
+	if _, err := batch.NewRankStats(ks); err != nil {
+		return nil, fmt.Errorf("--topk %s: want ascending k in [1, %d], none twice", s, batch.MaxTopK)
+	}
+	return ks, nil
 }

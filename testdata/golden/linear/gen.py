@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 torch.manual_seed(20261202)
 
-from lossfn import ece, loss_fn  # ../lossfn.py, as ../gen.py's
+from lossfn import ece, loss_fn, ranks  # ../lossfn.py, as ../gen.py's
 
 
 def case(name, h, w, b, targets, **o):
@@ -55,7 +55,7 @@ def case(name, h, w, b, targets, **o):
     if "weights" in o:
         save("weights", np.asarray(o["weights"], dtype=np.float32))
     return dict(name=name, n=h.shape[0], d=h.shape[1], v=w.shape[0], bias=b is not None,
-                options=o, sum=float(s), mean=float(mean), ece=ece(z, t, o))
+                options=o, sum=float(s), mean=float(mean), ece=ece(z, t, o), **ranks(z, t, o))
 
 
 def randn(*shape, sd=1.0):
