@@ -169,7 +169,7 @@ func TestLinearLearns(t *testing.T) {
 		res, err := l.ForwardBackward(ctx, g, batch.NewMatrix(H, len(tg), d), batch.NewMatrix(W, bigram.V, d), b, tg, batch.One)
 		return res.Loss, err
 	}
-	losses, err := bigram.Train(ctx, step, bigram.Alice, d, 60, 4)
+	losses, _, err := bigram.Train(ctx, step, bigram.Alice, d, 60, 4)
 	require.NoError(t, err)
 	t.Logf("loss by epoch: %.3f", losses)
 	require.InDelta(t, math.Log(256), losses[0], 0.1)

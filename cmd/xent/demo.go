@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -26,6 +27,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	text := fs.String("text", "", "with --linear: the `file` to learn, any bytes (default: the first page of Alice in Wonderland, built in)")
 	epochs := fs.Int("epochs", 60, "with --linear: epochs of SGD, an integer ≥ 1")
 	plotTo := fs.String("plot", "", "with --linear: write the loss curve to `FILE` (.svg, .png, .pdf, .eps, .jpg or .tif)")
+	dump := fs.String("dump", "", "with --linear: write the trained model's evaluation data into `DIR` for xent eval: hidden.npy (a row per byte of the text but the last), weight.npy, bias.npy, targets.npy")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -35,7 +37,21 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer plotOut.discard()
-		return demoLinear(ctx, *text, *epochs, plotOut, format, stdout)
+		var dumps []*output
+		if *dump != "" {
+			if err := os.MkdirAll(*dump, 0o755); err != nil {
+				return err
+			}
+			var wants []named
+			for _, f := range dumpFiles {
+				wants = append(wants, named{"--dump", filepath.Join(*dump, f)})
+			}
+			if dumps, err = plan([]named{{"--text", *text}, {"--plot", *plotTo}}, wants...); err != nil {
+				return err
+			}
+			defer discardAll(dumps)
+		}
+		return demoLinear(ctx, *text, *epochs, plotOut, format, dumps, stdout)
 	}
 	d, err := device.Open(*dev)
 	if err != nil {
@@ -71,7 +87,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // demoLinear trains the bigram model of package bigram on text through the
 // fused linear cross-entropy on the CPU and prints (and plots) its loss.
-func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, format string, stdout io.Writer) error {
+func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, format string, dumps []*output, stdout io.Writer) error {
 	text, name := bigram.Alice, "Alice's Adventures in Wonderland, page 1"
 	if path != "" {
 		var err error
@@ -98,9 +114,22 @@ func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, fo
 		res, err := ce.ForwardBackward(ctx, g, batch.NewMatrix(H, n, dim), batch.NewMatrix(W, V, dim), b, tg, batch.One)
 		return res.Loss, err
 	}
-	losses, err := bigram.Train(ctx, step, text, dim, epochs, 4)
+	losses, model, err := bigram.Train(ctx, step, text, dim, epochs, 4)
 	if err != nil {
 		return err
+	}
+	if dumps != nil {
+		h, tg := model.Rows(text)
+		t64 := make([]int64, len(tg))
+		for i, t := range tg {
+			t64[i] = int64(t)
+		}
+		for k, v := range []any{rowsOf(batch.NewMatrix(h, len(tg), dim)), rowsOf(batch.NewMatrix(model.W, bigram.V, dim)), model.B, t64} {
+			if err := writeNpy(dumps[k], v); err != nil {
+				return err
+			}
+		}
+		defer fmt.Fprintf(stdout, "\nwrote %s, %s, %s and %s: xent eval --hidden DIR/hidden.npy --weight DIR/weight.npy --bias DIR/bias.npy --targets DIR/targets.npy\n", dumpFiles[0], dumpFiles[1], dumpFiles[2], dumpFiles[3])
 	}
 	fmt.Fprintf(stdout, "A bigram model of %s (%d bytes): hidden states E[previous byte] (D %d), classifier W (%d × %d) and a bias,\n", name, len(text), dim, bigram.V, dim)
 	fmt.Fprintf(stdout, "trained by SGD through the fused linear cross-entropy (no logits held; BLAS: %s).\n\n", d.Info().BLAS)
@@ -118,3 +147,6 @@ func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, fo
 	}
 	return writeCurve(plotTo, format, "xent: a bigram model learning through the fused linear cross-entropy", "epoch (full-batch SGD)", "mean loss (nats)", pts, 6*vg.Inch)
 }
+
+// dumpFiles are the files demo --linear --dump writes, in this order.
+var dumpFiles = []string{"hidden.npy", "weight.npy", "bias.npy", "targets.npy"}

@@ -57,7 +57,7 @@ func BenchmarkEval(b *testing.B) {
 			f.Close()
 		}
 	})
-	for _, c := range []struct{ name, flag string }{{"eval", ""}, {"eval/calibration", "--calibration"}, {"eval/temperature", "--temperature=0.7"}} {
+	for _, c := range []struct{ name, flag string }{{"eval", ""}, {"eval/calibration", "--calibration"}, {"eval/topk", "--topk=1,5,10"}, {"eval/temperature", "--temperature=0.7"}} {
 		b.Run(c.name, func(b *testing.B) { // the flags' cost: beside eval in one run
 			b.SetBytes(size)
 			args := []string{"--logits", logits, "--targets", targets, "--device", "cpu", "--json"}

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/internal/bigram"
 	"github.com/xentlab/xent/internal/half"
 	"github.com/xentlab/xent/internal/npyfile"
 )
@@ -182,6 +183,30 @@ func TestDemoLinear(t *testing.T) {
 	b, err := os.ReadFile(svg)
 	require.NoError(t, err)
 	require.Contains(t, string(b), "<svg")
+
+	// --dump: the trained model's evaluation data, which xent eval reads:
+	// a loss below the last epoch's (taken before its update), top-1 as
+	// the accuracy.
+	dir := filepath.Join(t.TempDir(), "alice")
+	code, out, errOut = runCmd("demo", "--linear", "--epochs", "12", "--dump", dir)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "wrote hidden.npy, weight.npy, bias.npy and targets.npy")
+	got := evalJSON(t, "eval", "--hidden", filepath.Join(dir, "hidden.npy"), "--weight", filepath.Join(dir, "weight.npy"),
+		"--bias", filepath.Join(dir, "bias.npy"), "--targets", filepath.Join(dir, "targets.npy"), "--topk", "1,5", "--device", "cpu", "--json")
+	require.Less(t, got["loss"].(float64), 3.7)
+	require.Greater(t, got["loss"].(float64), 3.0)
+	require.Equal(t, got["accuracy"], got["topk"].(map[string]any)["1"])
+	require.EqualValues(t, len(bigram.Alice)-1, got["tokens"])
+	// An output over the text it reads is refused, nothing written.
+	text := filepath.Join(dir, "targets.npy")
+	before, err := os.ReadFile(text)
+	require.NoError(t, err)
+	code, _, errOut = runCmd("demo", "--linear", "--epochs", "1", "--text", text, "--dump", dir)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "--dump")
+	after, err := os.ReadFile(text)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
 }
 
 // TestEvalSafetensorsLogits: xent eval --logits takes a .safetensors

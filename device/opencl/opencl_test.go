@@ -206,6 +206,37 @@ func (c *cancelAfter) Err() error {
 // and backward kernels) give the unsplit loss and gradient.
 func TestShardsOpenCL(t *testing.T) { spec.RunShards(t, openTest(t), 1e-5) }
 
+// TestRanksResidentOpenCL: the rank pass of a matrix held by the OpenCL
+// device (which has no rank kernel yet) is an ErrNotImplemented naming the
+// device, not a wrong answer; the same matrix in host memory is ranked
+// (on the CPU) as the CPU device ranks it.
+func TestRanksResidentOpenCL(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	const rows, cols = 5, 300
+	x, tg := gen.Logits(rows, cols, 3), gen.Targets(rows, cols, 4)
+	m := batch.NewMatrix(x, rows, cols)
+	l, err := batch.New(d, batch.Shard(0, cols))
+	require.NoError(t, err)
+	part := batch.NewPartials(rows)
+	require.NoError(t, l.Partials(ctx, part, m, tg))
+	got := make([]batch.Rank, rows)
+	require.NoError(t, l.Ranks(ctx, got, m, tg, part))
+	cpuDev, err := device.Open("cpu")
+	require.NoError(t, err)
+	lc, err := batch.New(cpuDev, batch.Shard(0, cols))
+	require.NoError(t, err)
+	want := make([]batch.Rank, rows)
+	require.NoError(t, lc.Ranks(ctx, want, m, tg, part))
+	require.Equal(t, want, got)
+	dm, err := batch.Upload(ctx, d, m)
+	require.NoError(t, err)
+	defer dm.Release()
+	err = l.Ranks(ctx, got, dm.Matrix(), tg, part)
+	require.ErrorIs(t, err, device.ErrNotImplemented)
+	require.ErrorContains(t, err, "the rank pass of a matrix held by opencl")
+}
+
 // TestGroupColumnsOpenCL: the OpenCL device and the CPU splitting the
 // vocabulary (partials merged across back ends) pass the shared table.
 func TestGroupColumnsOpenCL(t *testing.T) {

@@ -28,10 +28,29 @@ var Alice []byte
 // V is the vocabulary: bytes.
 const V = 256
 
+// Model is a trained bigram model: the embeddings E (V × D, the hidden
+// states), the classifier W (V × D) and the bias B (V).
+type Model struct {
+	D       int
+	E, W, B []float32
+}
+
+// Rows returns the hidden states of text (one row per byte but the last,
+// E of the byte, len(text)-1 × D) and the targets (the next bytes).
+func (m Model) Rows(text []byte) (h []float32, tg []int32) {
+	n := len(text) - 1
+	h, tg = make([]float32, n*m.D), make([]int32, n)
+	for i := range n {
+		copy(h[i*m.D:(i+1)*m.D], m.E[int(text[i])*m.D:])
+		tg[i] = int32(text[i+1])
+	}
+	return h, tg
+}
+
 // Train runs epochs of SGD with learning rate lr on text with hidden size
 // d, from a seeded start, and returns the mean loss of each epoch (before
-// its update).
-func Train(ctx context.Context, step Step, text []byte, d, epochs int, lr float32) ([]float64, error) {
+// its update) and the model trained.
+func Train(ctx context.Context, step Step, text []byte, d, epochs int, lr float32) ([]float64, Model, error) {
 	n := len(text) - 1
 	r := rand.New(rand.NewPCG(5, 6))
 	E, W, b := make([]float32, V*d), make([]float32, V*d), make([]float32, V)
@@ -54,7 +73,7 @@ func Train(ctx context.Context, step Step, text []byte, d, epochs int, lr float3
 		clear(db)
 		loss, err := step(ctx, dH, dW, db, H, W, b, tg)
 		if err != nil {
-			return nil, err
+			return nil, Model{}, err
 		}
 		losses = append(losses, loss)
 		for k := range W {
@@ -70,5 +89,5 @@ func Train(ctx context.Context, step Step, text []byte, d, epochs int, lr float3
 			}
 		}
 	}
-	return losses, nil
+	return losses, Model{D: d, E: E, W: W, B: b}, nil
 }
