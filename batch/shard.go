@@ -43,27 +43,42 @@ func NewPartials(rows int) []Partial {
 // vocabulary (every shard's, merged) are part. It needs no device: after
 // an all-reduce of partials, every machine finishes alike.
 func (l *Loss) Finish(part []Partial, targets []int32) (Result, error) {
-	c := &l.cfg
-	if c.vocab == 0 {
-		return Result{}, errorf(ErrOption, "Finish takes the partials of a Loss with a Shard (it needs the vocabulary's size)")
-	}
-	p, err := l.prepareTargets(len(part), c.vocab, targets)
+	p, err := l.prepareMerged("Finish", part, targets)
 	if err != nil {
 		return Result{}, err
 	}
 	return l.run(p, func(out ce.Out) error {
-		for i, t := range p.targets {
-			if t < 0 {
-				continue
-			}
-			if !part[i].HasT {
-				return errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
-			}
-			loss, lse, correct := p.prob.Finish(&part[i], int(t), c.vocab)
+		return l.eachMerged(p, part, func(i int, loss, lse float64, correct bool) {
 			out.Set(i, loss, lse, correct)
-		}
-		return nil
+		})
 	})
+}
+
+// prepareMerged checks what Finish, Calibration and RankStats (what)
+// take: the Loss has a Shard (the vocabulary's size), and a target for
+// each partial.
+func (l *Loss) prepareMerged(what string, part []Partial, targets []int32) (*prepared, error) {
+	if l.cfg.vocab == 0 {
+		return nil, errorf(ErrOption, "%s takes the partials of a Loss with a Shard (it needs the vocabulary's size)", what)
+	}
+	return l.prepareTargets(len(part), l.cfg.vocab, targets)
+}
+
+// eachMerged calls f with each counted row and the loss, lse and argmax
+// test of its merged partial (ce.Problem.Finish), or returns the error of
+// a row whose target no shard held.
+func (l *Loss) eachMerged(p *prepared, part []Partial, f func(i int, loss, lse float64, correct bool)) error {
+	for i, t := range p.targets {
+		if t < 0 {
+			continue
+		}
+		if !part[i].HasT {
+			return errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
+		}
+		loss, lse, correct := p.prob.Finish(&part[i], int(t), l.cfg.vocab)
+		f(i, loss, lse, correct)
+	}
+	return nil
 }
 
 // Ranks sets dst[i] to row i's Rank over x's columns (the Loss's Shard,
@@ -94,10 +109,6 @@ func (l *Loss) Ranks(ctx context.Context, dst []Rank, x Matrix, targets []int32,
 // ranks. A row whose loss is NaN is never in a top k, its reciprocal
 // rank is 0 and its entropy NaN (so is the mean's).
 func (l *Loss) RankStats(ks []int, part []Partial, ranks []Rank, targets []int32) (RankStats, error) {
-	c := &l.cfg
-	if c.vocab == 0 {
-		return RankStats{}, errorf(ErrOption, "RankStats takes the partials of a Loss with a Shard (it needs the vocabulary's size)")
-	}
 	s, err := NewRankStats(ks)
 	if err != nil {
 		return RankStats{}, err
@@ -105,21 +116,14 @@ func (l *Loss) RankStats(ks []int, part []Partial, ranks []Rank, targets []int32
 	if len(ranks) != len(part) {
 		return RankStats{}, errorf(ErrBuffer, "expected %d ranks to match %d partials, got %d", len(part), len(part), len(ranks))
 	}
-	p, err := l.prepareTargets(len(part), c.vocab, targets)
+	p, err := l.prepareMerged("RankStats", part, targets)
 	if err != nil {
 		return RankStats{}, err
 	}
-	for i, t := range p.targets {
-		if t < 0 {
-			continue
-		}
-		if !part[i].HasT {
-			return RankStats{}, errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
-		}
-		loss, _, _ := p.prob.Finish(&part[i], int(t), c.vocab)
+	err = l.eachMerged(p, part, func(i int, loss, _ float64, _ bool) {
 		s.add(math.IsNaN(loss), ranks[i].Greater, ranks[i].Entropy(&part[i]))
-	}
-	return s, nil
+	})
+	return s, err
 }
 
 // Calibration returns the Calibration of the counted rows whose partials
@@ -127,26 +131,15 @@ func (l *Loss) RankStats(ks []int, part []Partial, ranks []Rank, targets []int32
 // takes them: the confidences and argmax of the rows' Finish, so that
 // its Correct rows are Stats.Correct's.
 func (l *Loss) Calibration(part []Partial, targets []int32) (Calibration, error) {
-	c := &l.cfg
-	if c.vocab == 0 {
-		return Calibration{}, errorf(ErrOption, "Calibration takes the partials of a Loss with a Shard (it needs the vocabulary's size)")
-	}
-	p, err := l.prepareTargets(len(part), c.vocab, targets)
+	p, err := l.prepareMerged("Calibration", part, targets)
 	if err != nil {
 		return Calibration{}, err
 	}
 	var cal Calibration
-	for i, t := range p.targets {
-		if t < 0 {
-			continue
-		}
-		if !part[i].HasT {
-			return Calibration{}, errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
-		}
-		_, _, correct := p.prob.Finish(&part[i], int(t), c.vocab)
+	err = l.eachMerged(p, part, func(i int, _, _ float64, correct bool) {
 		cal.Add(part[i].Confidence(), correct)
-	}
-	return cal, nil
+	})
+	return cal, err
 }
 
 // Backward writes into grad the gradient of x's columns (the Loss's
