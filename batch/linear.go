@@ -196,6 +196,9 @@ func (l *Linear) Forward(ctx context.Context, h, w Matrix, bias []float32, targe
 	if err != nil {
 		return Result{}, err
 	}
+	if l.loss.cfg.teacher != nil {
+		return l.distillLinear(ctx, p, lin, nil)
+	}
 	return l.loss.run(p, func(out ce.Out) error {
 		return l.fused.LinearCrossEntropy(ctx, out, nil, lin, p.targets, &p.prob)
 	})
@@ -215,6 +218,9 @@ func (l *Linear) ForwardBackward(ctx context.Context, g LinearGrads, h, w Matrix
 	dg, err := l.gradsOf(p, lin, g, up)
 	if err != nil {
 		return Result{}, err
+	}
+	if l.loss.cfg.teacher != nil {
+		return l.distillLinear(ctx, p, lin, dg)
 	}
 	return l.loss.run(p, func(out ce.Out) error {
 		return l.fused.LinearCrossEntropy(ctx, out, dg, lin, p.targets, &p.prob)

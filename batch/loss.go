@@ -250,6 +250,9 @@ func (l *Loss) Forward(ctx context.Context, x Matrix, targets []int32) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
+	if l.cfg.teacher != nil {
+		return l.distillLogits(ctx, p, nil)
+	}
 	return l.run(p, func(out ce.Out) error {
 		return l.dev.CrossEntropy(ctx, out, nil, p.x, p.targets, &p.prob)
 	})
@@ -272,6 +275,9 @@ func (l *Loss) ForwardBackward(ctx context.Context, grad Grad, x Matrix, targets
 	g, err := l.gradOf(p, grad, up)
 	if err != nil {
 		return Result{}, err
+	}
+	if l.cfg.teacher != nil {
+		return l.distillLogits(ctx, p, g)
 	}
 	return l.run(p, func(out ce.Out) error {
 		return l.dev.CrossEntropy(ctx, out, g, p.x, p.targets, &p.prob)

@@ -3,6 +3,8 @@ package batch
 import (
 	"fmt"
 	"math"
+
+	"github.com/xentlab/xent/ce"
 )
 
 // Reduction says how per-row losses are reduced, as PyTorch's reduction.
@@ -54,6 +56,8 @@ type config struct {
 	filter    float64
 	col0      int // the shard: columns [col0, col0+cols) of vocab classes (vocab 0: whole)
 	vocab     int
+	teacher   *ce.Teacher // Distill's, nil for none
+	alpha     float64     // Distill's α
 }
 
 // Option sets one option of a [Loss].
@@ -199,5 +203,5 @@ func (c *config) validate() error {
 		}
 		c.weightSum += float64(w)
 	}
-	return nil
+	return c.validateTeacher()
 }

@@ -12,8 +12,9 @@ type Stats struct {
 	Counted int64   // rows whose target is not the ignore index
 	Sum     float64 // Σ loss over counted rows (weights, smoothing and z-loss included)
 	Denom   float64 // mean denominator: Counted, or Σ over counted rows of w_t (class weights) times the token weight (TokenWeights)
-	ZLoss   float64 // Σ λ·lse² over counted rows, token-weighted (already inside Sum)
+	ZLoss   float64 // Σ λ·lse² over counted rows, token-weighted (inside Sum, times 1-α with Distill)
 	Correct int64   // counted rows whose argmax is the target
+	KL      float64 // Σ KL over counted rows, token-weighted, with Distill (α·KL is inside Sum)
 }
 
 // Ignored returns the number of rows not counted.
@@ -47,6 +48,16 @@ func (s *Stats) Merge(o Stats) {
 	s.Denom += o.Denom
 	s.ZLoss += o.ZLoss
 	s.Correct += o.Correct
+	s.KL += o.KL
+}
+
+// MeanKL returns KL / Denom, the mean distillation KL (NaN when nothing
+// is counted).
+func (s Stats) MeanKL() float64 {
+	if s.Denom == 0 {
+		return math.NaN()
+	}
+	return s.KL / s.Denom
 }
 
 // CalibrationBins is the number of equal-width confidence bins of a

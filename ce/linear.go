@@ -59,6 +59,7 @@ type LinearGrad struct {
 	W     Matrix
 	Bias  []float32
 	Scale []float32
+	Fix   *Fix // what a loss beyond the cross-entropy adds (LinearBackward only; rows of H)
 }
 
 // ClearIgnored zeroes the rows of a host dH whose target is ignored

@@ -1,5 +1,7 @@
 package ce
 
+import "github.com/xentlab/xent/internal/half"
+
 // Buffer is a dense matrix held in a device's memory, as a Matrix or a
 // Grad refers to it; the device that made it computes on it (package
 // device's Buffer is this and more).
@@ -38,6 +40,18 @@ func BufferMatrix(b Buffer) Matrix {
 	return Matrix{Rows: b.Rows(), Cols: b.Cols(), Stride: b.Cols(), Type: b.Type(), Buf: b}
 }
 
+// At returns element (i, j) of a host matrix, widened to float32.
+func (m Matrix) At(i, j int) float32 {
+	k := i*m.Stride + j
+	switch m.Type {
+	case BF16:
+		return half.BF16(m.Half[k])
+	case F16:
+		return half.F16(m.Half[k])
+	}
+	return m.Data[k]
+}
+
 // RowRange returns the view of rows [lo, hi) of a host matrix.
 func (m Matrix) RowRange(lo, hi int) Matrix {
 	if hi > lo {
@@ -62,7 +76,8 @@ func (m Matrix) Columns(lo, hi int) Matrix {
 // upstream factor (ignored rows get a zero row whatever their scale). It
 // may be the logits themselves (same slice, same stride, same type), for
 // an in-place gradient. With Buf set the gradient replaces the logits held
-// in that buffer, which must be the matrix's own, in its type.
+// in that buffer, which must be the matrix's own, in its type. Fix, when
+// set, adds what a loss beyond the cross-entropy needs (Backward only).
 type Grad struct {
 	Data   []float32
 	Half   []uint16
@@ -70,6 +85,7 @@ type Grad struct {
 	Scale  []float32
 	Type   DType
 	Buf    Buffer
+	Fix    *Fix
 }
 
 // RowRange returns the gradient of rows [lo, hi) of a host gradient.
@@ -78,6 +94,7 @@ func (g Grad) RowRange(lo, hi int) Grad {
 		g.Data, g.Half = from(g.Data, lo*g.Stride), from(g.Half, lo*g.Stride)
 	}
 	g.Scale = g.Scale[lo:hi]
+	g.Fix = g.Fix.RowRange(lo, hi)
 	return g
 }
 

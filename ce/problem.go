@@ -76,6 +76,18 @@ func (p *Problem) Transform() (c, inv float32) {
 	return 0, s
 }
 
+// Apply returns the raw logit x as the loss sees it (Transform): the
+// product x·inv in float32, as every kernel computes it, and the soft
+// cap's tanh in float64, rounded once (a kernel's own tanh may be ulps
+// from it).
+func (p *Problem) Apply(x float32) float32 {
+	c, inv := p.Transform()
+	if c > 0 {
+		return float32(float64(c) * math.Tanh(float64(x*inv)))
+	}
+	return x * inv
+}
+
 // TempScale returns 1/τ, 1 without a temperature.
 func (p *Problem) TempScale() float32 {
 	if p.Temperature == 0 || p.Temperature == 1 {

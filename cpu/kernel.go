@@ -478,6 +478,8 @@ func (k *Impl) Partials(dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Pr
 // row i over the whole vocabulary (merged from every shard's): dz_j as in
 // the package comment with p = exp(z - m)/s of the merged (m, s). Ignored
 // rows (target -1) get a zero row; a row whose sum is NaN or 0 a NaN row.
+// With g.Fix, each row's Extra (times 1/τ) is added to the coefficient of
+// its p_j, and then its entries are set (ce.Fix).
 func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) {
 	C := p.Classes(x.Cols)
 	w := p.ShardWeights(x.Cols)
@@ -498,7 +500,13 @@ func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Parti
 				continue
 			}
 			lse := float64(pt.Max) + ls
-			a, b, gt := gradTerms(p, float64(g.Scale[i]), p.Weight(t), lse, (float64(pt.ZT)-float64(pt.Max))-ls, C)
+			dt := (float64(pt.ZT) - float64(pt.Max)) - ls
+			a, b, gt := p.GradTerms(float64(g.Scale[i]), p.Weight(t), lse, dt, C)
+			if g.Fix != nil {
+				ex := float64(g.Fix.Extra[i]) * float64(p.TempScale())
+				a += ex
+				gt += ex * math.Exp(dt)
+			}
 			tl := t - p.Col0
 			inShard := tl >= 0 && tl < x.Cols
 			var zt float32
@@ -507,7 +515,14 @@ func (k *Impl) Backward(g ce.Grad, x ce.Matrix, targets []int32, part []ce.Parti
 			}
 			pl.gradPass(gr, xr, pt.Max, float32(a/(1+pt.Rest)), float32(b), w)
 			if inShard {
-				gr.set(tl, float32(capGrad(gt, zt, pl.c)))
+				gr.set(tl, float32(p.CapFactor(gt, zt)))
+			}
+			if f := g.Fix; f != nil {
+				for k, c := range f.Cols[i*f.K : (i+1)*f.K] {
+					if j := int(c) - p.Col0; j >= 0 && j < x.Cols {
+						gr.set(j, f.Vals[i*f.K+k])
+					}
+				}
 			}
 		}
 	})
@@ -528,34 +543,6 @@ func (pl *plan) capped(x float32) float32 {
 		pl.k.scale(v[:], pl.inv)
 	}
 	return v[0]
-}
-
-// capGrad multiplies a gradient entry at transformed logit z by the soft
-// cap's factor 1 - tanh² = 1 - (z/c)² with Transform's c (nothing without
-// a cap; the temperature's 1/τ is in gradTerms' scale).
-func capGrad(g float64, z, c float32) float64 {
-	if c > 0 {
-		r := float64(z) / float64(c)
-		g *= 1 - r*r
-	}
-	return g
-}
-
-// gradTerms returns, for a counted row with scale si, target weight wt,
-// log-sum-exp lse and dt = (z_t - m) - log s over C classes, a and b such
-// that dz_j = a·exp(z_j - m)/s - b·w_j off the target (before the soft
-// cap's factor), and gt, the target's entry (before it too): with
-// A = (1-ε)·w_t + (ε/C)·W + 2λ·lse, a = si·A and b = si·ε/C, si times
-// the temperature's chain factor 1/τ (ce.Problem.TempScale). p_t - 1
-// comes from expm1, so that nothing cancels as p_t → 1, and p_t from exp,
-// not from (p_t - 1) + 1, which loses a small p_t.
-func gradTerms(p *ce.Problem, si, wt, lse, dt float64, C int) (a, b, gt float64) {
-	si *= float64(p.TempScale())
-	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
-	ec := eps / float64(C)
-	a = si * ((1-eps)*wt + ec*p.WeightSum + 2*lam*lse)
-	gt = si * ((1-eps)*wt*math.Expm1(dt) + (ec*p.WeightSum+2*lam*lse)*math.Exp(dt) - ec*wt)
-	return a, si * ec, gt
 }
 
 // scan returns the partial of the row x (p's classes, Col0 included in
@@ -630,7 +617,7 @@ func (pl *plan) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.
 	}
 	s := 1 + part.Rest
 	c := pl.c
-	a, b, gt := gradTerms(p, float64(g.Scale[i]), p.Weight(t), lse, (float64(part.ZT)-float64(part.Max))-ls, x.Cols)
+	a, b, gt := p.GradTerms(float64(g.Scale[i]), p.Weight(t), lse, (float64(part.ZT)-float64(part.Max))-ls, x.Cols)
 	if c > 0 || gf == nil {
 		pl.gradPass(gr, xr, part.Max, float32(a/s), float32(b), p.Weights)
 	} else { // chunk c holds exp(z_j - M_c): scaled by exp(M_c - m)·a/s, less b·w_j
@@ -652,7 +639,7 @@ func (pl *plan) row(out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.
 			}
 		}
 	}
-	gr.set(t, float32(capGrad(gt, part.ZT, c)))
+	gr.set(t, float32(p.CapFactor(gt, part.ZT)))
 }
 
 // fill sets every element of x to v.

@@ -106,7 +106,7 @@ func grad(g *ce.Grad, x ce.Matrix, xm ce.Matrix) (ce.Grad, error) {
 	if g.Buf != x.Buf {
 		return ce.Grad{}, fmt.Errorf("%w: a gradient held by a device goes in place over the logits of the same buffer", ErrNotImplemented)
 	}
-	return ce.Grad{Data: xm.Data, Half: xm.Half, Stride: xm.Stride, Scale: g.Scale, Type: xm.Type}, nil
+	return ce.Grad{Data: xm.Data, Half: xm.Half, Stride: xm.Stride, Scale: g.Scale, Type: xm.Type, Fix: g.Fix}, nil
 }
 
 // LogSumExp implements Device.

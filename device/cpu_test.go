@@ -61,6 +61,22 @@ func TestShardsCPU(t *testing.T) {
 	}
 }
 
+// TestDistillCPU: top-k distillation (batch.Distill) against the float64
+// reference, for every kernel, and through a group that splits the
+// vocabulary.
+func TestDistillCPU(t *testing.T) {
+	for _, impl := range impls() {
+		if impl != nil {
+			t.Run(impl.Name(), func(t *testing.T) { spec.RunDistill(t, device.NewCPU(impl), 1e-5) })
+		}
+	}
+	g, err := device.NewGroup(device.SplitColumns, device.NewCPU(cpu.Portable()), device.NewCPU(cpu.Default()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("group", func(t *testing.T) { spec.RunDistill(t, g, 1e-5) })
+}
+
 // TestGroupColumnsCPU: a group of two CPU devices that splits the
 // vocabulary passes the shared table.
 func TestGroupColumnsCPU(t *testing.T) {

@@ -140,8 +140,10 @@ func (l *cpuLinear) Ranks(dst []ce.Rank, targets []int32, part []ce.Partial, p *
 }
 
 // Backward implements tiles.Backend.
-func (l *cpuLinear) Backward(targets []int32, scale []float32, part []ce.Partial, p *ce.Problem) error {
-	l.impl.Backward(*l.grad(scale), l.tile(), targets, part, p)
+func (l *cpuLinear) Backward(targets []int32, scale []float32, fix *ce.Fix, part []ce.Partial, p *ce.Problem) error {
+	g := l.grad(scale)
+	g.Fix = fix
+	l.impl.Backward(*g, l.tile(), targets, part, p)
 	return nil
 }
 
@@ -271,7 +273,7 @@ func (d *CPUDevice) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce
 	}
 	gp.ClearIgnored(targets)
 	pl := tiles.PlanOf(lin, targets)
-	return tiles.RunBackward(ctx, newCPULinear(d, lin, gp, pl), pl, gp.Scale, lin.Filter, targets, part, p)
+	return tiles.RunBackward(ctx, newCPULinear(d, lin, gp, pl), pl, gp.Scale, gp.Fix, lin.Filter, targets, part, p)
 }
 
 // resident returns lin and g with W and dW, when they are in d's

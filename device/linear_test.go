@@ -70,6 +70,19 @@ func TestLinearShardsCPU(t *testing.T) {
 	}
 }
 
+// TestLinearDistillCPU: the fused linear's distillation on each BLAS and
+// kernel, and through a group that splits W's classes.
+func TestLinearDistillCPU(t *testing.T) {
+	var members []device.Device
+	for name, d := range eachLinearCPU(t) {
+		t.Run(name, func(t *testing.T) { spec.RunLinearDistill(t, d, 1e-5) })
+		members = append(members, d)
+	}
+	g, err := device.NewGroup(device.SplitRows, members...)
+	require.NoError(t, err)
+	t.Run("group", func(t *testing.T) { spec.RunLinearDistill(t, g, 1e-5) })
+}
+
 func TestLinearCaps(t *testing.T) {
 	require.True(t, device.NewCPU(cpu.Default()).Caps().Linear)
 	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Default()), device.NewCPU(cpu.Portable()))

@@ -150,20 +150,20 @@ inline acc_t row_acc(__global const ELEM *xr, int counted, int h, __global const
  * flags are p.flags, or 0 for a row without options (see row_acc).
  */
 inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t p, int flags, float icap,
-                     float m, float s, float lsm, float lse, float si, float wt, float zt, int tl,
+                     float m, float s, float lsm, float lse, float si, float ex, float wt, float zt, int tl,
                      const float4 *c, float ct, int keep) {
     const int lid = get_local_id(0);
     const int cols = p.cols;
     const float cap = p.cap;
-    if (flags & F_TEMP) si *= p.ts; /* the temperature's chain factor 1/tau */
+    if (flags & F_TEMP) { si *= p.ts; ex *= p.ts; } /* the temperature's chain factor 1/tau */
     const float ec = p.eps / (float)p.vocab;
     const float zterm = (flags & F_ZLOSS) ? 2.0f * p.zl * lse : 0.0f;
     const float A = (1.0f - p.eps) * wt + ec * p.W + zterm;
-    const float aa = si * A / s;
+    const float aa = (si * A + ex) / s; /* ex: a fix's Extra (xent_backward), else 0 */
     const float bb = si * ec;
     const float dt = (zt - m) - lsm;
     const float pt1 = expm1(dt);
-    float gt = si * ((1.0f - p.eps) * wt * pt1 + (ec * p.W + zterm) * exp(dt) - ec * wt);
+    float gt = si * ((1.0f - p.eps) * wt * pt1 + (ec * p.W + zterm) * exp(dt) - ec * wt) + ex * exp(dt);
     if (flags & F_SOFTCAP) { float r = zt / cap; gt *= 1.0f - r * r; }
     if (isnan(lse)) { gt = NAN; m = NAN; } /* every p_j becomes NaN, as the reference */
     const int hasw = flags & F_WEIGHTS;
@@ -203,11 +203,11 @@ inline void zero_row(__global ELEM *xr, int cols) {
 /* The gradient of row xr (zero for an ignored one): grad_row, compiled
  * once for rows without options (flags 0) and once for the others. */
 inline void grad_or_zero(__global ELEM *xr, int h, __global const float *wts, prob_t p, float icap, int counted,
-                         float m, float s, float lsm, float lse, float si, float wt, float zt, int tl,
+                         float m, float s, float lsm, float lse, float si, float ex, float wt, float zt, int tl,
                          const float4 *c, float ct, int keep) {
     if (!counted) zero_row(xr, p.cols);
-    else if (p.flags == 0) grad_row(xr, h, wts, p, 0, icap, m, s, lsm, lse, si, wt, zt, tl, c, ct, keep);
-    else grad_row(xr, h, wts, p, p.flags, icap, m, s, lsm, lse, si, wt, zt, tl, c, ct, keep);
+    else if (p.flags == 0 && ex == 0.0f) grad_row(xr, h, wts, p, 0, icap, m, s, lsm, lse, si, 0.0f, wt, zt, tl, c, ct, keep);
+    else grad_row(xr, h, wts, p, p.flags, icap, m, s, lsm, lse, si, ex, wt, zt, tl, c, ct, keep);
 }
 
 /* Forward (p.grad == 0) or fused forward + backward over the whole
@@ -247,7 +247,7 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
             lse_out[row] = counted ? lse : 0.0f;
             correct[row] = (counted && a.idx == t && !isnan(L)) ? 1 : 0;
         }
-        if (p.grad) grad_or_zero(xr, h, wts, p, icap, counted, a.m, 1.0f + a.s, lsm, lse, scale[row], wt, zt, t, c, ct, keep);
+        if (p.grad) grad_or_zero(xr, h, wts, p, icap, counted, a.m, 1.0f + a.s, lsm, lse, scale[row], 0.0f, wt, zt, t, c, ct, keep);
     }
 }
 
@@ -292,7 +292,8 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __global const float *wts,
                    __global const float *scale, __global const float *gm, __global const float *gs,
-                   __global const float *glsm, __global const float *gzt) {
+                   __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
+                   __global const int *fcols, __global const float *fvals) {
     const float icap = p.ic;
     float4 c[1];
     FOR_ROWS(g) {
@@ -302,7 +303,17 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
         const int counted = t >= 0; /* an ignored row's entries are not read */
         const float m = counted ? gm[row] : 0.0f, s = counted ? gs[row] : 1.0f, lsm = counted ? glsm[row] : 0.0f;
         const float si = counted ? scale[row] : 0.0f, zt = counted ? gzt[row] : 0.0f;
-        grad_or_zero(row_of(x, p, g), HEAD(row_off(p, g), p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, wt, zt, t - p.col0, c, 0.0f, 0);
+        const float ex = (counted && fk > 0) ? fex[row] : 0.0f;
+        __global ELEM *xr = row_of(x, p, g);
+        grad_or_zero(xr, HEAD(row_off(p, g), p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, ex, wt, zt, t - p.col0, c, 0.0f, 0);
+        /* The fix's entries (ce.Fix), once the whole row is written. The
+         * barrier is unconditional: PoCL 3.1 mishandles one in a branch
+         * (uniform as it is) inside this loop. */
+        barrier(CLK_GLOBAL_MEM_FENCE);
+        for (int k = get_local_id(0); counted && k < fk; k += WG) {
+            const int j = fcols[(size_t)row * fk + k] - p.col0;
+            if (j >= 0 && j < p.cols) ST(fvals[(size_t)row * fk + k], j, xr);
+        }
     }
 }
 

@@ -510,6 +510,17 @@ func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
 		for _, m := range ins {
 			r.args = append(r.args, m)
 		}
+		f := c.grad.Fix
+		if f == nil {
+			f = &ce.Fix{Extra: []float32{0}, Cols: []int32{0}, Vals: []float32{0}}
+		}
+		fex, fcols, fvals := mk(4*len(f.Extra)), mk(4*len(f.Cols)), mk(4*len(f.Vals))
+		up(fex, f.Extra)
+		up(fvals, f.Vals)
+		if err == nil {
+			_, err = b.ev(cl.Write(d.copyQ, fcols, false, 0, f.Cols, nil))
+		}
+		r.args = append(r.args, int32(f.K), fex, fcols, fvals)
 	}
 	if err == nil {
 		err = d.copyQ.Finish() // small: the kernels may use them at once

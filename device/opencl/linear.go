@@ -52,14 +52,16 @@ type clLinear struct {
 
 	// The row kernels' buffers: targets, class weights, row scale, the
 	// forward's outputs (loss, lse, correct), the partials' and the
-	// backward's inputs; and which host slices tg, sc and bin hold.
-	tg, wts, sc cl.Mem
-	outs        [3]cl.Mem
-	pouts       [8]cl.Mem
-	bin         [4]cl.Mem
-	tgOf        *int32
-	scOfF       *float32
-	partOf      *ce.Partial
+	// backward's inputs and its fix's (ce.Fix); and which host slices tg,
+	// sc, bin and the fix's hold.
+	tg, wts, sc       cl.Mem
+	outs              [3]cl.Mem
+	pouts             [8]cl.Mem
+	bin               [4]cl.Mem
+	fex, fcols, fvals cl.Mem
+	tgOf              *int32
+	scOfF, fixOf      *float32
+	partOf            *ce.Partial
 
 	hb     [2][]float32 // H's chunk gathered on the host, double-buffered
 	hev    [2]cl.Event  // their writes
@@ -134,6 +136,11 @@ func (d *Device) newCLLinear(lin *ce.Linear, g *ce.LinearGrad, pl tiles.Plan, p 
 	for k := range l.bin {
 		l.bin[k] = mk(4 * R)
 	}
+	fk := 1
+	if g != nil && g.Fix != nil {
+		fk = max(g.Fix.K, 1)
+	}
+	l.fex, l.fcols, l.fvals = mk(4*R), mk(4*R*fk), mk(4*R*fk)
 	if g != nil {
 		if g.H.Data != nil {
 			l.dh = mk(4 * R * D)
@@ -370,9 +377,22 @@ func (l *clLinear) Partials(dst []ce.Partial, targets []int32, p *ce.Problem) er
 
 // Backward implements tiles.Backend; the merged partials are written once
 // a chunk (their inputs computed on the host here: part is not kept).
-func (l *clLinear) Backward(targets []int32, scale []float32, part []ce.Partial, p *ce.Problem) error {
+func (l *clLinear) Backward(targets []int32, scale []float32, fix *ce.Fix, part []ce.Partial, p *ce.Problem) error {
 	if err := l.inputs(targets, scale); err != nil {
 		return err
+	}
+	fk := int32(0)
+	if fix != nil && len(fix.Extra) > 0 {
+		fk = int32(fix.K)
+		if &fix.Extra[0] != l.fixOf {
+			if err := errors.Join(l.write(l.fex, fix.Extra), l.write(l.fvals, fix.Vals)); err != nil {
+				return err
+			}
+			if _, err := l.b.ev(cl.Write(l.d.q, l.fcols, false, 0, fix.Cols, nil)); err != nil {
+				return err
+			}
+			l.fixOf = &fix.Extra[0]
+		}
 	}
 	if len(part) > 0 && &part[0] != l.partOf {
 		for k, v := range backwardIns(part) {
@@ -382,7 +402,7 @@ func (l *clLinear) Backward(targets []int32, scale []float32, part []ce.Partial,
 		}
 		l.partOf = &part[0]
 	}
-	return l.kernel(opBackward, p, false, l.tg, l.wts, l.sc, l.bin[0], l.bin[1], l.bin[2], l.bin[3])
+	return l.kernel(opBackward, p, false, l.tg, l.wts, l.sc, l.bin[0], l.bin[1], l.bin[2], l.bin[3], fk, l.fex, l.fcols, l.fvals)
 }
 
 // Grads implements tiles.Backend. The chunk's dH accumulates on the
@@ -543,6 +563,6 @@ func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.L
 func (d *Device) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	return d.linear(ctx, lin, &g, targets, p, func(l *clLinear, pl tiles.Plan) error {
 		g.ClearIgnored(targets)
-		return tiles.RunBackward(ctx, l, pl, g.Scale, lin.Filter, targets, part, p)
+		return tiles.RunBackward(ctx, l, pl, g.Scale, g.Fix, lin.Filter, targets, part, p)
 	})
 }

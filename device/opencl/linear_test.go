@@ -35,6 +35,12 @@ func TestLinearGoldenOpenCL(t *testing.T) {
 	linearTest(t, func(t *testing.T) { spec.RunLinearGolden(t, openTest(t), 1e-5) })
 }
 
+// TestLinearDistillOpenCL: the fused linear's distillation (the backward
+// kernel's fix on each tile) against the float64 reference.
+func TestLinearDistillOpenCL(t *testing.T) {
+	linearTest(t, func(t *testing.T) { spec.RunLinearDistill(t, openTest(t), 1e-5) })
+}
+
 // TestLinearShardsOpenCL also checks that a fused linear call leaves no
 // OpenCL object behind (buffers, events).
 func TestLinearShardsOpenCL(t *testing.T) {

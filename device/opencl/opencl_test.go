@@ -206,6 +206,10 @@ func (c *cancelAfter) Err() error {
 // and backward kernels) give the unsplit loss and gradient.
 func TestShardsOpenCL(t *testing.T) { spec.RunShards(t, openTest(t), 1e-5) }
 
+// TestDistillOpenCL: top-k distillation (its backward kernel's fix)
+// against the float64 reference.
+func TestDistillOpenCL(t *testing.T) { spec.RunDistill(t, openTest(t), 1e-5) }
+
 // TestRanksResidentOpenCL: the rank pass of a matrix held by the OpenCL
 // device (which has no rank kernel yet) is an ErrNotImplemented naming the
 // device, not a wrong answer; the same matrix in host memory is ranked

@@ -40,8 +40,9 @@ type Backend interface {
 	CrossEntropy(out ce.Out, grad bool, targets []int32, scale []float32, p *ce.Problem) error
 	// Partials runs Partials on the tile (p: its classes' shard).
 	Partials(dst []ce.Partial, targets []int32, p *ce.Problem) error
-	// Backward runs Backward on the tile, the gradient in place.
-	Backward(targets []int32, scale []float32, part []ce.Partial, p *ce.Problem) error
+	// Backward runs Backward on the tile, the gradient in place, with the
+	// chunk's rows of fix (nil: none).
+	Backward(targets []int32, scale []float32, fix *ce.Fix, part []ce.Partial, p *ce.Problem) error
 	// Grads adds the tile's gradient of classes [v0, v1) (a range of the
 	// tile's, which starts at t0) into the chunk's dH (which starts from 0
 	// at its first call for the chunk; with AddH the chunk's dH is then
@@ -99,11 +100,13 @@ type run struct {
 	p       *ce.Problem
 	targets []int32
 	scale   []float32 // per row of H, nil without gradients
+	fix     *ce.Fix   // per row of H, nil without one
 	filter  float32
 	rows    []int // the chunk's rows
 	tg      []int32
 	sc      []float32
-	first   bool // no Grads yet for this chunk
+	fx      *ce.Fix // the chunk's rows of fix
+	first   bool    // no Grads yet for this chunk
 	bm, inv []float32
 }
 
@@ -173,12 +176,13 @@ func (l *run) each(ctx context.Context, f func(lo int) error) error {
 			sc[k] = l.scale[i]
 		}
 	}
+	fx := l.fix.Gather(rs)
 	for lo := 0; lo < len(rs); lo += l.pl.R {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hi := min(len(rs), lo+l.pl.R)
-		l.rows, l.tg, l.sc = rs[lo:hi], tg[lo:hi], sc[lo:hi]
+		l.rows, l.tg, l.sc, l.fx = rs[lo:hi], tg[lo:hi], sc[lo:hi], fx.RowRange(lo, hi)
 		l.first = true
 		if err := l.b.Chunk(l.rows); err != nil {
 			return err
@@ -237,7 +241,7 @@ func (l *run) partials(ctx context.Context, part []ce.Partial) ([]ce.Partial, er
 // backward adds the chunk's gradients given its merged partials.
 func (l *run) backward(ctx context.Context, part []ce.Partial) error {
 	return l.tiles(ctx, func(v0, v1 int, p *ce.Problem) error {
-		if err := l.b.Backward(l.tg, l.sc, part, p); err != nil {
+		if err := l.b.Backward(l.tg, l.sc, l.fx, part, p); err != nil {
 			return err
 		}
 		_, err := l.grads(v0, v1)
@@ -312,9 +316,9 @@ func RunPartials(ctx context.Context, b Backend, pl Plan, dst []ce.Partial, targ
 }
 
 // RunBackward drives b through LinearBackward, given part[i], row
-// i's merged partial.
-func RunBackward(ctx context.Context, b Backend, pl Plan, scale []float32, filter float32, targets []int32, part []ce.Partial, p *ce.Problem) error {
-	l := &run{b: b, pl: pl, p: p, targets: targets, scale: scale, filter: filter}
+// i's merged partial, with fix (rows of H; nil: none).
+func RunBackward(ctx context.Context, b Backend, pl Plan, scale []float32, fix *ce.Fix, filter float32, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	l := &run{b: b, pl: pl, p: p, targets: targets, scale: scale, fix: fix, filter: filter}
 	pc := make([]ce.Partial, pl.R)
 	return l.each(ctx, func(int) error {
 		pc = pc[:len(l.rows)]

@@ -1,0 +1,279 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/xentlab/xent/ce"
+)
+
+// Teacher is a teacher's top-k distribution of each row (see Distill):
+// row i's K classes IDs[i*K : (i+1)*K] and their log-probabilities
+// LogProbs[i*K : (i+1)*K].
+type Teacher = ce.Teacher
+
+// ErrTeacher is matched by every error about a teacher's data (TeacherError).
+var ErrTeacher = fmt.Errorf("batch: bad teacher data")
+
+// TeacherError is the error for a teacher's entry that is not a
+// distribution's: errors.As gives the row, the position in it and what
+// is wrong; it matches ErrTeacher with errors.Is.
+type TeacherError struct {
+	Row, Pos int    // the row and the position of the entry among its K (-1: the row's)
+	Msg      string // what is wrong
+}
+
+func (e *TeacherError) Error() string {
+	if e.Pos < 0 {
+		return fmt.Sprintf("batch: teacher row %d: %s", e.Row, e.Msg)
+	}
+	return fmt.Sprintf("batch: teacher row %d, entry %d: %s", e.Row, e.Pos, e.Msg)
+}
+
+// Unwrap returns ErrTeacher.
+func (e *TeacherError) Unwrap() error { return ErrTeacher }
+
+// TeacherMassSlack is how far above 1 a teacher row's mass Σ_j p_j may be
+// (its log-probabilities' rounding): 2^-10. The tail 1 - Σ_j p_j is then
+// taken as 0.
+const TeacherMassSlack = 0x1p-10
+
+// Distill adds top-k distillation from a teacher to every call of the
+// loss (Forward, ForwardBackward; a Linear's too): row i's loss becomes
+//
+//	(1-α)·CE_i + α·KL_i,   α in [0, 1],
+//
+// with KL_i = KL(teacher ‖ student) over the teacher's K classes and one
+// tail bin for the rest of the vocabulary (ce.Distill: the tail's teacher
+// mass 1 - Σ_j p_j clamped at 0; a student's tail below its rounding
+// floored), of the student's softmax as the loss sees it (capped, divided
+// by the temperature), and its gradient with respect to the raw logits.
+// Token weights and the reduction apply to the mixed loss as to the
+// cross-entropy; Stats.KL is Σ w_i·KL_i. The teacher holds one row per
+// row of every call: its classes distinct classes of the vocabulary, its
+// log-probabilities ≤ 0 (-Inf for 0) of a mass at most 1 +
+// TeacherMassSlack. An ignored row's entries are not read. The slices are
+// copied. Class weights and shards of the vocabulary do not combine with
+// it (ErrOption), nor do device matrices (ErrOption: the student's logits
+// at the teacher's classes are read on the host).
+func Distill(t Teacher, alpha float64) Option {
+	return func(c *config) {
+		t.IDs = append([]int32(nil), t.IDs...)
+		t.LogProbs = append([]float32(nil), t.LogProbs...)
+		c.teacher, c.alpha = &t, alpha
+	}
+}
+
+// validateTeacher checks the options that combine with a teacher.
+func (c *config) validateTeacher() error {
+	t := c.teacher
+	if t == nil {
+		return nil
+	}
+	switch {
+	case !(c.alpha >= 0 && c.alpha <= 1):
+		return errorf(ErrOption, "distillation weight α = %g is outside [0, 1]", c.alpha)
+	case t.K < 1:
+		return errorf(ErrOption, "a teacher's top-k of k = %d: it must be ≥ 1", t.K)
+	case len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
+		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
+	case c.weights != nil:
+		return errorf(ErrOption, "class weights do not combine with distillation (the KL has no target class to weight)")
+	case c.vocab > 0:
+		return errorf(ErrOption, "distillation of a shard of the vocabulary: the KL needs every class's partial and the teacher's classes' logits")
+	}
+	return nil
+}
+
+// checkTeacher validates the teacher's rows of the counted rows of p
+// against a vocabulary of vocab classes.
+func (l *Loss) checkTeacher(p *prepared, vocab int) error {
+	t := l.cfg.teacher
+	rows := len(p.targets)
+	if len(t.IDs) != rows*t.K {
+		return errorf(ErrShape, "expected a teacher's %d rows × k = %d classes to match %d rows, got %d rows", rows, t.K, rows, len(t.IDs)/t.K)
+	}
+	seen := make([]int32, t.K)
+	for i, tg := range p.targets {
+		if tg < 0 {
+			continue
+		}
+		ids, lp := t.Row(i)
+		mass := 0.0
+		for k, id := range ids {
+			if id < 0 || int(id) >= vocab {
+				return &TeacherError{Row: i, Pos: k, Msg: fmt.Sprintf("class %d is out of bounds [0, %d)", id, vocab)}
+			}
+			v := float64(lp[k])
+			if math.IsNaN(v) || v > 0 && math.IsInf(v, 1) {
+				return &TeacherError{Row: i, Pos: k, Msg: fmt.Sprintf("log-probability %g is not a number ≤ 0", v)}
+			}
+			mass += math.Exp(v)
+		}
+		if mass > 1+TeacherMassSlack {
+			return &TeacherError{Row: i, Pos: -1, Msg: fmt.Sprintf("the probabilities sum to %.6g, more than 1 beyond rounding (%g)", mass, TeacherMassSlack)}
+		}
+		copy(seen, ids)
+		slices.Sort(seen)
+		for k := 1; k < len(seen); k++ {
+			if seen[k] == seen[k-1] {
+				return &TeacherError{Row: i, Pos: slices.Index(ids, seen[k]), Msg: fmt.Sprintf("class %d appears twice", seen[k])}
+			}
+		}
+	}
+	return nil
+}
+
+// distillCall is a call with a teacher: its steps on the device, whatever
+// the input (logits, the fused linear).
+type distillCall struct {
+	partials func(part []Partial) error
+	// gather sets z to the student's raw logits of row i at ids.
+	gather   func(i int, ids []int32, z []float32)
+	backward func(part []Partial, scale []float32, fix *ce.Fix) error // nil: no gradient
+	scale    []float32                                                // the gradient's per-row scales (scales), with backward
+	classes  int                                                      // C, the vocabulary's
+}
+
+// distill runs c: the partials of the whole vocabulary, then each counted
+// row's cross-entropy (ce.Problem.Finish) and distillation (ce.Distill)
+// from its partial and the student's logits at the teacher's classes,
+// and with a gradient the backward pass with their fix (ce.Fix): the
+// cross-entropy's scale times 1-α.
+func (l *Loss) distill(p *prepared, c distillCall) (Result, error) {
+	rows := len(p.targets)
+	t, alpha := l.cfg.teacher, l.cfg.alpha
+	out := ce.Out{Loss: make([]float32, rows), Correct: make([]bool, rows)}
+	if l.cfg.zloss > 0 || l.cfg.keepRows {
+		out.LSE = make([]float32, rows)
+	}
+	kl := make([]float64, rows)
+	if rows == 0 {
+		return l.reduceKL(p, out, kl), nil
+	}
+	part := ce.EmptyPartials(rows)
+	if err := c.partials(part); err != nil {
+		return Result{}, err
+	}
+	var fix *ce.Fix
+	if c.backward != nil {
+		fix = &ce.Fix{Extra: make([]float32, rows), K: t.K, Cols: t.IDs, Vals: make([]float32, len(t.IDs))}
+	}
+	C := c.classes
+	z := make([]float32, t.K)
+	for i, tg := range p.targets {
+		if tg < 0 {
+			out.Set(i, 0, 0, false)
+			continue
+		}
+		ids, lp := t.Row(i)
+		c.gather(i, ids, z)
+		for k := range z {
+			z[k] = p.prob.Apply(z[k])
+		}
+		loss, lse, correct := p.prob.Finish(&part[i], int(tg), C)
+		var d ce.Distillation
+		if fix != nil {
+			d = p.prob.DistillRow(&part[i], int(tg), C, ids, lp, z, alpha, float64(c.scale[i]), &fix.Extra[i], fix.Vals[i*t.K:(i+1)*t.K])
+			c.scale[i] = float32(float64(c.scale[i]) * (1 - alpha))
+		} else {
+			d = ce.Distill(&part[i], ids, lp, z)
+		}
+		kl[i] = d.KL
+		out.Set(i, (1-alpha)*loss+alpha*d.KL, lse, correct)
+	}
+	if fix != nil {
+		if err := c.backward(part, c.scale, fix); err != nil {
+			return Result{}, err
+		}
+	}
+	return l.reduceKL(p, out, kl), nil
+}
+
+// reduceKL is reduce with each counted row's KL summed into Stats.KL,
+// token-weighted.
+func (l *Loss) reduceKL(p *prepared, out ce.Out, kl []float64) Result {
+	r := l.reduce(p, out)
+	for i, t := range p.targets {
+		if t < 0 {
+			continue
+		}
+		w := 1.0
+		if l.cfg.tokens != nil {
+			w = float64(l.cfg.tokens[i])
+		}
+		r.KL += w * kl[i]
+	}
+	return r
+}
+
+// distillLogits runs a call of logits x with a teacher (see distill).
+func (l *Loss) distillLogits(ctx context.Context, p *prepared, g *ce.Grad) (Result, error) {
+	if p.x.Buf != nil {
+		return Result{}, errorf(ErrOption, "distillation of a device matrix: the logits at the teacher's classes are read on the host")
+	}
+	if err := l.checkTeacher(p, p.x.Cols); err != nil {
+		return Result{}, err
+	}
+	c := distillCall{
+		classes:  p.x.Cols,
+		partials: func(part []Partial) error { return l.dev.Partials(ctx, part, p.x, p.targets, &p.prob) },
+		gather: func(i int, ids []int32, z []float32) {
+			for k, id := range ids {
+				z[k] = p.x.At(i, int(id))
+			}
+		},
+	}
+	if g != nil {
+		c.scale = g.Scale
+		c.backward = func(part []Partial, scale []float32, fix *ce.Fix) error {
+			gf := *g
+			gf.Scale, gf.Fix = scale, fix
+			return l.dev.Backward(ctx, gf, p.x, p.targets, part, &p.prob)
+		}
+	}
+	return l.distill(p, c)
+}
+
+// distillLinear runs a fused linear call with a teacher (see distill):
+// the student's logits at the teacher's classes are h_i·w_c + b_c, in
+// float64 on the host (K·D products a row).
+func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear, g *ce.LinearGrad) (Result, error) {
+	if lin.W.Buf != nil {
+		return Result{}, errorf(ErrOption, "distillation with a device matrix W: the logits at the teacher's classes are computed on the host")
+	}
+	if err := l.loss.checkTeacher(p, lin.W.Rows); err != nil {
+		return Result{}, err
+	}
+	h := make([]float64, lin.H.Cols)
+	c := distillCall{
+		classes:  lin.W.Rows,
+		partials: func(part []Partial) error { return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob) },
+		gather: func(i int, ids []int32, z []float32) {
+			for d := range h {
+				h[d] = float64(lin.H.At(i, d))
+			}
+			for k, id := range ids {
+				s := 0.0
+				for d, v := range h {
+					s += v * float64(lin.W.At(int(id), d))
+				}
+				if lin.Bias != nil {
+					s += float64(lin.Bias[id])
+				}
+				z[k] = float32(s)
+			}
+		},
+	}
+	if g != nil {
+		c.scale = g.Scale
+		c.backward = func(part []Partial, scale []float32, fix *ce.Fix) error {
+			gf := *g
+			gf.Scale, gf.Fix = scale, fix
+			return l.fused.LinearBackward(ctx, gf, lin, p.targets, part, &p.prob)
+		}
+	}
+	return l.loss.distill(p, c)
+}

@@ -1,0 +1,129 @@
+package batch_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
+)
+
+// distillInputs is a 3 × 5 problem with a teacher's top-2 of each row;
+// row 1 is ignored, and its teacher entries are junk that must not be
+// read.
+func distillInputs() ([]float32, []int32, batch.Teacher) {
+	x := []float32{1, 2, 3, 4, 5, 0, -1, 2, 0.5, 1, 3, 3, -2, 0, 1}
+	tg := []int32{4, -100, 0}
+	l := func(p float64) float32 { return float32(math.Log(p)) }
+	tc := batch.Teacher{K: 2, IDs: []int32{4, 3, -7, 99, 1, 0}, LogProbs: []float32{l(0.6), l(0.3), float32(math.NaN()), 5, l(0.5), l(0.5)}}
+	return x, tg, tc
+}
+
+// TestDistillErrors: bad teacher data and options that do not combine
+// with distillation are clear errors, naming the row and the entry, with
+// nothing written.
+func TestDistillErrors(t *testing.T) {
+	ctx := context.Background()
+	dev := device.NewCPU(cpu.Default())
+	x, tg, good := distillInputs()
+	m := batch.NewMatrix(x, 3, 5)
+	bad := func(f func(*batch.Teacher)) batch.Teacher {
+		c := good
+		c.IDs, c.LogProbs = slices.Clone(good.IDs), slices.Clone(good.LogProbs)
+		f(&c)
+		return c
+	}
+	for _, c := range []struct {
+		name     string
+		tc       batch.Teacher
+		row, pos int
+		msg      string
+	}{
+		{"out of range", bad(func(c *batch.Teacher) { c.IDs[5] = 5 }), 2, 1, "class 5 is out of bounds [0, 5)"},
+		{"negative", bad(func(c *batch.Teacher) { c.IDs[0] = -1 }), 0, 0, "class -1 is out of bounds"},
+		{"repeated", bad(func(c *batch.Teacher) { c.IDs[5] = 1 }), 2, 0, "class 1 appears twice"},
+		{"NaN", bad(func(c *batch.Teacher) { c.LogProbs[1] = float32(math.NaN()) }), 0, 1, "log-probability NaN"},
+		{"+Inf", bad(func(c *batch.Teacher) { c.LogProbs[4] = float32(math.Inf(1)) }), 2, 0, "log-probability +Inf"},
+		{"mass", bad(func(c *batch.Teacher) { c.LogProbs[0] = 0 }), 0, -1, "sum to 1.3"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l, err := batch.New(dev, batch.Distill(c.tc, 0.5))
+			require.NoError(t, err)
+			g := make([]float32, len(x))
+			for k := range g {
+				g[k] = 7
+			}
+			_, err = l.ForwardBackward(ctx, batch.NewGrad(g, 3, 5), m, tg, batch.One)
+			require.ErrorIs(t, err, batch.ErrTeacher)
+			var te *batch.TeacherError
+			require.True(t, errors.As(err, &te))
+			require.Equal(t, c.row, te.Row)
+			require.Equal(t, c.pos, te.Pos)
+			require.Contains(t, err.Error(), c.msg)
+			for _, v := range g {
+				require.Equal(t, float32(7), v, "nothing written")
+			}
+			_, err = l.Forward(ctx, m, tg)
+			require.ErrorIs(t, err, batch.ErrTeacher)
+		})
+	}
+	// A mass above 1 by rounding is a distribution's; the tail is 0.
+	l, err := batch.New(dev, batch.Distill(bad(func(c *batch.Teacher) { c.LogProbs[4] += 1e-4 }), 0.5))
+	require.NoError(t, err)
+	_, err = l.Forward(ctx, m, tg)
+	require.NoError(t, err)
+
+	for _, c := range []struct {
+		name string
+		opts []batch.Option
+		want error
+	}{
+		{"alpha", []batch.Option{batch.Distill(good, 1.5)}, batch.ErrOption},
+		{"alpha NaN", []batch.Option{batch.Distill(good, math.NaN())}, batch.ErrOption},
+		{"k", []batch.Option{batch.Distill(batch.Teacher{K: 0}, 0.5)}, batch.ErrOption},
+		{"ragged", []batch.Option{batch.Distill(batch.Teacher{K: 2, IDs: []int32{1, 2, 3}, LogProbs: []float32{0, 0, 0}}, 0.5)}, batch.ErrShape},
+		{"class weights", []batch.Option{batch.Distill(good, 0.5), batch.Weights([]float32{1, 1, 1, 1, 1})}, batch.ErrOption},
+		{"shard", []batch.Option{batch.Distill(good, 0.5), batch.Shard(0, 10)}, batch.ErrOption},
+	} {
+		_, err := batch.New(dev, c.opts...)
+		require.ErrorIs(t, err, c.want, c.name)
+	}
+	// A teacher of another batch's rows.
+	l, err = batch.New(dev, batch.Distill(batch.Teacher{K: 1, IDs: []int32{0, 1}, LogProbs: []float32{0, 0}}, 0.5))
+	require.NoError(t, err)
+	_, err = l.Forward(ctx, m, tg)
+	require.ErrorIs(t, err, batch.ErrShape)
+	require.ErrorContains(t, err, "teacher's 3 rows")
+
+	// A device matrix: its logits at the teacher's classes are not read back.
+	l, err = batch.New(dev, batch.Distill(good, 0.5))
+	require.NoError(t, err)
+	dm, err := batch.Upload(ctx, dev, m)
+	require.NoError(t, err)
+	defer dm.Release()
+	_, err = l.Forward(ctx, dm.Matrix(), tg)
+	require.ErrorIs(t, err, batch.ErrOption)
+}
+
+// TestDistillCopies: the teacher's slices are copied by Distill; the
+// caller may reuse them.
+func TestDistillCopies(t *testing.T) {
+	ctx := context.Background()
+	dev := device.NewCPU(cpu.Default())
+	x, tg, tc := distillInputs()
+	l, err := batch.New(dev, batch.Distill(tc, 1))
+	require.NoError(t, err)
+	before, err := l.Forward(ctx, batch.NewMatrix(x, 3, 5), tg)
+	require.NoError(t, err)
+	tc.IDs[0], tc.LogProbs[0] = 2, -9
+	after, err := l.Forward(ctx, batch.NewMatrix(x, 3, 5), tg)
+	require.NoError(t, err)
+	require.Equal(t, before.Loss, after.Loss)
+	require.InEpsilon(t, before.KL, after.Loss*before.Denom, 1e-6, "α = 1: the loss is the KL")
+}

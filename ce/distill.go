@@ -1,0 +1,199 @@
+package ce
+
+import "math"
+
+// Teacher is a teacher's top-k distribution of each row, as a teacher's
+// dump gives it: row i's K classes IDs[i*K : (i+1)*K] (distinct classes of
+// the vocabulary) and their log-probabilities LogProbs[i*K : (i+1)*K]
+// (log p ≤ 0; -Inf for p = 0).
+type Teacher struct {
+	K        int
+	IDs      []int32
+	LogProbs []float32
+}
+
+// Row returns row i's classes and log-probabilities.
+func (t *Teacher) Row(i int) ([]int32, []float32) {
+	return t.IDs[i*t.K : (i+1)*t.K], t.LogProbs[i*t.K : (i+1)*t.K]
+}
+
+// TailFloor is the smallest student tail mass the distillation resolves:
+// below it (or below the rounding of the sums it is the difference of,
+// see Distill) the tail is taken as TailFloor and its gradient as 0, so
+// that the gradient's coefficients stay within float32.
+const TailFloor = 0x1p-100
+
+// Distillation is one row's top-k distillation (Distill): the KL and the
+// coefficients of its gradient with respect to the student's logits z
+// (as the loss sees them, before the soft cap's and the temperature's
+// chain factors), with q = softmax(z) and p the teacher's:
+//
+//	dKL/dz_v = Dense·q_v                  off the teacher's support,
+//	dKL/dz_j = (Dense + Ratio)·q_j - p_j  on it.
+type Distillation struct {
+	KL, Dense, Ratio float64
+}
+
+// Distill returns KL(teacher ‖ student) of one row over the teacher's K
+// classes and one tail bin for the rest of the vocabulary,
+//
+//	KL = Σ_j p_j·(log p_j - log q_j) + P·(log P - log Q),
+//	P  = max(0, 1 - Σ_j p_j),  Q = 1 - Σ_j q_j,
+//
+// from the row's partial over the whole vocabulary (its max m and sum s),
+// the teacher's classes ids and log-probabilities lp, and z, the student's
+// logits at ids as the loss sees them (capped, divided by the
+// temperature). A term with p_j = 0 is 0, as is the tail's with P = 0.
+// Q·s = s - Σ_j exp(z_j - m) is taken without cancelling the max's own
+// term: when the row's first max (part.Arg) is among ids, it is Rest -
+// Σ_j (exp(z_j - m), expm1 for the max's). A tail below 2^-20 of the
+// sums it is the difference of, or below TailFloor, is rounding: Q is
+// that floor and the tail's term is a constant (its gradient 0). Then
+//
+//	Dense = P + Σ_j p_j - P/Q,  Ratio = P/Q   (a resolved tail),
+//	Dense = Σ_j p_j,            Ratio = 0     (a floored one).
+//
+// A NaN or empty sum gives NaN; a student logit of -Inf where p_j > 0
+// gives +Inf.
+func Distill(part *Partial, ids []int32, lp, z []float32) Distillation {
+	ls := part.LogSum()
+	if math.IsNaN(ls) {
+		nan := math.NaN()
+		return Distillation{nan, nan, nan}
+	}
+	m := float64(part.Max)
+	var kl, ps, e, mag float64
+	hasArg := false
+	for j, id := range ids {
+		d := min(float64(z[j])-m, 0) // a logit another device rounded above m is m
+		if p := math.Exp(float64(lp[j])); p > 0 {
+			ps += p
+			kl += p * (float64(lp[j]) - (d - ls))
+		}
+		if int(id) == part.Arg && !hasArg {
+			hasArg = true
+			e += math.Expm1(d)
+			mag += math.Abs(math.Expm1(d))
+			continue
+		}
+		x := math.Exp(d)
+		e += x
+		mag += x
+	}
+	base := 1 + part.Rest
+	if hasArg {
+		base = part.Rest
+	}
+	s := 1 + part.Rest
+	q := (base - e) / s
+	floor := max(0x1p-20*(math.Abs(base)+mag)/s, TailFloor)
+	P := max(0, 1-ps)
+	d := Distillation{Dense: ps}
+	if math.IsNaN(q) {
+		q = math.NaN()
+	} else if q < floor {
+		q = floor
+	} else if P > 0 {
+		d.Ratio = P / q
+		d.Dense = P + ps - d.Ratio
+	}
+	if P > 0 {
+		kl += P * (math.Log(P) - math.Log(q))
+	}
+	d.KL = kl
+	return d
+}
+
+// Fix is what a gradient needs beyond the cross-entropy's (the top-k
+// distillation's, see Distill): Extra[i]·p_j (times the temperature's
+// 1/τ, before the soft cap's factor, as the cross-entropy's own a·p_j)
+// added to every entry of row i, then K entries of the row set: the
+// column of class Cols[i*K+k] (of the vocabulary; where it is the
+// matrix's shard's) to Vals[i*K+k], its whole value. Ignored rows get
+// their zero row, nothing of Fix.
+type Fix struct {
+	Extra []float32
+	K     int
+	Cols  []int32
+	Vals  []float32
+}
+
+// RowRange returns the fix of rows [lo, hi), nil for a nil f.
+func (f *Fix) RowRange(lo, hi int) *Fix {
+	if f == nil {
+		return nil
+	}
+	return &Fix{Extra: f.Extra[lo:hi], K: f.K, Cols: f.Cols[lo*f.K : hi*f.K], Vals: f.Vals[lo*f.K : hi*f.K]}
+}
+
+// Gather returns the fix of rows (indices of f's rows) in that order, nil
+// for a nil f.
+func (f *Fix) Gather(rows []int) *Fix {
+	if f == nil {
+		return nil
+	}
+	g := &Fix{Extra: make([]float32, len(rows)), K: f.K, Cols: make([]int32, len(rows)*f.K), Vals: make([]float32, len(rows)*f.K)}
+	for k, i := range rows {
+		g.Extra[k] = f.Extra[i]
+		copy(g.Cols[k*f.K:(k+1)*f.K], f.Cols[i*f.K:(i+1)*f.K])
+		copy(g.Vals[k*f.K:(k+1)*f.K], f.Vals[i*f.K:(i+1)*f.K])
+	}
+	return g
+}
+
+// GradTerms returns, for a counted row with scale si, target weight wt,
+// log-sum-exp lse and dt = (z_t - m) - log s over C classes, a and b such
+// that dz_j = a·exp(z_j - m)/s - b·w_j off the target (before the soft
+// cap's factor), and gt, the target's entry (before it too): with
+// A = (1-ε)·w_t + (ε/C)·W + 2λ·lse, a = si·A and b = si·ε/C, si times
+// the temperature's chain factor 1/τ (TempScale). p_t - 1 comes from
+// expm1, so that nothing cancels as p_t → 1, and p_t from exp, not from
+// (p_t - 1) + 1, which loses a small p_t.
+func (p *Problem) GradTerms(si, wt, lse, dt float64, C int) (a, b, gt float64) {
+	si *= float64(p.TempScale())
+	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
+	ec := eps / float64(C)
+	a = si * ((1-eps)*wt + ec*p.WeightSum + 2*lam*lse)
+	gt = si * ((1-eps)*wt*math.Expm1(dt) + (ec*p.WeightSum+2*lam*lse)*math.Exp(dt) - ec*wt)
+	return a, si * ec, gt
+}
+
+// CapFactor multiplies a gradient entry at logit z (as the loss sees it)
+// by the soft cap's factor 1 - tanh² = 1 - (z/c)² with Transform's c
+// (nothing without a cap; the temperature's 1/τ is in GradTerms' scale).
+func (p *Problem) CapFactor(g float64, z float32) float64 {
+	if c, _ := p.Transform(); c > 0 {
+		r := float64(z) / float64(c)
+		g *= 1 - r*r
+	}
+	return g
+}
+
+// DistillRow returns the distillation of a counted row with target t (no
+// class weights) and sets its fix: with the loss (1-α)·CE + α·KL and the
+// row's upstream scale si, the Extra coefficient α·si·Dense and the
+// entries of the teacher's classes, each the cross-entropy's, scaled by
+// (1-α)·si, plus α·si·((Dense + Ratio)·q_j - p_j), times 1/τ and the soft
+// cap's factor. z are the student's logits at ids as the loss sees them.
+func (p *Problem) DistillRow(part *Partial, t, C int, ids []int32, lp, z []float32, alpha, si float64, extra *float32, vals []float32) Distillation {
+	d := Distill(part, ids, lp, z)
+	if extra == nil {
+		return d
+	}
+	*extra = float32(alpha * si * d.Dense)
+	ls := part.LogSum()
+	m := float64(part.Max)
+	lse := m + ls
+	a, b, gt := p.GradTerms((1-alpha)*si, 1, lse, (float64(part.ZT)-m)-ls, C)
+	ts := float64(p.TempScale())
+	for j, id := range ids {
+		q := math.Exp(min(float64(z[j])-m, 0) - ls)
+		v := a*q - b
+		if int(id) == t {
+			v = gt
+		}
+		v += alpha * si * ts * ((d.Dense+d.Ratio)*q - math.Exp(float64(lp[j])))
+		vals[j] = float32(p.CapFactor(v, z[j]))
+	}
+	return d
+}

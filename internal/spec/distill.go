@@ -1,0 +1,472 @@
+package spec
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/device"
+)
+
+// DistillRef is the float64 reference of a top-k distillation (see
+// batch.Distill) of rows of logits: per row the KL and its gradient with
+// respect to the raw logits (unscaled: s_i = 1, the chain factors in),
+// with the sizes of their terms and the slack the student's tail needs.
+type DistillRef struct {
+	KL, KLMag, KLSlack []float64
+	Grad, Mag, Slack   [][]float64
+	Resolved           []bool // whether the row's student tail is above its rounding (or the teacher's tail is 0)
+}
+
+// tailFloor is ce.TailFloor, the device's absolute floor of a student
+// tail.
+const tailFloor = 0x1p-100
+
+// DistillReference evaluates the distillation of rows × cols logits x
+// (row stride stride; capped and divided by the temperature as o says)
+// against the teacher tc in float64. The student's tail Q is summed
+// directly over the classes off the teacher's support (no cancellation);
+// the devices take it as s - Σ_j exp(z_j - m) from the row's float32 sum,
+// known to about δQ = 2^-20 of the sums it is the difference of, and
+// floor it there (ce.Distill): a tail above 2δQ is resolved, the KL's
+// tail term is then off by P·δQ/Q at most (KLSlack) and the gradient's
+// tail coefficient P/Q by as much relative; a tail below it is rounding,
+// its term allowed whole.
+func DistillReference(x []float32, rows, cols, stride int, targets []int32, o Opts, tc *batch.Teacher) *DistillRef {
+	return distillReference(rows, cols, func(i int, z []float64) {
+		for j := range z {
+			z[j] = float64(x[i*stride+j])
+		}
+	}, targets, o, tc)
+}
+
+// distillReference is DistillReference over logits that row sets, row i
+// into z.
+func distillReference(rows, cols int, row func(i int, z []float64), targets []int32, o Opts, tc *batch.Teacher) *DistillRef {
+	r := &DistillRef{KL: make([]float64, rows), KLMag: make([]float64, rows), KLSlack: make([]float64, rows),
+		Grad: make([][]float64, rows), Mag: make([][]float64, rows), Slack: make([][]float64, rows), Resolved: make([]bool, rows)}
+	for i := range rows {
+		r.Grad[i], r.Mag[i], r.Slack[i] = make([]float64, cols), make([]float64, cols), make([]float64, cols)
+		if int64(targets[i]) == o.Ignore {
+			continue
+		}
+		z := make([]float64, cols)
+		row(i, z)
+		o.capRow(z, true)
+		_, _, m, ls := o.rowLoss(z, int(targets[i]))
+		ids, lp := tc.Row(i)
+		in := make(map[int]int, len(ids))
+		for k, id := range ids {
+			in[int(id)] = k
+		}
+		arg := slices.Index(z, m) // the first max
+		q := make([]float64, cols)
+		rest, Q := 0.0, 0.0
+		for j, v := range z {
+			q[j] = math.Exp((v - m) - ls)
+			if j != arg {
+				rest += math.Exp(v - m)
+			}
+			if _, ok := in[j]; !ok {
+				Q += q[j]
+			}
+		}
+		s := 1 + rest
+		base, me := 1+rest, 0.0
+		if _, ok := in[arg]; ok {
+			base = rest
+		}
+		kl, mag, ps := 0.0, 0.0, 0.0
+		for k, id := range ids {
+			j := int(id)
+			if j != arg {
+				me += math.Exp(z[j] - m)
+			}
+			p := math.Exp(float64(lp[k]))
+			if p > 0 {
+				ps += p
+				lq := (z[j] - m) - ls
+				kl += p * (float64(lp[k]) - lq)
+				mag += p * (math.Abs(float64(lp[k])) + math.Abs(lq) + 1 + math.Abs(z[j]) + math.Abs(m))
+			}
+		}
+		if _, ok := in[arg]; !ok {
+			me += 1
+		}
+		dQ := 0x1p-20 * (base + me) / s
+		P := max(0, 1-ps)
+		resolved := Q >= 2*max(dQ, tailFloor)
+		Qe := max(Q, dQ, tailFloor)
+		ratio, dense := 0.0, ps
+		r.Resolved[i] = resolved || P == 0
+		if P > 0 {
+			kl += P * (math.Log(P) - math.Log(Qe))
+			mag += P * (math.Abs(math.Log(P)) + math.Abs(math.Log(Qe)) + 1)
+			if resolved {
+				ratio = P / Q
+				dense = P + ps - ratio
+				r.KLSlack[i] = 2 * P * dQ / Q
+			} else {
+				r.KLSlack[i] = P * (math.Abs(math.Log(P)) + math.Abs(math.Log(Qe)) + 30)
+			}
+		}
+		if math.IsNaN(ls) {
+			kl = math.NaN()
+		}
+		r.KL[i], r.KLMag[i] = kl, mag
+		for j := range z {
+			g := dense * q[j]
+			gm := (math.Abs(dense) + 2*ratio) * q[j]
+			sl := 0.0
+			if k, ok := in[j]; ok {
+				p := math.Exp(float64(lp[k]))
+				g = (dense+ratio)*q[j] - p
+				gm = (ps+P)*q[j] + p
+			}
+			switch {
+			case P > 0 && resolved:
+				sl = 2 * ratio * q[j] * dQ / Q
+			case P > 0:
+				sl = P * (q[j]/Qe + q[j])
+			}
+			if sc := 1 / o.tau(); o.Softcap > 0 {
+				u := z[j] / (o.Softcap * sc)
+				g *= sc * (1 - u*u)
+				gm *= sc * (1 + u*u)
+				sl *= sc * (1 + u*u)
+			} else {
+				g, gm, sl = g*sc, gm*sc, sl*sc
+			}
+			r.Grad[i][j], r.Mag[i][j], r.Slack[i][j] = g, gm, sl
+			if math.IsNaN(ls) {
+				r.Grad[i][j] = math.NaN()
+			}
+		}
+	}
+	return r
+}
+
+// DistillCase is a case of the distillation table: logits, a teacher's
+// top-k of each row (from the teacher's generator) and the weight α.
+type DistillCase struct {
+	Case
+	K     int
+	Alpha float64
+	// Teacher returns row i's K classes and log-probabilities given the
+	// student's (rounded) logits z of the row.
+	Teacher func(rng *rand.Rand, z []float32, k int) ([]int32, []float32)
+}
+
+// NearTeacher returns a teacher whose logits are the student's plus
+// N(0, sd²) noise: its top k classes and their log-probabilities, the
+// mass scaled by scale (1: a distribution's; above 1, a rounding excess).
+func NearTeacher(sd, scale float64) func(*rand.Rand, []float32, int) ([]int32, []float32) {
+	return func(rng *rand.Rand, z []float32, k int) ([]int32, []float32) {
+		t := make([]float64, len(z))
+		for j, v := range z {
+			t[j] = float64(v) + rng.NormFloat64()*sd
+			if math.IsInf(float64(v), 0) || math.IsNaN(float64(v)) {
+				t[j] = rng.NormFloat64() * sd
+			}
+		}
+		lse := LogSumExp(t)
+		order := make([]int, len(z))
+		for j := range order {
+			order[j] = j
+		}
+		slices.SortFunc(order, func(a, b int) int { return -cmpF(t[a], t[b]) })
+		ids, lp := make([]int32, k), make([]float32, k)
+		for n := range k {
+			ids[n] = int32(order[n])
+			lp[n] = float32(t[order[n]] - lse + math.Log(scale))
+		}
+		rng.Shuffle(k, func(a, b int) { ids[a], ids[b] = ids[b], ids[a]; lp[a], lp[b] = lp[b], lp[a] })
+		return ids, lp
+	}
+}
+
+func cmpF(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// DistillCases returns the distillation table.
+func DistillCases() []DistillCase {
+	def := Opts{Ignore: DefaultIgnore}
+	with := func(f func(*Opts)) Opts { o := def; f(&o); return o }
+	near := NearTeacher(1, 1)
+	return []DistillCase{
+		{Case{Name: "distill/near", Rows: 37, Cols: 301, Opts: def, Fill: Normal(2, 7, DefaultIgnore)}, 8, 0.5, near},
+		{Case{Name: "distill/kl-only", Rows: 19, Cols: 64, Opts: def, Fill: Normal(3, 0, DefaultIgnore)}, 5, 1, NearTeacher(2, 1)},
+		{Case{Name: "distill/ce-only", Rows: 11, Cols: 50, Opts: def, Fill: Normal(1, 0, DefaultIgnore)}, 3, 0, near},
+		{Case{Name: "distill/k=V", Rows: 13, Cols: 17, Opts: def, Fill: Normal(2, 0, DefaultIgnore)}, 17, 0.7, near},
+		{Case{Name: "distill/k=1", Rows: 13, Cols: 33, Opts: def, Fill: Normal(2, 0, DefaultIgnore)}, 1, 0.6, near},
+		{Case{Name: "distill/excess", Rows: 9, Cols: 40, Opts: def, Fill: Normal(2, 0, DefaultIgnore)}, 40, 0.5, NearTeacher(0.5, 1+1e-4)},
+		{Case{Name: "distill/confident", Rows: len(Confidences), Cols: 211, Opts: def, Fill: Confident}, 6, 0.5, NearTeacher(3, 1)},
+		{Case{Name: "distill/options", Rows: 23, Cols: 257, Opts: with(func(o *Opts) {
+			o.Softcap, o.Temperature, o.Smoothing, o.ZLoss = 15, 0.7, 0.1, 1e-3
+		}), Fill: Normal(8, 5, DefaultIgnore)}, 10, 0.3, NearTeacher(1, 1)},
+		{Case{Name: "distill/temperature", Rows: 17, Cols: 1031, Opts: with(func(o *Opts) { o.Temperature = 2 }), Fill: Normal(3, 0, DefaultIgnore)}, 20, 0.5, near},
+		{Case{Name: "distill/V=50257", Rows: 4, Cols: 50257, Opts: def, Fill: Normal(3, 0, DefaultIgnore)}, 20, 0.5, near},
+		{Case{Name: "distill/edges", Rows: 3, Cols: 6, Opts: def, Fill: rowsOf([][]float32{
+			{0, ninf, 1, 2, ninf, -1}, // a teacher class at -Inf: KL +Inf
+			{1, 2, 3, 4, 5, 6},
+			{nan, 0, 0, 0, 0, 0},
+		}, []int32{0, 5, 1})}, 2, 0.5, func(_ *rand.Rand, z []float32, k int) ([]int32, []float32) {
+			return []int32{1, 3}, []float32{float32(math.Log(0.5)), float32(math.Inf(-1))}
+		}},
+	}
+}
+
+// teacherOf returns the teacher of p's rows from c's generator.
+func (c DistillCase) teacherOf(seed uint64, p *Problem) *batch.Teacher {
+	rng := rand.New(rand.NewPCG(seed, 77))
+	t := &batch.Teacher{K: c.K, IDs: make([]int32, c.Rows*c.K), LogProbs: make([]float32, c.Rows*c.K)}
+	for i := range c.Rows {
+		ids, lp := c.Teacher(rng, p.X[i*p.Stride:i*p.Stride+c.Cols], c.K)
+		copy(t.IDs[i*c.K:], ids)
+		copy(t.LogProbs[i*c.K:], lp)
+	}
+	return t
+}
+
+// RunDistill runs the distillation table on dev in every element type it
+// takes: the mixed per-row losses, their mean and Stats.KL, and the
+// gradient into a separate buffer (sum) and in place (mean, token
+// weights), against DistillReference and Reference (for the
+// cross-entropy's part), within tol relative to the size of their terms.
+func RunDistill(t *testing.T, dev device.Device, tol float64) {
+	seed := Seed(t)
+	for _, typ := range dev.Caps().Types {
+		for _, c := range DistillCases() {
+			if Shortened(typ, c.Case) {
+				continue
+			}
+			t.Run(fmt.Sprintf("%v/%s/%dx%d/k=%d", typ, c.Name, c.Rows, c.Cols, c.K), func(t *testing.T) {
+				runDistill(t, dev, c, typ, seed, tol)
+			})
+		}
+	}
+}
+
+func runDistill(t *testing.T, dev device.Device, c DistillCase, typ batch.DType, seed uint64, tol float64) {
+	ctx := context.Background()
+	p := c.BuildIn(seed, typ)
+	tc := c.teacherOf(seed, p)
+	dr := DistillReference(p.X, c.Rows, c.Cols, p.Stride, p.Targets, c.Opts, tc)
+	ref := p.Ref
+	a := c.Alpha
+	ltol := max(c.lossTol(tol), 1e-5)
+	m := p.Matrix(c.Case, 0, c.Cols)
+	e0 := p.E.Clone()
+	tw := make([]float32, c.Rows)
+	for i := range tw {
+		tw[i] = float32(i%3) * 0.75
+	}
+	for _, weighted := range []bool{false, true} {
+		opts := append(c.LossOptions(batch.Mean), batch.KeepRows(), batch.Distill(*tc, a))
+		if weighted {
+			opts = append(opts, batch.TokenWeights(tw))
+		}
+		l, err := batch.New(dev, opts...)
+		require.NoError(t, err)
+		res, err := l.Forward(ctx, m, p.Targets)
+		require.NoError(t, err)
+		requireSameBits(t, e0, p.E, "forward must not write the logits")
+		var sum, kl, den, kslack, lslack float64
+		for i := range c.Rows {
+			w := 1.0
+			if weighted {
+				w = float64(tw[i])
+			}
+			if int64(p.Targets[i]) == c.Opts.Ignore {
+				require.Zero(t, res.Losses[i], "row %d is ignored", i)
+				continue
+			}
+			want := (1-a)*ref.Loss[i] + a*dr.KL[i]
+			slack := a * (ltol*dr.KLMag[i] + dr.KLSlack[i])
+			require.True(t, distillClose(float64(res.Losses[i]), w*want, w*(ltol*math.Abs((1-a)*ref.Loss[i])+slack)),
+				"%v row %d: loss %v, want %v = (1-%g)·%v + %g·%v (slack %.3g)", typ, i, res.Losses[i], w*want, a, ref.Loss[i], a, dr.KL[i], slack)
+			sum += w * want
+			kl += w * dr.KL[i]
+			den += w
+			kslack += w * (ltol*dr.KLMag[i] + dr.KLSlack[i])
+			lslack += w * (ltol*math.Abs((1-a)*ref.Loss[i]) + slack)
+		}
+		if !math.IsNaN(kl) && !math.IsInf(kl, 0) {
+			require.True(t, distillClose(res.KL, kl, kslack), "%v: Stats.KL %v, want %v (slack %.3g)", typ, res.KL, kl, kslack)
+		} else {
+			require.True(t, math.IsNaN(kl) == math.IsNaN(res.KL) && (math.IsNaN(kl) || res.KL == kl), "%v: Stats.KL %v, want %v", typ, res.KL, kl)
+		}
+		if den > 0 {
+			require.True(t, distillClose(res.Loss*den, sum, lslack+sumSlack(res, sum)), "%v: mean %v, want %v", typ, res.Loss, sum/den)
+		}
+	}
+
+	// The gradient, into a separate buffer (sum, upstream 1) and in place
+	// (mean, upstream 2, token weights).
+	for _, inPlace := range []bool{false, true} {
+		red, up, opts := batch.Sum, batch.One, []batch.Option{batch.Distill(*tc, a)}
+		if inPlace {
+			red, up = batch.Mean, batch.Scalar(2)
+			opts = append(opts, batch.TokenWeights(tw))
+		}
+		l, err := batch.New(dev, append(c.LossOptions(red), opts...)...)
+		require.NoError(t, err)
+		p.E.CopyFrom(e0)
+		g := NewElems(typ, len(p.X), gradGuard)
+		gm := batch.GradInto(g.Matrix(0, c.Rows, c.Cols, p.Stride))
+		if inPlace {
+			g, gm = p.E, batch.InPlace(m)
+		}
+		_, err = l.ForwardBackward(ctx, gm, m, p.Targets, up)
+		require.NoError(t, err)
+		scale := func(int) float64 { return 1 }
+		if inPlace {
+			den := 0.0
+			for i, tg := range p.Targets {
+				if int64(tg) != c.Opts.Ignore {
+					den += float64(tw[i])
+				}
+			}
+			if den == 0 {
+				continue
+			}
+			scale = func(i int) float64 { return 2 * float64(tw[i]) / den }
+		}
+		for i := range c.Rows {
+			s := scale(i)
+			for j := range c.Cols {
+				got := g.At(i*p.Stride + j)
+				if int64(p.Targets[i]) == c.Opts.Ignore {
+					require.Zero(t, got, "%v grad[%d][%d] of an ignored row", typ, i, j)
+					continue
+				}
+				want := s * ((1-a)*ref.Grad[i][j] + a*dr.Grad[i][j])
+				mag := math.Abs(s) * ((1-a)*ref.Mag[i][j] + a*dr.Mag[i][j])
+				slack := math.Abs(s) * a * dr.Slack[i][j]
+				if !GradCloseIn(typ, got, want, mag, max(tol, 1e-5)) && !(math.Abs(float64(got)-want) <= slack+max(tol, 1e-5)*mag) {
+					require.Failf(t, "gradient", "%v grad[%d][%d] = %v, want %v (terms %.3g, slack %.3g, in place %v)", typ, i, j, got, want, mag, slack, inPlace)
+				}
+			}
+		}
+	}
+}
+
+// sumSlack is the mean's slack beyond the per-row losses' relative error:
+// the rows' own float32 rounding.
+func sumSlack(res batch.Result, sum float64) float64 {
+	s := 0.0
+	for _, v := range res.Losses {
+		s += 2 * ulp32(float64(v))
+	}
+	return s + 1e-6*math.Abs(sum)
+}
+
+// distillClose reports whether got is want within slack, or 2 float32
+// ulps of it; NaN must match NaN and infinities exactly.
+func distillClose(got, want, slack float64) bool {
+	if ok, decided := special(got, want); decided {
+		return ok
+	}
+	return math.Abs(got-want) <= max(slack, 2*ulp32(want))
+}
+
+// RunLinearDistill checks the fused linear's distillation on dev, H and W
+// in each element type it takes, with the default budget and one that
+// tiles the vocabulary: the mixed per-row losses, Stats.KL, and dH, dW,
+// db of the sum, against the float64 reference of the logits h·w + b,
+// allowing the float32 logits' error (LinearRef.ZErr) on top of tol.
+func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
+	seed := Seed(t)
+	r := rand.New(rand.NewPCG(seed, 21))
+	ctx := context.Background()
+	for _, typ := range dev.Caps().Types {
+		for _, c := range []struct {
+			name    string
+			n, d, v int
+			k       int
+			alpha   float64
+			o       Opts
+		}{
+			{"plain", 29, 16, 211, 7, 0.5, Opts{Ignore: DefaultIgnore}},
+			{"kl-only/options", 17, 24, 97, 12, 1, Opts{Ignore: DefaultIgnore, Softcap: 10, Temperature: 0.8, Smoothing: 0.1}},
+		} {
+			p := NewLinearProblem(r, c.n, c.d, c.v, 4, true, 5, 3, c.o).In(typ)
+			lr := p.Reference()
+			zr := make([][]float64, p.N) // the logits h·w + b
+			rng := rand.New(rand.NewPCG(seed, 23))
+			tc := &batch.Teacher{K: c.k}
+			for i := range p.N {
+				zr[i] = make([]float64, p.V)
+				z := make([]float32, p.V) // rounded, for the teacher
+				for j := range p.V {
+					v := float64(p.Bias[j])
+					for d := range p.D {
+						v += float64(p.H[i*p.SH+d]) * float64(p.W[j*p.SW+d])
+					}
+					zr[i][j], z[j] = v, float32(v)
+				}
+				ids, lp := NearTeacher(1, 1)(rng, z, c.k)
+				tc.IDs, tc.LogProbs = append(tc.IDs, ids...), append(tc.LogProbs, lp...)
+			}
+			dr := distillReference(p.N, p.V, func(i int, row []float64) { copy(row, zr[i]) }, p.Targets, p.Opts, tc)
+			// The mixed reference: the cross-entropy's gradient and sizes, and
+			// the KL's, with its tail's slack in the sizes (relative to tol).
+			mix := *lr
+			mref := *lr.Ref
+			mix.Ref = &mref
+			mref.Grad, mref.Mag = make([][]float64, p.N), make([][]float64, p.N)
+			for i := range p.N {
+				mref.Grad[i], mref.Mag[i] = make([]float64, p.V), make([]float64, p.V)
+				for j := range p.V {
+					mref.Grad[i][j] = (1-c.alpha)*lr.Grad[i][j] + c.alpha*dr.Grad[i][j]
+					mref.Mag[i][j] = (1-c.alpha)*lr.Mag[i][j] + c.alpha*(dr.Mag[i][j]+dr.Slack[i][j]/tol)
+				}
+			}
+			for _, budget := range []int{0, 4*c.v*3 + 4} {
+				t.Run(fmt.Sprintf("%v/%s/%dx%dx%d/k=%d/budget=%d", typ, c.name, c.n, c.d, c.v, c.k, budget), func(t *testing.T) {
+					l, err := batch.NewLinear(dev, LinearOptions(c.o, batch.Sum, batch.Budget(budget), batch.KeepRows(), batch.Distill(*tc, c.alpha))...)
+					require.NoError(t, err)
+					g, w0, b0 := randomGrads(r, p)
+					s := make([]float64, p.N)
+					for i := range s {
+						s[i] = 1
+					}
+					for pass, fb := range []bool{false, true} {
+						var res batch.Result
+						if fb {
+							res, err = l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+						} else {
+							res, err = l.Forward(ctx, p.HM(), p.WM(), p.Bias, p.Targets)
+						}
+						require.NoError(t, err)
+						kl := 0.0
+						for i := range p.N {
+							if int64(p.Targets[i]) == p.Opts.Ignore {
+								require.Zero(t, res.Losses[i])
+								continue
+							}
+							want := (1-c.alpha)*lr.Loss[i] + c.alpha*dr.KL[i]
+							slack := (1-c.alpha)*lr.lossTol(i, tol) + c.alpha*(max(tol, 1e-5)*dr.KLMag[i]+dr.KLSlack[i]+8*lr.ZErr[i])
+							require.True(t, distillClose(float64(res.Losses[i]), want, slack), "pass %d row %d: loss %v, want %v (slack %.3g)", pass, i, res.Losses[i], want, slack)
+							kl += dr.KL[i]
+						}
+						require.True(t, distillClose(res.KL, kl, 1e-4*math.Abs(kl)+1e-5), "pass %d: KL %v, want %v", pass, res.KL, kl)
+					}
+					mix.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
+				})
+			}
+		}
+	}
+}
