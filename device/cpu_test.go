@@ -30,7 +30,10 @@ func TestGoldenCPU(t *testing.T) {
 		if impl == nil {
 			continue
 		}
-		t.Run(impl.Name(), func(t *testing.T) { spec.RunGolden(t, device.NewCPU(impl), 1e-5) })
+		t.Run(impl.Name(), func(t *testing.T) {
+			spec.RunGolden(t, device.NewCPU(impl), 1e-5)
+			spec.RunDistillGolden(t, device.NewCPU(impl), 1e-5)
+		})
 	}
 }
 

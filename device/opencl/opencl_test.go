@@ -46,8 +46,11 @@ func TestSpecOpenCL(t *testing.T) {
 	spec.Run(t, d, 1e-5)
 }
 
+// TestGoldenOpenCL: PyTorch's values, the distillation's too (under
+// Oclgrind, its backward kernel's fix).
 func TestGoldenOpenCL(t *testing.T) {
 	spec.RunGolden(t, openTest(t), 1e-5)
+	spec.RunDistillGolden(t, openTest(t), 1e-5)
 }
 
 // TestChunked forces many small chunk buffers (the double-buffered path)

@@ -470,3 +470,80 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 		}
 	}
 }
+
+// RunDistillGolden checks dev's distillation against the PyTorch values
+// written by testdata/golden/distill/gen.py: the mixed per-row losses
+// (reduction none), Stats.KL, the sum and the mean, and the gradient of
+// the sum, within tol of the size of their terms (DistillReference's and
+// Reference's) plus the student tail's slack.
+func RunDistillGolden(t *testing.T, dev device.Device, tol float64) {
+	var doc struct {
+		Torch string `json:"torch"`
+		Cases []struct {
+			goldenCase
+			K     int     `json:"k"`
+			Alpha float64 `json:"alpha"`
+			KL    float64 `json:"kl"`
+		} `json:"cases"`
+	}
+	readJSON(t, "distill/cases.json", &doc)
+	require.NotEmpty(t, doc.Cases)
+	t.Logf("golden values from torch %s", doc.Torch)
+	ctx := context.Background()
+	for _, gc := range doc.Cases {
+		t.Run(gc.Name, func(t *testing.T) {
+			var x, lp []float32
+			var tg, ids64 []int64
+			var rows, kls, grad []float64
+			for name, ptr := range map[string]any{"logits": &x, "targets": &tg, "ids": &ids64, "logprobs": &lp, "rows": &rows, "kl": &kls, "grad": &grad} {
+				readNpy(t, "distill/"+gc.Name+"_"+name+".npy", ptr)
+			}
+			n := len(tg)
+			cols := len(x) / n
+			targets := make([]int32, n)
+			for i, v := range tg {
+				targets[i] = int32(v)
+			}
+			tc := batch.Teacher{K: gc.K, IDs: make([]int32, len(ids64)), LogProbs: lp}
+			for k, v := range ids64 {
+				tc.IDs[k] = int32(v)
+			}
+			o := gc.opts(t, "")
+			c := Case{Opts: o}
+			a := gc.Alpha
+			ref := Reference(x, n, cols, cols, targets, o)
+			dr := DistillReference(x, n, cols, cols, targets, o, &tc)
+			rowTol := func(i int) float64 {
+				return tol*((1-a)*max(1, math.Abs(ref.Loss[i]))+a*dr.KLMag[i]) + a*dr.KLSlack[i]
+			}
+			none, err := batch.New(dev, append(c.LossOptions(batch.None), batch.Distill(tc, a))...)
+			require.NoError(t, err)
+			r, err := none.Forward(ctx, batch.NewMatrix(x, n, cols), targets)
+			require.NoError(t, err)
+			klTol := 0.0
+			for i := range rows {
+				require.True(t, distillClose(float64(r.Losses[i]), rows[i], rowTol(i)), "row %d: %v, torch %v", i, r.Losses[i], rows[i])
+				klTol += tol*dr.KLMag[i] + dr.KLSlack[i]
+			}
+			require.True(t, distillClose(r.KL, gc.KL, klTol), "KL %v, torch %v", r.KL, gc.KL)
+			sum, err := batch.New(dev, append(c.LossOptions(batch.Sum), batch.Distill(tc, a))...)
+			require.NoError(t, err)
+			g := make([]float32, len(x))
+			r, err = sum.ForwardBackward(ctx, batch.NewGrad(g, n, cols), batch.NewMatrix(x, n, cols), targets, batch.One)
+			require.NoError(t, err)
+			require.True(t, distillClose(r.Loss, *gc.Sum, tol*math.Abs(*gc.Sum)+klTol), "sum %v, torch %v", r.Loss, *gc.Sum)
+			for k := range g {
+				i, j := k/cols, k%cols
+				mag := (1-a)*ref.Mag[i][j] + a*dr.Mag[i][j]
+				if !GradClose(g[k], grad[k], mag, tol) && !(math.Abs(float64(g[k])-grad[k]) <= tol*mag+a*dr.Slack[i][j]) {
+					require.Failf(t, "gradient", "grad[%d][%d] = %v, torch %v (terms of size %.3g)", i, j, g[k], grad[k], mag)
+				}
+			}
+			mean, err := batch.New(dev, append(c.LossOptions(batch.Mean), batch.Distill(tc, a))...)
+			require.NoError(t, err)
+			r, err = mean.Forward(ctx, batch.NewMatrix(x, n, cols), targets)
+			require.NoError(t, err)
+			require.True(t, distillClose(r.Loss, orNaN(gc.Mean), tol*math.Abs(orNaN(gc.Mean))+klTol/max(1, float64(r.Counted))), "mean %v, torch %v", r.Loss, orNaN(gc.Mean))
+		})
+	}
+}
