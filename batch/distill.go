@@ -87,10 +87,9 @@ func (c *config) validateTeacher() error {
 	return nil
 }
 
-// checkTeacher validates the teacher's rows of the counted rows of p
-// against a vocabulary of vocab classes.
-func (l *Loss) checkTeacher(p *prepared, vocab int) error {
-	t := l.cfg.teacher
+// checkTeacher validates t's rows of the counted rows of p against a
+// vocabulary of vocab classes.
+func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 	rows := len(p.targets)
 	if len(t.IDs) != rows*t.K {
 		return errorf(ErrShape, "expected a teacher's %d rows × k = %d classes to match %d rows, got %d rows", rows, t.K, rows, len(t.IDs)/t.K)
@@ -169,10 +168,7 @@ func (l *Loss) distill(p *prepared, c distillCall) (Result, error) {
 			continue
 		}
 		ids, lp := t.Row(i)
-		c.gather(i, ids, z)
-		for k := range z {
-			z[k] = p.prob.Apply(z[k])
-		}
+		student(p, c.gather, i, ids, z)
 		loss, lse, correct := p.prob.Finish(&part[i], int(tg), C)
 		var d ce.Distillation
 		if fix != nil {
@@ -214,17 +210,13 @@ func (l *Loss) distillLogits(ctx context.Context, p *prepared, g *ce.Grad) (Resu
 	if p.x.Buf != nil {
 		return Result{}, errorf(ErrOption, "distillation of a device matrix: the logits at the teacher's classes are read on the host")
 	}
-	if err := l.checkTeacher(p, p.x.Cols); err != nil {
+	if err := checkTeacher(l.cfg.teacher, p, p.x.Cols); err != nil {
 		return Result{}, err
 	}
 	c := distillCall{
 		classes:  p.x.Cols,
 		partials: func(part []Partial) error { return l.dev.Partials(ctx, part, p.x, p.targets, &p.prob) },
-		gather: func(i int, ids []int32, z []float32) {
-			for k, id := range ids {
-				z[k] = p.x.At(i, int(id))
-			}
-		},
+		gather:   logitsAt(p.x),
 	}
 	if g != nil {
 		c.scale = g.Scale
@@ -244,28 +236,13 @@ func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear,
 	if lin.W.Buf != nil {
 		return Result{}, errorf(ErrOption, "distillation with a device matrix W: the logits at the teacher's classes are computed on the host")
 	}
-	if err := l.loss.checkTeacher(p, lin.W.Rows); err != nil {
+	if err := checkTeacher(l.loss.cfg.teacher, p, lin.W.Rows); err != nil {
 		return Result{}, err
 	}
-	h := make([]float64, lin.H.Cols)
 	c := distillCall{
 		classes:  lin.W.Rows,
 		partials: func(part []Partial) error { return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob) },
-		gather: func(i int, ids []int32, z []float32) {
-			for d := range h {
-				h[d] = float64(lin.H.At(i, d))
-			}
-			for k, id := range ids {
-				s := 0.0
-				for d, v := range h {
-					s += v * float64(lin.W.At(int(id), d))
-				}
-				if lin.Bias != nil {
-					s += float64(lin.Bias[id])
-				}
-				z[k] = float32(s)
-			}
-		},
+		gather:   linearAt(lin),
 	}
 	if g != nil {
 		c.scale = g.Scale
@@ -276,4 +253,105 @@ func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear,
 		}
 	}
 	return l.loss.distill(p, c)
+}
+
+// student sets z to row i's logits at ids as p's loss sees them (capped,
+// divided by the temperature), from gather's raw ones.
+func student(p *prepared, gather func(int, []int32, []float32), i int, ids []int32, z []float32) {
+	gather(i, ids, z)
+	for k := range z {
+		z[k] = p.prob.Apply(z[k])
+	}
+}
+
+// logitsAt returns the gather of host logits x: row i's raw logits at ids.
+func logitsAt(x Matrix) func(i int, ids []int32, z []float32) {
+	return func(i int, ids []int32, z []float32) {
+		for k, id := range ids {
+			z[k] = x.At(i, int(id))
+		}
+	}
+}
+
+// linearAt returns the gather of the fused linear lin: h_i·w_c + b_c at
+// the classes c of ids, in float64 (rounded once).
+func linearAt(lin *ce.Linear) func(i int, ids []int32, z []float32) {
+	h := make([]float64, lin.H.Cols)
+	return func(i int, ids []int32, z []float32) {
+		for d := range h {
+			h[d] = float64(lin.H.At(i, d))
+		}
+		for k, id := range ids {
+			s := 0.0
+			for d, v := range h {
+				s += v * float64(lin.W.At(int(id), d))
+			}
+			if lin.Bias != nil {
+				s += float64(lin.Bias[id])
+			}
+			z[k] = float32(s)
+		}
+	}
+}
+
+// klRows sets dst[i] to the KL of each counted row of p (t's rows, checked
+// against vocab classes) from part[i], its partial merged over the whole
+// vocabulary, and gather, the student's raw logits at t's classes.
+func klRows(dst []float64, t *ce.Teacher, p *prepared, vocab int, part []Partial, gather func(int, []int32, []float32)) error {
+	switch {
+	case len(dst) != len(p.targets) || len(part) != len(p.targets):
+		return errorf(ErrBuffer, "expected %d KLs and partials to match %d rows, got %d and %d", len(p.targets), len(p.targets), len(dst), len(part))
+	case t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
+		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
+	case p.prob.Col0 != 0 || p.prob.Vocab != 0 && p.prob.Vocab != vocab:
+		return errorf(ErrOption, "the KL of a shard of the vocabulary: it needs the whole vocabulary's logits")
+	}
+	if err := checkTeacher(t, p, vocab); err != nil {
+		return err
+	}
+	z := make([]float32, t.K)
+	for i, tg := range p.targets {
+		if tg < 0 {
+			continue
+		}
+		if !part[i].HasT {
+			return errorf(ErrShape, "row %d: its partial holds no target (were all shards' partials merged?)", i)
+		}
+		ids, lp := t.Row(i)
+		student(p, gather, i, ids, z)
+		dst[i] = ce.Distill(&part[i], ids, lp, z).KL
+	}
+	return nil
+}
+
+// KL sets dst[i] to KL(teacher ‖ student) of each counted row i of the
+// logits x (host rows of the whole vocabulary: a Loss of no shard, or of
+// the shard of all of it) over t's top-k and a tail bin (see Distill),
+// given part[i], row i's partial merged over the whole vocabulary (from
+// Partials); an ignored row's is left as it is. It is Distill's KL on the
+// partials' path (the calibration's, the ranks'), for a report of both;
+// the loss's options apply to the student, t's rows are checked as
+// Distill's.
+func (l *Loss) KL(dst []float64, x Matrix, targets []int32, part []Partial, t Teacher) error {
+	p, err := l.prepare(x, targets)
+	if err != nil {
+		return err
+	}
+	if p.x.Buf != nil {
+		return errorf(ErrOption, "the KL of a device matrix: the logits at the teacher's classes are read on the host")
+	}
+	return klRows(dst, &t, p, p.x.Cols, part, logitsAt(p.x))
+}
+
+// KL is Loss.KL of the logits h·Wᵀ + bias (the student's logits at the
+// teacher's classes computed on the host, K·D products a row).
+func (l *Linear) KL(dst []float64, h, w Matrix, bias []float32, targets []int32, part []Partial, t Teacher) error {
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return err
+	}
+	if lin.W.Buf != nil {
+		return errorf(ErrOption, "the KL with a device matrix W: the logits at the teacher's classes are computed on the host")
+	}
+	return klRows(dst, &t, p, lin.W.Rows, part, linearAt(lin))
 }

@@ -313,6 +313,20 @@ func runDistill(t *testing.T, dev device.Device, c DistillCase, typ batch.DType,
 		}
 	}
 
+	// The KL on the partials' path (Loss.KL), with a Loss of the shard of
+	// all of the vocabulary.
+	ls, err := batch.New(dev, append(c.LossOptions(batch.Mean), batch.Shard(0, c.Cols))...)
+	require.NoError(t, err)
+	part := batch.NewPartials(c.Rows)
+	require.NoError(t, ls.Partials(ctx, part, m, p.Targets))
+	kls := make([]float64, c.Rows)
+	require.NoError(t, ls.KL(kls, m, p.Targets, part, *tc))
+	for i := range c.Rows {
+		if int64(p.Targets[i]) != c.Opts.Ignore {
+			require.True(t, distillClose(kls[i], dr.KL[i], ltol*dr.KLMag[i]+dr.KLSlack[i]), "%v row %d: Loss.KL %v, want %v", typ, i, kls[i], dr.KL[i])
+		}
+	}
+
 	// The gradient, into a separate buffer (sum, upstream 1) and in place
 	// (mean, upstream 2, token weights).
 	for _, inPlace := range []bool{false, true} {
@@ -463,6 +477,19 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 							kl += dr.KL[i]
 						}
 						require.True(t, distillClose(res.KL, kl, 1e-4*math.Abs(kl)+1e-5), "pass %d: KL %v, want %v", pass, res.KL, kl)
+					}
+					// Linear.KL, on the partials' path.
+					ls, err := batch.NewLinear(dev, LinearOptions(c.o, batch.Sum, batch.Budget(budget), batch.Shard(0, p.V))...)
+					require.NoError(t, err)
+					part := batch.NewPartials(p.N)
+					require.NoError(t, ls.Partials(ctx, part, p.HM(), p.WM(), p.Bias, p.Targets))
+					kls := make([]float64, p.N)
+					require.NoError(t, ls.KL(kls, p.HM(), p.WM(), p.Bias, p.Targets, part, *tc))
+					for i := range p.N {
+						if int64(p.Targets[i]) != p.Opts.Ignore {
+							slack := max(tol, 1e-5)*dr.KLMag[i] + dr.KLSlack[i] + 8*lr.ZErr[i]
+							require.True(t, distillClose(kls[i], dr.KL[i], slack), "row %d: Linear.KL %v, want %v", i, kls[i], dr.KL[i])
+						}
 					}
 					mix.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
 				})
