@@ -355,3 +355,21 @@ func (l *Linear) KL(dst []float64, h, w Matrix, bias []float32, targets []int32,
 	}
 	return klRows(dst, &t, p, lin.W.Rows, part, linearAt(lin))
 }
+
+// CheckTeacher checks t against rows of targets (ignore: the ignore index)
+// over vocab classes as Distill's and KL's calls do, computing nothing:
+// for a program that reads a teacher's files to say what is wrong before
+// any work.
+func CheckTeacher(t Teacher, targets []int32, ignore, vocab int) error {
+	if t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0 {
+		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
+	}
+	p := &prepared{targets: make([]int32, len(targets))}
+	for i, v := range targets {
+		if int64(v) == int64(ignore) || v < 0 {
+			v = -1
+		}
+		p.targets[i] = v
+	}
+	return checkTeacher(&t, p, vocab)
+}

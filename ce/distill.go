@@ -17,6 +17,11 @@ func (t *Teacher) Row(i int) ([]int32, []float32) {
 	return t.IDs[i*t.K : (i+1)*t.K], t.LogProbs[i*t.K : (i+1)*t.K]
 }
 
+// RowRange returns the teacher of rows [lo, hi).
+func (t *Teacher) RowRange(lo, hi int) Teacher {
+	return Teacher{K: t.K, IDs: t.IDs[lo*t.K : hi*t.K], LogProbs: t.LogProbs[lo*t.K : hi*t.K]}
+}
+
 // TailFloor is the smallest student tail mass the distillation resolves:
 // below it (or below the rounding of the sums it is the difference of,
 // see Distill) the tail is taken as TailFloor and its gradient as 0, so

@@ -77,7 +77,7 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	return Acc{Total: corpus.Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Files: 1}, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
+	return Acc{Total: corpus.TotalOf(r), Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
 }
 
 // Teardown releases the evaluator and the device.

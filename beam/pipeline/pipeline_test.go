@@ -120,6 +120,44 @@ func TestPrism(t *testing.T) {
 	}
 }
 
+// TestPrismTeacher: a manifest whose lines name a teacher's top-k (the
+// PyTorch golden files of distillation) gives the single run's "kl" on
+// prism, merged by the accumulators.
+func TestPrismTeacher(t *testing.T) {
+	dir := t.TempDir()
+	g := func(name string) string {
+		p, err := filepath.Abs(filepath.Join("..", "..", "testdata", "golden", "distill", name))
+		require.NoError(t, err)
+		return p
+	}
+	var lines []byte
+	for _, c := range []string{"near", "confident", "near"} {
+		b, err := json.Marshal(map[string]string{"logits": g(c + "_logits.npy"), "targets": g(c + "_targets.npy"),
+			"teacher_ids": g(c + "_ids.npy"), "teacher_logprobs": g(c + "_logprobs.npy")})
+		require.NoError(t, err)
+		lines = append(append(lines, b...), '\n')
+	}
+	path := filepath.Join(dir, "M.jsonl")
+	require.NoError(t, os.WriteFile(path, lines, 0o644))
+	m, err := corpus.ReadManifest(path, "")
+	require.NoError(t, err)
+	cfg := corpus.Config{IgnoreIndex: batch.DefaultIgnoreIndex, Distill: m.Distill()}
+	require.True(t, cfg.Distill)
+	out := filepath.Join(dir, "R.json")
+	p, s := beam.NewPipelineWithRoot()
+	require.NoError(t, pipeline.Build(s, m, cfg, "cpu", out))
+	_, err = prism.Execute(context.Background(), p)
+	require.NoError(t, err)
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	var got corpus.Report
+	require.NoError(t, json.Unmarshal(b, &got))
+	want := single(t, m, cfg)
+	require.NotNil(t, got.KL)
+	require.InEpsilon(t, float64(*want.KL), float64(*got.KL), 1e-12)
+	require.InEpsilon(t, *want.Loss, *got.Loss, 1e-12)
+}
+
 // TestJobServer: the pipeline submitted through Beam's portable job API,
 // as to a Flink or Spark job server (--runner universal --endpoint
 // --environment_type loopback), here a prism job server on a port of its

@@ -22,6 +22,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logits := fs.String("logits", "", "logits `L`: a .npy, 2-D [rows × vocab] float32, float16 or float64 (narrowed to float32); or file.safetensors[:name], F32, BF16 or F16 (default: the only tensor, or \"logits\")")
 	targets := fs.String("targets", "", "targets `T.npy`: 1-D int32 or int64, one per row (default for a .safetensors --logits: its I64 or I32 tensor \"targets\" or \"labels\")")
 	lossConfig := corpus.LossFlags(fs)
+	teacherIDs := fs.String("teacher-ids", "", "a teacher's top-k classes `I.npy`: 2-D int32 or int64 [rows × k], distinct classes of each counted row: report \"kl\", KL(teacher ‖ student) over them and one tail bin, with --teacher-logprobs")
+	teacherLP := fs.String("teacher-logprobs", "", "the teacher's log-probabilities `LP.npy` of --teacher-ids: 2-D float32 (float16, float64) [rows × k], ≤ 0, a mass ≤ 1 (beyond rounding)")
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy`: 1-D float32 or float64, one per row, finite and ≥ 0: the mean is Σ w_i·loss_i / Σ w_i (optional)")
 	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
 	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (1-D float32; written whole when the run succeeds, never over an input); with --manifest a directory DIR: line N's in DIR/line-N.npy")
@@ -46,8 +48,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	say := sayDevice(stderr, *asJSON, *verbose)
 	note := func(s string) { fmt.Fprintf(stderr, "xent eval: %s\n", s) }
 	if *manifest != "" {
-		if *logits != "" || *hidden != "" || *targets != "" || *tokenWeights != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" {
-			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --hidden, --targets, --token-weights, --bias, --grad-hidden and --grad-weight")
+		if *logits != "" || *hidden != "" || *targets != "" || *tokenWeights != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *teacherLP != "" {
+			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --hidden, --targets, --token-weights, --teacher-ids, --teacher-logprobs, --bias, --grad-hidden and --grad-weight")
 			return errUsage
 		}
 		return evalManifest(ctx, manifestArgs{path: *manifest, weight: *weight, shard: *shard, statsOut: *statsOut, rowsOut: *rowsOut, plot: *plotOut,
@@ -57,8 +59,12 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "xent eval: --shard and --stats-out go with --manifest")
 		return errUsage
 	}
-	line := corpus.Line{Logits: *logits, Targets: *targets, Weights: *tokenWeights, Hidden: *hidden, Weight: *weight, Bias: *bias}
+	line := corpus.Line{Logits: *logits, Targets: *targets, Weights: *tokenWeights, Hidden: *hidden, Weight: *weight, Bias: *bias,
+		TeacherIDs: *teacherIDs, TeacherLogProbs: *teacherLP}
 	switch {
+	case (*teacherIDs == "") != (*teacherLP == ""):
+		fmt.Fprintln(stderr, "xent eval: --teacher-ids and --teacher-logprobs go together")
+		return errUsage
 	case *hidden != "" || *weight != "":
 		if *logits != "" || *hidden == "" || *weight == "" || *targets == "" {
 			fmt.Fprintln(stderr, "xent eval: the fused linear takes --hidden, --weight and --targets, without --logits")
@@ -88,6 +94,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer discardAll(outs)
 	cfg.KeepRows, cfg.GradH, cfg.GradW = *rowsOut != "", *gradHidden != "", *gradWeight != ""
+	cfg.Distill = *teacherIDs != ""
 
 	ev := corpus.New(cfg)
 	defer ev.Close()
@@ -116,7 +123,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	t := corpus.Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Files: 1}
+	t := corpus.TotalOf(r)
 	if err := writePlot(outs[3], format, t); err != nil {
 		return err
 	}
@@ -127,7 +134,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // shard too), for outputs to be checked against.
 func lineInputs(l corpus.Line) []named {
 	ins := []named{{"--logits", tensorfile.FilePath(l.Logits)}, {"--targets", l.Targets}, {"--token-weights", l.Weights},
-		{"--hidden", tensorfile.FilePath(l.Hidden)}, {"--bias", l.Bias}}
+		{"--hidden", tensorfile.FilePath(l.Hidden)}, {"--bias", l.Bias}, {"--teacher-ids", l.TeacherIDs}, {"--teacher-logprobs", l.TeacherLogProbs}}
 	for _, f := range tensorfile.Files(l.Weight) {
 		ins = append(ins, named{"--weight", f})
 	}
@@ -173,6 +180,9 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 		}
 		fmt.Fprintf(stdout, "\nMRR         %.4f (mean reciprocal rank of the target)\n", rs.MRR())
 		fmt.Fprintf(stdout, "entropy     %.6f nats (mean over %d tokens)\n", rs.MeanEntropy(), rs.Counted)
+	}
+	if t.Distill {
+		fmt.Fprintf(stdout, "KL          %.6f nats (the teacher's top-k and tail, mean over %d tokens)\n", st.MeanKL(), st.Counted)
 	}
 	if c := t.Calibration; c != nil {
 		fmt.Fprintf(stdout, "ECE         %.4f (%d bins of the confidence, %d rows; --json or --plot: each)\n", c.ECE(), batch.CalibrationBins, c.Binned())

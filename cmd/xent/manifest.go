@@ -71,6 +71,7 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	defer discardAll(outs)
 	cfg := a.cfg
 	cfg.KeepRows = a.rowsOut != ""
+	cfg.Distill = m.Distill()
 
 	ev := corpus.New(cfg)
 	defer ev.Close()

@@ -278,7 +278,7 @@ func TestEvalCalibration(t *testing.T) {
 	evalJSON(t, append(base, "--shard", "1/3", "--stats-out", plain)...)
 	code, _, errOut := runCmd("merge", parts[0], plain, parts[2])
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "the calibration in one partial and not in")
+	require.Contains(t, errOut, "a total with the calibration merged with one without")
 
 	// torch's ECE (testdata/golden/gen.py) of a golden case, through the
 	// fused linear too.

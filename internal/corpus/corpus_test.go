@@ -97,7 +97,7 @@ func TestPositions(t *testing.T) {
 	b := p(corpus.NewPositions(3))
 	b.Shard = 1
 	_, err = corpus.Merge([]corpus.Partial{p(nil), b}, []string{"a", "b"})
-	require.ErrorContains(t, err, "b: the loss by position in one partial and not in a")
+	require.ErrorContains(t, err, "b: a total with the loss by position merged with one without (merging with a)")
 	_, err = corpus.Merge([]corpus.Partial{p(corpus.NewPositions(2)), b}, []string{"a", "b"})
 	require.ErrorContains(t, err, "b: the loss by position of 2 positions with one of 3")
 }
@@ -221,7 +221,7 @@ func TestManifestHostile(t *testing.T) {
 		{"\n\n", "no lines"},
 		{`{"logits": "a.npy"}`, `:1: "targets" is required`},
 		{"{\"logits\": \"a.npy\", \"targets\": \"t.npy\"}\n[1]", ":2: not a manifest line"},
-		{`{"logits": "a.npy", "targets": "t.npy", "labels": "x"}`, `:1: not a manifest line (a JSON object with the keys "logits", "hidden", "weight", "bias", "targets", "weights"): json: unknown field "labels"`},
+		{`{"logits": "a.npy", "targets": "t.npy", "labels": "x"}`, `:1: not a manifest line (a JSON object with the keys "logits", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs"): json: unknown field "labels"`},
 		{`{"logits": "a.npy", "targets": "t.npy"} {}`, ":1: more than one JSON value"},
 		{`{"logits": "a.npy", "hidden": "h.npy", "targets": "t.npy"}`, `:1: "logits" goes without "hidden"`},
 		{`{"hidden": "h.npy", "targets": "t.npy"}`, `:1: "hidden" needs "weight"`},

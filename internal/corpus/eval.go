@@ -2,6 +2,7 @@ package corpus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -29,6 +30,7 @@ type Config struct {
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
 	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
 	TopK         []int     // Result.Ranks: the rank statistics for these k (a pass of its own; the calibration too), nil for none
+	Distill      bool      // Result.Stats.KL: every line names a teacher's top-k (Line.TeacherIDs, TeacherLogProbs)
 	GradH, GradW bool      // Result.GradH, GradW for a hidden-states line: dL/dH, dL/dW of the mean loss
 }
 
@@ -42,7 +44,7 @@ func (c Config) options() []batch.Option {
 
 // partials reports whether the rows go through their partials (Partials,
 // Finish): for the calibration and the ranks.
-func (c Config) partials() bool { return c.Calibration || c.TopK != nil }
+func (c Config) partials() bool { return c.Calibration || c.TopK != nil || c.Distill }
 
 // finisher is what finish takes of a Loss or a Linear.
 type finisher interface {
@@ -78,7 +80,7 @@ func (e *Evaluator) finish(f finisher, part []batch.Partial, ranks []batch.Rank,
 // rank statistics asked for, their empty sums (a line of no rows has
 // them too).
 func (e *Evaluator) newResult() (Result, error) {
-	var r Result
+	r := Result{Distill: e.cfg.Distill}
 	if e.cfg.partials() {
 		r.Calibration = new(batch.Calibration)
 	}
@@ -103,6 +105,7 @@ type Result struct {
 	Positions    *Positions         // the loss by position (Config.SeqLen)
 	Calibration  *batch.Calibration // Config.Calibration or TopK
 	Ranks        *batch.RankStats   // Config.TopK
+	Distill      bool               // Config.Distill: Stats.KL is the teacher's KL
 	GradH, GradW batch.Matrix       // Config.GradH, GradW: hidden-states lines only
 }
 
@@ -155,7 +158,14 @@ func (e *Evaluator) Check(l Line) (rows int, err error) {
 	if err != nil {
 		return 0, at(l, err)
 	}
-	_, _, err = e.targets(l, rows, cols)
+	tg, _, err := e.targets(l, rows, cols)
+	if err != nil {
+		return 0, at(l, err)
+	}
+	tc, err := e.teacher(l, rows)
+	if err == nil && tc != nil {
+		err = teacherError(l, batch.CheckTeacher(*tc, tg, e.cfg.IgnoreIndex, cols))
+	}
 	return rows, at(l, err)
 }
 
@@ -297,6 +307,72 @@ func (e *Evaluator) targets(l Line, rows, cols int) ([]int32, []float32, error) 
 	return tg, w, nil
 }
 
+// teacher reads and checks l's teacher (nil without Config.Distill) for
+// rows rows; its rows' classes and log-probabilities are checked by
+// batch (KL), which names the row and the entry.
+func (e *Evaluator) teacher(l Line, rows int) (*batch.Teacher, error) {
+	if !e.cfg.Distill {
+		if l.TeacherIDs != "" {
+			return nil, errors.New("a teacher's top-k given without the evaluation's distillation (every line names one, or none)")
+		}
+		return nil, nil
+	}
+	if l.TeacherIDs == "" || l.TeacherLogProbs == "" {
+		return nil, errors.New("no teacher's top-k (teacher_ids, teacher_logprobs): every line of a distillation names one")
+	}
+	f, err := npyfile.Open(l.TeacherIDs)
+	if err != nil {
+		return nil, err
+	}
+	ids, n, k, err := f.IntMatrix("the teacher's classes")
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	if f, err = npyfile.Open(l.TeacherLogProbs); err != nil {
+		return nil, err
+	}
+	lp, n2, k2, err := f.FloatMatrix("the teacher's log-probabilities")
+	f.Close()
+	switch {
+	case err != nil:
+		return nil, err
+	case n != rows:
+		return nil, fmt.Errorf("%s: expected %d rows of the teacher's classes to match the %d rows of the student, got %d", l.TeacherIDs, rows, rows, n)
+	case n2 != n || k2 != k:
+		return nil, fmt.Errorf("%s: the teacher's log-probabilities are %d × %d, its classes (%s) %d × %d", l.TeacherLogProbs, n2, k2, l.TeacherIDs, n, k)
+	case k == 0 && n > 0:
+		return nil, fmt.Errorf("%s: a teacher's top-k of k = 0", l.TeacherIDs)
+	}
+	return &batch.Teacher{K: max(k, 1), IDs: ids, LogProbs: lp}, nil
+}
+
+// klOf returns Σ w_i·KL_i over the counted rows of targets tg (token
+// weights tw, nil for all 1) of the KLs kl.
+func (e *Evaluator) klOf(kl []float64, tg []int32, tw []float32) float64 {
+	s := 0.0
+	for i, t := range tg {
+		if int(t) == e.cfg.IgnoreIndex {
+			continue
+		}
+		w := 1.0
+		if tw != nil {
+			w = float64(tw[i])
+		}
+		s += w * kl[i]
+	}
+	return s
+}
+
+// teacherError is err of the teacher's data with the files named.
+func teacherError(l Line, err error) error {
+	var te *batch.TeacherError
+	if errors.As(err, &te) {
+		return fmt.Errorf("%s, %s: %w", l.TeacherIDs, l.TeacherLogProbs, err)
+	}
+	return err
+}
+
 func (e *Evaluator) progress(rows int) {
 	if e.Progress != nil {
 		e.Progress(rows)
@@ -318,6 +394,10 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	}
 	n, d, v := h.Rows, h.Cols, w.Rows
 	tg, tw, err := e.targets(l, n, v)
+	if err != nil {
+		return Result{}, err
+	}
+	tc, err := e.teacher(l, n)
 	if err != nil {
 		return Result{}, err
 	}
@@ -367,6 +447,13 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		}
 		if res, err = e.finish(ce, part, ranks, tg, &r); err != nil {
 			return Result{}, err
+		}
+		if tc != nil {
+			kl := make([]float64, n)
+			if err := ce.KL(kl, hm, wm, b, tg, part, *tc); err != nil {
+				return Result{}, teacherError(l, err)
+			}
+			res.KL = e.klOf(kl, tg, tw)
 		}
 		if grads {
 			err = ce.Backward(ctx, g, hm, wm, b, tg, part, batch.One)
@@ -432,6 +519,10 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
+	tc, err := e.teacher(l, rows)
+	if err != nil {
+		return Result{}, err
+	}
 	opts := e.cfg.options()
 	if e.cfg.ClassWeights != nil {
 		opts = append(opts, batch.Weights(e.cfg.ClassWeights))
@@ -480,6 +571,13 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 			}
 			if res, err = e.finish(ce, part, ranks, tg[lo:hi], &r); err != nil {
 				return err
+			}
+			if tc != nil {
+				kl := make([]float64, hi-lo)
+				if err := ce.KL(kl, x, tg[lo:hi], part, tc.RowRange(lo, hi)); err != nil {
+					return teacherError(l, rowsFrom(err, lo))
+				}
+				res.KL = e.klOf(kl, tg[lo:hi], sub(tw, lo, hi))
 			}
 		} else if res, err = ce.Forward(ctx, x, tg[lo:hi]); err != nil {
 			return err
@@ -594,13 +692,17 @@ type Total struct {
 	Positions   *Positions         // nil without a sequence length
 	Calibration *batch.Calibration // nil without Config.Calibration or TopK
 	Ranks       *batch.RankStats   // nil without Config.TopK
+	Distill     bool               // Config.Distill: Stats.KL is the teacher's KL
 	Files       int
 }
 
-// Add adds one line's result.
-func (t *Total) Add(r Result) error {
-	return t.Merge(Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Files: 1})
+// TotalOf returns the total of one line's result.
+func TotalOf(r Result) Total {
+	return Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
 }
+
+// Add adds one line's result.
+func (t *Total) Add(r Result) error { return t.Merge(TotalOf(r)) }
 
 // Merge adds o, a total of other lines of the same evaluation (o's sums
 // are copied, not shared).
@@ -620,6 +722,10 @@ func (t *Total) Merge(o Total) error {
 	if (t.Ranks == nil) != (o.Ranks == nil) && t.Files > 0 && o.Files > 0 {
 		return fmt.Errorf("a total with the rank statistics merged with one without")
 	}
+	if t.Distill != o.Distill && t.Files > 0 && o.Files > 0 {
+		return fmt.Errorf("a total with a teacher's KL merged with one without")
+	}
+	t.Distill = t.Distill || o.Distill
 	if o.Ranks != nil {
 		if t.Ranks == nil {
 			rs, _ := batch.NewRankStats(o.Ranks.K)
@@ -640,4 +746,24 @@ func (t *Total) Merge(o Total) error {
 	t.Stats.Merge(o.Stats)
 	t.Files += o.Files
 	return nil
+}
+
+// rowsFrom returns err with a teacher's row numbered from the file's
+// first, for a chunk of rows from lo.
+func rowsFrom(err error, lo int) error {
+	var te *batch.TeacherError
+	if errors.As(err, &te) {
+		c := *te
+		c.Row += lo
+		return &c
+	}
+	return err
+}
+
+// sub returns s[lo:hi], nil for a nil s.
+func sub[T any](s []T, lo, hi int) []T {
+	if s == nil {
+		return nil
+	}
+	return s[lo:hi]
 }

@@ -38,18 +38,22 @@ type Line struct {
 	Bias    string `json:"bias"`    // classifier bias .npy (with Hidden)
 	Targets string `json:"targets"` // .npy, one per row; "" for a .safetensors Logits that holds them (tensorfile.Targets)
 	Weights string `json:"weights"` // token weights .npy, one per row (as --token-weights)
+	// A teacher's top-k (as --teacher-ids, --teacher-logprobs): its
+	// classes (int32/int64) and log-probabilities (float) .npy, rows × k.
+	TeacherIDs      string `json:"teacher_ids"`
+	TeacherLogProbs string `json:"teacher_logprobs"`
 }
 
 // Files returns the files l reads (a checkpoint's index and shard too):
 // what no output may replace.
 func (l Line) Files() []string {
-	fs := []string{tensorfile.FilePath(l.Logits), tensorfile.FilePath(l.Hidden), l.Bias, l.Targets, l.Weights}
+	fs := []string{tensorfile.FilePath(l.Logits), tensorfile.FilePath(l.Hidden), l.Bias, l.Targets, l.Weights, l.TeacherIDs, l.TeacherLogProbs}
 	fs = append(fs, tensorfile.Files(l.Weight)...)
 	return slices.DeleteFunc(fs, func(f string) bool { return f == "" })
 }
 
 // Keys is the set of keys a manifest line may have.
-const Keys = `"logits", "hidden", "weight", "bias", "targets", "weights"`
+const Keys = `"logits", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs"`
 
 // A Manifest is the lines of a manifest file and the SHA-256 of its bytes
 // (which names it in partial statistics).
@@ -91,8 +95,17 @@ func ReadManifest(path, defaultWeight string) (Manifest, error) {
 	if len(m.Lines) == 0 {
 		return Manifest{}, fmt.Errorf("%s: no lines: a manifest has one JSON object per line, with the keys %s", path, Keys)
 	}
+	for _, l := range m.Lines[1:] {
+		if (l.TeacherIDs == "") != (m.Lines[0].TeacherIDs == "") {
+			return Manifest{}, fmt.Errorf("%s:%d: a teacher's top-k on some lines only (line %d has %s): a distillation names one on every line", path, l.N, m.Lines[0].N, map[bool]string{true: "none", false: "one"}[m.Lines[0].TeacherIDs == ""])
+		}
+	}
 	return m, nil
 }
+
+// Distill reports whether m's lines name a teacher's top-k (every line
+// then does: ReadManifest checks it), for Config.Distill.
+func (m Manifest) Distill() bool { return m.Lines[0].TeacherIDs != "" }
 
 // parseLine decodes one line and checks that its keys make one job.
 func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
@@ -114,8 +127,10 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 		return Line{}, errors.New(`"hidden" needs "weight" (or --weight, for every line without one)`)
 	case l.Targets == "" && !tensorfile.IsSafetensors(l.Logits):
 		return Line{}, errors.New(`"targets" is required (a .safetensors of logits may hold them instead, as "targets" or "labels")`)
+	case (l.TeacherIDs == "") != (l.TeacherLogProbs == ""):
+		return Line{}, errors.New(`"teacher_ids" and "teacher_logprobs" go together`)
 	}
-	for _, p := range []*string{&l.Logits, &l.Hidden, &l.Weight, &l.Bias, &l.Targets, &l.Weights} {
+	for _, p := range []*string{&l.Logits, &l.Hidden, &l.Weight, &l.Bias, &l.Targets, &l.Weights, &l.TeacherIDs, &l.TeacherLogProbs} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

@@ -79,14 +79,19 @@ func (r *Ranks) batch() (*batch.RankStats, error) {
 // PartialOf returns the statistics of t, lines of a manifest of lines
 // lines whose SHA-256 is sha, as shard of shards, with flags, on device.
 func PartialOf(t Total, sha string, lines, shard, shards int, flags map[string]string, device string) Partial {
+	st := StatsOf(t.Stats)
+	if t.Distill {
+		kl := Float(t.Stats.KL)
+		st.KL = &kl
+	}
 	return Partial{Format: Format, Manifest: sha, Lines: lines, Shard: shard, Shards: shards, Files: t.Files, Flags: flags,
-		Stats: StatsOf(t.Stats), Positions: t.Positions, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
+		Stats: st, Positions: t.Positions, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
 }
 
 // Total returns p's statistics as a Total.
 func (p Partial) Total() (Total, error) {
 	rs, err := p.Ranks.batch()
-	return Total{Stats: p.Stats.Batch(), Positions: p.Positions, Calibration: p.Calibration, Ranks: rs, Files: p.Files}, err
+	return Total{Stats: p.Stats.Batch(), Positions: p.Positions, Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
 }
 
 // Positions is the loss by position t = row mod T of an evaluation with a
@@ -130,12 +135,13 @@ func (p *Positions) Means() []float64 {
 // representation that reads back to the same float64), and NaN or ±Inf as
 // strings (JSON has no such numbers).
 type Stats struct {
-	Rows    int64 `json:"rows"`
-	Counted int64 `json:"counted"`
-	Sum     Float `json:"sum"`
-	Denom   Float `json:"denom"`
-	ZLoss   Float `json:"z_loss"`
-	Correct int64 `json:"correct"`
+	Rows    int64  `json:"rows"`
+	Counted int64  `json:"counted"`
+	Sum     Float  `json:"sum"`
+	Denom   Float  `json:"denom"`
+	ZLoss   Float  `json:"z_loss"`
+	Correct int64  `json:"correct"`
+	KL      *Float `json:"kl,omitempty"` // Σ KL with a teacher (absent without)
 }
 
 // StatsOf returns s as JSON statistics.
@@ -145,7 +151,11 @@ func StatsOf(s batch.Stats) Stats {
 
 // Batch returns s as batch.Stats.
 func (s Stats) Batch() batch.Stats {
-	return batch.Stats{Rows: s.Rows, Counted: s.Counted, Sum: float64(s.Sum), Denom: float64(s.Denom), ZLoss: float64(s.ZLoss), Correct: s.Correct}
+	b := batch.Stats{Rows: s.Rows, Counted: s.Counted, Sum: float64(s.Sum), Denom: float64(s.Denom), ZLoss: float64(s.ZLoss), Correct: s.Correct}
+	if s.KL != nil {
+		b.KL = float64(*s.KL)
+	}
+	return b
 }
 
 // Float is a float64 that JSON carries exactly, NaN and ±Inf included.
@@ -212,9 +222,6 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	first := ps[0]
 	seen := make([]string, first.Shards)
 	var devices []string
-	out := first
-	out.Shard, out.Files, out.Stats = 0, 0, Stats{}
-	var st batch.Stats
 	for k, p := range ps {
 		switch {
 		case p.Manifest != first.Manifest || p.Lines != first.Lines:
@@ -238,61 +245,24 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	for k, p := range ps {
 		order[p.Shard] = k
 	}
-	if first.Positions != nil {
-		out.Positions = NewPositions(len(first.Positions.Sum))
-	}
-	if first.Calibration != nil {
-		out.Calibration = new(batch.Calibration)
-	}
-	var ranks *batch.RankStats
-	if first.Ranks != nil {
-		rs, err := batch.NewRankStats(first.Ranks.K)
-		if err != nil {
-			return Partial{}, fmt.Errorf("%s: %w", names[0], err)
-		}
-		ranks = &rs
-	}
+	var total Total
 	for _, k := range order {
-		st.Merge(ps[k].Stats.Batch())
-		if (ps[k].Positions == nil) != (out.Positions == nil) {
-			return Partial{}, fmt.Errorf("%s: the loss by position in one partial and not in %s", names[k], names[0])
+		t, err := ps[k].Total()
+		if err == nil {
+			err = total.Merge(t)
 		}
-		if out.Positions != nil {
-			if err := out.Positions.Merge(ps[k].Positions); err != nil {
-				return Partial{}, fmt.Errorf("%s: %w", names[k], err)
-			}
+		if err != nil {
+			return Partial{}, fmt.Errorf("%s: %w (merging with %s)", names[k], err, names[0])
 		}
-		if (ps[k].Calibration == nil) != (out.Calibration == nil) {
-			return Partial{}, fmt.Errorf("%s: the calibration in one partial and not in %s", names[k], names[0])
-		}
-		if out.Calibration != nil {
-			out.Calibration.Merge(*ps[k].Calibration)
-		}
-		if (ps[k].Ranks == nil) != (ranks == nil) {
-			return Partial{}, fmt.Errorf("%s: the rank statistics in one partial and not in %s", names[k], names[0])
-		}
-		if ranks != nil {
-			rs, err := ps[k].Ranks.batch()
-			if err == nil {
-				err = ranks.Merge(*rs)
-			}
-			if err != nil {
-				return Partial{}, fmt.Errorf("%s: %w", names[k], err)
-			}
-		}
-		out.Files += ps[k].Files
 		if !slices.Contains(devices, ps[k].Device) {
 			devices = append(devices, ps[k].Device)
 		}
 	}
-	if out.Files != first.Lines {
-		return Partial{}, fmt.Errorf("the shards evaluated %d files of the manifest's %d lines", out.Files, first.Lines)
+	if total.Files != first.Lines {
+		return Partial{}, fmt.Errorf("the shards evaluated %d files of the manifest's %d lines", total.Files, first.Lines)
 	}
-	out.Shards = 1 // the whole: one shard of one
-	out.Stats = StatsOf(st)
-	out.Ranks = ranksOf(ranks)
-	out.Device = strings.Join(devices, "; ")
-	return out, nil
+	merged := PartialOf(total, first.Manifest, first.Lines, 0, 1, first.Flags, strings.Join(devices, "; "))
+	return merged, nil
 }
 
 func sameFlags(a, b map[string]string) bool {
@@ -345,6 +315,9 @@ func (c Config) Flags(weight string) map[string]string {
 	}
 	if c.TopK != nil { // likewise
 		m["topk"] = fmt.Sprint(c.TopK)
+	}
+	if c.Distill { // likewise
+		m["teacher"] = "top-k"
 	}
 	return m
 }

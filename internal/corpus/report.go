@@ -36,7 +36,11 @@ type Report struct {
 	TopK    map[string]*float64 `json:"topk,omitempty"`
 	MRR     *Nullable           `json:"mrr,omitempty"`
 	Entropy *Nullable           `json:"entropy,omitempty"`
-	Device  string              `json:"device"`
+	// KL is the mean KL(teacher ‖ student) over the teacher's top-k and a
+	// tail bin (--teacher-ids, --teacher-logprobs; null when nothing
+	// counts), absent without.
+	KL     *Nullable `json:"kl,omitempty"`
+	Device string    `json:"device"`
 }
 
 // Nullable is a number that JSON writes as null when it is NaN or
@@ -90,6 +94,10 @@ func ReportOf(t Total, device string) Report {
 		}
 		mrr, h := Nullable(rs.MRR()), Nullable(rs.MeanEntropy())
 		r.MRR, r.Entropy = &mrr, &h
+	}
+	if t.Distill {
+		kl := Nullable(st.MeanKL())
+		r.KL = &kl
 	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))

@@ -275,3 +275,49 @@ func Read[T any](path string, read func(*File) (T, error)) (T, error) {
 	defer f.Close()
 	return read(f)
 }
+
+// IntMatrix reads a 2-D int32 or int64 array (C or Fortran order), what
+// it holds named in errors, as row-major int32; values outside the int32
+// range are an error naming their row and column.
+func (f *File) IntMatrix(what string) (v []int32, rows, cols int, err error) {
+	if len(f.Shape) != 2 || f.kind != 'i' || (f.item != 4 && f.item != 8) {
+		return nil, 0, 0, fmt.Errorf("%s: %s must be a 2-D int32 or int64 array, got %s of shape %v", f.Path, what, f.TypeName(), f.Shape)
+	}
+	rows, cols = f.Shape[0], f.Shape[1]
+	buf := make([]byte, rows*cols*f.item)
+	if _, err := f.f.ReadAt(buf, f.off); err != nil {
+		return nil, 0, 0, fmt.Errorf("%s: reading %s: %w", f.Path, what, err)
+	}
+	v = make([]int32, rows*cols)
+	for i := range rows {
+		for j := range cols {
+			k := i*cols + j // the element's index in the file
+			if f.Fortran {
+				k = j*rows + i
+			}
+			x := int64(int32(f.order.Uint32(buf[4*k:])))
+			if f.item == 8 {
+				x = int64(f.order.Uint64(buf[8*k:]))
+			}
+			if x < math.MinInt32 || x > math.MaxInt32 {
+				return nil, 0, 0, fmt.Errorf("%s: %s: %d at row %d, column %d is outside the int32 range", f.Path, what, x, i, j)
+			}
+			v[i*cols+j] = int32(x)
+		}
+	}
+	return v, rows, cols, nil
+}
+
+// FloatMatrix reads a 2-D float16, float32 or float64 array (C or Fortran
+// order), what it holds named in errors, as row-major float32.
+func (f *File) FloatMatrix(what string) (v []float32, rows, cols int, err error) {
+	if len(f.Shape) != 2 || f.kind != 'f' || (f.item != 2 && f.item != 4 && f.item != 8) {
+		return nil, 0, 0, fmt.Errorf("%s: %s must be a 2-D float16, float32 or float64 array, got %s of shape %v", f.Path, what, f.TypeName(), f.Shape)
+	}
+	rows, cols = f.Shape[0], f.Shape[1]
+	v = make([]float32, rows*cols)
+	if rows*cols > 0 {
+		err = f.Rows(v, 0, rows)
+	}
+	return v, rows, cols, err
+}

@@ -59,6 +59,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cfg.Distill = m.Distill()
 	// Every line checked here, before the pipeline starts, as xent eval
 	// checks them; and the output: a regular file or none, in a directory.
 	ev := corpus.New(cfg)

@@ -368,3 +368,16 @@ func SaveNpy(tb testing.TB, path string, v any) {
 		tb.Fatal(err)
 	}
 }
+
+// ReadNpy reads the .npy file path into ptr (a pointer to a slice).
+func ReadNpy(tb testing.TB, path string, ptr any) {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := npyio.Read(f, ptr); err != nil {
+		tb.Fatal(err)
+	}
+}
