@@ -146,34 +146,6 @@ func (f *Fix) Gather(rows []int) *Fix {
 	return g
 }
 
-// GradTerms returns, for a counted row with scale si, target weight wt,
-// log-sum-exp lse and dt = (z_t - m) - log s over C classes, a and b such
-// that dz_j = a·exp(z_j - m)/s - b·w_j off the target (before the soft
-// cap's factor), and gt, the target's entry (before it too): with
-// A = (1-ε)·w_t + (ε/C)·W + 2λ·lse, a = si·A and b = si·ε/C, si times
-// the temperature's chain factor 1/τ (TempScale). p_t - 1 comes from
-// expm1, so that nothing cancels as p_t → 1, and p_t from exp, not from
-// (p_t - 1) + 1, which loses a small p_t.
-func (p *Problem) GradTerms(si, wt, lse, dt float64, C int) (a, b, gt float64) {
-	si *= float64(p.TempScale())
-	eps, lam := float64(p.Smoothing), float64(p.ZLoss)
-	ec := eps / float64(C)
-	a = si * ((1-eps)*wt + ec*p.WeightSum + 2*lam*lse)
-	gt = si * ((1-eps)*wt*math.Expm1(dt) + (ec*p.WeightSum+2*lam*lse)*math.Exp(dt) - ec*wt)
-	return a, si * ec, gt
-}
-
-// CapFactor multiplies a gradient entry at logit z (as the loss sees it)
-// by the soft cap's factor 1 - tanh² = 1 - (z/c)² with Transform's c
-// (nothing without a cap; the temperature's 1/τ is in GradTerms' scale).
-func (p *Problem) CapFactor(g float64, z float32) float64 {
-	if c, _ := p.Transform(); c > 0 {
-		r := float64(z) / float64(c)
-		g *= 1 - r*r
-	}
-	return g
-}
-
 // DistillRow returns the distillation of a counted row with target t (no
 // class weights) and sets its fix: with the loss (1-α)·CE + α·KL and the
 // row's upstream scale si, the Extra coefficient α·si·Dense and the
