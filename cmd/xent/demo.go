@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -27,7 +28,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	text := fs.String("text", "", "with --linear: the `file` to learn, any bytes (default: the first page of Alice in Wonderland, built in)")
 	epochs := fs.Int("epochs", 60, "with --linear: epochs of SGD, an integer ≥ 1")
 	plotTo := fs.String("plot", "", "with --linear: write the loss curve to `FILE` (.svg, .png, .pdf, .eps, .jpg or .tif)")
-	dump := fs.String("dump", "", "with --linear: write the trained model's evaluation data into `DIR` for xent eval: hidden.npy (a row per byte of the text but the last), weight.npy, bias.npy, targets.npy")
+	dump := fs.String("dump", "", "with --linear: write the trained model's evaluation data into `DIR` for xent eval: hidden.npy (a row per byte of the text but the last), weight.npy, bias.npy, targets.npy, and a teacher's top-8 (the text's smoothed bigram counts): teacher_ids.npy, teacher_logprobs.npy")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -124,12 +125,21 @@ func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, fo
 		for i, t := range tg {
 			t64[i] = int64(t)
 		}
-		for k, v := range []any{rowsOf(batch.NewMatrix(h, len(tg), dim)), rowsOf(batch.NewMatrix(model.W, bigram.V, dim)), model.B, t64} {
+		ids, lp := bigram.Teacher(text, teacherK, 0.1)
+		tids, tlp := make([][]int64, len(tg)), make([][]float32, len(tg))
+		for i := range tg {
+			tids[i], tlp[i] = make([]int64, teacherK), lp[i*teacherK:(i+1)*teacherK]
+			for j, c := range ids[i*teacherK : (i+1)*teacherK] {
+				tids[i][j] = int64(c)
+			}
+		}
+		for k, v := range []any{rowsOf(batch.NewMatrix(h, len(tg), dim)), rowsOf(batch.NewMatrix(model.W, bigram.V, dim)), model.B, t64, tids, tlp} {
 			if err := writeNpy(dumps[k], v); err != nil {
 				return err
 			}
 		}
-		defer fmt.Fprintf(stdout, "\nwrote %s, %s, %s and %s: xent eval --hidden DIR/hidden.npy --weight DIR/weight.npy --bias DIR/bias.npy --targets DIR/targets.npy\n", dumpFiles[0], dumpFiles[1], dumpFiles[2], dumpFiles[3])
+		defer fmt.Fprintf(stdout, "\nwrote %s: xent eval --hidden DIR/hidden.npy --weight DIR/weight.npy --bias DIR/bias.npy --targets DIR/targets.npy\n"+
+			"[--teacher-ids DIR/teacher_ids.npy --teacher-logprobs DIR/teacher_logprobs.npy: the text's bigram counts' top %d, as a teacher]\n", strings.Join(dumpFiles, ", "), teacherK)
 	}
 	fmt.Fprintf(stdout, "A bigram model of %s (%d bytes): hidden states E[previous byte] (D %d), classifier W (%d × %d) and a bias,\n", name, len(text), dim, bigram.V, dim)
 	fmt.Fprintf(stdout, "trained by SGD through the fused linear cross-entropy (no logits held; BLAS: %s).\n\n", d.Info().BLAS)
@@ -149,4 +159,8 @@ func demoLinear(ctx context.Context, path string, epochs int, plotTo *output, fo
 }
 
 // dumpFiles are the files demo --linear --dump writes, in this order.
-var dumpFiles = []string{"hidden.npy", "weight.npy", "bias.npy", "targets.npy"}
+var dumpFiles = []string{"hidden.npy", "weight.npy", "bias.npy", "targets.npy", "teacher_ids.npy", "teacher_logprobs.npy"}
+
+// teacherK is the k of the teacher's top-k that demo --linear --dump
+// writes.
+const teacherK = 8

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/bigram"
+	"github.com/xentlab/xent/internal/corpus/corpustest"
 	"github.com/xentlab/xent/internal/half"
 	"github.com/xentlab/xent/internal/npyfile"
 )
@@ -190,13 +191,38 @@ func TestDemoLinear(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "alice")
 	code, out, errOut = runCmd("demo", "--linear", "--epochs", "12", "--dump", dir)
 	require.Equal(t, 0, code, errOut)
-	require.Contains(t, out, "wrote hidden.npy, weight.npy, bias.npy and targets.npy")
-	got := evalJSON(t, "eval", "--hidden", filepath.Join(dir, "hidden.npy"), "--weight", filepath.Join(dir, "weight.npy"),
-		"--bias", filepath.Join(dir, "bias.npy"), "--targets", filepath.Join(dir, "targets.npy"), "--topk", "1,5", "--device", "cpu", "--json")
+	require.Contains(t, out, "wrote hidden.npy, weight.npy, bias.npy, targets.npy, teacher_ids.npy, teacher_logprobs.npy")
+	teacher := []string{"--teacher-ids", filepath.Join(dir, "teacher_ids.npy"), "--teacher-logprobs", filepath.Join(dir, "teacher_logprobs.npy")}
+	got := evalJSON(t, append([]string{"eval", "--hidden", filepath.Join(dir, "hidden.npy"), "--weight", filepath.Join(dir, "weight.npy"),
+		"--bias", filepath.Join(dir, "bias.npy"), "--targets", filepath.Join(dir, "targets.npy"), "--topk", "1,5", "--device", "cpu", "--json"}, teacher...)...)
 	require.Less(t, got["loss"].(float64), 3.7)
 	require.Greater(t, got["loss"].(float64), 3.0)
 	require.Equal(t, got["accuracy"], got["topk"].(map[string]any)["1"])
 	require.EqualValues(t, len(bigram.Alice)-1, got["tokens"])
+	// The teacher's KL through the fused linear is the KL of the logits
+	// h·Wᵀ + b written out (computed here in float64).
+	var h, w, bias []float32 // npyio reads a 2-D array flat
+	corpustest.ReadNpy(t, filepath.Join(dir, "hidden.npy"), &h)
+	corpustest.ReadNpy(t, filepath.Join(dir, "weight.npy"), &w)
+	corpustest.ReadNpy(t, filepath.Join(dir, "bias.npy"), &bias)
+	V, D := len(bias), len(w)/len(bias)
+	z := make([][]float32, len(h)/D)
+	for i := range z {
+		z[i] = make([]float32, V)
+		for c := range V {
+			s := float64(bias[c])
+			for d := range D {
+				s += float64(h[i*D+d]) * float64(w[c*D+d])
+			}
+			z[i][c] = float32(s)
+		}
+	}
+	logits := filepath.Join(t.TempDir(), "logits.npy")
+	corpustest.SaveNpy(t, logits, z)
+	viaLogits := evalJSON(t, append([]string{"eval", "--logits", logits, "--targets", filepath.Join(dir, "targets.npy"), "--device", "cpu", "--json"}, teacher...)...)
+	require.Greater(t, got["kl"].(float64), 0.0)
+	require.InEpsilon(t, viaLogits["kl"], got["kl"], 1e-5)
+	require.InEpsilon(t, viaLogits["loss"], got["loss"], 1e-5)
 	// An output over the text it reads is refused, nothing written.
 	text := filepath.Join(dir, "targets.npy")
 	before, err := os.ReadFile(text)

@@ -8,9 +8,12 @@
 package bigram
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
+	"math"
 	"math/rand/v2"
+	"slices"
 )
 
 // Step computes the mean loss over the n rows of H (n × d) against
@@ -90,4 +93,43 @@ func Train(ctx context.Context, step Step, text []byte, d, epochs int, lr float3
 		}
 	}
 	return losses, Model{D: d, E: E, W: W, B: b}, nil
+}
+
+// Teacher returns a teacher of the bigram model for text: the smoothed
+// counts of the text's byte pairs, P(b | a) = (n(a, b) + α)/(n(a) + 256α),
+// as the top-k a teacher's dump gives: for each byte but the last, the k
+// most likely next bytes (ties to the smaller byte) and their
+// log-probabilities, rows × k.
+func Teacher(text []byte, k int, alpha float64) (ids []int32, logprobs []float32) {
+	var n [V][V]float64
+	for i := 0; i+1 < len(text); i++ {
+		n[text[i]][text[i+1]]++
+	}
+	type top struct {
+		ids []int32
+		lp  []float32
+	}
+	var tops [V]*top
+	for i := 0; i+1 < len(text); i++ {
+		a := text[i]
+		if tops[a] == nil {
+			row, sum := &n[a], 0.0
+			for _, c := range row {
+				sum += c
+			}
+			order := make([]int32, V)
+			for b := range order {
+				order[b] = int32(b)
+			}
+			slices.SortStableFunc(order, func(x, y int32) int { return cmp.Compare(row[y], row[x]) })
+			t := &top{ids: order[:k], lp: make([]float32, k)}
+			for j, b := range t.ids {
+				t.lp[j] = float32(math.Log((row[b] + alpha) / (sum + V*alpha)))
+			}
+			tops[a] = t
+		}
+		ids = append(ids, tops[a].ids...)
+		logprobs = append(logprobs, tops[a].lp...)
+	}
+	return ids, logprobs
 }
