@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
+	"runtime"
+	"sync"
 
 	"github.com/xentlab/xent/ce"
 )
@@ -94,7 +95,8 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 	if len(t.IDs) != rows*t.K {
 		return errorf(ErrShape, "expected a teacher's %d rows × k = %d classes to match %d rows, got %d rows", rows, t.K, rows, len(t.IDs)/t.K)
 	}
-	seen := make([]int32, t.K)
+	// mark[c] is 1 + the last row whose classes held c, at[c] its entry.
+	mark, at := make([]int32, vocab), make([]int32, vocab)
 	for i, tg := range p.targets {
 		if tg < 0 {
 			continue
@@ -105,6 +107,10 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 			if id < 0 || int(id) >= vocab {
 				return &TeacherError{Row: i, Pos: k, Msg: fmt.Sprintf("class %d is out of bounds [0, %d)", id, vocab)}
 			}
+			if mark[id] == int32(i+1) {
+				return &TeacherError{Row: i, Pos: k, Msg: fmt.Sprintf("class %d appears twice (entries %d and %d)", id, at[id], k)}
+			}
+			mark[id], at[id] = int32(i+1), int32(k)
 			v := float64(lp[k])
 			if math.IsNaN(v) || v > 0 && math.IsInf(v, 1) {
 				return &TeacherError{Row: i, Pos: k, Msg: fmt.Sprintf("log-probability %g is not a number ≤ 0", v)}
@@ -114,13 +120,6 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 		if mass > 1+TeacherMassSlack {
 			return &TeacherError{Row: i, Pos: -1, Msg: fmt.Sprintf("the probabilities sum to %.6g, more than 1 beyond rounding (%g)", mass, TeacherMassSlack)}
 		}
-		copy(seen, ids)
-		slices.Sort(seen)
-		for k := 1; k < len(seen); k++ {
-			if seen[k] == seen[k-1] {
-				return &TeacherError{Row: i, Pos: slices.Index(ids, seen[k]), Msg: fmt.Sprintf("class %d appears twice", seen[k])}
-			}
-		}
 	}
 	return nil
 }
@@ -129,8 +128,9 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 // the input (logits, the fused linear).
 type distillCall struct {
 	partials func(part []Partial) error
-	// gather sets z to the student's raw logits of row i at ids.
-	gather   func(i int, ids []int32, z []float32)
+	// gather returns a gatherer, one a goroutine: it sets z to the
+	// student's raw logits of row i at ids.
+	gather   func() gatherer
 	backward func(part []Partial, scale []float32, fix *ce.Fix) error // nil: no gradient
 	scale    []float32                                                // the gradient's per-row scales (scales), with backward
 	classes  int                                                      // C, the vocabulary's
@@ -161,25 +161,28 @@ func (l *Loss) distill(p *prepared, c distillCall) (Result, error) {
 		fix = &ce.Fix{Extra: make([]float32, rows), K: t.K, Cols: t.IDs, Vals: make([]float32, len(t.IDs))}
 	}
 	C := c.classes
-	z := make([]float32, t.K)
-	for i, tg := range p.targets {
-		if tg < 0 {
-			out.Set(i, 0, 0, false)
-			continue
+	eachRows(rows, t.K, func(lo, hi int) {
+		gather, z := c.gather(), make([]float32, t.K)
+		for i := lo; i < hi; i++ {
+			tg := p.targets[i]
+			if tg < 0 {
+				out.Set(i, 0, 0, false)
+				continue
+			}
+			ids, lp := t.Row(i)
+			student(p, gather, i, ids, z)
+			loss, lse, correct := p.prob.Finish(&part[i], int(tg), C)
+			var d ce.Distillation
+			if fix != nil {
+				d = p.prob.DistillRow(&part[i], int(tg), C, ids, lp, z, alpha, float64(c.scale[i]), &fix.Extra[i], fix.Vals[i*t.K:(i+1)*t.K])
+				c.scale[i] = float32(float64(c.scale[i]) * (1 - alpha))
+			} else {
+				d = ce.Distill(&part[i], ids, lp, z)
+			}
+			kl[i] = d.KL
+			out.Set(i, (1-alpha)*loss+alpha*d.KL, lse, correct)
 		}
-		ids, lp := t.Row(i)
-		student(p, c.gather, i, ids, z)
-		loss, lse, correct := p.prob.Finish(&part[i], int(tg), C)
-		var d ce.Distillation
-		if fix != nil {
-			d = p.prob.DistillRow(&part[i], int(tg), C, ids, lp, z, alpha, float64(c.scale[i]), &fix.Extra[i], fix.Vals[i*t.K:(i+1)*t.K])
-			c.scale[i] = float32(float64(c.scale[i]) * (1 - alpha))
-		} else {
-			d = ce.Distill(&part[i], ids, lp, z)
-		}
-		kl[i] = d.KL
-		out.Set(i, (1-alpha)*loss+alpha*d.KL, lse, correct)
-	}
+	})
 	if fix != nil {
 		if err := c.backward(part, c.scale, fix); err != nil {
 			return Result{}, err
@@ -255,27 +258,56 @@ func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear,
 	return l.loss.distill(p, c)
 }
 
+// A gatherer sets z to row i's raw logits at the classes ids.
+type gatherer func(i int, ids []int32, z []float32)
+
+// eachRows runs f over [0, rows) in contiguous ranges, on up to
+// GOMAXPROCS goroutines when the rows' k entries are many: the host's
+// share of a distillation (its gathers miss the cache).
+func eachRows(rows, k int, f func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), max(1, rows*k/4096))
+	if workers <= 1 {
+		f(0, rows)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := rows*w/workers, rows*(w+1)/workers
+		wg.Go(func() { f(lo, hi) })
+	}
+	wg.Wait()
+}
+
 // student sets z to row i's logits at ids as p's loss sees them (capped,
 // divided by the temperature), from gather's raw ones.
-func student(p *prepared, gather func(int, []int32, []float32), i int, ids []int32, z []float32) {
+func student(p *prepared, gather gatherer, i int, ids []int32, z []float32) {
 	gather(i, ids, z)
 	for k := range z {
 		z[k] = p.prob.Apply(z[k])
 	}
 }
 
-// logitsAt returns the gather of host logits x: row i's raw logits at ids.
-func logitsAt(x Matrix) func(i int, ids []int32, z []float32) {
-	return func(i int, ids []int32, z []float32) {
-		for k, id := range ids {
-			z[k] = x.At(i, int(id))
+// logitsAt returns the gatherers of host logits x.
+func logitsAt(x Matrix) func() gatherer {
+	return func() gatherer {
+		return func(i int, ids []int32, z []float32) {
+			for k, id := range ids {
+				z[k] = x.At(i, int(id))
+			}
 		}
 	}
 }
 
-// linearAt returns the gather of the fused linear lin: h_i·w_c + b_c at
-// the classes c of ids, in float64 (rounded once).
-func linearAt(lin *ce.Linear) func(i int, ids []int32, z []float32) {
+// linearAt returns the gatherers of the fused linear lin: h_i·w_c + b_c
+// at the classes c of ids, in float64 (rounded once).
+func linearAt(lin *ce.Linear) func() gatherer {
+	return func() gatherer {
+		return linearGather(lin)
+	}
+}
+
+// linearGather returns a gatherer of lin, with a row of its own.
+func linearGather(lin *ce.Linear) gatherer {
 	h := make([]float64, lin.H.Cols)
 	return func(i int, ids []int32, z []float32) {
 		for d := range h {
@@ -297,7 +329,7 @@ func linearAt(lin *ce.Linear) func(i int, ids []int32, z []float32) {
 // klRows sets dst[i] to the KL of each counted row of p (t's rows, checked
 // against vocab classes) from part[i], its partial merged over the whole
 // vocabulary, and gather, the student's raw logits at t's classes.
-func klRows(dst []float64, t *ce.Teacher, p *prepared, vocab int, part []Partial, gather func(int, []int32, []float32)) error {
+func klRows(dst []float64, t *ce.Teacher, p *prepared, vocab int, part []Partial, gather func() gatherer) error {
 	switch {
 	case len(dst) != len(p.targets) || len(part) != len(p.targets):
 		return errorf(ErrBuffer, "expected %d KLs and partials to match %d rows, got %d and %d", len(p.targets), len(p.targets), len(dst), len(part))
@@ -309,18 +341,21 @@ func klRows(dst []float64, t *ce.Teacher, p *prepared, vocab int, part []Partial
 	if err := checkTeacher(t, p, vocab); err != nil {
 		return err
 	}
-	z := make([]float32, t.K)
 	for i, tg := range p.targets {
-		if tg < 0 {
-			continue
-		}
-		if !part[i].HasT {
+		if tg >= 0 && !part[i].HasT {
 			return errorf(ErrShape, "row %d: its partial holds no target (were all shards' partials merged?)", i)
 		}
-		ids, lp := t.Row(i)
-		student(p, gather, i, ids, z)
-		dst[i] = ce.Distill(&part[i], ids, lp, z).KL
 	}
+	eachRows(len(p.targets), t.K, func(lo, hi int) {
+		g, z := gather(), make([]float32, t.K)
+		for i := lo; i < hi; i++ {
+			if p.targets[i] >= 0 {
+				ids, lp := t.Row(i)
+				student(p, g, i, ids, z)
+				dst[i] = ce.Distill(&part[i], ids, lp, z).KL
+			}
+		}
+	})
 	return nil
 }
 

@@ -135,7 +135,7 @@ func TestEvalTeacherErrors(t *testing.T) {
 		f    func([]int64, []float32)
 		want string
 	}{
-		{"repeat", func(i []int64, _ []float32) { i[3*k+1] = i[3*k] }, "teacher row 3, entry 0: class"},
+		{"repeat", func(i []int64, _ []float32) { i[3*k+1] = i[3*k] }, "teacher row 3, entry 1: class"},
 		{"range", func(i []int64, _ []float32) { i[5*k+2] = 97 }, "teacher row 5, entry 2: class 97 is out of bounds [0, 97)"},
 		{"nan", func(_ []int64, l []float32) { l[2*k] = float32(math.NaN()) }, "teacher row 2, entry 0: log-probability NaN"},
 		{"mass", func(_ []int64, l []float32) { l[0] = 0 }, "teacher row 0: the probabilities sum to"},

@@ -57,13 +57,15 @@ func BenchmarkEval(b *testing.B) {
 			f.Close()
 		}
 	})
-	for _, c := range []struct{ name, flag string }{{"eval", ""}, {"eval/calibration", "--calibration"}, {"eval/topk", "--topk=1,5,10"}, {"eval/temperature", "--temperature=0.7"}} {
+	tids, tlp := teacherFiles(b, logits, 20)
+	for _, c := range []struct {
+		name  string
+		flags []string
+	}{{"eval", nil}, {"eval/calibration", []string{"--calibration"}}, {"eval/topk", []string{"--topk=1,5,10"}},
+		{"eval/temperature", []string{"--temperature=0.7"}}, {"eval/teacher", []string{"--teacher-ids", tids, "--teacher-logprobs", tlp}}} {
 		b.Run(c.name, func(b *testing.B) { // the flags' cost: beside eval in one run
 			b.SetBytes(size)
-			args := []string{"--logits", logits, "--targets", targets, "--device", "cpu", "--json"}
-			if c.flag != "" {
-				args = append(args, c.flag)
-			}
+			args := append([]string{"--logits", logits, "--targets", targets, "--device", "cpu", "--json"}, c.flags...)
 			for b.Loop() {
 				if err := eval(context.Background(), args, io.Discard, io.Discard); err != nil {
 					b.Fatal(err)
@@ -101,6 +103,41 @@ func BenchmarkEval(b *testing.B) {
 			}
 		}
 	})
+}
+
+// teacherFiles writes a teacher's top-k for the rows of the dump logits:
+// k distinct random classes a row and their log-probabilities (a random
+// distribution over them and a tail), as .npy files, and returns their
+// paths.
+func teacherFiles(b *testing.B, logits string, k int) (ids, logprobs string) {
+	lf, err := npyfile.Open(logits)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows, cols, err := lf.Matrix()
+	lf.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	ti, tl := make([][]int64, rows), make([][]float32, rows)
+	for i := range rows {
+		ti[i], tl[i] = make([]int64, k), make([]float32, k)
+		seen := map[int64]bool{}
+		for j := range k {
+			c := int64(r.IntN(cols))
+			for seen[c] {
+				c = int64(r.IntN(cols))
+			}
+			seen[c] = true
+			ti[i][j], tl[i][j] = c, float32(-4-3*r.Float64()) // at most 20·e^-4 = 0.37 of the mass
+		}
+	}
+	dir := b.TempDir()
+	ids, logprobs = filepath.Join(dir, "ids.npy"), filepath.Join(dir, "lp.npy")
+	corpustest.SaveNpy(b, ids, ti)
+	corpustest.SaveNpy(b, logprobs, tl)
+	return ids, logprobs
 }
 
 // dump returns the paths of the benchmark's logits (cachedDump, or the
