@@ -82,8 +82,6 @@ func (c *config) validateTeacher() error {
 		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
 	case c.weights != nil:
 		return errorf(ErrOption, "class weights do not combine with distillation (the KL has no target class to weight)")
-	case c.vocab > 0:
-		return errorf(ErrOption, "distillation of a shard of the vocabulary: the KL needs every class's partial and the teacher's classes' logits")
 	}
 	return nil
 }
@@ -124,71 +122,126 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 	return nil
 }
 
-// distillCall is a call with a teacher: its steps on the device, whatever
-// the input (logits, the fused linear).
-type distillCall struct {
-	partials func(part []Partial) error
-	// gather returns a gatherer, one a goroutine: it sets z to the
-	// student's raw logits of row i at ids.
-	gather   func() gatherer
-	backward func(part []Partial, scale []float32, fix *ce.Fix) error // nil: no gradient
-	scale    []float32                                                // the gradient's per-row scales (scales), with backward
-	classes  int                                                      // C, the vocabulary's
+// KLPart is what a shard of the vocabulary gives for one row's
+// distillation, given its merged Partial (see ce.KLPart): Loss.KLPartials,
+// merged with KLPart.Merge, finished by FinishKL and BackwardKL.
+type KLPart = ce.KLPart
+
+// A gatherer sets z to row i's raw logits at the columns cols of its
+// matrix (the shard's).
+type gatherer func(i int, cols []int32, z []float32)
+
+// eachRows runs f over [0, rows) in contiguous ranges, on up to
+// GOMAXPROCS goroutines when the rows' k entries are many: the host's
+// share of a distillation (its gathers miss the cache).
+func eachRows(rows, k int, f func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), max(1, rows*k/4096))
+	if workers <= 1 {
+		f(0, rows)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := rows*w/workers, rows*(w+1)/workers
+		wg.Go(func() { f(lo, hi) })
+	}
+	wg.Wait()
 }
 
-// distill runs c: the partials of the whole vocabulary, then each counted
-// row's cross-entropy (ce.Problem.Finish) and distillation (ce.Distill)
-// from its partial and the student's logits at the teacher's classes,
-// and with a gradient the backward pass with their fix (ce.Fix): the
-// cross-entropy's scale times 1-α.
-func (l *Loss) distill(p *prepared, c distillCall) (Result, error) {
+// students calls f, on every core, with each counted row i of p, its
+// teacher's classes ids and log-probabilities lp, and z, the student's
+// logits at them as the loss sees them (capped, divided by the
+// temperature) where in[k] (their class is of the shard [col0, col0+cols)
+// whose raw logits gather gives), 0 elsewhere.
+func students(t *ce.Teacher, p *prepared, col0, cols int, gather func() gatherer, f func(i int, ids []int32, lp, z []float32, in []bool)) {
+	eachRows(len(p.targets), t.K, func(lo, hi int) {
+		g := gather()
+		z, in := make([]float32, t.K), make([]bool, t.K)
+		loc, zl := make([]int32, 0, t.K), make([]float32, t.K)
+		for i := lo; i < hi; i++ {
+			if p.targets[i] < 0 {
+				continue
+			}
+			ids, lp := t.Row(i)
+			loc = loc[:0]
+			for k, id := range ids {
+				c := int(id) - col0
+				in[k] = c >= 0 && c < cols
+				if in[k] {
+					loc = append(loc, int32(c))
+				}
+			}
+			g(i, loc, zl[:len(loc)])
+			n := 0
+			for k := range z {
+				z[k] = 0
+				if in[k] {
+					z[k] = p.prob.Apply(zl[n])
+					n++
+				}
+			}
+			f(i, ids, lp, z, in)
+		}
+	})
+}
+
+// shard is where a call's matrix lies in the vocabulary: its classes
+// [col0, col0+cols) of vocab, and the gatherers of its raw logits.
+type shard struct {
+	col0, cols, vocab int
+	gather            func() gatherer
+}
+
+// klPartials sets kp[i] to the shard's KLPart of each counted row of p
+// given part[i], the row's merged partial.
+func klPartials(kp []KLPart, t *ce.Teacher, p *prepared, sh shard, part []Partial) {
+	students(t, p, sh.col0, sh.cols, sh.gather, func(i int, ids []int32, lp, z []float32, in []bool) {
+		var k KLPart
+		for j, id := range ids {
+			if in[j] {
+				k.Add(&part[i], id, lp[j], z[j])
+			}
+		}
+		kp[i] = k
+	})
+}
+
+// newFix returns the empty fix of p's rows for t.
+func newFix(t *ce.Teacher, rows int) *ce.Fix {
+	return &ce.Fix{Extra: make([]float32, rows), K: t.K, Cols: t.IDs, Vals: make([]float32, rows*t.K)}
+}
+
+// fixRow sets row i's fix for its distillation d (ce.Problem.FixRow) and
+// scales its upstream factor scale[i] by 1-α, the cross-entropy's share.
+func (l *Loss) fixRow(fix *ce.Fix, p *prepared, d ce.Distillation, part *Partial, i, C int, ids []int32, lp, z []float32, scale []float32) {
+	k := fix.K
+	p.prob.FixRow(d, part, int(p.targets[i]), C, ids, lp, z, l.cfg.alpha, float64(scale[i]), &fix.Extra[i], fix.Vals[i*k:(i+1)*k])
+	scale[i] = float32(float64(scale[i]) * (1 - l.cfg.alpha))
+}
+
+// mixed returns the per-row results of the counted rows of p from their
+// merged partials and KL parts: the loss (1-α)·CE + α·KL, and the KLs.
+func (l *Loss) mixed(p *prepared, part []Partial, kp []KLPart, C int) (ce.Out, []float64, error) {
 	rows := len(p.targets)
-	t, alpha := l.cfg.teacher, l.cfg.alpha
 	out := ce.Out{Loss: make([]float32, rows), Correct: make([]bool, rows)}
 	if l.cfg.zloss > 0 || l.cfg.keepRows {
 		out.LSE = make([]float32, rows)
 	}
 	kl := make([]float64, rows)
-	if rows == 0 {
-		return l.reduceKL(p, out, kl), nil
-	}
-	part := ce.EmptyPartials(rows)
-	if err := c.partials(part); err != nil {
-		return Result{}, err
-	}
-	var fix *ce.Fix
-	if c.backward != nil {
-		fix = &ce.Fix{Extra: make([]float32, rows), K: t.K, Cols: t.IDs, Vals: make([]float32, len(t.IDs))}
-	}
-	C := c.classes
-	eachRows(rows, t.K, func(lo, hi int) {
-		gather, z := c.gather(), make([]float32, t.K)
-		for i := lo; i < hi; i++ {
-			tg := p.targets[i]
-			if tg < 0 {
-				out.Set(i, 0, 0, false)
-				continue
-			}
-			ids, lp := t.Row(i)
-			student(p, gather, i, ids, z)
-			loss, lse, correct := p.prob.Finish(&part[i], int(tg), C)
-			var d ce.Distillation
-			if fix != nil {
-				d = p.prob.DistillRow(&part[i], int(tg), C, ids, lp, z, alpha, float64(c.scale[i]), &fix.Extra[i], fix.Vals[i*t.K:(i+1)*t.K])
-				c.scale[i] = float32(float64(c.scale[i]) * (1 - alpha))
-			} else {
-				d = ce.Distill(&part[i], ids, lp, z)
-			}
-			kl[i] = d.KL
-			out.Set(i, (1-alpha)*loss+alpha*d.KL, lse, correct)
+	t, a := l.cfg.teacher, l.cfg.alpha
+	for i, tg := range p.targets {
+		if tg < 0 {
+			continue
 		}
-	})
-	if fix != nil {
-		if err := c.backward(part, c.scale, fix); err != nil {
-			return Result{}, err
+		if !part[i].HasT {
+			return out, nil, errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, tg)
 		}
+		_, lp := t.Row(i)
+		kl[i] = ce.DistillOf(&part[i], kp[i], lp).KL
+		loss, lse, correct := p.prob.Finish(&part[i], int(tg), C)
+		out.Set(i, (1-a)*loss+a*kl[i], lse, correct)
 	}
-	return l.reduceKL(p, out, kl), nil
+	return out, kl, nil
 }
 
 // reduceKL is reduce with each counted row's KL summed into Stats.KL,
@@ -208,155 +261,229 @@ func (l *Loss) reduceKL(p *prepared, out ce.Out, kl []float64) Result {
 	return r
 }
 
-// distillLogits runs a call of logits x with a teacher (see distill).
-func (l *Loss) distillLogits(ctx context.Context, p *prepared, g *ce.Grad) (Result, error) {
-	if p.x.Buf != nil {
-		return Result{}, errorf(ErrOption, "distillation of a device matrix: the logits at the teacher's classes are read on the host")
-	}
-	if err := checkTeacher(l.cfg.teacher, p, p.x.Cols); err != nil {
-		return Result{}, err
-	}
-	c := distillCall{
-		classes:  p.x.Cols,
-		partials: func(part []Partial) error { return l.dev.Partials(ctx, part, p.x, p.targets, &p.prob) },
-		gather:   logitsAt(p.x),
-	}
-	if g != nil {
-		c.scale = g.Scale
-		c.backward = func(part []Partial, scale []float32, fix *ce.Fix) error {
-			gf := *g
-			gf.Scale, gf.Fix = scale, fix
-			return l.dev.Backward(ctx, gf, p.x, p.targets, part, &p.prob)
+// distill runs a call of the whole vocabulary with a teacher: partials
+// (the device's pass), then each counted row's KL part and, with a
+// gradient (backward not nil), its fix from the student's logits at the
+// teacher's classes, and the backward pass with the fix and the
+// cross-entropy's scale times 1-α.
+func (l *Loss) distill(p *prepared, sh shard, partials func([]Partial) error, scale []float32, backward func([]Partial, []float32, *ce.Fix) error) (Result, error) {
+	t := l.cfg.teacher
+	rows := len(p.targets)
+	part := ce.EmptyPartials(rows)
+	if rows > 0 {
+		if err := partials(part); err != nil {
+			return Result{}, err
 		}
 	}
-	return l.distill(p, c)
+	kp := make([]KLPart, rows)
+	var fix *ce.Fix
+	if backward != nil {
+		fix = newFix(t, rows)
+	}
+	students(t, p, 0, sh.vocab, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
+		var k KLPart
+		for j, id := range ids {
+			k.Add(&part[i], id, lp[j], z[j])
+		}
+		kp[i] = k
+		if fix != nil {
+			l.fixRow(fix, p, ce.DistillOf(&part[i], k, lp), &part[i], i, sh.vocab, ids, lp, z, scale)
+		}
+	})
+	out, kl, err := l.mixed(p, part, kp, sh.vocab)
+	if err != nil {
+		return Result{}, err
+	}
+	if fix != nil && rows > 0 {
+		if err := backward(part, scale, fix); err != nil {
+			return Result{}, err
+		}
+	}
+	return l.reduceKL(p, out, kl), nil
+}
+
+// logitsShard returns the shard of p's host logits.
+func (l *Loss) logitsShard(p *prepared) (shard, error) {
+	if p.x.Buf != nil {
+		return shard{}, errorf(ErrOption, "distillation of a device matrix: the logits at the teacher's classes are read on the host")
+	}
+	x := p.x
+	return shard{col0: p.prob.Col0, cols: x.Cols, vocab: p.prob.Classes(x.Cols), gather: func() gatherer {
+		return func(i int, cols []int32, z []float32) {
+			for k, c := range cols {
+				z[k] = x.At(i, int(c))
+			}
+		}
+	}}, nil
+}
+
+// linearShard returns the shard of the fused linear lin's logits h_i·w_c
+// + b_c, computed in float64 (rounded once) on the host.
+func (l *Linear) linearShard(p *prepared, lin *ce.Linear) (shard, error) {
+	if lin.W.Buf != nil {
+		return shard{}, errorf(ErrOption, "distillation with a device matrix W: the logits at the teacher's classes are computed on the host")
+	}
+	return shard{col0: p.prob.Col0, cols: lin.W.Rows, vocab: p.prob.Classes(lin.W.Rows), gather: func() gatherer {
+		h := make([]float64, lin.H.Cols)
+		return func(i int, cols []int32, z []float32) {
+			for d := range h {
+				h[d] = float64(lin.H.At(i, d))
+			}
+			for k, c := range cols {
+				s := 0.0
+				for d, v := range h {
+					s += v * float64(lin.W.At(int(c), d))
+				}
+				if lin.Bias != nil {
+					s += float64(lin.Bias[c])
+				}
+				z[k] = float32(s)
+			}
+		}
+	}}, nil
+}
+
+// distillLogits runs a call of logits x with a teacher (see distill).
+func (l *Loss) distillLogits(ctx context.Context, p *prepared, g *ce.Grad) (Result, error) {
+	sh, err := l.logitsShard(p)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := checkTeacher(l.cfg.teacher, p, sh.vocab); err != nil {
+		return Result{}, err
+	}
+	partials := func(part []Partial) error { return l.dev.Partials(ctx, part, p.x, p.targets, &p.prob) }
+	if g == nil {
+		return l.distill(p, sh, partials, nil, nil)
+	}
+	return l.distill(p, sh, partials, g.Scale, func(part []Partial, scale []float32, fix *ce.Fix) error {
+		gf := *g
+		gf.Scale, gf.Fix = scale, fix
+		return l.dev.Backward(ctx, gf, p.x, p.targets, part, &p.prob)
+	})
 }
 
 // distillLinear runs a fused linear call with a teacher (see distill):
 // the student's logits at the teacher's classes are h_i·w_c + b_c, in
 // float64 on the host (K·D products a row).
 func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear, g *ce.LinearGrad) (Result, error) {
-	if lin.W.Buf != nil {
-		return Result{}, errorf(ErrOption, "distillation with a device matrix W: the logits at the teacher's classes are computed on the host")
-	}
-	if err := checkTeacher(l.loss.cfg.teacher, p, lin.W.Rows); err != nil {
+	sh, err := l.linearShard(p, lin)
+	if err != nil {
 		return Result{}, err
 	}
-	c := distillCall{
-		classes:  lin.W.Rows,
-		partials: func(part []Partial) error { return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob) },
-		gather:   linearAt(lin),
+	if err := checkTeacher(l.loss.cfg.teacher, p, sh.vocab); err != nil {
+		return Result{}, err
 	}
-	if g != nil {
-		c.scale = g.Scale
-		c.backward = func(part []Partial, scale []float32, fix *ce.Fix) error {
-			gf := *g
-			gf.Scale, gf.Fix = scale, fix
-			return l.fused.LinearBackward(ctx, gf, lin, p.targets, part, &p.prob)
-		}
+	partials := func(part []Partial) error { return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob) }
+	if g == nil {
+		return l.loss.distill(p, sh, partials, nil, nil)
 	}
-	return l.loss.distill(p, c)
+	return l.loss.distill(p, sh, partials, g.Scale, func(part []Partial, scale []float32, fix *ce.Fix) error {
+		gf := *g
+		gf.Scale, gf.Fix = scale, fix
+		return l.fused.LinearBackward(ctx, gf, lin, p.targets, part, &p.prob)
+	})
 }
 
-// A gatherer sets z to row i's raw logits at the classes ids.
-type gatherer func(i int, ids []int32, z []float32)
-
-// eachRows runs f over [0, rows) in contiguous ranges, on up to
-// GOMAXPROCS goroutines when the rows' k entries are many: the host's
-// share of a distillation (its gathers miss the cache).
-func eachRows(rows, k int, f func(lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), max(1, rows*k/4096))
-	if workers <= 1 {
-		f(0, rows)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := rows*w/workers, rows*(w+1)/workers
-		wg.Go(func() { f(lo, hi) })
-	}
-	wg.Wait()
-}
-
-// student sets z to row i's logits at ids as p's loss sees them (capped,
-// divided by the temperature), from gather's raw ones.
-func student(p *prepared, gather gatherer, i int, ids []int32, z []float32) {
-	gather(i, ids, z)
-	for k := range z {
-		z[k] = p.prob.Apply(z[k])
-	}
-}
-
-// logitsAt returns the gatherers of host logits x.
-func logitsAt(x Matrix) func() gatherer {
-	return func() gatherer {
-		return func(i int, ids []int32, z []float32) {
-			for k, id := range ids {
-				z[k] = x.At(i, int(id))
-			}
-		}
-	}
-}
-
-// linearAt returns the gatherers of the fused linear lin: h_i·w_c + b_c
-// at the classes c of ids, in float64 (rounded once).
-func linearAt(lin *ce.Linear) func() gatherer {
-	return func() gatherer {
-		return linearGather(lin)
-	}
-}
-
-// linearGather returns a gatherer of lin, with a row of its own.
-func linearGather(lin *ce.Linear) gatherer {
-	h := make([]float64, lin.H.Cols)
-	return func(i int, ids []int32, z []float32) {
-		for d := range h {
-			h[d] = float64(lin.H.At(i, d))
-		}
-		for k, id := range ids {
-			s := 0.0
-			for d, v := range h {
-				s += v * float64(lin.W.At(int(id), d))
-			}
-			if lin.Bias != nil {
-				s += float64(lin.Bias[id])
-			}
-			z[k] = float32(s)
-		}
-	}
-}
-
-// klRows sets dst[i] to the KL of each counted row of p (t's rows, checked
-// against vocab classes) from part[i], its partial merged over the whole
-// vocabulary, and gather, the student's raw logits at t's classes.
-func klRows(dst []float64, t *ce.Teacher, p *prepared, vocab int, part []Partial, gather func() gatherer) error {
-	switch {
-	case len(dst) != len(p.targets) || len(part) != len(p.targets):
-		return errorf(ErrBuffer, "expected %d KLs and partials to match %d rows, got %d and %d", len(p.targets), len(p.targets), len(dst), len(part))
-	case t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
-		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
-	case p.prob.Col0 != 0 || p.prob.Vocab != 0 && p.prob.Vocab != vocab:
-		return errorf(ErrOption, "the KL of a shard of the vocabulary: it needs the whole vocabulary's logits")
-	}
-	if err := checkTeacher(t, p, vocab); err != nil {
+// KLPartials sets dst[i] to row i's KLPart over x's columns (the Loss's
+// Shard; the whole vocabulary without one) given part[i], the row's
+// partial merged over the whole vocabulary (Partials, merged), for the
+// Loss's teacher (Distill): the shard's share of each row's distillation.
+// Ignored rows' entries are left as they are. KL parts of the shards
+// merge with KLPart.Merge; FinishKL gives the loss and BackwardKL each
+// shard's gradient. The student's logits at the teacher's classes are
+// read on the host.
+func (l *Loss) KLPartials(dst []KLPart, x Matrix, targets []int32, part []Partial) error {
+	p, err := l.prepare(x, targets)
+	if err != nil {
 		return err
 	}
-	for i, tg := range p.targets {
-		if tg >= 0 && !part[i].HasT {
-			return errorf(ErrShape, "row %d: its partial holds no target (were all shards' partials merged?)", i)
+	sh, err := l.logitsShard(p)
+	if err == nil {
+		err = l.checkKL(p, sh.vocab, len(dst), part)
+	}
+	if err != nil {
+		return err
+	}
+	klPartials(dst, l.cfg.teacher, p, sh, part)
+	return nil
+}
+
+// checkKL checks what KLPartials and BackwardKL take: a teacher, n KL
+// parts and the merged partials of p's rows, and the teacher's rows
+// against a vocabulary of vocab classes.
+func (l *Loss) checkKL(p *prepared, vocab, n int, part []Partial) error {
+	rows := len(p.targets)
+	switch {
+	case l.cfg.teacher == nil:
+		return errorf(ErrOption, "a distillation's step without a teacher (Distill)")
+	case n != rows || len(part) != rows:
+		return errorf(ErrBuffer, "expected %d KL parts and partials to match %d rows, got %d and %d", rows, rows, n, len(part))
+	}
+	for i, t := range p.targets {
+		if t >= 0 && !part[i].HasT {
+			return errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
 		}
 	}
-	eachRows(len(p.targets), t.K, func(lo, hi int) {
-		g, z := gather(), make([]float32, t.K)
-		for i := lo; i < hi; i++ {
-			if p.targets[i] >= 0 {
-				ids, lp := t.Row(i)
-				student(p, g, i, ids, z)
-				dst[i] = ce.Distill(&part[i], ids, lp, z).KL
-			}
-		}
+	return checkTeacher(l.cfg.teacher, p, vocab)
+}
+
+// FinishKL is Finish of a distillation (Distill): the Result of rows
+// whose partials and KL parts over the whole vocabulary (every shard's,
+// merged) are part and kp: the mixed loss and Stats.KL.
+func (l *Loss) FinishKL(part []Partial, kp []KLPart, targets []int32) (Result, error) {
+	p, err := l.prepareMerged("FinishKL", part, targets)
+	if err != nil {
+		return Result{}, err
+	}
+	if l.cfg.teacher == nil || len(kp) != len(part) {
+		return Result{}, errorf(ErrOption, "FinishKL takes a Distill's Loss and a KL part a row (%d partials, %d KL parts)", len(part), len(kp))
+	}
+	if err := checkTeacher(l.cfg.teacher, p, l.cfg.vocab); err != nil {
+		return Result{}, err
+	}
+	out, kl, err := l.mixed(p, part, kp, l.cfg.vocab)
+	if err != nil {
+		return Result{}, err
+	}
+	return l.reduceKL(p, out, kl), nil
+}
+
+// BackwardKL is Backward of a distillation (Distill): the gradient of x's
+// columns (the Loss's Shard) given part and kp, the partials and KL parts
+// of its rows over the whole vocabulary (every shard's, merged).
+func (l *Loss) BackwardKL(ctx context.Context, grad Grad, x Matrix, targets []int32, part []Partial, kp []KLPart, up Upstream) error {
+	p, err := l.prepare(x, targets)
+	if err != nil {
+		return err
+	}
+	sh, err := l.logitsShard(p)
+	if err == nil {
+		err = l.checkKL(p, sh.vocab, len(kp), part)
+	}
+	if err != nil {
+		return err
+	}
+	g, err := l.gradOf(p, grad, up)
+	if err != nil {
+		return err
+	}
+	if p.x.Rows == 0 {
+		return nil
+	}
+	g.Fix = l.fixOf(p, sh, part, kp, g.Scale)
+	return l.dev.Backward(ctx, *g, p.x, p.targets, part, &p.prob)
+}
+
+// fixOf returns the fix of the shard sh of p's rows given their merged
+// partials and KL parts, scaling the rows' upstream factors by 1-α.
+func (l *Loss) fixOf(p *prepared, sh shard, part []Partial, kp []KLPart, scale []float32) *ce.Fix {
+	t := l.cfg.teacher
+	fix := newFix(t, len(p.targets))
+	students(t, p, sh.col0, sh.cols, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
+		l.fixRow(fix, p, ce.DistillOf(&part[i], kp[i], lp), &part[i], i, sh.vocab, ids, lp, z, scale)
 	})
-	return nil
+	return fix
 }
 
 // KL sets dst[i] to KL(teacher ‖ student) of each counted row i of the
@@ -372,10 +499,11 @@ func (l *Loss) KL(dst []float64, x Matrix, targets []int32, part []Partial, t Te
 	if err != nil {
 		return err
 	}
-	if p.x.Buf != nil {
-		return errorf(ErrOption, "the KL of a device matrix: the logits at the teacher's classes are read on the host")
+	sh, err := l.logitsShard(p)
+	if err != nil {
+		return err
 	}
-	return klRows(dst, &t, p, p.x.Cols, part, logitsAt(p.x))
+	return klOf(dst, &t, p, sh, part)
 }
 
 // KL is Loss.KL of the logits h·Wᵀ + bias (the student's logits at the
@@ -385,10 +513,36 @@ func (l *Linear) KL(dst []float64, h, w Matrix, bias []float32, targets []int32,
 	if err != nil {
 		return err
 	}
-	if lin.W.Buf != nil {
-		return errorf(ErrOption, "the KL with a device matrix W: the logits at the teacher's classes are computed on the host")
+	sh, err := l.linearShard(p, lin)
+	if err != nil {
+		return err
 	}
-	return klRows(dst, &t, p, lin.W.Rows, part, linearAt(lin))
+	return klOf(dst, &t, p, sh, part)
+}
+
+// klOf sets dst[i] to the KL of each counted row of p (t's rows) over the
+// whole vocabulary sh from part[i], its merged partial.
+func klOf(dst []float64, t *ce.Teacher, p *prepared, sh shard, part []Partial) error {
+	switch {
+	case len(dst) != len(p.targets) || len(part) != len(p.targets):
+		return errorf(ErrBuffer, "expected %d KLs and partials to match %d rows, got %d and %d", len(p.targets), len(p.targets), len(dst), len(part))
+	case t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
+		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
+	case sh.col0 != 0 || sh.cols != sh.vocab:
+		return errorf(ErrOption, "the KL of a shard of the vocabulary: it needs the whole vocabulary's logits (KLPartials takes a shard's)")
+	}
+	if err := checkTeacher(t, p, sh.vocab); err != nil {
+		return err
+	}
+	for i, tg := range p.targets {
+		if tg >= 0 && !part[i].HasT {
+			return errorf(ErrShape, "row %d: its partial holds no target (were all shards' partials merged?)", i)
+		}
+	}
+	students(t, p, 0, sh.vocab, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
+		dst[i] = ce.Distill(&part[i], ids, lp, z).KL
+	})
+	return nil
 }
 
 // CheckTeacher checks t against rows of targets (ignore: the ignore index)

@@ -90,11 +90,28 @@ func TestDistillErrors(t *testing.T) {
 		{"k", []batch.Option{batch.Distill(batch.Teacher{K: 0}, 0.5)}, batch.ErrOption},
 		{"ragged", []batch.Option{batch.Distill(batch.Teacher{K: 2, IDs: []int32{1, 2, 3}, LogProbs: []float32{0, 0, 0}}, 0.5)}, batch.ErrShape},
 		{"class weights", []batch.Option{batch.Distill(good, 0.5), batch.Weights([]float32{1, 1, 1, 1, 1})}, batch.ErrOption},
-		{"shard", []batch.Option{batch.Distill(good, 0.5), batch.Shard(0, 10)}, batch.ErrOption},
 	} {
 		_, err := batch.New(dev, c.opts...)
 		require.ErrorIs(t, err, c.want, c.name)
 	}
+	// A shard's distillation takes its steps: not Forward, not the
+	// cross-entropy's Finish and Backward (they would leave the KL out).
+	sl, err := batch.New(dev, batch.Distill(good, 0.5), batch.Shard(0, 5))
+	require.NoError(t, err)
+	_, err = sl.Forward(ctx, m, tg)
+	require.ErrorIs(t, err, batch.ErrOption)
+	part := batch.NewPartials(3)
+	require.NoError(t, sl.Partials(ctx, part, m, tg))
+	_, err = sl.Finish(part, tg)
+	require.ErrorContains(t, err, "FinishKL")
+	require.ErrorContains(t, sl.Backward(ctx, batch.InPlace(m), m, tg, part, batch.One), "BackwardKL")
+	require.ErrorIs(t, sl.KLPartials(make([]batch.KLPart, 2), m, tg, part), batch.ErrBuffer)
+	plain, err := batch.New(dev, batch.Shard(0, 5))
+	require.NoError(t, err)
+	require.ErrorContains(t, plain.KLPartials(make([]batch.KLPart, 3), m, tg, part), "without a teacher")
+	_, err = plain.FinishKL(part, make([]batch.KLPart, 3), tg)
+	require.ErrorIs(t, err, batch.ErrOption)
+
 	// A teacher of another batch's rows.
 	l, err = batch.New(dev, batch.Distill(batch.Teacher{K: 1, IDs: []int32{0, 1}, LogProbs: []float32{0, 0}}, 0.5))
 	require.NoError(t, err)

@@ -297,9 +297,26 @@ func (l *Linear) Calibration(part []Partial, targets []int32) (Calibration, erro
 // shard's part of dH, which is added to g.H (the shards' parts sum to
 // dH: start from zeros, or all-reduce).
 func (l *Linear) Backward(ctx context.Context, g LinearGrads, h, w Matrix, bias []float32, targets []int32, part []Partial, up Upstream) error {
+	if l.loss.cfg.teacher != nil {
+		return errorf(ErrOption, "Backward of a distillation: BackwardKL takes its KL parts too")
+	}
+	return l.backward(ctx, g, h, w, bias, targets, part, nil, up)
+}
+
+// backward is Backward, and BackwardKL with kp.
+func (l *Linear) backward(ctx context.Context, g LinearGrads, h, w Matrix, bias []float32, targets []int32, part []Partial, kp []KLPart, up Upstream) error {
 	p, lin, err := l.prepareLinear(h, w, bias, targets)
 	if err != nil {
 		return err
+	}
+	var sh shard
+	if kp != nil {
+		if sh, err = l.linearShard(p, lin); err == nil {
+			err = l.loss.checkKL(p, sh.vocab, len(kp), part)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	if len(part) != h.Rows {
 		return errorf(ErrBuffer, "expected %d partials to match %d rows, got %d", h.Rows, h.Rows, len(part))
@@ -317,5 +334,42 @@ func (l *Linear) Backward(ctx context.Context, g LinearGrads, h, w Matrix, bias 
 		return nil
 	}
 	dg.AddH = true
+	if kp != nil {
+		dg.Fix = l.loss.fixOf(p, sh, part, kp, dg.Scale)
+	}
 	return l.fused.LinearBackward(ctx, *dg, lin, p.targets, part, &p.prob)
+}
+
+// KLPartials is Loss.KLPartials of the logits h·Wᵀ + bias, W's classes
+// the Loss's Shard (the student's logits at the teacher's classes
+// computed on the host, K·D products a row).
+func (l *Linear) KLPartials(dst []KLPart, h, w Matrix, bias []float32, targets []int32, part []Partial) error {
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return err
+	}
+	sh, err := l.linearShard(p, lin)
+	if err == nil {
+		err = l.loss.checkKL(p, sh.vocab, len(dst), part)
+	}
+	if err != nil {
+		return err
+	}
+	klPartials(dst, l.loss.cfg.teacher, p, sh, part)
+	return nil
+}
+
+// FinishKL is Loss.FinishKL.
+func (l *Linear) FinishKL(part []Partial, kp []KLPart, targets []int32) (Result, error) {
+	return l.loss.FinishKL(part, kp, targets)
+}
+
+// BackwardKL is Backward of a distillation (Distill): the shard's
+// gradients given part and kp, the partials and KL parts of the rows over
+// the whole vocabulary (every shard's, merged).
+func (l *Linear) BackwardKL(ctx context.Context, g LinearGrads, h, w Matrix, bias []float32, targets []int32, part []Partial, kp []KLPart, up Upstream) error {
+	if kp == nil {
+		kp = []KLPart{}
+	}
+	return l.backward(ctx, g, h, w, bias, targets, part, kp, up)
 }

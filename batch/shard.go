@@ -43,6 +43,9 @@ func NewPartials(rows int) []Partial {
 // vocabulary (every shard's, merged) are part. It needs no device: after
 // an all-reduce of partials, every machine finishes alike.
 func (l *Loss) Finish(part []Partial, targets []int32) (Result, error) {
+	if l.cfg.teacher != nil {
+		return Result{}, errorf(ErrOption, "Finish of a distillation: FinishKL takes its KL parts too")
+	}
 	p, err := l.prepareMerged("Finish", part, targets)
 	if err != nil {
 		return Result{}, err
@@ -147,6 +150,9 @@ func (l *Loss) Calibration(part []Partial, targets []int32) (Calibration, error)
 // (every shard's, merged), and dL/dloss up. grad may be InPlace(x) for an
 // in-place gradient, as in ForwardBackward.
 func (l *Loss) Backward(ctx context.Context, grad Grad, x Matrix, targets []int32, part []Partial, up Upstream) error {
+	if l.cfg.teacher != nil {
+		return errorf(ErrOption, "Backward of a distillation: BackwardKL takes its KL parts too")
+	}
 	p, err := l.prepare(x, targets)
 	if err != nil {
 		return err

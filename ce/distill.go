@@ -39,59 +39,104 @@ type Distillation struct {
 	KL, Dense, Ratio float64
 }
 
-// Distill returns KL(teacher ‖ student) of one row over the teacher's K
+// KLPart is what one shard of the vocabulary knows of a row's
+// distillation, given the row's Partial merged over the whole vocabulary
+// (its max m): over the teacher's classes in the shard, with z_j their
+// logits as the loss sees them (capped, divided by the temperature; one
+// that another device rounded above m is taken as m) and p_j the
+// teacher's probabilities,
+//
+//	Cross = Σ_j p_j·(log p_j - (z_j - m))   (terms with p_j = 0 left out),
+//	E     = Σ_j exp(z_j - m),  the row's first max's (class part.Arg)
+//	        as expm1(z_j - m), and HasArg set,
+//	Mag   = Σ_j |E's terms|.
+//
+// Parts of disjoint shards merge by adding (Merge), in any order;
+// DistillOf gives the row's distillation from the merged one.
+type KLPart struct {
+	Cross, E, Mag float64
+	HasArg        bool
+}
+
+// Add adds the teacher's class id, of log-probability lp, whose logit (as
+// the loss sees it) is z.
+func (k *KLPart) Add(part *Partial, id int32, lp, z float32) {
+	m := float64(part.Max)
+	d := min(float64(z)-m, 0)
+	if p := math.Exp(float64(lp)); p > 0 {
+		k.Cross += p * (float64(lp) - d)
+	}
+	if int(id) == part.Arg && !k.HasArg {
+		k.HasArg = true
+		e := math.Expm1(d)
+		k.E += e
+		k.Mag += math.Abs(e)
+		return
+	}
+	e := math.Exp(d)
+	k.E += e
+	k.Mag += e
+}
+
+// Merge adds o, the part of a disjoint shard of the same row.
+func (k *KLPart) Merge(o KLPart) {
+	k.Cross += o.Cross
+	k.E += o.E
+	k.Mag += o.Mag
+	k.HasArg = k.HasArg || o.HasArg
+}
+
+// Distill returns the distillation of a row over the whole vocabulary:
+// DistillOf of the KLPart of the teacher's classes ids (log-probabilities
+// lp), whose logits as the loss sees them are z.
+func Distill(part *Partial, ids []int32, lp, z []float32) Distillation {
+	var k KLPart
+	for j, id := range ids {
+		k.Add(part, id, lp[j], z[j])
+	}
+	return DistillOf(part, k, lp)
+}
+
+// DistillOf returns KL(teacher ‖ student) of one row over the teacher's K
 // classes and one tail bin for the rest of the vocabulary,
 //
-//	KL = Σ_j p_j·(log p_j - log q_j) + P·(log P - log Q),
+//	KL = Σ_j p_j·(log p_j - log q_j) + P·(log P - log Q)
+//	   = Cross + log s·Σ_j p_j + P·(log P - log Q),
 //	P  = max(0, 1 - Σ_j p_j),  Q = 1 - Σ_j q_j,
 //
 // from the row's partial over the whole vocabulary (its max m and sum s),
-// the teacher's classes ids and log-probabilities lp, and z, the student's
-// logits at ids as the loss sees them (capped, divided by the
-// temperature). A term with p_j = 0 is 0, as is the tail's with P = 0.
-// Q·s = s - Σ_j exp(z_j - m) is taken without cancelling the max's own
-// term: when the row's first max (part.Arg) is among ids, it is Rest -
-// Σ_j (exp(z_j - m), expm1 for the max's). A tail below 2^-20 of the
-// sums it is the difference of, or below TailFloor, is rounding: Q is
-// that floor and the tail's term is a constant (its gradient 0). Then
+// its KLPart merged over the whole vocabulary, and the teacher's K
+// log-probabilities lp. A term with p_j = 0 is 0, as is the tail's with
+// P = 0. Q·s = s - Σ_j exp(z_j - m) is taken without cancelling the max's
+// own term: when the row's first max is among the teacher's classes, it
+// is Rest - E (E holding expm1 for the max's term), else 1 + Rest - E. A
+// tail below 2^-20 of the sums it is the difference of, or below
+// TailFloor, is rounding: Q is that floor and the tail's term is a
+// constant (its gradient 0). Then
 //
 //	Dense = P + Σ_j p_j - P/Q,  Ratio = P/Q   (a resolved tail),
 //	Dense = Σ_j p_j,            Ratio = 0     (a floored one).
 //
 // A NaN or empty sum gives NaN; a student logit of -Inf where p_j > 0
 // gives +Inf.
-func Distill(part *Partial, ids []int32, lp, z []float32) Distillation {
+func DistillOf(part *Partial, k KLPart, lp []float32) Distillation {
 	ls := part.LogSum()
 	if math.IsNaN(ls) {
 		nan := math.NaN()
 		return Distillation{nan, nan, nan}
 	}
-	m := float64(part.Max)
-	var kl, ps, e, mag float64
-	hasArg := false
-	for j, id := range ids {
-		d := min(float64(z[j])-m, 0) // a logit another device rounded above m is m
-		if p := math.Exp(float64(lp[j])); p > 0 {
-			ps += p
-			kl += p * (float64(lp[j]) - (d - ls))
-		}
-		if int(id) == part.Arg && !hasArg {
-			hasArg = true
-			e += math.Expm1(d)
-			mag += math.Abs(math.Expm1(d))
-			continue
-		}
-		x := math.Exp(d)
-		e += x
-		mag += x
+	ps := 0.0
+	for _, l := range lp {
+		ps += math.Exp(float64(l))
 	}
+	kl := k.Cross + ls*ps
 	base := 1 + part.Rest
-	if hasArg {
+	if k.HasArg {
 		base = part.Rest
 	}
 	s := 1 + part.Rest
-	q := (base - e) / s
-	floor := max(0x1p-20*(math.Abs(base)+mag)/s, TailFloor)
+	q := (base - k.E) / s
+	floor := max(0x1p-20*(math.Abs(base)+k.Mag)/s, TailFloor)
 	P := max(0, 1-ps)
 	d := Distillation{Dense: ps}
 	if math.IsNaN(q) {
@@ -146,17 +191,15 @@ func (f *Fix) Gather(rows []int) *Fix {
 	return g
 }
 
-// DistillRow returns the distillation of a counted row with target t (no
-// class weights) and sets its fix: with the loss (1-α)·CE + α·KL and the
-// row's upstream scale si, the Extra coefficient α·si·Dense and the
-// entries of the teacher's classes, each the cross-entropy's, scaled by
-// (1-α)·si, plus α·si·((Dense + Ratio)·q_j - p_j), times 1/τ and the soft
-// cap's factor. z are the student's logits at ids as the loss sees them.
-func (p *Problem) DistillRow(part *Partial, t, C int, ids []int32, lp, z []float32, alpha, si float64, extra *float32, vals []float32) Distillation {
-	d := Distill(part, ids, lp, z)
-	if extra == nil {
-		return d
-	}
+// FixRow sets a counted row's fix (Fix) for its distillation d, with
+// target t (no class weights) of C classes: with the loss (1-α)·CE + α·KL
+// and the row's upstream scale si, the Extra coefficient α·si·Dense and
+// the entries of the teacher's classes ids, each the cross-entropy's,
+// scaled by (1-α)·si, plus α·si·((Dense + Ratio)·q_j - p_j), times 1/τ
+// and the soft cap's factor. z are the student's logits at ids as the
+// loss sees them; only the entries of classes in the caller's shard are
+// used (the others' z may be anything).
+func (p *Problem) FixRow(d Distillation, part *Partial, t, C int, ids []int32, lp, z []float32, alpha, si float64, extra *float32, vals []float32) {
 	*extra = float32(alpha * si * d.Dense)
 	ls := part.LogSum()
 	m := float64(part.Max)
@@ -172,5 +215,4 @@ func (p *Problem) DistillRow(part *Partial, t, C int, ids []int32, lp, z []float
 		v += alpha * si * ts * ((d.Dense+d.Ratio)*q - math.Exp(float64(lp[j])))
 		vals[j] = float32(p.CapFactor(v, z[j]))
 	}
-	return d
 }

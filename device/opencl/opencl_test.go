@@ -211,7 +211,10 @@ func TestShardsOpenCL(t *testing.T) { spec.RunShards(t, openTest(t), 1e-5) }
 
 // TestDistillOpenCL: top-k distillation (its backward kernel's fix)
 // against the float64 reference.
-func TestDistillOpenCL(t *testing.T) { spec.RunDistill(t, openTest(t), 1e-5) }
+func TestDistillOpenCL(t *testing.T) {
+	spec.RunDistill(t, openTest(t), 1e-5)
+	spec.RunDistillShards(t, openTest(t), 1e-5)
+}
 
 // TestRanksResidentOpenCL: the rank pass of a matrix held by the OpenCL
 // device (which has no rank kernel yet) is an ErrNotImplemented naming the

@@ -574,3 +574,90 @@ func RunDistillGolden(t *testing.T, dev device.Device, tol float64) {
 		})
 	}
 }
+
+// RunDistillShards checks a distillation split over vocabulary shards on
+// dev (every element type, 2 and 3 shards, merged out of order): each
+// shard's Partials, merged, then its KLPartials, merged, give FinishKL's
+// mixed losses and KL, and each shard's BackwardKL its columns of the
+// gradient, as DistillReference says.
+func RunDistillShards(t *testing.T, dev device.Device, tol float64) {
+	ctx := context.Background()
+	seed := Seed(t)
+	for _, typ := range dev.Caps().Types {
+		for _, c := range DistillCases() {
+			if Shortened(typ, c.Case) {
+				continue
+			}
+			for _, k := range []int{2, 3} {
+				if k > c.Cols {
+					continue
+				}
+				t.Run(fmt.Sprintf("%v/%s/%dx%d/k=%d/shards=%d", typ, c.Name, c.Rows, c.Cols, c.K, k), func(t *testing.T) {
+					runDistillShards(t, ctx, dev, c, typ, k, seed, tol)
+				})
+			}
+		}
+	}
+}
+
+func runDistillShards(t *testing.T, ctx context.Context, dev device.Device, c DistillCase, typ batch.DType, k int, seed uint64, tol float64) {
+	p := c.BuildIn(seed, typ)
+	tc := c.teacherOf(seed, p)
+	dr := DistillReference(p.X, c.Rows, c.Cols, p.Stride, p.Targets, c.Opts, tc)
+	ref, a := p.Ref, c.Alpha
+	ltol := max(c.lossTol(tol), 1e-5)
+	cut := shardCuts(c.Cols, k)
+	shard := func(s int) (*batch.Loss, batch.Matrix) {
+		l, err := batch.New(dev, append(c.LossOptions(batch.None), batch.Shard(cut[s], c.Cols), batch.Distill(*tc, a))...)
+		require.NoError(t, err)
+		return l, p.Matrix(c.Case, cut[s], cut[s+1]-cut[s])
+	}
+	part := batch.NewPartials(c.Rows)
+	for _, s := range scramble(k) {
+		l, m := shard(s)
+		ps := batch.NewPartials(c.Rows)
+		require.NoError(t, l.Partials(ctx, ps, m, p.Targets))
+		for i := range part {
+			part[i].Merge(ps[i])
+		}
+	}
+	kp := make([]batch.KLPart, c.Rows)
+	for _, s := range scramble(k) {
+		l, m := shard(s)
+		ks := make([]batch.KLPart, c.Rows)
+		require.NoError(t, l.KLPartials(ks, m, p.Targets, part))
+		for i := range kp {
+			kp[i].Merge(ks[i])
+		}
+	}
+	l0, _ := shard(0)
+	res, err := l0.FinishKL(part, kp, p.Targets)
+	require.NoError(t, err)
+	for i := range c.Rows {
+		if int64(p.Targets[i]) == c.Opts.Ignore {
+			continue
+		}
+		want := (1-a)*ref.Loss[i] + a*dr.KL[i]
+		slack := ltol*math.Abs((1-a)*ref.Loss[i]) + a*(ltol*dr.KLMag[i]+dr.KLSlack[i])
+		require.True(t, distillClose(float64(res.Losses[i]), want, slack), "%v row %d: loss %v, want %v (slack %.3g)", typ, i, res.Losses[i], want, slack)
+	}
+	g := NewElems(typ, len(p.X), gradGuard)
+	for s := range k {
+		l, m := shard(s)
+		require.NoError(t, l.BackwardKL(ctx, batch.GradInto(g.Matrix(cut[s], c.Rows, cut[s+1]-cut[s], p.Stride)), m, p.Targets, part, kp, batch.One))
+	}
+	for i := range c.Rows {
+		for j := range c.Cols {
+			got := g.At(i*p.Stride + j)
+			if int64(p.Targets[i]) == c.Opts.Ignore {
+				require.Zero(t, got, "%v grad[%d][%d] of an ignored row", typ, i, j)
+				continue
+			}
+			want := (1-a)*ref.Grad[i][j] + a*dr.Grad[i][j]
+			mag := (1-a)*ref.Mag[i][j] + a*dr.Mag[i][j]
+			if !GradCloseIn(typ, got, want, mag, max(tol, 1e-5)) && !(math.Abs(float64(got)-want) <= a*dr.Slack[i][j]+max(tol, 1e-5)*mag) {
+				require.Failf(t, "gradient", "%v grad[%d][%d] = %v, want %v (terms %.3g, %d shards)", typ, i, j, got, want, mag, k)
+			}
+		}
+	}
+}
