@@ -492,6 +492,59 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 						}
 					}
 					mix.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
+
+					// Three shards of W's classes: partials and KL parts merged,
+					// FinishKL, each shard's BackwardKL adding its part of dH.
+					cuts := shardCuts(p.V, 3)
+					wOf := func(s int) batch.Matrix {
+						m := p.WM()
+						if m.Data != nil {
+							m.Data = m.Data[cuts[s]*m.Stride:]
+						} else {
+							m.Half = m.Half[cuts[s]*m.Stride:]
+						}
+						m.Rows = cuts[s+1] - cuts[s]
+						return m
+					}
+					lins := make([]*batch.Linear, 3)
+					merged := batch.NewPartials(p.N)
+					for _, sh := range scramble(3) {
+						lins[sh], err = batch.NewLinear(dev, LinearOptions(c.o, batch.Sum, batch.Budget(budget), batch.Shard(cuts[sh], p.V), batch.Distill(*tc, c.alpha))...)
+						require.NoError(t, err)
+						sp := batch.NewPartials(p.N)
+						require.NoError(t, lins[sh].Partials(ctx, sp, p.HM(), wOf(sh), p.Bias[cuts[sh]:cuts[sh+1]], p.Targets))
+						for i := range merged {
+							merged[i].Merge(sp[i])
+						}
+					}
+					kp := make([]batch.KLPart, p.N)
+					for _, sh := range scramble(3) {
+						ks := make([]batch.KLPart, p.N)
+						require.NoError(t, lins[sh].KLPartials(ks, p.HM(), wOf(sh), p.Bias[cuts[sh]:cuts[sh+1]], p.Targets, merged))
+						for i := range kp {
+							kp[i].Merge(ks[i])
+						}
+					}
+					res, err := lins[0].FinishKL(merged, kp, p.Targets)
+					require.NoError(t, err)
+					kl := 0.0
+					for i := range p.N {
+						if int64(p.Targets[i]) != p.Opts.Ignore {
+							kl += dr.KL[i]
+						}
+					}
+					require.True(t, distillClose(res.KL, kl, 1e-4*math.Abs(kl)+1e-5), "shards: KL %v, want %v", res.KL, kl)
+					g, w0, b0 = randomGrads(r, p)
+					clear(g.H.Matrix().Data) // the shards add their parts
+					for sh := range 3 {
+						gs := g
+						ws := g.W.Matrix()
+						ws.Data, ws.Rows = ws.Data[cuts[sh]*ws.Stride:], cuts[sh+1]-cuts[sh]
+						gs.W = batch.GradInto(ws)
+						gs.Bias = g.Bias[cuts[sh]:cuts[sh+1]]
+						require.NoError(t, lins[sh].BackwardKL(ctx, gs, p.HM(), wOf(sh), p.Bias[cuts[sh]:cuts[sh+1]], p.Targets, merged, kp, batch.One))
+					}
+					mix.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
 				})
 			}
 		}
