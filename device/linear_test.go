@@ -60,7 +60,10 @@ func TestLinearCPU(t *testing.T) {
 
 func TestLinearGoldenCPU(t *testing.T) {
 	for name, d := range eachLinearCPU(t) {
-		t.Run(name, func(t *testing.T) { spec.RunLinearGolden(t, d, 1e-5) })
+		t.Run(name, func(t *testing.T) {
+			spec.RunLinearGolden(t, d, 1e-5)
+			spec.RunLinearDistillGolden(t, d, 1e-5)
+		})
 	}
 }
 

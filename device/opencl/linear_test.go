@@ -32,7 +32,10 @@ func TestLinearOpenCL(t *testing.T) {
 }
 
 func TestLinearGoldenOpenCL(t *testing.T) {
-	linearTest(t, func(t *testing.T) { spec.RunLinearGolden(t, openTest(t), 1e-5) })
+	linearTest(t, func(t *testing.T) {
+		spec.RunLinearGolden(t, openTest(t), 1e-5)
+		spec.RunLinearDistillGolden(t, openTest(t), 1e-5)
+	})
 }
 
 // TestLinearDistillOpenCL: the fused linear's distillation (the backward

@@ -561,9 +561,10 @@ func RunDistillGolden(t *testing.T, dev device.Device, tol float64) {
 		Torch string `json:"torch"`
 		Cases []struct {
 			goldenCase
-			K     int     `json:"k"`
-			Alpha float64 `json:"alpha"`
-			KL    float64 `json:"kl"`
+			K      int     `json:"k"`
+			Alpha  float64 `json:"alpha"`
+			KL     float64 `json:"kl"`
+			Linear bool    `json:"linear"`
 		} `json:"cases"`
 	}
 	readJSON(t, "distill/cases.json", &doc)
@@ -571,6 +572,9 @@ func RunDistillGolden(t *testing.T, dev device.Device, tol float64) {
 	t.Logf("golden values from torch %s", doc.Torch)
 	ctx := context.Background()
 	for _, gc := range doc.Cases {
+		if gc.Linear {
+			continue // RunLinearDistillGolden's
+		}
 		t.Run(gc.Name, func(t *testing.T) {
 			var x, lp []float32
 			var tg, ids64 []int64
@@ -713,4 +717,113 @@ func runDistillShards(t *testing.T, ctx context.Context, dev device.Device, c Di
 			}
 		}
 	}
+}
+
+// RunLinearDistillGolden checks dev's fused linear distillation against
+// the PyTorch values of testdata/golden/distill/gen.py's linear cases
+// (z = F.linear(h, w, b) in float64), with the default budget and one
+// that tiles the vocabulary: the mixed per-row losses, Stats.KL, and dH,
+// dW, db of the sum, within the float64 reference's allowances (the
+// float32 logits' error, LinearRef.ZErr, and the student tail's slack)
+// around PyTorch's values.
+func RunLinearDistillGolden(t *testing.T, dev device.Device, tol float64) {
+	var doc struct {
+		Torch string `json:"torch"`
+		Cases []struct {
+			goldenCase
+			N, D, V, K int
+			Alpha      float64 `json:"alpha"`
+			KL         float64 `json:"kl"`
+			Linear     bool    `json:"linear"`
+		} `json:"cases"`
+	}
+	readJSON(t, "distill/cases.json", &doc)
+	ctx := context.Background()
+	n := 0
+	for _, gc := range doc.Cases {
+		if !gc.Linear {
+			continue
+		}
+		n++
+		for _, budget := range []int{0, 4 * 3 * gc.V} {
+			t.Run(fmt.Sprintf("%s/budget=%d", gc.Name, budget), func(t *testing.T) {
+				file := func(s string) string { return "distill/" + gc.Name + "_" + s + ".npy" }
+				p := &LinearProblem{N: gc.N, D: gc.D, V: gc.V, SH: gc.D, SW: gc.D, Opts: gc.opts(t, "")}
+				var tg, ids64 []int64
+				var lp []float32
+				var rows, kls, dh, dw, db []float64
+				for name, ptr := range map[string]any{"h": &p.H, "w": &p.W, "b": &p.Bias, "targets": &tg, "ids": &ids64, "logprobs": &lp,
+					"rows": &rows, "kl": &kls, "dh": &dh, "dw": &dw, "db": &db} {
+					readNpy(t, file(name), ptr)
+				}
+				p.Targets = make([]int32, len(tg))
+				for i, v := range tg {
+					p.Targets[i] = int32(v)
+				}
+				tc := batch.Teacher{K: gc.K, IDs: make([]int32, len(ids64)), LogProbs: lp}
+				for k, v := range ids64 {
+					tc.IDs[k] = int32(v)
+				}
+				lr := p.Reference()
+				zr := make([][]float64, p.N)
+				for i := range p.N {
+					zr[i] = make([]float64, p.V)
+					for j := range p.V {
+						v := float64(p.Bias[j])
+						for d := range p.D {
+							v += float64(p.H[i*p.SH+d]) * float64(p.W[j*p.SW+d])
+						}
+						zr[i][j] = v
+					}
+				}
+				dr := distillReference(p.N, p.V, func(i int, row []float64) { copy(row, zr[i]) }, p.Targets, p.Opts, &tc)
+				a := gc.Alpha
+				mix := *lr
+				mref := *lr.Ref
+				mix.Ref = &mref
+				mref.Grad, mref.Mag = make([][]float64, p.N), make([][]float64, p.N)
+				for i := range p.N {
+					mref.Grad[i], mref.Mag[i] = make([]float64, p.V), make([]float64, p.V)
+					for j := range p.V {
+						mref.Grad[i][j] = (1-a)*lr.Grad[i][j] + a*dr.Grad[i][j]
+						mref.Mag[i][j] = (1-a)*lr.Mag[i][j] + a*(dr.Mag[i][j]+dr.Slack[i][j]/tol)
+					}
+				}
+				l, err := batch.NewLinear(dev, LinearOptions(p.Opts, batch.Sum, batch.Budget(budget), batch.KeepRows(), batch.Distill(tc, a))...)
+				require.NoError(t, err)
+				g := batch.LinearGrads{H: batch.NewGrad(make([]float32, gc.N*gc.D), gc.N, gc.D),
+					W: batch.NewGrad(make([]float32, gc.V*gc.D), gc.V, gc.D), Bias: make([]float32, gc.V)}
+				res, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+				require.NoError(t, err)
+				klTol := 0.0
+				for i := range rows {
+					if int64(p.Targets[i]) == p.Opts.Ignore {
+						require.Zero(t, res.Losses[i])
+						continue
+					}
+					slack := (1-a)*lr.lossTol(i, tol) + a*(max(tol, 1e-5)*dr.KLMag[i]+dr.KLSlack[i]+8*lr.ZErr[i])
+					require.True(t, distillClose(float64(res.Losses[i]), rows[i], slack), "row %d: %v, torch %v (slack %.3g)", i, res.Losses[i], rows[i], slack)
+					klTol += max(tol, 1e-5)*dr.KLMag[i] + dr.KLSlack[i] + 8*lr.ZErr[i]
+				}
+				require.True(t, distillClose(res.KL, gc.KL, klTol), "KL %v, torch %v", res.KL, gc.KL)
+				s := make([]float64, gc.N)
+				for i := range s {
+					s[i] = 1
+				}
+				e := mix.Grads(make([]float32, gc.V*gc.D), make([]float32, gc.V), s, tol)
+				torch := func(name string, ref, torch, mag []float64) {
+					require.Len(t, torch, len(ref), name)
+					for k := range ref {
+						require.InDelta(t, torch[k], ref[k], 1e-7*mag[k]+1e-300, "reference %s[%d]", name, k)
+					}
+					copy(ref, torch)
+				}
+				torch("dH", e.DH, dh, e.DHMag)
+				torch("dW", e.DW, dw, e.DWMag)
+				torch("db", e.DB, db, e.DBMag)
+				e.Check(t, g, gc.N, gc.D, gc.V)
+			})
+		}
+	}
+	require.NotZero(t, n, "no linear case in distill/cases.json")
 }

@@ -15,6 +15,11 @@ is the teacher's top-k plus one tail bin: P = max(0, 1 - sum p), the
 student's tail Q a logsumexp over the classes off the teacher's support
 (no cancellation); both of the student as the loss sees it (the soft cap,
 then the temperature: lossfn.transform). Ignored rows count nothing.
+
+The fused linear's cases (linear_*) are z = F.linear(h, w, b) in float64
+from float32 h, w, b, then the same loss; their files are h, w, b,
+targets, ids, logprobs, rows, kl and the gradients of the sum dh, dw, db;
+their cases.json entries ("linear": true) hold n, d, v too.
 """
 import json
 import os
@@ -22,6 +27,7 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -71,6 +77,30 @@ def case(name, logits, targets, k, alpha, tsd=1.0, **o):
     return dict(name=name, k=k, alpha=alpha, options=o, sum=float(s), mean=mean, kl=float(kl.sum()))
 
 
+def linear_case(name, n, d, v, targets, k, alpha, **o):
+    h32 = (torch.randn(n, d, dtype=torch.float64) * 4 / d ** 0.5).to(torch.float32)
+    w32 = torch.randn(v, d, dtype=torch.float64).to(torch.float32)
+    b32 = torch.randn(v, dtype=torch.float64).to(torch.float32)
+    hh, ww, bb = (a.to(torch.float64).requires_grad_(True) for a in (h32, w32, b32))
+    t = torch.tensor(targets, dtype=torch.int64)
+    z = F.linear(hh, ww, bb)
+    tz = z.detach() + torch.randn_like(z.detach())
+    top = torch.log_softmax(tz, dim=1).topk(k, dim=1)
+    perm = torch.stack([torch.randperm(k) for _ in range(n)])
+    ids = top.indices.gather(1, perm)
+    lp32 = top.values.gather(1, perm).to(torch.float32)
+    kl = kl_rows(z, t, ids, lp32.to(torch.float64), o)
+    rows = (1 - alpha) * loss_fn(z, t, o, "none") + alpha * kl
+    s = rows.sum()
+    s.backward()
+    for suffix, a in (("h", h32.numpy()), ("w", w32.numpy()), ("b", b32.numpy()), ("targets", t.numpy()),
+                      ("ids", ids.numpy()), ("logprobs", lp32.numpy()), ("rows", rows.detach().numpy()),
+                      ("kl", kl.detach().numpy()), ("dh", hh.grad.numpy()), ("dw", ww.grad.numpy()),
+                      ("db", bb.grad.numpy())):
+        np.save(os.path.join(HERE, name + "_" + suffix + ".npy"), a)
+    return dict(name=name, linear=True, n=n, d=d, v=v, k=k, alpha=alpha, options=o, sum=float(s), kl=float(kl.sum()))
+
+
 def randn(r, c, sd=3.0):
     return (torch.randn(r, c, dtype=torch.float64) * sd).numpy()
 
@@ -92,6 +122,9 @@ cases = [
     case("options", randn(17, 129, 20.0), randt(17, 129, 4), 10, 0.3, label_smoothing=0.1, z_loss=1e-4,
          softcap=25.0, temperature=0.7),
     case("vocab_5003", randn(6, 5003), randt(6, 5003), 50, 0.6),
+    linear_case("linear_plain", 29, 16, 211, randt(29, 211, 6), 7, 0.5),
+    linear_case("linear_options", 17, 24, 97, randt(17, 97), 12, 0.8, softcap=10.0, temperature=0.8,
+                label_smoothing=0.1),
 ]
 with open(os.path.join(HERE, "cases.json"), "w") as f:
     json.dump(dict(torch=torch.__version__, cases=cases), f, indent=1, allow_nan=True)
