@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/xentlab/xent/ce"
+	"github.com/xentlab/xent/cpu"
 )
 
 // Teacher is a teacher's top-k distribution of each row (see Distill):
@@ -131,22 +130,11 @@ type KLPart = ce.KLPart
 // matrix (the shard's).
 type gatherer func(i int, cols []int32, z []float32)
 
-// eachRows runs f over [0, rows) in contiguous ranges, on up to
-// GOMAXPROCS goroutines when the rows' k entries are many: the host's
-// share of a distillation (its gathers miss the cache).
-func eachRows(rows, k int, f func(lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), max(1, rows*k/4096))
-	if workers <= 1 {
-		f(0, rows)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := rows*w/workers, rows*(w+1)/workers
-		wg.Go(func() { f(lo, hi) })
-	}
-	wg.Wait()
-}
+// eachRows runs f over [0, rows) in contiguous ranges, on every core when
+// the rows' k entries are many: the host's share of a distillation, whose
+// gathers miss the cache (an entry costs about 16 of a streaming kernel's
+// elements).
+func eachRows(rows, k int, f func(lo, hi int)) { cpu.Parallel(rows, 16*k, f) }
 
 // students calls f, on every core, with each counted row i of p, its
 // teacher's classes ids and log-probabilities lp, and z, the student's

@@ -649,8 +649,13 @@ func fill(x []float32, v float32) {
 	}
 }
 
-// parallel runs f over [0, rows) split into contiguous ranges, one per
-// goroutine, on up to GOMAXPROCS goroutines.
+// Parallel runs f over [0, rows) split into contiguous ranges, one per
+// goroutine, on up to GOMAXPROCS goroutines: as many as rows of cols
+// elements of a streaming kernel keep busy (one alone below 2^16
+// elements). A caller whose rows cost more an element says so in cols.
+func Parallel(rows, cols int, f func(lo, hi int)) { parallel(rows, cols, f) }
+
+// parallel is Parallel.
 func parallel(rows, cols int, f func(lo, hi int)) {
 	workers := min(runtime.GOMAXPROCS(0), rows, max(1, rows*cols/minParallelWork))
 	if workers <= 1 {

@@ -418,36 +418,18 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 		} {
 			p := NewLinearProblem(r, c.n, c.d, c.v, 4, true, 5, 3, c.o).In(typ)
 			lr := p.Reference()
-			zr := make([][]float64, p.N) // the logits h·w + b
+			zr := p.logits()
 			rng := rand.New(rand.NewPCG(seed, 23))
 			tc := &batch.Teacher{K: c.k}
 			for i := range p.N {
-				zr[i] = make([]float64, p.V)
 				z := make([]float32, p.V) // rounded, for the teacher
-				for j := range p.V {
-					v := float64(p.Bias[j])
-					for d := range p.D {
-						v += float64(p.H[i*p.SH+d]) * float64(p.W[j*p.SW+d])
-					}
-					zr[i][j], z[j] = v, float32(v)
+				for j, v := range zr[i] {
+					z[j] = float32(v)
 				}
 				ids, lp := NearTeacher(1, 1)(rng, z, c.k)
 				tc.IDs, tc.LogProbs = append(tc.IDs, ids...), append(tc.LogProbs, lp...)
 			}
-			dr := distillReference(p.N, p.V, func(i int, row []float64) { copy(row, zr[i]) }, p.Targets, p.Opts, tc)
-			// The mixed reference: the cross-entropy's gradient and sizes, and
-			// the KL's, with its tail's slack in the sizes (relative to tol).
-			mix := *lr
-			mref := *lr.Ref
-			mix.Ref = &mref
-			mref.Grad, mref.Mag = make([][]float64, p.N), make([][]float64, p.N)
-			for i := range p.N {
-				mref.Grad[i], mref.Mag[i] = make([]float64, p.V), make([]float64, p.V)
-				for j := range p.V {
-					mref.Grad[i][j] = (1-c.alpha)*lr.Grad[i][j] + c.alpha*dr.Grad[i][j]
-					mref.Mag[i][j] = (1-c.alpha)*lr.Mag[i][j] + c.alpha*(dr.Mag[i][j]+dr.Slack[i][j]/tol)
-				}
-			}
+			dr, mix := p.distillRefs(lr, zr, tc, c.alpha, tol)
 			for _, budget := range []int{0, 4*c.v*3 + 4} {
 				t.Run(fmt.Sprintf("%v/%s/%dx%dx%d/k=%d/budget=%d", typ, c.name, c.n, c.d, c.v, c.k, budget), func(t *testing.T) {
 					l, err := batch.NewLinear(dev, LinearOptions(c.o, batch.Sum, batch.Budget(budget), batch.KeepRows(), batch.Distill(*tc, c.alpha))...)
@@ -765,30 +747,8 @@ func RunLinearDistillGolden(t *testing.T, dev device.Device, tol float64) {
 					tc.IDs[k] = int32(v)
 				}
 				lr := p.Reference()
-				zr := make([][]float64, p.N)
-				for i := range p.N {
-					zr[i] = make([]float64, p.V)
-					for j := range p.V {
-						v := float64(p.Bias[j])
-						for d := range p.D {
-							v += float64(p.H[i*p.SH+d]) * float64(p.W[j*p.SW+d])
-						}
-						zr[i][j] = v
-					}
-				}
-				dr := distillReference(p.N, p.V, func(i int, row []float64) { copy(row, zr[i]) }, p.Targets, p.Opts, &tc)
 				a := gc.Alpha
-				mix := *lr
-				mref := *lr.Ref
-				mix.Ref = &mref
-				mref.Grad, mref.Mag = make([][]float64, p.N), make([][]float64, p.N)
-				for i := range p.N {
-					mref.Grad[i], mref.Mag[i] = make([]float64, p.V), make([]float64, p.V)
-					for j := range p.V {
-						mref.Grad[i][j] = (1-a)*lr.Grad[i][j] + a*dr.Grad[i][j]
-						mref.Mag[i][j] = (1-a)*lr.Mag[i][j] + a*(dr.Mag[i][j]+dr.Slack[i][j]/tol)
-					}
-				}
+				dr, mix := p.distillRefs(lr, p.logits(), &tc, a, tol)
 				l, err := batch.NewLinear(dev, LinearOptions(p.Opts, batch.Sum, batch.Budget(budget), batch.KeepRows(), batch.Distill(tc, a))...)
 				require.NoError(t, err)
 				g := batch.LinearGrads{H: batch.NewGrad(make([]float32, gc.N*gc.D), gc.N, gc.D),
@@ -811,19 +771,49 @@ func RunLinearDistillGolden(t *testing.T, dev device.Device, tol float64) {
 					s[i] = 1
 				}
 				e := mix.Grads(make([]float32, gc.V*gc.D), make([]float32, gc.V), s, tol)
-				torch := func(name string, ref, torch, mag []float64) {
-					require.Len(t, torch, len(ref), name)
-					for k := range ref {
-						require.InDelta(t, torch[k], ref[k], 1e-7*mag[k]+1e-300, "reference %s[%d]", name, k)
-					}
-					copy(ref, torch)
-				}
-				torch("dH", e.DH, dh, e.DHMag)
-				torch("dW", e.DW, dw, e.DWMag)
-				torch("db", e.DB, db, e.DBMag)
+				e.torch(t, dh, dw, db, 1e-7)
 				e.Check(t, g, gc.N, gc.D, gc.V)
 			})
 		}
 	}
 	require.NotZero(t, n, "no linear case in distill/cases.json")
+}
+
+// logits returns p's logits h·w + b in float64.
+func (p *LinearProblem) logits() [][]float64 {
+	zr := make([][]float64, p.N)
+	for i := range p.N {
+		zr[i] = make([]float64, p.V)
+		for j := range p.V {
+			v := 0.0
+			if p.Bias != nil {
+				v = float64(p.Bias[j])
+			}
+			for d := range p.D {
+				v += float64(p.H[i*p.SH+d]) * float64(p.W[j*p.SW+d])
+			}
+			zr[i][j] = v
+		}
+	}
+	return zr
+}
+
+// distillRefs returns the distillation reference of p's logits zr against
+// tc, and the mixed reference of (1-α)·CE + α·KL: lr's with the gradient
+// and the sizes of its terms mixed, the KL's tail slack in the sizes
+// (relative to tol).
+func (p *LinearProblem) distillRefs(lr *LinearRef, zr [][]float64, tc *batch.Teacher, a, tol float64) (*DistillRef, *LinearRef) {
+	dr := distillReference(p.N, p.V, func(i int, row []float64) { copy(row, zr[i]) }, p.Targets, p.Opts, tc)
+	mix := *lr
+	mref := *lr.Ref
+	mix.Ref = &mref
+	mref.Grad, mref.Mag = make([][]float64, p.N), make([][]float64, p.N)
+	for i := range p.N {
+		mref.Grad[i], mref.Mag[i] = make([]float64, p.V), make([]float64, p.V)
+		for j := range p.V {
+			mref.Grad[i][j] = (1-a)*lr.Grad[i][j] + a*dr.Grad[i][j]
+			mref.Mag[i][j] = (1-a)*lr.Mag[i][j] + a*(dr.Mag[i][j]+dr.Slack[i][j]/tol)
+		}
+	}
+	return dr, &mix
 }

@@ -262,6 +262,26 @@ func (e *LinearGrads) Check(t *testing.T, g batch.LinearGrads, N, D, V int) {
 	}
 }
 
+// torch replaces e's gradients by PyTorch's dh, dw and db (nil: none),
+// which must agree with them within rel of the sizes of their terms: the
+// check then compares with PyTorch within the reference's allowances.
+func (e *LinearGrads) torch(t *testing.T, dh, dw, db []float64, rel float64) {
+	t.Helper()
+	for _, g := range []struct {
+		name           string
+		ref, torch, mg []float64
+	}{{"dH", e.DH, dh, e.DHMag}, {"dW", e.DW, dw, e.DWMag}, {"db", e.DB, db, e.DBMag}} {
+		if g.torch == nil {
+			continue
+		}
+		require.Len(t, g.torch, len(g.ref), g.name)
+		for k := range g.ref {
+			require.InDelta(t, g.torch[k], g.ref[k], rel*g.mg[k]+1e-300, "reference %s[%d]", g.name, k)
+		}
+		copy(g.ref, g.torch)
+	}
+}
+
 // dense returns the V × D values of a strided W-shaped matrix.
 func dense(m batch.Matrix) []float32 {
 	d := make([]float32, 0, m.Rows*m.Cols)
@@ -498,18 +518,7 @@ func RunLinearGolden(t *testing.T, dev device.Device, tol float64) {
 					s[i] = 1
 				}
 				e := ref.Grads(make([]float32, gc.V*gc.D), nil, s, tol)
-				torch := func(name string, ref, torch, mag []float64) {
-					require.Len(t, torch, len(ref), name)
-					for k := range ref {
-						require.InDelta(t, torch[k], ref[k], 1e-9*mag[k]+1e-300, "reference %s[%d]", name, k)
-					}
-					copy(ref, torch)
-				}
-				torch("dH", e.DH, dh, e.DHMag)
-				torch("dW", e.DW, dw, e.DWMag)
-				if gc.Bias {
-					torch("db", e.DB, db, e.DBMag)
-				}
+				e.torch(t, dh, dw, db, 1e-9)
 				e.Check(t, g, gc.N, gc.D, gc.V)
 
 				mean, err := batch.NewLinear(dev, LinearOptions(p.Opts, batch.Mean, batch.Budget(budget))...)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossfn import ece, loss_fn, ranks
+from lossfn import ece, loss_fn, randn, randt, ranks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 torch.manual_seed(20261127)
@@ -47,17 +47,6 @@ def case(name, logits, targets, **o):
     if "weights" in o:
         np.save(os.path.join(HERE, name + "_weights.npy"), np.asarray(o["weights"], dtype=np.float32))
     return entry
-
-
-def randn(r, c, sd=3.0):
-    return (torch.randn(r, c, dtype=torch.float64) * sd).numpy()
-
-
-def randt(r, c, ignore_every=0, ii=-100):
-    t = torch.randint(0, c, (r,)).numpy()
-    if ignore_every:
-        t[torch.rand(r).numpy() < 1.0 / ignore_every] = ii
-    return t
 
 
 inf = float("inf")

@@ -77,3 +77,16 @@ def loss_fn(z, t, o, reduction):
     mask = t != ii
     den = mask.sum().to(torch.float64) if w is None else w[t[mask]].sum()
     return l.sum() / den
+
+
+def randn(r, c, sd=3.0):
+    """r x c draws of N(0, sd^2) (torch's generator, float64, as numpy)."""
+    return (torch.randn(r, c, dtype=torch.float64) * sd).numpy()
+
+
+def randt(r, c, ignore_every=0, ii=-100):
+    """r targets in [0, c), about one in ignore_every set to ii (0: none)."""
+    t = torch.randint(0, c, (r,)).numpy()
+    if ignore_every:
+        t[torch.rand(r).numpy() < 1.0 / ignore_every] = ii
+    return t

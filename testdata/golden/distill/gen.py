@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from lossfn import loss_fn, transform  # noqa: E402
+from lossfn import loss_fn, randn, randt, transform  # noqa: E402
 
 torch.manual_seed(20261205)
 
@@ -99,17 +99,6 @@ def linear_case(name, n, d, v, targets, k, alpha, **o):
                       ("db", bb.grad.numpy())):
         np.save(os.path.join(HERE, name + "_" + suffix + ".npy"), a)
     return dict(name=name, linear=True, n=n, d=d, v=v, k=k, alpha=alpha, options=o, sum=float(s), kl=float(kl.sum()))
-
-
-def randn(r, c, sd=3.0):
-    return (torch.randn(r, c, dtype=torch.float64) * sd).numpy()
-
-
-def randt(r, c, ignore_every=0, ii=-100):
-    t = torch.randint(0, c, (r,)).numpy()
-    if ignore_every:
-        t[torch.rand(r).numpy() < 1.0 / ignore_every] = ii
-    return t
 
 
 confident = randn(11, 157, 1.0)
