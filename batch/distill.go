@@ -14,27 +14,6 @@ import (
 // LogProbs[i*K : (i+1)*K].
 type Teacher = ce.Teacher
 
-// ErrTeacher is matched by every error about a teacher's data (TeacherError).
-var ErrTeacher = fmt.Errorf("batch: bad teacher data")
-
-// TeacherError is the error for a teacher's entry that is not a
-// distribution's: errors.As gives the row, the position in it and what
-// is wrong; it matches ErrTeacher with errors.Is.
-type TeacherError struct {
-	Row, Pos int    // the row and the position of the entry among its K (-1: the row's)
-	Msg      string // what is wrong
-}
-
-func (e *TeacherError) Error() string {
-	if e.Pos < 0 {
-		return fmt.Sprintf("batch: teacher row %d: %s", e.Row, e.Msg)
-	}
-	return fmt.Sprintf("batch: teacher row %d, entry %d: %s", e.Row, e.Pos, e.Msg)
-}
-
-// Unwrap returns ErrTeacher.
-func (e *TeacherError) Unwrap() error { return ErrTeacher }
-
 // TeacherMassSlack is how far above 1 a teacher row's mass Σ_j p_j may be
 // (its log-probabilities' rounding): 2^-10. The tail 1 - Σ_j p_j is then
 // taken as 0.
@@ -54,10 +33,12 @@ const TeacherMassSlack = 0x1p-10
 // cross-entropy; Stats.KL is Σ w_i·KL_i. The teacher holds one row per
 // row of every call: its classes distinct classes of the vocabulary, its
 // log-probabilities ≤ 0 (-Inf for 0) of a mass at most 1 +
-// TeacherMassSlack. An ignored row's entries are not read. The slices are
-// copied. Class weights and shards of the vocabulary do not combine with
-// it (ErrOption), nor do device matrices (ErrOption: the student's logits
-// at the teacher's classes are read on the host).
+// TeacherMassSlack; a row that is not is a *TeacherError. An ignored
+// row's entries are not read. The slices are copied. Class weights do not
+// combine with it (ErrOption), nor do device matrices (ErrOption: the
+// student's logits at the teacher's classes are read on the host). With
+// a Shard of the vocabulary, its steps are Partials, KLPartials, FinishKL
+// and BackwardKL.
 func Distill(t Teacher, alpha float64) Option {
 	return func(c *config) {
 		t.IDs = append([]int32(nil), t.IDs...)
@@ -109,7 +90,7 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 			}
 			mark[id], at[id] = int32(i+1), int32(k)
 			v := float64(lp[k])
-			if math.IsNaN(v) || v > 0 && math.IsInf(v, 1) {
+			if math.IsNaN(v) || math.IsInf(v, 1) {
 				return &TeacherError{Row: i, Pos: k, Msg: fmt.Sprintf("log-probability %g is not a number ≤ 0", v)}
 			}
 			mass += math.Exp(v)
@@ -268,7 +249,7 @@ func (l *Loss) distill(p *prepared, sh shard, partials func([]Partial) error, sc
 	if backward != nil {
 		fix = newFix(t, rows)
 	}
-	students(t, p, 0, sh.vocab, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
+	students(t, p, sh.col0, sh.cols, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
 		var k KLPart
 		for j, id := range ids {
 			k.Add(&part[i], id, lp[j], z[j])
