@@ -363,14 +363,7 @@ func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear,
 // shard's gradient. The student's logits at the teacher's classes are
 // read on the host.
 func (l *Loss) KLPartials(dst []KLPart, x Matrix, targets []int32, part []Partial) error {
-	p, err := l.prepare(x, targets)
-	if err != nil {
-		return err
-	}
-	sh, err := l.logitsShard(p)
-	if err == nil {
-		err = l.checkKL(p, sh.vocab, len(dst), part)
-	}
+	p, sh, err := l.prepareKL(x, targets, len(dst), part)
 	if err != nil {
 		return err
 	}
@@ -378,23 +371,39 @@ func (l *Loss) KLPartials(dst []KLPart, x Matrix, targets []int32, part []Partia
 	return nil
 }
 
-// checkKL checks what KLPartials and BackwardKL take: a teacher, n KL
-// parts and the merged partials of p's rows, and the teacher's rows
-// against a vocabulary of vocab classes.
-func (l *Loss) checkKL(p *prepared, vocab, n int, part []Partial) error {
+// checkKL checks what the KL's steps take: a teacher t, n outputs (KL
+// parts, KLs) and the merged partials of p's rows, and t's rows against a
+// vocabulary of vocab classes.
+func checkKL(t *ce.Teacher, p *prepared, vocab, n int, part []Partial) error {
 	rows := len(p.targets)
 	switch {
-	case l.cfg.teacher == nil:
+	case t == nil:
 		return errorf(ErrOption, "a distillation's step without a teacher (Distill)")
 	case n != rows || len(part) != rows:
 		return errorf(ErrBuffer, "expected %d KL parts and partials to match %d rows, got %d and %d", rows, rows, n, len(part))
+	case t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
+		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
 	}
-	for i, t := range p.targets {
-		if t >= 0 && !part[i].HasT {
-			return errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, t)
+	for i, tg := range p.targets {
+		if tg >= 0 && !part[i].HasT {
+			return errorf(ErrShape, "row %d: no shard held its target %d (were all shards' partials merged?)", i, tg)
 		}
 	}
-	return checkTeacher(l.cfg.teacher, p, vocab)
+	return checkTeacher(t, p, vocab)
+}
+
+// prepareKL prepares a KL step on the logits x: the call, its shard, and
+// checkKL's checks of n outputs and part.
+func (l *Loss) prepareKL(x Matrix, targets []int32, n int, part []Partial) (*prepared, shard, error) {
+	p, err := l.prepare(x, targets)
+	if err != nil {
+		return nil, shard{}, err
+	}
+	sh, err := l.logitsShard(p)
+	if err == nil {
+		err = checkKL(l.cfg.teacher, p, sh.vocab, n, part)
+	}
+	return p, sh, err
 }
 
 // FinishKL is Finish of a distillation (Distill): the Result of rows
@@ -422,14 +431,7 @@ func (l *Loss) FinishKL(part []Partial, kp []KLPart, targets []int32) (Result, e
 // columns (the Loss's Shard) given part and kp, the partials and KL parts
 // of its rows over the whole vocabulary (every shard's, merged).
 func (l *Loss) BackwardKL(ctx context.Context, grad Grad, x Matrix, targets []int32, part []Partial, kp []KLPart, up Upstream) error {
-	p, err := l.prepare(x, targets)
-	if err != nil {
-		return err
-	}
-	sh, err := l.logitsShard(p)
-	if err == nil {
-		err = l.checkKL(p, sh.vocab, len(kp), part)
-	}
+	p, sh, err := l.prepareKL(x, targets, len(kp), part)
 	if err != nil {
 		return err
 	}
@@ -492,21 +494,11 @@ func (l *Linear) KL(dst []float64, h, w Matrix, bias []float32, targets []int32,
 // klOf sets dst[i] to the KL of each counted row of p (t's rows) over the
 // whole vocabulary sh from part[i], its merged partial.
 func klOf(dst []float64, t *ce.Teacher, p *prepared, sh shard, part []Partial) error {
-	switch {
-	case len(dst) != len(p.targets) || len(part) != len(p.targets):
-		return errorf(ErrBuffer, "expected %d KLs and partials to match %d rows, got %d and %d", len(p.targets), len(p.targets), len(dst), len(part))
-	case t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
-		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
-	case sh.col0 != 0 || sh.cols != sh.vocab:
+	if sh.col0 != 0 || sh.cols != sh.vocab {
 		return errorf(ErrOption, "the KL of a shard of the vocabulary: it needs the whole vocabulary's logits (KLPartials takes a shard's)")
 	}
-	if err := checkTeacher(t, p, sh.vocab); err != nil {
+	if err := checkKL(t, p, sh.vocab, len(dst), part); err != nil {
 		return err
-	}
-	for i, tg := range p.targets {
-		if tg >= 0 && !part[i].HasT {
-			return errorf(ErrShape, "row %d: its partial holds no target (were all shards' partials merged?)", i)
-		}
 	}
 	students(t, p, 0, sh.vocab, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
 		dst[i] = ce.Distill(&part[i], ids, lp, z).KL

@@ -312,7 +312,7 @@ func (l *Linear) backward(ctx context.Context, g LinearGrads, h, w Matrix, bias 
 	var sh shard
 	if kp != nil {
 		if sh, err = l.linearShard(p, lin); err == nil {
-			err = l.loss.checkKL(p, sh.vocab, len(kp), part)
+			err = checkKL(l.loss.cfg.teacher, p, sh.vocab, len(kp), part)
 		}
 		if err != nil {
 			return err
@@ -350,7 +350,7 @@ func (l *Linear) KLPartials(dst []KLPart, h, w Matrix, bias []float32, targets [
 	}
 	sh, err := l.linearShard(p, lin)
 	if err == nil {
-		err = l.loss.checkKL(p, sh.vocab, len(dst), part)
+		err = checkKL(l.loss.cfg.teacher, p, sh.vocab, len(dst), part)
 	}
 	if err != nil {
 		return err
