@@ -155,17 +155,9 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
     const int lid = get_local_id(0);
     const int cols = p.cols;
     const float cap = p.cap;
-    if (flags & F_TEMP) { si *= p.ts; ex *= p.ts; } /* the temperature's chain factor 1/tau */
-    const float ec = p.eps / (float)p.vocab;
-    const float zterm = (flags & F_ZLOSS) ? 2.0f * p.zl * lse : 0.0f;
-    const float A = (1.0f - p.eps) * wt + ec * p.W + zterm;
-    const float aa = (si * A + ex) / s; /* ex: a fix's Extra (xent_backward), else 0 */
-    const float bb = si * ec;
-    const float dt = (zt - m) - lsm;
-    const float pt1 = expm1(dt);
-    float gt = si * ((1.0f - p.eps) * wt * pt1 + (ec * p.W + zterm) * exp(dt) - ec * wt) + ex * exp(dt);
-    if (flags & F_SOFTCAP) { float r = zt / cap; gt *= 1.0f - r * r; }
-    if (isnan(lse)) { gt = NAN; m = NAN; } /* every p_j becomes NaN, as the reference */
+    const gcoef_t gc = grad_coef(p, flags, m, s, lsm, lse, si, ex, wt, zt);
+    const float aa = gc.aa, bb = gc.bb, gt = gc.gt;
+    m = gc.m;
     const int hasw = flags & F_WEIGHTS;
     __global const float *ws = wts + p.col0;
     __global const float *wa = hasw ? ws + h : ws;
@@ -186,10 +178,7 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
     }
     for (int i = lid; i < cols - 4 * n4; i += WG) { /* the head, then the tail */
         const int j = scalar_col(i, h, n4);
-        float z = capz(keep ? ct : LD(j, xr), cap, icap, flags);
-        float g = aa * exp(z - m) - bb * (hasw ? ws[j] : 1.0f);
-        if (flags & F_SOFTCAP) { float r = z / cap; g *= 1.0f - r * r; } /* tanh: cap is c/tau */
-        ST((j == tl) ? gt : g, j, xr);
+        ST((j == tl) ? gt : grad1(keep ? ct : LD(j, xr), hasw ? ws[j] : 1.0f, cap, icap, flags, gc), j, xr);
     }
 }
 

@@ -303,6 +303,49 @@ typedef struct {
     float ic, ts; /* the transform's multiplier (capz's icap) and the temperature's 1/tau */
 } prob_t;
 
+/* The gradient of a counted row (rows.cl's grad_row, linear.cl's tiles),
+ * given its m, s = Σ exp(z - m) and lsm = log s over the whole vocabulary,
+ * lse, the scale si, a fix's Extra ex (0 without), the target's weight wt
+ * and capped logit zt: with ec = eps/C and the temperature's 1/tau folded
+ * into si and ex,
+ *
+ *   dz_j = aa*exp(z_j - m) - bb*w_j,  aa = (si*A + ex)/s,  bb = si*ec,
+ *   A = (1-eps)w_t + ec*W + 2*lambda*lse,
+ *
+ * and at the target gt, from p_t - 1 = expm1(dt), dt = (z_t - m) - lsm,
+ * so that nothing cancels as p_t -> 1, and p_t from exp (not pt1 + 1,
+ * which loses a small p_t); a soft cap multiplies each entry by 1 -
+ * (z/cap)^2 (grad1 and grad4 do for the others). A NaN lse makes m NaN:
+ * every entry NaN, as the reference. */
+typedef struct {
+    float aa, bb, gt, m;
+} gcoef_t;
+
+inline gcoef_t grad_coef(prob_t p, int flags, float m, float s, float lsm, float lse, float si, float ex, float wt, float zt) {
+    if (flags & F_TEMP) { si *= p.ts; ex *= p.ts; } /* the temperature's chain factor 1/tau */
+    const float ec = p.eps / (float)p.vocab;
+    const float zterm = (flags & F_ZLOSS) ? 2.0f * p.zl * lse : 0.0f;
+    const float A = (1.0f - p.eps) * wt + ec * p.W + zterm;
+    const float dt = (zt - m) - lsm;
+    gcoef_t c;
+    c.aa = (si * A + ex) / s;
+    c.bb = si * ec;
+    c.gt = si * ((1.0f - p.eps) * wt * expm1(dt) + (ec * p.W + zterm) * exp(dt) - ec * wt) + ex * exp(dt);
+    if (flags & F_SOFTCAP) { float r = zt / p.cap; c.gt *= 1.0f - r * r; }
+    c.m = isnan(lse) ? NAN : m;
+    if (isnan(lse)) c.gt = NAN;
+    return c;
+}
+
+/* The gradient of one raw logit z of weight w but the target's (see
+ * grad_coef): transformed (capz), and times 1 - tanh^2 with a soft cap. */
+inline float grad1(float z, float w, float cap, float icap, int flags, gcoef_t c) {
+    z = capz(z, cap, icap, flags);
+    float g = c.aa * exp(z - c.m) - c.bb * w;
+    if (flags & F_SOFTCAP) { float r = z / cap; g *= 1.0f - r * r; } /* tanh: cap is c/tau */
+    return g;
+}
+
 /* The element offset of the launch's row g in its buffer. */
 inline ulong row_off(prob_t p, int g) {
     return (p.row_base + g) * p.stride - p.base_off;

@@ -30,7 +30,9 @@
 #                 stage F.linear + F.cross_entropy in float32 (TF32 off) and
 #                 bfloat16 too
 #   linear.jsonl  `xent bench --ops linear` at 1024×50257×768, 8192×128256×4096
-#                 and 8192×256000×2304 (CCE's Gemma 2 shape), when asked for
+#                 and 8192×256000×2304 (CCE's Gemma 2 shape), when asked for:
+#                 CLBlast's path and linear.cl's kernels in tiles of 32 and 64
+#                 (XENT_GPU_LINEAR names others), a line each
 #
 # The machine needs no Go toolchain: build here and carry .gpu/ (bench/gpu/
 # prepare.sh does it: CGO_ENABLED=0 binaries, xz-compressed, Debian's ICD
@@ -181,17 +183,25 @@ if [[ $stages == *" e2e "* ]]; then
 fi
 
 if [[ $stages == *" linear "* ]]; then
+	# CLBlast's path, then linear.cl's kernels (opt-in, XENT_OPENCL_LIN_TILE,
+	# never timed on a GPU before) in tiles of 32 and 64, shape by shape:
+	# one line {"path": ..., "report": xent bench's JSON} each.
 	linear() {
 		: >"$out/linear.jsonl"
-		local shape
+		local shape v
 		for shape in "1024 50257 768 3" "8192 128256 4096 1" "8192 256000 2304 1"; do
 			set -- $shape
-			"$bin/xent" bench --ops linear --batch "$1" --vocab "$2" --hidden "$3" --device "$gpu" --repeat "$4" --json | tr -d '\n' >>"$out/linear.jsonl" || return 1
-			echo >>"$out/linear.jsonl"
+			for v in ${XENT_GPU_LINEAR:-clblast XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64}; do
+				local envs=()
+				[[ $v == *=* ]] && envs=("$v")
+				printf '{"path": "%s", "report": ' "$v" >>"$out/linear.jsonl"
+				env "${envs[@]}" "$bin/xent" bench --ops linear --batch "$1" --vocab "$2" --hidden "$3" --device "$gpu" --repeat "$4" --json | tr -d '\n' >>"$out/linear.jsonl" || return 1
+				echo "}" >>"$out/linear.jsonl"
+			done
 		done
 	}
 	export -f linear
-	stage linear 80 linear
+	stage linear 240 linear
 fi
 
 if [[ $stages == *" peers "* ]]; then

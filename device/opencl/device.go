@@ -400,7 +400,7 @@ func (d *Device) Backward(ctx context.Context, g ce.Grad, x ce.Matrix, targets [
 // Caps implements device.Device: resident buffers, every element type,
 // and the fused linear cross-entropy where CLBlast loads.
 func (d *Device) Caps() device.Caps {
-	return device.Caps{Resident: true, Types: []ce.DType{ce.F32, ce.BF16, ce.F16}, Linear: linearAvailable() == nil}
+	return device.Caps{Resident: true, Types: []ce.DType{ce.F32, ce.BF16, ce.F16}, Linear: linearAvailable() == nil || d.p.tn.LinTile > 0}
 }
 
 // The flags of prob_t: optional features, uniform across a call, so that
@@ -638,6 +638,12 @@ func (o *partialOuts) to(dst []ce.Partial, targets []int32) {
 				ArgMax: o.r[i], Arg: int(o.arg[i]), ZT: o.zt[i], HasT: o.has[i] != 0}
 		}
 	}
+}
+
+// rows returns the outputs of rows [lo, hi).
+func (o *partialOuts) rows(lo, hi int) *partialOuts {
+	return &partialOuts{m: o.m[lo:hi], s: o.s[lo:hi], d: o.d[lo:hi], w: o.w[lo:hi], r: o.r[lo:hi], zt: o.zt[lo:hi],
+		arg: o.arg[lo:hi], has: o.has[lo:hi]}
 }
 
 // backwardIns returns xent_backward's per-row inputs from the merged

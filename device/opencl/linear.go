@@ -537,6 +537,9 @@ func widenedLinear(lin *ce.Linear) *ce.Linear {
 
 // LinearCrossEntropy implements device.FusedLinear.
 func (d *Device) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.LinearGrad, lin *ce.Linear, targets []int32, p *ce.Problem) error {
+	if d.fusedOn(lin) {
+		return d.fusedCrossEntropy(ctx, out, g, lin, targets, p)
+	}
 	var scale []float32
 	if g != nil {
 		scale = g.Scale
@@ -554,6 +557,9 @@ func (d *Device) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.Linea
 
 // LinearPartials implements device.FusedLinear.
 func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.Linear, targets []int32, p *ce.Problem) error {
+	if d.fusedOn(lin) {
+		return d.fusedCall(ctx, lin, targets, p, func(f *fused) error { return f.partials(dst, targets) })
+	}
 	return d.linear(ctx, lin, nil, targets, p, func(l *clLinear, pl tiles.Plan) error {
 		return tiles.RunPartials(ctx, l, pl, dst, targets, p)
 	})
@@ -561,6 +567,12 @@ func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.L
 
 // LinearBackward implements device.FusedLinear.
 func (d *Device) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	if d.fusedOn(lin) {
+		return d.fusedCall(ctx, lin, targets, p, func(f *fused) error {
+			g.ClearIgnored(targets)
+			return f.backward(&g, targets, part)
+		})
+	}
 	return d.linear(ctx, lin, &g, targets, p, func(l *clLinear, pl tiles.Plan) error {
 		g.ClearIgnored(targets)
 		return tiles.RunBackward(ctx, l, pl, g.Scale, g.Fix, lin.Filter, targets, part, p)

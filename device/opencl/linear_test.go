@@ -1,6 +1,7 @@
 package opencl_test
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -95,4 +96,48 @@ func TestLinearFilterOpenCL(t *testing.T) {
 // spec.RunLinearConfident).
 func TestLinearConfidentOpenCL(t *testing.T) {
 	linearTest(t, func(t *testing.T) { spec.RunLinearConfident(t, openTest(t)) })
+}
+
+// openFused opens the test device with the fused linear on linear.cl's
+// kernels in tiles of lt (Tuning.LinTile), whatever its tuning says else.
+func openFused(t *testing.T, lt int) *opencl.Device {
+	t.Helper()
+	openTest(t) // skips, or fails under XENT_REQUIRE_OPENCL, without a device
+	arg := os.Getenv("XENT_TEST_OPENCL")
+	tn, _, err := opencl.TuningFor(arg)
+	require.NoError(t, err)
+	tn.LinTile = lt
+	d, err := opencl.OpenTuned(arg, tn)
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestLinearFusedOpenCL: the fused linear on linear.cl's kernels (opt-in,
+// Tuning.LinTile) passes what CLBlast's path passes: the float64
+// reference through the case table, PyTorch's values, the distillation,
+// the shards with no OpenCL object left alive, confident rows, resident
+// buffers, and the CPU's results within 2e-5 (losses) and 1e-4 of the
+// largest entry (dH, dW, db) with the same bits run twice. Tiles of 16
+// (work-groups of 16) keep Oclgrind's run short; -short checks tiles of 32
+// and 64 on the table only.
+func TestLinearFusedOpenCL(t *testing.T) {
+	d := openFused(t, 16)
+	cpuDev := device.NewCPU(cpu.Default())
+	spec.RunLinear(t, d, 1e-5)
+	spec.RunLinearGolden(t, d, 1e-5)
+	spec.RunLinearDistillGolden(t, d, 1e-5)
+	spec.RunLinearDistill(t, d, 1e-5)
+	before := opencl.Live()
+	spec.RunLinearShards(t, d, 1e-5)
+	require.Equal(t, before, opencl.Live(), "OpenCL objects alive after the calls")
+	spec.RunLinearConfident(t, d)
+	spec.RunLinearResident(t, d, cpuDev)
+	spec.RunLinearVersus(t, d, cpuDev, 2e-5, 1e-4)
+	if testing.Short() {
+		return
+	}
+	for _, lt := range []int{32, 64} {
+		t.Run(fmt.Sprint("tile", lt), func(t *testing.T) { spec.RunLinear(t, openFused(t, lt), 1e-5) })
+	}
 }

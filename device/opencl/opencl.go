@@ -202,10 +202,26 @@ func list() ([]device.Description, error) {
 				{"driver", h.driver},
 				{"kernel", "xent.cl " + tn.String()},
 				{"tuning", src},
+				{"fused linear", linearPath(tn)},
 			},
 		})
 	}
 	return out, nil
+}
+
+// linearPath says which fused linear cross-entropy a device of tuning tn
+// runs.
+func linearPath(tn Tuning) string {
+	blast := linearAvailable() == nil
+	switch {
+	case tn.LinTile > 0 && blast:
+		return fmt.Sprintf("linear.cl's kernels, tiles of %d×%d (CLBlast's products with a gradient filter)", tn.LinTile, tn.LinTile)
+	case tn.LinTile > 0:
+		return fmt.Sprintf("linear.cl's kernels, tiles of %d×%d (none with a gradient filter: CLBlast not loaded)", tn.LinTile, tn.LinTile)
+	case blast:
+		return "CLBlast's products and xent.cl's row kernels (XENT_OPENCL_LIN_TILE=32: linear.cl's, not yet timed on a GPU)"
+	}
+	return "none: CLBlast not loaded (XENT_OPENCL_LIN_TILE=32: linear.cl's kernels, not yet timed on a GPU)"
 }
 
 func gib(b uint64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
@@ -249,6 +265,9 @@ type program struct {
 	tn       Tuning // as built: WG capped (see acquire)
 	options  string
 	kernelMu sync.Mutex // clSetKernelArg + enqueue must not interleave
+
+	linMu sync.Mutex  // guards lin
+	lin   *linProgram // linear.cl's, built on first use (fused.go)
 }
 
 var (
@@ -261,6 +280,9 @@ var (
 func buildOptions(tn Tuning, nv bool) string {
 	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DALIGN=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d -DF_TEMP=%d",
 		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, tn.Align, fSmooth, fWeights, fSoftcap, fZLoss, fTemp)
+	if tn.LinTile > 0 {
+		s += fmt.Sprintf(" -DLT=%d", tn.LinTile) // linear.cl's (fused.go), in the key
+	}
 	if nv && tn.Regs > 0 {
 		s += fmt.Sprintf(" -cl-nv-maxrregcount=%d", tn.Regs)
 	}
@@ -348,6 +370,9 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 }
 
 func (p *program) release() {
+	if p.lin != nil {
+		p.lin.release()
+	}
 	ks := []cl.Kernel{p.copyK, p.blockK}
 	for _, t := range p.kernels {
 		ks = append(ks, t[:]...)

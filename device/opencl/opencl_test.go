@@ -459,6 +459,15 @@ func TestConformanceOpenCL(t *testing.T) {
 // linear tests: it replicates CLBlast's kernels per work-item, minutes
 // each).
 func TestConformanceLinearOpenCL(t *testing.T) {
+	t.Run("fused", func(t *testing.T) {
+		// linear.cl's kernels (Tuning.LinTile): every option in every
+		// type, small, in tiles of 16; and their distillation's fix.
+		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 2, Rev: 1, LinTile: 16})
+		require.NoError(t, err)
+		defer d.Close()
+		spec.RunLinearSmall(t, d, 1e-5)
+		spec.RunLinearDistillGolden(t, d, 1e-5)
+	})
 	if testing.Short() {
 		t.Skip("-short: TestLinearFilterOpenCL covers it (.ci/oclgrind runs it in full)")
 	}

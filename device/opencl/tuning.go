@@ -44,12 +44,21 @@ type Tuning struct {
 	// fused kernel's two passes may stay in the cache. 0: one work-group
 	// a row.
 	Flight int `json:"flight_mib"`
+	// LinTile, when > 0, runs the fused linear cross-entropy on
+	// linear.cl's kernels in tiles of LinTile rows × LinTile classes
+	// (16, 32 or 64; work-groups of (LinTile/4)²) instead of CLBlast's
+	// products and the row kernels; 0, CLBlast's. Opt-in: no GPU has
+	// timed it (bench/gpu/run.sh's linear stage does).
+	LinTile int `json:"lin_tile,omitempty"`
 }
 
 func (t Tuning) String() string {
 	s := fmt.Sprintf("wg=%d unroll=%d/%d rc=%d rev=%d align=%d flight=%d", t.WG, t.Unroll, t.UnrollHalf, t.RC, t.Rev, t.Align, t.Flight)
 	if t.Regs > 0 {
 		s += fmt.Sprintf(" regs=%d", t.Regs)
+	}
+	if t.LinTile > 0 {
+		s += fmt.Sprintf(" lin_tile=%d", t.LinTile)
 	}
 	return s
 }
@@ -77,6 +86,9 @@ func (t Tuning) check() error {
 	}
 	if t.Align < 0 || t.Align > 3 {
 		errs = append(errs, fmt.Errorf("align %d is not in [0, 3]", t.Align))
+	}
+	if t.LinTile != 0 && t.LinTile != 16 && t.LinTile != 32 && t.LinTile != 64 {
+		errs = append(errs, fmt.Errorf("lin_tile %d is not 0, 16, 32 or 64", t.LinTile))
 	}
 	if t.Flight < 0 || t.Flight > 1<<20 {
 		errs = append(errs, fmt.Errorf("flight_mib %d is not in [0, 2^20]", t.Flight))
@@ -218,7 +230,8 @@ func kindDefault(kind string) Tuning {
 // XENT_OPENCL_UNROLL_HALF (1 to 16), XENT_OPENCL_REGS (0, 16 to 255),
 // XENT_OPENCL_RC (0 to 64), XENT_OPENCL_REV (0 or 1), XENT_OPENCL_ALIGN
 // (0 to 3) and
-// XENT_OPENCL_FLIGHT (MiB) override its fields, for tuning runs. A user
+// XENT_OPENCL_FLIGHT (MiB) and XENT_OPENCL_LIN_TILE (0, 16, 32, 64)
+// override its fields, for tuning runs. A user
 // table that cannot be read is an error.
 func tuningOf(h handle) (Tuning, string, error) {
 	tn, src := kindDefault(h.kind), "default for "+h.kind
@@ -260,6 +273,7 @@ func tuningOf(h handle) (Tuning, string, error) {
 		{"XENT_OPENCL_REV", &tn.Rev},
 		{"XENT_OPENCL_ALIGN", &tn.Align},
 		{"XENT_OPENCL_FLIGHT", &tn.Flight},
+		{"XENT_OPENCL_LIN_TILE", &tn.LinTile},
 	} {
 		s := os.Getenv(v.env)
 		if s == "" {

@@ -379,6 +379,28 @@ func RunLinear(t *testing.T, dev device.Device, tol float64) {
 	}
 }
 
+// RunLinearSmall is RunLinear on small problems with the default budget
+// only, every option in every element type: an interpreter's
+// (Oclgrind's) check of a device's own linear kernels, in seconds. The
+// sizes leave partial tiles of rows, classes and D.
+func RunLinearSmall(t *testing.T, dev device.Device, tol float64) {
+	seed := Seed(t)
+	r := rand.New(rand.NewPCG(seed, 16))
+	ctx := context.Background()
+	w := func(v int) []float32 { return classWeights(v, 7, 0, 3) }
+	cases := []linearCase{
+		{"plain", 19, 9, 37, 3, true, 3, 2, Opts{Ignore: DefaultIgnore}, false},
+		{"all", 21, 11, 45, 8, true, 3, 1, Opts{Ignore: 5, Smoothing: 0.05, ZLoss: 1e-4, Softcap: 6, Weights: w(45)}, false},
+		{"temperature+softcap", 9, 13, 40, 4, false, 2, 0, Opts{Ignore: DefaultIgnore, Temperature: 1.8, Softcap: 5, ZLoss: 1e-3}, false},
+	}
+	for _, typ := range dev.Caps().Types {
+		for _, c := range cases {
+			p := NewLinearProblem(r, c.n, c.d, c.v, c.sd, c.bias, c.ignore, c.pad, c.opts).In(typ)
+			runLinearCase(t, ctx, dev, r, c, typ, p, tol)
+		}
+	}
+}
+
 func runLinearCase(t *testing.T, ctx context.Context, dev device.Device, r *rand.Rand, c linearCase, typ batch.DType, p *LinearProblem, tol float64) {
 	ref := p.Reference()
 	budgets := []int{0}

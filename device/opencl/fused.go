@@ -1,0 +1,478 @@
+package opencl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/xentlab/xent/ce"
+	"github.com/xentlab/xent/device"
+	"github.com/xentlab/xent/device/opencl/internal/cl"
+	"github.com/xentlab/xent/kernels"
+)
+
+// The fused linear cross-entropy in kernels of its own (linear.cl: the
+// products, the online softmax and the gradients' products in one kernel
+// a pass, the logits never in global memory), the path a device takes
+// when its tuning names a tile (Tuning.LinTile > 0, XENT_OPENCL_LIN_TILE)
+// and the call filters no gradient; CLBlast's (linear.go) otherwise. It is
+// opt-in: no GPU has timed it yet (bench/gpu/run.sh's linear stage does).
+// A call uploads H, W (unless resident), the bias and the targets once,
+// enqueues every kernel on the device's one in-order queue and waits once
+// for the partials (the host merges the splits and finishes the rows) and
+// once at the end.
+
+// linK is linear.cl's LK, the step of its products over D.
+const linK = 8
+
+// linProgram is linear.cl's program on one device, built on first use.
+type linProgram struct {
+	prog cl.Program
+	k    [3][3]cl.Kernel // by element type: xent_lin_partial, xent_lin_dh, xent_lin_dw
+	sum  cl.Kernel       // xent_lin_sum
+	wg   int             // the work-group size, (LinTile/4)²
+}
+
+func (lp *linProgram) release() {
+	ks := []cl.Kernel{lp.sum}
+	for _, t := range lp.k {
+		ks = append(ks, t[:]...)
+	}
+	for _, k := range ks {
+		if k != 0 {
+			k.Release()
+		}
+	}
+	if lp.prog != 0 {
+		lp.prog.Release()
+	}
+}
+
+// linearProgram returns p's linear.cl program for h, building it on first
+// use with p's options and the tile of p's tuning.
+func (p *program) linearProgram(h handle) (*linProgram, error) {
+	p.linMu.Lock()
+	defer p.linMu.Unlock()
+	if p.lin != nil {
+		return p.lin, nil
+	}
+	lt := p.tn.LinTile
+	opts := fmt.Sprintf("%s -DLK=%d", p.options, linK) // -DLT: buildOptions
+	prog, err := cl.BuildProgram(p.ctx, h.dev, kernels.LinearSource, opts)
+	if err != nil {
+		return nil, err
+	}
+	lp := &linProgram{prog: prog, wg: (lt / 4) * (lt / 4)}
+	ks := []*cl.Kernel{&lp.sum}
+	names := []string{"xent_lin_sum"}
+	for t, suf := range kernels.Types {
+		for k, n := range []string{"xent_lin_partial_", "xent_lin_dh_", "xent_lin_dw_"} {
+			ks, names = append(ks, &lp.k[t][k]), append(names, n+suf)
+		}
+	}
+	for i, k := range ks {
+		if *k, err = cl.CreateKernel(prog, names[i]); err != nil {
+			lp.release()
+			return nil, err
+		}
+		if i == 0 {
+			continue
+		}
+		n, err := k.WorkGroupSize(h.dev)
+		if err != nil {
+			lp.release()
+			return nil, err
+		}
+		if n < lp.wg {
+			lp.release()
+			return nil, fmt.Errorf("%w: %s runs work-groups of at most %d on %s, its tile of %d needs %d (a smaller lin_tile)", device.ErrNotAvailable, names[i], n, h.name, lt, lp.wg)
+		}
+	}
+	p.lin = lp
+	return lp, nil
+}
+
+// fusedOn reports whether lin runs on linear.cl's kernels.
+func (d *Device) fusedOn(lin *ce.Linear) bool { return d.p.tn.LinTile > 0 && lin.Filter == 0 }
+
+// fused is one call of linear.cl's kernels; the device's lock is held
+// while it lives.
+type fused struct {
+	d          *Device
+	lp         *linProgram
+	b          buffers
+	lin        *ce.Linear
+	typ        ce.DType
+	N, V, D    int
+	lt         int
+	h, w, bias cl.Mem
+	tg, wts    cl.Mem
+	hasb       int32
+	pa         probArg
+	budget     int64
+}
+
+// newFused uploads lin's H, W (unless resident), bias and targets. H and W
+// are read in their type when it is the same, else both are widened to
+// float32 on the host.
+func (d *Device) newFused(lin *ce.Linear, targets []int32, p *ce.Problem) (*fused, error) {
+	if lin.H.Buf != nil {
+		return nil, fmt.Errorf("opencl: %w: the hidden states of a fused linear are host rows", device.ErrNotImplemented)
+	}
+	wRes, err := d.resident(lin.W)
+	if err != nil {
+		return nil, err
+	}
+	if lin.H.Type != lin.W.Type {
+		if wRes != 0 && lin.W.Type != ce.F32 {
+			return nil, fmt.Errorf("opencl: %w: a resident %v classifier takes hidden states of its type, not %v", device.ErrNotImplemented, lin.W.Type, lin.H.Type)
+		}
+		lin = widenedLinear(lin)
+	}
+	lp, err := d.p.linearProgram(d.h)
+	if err != nil {
+		return nil, d.wrap(err)
+	}
+	N, V, D := lin.H.Rows, lin.W.Rows, lin.H.Cols
+	es := lin.W.Type.Size()
+	if int64(V)*int64(D)*int64(es) > d.maxAlloc || int64(N)*int64(D)*4 > d.maxAlloc {
+		return nil, fmt.Errorf("%w: W (%d × %d) or H (%d × %d) exceeds one allocation of %d bytes", ErrTooLarge, V, D, N, D, d.maxAlloc)
+	}
+	budget := int64(lin.Budget)
+	if budget <= 0 {
+		budget = ce.DefaultBudget
+	}
+	f := &fused{d: d, lp: lp, lin: lin, typ: lin.W.Type, N: N, V: V, D: D, lt: d.p.tn.LinTile, w: wRes, budget: budget}
+	f.pa = probOf(&call{x: ce.Matrix{Rows: N, Cols: V}, p: p})
+	f.pa.Rows = int32(N)
+	f.h = f.mk(&err, es*N*D)
+	if wRes == 0 {
+		f.w = f.mk(&err, es*V*D)
+	}
+	f.bias, f.tg = f.mk(&err, 4*V), f.mk(&err, 4*N)
+	f.wts = f.mk(&err, 4*max(p.Classes(V), 1))
+	if err == nil {
+		err = f.writeRows(f.h, lin.H)
+	}
+	if err == nil && wRes == 0 {
+		err = f.writeRows(f.w, lin.W)
+	}
+	if err == nil && lin.Bias != nil {
+		f.hasb = 1
+		err = f.write(f.bias, lin.Bias)
+	}
+	if err == nil {
+		_, err = f.b.ev(cl.Write(d.q, f.tg, false, 0, targets, nil))
+	}
+	if err == nil && p.Weights != nil {
+		err = f.write(f.wts, p.Weights)
+	}
+	if err != nil {
+		f.b.release()
+		return nil, d.wrap(err)
+	}
+	return f, nil
+}
+
+// mk makes a device buffer of the call, joining a failure into *err.
+func (f *fused) mk(err *error, bytes int) cl.Mem {
+	m, e := f.b.mem(f.d.p.ctx, bytes)
+	*err = errors.Join(*err, e)
+	return m
+}
+
+// write enqueues a write of v into m (pinned until the call ends).
+func (f *fused) write(m cl.Mem, v []float32) error {
+	_, err := f.b.ev(cl.Write(f.d.q, m, false, 0, v, nil))
+	return err
+}
+
+// writeRows writes a host matrix of any element type densely into m.
+func (f *fused) writeRows(m cl.Mem, x ce.Matrix) error {
+	if x.Rows == 0 {
+		return nil
+	}
+	es := x.Type.Size()
+	r := cl.Rect{Pitch: es * x.Cols, HostPitch: es * x.Stride, RowBytes: es * x.Cols, Rows: x.Rows}
+	n := (x.Rows-1)*x.Stride + x.Cols
+	var err error
+	if x.Type == ce.F32 {
+		_, err = f.b.ev(cl.WriteRect(f.d.q, m, false, r, x.Data[:n], nil))
+	} else {
+		_, err = f.b.ev(cl.WriteRect(f.d.q, m, false, r, x.Half[:n], nil))
+	}
+	return err
+}
+
+// splits returns how many splits S of W's classes a row-block kernel
+// runs and the classes of each, VS (a multiple of the tile; every split
+// has classes): enough work-groups for four a compute unit, at most one
+// split a tile of classes, and with scratch > 0 (the bytes of a split's
+// output) no more than the call's budget holds (at least one).
+func (f *fused) splits(scratch int64) (S, VS int) {
+	nb, nct := ceilDiv(f.N, f.lt), ceilDiv(f.V, f.lt)
+	S = min(max(ceilDiv(4*f.d.units, nb), 1), nct)
+	if scratch > 0 {
+		S = max(1, min(S, int(f.budget/scratch)))
+	}
+	VS = ceilDiv(nct, S) * f.lt
+	return ceilDiv(f.V, VS), VS
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// launch sets k's arguments and enqueues groups work-groups of it.
+func (f *fused) launch(k cl.Kernel, groups int, args ...any) error {
+	d := f.d
+	d.p.kernelMu.Lock()
+	defer d.p.kernelMu.Unlock()
+	if err := k.SetArgs(args...); err != nil {
+		return err
+	}
+	ev, err := f.b.ev(d.q.NDRange(k, groups, f.lp.wg, nil))
+	if err == nil {
+		f.b.kernels = append(f.b.kernels, ev)
+		err = d.q.Flush()
+	}
+	return err
+}
+
+// head returns the kernels' first arguments: H, W, the bias, N and D.
+func (f *fused) head() []any {
+	return []any{f.h, uint64(f.D), f.w, uint64(f.D), f.bias, f.hasb, int32(f.N), int32(f.D)}
+}
+
+// partials merges each counted row's partial over W's classes into dst
+// (xent_lin_partial's splits in order); the host waits for them.
+func (f *fused) partials(dst []ce.Partial, targets []int32) error {
+	S, VS := f.splits(0)
+	n := S * f.N
+	var err error
+	outs := make([]cl.Mem, 8)
+	for k := range outs {
+		outs[k] = f.mk(&err, 4*n)
+	}
+	if err != nil {
+		return err
+	}
+	args := append(f.head(), int32(VS), cl.ValueOf(&f.pa), f.tg, f.wts)
+	for _, m := range outs {
+		args = append(args, m)
+	}
+	if err := f.launch(f.lp.k[f.typ][0], ceilDiv(f.N, f.lt)*S, args...); err != nil {
+		return err
+	}
+	po := newPartialOuts(n)
+	for k, v := range po.slices() {
+		if err == nil {
+			err = f.b.read(f.d.q, outs[k], v, nil)
+		}
+	}
+	if err == nil {
+		err = f.d.q.Finish()
+	}
+	if err != nil {
+		return err
+	}
+	tmp := make([]ce.Partial, f.N)
+	for s := range S {
+		po.rows(s*f.N, (s+1)*f.N).to(tmp, targets)
+		for i, t := range targets {
+			if t >= 0 {
+				dst[i].Merge(tmp[i])
+			}
+		}
+	}
+	return nil
+}
+
+// backward computes the gradients g asks for given each row's merged
+// partial: dH (set, or added with AddH) from xent_lin_dh's splits summed
+// in order, dW and dBias added to from xent_lin_dw.
+func (f *fused) backward(g *ce.LinearGrad, targets []int32, part []ce.Partial) error {
+	d, N, V, D := f.d, f.N, f.V, f.D
+	var err error
+	sc, fex := f.mk(&err, 4*N), f.mk(&err, 4*N)
+	var bin [4]cl.Mem
+	for k := range bin {
+		bin[k] = f.mk(&err, 4*N)
+	}
+	fk := 0
+	if g.Fix != nil && len(g.Fix.Extra) > 0 {
+		fk = g.Fix.K
+	}
+	fcols, fvals := f.mk(&err, 4*max(N*fk, 1)), f.mk(&err, 4*max(N*fk, 1))
+	if err != nil {
+		return err
+	}
+	if g.Scale != nil {
+		err = f.write(sc, g.Scale[:N])
+	} else {
+		err = f.write(sc, make([]float32, N))
+	}
+	for k, v := range backwardIns(part[:N]) {
+		err = errors.Join(err, f.write(bin[k], v))
+	}
+	if fk > 0 {
+		err = errors.Join(err, f.write(fex, g.Fix.Extra[:N]), f.write(fvals, g.Fix.Vals[:N*fk]))
+		if err == nil {
+			_, err = f.b.ev(cl.Write(d.q, fcols, false, 0, g.Fix.Cols[:N*fk], nil))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	rowArgs := []any{f.tg, f.wts, sc, bin[0], bin[1], bin[2], bin[3], int32(fk), fex, fcols, fvals}
+	if g.H.Data != nil {
+		if err := f.dH(g, rowArgs); err != nil {
+			return err
+		}
+	}
+	dwRes, err := d.resident(g.W)
+	if err != nil {
+		return err
+	}
+	hasdw := dwRes != 0 || g.W.Data != nil
+	if !hasdw && g.Bias == nil {
+		return nil
+	}
+	dw, db := dwRes, cl.Mem(0)
+	switch {
+	case dwRes != 0:
+	case hasdw:
+		dw = f.mk(&err, 4*V*D)
+		if err == nil {
+			err = f.writeRows(dw, g.W)
+		}
+	default:
+		dw = f.mk(&err, 4) // not written: hasdw is 0
+	}
+	db = f.mk(&err, 4*V)
+	if err == nil && g.Bias != nil {
+		err = f.write(db, g.Bias)
+	}
+	if err != nil {
+		return err
+	}
+	args := append(f.head(), cl.ValueOf(&f.pa))
+	args = append(append(args, rowArgs...), dw, uint64(D), boolInt(hasdw), db, boolInt(g.Bias != nil))
+	if err := f.launch(f.lp.k[f.typ][2], ceilDiv(V, f.lt), args...); err != nil {
+		return err
+	}
+	if hasdw && dwRes == 0 {
+		r := cl.Rect{Pitch: 4 * D, HostPitch: 4 * g.W.Stride, RowBytes: 4 * D, Rows: V}
+		if _, err := f.b.ev(cl.ReadRect(d.q, dw, false, r, g.W.Data[:(V-1)*g.W.Stride+D], nil)); err != nil {
+			return err
+		}
+	}
+	if g.Bias != nil {
+		if _, err := f.b.ev(cl.Read(d.q, db, false, 0, g.Bias[:V], nil)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dH runs xent_lin_dh and sets (or adds) the host dH.
+func (f *fused) dH(g *ce.LinearGrad, rowArgs []any) error {
+	d, N, D := f.d, f.N, f.D
+	S, VS := f.splits(4 * int64(N) * int64(D))
+	var err error
+	slices := f.mk(&err, 4*S*N*D)
+	dh := slices
+	if S > 1 {
+		dh = f.mk(&err, 4*N*D)
+	}
+	if err != nil {
+		return err
+	}
+	args := append(f.head(), int32(VS), cl.ValueOf(&f.pa))
+	args = append(append(args, rowArgs...), slices)
+	if err := f.launch(f.lp.k[f.typ][1], ceilDiv(N, f.lt)*S, args...); err != nil {
+		return err
+	}
+	if S > 1 {
+		d.p.kernelMu.Lock()
+		err = f.lp.sum.SetArgs(slices, int32(S), uint64(N*D), dh)
+		if err == nil {
+			_, err = f.b.ev(d.q.NDRange(f.lp.sum, min(ceilDiv(N*D, 256), 4096), 256, nil))
+		}
+		d.p.kernelMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	buf := make([]float32, N*D)
+	if _, err := f.b.ev(cl.Read(d.q, dh, true, 0, buf, nil)); err != nil {
+		return err
+	}
+	H := g.H
+	for i := range N {
+		dst, src := H.Data[i*H.Stride:i*H.Stride+D], buf[i*D:(i+1)*D]
+		if !g.AddH {
+			copy(dst, src)
+			continue
+		}
+		for k := range dst {
+			dst[k] += src[k]
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// fusedCall runs fn on a fused call of lin under the device's lock,
+// waits for the queue and releases the call's buffers.
+func (d *Device) fusedCall(ctx context.Context, lin *ce.Linear, targets []int32, p *ce.Problem, fn func(*fused) error) (err error) {
+	if err := d.begin(ctx); err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	f, err := d.newFused(lin, targets, p)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := f.b.release(); err == nil && rerr != nil {
+			err = d.wrap(rerr)
+		}
+	}()
+	if err := fn(f); err != nil {
+		return d.wrap(err)
+	}
+	if err := d.q.Finish(); err != nil {
+		return d.wrap(err)
+	}
+	return nil
+}
+
+// fusedCrossEntropy is LinearCrossEntropy on linear.cl's kernels: the
+// partials, each row finished on the host, then the gradients.
+func (d *Device) fusedCrossEntropy(ctx context.Context, out ce.Out, g *ce.LinearGrad, lin *ce.Linear, targets []int32, p *ce.Problem) error {
+	return d.fusedCall(ctx, lin, targets, p, func(f *fused) error {
+		part := ce.EmptyPartials(f.N)
+		if err := f.partials(part, targets); err != nil {
+			return err
+		}
+		C := p.Classes(f.V)
+		for i, t := range targets[:f.N] {
+			if t < 0 {
+				out.Set(i, 0, 0, false)
+				continue
+			}
+			loss, lse, correct := p.Finish(&part[i], int(t), C)
+			out.Set(i, loss, lse, correct)
+		}
+		if g == nil {
+			return nil
+		}
+		g.ClearIgnored(targets)
+		return f.backward(g, targets, part)
+	})
+}

@@ -1,0 +1,323 @@
+/*
+ * linear.cl: the fused linear cross-entropy as kernels of their own (the
+ * host's opt-in path, Tuning.LinTile), over hidden states H (N × D, row
+ * pitch ldh elements) and a classifier W (V × D, pitch ldw) of one
+ * element type (after elem.cl, as rows.cl), the logits z = H·Wᵀ + b never
+ * in global memory (Cut Cross-Entropy's way, in OpenCL C 1.2). The
+ * arithmetic is float; the per-row math is xent.cl's (acc_t, grad_coef,
+ * grad1), the row kernels' own.
+ *
+ * Tiles. A work-group of LS × LS work-items (LS = LT/4, lid = ty·LS + tx)
+ * computes tiles of LT rows × LT classes of z, work-item (tx, ty) the 16
+ * entries of rows ty + LS·i and classes tx + LS·j (i, j < 4), strided so
+ * that its local reads are broadcasts or consecutive. The products run
+ * over D in steps of LK, H's and W's LT × LK blocks in local memory
+ * (k major), each entry a sum of fmas in order of k: the same bits on
+ * every run and every launch.
+ *
+ * xent_lin_partial: work-group (b, s) takes row block b over split s of
+ * W's classes ([s·VS, (s+1)·VS)), tile after tile, each work-item adding
+ * its entries to one online accumulator a row (acc_add, as the row
+ * kernels); the LS work-items of a row then merge theirs in a fixed tree
+ * over tx and the partial of (split, row) is written, the target's
+ * capped logit by the one work-item that holds it. The host merges the
+ * splits in order (ce.Partial.Merge).
+ *
+ * xent_lin_dh: work-group (b, s) recomputes the tiles of row block b over
+ * split s, turns each into its gradient G in local memory (grad1, the
+ * target's gt, then the fix's entries, ce.Fix, set over them) and adds
+ * G·W[tile] into rows b of dH's slice s (dense N × D): a work-group owns
+ * its rows, so no entry has two writers and nothing is atomic; the first
+ * tile sets, the others add. xent_lin_sum adds the slices in order of s.
+ *
+ * xent_lin_dw: work-group c recomputes the tiles of class block c over
+ * every row block in order and adds Gᵀ·H[tile] into dW's rows of c (and
+ * G's column sums into dBias): one owner an entry again, in a fixed
+ * order, so two runs give the same bits.
+ *
+ * Ignored rows (target < 0) have a zero gradient and their partials are
+ * not written; rows and classes past N and V load zeros and are masked.
+ * Barriers are unconditional and no kernel returns early (see xent.cl).
+ */
+#ifndef LT
+#define LT 32
+#endif
+#ifndef LK
+#define LK 8
+#endif
+#define LS (LT / 4)
+#define LWG (LS * LS)
+#define LTP (LT + 1) /* the gradient tile's row pitch in local memory */
+
+#define lin_z TYPED(lin_z)
+#define lin_load TYPED(lin_load)
+#define lin_grad TYPED(lin_grad)
+#define xent_lin_partial TYPED(xent_lin_partial)
+#define xent_lin_dh TYPED(xent_lin_dh)
+#define xent_lin_dw TYPED(xent_lin_dw)
+
+/* Loads the LT × LK block of rows [r0, r0 + LT) and columns [k0, k0 + LK)
+ * of X (n rows of D, pitch ld) into xs, k major (xs[k·LT + r]); entries
+ * past n or D are 0. */
+inline void lin_load(__local float *xs, __global const ELEM *X, ulong ld, int n, int D, int r0, int k0) {
+    for (int e = get_local_id(0); e < LT * LK; e += LWG) {
+        const int r = e / LK, k = e % LK;
+        xs[k * LT + r] = (r0 + r < n && k0 + k < D) ? LD(k0 + k, X + (size_t)(r0 + r) * ld) : 0.0f;
+    }
+}
+
+/* Sets z to this work-item's entries of the tile of rows [r0, r0 + LT) of
+ * H and classes [c0, c0 + LT) of W (z[4i + j]: row ty + LS·i, class tx +
+ * LS·j), plus the bias when there is one. Every work-item reaches every
+ * barrier. */
+inline void lin_z(float *z, __global const ELEM *H, ulong ldh, int N, __global const ELEM *W, ulong ldw, int V,
+                  __global const float *bias, int hasb, int D, int r0, int c0, __local float *hs, __local float *ws) {
+    const int tx = get_local_id(0) % LS, ty = get_local_id(0) / LS;
+    for (int e = 0; e < 16; e++) z[e] = 0.0f;
+    for (int k0 = 0; k0 < D; k0 += LK) {
+        lin_load(hs, H, ldh, N, D, r0, k0);
+        lin_load(ws, W, ldw, V, D, c0, k0);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int k = 0; k < LK; k++) {
+            float a[4], b[4];
+            for (int i = 0; i < 4; i++) a[i] = hs[k * LT + ty + LS * i];
+            for (int j = 0; j < 4; j++) b[j] = ws[k * LT + tx + LS * j];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) z[4 * i + j] = fma(a[i], b[j], z[4 * i + j]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (hasb)
+        for (int j = 0; j < 4; j++) {
+            const int c = c0 + tx + LS * j;
+            const float b = c < V ? bias[c] : 0.0f;
+            for (int i = 0; i < 4; i++) z[4 * i + j] += b;
+        }
+}
+
+/* Writes the gradient of the tile of rows [r0, r0 + LT) and classes [c0,
+ * c0 + LT) into G (G[r·LTP + c]; 0 past N and V and for ignored rows):
+ * its logits from lin_z, each row's coefficients from the merged partials
+ * (gm, gs, glsm, gzt: xent_backward's inputs) and grad_coef, then the
+ * fix's fk entries a row (ce.Fix: classes fcols, values fvals) over them.
+ * Ends with a barrier: G is whole. */
+inline void lin_grad(__local float *G, __global const ELEM *H, ulong ldh, int N, __global const ELEM *W, ulong ldw,
+                     __global const float *bias, int hasb, int D, prob_t p, __global const int *targets,
+                     __global const float *wts, __global const float *scale, __global const float *gm,
+                     __global const float *gs, __global const float *glsm, __global const float *gzt, int fk,
+                     __global const float *fex, __global const int *fcols, __global const float *fvals, int r0,
+                     int c0, __local float *hs, __local float *ws) {
+    const int tx = get_local_id(0) % LS, ty = get_local_id(0) / LS;
+    const int V = p.cols, flags = p.flags;
+    float z[16];
+    lin_z(z, H, ldh, N, W, ldw, V, bias, hasb, D, r0, c0, hs, ws);
+    for (int i = 0; i < 4; i++) {
+        const int r = ty + LS * i, row = r0 + r;
+        const int t = row < N ? targets[row] : -1;
+        const int counted = t >= 0;
+        const float m = counted ? gm[row] : 0.0f, s = counted ? gs[row] : 1.0f, lsm = counted ? glsm[row] : 0.0f;
+        const float wt = (counted && (flags & F_WEIGHTS)) ? wts[t] : 1.0f;
+        const gcoef_t gc = grad_coef(p, flags, m, s, lsm, m + lsm, counted ? scale[row] : 0.0f,
+                                     (counted && fk > 0) ? fex[row] : 0.0f, wt, counted ? gzt[row] : 0.0f);
+        for (int j = 0; j < 4; j++) {
+            const int c = tx + LS * j, cls = c0 + c;
+            float g = 0.0f;
+            if (counted && cls < V)
+                g = cls == t - p.col0 ? gc.gt : grad1(z[4 * i + j], (flags & F_WEIGHTS) ? wts[p.col0 + cls] : 1.0f, p.cap, p.ic, flags, gc);
+            G[r * LTP + c] = g;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int e = get_local_id(0); e < LT * fk; e += LWG) {
+        const int r = e / fk, row = r0 + r;
+        if (row < N && targets[row] >= 0) {
+            const int c = fcols[(size_t)row * fk + e % fk] - p.col0 - c0;
+            if (c >= 0 && c < LT && c0 + c < V) G[r * LTP + c] = fvals[(size_t)row * fk + e % fk];
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* The partial of each counted row over each split of W's classes (see the
+ * opening comment): entry s·N + row of pm (max), ps (rest), pd, pw (the
+ * smoothing sums), pr, parg (the raw max and its class of the
+ * vocabulary), pzt and phas (the target's capped logit, whether the split
+ * holds it). The launch is ceil(N/LT) × S work-groups. */
+__kernel __attribute__((reqd_work_group_size(LWG, 1, 1)))
+void xent_lin_partial(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulong ldw, __global const float *bias,
+                      int hasb, int N, int D, int VS, prob_t p, __global const int *targets, __global const float *wts,
+                      __global float *pm, __global float *ps, __global float *pd, __global float *pw,
+                      __global float *pr, __global int *parg, __global float *pzt, __global uchar *phas) {
+    __local float hs[LT * LK], ws[LT * LK];
+    __local float lm[LWG], ls[LWG], ld[LWG], lw[LWG], lr[LWG];
+    __local int li[LWG];
+    const int lid = get_local_id(0), tx = lid % LS, ty = lid / LS;
+    const int nb = (N + LT - 1) / LT, b = get_group_id(0) % nb, sp = get_group_id(0) / nb;
+    const int V = p.cols, flags = p.flags, smooth = flags & F_SMOOTH, r0 = b * LT;
+    const int v0 = sp * VS, v1 = min(V, v0 + VS);
+    acc_t a[4];
+    int t[4];
+    for (int i = 0; i < 4; i++) {
+        const acc_t e = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
+        a[i] = e;
+        const int row = r0 + ty + LS * i;
+        t[i] = row < N ? targets[row] : -1;
+    }
+    float z[16];
+    for (int c0 = v0; c0 < v1; c0 += LT) {
+        lin_z(z, H, ldh, N, W, ldw, V, bias, hasb, D, r0, c0, hs, ws);
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) {
+                const int cls = c0 + tx + LS * j;
+                if (t[i] >= 0 && cls < v1) {
+                    const float zc = capz(z[4 * i + j], p.cap, p.ic, flags);
+                    acc_add(&a[i], zc, z[4 * i + j], p.col0 + cls, (flags & F_WEIGHTS) ? wts[p.col0 + cls] : 1.0f, smooth);
+                    if (cls == t[i] - p.col0) pzt[(size_t)sp * N + r0 + ty + LS * i] = zc;
+                }
+            }
+    }
+    for (int i = 0; i < 4; i++) {
+        acc_t x = a[i];
+        x.s -= x.c; /* the compensated sums (row_scan's) */
+        x.d -= x.cd;
+        x.w -= x.cw;
+        lm[lid] = x.m; ls[lid] = x.s; ld[lid] = x.d; lw[lid] = x.w; lr[lid] = x.r; li[lid] = x.idx;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int h = LS / 2; h > 0; h >>= 1) {
+            if (tx < h) {
+                acc_t u = {lm[lid], ls[lid], ld[lid], lw[lid], lr[lid], li[lid], 0.0f};
+                acc_t v = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], lr[lid + h], li[lid + h], 0.0f};
+                acc_merge(&u, v, smooth);
+                lm[lid] = u.m; ls[lid] = u.s; ld[lid] = u.d; lw[lid] = u.w; lr[lid] = u.r; li[lid] = u.idx;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        const int row = r0 + ty + LS * i;
+        if (tx == 0 && t[i] >= 0) {
+            const size_t o = (size_t)sp * N + row;
+            const float m = lm[lid];
+            const int has = t[i] - p.col0 >= v0 && t[i] - p.col0 < v1;
+            pm[o] = m == -FLT_MAX ? -INFINITY : m;
+            ps[o] = (isinf(m) && m > 0) ? NAN : ls[lid];
+            pd[o] = ld[lid];
+            pw[o] = lw[lid];
+            pr[o] = lr[lid] == -FLT_MAX ? -INFINITY : lr[lid];
+            parg[o] = li[lid];
+            phas[o] = has;
+            if (!has) pzt[o] = 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+/* dH's slice s (rows of dh + s·N·D, dense) of split s of W's classes: see
+ * the opening comment. The launch is ceil(N/LT) × S work-groups. */
+__kernel __attribute__((reqd_work_group_size(LWG, 1, 1)))
+void xent_lin_dh(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulong ldw, __global const float *bias,
+                 int hasb, int N, int D, int VS, prob_t p, __global const int *targets, __global const float *wts,
+                 __global const float *scale, __global const float *gm, __global const float *gs,
+                 __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
+                 __global const int *fcols, __global const float *fvals, __global float *dh) {
+    __local float hs[LT * LK], ws[LT * LK], G[LT * LTP];
+    const int tx = get_local_id(0) % LS, ty = get_local_id(0) / LS;
+    const int nb = (N + LT - 1) / LT, b = get_group_id(0) % nb, sp = get_group_id(0) / nb;
+    const int V = p.cols, r0 = b * LT, v0 = sp * VS, v1 = min(V, v0 + VS);
+    __global float *out = dh + (size_t)sp * N * D;
+    for (int c0 = v0; c0 < v1; c0 += LT) {
+        lin_grad(G, H, ldh, N, W, ldw, bias, hasb, D, p, targets, wts, scale, gm, gs, glsm, gzt, fk, fex, fcols,
+                 fvals, r0, c0, hs, ws);
+        for (int d0 = 0; d0 < D; d0 += LT) { /* out[rows, d0:d0+LT] += G · W[c0:c0+LT, d0:d0+LT] */
+            float acc[16];
+            for (int e = 0; e < 16; e++) acc[e] = 0.0f;
+            for (int k0 = 0; k0 < LT; k0 += LK) {
+                for (int e = get_local_id(0); e < LT * LK; e += LWG) { /* ws[k·LT + d] = W[c0 + k0 + k][d0 + d] */
+                    const int k = e / LT, d = e % LT, c = c0 + k0 + k;
+                    ws[e] = (c < v1 && d0 + d < D) ? LD(d0 + d, W + (size_t)c * ldw) : 0.0f;
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+                for (int k = 0; k < LK; k++)
+                    for (int i = 0; i < 4; i++) {
+                        const float g = G[(ty + LS * i) * LTP + k0 + k];
+                        for (int j = 0; j < 4; j++) acc[4 * i + j] = fma(g, ws[k * LT + tx + LS * j], acc[4 * i + j]);
+                    }
+                barrier(CLK_LOCAL_MEM_FENCE);
+            }
+            for (int i = 0; i < 4; i++) {
+                const int row = r0 + ty + LS * i;
+                for (int j = 0; j < 4; j++) {
+                    const int d = d0 + tx + LS * j;
+                    if (row < N && d < D) {
+                        __global float *o = out + (size_t)row * D + d;
+                        *o = c0 == v0 ? acc[4 * i + j] : *o + acc[4 * i + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dW's rows [c0, c0 + LT) (pitch lddw, added to, when hasdw) and dBias's (when hasdb),
+ * c0 = LT × the work-group's index: see the opening comment. */
+__kernel __attribute__((reqd_work_group_size(LWG, 1, 1)))
+void xent_lin_dw(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulong ldw, __global const float *bias,
+                 int hasb, int N, int D, prob_t p, __global const int *targets, __global const float *wts,
+                 __global const float *scale, __global const float *gm, __global const float *gs,
+                 __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
+                 __global const int *fcols, __global const float *fvals, __global float *dw, ulong lddw,
+                 int hasdw, __global float *db, int hasdb) {
+    __local float hs[LT * LK], ws[LT * LK], G[LT * LTP];
+    const int lid = get_local_id(0), tx = lid % LS, ty = lid / LS;
+    const int V = p.cols, c0 = get_group_id(0) * LT;
+    const int Dw = hasdw ? D : 0; /* a loop bound, not a branch around barriers */
+    float bsum = 0.0f;
+    for (int r0 = 0; r0 < N; r0 += LT) {
+        lin_grad(G, H, ldh, N, W, ldw, bias, hasb, D, p, targets, wts, scale, gm, gs, glsm, gzt, fk, fex, fcols,
+                 fvals, r0, c0, hs, ws);
+        if (lid < LT)
+            for (int r = 0; r < LT; r++) bsum += G[r * LTP + lid];
+        for (int d0 = 0; d0 < Dw; d0 += LT) { /* dW[c0:c0+LT, d0:d0+LT] += Gᵀ · H[r0:r0+LT, d0:d0+LT] */
+            float acc[16];
+            for (int e = 0; e < 16; e++) acc[e] = 0.0f;
+            for (int k0 = 0; k0 < LT; k0 += LK) {
+                for (int e = lid; e < LT * LK; e += LWG) { /* hs[k·LT + d] = H[r0 + k0 + k][d0 + d] */
+                    const int k = e / LT, d = e % LT, r = r0 + k0 + k;
+                    hs[e] = (r < N && d0 + d < D) ? LD(d0 + d, H + (size_t)r * ldh) : 0.0f;
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+                for (int k = 0; k < LK; k++)
+                    for (int i = 0; i < 4; i++) {
+                        const float g = G[(k0 + k) * LTP + ty + LS * i];
+                        for (int j = 0; j < 4; j++) acc[4 * i + j] = fma(g, hs[k * LT + tx + LS * j], acc[4 * i + j]);
+                    }
+                barrier(CLK_LOCAL_MEM_FENCE);
+            }
+            for (int i = 0; i < 4; i++) {
+                const int c = c0 + ty + LS * i;
+                for (int j = 0; j < 4; j++) {
+                    const int d = d0 + tx + LS * j;
+                    if (c < V && d < D) dw[(size_t)c * lddw + d] += acc[4 * i + j];
+                }
+            }
+        }
+    }
+    if (hasdb && lid < LT && c0 + lid < V) db[c0 + lid] += bsum;
+}
+
+#if ELEM_ID == 0
+/* dst[i] = Σ_s src[s·n + i], s = 0, 1, ..., S - 1 in order: dH from the
+ * slices of xent_lin_dh's splits. Grid-stride. */
+__kernel void xent_lin_sum(__global const float *src, int S, ulong n, __global float *dst) {
+    for (size_t i = get_global_id(0); i < n; i += get_global_size(0)) {
+        float v = src[i];
+        for (int s = 1; s < S; s++) v += src[(size_t)s * n + i];
+        dst[i] = v;
+    }
+}
+#endif
+
+#undef lin_z
+#undef lin_load
+#undef lin_grad
+#undef xent_lin_partial
+#undef xent_lin_dh
+#undef xent_lin_dw
