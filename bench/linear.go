@@ -125,6 +125,17 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 		if !d.Caps().Linear {
 			return nil, nil, fmt.Errorf("%s has no fused linear cross-entropy (OpenCL needs CLBlast)", spec)
 		}
+		// A device's own float32 FMA rate (an OpenCL device's probe): what
+		// its fused linear's products cannot pass.
+		if fp, ok := d.(interface {
+			FMAPeak(context.Context, int) (float64, error)
+		}); ok {
+			v, err := fp.FMAPeak(ctx, 3)
+			if err != nil {
+				return nil, nil, err
+			}
+			peaks[spec+" fp32 FMA probe"] = v / 1e9
+		}
 		// The CPU runs once per BLAS asked for; another device with its own.
 		var runs []device.Device
 		cd, isCPU := d.(*device.CPUDevice)
@@ -226,6 +237,13 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 				res := LinearResult{Device: info.Spec, Kernel: info.Kernel + ", " + info.BLAS, Op: op, N: c.N, V: c.V, D: c.D,
 					SecondsMed: med, SecondsMin: lo, SecondsMax: hi, GFLOPs: work * float64(c.N) * float64(c.V) * float64(c.D) / med / 1e9,
 					ExtraMB: float64(extra) / 1e6, DWErr: dwErr}
+				if lb, ok := rd.(interface {
+					LinearBytes(n, v, d int, t ce.DType, budget int) (int64, bool)
+				}); ok {
+					if b, ok := lb.LinearBytes(c.N, c.V, c.D, ce.F32, c.Budget); ok { // linear.cl's kernels
+						devMB = float64(b) / 1e6
+					}
+				}
 				if !isCPU {
 					res.DeviceMB = devMB
 				}

@@ -378,6 +378,20 @@ __kernel void xent_copy(__global const float4 *src, __global float4 *dst, ulong 
     for (size_t i = get_global_id(0); i < n4; i += get_global_size(0)) dst[i] = src[i];
 }
 
+/* FMA probe for the fused linear's roofline: each work-item runs iters
+ * steps of 8 independent fmas (16 flops a step) on registers and writes
+ * their sum, so that nothing is optimised away; out has one float per
+ * work-item. */
+__kernel void xent_fma(__global float *out, int iters, float a) {
+    float v0 = get_global_id(0) * 1e-9f, v1 = v0 + 1e-9f, v2 = v0 + 2e-9f, v3 = v0 + 3e-9f;
+    float v4 = v0 + 4e-9f, v5 = v0 + 5e-9f, v6 = v0 + 6e-9f, v7 = v0 + 7e-9f;
+    for (int i = 0; i < iters; i++) {
+        v0 = fma(v0, a, a); v1 = fma(v1, a, a); v2 = fma(v2, a, a); v3 = fma(v3, a, a);
+        v4 = fma(v4, a, a); v5 = fma(v5, a, a); v6 = fma(v6, a, a); v7 = fma(v7, a, a);
+    }
+    out[get_global_id(0)] = ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7));
+}
+
 /* Gradient filtering of the fused linear (CCE's): out[b] = max over the
    rows i and the columns j of block b (block columns of cols) of
    |g_ij|·inv_i, the unscaled gradient of a tile whose rows are scaled by

@@ -84,9 +84,9 @@ func newDevice(h handle, tn Tuning, src string) (*Device, error) {
 	return d, nil
 }
 
-// Info implements device.Device.
-// Without CLBlast the fused linear runs on the CPU (device.LinearOf), and
-// Note says so.
+// Info implements device.Device. BLAS names the fused linear's products:
+// CLBlast's, linear.cl's own kernels (Tuning.LinTile), or without either
+// the CPU's (device.LinearOf), which Note then says.
 func (d *Device) Info() device.Info {
 	in := device.Info{
 		Name: d.h.name, Kind: d.h.kind, Backend: "opencl",
@@ -95,7 +95,10 @@ func (d *Device) Info() device.Info {
 		Spec:     fmt.Sprintf("opencl:%d:%d", d.h.pi, d.h.di),
 		BLAS:     "CLBlast",
 	}
-	if linearAvailable() != nil {
+	switch {
+	case d.p.tn.LinTile > 0:
+		in.BLAS = fmt.Sprintf("linear.cl %d×%d", d.p.tn.LinTile, d.p.tn.LinTile)
+	case linearAvailable() != nil:
 		in.BLAS = device.FallbackBLAS()
 		in.Note = "no fused linear cross-entropy here (no CLBlast): it runs on the CPU"
 	}

@@ -210,13 +210,44 @@ func (f *fused) writeRows(m cl.Mem, x ce.Matrix) error {
 // split a tile of classes, and with scratch > 0 (the bytes of a split's
 // output) no more than the call's budget holds (at least one).
 func (f *fused) splits(scratch int64) (S, VS int) {
-	nb, nct := ceilDiv(f.N, f.lt), ceilDiv(f.V, f.lt)
-	S = min(max(ceilDiv(4*f.d.units, nb), 1), nct)
+	return splitsOf(f.N, f.V, f.lt, f.d.units, f.budget, scratch)
+}
+
+// splitsOf is fused.splits for N rows, V classes, tiles of lt, units
+// compute units and the call's budget.
+func splitsOf(N, V, lt, units int, budget, scratch int64) (S, VS int) {
+	nb, nct := ceilDiv(N, lt), ceilDiv(V, lt)
+	S = min(max(ceilDiv(4*units, nb), 1), nct)
 	if scratch > 0 {
-		S = max(1, min(S, int(f.budget/scratch)))
+		S = max(1, min(S, int(budget/scratch)))
 	}
-	VS = ceilDiv(nct, S) * f.lt
-	return ceilDiv(f.V, VS), VS
+	VS = ceilDiv(nct, S) * lt
+	return ceilDiv(V, VS), VS
+}
+
+// LinearBytes returns the device memory a fused linear forward +
+// backward of N rows, V classes and D features of type t takes on
+// linear.cl's kernels (H, W, the gradients, the splits' partials and dH
+// slices, the rows' inputs), budget its ce.Linear.Budget; ok is false
+// when the device runs CLBlast's path.
+func (d *Device) LinearBytes(N, V, D int, t ce.DType, budget int) (n int64, ok bool) {
+	lt := d.p.tn.LinTile
+	if lt == 0 {
+		return 0, false
+	}
+	if budget <= 0 {
+		budget = ce.DefaultBudget
+	}
+	n64, v64, d64, es := int64(N), int64(V), int64(D), int64(t.Size())
+	sp, _ := splitsOf(N, V, lt, d.units, int64(budget), 0)
+	sh, _ := splitsOf(N, V, lt, d.units, int64(budget), 4*n64*d64)
+	n = es*(n64+v64)*d64 + 4*(2*v64+n64) // H, W, bias, weights, targets
+	n += 8 * 4 * int64(sp) * n64         // the partials
+	n += 6*4*n64 + 4*int64(sh)*n64*d64   // the rows' inputs, dH's slices
+	if sh > 1 {
+		n += 4 * n64 * d64
+	}
+	return n + 4*v64*d64 + 4*v64, true // dW, db
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

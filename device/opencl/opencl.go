@@ -261,6 +261,7 @@ type program struct {
 	kernels  [3][4]cl.Kernel // by element type (ce.DType), by op
 	copyK    cl.Kernel
 	blockK   cl.Kernel // xent_blockmax, the fused linear's gradient filter
+	fmaK     cl.Kernel // xent_fma, the FMA probe
 	key      string
 	tn       Tuning // as built: WG capped (see acquire)
 	options  string
@@ -348,7 +349,7 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 		k    *cl.Kernel
 		name string
 	}
-	all := []named{{&p.copyK, "xent_copy"}, {&p.blockK, "xent_blockmax"}}
+	all := []named{{&p.copyK, "xent_copy"}, {&p.blockK, "xent_blockmax"}, {&p.fmaK, "xent_fma"}}
 	for t, suf := range kernels.Types {
 		ks := &p.kernels[t]
 		all = append(all, named{&ks[opLSE], "xent_lse_" + suf}, named{&ks[opCE], "xent_ce_" + suf},
@@ -373,7 +374,7 @@ func (p *program) release() {
 	if p.lin != nil {
 		p.lin.release()
 	}
-	ks := []cl.Kernel{p.copyK, p.blockK}
+	ks := []cl.Kernel{p.copyK, p.blockK, p.fmaK}
 	for _, t := range p.kernels {
 		ks = append(ks, t[:]...)
 	}

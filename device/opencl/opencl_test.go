@@ -478,3 +478,15 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 		spec.RunLinearFilterSized(t, d, 19, 64, 301)
 	})
 }
+
+// TestFMAPeak: the FMA probe (bench's roofline for the fused linear) runs
+// and gives a rate between 0.1 GFLOP/s and 10 PFLOP/s: nothing optimised
+// away, no timing that is zero.
+func TestFMAPeak(t *testing.T) {
+	d := openTest(t)
+	v, err := d.FMAPeak(context.Background(), 1)
+	require.NoError(t, err)
+	t.Logf("%s: %.1f GFLOP/s", d.Info().Spec, v/1e9)
+	require.Greater(t, v, 1e8)
+	require.Less(t, v, 1e16)
+}
