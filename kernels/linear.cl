@@ -181,32 +181,21 @@ void xent_lin_partial(__global const ELEM *H, ulong ldh, __global const ELEM *W,
         x.s -= x.c; /* the compensated sums (row_scan's) */
         x.d -= x.cd;
         x.w -= x.cw;
-        lm[lid] = x.m; ls[lid] = x.s; ld[lid] = x.d; lw[lid] = x.w; lr[lid] = x.r; li[lid] = x.idx;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int h = LS / 2; h > 0; h >>= 1) {
-            if (tx < h) {
-                acc_t u = {lm[lid], ls[lid], ld[lid], lw[lid], lr[lid], li[lid], 0.0f};
-                acc_t v = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], lr[lid + h], li[lid + h], 0.0f};
-                acc_merge(&u, v, smooth);
-                lm[lid] = u.m; ls[lid] = u.s; ld[lid] = u.d; lw[lid] = u.w; lr[lid] = u.r; li[lid] = u.idx;
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
+        const acc_t u = acc_tree(x, LS, lm, ls, ld, lw, lr, li, smooth); /* the row's LS work-items */
         const int row = r0 + ty + LS * i;
         if (tx == 0 && t[i] >= 0) {
             const size_t o = (size_t)sp * N + row;
-            const float m = lm[lid];
             const int has = t[i] - p.col0 >= v0 && t[i] - p.col0 < v1;
-            pm[o] = m == -FLT_MAX ? -INFINITY : m;
-            ps[o] = (isinf(m) && m > 0) ? NAN : ls[lid];
-            pd[o] = ld[lid];
-            pw[o] = lw[lid];
-            pr[o] = lr[lid] == -FLT_MAX ? -INFINITY : lr[lid];
-            parg[o] = li[lid];
+            pm[o] = u.m == -FLT_MAX ? -INFINITY : u.m;
+            ps[o] = (isinf(u.m) && u.m > 0) ? NAN : u.s;
+            pd[o] = u.d;
+            pw[o] = u.w;
+            pr[o] = u.r == -FLT_MAX ? -INFINITY : u.r;
+            parg[o] = u.idx;
             phas[o] = has;
             if (!has) pzt[o] = 0.0f;
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
+        barrier(CLK_LOCAL_MEM_FENCE); /* the slots are read: the next row's may be written */
     }
 }
 

@@ -259,20 +259,18 @@ inline float acc_lse(acc_t a, float lsm) {
     return a.m + lsm;
 }
 
-/* Reduces the row's accumulators over the work-group; every work-item
- * returns the merged result. The last barrier also fences global memory:
- * every work-item has read the target's logit (xent_ce's zt), which
- * another may overwrite with its gradient in place after it, and a
- * barrier orders only the memory its flags name (a local fence alone
- * leaves the read and the write unordered: a data race by the
- * specification, which Oclgrind reports). */
-inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local float *ld,
-                        __local float *lw, __local float *lr, __local int *li, int smooth) {
-    const int lid = get_local_id(0);
+/* Merges the accumulators of each n consecutive work-items (n a power of
+ * two dividing the work-group's size) by a tree of n/2, n/4, ... steps in
+ * local memory, the lower index's on the left; every work-item returns
+ * its n's merged result (from the first of them's slots, which the
+ * caller may overwrite only after another barrier). */
+inline acc_t acc_tree(acc_t a, int n, __local float *lm, __local float *ls, __local float *ld,
+                      __local float *lw, __local float *lr, __local int *li, int smooth) {
+    const int lid = get_local_id(0), k = lid % n, base = lid - k;
     lm[lid] = a.m; ls[lid] = a.s; ld[lid] = a.d; lw[lid] = a.w; lr[lid] = a.r; li[lid] = a.idx;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int h = WG / 2; h > 0; h >>= 1) {
-        if (lid < h) {
+    for (int h = n / 2; h > 0; h >>= 1) {
+        if (k < h) {
             acc_t x = {lm[lid], ls[lid], ld[lid], lw[lid], lr[lid], li[lid], 0.0f};
             acc_t y = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], lr[lid + h], li[lid + h], 0.0f};
             acc_merge(&x, y, smooth);
@@ -280,7 +278,20 @@ inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local f
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    acc_t r = {lm[0], ls[0], ld[0], lw[0], lr[0], li[0], 0.0f};
+    acc_t r = {lm[base], ls[base], ld[base], lw[base], lr[base], li[base], 0.0f};
+    return r;
+}
+
+/* Reduces the row's accumulators over the work-group (acc_tree); every
+ * work-item returns the merged result. The last barrier also fences global memory:
+ * every work-item has read the target's logit (xent_ce's zt), which
+ * another may overwrite with its gradient in place after it, and a
+ * barrier orders only the memory its flags name (a local fence alone
+ * leaves the read and the write unordered: a data race by the
+ * specification, which Oclgrind reports). */
+inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local float *ld,
+                        __local float *lw, __local float *lr, __local int *li, int smooth) {
+    const acc_t r = acc_tree(a, WG, lm, ls, ld, lw, lr, li, smooth);
     barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     return r;
 }

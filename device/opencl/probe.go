@@ -32,28 +32,38 @@ func (d *Device) CopyBandwidth(ctx context.Context, bytes int, repeats int) (flo
 	groups := int(max(cu, 1)) * 8
 	var secs []float64
 	for i := range repeats + 1 {
-		d.p.kernelMu.Lock() // see launch
-		err := d.p.copyK.SetArgs(src, dst, uint64(bytes/16))
-		var ev cl.Event
-		if err == nil {
-			ev, err = d.q.NDRange(d.p.copyK, groups, d.p.tn.WG, nil)
-		}
-		d.p.kernelMu.Unlock()
+		s, err := d.timed(d.p.copyK, groups, src, dst, uint64(bytes/16))
 		if err != nil {
-			return 0, d.wrap(err)
-		}
-		err = cl.Wait(ev)
-		ns, perr := ev.Duration()
-		ev.Release()
-		if err != nil || perr != nil {
-			return 0, d.wrap(errors.Join(err, perr))
+			return 0, err
 		}
 		if i > 0 { // the first run warms up
-			secs = append(secs, float64(ns)/1e9)
+			secs = append(secs, s)
 		}
 	}
 	slices.Sort(secs)
 	return 2 * float64(bytes) / secs[len(secs)/2], nil
+}
+
+// timed runs groups work-groups of k (the tuning's size) with args and
+// returns the seconds its profiling event gives; d's lock is held.
+func (d *Device) timed(k cl.Kernel, groups int, args ...any) (float64, error) {
+	d.p.kernelMu.Lock() // see launch
+	err := k.SetArgs(args...)
+	var ev cl.Event
+	if err == nil {
+		ev, err = d.q.NDRange(k, groups, d.p.tn.WG, nil)
+	}
+	d.p.kernelMu.Unlock()
+	if err != nil {
+		return 0, d.wrap(err)
+	}
+	err = cl.Wait(ev)
+	ns, perr := ev.Duration()
+	ev.Release()
+	if err != nil || perr != nil {
+		return 0, d.wrap(errors.Join(err, perr))
+	}
+	return float64(ns) / 1e9, nil
 }
 
 // FMAPeak measures the device's float32 FMA rate in flops per second
@@ -68,36 +78,23 @@ func (d *Device) FMAPeak(ctx context.Context, repeats int) (float64, error) {
 	defer d.mu.Unlock()
 	const iters = 4096
 	groups := max(d.units, 1) * 64
-	wg := d.p.tn.WG
 	var b buffers
 	defer b.release()
-	out, err := b.mem(d.p.ctx, 4*groups*wg)
+	out, err := b.mem(d.p.ctx, 4*groups*d.p.tn.WG)
 	if err != nil {
 		return 0, d.wrap(err)
 	}
 	best := 0.0
 	for i := range repeats + 1 {
-		d.p.kernelMu.Lock() // see launch
-		err := d.p.fmaK.SetArgs(out, int32(iters), float32(0.999))
-		var ev cl.Event
-		if err == nil {
-			ev, err = d.q.NDRange(d.p.fmaK, groups, wg, nil)
-		}
-		d.p.kernelMu.Unlock()
+		s, err := d.timed(d.p.fmaK, groups, out, int32(iters), float32(0.999))
 		if err != nil {
-			return 0, d.wrap(err)
+			return 0, err
 		}
-		err = cl.Wait(ev)
-		ns, perr := ev.Duration()
-		ev.Release()
-		if err != nil || perr != nil {
-			return 0, d.wrap(errors.Join(err, perr))
-		}
-		if s := float64(ns) / 1e9; i > 0 && s > 0 && (best == 0 || s < best) {
+		if i > 0 && s > 0 && (best == 0 || s < best) { // the first run warms up
 			best = s
 		}
 	}
-	return 16 * iters * float64(groups*wg) / best, nil
+	return 16 * iters * float64(groups*d.p.tn.WG) / best, nil
 }
 
 // LastKernelTime returns the execution time of the kernels of the last
