@@ -335,7 +335,10 @@ func TestGuards(t *testing.T) {
 func TestConfident(t *testing.T) {
 	rng := seed.Rand(t, 27)
 	for _, impl := range impls() {
-		for _, cols := range []int{3*cpu.Chunk + 5, 37} {
+		// Rows past Chunk·MaxChunks take longer chunks: the forward pass's
+		// scratch for the max's chunk (rest) was Chunk long, and a
+		// confident row panicked there.
+		for _, cols := range []int{3*cpu.Chunk + 5, 37, cpu.Chunk*cpu.MaxChunks + 4099} {
 			for _, typ := range []ce.DType{ce.F32, ce.BF16, ce.F16} {
 				rows := len(spec.Confidences)
 				x := make([]float32, rows*cols)
@@ -354,6 +357,11 @@ func TestConfident(t *testing.T) {
 					g = &ce.Grad{Half: h, Stride: cols, Scale: ones(rows), Type: typ}
 				}
 				loss := make([]float32, rows)
+				impl.CrossEntropy(ce.Out{Loss: loss}, nil, m, tg, &ce.Problem{WeightSum: float64(cols)}) // the forward alone
+				for i := range rows {
+					require.True(t, spec.LossClose(float64(loss[i]), ref.Loss[i]), "%s %v cols %d row %d (1 - p_t %g), forward: loss %v, want %v",
+						impl.Name(), typ, cols, i, spec.Confidences[i], loss[i], ref.Loss[i])
+				}
 				impl.CrossEntropy(ce.Out{Loss: loss}, g, m, tg, &ce.Problem{WeightSum: float64(cols)})
 				grad := x
 				if typ != ce.F32 {

@@ -217,7 +217,7 @@ func (pl *plan) rest(dst []float32, x vec, m float32, idx, mlo, mhi int, sums *[
 		b := scratch.Get().(*[]float32)
 		defer scratch.Put(b)
 		if len(*b) < len(z) {
-			*b = make([]float32, chunkLen(len(z)))
+			*b = make([]float32, cl) // this row's chunks (z is one): past Chunk·MaxChunks columns, more than Chunk
 		}
 		e = (*b)[:len(z)]
 		r, _, _, _ = k.chunk(e, z, mb, nil)
