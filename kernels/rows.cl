@@ -19,6 +19,10 @@
 #define xent_ce TYPED(xent_ce)
 #define xent_partial TYPED(xent_partial)
 #define xent_backward TYPED(xent_backward)
+#define partial_of TYPED(partial_of)
+#define backward_of TYPED(backward_of)
+#define xent_partial_split TYPED(xent_partial_split)
+#define xent_backward_split TYPED(xent_backward_split)
 
 /* The column of a row's i-th scalar column: i in the head (i < h), else
  * 4*n4 + i in the tail, past the n4 aligned float4s. */
@@ -240,6 +244,36 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
     }
 }
 
+/* Writes entry o of the partials (see xent_partial) of the row at xr,
+ * element offset off in its buffer, whose target is t, over the columns
+ * of p (a shard of the vocabulary, or of a row: xent_partial_split).
+ * Every work-item reaches every barrier; an ignored row's entry is not
+ * written. */
+inline void partial_of(__global ELEM *xr, ulong off, prob_t p, int t, size_t o, __global const float *wts,
+                       __global float *pm, __global float *ps, __global float *pd, __global float *pw,
+                       __global float *pr, __global int *parg, __global float *pzt, __global uchar *phas,
+                       __local float *lm, __local float *ls, __local float *ld, __local float *lw,
+                       __local float *lr, __local int *li) {
+    float4 c[1];
+    float ct;
+    const float icap = p.ic;
+    const int counted = t >= 0;
+    const int tl = t - p.col0;
+    const int has = counted && tl >= 0 && tl < p.cols;
+    const float zt = has ? capz(LD(tl, xr), p.cap, icap, p.flags) : 0.0f;
+    acc_t a = row_acc(xr, counted, HEAD(off, counted ? p.cols : 0), wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
+    if (get_local_id(0) == 0 && counted) {
+        pm[o] = a.m == -FLT_MAX ? -INFINITY : a.m;
+        ps[o] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
+        pd[o] = a.d;
+        pw[o] = a.w;
+        pr[o] = a.r == -FLT_MAX ? -INFINITY : a.r;
+        parg[o] = a.idx < 0 ? -1 : p.col0 + a.idx;
+        pzt[o] = zt;
+        phas[o] = has;
+    }
+}
+
 /* The partial of each counted row over the shard's columns: max, Σ exp(z
  * - max) - 1 (the rest: -1 for only -inf), Σ w (z - max), Σ w, the raw logits' max and its first class
  * (col0 + its column, -1 when every z is -inf) and, when the target is a column of the
@@ -249,28 +283,64 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
                   __global float *pm, __global float *ps, __global float *pd, __global float *pw,
                   __global float *pr, __global int *parg, __global float *pzt, __global uchar *phas) {
     LOCALS;
-    float4 c[1];
-    float ct;
-    const float icap = p.ic;
     FOR_ROWS(g) {
-        __global ELEM *xr = row_of(x, p, g);
         const int row = p.prow0 + g;
-        const int t = targets[row];
-        const int counted = t >= 0;
-        const int tl = t - p.col0;
-        const int has = counted && tl >= 0 && tl < p.cols;
-        const float zt = has ? capz(LD(tl, xr), p.cap, icap, p.flags) : 0.0f;
-        acc_t a = row_acc(xr, counted, HEAD(row_off(p, g), counted ? p.cols : 0), wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
-        if (get_local_id(0) == 0 && counted) {
-            pm[row] = a.m == -FLT_MAX ? -INFINITY : a.m;
-            ps[row] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
-            pd[row] = a.d;
-            pw[row] = a.w;
-            pr[row] = a.r == -FLT_MAX ? -INFINITY : a.r;
-            parg[row] = a.idx < 0 ? -1 : p.col0 + a.idx;
-            pzt[row] = zt;
-            phas[row] = has;
-        }
+        partial_of(row_of(x, p, g), row_off(p, g), p, targets[row], row, wts, pm, ps, pd, pw, pr, parg, pzt, phas,
+                   lm, ls, ld, lw, lr, li);
+    }
+}
+
+/* Splits of rows (few rows, long: one work-group a row would leave most
+ * compute units idle): the launch's work-group k takes split s = k / rows
+ * of row g = k % rows, its columns [s·cs, min(cols, (s+1)·cs)) as a shard
+ * of their own (split_of), so that rows × ceil(cols/cs) work-groups share
+ * the rows; the host merges the splits' partials in order (ce.Partial's
+ * Merge), then xent_backward_split writes each split's gradient from the
+ * merged ones. The loop over k is uniform, as FOR_ROWS. */
+#define FOR_SPLITS(g, s, cs) \
+    for (int k_ = (int)get_group_id(0), g = k_ % p.rows, s = k_ / p.rows; k_ < p.rows * ((p.cols + (cs) - 1) / (cs)); \
+         k_ += (int)get_num_groups(0), g = k_ % p.rows, s = k_ / p.rows)
+
+/* xent_partial over the splits of each row (see FOR_SPLITS): split s of
+ * the launch's row g is entry s·nrows + prow0 + g of the outputs. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void xent_partial_split(__global ELEM *x, prob_t p, int cs, int nrows, __global const int *targets,
+                        __global const float *wts, __global float *pm, __global float *ps, __global float *pd,
+                        __global float *pw, __global float *pr, __global int *parg, __global float *pzt,
+                        __global uchar *phas) {
+    LOCALS;
+    FOR_SPLITS(g, s, cs) {
+        const int row = p.prow0 + g;
+        const ulong off = row_off(p, g) + (ulong)s * cs;
+        partial_of(x + off, off, split_of(p, s, cs), targets[row], (size_t)s * nrows + row, wts, pm, ps, pd, pw, pr,
+                   parg, pzt, phas, lm, ls, ld, lw, lr, li);
+    }
+}
+
+/* Writes the gradient of the row at xr (element offset off; row, its
+ * index in the per-row arrays) over the columns of p (a shard, or a
+ * split), then the fix's entries among them. Every work-item reaches
+ * every barrier. */
+inline void backward_of(__global ELEM *xr, ulong off, prob_t p, int row, __global const int *targets,
+                        __global const float *wts, __global const float *scale, __global const float *gm,
+                        __global const float *gs, __global const float *glsm, __global const float *gzt, int fk,
+                        __global const float *fex, __global const int *fcols, __global const float *fvals) {
+    const float icap = p.ic;
+    float4 c[1];
+    const int t = targets[row];
+    const float wt = (t >= 0 && (p.flags & F_WEIGHTS)) ? wts[t] : 1.0f;
+    const int counted = t >= 0; /* an ignored row's entries are not read */
+    const float m = counted ? gm[row] : 0.0f, s = counted ? gs[row] : 1.0f, lsm = counted ? glsm[row] : 0.0f;
+    const float si = counted ? scale[row] : 0.0f, zt = counted ? gzt[row] : 0.0f;
+    const float ex = (counted && fk > 0) ? fex[row] : 0.0f;
+    grad_or_zero(xr, HEAD(off, p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, ex, wt, zt, t - p.col0, c, 0.0f, 0);
+    /* The fix's entries (ce.Fix), once the whole row is written. The
+     * barrier is unconditional: PoCL 3.1 mishandles one in a branch
+     * (uniform as it is) inside the rows' loop. */
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    for (int k = get_local_id(0); counted && k < fk; k += WG) {
+        const int j = fcols[(size_t)row * fk + k] - p.col0;
+        if (j >= 0 && j < p.cols) ST(fvals[(size_t)row * fk + k], j, xr);
     }
 }
 
@@ -283,26 +353,22 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
                    __global const float *scale, __global const float *gm, __global const float *gs,
                    __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
                    __global const int *fcols, __global const float *fvals) {
-    const float icap = p.ic;
-    float4 c[1];
     FOR_ROWS(g) {
-        const int row = p.prow0 + g;
-        const int t = targets[row];
-        const float wt = (t >= 0 && (p.flags & F_WEIGHTS)) ? wts[t] : 1.0f;
-        const int counted = t >= 0; /* an ignored row's entries are not read */
-        const float m = counted ? gm[row] : 0.0f, s = counted ? gs[row] : 1.0f, lsm = counted ? glsm[row] : 0.0f;
-        const float si = counted ? scale[row] : 0.0f, zt = counted ? gzt[row] : 0.0f;
-        const float ex = (counted && fk > 0) ? fex[row] : 0.0f;
-        __global ELEM *xr = row_of(x, p, g);
-        grad_or_zero(xr, HEAD(row_off(p, g), p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, ex, wt, zt, t - p.col0, c, 0.0f, 0);
-        /* The fix's entries (ce.Fix), once the whole row is written. The
-         * barrier is unconditional: PoCL 3.1 mishandles one in a branch
-         * (uniform as it is) inside this loop. */
-        barrier(CLK_GLOBAL_MEM_FENCE);
-        for (int k = get_local_id(0); counted && k < fk; k += WG) {
-            const int j = fcols[(size_t)row * fk + k] - p.col0;
-            if (j >= 0 && j < p.cols) ST(fvals[(size_t)row * fk + k], j, xr);
-        }
+        backward_of(row_of(x, p, g), row_off(p, g), p, p.prow0 + g, targets, wts, scale, gm, gs, glsm, gzt, fk, fex,
+                    fcols, fvals);
+    }
+}
+
+/* xent_backward over the splits of each row (see FOR_SPLITS). */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void xent_backward_split(__global ELEM *x, prob_t p, int cs, __global const int *targets,
+                         __global const float *wts, __global const float *scale, __global const float *gm,
+                         __global const float *gs, __global const float *glsm, __global const float *gzt, int fk,
+                         __global const float *fex, __global const int *fcols, __global const float *fvals) {
+    FOR_SPLITS(g, s, cs) {
+        const ulong off = row_off(p, g) + (ulong)s * cs;
+        backward_of(x + off, off, split_of(p, s, cs), p.prow0 + g, targets, wts, scale, gm, gs, glsm, gzt, fk, fex,
+                    fcols, fvals);
     }
 }
 
@@ -314,8 +380,13 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
 #undef grad_row
 #undef grad_or_zero
 #undef FOR_ROWS
+#undef FOR_SPLITS
 #undef zero_row
 #undef xent_lse
 #undef xent_ce
 #undef xent_partial
 #undef xent_backward
+#undef partial_of
+#undef backward_of
+#undef xent_partial_split
+#undef xent_backward_split

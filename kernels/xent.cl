@@ -362,6 +362,14 @@ inline ulong row_off(prob_t p, int g) {
     return (p.row_base + g) * p.stride - p.base_off;
 }
 
+/* The problem of split s of p's columns, cs columns a split. */
+inline prob_t split_of(prob_t p, int s, int cs) {
+    prob_t q = p;
+    q.col0 = p.col0 + s * cs;
+    q.cols = min(cs, p.cols - s * cs);
+    return q;
+}
+
 /* The columns of a row at element offset off before its first one whose
  * offset is a multiple of 4 (at most cols): the row kernels' aligned loads
  * start there. A buffer's start is aligned to the largest built-in type

@@ -18,7 +18,9 @@
 #                 buffers, groups, shards, chunks
 #   bench.jsonl   `xent bench`, kernel-only (logits resident), float32 and
 #                 bfloat16, at 1024×50257, 4096×128256 and 8192×256000, with
-#                 the device copy probe (one report a line); bench-old.jsonl
+#                 the device copy probe (one report a line), and 8×256000
+#                 with rows split in up to 16 and 64 (XENT_OPENCL_SPLIT,
+#                 lines {"split": N, "report": ...}); bench-old.jsonl
 #                 the same from the commit before, run after each size
 #                 (prepare.sh with XENT_GPU_OLD)
 #   e2e.txt       end to end at 1024×50257 (host logits, transfers counted)
@@ -153,9 +155,17 @@ if [[ $stages == *" bench "* ]]; then
 				echo >>"$out/bench-old.jsonl"
 			fi
 		done
-		# Few rows: 8 work-groups on a device of many compute units.
+		# Few rows: 8 work-groups on a device of many compute units; then
+		# split over several a row (XENT_OPENCL_SPLIT, opt-in, never timed
+		# on a GPU before), each its own line {"split": N, "report": ...}.
 		"$bin/xent" bench --batch 8 --vocab 256000 --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
 		echo >>"$out/bench.jsonl"
+		local sp
+		for sp in 16 64; do
+			printf '{"split": %d, "report": ' "$sp" >>"$out/bench.jsonl"
+			XENT_OPENCL_SPLIT=$sp "$bin/xent" bench --batch 8 --vocab 256000 --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
+			echo "}" >>"$out/bench.jsonl"
+		done
 	}
 	export -f bench
 	stage bench 120 bench

@@ -48,6 +48,9 @@ type Device struct {
 	// maxGroups, when > 0, caps the work-groups of a launch (a test hook:
 	// rows taken maxGroups apart, whatever the sizes).
 	maxGroups int
+	// split is Tuning.Split; forceSplit, when > 0, splits every row in
+	// that many (a test hook: whatever the rows and columns).
+	split, forceSplit int
 	// rowBase is a test hook: an extra row number added to the logits'
 	// row index, with the matching element offset subtracted, to check
 	// 64-bit offset arithmetic without allocating 2^31 elements.
@@ -64,7 +67,7 @@ func newDevice(h handle, tn Tuning, src string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
 	}
-	d := &Device{h: h, p: p, flight: tn.Flight, tuningSrc: src}
+	d := &Device{h: h, p: p, flight: tn.Flight, split: tn.Split, tuningSrc: src}
 	ma, err1 := h.dev.Uint(cl.DeviceMaxMemAllocSize)
 	gm, err2 := h.dev.Uint(cl.DeviceGlobalMemSize)
 	cu, err3 := h.dev.Uint(cl.DeviceMaxComputeUnits)
@@ -365,7 +368,12 @@ const (
 	opCE                 // xent_ce: forward, or fused with the gradient
 	opPartials           // xent_partial
 	opBackward           // xent_backward
+	nops
 )
+
+// split is the kernel slot of op's split variant (xent_partial_split,
+// xent_backward_split: rows.cl's FOR_SPLITS).
+func (o op) split() op { return nops + o - opPartials }
 
 // call is one computation: the op, its matrix (host rows, or one of the
 // device's buffers) and the per-row inputs and outputs its op takes.
@@ -378,26 +386,95 @@ type call struct {
 	grad    *ce.Grad     // opCE (fused, when set) and opBackward
 	lse     []float32    // opLSE
 	part    []ce.Partial // opPartials (written), opBackward (read)
+	// split > 0 runs opPartials and opBackward on splits of split
+	// columns of each row (splits of them), several work-groups a row.
+	split, splits int
 }
 
-// LogSumExp implements device.Device.
+// LogSumExp implements device.Device. Split rows (splitOf) take the
+// partials' kernel over splits, merged and finished on the host.
 func (d *Device) LogSumExp(ctx context.Context, dst []float32, x ce.Matrix) error {
-	return d.run(ctx, &call{op: opLSE, x: x, lse: dst, p: &ce.Problem{}})
+	cs, S := d.splitOf(x.Rows, x.Cols)
+	if S <= 1 {
+		return d.run(ctx, &call{op: opLSE, x: x, lse: dst, p: &ce.Problem{}})
+	}
+	t0 := time.Now()
+	part, p := make([]ce.Partial, x.Rows), &ce.Problem{}
+	tg := make([]int32, x.Rows) // class 0: every row counted
+	if err := d.run(ctx, &call{op: opPartials, x: x, targets: tg, p: p, part: part, split: cs, splits: S}); err != nil {
+		return err
+	}
+	for i := range part {
+		_, lse, _ := p.Finish(&part[i], 0, x.Cols)
+		dst[i] = float32(lse)
+	}
+	d.splitTime(t0)
+	return nil
 }
 
-// CrossEntropy implements device.Device.
+// splitTime sets the kernel time of a split call (LastKernelTime) to its
+// time since t0: its kernels, the host's merge and the waits between.
+func (d *Device) splitTime(t0 time.Time) {
+	d.mu.Lock()
+	d.lastKernel = time.Since(t0)
+	d.mu.Unlock()
+}
+
+// CrossEntropy implements device.Device. Split rows (splitOf) take two
+// passes, the partials' and the gradient's kernels over splits, the
+// rows finished on the host between them; LastKernelTime is then the
+// call's whole time (the host's part and waits included).
 func (d *Device) CrossEntropy(ctx context.Context, out ce.Out, g *ce.Grad, x ce.Matrix, targets []int32, p *ce.Problem) error {
-	return d.run(ctx, &call{op: opCE, x: x, targets: targets, p: p, out: out, grad: g})
+	cs, S := d.splitOf(x.Rows, x.Cols)
+	if S <= 1 {
+		return d.run(ctx, &call{op: opCE, x: x, targets: targets, p: p, out: out, grad: g})
+	}
+	t0 := time.Now()
+	part := make([]ce.Partial, x.Rows)
+	if err := d.run(ctx, &call{op: opPartials, x: x, targets: targets, p: p, part: part, split: cs, splits: S}); err != nil {
+		return err
+	}
+	p.FinishRows(out, part, targets, p.Classes(x.Cols))
+	if g != nil {
+		if err := d.run(ctx, &call{op: opBackward, x: x, targets: targets, p: p, grad: g, part: part, split: cs, splits: S}); err != nil {
+			return err
+		}
+	}
+	d.splitTime(t0)
+	return nil
 }
 
 // Partials implements device.Device.
 func (d *Device) Partials(ctx context.Context, dst []ce.Partial, x ce.Matrix, targets []int32, p *ce.Problem) error {
-	return d.run(ctx, &call{op: opPartials, x: x, targets: targets, p: p, part: dst})
+	cs, S := d.splitOf(x.Rows, x.Cols)
+	return d.run(ctx, &call{op: opPartials, x: x, targets: targets, p: p, part: dst, split: cs, splits: S})
 }
 
 // Backward implements device.Device.
 func (d *Device) Backward(ctx context.Context, g ce.Grad, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
-	return d.run(ctx, &call{op: opBackward, x: x, targets: targets, p: p, grad: &g, part: part})
+	cs, S := d.splitOf(x.Rows, x.Cols)
+	return d.run(ctx, &call{op: opBackward, x: x, targets: targets, p: p, grad: &g, part: part, split: cs, splits: S})
+}
+
+// splitOf returns how a call of rows × cols splits its rows (rows.cl's
+// FOR_SPLITS): S splits of cs columns (a multiple of 4), where the rows
+// are fewer than the compute units and Tuning.Split allows more than one
+// work-group a row: enough for two work-groups a compute unit, at most
+// Split, each of at least 4·WG columns. S ≤ 1 (cs 0): one work-group a
+// row.
+func (d *Device) splitOf(rows, cols int) (cs, S int) {
+	S = d.forceSplit
+	if S == 0 {
+		if d.split <= 1 || rows >= d.units || rows == 0 {
+			return 0, 1
+		}
+		S = min(d.split, (2*d.units+rows-1)/rows, cols/(4*d.p.tn.WG))
+	}
+	if S <= 1 || cols < 2 {
+		return 0, 1
+	}
+	cs = ((cols+S-1)/S + 3) &^ 3
+	return cs, (cols + cs - 1) / cs
 }
 
 // Caps implements device.Device: resident buffers, every element type,
@@ -500,7 +577,8 @@ func (d *Device) setup(b *buffers, c *call) (*rowBufs, error) {
 		r.outs = []cl.Mem{f32(), f32(), mk(rows)} // loss, lse, correct
 		r.args = append(r.args, scale, r.outs[0], r.outs[1], r.outs[2])
 	case opPartials:
-		r.outs = []cl.Mem{f32(), f32(), f32(), f32(), f32(), mk(4 * rows), f32(), mk(rows)}
+		n := rows * max(c.splits, 1) // a row's splits apart (xent_partial_split)
+		r.outs = []cl.Mem{mk(4 * n), mk(4 * n), mk(4 * n), mk(4 * n), mk(4 * n), mk(4 * n), mk(4 * n), mk(n)}
 		for _, m := range r.outs {
 			r.args = append(r.args, m)
 		}
@@ -546,10 +624,17 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 	d.p.kernelMu.Lock()
 	defer d.p.kernelMu.Unlock()
 	kern := d.p.kernels[c.x.Type][c.op]
-	if err := kern.SetArgs(append([]any{xmem, cl.ValueOf(&a)}, r.args...)...); err != nil {
+	args, groups := []any{xmem, cl.ValueOf(&a)}, d.groups(n, c.x.Cols*c.x.Type.Size())
+	if c.split > 0 {
+		kern, args, groups = d.p.kernels[c.x.Type][c.op.split()], append(args, int32(c.split)), n*c.splits
+		if c.op == opPartials {
+			args = append(args, int32(c.x.Rows))
+		}
+	}
+	if err := kern.SetArgs(append(args, r.args...)...); err != nil {
 		return 0, err
 	}
-	ev, err := b.ev(d.q.NDRange(kern, d.groups(n, c.x.Cols*c.x.Type.Size()), d.p.tn.WG, wait))
+	ev, err := b.ev(d.q.NDRange(kern, groups, d.p.tn.WG, wait))
 	if err == nil {
 		b.kernels = append(b.kernels, ev)
 		err = d.q.Flush()
@@ -601,7 +686,7 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 		read(r.outs[1], c.out.LSE)
 		read(r.outs[2], boolBytes(c.out.Correct))
 	case opPartials:
-		po = newPartialOuts(c.x.Rows)
+		po = newPartialOuts(c.x.Rows * max(c.splits, 1))
 		for k, v := range po.slices() {
 			read(r.outs[k], v)
 		}
@@ -610,7 +695,17 @@ func (d *Device) finishRows(b *buffers, r *rowBufs, c *call, last cl.Event) erro
 		err = d.copyQ.Finish()
 	}
 	if err == nil && c.op == opPartials {
-		po.to(c.part, c.targets)
+		n := c.x.Rows
+		po.rows(0, n).to(c.part, c.targets)
+		tmp := make([]ce.Partial, n)
+		for s := 1; s < c.splits; s++ { // in order: the same bits every run
+			po.rows(s*n, (s+1)*n).to(tmp, c.targets)
+			for i, t := range c.targets {
+				if t >= 0 {
+					c.part[i].Merge(tmp[i])
+				}
+			}
+		}
 	}
 	return err
 }

@@ -8,6 +8,10 @@ func SetRowBase(d *Device, n uint64) { d.rowBase = n }
 
 func SetMaxGroups(d *Device, n int) { d.maxGroups = n }
 
+// SetSplit makes every call of d split its rows in about n (rows.cl's
+// FOR_SPLITS), whatever their number; 0 restores the tuning's rule.
+func SetSplit(d *Device, n int) { d.forceSplit = n }
+
 // Kept returns the OpenCL objects d keeps from call to call (its staging
 // buffers): what Live counts beyond the calls' own.
 func Kept(d *Device) int64 {

@@ -258,7 +258,7 @@ type program struct {
 	refs     int
 	ctx      cl.Context
 	prog     cl.Program
-	kernels  [3][4]cl.Kernel // by element type (ce.DType), by op
+	kernels  [3][nops + 2]cl.Kernel // by element type (ce.DType), by op, then the split variants (op.split)
 	copyK    cl.Kernel
 	blockK   cl.Kernel // xent_blockmax, the fused linear's gradient filter
 	fmaK     cl.Kernel // xent_fma, the FMA probe
@@ -353,7 +353,8 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 	for t, suf := range kernels.Types {
 		ks := &p.kernels[t]
 		all = append(all, named{&ks[opLSE], "xent_lse_" + suf}, named{&ks[opCE], "xent_ce_" + suf},
-			named{&ks[opPartials], "xent_partial_" + suf}, named{&ks[opBackward], "xent_backward_" + suf})
+			named{&ks[opPartials], "xent_partial_" + suf}, named{&ks[opBackward], "xent_backward_" + suf},
+			named{&ks[opPartials.split()], "xent_partial_split_" + suf}, named{&ks[opBackward.split()], "xent_backward_split_" + suf})
 	}
 	for _, k := range all {
 		if *k.k, err = cl.CreateKernel(p.prog, k.name); err != nil {

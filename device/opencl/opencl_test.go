@@ -421,6 +421,14 @@ func TestConformanceOpenCL(t *testing.T) {
 	// backwards, the rows taken two apart by two work-groups, every type's
 	// rows in aligned accesses; rc=0: every row read again forwards, a
 	// work-group a row, element-aligned accesses.
+	t.Run("split", func(t *testing.T) { // rows over three work-groups each (Tuning.Split)
+		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, Rev: 1, Align: 3})
+		require.NoError(t, err)
+		defer d.Close()
+		SetSplit(d, 3)
+		spec.RunTable(t, d, cases, 1e-5)
+		spec.RunShardsOf(t, d, cases[:3], 1e-5)
+	})
 	for _, rc := range []int{1, 0} {
 		t.Run(fmt.Sprintf("rc=%d", rc), func(t *testing.T) {
 			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: rc, Rev: rc, Align: 3 * rc})
@@ -489,4 +497,20 @@ func TestFMAPeak(t *testing.T) {
 	t.Logf("%s: %.1f GFLOP/s", d.Info().Spec, v/1e9)
 	require.Greater(t, v, 1e8)
 	require.Less(t, v, 1e16)
+}
+
+// TestSplitOpenCL: rows split over several work-groups (Tuning.Split,
+// here forced on every call, in 7 splits cut at multiples of 4 columns:
+// a row of 5 columns in 2) pass the whole case table, the
+// shards, resident buffers, PyTorch's values and the distillation: the
+// partials merged on the host, the gradient from them split as well.
+// TestConformanceOpenCL runs 3 splits under Oclgrind.
+func TestSplitOpenCL(t *testing.T) {
+	d := openTest(t)
+	SetSplit(d, 7)
+	spec.Run(t, d, 1e-5)
+	spec.RunShards(t, d, 1e-5)
+	spec.RunResident(t, d, 1e-5)
+	spec.RunGolden(t, d, 1e-5)
+	spec.RunDistillGolden(t, d, 1e-5)
 }

@@ -50,6 +50,12 @@ type Tuning struct {
 	// products and the row kernels; 0, CLBlast's. Opt-in: no GPU has
 	// timed it (bench/gpu/run.sh's linear stage does).
 	LinTile int `json:"lin_tile,omitempty"`
+	// Split, when > 1, lets a call whose rows are fewer than the device's
+	// compute units run up to Split work-groups a row, each over a split
+	// of its columns (the partials merged on the host, the gradient from
+	// them in a second pass), so that few rows do not leave the device
+	// idle; 0 or 1: one work-group a row. Opt-in: no GPU has timed it.
+	Split int `json:"split,omitempty"`
 }
 
 func (t Tuning) String() string {
@@ -59,6 +65,9 @@ func (t Tuning) String() string {
 	}
 	if t.LinTile > 0 {
 		s += fmt.Sprintf(" lin_tile=%d", t.LinTile)
+	}
+	if t.Split > 1 {
+		s += fmt.Sprintf(" split=%d", t.Split)
 	}
 	return s
 }
@@ -89,6 +98,9 @@ func (t Tuning) check() error {
 	}
 	if t.LinTile != 0 && t.LinTile != 16 && t.LinTile != 32 && t.LinTile != 64 {
 		errs = append(errs, fmt.Errorf("lin_tile %d is not 0, 16, 32 or 64", t.LinTile))
+	}
+	if t.Split < 0 || t.Split > 4096 {
+		errs = append(errs, fmt.Errorf("split %d is not in [0, 4096]", t.Split))
 	}
 	if t.Flight < 0 || t.Flight > 1<<20 {
 		errs = append(errs, fmt.Errorf("flight_mib %d is not in [0, 2^20]", t.Flight))
@@ -230,8 +242,8 @@ func kindDefault(kind string) Tuning {
 // XENT_OPENCL_UNROLL_HALF (1 to 16), XENT_OPENCL_REGS (0, 16 to 255),
 // XENT_OPENCL_RC (0 to 64), XENT_OPENCL_REV (0 or 1), XENT_OPENCL_ALIGN
 // (0 to 3) and
-// XENT_OPENCL_FLIGHT (MiB) and XENT_OPENCL_LIN_TILE (0, 16, 32, 64)
-// override its fields, for tuning runs. A user
+// XENT_OPENCL_FLIGHT (MiB), XENT_OPENCL_LIN_TILE (0, 16, 32, 64) and
+// XENT_OPENCL_SPLIT (0 to 4096) override its fields, for tuning runs. A user
 // table that cannot be read is an error.
 func tuningOf(h handle) (Tuning, string, error) {
 	tn, src := kindDefault(h.kind), "default for "+h.kind
@@ -274,6 +286,7 @@ func tuningOf(h handle) (Tuning, string, error) {
 		{"XENT_OPENCL_ALIGN", &tn.Align},
 		{"XENT_OPENCL_FLIGHT", &tn.Flight},
 		{"XENT_OPENCL_LIN_TILE", &tn.LinTile},
+		{"XENT_OPENCL_SPLIT", &tn.Split},
 	} {
 		s := os.Getenv(v.env)
 		if s == "" {

@@ -24,7 +24,7 @@ func TestTuningTable(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tuning.json")
 	t.Setenv("XENT_TUNING", path)
-	for _, v := range []string{"WG", "UNROLL", "UNROLL_HALF", "REGS", "RC", "REV", "ALIGN", "FLIGHT", "LIN_TILE"} {
+	for _, v := range []string{"WG", "UNROLL", "UNROLL_HALF", "REGS", "RC", "REV", "ALIGN", "FLIGHT", "LIN_TILE", "SPLIT"} {
 		t.Setenv("XENT_OPENCL_"+v, "")
 	}
 	h := handle{kind: "gpu", name: "Card X", driver: "1.2", platName: "Vendor OpenCL"}
@@ -85,6 +85,10 @@ func TestTuningTable(t *testing.T) {
 	_, _, err = tuningOf(h)
 	require.ErrorContains(t, err, "lin_tile 48 is not 0, 16, 32 or 64")
 	t.Setenv("XENT_OPENCL_LIN_TILE", "")
+	t.Setenv("XENT_OPENCL_SPLIT", "-1")
+	_, _, err = tuningOf(h)
+	require.ErrorContains(t, err, "split -1 is not in [0, 4096]")
+	t.Setenv("XENT_OPENCL_SPLIT", "")
 
 	require.Error(t, SaveEntry(path, Entry{Device: "Z", Tuning: Tuning{WG: 3, Unroll: 1, UnrollHalf: 1}}), "an entry out of range is not written")
 	require.NoError(t, os.WriteFile(path, []byte(`[{"device": "Z", "wg": 100, "unroll": 1, "unroll_half": 1}]`), 0o644))
