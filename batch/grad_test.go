@@ -7,6 +7,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
 )
 
 // TestGradIsNotAMatrix: a gradient destination and an input matrix are
@@ -39,4 +41,24 @@ func TestGradIsNotAMatrix(t *testing.T) {
 	require.Equal(t, x, batch.NewGrad(x.Data, 2, 3).Matrix())
 	h := batch.NewHalfMatrix(make([]uint16, 6), batch.BF16, 2, 3)
 	require.Equal(t, h, batch.NewHalfGrad(h.Half, batch.BF16, 2, 3).Matrix())
+}
+
+// TestAllocHost: a device without pinned memory gives a dense matrix of
+// the Go heap, in each type; sizes below 0 and other types are errors
+// naming them.
+func TestAllocHost(t *testing.T) {
+	dev := device.NewCPU(cpu.Default())
+	for _, typ := range []batch.DType{batch.F32, batch.BF16, batch.F16} {
+		m, free, err := batch.AllocHost(dev, 3, 5, typ)
+		require.NoError(t, err)
+		require.Equal(t, 3, m.Rows)
+		require.Equal(t, 5, m.Stride)
+		require.Equal(t, typ, m.Type)
+		require.Equal(t, 15, len(m.Data)+len(m.Half))
+		require.NoError(t, free())
+	}
+	_, _, err := batch.AllocHost(dev, -1, 5, batch.F32)
+	require.ErrorIs(t, err, batch.ErrShape)
+	_, _, err = batch.AllocHost(dev, 1, 5, batch.DType(9))
+	require.ErrorIs(t, err, batch.ErrOption)
 }

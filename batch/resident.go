@@ -76,3 +76,26 @@ func (m *DeviceMatrix) Download(ctx context.Context, dst Matrix) error {
 // may not be used afterwards: every call on it returns an error wrapping
 // device.ErrReleased.
 func (m *DeviceMatrix) Release() error { return m.buf.Release() }
+
+// AllocHost returns a dense rows × cols host matrix of type t in the
+// memory dev moves fastest, and the function that gives it back: on an
+// OpenCL GPU pinned memory (device.HostAllocator), which logits written
+// there and gradients read there cross by DMA without staging copies;
+// elsewhere the Go heap (free does nothing). Use it as any host Matrix:
+// the logits, a gradient destination (GradInto), its rows' views.
+func AllocHost(dev device.Device, rows, cols int, t DType) (Matrix, func() error, error) {
+	if rows < 0 || cols < 0 {
+		return Matrix{}, nil, errorf(ErrShape, "AllocHost(%d, %d): the sizes must be ≥ 0", rows, cols)
+	}
+	if t != F32 && t != BF16 && t != F16 {
+		return Matrix{}, nil, errorf(ErrOption, "AllocHost: element type %v is not float32, bfloat16 or float16", t)
+	}
+	if a, ok := dev.(device.HostAllocator); ok {
+		m, err := a.AllocHost(rows, cols, t)
+		if err != nil {
+			return Matrix{}, nil, err
+		}
+		return m, func() error { return a.FreeHost(m) }, nil
+	}
+	return ce.NewDense(rows, cols, t), func() error { return nil }, nil
+}

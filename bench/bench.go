@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -66,6 +67,9 @@ type Result struct {
 	// op and size (a half-precision type reads half the bytes).
 	VsF32       float64 `json:"vs_float32"`
 	RooflineFor string  `json:"roofline_kind"` // "cpu read", "cpu copy", "device copy", "host-device transfer", "pinned host-device transfer"
+	// Host is "pinned" when the end-to-end run's logits (and in-place
+	// gradient) were in batch.AllocHost's memory (XENT_BENCH_PINNED=1).
+	Host string `json:"host,omitempty"`
 }
 
 // Report is the whole run.
@@ -257,6 +261,25 @@ func (in *logits) matrix() batch.Matrix {
 	return batch.NewHalfMatrix(in.workh, in.t, in.rows, in.cols)
 }
 
+// pin puts the working copy of the logits in dev's batch.AllocHost
+// memory (pinned, on an OpenCL GPU) until restore.
+func (in *logits) pin(dev device.Device) (restore func(), err error) {
+	m, free, err := batch.AllocHost(dev, in.rows, in.cols, in.t)
+	if err != nil {
+		return nil, err
+	}
+	w, wh := in.work, in.workh
+	if in.t == batch.F32 {
+		in.work = m.Data
+	} else {
+		in.workh = m.Half
+	}
+	return func() {
+		in.work, in.workh = w, wh
+		free() // an error here leaves the memory to the device's Close
+	}, nil
+}
+
 // bytes returns the bytes of the matrix.
 func (in *logits) bytes() float64 { return float64(in.t.Size() * in.rows * in.cols) }
 
@@ -349,6 +372,15 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, 
 	want := func(m string) bool { return len(modes) == 0 || slices.Contains(modes, m) }
 	info := d.Info()
 	rows, cols := in.rows, in.cols
+	host := ""
+	if os.Getenv("XENT_BENCH_PINNED") == "1" {
+		restore, err := in.pin(d)
+		if err != nil {
+			return nil, err
+		}
+		defer restore()
+		host = "pinned"
+	}
 	run, err := newOpRun(d, op, in, tg)
 	if err != nil {
 		return nil, err
@@ -384,6 +416,7 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, 
 			return nil, err
 		}
 		e2e := newResult(info, op, "end-to-end", in, secs)
+		e2e.Host = host
 		if !ok {
 			return []Result{e2e}, nil
 		}

@@ -189,6 +189,17 @@ func SpecOf(b ce.Buffer) string {
 	return "another device"
 }
 
+// HostAllocator is the optional interface of a device that gives host
+// memory it moves faster than the Go heap's: an OpenCL GPU's pinned
+// memory, which it reads and writes by DMA without the staging copies
+// that bound a call on ordinary host rows. AllocHost returns a dense
+// rows × cols host matrix of type t; FreeHost gives it back (Close frees
+// what is left).
+type HostAllocator interface {
+	AllocHost(rows, cols int, t ce.DType) (ce.Matrix, error)
+	FreeHost(x ce.Matrix) error
+}
+
 // Ranker is the rank pass of a device that runs it itself: Ranks sets
 // dst[i] to row i's ce.Rank over x's columns (the classes [p.Col0,
 // p.Col0+x.Cols)) given part[i], the row's partial merged over the whole

@@ -25,7 +25,8 @@
 #                 (prepare.sh with XENT_GPU_OLD)
 #   e2e.txt       end to end at 1024×50257 (host logits, transfers counted)
 #                 with the calls' traces (XENT_OPENCL_TRACE), at the staging
-#                 defaults and the variants XENT_GPU_E2E names
+#                 defaults, logits in pinned memory (batch.AllocHost) and the
+#                 variants XENT_GPU_E2E names
 #   peers.jsonl   PyTorch CUDA (bench/peers/pytorch_gpu.py) at the same sizes:
 #                 F.cross_entropy forward and forward + backward, copy and sum
 #                 probes; Liger and CCE where they import; with the linear
@@ -174,10 +175,12 @@ fi
 if [[ $stages == *" e2e "* ]]; then
 	# Host logits end to end (transfers counted), with the calls' own
 	# account of their time (XENT_OPENCL_TRACE): the staging defaults, then
-	# chunks of 16 and 256 MiB, then no staging, then the commit before.
+	# logits in batch.AllocHost's pinned memory (no staging copies; never
+	# timed on a GPU before), chunks of 256 MiB, no staging, the commit
+	# before.
 	e2e() {
 		local v x
-		for v in ${XENT_GPU_E2E:-default XENT_OPENCL_CHUNK_MIB=16 XENT_OPENCL_CHUNK_MIB=256 XENT_OPENCL_PINNED=0 old}; do
+		for v in ${XENT_GPU_E2E:-default XENT_BENCH_PINNED=1 XENT_OPENCL_CHUNK_MIB=256 XENT_OPENCL_PINNED=0 old}; do
 			x=$bin/xent
 			[ "$v" = old ] && { x=$bin/xent-old; [ -x "$x" ] || continue; }
 			echo "== $v"

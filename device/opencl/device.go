@@ -34,6 +34,7 @@ type Device struct {
 	// and 1 take rows in, 2 and 3 gradients out): pinning host memory
 	// costs more than the transfers it serves. Close releases them.
 	stages [4]*stage
+	hosts  []hostAlloc // AllocHost's host matrices
 
 	units     int    // compute units
 	flight    int    // Tuning.Flight
@@ -133,6 +134,7 @@ func (d *Device) Close() error {
 			errs = append(errs, cl.Unmap(d.copyQ, st.mem, st.all), st.mem.Release())
 		}
 	}
+	errs = append(errs, d.freeHosts())
 	for _, q := range []cl.Queue{d.q, d.copyQ} {
 		if q != 0 {
 			errs = append(errs, q.Finish(), q.Release())
@@ -817,10 +819,16 @@ func (d *Device) run(ctx context.Context, c *call) (err error) {
 	}
 	// Staging (see stage): the rows in through sw, the gradient out
 	// through sr, each double-buffered as the chunks are.
+	// Rows (or a gradient) in a host matrix of AllocHost are pinned
+	// already: the device reads (writes) them by DMA, uncopied.
 	var sw, sr [2]*stage
 	if d.staged() {
+		in, out := !d.pinned(hostBytes(x)), c.grad != nil && !d.pinned(gradBytes(c.grad, rows, cols))
 		for i := range min(2, (rows+step-1)/step) {
-			if sw[i], err = d.staging(i, size*span(step)); err == nil && c.grad != nil {
+			if in {
+				sw[i], err = d.staging(i, size*span(step))
+			}
+			if err == nil && out {
 				sr[i], err = d.staging(2+i, c.grad.Type.Size()*step*cols)
 			}
 			if err != nil {

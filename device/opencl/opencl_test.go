@@ -514,3 +514,77 @@ func TestSplitOpenCL(t *testing.T) {
 	spec.RunGolden(t, d, 1e-5)
 	spec.RunDistillGolden(t, d, 1e-5)
 }
+
+// TestAllocHostOpenCL: logits and gradients in host matrices of AllocHost
+// (pinned memory) cross without the staging buffers (none is made, as a
+// call on ordinary rows makes them), and the results are the float64
+// reference's, in every type, in two chunks; FreeHost refuses a matrix it
+// did not give or gave back already, and Close frees the rest.
+func TestAllocHostOpenCL(t *testing.T) {
+	d := openTest(t)
+	d.Staging = true // as on a GPU
+	rng := rand.New(rand.NewPCG(spec.Seed(t), 41))
+	rows, cols := 37, 1031
+	for _, typ := range d.Caps().Types {
+		x, err := d.AllocHost(rows, cols, typ)
+		require.NoError(t, err)
+		g, err := d.AllocHost(rows, cols, typ)
+		require.NoError(t, err)
+		z := make([]float32, rows*cols)
+		for k := range z {
+			z[k] = typ.Round(float32(rng.NormFloat64() * 3))
+		}
+		if typ == ce.F32 {
+			copy(x.Data, z)
+		} else {
+			cpu.Narrow(x.Half, z, typ)
+		}
+		tg := make([]int32, rows)
+		for i := range tg {
+			tg[i] = int32(rng.IntN(cols))
+		}
+		tg[3] = -1
+		ref := spec.Reference(z, rows, cols, cols, tg, spec.Opts{Ignore: -1})
+		scale := make([]float32, rows)
+		for i := range scale {
+			scale[i] = 1
+		}
+		d.ChunkBytes = int64(typ.Size()*cols) * 20 // two chunks
+		loss := make([]float32, rows)
+		gr := &ce.Grad{Data: g.Data, Half: g.Half, Stride: cols, Scale: scale, Type: typ}
+		require.NoError(t, d.CrossEntropy(context.Background(), ce.Out{Loss: loss}, gr, x, tg, &ce.Problem{WeightSum: float64(cols)}))
+		require.Zero(t, Kept(d), "%v: pinned rows and gradient take no staging buffer", typ)
+		got := make([]float32, rows*cols)
+		if typ == ce.F32 {
+			copy(got, g.Data)
+		} else {
+			cpu.Widen(got, g.Half, typ)
+		}
+		for i := range rows {
+			if tg[i] < 0 {
+				require.Zero(t, loss[i])
+				continue
+			}
+			require.True(t, spec.LossClose(float64(loss[i]), ref.Loss[i]), "%v row %d: loss %v, want %v", typ, i, loss[i], ref.Loss[i])
+			big := spec.RowMax(ref.Grad[i])
+			for j := range cols {
+				require.True(t, spec.RowClose(typ, got[i*cols+j], ref.Grad[i][j], big), "%v row %d col %d: gradient %v, want %v", typ, i, j, got[i*cols+j], ref.Grad[i][j])
+			}
+		}
+		require.NoError(t, d.FreeHost(x))
+		require.Error(t, d.FreeHost(x), "freed already")
+		d.ChunkBytes = 0
+	}
+	// The control: ordinary host rows do go through staging buffers.
+	x := ce.Matrix{Data: make([]float32, 4*8), Rows: 4, Cols: 8, Stride: 8}
+	require.NoError(t, d.LogSumExp(context.Background(), make([]float32, 4), x))
+	require.NotZero(t, Kept(d), "ordinary rows are staged")
+	require.Error(t, d.FreeHost(x), "not AllocHost's")
+	_, err := d.AllocHost(-1, 3, ce.F32)
+	require.Error(t, err)
+	m, free, err := batch.AllocHost(d, 2, 3, batch.BF16) // through the user's API
+	require.NoError(t, err)
+	require.Len(t, m.Half, 6)
+	require.NoError(t, free())
+	// The gradients' matrices are left to Close.
+}
