@@ -86,6 +86,32 @@ func SgemmPeak(b *blas.BLAS) float64 {
 	return best
 }
 
+// LinearSeconds returns the median seconds of repeat forward + backward
+// passes (after a warm-up) of the fused linear on dev at n × v × d,
+// float32, H and W drawn as Linear draws them: xent tune's measure of a
+// device's linear path.
+func LinearSeconds(ctx context.Context, dev device.Device, n, v, d, repeat int) (float64, error) {
+	r := rand.New(rand.NewPCG(1, 2))
+	h, w, tg := gen.Linear(r, n, d, v, 1/float64(d), 1)
+	l, err := batch.NewLinear(dev)
+	if err != nil {
+		return 0, err
+	}
+	g := batch.LinearGrads{H: batch.NewGrad(make([]float32, n*d), n, d), W: batch.NewGrad(make([]float32, v*d), v, d)}
+	var secs []float64
+	for i := range max(repeat, 1) + 1 {
+		t0 := time.Now()
+		if _, err := l.ForwardBackward(ctx, g, batch.NewMatrix(h, n, d), batch.NewMatrix(w, v, d), nil, tg, batch.One); err != nil {
+			return 0, err
+		}
+		if i > 0 { // the first run warms up (and builds the kernels)
+			secs = append(secs, time.Since(t0).Seconds())
+		}
+	}
+	slices.Sort(secs)
+	return secs[len(secs)/2], nil
+}
+
 // Linear times the fused linear forward and forward + backward on the CPU
 // devices and BLAS asked for, and PyTorch beside them with Peers.
 func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]float64, error) {

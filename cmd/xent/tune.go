@@ -36,6 +36,8 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"rev":         fs.String("rev", "0,1", "the fused gradient pass backwards (1) or forwards (0)"),
 		"align":       fs.String("align", "0,1,2,3", "rows in aligned four-element accesses to try: 1 float32, 2 the half types, 3 both, 0 none"),
 	}
+	linShape := fs.String("linear", "", "NxVxD: after the row kernels, time the fused linear's forward + backward at this shape for each --lin-tile and keep the fastest")
+	linTiles := fs.String("lin-tile", "0,16,32,64", "with --linear: the fused linear's tiles to try (0: CLBlast's products; 16, 32, 64: linear.cl's kernels)")
 	write := fs.Bool("write", false, "keep the best in the user's tuning table (see --table)")
 	table := fs.String("table", "", "the tuning table --write writes (default $XENT_TUNING, else xent/tuning.json in the user's configuration directory)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -57,6 +59,28 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *rows < 1 {
 		return fmt.Errorf("--batch %d: want ≥ 1", *rows)
+	}
+	var lin []int // N, V, D
+	var tiles []int
+	if *linShape != "" {
+		for _, f := range strings.Split(*linShape, "x") {
+			v, err := strconv.Atoi(f)
+			if err != nil || v < 1 {
+				return fmt.Errorf("--linear %q: want NxVxD, each ≥ 1", *linShape)
+			}
+			lin = append(lin, v)
+		}
+		if len(lin) != 3 {
+			return fmt.Errorf("--linear %q: want NxVxD, each ≥ 1", *linShape)
+		}
+		if tiles, err = intList("--lin-tile", *linTiles, 0); err != nil {
+			return err
+		}
+		for _, lt := range tiles {
+			if lt != 0 && lt != 16 && lt != 32 && lt != 64 {
+				return fmt.Errorf("--lin-tile: %d is not 0, 16, 32 or 64", lt)
+			}
+		}
 	}
 	var params []bench.Param
 	for _, name := range []string{"regs", "wg", "unroll", "unroll_half", "flight", "rc", "rev", "align"} {
@@ -84,6 +108,11 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	best := of(rep.Best.Params)
+	if lin != nil {
+		if best.LinTile, err = tuneLinear(ctx, arg, best, lin, tiles, *repeat, stderr); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", " ")
@@ -102,7 +131,11 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	e, err := opencl.EntryFor(arg, best, fmt.Sprintf("xent tune %s, batch %d, vocab %s, %s", time.Now().UTC().Format("2006-01-02"), *rows, *vocabs, *dtypes))
+	measured := fmt.Sprintf("xent tune %s, batch %d, vocab %s, %s", time.Now().UTC().Format("2006-01-02"), *rows, *vocabs, *dtypes)
+	if lin != nil {
+		measured += fmt.Sprintf("; lin_tile of %s at %s, float32 forward + backward", *linTiles, *linShape)
+	}
+	e, err := opencl.EntryFor(arg, best, measured)
 	if err != nil {
 		return err
 	}
@@ -111,6 +144,35 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stderr, "xent tune: wrote %s (%s, driver %s)\n", path, e.Device, e.Driver)
 	return nil
+}
+
+// tuneLinear times the fused linear's forward + backward at lin (N, V, D)
+// on the device with tn and each tile (0: CLBlast's path, skipped where
+// CLBlast does not load) and returns the fastest tile.
+func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin, tiles []int, repeat int, stderr io.Writer) (int, error) {
+	best, bestS := tn.LinTile, 0.0
+	for _, lt := range tiles {
+		tn.LinTile = lt
+		d, err := opencl.OpenTuned(arg, tn)
+		if err != nil {
+			return 0, err
+		}
+		if !d.Caps().Linear {
+			fmt.Fprintf(stderr, "lin_tile=%d: no fused linear here (CLBlast not loaded)\n", lt)
+			d.Close()
+			continue
+		}
+		s, err := bench.LinearSeconds(ctx, d, lin[0], lin[1], lin[2], repeat)
+		d.Close()
+		if err != nil {
+			return 0, fmt.Errorf("lin_tile=%d: %w", lt, err)
+		}
+		fmt.Fprintf(stderr, "lin_tile=%d: fused linear %dx%dx%d forward + backward %.4f s (%s)\n", lt, lin[0], lin[1], lin[2], s, d.Info().BLAS)
+		if bestS == 0 || s < bestS {
+			best, bestS = lt, s
+		}
+	}
+	return best, nil
 }
 
 // intList parses a comma-separated list of integers of at least lo.

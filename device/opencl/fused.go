@@ -57,7 +57,7 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 		return p.lin, nil
 	}
 	lt := p.tn.LinTile
-	opts := fmt.Sprintf("%s -DLK=%d", p.options, linK) // -DLT: buildOptions
+	opts := fmt.Sprintf("%s -DLT=%d -DLK=%d", p.options, lt, linK)
 	prog, err := cl.BuildProgram(p.ctx, h.dev, kernels.LinearSource, opts)
 	if err != nil {
 		return nil, err

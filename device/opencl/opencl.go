@@ -281,9 +281,6 @@ var (
 func buildOptions(tn Tuning, nv bool) string {
 	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DALIGN=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d -DF_TEMP=%d",
 		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, tn.Align, fSmooth, fWeights, fSoftcap, fZLoss, fTemp)
-	if tn.LinTile > 0 {
-		s += fmt.Sprintf(" -DLT=%d", tn.LinTile) // linear.cl's (fused.go), in the key
-	}
 	if nv && tn.Regs > 0 {
 		s += fmt.Sprintf(" -cl-nv-maxrregcount=%d", tn.Regs)
 	}
@@ -310,7 +307,7 @@ func acquire(h handle, tn Tuning) (*program, error) {
 	defer cacheMu.Unlock()
 	for {
 		opts := buildOptions(tn, h.nv)
-		key := fmt.Sprintf("%x|%s|%s|%s", uintptr(h.dev), h.driver, kernels.Hash(), opts)
+		key := fmt.Sprintf("%x|%s|%s|%s|lin_tile=%d", uintptr(h.dev), h.driver, kernels.Hash(), opts, tn.LinTile) // linear.cl's tile: fused.go
 		if p, ok := cache[key]; ok {
 			p.refs++
 			return p, nil
