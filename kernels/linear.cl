@@ -29,6 +29,10 @@
  * G·W[tile] into rows b of dH's slice s (dense N × D): a work-group owns
  * its rows, so no entry has two writers and nothing is atomic; the first
  * tile sets, the others add. xent_lin_sum adds the slices in order of s.
+ * With a gradient filter (ce.Linear.Filter, CCE's) a tile of G whose
+ * every |g_ij|/|s_i| is below it adds nothing to dH, dW and dBias
+ * (lin_skip): tiles of LT rows × LT classes where CLBlast's path skips
+ * blocks of a chunk's rows × 256 classes, within the same bound.
  *
  * xent_lin_dw: work-group c recomputes the tiles of class block c over
  * every row block in order and adds Gᵀ·H[tile] into dW's rows of c (and
@@ -52,6 +56,7 @@
 #define lin_z TYPED(lin_z)
 #define lin_load TYPED(lin_load)
 #define lin_grad TYPED(lin_grad)
+#define lin_skip TYPED(lin_skip)
 #define xent_lin_partial TYPED(xent_lin_partial)
 #define xent_lin_dh TYPED(xent_lin_dh)
 #define xent_lin_dw TYPED(xent_lin_dw)
@@ -138,6 +143,37 @@ inline void lin_grad(__local float *G, __global const ELEM *H, ulong ldh, int N,
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
+/* Whether the gradient filter (ce.Linear.Filter f > 0, CCE's) skips the
+ * tile G of rows [r0, r0 + LT): every |g_ij|/|s_i| below f (a row of
+ * scale 0 counts 0; a NaN entry keeps the tile). Every work-item reaches
+ * every barrier and returns the same; red is LWG floats of local memory. */
+inline int lin_skip(__local const float *G, __local float *red, float f, int r0, int N,
+                    __global const float *scale, __global const int *targets) {
+    const int lid = get_local_id(0), tx = lid % LS, ty = lid / LS;
+    float m = 0.0f;
+    for (int i = 0; i < 4; i++) {
+        const int row = r0 + ty + LS * i;
+        const float s = (row < N && targets[row] >= 0) ? fabs(scale[row]) : 0.0f;
+        const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+        for (int j = 0; j < 4; j++) {
+            const float v = fabs(G[(ty + LS * i) * LTP + tx + LS * j]) * inv;
+            m = (v > m || isnan(v)) ? v : m;
+        }
+    }
+    red[lid] = m;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = LWG / 2; h > 0; h >>= 1) {
+        if (lid < h) {
+            const float a = red[lid], b = red[lid + h];
+            red[lid] = (b > a || isnan(b)) ? b : a;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float r = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* red is read: it may be written again */
+    return f > 0.0f && r < f;
+}
+
 /* The partial of each counted row over each split of W's classes (see the
  * opening comment): entry s·N + row of pm (max), ps (rest), pd, pw (the
  * smoothing sums), pr, parg (the raw max and its class of the
@@ -206,16 +242,19 @@ void xent_lin_dh(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
                  int hasb, int N, int D, int VS, prob_t p, __global const int *targets, __global const float *wts,
                  __global const float *scale, __global const float *gm, __global const float *gs,
                  __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
-                 __global const int *fcols, __global const float *fvals, __global float *dh) {
-    __local float hs[LT * LK], ws[LT * LK], G[LT * LTP];
+                 __global const int *fcols, __global const float *fvals, float filter, __global float *dh) {
+    __local float hs[LT * LK], ws[LT * LK], G[LT * LTP], red[LWG];
     const int tx = get_local_id(0) % LS, ty = get_local_id(0) / LS;
     const int nb = (N + LT - 1) / LT, b = get_group_id(0) % nb, sp = get_group_id(0) / nb;
     const int V = p.cols, r0 = b * LT, v0 = sp * VS, v1 = min(V, v0 + VS);
     __global float *out = dh + (size_t)sp * N * D;
+    int wrote = 0; /* uniform: whether a tile has set the slice's rows */
     for (int c0 = v0; c0 < v1; c0 += LT) {
         lin_grad(G, H, ldh, N, W, ldw, bias, hasb, D, p, targets, wts, scale, gm, gs, glsm, gzt, fk, fex, fcols,
                  fvals, r0, c0, hs, ws);
-        for (int d0 = 0; d0 < D; d0 += LT) { /* out[rows, d0:d0+LT] += G · W[c0:c0+LT, d0:d0+LT] */
+        /* A tile the filter skips adds nothing: a loop bound of 0, not a branch around barriers. */
+        const int Dt = lin_skip(G, red, filter, r0, N, scale, targets) ? 0 : D;
+        for (int d0 = 0; d0 < Dt; d0 += LT) { /* out[rows, d0:d0+LT] += G · W[c0:c0+LT, d0:d0+LT] */
             float acc[16];
             for (int e = 0; e < 16; e++) acc[e] = 0.0f;
             for (int k0 = 0; k0 < LT; k0 += LK) {
@@ -237,11 +276,16 @@ void xent_lin_dh(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
                     const int d = d0 + tx + LS * j;
                     if (row < N && d < D) {
                         __global float *o = out + (size_t)row * D + d;
-                        *o = c0 == v0 ? acc[4 * i + j] : *o + acc[4 * i + j];
+                        *o = wrote ? *o + acc[4 * i + j] : acc[4 * i + j];
                     }
                 }
             }
         }
+        wrote = wrote || Dt > 0;
+    }
+    for (int e = get_local_id(0); !wrote && e < LT * D; e += LWG) { /* every tile skipped: the rows are 0 */
+        const int row = r0 + e / D;
+        if (row < N) out[(size_t)row * D + e % D] = 0.0f;
     }
 }
 
@@ -252,9 +296,9 @@ void xent_lin_dw(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
                  int hasb, int N, int D, prob_t p, __global const int *targets, __global const float *wts,
                  __global const float *scale, __global const float *gm, __global const float *gs,
                  __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
-                 __global const int *fcols, __global const float *fvals, __global float *dw, ulong lddw,
-                 int hasdw, __global float *db, int hasdb) {
-    __local float hs[LT * LK], ws[LT * LK], G[LT * LTP];
+                 __global const int *fcols, __global const float *fvals, float filter, __global float *dw,
+                 ulong lddw, int hasdw, __global float *db, int hasdb) {
+    __local float hs[LT * LK], ws[LT * LK], G[LT * LTP], red[LWG];
     const int lid = get_local_id(0), tx = lid % LS, ty = lid / LS;
     const int V = p.cols, c0 = get_group_id(0) * LT;
     const int Dw = hasdw ? D : 0; /* a loop bound, not a branch around barriers */
@@ -262,9 +306,10 @@ void xent_lin_dw(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
     for (int r0 = 0; r0 < N; r0 += LT) {
         lin_grad(G, H, ldh, N, W, ldw, bias, hasb, D, p, targets, wts, scale, gm, gs, glsm, gzt, fk, fex, fcols,
                  fvals, r0, c0, hs, ws);
-        if (lid < LT)
+        const int skip = lin_skip(G, red, filter, r0, N, scale, targets);
+        if (lid < LT && !skip)
             for (int r = 0; r < LT; r++) bsum += G[r * LTP + lid];
-        for (int d0 = 0; d0 < Dw; d0 += LT) { /* dW[c0:c0+LT, d0:d0+LT] += Gᵀ · H[r0:r0+LT, d0:d0+LT] */
+        for (int d0 = 0; d0 < (skip ? 0 : Dw); d0 += LT) { /* dW[c0:c0+LT, d0:d0+LT] += Gᵀ · H[r0:r0+LT, d0:d0+LT] */
             float acc[16];
             for (int e = 0; e < 16; e++) acc[e] = 0.0f;
             for (int k0 = 0; k0 < LT; k0 += LK) {
@@ -307,6 +352,7 @@ __kernel void xent_lin_sum(__global const float *src, int S, ulong n, __global f
 #undef lin_z
 #undef lin_load
 #undef lin_grad
+#undef lin_skip
 #undef xent_lin_partial
 #undef xent_lin_dh
 #undef xent_lin_dw

@@ -14,8 +14,8 @@ import (
 // The fused linear cross-entropy in kernels of its own (linear.cl: the
 // products, the online softmax and the gradients' products in one kernel
 // a pass, the logits never in global memory), the path a device takes
-// when its tuning names a tile (Tuning.LinTile > 0, XENT_OPENCL_LIN_TILE)
-// and the call filters no gradient; CLBlast's (linear.go) otherwise. It is
+// when its tuning names a tile (Tuning.LinTile > 0, XENT_OPENCL_LIN_TILE);
+// CLBlast's (linear.go) otherwise. It is
 // opt-in: no GPU has timed it yet (bench/gpu/run.sh's linear stage does).
 // A call uploads H, W (unless resident), the bias and the targets once,
 // enqueues every kernel on the device's one in-order queue and waits once
@@ -92,8 +92,8 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 	return lp, nil
 }
 
-// fusedOn reports whether lin runs on linear.cl's kernels.
-func (d *Device) fusedOn(lin *ce.Linear) bool { return d.p.tn.LinTile > 0 && lin.Filter == 0 }
+// fusedOn reports whether the fused linear runs on linear.cl's kernels.
+func (d *Device) fusedOn() bool { return d.p.tn.LinTile > 0 }
 
 // fused is one call of linear.cl's kernels; the device's lock is held
 // while it lives.
@@ -353,7 +353,7 @@ func (f *fused) backward(g *ce.LinearGrad, targets []int32, part []ce.Partial) e
 	if err != nil {
 		return err
 	}
-	rowArgs := []any{f.tg, f.wts, sc, bin[0], bin[1], bin[2], bin[3], int32(fk), fex, fcols, fvals}
+	rowArgs := []any{f.tg, f.wts, sc, bin[0], bin[1], bin[2], bin[3], int32(fk), fex, fcols, fvals, f.lin.Filter}
 	if g.H.Data != nil {
 		if err := f.dH(g, rowArgs); err != nil {
 			return err

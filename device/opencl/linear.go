@@ -537,7 +537,7 @@ func widenedLinear(lin *ce.Linear) *ce.Linear {
 
 // LinearCrossEntropy implements device.FusedLinear.
 func (d *Device) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.LinearGrad, lin *ce.Linear, targets []int32, p *ce.Problem) error {
-	if d.fusedOn(lin) {
+	if d.fusedOn() {
 		return d.fusedCrossEntropy(ctx, out, g, lin, targets, p)
 	}
 	var scale []float32
@@ -557,7 +557,7 @@ func (d *Device) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.Linea
 
 // LinearPartials implements device.FusedLinear.
 func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.Linear, targets []int32, p *ce.Problem) error {
-	if d.fusedOn(lin) {
+	if d.fusedOn() {
 		return d.fusedCall(ctx, lin, targets, p, func(f *fused) error { return f.partials(dst, targets) })
 	}
 	return d.linear(ctx, lin, nil, targets, p, func(l *clLinear, pl tiles.Plan) error {
@@ -567,7 +567,7 @@ func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.L
 
 // LinearBackward implements device.FusedLinear.
 func (d *Device) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
-	if d.fusedOn(lin) {
+	if d.fusedOn() {
 		return d.fusedCall(ctx, lin, targets, p, func(f *fused) error {
 			g.ClearIgnored(targets)
 			return f.backward(&g, targets, part)

@@ -117,8 +117,9 @@ func openFused(t *testing.T, lt int) *opencl.Device {
 // Tuning.LinTile) passes what CLBlast's path passes: the float64
 // reference through the case table, PyTorch's values, the distillation,
 // the shards with no OpenCL object left alive, confident rows, resident
-// buffers, and the CPU's results within 2e-5 (losses) and 1e-4 of the
-// largest entry (dH, dW, db) with the same bits run twice. Tiles of 16
+// buffers, the CPU's results within 2e-5 (losses) and 1e-4 of the
+// largest entry (dH, dW, db) with the same bits run twice, and the
+// gradient filter's bound. Tiles of 16
 // (work-groups of 16) keep Oclgrind's run short; -short checks tiles of 32
 // and 64 on the table only.
 func TestLinearFusedOpenCL(t *testing.T) {
@@ -134,6 +135,7 @@ func TestLinearFusedOpenCL(t *testing.T) {
 	spec.RunLinearConfident(t, d)
 	spec.RunLinearResident(t, d, cpuDev)
 	spec.RunLinearVersus(t, d, cpuDev, 2e-5, 1e-4)
+	spec.RunLinearFilter(t, d)
 	if testing.Short() {
 		return
 	}

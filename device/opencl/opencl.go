@@ -214,10 +214,8 @@ func list() ([]device.Description, error) {
 func linearPath(tn Tuning) string {
 	blast := linearAvailable() == nil
 	switch {
-	case tn.LinTile > 0 && blast:
-		return fmt.Sprintf("linear.cl's kernels, tiles of %d×%d (CLBlast's products with a gradient filter)", tn.LinTile, tn.LinTile)
 	case tn.LinTile > 0:
-		return fmt.Sprintf("linear.cl's kernels, tiles of %d×%d (none with a gradient filter: CLBlast not loaded)", tn.LinTile, tn.LinTile)
+		return fmt.Sprintf("linear.cl's kernels, tiles of %d×%d", tn.LinTile, tn.LinTile)
 	case blast:
 		return "CLBlast's products and xent.cl's row kernels (XENT_OPENCL_LIN_TILE=32: linear.cl's, not yet timed on a GPU)"
 	}

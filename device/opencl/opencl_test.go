@@ -475,6 +475,7 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 		defer d.Close()
 		spec.RunLinearSmall(t, d, 1e-5)
 		spec.RunLinearDistillGolden(t, d, 1e-5)
+		spec.RunLinearFilterSized(t, d, 19, 64, 301)
 	})
 	if testing.Short() {
 		t.Skip("-short: TestLinearFilterOpenCL covers it (.ci/oclgrind runs it in full)")
