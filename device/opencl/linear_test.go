@@ -119,9 +119,8 @@ func openFused(t *testing.T, lt int) *opencl.Device {
 // the shards with no OpenCL object left alive, confident rows, resident
 // buffers, the CPU's results within 2e-5 (losses) and 1e-4 of the
 // largest entry (dH, dW, db) with the same bits run twice, and the
-// gradient filter's bound. Tiles of 16
-// (work-groups of 16) keep Oclgrind's run short; -short checks tiles of 32
-// and 64 on the table only.
+// gradient filter's bound, in tiles of 16 (work-groups of 16); tiles of 32
+// and 64 on small problems of every option and type (not under -short).
 func TestLinearFusedOpenCL(t *testing.T) {
 	d := openFused(t, 16)
 	cpuDev := device.NewCPU(cpu.Default())
@@ -140,6 +139,6 @@ func TestLinearFusedOpenCL(t *testing.T) {
 		return
 	}
 	for _, lt := range []int{32, 64} {
-		t.Run(fmt.Sprint("tile", lt), func(t *testing.T) { spec.RunLinear(t, openFused(t, lt), 1e-5) })
+		t.Run(fmt.Sprint("tile", lt), func(t *testing.T) { spec.RunLinearSmall(t, openFused(t, lt), 1e-5) })
 	}
 }

@@ -427,7 +427,6 @@ func TestConformanceOpenCL(t *testing.T) {
 		defer d.Close()
 		SetSplit(d, 3)
 		spec.RunTable(t, d, cases, 1e-5)
-		spec.RunShardsOf(t, d, cases[:3], 1e-5)
 	})
 	for _, rc := range []int{1, 0} {
 		t.Run(fmt.Sprintf("rc=%d", rc), func(t *testing.T) {
@@ -502,16 +501,21 @@ func TestFMAPeak(t *testing.T) {
 
 // TestSplitOpenCL: rows split over several work-groups (Tuning.Split,
 // here forced on every call, in 7 splits cut at multiples of 4 columns:
-// a row of 5 columns in 2) pass the whole case table, the
-// shards, resident buffers, PyTorch's values and the distillation: the
-// partials merged on the host, the gradient from them split as well.
-// TestConformanceOpenCL runs 3 splits under Oclgrind.
+// a row of 5 columns in 2) pass the reduced case table (every kernel in
+// every type; the whole table without -short), the shards, resident
+// buffers, PyTorch's values and the distillation: the partials merged on
+// the host, the gradient from them split as well. TestConformanceOpenCL
+// runs 3 splits under Oclgrind.
 func TestSplitOpenCL(t *testing.T) {
 	d := openTest(t)
 	SetSplit(d, 7)
-	spec.Run(t, d, 1e-5)
-	spec.RunShards(t, d, 1e-5)
-	spec.RunResident(t, d, 1e-5)
+	cases := spec.ConformanceCases()
+	if !testing.Short() {
+		cases = spec.Cases()
+	}
+	spec.RunTable(t, d, cases, 1e-5)
+	spec.RunShardsOf(t, d, spec.ConformanceCases(), 1e-5)
+	spec.RunResidentOf(t, d, spec.ConformanceCases()[:3], 1e-5)
 	spec.RunGolden(t, d, 1e-5)
 	spec.RunDistillGolden(t, d, 1e-5)
 }
