@@ -465,6 +465,9 @@ func (d *Device) fusedCall(ctx context.Context, lin *ce.Linear, targets []int32,
 		return err
 	}
 	defer d.mu.Unlock()
+	if lin.H.Rows == 0 || lin.W.Rows == 0 { // nothing to launch (a launch of no work-groups is an error)
+		return nil
+	}
 	f, err := d.newFused(lin, targets, p)
 	if err != nil {
 		return err
