@@ -294,7 +294,7 @@ func runDistill(t *testing.T, dev device.Device, c DistillCase, typ batch.DType,
 				continue
 			}
 			want := (1-a)*ref.Loss[i] + a*dr.KL[i]
-			slack := a * (ltol*dr.KLMag[i] + dr.KLSlack[i])
+			slack := a*(ltol*dr.KLMag[i]+dr.KLSlack[i]) + (1-a)*ref.Slack[i]
 			require.True(t, distillClose(float64(res.Losses[i]), w*want, w*(ltol*math.Abs((1-a)*ref.Loss[i])+slack)),
 				"%v row %d: loss %v, want %v = (1-%g)·%v + %g·%v (slack %.3g)", typ, i, res.Losses[i], w*want, a, ref.Loss[i], a, dr.KL[i], slack)
 			sum += w * want
@@ -580,7 +580,7 @@ func RunDistillGolden(t *testing.T, dev device.Device, tol float64) {
 			ref := Reference(x, n, cols, cols, targets, o)
 			dr := DistillReference(x, n, cols, cols, targets, o, &tc)
 			rowTol := func(i int) float64 {
-				return tol*((1-a)*max(1, math.Abs(ref.Loss[i]))+a*dr.KLMag[i]) + a*dr.KLSlack[i]
+				return tol*((1-a)*max(1, math.Abs(ref.Loss[i]))+a*dr.KLMag[i]) + a*dr.KLSlack[i] + (1-a)*ref.Slack[i]
 			}
 			none, err := batch.New(dev, append(c.LossOptions(batch.None), batch.Distill(tc, a))...)
 			require.NoError(t, err)
@@ -677,7 +677,7 @@ func runDistillShards(t *testing.T, ctx context.Context, dev device.Device, c Di
 			continue
 		}
 		want := (1-a)*ref.Loss[i] + a*dr.KL[i]
-		slack := ltol*math.Abs((1-a)*ref.Loss[i]) + a*(ltol*dr.KLMag[i]+dr.KLSlack[i])
+		slack := ltol*math.Abs((1-a)*ref.Loss[i]) + a*(ltol*dr.KLMag[i]+dr.KLSlack[i]) + (1-a)*ref.Slack[i]
 		require.True(t, distillClose(float64(res.Losses[i]), want, slack), "%v row %d: loss %v, want %v (slack %.3g)", typ, i, res.Losses[i], want, slack)
 	}
 	g := NewElems(typ, len(p.X), gradGuard)

@@ -72,6 +72,30 @@ type Ref struct {
 	// Mag, not of itself: Mag is |Grad| where nothing cancels (no
 	// smoothing, z-loss or soft cap), and the yardstick of GradClose.
 	Mag [][]float64
+	// Slack is per row the absolute error of the loss that float32
+	// differences bring, which no float32 kernel avoids: each z_j - m
+	// (and m - z_t) rounded, and one more rounding of a scaled argument
+	// (exp through exp2), each within an ulp of the difference d, moves
+	// e^d by |d|·2^-23 relative at most. For a confident row (loss ≈
+	// 1 - p_t, its terms e^d at d ≈ -30) that is near 2e-6 of the loss,
+	// above LossTol; elsewhere it is below it. SumSlack is their sum.
+	Slack    []float64
+	SumSlack float64
+}
+
+// LossClose reports whether got matches row i's loss: LossCloseIn within
+// rel, plus the row's Slack.
+func (r *Ref) LossClose(i int, got, rel float64) bool {
+	return lossClose(got, r.Loss[i], rel, r.Slack[i])
+}
+
+// SumClose reports whether got matches the sum of the losses (or, with
+// mean, their mean): LossCloseIn within rel, plus SumSlack (or its mean).
+func (r *Ref) SumClose(got, rel float64, mean bool) bool {
+	if mean {
+		return lossClose(got, r.Mean(), rel, r.SumSlack/r.Denom)
+	}
+	return lossClose(got, r.Sum, rel, r.SumSlack)
 }
 
 // Mean returns Sum/Denom, NaN when Denom is 0.
@@ -210,7 +234,7 @@ func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Re
 func reference(rows, cols int, row func(i int, z []float64), near func(i int, zt float64) float64, targets []int32, o Opts) *Ref {
 	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows), Conf: make([]float64, rows),
 		Greater: make([]int64, rows), Near: make([]int64, rows), Entropy: make([]float64, rows),
-		Grad: make([][]float64, rows), Mag: make([][]float64, rows)}
+		Grad: make([][]float64, rows), Mag: make([][]float64, rows), Slack: make([]float64, rows)}
 	W := o.weightSum(cols)
 	eps, lam, ec := o.Smoothing, o.ZLoss, o.Smoothing/float64(cols)
 	for i := range rows {
@@ -226,6 +250,17 @@ func reference(rows, cols int, row func(i int, z []float64), near func(i int, zt
 		loss, lse, m, ls := o.rowLoss(z, t)
 		wt := o.weight(t)
 		r.Loss[i], r.LSE[i], r.Conf[i] = loss, lse, math.Exp(-ls)
+		if !math.IsNaN(loss) && !math.IsInf(loss, 0) {
+			// the error of (m - z_t) + ls: ls moves by Σ p_j·δ_j
+			d := ulp32(m - z[t])
+			for _, v := range z {
+				if sh := v - m; sh < 0 && !math.IsInf(sh, -1) {
+					d += math.Exp(sh-ls) * ulp32(sh)
+				}
+			}
+			r.Slack[i] = ((1-eps)*wt + ec*W + 2*lam*math.Abs(lse)) * d
+			r.SumSlack += r.Slack[i]
+		}
 		r.Entropy[i] = math.NaN()
 		if !math.IsNaN(ls) {
 			h := 0.0
