@@ -7,9 +7,10 @@
  * arithmetic is float; the per-row math is xent.cl's (acc_t, grad_coef,
  * grad1), the row kernels' own.
  *
- * Tiles. A work-group of LS × LS work-items (LS = LT/4, lid = ty·LS + tx)
- * computes tiles of LT rows × LT classes of z, work-item (tx, ty) the 16
- * entries of rows ty + LS·i and classes tx + LS·j (i, j < 4), strided so
+ * Tiles. A work-group of LS × LS work-items (LS = LT/LR, lid = ty·LS + tx)
+ * computes tiles of LT rows × LT classes of z, work-item (tx, ty) the
+ * LR² entries of rows ty + LS·i and classes tx + LS·j (i, j < LR: 4, or
+ * 8 for half the local reads an fma), strided so
  * that its local reads are broadcasts or consecutive. The products run
  * over D in steps of LK, H's and W's LT × LK blocks in local memory
  * (k major), each entry a sum of fmas in order of k: the same bits on
@@ -49,8 +50,14 @@
 #ifndef LK
 #define LK 8
 #endif
-#define LS (LT / 4)
+#ifndef LR
+#define LR 4
+#endif
+#define LS (LT / LR)
 #define LWG (LS * LS)
+#if LT % LR != 0 || LS < 2 || LWG < LT
+#error "linear.cl: LT must be a multiple of LR with (LT/LR)² ≥ LT (dBias's sums take a work-item a class)"
+#endif
 #define LTP (LT + 1) /* the gradient tile's row pitch in local memory */
 
 #define lin_z TYPED(lin_z)
@@ -78,25 +85,25 @@ inline void lin_load(__local float *xs, __global const ELEM *X, ulong ld, int n,
 inline void lin_z(float *z, __global const ELEM *H, ulong ldh, int N, __global const ELEM *W, ulong ldw, int V,
                   __global const float *bias, int hasb, int D, int r0, int c0, __local float *hs, __local float *ws) {
     const int tx = get_local_id(0) % LS, ty = get_local_id(0) / LS;
-    for (int e = 0; e < 16; e++) z[e] = 0.0f;
+    for (int e = 0; e < LR * LR; e++) z[e] = 0.0f;
     for (int k0 = 0; k0 < D; k0 += LK) {
         lin_load(hs, H, ldh, N, D, r0, k0);
         lin_load(ws, W, ldw, V, D, c0, k0);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int k = 0; k < LK; k++) {
-            float a[4], b[4];
-            for (int i = 0; i < 4; i++) a[i] = hs[k * LT + ty + LS * i];
-            for (int j = 0; j < 4; j++) b[j] = ws[k * LT + tx + LS * j];
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++) z[4 * i + j] = fma(a[i], b[j], z[4 * i + j]);
+            float a[LR], b[LR];
+            for (int i = 0; i < LR; i++) a[i] = hs[k * LT + ty + LS * i];
+            for (int j = 0; j < LR; j++) b[j] = ws[k * LT + tx + LS * j];
+            for (int i = 0; i < LR; i++)
+                for (int j = 0; j < LR; j++) z[LR * i + j] = fma(a[i], b[j], z[LR * i + j]);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (hasb)
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < LR; j++) {
             const int c = c0 + tx + LS * j;
             const float b = c < V ? bias[c] : 0.0f;
-            for (int i = 0; i < 4; i++) z[4 * i + j] += b;
+            for (int i = 0; i < LR; i++) z[LR * i + j] += b;
         }
 }
 
@@ -114,9 +121,9 @@ inline void lin_grad(__local float *G, __global const ELEM *H, ulong ldh, int N,
                      int c0, __local float *hs, __local float *ws) {
     const int tx = get_local_id(0) % LS, ty = get_local_id(0) / LS;
     const int V = p.cols, flags = p.flags;
-    float z[16];
+    float z[LR * LR];
     lin_z(z, H, ldh, N, W, ldw, V, bias, hasb, D, r0, c0, hs, ws);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < LR; i++) {
         const int r = ty + LS * i, row = r0 + r;
         const int t = row < N ? targets[row] : -1;
         const int counted = t >= 0;
@@ -124,11 +131,11 @@ inline void lin_grad(__local float *G, __global const ELEM *H, ulong ldh, int N,
         const float wt = (counted && (flags & F_WEIGHTS)) ? wts[t] : 1.0f;
         const gcoef_t gc = grad_coef(p, flags, m, s, lsm, m + lsm, counted ? scale[row] : 0.0f,
                                      (counted && fk > 0) ? fex[row] : 0.0f, wt, counted ? gzt[row] : 0.0f);
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < LR; j++) {
             const int c = tx + LS * j, cls = c0 + c;
             float g = 0.0f;
             if (counted && cls < V)
-                g = cls == t - p.col0 ? gc.gt : grad1(z[4 * i + j], (flags & F_WEIGHTS) ? wts[p.col0 + cls] : 1.0f, p.cap, p.ic, flags, gc);
+                g = cls == t - p.col0 ? gc.gt : grad1(z[LR * i + j], (flags & F_WEIGHTS) ? wts[p.col0 + cls] : 1.0f, p.cap, p.ic, flags, gc);
             G[r * LTP + c] = g;
         }
     }
@@ -151,11 +158,11 @@ inline int lin_skip(__local const float *G, __local float *red, float f, int r0,
                     __global const float *scale, __global const int *targets) {
     const int lid = get_local_id(0), tx = lid % LS, ty = lid / LS;
     float m = 0.0f;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < LR; i++) {
         const int row = r0 + ty + LS * i;
         const float s = (row < N && targets[row] >= 0) ? fabs(scale[row]) : 0.0f;
         const float inv = s > 0.0f ? 1.0f / s : 0.0f;
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < LR; j++) {
             const float v = fabs(G[(ty + LS * i) * LTP + tx + LS * j]) * inv;
             m = (v > m || isnan(v)) ? v : m;
         }
@@ -191,28 +198,28 @@ void xent_lin_partial(__global const ELEM *H, ulong ldh, __global const ELEM *W,
     const int nb = (N + LT - 1) / LT, b = get_group_id(0) % nb, sp = get_group_id(0) / nb;
     const int V = p.cols, flags = p.flags, smooth = flags & F_SMOOTH, r0 = b * LT;
     const int v0 = sp * VS, v1 = min(V, v0 + VS);
-    acc_t a[4];
-    int t[4];
-    for (int i = 0; i < 4; i++) {
+    acc_t a[LR];
+    int t[LR];
+    for (int i = 0; i < LR; i++) {
         const acc_t e = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
         a[i] = e;
         const int row = r0 + ty + LS * i;
         t[i] = row < N ? targets[row] : -1;
     }
-    float z[16];
+    float z[LR * LR];
     for (int c0 = v0; c0 < v1; c0 += LT) {
         lin_z(z, H, ldh, N, W, ldw, V, bias, hasb, D, r0, c0, hs, ws);
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) {
+        for (int i = 0; i < LR; i++)
+            for (int j = 0; j < LR; j++) {
                 const int cls = c0 + tx + LS * j;
                 if (t[i] >= 0 && cls < v1) {
-                    const float zc = capz(z[4 * i + j], p.cap, p.ic, flags);
-                    acc_add(&a[i], zc, z[4 * i + j], p.col0 + cls, (flags & F_WEIGHTS) ? wts[p.col0 + cls] : 1.0f, smooth);
+                    const float zc = capz(z[LR * i + j], p.cap, p.ic, flags);
+                    acc_add(&a[i], zc, z[LR * i + j], p.col0 + cls, (flags & F_WEIGHTS) ? wts[p.col0 + cls] : 1.0f, smooth);
                     if (cls == t[i] - p.col0) pzt[(size_t)sp * N + r0 + ty + LS * i] = zc;
                 }
             }
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < LR; i++) {
         acc_t x = a[i];
         x.s -= x.c; /* the compensated sums (row_scan's) */
         x.d -= x.cd;
@@ -255,8 +262,8 @@ void xent_lin_dh(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
         /* A tile the filter skips adds nothing: a loop bound of 0, not a branch around barriers. */
         const int Dt = lin_skip(G, red, filter, r0, N, scale, targets) ? 0 : D;
         for (int d0 = 0; d0 < Dt; d0 += LT) { /* out[rows, d0:d0+LT] += G · W[c0:c0+LT, d0:d0+LT] */
-            float acc[16];
-            for (int e = 0; e < 16; e++) acc[e] = 0.0f;
+            float acc[LR * LR];
+            for (int e = 0; e < LR * LR; e++) acc[e] = 0.0f;
             for (int k0 = 0; k0 < LT; k0 += LK) {
                 for (int e = get_local_id(0); e < LT * LK; e += LWG) { /* ws[k·LT + d] = W[c0 + k0 + k][d0 + d] */
                     const int k = e / LT, d = e % LT, c = c0 + k0 + k;
@@ -264,19 +271,19 @@ void xent_lin_dh(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
                 }
                 barrier(CLK_LOCAL_MEM_FENCE);
                 for (int k = 0; k < LK; k++)
-                    for (int i = 0; i < 4; i++) {
+                    for (int i = 0; i < LR; i++) {
                         const float g = G[(ty + LS * i) * LTP + k0 + k];
-                        for (int j = 0; j < 4; j++) acc[4 * i + j] = fma(g, ws[k * LT + tx + LS * j], acc[4 * i + j]);
+                        for (int j = 0; j < LR; j++) acc[LR * i + j] = fma(g, ws[k * LT + tx + LS * j], acc[LR * i + j]);
                     }
                 barrier(CLK_LOCAL_MEM_FENCE);
             }
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < LR; i++) {
                 const int row = r0 + ty + LS * i;
-                for (int j = 0; j < 4; j++) {
+                for (int j = 0; j < LR; j++) {
                     const int d = d0 + tx + LS * j;
                     if (row < N && d < D) {
                         __global float *o = out + (size_t)row * D + d;
-                        *o = wrote ? *o + acc[4 * i + j] : acc[4 * i + j];
+                        *o = wrote ? *o + acc[LR * i + j] : acc[LR * i + j];
                     }
                 }
             }
@@ -310,8 +317,8 @@ void xent_lin_dw(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
         if (lid < LT && !skip)
             for (int r = 0; r < LT; r++) bsum += G[r * LTP + lid];
         for (int d0 = 0; d0 < (skip ? 0 : Dw); d0 += LT) { /* dW[c0:c0+LT, d0:d0+LT] += Gᵀ · H[r0:r0+LT, d0:d0+LT] */
-            float acc[16];
-            for (int e = 0; e < 16; e++) acc[e] = 0.0f;
+            float acc[LR * LR];
+            for (int e = 0; e < LR * LR; e++) acc[e] = 0.0f;
             for (int k0 = 0; k0 < LT; k0 += LK) {
                 for (int e = lid; e < LT * LK; e += LWG) { /* hs[k·LT + d] = H[r0 + k0 + k][d0 + d] */
                     const int k = e / LT, d = e % LT, r = r0 + k0 + k;
@@ -319,17 +326,17 @@ void xent_lin_dw(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
                 }
                 barrier(CLK_LOCAL_MEM_FENCE);
                 for (int k = 0; k < LK; k++)
-                    for (int i = 0; i < 4; i++) {
+                    for (int i = 0; i < LR; i++) {
                         const float g = G[(k0 + k) * LTP + ty + LS * i];
-                        for (int j = 0; j < 4; j++) acc[4 * i + j] = fma(g, hs[k * LT + tx + LS * j], acc[4 * i + j]);
+                        for (int j = 0; j < LR; j++) acc[LR * i + j] = fma(g, hs[k * LT + tx + LS * j], acc[LR * i + j]);
                     }
                 barrier(CLK_LOCAL_MEM_FENCE);
             }
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < LR; i++) {
                 const int c = c0 + ty + LS * i;
-                for (int j = 0; j < 4; j++) {
+                for (int j = 0; j < LR; j++) {
                     const int d = d0 + tx + LS * j;
-                    if (c < V && d < D) dw[(size_t)c * lddw + d] += acc[4 * i + j];
+                    if (c < V && d < D) dw[(size_t)c * lddw + d] += acc[LR * i + j];
                 }
             }
         }

@@ -119,7 +119,7 @@ if [[ $stages == *" tune "* ]]; then
 	tune() {
 		XENT_OPENCL_BUILD_LOG=1 XENT_TUNING="$out/tuning.json" "$bin/xent" tune --device "$gpu" --batch 2048 --vocab 50257,256000 \
 			--dtype float32,bfloat16 --repeat 5 --regs 0,32,40,64 --wg 256,512,1024 --unroll 2,4,8 --unroll-half 2,4,8 \
-			--flight 0,64 --rc 0 --rev 0,1 --linear 2048x50257x768 --lin-tile 0,16,32,64 --write >"$out/tune.txt" 2>&1
+			--flight 0,64 --rc 0 --rev 0,1 --linear 2048x50257x768 --lin-tile 0,16,32,64,64/8 --write >"$out/tune.txt" 2>&1
 		local rc=$?
 		grep -E '^(best|xent tune|lin_tile)' "$out/tune.txt"
 		return $rc
@@ -199,15 +199,17 @@ fi
 
 if [[ $stages == *" linear "* ]]; then
 	# CLBlast's path (LIN_TILE=0, whatever the tuning says), then linear.cl's
-	# kernels (opt-in, never timed on a GPU before) in tiles of 32 and 64,
-	# shape by shape: one line {"path": ..., "report": xent bench's JSON} each.
+	# kernels (opt-in, never timed on a GPU before) in tiles of 32 and 64, and
+	# of 64 with 8 × 8 entries a work-item (LIN_REG=8), shape by shape: one
+	# line {"path": ..., "report": xent bench's JSON} each.
 	linear() {
 		: >"$out/linear.jsonl"
 		local shape v
 		for shape in "1024 50257 768 3" "8192 128256 4096 1" "8192 256000 2304 1"; do
 			set -- $shape
-			for v in ${XENT_GPU_LINEAR:-XENT_OPENCL_LIN_TILE=0 XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64}; do
-				local envs=("$v")
+			for v in ${XENT_GPU_LINEAR:-XENT_OPENCL_LIN_TILE=0 XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64 XENT_OPENCL_LIN_TILE=64,XENT_OPENCL_LIN_REG=8}; do
+				local envs
+				IFS=, read -ra envs <<<"$v"
 				printf '{"path": "%s", "report": ' "$v" >>"$out/linear.jsonl"
 				env "${envs[@]}" "$bin/xent" bench --ops linear --batch "$1" --vocab "$2" --hidden "$3" --device "$gpu" --repeat "$4" --json | tr -d '\n' >>"$out/linear.jsonl" || return 1
 				echo "}" >>"$out/linear.jsonl"

@@ -37,7 +37,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"align":       fs.String("align", "0,1,2,3", "rows in aligned four-element accesses to try: 1 float32, 2 the half types, 3 both, 0 none"),
 	}
 	linShape := fs.String("linear", "", "NxVxD: after the row kernels, time the fused linear's forward + backward at this shape for each --lin-tile and keep the fastest")
-	linTiles := fs.String("lin-tile", "0,16,32,64", "with --linear: the fused linear's tiles to try (0: CLBlast's products; 16, 32, 64: linear.cl's kernels)")
+	linTiles := fs.String("lin-tile", "0,16,32,64,64/8", "with --linear: the fused linear's tiles to try (0: CLBlast's products; 16, 32, 64: linear.cl's kernels; 64/8: tiles of 64, 8 × 8 entries a work-item)")
 	write := fs.Bool("write", false, "keep the best in the user's tuning table (see --table)")
 	table := fs.String("table", "", "the tuning table --write writes (default $XENT_TUNING, else xent/tuning.json in the user's configuration directory)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -61,7 +61,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("--batch %d: want ≥ 1", *rows)
 	}
 	var lin []int // N, V, D
-	var tiles []int
+	var tiles [][2]int // lin_tile, lin_reg
 	if *linShape != "" {
 		for _, f := range strings.Split(*linShape, "x") {
 			v, err := strconv.Atoi(f)
@@ -73,13 +73,8 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if len(lin) != 3 {
 			return fmt.Errorf("--linear %q: want NxVxD, each ≥ 1", *linShape)
 		}
-		if tiles, err = intList("--lin-tile", *linTiles, 0); err != nil {
+		if tiles, err = linTileList(*linTiles); err != nil {
 			return err
-		}
-		for _, lt := range tiles {
-			if lt != 0 && lt != 16 && lt != 32 && lt != 64 {
-				return fmt.Errorf("--lin-tile: %d is not 0, 16, 32 or 64", lt)
-			}
 		}
 	}
 	var params []bench.Param
@@ -109,7 +104,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	best := of(rep.Best.Params)
 	if lin != nil {
-		if best.LinTile, err = tuneLinear(ctx, arg, best, lin, tiles, *repeat, stderr); err != nil {
+		if best, err = tuneLinear(ctx, arg, best, lin, tiles, *repeat, stderr); err != nil {
 			return err
 		}
 	}
@@ -147,32 +142,54 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // tuneLinear times the fused linear's forward + backward at lin (N, V, D)
-// on the device with tn and each tile (0: CLBlast's path, skipped where
-// CLBlast does not load) and returns the fastest tile.
-func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin, tiles []int, repeat int, stderr io.Writer) (int, error) {
-	best, bestS := tn.LinTile, 0.0
+// on the device with tn and each tile and register block (tile 0:
+// CLBlast's path, skipped where CLBlast does not load) and returns tn
+// with the fastest.
+func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, tiles [][2]int, repeat int, stderr io.Writer) (opencl.Tuning, error) {
+	best, bestS := tn, 0.0
 	for _, lt := range tiles {
-		tn.LinTile = lt
+		tn.LinTile, tn.LinReg = lt[0], lt[1]
 		d, err := opencl.OpenTuned(arg, tn)
 		if err != nil {
-			return 0, err
+			return tn, err
 		}
 		if !d.Caps().Linear {
-			fmt.Fprintf(stderr, "lin_tile=%d: no fused linear here (CLBlast not loaded)\n", lt)
+			fmt.Fprintf(stderr, "lin_tile=%d: no fused linear here (CLBlast not loaded)\n", lt[0])
 			d.Close()
 			continue
 		}
 		s, err := bench.LinearSeconds(ctx, d, lin[0], lin[1], lin[2], repeat)
 		d.Close()
 		if err != nil {
-			return 0, fmt.Errorf("lin_tile=%d: %w", lt, err)
+			return tn, fmt.Errorf("lin_tile=%d lin_reg=%d: %w", lt[0], lt[1], err)
 		}
-		fmt.Fprintf(stderr, "lin_tile=%d: fused linear %dx%dx%d forward + backward %.4f s (%s)\n", lt, lin[0], lin[1], lin[2], s, d.Info().BLAS)
+		fmt.Fprintf(stderr, "lin_tile=%d lin_reg=%d: fused linear %dx%dx%d forward + backward %.4f s (%s)\n", lt[0], lt[1], lin[0], lin[1], lin[2], s, d.Info().BLAS)
 		if bestS == 0 || s < bestS {
-			best, bestS = lt, s
+			best, bestS = tn, s
 		}
 	}
 	return best, nil
+}
+
+// linTileList parses --lin-tile: a comma-separated list of tiles (0, 16,
+// 32, 64), each optionally /R, R × R entries a work-item (4, or 8 with
+// 64).
+func linTileList(s string) ([][2]int, error) {
+	var out [][2]int
+	for _, f := range strings.Split(s, ",") {
+		ts, rs, hasR := strings.Cut(strings.TrimSpace(f), "/")
+		lt, err := strconv.Atoi(ts)
+		lr := 0
+		if err == nil && hasR {
+			lr, err = strconv.Atoi(rs)
+		}
+		ok := err == nil && (lt == 0 && lr == 0 || lt == 16 || lt == 32 || lt == 64) && (lr == 0 || lr == 4 || lr == 8 && lt == 64)
+		if !ok {
+			return nil, fmt.Errorf("--lin-tile: %q is not 0, 16, 32 or 64, or 64/8", f)
+		}
+		out = append(out, [2]int{lt, lr})
+	}
+	return out, nil
 }
 
 // intList parses a comma-separated list of integers of at least lo.

@@ -33,7 +33,7 @@ func TestTune(t *testing.T) {
 		"--wg", "16", "--unroll", "1", "--unroll-half", "2", "--regs", "0", "--flight", "0", "--rc", "8", "--rev", "1", "--align", "1",
 		"--linear", "33x97x16", "--lin-tile", "0,16", "--table", table, "--write")
 	require.Equal(t, 0, code, errOut)
-	require.Regexp(t, `(?m)^lin_tile=16: fused linear 33x97x16 forward \+ backward [0-9.]+ s \(linear\.cl 16×16\)$`, errOut, "linear.cl's tiles timed")
+	require.Regexp(t, `(?m)^lin_tile=16 lin_reg=0: fused linear 33x97x16 forward \+ backward [0-9.]+ s \(linear\.cl 16×16/4\)$`, errOut, "linear.cl's tiles timed")
 	require.Regexp(t, `(?m)^xent tune: starting from wg=`, errOut)
 	require.Regexp(t, `\): score 1\.000;`, errOut, "the starting candidate's line, the scores' unit")
 	require.Regexp(t, `(?m)^align=\d .* wg=16 \(xent\.cl wg=16 `, errOut, "a candidate of the grid, built as asked")
@@ -47,7 +47,7 @@ func TestTune(t *testing.T) {
 	require.Contains(t, []int{0, 16}, es[0].LinTile, "the fastest of those timed")
 	require.NotEmpty(t, es[0].Device)
 
-	for _, bad := range [][]string{{"--align", "0,x"}, {"--wg", "-2"}, {"--vocab", "0"}, {"--linear", "3x4"}, {"--lin-tile", "24", "--linear", "3x4x5"}} {
+	for _, bad := range [][]string{{"--align", "0,x"}, {"--wg", "-2"}, {"--vocab", "0"}, {"--linear", "3x4"}, {"--lin-tile", "24", "--linear", "3x4x5"}, {"--lin-tile", "32/8", "--linear", "3x4x5"}, {"--lin-tile", "0/4", "--linear", "3x4x5"}} {
 		code, _, errOut = runCmd(append([]string{"tune", "--device", spec}, bad...)...)
 		require.Equal(t, 1, code)
 		require.Contains(t, errOut, bad[0])
@@ -55,4 +55,17 @@ func TestTune(t *testing.T) {
 	code, _, errOut = runCmd("tune", "--device", "cpu")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "xent tune tunes an OpenCL device")
+}
+
+// TestLinTileList: --lin-tile's tiles and register blocks, and what it
+// refuses (a block of 8 takes tiles of 64: (64/8)² work-items ≥ 64
+// classes for dBias's sums).
+func TestLinTileList(t *testing.T) {
+	got, err := linTileList("0, 16,32/4,64,64/8")
+	require.NoError(t, err)
+	require.Equal(t, [][2]int{{0, 0}, {16, 0}, {32, 4}, {64, 0}, {64, 8}}, got)
+	for _, bad := range []string{"24", "32/8", "16/8", "0/4", "64/2", "x", "64/", ""} {
+		_, err := linTileList(bad)
+		require.ErrorContains(t, err, "--lin-tile", bad)
+	}
 }

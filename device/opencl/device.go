@@ -101,7 +101,7 @@ func (d *Device) Info() device.Info {
 	}
 	switch {
 	case d.p.tn.LinTile > 0:
-		in.BLAS = fmt.Sprintf("linear.cl %d×%d", d.p.tn.LinTile, d.p.tn.LinTile)
+		in.BLAS = fmt.Sprintf("linear.cl %d×%d/%d", d.p.tn.LinTile, d.p.tn.LinTile, d.p.tn.linReg())
 	case linearAvailable() != nil:
 		in.BLAS = device.FallbackBLAS()
 		in.Note = "no fused linear cross-entropy here (no CLBlast): it runs on the CPU"

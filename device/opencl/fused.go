@@ -30,7 +30,7 @@ type linProgram struct {
 	prog cl.Program
 	k    [3][3]cl.Kernel // by element type: xent_lin_partial, xent_lin_dh, xent_lin_dw
 	sum  cl.Kernel       // xent_lin_sum
-	wg   int             // the work-group size, (LinTile/4)²
+	wg   int             // the work-group size, (LinTile/LinReg)²
 }
 
 func (lp *linProgram) release() {
@@ -56,13 +56,13 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 	if p.lin != nil {
 		return p.lin, nil
 	}
-	lt := p.tn.LinTile
-	opts := fmt.Sprintf("%s -DLT=%d -DLK=%d", p.options, lt, linK)
+	lt, lr := p.tn.LinTile, p.tn.linReg()
+	opts := fmt.Sprintf("%s -DLT=%d -DLK=%d -DLR=%d", p.options, lt, linK, lr)
 	prog, err := cl.BuildProgram(p.ctx, h.dev, kernels.LinearSource, opts)
 	if err != nil {
 		return nil, err
 	}
-	lp := &linProgram{prog: prog, wg: (lt / 4) * (lt / 4)}
+	lp := &linProgram{prog: prog, wg: (lt / lr) * (lt / lr)}
 	ks := []*cl.Kernel{&lp.sum}
 	names := []string{"xent_lin_sum"}
 	for t, suf := range kernels.Types {
@@ -85,7 +85,7 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 		}
 		if n < lp.wg {
 			lp.release()
-			return nil, fmt.Errorf("%w: %s runs work-groups of at most %d on %s, its tile of %d needs %d (a smaller lin_tile)", device.ErrNotAvailable, names[i], n, h.name, lt, lp.wg)
+			return nil, fmt.Errorf("%w: %s runs work-groups of at most %d on %s, its tile of %d (%d×%d a work-item) needs %d (a smaller lin_tile, or lin_reg 8)", device.ErrNotAvailable, names[i], n, h.name, lt, lr, lr, lp.wg)
 		}
 	}
 	p.lin = lp

@@ -99,14 +99,15 @@ func TestLinearConfidentOpenCL(t *testing.T) {
 }
 
 // openFused opens the test device with the fused linear on linear.cl's
-// kernels in tiles of lt (Tuning.LinTile), whatever its tuning says else.
-func openFused(t *testing.T, lt int) *opencl.Device {
+// kernels in tiles of lt (Tuning.LinTile), lr × lr entries a work-item
+// (Tuning.LinReg, 0: 4), whatever its tuning says else.
+func openFused(t *testing.T, lt, lr int) *opencl.Device {
 	t.Helper()
 	openTest(t) // skips, or fails under XENT_REQUIRE_OPENCL, without a device
 	arg := os.Getenv("XENT_TEST_OPENCL")
 	tn, _, err := opencl.TuningFor(arg)
 	require.NoError(t, err)
-	tn.LinTile = lt
+	tn.LinTile, tn.LinReg = lt, lr
 	d, err := opencl.OpenTuned(arg, tn)
 	require.NoError(t, err)
 	t.Cleanup(func() { d.Close() })
@@ -120,9 +121,11 @@ func openFused(t *testing.T, lt int) *opencl.Device {
 // buffers, the CPU's results within 2e-5 (losses) and 1e-4 of the
 // largest entry (dH, dW, db) with the same bits run twice, and the
 // gradient filter's bound, in tiles of 16 (work-groups of 16); tiles of 32
-// and 64 on small problems of every option and type (not under -short).
+// and 64 on small problems of every option and type, and tiles of 64 with
+// 8 × 8 entries a work-item (Tuning.LinReg) on those and against the CPU
+// over several tiles each way (not under -short).
 func TestLinearFusedOpenCL(t *testing.T) {
-	d := openFused(t, 16)
+	d := openFused(t, 16, 0)
 	cpuDev := device.NewCPU(cpu.Default())
 	spec.RunLinear(t, d, 1e-5)
 	spec.RunLinearGolden(t, d, 1e-5)
@@ -139,6 +142,12 @@ func TestLinearFusedOpenCL(t *testing.T) {
 		return
 	}
 	for _, lt := range []int{32, 64} {
-		t.Run(fmt.Sprint("tile", lt), func(t *testing.T) { spec.RunLinearSmall(t, openFused(t, lt), 1e-5) })
+		t.Run(fmt.Sprint("tile", lt), func(t *testing.T) { spec.RunLinearSmall(t, openFused(t, lt, 0), 1e-5) })
 	}
+	t.Run("tile64/reg8", func(t *testing.T) {
+		d := openFused(t, 64, 8)
+		require.Contains(t, d.Info().BLAS, "linear.cl 64×64/8")
+		spec.RunLinearSmall(t, d, 1e-5)
+		spec.RunLinearVersus(t, d, cpuDev, 2e-5, 1e-4)
+	})
 }

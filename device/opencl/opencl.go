@@ -215,7 +215,7 @@ func linearPath(tn Tuning) string {
 	blast := linearAvailable() == nil
 	switch {
 	case tn.LinTile > 0:
-		return fmt.Sprintf("linear.cl's kernels, tiles of %d×%d", tn.LinTile, tn.LinTile)
+		return fmt.Sprintf("linear.cl's kernels, tiles of %d×%d, %d×%d a work-item", tn.LinTile, tn.LinTile, tn.linReg(), tn.linReg())
 	case blast:
 		return "CLBlast's products and xent.cl's row kernels (XENT_OPENCL_LIN_TILE=32: linear.cl's, not yet timed on a GPU)"
 	}
@@ -305,7 +305,7 @@ func acquire(h handle, tn Tuning) (*program, error) {
 	defer cacheMu.Unlock()
 	for {
 		opts := buildOptions(tn, h.nv)
-		key := fmt.Sprintf("%x|%s|%s|%s|lin_tile=%d", uintptr(h.dev), h.driver, kernels.Hash(), opts, tn.LinTile) // linear.cl's tile: fused.go
+		key := fmt.Sprintf("%x|%s|%s|%s|lin_tile=%d/%d", uintptr(h.dev), h.driver, kernels.Hash(), opts, tn.LinTile, tn.linReg()) // linear.cl's tile: fused.go
 		if p, ok := cache[key]; ok {
 			p.refs++
 			return p, nil

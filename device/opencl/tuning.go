@@ -50,6 +50,11 @@ type Tuning struct {
 	// products and the row kernels; 0, CLBlast's. Opt-in: no GPU has
 	// timed it (bench/gpu/run.sh's linear stage does).
 	LinTile int `json:"lin_tile,omitempty"`
+	// LinReg is the block of linear.cl's tiles that one work-item
+	// computes, LinReg × LinReg entries: 0 or 4, or 8 (with LinTile 64:
+	// work-groups of 64, half the local reads an fma of 4's). Opt-in
+	// and untimed on a GPU, as LinTile.
+	LinReg int `json:"lin_reg,omitempty"`
 	// Split, when > 1, lets a call whose rows are fewer than the device's
 	// compute units run up to Split work-groups a row, each over a split
 	// of its columns (the partials merged on the host, the gradient from
@@ -65,6 +70,9 @@ func (t Tuning) String() string {
 	}
 	if t.LinTile > 0 {
 		s += fmt.Sprintf(" lin_tile=%d", t.LinTile)
+	}
+	if t.LinReg > 0 {
+		s += fmt.Sprintf(" lin_reg=%d", t.LinReg)
 	}
 	if t.Split > 1 {
 		s += fmt.Sprintf(" split=%d", t.Split)
@@ -98,6 +106,12 @@ func (t Tuning) check() error {
 	}
 	if t.LinTile != 0 && t.LinTile != 16 && t.LinTile != 32 && t.LinTile != 64 {
 		errs = append(errs, fmt.Errorf("lin_tile %d is not 0, 16, 32 or 64", t.LinTile))
+	}
+	switch {
+	case t.LinReg != 0 && t.LinReg != 4 && t.LinReg != 8:
+		errs = append(errs, fmt.Errorf("lin_reg %d is not 0, 4 or 8", t.LinReg))
+	case t.LinReg == 8 && t.LinTile != 64:
+		errs = append(errs, fmt.Errorf("lin_reg 8 takes lin_tile 64, not %d", t.LinTile))
 	}
 	if t.Split < 0 || t.Split > 4096 {
 		errs = append(errs, fmt.Errorf("split %d is not in [0, 4096]", t.Split))
@@ -242,7 +256,8 @@ func kindDefault(kind string) Tuning {
 // XENT_OPENCL_UNROLL_HALF (1 to 16), XENT_OPENCL_REGS (0, 16 to 255),
 // XENT_OPENCL_RC (0 to 64), XENT_OPENCL_REV (0 or 1), XENT_OPENCL_ALIGN
 // (0 to 3) and
-// XENT_OPENCL_FLIGHT (MiB), XENT_OPENCL_LIN_TILE (0, 16, 32, 64) and
+// XENT_OPENCL_FLIGHT (MiB), XENT_OPENCL_LIN_TILE (0, 16, 32, 64),
+// XENT_OPENCL_LIN_REG (0, 4, 8; XENT_OPENCL_LIN_TILE alone sets it to 0) and
 // XENT_OPENCL_SPLIT (0 to 4096) override its fields, for tuning runs. A user
 // table that cannot be read is an error.
 func tuningOf(h handle) (Tuning, string, error) {
@@ -286,6 +301,7 @@ func tuningOf(h handle) (Tuning, string, error) {
 		{"XENT_OPENCL_ALIGN", &tn.Align},
 		{"XENT_OPENCL_FLIGHT", &tn.Flight},
 		{"XENT_OPENCL_LIN_TILE", &tn.LinTile},
+		{"XENT_OPENCL_LIN_REG", &tn.LinReg},
 		{"XENT_OPENCL_SPLIT", &tn.Split},
 	} {
 		s := os.Getenv(v.env)
@@ -297,6 +313,9 @@ func tuningOf(h handle) (Tuning, string, error) {
 			return tn, src, fmt.Errorf("%s=%q: not an integer", v.env, s)
 		}
 		*v.dst = n
+		if v.dst == &tn.LinTile {
+			tn.LinReg = 0 // a table's block goes with its tile: 4 × 4 unless XENT_OPENCL_LIN_REG says
+		}
 		if err := tn.check(); err != nil { // the ranges are check's: the rest of tn was in range
 			return tn, src, fmt.Errorf("%s=%q: %w", v.env, s, err)
 		}
@@ -334,4 +353,12 @@ func EntryFor(arg string, tn Tuning, measured string) (Entry, error) {
 		return Entry{}, err
 	}
 	return Entry{Device: h.name, Driver: h.driver, Tuning: tn, Measured: measured}, nil
+}
+
+// linReg is linear.cl's LR: LinReg, 4 when 0.
+func (t Tuning) linReg() int {
+	if t.LinReg == 0 {
+		return 4
+	}
+	return t.LinReg
 }
