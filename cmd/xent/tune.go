@@ -60,7 +60,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *rows < 1 {
 		return fmt.Errorf("--batch %d: want ≥ 1", *rows)
 	}
-	var lin []int // N, V, D
+	var lin []int      // N, V, D
 	var tiles [][2]int // lin_tile, lin_reg
 	if *linShape != "" {
 		for _, f := range strings.Split(*linShape, "x") {
