@@ -64,6 +64,7 @@
 #define lin_load TYPED(lin_load)
 #define lin_grad TYPED(lin_grad)
 #define lin_skip TYPED(lin_skip)
+#define lin_gprod TYPED(lin_gprod)
 #define xent_lin_partial TYPED(xent_lin_partial)
 #define xent_lin_dh TYPED(xent_lin_dh)
 #define xent_lin_dw TYPED(xent_lin_dw)
@@ -148,6 +149,32 @@ inline void lin_grad(__local float *G, __global const ELEM *H, ulong ldh, int N,
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* Sets acc to this work-item's entries of a gradient tile's product with
+ * columns [d0, d0 + LT) of X's rows [x0, x0 + LT) (those past xn or D
+ * read as 0): acc[LR·i + j] = Σ_k G[(ty + LS·i)·si + k·sk] · X[x0 + k][d0
+ * + tx + LS·j], k in order. G·W (dH's: si = LTP, sk = 1, X = W, the
+ * tile's classes) and Gᵀ·H (dW's: si = 1, sk = LTP, X = H, the tile's
+ * rows). xs is LT × LK floats of local memory; every work-item reaches
+ * every barrier. */
+inline void lin_gprod(float *acc, __local const float *G, int si, int sk, __global const ELEM *X, ulong ld, int x0,
+                      int xn, int D, int d0, __local float *xs) {
+    const int tx = get_local_id(0) % LS, ty = get_local_id(0) / LS;
+    for (int e = 0; e < LR * LR; e++) acc[e] = 0.0f;
+    for (int k0 = 0; k0 < LT; k0 += LK) {
+        for (int e = get_local_id(0); e < LT * LK; e += LWG) { /* xs[k·LT + d] = X[x0 + k0 + k][d0 + d] */
+            const int k = e / LT, d = e % LT, x = x0 + k0 + k;
+            xs[e] = (x < xn && d0 + d < D) ? LD(d0 + d, X + (size_t)x * ld) : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int k = 0; k < LK; k++)
+            for (int i = 0; i < LR; i++) {
+                const float g = G[(ty + LS * i) * si + (k0 + k) * sk];
+                for (int j = 0; j < LR; j++) acc[LR * i + j] = fma(g, xs[k * LT + tx + LS * j], acc[LR * i + j]);
+            }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
 }
 
 /* Whether the gradient filter (ce.Linear.Filter f > 0, CCE's) skips the
@@ -263,20 +290,7 @@ void xent_lin_dh(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
         const int Dt = lin_skip(G, red, filter, r0, N, scale, targets) ? 0 : D;
         for (int d0 = 0; d0 < Dt; d0 += LT) { /* out[rows, d0:d0+LT] += G · W[c0:c0+LT, d0:d0+LT] */
             float acc[LR * LR];
-            for (int e = 0; e < LR * LR; e++) acc[e] = 0.0f;
-            for (int k0 = 0; k0 < LT; k0 += LK) {
-                for (int e = get_local_id(0); e < LT * LK; e += LWG) { /* ws[k·LT + d] = W[c0 + k0 + k][d0 + d] */
-                    const int k = e / LT, d = e % LT, c = c0 + k0 + k;
-                    ws[e] = (c < v1 && d0 + d < D) ? LD(d0 + d, W + (size_t)c * ldw) : 0.0f;
-                }
-                barrier(CLK_LOCAL_MEM_FENCE);
-                for (int k = 0; k < LK; k++)
-                    for (int i = 0; i < LR; i++) {
-                        const float g = G[(ty + LS * i) * LTP + k0 + k];
-                        for (int j = 0; j < LR; j++) acc[LR * i + j] = fma(g, ws[k * LT + tx + LS * j], acc[LR * i + j]);
-                    }
-                barrier(CLK_LOCAL_MEM_FENCE);
-            }
+            lin_gprod(acc, G, LTP, 1, W, ldw, c0, v1, D, d0, ws);
             for (int i = 0; i < LR; i++) {
                 const int row = r0 + ty + LS * i;
                 for (int j = 0; j < LR; j++) {
@@ -318,20 +332,7 @@ void xent_lin_dw(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
             for (int r = 0; r < LT; r++) bsum += G[r * LTP + lid];
         for (int d0 = 0; d0 < (skip ? 0 : Dw); d0 += LT) { /* dW[c0:c0+LT, d0:d0+LT] += Gᵀ · H[r0:r0+LT, d0:d0+LT] */
             float acc[LR * LR];
-            for (int e = 0; e < LR * LR; e++) acc[e] = 0.0f;
-            for (int k0 = 0; k0 < LT; k0 += LK) {
-                for (int e = lid; e < LT * LK; e += LWG) { /* hs[k·LT + d] = H[r0 + k0 + k][d0 + d] */
-                    const int k = e / LT, d = e % LT, r = r0 + k0 + k;
-                    hs[e] = (r < N && d0 + d < D) ? LD(d0 + d, H + (size_t)r * ldh) : 0.0f;
-                }
-                barrier(CLK_LOCAL_MEM_FENCE);
-                for (int k = 0; k < LK; k++)
-                    for (int i = 0; i < LR; i++) {
-                        const float g = G[(k0 + k) * LTP + ty + LS * i];
-                        for (int j = 0; j < LR; j++) acc[LR * i + j] = fma(g, hs[k * LT + tx + LS * j], acc[LR * i + j]);
-                    }
-                barrier(CLK_LOCAL_MEM_FENCE);
-            }
+            lin_gprod(acc, G, 1, LTP, H, ldh, r0, N, D, d0, hs);
             for (int i = 0; i < LR; i++) {
                 const int c = c0 + ty + LS * i;
                 for (int j = 0; j < LR; j++) {
@@ -360,6 +361,7 @@ __kernel void xent_lin_sum(__global const float *src, int S, ulong n, __global f
 #undef lin_load
 #undef lin_grad
 #undef lin_skip
+#undef lin_gprod
 #undef xent_lin_partial
 #undef xent_lin_dh
 #undef xent_lin_dw

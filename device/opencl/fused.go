@@ -38,14 +38,7 @@ func (lp *linProgram) release() {
 	for _, t := range lp.k {
 		ks = append(ks, t[:]...)
 	}
-	for _, k := range ks {
-		if k != 0 {
-			k.Release()
-		}
-	}
-	if lp.prog != 0 {
-		lp.prog.Release()
-	}
+	releaseProgram(lp.prog, ks)
 }
 
 // linearProgram returns p's linear.cl program for h, building it on first

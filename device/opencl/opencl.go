@@ -374,15 +374,21 @@ func (p *program) release() {
 	for _, t := range p.kernels {
 		ks = append(ks, t[:]...)
 	}
+	releaseProgram(p.prog, ks)
+	p.ctx.Release()
+}
+
+// releaseProgram releases the kernels of ks that were created, then prog
+// if it was built.
+func releaseProgram(prog cl.Program, ks []cl.Kernel) {
 	for _, k := range ks {
 		if k != 0 {
 			k.Release()
 		}
 	}
-	if p.prog != 0 {
-		p.prog.Release()
+	if prog != 0 {
+		prog.Release()
 	}
-	p.ctx.Release()
 }
 
 func (p *program) put() {
