@@ -488,7 +488,7 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 		spec.RunLinearDistillGolden(t, d, 1e-5)
 		spec.RunLinearFilterSized(t, d, 19, 64, 301)
 	})
-	t.Run("fused/reg8", func(t *testing.T) {
+	t.Run("fused-reg8", func(t *testing.T) {
 		// Tiles of 64, 8 × 8 entries a work-item (Tuning.LinReg): work-groups
 		// of as many work-items as a tile has classes.
 		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, LinTile: 64, LinReg: 8})
