@@ -59,6 +59,12 @@
 #error "linear.cl: LT must be a multiple of LR with (LT/LR)² ≥ LT (dBias's sums take a work-item a class)"
 #endif
 #define LTP (LT + 1) /* the gradient tile's row pitch in local memory */
+/* The k-major blocks' pitch: lin_load's work-items take LK consecutive k
+ * of a row (coalesced reads of H and W); with LT + 4 the stores of 32
+ * consecutive work-items (4 rows × 8 k) fall in 32 different banks of
+ * local memory (NVIDIA's and AMD's 32 × 4 bytes), where a pitch of LT puts
+ * a row's 8 in one. */
+#define LKP (LT + 4)
 
 #define lin_z TYPED(lin_z)
 #define lin_load TYPED(lin_load)
@@ -70,12 +76,12 @@
 #define xent_lin_dw TYPED(xent_lin_dw)
 
 /* Loads the LT × LK block of rows [r0, r0 + LT) and columns [k0, k0 + LK)
- * of X (n rows of D, pitch ld) into xs, k major (xs[k·LT + r]); entries
+ * of X (n rows of D, pitch ld) into xs, k major (xs[k·LKP + r]); entries
  * past n or D are 0. */
 inline void lin_load(__local float *xs, __global const ELEM *X, ulong ld, int n, int D, int r0, int k0) {
     for (int e = get_local_id(0); e < LT * LK; e += LWG) {
         const int r = e / LK, k = e % LK;
-        xs[k * LT + r] = (r0 + r < n && k0 + k < D) ? LD(k0 + k, X + (size_t)(r0 + r) * ld) : 0.0f;
+        xs[k * LKP + r] = (r0 + r < n && k0 + k < D) ? LD(k0 + k, X + (size_t)(r0 + r) * ld) : 0.0f;
     }
 }
 
@@ -93,8 +99,8 @@ inline void lin_z(float *z, __global const ELEM *H, ulong ldh, int N, __global c
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int k = 0; k < LK; k++) {
             float a[LR], b[LR];
-            for (int i = 0; i < LR; i++) a[i] = hs[k * LT + ty + LS * i];
-            for (int j = 0; j < LR; j++) b[j] = ws[k * LT + tx + LS * j];
+            for (int i = 0; i < LR; i++) a[i] = hs[k * LKP + ty + LS * i];
+            for (int j = 0; j < LR; j++) b[j] = ws[k * LKP + tx + LS * j];
             for (int i = 0; i < LR; i++)
                 for (int j = 0; j < LR; j++) z[LR * i + j] = fma(a[i], b[j], z[LR * i + j]);
         }
@@ -218,7 +224,7 @@ void xent_lin_partial(__global const ELEM *H, ulong ldh, __global const ELEM *W,
                       int hasb, int N, int D, int VS, prob_t p, __global const int *targets, __global const float *wts,
                       __global float *pm, __global float *ps, __global float *pd, __global float *pw,
                       __global float *pr, __global int *parg, __global float *pzt, __global uchar *phas) {
-    __local float hs[LT * LK], ws[LT * LK];
+    __local float hs[LKP * LK], ws[LKP * LK];
     __local float lm[LWG], ls[LWG], ld[LWG], lw[LWG], lr[LWG];
     __local int li[LWG];
     const int lid = get_local_id(0), tx = lid % LS, ty = lid / LS;
@@ -277,7 +283,7 @@ void xent_lin_dh(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
                  __global const float *scale, __global const float *gm, __global const float *gs,
                  __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
                  __global const int *fcols, __global const float *fvals, float filter, __global float *dh) {
-    __local float hs[LT * LK], ws[LT * LK], G[LT * LTP], red[LWG];
+    __local float hs[LKP * LK], ws[LKP * LK], G[LT * LTP], red[LWG];
     const int tx = get_local_id(0) % LS, ty = get_local_id(0) / LS;
     const int nb = (N + LT - 1) / LT, b = get_group_id(0) % nb, sp = get_group_id(0) / nb;
     const int V = p.cols, r0 = b * LT, v0 = sp * VS, v1 = min(V, v0 + VS);
@@ -319,7 +325,7 @@ void xent_lin_dw(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
                  __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
                  __global const int *fcols, __global const float *fvals, float filter, __global float *dw,
                  ulong lddw, int hasdw, __global float *db, int hasdb) {
-    __local float hs[LT * LK], ws[LT * LK], G[LT * LTP], red[LWG];
+    __local float hs[LKP * LK], ws[LKP * LK], G[LT * LTP], red[LWG];
     const int lid = get_local_id(0), tx = lid % LS, ty = lid / LS;
     const int V = p.cols, c0 = get_group_id(0) * LT;
     const int Dw = hasdw ? D : 0; /* a loop bound, not a branch around barriers */
