@@ -171,9 +171,9 @@ func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, ti
 	return best, nil
 }
 
-// linTileList parses --lin-tile: a comma-separated list of tiles (0, 16,
-// 32, 64), each optionally /R, R × R entries a work-item (4, or 8 with
-// 64).
+// linTileList parses --lin-tile: a comma-separated list of tiles, each
+// optionally /R, R × R entries a work-item, in opencl.CheckLinear's
+// ranges; CLBlast's path (0) takes no block.
 func linTileList(s string) ([][2]int, error) {
 	var out [][2]int
 	for _, f := range strings.Split(s, ",") {
@@ -183,9 +183,14 @@ func linTileList(s string) ([][2]int, error) {
 		if err == nil && hasR {
 			lr, err = strconv.Atoi(rs)
 		}
-		ok := err == nil && (lt == 0 && lr == 0 || lt == 16 || lt == 32 || lt == 64) && (lr == 0 || lr == 4 || lr == 8 && lt == 64)
-		if !ok {
-			return nil, fmt.Errorf("--lin-tile: %q is not 0, 16, 32 or 64, or 64/8", f)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("--lin-tile: %q is not a tile or tile/block (0, 16, 32, 64, 64/8)", f)
+		case lt == 0 && lr != 0:
+			return nil, fmt.Errorf("--lin-tile: %q: CLBlast's path (0) takes no block", f)
+		}
+		if err := opencl.CheckLinear(lt, lr); err != nil {
+			return nil, fmt.Errorf("--lin-tile: %q: %w", f, err)
 		}
 		out = append(out, [2]int{lt, lr})
 	}

@@ -104,14 +104,8 @@ func (t Tuning) check() error {
 	if t.Align < 0 || t.Align > 3 {
 		errs = append(errs, fmt.Errorf("align %d is not in [0, 3]", t.Align))
 	}
-	if t.LinTile != 0 && t.LinTile != 16 && t.LinTile != 32 && t.LinTile != 64 {
-		errs = append(errs, fmt.Errorf("lin_tile %d is not 0, 16, 32 or 64", t.LinTile))
-	}
-	switch {
-	case t.LinReg != 0 && t.LinReg != 4 && t.LinReg != 8:
-		errs = append(errs, fmt.Errorf("lin_reg %d is not 0, 4 or 8", t.LinReg))
-	case t.LinReg == 8 && t.LinTile != 64:
-		errs = append(errs, fmt.Errorf("lin_reg 8 takes lin_tile 64, not %d", t.LinTile))
+	if err := CheckLinear(t.LinTile, t.LinReg); err != nil {
+		errs = append(errs, err)
 	}
 	if t.Split < 0 || t.Split > 4096 {
 		errs = append(errs, fmt.Errorf("split %d is not in [0, 4096]", t.Split))
@@ -353,6 +347,23 @@ func EntryFor(arg string, tn Tuning, measured string) (Entry, error) {
 		return Entry{}, err
 	}
 	return Entry{Device: h.name, Driver: h.driver, Tuning: tn, Measured: measured}, nil
+}
+
+// CheckLinear reports what is out of range in a fused linear's tile and
+// register block (Tuning.LinTile, Tuning.LinReg): a tile of 0, 16, 32 or
+// 64, a block of 0, 4, or 8 with a tile of 64.
+func CheckLinear(tile, reg int) error {
+	var errs []error
+	if tile != 0 && tile != 16 && tile != 32 && tile != 64 {
+		errs = append(errs, fmt.Errorf("lin_tile %d is not 0, 16, 32 or 64", tile))
+	}
+	switch {
+	case reg != 0 && reg != 4 && reg != 8:
+		errs = append(errs, fmt.Errorf("lin_reg %d is not 0, 4 or 8", reg))
+	case reg == 8 && tile != 64:
+		errs = append(errs, fmt.Errorf("lin_reg 8 takes lin_tile 64, not %d", tile))
+	}
+	return errors.Join(errs...)
 }
 
 // linReg is linear.cl's LR: LinReg, 4 when 0.
