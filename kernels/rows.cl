@@ -32,11 +32,11 @@ inline int scalar_col(int i, int h, int n4) {
 
 /* Adds this work-item's scalar columns numbered [i0, i1) to a, one at a
  * time: the row's i-th scalar column (scalar_col), which work-item i
- * mod WG takes, in row_scan as in
- * grad_row (each work-item at most one when WG >= 8: kept in *ct). */
+ * mod RW of the row takes, in row_scan as in
+ * grad_row (each work-item at most one when RW >= 8: kept in *ct). */
 inline void scan_cols(acc_t *a, __global const ELEM *x, int h, int n4, int i0, int i1, __global const float *wts,
                       float cap, float icap, int flags, float *ct) {
-    for (int i = (int)get_local_id(0); i < i1; i += WG) {
+    for (int i = LID; i < i1; i += RW) {
         if (i >= i0) {
             const int j = scalar_col(i, h, n4);
             const float z = LD(j, x);
@@ -50,14 +50,14 @@ inline void scan_cols(acc_t *a, __global const ELEM *x, int h, int n4, int i0, i
  * before the first column whose address is a multiple of four elements,
  * see head_of) and the last cols - h mod 4 one at a time, the body between
  * as aligned float4s (LDA4: one wide load each). With keep (uniform: the
- * fused kernel's, for a row of at most 4*RC*WG columns, WG >= 8) it also
- * keeps its float4s in c (c[i] is float4 lid + i*WG, in registers: the
+ * fused kernel's, for a row of at most 4*RC*RW columns, RW >= 8) it also
+ * keeps its float4s in c (c[i] is float4 lid + i*RW, in registers: the
  * loop is unrolled) and its one scalar column, if any, in *ct, so that
  * the gradient pass reads nothing again (grad_row). Either way each
  * work-item adds its logits in the same order. */
 inline acc_t row_scan(__global const ELEM *x, int cols, int h, __global const float *wts,
                       float cap, float icap, int flags, int arg, float4 *c, float *ct, int keep) {
-    const int lid = get_local_id(0);
+    const int lid = LID;
     const int smooth = flags & F_SMOOTH;
     const int hasw = flags & F_WEIGHTS;
     acc_t a = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
@@ -68,27 +68,27 @@ inline acc_t row_scan(__global const ELEM *x, int cols, int h, __global const fl
     if (keep) {
 #pragma unroll
         for (int i = 0; i < RC; i++) {
-            int k = lid + i * WG;
+            int k = lid + i * RW;
             c[i] = k < n4 ? LDA4(k, xa) : (float4)(-INFINITY);
             if (k < n4) acc_add4(&a, capz4(c[i], cap, icap, flags), c[i], h + 4 * k, hasw ? vload4(k, wa) : (float4)(1.0f), flags, smooth, arg);
         }
     } else {
-        for (int k0 = lid; k0 < n4; k0 += WG * UNR) {
+        for (int k0 = lid; k0 < n4; k0 += RW * UNR) {
             float4 v[UNR];
 #pragma unroll
             for (int u = 0; u < UNR; u++) {
-                int k = k0 + u * WG;
+                int k = k0 + u * RW;
                 v[u] = k < n4 ? LDA4(k, xa) : (float4)(-INFINITY);
             }
 #pragma unroll
             for (int u = 0; u < UNR; u++) {
-                int k = k0 + u * WG;
+                int k = k0 + u * RW;
                 if (k < n4) acc_add4(&a, capz4(v[u], cap, icap, flags), v[u], h + 4 * k, hasw ? vload4(k, wa) : (float4)(1.0f), flags, smooth, arg);
             }
         }
     }
     scan_cols(&a, x, h, n4, h, cols - 4 * n4, wts, cap, icap, flags, ct); /* the tail */
-    a.s -= a.c; /* the compensated sums; the merges add only log2(WG) times */
+    a.s -= a.c; /* the compensated sums; the merges add only log2(RW) times */
     a.d -= a.cd;
     a.w -= a.cw;
     a.c = a.cd = a.cw = 0.0f;
@@ -104,8 +104,19 @@ inline __global ELEM *row_of(__global ELEM *x, prob_t p, int g) {
  * g + G, g + 2G, ... (G work-groups: one a row, or fewer, so that the rows
  * in flight are few enough for the cache to hold them between the fused
  * kernel's two passes; the host chooses, see device/opencl's tuning).
+ * With PACK > 1, group g computes rows PACK·g + LANE (LANE < PACK, each
+ * by its RW work-items), then PACK·(g + G) + LANE, ...; a lane past the
+ * last row (ok 0) takes the last row's index (g stays in range for its
+ * reads of the per-row arrays) but reads no logit and writes nothing.
  * The loop is uniform: every work-item of a group reaches every barrier. */
-#define FOR_ROWS(g) for (int g = (int)get_group_id(0); g < p.rows; g += (int)get_num_groups(0))
+#if PACK > 1
+#define FOR_ROWS(g, ok)                                                                                      \
+    for (int r_ = (int)get_group_id(0) * PACK, g = min(r_ + LANE, p.rows - 1), ok = r_ + LANE < p.rows;     \
+         r_ < p.rows;                                                                                        \
+         r_ += (int)get_num_groups(0) * PACK, g = min(r_ + LANE, p.rows - 1), ok = r_ + LANE < p.rows)
+#else
+#define FOR_ROWS(g, ok) for (int g = (int)get_group_id(0), ok = 1; g < p.rows; g += (int)get_num_groups(0))
+#endif
 
 /* Log-sum-exp of each row (no options). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
@@ -113,10 +124,11 @@ void xent_lse(__global ELEM *x, prob_t p, __global float *lse) {
     LOCALS;
     float4 c[1];
     float ct;
-    FOR_ROWS(g) {
-        acc_t a = row_scan(row_of(x, p, g), p.cols, HEAD(row_off(p, g), p.cols), 0, 0.0f, 0.0f, 0, 0, c, &ct, 0);
+    FOR_ROWS(g, ok) {
+        const int cols = ok ? p.cols : 0;
+        acc_t a = row_scan(row_of(x, p, g), cols, HEAD(row_off(p, g), cols), 0, 0.0f, 0.0f, 0, 0, c, &ct, 0);
         a = row_reduce(a, lm, ls, ld, lw, lr, li, 0);
-        if (get_local_id(0) == 0) lse[p.prow0 + g] = acc_lse(a, log1p(a.s));
+        if (ok && LID == 0) lse[p.prow0 + g] = acc_lse(a, log1p(a.s));
     }
 }
 
@@ -156,7 +168,7 @@ inline acc_t row_acc(__global const ELEM *xr, int counted, int h, __global const
 inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t p, int flags, float icap,
                      float m, float s, float lsm, float lse, float si, float ex, float wt, float zt, int tl,
                      const float4 *c, float ct, int keep) {
-    const int lid = get_local_id(0);
+    const int lid = LID;
     const int cols = p.cols;
     const float cap = p.cap;
     const gcoef_t gc = grad_coef(p, flags, m, s, lsm, lse, si, ex, wt, zt);
@@ -170,17 +182,17 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
     if (keep) {
 #pragma unroll
         for (int i = 0; i < RC; i++) {
-            int k = lid + i * WG;
+            int k = lid + i * RW;
             if (k < n4) STA4(grad4(c[i], hasw ? vload4(k, wa) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - h - 4 * k, gt), k, xa);
         }
     } else {
-        /* lid, lid + WG, ..., last: backwards with REV */
-        const int last = n4 > lid ? lid + (n4 - 1 - lid) / WG * WG : lid - WG;
-        const int step = REV ? -WG : WG;
-        for (int i = 0, k = REV ? last : lid; i <= (last - lid) / WG; i++, k += step)
+        /* lid, lid + RW, ..., last: backwards with REV */
+        const int last = n4 > lid ? lid + (n4 - 1 - lid) / RW * RW : lid - RW;
+        const int step = REV ? -RW : RW;
+        for (int i = 0, k = REV ? last : lid; i <= (last - lid) / RW; i++, k += step)
             STA4(grad4(LDA4(k, xa), hasw ? vload4(k, wa) : (float4)(1.0f), cap, icap, flags, aa, bb, m, tl - h - 4 * k, gt), k, xa);
     }
-    for (int i = lid; i < cols - 4 * n4; i += WG) { /* the head, then the tail */
+    for (int i = lid; i < cols - 4 * n4; i += RW) { /* the head, then the tail */
         const int j = scalar_col(i, h, n4);
         ST((j == tl) ? gt : grad1(keep ? ct : LD(j, xr), hasw ? ws[j] : 1.0f, cap, icap, flags, gc), j, xr);
     }
@@ -189,8 +201,8 @@ inline void grad_row(__global ELEM *xr, int h, __global const float *wts, prob_t
 /* Zeroes the row: an ignored row's gradient. */
 inline void zero_row(__global ELEM *xr, int cols) {
     const int n4 = cols >> 2;
-    for (int k = get_local_id(0); k < n4; k += WG) ST4((float4)(0.0f), k, xr);
-    for (int j = 4 * n4 + get_local_id(0); j < cols; j += WG) ST(0.0f, j, xr);
+    for (int k = LID; k < n4; k += RW) ST4((float4)(0.0f), k, xr);
+    for (int j = 4 * n4 + LID; j < cols; j += RW) ST(0.0f, j, xr);
 }
 
 /* The gradient of row xr (zero for an ignored one): grad_row, compiled
@@ -212,15 +224,15 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
              __global const float *scale, __global float *loss, __global float *lse_out,
              __global uchar *correct) {
     LOCALS;
-    /* A fused row of at most 4*RC*WG columns is kept in registers: read once. */
-    const int keep = RC > 0 && WG >= 8 && p.grad && (p.cols >> 2) <= RC * WG;
+    /* A fused row of at most 4*RC*RW columns is kept in registers: read once. */
+    const int keep = RC > 0 && RW >= 8 && p.grad && (p.cols >> 2) <= RC * RW;
     float4 c[RC > 0 ? RC : 1];
     float ct = 0.0f;
     const float icap = p.ic;
-    FOR_ROWS(g) {
+    FOR_ROWS(g, ok) {
         __global ELEM *xr = row_of(x, p, g);
         const int row = p.prow0 + g; /* index of the per-row arrays */
-        const int t = targets[row];
+        const int t = ok ? targets[row] : -1; /* a lane past the last row: as an ignored row, unwritten */
         const int counted = t >= 0; /* uniform across the work-group */
         const float zt = counted ? capz(LD(t, xr), p.cap, icap, p.flags) : 0.0f; /* read before any write */
         const int h = HEAD(row_off(p, g), counted ? p.cols : 0);
@@ -235,12 +247,12 @@ void xent_ce(__global ELEM *x, prob_t p, __global const int *targets, __global c
         if (p.flags & F_SMOOTH) L += ec * (p.W * lsm - a.d);
         if (p.flags & F_ZLOSS) L += p.zl * lse * lse;
         if (isnan(lse)) L = NAN;
-        if (get_local_id(0) == 0) {
+        if (ok && LID == 0) {
             loss[row] = counted ? L : 0.0f;
             lse_out[row] = counted ? lse : 0.0f;
             correct[row] = (counted && a.idx == t && !isnan(L)) ? 1 : 0;
         }
-        if (p.grad) grad_or_zero(xr, h, wts, p, icap, counted, a.m, 1.0f + a.s, lsm, lse, scale[row], 0.0f, wt, zt, t, c, ct, keep);
+        if (p.grad && ok) grad_or_zero(xr, h, wts, p, icap, counted, a.m, 1.0f + a.s, lsm, lse, scale[row], 0.0f, wt, zt, t, c, ct, keep);
     }
 }
 
@@ -262,7 +274,7 @@ inline void partial_of(__global ELEM *xr, ulong off, prob_t p, int t, size_t o, 
     const int has = counted && tl >= 0 && tl < p.cols;
     const float zt = has ? capz(LD(tl, xr), p.cap, icap, p.flags) : 0.0f;
     acc_t a = row_acc(xr, counted, HEAD(off, counted ? p.cols : 0), wts, p, icap, lm, ls, ld, lw, lr, li, c, &ct, 0);
-    if (get_local_id(0) == 0 && counted) {
+    if (LID == 0 && counted) {
         pm[o] = a.m == -FLT_MAX ? -INFINITY : a.m;
         ps[o] = (isinf(a.m) && a.m > 0) ? NAN : a.s;
         pd[o] = a.d;
@@ -283,9 +295,9 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
                   __global float *pm, __global float *ps, __global float *pd, __global float *pw,
                   __global float *pr, __global int *parg, __global float *pzt, __global uchar *phas) {
     LOCALS;
-    FOR_ROWS(g) {
+    FOR_ROWS(g, ok) {
         const int row = p.prow0 + g;
-        partial_of(row_of(x, p, g), row_off(p, g), p, targets[row], row, wts, pm, ps, pd, pw, pr, parg, pzt, phas,
+        partial_of(row_of(x, p, g), row_off(p, g), p, ok ? targets[row] : -1, row, wts, pm, ps, pd, pw, pr, parg, pzt, phas,
                    lm, ls, ld, lw, lr, li);
     }
 }
@@ -296,7 +308,10 @@ void xent_partial(__global ELEM *x, prob_t p, __global const int *targets, __glo
  * of their own (split_of), so that rows × ceil(cols/cs) work-groups share
  * the rows; the host merges the splits' partials in order (ce.Partial's
  * Merge), then xent_backward_split writes each split's gradient from the
- * merged ones. The loop over k is uniform, as FOR_ROWS. */
+ * merged ones. The loop over k is uniform, as FOR_ROWS. A program built
+ * with PACK > 1 (for short rows, which the host never splits) has no
+ * split kernels. */
+#if PACK == 1
 #define FOR_SPLITS(g, s, cs) \
     for (int k_ = (int)get_group_id(0), g = k_ % p.rows, s = k_ / p.rows; k_ < p.rows * ((p.cols + (cs) - 1) / (cs)); \
          k_ += (int)get_num_groups(0), g = k_ % p.rows, s = k_ / p.rows)
@@ -316,29 +331,31 @@ void xent_partial_split(__global ELEM *x, prob_t p, int cs, int nrows, __global 
                    parg, pzt, phas, lm, ls, ld, lw, lr, li);
     }
 }
+#endif
 
 /* Writes the gradient of the row at xr (element offset off; row, its
  * index in the per-row arrays) over the columns of p (a shard, or a
- * split), then the fix's entries among them. Every work-item reaches
- * every barrier. */
-inline void backward_of(__global ELEM *xr, ulong off, prob_t p, int row, __global const int *targets,
+ * split), then the fix's entries among them; nothing when ok is 0 (a
+ * lane past the last row: FOR_ROWS). Every work-item reaches every
+ * barrier. */
+inline void backward_of(__global ELEM *xr, ulong off, prob_t p, int row, int ok, __global const int *targets,
                         __global const float *wts, __global const float *scale, __global const float *gm,
                         __global const float *gs, __global const float *glsm, __global const float *gzt, int fk,
                         __global const float *fex, __global const int *fcols, __global const float *fvals) {
     const float icap = p.ic;
     float4 c[1];
-    const int t = targets[row];
+    const int t = ok ? targets[row] : -1;
     const float wt = (t >= 0 && (p.flags & F_WEIGHTS)) ? wts[t] : 1.0f;
     const int counted = t >= 0; /* an ignored row's entries are not read */
     const float m = counted ? gm[row] : 0.0f, s = counted ? gs[row] : 1.0f, lsm = counted ? glsm[row] : 0.0f;
     const float si = counted ? scale[row] : 0.0f, zt = counted ? gzt[row] : 0.0f;
     const float ex = (counted && fk > 0) ? fex[row] : 0.0f;
-    grad_or_zero(xr, HEAD(off, p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, ex, wt, zt, t - p.col0, c, 0.0f, 0);
+    if (ok) grad_or_zero(xr, HEAD(off, p.cols), wts, p, icap, counted, m, s, lsm, m + lsm, si, ex, wt, zt, t - p.col0, c, 0.0f, 0);
     /* The fix's entries (ce.Fix), once the whole row is written. The
      * barrier is unconditional: PoCL 3.1 mishandles one in a branch
      * (uniform as it is) inside the rows' loop. */
     barrier(CLK_GLOBAL_MEM_FENCE);
-    for (int k = get_local_id(0); counted && k < fk; k += WG) {
+    for (int k = LID; counted && k < fk; k += RW) {
         const int j = fcols[(size_t)row * fk + k] - p.col0;
         if (j >= 0 && j < p.cols) ST(fvals[(size_t)row * fk + k], j, xr);
     }
@@ -353,12 +370,13 @@ void xent_backward(__global ELEM *x, prob_t p, __global const int *targets, __gl
                    __global const float *scale, __global const float *gm, __global const float *gs,
                    __global const float *glsm, __global const float *gzt, int fk, __global const float *fex,
                    __global const int *fcols, __global const float *fvals) {
-    FOR_ROWS(g) {
-        backward_of(row_of(x, p, g), row_off(p, g), p, p.prow0 + g, targets, wts, scale, gm, gs, glsm, gzt, fk, fex,
+    FOR_ROWS(g, ok) {
+        backward_of(row_of(x, p, g), row_off(p, g), p, p.prow0 + g, ok, targets, wts, scale, gm, gs, glsm, gzt, fk, fex,
                     fcols, fvals);
     }
 }
 
+#if PACK == 1
 /* xent_backward over the splits of each row (see FOR_SPLITS). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void xent_backward_split(__global ELEM *x, prob_t p, int cs, __global const int *targets,
@@ -367,10 +385,11 @@ void xent_backward_split(__global ELEM *x, prob_t p, int cs, __global const int 
                          __global const float *fex, __global const int *fcols, __global const float *fvals) {
     FOR_SPLITS(g, s, cs) {
         const ulong off = row_off(p, g) + (ulong)s * cs;
-        backward_of(x + off, off, split_of(p, s, cs), p.prow0 + g, targets, wts, scale, gm, gs, glsm, gzt, fk, fex,
+        backward_of(x + off, off, split_of(p, s, cs), p.prow0 + g, 1, targets, wts, scale, gm, gs, glsm, gzt, fk, fex,
                     fcols, fvals);
     }
 }
+#endif
 
 #undef row_scan
 #undef scan_cols

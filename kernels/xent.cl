@@ -63,8 +63,13 @@
  * walks each work-item's columns backwards (from what the first read last,
  * the likeliest in cache), 0 forwards; ALIGN, the element types whose rows
  * are read and written in aligned four-element accesses past a scalar
- * head (1 float, 2 the half types; see elem.cl's LDA4). The host launches one work-group a
- * row or fewer, each then taking rows G apart (rows.cl's FOR_ROWS).
+ * head (1 float, 2 the half types; see elem.cl's LDA4); PACK, the rows of
+ * one work-group (a power of two dividing WG, default 1): each row is
+ * computed by RW = WG/PACK consecutive work-items as above, RW taking
+ * WG's place, so that short rows keep every work-item busy (the host
+ * builds a second program with PACK > 1 for them: device/opencl's
+ * Tuning.Pack). The host launches one work-group a row (PACK rows) or
+ * fewer, each then taking rows G apart (rows.cl's FOR_ROWS).
  */
 #ifndef WG
 #define WG 256
@@ -83,6 +88,23 @@
 #endif
 #ifndef ALIGN
 #define ALIGN 1
+#endif
+#ifndef PACK
+#define PACK 1
+#endif
+#if PACK < 1 || (PACK & (PACK - 1)) != 0 || WG % PACK != 0
+#error "PACK, the rows of a work-group, must be a power of two dividing WG"
+#endif
+/* RW is the work-items of a row, WG/PACK; LID, this work-item's index
+ * among its row's; LANE, its row's index in the work-group (rows.cl's
+ * FOR_ROWS). With PACK 1 they are WG, the local id and 0. */
+#define RW (WG / PACK)
+#if PACK > 1
+#define LID ((int)get_local_id(0) % RW)
+#define LANE ((int)get_local_id(0) / RW)
+#else
+#define LID ((int)get_local_id(0))
+#define LANE 0
 #endif
 
 typedef struct {
@@ -282,8 +304,9 @@ inline acc_t acc_tree(acc_t a, int n, __local float *lm, __local float *ls, __lo
     return r;
 }
 
-/* Reduces the row's accumulators over the work-group (acc_tree); every
- * work-item returns the merged result. The last barrier also fences global memory:
+/* Reduces the row's accumulators over its RW work-items (acc_tree: the
+ * work-group, or its PACK rows' each); every work-item returns its row's
+ * merged result. The last barrier also fences global memory:
  * every work-item has read the target's logit (xent_ce's zt), which
  * another may overwrite with its gradient in place after it, and a
  * barrier orders only the memory its flags name (a local fence alone
@@ -291,7 +314,7 @@ inline acc_t acc_tree(acc_t a, int n, __local float *lm, __local float *ls, __lo
  * specification, which Oclgrind reports). */
 inline acc_t row_reduce(acc_t a, __local float *lm, __local float *ls, __local float *ld,
                         __local float *lw, __local float *lr, __local int *li, int smooth) {
-    const acc_t r = acc_tree(a, WG, lm, ls, ld, lw, lr, li, smooth);
+    const acc_t r = acc_tree(a, RW, lm, ls, ld, lw, lr, li, smooth);
     barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
     return r;
 }

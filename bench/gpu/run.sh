@@ -22,7 +22,9 @@
 #                 bfloat16, at 1024×50257, 4096×128256 and 8192×256000, with
 #                 the device copy probe (one report a line), and 8×256000
 #                 with rows split in up to 16 and 64 (XENT_OPENCL_SPLIT,
-#                 lines {"split": N, "report": ...}); bench-old.jsonl
+#                 lines {"split": N, "report": ...}), and 65536×1024 and
+#                 16384×4096 at 1, 4 and 16 rows a work-group
+#                 (XENT_OPENCL_PACK, lines {"pack": N, ...}); bench-old.jsonl
 #                 the same from the commit before, run after each size
 #                 (prepare.sh with XENT_GPU_OLD)
 #   e2e.txt       end to end at 1024×50257 (host logits, transfers counted)
@@ -169,9 +171,21 @@ if [[ $stages == *" bench "* ]]; then
 			XENT_OPENCL_SPLIT=$sp "$bin/xent" bench --batch 8 --vocab 256000 --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
 			echo "}" >>"$out/bench.jsonl"
 		done
+		# Short rows: one work-group a row, then several rows a work-group
+		# (XENT_OPENCL_PACK, opt-in, never timed on a GPU before), each its
+		# own line {"pack": N, "report": ...}.
+		local pk
+		for size in "65536 1024" "16384 4096"; do
+			set -- $size
+			for pk in 1 4 16; do
+				printf '{"pack": %d, "report": ' "$pk" >>"$out/bench.jsonl"
+				XENT_OPENCL_PACK=$pk "$bin/xent" bench --batch "$1" --vocab "$2" --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
+				echo "}" >>"$out/bench.jsonl"
+			done
+		done
 	}
 	export -f bench
-	stage bench 120 bench
+	stage bench 150 bench
 fi
 
 if [[ $stages == *" e2e "* ]]; then
@@ -224,7 +238,7 @@ if [[ $stages == *" peers "* ]]; then
 	# The fused linear's shapes only with the linear stage.
 	lin=
 	[[ $stages == *" linear "* ]] && lin="--linear 1024x50257x768,8192x128256x4096,8192x256000x2304 --linear-repeat 2"
-	stage peers 50 python3 bench/peers/pytorch_gpu.py --sizes 1024x50257,4096x128256,8192x256000 --dtypes float32,bfloat16 \
+	stage peers 50 python3 bench/peers/pytorch_gpu.py --sizes 1024x50257,4096x128256,8192x256000,65536x1024,16384x4096 --dtypes float32,bfloat16 \
 		$lin --repeat 7 >"$out/peers.jsonl"
 fi
 

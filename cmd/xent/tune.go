@@ -35,6 +35,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"rc":          fs.String("rc", "0,8", "float4s of a fused row kept per work-item to try"),
 		"rev":         fs.String("rev", "0,1", "the fused gradient pass backwards (1) or forwards (0)"),
 		"align":       fs.String("align", "0,1,2,3", "rows in aligned four-element accesses to try: 1 float32, 2 the half types, 3 both, 0 none"),
+		"pack":        fs.String("pack", "0", "rows a work-group to try on short rows (those of at most 4·unroll·wg columns: give such a --vocab too), e.g. 0,4,16; 0: one a row"),
 	}
 	linShape := fs.String("linear", "", "NxVxD: after the row kernels, time the fused linear's forward + backward at this shape for each --lin-tile and keep the fastest")
 	linTiles := fs.String("lin-tile", "0,16,32,64,64/8", "with --linear: the fused linear's tiles to try (0: CLBlast's products; 16, 32, 64: linear.cl's kernels; 64/8: tiles of 64, 8 × 8 entries a work-item)")
@@ -78,7 +79,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	var params []bench.Param
-	for _, name := range []string{"regs", "wg", "unroll", "unroll_half", "flight", "rc", "rev", "align"} {
+	for _, name := range []string{"regs", "wg", "unroll", "unroll_half", "flight", "rc", "rev", "align", "pack"} {
 		v, err := intList("--"+name, *grids[name], 0)
 		if err != nil {
 			return err
@@ -91,11 +92,12 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stderr, "xent tune: starting from %v (%s)\n", start, src)
 	of := func(p map[string]int) opencl.Tuning {
-		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], UnrollHalf: p["unroll_half"], Regs: p["regs"], RC: p["rc"], Rev: p["rev"], Align: p["align"], Flight: p["flight"], LinTile: start.LinTile}
+		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], UnrollHalf: p["unroll_half"], Regs: p["regs"], RC: p["rc"], Rev: p["rev"], Align: p["align"], Flight: p["flight"], Pack: p["pack"],
+			LinTile: start.LinTile, LinReg: start.LinReg, Split: start.Split} // not tuned here: kept
 	}
 	rep, err := bench.Tune(ctx, bench.TuneConfig{
 		Batch: *rows, Vocabs: vs, Types: types, Ops: strings.Split(*ops, ","), Repeat: *repeat, Rounds: *rounds, Params: params,
-		Start: map[string]int{"wg": start.WG, "unroll": start.Unroll, "unroll_half": start.UnrollHalf, "regs": start.Regs, "rc": start.RC, "rev": start.Rev, "align": start.Align, "flight": start.Flight},
+		Start: map[string]int{"wg": start.WG, "unroll": start.Unroll, "unroll_half": start.UnrollHalf, "regs": start.Regs, "rc": start.RC, "rev": start.Rev, "align": start.Align, "flight": start.Flight, "pack": start.Pack},
 		Open:  func(p map[string]int) (device.Device, error) { return opencl.OpenTuned(arg, of(p)) },
 		Log:   func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) },
 	})

@@ -52,6 +52,10 @@ type Device struct {
 	// split is Tuning.Split; forceSplit, when > 0, splits every row in
 	// that many (a test hook: whatever the rows and columns).
 	split, forceSplit int
+	// pack is Tuning.Pack; forcePack runs every call at pack rows a
+	// work-group (a test hook: whatever the columns).
+	pack      int
+	forcePack bool
 	// rowBase is a test hook: an extra row number added to the logits'
 	// row index, with the matching element offset subtracted, to check
 	// 64-bit offset arithmetic without allocating 2^31 elements.
@@ -68,7 +72,7 @@ func newDevice(h handle, tn Tuning, src string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
 	}
-	d := &Device{h: h, p: p, flight: tn.Flight, split: tn.Split, tuningSrc: src}
+	d := &Device{h: h, p: p, flight: tn.Flight, split: tn.Split, pack: tn.Pack, tuningSrc: src}
 	ma, err1 := h.dev.Uint(cl.DeviceMaxMemAllocSize)
 	gm, err2 := h.dev.Uint(cl.DeviceGlobalMemSize)
 	cu, err3 := h.dev.Uint(cl.DeviceMaxComputeUnits)
@@ -623,10 +627,19 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 	// The kernels are shared by every Device on this OpenCL device, and
 	// clSetKernelArg is not safe concurrently: arguments and enqueue go
 	// together under the program's lock (the enqueue captures them).
+	kern, rowBytes := d.p.kernels[c.x.Type][c.op], c.x.Cols*c.x.Type.Size()
+	args, groups := []any{xmem, cl.ValueOf(&a)}, d.groups(n, rowBytes)
+	if c.split == 0 {
+		pp, err := d.packOf(c.x.Cols, c.x.Type)
+		if err != nil {
+			return 0, err
+		}
+		if P := d.packs(); pp != nil {
+			kern, groups = pp.k[c.x.Type][c.op], d.groups((n+P-1)/P, P*rowBytes)
+		}
+	}
 	d.p.kernelMu.Lock()
 	defer d.p.kernelMu.Unlock()
-	kern := d.p.kernels[c.x.Type][c.op]
-	args, groups := []any{xmem, cl.ValueOf(&a)}, d.groups(n, c.x.Cols*c.x.Type.Size())
 	if c.split > 0 {
 		kern, args, groups = d.p.kernels[c.x.Type][c.op.split()], append(args, int32(c.split)), n*c.splits
 		if c.op == opPartials {
@@ -642,6 +655,31 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 		err = d.q.Flush()
 	}
 	return ev, err
+}
+
+// packs is the rows of a work-group on short rows: Tuning.Pack, at
+// most the work-group size as built; 1 without.
+func (d *Device) packs() int { return max(1, min(d.pack, d.p.tn.WG)) }
+
+// packOf returns the kernels of packs() rows a work-group for a call on
+// rows of cols columns of type t, where they are short: at most 4·U·WG
+// columns (U the type's unroll: one step of the whole work-group covers
+// the row), or any with the test hook forcePack; else nil, one row a
+// work-group.
+func (d *Device) packOf(cols int, t ce.DType) (*packProgram, error) {
+	tn := d.p.tn
+	u := tn.Unroll
+	if t != ce.F32 {
+		u = tn.UnrollHalf
+	}
+	if d.packs() == 1 || (cols > 4*u*tn.WG && !d.forcePack) {
+		return nil, nil
+	}
+	pp, err := d.p.packedProgram(d.h, d.packs())
+	if err != nil || !pp.fits {
+		return nil, err
+	}
+	return pp, nil
 }
 
 // groups returns how many work-groups a launch of n rows of rowBytes
@@ -663,7 +701,7 @@ func (d *Device) groups(n, rowBytes int) int {
 // device's kind, XENT_OPENCL_* overrides, or the caller's (OpenTuned).
 func (d *Device) Tuning() Tuning {
 	tn := d.p.tn
-	tn.Flight = d.flight
+	tn.Flight, tn.Split, tn.Pack = d.flight, d.split, d.pack
 	return tn
 }
 

@@ -12,6 +12,19 @@ func SetMaxGroups(d *Device, n int) { d.maxGroups = n }
 // FOR_SPLITS), whatever their number; 0 restores the tuning's rule.
 func SetSplit(d *Device, n int) { d.forceSplit = n }
 
+// SetPack makes every call of d run at its tuning's Pack rows a
+// work-group, whatever the columns (rows.cl's FOR_ROWS with PACK > 1).
+func SetPack(d *Device, on bool) { d.forcePack = on }
+
+// Packed reports whether a call of d has run the kernels of several rows
+// a work-group.
+func Packed(d *Device) bool {
+	d.p.packMu.Lock()
+	defer d.p.packMu.Unlock()
+	_, ok := d.p.packed[d.packs()]
+	return ok
+}
+
 // Kept returns the OpenCL objects d keeps from call to call (its staging
 // buffers): what Live counts beyond the calls' own.
 func Kept(d *Device) int64 {

@@ -267,6 +267,67 @@ type program struct {
 
 	linMu sync.Mutex  // guards lin
 	lin   *linProgram // linear.cl's, built on first use (fused.go)
+
+	packMu sync.Mutex           // guards packed
+	packed map[int]*packProgram // the row kernels by PACK, rows a work-group, each built on first use
+}
+
+// opNames are the row kernels' names by op, before the type's suffix.
+var opNames = [nops]string{opLSE: "xent_lse_", opCE: "xent_ce_", opPartials: "xent_partial_", opBackward: "xent_backward_"}
+
+// packProgram is xent.cl's row kernels built with PACK rows a work-group
+// (Tuning.Pack) in their program's context, for short rows.
+type packProgram struct {
+	prog cl.Program
+	k    [3][nops]cl.Kernel // by element type, by op (no split variants: short rows are not split)
+	fits bool               // whether every kernel runs at the program's work-group size (else unused)
+}
+
+func (pp *packProgram) release() {
+	var ks []cl.Kernel
+	for _, t := range pp.k {
+		ks = append(ks, t[:]...)
+	}
+	releaseProgram(pp.prog, ks)
+}
+
+// packedProgram returns p's row kernels at pack rows a work-group (a
+// power of two dividing p's work-group size), building them on first use
+// with p's options. Where one of them cannot run at p's work-group size
+// on h (its registers, say), they do not fit: the calls keep one row a
+// work-group.
+func (p *program) packedProgram(h handle, pack int) (*packProgram, error) {
+	p.packMu.Lock()
+	defer p.packMu.Unlock()
+	if pp, ok := p.packed[pack]; ok {
+		return pp, nil
+	}
+	pp := &packProgram{fits: true}
+	var err error
+	if pp.prog, err = cl.BuildProgram(p.ctx, h.dev, kernels.Source, fmt.Sprintf("%s -DPACK=%d", p.options, pack)); err != nil {
+		return nil, err
+	}
+	for t, suf := range kernels.Types {
+		for o, name := range opNames {
+			k, err := cl.CreateKernel(pp.prog, name+suf)
+			if err != nil {
+				pp.release()
+				return nil, err
+			}
+			pp.k[t][o] = k
+			n, err := k.WorkGroupSize(h.dev)
+			if err != nil {
+				pp.release()
+				return nil, err
+			}
+			pp.fits = pp.fits && (n >= p.tn.WG || p.tn.WG == 1)
+		}
+	}
+	if p.packed == nil {
+		p.packed = map[int]*packProgram{}
+	}
+	p.packed[pack] = pp
+	return pp, nil
 }
 
 var (
@@ -347,9 +408,10 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 	all := []named{{&p.copyK, "xent_copy"}, {&p.blockK, "xent_blockmax"}, {&p.fmaK, "xent_fma"}}
 	for t, suf := range kernels.Types {
 		ks := &p.kernels[t]
-		all = append(all, named{&ks[opLSE], "xent_lse_" + suf}, named{&ks[opCE], "xent_ce_" + suf},
-			named{&ks[opPartials], "xent_partial_" + suf}, named{&ks[opBackward], "xent_backward_" + suf},
-			named{&ks[opPartials.split()], "xent_partial_split_" + suf}, named{&ks[opBackward.split()], "xent_backward_split_" + suf})
+		for o, name := range opNames {
+			all = append(all, named{&ks[o], name + suf})
+		}
+		all = append(all, named{&ks[opPartials.split()], "xent_partial_split_" + suf}, named{&ks[opBackward.split()], "xent_backward_split_" + suf})
 	}
 	for _, k := range all {
 		if *k.k, err = cl.CreateKernel(p.prog, k.name); err != nil {
@@ -369,6 +431,9 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 func (p *program) release() {
 	if p.lin != nil {
 		p.lin.release()
+	}
+	for _, pp := range p.packed {
+		pp.release()
 	}
 	ks := []cl.Kernel{p.copyK, p.blockK, p.fmaK}
 	for _, t := range p.kernels {

@@ -405,9 +405,11 @@ func TestStagedOpenCL(t *testing.T) {
 // kept in registers (RC 1: rows of up to 4·WG columns) and without (RC
 // 0), whole and in chunks of two rows, staged as on a GPU and not, by
 // shards (the partial and backward kernels) and resident; and the copy
-// probe (TestConformanceLinearOpenCL has the fused linear's). It is
-// what CI runs under Oclgrind, which reports any out-of-bounds access,
-// data race or barrier divergence and any misuse of the API.
+// probe (TestConformanceLinearOpenCL has the fused linear's); and rows
+// split over work-groups (Tuning.Split) and packed two a work-group
+// (Tuning.Pack). It is what CI runs under Oclgrind, which reports any
+// out-of-bounds access, data race or barrier divergence and any misuse
+// of the API.
 //
 // With -short (a GPU's suite within its lease, the race detector's run)
 // it is left out: TestSpecOpenCL, TestShardsOpenCL, TestResidentOpenCL
@@ -421,19 +423,27 @@ func TestConformanceOpenCL(t *testing.T) {
 	// backwards, the rows taken two apart by two work-groups, every type's
 	// rows in aligned accesses; rc=0: every row read again forwards, a
 	// work-group a row, element-aligned accesses.
+	var sc []spec.Case // every type, every option, strides, ignored rows
+	for _, c := range cases {
+		switch c.Name {
+		case "textbook", "strided/37x100+13", "all-ignored", "everything", "edges", "everything/temperature":
+			sc = append(sc, c)
+		}
+	}
 	t.Run("split", func(t *testing.T) { // rows over three work-groups each (Tuning.Split), at rc=1's tuning
 		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: 1, Rev: 1, Align: 3})
 		require.NoError(t, err)
 		defer d.Close()
 		SetSplit(d, 3)
-		var sc []spec.Case // the split kernels in every type, every option, strides, ignored rows
-		for _, c := range cases {
-			switch c.Name {
-			case "textbook", "strided/37x100+13", "all-ignored", "everything", "edges", "everything/temperature":
-				sc = append(sc, c)
-			}
-		}
 		spec.RunTable(t, d, sc, 1e-5)
+	})
+	t.Run("pack", func(t *testing.T) { // two rows a work-group of 16 (Tuning.Pack), rows of up to 32 columns kept
+		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: 1, Rev: 1, Align: 3, Pack: 2})
+		require.NoError(t, err)
+		defer d.Close()
+		SetPack(d, true)
+		spec.RunTable(t, d, sc, 1e-5)
+		spec.RunShardsOf(t, d, sc[:2], 1e-5)
 	})
 	for _, rc := range []int{1, 0} {
 		t.Run(fmt.Sprintf("rc=%d", rc), func(t *testing.T) {
@@ -535,6 +545,62 @@ func TestSplitOpenCL(t *testing.T) {
 	spec.RunResidentOf(t, d, spec.ConformanceCases()[:3], 1e-5)
 	spec.RunGolden(t, d, 1e-5)
 	spec.RunDistillGolden(t, d, 1e-5)
+}
+
+// TestPackOpenCL: several rows a work-group (Tuning.Pack, rows.cl's
+// FOR_ROWS with PACK > 1), here forced on every call, pass the reduced
+// case table (every kernel in every type; the whole table without -short),
+// the shards (the partial and backward kernels), chunks, resident buffers
+// and PyTorch's values: 4 rows a work-group of the device's size (its last
+// lanes past the last row in most cases), and one work-item a row. Without
+// the hook, short rows (at most 4·U·WG columns) take the packed kernels and
+// long ones do not. TestConformanceOpenCL runs it under Oclgrind.
+func TestPackOpenCL(t *testing.T) {
+	tn, _, err := TuningFor(os.Getenv("XENT_TEST_OPENCL"))
+	if err != nil {
+		openTest(t) // skips or fails as every test here does without OpenCL
+		require.NoError(t, err)
+	}
+	cases := spec.ConformanceCases()
+	if !testing.Short() {
+		cases = spec.Cases()
+	}
+	for _, pack := range []int{4, 1 << 10} {
+		t.Run(fmt.Sprintf("pack=%d", pack), func(t *testing.T) {
+			tn.Pack = pack
+			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), tn)
+			require.NoError(t, err)
+			defer d.Close()
+			SetPack(d, true)
+			t.Logf("%d rows a work-group: %v", min(pack, WG(d)), d.Tuning())
+			if pack > 4 {
+				spec.RunTable(t, d, spec.ConformanceCases(), 1e-5)
+				return
+			}
+			spec.RunTable(t, d, cases, 1e-5)
+			spec.RunShardsOf(t, d, spec.ConformanceCases(), 1e-5)
+			spec.RunResidentOf(t, d, spec.ConformanceCases()[:3], 1e-5)
+			spec.RunGolden(t, d, 1e-5)
+			seed := spec.Seed(t)
+			for _, c := range spec.ConformanceCases()[:3] {
+				d.ChunkBytes = int64(3 * 4 * max(c.Cols, c.Stride)) // chunks of 3 rows: a lane past the last in each
+				spec.RunCaseIn(t, d, c, ce.F32, seed, 1e-5)
+			}
+		})
+	}
+	t.Run("rule", func(t *testing.T) {
+		tn.Pack = 4
+		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), tn)
+		require.NoError(t, err)
+		defer d.Close()
+		u := d.Tuning().Unroll
+		long := spec.Case{Name: "long", Rows: 5, Cols: 4*u*WG(d) + 1, Fill: spec.Normal(3, 0, 0)}
+		spec.RunCaseIn(t, d, long, ce.F32, spec.Seed(t), 1e-5)
+		require.False(t, Packed(d), "rows of %d columns, past 4·%d·%d: one a work-group", long.Cols, u, WG(d))
+		short := spec.Case{Name: "short", Rows: 7, Cols: 4 * u * WG(d), Fill: spec.Normal(3, 0, 0)}
+		spec.RunCaseIn(t, d, short, ce.F32, spec.Seed(t), 1e-5)
+		require.True(t, Packed(d), "rows of %d columns: 4 a work-group", short.Cols)
+	})
 }
 
 // TestAllocHostOpenCL: logits and gradients in host matrices of AllocHost

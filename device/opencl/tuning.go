@@ -61,6 +61,15 @@ type Tuning struct {
 	// them in a second pass), so that few rows do not leave the device
 	// idle; 0 or 1: one work-group a row. Opt-in: no GPU has timed it.
 	Split int `json:"split,omitempty"`
+	// Pack, when > 1, runs calls on short rows, of at most 4·U·WG
+	// columns (U the type's unroll: rows that one step of the whole
+	// work-group covers), Pack rows a work-group, WG/Pack work-items a
+	// row (xent.cl's PACK: a second program, built on first use), so that
+	// the work-items of a short row are not mostly idle and a row's
+	// reduction takes fewer steps; a power of two, at most WG as built
+	// (a larger one is capped). 0 or 1: one row a work-group. Opt-in: no
+	// GPU has timed it.
+	Pack int `json:"pack,omitempty"`
 }
 
 func (t Tuning) String() string {
@@ -76,6 +85,9 @@ func (t Tuning) String() string {
 	}
 	if t.Split > 1 {
 		s += fmt.Sprintf(" split=%d", t.Split)
+	}
+	if t.Pack > 1 {
+		s += fmt.Sprintf(" pack=%d", t.Pack)
 	}
 	return s
 }
@@ -109,6 +121,9 @@ func (t Tuning) check() error {
 	}
 	if t.Split < 0 || t.Split > 4096 {
 		errs = append(errs, fmt.Errorf("split %d is not in [0, 4096]", t.Split))
+	}
+	if t.Pack < 0 || t.Pack > 1024 || t.Pack&(t.Pack-1) != 0 {
+		errs = append(errs, fmt.Errorf("pack %d is not 0 or a power of two up to 1024", t.Pack))
 	}
 	if t.Flight < 0 || t.Flight > 1<<20 {
 		errs = append(errs, fmt.Errorf("flight_mib %d is not in [0, 2^20]", t.Flight))
@@ -252,7 +267,8 @@ func kindDefault(kind string) Tuning {
 // (0 to 3) and
 // XENT_OPENCL_FLIGHT (MiB), XENT_OPENCL_LIN_TILE (0, 16, 32, 64),
 // XENT_OPENCL_LIN_REG (0, 4, 8; XENT_OPENCL_LIN_TILE alone sets it to 0) and
-// XENT_OPENCL_SPLIT (0 to 4096) override its fields, for tuning runs. A user
+// XENT_OPENCL_SPLIT (0 to 4096) and XENT_OPENCL_PACK (0 or a power of two
+// up to 1024) override its fields, for tuning runs. A user
 // table that cannot be read is an error.
 func tuningOf(h handle) (Tuning, string, error) {
 	tn, src := kindDefault(h.kind), "default for "+h.kind
@@ -297,6 +313,7 @@ func tuningOf(h handle) (Tuning, string, error) {
 		{"XENT_OPENCL_LIN_TILE", &tn.LinTile},
 		{"XENT_OPENCL_LIN_REG", &tn.LinReg},
 		{"XENT_OPENCL_SPLIT", &tn.Split},
+		{"XENT_OPENCL_PACK", &tn.Pack},
 	} {
 		s := os.Getenv(v.env)
 		if s == "" {

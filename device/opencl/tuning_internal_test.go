@@ -112,6 +112,18 @@ func TestTuningTable(t *testing.T) {
 	_, _, err = tuningOf(h)
 	require.ErrorContains(t, err, "split -1 is not in [0, 4096]")
 	t.Setenv("XENT_OPENCL_SPLIT", "")
+	t.Setenv("XENT_OPENCL_PACK", "8")
+	tn, src, err = tuningOf(h)
+	require.NoError(t, err)
+	require.Equal(t, 8, tn.Pack, "rows a work-group for short rows, opt-in")
+	require.Contains(t, tn.String(), " pack=8")
+	require.Contains(t, src, "XENT_OPENCL_PACK=8")
+	for _, bad := range []string{"3", "-2", "2048"} {
+		t.Setenv("XENT_OPENCL_PACK", bad)
+		_, _, err = tuningOf(h)
+		require.ErrorContains(t, err, "pack "+bad+" is not 0 or a power of two up to 1024")
+	}
+	t.Setenv("XENT_OPENCL_PACK", "")
 
 	require.Error(t, SaveEntry(path, Entry{Device: "Z", Tuning: Tuning{WG: 3, Unroll: 1, UnrollHalf: 1}}), "an entry out of range is not written")
 	require.NoError(t, os.WriteFile(path, []byte(`[{"device": "Z", "wg": 100, "unroll": 1, "unroll_half": 1}]`), 0o644))
