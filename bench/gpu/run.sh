@@ -8,8 +8,10 @@
 #   tune.txt      `xent tune` (coordinate descent over registers, work-group,
 #                 unrolling, rows in flight, the gradient pass's direction,
 #                 at 2048×50257 and 2048×256000, float32 and bfloat16,
-#                 kernel-only; then the fused linear's path, CLBlast's or
-#                 linear.cl's tiles, at 2048×50257×768), with the
+#                 kernel-only; then the fused linear's path, CLBlast's (with
+#                 its own Xgemm parameters and its entries for the A100,
+#                 RTX 4090 and RTX 2080 Ti) or linear.cl's tiles, at
+#                 2048×50257×768), with the
 #                 compiler's register counts
 #   tuning.json   the best, as a tuning table: the later stages run with it
 #                 (XENT_TUNING)
@@ -121,13 +123,14 @@ if [[ $stages == *" tune "* ]]; then
 	tune() {
 		XENT_OPENCL_BUILD_LOG=1 XENT_TUNING="$out/tuning.json" "$bin/xent" tune --device "$gpu" --batch 2048 --vocab 50257,256000 \
 			--dtype float32,bfloat16 --repeat 5 --regs 0,32,40,64 --wg 256,512,1024 --unroll 2,4,8 --unroll-half 2,4,8 \
-			--flight 0,64 --rc 0 --rev 0,1 --linear 2048x50257x768 --lin-tile 0,16,32,64,64/8 --write >"$out/tune.txt" 2>&1
+			--flight 0,64 --rc 0 --rev 0,1 --linear 2048x50257x768 --lin-tile 0,16,32,64,64/8 --xgemm none,a100,rtx4090,rtx2080ti \
+			--write >"$out/tune.txt" 2>&1
 		local rc=$?
 		grep -E '^(best|xent tune|lin_tile)' "$out/tune.txt"
 		return $rc
 	}
 	export -f tune
-	stage tune 120 tune
+	stage tune 150 tune
 	[ -s "$out/tuning.json" ] && export XENT_TUNING="$out/tuning.json" && log "tuning: $(tr -d '\n' <"$out/tuning.json")"
 fi
 

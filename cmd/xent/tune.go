@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +41,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	linShape := fs.String("linear", "", "NxVxD: after the row kernels, time the fused linear's forward + backward at this shape for each --lin-tile and keep the fastest")
 	linTiles := fs.String("lin-tile", "0,16,32,64,64/8", "with --linear: the fused linear's tiles to try (0: CLBlast's products; 16, 32, 64: linear.cl's kernels; 64/8: tiles of 64, 8 × 8 entries a work-item)")
+	xgemm := fs.String("xgemm", "none", "with --linear: CLBlast's Xgemm parameters to try on its path (lin_tile 0): none (its database's), "+xgemmNames()+" (its entries for those GPUs)")
 	write := fs.Bool("write", false, "keep the best in the user's tuning table (see --table)")
 	table := fs.String("table", "", "the tuning table --write writes (default $XENT_TUNING, else xent/tuning.json in the user's configuration directory)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -78,6 +81,13 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
+	var sets []string
+	for _, f := range strings.Split(*xgemm, ",") {
+		if _, ok := opencl.XgemmSets[f]; !ok && f != "none" {
+			return fmt.Errorf("--xgemm: %q is not none or one of %s", f, xgemmNames())
+		}
+		sets = append(sets, f)
+	}
 	var params []bench.Param
 	for _, name := range []string{"regs", "wg", "unroll", "unroll_half", "flight", "rc", "rev", "align", "pack"} {
 		v, err := intList("--"+name, *grids[name], 0)
@@ -93,7 +103,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stderr, "xent tune: starting from %v (%s)\n", start, src)
 	of := func(p map[string]int) opencl.Tuning {
 		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], UnrollHalf: p["unroll_half"], Regs: p["regs"], RC: p["rc"], Rev: p["rev"], Align: p["align"], Flight: p["flight"], Pack: p["pack"],
-			LinTile: start.LinTile, LinReg: start.LinReg, Split: start.Split} // not tuned here: kept
+			LinTile: start.LinTile, LinReg: start.LinReg, Split: start.Split, Xgemm: start.Xgemm} // not tuned here: kept
 	}
 	rep, err := bench.Tune(ctx, bench.TuneConfig{
 		Batch: *rows, Vocabs: vs, Types: types, Ops: strings.Split(*ops, ","), Repeat: *repeat, Rounds: *rounds, Params: params,
@@ -106,7 +116,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	best := of(rep.Best.Params)
 	if lin != nil {
-		if best, err = tuneLinear(ctx, arg, best, lin, tiles, *repeat, stderr); err != nil {
+		if best, err = tuneLinear(ctx, arg, best, lin, tiles, sets, *repeat, stderr); err != nil {
 			return err
 		}
 	}
@@ -130,7 +140,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	measured := fmt.Sprintf("xent tune %s, batch %d, vocab %s, %s", time.Now().UTC().Format("2006-01-02"), *rows, *vocabs, *dtypes)
 	if lin != nil {
-		measured += fmt.Sprintf("; lin_tile of %s at %s, float32 forward + backward", *linTiles, *linShape)
+		measured += fmt.Sprintf("; lin_tile of %s (xgemm %s) at %s, float32 forward + backward", *linTiles, *xgemm, *linShape)
 	}
 	e, err := opencl.EntryFor(arg, best, measured)
 	if err != nil {
@@ -145,32 +155,48 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // tuneLinear times the fused linear's forward + backward at lin (N, V, D)
 // on the device with tn and each tile and register block (tile 0:
-// CLBlast's path, skipped where CLBlast does not load) and returns tn
-// with the fastest.
-func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, tiles [][2]int, repeat int, stderr io.Writer) (opencl.Tuning, error) {
+// CLBlast's path, skipped where CLBlast does not load, with each of CLBlast's
+// Xgemm parameter sets) and returns tn with the fastest.
+func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, tiles [][2]int, sets []string, repeat int, stderr io.Writer) (opencl.Tuning, error) {
 	best, bestS := tn, 0.0
 	for _, lt := range tiles {
-		tn.LinTile, tn.LinReg = lt[0], lt[1]
-		d, err := opencl.OpenTuned(arg, tn)
-		if err != nil {
-			return tn, err
+		xs := []string{"none"}
+		if lt[0] == 0 {
+			xs = sets
 		}
-		if !d.Caps().Linear {
-			fmt.Fprintf(stderr, "lin_tile=%d: no fused linear here (CLBlast not loaded)\n", lt[0])
+		for _, x := range xs {
+			tn.LinTile, tn.LinReg, tn.Xgemm = lt[0], lt[1], opencl.XgemmSets[x]
+			name := fmt.Sprintf("lin_tile=%d lin_reg=%d", lt[0], lt[1])
+			if lt[0] == 0 {
+				name += " xgemm=" + x
+			}
+			d, err := opencl.OpenTuned(arg, tn)
+			if err != nil {
+				return tn, fmt.Errorf("%s: %w", name, err)
+			}
+			if !d.Caps().Linear {
+				fmt.Fprintf(stderr, "%s: no fused linear here (CLBlast not loaded)\n", name)
+				d.Close()
+				break
+			}
+			s, err := bench.LinearSeconds(ctx, d, lin[0], lin[1], lin[2], repeat)
+			info := d.Info().BLAS
 			d.Close()
-			continue
-		}
-		s, err := bench.LinearSeconds(ctx, d, lin[0], lin[1], lin[2], repeat)
-		d.Close()
-		if err != nil {
-			return tn, fmt.Errorf("lin_tile=%d lin_reg=%d: %w", lt[0], lt[1], err)
-		}
-		fmt.Fprintf(stderr, "lin_tile=%d lin_reg=%d: fused linear %dx%dx%d forward + backward %.4f s (%s)\n", lt[0], lt[1], lin[0], lin[1], lin[2], s, d.Info().BLAS)
-		if bestS == 0 || s < bestS {
-			best, bestS = tn, s
+			if err != nil {
+				return tn, fmt.Errorf("%s: %w", name, err)
+			}
+			fmt.Fprintf(stderr, "%s: fused linear %dx%dx%d forward + backward %.4f s (%s)\n", name, lin[0], lin[1], lin[2], s, info)
+			if bestS == 0 || s < bestS {
+				best, bestS = tn, s
+			}
 		}
 	}
 	return best, nil
+}
+
+// xgemmNames lists opencl.XgemmSets' names.
+func xgemmNames() string {
+	return strings.Join(slices.Sorted(maps.Keys(opencl.XgemmSets)), ", ")
 }
 
 // linTileList parses --lin-tile: a comma-separated list of tiles, each

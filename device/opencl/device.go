@@ -82,6 +82,10 @@ func newDevice(h handle, tn Tuning, src string) (*Device, error) {
 		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
 	}
 	d.maxAlloc, d.globalMem = int64(min(ma, math.MaxInt64/2)), int64(min(gm, math.MaxInt64/2))
+	if err := d.useXgemm(tn); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
+	}
 	if d.q, err = cl.CreateQueue(p.ctx, h.dev, cl.QueueProfilingEnable); err == nil {
 		d.copyQ, err = cl.CreateQueue(p.ctx, h.dev, 0)
 	}
@@ -93,8 +97,9 @@ func newDevice(h handle, tn Tuning, src string) (*Device, error) {
 }
 
 // Info implements device.Device. BLAS names the fused linear's products:
-// CLBlast's, linear.cl's own kernels (Tuning.LinTile), or without either
-// the CPU's (device.LinearOf), which Note then says.
+// CLBlast's (with the Xgemm parameters set, Tuning.Xgemm), linear.cl's own
+// kernels (Tuning.LinTile), or without either the CPU's
+// (device.LinearOf), which Note then says.
 func (d *Device) Info() device.Info {
 	in := device.Info{
 		Name: d.h.name, Kind: d.h.kind, Backend: "opencl",
@@ -109,6 +114,8 @@ func (d *Device) Info() device.Info {
 	case linearAvailable() != nil:
 		in.BLAS = device.FallbackBLAS()
 		in.Note = "no fused linear cross-entropy here (no CLBlast): it runs on the CPU"
+	case d.xgemm() != "none":
+		in.BLAS = "CLBlast, Xgemm " + d.xgemm()
 	}
 	return in
 }
@@ -702,6 +709,10 @@ func (d *Device) groups(n, rowBytes int) int {
 func (d *Device) Tuning() Tuning {
 	tn := d.p.tn
 	tn.Flight, tn.Split, tn.Pack = d.flight, d.split, d.pack
+	tn.Xgemm = nil // as set on the OpenCL device now (useXgemm), for CLBlast's path
+	if tn.LinTile == 0 {
+		tn.Xgemm, _ = ParseXgemm(d.xgemm())
+	}
 	return tn
 }
 

@@ -56,3 +56,8 @@ func Pinned() int64 { return cl.Pinned() }
 
 // HostWaits returns the host's waits for the device so far, process-wide.
 func HostWaits() int64 { return cl.HostWaits() }
+
+// BlastOverride sets CLBlast's parameters of kernel on d's OpenCL device.
+func BlastOverride(d *Device, kernel string, m map[string]int) error {
+	return cl.BlastOverride(d.h.dev, kernel, m)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
@@ -30,6 +31,66 @@ func linearAvailable() error {
 		return fmt.Errorf("opencl: %w: the fused linear cross-entropy needs CLBlast (%s; Debian libclblast1, or XENT_CLBLAST_LIB): %v", device.ErrNotAvailable, name, err)
 	}
 	return nil
+}
+
+// blastSets is, by OpenCL device, the CLBlast Xgemm parameters set there
+// (Tuning.Xgemm as XgemmString; absent or "none": CLBlast's database).
+// CLBlast's parameters are process-wide by OpenCL device: the last Device
+// opened there with its fused linear on CLBlast decides them for all.
+var (
+	blastMu   sync.Mutex
+	blastSets = map[cl.Device]string{}
+)
+
+// useXgemm sets CLBlast's Xgemm parameters on d's OpenCL device to tn's
+// (CLBlast's own for none, emptying its caches where another set was
+// there), where CLBlast loads and tn takes its path (LinTile 0).
+func (d *Device) useXgemm(tn Tuning) error {
+	if tn.LinTile > 0 || linearAvailable() != nil {
+		return nil
+	}
+	key := XgemmString(tn.Xgemm)
+	blastMu.Lock()
+	defer blastMu.Unlock()
+	cur, ok := blastSets[d.h.dev]
+	if !ok {
+		cur = "none"
+	}
+	if cur == key {
+		return nil
+	}
+	if len(tn.Xgemm) > 0 {
+		lm, err1 := d.h.dev.Uint(cl.DeviceLocalMemSize)
+		mw, err2 := d.h.dev.Uint(cl.DeviceMaxWorkGroupSize)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		if b, wg := xgemmLocal(tn.Xgemm); uint64(b) > lm || uint64(wg) > mw {
+			return fmt.Errorf("%w: CLBlast's Xgemm parameters %s need %d bytes of local memory and work-groups of %d (MDIMC·NDIMC); the device has %d bytes and work-groups of at most %d", device.ErrNotAvailable, key, b, wg, lm, mw)
+		}
+	}
+	var err error
+	if len(tn.Xgemm) == 0 {
+		err = cl.BlastClearCache() // back to CLBlast's database
+	} else {
+		err = cl.BlastOverride(d.h.dev, "Xgemm", tn.Xgemm)
+	}
+	if err != nil {
+		return fmt.Errorf("CLBlast's Xgemm parameters %s: %w", key, err)
+	}
+	blastSets[d.h.dev] = key
+	return nil
+}
+
+// xgemm returns the CLBlast Xgemm parameters set on d's OpenCL device,
+// as XgemmString writes them ("none": CLBlast's database).
+func (d *Device) xgemm() string {
+	blastMu.Lock()
+	defer blastMu.Unlock()
+	if k, ok := blastSets[d.h.dev]; ok {
+		return k
+	}
+	return "none"
 }
 
 // clLinear is the OpenCL device's tiles.Backend for one call; the

@@ -2,6 +2,7 @@ package opencl_test
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"testing"
 
@@ -149,5 +150,70 @@ func TestLinearFusedOpenCL(t *testing.T) {
 		require.Contains(t, d.Info().BLAS, "linear.cl 64×64/8")
 		spec.RunLinearSmall(t, d, 1e-5)
 		spec.RunLinearVersus(t, d, cpuDev, 2e-5, 1e-4)
+	})
+}
+
+// a100Xgemm is CLBlast's float32 Xgemm entry for the A100 (its
+// database, SM8.0): a set it takes, for the tests.
+var a100Xgemm = map[string]int{"GEMMK": 0, "KREG": 1, "KWG": 32, "KWI": 2, "MDIMA": 8, "MDIMC": 8, "MWG": 32, "NDIMB": 16,
+	"NDIMC": 16, "NWG": 64, "SA": 1, "SB": 1, "STRM": 0, "STRN": 0, "VWM": 4, "VWN": 4}
+
+// TestLinearXgemmOpenCL: CLBlast's Xgemm parameters (Tuning.Xgemm) reach
+// CLBlast, and only sets its kernel can run. With a set it takes (the
+// A100's) and its Xgemm kernel on every product (its direct kernel's
+// limit lowered), the results are the CPU's; the same set with a tile
+// that does not divide computes wrong products without an error when
+// given to CLBlast directly, so Open refuses it, as it refuses a set
+// without a parameter (which CLBlast itself refuses, status -2047) and one
+// past the device's local memory. The set is the OpenCL device's (the
+// last Device opened decides), and none goes back to CLBlast's database.
+func TestLinearXgemmOpenCL(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		arg := os.Getenv("XENT_TEST_OPENCL")
+		tn, _, err := opencl.TuningFor(arg)
+		require.NoError(t, err)
+		tn.LinTile, tn.Xgemm = 0, a100Xgemm
+		d, err := opencl.OpenTuned(arg, tn)
+		require.NoError(t, err)
+		defer d.Close()
+		require.Equal(t, "CLBlast, Xgemm "+opencl.XgemmString(a100Xgemm), d.Info().BLAS)
+		require.Equal(t, a100Xgemm, d.Tuning().Xgemm)
+		require.NoError(t, opencl.BlastOverride(d, "GemmRoutine", map[string]int{"XGEMM_MIN_INDIRECT_SIZE": 64}))
+		spec.RunLinearVersusAt(t, d, device.NewCPU(cpu.Default()), 150, 1999, 37, 2e-5, 1e-4)
+
+		bad := maps.Clone(a100Xgemm)
+		bad["MWG"] = 24 // not a multiple of MDIMC·VWM = 32
+		seed := spec.Seed(t)
+		l1, _, err := spec.LinearAt(d, seed, 150, 1999, 37)
+		require.NoError(t, err)
+		require.NoError(t, opencl.BlastOverride(d, "Xgemm", bad))
+		l2, _, err := spec.LinearAt(d, seed, 150, 1999, 37)
+		require.NoError(t, err, "CLBlast takes any complete set")
+		require.NotEqual(t, l1, l2, "its kernel cuts MWG 24 wrongly")
+		require.NoError(t, opencl.BlastOverride(d, "Xgemm", a100Xgemm))
+		other := tn
+		other.Xgemm = bad
+		_, err = opencl.OpenTuned(arg, other)
+		require.ErrorContains(t, err, "MWG 24 is not a multiple of MDIMC·VWM = 32")
+		delete(bad, "MWG")
+		_, err = opencl.OpenTuned(arg, other)
+		require.ErrorContains(t, err, "MWG missing")
+		require.ErrorContains(t, opencl.BlastOverride(d, "Xgemm", bad), "CLBlast status -2047 (a parameter of the kernel missing from the override)")
+		big := maps.Clone(a100Xgemm)
+		big["KWG"], big["MWG"], big["NWG"] = 512, 1024, 1024
+		other.Xgemm = big
+		_, err = opencl.OpenTuned(arg, other)
+		require.ErrorContains(t, err, "need 4194304 bytes of local memory")
+
+		other.Xgemm = nil
+		d3, err := opencl.OpenTuned(arg, other)
+		require.NoError(t, err)
+		defer d3.Close()
+		require.Equal(t, "CLBlast", d3.Info().BLAS)
+		require.Equal(t, "CLBlast", d.Info().BLAS, "the OpenCL device's parameters: the last Device opened decides")
+		require.Nil(t, d3.Tuning().Xgemm)
+		l3, _, err := spec.LinearAt(d3, seed, 150, 1999, 37)
+		require.NoError(t, err, "CLBlast's database again")
+		require.InDeltaSlice(t, l1, l3, 1e-4, "CLBlast's database, as the A100's set")
 	})
 }

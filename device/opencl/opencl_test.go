@@ -548,13 +548,13 @@ func TestSplitOpenCL(t *testing.T) {
 }
 
 // TestPackOpenCL: several rows a work-group (Tuning.Pack, rows.cl's
-// FOR_ROWS with PACK > 1), here forced on every call, pass the reduced
-// case table (every kernel in every type; the whole table without -short),
+// FOR_ROWS with PACK > 1) on short rows (at most 4·U·WG columns) and not
+// on long ones; then, forced on every call, they pass the reduced case
+// table (every kernel in every type; the whole table without -short),
 // the shards (the partial and backward kernels), chunks, resident buffers
-// and PyTorch's values: 4 rows a work-group of the device's size (its last
-// lanes past the last row in most cases), and one work-item a row. Without
-// the hook, short rows (at most 4·U·WG columns) take the packed kernels and
-// long ones do not. TestConformanceOpenCL runs it under Oclgrind.
+// and PyTorch's values: 4 rows a work-group of the device's size (its
+// last lanes past the last row in most cases), and one work-item a row.
+// TestConformanceOpenCL runs it under Oclgrind.
 func TestPackOpenCL(t *testing.T) {
 	tn, _, err := TuningFor(os.Getenv("XENT_TEST_OPENCL"))
 	if err != nil {
@@ -571,12 +571,21 @@ func TestPackOpenCL(t *testing.T) {
 			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), tn)
 			require.NoError(t, err)
 			defer d.Close()
-			SetPack(d, true)
 			t.Logf("%d rows a work-group: %v", min(pack, WG(d)), d.Tuning())
 			if pack > 4 {
+				SetPack(d, true)
 				spec.RunTable(t, d, spec.ConformanceCases(), 1e-5)
 				return
 			}
+			u := d.Tuning().Unroll
+			long := spec.Case{Name: "long", Rows: 5, Cols: 4*u*WG(d) + 1, Fill: spec.Normal(3, 0, 0)}
+			spec.RunCaseIn(t, d, long, ce.F32, spec.Seed(t), 1e-5)
+			require.False(t, Packed(d), "rows of %d columns, past 4·%d·%d: one a work-group", long.Cols, u, WG(d))
+			short := spec.Case{Name: "short", Rows: 7, Cols: 4 * u * WG(d), Fill: spec.Normal(3, 0, 0)}
+			spec.RunCaseIn(t, d, short, ce.F32, spec.Seed(t), 1e-5)
+			require.True(t, Packed(d), "rows of %d columns: 4 a work-group", short.Cols)
+
+			SetPack(d, true)
 			spec.RunTable(t, d, cases, 1e-5)
 			spec.RunShardsOf(t, d, spec.ConformanceCases(), 1e-5)
 			spec.RunResidentOf(t, d, spec.ConformanceCases()[:3], 1e-5)
@@ -588,19 +597,6 @@ func TestPackOpenCL(t *testing.T) {
 			}
 		})
 	}
-	t.Run("rule", func(t *testing.T) {
-		tn.Pack = 4
-		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), tn)
-		require.NoError(t, err)
-		defer d.Close()
-		u := d.Tuning().Unroll
-		long := spec.Case{Name: "long", Rows: 5, Cols: 4*u*WG(d) + 1, Fill: spec.Normal(3, 0, 0)}
-		spec.RunCaseIn(t, d, long, ce.F32, spec.Seed(t), 1e-5)
-		require.False(t, Packed(d), "rows of %d columns, past 4·%d·%d: one a work-group", long.Cols, u, WG(d))
-		short := spec.Case{Name: "short", Rows: 7, Cols: 4 * u * WG(d), Fill: spec.Normal(3, 0, 0)}
-		spec.RunCaseIn(t, d, short, ce.F32, spec.Seed(t), 1e-5)
-		require.True(t, Packed(d), "rows of %d columns: 4 a work-group", short.Cols)
-	})
 }
 
 // TestAllocHostOpenCL: logits and gradients in host matrices of AllocHost

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -70,6 +72,17 @@ type Tuning struct {
 	// (a larger one is capped). 0 or 1: one row a work-group. Opt-in: no
 	// GPU has timed it.
 	Pack int `json:"pack,omitempty"`
+	// Xgemm, when not empty, are CLBlast's parameters of its Xgemm kernel
+	// in float32 (GEMMK, KREG, KWG, KWI, MDIMA, MDIMC, MWG, NDIMB, NDIMC,
+	// NWG, SA, SB, STRM, STRN, VWM, VWN in CLBlast 1.5: every one, or
+	// CLBlast refuses the set) for the fused linear's products on CLBlast's
+	// path, set through CLBlastOverrideParameters where CLBlast's own
+	// database has no entry for the device (the H200 takes NVIDIA's
+	// default, tiles of 16 × 32). CLBlast's parameters are the OpenCL
+	// device's, process-wide: the last Device opened on it decides them
+	// for every Device there (a table's entry gives them all the same).
+	// Opt-in: no GPU has timed a set (xent tune --xgemm does).
+	Xgemm map[string]int `json:"clblast_xgemm,omitempty"`
 }
 
 func (t Tuning) String() string {
@@ -88,6 +101,9 @@ func (t Tuning) String() string {
 	}
 	if t.Pack > 1 {
 		s += fmt.Sprintf(" pack=%d", t.Pack)
+	}
+	if len(t.Xgemm) > 0 {
+		s += " xgemm=" + XgemmString(t.Xgemm)
 	}
 	return s
 }
@@ -124,6 +140,11 @@ func (t Tuning) check() error {
 	}
 	if t.Pack < 0 || t.Pack > 1024 || t.Pack&(t.Pack-1) != 0 {
 		errs = append(errs, fmt.Errorf("pack %d is not 0 or a power of two up to 1024", t.Pack))
+	}
+	if len(t.Xgemm) > 0 {
+		if err := CheckXgemm(t.Xgemm); err != nil {
+			errs = append(errs, fmt.Errorf("clblast_xgemm: %w", err))
+		}
 	}
 	if t.Flight < 0 || t.Flight > 1<<20 {
 		errs = append(errs, fmt.Errorf("flight_mib %d is not in [0, 2^20]", t.Flight))
@@ -267,8 +288,10 @@ func kindDefault(kind string) Tuning {
 // (0 to 3) and
 // XENT_OPENCL_FLIGHT (MiB), XENT_OPENCL_LIN_TILE (0, 16, 32, 64),
 // XENT_OPENCL_LIN_REG (0, 4, 8; XENT_OPENCL_LIN_TILE alone sets it to 0) and
-// XENT_OPENCL_SPLIT (0 to 4096) and XENT_OPENCL_PACK (0 or a power of two
-// up to 1024) override its fields, for tuning runs. A user
+// XENT_OPENCL_SPLIT (0 to 4096), XENT_OPENCL_PACK (0 or a power of two
+// up to 1024) and XENT_OPENCL_XGEMM (CLBlast's Xgemm parameters,
+// NAME=VALUE,...; "none" for CLBlast's own) override its fields, for
+// tuning runs. A user
 // table that cannot be read is an error.
 func tuningOf(h handle) (Tuning, string, error) {
 	tn, src := kindDefault(h.kind), "default for "+h.kind
@@ -332,7 +355,144 @@ func tuningOf(h handle) (Tuning, string, error) {
 		}
 		src += ", " + v.env + "=" + s
 	}
+	if s := os.Getenv("XENT_OPENCL_XGEMM"); s != "" {
+		x, err := ParseXgemm(s)
+		if err == nil {
+			tn.Xgemm = x
+			err = tn.check()
+		}
+		if err != nil {
+			return tn, src, fmt.Errorf("XENT_OPENCL_XGEMM=%q: %w", s, err)
+		}
+		src += ", XENT_OPENCL_XGEMM=" + s
+	}
 	return tn, src, nil
+}
+
+// xgemmNames are the parameters of CLBlast's Xgemm kernel (its database's
+// for CLBlast 1.5 and 1.6), every one of which an override gives.
+var xgemmNames = []string{"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB", "NDIMC", "NWG", "SA", "SB", "STRM", "STRN", "VWM", "VWN"}
+
+// CheckXgemm reports what is wrong in a set of CLBlast Xgemm parameters:
+// a name missing or unknown, a flag (GEMMK, SA, SB, STRM, STRN) not 0 or
+// 1, a vector width (VWM, VWN) not 1, 2, 4, 8 or 16, another value not in
+// [1, 1024], or a tile that CLBlast's kernel cannot cut as asked (its
+// tuner's constraints: KWG a multiple of KWI; MWG of MDIMC·VWM and of
+// MDIMA·VWM; NWG of NDIMC·VWN and of NDIMB·VWN; with GEMMK 0, KWG of
+// MDIMC·NDIMC/MDIMA and of MDIMC·NDIMC/NDIMB; with GEMMK 1, KREG of
+// VWN). CLBlast itself checks only that every name is there: a set
+// outside these computes wrong products without an error.
+func CheckXgemm(m map[string]int) error {
+	var errs []error
+	for _, k := range xgemmNames {
+		if _, ok := m[k]; !ok {
+			errs = append(errs, fmt.Errorf("%s missing (CLBlast takes all of %s)", k, strings.Join(xgemmNames, ", ")))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		switch k {
+		case "GEMMK", "SA", "SB", "STRM", "STRN":
+			if v != 0 && v != 1 {
+				errs = append(errs, fmt.Errorf("%s %d is not 0 or 1", k, v))
+			}
+		case "VWM", "VWN":
+			if v != 1 && v != 2 && v != 4 && v != 8 && v != 16 {
+				errs = append(errs, fmt.Errorf("%s %d is not 1, 2, 4, 8 or 16", k, v))
+			}
+		case "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB", "NDIMC", "NWG":
+			if v < 1 || v > 1024 {
+				errs = append(errs, fmt.Errorf("%s %d is not in [1, 1024]", k, v))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s is not a parameter of CLBlast's Xgemm", k))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	multiple := func(a string, b int, of string) {
+		if m[a]%b != 0 {
+			errs = append(errs, fmt.Errorf("%s %d is not a multiple of %s = %d", a, m[a], of, b))
+		}
+	}
+	multiple("KWG", m["KWI"], "KWI")
+	multiple("MWG", m["MDIMC"]*m["VWM"], "MDIMC·VWM")
+	multiple("MWG", m["MDIMA"]*m["VWM"], "MDIMA·VWM")
+	multiple("NWG", m["NDIMC"]*m["VWN"], "NDIMC·VWN")
+	multiple("NWG", m["NDIMB"]*m["VWN"], "NDIMB·VWN")
+	if m["GEMMK"] == 0 {
+		multiple("KWG", max(1, m["MDIMC"]*m["NDIMC"]/m["MDIMA"]), "MDIMC·NDIMC/MDIMA")
+		multiple("KWG", max(1, m["MDIMC"]*m["NDIMC"]/m["NDIMB"]), "MDIMC·NDIMC/NDIMB")
+	} else {
+		multiple("KREG", m["VWN"], "VWN")
+	}
+	return errors.Join(errs...)
+}
+
+// XgemmSets are candidates for Tuning.Xgemm, by name: CLBlast 1.6's
+// database entries for float32 Xgemm on the NVIDIA GPUs named (its
+// database has none for the H100 or the H200, which take NVIDIA's
+// default, tiles of 16 × 32). xent tune --xgemm times them on the device
+// at hand; none is applied unmeasured.
+var XgemmSets = map[string]map[string]int{
+	"a100":      xgemmOf(0, 1, 32, 2, 8, 8, 32, 16, 16, 64, 1, 1, 0, 0, 4, 4),
+	"rtx4090":   xgemmOf(0, 1, 32, 2, 32, 32, 128, 8, 8, 64, 0, 1, 1, 1, 4, 4),
+	"rtx2080ti": xgemmOf(0, 1, 32, 2, 8, 32, 128, 16, 8, 128, 1, 1, 1, 1, 2, 2),
+}
+
+// xgemmOf is a set of Xgemm parameters given in xgemmNames' order (its
+// database's).
+func xgemmOf(v ...int) map[string]int {
+	m := map[string]int{}
+	for i, k := range xgemmNames {
+		m[k] = v[i]
+	}
+	return m
+}
+
+// xgemmLocal is the local memory in bytes of CLBlast's float32 Xgemm
+// kernel with m (its tiles of A and B where SA and SB cache them), and its
+// work-group size.
+func xgemmLocal(m map[string]int) (bytes, wg int) {
+	return 4 * (m["SA"]*m["KWG"]*m["MWG"] + m["SB"]*m["KWG"]*m["NWG"]), m["MDIMC"] * m["NDIMC"]
+}
+
+// ParseXgemm parses CLBlast Xgemm parameters written NAME=VALUE,...
+// (XgemmString's form); "none" is an empty set (CLBlast's own).
+func ParseXgemm(s string) (map[string]int, error) {
+	if s == "none" {
+		return nil, nil
+	}
+	m := map[string]int{}
+	for _, f := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(f, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("%q is not NAME=VALUE", f)
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("%s given twice", k)
+		}
+		m[k] = n
+	}
+	return m, nil
+}
+
+// XgemmString writes CLBlast Xgemm parameters as ParseXgemm reads them,
+// by name; "none" for none.
+func XgemmString(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	return b.String()
 }
 
 // OpenTuned opens the device that arg names (as Open) with the kernels

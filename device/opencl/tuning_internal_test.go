@@ -1,8 +1,10 @@
 package opencl
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,12 +72,19 @@ func TestTuningTable(t *testing.T) {
 	require.Equal(t, 32, tn.WG)
 	require.Equal(t, 0, tn.Flight)
 	require.Contains(t, src, "XENT_OPENCL_WG=32")
-	for _, bad := range []string{"48", "0", "x"} {
-		t.Setenv("XENT_OPENCL_WG", bad)
-		_, _, err = tuningOf(h)
-		require.ErrorContains(t, err, "XENT_OPENCL_WG=\""+bad+"\"")
+	// refuses sets env to each of bad in turn: tuningOf fails, naming env
+	// and want(bad); then env is unset.
+	refuses := func(env string, bad []string, want func(string) string) {
+		t.Helper()
+		for _, b := range bad {
+			t.Setenv(env, b)
+			_, _, err := tuningOf(h)
+			require.ErrorContains(t, err, env+"=")
+			require.ErrorContains(t, err, want(b))
+		}
+		t.Setenv(env, "")
 	}
-	t.Setenv("XENT_OPENCL_WG", "")
+	refuses("XENT_OPENCL_WG", []string{"48", "0", "x"}, func(b string) string { return "XENT_OPENCL_WG=\"" + b + "\"" })
 	t.Setenv("XENT_OPENCL_LIN_TILE", "32")
 	tn, src, err = tuningOf(h)
 	require.NoError(t, err)
@@ -118,12 +127,26 @@ func TestTuningTable(t *testing.T) {
 	require.Equal(t, 8, tn.Pack, "rows a work-group for short rows, opt-in")
 	require.Contains(t, tn.String(), " pack=8")
 	require.Contains(t, src, "XENT_OPENCL_PACK=8")
-	for _, bad := range []string{"3", "-2", "2048"} {
-		t.Setenv("XENT_OPENCL_PACK", bad)
-		_, _, err = tuningOf(h)
-		require.ErrorContains(t, err, "pack "+bad+" is not 0 or a power of two up to 1024")
+	refuses("XENT_OPENCL_PACK", []string{"3", "-2", "2048"}, func(b string) string { return "pack " + b + " is not 0 or a power of two up to 1024" })
+	t.Setenv("XENT_OPENCL_XGEMM", XgemmString(XgemmSets["a100"]))
+	tn, src, err = tuningOf(h)
+	require.NoError(t, err)
+	require.Equal(t, XgemmSets["a100"], tn.Xgemm, "CLBlast's parameters, opt-in")
+	require.Contains(t, tn.String(), " xgemm=GEMMK=0,KREG=1,KWG=32,")
+	require.Contains(t, src, "XENT_OPENCL_XGEMM=GEMMK=0,")
+	xbad := map[string]string{
+		"KWG":           `"KWG" is not NAME=VALUE`,
+		"KWG=32,KWG=16": "KWG given twice",
+		"KWG=32":        "GEMMK missing",
+		strings.Replace(XgemmString(XgemmSets["a100"]), "VWN=4", "VWN=3", 1): "VWN 3 is not 1, 2, 4, 8 or 16",
+		XgemmString(XgemmSets["a100"]) + ",FOO=1":                            "FOO is not a parameter of CLBlast's Xgemm",
 	}
-	t.Setenv("XENT_OPENCL_PACK", "")
+	refuses("XENT_OPENCL_XGEMM", slices.Collect(maps.Keys(xbad)), func(b string) string { return xbad[b] })
+	t.Setenv("XENT_OPENCL_XGEMM", "none")
+	tn, _, err = tuningOf(h)
+	require.NoError(t, err)
+	require.Nil(t, tn.Xgemm)
+	t.Setenv("XENT_OPENCL_XGEMM", "")
 
 	require.Error(t, SaveEntry(path, Entry{Device: "Z", Tuning: Tuning{WG: 3, Unroll: 1, UnrollHalf: 1}}), "an entry out of range is not written")
 	require.NoError(t, os.WriteFile(path, []byte(`[{"device": "Z", "wg": 100, "unroll": 1, "unroll_half": 1}]`), 0o644))
@@ -144,4 +167,24 @@ func TestTuningTable(t *testing.T) {
 	left, err := filepath.Glob(filepath.Join(dir, ".tuning-*"))
 	require.NoError(t, err)
 	require.Empty(t, left, "no temporary file left beside the table")
+}
+
+// TestXgemmSets: the candidates of xent tune --xgemm are sets CLBlast's
+// kernel can run (CheckXgemm), each XgemmString reads back as it was,
+// and CheckXgemm refuses tiles the kernel would cut wrongly.
+func TestXgemmSets(t *testing.T) {
+	for name, m := range XgemmSets {
+		require.NoError(t, CheckXgemm(m), name)
+		back, err := ParseXgemm(XgemmString(m))
+		require.NoError(t, err)
+		require.Equal(t, m, back, name)
+	}
+	m := maps.Clone(XgemmSets["rtx2080ti"])
+	m["KWG"], m["NWG"] = 48, 80
+	err := CheckXgemm(m)
+	require.ErrorContains(t, err, "KWG 48 is not a multiple of MDIMC·NDIMC/MDIMA = 32")
+	require.ErrorContains(t, err, "NWG 80 is not a multiple of NDIMB·VWN = 32")
+	m = maps.Clone(XgemmSets["a100"])
+	m["GEMMK"], m["KREG"], m["VWN"] = 1, 2, 4
+	require.ErrorContains(t, CheckXgemm(m), "KREG 2 is not a multiple of VWN = 4")
 }

@@ -638,23 +638,54 @@ func RunLinearShards(t *testing.T, dev device.Device, tol float64) {
 // and dev bit-identical to itself when run twice (no order-dependent
 // sums; not a group, whose split follows the measured speeds).
 func RunLinearVersus(t *testing.T, dev, other device.Device, lossTol, gradTol float64) {
-	seed := Seed(t)
+	RunLinearVersusAt(t, dev, other, 150, 1999, 37, lossTol, gradTol)
+}
+
+// linearVersus is RunLinearVersusAt's problem of n rows, v classes and d
+// hidden features, with every option and a bias, and its options.
+func linearVersus(seed uint64, n, v, d int) (*LinearProblem, Opts) {
 	r := rand.New(rand.NewPCG(seed, 17))
-	ctx := context.Background()
-	w := classWeights(1999, 3, 1, 2)
-	o := Opts{Ignore: DefaultIgnore, Smoothing: 0.1, ZLoss: 1e-4, Softcap: 9, Weights: w}
-	p := NewLinearProblem(r, 150, 37, 1999, 6, true, 7, 2, o)
-	for _, budget := range []int{0, 4 * 1999 * 5} {
+	o := Opts{Ignore: DefaultIgnore, Smoothing: 0.1, ZLoss: 1e-4, Softcap: 9, Weights: classWeights(v, 3, 1, 2)}
+	return NewLinearProblem(r, n, d, v, 6, true, 7, 2, o), o
+}
+
+// linearRun is dev's fused forward + backward on p with o at budget, its
+// upstream gradients drawn from seed.
+func linearRun(dev device.Device, p *LinearProblem, o Opts, seed uint64, budget int) (batch.Result, batch.LinearGrads, error) {
+	l, err := batch.NewLinear(dev, LinearOptions(o, batch.Mean, batch.Budget(budget), batch.KeepRows())...)
+	if err != nil {
+		return batch.Result{}, batch.LinearGrads{}, err
+	}
+	g, _, _ := randomGrads(rand.New(rand.NewPCG(seed, 18)), p)
+	res, err := l.ForwardBackward(context.Background(), g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+	return res, g, err
+}
+
+// LinearAt runs dev's fused forward + backward once on RunLinearVersusAt's
+// problem of n rows, v classes and d hidden features drawn from seed, and
+// returns the losses and dW, or the error.
+func LinearAt(dev device.Device, seed uint64, n, v, d int) ([]float32, []float32, error) {
+	p, o := linearVersus(seed, n, v, d)
+	res, g, err := linearRun(dev, p, o, seed, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res.Losses, g.W.Matrix().Data, nil
+}
+
+// RunLinearVersusAt is RunLinearVersus on a problem of n rows, v classes
+// and d hidden features.
+func RunLinearVersusAt(t *testing.T, dev, other device.Device, n, v, d int, lossTol, gradTol float64) {
+	seed := Seed(t)
+	p, o := linearVersus(seed, n, v, d)
+	for _, budget := range []int{0, 4 * v * 5} {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
 			type run struct {
 				res batch.Result
 				g   batch.LinearGrads
 			}
 			do := func(d device.Device) run {
-				l, err := batch.NewLinear(d, LinearOptions(o, batch.Mean, batch.Budget(budget), batch.KeepRows())...)
-				require.NoError(t, err)
-				g, _, _ := randomGrads(rand.New(rand.NewPCG(seed, 18)), p)
-				res, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+				res, g, err := linearRun(d, p, o, seed, budget)
 				require.NoError(t, err)
 				return run{res, g}
 			}
