@@ -360,7 +360,7 @@ func (r *opRun) do(ctx context.Context, m batch.Matrix) error {
 type profiler interface {
 	CopyBandwidth(ctx context.Context, bytes, repeats int) (float64, error)
 	LastKernelTime() time.Duration
-	FusedReads(cols int) int
+	FusedReads(cols int, t batch.DType) int
 	PinnedBandwidth(ctx context.Context, bytes, repeats int) (float64, error)
 }
 
@@ -459,7 +459,7 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, 
 	// it as not).
 	traffic := in.bytes()
 	if op == OpFused {
-		traffic *= float64(1 + od.FusedReads(cols))
+		traffic *= float64(1 + od.FusedReads(cols, in.t))
 	}
 	k.Fraction = traffic / k.SecondsMed / copyBW
 	return append([]Result{k}, rs...), nil

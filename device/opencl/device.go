@@ -121,14 +121,28 @@ func (d *Device) Info() device.Info {
 }
 
 // FusedReads returns how many times the fused forward + backward reads
-// a row of cols columns: once where the row fits in the work-items'
-// registers (xent.cl's RC), else twice (the second time mostly from the
+// a row of cols columns of type t: once where the row fits in the
+// registers of its work-items (xent.cl's RC; WG of them, or WG/Pack for
+// short rows, packOf's), else twice (the second time mostly from the
 // device's cache).
-func (d *Device) FusedReads(cols int) int {
-	if tn := d.p.tn; tn.RC > 0 && tn.WG >= 8 && cols/4 <= tn.RC*tn.WG {
+func (d *Device) FusedReads(cols int, t ce.DType) int {
+	rw := d.p.tn.WG
+	if d.packsRows(cols, t) {
+		rw /= d.packs()
+	}
+	if tn := d.p.tn; tn.RC > 0 && rw >= 8 && cols/4 <= tn.RC*rw {
 		return 1
 	}
 	return 2
+}
+
+// unroll is the kernels' UNROLL for rows of type t (UNROLL_HALF for the
+// half types).
+func (d *Device) unroll(t ce.DType) int {
+	if t == ce.F32 {
+		return d.p.tn.Unroll
+	}
+	return d.p.tn.UnrollHalf
 }
 
 // Close implements device.Device.
@@ -668,18 +682,20 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 // most the work-group size as built; 1 without.
 func (d *Device) packs() int { return max(1, min(d.pack, d.p.tn.WG)) }
 
-// packOf returns the kernels of packs() rows a work-group for a call on
-// rows of cols columns of type t, where they are short: at most 4·U·WG
+// packsRows reports whether a call on rows of cols columns of type t runs
+// packs() > 1 rows a work-group: where they are short, at most 4·U·WG
 // columns (U the type's unroll: one step of the whole work-group covers
-// the row), or any with the test hook forcePack; else nil, one row a
-// work-group.
+// the row), or any with the test hook forcePack.
+func (d *Device) packsRows(cols int, t ce.DType) bool {
+	return d.packs() > 1 && (cols <= 4*d.unroll(t)*d.p.tn.WG || d.forcePack)
+}
+
+// packOf returns the kernels of packs() rows a work-group for a call on
+// rows of cols columns of type t where packsRows, else nil: one row a
+// work-group (also where those kernels cannot run at the work-group
+// size).
 func (d *Device) packOf(cols int, t ce.DType) (*packProgram, error) {
-	tn := d.p.tn
-	u := tn.Unroll
-	if t != ce.F32 {
-		u = tn.UnrollHalf
-	}
-	if d.packs() == 1 || (cols > 4*u*tn.WG && !d.forcePack) {
+	if !d.packsRows(cols, t) {
 		return nil, nil
 	}
 	pp, err := d.p.packedProgram(d.h, d.packs())

@@ -585,6 +585,12 @@ func TestPackOpenCL(t *testing.T) {
 			spec.RunCaseIn(t, d, short, ce.F32, spec.Seed(t), 1e-5)
 			require.True(t, Packed(d), "rows of %d columns: 4 a work-group", short.Cols)
 
+			if tn := d.Tuning(); tn.RC > 0 && WG(d)/4 >= 8 { // the fused pass's reads (bench's traffic): a row in RC float4s of each of its work-items is read once
+				kept := 4 * tn.RC * WG(d) / 4 // columns a packed row keeps
+				require.Equal(t, 1, d.FusedReads(kept, ce.F32))
+				SetPack(d, true)
+				require.Equal(t, 2, d.FusedReads(kept+4, ce.F32), "WG/4 work-items keep %d columns", kept)
+			}
 			SetPack(d, true)
 			spec.RunTable(t, d, cases, 1e-5)
 			spec.RunShardsOf(t, d, spec.ConformanceCases(), 1e-5)
