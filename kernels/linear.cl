@@ -361,6 +361,37 @@ __kernel void xent_lin_sum(__global const float *src, int S, ulong n, __global f
         dst[i] = v;
     }
 }
+
+/* The backward's inputs of each counted row from xent_lin_partial's S
+ * splits (entry s·N + i), merged in order of s as ce.Partial.Merge merges
+ * them (in float): the max gm, the sum gs = 1 + s of exp(z - gm), glsm =
+ * log1p(s) (NaN for an empty or NaN sum) and the target's capped logit
+ * gzt, from the split that holds it; so that the host waits for no
+ * partial between the passes. Ignored rows' entries are not read or
+ * written. Grid-stride. */
+__kernel void xent_lin_merge(__global const float *pm, __global const float *ps, __global const float *pzt,
+                             __global const uchar *phas, int S, int N, __global const int *targets,
+                             __global float *gm, __global float *gs, __global float *glsm, __global float *gzt) {
+    for (int i = get_global_id(0); i < N; i += get_global_size(0)) {
+        if (targets[i] < 0) continue;
+        float m = pm[i], r = ps[i], zt = phas[i] ? pzt[i] : 0.0f;
+        for (int k = 1; k < S; k++) {
+            const size_t o = (size_t)k * N + i;
+            const float m2 = pm[o], r2 = ps[o], M = fmax(m, m2);
+            if (isnan(r) || isnan(r2)) r = NAN;
+            else if (isinf(M) && M < 0) r = -1.0f; /* both empty */
+            else if (m == M && m2 == M) r = r + (1.0f + r2);
+            else if (m == M) r = r + (1.0f + r2) * exp(m2 - M);
+            else r = r2 + (1.0f + r) * exp(m - M);
+            m = M;
+            if (phas[o]) zt = pzt[o];
+        }
+        gm[i] = m;
+        gs[i] = 1.0f + r;
+        glsm[i] = r > -1.0f ? log1p(r) : NAN;
+        gzt[i] = zt;
+    }
+}
 #endif
 
 #undef lin_z

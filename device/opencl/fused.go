@@ -18,9 +18,10 @@ import (
 // CLBlast's (linear.go) otherwise. It is
 // opt-in: no GPU has timed it yet (bench/gpu/run.sh's linear stage does).
 // A call uploads H, W (unless resident), the bias and the targets once,
-// enqueues every kernel on the device's one in-order queue and waits once
-// for the partials (the host merges the splits and finishes the rows) and
-// once at the end.
+// enqueues every kernel on the device's one in-order queue, the splits'
+// partials merged for the backward on the device (xent_lin_merge), and
+// waits once, at the end; the host then merges the partials for the
+// losses (ce.Partial.Merge, in float64) and adds dH where asked.
 
 // linK is linear.cl's LK, the step of its products over D.
 const linK = 8
@@ -30,11 +31,12 @@ type linProgram struct {
 	prog cl.Program
 	k    [3][3]cl.Kernel // by element type: xent_lin_partial, xent_lin_dh, xent_lin_dw
 	sum  cl.Kernel       // xent_lin_sum
+	mrg  cl.Kernel       // xent_lin_merge
 	wg   int             // the work-group size, (LinTile/LinReg)²
 }
 
 func (lp *linProgram) release() {
-	ks := []cl.Kernel{lp.sum}
+	ks := []cl.Kernel{lp.sum, lp.mrg}
 	for _, t := range lp.k {
 		ks = append(ks, t[:]...)
 	}
@@ -56,8 +58,8 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 		return nil, err
 	}
 	lp := &linProgram{prog: prog, wg: (lt / lr) * (lt / lr)}
-	ks := []*cl.Kernel{&lp.sum}
-	names := []string{"xent_lin_sum"}
+	ks := []*cl.Kernel{&lp.sum, &lp.mrg} // any work-group size
+	names := []string{"xent_lin_sum", "xent_lin_merge"}
 	for t, suf := range kernels.Types {
 		for k, n := range []string{"xent_lin_partial_", "xent_lin_dh_", "xent_lin_dw_"} {
 			ks, names = append(ks, &lp.k[t][k]), append(names, n+suf)
@@ -68,7 +70,7 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 			lp.release()
 			return nil, err
 		}
-		if i == 0 {
+		if i < 2 {
 			continue
 		}
 		n, err := k.WorkGroupSize(h.dev)
@@ -103,6 +105,9 @@ type fused struct {
 	hasb       int32
 	pa         probArg
 	budget     int64
+	// after is what the host does once the call's queue is finished:
+	// the partials merged and the rows finished, dH added to the host's.
+	after []func()
 }
 
 // newFused uploads lin's H, W (unless resident), bias and targets. H and W
@@ -266,25 +271,26 @@ func (f *fused) head() []any {
 	return []any{f.h, uint64(f.D), f.w, uint64(f.D), f.bias, f.hasb, int32(f.N), int32(f.D)}
 }
 
-// partials merges each counted row's partial over W's classes into dst
-// (xent_lin_partial's splits in order); the host waits for them.
-func (f *fused) partials(dst []ce.Partial, targets []int32) error {
+// partials enqueues xent_lin_partial and the reads of its outputs, and
+// returns the outputs' buffers and the splits S: once the queue is
+// finished, each counted row's partial over W's classes is in dst (the
+// splits merged in order, f.after).
+func (f *fused) partials(dst []ce.Partial, targets []int32) (outs []cl.Mem, S int, err error) {
 	S, VS := f.splits(0)
 	n := S * f.N
-	var err error
-	outs := make([]cl.Mem, 8)
+	outs = make([]cl.Mem, 8)
 	for k := range outs {
 		outs[k] = f.mk(&err, 4*n)
 	}
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	args := append(f.head(), int32(VS), cl.ValueOf(&f.pa), f.tg, f.wts)
 	for _, m := range outs {
 		args = append(args, m)
 	}
 	if err := f.launch(f.lp.k[f.typ][0], ceilDiv(f.N, f.lt)*S, args...); err != nil {
-		return err
+		return nil, 0, err
 	}
 	po := newPartialOuts(n)
 	for k, v := range po.slices() {
@@ -292,35 +298,67 @@ func (f *fused) partials(dst []ce.Partial, targets []int32) error {
 			err = f.b.read(f.d.q, outs[k], v, nil)
 		}
 	}
-	if err == nil {
-		err = f.d.q.Finish()
-	}
-	if err != nil {
-		return err
-	}
-	tmp := make([]ce.Partial, f.N)
-	for s := range S {
-		po.rows(s*f.N, (s+1)*f.N).to(tmp, targets)
-		for i, t := range targets {
-			if t >= 0 {
-				dst[i].Merge(tmp[i])
+	f.after = append(f.after, func() {
+		tmp := make([]ce.Partial, f.N)
+		for s := range S {
+			po.rows(s*f.N, (s+1)*f.N).to(tmp, targets)
+			for i, t := range targets {
+				if t >= 0 {
+					dst[i].Merge(tmp[i])
+				}
 			}
 		}
+	})
+	return outs, S, err
+}
+
+// merged enqueues xent_lin_merge over the S splits' partials in outs
+// (partials' buffers) and returns the backward's per-row inputs on the
+// device.
+func (f *fused) merged(outs []cl.Mem, S int) ([4]cl.Mem, error) {
+	var bin [4]cl.Mem
+	var err error
+	for k := range bin {
+		bin[k] = f.mk(&err, 4*f.N)
 	}
-	return nil
+	if err != nil {
+		return bin, err
+	}
+	d := f.d
+	d.p.kernelMu.Lock()
+	defer d.p.kernelMu.Unlock()
+	// outs: m, s, d, w, r, arg, zt, has (xent_lin_partial's order)
+	if err := f.lp.mrg.SetArgs(outs[0], outs[1], outs[6], outs[7], int32(S), int32(f.N), f.tg, bin[0], bin[1], bin[2], bin[3]); err != nil {
+		return bin, err
+	}
+	_, err = f.b.ev(d.q.NDRange(f.lp.mrg, min(ceilDiv(f.N, 256), 4096), 256, nil))
+	return bin, err
+}
+
+// hostIns writes the backward's per-row inputs from the host's merged
+// partials to the device.
+func (f *fused) hostIns(part []ce.Partial) ([4]cl.Mem, error) {
+	var bin [4]cl.Mem
+	var err error
+	for k := range bin {
+		bin[k] = f.mk(&err, 4*f.N)
+	}
+	for k, v := range backwardIns(part[:f.N]) {
+		if err == nil {
+			err = f.write(bin[k], v)
+		}
+	}
+	return bin, err
 }
 
 // backward computes the gradients g asks for given each row's merged
-// partial: dH (set, or added with AddH) from xent_lin_dh's splits summed
-// in order, dW and dBias added to from xent_lin_dw.
-func (f *fused) backward(g *ce.LinearGrad, targets []int32, part []ce.Partial) error {
+// partial on the device (bin: max, sum, log of the sum, z_t): dH (set, or
+// added with AddH, once the queue is finished) from xent_lin_dh's splits
+// summed in order, dW and dBias added to from xent_lin_dw.
+func (f *fused) backward(g *ce.LinearGrad, bin [4]cl.Mem) error {
 	d, N, V, D := f.d, f.N, f.V, f.D
 	var err error
 	sc, fex := f.mk(&err, 4*N), f.mk(&err, 4*N)
-	var bin [4]cl.Mem
-	for k := range bin {
-		bin[k] = f.mk(&err, 4*N)
-	}
 	fk := 0
 	if g.Fix != nil && len(g.Fix.Extra) > 0 {
 		fk = g.Fix.K
@@ -333,9 +371,6 @@ func (f *fused) backward(g *ce.LinearGrad, targets []int32, part []ce.Partial) e
 		err = f.write(sc, g.Scale[:N])
 	} else {
 		err = f.write(sc, make([]float32, N))
-	}
-	for k, v := range backwardIns(part[:N]) {
-		err = errors.Join(err, f.write(bin[k], v))
 	}
 	if fk > 0 {
 		err = errors.Join(err, f.write(fex, g.Fix.Extra[:N]), f.write(fvals, g.Fix.Vals[:N*fk]))
@@ -427,20 +462,22 @@ func (f *fused) dH(g *ce.LinearGrad, rowArgs []any) error {
 		}
 	}
 	buf := make([]float32, N*D)
-	if _, err := f.b.ev(cl.Read(d.q, dh, true, 0, buf, nil)); err != nil {
+	if _, err := f.b.ev(cl.Read(d.q, dh, false, 0, buf, nil)); err != nil {
 		return err
 	}
-	H := g.H
-	for i := range N {
-		dst, src := H.Data[i*H.Stride:i*H.Stride+D], buf[i*D:(i+1)*D]
-		if !g.AddH {
-			copy(dst, src)
-			continue
+	f.after = append(f.after, func() {
+		H := g.H
+		for i := range N {
+			dst, src := H.Data[i*H.Stride:i*H.Stride+D], buf[i*D:(i+1)*D]
+			if !g.AddH {
+				copy(dst, src)
+				continue
+			}
+			for k := range dst {
+				dst[k] += src[k]
+			}
 		}
-		for k := range dst {
-			dst[k] += src[k]
-		}
-	}
+	})
 	return nil
 }
 
@@ -476,30 +513,41 @@ func (d *Device) fusedCall(ctx context.Context, lin *ce.Linear, targets []int32,
 	if err := d.q.Finish(); err != nil {
 		return d.wrap(err)
 	}
+	for _, a := range f.after {
+		a()
+	}
 	return nil
 }
 
 // fusedCrossEntropy is LinearCrossEntropy on linear.cl's kernels: the
-// partials, each row finished on the host, then the gradients.
+// partials, merged on the device for the gradients, then (after the one
+// wait, at the end) on the host for each row's loss.
 func (d *Device) fusedCrossEntropy(ctx context.Context, out ce.Out, g *ce.LinearGrad, lin *ce.Linear, targets []int32, p *ce.Problem) error {
 	return d.fusedCall(ctx, lin, targets, p, func(f *fused) error {
 		part := ce.EmptyPartials(f.N)
-		if err := f.partials(part, targets); err != nil {
+		outs, S, err := f.partials(part, targets)
+		if err != nil {
 			return err
 		}
 		C := p.Classes(f.V)
-		for i, t := range targets[:f.N] {
-			if t < 0 {
-				out.Set(i, 0, 0, false)
-				continue
+		f.after = append(f.after, func() {
+			for i, t := range targets[:f.N] {
+				if t < 0 {
+					out.Set(i, 0, 0, false)
+					continue
+				}
+				loss, lse, correct := p.Finish(&part[i], int(t), C)
+				out.Set(i, loss, lse, correct)
 			}
-			loss, lse, correct := p.Finish(&part[i], int(t), C)
-			out.Set(i, loss, lse, correct)
-		}
+		})
 		if g == nil {
 			return nil
 		}
 		g.ClearIgnored(targets)
-		return f.backward(g, targets, part)
+		bin, err := f.merged(outs, S)
+		if err != nil {
+			return err
+		}
+		return f.backward(g, bin)
 	})
 }

@@ -619,7 +619,10 @@ func (d *Device) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.Linea
 // LinearPartials implements device.FusedLinear.
 func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.Linear, targets []int32, p *ce.Problem) error {
 	if d.fusedOn() {
-		return d.fusedCall(ctx, lin, targets, p, func(f *fused) error { return f.partials(dst, targets) })
+		return d.fusedCall(ctx, lin, targets, p, func(f *fused) error {
+			_, _, err := f.partials(dst, targets)
+			return err
+		})
 	}
 	return d.linear(ctx, lin, nil, targets, p, func(l *clLinear, pl tiles.Plan) error {
 		return tiles.RunPartials(ctx, l, pl, dst, targets, p)
@@ -631,7 +634,11 @@ func (d *Device) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce.Li
 	if d.fusedOn() {
 		return d.fusedCall(ctx, lin, targets, p, func(f *fused) error {
 			g.ClearIgnored(targets)
-			return f.backward(&g, targets, part)
+			bin, err := f.hostIns(part)
+			if err != nil {
+				return err
+			}
+			return f.backward(&g, bin)
 		})
 	}
 	return d.linear(ctx, lin, &g, targets, p, func(l *clLinear, pl tiles.Plan) error {

@@ -90,3 +90,23 @@ func TestLinearHostWaits(t *testing.T) {
 		require.Equal(t, two, eight, "a wait per chunk")
 	})
 }
+
+// TestLinearFusedHostWaits: on linear.cl's kernels (Tuning.LinTile) a
+// fused forward + backward over several splits of the classes waits for
+// the device once, at the end: the splits' partials merge on the device
+// for the gradients (xent_lin_merge) and on the host only after.
+func TestLinearFusedHostWaits(t *testing.T) {
+	d := openFused(t, 16, 0)
+	const n, v, dim = 64, 1000, 8
+	lin, tg := linearInput(n, v, dim)
+	g := &ce.LinearGrad{H: ce.Matrix{Data: make([]float32, n*dim), Rows: n, Cols: dim, Stride: dim},
+		W: ce.Matrix{Data: make([]float32, v*dim), Rows: v, Cols: dim, Stride: dim}, Bias: make([]float32, v), Scale: make([]float32, n)}
+	for i := range g.Scale {
+		g.Scale[i] = 1
+	}
+	out := ce.Out{Loss: make([]float32, n)}
+	before := opencl.HostWaits()
+	require.NoError(t, d.LinearCrossEntropy(context.Background(), out, g, lin, tg, &ce.Problem{}))
+	require.Equal(t, int64(1), opencl.HostWaits()-before, "one wait a call")
+	require.NotZero(t, out.Loss[0], "the losses are finished after the wait")
+}
