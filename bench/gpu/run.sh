@@ -31,7 +31,8 @@
 #                 (prepare.sh with XENT_GPU_OLD)
 #   e2e.txt       end to end at 1024×50257 (host logits, transfers counted)
 #                 with the calls' traces (XENT_OPENCL_TRACE), at the staging
-#                 defaults, logits in pinned memory (batch.AllocHost) and the
+#                 defaults, logits in pinned memory (batch.AllocHost), 16
+#                 copying goroutines (XENT_OPENCL_COPY_THREADS) and the
 #                 variants XENT_GPU_E2E names
 #   peers.jsonl   PyTorch CUDA (bench/peers/pytorch_gpu.py) at the same sizes:
 #                 F.cross_entropy forward and forward + backward, copy and sum
@@ -199,7 +200,7 @@ if [[ $stages == *" e2e "* ]]; then
 	# before.
 	e2e() {
 		local v x
-		for v in ${XENT_GPU_E2E:-default XENT_BENCH_PINNED=1 XENT_OPENCL_CHUNK_MIB=256 XENT_OPENCL_PINNED=0 old}; do
+		for v in ${XENT_GPU_E2E:-default XENT_BENCH_PINNED=1 XENT_OPENCL_COPY_THREADS=16 XENT_OPENCL_CHUNK_MIB=256 XENT_OPENCL_PINNED=0 old}; do
 			x=$bin/xent
 			[ "$v" = old ] && { x=$bin/xent-old; [ -x "$x" ] || continue; }
 			echo "== $v"

@@ -264,6 +264,18 @@ func stageChunk() int64 {
 	return 64 << 20
 }
 
+// copyThreads is how many goroutines at most copy host rows into and out
+// of the staging buffers: 8, or XENT_OPENCL_COPY_THREADS (opt-in: on the
+// H200's host, 8 copied at about 23 GB/s, less than half the bus; more are
+// untimed), within GOMAXPROCS.
+func copyThreads() int {
+	n := 8
+	if v, err := strconv.Atoi(os.Getenv("XENT_OPENCL_COPY_THREADS")); err == nil && v > 0 {
+		n = v
+	}
+	return min(n, runtime.GOMAXPROCS(0))
+}
+
 // staged reports whether host rows go through staging buffers: on GPUs
 // and accelerators (XENT_OPENCL_PINNED=0 turns it off), not on a device
 // that shares the host's memory (a CPU's OpenCL) unless Staging is set.
@@ -283,11 +295,12 @@ func bytesOf[T any](s []T) []byte {
 }
 
 // copyBytes copies src into dst (len(src) bytes) on several goroutines
-// when it is large: one core's copy is slower than the bus.
+// when it is large: one core's copy is slower than the bus. They are at
+// most copyThreads(), and one per 4 MiB.
 func copyBytes(dst, src []byte) {
 	const part = 4 << 20
 	n := len(src)
-	w := min(runtime.GOMAXPROCS(0), 8, n/part)
+	w := min(copyThreads(), n/part)
 	if w <= 1 {
 		copy(dst, src)
 		return
