@@ -46,7 +46,7 @@ var (
 // (CLBlast's own for none, emptying its caches where another set was
 // there), where CLBlast loads and tn takes its path (LinTile 0).
 func (d *Device) useXgemm(tn Tuning) error {
-	if tn.LinTile > 0 || linearAvailable() != nil {
+	if tn.LinTile > 0 {
 		return nil
 	}
 	key := XgemmString(tn.Xgemm)
@@ -56,7 +56,7 @@ func (d *Device) useXgemm(tn Tuning) error {
 	if !ok {
 		cur = "none"
 	}
-	if cur == key {
+	if cur == key || linearAvailable() != nil { // set already, or no CLBlast to set
 		return nil
 	}
 	if len(tn.Xgemm) > 0 {
