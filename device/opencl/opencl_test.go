@@ -550,8 +550,7 @@ func TestSplitOpenCL(t *testing.T) {
 // TestPackOpenCL: several rows a work-group (Tuning.Pack, rows.cl's
 // FOR_ROWS with PACK > 1) on short rows (at most 4·U·WG columns) and not
 // on long ones; then, forced on every call, they pass the reduced case
-// table (every kernel in every type; the whole table without -short),
-// the shards (the partial and backward kernels), chunks, resident buffers
+// table (every kernel in every type and option), the shards (the partial and backward kernels), chunks, resident buffers
 // and PyTorch's values: 4 rows a work-group of the device's size (its
 // last lanes past the last row in most cases), and one work-item a row.
 // TestConformanceOpenCL runs it under Oclgrind.
@@ -561,10 +560,7 @@ func TestPackOpenCL(t *testing.T) {
 		openTest(t) // skips or fails as every test here does without OpenCL
 		require.NoError(t, err)
 	}
-	cases := spec.ConformanceCases()
-	if !testing.Short() {
-		cases = spec.Cases()
-	}
+	cases := spec.ConformanceCases() // every kernel, type and option: PACK changes only which work-items take a row
 	for _, pack := range []int{4, 1 << 10} {
 		t.Run(fmt.Sprintf("pack=%d", pack), func(t *testing.T) {
 			tn.Pack = pack
