@@ -90,12 +90,14 @@ func TestLinearResidentOpenCL(t *testing.T) {
 }
 
 func TestLinearFilterOpenCL(t *testing.T) {
+	numbersOnly(t)
 	linearTest(t, func(t *testing.T) { spec.RunLinearFilter(t, openTest(t)) })
 }
 
 // TestLinearConfidentOpenCL: confident rows through the fused linear (see
 // spec.RunLinearConfident).
 func TestLinearConfidentOpenCL(t *testing.T) {
+	numbersOnly(t)
 	linearTest(t, func(t *testing.T) { spec.RunLinearConfident(t, openTest(t)) })
 }
 
@@ -126,6 +128,7 @@ func openFused(t *testing.T, lt, lr int) *opencl.Device {
 // 8 × 8 entries a work-item (Tuning.LinReg) on those and against the CPU
 // over several tiles each way (not under -short).
 func TestLinearFusedOpenCL(t *testing.T) {
+	numbersOnly(t)
 	d := openFused(t, 16, 0)
 	cpuDev := device.NewCPU(cpu.Default())
 	spec.RunLinear(t, d, 1e-5)
@@ -168,6 +171,7 @@ var a100Xgemm = map[string]int{"GEMMK": 0, "KREG": 1, "KWG": 32, "KWI": 2, "MDIM
 // past the device's local memory. The set is the OpenCL device's (the
 // last Device opened decides), and none goes back to CLBlast's database.
 func TestLinearXgemmOpenCL(t *testing.T) {
+	numbersOnly(t)
 	linearTest(t, func(t *testing.T) {
 		arg := os.Getenv("XENT_TEST_OPENCL")
 		tn, _, err := opencl.TuningFor(arg)

@@ -22,6 +22,18 @@ import (
 	"github.com/xentlab/xent/internal/spec"
 )
 
+// numbersOnly skips t in the race detector's run (go test -race): t's
+// subject is a kernel's numbers, which the plain run and the PoCL methods
+// check in full, and no goroutine of t's own runs Go code beside the
+// calls; the detector's subject is goroutines, which the concurrency,
+// group, staging, cancellation and lock tests exercise under it.
+func numbersOnly(t *testing.T) {
+	t.Helper()
+	if raceDetector {
+		t.Skip("the race detector's run: a kernel's numbers, which the plain run checks; no goroutine of its own")
+	}
+}
+
 // openTest opens the OpenCL device the tests run on: $XENT_TEST_OPENCL
 // (a spec argument such as "0:0"), else the first device of any kind. With
 // XENT_REQUIRE_OPENCL=1 a missing device fails the test; otherwise it skips
@@ -207,7 +219,10 @@ func (c *cancelAfter) Err() error {
 
 // TestShardsOpenCL: vocabulary shards on the OpenCL device (its partial
 // and backward kernels) give the unsplit loss and gradient.
-func TestShardsOpenCL(t *testing.T) { spec.RunShards(t, openTest(t), 1e-5) }
+func TestShardsOpenCL(t *testing.T) {
+	numbersOnly(t)
+	spec.RunShards(t, openTest(t), 1e-5)
+}
 
 // TestDistillOpenCL: top-k distillation (its backward kernel's fix)
 // against the float64 reference.
@@ -534,6 +549,7 @@ func TestFMAPeak(t *testing.T) {
 // the host, the gradient from them split as well. TestConformanceOpenCL
 // runs 3 splits under Oclgrind.
 func TestSplitOpenCL(t *testing.T) {
+	numbersOnly(t)
 	d := openTest(t)
 	SetSplit(d, 7)
 	cases := spec.ConformanceCases()
@@ -555,6 +571,7 @@ func TestSplitOpenCL(t *testing.T) {
 // last lanes past the last row in most cases), and one work-item a row.
 // TestConformanceOpenCL runs it under Oclgrind.
 func TestPackOpenCL(t *testing.T) {
+	numbersOnly(t)
 	tn, _, err := TuningFor(os.Getenv("XENT_TEST_OPENCL"))
 	if err != nil {
 		openTest(t) // skips or fails as every test here does without OpenCL
