@@ -658,20 +658,21 @@ func (d *Device) launch(b *buffers, r *rowBufs, c *call, xmem cl.Mem, lo, n int,
 	a.BaseOff = a.RowBase * a.Stride
 	a.Prow0 = int32(lo)
 	a.Rows = int32(n)
-	// The kernels are shared by every Device on this OpenCL device, and
-	// clSetKernelArg is not safe concurrently: arguments and enqueue go
-	// together under the program's lock (the enqueue captures them).
 	kern, rowBytes := d.p.kernels[c.x.Type][c.op], c.x.Cols*c.x.Type.Size()
 	args, groups := []any{xmem, cl.ValueOf(&a)}, d.groups(n, rowBytes)
 	if c.split == 0 {
-		pp, err := d.packOf(c.x.Cols, c.x.Type)
+		pp, err := d.packOf(c.x.Cols, c.x.Type) // short rows, several a work-group
 		if err != nil {
 			return 0, err
 		}
-		if P := d.packs(); pp != nil {
+		if pp != nil {
+			P := d.packs()
 			kern, groups = pp.k[c.x.Type][c.op], d.groups((n+P-1)/P, P*rowBytes)
 		}
 	}
+	// The kernels are shared by every Device on this OpenCL device, and
+	// clSetKernelArg is not safe concurrently: arguments and enqueue go
+	// together under the program's lock (the enqueue captures them).
 	d.p.kernelMu.Lock()
 	defer d.p.kernelMu.Unlock()
 	if c.split > 0 {
