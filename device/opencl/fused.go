@@ -65,20 +65,13 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 			ks, names = append(ks, &lp.k[t][k]), append(names, n+suf)
 		}
 	}
-	for i, k := range ks {
-		if *k, err = cl.CreateKernel(prog, names[i]); err != nil {
-			lp.release()
-			return nil, err
-		}
-		if i < 2 {
-			continue
-		}
-		n, err := k.WorkGroupSize(h.dev)
-		if err != nil {
-			lp.release()
-			return nil, err
-		}
-		if n < lp.wg {
+	sizes, err := createKernels(prog, h.dev, ks, names)
+	if err != nil {
+		lp.release()
+		return nil, err
+	}
+	for i, n := range sizes {
+		if i >= 2 && n < lp.wg { // xent_lin_sum and xent_lin_merge take any size
 			lp.release()
 			return nil, fmt.Errorf("%w: %s runs work-groups of at most %d on %s, its tile of %d (%d×%d a work-item) needs %d (a smaller lin_tile, or lin_reg 8)", device.ErrNotAvailable, names[i], n, h.name, lt, lr, lr, lp.wg)
 		}

@@ -302,27 +302,24 @@ func (p *program) packedProgram(h handle, pack int) (*packProgram, error) {
 	if pp, ok := p.packed[pack]; ok {
 		return pp, nil
 	}
-	pp := &packProgram{fits: true}
+	pp := &packProgram{}
 	var err error
 	if pp.prog, err = cl.BuildProgram(p.ctx, h.dev, kernels.Source, fmt.Sprintf("%s -DPACK=%d", p.options, pack)); err != nil {
 		return nil, err
 	}
+	var ks []*cl.Kernel
+	var names []string
 	for t, suf := range kernels.Types {
 		for o, name := range opNames {
-			k, err := cl.CreateKernel(pp.prog, name+suf)
-			if err != nil {
-				pp.release()
-				return nil, err
-			}
-			pp.k[t][o] = k
-			n, err := k.WorkGroupSize(h.dev)
-			if err != nil {
-				pp.release()
-				return nil, err
-			}
-			pp.fits = pp.fits && (n >= p.tn.WG || p.tn.WG == 1)
+			ks, names = append(ks, &pp.k[t][o]), append(names, name+suf)
 		}
 	}
+	sizes, err := createKernels(pp.prog, h.dev, ks, names)
+	if err != nil {
+		pp.release()
+		return nil, err
+	}
+	pp.fits = p.tn.WG == 1 || slices.Min(sizes) >= p.tn.WG
 	if p.packed == nil {
 		p.packed = map[int]*packProgram{}
 	}
@@ -400,32 +397,40 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 		log, _ := p.prog.BuildLog(h.dev)
 		fmt.Fprintf(os.Stderr, "opencl: %s: built with %s:\n%s\n", h.name, p.options, log)
 	}
-	fits := true
-	type named struct {
-		k    *cl.Kernel
-		name string
-	}
-	all := []named{{&p.copyK, "xent_copy"}, {&p.blockK, "xent_blockmax"}, {&p.fmaK, "xent_fma"}}
+	ks := []*cl.Kernel{&p.copyK, &p.blockK, &p.fmaK}
+	names := []string{"xent_copy", "xent_blockmax", "xent_fma"}
 	for t, suf := range kernels.Types {
-		ks := &p.kernels[t]
+		k := &p.kernels[t]
 		for o, name := range opNames {
-			all = append(all, named{&ks[o], name + suf})
+			ks, names = append(ks, &k[o]), append(names, name+suf)
 		}
-		all = append(all, named{&ks[opPartials.split()], "xent_partial_split_" + suf}, named{&ks[opBackward.split()], "xent_backward_split_" + suf})
+		ks = append(ks, &k[opPartials.split()], &k[opBackward.split()])
+		names = append(names, "xent_partial_split_"+suf, "xent_backward_split_"+suf)
 	}
-	for _, k := range all {
-		if *k.k, err = cl.CreateKernel(p.prog, k.name); err != nil {
-			p.release()
-			return nil, false, err
-		}
-		n, err := k.k.WorkGroupSize(h.dev)
-		if err != nil {
-			p.release()
-			return nil, false, err
-		}
-		fits = fits && (n >= tn.WG || tn.WG == 1)
+	sizes, err := createKernels(p.prog, h.dev, ks, names)
+	if err != nil {
+		p.release()
+		return nil, false, err
 	}
-	return p, fits, nil
+	return p, tn.WG == 1 || slices.Min(sizes) >= tn.WG, nil
+}
+
+// createKernels creates kernel names[i] of prog into *ks[i] and returns
+// the largest work-group each runs at on dev (its
+// CL_KERNEL_WORK_GROUP_SIZE). On an error the kernels made so far are in
+// ks, for the caller to release.
+func createKernels(prog cl.Program, dev cl.Device, ks []*cl.Kernel, names []string) ([]int, error) {
+	sizes := make([]int, len(ks))
+	for i, k := range ks {
+		var err error
+		if *k, err = cl.CreateKernel(prog, names[i]); err != nil {
+			return nil, err
+		}
+		if sizes[i], err = k.WorkGroupSize(dev); err != nil {
+			return nil, err
+		}
+	}
+	return sizes, nil
 }
 
 func (p *program) release() {
