@@ -305,15 +305,21 @@ func (f *fused) partials(dst []ce.Partial, targets []int32) (outs []cl.Mem, S in
 	return outs, S, err
 }
 
+// rowIns makes the buffers of the backward's per-row inputs (max, sum,
+// log of the sum, z_t), joining a failure into *err.
+func (f *fused) rowIns(err *error) (bin [4]cl.Mem) {
+	for k := range bin {
+		bin[k] = f.mk(err, 4*f.N)
+	}
+	return bin
+}
+
 // merged enqueues xent_lin_merge over the S splits' partials in outs
 // (partials' buffers) and returns the backward's per-row inputs on the
 // device.
 func (f *fused) merged(outs []cl.Mem, S int) ([4]cl.Mem, error) {
-	var bin [4]cl.Mem
 	var err error
-	for k := range bin {
-		bin[k] = f.mk(&err, 4*f.N)
-	}
+	bin := f.rowIns(&err)
 	if err != nil {
 		return bin, err
 	}
@@ -331,11 +337,8 @@ func (f *fused) merged(outs []cl.Mem, S int) ([4]cl.Mem, error) {
 // hostIns writes the backward's per-row inputs from the host's merged
 // partials to the device.
 func (f *fused) hostIns(part []ce.Partial) ([4]cl.Mem, error) {
-	var bin [4]cl.Mem
 	var err error
-	for k := range bin {
-		bin[k] = f.mk(&err, 4*f.N)
-	}
+	bin := f.rowIns(&err)
 	for k, v := range backwardIns(part[:f.N]) {
 		if err == nil {
 			err = f.write(bin[k], v)
