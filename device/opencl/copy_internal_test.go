@@ -2,10 +2,12 @@ package opencl
 
 import (
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/xentlab/xent/device/opencl/internal/cl"
 )
 
 // TestCopyBytes: the staging copy gives every byte whatever the number of
@@ -28,5 +30,23 @@ func TestCopyBytes(t *testing.T) {
 			copyBytes(dst, src[:n])
 			require.Equal(t, src[:n], dst, "threads %q, %d bytes", c.env, n)
 		}
+	}
+}
+
+// TestCopyGroups: the copy probe's grid is one float4 a work-item on a
+// CPU runtime (a work-group's items run one after another there) and 8
+// work-groups a compute unit on a GPU.
+func TestCopyGroups(t *testing.T) {
+	handles(t)
+	d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3})
+	require.NoError(t, err)
+	defer d.Close()
+	for _, n4 := range []int{1, 15, 16, 17, 1 << 20} {
+		d.h.kind = "cpu"
+		g, wg := d.copyGroups(n4), d.p.tn.WG
+		require.True(t, g*wg >= n4 && (g-1)*wg < n4, "cpu: %d groups of %d for %d float4s", g, wg, n4)
+		d.h.kind = "gpu"
+		cu, _ := d.h.dev.Uint(cl.DeviceMaxComputeUnits)
+		require.Equal(t, 8*int(max(cu, 1)), d.copyGroups(n4), "gpu")
 	}
 }
