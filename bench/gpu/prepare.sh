@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/gpu/prepare.sh: builds what bench/gpu/run.sh runs on a GPU machine
 # that has no Go toolchain, into .gpu/ (ignored by git): the xent command
-# and the OpenCL test binaries (CGO_ENABLED=0, xz-compressed), and Debian's
-# ICD loader and CLBlast unpacked (CLBlast needs only libOpenCL and the C++
-# runtime, which such a machine has). Carry .gpu/ with the tree.
+# and the OpenCL test binaries (CGO_ENABLED=0, xz-compressed), Debian's
+# ICD loader and CLBlast unpacked, and CLBlast's tuner of its Xgemm kernel
+# (clblast-utils' clblast_tuner_xgemm, xz-compressed; CLBlast and its tuner
+# need only libOpenCL and the C++ runtime, which such a machine has).
+# Carry .gpu/ with the tree.
 #
 # XENT_GPU_OLD=COMMIT also builds that commit's xent as .gpu/xent-old, for
 # run.sh's side-by-side benchmarks of a change (the bench stage).
@@ -26,9 +28,13 @@ for b in xent opencl.test cl.test; do
 done
 cd .gpu
 rm -rf icd clblast ./*.deb
-apt-get download -qq ocl-icd-libopencl1 libclblast1 2>/dev/null
+apt-get download -qq ocl-icd-libopencl1 libclblast1 clblast-utils 2>/dev/null
 dpkg -x ocl-icd-libopencl1_*.deb icd
 dpkg -x libclblast1_*.deb clblast
+# CLBlast's own tuner of its Xgemm kernel (run.sh's blastune stage).
+dpkg --fsys-tarfile clblast-utils_*.deb | tar -xO ./usr/bin/clblast_tuner_xgemm >clblast_tuner_xgemm
+chmod +x clblast_tuner_xgemm
+xz -6 -f clblast_tuner_xgemm
 rm -f ./*.deb
 # The libraries under their sonames, as files (links do not travel).
 lib=usr/lib/x86_64-linux-gnu

@@ -15,6 +15,12 @@
 #                 compiler's register counts
 #   tuning.json   the best, as a tuning table: the later stages run with it
 #                 (XENT_TUNING)
+#   clblast_xgemm_1_32.json
+#                 CLBlast's own tuner of its Xgemm kernel (stage blastune,
+#                 asked for: clblast_tuner_xgemm's first search on a quarter
+#                 of its 578 sets, every result timed), whose fastest set is
+#                 a candidate of the tune stage and a path of the linear
+#                 stage
 #   tests.log     the binding's bounds test (which rule the driver applies to
 #                 rectangular transfers) and the OpenCL suite, -short: the
 #                 whole case table, PyTorch's golden values, the confident
@@ -41,15 +47,17 @@
 #                 bfloat16 too
 #   linear.jsonl  `xent bench --ops linear` at 1024×50257×768, 8192×128256×4096
 #                 and 8192×256000×2304 (CCE's Gemma 2 shape), when asked for:
-#                 CLBlast's path and linear.cl's kernels in tiles of 32 and 64
-#                 (XENT_GPU_LINEAR names others), a line each
+#                 CLBlast's path (with its database's parameters, then with
+#                 the blastune stage's), linear.cl's kernels in tiles of 32
+#                 and 64 (XENT_GPU_LINEAR names others), a line each
 #
 # The machine needs no Go toolchain: build here and carry .gpu/ (bench/gpu/
 # prepare.sh does it: CGO_ENABLED=0 binaries, xz-compressed, Debian's ICD
 # loader and CLBlast unpacked beside them). It finds libnvidia-opencl.so.1,
 # writes an ICD directory and sets OCL_ICD_VENDORS (containers often lack the
-# ICD file). XENT_GPU_STAGES (default "tune tests bench e2e peers"; linear
-# too on request) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
+# ICD file). XENT_GPU_STAGES (default "tune tests bench e2e peers"; blastune
+# and linear too on request, in this order: blastune tune tests bench e2e
+# linear peers) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -117,6 +125,36 @@ stage() {
 	log "stage $name: $((SECONDS - t0)) s, exit $rc$([ "$rc" = 124 ] && echo ' (time limit)')"
 }
 
+if [[ $stages == *" blastune "* ]]; then
+	# CLBlast's own tuner of its Xgemm kernel (clblast-utils'
+	# clblast_tuner_xgemm), its first search only (GEMMK 0, a fixed set of
+	# 578) on a random part of it (1/XENT_GPU_XGEMM_FRACTION, default 1/4),
+	# at its 1024³. It goes on to its other searches once it has written
+	# that search's file: it is stopped there. The file is a candidate of
+	# the tune stage (--xgemm) and a path of the linear stage
+	# (XENT_OPENCL_XGEMM=FILE.json).
+	blastune() {
+		local dir pid
+		[ -x "$bin/clblast_tuner_xgemm" ] || { echo "no clblast_tuner_xgemm in $bin (prepare.sh)"; return 1; }
+		dir=$(mktemp -d)
+		(cd "$dir" && LD_LIBRARY_PATH="${XENT_OPENCL_LIB:+$(dirname "$XENT_OPENCL_LIB"):}${LD_LIBRARY_PATH:-}" \
+			exec "$bin/clblast_tuner_xgemm" -platform "${spec%%:*}" -device "${spec##*:}" -precision 32 \
+			-fraction "${XENT_GPU_XGEMM_FRACTION:-4}") >"$dir/tuner.txt" 2>&1 &
+		pid=$!
+		# The file ends with "}" once whole.
+		while kill -0 "$pid" 2>/dev/null && [ "$(tail -n1 "$dir/clblast_xgemm_1_32.json" 2>/dev/null)" != "}" ]; do sleep 1; done
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		[ "$(tail -n1 "$dir/clblast_xgemm_1_32.json" 2>/dev/null)" = "}" ] || { echo "the tuner wrote no file:"; tail -c 2000 "$dir/tuner.txt"; return 1; }
+		cp "$dir/clblast_xgemm_1_32.json" "$out/"
+		grep -a -E '^\* (Found|Exploring|Got|Best)' "$dir/tuner.txt" | tee -a "$out/env.txt"
+	}
+	export -f blastune
+	stage blastune 90 blastune
+fi
+xtuned=
+[ -s "$out/clblast_xgemm_1_32.json" ] && xtuned=$out/clblast_xgemm_1_32.json
+
 if [[ $stages == *" tune "* ]]; then
 	# xent tune by coordinate descent from today's default, the compiler's
 	# register counts in its log; the best goes into $out/tuning.json,
@@ -124,13 +162,14 @@ if [[ $stages == *" tune "* ]]; then
 	tune() {
 		XENT_OPENCL_BUILD_LOG=1 XENT_TUNING="$out/tuning.json" "$bin/xent" tune --device "$gpu" --batch 2048 --vocab 50257,256000 \
 			--dtype float32,bfloat16 --repeat 5 --regs 0,32,40,64 --wg 256,512,1024 --unroll 2,4,8 --unroll-half 2,4,8 \
-			--flight 0,64 --rc 0 --rev 0,1 --linear 2048x50257x768 --lin-tile 0,16,32,64,64/8 --xgemm none,a100,rtx4090,rtx2080ti \
+			--flight 0,64 --rc 0 --rev 0,1 --linear 2048x50257x768 --lin-tile 0,16,32,64,64/8 --xgemm none,a100,rtx4090,rtx2080ti${xtuned:+,$xtuned} \
 			--write >"$out/tune.txt" 2>&1
 		local rc=$?
 		grep -E '^(best|xent tune|lin_tile)' "$out/tune.txt"
 		return $rc
 	}
 	export -f tune
+	export xtuned
 	stage tune 150 tune
 	[ -s "$out/tuning.json" ] && export XENT_TUNING="$out/tuning.json" && log "tuning: $(tr -d '\n' <"$out/tuning.json")"
 fi
@@ -225,7 +264,7 @@ if [[ $stages == *" linear "* ]]; then
 		local shape v
 		for shape in "1024 50257 768 3" "8192 128256 4096 1" "8192 256000 2304 1"; do
 			set -- $shape
-			for v in ${XENT_GPU_LINEAR:-XENT_OPENCL_LIN_TILE=0 XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64 XENT_OPENCL_LIN_TILE=64,XENT_OPENCL_LIN_REG=8}; do
+			for v in ${XENT_GPU_LINEAR:-XENT_OPENCL_LIN_TILE=0 ${xtuned:+XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=$xtuned} XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64 XENT_OPENCL_LIN_TILE=64,XENT_OPENCL_LIN_REG=8}; do
 				local envs
 				IFS=, read -ra envs <<<"$v"
 				printf '{"path": "%s", "report": ' "$v" >>"$out/linear.jsonl"
@@ -235,6 +274,7 @@ if [[ $stages == *" linear "* ]]; then
 		done
 	}
 	export -f linear
+	export xtuned
 	stage linear 240 linear
 fi
 

@@ -41,7 +41,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	linShape := fs.String("linear", "", "NxVxD: after the row kernels, time the fused linear's forward + backward at this shape for each --lin-tile and keep the fastest")
 	linTiles := fs.String("lin-tile", "0,16,32,64,64/8", "with --linear: the fused linear's tiles to try (0: CLBlast's products; 16, 32, 64: linear.cl's kernels; 64/8: tiles of 64, 8 × 8 entries a work-item)")
-	xgemm := fs.String("xgemm", "none", "with --linear: CLBlast's Xgemm parameters to try on its path (lin_tile 0): none (its database's), "+xgemmNames()+" (its entries for those GPUs)")
+	xgemm := fs.String("xgemm", "none", "with --linear: CLBlast's Xgemm parameters to try on its path (lin_tile 0): none (its database's), "+xgemmNames()+" (its entries for those GPUs), or FILE.json (the fastest in a file of CLBlast's tuner, clblast_tuner_xgemm)")
 	write := fs.Bool("write", false, "keep the best in the user's tuning table (see --table)")
 	table := fs.String("table", "", "the tuning table --write writes (default $XENT_TUNING, else xent/tuning.json in the user's configuration directory)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -81,12 +81,9 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	var sets []string
-	for _, f := range strings.Split(*xgemm, ",") {
-		if _, ok := opencl.XgemmSets[f]; !ok && f != "none" {
-			return fmt.Errorf("--xgemm: %q is not none or one of %s", f, xgemmNames())
-		}
-		sets = append(sets, f)
+	sets, err := xgemmList(*xgemm)
+	if err != nil {
+		return fmt.Errorf("--xgemm: %w", err)
 	}
 	var params []bench.Param
 	for _, name := range []string{"regs", "wg", "unroll", "unroll_half", "flight", "rc", "rev", "align", "pack"} {
@@ -157,18 +154,18 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // on the device with tn and each tile and register block (tile 0:
 // CLBlast's path, skipped where CLBlast does not load, with each of CLBlast's
 // Xgemm parameter sets) and returns tn with the fastest.
-func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, tiles [][2]int, sets []string, repeat int, stderr io.Writer) (opencl.Tuning, error) {
+func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, tiles [][2]int, sets []xgemmSet, repeat int, stderr io.Writer) (opencl.Tuning, error) {
 	best, bestS := tn, 0.0
 	for _, lt := range tiles {
-		xs := []string{"none"}
+		xs := []xgemmSet{{name: "none"}}
 		if lt[0] == 0 {
 			xs = sets
 		}
 		for _, x := range xs {
-			tn.LinTile, tn.LinReg, tn.Xgemm = lt[0], lt[1], opencl.XgemmSets[x]
+			tn.LinTile, tn.LinReg, tn.Xgemm = lt[0], lt[1], x.m
 			name := fmt.Sprintf("lin_tile=%d lin_reg=%d", lt[0], lt[1])
 			if lt[0] == 0 {
-				name += " xgemm=" + x
+				name += " xgemm=" + x.name
 			}
 			d, err := opencl.OpenTuned(arg, tn)
 			if err != nil {
@@ -192,6 +189,38 @@ func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, ti
 		}
 	}
 	return best, nil
+}
+
+// xgemmSet is a candidate of --xgemm: its name and CLBlast's Xgemm
+// parameters (nil: its database's).
+type xgemmSet struct {
+	name string
+	m    map[string]int
+}
+
+// xgemmList parses --xgemm: none, names of opencl.XgemmSets and files of
+// CLBlast's tuner (ending .json: opencl.ReadXgemmTuner), comma-separated;
+// each set is checked here, before the row kernels' tuning.
+func xgemmList(s string) ([]xgemmSet, error) {
+	var sets []xgemmSet
+	for _, f := range strings.Split(s, ",") {
+		m, ok := opencl.XgemmSets[f]
+		switch {
+		case f == "none" || ok:
+		case strings.HasSuffix(f, ".json"):
+			var err error
+			if m, err = opencl.ReadXgemmTuner(f); err != nil {
+				return nil, err
+			}
+			if err := opencl.CheckXgemm(m); err != nil {
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+		default:
+			return nil, fmt.Errorf("%q is not none, one of %s, or a file of CLBlast's tuner (.json)", f, xgemmNames())
+		}
+		sets = append(sets, xgemmSet{f, m})
+	}
+	return sets, nil
 }
 
 // xgemmNames lists opencl.XgemmSets' names.

@@ -29,13 +29,20 @@ func TestTune(t *testing.T) {
 		t.Skipf("no OpenCL device: %v", err)
 	}
 	table := filepath.Join(t.TempDir(), "t.json")
+	// A file of CLBlast's tuner (opencl.ReadXgemmTuner's test file).
+	b, err := os.ReadFile("../../device/opencl/testdata/clblast_xgemm_1_32.json")
+	require.NoError(t, err)
+	tuned := filepath.Join(t.TempDir(), "clblast_xgemm_1_32.json")
+	require.NoError(t, os.WriteFile(tuned, b, 0o644))
 	code, out, errOut := runCmd("tune", "--device", spec, "--batch", "3", "--vocab", "37,1031", "--repeat", "1",
 		"--wg", "16", "--unroll", "1", "--unroll-half", "2", "--regs", "0", "--flight", "0", "--rc", "8", "--rev", "1", "--align", "1", "--pack", "0,4",
-		"--linear", "33x97x16", "--lin-tile", "0,16", "--xgemm", "none,a100", "--table", table, "--write")
+		"--linear", "33x97x16", "--lin-tile", "0,16", "--xgemm", "none,a100,"+tuned, "--table", table, "--write")
 	require.Equal(t, 0, code, errOut)
 	require.Regexp(t, `(?m)^lin_tile=16 lin_reg=0: fused linear 33x97x16 forward \+ backward [0-9.]+ s \(linear\.cl 16×16/4\)$`, errOut, "linear.cl's tiles timed")
 	require.Regexp(t, `(?m)^lin_tile=0 lin_reg=0 xgemm=a100: fused linear 33x97x16 forward \+ backward [0-9.]+ s \(CLBlast, Xgemm GEMMK=0,KREG=1,KWG=32,`, errOut, "CLBlast with the A100's parameters timed")
 	require.Regexp(t, `(?m)^lin_tile=0 lin_reg=0 xgemm=none: fused linear .* \(CLBlast\)$`, errOut, "and with its own")
+	require.Contains(t, errOut, "lin_tile=0 lin_reg=0 xgemm="+tuned+": fused linear 33x97x16", "and with its tuner's fastest")
+	require.Contains(t, errOut, "(CLBlast, Xgemm GEMMK=0,KREG=1,KWG=32,KWI=2,MDIMA=16,MDIMC=16,MWG=64,NDIMB=32,NDIMC=32,NWG=64,")
 	require.Regexp(t, `(?m)^xent tune: starting from wg=`, errOut)
 	require.Regexp(t, `\): score 1\.000;`, errOut, "the starting candidate's line, the scores' unit")
 	require.Regexp(t, `(?m)^align=\d .* wg=16 \(xent\.cl wg=16 `, errOut, "a candidate of the grid, built as asked")
@@ -46,11 +53,11 @@ func TestTune(t *testing.T) {
 	require.Len(t, es, 1)
 	require.Contains(t, out, "best: "+es[0].Tuning.String()+", ", "the best printed is the one written")
 	require.Contains(t, es[0].Measured, "xent tune")
-	require.Contains(t, es[0].Measured, "lin_tile of 0,16 (xgemm none,a100) at 33x97x16")
+	require.Contains(t, es[0].Measured, "lin_tile of 0,16 (xgemm none,a100,"+tuned+") at 33x97x16")
 	require.Contains(t, []int{0, 16}, es[0].LinTile, "the fastest of those timed")
 	require.NotEmpty(t, es[0].Device)
 
-	for _, bad := range [][]string{{"--align", "0,x"}, {"--wg", "-2"}, {"--pack", "-4"}, {"--vocab", "0"}, {"--linear", "3x4"}, {"--lin-tile", "24", "--linear", "3x4x5"}, {"--lin-tile", "32/8", "--linear", "3x4x5"}, {"--lin-tile", "0/4", "--linear", "3x4x5"}, {"--xgemm", "h200", "--linear", "3x4x5"}} {
+	for _, bad := range [][]string{{"--align", "0,x"}, {"--wg", "-2"}, {"--pack", "-4"}, {"--vocab", "0"}, {"--linear", "3x4"}, {"--lin-tile", "24", "--linear", "3x4x5"}, {"--lin-tile", "32/8", "--linear", "3x4x5"}, {"--lin-tile", "0/4", "--linear", "3x4x5"}, {"--xgemm", "h200", "--linear", "3x4x5"}, {"--xgemm", "none,missing.json", "--linear", "3x4x5"}} {
 		code, _, errOut = runCmd(append([]string{"tune", "--device", spec}, bad...)...)
 		require.Equal(t, 1, code)
 		require.Contains(t, errOut, bad[0])

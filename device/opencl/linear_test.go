@@ -185,6 +185,19 @@ func TestLinearXgemmOpenCL(t *testing.T) {
 		require.NoError(t, opencl.BlastOverride(d, "GemmRoutine", map[string]int{"XGEMM_MIN_INDIRECT_SIZE": 64}))
 		spec.RunLinearVersusAt(t, d, device.NewCPU(cpu.Default()), 150, 1999, 37, 2e-5, 1e-4)
 
+		// The fastest set of a file of CLBlast's own tuner (PoCL's; see
+		// TestXgemmTuner) runs as well: its work-groups are 16 × 32.
+		tuned, err := opencl.ReadXgemmTuner("testdata/clblast_xgemm_1_32.json")
+		require.NoError(t, err)
+		tn.Xgemm = tuned
+		dt, err := opencl.OpenTuned(arg, tn)
+		require.NoError(t, err)
+		require.Equal(t, "CLBlast, Xgemm "+opencl.XgemmString(tuned), dt.Info().BLAS)
+		spec.RunLinearVersusAt(t, dt, device.NewCPU(cpu.Default()), 70, 301, 37, 2e-5, 1e-4)
+		dt.Close()
+		tn.Xgemm = a100Xgemm
+		require.NoError(t, opencl.BlastOverride(d, "Xgemm", a100Xgemm))
+
 		bad := maps.Clone(a100Xgemm)
 		bad["MWG"] = 24 // not a multiple of MDIMC·VWM = 32
 		seed := spec.Seed(t)

@@ -81,7 +81,9 @@ type Tuning struct {
 	// default, tiles of 16 × 32). CLBlast's parameters are the OpenCL
 	// device's, process-wide: the last Device opened on it decides them
 	// for every Device there (a table's entry gives them all the same).
-	// Opt-in: no GPU has timed a set (xent tune --xgemm does).
+	// CLBlast's own tuner finds them on the device at hand
+	// (ReadXgemmTuner). Opt-in: no GPU has timed a set (xent tune
+	// --xgemm does).
 	Xgemm map[string]int `json:"clblast_xgemm,omitempty"`
 }
 
@@ -290,7 +292,8 @@ func kindDefault(kind string) Tuning {
 // XENT_OPENCL_LIN_REG (0, 4, 8; XENT_OPENCL_LIN_TILE alone sets it to 0) and
 // XENT_OPENCL_SPLIT (0 to 4096), XENT_OPENCL_PACK (0 or a power of two
 // up to 1024) and XENT_OPENCL_XGEMM (CLBlast's Xgemm parameters,
-// NAME=VALUE,...; "none" for CLBlast's own) override its fields, for
+// NAME=VALUE,...; "none" for CLBlast's own; a file of CLBlast's tuner,
+// FILE.json) override its fields, for
 // tuning runs. A user
 // table that cannot be read is an error.
 func tuningOf(h handle) (Tuning, string, error) {
@@ -459,10 +462,14 @@ func xgemmLocal(m map[string]int) (bytes, wg int) {
 }
 
 // ParseXgemm parses CLBlast Xgemm parameters written NAME=VALUE,...
-// (XgemmString's form); "none" is an empty set (CLBlast's own).
+// (XgemmString's form); "none" is an empty set (CLBlast's own); a path
+// ending in .json is a file of CLBlast's tuner (ReadXgemmTuner).
 func ParseXgemm(s string) (map[string]int, error) {
 	if s == "none" {
 		return nil, nil
+	}
+	if strings.HasSuffix(s, ".json") {
+		return ReadXgemmTuner(s)
 	}
 	m := map[string]int{}
 	for _, f := range strings.Split(s, ",") {
@@ -549,4 +556,53 @@ func (t Tuning) linReg() int {
 		return 4
 	}
 	return t.LinReg
+}
+
+// ReadXgemmTuner returns the fastest set of CLBlast Xgemm parameters in
+// path, a file of CLBlast's own tuner: clblast_tuner_xgemm (Debian's
+// clblast-utils) writes clblast_xgemm_V_32.json after each of its
+// searches V (1 and 2 with GEMMK 0, 11 and 12 with GEMMK 1). The set is
+// the parameters of the result of least time, its PRECISION dropped; the
+// file must be float32's (precision 32: the products are float32) and
+// Xgemm's (kernel_family xgemm_V; xgemm_direct_V is another kernel's).
+// The set itself is checked where it is used (CheckXgemm).
+func ReadXgemmTuner(path string) (map[string]int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Family    string `json:"kernel_family"`
+		Precision string `json:"precision"`
+		Results   []struct {
+			Time       float64        `json:"time"`
+			Parameters map[string]int `json:"parameters"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("%s:%d: %w", path, 1+bytes.Count(b[:se.Offset], []byte("\n")), err)
+		}
+		return nil, fmt.Errorf("%s: not a file of CLBlast's tuner: %w", path, err)
+	}
+	v, ok := strings.CutPrefix(f.Family, "xgemm_")
+	if _, err := strconv.Atoi(v); !ok || err != nil {
+		return nil, fmt.Errorf("%s: kernel_family %q: not a search of clblast_tuner_xgemm (xgemm_1, xgemm_2, xgemm_11 or xgemm_12)", path, f.Family)
+	}
+	if f.Precision != "32" {
+		return nil, fmt.Errorf("%s: precision %q: the fused linear's products are float32 (32)", path, f.Precision)
+	}
+	best := -1
+	for i, r := range f.Results {
+		if r.Time > 0 && (best < 0 || r.Time < f.Results[best].Time) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil, fmt.Errorf("%s: no result with a time", path)
+	}
+	m := maps.Clone(f.Results[best].Parameters)
+	delete(m, "PRECISION")
+	return m, nil
 }

@@ -188,3 +188,48 @@ func TestXgemmSets(t *testing.T) {
 	m["GEMMK"], m["KREG"], m["VWN"] = 1, 2, 4
 	require.ErrorContains(t, CheckXgemm(m), "KREG 2 is not a multiple of VWN = 4")
 }
+
+// TestXgemmTuner: a file of CLBlast's tuner (testdata: Debian's
+// clblast_tuner_xgemm -m 64 -n 64 -k 64 -runs 1 on PoCL 3.1, its first
+// search, trimmed to four of its 578 results) gives the set of its least
+// time, as ReadXgemmTuner, as XENT_OPENCL_XGEMM=FILE.json and as
+// ParseXgemm; files of another kernel or precision, without a result or
+// not JSON are refused, naming the file.
+func TestXgemmTuner(t *testing.T) {
+	const file = "testdata/clblast_xgemm_1_32.json"
+	want := xgemmOf(0, 1, 32, 2, 16, 16, 64, 32, 32, 64, 0, 0, 0, 0, 4, 1) // the third result, 0.062 ms
+	m, err := ReadXgemmTuner(file)
+	require.NoError(t, err)
+	require.Equal(t, want, m)
+	require.NoError(t, CheckXgemm(m))
+	m, err = ParseXgemm(file)
+	require.NoError(t, err)
+	require.Equal(t, want, m)
+
+	hs := handles(t)
+	t.Setenv("XENT_TUNING", filepath.Join(t.TempDir(), "none.json"))
+	t.Setenv("XENT_OPENCL_XGEMM", file)
+	tn, src, err := tuningOf(hs[0])
+	require.NoError(t, err)
+	require.Equal(t, want, tn.Xgemm)
+	require.Contains(t, src, "XENT_OPENCL_XGEMM="+file)
+
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for edit, msg := range map[[2]string]string{
+		{`"kernel_family": "xgemm_1"`, `"kernel_family": "xgemm_direct_1"`}: `kernel_family "xgemm_direct_1": not a search of clblast_tuner_xgemm`,
+		{`"precision": "32"`, `"precision": "16"`}:                          `precision "16": the fused linear's products are float32`,
+		{`"results": [`, `"results": [], "rest": [`}:                        "no result with a time",
+		{`"time": 0.200,`, `"time": 0.200`}:                                 ".json:33: invalid character",
+		{`"results": [`, `"results": 3, "rest": [`}:                         "not a file of CLBlast's tuner",
+	} {
+		bad := filepath.Join(dir, "bad.json")
+		require.NoError(t, os.WriteFile(bad, []byte(strings.Replace(string(b), edit[0], edit[1], 1)), 0o644))
+		_, err := ParseXgemm(bad)
+		require.ErrorContains(t, err, bad)
+		require.ErrorContains(t, err, msg)
+	}
+	_, err = ReadXgemmTuner(filepath.Join(dir, "missing.json"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
