@@ -32,7 +32,10 @@
 #                 with rows split in up to 16 and 64 (XENT_OPENCL_SPLIT,
 #                 lines {"split": N, "report": ...}), and 65536×1024 and
 #                 16384×4096 at 1, 4 and 16 rows a work-group
-#                 (XENT_OPENCL_PACK, lines {"pack": N, ...}); bench-old.jsonl
+#                 (XENT_OPENCL_PACK, lines {"pack": N, ...}); with the keep
+#                 stage, fused rows of 1024×50257 kept whole in registers
+#                 (XENT_OPENCL_RC at 256, 512 and 1024 work-items, lines
+#                 {"keep": ...}); bench-old.jsonl
 #                 the same from the commit before, run after each size
 #                 (prepare.sh with XENT_GPU_OLD)
 #   e2e.txt       end to end at 1024×50257 (host logits, transfers counted)
@@ -55,9 +58,9 @@
 # prepare.sh does it: CGO_ENABLED=0 binaries, xz-compressed, Debian's ICD
 # loader and CLBlast unpacked beside them). It finds libnvidia-opencl.so.1,
 # writes an ICD directory and sets OCL_ICD_VENDORS (containers often lack the
-# ICD file). XENT_GPU_STAGES (default "tune tests bench e2e peers"; blastune
-# and linear too on request, in this order: blastune tune tests bench e2e
-# linear peers) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
+# ICD file). XENT_GPU_STAGES (default "tune tests bench e2e peers"; blastune,
+# keep and linear too on request, in this order: blastune tune tests bench
+# keep e2e linear peers) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -229,6 +232,27 @@ if [[ $stages == *" bench "* ]]; then
 	}
 	export -f bench
 	stage bench 150 bench
+fi
+
+if [[ $stages == *" keep "* ]]; then
+	# A fused row kept whole in registers between its two passes (RC
+	# float4s a work-item: rows of up to 4·RC·WG columns are read once, so
+	# forward + backward is one read and one write): at 1024×50257 that
+	# takes RC 25 at 512 work-items, 50 at 256, 13 at 1024. Never timed on a
+	# GPU (its tuning table has rc 0; the tune stage tries rc 0 only; RC 16
+	# at 256 kept no row of 50257 and was 25% slower). Lines
+	# {"keep": "...", "report": ...} appended to bench.jsonl.
+	keep() {
+		local v envs
+		for v in XENT_OPENCL_WG=512,XENT_OPENCL_RC=25 XENT_OPENCL_WG=256,XENT_OPENCL_RC=50 XENT_OPENCL_WG=1024,XENT_OPENCL_RC=13 XENT_OPENCL_WG=512,XENT_OPENCL_RC=25,XENT_OPENCL_REGS=128; do
+			IFS=, read -ra envs <<<"$v"
+			printf '{"keep": "%s", "report": ' "$v" >>"$out/bench.jsonl"
+			env "${envs[@]}" "$bin/xent" bench --ops fused --batch 1024 --vocab 50257 --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
+			echo "}" >>"$out/bench.jsonl"
+		done
+	}
+	export -f keep
+	stage keep 45 keep
 fi
 
 if [[ $stages == *" e2e "* ]]; then
