@@ -33,10 +33,12 @@ func TestCopyBytes(t *testing.T) {
 	}
 }
 
-// TestCopyGroups: the copy probe's grid is one float4 a work-item on a
-// CPU runtime (a work-group's items run one after another there) and 8
-// work-groups a compute unit on a GPU.
-func TestCopyGroups(t *testing.T) {
+// TestProbeShapes: on a CPU runtime (a work-group's items run one after
+// another there) the copy probe's grid is one float4 a work-item and the
+// FMA probe's fmas are of 16 lanes (xent.cl's FMA_W); on a GPU the copy
+// runs 8 work-groups a compute unit and the fmas are scalar, its build
+// options as they were.
+func TestProbeShapes(t *testing.T) {
 	handles(t)
 	d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3})
 	require.NoError(t, err)
@@ -49,4 +51,9 @@ func TestCopyGroups(t *testing.T) {
 		cu, _ := d.h.dev.Uint(cl.DeviceMaxComputeUnits)
 		require.Equal(t, 8*int(max(cu, 1)), d.copyGroups(n4), "gpu")
 	}
+	tn := Tuning{WG: 16, Unroll: 1, UnrollHalf: 1}
+	require.Equal(t, 16, fmaWidth(handle{kind: "cpu"}))
+	require.Contains(t, buildOptions(tn, handle{kind: "cpu"}), " -DFMA_W=16")
+	require.Equal(t, 1, fmaWidth(handle{kind: "gpu"}))
+	require.NotContains(t, buildOptions(tn, handle{kind: "gpu", nv: true}), "FMA_W")
 }

@@ -24,7 +24,7 @@ __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global f
 		t.Fatal(err)
 	}
 	defer ctx.Release()
-	prog, err := cl.BuildProgram(ctx, hs[0].dev, kernels.Source+echo, buildOptions(Tuning{WG: 1, Unroll: 1, UnrollHalf: 1}, false))
+	prog, err := cl.BuildProgram(ctx, hs[0].dev, kernels.Source+echo, buildOptions(Tuning{WG: 1, Unroll: 1, UnrollHalf: 1}, handle{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -332,18 +332,32 @@ var (
 	cache   = map[string]*program{}
 )
 
-// buildOptions returns the program's build options: the tuning, and the
-// flags of prob_t, defined here once (xent.cl takes them from -D).
-func buildOptions(tn Tuning, nv bool) string {
+// buildOptions returns the program's build options on h: the tuning, the
+// flags of prob_t, defined here once (xent.cl takes them from -D), and
+// the FMA probe's lanes where not 1 (fmaWidth).
+func buildOptions(tn Tuning, h handle) string {
 	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DALIGN=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d -DF_TEMP=%d",
 		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, tn.Align, fSmooth, fWeights, fSoftcap, fZLoss, fTemp)
-	if nv && tn.Regs > 0 {
+	if w := fmaWidth(h); w > 1 {
+		s += fmt.Sprintf(" -DFMA_W=%d", w)
+	}
+	if h.nv && tn.Regs > 0 {
 		s += fmt.Sprintf(" -cl-nv-maxrregcount=%d", tn.Regs)
 	}
-	if nv && os.Getenv("XENT_OPENCL_BUILD_LOG") != "" {
+	if h.nv && os.Getenv("XENT_OPENCL_BUILD_LOG") != "" {
 		s += " -cl-nv-verbose" // each kernel's registers, in the log
 	}
 	return s
+}
+
+// fmaWidth is the lanes of each fma of the FMA probe on h (xent.cl's
+// FMA_W): 16 on a CPU runtime, whose compiler vectorises no work-item
+// loop around the probe's own, else 1.
+func fmaWidth(h handle) int {
+	if h.kind == "cpu" {
+		return 16
+	}
+	return 1
 }
 
 // acquire returns the cached program for h built with tn, its work-group
@@ -362,7 +376,7 @@ func acquire(h handle, tn Tuning) (*program, error) {
 	cacheMu.Lock()
 	defer cacheMu.Unlock()
 	for {
-		opts := buildOptions(tn, h.nv)
+		opts := buildOptions(tn, h)
 		key := fmt.Sprintf("%x|%s|%s|%s|lin_tile=%d/%d", uintptr(h.dev), h.driver, kernels.Hash(), opts, tn.LinTile, tn.linReg()) // linear.cl's tile: fused.go
 		if p, ok := cache[key]; ok {
 			p.refs++
@@ -388,7 +402,7 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	p := &program{refs: 1, ctx: ctx, key: key, tn: tn, options: buildOptions(tn, h.nv)}
+	p := &program{refs: 1, ctx: ctx, key: key, tn: tn, options: buildOptions(tn, h)}
 	if p.prog, err = cl.BuildProgram(ctx, h.dev, kernels.Source, p.options); err != nil {
 		ctx.Release()
 		return nil, false, err

@@ -79,8 +79,9 @@ func (d *Device) timed(k cl.Kernel, groups int, args ...any) (float64, error) {
 }
 
 // FMAPeak measures the device's float32 FMA rate in flops per second
-// (an fma counted as 2) with a kernel of independent fmas on registers,
-// 64 work-groups a compute unit: the best of repeats runs after a
+// (an fma counted as 2, each lane's) with a kernel of independent fmas on
+// registers (of 16 lanes on a CPU runtime: fmaWidth), 64 work-groups a
+// compute unit: the best of repeats runs after a
 // warm-up, timed by the queue's profiling events. The fused linear's
 // products cannot pass it.
 func (d *Device) FMAPeak(ctx context.Context, repeats int) (float64, error) {
@@ -106,7 +107,7 @@ func (d *Device) FMAPeak(ctx context.Context, repeats int) (float64, error) {
 			best = s
 		}
 	}
-	return 16 * iters * float64(groups*d.p.tn.WG) / best, nil
+	return 16 * iters * float64(fmaWidth(d.h)*groups*d.p.tn.WG) / best, nil
 }
 
 // LastKernelTime returns the execution time of the kernels of the last
