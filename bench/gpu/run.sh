@@ -35,7 +35,10 @@
 #                 (XENT_OPENCL_PACK, lines {"pack": N, ...}); with the keep
 #                 stage, fused rows of 1024×50257 kept whole in registers
 #                 (XENT_OPENCL_RC at 256, 512 and 1024 work-items, lines
-#                 {"keep": ...}); bench-old.jsonl
+#                 {"keep": ...}); with the options stage, 8192×256000 with
+#                 the row kernels built with -cl-denorms-are-zero and
+#                 -Dexp=native_exp (XENT_OPENCL_OPTIONS, lines
+#                 {"options": ...}); bench-old.jsonl
 #                 the same from the commit before, run after each size
 #                 (prepare.sh with XENT_GPU_OLD)
 #   e2e.txt       end to end at 1024×50257 (host logits, transfers counted)
@@ -59,8 +62,8 @@
 # loader and CLBlast unpacked beside them). It finds libnvidia-opencl.so.1,
 # writes an ICD directory and sets OCL_ICD_VENDORS (containers often lack the
 # ICD file). XENT_GPU_STAGES (default "tune tests bench e2e peers"; blastune,
-# keep and linear too on request, in this order: blastune tune tests bench
-# keep e2e linear peers) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
+# keep, options and linear too on request, in this order: blastune tune
+# tests bench keep options e2e linear peers) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -253,6 +256,27 @@ if [[ $stages == *" keep "* ]]; then
 	}
 	export -f keep
 	stage keep 45 keep
+fi
+
+if [[ $stages == *" options "* ]]; then
+	# Why bfloat16 is not 1.6× float32: at 8192×256000 both ran at about
+	# 1.1·10^12 logits a second on the H200 (forward 1.81 against 1.99 ms),
+	# as if each logit's instructions, not its bytes, were the bound. The
+	# row kernels built with -cl-denorms-are-zero (exp without the
+	# denormal path) and with -Dexp=native_exp (the hardware's exp2 alone:
+	# less exact, an experiment only) say how much of it is exp
+	# (XENT_OPENCL_OPTIONS). Lines {"options": "...", "report": ...}
+	# appended to bench.jsonl.
+	options() {
+		local o
+		for o in "" "-cl-denorms-are-zero" "-Dexp=native_exp" "-cl-denorms-are-zero -Dexp=native_exp"; do
+			printf '{"options": "%s", "report": ' "$o" >>"$out/bench.jsonl"
+			XENT_OPENCL_OPTIONS=$o "$bin/xent" bench --ops lse,fused --batch 8192 --vocab 256000 --dtype float32,bfloat16 --device "$gpu" --mode kernel --repeat 5 --json | tr -d '\n' >>"$out/bench.jsonl" || return 1
+			echo "}" >>"$out/bench.jsonl"
+		done
+	}
+	export -f options
+	stage options 45 options
 fi
 
 if [[ $stages == *" e2e "* ]]; then

@@ -100,7 +100,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stderr, "xent tune: starting from %v (%s)\n", start, src)
 	of := func(p map[string]int) opencl.Tuning {
 		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], UnrollHalf: p["unroll_half"], Regs: p["regs"], RC: p["rc"], Rev: p["rev"], Align: p["align"], Flight: p["flight"], Pack: p["pack"],
-			LinTile: start.LinTile, LinReg: start.LinReg, Split: start.Split, Xgemm: start.Xgemm} // not tuned here: kept
+			LinTile: start.LinTile, LinReg: start.LinReg, Split: start.Split, Xgemm: start.Xgemm, Options: start.Options} // not tuned here: kept
 	}
 	rep, err := bench.Tune(ctx, bench.TuneConfig{
 		Batch: *rows, Vocabs: vs, Types: types, Ops: strings.Split(*ops, ","), Repeat: *repeat, Rounds: *rounds, Params: params,

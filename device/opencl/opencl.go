@@ -332,9 +332,9 @@ var (
 	cache   = map[string]*program{}
 )
 
-// buildOptions returns the program's build options on h: the tuning, the
-// flags of prob_t, defined here once (xent.cl takes them from -D), and
-// the FMA probe's lanes where not 1 (fmaWidth).
+// buildOptions returns the program's build options on h: the tuning (its
+// Options last), the flags of prob_t, defined here once (xent.cl takes
+// them from -D), and the FMA probe's lanes where not 1 (fmaWidth).
 func buildOptions(tn Tuning, h handle) string {
 	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DALIGN=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d -DF_TEMP=%d",
 		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, tn.Align, fSmooth, fWeights, fSoftcap, fZLoss, fTemp)
@@ -343,6 +343,9 @@ func buildOptions(tn Tuning, h handle) string {
 	}
 	if h.nv && tn.Regs > 0 {
 		s += fmt.Sprintf(" -cl-nv-maxrregcount=%d", tn.Regs)
+	}
+	if o := strings.Join(strings.Fields(tn.Options), " "); o != "" {
+		s += " " + o
 	}
 	if h.nv && os.Getenv("XENT_OPENCL_BUILD_LOG") != "" {
 		s += " -cl-nv-verbose" // each kernel's registers, in the log

@@ -85,6 +85,18 @@ type Tuning struct {
 	// (ReadXgemmTuner). Opt-in: no GPU has timed a set (xent tune
 	// --xgemm does).
 	Xgemm map[string]int `json:"clblast_xgemm,omitempty"`
+	// Options are OpenCL C build options added to the row kernels'
+	// programs (xent.cl's), space-separated, for experiments: those of
+	// the specification that keep what the kernels rely on,
+	// -cl-denorms-are-zero, -cl-mad-enable and -cl-no-signed-zeros, and
+	// -DNAME or -DNAME=VALUE (-Dexp=native_exp, say). Not
+	// -cl-finite-math-only or -cl-fast-relaxed-math (the kernels keep
+	// infinities: a row's max starts at -FLT_MAX, a -inf logit has its
+	// term 0) nor -cl-unsafe-math-optimizations (it may reassociate the
+	// compensated sums). The tests check the kernels without them: a
+	// result with them is the user's to check. Opt-in: none is timed on a
+	// GPU.
+	Options string `json:"options,omitempty"`
 }
 
 func (t Tuning) String() string {
@@ -106,6 +118,9 @@ func (t Tuning) String() string {
 	}
 	if len(t.Xgemm) > 0 {
 		s += " xgemm=" + XgemmString(t.Xgemm)
+	}
+	if t.Options != "" {
+		s += fmt.Sprintf(" options=%q", t.Options)
 	}
 	return s
 }
@@ -146,6 +161,14 @@ func (t Tuning) check() error {
 	if len(t.Xgemm) > 0 {
 		if err := CheckXgemm(t.Xgemm); err != nil {
 			errs = append(errs, fmt.Errorf("clblast_xgemm: %w", err))
+		}
+	}
+	for _, o := range strings.Fields(t.Options) {
+		switch {
+		case o == "-cl-denorms-are-zero" || o == "-cl-mad-enable" || o == "-cl-no-signed-zeros":
+		case strings.HasPrefix(o, "-D") && len(o) > 2 && o[2] != '=':
+		default:
+			errs = append(errs, fmt.Errorf("option %q is not -cl-denorms-are-zero, -cl-mad-enable, -cl-no-signed-zeros or -DNAME[=VALUE]", o))
 		}
 	}
 	if t.Flight < 0 || t.Flight > 1<<20 {
@@ -293,7 +316,8 @@ func kindDefault(kind string) Tuning {
 // XENT_OPENCL_SPLIT (0 to 4096), XENT_OPENCL_PACK (0 or a power of two
 // up to 1024) and XENT_OPENCL_XGEMM (CLBlast's Xgemm parameters,
 // NAME=VALUE,...; "none" for CLBlast's own; a file of CLBlast's tuner,
-// FILE.json) override its fields, for
+// FILE.json) and XENT_OPENCL_OPTIONS (build options) override its
+// fields, for
 // tuning runs. A user
 // table that cannot be read is an error.
 func tuningOf(h handle) (Tuning, string, error) {
@@ -357,6 +381,13 @@ func tuningOf(h handle) (Tuning, string, error) {
 			return tn, src, fmt.Errorf("%s=%q: %w", v.env, s, err)
 		}
 		src += ", " + v.env + "=" + s
+	}
+	if s := os.Getenv("XENT_OPENCL_OPTIONS"); s != "" {
+		tn.Options = s
+		if err := tn.check(); err != nil {
+			return tn, src, fmt.Errorf("XENT_OPENCL_OPTIONS=%q: %w", s, err)
+		}
+		src += fmt.Sprintf(", XENT_OPENCL_OPTIONS=%q", s)
 	}
 	if s := os.Getenv("XENT_OPENCL_XGEMM"); s != "" {
 		x, err := ParseXgemm(s)

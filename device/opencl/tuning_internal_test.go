@@ -1,6 +1,7 @@
 package opencl
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -128,6 +129,17 @@ func TestTuningTable(t *testing.T) {
 	require.Contains(t, tn.String(), " pack=8")
 	require.Contains(t, src, "XENT_OPENCL_PACK=8")
 	refuses("XENT_OPENCL_PACK", []string{"3", "-2", "2048"}, func(b string) string { return "pack " + b + " is not 0 or a power of two up to 1024" })
+	t.Setenv("XENT_OPENCL_OPTIONS", " -cl-denorms-are-zero  -Dexp=native_exp -DXENT_X")
+	tn, src, err = tuningOf(h)
+	require.NoError(t, err)
+	require.Equal(t, " -cl-denorms-are-zero  -Dexp=native_exp -DXENT_X", tn.Options, "build options, opt-in")
+	require.Contains(t, tn.String(), ` options=" -cl-denorms-are-zero  -Dexp=native_exp -DXENT_X"`)
+	require.Contains(t, src, "XENT_OPENCL_OPTIONS=")
+	require.True(t, strings.HasSuffix(buildOptions(tn, h), " -cl-denorms-are-zero -Dexp=native_exp -DXENT_X"), "the program's, last")
+	refuses("XENT_OPENCL_OPTIONS", []string{"-cl-fast-relaxed-math", "-cl-mad-enable -cl-finite-math-only", "-D", "-D=1", "-cl-unsafe-math-optimizations"}, func(b string) string {
+		f := strings.Fields(b)
+		return fmt.Sprintf("option %q is not -cl-denorms-are-zero, -cl-mad-enable, -cl-no-signed-zeros or -DNAME[=VALUE]", f[len(f)-1])
+	})
 	t.Setenv("XENT_OPENCL_XGEMM", XgemmString(XgemmSets["a100"]))
 	tn, src, err = tuningOf(h)
 	require.NoError(t, err)
@@ -232,4 +244,20 @@ func TestXgemmTuner(t *testing.T) {
 	}
 	_, err = ReadXgemmTuner(filepath.Join(dir, "missing.json"))
 	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestBuildOptions: Tuning.Options reach the row kernels' compiler (a
+// PACK that xent.cl refuses fails Open with its #error and the options)
+// and the Device says them.
+func TestBuildOptions(t *testing.T) {
+	handles(t)
+	arg := os.Getenv("XENT_TEST_OPENCL")
+	_, err := OpenTuned(arg, Tuning{WG: 16, Unroll: 1, UnrollHalf: 1, Options: "-DPACK=3"})
+	require.ErrorContains(t, err, "PACK, the rows of a work-group, must be a power of two dividing WG")
+	require.ErrorContains(t, err, "-DPACK=3")
+	d, err := OpenTuned(arg, Tuning{WG: 16, Unroll: 1, UnrollHalf: 1, Options: "-cl-mad-enable -DXENT_UNUSED"})
+	require.NoError(t, err)
+	defer d.Close()
+	require.Contains(t, d.Info().Kernel, `options="-cl-mad-enable -DXENT_UNUSED"`)
+	require.True(t, strings.HasSuffix(d.p.options, " -cl-mad-enable -DXENT_UNUSED"))
 }
