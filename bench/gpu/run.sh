@@ -303,7 +303,9 @@ if [[ $stages == *" e2e "* ]]; then
 fi
 
 if [[ $stages == *" linear "* ]]; then
-	# CLBlast's path (LIN_TILE=0, whatever the tuning says), then linear.cl's
+	# CLBlast's path (LIN_TILE=0, whatever the tuning says) with its
+	# database's parameters, then with the blastune stage's fastest set,
+	# then linear.cl's
 	# kernels (opt-in, never timed on a GPU before) in tiles of 32 and 64, and
 	# of 64 with 8 × 8 entries a work-item (LIN_REG=8), shape by shape: one
 	# line {"path": ..., "report": xent bench's JSON} each.
@@ -312,7 +314,7 @@ if [[ $stages == *" linear "* ]]; then
 		local shape v
 		for shape in "1024 50257 768 3" "8192 128256 4096 1" "8192 256000 2304 1"; do
 			set -- $shape
-			for v in ${XENT_GPU_LINEAR:-XENT_OPENCL_LIN_TILE=0 ${xtuned:+XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=$xtuned} XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64 XENT_OPENCL_LIN_TILE=64,XENT_OPENCL_LIN_REG=8}; do
+			for v in ${XENT_GPU_LINEAR:-XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=none ${xtuned:+XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=$xtuned} XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64 XENT_OPENCL_LIN_TILE=64,XENT_OPENCL_LIN_REG=8}; do
 				local envs
 				IFS=, read -ra envs <<<"$v"
 				printf '{"path": "%s", "report": ' "$v" >>"$out/linear.jsonl"
