@@ -52,8 +52,7 @@ func (d *Device) copyGroups(n4 int) int {
 	if d.h.kind == "cpu" {
 		return max((n4+d.p.tn.WG-1)/d.p.tn.WG, 1)
 	}
-	cu, _ := d.h.dev.Uint(cl.DeviceMaxComputeUnits)
-	return int(max(cu, 1)) * 8
+	return d.units * 8
 }
 
 // timed runs groups work-groups of k (the tuning's size) with args and
