@@ -42,12 +42,17 @@ func DistillReference(x []float32, rows, cols, stride int, targets []int32, o Op
 		for j := range z {
 			z[j] = float64(x[i*stride+j])
 		}
-	}, targets, o, tc)
+	}, nil, targets, o, tc)
 }
 
 // distillReference is DistillReference over logits that row sets, row i
-// into z.
-func distillReference(rows, cols int, row func(i int, z []float64), targets []int32, o Opts, tc *batch.Teacher) *DistillRef {
+// into z, whose float32 values on the device are off by up to zerr[i]
+// (nil: exact). The fused linear's are: its sum s comes from the float32
+// logits of its products, its teacher's terms from logits computed on
+// the host in float64 (batch's linearShard), so their difference Q·s is
+// off by up to zerr·(Σ_j exp(z_j - m) + 1) beyond the sums' rounding,
+// however small Q is; δQ holds that too.
+func distillReference(rows, cols int, row func(i int, z []float64), zerr []float64, targets []int32, o Opts, tc *batch.Teacher) *DistillRef {
 	r := &DistillRef{KL: make([]float64, rows), KLMag: make([]float64, rows), KLSlack: make([]float64, rows),
 		Grad: make([][]float64, rows), Mag: make([][]float64, rows), Slack: make([][]float64, rows), Resolved: make([]bool, rows)}
 	for i := range rows {
@@ -99,6 +104,9 @@ func distillReference(rows, cols int, row func(i int, z []float64), targets []in
 			me += 1
 		}
 		dQ := 0x1p-20 * (base + me) / s
+		if zerr != nil {
+			dQ += zerr[i] / o.tau() * (me + 1) / s
+		}
 		P := max(0, 1-ps)
 		resolved := Q >= 2*max(dQ, tailFloor)
 		Qe := max(Q, dQ, tailFloor)
@@ -803,7 +811,7 @@ func (p *LinearProblem) logits() [][]float64 {
 // and the sizes of its terms mixed, the KL's tail slack in the sizes
 // (relative to tol).
 func (p *LinearProblem) distillRefs(lr *LinearRef, zr [][]float64, tc *batch.Teacher, a, tol float64) (*DistillRef, *LinearRef) {
-	dr := distillReference(p.N, p.V, func(i int, row []float64) { copy(row, zr[i]) }, p.Targets, p.Opts, tc)
+	dr := distillReference(p.N, p.V, func(i int, row []float64) { copy(row, zr[i]) }, lr.ZErr, p.Targets, p.Opts, tc)
 	mix := *lr
 	mref := *lr.Ref
 	mix.Ref = &mref
