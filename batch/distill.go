@@ -287,7 +287,10 @@ func (l *Loss) logitsShard(p *prepared) (shard, error) {
 }
 
 // linearShard returns the shard of the fused linear lin's logits h_i·w_c
-// + b_c, computed in float64 (rounded once) on the host.
+// + b_c, computed in float64 (rounded once) on the host. The device's sum
+// s comes from its own float32 products, which may differ from these by
+// their rounding; the tail Q (s less these classes' terms) is off by as
+// much (see ce.DistillOf), which a tail far below 1 amplifies in P/Q.
 func (l *Linear) linearShard(p *prepared, lin *ce.Linear) (shard, error) {
 	if lin.W.Buf != nil {
 		return shard{}, errorf(ErrOption, "distillation with a device matrix W: the logits at the teacher's classes are computed on the host")
