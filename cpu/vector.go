@@ -66,7 +66,10 @@ type vectorKernels struct {
 // 3e-8), evaluated as s + (s·r)·(1 + c2·r + c3·r²) with s = 2^k·2^(j/8).
 // C is ln2/8 rounded to float32 and n·C is exact inside the FMA, so r is
 // off by n·(C - ln2/8), |n|·2.4e-10: e^d is within 2 + |d|/20 ulp, 3 ulp
-// for d ≥ -16 and 6 ulp at -88, where e^d < 1e-38. Below e^-16 a term is
+// for d ≥ -16 and 6 ulp at -87.3. Below -87.34 e^d is subnormal (under
+// 2^-126): there k = -127, the bits of 2^(j/8) with k added read as a
+// subnormal's (mantissa only), and the result is off by up to 2^-126
+// absolute, as a flush to zero would be. Below e^-16 a term is
 // under 1.2e-7 of the row's largest, so the sum, and with it the loss,
 // does not see the difference; gradients of such terms are off by at most
 // 2.5e-7 relative.
