@@ -72,6 +72,15 @@ type Ref struct {
 	// Mag, not of itself: Mag is |Grad| where nothing cancels (no
 	// smoothing, z-loss or soft cap), and the yardstick of GradClose.
 	Mag [][]float64
+	// Under is, for the entries whose softmax term p_j is below 2^-125
+	// (float32's subnormals, with a factor 2 of margin for the device's
+	// rounding of z_j - lse), the absolute error their float32 exp may
+	// bring: 2^-126 on p_j (a subnormal off by up to 2^-127 on the CPU's
+	// vector exp, or flushed to 0 where OpenCL's float has no subnormals),
+	// times p_j's coefficient and the chain factor; nil rows and 0
+	// elsewhere. GradClose's rule for results below 2^-126 misses it where
+	// a coefficient or a scale above 1 carries such an error past 2^-126.
+	Under [][]float64
 	// Slack is per row the absolute error of the loss that float32
 	// differences bring, which no float32 kernel avoids: each z_j - m
 	// (and m - z_t) rounded, and one more rounding of a scaled argument
@@ -234,7 +243,7 @@ func Reference(x []float32, rows, cols, stride int, targets []int32, o Opts) *Re
 func reference(rows, cols int, row func(i int, z []float64), near func(i int, zt float64) float64, targets []int32, o Opts) *Ref {
 	r := &Ref{Loss: make([]float64, rows), LSE: make([]float64, rows), Correct: make([]bool, rows), Conf: make([]float64, rows),
 		Greater: make([]int64, rows), Near: make([]int64, rows), Entropy: make([]float64, rows),
-		Grad: make([][]float64, rows), Mag: make([][]float64, rows), Slack: make([]float64, rows)}
+		Grad: make([][]float64, rows), Mag: make([][]float64, rows), Under: make([][]float64, rows), Slack: make([]float64, rows)}
 	W := o.weightSum(cols)
 	eps, lam, ec := o.Smoothing, o.ZLoss, o.Smoothing/float64(cols)
 	for i := range rows {
@@ -292,9 +301,14 @@ func reference(rows, cols int, row func(i int, z []float64), near func(i int, zt
 		if lam > 0 {
 			r.ZLoss += lam * lse * lse
 		}
+		pc := (1-eps)*wt + ec*W + 2*lam*math.Abs(lse) // p_j's coefficient
 		for j := range z {
 			p := math.Exp((z[j] - m) - ls)
 			g := (1-eps)*wt*p + ec*(W*p-o.weight(j)) + 2*lam*lse*p
+			under := 0.0
+			if p < underP {
+				under = pc * minNormal32
+			}
 			// lse = m + log s is known to an absolute error, that of log s,
 			// as large as the sum's relative error: hence |lse| + 1.
 			zl := 2 * lam * (math.Abs(lse) + 1) * p
@@ -311,14 +325,34 @@ func reference(rows, cols int, row func(i int, z []float64), near func(i int, zt
 				u := z[j] / (o.Softcap * s)
 				g *= s * (1 - u*u)
 				mag *= s * (1 + u*u)
+				under *= s * (1 + u*u)
 			} else {
 				g *= s
 				mag *= s
+				under *= s
 			}
 			r.Grad[i][j], r.Mag[i][j] = g, mag
+			if under > 0 {
+				if r.Under[i] == nil {
+					r.Under[i] = make([]float64, cols)
+				}
+				r.Under[i][j] = under
+			}
 		}
 	}
 	return r
+}
+
+// underP is the softmax term below which Ref.Under allows for the exp's
+// underflow: 2^-125.
+const underP = 0x1p-125
+
+// UnderAt returns Under[i][j] (0 where the row has none).
+func (r *Ref) UnderAt(i, j int) float64 {
+	if r.Under == nil || r.Under[i] == nil {
+		return 0
+	}
+	return r.Under[i][j]
 }
 
 // Calibration returns the calibration bins (batch.Calibration) of r's

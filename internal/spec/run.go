@@ -389,7 +389,7 @@ func checkGrad(t *testing.T, g Elems, p *Problem, c Case, scale func(int) float6
 			want, mag := s*p.Ref.Grad[i][j], s*p.Ref.Mag[i][j]
 			got := g.At(i*p.Stride + j)
 			row[j] = got
-			if !GradCloseIn(g.Type, got, want, mag, tol) {
+			if !GradCloseIn(g.Type, got, want, mag, tol, math.Abs(s)*p.Ref.UnderAt(i, j)) {
 				require.Failf(t, "gradient", "%v grad[%d][%d] = %v, want %v (terms of size %.3g, scale %v, tol %g)", g.Type, i, j, got, want, mag, s, tol)
 			}
 			if !c.Opts.Computed() && !RowClose(g.Type, got, want, big) { // capped logits are computed, not exact inputs: GradClose's yardstick holds them
