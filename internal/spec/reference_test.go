@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/internal/gen"
 )
 
@@ -116,4 +117,36 @@ func TestDistillFiniteDifference(t *testing.T) {
 		}
 		require.NotZero(t, checked, "%s: no row checked", c.Name)
 	}
+}
+
+// TestUnder checks Ref.Under: only entries whose softmax term is below
+// 2^-125 have it, p's coefficient times 2^-126 (a class weight and the
+// z-loss in it), and GradCloseIn with it as slack takes such an entry
+// off by up to that much where the scale carries it past 2^-126, as the
+// CPU's vector exp and a flush to zero give, and nothing more.
+func TestUnder(t *testing.T) {
+	x := []float32{0, -87.5, -86, -20, -200}
+	o := Opts{Ignore: -100, ZLoss: 1e-4, Weights: []float32{3, 1, 1, 1, 1}}
+	r := Reference(x, 1, len(x), len(x), []int32{0}, o)
+	pc := 3 + 2*1e-4*math.Abs(r.LSE[0])
+	for j, v := range x {
+		p := math.Exp(float64(v) - r.LSE[0])
+		want := 0.0
+		if p < 0x1p-125 {
+			want = pc * 0x1p-126
+		}
+		require.InDelta(t, want, r.UnderAt(0, j), 1e-12*want, "x[%d] = %v", j, v)
+	}
+	require.Zero(t, r.UnderAt(0, 2), "e^-86 is normal")
+	require.Positive(t, r.UnderAt(0, 1), "e^-87.5 is subnormal")
+	// Column 1 at a scale of -1.5: its float32 exp half its value (as the
+	// vector exp's subnormal bits can be), or flushed to 0.
+	s := -1.5
+	want := s * r.Grad[0][1]
+	require.Greater(t, math.Abs(want), float64(minNormal32))
+	for _, got := range []float32{float32(want / 2), 0} {
+		require.False(t, GradCloseIn(batch.F32, got, want, s*r.Mag[0][1], RowTol, 0), "without Under: %v for %v", got, want)
+		require.True(t, GradCloseIn(batch.F32, got, want, s*r.Mag[0][1], RowTol, math.Abs(s)*r.UnderAt(0, 1)), "with Under: %v for %v", got, want)
+	}
+	require.False(t, GradCloseIn(batch.F32, float32(want*3), want, s*r.Mag[0][1], RowTol, math.Abs(s)*r.UnderAt(0, 1)), "off by more than Under")
 }
