@@ -75,7 +75,7 @@ type Ref struct {
 	// Under is, for the entries whose softmax term p_j is below 2^-125
 	// (float32's subnormals, with a factor 2 of margin for the device's
 	// rounding of z_j - lse), the absolute error their float32 exp may
-	// bring: 2^-126 on p_j (a subnormal off by up to 2^-127 on the CPU's
+	// bring: 2^-126 on p_j (a subnormal off by up to that on the CPU's
 	// vector exp, or flushed to 0 where OpenCL's float has no subnormals),
 	// times p_j's coefficient and the chain factor; nil rows and 0
 	// elsewhere. GradClose's rule for results below 2^-126 misses it where
