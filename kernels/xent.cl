@@ -106,6 +106,13 @@
 #define LID ((int)get_local_id(0))
 #define LANE 0
 #endif
+/* KEEP_ROWS: whether this build may keep a fused row in registers (RC > 0,
+ * and at least 8 work-items a row): rows.cl's xent_ce. */
+#if RC > 0 && WG / PACK >= 8
+#define KEEP_ROWS 1
+#else
+#define KEEP_ROWS 0
+#endif
 
 typedef struct {
     float m, s, d, w; /* max, Σ exp(z-m) - 1 (the max's own term left out), Σ w (z-m), Σ w (z capped) */

@@ -57,6 +57,7 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 	if err != nil {
 		return nil, err
 	}
+	logBuild(h, prog, opts)
 	lp := &linProgram{prog: prog, wg: (lt / lr) * (lt / lr)}
 	ks := []*cl.Kernel{&lp.sum, &lp.mrg} // any work-group size
 	names := []string{"xent_lin_sum", "xent_lin_merge"}

@@ -304,9 +304,11 @@ func (p *program) packedProgram(h handle, pack int) (*packProgram, error) {
 	}
 	pp := &packProgram{}
 	var err error
-	if pp.prog, err = cl.BuildProgram(p.ctx, h.dev, kernels.Source, fmt.Sprintf("%s -DPACK=%d", p.options, pack)); err != nil {
+	opts := fmt.Sprintf("%s -DPACK=%d", p.options, pack)
+	if pp.prog, err = cl.BuildProgram(p.ctx, h.dev, kernels.Source, opts); err != nil {
 		return nil, err
 	}
+	logBuild(h, pp.prog, opts)
 	var ks []*cl.Kernel
 	var names []string
 	for t, suf := range kernels.Types {
@@ -398,6 +400,17 @@ func acquire(h handle, tn Tuning) (*program, error) {
 	}
 }
 
+// logBuild writes the compiler's log of prog's build on h (its warnings;
+// on NVIDIA each kernel's registers) to standard error where
+// XENT_OPENCL_BUILD_LOG is set: every build of xent.cl and linear.cl.
+func logBuild(h handle, prog cl.Program, opts string) {
+	if os.Getenv("XENT_OPENCL_BUILD_LOG") == "" {
+		return
+	}
+	log, _ := prog.BuildLog(h.dev)
+	fmt.Fprintf(os.Stderr, "opencl: %s: built with %s:\n%s\n", h.name, opts, log)
+}
+
 // build builds the program for h with tn and reports whether each of its
 // kernels runs at work-group size tn.WG on the device (always true at 1).
 func build(h handle, tn Tuning, key string) (*program, bool, error) {
@@ -410,10 +423,7 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 		ctx.Release()
 		return nil, false, err
 	}
-	if os.Getenv("XENT_OPENCL_BUILD_LOG") != "" {
-		log, _ := p.prog.BuildLog(h.dev)
-		fmt.Fprintf(os.Stderr, "opencl: %s: built with %s:\n%s\n", h.name, p.options, log)
-	}
+	logBuild(h, p.prog, p.options)
 	ks := []*cl.Kernel{&p.copyK, &p.blockK, &p.fmaK}
 	names := []string{"xent_copy", "xent_blockmax", "xent_fma"}
 	for t, suf := range kernels.Types {
