@@ -234,7 +234,7 @@ void xent_lin_partial(__global const ELEM *H, ulong ldh, __global const ELEM *W,
     acc_t a[LR];
     int t[LR];
     for (int i = 0; i < LR; i++) {
-        const acc_t e = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
+        const acc_t e = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f, 0.0f, 0.0f};
         a[i] = e;
         const int row = r0 + ty + LS * i;
         t[i] = row < N ? targets[row] : -1;

@@ -60,7 +60,7 @@ inline acc_t row_scan(__global const ELEM *x, int cols, int h, __global const fl
     const int lid = LID;
     const int smooth = flags & F_SMOOTH;
     const int hasw = flags & F_WEIGHTS;
-    acc_t a = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f};
+    acc_t a = {-FLT_MAX, -1.0f, 0.0f, 0.0f, -FLT_MAX, -1, 0.0f, 0.0f, 0.0f};
     const int n4 = (cols - h) >> 2;
     __global const ELEM *xa = x + h; /* aligned */
     __global const float *wa = hasw ? wts + h : wts;

@@ -274,7 +274,7 @@ inline void acc_merge(acc_t *a, acc_t b, int smooth) {
     if (a->m == M && b.m == M) a->s = a->s + b.s + 1.0f;
     else if (a->m == M) a->s = a->s + (1.0f + b.s) * rb;
     else a->s = b.s + (1.0f + a->s) * ra;
-    if (isinf(M) && M > 0 || isnan(M)) a->s = NAN;
+    if ((isinf(M) && M > 0) || isnan(M)) a->s = NAN;
     a->w += b.w;
     a->m = M;
     a->idx = idx;
@@ -300,14 +300,14 @@ inline acc_t acc_tree(acc_t a, int n, __local float *lm, __local float *ls, __lo
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int h = n / 2; h > 0; h >>= 1) {
         if (k < h) {
-            acc_t x = {lm[lid], ls[lid], ld[lid], lw[lid], lr[lid], li[lid], 0.0f};
-            acc_t y = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], lr[lid + h], li[lid + h], 0.0f};
+            acc_t x = {lm[lid], ls[lid], ld[lid], lw[lid], lr[lid], li[lid], 0.0f, 0.0f, 0.0f};
+            acc_t y = {lm[lid + h], ls[lid + h], ld[lid + h], lw[lid + h], lr[lid + h], li[lid + h], 0.0f, 0.0f, 0.0f};
             acc_merge(&x, y, smooth);
             lm[lid] = x.m; ls[lid] = x.s; ld[lid] = x.d; lw[lid] = x.w; lr[lid] = x.r; li[lid] = x.idx;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    acc_t r = {lm[base], ls[base], ld[base], lw[base], lr[base], li[base], 0.0f};
+    acc_t r = {lm[base], ls[base], ld[base], lw[base], lr[base], li[base], 0.0f, 0.0f, 0.0f};
     return r;
 }
 
