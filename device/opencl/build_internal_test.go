@@ -1,0 +1,142 @@
+package opencl
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/xentlab/xent/device/opencl/internal/cl"
+	"github.com/xentlab/xent/kernels"
+)
+
+// TestBuildWarnings builds xent.cl and linear.cl with -Werror (OpenCL's
+// own option: every warning an error) on each device, under the tunings
+// the tree ships and those its options reach: the kinds' defaults, the
+// table's entries, rows kept in registers or not (xent.cl's KEEP_ROWS),
+// every Align, packed rows, and linear.cl's tiles. Compilers differ in
+// what they accept: a warning on one (PoCL's and Oclgrind's clang warned
+// "use of logical '&&' with constant operand" three times, NVIDIA's
+// counted four) is where another's error hides. A build that fails
+// carries its log, which names the line; one that builds (Oclgrind
+// ignores -Werror) must log no warning.
+func TestBuildWarnings(t *testing.T) {
+	tunings := []Tuning{
+		kindDefault("gpu"),
+		kindDefault("cpu"),
+		{WG: 256, Unroll: 4, UnrollHalf: 8, Align: 1, Rev: 1}, // the table's H200
+		{WG: 32, Unroll: 1, UnrollHalf: 1, RC: 8, Align: 1},   // the table's PoCL
+		{WG: 1, Unroll: 1, UnrollHalf: 2, RC: 8, Align: 3},    // RC with one work-item a row: nothing kept
+		{WG: 128, Unroll: 8, UnrollHalf: 16, RC: 64, Align: 2, Rev: 1},
+	}
+	for _, h := range handles(t) {
+		ctx, err := cl.CreateContext(h.dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		build := func(name, src, opts string) {
+			t.Helper()
+			prog, err := cl.BuildProgram(ctx, h.dev, src, opts+" -Werror")
+			if err != nil {
+				t.Errorf("%s: %s with %s: %v", h.name, name, opts, err)
+				return
+			}
+			// Oclgrind takes -Werror and still builds: its log says.
+			if log, err := prog.BuildLog(h.dev); err != nil {
+				t.Error(err)
+			} else if strings.Contains(log, "warning") {
+				t.Errorf("%s: %s with %s: the compiler warns:\n%s", h.name, name, opts, log)
+			}
+			if err := prog.Release(); err != nil {
+				t.Error(err)
+			}
+		}
+		for _, tn := range tunings {
+			build("xent.cl", kernels.Source, buildOptions(tn, h))
+		}
+		opts := buildOptions(kindDefault(h.kind), h)
+		build("xent.cl", kernels.Source, opts+" -DPACK=4")
+		for _, lin := range [][2]int{{16, 4}, {32, 4}, {64, 4}, {64, 8}} {
+			build("linear.cl", kernels.LinearSource, fmt.Sprintf("%s -DLT=%d -DLK=%d -DLR=%d", opts, lin[0], linK, lin[1]))
+		}
+		if err := ctx.Release(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestFlushed runs a + b·c on a float32 whose result is subnormal
+// (2^-130), built with each device's options (its tuning's, and
+// XENT_OPENCL_OPTIONS): where the device keeps subnormals it is 2^-130,
+// where it flushes them (-cl-denorms-are-zero, or a device without
+// CL_FP_DENORM) 0; anything else is a wrong build. With
+// XENT_TEST_FLUSHED=1 (CI's run of the tests with -cl-denorms-are-zero)
+// it must be 0: that run checks every kernel on a device that flushes,
+// and would check nothing new if the option did not reach the build or
+// the runtime ignored it.
+func TestFlushed(t *testing.T) {
+	const src = `__kernel void sub(__global float *x, float a, float b) { x[get_global_id(0)] = a * b; }`
+	for _, h := range handles(t) {
+		tn, _, err := tuningOf(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := runSub(t, h, src, buildOptions(tn, h))
+		want := float32(0x1p-130)
+		switch {
+		case os.Getenv("XENT_TEST_FLUSHED") == "1" && got != 0:
+			t.Errorf("%s, built with %s: 2^-65 · 2^-65 = %g: XENT_TEST_FLUSHED=1 wants subnormals flushed (XENT_OPENCL_OPTIONS=-cl-denorms-are-zero)", h.name, buildOptions(tn, h), got)
+		case got != 0 && got != want:
+			t.Errorf("%s: 2^-65 · 2^-65 = %g, want %g or 0", h.name, got, want)
+		default:
+			t.Logf("%s, built with %s: subnormals flushed: %v", h.name, buildOptions(tn, h), got == 0)
+		}
+	}
+}
+
+// runSub builds src with opts on h and returns x[0] of its kernel "sub"
+// at a = b = 2^-65.
+func runSub(t *testing.T, h handle, src, opts string) float32 {
+	t.Helper()
+	ctx, err := cl.CreateContext(h.dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.Release()
+	prog, err := cl.BuildProgram(ctx, h.dev, src, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Release()
+	k, err := cl.CreateKernel(prog, "sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Release()
+	q, err := cl.CreateQueue(ctx, h.dev, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Release()
+	m, err := cl.CreateBuffer(ctx, cl.MemReadWrite, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	a := float32(0x1p-65)
+	if err := k.SetArgs(m, cl.ValueOf(&a), cl.ValueOf(&a)); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := q.NDRange(k, 1, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.Release(); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, 1)
+	if _, err := cl.Read(q, m, true, 0, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
+}
