@@ -140,3 +140,63 @@ func runSub(t *testing.T, h handle, src, opts string) float32 {
 	}
 	return out[0]
 }
+
+// TestWorkGroupLimits: the work-group sizes the kernels are built and
+// launched with stay within CL_DEVICE_MAX_WORK_ITEM_SIZES[0] as well as
+// CL_DEVICE_MAX_WORK_GROUP_SIZE (the launches are 1-D: a larger local
+// size is CL_INVALID_WORK_ITEM_SIZE), and the binding reads the size_t
+// array whole: CL_DEVICE_MAX_WORK_ITEM_DIMENSIONS entries (at least 3),
+// each at least 1.
+func TestWorkGroupLimits(t *testing.T) {
+	const maxWorkItemDimensions = 0x1003
+	for _, h := range handles(t) {
+		items, err := h.dev.Sizes(cl.DeviceMaxWorkItemSizes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dims, err := h.dev.Uint(maxWorkItemDimensions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, err := h.dev.Uint(cl.DeviceMaxWorkGroupSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: work-items %v, work-group %d", h.name, items, dev)
+		if uint64(len(items)) != dims || dims < 3 {
+			t.Fatalf("%s: %d work-item sizes %v, CL_DEVICE_MAX_WORK_ITEM_DIMENSIONS %d (at least 3)", h.name, len(items), items, dims)
+		}
+		for i, n := range items {
+			if n < 1 || n > 1<<32 {
+				t.Errorf("%s: CL_DEVICE_MAX_WORK_ITEM_SIZES[%d] = %d", h.name, i, n)
+			}
+		}
+		mw, err := maxWG(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint64(mw) > items[0] || uint64(mw) > dev || mw&(mw-1) != 0 {
+			t.Errorf("%s: maxWG %d, want a power of two ≤ %d and ≤ %d", h.name, mw, items[0], dev)
+		}
+		ctx, err := cl.CreateContext(h.dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog, err := cl.BuildProgram(ctx, h.dev, `__kernel void sub(__global float *x) { x[get_global_id(0)] = 0.0f; }`, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := cl.CreateKernel(prog, "sub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := k.WorkGroupSize(h.dev); err != nil {
+			t.Error(err)
+		} else if n < 1 || uint64(n) > items[0] || uint64(n) > dev {
+			t.Errorf("%s: a kernel's work-group size %d, want 1 to min(%d, %d)", h.name, n, items[0], dev)
+		}
+		k.Release()
+		prog.Release()
+		ctx.Release()
+	}
+}

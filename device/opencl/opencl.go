@@ -230,14 +230,19 @@ func gib(b uint64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
 const localBytesPerItem = 6 * 4
 
 // maxWG returns the largest work-group size the kernels may be built with
-// on h: a power of two within the device's maximum work-group size and
-// its local memory (localBytesPerItem a work-item). Every power of two up
-// to it is allowed.
+// on h: a power of two within the device's maximum work-group size, its
+// maximum work-items in the first dimension (CL_DEVICE_MAX_WORK_ITEM_SIZES[0]:
+// the launches are 1-D) and its local memory (localBytesPerItem a
+// work-item). Every power of two up to it is allowed.
 func maxWG(h handle) (int, error) {
 	mw, err1 := h.dev.Uint(cl.DeviceMaxWorkGroupSize)
 	lm, err2 := h.dev.Uint(cl.DeviceLocalMemSize)
-	if err := errors.Join(err1, err2); err != nil {
+	items, err3 := h.dev.Sizes(cl.DeviceMaxWorkItemSizes)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return 0, err
+	}
+	if len(items) > 0 {
+		mw = min(mw, items[0])
 	}
 	limit := min(mw, lm/localBytesPerItem, 1<<20)
 	if limit < 1 {

@@ -104,6 +104,23 @@ func (d Device) Uint(param uint32) (uint64, error) {
 	return v, nil
 }
 
+// Sizes returns an info value of the device that is an array of size_t
+// (CL_DEVICE_MAX_WORK_ITEM_SIZES).
+func (d Device) Sizes(param uint32) ([]uint64, error) {
+	b, err := d.raw(param)
+	if err != nil {
+		return nil, err
+	}
+	const w = int(unsafe.Sizeof(uintptr(0)))
+	v := make([]uint64, len(b)/w)
+	for i := range v {
+		for j := w - 1; j >= 0; j-- { // little-endian hosts
+			v[i] = v[i]<<8 | uint64(b[i*w+j])
+		}
+	}
+	return v, nil
+}
+
 // CreateContext creates a context on one device.
 func CreateContext(d Device) (Context, error) {
 	var st int32
@@ -284,13 +301,24 @@ func (k Kernel) SetArgs(args ...any) error {
 	return nil
 }
 
-// WorkGroupSize returns the largest work-group size the kernel can run with on d.
+// WorkGroupSize returns the largest 1-D work-group size the kernel can
+// run with on d: CL_KERNEL_WORK_GROUP_SIZE, capped at the device's
+// CL_DEVICE_MAX_WORK_ITEM_SIZES[0] (a larger local size is
+// CL_INVALID_WORK_ITEM_SIZE, whatever the kernel allows; most devices
+// report the two alike, the specification does not ask them to).
 func (k Kernel) WorkGroupSize(d Device) (int, error) {
 	var v uintptr
 	if err := check(l().getKernelWorkGroupInfo(k, d, KernelWorkGroupSize, unsafe.Sizeof(v), unsafe.Pointer(&v), nil)); err != nil {
 		return 0, fmt.Errorf("clGetKernelWorkGroupInfo: %w", err)
 	}
-	return int(v), nil
+	items, err := d.Sizes(DeviceMaxWorkItemSizes)
+	if err != nil {
+		return 0, fmt.Errorf("clGetDeviceInfo(CL_DEVICE_MAX_WORK_ITEM_SIZES): %w", err)
+	}
+	if len(items) == 0 {
+		return 0, fmt.Errorf("clGetDeviceInfo(CL_DEVICE_MAX_WORK_ITEM_SIZES): no dimension")
+	}
+	return int(min(uint64(v), items[0])), nil
 }
 
 func waitList(wait []Event) (uint32, *Event) {

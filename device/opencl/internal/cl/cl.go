@@ -45,6 +45,7 @@ const (
 	DeviceType             = 0x1000
 	DeviceMaxComputeUnits  = 0x1002
 	DeviceMaxWorkGroupSize = 0x1004
+	DeviceMaxWorkItemSizes = 0x1005
 	DeviceMaxMemAllocSize  = 0x1010
 	DeviceGlobalMemSize    = 0x101F
 	DeviceLocalMemSize     = 0x1023
