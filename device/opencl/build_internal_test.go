@@ -197,6 +197,32 @@ func TestWorkGroupLimits(t *testing.T) {
 		}
 		k.Release()
 		prog.Release()
+
+		// A kernel whose __local array passes the device's local memory
+		// runs at no size: 0 (or its build fails, the driver's own check).
+		lm, err := h.dev.Uint(cl.DeviceLocalMemSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := fmt.Sprintf(`__kernel void big(__global float *x) {
+    __local float l[%d];
+    l[get_local_id(0)] = x[get_global_id(0)];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    x[get_global_id(0)] = l[%d - 1 - get_local_id(0)];
+}`, lm/4+1024, lm/4+1024)
+		if prog, err := cl.BuildProgram(ctx, h.dev, big, ""); err != nil {
+			t.Logf("%s: a kernel of %d bytes of local memory (the device has %d) does not build: %.200v", h.name, lm+4096, lm, err)
+		} else {
+			k, err := cl.CreateKernel(prog, "big")
+			if err != nil {
+				t.Logf("%s: a kernel of %d bytes of local memory (the device has %d) is not created: %v", h.name, lm+4096, lm, err)
+			} else if n, err := k.WorkGroupSize(h.dev); err != nil || n != 0 {
+				t.Errorf("%s: a kernel of %d bytes of local memory (the device has %d): work-group size %d, %v; want 0", h.name, lm+4096, lm, n, err)
+			} else {
+				k.Release()
+			}
+			prog.Release()
+		}
 		ctx.Release()
 	}
 }

@@ -97,11 +97,17 @@ func (d Device) Uint(param uint32) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return littleEndian(b), nil
+}
+
+// littleEndian is the integer of b's bytes, least significant first (the
+// host's order: little-endian hosts).
+func littleEndian(b []byte) uint64 {
 	var v uint64
-	for i := len(b) - 1; i >= 0; i-- { // little-endian hosts
+	for i := len(b) - 1; i >= 0; i-- {
 		v = v<<8 | uint64(b[i])
 	}
-	return v, nil
+	return v
 }
 
 // Sizes returns an info value of the device that is an array of size_t
@@ -114,9 +120,7 @@ func (d Device) Sizes(param uint32) ([]uint64, error) {
 	const w = int(unsafe.Sizeof(uintptr(0)))
 	v := make([]uint64, len(b)/w)
 	for i := range v {
-		for j := w - 1; j >= 0; j-- { // little-endian hosts
-			v[i] = v[i]<<8 | uint64(b[i*w+j])
-		}
+		v[i] = littleEndian(b[i*w : (i+1)*w])
 	}
 	return v, nil
 }
@@ -305,11 +309,23 @@ func (k Kernel) SetArgs(args ...any) error {
 // run with on d: CL_KERNEL_WORK_GROUP_SIZE, capped at the device's
 // CL_DEVICE_MAX_WORK_ITEM_SIZES[0] (a larger local size is
 // CL_INVALID_WORK_ITEM_SIZE, whatever the kernel allows; most devices
-// report the two alike, the specification does not ask them to).
+// report the two alike, the specification does not ask them to); 0 where
+// the kernel's local memory (CL_KERNEL_LOCAL_MEM_SIZE, its __local arrays
+// as built) exceeds the device's (CL_DEVICE_LOCAL_MEM_SIZE): it runs at no
+// size.
 func (k Kernel) WorkGroupSize(d Device) (int, error) {
-	var v uintptr
-	if err := check(l().getKernelWorkGroupInfo(k, d, KernelWorkGroupSize, unsafe.Sizeof(v), unsafe.Pointer(&v), nil)); err != nil {
-		return 0, fmt.Errorf("clGetKernelWorkGroupInfo: %w", err)
+	var v, lm uint64
+	for _, q := range []struct {
+		param uint32
+		dst   *uint64
+	}{{KernelWorkGroupSize, &v}, {KernelLocalMemSize, &lm}} {
+		b, err := info(func(size uintptr, p unsafe.Pointer, sret *uintptr) int32 {
+			return l().getKernelWorkGroupInfo(k, d, q.param, size, p, sret)
+		})
+		if err != nil {
+			return 0, fmt.Errorf("clGetKernelWorkGroupInfo(%#x): %w", q.param, err)
+		}
+		*q.dst = littleEndian(b)
 	}
 	items, err := d.Sizes(DeviceMaxWorkItemSizes)
 	if err != nil {
@@ -318,7 +334,14 @@ func (k Kernel) WorkGroupSize(d Device) (int, error) {
 	if len(items) == 0 {
 		return 0, fmt.Errorf("clGetDeviceInfo(CL_DEVICE_MAX_WORK_ITEM_SIZES): no dimension")
 	}
-	return int(min(uint64(v), items[0])), nil
+	dl, err := d.Uint(DeviceLocalMemSize)
+	if err != nil {
+		return 0, fmt.Errorf("clGetDeviceInfo(CL_DEVICE_LOCAL_MEM_SIZE): %w", err)
+	}
+	if lm > dl {
+		return 0, nil
+	}
+	return int(min(v, items[0])), nil
 }
 
 func waitList(wait []Event) (uint32, *Event) {

@@ -63,6 +63,7 @@ const (
 	ProgramBuildLog = 0x1183
 
 	KernelWorkGroupSize = 0x11B0
+	KernelLocalMemSize  = 0x11B2
 
 	MemSize = 0x1102
 
