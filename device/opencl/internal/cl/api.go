@@ -168,8 +168,12 @@ func HostWaits() int64 { return hostWaits.Load() }
 // Flush submits what is enqueued on q.
 func (q Queue) Flush() error { return check(l().flush(q)) }
 
-// CreateBuffer creates a device buffer of size bytes.
+// CreateBuffer creates a device buffer of size bytes; a size below 1 is
+// CL_INVALID_BUFFER_SIZE, checked here (some drivers take 0).
 func CreateBuffer(c Context, flags uint64, size int) (Mem, error) {
+	if size < 1 {
+		return 0, fmt.Errorf("clCreateBuffer(%d bytes): %w (checked by xent before the driver)", size, Status(-61))
+	}
 	var st int32
 	m := l().createBuffer(c, flags, uintptr(size), nil, &st)
 	if st != 0 {
@@ -193,8 +197,11 @@ func (m Mem) Release() error { live.Add(-1); return check(l().releaseMemObject(m
 
 // MapHost maps all size bytes of m (a CL_MEM_ALLOC_HOST_PTR buffer: pinned
 // host memory) for reading and writing, blocking, and returns them. Unmap
-// them before m is released.
+// them before m is released. The bytes must lie inside m: checked here.
 func MapHost(q Queue, m Mem, size int) ([]byte, error) {
+	if err := inside(m, "clEnqueueMapBuffer", 0, size); err != nil {
+		return nil, err
+	}
 	var st int32
 	p := l().enqueueMapBuffer(q, m, 1, MapRead|MapWrite, 0, uintptr(size), 0, nil, nil, &st)
 	if st != 0 {

@@ -164,3 +164,37 @@ func TestRectBounds(t *testing.T) {
 			pr.rows, pr.rowBytes, pr.pitch, pr.hostPitch, pr.buf, pr.rows*pr.pitch, err)
 	}
 }
+
+// TestBufferChecks: the binding refuses, before the driver, a buffer of
+// no bytes (CL_INVALID_BUFFER_SIZE) and a mapping past a buffer's end
+// (CL_INVALID_VALUE, a *BoundsError), and leaves no object behind.
+func TestBufferChecks(t *testing.T) {
+	ctx, q := queue(t)
+	before := Live()
+	for _, n := range []int{0, -4} {
+		if _, err := CreateBuffer(ctx, MemReadWrite, n); !errors.Is(err, Status(-61)) {
+			t.Errorf("CreateBuffer(%d bytes): %v, want CL_INVALID_BUFFER_SIZE", n, err)
+		}
+	}
+	m, err := CreateBuffer(ctx, MemReadWrite|MemAllocHostPtr, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var be *BoundsError
+	if _, err := MapHost(q, m, 68); !errors.As(err, &be) || !errors.Is(err, Status(-30)) {
+		t.Errorf("MapHost of 68 bytes of 64: %v, want a *BoundsError", err)
+	}
+	b, err := MapHost(q, m, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Unmap(q, m, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if Live() != before {
+		t.Errorf("%d live objects, %d before", Live(), before)
+	}
+}
