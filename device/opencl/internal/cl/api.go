@@ -125,19 +125,32 @@ func (d Device) Sizes(param uint32) ([]uint64, error) {
 	return v, nil
 }
 
+// maxAlloc holds each live context's device's CL_DEVICE_MAX_MEM_ALLOC_SIZE
+// (Context → uint64), for CreateBuffer's check.
+var maxAlloc sync.Map
+
 // CreateContext creates a context on one device.
 func CreateContext(d Device) (Context, error) {
+	ma, err := d.Uint(DeviceMaxMemAllocSize)
+	if err != nil {
+		return 0, fmt.Errorf("clGetDeviceInfo(CL_DEVICE_MAX_MEM_ALLOC_SIZE): %w", err)
+	}
 	var st int32
 	c := l().createContext(nil, 1, &d, 0, 0, &st)
 	if st != 0 {
 		return 0, fmt.Errorf("clCreateContext: %w", Status(st))
 	}
+	maxAlloc.Store(c, ma)
 	live.Add(1)
 	return c, nil
 }
 
 // Release releases the context.
-func (c Context) Release() error { live.Add(-1); return check(l().releaseContext(c)) }
+func (c Context) Release() error {
+	maxAlloc.Delete(c)
+	live.Add(-1)
+	return check(l().releaseContext(c))
+}
 
 // CreateQueue creates an in-order command queue.
 func CreateQueue(c Context, d Device, props uint64) (Queue, error) {
@@ -168,11 +181,15 @@ func HostWaits() int64 { return hostWaits.Load() }
 // Flush submits what is enqueued on q.
 func (q Queue) Flush() error { return check(l().flush(q)) }
 
-// CreateBuffer creates a device buffer of size bytes; a size below 1 is
-// CL_INVALID_BUFFER_SIZE, checked here (some drivers take 0).
+// CreateBuffer creates a device buffer of size bytes. A size below 1 or
+// past the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE is CL_INVALID_BUFFER_SIZE,
+// checked here (some drivers take 0, Oclgrind more than its maximum).
 func CreateBuffer(c Context, flags uint64, size int) (Mem, error) {
 	if size < 1 {
 		return 0, fmt.Errorf("clCreateBuffer(%d bytes): %w (checked by xent before the driver)", size, Status(-61))
+	}
+	if ma, ok := maxAlloc.Load(c); ok && uint64(size) > ma.(uint64) {
+		return 0, fmt.Errorf("clCreateBuffer(%d bytes): %w: the device's largest allocation is %d bytes (checked by xent before the driver)", size, Status(-61), ma)
 	}
 	var st int32
 	m := l().createBuffer(c, flags, uintptr(size), nil, &st)

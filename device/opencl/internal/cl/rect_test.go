@@ -166,7 +166,8 @@ func TestRectBounds(t *testing.T) {
 }
 
 // TestBufferChecks: the binding refuses, before the driver, a buffer of
-// no bytes (CL_INVALID_BUFFER_SIZE) and a mapping past a buffer's end
+// no bytes or past the device's largest allocation
+// (CL_INVALID_BUFFER_SIZE) and a mapping past a buffer's end
 // (CL_INVALID_VALUE, a *BoundsError), and leaves no object behind.
 func TestBufferChecks(t *testing.T) {
 	ctx, q := queue(t)
@@ -175,6 +176,13 @@ func TestBufferChecks(t *testing.T) {
 		if _, err := CreateBuffer(ctx, MemReadWrite, n); !errors.Is(err, Status(-61)) {
 			t.Errorf("CreateBuffer(%d bytes): %v, want CL_INVALID_BUFFER_SIZE", n, err)
 		}
+	}
+	ma, ok := maxAlloc.Load(ctx)
+	if !ok {
+		t.Fatal("no CL_DEVICE_MAX_MEM_ALLOC_SIZE kept for the context")
+	}
+	if _, err := CreateBuffer(ctx, MemReadWrite, int(ma.(uint64))+1); !errors.Is(err, Status(-61)) || !strings.Contains(err.Error(), "largest allocation") {
+		t.Errorf("CreateBuffer(CL_DEVICE_MAX_MEM_ALLOC_SIZE + 1 = %d bytes): %v, want CL_INVALID_BUFFER_SIZE", ma.(uint64)+1, err)
 	}
 	m, err := CreateBuffer(ctx, MemReadWrite|MemAllocHostPtr, 64)
 	if err != nil {
