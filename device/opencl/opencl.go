@@ -326,7 +326,7 @@ func (p *program) packedProgram(h handle, pack int) (*packProgram, error) {
 		pp.release()
 		return nil, err
 	}
-	pp.fits = p.tn.WG == 1 || slices.Min(sizes) >= p.tn.WG
+	pp.fits = slices.Min(sizes) >= p.tn.WG
 	if p.packed == nil {
 		p.packed = map[int]*packProgram{}
 	}
@@ -417,7 +417,8 @@ func logBuild(h handle, prog cl.Program, opts string) {
 }
 
 // build builds the program for h with tn and reports whether each of its
-// kernels runs at work-group size tn.WG on the device (always true at 1).
+// kernels runs at work-group size tn.WG on the device; at 1, one that
+// runs at none is an error.
 func build(h handle, tn Tuning, key string) (*program, bool, error) {
 	ctx, err := cl.CreateContext(h.dev)
 	if err != nil {
@@ -444,7 +445,12 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 		p.release()
 		return nil, false, err
 	}
-	return p, tn.WG == 1 || slices.Min(sizes) >= tn.WG, nil
+	if least := slices.Min(sizes); least < 1 && tn.WG == 1 {
+		i := slices.Index(sizes, least)
+		p.release()
+		return nil, false, fmt.Errorf("%w: %s: %s runs at no work-group size (its local memory is past the device's)", device.ErrNotAvailable, h.name, names[i])
+	}
+	return p, slices.Min(sizes) >= tn.WG, nil
 }
 
 // createKernels creates kernel names[i] of prog into *ks[i] and returns
