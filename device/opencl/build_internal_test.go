@@ -1,11 +1,13 @@
 package opencl
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl/internal/cl"
 	"github.com/xentlab/xent/kernels"
 )
@@ -224,5 +226,44 @@ func TestWorkGroupLimits(t *testing.T) {
 			prog.Release()
 		}
 		ctx.Release()
+	}
+}
+
+// TestCVersion: a device whose OpenCL C is older than 1.2 (the kernels'
+// -cl-std=CL1.2) is not available, saying why; 1.2 and later are, and a
+// version that does not parse is named.
+func TestCVersion(t *testing.T) {
+	for cv, want := range map[string]string{
+		"OpenCL C 1.2 pocl":           "",
+		"OpenCL C 1.2 ":               "",
+		"OpenCL C 3.0 ":               "",
+		"OpenCL C 2.0 AMD-APP (3635)": "",
+		"OpenCL C 1.10 fictional":     "", // minor 10: later than 1.2
+		"OpenCL C 1.1 ":               "need OpenCL C 1.2",
+		"OpenCL C 1.0":                "need OpenCL C 1.2",
+		"OpenCL C 0.9":                "need OpenCL C 1.2",
+		"OpenCL 1.2":                  "is not",
+		"OpenCL C x.y":                "is not",
+		"":                            "is not",
+	} {
+		err := checkCVersion(cv)
+		if want == "" {
+			if err != nil {
+				t.Errorf("%q: %v", cv, err)
+			}
+			continue
+		}
+		if !errors.Is(err, device.ErrNotAvailable) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want ErrNotAvailable saying %q", cv, err, want)
+		}
+	}
+	for _, h := range handles(t) {
+		cv, err := h.dev.String(cl.DeviceOpenCLCVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkCVersion(cv); err != nil {
+			t.Errorf("%s: %v", h.name, err)
+		}
 	}
 }

@@ -370,11 +370,43 @@ func fmaWidth(h handle) int {
 	return 1
 }
 
+// checkCVersion returns an error wrapping device.ErrNotAvailable unless
+// cv, a device's CL_DEVICE_OPENCL_C_VERSION ("OpenCL C <major>.<minor>
+// <vendor's>"), is 1.2 or later: the kernels are built with
+// -cl-std=CL1.2, which a 1.0 or 1.1 compiler refuses
+// (CL_INVALID_BUILD_OPTIONS, naming no reason).
+func checkCVersion(cv string) error {
+	f := strings.Fields(cv)
+	var major, minor int
+	ok := len(f) >= 3 && f[0] == "OpenCL" && f[1] == "C"
+	if ok {
+		ma, mi, found := strings.Cut(f[2], ".")
+		var err1, err2 error
+		major, err1 = strconv.Atoi(ma)
+		minor, err2 = strconv.Atoi(mi)
+		ok = found && err1 == nil && err2 == nil
+	}
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: CL_DEVICE_OPENCL_C_VERSION %q is not \"OpenCL C <major>.<minor> ...\"", device.ErrNotAvailable, cv)
+	case major < 1 || major == 1 && minor < 2:
+		return fmt.Errorf("%w: %s: xent's kernels need OpenCL C 1.2 or later", device.ErrNotAvailable, cv)
+	}
+	return nil
+}
+
 // acquire returns the cached program for h built with tn, its work-group
 // size capped at maxWG(h), building it on first use. A program whose
 // kernels cannot run at that size on the device (registers, say) is
 // built again at half the size.
 func acquire(h handle, tn Tuning) (*program, error) {
+	cv, err := h.dev.String(cl.DeviceOpenCLCVersion)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCVersion(cv); err != nil {
+		return nil, err
+	}
 	mw, err := maxWG(h)
 	if err != nil {
 		return nil, err
