@@ -100,33 +100,25 @@ func TestFlushed(t *testing.T) {
 // at a = b = 2^-65.
 func runSub(t *testing.T, h handle, src, opts string) float32 {
 	t.Helper()
-	ctx, err := cl.CreateContext(h.dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.Release()
-	prog, err := cl.BuildProgram(ctx, h.dev, src, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Release()
-	k, err := cl.CreateKernel(prog, "sub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Release()
-	q, err := cl.CreateQueue(ctx, h.dev, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Release()
+	ctx, q, k := kernelOn(t, h, src, opts, "sub")
 	m, err := cl.CreateBuffer(ctx, cl.MemReadWrite, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Release()
 	a := float32(0x1p-65)
-	if err := k.SetArgs(m, cl.ValueOf(&a), cl.ValueOf(&a)); err != nil {
+	runOne(t, q, k, m, cl.ValueOf(&a), cl.ValueOf(&a))
+	out := make([]float32, 1)
+	if _, err := cl.Read(q, m, true, 0, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
+}
+
+// runOne runs k on q as one work-item with args.
+func runOne(t *testing.T, q cl.Queue, k cl.Kernel, args ...any) {
+	t.Helper()
+	if err := k.SetArgs(args...); err != nil {
 		t.Fatal(err)
 	}
 	ev, err := q.NDRange(k, 1, 1, nil)
@@ -136,11 +128,33 @@ func runSub(t *testing.T, h handle, src, opts string) float32 {
 	if err := ev.Release(); err != nil {
 		t.Fatal(err)
 	}
-	out := make([]float32, 1)
-	if _, err := cl.Read(q, m, true, 0, out, nil); err != nil {
+}
+
+// kernelOn builds src with opts in a new context on h and returns the
+// context, a queue and kernel name, released when the test ends.
+func kernelOn(t *testing.T, h handle, src, opts, name string) (cl.Context, cl.Queue, cl.Kernel) {
+	t.Helper()
+	ctx, err := cl.CreateContext(h.dev)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return out[0]
+	t.Cleanup(func() { ctx.Release() })
+	prog, err := cl.BuildProgram(ctx, h.dev, src, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prog.Release() })
+	k, err := cl.CreateKernel(prog, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Release() })
+	q, err := cl.CreateQueue(ctx, h.dev, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Release() })
+	return ctx, q, k
 }
 
 // TestWorkGroupLimits: the work-group sizes the kernels are built and
@@ -180,25 +194,12 @@ func TestWorkGroupLimits(t *testing.T) {
 		if uint64(mw) > items[0] || uint64(mw) > dev || mw&(mw-1) != 0 {
 			t.Errorf("%s: maxWG %d, want a power of two ≤ %d and ≤ %d", h.name, mw, items[0], dev)
 		}
-		ctx, err := cl.CreateContext(h.dev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		prog, err := cl.BuildProgram(ctx, h.dev, `__kernel void sub(__global float *x) { x[get_global_id(0)] = 0.0f; }`, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := cl.CreateKernel(prog, "sub")
-		if err != nil {
-			t.Fatal(err)
-		}
+		ctx, _, k := kernelOn(t, h, `__kernel void sub(__global float *x) { x[get_global_id(0)] = 0.0f; }`, "", "sub")
 		if n, err := k.WorkGroupSize(h.dev); err != nil {
 			t.Error(err)
 		} else if n < 1 || uint64(n) > items[0] || uint64(n) > dev {
 			t.Errorf("%s: a kernel's work-group size %d, want 1 to min(%d, %d)", h.name, n, items[0], dev)
 		}
-		k.Release()
-		prog.Release()
 
 		// A kernel whose __local array passes the device's local memory
 		// runs at no size: 0 (or its build fails, the driver's own check).
@@ -218,14 +219,14 @@ func TestWorkGroupLimits(t *testing.T) {
 			k, err := cl.CreateKernel(prog, "big")
 			if err != nil {
 				t.Logf("%s: a kernel of %d bytes of local memory (the device has %d) is not created: %v", h.name, lm+4096, lm, err)
-			} else if n, err := k.WorkGroupSize(h.dev); err != nil || n != 0 {
-				t.Errorf("%s: a kernel of %d bytes of local memory (the device has %d): work-group size %d, %v; want 0", h.name, lm+4096, lm, n, err)
 			} else {
+				if n, err := k.WorkGroupSize(h.dev); err != nil || n != 0 {
+					t.Errorf("%s: a kernel of %d bytes of local memory (the device has %d): work-group size %d, %v; want 0", h.name, lm+4096, lm, n, err)
+				}
 				k.Release()
 			}
 			prog.Release()
 		}
-		ctx.Release()
 	}
 }
 

@@ -19,26 +19,7 @@ __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global f
     i[0] = p.cols; i[1] = p.prow0; i[2] = p.flags; i[3] = p.grad; i[4] = p.col0; i[5] = p.vocab; i[6] = p.rows;
     f[0] = p.eps; f[1] = p.zl; f[2] = p.cap; f[3] = p.W; f[4] = p.ic; f[5] = p.ts;
 }`
-	ctx, err := cl.CreateContext(hs[0].dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.Release()
-	prog, err := cl.BuildProgram(ctx, hs[0].dev, kernels.Source+echo, buildOptions(Tuning{WG: 1, Unroll: 1, UnrollHalf: 1}, handle{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Release()
-	k, err := cl.CreateKernel(prog, "prob_echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Release()
-	q, err := cl.CreateQueue(ctx, hs[0].dev, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Release()
+	ctx, q, k := kernelOn(t, hs[0], kernels.Source+echo, buildOptions(Tuning{WG: 1, Unroll: 1, UnrollHalf: 1}, handle{}), "prob_echo")
 	var mems []cl.Mem
 	for _, n := range []int{3 * 8, 7 * 4, 6 * 4} {
 		m, err := cl.CreateBuffer(ctx, cl.MemReadWrite, n)
@@ -50,16 +31,7 @@ __kernel void prob_echo(prob_t p, __global ulong *u, __global int *i, __global f
 	}
 	in := probArg{BaseOff: 1 << 40, Stride: 3<<33 + 1, RowBase: 5, Cols: 7, Prow0: -11, Flags: 13, Grad: 1, Col0: 17, Vocab: 19, Rows: 23,
 		Eps: 0.25, ZL: 0.5, Cap: 30, W: 1e6, IC: 0.125, TS: 3}
-	if err := k.SetArgs(cl.ValueOf(&in), mems[0], mems[1], mems[2]); err != nil {
-		t.Fatal(err)
-	}
-	ev, err := q.NDRange(k, 1, 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ev.Release(); err != nil {
-		t.Fatal(err)
-	}
+	runOne(t, q, k, cl.ValueOf(&in), mems[0], mems[1], mems[2])
 	u, i, f := make([]uint64, 3), make([]int32, 7), make([]float32, 6)
 	for n, dst := range []any{u, i, f} {
 		var err error
