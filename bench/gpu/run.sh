@@ -182,11 +182,13 @@ fi
 
 if [[ $stages == *" tests "* ]]; then
 	tests() {
-		(cd device/opencl/internal/cl && "$bin/cl.test" -test.v -test.count=1 -test.run TestRectBounds) >"$out/tests.log" 2>&1
+		(cd device/opencl/internal/cl && "$bin/cl.test" -test.v -test.count=1 -test.run 'TestRectBounds|TestBufferChecks') >"$out/tests.log" 2>&1
 		local a=$?
 		(cd device/opencl && XENT_TEST_OPENCL=$spec "$bin/opencl.test" -test.v -test.short -test.count=1) >>"$out/tests.log" 2>&1
 		local b=$?
-		grep -E '^(--- FAIL|ok|FAIL|PASS)|the driver, given' "$out/tests.log" | head -40
+		# what the driver is: its compiler's warnings (TestBuildWarnings),
+		# whether it flushes subnormals, its work-item limits
+		grep -E '^(--- FAIL|ok|FAIL|PASS)|the driver, given|the compiler warns|subnormals flushed|work-items \[' "$out/tests.log" | head -40
 		grep -E '^--- (PASS|FAIL)' "$out/tests.log" | awk '{n[$2]++} END {for (k in n) printf "%s %d\n", k, n[k]}'
 		[ $a = 0 ] && [ $b = 0 ]
 	}
