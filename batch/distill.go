@@ -7,6 +7,7 @@ import (
 
 	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
 )
 
 // Teacher is a teacher's top-k distribution of each row (see Distill):
@@ -35,10 +36,13 @@ const TeacherMassSlack = 0x1p-10
 // log-probabilities ≤ 0 (-Inf for 0) of a mass at most 1 +
 // TeacherMassSlack; a row that is not is a *TeacherError. An ignored
 // row's entries are not read. The slices are copied. Class weights do not
-// combine with it (ErrOption), nor do device matrices (ErrOption: the
-// student's logits at the teacher's classes are read on the host). With
-// a Shard of the vocabulary, its steps are Partials, KLPartials, FinishKL
-// and BackwardKL.
+// combine with it (ErrOption). The student's logits at the teacher's
+// classes are gathered where the logits are (device.GatherOf): read from
+// host rows, and from a device matrix (Upload; a Linear's W) on its
+// device, K a row, the matrix staying there; a Linear's are computed, in
+// float64 on the host for a host W, in float32 on W's device for a device
+// matrix. With a Shard of the vocabulary, its steps are Partials,
+// KLPartials, FinishKL and BackwardKL.
 func Distill(t Teacher, alpha float64) Option {
 	return func(c *config) {
 		t.IDs = append([]int32(nil), t.IDs...)
@@ -107,10 +111,6 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 // merged with KLPart.Merge, finished by FinishKL and BackwardKL.
 type KLPart = ce.KLPart
 
-// A gatherer sets z to row i's raw logits at the columns cols of its
-// matrix (the shard's).
-type gatherer func(i int, cols []int32, z []float32)
-
 // eachRows runs f over [0, rows) in contiguous ranges, on every core when
 // the rows' k entries are many: the host's share of a distillation, whose
 // gathers miss the cache (an entry costs about 16 of a streaming kernel's
@@ -120,51 +120,65 @@ func eachRows(rows, k int, f func(lo, hi int)) { cpu.Parallel(rows, 16*k, f) }
 // students calls f, on every core, with each counted row i of p, its
 // teacher's classes ids and log-probabilities lp, and z, the student's
 // logits at them as the loss sees them (capped, divided by the
-// temperature) where in[k] (their class is of the shard [col0, col0+cols)
-// whose raw logits gather gives), 0 elsewhere.
-func students(t *ce.Teacher, p *prepared, col0, cols int, gather func() gatherer, f func(i int, ids []int32, lp, z []float32, in []bool)) {
-	eachRows(len(p.targets), t.K, func(lo, hi int) {
-		g := gather()
-		z, in := make([]float32, t.K), make([]bool, t.K)
-		loc, zl := make([]int32, 0, t.K), make([]float32, t.K)
+// temperature) where in[k] (their class is of the shard sh), 0 elsewhere.
+// The shard's raw logits at those classes are gathered first, every
+// row's in one call of sh.gather.
+func students(ctx context.Context, t *ce.Teacher, p *prepared, sh shard, f func(i int, ids []int32, lp, z []float32, in []bool)) error {
+	K, rows := t.K, len(p.targets)
+	cols := make([]int32, rows*K) // row i's classes in the shard, as its columns, then -1
+	for i, tg := range p.targets {
+		c, n := cols[i*K:(i+1)*K], 0
+		if tg >= 0 {
+			ids, _ := t.Row(i)
+			for _, id := range ids {
+				if j := int(id) - sh.col0; j >= 0 && j < sh.cols {
+					c[n] = int32(j)
+					n++
+				}
+			}
+		}
+		for ; n < K; n++ {
+			c[n] = -1
+		}
+	}
+	raw := make([]float32, rows*K)
+	if err := sh.gather(ctx, raw, cols, K); err != nil {
+		return err
+	}
+	eachRows(rows, K, func(lo, hi int) {
+		z, in := make([]float32, K), make([]bool, K)
 		for i := lo; i < hi; i++ {
 			if p.targets[i] < 0 {
 				continue
 			}
 			ids, lp := t.Row(i)
-			loc = loc[:0]
+			n := i * K
 			for k, id := range ids {
-				c := int(id) - col0
-				in[k] = c >= 0 && c < cols
+				j := int(id) - sh.col0
+				in[k], z[k] = j >= 0 && j < sh.cols, 0
 				if in[k] {
-					loc = append(loc, int32(c))
-				}
-			}
-			g(i, loc, zl[:len(loc)])
-			n := 0
-			for k := range z {
-				z[k] = 0
-				if in[k] {
-					z[k] = p.prob.Apply(zl[n])
+					z[k] = p.prob.Apply(raw[n])
 					n++
 				}
 			}
 			f(i, ids, lp, z, in)
 		}
 	})
+	return nil
 }
 
 // shard is where a call's matrix lies in the vocabulary: its classes
-// [col0, col0+cols) of vocab, and the gatherers of its raw logits.
+// [col0, col0+cols) of vocab, and gather, which sets z[i·k+j] to row i's
+// raw logit at the matrix's column cols[i·k+j] (0 where that is -1).
 type shard struct {
 	col0, cols, vocab int
-	gather            func() gatherer
+	gather            func(ctx context.Context, z []float32, cols []int32, k int) error
 }
 
 // klPartials sets kp[i] to the shard's KLPart of each counted row of p
 // given part[i], the row's merged partial.
-func klPartials(kp []KLPart, t *ce.Teacher, p *prepared, sh shard, part []Partial) {
-	students(t, p, sh.col0, sh.cols, sh.gather, func(i int, ids []int32, lp, z []float32, in []bool) {
+func klPartials(ctx context.Context, kp []KLPart, t *ce.Teacher, p *prepared, sh shard, part []Partial) error {
+	return students(ctx, t, p, sh, func(i int, ids []int32, lp, z []float32, in []bool) {
 		var k KLPart
 		for j, id := range ids {
 			if in[j] {
@@ -235,7 +249,7 @@ func (l *Loss) reduceKL(p *prepared, out ce.Out, kl []float64) Result {
 // gradient (backward not nil), its fix from the student's logits at the
 // teacher's classes, and the backward pass with the fix and the
 // cross-entropy's scale times 1-α.
-func (l *Loss) distill(p *prepared, sh shard, partials func([]Partial) error, scale []float32, backward func([]Partial, []float32, *ce.Fix) error) (Result, error) {
+func (l *Loss) distill(ctx context.Context, p *prepared, sh shard, partials func([]Partial) error, scale []float32, backward func([]Partial, []float32, *ce.Fix) error) (Result, error) {
 	t := l.cfg.teacher
 	rows := len(p.targets)
 	part := ce.EmptyPartials(rows)
@@ -249,7 +263,7 @@ func (l *Loss) distill(p *prepared, sh shard, partials func([]Partial) error, sc
 	if backward != nil {
 		fix = newFix(t, rows)
 	}
-	students(t, p, sh.col0, sh.cols, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
+	err := students(ctx, t, p, sh, func(i int, ids []int32, lp, z []float32, _ []bool) {
 		var k KLPart
 		for j, id := range ids {
 			k.Add(&part[i], id, lp[j], z[j])
@@ -259,6 +273,9 @@ func (l *Loss) distill(p *prepared, sh shard, partials func([]Partial) error, sc
 			l.fixRow(fix, p, ce.DistillOf(&part[i], k, lp), &part[i], i, sh.vocab, ids, lp, z, scale)
 		}
 	})
+	if err != nil {
+		return Result{}, err
+	}
 	out, kl, err := l.mixed(p, part, kp, sh.vocab)
 	if err != nil {
 		return Result{}, err
@@ -271,64 +288,42 @@ func (l *Loss) distill(p *prepared, sh shard, partials func([]Partial) error, sc
 	return l.reduceKL(p, out, kl), nil
 }
 
-// logitsShard returns the shard of p's host logits.
-func (l *Loss) logitsShard(p *prepared) (shard, error) {
-	if p.x.Buf != nil {
-		return shard{}, errorf(ErrOption, "distillation of a device matrix: the logits at the teacher's classes are read on the host")
-	}
+// logitsShard returns the shard of p's logits, gathered where they are:
+// host rows on the host, a device matrix on its device
+// (device.GatherOf).
+func (l *Loss) logitsShard(p *prepared) shard {
 	x := p.x
-	return shard{col0: p.prob.Col0, cols: x.Cols, vocab: p.prob.Classes(x.Cols), gather: func() gatherer {
-		return func(i int, cols []int32, z []float32) {
-			for k, c := range cols {
-				z[k] = x.At(i, int(c))
-			}
-		}
-	}}, nil
+	g := device.GatherOf(l.dev, x)
+	return shard{col0: p.prob.Col0, cols: x.Cols, vocab: p.prob.Classes(x.Cols), gather: func(ctx context.Context, z []float32, cols []int32, k int) error {
+		return g.Gather(ctx, z, x, cols, k)
+	}}
 }
 
 // linearShard returns the shard of the fused linear lin's logits h_i·w_c
-// + b_c, computed in float64 (rounded once) on the host. The device's sum
-// s comes from its own float32 products, which may differ from these by
-// their rounding; the tail Q (s less these classes' terms) is off by as
-// much (see ce.DistillOf), which a tail far below 1 amplifies in P/Q.
-func (l *Linear) linearShard(p *prepared, lin *ce.Linear) (shard, error) {
-	if lin.W.Buf != nil {
-		return shard{}, errorf(ErrOption, "distillation with a device matrix W: the logits at the teacher's classes are computed on the host")
-	}
-	return shard{col0: p.prob.Col0, cols: lin.W.Rows, vocab: p.prob.Classes(lin.W.Rows), gather: func() gatherer {
-		h := make([]float64, lin.H.Cols)
-		return func(i int, cols []int32, z []float32) {
-			for d := range h {
-				h[d] = float64(lin.H.At(i, d))
-			}
-			for k, c := range cols {
-				s := 0.0
-				for d, v := range h {
-					s += v * float64(lin.W.At(int(c), d))
-				}
-				if lin.Bias != nil {
-					s += float64(lin.Bias[c])
-				}
-				z[k] = float32(s)
-			}
-		}
-	}}, nil
+// + b_c: of a host W computed in float64 (rounded once) on the host, of a
+// device matrix W on its device, in float32 (device.GatherOf). The
+// device's sum s comes from its own float32 products, which may differ
+// from these by their rounding; the tail Q (s less these classes' terms)
+// is off by as much (see ce.DistillOf), which a tail far below 1
+// amplifies in P/Q.
+func (l *Linear) linearShard(p *prepared, lin *ce.Linear) shard {
+	g := device.GatherOf(l.loss.dev, lin.W)
+	return shard{col0: p.prob.Col0, cols: lin.W.Rows, vocab: p.prob.Classes(lin.W.Rows), gather: func(ctx context.Context, z []float32, cols []int32, k int) error {
+		return g.LinearGather(ctx, z, lin, cols, k)
+	}}
 }
 
 // distillLogits runs a call of logits x with a teacher (see distill).
 func (l *Loss) distillLogits(ctx context.Context, p *prepared, g *ce.Grad) (Result, error) {
-	sh, err := l.logitsShard(p)
-	if err != nil {
-		return Result{}, err
-	}
+	sh := l.logitsShard(p)
 	if err := checkTeacher(l.cfg.teacher, p, sh.vocab); err != nil {
 		return Result{}, err
 	}
 	partials := func(part []Partial) error { return l.dev.Partials(ctx, part, p.x, p.targets, &p.prob) }
 	if g == nil {
-		return l.distill(p, sh, partials, nil, nil)
+		return l.distill(ctx, p, sh, partials, nil, nil)
 	}
-	return l.distill(p, sh, partials, g.Scale, func(part []Partial, scale []float32, fix *ce.Fix) error {
+	return l.distill(ctx, p, sh, partials, g.Scale, func(part []Partial, scale []float32, fix *ce.Fix) error {
 		gf := *g
 		gf.Scale, gf.Fix = scale, fix
 		return l.dev.Backward(ctx, gf, p.x, p.targets, part, &p.prob)
@@ -336,21 +331,18 @@ func (l *Loss) distillLogits(ctx context.Context, p *prepared, g *ce.Grad) (Resu
 }
 
 // distillLinear runs a fused linear call with a teacher (see distill):
-// the student's logits at the teacher's classes are h_i·w_c + b_c, in
-// float64 on the host (K·D products a row).
+// the student's logits at the teacher's classes are h_i·w_c + b_c
+// (linearShard: K·D products a row).
 func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear, g *ce.LinearGrad) (Result, error) {
-	sh, err := l.linearShard(p, lin)
-	if err != nil {
-		return Result{}, err
-	}
+	sh := l.linearShard(p, lin)
 	if err := checkTeacher(l.loss.cfg.teacher, p, sh.vocab); err != nil {
 		return Result{}, err
 	}
 	partials := func(part []Partial) error { return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob) }
 	if g == nil {
-		return l.loss.distill(p, sh, partials, nil, nil)
+		return l.loss.distill(ctx, p, sh, partials, nil, nil)
 	}
-	return l.loss.distill(p, sh, partials, g.Scale, func(part []Partial, scale []float32, fix *ce.Fix) error {
+	return l.loss.distill(ctx, p, sh, partials, g.Scale, func(part []Partial, scale []float32, fix *ce.Fix) error {
 		gf := *g
 		gf.Scale, gf.Fix = scale, fix
 		return l.fused.LinearBackward(ctx, gf, lin, p.targets, part, &p.prob)
@@ -364,14 +356,13 @@ func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear,
 // Ignored rows' entries are left as they are. KL parts of the shards
 // merge with KLPart.Merge; FinishKL gives the loss and BackwardKL each
 // shard's gradient. The student's logits at the teacher's classes are
-// read on the host.
-func (l *Loss) KLPartials(dst []KLPart, x Matrix, targets []int32, part []Partial) error {
+// gathered where x is (device.GatherOf).
+func (l *Loss) KLPartials(ctx context.Context, dst []KLPart, x Matrix, targets []int32, part []Partial) error {
 	p, sh, err := l.prepareKL(x, targets, len(dst), part)
 	if err != nil {
 		return err
 	}
-	klPartials(dst, l.cfg.teacher, p, sh, part)
-	return nil
+	return klPartials(ctx, dst, l.cfg.teacher, p, sh, part)
 }
 
 // checkKL checks what the KL's steps take: a teacher t, n outputs (KL
@@ -402,11 +393,8 @@ func (l *Loss) prepareKL(x Matrix, targets []int32, n int, part []Partial) (*pre
 	if err != nil {
 		return nil, shard{}, err
 	}
-	sh, err := l.logitsShard(p)
-	if err == nil {
-		err = checkKL(l.cfg.teacher, p, sh.vocab, n, part)
-	}
-	return p, sh, err
+	sh := l.logitsShard(p)
+	return p, sh, checkKL(l.cfg.teacher, p, sh.vocab, n, part)
 }
 
 // FinishKL is Finish of a distillation (Distill): the Result of rows
@@ -445,68 +433,62 @@ func (l *Loss) BackwardKL(ctx context.Context, grad Grad, x Matrix, targets []in
 	if p.x.Rows == 0 {
 		return nil
 	}
-	g.Fix = l.fixOf(p, sh, part, kp, g.Scale)
+	if g.Fix, err = l.fixOf(ctx, p, sh, part, kp, g.Scale); err != nil {
+		return err
+	}
 	return l.dev.Backward(ctx, *g, p.x, p.targets, part, &p.prob)
 }
 
 // fixOf returns the fix of the shard sh of p's rows given their merged
 // partials and KL parts, scaling the rows' upstream factors by 1-α.
-func (l *Loss) fixOf(p *prepared, sh shard, part []Partial, kp []KLPart, scale []float32) *ce.Fix {
+func (l *Loss) fixOf(ctx context.Context, p *prepared, sh shard, part []Partial, kp []KLPart, scale []float32) (*ce.Fix, error) {
 	t := l.cfg.teacher
 	fix := newFix(t, len(p.targets))
-	students(t, p, sh.col0, sh.cols, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
+	err := students(ctx, t, p, sh, func(i int, ids []int32, lp, z []float32, _ []bool) {
 		l.fixRow(fix, p, ce.DistillOf(&part[i], kp[i], lp), &part[i], i, sh.vocab, ids, lp, z, scale)
 	})
-	return fix
+	return fix, err
 }
 
 // KL sets dst[i] to KL(teacher ‖ student) of each counted row i of the
-// logits x (host rows of the whole vocabulary: a Loss of no shard, or of
-// the shard of all of it) over t's top-k and a tail bin (see Distill),
+// logits x (rows of the whole vocabulary: a Loss of no shard, or of the
+// shard of all of it) over t's top-k and a tail bin (see Distill),
 // given part[i], row i's partial merged over the whole vocabulary (from
 // Partials); an ignored row's is left as it is. It is Distill's KL on the
 // partials' path (the calibration's, the ranks'), for a report of both;
 // the loss's options apply to the student, t's rows are checked as
 // Distill's.
-func (l *Loss) KL(dst []float64, x Matrix, targets []int32, part []Partial, t Teacher) error {
+func (l *Loss) KL(ctx context.Context, dst []float64, x Matrix, targets []int32, part []Partial, t Teacher) error {
 	p, err := l.prepare(x, targets)
 	if err != nil {
 		return err
 	}
-	sh, err := l.logitsShard(p)
-	if err != nil {
-		return err
-	}
-	return klOf(dst, &t, p, sh, part)
+	return klOf(ctx, dst, &t, p, l.logitsShard(p), part)
 }
 
 // KL is Loss.KL of the logits h·Wᵀ + bias (the student's logits at the
-// teacher's classes computed on the host, K·D products a row).
-func (l *Linear) KL(dst []float64, h, w Matrix, bias []float32, targets []int32, part []Partial, t Teacher) error {
+// teacher's classes as Linear.KLPartials computes them, K·D products a
+// row).
+func (l *Linear) KL(ctx context.Context, dst []float64, h, w Matrix, bias []float32, targets []int32, part []Partial, t Teacher) error {
 	p, lin, err := l.prepareLinear(h, w, bias, targets)
 	if err != nil {
 		return err
 	}
-	sh, err := l.linearShard(p, lin)
-	if err != nil {
-		return err
-	}
-	return klOf(dst, &t, p, sh, part)
+	return klOf(ctx, dst, &t, p, l.linearShard(p, lin), part)
 }
 
 // klOf sets dst[i] to the KL of each counted row of p (t's rows) over the
 // whole vocabulary sh from part[i], its merged partial.
-func klOf(dst []float64, t *ce.Teacher, p *prepared, sh shard, part []Partial) error {
+func klOf(ctx context.Context, dst []float64, t *ce.Teacher, p *prepared, sh shard, part []Partial) error {
 	if sh.col0 != 0 || sh.cols != sh.vocab {
 		return errorf(ErrOption, "the KL of a shard of the vocabulary: it needs the whole vocabulary's logits (KLPartials takes a shard's)")
 	}
 	if err := checkKL(t, p, sh.vocab, len(dst), part); err != nil {
 		return err
 	}
-	students(t, p, 0, sh.vocab, sh.gather, func(i int, ids []int32, lp, z []float32, _ []bool) {
+	return students(ctx, t, p, sh, func(i int, ids []int32, lp, z []float32, _ []bool) {
 		dst[i] = ce.Distill(&part[i], ids, lp, z).KL
 	})
-	return nil
 }
 
 // CheckTeacher checks t against rows of targets (ignore: the ignore index)

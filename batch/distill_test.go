@@ -105,10 +105,10 @@ func TestDistillErrors(t *testing.T) {
 	_, err = sl.Finish(part, tg)
 	require.ErrorContains(t, err, "FinishKL")
 	require.ErrorContains(t, sl.Backward(ctx, batch.InPlace(m), m, tg, part, batch.One), "BackwardKL")
-	require.ErrorIs(t, sl.KLPartials(make([]batch.KLPart, 2), m, tg, part), batch.ErrBuffer)
+	require.ErrorIs(t, sl.KLPartials(ctx, make([]batch.KLPart, 2), m, tg, part), batch.ErrBuffer)
 	plain, err := batch.New(dev, batch.Shard(0, 5))
 	require.NoError(t, err)
-	require.ErrorContains(t, plain.KLPartials(make([]batch.KLPart, 3), m, tg, part), "without a teacher")
+	require.ErrorContains(t, plain.KLPartials(ctx, make([]batch.KLPart, 3), m, tg, part), "without a teacher")
 	_, err = plain.FinishKL(part, make([]batch.KLPart, 3), tg)
 	require.ErrorIs(t, err, batch.ErrOption)
 
@@ -119,14 +119,26 @@ func TestDistillErrors(t *testing.T) {
 	require.ErrorIs(t, err, batch.ErrShape)
 	require.ErrorContains(t, err, "teacher's 3 rows")
 
-	// A device matrix: its logits at the teacher's classes are not read back.
+	// A device matrix: its logits at the teacher's classes are gathered on
+	// its device (the same values as the host's); another device's is
+	// refused, and a released one.
 	l, err = batch.New(dev, batch.Distill(good, 0.5))
 	require.NoError(t, err)
 	dm, err := batch.Upload(ctx, dev, m)
 	require.NoError(t, err)
-	defer dm.Release()
-	_, err = l.Forward(ctx, dm.Matrix(), tg)
+	want, err := l.Forward(ctx, m, tg)
+	require.NoError(t, err)
+	got, err := l.Forward(ctx, dm.Matrix(), tg)
+	require.NoError(t, err)
+	require.Equal(t, want.Losses, got.Losses)
+	require.Equal(t, want.KL, got.KL)
+	other, err := batch.New(device.NewCPU(cpu.Default()), batch.Distill(good, 0.5))
+	require.NoError(t, err)
+	_, err = other.Forward(ctx, dm.Matrix(), tg)
 	require.ErrorIs(t, err, batch.ErrOption)
+	require.NoError(t, dm.Release())
+	_, err = l.Forward(ctx, dm.Matrix(), tg)
+	require.ErrorIs(t, err, device.ErrReleased)
 }
 
 // TestDistillCopies: the teacher's slices are copied by Distill; the

@@ -311,10 +311,8 @@ func (l *Linear) backward(ctx context.Context, g LinearGrads, h, w Matrix, bias 
 	}
 	var sh shard
 	if kp != nil {
-		if sh, err = l.linearShard(p, lin); err == nil {
-			err = checkKL(l.loss.cfg.teacher, p, sh.vocab, len(kp), part)
-		}
-		if err != nil {
+		sh = l.linearShard(p, lin)
+		if err := checkKL(l.loss.cfg.teacher, p, sh.vocab, len(kp), part); err != nil {
 			return err
 		}
 	}
@@ -335,28 +333,27 @@ func (l *Linear) backward(ctx context.Context, g LinearGrads, h, w Matrix, bias 
 	}
 	dg.AddH = true
 	if kp != nil {
-		dg.Fix = l.loss.fixOf(p, sh, part, kp, dg.Scale)
+		if dg.Fix, err = l.loss.fixOf(ctx, p, sh, part, kp, dg.Scale); err != nil {
+			return err
+		}
 	}
 	return l.fused.LinearBackward(ctx, *dg, lin, p.targets, part, &p.prob)
 }
 
 // KLPartials is Loss.KLPartials of the logits h·Wᵀ + bias, W's classes
-// the Loss's Shard (the student's logits at the teacher's classes
-// computed on the host, K·D products a row).
-func (l *Linear) KLPartials(dst []KLPart, h, w Matrix, bias []float32, targets []int32, part []Partial) error {
+// the Loss's Shard: the student's logits at the teacher's classes, K·D
+// products a row, are computed on the host in float64 for a host W, on
+// W's device for a device matrix (device.GatherOf).
+func (l *Linear) KLPartials(ctx context.Context, dst []KLPart, h, w Matrix, bias []float32, targets []int32, part []Partial) error {
 	p, lin, err := l.prepareLinear(h, w, bias, targets)
 	if err != nil {
 		return err
 	}
-	sh, err := l.linearShard(p, lin)
-	if err == nil {
-		err = checkKL(l.loss.cfg.teacher, p, sh.vocab, len(dst), part)
-	}
-	if err != nil {
+	sh := l.linearShard(p, lin)
+	if err := checkKL(l.loss.cfg.teacher, p, sh.vocab, len(dst), part); err != nil {
 		return err
 	}
-	klPartials(dst, l.loss.cfg.teacher, p, sh, part)
-	return nil
+	return klPartials(ctx, dst, l.loss.cfg.teacher, p, sh, part)
 }
 
 // FinishKL is Loss.FinishKL.

@@ -79,6 +79,7 @@ func TestDistillCPU(t *testing.T) {
 	}
 	t.Run("group", func(t *testing.T) { spec.RunDistill(t, g, 1e-5) })
 	t.Run("shards", func(t *testing.T) { spec.RunDistillShards(t, device.NewCPU(cpu.Default()), 1e-5) })
+	t.Run("resident", func(t *testing.T) { spec.RunDistillResident(t, device.NewCPU(cpu.Default())) })
 }
 
 // TestGroupColumnsCPU: a group of two CPU devices that splits the

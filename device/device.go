@@ -209,6 +209,23 @@ type Ranker interface {
 	Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error
 }
 
+// Gatherer reads the raw logits of given classes of each row, for a
+// distillation (the student's logits at its teacher's classes), on a
+// device that holds matrices of its own (Caps().Resident); GatherOf
+// gives the CPU's for host rows. For every row i and j < k, with c =
+// cols[i·k+j] (a column of the matrix, or -1: none):
+//
+//	Gather:        z[i·k+j] = x_ic
+//	LinearGather:  z[i·k+j] = H_i · W_c + Bias_c   (the fused linear's)
+//
+// and z[i·k+j] = 0 where c is -1. The values are raw: no soft cap, no
+// temperature. x, or lin.W, is a matrix the device holds (an error
+// otherwise); lin.H is host rows.
+type Gatherer interface {
+	Gather(ctx context.Context, z []float32, x ce.Matrix, cols []int32, k int) error
+	LinearGather(ctx context.Context, z []float32, lin *ce.Linear, cols []int32, k int) error
+}
+
 // LinearRanker is the rank pass of the fused linear (Ranker's, over the
 // logits of lin), of a device that runs it itself; LinearRanksOf gives
 // the CPU's to the others.

@@ -276,6 +276,10 @@ func (d *CPUDevice) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce
 	return tiles.RunBackward(ctx, newCPULinear(d, lin, gp, pl), pl, gp.Scale, gp.Fix, lin.Filter, targets, part, p)
 }
 
+// errHostH is the error of a fused linear's hidden states held by a
+// device.
+var errHostH = fmt.Errorf("%w: the hidden states of a fused linear are host rows", ErrNotImplemented)
+
 // resident returns lin and g with W and dW, when they are in d's
 // buffers, replaced by the buffers' host rows (held until done is called:
 // W read-locked, dW write-locked).
@@ -287,7 +291,7 @@ func (d *CPUDevice) resident(lin *ce.Linear, g *ce.LinearGrad) (*ce.Linear, *ce.
 		}
 	}
 	if lin.H.Buf != nil {
-		return nil, nil, done, fmt.Errorf("%w: the hidden states of a fused linear are host rows", ErrNotImplemented)
+		return nil, nil, done, errHostH
 	}
 	if lin.W.Buf != nil {
 		w, release, err := d.host(lin.W)

@@ -208,6 +208,17 @@ func (hostRanker) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets
 	return fallback().Ranks(ctx, dst, x, targets, part, p)
 }
 
+// GatherOf returns what gathers the logits of m (x, or the fused
+// linear's W) for d: d's own Gatherer when m is a matrix d holds, else the
+// CPU's, which reads host rows (the fused linear's in float64, rounded
+// once) and its own buffers (another device's matrix is an error).
+func GatherOf(d Device, m ce.Matrix) Gatherer {
+	if g, ok := d.(Gatherer); ok && m.Buf != nil {
+		return g
+	}
+	return fallback()
+}
+
 // LinearRanksOf returns the fused linear's rank pass of d: its own
 // (LinearRanker), else the CPU's.
 func LinearRanksOf(d Device) LinearRanker {

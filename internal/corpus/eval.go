@@ -450,7 +450,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		}
 		if tc != nil {
 			kl := make([]float64, n)
-			if err := ce.KL(kl, hm, wm, b, tg, part, *tc); err != nil {
+			if err := ce.KL(ctx, kl, hm, wm, b, tg, part, *tc); err != nil {
 				return Result{}, teacherError(l, err)
 			}
 			res.KL = e.klOf(kl, tg, tw)
@@ -574,7 +574,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 			}
 			if tc != nil {
 				kl := make([]float64, hi-lo)
-				if err := ce.KL(kl, x, tg[lo:hi], part, tc.RowRange(lo, hi)); err != nil {
+				if err := ce.KL(ctx, kl, x, tg[lo:hi], part, tc.RowRange(lo, hi)); err != nil {
 					return teacherError(l, rowsFrom(err, lo))
 				}
 				res.KL = e.klOf(kl, tg[lo:hi], sub(tw, lo, hi))

@@ -331,7 +331,7 @@ func runDistill(t *testing.T, dev device.Device, c DistillCase, typ batch.DType,
 	part := batch.NewPartials(c.Rows)
 	require.NoError(t, ls.Partials(ctx, part, m, p.Targets))
 	kls := make([]float64, c.Rows)
-	require.NoError(t, ls.KL(kls, m, p.Targets, part, *tc))
+	require.NoError(t, ls.KL(ctx, kls, m, p.Targets, part, *tc))
 	for i := range c.Rows {
 		if int64(p.Targets[i]) != c.Opts.Ignore {
 			require.True(t, distillClose(kls[i], dr.KL[i], ltol*dr.KLMag[i]+dr.KLSlack[i]), "%v row %d: Loss.KL %v, want %v", typ, i, kls[i], dr.KL[i])
@@ -388,6 +388,144 @@ func runDistill(t *testing.T, dev device.Device, c DistillCase, typ batch.DType,
 	}
 }
 
+// RunDistillResident checks the distillation of matrices dev holds
+// (batch.Upload; their logits at the teacher's classes gathered on dev)
+// against the same calls on host rows, on the same device, bit for bit,
+// in every element type: Forward's losses and KL, ForwardBackward's
+// gradient in place (mean, upstream 2, token weights), Loss.KL, and two
+// shards' Partials, KLPartials and BackwardKL in place; over the
+// distillation table, or the cases named.
+func RunDistillResident(t *testing.T, dev device.Device, names ...string) {
+	if !dev.Caps().Resident {
+		t.Skipf("%s holds no matrices", dev.Info().Spec)
+	}
+	ctx := context.Background()
+	seed := Seed(t)
+	for _, typ := range dev.Caps().Types {
+		for _, c := range DistillCases() {
+			if len(names) > 0 && !slices.Contains(names, c.Name) {
+				continue
+			}
+			if Shortened(typ, c.Case) {
+				continue
+			}
+			t.Run(fmt.Sprintf("%v/%s/%dx%d/k=%d", typ, c.Name, c.Rows, c.Cols, c.K), func(t *testing.T) {
+				runDistillResident(t, ctx, dev, c, typ, seed)
+			})
+		}
+	}
+}
+
+func runDistillResident(t *testing.T, ctx context.Context, dev device.Device, c DistillCase, typ batch.DType, seed uint64) {
+	p := c.BuildIn(seed, typ)
+	tc := c.teacherOf(seed, p)
+	// dense returns a dense host copy of the logits' columns [lo, hi), and
+	// the device's copy of it.
+	dense := func(lo, hi int) (Elems, *batch.DeviceMatrix) {
+		w := hi - lo
+		e := NewElems(typ, c.Rows*w, 0)
+		for i := range c.Rows {
+			for j := range w {
+				e.SetBits(i*w+j, p.E.Bits(i*p.Stride+lo+j))
+			}
+		}
+		dm, err := batch.Upload(ctx, dev, e.Matrix(0, c.Rows, w, w))
+		require.NoError(t, err)
+		t.Cleanup(func() { dm.Release() })
+		return e, dm
+	}
+	// same checks the device's gradient, in place in dm, against the
+	// host's, in place in e.
+	same := func(e Elems, dm *batch.DeviceMatrix, msg string) {
+		t.Helper()
+		g := NewElems(typ, e.Len(), gradGuard)
+		w := e.Len() / c.Rows
+		require.NoError(t, dm.Download(ctx, g.Matrix(0, c.Rows, w, w)))
+		requireSameBits(t, e, g, msg)
+	}
+	tw := make([]float32, c.Rows)
+	for i := range tw {
+		tw[i] = float32(i%3) * 0.75
+	}
+	l, err := batch.New(dev, append(c.LossOptions(batch.Mean), batch.KeepRows(), batch.TokenWeights(tw), batch.Distill(*tc, c.Alpha))...)
+	require.NoError(t, err)
+	e, dm := dense(0, c.Cols)
+	m := e.Matrix(0, c.Rows, c.Cols, c.Cols)
+	want, err := l.Forward(ctx, m, p.Targets)
+	require.NoError(t, err)
+	got, err := l.Forward(ctx, dm.Matrix(), p.Targets)
+	require.NoError(t, err)
+	requireSameF32(t, want.Losses, got.Losses, "Forward's losses")
+	requireSameF32(t, []float32{float32(want.KL), float32(want.Loss)}, []float32{float32(got.KL), float32(got.Loss)}, "Forward's KL and loss")
+
+	// Loss.KL on the partials' path.
+	ls, err := batch.New(dev, append(c.LossOptions(batch.Mean), batch.Shard(0, c.Cols))...)
+	require.NoError(t, err)
+	kls := [2][]float64{make([]float64, c.Rows), make([]float64, c.Rows)}
+	for k, x := range []batch.Matrix{m, dm.Matrix()} {
+		part := batch.NewPartials(c.Rows)
+		require.NoError(t, ls.Partials(ctx, part, x, p.Targets))
+		require.NoError(t, ls.KL(ctx, kls[k], x, p.Targets, part, *tc))
+	}
+	require.Equal(t, fmt.Sprint(kls[0]), fmt.Sprint(kls[1]), "Loss.KL") // %v: NaN equal to NaN
+
+	_, err = l.ForwardBackward(ctx, batch.InPlace(m), m, p.Targets, batch.Scalar(2))
+	require.NoError(t, err)
+	_, err = l.ForwardBackward(ctx, dm.Grad(), dm.Matrix(), p.Targets, batch.Scalar(2))
+	require.NoError(t, err)
+	same(e, dm, "ForwardBackward in place")
+
+	// Two shards: partials and KL parts merged, each shard's gradient in
+	// place.
+	if c.Cols < 2 {
+		return
+	}
+	cut := shardCuts(c.Cols, 2)
+	var es [2]Elems
+	var dms [2]*batch.DeviceMatrix
+	for s := range 2 {
+		es[s], dms[s] = dense(cut[s], cut[s+1])
+	}
+	var kp [2][]batch.KLPart
+	var parts [2][]batch.Partial
+	for k := range 2 { // host rows, then the device's
+		shard := func(s int) (*batch.Loss, batch.Matrix) {
+			l, err := batch.New(dev, append(c.LossOptions(batch.Sum), batch.Shard(cut[s], c.Cols), batch.Distill(*tc, c.Alpha))...)
+			require.NoError(t, err)
+			if k == 1 {
+				return l, dms[s].Matrix()
+			}
+			w := cut[s+1] - cut[s]
+			return l, es[s].Matrix(0, c.Rows, w, w)
+		}
+		parts[k], kp[k] = batch.NewPartials(c.Rows), make([]batch.KLPart, c.Rows)
+		for s := range 2 {
+			l, x := shard(s)
+			ps := batch.NewPartials(c.Rows)
+			require.NoError(t, l.Partials(ctx, ps, x, p.Targets))
+			for i := range ps {
+				parts[k][i].Merge(ps[i])
+			}
+		}
+		for s := range 2 {
+			l, x := shard(s)
+			ks := make([]batch.KLPart, c.Rows)
+			require.NoError(t, l.KLPartials(ctx, ks, x, p.Targets, parts[k]))
+			for i := range ks {
+				kp[k][i].Merge(ks[i])
+			}
+		}
+		for s := range 2 {
+			l, x := shard(s)
+			require.NoError(t, l.BackwardKL(ctx, batch.InPlace(x), x, p.Targets, parts[k], kp[k], batch.One))
+		}
+	}
+	require.Equal(t, fmt.Sprint(kp[0]), fmt.Sprint(kp[1]), "the shards' KL parts")
+	for s := range 2 {
+		same(es[s], dms[s], fmt.Sprintf("shard %d's BackwardKL in place", s))
+	}
+}
+
 // sumSlack is the mean's slack beyond the per-row losses' relative error:
 // the rows' own float32 rounding.
 func sumSlack(res batch.Result, sum float64) float64 {
@@ -411,7 +549,9 @@ func distillClose(got, want, slack float64) bool {
 // in each element type it takes, with the default budget and one that
 // tiles the vocabulary: the mixed per-row losses, Stats.KL, and dH, dW,
 // db of the sum, against the float64 reference of the logits h·w + b,
-// allowing the float32 logits' error (LinearRef.ZErr) on top of tol.
+// allowing the float32 logits' error (LinearRef.ZErr) on top of tol; and
+// a float32 W that dev holds (batch.Upload, its logits at the teacher's
+// classes gathered on dev) where it keeps one.
 func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 	seed := Seed(t)
 	r := rand.New(rand.NewPCG(seed, 21))
@@ -441,8 +581,33 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 				tc.IDs, tc.LogProbs = append(tc.IDs, ids...), append(tc.LogProbs, lp...)
 			}
 			dr, mix := p.distillRefs(lr, zr, tc, c.alpha, tol)
-			for _, budget := range []int{0, 4*c.v*3 + 4} {
-				t.Run(fmt.Sprintf("%v/%s/%dx%dx%d/k=%d/budget=%d", typ, c.name, c.n, c.d, c.v, c.k, budget), func(t *testing.T) {
+			for _, run := range []struct {
+				budget   int
+				resident bool
+			}{{0, false}, {4*c.v*3 + 4, false}, {0, true}} {
+				budget := run.budget
+				if run.resident && (typ != batch.F32 || !dev.Caps().Resident || !dev.Caps().Linear) {
+					continue
+				}
+				t.Run(fmt.Sprintf("%v/%s/%dx%dx%d/k=%d/budget=%d/resident=%v", typ, c.name, c.n, c.d, c.v, c.k, budget, run.resident), func(t *testing.T) {
+					// wm returns W's classes [lo, hi): host rows, or a copy on dev.
+					wm := func(lo, hi int) batch.Matrix {
+						m := p.WM()
+						if m.Data != nil {
+							m.Data = m.Data[lo*m.Stride:]
+						} else {
+							m.Half = m.Half[lo*m.Stride:]
+						}
+						m.Rows = hi - lo
+						if !run.resident {
+							return m
+						}
+						dm, err := batch.Upload(ctx, dev, m)
+						require.NoError(t, err)
+						t.Cleanup(func() { dm.Release() })
+						return dm.Matrix()
+					}
+					w := wm(0, p.V)
 					l, err := batch.NewLinear(dev, LinearOptions(c.o, batch.Sum, batch.Budget(budget), batch.KeepRows(), batch.Distill(*tc, c.alpha))...)
 					require.NoError(t, err)
 					g, w0, b0 := randomGrads(r, p)
@@ -453,9 +618,9 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 					for pass, fb := range []bool{false, true} {
 						var res batch.Result
 						if fb {
-							res, err = l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+							res, err = l.ForwardBackward(ctx, g, p.HM(), w, p.Bias, p.Targets, batch.One)
 						} else {
-							res, err = l.Forward(ctx, p.HM(), p.WM(), p.Bias, p.Targets)
+							res, err = l.Forward(ctx, p.HM(), w, p.Bias, p.Targets)
 						}
 						require.NoError(t, err)
 						kl := 0.0
@@ -475,9 +640,9 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 					ls, err := batch.NewLinear(dev, LinearOptions(c.o, batch.Sum, batch.Budget(budget), batch.Shard(0, p.V))...)
 					require.NoError(t, err)
 					part := batch.NewPartials(p.N)
-					require.NoError(t, ls.Partials(ctx, part, p.HM(), p.WM(), p.Bias, p.Targets))
+					require.NoError(t, ls.Partials(ctx, part, p.HM(), w, p.Bias, p.Targets))
 					kls := make([]float64, p.N)
-					require.NoError(t, ls.KL(kls, p.HM(), p.WM(), p.Bias, p.Targets, part, *tc))
+					require.NoError(t, ls.KL(ctx, kls, p.HM(), w, p.Bias, p.Targets, part, *tc))
 					for i := range p.N {
 						if int64(p.Targets[i]) != p.Opts.Ignore {
 							slack := max(tol, 1e-5)*dr.KLMag[i] + dr.KLSlack[i] + 8*lr.ZErr[i]
@@ -489,16 +654,11 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 					// Three shards of W's classes: partials and KL parts merged,
 					// FinishKL, each shard's BackwardKL adding its part of dH.
 					cuts := shardCuts(p.V, 3)
-					wOf := func(s int) batch.Matrix {
-						m := p.WM()
-						if m.Data != nil {
-							m.Data = m.Data[cuts[s]*m.Stride:]
-						} else {
-							m.Half = m.Half[cuts[s]*m.Stride:]
-						}
-						m.Rows = cuts[s+1] - cuts[s]
-						return m
+					ws := make([]batch.Matrix, 3)
+					for s := range ws {
+						ws[s] = wm(cuts[s], cuts[s+1])
 					}
+					wOf := func(s int) batch.Matrix { return ws[s] }
 					lins := make([]*batch.Linear, 3)
 					merged := batch.NewPartials(p.N)
 					for _, sh := range scramble(3) {
@@ -513,7 +673,7 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 					kp := make([]batch.KLPart, p.N)
 					for _, sh := range scramble(3) {
 						ks := make([]batch.KLPart, p.N)
-						require.NoError(t, lins[sh].KLPartials(ks, p.HM(), wOf(sh), p.Bias[cuts[sh]:cuts[sh+1]], p.Targets, merged))
+						require.NoError(t, lins[sh].KLPartials(ctx, ks, p.HM(), wOf(sh), p.Bias[cuts[sh]:cuts[sh+1]], p.Targets, merged))
 						for i := range kp {
 							kp[i].Merge(ks[i])
 						}
@@ -675,7 +835,7 @@ func runDistillShards(t *testing.T, ctx context.Context, dev device.Device, c Di
 	for _, s := range scramble(k) {
 		l, m := shard(s)
 		ks := make([]batch.KLPart, c.Rows)
-		require.NoError(t, l.KLPartials(ks, m, p.Targets, part))
+		require.NoError(t, l.KLPartials(ctx, ks, m, p.Targets, part))
 		for i := range kp {
 			kp[i].Merge(ks[i])
 		}

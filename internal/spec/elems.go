@@ -71,6 +71,15 @@ func (e Elems) Bits(i int) uint32 {
 	return uint32(e.H[i])
 }
 
+// SetBits sets element i's bits.
+func (e Elems) SetBits(i int, b uint32) {
+	if e.Type == batch.F32 {
+		e.F[i] = math.Float32frombits(b)
+	} else {
+		e.H[i] = uint16(b)
+	}
+}
+
 // Clone returns a copy.
 func (e Elems) Clone() Elems {
 	e.F, e.H = slices.Clone(e.F), slices.Clone(e.H)
