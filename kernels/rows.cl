@@ -23,6 +23,8 @@
 #define backward_of TYPED(backward_of)
 #define xent_partial_split TYPED(xent_partial_split)
 #define xent_backward_split TYPED(xent_backward_split)
+#define xent_gather TYPED(xent_gather)
+#define xent_lin_gather TYPED(xent_lin_gather)
 
 /* The column of a row's i-th scalar column: i in the head (i < h), else
  * 4*n4 + i in the tail, past the n4 aligned float4s. */
@@ -393,6 +395,44 @@ void xent_backward_split(__global ELEM *x, prob_t p, int cs, __global const int 
 }
 #endif
 
+#if PACK == 1
+/* A distillation's gathers (device.Gatherer), for matrices the device
+ * holds: entry e < n of row e / k and column c = cols[e] (-1: none, 0)
+ * is the raw logit (no cap, no temperature; the host applies them):
+ *
+ *   xent_gather:      z[e] = x[row][c], the row at x + row·ld;
+ *   xent_lin_gather:  z[e] = Σ_d H[row][d]·W[c][d] + bias[c], the products
+ *                     fma'd in order of d from 0 and the bias added last,
+ *                     as linear.cl's lin_z: on its path, the same bits as
+ *                     the tiles' logits that the row's sums are made of.
+ *
+ * One work-item an entry; no barrier. */
+__kernel void xent_gather(__global const ELEM *x, const ulong ld, const int k, const ulong n,
+                          __global const int *cols, __global float *z) {
+    const size_t e = get_global_id(0);
+    if (e < n) {
+        const int c = cols[e];
+        z[e] = c >= 0 ? LD(c, x + (e / k) * ld) : 0.0f;
+    }
+}
+
+__kernel void xent_lin_gather(__global const ELEM *H, const ulong ldh, __global const ELEM *W, const ulong ldw,
+                              __global const float *bias, const int hasb, const int D, const int k, const ulong n,
+                              __global const int *cols, __global float *z) {
+    const size_t e = get_global_id(0);
+    if (e < n) {
+        const int c = cols[e];
+        float s = 0.0f;
+        if (c >= 0) {
+            __global const ELEM *h = H + (e / k) * ldh, *w = W + (size_t)c * ldw;
+            for (int d = 0; d < D; d++) s = fma(LD(d, h), LD(d, w), s);
+            if (hasb) s += bias[c];
+        }
+        z[e] = s;
+    }
+}
+#endif
+
 #undef row_scan
 #undef scan_cols
 #undef scalar_col
@@ -411,3 +451,5 @@ void xent_backward_split(__global ELEM *x, prob_t p, int cs, __global const int 
 #undef backward_of
 #undef xent_partial_split
 #undef xent_backward_split
+#undef xent_gather
+#undef xent_lin_gather

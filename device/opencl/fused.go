@@ -180,7 +180,11 @@ func (f *fused) write(m cl.Mem, v []float32) error {
 }
 
 // writeRows writes a host matrix of any element type densely into m.
-func (f *fused) writeRows(m cl.Mem, x ce.Matrix) error {
+func (f *fused) writeRows(m cl.Mem, x ce.Matrix) error { return f.b.writeRows(f.d.q, m, x) }
+
+// writeRows enqueues on q a write of a host matrix of any element type,
+// densely, into m (pinned until b's events are released).
+func (b *buffers) writeRows(q cl.Queue, m cl.Mem, x ce.Matrix) error {
 	if x.Rows == 0 {
 		return nil
 	}
@@ -189,9 +193,9 @@ func (f *fused) writeRows(m cl.Mem, x ce.Matrix) error {
 	n := (x.Rows-1)*x.Stride + x.Cols
 	var err error
 	if x.Type == ce.F32 {
-		_, err = f.b.ev(cl.WriteRect(f.d.q, m, false, r, x.Data[:n], nil))
+		_, err = b.ev(cl.WriteRect(q, m, false, r, x.Data[:n], nil))
 	} else {
-		_, err = f.b.ev(cl.WriteRect(f.d.q, m, false, r, x.Half[:n], nil))
+		_, err = b.ev(cl.WriteRect(q, m, false, r, x.Half[:n], nil))
 	}
 	return err
 }

@@ -263,8 +263,9 @@ type program struct {
 	prog     cl.Program
 	kernels  [3][nops + 2]cl.Kernel // by element type (ce.DType), by op, then the split variants (op.split)
 	copyK    cl.Kernel
-	blockK   cl.Kernel // xent_blockmax, the fused linear's gradient filter
-	fmaK     cl.Kernel // xent_fma, the FMA probe
+	blockK   cl.Kernel       // xent_blockmax, the fused linear's gradient filter
+	fmaK     cl.Kernel       // xent_fma, the FMA probe
+	gatherK  [3][2]cl.Kernel // by element type: xent_gather, xent_lin_gather (gather.go)
 	key      string
 	tn       Tuning // as built: WG capped (see acquire)
 	options  string
@@ -469,8 +470,8 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 		for o, name := range opNames {
 			ks, names = append(ks, &k[o]), append(names, name+suf)
 		}
-		ks = append(ks, &k[opPartials.split()], &k[opBackward.split()])
-		names = append(names, "xent_partial_split_"+suf, "xent_backward_split_"+suf)
+		ks = append(ks, &k[opPartials.split()], &k[opBackward.split()], &p.gatherK[t][0], &p.gatherK[t][1])
+		names = append(names, "xent_partial_split_"+suf, "xent_backward_split_"+suf, "xent_gather_"+suf, "xent_lin_gather_"+suf)
 	}
 	sizes, err := createKernels(p.prog, h.dev, ks, names)
 	if err != nil {
@@ -512,6 +513,9 @@ func (p *program) release() {
 	}
 	ks := []cl.Kernel{p.copyK, p.blockK, p.fmaK}
 	for _, t := range p.kernels {
+		ks = append(ks, t[:]...)
+	}
+	for _, t := range p.gatherK {
 		ks = append(ks, t[:]...)
 	}
 	releaseProgram(p.prog, ks)

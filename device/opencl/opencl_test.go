@@ -225,10 +225,12 @@ func TestShardsOpenCL(t *testing.T) {
 }
 
 // TestDistillOpenCL: top-k distillation (its backward kernel's fix)
-// against the float64 reference.
+// against the float64 reference, and of matrices the device holds (the
+// teacher's classes' logits gathered by xent_gather) against host rows'.
 func TestDistillOpenCL(t *testing.T) {
 	spec.RunDistill(t, openTest(t), 1e-5)
 	spec.RunDistillShards(t, openTest(t), 1e-5)
+	t.Run("resident", func(t *testing.T) { spec.RunDistillResident(t, openTest(t)) })
 }
 
 // TestRanksResidentOpenCL: the rank pass of a matrix held by the OpenCL
