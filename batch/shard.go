@@ -103,7 +103,7 @@ func (l *Loss) Ranks(ctx context.Context, dst []Rank, x Matrix, targets []int32,
 	if p.x.Rows == 0 {
 		return nil
 	}
-	return device.RanksOf(l.dev).Ranks(ctx, dst, p.x, p.targets, part, &p.prob)
+	return device.RanksOf(l.dev, p.x).Ranks(ctx, dst, p.x, p.targets, part, &p.prob)
 }
 
 // RankStats returns the RankStats (top-k accuracy for each k of ks, the

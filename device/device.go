@@ -203,8 +203,9 @@ type HostAllocator interface {
 // Ranker is the rank pass of a device that runs it itself: Ranks sets
 // dst[i] to row i's ce.Rank over x's columns (the classes [p.Col0,
 // p.Col0+x.Cols)) given part[i], the row's partial merged over the whole
-// vocabulary; ignored rows' entries are left as they are. A device
-// without it has its host matrices' pass run by the CPU (RanksOf).
+// vocabulary; ignored rows' entries are left as they are. A device other
+// than the CPU takes the matrices it holds; the CPU ranks host rows for
+// every device (RanksOf).
 type Ranker interface {
 	Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error
 }

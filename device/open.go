@@ -187,12 +187,15 @@ var fallback = sync.OnceValue(func() *CPUDevice { return NewCPU(cpu.Default()) }
 // none itself.
 func FallbackBLAS() string { return "the CPU's (" + fallback().blas.Name() + ")" }
 
-// RanksOf returns the rank pass of d: its own (Ranker), else the CPU's,
-// which takes matrices in host memory (a resident matrix of a device
-// without one is an ErrNotImplemented).
-func RanksOf(d Device) Ranker {
+// RanksOf returns the rank pass of x for d: d's own (Ranker) for a matrix
+// d holds, and for host rows when d is a CPU device; else the CPU's,
+// which takes host rows (another device's matrix, of a device without a
+// rank pass, is an ErrNotImplemented).
+func RanksOf(d Device, x ce.Matrix) Ranker {
 	if r, ok := d.(Ranker); ok {
-		return r
+		if _, cpu := d.(*CPUDevice); cpu || x.Buf != nil {
+			return r
+		}
 	}
 	return hostRanker{}
 }

@@ -25,6 +25,7 @@
 #define xent_backward_split TYPED(xent_backward_split)
 #define xent_gather TYPED(xent_gather)
 #define xent_lin_gather TYPED(xent_lin_gather)
+#define xent_rank TYPED(xent_rank)
 
 /* The column of a row's i-th scalar column: i in the head (i < h), else
  * 4*n4 + i in the tail, past the n4 aligned float4s. */
@@ -431,6 +432,55 @@ __kernel void xent_lin_gather(__global const ELEM *H, const ulong ldh, __global 
         z[e] = s;
     }
 }
+
+/* The rank pass (ce.Rank; device.Ranker) of the rows of a matrix the
+ * device holds: given row g's max m and target logit zt as the loss sees
+ * them, merged over the whole vocabulary (gm, gzt; a row of target -1 is
+ * one the host skips: ignored, or of a NaN sum), gr[g] counts its columns
+ * whose logit z (capz) is strictly greater than zt, the target's own
+ * column never (another device's rounding of it), and ge[g] is
+ * Σ_j exp(z_j - m)·(z_j - m), a term whose exp is 0 adding 0 (a -Inf
+ * logit's, or one of z_j - m past float's range), with z taken as m
+ * where it is above it and computed (soft cap, temperature: another
+ * device's rounding of the max). Each work-item sums its columns (Kahan),
+ * then a tree over the work-group, the lower index's on the left. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void xent_rank(__global ELEM *x, prob_t p, __global const int *targets, __global const float *gm,
+               __global const float *gzt, __global int *gr, __global float *ge) {
+    __local int ln[WG];
+    __local float le[WG];
+    const int lid = get_local_id(0);
+    const int tr = p.flags & (F_SOFTCAP | F_TEMP);
+    for (int g = (int)get_group_id(0); g < p.rows; g += (int)get_num_groups(0)) {
+        const int t = targets[p.prow0 + g];
+        const float m = t >= 0 ? gm[p.prow0 + g] : 0.0f, zt = t >= 0 ? gzt[p.prow0 + g] : 0.0f;
+        __global const ELEM *xr = row_of(x, p, g);
+        int n = 0;
+        float e = 0.0f, c = 0.0f;
+        for (int j = lid; t >= 0 && j < p.cols; j += WG) {
+            float z = capz(LD(j, xr), p.cap, p.ic, p.flags);
+            n += z > zt && j != t - p.col0;
+            if (tr && z > m) z = m;
+            const float d = z - m, ex = exp(d); /* d may overflow to -Inf (z = -3e38, m = 3e38): ex is 0 */
+            if (ex != 0.0f) kahan(&e, &c, ex * d);
+        }
+        ln[lid] = n;
+        le[lid] = e;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int h = WG / 2; h > 0; h >>= 1) {
+            if (lid < h) {
+                ln[lid] += ln[lid + h];
+                le[lid] += le[lid + h];
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        if (lid == 0 && t >= 0) {
+            gr[p.prow0 + g] = ln[0];
+            ge[p.prow0 + g] = le[0];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); /* ln and le are read before the next row writes them */
+    }
+}
 #endif
 
 #undef row_scan
@@ -453,3 +503,4 @@ __kernel void xent_lin_gather(__global const ELEM *H, const ulong ldh, __global 
 #undef xent_backward_split
 #undef xent_gather
 #undef xent_lin_gather
+#undef xent_rank

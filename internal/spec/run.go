@@ -457,8 +457,9 @@ func requireSameBits(t *testing.T, want, got Elems, msg string) {
 }
 
 // RunResident checks the device-resident path of dev (batch.Upload) on a
-// few cases: forward, fused forward+backward in place on the device, and
-// the download of the gradient, twice in a row as a training loop does.
+// few cases: forward, the rank pass, fused forward+backward in place on
+// the device, and the download of the gradient, twice in a row as a
+// training loop does.
 func RunResident(t *testing.T, dev device.Device, tol float64) {
 	var cases []Case
 	for _, c := range Cases() {
@@ -498,6 +499,14 @@ func runResident(t *testing.T, ctx context.Context, dev device.Device, c Case, t
 	lse := make([]float32, c.Rows)
 	require.NoError(t, l.LogSumExp(ctx, lse, dm.Matrix()))
 	checkLSE(t, lse, p, c, tol)
+	// The rank pass of the matrix where it is, from its partials.
+	ls, err := batch.New(dev, append(c.LossOptions(batch.Sum), batch.Shard(0, c.Cols))...)
+	require.NoError(t, err)
+	part := batch.NewPartials(c.Rows)
+	require.NoError(t, ls.Partials(ctx, part, dm.Matrix(), p.Targets))
+	ranks := make([]batch.Rank, c.Rows)
+	require.NoError(t, ls.Ranks(ctx, ranks, dm.Matrix(), p.Targets, part))
+	CheckRanks(t, ls, part, ranks, p.Ref, p.Targets, c.Opts.Ignore, c.lossTol(tol))
 	res, err := l.ForwardBackward(ctx, dm.Grad(), dm.Matrix(), p.Targets, batch.One)
 	require.NoError(t, err)
 	checkStats(t, res, p.Ref, c.lossTol(tol), tol)

@@ -3,6 +3,7 @@ package opencl
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
@@ -10,10 +11,13 @@ import (
 	"github.com/xentlab/xent/device/opencl/internal/cl"
 )
 
-// A distillation's gathers on matrices the device holds (device.Gatherer,
-// rows.cl's xent_gather and xent_lin_gather): the column indices go up,
-// the k logits a row come back, and the matrix stays where it is. Host
-// rows are the CPU's (device.GatherOf), which reads them in place.
+// The passes over matrices the device holds beside the row kernels' calls:
+// a distillation's gathers (device.Gatherer, rows.cl's xent_gather and
+// xent_lin_gather: the column indices go up, the k logits a row come
+// back) and the rank pass (device.Ranker, xent_rank: each row's merged
+// max and target logit go up, its count and entropy sum come back); the
+// matrix stays where it is. Host rows are the CPU's (device.GatherOf,
+// device.RanksOf), which reads them in place.
 
 // Gather implements device.Gatherer for a matrix x the device holds.
 func (d *Device) Gather(ctx context.Context, z []float32, x ce.Matrix, cols []int32, k int) error {
@@ -126,3 +130,86 @@ func (d *Device) gather(z []float32, cols []int32, prepare func(b *buffers, cm, 
 	}
 	return nil
 }
+
+// Ranks implements device.Ranker for a matrix x the device holds, with
+// xent_rank: rows whose merged sum is NaN get a NaN Ent and no count, as
+// the CPU's.
+func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) (err error) {
+	if x.Buf == nil {
+		return fmt.Errorf("opencl: %w: Ranks takes a matrix the device holds (the CPU ranks host rows: device.RanksOf)", device.ErrNotImplemented)
+	}
+	rows := x.Rows
+	tg, gm, gzt := make([]int32, rows), make([]float32, rows), make([]float32, rows)
+	for i, t := range targets {
+		tg[i] = -1 // skipped: ignored, or a NaN sum's
+		if t >= 0 && !math.IsNaN(part[i].LogSum()) {
+			tg[i], gm[i], gzt[i] = t, part[i].Max, part[i].ZT
+		}
+	}
+	if rows == 0 {
+		return nil
+	}
+	if err := d.begin(ctx); err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	xm, err := d.resident(x)
+	if err != nil {
+		return err
+	}
+	var b buffers
+	defer func() {
+		if rerr := b.release(); err == nil && rerr != nil {
+			err = d.wrap(rerr)
+		}
+	}()
+	ms := make([]cl.Mem, 5) // targets, gm, gzt, gr, ge
+	for k := range ms {
+		if ms[k], err = b.mem(d.p.ctx, 4*rows); err != nil {
+			return d.wrap(err)
+		}
+	}
+	_, err = b.ev(cl.Write(d.q, ms[0], false, 0, tg, nil))
+	if err == nil {
+		_, err = b.ev(cl.Write(d.q, ms[1], false, 0, gm, nil))
+	}
+	if err == nil {
+		_, err = b.ev(cl.Write(d.q, ms[2], false, 0, gzt, nil))
+	}
+	if err != nil {
+		return d.wrap(err)
+	}
+	pa := probOf(&call{x: x, p: p}) // as launch's, from row 0
+	pa.Stride, pa.RowBase, pa.Rows = uint64(x.Cols), d.rowBase, int32(rows)
+	pa.BaseOff = pa.RowBase * pa.Stride
+	k := d.p.gatherK[x.Buf.Type()][2]
+	d.p.kernelMu.Lock()
+	err = k.SetArgs(xm, cl.ValueOf(&pa), ms[0], ms[1], ms[2], ms[3], ms[4])
+	if err == nil {
+		_, err = b.ev(d.q.NDRange(k, min(rows, maxRankGroups), d.p.tn.WG, nil))
+	}
+	d.p.kernelMu.Unlock()
+	gr, ge := make([]int32, rows), make([]float32, rows)
+	if err == nil {
+		_, err = b.ev(cl.Read(d.q, ms[3], false, 0, gr, nil))
+	}
+	if err == nil {
+		_, err = b.ev(cl.Read(d.q, ms[4], true, 0, ge, nil))
+	}
+	if err != nil {
+		return d.wrap(err)
+	}
+	for i, t := range targets {
+		switch {
+		case tg[i] >= 0:
+			dst[i] = ce.Rank{Greater: int64(gr[i]), Ent: float64(ge[i])}
+		case t >= 0:
+			dst[i] = ce.Rank{Ent: math.NaN()}
+		}
+	}
+	return nil
+}
+
+// maxRankGroups caps xent_rank's work-groups; each walks rows that many
+// apart.
+const maxRankGroups = 1 << 16
