@@ -186,7 +186,7 @@ func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets 
 	d.p.kernelMu.Lock()
 	err = k.SetArgs(xm, cl.ValueOf(&pa), ms[0], ms[1], ms[2], ms[3], ms[4])
 	if err == nil {
-		_, err = b.ev(d.q.NDRange(k, min(rows, maxRankGroups), d.p.tn.WG, nil))
+		_, err = b.ev(d.q.NDRange(k, d.groups(rows, x.Cols*x.Buf.Type().Size()), d.p.tn.WG, nil))
 	}
 	d.p.kernelMu.Unlock()
 	gr, ge := make([]int32, rows), make([]float32, rows)
@@ -209,7 +209,3 @@ func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets 
 	}
 	return nil
 }
-
-// maxRankGroups caps xent_rank's work-groups; each walks rows that many
-// apart.
-const maxRankGroups = 1 << 16

@@ -236,8 +236,9 @@ func TestDistillOpenCL(t *testing.T) {
 // TestRanksResidentOpenCL: the rank pass of a matrix held by the OpenCL
 // device (xent_rank) gives the CPU's ranks of the same rows: the same
 // counts, the entropy sums within float32's rounding of them (the CPU's
-// are float64 sums of float32 terms); host rows are ranked by the CPU.
-// spec.RunResident checks it against the reference on the case table.
+// are float64 sums of float32 terms), a work-group a row or walking rows;
+// host rows are ranked by the CPU. spec.RunResident checks it against the
+// reference on the case table; .ci/oclgrind runs it.
 func TestRanksResidentOpenCL(t *testing.T) {
 	ctx := context.Background()
 	d := openTest(t)
@@ -260,11 +261,14 @@ func TestRanksResidentOpenCL(t *testing.T) {
 	dm, err := batch.Upload(ctx, d, m)
 	require.NoError(t, err)
 	defer dm.Release()
-	clear(got)
-	require.NoError(t, l.Ranks(ctx, got, dm.Matrix(), tg, part))
-	for i := range rows {
-		require.Equal(t, want[i].Greater, got[i].Greater, "row %d", i)
-		require.InDelta(t, want[i].Ent, got[i].Ent, 1e-5*math.Abs(want[i].Ent), "row %d", i)
+	for groups := range 3 { // a work-group a row (0), then every group walking rows
+		SetMaxGroups(d, groups)
+		clear(got)
+		require.NoError(t, l.Ranks(ctx, got, dm.Matrix(), tg, part))
+		for i := range rows {
+			require.Equal(t, want[i].Greater, got[i].Greater, "row %d, %d groups", i, groups)
+			require.InDelta(t, want[i].Ent, got[i].Ent, 1e-5*math.Abs(want[i].Ent), "row %d, %d groups", i, groups)
+		}
 	}
 	require.NoError(t, dm.Release())
 	require.ErrorIs(t, l.Ranks(ctx, got, dm.Matrix(), tg, part), device.ErrReleased)
