@@ -474,11 +474,10 @@ void xent_rank(__global ELEM *x, prob_t p, __global const int *targets, __global
             }
             barrier(CLK_LOCAL_MEM_FENCE);
         }
-        if (lid == 0 && t >= 0) {
+        if (lid == 0 && t >= 0) { /* ln[0] and le[0]: the next row's first writer of them is this work-item */
             gr[p.prow0 + g] = ln[0];
             ge[p.prow0 + g] = le[0];
         }
-        barrier(CLK_LOCAL_MEM_FENCE); /* ln and le are read before the next row writes them */
     }
 }
 #endif
