@@ -24,17 +24,10 @@ func (d *Device) Gather(ctx context.Context, z []float32, x ce.Matrix, cols []in
 	if x.Buf == nil {
 		return fmt.Errorf("opencl: %w: Gather takes a matrix the device holds (the CPU gathers host rows: device.GatherOf)", device.ErrNotImplemented)
 	}
-	if err := d.begin(ctx); err != nil {
-		return err
-	}
-	defer d.mu.Unlock()
-	xm, err := d.resident(x)
-	if err != nil {
-		return err
-	}
-	return d.gather(z, cols, func(b *buffers, cm, zm cl.Mem) (cl.Kernel, []any, error) {
-		return d.p.gatherK[x.Buf.Type()][0], []any{xm, uint64(x.Buf.Cols()), int32(k), uint64(len(cols)), cm, zm}, nil
-	})
+	n := len(cols)
+	return d.pass(ctx, x, d.p.gatherK[x.Buf.Type()][0], entryGroups(n, d.p.tn.WG), func(_ *buffers, xm cl.Mem) ([]any, error) {
+		return []any{xm, uint64(x.Buf.Cols()), int32(k), uint64(n)}, nil
+	}, []any{cols}, []any{z[:n]})
 }
 
 // LinearGather implements device.Gatherer for a classifier lin.W the
@@ -47,14 +40,6 @@ func (d *Device) LinearGather(ctx context.Context, z []float32, lin *ce.Linear, 
 	case lin.W.Buf == nil:
 		return fmt.Errorf("opencl: %w: LinearGather takes a classifier the device holds (the CPU gathers host rows: device.GatherOf)", device.ErrNotImplemented)
 	}
-	if err := d.begin(ctx); err != nil {
-		return err
-	}
-	defer d.mu.Unlock()
-	wm, err := d.resident(lin.W)
-	if err != nil {
-		return err
-	}
 	t, h := lin.W.Buf.Type(), lin.H
 	if h.Type != t {
 		if t != ce.F32 {
@@ -62,79 +47,34 @@ func (d *Device) LinearGather(ctx context.Context, z []float32, lin *ce.Linear, 
 		}
 		h = cpu.Widened(h)
 	}
-	N, D := h.Rows, h.Cols
+	N, D, n := h.Rows, h.Cols, len(cols)
 	if int64(N)*int64(D)*int64(t.Size()) > d.maxAlloc {
 		return fmt.Errorf("%w: H (%d × %d) exceeds one allocation of %d bytes", ErrTooLarge, N, D, d.maxAlloc)
 	}
-	return d.gather(z, cols, func(b *buffers, cm, zm cl.Mem) (cl.Kernel, []any, error) {
+	return d.pass(ctx, lin.W, d.p.gatherK[t][1], entryGroups(n, d.p.tn.WG), func(b *buffers, wm cl.Mem) ([]any, error) {
 		hm, err := b.mem(d.p.ctx, N*D*t.Size())
 		if err == nil {
 			err = b.writeRows(d.q, hm, h)
 		}
-		hasb, bm := int32(0), cm // any buffer where there is no bias: not read
+		hasb, bm := int32(0), hm // any buffer where there is no bias: not read
 		if err == nil && lin.Bias != nil {
 			hasb = 1
 			if bm, err = b.mem(d.p.ctx, 4*len(lin.Bias)); err == nil {
 				_, err = b.ev(cl.Write(d.q, bm, false, 0, lin.Bias, nil))
 			}
 		}
-		return d.p.gatherK[t][1], []any{hm, uint64(D), wm, uint64(lin.W.Buf.Cols()), bm, hasb, int32(D), int32(k), uint64(len(cols)), cm, zm}, err
-	})
+		return []any{hm, uint64(D), wm, uint64(lin.W.Buf.Cols()), bm, hasb, int32(D), int32(k), uint64(n)}, err
+	}, []any{cols}, []any{z[:n]})
 }
 
-// gather runs one gather of len(cols) entries into z (d's lock held): the
-// column indices written, the kernel that prepare gives (with its inputs
-// written into b) run over the entries in work-groups of the program's
-// size, z read back.
-func (d *Device) gather(z []float32, cols []int32, prepare func(b *buffers, cm, zm cl.Mem) (cl.Kernel, []any, error)) (err error) {
-	n := len(cols)
-	if n == 0 {
-		return nil
-	}
-	if int64(4*n) > d.maxAlloc {
-		return fmt.Errorf("%w: %d entries to gather exceed one allocation of %d bytes", ErrTooLarge, n, d.maxAlloc)
-	}
-	var b buffers
-	defer func() {
-		if rerr := b.release(); err == nil && rerr != nil {
-			err = d.wrap(rerr)
-		}
-	}()
-	cm, err := b.mem(d.p.ctx, 4*n)
-	if err != nil {
-		return d.wrap(err)
-	}
-	zm, err := b.mem(d.p.ctx, 4*n)
-	if err != nil {
-		return d.wrap(err)
-	}
-	if _, err := b.ev(cl.Write(d.q, cm, false, 0, cols, nil)); err != nil {
-		return d.wrap(err)
-	}
-	k, args, err := prepare(&b, cm, zm)
-	if err != nil {
-		return d.wrap(err)
-	}
-	wg := d.p.tn.WG
-	d.p.kernelMu.Lock()
-	err = k.SetArgs(args...)
-	if err == nil {
-		_, err = b.ev(d.q.NDRange(k, ceilDiv(n, wg), wg, nil))
-	}
-	d.p.kernelMu.Unlock()
-	if err == nil {
-		_, err = b.ev(cl.Read(d.q, zm, true, 0, z[:n], nil))
-	}
-	if err != nil {
-		return d.wrap(err)
-	}
-	return nil
-}
+// entryGroups is the work-groups of wg that take n entries, one a
+// work-item.
+func entryGroups(n, wg int) int { return ceilDiv(n, wg) }
 
 // Ranks implements device.Ranker for a matrix x the device holds, with
 // xent_rank: rows whose merged sum is NaN get a NaN Ent and no count, as
 // the CPU's.
-func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) (err error) {
+func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	if x.Buf == nil {
 		return fmt.Errorf("opencl: %w: Ranks takes a matrix the device holds (the CPU ranks host rows: device.RanksOf)", device.ErrNotImplemented)
 	}
@@ -146,58 +86,15 @@ func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets 
 			tg[i], gm[i], gzt[i] = t, part[i].Max, part[i].ZT
 		}
 	}
-	if rows == 0 {
-		return nil
-	}
-	if err := d.begin(ctx); err != nil {
-		return err
-	}
-	defer d.mu.Unlock()
-	xm, err := d.resident(x)
-	if err != nil {
-		return err
-	}
-	var b buffers
-	defer func() {
-		if rerr := b.release(); err == nil && rerr != nil {
-			err = d.wrap(rerr)
-		}
-	}()
-	ms := make([]cl.Mem, 5) // targets, gm, gzt, gr, ge
-	for k := range ms {
-		if ms[k], err = b.mem(d.p.ctx, 4*rows); err != nil {
-			return d.wrap(err)
-		}
-	}
-	_, err = b.ev(cl.Write(d.q, ms[0], false, 0, tg, nil))
-	if err == nil {
-		_, err = b.ev(cl.Write(d.q, ms[1], false, 0, gm, nil))
-	}
-	if err == nil {
-		_, err = b.ev(cl.Write(d.q, ms[2], false, 0, gzt, nil))
-	}
-	if err != nil {
-		return d.wrap(err)
-	}
 	pa := probOf(&call{x: x, p: p}) // as launch's, from row 0
 	pa.Stride, pa.RowBase, pa.Rows = uint64(x.Cols), d.rowBase, int32(rows)
 	pa.BaseOff = pa.RowBase * pa.Stride
-	k := d.p.gatherK[x.Buf.Type()][2]
-	d.p.kernelMu.Lock()
-	err = k.SetArgs(xm, cl.ValueOf(&pa), ms[0], ms[1], ms[2], ms[3], ms[4])
-	if err == nil {
-		_, err = b.ev(d.q.NDRange(k, d.groups(rows, x.Cols*x.Buf.Type().Size()), d.p.tn.WG, nil))
-	}
-	d.p.kernelMu.Unlock()
 	gr, ge := make([]int32, rows), make([]float32, rows)
-	if err == nil {
-		_, err = b.ev(cl.Read(d.q, ms[3], false, 0, gr, nil))
-	}
-	if err == nil {
-		_, err = b.ev(cl.Read(d.q, ms[4], true, 0, ge, nil))
-	}
+	err := d.pass(ctx, x, d.p.gatherK[x.Buf.Type()][2], d.groups(rows, x.Cols*x.Buf.Type().Size()), func(_ *buffers, xm cl.Mem) ([]any, error) {
+		return []any{xm, cl.ValueOf(&pa)}, nil
+	}, []any{tg, gm, gzt}, []any{gr, ge})
 	if err != nil {
-		return d.wrap(err)
+		return err
 	}
 	for i, t := range targets {
 		switch {
@@ -208,4 +105,74 @@ func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets 
 		}
 	}
 	return nil
+}
+
+// pass runs kernel k on held, a matrix the device holds, over groups
+// work-groups of the program's size, under d's lock: its arguments those
+// that args gives for held's memory (having written what they refer to
+// into b), then a buffer of each of ins and of outs ([]int32 or []float32
+// each, the same length), the ins written before and the outs read back
+// after. Nothing runs when the outs are empty.
+func (d *Device) pass(ctx context.Context, held ce.Matrix, k cl.Kernel, groups int, args func(b *buffers, m cl.Mem) ([]any, error), ins, outs []any) (err error) {
+	if err := d.begin(ctx); err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	hm, err := d.resident(held)
+	if err != nil {
+		return err
+	}
+	n := len(anyBytes(outs[0]))
+	if n == 0 {
+		return nil
+	}
+	if int64(n) > d.maxAlloc {
+		return fmt.Errorf("%w: %d bytes of results exceed one allocation of %d bytes", ErrTooLarge, n, d.maxAlloc)
+	}
+	var b buffers
+	defer func() {
+		if rerr := b.release(); err == nil && rerr != nil {
+			err = d.wrap(rerr)
+		}
+	}()
+	a, err := args(&b, hm)
+	ms := make([]cl.Mem, len(ins)+len(outs))
+	for i, v := range append(ins, outs...) {
+		if err == nil {
+			ms[i], err = b.mem(d.p.ctx, len(anyBytes(v)))
+		}
+		if err == nil && i < len(ins) {
+			_, err = b.ev(cl.Write(d.q, ms[i], false, 0, anyBytes(v), nil))
+		}
+		a = append(a, ms[i])
+	}
+	if err != nil {
+		return d.wrap(err)
+	}
+	d.p.kernelMu.Lock()
+	err = k.SetArgs(a...)
+	if err == nil {
+		_, err = b.ev(d.q.NDRange(k, groups, d.p.tn.WG, nil))
+	}
+	d.p.kernelMu.Unlock()
+	for i, v := range outs {
+		if err == nil {
+			_, err = b.ev(cl.Read(d.q, ms[len(ins)+i], true, 0, anyBytes(v), nil))
+		}
+	}
+	if err != nil {
+		return d.wrap(err)
+	}
+	return nil
+}
+
+// anyBytes returns the bytes of an []int32 or []float32.
+func anyBytes(v any) []byte {
+	switch s := v.(type) {
+	case []int32:
+		return bytesOf(s)
+	case []float32:
+		return bytesOf(s)
+	}
+	panic(fmt.Sprintf("opencl: anyBytes of %T", v))
 }
