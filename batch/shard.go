@@ -89,9 +89,9 @@ func (l *Loss) eachMerged(p *prepared, part []Partial, f func(i int, loss, lse f
 // merged over the whole vocabulary (Partials, merged): how many logits
 // are strictly greater than the target's, and the sum behind the
 // entropy. Ignored rows' entries are left as they are. It is a pass of
-// its own over x, the device's (device.RanksOf: the CPU's for a host
-// matrix of a device without one). Ranks of the shards merge with
-// Rank.Merge; RankStats sums them up.
+// its own over x (device.RanksOf: the CPU's over host rows, the device's
+// over a matrix it holds). Ranks of the shards merge with Rank.Merge;
+// RankStats sums them up.
 func (l *Loss) Ranks(ctx context.Context, dst []Rank, x Matrix, targets []int32, part []Partial) error {
 	p, err := l.prepare(x, targets)
 	if err != nil {
