@@ -112,8 +112,8 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 type KLPart = ce.KLPart
 
 // eachRows runs f over [0, rows) in contiguous ranges, on every core when
-// the rows' k entries are many: the host's share of a distillation, whose
-// gathers miss the cache (an entry costs about 16 of a streaming kernel's
+// the rows' k entries are many: the host's share of a distillation (an
+// entry's exp, log and KL terms cost about 16 of a streaming kernel's
 // elements).
 func eachRows(rows, k int, f func(lo, hi int)) { cpu.Parallel(rows, 16*k, f) }
 
