@@ -258,8 +258,8 @@ func (l *Linear) Finish(part []Partial, targets []int32) (Result, error) {
 // Ranks sets dst[i] to row i's Rank over w's classes (the Linear's
 // Shard) given part[i], its partial merged over the whole vocabulary, as
 // Loss.Ranks does for logits: a pass of its own, the products made again
-// tile by tile (device.LinearRanksOf: the CPU's on a device without
-// one).
+// tile by tile (device.LinearRanksOf: the CPU's with a host W, the
+// device's with a W it holds).
 func (l *Linear) Ranks(ctx context.Context, dst []Rank, h, w Matrix, bias []float32, targets []int32, part []Partial) error {
 	p, lin, err := l.prepareLinear(h, w, bias, targets)
 	if err != nil {
@@ -276,7 +276,7 @@ func (l *Linear) Ranks(ctx context.Context, dst []Rank, h, w Matrix, bias []floa
 	if h.Rows == 0 {
 		return nil
 	}
-	return device.LinearRanksOf(l.loss.dev).LinearRanks(ctx, dst, lin, p.targets, part, &p.prob)
+	return device.LinearRanksOf(l.loss.dev, lin.W).LinearRanks(ctx, dst, lin, p.targets, part, &p.prob)
 }
 
 // RankStats returns the RankStats of rows whose partials and ranks over

@@ -228,8 +228,9 @@ type Gatherer interface {
 }
 
 // LinearRanker is the rank pass of the fused linear (Ranker's, over the
-// logits of lin), of a device that runs it itself; LinearRanksOf gives
-// the CPU's to the others.
+// logits of lin), of a device that runs it itself: a device other than
+// the CPU takes a W it holds; the CPU runs it with a host W for every
+// device (LinearRanksOf).
 type LinearRanker interface {
 	LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error
 }

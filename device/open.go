@@ -222,11 +222,14 @@ func GatherOf(d Device, m ce.Matrix) Gatherer {
 	return fallback()
 }
 
-// LinearRanksOf returns the fused linear's rank pass of d: its own
-// (LinearRanker), else the CPU's.
-func LinearRanksOf(d Device) LinearRanker {
+// LinearRanksOf returns the fused linear's rank pass of W for d, as
+// RanksOf: d's own (LinearRanker) for a W d holds, and for a host W when
+// d is a CPU device; else the CPU's.
+func LinearRanksOf(d Device, w ce.Matrix) LinearRanker {
 	if r, ok := d.(LinearRanker); ok && d.Caps().Linear {
-		return r
+		if _, cpu := d.(*CPUDevice); cpu || w.Buf != nil {
+			return r
+		}
 	}
 	return fallback()
 }

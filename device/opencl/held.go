@@ -9,6 +9,7 @@ import (
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl/internal/cl"
+	"github.com/xentlab/xent/internal/tiles"
 )
 
 // The passes over matrices the device holds beside the row kernels' calls:
@@ -25,9 +26,11 @@ func (d *Device) Gather(ctx context.Context, z []float32, x ce.Matrix, cols []in
 		return fmt.Errorf("opencl: %w: Gather takes a matrix the device holds (the CPU gathers host rows: device.GatherOf)", device.ErrNotImplemented)
 	}
 	n := len(cols)
-	return d.pass(ctx, x, d.p.gatherK[x.Buf.Type()][0], entryGroups(n, d.p.tn.WG), func(_ *buffers, xm cl.Mem) ([]any, error) {
-		return []any{xm, uint64(x.Buf.Cols()), int32(k), uint64(n)}, nil
-	}, []any{cols}, []any{z[:n]})
+	return d.holding(ctx, x, func(xm cl.Mem) error {
+		return d.pass(d.p.gatherK[x.Buf.Type()][0], entryGroups(n, d.p.tn.WG), func(*buffers) ([]any, error) {
+			return []any{xm, uint64(x.Buf.Cols()), int32(k), uint64(n)}, nil
+		}, []any{cols}, []any{z[:n]})
+	})
 }
 
 // LinearGather implements device.Gatherer for a classifier lin.W the
@@ -51,20 +54,22 @@ func (d *Device) LinearGather(ctx context.Context, z []float32, lin *ce.Linear, 
 	if int64(N)*int64(D)*int64(t.Size()) > d.maxAlloc {
 		return fmt.Errorf("%w: H (%d × %d) exceeds one allocation of %d bytes", ErrTooLarge, N, D, d.maxAlloc)
 	}
-	return d.pass(ctx, lin.W, d.p.gatherK[t][1], entryGroups(n, d.p.tn.WG), func(b *buffers, wm cl.Mem) ([]any, error) {
-		hm, err := b.mem(d.p.ctx, N*D*t.Size())
-		if err == nil {
-			err = b.writeRows(d.q, hm, h)
-		}
-		hasb, bm := int32(0), hm // any buffer where there is no bias: not read
-		if err == nil && lin.Bias != nil {
-			hasb = 1
-			if bm, err = b.mem(d.p.ctx, 4*len(lin.Bias)); err == nil {
-				_, err = b.ev(cl.Write(d.q, bm, false, 0, lin.Bias, nil))
+	return d.holding(ctx, lin.W, func(wm cl.Mem) error {
+		return d.pass(d.p.gatherK[t][1], entryGroups(n, d.p.tn.WG), func(b *buffers) ([]any, error) {
+			hm, err := b.mem(d.p.ctx, N*D*t.Size())
+			if err == nil {
+				err = b.writeRows(d.q, hm, h)
 			}
-		}
-		return []any{hm, uint64(D), wm, uint64(lin.W.Buf.Cols()), bm, hasb, int32(D), int32(k), uint64(n)}, err
-	}, []any{cols}, []any{z[:n]})
+			hasb, bm := int32(0), hm // any buffer where there is no bias: not read
+			if err == nil && lin.Bias != nil {
+				hasb = 1
+				if bm, err = b.mem(d.p.ctx, 4*len(lin.Bias)); err == nil {
+					_, err = b.ev(cl.Write(d.q, bm, false, 0, lin.Bias, nil))
+				}
+			}
+			return []any{hm, uint64(D), wm, uint64(lin.W.Buf.Cols()), bm, hasb, int32(D), int32(k), uint64(n)}, err
+		}, []any{cols}, []any{z[:n]})
+	})
 }
 
 // entryGroups is the work-groups of wg that take n entries, one a
@@ -72,12 +77,19 @@ func (d *Device) LinearGather(ctx context.Context, z []float32, lin *ce.Linear, 
 func entryGroups(n, wg int) int { return ceilDiv(n, wg) }
 
 // Ranks implements device.Ranker for a matrix x the device holds, with
-// xent_rank: rows whose merged sum is NaN get a NaN Ent and no count, as
-// the CPU's.
+// xent_rank (rankPass).
 func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	if x.Buf == nil {
 		return fmt.Errorf("opencl: %w: Ranks takes a matrix the device holds (the CPU ranks host rows: device.RanksOf)", device.ErrNotImplemented)
 	}
+	x.Type = x.Buf.Type()
+	return d.holding(ctx, x, func(xm cl.Mem) error { return d.rankPass(xm, x, dst, targets, part, p) })
+}
+
+// rankPass runs xent_rank over x, dense rows of its type at m (d's lock
+// held): rows whose merged sum is NaN get a NaN Ent and no count, as the
+// CPU's.
+func (d *Device) rankPass(m cl.Mem, x ce.Matrix, dst []ce.Rank, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	rows := x.Rows
 	tg, gm, gzt := make([]int32, rows), make([]float32, rows), make([]float32, rows)
 	for i, t := range targets {
@@ -90,8 +102,8 @@ func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets 
 	pa.Stride, pa.RowBase, pa.Rows = uint64(x.Cols), d.rowBase, int32(rows)
 	pa.BaseOff = pa.RowBase * pa.Stride
 	gr, ge := make([]int32, rows), make([]float32, rows)
-	err := d.pass(ctx, x, d.p.gatherK[x.Buf.Type()][2], d.groups(rows, x.Cols*x.Buf.Type().Size()), func(_ *buffers, xm cl.Mem) ([]any, error) {
-		return []any{xm, cl.ValueOf(&pa)}, nil
+	err := d.pass(d.p.gatherK[x.Type][2], d.groups(rows, x.Cols*x.Type.Size()), func(*buffers) ([]any, error) {
+		return []any{m, cl.ValueOf(&pa)}, nil
 	}, []any{tg, gm, gzt}, []any{gr, ge})
 	if err != nil {
 		return err
@@ -107,21 +119,45 @@ func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets 
 	return nil
 }
 
-// pass runs kernel k on held, a matrix the device holds, over groups
-// work-groups of the program's size, under d's lock: its arguments those
-// that args gives for held's memory (having written what they refer to
-// into b), then a buffer of each of ins and of outs ([]int32 or []float32
-// each, the same length), the ins written before and the outs read back
-// after. Nothing runs when the outs are empty.
-func (d *Device) pass(ctx context.Context, held ce.Matrix, k cl.Kernel, groups int, args func(b *buffers, m cl.Mem) ([]any, error), ins, outs []any) (err error) {
+// LinearRanks implements device.LinearRanker for a classifier lin.W the
+// device holds: the logits tile by tile from CLBlast's products (linear.go's
+// path, whatever the tuning's tile: linear.cl keeps no logits), each
+// tile ranked by xent_rank (clLinear.Ranks).
+func (d *Device) LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	if lin.W.Buf == nil {
+		return fmt.Errorf("opencl: %w: LinearRanks takes a classifier the device holds (the CPU ranks with a host W: device.LinearRanksOf)", device.ErrNotImplemented)
+	}
+	return d.linear(ctx, lin, nil, targets, p, func(l *clLinear, pl tiles.Plan) error {
+		return tiles.RunRanks(ctx, l, l, pl, dst, targets, part, p)
+	})
+}
+
+// Ranks implements tiles.Ranker: xent_rank over the tile.
+func (l *clLinear) Ranks(dst []ce.Rank, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	n := len(l.rows)
+	return l.d.rankPass(l.z, ce.Matrix{Rows: n, Cols: l.c, Stride: l.c}, dst, targets, part, p)
+}
+
+// holding runs f on the memory of held, a matrix the device holds, under
+// d's lock.
+func (d *Device) holding(ctx context.Context, held ce.Matrix, f func(m cl.Mem) error) error {
 	if err := d.begin(ctx); err != nil {
 		return err
 	}
 	defer d.mu.Unlock()
-	hm, err := d.resident(held)
+	m, err := d.resident(held)
 	if err != nil {
 		return err
 	}
+	return f(m)
+}
+
+// pass runs kernel k over groups work-groups of the program's size (d's
+// lock held): its arguments those that args gives (having written what
+// they refer to into b), then a buffer of each of ins and of outs
+// ([]int32 or []float32 each, the same length), the ins written before
+// and the outs read back after. Nothing runs when the outs are empty.
+func (d *Device) pass(k cl.Kernel, groups int, args func(b *buffers) ([]any, error), ins, outs []any) (err error) {
 	n := len(anyBytes(outs[0]))
 	if n == 0 {
 		return nil
@@ -135,7 +171,7 @@ func (d *Device) pass(ctx context.Context, held ce.Matrix, k cl.Kernel, groups i
 			err = d.wrap(rerr)
 		}
 	}()
-	a, err := args(&b, hm)
+	a, err := args(&b)
 	ms := make([]cl.Mem, len(ins)+len(outs))
 	for i, v := range append(ins, outs...) {
 		if err == nil {

@@ -726,8 +726,9 @@ func RunLinearVersusAt(t *testing.T, dev, other device.Device, n, v, d int, loss
 
 // RunLinearResident keeps W and dW on dev (batch.Upload) across two
 // micro-batches: the results must be the host path's, bit for bit (the
-// same products on the same values), dW accumulating on the device; a
-// released or foreign buffer is an error and nothing is written.
+// same products on the same values), dW accumulating on the device; the
+// rank pass with W on dev is the reference's; a released or foreign
+// buffer is an error and nothing is written.
 func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 	seed := Seed(t)
 	r := rand.New(rand.NewPCG(seed, 19))
@@ -759,6 +760,15 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			dw := make([]float32, len(host.W.Matrix().Data))
 			require.NoError(t, dwd.Download(ctx, batch.Matrix{Data: dw, Rows: p.V, Cols: p.D, Stride: p.SW}))
 			requireSameF32(t, host.W.Matrix().Data, dw, "dW, accumulated on the device")
+
+			// The rank pass with W where it is, against the reference.
+			ls, err := batch.NewLinear(dev, LinearOptions(o, batch.Sum, batch.Budget(budget), batch.Shard(0, p.V))...)
+			require.NoError(t, err)
+			part := batch.NewPartials(p.N)
+			require.NoError(t, ls.Partials(ctx, part, p.HM(), wd.Matrix(), p.Bias, p.Targets))
+			ranks := make([]batch.Rank, p.N)
+			require.NoError(t, ls.Ranks(ctx, ranks, p.HM(), wd.Matrix(), p.Bias, p.Targets, part))
+			CheckRanks(t, ls, part, ranks, p.Reference().Ref, p.Targets, o.Ignore, 1e-4) // the logits are float32 products
 
 			// Foreign and released buffers.
 			if other != nil && other.Caps().Resident {
