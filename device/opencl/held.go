@@ -27,7 +27,7 @@ func (d *Device) Gather(ctx context.Context, z []float32, x ce.Matrix, cols []in
 	}
 	n := len(cols)
 	return d.holding(ctx, x, func(xm cl.Mem) error {
-		return d.pass(d.p.gatherK[x.Buf.Type()][0], entryGroups(n, d.p.tn.WG), func(*buffers) ([]any, error) {
+		return d.pass(d.p.heldK[x.Buf.Type()][0], entryGroups(n, d.p.tn.WG), func(*buffers) ([]any, error) {
 			return []any{xm, uint64(x.Buf.Cols()), int32(k), uint64(n)}, nil
 		}, []any{cols}, []any{z[:n]})
 	})
@@ -55,7 +55,7 @@ func (d *Device) LinearGather(ctx context.Context, z []float32, lin *ce.Linear, 
 		return fmt.Errorf("%w: H (%d × %d) exceeds one allocation of %d bytes", ErrTooLarge, N, D, d.maxAlloc)
 	}
 	return d.holding(ctx, lin.W, func(wm cl.Mem) error {
-		return d.pass(d.p.gatherK[t][1], entryGroups(n, d.p.tn.WG), func(b *buffers) ([]any, error) {
+		return d.pass(d.p.heldK[t][1], entryGroups(n, d.p.tn.WG), func(b *buffers) ([]any, error) {
 			hm, err := b.mem(d.p.ctx, N*D*t.Size())
 			if err == nil {
 				err = b.writeRows(d.q, hm, h)
@@ -102,7 +102,7 @@ func (d *Device) rankPass(m cl.Mem, x ce.Matrix, dst []ce.Rank, targets []int32,
 	pa.Stride, pa.RowBase, pa.Rows = uint64(x.Cols), d.rowBase, int32(rows)
 	pa.BaseOff = pa.RowBase * pa.Stride
 	gr, ge := make([]int32, rows), make([]float32, rows)
-	err := d.pass(d.p.gatherK[x.Type][2], d.groups(rows, x.Cols*x.Type.Size()), func(*buffers) ([]any, error) {
+	err := d.pass(d.p.heldK[x.Type][2], d.groups(rows, x.Cols*x.Type.Size()), func(*buffers) ([]any, error) {
 		return []any{m, cl.ValueOf(&pa)}, nil
 	}, []any{tg, gm, gzt}, []any{gr, ge})
 	if err != nil {

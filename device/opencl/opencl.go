@@ -265,7 +265,7 @@ type program struct {
 	copyK    cl.Kernel
 	blockK   cl.Kernel       // xent_blockmax, the fused linear's gradient filter
 	fmaK     cl.Kernel       // xent_fma, the FMA probe
-	gatherK  [3][3]cl.Kernel // by element type: xent_gather, xent_lin_gather, xent_rank (held.go)
+	heldK  [3][3]cl.Kernel // by element type: xent_gather, xent_lin_gather, xent_rank (held.go)
 	key      string
 	tn       Tuning // as built: WG capped (see acquire)
 	options  string
@@ -470,7 +470,7 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 		for o, name := range opNames {
 			ks, names = append(ks, &k[o]), append(names, name+suf)
 		}
-		ks = append(ks, &k[opPartials.split()], &k[opBackward.split()], &p.gatherK[t][0], &p.gatherK[t][1], &p.gatherK[t][2])
+		ks = append(ks, &k[opPartials.split()], &k[opBackward.split()], &p.heldK[t][0], &p.heldK[t][1], &p.heldK[t][2])
 		names = append(names, "xent_partial_split_"+suf, "xent_backward_split_"+suf, "xent_gather_"+suf, "xent_lin_gather_"+suf, "xent_rank_"+suf)
 	}
 	sizes, err := createKernels(p.prog, h.dev, ks, names)
@@ -515,7 +515,7 @@ func (p *program) release() {
 	for _, t := range p.kernels {
 		ks = append(ks, t[:]...)
 	}
-	for _, t := range p.gatherK {
+	for _, t := range p.heldK {
 		ks = append(ks, t[:]...)
 	}
 	releaseProgram(p.prog, ks)
