@@ -265,7 +265,7 @@ type program struct {
 	copyK    cl.Kernel
 	blockK   cl.Kernel       // xent_blockmax, the fused linear's gradient filter
 	fmaK     cl.Kernel       // xent_fma, the FMA probe
-	heldK  [3][3]cl.Kernel // by element type: xent_gather, xent_lin_gather, xent_rank (held.go)
+	heldK    [3][3]cl.Kernel // by element type: xent_gather, xent_lin_gather, xent_rank (held.go)
 	key      string
 	tn       Tuning // as built: WG capped (see acquire)
 	options  string
