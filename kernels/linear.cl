@@ -40,6 +40,11 @@
  * G's column sums into dBias): one owner an entry again, in a fixed
  * order, so two runs give the same bits.
  *
+ * xent_lin_rank: work-group (b, s) recomputes the tiles of row block b
+ * over split s, as xent_lin_partial, and ranks each row's entries against
+ * its merged max and target logit (rows.cl's xent_rank on logits it
+ * never stores); the host adds the splits in order (ce.Rank.Merge).
+ *
  * Ignored rows (target < 0) have a zero gradient and their partials are
  * not written; rows and classes past N and V load zeros and are masked.
  * Barriers are unconditional and no kernel returns early (see xent.cl).
@@ -74,6 +79,7 @@
 #define xent_lin_partial TYPED(xent_lin_partial)
 #define xent_lin_dh TYPED(xent_lin_dh)
 #define xent_lin_dw TYPED(xent_lin_dw)
+#define xent_lin_rank TYPED(xent_lin_rank)
 
 /* Loads the LT × LK block of rows [r0, r0 + LT) and columns [k0, k0 + LK)
  * of X (n rows of D, pitch ld) into xs, k major (xs[k·LKP + r]); entries
@@ -351,6 +357,72 @@ void xent_lin_dw(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulon
     if (hasdb && lid < LT && c0 + lid < V) db[c0 + lid] += bsum;
 }
 
+/* The rank pass (ce.Rank; device.LinearRanker) of split s of W's classes
+ * for row block b, rows.cl's xent_rank on the tiles' logits: given row
+ * g's max m and target logit zt merged over the whole vocabulary (gm,
+ * gzt; a row of target -1 is one the host skips: ignored, or of a NaN
+ * sum), entry s·N + g of pn counts the split's classes whose logit z
+ * (capz) is strictly greater than zt, the target's own never, and that of
+ * pe is Σ exp(z - m)·(z - m) over them, a term whose exp is 0 adding 0,
+ * with z taken as m where it is above it and computed (soft cap,
+ * temperature). Each work-item sums its entries in order of the tiles
+ * (Kahan), then a fixed tree over the row's LS work-items, the lower
+ * tx's on the left. The launch is ceil(N/LT) × S work-groups. */
+__kernel __attribute__((reqd_work_group_size(LWG, 1, 1)))
+void xent_lin_rank(__global const ELEM *H, ulong ldh, __global const ELEM *W, ulong ldw, __global const float *bias,
+                   int hasb, int N, int D, int VS, prob_t p, __global const int *targets, __global const float *gm,
+                   __global const float *gzt, __global int *pn, __global float *pe) {
+    __local float hs[LKP * LK], ws[LKP * LK], le[LWG];
+    __local int ln[LWG];
+    const int lid = get_local_id(0), tx = lid % LS, ty = lid / LS;
+    const int nb = (N + LT - 1) / LT, b = get_group_id(0) % nb, sp = get_group_id(0) / nb;
+    const int V = p.cols, flags = p.flags, tr = flags & (F_SOFTCAP | F_TEMP), r0 = b * LT;
+    const int v0 = sp * VS, v1 = min(V, v0 + VS);
+    int t[LR], n[LR];
+    float m[LR], zt[LR], e[LR], c[LR];
+    for (int i = 0; i < LR; i++) {
+        const int row = r0 + ty + LS * i;
+        t[i] = row < N ? targets[row] : -1;
+        m[i] = t[i] >= 0 ? gm[row] : 0.0f;
+        zt[i] = t[i] >= 0 ? gzt[row] : 0.0f;
+        n[i] = 0;
+        e[i] = c[i] = 0.0f;
+    }
+    float z[LR * LR];
+    for (int c0 = v0; c0 < v1; c0 += LT) {
+        lin_z(z, H, ldh, N, W, ldw, V, bias, hasb, D, r0, c0, hs, ws);
+        for (int i = 0; i < LR; i++)
+            for (int j = 0; j < LR; j++) {
+                const int cls = c0 + tx + LS * j;
+                if (t[i] >= 0 && cls < v1) {
+                    float zc = capz(z[LR * i + j], p.cap, p.ic, flags);
+                    n[i] += zc > zt[i] && cls != t[i] - p.col0;
+                    if (tr && zc > m[i]) zc = m[i];
+                    const float d = zc - m[i], ex = exp(d); /* d may overflow to -Inf: ex is 0 */
+                    if (ex != 0.0f) kahan(&e[i], &c[i], ex * d);
+                }
+            }
+    }
+    for (int i = 0; i < LR; i++) {
+        ln[lid] = n[i];
+        le[lid] = e[i];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int h = 1; h < LS; h <<= 1) {
+            if (tx % (2 * h) == 0 && tx + h < LS) {
+                ln[lid] += ln[lid + h];
+                le[lid] += le[lid + h];
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        /* Work-item tx = 0 reads its own slots, which it alone writes next. */
+        if (tx == 0 && t[i] >= 0) {
+            const size_t o = (size_t)sp * N + r0 + ty + LS * i;
+            pn[o] = ln[lid];
+            pe[o] = le[lid];
+        }
+    }
+}
+
 #if ELEM_ID == 0
 /* dst[i] = Σ_s src[s·n + i], s = 0, 1, ..., S - 1 in order: dH from the
  * slices of xent_lin_dh's splits. Grid-stride. */
@@ -402,3 +474,4 @@ __kernel void xent_lin_merge(__global const float *pm, __global const float *ps,
 #undef xent_lin_partial
 #undef xent_lin_dh
 #undef xent_lin_dw
+#undef xent_lin_rank

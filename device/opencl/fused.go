@@ -29,7 +29,7 @@ const linK = 8
 // linProgram is linear.cl's program on one device, built on first use.
 type linProgram struct {
 	prog cl.Program
-	k    [3][3]cl.Kernel // by element type: xent_lin_partial, xent_lin_dh, xent_lin_dw
+	k    [3][4]cl.Kernel // by element type: xent_lin_partial, xent_lin_dh, xent_lin_dw, xent_lin_rank
 	sum  cl.Kernel       // xent_lin_sum
 	mrg  cl.Kernel       // xent_lin_merge
 	wg   int             // the work-group size, (LinTile/LinReg)²
@@ -62,7 +62,7 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 	ks := []*cl.Kernel{&lp.sum, &lp.mrg} // any work-group size
 	names := []string{"xent_lin_sum", "xent_lin_merge"}
 	for t, suf := range kernels.Types {
-		for k, n := range []string{"xent_lin_partial_", "xent_lin_dh_", "xent_lin_dw_"} {
+		for k, n := range []string{"xent_lin_partial_", "xent_lin_dh_", "xent_lin_dw_", "xent_lin_rank_"} {
 			ks, names = append(ks, &lp.k[t][k]), append(names, n+suf)
 		}
 	}
@@ -308,6 +308,38 @@ func (f *fused) partials(dst []ce.Partial, targets []int32) (outs []cl.Mem, S in
 		}
 	})
 	return outs, S, err
+}
+
+// ranks enqueues xent_lin_rank over the rows whose merged partials are
+// part and the reads of its outputs: once the queue is finished, each
+// counted row's rank over W's classes is in dst (the splits added in
+// order, f.after; rows of a NaN sum as rankPass's).
+func (f *fused) ranks(dst []ce.Rank, targets []int32, part []ce.Partial) error {
+	N := f.N
+	S, VS := f.splits(0)
+	tg, gm, gzt := rankIns(targets[:N], part[:N])
+	var err error
+	tgm, gmm, gztm := f.mk(&err, 4*N), f.mk(&err, 4*N), f.mk(&err, 4*N)
+	pn, pe := f.mk(&err, 4*S*N), f.mk(&err, 4*S*N)
+	if err == nil {
+		_, err = f.b.ev(cl.Write(f.d.q, tgm, false, 0, tg, nil))
+	}
+	if err == nil {
+		err = errors.Join(f.write(gmm, gm), f.write(gztm, gzt))
+	}
+	if err != nil {
+		return err
+	}
+	args := append(f.head(), int32(VS), cl.ValueOf(&f.pa), tgm, gmm, gztm, pn, pe)
+	if err := f.launch(f.lp.k[f.typ][3], ceilDiv(N, f.lt)*S, args...); err != nil {
+		return err
+	}
+	gr, ge := make([]int32, S*N), make([]float32, S*N)
+	if err := errors.Join(f.b.read(f.d.q, pn, gr, nil), f.b.read(f.d.q, pe, ge, nil)); err != nil {
+		return err
+	}
+	f.after = append(f.after, func() { setRanks(dst, targets[:N], tg, gr, ge, S) })
+	return nil
 }
 
 // rowIns makes the buffers of the backward's per-row inputs (max, sum,

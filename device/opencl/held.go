@@ -15,10 +15,11 @@ import (
 // The passes over matrices the device holds beside the row kernels' calls:
 // a distillation's gathers (device.Gatherer, rows.cl's xent_gather and
 // xent_lin_gather: the column indices go up, the k logits a row come
-// back) and the rank pass (device.Ranker, xent_rank: each row's merged
-// max and target logit go up, its count and entropy sum come back); the
-// matrix stays where it is. Host rows are the CPU's (device.GatherOf,
-// device.RanksOf), which reads them in place.
+// back) and the rank passes (device.Ranker and LinearRanker: xent_rank,
+// linear.cl's xent_lin_rank; each row's merged max and target logit go
+// up, its count and entropy sum come back); the matrix stays where it is.
+// Host rows are the CPU's (device.GatherOf, device.RanksOf), which reads
+// them in place.
 
 // Gather implements device.Gatherer for a matrix x the device holds.
 func (d *Device) Gather(ctx context.Context, z []float32, x ce.Matrix, cols []int32, k int) error {
@@ -91,13 +92,7 @@ func (d *Device) Ranks(ctx context.Context, dst []ce.Rank, x ce.Matrix, targets 
 // CPU's.
 func (d *Device) rankPass(m cl.Mem, x ce.Matrix, dst []ce.Rank, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	rows := x.Rows
-	tg, gm, gzt := make([]int32, rows), make([]float32, rows), make([]float32, rows)
-	for i, t := range targets {
-		tg[i] = -1 // skipped: ignored, or a NaN sum's
-		if t >= 0 && !math.IsNaN(part[i].LogSum()) {
-			tg[i], gm[i], gzt[i] = t, part[i].Max, part[i].ZT
-		}
-	}
+	tg, gm, gzt := rankIns(targets, part)
 	pa := probOf(&call{x: x, p: p}) // as launch's, from row 0
 	pa.Stride, pa.RowBase, pa.Rows = uint64(x.Cols), d.rowBase, int32(rows)
 	pa.BaseOff = pa.RowBase * pa.Stride
@@ -108,24 +103,54 @@ func (d *Device) rankPass(m cl.Mem, x ce.Matrix, dst []ce.Rank, targets []int32,
 	if err != nil {
 		return err
 	}
+	setRanks(dst, targets, tg, gr, ge, 1)
+	return nil
+}
+
+// rankIns returns the rank kernels' inputs of each row: its target (-1
+// for a row they skip: ignored, or of a NaN sum), its merged max and its
+// target's logit.
+func rankIns(targets []int32, part []ce.Partial) (tg []int32, gm, gzt []float32) {
+	tg, gm, gzt = make([]int32, len(targets)), make([]float32, len(targets)), make([]float32, len(targets))
+	for i, t := range targets {
+		tg[i] = -1
+		if t >= 0 && !math.IsNaN(part[i].LogSum()) {
+			tg[i], gm[i], gzt[i] = t, part[i].Max, part[i].ZT
+		}
+	}
+	return tg, gm, gzt
+}
+
+// setRanks sets dst from the rank kernels' counts gr and sums ge of S
+// splits (entry s·N + i of N rows), added in order of s; rows skipped
+// (tg) but counted get a NaN Ent, as the CPU's.
+func setRanks(dst []ce.Rank, targets, tg []int32, gr []int32, ge []float32, S int) {
+	N := len(targets)
 	for i, t := range targets {
 		switch {
 		case tg[i] >= 0:
-			dst[i] = ce.Rank{Greater: int64(gr[i]), Ent: float64(ge[i])}
+			var r ce.Rank
+			for s := range S {
+				r.Merge(ce.Rank{Greater: int64(gr[s*N+i]), Ent: float64(ge[s*N+i])})
+			}
+			dst[i] = r
 		case t >= 0:
 			dst[i] = ce.Rank{Ent: math.NaN()}
 		}
 	}
-	return nil
 }
 
 // LinearRanks implements device.LinearRanker for a classifier lin.W the
-// device holds: the logits tile by tile from CLBlast's products (linear.go's
-// path, whatever the tuning's tile: linear.cl keeps no logits), each
+// device holds, on the fused linear's path: linear.cl's xent_lin_rank
+// where the tuning names a tile (fused.ranks: the logits never stored),
+// else the logits tile by tile from CLBlast's products (linear.go), each
 // tile ranked by xent_rank (clLinear.Ranks).
 func (d *Device) LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	if lin.W.Buf == nil {
 		return fmt.Errorf("opencl: %w: LinearRanks takes a classifier the device holds (the CPU ranks with a host W: device.LinearRanksOf)", device.ErrNotImplemented)
+	}
+	if d.fusedOn() {
+		return d.fusedCall(ctx, lin, targets, p, func(f *fused) error { return f.ranks(dst, targets, part) })
 	}
 	return d.linear(ctx, lin, nil, targets, p, func(l *clLinear, pl tiles.Plan) error {
 		return tiles.RunRanks(ctx, l, l, pl, dst, targets, part, p)

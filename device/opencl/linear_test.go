@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -154,6 +156,34 @@ func TestLinearFusedOpenCL(t *testing.T) {
 		spec.RunLinearSmall(t, d, 1e-5)
 		spec.RunLinearVersus(t, d, cpuDev, 2e-5, 1e-4)
 	})
+}
+
+// TestFusedWithoutCLBlast runs this test binary again with
+// XENT_CLBLAST_LIB pointing nowhere (the library is loaded once per
+// process): a device whose tuning names a tile has the fused linear
+// without CLBlast, linear.cl's kernels alone, and every call of it runs,
+// the rank pass of a W it holds included; a device on CLBlast's path says
+// it has none, and why.
+func TestFusedWithoutCLBlast(t *testing.T) {
+	numbersOnly(t)
+	if os.Getenv("XENT_NOBLAST_CHILD") == "1" {
+		d := openFused(t, 16, 0)
+		require.True(t, d.Caps().Linear)
+		require.Equal(t, "linear.cl 16×16/4", d.Info().BLAS)
+		spec.RunLinearResident(t, d, device.NewCPU(cpu.Default()))
+		spec.RunLinearSmall(t, d, 1e-5)
+		plain := openFused(t, 0, 0)
+		require.False(t, plain.Caps().Linear)
+		require.Contains(t, plain.Info().Note, "no CLBlast")
+		return
+	}
+	openTest(t) // skips, or fails under XENT_REQUIRE_OPENCL, without a device
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestFusedWithoutCLBlast$", "-test.v")
+	cmd.Env = append(os.Environ(), "XENT_NOBLAST_CHILD=1", "XENT_CLBLAST_LIB=/nonexistent/libclblast.so.1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestFusedWithoutCLBlast") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
 }
 
 // a100Xgemm is CLBlast's float32 Xgemm entry for the A100 (its

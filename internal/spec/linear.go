@@ -380,9 +380,10 @@ func RunLinear(t *testing.T, dev device.Device, tol float64) {
 }
 
 // RunLinearSmall is RunLinear on small problems with the default budget
-// only, every option in every element type: an interpreter's
-// (Oclgrind's) check of a device's own linear kernels, in seconds. The
-// sizes leave partial tiles of rows, classes and D.
+// only, every option in every element type, and on a device that holds
+// matrices the rank pass with W held there: an interpreter's (Oclgrind's)
+// check of a device's own linear kernels, in seconds. The sizes leave
+// partial tiles of rows, classes and D.
 func RunLinearSmall(t *testing.T, dev device.Device, tol float64) {
 	seed := Seed(t)
 	r := rand.New(rand.NewPCG(seed, 16))
@@ -397,6 +398,16 @@ func RunLinearSmall(t *testing.T, dev device.Device, tol float64) {
 		for _, c := range cases {
 			p := NewLinearProblem(r, c.n, c.d, c.v, c.sd, c.bias, c.ignore, c.pad, c.opts).In(typ)
 			runLinearCase(t, ctx, dev, r, c, typ, p, tol)
+			if !dev.Caps().Resident || !dev.Caps().Linear {
+				continue
+			}
+			t.Run(fmt.Sprintf("%v/%s/ranks", typ, c.name), func(t *testing.T) {
+				// A held W is float32 (batch's rule), H of the case's type.
+				wd, err := batch.Upload(ctx, dev, batch.Matrix{Data: p.W, Rows: p.V, Cols: p.D, Stride: p.SW})
+				require.NoError(t, err)
+				defer wd.Release()
+				checkLinearRanks(t, dev, p, wd.Matrix(), 0)
+			})
 		}
 	}
 }
@@ -761,14 +772,7 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			require.NoError(t, dwd.Download(ctx, batch.Matrix{Data: dw, Rows: p.V, Cols: p.D, Stride: p.SW}))
 			requireSameF32(t, host.W.Matrix().Data, dw, "dW, accumulated on the device")
 
-			// The rank pass with W where it is, against the reference.
-			ls, err := batch.NewLinear(dev, LinearOptions(o, batch.Sum, batch.Budget(budget), batch.Shard(0, p.V))...)
-			require.NoError(t, err)
-			part := batch.NewPartials(p.N)
-			require.NoError(t, ls.Partials(ctx, part, p.HM(), wd.Matrix(), p.Bias, p.Targets))
-			ranks := make([]batch.Rank, p.N)
-			require.NoError(t, ls.Ranks(ctx, ranks, p.HM(), wd.Matrix(), p.Bias, p.Targets, part))
-			CheckRanks(t, ls, part, ranks, p.Reference().Ref, p.Targets, o.Ignore, 1e-4) // the logits are float32 products
+			checkLinearRanks(t, dev, p, wd.Matrix(), budget)
 
 			// Foreign and released buffers.
 			if other != nil && other.Caps().Resident {
@@ -788,6 +792,20 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			requireSameF32(t, before, res.H.Matrix().Data, "nothing written with a released W")
 		})
 	}
+}
+
+// checkLinearRanks checks the partials and the rank pass of p with W at w
+// (on dev, or the host's) against the reference.
+func checkLinearRanks(t *testing.T, dev device.Device, p *LinearProblem, w batch.Matrix, budget int) {
+	t.Helper()
+	ctx := context.Background()
+	ls, err := batch.NewLinear(dev, LinearOptions(p.Opts, batch.Sum, batch.Budget(budget), batch.Shard(0, p.V))...)
+	require.NoError(t, err)
+	part := batch.NewPartials(p.N)
+	require.NoError(t, ls.Partials(ctx, part, p.HM(), w, p.Bias, p.Targets))
+	ranks := make([]batch.Rank, p.N)
+	require.NoError(t, ls.Ranks(ctx, ranks, p.HM(), w, p.Bias, p.Targets, part))
+	CheckRanks(t, ls, part, ranks, p.Reference().Ref, p.Targets, p.Opts.Ignore, 1e-4) // the logits are float32 products
 }
 
 // NewPeakedProblem draws a problem like a trained model's: W's rows
