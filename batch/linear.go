@@ -72,7 +72,8 @@ func checkHost(name string, m Matrix, what string, half bool) (Matrix, error) {
 
 // checkResident validates a matrix that may be held by dev (a
 // DeviceMatrix's, for W and dW: they may stay on the device across calls)
-// or host rows.
+// or host rows, of a half-precision type where half is set (W's, not
+// dW's).
 func checkResident(dev device.Device, name string, m Matrix, half bool) (Matrix, error) {
 	if m.Buf == nil {
 		return checkHost(name, m, "features", half)
@@ -84,8 +85,10 @@ func checkResident(dev device.Device, name string, m Matrix, half bool) (Matrix,
 		return m, errorf(ErrOption, "%s: %s runs the fused linear on the CPU: W and dW are host matrices", name, dev.Info().Spec)
 	case device.OwnerOf(m.Buf) != dev:
 		return m, errorf(ErrOption, "%s: the device matrix lives on %s, the loss computes on %s", name, device.SpecOf(m.Buf), dev.Info().Spec)
-	case m.Buf.Type() != ce.F32 || m.Type != ce.F32:
-		return m, errorf(ErrOption, "%s: element type %v (float32 only)", name, m.Buf.Type())
+	case m.Type != m.Buf.Type():
+		return m, errorf(ErrOption, "%s: element type %v, its buffer's %v", name, m.Type, m.Buf.Type())
+	case !half && m.Type != ce.F32:
+		return m, errorf(ErrOption, "%s: element type %v (the gradients are float32)", name, m.Type)
 	case m.Rows != m.Buf.Rows() || m.Cols != m.Buf.Cols() || m.Stride != m.Cols && m.Stride != 0 || m.Data != nil:
 		return m, errorf(ErrShape, "%s: a device matrix is its buffer's %d × %d rows, dense, with no host data", name, m.Buf.Rows(), m.Buf.Cols())
 	case m.Cols == 0:

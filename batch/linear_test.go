@@ -45,6 +45,17 @@ func TestLinearBadInput(t *testing.T) {
 	good := func() grads {
 		return grads{H: batch.NewGrad(make([]float32, n*d), n, d), W: batch.NewGrad(make([]float32, v*d), v, d), Bias: make([]float32, v)}
 	}
+	dev, err := device.Open("cpu")
+	require.NoError(t, err)
+	halfW := batch.NewHalfMatrix(make([]uint16, v*d), batch.BF16, v, d)
+	heldW, err := batch.Upload(ctx, dev, halfW) // a bfloat16 W held by the device: allowed
+	require.NoError(t, err)
+	defer heldW.Release()
+	heldDW, err := batch.Upload(ctx, dev, halfW)
+	require.NoError(t, err)
+	defer heldDW.Release()
+	mislabelled := heldW.Matrix()
+	mislabelled.Type = batch.F32
 	cases := []struct {
 		name    string
 		opts    []batch.Option
@@ -63,6 +74,8 @@ func TestLinearBadInput(t *testing.T) {
 			g.H = batch.NewHalfGrad(make([]uint16, n*d), batch.BF16, n, d)
 			return g
 		}, batch.ErrOption, "batch: hidden-state gradient: element type bfloat16 (the gradients are float32)"},
+		{"held half gradient", nil, h, heldW.Matrix(), b, tg, func() grads { g := good(); g.W = heldDW.Grad(); return g }, batch.ErrOption, "batch: weight gradient: element type bfloat16 (the gradients are float32)"},
+		{"held weight mislabelled", nil, h, mislabelled, b, tg, good, batch.ErrOption, "batch: weight: element type float32, its buffer's bfloat16"},
 		{"half weight short", nil, h, batch.NewHalfMatrix(make([]uint16, v*d-1), batch.F16, v, d), b, tg, good, batch.ErrBuffer, "batch: weight: 5 rows × 4 cols (stride 4) need 20 float16 values in Half, got 19"},
 		{"hidden short", nil, batch.Matrix{Data: h.Data[:11], Rows: n, Cols: d}, w, b, tg, good, batch.ErrBuffer, "batch: hidden states: 3 rows × 4 cols (stride 4) need 12 values, got 11"},
 		{"weight short", nil, h, batch.Matrix{Data: w.Data[:19], Rows: v, Cols: d}, b, tg, good, batch.ErrBuffer, "batch: weight: 5 rows × 4 cols (stride 4) need 20 values, got 19"},
@@ -80,8 +93,6 @@ func TestLinearBadInput(t *testing.T) {
 		{"budget", []batch.Option{batch.Budget(-1)}, h, w, b, tg, good, batch.ErrOption, "batch: budget -1 bytes must be ≥ 0 (0: the default)"},
 		{"shard past vocab", []batch.Option{batch.Shard(3, 7)}, h, w, b, []int32{0, 1, 2}, good, batch.ErrShape, "batch: the shard's classes [3, 8) are not within the vocabulary of 7 classes"},
 	}
-	dev, err := device.Open("cpu")
-	require.NoError(t, err)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			l, err := batch.NewLinear(dev, c.opts...)

@@ -300,7 +300,7 @@ func (d *CPUDevice) resident(lin *ce.Linear, g *ce.LinearGrad) (*ce.Linear, *ce.
 		}
 		dones = append(dones, release)
 		l := *lin
-		l.W = ce.Matrix{Data: w.Data, Rows: w.Rows, Cols: w.Cols, Stride: w.Stride}
+		l.W = ce.Matrix{Type: w.Type, Data: w.Data, Half: w.Half, Rows: w.Rows, Cols: w.Cols, Stride: w.Stride}
 		lin = &l
 	}
 	if g != nil && g.W.Buf != nil {

@@ -26,6 +26,7 @@
 #define xent_gather TYPED(xent_gather)
 #define xent_lin_gather TYPED(xent_lin_gather)
 #define xent_rank TYPED(xent_rank)
+#define xent_widen TYPED(xent_widen)
 
 /* The column of a row's i-th scalar column: i in the head (i < h), else
  * 4*n4 + i in the tail, past the n4 aligned float4s. */
@@ -433,6 +434,13 @@ __kernel void xent_lin_gather(__global const ELEM *H, const ulong ldh, __global 
     }
 }
 
+/* y[i] = x[i] as float, i < n (grid-stride): a held half-precision W
+ * widened on the device for a call that takes float32 (CLBlast's
+ * products, or hidden states of another type). */
+__kernel void xent_widen(__global const ELEM *x, const ulong n, __global float *y) {
+    for (size_t i = get_global_id(0); i < n; i += get_global_size(0)) y[i] = LD(i, x);
+}
+
 /* The rank pass (ce.Rank; device.Ranker) of the rows of a matrix the
  * device holds: given row g's max m and target logit zt as the loss sees
  * them, merged over the whole vocabulary (gm, gzt; a row of target -1 is
@@ -503,3 +511,4 @@ void xent_rank(__global ELEM *x, prob_t p, __global const int *targets, __global
 #undef xent_gather
 #undef xent_lin_gather
 #undef xent_rank
+#undef xent_widen

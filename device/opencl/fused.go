@@ -105,8 +105,9 @@ type fused struct {
 }
 
 // newFused uploads lin's H, W (unless resident), bias and targets. H and W
-// are read in their type when it is the same, else both are widened to
-// float32 on the host.
+// are read in their type when it is the same, else both as float32: host
+// rows widened on the host, a held W on the device (4·V·D bytes more for
+// the call).
 func (d *Device) newFused(lin *ce.Linear, targets []int32, p *ce.Problem) (*fused, error) {
 	if lin.H.Buf != nil {
 		return nil, fmt.Errorf("opencl: %w: the hidden states of a fused linear are host rows", device.ErrNotImplemented)
@@ -115,11 +116,14 @@ func (d *Device) newFused(lin *ce.Linear, targets []int32, p *ce.Problem) (*fuse
 	if err != nil {
 		return nil, err
 	}
+	wt := lin.W.Type // a held W's own type
 	if lin.H.Type != lin.W.Type {
-		if wRes != 0 && lin.W.Type != ce.F32 {
-			return nil, fmt.Errorf("opencl: %w: a resident %v classifier takes hidden states of its type, not %v", device.ErrNotImplemented, lin.W.Type, lin.H.Type)
+		lin = widenedLinear(lin) // the host's; a held half W is widened on the device below
+		if wRes != 0 {
+			w := *lin
+			w.W.Type = ce.F32
+			lin = &w
 		}
-		lin = widenedLinear(lin)
 	}
 	lp, err := d.p.linearProgram(d.h)
 	if err != nil {
@@ -148,6 +152,9 @@ func (d *Device) newFused(lin *ce.Linear, targets []int32, p *ce.Problem) (*fuse
 	}
 	if err == nil && wRes == 0 {
 		err = f.writeRows(f.w, lin.W)
+	}
+	if err == nil && wRes != 0 {
+		f.w, err = d.heldWide(&f.b, wRes, wt, f.typ, V*D)
 	}
 	if err == nil && lin.Bias != nil {
 		f.hasb = 1

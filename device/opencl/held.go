@@ -35,8 +35,9 @@ func (d *Device) Gather(ctx context.Context, z []float32, x ce.Matrix, cols []in
 }
 
 // LinearGather implements device.Gatherer for a classifier lin.W the
-// device holds: H (host rows, widened to W's type where it differs and W
-// is float32) and the bias go up for the call.
+// device holds: H (host rows) and the bias go up for the call. H and W of
+// different types are both read as float32: H widened on the host, a half
+// W on the device (heldWide).
 func (d *Device) LinearGather(ctx context.Context, z []float32, lin *ce.Linear, cols []int32, k int) error {
 	switch {
 	case lin.H.Buf != nil:
@@ -44,20 +45,22 @@ func (d *Device) LinearGather(ctx context.Context, z []float32, lin *ce.Linear, 
 	case lin.W.Buf == nil:
 		return fmt.Errorf("opencl: %w: LinearGather takes a classifier the device holds (the CPU gathers host rows: device.GatherOf)", device.ErrNotImplemented)
 	}
-	t, h := lin.W.Buf.Type(), lin.H
-	if h.Type != t {
-		if t != ce.F32 {
-			return fmt.Errorf("opencl: %w: a resident %v classifier takes hidden states of its type, not %v", device.ErrNotImplemented, t, h.Type)
-		}
-		h = cpu.Widened(h)
+	wt, h := lin.W.Buf.Type(), lin.H
+	t := wt // the kernel's type
+	if h.Type != wt {
+		t, h = ce.F32, cpu.Widened(h)
 	}
-	N, D, n := h.Rows, h.Cols, len(cols)
+	N, D, V, n := h.Rows, h.Cols, lin.W.Buf.Rows(), len(cols)
 	if int64(N)*int64(D)*int64(t.Size()) > d.maxAlloc {
 		return fmt.Errorf("%w: H (%d × %d) exceeds one allocation of %d bytes", ErrTooLarge, N, D, d.maxAlloc)
 	}
 	return d.holding(ctx, lin.W, func(wm cl.Mem) error {
 		return d.pass(d.p.heldK[t][1], entryGroups(n, d.p.tn.WG), func(b *buffers) ([]any, error) {
-			hm, err := b.mem(d.p.ctx, N*D*t.Size())
+			wm, err := d.heldWide(b, wm, wt, t, V*D)
+			var hm cl.Mem
+			if err == nil {
+				hm, err = b.mem(d.p.ctx, N*D*t.Size())
+			}
 			if err == nil {
 				err = b.writeRows(d.q, hm, h)
 			}
@@ -68,9 +71,35 @@ func (d *Device) LinearGather(ctx context.Context, z []float32, lin *ce.Linear, 
 					_, err = b.ev(cl.Write(d.q, bm, false, 0, lin.Bias, nil))
 				}
 			}
-			return []any{hm, uint64(D), wm, uint64(lin.W.Buf.Cols()), bm, hasb, int32(D), int32(k), uint64(n)}, err
+			return []any{hm, uint64(D), wm, uint64(D), bm, hasb, int32(D), int32(k), uint64(n)}, err
 		}, []any{cols}, []any{z[:n]})
 	})
+}
+
+// heldWide returns the memory of a held W of n elements of type wt, wm,
+// as a call of type t reads it: wm itself where the types are the same,
+// else (t float32, W half) a float32 copy in a buffer of b that
+// xent_widen fills on the device, enqueued before what follows on d's
+// queue (4n bytes of device memory for the call).
+func (d *Device) heldWide(b *buffers, wm cl.Mem, wt, t ce.DType, n int) (cl.Mem, error) {
+	if wt == t {
+		return wm, nil
+	}
+	if int64(n)*4 > d.maxAlloc {
+		return 0, fmt.Errorf("%w: W widened to float32 (%d elements) exceeds one allocation of %d bytes", ErrTooLarge, n, d.maxAlloc)
+	}
+	m, err := b.mem(d.p.ctx, 4*n)
+	if err != nil {
+		return 0, err
+	}
+	k := d.p.heldK[wt][3]
+	d.p.kernelMu.Lock()
+	defer d.p.kernelMu.Unlock()
+	if err := k.SetArgs(wm, uint64(n), m); err != nil {
+		return 0, err
+	}
+	_, err = b.ev(d.q.NDRange(k, min(ceilDiv(n, d.p.tn.WG), 4096), d.p.tn.WG, nil))
+	return m, err
 }
 
 // entryGroups is the work-groups of wg that take n entries, one a

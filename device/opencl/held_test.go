@@ -19,8 +19,9 @@ import (
 // device holds, against the CPU's on the same values: the logits bit for
 // bit, the fused linear's (H strided on the host, with a bias and
 // without) within the float32 error of their products, D·2⁻²⁴·Σ_d
-// |h_d·w_d| (the CPU's are float64 sums rounded once); entries of no
-// column are 0. Host rows, a released buffer and another device's are
+// |h_d·w_d| (the CPU's are float64 sums rounded once), and with float32
+// H and a held half W (xent_widen on the device) the same bits as with H
+// of W's type; entries of no column are 0. Host rows, a released buffer and another device's are
 // errors that say so. TestConformanceOpenCL's Oclgrind run takes it too.
 func TestGatherOpenCL(t *testing.T) {
 	d := openTest(t)
@@ -83,6 +84,16 @@ func TestGatherOpenCL(t *testing.T) {
 					}
 					tol := float64(D+2)*0x1p-24*mag + 0x1p-24*math.Abs(float64(want[e]))
 					require.InDelta(t, want[e], got[e], tol, "entry %d (row %d, class %d), bias %v", e, e/k, c, bias != nil)
+				}
+				if typ == ce.F32 {
+					continue
+				}
+				// float32 H with the held half W (widened on the device):
+				// the same products in the same order, the same bits.
+				wide := make([]float32, rows*k)
+				require.NoError(t, d.LinearGather(ctx, wide, &ce.Linear{H: cpu.Widened(h), W: ce.BufferMatrix(wb), Bias: bias}, sel, k))
+				for e := range got {
+					require.Equal(t, math.Float32bits(got[e]), math.Float32bits(wide[e]), "entry %d, H widened: %v, want %v", e, wide[e], got[e])
 				}
 			}
 		})

@@ -155,7 +155,8 @@ func (d *Device) resident(m ce.Matrix) (cl.Mem, error) {
 }
 
 // newCLLinear makes the call's buffers and uploads W (and the bias, dW
-// and dBias to add to).
+// and dBias to add to); a held W of a half type is widened on the device
+// for the call.
 func (d *Device) newCLLinear(lin *ce.Linear, g *ce.LinearGrad, pl tiles.Plan, p *ce.Problem) (*clLinear, error) {
 	if lin.H.Buf != nil {
 		return nil, fmt.Errorf("opencl: %w: the hidden states of a fused linear are host rows", device.ErrNotImplemented)
@@ -230,6 +231,8 @@ func (d *Device) newCLLinear(lin *ce.Linear, g *ce.LinearGrad, pl tiles.Plan, p 
 	}
 	if wRes == 0 {
 		err = errors.Join(err, l.writeRows(l.w, lin.W))
+	} else if err == nil { // CLBlast's products are float32: a half W widened on the device
+		l.w, err = d.heldWide(&l.b, wRes, lin.W.Buf.Type(), ce.F32, V*D)
 	}
 	if lin.Bias != nil {
 		err = errors.Join(err, l.write(l.bias, lin.Bias))

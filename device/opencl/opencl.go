@@ -265,7 +265,7 @@ type program struct {
 	copyK    cl.Kernel
 	blockK   cl.Kernel       // xent_blockmax, the fused linear's gradient filter
 	fmaK     cl.Kernel       // xent_fma, the FMA probe
-	heldK    [3][3]cl.Kernel // by element type: xent_gather, xent_lin_gather, xent_rank (held.go)
+	heldK    [3][4]cl.Kernel // by element type: xent_gather, xent_lin_gather, xent_rank, xent_widen (held.go)
 	key      string
 	tn       Tuning // as built: WG capped (see acquire)
 	options  string
@@ -470,8 +470,8 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 		for o, name := range opNames {
 			ks, names = append(ks, &k[o]), append(names, name+suf)
 		}
-		ks = append(ks, &k[opPartials.split()], &k[opBackward.split()], &p.heldK[t][0], &p.heldK[t][1], &p.heldK[t][2])
-		names = append(names, "xent_partial_split_"+suf, "xent_backward_split_"+suf, "xent_gather_"+suf, "xent_lin_gather_"+suf, "xent_rank_"+suf)
+		ks = append(ks, &k[opPartials.split()], &k[opBackward.split()], &p.heldK[t][0], &p.heldK[t][1], &p.heldK[t][2], &p.heldK[t][3])
+		names = append(names, "xent_partial_split_"+suf, "xent_backward_split_"+suf, "xent_gather_"+suf, "xent_lin_gather_"+suf, "xent_rank_"+suf, "xent_widen_"+suf)
 	}
 	sizes, err := createKernels(p.prog, h.dev, ks, names)
 	if err != nil {

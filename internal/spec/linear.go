@@ -402,11 +402,10 @@ func RunLinearSmall(t *testing.T, dev device.Device, tol float64) {
 				continue
 			}
 			t.Run(fmt.Sprintf("%v/%s/ranks", typ, c.name), func(t *testing.T) {
-				// A held W is float32 (batch's rule), H of the case's type.
-				wd, err := batch.Upload(ctx, dev, batch.Matrix{Data: p.W, Rows: p.V, Cols: p.D, Stride: p.SW})
+				wd, err := batch.Upload(ctx, dev, p.WM())
 				require.NoError(t, err)
 				defer wd.Release()
-				checkLinearRanks(t, dev, p, wd.Matrix(), 0)
+				checkLinearRanks(t, dev, p, p.HM(), wd.Matrix(), 0)
 			})
 		}
 	}
@@ -736,16 +735,35 @@ func RunLinearVersusAt(t *testing.T, dev, other device.Device, n, v, d int, loss
 }
 
 // RunLinearResident keeps W and dW on dev (batch.Upload) across two
-// micro-batches: the results must be the host path's, bit for bit (the
-// same products on the same values), dW accumulating on the device; the
-// rank pass with W on dev is the reference's; a released or foreign
-// buffer is an error and nothing is written.
+// micro-batches, W in each of dev's element types (H of W's type, and
+// float32 H with a bfloat16 W): the results must be the host path's, bit
+// for bit (the same products on the same values), dW accumulating on the
+// device; the rank pass with W on dev is the reference's; a released or
+// foreign buffer is an error and nothing is written.
 func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 	seed := Seed(t)
+	type pair struct{ h, w batch.DType }
+	var pairs []pair
+	for _, typ := range dev.Caps().Types {
+		pairs = append(pairs, pair{typ, typ})
+		if typ == batch.BF16 {
+			pairs = append(pairs, pair{batch.F32, typ})
+		}
+	}
+	for _, tp := range pairs {
+		t.Run(fmt.Sprintf("H=%v,W=%v", tp.h, tp.w), func(t *testing.T) { runLinearResident(t, dev, other, seed, tp.h, tp.w) })
+	}
+}
+
+func runLinearResident(t *testing.T, dev device.Device, other device.Device, seed uint64, ht, wt batch.DType) {
 	r := rand.New(rand.NewPCG(seed, 19))
 	ctx := context.Background()
 	o := Opts{Ignore: DefaultIgnore, Smoothing: 0.05, Softcap: 8}
-	p := NewLinearProblem(r, 70, 9, 501, 5, true, 6, 0, o)
+	p := NewLinearProblem(r, 70, 9, 501, 5, true, 6, 0, o).In(wt)
+	hm := p.HM()
+	if ht != wt { // float32 H: the rounded values, as the reference sees them
+		hm = batch.Matrix{Data: p.H, Rows: p.N, Cols: p.D, Stride: p.SH}
+	}
 	for _, budget := range []int{0, 4 * 501 * 3} {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
 			l, err := batch.NewLinear(dev, LinearOptions(o, batch.Sum, batch.Budget(budget), batch.KeepRows())...)
@@ -760,9 +778,9 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			defer dwd.Release()
 			res.W = dwd.Grad()
 			for step := range 2 { // two micro-batches: dW accumulates
-				a, err := l.ForwardBackward(ctx, host, p.HM(), p.WM(), p.Bias, p.Targets, batch.One)
+				a, err := l.ForwardBackward(ctx, host, hm, p.WM(), p.Bias, p.Targets, batch.One)
 				require.NoError(t, err)
-				b, err := l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
+				b, err := l.ForwardBackward(ctx, res, hm, wd.Matrix(), p.Bias, p.Targets, batch.One)
 				require.NoError(t, err)
 				requireSameF32(t, a.Losses, b.Losses, fmt.Sprintf("losses, step %d", step))
 				requireSameF32(t, host.H.Matrix().Data, res.H.Matrix().Data, fmt.Sprintf("dH, step %d", step))
@@ -772,13 +790,13 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			require.NoError(t, dwd.Download(ctx, batch.Matrix{Data: dw, Rows: p.V, Cols: p.D, Stride: p.SW}))
 			requireSameF32(t, host.W.Matrix().Data, dw, "dW, accumulated on the device")
 
-			checkLinearRanks(t, dev, p, wd.Matrix(), budget)
+			checkLinearRanks(t, dev, p, hm, wd.Matrix(), budget)
 
 			// Foreign and released buffers.
 			if other != nil && other.Caps().Resident {
 				wo, err := batch.Upload(ctx, other, p.WM())
 				require.NoError(t, err)
-				_, err = l.Forward(ctx, p.HM(), wo.Matrix(), p.Bias, p.Targets)
+				_, err = l.Forward(ctx, hm, wo.Matrix(), p.Bias, p.Targets)
 				require.ErrorIs(t, err, batch.ErrOption)
 				wo.Release()
 			}
@@ -787,24 +805,24 @@ func RunLinearResident(t *testing.T, dev device.Device, other device.Device) {
 			}
 			before := append([]float32(nil), res.H.Matrix().Data...)
 			require.NoError(t, wd.Release())
-			_, err = l.ForwardBackward(ctx, res, p.HM(), wd.Matrix(), p.Bias, p.Targets, batch.One)
+			_, err = l.ForwardBackward(ctx, res, hm, wd.Matrix(), p.Bias, p.Targets, batch.One)
 			require.ErrorIs(t, err, device.ErrReleased)
 			requireSameF32(t, before, res.H.Matrix().Data, "nothing written with a released W")
 		})
 	}
 }
 
-// checkLinearRanks checks the partials and the rank pass of p with W at w
-// (on dev, or the host's) against the reference.
-func checkLinearRanks(t *testing.T, dev device.Device, p *LinearProblem, w batch.Matrix, budget int) {
+// checkLinearRanks checks the partials and the rank pass of p with H at h
+// and W at w (on dev, or the host's) against the reference.
+func checkLinearRanks(t *testing.T, dev device.Device, p *LinearProblem, h, w batch.Matrix, budget int) {
 	t.Helper()
 	ctx := context.Background()
 	ls, err := batch.NewLinear(dev, LinearOptions(p.Opts, batch.Sum, batch.Budget(budget), batch.Shard(0, p.V))...)
 	require.NoError(t, err)
 	part := batch.NewPartials(p.N)
-	require.NoError(t, ls.Partials(ctx, part, p.HM(), w, p.Bias, p.Targets))
+	require.NoError(t, ls.Partials(ctx, part, h, w, p.Bias, p.Targets))
 	ranks := make([]batch.Rank, p.N)
-	require.NoError(t, ls.Ranks(ctx, ranks, p.HM(), w, p.Bias, p.Targets, part))
+	require.NoError(t, ls.Ranks(ctx, ranks, h, w, p.Bias, p.Targets, part))
 	CheckRanks(t, ls, part, ranks, p.Reference().Ref, p.Targets, p.Opts.Ignore, 1e-4) // the logits are float32 products
 }
 
