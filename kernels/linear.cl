@@ -81,6 +81,26 @@
 #define xent_lin_dw TYPED(xent_lin_dw)
 #define xent_lin_rank TYPED(xent_lin_rank)
 
+/* Runs its statements (the arguments) for each of this work-item's
+ * entries (i, j) of the tiles of rows [r0, r0 + LT) and classes [v0, v1)
+ * (lin_z, tile after tile), in a counted row (t[i] >= 0): cls its class
+ * of W, zr its logit and zc that capped (capz). A kernel's body, with its
+ * names (H, W, the work-item's tx, ...) in scope; every work-item runs
+ * every tile (lin_z's barriers). */
+#define LIN_ENTRIES(...)                                                                   \
+    for (int c0 = v0; c0 < v1; c0 += LT) {                                                \
+        float z[LR * LR];                                                                 \
+        lin_z(z, H, ldh, N, W, ldw, V, bias, hasb, D, r0, c0, hs, ws);                    \
+        for (int i = 0; i < LR; i++)                                                      \
+            for (int j = 0; j < LR; j++) {                                                \
+                const int cls = c0 + tx + LS * j;                                         \
+                if (t[i] >= 0 && cls < v1) {                                              \
+                    const float zr = z[LR * i + j], zc = capz(zr, p.cap, p.ic, p.flags); \
+                    __VA_ARGS__                                                           \
+                }                                                                         \
+            }                                                                             \
+    }
+
 /* Loads the LT × LK block of rows [r0, r0 + LT) and columns [k0, k0 + LK)
  * of X (n rows of D, pitch ld) into xs, k major (xs[k·LKP + r]); entries
  * past n or D are 0. */
@@ -245,19 +265,8 @@ void xent_lin_partial(__global const ELEM *H, ulong ldh, __global const ELEM *W,
         const int row = r0 + ty + LS * i;
         t[i] = row < N ? targets[row] : -1;
     }
-    float z[LR * LR];
-    for (int c0 = v0; c0 < v1; c0 += LT) {
-        lin_z(z, H, ldh, N, W, ldw, V, bias, hasb, D, r0, c0, hs, ws);
-        for (int i = 0; i < LR; i++)
-            for (int j = 0; j < LR; j++) {
-                const int cls = c0 + tx + LS * j;
-                if (t[i] >= 0 && cls < v1) {
-                    const float zc = capz(z[LR * i + j], p.cap, p.ic, flags);
-                    acc_add(&a[i], zc, z[LR * i + j], p.col0 + cls, (flags & F_WEIGHTS) ? wts[p.col0 + cls] : 1.0f, smooth);
-                    if (cls == t[i] - p.col0) pzt[(size_t)sp * N + r0 + ty + LS * i] = zc;
-                }
-            }
-    }
+    LIN_ENTRIES(acc_add(&a[i], zc, zr, p.col0 + cls, (flags & F_WEIGHTS) ? wts[p.col0 + cls] : 1.0f, smooth);
+                if (cls == t[i] - p.col0) pzt[(size_t)sp * N + r0 + ty + LS * i] = zc;)
     for (int i = 0; i < LR; i++) {
         acc_t x = a[i];
         x.s -= x.c; /* the compensated sums (row_scan's) */
@@ -388,21 +397,9 @@ void xent_lin_rank(__global const ELEM *H, ulong ldh, __global const ELEM *W, ul
         n[i] = 0;
         e[i] = c[i] = 0.0f;
     }
-    float z[LR * LR];
-    for (int c0 = v0; c0 < v1; c0 += LT) {
-        lin_z(z, H, ldh, N, W, ldw, V, bias, hasb, D, r0, c0, hs, ws);
-        for (int i = 0; i < LR; i++)
-            for (int j = 0; j < LR; j++) {
-                const int cls = c0 + tx + LS * j;
-                if (t[i] >= 0 && cls < v1) {
-                    float zc = capz(z[LR * i + j], p.cap, p.ic, flags);
-                    n[i] += zc > zt[i] && cls != t[i] - p.col0;
-                    if (tr && zc > m[i]) zc = m[i];
-                    const float d = zc - m[i], ex = exp(d); /* d may overflow to -Inf: ex is 0 */
-                    if (ex != 0.0f) kahan(&e[i], &c[i], ex * d);
-                }
-            }
-    }
+    LIN_ENTRIES(n[i] += zc > zt[i] && cls != t[i] - p.col0;
+                const float d = (tr && zc > m[i] ? m[i] : zc) - m[i], ex = exp(d); /* d may overflow to -Inf: ex is 0 */
+                if (ex != 0.0f) kahan(&e[i], &c[i], ex * d);)
     for (int i = 0; i < LR; i++) {
         ln[lid] = n[i];
         le[lid] = e[i];
@@ -475,3 +472,4 @@ __kernel void xent_lin_merge(__global const float *pm, __global const float *ps,
 #undef xent_lin_dh
 #undef xent_lin_dw
 #undef xent_lin_rank
+#undef LIN_ENTRIES
