@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -125,22 +126,7 @@ func eachRows(rows, k int, f func(lo, hi int)) { cpu.Parallel(rows, 16*k, f) }
 // row's in one call of sh.gather.
 func students(ctx context.Context, t *ce.Teacher, p *prepared, sh shard, f func(i int, ids []int32, lp, z []float32, in []bool)) error {
 	K, rows := t.K, len(p.targets)
-	cols := make([]int32, rows*K) // row i's classes in the shard, as its columns, then -1
-	for i, tg := range p.targets {
-		c, n := cols[i*K:(i+1)*K], 0
-		if tg >= 0 {
-			ids, _ := t.Row(i)
-			for _, id := range ids {
-				if j := int(id) - sh.col0; j >= 0 && j < sh.cols {
-					c[n] = int32(j)
-					n++
-				}
-			}
-		}
-		for ; n < K; n++ {
-			c[n] = -1
-		}
-	}
+	cols := teacherCols(t, p, sh)
 	raw := make([]float32, rows*K)
 	if err := sh.gather(ctx, raw, cols, K); err != nil {
 		return err
@@ -165,6 +151,30 @@ func students(ctx context.Context, t *ce.Teacher, p *prepared, sh shard, f func(
 		}
 	})
 	return nil
+}
+
+// teacherCols returns the columns of the shard sh that t's classes of
+// p's counted rows are, K a row: row i's classes in the shard first, as
+// its columns, then -1.
+func teacherCols(t *ce.Teacher, p *prepared, sh shard) []int32 {
+	K := t.K
+	cols := make([]int32, len(p.targets)*K)
+	for i, tg := range p.targets {
+		c, n := cols[i*K:(i+1)*K], 0
+		if tg >= 0 {
+			ids, _ := t.Row(i)
+			for _, id := range ids {
+				if j := int(id) - sh.col0; j >= 0 && j < sh.cols {
+					c[n] = int32(j)
+					n++
+				}
+			}
+		}
+		for ; n < K; n++ {
+			c[n] = -1
+		}
+	}
+	return cols
 }
 
 // shard is where a call's matrix lies in the vocabulary: its classes
@@ -331,14 +341,37 @@ func (l *Loss) distillLogits(ctx context.Context, p *prepared, g *ce.Grad) (Resu
 }
 
 // distillLinear runs a fused linear call with a teacher (see distill):
-// the student's logits at the teacher's classes are h_i·w_c + b_c
-// (linearShard: K·D products a row).
+// the student's logits at the teacher's classes are h_i·w_c + b_c, from
+// the partials' own products where the device picks them
+// (device.LinearPicker), else computed apart (linearShard: K·D products a
+// row).
 func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear, g *ce.LinearGrad) (Result, error) {
+	t := l.loss.cfg.teacher
 	sh := l.linearShard(p, lin)
-	if err := checkTeacher(l.loss.cfg.teacher, p, sh.vocab); err != nil {
+	if err := checkTeacher(t, p, sh.vocab); err != nil {
 		return Result{}, err
 	}
 	partials := func(part []Partial) error { return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob) }
+	if pk, ok := l.fused.(device.LinearPicker); ok {
+		cols := teacherCols(t, p, sh)
+		z := make([]float32, len(cols))
+		apart, picked := sh.gather, false
+		partials = func(part []Partial) error {
+			err := pk.LinearPartialsAt(ctx, part, z, cols, t.K, lin, p.targets, &p.prob)
+			if errors.Is(err, device.ErrNotImplemented) { // this device's path: computed apart
+				return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob)
+			}
+			picked = err == nil
+			return err
+		}
+		sh.gather = func(ctx context.Context, dst []float32, cols []int32, k int) error {
+			if picked { // the same columns (teacherCols)
+				copy(dst, z)
+				return nil
+			}
+			return apart(ctx, dst, cols, k)
+		}
+	}
 	if g == nil {
 		return l.loss.distill(ctx, p, sh, partials, nil, nil)
 	}

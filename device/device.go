@@ -172,6 +172,20 @@ type FusedLinear interface {
 	LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error
 }
 
+// LinearPicker is a FusedLinear whose partials pass also gives the raw
+// logits h_i·w_c + b_c at chosen classes as the products its sums are
+// made of computed them, the same values: a distillation's student logits
+// at the teacher's classes, so that its tail (the row's sum less those
+// classes' terms, ce.DistillOf) has no error of its own. A device whose
+// path cannot returns ErrNotImplemented before it writes anything, and
+// the caller computes them apart (Gatherer).
+type LinearPicker interface {
+	// LinearPartialsAt is LinearPartials that also sets z[i·k+j] to row
+	// i's raw logit at W's row cols[i·k+j] (0 where that is -1, and in
+	// ignored rows).
+	LinearPartialsAt(ctx context.Context, dst []ce.Partial, z []float32, cols []int32, k int, lin *ce.Linear, targets []int32, p *ce.Problem) error
+}
+
 // OwnerOf returns the device that holds b, nil when b is not a Buffer of
 // a device.
 func OwnerOf(b ce.Buffer) Device {

@@ -133,6 +133,18 @@ func (l *cpuLinear) Partials(dst []ce.Partial, targets []int32, p *ce.Problem) e
 	return nil
 }
 
+// Pick implements tiles.Picker.
+func (l *cpuLinear) Pick(z []float32, cols []int32, k, v0, v1 int) error {
+	for r, i := range l.rows {
+		for e := i * k; e < (i+1)*k; e++ {
+			if c := int(cols[e]); c >= v0 && c < v1 {
+				z[e] = l.z[r*l.c+c-v0]
+			}
+		}
+	}
+	return nil
+}
+
 // Ranks implements tiles.Ranker.
 func (l *cpuLinear) Ranks(dst []ce.Rank, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	l.impl.Ranks(dst, l.tile(), targets, part, p)
@@ -247,6 +259,19 @@ func (d *CPUDevice) LinearPartials(ctx context.Context, dst []ce.Partial, lin *c
 	}
 	pl := tiles.PlanOf(lin, targets)
 	return tiles.RunPartials(ctx, newCPULinear(d, lin, nil, pl), pl, dst, targets, p)
+}
+
+// LinearPartialsAt implements LinearPicker: LinearPartials, the logits
+// at cols read from the tiles the partials are made of (cpuLinear.Pick).
+func (d *CPUDevice) LinearPartialsAt(ctx context.Context, dst []ce.Partial, z []float32, cols []int32, k int, lin *ce.Linear, targets []int32, p *ce.Problem) error {
+	lin, _, done, err := d.resident(lin, nil)
+	defer done()
+	if err != nil {
+		return err
+	}
+	pl := tiles.PlanOf(lin, targets)
+	b := newCPULinear(d, lin, nil, pl)
+	return tiles.RunPartialsAt(ctx, b, b, pl, dst, z, cols, k, targets, p)
 }
 
 // LinearRanks implements LinearRanker: dst[i] is merged with row i's

@@ -168,6 +168,12 @@ func TestLinearVersusGonum(t *testing.T) {
 
 func TestLinearPast2p31CPU(t *testing.T) { spec.RunLinearPast2p31(t, device.NewCPU(cpu.Default())) }
 
+// TestLinearPickCPU: a distillation's logits at the teacher's classes
+// from the tiles' own products (device.LinearPicker).
+func TestLinearPickCPU(t *testing.T) {
+	spec.RunLinearPick(t, device.NewCPU(cpu.Default()))
+}
+
 func TestLinearResidentCPU(t *testing.T) {
 	spec.RunLinearResident(t, device.NewCPU(cpu.Default()), device.NewCPU(cpu.Portable()))
 }

@@ -349,6 +349,40 @@ func (f *fused) ranks(dst []ce.Rank, targets []int32, part []ce.Partial) error {
 	return nil
 }
 
+// pick enqueues xent_lin_gather over the call's H and W (lin_z's products,
+// in its order: the partials' logits) at W's rows cols, k a row, and the
+// read of z: once the queue is finished, z[e] is row e/k's raw logit at
+// cols[e] (0 where that is -1, and in ignored rows).
+func (f *fused) pick(z []float32, cols []int32, k int, targets []int32) error {
+	d, n := f.d, f.N*k
+	tg := make([]int32, n) // cols, -1 in ignored rows
+	for e := range tg {
+		tg[e] = cols[e]
+		if targets[e/k] < 0 {
+			tg[e] = -1
+		}
+	}
+	var err error
+	cm, zm := f.mk(&err, 4*n), f.mk(&err, 4*n)
+	if err == nil {
+		_, err = f.b.ev(cl.Write(d.q, cm, false, 0, tg, nil))
+	}
+	if err != nil {
+		return err
+	}
+	k0 := d.p.heldK[f.typ][1]
+	d.p.kernelMu.Lock()
+	err = k0.SetArgs(f.h, uint64(f.D), f.w, uint64(f.D), f.bias, f.hasb, int32(f.D), int32(k), uint64(n), cm, zm)
+	if err == nil {
+		_, err = f.b.ev(d.q.NDRange(k0, entryGroups(n, d.p.tn.WG), d.p.tn.WG, nil))
+	}
+	d.p.kernelMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.b.read(d.q, zm, z[:n], nil)
+}
+
 // rowIns makes the buffers of the backward's per-row inputs (max, sum,
 // log of the sum, z_t), joining a failure into *err.
 func (f *fused) rowIns(err *error) (bin [4]cl.Mem) {

@@ -632,6 +632,23 @@ func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.L
 	})
 }
 
+// LinearPartialsAt implements device.LinearPicker on linear.cl's kernels
+// (fused.pick: xent_lin_gather on the call's H and W, the products of
+// lin_z in the same order); CLBlast's path returns
+// device.ErrNotImplemented (its products' order is CLBlast's).
+func (d *Device) LinearPartialsAt(ctx context.Context, dst []ce.Partial, z []float32, cols []int32, k int, lin *ce.Linear, targets []int32, p *ce.Problem) error {
+	if !d.fusedOn() {
+		return fmt.Errorf("opencl: %w: the logits at chosen classes from CLBlast's tiles", device.ErrNotImplemented)
+	}
+	clear(z)
+	return d.fusedCall(ctx, lin, targets, p, func(f *fused) error {
+		if _, _, err := f.partials(dst, targets); err != nil {
+			return err
+		}
+		return f.pick(z, cols, k, targets)
+	})
+}
+
 // LinearBackward implements device.FusedLinear.
 func (d *Device) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
 	if d.fusedOn() {

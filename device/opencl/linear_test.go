@@ -1,6 +1,7 @@
 package opencl_test
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl"
@@ -144,6 +146,7 @@ func TestLinearFusedOpenCL(t *testing.T) {
 	spec.RunLinearResident(t, d, cpuDev)
 	spec.RunLinearVersus(t, d, cpuDev, 2e-5, 1e-4)
 	spec.RunLinearFilter(t, d)
+	spec.RunLinearPick(t, d)
 	if testing.Short() {
 		return
 	}
@@ -184,6 +187,21 @@ func TestFusedWithoutCLBlast(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestFusedWithoutCLBlast") {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
+}
+
+// TestLinearPickCLBlast: CLBlast's path has no pick of the logits at
+// chosen classes (device.LinearPicker: its products' order is CLBlast's),
+// says so and writes nothing; a distillation computes them apart.
+func TestLinearPickCLBlast(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		d := openFused(t, 0, 0)
+		lin := &ce.Linear{H: ce.NewDense(3, 4, ce.F32), W: ce.NewDense(5, 4, ce.F32)}
+		part, z := ce.EmptyPartials(3), []float32{7, 7, 7}
+		err := d.LinearPartialsAt(context.Background(), part, z, []int32{0, 1, 2}, 1, lin, []int32{0, 1, 2}, &ce.Problem{WeightSum: 5})
+		require.ErrorIs(t, err, device.ErrNotImplemented)
+		require.Equal(t, ce.EmptyPartials(3), part)
+		require.Equal(t, []float32{7, 7, 7}, z)
+	})
 }
 
 // a100Xgemm is CLBlast's float32 Xgemm entry for the A100 (its

@@ -524,6 +524,7 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 		spec.RunLinearSmall(t, d, 1e-5)
 		spec.RunLinearDistillGolden(t, d, 1e-5)
 		spec.RunLinearFilterSized(t, d, 19, 64, 301)
+		spec.RunLinearPick(t, d)
 	})
 	t.Run("fused-reg8", func(t *testing.T) {
 		// Tiles of 64, 8 × 8 entries a work-item (Tuning.LinReg): work-groups

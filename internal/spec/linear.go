@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/device"
 )
 
@@ -1013,4 +1014,83 @@ func minOf(x []float64) float64 {
 		m = min(m, v)
 	}
 	return m
+}
+
+// RunLinearPick checks dev's device.LinearPicker, a distillation's logits
+// at the teacher's classes from the partials' own products: the partials
+// are LinearPartials' bit for bit; the logit picked at each row's argmax
+// class is its raw max (Partial.ArgMax), and without a soft cap or
+// temperature the one at its target is its ZT, exactly (the same
+// products); every entry is within the float32 products' error of the
+// float64 reference (ZErr); a column of -1 and every entry of an ignored
+// row are 0. Every element type, a budget that tiles the vocabulary, a
+// bias and none.
+func RunLinearPick(t *testing.T, dev device.Device) {
+	pk, ok := dev.(device.LinearPicker)
+	require.True(t, ok, "%s is no device.LinearPicker", dev.Info().Spec)
+	fl := device.LinearOf(dev)
+	seed := Seed(t)
+	r := rand.New(rand.NewPCG(seed, 33))
+	ctx := context.Background()
+	const k = 6
+	for _, typ := range dev.Caps().Types {
+		for _, c := range []struct {
+			name string
+			bias bool
+			o    Opts
+		}{
+			{"plain", false, Opts{Ignore: DefaultIgnore}},
+			{"bias+softcap+temperature", true, Opts{Ignore: DefaultIgnore, Softcap: 6, Temperature: 0.7}},
+		} {
+			p := NewLinearProblem(r, 37, 13, 301, 4, c.bias, 5, 2, c.o).In(typ)
+			lr, zr := p.Reference(), p.logits()
+			prob := &ce.Problem{Softcap: float32(c.o.Softcap), Temperature: float32(c.o.Temperature), WeightSum: float64(p.V)}
+			raw := c.o.Softcap == 0 && c.o.Temperature == 0
+			targets := make([]int32, p.N)
+			for i, tg := range p.Targets {
+				targets[i] = max(tg, -1)
+			}
+			for _, budget := range []int{0, 4*p.V*3 + 4} {
+				t.Run(fmt.Sprintf("%v/%s/budget=%d", typ, c.name, budget), func(t *testing.T) {
+					lin := &ce.Linear{H: p.HM(), W: p.WM(), Bias: p.Bias, Budget: budget}
+					want := ce.EmptyPartials(p.N)
+					require.NoError(t, fl.LinearPartials(ctx, want, lin, targets, prob))
+					cols := make([]int32, p.N*k) // the target, the argmax, three others, none
+					for i := range p.N {
+						c := cols[i*k : (i+1)*k]
+						for j := range c {
+							c[j] = int32(r.IntN(p.V))
+						}
+						if targets[i] >= 0 {
+							c[0], c[1] = targets[i], int32(want[i].Arg)
+						}
+						c[k-1] = -1
+					}
+					got, z := ce.EmptyPartials(p.N), make([]float32, p.N*k)
+					for e := range z {
+						z[e] = float32(math.NaN()) // every entry written
+					}
+					require.NoError(t, pk.LinearPartialsAt(ctx, got, z, cols, k, lin, targets, prob))
+					for i := range p.N {
+						require.Equal(t, want[i], got[i], "row %d's partial", i)
+						for e := i * k; e < (i+1)*k; e++ {
+							c := cols[e]
+							if targets[i] < 0 || c < 0 {
+								require.Zero(t, z[e], "entry %d (row %d, class %d)", e, i, c)
+								continue
+							}
+							require.InDelta(t, zr[i][c], z[e], lr.ZErr[i]+1e-30, "entry %d (row %d, class %d)", e, i, c)
+						}
+						if targets[i] < 0 {
+							continue
+						}
+						require.Equal(t, want[i].ArgMax, z[i*k+1], "row %d: the logit at its argmax %d, its raw max", i, want[i].Arg)
+						if raw {
+							require.Equal(t, want[i].ZT, z[i*k], "row %d: the logit at its target, its ZT", i)
+						}
+					}
+				})
+			}
+		}
+	}
 }

@@ -58,6 +58,15 @@ type Backend interface {
 	Sync() error
 }
 
+// Picker is the pick of a Backend that has one: the tile's own logits at
+// chosen classes (device.LinearPicker).
+type Picker interface {
+	// Pick sets z[i·k+j], for each of the chunk's rows i, to the tile's
+	// logit at W's class cols[i·k+j] where that is one of the tile's
+	// classes [v0, v1), leaving the other entries as they are.
+	Pick(z []float32, cols []int32, k, v0, v1 int) error
+}
+
 // Consecutive reports whether rows (ascending) are one run of H's rows:
 // a chunk a backend can read in place.
 func Consecutive(rows []int) bool { return rows[len(rows)-1]-rows[0] == len(rows)-1 }
@@ -108,6 +117,7 @@ type run struct {
 	fx      *ce.Fix // the chunk's rows of fix
 	first   bool    // no Grads yet for this chunk
 	bm, inv []float32
+	pick    func(v0, v1 int) error // after each tile's Logits, nil: none
 }
 
 // grads hands the tile's gradient (classes [v0, v1)) to the backend: the
@@ -208,6 +218,11 @@ func (l *run) tiles(ctx context.Context, f func(v0, v1 int, p *ce.Problem) error
 		if err := l.b.Logits(v0, v1); err != nil {
 			return err
 		}
+		if l.pick != nil {
+			if err := l.pick(v0, v1); err != nil {
+				return err
+			}
+		}
 		p := l.p
 		if v1-v0 != l.pl.V || p.Vocab > 0 {
 			p = l.p.Shard(l.pl.V, v0)
@@ -301,8 +316,21 @@ func Run(ctx context.Context, b Backend, pl Plan, out ce.Out, scale []float32, f
 // RunPartials drives b through LinearPartials: dst[i] is merged
 // with row i's partial over W's classes.
 func RunPartials(ctx context.Context, b Backend, pl Plan, dst []ce.Partial, targets []int32, p *ce.Problem) error {
+	return runPartials(ctx, &run{b: b, pl: pl, p: p, targets: targets}, dst)
+}
+
+// RunPartialsAt drives b through LinearPartialsAt (device.LinearPicker):
+// RunPartials, and z[i·k+j] is row i's logit at W's class cols[i·k+j]
+// from the tile that holds it, 0 where that is -1 and in ignored rows.
+func RunPartialsAt(ctx context.Context, b Backend, pk Picker, pl Plan, dst []ce.Partial, z []float32, cols []int32, k int, targets []int32, p *ce.Problem) error {
+	clear(z)
 	l := &run{b: b, pl: pl, p: p, targets: targets}
-	part := make([]ce.Partial, pl.R)
+	l.pick = func(v0, v1 int) error { return pk.Pick(z, cols, k, v0, v1) }
+	return runPartials(ctx, l, dst)
+}
+
+func runPartials(ctx context.Context, l *run, dst []ce.Partial) error {
+	part := make([]ce.Partial, l.pl.R)
 	return l.each(ctx, func(int) error {
 		pc, err := l.partials(ctx, part)
 		if err != nil {
