@@ -342,36 +342,14 @@ func (l *Loss) distillLogits(ctx context.Context, p *prepared, g *ce.Grad) (Resu
 
 // distillLinear runs a fused linear call with a teacher (see distill):
 // the student's logits at the teacher's classes are h_i·w_c + b_c, from
-// the partials' own products where the device picks them
-// (device.LinearPicker), else computed apart (linearShard: K·D products a
-// row).
+// the partials' own products where the device picks them (picking).
 func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear, g *ce.LinearGrad) (Result, error) {
 	t := l.loss.cfg.teacher
 	sh := l.linearShard(p, lin)
 	if err := checkTeacher(t, p, sh.vocab); err != nil {
 		return Result{}, err
 	}
-	partials := func(part []Partial) error { return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob) }
-	if pk, ok := l.fused.(device.LinearPicker); ok {
-		cols := teacherCols(t, p, sh)
-		z := make([]float32, len(cols))
-		apart, picked := sh.gather, false
-		partials = func(part []Partial) error {
-			err := pk.LinearPartialsAt(ctx, part, z, cols, t.K, lin, p.targets, &p.prob)
-			if errors.Is(err, device.ErrNotImplemented) { // this device's path: computed apart
-				return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob)
-			}
-			picked = err == nil
-			return err
-		}
-		sh.gather = func(ctx context.Context, dst []float32, cols []int32, k int) error {
-			if picked { // the same columns (teacherCols)
-				copy(dst, z)
-				return nil
-			}
-			return apart(ctx, dst, cols, k)
-		}
-	}
+	partials, sh := l.picking(ctx, p, lin, t, sh)
 	if g == nil {
 		return l.loss.distill(ctx, p, sh, partials, nil, nil)
 	}
@@ -380,6 +358,78 @@ func (l *Linear) distillLinear(ctx context.Context, p *prepared, lin *ce.Linear,
 		gf.Scale, gf.Fix = scale, fix
 		return l.fused.LinearBackward(ctx, gf, lin, p.targets, part, &p.prob)
 	})
+}
+
+// PartialsKL is Partials and then KL in one pass over the products: dst
+// and kl as those two give them, the Linear's classes the whole
+// vocabulary (no Shard, or one of all of it). The student's logits at
+// t's classes come from the partials' own products where the device picks
+// them (device.LinearPicker), so that the tail (each row's sum less their
+// terms) has no error of its own; elsewhere they are computed apart, as
+// KL's. t's rows are checked before any work, as KL's.
+func (l *Linear) PartialsKL(ctx context.Context, dst []Partial, kl []float64, h, w Matrix, bias []float32, targets []int32, t Teacher) error {
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return err
+	}
+	switch sh := l.linearShard(p, lin); {
+	case len(dst) != h.Rows || len(kl) != h.Rows:
+		return errorf(ErrBuffer, "expected %d partials and KLs to match %d rows, got %d and %d", h.Rows, h.Rows, len(dst), len(kl))
+	case sh.col0 != 0 || sh.cols != sh.vocab:
+		return errorf(ErrOption, "the KL of a shard of the vocabulary: it needs the whole vocabulary's logits (KLPartials takes a shard's)")
+	case t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
+		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
+	default:
+		if err := checkTeacher(&t, p, sh.vocab); err != nil {
+			return err
+		}
+		for i, tg := range p.targets {
+			if tg >= 0 {
+				dst[i] = ce.EmptyPartial()
+			}
+		}
+		if h.Rows == 0 {
+			return nil
+		}
+		partials, sh := l.picking(ctx, p, lin, &t, sh)
+		if err := partials(dst); err != nil {
+			return err
+		}
+		return klOf(ctx, kl, &t, p, sh, dst)
+	}
+}
+
+// picking returns the partials pass of p's rows over lin's classes
+// (merged into its argument, as LinearPartials) and sh with a gather
+// that, once that pass has run, reads the student's logits at t's classes
+// as the pass's own products gave them, where the device picks them
+// (device.LinearPicker: one pass, and the tail, the row's sum less those
+// classes' terms, has no error of its own); else they are computed apart
+// (linearShard: K·D products a row).
+func (l *Linear) picking(ctx context.Context, p *prepared, lin *ce.Linear, t *ce.Teacher, sh shard) (func([]Partial) error, shard) {
+	partials := func(part []Partial) error { return l.fused.LinearPartials(ctx, part, lin, p.targets, &p.prob) }
+	pk, ok := l.fused.(device.LinearPicker)
+	if !ok {
+		return partials, sh
+	}
+	cols := teacherCols(t, p, sh)
+	z := make([]float32, len(cols))
+	apart, picked := sh.gather, false
+	sh.gather = func(ctx context.Context, dst []float32, cols []int32, k int) error {
+		if picked { // the same columns (teacherCols)
+			copy(dst, z)
+			return nil
+		}
+		return apart(ctx, dst, cols, k)
+	}
+	return func(part []Partial) error {
+		err := pk.LinearPartialsAt(ctx, part, z, cols, t.K, lin, p.targets, &p.prob)
+		if errors.Is(err, device.ErrNotImplemented) { // this device's path: computed apart
+			return partials(part)
+		}
+		picked = err == nil
+		return err
+	}, sh
 }
 
 // KLPartials sets dst[i] to row i's KLPart over x's columns (the Loss's

@@ -379,3 +379,39 @@ func TestDistillLinearTail(t *testing.T) {
 		t.Logf("picked %v: the KL's worst relative error %.3g", !refuse, worst)
 	}
 }
+
+// TestPartialsKLErrors: Linear.PartialsKL's bad inputs are errors that
+// say what is wrong, with nothing written: outputs of the wrong length, a
+// Linear of a shard of the vocabulary, a bad teacher row.
+func TestPartialsKLErrors(t *testing.T) {
+	ctx := context.Background()
+	dev := device.NewCPU(cpu.Default())
+	const n, d, v = 3, 2, 5
+	h, w := batch.NewMatrix(make([]float32, n*d), n, d), batch.NewMatrix(make([]float32, v*d), v, d)
+	tg := []int32{1, -100, 4}
+	tc := batch.Teacher{K: 2, IDs: []int32{1, 3, 0, 0, 4, 2}, LogProbs: []float32{-0.2, -2, 0, 0, -0.5, -1.5}}
+	sentinel := batch.Partial{Max: 42}
+	for _, c := range []struct {
+		name string
+		opts []batch.Option
+		kl   int
+		tc   batch.Teacher
+		want error
+		msg  string
+	}{
+		{"kl short", nil, n - 1, tc, batch.ErrBuffer, "batch: expected 3 partials and KLs to match 3 rows, got 3 and 2"},
+		{"shard", []batch.Option{batch.Shard(0, v+2)}, n, tc, batch.ErrOption, "the KL of a shard of the vocabulary"},
+		{"ragged teacher", nil, n, batch.Teacher{K: 4, IDs: tc.IDs, LogProbs: tc.LogProbs}, batch.ErrShape, "not rows of k = 4 each"},
+		{"class out of range", nil, n, batch.Teacher{K: 2, IDs: []int32{1, 3, 0, 0, 5, 2}, LogProbs: tc.LogProbs}, batch.ErrTeacher, "class 5 is out of bounds [0, 5)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l, err := batch.NewLinear(dev, c.opts...)
+			require.NoError(t, err)
+			part, kl := []batch.Partial{sentinel, sentinel, sentinel}, make([]float64, c.kl)
+			err = l.PartialsKL(ctx, part, kl, h, w, nil, tg, c.tc)
+			require.ErrorIs(t, err, c.want)
+			require.ErrorContains(t, err, c.msg)
+			require.Equal(t, []batch.Partial{sentinel, sentinel, sentinel}, part, "nothing written")
+		})
+	}
+}

@@ -435,7 +435,13 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	switch {
 	case e.cfg.partials():
 		part := batch.NewPartials(n)
-		if err := ce.Partials(ctx, part, hm, wm, b, tg); err != nil {
+		var kl []float64
+		if tc != nil { // the KL's logits from the partials' own products (PartialsKL)
+			kl = make([]float64, n)
+			if err := ce.PartialsKL(ctx, part, kl, hm, wm, b, tg, *tc); err != nil {
+				return Result{}, teacherError(l, err)
+			}
+		} else if err := ce.Partials(ctx, part, hm, wm, b, tg); err != nil {
 			return Result{}, err
 		}
 		var ranks []batch.Rank
@@ -449,10 +455,6 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 			return Result{}, err
 		}
 		if tc != nil {
-			kl := make([]float64, n)
-			if err := ce.KL(ctx, kl, hm, wm, b, tg, part, *tc); err != nil {
-				return Result{}, teacherError(l, err)
-			}
 			res.KL = e.klOf(kl, tg, tw)
 		}
 		if grads {

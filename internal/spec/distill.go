@@ -643,10 +643,17 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 					require.NoError(t, ls.Partials(ctx, part, p.HM(), w, p.Bias, p.Targets))
 					kls := make([]float64, p.N)
 					require.NoError(t, ls.KL(ctx, kls, p.HM(), w, p.Bias, p.Targets, part, *tc))
+					// Linear.PartialsKL: the same partials, the KL in the same pass.
+					part2, kls2 := batch.NewPartials(p.N), make([]float64, p.N)
+					require.NoError(t, ls.PartialsKL(ctx, part2, kls2, p.HM(), w, p.Bias, p.Targets, *tc))
+					if dev.Info().Kind != "group" { // its split follows the measured speeds, call by call
+						require.Equal(t, part, part2, "PartialsKL's partials")
+					}
 					for i := range p.N {
 						if int64(p.Targets[i]) != p.Opts.Ignore {
 							slack := max(tol, 1e-5)*dr.KLMag[i] + dr.KLSlack[i] + 8*lr.ZErr[i]
 							require.True(t, distillClose(kls[i], dr.KL[i], slack), "row %d: Linear.KL %v, want %v", i, kls[i], dr.KL[i])
+							require.True(t, distillClose(kls2[i], dr.KL[i], slack), "row %d: Linear.PartialsKL %v, want %v", i, kls2[i], dr.KL[i])
 						}
 					}
 					mix.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
