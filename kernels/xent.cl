@@ -458,6 +458,23 @@ __kernel void xent_fma(__global float *out, int iters, float a) {
     out[get_global_id(0)] = fma_sum(((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7)));
 }
 
+/* The logits of a tile of the fused linear's CLBlast path at chosen
+   classes (device.LinearPicker, opt-in: Tuning.Pick): for the tile's n
+   rows r, H's rows rix[r], and each of their k entries e = rix[r]·k + j
+   whose class c = cols[e] is one of the tile's [v0, v1), z[e] =
+   tile[r·ld + c - v0], the logit the tile's partials read. One work-item
+   an entry; no barrier. */
+__kernel void xent_tile_pick(__global const float *tile, const int ld, const int n, __global const int *rix,
+                             __global const int *cols, const int k, const int v0, const int v1, __global float *z) {
+    const int q = get_global_id(0);
+    if (q < n * k) {
+        const int r = q / k;
+        const size_t e = (size_t)rix[r] * k + q % k;
+        const int c = cols[e];
+        if (c >= v0 && c < v1) z[e] = tile[(size_t)r * ld + c - v0];
+    }
+}
+
 /* Gradient filtering of the fused linear (CCE's): out[b] = max over the
    rows i and the columns j of block b (block columns of cols) of
    |g_ij|·inv_i, the unscaled gradient of a tile whose rows are scaled by

@@ -124,6 +124,12 @@ type clLinear struct {
 	scOfF, fixOf      *float32
 	partOf            *ce.Partial
 
+	// The pick's buffers (Tuning.Pick, pickOn): each row's classes and
+	// logits (N × k), the chunk's rows of H; pickOf is the chunk whose
+	// rows rix holds.
+	pcols, pz, rix cl.Mem
+	pickOf         *int
+
 	hb     [2][]float32 // H's chunk gathered on the host, double-buffered
 	hev    [2]cl.Event  // their writes
 	nchunk int
@@ -504,6 +510,62 @@ func (l *clLinear) Grads(t0, v0, v1 int, first bool) error {
 	return err
 }
 
+// pickOn makes the pick's buffers of the call (Tuning.Pick): cols, k a
+// row of H (-1 in ignored rows), and the logits picked, 0 until a tile
+// sets them.
+func (l *clLinear) pickOn(cols []int32, k int, targets []int32) error {
+	n := l.lin.H.Rows * k
+	tg := make([]int32, n)
+	for e := range tg {
+		tg[e] = cols[e]
+		if targets[e/k] < 0 {
+			tg[e] = -1
+		}
+	}
+	var err error
+	for _, m := range []*cl.Mem{&l.pcols, &l.pz} {
+		if err == nil {
+			*m, err = l.b.mem(l.d.p.ctx, 4*n)
+		}
+	}
+	if err == nil {
+		l.rix, err = l.b.mem(l.d.p.ctx, 4*l.pl.R)
+	}
+	if err == nil {
+		_, err = l.b.ev(cl.Write(l.d.q, l.pcols, false, 0, tg, nil))
+	}
+	if err == nil {
+		err = l.write(l.pz, make([]float32, n))
+	}
+	return err
+}
+
+// Pick implements tiles.Picker (Tuning.Pick): xent_tile_pick on the tile
+// into the call's pz (pickOn), after its products on the queue.
+func (l *clLinear) Pick(_ []float32, _ []int32, k, v0, v1 int) error {
+	n, d := len(l.rows), l.d
+	if n == 0 {
+		return nil
+	}
+	if &l.rows[0] != l.pickOf { // a new chunk: its rows
+		rix := make([]int32, n)
+		for r, i := range l.rows {
+			rix[r] = int32(i)
+		}
+		if _, err := l.b.ev(cl.Write(d.q, l.rix, false, 0, rix, nil)); err != nil {
+			return err
+		}
+		l.pickOf = &l.rows[0]
+	}
+	d.p.kernelMu.Lock()
+	defer d.p.kernelMu.Unlock()
+	err := d.p.pickK.SetArgs(l.z, int32(l.c), int32(n), l.rix, l.pcols, int32(k), int32(v0), int32(v1), l.pz)
+	if err == nil {
+		_, err = l.b.ev(d.q.NDRange(d.p.pickK, entryGroups(n*k, d.p.tn.WG), d.p.tn.WG, nil))
+	}
+	return err
+}
+
 // BlockMax implements tiles.Backend with xent_blockmax; the host waits
 // for it.
 func (l *clLinear) BlockMax(dst []float32, inv []float32) error {
@@ -632,13 +694,25 @@ func (d *Device) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.L
 	})
 }
 
-// LinearPartialsAt implements device.LinearPicker on linear.cl's kernels
-// (fused.pick: xent_lin_gather on the call's H and W, the products of
-// lin_z in the same order); CLBlast's path returns
-// device.ErrNotImplemented (its products' order is CLBlast's).
+// LinearPartialsAt implements device.LinearPicker: on linear.cl's kernels
+// fused.pick (xent_lin_gather on the call's H and W, the products of
+// lin_z in the same order); on CLBlast's path, with Tuning.Pick (opt-in),
+// the tiles' own logits (clLinear.Pick), else device.ErrNotImplemented
+// (the caller computes them apart).
 func (d *Device) LinearPartialsAt(ctx context.Context, dst []ce.Partial, z []float32, cols []int32, k int, lin *ce.Linear, targets []int32, p *ce.Problem) error {
 	if !d.fusedOn() {
-		return fmt.Errorf("opencl: %w: the logits at chosen classes from CLBlast's tiles", device.ErrNotImplemented)
+		if d.pick == 0 {
+			return fmt.Errorf("opencl: %w: the logits at chosen classes from CLBlast's tiles (opt-in: Tuning.Pick)", device.ErrNotImplemented)
+		}
+		return d.linear(ctx, lin, nil, targets, p, func(l *clLinear, pl tiles.Plan) error {
+			if err := l.pickOn(cols, k, targets); err != nil {
+				return err
+			}
+			if err := tiles.RunPartialsAt(ctx, l, l, pl, dst, z, cols, k, targets, p); err != nil {
+				return err
+			}
+			return l.b.read(d.q, l.pz, z[:lin.H.Rows*k], nil) // done before linear returns (its Finish)
+		})
 	}
 	clear(z)
 	return d.fusedCall(ctx, lin, targets, p, func(f *fused) error {

@@ -189,9 +189,11 @@ func TestFusedWithoutCLBlast(t *testing.T) {
 	}
 }
 
-// TestLinearPickCLBlast: CLBlast's path has no pick of the logits at
-// chosen classes (device.LinearPicker: its products' order is CLBlast's),
-// says so and writes nothing; a distillation computes them apart.
+// TestLinearPickCLBlast: CLBlast's path picks a distillation's logits at
+// the teacher's classes from its tiles (device.LinearPicker,
+// xent_tile_pick) only with Tuning.Pick (opt-in): then it passes
+// spec.RunLinearPick; without, it says device.ErrNotImplemented and writes
+// nothing (the caller computes them apart).
 func TestLinearPickCLBlast(t *testing.T) {
 	linearTest(t, func(t *testing.T) {
 		d := openFused(t, 0, 0)
@@ -201,6 +203,18 @@ func TestLinearPickCLBlast(t *testing.T) {
 		require.ErrorIs(t, err, device.ErrNotImplemented)
 		require.Equal(t, ce.EmptyPartials(3), part)
 		require.Equal(t, []float32{7, 7, 7}, z)
+
+		arg := os.Getenv("XENT_TEST_OPENCL")
+		tn, _, err := opencl.TuningFor(arg)
+		require.NoError(t, err)
+		tn.LinTile, tn.Pick = 0, 1
+		dp, err := opencl.OpenTuned(arg, tn)
+		require.NoError(t, err)
+		defer dp.Close()
+		require.Contains(t, dp.Tuning().String(), " pick=1")
+		before := opencl.Live()
+		spec.RunLinearPick(t, dp)
+		require.Equal(t, before, opencl.Live(), "OpenCL objects alive after the calls")
 	})
 }
 

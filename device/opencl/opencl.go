@@ -264,6 +264,7 @@ type program struct {
 	kernels  [3][nops + 2]cl.Kernel // by element type (ce.DType), by op, then the split variants (op.split)
 	copyK    cl.Kernel
 	blockK   cl.Kernel       // xent_blockmax, the fused linear's gradient filter
+	pickK    cl.Kernel       // xent_tile_pick, its logits at chosen classes (Tuning.Pick)
 	fmaK     cl.Kernel       // xent_fma, the FMA probe
 	heldK    [3][4]cl.Kernel // by element type: xent_gather, xent_lin_gather, xent_rank, xent_widen (held.go)
 	key      string
@@ -463,8 +464,8 @@ func build(h handle, tn Tuning, key string) (*program, bool, error) {
 		return nil, false, err
 	}
 	logBuild(h, p.prog, p.options)
-	ks := []*cl.Kernel{&p.copyK, &p.blockK, &p.fmaK}
-	names := []string{"xent_copy", "xent_blockmax", "xent_fma"}
+	ks := []*cl.Kernel{&p.copyK, &p.blockK, &p.fmaK, &p.pickK}
+	names := []string{"xent_copy", "xent_blockmax", "xent_fma", "xent_tile_pick"}
 	for t, suf := range kernels.Types {
 		k := &p.kernels[t]
 		for o, name := range opNames {
@@ -511,7 +512,7 @@ func (p *program) release() {
 	for _, pp := range p.packed {
 		pp.release()
 	}
-	ks := []cl.Kernel{p.copyK, p.blockK, p.fmaK}
+	ks := []cl.Kernel{p.copyK, p.blockK, p.fmaK, p.pickK}
 	for _, t := range p.kernels {
 		ks = append(ks, t[:]...)
 	}

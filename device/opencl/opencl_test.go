@@ -505,7 +505,7 @@ func TestConformanceOpenCL(t *testing.T) {
 }
 
 // TestConformanceLinearOpenCL is TestConformanceOpenCL's part for the fused
-// linear: CLBlast's products and our filter kernel on a small problem (a
+// linear: CLBlast's products and our filter and pick kernels on small problems (a
 // test of its own, which PoCL's repl method leaves out with the other
 // linear tests: it replicates CLBlast's kernels per work-item, minutes
 // each).
@@ -535,10 +535,12 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 		spec.RunLinearSmall(t, d, 1e-5)
 	})
 	linearTest(t, func(t *testing.T) {
-		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 2, Rev: 1})
+		// CLBlast's path: the filter's kernel, and the pick's (opt-in).
+		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 2, Rev: 1, Pick: 1})
 		require.NoError(t, err)
 		defer d.Close()
 		spec.RunLinearFilterSized(t, d, 19, 64, 301)
+		spec.RunLinearPick(t, d)
 	})
 }
 

@@ -85,6 +85,13 @@ type Tuning struct {
 	// (ReadXgemmTuner). Opt-in: no GPU has timed a set (xent tune
 	// --xgemm does).
 	Xgemm map[string]int `json:"clblast_xgemm,omitempty"`
+	// Pick, when 1, has CLBlast's path of the fused linear pick a
+	// distillation's logits at the teacher's classes from its tiles
+	// (device.LinearPicker: xent_tile_pick), so that the tail has no error
+	// of its own, as the CPU and linear.cl's path do; 0: computed apart, on
+	// the host in float64 (W on the host) or W's device (held). Opt-in: no
+	// GPU has timed it.
+	Pick int `json:"pick,omitempty"`
 	// Options are OpenCL C build options added to the row kernels'
 	// programs (xent.cl's), space-separated, for experiments: those of
 	// the specification that keep what the kernels rely on,
@@ -115,6 +122,9 @@ func (t Tuning) String() string {
 	}
 	if t.Pack > 1 {
 		s += fmt.Sprintf(" pack=%d", t.Pack)
+	}
+	if t.Pick > 0 {
+		s += " pick=1"
 	}
 	if len(t.Xgemm) > 0 {
 		s += " xgemm=" + XgemmString(t.Xgemm)
@@ -154,6 +164,9 @@ func (t Tuning) check() error {
 	}
 	if t.Split < 0 || t.Split > 4096 {
 		errs = append(errs, fmt.Errorf("split %d is not in [0, 4096]", t.Split))
+	}
+	if t.Pick != 0 && t.Pick != 1 {
+		errs = append(errs, fmt.Errorf("pick %d is not 0 or 1", t.Pick))
 	}
 	if t.Pack < 0 || t.Pack > 1024 || t.Pack&(t.Pack-1) != 0 {
 		errs = append(errs, fmt.Errorf("pack %d is not 0 or a power of two up to 1024", t.Pack))
@@ -314,7 +327,7 @@ func kindDefault(kind string) Tuning {
 // XENT_OPENCL_FLIGHT (MiB), XENT_OPENCL_LIN_TILE (0, 16, 32, 64),
 // XENT_OPENCL_LIN_REG (0, 4, 8; XENT_OPENCL_LIN_TILE alone sets it to 0) and
 // XENT_OPENCL_SPLIT (0 to 4096), XENT_OPENCL_PACK (0 or a power of two
-// up to 1024) and XENT_OPENCL_XGEMM (CLBlast's Xgemm parameters,
+// up to 1024), XENT_OPENCL_PICK (0 or 1) and XENT_OPENCL_XGEMM (CLBlast's Xgemm parameters,
 // NAME=VALUE,...; "none" for CLBlast's own; a file of CLBlast's tuner,
 // FILE.json) and XENT_OPENCL_OPTIONS (build options) override its
 // fields, for
@@ -364,6 +377,7 @@ func tuningOf(h handle) (Tuning, string, error) {
 		{"XENT_OPENCL_LIN_REG", &tn.LinReg},
 		{"XENT_OPENCL_SPLIT", &tn.Split},
 		{"XENT_OPENCL_PACK", &tn.Pack},
+		{"XENT_OPENCL_PICK", &tn.Pick},
 	} {
 		s := os.Getenv(v.env)
 		if s == "" {

@@ -27,7 +27,7 @@ func TestTuningTable(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tuning.json")
 	t.Setenv("XENT_TUNING", path)
-	for _, v := range []string{"WG", "UNROLL", "UNROLL_HALF", "REGS", "RC", "REV", "ALIGN", "FLIGHT", "LIN_TILE", "LIN_REG", "SPLIT", "PACK", "OPTIONS", "XGEMM"} { // every override tuningOf reads: the run's own (CI sets OPTIONS) are not the test's
+	for _, v := range []string{"WG", "UNROLL", "UNROLL_HALF", "REGS", "RC", "REV", "ALIGN", "FLIGHT", "LIN_TILE", "LIN_REG", "SPLIT", "PACK", "PICK", "OPTIONS", "XGEMM"} { // every override tuningOf reads: the run's own (CI sets OPTIONS) are not the test's
 		t.Setenv("XENT_OPENCL_"+v, "")
 	}
 	h := handle{kind: "gpu", name: "Card X", driver: "1.2", platName: "Vendor OpenCL"}
@@ -129,6 +129,13 @@ func TestTuningTable(t *testing.T) {
 	require.Contains(t, tn.String(), " pack=8")
 	require.Contains(t, src, "XENT_OPENCL_PACK=8")
 	refuses("XENT_OPENCL_PACK", []string{"3", "-2", "2048"}, func(b string) string { return "pack " + b + " is not 0 or a power of two up to 1024" })
+	t.Setenv("XENT_OPENCL_PICK", "1")
+	tn, src, err = tuningOf(h)
+	require.NoError(t, err)
+	require.Equal(t, 1, tn.Pick, "CLBlast's tiles' logits picked, opt-in")
+	require.Contains(t, tn.String(), " pick=1")
+	require.Contains(t, src, "XENT_OPENCL_PICK=1")
+	refuses("XENT_OPENCL_PICK", []string{"2", "-1"}, func(b string) string { return "pick " + b + " is not 0 or 1" })
 	t.Setenv("XENT_OPENCL_OPTIONS", " -cl-denorms-are-zero  -Dexp=native_exp -DXENT_X")
 	tn, src, err = tuningOf(h)
 	require.NoError(t, err)
