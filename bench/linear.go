@@ -63,9 +63,15 @@ type LinearConfig struct {
 	// Filter > 0 also times forward + backward with gradient filtering
 	// at that threshold ("linear-fused-filter"), and reports how far its
 	// dW is from the unfiltered one.
-	Filter  float64
-	PeerDir string
-	Log     func(format string, args ...any)
+	Filter float64
+	// TeacherK > 0 also times forward + backward with top-k distillation
+	// (batch.Distill, α 0.5) from a teacher of TeacherK classes a row
+	// ("linear-fused-distill"): the student's logits at them picked from
+	// the partials' products where the device does (device.LinearPicker;
+	// OpenCL's CLBlast path with XENT_OPENCL_PICK=1), else computed apart.
+	TeacherK int
+	PeerDir  string
+	Log      func(format string, args ...any)
 }
 
 // SgemmPeak returns the GFLOP/s of b's Sgemm at 2048 × 2048 × 2048, the
@@ -115,6 +121,9 @@ func LinearSeconds(ctx context.Context, dev device.Device, n, v, d, repeat int) 
 // Linear times the fused linear forward and forward + backward on the CPU
 // devices and BLAS asked for, and PyTorch beside them with Peers.
 func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]float64, error) {
+	if c.TeacherK < 0 || c.TeacherK > c.V {
+		return nil, nil, fmt.Errorf("a teacher of %d classes a row: it takes 0 (none) to the vocabulary's %d", c.TeacherK, c.V)
+	}
 	r := rand.New(rand.NewPCG(1, 2))
 	h, w, tg := gen.Linear(r, c.N, c.D, c.V, 1/float64(c.D), 1)
 	if c.Peaked > 0 {
@@ -193,6 +202,13 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 					return nil, nil, err
 				}
 			}
+			var ld *batch.Linear
+			if c.TeacherK > 0 {
+				ops = append(ops, "linear-fused-distill")
+				if ld, err = batch.NewLinear(rd, batch.Budget(c.Budget), batch.Distill(teacherOf(r, c.N, c.V, c.TeacherK), 0.5)); err != nil {
+					return nil, nil, err
+				}
+			}
 			// Off the CPU, also with W and dW resident on the device: only
 			// H, the targets and dH cross the bus.
 			var wd, dwd *batch.DeviceMatrix
@@ -221,6 +237,8 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 						_, err = l.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
 					case "linear-fused-filter":
 						_, err = lf.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
+					case "linear-fused-distill":
+						_, err = ld.ForwardBackward(ctx, g, batch.NewMatrix(h, c.N, c.D), batch.NewMatrix(w, c.V, c.D), nil, tg, batch.One)
 					case "linear-fused-resident":
 						gr := g
 						gr.W = dwd.Grad()
@@ -290,6 +308,22 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 		out = append(out, ps...)
 	}
 	return out, peaks, nil
+}
+
+// teacherOf returns a teacher of k distinct classes a row (k at most v),
+// each of probability 0.9/k: for timing, not a model's.
+func teacherOf(r *rand.Rand, n, v, k int) batch.Teacher {
+	t := batch.Teacher{K: k, IDs: make([]int32, 0, n*k), LogProbs: make([]float32, n*k)}
+	lp := float32(math.Log(0.9 / float64(k)))
+	for i := range n {
+		for _, c := range r.Perm(v)[:k] {
+			t.IDs = append(t.IDs, int32(c))
+		}
+		for j := range k {
+			t.LogProbs[i*k+j] = lp
+		}
+	}
+	return t
 }
 
 // linearPeers runs bench/peers/pytorch_linear.py.

@@ -55,15 +55,18 @@
 #                 and 8192×256000×2304 (CCE's Gemma 2 shape), when asked for:
 #                 CLBlast's path (with its database's parameters, then with
 #                 the blastune stage's), linear.cl's kernels in tiles of 32
-#                 and 64 (XENT_GPU_LINEAR names others), a line each
+#                 and 64 (XENT_GPU_LINEAR names others), a line each;
+#                 with the distill stage, a top-64 distillation at
+#                 1024×50257×768 on CLBlast's path without and with the
+#                 pick (XENT_OPENCL_PICK) and on linear.cl's tiles of 32
 #
 # The machine needs no Go toolchain: build here and carry .gpu/ (bench/gpu/
 # prepare.sh does it: CGO_ENABLED=0 binaries, xz-compressed, Debian's ICD
 # loader and CLBlast unpacked beside them). It finds libnvidia-opencl.so.1,
 # writes an ICD directory and sets OCL_ICD_VENDORS (containers often lack the
 # ICD file). XENT_GPU_STAGES (default "tune tests bench e2e peers"; blastune,
-# keep, options and linear too on request, in this order: blastune tune
-# tests bench keep options e2e linear peers) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
+# keep, options, linear and distill too on request, in this order: blastune
+# tune tests bench keep options e2e linear distill peers) picks stages; XENT_GPU_SPEC names the device (default: the first OpenCL GPU).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -328,6 +331,26 @@ if [[ $stages == *" linear "* ]]; then
 	export -f linear
 	export xtuned
 	stage linear 240 linear
+fi
+
+if [[ $stages == *" distill "* ]]; then
+	# A fused linear's top-64 distillation at 1024×50257×768
+	# (linear-fused-distill beside the plain passes): CLBlast's path with the
+	# student's logits computed apart on the host (the default) and picked
+	# from its tiles (XENT_OPENCL_PICK=1, opt-in, never timed on a GPU), and
+	# linear.cl's tiles of 32 (which always pick); lines {"distill": path,
+	# "report": ...} appended to linear.jsonl.
+	distill() {
+		local v envs
+		for v in XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_PICK=0 XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_PICK=1 XENT_OPENCL_LIN_TILE=32; do
+			IFS=, read -ra envs <<<"$v"
+			printf '{"distill": "%s", "report": ' "$v" >>"$out/linear.jsonl"
+			env "${envs[@]}" "$bin/xent" bench --ops linear --batch 1024 --vocab 50257 --hidden 768 --teacher-k 64 --device "$gpu" --repeat 3 --json | tr -d '\n' >>"$out/linear.jsonl" || return 1
+			echo "}" >>"$out/linear.jsonl"
+		done
+	}
+	export -f distill
+	stage distill 90 distill
 fi
 
 if [[ $stages == *" peers "* ]]; then
