@@ -252,40 +252,38 @@ func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.Li
 // LinearPartials implements Device: dst[i] is merged with row i's partial
 // over W's classes; ignored rows' entries are left as they are.
 func (d *CPUDevice) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.Linear, targets []int32, p *ce.Problem) error {
-	lin, _, done, err := d.resident(lin, nil)
-	defer done()
-	if err != nil {
-		return err
-	}
-	pl := tiles.PlanOf(lin, targets)
-	return tiles.RunPartials(ctx, newCPULinear(d, lin, nil, pl), pl, dst, targets, p)
+	return d.reading(lin, targets, func(b *cpuLinear, pl tiles.Plan) error {
+		return tiles.RunPartials(ctx, b, pl, dst, targets, p)
+	})
 }
 
 // LinearPartialsAt implements LinearPicker: LinearPartials, the logits
 // at cols read from the tiles the partials are made of (cpuLinear.Pick).
 func (d *CPUDevice) LinearPartialsAt(ctx context.Context, dst []ce.Partial, z []float32, cols []int32, k int, lin *ce.Linear, targets []int32, p *ce.Problem) error {
-	lin, _, done, err := d.resident(lin, nil)
-	defer done()
-	if err != nil {
-		return err
-	}
-	pl := tiles.PlanOf(lin, targets)
-	b := newCPULinear(d, lin, nil, pl)
-	return tiles.RunPartialsAt(ctx, b, b, pl, dst, z, cols, k, targets, p)
+	return d.reading(lin, targets, func(b *cpuLinear, pl tiles.Plan) error {
+		return tiles.RunPartialsAt(ctx, b, b, pl, dst, z, cols, k, targets, p)
+	})
 }
 
 // LinearRanks implements LinearRanker: dst[i] is merged with row i's
 // rank over W's classes, given part[i], its partial merged over the
 // whole vocabulary.
 func (d *CPUDevice) LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Linear, targets []int32, part []ce.Partial, p *ce.Problem) error {
+	return d.reading(lin, targets, func(b *cpuLinear, pl tiles.Plan) error {
+		return tiles.RunRanks(ctx, b, b, pl, dst, targets, part, p)
+	})
+}
+
+// reading runs f on a backend of lin with no gradients and its plan, W
+// (d's buffer, when it is one) held read-locked while f runs.
+func (d *CPUDevice) reading(lin *ce.Linear, targets []int32, f func(b *cpuLinear, pl tiles.Plan) error) error {
 	lin, _, done, err := d.resident(lin, nil)
 	defer done()
 	if err != nil {
 		return err
 	}
 	pl := tiles.PlanOf(lin, targets)
-	b := newCPULinear(d, lin, nil, pl)
-	return tiles.RunRanks(ctx, b, b, pl, dst, targets, part, p)
+	return f(newCPULinear(d, lin, nil, pl), pl)
 }
 
 // LinearBackward implements Device: the gradients of W's classes given
