@@ -40,7 +40,10 @@ const TeacherMassSlack = 0x1p-10
 // combine with it (ErrOption). The student's logits at the teacher's
 // classes are gathered where the logits are (device.GatherOf): read from
 // host rows, and from a device matrix (Upload; a Linear's W) on its
-// device, K a row, the matrix staying there; a Linear's are computed, in
+// device, K a row, the matrix staying there. A Linear's are the partials'
+// own products where its device picks them (device.LinearPicker: the CPU,
+// OpenCL's linear.cl path, its CLBlast path with Tuning.Pick), so that the
+// tail has no error of its own; elsewhere they are computed apart, in
 // float64 on the host for a host W, in float32 on W's device for a device
 // matrix. With a Shard of the vocabulary, its steps are Partials,
 // KLPartials, FinishKL and BackwardKL.
@@ -550,8 +553,9 @@ func (l *Loss) KL(ctx context.Context, dst []float64, x Matrix, targets []int32,
 }
 
 // KL is Loss.KL of the logits h·Wᵀ + bias (the student's logits at the
-// teacher's classes as Linear.KLPartials computes them, K·D products a
-// row).
+// teacher's classes as Linear.KLPartials computes them, apart from the
+// partials' products: K·D products a row). PartialsKL gives the partials
+// and the KL in one pass, the tail without the error that puts in it.
 func (l *Linear) KL(ctx context.Context, dst []float64, h, w Matrix, bias []float32, targets []int32, part []Partial, t Teacher) error {
 	p, lin, err := l.prepareLinear(h, w, bias, targets)
 	if err != nil {
