@@ -337,6 +337,54 @@ func (g *Group) LinearPartials(ctx context.Context, dst []ce.Partial, lin *ce.Li
 	return nil
 }
 
+// LinearPartialsAt implements LinearPicker where every member that takes
+// classes picks (else ErrNotImplemented, nothing written): each member's
+// partials and logits of its classes, merged as LinearPartials merges.
+func (g *Group) LinearPartialsAt(ctx context.Context, dst []ce.Partial, z []float32, cols []int32, k int, lin *ce.Linear, targets []int32, p *ce.Problem) error {
+	if err := linearHostOnly(lin, nil); err != nil {
+		return err
+	}
+	V := lin.W.Rows
+	parts, zs := make([][]ce.Partial, len(g.devs)), make([][]float32, len(g.devs))
+	cuts := make([][2]int, len(g.devs))
+	err := g.runRates(g.lrate, V, linearWork(lin), func(m int, d Device, lo, hi int) error {
+		pk, ok := LinearOf(d).(LinearPicker)
+		if !ok {
+			return fmt.Errorf("%w: its fused linear picks no logits", ErrNotImplemented)
+		}
+		mc := make([]int32, len(cols)) // the member's columns: its classes', else -1
+		for e, c := range cols {
+			mc[e] = -1
+			if int(c) >= lo && int(c) < hi {
+				mc[e] = c - int32(lo)
+			}
+		}
+		parts[m], zs[m], cuts[m] = ce.EmptyPartials(len(dst)), make([]float32, len(z)), [2]int{lo, hi}
+		return pk.LinearPartialsAt(ctx, parts[m], zs[m], mc, k, lin.Classes(lo, hi), targets, p.Shard(V, lo))
+	})
+	if err != nil {
+		return err
+	}
+	clear(z)
+	for i, t := range targets {
+		if t < 0 {
+			continue
+		}
+		for m, ps := range parts {
+			if ps == nil {
+				continue
+			}
+			dst[i].Merge(ps[i])
+			for e := i * k; e < (i+1)*k; e++ {
+				if c := int(cols[e]); c >= cuts[m][0] && c < cuts[m][1] {
+					z[e] = zs[m][e]
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // LinearCrossEntropy implements Device.
 func (g *Group) LinearCrossEntropy(ctx context.Context, out ce.Out, lg *ce.LinearGrad, lin *ce.Linear, targets []int32, p *ce.Problem) error {
 	if err := linearHostOnly(lin, lg); err != nil {

@@ -170,8 +170,12 @@ func TestLinearPast2p31CPU(t *testing.T) { spec.RunLinearPast2p31(t, device.NewC
 
 // TestLinearPickCPU: a distillation's logits at the teacher's classes
 // from the tiles' own products (device.LinearPicker).
+// Through a group, each member's classes from its own tiles.
 func TestLinearPickCPU(t *testing.T) {
 	spec.RunLinearPick(t, device.NewCPU(cpu.Default()))
+	g, err := device.NewGroup(device.SplitRows, device.NewCPU(cpu.Default()), device.NewCPU(cpu.Portable()))
+	require.NoError(t, err)
+	t.Run("group", func(t *testing.T) { spec.RunLinearPick(t, g) })
 }
 
 func TestLinearResidentCPU(t *testing.T) {

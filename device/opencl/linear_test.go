@@ -215,6 +215,19 @@ func TestLinearPickCLBlast(t *testing.T) {
 		before := opencl.Live()
 		spec.RunLinearPick(t, dp)
 		require.Equal(t, before, opencl.Live(), "OpenCL objects alive after the calls")
+
+		// A group picks where each member does, and refuses, writing
+		// nothing, where one does not.
+		g, err := device.NewGroup(device.SplitRows, dp, device.NewCPU(cpu.Default()))
+		require.NoError(t, err)
+		spec.RunLinearPick(t, g)
+		g, err = device.NewGroup(device.SplitRows, d, device.NewCPU(cpu.Default()))
+		require.NoError(t, err)
+		lin.H, lin.W = ce.NewDense(3, 4, ce.F32), ce.NewDense(500, 4, ce.F32) // classes for each member
+		err = g.LinearPartialsAt(context.Background(), part, z, []int32{0, 1, 499}, 1, lin, []int32{0, 1, 2}, &ce.Problem{WeightSum: 500})
+		require.ErrorIs(t, err, device.ErrNotImplemented)
+		require.Equal(t, ce.EmptyPartials(3), part)
+		require.Equal(t, []float32{7, 7, 7}, z)
 	})
 }
 

@@ -1024,7 +1024,8 @@ func minOf(x []float64) float64 {
 // products); every entry is within the float32 products' error of the
 // float64 reference (ZErr); a column of -1 and every entry of an ignored
 // row are 0. Every element type, a budget that tiles the vocabulary, a
-// bias and none.
+// bias and none. On a group, whose split follows the measured speeds call
+// by call, a row's max is LinearPartials' within the products' rounding.
 func RunLinearPick(t *testing.T, dev device.Device) {
 	pk, ok := dev.(device.LinearPicker)
 	require.True(t, ok, "%s is no device.LinearPicker", dev.Info().Spec)
@@ -1071,8 +1072,14 @@ func RunLinearPick(t *testing.T, dev device.Device) {
 						z[e] = float32(math.NaN()) // every entry written
 					}
 					require.NoError(t, pk.LinearPartialsAt(ctx, got, z, cols, k, lin, targets, prob))
+					group := dev.Info().Kind == "group" // its split follows the measured speeds, call by call
 					for i := range p.N {
-						require.Equal(t, want[i], got[i], "row %d's partial", i)
+						if !group {
+							require.Equal(t, want[i], got[i], "row %d's partial", i)
+						} else if targets[i] >= 0 {
+							require.InDelta(t, want[i].Max, got[i].Max, 2*lr.ZErr[i]+1e-30, "row %d's max", i)
+							require.Equal(t, want[i].HasT, got[i].HasT, "row %d: its target's", i)
+						}
 						for e := i * k; e < (i+1)*k; e++ {
 							c := cols[e]
 							if targets[i] < 0 || c < 0 {
@@ -1084,9 +1091,11 @@ func RunLinearPick(t *testing.T, dev device.Device) {
 						if targets[i] < 0 {
 							continue
 						}
-						require.Equal(t, want[i].ArgMax, z[i*k+1], "row %d: the logit at its argmax %d, its raw max", i, want[i].Arg)
+						if got[i].Arg == want[i].Arg { // a group's members may round a near tie apart
+							require.Equal(t, got[i].ArgMax, z[i*k+1], "row %d: the logit at its argmax %d, its raw max", i, got[i].Arg)
+						}
 						if raw {
-							require.Equal(t, want[i].ZT, z[i*k], "row %d: the logit at its target, its ZT", i)
+							require.Equal(t, got[i].ZT, z[i*k], "row %d: the logit at its target, its ZT", i)
 						}
 					}
 				})
