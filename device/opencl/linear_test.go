@@ -161,13 +161,13 @@ func TestLinearFusedOpenCL(t *testing.T) {
 	})
 }
 
-// TestFusedWithoutCLBlast runs this test binary again with
+// TestLinearWithoutCLBlast runs this test binary again with
 // XENT_CLBLAST_LIB pointing nowhere (the library is loaded once per
 // process): a device whose tuning names a tile has the fused linear
 // without CLBlast, linear.cl's kernels alone, and every call of it runs,
 // the rank pass of a W it holds included; a device on CLBlast's path says
 // it has none, and why.
-func TestFusedWithoutCLBlast(t *testing.T) {
+func TestLinearWithoutCLBlast(t *testing.T) {
 	numbersOnly(t)
 	if os.Getenv("XENT_NOBLAST_CHILD") == "1" {
 		d := openFused(t, 16, 0)
@@ -181,10 +181,10 @@ func TestFusedWithoutCLBlast(t *testing.T) {
 		return
 	}
 	openTest(t) // skips, or fails under XENT_REQUIRE_OPENCL, without a device
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestFusedWithoutCLBlast$", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestLinearWithoutCLBlast$", "-test.v")
 	cmd.Env = append(os.Environ(), "XENT_NOBLAST_CHILD=1", "XENT_CLBLAST_LIB=/nonexistent/libclblast.so.1")
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestFusedWithoutCLBlast") {
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestLinearWithoutCLBlast") {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
