@@ -355,13 +355,7 @@ func (f *fused) ranks(dst []ce.Rank, targets []int32, part []ce.Partial) error {
 // cols[e] (0 where that is -1, and in ignored rows).
 func (f *fused) pick(z []float32, cols []int32, k int, targets []int32) error {
 	d, n := f.d, f.N*k
-	tg := make([]int32, n) // cols, -1 in ignored rows
-	for e := range tg {
-		tg[e] = cols[e]
-		if targets[e/k] < 0 {
-			tg[e] = -1
-		}
-	}
+	tg := pickCols(cols[:n], k, targets)
 	var err error
 	cm, zm := f.mk(&err, 4*n), f.mk(&err, 4*n)
 	if err == nil {
@@ -381,6 +375,19 @@ func (f *fused) pick(z []float32, cols []int32, k int, targets []int32) error {
 		return err
 	}
 	return f.b.read(d.q, zm, z[:n], nil)
+}
+
+// pickCols returns cols (k a row) with -1 in the rows targets ignore:
+// the pick kernels' columns.
+func pickCols(cols []int32, k int, targets []int32) []int32 {
+	tg := make([]int32, len(cols))
+	for e, c := range cols {
+		tg[e] = c
+		if targets[e/k] < 0 {
+			tg[e] = -1
+		}
+	}
+	return tg
 }
 
 // rowIns makes the buffers of the backward's per-row inputs (max, sum,

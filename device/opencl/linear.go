@@ -515,13 +515,7 @@ func (l *clLinear) Grads(t0, v0, v1 int, first bool) error {
 // sets them.
 func (l *clLinear) pickOn(cols []int32, k int, targets []int32) error {
 	n := l.lin.H.Rows * k
-	tg := make([]int32, n)
-	for e := range tg {
-		tg[e] = cols[e]
-		if targets[e/k] < 0 {
-			tg[e] = -1
-		}
-	}
+	tg := pickCols(cols[:n], k, targets)
 	var err error
 	for _, m := range []*cl.Mem{&l.pcols, &l.pz} {
 		if err == nil {
