@@ -74,6 +74,16 @@ func (c *config) validateTeacher() error {
 	return nil
 }
 
+// teacherShape checks that t's classes and log-probabilities are rows of
+// its k ≥ 1 each (a teacher given to a call; Distill's is checked by
+// validateTeacher).
+func teacherShape(t *ce.Teacher) error {
+	if t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0 {
+		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
+	}
+	return nil
+}
+
 // checkTeacher validates t's rows of the counted rows of p against a
 // vocabulary of vocab classes.
 func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
@@ -380,9 +390,10 @@ func (l *Linear) PartialsKL(ctx context.Context, dst []Partial, kl []float64, h,
 		return errorf(ErrBuffer, "expected %d partials and KLs to match %d rows, got %d and %d", h.Rows, h.Rows, len(dst), len(kl))
 	case sh.col0 != 0 || sh.cols != sh.vocab:
 		return errorf(ErrOption, "the KL of a shard of the vocabulary: it needs the whole vocabulary's logits (KLPartials takes a shard's)")
-	case t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
-		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
 	default:
+		if err := teacherShape(&t); err != nil {
+			return err
+		}
 		if err := checkTeacher(&t, p, sh.vocab); err != nil {
 			return err
 		}
@@ -451,6 +462,50 @@ func (l *Loss) KLPartials(ctx context.Context, dst []KLPart, x Matrix, targets [
 	return klPartials(ctx, dst, l.cfg.teacher, p, sh, part)
 }
 
+// PartialsWithKL is Partials and KLPartials in one pass, so that a
+// distillation over shards of the vocabulary needs one all-reduce, not
+// two: dst[i] the partial of row i over x's columns (the Loss's Shard),
+// as Partials gives it, and kp[i] its KL part for the Loss's teacher
+// (Distill) taken against dst[i], the shard's own partial, not the
+// merged one. Pairs of partials and parts of disjoint shards merge with
+// MergeKL, in any order and any tree; FinishKL and BackwardKL take the
+// merged ones, as they take KLPartials'. Ignored rows' entries are left
+// as they are.
+func (l *Loss) PartialsWithKL(ctx context.Context, dst []Partial, kp []KLPart, x Matrix, targets []int32) error {
+	p, err := l.prepare(x, targets)
+	if err != nil {
+		return err
+	}
+	sh := l.logitsShard(p)
+	if err := checkShardKL(l.cfg.teacher, p, sh.vocab, len(dst), len(kp)); err != nil || p.x.Rows == 0 {
+		return err
+	}
+	if err := l.dev.Partials(ctx, dst, p.x, p.targets, &p.prob); err != nil {
+		return err
+	}
+	return klPartials(ctx, kp, l.cfg.teacher, p, sh, dst)
+}
+
+// MergeKL sets a and ka to the partial and KL part of the union of two
+// disjoint shards of a row, each pair from PartialsWithKL or an earlier
+// MergeKL (see ce.MergeKL); NewPartials' partial with a zero KLPart is
+// the identity.
+func MergeKL(a *Partial, ka *KLPart, b Partial, kb KLPart) { ce.MergeKL(a, ka, b, kb) }
+
+// checkShardKL checks what PartialsWithKL takes: a teacher t, a partial
+// (np) and a KL part (nk) a row of p, and t's rows against a vocabulary
+// of vocab classes.
+func checkShardKL(t *ce.Teacher, p *prepared, vocab, np, nk int) error {
+	rows := len(p.targets)
+	switch {
+	case t == nil:
+		return errorf(ErrOption, "a distillation's step without a teacher (Distill)")
+	case np != rows || nk != rows:
+		return errorf(ErrBuffer, "expected %d partials and KL parts to match %d rows, got %d and %d", rows, rows, np, nk)
+	}
+	return checkTeacher(t, p, vocab)
+}
+
 // checkKL checks what the KL's steps take: a teacher t, n outputs (KL
 // parts, KLs) and the merged partials of p's rows, and t's rows against a
 // vocabulary of vocab classes.
@@ -461,8 +516,9 @@ func checkKL(t *ce.Teacher, p *prepared, vocab, n int, part []Partial) error {
 		return errorf(ErrOption, "a distillation's step without a teacher (Distill)")
 	case n != rows || len(part) != rows:
 		return errorf(ErrBuffer, "expected %d KL parts and partials to match %d rows, got %d and %d", rows, rows, n, len(part))
-	case t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0:
-		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
+	}
+	if err := teacherShape(t); err != nil {
+		return err
 	}
 	for i, tg := range p.targets {
 		if tg >= 0 && !part[i].HasT {
@@ -583,8 +639,8 @@ func klOf(ctx context.Context, dst []float64, t *ce.Teacher, p *prepared, sh sha
 // for a program that reads a teacher's files to say what is wrong before
 // any work.
 func CheckTeacher(t Teacher, targets []int32, ignore, vocab int) error {
-	if t.K < 1 || len(t.IDs) != len(t.LogProbs) || len(t.IDs)%t.K != 0 {
-		return errorf(ErrShape, "a teacher's %d classes and %d log-probabilities are not rows of k = %d each", len(t.IDs), len(t.LogProbs), t.K)
+	if err := teacherShape(&t); err != nil {
+		return err
 	}
 	p := &prepared{targets: make([]int32, len(targets))}
 	for i, v := range targets {

@@ -306,8 +306,11 @@ func TestDistillLinearPicks(t *testing.T) {
 // teacher's top-32), the fused linear's KL is within 1e-3 of a float64
 // reference, relative, row by row: the logits at the teacher's classes
 // are the partials' own (device.LinearPicker), so the tail, the row's sum
-// less their terms, has no error of its own. Computed apart (a device
-// that refuses the pick) it is off by up to 18× here; logged.
+// less their terms, has no error of its own. So it is over three shards
+// of the vocabulary, each shard's KL parts from its own pass
+// (PartialsWithKL) merged pairwise (MergeKL). Computed apart (a device
+// that refuses the pick, or a shard's KLPartials) it is off by up to 18×
+// here; logged.
 func TestDistillLinearTail(t *testing.T) {
 	const n, d, v, K = 32, 1024, 2000, 32
 	r := rand.New(rand.NewPCG(7, 8))
@@ -378,6 +381,54 @@ func TestDistillLinearTail(t *testing.T) {
 		}
 		t.Logf("picked %v: the KL's worst relative error %.3g", !refuse, worst)
 	}
+	// Three shards of W's classes: each one's partials and KL parts in one
+	// pass (PartialsWithKL, the logits picked), merged pairwise; or the
+	// partials merged first and the KL parts computed apart (KLPartials).
+	ctx, cuts := context.Background(), []int{0, 700, 1333, v}
+	for _, one := range []bool{true, false} {
+		part, kp := batch.NewPartials(n), make([]batch.KLPart, n)
+		lins := make([]*batch.Linear, 3)
+		shard := func(s int) batch.Matrix { return batch.NewMatrix(wd[cuts[s]*d:cuts[s+1]*d], cuts[s+1]-cuts[s], d) }
+		for s := range lins {
+			dev := &picking{CPUDevice: device.NewCPU(cpu.Default())}
+			l, err := batch.NewLinear(dev, batch.Shard(cuts[s], v), batch.Distill(tc, 1), batch.KeepRows())
+			require.NoError(t, err)
+			lins[s] = l
+			ps, ks := batch.NewPartials(n), make([]batch.KLPart, n)
+			if one {
+				require.NoError(t, l.PartialsWithKL(ctx, ps, ks, h, shard(s), nil, tg))
+				require.Equal(t, 1, dev.picks, "shard %d: one LinearPartialsAt", s)
+				for i := range n {
+					batch.MergeKL(&part[i], &kp[i], ps[i], ks[i])
+				}
+				continue
+			}
+			require.NoError(t, l.Partials(ctx, ps, h, shard(s), nil, tg))
+			for i := range n {
+				part[i].Merge(ps[i])
+			}
+		}
+		if !one {
+			for s, l := range lins {
+				ks := make([]batch.KLPart, n)
+				require.NoError(t, l.KLPartials(ctx, ks, h, shard(s), nil, tg, part))
+				for i := range n {
+					kp[i].Merge(ks[i])
+				}
+			}
+		}
+		res, err := lins[0].FinishKL(part, kp, tg)
+		require.NoError(t, err)
+		worst := 0.0
+		for i := range n {
+			rel := math.Abs(float64(res.Losses[i])-want[i]) / want[i]
+			worst = max(worst, rel)
+			if one {
+				require.Less(t, rel, 1e-3, "shards, row %d: KL %v, want %v", i, res.Losses[i], want[i])
+			}
+		}
+		t.Logf("3 shards, one round %v: the KL's worst relative error %.3g", one, worst)
+	}
 }
 
 // TestPartialsKLErrors: Linear.PartialsKL's bad inputs are errors that
@@ -412,6 +463,59 @@ func TestPartialsKLErrors(t *testing.T) {
 			require.ErrorIs(t, err, c.want)
 			require.ErrorContains(t, err, c.msg)
 			require.Equal(t, []batch.Partial{sentinel, sentinel, sentinel}, part, "nothing written")
+		})
+	}
+}
+
+// TestPartialsWithKLErrors: bad inputs to Loss's and Linear's
+// PartialsWithKL are errors that say what is wrong, with nothing written:
+// a Loss without a teacher, outputs of the wrong length, a teacher's
+// class outside the vocabulary; one of another shard is none.
+func TestPartialsWithKLErrors(t *testing.T) {
+	ctx := context.Background()
+	dev := device.NewCPU(cpu.Default())
+	const n, d, v = 3, 2, 5
+	h, w := batch.NewMatrix(make([]float32, n*d), n, d), batch.NewMatrix(make([]float32, v*d), v, d)
+	x := batch.NewMatrix(make([]float32, n*v), n, v)
+	tg := []int32{1, -100, 4}
+	tc := batch.Teacher{K: 2, IDs: []int32{1, 3, 0, 0, 4, 2}, LogProbs: []float32{-0.2, -2, 0, 0, -0.5, -1.5}}
+	far := batch.Teacher{K: 2, IDs: []int32{1, 3, 0, 0, 5, 2}, LogProbs: tc.LogProbs}
+	sentinel, ksentinel := batch.Partial{Max: 42}, batch.KLPart{Cross: 42}
+	for _, c := range []struct {
+		name   string
+		opts   []batch.Option
+		np, nk int
+		want   error
+		msg    string
+	}{
+		{"no teacher", nil, n, n, batch.ErrOption, "a distillation's step without a teacher (Distill)"},
+		{"kl parts short", []batch.Option{batch.Distill(tc, 0.5)}, n, n - 1, batch.ErrBuffer, "batch: expected 3 partials and KL parts to match 3 rows, got 3 and 2"},
+		{"partials long", []batch.Option{batch.Distill(tc, 0.5)}, n + 1, n, batch.ErrBuffer, "got 4 and 3"},
+		{"class of another shard", []batch.Option{batch.Shard(0, 6), batch.Distill(far, 0.5)}, n, n, nil, ""},
+		{"class past the vocabulary", []batch.Option{batch.Shard(0, 6), batch.Distill(batch.Teacher{K: 2, IDs: []int32{1, 3, 0, 0, 7, 2}, LogProbs: tc.LogProbs}, 0.5)}, n, n, batch.ErrTeacher, "class 7 is out of bounds [0, 6)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, linear := range []bool{false, true} {
+				part, kp := slices.Repeat([]batch.Partial{sentinel}, c.np), slices.Repeat([]batch.KLPart{ksentinel}, c.nk)
+				var err error
+				if linear {
+					l, lerr := batch.NewLinear(dev, c.opts...)
+					require.NoError(t, lerr)
+					err = l.PartialsWithKL(ctx, part, kp, h, w, nil, tg)
+				} else {
+					l, lerr := batch.New(dev, c.opts...)
+					require.NoError(t, lerr)
+					err = l.PartialsWithKL(ctx, part, kp, x, tg)
+				}
+				if c.want == nil { // a class of another shard: not an error
+					require.NoError(t, err, "linear %v", linear)
+					continue
+				}
+				require.ErrorIs(t, err, c.want, "linear %v", linear)
+				require.ErrorContains(t, err, c.msg)
+				require.Equal(t, slices.Repeat([]batch.Partial{sentinel}, c.np), part, "nothing written")
+				require.Equal(t, slices.Repeat([]batch.KLPart{ksentinel}, c.nk), kp, "nothing written")
+			}
 		})
 	}
 }

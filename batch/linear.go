@@ -359,6 +359,37 @@ func (l *Linear) KLPartials(ctx context.Context, dst []KLPart, h, w Matrix, bias
 	return klPartials(ctx, dst, l.loss.cfg.teacher, p, sh, part)
 }
 
+// PartialsWithKL is Loss.PartialsWithKL of the logits h·Wᵀ + bias over
+// w's classes (the Linear's Shard): each row's partial, and its KL part
+// against it, from one pass. The student's logits at the teacher's
+// classes come from the partials' own products where the device picks
+// them (device.LinearPicker), so that after MergeKL the tail (each row's
+// sum less their terms) has no error of its own, as in Forward; elsewhere
+// they are computed apart, as KLPartials'.
+func (l *Linear) PartialsWithKL(ctx context.Context, dst []Partial, kp []KLPart, h, w Matrix, bias []float32, targets []int32) error {
+	p, lin, err := l.prepareLinear(h, w, bias, targets)
+	if err != nil {
+		return err
+	}
+	t, sh := l.loss.cfg.teacher, l.linearShard(p, lin)
+	if err := checkShardKL(t, p, sh.vocab, len(dst), len(kp)); err != nil {
+		return err
+	}
+	for i, tg := range p.targets {
+		if tg >= 0 {
+			dst[i] = ce.EmptyPartial()
+		}
+	}
+	if h.Rows == 0 {
+		return nil
+	}
+	partials, sh := l.picking(ctx, p, lin, t, sh)
+	if err := partials(dst); err != nil {
+		return err
+	}
+	return klPartials(ctx, kp, t, p, sh, dst)
+}
+
 // FinishKL is Loss.FinishKL.
 func (l *Linear) FinishKL(part []Partial, kp []KLPart, targets []int32) (Result, error) {
 	return l.loss.FinishKL(part, kp, targets)

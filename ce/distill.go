@@ -49,13 +49,18 @@ type Distillation struct {
 //	Cross = Σ_j p_j·(log p_j - (z_j - m))   (terms with p_j = 0 left out),
 //	E     = Σ_j exp(z_j - m),  the row's first max's (class part.Arg)
 //	        as expm1(z_j - m), and HasArg set,
-//	Mag   = Σ_j |E's terms|.
+//	Mag   = Σ_j |E's terms|,
+//	Mass  = Σ_j p_j.
 //
-// Parts of disjoint shards merge by adding (Merge), in any order;
-// DistillOf gives the row's distillation from the merged one.
+// Parts of disjoint shards taken against the same partial merge by adding
+// (Merge), in any order; DistillOf gives the row's distillation from the
+// merged one. A shard's part may also be taken against the shard's own
+// partial, in the same pass (its max m' in place of m; a row of the shard
+// all -Inf adds nothing to E and Mag): MergeKL then merges pairs of
+// partials and parts, and carries the parts to the merged partial.
 type KLPart struct {
-	Cross, E, Mag float64
-	HasArg        bool
+	Cross, E, Mag, Mass float64
+	HasArg              bool
 }
 
 // Add adds the teacher's class id, of log-probability lp, whose logit (as
@@ -63,8 +68,12 @@ type KLPart struct {
 func (k *KLPart) Add(part *Partial, id int32, lp, z float32) {
 	m := float64(part.Max)
 	d := min(float64(z)-m, 0)
+	if math.IsInf(float64(z), -1) { // also where m is -Inf: a shard's own partial
+		d = math.Inf(-1)
+	}
 	if p := math.Exp(float64(lp)); p > 0 {
 		k.Cross += p * (float64(lp) - d)
+		k.Mass += p
 	}
 	if int(id) == part.Arg && !k.HasArg {
 		k.HasArg = true
@@ -83,7 +92,47 @@ func (k *KLPart) Merge(o KLPart) {
 	k.Cross += o.Cross
 	k.E += o.E
 	k.Mag += o.Mag
+	k.Mass += o.Mass
 	k.HasArg = k.HasArg || o.HasArg
+}
+
+// MergeKL sets a and ka to the partial and the KL part of the union of
+// two disjoint shards of a row (in either order), where ka was taken
+// against a and kb against b, each shard's own partial (a shard's
+// Loss.PartialsWithKL; the empty partial with a zero part is the
+// identity): ka is then taken against the merged partial, as if Add had
+// been given it. With m' a part's max and m the merged one, each part's
+// Cross gains (m - m')·Mass and its E and Mag are scaled by exp(m' - m),
+// the factor Merge rescales the sums by, so that the tail s - E (see
+// DistillOf) keeps the shards' own rounding and no more. A part whose
+// shard's first max is not the row's gives its term exp(0) back (1, for
+// the expm1(0) Add took).
+func MergeKL(a *Partial, ka *KLPart, b Partial, kb KLPart) {
+	m := *a
+	m.Merge(b)
+	ka.rebase(a, &m)
+	kb.rebase(&b, &m)
+	ka.Merge(kb)
+	*a = m
+}
+
+// rebase carries k, taken against the partial from, to the partial to
+// (from merged with others).
+func (k *KLPart) rebase(from, to *Partial) {
+	if k.HasArg && from.Arg != to.Arg {
+		k.E++ // expm1(0) + 1 = exp(0)
+		k.Mag++
+		k.HasArg = false
+	}
+	if from.Max == to.Max || math.IsInf(float64(from.Max), -1) { // a shard all -Inf: E is 0, Cross +Inf or 0
+		return
+	}
+	f := ExpTo(from.Max, to.Max)
+	k.E *= f
+	k.Mag *= f
+	if k.Mass > 0 {
+		k.Cross += (float64(to.Max) - float64(from.Max)) * k.Mass
+	}
 }
 
 // Distill returns the distillation of a row over the whole vocabulary:

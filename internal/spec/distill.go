@@ -667,44 +667,49 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 					}
 					wOf := func(s int) batch.Matrix { return ws[s] }
 					lins := make([]*batch.Linear, 3)
-					merged := batch.NewPartials(p.N)
-					for _, sh := range scramble(3) {
+					for sh := range lins {
 						lins[sh], err = batch.NewLinear(dev, LinearOptions(c.o, batch.Sum, batch.Budget(budget), batch.Shard(cuts[sh], p.V), batch.Distill(*tc, c.alpha))...)
 						require.NoError(t, err)
-						sp := batch.NewPartials(p.N)
-						require.NoError(t, lins[sh].Partials(ctx, sp, p.HM(), wOf(sh), p.Bias[cuts[sh]:cuts[sh+1]], p.Targets))
-						for i := range merged {
-							merged[i].Merge(sp[i])
-						}
 					}
-					kp := make([]batch.KLPart, p.N)
-					for _, sh := range scramble(3) {
-						ks := make([]batch.KLPart, p.N)
-						require.NoError(t, lins[sh].KLPartials(ctx, ks, p.HM(), wOf(sh), p.Bias[cuts[sh]:cuts[sh+1]], p.Targets, merged))
-						for i := range kp {
-							kp[i].Merge(ks[i])
-						}
-					}
-					res, err := lins[0].FinishKL(merged, kp, p.Targets)
-					require.NoError(t, err)
+					bias := func(sh int) []float32 { return p.Bias[cuts[sh]:cuts[sh+1]] }
 					kl := 0.0
 					for i := range p.N {
 						if int64(p.Targets[i]) != p.Opts.Ignore {
 							kl += dr.KL[i]
 						}
 					}
-					require.True(t, distillClose(res.KL, kl, 1e-4*math.Abs(kl)+1e-5), "shards: KL %v, want %v", res.KL, kl)
-					g, w0, b0 = randomGrads(r, p)
-					clear(g.H.Matrix().Data) // the shards add their parts
-					for sh := range 3 {
-						gs := g
-						ws := g.W.Matrix()
-						ws.Data, ws.Rows = ws.Data[cuts[sh]*ws.Stride:], cuts[sh+1]-cuts[sh]
-						gs.W = batch.GradInto(ws)
-						gs.Bias = g.Bias[cuts[sh]:cuts[sh+1]]
-						require.NoError(t, lins[sh].BackwardKL(ctx, gs, p.HM(), wOf(sh), p.Bias[cuts[sh]:cuts[sh+1]], p.Targets, merged, kp, batch.One))
+					// Each shard's partials and KL parts in one pass, merged
+					// pairwise (one all-reduce), or the partials merged first
+					// (two).
+					for _, one := range []bool{false, true} {
+						var merged []batch.Partial
+						var kp []batch.KLPart
+						if one {
+							merged, kp = oneRound(t, p.N, 3, func(sh int, ps []batch.Partial, ks []batch.KLPart) error {
+								return lins[sh].PartialsWithKL(ctx, ps, ks, p.HM(), wOf(sh), bias(sh), p.Targets)
+							})
+						} else {
+							merged, kp = twoRounds(t, p.N, 3, func(sh int, ps []batch.Partial) error {
+								return lins[sh].Partials(ctx, ps, p.HM(), wOf(sh), bias(sh), p.Targets)
+							}, func(sh int, ks []batch.KLPart, merged []batch.Partial) error {
+								return lins[sh].KLPartials(ctx, ks, p.HM(), wOf(sh), bias(sh), p.Targets, merged)
+							})
+						}
+						res, err := lins[0].FinishKL(merged, kp, p.Targets)
+						require.NoError(t, err)
+						require.True(t, distillClose(res.KL, kl, 1e-4*math.Abs(kl)+1e-5), "shards (one round %v): KL %v, want %v", one, res.KL, kl)
+						g, w0, b0 = randomGrads(r, p)
+						clear(g.H.Matrix().Data) // the shards add their parts
+						for sh := range 3 {
+							gs := g
+							ws := g.W.Matrix()
+							ws.Data, ws.Rows = ws.Data[cuts[sh]*ws.Stride:], cuts[sh+1]-cuts[sh]
+							gs.W = batch.GradInto(ws)
+							gs.Bias = g.Bias[cuts[sh]:cuts[sh+1]]
+							require.NoError(t, lins[sh].BackwardKL(ctx, gs, p.HM(), wOf(sh), bias(sh), p.Targets, merged, kp, batch.One))
+						}
+						mix.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
 					}
-					mix.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
 				})
 			}
 		}
@@ -829,54 +834,98 @@ func runDistillShards(t *testing.T, ctx context.Context, dev device.Device, c Di
 		require.NoError(t, err)
 		return l, p.Matrix(c.Case, cut[s], cut[s+1]-cut[s])
 	}
-	part := batch.NewPartials(c.Rows)
+	for _, one := range []bool{false, true} {
+		var part []batch.Partial
+		var kp []batch.KLPart
+		if one {
+			part, kp = oneRound(t, c.Rows, k, func(s int, ps []batch.Partial, ks []batch.KLPart) error {
+				l, m := shard(s)
+				return l.PartialsWithKL(ctx, ps, ks, m, p.Targets)
+			})
+		} else {
+			part, kp = twoRounds(t, c.Rows, k, func(s int, ps []batch.Partial) error {
+				l, m := shard(s)
+				return l.Partials(ctx, ps, m, p.Targets)
+			}, func(s int, ks []batch.KLPart, part []batch.Partial) error {
+				l, m := shard(s)
+				return l.KLPartials(ctx, ks, m, p.Targets, part)
+			})
+		}
+		l0, _ := shard(0)
+		res, err := l0.FinishKL(part, kp, p.Targets)
+		require.NoError(t, err)
+		for i := range c.Rows {
+			if int64(p.Targets[i]) == c.Opts.Ignore {
+				continue
+			}
+			want := (1-a)*ref.Loss[i] + a*dr.KL[i]
+			slack := ltol*math.Abs((1-a)*ref.Loss[i]) + a*(ltol*dr.KLMag[i]+dr.KLSlack[i]) + (1-a)*ref.Slack[i]
+			require.True(t, distillClose(float64(res.Losses[i]), want, slack), "%v row %d (one round %v): loss %v, want %v (slack %.3g)", typ, i, one, res.Losses[i], want, slack)
+		}
+		g := NewElems(typ, len(p.X), gradGuard)
+		for s := range k {
+			l, m := shard(s)
+			require.NoError(t, l.BackwardKL(ctx, batch.GradInto(g.Matrix(cut[s], c.Rows, cut[s+1]-cut[s], p.Stride)), m, p.Targets, part, kp, batch.One))
+		}
+		for i := range c.Rows {
+			for j := range c.Cols {
+				got := g.At(i*p.Stride + j)
+				if int64(p.Targets[i]) == c.Opts.Ignore {
+					require.Zero(t, got, "%v grad[%d][%d] of an ignored row", typ, i, j)
+					continue
+				}
+				want := (1-a)*ref.Grad[i][j] + a*dr.Grad[i][j]
+				mag := (1-a)*ref.Mag[i][j] + a*dr.Mag[i][j]
+				if !GradCloseIn(typ, got, want, mag, max(tol, 1e-5), a*dr.Slack[i][j]+(1-a)*ref.UnderAt(i, j)) {
+					require.Failf(t, "gradient", "%v grad[%d][%d] = %v, want %v (terms %.3g, %d shards, one round %v)", typ, i, j, got, want, mag, k, one)
+				}
+			}
+		}
+	}
+}
+
+// twoRounds returns the partials of rows rows over k shards, each
+// shard's from partials(s, dst), merged, then their KL parts, each from
+// klParts(s, dst, merged), merged, the shards in a scrambled order each
+// round: a distillation's two all-reduces.
+func twoRounds(t *testing.T, rows, k int, partials func(s int, dst []batch.Partial) error, klParts func(s int, dst []batch.KLPart, merged []batch.Partial) error) ([]batch.Partial, []batch.KLPart) {
+	t.Helper()
+	part := batch.NewPartials(rows)
 	for _, s := range scramble(k) {
-		l, m := shard(s)
-		ps := batch.NewPartials(c.Rows)
-		require.NoError(t, l.Partials(ctx, ps, m, p.Targets))
+		ps := batch.NewPartials(rows)
+		require.NoError(t, partials(s, ps))
 		for i := range part {
 			part[i].Merge(ps[i])
 		}
 	}
-	kp := make([]batch.KLPart, c.Rows)
+	kp := make([]batch.KLPart, rows)
 	for _, s := range scramble(k) {
-		l, m := shard(s)
-		ks := make([]batch.KLPart, c.Rows)
-		require.NoError(t, l.KLPartials(ctx, ks, m, p.Targets, part))
+		ks := make([]batch.KLPart, rows)
+		require.NoError(t, klParts(s, ks, part))
 		for i := range kp {
 			kp[i].Merge(ks[i])
 		}
 	}
-	l0, _ := shard(0)
-	res, err := l0.FinishKL(part, kp, p.Targets)
-	require.NoError(t, err)
-	for i := range c.Rows {
-		if int64(p.Targets[i]) == c.Opts.Ignore {
-			continue
+	return part, kp
+}
+
+// oneRound returns the partials and KL parts of rows rows over k shards,
+// each shard's pair from both(s, dst, kdst) (PartialsWithKL), merged with
+// MergeKL from the right in a scrambled order (each shard into the union
+// of the ones after it): a distillation's one all-reduce.
+func oneRound(t *testing.T, rows, k int, both func(s int, dst []batch.Partial, kdst []batch.KLPart) error) ([]batch.Partial, []batch.KLPart) {
+	t.Helper()
+	part, kp := batch.NewPartials(rows), make([]batch.KLPart, rows)
+	order := scramble(k)
+	for n := k - 1; n >= 0; n-- {
+		ps, ks := batch.NewPartials(rows), make([]batch.KLPart, rows)
+		require.NoError(t, both(order[n], ps, ks))
+		for i := range rows {
+			batch.MergeKL(&ps[i], &ks[i], part[i], kp[i])
 		}
-		want := (1-a)*ref.Loss[i] + a*dr.KL[i]
-		slack := ltol*math.Abs((1-a)*ref.Loss[i]) + a*(ltol*dr.KLMag[i]+dr.KLSlack[i]) + (1-a)*ref.Slack[i]
-		require.True(t, distillClose(float64(res.Losses[i]), want, slack), "%v row %d: loss %v, want %v (slack %.3g)", typ, i, res.Losses[i], want, slack)
+		part, kp = ps, ks
 	}
-	g := NewElems(typ, len(p.X), gradGuard)
-	for s := range k {
-		l, m := shard(s)
-		require.NoError(t, l.BackwardKL(ctx, batch.GradInto(g.Matrix(cut[s], c.Rows, cut[s+1]-cut[s], p.Stride)), m, p.Targets, part, kp, batch.One))
-	}
-	for i := range c.Rows {
-		for j := range c.Cols {
-			got := g.At(i*p.Stride + j)
-			if int64(p.Targets[i]) == c.Opts.Ignore {
-				require.Zero(t, got, "%v grad[%d][%d] of an ignored row", typ, i, j)
-				continue
-			}
-			want := (1-a)*ref.Grad[i][j] + a*dr.Grad[i][j]
-			mag := (1-a)*ref.Mag[i][j] + a*dr.Mag[i][j]
-			if !GradCloseIn(typ, got, want, mag, max(tol, 1e-5), a*dr.Slack[i][j]+(1-a)*ref.UnderAt(i, j)) {
-				require.Failf(t, "gradient", "%v grad[%d][%d] = %v, want %v (terms %.3g, %d shards)", typ, i, j, got, want, mag, k)
-			}
-		}
-	}
+	return part, kp
 }
 
 // RunLinearDistillGolden checks dev's fused linear distillation against
