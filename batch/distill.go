@@ -121,8 +121,10 @@ func checkTeacher(t *ce.Teacher, p *prepared, vocab int) error {
 }
 
 // KLPart is what a shard of the vocabulary gives for one row's
-// distillation, given its merged Partial (see ce.KLPart): Loss.KLPartials,
-// merged with KLPart.Merge, finished by FinishKL and BackwardKL.
+// distillation (see ce.KLPart): given the row's merged Partial
+// (Loss.KLPartials, merged with KLPart.Merge), or the shard's own, from
+// the partials' pass (PartialsWithKL, merged with MergeKL); finished by
+// FinishKL and BackwardKL.
 type KLPart = ce.KLPart
 
 // eachRows runs f over [0, rows) in contiguous ranges, on every core when
