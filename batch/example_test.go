@@ -83,3 +83,62 @@ func ExampleLinear() {
 	// dH row 0: [-0.1887 0.2112 0.0912]
 	// db: [-0.2083 -0.0713 0.0570 0.2232]
 }
+
+// A distillation with the classifier's classes split between two holders
+// (tensor parallelism): each holder's partials and KL parts come from one
+// pass over its classes, and one all-reduce (MergeKL, pairs in any
+// order) gives every holder the rows' loss, as one holder of the whole
+// classifier would.
+func ExampleLinear_PartialsWithKL() {
+	dev, err := device.Open("cpu")
+	if err != nil {
+		panic(err)
+	}
+	h := batch.NewMatrix([]float32{1, 0, -1, 0.5, 2, 0}, 2, 3) // 2 tokens, 3 features
+	w := []float32{                                            // 5 classes × 3 features
+		1, 0, 0,
+		0, 1, 0,
+		0, 0, 1,
+		1, 1, 1,
+		-1, 0, 1,
+	}
+	targets := []int32{0, 1}
+	teacher := batch.Teacher{K: 2, IDs: []int32{0, 3, 1, 4}, LogProbs: []float32{-0.3, -1.5, -0.2, -2}} // top-2 a row
+	holders := [][2]int{{0, 2}, {2, 5}}                                                                 // classes [0, 2) and [2, 5)
+	part, kp := batch.NewPartials(2), make([]batch.KLPart, 2)
+	for _, c := range holders {
+		ce, err := batch.NewLinear(dev, batch.Shard(c[0], 5), batch.Distill(teacher, 0.5))
+		if err != nil {
+			panic(err)
+		}
+		ps, ks := batch.NewPartials(2), make([]batch.KLPart, 2)
+		if err := ce.PartialsWithKL(context.Background(), ps, ks, h, batch.NewMatrix(w[c[0]*3:c[1]*3], c[1]-c[0], 3), nil, targets); err != nil {
+			panic(err)
+		}
+		for i := range ps { // the all-reduce
+			batch.MergeKL(&part[i], &kp[i], ps[i], ks[i])
+		}
+	}
+	ce, err := batch.NewLinear(dev, batch.Shard(0, 5), batch.Distill(teacher, 0.5))
+	if err != nil {
+		panic(err)
+	}
+	r, err := ce.FinishKL(part, kp, targets)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("shards: loss %.4f, KL %.4f\n", r.Loss, r.MeanKL())
+	whole, err := batch.NewLinear(dev, batch.Distill(teacher, 0.5))
+	if err != nil {
+		panic(err)
+	}
+	r, err = whole.Forward(context.Background(), h, batch.NewMatrix(w, 5, 3), nil, targets)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("whole:  loss %.4f, KL %.4f\n", r.Loss, r.MeanKL())
+	// PyTorch, float64: 0.5·F.cross_entropy + 0.5·(Σ p·(log p − log_softmax) + P·log(P/Q)), mean
+	// Output:
+	// shards: loss 0.7149, KL 0.5394
+	// whole:  loss 0.7149, KL 0.5394
+}
