@@ -3,6 +3,10 @@ package batch_test
 import (
 	"context"
 	"fmt"
+	"go/doc"
+	"go/parser"
+	"go/token"
+	"testing"
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
@@ -35,6 +39,7 @@ func Example() {
 	fmt.Printf("dL/dz row 0: %.4f\n", logits[0:4])
 	fmt.Printf("dL/dz row 2: %.4f\n", logits[8:12])
 	// PyTorch: F.cross_entropy(z, [0, 1, -100], label_smoothing=0.1) = 0.4772
+
 	// Output:
 	// loss 0.4772 over 2 tokens (1 ignored), accuracy 1.00
 	// dL/dz row 0: [-0.1405 0.1059 0.0311 0.0035]
@@ -78,6 +83,7 @@ func ExampleLinear() {
 	fmt.Printf("dH row 0: %.4f\n", g.H.Matrix().Data[:3])
 	fmt.Printf("db: %.4f\n", g.Bias)
 	// PyTorch: F.cross_entropy(F.linear(h, w, b), [0, 1]) + 1e-4·mean(lse²), backward
+
 	// Output:
 	// loss 0.6389, accuracy 1.00
 	// dH row 0: [-0.1887 0.2112 0.0912]
@@ -138,7 +144,28 @@ func ExampleLinear_PartialsWithKL() {
 	}
 	fmt.Printf("whole:  loss %.4f, KL %.4f\n", r.Loss, r.MeanKL())
 	// PyTorch, float64: 0.5·F.cross_entropy + 0.5·(Σ p·(log p − log_softmax) + P·log(P/Q)), mean
+
 	// Output:
 	// shards: loss 0.7149, KL 0.5394
 	// whole:  loss 0.7149, KL 0.5394
+}
+
+// TestExamplesChecked: every example of this file has an output comment
+// that go test compares, so none is documentation that no test runs. A
+// comment line right above "// Output:" joins its group, which then does
+// not begin with it, and go test runs nothing: it had hidden all of them.
+func TestExamplesChecked(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "example_test.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := doc.Examples(f)
+	if len(ex) < 3 {
+		t.Fatalf("%d examples found, want at least 3", len(ex))
+	}
+	for _, e := range ex {
+		if e.Output == "" && !e.EmptyOutput {
+			t.Errorf("Example%s has no output comment that go test checks", e.Name)
+		}
+	}
 }
