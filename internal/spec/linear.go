@@ -1024,7 +1024,8 @@ func minOf(x []float64) float64 {
 // products); every entry is within the float32 products' error of the
 // float64 reference (ZErr); a column of -1 and every entry of an ignored
 // row are 0. Every element type, a budget that tiles the vocabulary, a
-// bias and none. On a group, whose split follows the measured speeds call
+// bias and none; and W's classes a shard of the vocabulary (float32: the
+// columns W's, the classes the vocabulary's). On a group, whose split follows the measured speeds call
 // by call, a row's max is LinearPartials' within the products' rounding.
 func RunLinearPick(t *testing.T, dev device.Device) {
 	pk, ok := dev.(device.LinearPicker)
@@ -1039,18 +1040,34 @@ func RunLinearPick(t *testing.T, dev device.Device) {
 			name string
 			bias bool
 			o    Opts
+			col0 int // W's classes [col0, col0+V) of V+2·col0
 		}{
-			{"plain", false, Opts{Ignore: DefaultIgnore}},
-			{"bias+softcap+temperature", true, Opts{Ignore: DefaultIgnore, Softcap: 6, Temperature: 0.7}},
+			{"plain", false, Opts{Ignore: DefaultIgnore}, 0},
+			{"bias+softcap+temperature", true, Opts{Ignore: DefaultIgnore, Softcap: 6, Temperature: 0.7}, 0},
+			{"shard", true, Opts{Ignore: DefaultIgnore}, 40},
 		} {
+			if c.col0 > 0 && typ != batch.F32 {
+				continue
+			}
 			p := NewLinearProblem(r, 37, 13, 301, 4, c.bias, 5, 2, c.o).In(typ)
 			lr, zr := p.Reference(), p.logits()
 			prob := &ce.Problem{Softcap: float32(c.o.Softcap), Temperature: float32(c.o.Temperature), WeightSum: float64(p.V)}
+			if c.col0 > 0 {
+				prob.Col0, prob.Vocab, prob.WeightSum = c.col0, p.V+2*c.col0, float64(p.V+2*c.col0)
+			}
 			raw := c.o.Softcap == 0 && c.o.Temperature == 0
 			targets := make([]int32, p.N)
 			for i, tg := range p.Targets {
 				targets[i] = max(tg, -1)
+				if c.col0 > 0 && tg >= 0 {
+					targets[i] = tg + int32(c.col0)
+					if i%3 == 0 { // a class of another shard
+						targets[i] = int32(p.V + c.col0 + i%c.col0)
+					}
+				}
 			}
+			// held reports whether row i's target is of W's classes.
+			held := func(i int) bool { return targets[i] >= int32(c.col0) && targets[i] < int32(c.col0+p.V) }
 			for _, budget := range []int{0, 4*p.V*3 + 4} {
 				t.Run(fmt.Sprintf("%v/%s/budget=%d", typ, c.name, budget), func(t *testing.T) {
 					lin := &ce.Linear{H: p.HM(), W: p.WM(), Bias: p.Bias, Budget: budget}
@@ -1063,7 +1080,10 @@ func RunLinearPick(t *testing.T, dev device.Device) {
 							c[j] = int32(r.IntN(p.V))
 						}
 						if targets[i] >= 0 {
-							c[0], c[1] = targets[i], int32(want[i].Arg)
+							c[1] = int32(want[i].Arg - prob.Col0)
+							if held(i) {
+								c[0] = targets[i] - int32(prob.Col0)
+							}
 						}
 						c[k-1] = -1
 					}
@@ -1094,7 +1114,8 @@ func RunLinearPick(t *testing.T, dev device.Device) {
 						if got[i].Arg == want[i].Arg { // a group's members may round a near tie apart
 							require.Equal(t, got[i].ArgMax, z[i*k+1], "row %d: the logit at its argmax %d, its raw max", i, got[i].Arg)
 						}
-						if raw {
+						require.Equal(t, held(i), got[i].HasT, "row %d: its target %d held", i, targets[i])
+						if raw && held(i) {
 							require.Equal(t, got[i].ZT, z[i*k], "row %d: the logit at its target, its ZT", i)
 						}
 					}
