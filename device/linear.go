@@ -241,10 +241,10 @@ func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.Li
 		}
 	}
 	g.ClearIgnored(targets)
-	pl := tiles.PlanOf(lin, targets)
 	var scale []float32
+	pl := tiles.WidePlanOf(lin, targets) // the forward alone
 	if g != nil {
-		scale = g.Scale
+		scale, pl = g.Scale, tiles.PlanOf(lin, targets)
 	}
 	return tiles.Run(ctx, newCPULinear(d, lin, g, pl), pl, out, scale, lin.Filter, targets, p)
 }
@@ -274,15 +274,16 @@ func (d *CPUDevice) LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Line
 	})
 }
 
-// reading runs f on a backend of lin with no gradients and its plan, W
-// (d's buffer, when it is one) held read-locked while f runs.
+// reading runs f on a backend of lin with no gradients and its plan (a
+// wide one, tiles.WidePlanOf), W (d's buffer, when it is one) held
+// read-locked while f runs.
 func (d *CPUDevice) reading(lin *ce.Linear, targets []int32, f func(b *cpuLinear, pl tiles.Plan) error) error {
 	lin, _, done, err := d.resident(lin, nil)
 	defer done()
 	if err != nil {
 		return err
 	}
-	pl := tiles.PlanOf(lin, targets)
+	pl := tiles.WidePlanOf(lin, targets)
 	return f(newCPULinear(d, lin, nil, pl), pl)
 }
 
