@@ -242,7 +242,7 @@ func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.Li
 	}
 	g.ClearIgnored(targets)
 	var scale []float32
-	pl := tiles.WidePlanOf(lin, targets) // the forward alone
+	pl := d.readPlan(lin, targets) // the forward alone
 	if g != nil {
 		scale, pl = g.Scale, tiles.PlanOf(lin, targets)
 	}
@@ -274,16 +274,28 @@ func (d *CPUDevice) LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Line
 	})
 }
 
-// reading runs f on a backend of lin with no gradients and its plan (a
-// wide one, tiles.WidePlanOf), W (d's buffer, when it is one) held
-// read-locked while f runs.
+// readPlan returns the plan of a pass of lin without gradients: wide
+// tiles (tiles.WidePlanOf) with OpenBLAS, which packs W's tile for each
+// product (1024 × 50257 × 768 forward 0.56 → 0.41 s, measured on a 2-core
+// AMD EPYC); tiles.PlanOf's with gonum's Sgemm, which wide tiles did not
+// make faster there (3.4–3.9 s against 3.6–3.7 s, within its noise).
+func (d *CPUDevice) readPlan(lin *ce.Linear, targets []int32) tiles.Plan {
+	if d.blas == blas.Gonum() {
+		return tiles.PlanOf(lin, targets)
+	}
+	return tiles.WidePlanOf(lin, targets)
+}
+
+// reading runs f on a backend of lin with no gradients and its plan
+// (readPlan), W (d's buffer, when it is one) held read-locked while f
+// runs.
 func (d *CPUDevice) reading(lin *ce.Linear, targets []int32, f func(b *cpuLinear, pl tiles.Plan) error) error {
 	lin, _, done, err := d.resident(lin, nil)
 	defer done()
 	if err != nil {
 		return err
 	}
-	pl := tiles.WidePlanOf(lin, targets)
+	pl := d.readPlan(lin, targets)
 	return f(newCPULinear(d, lin, nil, pl), pl)
 }
 

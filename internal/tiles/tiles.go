@@ -105,8 +105,8 @@ func PlanOf(lin *ce.Linear, targets []int32) Plan {
 // more rows than put 2·R·D elements of H (a chunk gathered or widened)
 // above the budget's (but linearRows), the tile's classes the rest of
 // the budget. Fewer, wider products pack W fewer times: measured on a
-// 2-core AMD EPYC with OpenBLAS, 1024 × 50257 × 768 went from 0.60 s
-// (PlanOf's 83 rows × the whole vocabulary) to 0.44 s (1024 × 4096).
+// 2-core AMD EPYC with OpenBLAS, 1024 × 50257 × 768 went from 0.56 s
+// (PlanOf's 83 rows × the whole vocabulary) to 0.41 s (1024 × 4096).
 func WidePlanOf(lin *ce.Linear, targets []int32) Plan {
 	pl, elems := startPlan(lin, targets)
 	D := max(1, lin.H.Cols)
