@@ -58,7 +58,9 @@
 #                 and 64 (XENT_GPU_LINEAR names others), a line each;
 #                 with the distill stage, a top-64 distillation at
 #                 1024×50257×768 on CLBlast's path without and with the
-#                 pick (XENT_OPENCL_PICK) and on linear.cl's tiles of 32
+#                 pick (XENT_OPENCL_PICK), with the pick and wide tiles
+#                 for the passes without gradients (XENT_OPENCL_WIDE), and
+#                 on linear.cl's tiles of 32
 #
 # The machine needs no Go toolchain: build here and carry .gpu/ (bench/gpu/
 # prepare.sh does it: CGO_ENABLED=0 binaries, xz-compressed, Debian's ICD
@@ -337,12 +339,14 @@ if [[ $stages == *" distill "* ]]; then
 	# A fused linear's top-64 distillation at 1024×50257×768
 	# (linear-fused-distill beside the plain passes): CLBlast's path with the
 	# student's logits computed apart on the host (the default) and picked
-	# from its tiles (XENT_OPENCL_PICK=1, opt-in, never timed on a GPU), and
-	# linear.cl's tiles of 32 (which always pick); lines {"distill": path,
-	# "report": ...} appended to linear.jsonl.
+	# from its tiles (XENT_OPENCL_PICK=1, opt-in, never timed on a GPU), the
+	# same with the passes without gradients in wide tiles
+	# (XENT_OPENCL_WIDE=1, opt-in, untimed: its linear-forward line against
+	# the first two's), and linear.cl's tiles of 32 (which always pick);
+	# lines {"distill": path, "report": ...} appended to linear.jsonl.
 	distill() {
 		local v envs
-		for v in XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_PICK=0 XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_PICK=1 XENT_OPENCL_LIN_TILE=32; do
+		for v in XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_PICK=0 XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_PICK=1 XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_PICK=1,XENT_OPENCL_WIDE=1 XENT_OPENCL_LIN_TILE=32; do
 			IFS=, read -ra envs <<<"$v"
 			printf '{"distill": "%s", "report": ' "$v" >>"$out/linear.jsonl"
 			env "${envs[@]}" "$bin/xent" bench --ops linear --batch 1024 --vocab 50257 --hidden 768 --teacher-k 64 --device "$gpu" --repeat 3 --json | tr -d '\n' >>"$out/linear.jsonl" || return 1
@@ -350,7 +354,7 @@ if [[ $stages == *" distill "* ]]; then
 		done
 	}
 	export -f distill
-	stage distill 90 distill
+	stage distill 120 distill
 fi
 
 if [[ $stages == *" peers "* ]]; then

@@ -56,6 +56,7 @@ type Device struct {
 	// work-group (a test hook: whatever the columns).
 	pack      int
 	pick      int // Tuning.Pick
+	wide      int // Tuning.Wide
 	forcePack bool
 	// rowBase is a test hook: an extra row number added to the logits'
 	// row index, with the matching element offset subtracted, to check
@@ -73,7 +74,7 @@ func newDevice(h handle, tn Tuning, src string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opencl: %s: %w", h.name, err)
 	}
-	d := &Device{h: h, p: p, flight: tn.Flight, split: tn.Split, pack: tn.Pack, pick: tn.Pick, tuningSrc: src}
+	d := &Device{h: h, p: p, flight: tn.Flight, split: tn.Split, pack: tn.Pack, pick: tn.Pick, wide: tn.Wide, tuningSrc: src}
 	ma, err1 := h.dev.Uint(cl.DeviceMaxMemAllocSize)
 	gm, err2 := h.dev.Uint(cl.DeviceGlobalMemSize)
 	cu, err3 := h.dev.Uint(cl.DeviceMaxComputeUnits)
@@ -739,7 +740,7 @@ func (d *Device) groups(n, rowBytes int) int {
 // device's kind, XENT_OPENCL_* overrides, or the caller's (OpenTuned).
 func (d *Device) Tuning() Tuning {
 	tn := d.p.tn
-	tn.Flight, tn.Split, tn.Pack, tn.Pick = d.flight, d.split, d.pack, d.pick
+	tn.Flight, tn.Split, tn.Pack, tn.Pick, tn.Wide = d.flight, d.split, d.pack, d.pick, d.wide
 	tn.Xgemm = nil // as set on the OpenCL device now (useXgemm), for CLBlast's path
 	if tn.LinTile == 0 {
 		tn.Xgemm, _ = ParseXgemm(d.xgemm())

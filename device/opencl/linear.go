@@ -615,6 +615,9 @@ func (d *Device) linear(ctx context.Context, lin *ce.Linear, g *ce.LinearGrad, t
 	// widened on the host (twice their bytes cross the bus).
 	lin = widenedLinear(lin)
 	pl := tiles.PlanOf(lin, targets)
+	if g == nil && d.wide == 1 { // opt-in: untimed on a GPU
+		pl = tiles.WidePlanOf(lin, targets)
+	}
 	l, err := d.newCLLinear(lin, g, pl, p)
 	if err != nil {
 		return err

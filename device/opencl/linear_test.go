@@ -189,6 +189,28 @@ func TestLinearWithoutCLBlast(t *testing.T) {
 	}
 }
 
+// TestLinearWideCLBlast: CLBlast's path with Tuning.Wide (opt-in) runs
+// its passes without gradients in wide tiles (tiles.WidePlanOf) and
+// passes what it passes without: the case table's forward at every
+// budget, the picks (with Tuning.Pick, whose tiles they are), the rank
+// pass of a held W, and a distillation's shards in one all-reduce.
+func TestLinearWideCLBlast(t *testing.T) {
+	linearTest(t, func(t *testing.T) {
+		arg := os.Getenv("XENT_TEST_OPENCL")
+		tn, _, err := opencl.TuningFor(arg)
+		require.NoError(t, err)
+		tn.LinTile, tn.Wide, tn.Pick = 0, 1, 1
+		d, err := opencl.OpenTuned(arg, tn)
+		require.NoError(t, err)
+		defer d.Close()
+		require.Contains(t, d.Tuning().String(), " pick=1 wide=1")
+		spec.RunLinear(t, d, 1e-5)
+		spec.RunLinearSmall(t, d, 1e-5)
+		spec.RunLinearPick(t, d)
+		spec.RunLinearDistill(t, d, 1e-5)
+	})
+}
+
 // TestLinearPickCLBlast: CLBlast's path picks a distillation's logits at
 // the teacher's classes from its tiles (device.LinearPicker,
 // xent_tile_pick) only with Tuning.Pick (opt-in): then it passes

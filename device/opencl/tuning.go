@@ -92,6 +92,13 @@ type Tuning struct {
 	// the host in float64 (W on the host) or W's device (held). Opt-in: no
 	// GPU has timed it.
 	Pick int `json:"pick,omitempty"`
+	// Wide, when 1, has CLBlast's path of the fused linear run a pass
+	// without gradients (the forward, partials, picks, ranks) in wide
+	// tiles (tiles.WidePlanOf: every row the budget holds × at least 1024
+	// classes, as the CPU does with OpenBLAS) instead of chunks of rows ×
+	// the whole vocabulary: fewer, squarer products. Opt-in: no GPU has
+	// timed it.
+	Wide int `json:"wide,omitempty"`
 	// Options are OpenCL C build options added to the row kernels'
 	// programs (xent.cl's), space-separated, for experiments: those of
 	// the specification that keep what the kernels rely on,
@@ -125,6 +132,9 @@ func (t Tuning) String() string {
 	}
 	if t.Pick > 0 {
 		s += " pick=1"
+	}
+	if t.Wide > 0 {
+		s += " wide=1"
 	}
 	if len(t.Xgemm) > 0 {
 		s += " xgemm=" + XgemmString(t.Xgemm)
@@ -167,6 +177,9 @@ func (t Tuning) check() error {
 	}
 	if t.Pick != 0 && t.Pick != 1 {
 		errs = append(errs, fmt.Errorf("pick %d is not 0 or 1", t.Pick))
+	}
+	if t.Wide != 0 && t.Wide != 1 {
+		errs = append(errs, fmt.Errorf("wide %d is not 0 or 1", t.Wide))
 	}
 	if t.Pack < 0 || t.Pack > 1024 || t.Pack&(t.Pack-1) != 0 {
 		errs = append(errs, fmt.Errorf("pack %d is not 0 or a power of two up to 1024", t.Pack))
@@ -378,6 +391,7 @@ func tuningOf(h handle) (Tuning, string, error) {
 		{"XENT_OPENCL_SPLIT", &tn.Split},
 		{"XENT_OPENCL_PACK", &tn.Pack},
 		{"XENT_OPENCL_PICK", &tn.Pick},
+		{"XENT_OPENCL_WIDE", &tn.Wide},
 	} {
 		s := os.Getenv(v.env)
 		if s == "" {

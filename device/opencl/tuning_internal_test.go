@@ -137,6 +137,8 @@ func TestTuningTable(t *testing.T) {
 	refuses("XENT_OPENCL_PACK", []string{"3", "-2", "2048"}, func(b string) string { return "pack " + b + " is not 0 or a power of two up to 1024" })
 	takes("XENT_OPENCL_PICK", "1", func(tn Tuning) int { return tn.Pick }, 1, "CLBlast's tiles' logits picked, opt-in")
 	refuses("XENT_OPENCL_PICK", []string{"2", "-1"}, func(b string) string { return "pick " + b + " is not 0 or 1" })
+	takes("XENT_OPENCL_WIDE", "1", func(tn Tuning) int { return tn.Wide }, 1, "wide tiles without gradients, opt-in")
+	refuses("XENT_OPENCL_WIDE", []string{"2", "-1"}, func(b string) string { return "wide " + b + " is not 0 or 1" })
 	t.Setenv("XENT_OPENCL_OPTIONS", " -cl-denorms-are-zero  -Dexp=native_exp -DXENT_X")
 	tn, src, err = tuningOf(h)
 	require.NoError(t, err)

@@ -479,14 +479,13 @@ func runLinearCase(t *testing.T, ctx context.Context, dev device.Device, r *rand
 				}
 				res2, err := l.ForwardBackward(ctx, g, p.HM(), p.WM(), p.Bias, p.Targets, u)
 				require.NoError(t, err)
-				switch info := dev.Info(); {
-				case info.Kind == "group": // its split follows the measured speeds, call by call
-					ref.CheckLosses(t, res2.Losses, tol)
-				case info.Backend == "cpu": // the forward alone in wider tiles (tiles.WidePlanOf), its sums in another order
-					ref.CheckLosses(t, res2.Losses, tol)
-				default:
-					require.Equal(t, res.Losses, res2.Losses, "Forward and ForwardBackward give the same losses")
-				}
+				// Forward's losses are checked above; ForwardBackward's too,
+				// not bit for bit against them: a group's split follows the
+				// measured speeds call by call, and a pass without
+				// gradients may run in wider tiles (tiles.WidePlanOf: the
+				// CPU with OpenBLAS, OpenCL's Tuning.Wide), its products and
+				// sums in another order.
+				ref.CheckLosses(t, res2.Losses, tol)
 				ref.Grads(w0, b0, s, tol).Check(t, g, p.N, p.D, p.V)
 			}
 		})
