@@ -399,20 +399,29 @@ func (l *Linear) PartialsKL(ctx context.Context, dst []Partial, kl []float64, h,
 		if err := checkTeacher(&t, p, sh.vocab); err != nil {
 			return err
 		}
-		for i, tg := range p.targets {
-			if tg >= 0 {
-				dst[i] = ce.EmptyPartial()
-			}
-		}
 		if h.Rows == 0 {
 			return nil
 		}
-		partials, sh := l.picking(ctx, p, lin, &t, sh)
-		if err := partials(dst); err != nil {
+		sh, err := l.pickedPartials(ctx, dst, p, lin, &t, sh)
+		if err != nil {
 			return err
 		}
 		return klOf(ctx, kl, &t, p, sh, dst)
 	}
+}
+
+// pickedPartials sets dst[i] to the partial of each counted row i of p
+// over lin's classes and returns sh with a gather that reads the
+// student's logits at t's classes as that pass gave them, where the
+// device picks them (picking).
+func (l *Linear) pickedPartials(ctx context.Context, dst []Partial, p *prepared, lin *ce.Linear, t *ce.Teacher, sh shard) (shard, error) {
+	for i, tg := range p.targets {
+		if tg >= 0 {
+			dst[i] = ce.EmptyPartial()
+		}
+	}
+	partials, sh := l.picking(ctx, p, lin, t, sh)
+	return sh, partials(dst)
 }
 
 // picking returns the partials pass of p's rows over lin's classes

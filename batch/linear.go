@@ -375,16 +375,11 @@ func (l *Linear) PartialsWithKL(ctx context.Context, dst []Partial, kp []KLPart,
 	if err := checkShardKL(t, p, sh.vocab, len(dst), len(kp)); err != nil {
 		return err
 	}
-	for i, tg := range p.targets {
-		if tg >= 0 {
-			dst[i] = ce.EmptyPartial()
-		}
-	}
 	if h.Rows == 0 {
 		return nil
 	}
-	partials, sh := l.picking(ctx, p, lin, t, sh)
-	if err := partials(dst); err != nil {
+	sh, err = l.pickedPartials(ctx, dst, p, lin, t, sh)
+	if err != nil {
 		return err
 	}
 	return klPartials(ctx, kp, t, p, sh, dst)
