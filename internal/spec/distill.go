@@ -393,7 +393,8 @@ func runDistill(t *testing.T, dev device.Device, c DistillCase, typ batch.DType,
 // against the same calls on host rows, on the same device, bit for bit,
 // in every element type: Forward's losses and KL, ForwardBackward's
 // gradient in place (mean, upstream 2, token weights), Loss.KL, and two
-// shards' Partials, KLPartials and BackwardKL in place; over the
+// shards' Partials, KLPartials (and PartialsWithKL, merged with MergeKL)
+// and BackwardKL in place; over the
 // distillation table, or the cases named.
 func RunDistillResident(t *testing.T, dev device.Device, names ...string) {
 	if !dev.Caps().Resident {
@@ -486,7 +487,7 @@ func runDistillResident(t *testing.T, ctx context.Context, dev device.Device, c 
 	for s := range 2 {
 		es[s], dms[s] = dense(cut[s], cut[s+1])
 	}
-	var kp [2][]batch.KLPart
+	var kp, kp1 [2][]batch.KLPart
 	var parts [2][]batch.Partial
 	for k := range 2 { // host rows, then the device's
 		shard := func(s int) (*batch.Loss, batch.Matrix) {
@@ -515,12 +516,17 @@ func runDistillResident(t *testing.T, ctx context.Context, dev device.Device, c 
 				kp[k][i].Merge(ks[i])
 			}
 		}
+		_, kp1[k] = oneRound(t, c.Rows, 2, func(s int, ps []batch.Partial, ks []batch.KLPart) error {
+			l, x := shard(s)
+			return l.PartialsWithKL(ctx, ps, ks, x, p.Targets)
+		})
 		for s := range 2 {
 			l, x := shard(s)
 			require.NoError(t, l.BackwardKL(ctx, batch.InPlace(x), x, p.Targets, parts[k], kp[k], batch.One))
 		}
 	}
 	require.Equal(t, fmt.Sprint(kp[0]), fmt.Sprint(kp[1]), "the shards' KL parts")
+	require.Equal(t, fmt.Sprint(kp1[0]), fmt.Sprint(kp1[1]), "the shards' KL parts, one round (PartialsWithKL)")
 	for s := range 2 {
 		same(es[s], dms[s], fmt.Sprintf("shard %d's BackwardKL in place", s))
 	}
