@@ -93,10 +93,10 @@ func SgemmPeak(b *blas.BLAS) float64 {
 }
 
 // LinearSeconds returns the median seconds of repeat forward + backward
-// passes (after a warm-up) of the fused linear on dev at n × v × d,
-// float32, H and W drawn as Linear draws them: xent tune's measure of a
-// device's linear path.
-func LinearSeconds(ctx context.Context, dev device.Device, n, v, d, repeat int) (float64, error) {
+// passes (forward passes, without backward) after a warm-up of the fused
+// linear on dev at n × v × d, float32, H and W drawn as Linear draws
+// them: xent tune's measure of a device's linear path.
+func LinearSeconds(ctx context.Context, dev device.Device, n, v, d, repeat int, backward bool) (float64, error) {
 	r := rand.New(rand.NewPCG(1, 2))
 	h, w, tg := gen.Linear(r, n, d, v, 1/float64(d), 1)
 	l, err := batch.NewLinear(dev)
@@ -107,7 +107,13 @@ func LinearSeconds(ctx context.Context, dev device.Device, n, v, d, repeat int) 
 	var secs []float64
 	for i := range max(repeat, 1) + 1 {
 		t0 := time.Now()
-		if _, err := l.ForwardBackward(ctx, g, batch.NewMatrix(h, n, d), batch.NewMatrix(w, v, d), nil, tg, batch.One); err != nil {
+		hm, wm := batch.NewMatrix(h, n, d), batch.NewMatrix(w, v, d)
+		if backward {
+			_, err = l.ForwardBackward(ctx, g, hm, wm, nil, tg, batch.One)
+		} else {
+			_, err = l.Forward(ctx, hm, wm, nil, tg)
+		}
+		if err != nil {
 			return 0, err
 		}
 		if i > 0 { // the first run warms up (and builds the kernels)

@@ -39,7 +39,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"align":       fs.String("align", "0,1,2,3", "rows in aligned four-element accesses to try: 1 float32, 2 the half types, 3 both, 0 none"),
 		"pack":        fs.String("pack", "0", "rows a work-group to try on short rows (those of at most 4·unroll·wg columns: give such a --vocab too), e.g. 0,4,16; 0: one a row"),
 	}
-	linShape := fs.String("linear", "", "NxVxD: after the row kernels, time the fused linear's forward + backward at this shape for each --lin-tile and keep the fastest")
+	linShape := fs.String("linear", "", "NxVxD: after the row kernels, time the fused linear's forward + backward at this shape for each --lin-tile and keep the fastest; then CLBlast's forward with and without wide tiles (the table's wide)")
 	linTiles := fs.String("lin-tile", "0,16,32,64,64/8", "with --linear: the fused linear's tiles to try (0: CLBlast's products; 16, 32, 64: linear.cl's kernels; 64/8: tiles of 64, 8 × 8 entries a work-item)")
 	xgemm := fs.String("xgemm", "none", "with --linear: CLBlast's Xgemm parameters to try on its path (lin_tile 0): none (its database's), "+xgemmNames()+" (its entries for those GPUs), or FILE.json (the fastest in a file of CLBlast's tuner, clblast_tuner_xgemm)")
 	write := fs.Bool("write", false, "keep the best in the user's tuning table (see --table)")
@@ -100,7 +100,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stderr, "xent tune: starting from %v (%s)\n", start, src)
 	of := func(p map[string]int) opencl.Tuning {
 		return opencl.Tuning{WG: p["wg"], Unroll: p["unroll"], UnrollHalf: p["unroll_half"], Regs: p["regs"], RC: p["rc"], Rev: p["rev"], Align: p["align"], Flight: p["flight"], Pack: p["pack"],
-			LinTile: start.LinTile, LinReg: start.LinReg, Split: start.Split, Xgemm: start.Xgemm, Options: start.Options} // not tuned here: kept
+			LinTile: start.LinTile, LinReg: start.LinReg, Split: start.Split, Xgemm: start.Xgemm, Pick: start.Pick, Wide: start.Wide, Options: start.Options} // not tuned here: kept
 	}
 	rep, err := bench.Tune(ctx, bench.TuneConfig{
 		Batch: *rows, Vocabs: vs, Types: types, Ops: strings.Split(*ops, ","), Repeat: *repeat, Rounds: *rounds, Params: params,
@@ -137,7 +137,7 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	measured := fmt.Sprintf("xent tune %s, batch %d, vocab %s, %s", time.Now().UTC().Format("2006-01-02"), *rows, *vocabs, *dtypes)
 	if lin != nil {
-		measured += fmt.Sprintf("; lin_tile of %s (xgemm %s) at %s, float32 forward + backward", *linTiles, *xgemm, *linShape)
+		measured += fmt.Sprintf("; lin_tile of %s (xgemm %s) at %s, float32 forward + backward; wide from the forward", *linTiles, *xgemm, *linShape)
 	}
 	e, err := opencl.EntryFor(arg, best, measured)
 	if err != nil {
@@ -153,9 +153,13 @@ func tuneCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // tuneLinear times the fused linear's forward + backward at lin (N, V, D)
 // on the device with tn and each tile and register block (tile 0:
 // CLBlast's path, skipped where CLBlast does not load, with each of CLBlast's
-// Xgemm parameter sets) and returns tn with the fastest.
+// Xgemm parameter sets) and returns tn with the fastest; then, where
+// CLBlast's path ran, the forward of its fastest set with and without
+// wide tiles (Tuning.Wide), which decides Wide where that path is the
+// fastest.
 func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, tiles [][2]int, sets []xgemmSet, repeat int, stderr io.Writer) (opencl.Tuning, error) {
 	best, bestS := tn, 0.0
+	blast, blastS := tn, 0.0 // CLBlast's path's fastest set
 	for _, lt := range tiles {
 		xs := []xgemmSet{{name: "none"}}
 		if lt[0] == 0 {
@@ -176,7 +180,7 @@ func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, ti
 				d.Close()
 				break
 			}
-			s, err := bench.LinearSeconds(ctx, d, lin[0], lin[1], lin[2], repeat)
+			s, err := bench.LinearSeconds(ctx, d, lin[0], lin[1], lin[2], repeat, true)
 			info := d.Info().BLAS
 			d.Close()
 			if err != nil {
@@ -186,6 +190,32 @@ func tuneLinear(ctx context.Context, arg string, tn opencl.Tuning, lin []int, ti
 			if bestS == 0 || s < bestS {
 				best, bestS = tn, s
 			}
+			if lt[0] == 0 && (blastS == 0 || s < blastS) {
+				blast, blastS = tn, s
+			}
+		}
+	}
+	if blastS == 0 {
+		return best, nil
+	}
+	var fwd [2]float64
+	for wide := range 2 {
+		blast.Wide = wide
+		d, err := opencl.OpenTuned(arg, blast)
+		if err != nil {
+			return best, fmt.Errorf("wide=%d: %w", wide, err)
+		}
+		fwd[wide], err = bench.LinearSeconds(ctx, d, lin[0], lin[1], lin[2], repeat, false)
+		d.Close()
+		if err != nil {
+			return best, fmt.Errorf("wide=%d: %w", wide, err)
+		}
+		fmt.Fprintf(stderr, "wide=%d: fused linear %dx%dx%d forward %.4f s (CLBlast, xgemm as the fastest above)\n", wide, lin[0], lin[1], lin[2], fwd[wide])
+	}
+	if best.LinTile == 0 {
+		best.Wide = 0
+		if fwd[1] < fwd[0] {
+			best.Wide = 1
 		}
 	}
 	return best, nil

@@ -43,6 +43,8 @@ func TestTune(t *testing.T) {
 	require.Regexp(t, `(?m)^lin_tile=0 lin_reg=0 xgemm=none: fused linear .* \(CLBlast\)$`, errOut, "and with its own")
 	require.Contains(t, errOut, "lin_tile=0 lin_reg=0 xgemm="+tuned+": fused linear 33x97x16", "and with its tuner's fastest")
 	require.Contains(t, errOut, "(CLBlast, Xgemm GEMMK=0,KREG=1,KWG=32,KWI=2,MDIMA=16,MDIMC=16,MWG=64,NDIMB=32,NDIMC=32,NWG=64,")
+	require.Regexp(t, `(?m)^wide=0: fused linear 33x97x16 forward [0-9.]+ s \(CLBlast`, errOut, "CLBlast's forward timed in chunks of rows")
+	require.Regexp(t, `(?m)^wide=1: fused linear 33x97x16 forward [0-9.]+ s \(CLBlast`, errOut, "and in wide tiles")
 	require.Regexp(t, `(?m)^xent tune: starting from wg=`, errOut)
 	require.Regexp(t, `\): score 1\.000;`, errOut, "the starting candidate's line, the scores' unit")
 	require.Regexp(t, `(?m)^align=\d .* wg=16 \(xent\.cl wg=16 `, errOut, "a candidate of the grid, built as asked")
@@ -55,6 +57,9 @@ func TestTune(t *testing.T) {
 	require.Contains(t, es[0].Measured, "xent tune")
 	require.Contains(t, es[0].Measured, "lin_tile of 0,16 (xgemm none,a100,"+tuned+") at 33x97x16")
 	require.Contains(t, []int{0, 16}, es[0].LinTile, "the fastest of those timed")
+	if es[0].LinTile != 0 {
+		require.Zero(t, es[0].Wide, "wide tiles are CLBlast's path's")
+	}
 	require.NotEmpty(t, es[0].Device)
 
 	for _, bad := range [][]string{{"--align", "0,x"}, {"--wg", "-2"}, {"--pack", "-4"}, {"--vocab", "0"}, {"--linear", "3x4"}, {"--lin-tile", "24", "--linear", "3x4x5"}, {"--lin-tile", "32/8", "--linear", "3x4x5"}, {"--lin-tile", "0/4", "--linear", "3x4x5"}, {"--xgemm", "h200", "--linear", "3x4x5"}, {"--xgemm", "none,missing.json", "--linear", "3x4x5"}} {
