@@ -11,7 +11,8 @@
 #                 kernel-only; then the fused linear's path, CLBlast's (with
 #                 its own Xgemm parameters and its entries for the A100,
 #                 RTX 4090 and RTX 2080 Ti) or linear.cl's tiles, at
-#                 2048×50257×768), with the
+#                 2048×50257×768, and CLBlast's forward with and without
+#                 wide tiles, XENT_OPENCL_WIDE), with the
 #                 compiler's register counts
 #   tuning.json   the best, as a tuning table: the later stages run with it
 #                 (XENT_TUNING)
