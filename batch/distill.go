@@ -45,8 +45,9 @@ const TeacherMassSlack = 0x1p-10
 // OpenCL's linear.cl path, its CLBlast path with Tuning.Pick), so that the
 // tail has no error of its own; elsewhere they are computed apart, in
 // float64 on the host for a host W, in float32 on W's device for a device
-// matrix. With a Shard of the vocabulary, its steps are Partials,
-// KLPartials, FinishKL and BackwardKL.
+// matrix. With a Shard of the vocabulary, its steps are PartialsWithKL
+// (merged with MergeKL: one all-reduce, a Linear's tail exact as above),
+// or Partials and then KLPartials (two), then FinishKL and BackwardKL.
 func Distill(t Teacher, alpha float64) Option {
 	return func(c *config) {
 		t.IDs = append([]int32(nil), t.IDs...)

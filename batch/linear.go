@@ -346,7 +346,8 @@ func (l *Linear) backward(ctx context.Context, g LinearGrads, h, w Matrix, bias 
 // KLPartials is Loss.KLPartials of the logits h·Wᵀ + bias, W's classes
 // the Loss's Shard: the student's logits at the teacher's classes, K·D
 // products a row, are computed on the host in float64 for a host W, on
-// W's device for a device matrix (device.GatherOf).
+// W's device for a device matrix (device.GatherOf), apart from the
+// partials' products (PartialsWithKL picks them from those).
 func (l *Linear) KLPartials(ctx context.Context, dst []KLPart, h, w Matrix, bias []float32, targets []int32, part []Partial) error {
 	p, lin, err := l.prepareLinear(h, w, bias, targets)
 	if err != nil {
