@@ -278,7 +278,8 @@ func (d *CPUDevice) LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Line
 // tiles (tiles.WidePlanOf) with OpenBLAS, which packs W's tile for each
 // product (1024 × 50257 × 768 forward 0.56 → 0.41 s, measured on a 2-core
 // AMD EPYC); tiles.PlanOf's with gonum's Sgemm, which wide tiles did not
-// make faster there (3.4–3.9 s against 3.6–3.7 s, within its noise).
+// make faster there (3.6–3.7 s with them, 2.9–3.9 s without: single runs,
+// within its noise).
 func (d *CPUDevice) readPlan(lin *ce.Linear, targets []int32) tiles.Plan {
 	if d.blas == blas.Gonum() {
 		return tiles.PlanOf(lin, targets)
