@@ -242,9 +242,11 @@ func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.Li
 	}
 	g.ClearIgnored(targets)
 	var scale []float32
-	pl := d.readPlan(lin, targets) // the forward alone
+	var pl tiles.Plan
 	if g != nil {
 		scale, pl = g.Scale, tiles.PlanOf(lin, targets)
+	} else {
+		pl = d.readPlan(lin, targets) // the forward alone
 	}
 	return tiles.Run(ctx, newCPULinear(d, lin, g, pl), pl, out, scale, lin.Filter, targets, p)
 }
