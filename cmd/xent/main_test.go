@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -86,6 +88,50 @@ func writeNpyFile(t *testing.T, dir, name string, v any) string {
 	return p
 }
 
+// TestEvalRowsOfMoreDims: the fixture's 13 rows as [1 × 13 × 29] logits
+// with [1 × 13] targets (and as 13 × 29 with [13 × 1] targets) give the
+// loss and rows of the 2-D file.
+func TestEvalRowsOfMoreDims(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(fixture("logits_f32.npy"))
+	require.NoError(t, err)
+	tg := readNpy[int64](t, fixture("targets_i64.npy"))
+	var t2 [1][13]int64
+	copy(t2[0][:], tg)
+	args := func(logits, targets string) []string {
+		return []string{"eval", "--logits", logits, "--targets", targets, "--device", "cpu", "--json", "--rows-out", filepath.Join(dir, "rows.npy")}
+	}
+	want := evalJSON(t, args(fixture("logits_f32.npy"), fixture("targets_i64.npy"))...)
+	wantRows := readNpy[float32](t, filepath.Join(dir, "rows.npy"))
+	for _, c := range [][2]string{
+		{writeFile(t, dir, "l3.npy", reshaped(t, data, "(1, 13, 29)", false)), writeNpyFile(t, dir, "t2.npy", t2)},
+		{fixture("logits_f32.npy"), fixture("targets_2d.npy")},
+	} {
+		require.NoError(t, os.Remove(filepath.Join(dir, "rows.npy")))
+		got := evalJSON(t, args(c[0], c[1])...)
+		require.Equal(t, want, got, c)
+		require.Equal(t, wantRows, readNpy[float32](t, filepath.Join(dir, "rows.npy")), c)
+	}
+}
+
+// reshaped returns the float32 .npy file b with a header (version 1) of
+// shape (a Python tuple) in C or Fortran order, its data unchanged.
+func reshaped(t *testing.T, b []byte, shape string, fortran bool) []byte {
+	t.Helper()
+	require.Equal(t, "\x93NUMPY", string(b[:6]))
+	data := b[10+int(b[8])+int(b[9])<<8:]
+	if b[6] >= 2 {
+		data = b[12+int(binary.LittleEndian.Uint32(b[8:12])):]
+	}
+	h := fmt.Sprintf("{'descr': '<f4', 'fortran_order': %s, 'shape': %s, }", map[bool]string{false: "False", true: "True"}[fortran], shape)
+	for (10+len(h)+1)%64 != 0 {
+		h += " "
+	}
+	h += "\n"
+	out := append([]byte("\x93NUMPY\x01\x00"), byte(len(h)), byte(len(h)>>8))
+	return append(append(out, h...), data...)
+}
+
 func TestEvalAllIgnoredIsNull(t *testing.T) {
 	dir := t.TempDir()
 	l := writeNpyFile(t, dir, "l.npy", [2][3]float32{})
@@ -116,6 +162,13 @@ func TestEvalHostileFiles(t *testing.T) {
 	noNewline := mk("nonl.npy", append([]byte("\x93NUMPY\x01\x00\x10\x00"), []byte("{'descr': '<f4'}")...))
 	badT := writeNpyFile(t, dir, "badt.npy", []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 29})
 	shortT := writeNpyFile(t, dir, "shortt.npy", []int64{0, 1})
+	flat := writeNpyFile(t, dir, "flat.npy", make([]float32, 13))
+	// The 13 × 29 logits as one batch of 13 positions; its targets 1 × 13.
+	stacked := mk("stacked.npy", reshaped(t, data, "(1, 13, 29)", false))
+	fortran3 := mk("fortran3.npy", reshaped(t, data, "(1, 13, 29)", true))
+	var t2 [1][13]int64
+	t2[0][6] = 29
+	badT2 := writeNpyFile(t, dir, "badt2.npy", t2)
 	cases := []struct {
 		logits, targets, want string
 	}{
@@ -124,11 +177,14 @@ func TestEvalHostileFiles(t *testing.T) {
 		{garbage, goodT, "not a .npy file"},
 		{empty, goodT, "empty file"},
 		{noNewline, goodT, "malformed .npy header"},
-		{fixture("logits_i8.npy"), goodT, "logits must be float16, float32 or float64, got int8"},
-		{fixture("logits_3d.npy"), goodT, "logits must be 2-D"},
+		{fixture("logits_i8.npy"), goodT, "expected float16, float32 or float64 values, got int8"},
+		{fixture("logits_3d.npy"), goodT, "expected 377 targets to match the 377 rows"}, // 13 × 29 × 1: rows of one class
+		{flat, goodT, "expected rows of values, 2-D [rows × cols] or more ([batch × sequence × cols]), got 1-D shape [13]"},
+		{fortran3, goodT, "a 3-D array in Fortran order"},
 		{good, fixture("targets_f32.npy"), "targets must be int32 or int64, got float32"},
-		{good, fixture("targets_2d.npy"), "targets must be 1-D"},
+		{stacked, fixture("targets_2d.npy"), "targets of shape [13 1], the rows of " + stacked + " are [1 13]: they must match one for one"},
 		{good, badT, "target 29 out of bounds [0, 29) at row 12"},
+		{stacked, badT2, "target 29 out of bounds [0, 29) at [0, 6]"},
 		{good, shortT, "expected 13 targets to match the 13 rows"},
 		{filepath.Join(dir, "missing.npy"), goodT, "no such file"},
 		{dir, goodT, "is a directory"},

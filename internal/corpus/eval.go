@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
@@ -154,11 +155,11 @@ func at(l Line, err error) error {
 // against each other and the configuration, computing nothing; it returns
 // l's rows.
 func (e *Evaluator) Check(l Line) (rows int, err error) {
-	rows, cols, err := e.shape(l)
+	rows, cols, lead, err := e.shape(l)
 	if err != nil {
 		return 0, at(l, err)
 	}
-	tg, _, err := e.targets(l, rows, cols)
+	tg, _, err := e.targets(l, rows, cols, lead)
 	if err != nil {
 		return 0, at(l, err)
 	}
@@ -181,18 +182,20 @@ func (e *Evaluator) Eval(ctx context.Context, dev device.Device, l Line) (Result
 	return r, at(l, err)
 }
 
-// shape returns the rows and classes of l, checking a classifier's
-// features against the hidden states' and its bias's length.
-func (e *Evaluator) shape(l Line) (rows, cols int, err error) {
+// shape returns the rows and classes of l and the rows' shape in their
+// file (lead: [rows], or [batch, sequence] for a dump of [batch ×
+// sequence × vocab]), checking a classifier's features against the
+// hidden states' and its bias's length.
+func (e *Evaluator) shape(l Line) (rows, cols int, lead []int, err error) {
 	if l.Hidden == "" {
 		return matrixShape(l.Logits, "logits")
 	}
-	rows, d, err := matrixShape(l.Hidden, "")
+	rows, d, lead, err := matrixShape(l.Hidden, "")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	w, _, err := e.head(l, d)
-	return rows, w.Rows, err
+	return rows, w.Rows, lead, err
 }
 
 // head returns l's classifier (loaded once) and bias (nil for none),
@@ -209,20 +212,25 @@ func (e *Evaluator) head(l Line, d int) (tensorfile.Tensor, []float32, error) {
 	return w, b, err
 }
 
-// matrixShape returns the shape of a .npy matrix (its header) or a
-// .safetensors tensor (mapped).
-func matrixShape(spec, def string) (rows, cols int, err error) {
+// matrixShape returns the rows, columns and leading shape (the rows'
+// in their file, tensorfile.Tensor.Lead) of the rows of a .npy array (its
+// header) or a .safetensors tensor (mapped), of any rank ≥ 2.
+func matrixShape(spec, def string) (rows, cols int, lead []int, err error) {
 	if tensorfile.IsSafetensors(spec) {
-		t, done, err := tensorfile.MapSafetensors(spec, def)
+		t, done, err := tensorfile.MapRows(spec, def)
 		done()
-		return t.Rows, t.Cols, err
+		return t.Rows, t.Cols, t.Lead, err
 	}
 	f, err := npyfile.Open(spec)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer f.Close()
-	return f.Matrix()
+	rows, cols, err = f.Stack()
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return rows, cols, f.Shape[:len(f.Shape)-1], nil
 }
 
 // classifier returns the classifier spec names, loaded once.
@@ -257,8 +265,10 @@ func (e *Evaluator) bias(l Line, classes int) ([]float32, error) {
 }
 
 // targets reads and checks l's targets and token weights (nil for none)
-// for rows rows of cols classes, and checks the class weights' length.
-func (e *Evaluator) targets(l Line, rows, cols int) ([]int32, []float32, error) {
+// for rows rows of cols classes, of shape lead in their file, and checks
+// the class weights' length. Targets and token weights come one a row:
+// 1-D, or of the rows' shape (lead) where that has more dimensions.
+func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []float32, error) {
 	src := l.Logits
 	if src == "" {
 		src = l.Hidden
@@ -267,44 +277,92 @@ func (e *Evaluator) targets(l Line, rows, cols int) ([]int32, []float32, error) 
 		return nil, nil, fmt.Errorf("%s: expected %d class weights to match the %d classes of %s, got %d", e.cfg.WeightsFile, cols, cols, src, len(cw))
 	}
 	var tg []int32
-	var err error
+	var shape []int
 	tname := l.Targets
 	if l.Targets == "" { // a .safetensors of logits and targets (ReadManifest allows no other)
-		tg, tname, err = tensorfile.Targets(tensorfile.FilePath(l.Logits))
+		var err error
+		if tg, shape, tname, err = tensorfile.Targets(tensorfile.FilePath(l.Logits)); err != nil {
+			return nil, nil, err
+		}
 	} else {
-		tg, err = npyfile.Read(l.Targets, (*npyfile.File).Targets)
+		f, err := npyfile.Open(l.Targets)
+		if err != nil {
+			return nil, nil, err
+		}
+		tg, err = f.Targets()
+		f.Close()
+		if err != nil {
+			return nil, nil, err
+		}
+		shape = f.Shape
 	}
-	if err != nil {
+	if err := perRow(tname, "targets", len(tg), shape, src, rows, lead); err != nil {
 		return nil, nil, err
 	}
-	if len(tg) != rows {
-		return nil, nil, fmt.Errorf("%s: expected %d targets to match the %d rows of %s, got %d", tname, rows, rows, src, len(tg))
+	if _, err := e.seqLen(tname, shape, src, lead); err != nil {
+		return nil, nil, err
 	}
-	// Checked here as well as in batch so that the row named is the
+	// Checked here as well as in batch so that the target named is the
 	// file's, not a chunk's, and nothing is computed before a bad target
 	// is seen.
 	ignore := e.cfg.IgnoreIndex
 	for i, t := range tg {
 		if int(t) != ignore && (t < 0 || int(t) >= cols) {
-			return nil, nil, fmt.Errorf("%s: target %d out of bounds [0, %d) at row %d (ignore index %d)", tname, t, cols, i, ignore)
+			return nil, nil, fmt.Errorf("%s: target %d out of bounds [0, %d) at %s (ignore index %d)", tname, t, cols, npyfile.Place(shape, i), ignore)
 		}
 	}
 	if l.Weights == "" {
 		return tg, nil, nil
 	}
-	w, err := npyfile.Read(l.Weights, (*npyfile.File).Vector)
+	f, err := npyfile.Open(l.Weights)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(w) != rows {
-		return nil, nil, fmt.Errorf("%s: expected %d token weights to match the %d rows of %s, got %d", l.Weights, rows, rows, src, len(w))
+	w, err := f.Flat()
+	f.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := perRow(l.Weights, "token weights", len(w), f.Shape, src, rows, lead); err != nil {
+		return nil, nil, err
 	}
 	for i, v := range w {
 		if !(v >= 0) || math.IsInf(float64(v), 1) {
-			return nil, nil, fmt.Errorf("%s: token weight %g at row %d must be finite and ≥ 0", l.Weights, v, i)
+			return nil, nil, fmt.Errorf("%s: token weight %g at %s must be finite and ≥ 0", l.Weights, v, npyfile.Place(f.Shape, i))
 		}
 	}
 	return tg, w, nil
+}
+
+// perRow checks that n values of shape in file name (what they are)
+// match the rows of src, of shape lead: as many, and of the same shape
+// where both have more than one dimension.
+func perRow(name, what string, n int, shape []int, src string, rows int, lead []int) error {
+	if n != rows {
+		return fmt.Errorf("%s: expected %d %s to match the %d rows of %s, got %d", name, rows, what, rows, src, n)
+	}
+	if len(shape) > 1 && len(lead) > 1 && !slices.Equal(shape, lead) {
+		return fmt.Errorf("%s: %s of shape %v, the rows of %s are %v: they must match one for one", name, what, shape, src, lead)
+	}
+	return nil
+}
+
+// seqLen returns the length of the sequences of a line's rows: the last
+// dimension of its targets' shape or its rows' (lead) where either has
+// more than one, else Config.SeqLen (0 for none); --seq-len must agree
+// with the files'.
+func (e *Evaluator) seqLen(tname string, shape []int, src string, lead []int) (int, error) {
+	seq, from := e.cfg.SeqLen, ""
+	switch {
+	case len(shape) > 1:
+		seq, from = shape[len(shape)-1], fmt.Sprintf("%s's shape %v", tname, shape)
+	case len(lead) > 1:
+		seq, from = lead[len(lead)-1], fmt.Sprintf("%s's rows %v", src, lead)
+	}
+	if e.cfg.SeqLen > 0 && from != "" && e.cfg.SeqLen != seq {
+		return 0, fmt.Errorf("--seq-len %d, but the sequences are %d long (%s)", e.cfg.SeqLen, seq, from)
+	}
+	return seq, nil
 }
 
 // teacher reads and checks l's teacher (nil without Config.Distill) for
@@ -383,7 +441,7 @@ func (e *Evaluator) progress(rows int) {
 func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Result, error) {
 	// H and W are computed in their files' types: a bfloat16 or float16
 	// classifier is widened a tile at a time (on the CPU), not whole.
-	h, done, err := tensorfile.Read(l.Hidden, "")
+	h, done, err := tensorfile.ReadRows(l.Hidden, "")
 	if err != nil {
 		return Result{}, err
 	}
@@ -393,7 +451,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	n, d, v := h.Rows, h.Cols, w.Rows
-	tg, tw, err := e.targets(l, n, v)
+	tg, tw, err := e.targets(l, n, v, h.Lead)
 	if err != nil {
 		return Result{}, err
 	}
@@ -498,14 +556,15 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		lf         *npyfile.File
 		whole      batch.Matrix // the matrix mapped or in memory, when not streamed
 		rows, cols int
+		lead       []int
 	)
 	if tensorfile.IsSafetensors(l.Logits) {
-		t, done, err := tensorfile.MapSafetensors(l.Logits, "logits") // read-only: the forward pass only reads
+		t, done, err := tensorfile.MapRows(l.Logits, "logits") // read-only: the forward pass only reads
 		if err != nil {
 			return Result{}, err
 		}
 		defer done()
-		rows, cols = t.Rows, t.Cols
+		rows, cols, lead = t.Rows, t.Cols, t.Lead
 		whole = matrixOf(t)
 	} else {
 		var err error
@@ -513,11 +572,12 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 			return Result{}, err
 		}
 		defer lf.Close()
-		if rows, cols, err = lf.Matrix(); err != nil {
+		if rows, cols, err = lf.Stack(); err != nil {
 			return Result{}, err
 		}
+		lead = lf.Shape[:len(lf.Shape)-1]
 	}
-	tg, tw, err := e.targets(l, rows, cols)
+	tg, tw, err := e.targets(l, rows, cols, lead)
 	if err != nil {
 		return Result{}, err
 	}

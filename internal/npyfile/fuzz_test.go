@@ -13,7 +13,7 @@ import (
 // error naming the file or a well-formed result, and never panic or read
 // past the data.
 func FuzzOpen(f *testing.F) {
-	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy"} {
+	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy", "logits_3d.npy"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "npy", name))
 		if err != nil {
 			f.Fatal(err)
@@ -39,15 +39,23 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		defer nf.Close()
-		if rows, cols, err := nf.Matrix(); err == nil && rows*cols <= 1<<20 {
+		nf.Matrix()
+		if rows, cols, err := nf.Stack(); err == nil && rows*cols <= 1<<20 {
 			dst := make([]float32, rows*cols)
 			if err := nf.Rows(dst, 0, rows); err != nil && !strings.Contains(err.Error(), p) {
 				t.Fatalf("error does not name the file: %v", err)
 			}
 		}
-		if len(nf.Shape) == 1 && nf.Shape[0] <= 1<<20 {
-			nf.Targets()
-			nf.Vector()
+		if nf.size() <= 1<<20 {
+			for _, err := range []error{second(nf.Targets()), second(nf.Vector()), second(nf.Flat()), fourth(nf.IntMatrix("ints")), fourth(nf.FloatMatrix("floats"))} {
+				if err != nil && !strings.Contains(err.Error(), p) {
+					t.Fatalf("error does not name the file: %v", err)
+				}
+			}
 		}
 	})
 }
+
+func second[T any](_ T, err error) error { return err }
+
+func fourth[T any](_ T, _, _ int, err error) error { return err }

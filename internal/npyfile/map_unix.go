@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Map maps the file and returns its 2-D float32 matrix in place, without
+// Map maps the file and returns its float32 matrix (Matrix, Stack) in place, without
 // reading or copying it, and a function that unmaps it, when the data is
 // float32 in this machine's byte order, C order and aligned (NumPy aligns
 // the data to 64 bytes); otherwise an error, and the caller reads with
@@ -27,10 +27,11 @@ func (f *File) MapF16() ([]uint16, func() error, error) { return mapAs[uint16](f
 // they are native-order C floats of T's size.
 func mapAs[T float32 | uint16](f *File) ([]T, func() error, error) {
 	item := int(unsafe.Sizeof(*new(T)))
-	if len(f.Shape) != 2 || f.Fortran || f.kind != 'f' || f.item != item || f.order != native {
+	if len(f.Shape) < 2 || f.Fortran || f.kind != 'f' || f.item != item || f.order != native {
 		return nil, nil, fmt.Errorf("not native-order C float%d", 8*item)
 	}
-	n := f.Shape[0] * f.Shape[1]
+	rows, cols := f.dims()
+	n := rows * cols
 	if n == 0 || f.off%int64(item) != 0 {
 		return nil, nil, errors.New("empty or unaligned")
 	}

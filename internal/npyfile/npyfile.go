@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -143,17 +144,42 @@ func (f *File) TypeName() string {
 }
 
 // Matrix checks that f holds a 2-D float16/32/64 array and returns its shape.
-func (f *File) Matrix() (rows, cols int, err error) {
-	if len(f.Shape) != 2 {
-		return 0, 0, fmt.Errorf("%s: logits must be 2-D [rows × vocab], got %d-D shape %v", f.Path, len(f.Shape), f.Shape)
+func (f *File) Matrix() (rows, cols int, err error) { return f.matrix(false) }
+
+// Stack is Matrix for an array of rows of any rank ≥ 2, [d₀ × … × dₖ ×
+// cols] (a language model's [batch × sequence × vocab]): its rows are its
+// leading dimensions flattened, d₀·…·dₖ of them in C order, the order its
+// bytes already have (Rows and Map read them so). Only a 2-D array may be
+// in Fortran order: a deeper one's rows are not contiguous.
+func (f *File) Stack() (rows, cols int, err error) { return f.matrix(true) }
+
+// matrix is Matrix, or Stack with stack true.
+func (f *File) matrix(stack bool) (rows, cols int, err error) {
+	switch {
+	case stack && len(f.Shape) < 2:
+		return 0, 0, fmt.Errorf("%s: expected rows of values, 2-D [rows × cols] or more ([batch × sequence × cols]), got %d-D shape %v", f.Path, len(f.Shape), f.Shape)
+	case !stack && len(f.Shape) != 2:
+		return 0, 0, fmt.Errorf("%s: expected a 2-D [rows × cols] array, got %d-D shape %v", f.Path, len(f.Shape), f.Shape)
+	case f.kind != 'f' || (f.item != 2 && f.item != 4 && f.item != 8):
+		return 0, 0, fmt.Errorf("%s: expected float16, float32 or float64 values, got %s", f.Path, f.TypeName())
+	case f.Fortran && len(f.Shape) > 2:
+		return 0, 0, fmt.Errorf("%s: a %d-D array in Fortran order: its rows are not contiguous; save it in C order (numpy.ascontiguousarray)", f.Path, len(f.Shape))
 	}
-	if f.kind != 'f' || (f.item != 2 && f.item != 4 && f.item != 8) {
-		return 0, 0, fmt.Errorf("%s: logits must be float16, float32 or float64, got %s", f.Path, f.TypeName())
+	rows, cols = f.dims()
+	if rows > 0 && cols == 0 {
+		return 0, 0, fmt.Errorf("%s: %d rows of 0 values (shape %v)", f.Path, rows, f.Shape)
 	}
-	if f.Shape[0] > 0 && f.Shape[1] == 0 {
-		return 0, 0, fmt.Errorf("%s: logits have %d rows of 0 classes", f.Path, f.Shape[0])
+	return rows, cols, nil
+}
+
+// dims returns the rows and columns of an array of rank ≥ 2, its leading
+// dimensions flattened.
+func (f *File) dims() (rows, cols int) {
+	rows = 1
+	for _, d := range f.Shape[:len(f.Shape)-1] {
+		rows *= d
 	}
-	return f.Shape[0], f.Shape[1], nil
+	return rows, f.Shape[len(f.Shape)-1]
 }
 
 // native is this machine's byte order.
@@ -164,10 +190,10 @@ var native = func() binary.ByteOrder {
 	return binary.BigEndian
 }()
 
-// Rows reads rows [lo, hi) of a 2-D float array into dst (len ≥
-// (hi-lo)*cols) as float32.
+// Rows reads rows [lo, hi) of a float array Matrix or Stack has checked
+// into dst (len ≥ (hi-lo)*cols) as float32.
 func (f *File) Rows(dst []float32, lo, hi int) error {
-	rows, cols := f.Shape[0], f.Shape[1]
+	rows, cols := f.dims()
 	n := (hi - lo) * cols
 	off := f.off + int64(lo)*int64(cols)*int64(f.item)
 	if !f.Fortran && f.item == 4 && f.order == native && n > 0 {
@@ -220,33 +246,83 @@ func (f *File) convert(dst []float32, b []byte) {
 	}
 }
 
-// Targets reads a 1-D int32 or int64 array as int32; values outside the
-// int32 range are an error.
+// Targets reads an int32 or int64 array of any rank ≥ 1 (one target a
+// row, as a Stack of rows has them: [batch × sequence] for [batch ×
+// sequence × vocab]) as int32, flattened in C order; a value outside the
+// int32 range is an error naming its place.
 func (f *File) Targets() ([]int32, error) {
-	if len(f.Shape) != 1 {
-		return nil, fmt.Errorf("%s: targets must be 1-D, got %d-D shape %v", f.Path, len(f.Shape), f.Shape)
+	if len(f.Shape) < 1 {
+		return nil, fmt.Errorf("%s: targets must be an array, one a row, got a scalar", f.Path)
 	}
 	if f.kind != 'i' || (f.item != 4 && f.item != 8) {
 		return nil, fmt.Errorf("%s: targets must be int32 or int64, got %s", f.Path, f.TypeName())
 	}
-	n := f.Shape[0]
+	return f.ints("target")
+}
+
+// ints reads f's int32 or int64 elements as int32 in C order (from either
+// order), what an element is named in errors.
+func (f *File) ints(what string) ([]int32, error) {
+	n := f.size()
 	buf := make([]byte, n*f.item)
 	if _, err := f.f.ReadAt(buf, f.off); err != nil {
-		return nil, fmt.Errorf("%s: reading targets: %w", f.Path, err)
+		return nil, fmt.Errorf("%s: reading %ss: %w", f.Path, what, err)
 	}
-	t := make([]int32, n)
-	for i := range t {
-		if f.item == 4 {
-			t[i] = int32(f.order.Uint32(buf[4*i:]))
-			continue
+	v := make([]int32, n)
+	for p := range v {
+		k := f.at(p)
+		x := int64(int32(f.order.Uint32(buf[4*k:])))
+		if f.item == 8 {
+			x = int64(f.order.Uint64(buf[8*k:]))
 		}
-		v := int64(f.order.Uint64(buf[8*i:]))
-		if v < math.MinInt32 || v > math.MaxInt32 {
-			return nil, fmt.Errorf("%s: target %d at row %d is outside the int32 range", f.Path, v, i)
+		if x < math.MinInt32 || x > math.MaxInt32 {
+			return nil, fmt.Errorf("%s: %s %d at %s is outside the int32 range", f.Path, what, x, Place(f.Shape, p))
 		}
-		t[i] = int32(v)
+		v[p] = int32(x)
 	}
-	return t, nil
+	return v, nil
+}
+
+// size returns the number of elements.
+func (f *File) size() int {
+	n := 1
+	for _, d := range f.Shape {
+		n *= d
+	}
+	return n
+}
+
+// at returns where in the file the element at index p of the array in C
+// order lies.
+func (f *File) at(p int) int {
+	if !f.Fortran || len(f.Shape) < 2 {
+		return p
+	}
+	// p's digits in C order, from the last dimension; in Fortran order the
+	// stride of dimension j is the product of those before it.
+	k, after, total := 0, 1, f.size()
+	for j := len(f.Shape) - 1; j >= 0; j-- {
+		d := f.Shape[j]
+		k += p % d * (total / (after * d))
+		p /= d
+		after *= d
+	}
+	return k
+}
+
+// Place names the element at index p in C order of an array of shape
+// for a message: "row p" in a 1-D array, "[i, j, …]" (its index in each
+// dimension) in a deeper one.
+func Place(shape []int, p int) string {
+	if len(shape) < 2 {
+		return fmt.Sprintf("row %d", p)
+	}
+	idx := make([]string, len(shape))
+	for j := len(shape) - 1; j >= 0; j-- {
+		idx[j] = strconv.Itoa(p % shape[j])
+		p /= shape[j]
+	}
+	return "[" + strings.Join(idx, ", ") + "]"
 }
 
 // Vector reads a 1-D float array (class weights) as float32.
@@ -254,13 +330,36 @@ func (f *File) Vector() ([]float32, error) {
 	if len(f.Shape) != 1 || f.kind != 'f' || (f.item != 2 && f.item != 4 && f.item != 8) {
 		return nil, fmt.Errorf("%s: expected a 1-D float array, got %s of shape %v", f.Path, f.TypeName(), f.Shape)
 	}
-	n := f.Shape[0]
+	return f.floats()
+}
+
+// Flat reads a float array of any rank ≥ 1, one value a row as Targets
+// has them (token weights: [batch × sequence]), as float32 flattened in
+// C order.
+func (f *File) Flat() ([]float32, error) {
+	if len(f.Shape) < 1 || f.kind != 'f' || (f.item != 2 && f.item != 4 && f.item != 8) {
+		return nil, fmt.Errorf("%s: expected a float array, one value a row, got %s of shape %v", f.Path, f.TypeName(), f.Shape)
+	}
+	return f.floats()
+}
+
+// floats reads f's float elements as float32 in C order (from either
+// order).
+func (f *File) floats() ([]float32, error) {
+	n := f.size()
 	buf := make([]byte, n*f.item)
 	if _, err := f.f.ReadAt(buf, f.off); err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	v := make([]float32, n)
 	f.convert(v, buf)
+	if f.Fortran && len(f.Shape) > 1 {
+		w := make([]float32, n)
+		for p := range w {
+			w[p] = v[f.at(p)]
+		}
+		v = w
+	}
 	return v, nil
 }
 
@@ -276,45 +375,25 @@ func Read[T any](path string, read func(*File) (T, error)) (T, error) {
 	return read(f)
 }
 
-// IntMatrix reads a 2-D int32 or int64 array (C or Fortran order), what
-// it holds named in errors, as row-major int32; values outside the int32
-// range are an error naming their row and column.
+// IntMatrix reads an int32 or int64 array of rows × cols, 2-D or more
+// (as Stack: [batch × sequence × k]; C or Fortran order), what it holds
+// named in errors, as row-major int32; values outside the int32 range are
+// an error naming their place.
 func (f *File) IntMatrix(what string) (v []int32, rows, cols int, err error) {
-	if len(f.Shape) != 2 || f.kind != 'i' || (f.item != 4 && f.item != 8) {
-		return nil, 0, 0, fmt.Errorf("%s: %s must be a 2-D int32 or int64 array, got %s of shape %v", f.Path, what, f.TypeName(), f.Shape)
+	if len(f.Shape) < 2 || f.kind != 'i' || (f.item != 4 && f.item != 8) {
+		return nil, 0, 0, fmt.Errorf("%s: %s must be an int32 or int64 array of rows, 2-D or more, got %s of shape %v", f.Path, what, f.TypeName(), f.Shape)
 	}
-	rows, cols = f.Shape[0], f.Shape[1]
-	buf := make([]byte, rows*cols*f.item)
-	if _, err := f.f.ReadAt(buf, f.off); err != nil {
-		return nil, 0, 0, fmt.Errorf("%s: reading %s: %w", f.Path, what, err)
-	}
-	v = make([]int32, rows*cols)
-	for i := range rows {
-		for j := range cols {
-			k := i*cols + j // the element's index in the file
-			if f.Fortran {
-				k = j*rows + i
-			}
-			x := int64(int32(f.order.Uint32(buf[4*k:])))
-			if f.item == 8 {
-				x = int64(f.order.Uint64(buf[8*k:]))
-			}
-			if x < math.MinInt32 || x > math.MaxInt32 {
-				return nil, 0, 0, fmt.Errorf("%s: %s: %d at row %d, column %d is outside the int32 range", f.Path, what, x, i, j)
-			}
-			v[i*cols+j] = int32(x)
-		}
-	}
-	return v, rows, cols, nil
+	rows, cols = f.dims()
+	v, err = f.ints(what)
+	return v, rows, cols, err
 }
 
-// FloatMatrix reads a 2-D float16, float32 or float64 array (C or Fortran
-// order), what it holds named in errors, as row-major float32.
+// FloatMatrix reads a float16, float32 or float64 array of rows × cols
+// (as Stack), what it holds named in errors, as row-major float32.
 func (f *File) FloatMatrix(what string) (v []float32, rows, cols int, err error) {
-	if len(f.Shape) != 2 || f.kind != 'f' || (f.item != 2 && f.item != 4 && f.item != 8) {
-		return nil, 0, 0, fmt.Errorf("%s: %s must be a 2-D float16, float32 or float64 array, got %s of shape %v", f.Path, what, f.TypeName(), f.Shape)
+	if rows, cols, err = f.Stack(); err != nil {
+		return nil, 0, 0, fmt.Errorf("%w (%s)", err, what)
 	}
-	rows, cols = f.Shape[0], f.Shape[1]
 	v = make([]float32, rows*cols)
 	if rows*cols > 0 {
 		err = f.Rows(v, 0, rows)

@@ -60,7 +60,7 @@ func TestClassifierCheckpoint(t *testing.T) {
 		w, done, note, err := Classifier(spec)
 		require.NoError(t, err, spec)
 		require.Empty(t, note)
-		require.Equal(t, Tensor{Rows: 3, Cols: 2, F32: []float32{-1, -2, -3, -4, -5, -6}}, w, spec)
+		require.Equal(t, Tensor{Rows: 3, Cols: 2, Lead: []int{3}, F32: []float32{-1, -2, -3, -4, -5, -6}}, w, spec)
 		done()
 	}
 	w, done, note, err := Classifier(dir + ":model.embed_tokens.weight")

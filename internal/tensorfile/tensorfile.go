@@ -108,19 +108,32 @@ func readSafetensors(path, name, def string) ([]float32, int, int, error) {
 // see MapSafetensors) or a native-order C float16 .npy (mapped); done
 // unmaps them (call it when the tensor is no longer used). The tensor is
 // read-only. Other .npy dtypes are read as float32.
-func Read(spec, def string) (t Tensor, done func(), err error) {
+func Read(spec, def string) (t Tensor, done func(), err error) { return read(spec, def, false) }
+
+// ReadRows is Read for a tensor of rows of any rank ≥ 2 (hidden states
+// [batch × sequence × features]): its leading dimensions, flattened, are
+// its rows (Tensor.Lead), in C order, the order of its bytes.
+func ReadRows(spec, def string) (t Tensor, done func(), err error) { return read(spec, def, true) }
+
+func read(spec, def string, stack bool) (t Tensor, done func(), err error) {
 	done = func() {}
 	if IsSafetensors(spec) {
-		return MapSafetensors(spec, def)
+		return safetensorsTensor(spec, def, true, stack)
 	}
 	f, err := npyfile.Open(spec)
 	if err != nil {
 		return t, done, err
 	}
 	defer f.Close()
-	if t.Rows, t.Cols, err = f.Matrix(); err != nil {
+	if t.Rows, t.Cols, err = f.Stack(); err != nil {
 		return t, done, err
 	}
+	if !stack {
+		if t.Rows, t.Cols, err = f.Matrix(); err != nil {
+			return t, done, err
+		}
+	}
+	t.Lead = f.Shape[:len(f.Shape)-1]
 	if bits, unmap, err := f.MapF16(); err == nil {
 		t.Half = bits
 		return t, func() { unmap() }, nil
@@ -131,9 +144,12 @@ func Read(spec, def string) (t Tensor, done func(), err error) {
 
 // Tensor is a 2-D tensor, rows × cols row-major, in its file's element
 // type: F32 holds a float32 one, Half the 16-bit elements of a bfloat16
-// (BF16 true) or float16 one.
+// (BF16 true) or float16 one. Lead is the file's shape less its last
+// dimension: [Rows] for a 2-D tensor, [batch, sequence] for the rows of
+// a [batch × sequence × cols] one (ReadRows, MapRows).
 type Tensor struct {
 	Rows, Cols int
+	Lead       []int
 	F32        []float32
 	Half       []uint16
 	BF16       bool
@@ -143,7 +159,7 @@ type Tensor struct {
 // def when the file holds several and none is named) in its own element
 // type, checked as Matrix checks it, into memory of its own (writable).
 func ReadSafetensors(spec, def string) (Tensor, error) {
-	t, done, err := safetensorsTensor(spec, def, false)
+	t, done, err := safetensorsTensor(spec, def, false, false)
 	done()
 	return t, err
 }
@@ -155,14 +171,20 @@ func ReadSafetensors(spec, def string) (Tensor, error) {
 // longer used). A 2 GB bfloat16 classifier then costs no memory of the
 // process's own beyond the page cache.
 func MapSafetensors(spec, def string) (t Tensor, done func(), err error) {
-	return safetensorsTensor(spec, def, true)
+	return safetensorsTensor(spec, def, true, false)
+}
+
+// MapRows is MapSafetensors for a tensor of rows of any rank ≥ 2 (logits
+// [batch × sequence × vocab]), as ReadRows.
+func MapRows(spec, def string) (t Tensor, done func(), err error) {
+	return safetensorsTensor(spec, def, true, true)
 }
 
 // safetensorsTensor maps the file of spec and returns its tensor, aliasing
 // the mapping when alias is true and it can (see MapSafetensors), else
-// copied out of it; done unmaps what the tensor aliases (nothing when
-// copied).
-func safetensorsTensor(spec, def string, alias bool) (Tensor, func(), error) {
+// copied out of it, of any rank ≥ 2 with stack true (see MapRows); done
+// unmaps what the tensor aliases (nothing when copied).
+func safetensorsTensor(spec, def string, alias, stack bool) (Tensor, func(), error) {
 	nop := func() {}
 	path, name, ok := safetensorsSpec(spec)
 	if !ok {
@@ -172,7 +194,7 @@ func safetensorsTensor(spec, def string, alias bool) (Tensor, func(), error) {
 	if err != nil {
 		return Tensor{}, nop, err
 	}
-	t, aliased, err := decodeSafetensors(path, name, def, b, alias)
+	t, aliased, err := decodeSafetensors(path, name, def, b, alias, stack)
 	if err != nil || !aliased {
 		unmap()
 		return t, nop, err
@@ -182,8 +204,8 @@ func safetensorsTensor(spec, def string, alias bool) (Tensor, func(), error) {
 
 // decodeSafetensors returns tensor name (else def or the only one) of the
 // .safetensors bytes b of path, aliasing b when alias is true and it can
-// (reported), else copied.
-func decodeSafetensors(path, name, def string, b []byte, alias bool) (Tensor, bool, error) {
+// (reported), else copied; 2-D, or with stack of any rank ≥ 2.
+func decodeSafetensors(path, name, def string, b []byte, alias, stack bool) (Tensor, bool, error) {
 	st, err := safetensors.Deserialize(b)
 	if err != nil {
 		return Tensor{}, false, fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
@@ -204,17 +226,27 @@ func decodeSafetensors(path, name, def string, b []byte, alias bool) (Tensor, bo
 		return Tensor{}, false, fmt.Errorf("%s: no tensor %q (it holds %s)", path, name, list(names))
 	}
 	shape := tv.Shape()
-	if len(shape) != 2 {
+	switch {
+	case stack && len(shape) < 2:
+		return Tensor{}, false, fmt.Errorf("%s:%s: shape %v, expected rows, 2-D [rows × cols] or more ([batch × sequence × cols])", path, name, shape)
+	case !stack && len(shape) != 2:
 		return Tensor{}, false, fmt.Errorf("%s:%s: shape %v, expected 2-D [rows × cols]", path, name, shape)
 	}
 	dt := tv.DType()
 	if dt != safetensors.F32 && dt != safetensors.BF16 && dt != safetensors.F16 {
 		return Tensor{}, false, fmt.Errorf("%s:%s: dtype %v, expected F32, BF16 or F16", path, name, tv.DType())
 	}
-	if shape[0] > math.MaxInt32 || shape[1] > math.MaxInt32 {
+	t := Tensor{Rows: 1, Cols: int(min(shape[len(shape)-1], math.MaxInt32+1)), BF16: dt == safetensors.BF16}
+	for _, d := range shape[:len(shape)-1] {
+		if d > math.MaxInt32 || t.Rows*int(d) > math.MaxInt32 {
+			return Tensor{}, false, fmt.Errorf("%s:%s: shape %v is too large", path, name, shape)
+		}
+		t.Lead = append(t.Lead, int(d))
+		t.Rows *= int(d)
+	}
+	if t.Cols > math.MaxInt32 {
 		return Tensor{}, false, fmt.Errorf("%s:%s: shape %v is too large", path, name, shape)
 	}
-	t := Tensor{Rows: int(shape[0]), Cols: int(shape[1]), BF16: dt == safetensors.BF16}
 	raw := tv.Data()
 	n := t.Rows * t.Cols
 	if dt == safetensors.F32 {
@@ -258,19 +290,21 @@ func list(names []string) string {
 var TargetNames = []string{"targets", "labels"}
 
 // Targets reads the targets a .safetensors file holds beside its logits:
-// its 1-D I64 or I32 tensor named "targets", else "labels" (as a dump of
-// logits and labels from PyTorch has them). It returns them and the
-// tensor's spec ("file.safetensors:targets") for messages; a value
+// its I64 or I32 tensor named "targets", else "labels" (as a dump of
+// logits and labels from PyTorch has them), one a row of the logits: 1-D,
+// or of the logits' leading shape ([batch × sequence] beside [batch ×
+// sequence × vocab]), flattened in C order. It returns them, the tensor's
+// shape and its spec ("file.safetensors:targets") for messages; a value
 // outside int32's range is an error naming its index.
-func Targets(path string) ([]int32, string, error) {
+func Targets(path string) ([]int32, []int, string, error) {
 	b, unmap, err := load(path)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer unmap()
 	st, err := safetensors.Deserialize(b)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
+		return nil, nil, "", fmt.Errorf("%s: not a valid .safetensors file: %v", path, err)
 	}
 	names := st.Names()
 	slices.Sort(names)
@@ -280,8 +314,12 @@ func Targets(path string) ([]int32, string, error) {
 			continue
 		}
 		spec := path + ":" + name
-		if shape := tv.Shape(); len(shape) != 1 {
-			return nil, spec, fmt.Errorf("%s: shape %v, expected 1-D targets, one per row", spec, shape)
+		var shape []int
+		for _, d := range tv.Shape() {
+			shape = append(shape, int(d))
+		}
+		if len(shape) < 1 {
+			return nil, nil, spec, fmt.Errorf("%s: a scalar, expected targets, one a row", spec)
 		}
 		raw := tv.Data()
 		switch tv.DType() {
@@ -290,19 +328,19 @@ func Targets(path string) ([]int32, string, error) {
 			for i := range tg {
 				tg[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
 			}
-			return tg, spec, nil
+			return tg, shape, spec, nil
 		case safetensors.I64:
 			tg := make([]int32, len(raw)/8)
 			for i := range tg {
 				v := int64(binary.LittleEndian.Uint64(raw[8*i:]))
 				if v != int64(int32(v)) {
-					return nil, spec, fmt.Errorf("%s: target %d at row %d is out of int32's range", spec, v, i)
+					return nil, nil, spec, fmt.Errorf("%s: target %d at %s is out of int32's range", spec, v, npyfile.Place(shape, i))
 				}
 				tg[i] = int32(v)
 			}
-			return tg, spec, nil
+			return tg, shape, spec, nil
 		}
-		return nil, spec, fmt.Errorf("%s: dtype %v, expected I64 or I32 targets", spec, tv.DType())
+		return nil, nil, spec, fmt.Errorf("%s: dtype %v, expected I64 or I32 targets", spec, tv.DType())
 	}
-	return nil, "", fmt.Errorf("%s: no targets: it holds no tensor %s (it holds %s)", path, strings.Join(TargetNames, " or "), list(names))
+	return nil, nil, "", fmt.Errorf("%s: no targets: it holds no tensor %s (it holds %s)", path, strings.Join(TargetNames, " or "), list(names))
 }

@@ -108,11 +108,18 @@ func FuzzSafetensors(f *testing.F) {
 	f.Add(raw(`{"x":{"dtype":"BF16","shape":[1,2],"data_offsets":[0,4]}}`, make([]byte, 4)))
 	f.Add(raw(`{"x":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]},"__metadata__":{"a":"b"}}`, make([]byte, 8)))
 	f.Add(raw(`{"x":{"dtype":"F16","shape":[0,3],"data_offsets":[0,0]}}`, nil))
+	f.Add(raw(`{"x":{"dtype":"F32","shape":[1,2,1],"data_offsets":[0,8]}}`, make([]byte, 8)))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p := filepath.Join(dir, "f.safetensors")
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
+		}
+		if tr, done, err := ReadRows(p, ""); err != nil {
+			require.Contains(t, err.Error(), p)
+		} else {
+			require.Equal(t, tr.Rows*tr.Cols, len(tr.F32)+len(tr.Half))
+			done()
 		}
 		data, rows, cols, err := Matrix(p)
 		if err != nil {
@@ -124,7 +131,8 @@ func FuzzSafetensors(f *testing.F) {
 }
 
 // TestTargets: a .safetensors of logits holds its targets as "targets"
-// (else "labels"), I64 or I32; anything else is refused naming the file.
+// (else "labels"), I64 or I32, of any rank (returned with their shape);
+// anything else is refused naming the file.
 func TestTargets(t *testing.T) {
 	i64 := func(vs ...int64) []byte {
 		var b []byte
@@ -138,18 +146,21 @@ func TestTargets(t *testing.T) {
 		header string
 		data   []byte
 		want   []int32
+		shape  []int
 		name   string
 		err    string
 	}{
-		{`{"labels":{"dtype":"I64","shape":[3],"data_offsets":[0,24]}}`, i64(1, -100, 7), []int32{1, -100, 7}, "labels", ""},
-		{`{"labels":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},"targets":{"dtype":"I32","shape":[2],"data_offsets":[8,16]}}`, append(i64(5), i32...), []int32{3, -100}, "targets", ""},
-		{`{"labels":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}`, i64(1, 1<<40), nil, "labels", "target 1099511627776 at row 1 is out of int32's range"},
-		{`{"labels":{"dtype":"I64","shape":[1,2],"data_offsets":[0,16]}}`, i64(1, 2), nil, "labels", "shape [1 2], expected 1-D targets"},
-		{`{"targets":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, i64(0), nil, "targets", "dtype F32, expected I64 or I32"},
-		{`{"logits":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}`, i64(0), nil, "", "no targets: it holds no tensor targets or labels (it holds logits)"},
+		{`{"labels":{"dtype":"I64","shape":[3],"data_offsets":[0,24]}}`, i64(1, -100, 7), []int32{1, -100, 7}, []int{3}, "labels", ""},
+		{`{"labels":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},"targets":{"dtype":"I32","shape":[2],"data_offsets":[8,16]}}`, append(i64(5), i32...), []int32{3, -100}, []int{2}, "targets", ""},
+		{`{"labels":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}`, i64(1, 1<<40), nil, nil, "labels", "target 1099511627776 at row 1 is out of int32's range"},
+		{`{"labels":{"dtype":"I64","shape":[2,2],"data_offsets":[0,32]}}`, i64(1, 2, 1<<40, 4), nil, nil, "labels", "target 1099511627776 at [1, 0] is out of int32's range"},
+		{`{"labels":{"dtype":"I64","shape":[2,1,2],"data_offsets":[0,32]}}`, i64(1, 2, -100, 4), []int32{1, 2, -100, 4}, []int{2, 1, 2}, "labels", ""},
+		{`{"labels":{"dtype":"I64","shape":[],"data_offsets":[0,8]}}`, i64(1), nil, nil, "labels", "a scalar, expected targets"},
+		{`{"targets":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, i64(0), nil, nil, "targets", "dtype F32, expected I64 or I32"},
+		{`{"logits":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}`, i64(0), nil, nil, "", "no targets: it holds no tensor targets or labels (it holds logits)"},
 	} {
 		p := write(t, "x.safetensors", raw(c.header, c.data))
-		got, spec, err := Targets(p)
+		got, shape, spec, err := Targets(p)
 		if c.err != "" {
 			require.ErrorContains(t, err, c.err)
 			require.Contains(t, err.Error(), p)
@@ -157,6 +168,58 @@ func TestTargets(t *testing.T) {
 		}
 		require.NoError(t, err)
 		require.Equal(t, c.want, got)
+		require.Equal(t, c.shape, shape)
 		require.Equal(t, p+":"+c.name, spec)
 	}
+}
+
+// TestRows: ReadRows and MapRows take a tensor of rank ≥ 2 as rows, its
+// leading dimensions flattened (Lead keeps them), from a .safetensors or
+// a .npy file; Read, MapSafetensors and Matrix still want 2-D; a shape
+// whose rows overflow is refused.
+func TestRows(t *testing.T) {
+	vals := make([]float32, 2*3*4)
+	for k := range vals {
+		vals[k] = float32(k) - 7
+	}
+	p := write(t, "x.safetensors", raw(`{"logits":{"dtype":"F32","shape":[2,3,4],"data_offsets":[0,96]}}`, f32s(vals...)))
+	for name, fn := range map[string]func(string, string) (Tensor, func(), error){"ReadRows": ReadRows, "MapRows": MapRows} {
+		got, done, err := fn(p, "")
+		require.NoError(t, err, name)
+		require.Equal(t, 6, got.Rows, name)
+		require.Equal(t, 4, got.Cols, name)
+		require.Equal(t, []int{2, 3}, got.Lead, name)
+		require.Equal(t, vals, got.F32, name)
+		done()
+	}
+	_, _, err := Read(p, "")
+	require.ErrorContains(t, err, "shape [2 3 4], expected 2-D")
+	_, _, err = MapSafetensors(p, "")
+	require.ErrorContains(t, err, "shape [2 3 4], expected 2-D")
+	_, _, err = ReadRows(write(t, "v.safetensors", raw(`{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`, f32s(1, 2, 3, 4))), "")
+	require.ErrorContains(t, err, "shape [4], expected rows")
+	_, _, err = MapRows(write(t, "big.safetensors", raw(`{"x":{"dtype":"F32","shape":[65536,65536,0],"data_offsets":[0,0]}}`, nil)), "")
+	require.ErrorContains(t, err, "is too large")
+
+	h := make([]uint16, 12)
+	for k := range h {
+		h[k] = uint16(0x3c00 + k) // float16 values near 1
+	}
+	var b []byte
+	for _, v := range h {
+		b = binary.LittleEndian.AppendUint16(b, v)
+	}
+	header := "{'descr': '<f2', 'fortran_order': False, 'shape': (3, 2, 2), }"
+	for (10+len(header)+1)%64 != 0 {
+		header += " "
+	}
+	npy := append([]byte("\x93NUMPY\x01\x00"), byte(len(header)+1), 0)
+	npy = append(append(append(npy, header...), '\n'), b...)
+	pn := write(t, "h.npy", npy)
+	got, done, err := ReadRows(pn, "")
+	require.NoError(t, err)
+	require.Equal(t, Tensor{Rows: 6, Cols: 2, Lead: []int{3, 2}, Half: h}, got)
+	done()
+	_, _, err = Read(pn, "")
+	require.ErrorContains(t, err, "expected a 2-D [rows × cols] array, got 3-D shape [3 2 2]")
 }

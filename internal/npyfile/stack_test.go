@@ -1,0 +1,194 @@
+package npyfile
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// writeNpy writes a .npy of dtype descr and shape whose element at index
+// (i, j, …) is val(i, j, …), laid out in C or Fortran order.
+func writeNpy(t *testing.T, descr string, fortran bool, shape []int, val func(idx []int) float64) string {
+	t.Helper()
+	dims := make([]string, len(shape))
+	n := 1
+	for j, d := range shape {
+		dims[j] = fmt.Sprint(d)
+		n *= d
+	}
+	tuple := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		tuple += ","
+	}
+	py := map[bool]string{false: "False", true: "True"}[fortran]
+	header := fmt.Sprintf("{'descr': '%s', 'fortran_order': %s, 'shape': (%s), }", descr, py, tuple)
+	for (10+len(header)+1)%64 != 0 {
+		header += " "
+	}
+	header += "\n"
+	b := append([]byte("\x93NUMPY\x01\x00"), byte(len(header)), byte(len(header)>>8))
+	b = append(b, header...)
+	idx := make([]int, len(shape))
+	for k := range n {
+		// k is the element's place in the file: its digits, from the first
+		// dimension in Fortran order, from the last in C order.
+		r := k
+		for j := range shape {
+			if !fortran {
+				j = len(shape) - 1 - j
+			}
+			idx[j] = r % shape[j]
+			r /= shape[j]
+		}
+		v := val(idx)
+		switch descr {
+		case "<f4":
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(v)))
+		case "<f8":
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+		case "<i4":
+			b = binary.LittleEndian.AppendUint32(b, uint32(int32(v)))
+		case "<i8":
+			b = binary.LittleEndian.AppendUint64(b, uint64(int64(v)))
+		default:
+			t.Fatalf("descr %s", descr)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "a.npy")
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	return p
+}
+
+// code is the value at idx: its digits, 100·i + 10·j + k.
+func code(idx []int) float64 {
+	v := 0.0
+	for _, i := range idx {
+		v = 10*v + float64(i)
+	}
+	return v
+}
+
+// inC returns code's values of shape in C order, as float64.
+func inC(shape []int) []float64 {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	out := make([]float64, n)
+	idx := make([]int, len(shape))
+	for p := range out {
+		r := p
+		for j := len(shape) - 1; j >= 0; j-- {
+			idx[j] = r % shape[j]
+			r /= shape[j]
+		}
+		out[p] = code(idx)
+	}
+	return out
+}
+
+func open(t *testing.T, p string) *File {
+	t.Helper()
+	f, err := Open(p)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestStack: an array of rows of rank ≥ 2 reads as its leading dimensions
+// flattened, in C order; Matrix still wants 2-D; a deeper array in
+// Fortran order, or one of rank < 2, is refused with its shape named.
+func TestStack(t *testing.T) {
+	shape := []int{2, 3, 4}
+	f := open(t, writeNpy(t, "<f4", false, shape, code))
+	rows, cols, err := f.Stack()
+	require.NoError(t, err)
+	require.Equal(t, [2]int{6, 4}, [2]int{rows, cols})
+	got := make([]float32, rows*cols)
+	require.NoError(t, f.Rows(got, 0, rows))
+	for p, w := range inC(shape) {
+		require.Equal(t, float32(w), got[p], "element %d", p)
+	}
+	part := make([]float32, 2*cols)
+	require.NoError(t, f.Rows(part, 3, 5))
+	require.Equal(t, got[3*cols:5*cols], part)
+	_, _, err = f.Matrix()
+	require.ErrorContains(t, err, "expected a 2-D [rows × cols] array, got 3-D shape [2 3 4]")
+
+	v, r, c, err := f.FloatMatrix("the teacher's log-probabilities")
+	require.NoError(t, err)
+	require.Equal(t, [2]int{6, 4}, [2]int{r, c})
+	require.Equal(t, got, v)
+
+	_, _, err = open(t, writeNpy(t, "<f4", true, shape, code)).Stack()
+	require.ErrorContains(t, err, "a 3-D array in Fortran order")
+	_, _, err = open(t, writeNpy(t, "<f4", false, []int{5}, code)).Stack()
+	require.ErrorContains(t, err, "got 1-D shape [5]")
+	_, _, err = open(t, writeNpy(t, "<f4", false, []int{2, 3, 0}, code)).Stack()
+	require.ErrorContains(t, err, "6 rows of 0 values")
+
+	// A 2-D array in Fortran order is still read as rows.
+	f2 := open(t, writeNpy(t, "<f8", true, []int{3, 5}, code))
+	rows, cols, err = f2.Stack()
+	require.NoError(t, err)
+	got = make([]float32, rows*cols)
+	require.NoError(t, f2.Rows(got, 0, rows))
+	for p, w := range inC([]int{3, 5}) {
+		require.Equal(t, float32(w), got[p], "element %d", p)
+	}
+}
+
+// TestTargetsShapes: targets, integer matrices and flat values of any
+// rank, in C or Fortran order, come out flattened in C order; a value
+// outside int32's range is named by its place in each dimension.
+func TestTargetsShapes(t *testing.T) {
+	for _, shape := range [][]int{{7}, {3, 5}, {2, 3, 4}, {3, 1, 2, 2}} {
+		want := inC(shape)
+		for _, fortran := range []bool{false, true} {
+			for _, descr := range []string{"<i4", "<i8"} {
+				name := fmt.Sprintf("%v %s fortran=%v", shape, descr, fortran)
+				p := writeNpy(t, descr, fortran, shape, code)
+				tg, err := open(t, p).Targets()
+				require.NoError(t, err, name)
+				require.Len(t, tg, len(want), name)
+				for k, w := range want {
+					require.Equal(t, int32(w), tg[k], "%s: element %d", name, k)
+				}
+				if len(shape) >= 2 {
+					v, rows, cols, err := open(t, p).IntMatrix("the teacher's classes")
+					require.NoError(t, err, name)
+					require.Equal(t, [2]int{len(want) / shape[len(shape)-1], shape[len(shape)-1]}, [2]int{rows, cols}, name)
+					require.Equal(t, tg, v, name)
+				}
+			}
+			name := fmt.Sprintf("%v fortran=%v", shape, fortran)
+			w, err := open(t, writeNpy(t, "<f8", fortran, shape, code)).Flat()
+			require.NoError(t, err, name)
+			for k, x := range want {
+				require.Equal(t, float32(x), w[k], "%s: element %d", name, k)
+			}
+		}
+	}
+	far := func(idx []int) float64 {
+		if idx[0] == 1 && idx[1] == 2 {
+			return 1 << 32
+		}
+		return 0
+	}
+	_, err := open(t, writeNpy(t, "<i8", true, []int{2, 3}, far)).Targets()
+	require.ErrorContains(t, err, "target 4294967296 at [1, 2] is outside the int32 range")
+	_, err = open(t, writeNpy(t, "<i8", false, []int{4}, func(idx []int) float64 { return float64(idx[0]) * (1 << 31) })).Targets()
+	require.ErrorContains(t, err, "target 2147483648 at row 1 is outside the int32 range")
+	_, err = open(t, writeNpy(t, "<i8", false, nil, code)).Targets()
+	require.ErrorContains(t, err, "got a scalar")
+	_, err = open(t, writeNpy(t, "<f4", false, []int{3}, code)).Targets()
+	require.ErrorContains(t, err, "targets must be int32 or int64, got float32")
+	_, err = open(t, writeNpy(t, "<f4", false, []int{2, 3}, code)).Vector()
+	require.ErrorContains(t, err, "expected a 1-D float array")
+}
