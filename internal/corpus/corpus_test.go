@@ -173,6 +173,8 @@ func TestMergeRefuses(t *testing.T) {
 	smoothed.Flags = corpus.Config{IgnoreIndex: -100, Smoothing: 0.1}.Flags("")
 	tempered := p(1, 2)
 	tempered.Flags = corpus.Config{IgnoreIndex: -100, Temperature: 2}.Flags("")
+	shifted := p(1, 2)
+	shifted.Flags = corpus.Config{IgnoreIndex: -100, Shift: true}.Flags("")
 	require.Equal(t, flags, corpus.Config{IgnoreIndex: -100, Temperature: 1}.Flags(""), "τ = 1 is no temperature")
 	for _, c := range []struct {
 		ps   []corpus.Partial
@@ -181,6 +183,7 @@ func TestMergeRefuses(t *testing.T) {
 		{[]corpus.Partial{p(0, 2), other}, "b.json: of another manifest"},
 		{[]corpus.Partial{p(0, 2), smoothed}, "b.json: flags"},
 		{[]corpus.Partial{p(0, 2), tempered}, "b.json: flags"},
+		{[]corpus.Partial{p(0, 2), shifted}, "b.json: flags"},
 		{[]corpus.Partial{p(0, 2), p(0, 2)}, "b.json: shard 0/2 again (it is also a.json)"},
 		{[]corpus.Partial{p(0, 2)}, "shard 1/2 is missing"},
 		{[]corpus.Partial{p(0, 2), p(1, 4)}, "b.json: shard 1/4, a.json is of 2 shards"},

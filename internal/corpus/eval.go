@@ -29,6 +29,7 @@ type Config struct {
 	Budget       int       // the fused linear's logit budget in bytes (0: the default)
 	KeepRows     bool      // Result.Rows: the per-row losses
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
+	Shift        bool      // causal LM: row t of each sequence against target t+1, its last row ignored (targets, token weights per input token)
 	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
 	TopK         []int     // Result.Ranks: the rank statistics for these k (a pass of its own; the calibration too), nil for none
 	Distill      bool      // Result.Stats.KL: every line names a teacher's top-k (Line.TeacherIDs, TeacherLogProbs)
@@ -267,7 +268,11 @@ func (e *Evaluator) bias(l Line, classes int) ([]float32, error) {
 // targets reads and checks l's targets and token weights (nil for none)
 // for rows rows of cols classes, of shape lead in their file, and checks
 // the class weights' length. Targets and token weights come one a row:
-// 1-D, or of the rows' shape (lead) where that has more dimensions.
+// 1-D, or of the rows' shape (lead) where that has more dimensions. With
+// Config.Shift they come one an input token and move one place earlier
+// in each sequence: row t is scored against target t+1 and a sequence's
+// last row is ignored, as Hugging Face's causal language models'
+// loss shifts its labels.
 func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []float32, error) {
 	src := l.Logits
 	if src == "" {
@@ -299,7 +304,8 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 	if err := perRow(tname, "targets", len(tg), shape, src, rows, lead); err != nil {
 		return nil, nil, err
 	}
-	if _, err := e.seqLen(tname, shape, src, lead); err != nil {
+	seq, err := e.seqLen(tname, shape, src, lead, rows)
+	if err != nil {
 		return nil, nil, err
 	}
 	// Checked here as well as in batch so that the target named is the
@@ -307,9 +313,15 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 	// is seen.
 	ignore := e.cfg.IgnoreIndex
 	for i, t := range tg {
+		if e.cfg.Shift && i%seq == 0 {
+			continue // the first token of a sequence is no row's target
+		}
 		if int(t) != ignore && (t < 0 || int(t) >= cols) {
 			return nil, nil, fmt.Errorf("%s: target %d out of bounds [0, %d) at %s (ignore index %d)", tname, t, cols, npyfile.Place(shape, i), ignore)
 		}
+	}
+	if e.cfg.Shift {
+		tg = shift(tg, seq, int32(ignore))
 	}
 	if l.Weights == "" {
 		return tg, nil, nil
@@ -331,6 +343,9 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 			return nil, nil, fmt.Errorf("%s: token weight %g at %s must be finite and ≥ 0", l.Weights, v, npyfile.Place(f.Shape, i))
 		}
 	}
+	if e.cfg.Shift {
+		w = shift(w, seq, 0)
+	}
 	return tg, w, nil
 }
 
@@ -350,8 +365,8 @@ func perRow(name, what string, n int, shape []int, src string, rows int, lead []
 // seqLen returns the length of the sequences of a line's rows: the last
 // dimension of its targets' shape or its rows' (lead) where either has
 // more than one, else Config.SeqLen (0 for none); --seq-len must agree
-// with the files'.
-func (e *Evaluator) seqLen(tname string, shape []int, src string, lead []int) (int, error) {
+// with the files', and Config.Shift needs one that divides the rows.
+func (e *Evaluator) seqLen(tname string, shape []int, src string, lead []int, rows int) (int, error) {
 	seq, from := e.cfg.SeqLen, ""
 	switch {
 	case len(shape) > 1:
@@ -362,7 +377,30 @@ func (e *Evaluator) seqLen(tname string, shape []int, src string, lead []int) (i
 	if e.cfg.SeqLen > 0 && from != "" && e.cfg.SeqLen != seq {
 		return 0, fmt.Errorf("--seq-len %d, but the sequences are %d long (%s)", e.cfg.SeqLen, seq, from)
 	}
+	if !e.cfg.Shift {
+		return seq, nil
+	}
+	if seq == 0 {
+		return 0, fmt.Errorf("%s: --shift needs the sequences' length: targets [batch × sequence], rows [batch × sequence × vocab], or --seq-len", tname)
+	}
+	if rows%seq != 0 {
+		return 0, fmt.Errorf("%s: --shift: %d rows are not whole sequences of %d", tname, rows, seq)
+	}
 	return seq, nil
+}
+
+// shift returns v one place earlier in each sequence of n: v[i+1] at i,
+// last at each sequence's end.
+func shift[T any](v []T, n int, last T) []T {
+	out := make([]T, len(v))
+	for i := range out {
+		if (i+1)%n == 0 {
+			out[i] = last
+		} else {
+			out[i] = v[i+1]
+		}
+	}
+	return out
 }
 
 // teacher reads and checks l's teacher (nil without Config.Distill) for

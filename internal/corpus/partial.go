@@ -319,5 +319,8 @@ func (c Config) Flags(weight string) map[string]string {
 	if c.Distill { // likewise
 		m["teacher"] = "top-k"
 	}
+	if c.Shift { // likewise
+		m["shift"] = "1"
+	}
 	return m
 }

@@ -13,7 +13,7 @@ import (
 // error naming the file or a well-formed result, and never panic or read
 // past the data.
 func FuzzOpen(f *testing.F) {
-	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy", "logits_3d.npy"} {
+	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy", "logits_3d.npy", "causal_ids.npy"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "npy", name))
 		if err != nil {
 			f.Fatal(err)

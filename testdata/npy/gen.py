@@ -2,7 +2,10 @@
 """Writes the small .npy fixtures of cmd/xent's tests with NumPy
 (/usr/bin/python3 testdata/npy/gen.py): one 13x29 logit matrix in several
 dtypes and layouts, its targets as int32 and int64, and the expected mean
-loss computed in float64 by PyTorch (expected.json)."""
+loss computed in float64 by PyTorch (expected.json); and a causal language
+model's dump, logits [batch x sequence x vocab] with its input ids, and
+its loss as Hugging Face's models compute it with labels = ids (expected.json's
+"causal")."""
 import json
 import os
 
@@ -32,5 +35,22 @@ tt = torch.tensor(t)
 mean = F.cross_entropy(z, tt).item()
 acc = ((z.argmax(1) == tt)[tt != -100]).double().mean().item()
 rows = F.cross_entropy(z, tt, reduction="none").numpy()
+
+# A causal LM's dump: row t of a sequence predicts token t+1. Hugging Face's
+# ForCausalLMLoss pads the labels with the ignore index and shifts them one
+# place (labels = F.pad(labels, (0, 1), value=-100)[..., 1:]), so each
+# sequence's last row is not counted; the padding of the third sequence is
+# labelled -100. Its own generator: the fixtures above stay as they were.
+rc = np.random.default_rng(8)
+B, T, V = 3, 6, 29
+xc = (rc.standard_normal((B, T, V)) * 3).astype(np.float16).astype(np.float32)
+ids = rc.integers(0, V, (B, T))
+ids[2, 4:] = -100
+np.save(os.path.join(HERE, "causal_logits.npy"), xc)
+np.save(os.path.join(HERE, "causal_ids.npy"), ids.astype(np.int64))
+zc = torch.tensor(xc.astype(np.float64)).reshape(-1, V)
+labels = F.pad(torch.tensor(ids), (0, 1), value=-100)[..., 1:].reshape(-1)
+causal = dict(mean=F.cross_entropy(zc, labels).item(), tokens=int((labels != -100).sum()),
+              rows=[float(v) for v in F.cross_entropy(zc, labels, reduction="none").numpy()])
 with open(os.path.join(HERE, "expected.json"), "w") as f:
-    json.dump(dict(mean=mean, accuracy=acc, tokens=int((t != -100).sum()), rows=[float(v) for v in rows]), f, indent=1)
+    json.dump(dict(mean=mean, accuracy=acc, tokens=int((t != -100).sum()), rows=[float(v) for v in rows], causal=causal), f, indent=1)

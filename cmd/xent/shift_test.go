@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nlpodyssey/safetensors"
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/corpus/corpustest"
+	"github.com/xentlab/xent/internal/seed"
+	"github.com/xentlab/xent/internal/spec"
+)
+
+// TestEvalShift: a causal language model's dump, logits [3 × 6 × 29] and
+// its input ids [3 × 6] (the third sequence padded with -100), evaluated
+// with --shift gives the loss Hugging Face's models compute with labels =
+// ids (testdata/npy/gen.py: PyTorch in float64), per row and in the mean,
+// from each layout a user may have: the logits [batch × sequence × vocab]
+// with ids [batch × sequence]; the logits flattened with 1-D ids and
+// --seq-len; a .safetensors of logits and labels; two such files in a
+// manifest. Token weights [batch × sequence] shift with the ids. Hidden states [batch × sequence × features] with a classifier
+// give what their logits give. Without a sequence length, or with one the
+// files contradict, it is an error naming the files.
+func TestEvalShift(t *testing.T) {
+	var exp struct {
+		Causal struct {
+			Mean   float64   `json:"mean"`
+			Tokens int64     `json:"tokens"`
+			Rows   []float64 `json:"rows"`
+		} `json:"causal"`
+	}
+	b, err := os.ReadFile(fixture("expected.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &exp))
+	want := exp.Causal
+	require.Len(t, want.Rows, 18)
+	dir := t.TempDir()
+	logits, ids := fixture("causal_logits.npy"), fixture("causal_ids.npy")
+	check := func(name string, args ...string) {
+		t.Helper()
+		rowsOut := filepath.Join(dir, "rows.npy")
+		os.Remove(rowsOut)
+		got := evalJSON(t, append(append([]string{"eval", "--device", "cpu", "--json", "--shift"}, args...), "--rows-out", rowsOut)...)
+		require.True(t, spec.LossCloseIn(got["loss"].(float64), want.Mean, spec.LossTol), "%s: loss %v, PyTorch %v", name, got["loss"], want.Mean)
+		require.EqualValues(t, want.Tokens, got["tokens"], name)
+		rows := readNpy[float32](t, rowsOut)
+		require.Len(t, rows, len(want.Rows), name)
+		for i, r := range rows {
+			require.True(t, spec.LossCloseIn(float64(r), want.Rows[i], spec.LossTol), "%s: row %d: %v, PyTorch %v", name, i, r, want.Rows[i])
+		}
+	}
+	check("[batch × sequence × vocab]", "--logits", logits, "--targets", ids)
+
+	x := readNpy[float32](t, logits)
+	tg := readNpy[int64](t, ids)
+	flat := filepath.Join(dir, "flat.npy")
+	corpustest.SaveNpy(t, flat, x) // 1-D: given a header of 18 × 29 below
+	fb, err := os.ReadFile(flat)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(flat, reshaped(t, fb, "(18, 29)", false), 0o644))
+	flatIDs := writeNpyFile(t, dir, "flat_ids.npy", tg)
+	check("flattened, --seq-len", "--logits", flat, "--targets", flatIDs, "--seq-len", "6")
+
+	st := filepath.Join(dir, "dump.safetensors")
+	xb := make([]byte, 4*len(x))
+	for k, v := range x {
+		binary.LittleEndian.PutUint32(xb[4*k:], math.Float32bits(v))
+	}
+	tb := make([]byte, 8*len(tg))
+	for k, v := range tg {
+		binary.LittleEndian.PutUint64(tb[8*k:], uint64(v))
+	}
+	xv, err := safetensors.NewTensorView(safetensors.F32, []uint64{3, 6, 29}, xb)
+	require.NoError(t, err)
+	lv, err := safetensors.NewTensorView(safetensors.I64, []uint64{3, 6}, tb)
+	require.NoError(t, err)
+	sb, err := safetensors.Serialize(map[string]safetensors.TensorView{"logits": xv, "labels": lv}, nil)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(st, sb, 0o644))
+	check(".safetensors of logits and labels", "--logits", st)
+
+	// Token weights one an input token, as the ids: they shift with them.
+	var tw [3][6]float32
+	num, den := 0.0, 0.0
+	for i := range 18 {
+		tw[i/6][i%6] = float32(1 + i%4)
+		if i%6 > 0 && tg[i] != -100 { // row i-1's target and weight
+			num += float64(tw[i/6][i%6]) * want.Rows[i-1]
+			den += float64(tw[i/6][i%6])
+		}
+	}
+	weighted := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", logits, "--targets", ids, "--token-weights", writeNpyFile(t, dir, "tw.npy", tw))
+	require.True(t, spec.LossCloseIn(weighted["loss"].(float64), num/den, spec.LossTol), "token weights: loss %v, PyTorch's rows weighted %v", weighted["loss"], num/den)
+
+	m := filepath.Join(dir, "m.jsonl")
+	al, err := filepath.Abs(logits)
+	require.NoError(t, err)
+	ai, err := filepath.Abs(ids)
+	require.NoError(t, err)
+	line := `{"logits": "` + al + `", "targets": "` + ai + `"}` + "\n"
+	require.NoError(t, os.WriteFile(m, []byte(line+line), 0o644))
+	got := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--manifest", m)
+	require.True(t, spec.LossCloseIn(got["loss"].(float64), want.Mean, spec.LossTol), "manifest: loss %v, PyTorch %v", got["loss"], want.Mean)
+	require.EqualValues(t, 2*want.Tokens, got["tokens"])
+
+	// Hidden states [3 × 6 × 8] and a classifier [29 × 8]: the loss of
+	// their logits, computed in float64 and rounded to float32.
+	s := seed.New(t)
+	r := rand.New(rand.NewPCG(s, 1))
+	const D, V = 8, 29
+	h, w := make([]float32, 18*D), make([]float32, V*D)
+	for k := range h {
+		h[k] = float32(r.NormFloat64())
+	}
+	for k := range w {
+		w[k] = float32(r.NormFloat64())
+	}
+	z := make([]float32, 18*V)
+	for i := range 18 {
+		for j := range V {
+			acc := 0.0
+			for d := range D {
+				acc += float64(h[i*D+d]) * float64(w[j*D+d])
+			}
+			z[i*V+j] = float32(acc)
+		}
+	}
+	hp, wp, zp := filepath.Join(dir, "h.npy"), filepath.Join(dir, "w.npy"), filepath.Join(dir, "z.npy")
+	corpustest.SaveNpy(t, hp, h)
+	hb, err := os.ReadFile(hp)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(hp, reshaped(t, hb, "(3, 6, 8)", false), 0o644))
+	corpustest.SaveNpy(t, zp, z)
+	zb, err := os.ReadFile(zp)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(zp, reshaped(t, zb, "(3, 6, 29)", false), 0o644))
+	writeSafetensors(t, filepath.Join(dir, "w.safetensors"), map[string][]float32{"lm_head.weight": w}, map[string][]uint64{"lm_head.weight": {V, D}})
+	corpustest.SaveNpy(t, wp, w)
+	wb, err := os.ReadFile(wp)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(wp, reshaped(t, wb, "(29, 8)", false), 0o644))
+	fromZ := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", zp, "--targets", ids)
+	for _, wt := range []string{wp, filepath.Join(dir, "w.safetensors")} {
+		fromH := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--hidden", hp, "--weight", wt, "--targets", ids)
+		require.True(t, spec.LossCloseIn(fromH["loss"].(float64), fromZ["loss"].(float64), 1e-5), "hidden states %v, their logits %v (seed %d)", fromH["loss"], fromZ["loss"], s)
+		require.EqualValues(t, want.Tokens, fromH["tokens"])
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--logits", flat, "--targets", flatIDs, "--shift"}, "flat_ids.npy: --shift needs the sequences' length"},
+		{[]string{"--logits", flat, "--targets", flatIDs, "--shift", "--seq-len", "4"}, "flat_ids.npy: --shift: 18 rows are not whole sequences of 4"},
+		{[]string{"--logits", logits, "--targets", ids, "--seq-len", "4"}, "--seq-len 4, but the sequences are 6 long (" + ids + "'s shape [3 6])"},
+		{[]string{"--logits", logits, "--targets", flatIDs, "--seq-len", "9"}, "--seq-len 9, but the sequences are 6 long (" + logits + "'s rows [3 6])"},
+		{[]string{"--logits", zp, "--targets", writeNpyFile(t, dir, "t63.npy", [6][3]int64{}), "--shift"}, "t63.npy: targets of shape [6 3], the rows of " + zp + " are [3 6]: they must match one for one"},
+	} {
+		code, out, errOut := runCmd(append([]string{"eval", "--device", "cpu"}, c.args...)...)
+		require.Equal(t, 1, code, c.want)
+		require.Empty(t, out)
+		require.Contains(t, errOut, c.want)
+	}
+}
