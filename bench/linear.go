@@ -281,7 +281,13 @@ func Linear(ctx context.Context, c LinearConfig) ([]LinearResult, map[string]flo
 					}
 				}
 				info := rd.Info()
-				pl := tiles.PlanOf(&ce.Linear{H: batch.NewMatrix(h, c.N, c.D), W: batch.NewMatrix(w, c.V, c.D), Budget: c.Budget}, tg)
+				lin := &ce.Linear{H: batch.NewMatrix(h, c.N, c.D), W: batch.NewMatrix(w, c.V, c.D), Budget: c.Budget}
+				pl := tiles.PlanOf(lin, tg)
+				if lp, ok := rd.(interface { // the device's own (OpenCL: wide tiles with Tuning.Wide)
+					LinearPlan(lin *ce.Linear, targets []int32, grads bool) tiles.Plan
+				}); ok {
+					pl = lp.LinearPlan(lin, tg, op != "linear-forward")
+				}
 				// On a device: the tile, W, dW, H's and dH's chunks.
 				devMB := float64(pl.R*pl.C+2*c.V*c.D+2*pl.R*c.D) * 4 / 1e6
 				res := LinearResult{Device: info.Spec, Kernel: info.Kernel + ", " + info.BLAS, Op: op, N: c.N, V: c.V, D: c.D,

@@ -601,6 +601,17 @@ func (l *clLinear) finish() error {
 	return err
 }
 
+// LinearPlan returns the tiles CLBlast's path runs a call of lin in:
+// tiles.PlanOf's with gradients (grads), and without them
+// tiles.WidePlanOf's where Tuning.Wide asks for them (opt-in: untimed on a
+// GPU). Benchmarks size the device memory a call takes from it.
+func (d *Device) LinearPlan(lin *ce.Linear, targets []int32, grads bool) tiles.Plan {
+	if !grads && d.wide == 1 {
+		return tiles.WidePlanOf(lin, targets)
+	}
+	return tiles.PlanOf(lin, targets)
+}
+
 // linear runs f on a backend for lin under the device's lock and
 // releases it; with gradients dW and dBias are read back at the end.
 func (d *Device) linear(ctx context.Context, lin *ce.Linear, g *ce.LinearGrad, targets []int32, p *ce.Problem, f func(*clLinear, tiles.Plan) error) (err error) {
@@ -614,10 +625,7 @@ func (d *Device) linear(ctx context.Context, lin *ce.Linear, g *ce.LinearGrad, t
 	// CLBlast's products here are float32: half-precision H and W are
 	// widened on the host (twice their bytes cross the bus).
 	lin = widenedLinear(lin)
-	pl := tiles.PlanOf(lin, targets)
-	if g == nil && d.wide == 1 { // opt-in: untimed on a GPU
-		pl = tiles.WidePlanOf(lin, targets)
-	}
+	pl := d.LinearPlan(lin, targets, g != nil)
 	l, err := d.newCLLinear(lin, g, pl, p)
 	if err != nil {
 		return err

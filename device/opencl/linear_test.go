@@ -16,6 +16,7 @@ import (
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/opencl"
 	"github.com/xentlab/xent/internal/spec"
+	"github.com/xentlab/xent/internal/tiles"
 )
 
 // linearTest runs run when the test device has the fused linear
@@ -205,6 +206,16 @@ func TestLinearWideCLBlast(t *testing.T) {
 		require.NoError(t, err)
 		defer d.Close()
 		require.Contains(t, d.Tuning().String(), " pick=1 wide=1")
+		// The plan a call runs (and a benchmark sizes its memory from):
+		// wide without gradients only, and never without Wide.
+		lin := &ce.Linear{H: ce.NewDense(1024, 8, ce.F32), W: ce.NewDense(50257, 8, ce.F32)}
+		tg := make([]int32, 1024)
+		narrow, wide := tiles.PlanOf(lin, tg), tiles.WidePlanOf(lin, tg)
+		require.NotEqual(t, narrow, wide)
+		require.Equal(t, wide, d.LinearPlan(lin, tg, false))
+		require.Equal(t, narrow, d.LinearPlan(lin, tg, true))
+		d0 := openFused(t, 0, 0)
+		require.Equal(t, narrow, d0.LinearPlan(lin, tg, false))
 		spec.RunLinearSmall(t, d, 1e-5)
 		spec.RunLinearPick(t, d)
 		if testing.Short() { // the race detector's run: the case table's budgets and the shards without it
