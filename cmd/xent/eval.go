@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 
 	"codeberg.org/sbinet/npyio"
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/corpus"
+	"github.com/xentlab/xent/internal/npyfile"
 	"github.com/xentlab/xent/internal/tensorfile"
 )
 
@@ -26,13 +28,13 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	teacherLP := fs.String("teacher-logprobs", "", "the teacher's log-probabilities `LP.npy` of --teacher-ids: float32 (float16, float64) [rows × k] (or [batch × sequence × k]), ≤ 0, a mass ≤ 1 (beyond rounding)")
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy`: float32 or float64, one per row as the targets, finite and ≥ 0: the mean is Σ w_i·loss_i / Σ w_i (optional)")
 	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
-	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (1-D float32; written whole when the run succeeds, never over an input); with --manifest a directory DIR: line N's in DIR/line-N.npy")
+	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (float32 in the rows' shape: [rows], or [batch × sequence] for such logits; written whole when the run succeeds, never over an input); with --manifest a directory DIR: line N's in DIR/line-N.npy")
 	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
 	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
 	hidden := fs.String("hidden", "", "hidden states `H` [tokens × features] or [batch × sequence × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16): the fused linear, with --weight, instead of --logits")
 	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy (float32, float16, float64), file.safetensors[:name] (F32, BF16, F16; lm_head.weight by default), or a Hugging Face checkpoint, its directory or model.safetensors.index.json [:name] (lm_head.weight, else the tied embed_tokens.weight / wte.weight, said on stderr); with --manifest, that of the lines without one")
 	bias := fs.String("bias", "", "classifier bias `B.npy`: 1-D float32 or float64, one per class (optional)")
-	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy` (float32 [tokens × features])")
+	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy` (float32 in H's shape: [tokens × features] or [batch × sequence × features])")
 	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy` (float32 [classes × features])")
 	manifest := fs.String("manifest", "", "evaluate the files of `M.jsonl` as one evaluation: a JSON object a line, {\"logits\": L, \"targets\": T[, \"weights\": TW]} or {\"hidden\": H[, \"weight\": W][, \"bias\": B], \"targets\": T[, \"weights\": TW]} (\"weights\": token weights; paths from the manifest's directory)")
 	shard := fs.String("shard", "", "with --manifest, evaluate shard `i/n` only: the lines whose index (from 0) is i modulo n")
@@ -115,11 +117,14 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	bar.finish()
+	// The rows and dH in the rows' shape ([batch × sequence] and [batch ×
+	// sequence × features] for such input).
 	for _, out := range []struct {
-		o *output
-		v any
-	}{{outs[0], r.Rows}, {outs[1], rowsOf(r.GradH)}, {outs[2], rowsOf(r.GradW)}} {
-		if err := writeNpy(out.o, out.v); err != nil {
+		o     *output
+		shape []int
+		v     []float32
+	}{{outs[0], r.Lead, r.Rows}, {outs[1], append(slices.Clone(r.Lead), r.GradH.Cols), r.GradH.Data}, {outs[2], []int{r.GradW.Rows, r.GradW.Cols}, r.GradW.Data}} {
+		if err := out.o.write(func(w io.Writer) error { return npyfile.WriteF32(w, out.shape, out.v) }); err != nil {
 			return err
 		}
 	}

@@ -90,7 +90,8 @@ func writeNpyFile(t *testing.T, dir, name string, v any) string {
 
 // TestEvalRowsOfMoreDims: the fixture's 13 rows as [1 × 13 × 29] logits
 // with [1 × 13] targets (and as 13 × 29 with [13 × 1] targets) give the
-// loss and rows of the 2-D file.
+// loss and rows of the 2-D file, the rows written in the logits' leading
+// shape.
 func TestEvalRowsOfMoreDims(t *testing.T) {
 	dir := t.TempDir()
 	data, err := os.ReadFile(fixture("logits_f32.npy"))
@@ -110,6 +111,11 @@ func TestEvalRowsOfMoreDims(t *testing.T) {
 		require.NoError(t, os.Remove(filepath.Join(dir, "rows.npy")))
 		got := evalJSON(t, args(c[0], c[1])...)
 		require.Equal(t, want, got, c)
+		lead := []int{13}
+		if c[0] != fixture("logits_f32.npy") {
+			lead = []int{1, 13}
+		}
+		require.Equal(t, lead, npyShape(t, filepath.Join(dir, "rows.npy")), "the rows in the logits' leading shape")
 		require.Equal(t, wantRows, readNpy[float32](t, filepath.Join(dir, "rows.npy")), c)
 	}
 }

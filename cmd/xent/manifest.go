@@ -8,10 +8,9 @@ import (
 	"io"
 	"path/filepath"
 
-	"codeberg.org/sbinet/npyio"
-
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/internal/corpus"
+	"github.com/xentlab/xent/internal/npyfile"
 )
 
 type manifestArgs struct {
@@ -101,7 +100,7 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 			return err
 		}
 		if a.rowsOut != "" {
-			if err := outs[2+k].fill(func(w io.Writer) error { return npyio.Write(w, r.Rows) }); err != nil {
+			if err := outs[2+k].fill(func(w io.Writer) error { return npyfile.WriteF32(w, r.Lead, r.Rows) }); err != nil {
 				return err
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/internal/corpus/corpustest"
+	"github.com/xentlab/xent/internal/npyfile"
 	"github.com/xentlab/xent/internal/seed"
 	"github.com/xentlab/xent/internal/spec"
 )
@@ -25,7 +26,8 @@ import (
 // with ids [batch × sequence]; the logits flattened with 1-D ids and
 // --seq-len; a .safetensors of logits and labels; two such files in a
 // manifest. Token weights [batch × sequence] shift with the ids. Hidden states [batch × sequence × features] with a classifier
-// give what their logits give. Without a sequence length, or with one the
+// give what their logits give. The rows and dH are written in the rows'
+// shape. Without a sequence length, or with one the
 // files contradict, it is an error naming the files.
 func TestEvalShift(t *testing.T) {
 	var exp struct {
@@ -42,11 +44,12 @@ func TestEvalShift(t *testing.T) {
 	require.Len(t, want.Rows, 18)
 	dir := t.TempDir()
 	logits, ids := fixture("causal_logits.npy"), fixture("causal_ids.npy")
-	check := func(name string, args ...string) {
+	check := func(name string, shape []int, args ...string) {
 		t.Helper()
 		rowsOut := filepath.Join(dir, "rows.npy")
 		os.Remove(rowsOut)
 		got := evalJSON(t, append(append([]string{"eval", "--device", "cpu", "--json", "--shift"}, args...), "--rows-out", rowsOut)...)
+		require.Equal(t, shape, npyShape(t, rowsOut), "%s: the rows in the rows' shape", name)
 		require.True(t, spec.LossCloseIn(got["loss"].(float64), want.Mean, spec.LossTol), "%s: loss %v, PyTorch %v", name, got["loss"], want.Mean)
 		require.EqualValues(t, want.Tokens, got["tokens"], name)
 		rows := readNpy[float32](t, rowsOut)
@@ -55,7 +58,7 @@ func TestEvalShift(t *testing.T) {
 			require.True(t, spec.LossCloseIn(float64(r), want.Rows[i], spec.LossTol), "%s: row %d: %v, PyTorch %v", name, i, r, want.Rows[i])
 		}
 	}
-	check("[batch × sequence × vocab]", "--logits", logits, "--targets", ids)
+	check("[batch × sequence × vocab]", []int{3, 6}, "--logits", logits, "--targets", ids)
 
 	x := readNpy[float32](t, logits)
 	tg := readNpy[int64](t, ids)
@@ -65,7 +68,7 @@ func TestEvalShift(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(flat, reshaped(t, fb, "(18, 29)", false), 0o644))
 	flatIDs := writeNpyFile(t, dir, "flat_ids.npy", tg)
-	check("flattened, --seq-len", "--logits", flat, "--targets", flatIDs, "--seq-len", "6")
+	check("flattened, --seq-len", []int{18}, "--logits", flat, "--targets", flatIDs, "--seq-len", "6")
 
 	st := filepath.Join(dir, "dump.safetensors")
 	xb := make([]byte, 4*len(x))
@@ -83,7 +86,7 @@ func TestEvalShift(t *testing.T) {
 	sb, err := safetensors.Serialize(map[string]safetensors.TensorView{"logits": xv, "labels": lv}, nil)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(st, sb, 0o644))
-	check(".safetensors of logits and labels", "--logits", st)
+	check(".safetensors of logits and labels", []int{3, 6}, "--logits", st)
 
 	// Token weights one an input token, as the ids: they shift with them.
 	var tw [3][6]float32
@@ -147,7 +150,10 @@ func TestEvalShift(t *testing.T) {
 	require.NoError(t, os.WriteFile(wp, reshaped(t, wb, "(29, 8)", false), 0o644))
 	fromZ := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", zp, "--targets", ids)
 	for _, wt := range []string{wp, filepath.Join(dir, "w.safetensors")} {
-		fromH := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--hidden", hp, "--weight", wt, "--targets", ids)
+		dh := filepath.Join(dir, "dh.npy")
+		os.Remove(dh)
+		fromH := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--hidden", hp, "--weight", wt, "--targets", ids, "--grad-hidden", dh)
+		require.Equal(t, []int{3, 6, D}, npyShape(t, dh), "dH in H's shape")
 		require.True(t, spec.LossCloseIn(fromH["loss"].(float64), fromZ["loss"].(float64), 1e-5), "hidden states %v, their logits %v (seed %d)", fromH["loss"], fromZ["loss"], s)
 		require.EqualValues(t, want.Tokens, fromH["tokens"])
 	}
@@ -167,4 +173,13 @@ func TestEvalShift(t *testing.T) {
 		require.Empty(t, out)
 		require.Contains(t, errOut, c.want)
 	}
+}
+
+// npyShape returns the shape of the .npy file path.
+func npyShape(t *testing.T, path string) []int {
+	t.Helper()
+	f, err := npyfile.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	return f.Shape
 }

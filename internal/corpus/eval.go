@@ -104,6 +104,7 @@ func (c Config) keep() bool { return c.KeepRows || c.SeqLen > 0 }
 type Result struct {
 	Stats        batch.Stats
 	Rows         []float32          // per-row losses (Config.KeepRows)
+	Lead         []int              // the rows' shape in their file: [rows], or [batch, sequence] for [batch × sequence × vocab]
 	Positions    *Positions         // the loss by position (Config.SeqLen)
 	Calibration  *batch.Calibration // Config.Calibration or TopK
 	Ranks        *batch.RankStats   // Config.TopK
@@ -565,7 +566,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	e.progress(n)
-	r.Stats, r.Rows, r.GradH, r.GradW = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix()
+	r.Stats, r.Rows, r.GradH, r.GradW, r.Lead = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix(), h.Lead
 	return e.positions(r, tg, tw), nil
 }
 
@@ -641,6 +642,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
+	r.Lead = lead
 	if e.cfg.keep() {
 		r.Rows = make([]float32, 0, rows)
 	}

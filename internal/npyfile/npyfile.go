@@ -400,3 +400,47 @@ func (f *File) FloatMatrix(what string) (v []float32, rows, cols int, err error)
 	}
 	return v, rows, cols, err
 }
+
+// WriteF32 writes data, float32 of the given shape in C order, to w as a
+// .npy file (version 1, little-endian), its data aligned to 64 bytes as
+// NumPy aligns it, so that Map maps it. A shape of no dimensions is a
+// scalar.
+func WriteF32(w io.Writer, shape []int, data []float32) error {
+	n := 1
+	dims := make([]string, len(shape))
+	for j, d := range shape {
+		n *= d
+		dims[j] = strconv.Itoa(d)
+	}
+	if n != len(data) {
+		return fmt.Errorf("npyfile: %d values for shape %v", len(data), shape)
+	}
+	tuple := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		tuple += ","
+	}
+	h := "{'descr': '<f4', 'fortran_order': False, 'shape': (" + tuple + "), }"
+	h += strings.Repeat(" ", 63-(10+len(h))%64) + "\n"
+	if len(h) > 0xffff {
+		return fmt.Errorf("npyfile: a header of %d bytes for shape %v", len(h), shape)
+	}
+	b := make([]byte, 0, 10+len(h)+4*min(n, 1<<16))
+	b = append(b, "\x93NUMPY\x01\x00"...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(h)))
+	b = append(b, h...)
+	for len(data) > 0 { // in pieces of 64 K values: no copy of a large array whole
+		k := min(len(data), 1<<16)
+		for _, v := range data[:k] {
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		b, data = b[:0], data[k:]
+	}
+	if len(b) > 0 {
+		_, err := w.Write(b)
+		return err
+	}
+	return nil
+}

@@ -3,9 +3,11 @@ package npyfile
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -191,4 +193,39 @@ func TestTargetsShapes(t *testing.T) {
 	require.ErrorContains(t, err, "targets must be int32 or int64, got float32")
 	_, err = open(t, writeNpy(t, "<f4", false, []int{2, 3}, code)).Vector()
 	require.ErrorContains(t, err, "expected a 1-D float array")
+}
+
+// TestWriteF32: what WriteF32 writes reads back with its shape and
+// values, and an array of rows maps (its data aligned).
+func TestWriteF32(t *testing.T) {
+	for _, shape := range [][]int{{}, {0}, {5}, {2, 3}, {2, 3, 4}, {1, 70000}} {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		want := make([]float32, n)
+		for k := range want {
+			want[k] = float32(k)*0.5 - 3
+		}
+		p := filepath.Join(t.TempDir(), "w.npy")
+		out, err := os.Create(p)
+		require.NoError(t, err)
+		require.NoError(t, WriteF32(out, shape, want))
+		require.NoError(t, out.Close())
+		f := open(t, p)
+		require.Equal(t, len(shape), len(f.Shape), "%v", shape)
+		if len(shape) > 0 {
+			require.Equal(t, shape, f.Shape)
+		}
+		got, err := f.floats()
+		require.NoError(t, err)
+		require.Equal(t, want, got, "%v", shape)
+		if len(shape) >= 2 && runtime.GOOS != "windows" && runtime.GOOS != "plan9" {
+			m, unmap, err := f.Map()
+			require.NoError(t, err, "%v maps", shape)
+			require.Equal(t, want, m)
+			require.NoError(t, unmap())
+		}
+	}
+	require.ErrorContains(t, WriteF32(io.Discard, []int{2, 2}, make([]float32, 3)), "3 values for shape [2 2]")
 }
