@@ -291,9 +291,8 @@ func Write(t testing.TB, dir string, seed uint64) (manifest, weight string, want
 
 // CachedDump returns the generated rows×cols dump of N(0, 3²) float32
 // logits drawn from seed, written once into the user's cache directory
-// and reused. It is written as NumPy's np.save writes it (a version 1.0
-// header padded to 64 bytes, the data little-endian, C order), so that
-// eval maps it as it maps a user's dump. The dump is written back to the
+// and reused. It is written as NumPy's np.save writes it
+// (npyfile.WriteF32), so that eval maps it as it maps a user's dump. The dump is written back to the
 // disk before anything is timed (dirty pages would be flushed meanwhile).
 func CachedDump(tb testing.TB, rows, cols int, seed int) string {
 	tb.Helper()
@@ -322,21 +321,11 @@ func CachedDump(tb testing.TB, rows, cols int, seed int) string {
 		}
 	}
 	tb.Logf("writing %s (once)", path)
-	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols)
-	for (10+len(header)+1)%64 != 0 {
-		header += " "
-	}
-	header += "\n"
-	b := append([]byte("\x93NUMPY\x01\x00"), byte(len(header)), byte(len(header)>>8))
-	b = append(b, header...)
-	for _, v := range gen.Logits(rows, cols, uint64(seed)) {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
-	}
 	f, err := os.Create(path + ".tmp")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	_, err = f.Write(b)
+	err = npyfile.WriteF32(f, []int{rows, cols}, gen.Logits(rows, cols, uint64(seed)))
 	if err == nil {
 		err = f.Sync()
 	}
