@@ -284,23 +284,15 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 	}
 	var tg []int32
 	var shape []int
+	var err error
 	tname := l.Targets
 	if l.Targets == "" { // a .safetensors of logits and targets (ReadManifest allows no other)
-		var err error
-		if tg, shape, tname, err = tensorfile.Targets(tensorfile.FilePath(l.Logits)); err != nil {
-			return nil, nil, err
-		}
+		tg, shape, tname, err = tensorfile.Targets(tensorfile.FilePath(l.Logits))
 	} else {
-		f, err := npyfile.Open(l.Targets)
-		if err != nil {
-			return nil, nil, err
-		}
-		tg, err = f.Targets()
-		f.Close()
-		if err != nil {
-			return nil, nil, err
-		}
-		shape = f.Shape
+		tg, shape, err = npyfile.ReadShaped(l.Targets, (*npyfile.File).Targets)
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := perRow(tname, "targets", len(tg), shape, src, rows, lead); err != nil {
 		return nil, nil, err
@@ -327,21 +319,16 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 	if l.Weights == "" {
 		return tg, nil, nil
 	}
-	f, err := npyfile.Open(l.Weights)
+	w, wshape, err := npyfile.ReadShaped(l.Weights, (*npyfile.File).Flat)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := f.Flat()
-	f.Close()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := perRow(l.Weights, "token weights", len(w), f.Shape, src, rows, lead); err != nil {
+	if err := perRow(l.Weights, "token weights", len(w), wshape, src, rows, lead); err != nil {
 		return nil, nil, err
 	}
 	for i, v := range w {
 		if !(v >= 0) || math.IsInf(float64(v), 1) {
-			return nil, nil, fmt.Errorf("%s: token weight %g at %s must be finite and ≥ 0", l.Weights, v, npyfile.Place(f.Shape, i))
+			return nil, nil, fmt.Errorf("%s: token weight %g at %s must be finite and ≥ 0", l.Weights, v, npyfile.Place(wshape, i))
 		}
 	}
 	if e.cfg.Shift {

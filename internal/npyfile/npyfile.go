@@ -366,13 +366,20 @@ func (f *File) floats() ([]float32, error) {
 // Read opens path, reads it with read (File.Targets, File.Vector, ...) and
 // closes it.
 func Read[T any](path string, read func(*File) (T, error)) (T, error) {
+	v, _, err := ReadShaped(path, read)
+	return v, err
+}
+
+// ReadShaped is Read that also returns the array's shape.
+func ReadShaped[T any](path string, read func(*File) (T, error)) (T, []int, error) {
 	f, err := Open(path)
 	if err != nil {
 		var zero T
-		return zero, err
+		return zero, nil, err
 	}
 	defer f.Close()
-	return read(f)
+	v, err := read(f)
+	return v, f.Shape, err
 }
 
 // IntMatrix reads an int32 or int64 array of rows × cols, 2-D or more
