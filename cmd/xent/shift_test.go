@@ -26,7 +26,8 @@ import (
 // with ids [batch × sequence]; the logits flattened with 1-D ids and
 // --seq-len; a .safetensors of logits and labels; two such files in a
 // manifest. Token weights [batch × sequence] shift with the ids. Hidden states [batch × sequence × features] with a classifier
-// give what their logits give. The rows and dH are written in the rows'
+// give what their logits give, and a teacher's top-k [batch × sequence ×
+// k] what it gives flattened. The rows and dH are written in the rows'
 // shape. Without a sequence length, or with one the
 // files contradict, it is an error naming the files.
 func TestEvalShift(t *testing.T) {
@@ -158,10 +159,34 @@ func TestEvalShift(t *testing.T) {
 		require.EqualValues(t, want.Tokens, fromH["tokens"])
 	}
 
+	// A teacher's top-2 [3 × 6 × 2] beside the rows: the KL of the same
+	// teacher flattened [18 × 2]; of another shape, an error.
+	var ids3 [3][6][2]int64
+	var lp3 [3][6][2]float32
+	var ids2 [18][2]int64
+	var lp2 [18][2]float32
+	for i := range 18 {
+		for j := range 2 {
+			c, p := int64((i*7+j*11)%29), float32(math.Log(0.6-0.3*float64(j)))
+			ids3[i/6][i%6][j], lp3[i/6][i%6][j], ids2[i][j], lp2[i][j] = c, p, c, p
+		}
+	}
+	kl := func(tid, tlp any) map[string]any {
+		return evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", logits, "--targets", ids,
+			"--teacher-ids", writeNpyFile(t, dir, "tid.npy", tid), "--teacher-logprobs", writeNpyFile(t, dir, "tlp.npy", tlp))
+	}
+	k3, k2 := kl(ids3, lp3), kl(ids2, lp2)
+	require.NotNil(t, k3["kl"])
+	require.Equal(t, k2, k3, "a teacher [batch × sequence × k] is its rows flattened")
+	var ids63 [6][3][2]int64
+	tid63 := writeNpyFile(t, dir, "tid63.npy", ids63)
+	tlp63 := writeNpyFile(t, dir, "tlp63.npy", [6][3][2]float32{})
+
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--logits", logits, "--targets", ids, "--teacher-ids", tid63, "--teacher-logprobs", tlp63}, "tid63.npy: rows of the teacher's classes of shape [6 3], the rows of " + logits + " are [3 6]"},
 		{[]string{"--logits", flat, "--targets", flatIDs, "--shift"}, "flat_ids.npy: --shift needs the sequences' length"},
 		{[]string{"--logits", flat, "--targets", flatIDs, "--shift", "--seq-len", "4"}, "flat_ids.npy: --shift: 18 rows are not whole sequences of 4"},
 		{[]string{"--logits", logits, "--targets", ids, "--seq-len", "4"}, "--seq-len 4, but the sequences are 6 long (" + ids + "'s shape [3 6])"},

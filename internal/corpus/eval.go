@@ -165,7 +165,7 @@ func (e *Evaluator) Check(l Line) (rows int, err error) {
 	if err != nil {
 		return 0, at(l, err)
 	}
-	tc, err := e.teacher(l, rows)
+	tc, err := e.teacher(l, rows, lead)
 	if err == nil && tc != nil {
 		err = teacherError(l, batch.CheckTeacher(*tc, tg, e.cfg.IgnoreIndex, cols))
 	}
@@ -275,10 +275,7 @@ func (e *Evaluator) bias(l Line, classes int) ([]float32, error) {
 // last row is ignored, as Hugging Face's causal language models'
 // loss shifts its labels.
 func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []float32, error) {
-	src := l.Logits
-	if src == "" {
-		src = l.Hidden
-	}
+	src := l.RowsFile()
 	if cw := e.cfg.ClassWeights; cw != nil && len(cw) != cols {
 		return nil, nil, fmt.Errorf("%s: expected %d class weights to match the %d classes of %s, got %d", e.cfg.WeightsFile, cols, cols, src, len(cw))
 	}
@@ -392,9 +389,11 @@ func shift[T any](v []T, n int, last T) []T {
 }
 
 // teacher reads and checks l's teacher (nil without Config.Distill) for
-// rows rows; its rows' classes and log-probabilities are checked by
-// batch (KL), which names the row and the entry.
-func (e *Evaluator) teacher(l Line, rows int) (*batch.Teacher, error) {
+// rows rows of shape lead in their file (a teacher of [batch × sequence
+// × k] for rows of [batch × sequence] must have their shape); its rows'
+// classes and log-probabilities are checked by batch (KL), which names
+// the row and the entry.
+func (e *Evaluator) teacher(l Line, rows int, lead []int) (*batch.Teacher, error) {
 	if !e.cfg.Distill {
 		if l.TeacherIDs != "" {
 			return nil, errors.New("a teacher's top-k given without the evaluation's distillation (every line names one, or none)")
@@ -413,6 +412,10 @@ func (e *Evaluator) teacher(l Line, rows int) (*batch.Teacher, error) {
 	if err != nil {
 		return nil, err
 	}
+	src := l.RowsFile()
+	if err := perRow(l.TeacherIDs, "rows of the teacher's classes", n, f.Shape[:len(f.Shape)-1], src, rows, lead); err != nil {
+		return nil, err
+	}
 	if f, err = npyfile.Open(l.TeacherLogProbs); err != nil {
 		return nil, err
 	}
@@ -421,8 +424,6 @@ func (e *Evaluator) teacher(l Line, rows int) (*batch.Teacher, error) {
 	switch {
 	case err != nil:
 		return nil, err
-	case n != rows:
-		return nil, fmt.Errorf("%s: expected %d rows of the teacher's classes to match the %d rows of the student, got %d", l.TeacherIDs, rows, rows, n)
 	case n2 != n || k2 != k:
 		return nil, fmt.Errorf("%s: the teacher's log-probabilities are %d × %d, its classes (%s) %d × %d", l.TeacherLogProbs, n2, k2, l.TeacherIDs, n, k)
 	case k == 0 && n > 0:
@@ -481,7 +482,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	tc, err := e.teacher(l, n)
+	tc, err := e.teacher(l, n, h.Lead)
 	if err != nil {
 		return Result{}, err
 	}
@@ -607,7 +608,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	tc, err := e.teacher(l, rows)
+	tc, err := e.teacher(l, rows, lead)
 	if err != nil {
 		return Result{}, err
 	}

@@ -44,6 +44,15 @@ type Line struct {
 	TeacherLogProbs string `json:"teacher_logprobs"`
 }
 
+// RowsFile returns the file of l's rows: its logits, else its hidden
+// states.
+func (l Line) RowsFile() string {
+	if l.Logits != "" {
+		return l.Logits
+	}
+	return l.Hidden
+}
+
 // Files returns the files l reads (a checkpoint's index and shard too):
 // what no output may replace.
 func (l Line) Files() []string {
