@@ -26,7 +26,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lossConfig := corpus.LossFlags(fs)
 	teacherIDs := fs.String("teacher-ids", "", "a teacher's top-k classes `I.npy`: int32 or int64 [rows × k] (or [batch × sequence × k]), distinct classes of each counted row: report \"kl\", KL(teacher ‖ student) over them and one tail bin, with --teacher-logprobs")
 	teacherLP := fs.String("teacher-logprobs", "", "the teacher's log-probabilities `LP.npy` of --teacher-ids: float32 (float16, float64) [rows × k] (or [batch × sequence × k]), ≤ 0, a mass ≤ 1 (beyond rounding)")
-	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy`: float32 or float64, one per row as the targets, finite and ≥ 0: the mean is Σ w_i·loss_i / Σ w_i (optional)")
+	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy`: float (or integer: an attention mask), one per row as the targets, finite and ≥ 0: the mean is Σ w_i·loss_i / Σ w_i (optional)")
 	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
 	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (float32 in the rows' shape: [rows], or [batch × sequence] for such logits; written whole when the run succeeds, never over an input); with --manifest a directory DIR: line N's in DIR/line-N.npy")
 	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")

@@ -102,6 +102,17 @@ func TestEvalShift(t *testing.T) {
 	weighted := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", logits, "--targets", ids, "--token-weights", writeNpyFile(t, dir, "tw.npy", tw))
 	require.True(t, spec.LossCloseIn(weighted["loss"].(float64), num/den, spec.LossTol), "token weights: loss %v, PyTorch's rows weighted %v", weighted["loss"], num/den)
 
+	// An attention mask as it comes, int64 [batch × sequence]: 0 at the
+	// padding, whose ids are -100 already: the loss unweighted.
+	var mask [3][6]int64
+	for i := range 18 {
+		if tg[i] != -100 {
+			mask[i/6][i%6] = 1
+		}
+	}
+	masked := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", logits, "--targets", ids, "--token-weights", writeNpyFile(t, dir, "mask.npy", mask))
+	require.True(t, spec.LossCloseIn(masked["loss"].(float64), want.Mean, spec.LossTol), "attention mask: loss %v, PyTorch %v", masked["loss"], want.Mean)
+
 	m := filepath.Join(dir, "m.jsonl")
 	al, err := filepath.Abs(logits)
 	require.NoError(t, err)

@@ -270,17 +270,35 @@ func (f *File) ints(what string) ([]int32, error) {
 	}
 	v := make([]int32, n)
 	for p := range v {
-		k := f.at(p)
-		x := int64(int32(f.order.Uint32(buf[4*k:])))
-		if f.item == 8 {
-			x = int64(f.order.Uint64(buf[8*k:]))
-		}
+		x := f.intAt(buf, f.at(p))
 		if x < math.MinInt32 || x > math.MaxInt32 {
 			return nil, fmt.Errorf("%s: %s %d at %s is outside the int32 range", f.Path, what, x, Place(f.Shape, p))
 		}
 		v[p] = int32(x)
 	}
 	return v, nil
+}
+
+// intAt returns element k of buf, f's integer (or bool) elements, as an
+// int64 (a uint64 past its range wraps: only int64's reach it).
+func (f *File) intAt(buf []byte, k int) int64 {
+	b := buf[k*f.item:]
+	var u uint64
+	switch f.item {
+	case 1:
+		u = uint64(b[0])
+	case 2:
+		u = uint64(f.order.Uint16(b))
+	case 4:
+		u = uint64(f.order.Uint32(b))
+	default:
+		u = f.order.Uint64(b)
+	}
+	if f.kind == 'i' { // sign-extend
+		sh := 64 - 8*f.item
+		return int64(u<<sh) >> sh
+	}
+	return int64(u)
 }
 
 // size returns the number of elements.
@@ -333,14 +351,25 @@ func (f *File) Vector() ([]float32, error) {
 	return f.floats()
 }
 
-// Flat reads a float array of any rank ≥ 1, one value a row as Targets
-// has them (token weights: [batch × sequence]), as float32 flattened in
-// C order.
+// Flat reads an array of any rank ≥ 1, one value a row as Targets has
+// them (token weights: [batch × sequence]), as float32 flattened in C
+// order: floats, or integers and bools (an attention mask as it is).
 func (f *File) Flat() ([]float32, error) {
-	if len(f.Shape) < 1 || f.kind != 'f' || (f.item != 2 && f.item != 4 && f.item != 8) {
-		return nil, fmt.Errorf("%s: expected a float array, one value a row, got %s of shape %v", f.Path, f.TypeName(), f.Shape)
+	if len(f.Shape) < 1 || (f.kind == 'f' && f.item != 2 && f.item != 4 && f.item != 8) {
+		return nil, fmt.Errorf("%s: expected a float (or integer) array, one value a row, got %s of shape %v", f.Path, f.TypeName(), f.Shape)
 	}
-	return f.floats()
+	if f.kind == 'f' {
+		return f.floats()
+	}
+	buf := make([]byte, f.size()*f.item)
+	if _, err := f.f.ReadAt(buf, f.off); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	v := make([]float32, f.size())
+	for p := range v {
+		v[p] = float32(f.intAt(buf, f.at(p)))
+	}
+	return v, nil
 }
 
 // floats reads f's float elements as float32 in C order (from either

@@ -58,6 +58,10 @@ func writeNpy(t *testing.T, descr string, fortran bool, shape []int, val func(id
 			b = binary.LittleEndian.AppendUint32(b, uint32(int32(v)))
 		case "<i8":
 			b = binary.LittleEndian.AppendUint64(b, uint64(int64(v)))
+		case "<i2":
+			b = binary.LittleEndian.AppendUint16(b, uint16(int16(v)))
+		case "|i1", "|u1", "|b1":
+			b = append(b, byte(int8(v)))
 		default:
 			t.Fatalf("descr %s", descr)
 		}
@@ -193,6 +197,27 @@ func TestTargetsShapes(t *testing.T) {
 	require.ErrorContains(t, err, "targets must be int32 or int64, got float32")
 	_, err = open(t, writeNpy(t, "<f4", false, []int{2, 3}, code)).Vector()
 	require.ErrorContains(t, err, "expected a 1-D float array")
+
+	// Flat takes integers and bools too (an attention mask as it is).
+	mask := func(idx []int) float64 { return float64(idx[len(idx)-1]%2) - 3*float64(idx[0]) }
+	for _, descr := range []string{"|b1", "|u1", "|i1", "<i2", "<i4", "<i8"} {
+		for _, fortran := range []bool{false, true} {
+			shape := []int{2, 3}
+			want := func(idx []int) float64 {
+				v := mask(idx)
+				if descr == "|b1" || descr == "|u1" {
+					v = float64(uint8(int8(v)))
+				}
+				return v
+			}
+			w, err := open(t, writeNpy(t, descr, fortran, shape, mask)).Flat()
+			require.NoError(t, err, descr)
+			for p := range w {
+				idx := []int{p / 3, p % 3}
+				require.Equal(t, float32(want(idx)), w[p], "%s fortran=%v: element %v", descr, fortran, idx)
+			}
+		}
+	}
 }
 
 // TestWriteF32: what WriteF32 writes reads back with its shape and
