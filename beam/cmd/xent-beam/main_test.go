@@ -61,3 +61,33 @@ func TestCommand(t *testing.T) {
 	require.ErrorContains(t, run(context.Background()), "M.jsonl:9: "+filepath.Join(dir, "t2.npy")+": expected 37 targets")
 	require.NoFileExists(t, out)
 }
+
+// TestCommandShift: --shift reaches the workers: the causal fixture of
+// testdata/npy, twice in a manifest, gives PyTorch's loss of the shifted
+// labels (expected.json's "causal").
+func TestCommandShift(t *testing.T) {
+	dir := t.TempDir()
+	fix, err := filepath.Abs(filepath.Join("..", "..", "..", "testdata", "npy"))
+	require.NoError(t, err)
+	var exp struct {
+		Causal struct {
+			Mean   float64 `json:"mean"`
+			Tokens int64   `json:"tokens"`
+		} `json:"causal"`
+	}
+	b, err := os.ReadFile(filepath.Join(fix, "expected.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &exp))
+	line := `{"logits": "` + filepath.Join(fix, "causal_logits.npy") + `", "targets": "` + filepath.Join(fix, "causal_ids.npy") + `"}` + "\n"
+	m := filepath.Join(dir, "M.jsonl")
+	require.NoError(t, os.WriteFile(m, []byte(line+line), 0o644))
+	out := filepath.Join(dir, "R.json")
+	set(t, "manifest", m, "weight", "", "out", out, "device", "cpu", "shift", "true")
+	require.NoError(t, run(context.Background()))
+	b, err = os.ReadFile(out)
+	require.NoError(t, err)
+	var r corpus.Report
+	require.NoError(t, json.Unmarshal(b, &r))
+	require.Equal(t, 2*exp.Causal.Tokens, r.Tokens)
+	require.InEpsilon(t, exp.Causal.Mean, *r.Loss, 1e-6)
+}
