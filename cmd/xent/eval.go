@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 
 	"codeberg.org/sbinet/npyio"
@@ -176,7 +177,11 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	fmt.Fprintf(stdout, "z-loss      %.6f\n", st.ZLoss)
 	if pos != nil {
 		m := pos.Means()
-		fmt.Fprintf(stdout, "by position %d positions: %.4f at 0, %.4f at %d (--json or --plot: each)\n", len(m), m[0], m[len(m)-1], len(m)-1)
+		last := len(m) - 1 // the last position that counts (--shift counts none at T-1)
+		for last > 0 && math.IsNaN(m[last]) {
+			last--
+		}
+		fmt.Fprintf(stdout, "by position %d positions: %.4f at 0, %.4f at %d (--json or --plot: each)\n", len(m), m[0], m[last], last)
 	}
 	if rs := t.Ranks; rs != nil {
 		fmt.Fprintf(stdout, "top-k      ")

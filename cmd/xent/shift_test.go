@@ -89,6 +89,11 @@ func TestEvalShift(t *testing.T) {
 	require.NoError(t, os.WriteFile(st, sb, 0o644))
 	check(".safetensors of logits and labels", []int{3, 6}, "--logits", st)
 
+	// The text report's last position is the last that counts (T-2).
+	code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--seq-len", "6", "--logits", logits, "--targets", ids)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `by position 6 positions: [0-9.]+ at 0, [0-9.]+ at 4 `, out)
+
 	// Token weights one an input token, as the ids: they shift with them.
 	var tw [3][6]float32
 	num, den := 0.0, 0.0
