@@ -263,12 +263,11 @@ func (f *File) Targets() ([]int32, error) {
 // ints reads f's int32 or int64 elements as int32 in C order (from either
 // order), what an element is named in errors.
 func (f *File) ints(what string) ([]int32, error) {
-	n := f.size()
-	buf := make([]byte, n*f.item)
-	if _, err := f.f.ReadAt(buf, f.off); err != nil {
-		return nil, fmt.Errorf("%s: reading %ss: %w", f.Path, what, err)
+	buf, err := f.all()
+	if err != nil {
+		return nil, err
 	}
-	v := make([]int32, n)
+	v := make([]int32, f.size())
 	for p := range v {
 		x := f.intAt(buf, f.at(p))
 		if x < math.MinInt32 || x > math.MaxInt32 {
@@ -299,6 +298,15 @@ func (f *File) intAt(buf []byte, k int) int64 {
 		return int64(u<<sh) >> sh
 	}
 	return int64(u)
+}
+
+// all reads the bytes of every element.
+func (f *File) all() ([]byte, error) {
+	buf := make([]byte, f.size()*f.item)
+	if _, err := f.f.ReadAt(buf, f.off); err != nil {
+		return nil, fmt.Errorf("%s: reading its data: %w", f.Path, err)
+	}
+	return buf, nil
 }
 
 // size returns the number of elements.
@@ -361,9 +369,9 @@ func (f *File) Flat() ([]float32, error) {
 	if f.kind == 'f' {
 		return f.floats()
 	}
-	buf := make([]byte, f.size()*f.item)
-	if _, err := f.f.ReadAt(buf, f.off); err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	buf, err := f.all()
+	if err != nil {
+		return nil, err
 	}
 	v := make([]float32, f.size())
 	for p := range v {
@@ -375,11 +383,11 @@ func (f *File) Flat() ([]float32, error) {
 // floats reads f's float elements as float32 in C order (from either
 // order).
 func (f *File) floats() ([]float32, error) {
-	n := f.size()
-	buf := make([]byte, n*f.item)
-	if _, err := f.f.ReadAt(buf, f.off); err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	buf, err := f.all()
+	if err != nil {
+		return nil, err
 	}
+	n := f.size()
 	v := make([]float32, n)
 	f.convert(v, buf)
 	if f.Fortran && len(f.Shape) > 1 {
