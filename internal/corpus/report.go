@@ -126,7 +126,7 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	zloss := fs.Float64("z-loss", 0, "z-loss λ ≥ 0 (adds λ·lse² per counted row)")
 	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
 	temp := fs.Float64("temperature", 1, "temperature τ > 0: the loss, accuracy and gradient of softmax(z/τ), after the soft cap; 1: none")
-	seqLen := fs.Int("seq-len", 0, "the sequence length `T`: report the mean loss at each position t = row mod T of each file (0: none)")
+	seqLen := fs.Int("seq-len", 0, "the sequence length `T`: report the mean loss at each position t = row mod T of each file (0: none); rows or targets of [batch × sequence] must agree; with --shift of 1-D targets, the sequences they shift within")
 	shift := fs.Bool("shift", false, "causal language modelling (Hugging Face's labels): the targets (and token weights) are the input tokens, [batch × sequence] or 1-D with --seq-len, and row t of a sequence is scored against token t+1, its last row not counted")
 	calibration := fs.Bool("calibration", false, "report the expected calibration error and its 15 bins of the confidence max p (Guo et al. 2017); with --plot, the reliability diagram")
 	topk := fs.String("topk", "", "top-k accuracy for the ascending `k,...` (1,5,10), with the mean reciprocal rank, the entropy and the calibration (a pass of its own over the logits)")
