@@ -125,13 +125,12 @@ func read(spec, def string, stack bool) (t Tensor, done func(), err error) {
 		return t, done, err
 	}
 	defer f.Close()
-	if t.Rows, t.Cols, err = f.Stack(); err != nil {
-		return t, done, err
+	shape := (*npyfile.File).Matrix
+	if stack {
+		shape = (*npyfile.File).Stack
 	}
-	if !stack {
-		if t.Rows, t.Cols, err = f.Matrix(); err != nil {
-			return t, done, err
-		}
+	if t.Rows, t.Cols, err = shape(f); err != nil {
+		return t, done, err
 	}
 	t.Lead = f.Shape[:len(f.Shape)-1]
 	if bits, unmap, err := f.MapF16(); err == nil {
