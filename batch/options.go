@@ -123,8 +123,9 @@ func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 func Shard(col0, vocab int) Option { return func(c *config) { c.col0, c.vocab = col0, vocab } }
 
 // Budget sets the bytes of logits a [Linear] holds at a time (default
-// ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when that is
-// more): its tiles of rows × classes stay within
+// ce.DefaultBudget: 16 MiB or 64 rows of the vocabulary, whichever is
+// more; on the CPU with OpenBLAS min(N, 256) rows where that is more, up
+// to 256 MiB): its tiles of rows × classes stay within
 // it (a tile is at least one logit). It does not apply to a Loss, whose
 // logits are the caller's.
 func Budget(bytes int) Option { return func(c *config) { c.budget = bytes } }

@@ -3,10 +3,10 @@ package ce
 // DefaultBudget is the bytes of logits a fused linear call holds at once
 // when Linear.Budget is 0: 16 MiB (83 rows of GPT-2's 50257 classes), or
 // 64 rows of the vocabulary when that is more (32 MiB for Llama 3's
-// 128256), so that by default the gradients come in the forward pass.
-// Measured at 1024 × 50257 × 768 on 2 cores with OpenBLAS, forward +
-// backward took 1.9 s at 16 MiB and 1.5 s at 64 MiB (PyTorch: 2.1 s and
-// +664 MB).
+// 128256), so that by default the gradients come in the forward pass. A
+// device may hold more by default: the CPU with OpenBLAS holds min(N,
+// 256) whole rows within 256 MiB (device.CPUDevice.LinearPlan), where its
+// products are fast.
 const DefaultBudget = 16 << 20
 
 // FilterBlock is the number of classes of a block that gradient filtering
@@ -17,7 +17,8 @@ const FilterBlock = 256
 // H·Wᵀ + Bias, never held whole. H is N × D (one row per token), W is V ×
 // D (nn.Linear's layout: one row per class, the classes [p.Col0,
 // p.Col0+V) of the vocabulary), Bias has V values or is nil. Budget is
-// the bytes of logits the device may hold at a time (0: DefaultBudget):
+// the bytes of logits the device may hold at a time (0: the device's
+// default, DefaultBudget or more):
 // it computes them in tiles of rows × classes within it, a chunk of rows
 // over all V classes when that fits at least min(N, 64) rows (the
 // gradients then come in the same pass), else tiles of the classes too,

@@ -242,12 +242,10 @@ func (d *CPUDevice) LinearCrossEntropy(ctx context.Context, out ce.Out, g *ce.Li
 	}
 	g.ClearIgnored(targets)
 	var scale []float32
-	var pl tiles.Plan
 	if g != nil {
-		scale, pl = g.Scale, tiles.PlanOf(lin, targets)
-	} else {
-		pl = d.readPlan(lin, targets) // the forward alone
+		scale = g.Scale
 	}
+	pl := d.LinearPlan(lin, targets, g != nil)
 	return tiles.Run(ctx, newCPULinear(d, lin, g, pl), pl, out, scale, lin.Filter, targets, p)
 }
 
@@ -276,21 +274,53 @@ func (d *CPUDevice) LinearRanks(ctx context.Context, dst []ce.Rank, lin *ce.Line
 	})
 }
 
-// readPlan returns the plan of a pass of lin without gradients: wide
+// cpuRows is the whole rows of W's classes the CPU's default budget
+// holds (min(N, cpuRows), within cpuBudgetMost): OpenBLAS packs W for
+// each product, once a chunk, and at 83 rows (16 MiB of GPT-2's 50257
+// classes) that made H·Wᵀ and G·W run at 151 and 155 GFLOP/s against 187
+// and 195 at 256 rows (and 181 and 194 at 333; Gᵀ·H at 200–206 from 83
+// rows), measured on a 2-core AMD EPYC with AVX-512. Gonum's Sgemm,
+// which packs nothing, keeps the shared default (forward + backward of
+// 1024 × 50257 × 768: 13.5 and 16.0 s with it, 16.6 and 17.2 s with 256
+// rows, single runs alternated there).
+const cpuRows = 256
+
+// cpuBudgetMost bounds the CPU's default budget (budget): 256 rows of up
+// to 262144 classes (Gemma's 256000 included).
+const cpuBudgetMost = 256 << 20
+
+// budget returns the bytes of logits a call of lin holds on the CPU:
+// lin.Budget, or when that is 0 the default, min(N, cpuRows) whole rows of
+// W's classes within cpuBudgetMost, or tiles.Budget's default when more
+// (and with gonum's Sgemm).
+func (d *CPUDevice) budget(lin *ce.Linear) int {
+	if lin.Budget > 0 || d.blas == blas.Gonum() {
+		return tiles.Budget(lin)
+	}
+	return max(tiles.Budget(lin), min(4*lin.W.Rows*min(lin.H.Rows, cpuRows), cpuBudgetMost))
+}
+
+// LinearPlan returns the plan of a call of lin on d, within d's budget
+// (budget): tiles.PlanOf's with gradients (grads); without them wide
 // tiles (tiles.WidePlanOf) with OpenBLAS, which packs W's tile for each
-// product (1024 × 50257 × 768 forward 0.56 → 0.41 s, measured on a 2-core
-// AMD EPYC); tiles.PlanOf's with gonum's Sgemm, which wide tiles did not
-// make faster there (3.6–3.7 s with them, 2.9–3.9 s without: single runs,
-// within its noise).
-func (d *CPUDevice) readPlan(lin *ce.Linear, targets []int32) tiles.Plan {
-	if d.blas == blas.Gonum() {
+// product (1024 × 50257 × 768 forward 0.56 → 0.41 s, measured on a
+// 2-core AMD EPYC), and tiles.PlanOf's with gonum's Sgemm, which wide
+// tiles did not make faster there (3.6–3.7 s with them, 2.9–3.9 s
+// without: single runs, within its noise).
+func (d *CPUDevice) LinearPlan(lin *ce.Linear, targets []int32, grads bool) tiles.Plan {
+	if lin.Budget <= 0 {
+		l := *lin
+		l.Budget = d.budget(lin)
+		lin = &l
+	}
+	if grads || d.blas == blas.Gonum() {
 		return tiles.PlanOf(lin, targets)
 	}
 	return tiles.WidePlanOf(lin, targets)
 }
 
 // reading runs f on a backend of lin with no gradients and its plan
-// (readPlan), W (d's buffer, when it is one) held read-locked while f
+// (LinearPlan), W (d's buffer, when it is one) held read-locked while f
 // runs.
 func (d *CPUDevice) reading(lin *ce.Linear, targets []int32, f func(b *cpuLinear, pl tiles.Plan) error) error {
 	lin, _, done, err := d.resident(lin, nil)
@@ -298,7 +328,7 @@ func (d *CPUDevice) reading(lin *ce.Linear, targets []int32, f func(b *cpuLinear
 	if err != nil {
 		return err
 	}
-	pl := d.readPlan(lin, targets)
+	pl := d.LinearPlan(lin, targets, false)
 	return f(newCPULinear(d, lin, nil, pl), pl)
 }
 
@@ -311,7 +341,7 @@ func (d *CPUDevice) LinearBackward(ctx context.Context, g ce.LinearGrad, lin *ce
 		return err
 	}
 	gp.ClearIgnored(targets)
-	pl := tiles.PlanOf(lin, targets)
+	pl := d.LinearPlan(lin, targets, true)
 	return tiles.RunBackward(ctx, newCPULinear(d, lin, gp, pl), pl, gp.Scale, gp.Fix, lin.Filter, targets, part, p)
 }
 

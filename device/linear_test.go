@@ -9,11 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/xentlab/xent/batch"
+	"github.com/xentlab/xent/ce"
 	"github.com/xentlab/xent/cpu"
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/device/blas"
 	"github.com/xentlab/xent/internal/gen"
 	"github.com/xentlab/xent/internal/spec"
+	"github.com/xentlab/xent/internal/tiles"
 )
 
 // linearCPUs returns a CPU device for every BLAS this host has (gonum
@@ -194,4 +196,46 @@ func TestLinearConfidentCPU(t *testing.T) {
 	for name, d := range eachLinearCPU(t) {
 		t.Run(name, func(t *testing.T) { spec.RunLinearConfident(t, d) })
 	}
+}
+
+// TestLinearPlanCPU: with OpenBLAS the CPU's default budget holds
+// min(N, 256) whole rows of the vocabulary, within 256 MiB, or the shared
+// default's 64 rows when more; a budget that is set is kept; a pass
+// without gradients takes wide tiles. Gonum's Sgemm keeps the shared
+// default and the same tiles without gradients.
+func TestLinearPlanCPU(t *testing.T) {
+	o, err := blas.OpenBLAS()
+	if err != nil {
+		if os.Getenv("XENT_REQUIRE_BLAS") == "1" {
+			t.Fatalf("XENT_REQUIRE_BLAS=1: %v", err)
+		}
+		t.Skipf("OpenBLAS not loaded: %v", err)
+	}
+	d := device.NewCPU(cpu.Default()).WithBLAS(o)
+	for _, c := range []struct {
+		n, v, budget int
+		r, cols      int
+	}{
+		{1024, 50257, 0, 256, 50257},            // GPT-2's head: 51 MB
+		{100, 50257, 0, 100, 50257},             // N rows
+		{10, 1000, 0, 10, 1000},                 // a small call: ce.DefaultBudget holds it
+		{1024, 256000, 0, 256, 256000},          // Gemma's: 262 MB, within 256 MiB
+		{1024, 500000, 0, 134, 500000},          // 256 MiB: 134 rows
+		{1024, 2000000, 0, 64, 2000000},         // 64 rows (512 MB), the shared default
+		{1024, 50257, 16 << 20, 83, 50257},      // a budget set: 16 MiB
+		{1024, 50257, 4 * 50257 * 10, 64, 7852}, // too few whole rows: 64 rows × tiles of the classes
+	} {
+		lin := &ce.Linear{H: ce.Matrix{Rows: c.n, Cols: 8}, W: ce.Matrix{Rows: c.v, Cols: 8}, Budget: c.budget}
+		tg := make([]int32, c.n)
+		pl := d.LinearPlan(lin, tg, true)
+		require.Equal(t, [2]int{c.r, c.cols}, [2]int{pl.R, pl.C}, "N %d, V %d, budget %d", c.n, c.v, c.budget)
+		require.Equal(t, c.budget, lin.Budget, "lin unchanged")
+		g := device.NewCPU(cpu.Default()).WithBLAS(blas.Gonum())
+		pg := g.LinearPlan(lin, tg, true)
+		require.Equal(t, tiles.PlanOf(lin, tg), pg, "gonum: the shared default")
+		require.Equal(t, pg, g.LinearPlan(lin, tg, false), "gonum: the same tiles without gradients")
+	}
+	lin := &ce.Linear{H: ce.Matrix{Rows: 1024, Cols: 768}, W: ce.Matrix{Rows: 50257, Cols: 768}}
+	pl := d.LinearPlan(lin, make([]int32, 1024), false)
+	require.Equal(t, [2]int{1024, 12564}, [2]int{pl.R, pl.C}, "without gradients: every row × the budget's classes")
 }

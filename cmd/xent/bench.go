@@ -30,7 +30,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	peaked := fs.Float64("peaked", 0, "with --ops linear: rows like a trained model's, the target logit about this far above the rest's spread")
 	filter := fs.Float64("filter", 0, "with --ops linear: also time forward + backward with gradient filtering at this threshold (e.g. 0.000244140625 = 2^-12)")
 	teacherK := fs.Int("teacher-k", 0, "with --ops linear: also time forward + backward with top-k distillation from a teacher of this many classes a row (linear-fused-distill)")
-	budget := fs.Int("budget", 0, "with --ops linear: bytes of logits held at a time (0: ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
+	budget := fs.Int("budget", 0, "with --ops linear: bytes of logits held at a time (0: the device's default: 16 MiB or 64 rows of the vocabulary, whichever is more; on the CPU with OpenBLAS min(N, 256) rows where that is more, up to 256 MiB)")
 	dtypes := fs.String("dtype", "float32", "the logits' element types, comma-separated: float32, bfloat16, float16 (or f32, bf16, f16), or all")
 	devs := fs.String("device", "cpu", "devices, comma-separated: all, cpu, cpu:portable, cpu:simd, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D")
 	repeat := fs.Int("repeat", 7, "timed repeats (after one warm-up); the median is reported")

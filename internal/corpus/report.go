@@ -130,7 +130,7 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	shift := fs.Bool("shift", false, "causal language modelling (Hugging Face's labels): the targets (and token weights) are the input tokens, [batch × sequence] or 1-D with --seq-len, and row t of a sequence is scored against token t+1, its last row not counted")
 	calibration := fs.Bool("calibration", false, "report the expected calibration error and its 15 bins of the confidence max p (Guo et al. 2017); with --plot, the reliability diagram")
 	topk := fs.String("topk", "", "top-k accuracy for the ascending `k,...` (1,5,10), with the mean reciprocal rank, the entropy and the calibration (a pass of its own over the logits)")
-	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: ce.DefaultBudget: 16 MiB, or 64 rows of the vocabulary when more)")
+	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: the device's default: 16 MiB or 64 rows of the vocabulary, whichever is more; on the CPU with OpenBLAS min(N, 256) rows where that is more, up to 256 MiB)")
 	return func() (Config, error) {
 		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Temperature: *temp, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen, Shift: *shift, Calibration: *calibration}
 		if *weights != "" {

@@ -115,9 +115,19 @@ func WidePlanOf(lin *ce.Linear, targets []int32) Plan {
 	return pl
 }
 
+// Budget returns the bytes of logits a call of lin holds: lin.Budget, or
+// when that is 0 the default, ce.DefaultBudget or linearRows whole rows of
+// W's classes when more (a device may set a larger one: the CPU's,
+// device.CPUDevice.LinearPlan).
+func Budget(lin *ce.Linear) int {
+	if lin.Budget > 0 {
+		return lin.Budget
+	}
+	return max(ce.DefaultBudget, 4*lin.W.Rows*min(lin.H.Rows, linearRows))
+}
+
 // startPlan returns lin's plan with its counted rows and V set, and the
-// elements its budget holds (its default: ce.DefaultBudget, or
-// linearRows whole rows when more).
+// elements its budget (Budget) holds.
 func startPlan(lin *ce.Linear, targets []int32) (Plan, int) {
 	n, V := lin.H.Rows, lin.W.Rows
 	pl := Plan{V: V}
@@ -126,11 +136,7 @@ func startPlan(lin *ce.Linear, targets []int32) (Plan, int) {
 			pl.Rows = append(pl.Rows, i)
 		}
 	}
-	budget := lin.Budget
-	if budget <= 0 {
-		budget = max(ce.DefaultBudget, 4*V*min(n, linearRows))
-	}
-	return pl, max(1, budget/4)
+	return pl, max(1, Budget(lin)/4)
 }
 
 // run is the driver's state for one call.
