@@ -31,6 +31,7 @@ type cpuLinear struct {
 	w0     int
 	ldw    int
 	wb     []float32 // a half-precision W's tile, widened (C × D)
+	wv     [2]int    // the classes [v0, v1) in wb (0, 0: none)
 	z      []float32 // the tile, dense
 	c      int       // its classes
 	hb, dh []float32 // gathered H rows and dH rows (R × D)
@@ -65,20 +66,26 @@ func (l *cpuLinear) Chunk(rows []int) error {
 }
 
 // wtile makes W's classes [v0, v1) the tile's: in place for a float32 W,
-// else widened, a tile at a time, into wb.
+// else widened, a tile at a time, into wb (once, when every chunk's tile
+// is the whole vocabulary).
 func (l *cpuLinear) wtile(v0, v1 int) {
 	W := l.lin.W
 	if W.Type == ce.F32 {
 		l.w, l.w0, l.ldw = W.Data[v0*W.Stride:], v0, W.Stride
 		return
 	}
+	l.w, l.w0, l.ldw = l.wb, v0, l.D
+	if l.wv == [2]int{v0, v1} {
+		return
+	}
 	if l.wb == nil {
 		l.wb = make([]float32, l.pl.C*l.D)
+		l.w = l.wb
 	}
+	l.wv = [2]int{v0, v1}
 	for j := v0; j < v1; j++ {
 		cpu.Widen(l.wb[(j-v0)*l.D:(j-v0+1)*l.D], W.Half[j*W.Stride:j*W.Stride+l.D], W.Type)
 	}
-	l.w, l.w0, l.ldw = l.wb, v0, l.D
 }
 
 // wrows returns the tile's W from class v (of the tile's classes).
