@@ -1,8 +1,8 @@
 // Package pipeline is xent's evaluation of a manifest as an Apache Beam
 // pipeline: the manifest's lines → EvalFn, which evaluates a line with the
-// library on the worker's device → MergeFn, which merges the statistics
-// exactly → WriteFn, which writes the report, the JSON of xent eval
-// --json, whole or not at all.
+// library on the worker's device (and stages its per-row losses, with
+// Rows) → MergeFn, which merges the statistics exactly → WriteFn, which
+// writes the report, the JSON of xent eval --json, whole or not at all.
 //
 // Beam's Go SDK serializes a DoFn's and an accumulator's exported fields
 // only: an unexported one is silently zero on a worker (so the
@@ -15,8 +15,12 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +31,7 @@ import (
 
 	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/corpus"
+	"github.com/xentlab/xent/internal/npyfile"
 )
 
 func init() {
@@ -43,10 +48,12 @@ type Acc struct {
 }
 
 // EvalFn evaluates a manifest line (corpus.Line.Encode) on the worker's
-// device.
+// device, and stages its per-row losses where Rows says (none when
+// Rows.Dir is "").
 type EvalFn struct {
-	Config string // corpus.Config as JSON
+	Config string // corpus.Config as JSON (KeepRows with Rows)
 	Device string // device.Open's spec: "auto", the worker's best
+	Rows   Rows
 
 	ev  *corpus.Evaluator
 	dev device.Device
@@ -75,6 +82,12 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 	r, err := f.ev.Eval(ctx, f.dev, l)
 	if err != nil {
 		return Acc{}, err
+	}
+	if f.Rows.Dir != "" {
+		err := writeFile(f.Rows.staged(l.N), func(w io.Writer) error { return npyfile.WriteF32(w, r.Lead, r.Rows) })
+		if err != nil {
+			return Acc{}, fmt.Errorf("xent: line %d's rows: %w", l.N, err)
+		}
 	}
 	in := f.dev.Info()
 	return Acc{Total: corpus.TotalOf(r), Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
@@ -126,12 +139,21 @@ func (f *WriteFn) ProcessElement(a Acc) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(f.Path), ".xent-*.tmp")
+	return writeFile(f.Path, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
+}
+
+// writeFile writes path whole: what write writes into a temporary file
+// in its directory, synced and renamed over it.
+func writeFile(path string, write func(w io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".xent-*.tmp")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // nothing once renamed
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -142,22 +164,89 @@ func (f *WriteFn) ProcessElement(a Acc) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), f.Path)
+	return os.Rename(tmp.Name(), path)
+}
+
+// Rows is where a pipeline writes its lines' per-row losses (xent eval
+// --manifest --rows-out): line N's to Dir/line-N.npy (corpus.RowsName),
+// in the rows' shape. A worker stages them beside it (Dir/.xent-beam-Run-
+// line-N.npy, written whole; a bundle run again writes the same); Commit
+// renames them into place once the pipeline has succeeded, Discard
+// removes them when it has not: a failed run leaves no rows behind, as
+// xent eval writes them only when every line succeeded.
+type Rows struct {
+	Dir   string // "": no rows
+	Run   string // this run's token (NewRows)
+	Width int    // the manifest's (corpus.Manifest.Width)
+}
+
+// NewRows returns the Rows of a run of m writing into dir, with a fresh
+// token.
+func NewRows(dir string, m corpus.Manifest) (Rows, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return Rows{}, err
+	}
+	return Rows{Dir: dir, Run: hex.EncodeToString(b), Width: m.Width()}, nil
+}
+
+// Path returns where line n's rows end up.
+func (r Rows) Path(n int) string { return filepath.Join(r.Dir, corpus.RowsName(n, r.Width)) }
+
+func (r Rows) staged(n int) string {
+	return filepath.Join(r.Dir, ".xent-beam-"+r.Run+"-"+corpus.RowsName(n, r.Width))
+}
+
+// Commit renames every line's staged rows into place: the lines of m,
+// which the pipeline has evaluated. A line without them is an error
+// (naming it), and then nothing is renamed.
+func (r Rows) Commit(m corpus.Manifest) error {
+	for _, l := range m.Lines {
+		if _, err := os.Stat(r.staged(l.N)); err != nil {
+			return fmt.Errorf("line %d's rows were not written: %w", l.N, err)
+		}
+	}
+	for _, l := range m.Lines {
+		if err := os.Rename(r.staged(l.N), r.Path(l.N)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Discard removes every row file the run staged.
+func (r Rows) Discard() error {
+	staged, err := filepath.Glob(filepath.Join(r.Dir, ".xent-beam-"+r.Run+"-*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range staged {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Build adds to s the evaluation of the manifest's lines with cfg on the
-// workers' device dev, its report written to out.
-func Build(s beam.Scope, m corpus.Manifest, cfg corpus.Config, dev, out string) error {
+// workers' device dev, its report written to out, each line's per-row
+// losses staged where rows says (rows.Dir "": none; Rows.Commit puts them
+// in place once the pipeline has run).
+func Build(s beam.Scope, m corpus.Manifest, cfg corpus.Config, dev, out string, rows Rows) error {
+	f := &EvalFn{Device: dev, Rows: rows}
+	cfg.KeepRows = rows.Dir != ""
 	c, err := json.Marshal(cfg)
 	if err != nil {
 		return err
 	}
+	f.Config = string(c)
 	lines := make([]string, len(m.Lines))
 	for k, l := range m.Lines {
 		lines[k] = l.Encode()
 	}
 	col := beam.CreateList(s, lines)
-	accs := beam.ParDo(s, &EvalFn{Config: string(c), Device: dev}, col)
+	accs := beam.ParDo(s, f, col)
 	total := beam.Combine(s, &MergeFn{}, accs)
 	beam.ParDo0(s, &WriteFn{Path: out, Files: len(m.Lines)}, total)
 	return nil

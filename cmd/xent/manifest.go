@@ -54,13 +54,12 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	// Line N's rows go to DIR/line-N.npy (N zero-padded to the widest
-	// line number): one output each, checked like any other.
+	// Line N's rows go to DIR/line-N.npy (corpus.RowsName): one output
+	// each, checked like any other.
 	wants := []named{{"--stats-out", a.statsOut}, {"--plot", a.plot}}
 	if a.rowsOut != "" {
-		width := len(fmt.Sprint(m.Lines[len(m.Lines)-1].N))
 		for _, l := range lines {
-			wants = append(wants, named{fmt.Sprintf("--rows-out (line %d)", l.N), filepath.Join(a.rowsOut, fmt.Sprintf("line-%0*d.npy", width, l.N))})
+			wants = append(wants, named{fmt.Sprintf("--rows-out (line %d)", l.N), filepath.Join(a.rowsOut, corpus.RowsName(l.N, m.Width()))})
 		}
 	}
 	outs, err := plan(inputs, wants...)

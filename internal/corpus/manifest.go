@@ -116,6 +116,14 @@ func ReadManifest(path, defaultWeight string) (Manifest, error) {
 // then does: ReadManifest checks it), for Config.Distill.
 func (m Manifest) Distill() bool { return m.Lines[0].TeacherIDs != "" }
 
+// Width returns the digits of m's widest line number (RowsName's width).
+func (m Manifest) Width() int { return len(fmt.Sprint(m.Lines[len(m.Lines)-1].N)) }
+
+// RowsName returns the name of line n's per-row losses in the directory
+// of xent eval --manifest --rows-out: line-N.npy, N zero-padded to width
+// (Manifest.Width).
+func RowsName(n, width int) string { return fmt.Sprintf("line-%0*d.npy", width, n) }
+
 // parseLine decodes one line and checks that its keys make one job.
 func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 	var l Line

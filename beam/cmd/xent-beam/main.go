@@ -3,7 +3,7 @@
 // the library on the worker's best device, the statistics merged exactly,
 // one report (the JSON of xent eval --json) written to --out.
 //
-//	xent-beam --manifest M.jsonl --out R.json [every loss flag of xent eval] [Beam's flags]
+//	xent-beam --manifest M.jsonl --out R.json [--rows-out DIR] [every loss flag of xent eval] [Beam's flags]
 //
 // Without --runner it runs on Beam's embedded runner, prism, in this
 // process. A cluster is reached through Beam's portable job API:
@@ -11,12 +11,13 @@
 // server, and --environment_type (DOCKER with --environment_config IMAGE,
 // or PROCESS, or LOOPBACK for a job server on this machine); Dataflow
 // with --runner dataflow and its flags. The workers read the manifest's
-// files and write --out where this process names them: a filesystem the
-// workers share.
+// files and write --out (and --rows-out's files) where this process names
+// them: a filesystem the workers share.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -34,6 +35,7 @@ var (
 	out      = flag.String("out", "", "write the report to `R.json` (the JSON of xent eval --json), whole when the pipeline succeeds")
 	dev      = flag.String("device", "auto", "the workers' device: auto (each worker's best), cpu, opencl, ... (as xent eval --device)")
 	weight   = flag.String("weight", "", "the classifier of the hidden-states lines without one (as xent eval --weight)")
+	rowsOut  = flag.String("rows-out", "", "write line N's per-row losses to `DIR`/line-N.npy (as xent eval --manifest --rows-out: float32 in the rows' shape), all of them when the pipeline succeeds, none when it fails")
 	config   = corpus.LossFlags(flag.CommandLine)
 )
 
@@ -70,30 +72,73 @@ func run(ctx context.Context) error {
 		}
 	}
 	ev.Close()
-	target, err := filepath.Abs(*out)
+	ins := []string{*manifest}
+	for _, l := range m.Lines {
+		ins = append(ins, l.Files()...)
+	}
+	target, err := output("--out", *out, ins)
 	if err != nil {
 		return err
 	}
+	var rows pipeline.Rows
+	if *rowsOut != "" {
+		if st, err := os.Stat(*rowsOut); err != nil || !st.IsDir() {
+			return fmt.Errorf("--rows-out %s: not a directory", *rowsOut)
+		}
+		dir, err := filepath.Abs(*rowsOut)
+		if err != nil {
+			return err
+		}
+		if rows, err = pipeline.NewRows(dir, m); err != nil {
+			return err
+		}
+		for _, l := range m.Lines {
+			p, err := output(fmt.Sprintf("--rows-out (line %d)", l.N), rows.Path(l.N), ins)
+			if err != nil {
+				return err
+			}
+			if p == target {
+				return fmt.Errorf("--rows-out (line %d) %s: the same file as --out", l.N, p)
+			}
+		}
+	}
+	p, s := beam.NewPipelineWithRoot()
+	if err := pipeline.Build(s, m, cfg, *dev, target, rows); err != nil {
+		return err
+	}
+	if err := beamx.Run(ctx, p); err != nil {
+		if rows.Dir != "" {
+			err = errors.Join(err, rows.Discard())
+		}
+		return err
+	}
+	if rows.Dir != "" {
+		if err := rows.Commit(m); err != nil {
+			return errors.Join(fmt.Errorf("--rows-out: %w", err), rows.Discard())
+		}
+	}
+	return nil
+}
+
+// output returns path made absolute, an output named flag: a regular
+// file or none, not the same file as any of ins, in a directory.
+func output(flag, path string, ins []string) (string, error) {
+	target, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
 	if st, err := os.Stat(target); err == nil {
 		if !st.Mode().IsRegular() {
-			return fmt.Errorf("--out %s: exists and is not a regular file", *out)
-		}
-		ins := []string{*manifest}
-		for _, l := range m.Lines {
-			ins = append(ins, l.Files()...)
+			return "", fmt.Errorf("%s %s: exists and is not a regular file", flag, path)
 		}
 		for _, in := range ins {
 			if is, err := os.Stat(in); err == nil && os.SameFile(st, is) {
-				return fmt.Errorf("--out %s: the same file as %s, an input", *out, in)
+				return "", fmt.Errorf("%s %s: the same file as %s, an input", flag, path, in)
 			}
 		}
 	}
 	if st, err := os.Stat(filepath.Dir(target)); err != nil || !st.IsDir() {
-		return fmt.Errorf("--out %s: its directory does not exist", *out)
+		return "", fmt.Errorf("%s %s: its directory does not exist", flag, path)
 	}
-	p, s := beam.NewPipelineWithRoot()
-	if err := pipeline.Build(s, m, cfg, *dev, target); err != nil {
-		return err
-	}
-	return beamx.Run(ctx, p)
+	return target, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,8 +12,11 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/stretchr/testify/require"
 
+	"github.com/xentlab/xent/cpu"
+	"github.com/xentlab/xent/device"
 	"github.com/xentlab/xent/internal/corpus"
 	"github.com/xentlab/xent/internal/corpus/corpustest"
+	"github.com/xentlab/xent/internal/npyfile"
 	"github.com/xentlab/xent/internal/seed"
 )
 
@@ -90,4 +94,62 @@ func TestCommandShift(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &r))
 	require.Equal(t, 2*exp.Causal.Tokens, r.Tokens)
 	require.InEpsilon(t, exp.Causal.Mean, *r.Loss, 1e-6)
+}
+
+// TestCommandRowsOut: --rows-out writes each line's per-row losses,
+// in the rows' shape, the same bits as the single run on the CPU, and no
+// staged file stays; a directory that is not one, a rows file that is an
+// input or --out are refused before the pipeline runs.
+func TestCommandRowsOut(t *testing.T) {
+	dir := t.TempDir()
+	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
+	rows := filepath.Join(dir, "rows")
+	require.NoError(t, os.Mkdir(rows, 0o755))
+	out := filepath.Join(dir, "R.json")
+	set(t, "manifest", path, "weight", weight, "out", out, "device", "cpu", "rows-out", rows, "seq-len", "3")
+	require.NoError(t, run(context.Background()))
+
+	cfg, err := config()
+	require.NoError(t, err)
+	cfg.KeepRows = true
+	m, err := corpus.ReadManifest(path, weight)
+	require.NoError(t, err)
+	ev := corpus.New(cfg)
+	defer ev.Close()
+	var names []string
+	for _, l := range m.Lines {
+		r, err := ev.Eval(context.Background(), device.NewCPU(cpu.Default()), l)
+		require.NoError(t, err)
+		name := corpus.RowsName(l.N, m.Width())
+		names = append(names, name)
+		got, shape, err := npyfile.ReadShaped(filepath.Join(rows, name), (*npyfile.File).Flat)
+		require.NoError(t, err)
+		require.Equal(t, r.Lead, shape, "line %d", l.N)
+		require.Equal(t, len(r.Rows), len(got), "line %d", l.N)
+		for i, v := range r.Rows {
+			require.Equal(t, math.Float32bits(v), math.Float32bits(float32(got[i])), "line %d, row %d", l.N, i)
+		}
+	}
+	ents, err := os.ReadDir(rows)
+	require.NoError(t, err)
+	var have []string
+	for _, e := range ents {
+		have = append(have, e.Name())
+	}
+	require.Equal(t, names, have, "the lines' rows and nothing staged")
+
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"rows-out", filepath.Join(dir, "t1.npy")}, "--rows-out " + filepath.Join(dir, "t1.npy") + ": not a directory"},
+		{[]string{"rows-out", dir, "out", filepath.Join(dir, names[0])}, "--rows-out (line 1) " + filepath.Join(dir, names[0]) + ": the same file as --out"},
+	} {
+		set(t, c.flags...)
+		require.ErrorContains(t, run(context.Background()), c.want)
+	}
+	set(t, "rows-out", rows, "out", out)
+	require.NoError(t, os.Remove(filepath.Join(rows, names[1])))
+	require.NoError(t, os.Symlink(filepath.Join(dir, "t1.npy"), filepath.Join(rows, names[1])))
+	require.ErrorContains(t, run(context.Background()), "--rows-out (line 2) "+filepath.Join(rows, names[1])+": the same file as "+filepath.Join(dir, "t1.npy")+", an input")
 }
