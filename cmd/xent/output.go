@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/xentlab/xent/internal/tensorfile"
 )
 
 // A file the command reads or writes, as the user named it: the flag and
@@ -145,7 +147,7 @@ func check(n named, inputs []named) (*output, error) {
 		if in.path == "" {
 			continue
 		}
-		if is, err := os.Stat(in.path); err == nil && os.SameFile(st, is) {
+		if is, err := os.Stat(tensorfile.FilePath(in.path)); err == nil && os.SameFile(st, is) {
 			return nil, fmt.Errorf("%s %s: the same file as %s %s; an output never replaces an input", n.flag, n.path, in.flag, in.path)
 		}
 	}

@@ -88,9 +88,22 @@ func TestEvalShift(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(st, sb, 0o644))
 	check(".safetensors of logits and labels", []int{3, 6}, "--logits", st)
+	// NumPy's archives of the same dump (gen.py): np.savez's, read in
+	// place, its "labels" the targets; np.savez_compressed's, named array
+	// by array, its bool attention mask as token weights.
+	check(".npz of logits and labels", []int{3, 6}, "--logits", fixture("causal.npz"))
+	zf := fixture("causal_z.npz")
+	check(".npz compressed", []int{3, 6}, "--logits", zf+":logits", "--targets", zf+":labels", "--token-weights", zf+":mask")
+	code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--logits", zf+":logits", "--targets", zf+":labels", "--rows-out", zf)
+	require.Equal(t, 1, code)
+	require.Empty(t, out)
+	require.Contains(t, errOut, "--rows-out "+zf+": the same file as --logits "+zf+":logits; an output never replaces an input")
+	code, _, errOut = runCmd("eval", "--device", "cpu", "--shift", "--logits", zf+":logits", "--targets", zf+":ids")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, zf+`: no array "ids" (it holds logits, labels, mask)`)
 
 	// The text report's last position is the last that counts (T-2).
-	code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--seq-len", "6", "--logits", logits, "--targets", ids)
+	code, out, errOut = runCmd("eval", "--device", "cpu", "--shift", "--seq-len", "6", "--logits", logits, "--targets", ids)
 	require.Equal(t, 0, code, errOut)
 	require.Regexp(t, `by position 6 positions: [0-9.]+ at 0, [0-9.]+ at 4 `, out)
 
@@ -123,11 +136,13 @@ func TestEvalShift(t *testing.T) {
 	require.NoError(t, err)
 	ai, err := filepath.Abs(ids)
 	require.NoError(t, err)
+	az, err := filepath.Abs(fixture("causal.npz"))
+	require.NoError(t, err)
 	line := `{"logits": "` + al + `", "targets": "` + ai + `"}` + "\n"
-	require.NoError(t, os.WriteFile(m, []byte(line+line), 0o644))
+	require.NoError(t, os.WriteFile(m, []byte(line+line+`{"logits": "`+az+`"}`+"\n"), 0o644))
 	got := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--manifest", m)
 	require.True(t, spec.LossCloseIn(got["loss"].(float64), want.Mean, spec.LossTol), "manifest: loss %v, PyTorch %v", got["loss"], want.Mean)
-	require.EqualValues(t, 2*want.Tokens, got["tokens"])
+	require.EqualValues(t, 3*want.Tokens, got["tokens"], "two lines of .npy, one of a .npz of logits and labels")
 
 	// Hidden states [3 × 6 × 8] and a classifier [29 × 8]: the loss of
 	// their logits, computed in float64 and rounded to float32.

@@ -223,7 +223,7 @@ func matrixShape(spec, def string) (rows, cols int, lead []int, err error) {
 		done()
 		return t.Rows, t.Cols, t.Lead, err
 	}
-	f, err := npyfile.Open(spec)
+	f, err := npyfile.OpenOr(spec, def)
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -283,7 +283,7 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 	var shape []int
 	var err error
 	tname := l.Targets
-	if l.Targets == "" { // a .safetensors of logits and targets (ReadManifest allows no other)
+	if l.Targets == "" { // a .safetensors or .npz of logits and targets (ReadManifest allows no other)
 		tg, shape, tname, err = tensorfile.Targets(tensorfile.FilePath(l.Logits))
 	} else {
 		tg, shape, err = npyfile.ReadShaped(l.Targets, (*npyfile.File).Targets)
@@ -595,7 +595,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		whole = matrixOf(t)
 	} else {
 		var err error
-		if lf, err = npyfile.Open(l.Logits); err != nil {
+		if lf, err = npyfile.OpenOr(l.Logits, "logits"); err != nil {
 			return Result{}, err
 		}
 		defer lf.Close()

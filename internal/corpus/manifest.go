@@ -56,7 +56,10 @@ func (l Line) RowsFile() string {
 // Files returns the files l reads (a checkpoint's index and shard too):
 // what no output may replace.
 func (l Line) Files() []string {
-	fs := []string{tensorfile.FilePath(l.Logits), tensorfile.FilePath(l.Hidden), l.Bias, l.Targets, l.Weights, l.TeacherIDs, l.TeacherLogProbs}
+	var fs []string
+	for _, f := range []string{l.Logits, l.Hidden, l.Bias, l.Targets, l.Weights, l.TeacherIDs, l.TeacherLogProbs} {
+		fs = append(fs, tensorfile.FilePath(f))
+	}
 	fs = append(fs, tensorfile.Files(l.Weight)...)
 	return slices.DeleteFunc(fs, func(f string) bool { return f == "" })
 }
@@ -142,8 +145,8 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 		return Line{}, errors.New(`"logits" or "hidden" is required`)
 	case l.Hidden != "" && l.Weight == "" && defaultWeight == "":
 		return Line{}, errors.New(`"hidden" needs "weight" (or --weight, for every line without one)`)
-	case l.Targets == "" && !tensorfile.IsSafetensors(l.Logits):
-		return Line{}, errors.New(`"targets" is required (a .safetensors of logits may hold them instead, as "targets" or "labels")`)
+	case l.Targets == "" && !tensorfile.HoldsTargets(l.Logits):
+		return Line{}, errors.New(`"targets" is required (a .safetensors or .npz of logits may hold them instead, as "targets" or "labels")`)
 	case (l.TeacherIDs == "") != (l.TeacherLogProbs == ""):
 		return Line{}, errors.New(`"teacher_ids" and "teacher_logprobs" go together`)
 	}

@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// FuzzOpen feeds arbitrary bytes to the .npy reader: it must return an
-// error naming the file or a well-formed result, and never panic or read
-// past the data.
+// FuzzOpen feeds arbitrary bytes to the .npy reader, as a .npy file and
+// as a .npz archive: it must return an error naming the file or a
+// well-formed result, and never panic or read past the data.
 func FuzzOpen(f *testing.F) {
-	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy", "logits_3d.npy", "causal_ids.npy"} {
+	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy", "logits_3d.npy", "causal_ids.npy", "causal.npz", "causal_z.npz"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "npy", name))
 		if err != nil {
 			f.Fatal(err)
@@ -31,29 +31,41 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		nf, err := Open(p)
-		if err != nil {
-			if !strings.Contains(err.Error(), p) {
-				t.Fatalf("error does not name the file: %v", err)
-			}
-			return
+		z := filepath.Join(dir, "x.npz")
+		if err := os.WriteFile(z, b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		defer nf.Close()
-		nf.Matrix()
-		if rows, cols, err := nf.Stack(); err == nil && rows*cols <= 1<<20 {
-			dst := make([]float32, rows*cols)
-			if err := nf.Rows(dst, 0, rows); err != nil && !strings.Contains(err.Error(), p) {
-				t.Fatalf("error does not name the file: %v", err)
-			}
-		}
-		if nf.size() <= 1<<20 {
-			for _, err := range []error{second(nf.Targets()), second(nf.Vector()), second(nf.Flat()), fourth(nf.IntMatrix("ints")), fourth(nf.FloatMatrix("floats"))} {
-				if err != nil && !strings.Contains(err.Error(), p) {
-					t.Fatalf("error does not name the file: %v", err)
-				}
-			}
-		}
+		exercise(t, p, func() (*File, error) { return Open(p) })
+		exercise(t, z, func() (*File, error) { return OpenOr(z, "logits") })
+		exercise(t, z, func() (*File, error) { return Open(z + ":labels") })
 	})
+}
+
+// exercise opens a file with open and reads it every way: each error must
+// name p.
+func exercise(t *testing.T, p string, open func() (*File, error)) {
+	nf, err := open()
+	if err != nil {
+		if !strings.Contains(err.Error(), p) {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+		return
+	}
+	defer nf.Close()
+	nf.Matrix()
+	if rows, cols, err := nf.Stack(); err == nil && rows*cols <= 1<<20 {
+		dst := make([]float32, rows*cols)
+		if err := nf.Rows(dst, 0, rows); err != nil && !strings.Contains(err.Error(), p) {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+	}
+	if nf.size() <= 1<<20 {
+		for _, err := range []error{second(nf.Targets()), second(nf.Vector()), second(nf.Flat()), fourth(nf.IntMatrix("ints")), fourth(nf.FloatMatrix("floats"))} {
+			if err != nil && !strings.Contains(err.Error(), p) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		}
+	}
 }
 
 func second[T any](_ T, err error) error { return err }

@@ -2,16 +2,21 @@
 // header is parsed with codeberg.org/sbinet/npyio, the data is read at its
 // offset without loading the whole file, converted to float32 (from
 // float16, float32 or float64) or int32 (from int32 or int64), C or
-// Fortran order. Every error names the file and the problem.
+// Fortran order. An array of a .npz archive (NumPy's savez and
+// savez_compressed), named "archive.npz:name", is read as a .npy file:
+// in place when stored, decompressed into a temporary file when
+// compressed. Every error names the file and the problem.
 package npyfile
 
 import (
+	"archive/zip"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -27,7 +32,8 @@ const maxHeader = 1 << 20
 // File is an open .npy file.
 type File struct {
 	f       *os.File
-	Path    string
+	tmp     string // the file f is, removed by Close: a compressed array, decompressed ("": none)
+	Path    string // the path, or "archive.npz:name"
 	Dtype   string // as in the header: "<f4", ">i8", ...
 	Shape   []int
 	Fortran bool
@@ -50,9 +56,19 @@ func (c *counter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Open opens path and checks its header against its size.
-func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+// Open opens path and checks its header against its size: a .npy file,
+// or an array of a .npz archive, "archive.npz:name" (or "archive.npz" when
+// it holds one array).
+func Open(path string) (*File, error) { return OpenOr(path, "") }
+
+// OpenOr is Open that takes the array named def from a .npz archive of
+// several when path names none ("logits" for xent eval).
+func OpenOr(path, def string) (*File, error) {
+	file, name, npz := NpzSpec(path)
+	if !npz {
+		file = path
+	}
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
@@ -61,11 +77,20 @@ func Open(path string) (*File, error) {
 		f.Close()
 		return nil, err
 	}
+	kind := ".npy file"
+	if npz {
+		kind = ".npz archive"
+	}
 	if st.IsDir() {
 		f.Close()
-		return nil, fmt.Errorf("%s: is a directory, not a .npy file", path)
+		return nil, fmt.Errorf("%s: is a directory, not a %s", file, kind)
 	}
-	nf, err := parse(f, path, st.Size())
+	var nf *File
+	if npz {
+		nf, err = openNpz(f, file, name, def, st.Size())
+	} else {
+		nf, err = parse(f, path, 0, st.Size())
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -73,14 +98,120 @@ func Open(path string) (*File, error) {
 	return nf, nil
 }
 
-func parse(f *os.File, path string, size int64) (nf *File, err error) {
+// NpzSpec splits "x.npz[:name]": ok is false for any other spec.
+func NpzSpec(spec string) (path, name string, ok bool) {
+	const ext = ".npz"
+	i := strings.LastIndex(spec, ext)
+	if i < 0 {
+		return "", "", false
+	}
+	path, rest := spec[:i+len(ext)], spec[i+len(ext):]
+	switch {
+	case rest == "":
+		return path, "", true
+	case rest[0] == ':':
+		return path, rest[1:], true
+	}
+	return "", "", false
+}
+
+// Arrays returns the names of the arrays of the .npz archive at path.
+func Arrays(path string) ([]string, error) {
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a .npz archive: %v", path, err)
+	}
+	defer zr.Close()
+	return arrays(zr.File), nil
+}
+
+func arrays(fs []*zip.File) []string {
+	names := make([]string, len(fs))
+	for k, e := range fs {
+		names[k] = strings.TrimSuffix(e.Name, ".npy")
+	}
+	return names
+}
+
+// openNpz opens the array name (def, or the only one, when "") of the
+// .npz archive f at path: in place when stored, else decompressed into a
+// temporary file. It closes f when it returns another file.
+func openNpz(f *os.File, path, name, def string, size int64) (*File, error) {
+	zr, err := zip.NewReader(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a .npz archive: %v", path, err)
+	}
+	names := arrays(zr.File)
+	want := name
+	if want == "" && len(names) == 1 {
+		want = names[0]
+	} else if want == "" && slices.Contains(names, def) {
+		want = def
+	}
+	k := slices.Index(names, want)
+	switch {
+	case len(names) == 0:
+		return nil, fmt.Errorf("%s: an empty .npz archive", path)
+	case want == "":
+		return nil, fmt.Errorf("%s: holds %d arrays (%s): name one, %s:NAME", path, len(names), list(names), path)
+	case k < 0:
+		return nil, fmt.Errorf("%s: no array %q (it holds %s)", path, want, list(names))
+	}
+	e, spec := zr.File[k], path+":"+want
+	if e.Method == zip.Store {
+		off, err := e.DataOffset()
+		if err != nil {
+			return nil, fmt.Errorf("%s: malformed .npz entry: %v", spec, err)
+		}
+		if n := int64(e.UncompressedSize64); n < 0 || e.CompressedSize64 != e.UncompressedSize64 || off > size || n > size-off {
+			return nil, fmt.Errorf("%s: malformed .npz entry: %d bytes at %d of a file of %d", spec, e.UncompressedSize64, off, size)
+		}
+		return parse(f, spec, off, int64(e.UncompressedSize64))
+	}
+	rc, err := e.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", spec, err)
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp("", "xent-npz-*.npy")
+	if err != nil {
+		return nil, fmt.Errorf("%s: a temporary file to decompress it into: %w", spec, err)
+	}
+	n, err := io.Copy(tmp, rc) // archive/zip checks the size and the CRC-32 at the end
+	if err == nil {
+		var nf *File
+		if nf, err = parse(tmp, spec, 0, n); err == nil {
+			f.Close()
+			nf.tmp = tmp.Name()
+			return nf, nil
+		}
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, err
+	}
+	tmp.Close()
+	os.Remove(tmp.Name())
+	return nil, fmt.Errorf("%s: decompressing: %v", spec, err)
+}
+
+// list names up to 8 arrays.
+func list(names []string) string {
+	if len(names) > 8 {
+		return strings.Join(names[:8], ", ") + fmt.Sprintf(", ... (%d in all)", len(names))
+	}
+	return strings.Join(names, ", ")
+}
+
+// parse checks the .npy array of size bytes at base in f (the file, or a
+// .npz archive's entry) and returns it open.
+func parse(f *os.File, path string, base, size int64) (nf *File, err error) {
 	if size == 0 {
 		return nil, fmt.Errorf("%s: empty file, not a .npy file", path)
 	}
 	// Check the preamble before the parser allocates the header length it
 	// claims (a hostile file may claim 4 GB).
 	var pre [12]byte
-	got, _ := f.ReadAt(pre[:], 0)
+	got, _ := f.ReadAt(pre[:min(12, size)], base)
 	if got < 10 || string(pre[:6]) != "\x93NUMPY" {
 		return nil, fmt.Errorf("%s: not a .npy file (no NumPy magic string)", path)
 	}
@@ -94,7 +225,7 @@ func parse(f *os.File, path string, size int64) (nf *File, err error) {
 	if hlen > maxHeader || start+hlen > size {
 		return nil, fmt.Errorf("%s: malformed .npy header: it claims %d bytes, the file holds %d", path, hlen, size)
 	}
-	c := &counter{r: io.NewSectionReader(f, 0, min(size, maxHeader))}
+	c := &counter{r: io.NewSectionReader(f, base, min(size, maxHeader))}
 	defer func() { // the header parser can panic on malformed headers
 		if r := recover(); r != nil {
 			nf, err = nil, fmt.Errorf("%s: malformed .npy header", path)
@@ -108,7 +239,7 @@ func parse(f *os.File, path string, size int64) (nf *File, err error) {
 		return nil, fmt.Errorf("%s: malformed .npy header: %v", path, err)
 	}
 	h := r.Header
-	nf = &File{f: f, Path: path, Dtype: strings.Trim(h.Descr.Type, "'\""), Shape: h.Descr.Shape, Fortran: h.Descr.Fortran, off: c.n}
+	nf = &File{f: f, Path: path, Dtype: strings.Trim(h.Descr.Type, "'\""), Shape: h.Descr.Shape, Fortran: h.Descr.Fortran, off: base + c.n}
 	d := nf.Dtype
 	if len(d) != 3 || !strings.Contains("<>|=", d[:1]) || !strings.Contains("fiub", d[1:2]) || d[2] < '1' || d[2] > '8' {
 		return nil, fmt.Errorf("%s: unsupported dtype %q", path, d)
@@ -125,14 +256,20 @@ func parse(f *os.File, path string, size int64) (nf *File, err error) {
 		}
 		n *= int64(s)
 	}
-	if need := nf.off + n*int64(nf.item); size < need {
-		return nil, fmt.Errorf("%s: truncated: the header says shape %v of %s (%d bytes of data), the file holds %d", path, nf.Shape, d, n*int64(nf.item), size-nf.off)
+	if need := c.n + n*int64(nf.item); size < need {
+		return nil, fmt.Errorf("%s: truncated: the header says shape %v of %s (%d bytes of data), the file holds %d", path, nf.Shape, d, n*int64(nf.item), size-c.n)
 	}
 	return nf, nil
 }
 
-// Close closes the file.
-func (f *File) Close() error { return f.f.Close() }
+// Close closes the file (and removes a decompressed array's).
+func (f *File) Close() error {
+	err := f.f.Close()
+	if f.tmp != "" {
+		os.Remove(f.tmp)
+	}
+	return err
+}
 
 // TypeName names the dtype as NumPy does ("float32", "int64").
 func (f *File) TypeName() string {

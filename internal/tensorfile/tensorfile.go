@@ -33,7 +33,7 @@ func MatrixOr(spec, def string) (data []float32, rows, cols int, err error) {
 	if path, name, ok := safetensorsSpec(spec); ok {
 		return readSafetensors(path, name, def)
 	}
-	f, err := npyfile.Open(spec)
+	f, err := npyfile.OpenOr(spec, def)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -65,10 +65,13 @@ func safetensorsSpec(spec string) (path, name string, ok bool) {
 	return "", "", false
 }
 
-// FilePath returns the file a spec names: the path of a .safetensors or
-// checkpoint spec without its ":tensor", any other spec as it is.
+// FilePath returns the file a spec names: the path of a .safetensors,
+// .npz or checkpoint spec without its ":tensor", any other spec as it is.
 func FilePath(spec string) string {
 	if path, _, ok := safetensorsSpec(spec); ok {
+		return path
+	}
+	if path, _, ok := npyfile.NpzSpec(spec); ok {
 		return path
 	}
 	if path, _, kind := checkpointSpec(spec); kind != "" {
@@ -82,6 +85,13 @@ func FilePath(spec string) string {
 func IsSafetensors(spec string) bool {
 	_, _, ok := safetensorsSpec(spec)
 	return ok
+}
+
+// HoldsTargets reports whether spec names a file that may hold targets
+// beside the logits (Targets): a .safetensors file or a .npz archive.
+func HoldsTargets(spec string) bool {
+	_, _, npz := npyfile.NpzSpec(spec)
+	return npz || IsSafetensors(spec)
 }
 
 func readSafetensors(path, name, def string) ([]float32, int, int, error) {
@@ -120,7 +130,7 @@ func read(spec, def string, stack bool) (t Tensor, done func(), err error) {
 	if IsSafetensors(spec) {
 		return safetensorsTensor(spec, def, true, stack)
 	}
-	f, err := npyfile.Open(spec)
+	f, err := npyfile.OpenOr(spec, def)
 	if err != nil {
 		return t, done, err
 	}
@@ -288,14 +298,29 @@ func list(names []string) string {
 // TargetNames are the tensors Targets looks for, in order.
 var TargetNames = []string{"targets", "labels"}
 
-// Targets reads the targets a .safetensors file holds beside its logits:
-// its I64 or I32 tensor named "targets", else "labels" (as a dump of
-// logits and labels from PyTorch has them), one a row of the logits: 1-D,
-// or of the logits' leading shape ([batch × sequence] beside [batch ×
-// sequence × vocab]), flattened in C order. It returns them, the tensor's
-// shape and its spec ("file.safetensors:targets") for messages; a value
-// outside int32's range is an error naming its index.
+// Targets reads the targets a .safetensors file (or a .npz archive)
+// holds beside its logits: its I64 or I32 tensor (array) named "targets",
+// else "labels" (as a dump of logits and labels from PyTorch has them),
+// one a row of the logits: 1-D, or of the logits' leading shape ([batch ×
+// sequence] beside [batch × sequence × vocab]), flattened in C order. It
+// returns them, the tensor's shape and its spec
+// ("file.safetensors:targets") for messages; a value outside int32's
+// range is an error naming its index.
 func Targets(path string) ([]int32, []int, string, error) {
+	if _, _, npz := npyfile.NpzSpec(path); npz {
+		names, err := npyfile.Arrays(path)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		for _, name := range TargetNames {
+			if slices.Contains(names, name) {
+				spec := path + ":" + name
+				tg, shape, err := npyfile.ReadShaped(spec, (*npyfile.File).Targets)
+				return tg, shape, spec, err
+			}
+		}
+		return nil, nil, "", fmt.Errorf("%s: no targets: it holds no array %s (it holds %s)", path, strings.Join(TargetNames, " or "), list(names))
+	}
 	b, unmap, err := load(path)
 	if err != nil {
 		return nil, nil, "", err

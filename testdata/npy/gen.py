@@ -5,7 +5,7 @@ dtypes and layouts, its targets as int32 and int64, and the expected mean
 loss computed in float64 by PyTorch (expected.json); and a causal language
 model's dump, logits [batch x sequence x vocab] with its input ids, and
 its loss as Hugging Face's models compute it with labels = ids (expected.json's
-"causal")."""
+"causal"), also as .npz archives, stored and compressed."""
 import json
 import os
 
@@ -48,6 +48,11 @@ ids = rc.integers(0, V, (B, T))
 ids[2, 4:] = -100
 np.save(os.path.join(HERE, "causal_logits.npy"), xc)
 np.save(os.path.join(HERE, "causal_ids.npy"), ids.astype(np.int64))
+# The same dump in one .npz archive, the ids as "labels": np.savez stores
+# the arrays (read in place), np.savez_compressed deflates them (with an
+# attention mask beside them as bools).
+np.savez(os.path.join(HERE, "causal.npz"), logits=xc, labels=ids.astype(np.int64))
+np.savez_compressed(os.path.join(HERE, "causal_z.npz"), logits=xc, labels=ids.astype(np.int64), mask=ids != -100)
 zc = torch.tensor(xc.astype(np.float64)).reshape(-1, V)
 labels = F.pad(torch.tensor(ids), (0, 1), value=-100)[..., 1:].reshape(-1)
 causal = dict(mean=F.cross_entropy(zc, labels).item(), tokens=int((labels != -100).sum()),
