@@ -54,8 +54,9 @@
 #                 bfloat16 too
 #   linear.jsonl  `xent bench --ops linear` at 1024×50257×768, 8192×128256×4096
 #                 and 8192×256000×2304 (CCE's Gemma 2 shape), when asked for:
-#                 CLBlast's path (with its database's parameters, then with
-#                 the blastune stage's), linear.cl's kernels in tiles of 32
+#                 CLBlast's path (with its database's parameters, the same
+#                 with a 1 GiB budget, then with the blastune stage's
+#                 parameters), linear.cl's kernels in tiles of 32
 #                 and 64 (XENT_GPU_LINEAR names others), a line each;
 #                 with the distill stage, a top-64 distillation at
 #                 1024×50257×768 on CLBlast's path without and with the
@@ -312,21 +313,28 @@ fi
 
 if [[ $stages == *" linear "* ]]; then
 	# CLBlast's path (LIN_TILE=0, whatever the tuning says) with its
-	# database's parameters, then with the blastune stage's fastest set,
-	# then linear.cl's
+	# database's parameters, the same with a budget of 1 GiB (--budget:
+	# chunks of 1024 rows of 50257 classes, 2093 of 128256, where the
+	# default's are 83 and 64: on a 2-core CPU with OpenBLAS 256 rows made
+	# forward + backward 0.8× the time; a GPU's Sgemm of 83 rows may lose
+	# more), then with the blastune stage's fastest set, then linear.cl's
 	# kernels (opt-in, never timed on a GPU before) in tiles of 32 and 64, and
 	# of 64 with 8 × 8 entries a work-item (LIN_REG=8), shape by shape: one
-	# line {"path": ..., "report": xent bench's JSON} each.
+	# line {"path": ..., "report": xent bench's JSON} each. A path is
+	# comma-separated environment assignments and xent bench flags (--...).
 	linear() {
 		: >"$out/linear.jsonl"
 		local shape v
 		for shape in "1024 50257 768 3" "8192 128256 4096 1" "8192 256000 2304 1"; do
 			set -- $shape
-			for v in ${XENT_GPU_LINEAR:-XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=none ${xtuned:+XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=$xtuned} XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64 XENT_OPENCL_LIN_TILE=64,XENT_OPENCL_LIN_REG=8}; do
-				local envs
-				IFS=, read -ra envs <<<"$v"
+			for v in ${XENT_GPU_LINEAR:-XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=none XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=none,--budget=1073741824 ${xtuned:+XENT_OPENCL_LIN_TILE=0,XENT_OPENCL_XGEMM=$xtuned} XENT_OPENCL_LIN_TILE=32 XENT_OPENCL_LIN_TILE=64 XENT_OPENCL_LIN_TILE=64,XENT_OPENCL_LIN_REG=8}; do
+				local parts envs=() flags=()
+				IFS=, read -ra parts <<<"$v"
+				for p in "${parts[@]}"; do
+					if [[ $p == --* ]]; then flags+=("$p"); else envs+=("$p"); fi
+				done
 				printf '{"path": "%s", "report": ' "$v" >>"$out/linear.jsonl"
-				env "${envs[@]}" "$bin/xent" bench --ops linear --batch "$1" --vocab "$2" --hidden "$3" --device "$gpu" --repeat "$4" --json | tr -d '\n' >>"$out/linear.jsonl" || return 1
+				env "${envs[@]}" "$bin/xent" bench --ops linear --batch "$1" --vocab "$2" --hidden "$3" --device "$gpu" --repeat "$4" "${flags[@]}" --json | tr -d '\n' >>"$out/linear.jsonl" || return 1
 				echo "}" >>"$out/linear.jsonl"
 			done
 		done
