@@ -216,13 +216,16 @@ func (r Rows) Commit(m corpus.Manifest) error {
 
 // Discard removes every row file the run staged.
 func (r Rows) Discard() error {
-	staged, err := filepath.Glob(filepath.Join(r.Dir, ".xent-beam-"+r.Run+"-*"))
+	ents, err := os.ReadDir(r.Dir)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, p := range staged {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".xent-beam-"+r.Run+"-") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(r.Dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

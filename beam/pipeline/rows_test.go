@@ -15,7 +15,8 @@ import (
 // none when a line's are missing (naming it); Discard removes what a run
 // staged and nothing else.
 func TestRows(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "rows [*?]") // no pattern
+	require.NoError(t, os.Mkdir(dir, 0o755))
 	m := corpus.Manifest{Lines: []corpus.Line{{N: 1}, {N: 2}, {N: 10}}}
 	r, err := NewRows(dir, m)
 	require.NoError(t, err)
