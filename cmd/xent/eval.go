@@ -22,8 +22,8 @@ import (
 // manifest of them (evalManifest), and prints the loss.
 func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
-	logits := fs.String("logits", "", "logits `L`: a .npy, [rows × vocab] or [batch × sequence × vocab] (any leading dimensions, C order: rows), float32, float16 or float64 (narrowed to float32); or file.safetensors[:name], F32, BF16 or F16; or an array of a NumPy archive, file.npz[:name] (default: the only tensor, or \"logits\"); every .npy flag takes file.npz:name")
-	targets := fs.String("targets", "", "targets `T.npy`: int32 or int64, one per row: 1-D, or the rows' leading shape ([batch × sequence]) (default for a .safetensors or .npz --logits: its I64 or I32 tensor \"targets\" or \"labels\")")
+	logits := fs.String("logits", "", "logits `L`: a .npy, [rows × vocab] or [batch × sequence × vocab] (any leading dimensions, C order: rows), float32, float16 or float64 (narrowed to float32); or file.safetensors[:name], F32, BF16 or F16; or an array of a NumPy archive, file.npz[:name], or a tensor of a PyTorch file, file.pt[:name] (torch.save: F32, BF16, F16, F64) (default: the only tensor, or \"logits\"); every .npy flag takes file.npz:name and file.pt:name")
+	targets := fs.String("targets", "", "targets `T.npy`: int32 or int64, one per row: 1-D, or the rows' leading shape ([batch × sequence]) (default for a .safetensors, .npz or .pt --logits: its I64 or I32 tensor \"targets\" or \"labels\")")
 	lossConfig := corpus.LossFlags(fs)
 	teacherIDs := fs.String("teacher-ids", "", "a teacher's top-k classes `I.npy`: int32 or int64 [rows × k] (or [batch × sequence × k]), distinct classes of each counted row: report \"kl\", KL(teacher ‖ student) over them and one tail bin, with --teacher-logprobs")
 	teacherLP := fs.String("teacher-logprobs", "", "the teacher's log-probabilities `LP.npy` of --teacher-ids: float32 (float16, float64) [rows × k] (or [batch × sequence × k]), ≤ 0, a mass ≤ 1 (beyond rounding)")
@@ -78,7 +78,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "xent eval: --bias, --grad-hidden and --grad-weight go with --hidden and --weight")
 		return errUsage
 	case *logits == "" || *targets == "" && !tensorfile.HoldsTargets(*logits):
-		fmt.Fprintln(stderr, "xent eval: --logits and --targets are required (--targets may be left out for a .safetensors or .npz holding \"targets\" or \"labels\")")
+		fmt.Fprintln(stderr, "xent eval: --logits and --targets are required (--targets may be left out for a .safetensors, .npz or .pt holding \"targets\" or \"labels\")")
 		fs.Usage()
 		return errUsage
 	}

@@ -37,6 +37,10 @@ func TestEvalShift(t *testing.T) {
 			Tokens int64     `json:"tokens"`
 			Rows   []float64 `json:"rows"`
 		} `json:"causal"`
+		CausalBF16 struct {
+			Mean   float64 `json:"mean"`
+			Tokens int64   `json:"tokens"`
+		} `json:"causal_bf16"`
 	}
 	b, err := os.ReadFile(fixture("expected.json"))
 	require.NoError(t, err)
@@ -94,6 +98,17 @@ func TestEvalShift(t *testing.T) {
 	check(".npz of logits and labels", []int{3, 6}, "--logits", fixture("causal.npz"))
 	zf := fixture("causal_z.npz")
 	check(".npz compressed", []int{3, 6}, "--logits", zf+":logits", "--targets", zf+":labels", "--token-weights", zf+":mask")
+	// PyTorch's files (torch.save): a dict of the logits and the ids, and
+	// the same logits in bfloat16 (mapped and computed in bfloat16), whose
+	// loss PyTorch computed from the bfloat16 values; a view that is not
+	// contiguous is refused.
+	check(".pt of logits and labels", []int{3, 6}, "--logits", fixture("causal.pt"))
+	bf := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", fixture("causal_bf16.pt"))
+	require.True(t, spec.LossCloseIn(bf["loss"].(float64), exp.CausalBF16.Mean, spec.LossTol), ".pt in bfloat16: loss %v, PyTorch %v", bf["loss"], exp.CausalBF16.Mean)
+	require.EqualValues(t, exp.CausalBF16.Tokens, bf["tokens"])
+	code, _, errOut := runCmd("eval", "--device", "cpu", "--shift", "--logits", fixture("causal_view.pt"), "--targets", ids)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, fixture("causal_view.pt")+": not contiguous (size [3 5 29], stride [174 29 1]): save x.contiguous()")
 	code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--logits", logits, "--targets", zf+":labels", "--rows-out", zf)
 	require.Equal(t, 1, code)
 	require.Empty(t, out)

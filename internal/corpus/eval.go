@@ -283,7 +283,7 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 	var shape []int
 	var err error
 	tname := l.Targets
-	if l.Targets == "" { // a .safetensors or .npz of logits and targets (ReadManifest allows no other)
+	if l.Targets == "" { // a .safetensors, .npz or .pt of logits and targets (ReadManifest allows no other)
 		tg, shape, tname, err = tensorfile.Targets(tensorfile.FilePath(l.Logits))
 	} else {
 		tg, shape, err = npyfile.ReadShaped(l.Targets, (*npyfile.File).Targets)
@@ -684,6 +684,9 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		} else if bits, unmap, err := lf.MapF16(); err == nil {
 			defer unmap()
 			whole = batch.NewHalfMatrix(bits, batch.F16, rows, cols)
+		} else if bits, unmap, err := lf.MapBF16(); err == nil { // a .pt's
+			defer unmap()
+			whole = batch.NewHalfMatrix(bits, batch.BF16, rows, cols)
 		}
 	}
 	if whole.Rows > 0 || lf == nil { // mapped, or an empty .safetensors tensor

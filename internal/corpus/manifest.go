@@ -146,7 +146,7 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 	case l.Hidden != "" && l.Weight == "" && defaultWeight == "":
 		return Line{}, errors.New(`"hidden" needs "weight" (or --weight, for every line without one)`)
 	case l.Targets == "" && !tensorfile.HoldsTargets(l.Logits):
-		return Line{}, errors.New(`"targets" is required (a .safetensors or .npz of logits may hold them instead, as "targets" or "labels")`)
+		return Line{}, errors.New(`"targets" is required (a .safetensors, .npz or .pt of logits may hold them instead, as "targets" or "labels")`)
 	case (l.TeacherIDs == "") != (l.TeacherLogProbs == ""):
 		return Line{}, errors.New(`"teacher_ids" and "teacher_logprobs" go together`)
 	}

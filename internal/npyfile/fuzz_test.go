@@ -9,11 +9,12 @@ import (
 	"time"
 )
 
-// FuzzOpen feeds arbitrary bytes to the .npy reader, as a .npy file and
-// as a .npz archive: it must return an error naming the file or a
-// well-formed result, and never panic or read past the data.
+// FuzzOpen feeds arbitrary bytes to the .npy reader, as a .npy file, as
+// a .npz archive and as a PyTorch file: it must return an error naming
+// the file or a well-formed result, and never panic or read past the
+// data.
 func FuzzOpen(f *testing.F) {
-	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy", "logits_3d.npy", "causal_ids.npy", "causal.npz", "causal_z.npz"} {
+	for _, name := range []string{"logits_f32.npy", "logits_f16.npy", "logits_f32_fortran.npy", "targets_i64.npy", "targets_2d.npy", "logits_i8.npy", "logits_3d.npy", "causal_ids.npy", "causal.npz", "causal_z.npz", "causal.pt", "causal_bf16.pt", "linear.pt"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "npy", name))
 		if err != nil {
 			f.Fatal(err)
@@ -35,9 +36,18 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(z, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		pt := filepath.Join(dir, "x.pt")
+		if err := os.WriteFile(pt, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		exercise(t, p, func() (*File, error) { return Open(p) })
-		exercise(t, z, func() (*File, error) { return OpenOr(z, "logits") })
-		exercise(t, z, func() (*File, error) { return Open(z + ":labels") })
+		for _, a := range []string{z, pt} {
+			exercise(t, a, func() (*File, error) { return OpenOr(a, "logits") })
+			exercise(t, a, func() (*File, error) { return Open(a + ":labels") })
+			if _, err := Arrays(a); err != nil && !strings.Contains(err.Error(), a) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		}
 	})
 }
 

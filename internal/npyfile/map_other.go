@@ -13,3 +13,8 @@ func (f *File) Map() ([]float32, func() error, error) {
 func (f *File) MapF16() ([]uint16, func() error, error) {
 	return nil, nil, errors.New("mapping files is not supported here")
 }
+
+// MapBF16 is Map for bfloat16; mapping is not supported here.
+func (f *File) MapBF16() ([]uint16, func() error, error) {
+	return nil, nil, errors.New("mapping files is not supported here")
+}

@@ -21,7 +21,20 @@ import (
 func (f *File) Map() ([]float32, func() error, error) { return mapAs[float32](f) }
 
 // MapF16 is Map for a native-order C float16 matrix: its 16-bit elements.
-func (f *File) MapF16() ([]uint16, func() error, error) { return mapAs[uint16](f) }
+func (f *File) MapF16() ([]uint16, func() error, error) {
+	if f.bf16 {
+		return nil, nil, errors.New("bfloat16, not float16")
+	}
+	return mapAs[uint16](f)
+}
+
+// MapBF16 is Map for a native-order C bfloat16 matrix (a .pt's).
+func (f *File) MapBF16() ([]uint16, func() error, error) {
+	if !f.bf16 {
+		return nil, nil, errors.New("not bfloat16")
+	}
+	return mapAs[uint16](f)
+}
 
 // mapAs maps the file's elements as T, float32 or uint16 (float16), when
 // they are native-order C floats of T's size.

@@ -5,7 +5,8 @@
 // Fortran order. An array of a .npz archive (NumPy's savez and
 // savez_compressed), named "archive.npz:name", is read as a .npy file:
 // in place when stored, decompressed into a temporary file when
-// compressed. Every error names the file and the problem.
+// compressed; so is a C-contiguous tensor of a PyTorch file (torch.save),
+// "file.pt:name" (pt.go). Every error names the file and the problem.
 package npyfile
 
 import (
@@ -41,6 +42,7 @@ type File struct {
 	kind    byte // 'f' or 'i' or 'u' or 'b'...
 	item    int
 	order   binary.ByteOrder
+	bf16    bool   // 2-byte floats are bfloat16 (a .pt's), not float16
 	buf     []byte // reused by Rows: streaming holds one chunk of bytes
 }
 
@@ -58,14 +60,15 @@ func (c *counter) Read(p []byte) (int, error) {
 
 // Open opens path and checks its header against its size: a .npy file,
 // or an array of a .npz archive, "archive.npz:name" (or "archive.npz" when
-// it holds one array).
+// it holds one array), or a tensor of a PyTorch file, "file.pt:name" (or
+// .pth; "file.pt" for a tensor alone, or a dict of one).
 func Open(path string) (*File, error) { return OpenOr(path, "") }
 
-// OpenOr is Open that takes the array named def from a .npz archive of
+// OpenOr is Open that takes the array named def from an archive of
 // several when path names none ("logits" for xent eval).
 func OpenOr(path, def string) (*File, error) {
-	file, name, npz := NpzSpec(path)
-	if !npz {
+	file, name, archive := ArchiveSpec(path)
+	if archive == "" {
 		file = path
 	}
 	f, err := os.Open(file)
@@ -77,18 +80,18 @@ func OpenOr(path, def string) (*File, error) {
 		f.Close()
 		return nil, err
 	}
-	kind := ".npy file"
-	if npz {
-		kind = ".npz archive"
-	}
+	kind := map[string]string{"": ".npy file", ".npz": ".npz archive", ".pt": "PyTorch file"}[archive]
 	if st.IsDir() {
 		f.Close()
 		return nil, fmt.Errorf("%s: is a directory, not a %s", file, kind)
 	}
 	var nf *File
-	if npz {
+	switch archive {
+	case ".npz":
 		nf, err = openNpz(f, file, name, def, st.Size())
-	} else {
+	case ".pt":
+		nf, err = openPt(f, file, name, def, st.Size())
+	default:
 		nf, err = parse(f, path, 0, st.Size())
 	}
 	if err != nil {
@@ -98,30 +101,46 @@ func OpenOr(path, def string) (*File, error) {
 	return nf, nil
 }
 
-// NpzSpec splits "x.npz[:name]": ok is false for any other spec.
-func NpzSpec(spec string) (path, name string, ok bool) {
-	const ext = ".npz"
-	i := strings.LastIndex(spec, ext)
-	if i < 0 {
-		return "", "", false
+// ArchiveSpec splits "x.npz[:name]" (archive ".npz") and "x.pt[:name]"
+// or "x.pth[:name]" (archive ".pt"); archive is "" for any other spec.
+func ArchiveSpec(spec string) (path, name, archive string) {
+	for _, ext := range []string{".npz", ".pt", ".pth"} {
+		i := strings.LastIndex(spec, ext)
+		if i < 0 {
+			continue
+		}
+		path, rest := spec[:i+len(ext)], spec[i+len(ext):]
+		kind := map[bool]string{true: ".npz", false: ".pt"}[ext == ".npz"]
+		switch {
+		case rest == "":
+			return path, "", kind
+		case rest[0] == ':':
+			return path, rest[1:], kind
+		}
 	}
-	path, rest := spec[:i+len(ext)], spec[i+len(ext):]
-	switch {
-	case rest == "":
-		return path, "", true
-	case rest[0] == ':':
-		return path, rest[1:], true
-	}
-	return "", "", false
+	return "", "", ""
 }
 
-// Arrays returns the names of the arrays of the .npz archive at path.
+// Arrays returns the names of the arrays of the .npz archive (or the
+// tensors of the PyTorch file) at path.
 func Arrays(path string) ([]string, error) {
 	zr, err := zip.OpenReader(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a .npz archive: %v", path, err)
+		return nil, fmt.Errorf("%s: not a .npz archive or PyTorch file: %v", path, err)
 	}
 	defer zr.Close()
+	if _, _, a := ArchiveSpec(path); a == ".pt" {
+		ts, _, err := ptTensors(&zr.Reader, path)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for n := range ts {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return names, nil
+	}
 	return arrays(zr.File), nil
 }
 
@@ -273,6 +292,9 @@ func (f *File) Close() error {
 
 // TypeName names the dtype as NumPy does ("float32", "int64").
 func (f *File) TypeName() string {
+	if f.bf16 {
+		return "bfloat16"
+	}
 	names := map[byte]string{'f': "float", 'i': "int", 'u': "uint", 'b': "bool"}
 	if f.kind == 'b' {
 		return "bool"
@@ -369,8 +391,12 @@ func (f *File) Rows(dst []float32, lo, hi int) error {
 func (f *File) convert(dst []float32, b []byte) {
 	switch f.item {
 	case 2:
+		widen := half.F16
+		if f.bf16 {
+			widen = half.BF16
+		}
 		for i := range dst {
-			dst[i] = half.F16(f.order.Uint16(b[2*i:]))
+			dst[i] = widen(f.order.Uint16(b[2*i:]))
 		}
 	case 4:
 		for i := range dst {

@@ -66,12 +66,13 @@ func safetensorsSpec(spec string) (path, name string, ok bool) {
 }
 
 // FilePath returns the file a spec names: the path of a .safetensors,
-// .npz or checkpoint spec without its ":tensor", any other spec as it is.
+// .npz, .pt or checkpoint spec without its ":tensor", any other spec as it
+// is.
 func FilePath(spec string) string {
 	if path, _, ok := safetensorsSpec(spec); ok {
 		return path
 	}
-	if path, _, ok := npyfile.NpzSpec(spec); ok {
+	if path, _, a := npyfile.ArchiveSpec(spec); a != "" {
 		return path
 	}
 	if path, _, kind := checkpointSpec(spec); kind != "" {
@@ -88,10 +89,11 @@ func IsSafetensors(spec string) bool {
 }
 
 // HoldsTargets reports whether spec names a file that may hold targets
-// beside the logits (Targets): a .safetensors file or a .npz archive.
+// beside the logits (Targets): a .safetensors file, a .npz archive or a
+// PyTorch file.
 func HoldsTargets(spec string) bool {
-	_, _, npz := npyfile.NpzSpec(spec)
-	return npz || IsSafetensors(spec)
+	_, _, a := npyfile.ArchiveSpec(spec)
+	return a != "" || IsSafetensors(spec)
 }
 
 func readSafetensors(path, name, def string) ([]float32, int, int, error) {
@@ -145,6 +147,10 @@ func read(spec, def string, stack bool) (t Tensor, done func(), err error) {
 	t.Lead = f.Shape[:len(f.Shape)-1]
 	if bits, unmap, err := f.MapF16(); err == nil {
 		t.Half = bits
+		return t, func() { unmap() }, nil
+	}
+	if bits, unmap, err := f.MapBF16(); err == nil { // a .pt's
+		t.Half, t.BF16 = bits, true
 		return t, func() { unmap() }, nil
 	}
 	t.F32 = make([]float32, t.Rows*t.Cols)
@@ -298,8 +304,8 @@ func list(names []string) string {
 // TargetNames are the tensors Targets looks for, in order.
 var TargetNames = []string{"targets", "labels"}
 
-// Targets reads the targets a .safetensors file (or a .npz archive)
-// holds beside its logits: its I64 or I32 tensor (array) named "targets",
+// Targets reads the targets a .safetensors file (a .npz archive, a
+// PyTorch file) holds beside its logits: its I64 or I32 tensor (array) named "targets",
 // else "labels" (as a dump of logits and labels from PyTorch has them),
 // one a row of the logits: 1-D, or of the logits' leading shape ([batch ×
 // sequence] beside [batch × sequence × vocab]), flattened in C order. It
@@ -307,7 +313,7 @@ var TargetNames = []string{"targets", "labels"}
 // ("file.safetensors:targets") for messages; a value outside int32's
 // range is an error naming its index.
 func Targets(path string) ([]int32, []int, string, error) {
-	if _, _, npz := npyfile.NpzSpec(path); npz {
+	if _, _, a := npyfile.ArchiveSpec(path); a != "" {
 		names, err := npyfile.Arrays(path)
 		if err != nil {
 			return nil, nil, "", err

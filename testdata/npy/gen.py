@@ -5,7 +5,8 @@ dtypes and layouts, its targets as int32 and int64, and the expected mean
 loss computed in float64 by PyTorch (expected.json); and a causal language
 model's dump, logits [batch x sequence x vocab] with its input ids, and
 its loss as Hugging Face's models compute it with labels = ids (expected.json's
-"causal"), also as .npz archives, stored and compressed."""
+"causal"), also as .npz archives, stored and compressed, and as PyTorch
+files (torch.save), float32 and bfloat16."""
 import json
 import os
 
@@ -57,5 +58,20 @@ zc = torch.tensor(xc.astype(np.float64)).reshape(-1, V)
 labels = F.pad(torch.tensor(ids), (0, 1), value=-100)[..., 1:].reshape(-1)
 causal = dict(mean=F.cross_entropy(zc, labels).item(), tokens=int((labels != -100).sum()),
               rows=[float(v) for v in F.cross_entropy(zc, labels, reduction="none").numpy()])
+# And as PyTorch writes it (torch.save, the zip format): a dict of the
+# logits and the ids; the logits in bfloat16 (their loss computed in
+# float64 from the bfloat16 values); a view that is not contiguous (an
+# error); a state dict of nn.Linear(8, 29) beside its weight as a .npy.
+xt = torch.tensor(xc)
+torch.save({"logits": xt, "labels": torch.tensor(ids)}, os.path.join(HERE, "causal.pt"))
+xb = xt.to(torch.bfloat16)
+torch.save({"logits": xb, "labels": torch.tensor(ids)}, os.path.join(HERE, "causal_bf16.pt"))
+torch.save(xt[:, :-1, :], os.path.join(HERE, "causal_view.pt"))
+zb = xb.double().reshape(-1, V)
+causal_bf16 = dict(mean=F.cross_entropy(zb, labels).item(), tokens=int((labels != -100).sum()))
+torch.manual_seed(9)
+lin = torch.nn.Linear(8, V)
+torch.save(lin.state_dict(), os.path.join(HERE, "linear.pt"))
+np.save(os.path.join(HERE, "linear_weight.npy"), lin.weight.detach().numpy())
 with open(os.path.join(HERE, "expected.json"), "w") as f:
-    json.dump(dict(mean=mean, accuracy=acc, tokens=int((t != -100).sum()), rows=[float(v) for v in rows], causal=causal), f, indent=1)
+    json.dump(dict(mean=mean, accuracy=acc, tokens=int((t != -100).sum()), rows=[float(v) for v in rows], causal=causal, causal_bf16=causal_bf16), f, indent=1)
