@@ -33,7 +33,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
 	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
 	hidden := fs.String("hidden", "", "hidden states `H` [tokens × features] or [batch × sequence × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16): the fused linear, with --weight, instead of --logits")
-	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy (float32, float16, float64), file.safetensors[:name] (F32, BF16, F16; lm_head.weight by default), or a Hugging Face checkpoint, its directory or model.safetensors.index.json [:name] (lm_head.weight, else the tied embed_tokens.weight / wte.weight, said on stderr); with --manifest, that of the lines without one")
+	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy (float32, float16, float64), file.npz:name, file.pt:name (torch.save, pytorch_model.bin included), file.safetensors[:name] (F32, BF16, F16; lm_head.weight by default), or a Hugging Face checkpoint, its directory or model.safetensors.index.json [:name] (lm_head.weight, else the tied embed_tokens.weight / wte.weight, said on stderr); with --manifest, that of the lines without one")
 	bias := fs.String("bias", "", "classifier bias `B.npy`: 1-D float32 or float64, one per class (optional)")
 	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy` (float32 in H's shape: [tokens × features] or [batch × sequence × features])")
 	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy` (float32 [classes × features])")

@@ -101,10 +101,11 @@ func OpenOr(path, def string) (*File, error) {
 	return nf, nil
 }
 
-// ArchiveSpec splits "x.npz[:name]" (archive ".npz") and "x.pt[:name]"
-// or "x.pth[:name]" (archive ".pt"); archive is "" for any other spec.
+// ArchiveSpec splits "x.npz[:name]" (archive ".npz") and "x.pt[:name]",
+// "x.pth[:name]" or "x.bin[:name]" (archive ".pt": Hugging Face's
+// pytorch_model.bin is torch.save's); archive is "" for any other spec.
 func ArchiveSpec(spec string) (path, name, archive string) {
-	for _, ext := range []string{".npz", ".pt", ".pth"} {
+	for _, ext := range []string{".npz", ".pt", ".pth", ".bin"} {
 		i := strings.LastIndex(spec, ext)
 		if i < 0 {
 			continue

@@ -81,6 +81,13 @@ func TestPt(t *testing.T) {
 	bias, err := Read(fix("linear.pt")+":bias", (*File).Vector)
 	require.NoError(t, err)
 	require.Len(t, bias, 29)
+	// Hugging Face's pytorch_model.bin is a state dict torch.save wrote.
+	b, err := os.ReadFile(fix("linear.pt"))
+	require.NoError(t, err)
+	hf := filepath.Join(t.TempDir(), "pytorch_model.bin")
+	require.NoError(t, os.WriteFile(hf, b, 0o644))
+	got, _ = rows(hf + ":weight")
+	require.Equal(t, w, got)
 
 	// Hostile files, made from causal.pt's entries.
 	src, err := zip.OpenReader(fix("causal.pt"))
