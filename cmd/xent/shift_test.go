@@ -195,6 +195,11 @@ func TestEvalShift(t *testing.T) {
 	wb, err := os.ReadFile(wp)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(wp, reshaped(t, wb, "(29, 8)", false), 0o644))
+	// nn.Linear(8, 29)'s state dict, saved by torch.save: its weight as
+	// the .npy of the same values gives it.
+	fromPt := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--hidden", hp, "--weight", fixture("linear.pt")+":weight", "--targets", ids)
+	fromNpy := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--hidden", hp, "--weight", fixture("linear_weight.npy"), "--targets", ids)
+	require.Equal(t, fromNpy["loss"], fromPt["loss"], "W from a .pt")
 	fromZ := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", zp, "--targets", ids)
 	for _, wt := range []string{wp, filepath.Join(dir, "w.safetensors")} {
 		dh := filepath.Join(dir, "dh.npy")
