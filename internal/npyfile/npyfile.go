@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -135,12 +136,7 @@ func Arrays(path string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		var names []string
-		for n := range ts {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		return names, nil
+		return slices.Sorted(maps.Keys(ts)), nil
 	}
 	return arrays(zr.File), nil
 }

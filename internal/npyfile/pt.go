@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -205,11 +206,7 @@ func openPt(f *os.File, file, name, def string, size int64) (nf *File, err error
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for n := range tensors {
-		names = append(names, n)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(tensors))
 	want := name
 	if want == "" && len(names) == 1 {
 		want = names[0] // "" for a tensor alone
