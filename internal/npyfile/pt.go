@@ -280,8 +280,8 @@ func openPt(f *os.File, file, name, def string, size int64) (nf *File, err error
 }
 
 // ptTensors reads the pickle of a PyTorch zip file: its tensors by name
-// ("" for a tensor alone; a dict's string keys), and its entries by name
-// below the archive's folder.
+// ("" for a tensor alone; a dict's string keys, its entries of other
+// types left out), and its entries by name below the archive's folder.
 func ptTensors(zr *zip.Reader, file string) (ts map[string]*ptTensor, entries map[string]*zip.File, err error) {
 	entries = map[string]*zip.File{}
 	var pkl *zip.File
@@ -328,30 +328,23 @@ func ptTensors(zr *zip.Reader, file string) (ts map[string]*ptTensor, entries ma
 		return nil, nil, fmt.Errorf("%s: data.pkl: %v", file, err)
 	}
 	ts = map[string]*ptTensor{}
-	add := func(k, v any) error {
+	add := func(k, v any) { // a dict's tensors under string keys; its other entries are not ours
 		name, ok := k.(string)
-		t, ok2 := v.(*ptTensor)
-		if !ok || !ok2 {
-			return fmt.Errorf("%s: a dict whose entry %v is not a tensor named by a string", file, k)
+		if t, ok2 := v.(*ptTensor); ok && ok2 {
+			ts[name] = t
 		}
-		ts[name] = t
-		return nil
 	}
 	switch v := v.(type) {
 	case *ptTensor:
 		ts[""] = v
 	case *types.Dict:
 		for _, e := range *v {
-			if err := add(e.Key, e.Value); err != nil {
-				return nil, nil, err
-			}
+			add(e.Key, e.Value)
 		}
 	case *types.OrderedDict:
 		for e := v.List.Front(); e != nil; e = e.Next() {
 			kv := e.Value.(*types.OrderedDictEntry)
-			if err := add(kv.Key, kv.Value); err != nil {
-				return nil, nil, err
-			}
+			add(kv.Key, kv.Value)
 		}
 	default:
 		return nil, nil, fmt.Errorf("%s: holds a %T: a tensor or a dict of tensors is read", file, v)

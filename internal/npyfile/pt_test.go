@@ -116,6 +116,7 @@ func TestPt(t *testing.T) {
 		{write("frame.pt", zip.Store, "data.pkl", frame), "frame.pt: a malformed data.pkl: a frame of 1099511627776 bytes past the end"},
 		{write("os.pt", zip.Store, "data.pkl", []byte("\x80\x02cos\nsystem\n.")), "os.pt: data.pkl: os.system: a .pt of tensors, or of a dict of them, is read; not this object"},
 		{write("list.pt", zip.Store, "data.pkl", []byte("\x80\x02].")), "list.pt: holds a *types.List: a tensor or a dict of tensors is read"},
+		{write("ints.pt", zip.Store, "data.pkl", []byte("\x80\x02}(X\x05\x00\x00\x00epochK\x03u.")), "ints.pt: holds no tensor"},
 		{write("deflated.pt", zip.Deflate, "data.pkl", pkl, "data/0", entry["0"], "data/1", entry["1"]) + ":logits", "deflated.pt:logits: its storage is compressed"},
 		{write("short.pt", zip.Store, "data.pkl", pkl, "data/0", entry["0"][:100], "data/1", entry["1"]) + ":logits", "short.pt:logits: malformed"},
 		{write("nostorage.pt", zip.Store, "data.pkl", pkl) + ":logits", "nostorage.pt:logits: its storage data/0 is missing"},

@@ -59,11 +59,11 @@ labels = F.pad(torch.tensor(ids), (0, 1), value=-100)[..., 1:].reshape(-1)
 causal = dict(mean=F.cross_entropy(zc, labels).item(), tokens=int((labels != -100).sum()),
               rows=[float(v) for v in F.cross_entropy(zc, labels, reduction="none").numpy()])
 # And as PyTorch writes it (torch.save, the zip format): a dict of the
-# logits and the ids; the logits in bfloat16 (their loss computed in
+# logits and the ids (and two entries that are not tensors); the logits in bfloat16 (their loss computed in
 # float64 from the bfloat16 values); a view that is not contiguous (an
 # error); a state dict of nn.Linear(8, 29) beside its weight as a .npy.
 xt = torch.tensor(xc)
-torch.save({"logits": xt, "labels": torch.tensor(ids)}, os.path.join(HERE, "causal.pt"))
+torch.save({"logits": xt, "labels": torch.tensor(ids), "seq_len": T, "model": "gen.py"}, os.path.join(HERE, "causal.pt"))
 xb = xt.to(torch.bfloat16)
 torch.save({"logits": xb, "labels": torch.tensor(ids)}, os.path.join(HERE, "causal_bf16.pt"))
 torch.save(xt[:, :-1, :], os.path.join(HERE, "causal_view.pt"))
