@@ -158,21 +158,11 @@ func openNpz(f *os.File, path, name, def string, size int64) (*File, error) {
 		return nil, fmt.Errorf("%s: not a .npz archive: %v", path, err)
 	}
 	names := arrays(zr.File)
-	want := name
-	if want == "" && len(names) == 1 {
-		want = names[0]
-	} else if want == "" && slices.Contains(names, def) {
-		want = def
+	want, err := choose(path, names, name, def, "array")
+	if err != nil {
+		return nil, err
 	}
 	k := slices.Index(names, want)
-	switch {
-	case len(names) == 0:
-		return nil, fmt.Errorf("%s: an empty .npz archive", path)
-	case want == "":
-		return nil, fmt.Errorf("%s: holds %d arrays (%s): name one, %s:NAME", path, len(names), list(names), path)
-	case k < 0:
-		return nil, fmt.Errorf("%s: no array %q (it holds %s)", path, want, list(names))
-	}
 	e, spec := zr.File[k], path+":"+want
 	if e.Method == zip.Store {
 		off, err := e.DataOffset()
@@ -193,21 +183,44 @@ func openNpz(f *os.File, path, name, def string, size int64) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: a temporary file to decompress it into: %w", spec, err)
 	}
+	var nf *File
 	n, err := io.Copy(tmp, rc) // archive/zip checks the size and the CRC-32 at the end
-	if err == nil {
-		var nf *File
-		if nf, err = parse(tmp, spec, 0, n); err == nil {
-			f.Close()
-			nf.tmp = tmp.Name()
-			return nf, nil
-		}
+	if err != nil {
+		err = fmt.Errorf("%s: decompressing: %v", spec, err)
+	} else {
+		nf, err = parse(tmp, spec, 0, n)
+	}
+	if err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return nil, err
 	}
-	tmp.Close()
-	os.Remove(tmp.Name())
-	return nil, fmt.Errorf("%s: decompressing: %v", spec, err)
+	f.Close()
+	nf.tmp = tmp.Name()
+	return nf, nil
+}
+
+// choose returns the name among an archive's names that a spec's name,
+// else def, else the only one picks (noun: "array" or "tensor"), or an
+// error naming file.
+func choose(file string, names []string, name, def, noun string) (string, error) {
+	want := name
+	if want == "" && len(names) == 1 {
+		want = names[0] // "" for a .pt's tensor alone
+	} else if want == "" && slices.Contains(names, def) {
+		want = def
+	}
+	switch {
+	case len(names) == 0:
+		return "", fmt.Errorf("%s: holds no %s", file, noun)
+	case slices.Contains(names, want):
+		return want, nil
+	case name == "":
+		return "", fmt.Errorf("%s: holds %d %ss (%s): name one, %s:NAME", file, len(names), noun, list(names), file)
+	case names[0] == "":
+		return "", fmt.Errorf("%s: no %s %q (it holds a %s alone: name none)", file, noun, want, noun)
+	}
+	return "", fmt.Errorf("%s: no %s %q (it holds %s)", file, noun, want, list(names))
 }
 
 // list names up to 8 arrays.

@@ -78,7 +78,7 @@ func TestNpz(t *testing.T) {
 	for _, c := range []struct{ spec, want string }{
 		{two, two + ": holds 2 arrays (a, b): name one, " + two + ":NAME"},
 		{two + ":c", two + `: no array "c" (it holds a, b)`},
-		{archive("empty.npz", zip.Store), "empty.npz: an empty .npz archive"},
+		{archive("empty.npz", zip.Store), "empty.npz: holds no array"},
 		{archive("text.npz", zip.Store, "a.npy", "not an array"), "text.npz:a: not a .npy file (no NumPy magic string)"},
 		{corrupt, "corrupt.npz:a: decompressing"},
 		{truncated, truncated + ": not a .npz archive: zip: not a valid zip file"},

@@ -206,24 +206,11 @@ func openPt(f *os.File, file, name, def string, size int64) (nf *File, err error
 	if err != nil {
 		return nil, err
 	}
-	names := slices.Sorted(maps.Keys(tensors))
-	want := name
-	if want == "" && len(names) == 1 {
-		want = names[0] // "" for a tensor alone
-	} else if want == "" && slices.Contains(names, def) {
-		want = def
+	want, err := choose(file, slices.Sorted(maps.Keys(tensors)), name, def, "tensor")
+	if err != nil {
+		return nil, err
 	}
-	t, ok := tensors[want]
-	switch {
-	case len(names) == 0:
-		return nil, fmt.Errorf("%s: holds no tensor", file)
-	case !ok && name == "":
-		return nil, fmt.Errorf("%s: holds %d tensors (%s): name one, %s:NAME", file, len(names), list(names), file)
-	case !ok && names[0] == "":
-		return nil, fmt.Errorf("%s: no tensor %q (it holds a tensor alone: name none)", file, want)
-	case !ok:
-		return nil, fmt.Errorf("%s: no tensor %q (it holds %s)", file, want, list(names))
-	}
+	t := tensors[want]
 	spec := file // a tensor alone has no name
 	if want != "" {
 		spec = file + ":" + want
