@@ -225,16 +225,15 @@ func openPt(f *os.File, file, name, def string, size int64) (nf *File, err error
 	item := int(t.s.dtype[len(t.s.dtype)-1] - '0')
 	// C order: each dimension's stride is the product of those after it
 	// (dimensions of 1 take any stride).
-	n, want1 := 1, 1
+	n := 1 // the elements after dimension k: its stride in C order
 	for k := len(t.size) - 1; k >= 0; k-- {
-		if t.size[k] != 1 && t.stride[k] != want1 {
+		if t.size[k] != 1 && t.stride[k] != n {
 			return nil, fmt.Errorf("%s: not contiguous (size %v, stride %v): save x.contiguous()", spec, t.size, t.stride)
 		}
 		if t.size[k] > 0 && n > (1<<62)/t.size[k] {
 			return nil, fmt.Errorf("%s: impossible size %v", spec, t.size)
 		}
 		n *= t.size[k]
-		want1 *= t.size[k]
 	}
 	off, err := e.DataOffset()
 	if err != nil {
