@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/nlpodyssey/safetensors"
+
+	"github.com/xentlab/xent/internal/npyfile"
 )
 
 // The classifier's names in Hugging Face checkpoints: the output layer
@@ -74,7 +76,9 @@ func checkpointSpec(spec string) (path, name, kind string) {
 // (as Read, mapped and read-only; done unmaps it): a tensor file as Read
 // takes it, or a Hugging Face checkpoint: its directory, holding a
 // model.safetensors.index.json (a sharded checkpoint) or a
-// model.safetensors, or the index itself, each with an optional ":name".
+// model.safetensors, else (an older one, torch.save's) a
+// pytorch_model.bin.index.json or a pytorch_model.bin, or the index
+// itself, each with an optional ":name".
 // Without a name a checkpoint's classifier is lm_head.weight, else the
 // input embedding it is tied to, which note then says (pickClassifier); a
 // name is looked up in the index's weight_map, and read from the shard it
@@ -87,34 +91,65 @@ func Classifier(spec string) (t Tensor, done func(), note string, err error) {
 		t, done, err = Read(spec, "lm_head.weight")
 		return t, done, "", err
 	case "dir":
-		index := filepath.Join(path, "model.safetensors.index.json")
-		single := filepath.Join(path, "model.safetensors")
+		index, single := checkpointFiles(path)
 		switch {
-		case exists(index):
+		case index != "":
 			path = index
-		case exists(single):
+		case single != "":
 			if name == "" {
 				if name, note, err = namesOf(single); err != nil {
 					return t, done, "", err
 				}
 			}
-			t, done, err = MapSafetensors(single+":"+name, "")
+			t, done, err = shardTensor(single, name)
 			return t, done, note, err
 		default:
-			return t, done, "", fmt.Errorf("%s: not a Hugging Face checkpoint: it holds neither model.safetensors.index.json nor model.safetensors", path)
+			return t, done, "", fmt.Errorf("%s: not a Hugging Face checkpoint: it holds none of model.safetensors.index.json, model.safetensors, pytorch_model.bin.index.json, pytorch_model.bin", path)
 		}
 	}
 	shard, name, note, err := lookup(path, name)
 	if err != nil {
 		return t, done, "", err
 	}
-	t, done, err = MapSafetensors(shard+":"+name, "")
+	t, done, err = shardTensor(shard, name)
 	return t, done, note, err
 }
 
+// checkpointFiles returns the index or the single file of the checkpoint
+// in dir ("" for none), the .safetensors ones first, as Hugging Face
+// loads them.
+func checkpointFiles(dir string) (index, single string) {
+	for _, base := range []string{"model.safetensors", "pytorch_model.bin"} {
+		if p := filepath.Join(dir, base+".index.json"); exists(p) {
+			return p, ""
+		}
+		if p := filepath.Join(dir, base); exists(p) {
+			return "", p
+		}
+	}
+	return "", ""
+}
+
+// shardTensor maps tensor name of a checkpoint's file: a .safetensors
+// (MapSafetensors) or torch.save's .bin (Read).
+func shardTensor(file, name string) (Tensor, func(), error) {
+	if strings.HasSuffix(file, ".bin") {
+		return Read(file+":"+name, "")
+	}
+	return MapSafetensors(file+":"+name, "")
+}
+
 // namesOf returns the classifier of a .safetensors file by its tensors'
-// names (its header only is read).
+// names (its header only is read), or of a torch.save .bin by its
+// pickle's.
 func namesOf(file string) (name, note string, err error) {
+	if strings.HasSuffix(file, ".bin") {
+		names, err := npyfile.Arrays(file)
+		if err != nil {
+			return "", "", err
+		}
+		return pickClassifier(file, names)
+	}
 	b, unmap, err := load(file)
 	if err != nil {
 		return "", "", err
@@ -163,8 +198,8 @@ func lookup(index, name string) (shard, tensor, note string, err error) {
 	if file == "" || file != filepath.Base(file) || file == "." || file == ".." || filepath.IsAbs(file) {
 		return "", "", "", fmt.Errorf("%s: weight_map[%q] = %q: not a file of the index's directory", index, name, file)
 	}
-	if !strings.HasSuffix(file, ".safetensors") {
-		return "", "", "", fmt.Errorf("%s: weight_map[%q] = %q: not a .safetensors file", index, name, file)
+	if !strings.HasSuffix(file, ".safetensors") && !strings.HasSuffix(file, ".bin") {
+		return "", "", "", fmt.Errorf("%s: weight_map[%q] = %q: not a .safetensors or .bin file", index, name, file)
 	}
 	return filepath.Join(filepath.Dir(index), file), name, note, nil
 }
@@ -184,9 +219,8 @@ func Files(spec string) []string {
 	}
 	out := []string{path}
 	if kind == "dir" {
-		index := filepath.Join(path, "model.safetensors.index.json")
-		single := filepath.Join(path, "model.safetensors")
-		if !exists(index) {
+		index, single := checkpointFiles(path)
+		if index == "" {
 			return append(out, single)
 		}
 		path = index

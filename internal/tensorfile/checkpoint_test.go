@@ -103,7 +103,7 @@ func TestClassifierHostile(t *testing.T) {
 		{"no weight_map", `{"metadata": {}}`, "no weight_map"},
 		{"outside the directory", `{"weight_map": {"lm_head.weight": "../model-00002-of-00002.safetensors"}}`, "not a file of the index's directory"},
 		{"absolute", `{"weight_map": {"lm_head.weight": "/etc/passwd"}}`, "not a file of the index's directory"},
-		{"not safetensors", `{"weight_map": {"lm_head.weight": "model.bin"}}`, "not a .safetensors file"},
+		{"not safetensors", `{"weight_map": {"lm_head.weight": "model.txt"}}`, "not a .safetensors or .bin file"},
 		{"no classifier", `{"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors"}}`, "no classifier"},
 		{"missing shard", `{"weight_map": {"lm_head.weight": "model-00009-of-00009.safetensors"}}`, "model-00009-of-00009.safetensors"},
 		{"wrong shard", `{"weight_map": {"lm_head.weight": "model-00001-of-00002.safetensors"}}`, `no tensor "lm_head.weight"`},
@@ -172,4 +172,34 @@ func TestMapSafetensorsMemory(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, grown(), uint64(3*rows*cols), "read: a copy")
 	runtime.KeepAlive(r)
+}
+
+// TestClassifierTorch: an older checkpoint, torch.save's: a directory of
+// a pytorch_model.bin (testdata/npy/gen.py: lm_head.weight beside
+// model.norm.weight), or of a pytorch_model.bin.index.json and its .bin
+// shards, gives lm_head.weight, the values of linear_weight.npy; the
+// files a command must not write over include the index and the shard.
+func TestClassifierTorch(t *testing.T) {
+	fix := func(name string) string { return filepath.Join("..", "..", "testdata", "npy", name) }
+	want, _, _, err := Matrix(fix("linear_weight.npy"))
+	require.NoError(t, err)
+	bin, err := os.ReadFile(fix("hf_pytorch_model.bin"))
+	require.NoError(t, err)
+	single := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(single, "pytorch_model.bin"), bin, 0o644))
+	sharded := t.TempDir()
+	shard := filepath.Join(sharded, "pytorch_model-00002-of-00002.bin")
+	require.NoError(t, os.WriteFile(shard, bin, 0o644))
+	index := filepath.Join(sharded, "pytorch_model.bin.index.json")
+	require.NoError(t, os.WriteFile(index, []byte(`{"weight_map": {"model.norm.weight": "pytorch_model-00001-of-00002.bin", "lm_head.weight": "pytorch_model-00002-of-00002.bin"}}`), 0o644))
+	for _, spec := range []string{single, single + ":lm_head.weight", sharded, index, index + ":lm_head.weight"} {
+		w, done, note, err := Classifier(spec)
+		require.NoError(t, err, spec)
+		require.Empty(t, note, spec)
+		require.Equal(t, [2]int{29, 8}, [2]int{w.Rows, w.Cols}, spec)
+		require.Equal(t, want, w.F32, spec)
+		done()
+	}
+	require.Equal(t, []string{sharded, index, shard}, Files(sharded))
+	require.Equal(t, []string{single, filepath.Join(single, "pytorch_model.bin")}, Files(single))
 }

@@ -73,5 +73,7 @@ torch.manual_seed(9)
 lin = torch.nn.Linear(8, V)
 torch.save(lin.state_dict(), os.path.join(HERE, "linear.pt"))
 np.save(os.path.join(HERE, "linear_weight.npy"), lin.weight.detach().numpy())
+# A Hugging Face checkpoint's pytorch_model.bin: its head as lm_head.weight.
+torch.save({"model.norm.weight": torch.ones(8), "lm_head.weight": lin.weight.detach()}, os.path.join(HERE, "hf_pytorch_model.bin"))
 with open(os.path.join(HERE, "expected.json"), "w") as f:
     json.dump(dict(mean=mean, accuracy=acc, tokens=int((t != -100).sum()), rows=[float(v) for v in rows], causal=causal, causal_bf16=causal_bf16), f, indent=1)
