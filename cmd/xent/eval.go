@@ -39,7 +39,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy` (float32 [classes × features])")
 	manifest := fs.String("manifest", "", "evaluate the files of `M.jsonl` as one evaluation: a JSON object a line, {\"logits\": L, \"targets\": T[, \"weights\": TW]} or {\"hidden\": H[, \"weight\": W][, \"bias\": B], \"targets\": T[, \"weights\": TW]} (\"weights\": token weights; paths from the manifest's directory)")
 	shard := fs.String("shard", "", "with --manifest, evaluate shard `i/n` only: the lines whose index (from 0) is i modulo n")
-	plotOut := fs.String("plot", "", "draw the loss by position (--seq-len) to `FILE` (.svg, .png, .pdf, ...)")
+	plotOut := fs.String("plot", "", "draw the loss by position (--seq-len, or --by-position, which --plot implies without --calibration) and the reliability diagram (--calibration) to `FILE` (.svg, .png, .pdf, ...)")
 	statsOut := fs.String("stats-out", "", "with --manifest, write the exact partial statistics to `S.json`, for xent merge")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -84,9 +84,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Every input, for the outputs to be checked against before any work.
 	inputs := append(lineInputs(line), named{"--weights", cfg.WeightsFile})
-	if err := plotNeeds(*plotOut, cfg); err != nil {
-		return err
-	}
+	plotNeeds(*plotOut, &cfg)
 	format, err := plotFormat("--plot", *plotOut)
 	if err != nil {
 		return err

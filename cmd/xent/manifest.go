@@ -47,9 +47,7 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 			inputs = append(inputs, named{fmt.Sprintf("(%s:%d)", a.path, l.N), f})
 		}
 	}
-	if err := plotNeeds(a.plot, a.cfg); err != nil {
-		return err
-	}
+	plotNeeds(a.plot, &a.cfg)
 	format, err := plotFormat("--plot", a.plot)
 	if err != nil {
 		return err

@@ -95,9 +95,14 @@ func TestEvalManifest(t *testing.T) {
 	for k, v := range merged["by_position"].([]any) {
 		require.InEpsilon(t, got[k].(float64), v.(float64), 1e-12, "position %d", k)
 	}
+	drawn, err := os.ReadFile(plotFile)
+	require.NoError(t, err)
 	code, _, errOut := runCmd("eval", "--manifest", m, "--weight", weight, "--device", "cpu", "--plot", plotFile)
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "--plot draws the loss by position or the reliability diagram: give --seq-len T or --calibration")
+	require.Contains(t, errOut, m+":1: "+filepath.Join(dir, "t1.npy")+": the loss by position (--by-position, or --plot without --calibration) needs the sequences' length")
+	after, err := os.ReadFile(plotFile)
+	require.NoError(t, err)
+	require.Equal(t, drawn, after, "the plot of the run before left as it was")
 	// One file: 41 rows at positions 0..40 mod 64, the rest null.
 	one41 := evalJSON(t, "eval", "--hidden", filepath.Join(dir, "h7.npy"), "--weight", weight, "--targets", filepath.Join(dir, "t7.npy"),
 		"--token-weights", filepath.Join(dir, "w7.npy"), "--device", "cpu", "--json", "--seq-len", "64")

@@ -15,13 +15,14 @@ import (
 	"github.com/xentlab/xent/internal/corpus"
 )
 
-// plotNeeds refuses --plot without what it draws: the loss by position
-// (--seq-len) or the reliability diagram (--calibration).
-func plotNeeds(path string, cfg corpus.Config) error {
+// plotNeeds sets in cfg what --plot draws where nothing else asks for it:
+// the loss by position, at the files' sequence length (the evaluation
+// refuses a file without one, naming it), unless --calibration asks for
+// the reliability diagram.
+func plotNeeds(path string, cfg *corpus.Config) {
 	if path != "" && cfg.SeqLen == 0 && !cfg.Calibration {
-		return errors.New("--plot draws the loss by position or the reliability diagram: give --seq-len T or --calibration")
+		cfg.ByPosition = true
 	}
-	return nil
 }
 
 // writePlot draws into o in format (nothing when o is nil) the mean loss

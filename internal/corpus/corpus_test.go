@@ -90,16 +90,28 @@ func TestPositions(t *testing.T) {
 			}
 		}
 	}
-	// Partials with and without positions, or of other lengths, do not merge.
+	// Partials with and without positions do not merge; of other lengths
+	// (sequences of files of other shapes), they merge position by
+	// position, in either order; sums and denominators of other lengths
+	// are refused.
 	p := func(pos *corpus.Positions) corpus.Partial {
 		return corpus.Partial{Format: corpus.Format, Lines: 2, Shards: 2, Files: 1, Positions: pos}
 	}
-	b := p(corpus.NewPositions(3))
+	b := p(&corpus.Positions{Sum: []corpus.Float{10, 20, 30}, Denom: []corpus.Float{2, 2, 2}})
 	b.Shard = 1
 	_, err = corpus.Merge([]corpus.Partial{p(nil), b}, []string{"a", "b"})
 	require.ErrorContains(t, err, "b: a total with the loss by position merged with one without (merging with a)")
-	_, err = corpus.Merge([]corpus.Partial{p(corpus.NewPositions(2)), b}, []string{"a", "b"})
-	require.ErrorContains(t, err, "b: the loss by position of 2 positions with one of 3")
+	for _, order := range [][2]int{{0, 1}, {1, 0}} {
+		two := p(&corpus.Positions{Sum: []corpus.Float{1, 2}, Denom: []corpus.Float{1, 1}})
+		ps := []corpus.Partial{two, b}
+		merged, err := corpus.Merge([]corpus.Partial{ps[order[0]], ps[order[1]]}, []string{"a", "b"})
+		require.NoError(t, err)
+		require.Equal(t, []corpus.Float{11, 22, 30}, merged.Positions.Sum)
+		require.Equal(t, []corpus.Float{3, 3, 2}, merged.Positions.Denom)
+		require.Equal(t, []float64{11. / 3, 22. / 3, 15}, merged.Positions.Means())
+	}
+	_, err = corpus.Merge([]corpus.Partial{p(&corpus.Positions{Sum: []corpus.Float{1, 2}, Denom: []corpus.Float{1}}), b}, []string{"a", "b"})
+	require.ErrorContains(t, err, "with one of 2 and 1")
 }
 
 // TestManifest: the seven lines evaluated in one run give the float64

@@ -29,6 +29,7 @@ type Config struct {
 	Budget       int       // the fused linear's logit budget in bytes (0: the default)
 	KeepRows     bool      // Result.Rows: the per-row losses
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
+	ByPosition   bool      // Result.Positions at each line's sequence length: its shapes' ([batch × sequence]), else SeqLen
 	Shift        bool      // causal LM: row t of each sequence against target t+1, its last row ignored (targets, token weights per input token)
 	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
 	TopK         []int     // Result.Ranks: the rank statistics for these k (a pass of its own; the calibration too), nil for none
@@ -96,16 +97,19 @@ func (e *Evaluator) newResult() (Result, error) {
 	return r, nil
 }
 
+// byPosition reports whether the loss by position is computed.
+func (c Config) byPosition() bool { return c.SeqLen > 0 || c.ByPosition }
+
 // keep reports whether the per-row losses are computed: asked for, or
 // for the loss by position.
-func (c Config) keep() bool { return c.KeepRows || c.SeqLen > 0 }
+func (c Config) keep() bool { return c.KeepRows || c.byPosition() }
 
 // Result is one line's evaluation.
 type Result struct {
 	Stats        batch.Stats
 	Rows         []float32          // per-row losses (Config.KeepRows)
 	Lead         []int              // the rows' shape in their file: [rows], or [batch, sequence] for [batch × sequence × vocab]
-	Positions    *Positions         // the loss by position (Config.SeqLen)
+	Positions    *Positions         // the loss by position (Config.SeqLen or ByPosition)
 	Calibration  *batch.Calibration // Config.Calibration or TopK
 	Ranks        *batch.RankStats   // Config.TopK
 	Distill      bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -161,7 +165,7 @@ func (e *Evaluator) Check(l Line) (rows int, err error) {
 	if err != nil {
 		return 0, at(l, err)
 	}
-	tg, _, err := e.targets(l, rows, cols, lead)
+	tg, _, _, err := e.targets(l, rows, cols, lead)
 	if err != nil {
 		return 0, at(l, err)
 	}
@@ -268,16 +272,17 @@ func (e *Evaluator) bias(l Line, classes int) ([]float32, error) {
 
 // targets reads and checks l's targets and token weights (nil for none)
 // for rows rows of cols classes, of shape lead in their file, and checks
-// the class weights' length. Targets and token weights come one a row:
+// the class weights' length; it returns the sequences' length too
+// (seqLen). Targets and token weights come one a row:
 // 1-D, or of the rows' shape (lead) where that has more dimensions. With
 // Config.Shift they come one an input token and move one place earlier
 // in each sequence: row t is scored against target t+1 and a sequence's
 // last row is ignored, as Hugging Face's causal language models'
 // loss shifts its labels.
-func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []float32, error) {
+func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []float32, int, error) {
 	src := l.RowsFile()
 	if cw := e.cfg.ClassWeights; cw != nil && len(cw) != cols {
-		return nil, nil, fmt.Errorf("%s: expected %d class weights to match the %d classes of %s, got %d", e.cfg.WeightsFile, cols, cols, src, len(cw))
+		return nil, nil, 0, fmt.Errorf("%s: expected %d class weights to match the %d classes of %s, got %d", e.cfg.WeightsFile, cols, cols, src, len(cw))
 	}
 	var tg []int32
 	var shape []int
@@ -289,14 +294,14 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 		tg, shape, err = npyfile.ReadShaped(l.Targets, (*npyfile.File).Targets)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if err := perRow(tname, "targets", len(tg), shape, src, rows, lead); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	seq, err := e.seqLen(tname, shape, src, lead, rows)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	// Checked here as well as in batch so that the target named is the
 	// file's, not a chunk's, and nothing is computed before a bad target
@@ -307,31 +312,31 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 			continue // the first token of a sequence is no row's target
 		}
 		if int(t) != ignore && (t < 0 || int(t) >= cols) {
-			return nil, nil, fmt.Errorf("%s: target %d out of bounds [0, %d) at %s (ignore index %d)", tname, t, cols, npyfile.Place(shape, i), ignore)
+			return nil, nil, 0, fmt.Errorf("%s: target %d out of bounds [0, %d) at %s (ignore index %d)", tname, t, cols, npyfile.Place(shape, i), ignore)
 		}
 	}
 	if e.cfg.Shift {
 		tg = shift(tg, seq, int32(ignore))
 	}
 	if l.Weights == "" {
-		return tg, nil, nil
+		return tg, nil, seq, nil
 	}
 	w, wshape, err := npyfile.ReadShaped(l.Weights, (*npyfile.File).Flat)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if err := perRow(l.Weights, "token weights", len(w), wshape, src, rows, lead); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	for i, v := range w {
 		if !(v >= 0) || math.IsInf(float64(v), 1) {
-			return nil, nil, fmt.Errorf("%s: token weight %g at %s must be finite and ≥ 0", l.Weights, v, npyfile.Place(wshape, i))
+			return nil, nil, 0, fmt.Errorf("%s: token weight %g at %s must be finite and ≥ 0", l.Weights, v, npyfile.Place(wshape, i))
 		}
 	}
 	if e.cfg.Shift {
 		w = shift(w, seq, 0)
 	}
-	return tg, w, nil
+	return tg, w, seq, nil
 }
 
 // perRow checks that n values of shape in file name (what they are)
@@ -350,7 +355,8 @@ func perRow(name, what string, n int, shape []int, src string, rows int, lead []
 // seqLen returns the length of the sequences of a line's rows: the last
 // dimension of its targets' shape or its rows' (lead) where either has
 // more than one, else Config.SeqLen (0 for none); --seq-len must agree
-// with the files', and Config.Shift needs one that divides the rows.
+// with the files', Config.Shift needs one that divides the rows, and
+// Config.ByPosition one.
 func (e *Evaluator) seqLen(tname string, shape []int, src string, lead []int, rows int) (int, error) {
 	seq, from := e.cfg.SeqLen, ""
 	switch {
@@ -361,6 +367,9 @@ func (e *Evaluator) seqLen(tname string, shape []int, src string, lead []int, ro
 	}
 	if e.cfg.SeqLen > 0 && from != "" && e.cfg.SeqLen != seq {
 		return 0, fmt.Errorf("--seq-len %d, but the sequences are %d long (%s)", e.cfg.SeqLen, seq, from)
+	}
+	if seq == 0 && e.cfg.ByPosition {
+		return 0, fmt.Errorf("%s: the loss by position (--by-position, or --plot without --calibration) needs the sequences' length: targets [batch × sequence], rows [batch × sequence × vocab], or --seq-len T", tname)
 	}
 	if !e.cfg.Shift {
 		return seq, nil
@@ -478,7 +487,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	n, d, v := h.Rows, h.Cols, w.Rows
-	tg, tw, err := e.targets(l, n, v, h.Lead)
+	tg, tw, seq, err := e.targets(l, n, v, h.Lead)
 	if err != nil {
 		return Result{}, err
 	}
@@ -555,7 +564,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	}
 	e.progress(n)
 	r.Stats, r.Rows, r.GradH, r.GradW, r.Lead = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix(), h.Lead
-	return e.positions(r, tg, tw), nil
+	return e.positions(r, tg, tw, seq), nil
 }
 
 // matrixOf returns the batch matrix of t, in its type.
@@ -604,7 +613,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		}
 		lead = lf.Shape[:len(lf.Shape)-1]
 	}
-	tg, tw, err := e.targets(l, rows, cols, lead)
+	tg, tw, seq, err := e.targets(l, rows, cols, lead)
 	if err != nil {
 		return Result{}, err
 	}
@@ -696,7 +705,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 				return Result{}, err
 			}
 		}
-		return e.positions(r, tg, tw), nil
+		return e.positions(r, tg, tw, seq), nil
 	}
 	// The next chunk is read while this one is computed: two buffers, the
 	// reader one chunk ahead.
@@ -742,17 +751,16 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		}
 		free <- c.buf
 	}
-	return e.positions(r, tg, tw), nil
+	return e.positions(r, tg, tw, seq), nil
 }
 
-// positions adds to r the loss by position (Config.SeqLen): row i's loss
-// and its share of the mean's denominator (its token weight times its
-// target's class weight, 1 without them; 0 when ignored) at position i mod
-// SeqLen. It drops the per-row losses when they were computed for it
-// alone.
-func (e *Evaluator) positions(r Result, tg []int32, tw []float32) Result {
-	n := e.cfg.SeqLen
-	if n <= 0 {
+// positions adds to r the loss by position (Config.SeqLen or
+// ByPosition) of sequences of n rows: row i's loss and its share of the
+// mean's denominator (its token weight times its target's class weight, 1
+// without them; 0 when ignored) at position i mod n. It drops the per-row
+// losses when they were computed for it alone.
+func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result {
+	if !e.cfg.byPosition() || n <= 0 {
 		return r
 	}
 	p := NewPositions(n)

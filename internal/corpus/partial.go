@@ -107,12 +107,18 @@ func NewPositions(n int) *Positions {
 	return &Positions{Sum: make([]Float, n), Denom: make([]Float, n)}
 }
 
-// Merge adds o's sums to p's (of as many positions).
+// Merge adds o's sums to p's. Position t is a sequence's row t in every
+// file, so sequences of other lengths merge: p grows to o's length, and
+// the shorter has nothing at the later positions.
 func (p *Positions) Merge(o *Positions) error {
-	if len(o.Sum) != len(p.Sum) || len(o.Denom) != len(p.Denom) || len(p.Sum) != len(p.Denom) {
-		return fmt.Errorf("the loss by position of %d positions with one of %d", len(p.Sum), len(o.Sum))
+	if len(o.Sum) != len(o.Denom) || len(p.Sum) != len(p.Denom) {
+		return fmt.Errorf("the loss by position of %d sums and %d denominators with one of %d and %d", len(p.Sum), len(p.Denom), len(o.Sum), len(o.Denom))
 	}
-	for t := range p.Sum {
+	if n := len(o.Sum); n > len(p.Sum) {
+		p.Sum = append(p.Sum, make([]Float, n-len(p.Sum))...)
+		p.Denom = append(p.Denom, make([]Float, n-len(p.Denom))...)
+	}
+	for t := range o.Sum {
 		p.Sum[t] += o.Sum[t]
 		p.Denom[t] += o.Denom[t]
 	}
@@ -321,6 +327,9 @@ func (c Config) Flags(weight string) map[string]string {
 	}
 	if c.Shift { // likewise
 		m["shift"] = "1"
+	}
+	if c.ByPosition { // likewise
+		m["by_position"] = "1"
 	}
 	return m
 }

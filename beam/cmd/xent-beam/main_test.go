@@ -66,17 +66,19 @@ func TestCommand(t *testing.T) {
 	require.NoFileExists(t, out)
 }
 
-// TestCommandShift: --shift reaches the workers: the causal fixture of
-// testdata/npy, twice in a manifest, gives PyTorch's loss of the shifted
-// labels (expected.json's "causal").
+// TestCommandShift: --shift and --by-position reach the workers: the
+// causal fixture of testdata/npy, twice in a manifest, gives PyTorch's
+// loss of the shifted labels (expected.json's "causal"), and its rows'
+// mean at each of the 6 positions of its [3 × 6] ids.
 func TestCommandShift(t *testing.T) {
 	dir := t.TempDir()
 	fix, err := filepath.Abs(filepath.Join("..", "..", "..", "testdata", "npy"))
 	require.NoError(t, err)
 	var exp struct {
 		Causal struct {
-			Mean   float64 `json:"mean"`
-			Tokens int64   `json:"tokens"`
+			Mean   float64   `json:"mean"`
+			Tokens int64     `json:"tokens"`
+			Rows   []float64 `json:"rows"`
 		} `json:"causal"`
 	}
 	b, err := os.ReadFile(filepath.Join(fix, "expected.json"))
@@ -86,7 +88,7 @@ func TestCommandShift(t *testing.T) {
 	m := filepath.Join(dir, "M.jsonl")
 	require.NoError(t, os.WriteFile(m, []byte(line+line), 0o644))
 	out := filepath.Join(dir, "R.json")
-	set(t, "manifest", m, "weight", "", "out", out, "device", "cpu", "shift", "true")
+	set(t, "manifest", m, "weight", "", "out", out, "device", "cpu", "shift", "true", "by-position", "true")
 	require.NoError(t, run(context.Background()))
 	b, err = os.ReadFile(out)
 	require.NoError(t, err)
@@ -94,6 +96,23 @@ func TestCommandShift(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &r))
 	require.Equal(t, 2*exp.Causal.Tokens, r.Tokens)
 	require.InEpsilon(t, exp.Causal.Mean, *r.Loss, 1e-6)
+	ids, err := npyfile.Read(filepath.Join(fix, "causal_ids.npy"), (*npyfile.File).Targets)
+	require.NoError(t, err)
+	require.Len(t, r.ByPosition, 6)
+	for p, got := range r.ByPosition {
+		sum, n := 0.0, 0.0
+		for b := range 3 {
+			if p < 5 && ids[b*6+p+1] != -100 {
+				sum, n = sum+exp.Causal.Rows[b*6+p], n+1
+			}
+		}
+		if n == 0 {
+			require.Nil(t, got, "position %d counts nothing", p)
+			continue
+		}
+		require.NotNil(t, got, "position %d", p)
+		require.InEpsilon(t, sum/n, *got, 1e-6, "position %d", p)
+	}
 }
 
 // TestCommandRowsOut: --rows-out writes each line's per-row losses,
