@@ -26,7 +26,8 @@ import (
 // with ids [batch × sequence]; the logits flattened with 1-D ids and
 // --seq-len; a .safetensors of logits and labels; two such files in a
 // manifest. Token weights [batch × sequence] shift with the ids. Hidden states [batch × sequence × features] with a classifier
-// give what their logits give, and a teacher's top-k [batch × sequence ×
+// give what their logits give (the loss by position too, at the length of
+// their sequences), and a teacher's top-k [batch × sequence ×
 // k] what it gives flattened. The rows and dH are written in the rows'
 // shape. Without a sequence length, or with one the
 // files contradict, it is an error naming the files.
@@ -200,14 +201,21 @@ func TestEvalShift(t *testing.T) {
 	fromPt := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--hidden", hp, "--weight", fixture("linear.pt")+":weight", "--targets", ids)
 	fromNpy := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--hidden", hp, "--weight", fixture("linear_weight.npy"), "--targets", ids)
 	require.Equal(t, fromNpy["loss"], fromPt["loss"], "W from a .pt")
-	fromZ := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", zp, "--targets", ids)
+	fromZ := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--by-position", "--logits", zp, "--targets", ids)
 	for _, wt := range []string{wp, filepath.Join(dir, "w.safetensors")} {
 		dh := filepath.Join(dir, "dh.npy")
 		os.Remove(dh)
-		fromH := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--hidden", hp, "--weight", wt, "--targets", ids, "--grad-hidden", dh)
+		fromH := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--by-position", "--hidden", hp, "--weight", wt, "--targets", ids, "--grad-hidden", dh)
 		require.Equal(t, []int{3, 6, D}, npyShape(t, dh), "dH in H's shape")
 		require.True(t, spec.LossCloseIn(fromH["loss"].(float64), fromZ["loss"].(float64), 1e-5), "hidden states %v, their logits %v (seed %d)", fromH["loss"], fromZ["loss"], s)
 		require.EqualValues(t, want.Tokens, fromH["tokens"])
+		bz, bh := fromZ["by_position"].([]any), fromH["by_position"].([]any)
+		require.Len(t, bz, 6, "the length of H's [3 × 6 × 8] sequences")
+		require.Len(t, bh, 6)
+		for k := range 5 {
+			require.True(t, spec.LossCloseIn(bh[k].(float64), bz[k].(float64), 1e-5), "position %d: hidden states %v, their logits %v", k, bh[k], bz[k])
+		}
+		require.Nil(t, bh[5], "--shift counts no sequence's last row")
 	}
 
 	// A teacher's top-2 [3 × 6 × 2] beside the rows: the KL of the same
