@@ -65,7 +65,7 @@ func BenchmarkPipeline(b *testing.B) {
 	b.Run("prism", func(b *testing.B) {
 		for b.Loop() {
 			p, s := beam.NewPipelineWithRoot()
-			if err := pipeline.Build(s, m, cfg, "cpu", filepath.Join(dir, "R.json"), pipeline.Rows{}); err != nil {
+			if err := pipeline.Build(s, m, cfg, "cpu", pipeline.Out{Report: filepath.Join(dir, "R.json")}); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := prism.Execute(context.Background(), p); err != nil {

@@ -2,7 +2,8 @@
 // pipeline: the manifest's lines → EvalFn, which evaluates a line with the
 // library on the worker's device (and stages its per-row losses, with
 // Rows) → MergeFn, which merges the statistics exactly → WriteFn, which
-// writes the report, the JSON of xent eval --json, whole or not at all.
+// writes the report, the JSON of xent eval --json, whole or not at all
+// (and each line's own report, with Out.Lines).
 //
 // Beam's Go SDK serializes a DoFn's and an accumulator's exported fields
 // only: an unexported one is silently zero on a worker (so the
@@ -40,20 +41,29 @@ func init() {
 	register.DoFn1x1[Acc, error](&WriteFn{})
 }
 
-// Acc is the statistics of some lines (their corpus.Total) and the
-// devices that computed them.
+// Acc is the statistics of some lines (their corpus.Total), the devices
+// that computed them, and each line's own report where asked for
+// (EvalFn.Lines).
 type Acc struct {
 	Total   corpus.Total
 	Devices []string
+	Lines   []LineJSON
+}
+
+// LineJSON is manifest line N's report (corpus.LineReport) as JSON.
+type LineJSON struct {
+	N    int
+	JSON string
 }
 
 // EvalFn evaluates a manifest line (corpus.Line.Encode) on the worker's
-// device, and stages its per-row losses where Rows says (none when
-// Rows.Dir is "").
+// device, stages its per-row losses where Rows says (none when Rows.Dir is
+// ""), and with Lines returns its own report too.
 type EvalFn struct {
 	Config string // corpus.Config as JSON (KeepRows with Rows)
 	Device string // device.Open's spec: "auto", the worker's best
 	Rows   Rows
+	Lines  bool
 
 	ev  *corpus.Evaluator
 	dev device.Device
@@ -90,7 +100,15 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 		}
 	}
 	in := f.dev.Info()
-	return Acc{Total: corpus.TotalOf(r), Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}, nil
+	a := Acc{Total: corpus.TotalOf(r), Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
+	if f.Lines {
+		b, err := json.Marshal(corpus.LineReportOf(l, r, a.Devices[0]))
+		if err != nil {
+			return Acc{}, err
+		}
+		a.Lines = []LineJSON{{l.N, string(b)}}
+	}
+	return a, nil
 }
 
 // Teardown releases the evaluator and the device.
@@ -118,14 +136,18 @@ func (MergeFn) MergeAccumulators(a, b Acc) (Acc, error) {
 			a.Devices = append(a.Devices, d)
 		}
 	}
+	a.Lines = append(a.Lines, b.Lines...)
 	return a, nil
 }
 
-// WriteFn writes the report of the merged statistics to Path: into a
-// temporary file in its directory, renamed over it when complete. Files
-// is the manifest's line count: a report of fewer lines is an error.
+// WriteFn writes the report of the merged statistics to Path, and with
+// Lines each line's report to Lines (a JSON object a line, in the
+// manifest's order), each into a temporary file in its directory, renamed
+// over it when complete: the lines first, the report last. Files is the
+// manifest's line count: a report of fewer lines is an error.
 type WriteFn struct {
 	Path  string
+	Lines string
 	Files int
 }
 
@@ -133,6 +155,23 @@ type WriteFn struct {
 func (f *WriteFn) ProcessElement(a Acc) error {
 	if a.Total.Files != f.Files {
 		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated", a.Total.Files, f.Files)
+	}
+	if f.Lines != "" {
+		if len(a.Lines) != f.Files {
+			return fmt.Errorf("xent: %d of the manifest's %d lines reported", len(a.Lines), f.Files)
+		}
+		slices.SortFunc(a.Lines, func(x, y LineJSON) int { return x.N - y.N })
+		err := writeFile(f.Lines, func(w io.Writer) error {
+			for _, l := range a.Lines {
+				if _, err := io.WriteString(w, l.JSON+"\n"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	slices.Sort(a.Devices)
 	b, err := json.Marshal(corpus.ReportOf(a.Total, strings.Join(a.Devices, "; ")))
@@ -232,13 +271,21 @@ func (r Rows) Discard() error {
 	return errors.Join(errs...)
 }
 
+// Out is where a pipeline writes: its report, each line's own report
+// ("": none), and each line's per-row losses (Rows.Dir "": none).
+type Out struct {
+	Report string
+	Lines  string
+	Rows   Rows
+}
+
 // Build adds to s the evaluation of the manifest's lines with cfg on the
-// workers' device dev, its report written to out, each line's per-row
-// losses staged where rows says (rows.Dir "": none; Rows.Commit puts them
-// in place once the pipeline has run).
-func Build(s beam.Scope, m corpus.Manifest, cfg corpus.Config, dev, out string, rows Rows) error {
-	f := &EvalFn{Device: dev, Rows: rows}
-	cfg.KeepRows = rows.Dir != ""
+// workers' device dev, its report written to out.Report, each line's to
+// out.Lines, each line's per-row losses staged where out.Rows says
+// (Rows.Commit puts them in place once the pipeline has run).
+func Build(s beam.Scope, m corpus.Manifest, cfg corpus.Config, dev string, out Out) error {
+	f := &EvalFn{Device: dev, Rows: out.Rows, Lines: out.Lines != ""}
+	cfg.KeepRows = out.Rows.Dir != ""
 	c, err := json.Marshal(cfg)
 	if err != nil {
 		return err
@@ -251,6 +298,6 @@ func Build(s beam.Scope, m corpus.Manifest, cfg corpus.Config, dev, out string, 
 	col := beam.CreateList(s, lines)
 	accs := beam.ParDo(s, f, col)
 	total := beam.Combine(s, &MergeFn{}, accs)
-	beam.ParDo0(s, &WriteFn{Path: out, Files: len(m.Lines)}, total)
+	beam.ParDo0(s, &WriteFn{Path: out.Report, Lines: out.Lines, Files: len(m.Lines)}, total)
 	return nil
 }

@@ -57,7 +57,7 @@ func run(t *testing.T, cfg corpus.Config, execute func(context.Context, *beam.Pi
 	require.NoError(t, err)
 	out := filepath.Join(dir, "R.json")
 	p, s := beam.NewPipelineWithRoot()
-	require.NoError(t, pipeline.Build(s, m, cfg, "cpu", out, pipeline.Rows{}))
+	require.NoError(t, pipeline.Build(s, m, cfg, "cpu", pipeline.Out{Report: out}))
 	_, err = execute(context.Background(), p)
 	require.NoError(t, err)
 	b, err := os.ReadFile(out)
@@ -145,7 +145,7 @@ func TestPrismTeacher(t *testing.T) {
 	require.True(t, cfg.Distill)
 	out := filepath.Join(dir, "R.json")
 	p, s := beam.NewPipelineWithRoot()
-	require.NoError(t, pipeline.Build(s, m, cfg, "cpu", out, pipeline.Rows{}))
+	require.NoError(t, pipeline.Build(s, m, cfg, "cpu", pipeline.Out{Report: out}))
 	_, err = prism.Execute(context.Background(), p)
 	require.NoError(t, err)
 	b, err := os.ReadFile(out)
@@ -177,7 +177,8 @@ func TestJobServer(t *testing.T) {
 	check(t, got, want, w)
 }
 
-// TestRegistered: the pipeline (with per-row losses) through Beam's vet
+// TestRegistered: the pipeline (with per-row losses and each line's
+// report) through Beam's vet
 // runner, which fails on any function or type not registered (a closure
 // cannot be).
 func TestRegistered(t *testing.T) {
@@ -188,7 +189,7 @@ func TestRegistered(t *testing.T) {
 	rows, err := pipeline.NewRows(dir, m)
 	require.NoError(t, err)
 	p, s := beam.NewPipelineWithRoot()
-	require.NoError(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", filepath.Join(dir, "R.json"), rows))
+	require.NoError(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: filepath.Join(dir, "R.json"), Lines: filepath.Join(dir, "L.jsonl"), Rows: rows}))
 	_, err = vet.Execute(context.Background(), p)
 	require.NoError(t, err)
 }

@@ -41,6 +41,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	shard := fs.String("shard", "", "with --manifest, evaluate shard `i/n` only: the lines whose index (from 0) is i modulo n")
 	plotOut := fs.String("plot", "", "draw the loss by position (--seq-len, or --by-position, which --plot implies without --calibration) and the reliability diagram (--calibration) to `FILE` (.svg, .png, .pdf, ...)")
 	statsOut := fs.String("stats-out", "", "with --manifest, write the exact partial statistics to `S.json`, for xent merge")
+	linesOut := fs.String("lines-out", "", "with --manifest, also write each line's own report to `L.jsonl`: a JSON object a line, in the manifest's order, {\"line\": N, \"file\": its logits or hidden states, and the keys of --json}")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -55,11 +56,11 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --hidden, --targets, --token-weights, --teacher-ids, --teacher-logprobs, --bias, --grad-hidden and --grad-weight")
 			return errUsage
 		}
-		return evalManifest(ctx, manifestArgs{path: *manifest, weight: *weight, shard: *shard, statsOut: *statsOut, rowsOut: *rowsOut, plot: *plotOut,
+		return evalManifest(ctx, manifestArgs{path: *manifest, weight: *weight, shard: *shard, statsOut: *statsOut, linesOut: *linesOut, rowsOut: *rowsOut, plot: *plotOut,
 			dev: *dev, cfg: cfg, say: say, note: note, asJSON: *asJSON}, stdout, stderr)
 	}
-	if *shard != "" || *statsOut != "" {
-		fmt.Fprintln(stderr, "xent eval: --shard and --stats-out go with --manifest")
+	if *shard != "" || *statsOut != "" || *linesOut != "" {
+		fmt.Fprintln(stderr, "xent eval: --shard, --stats-out and --lines-out go with --manifest")
 		return errUsage
 	}
 	line := corpus.Line{Logits: *logits, Targets: *targets, Weights: *tokenWeights, Hidden: *hidden, Weight: *weight, Bias: *bias,

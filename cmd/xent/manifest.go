@@ -15,7 +15,8 @@ import (
 
 type manifestArgs struct {
 	path, weight, shard string
-	statsOut, rowsOut   string
+	statsOut, linesOut  string
+	rowsOut             string
 	plot                string
 	dev                 string
 	cfg                 corpus.Config
@@ -54,7 +55,7 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	}
 	// Line N's rows go to DIR/line-N.npy (corpus.RowsName): one output
 	// each, checked like any other.
-	wants := []named{{"--stats-out", a.statsOut}, {"--plot", a.plot}}
+	wants := []named{{"--stats-out", a.statsOut}, {"--plot", a.plot}, {"--lines-out", a.linesOut}}
 	if a.rowsOut != "" {
 		for _, l := range lines {
 			wants = append(wants, named{fmt.Sprintf("--rows-out (line %d)", l.N), filepath.Join(a.rowsOut, corpus.RowsName(l.N, m.Width()))})
@@ -88,6 +89,7 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	bar := newProgress(stderr, rows)
 	ev.Progress = func(n int) { bar.add(int64(n)) }
 	var total corpus.Total
+	var each []corpus.LineReport
 	for k, l := range lines {
 		r, err := ev.Eval(ctx, d, l)
 		if err != nil {
@@ -96,8 +98,11 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 		if err := total.Add(r); err != nil {
 			return err
 		}
+		if a.linesOut != "" {
+			each = append(each, corpus.LineReportOf(l, r, deviceName(d)))
+		}
 		if a.rowsOut != "" {
-			if err := outs[2+k].fill(func(w io.Writer) error { return npyfile.WriteF32(w, r.Lead, r.Rows) }); err != nil {
+			if err := outs[3+k].fill(func(w io.Writer) error { return npyfile.WriteF32(w, r.Lead, r.Rows) }); err != nil {
 				return err
 			}
 		}
@@ -110,12 +115,29 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 	if err := writePlot(outs[1], format, total); err != nil {
 		return err
 	}
-	for _, o := range outs[2:] {
+	if err := writeLines(outs[2], each); err != nil {
+		return err
+	}
+	for _, o := range outs[3:] {
 		if err := o.commit(); err != nil {
 			return err
 		}
 	}
 	return report(stdout, p.Device, total, a.cfg.IgnoreIndex, a.asJSON)
+}
+
+// writeLines writes each line's report to o, a JSON object a line
+// (nothing when o is nil).
+func writeLines(o *output, each []corpus.LineReport) error {
+	return o.write(func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		for _, r := range each {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // writePartial writes p as indented JSON to o (nothing when o is nil).

@@ -109,6 +109,22 @@ func ReportOf(t Total, device string) Report {
 	return r
 }
 
+// A LineReport is one manifest line's report, a JSON object a line of
+// xent eval --manifest --lines-out (and xent-beam's): the line's number
+// in the manifest, its rows' file (Line.RowsFile) and the keys of Report,
+// computed from that line alone.
+type LineReport struct {
+	Line int    `json:"line"`
+	File string `json:"file"`
+	Report
+}
+
+// LineReportOf returns the report of line l's result r, computed on
+// device.
+func LineReportOf(l Line, r Result, device string) LineReport {
+	return LineReport{Line: l.N, File: l.RowsFile(), Report: ReportOf(TotalOf(r), device)}
+}
+
 // num is v, or nil (JSON null) when v is NaN or infinite.
 func num(v float64) *float64 {
 	if math.IsNaN(v) || math.IsInf(v, 0) {

@@ -3,7 +3,7 @@
 // the library on the worker's best device, the statistics merged exactly,
 // one report (the JSON of xent eval --json) written to --out.
 //
-//	xent-beam --manifest M.jsonl --out R.json [--rows-out DIR] [every loss flag of xent eval] [Beam's flags]
+//	xent-beam --manifest M.jsonl --out R.json [--lines-out L.jsonl] [--rows-out DIR] [every loss flag of xent eval] [Beam's flags]
 //
 // Without --runner it runs on Beam's embedded runner, prism, in this
 // process. A cluster is reached through Beam's portable job API:
@@ -11,7 +11,7 @@
 // server, and --environment_type (DOCKER with --environment_config IMAGE,
 // or PROCESS, or LOOPBACK for a job server on this machine); Dataflow
 // with --runner dataflow and its flags. The workers read the manifest's
-// files and write --out (and --rows-out's files) where this process names
+// files and write --out (and --lines-out, --rows-out's files) where this process names
 // them: a filesystem the workers share.
 package main
 
@@ -35,6 +35,7 @@ var (
 	out      = flag.String("out", "", "write the report to `R.json` (the JSON of xent eval --json), whole when the pipeline succeeds")
 	dev      = flag.String("device", "auto", "the workers' device: auto (each worker's best), cpu, opencl, ... (as xent eval --device)")
 	weight   = flag.String("weight", "", "the classifier of the hidden-states lines without one (as xent eval --weight)")
+	linesOut = flag.String("lines-out", "", "also write each line's own report to `L.jsonl` (as xent eval --manifest --lines-out: a JSON object a line, in the manifest's order), when the pipeline succeeds")
 	rowsOut  = flag.String("rows-out", "", "write line N's per-row losses to `DIR`/line-N.npy (as xent eval --manifest --rows-out: float32 in the rows' shape), all of them when the pipeline succeeds, none when it fails")
 	config   = corpus.LossFlags(flag.CommandLine)
 )
@@ -80,6 +81,15 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var lines string
+	if *linesOut != "" {
+		if lines, err = output("--lines-out", *linesOut, ins); err != nil {
+			return err
+		}
+		if lines == target {
+			return fmt.Errorf("--lines-out %s: the same file as --out", *linesOut)
+		}
+	}
 	var rows pipeline.Rows
 	if *rowsOut != "" {
 		if st, err := os.Stat(*rowsOut); err != nil || !st.IsDir() {
@@ -97,13 +107,13 @@ func run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if p == target {
-				return fmt.Errorf("--rows-out (line %d) %s: the same file as --out", l.N, p)
+			if p == target || p == lines {
+				return fmt.Errorf("--rows-out (line %d) %s: the same file as --out or --lines-out", l.N, p)
 			}
 		}
 	}
 	p, s := beam.NewPipelineWithRoot()
-	if err := pipeline.Build(s, m, cfg, *dev, target, rows); err != nil {
+	if err := pipeline.Build(s, m, cfg, *dev, pipeline.Out{Report: target, Lines: lines, Rows: rows}); err != nil {
 		return err
 	}
 	if err := beamx.Run(ctx, p); err != nil {

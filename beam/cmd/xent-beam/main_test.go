@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -117,15 +118,17 @@ func TestCommandShift(t *testing.T) {
 
 // TestCommandRowsOut: --rows-out writes each line's per-row losses,
 // in the rows' shape, the same bits as the single run on the CPU, and no
-// staged file stays; a directory that is not one, a rows file that is an
-// input or --out are refused before the pipeline runs.
+// staged file stays; --lines-out each line's report, in the manifest's
+// order, the JSON of the single run's (corpus.LineReportOf); a directory
+// that is not one, a rows file that is an input or --out, and --lines-out
+// over --out or an input, are refused before the pipeline runs.
 func TestCommandRowsOut(t *testing.T) {
 	dir := t.TempDir()
 	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
 	rows := filepath.Join(dir, "rows")
 	require.NoError(t, os.Mkdir(rows, 0o755))
-	out := filepath.Join(dir, "R.json")
-	set(t, "manifest", path, "weight", weight, "out", out, "device", "cpu", "rows-out", rows, "seq-len", "3")
+	out, lines := filepath.Join(dir, "R.json"), filepath.Join(dir, "L.jsonl")
+	set(t, "manifest", path, "weight", weight, "out", out, "device", "cpu", "rows-out", rows, "seq-len", "3", "lines-out", lines)
 	require.NoError(t, run(context.Background()))
 
 	cfg, err := config()
@@ -136,9 +139,17 @@ func TestCommandRowsOut(t *testing.T) {
 	ev := corpus.New(cfg)
 	defer ev.Close()
 	var names []string
+	dev := device.NewCPU(cpu.Default())
+	in := dev.Info()
+	each, err := os.ReadFile(lines)
+	require.NoError(t, err)
+	var want string
 	for _, l := range m.Lines {
-		r, err := ev.Eval(context.Background(), device.NewCPU(cpu.Default()), l)
+		r, err := ev.Eval(context.Background(), dev, l)
 		require.NoError(t, err)
+		b, err := json.Marshal(corpus.LineReportOf(l, r, fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)))
+		require.NoError(t, err)
+		want += string(b) + "\n"
 		name := corpus.RowsName(l.N, m.Width())
 		names = append(names, name)
 		got, shape, err := npyfile.ReadShaped(filepath.Join(rows, name), (*npyfile.File).Flat)
@@ -156,6 +167,7 @@ func TestCommandRowsOut(t *testing.T) {
 		have = append(have, e.Name())
 	}
 	require.Equal(t, names, have, "the lines' rows and nothing staged")
+	require.Equal(t, want, string(each), "each line's report")
 
 	for _, c := range []struct {
 		flags []string
@@ -163,11 +175,13 @@ func TestCommandRowsOut(t *testing.T) {
 	}{
 		{[]string{"rows-out", filepath.Join(dir, "t1.npy")}, "--rows-out " + filepath.Join(dir, "t1.npy") + ": not a directory"},
 		{[]string{"rows-out", dir, "out", filepath.Join(dir, names[0])}, "--rows-out (line 1) " + filepath.Join(dir, names[0]) + ": the same file as --out"},
+		{[]string{"rows-out", rows, "out", out, "lines-out", out}, "--lines-out " + out + ": the same file as --out"},
+		{[]string{"lines-out", filepath.Join(dir, "t1.npy")}, "--lines-out " + filepath.Join(dir, "t1.npy") + ": the same file as " + filepath.Join(dir, "t1.npy") + ", an input"},
 	} {
 		set(t, c.flags...)
 		require.ErrorContains(t, run(context.Background()), c.want)
 	}
-	set(t, "rows-out", rows, "out", out)
+	set(t, "rows-out", rows, "out", out, "lines-out", lines)
 	require.NoError(t, os.Remove(filepath.Join(rows, names[1])))
 	require.NoError(t, os.Symlink(filepath.Join(dir, "t1.npy"), filepath.Join(rows, names[1])))
 	require.ErrorContains(t, run(context.Background()), "--rows-out (line 2) "+filepath.Join(rows, names[1])+": the same file as "+filepath.Join(dir, "t1.npy")+", an input")
