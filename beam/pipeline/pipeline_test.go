@@ -178,9 +178,8 @@ func TestJobServer(t *testing.T) {
 }
 
 // TestRegistered: the pipeline (with per-row losses and each line's
-// report) through Beam's vet
-// runner, which fails on any function or type not registered (a closure
-// cannot be).
+// report) through Beam's vet runner, which fails on any function or type
+// not registered (a closure cannot be).
 func TestRegistered(t *testing.T) {
 	dir := t.TempDir()
 	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
