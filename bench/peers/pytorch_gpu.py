@@ -11,8 +11,13 @@ CUDA-event medians of --repeat runs after a warm-up; "extra_mb" is the
 device memory the call allocated beyond its inputs (peak less before). The
 device's own probes of the same run: y.copy_(x) (read + write) and x.sum()
 (read), in GB/s. Liger-Kernel and Cut Cross-Entropy run too where they
-import (a user's install, or PYTHONPATH). One JSON object a line on
-stdout; what is left out, and why, on stderr.
+import (a user's install, or PYTHONPATH), and PyTorch's own fused linear
+where this torch has it (2.13 and later, by its documentation): the
+chunked path of F.linear_cross_entropy, which never holds the whole
+logits, with options=torch.nn.LinearCrossEntropyOptions() ("pytorch-lce",
+in both types; without options it is the reference, "pytorch"'s
+F.linear + F.cross_entropy). One JSON object a line on stdout; what is left out, and why, on
+stderr.
 """
 import argparse
 import json
@@ -80,6 +85,15 @@ def peers_of_linear():
     return out
 
 
+def torch_linear():
+    """PyTorch's own fused linear, where this torch has it: name -> f(h, w, t)."""
+    if not hasattr(F, "linear_cross_entropy") or not hasattr(torch.nn, "LinearCrossEntropyOptions"):
+        print(f"pytorch_gpu.py: F.linear_cross_entropy's chunked path not run: not in torch {torch.__version__}", file=sys.stderr)
+        return {}
+    opts = torch.nn.LinearCrossEntropyOptions()
+    return {"pytorch-lce": lambda h, w, t: F.linear_cross_entropy(h, w, t, options=opts)}
+
+
 def logits(args, dev):
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     extra = peers_of_logits()
@@ -118,7 +132,7 @@ def logits(args, dev):
 
 
 def linear(args, dev):
-    extra = peers_of_linear()
+    extra, own = peers_of_linear(), torch_linear()
     for shape in args.linear.split(","):
         if not shape:
             continue
@@ -128,6 +142,7 @@ def linear(args, dev):
             h = (torch.randn(n, d, device=dev) / d ** 0.5).to(dt).requires_grad_(True)
             w = torch.randn(v, d, device=dev).to(dt).requires_grad_(True)
             runs = {"pytorch": lambda h, w, t: F.cross_entropy(F.linear(h, w), t)}
+            runs.update(own)
             runs.update(extra if name == "bfloat16" or args.peers_fp32 else {})
             for peer, f in runs.items():
                 def fused():
