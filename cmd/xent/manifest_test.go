@@ -202,7 +202,7 @@ func TestEvalManifestHostile(t *testing.T) {
 	}
 	code, _, errOut := runCmd("eval", "--logits", filepath.Join(dir, "l1.npy"), "--targets", filepath.Join(dir, "t1.npy"), "--shard", "0/2")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, "--shard and --stats-out go with --manifest")
+	require.Contains(t, errOut, "--shard, --stats-out and --lines-out go with --manifest")
 
 	// Merges: a missing shard, a repeated one, another manifest's, other flags.
 	s := func(name string, args ...string) string {
