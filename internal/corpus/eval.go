@@ -114,6 +114,7 @@ type Result struct {
 	Ranks        *batch.RankStats   // Config.TopK
 	Distill      bool               // Config.Distill: Stats.KL is the teacher's KL
 	GradH, GradW batch.Matrix       // Config.GradH, GradW: hidden-states lines only
+	Bytes        int64              // Line.Bytes
 }
 
 // An Evaluator checks and evaluates lines with one configuration. A
@@ -169,11 +170,32 @@ func (e *Evaluator) Check(l Line) (rows int, err error) {
 	if err != nil {
 		return 0, at(l, err)
 	}
+	if err := e.bytes(l); err != nil {
+		return 0, at(l, err)
+	}
 	tc, err := e.teacher(l, rows, lead)
 	if err == nil && tc != nil {
 		err = teacherError(l, batch.CheckTeacher(*tc, tg, e.cfg.IgnoreIndex, cols))
 	}
 	return rows, at(l, err)
+}
+
+// bytes refuses bits per byte (Line.Bytes) where the loss is not the
+// log-loss they measure: with label smoothing, class weights or a
+// teacher's KL inside it. (The z-loss is not: ReportOf takes it out.)
+func (e *Evaluator) bytes(l Line) error {
+	if l.Bytes == 0 {
+		return nil
+	}
+	for _, c := range []struct {
+		on   bool
+		what string
+	}{{e.cfg.Smoothing != 0, "--label-smoothing"}, {e.cfg.ClassWeights != nil, "--weights (class weights)"}, {e.cfg.Distill, "a teacher's KL"}} {
+		if c.on {
+			return fmt.Errorf("bits per byte (%d bytes) are of the log-loss, and %s changes it", l.Bytes, c.what)
+		}
+	}
+	return nil
 }
 
 // Eval evaluates line l on dev.
@@ -185,6 +207,7 @@ func (e *Evaluator) Eval(ctx context.Context, dev device.Device, l Line) (Result
 	} else {
 		r, err = e.logits(ctx, dev, l)
 	}
+	r.Bytes = l.Bytes
 	return r, at(l, err)
 }
 
@@ -790,6 +813,7 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 // disjoint lines merge (Merge) in any order.
 type Total struct {
 	Stats       batch.Stats
+	Bytes       int64              // the text's bytes (Line.Bytes), 0 without
 	Positions   *Positions         // nil without a sequence length
 	Calibration *batch.Calibration // nil without Config.Calibration or TopK
 	Ranks       *batch.RankStats   // nil without Config.TopK
@@ -799,7 +823,7 @@ type Total struct {
 
 // TotalOf returns the total of one line's result.
 func TotalOf(r Result) Total {
-	return Total{Stats: r.Stats, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
+	return Total{Stats: r.Stats, Bytes: r.Bytes, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
 }
 
 // Add adds one line's result.
@@ -810,6 +834,9 @@ func (t *Total) Add(r Result) error { return t.Merge(TotalOf(r)) }
 func (t *Total) Merge(o Total) error {
 	if (t.Positions == nil) != (o.Positions == nil) && t.Files > 0 && o.Files > 0 {
 		return fmt.Errorf("a total with the loss by position merged with one without")
+	}
+	if (t.Bytes == 0) != (o.Bytes == 0) && t.Files > 0 && o.Files > 0 {
+		return fmt.Errorf("a total with the text's bytes merged with one without")
 	}
 	if (t.Calibration == nil) != (o.Calibration == nil) && t.Files > 0 && o.Files > 0 {
 		return fmt.Errorf("a total with the calibration merged with one without")
@@ -845,6 +872,7 @@ func (t *Total) Merge(o Total) error {
 		}
 	}
 	t.Stats.Merge(o.Stats)
+	t.Bytes += o.Bytes
 	t.Files += o.Files
 	return nil
 }

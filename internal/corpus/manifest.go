@@ -42,6 +42,9 @@ type Line struct {
 	// classes (int32/int64) and log-probabilities (float) .npy, rows × k.
 	TeacherIDs      string `json:"teacher_ids"`
 	TeacherLogProbs string `json:"teacher_logprobs"`
+	// Bytes is the length in bytes (UTF-8) of the text the line's counted
+	// targets encode, for bits per byte (0: not given).
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // RowsFile returns the file of l's rows: its logits, else its hidden
@@ -65,7 +68,7 @@ func (l Line) Files() []string {
 }
 
 // Keys is the set of keys a manifest line may have.
-const Keys = `"logits", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs"`
+const Keys = `"logits", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes"`
 
 // A Manifest is the lines of a manifest file and the SHA-256 of its bytes
 // (which names it in partial statistics).
@@ -111,6 +114,9 @@ func ReadManifest(path, defaultWeight string) (Manifest, error) {
 		if (l.TeacherIDs == "") != (m.Lines[0].TeacherIDs == "") {
 			return Manifest{}, fmt.Errorf("%s:%d: a teacher's top-k on some lines only (line %d has %s): a distillation names one on every line", path, l.N, m.Lines[0].N, map[bool]string{true: "none", false: "one"}[m.Lines[0].TeacherIDs == ""])
 		}
+		if (l.Bytes == 0) != (m.Lines[0].Bytes == 0) {
+			return Manifest{}, fmt.Errorf(`%s:%d: "bytes" on some lines only (line %d has %s): bits per byte need every line's`, path, l.N, m.Lines[0].N, map[bool]string{true: "none", false: "them"}[m.Lines[0].Bytes == 0])
+		}
 	}
 	return m, nil
 }
@@ -149,6 +155,8 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 		return Line{}, errors.New(`"targets" is required (a .safetensors, .npz or .pt of logits may hold them instead, as "targets" or "labels")`)
 	case (l.TeacherIDs == "") != (l.TeacherLogProbs == ""):
 		return Line{}, errors.New(`"teacher_ids" and "teacher_logprobs" go together`)
+	case l.Bytes < 0:
+		return Line{}, fmt.Errorf(`"bytes" %d: want the text's length in bytes, > 0 (or no "bytes")`, l.Bytes)
 	}
 	for _, p := range []*string{&l.Logits, &l.Hidden, &l.Weight, &l.Bias, &l.Targets, &l.Weights, &l.TeacherIDs, &l.TeacherLogProbs} {
 		if *p != "" && !filepath.IsAbs(*p) {

@@ -40,8 +40,14 @@ type Report struct {
 	// KL is the mean KL(teacher ‖ student) over the teacher's top-k and a
 	// tail bin (--teacher-ids, --teacher-logprobs; null when nothing
 	// counts), absent without.
-	KL     *Nullable `json:"kl,omitempty"`
-	Device string    `json:"device"`
+	KL *Nullable `json:"kl,omitempty"`
+	// BitsPerByte is the log-loss's sum (the z-loss taken out) over the
+	// text's bytes, in bits: Σ nll / (ln 2 · bytes), and BytePerplexity
+	// 2^BitsPerByte (null when nothing counts), absent without the bytes
+	// (--bytes, a manifest's "bytes").
+	BitsPerByte    *Nullable `json:"bits_per_byte,omitempty"`
+	BytePerplexity *Nullable `json:"byte_perplexity,omitempty"`
+	Device         string    `json:"device"`
 }
 
 // Nullable is a number that JSON writes as null when it is NaN or
@@ -100,6 +106,14 @@ func ReportOf(t Total, device string) Report {
 		kl := Nullable(st.MeanKL())
 		r.KL = &kl
 	}
+	if t.Bytes > 0 {
+		bpb := Nullable(BitsPerByte(st, t.Bytes))
+		bp := Nullable(math.Exp2(float64(bpb)))
+		if st.Counted == 0 {
+			bpb, bp = Nullable(math.NaN()), Nullable(math.NaN())
+		}
+		r.BitsPerByte, r.BytePerplexity = &bpb, &bp
+	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))
 		for t, m := range p.Means() {
@@ -123,6 +137,12 @@ type LineReport struct {
 // device.
 func LineReportOf(l Line, r Result, device string) LineReport {
 	return LineReport{Line: l.N, File: l.RowsFile(), Report: ReportOf(TotalOf(r), device)}
+}
+
+// BitsPerByte returns the log-loss of st over a text of n bytes, in bits
+// a byte: (Sum − ZLoss) / (ln 2 · n).
+func BitsPerByte(st batch.Stats, n int64) float64 {
+	return (st.Sum - st.ZLoss) / (math.Ln2 * float64(n))
 }
 
 // num is v, or nil (JSON null) when v is NaN or infinite.

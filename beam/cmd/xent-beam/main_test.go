@@ -67,10 +67,11 @@ func TestCommand(t *testing.T) {
 	require.NoFileExists(t, out)
 }
 
-// TestCommandShift: --shift and --by-position reach the workers: the
-// causal fixture of testdata/npy, twice in a manifest, gives PyTorch's
-// loss of the shifted labels (expected.json's "causal"), and its rows'
-// mean at each of the 6 positions of its [3 × 6] ids.
+// TestCommandShift: --shift and --by-position reach the workers, and the
+// lines' "bytes": the causal fixture of testdata/npy, twice in a manifest,
+// gives PyTorch's loss of the shifted labels (expected.json's "causal"),
+// its rows' mean at each of the 6 positions of its [3 × 6] ids, and its
+// log-loss over the lines' bytes in bits.
 func TestCommandShift(t *testing.T) {
 	dir := t.TempDir()
 	fix, err := filepath.Abs(filepath.Join("..", "..", "..", "testdata", "npy"))
@@ -85,7 +86,7 @@ func TestCommandShift(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(fix, "expected.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &exp))
-	line := `{"logits": "` + filepath.Join(fix, "causal_logits.npy") + `", "targets": "` + filepath.Join(fix, "causal_ids.npy") + `"}` + "\n"
+	line := `{"logits": "` + filepath.Join(fix, "causal_logits.npy") + `", "targets": "` + filepath.Join(fix, "causal_ids.npy") + `", "bytes": 50}` + "\n"
 	m := filepath.Join(dir, "M.jsonl")
 	require.NoError(t, os.WriteFile(m, []byte(line+line), 0o644))
 	out := filepath.Join(dir, "R.json")
@@ -97,6 +98,8 @@ func TestCommandShift(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &r))
 	require.Equal(t, 2*exp.Causal.Tokens, r.Tokens)
 	require.InEpsilon(t, exp.Causal.Mean, *r.Loss, 1e-6)
+	require.NotNil(t, r.BitsPerByte)
+	require.InEpsilon(t, exp.Causal.Mean*float64(exp.Causal.Tokens)/(math.Ln2*50), float64(*r.BitsPerByte), 1e-6)
 	ids, err := npyfile.Read(filepath.Join(fix, "causal_ids.npy"), (*npyfile.File).Targets)
 	require.NoError(t, err)
 	require.Len(t, r.ByPosition, 6)

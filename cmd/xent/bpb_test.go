@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/spec"
+)
+
+// TestEvalBitsPerByte: --bytes N reports the log-loss's sum over the
+// text's N bytes in bits, Σ nll / (ln 2 · N), from PyTorch's loss of the
+// causal fixture, and the byte perplexity 2^bpb; the z-loss does not
+// change it. A manifest's lines carry their own "bytes": the run, its
+// shards merged and each line's report (--lines-out) give the same. Label
+// smoothing, class weights, a negative count, "bytes" on some lines only
+// and --bytes beside --manifest are refused, naming what; a run where
+// nothing counts reports null.
+func TestEvalBitsPerByte(t *testing.T) {
+	var exp struct {
+		Causal struct {
+			Mean   float64 `json:"mean"`
+			Tokens int64   `json:"tokens"`
+		} `json:"causal"`
+	}
+	b, err := os.ReadFile(fixture("expected.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &exp))
+	nll := exp.Causal.Mean * float64(exp.Causal.Tokens) // PyTorch's, float64
+	logits, ids := fixture("causal_logits.npy"), fixture("causal_ids.npy")
+	bpbOf := func(got map[string]any) float64 {
+		t.Helper()
+		v, ok := got["bits_per_byte"].(float64)
+		require.True(t, ok, "no bits_per_byte in %v", got)
+		bp, ok := got["byte_perplexity"].(float64)
+		require.True(t, ok, "no byte_perplexity in %v", got)
+		require.InEpsilon(t, math.Exp2(v), bp, 1e-12, "the byte perplexity is 2^bpb")
+		return v
+	}
+	base := []string{"eval", "--device", "cpu", "--json", "--shift", "--logits", logits, "--targets", ids}
+	got := evalJSON(t, append(base, "--bytes", "40")...)
+	want := nll / (math.Ln2 * 40)
+	require.True(t, spec.LossCloseIn(bpbOf(got), want, spec.LossTol), "bits per byte %v, PyTorch's %v", got["bits_per_byte"], want)
+	plain := evalJSON(t, base...)
+	require.NotContains(t, plain, "bits_per_byte", "absent without --bytes")
+	z := evalJSON(t, append(base, "--bytes", "40", "--z-loss", "1e-3")...)
+	require.Greater(t, z["loss"].(float64), got["loss"].(float64), "the z-loss is in the loss")
+	require.InEpsilon(t, bpbOf(got), bpbOf(z), 1e-6, "and not in the bits per byte")
+	code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--logits", logits, "--targets", ids, "--bytes", "40")
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `bits/byte   [0-9.]+ \(over 40 bytes; byte perplexity [0-9.]+\)`, out)
+
+	dir := t.TempDir()
+	cw := writeNpyFile(t, dir, "cw.npy", make([]float32, 29))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bytes", "40", "--label-smoothing", "0.1"}, "bits per byte (40 bytes) are of the log-loss, and --label-smoothing changes it"},
+		{[]string{"--bytes", "40", "--weights", cw}, "bits per byte (40 bytes) are of the log-loss, and --weights (class weights) changes it"},
+		{[]string{"--bytes", "-3"}, "--bytes -3: want the text's length in bytes, > 0 (0: none)"},
+	} {
+		code, out, errOut := runCmd(append([]string{"eval", "--device", "cpu", "--shift", "--logits", logits, "--targets", ids}, c.args...)...)
+		require.Equal(t, 1, code, out)
+		require.Contains(t, errOut, c.want)
+	}
+
+	al, err := filepath.Abs(logits)
+	require.NoError(t, err)
+	ai, err := filepath.Abs(ids)
+	require.NoError(t, err)
+	line := func(n string) string {
+		return `{"logits": "` + al + `", "targets": "` + ai + `"` + n + "}\n"
+	}
+	m := filepath.Join(dir, "m.jsonl")
+	require.NoError(t, os.WriteFile(m, []byte(line(`, "bytes": 40`)+line(`, "bytes": 60`)), 0o644))
+	lines := filepath.Join(dir, "lines.jsonl")
+	got = evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--manifest", m, "--lines-out", lines)
+	want = 2 * nll / (math.Ln2 * 100)
+	require.True(t, spec.LossCloseIn(bpbOf(got), want, spec.LossTol), "a manifest: %v, PyTorch's %v", got["bits_per_byte"], want)
+	each := readLines(t, lines)
+	require.Len(t, each, 2)
+	for k, n := range []float64{40, 60} {
+		require.True(t, spec.LossCloseIn(bpbOf(each[k]), nll/(math.Ln2*n), spec.LossTol), "line %d", k+1)
+	}
+	var parts []string
+	for i, s := range []string{"0/2", "1/2"} {
+		p := filepath.Join(dir, []string{"s0.json", "s1.json"}[i])
+		evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--manifest", m, "--shard", s, "--stats-out", p)
+		parts = append(parts, p)
+	}
+	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+	require.InEpsilon(t, bpbOf(got), bpbOf(merged), 1e-12, "2 shards merged")
+
+	for _, c := range []struct {
+		text, want string
+	}{
+		{line(`, "bytes": 40`) + line(""), `m.jsonl:2: "bytes" on some lines only (line 1 has them): bits per byte need every line's`},
+		{line(`, "bytes": -5`), `m.jsonl:1: "bytes" -5: want the text's length in bytes, > 0 (or no "bytes")`},
+	} {
+		require.NoError(t, os.WriteFile(m, []byte(c.text), 0o644))
+		code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--manifest", m)
+		require.Equal(t, 1, code, out)
+		require.Contains(t, errOut, c.want)
+	}
+	code, _, errOut = runCmd("eval", "--device", "cpu", "--manifest", m, "--bytes", "40")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--bytes (a line's \"bytes\")")
+
+	none := writeNpyFile(t, dir, "none.npy", []int64{-100, -100})
+	null := evalJSON(t, "eval", "--device", "cpu", "--json", "--logits", writeNpyFile(t, dir, "z.npy", [2][3]float32{}), "--targets", none, "--bytes", "7")
+	require.Contains(t, null, "bits_per_byte")
+	require.Nil(t, null["bits_per_byte"], "nothing counts")
+	require.Nil(t, null["byte_perplexity"])
+}
