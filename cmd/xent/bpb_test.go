@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -21,16 +20,8 @@ import (
 // and --bytes beside --manifest are refused, naming what; a run where
 // nothing counts reports null.
 func TestEvalBitsPerByte(t *testing.T) {
-	var exp struct {
-		Causal struct {
-			Mean   float64 `json:"mean"`
-			Tokens int64   `json:"tokens"`
-		} `json:"causal"`
-	}
-	b, err := os.ReadFile(fixture("expected.json"))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(b, &exp))
-	nll := exp.Causal.Mean * float64(exp.Causal.Tokens) // PyTorch's, float64
+	want32, _ := causalGolden(t)
+	nll := want32.Mean * float64(want32.Tokens) // PyTorch's, float64
 	logits, ids := fixture("causal_logits.npy"), fixture("causal_ids.npy")
 	bpbOf := func(got map[string]any) float64 {
 		t.Helper()

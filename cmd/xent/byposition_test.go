@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,15 +17,8 @@ import (
 // file and of a [2 × 4] one merges position by position (the shorter has
 // nothing at 4 and 5). Rows of no sequence are an error naming the file.
 func TestEvalByPosition(t *testing.T) {
-	var exp struct {
-		Causal struct {
-			Rows []float64 `json:"rows"`
-		} `json:"causal"`
-	}
-	b, err := os.ReadFile(fixture("expected.json"))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(b, &exp))
-	rows := exp.Causal.Rows
+	want, _ := causalGolden(t)
+	rows := want.Rows
 	require.Len(t, rows, 18)
 	dir := t.TempDir()
 	logits, ids := fixture("causal_logits.npy"), fixture("causal_ids.npy")

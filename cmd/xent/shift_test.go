@@ -31,22 +31,31 @@ import (
 // k] what it gives flattened. The rows and dH are written in the rows'
 // shape. Without a sequence length, or with one the
 // files contradict, it is an error naming the files.
-func TestEvalShift(t *testing.T) {
+// pytorchLoss is PyTorch's loss (float64) of a fixture of testdata/npy/gen.py,
+// from its expected.json: the mean, the tokens counted and each row's.
+type pytorchLoss struct {
+	Mean   float64   `json:"mean"`
+	Tokens int64     `json:"tokens"`
+	Rows   []float64 `json:"rows"`
+}
+
+// causalGolden returns expected.json's "causal" (the causal fixture's
+// shifted labels, from the float32 logits) and "causal_bf16" (from their
+// bfloat16 values).
+func causalGolden(t *testing.T) (f32, bf16 pytorchLoss) {
+	t.Helper()
 	var exp struct {
-		Causal struct {
-			Mean   float64   `json:"mean"`
-			Tokens int64     `json:"tokens"`
-			Rows   []float64 `json:"rows"`
-		} `json:"causal"`
-		CausalBF16 struct {
-			Mean   float64 `json:"mean"`
-			Tokens int64   `json:"tokens"`
-		} `json:"causal_bf16"`
+		Causal     pytorchLoss `json:"causal"`
+		CausalBF16 pytorchLoss `json:"causal_bf16"`
 	}
 	b, err := os.ReadFile(fixture("expected.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &exp))
-	want := exp.Causal
+	return exp.Causal, exp.CausalBF16
+}
+
+func TestEvalShift(t *testing.T) {
+	want, wantBF16 := causalGolden(t)
 	require.Len(t, want.Rows, 18)
 	dir := t.TempDir()
 	logits, ids := fixture("causal_logits.npy"), fixture("causal_ids.npy")
@@ -105,8 +114,8 @@ func TestEvalShift(t *testing.T) {
 	// contiguous is refused.
 	check(".pt of logits and labels", []int{3, 6}, "--logits", fixture("causal.pt"))
 	bf := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--logits", fixture("causal_bf16.pt"))
-	require.True(t, spec.LossCloseIn(bf["loss"].(float64), exp.CausalBF16.Mean, spec.LossTol), ".pt in bfloat16: loss %v, PyTorch %v", bf["loss"], exp.CausalBF16.Mean)
-	require.EqualValues(t, exp.CausalBF16.Tokens, bf["tokens"])
+	require.True(t, spec.LossCloseIn(bf["loss"].(float64), wantBF16.Mean, spec.LossTol), ".pt in bfloat16: loss %v, PyTorch %v", bf["loss"], wantBF16.Mean)
+	require.EqualValues(t, wantBF16.Tokens, bf["tokens"])
 	code, _, errOut := runCmd("eval", "--device", "cpu", "--shift", "--logits", fixture("causal_view.pt"), "--targets", ids)
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, fixture("causal_view.pt")+": not contiguous (size [3 5 29], stride [174 29 1]): save x.contiguous()")
