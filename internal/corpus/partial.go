@@ -34,7 +34,7 @@ type Partial struct {
 	Stats    Stats             `json:"stats"`
 	// Bytes is the text's length in bytes, with the lines' "bytes".
 	Bytes int64 `json:"bytes,omitempty"`
-	// Positions is the loss by position, with --seq-len.
+	// Positions is the loss by position, with --seq-len or --by-position.
 	Positions *Positions `json:"by_position,omitempty"`
 	// Calibration is the calibration bins' sums, with --calibration.
 	Calibration *batch.Calibration `json:"calibration,omitempty"`
