@@ -606,36 +606,66 @@ func halfType(bf16 bool) batch.DType {
 	return batch.F16
 }
 
+// A logitsFile is a file of logits rows: mapped (whole) where they can
+// be (a .safetensors tensor; a float32, float16 or bfloat16 .npy array in
+// C order and the machine's byte order), else read a chunk at a time (f).
+type logitsFile struct {
+	whole      batch.Matrix
+	f          *npyfile.File // nil when mapped
+	rows, cols int
+	lead       []int // the rows' shape in the file
+	close      func()
+}
+
+// openLogits opens the logits of spec (a .safetensors tensor, or an
+// array of a .npy, .npz or .pt; "logits" by default), read-only: the
+// forward pass only reads.
+func openLogits(spec string) (logitsFile, error) {
+	if tensorfile.IsSafetensors(spec) {
+		t, done, err := tensorfile.MapRows(spec, "logits")
+		if err != nil {
+			return logitsFile{}, err
+		}
+		return logitsFile{whole: matrixOf(t), rows: t.Rows, cols: t.Cols, lead: t.Lead, close: done}, nil
+	}
+	f, err := npyfile.OpenOr(spec, "logits")
+	if err != nil {
+		return logitsFile{}, err
+	}
+	rows, cols, err := f.Stack()
+	if err != nil {
+		f.Close()
+		return logitsFile{}, err
+	}
+	lf := logitsFile{rows: rows, cols: cols, lead: f.Shape[:len(f.Shape)-1]}
+	unmap := func() error { return nil }
+	if data, un, err := f.Map(); err == nil {
+		lf.whole, unmap = batch.NewMatrix(data, rows, cols), un
+	} else if bits, un, err := f.MapF16(); err == nil {
+		lf.whole, unmap = batch.NewHalfMatrix(bits, batch.F16, rows, cols), un
+	} else if bits, un, err := f.MapBF16(); err == nil { // a .pt's
+		lf.whole, unmap = batch.NewHalfMatrix(bits, batch.BF16, rows, cols), un
+	} else {
+		lf.f = f // streamed
+	}
+	lf.close = func() {
+		unmap()
+		f.Close()
+	}
+	return lf, nil
+}
+
 // logits evaluates a logits line: a .safetensors tensor or a native
 // float32 or float16 .npy is computed where it lies, mapped, in its own
 // type; any other .npy is streamed in row chunks, the next read while one
 // is computed.
 func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Result, error) {
-	var (
-		lf         *npyfile.File
-		whole      batch.Matrix // the matrix mapped or in memory, when not streamed
-		rows, cols int
-		lead       []int
-	)
-	if tensorfile.IsSafetensors(l.Logits) {
-		t, done, err := tensorfile.MapRows(l.Logits, "logits") // read-only: the forward pass only reads
-		if err != nil {
-			return Result{}, err
-		}
-		defer done()
-		rows, cols, lead = t.Rows, t.Cols, t.Lead
-		whole = matrixOf(t)
-	} else {
-		var err error
-		if lf, err = npyfile.OpenOr(l.Logits, "logits"); err != nil {
-			return Result{}, err
-		}
-		defer lf.Close()
-		if rows, cols, err = lf.Stack(); err != nil {
-			return Result{}, err
-		}
-		lead = lf.Shape[:len(lf.Shape)-1]
+	src, err := openLogits(l.Logits)
+	if err != nil {
+		return Result{}, err
 	}
+	defer src.close()
+	whole, lf, rows, cols, lead := src.whole, src.f, src.rows, src.cols, src.lead
 	tg, tw, seq, err := e.targets(l, rows, cols, lead)
 	if err != nil {
 		return Result{}, err
@@ -709,19 +739,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 		e.progress(hi - lo)
 		return nil
 	}
-	if lf != nil {
-		if data, unmap, err := lf.Map(); err == nil {
-			defer unmap()
-			whole = batch.NewMatrix(data, rows, cols)
-		} else if bits, unmap, err := lf.MapF16(); err == nil {
-			defer unmap()
-			whole = batch.NewHalfMatrix(bits, batch.F16, rows, cols)
-		} else if bits, unmap, err := lf.MapBF16(); err == nil { // a .pt's
-			defer unmap()
-			whole = batch.NewHalfMatrix(bits, batch.BF16, rows, cols)
-		}
-	}
-	if whole.Rows > 0 || lf == nil { // mapped, or an empty .safetensors tensor
+	if lf == nil { // mapped
 		for lo := 0; lo < rows; lo += step {
 			hi := min(rows, lo+step)
 			if err := compute(whole.RowRange(lo, hi), lo, hi); err != nil {
