@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 
 	"codeberg.org/sbinet/npyio"
 
@@ -23,6 +24,8 @@ import (
 func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	logits := fs.String("logits", "", "logits `L`: a .npy, [rows × vocab] or [batch × sequence × vocab] (any leading dimensions, C order: rows), float32, float16 or float64 (narrowed to float32); or file.safetensors[:name], F32, BF16 or F16; or an array of a NumPy archive, file.npz[:name], or a tensor of a PyTorch file, file.pt[:name] (torch.save: F32, BF16, F16, F64) (default: the only tensor, or \"logits\"); every .npy flag takes file.npz:name and file.pt:name")
+	var shards fileList
+	fs.Var(&shards, "logits-shard", "a shard `S` of logits split by vocabulary across files (as a tensor-parallel model's ranks hold them), as --logits takes a file: once a shard, in class order, the same rows in each, their classes adding up to the vocabulary; instead of --logits, with --targets")
 	targets := fs.String("targets", "", "targets `T.npy`: int32 or int64, one per row: 1-D, or the rows' leading shape ([batch × sequence]) (default for a .safetensors, .npz or .pt --logits: its I64 or I32 tensor \"targets\" or \"labels\")")
 	lossConfig := corpus.LossFlags(fs)
 	teacherIDs := fs.String("teacher-ids", "", "a teacher's top-k classes `I.npy`: int32 or int64 [rows × k] (or [batch × sequence × k]), distinct classes of each counted row: report \"kl\", KL(teacher ‖ student) over them and one tail bin, with --teacher-logprobs")
@@ -53,8 +56,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	say := sayDevice(stderr, *asJSON, *verbose)
 	note := func(s string) { fmt.Fprintf(stderr, "xent eval: %s\n", s) }
 	if *manifest != "" {
-		if *logits != "" || *hidden != "" || *targets != "" || *tokenWeights != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *teacherLP != "" || *nbytes != 0 {
-			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --hidden, --targets, --token-weights, --teacher-ids, --teacher-logprobs, --bias, --grad-hidden, --grad-weight and --bytes (a line's \"bytes\")")
+		if *logits != "" || shards != nil || *hidden != "" || *targets != "" || *tokenWeights != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *teacherLP != "" || *nbytes != 0 {
+			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --logits-shard, --hidden, --targets, --token-weights, --teacher-ids, --teacher-logprobs, --bias, --grad-hidden, --grad-weight and --bytes (a line's \"bytes\")")
 			return errUsage
 		}
 		return evalManifest(ctx, manifestArgs{path: *manifest, weight: *weight, shard: *shard, statsOut: *statsOut, linesOut: *linesOut, rowsOut: *rowsOut, plot: *plotOut,
@@ -67,12 +70,17 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *nbytes < 0 {
 		return fmt.Errorf("--bytes %d: want the text's length in bytes, > 0 (0: none)", *nbytes)
 	}
-	line := corpus.Line{Logits: *logits, Targets: *targets, Weights: *tokenWeights, Hidden: *hidden, Weight: *weight, Bias: *bias,
+	line := corpus.Line{Logits: *logits, Shards: shards, Targets: *targets, Weights: *tokenWeights, Hidden: *hidden, Weight: *weight, Bias: *bias,
 		TeacherIDs: *teacherIDs, TeacherLogProbs: *teacherLP, Bytes: *nbytes}
 	switch {
 	case (*teacherIDs == "") != (*teacherLP == ""):
 		fmt.Fprintln(stderr, "xent eval: --teacher-ids and --teacher-logprobs go together")
 		return errUsage
+	case shards != nil:
+		if len(shards) < 2 || *logits != "" || *hidden != "" || *weight != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *targets == "" {
+			fmt.Fprintln(stderr, "xent eval: --logits-shard, given once for each of two or more shards, takes --targets, without --logits, --hidden, --weight, --bias, --grad-hidden, --grad-weight and a teacher")
+			return errUsage
+		}
 	case *hidden != "" || *weight != "":
 		if *logits != "" || *hidden == "" || *weight == "" || *targets == "" {
 			fmt.Fprintln(stderr, "xent eval: the fused linear takes --hidden, --weight and --targets, without --logits")
@@ -139,11 +147,24 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return report(stdout, deviceName(d), t, cfg.IgnoreIndex, *asJSON)
 }
 
+// fileList is a flag given once for each file (flag.Value).
+type fileList []string
+
+func (f *fileList) String() string { return strings.Join(*f, ",") }
+
+func (f *fileList) Set(s string) error {
+	*f = append(*f, s)
+	return nil
+}
+
 // lineInputs returns the files a line reads (a checkpoint's index and
 // shard too), for outputs to be checked against.
 func lineInputs(l corpus.Line) []named {
 	ins := []named{{"--logits", tensorfile.FilePath(l.Logits)}, {"--targets", l.Targets}, {"--token-weights", l.Weights},
 		{"--hidden", tensorfile.FilePath(l.Hidden)}, {"--bias", l.Bias}, {"--teacher-ids", l.TeacherIDs}, {"--teacher-logprobs", l.TeacherLogProbs}}
+	for _, s := range l.Shards {
+		ins = append(ins, named{"--logits-shard", tensorfile.FilePath(s)})
+	}
 	for _, f := range tensorfile.Files(l.Weight) {
 		ins = append(ins, named{"--weight", f})
 	}

@@ -57,11 +57,11 @@ type finisher interface {
 }
 
 // finish returns the result of rows of targets tg from their partials
-// over the whole vocabulary, and adds their calibration and, with ranks
-// (Config.TopK), their rank statistics to r.
+// over the whole vocabulary, and adds their calibration (where r has one)
+// and, with ranks (Config.TopK), their rank statistics to r.
 func (e *Evaluator) finish(f finisher, part []batch.Partial, ranks []batch.Rank, tg []int32, r *Result) (batch.Result, error) {
 	res, err := f.Finish(part, tg)
-	if err != nil {
+	if err != nil || r.Calibration == nil { // (a vocabulary's shards without it)
 		return res, err
 	}
 	cal, err := f.Calibration(part, tg)
@@ -202,9 +202,12 @@ func (e *Evaluator) bytes(l Line) error {
 func (e *Evaluator) Eval(ctx context.Context, dev device.Device, l Line) (Result, error) {
 	var r Result
 	var err error
-	if l.Hidden != "" {
+	switch {
+	case l.Hidden != "":
 		r, err = e.linear(ctx, dev, l)
-	} else {
+	case l.Shards != nil:
+		r, err = e.shards(ctx, dev, l)
+	default:
 		r, err = e.logits(ctx, dev, l)
 	}
 	r.Bytes = l.Bytes
@@ -216,6 +219,9 @@ func (e *Evaluator) Eval(ctx context.Context, dev device.Device, l Line) (Result
 // sequence × vocab]), checking a classifier's features against the
 // hidden states' and its bias's length.
 func (e *Evaluator) shape(l Line) (rows, cols int, lead []int, err error) {
+	if l.Shards != nil {
+		return shardsShape(l.Shards)
+	}
 	if l.Hidden == "" {
 		return matrixShape(l.Logits, "logits")
 	}
@@ -260,6 +266,25 @@ func matrixShape(spec, def string) (rows, cols int, lead []int, err error) {
 		return 0, 0, nil, err
 	}
 	return rows, cols, f.Shape[:len(f.Shape)-1], nil
+}
+
+// shardsShape returns the rows of the shards of a vocabulary (Line.Shards),
+// their classes added up, and the rows' shape, checking that every shard
+// has the first one's rows.
+func shardsShape(shards []string) (rows, cols int, lead []int, err error) {
+	for k, s := range shards {
+		r, c, l, err := matrixShape(s, "logits")
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if k == 0 {
+			rows, lead = r, l
+		} else if r != rows || !slices.Equal(l, lead) {
+			return 0, 0, nil, fmt.Errorf("%s: rows %v, the first shard's (%s) are %v: the shards of a vocabulary hold the same rows", s, l, shards[0], lead)
+		}
+		cols += c
+	}
+	return rows, cols, lead, nil
 }
 
 // classifier returns the classifier spec names, loaded once.
@@ -604,6 +629,112 @@ func halfType(bf16 bool) batch.DType {
 		return batch.BF16
 	}
 	return batch.F16
+}
+
+// shards evaluates a line of logits split by vocabulary across files
+// (Line.Shards): a chunk of rows at a time, each shard's partials over its
+// classes (a Loss with batch.Shard) merged in class order, as a
+// tensor-parallel model's all-reduce would merge them, then finished over
+// the whole vocabulary (and, with Config.TopK, ranked in each shard and
+// the ranks merged).
+func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Result, error) {
+	rows, vocab, lead, err := shardsShape(l.Shards)
+	if err != nil {
+		return Result{}, err
+	}
+	tg, tw, seq, err := e.targets(l, rows, vocab, lead)
+	if err != nil {
+		return Result{}, err
+	}
+	opts := e.cfg.options()
+	if e.cfg.ClassWeights != nil {
+		opts = append(opts, batch.Weights(e.cfg.ClassWeights))
+	}
+	if e.cfg.keep() {
+		opts = append(opts, batch.KeepRows())
+	}
+	srcs := make([]logitsFile, len(l.Shards))
+	ces := make([]*batch.Loss, len(l.Shards))
+	widest, c0 := 0, 0
+	for k, s := range l.Shards {
+		if srcs[k], err = openLogits(s); err != nil {
+			return Result{}, err
+		}
+		defer srcs[k].close()
+		if ces[k], err = batch.New(dev, append(opts, batch.Shard(c0, vocab))...); err != nil {
+			return Result{}, err
+		}
+		c0 += srcs[k].cols
+		widest = max(widest, srcs[k].cols)
+	}
+	r, err := e.newResult()
+	if err != nil {
+		return Result{}, err
+	}
+	r.Lead = lead
+	if e.cfg.keep() {
+		r.Rows = make([]float32, 0, rows)
+	}
+	step := max(1, ChunkBytes/4/max(widest, 1))
+	bufs := make([][]float32, len(srcs))
+	xs := make([]batch.Matrix, len(srcs))
+	for lo := 0; lo < rows; lo += step {
+		hi := min(rows, lo+step)
+		part := batch.NewPartials(hi - lo)
+		for k, src := range srcs {
+			if src.f == nil {
+				xs[k] = src.whole.RowRange(lo, hi)
+			} else {
+				if bufs[k] == nil {
+					bufs[k] = make([]float32, min(step, rows)*src.cols)
+				}
+				if err := src.f.Rows(bufs[k], lo, hi); err != nil {
+					return Result{}, err
+				}
+				xs[k] = batch.NewMatrix(bufs[k][:(hi-lo)*src.cols], hi-lo, src.cols)
+			}
+			p := part // the first shard's, into which the later ones' merge
+			if k > 0 {
+				p = batch.NewPartials(hi - lo)
+			}
+			if err := ces[k].Partials(ctx, p, xs[k], tg[lo:hi]); err != nil {
+				return Result{}, fmt.Errorf("%s: %w", l.Shards[k], err)
+			}
+			if k > 0 {
+				for i := range part {
+					part[i].Merge(p[i])
+				}
+			}
+		}
+		var ranks []batch.Rank
+		if e.cfg.TopK != nil {
+			ranks = make([]batch.Rank, hi-lo)
+			rk := make([]batch.Rank, hi-lo)
+			for k := range srcs {
+				clear(rk)
+				if err := ces[k].Ranks(ctx, rk, xs[k], tg[lo:hi], part); err != nil {
+					return Result{}, fmt.Errorf("%s: %w", l.Shards[k], err)
+				}
+				for i := range ranks {
+					ranks[i].Merge(rk[i])
+				}
+			}
+		}
+		fin := ces[0]
+		if tw != nil { // the chunk's rows' weights
+			if fin, err = batch.New(dev, append(opts, batch.Shard(0, vocab), batch.TokenWeights(tw[lo:hi]))...); err != nil {
+				return Result{}, err
+			}
+		}
+		res, err := e.finish(fin, part, ranks, tg[lo:hi], &r)
+		if err != nil {
+			return Result{}, err
+		}
+		r.Stats.Merge(res.Stats)
+		r.Rows = append(r.Rows, res.Losses...)
+		e.progress(hi - lo)
+	}
+	return e.positions(r, tg, tw, seq), nil
 }
 
 // A logitsFile is a file of logits rows: mapped (whole) where they can

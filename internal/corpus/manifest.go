@@ -30,14 +30,19 @@ import (
 // states with a classifier, and their targets. Paths are as the manifest
 // gives them, made relative to its directory by ReadManifest.
 type Line struct {
-	From    string `json:"-"`       // the manifest file ("": not from a manifest)
-	N       int    `json:"-"`       // line number in it (1-based)
-	Logits  string `json:"logits"`  // .npy or file.safetensors[:name]
-	Hidden  string `json:"hidden"`  // hidden states, with Weight: the fused linear
-	Weight  string `json:"weight"`  // classifier: .npy, .safetensors[:name] or a checkpoint (tensorfile.Classifier)
-	Bias    string `json:"bias"`    // classifier bias .npy (with Hidden)
-	Targets string `json:"targets"` // .npy, one per row; "" for a .safetensors Logits that holds them (tensorfile.Targets)
-	Weights string `json:"weights"` // token weights .npy, one per row (as --token-weights)
+	From   string `json:"-"`      // the manifest file ("": not from a manifest)
+	N      int    `json:"-"`      // line number in it (1-based)
+	Logits string `json:"logits"` // .npy or file.safetensors[:name]
+	// Shards, instead of Logits: the logits split by vocabulary across
+	// files (as Logits each), in class order, as a tensor-parallel model's
+	// ranks hold them: the same rows in each, their classes adding up to
+	// the vocabulary.
+	Shards  []string `json:"logits_shards,omitempty"`
+	Hidden  string   `json:"hidden"`  // hidden states, with Weight: the fused linear
+	Weight  string   `json:"weight"`  // classifier: .npy, .safetensors[:name] or a checkpoint (tensorfile.Classifier)
+	Bias    string   `json:"bias"`    // classifier bias .npy (with Hidden)
+	Targets string   `json:"targets"` // .npy, one per row; "" for a .safetensors Logits that holds them (tensorfile.Targets)
+	Weights string   `json:"weights"` // token weights .npy, one per row (as --token-weights)
 	// A teacher's top-k (as --teacher-ids, --teacher-logprobs): its
 	// classes (int32/int64) and log-probabilities (float) .npy, rows × k.
 	TeacherIDs      string `json:"teacher_ids"`
@@ -47,11 +52,14 @@ type Line struct {
 	Bytes int64 `json:"bytes,omitempty"`
 }
 
-// RowsFile returns the file of l's rows: its logits, else its hidden
-// states.
+// RowsFile returns the file of l's rows: its logits (their first
+// shard), else its hidden states.
 func (l Line) RowsFile() string {
-	if l.Logits != "" {
+	switch {
+	case l.Logits != "":
 		return l.Logits
+	case len(l.Shards) > 0:
+		return l.Shards[0]
 	}
 	return l.Hidden
 }
@@ -60,7 +68,7 @@ func (l Line) RowsFile() string {
 // what no output may replace.
 func (l Line) Files() []string {
 	var fs []string
-	for _, f := range []string{l.Logits, l.Hidden, l.Bias, l.Targets, l.Weights, l.TeacherIDs, l.TeacherLogProbs} {
+	for _, f := range append([]string{l.Logits, l.Hidden, l.Bias, l.Targets, l.Weights, l.TeacherIDs, l.TeacherLogProbs}, l.Shards...) {
 		fs = append(fs, tensorfile.FilePath(f))
 	}
 	fs = append(fs, tensorfile.Files(l.Weight)...)
@@ -68,7 +76,7 @@ func (l Line) Files() []string {
 }
 
 // Keys is the set of keys a manifest line may have.
-const Keys = `"logits", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes"`
+const Keys = `"logits", "logits_shards", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes"`
 
 // A Manifest is the lines of a manifest file and the SHA-256 of its bytes
 // (which names it in partial statistics).
@@ -147,8 +155,18 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 	switch {
 	case l.Logits != "" && (l.Hidden != "" || l.Weight != "" || l.Bias != ""):
 		return Line{}, errors.New(`"logits" goes without "hidden", "weight" and "bias"`)
-	case l.Logits == "" && l.Hidden == "":
-		return Line{}, errors.New(`"logits" or "hidden" is required`)
+	case l.Shards != nil && (l.Logits != "" || l.Hidden != "" || l.Weight != "" || l.Bias != ""):
+		return Line{}, errors.New(`"logits_shards" goes without "logits", "hidden", "weight" and "bias"`)
+	case l.Shards != nil && len(l.Shards) < 2:
+		return Line{}, fmt.Errorf(`"logits_shards" names %d files: a vocabulary split across files names two or more (one is "logits")`, len(l.Shards))
+	case slices.Contains(l.Shards, ""):
+		return Line{}, errors.New(`"logits_shards" names an empty path`)
+	case l.Shards != nil && l.Targets == "":
+		return Line{}, errors.New(`"targets" is required with "logits_shards"`)
+	case l.Shards != nil && l.TeacherIDs != "":
+		return Line{}, errors.New(`"logits_shards" goes without a teacher's top-k: xent evaluates no distillation over shards of the vocabulary`)
+	case l.Logits == "" && l.Hidden == "" && l.Shards == nil:
+		return Line{}, errors.New(`"logits", "logits_shards" or "hidden" is required`)
 	case l.Hidden != "" && l.Weight == "" && defaultWeight == "":
 		return Line{}, errors.New(`"hidden" needs "weight" (or --weight, for every line without one)`)
 	case l.Targets == "" && !tensorfile.HoldsTargets(l.Logits):
@@ -158,7 +176,11 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 	case l.Bytes < 0:
 		return Line{}, fmt.Errorf(`"bytes" %d: want the text's length in bytes, > 0 (or no "bytes")`, l.Bytes)
 	}
-	for _, p := range []*string{&l.Logits, &l.Hidden, &l.Weight, &l.Bias, &l.Targets, &l.Weights, &l.TeacherIDs, &l.TeacherLogProbs} {
+	ps := []*string{&l.Logits, &l.Hidden, &l.Weight, &l.Bias, &l.Targets, &l.Weights, &l.TeacherIDs, &l.TeacherLogProbs}
+	for k := range l.Shards {
+		ps = append(ps, &l.Shards[k])
+	}
+	for _, p := range ps {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
