@@ -68,8 +68,8 @@ func TestCommand(t *testing.T) {
 }
 
 // TestCommandShift: --shift and --by-position reach the workers, and the
-// lines' "bytes": the causal fixture of testdata/npy, twice in a manifest,
-// gives PyTorch's loss of the shifted labels (expected.json's "causal"),
+// lines' "bytes" and "logits_shards": the causal fixture of testdata/npy,
+// in a manifest as it is and split by vocabulary into two files, gives PyTorch's loss of the shifted labels (expected.json's "causal"),
 // its rows' mean at each of the 6 positions of its [3 × 6] ids, and its
 // log-loss over the lines' bytes in bits.
 func TestCommandShift(t *testing.T) {
@@ -87,8 +87,21 @@ func TestCommandShift(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &exp))
 	line := `{"logits": "` + filepath.Join(fix, "causal_logits.npy") + `", "targets": "` + filepath.Join(fix, "causal_ids.npy") + `", "bytes": 50}` + "\n"
+	x, err := npyfile.Read(filepath.Join(fix, "causal_logits.npy"), (*npyfile.File).Flat)
+	require.NoError(t, err)
+	for k, c := range [][2]int{{0, 13}, {13, 29}} {
+		var v []float32
+		for i := range 18 {
+			v = append(v, x[i*29+c[0]:i*29+c[1]]...)
+		}
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("s%d.npy", k)))
+		require.NoError(t, err)
+		require.NoError(t, npyfile.WriteF32(f, []int{3, 6, c[1] - c[0]}, v))
+		require.NoError(t, f.Close())
+	}
+	split := `{"logits_shards": ["s0.npy", "s1.npy"], "targets": "` + filepath.Join(fix, "causal_ids.npy") + `", "bytes": 50}` + "\n"
 	m := filepath.Join(dir, "M.jsonl")
-	require.NoError(t, os.WriteFile(m, []byte(line+line), 0o644))
+	require.NoError(t, os.WriteFile(m, []byte(line+split), 0o644))
 	out := filepath.Join(dir, "R.json")
 	set(t, "manifest", m, "weight", "", "out", out, "device", "cpu", "shift", "true", "by-position", "true")
 	require.NoError(t, run(context.Background()))
