@@ -17,8 +17,8 @@ import (
 // .npy, a .safetensors tensor, a streamed float64 .npy), given as
 // --logits-shard in class order, give PyTorch's loss and rows, and what
 // the whole file gives with every option (the top-k, the calibration, the
-// loss by position, token weights, smoothing, z-loss, soft cap and
-// temperature), within the shards' merging; so does a manifest line of
+// loss by position, token and class weights, smoothing, z-loss, soft cap
+// and temperature), within the shards' merging; so does a manifest line of
 // "logits_shards". One shard, shards of other rows, a target past the
 // vocabulary they add up to and an output over a shard are refused.
 func TestEvalLogitShards(t *testing.T) {
@@ -58,9 +58,15 @@ func TestEvalLogitShards(t *testing.T) {
 	}
 
 	tw := writeNpyFile(t, dir, "tw.npy", [3][6]float32{{1, 2, 0, 1, 3, 1}, {1, 1, 1, 0.5, 1, 1}, {2, 2, 2, 2, 2, 2}})
+	var cw [29]float32
+	for c := range cw {
+		cw[c] = float32(1 + c%5)
+	}
+	cwp := writeNpyFile(t, dir, "cw.npy", cw)
 	for _, opts := range [][]string{
 		{"--topk", "1,3,10", "--by-position"},
 		{"--token-weights", tw, "--label-smoothing", "0.1", "--z-loss", "1e-3", "--softcap", "5", "--temperature", "1.5"},
+		{"--weights", cwp, "--calibration"},
 	} {
 		base := append([]string{"eval", "--device", "cpu", "--json", "--shift", "--targets", ids}, opts...)
 		whole := evalJSON(t, append(base, "--logits", logits)...)
