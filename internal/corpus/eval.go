@@ -45,6 +45,19 @@ func (c Config) options() []batch.Option {
 	return o
 }
 
+// rowOptions returns the options of every line's loss: the loss's, the
+// class weights, and the per-row losses where they are kept.
+func (c Config) rowOptions() []batch.Option {
+	o := c.options()
+	if c.ClassWeights != nil {
+		o = append(o, batch.Weights(c.ClassWeights))
+	}
+	if c.keep() {
+		o = append(o, batch.KeepRows())
+	}
+	return o
+}
+
 // partials reports whether the rows go through their partials (Partials,
 // Finish): for the calibration and the ranks.
 func (c Config) partials() bool { return c.Calibration || c.TopK != nil || c.Distill }
@@ -79,11 +92,15 @@ func (e *Evaluator) finish(f finisher, part []batch.Partial, ranks []batch.Rank,
 	return res, r.Ranks.Merge(rs)
 }
 
-// newResult returns the empty result of a line: with the calibration and
-// rank statistics asked for, their empty sums (a line of no rows has
-// them too).
-func (e *Evaluator) newResult() (Result, error) {
-	r := Result{Distill: e.cfg.Distill}
+// newResult returns the empty result of a line of rows rows of shape lead:
+// with the calibration and rank statistics asked for, their empty sums (a
+// line of no rows has them too), and room for the per-row losses where
+// they are kept.
+func (e *Evaluator) newResult(rows int, lead []int) (Result, error) {
+	r := Result{Distill: e.cfg.Distill, Lead: lead}
+	if e.cfg.keep() {
+		r.Rows = make([]float32, 0, rows)
+	}
 	if e.cfg.partials() {
 		r.Calibration = new(batch.Calibration)
 	}
@@ -543,13 +560,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	opts := append(e.cfg.options(), batch.Budget(e.cfg.Budget))
-	if e.cfg.keep() {
-		opts = append(opts, batch.KeepRows())
-	}
-	if e.cfg.ClassWeights != nil {
-		opts = append(opts, batch.Weights(e.cfg.ClassWeights))
-	}
+	opts := append(e.cfg.rowOptions(), batch.Budget(e.cfg.Budget))
 	if tw != nil {
 		opts = append(opts, batch.TokenWeights(tw))
 	}
@@ -570,7 +581,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	if e.cfg.GradW {
 		g.W = batch.NewGrad(make([]float32, v*d), v, d)
 	}
-	r, err := e.newResult()
+	r, err := e.newResult(n, h.Lead)
 	if err != nil {
 		return Result{}, err
 	}
@@ -646,13 +657,7 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	opts := e.cfg.options()
-	if e.cfg.ClassWeights != nil {
-		opts = append(opts, batch.Weights(e.cfg.ClassWeights))
-	}
-	if e.cfg.keep() {
-		opts = append(opts, batch.KeepRows())
-	}
+	opts := e.cfg.rowOptions()
 	srcs := make([]logitsFile, len(l.Shards))
 	ces := make([]*batch.Loss, len(l.Shards))
 	widest, c0 := 0, 0
@@ -667,13 +672,9 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 		c0 += srcs[k].cols
 		widest = max(widest, srcs[k].cols)
 	}
-	r, err := e.newResult()
+	r, err := e.newResult(rows, lead)
 	if err != nil {
 		return Result{}, err
-	}
-	r.Lead = lead
-	if e.cfg.keep() {
-		r.Rows = make([]float32, 0, rows)
 	}
 	step := max(1, ChunkBytes/4/max(widest, 1))
 	bufs := make([][]float32, len(srcs))
@@ -805,13 +806,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	opts := e.cfg.options()
-	if e.cfg.ClassWeights != nil {
-		opts = append(opts, batch.Weights(e.cfg.ClassWeights))
-	}
-	if e.cfg.keep() {
-		opts = append(opts, batch.KeepRows())
-	}
+	opts := e.cfg.rowOptions()
 	if e.cfg.partials() { // through the partials of the whole vocabulary (a shard of all of it)
 		opts = append(opts, batch.Shard(0, cols))
 	}
@@ -819,13 +814,9 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	r, err := e.newResult()
+	r, err := e.newResult(rows, lead)
 	if err != nil {
 		return Result{}, err
-	}
-	r.Lead = lead
-	if e.cfg.keep() {
-		r.Rows = make([]float32, 0, rows)
 	}
 
 	step := max(1, ChunkBytes/4/max(cols, 1))
