@@ -13,12 +13,13 @@ import (
 
 // TestEvalBitsPerByte: --bytes N reports the log-loss's sum over the
 // text's N bytes in bits, Σ nll / (ln 2 · N), from PyTorch's loss of the
-// causal fixture, and the byte perplexity 2^bpb; the z-loss does not
-// change it. A manifest's lines carry their own "bytes": the run, its
-// shards merged and each line's report (--lines-out) give the same. Label
-// smoothing, class weights, a negative count, "bytes" on some lines only
-// and --bytes beside --manifest are refused, naming what; a run where
-// nothing counts reports null.
+// causal fixture, and the byte perplexity 2^bpb; --words W the word
+// perplexity exp(Σ nll / W); the z-loss changes neither. A manifest's
+// lines carry their own "bytes" and "words": the run, its shards merged
+// and each line's report (--lines-out) give the same. Label smoothing,
+// class weights, a negative count, "bytes" on some lines only and --bytes
+// beside --manifest are refused, naming what; a run where nothing counts
+// reports null.
 func TestEvalBitsPerByte(t *testing.T) {
 	want32, _ := causalGolden(t)
 	nll := want32.Mean * float64(want32.Tokens) // PyTorch's, float64
@@ -33,17 +34,22 @@ func TestEvalBitsPerByte(t *testing.T) {
 		return v
 	}
 	base := []string{"eval", "--device", "cpu", "--json", "--shift", "--logits", logits, "--targets", ids}
-	got := evalJSON(t, append(base, "--bytes", "40")...)
+	got := evalJSON(t, append(base, "--bytes", "40", "--words", "9")...)
 	want := nll / (math.Ln2 * 40)
 	require.True(t, spec.LossCloseIn(bpbOf(got), want, spec.LossTol), "bits per byte %v, PyTorch's %v", got["bits_per_byte"], want)
+	wp := math.Exp(nll / 9)
+	require.True(t, spec.LossCloseIn(math.Log(got["word_perplexity"].(float64)), math.Log(wp), spec.LossTol), "word perplexity %v, PyTorch's %v", got["word_perplexity"], wp)
 	plain := evalJSON(t, base...)
 	require.NotContains(t, plain, "bits_per_byte", "absent without --bytes")
-	z := evalJSON(t, append(base, "--bytes", "40", "--z-loss", "1e-3")...)
+	require.NotContains(t, plain, "word_perplexity", "absent without --words")
+	z := evalJSON(t, append(base, "--bytes", "40", "--words", "9", "--z-loss", "1e-3")...)
 	require.Greater(t, z["loss"].(float64), got["loss"].(float64), "the z-loss is in the loss")
 	require.InEpsilon(t, bpbOf(got), bpbOf(z), 1e-6, "and not in the bits per byte")
-	code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--logits", logits, "--targets", ids, "--bytes", "40")
+	require.InEpsilon(t, got["word_perplexity"], z["word_perplexity"], 1e-6, "nor in the word perplexity")
+	code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--logits", logits, "--targets", ids, "--bytes", "40", "--words", "9")
 	require.Equal(t, 0, code, errOut)
 	require.Regexp(t, `bits/byte   [0-9.]+ \(over 40 bytes; byte perplexity [0-9.]+\)`, out)
+	require.Regexp(t, `word ppl    [0-9.]+ \(over 9 words\)`, out)
 
 	dir := t.TempDir()
 	cw := writeNpyFile(t, dir, "cw.npy", make([]float32, 29))
@@ -51,9 +57,11 @@ func TestEvalBitsPerByte(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--bytes", "40", "--label-smoothing", "0.1"}, "bits per byte (40 bytes) are of the log-loss, and --label-smoothing changes it"},
-		{[]string{"--bytes", "40", "--weights", cw}, "bits per byte (40 bytes) are of the log-loss, and --weights (class weights) changes it"},
+		{[]string{"--bytes", "40", "--label-smoothing", "0.1"}, "the text's measures (40 bytes) are of the log-loss, and --label-smoothing changes it"},
+		{[]string{"--bytes", "40", "--words", "9", "--weights", cw}, "the text's measures (40 bytes, 9 words) are of the log-loss, and --weights (class weights) changes it"},
+		{[]string{"--words", "9", "--label-smoothing", "0.1"}, "the text's measures (9 words) are of the log-loss"},
 		{[]string{"--bytes", "-3"}, "--bytes -3: want the text's length in bytes, > 0 (0: none)"},
+		{[]string{"--words", "-1"}, "--words -1: want the text's length in words, > 0 (0: none)"},
 	} {
 		code, out, errOut := runCmd(append([]string{"eval", "--device", "cpu", "--shift", "--logits", logits, "--targets", ids}, c.args...)...)
 		require.Equal(t, 1, code, out)
@@ -68,15 +76,17 @@ func TestEvalBitsPerByte(t *testing.T) {
 		return `{"logits": "` + al + `", "targets": "` + ai + `"` + n + "}\n"
 	}
 	m := filepath.Join(dir, "m.jsonl")
-	require.NoError(t, os.WriteFile(m, []byte(line(`, "bytes": 40`)+line(`, "bytes": 60`)), 0o644))
+	require.NoError(t, os.WriteFile(m, []byte(line(`, "bytes": 40, "words": 9`)+line(`, "bytes": 60, "words": 11`)), 0o644))
 	lines := filepath.Join(dir, "lines.jsonl")
 	got = evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--manifest", m, "--lines-out", lines)
 	want = 2 * nll / (math.Ln2 * 100)
 	require.True(t, spec.LossCloseIn(bpbOf(got), want, spec.LossTol), "a manifest: %v, PyTorch's %v", got["bits_per_byte"], want)
+	require.True(t, spec.LossCloseIn(math.Log(got["word_perplexity"].(float64)), 2*nll/20, spec.LossTol), "a manifest: word perplexity %v", got["word_perplexity"])
 	each := readLines(t, lines)
 	require.Len(t, each, 2)
-	for k, n := range []float64{40, 60} {
-		require.True(t, spec.LossCloseIn(bpbOf(each[k]), nll/(math.Ln2*n), spec.LossTol), "line %d", k+1)
+	for k, n := range [][2]float64{{40, 9}, {60, 11}} {
+		require.True(t, spec.LossCloseIn(bpbOf(each[k]), nll/(math.Ln2*n[0]), spec.LossTol), "line %d", k+1)
+		require.True(t, spec.LossCloseIn(math.Log(each[k]["word_perplexity"].(float64)), nll/n[1], spec.LossTol), "line %d", k+1)
 	}
 	var parts []string
 	for i, s := range []string{"0/2", "1/2"} {
@@ -86,11 +96,12 @@ func TestEvalBitsPerByte(t *testing.T) {
 	}
 	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
 	require.InEpsilon(t, bpbOf(got), bpbOf(merged), 1e-12, "2 shards merged")
+	require.InEpsilon(t, got["word_perplexity"], merged["word_perplexity"], 1e-12, "2 shards merged")
 
 	for _, c := range []struct {
 		text, want string
 	}{
-		{line(`, "bytes": 40`) + line(""), `m.jsonl:2: "bytes" on some lines only (line 1 has them): bits per byte need every line's`},
+		{line(`, "bytes": 40`) + line(""), `m.jsonl:2: "bytes" on some lines only (line 1 has them): a measure of the whole text needs every line's`},
 		{line(`, "bytes": -5`), `m.jsonl:1: "bytes" -5: want the text's length in bytes, > 0 (or no "bytes")`},
 	} {
 		require.NoError(t, os.WriteFile(m, []byte(c.text), 0o644))
@@ -100,11 +111,12 @@ func TestEvalBitsPerByte(t *testing.T) {
 	}
 	code, _, errOut = runCmd("eval", "--device", "cpu", "--manifest", m, "--bytes", "40")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, "--bytes (a line's \"bytes\")")
+	require.Contains(t, errOut, "--bytes and --words (a line's \"bytes\", \"words\")")
 
 	none := writeNpyFile(t, dir, "none.npy", []int64{-100, -100})
-	null := evalJSON(t, "eval", "--device", "cpu", "--json", "--logits", writeNpyFile(t, dir, "z.npy", [2][3]float32{}), "--targets", none, "--bytes", "7")
-	require.Contains(t, null, "bits_per_byte")
-	require.Nil(t, null["bits_per_byte"], "nothing counts")
-	require.Nil(t, null["byte_perplexity"])
+	null := evalJSON(t, "eval", "--device", "cpu", "--json", "--logits", writeNpyFile(t, dir, "z.npy", [2][3]float32{}), "--targets", none, "--bytes", "7", "--words", "2")
+	for _, k := range []string{"bits_per_byte", "byte_perplexity", "word_perplexity"} {
+		require.Contains(t, null, k)
+		require.Nil(t, null[k], "%s: nothing counts", k)
+	}
 }

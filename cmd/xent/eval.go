@@ -39,6 +39,7 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy (float32, float16, float64), file.npz:name, file.pt:name (torch.save, pytorch_model.bin included), file.safetensors[:name] (F32, BF16, F16; lm_head.weight by default), or a Hugging Face checkpoint, its directory or its model.safetensors.index.json or pytorch_model.bin.index.json [:name] (lm_head.weight, else the tied embed_tokens.weight / wte.weight, said on stderr); with --manifest, that of the lines without one")
 	bias := fs.String("bias", "", "classifier bias `B.npy`: 1-D float32 or float64, one per class (optional)")
 	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy` (float32 in H's shape: [tokens × features] or [batch × sequence × features])")
+	nwords := fs.Int64("words", 0, "the length `N` in words of the text the counted targets encode: report the word perplexity, exp(Σ nll / N) (0: none; with --manifest, each line's \"words\")")
 	nbytes := fs.Int64("bytes", 0, "the length `N` in bytes (UTF-8) of the text the counted targets encode: report bits per byte, Σ nll / (ln 2 · N), and the byte perplexity (0: none; with --manifest, each line's \"bytes\")")
 	gradWeight := fs.String("grad-weight", "", "write dL/dW of the mean loss to `dW.npy` (float32 [classes × features])")
 	manifest := fs.String("manifest", "", "evaluate the files of `M.jsonl` as one evaluation: a JSON object a line, {\"logits\": L, \"targets\": T[, \"weights\": TW]} or {\"hidden\": H[, \"weight\": W][, \"bias\": B], \"targets\": T[, \"weights\": TW]} (\"weights\": token weights; paths from the manifest's directory)")
@@ -56,8 +57,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	say := sayDevice(stderr, *asJSON, *verbose)
 	note := func(s string) { fmt.Fprintf(stderr, "xent eval: %s\n", s) }
 	if *manifest != "" {
-		if *logits != "" || shards != nil || *hidden != "" || *targets != "" || *tokenWeights != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *teacherLP != "" || *nbytes != 0 {
-			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --logits-shard, --hidden, --targets, --token-weights, --teacher-ids, --teacher-logprobs, --bias, --grad-hidden, --grad-weight and --bytes (a line's \"bytes\")")
+		if *logits != "" || shards != nil || *hidden != "" || *targets != "" || *tokenWeights != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *teacherLP != "" || *nbytes != 0 || *nwords != 0 {
+			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --logits-shard, --hidden, --targets, --token-weights, --teacher-ids, --teacher-logprobs, --bias, --grad-hidden, --grad-weight, --bytes and --words (a line's \"bytes\", \"words\")")
 			return errUsage
 		}
 		return evalManifest(ctx, manifestArgs{path: *manifest, weight: *weight, shard: *shard, statsOut: *statsOut, linesOut: *linesOut, rowsOut: *rowsOut, plot: *plotOut,
@@ -67,11 +68,16 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "xent eval: --shard, --stats-out and --lines-out go with --manifest")
 		return errUsage
 	}
-	if *nbytes < 0 {
-		return fmt.Errorf("--bytes %d: want the text's length in bytes, > 0 (0: none)", *nbytes)
+	for _, c := range []struct {
+		flag string
+		n    int64
+	}{{"bytes", *nbytes}, {"words", *nwords}} {
+		if c.n < 0 {
+			return fmt.Errorf("--%s %d: want the text's length in %s, > 0 (0: none)", c.flag, c.n, c.flag)
+		}
 	}
 	line := corpus.Line{Logits: *logits, Shards: shards, Targets: *targets, Weights: *tokenWeights, Hidden: *hidden, Weight: *weight, Bias: *bias,
-		TeacherIDs: *teacherIDs, TeacherLogProbs: *teacherLP, Bytes: *nbytes}
+		TeacherIDs: *teacherIDs, TeacherLogProbs: *teacherLP, Text: corpus.Text{Bytes: *nbytes, Words: *nwords}}
 	switch {
 	case (*teacherIDs == "") != (*teacherLP == ""):
 		fmt.Fprintln(stderr, "xent eval: --teacher-ids and --teacher-logprobs go together")
@@ -218,9 +224,12 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	if t.Distill {
 		fmt.Fprintf(stdout, "KL          %.6f nats (the teacher's top-k and tail, mean over %d tokens)\n", st.MeanKL(), st.Counted)
 	}
-	if t.Bytes > 0 {
-		bpb := corpus.BitsPerByte(st, t.Bytes)
-		fmt.Fprintf(stdout, "bits/byte   %.6f (over %d bytes; byte perplexity %.4f)\n", bpb, t.Bytes, math.Exp2(bpb))
+	if n := t.Text.Bytes; n > 0 {
+		bpb := corpus.BitsPerByte(st, n)
+		fmt.Fprintf(stdout, "bits/byte   %.6f (over %d bytes; byte perplexity %.4f)\n", bpb, n, math.Exp2(bpb))
+	}
+	if n := t.Text.Words; n > 0 {
+		fmt.Fprintf(stdout, "word ppl    %.4f (over %d words)\n", corpus.WordPerplexity(st, n), n)
 	}
 	if c := t.Calibration; c != nil {
 		fmt.Fprintf(stdout, "ECE         %.4f (%d bins of the confidence, %d rows; --json or --plot: each)\n", c.ECE(), batch.CalibrationBins, c.Binned())

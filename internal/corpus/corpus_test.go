@@ -236,7 +236,7 @@ func TestManifestHostile(t *testing.T) {
 		{"\n\n", "no lines"},
 		{`{"logits": "a.npy"}`, `:1: "targets" is required`},
 		{"{\"logits\": \"a.npy\", \"targets\": \"t.npy\"}\n[1]", ":2: not a manifest line"},
-		{`{"logits": "a.npy", "targets": "t.npy", "labels": "x"}`, `:1: not a manifest line (a JSON object with the keys "logits", "logits_shards", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes"): json: unknown field "labels"`},
+		{`{"logits": "a.npy", "targets": "t.npy", "labels": "x"}`, `:1: not a manifest line (a JSON object with the keys "logits", "logits_shards", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes", "words"): json: unknown field "labels"`},
 		{`{"logits": "a.npy", "targets": "t.npy"} {}`, ":1: more than one JSON value"},
 		{`{"logits": "a.npy", "hidden": "h.npy", "targets": "t.npy"}`, `:1: "logits" goes without "hidden"`},
 		{`{"hidden": "h.npy", "targets": "t.npy"}`, `:1: "hidden" needs "weight"`},
@@ -252,6 +252,8 @@ func TestManifestHostile(t *testing.T) {
 		{`{"logits": "a.npy", "targets": "t.npy", "bytes": 2.5}`, ":1: not a manifest line"},
 		{`{"logits": "a.npy", "targets": "t.npy", "bytes": -1}`, `:1: "bytes" -1: want the text's length in bytes, > 0 (or no "bytes")`},
 		{"{\"logits\": \"a.npy\", \"targets\": \"t.npy\"}\n{\"logits\": \"a.npy\", \"targets\": \"t.npy\", \"bytes\": 9}", `:2: "bytes" on some lines only (line 1 has none)`},
+		{"{\"logits\": \"a.npy\", \"targets\": \"t.npy\", \"bytes\": 9, \"words\": 2}\n{\"logits\": \"a.npy\", \"targets\": \"t.npy\", \"bytes\": 9}", `:2: "words" on some lines only (line 1 has them): a measure of the whole text needs every line's`},
+		{`{"logits": "a.npy", "targets": "t.npy", "words": -2}`, `:1: "words" -2: want the text's length in words, > 0 (or no "words")`},
 	} {
 		path := filepath.Join(dir, "M.jsonl")
 		require.NoError(t, os.WriteFile(path, []byte(c.text), 0o644))

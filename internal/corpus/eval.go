@@ -131,7 +131,7 @@ type Result struct {
 	Ranks        *batch.RankStats   // Config.TopK
 	Distill      bool               // Config.Distill: Stats.KL is the teacher's KL
 	GradH, GradW batch.Matrix       // Config.GradH, GradW: hidden-states lines only
-	Bytes        int64              // Line.Bytes
+	Text         Text               // Line.Text
 }
 
 // An Evaluator checks and evaluates lines with one configuration. A
@@ -187,7 +187,7 @@ func (e *Evaluator) Check(l Line) (rows int, err error) {
 	if err != nil {
 		return 0, at(l, err)
 	}
-	if err := e.bytes(l); err != nil {
+	if err := e.text(l); err != nil {
 		return 0, at(l, err)
 	}
 	tc, err := e.teacher(l, rows, lead)
@@ -197,11 +197,11 @@ func (e *Evaluator) Check(l Line) (rows int, err error) {
 	return rows, at(l, err)
 }
 
-// bytes refuses bits per byte (Line.Bytes) where the loss is not the
+// text refuses the text's measures (Line.Text) where the loss is not the
 // log-loss they measure: with label smoothing, class weights or a
 // teacher's KL inside it. (The z-loss is not: ReportOf takes it out.)
-func (e *Evaluator) bytes(l Line) error {
-	if l.Bytes == 0 {
+func (e *Evaluator) text(l Line) error {
+	if !l.Text.given() {
 		return nil
 	}
 	for _, c := range []struct {
@@ -209,7 +209,7 @@ func (e *Evaluator) bytes(l Line) error {
 		what string
 	}{{e.cfg.Smoothing != 0, "--label-smoothing"}, {e.cfg.ClassWeights != nil, "--weights (class weights)"}, {e.cfg.Distill, "a teacher's KL"}} {
 		if c.on {
-			return fmt.Errorf("bits per byte (%d bytes) are of the log-loss, and %s changes it", l.Bytes, c.what)
+			return fmt.Errorf("the text's measures (%v) are of the log-loss, and %s changes it", l.Text, c.what)
 		}
 	}
 	return nil
@@ -227,7 +227,7 @@ func (e *Evaluator) Eval(ctx context.Context, dev device.Device, l Line) (Result
 	default:
 		r, err = e.logits(ctx, dev, l)
 	}
-	r.Bytes = l.Bytes
+	r.Text = l.Text
 	return r, at(l, err)
 }
 
@@ -953,7 +953,7 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 // disjoint lines merge (Merge) in any order.
 type Total struct {
 	Stats       batch.Stats
-	Bytes       int64              // the text's bytes (Line.Bytes), 0 without
+	Text        Text               // the lines' Text, added up
 	Positions   *Positions         // nil without a sequence length
 	Calibration *batch.Calibration // nil without Config.Calibration or TopK
 	Ranks       *batch.RankStats   // nil without Config.TopK
@@ -963,7 +963,7 @@ type Total struct {
 
 // TotalOf returns the total of one line's result.
 func TotalOf(r Result) Total {
-	return Total{Stats: r.Stats, Bytes: r.Bytes, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
+	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
 }
 
 // Add adds one line's result.
@@ -975,8 +975,8 @@ func (t *Total) Merge(o Total) error {
 	if (t.Positions == nil) != (o.Positions == nil) && t.Files > 0 && o.Files > 0 {
 		return fmt.Errorf("a total with the loss by position merged with one without")
 	}
-	if (t.Bytes == 0) != (o.Bytes == 0) && t.Files > 0 && o.Files > 0 {
-		return fmt.Errorf("a total with the text's bytes merged with one without")
+	if k := t.Text.differs(o.Text); k != "" && t.Files > 0 && o.Files > 0 {
+		return fmt.Errorf("a total with the text's %s merged with one without", k)
 	}
 	if (t.Calibration == nil) != (o.Calibration == nil) && t.Files > 0 && o.Files > 0 {
 		return fmt.Errorf("a total with the calibration merged with one without")
@@ -1012,7 +1012,7 @@ func (t *Total) Merge(o Total) error {
 		}
 	}
 	t.Stats.Merge(o.Stats)
-	t.Bytes += o.Bytes
+	t.Text.Add(o.Text)
 	t.Files += o.Files
 	return nil
 }

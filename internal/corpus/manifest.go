@@ -47,9 +47,9 @@ type Line struct {
 	// classes (int32/int64) and log-probabilities (float) .npy, rows × k.
 	TeacherIDs      string `json:"teacher_ids"`
 	TeacherLogProbs string `json:"teacher_logprobs"`
-	// Bytes is the length in bytes (UTF-8) of the text the line's counted
-	// targets encode, for bits per byte (0: not given).
-	Bytes int64 `json:"bytes,omitempty"`
+	// Text is the size of the text the line's counted targets encode
+	// ("bytes", "words"; none: not given).
+	Text
 }
 
 // RowsFile returns the file of l's rows: its logits (their first
@@ -76,7 +76,7 @@ func (l Line) Files() []string {
 }
 
 // Keys is the set of keys a manifest line may have.
-const Keys = `"logits", "logits_shards", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes"`
+const Keys = `"logits", "logits_shards", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes", "words"`
 
 // A Manifest is the lines of a manifest file and the SHA-256 of its bytes
 // (which names it in partial statistics).
@@ -122,8 +122,8 @@ func ReadManifest(path, defaultWeight string) (Manifest, error) {
 		if (l.TeacherIDs == "") != (m.Lines[0].TeacherIDs == "") {
 			return Manifest{}, fmt.Errorf("%s:%d: a teacher's top-k on some lines only (line %d has %s): a distillation names one on every line", path, l.N, m.Lines[0].N, map[bool]string{true: "none", false: "one"}[m.Lines[0].TeacherIDs == ""])
 		}
-		if (l.Bytes == 0) != (m.Lines[0].Bytes == 0) {
-			return Manifest{}, fmt.Errorf(`%s:%d: "bytes" on some lines only (line %d has %s): bits per byte need every line's`, path, l.N, m.Lines[0].N, map[bool]string{true: "none", false: "them"}[m.Lines[0].Bytes == 0])
+		if k := l.Text.differs(m.Lines[0].Text); k != "" {
+			return Manifest{}, fmt.Errorf(`%s:%d: "%s" on some lines only (line %d has %s): a measure of the whole text needs every line's`, path, l.N, k, m.Lines[0].N, map[bool]string{true: "them", false: "none"}[m.Lines[0].Text.has(k)])
 		}
 	}
 	return m, nil
@@ -173,8 +173,9 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 		return Line{}, errors.New(`"targets" is required (a .safetensors, .npz or .pt of logits may hold them instead, as "targets" or "labels")`)
 	case (l.TeacherIDs == "") != (l.TeacherLogProbs == ""):
 		return Line{}, errors.New(`"teacher_ids" and "teacher_logprobs" go together`)
-	case l.Bytes < 0:
-		return Line{}, fmt.Errorf(`"bytes" %d: want the text's length in bytes, > 0 (or no "bytes")`, l.Bytes)
+	}
+	if err := l.Text.check(); err != nil {
+		return Line{}, err
 	}
 	ps := []*string{&l.Logits, &l.Hidden, &l.Weight, &l.Bias, &l.Targets, &l.Weights, &l.TeacherIDs, &l.TeacherLogProbs}
 	for k := range l.Shards {

@@ -32,8 +32,8 @@ type Partial struct {
 	Files    int               `json:"files"` // lines this shard evaluated
 	Flags    map[string]string `json:"flags"`
 	Stats    Stats             `json:"stats"`
-	// Bytes is the text's length in bytes, with the lines' "bytes".
-	Bytes int64 `json:"bytes,omitempty"`
+	// Text is the text's size, with the lines' "bytes" and "words".
+	Text
 	// Positions is the loss by position, with --seq-len or --by-position.
 	Positions *Positions `json:"by_position,omitempty"`
 	// Calibration is the calibration bins' sums, with --calibration.
@@ -87,13 +87,13 @@ func PartialOf(t Total, sha string, lines, shard, shards int, flags map[string]s
 		st.KL = &kl
 	}
 	return Partial{Format: Format, Manifest: sha, Lines: lines, Shard: shard, Shards: shards, Files: t.Files, Flags: flags,
-		Stats: st, Bytes: t.Bytes, Positions: t.Positions, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
+		Stats: st, Text: t.Text, Positions: t.Positions, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
 }
 
 // Total returns p's statistics as a Total.
 func (p Partial) Total() (Total, error) {
 	rs, err := p.Ranks.batch()
-	return Total{Stats: p.Stats.Batch(), Bytes: p.Bytes, Positions: p.Positions, Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
+	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
 }
 
 // Positions is the loss by position t = row mod T of an evaluation with a

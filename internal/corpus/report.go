@@ -47,6 +47,9 @@ type Report struct {
 	// (--bytes, a manifest's "bytes").
 	BitsPerByte    *Nullable `json:"bits_per_byte,omitempty"`
 	BytePerplexity *Nullable `json:"byte_perplexity,omitempty"`
+	// WordPerplexity is exp(Σ nll / words) (null when nothing counts),
+	// absent without the words (--words, a manifest's "words").
+	WordPerplexity *Nullable `json:"word_perplexity,omitempty"`
 	Device         string    `json:"device"`
 }
 
@@ -106,13 +109,19 @@ func ReportOf(t Total, device string) Report {
 		kl := Nullable(st.MeanKL())
 		r.KL = &kl
 	}
-	if t.Bytes > 0 {
-		bpb := Nullable(BitsPerByte(st, t.Bytes))
-		bp := Nullable(math.Exp2(float64(bpb)))
+	// Nothing counted: null, not the 0 of an empty sum.
+	counted := func(v float64) *Nullable {
 		if st.Counted == 0 {
-			bpb, bp = Nullable(math.NaN()), Nullable(math.NaN())
+			v = math.NaN()
 		}
-		r.BitsPerByte, r.BytePerplexity = &bpb, &bp
+		n := Nullable(v)
+		return &n
+	}
+	if n := t.Text.Bytes; n > 0 {
+		r.BitsPerByte, r.BytePerplexity = counted(BitsPerByte(st, n)), counted(math.Exp2(BitsPerByte(st, n)))
+	}
+	if n := t.Text.Words; n > 0 {
+		r.WordPerplexity = counted(WordPerplexity(st, n))
 	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))
@@ -137,12 +146,6 @@ type LineReport struct {
 // device.
 func LineReportOf(l Line, r Result, device string) LineReport {
 	return LineReport{Line: l.N, File: l.RowsFile(), Report: ReportOf(TotalOf(r), device)}
-}
-
-// BitsPerByte returns the log-loss of st over a text of n bytes, in bits
-// a byte: (Sum − ZLoss) / (ln 2 · n).
-func BitsPerByte(st batch.Stats, n int64) float64 {
-	return (st.Sum - st.ZLoss) / (math.Ln2 * float64(n))
 }
 
 // num is v, or nil (JSON null) when v is NaN or infinite.
