@@ -167,3 +167,78 @@ func TestEvalTeacherErrors(t *testing.T) {
 		require.NoFileExists(t, rows)
 	}
 }
+
+// TestEvalTeacherShards: a teacher's KL over logits split by vocabulary
+// (--logits-shard, "logits_shards") is PyTorch's, and the unsplit file's
+// report key by key, with the student's options, beside the ranks and the
+// calibration; a bad teacher row names the files and the row.
+func TestEvalTeacherShards(t *testing.T) {
+	g, cases := distillGolden(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"near", nil}, {"confident", []string{"--topk", "1,5", "--calibration"}}, {"kl_only", []string{"--temperature", "2"}},
+		{"options", []string{"--softcap", "25", "--temperature", "0.7", "--label-smoothing", "0.1", "--z-loss", "1e-4"}},
+	} {
+		x, shape := readNpy[float32](t, g(c.name+"_logits.npy")), npyShape(t, g(c.name+"_logits.npy"))
+		v := shape[1]
+		cuts := []int{0, v / 3, v/3 + 1, v} // a shard of one class
+		var shards []string
+		for k := range len(cuts) - 1 {
+			s := make([][]float32, shape[0])
+			for i := range s {
+				s[i] = x[i*v+cuts[k] : i*v+cuts[k+1]]
+			}
+			p := filepath.Join(dir, c.name+"_s"+string(rune('0'+k))+".npy")
+			corpustest.SaveNpy(t, p, s)
+			shards = append(shards, "--logits-shard", p)
+		}
+		var tg []int64
+		corpustest.ReadNpy(t, g(c.name+"_targets.npy"), &tg)
+		counted := 0
+		for _, v := range tg {
+			if v != -100 {
+				counted++
+			}
+		}
+		base := append([]string{"eval", "--targets", g(c.name + "_targets.npy"), "--teacher-ids", g(c.name + "_ids.npy"),
+			"--teacher-logprobs", g(c.name + "_logprobs.npy"), "--device", "cpu", "--json"}, c.args...)
+		split := evalJSON(t, append(base, shards...)...)
+		require.InEpsilon(t, cases[c.name]["kl"].(float64)/float64(counted), split["kl"], 1e-5, "%s: PyTorch's KL", c.name)
+		whole := evalJSON(t, append(base, "--logits", g(c.name+"_logits.npy"))...)
+		require.Equal(t, keysOf(whole), keysOf(split), c.name)
+		for k, w := range whole {
+			checkClose(t, k, w, split[k], c.args)
+		}
+		if c.name != "near" {
+			continue
+		}
+		// A manifest line of the shards with the teacher.
+		m := filepath.Join(dir, "m.jsonl")
+		b, err := json.Marshal(map[string]any{"logits_shards": []string{shards[1], shards[3], shards[5]}, "targets": mustAbs(t, g("near_targets.npy")),
+			"teacher_ids": mustAbs(t, g("near_ids.npy")), "teacher_logprobs": mustAbs(t, g("near_logprobs.npy"))})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(m, append(b, '\n'), 0o644))
+		line := evalJSON(t, "eval", "--manifest", m, "--device", "cpu", "--json")
+		require.Equal(t, split["kl"], line["kl"], "a manifest line of the shards")
+
+		// A teacher class out of the shards' vocabulary, and one twice.
+		flat := readNpy[int64](t, g("near_ids.npy"))
+		ids := make([][]int64, len(flat)/7)
+		for i := range ids {
+			ids[i] = flat[i*7 : (i+1)*7]
+		}
+		ids[5][2] = int64(v)
+		bad := filepath.Join(dir, "bad_ids.npy")
+		corpustest.SaveNpy(t, bad, ids)
+		rows := filepath.Join(dir, "rows.npy")
+		code, _, errOut := runCmd(append([]string{"eval", "--targets", g("near_targets.npy"), "--teacher-ids", bad,
+			"--teacher-logprobs", g("near_logprobs.npy"), "--device", "cpu", "--rows-out", rows}, shards...)...)
+		require.Equal(t, 1, code)
+		require.Contains(t, errOut, bad)
+		require.Contains(t, errOut, "teacher row 5, entry 2: class 97 is out of bounds [0, 97)")
+		require.NoFileExists(t, rows, "nothing written")
+	}
+}

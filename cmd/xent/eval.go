@@ -83,8 +83,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "xent eval: --teacher-ids and --teacher-logprobs go together")
 		return errUsage
 	case shards != nil:
-		if len(shards) < 2 || *logits != "" || *hidden != "" || *weight != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *targets == "" {
-			fmt.Fprintln(stderr, "xent eval: --logits-shard, given once for each of two or more shards, takes --targets, without --logits, --hidden, --weight, --bias, --grad-hidden, --grad-weight and a teacher")
+		if len(shards) < 2 || *logits != "" || *hidden != "" || *weight != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *targets == "" {
+			fmt.Fprintln(stderr, "xent eval: --logits-shard, given once for each of two or more shards, takes --targets, without --logits, --hidden, --weight, --bias, --grad-hidden and --grad-weight")
 			return errUsage
 		}
 	case *hidden != "" || *weight != "":

@@ -246,7 +246,6 @@ func TestManifestHostile(t *testing.T) {
 		{`{"logits_shards": ["a.npy", ""], "targets": "t.npy"}`, `:1: "logits_shards" names an empty path`},
 		{`{"logits_shards": ["a.npy", "b.npy"], "logits": "c.npy", "targets": "t.npy"}`, `:1: "logits_shards" goes without "logits", "hidden", "weight" and "bias"`},
 		{`{"logits_shards": ["a.npy", "b.npy"]}`, `:1: "targets" is required with "logits_shards"`},
-		{`{"logits_shards": ["a.npy", "b.npy"], "targets": "t.npy", "teacher_ids": "i.npy", "teacher_logprobs": "l.npy"}`, `:1: "logits_shards" goes without a teacher's top-k`},
 		{`{"logits_shards": "a.npy", "targets": "t.npy"}`, ":1: not a manifest line"},
 		{`{"logits": 3, "targets": "t.npy"}`, ":1: not a manifest line"},
 		{`{"logits": "a.npy", "targets": "t.npy", "bytes": 2.5}`, ":1: not a manifest line"},

@@ -647,7 +647,8 @@ func halfType(bf16 bool) batch.DType {
 // classes (a Loss with batch.Shard) merged in class order, as a
 // tensor-parallel model's all-reduce would merge them, then finished over
 // the whole vocabulary (and, with Config.TopK, ranked in each shard and
-// the ranks merged).
+// the ranks merged; with a teacher, each shard's KL part taken against the
+// merged partials and the parts merged, batch.Loss.KLPartials).
 func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Result, error) {
 	rows, vocab, lead, err := shardsShape(l.Shards)
 	if err != nil {
@@ -657,9 +658,14 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
+	tc, err := e.teacher(l, rows, lead)
+	if err != nil {
+		return Result{}, err
+	}
 	opts := e.cfg.rowOptions()
 	srcs := make([]logitsFile, len(l.Shards))
 	ces := make([]*batch.Loss, len(l.Shards))
+	c0s := make([]int, len(l.Shards)) // each shard's first class
 	widest, c0 := 0, 0
 	for k, s := range l.Shards {
 		if srcs[k], err = openLogits(s); err != nil {
@@ -669,6 +675,7 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 		if ces[k], err = batch.New(dev, append(opts, batch.Shard(c0, vocab))...); err != nil {
 			return Result{}, err
 		}
+		c0s[k] = c0
 		c0 += srcs[k].cols
 		widest = max(widest, srcs[k].cols)
 	}
@@ -731,11 +738,51 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 		if err != nil {
 			return Result{}, err
 		}
+		if tc != nil {
+			if res.KL, err = e.shardsKL(ctx, dev, xs, c0s, vocab, part, tg[lo:hi], sub(tw, lo, hi), tc.RowRange(lo, hi)); err != nil {
+				return Result{}, teacherError(l, rowsFrom(err, lo))
+			}
+		}
 		r.Stats.Merge(res.Stats)
 		r.Rows = append(r.Rows, res.Losses...)
 		e.progress(hi - lo)
 	}
 	return e.positions(r, tg, tw, seq), nil
+}
+
+// shardsKL returns Σ w_i·KL_i of a chunk of rows of logits shards (their
+// rows xs, first classes c0s, of a vocabulary of vocab classes) given
+// their partials merged over the whole vocabulary, their targets tg, token
+// weights tw (nil for all 1) and teacher t: each shard's KL parts taken
+// against the merged partials (batch.Loss.KLPartials) and merged, and
+// each row's KL from them, as the unsplit logits' Loss.KL gives it. The
+// teacher's Losses have the loss's options but the class weights, which
+// the KL does not use (and Distill refuses).
+func (e *Evaluator) shardsKL(ctx context.Context, dev device.Device, xs []batch.Matrix, c0s []int, vocab int, part []batch.Partial, tg []int32, tw []float32, t batch.Teacher) (float64, error) {
+	opts := append(e.cfg.options(), batch.Distill(t, 0))
+	kp, kk := make([]batch.KLPart, len(tg)), make([]batch.KLPart, len(tg))
+	for k, x := range xs {
+		kl, err := batch.New(dev, append(opts, batch.Shard(c0s[k], vocab))...)
+		if err != nil {
+			return 0, err
+		}
+		clear(kk)
+		if err := kl.KLPartials(ctx, kk, x, tg, part); err != nil {
+			return 0, err
+		}
+		for i := range kp {
+			kp[i].Merge(kk[i])
+		}
+	}
+	if tw != nil {
+		opts = append(opts, batch.TokenWeights(tw))
+	}
+	fin, err := batch.New(dev, append(opts, batch.Shard(0, vocab))...)
+	if err != nil {
+		return 0, err
+	}
+	res, err := fin.FinishKL(part, kp, tg)
+	return res.KL, err
 }
 
 // A logitsFile is a file of logits rows: mapped (whole) where they can

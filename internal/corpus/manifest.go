@@ -163,8 +163,6 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 		return Line{}, errors.New(`"logits_shards" names an empty path`)
 	case l.Shards != nil && l.Targets == "":
 		return Line{}, errors.New(`"targets" is required with "logits_shards"`)
-	case l.Shards != nil && l.TeacherIDs != "":
-		return Line{}, errors.New(`"logits_shards" goes without a teacher's top-k: xent evaluates no distillation over shards of the vocabulary`)
 	case l.Logits == "" && l.Hidden == "" && l.Shards == nil:
 		return Line{}, errors.New(`"logits", "logits_shards" or "hidden" is required`)
 	case l.Hidden != "" && l.Weight == "" && defaultWeight == "":
