@@ -36,6 +36,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
 	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
 	hidden := fs.String("hidden", "", "hidden states `H` [tokens × features] or [batch × sequence × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16): the fused linear, with --weight, instead of --logits")
+	var wshards fileList
+	fs.Var(&wshards, "weight-shard", "a shard `W` of the classifier split by vocabulary across files (a tensor-parallel model's ranks' rows of lm_head), as --weight takes a file: once a shard, in class order, the same features in each, their classes adding up to the vocabulary; instead of --weight, with --hidden (--bias, --grad-weight: of the whole vocabulary)")
 	weight := fs.String("weight", "", "classifier `W` [classes × features]: a .npy (float32, float16, float64), file.npz:name, file.pt:name (torch.save, pytorch_model.bin included), file.safetensors[:name] (F32, BF16, F16; lm_head.weight by default), or a Hugging Face checkpoint, its directory or its model.safetensors.index.json or pytorch_model.bin.index.json [:name] (lm_head.weight, else the tied embed_tokens.weight / wte.weight, said on stderr); with --manifest, that of the lines without one")
 	bias := fs.String("bias", "", "classifier bias `B.npy`: 1-D float32 or float64, one per class (optional)")
 	gradHidden := fs.String("grad-hidden", "", "write dL/dH of the mean loss to `dH.npy` (float32 in H's shape: [tokens × features] or [batch × sequence × features])")
@@ -57,8 +59,8 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	say := sayDevice(stderr, *asJSON, *verbose)
 	note := func(s string) { fmt.Fprintf(stderr, "xent eval: %s\n", s) }
 	if *manifest != "" {
-		if *logits != "" || shards != nil || *hidden != "" || *targets != "" || *tokenWeights != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *teacherLP != "" || *nbytes != 0 || *nwords != 0 {
-			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --logits-shard, --hidden, --targets, --token-weights, --teacher-ids, --teacher-logprobs, --bias, --grad-hidden, --grad-weight, --bytes and --words (a line's \"bytes\", \"words\")")
+		if *logits != "" || shards != nil || wshards != nil || *hidden != "" || *targets != "" || *tokenWeights != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *teacherIDs != "" || *teacherLP != "" || *nbytes != 0 || *nwords != 0 {
+			fmt.Fprintln(stderr, "xent eval: --manifest names the files: it goes without --logits, --logits-shard, --weight-shard, --hidden, --targets, --token-weights, --teacher-ids, --teacher-logprobs, --bias, --grad-hidden, --grad-weight, --bytes and --words (a line's \"bytes\", \"words\")")
 			return errUsage
 		}
 		return evalManifest(ctx, manifestArgs{path: *manifest, weight: *weight, shard: *shard, statsOut: *statsOut, linesOut: *linesOut, rowsOut: *rowsOut, plot: *plotOut,
@@ -76,20 +78,25 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--%s %d: want the text's length in %s, > 0 (0: none)", c.flag, c.n, c.flag)
 		}
 	}
-	line := corpus.Line{Logits: *logits, Shards: shards, Targets: *targets, Weights: *tokenWeights, Hidden: *hidden, Weight: *weight, Bias: *bias,
+	line := corpus.Line{Logits: *logits, Shards: shards, Targets: *targets, Weights: *tokenWeights, Hidden: *hidden, Weight: *weight, WeightShards: wshards, Bias: *bias,
 		TeacherIDs: *teacherIDs, TeacherLogProbs: *teacherLP, Text: corpus.Text{Bytes: *nbytes, Words: *nwords}}
 	switch {
 	case (*teacherIDs == "") != (*teacherLP == ""):
 		fmt.Fprintln(stderr, "xent eval: --teacher-ids and --teacher-logprobs go together")
 		return errUsage
 	case shards != nil:
-		if len(shards) < 2 || *logits != "" || *hidden != "" || *weight != "" || *bias != "" || *gradHidden != "" || *gradWeight != "" || *targets == "" {
-			fmt.Fprintln(stderr, "xent eval: --logits-shard, given once for each of two or more shards, takes --targets, without --logits, --hidden, --weight, --bias, --grad-hidden and --grad-weight")
+		if len(shards) < 2 || *logits != "" || *hidden != "" || *weight != "" || wshards != nil || *bias != "" || *gradHidden != "" || *gradWeight != "" || *targets == "" {
+			fmt.Fprintln(stderr, "xent eval: --logits-shard, given once for each of two or more shards, takes --targets, without --logits, --hidden, --weight, --weight-shard, --bias, --grad-hidden and --grad-weight")
+			return errUsage
+		}
+	case wshards != nil:
+		if len(wshards) < 2 || *logits != "" || *hidden == "" || *weight != "" || *targets == "" {
+			fmt.Fprintln(stderr, "xent eval: --weight-shard, given once for each of two or more shards, takes --hidden and --targets, without --logits and --weight")
 			return errUsage
 		}
 	case *hidden != "" || *weight != "":
 		if *logits != "" || *hidden == "" || *weight == "" || *targets == "" {
-			fmt.Fprintln(stderr, "xent eval: the fused linear takes --hidden, --weight and --targets, without --logits")
+			fmt.Fprintln(stderr, "xent eval: the fused linear takes --hidden, --weight (or --weight-shard) and --targets, without --logits")
 			fs.Usage()
 			return errUsage
 		}
@@ -173,6 +180,11 @@ func lineInputs(l corpus.Line) []named {
 	}
 	for _, f := range tensorfile.Files(l.Weight) {
 		ins = append(ins, named{"--weight", f})
+	}
+	for _, w := range l.WeightShards {
+		for _, f := range tensorfile.Files(w) {
+			ins = append(ins, named{"--weight-shard", f})
+		}
 	}
 	return ins
 }

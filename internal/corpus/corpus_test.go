@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -236,15 +237,20 @@ func TestManifestHostile(t *testing.T) {
 		{"\n\n", "no lines"},
 		{`{"logits": "a.npy"}`, `:1: "targets" is required`},
 		{"{\"logits\": \"a.npy\", \"targets\": \"t.npy\"}\n[1]", ":2: not a manifest line"},
-		{`{"logits": "a.npy", "targets": "t.npy", "labels": "x"}`, `:1: not a manifest line (a JSON object with the keys "logits", "logits_shards", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes", "words"): json: unknown field "labels"`},
+		{`{"logits": "a.npy", "targets": "t.npy", "labels": "x"}`, `:1: not a manifest line (a JSON object with the keys "logits", "logits_shards", "hidden", "weight", "weight_shards", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes", "words"): json: unknown field "labels"`},
 		{`{"logits": "a.npy", "targets": "t.npy"} {}`, ":1: more than one JSON value"},
 		{`{"logits": "a.npy", "hidden": "h.npy", "targets": "t.npy"}`, `:1: "logits" goes without "hidden"`},
 		{`{"hidden": "h.npy", "targets": "t.npy"}`, `:1: "hidden" needs "weight"`},
 		{`{"targets": "t.npy"}`, `:1: "logits", "logits_shards" or "hidden" is required`},
+		{`{"hidden": "h.npy", "weight_shards": ["a.npy"], "targets": "t.npy"}`, `:1: "weight_shards" names 1 files: a classifier split across files names two or more (one is "weight")`},
+		{`{"hidden": "h.npy", "weight_shards": ["a.npy", ""], "targets": "t.npy"}`, `:1: "weight_shards" names an empty path`},
+		{`{"hidden": "h.npy", "weight": "w.npy", "weight_shards": ["a.npy", "b.npy"], "targets": "t.npy"}`, `:1: "weight_shards" goes with "hidden", without "weight"`},
+		{`{"weight_shards": ["a.npy", "b.npy"], "targets": "t.npy"}`, `:1: "weight_shards" goes with "hidden", without "weight"`},
+		{`{"logits": "l.npy", "weight_shards": ["a.npy", "b.npy"], "targets": "t.npy"}`, `:1: "logits" goes without "hidden", "weight", "weight_shards" and "bias"`},
 		{`{"logits_shards": ["a.npy"], "targets": "t.npy"}`, `:1: "logits_shards" names 1 files: a vocabulary split across files names two or more (one is "logits")`},
 		{`{"logits_shards": [], "targets": "t.npy"}`, `:1: "logits_shards" names 0 files`},
 		{`{"logits_shards": ["a.npy", ""], "targets": "t.npy"}`, `:1: "logits_shards" names an empty path`},
-		{`{"logits_shards": ["a.npy", "b.npy"], "logits": "c.npy", "targets": "t.npy"}`, `:1: "logits_shards" goes without "logits", "hidden", "weight" and "bias"`},
+		{`{"logits_shards": ["a.npy", "b.npy"], "logits": "c.npy", "targets": "t.npy"}`, `:1: "logits_shards" goes without "logits", "hidden", "weight", "weight_shards" and "bias"`},
 		{`{"logits_shards": ["a.npy", "b.npy"]}`, `:1: "targets" is required with "logits_shards"`},
 		{`{"logits_shards": "a.npy", "targets": "t.npy"}`, ":1: not a manifest line"},
 		{`{"logits": 3, "targets": "t.npy"}`, ":1: not a manifest line"},
@@ -273,4 +279,19 @@ func TestShardParse(t *testing.T) {
 		_, _, err := corpus.ParseShard(s)
 		require.Error(t, err, s)
 	}
+}
+
+// TestLineEncode: a line with every field set comes back from Encode
+// through DecodeLine whole (what xent-beam's workers get of it).
+func TestLineEncode(t *testing.T) {
+	l := corpus.Line{From: "m.jsonl", N: 7, Logits: "l.npy", Shards: []string{"s0.npy", "s1.npy"}, Hidden: "h.npy", Weight: "w.npy",
+		WeightShards: []string{"w0.npy", "w1.safetensors:lm_head.weight"}, Bias: "b.npy", Targets: "t.npy", Weights: "tw.npy",
+		TeacherIDs: "i.npy", TeacherLogProbs: "lp.npy", Text: corpus.Text{Bytes: 40, Words: 9}}
+	v := reflect.ValueOf(l)
+	for i := range v.NumField() {
+		require.False(t, v.Field(i).IsZero(), "the test's line leaves %s unset", v.Type().Field(i).Name)
+	}
+	got, err := corpus.DecodeLine(l.Encode())
+	require.NoError(t, err)
+	require.Equal(t, l, got)
 }

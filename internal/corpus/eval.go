@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/device"
@@ -246,22 +247,32 @@ func (e *Evaluator) shape(l Line) (rows, cols int, lead []int, err error) {
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	w, _, err := e.head(l, d)
-	return rows, w.Rows, lead, err
+	_, v, _, err := e.heads(l, d)
+	return rows, v, lead, err
 }
 
-// head returns l's classifier (loaded once) and bias (nil for none),
-// checked against d features.
-func (e *Evaluator) head(l Line, d int) (tensorfile.Tensor, []float32, error) {
-	w, err := e.classifier(l.Weight)
-	if err != nil {
-		return w, nil, err
+// heads returns l's classifier (loaded once): its one file's, or its
+// shards' (Line.WeightShards), each checked against d features, their
+// classes added up, and l's bias of them (nil for none).
+func (e *Evaluator) heads(l Line, d int) (ws []tensorfile.Tensor, classes int, bias []float32, err error) {
+	if l.WeightShards != nil && e.cfg.Distill && e.cfg.ClassWeights != nil {
+		return nil, 0, nil, errors.New("a teacher's KL over a classifier's shards takes no class weights (--weights): the shards' partials and KL parts are taken in one pass, which distillation's loss gives without them")
 	}
-	if w.Cols != d {
-		return w, nil, fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", l.Weight, w.Cols, l.Hidden, d)
+	for _, spec := range append([]string{l.Weight}, l.WeightShards...) {
+		if spec == "" {
+			continue
+		}
+		w, err := e.classifier(spec)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		if w.Cols != d {
+			return nil, 0, nil, fmt.Errorf("%s: %d features per class, the hidden states of %s have %d (the weight is classes × features, nn.Linear's layout)", spec, w.Cols, l.Hidden, d)
+		}
+		ws, classes = append(ws, w), classes+w.Rows
 	}
-	b, err := e.bias(l, w.Rows)
-	return w, b, err
+	bias, err = e.bias(l, classes)
+	return ws, classes, bias, err
 }
 
 // matrixShape returns the rows, columns and leading shape (the rows'
@@ -330,7 +341,11 @@ func (e *Evaluator) bias(l Line, classes int) ([]float32, error) {
 		return nil, err
 	}
 	if len(b) != classes {
-		return nil, fmt.Errorf("%s: expected %d bias values to match the %d classes of %s, got %d", l.Bias, classes, classes, l.Weight, len(b))
+		of := l.Weight
+		if of == "" {
+			of = strings.Join(l.WeightShards, " + ")
+		}
+		return nil, fmt.Errorf("%s: expected %d bias values to match the %d classes of %s, got %d", l.Bias, classes, classes, of, len(b))
 	}
 	return b, nil
 }
@@ -547,11 +562,14 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	defer done()
-	w, b, err := e.head(l, h.Cols)
+	ws, v, b, err := e.heads(l, h.Cols)
 	if err != nil {
 		return Result{}, err
 	}
-	n, d, v := h.Rows, h.Cols, w.Rows
+	if l.WeightShards != nil {
+		return e.linearShards(ctx, dev, l, h, ws, b)
+	}
+	w, n, d := ws[0], h.Rows, h.Cols
 	tg, tw, seq, err := e.targets(l, n, v, h.Lead)
 	if err != nil {
 		return Result{}, err
@@ -623,6 +641,144 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	}
 	e.progress(n)
 	r.Stats, r.Rows, r.GradH, r.GradW, r.Lead = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix(), h.Lead
+	return e.positions(r, tg, tw, seq), nil
+}
+
+// linearShards evaluates hidden states h through a classifier split by
+// vocabulary across files (Line.WeightShards; ws, in class order, and the
+// bias b of all their classes, nil for none), as a tensor-parallel model's
+// ranks would: each shard's partials over its classes (a Linear with
+// batch.Shard; with a teacher, its KL parts from the same products,
+// PartialsWithKL) merged in class order (MergeKL), then finished over the
+// whole vocabulary; with Config.TopK each shard ranks the target among
+// its classes and the ranks merge; dL/dH is the sum of the shards' parts
+// (Backward adds) and dL/dW their rows in class order.
+func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line, h tensorfile.Tensor, ws []tensorfile.Tensor, b []float32) (Result, error) {
+	n, d, v := h.Rows, h.Cols, 0
+	for _, w := range ws {
+		v += w.Rows
+	}
+	tg, tw, seq, err := e.targets(l, n, v, h.Lead)
+	if err != nil {
+		return Result{}, err
+	}
+	tc, err := e.teacher(l, n, h.Lead)
+	if err != nil {
+		return Result{}, err
+	}
+	opts := append(e.cfg.rowOptions(), batch.Budget(e.cfg.Budget))
+	if tw != nil {
+		opts = append(opts, batch.TokenWeights(tw))
+	}
+	kopts := opts // a teacher's: Distill's (no class weights: heads refuses them)
+	if tc != nil {
+		kopts = append(slices.Clip(opts), batch.Distill(*tc, 0))
+	}
+	lins, klins := make([]*batch.Linear, len(ws)), make([]*batch.Linear, len(ws))
+	c0s := make([]int, len(ws))
+	for k, c0 := 0, 0; k < len(ws); k++ {
+		if lins[k], err = batch.NewLinear(dev, append(slices.Clip(opts), batch.Shard(c0, v))...); err != nil {
+			return Result{}, err
+		}
+		if klins[k], err = batch.NewLinear(dev, append(slices.Clip(kopts), batch.Shard(c0, v))...); err != nil {
+			return Result{}, err
+		}
+		c0s[k] = c0
+		c0 += ws[k].Rows
+	}
+	hm := matrixOf(h)
+	bias := func(k int) []float32 { return sub(b, c0s[k], c0s[k]+ws[k].Rows) }
+	part, p := batch.NewPartials(n), batch.NewPartials(n)
+	var kp, q []batch.KLPart
+	if tc != nil {
+		kp, q = make([]batch.KLPart, n), make([]batch.KLPart, n)
+	}
+	for k, w := range ws {
+		dst, kdst := part, kp // the first shard's, into which the later ones' merge
+		if k > 0 {
+			dst, kdst = p, q
+			copy(dst, batch.NewPartials(n))
+			clear(kdst)
+		}
+		if tc != nil {
+			err = klins[k].PartialsWithKL(ctx, dst, kdst, hm, matrixOf(w), bias(k), tg)
+		} else {
+			err = lins[k].Partials(ctx, dst, hm, matrixOf(w), bias(k), tg)
+		}
+		if err != nil {
+			return Result{}, teacherError(l, fmt.Errorf("%s: %w", l.WeightShards[k], err))
+		}
+		for i := range part {
+			switch {
+			case k == 0:
+			case tc != nil:
+				batch.MergeKL(&part[i], &kp[i], p[i], q[i])
+			default:
+				part[i].Merge(p[i])
+			}
+		}
+	}
+	var ranks []batch.Rank
+	if e.cfg.TopK != nil {
+		ranks = make([]batch.Rank, n)
+		rk := make([]batch.Rank, n)
+		for k, w := range ws {
+			clear(rk)
+			if err := lins[k].Ranks(ctx, rk, hm, matrixOf(w), bias(k), tg, part); err != nil {
+				return Result{}, fmt.Errorf("%s: %w", l.WeightShards[k], err)
+			}
+			for i := range ranks {
+				ranks[i].Merge(rk[i])
+			}
+		}
+	}
+	r, err := e.newResult(n, h.Lead)
+	if err != nil {
+		return Result{}, err
+	}
+	fin, err := batch.NewLinear(dev, append(slices.Clip(opts), batch.Shard(0, v))...)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := e.finish(fin, part, ranks, tg, &r)
+	if err != nil {
+		return Result{}, err
+	}
+	if tc != nil {
+		if fin, err = batch.NewLinear(dev, append(slices.Clip(kopts), batch.Shard(0, v))...); err != nil {
+			return Result{}, err
+		}
+		kr, err := fin.FinishKL(part, kp, tg)
+		if err != nil {
+			return Result{}, teacherError(l, err)
+		}
+		res.KL = kr.KL
+	}
+	var g batch.LinearGrads
+	if e.cfg.GradH {
+		g.H = batch.NewGrad(make([]float32, n*d), n, d)
+	}
+	var dw []float32
+	if e.cfg.GradW {
+		dw = make([]float32, v*d)
+	}
+	for k, w := range ws {
+		if !e.cfg.GradH && !e.cfg.GradW {
+			break
+		}
+		gk := batch.LinearGrads{H: g.H}
+		if dw != nil {
+			gk.W = batch.NewGrad(dw[c0s[k]*d:(c0s[k]+w.Rows)*d], w.Rows, d)
+		}
+		if err := lins[k].Backward(ctx, gk, hm, matrixOf(w), bias(k), tg, part, batch.One); err != nil {
+			return Result{}, fmt.Errorf("%s: %w", l.WeightShards[k], err)
+		}
+	}
+	if dw != nil {
+		g.W = batch.NewGrad(dw, v, d)
+	}
+	e.progress(n)
+	r.Stats, r.Rows, r.GradH, r.GradW = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix()
 	return e.positions(r, tg, tw, seq), nil
 }
 

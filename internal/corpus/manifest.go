@@ -37,12 +37,17 @@ type Line struct {
 	// files (as Logits each), in class order, as a tensor-parallel model's
 	// ranks hold them: the same rows in each, their classes adding up to
 	// the vocabulary.
-	Shards  []string `json:"logits_shards,omitempty"`
-	Hidden  string   `json:"hidden"`  // hidden states, with Weight: the fused linear
-	Weight  string   `json:"weight"`  // classifier: .npy, .safetensors[:name] or a checkpoint (tensorfile.Classifier)
-	Bias    string   `json:"bias"`    // classifier bias .npy (with Hidden)
-	Targets string   `json:"targets"` // .npy, one per row; "" for a .safetensors Logits that holds them (tensorfile.Targets)
-	Weights string   `json:"weights"` // token weights .npy, one per row (as --token-weights)
+	Shards []string `json:"logits_shards,omitempty"`
+	Hidden string   `json:"hidden"` // hidden states, with Weight: the fused linear
+	Weight string   `json:"weight"` // classifier: .npy, .safetensors[:name] or a checkpoint (tensorfile.Classifier)
+	// WeightShards, instead of Weight: the classifier split by vocabulary
+	// across files (as Weight each), in class order, as a tensor-parallel
+	// model's ranks hold its rows: the same features in each, their classes
+	// adding up to the vocabulary.
+	WeightShards []string `json:"weight_shards,omitempty"`
+	Bias         string   `json:"bias"`    // classifier bias .npy (with Hidden), one per class of the whole vocabulary
+	Targets      string   `json:"targets"` // .npy, one per row; "" for a .safetensors Logits that holds them (tensorfile.Targets)
+	Weights      string   `json:"weights"` // token weights .npy, one per row (as --token-weights)
 	// A teacher's top-k (as --teacher-ids, --teacher-logprobs): its
 	// classes (int32/int64) and log-probabilities (float) .npy, rows × k.
 	TeacherIDs      string `json:"teacher_ids"`
@@ -71,12 +76,14 @@ func (l Line) Files() []string {
 	for _, f := range append([]string{l.Logits, l.Hidden, l.Bias, l.Targets, l.Weights, l.TeacherIDs, l.TeacherLogProbs}, l.Shards...) {
 		fs = append(fs, tensorfile.FilePath(f))
 	}
-	fs = append(fs, tensorfile.Files(l.Weight)...)
+	for _, w := range append([]string{l.Weight}, l.WeightShards...) {
+		fs = append(fs, tensorfile.Files(w)...)
+	}
 	return slices.DeleteFunc(fs, func(f string) bool { return f == "" })
 }
 
 // Keys is the set of keys a manifest line may have.
-const Keys = `"logits", "logits_shards", "hidden", "weight", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes", "words"`
+const Keys = `"logits", "logits_shards", "hidden", "weight", "weight_shards", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes", "words"`
 
 // A Manifest is the lines of a manifest file and the SHA-256 of its bytes
 // (which names it in partial statistics).
@@ -153,10 +160,16 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 		return Line{}, errors.New("more than one JSON value on the line")
 	}
 	switch {
-	case l.Logits != "" && (l.Hidden != "" || l.Weight != "" || l.Bias != ""):
-		return Line{}, errors.New(`"logits" goes without "hidden", "weight" and "bias"`)
-	case l.Shards != nil && (l.Logits != "" || l.Hidden != "" || l.Weight != "" || l.Bias != ""):
-		return Line{}, errors.New(`"logits_shards" goes without "logits", "hidden", "weight" and "bias"`)
+	case l.Logits != "" && (l.Hidden != "" || l.Weight != "" || l.WeightShards != nil || l.Bias != ""):
+		return Line{}, errors.New(`"logits" goes without "hidden", "weight", "weight_shards" and "bias"`)
+	case l.Shards != nil && (l.Logits != "" || l.Hidden != "" || l.Weight != "" || l.WeightShards != nil || l.Bias != ""):
+		return Line{}, errors.New(`"logits_shards" goes without "logits", "hidden", "weight", "weight_shards" and "bias"`)
+	case l.WeightShards != nil && (l.Hidden == "" || l.Weight != ""):
+		return Line{}, errors.New(`"weight_shards" goes with "hidden", without "weight"`)
+	case l.WeightShards != nil && len(l.WeightShards) < 2:
+		return Line{}, fmt.Errorf(`"weight_shards" names %d files: a classifier split across files names two or more (one is "weight")`, len(l.WeightShards))
+	case slices.Contains(l.WeightShards, ""):
+		return Line{}, errors.New(`"weight_shards" names an empty path`)
 	case l.Shards != nil && len(l.Shards) < 2:
 		return Line{}, fmt.Errorf(`"logits_shards" names %d files: a vocabulary split across files names two or more (one is "logits")`, len(l.Shards))
 	case slices.Contains(l.Shards, ""):
@@ -165,8 +178,8 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 		return Line{}, errors.New(`"targets" is required with "logits_shards"`)
 	case l.Logits == "" && l.Hidden == "" && l.Shards == nil:
 		return Line{}, errors.New(`"logits", "logits_shards" or "hidden" is required`)
-	case l.Hidden != "" && l.Weight == "" && defaultWeight == "":
-		return Line{}, errors.New(`"hidden" needs "weight" (or --weight, for every line without one)`)
+	case l.Hidden != "" && l.Weight == "" && l.WeightShards == nil && defaultWeight == "":
+		return Line{}, errors.New(`"hidden" needs "weight" or "weight_shards" (or --weight, for every line without either)`)
 	case l.Targets == "" && !tensorfile.HoldsTargets(l.Logits):
 		return Line{}, errors.New(`"targets" is required (a .safetensors, .npz or .pt of logits may hold them instead, as "targets" or "labels")`)
 	case (l.TeacherIDs == "") != (l.TeacherLogProbs == ""):
@@ -179,12 +192,15 @@ func parseLine(text []byte, dir, defaultWeight string) (Line, error) {
 	for k := range l.Shards {
 		ps = append(ps, &l.Shards[k])
 	}
+	for k := range l.WeightShards {
+		ps = append(ps, &l.WeightShards[k])
+	}
 	for _, p := range ps {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
-	if l.Hidden != "" && l.Weight == "" {
+	if l.Hidden != "" && l.Weight == "" && l.WeightShards == nil {
 		l.Weight = defaultWeight // the flag's path, from the working directory
 	}
 	return l, nil
