@@ -217,6 +217,11 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	fmt.Fprintf(stdout, "tokens      %d counted, %d ignored (ignore index %d)\n", st.Counted, st.Ignored(), ignore)
 	fmt.Fprintf(stdout, "sum         %.6f\n", st.Sum)
 	fmt.Fprintf(stdout, "z-loss      %.6f\n", st.ZLoss)
+	if sp := t.Spread; sp != nil {
+		se := sp.StdErr()
+		fmt.Fprintf(stdout, "std. error  %.6f nats (over %d sequences or rows, as independent); perplexity 95%% [%.4f, %.4f]\n",
+			se, sp.Clusters, math.Exp(st.Mean()-corpus.Z95*se), math.Exp(st.Mean()+corpus.Z95*se))
+	}
 	if pos != nil {
 		m := pos.Means()
 		last := len(m) - 1 // the last position that counts (--shift counts none at T-1)

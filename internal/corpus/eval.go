@@ -31,6 +31,7 @@ type Config struct {
 	KeepRows     bool      // Result.Rows: the per-row losses
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
 	ByPosition   bool      // Result.Positions at each line's sequence length: its shapes' ([batch × sequence]), else SeqLen
+	StdErr       bool      // Result.Spread: the standard error of the mean loss over the lines' sequences (each row alone without one)
 	Shift        bool      // causal LM: row t of each sequence against target t+1, its last row ignored (targets, token weights per input token)
 	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
 	TopK         []int     // Result.Ranks: the rank statistics for these k (a pass of its own; the calibration too), nil for none
@@ -120,7 +121,7 @@ func (c Config) byPosition() bool { return c.SeqLen > 0 || c.ByPosition }
 
 // keep reports whether the per-row losses are computed: asked for, or
 // for the loss by position.
-func (c Config) keep() bool { return c.KeepRows || c.byPosition() }
+func (c Config) keep() bool { return c.KeepRows || c.byPosition() || c.StdErr }
 
 // Result is one line's evaluation.
 type Result struct {
@@ -128,6 +129,7 @@ type Result struct {
 	Rows         []float32          // per-row losses (Config.KeepRows)
 	Lead         []int              // the rows' shape in their file: [rows], or [batch, sequence] for [batch × sequence × vocab]
 	Positions    *Positions         // the loss by position (Config.SeqLen or ByPosition)
+	Spread       *Spread            // the sums of the mean loss's standard error (Config.StdErr)
 	Calibration  *batch.Calibration // Config.Calibration or TopK
 	Ranks        *batch.RankStats   // Config.TopK
 	Distill      bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -1120,16 +1122,24 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	return e.positions(r, tg, tw, seq), nil
 }
 
-// positions adds to r the loss by position (Config.SeqLen or
-// ByPosition) of sequences of n rows: row i's loss and its share of the
-// mean's denominator (its token weight times its target's class weight, 1
-// without them; 0 when ignored) at position i mod n. It drops the per-row
-// losses when they were computed for it alone.
+// positions adds to r what is taken from its per-row losses, for
+// sequences of n rows (0: none): the loss by position (Config.SeqLen or
+// ByPosition), row i's loss and its share of the mean's denominator (its
+// token weight times its target's class weight, 1 without them; 0 when
+// ignored) at position i mod n; and the standard error's sums
+// (Config.StdErr) over the sequences i / n (each row alone without them).
+// It drops the per-row losses when they were computed for these alone.
 func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result {
-	if !e.cfg.byPosition() || n <= 0 {
+	byPos := e.cfg.byPosition() && n > 0
+	if !byPos && !e.cfg.StdErr {
 		return r
 	}
-	p := NewPositions(n)
+	var p *Positions
+	if byPos {
+		p = NewPositions(n)
+	}
+	var sp Spread
+	cluster, s, w := -1, 0.0, 0.0 // the sequence being summed, its sums
 	for i, t := range tg {
 		if int(t) == e.cfg.IgnoreIndex {
 			continue
@@ -1141,10 +1151,30 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 		if cw := e.cfg.ClassWeights; cw != nil {
 			d *= float64(cw[t])
 		}
-		p.Sum[i%n] += Float(r.Rows[i])
-		p.Denom[i%n] += Float(d)
+		if p != nil {
+			p.Sum[i%n] += Float(r.Rows[i])
+			p.Denom[i%n] += Float(d)
+		}
+		c := i
+		if n > 0 {
+			c = i / n
+		}
+		if c != cluster {
+			if cluster >= 0 {
+				sp.Add(s, w)
+			}
+			cluster, s, w = c, 0, 0
+		}
+		s += float64(r.Rows[i])
+		w += d
+	}
+	if cluster >= 0 {
+		sp.Add(s, w)
 	}
 	r.Positions = p
+	if e.cfg.StdErr {
+		r.Spread = &sp
+	}
 	if !e.cfg.KeepRows {
 		r.Rows = nil
 	}
@@ -1158,6 +1188,7 @@ type Total struct {
 	Stats       batch.Stats
 	Text        Text               // the lines' Text, added up
 	Positions   *Positions         // nil without a sequence length
+	Spread      *Spread            // nil without Config.StdErr
 	Calibration *batch.Calibration // nil without Config.Calibration or TopK
 	Ranks       *batch.RankStats   // nil without Config.TopK
 	Distill     bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -1166,7 +1197,7 @@ type Total struct {
 
 // TotalOf returns the total of one line's result.
 func TotalOf(r Result) Total {
-	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
+	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
 }
 
 // Add adds one line's result.
@@ -1177,6 +1208,9 @@ func (t *Total) Add(r Result) error { return t.Merge(TotalOf(r)) }
 func (t *Total) Merge(o Total) error {
 	if (t.Positions == nil) != (o.Positions == nil) && t.Files > 0 && o.Files > 0 {
 		return fmt.Errorf("a total with the loss by position merged with one without")
+	}
+	if (t.Spread == nil) != (o.Spread == nil) && t.Files > 0 && o.Files > 0 {
+		return fmt.Errorf("a total with the standard error merged with one without")
 	}
 	if k := t.Text.differs(o.Text); k != "" && t.Files > 0 && o.Files > 0 {
 		return fmt.Errorf("a total with the text's %s merged with one without", k)
@@ -1213,6 +1247,12 @@ func (t *Total) Merge(o Total) error {
 		if err := t.Positions.Merge(o.Positions); err != nil {
 			return err
 		}
+	}
+	if o.Spread != nil {
+		if t.Spread == nil {
+			t.Spread = new(Spread)
+		}
+		t.Spread.Merge(*o.Spread)
 	}
 	t.Stats.Merge(o.Stats)
 	t.Text.Add(o.Text)

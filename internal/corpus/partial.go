@@ -36,6 +36,8 @@ type Partial struct {
 	Text
 	// Positions is the loss by position, with --seq-len or --by-position.
 	Positions *Positions `json:"by_position,omitempty"`
+	// Spread is the standard error's sums, with --stderr.
+	Spread *Spread `json:"spread,omitempty"`
 	// Calibration is the calibration bins' sums, with --calibration.
 	Calibration *batch.Calibration `json:"calibration,omitempty"`
 	// Ranks is the rank statistics' sums, with --topk.
@@ -87,13 +89,13 @@ func PartialOf(t Total, sha string, lines, shard, shards int, flags map[string]s
 		st.KL = &kl
 	}
 	return Partial{Format: Format, Manifest: sha, Lines: lines, Shard: shard, Shards: shards, Files: t.Files, Flags: flags,
-		Stats: st, Text: t.Text, Positions: t.Positions, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
+		Stats: st, Text: t.Text, Positions: t.Positions, Spread: t.Spread, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
 }
 
 // Total returns p's statistics as a Total.
 func (p Partial) Total() (Total, error) {
 	rs, err := p.Ranks.batch()
-	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
+	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Spread: p.Spread, Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
 }
 
 // Positions is the loss by position t = row mod T of an evaluation with a
@@ -125,6 +127,61 @@ func (p *Positions) Merge(o *Positions) error {
 		p.Denom[t] += o.Denom[t]
 	}
 	return nil
+}
+
+// Spread is what the standard error of the mean loss takes, over
+// clusters of rows taken as independent of one another: each line's
+// sequences (its rows' or targets' last dimension, or --seq-len), else
+// each row alone. Of each cluster c with a counted row, its loss sum S_c
+// and its share of the mean's denominator W_c (Positions'): how many they
+// are, and Σ S_c, Σ W_c, Σ S_c², Σ S_c·W_c, Σ W_c². Spreads of disjoint
+// clusters merge by adding (Merge), in any order.
+type Spread struct {
+	Clusters int64 `json:"clusters"`
+	S        Float `json:"s"`
+	W        Float `json:"w"`
+	SS       Float `json:"ss"`
+	SW       Float `json:"sw"`
+	WW       Float `json:"ww"`
+}
+
+// Add adds a cluster of loss sum s and denominator w.
+func (p *Spread) Add(s, w float64) {
+	p.Clusters++
+	p.S += Float(s)
+	p.W += Float(w)
+	p.SS += Float(s * s)
+	p.SW += Float(s * w)
+	p.WW += Float(w * w)
+}
+
+// Merge adds o's clusters to p's.
+func (p *Spread) Merge(o Spread) {
+	p.Clusters += o.Clusters
+	p.S += o.S
+	p.W += o.W
+	p.SS += o.SS
+	p.SW += o.SW
+	p.WW += o.WW
+}
+
+// StdErr returns the standard error of the mean loss m = S / W over the
+// clusters, the ratio estimator's (the delta method, as a cluster-robust
+// standard error of a weighted mean is taken), with n clusters:
+//
+//	se = √(n/(n−1) · Σ_c (S_c − m·W_c)²) / W,
+//	Σ_c (S_c − m·W_c)² = Σ S_c² − 2m·Σ S_c·W_c + m²·Σ W_c²,
+//
+// NaN with fewer than two clusters or W = 0; a sum below 0 by rounding
+// (clusters of one mean) is 0.
+func (p Spread) StdErr() float64 {
+	n, w := float64(p.Clusters), float64(p.W)
+	if n < 2 || !(w > 0) {
+		return math.NaN()
+	}
+	m := float64(p.S) / w
+	v := float64(p.SS) - 2*m*float64(p.SW) + m*m*float64(p.WW)
+	return math.Sqrt(max(v, 0)*n/(n-1)) / w
 }
 
 // Means returns the mean loss at each position, NaN where nothing counts.
@@ -332,6 +389,9 @@ func (c Config) Flags(weight string) map[string]string {
 	}
 	if c.ByPosition { // likewise
 		m["by_position"] = "1"
+	}
+	if c.StdErr { // likewise
+		m["stderr"] = "1"
 	}
 	return m
 }

@@ -27,6 +27,14 @@ type Report struct {
 	// sequences (--seq-len T, or --by-position with T from the files'
 	// shapes; null where nothing counts), absent without.
 	ByPosition []*float64 `json:"by_position,omitempty"`
+	// LossStdErr is the standard error of the mean loss over
+	// StdErrClusters clusters taken as independent (--stderr: the
+	// sequences, else the rows; Spread.StdErr; null with fewer than two),
+	// and Perplexity95 the perplexity's 95% interval from it,
+	// exp(loss ± 1.96·se); absent without.
+	LossStdErr     *Nullable  `json:"loss_stderr,omitempty"`
+	StdErrClusters int64      `json:"stderr_clusters,omitempty"`
+	Perplexity95   []*float64 `json:"perplexity_95,omitempty"`
 	// ECE is the expected calibration error (--calibration; null when no
 	// row is binned), absent without; Calibration its 15 bins.
 	ECE         *Nullable `json:"ece,omitempty"`
@@ -123,6 +131,12 @@ func ReportOf(t Total, device string) Report {
 	if n := t.Text.Words; n > 0 {
 		r.WordPerplexity = counted(WordPerplexity(st, n))
 	}
+	if sp := t.Spread; sp != nil {
+		se := sp.StdErr()
+		ns := Nullable(se)
+		r.LossStdErr, r.StdErrClusters = &ns, sp.Clusters
+		r.Perplexity95 = []*float64{num(math.Exp(st.Mean() - Z95*se)), num(math.Exp(st.Mean() + Z95*se))}
+	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))
 		for t, m := range p.Means() {
@@ -148,6 +162,10 @@ func LineReportOf(l Line, r Result, device string) LineReport {
 	return LineReport{Line: l.N, File: l.RowsFile(), Report: ReportOf(TotalOf(r), device)}
 }
 
+// Z95 is the standard normal's 97.5% quantile, Φ⁻¹(0.975): a 95%
+// interval is ± Z95 standard errors.
+const Z95 = 1.959963984540054
+
 // num is v, or nil (JSON null) when v is NaN or infinite.
 func num(v float64) *float64 {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -157,7 +175,7 @@ func num(v float64) *float64 {
 }
 
 // LossFlags defines on fs the flags every line shares (--ignore-index,
-// --label-smoothing, --z-loss, --softcap, --temperature, --weights, --budget, --seq-len, --by-position, --shift, --calibration, --topk) and returns the function that makes their Config once fs is
+// --label-smoothing, --z-loss, --softcap, --temperature, --weights, --budget, --seq-len, --by-position, --stderr, --shift, --calibration, --topk) and returns the function that makes their Config once fs is
 // parsed, reading the class weights.
 func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	weights := fs.String("weights", "", "class weights `W.npy`: 1-D float32 or float64, one per class (optional)")
@@ -167,13 +185,14 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
 	temp := fs.Float64("temperature", 1, "temperature τ > 0: the loss, accuracy and gradient of softmax(z/τ), after the soft cap; 1: none")
 	seqLen := fs.Int("seq-len", 0, "the sequence length `T`: report the mean loss at each position t = row mod T of each file (0: none); rows or targets of [batch × sequence] must agree; with --shift of 1-D targets, the sequences they shift within")
+	stderr := fs.Bool("stderr", false, "report the standard error of the mean loss over the sequences (the files' [batch × sequence] or --seq-len; each row alone for 1-D rows), taken as independent, and the perplexity's 95% interval")
 	byPos := fs.Bool("by-position", false, "report the mean loss at each position of the sequences, their length T from the files' shapes (rows [batch × sequence × vocab] or targets [batch × sequence]; files of other lengths merge position by position), else --seq-len")
 	shift := fs.Bool("shift", false, "causal language modelling (Hugging Face's labels): the targets (and token weights) are the input tokens, [batch × sequence] or 1-D with --seq-len, and row t of a sequence is scored against token t+1, its last row not counted")
 	calibration := fs.Bool("calibration", false, "report the expected calibration error and its 15 bins of the confidence max p (Guo et al. 2017); with --plot, the reliability diagram")
 	topk := fs.String("topk", "", "top-k accuracy for the ascending `k,...` (1,5,10), with the mean reciprocal rank, the entropy and the calibration (a pass of its own over the logits)")
 	budget := fs.Int("budget", 0, "bytes (an integer ≥ 0) of logits the fused linear holds at a time (0: the device's default: 16 MiB or 64 rows of the vocabulary, whichever is more; on the CPU with OpenBLAS min(N, 256) rows where that is more, up to 256 MiB)")
 	return func() (Config, error) {
-		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Temperature: *temp, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen, ByPosition: *byPos, Shift: *shift, Calibration: *calibration}
+		c := Config{IgnoreIndex: *ignore, Smoothing: *smoothing, ZLoss: *zloss, Softcap: *softcap, Temperature: *temp, Budget: *budget, WeightsFile: *weights, SeqLen: *seqLen, ByPosition: *byPos, StdErr: *stderr, Shift: *shift, Calibration: *calibration}
 		if *weights != "" {
 			w, err := npyfile.Read(*weights, (*npyfile.File).Vector)
 			if err != nil {

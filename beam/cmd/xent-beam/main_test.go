@@ -103,7 +103,7 @@ func TestCommandShift(t *testing.T) {
 	m := filepath.Join(dir, "M.jsonl")
 	require.NoError(t, os.WriteFile(m, []byte(line+split), 0o644))
 	out := filepath.Join(dir, "R.json")
-	set(t, "manifest", m, "weight", "", "out", out, "device", "cpu", "shift", "true", "by-position", "true")
+	set(t, "manifest", m, "weight", "", "out", out, "device", "cpu", "shift", "true", "by-position", "true", "stderr", "true")
 	require.NoError(t, run(context.Background()))
 	b, err = os.ReadFile(out)
 	require.NoError(t, err)
@@ -115,6 +115,27 @@ func TestCommandShift(t *testing.T) {
 	require.InEpsilon(t, exp.Causal.Mean*float64(exp.Causal.Tokens)/(math.Ln2*50), float64(*r.BitsPerByte), 1e-6)
 	ids, err := npyfile.Read(filepath.Join(fix, "causal_ids.npy"), (*npyfile.File).Targets)
 	require.NoError(t, err)
+	// The standard error over the two lines' 3 sequences each (the same
+	// sums twice), from PyTorch's rows in two passes.
+	var sc, wc []float64
+	for range 2 {
+		for b := range 3 {
+			var s, w float64
+			for p := range 5 {
+				if ids[b*6+p+1] != -100 {
+					s, w = s+exp.Causal.Rows[b*6+p], w+1
+				}
+			}
+			sc, wc = append(sc, s), append(wc, w)
+		}
+	}
+	mean, v := exp.Causal.Mean, 0.0
+	for c := range sc {
+		v += (sc[c] - mean*wc[c]) * (sc[c] - mean*wc[c])
+	}
+	require.EqualValues(t, 6, r.StdErrClusters)
+	require.NotNil(t, r.LossStdErr)
+	require.InEpsilon(t, math.Sqrt(v*6/5)/float64(2*exp.Causal.Tokens), float64(*r.LossStdErr), 1e-5)
 	require.Len(t, r.ByPosition, 6)
 	for p, got := range r.ByPosition {
 		sum, n := 0.0, 0.0

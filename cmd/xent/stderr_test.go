@@ -1,0 +1,218 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/corpus"
+	"github.com/xentlab/xent/internal/seed"
+)
+
+// clusteredSE returns the mean and its standard error over clusters of
+// loss sums s[c] and denominators w[c], in two passes: the mean first,
+// then Σ (s_c − m·w_c)² (the code under test expands it).
+func clusteredSE(s, w []float64) (m, se float64) {
+	var S, W float64
+	for c := range s {
+		S, W = S+s[c], W+w[c]
+	}
+	m = S / W
+	v := 0.0
+	for c := range s {
+		v += (s[c] - m*w[c]) * (s[c] - m*w[c])
+	}
+	n := float64(len(s))
+	return m, math.Sqrt(v*n/(n-1)) / W
+}
+
+// TestEvalStdErr: --stderr reports the standard error of the mean loss
+// over the sequences as clusters (loss_stderr, stderr_clusters) and the
+// perplexity's 95% interval, computed here in two passes from PyTorch's
+// rows of the causal fixture and from float64 losses of random logits
+// [16 × 12 × 50] with ignored rows and token weights; 1-D rows are each
+// their own cluster (s/√n); a manifest of the file in two lines, its two
+// shards merged, and each line of --lines-out agree; one cluster gives
+// null; partials with and without it do not merge.
+func TestEvalStdErr(t *testing.T) {
+	want, _ := causalGolden(t)
+	got := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--stderr", "--logits", fixture("causal_logits.npy"), "--targets", fixture("causal_ids.npy"))
+	ids := readNpy[int64](t, fixture("causal_ids.npy"))
+	var s, w []float64
+	for b := range 3 {
+		var sb, wb float64
+		for p := range 5 { // row p against token p+1; the last row of each counts nothing
+			if ids[b*6+p+1] != -100 {
+				sb, wb = sb+want.Rows[b*6+p], wb+1
+			}
+		}
+		s, w = append(s, sb), append(w, wb)
+	}
+	m, se := clusteredSE(s, w)
+	require.InEpsilon(t, m, got["loss"], 1e-6)
+	require.InEpsilon(t, se, got["loss_stderr"], 1e-5, "PyTorch's rows, clustered by sequence")
+	require.EqualValues(t, 3, got["stderr_clusters"])
+	ci := got["perplexity_95"].([]any)
+	require.InEpsilon(t, math.Exp(m-corpus.Z95*se), ci[0], 1e-5)
+	require.InEpsilon(t, math.Exp(m+corpus.Z95*se), ci[1], 1e-5)
+
+	// Random logits [16 × 12 × 50], some targets ignored, token weights.
+	r := seed.Rand(t, 1)
+	const B, T, V = 16, 12, 50
+	x := make([][][]float32, B)
+	tg := make([][]int64, B)
+	tw := make([][]float32, B)
+	for b := range B {
+		x[b], tg[b], tw[b] = make([][]float32, T), make([]int64, T), make([]float32, T)
+		for p := range T {
+			x[b][p] = make([]float32, V)
+			for c := range x[b][p] {
+				x[b][p][c] = float32(r.NormFloat64() * 3)
+			}
+			tg[b][p], tw[b][p] = int64(r.IntN(V)), float32(r.IntN(4))*0.5
+			if r.IntN(5) == 0 {
+				tg[b][p] = -100
+			}
+		}
+	}
+	tg[3] = []int64{-100, -100, -100, -100, -100, -100, -100, -100, -100, -100, -100, -100} // a sequence of nothing counted
+	dir := t.TempDir()
+	lp, tp, wp := writeNpyFile(t, dir, "x.npy", x), writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
+	s, w = nil, nil
+	for b := range B {
+		var sb, wb float64
+		counted := false
+		for p := range T {
+			if tg[b][p] == -100 {
+				continue
+			}
+			mx := math.Inf(-1)
+			for _, v := range x[b][p] {
+				mx = max(mx, float64(v))
+			}
+			e := 0.0
+			for _, v := range x[b][p] {
+				e += math.Exp(float64(v) - mx)
+			}
+			loss := mx + math.Log(e) - float64(x[b][p][tg[b][p]])
+			sb, wb, counted = sb+float64(tw[b][p])*loss, wb+float64(tw[b][p]), true
+		}
+		if counted {
+			s, w = append(s, sb), append(w, wb)
+		}
+	}
+	m, se = clusteredSE(s, w)
+	base := []string{"eval", "--device", "cpu", "--json", "--stderr"}
+	got = evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--token-weights", wp)...)
+	require.InEpsilon(t, m, got["loss"], 1e-6)
+	require.InEpsilon(t, se, got["loss_stderr"], 1e-5, "float64 losses, clustered by sequence")
+	require.EqualValues(t, B-1, got["stderr_clusters"], "the sequence of nothing counted is no cluster")
+
+	// The rows of a 1-D file are each a cluster: s/√n of the losses.
+	flat := make([][]float32, 0, B*T)
+	var flatT []int64
+	var l1 []float64
+	for b := range B {
+		for p := range T {
+			flat, flatT = append(flat, x[b][p]), append(flatT, tg[b][p])
+		}
+	}
+	fp, ftp := writeNpyFile(t, dir, "flat.npy", flat), writeNpyFile(t, dir, "flat_t.npy", flatT)
+	for i, row := range flat {
+		if flatT[i] == -100 {
+			continue
+		}
+		mx := math.Inf(-1)
+		for _, v := range row {
+			mx = max(mx, float64(v))
+		}
+		e := 0.0
+		for _, v := range row {
+			e += math.Exp(float64(v) - mx)
+		}
+		l1 = append(l1, mx+math.Log(e)-float64(row[flatT[i]]))
+	}
+	mean, sd := 0.0, 0.0
+	for _, l := range l1 {
+		mean += l / float64(len(l1))
+	}
+	for _, l := range l1 {
+		sd += (l - mean) * (l - mean) / float64(len(l1)-1)
+	}
+	flatGot := evalJSON(t, append(base, "--logits", fp, "--targets", ftp)...)
+	require.InEpsilon(t, math.Sqrt(sd/float64(len(l1))), flatGot["loss_stderr"], 1e-5, "s/√n of the rows")
+	require.EqualValues(t, len(l1), flatGot["stderr_clusters"])
+	// With --seq-len the 1-D rows are sequences again.
+	seqGot := evalJSON(t, append(base, "--logits", fp, "--targets", ftp, "--seq-len", "12")...)
+	require.EqualValues(t, B-1, seqGot["stderr_clusters"])
+
+	// A manifest of the file in two lines (sequences 0–9, 10–15): the same
+	// clusters, so the same standard error; so do its shards merged.
+	half := func(name string, v any) string { return writeNpyFile(t, dir, name, v) }
+	lines := []string{
+		`{"logits": "` + half("x0.npy", x[:10]) + `", "targets": "` + half("t0.npy", tg[:10]) + `"}`,
+		`{"logits": "` + half("x1.npy", x[10:]) + `", "targets": "` + half("t1.npy", tg[10:]) + `"}`,
+	}
+	mf := filepath.Join(dir, "m.jsonl")
+	require.NoError(t, os.WriteFile(mf, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	single := evalJSON(t, append(base, "--logits", lp, "--targets", tp)...)
+	linesOut := filepath.Join(dir, "lines.jsonl")
+	whole := evalJSON(t, append(base, "--manifest", mf, "--lines-out", linesOut)...)
+	require.InEpsilon(t, single["loss_stderr"], whole["loss_stderr"], 1e-12)
+	require.Equal(t, single["stderr_clusters"], whole["stderr_clusters"])
+	var parts []string
+	for i, sh := range []string{"0/2", "1/2"} {
+		p := filepath.Join(dir, "S"+string(rune('0'+i))+".json")
+		evalJSON(t, append(base, "--manifest", mf, "--shard", sh, "--stats-out", p)...)
+		parts = append(parts, p)
+	}
+	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+	require.InEpsilon(t, single["loss_stderr"], merged["loss_stderr"], 1e-12)
+	require.Equal(t, single["stderr_clusters"], merged["stderr_clusters"])
+	b, err := os.ReadFile(linesOut)
+	require.NoError(t, err)
+	for k, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		require.Contains(t, line, `"stderr_clusters":`+[]string{"9", "6"}[k], "line %d's own clusters", k+1)
+	}
+	// Without --stderr the shard's partial does not merge with these.
+	other := filepath.Join(dir, "S2.json")
+	evalJSON(t, "eval", "--device", "cpu", "--json", "--manifest", mf, "--shard", "1/2", "--stats-out", other)
+	code, _, errOut := runCmd("merge", parts[0], other)
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "stderr")
+
+	// Through the fused linear: PyTorch's rows of the golden case "plain"
+	// (1-D: each row a cluster).
+	rows, ht := readNpy[float64](t, golden("plain_rows.npy")), readNpy[int64](t, golden("plain_targets.npy"))
+	var pl []float64
+	for i, v := range ht {
+		if v != -100 {
+			pl = append(pl, rows[i])
+		}
+	}
+	pm, psd := 0.0, 0.0
+	for _, l := range pl {
+		pm += l / float64(len(pl))
+	}
+	for _, l := range pl {
+		psd += (l - pm) * (l - pm) / float64(len(pl)-1)
+	}
+	lin := evalJSON(t, append(base, "--hidden", golden("plain_h.npy"), "--weight", golden("plain_w.npy"), "--bias", golden("plain_b.npy"), "--targets", golden("plain_targets.npy"))...)
+	require.InEpsilon(t, math.Sqrt(psd/float64(len(pl))), lin["loss_stderr"], 1e-5, "the fused linear's rows")
+	require.EqualValues(t, len(pl), lin["stderr_clusters"])
+
+	// One cluster: no standard error (null), and the text report says so.
+	one := evalJSON(t, append(base, "--logits", half("x9.npy", x[9:10]), "--targets", half("t9.npy", tg[9:10]))...)
+	require.Contains(t, one, "loss_stderr")
+	require.Nil(t, one["loss_stderr"])
+	code, out, errOut := runCmd("eval", "--device", "cpu", "--stderr", "--logits", lp, "--targets", tp)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "std. error  ")
+	require.Contains(t, out, "perplexity 95% [")
+	// Without it, no key.
+	require.NotContains(t, evalJSON(t, "eval", "--device", "cpu", "--json", "--logits", lp, "--targets", tp), "loss_stderr")
+}
