@@ -42,16 +42,7 @@ func TestEvalTeacher(t *testing.T) {
 		{"near", nil}, {"confident", nil}, {"kl_only", []string{"--temperature", "2"}},
 		{"options", []string{"--softcap", "25", "--temperature", "0.7", "--label-smoothing", "0.1", "--z-loss", "1e-4"}},
 	} {
-		gc := cases[c.name]
-		var tg []int64
-		corpustest.ReadNpy(t, g(c.name+"_targets.npy"), &tg)
-		counted := 0
-		for _, v := range tg {
-			if v != -100 {
-				counted++
-			}
-		}
-		want := gc["kl"].(float64) / float64(counted)
+		want := cases[c.name]["kl"].(float64) / counted(t, g(c.name+"_targets.npy"))
 		args := append([]string{"eval", "--logits", g(c.name + "_logits.npy"), "--targets", g(c.name + "_targets.npy"),
 			"--teacher-ids", g(c.name + "_ids.npy"), "--teacher-logprobs", g(c.name + "_logprobs.npy"), "--device", "cpu", "--json"}, c.args...)
 		got := evalJSON(t, args...)
@@ -195,18 +186,10 @@ func TestEvalTeacherShards(t *testing.T) {
 			corpustest.SaveNpy(t, p, s)
 			shards = append(shards, "--logits-shard", p)
 		}
-		var tg []int64
-		corpustest.ReadNpy(t, g(c.name+"_targets.npy"), &tg)
-		counted := 0
-		for _, v := range tg {
-			if v != -100 {
-				counted++
-			}
-		}
 		base := append([]string{"eval", "--targets", g(c.name + "_targets.npy"), "--teacher-ids", g(c.name + "_ids.npy"),
 			"--teacher-logprobs", g(c.name + "_logprobs.npy"), "--device", "cpu", "--json"}, c.args...)
 		split := evalJSON(t, append(base, shards...)...)
-		require.InEpsilon(t, cases[c.name]["kl"].(float64)/float64(counted), split["kl"], 1e-5, "%s: PyTorch's KL", c.name)
+		require.InEpsilon(t, cases[c.name]["kl"].(float64)/counted(t, g(c.name+"_targets.npy")), split["kl"], 1e-5, "%s: PyTorch's KL", c.name)
 		whole := evalJSON(t, append(base, "--logits", g(c.name+"_logits.npy"))...)
 		require.Equal(t, keysOf(whole), keysOf(split), c.name)
 		for k, w := range whole {

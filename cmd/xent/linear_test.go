@@ -52,42 +52,81 @@ func writeSafetensors(t *testing.T, path string, tensors map[string][]float32, s
 	require.NoError(t, os.WriteFile(path, b, 0o644))
 }
 
+// linearCase is a case of testdata/golden/linear/cases.json.
+type linearCase struct {
+	Name string  `json:"name"`
+	Mean float64 `json:"mean"`
+	V    int     `json:"v"`
+	D    int     `json:"d"`
+}
+
+// plainCase returns the golden case "plain" of the fused linear: 13 × 33
+// hidden states, 257 classes, a bias.
+func plainCase(t *testing.T) linearCase {
+	var doc struct{ Cases []linearCase }
+	b, err := os.ReadFile(golden("cases.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(string(b), "NaN", "null")), &doc))
+	c := doc.Cases[0]
+	require.Equal(t, "plain", c.Name)
+	return c
+}
+
+// counted returns how many of the targets of the file path are counted
+// (not -100).
+func counted(t *testing.T, path string) float64 {
+	n := 0.0
+	for _, v := range readNpy[int64](t, path) {
+		if v != -100 {
+			n++
+		}
+	}
+	return n
+}
+
+// requirePlainGrads requires the files dh and dw to hold PyTorch's
+// gradients of the mean loss of the golden case "plain" (of den counted
+// rows), within 1e-5 of their largest entry.
+func requirePlainGrads(t *testing.T, dh, dw string, den float64, dev string) {
+	t.Helper()
+	for _, g := range []struct{ got, want string }{{dh, "plain_dh.npy"}, {dw, "plain_dw.npy"}} {
+		got, want := readNpy[float32](t, g.got), readNpy[float64](t, golden(g.want))
+		require.Len(t, got, len(want))
+		scale := 0.0
+		for _, w := range want {
+			scale = max(scale, math.Abs(w/den))
+		}
+		for k := range want {
+			require.InDelta(t, want[k]/den, got[k], 1e-5*scale, "%s on %s: [%d]", g.got, dev, k)
+		}
+	}
+}
+
+// linearDevices returns the devices the fused linear is tested on: the
+// CPU, and OpenCL (through CLBlast) where it is.
+func linearDevices() []string {
+	devs := []string{"cpu"}
+	if d, err := device.Open("opencl"); err == nil {
+		if d.Caps().Linear {
+			devs = append(devs, "opencl")
+		}
+		d.Close()
+	}
+	return devs
+}
+
 // TestEvalHiddenMatchesPyTorch: xent eval --hidden on the golden case
 // "plain" (13 × 33 hidden states, 257 classes, a bias) gives PyTorch's mean
 // loss, and --grad-hidden/--grad-weight its gradients of the mean, with W
 // from a .npy and from a tensor of a .safetensors file.
 func TestEvalHiddenMatchesPyTorch(t *testing.T) {
 	dir := t.TempDir()
-	var doc struct {
-		Cases []struct {
-			Name string  `json:"name"`
-			Mean float64 `json:"mean"`
-			V    int     `json:"v"`
-			D    int     `json:"d"`
-		} `json:"cases"`
-	}
-	b, err := os.ReadFile(golden("cases.json"))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(string(b), "NaN", "null")), &doc))
-	c := doc.Cases[0]
-	require.Equal(t, "plain", c.Name)
+	c := plainCase(t)
 	st := filepath.Join(dir, "model.safetensors")
 	writeSafetensors(t, st, map[string][]float32{"lm_head.weight": readNpy[float32](t, golden("plain_w.npy")), "wte.weight": make([]float32, 6)},
 		map[string][]uint64{"lm_head.weight": {uint64(c.V), uint64(c.D)}, "wte.weight": {2, 3}})
-	tg := readNpy[int64](t, golden("plain_targets.npy"))
-	den := 0.0
-	for _, v := range tg {
-		if v != -100 {
-			den++
-		}
-	}
-	devs := []string{"cpu"}
-	if d, err := device.Open("opencl"); err == nil { // the fused linear through CLBlast, where OpenCL is
-		if d.Caps().Linear {
-			devs = append(devs, "opencl")
-		}
-		d.Close()
-	}
+	den := counted(t, golden("plain_targets.npy"))
+	devs := linearDevices()
 	// A sharded Hugging Face checkpoint: the output layer in the second
 	// shard, found through the index by default.
 	ckpt := filepath.Join(dir, "ckpt")
@@ -108,17 +147,7 @@ func TestEvalHiddenMatchesPyTorch(t *testing.T) {
 			var res struct{ Loss float64 }
 			require.NoError(t, json.Unmarshal([]byte(out), &res))
 			require.InDelta(t, c.Mean, res.Loss, 1e-5*c.Mean)
-			for _, g := range []struct{ got, want string }{{dh, "plain_dh.npy"}, {dw, "plain_dw.npy"}} {
-				got, want := readNpy[float32](t, g.got), readNpy[float64](t, golden(g.want))
-				require.Len(t, got, len(want))
-				scale := 0.0
-				for _, w := range want {
-					scale = max(scale, math.Abs(w/den))
-				}
-				for k := range want {
-					require.InDelta(t, want[k]/den, got[k], 1e-5*scale, "%s on %s: [%d]", g.got, dev, k)
-				}
-			}
+			requirePlainGrads(t, dh, dw, den, dev)
 			require.Contains(t, out, `"device":"`+dev)
 		}
 	}

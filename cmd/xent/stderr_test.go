@@ -30,6 +30,17 @@ func clusteredSE(s, w []float64) (m, se float64) {
 	return m, math.Sqrt(v*n/(n-1)) / W
 }
 
+// rowsSE returns s/√n of the losses l (s their sample standard
+// deviation): the standard error of their mean, each its own cluster.
+func rowsSE(l []float64) float64 {
+	w := make([]float64, len(l))
+	for i := range w {
+		w[i] = 1
+	}
+	_, se := clusteredSE(l, w)
+	return se
+}
+
 // TestEvalStdErr: --stderr reports the standard error of the mean loss
 // over the sequences as clusters (loss_stderr, stderr_clusters) and the
 // perplexity's 95% interval, computed here in two passes from PyTorch's
@@ -136,15 +147,8 @@ func TestEvalStdErr(t *testing.T) {
 		}
 		l1 = append(l1, mx+math.Log(e)-float64(row[flatT[i]]))
 	}
-	mean, sd := 0.0, 0.0
-	for _, l := range l1 {
-		mean += l / float64(len(l1))
-	}
-	for _, l := range l1 {
-		sd += (l - mean) * (l - mean) / float64(len(l1)-1)
-	}
 	flatGot := evalJSON(t, append(base, "--logits", fp, "--targets", ftp)...)
-	require.InEpsilon(t, math.Sqrt(sd/float64(len(l1))), flatGot["loss_stderr"], 1e-5, "s/√n of the rows")
+	require.InEpsilon(t, rowsSE(l1), flatGot["loss_stderr"], 1e-5, "s/√n of the rows")
 	require.EqualValues(t, len(l1), flatGot["stderr_clusters"])
 	// With --seq-len the 1-D rows are sequences again.
 	seqGot := evalJSON(t, append(base, "--logits", fp, "--targets", ftp, "--seq-len", "12")...)
@@ -194,15 +198,8 @@ func TestEvalStdErr(t *testing.T) {
 			pl = append(pl, rows[i])
 		}
 	}
-	pm, psd := 0.0, 0.0
-	for _, l := range pl {
-		pm += l / float64(len(pl))
-	}
-	for _, l := range pl {
-		psd += (l - pm) * (l - pm) / float64(len(pl)-1)
-	}
 	lin := evalJSON(t, append(base, "--hidden", golden("plain_h.npy"), "--weight", golden("plain_w.npy"), "--bias", golden("plain_b.npy"), "--targets", golden("plain_targets.npy"))...)
-	require.InEpsilon(t, math.Sqrt(psd/float64(len(pl))), lin["loss_stderr"], 1e-5, "the fused linear's rows")
+	require.InEpsilon(t, rowsSE(pl), lin["loss_stderr"], 1e-5, "the fused linear's rows")
 	require.EqualValues(t, len(pl), lin["stderr_clusters"])
 
 	// One cluster: no standard error (null), and the text report says so.

@@ -2,15 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/xentlab/xent/device"
 )
 
 // splitClassifier writes the classifier w (rows of d features) in three
@@ -43,50 +39,17 @@ func splitClassifier(t *testing.T, dir, name string, w []float32, d, c1 int) (ar
 // with every option; a teacher's KL as PyTorch's; and the refusals.
 func TestEvalWeightShards(t *testing.T) {
 	dir := t.TempDir()
-	var doc struct {
-		Cases []struct {
-			Name string  `json:"name"`
-			Mean float64 `json:"mean"`
-			V    int     `json:"v"`
-			D    int     `json:"d"`
-		} `json:"cases"`
-	}
-	b, err := os.ReadFile(golden("cases.json"))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal([]byte(strings.ReplaceAll(string(b), "NaN", "null")), &doc))
-	c := doc.Cases[0]
-	require.Equal(t, "plain", c.Name)
+	c := plainCase(t)
 	shards, paths := splitClassifier(t, dir, "plain", readNpy[float32](t, golden("plain_w.npy")), c.D, 100)
-	den := 0.0
-	for _, v := range readNpy[int64](t, golden("plain_targets.npy")) {
-		if v != -100 {
-			den++
-		}
-	}
-	devs := []string{"cpu"}
-	if d, err := device.Open("opencl"); err == nil {
-		if d.Caps().Linear {
-			devs = append(devs, "opencl")
-		}
-		d.Close()
-	}
+	den := counted(t, golden("plain_targets.npy"))
+	devs := linearDevices()
 	base := []string{"eval", "--hidden", golden("plain_h.npy"), "--bias", golden("plain_b.npy"), "--targets", golden("plain_targets.npy"), "--json"}
 	for _, dev := range devs {
 		dh, dw := filepath.Join(dir, "dh.npy"), filepath.Join(dir, "dw.npy")
 		got := evalJSON(t, append(append(base, "--grad-hidden", dh, "--grad-weight", dw, "--device", dev, "--budget", "4096"), shards...)...)
 		require.InDelta(t, c.Mean, got["loss"], 1e-5*c.Mean, dev)
 		require.Equal(t, []int{c.V, c.D}, npyShape(t, dw))
-		for _, g := range []struct{ got, want string }{{dh, "plain_dh.npy"}, {dw, "plain_dw.npy"}} {
-			got, want := readNpy[float32](t, g.got), readNpy[float64](t, golden(g.want))
-			require.Len(t, got, len(want))
-			scale := 0.0
-			for _, w := range want {
-				scale = max(scale, math.Abs(w/den))
-			}
-			for k := range want {
-				require.InDelta(t, want[k]/den, got[k], 1e-5*scale, "%s on %s: [%d]", g.got, dev, k)
-			}
-		}
+		requirePlainGrads(t, dh, dw, den, dev)
 	}
 
 	// The unsplit classifier's report, key by key, with every option.
@@ -117,17 +80,12 @@ func TestEvalWeightShards(t *testing.T) {
 	g, cases := distillGolden(t)
 	lc := cases["linear_plain"]
 	lshards, _ := splitClassifier(t, dir, "distill", readNpy[float32](t, g("linear_plain_w.npy")), int(lc["d"].(float64)), 70)
-	counted := 0.0
-	for _, v := range readNpy[int64](t, g("linear_plain_targets.npy")) {
-		if v != -100 {
-			counted++
-		}
-	}
+	n := counted(t, g("linear_plain_targets.npy"))
 	dargs := []string{"eval", "--hidden", g("linear_plain_h.npy"), "--bias", g("linear_plain_b.npy"), "--targets", g("linear_plain_targets.npy"),
 		"--teacher-ids", g("linear_plain_ids.npy"), "--teacher-logprobs", g("linear_plain_logprobs.npy"), "--topk", "1,5", "--json"}
 	for _, dev := range devs {
 		split := evalJSON(t, append(append(dargs, "--device", dev), lshards...)...)
-		require.InEpsilon(t, lc["kl"].(float64)/counted, split["kl"], 1e-5, "PyTorch's KL on %s", dev)
+		require.InEpsilon(t, lc["kl"].(float64)/n, split["kl"], 1e-5, "PyTorch's KL on %s", dev)
 	}
 	dargs = append(dargs, "--device", "cpu")
 	split := evalJSON(t, append(dargs, lshards...)...)

@@ -568,10 +568,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	if l.WeightShards != nil {
-		return e.linearShards(ctx, dev, l, h, ws, b)
-	}
-	w, n, d := ws[0], h.Rows, h.Cols
+	n, d := h.Rows, h.Cols
 	tg, tw, seq, err := e.targets(l, n, v, h.Lead)
 	if err != nil {
 		return Result{}, err
@@ -584,6 +581,10 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	if tw != nil {
 		opts = append(opts, batch.TokenWeights(tw))
 	}
+	if l.WeightShards != nil {
+		return e.linearShards(ctx, dev, l, hiddenLine{h: h, ws: ws, b: b, v: v, tg: tg, tw: tw, seq: seq, tc: tc, opts: opts})
+	}
+	w := ws[0]
 	if e.cfg.partials() { // through the partials of the whole vocabulary (a shard of all of it)
 		opts = append(opts, batch.Shard(0, v))
 	}
@@ -646,32 +647,35 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	return e.positions(r, tg, tw, seq), nil
 }
 
-// linearShards evaluates hidden states h through a classifier split by
-// vocabulary across files (Line.WeightShards; ws, in class order, and the
-// bias b of all their classes, nil for none), as a tensor-parallel model's
+// A hiddenLine is a hidden-states line read and checked: its hidden
+// states h, its classifier's files ws (their classes v in all) and bias
+// b, its targets tg, token weights tw, sequences' length seq and teacher
+// tc, and the options of its loss (with the budget and token weights).
+type hiddenLine struct {
+	h    tensorfile.Tensor
+	ws   []tensorfile.Tensor
+	b    []float32
+	v    int
+	tg   []int32
+	tw   []float32
+	seq  int
+	tc   *batch.Teacher
+	opts []batch.Option
+}
+
+// linearShards evaluates the hidden states of hl through a classifier
+// split by vocabulary across files (Line.WeightShards; hl.ws, in class
+// order, and the bias of all their classes), as a tensor-parallel model's
 // ranks would: each shard's partials over its classes (a Linear with
 // batch.Shard; with a teacher, its KL parts from the same products,
 // PartialsWithKL) merged in class order (MergeKL), then finished over the
 // whole vocabulary; with Config.TopK each shard ranks the target among
 // its classes and the ranks merge; dL/dH is the sum of the shards' parts
 // (Backward adds) and dL/dW their rows in class order.
-func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line, h tensorfile.Tensor, ws []tensorfile.Tensor, b []float32) (Result, error) {
-	n, d, v := h.Rows, h.Cols, 0
-	for _, w := range ws {
-		v += w.Rows
-	}
-	tg, tw, seq, err := e.targets(l, n, v, h.Lead)
-	if err != nil {
-		return Result{}, err
-	}
-	tc, err := e.teacher(l, n, h.Lead)
-	if err != nil {
-		return Result{}, err
-	}
-	opts := append(e.cfg.rowOptions(), batch.Budget(e.cfg.Budget))
-	if tw != nil {
-		opts = append(opts, batch.TokenWeights(tw))
-	}
+func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line, hl hiddenLine) (Result, error) {
+	h, ws, b, v, tg, tw, seq, tc, opts := hl.h, hl.ws, hl.b, hl.v, hl.tg, hl.tw, hl.seq, hl.tc, hl.opts
+	n, d := h.Rows, h.Cols
+	var err error
 	kopts := opts // a teacher's: Distill's (no class weights: heads refuses them)
 	if tc != nil {
 		kopts = append(slices.Clip(opts), batch.Distill(*tc, 0))
