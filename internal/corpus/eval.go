@@ -1143,7 +1143,31 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 		p = NewPositions(n)
 	}
 	var sp Spread
-	cluster, s, w := -1, 0.0, 0.0 // the sequence being summed, its sums
+	sums := clusters{c: -1, done: sp.Add}
+	e.counted(tg, tw, n, func(i, c int, d float64) {
+		if p != nil {
+			p.Sum[i%n] += Float(r.Rows[i])
+			p.Denom[i%n] += Float(d)
+		}
+		sums.add(c, float64(r.Rows[i]), d)
+	})
+	sums.flush()
+	r.Positions = p
+	if e.cfg.StdErr {
+		r.Spread = &sp
+	}
+	if !e.cfg.KeepRows {
+		r.Rows = nil
+	}
+	return r
+}
+
+// counted calls f with each counted row i of targets tg (token weights
+// tw, nil for all 1), in order: its cluster c, the sequence i / n (i
+// itself for n = 0: no sequences), and d, its share of the mean's
+// denominator: its token weight times its target's class weight (1
+// without them).
+func (e *Evaluator) counted(tg []int32, tw []float32, n int, f func(i, c int, d float64)) {
 	for i, t := range tg {
 		if int(t) == e.cfg.IgnoreIndex {
 			continue
@@ -1155,34 +1179,12 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 		if cw := e.cfg.ClassWeights; cw != nil {
 			d *= float64(cw[t])
 		}
-		if p != nil {
-			p.Sum[i%n] += Float(r.Rows[i])
-			p.Denom[i%n] += Float(d)
-		}
 		c := i
 		if n > 0 {
 			c = i / n
 		}
-		if c != cluster {
-			if cluster >= 0 {
-				sp.Add(s, w)
-			}
-			cluster, s, w = c, 0, 0
-		}
-		s += float64(r.Rows[i])
-		w += d
+		f(i, c, d)
 	}
-	if cluster >= 0 {
-		sp.Add(s, w)
-	}
-	r.Positions = p
-	if e.cfg.StdErr {
-		r.Spread = &sp
-	}
-	if !e.cfg.KeepRows {
-		r.Rows = nil
-	}
-	return r
 }
 
 // A Total is the merged statistics of some lines: their Stats, their
