@@ -4,6 +4,7 @@
 //	xent eval --logits L.npy --targets T.npy [flags]
 //	xent eval --manifest M.jsonl [--shard i/n --stats-out S.json] [flags]
 //	xent merge S_0.json S_1.json ...  the report of a sharded evaluation
+//	xent compare --a A --b B [flags]  two models on the same rows, paired
 //	xent devices                   list the compute devices
 //	xent bench [flags]             CPU vs GPU benchmarks with the roofline
 //	xent tune [flags]              time the OpenCL kernels' parameters on a device
@@ -32,6 +33,9 @@ commands:
             or of hidden states and a classifier (--hidden, --weight) through the fused linear;
             --manifest: many files as one evaluation, whole or a shard (--shard i/n --stats-out)
   merge     the report of a sharded evaluation: merges the shards' --stats-out files exactly
+  compare   two models on the same rows (--a, --b: logits files or manifests, line by line):
+            each one's report, and B − A's mean loss with its paired standard error over
+            the sequences, 95% interval and p-value
   devices   list the compute devices (CPU, OpenCL platforms and devices)
   bench     benchmarks: log-sum-exp, forward and fused forward+backward, with the roofline
   tune      time the OpenCL row kernels' parameters on a device; --write keeps the best
@@ -93,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"demo": demo, "eval": eval, "merge": merge, "devices": devices, "bench": benchCmd, "tune": tuneCmd,
+		"demo": demo, "eval": eval, "compare": compare, "merge": merge, "devices": devices, "bench": benchCmd, "tune": tuneCmd,
 	}
 	f, ok := cmds[args[0]]
 	if !ok {

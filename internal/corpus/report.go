@@ -235,3 +235,38 @@ func parseTopK(s string) ([]int, error) {
 	}
 	return ks, nil
 }
+
+// A PairReport is a comparison's result as xent compare --json prints
+// it: each model's report, and the paired statistics of B's mean loss
+// less A's (Pair): the difference, its standard error over the clusters
+// (null with fewer than two), its 95% interval, the perplexity ratio B/A
+// = exp(diff) and its interval, the z score diff/se and the two-sided
+// p-value of no difference (the normal approximation, erfc(|z|/√2)), the
+// clusters and the fraction whose loss B has below A's.
+type PairReport struct {
+	A                 Report     `json:"a"`
+	B                 Report     `json:"b"`
+	Diff              *float64   `json:"diff"`
+	DiffStdErr        *Nullable  `json:"diff_stderr"`
+	Diff95            []*float64 `json:"diff_95"`
+	PerplexityRatio   *float64   `json:"perplexity_ratio"`
+	PerplexityRatio95 []*float64 `json:"perplexity_ratio_95"`
+	Z                 *Nullable  `json:"z"`
+	PValue            *Nullable  `json:"p_value"`
+	Clusters          int64      `json:"clusters"`
+	BLower            *Nullable  `json:"b_lower"`
+	Device            string     `json:"device"`
+}
+
+// PairReportOf returns the report of p, computed on device.
+func PairReportOf(p Pair, device string) PairReport {
+	d := p.B.Stats.Mean() - p.A.Stats.Mean()
+	se := p.Diff.StdErr()
+	z := d / se
+	nse, nz, pv := Nullable(se), Nullable(z), Nullable(math.Erfc(math.Abs(z)/math.Sqrt2))
+	lower := Nullable(float64(p.Lower) / float64(p.Diff.Clusters))
+	lo, hi := d-Z95*se, d+Z95*se
+	return PairReport{A: ReportOf(p.A, device), B: ReportOf(p.B, device), Diff: num(d), DiffStdErr: &nse, Diff95: []*float64{num(lo), num(hi)},
+		PerplexityRatio: num(math.Exp(d)), PerplexityRatio95: []*float64{num(math.Exp(lo)), num(math.Exp(hi))},
+		Z: &nz, PValue: &pv, Clusters: p.Diff.Clusters, BLower: &lower, Device: device}
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+
+	"github.com/xentlab/xent/internal/corpus"
+)
+
+// compare evaluates two models on the same rows, line by line, and prints
+// each one's report and the paired statistics of their difference.
+func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	a := fs.String("a", "", "model A: a manifest `M.jsonl` (as xent eval --manifest takes it), or a logits file (as --logits takes it) with --targets")
+	b := fs.String("b", "", "model B, as --a: a manifest of as many lines, line by line of the same rows and targets, or a logits file of the same rows")
+	targets := fs.String("targets", "", "targets `T.npy` of logits files --a and --b (as xent eval's; default for a .safetensors, .npz or .pt: its \"targets\" or \"labels\")")
+	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy` of logits files --a and --b (as xent eval's)")
+	weight := fs.String("weight", "", "classifier `W` of the manifests' hidden-states lines without one (as xent eval's)")
+	lossConfig := corpus.LossFlags(fs)
+	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
+	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
+	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	cfg, err := lossConfig()
+	if err != nil {
+		return err
+	}
+	if *a == "" || *b == "" {
+		fmt.Fprintln(stderr, "xent compare: --a and --b name the two models' manifests or logits files")
+		fs.Usage()
+		return errUsage
+	}
+	la, err := compareLines(*a, *targets, *tokenWeights, *weight)
+	if err != nil {
+		return fmt.Errorf("--a: %w", err)
+	}
+	lb, err := compareLines(*b, *targets, *tokenWeights, *weight)
+	if err != nil {
+		return fmt.Errorf("--b: %w", err)
+	}
+	if len(la) != len(lb) {
+		return fmt.Errorf("--a has %d lines, --b %d: a comparison pairs them line by line", len(la), len(lb))
+	}
+	ev := corpus.New(cfg)
+	defer ev.Close()
+	ev.Note = func(s string) { fmt.Fprintf(stderr, "xent compare: %s\n", s) }
+	var rows int64
+	for k := range la {
+		n, err := ev.CheckPair(la[k], lb[k])
+		if err != nil {
+			return err
+		}
+		rows += 2 * int64(n)
+	}
+	d, err := openDevice(*dev, sayDevice(stderr, *asJSON, *verbose))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	bar := newProgress(stderr, rows)
+	ev.Progress = func(n int) { bar.add(int64(n)) }
+	var p corpus.Pair
+	for k := range la {
+		if err := ev.Compare(ctx, d, &p, la[k], lb[k]); err != nil {
+			return err
+		}
+	}
+	bar.finish()
+	r := corpus.PairReportOf(p, deviceName(d))
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(r)
+	}
+	pairText(stdout, p, r)
+	return nil
+}
+
+// compareLines returns the lines of a model: its manifest's (a .jsonl),
+// or one line of its logits file with targets and token weights.
+func compareLines(spec, targets, tokenWeights, weight string) ([]corpus.Line, error) {
+	if !strings.HasSuffix(spec, ".jsonl") {
+		return []corpus.Line{{Logits: spec, Targets: targets, Weights: tokenWeights}}, nil
+	}
+	if targets != "" || tokenWeights != "" {
+		return nil, fmt.Errorf("%s: a manifest names its lines' targets and token weights (--targets and --token-weights go with logits files)", spec)
+	}
+	m, err := corpus.ReadManifest(spec, weight)
+	if err != nil {
+		return nil, err
+	}
+	if m.Distill() {
+		return nil, fmt.Errorf("%s: its lines name a teacher's top-k: a comparison is of the models' own losses (xent eval reports a teacher's KL)", spec)
+	}
+	return m.Lines, nil
+}
+
+// pairText prints a comparison's text report.
+func pairText(w io.Writer, p corpus.Pair, r corpus.PairReport) {
+	sa, sb := p.A.Stats, p.B.Stats
+	f := func(v *float64) float64 {
+		if v == nil {
+			return math.NaN()
+		}
+		return *v
+	}
+	fmt.Fprintf(w, "            model A       model B       B − A\n")
+	fmt.Fprintf(w, "loss        %-13.6f %-13.6f %+.6f nats (95%% [%+.6f, %+.6f], z %.2f, p %.3g)\n",
+		sa.Mean(), sb.Mean(), f(r.Diff), f(r.Diff95[0]), f(r.Diff95[1]), float64(*r.Z), float64(*r.PValue))
+	fmt.Fprintf(w, "perplexity  %-13.4f %-13.4f ×%.4f (95%% [%.4f, %.4f])\n",
+		sa.Perplexity(), sb.Perplexity(), f(r.PerplexityRatio), f(r.PerplexityRatio95[0]), f(r.PerplexityRatio95[1]))
+	fmt.Fprintf(w, "accuracy    %-13.4f %-13.4f %+.4f (top-1)\n", sa.Accuracy(), sb.Accuracy(), sb.Accuracy()-sa.Accuracy())
+	fmt.Fprintf(w, "tokens      %d counted, the same rows; %d sequences (or rows, in files of none) as clusters: B's loss below A's in %.1f%%\n",
+		sa.Counted, r.Clusters, 100*float64(*r.BLower))
+	fmt.Fprintf(w, "device      %s\n", r.Device)
+}

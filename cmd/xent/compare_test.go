@@ -1,0 +1,195 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/corpus"
+	"github.com/xentlab/xent/internal/seed"
+)
+
+// rowLoss returns the cross-entropy of a row of logits against target t,
+// in float64.
+func rowLoss(row []float32, t int64) float64 {
+	mx := math.Inf(-1)
+	for _, v := range row {
+		mx = max(mx, float64(v))
+	}
+	e := 0.0
+	for _, v := range row {
+		e += math.Exp(float64(v) - mx)
+	}
+	return mx + math.Log(e) - float64(row[t])
+}
+
+// TestCompare: xent compare of two models' random logits [12 × 10 × 40]
+// (B a little better on some rows) on the same targets and token weights
+// gives each model's xent eval report, and B − A's mean loss with the
+// paired standard error over the sequences computed here in two passes
+// from float64 losses, its interval, z, p-value and the clusters B wins;
+// manifests of two lines each give the same; a hidden-states line pairs
+// with the logits it makes; rows, targets, weights or lines apart, a
+// teacher and bad usage are refused.
+func TestCompare(t *testing.T) {
+	r := seed.Rand(t, 2)
+	const B, T, V = 12, 10, 40
+	xa, xb := make([][][]float32, B), make([][][]float32, B)
+	tg, tw := make([][]int64, B), make([][]float32, B)
+	for b := range B {
+		xa[b], xb[b], tg[b], tw[b] = make([][]float32, T), make([][]float32, T), make([]int64, T), make([]float32, T)
+		for p := range T {
+			tg[b][p], tw[b][p] = int64(r.IntN(V)), float32(1+r.IntN(3))
+			if r.IntN(6) == 0 {
+				tg[b][p] = -100
+			}
+			xa[b][p], xb[b][p] = make([]float32, V), make([]float32, V)
+			for c := range V {
+				xa[b][p][c] = float32(r.NormFloat64() * 2)
+				xb[b][p][c] = xa[b][p][c] + float32(r.NormFloat64()*0.3)
+			}
+			if tg[b][p] >= 0 && r.IntN(2) == 0 {
+				xb[b][p][tg[b][p]] += 1
+			}
+		}
+	}
+	dir := t.TempDir()
+	pa, pb := writeNpyFile(t, dir, "a.npy", xa), writeNpyFile(t, dir, "b.npy", xb)
+	pt, pw := writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
+	var d, w []float64
+	lower := 0
+	for b := range B {
+		var db, wb float64
+		any := false
+		for p := range T {
+			if tg[b][p] < 0 {
+				continue
+			}
+			v := float64(tw[b][p])
+			db, wb, any = db+v*(rowLoss(xb[b][p], tg[b][p])-rowLoss(xa[b][p], tg[b][p])), wb+v, true
+		}
+		if any {
+			d, w = append(d, db), append(w, wb)
+			if db < 0 {
+				lower++
+			}
+		}
+	}
+	diff, se := clusteredSE(d, w)
+
+	got := evalJSON(t, "compare", "--a", pa, "--b", pb, "--targets", pt, "--token-weights", pw, "--device", "cpu", "--json", "--topk", "1,5")
+	for _, m := range []struct{ key, logits string }{{"a", pa}, {"b", pb}} {
+		want := evalJSON(t, "eval", "--logits", m.logits, "--targets", pt, "--token-weights", pw, "--device", "cpu", "--json", "--topk", "1,5")
+		require.Equal(t, want, got[m.key], "model %s: xent eval's report", m.key)
+	}
+	require.InEpsilon(t, diff, got["diff"], 1e-5)
+	require.InEpsilon(t, got["b"].(map[string]any)["loss"].(float64)-got["a"].(map[string]any)["loss"].(float64), got["diff"], 1e-12)
+	require.InEpsilon(t, se, got["diff_stderr"], 1e-5, "the paired standard error over the sequences")
+	require.EqualValues(t, len(d), got["clusters"])
+	require.InEpsilon(t, float64(lower)/float64(len(d)), got["b_lower"], 1e-12)
+	z := got["diff"].(float64) / got["diff_stderr"].(float64)
+	require.InEpsilon(t, z, got["z"], 1e-12)
+	require.InEpsilon(t, math.Erfc(math.Abs(z)/math.Sqrt2), got["p_value"], 1e-12)
+	ci, ratio := got["diff_95"].([]any), got["perplexity_ratio_95"].([]any)
+	require.InEpsilon(t, diff-corpus.Z95*se, ci[0], 1e-4)
+	require.InEpsilon(t, diff+corpus.Z95*se, ci[1], 1e-4)
+	require.InEpsilon(t, math.Exp(ci[0].(float64)), ratio[0], 1e-12)
+	require.InEpsilon(t, math.Exp(got["diff"].(float64)), got["perplexity_ratio"], 1e-12)
+
+	// Manifests of two lines each (sequences 0–6 and 7–11): the same.
+	manifest := func(name string, x [][][]float32) string {
+		var lines []string
+		for k, c := range [][2]int{{0, 7}, {7, B}} {
+			s := string(rune('0' + k))
+			b, err := json.Marshal(map[string]string{"logits": writeNpyFile(t, dir, name+s+".npy", x[c[0]:c[1]]),
+				"targets": writeNpyFile(t, dir, "t"+s+".npy", tg[c[0]:c[1]]), "weights": writeNpyFile(t, dir, "w"+s+".npy", tw[c[0]:c[1]])})
+			require.NoError(t, err)
+			lines = append(lines, string(b))
+		}
+		p := filepath.Join(dir, name+".jsonl")
+		require.NoError(t, os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+		return p
+	}
+	ma, mb := manifest("ma", xa), manifest("mb", xb)
+	lines := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json")
+	require.InEpsilon(t, got["diff_stderr"], lines["diff_stderr"], 1e-12)
+	require.Equal(t, got["clusters"], lines["clusters"])
+	require.Equal(t, got["b_lower"], lines["b_lower"])
+
+	// The text report.
+	code, out, errOut := runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--device", "cpu")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "B − A")
+	require.Contains(t, out, "as clusters: B's loss below A's in ")
+
+	// A hidden-states line pairs with the logits it makes (h·Wᵀ + b in
+	// float64): a difference within rounding.
+	c := plainCase(t)
+	h, wt, bias := readNpy[float32](t, golden("plain_h.npy")), readNpy[float32](t, golden("plain_w.npy")), readNpy[float32](t, golden("plain_b.npy"))
+	z32 := make([][]float32, len(h)/c.D)
+	for i := range z32 {
+		z32[i] = make([]float32, c.V)
+		for k := range c.V {
+			s := float64(bias[k])
+			for j := range c.D {
+				s += float64(h[i*c.D+j]) * float64(wt[k*c.D+j])
+			}
+			z32[i][k] = float32(s)
+		}
+	}
+	hl, err := json.Marshal(map[string]string{"hidden": mustAbs(t, golden("plain_h.npy")), "weight": mustAbs(t, golden("plain_w.npy")),
+		"bias": mustAbs(t, golden("plain_b.npy")), "targets": mustAbs(t, golden("plain_targets.npy"))})
+	require.NoError(t, err)
+	ll, err := json.Marshal(map[string]string{"logits": writeNpyFile(t, dir, "z.npy", z32), "targets": mustAbs(t, golden("plain_targets.npy"))})
+	require.NoError(t, err)
+	mh, mz := filepath.Join(dir, "h.jsonl"), filepath.Join(dir, "z.jsonl")
+	require.NoError(t, os.WriteFile(mh, append(hl, '\n'), 0o644))
+	require.NoError(t, os.WriteFile(mz, append(ll, '\n'), 0o644))
+	hz := evalJSON(t, "compare", "--a", mh, "--b", mz, "--device", "cpu", "--json")
+	require.InDelta(t, 0, hz["diff"], 1e-5*c.Mean)
+	require.InEpsilon(t, c.Mean, hz["a"].(map[string]any)["loss"], 1e-5)
+
+	// Refusals.
+	other := make([][]int64, B)
+	for b := range other {
+		other[b] = append([]int64(nil), tg[b]...)
+	}
+	other[4][3] = (other[4][3] + 1) % V
+	if other[4][3] < 0 {
+		other[4][3] = 7
+	}
+	mo := filepath.Join(dir, "mo.jsonl")
+	b, err := os.ReadFile(mb)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(mo, []byte(strings.Replace(string(b), filepath.Join(dir, "t0.npy"), writeNpyFile(t, dir, "o0.npy", other[:7]), 1)), 0o644))
+	one := filepath.Join(dir, "one.jsonl")
+	require.NoError(t, os.WriteFile(one, []byte(strings.SplitAfter(string(b), "\n")[0]), 0o644))
+	teacher := filepath.Join(dir, "teacher.jsonl")
+	g, _ := distillGolden(t)
+	tl, err := json.Marshal(map[string]string{"logits": mustAbs(t, g("near_logits.npy")), "targets": mustAbs(t, g("near_targets.npy")),
+		"teacher_ids": mustAbs(t, g("near_ids.npy")), "teacher_logprobs": mustAbs(t, g("near_logprobs.npy"))})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(teacher, append(tl, '\n'), 0o644))
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--a", pa}, 2, "--a and --b name the two models' manifests or logits files"},
+		{[]string{"--a", ma, "--b", mo}, 1, "mo.jsonl:1: row 43: target"},
+		{[]string{"--a", ma, "--b", one}, 1, "--a has 2 lines, --b 1: a comparison pairs them line by line"},
+		{[]string{"--a", ma, "--b", mb, "--targets", pt}, 1, "--a: " + ma + ": a manifest names its lines' targets and token weights"},
+		{[]string{"--a", teacher, "--b", teacher}, 1, "its lines name a teacher's top-k"},
+		{[]string{"--a", pa, "--b", writeNpyFile(t, dir, "short.npy", xb[:5]), "--targets", pt}, 1, "expected 50 targets to match the 50 rows of"},
+		{[]string{"--a", mh, "--b", mz, "--weights", writeNpyFile(t, dir, "cw.npy", make([]float32, 9))}, 1, "cw.npy: expected 257 class weights to match the 257 classes of "},
+	} {
+		code, out, errOut := runCmd(append([]string{"compare", "--device", "cpu"}, c.args...)...)
+		require.Equal(t, c.code, code, "%v: %s", c.args, out)
+		require.Contains(t, errOut, c.want, "%v", c.args)
+	}
+}

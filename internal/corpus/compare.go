@@ -1,0 +1,153 @@
+package corpus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/xentlab/xent/device"
+)
+
+// A Pair is the paired statistics of two models' evaluations of the same
+// rows (model A's lines and model B's, line by line): each one's total,
+// and the spread of their difference over the clusters (the sequences;
+// each row of a 1-D file): of each cluster, B's loss sum less A's and its
+// share of the mean's denominator, the same for both, so that the mean of
+// the differences is B's mean loss less A's and Diff.StdErr its standard
+// error, paired (the clusters' own difficulty cancels). Lower counts the
+// clusters whose loss sum B has below A's. Pairs of disjoint lines merge
+// (Merge).
+type Pair struct {
+	A, B  Total
+	Diff  Spread
+	Lower int64
+}
+
+// Merge adds o, the pair of other lines of the same comparison.
+func (p *Pair) Merge(o Pair) error {
+	if err := p.A.Merge(o.A); err != nil {
+		return err
+	}
+	if err := p.B.Merge(o.B); err != nil {
+		return err
+	}
+	p.Diff.Merge(o.Diff)
+	p.Lower += o.Lower
+	return nil
+}
+
+// Compare evaluates line a (model A's) and line b (model B's) on dev and
+// adds them to p. They must be of the same rows: as many, of the same
+// shape, with the same targets and token weights (an error names the
+// first row apart), and of as many classes.
+func (e *Evaluator) Compare(ctx context.Context, dev device.Device, p *Pair, a, b Line) error {
+	tg, tw, seq, err := e.pairRows(a, b)
+	if err != nil {
+		return err
+	}
+	keep := e.cfg.KeepRows
+	e.cfg.KeepRows = true // the per-row losses, which the difference takes
+	defer func() { e.cfg.KeepRows = keep }()
+	ra, err := e.Eval(ctx, dev, a)
+	if err != nil {
+		return err
+	}
+	rb, err := e.Eval(ctx, dev, b)
+	if err != nil {
+		return err
+	}
+	var q Pair
+	sums := clusters{c: -1, done: func(s, w float64) {
+		q.Diff.Add(s, w)
+		if s < 0 {
+			q.Lower++
+		}
+	}}
+	e.counted(tg, tw, seq, func(i, c int, d float64) { sums.add(c, float64(rb.Rows[i])-float64(ra.Rows[i]), d) })
+	sums.flush()
+	if !keep {
+		ra.Rows, rb.Rows = nil, nil
+	}
+	q.A, q.B = TotalOf(ra), TotalOf(rb)
+	return at(b, p.Merge(q))
+}
+
+// pairRows returns the targets, token weights and sequences' length of
+// lines a and b, checking that they are the same rows of as many classes.
+func (e *Evaluator) pairRows(a, b Line) (tg []int32, tw []float32, seq int, err error) {
+	rows, cols, lead, err := e.shape(a)
+	if err != nil {
+		return nil, nil, 0, at(a, err)
+	}
+	tg, tw, seq, err = e.targets(a, rows, cols, lead)
+	if err != nil {
+		return nil, nil, 0, at(a, err)
+	}
+	rb, cb, lb, err := e.shape(b)
+	if err != nil {
+		return nil, nil, 0, at(b, err)
+	}
+	tb, wb, sb, err := e.targets(b, rb, cb, lb)
+	switch {
+	case err != nil:
+		return nil, nil, 0, at(b, err)
+	case rb != rows || !slices.Equal(lb, lead) || sb != seq:
+		return nil, nil, 0, at(b, fmt.Errorf("%s: rows %v, model A's (%s) are %v: a comparison is of the same rows", b.RowsFile(), lb, a.RowsFile(), lead))
+	case cb != cols:
+		return nil, nil, 0, at(b, fmt.Errorf("%s: %d classes, model A's (%s) %d: a comparison is of the same vocabulary", b.RowsFile(), cb, a.RowsFile(), cols))
+	}
+	for i := range tg {
+		if tg[i] != tb[i] {
+			return nil, nil, 0, at(b, fmt.Errorf("row %d: target %d, model A's (line %d) %d: a comparison is of the same targets", i, tb[i], a.N, tg[i]))
+		}
+	}
+	if (tw == nil) != (wb == nil) {
+		return nil, nil, 0, at(b, fmt.Errorf("token weights on one model's line only (model A's line %d: %v): a comparison weighs both alike", a.N, tw != nil))
+	}
+	for i := range tw {
+		if tw[i] != wb[i] {
+			return nil, nil, 0, at(b, fmt.Errorf("row %d: token weight %g, model A's (line %d) %g: a comparison weighs both alike", i, wb[i], a.N, tw[i]))
+		}
+	}
+	return tg, tw, seq, nil
+}
+
+// clusters sums per-row values into their clusters, in row order: each
+// cluster's sums go to done when the next one starts (and at flush).
+type clusters struct {
+	c    int // the cluster being summed, -1 for none
+	s, w float64
+	done func(s, w float64)
+}
+
+// add adds s and w to cluster c.
+func (k *clusters) add(c int, s, w float64) {
+	if c != k.c {
+		k.flush()
+		k.c = c
+	}
+	k.s += s
+	k.w += w
+}
+
+// flush ends the cluster being summed.
+func (k *clusters) flush() {
+	if k.c >= 0 {
+		k.done(k.s, k.w)
+	}
+	k.c, k.s, k.w = -1, 0, 0
+}
+
+// CheckPair checks lines a and b as Check does, and that they are the
+// same rows as Compare takes them, computing nothing; it returns their
+// rows.
+func (e *Evaluator) CheckPair(a, b Line) (rows int, err error) {
+	if _, err := e.Check(a); err != nil {
+		return 0, err
+	}
+	if rows, err = e.Check(b); err != nil {
+		return 0, err
+	}
+	_, _, _, err = e.pairRows(a, b)
+	return rows, err
+}
