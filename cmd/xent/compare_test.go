@@ -121,6 +121,13 @@ func TestCompare(t *testing.T) {
 	require.Equal(t, got["clusters"], lines["clusters"])
 	require.Equal(t, got["b_lower"], lines["b_lower"])
 
+	// A model against itself: no difference, no z.
+	same := evalJSON(t, "compare", "--a", pa, "--b", pa, "--targets", pt, "--device", "cpu", "--json")
+	require.EqualValues(t, 0, same["diff"])
+	require.EqualValues(t, 0, same["diff_stderr"])
+	require.Nil(t, same["z"])
+	require.Nil(t, same["p_value"])
+
 	// The text report.
 	code, out, errOut := runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--device", "cpu")
 	require.Equal(t, 0, code, errOut)
