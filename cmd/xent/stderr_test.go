@@ -101,15 +101,7 @@ func TestEvalStdErr(t *testing.T) {
 			if tg[b][p] == -100 {
 				continue
 			}
-			mx := math.Inf(-1)
-			for _, v := range x[b][p] {
-				mx = max(mx, float64(v))
-			}
-			e := 0.0
-			for _, v := range x[b][p] {
-				e += math.Exp(float64(v) - mx)
-			}
-			loss := mx + math.Log(e) - float64(x[b][p][tg[b][p]])
+			loss := rowLoss(x[b][p], tg[b][p])
 			sb, wb, counted = sb+float64(tw[b][p])*loss, wb+float64(tw[b][p]), true
 		}
 		if counted {
@@ -137,15 +129,7 @@ func TestEvalStdErr(t *testing.T) {
 		if flatT[i] == -100 {
 			continue
 		}
-		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = max(mx, float64(v))
-		}
-		e := 0.0
-		for _, v := range row {
-			e += math.Exp(float64(v) - mx)
-		}
-		l1 = append(l1, mx+math.Log(e)-float64(row[flatT[i]]))
+		l1 = append(l1, rowLoss(row, flatT[i]))
 	}
 	flatGot := evalJSON(t, append(base, "--logits", fp, "--targets", ftp)...)
 	require.InEpsilon(t, rowsSE(l1), flatGot["loss_stderr"], 1e-5, "s/√n of the rows")
