@@ -22,9 +22,8 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy` of logits files --a and --b (as xent eval's)")
 	weight := fs.String("weight", "", "classifier `W` of the manifests' hidden-states lines without one (as xent eval's)")
 	lossConfig := corpus.LossFlags(fs)
-	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
-	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
-	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
+	rf := newRunFlags(fs)
+	dev, asJSON, verbose := rf.dev, rf.asJSON, rf.verbose
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}

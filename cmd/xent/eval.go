@@ -31,10 +31,9 @@ func eval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	teacherIDs := fs.String("teacher-ids", "", "a teacher's top-k classes `I.npy`: int32 or int64 [rows × k] (or [batch × sequence × k]), distinct classes of each counted row: report \"kl\", KL(teacher ‖ student) over them and one tail bin, with --teacher-logprobs")
 	teacherLP := fs.String("teacher-logprobs", "", "the teacher's log-probabilities `LP.npy` of --teacher-ids: float32 (float16, float64) [rows × k] (or [batch × sequence × k]), ≤ 0, a mass ≤ 1 (beyond rounding)")
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy`: float (or integer: an attention mask), one per row as the targets, finite and ≥ 0: the mean is Σ w_i·loss_i / Σ w_i (optional)")
-	dev := fs.String("device", "auto", "device: auto, cpu, cpu:portable, cpu:avx2, cpu:avx512, cpu:neon, opencl, opencl:P:D, all")
 	rowsOut := fs.String("rows-out", "", "write the per-row losses to `R.npy` (float32 in the rows' shape: [rows], or [batch × sequence] for such logits; written whole when the run succeeds, never over an input); with --manifest a directory DIR: line N's in DIR/line-N.npy")
-	asJSON := fs.Bool("json", false, "print one JSON object (and nothing on stderr unless --verbose)")
-	verbose := fs.Bool("verbose", false, "say on stderr which device runs, also with --json")
+	rf := newRunFlags(fs)
+	dev, asJSON, verbose := rf.dev, rf.asJSON, rf.verbose
 	hidden := fs.String("hidden", "", "hidden states `H` [tokens × features] or [batch × sequence × features]: a .npy (float32, float16, float64) or file.safetensors[:name] (F32, BF16, F16): the fused linear, with --weight, instead of --logits")
 	var wshards fileList
 	fs.Var(&wshards, "weight-shard", "a shard `W` of the classifier split by vocabulary across files (a tensor-parallel model's ranks' rows of lm_head), as --weight takes a file: once a shard, in class order, the same features in each, their classes adding up to the vocabulary; instead of --weight, with --hidden (--bias, --grad-weight: of the whole vocabulary)")
