@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/xentlab/xent/internal/corpus"
@@ -21,6 +22,8 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	targets := fs.String("targets", "", "targets `T.npy` of logits files --a and --b (as xent eval's; default for a .safetensors, .npz or .pt: its \"targets\" or \"labels\")")
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy` of logits files --a and --b (as xent eval's)")
 	weight := fs.String("weight", "", "classifier `W` of the manifests' hidden-states lines without one (as xent eval's)")
+	shard := fs.String("shard", "", "with manifests, compare shard `i/n` only: the lines whose index (from 0) is i modulo n (with --stats-out)")
+	statsOut := fs.String("stats-out", "", "with manifests, write the exact partial statistics of both models and their difference to `S.json`, for xent merge")
 	lossConfig := corpus.LossFlags(fs)
 	rf := newRunFlags(fs)
 	dev, asJSON, verbose := rf.dev, rf.asJSON, rf.verbose
@@ -36,17 +39,37 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return errUsage
 	}
-	la, err := compareLines(*a, *targets, *tokenWeights, *weight)
+	ma, err := compareLines(*a, *targets, *tokenWeights, *weight)
 	if err != nil {
 		return fmt.Errorf("--a: %w", err)
 	}
-	lb, err := compareLines(*b, *targets, *tokenWeights, *weight)
+	mb, err := compareLines(*b, *targets, *tokenWeights, *weight)
 	if err != nil {
 		return fmt.Errorf("--b: %w", err)
 	}
-	if len(la) != len(lb) {
-		return fmt.Errorf("--a has %d lines, --b %d: a comparison pairs them line by line", len(la), len(lb))
+	if len(ma.Lines) != len(mb.Lines) {
+		return fmt.Errorf("--a has %d lines, --b %d: a comparison pairs them line by line", len(ma.Lines), len(mb.Lines))
 	}
+	if (*shard != "" || *statsOut != "") && (ma.SHA256 == "" || mb.SHA256 == "") {
+		fmt.Fprintln(stderr, "xent compare: --shard and --stats-out go with manifests (--a and --b .jsonl)")
+		return errUsage
+	}
+	shardI, shards := 0, 1
+	if *shard != "" {
+		if shardI, shards, err = corpus.ParseShard(*shard); err != nil {
+			return fmt.Errorf("--shard: %w", err)
+		}
+	}
+	la, lb := ma.Shard(shardI, shards), mb.Shard(shardI, shards)
+	inputs := []named{{"--a", *a}, {"--b", *b}, {"--weights", cfg.WeightsFile}}
+	for _, l := range append(slices.Clone(ma.Lines), mb.Lines...) {
+		inputs = append(inputs, lineInputs(l)...)
+	}
+	outs, err := plan(inputs, named{"--stats-out", *statsOut})
+	if err != nil {
+		return err
+	}
+	defer discardAll(outs)
 	ev := corpus.New(cfg)
 	defer ev.Close()
 	ev.Note = func(s string) { fmt.Fprintf(stderr, "xent compare: %s\n", s) }
@@ -72,31 +95,40 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	bar.finish()
-	r := corpus.PairReportOf(p, deviceName(d))
-	if *asJSON {
+	if err := writePartial(outs[0], corpus.PartialOfPair(p, ma.SHA256, mb.SHA256, len(ma.Lines), shardI, shards, cfg.Flags(*weight), deviceName(d))); err != nil {
+		return err
+	}
+	return pairReport(stdout, p, deviceName(d), *asJSON)
+}
+
+// pairReport prints the report of a comparison computed on devName.
+func pairReport(stdout io.Writer, p corpus.Pair, devName string, asJSON bool) error {
+	r := corpus.PairReportOf(p, devName)
+	if asJSON {
 		return json.NewEncoder(stdout).Encode(r)
 	}
 	pairText(stdout, p, r)
 	return nil
 }
 
-// compareLines returns the lines of a model: its manifest's (a .jsonl),
-// or one line of its logits file with targets and token weights.
-func compareLines(spec, targets, tokenWeights, weight string) ([]corpus.Line, error) {
+// compareLines returns the lines of a model: its manifest (a .jsonl), or
+// one line of its logits file with targets and token weights (no
+// SHA256).
+func compareLines(spec, targets, tokenWeights, weight string) (corpus.Manifest, error) {
 	if !strings.HasSuffix(spec, ".jsonl") {
-		return []corpus.Line{{Logits: spec, Targets: targets, Weights: tokenWeights}}, nil
+		return corpus.Manifest{Lines: []corpus.Line{{Logits: spec, Targets: targets, Weights: tokenWeights}}}, nil
 	}
 	if targets != "" || tokenWeights != "" {
-		return nil, fmt.Errorf("%s: a manifest names its lines' targets and token weights (--targets and --token-weights go with logits files)", spec)
+		return corpus.Manifest{}, fmt.Errorf("%s: a manifest names its lines' targets and token weights (--targets and --token-weights go with logits files)", spec)
 	}
 	m, err := corpus.ReadManifest(spec, weight)
 	if err != nil {
-		return nil, err
+		return corpus.Manifest{}, err
 	}
 	if m.Distill() {
-		return nil, fmt.Errorf("%s: its lines name a teacher's top-k: a comparison is of the models' own losses (xent eval reports a teacher's KL)", spec)
+		return corpus.Manifest{}, fmt.Errorf("%s: its lines name a teacher's top-k: a comparison is of the models' own losses (xent eval reports a teacher's KL)", spec)
 	}
-	return m.Lines, nil
+	return m, nil
 }
 
 // pairText prints a comparison's text report.

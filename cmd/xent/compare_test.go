@@ -121,6 +121,31 @@ func TestCompare(t *testing.T) {
 	require.Equal(t, got["clusters"], lines["clusters"])
 	require.Equal(t, got["b_lower"], lines["b_lower"])
 
+	// The manifests' two shards, merged: the same comparison; not merged
+	// with an evaluation's statistics.
+	var parts []string
+	for i, sh := range []string{"0/2", "1/2"} {
+		p := filepath.Join(dir, "P"+string(rune('0'+i))+".json")
+		evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--shard", sh, "--stats-out", p)
+		parts = append(parts, p)
+	}
+	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+	require.Equal(t, keysOf(lines), keysOf(merged))
+	for k, v := range lines {
+		checkClose(t, k, v, merged[k], nil)
+	}
+	ev := filepath.Join(dir, "E.json")
+	evalJSON(t, "eval", "--manifest", ma, "--device", "cpu", "--json", "--shard", "1/2", "--stats-out", ev)
+	code, _, errOut := runCmd("merge", parts[0], ev)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "a comparison's statistics and an evaluation's")
+	code, _, errOut = runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--shard", "0/2")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--shard and --stats-out go with manifests")
+	code, _, errOut = runCmd("compare", "--a", ma, "--b", mb, "--stats-out", filepath.Join(dir, "t0.npy"))
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "--stats-out "+filepath.Join(dir, "t0.npy")+": the same file as")
+
 	// A model against itself: no difference, no z.
 	same := evalJSON(t, "compare", "--a", pa, "--b", pa, "--targets", pt, "--device", "cpu", "--json")
 	require.EqualValues(t, 0, same["diff"])

@@ -194,6 +194,13 @@ func merge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := writePartial(outs[0], p); err != nil {
 		return err
 	}
+	if p.Pair != nil { // a comparison's
+		pair, err := p.PairOf()
+		if err != nil {
+			return err
+		}
+		return pairReport(stdout, pair, p.Device, *asJSON)
+	}
 	ignore := batch.DefaultIgnoreIndex
 	fmt.Sscan(p.Flags["ignore_index"], &ignore)
 	t, err := p.Total()

@@ -41,8 +41,43 @@ type Partial struct {
 	// Calibration is the calibration bins' sums, with --calibration.
 	Calibration *batch.Calibration `json:"calibration,omitempty"`
 	// Ranks is the rank statistics' sums, with --topk.
-	Ranks  *Ranks `json:"ranks,omitempty"`
-	Device string `json:"device"`
+	Ranks *Ranks `json:"ranks,omitempty"`
+	// Pair is a comparison's (xent compare --stats-out): the Partial's own
+	// statistics are then model A's, these model B's and the difference's.
+	Pair   *PairStats `json:"pair,omitempty"`
+	Device string     `json:"device"`
+}
+
+// PairStats is a comparison's share of a Partial: model B's statistics
+// (its own manifest's, the same shard, flags and device) and the spread
+// of B − A over the clusters, with the clusters B's loss is below A's
+// (Pair).
+type PairStats struct {
+	B     Partial `json:"b"`
+	Diff  Spread  `json:"diff"`
+	Lower int64   `json:"b_lower"`
+}
+
+// PartialOfPair returns the statistics of p, lines of manifests of lines
+// lines whose SHA-256 are shaA (model A's) and shaB, as shard of shards,
+// with flags, on device.
+func PartialOfPair(p Pair, shaA, shaB string, lines, shard, shards int, flags map[string]string, device string) Partial {
+	a := PartialOf(p.A, shaA, lines, shard, shards, flags, device)
+	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, Lower: p.Lower}
+	return a
+}
+
+// PairOf returns the comparison of a Partial that holds one (Pair).
+func (p Partial) PairOf() (Pair, error) {
+	if p.Pair == nil {
+		return Pair{}, fmt.Errorf("statistics of one evaluation, not of a comparison (xent compare --stats-out)")
+	}
+	a, err := p.Total()
+	if err != nil {
+		return Pair{}, err
+	}
+	b, err := p.Pair.B.Total()
+	return Pair{A: a, B: b, Diff: p.Pair.Diff, Lower: p.Pair.Lower}, err
 }
 
 // Ranks is batch.RankStats as JSON (its sums exactly, a NaN entropy as a
@@ -272,6 +307,10 @@ func ReadPartial(path string) (Partial, error) {
 	if p.Shards < 1 || p.Shard < 0 || p.Shard >= p.Shards || p.Lines < 0 || p.Files < 0 {
 		return Partial{}, fmt.Errorf("%s: shard %d of %d over %d lines (%d evaluated) is not a shard", path, p.Shard, p.Shards, p.Lines, p.Files)
 	}
+	if q := p.Pair; q != nil && (q.B.Format != Format || q.B.Shard != p.Shard || q.B.Shards != p.Shards || q.B.Lines != p.Lines || q.B.Files != p.Files) {
+		return Partial{}, fmt.Errorf("%s: model B's statistics are of shard %d of %d over %d lines (%d evaluated), model A's of shard %d of %d over %d lines (%d evaluated)",
+			path, q.B.Shard, q.B.Shards, q.B.Lines, q.B.Files, p.Shard, p.Shards, p.Lines, p.Files)
+	}
 	return p, nil
 }
 
@@ -289,6 +328,8 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	var devices []string
 	for k, p := range ps {
 		switch {
+		case (p.Pair == nil) != (first.Pair == nil):
+			return Partial{}, fmt.Errorf("%s: a comparison's statistics and an evaluation's (%s) do not merge", names[k], names[0])
 		case p.Manifest != first.Manifest || p.Lines != first.Lines:
 			return Partial{}, fmt.Errorf("%s: of another manifest (sha256 %.12s…, %d lines) than %s (sha256 %.12s…, %d lines)", names[k], p.Manifest, p.Lines, names[0], first.Manifest, first.Lines)
 		case p.Shards != first.Shards:
@@ -327,6 +368,30 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 		return Partial{}, fmt.Errorf("the shards evaluated %d files of the manifest's %d lines", total.Files, first.Lines)
 	}
 	merged := PartialOf(total, first.Manifest, first.Lines, 0, 1, first.Flags, strings.Join(devices, "; "))
+	if first.Pair == nil {
+		return merged, nil
+	}
+	// A comparison's: model B's partials merged alike, the differences
+	// added in shard order.
+	bs := make([]Partial, len(ps))
+	merged.Pair = &PairStats{}
+	for i, k := range order {
+		bs[i] = ps[k].Pair.B
+		if bs[i].Pair != nil {
+			return Partial{}, fmt.Errorf("%s: model B's statistics hold a comparison of their own", names[k])
+		}
+		merged.Pair.Diff.Merge(ps[k].Pair.Diff)
+		merged.Pair.Lower += ps[k].Pair.Lower
+	}
+	bnames := make([]string, len(order))
+	for i, k := range order {
+		bnames[i] = names[k] + " (model B)"
+	}
+	b, err := Merge(bs, bnames)
+	if err != nil {
+		return Partial{}, err
+	}
+	merged.Pair.B = b
 	return merged, nil
 }
 
