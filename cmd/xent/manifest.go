@@ -153,7 +153,7 @@ func writePartial(o *output, p corpus.Partial) error {
 // (xent eval --manifest --shard i/n --stats-out) and prints the report.
 func merge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print one JSON object, the keys of xent eval --json")
+	asJSON := fs.Bool("json", false, "print one JSON object, the keys of xent eval --json (of xent compare --json for a comparison's statistics)")
 	statsOut := fs.String("stats-out", "", "also write the merged statistics to `S.json` (one shard of one)")
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
