@@ -138,7 +138,7 @@ func TestCompare(t *testing.T) {
 	evalJSON(t, "eval", "--manifest", ma, "--device", "cpu", "--json", "--shard", "1/2", "--stats-out", ev)
 	code, _, errOut := runCmd("merge", parts[0], ev)
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "a comparison's statistics and an evaluation's")
+	require.Contains(t, errOut, ev+": an evaluation's statistics, "+parts[0]+" a comparison's: they do not merge")
 	code, _, errOut = runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--shard", "0/2")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "--shard and --stats-out go with manifests")

@@ -329,7 +329,8 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	for k, p := range ps {
 		switch {
 		case (p.Pair == nil) != (first.Pair == nil):
-			return Partial{}, fmt.Errorf("%s: a comparison's statistics and an evaluation's (%s) do not merge", names[k], names[0])
+			kind := map[bool]string{true: "a comparison's", false: "an evaluation's"}
+			return Partial{}, fmt.Errorf("%s: %s statistics, %s %s: they do not merge", names[k], kind[p.Pair != nil], names[0], kind[first.Pair != nil])
 		case p.Manifest != first.Manifest || p.Lines != first.Lines:
 			return Partial{}, fmt.Errorf("%s: of another manifest (sha256 %.12s…, %d lines) than %s (sha256 %.12s…, %d lines)", names[k], p.Manifest, p.Lines, names[0], first.Manifest, first.Lines)
 		case p.Shards != first.Shards:
