@@ -23,6 +23,7 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy` of logits files --a and --b (as xent eval's)")
 	weight := fs.String("weight", "", "classifier `W` of the manifests' hidden-states lines without one (as xent eval's)")
 	shard := fs.String("shard", "", "with manifests, compare shard `i/n` only: the lines whose index (from 0) is i modulo n (with --stats-out)")
+	linesOut := fs.String("lines-out", "", "with manifests, also write each line pair's own comparison to `L.jsonl`: a JSON object a line, {\"line\": N, \"file_a\", \"file_b\": their rows' files, and the keys of --json}")
 	statsOut := fs.String("stats-out", "", "with manifests, write the exact partial statistics of both models and their difference to `S.json`, for xent merge")
 	lossConfig := corpus.LossFlags(fs)
 	rf := newRunFlags(fs)
@@ -50,8 +51,8 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(ma.Lines) != len(mb.Lines) {
 		return fmt.Errorf("--a has %d lines, --b %d: a comparison pairs them line by line", len(ma.Lines), len(mb.Lines))
 	}
-	if (*shard != "" || *statsOut != "") && (ma.SHA256 == "" || mb.SHA256 == "") {
-		fmt.Fprintln(stderr, "xent compare: --shard and --stats-out go with manifests (--a and --b .jsonl)")
+	if (*shard != "" || *statsOut != "" || *linesOut != "") && (ma.SHA256 == "" || mb.SHA256 == "") {
+		fmt.Fprintln(stderr, "xent compare: --shard, --stats-out and --lines-out go with manifests (--a and --b .jsonl)")
 		return errUsage
 	}
 	shardI, shards := 0, 1
@@ -65,7 +66,7 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for _, l := range append(slices.Clone(ma.Lines), mb.Lines...) {
 		inputs = append(inputs, lineInputs(l)...)
 	}
-	outs, err := plan(inputs, named{"--stats-out", *statsOut})
+	outs, err := plan(inputs, named{"--stats-out", *statsOut}, named{"--lines-out", *linesOut})
 	if err != nil {
 		return err
 	}
@@ -89,12 +90,23 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	bar := newProgress(stderr, rows)
 	ev.Progress = func(n int) { bar.add(int64(n)) }
 	var p corpus.Pair
+	var each []corpus.PairLineReport
 	for k := range la {
-		if err := ev.Compare(ctx, d, &p, la[k], lb[k]); err != nil {
+		q, err := ev.Compare(ctx, d, la[k], lb[k])
+		if err == nil {
+			err = p.Merge(q)
+		}
+		if err != nil {
 			return err
+		}
+		if *linesOut != "" {
+			each = append(each, corpus.PairLineReport{Line: la[k].N, FileA: la[k].RowsFile(), FileB: lb[k].RowsFile(), PairReport: corpus.PairReportOf(q, deviceName(d))})
 		}
 	}
 	bar.finish()
+	if err := writeLines(outs[1], each); err != nil {
+		return err
+	}
 	if err := writePartial(outs[0], corpus.PartialOfPair(p, ma.SHA256, mb.SHA256, len(ma.Lines), shardI, shards, cfg.Flags(*weight), deviceName(d))); err != nil {
 		return err
 	}

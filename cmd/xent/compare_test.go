@@ -116,10 +116,31 @@ func TestCompare(t *testing.T) {
 		return p
 	}
 	ma, mb := manifest("ma", xa), manifest("mb", xb)
-	lines := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json")
+	lo := filepath.Join(dir, "pairs.jsonl")
+	lines := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--lines-out", lo)
 	require.InEpsilon(t, got["diff_stderr"], lines["diff_stderr"], 1e-12)
 	require.Equal(t, got["clusters"], lines["clusters"])
 	require.Equal(t, got["b_lower"], lines["b_lower"])
+	// Each line pair's own comparison: its models' reports as xent eval's
+	// of its files, its clusters adding up.
+	b, err := os.ReadFile(lo)
+	require.NoError(t, err)
+	clusters := 0.0
+	for k, text := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var each map[string]any
+		require.NoError(t, json.Unmarshal([]byte(text), &each))
+		s := string(rune('0' + k))
+		require.EqualValues(t, k+1, each["line"])
+		require.Equal(t, filepath.Join(dir, "ma"+s+".npy"), each["file_a"])
+		require.Equal(t, filepath.Join(dir, "mb"+s+".npy"), each["file_b"])
+		for _, m := range []string{"a", "b"} {
+			want := evalJSON(t, "eval", "--logits", filepath.Join(dir, "m"+m+s+".npy"), "--targets", filepath.Join(dir, "t"+s+".npy"),
+				"--token-weights", filepath.Join(dir, "w"+s+".npy"), "--device", "cpu", "--json")
+			require.Equal(t, want, each[m], "line %d, model %s", k+1, m)
+		}
+		clusters += each["clusters"].(float64)
+	}
+	require.Equal(t, lines["clusters"], clusters)
 
 	// The manifests' two shards, merged: the same comparison; not merged
 	// with an evaluation's statistics.
@@ -141,7 +162,7 @@ func TestCompare(t *testing.T) {
 	require.Contains(t, errOut, ev+": an evaluation's statistics, "+parts[0]+" a comparison's: they do not merge")
 	code, _, errOut = runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--shard", "0/2")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, "--shard and --stats-out go with manifests")
+	require.Contains(t, errOut, "--shard, --stats-out and --lines-out go with manifests")
 	code, _, errOut = runCmd("compare", "--a", ma, "--b", mb, "--stats-out", filepath.Join(dir, "t0.npy"))
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "--stats-out "+filepath.Join(dir, "t0.npy")+": the same file as")
@@ -196,7 +217,7 @@ func TestCompare(t *testing.T) {
 		other[4][3] = 7
 	}
 	mo := filepath.Join(dir, "mo.jsonl")
-	b, err := os.ReadFile(mb)
+	b, err = os.ReadFile(mb)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(mo, []byte(strings.Replace(string(b), filepath.Join(dir, "t0.npy"), writeNpyFile(t, dir, "o0.npy", other[:7]), 1)), 0o644))
 	one := filepath.Join(dir, "one.jsonl")

@@ -128,7 +128,7 @@ func evalManifest(ctx context.Context, a manifestArgs, stdout, stderr io.Writer)
 
 // writeLines writes each line's report to o, a JSON object a line
 // (nothing when o is nil).
-func writeLines(o *output, each []corpus.LineReport) error {
+func writeLines[R any](o *output, each []R) error {
 	return o.write(func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		for _, r := range each {

@@ -37,24 +37,24 @@ func (p *Pair) Merge(o Pair) error {
 }
 
 // Compare evaluates line a (model A's) and line b (model B's) on dev and
-// adds them to p. They must be of the same rows: as many, of the same
-// shape, with the same targets and token weights (an error names the
-// first row apart), and of as many classes.
-func (e *Evaluator) Compare(ctx context.Context, dev device.Device, p *Pair, a, b Line) error {
+// returns their comparison. They must be of the same rows: as many, of
+// the same shape, with the same targets and token weights (an error names
+// the first row apart), and of as many classes.
+func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (Pair, error) {
 	tg, tw, seq, err := e.pairRows(a, b)
 	if err != nil {
-		return err
+		return Pair{}, err
 	}
 	keep := e.cfg.KeepRows
 	e.cfg.KeepRows = true // the per-row losses, which the difference takes
 	defer func() { e.cfg.KeepRows = keep }()
 	ra, err := e.Eval(ctx, dev, a)
 	if err != nil {
-		return err
+		return Pair{}, err
 	}
 	rb, err := e.Eval(ctx, dev, b)
 	if err != nil {
-		return err
+		return Pair{}, err
 	}
 	var q Pair
 	sums := clusters{c: -1, done: func(s, w float64) {
@@ -69,7 +69,7 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, p *Pair, a, 
 		ra.Rows, rb.Rows = nil, nil
 	}
 	q.A, q.B = TotalOf(ra), TotalOf(rb)
-	return at(b, p.Merge(q))
+	return q, nil
 }
 
 // pairRows returns the targets, token weights and sequences' length of

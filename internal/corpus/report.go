@@ -162,6 +162,16 @@ func LineReportOf(l Line, r Result, device string) LineReport {
 	return LineReport{Line: l.N, File: l.RowsFile(), Report: ReportOf(TotalOf(r), device)}
 }
 
+// A PairLineReport is one line pair's comparison, a JSON object a line of
+// xent compare --lines-out: the lines' number, each model's rows' file
+// and the keys of PairReport, computed from that pair alone.
+type PairLineReport struct {
+	Line  int    `json:"line"`
+	FileA string `json:"file_a"`
+	FileB string `json:"file_b"`
+	PairReport
+}
+
 // Z95 is the standard normal's 97.5% quantile, Φ⁻¹(0.975): a 95%
 // interval is ± Z95 standard errors.
 const Z95 = 1.959963984540054
