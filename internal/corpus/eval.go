@@ -673,43 +673,43 @@ type hiddenLine struct {
 // its classes and the ranks merge; dL/dH is the sum of the shards' parts
 // (Backward adds) and dL/dW their rows in class order.
 func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line, hl hiddenLine) (Result, error) {
-	h, ws, b, v, tg, tw, seq, tc, opts := hl.h, hl.ws, hl.b, hl.v, hl.tg, hl.tw, hl.seq, hl.tc, hl.opts
-	n, d := h.Rows, h.Cols
+	n, d := hl.h.Rows, hl.h.Cols
+	// Each shard's Linear, and with a teacher its Distill's (without class
+	// weights: heads refuses them), whose partials come with their KL parts.
+	lins, klins := make([]*batch.Linear, len(hl.ws)), make([]*batch.Linear, len(hl.ws))
+	c0s := make([]int, len(hl.ws))
 	var err error
-	kopts := opts // a teacher's: Distill's (no class weights: heads refuses them)
-	if tc != nil {
-		kopts = append(slices.Clip(opts), batch.Distill(*tc, 0))
-	}
-	lins, klins := make([]*batch.Linear, len(ws)), make([]*batch.Linear, len(ws))
-	c0s := make([]int, len(ws))
-	for k, c0 := 0, 0; k < len(ws); k++ {
-		if lins[k], err = batch.NewLinear(dev, append(slices.Clip(opts), batch.Shard(c0, v))...); err != nil {
+	for k, c0 := 0, 0; k < len(hl.ws); k++ {
+		sh := batch.Shard(c0, hl.v)
+		if lins[k], err = batch.NewLinear(dev, append(slices.Clip(hl.opts), sh)...); err != nil {
 			return Result{}, err
 		}
-		if klins[k], err = batch.NewLinear(dev, append(slices.Clip(kopts), batch.Shard(c0, v))...); err != nil {
-			return Result{}, err
+		if hl.tc != nil {
+			if klins[k], err = batch.NewLinear(dev, append(slices.Clip(hl.opts), sh, batch.Distill(*hl.tc, 0))...); err != nil {
+				return Result{}, err
+			}
 		}
 		c0s[k] = c0
-		c0 += ws[k].Rows
+		c0 += hl.ws[k].Rows
 	}
-	hm := matrixOf(h)
-	bias := func(k int) []float32 { return sub(b, c0s[k], c0s[k]+ws[k].Rows) }
+	hm := matrixOf(hl.h)
+	bias := func(k int) []float32 { return sub(hl.b, c0s[k], c0s[k]+hl.ws[k].Rows) }
 	part, p := batch.NewPartials(n), batch.NewPartials(n)
 	var kp, q []batch.KLPart
-	if tc != nil {
+	if hl.tc != nil {
 		kp, q = make([]batch.KLPart, n), make([]batch.KLPart, n)
 	}
-	for k, w := range ws {
+	for k, w := range hl.ws {
 		dst, kdst := part, kp // the first shard's, into which the later ones' merge
 		if k > 0 {
 			dst, kdst = p, q
 			copy(dst, batch.NewPartials(n))
 			clear(kdst)
 		}
-		if tc != nil {
-			err = klins[k].PartialsWithKL(ctx, dst, kdst, hm, matrixOf(w), bias(k), tg)
+		if hl.tc != nil {
+			err = klins[k].PartialsWithKL(ctx, dst, kdst, hm, matrixOf(w), bias(k), hl.tg)
 		} else {
-			err = lins[k].Partials(ctx, dst, hm, matrixOf(w), bias(k), tg)
+			err = lins[k].Partials(ctx, dst, hm, matrixOf(w), bias(k), hl.tg)
 		}
 		if err != nil {
 			return Result{}, teacherError(l, fmt.Errorf("%s: %w", l.WeightShards[k], err))
@@ -717,7 +717,7 @@ func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line,
 		for i := range part {
 			switch {
 			case k == 0:
-			case tc != nil:
+			case hl.tc != nil:
 				batch.MergeKL(&part[i], &kp[i], p[i], q[i])
 			default:
 				part[i].Merge(p[i])
@@ -728,9 +728,9 @@ func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line,
 	if e.cfg.TopK != nil {
 		ranks = make([]batch.Rank, n)
 		rk := make([]batch.Rank, n)
-		for k, w := range ws {
+		for k, w := range hl.ws {
 			clear(rk)
-			if err := lins[k].Ranks(ctx, rk, hm, matrixOf(w), bias(k), tg, part); err != nil {
+			if err := lins[k].Ranks(ctx, rk, hm, matrixOf(w), bias(k), hl.tg, part); err != nil {
 				return Result{}, fmt.Errorf("%s: %w", l.WeightShards[k], err)
 			}
 			for i := range ranks {
@@ -738,23 +738,17 @@ func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line,
 			}
 		}
 	}
-	r, err := e.newResult(n, h.Lead)
+	r, err := e.newResult(n, hl.h.Lead)
 	if err != nil {
 		return Result{}, err
 	}
-	fin, err := batch.NewLinear(dev, append(slices.Clip(opts), batch.Shard(0, v))...)
+	// Any shard's Linear finishes: its vocabulary is the whole one.
+	res, err := e.finish(lins[0], part, ranks, hl.tg, &r)
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := e.finish(fin, part, ranks, tg, &r)
-	if err != nil {
-		return Result{}, err
-	}
-	if tc != nil {
-		if fin, err = batch.NewLinear(dev, append(slices.Clip(kopts), batch.Shard(0, v))...); err != nil {
-			return Result{}, err
-		}
-		kr, err := fin.FinishKL(part, kp, tg)
+	if hl.tc != nil {
+		kr, err := klins[0].FinishKL(part, kp, hl.tg)
 		if err != nil {
 			return Result{}, teacherError(l, err)
 		}
@@ -766,9 +760,9 @@ func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line,
 	}
 	var dw []float32
 	if e.cfg.GradW {
-		dw = make([]float32, v*d)
+		dw = make([]float32, hl.v*d)
 	}
-	for k, w := range ws {
+	for k, w := range hl.ws {
 		if !e.cfg.GradH && !e.cfg.GradW {
 			break
 		}
@@ -776,16 +770,16 @@ func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line,
 		if dw != nil {
 			gk.W = batch.NewGrad(dw[c0s[k]*d:(c0s[k]+w.Rows)*d], w.Rows, d)
 		}
-		if err := lins[k].Backward(ctx, gk, hm, matrixOf(w), bias(k), tg, part, batch.One); err != nil {
+		if err := lins[k].Backward(ctx, gk, hm, matrixOf(w), bias(k), hl.tg, part, batch.One); err != nil {
 			return Result{}, fmt.Errorf("%s: %w", l.WeightShards[k], err)
 		}
 	}
 	if dw != nil {
-		g.W = batch.NewGrad(dw, v, d)
+		g.W = batch.NewGrad(dw, hl.v, d)
 	}
 	e.progress(n)
 	r.Stats, r.Rows, r.GradH, r.GradW = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix()
-	return e.positions(r, tg, tw, seq), nil
+	return e.positions(r, hl.tg, hl.tw, hl.seq), nil
 }
 
 // matrixOf returns the batch matrix of t, in its type.
