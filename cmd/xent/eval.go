@@ -218,8 +218,9 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	fmt.Fprintf(stdout, "z-loss      %.6f\n", st.ZLoss)
 	if sp := t.Spread; sp != nil {
 		se := sp.StdErr()
+		lo, hi := corpus.Interval95(st.Mean(), se)
 		fmt.Fprintf(stdout, "std. error  %.6f nats (over %d sequences or rows, as independent); perplexity 95%% [%.4f, %.4f]\n",
-			se, sp.Clusters, math.Exp(st.Mean()-corpus.Z95*se), math.Exp(st.Mean()+corpus.Z95*se))
+			se, sp.Clusters, math.Exp(lo), math.Exp(hi))
 	}
 	if pos != nil {
 		m := pos.Means()

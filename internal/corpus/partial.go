@@ -374,19 +374,15 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 	}
 	// A comparison's: model B's partials merged alike, the differences
 	// added in shard order.
-	bs := make([]Partial, len(ps))
+	bs, bnames := make([]Partial, len(ps)), make([]string, len(ps))
 	merged.Pair = &PairStats{}
 	for i, k := range order {
-		bs[i] = ps[k].Pair.B
+		bs[i], bnames[i] = ps[k].Pair.B, names[k]+" (model B)"
 		if bs[i].Pair != nil {
 			return Partial{}, fmt.Errorf("%s: model B's statistics hold a comparison of their own", names[k])
 		}
 		merged.Pair.Diff.Merge(ps[k].Pair.Diff)
 		merged.Pair.Lower += ps[k].Pair.Lower
-	}
-	bnames := make([]string, len(order))
-	for i, k := range order {
-		bnames[i] = names[k] + " (model B)"
 	}
 	b, err := Merge(bs, bnames)
 	if err != nil {

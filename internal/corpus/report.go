@@ -135,7 +135,8 @@ func ReportOf(t Total, device string) Report {
 		se := sp.StdErr()
 		ns := Nullable(se)
 		r.LossStdErr, r.StdErrClusters = &ns, sp.Clusters
-		r.Perplexity95 = []*float64{num(math.Exp(st.Mean() - Z95*se)), num(math.Exp(st.Mean() + Z95*se))}
+		lo, hi := Interval95(st.Mean(), se)
+		r.Perplexity95 = []*float64{num(math.Exp(lo)), num(math.Exp(hi))}
 	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))
@@ -175,6 +176,10 @@ type PairLineReport struct {
 // Z95 is the standard normal's 97.5% quantile, Φ⁻¹(0.975): a 95%
 // interval is ± Z95 standard errors.
 const Z95 = 1.959963984540054
+
+// Interval95 returns the 95% interval of an estimate m of standard error
+// se: m ± Z95·se.
+func Interval95(m, se float64) (lo, hi float64) { return m - Z95*se, m + Z95*se }
 
 // num is v, or nil (JSON null) when v is NaN or infinite.
 func num(v float64) *float64 {
@@ -275,7 +280,7 @@ func PairReportOf(p Pair, device string) PairReport {
 	z := d / se
 	nse, nz, pv := Nullable(se), Nullable(z), Nullable(math.Erfc(math.Abs(z)/math.Sqrt2))
 	lower := Nullable(float64(p.Lower) / float64(p.Diff.Clusters))
-	lo, hi := d-Z95*se, d+Z95*se
+	lo, hi := Interval95(d, se)
 	return PairReport{A: ReportOf(p.A, device), B: ReportOf(p.B, device), Diff: num(d), DiffStdErr: &nse, Diff95: []*float64{num(lo), num(hi)},
 		PerplexityRatio: num(math.Exp(d)), PerplexityRatio95: []*float64{num(math.Exp(lo)), num(math.Exp(hi))},
 		Z: &nz, PValue: &pv, Clusters: p.Diff.Clusters, BLower: &lower, Device: device}
