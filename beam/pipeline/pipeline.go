@@ -3,7 +3,11 @@
 // library on the worker's device (and stages its per-row losses, with
 // Rows) → MergeFn, which merges the statistics exactly → WriteFn, which
 // writes the report, the JSON of xent eval --json, whole or not at all
-// (and each line's own report, with Out.Lines).
+// (and each line's own report, with Out.Lines). BuildCompare is the same
+// pipeline over the pairs of two models' lines, line by line (xent
+// compare): EvalFn compares a pair, the accumulator carries model B's
+// statistics and the difference's beside model A's, and the report is
+// the JSON of xent compare --json.
 //
 // Beam's Go SDK serializes a DoFn's and an accumulator's exported fields
 // only: an unexported one is silently zero on a worker (so the
@@ -43,12 +47,19 @@ func init() {
 
 // Acc is the statistics of some lines (their corpus.Total), the devices
 // that computed them, and each line's own report where asked for
-// (EvalFn.Lines).
+// (EvalFn.Lines); of a comparison's line pairs (EvalFn.Compare), Total is
+// model A's, and B, Diff and Lower are the rest of their corpus.Pair.
 type Acc struct {
 	Total   corpus.Total
+	B       corpus.Total
+	Diff    corpus.Spread
+	Lower   int64
 	Devices []string
 	Lines   []LineJSON
 }
+
+// pair returns a comparison's accumulator as its corpus.Pair.
+func (a Acc) pair() corpus.Pair { return corpus.Pair{A: a.Total, B: a.B, Diff: a.Diff, Lower: a.Lower} }
 
 // LineJSON is manifest line N's report (corpus.LineReport) as JSON.
 type LineJSON struct {
@@ -58,12 +69,14 @@ type LineJSON struct {
 
 // EvalFn evaluates a manifest line (corpus.Line.Encode) on the worker's
 // device, stages its per-row losses where Rows says (none when Rows.Dir is
-// ""), and with Lines returns its own report too.
+// ""), and with Lines returns its own report too. With Compare its
+// elements are line pairs (EncodePair), which it compares.
 type EvalFn struct {
-	Config string // corpus.Config as JSON (KeepRows with Rows)
-	Device string // device.Open's spec: "auto", the worker's best
-	Rows   Rows
-	Lines  bool
+	Config  string // corpus.Config as JSON (KeepRows with Rows)
+	Device  string // device.Open's spec: "auto", the worker's best
+	Rows    Rows
+	Lines   bool
+	Compare bool
 
 	ev  *corpus.Evaluator
 	dev device.Device
@@ -83,8 +96,11 @@ func (f *EvalFn) Setup() error {
 	return nil
 }
 
-// ProcessElement evaluates one line.
+// ProcessElement evaluates one line (compares one line pair).
 func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
+	if f.Compare {
+		return f.compare(ctx, line)
+	}
 	l, err := corpus.DecodeLine(line)
 	if err != nil {
 		return Acc{}, err
@@ -111,6 +127,43 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 	return a, nil
 }
 
+// EncodePair encodes the line pair a, b for EvalFn.Compare.
+func EncodePair(a, b corpus.Line) string {
+	p, _ := json.Marshal([2]string{a.Encode(), b.Encode()}) // strings: it cannot fail
+	return string(p)
+}
+
+// compare compares a line pair (EncodePair).
+func (f *EvalFn) compare(ctx context.Context, pair string) (Acc, error) {
+	var enc [2]string
+	if err := json.Unmarshal([]byte(pair), &enc); err != nil {
+		return Acc{}, fmt.Errorf("xent: not an encoded line pair: %w", err)
+	}
+	a, err := corpus.DecodeLine(enc[0])
+	if err != nil {
+		return Acc{}, err
+	}
+	b, err := corpus.DecodeLine(enc[1])
+	if err != nil {
+		return Acc{}, err
+	}
+	q, err := f.ev.Compare(ctx, f.dev, a, b)
+	if err != nil {
+		return Acc{}, err
+	}
+	in := f.dev.Info()
+	acc := Acc{Total: q.A, B: q.B, Diff: q.Diff, Lower: q.Lower, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
+	if f.Lines {
+		r := corpus.PairLineReport{Line: a.N, FileA: a.RowsFile(), FileB: b.RowsFile(), PairReport: corpus.PairReportOf(q, acc.Devices[0])}
+		j, err := json.Marshal(r)
+		if err != nil {
+			return Acc{}, err
+		}
+		acc.Lines = []LineJSON{{a.N, string(j)}}
+	}
+	return acc, nil
+}
+
 // Teardown releases the evaluator and the device.
 func (f *EvalFn) Teardown() error {
 	if f.ev != nil {
@@ -131,6 +184,11 @@ func (MergeFn) MergeAccumulators(a, b Acc) (Acc, error) {
 	if err := a.Total.Merge(b.Total); err != nil {
 		return Acc{}, err
 	}
+	if err := a.B.Merge(b.B); err != nil {
+		return Acc{}, err
+	}
+	a.Diff.Merge(b.Diff)
+	a.Lower += b.Lower
 	for _, d := range b.Devices {
 		if !slices.Contains(a.Devices, d) {
 			a.Devices = append(a.Devices, d)
@@ -144,17 +202,19 @@ func (MergeFn) MergeAccumulators(a, b Acc) (Acc, error) {
 // Lines each line's report to Lines (a JSON object a line, in the
 // manifest's order), each into a temporary file in its directory, renamed
 // over it when complete: the lines first, the report last. Files is the
-// manifest's line count: a report of fewer lines is an error.
+// manifest's line count: a report of fewer lines is an error. With
+// Compare the report is a comparison's (corpus.PairReport).
 type WriteFn struct {
-	Path  string
-	Lines string
-	Files int
+	Path    string
+	Lines   string
+	Files   int
+	Compare bool
 }
 
 // ProcessElement writes the report of a.
 func (f *WriteFn) ProcessElement(a Acc) error {
-	if a.Total.Files != f.Files {
-		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated", a.Total.Files, f.Files)
+	if a.Total.Files != f.Files || f.Compare && a.B.Files != f.Files {
+		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated (%d of model B's)", a.Total.Files, f.Files, a.B.Files)
 	}
 	if f.Lines != "" {
 		if len(a.Lines) != f.Files {
@@ -174,7 +234,11 @@ func (f *WriteFn) ProcessElement(a Acc) error {
 		}
 	}
 	slices.Sort(a.Devices)
-	b, err := json.Marshal(corpus.ReportOf(a.Total, strings.Join(a.Devices, "; ")))
+	var r any = corpus.ReportOf(a.Total, strings.Join(a.Devices, "; "))
+	if f.Compare {
+		r = corpus.PairReportOf(a.pair(), strings.Join(a.Devices, "; "))
+	}
+	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
@@ -284,20 +348,45 @@ type Out struct {
 // out.Lines, each line's per-row losses staged where out.Rows says
 // (Rows.Commit puts them in place once the pipeline has run).
 func Build(s beam.Scope, m corpus.Manifest, cfg corpus.Config, dev string, out Out) error {
-	f := &EvalFn{Device: dev, Rows: out.Rows, Lines: out.Lines != ""}
+	lines := make([]string, len(m.Lines))
+	for k, l := range m.Lines {
+		lines[k] = l.Encode()
+	}
+	return build(s, lines, cfg, dev, out, false)
+}
+
+// BuildCompare adds to s the comparison of model A's manifest a and model
+// B's b, line by line (they have as many lines: xent compare's), with
+// cfg on the workers' device dev, its report (xent compare --json's)
+// written to out.Report and each line pair's to out.Lines; out.Rows must
+// name no directory.
+func BuildCompare(s beam.Scope, a, b corpus.Manifest, cfg corpus.Config, dev string, out Out) error {
+	switch {
+	case len(a.Lines) != len(b.Lines):
+		return fmt.Errorf("model A's manifest has %d lines, model B's %d: a comparison pairs them line by line", len(a.Lines), len(b.Lines))
+	case out.Rows.Dir != "":
+		return errors.New("a comparison writes no per-row losses")
+	}
+	pairs := make([]string, len(a.Lines))
+	for k := range a.Lines {
+		pairs[k] = EncodePair(a.Lines[k], b.Lines[k])
+	}
+	return build(s, pairs, cfg, dev, out, true)
+}
+
+// build adds the pipeline of Build (BuildCompare, with compare) over the
+// encoded elements.
+func build(s beam.Scope, elems []string, cfg corpus.Config, dev string, out Out, compare bool) error {
+	f := &EvalFn{Device: dev, Rows: out.Rows, Lines: out.Lines != "", Compare: compare}
 	cfg.KeepRows = out.Rows.Dir != ""
 	c, err := json.Marshal(cfg)
 	if err != nil {
 		return err
 	}
 	f.Config = string(c)
-	lines := make([]string, len(m.Lines))
-	for k, l := range m.Lines {
-		lines[k] = l.Encode()
-	}
-	col := beam.CreateList(s, lines)
+	col := beam.CreateList(s, elems)
 	accs := beam.ParDo(s, f, col)
 	total := beam.Combine(s, &MergeFn{}, accs)
-	beam.ParDo0(s, &WriteFn{Path: out.Report, Lines: out.Lines, Files: len(m.Lines)}, total)
+	beam.ParDo0(s, &WriteFn{Path: out.Report, Lines: out.Lines, Files: len(elems), Compare: compare}, total)
 	return nil
 }

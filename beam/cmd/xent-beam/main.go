@@ -4,6 +4,11 @@
 // one report (the JSON of xent eval --json) written to --out.
 //
 //	xent-beam --manifest M.jsonl --out R.json [--lines-out L.jsonl] [--rows-out DIR] [every loss flag of xent eval] [Beam's flags]
+//	xent-beam --manifest A.jsonl --compare B.jsonl --out R.json [--lines-out L.jsonl] [...]
+//
+// With --compare it compares two models' manifests line by line, as xent
+// compare does: each line pair on a worker, the report the JSON of xent
+// compare --json.
 //
 // Without --runner it runs on Beam's embedded runner, prism, in this
 // process. A cluster is reached through Beam's portable job API:
@@ -22,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
@@ -36,6 +42,7 @@ var (
 	dev      = flag.String("device", "auto", "the workers' device: auto (each worker's best), cpu, opencl, ... (as xent eval --device)")
 	weight   = flag.String("weight", "", "the classifier of the hidden-states lines without one (as xent eval --weight)")
 	linesOut = flag.String("lines-out", "", "also write each line's own report to `L.jsonl` (as xent eval --manifest --lines-out: a JSON object a line, in the manifest's order), when the pipeline succeeds")
+	compare  = flag.String("compare", "", "model B's manifest `B.jsonl`: compare --manifest's model (A) with it, line by line (as xent compare --a --b): the report is xent compare --json's")
 	rowsOut  = flag.String("rows-out", "", "write line N's per-row losses to `DIR`/line-N.npy (as xent eval --manifest --rows-out: float32 in the rows' shape), all of them when the pipeline succeeds, none when it fails")
 	config   = corpus.LossFlags(flag.CommandLine)
 )
@@ -63,18 +70,30 @@ func run(ctx context.Context) error {
 		return err
 	}
 	cfg.Distill = m.Distill()
+	var mb corpus.Manifest // model B's, with --compare
+	if *compare != "" {
+		if mb, err = readCompared(m, *compare, *weight, *rowsOut); err != nil {
+			return err
+		}
+	}
 	// Every line checked here, before the pipeline starts, as xent eval
-	// checks them; and the output: a regular file or none, in a directory.
+	// checks them (xent compare, the pairs); and the output: a regular file
+	// or none, in a directory.
 	ev := corpus.New(cfg)
-	for _, l := range m.Lines {
-		if _, err := ev.Check(l); err != nil {
+	for k, l := range m.Lines {
+		if *compare != "" {
+			_, err = ev.CheckPair(l, mb.Lines[k])
+		} else {
+			_, err = ev.Check(l)
+		}
+		if err != nil {
 			ev.Close()
 			return err
 		}
 	}
 	ev.Close()
-	ins := []string{*manifest}
-	for _, l := range m.Lines {
+	ins := []string{*manifest, *compare}
+	for _, l := range append(slices.Clone(m.Lines), mb.Lines...) {
 		ins = append(ins, l.Files()...)
 	}
 	target, err := output("--out", *out, ins)
@@ -113,7 +132,13 @@ func run(ctx context.Context) error {
 		}
 	}
 	p, s := beam.NewPipelineWithRoot()
-	if err := pipeline.Build(s, m, cfg, *dev, pipeline.Out{Report: target, Lines: lines, Rows: rows}); err != nil {
+	o := pipeline.Out{Report: target, Lines: lines, Rows: rows}
+	if *compare != "" {
+		err = pipeline.BuildCompare(s, m, mb, cfg, *dev, o)
+	} else {
+		err = pipeline.Build(s, m, cfg, *dev, o)
+	}
+	if err != nil {
 		return err
 	}
 	if err := beamx.Run(ctx, p); err != nil {
@@ -128,6 +153,24 @@ func run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// readCompared reads model B's manifest path to compare with model A's
+// m: as many lines, no teacher (as xent compare), and no --rows-out.
+func readCompared(m corpus.Manifest, path, weight, rowsOut string) (corpus.Manifest, error) {
+	if rowsOut != "" {
+		return corpus.Manifest{}, errors.New("--rows-out goes without --compare (a comparison writes no per-row losses)")
+	}
+	mb, err := corpus.ReadManifest(path, weight)
+	switch {
+	case err != nil:
+		return corpus.Manifest{}, err
+	case m.Distill() || mb.Distill():
+		return corpus.Manifest{}, errors.New("--compare: the manifests name a teacher's top-k: a comparison is of the models' own losses")
+	case len(mb.Lines) != len(m.Lines):
+		return corpus.Manifest{}, fmt.Errorf("--compare %s: %d lines, --manifest's %d: a comparison pairs them line by line", path, len(mb.Lines), len(m.Lines))
+	}
+	return mb, nil
 }
 
 // output returns path made absolute, an output named flag: a regular

@@ -223,3 +223,98 @@ func TestCommandRowsOut(t *testing.T) {
 	require.NoError(t, os.Symlink(filepath.Join(dir, "t1.npy"), filepath.Join(rows, names[1])))
 	require.ErrorContains(t, run(context.Background()), "--rows-out (line 2) "+filepath.Join(rows, names[1])+": the same file as "+filepath.Join(dir, "t1.npy")+", an input")
 }
+
+// TestCommandCompare: --compare on prism compares two models' manifests
+// line by line: the report and each line pair's are xent compare's (the
+// corpus's Compare in this process, merged), and a manifest of other
+// length, a teacher and --rows-out are refused before the pipeline runs.
+func TestCommandCompare(t *testing.T) {
+	dir := t.TempDir()
+	r := seed.Rand(t, 3)
+	const B, T, V = 3, 5, 23
+	write := func(name string, v any) string {
+		p := filepath.Join(dir, name)
+		corpustest.SaveNpy(t, p, v)
+		return p
+	}
+	var la, lb []string
+	for k := range 3 {
+		xa, xb, tg := make([][][]float32, B), make([][][]float32, B), make([][]int64, B)
+		for b := range B {
+			xa[b], xb[b], tg[b] = make([][]float32, T), make([][]float32, T), make([]int64, T)
+			for p := range T {
+				xa[b][p], xb[b][p] = make([]float32, V), make([]float32, V)
+				for c := range V {
+					xa[b][p][c] = float32(r.NormFloat64())
+					xb[b][p][c] = xa[b][p][c] + float32(r.NormFloat64()*0.5)
+				}
+				tg[b][p] = int64(r.IntN(V))
+			}
+		}
+		s := fmt.Sprint(k)
+		tp := write("t"+s+".npy", tg)
+		la = append(la, fmt.Sprintf(`{"logits": %q, "targets": %q}`, write("a"+s+".npy", xa), tp))
+		lb = append(lb, fmt.Sprintf(`{"logits": %q, "targets": %q}`, write("b"+s+".npy", xb), tp))
+	}
+	ma, mb := filepath.Join(dir, "A.jsonl"), filepath.Join(dir, "B.jsonl")
+	require.NoError(t, os.WriteFile(ma, []byte(la[0]+"\n"+la[1]+"\n"+la[2]+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(mb, []byte(lb[0]+"\n"+lb[1]+"\n"+lb[2]+"\n"), 0o644))
+	out, lines := filepath.Join(dir, "R.json"), filepath.Join(dir, "L.jsonl")
+	set(t, "manifest", ma, "compare", mb, "weight", "", "out", out, "lines-out", lines, "device", "cpu", "stderr", "true")
+	require.NoError(t, run(context.Background()))
+
+	cfg, err := config()
+	require.NoError(t, err)
+	a, err := corpus.ReadManifest(ma, "")
+	require.NoError(t, err)
+	b, err := corpus.ReadManifest(mb, "")
+	require.NoError(t, err)
+	ev := corpus.New(cfg)
+	defer ev.Close()
+	dev := device.NewCPU(cpu.Default())
+	in := dev.Info()
+	name := fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)
+	var total corpus.Pair
+	var want string
+	for k := range a.Lines {
+		q, err := ev.Compare(context.Background(), dev, a.Lines[k], b.Lines[k])
+		require.NoError(t, err)
+		require.NoError(t, total.Merge(q))
+		j, err := json.Marshal(corpus.PairLineReport{Line: k + 1, FileA: a.Lines[k].RowsFile(), FileB: b.Lines[k].RowsFile(), PairReport: corpus.PairReportOf(q, name)})
+		require.NoError(t, err)
+		want += string(j) + "\n"
+	}
+	each, err := os.ReadFile(lines)
+	require.NoError(t, err)
+	require.Equal(t, want, string(each), "each line pair's comparison")
+	got, err := os.ReadFile(out)
+	require.NoError(t, err)
+	var g, w map[string]any
+	require.NoError(t, json.Unmarshal(got, &g))
+	wb, err := json.Marshal(corpus.PairReportOf(total, name))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(wb, &w))
+	require.Equal(t, w["clusters"], g["clusters"])
+	require.EqualValues(t, 3*B, g["clusters"])
+	require.Equal(t, w["b_lower"], g["b_lower"])
+	for _, k := range []string{"diff", "diff_stderr", "z"} {
+		require.InEpsilon(t, w[k], g[k], 1e-12, k)
+	}
+	require.Equal(t, w["a"].(map[string]any)["tokens"], g["a"].(map[string]any)["tokens"])
+
+	short := filepath.Join(dir, "S.jsonl")
+	require.NoError(t, os.WriteFile(short, []byte(lb[0]+"\n"), 0o644))
+	rows := filepath.Join(dir, "rows")
+	require.NoError(t, os.Mkdir(rows, 0o755))
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"compare", short}, "--compare " + short + ": 1 lines, --manifest's 3: a comparison pairs them line by line"},
+		{[]string{"compare", mb, "rows-out", rows}, "--rows-out goes without --compare"},
+	} {
+		set(t, c.flags...)
+		require.ErrorContains(t, run(context.Background()), c.want)
+		set(t, "rows-out", "")
+	}
+}
