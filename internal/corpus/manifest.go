@@ -2,9 +2,11 @@
 // files (logits, or hidden states and a classifier), each line evaluated
 // with the batch library and the statistics merged exactly; shards of a
 // manifest for any scheduler, with partial statistics that merge into the
-// single run's report.
+// single run's report; the mean loss's standard error over the sequences
+// (Spread); and two models compared on the same rows, line by line, paired
+// (Pair, Compare).
 //
-// The CLI (xent eval --manifest, xent merge) and the Beam pipeline (the
+// The CLI (xent eval --manifest, xent compare, xent merge) and the Beam pipeline (the
 // nested module beam/) both run it, so that a line is evaluated, and
 // statistics merged, by one piece of code.
 package corpus
