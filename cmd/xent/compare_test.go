@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/xentlab/xent/internal/corpus"
 	"github.com/xentlab/xent/internal/seed"
 )
 
@@ -26,6 +25,22 @@ func rowLoss(row []float32, t int64) float64 {
 		e += math.Exp(float64(v) - mx)
 	}
 	return mx + math.Log(e) - float64(row[t])
+}
+
+// tTwoSided returns P(|T| > z) of Student's t with nu degrees of freedom:
+// 1 − 2∫₀ᶻ of its density, by Simpson's rule.
+func tTwoSided(z float64, nu int) float64 {
+	v := float64(nu)
+	lg1, _ := math.Lgamma((v + 1) / 2)
+	lg2, _ := math.Lgamma(v / 2)
+	c := math.Exp(lg1-lg2) / math.Sqrt(v*math.Pi)
+	f := func(x float64) float64 { return c * math.Pow(1+x*x/v, -(v+1)/2) }
+	const n = 20000
+	h, s := z/n, f(0)+f(z)
+	for i := 1; i < n; i++ {
+		s += float64(2+2*(i%2)) * f(float64(i)*h)
+	}
+	return 1 - 2*s*h/3
 }
 
 // TestCompare: xent compare of two models' random logits [12 × 10 × 40]
@@ -94,10 +109,12 @@ func TestCompare(t *testing.T) {
 	require.InEpsilon(t, float64(lower)/float64(len(d)), got["b_lower"], 1e-12)
 	z := got["diff"].(float64) / got["diff_stderr"].(float64)
 	require.InEpsilon(t, z, got["z"], 1e-12)
-	require.InEpsilon(t, math.Erfc(math.Abs(z)/math.Sqrt2), got["p_value"], 1e-12)
+	require.EqualValues(t, B, got["clusters"])
+	require.InEpsilon(t, tTwoSided(math.Abs(z), B-1), got["p_value"], 1e-9, "Student's t, 11 degrees of freedom")
 	ci, ratio := got["diff_95"].([]any), got["perplexity_ratio_95"].([]any)
-	require.InEpsilon(t, diff-corpus.Z95*se, ci[0], 1e-4)
-	require.InEpsilon(t, diff+corpus.Z95*se, ci[1], 1e-4)
+	const t11 = 2.200985160082949 // Student's t's 97.5% quantile, 11 degrees of freedom
+	require.InEpsilon(t, diff-t11*se, ci[0], 1e-4)
+	require.InEpsilon(t, diff+t11*se, ci[1], 1e-4)
 	require.InEpsilon(t, math.Exp(ci[0].(float64)), ratio[0], 1e-12)
 	require.InEpsilon(t, math.Exp(got["diff"].(float64)), got["perplexity_ratio"], 1e-12)
 

@@ -218,7 +218,7 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	fmt.Fprintf(stdout, "z-loss      %.6f\n", st.ZLoss)
 	if sp := t.Spread; sp != nil {
 		se := sp.StdErr()
-		lo, hi := corpus.Interval95(st.Mean(), se)
+		lo, hi := corpus.Interval95(st.Mean(), se, sp.Clusters)
 		fmt.Fprintf(stdout, "std. error  %.6f nats (over %d sequences or rows, as independent); perplexity 95%% [%.4f, %.4f]\n",
 			se, sp.Clusters, math.Exp(lo), math.Exp(hi))
 	}

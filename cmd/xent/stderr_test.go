@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/xentlab/xent/internal/corpus"
 	"github.com/xentlab/xent/internal/seed"
 )
 
@@ -68,8 +67,9 @@ func TestEvalStdErr(t *testing.T) {
 	require.InEpsilon(t, se, got["loss_stderr"], 1e-5, "PyTorch's rows, clustered by sequence")
 	require.EqualValues(t, 3, got["stderr_clusters"])
 	ci := got["perplexity_95"].([]any)
-	require.InEpsilon(t, math.Exp(m-corpus.Z95*se), ci[0], 1e-5)
-	require.InEpsilon(t, math.Exp(m+corpus.Z95*se), ci[1], 1e-5)
+	const t2 = 4.302652729749464 // Student's t's 97.5% quantile, 2 degrees of freedom (3 sequences)
+	require.InEpsilon(t, math.Exp(m-t2*se), ci[0], 1e-5)
+	require.InEpsilon(t, math.Exp(m+t2*se), ci[1], 1e-5)
 
 	// Random logits [16 × 12 × 50], some targets ignored, token weights.
 	r := seed.Rand(t, 1)
@@ -114,6 +114,10 @@ func TestEvalStdErr(t *testing.T) {
 	require.InEpsilon(t, m, got["loss"], 1e-6)
 	require.InEpsilon(t, se, got["loss_stderr"], 1e-5, "float64 losses, clustered by sequence")
 	require.EqualValues(t, B-1, got["stderr_clusters"], "the sequence of nothing counted is no cluster")
+	const t14 = 2.1447866879169273 // 14 degrees of freedom (15 sequences)
+	ci = got["perplexity_95"].([]any)
+	require.InEpsilon(t, math.Exp(m-t14*se), ci[0], 1e-5)
+	require.InEpsilon(t, math.Exp(m+t14*se), ci[1], 1e-5)
 
 	// The rows of a 1-D file are each a cluster: s/√n of the losses.
 	flat := make([][]float32, 0, B*T)

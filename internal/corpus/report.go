@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"gonum.org/v1/gonum/stat/distuv"
+
 	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/internal/npyfile"
 )
@@ -31,7 +33,8 @@ type Report struct {
 	// StdErrClusters clusters taken as independent (--stderr: the
 	// sequences, else the rows; Spread.StdErr; null with fewer than two),
 	// and Perplexity95 the perplexity's 95% interval from it,
-	// exp(loss ± 1.96·se); absent without.
+	// exp(loss ± t·se) (Interval95: t of Student's t with clusters − 1
+	// degrees of freedom, 1.96 for many); absent without.
 	LossStdErr     *Nullable  `json:"loss_stderr,omitempty"`
 	StdErrClusters int64      `json:"stderr_clusters,omitempty"`
 	Perplexity95   []*float64 `json:"perplexity_95,omitempty"`
@@ -135,7 +138,7 @@ func ReportOf(t Total, device string) Report {
 		se := sp.StdErr()
 		ns := Nullable(se)
 		r.LossStdErr, r.StdErrClusters = &ns, sp.Clusters
-		lo, hi := Interval95(st.Mean(), se)
+		lo, hi := Interval95(st.Mean(), se, sp.Clusters)
 		r.Perplexity95 = []*float64{num(math.Exp(lo)), num(math.Exp(hi))}
 	}
 	if p != nil {
@@ -173,13 +176,34 @@ type PairLineReport struct {
 	PairReport
 }
 
-// Z95 is the standard normal's 97.5% quantile, Φ⁻¹(0.975): a 95%
-// interval is ± Z95 standard errors.
-const Z95 = 1.959963984540054
+// studentT returns Student's t distribution of the standard error of a
+// mean over n clusters: n − 1 degrees of freedom (as a cluster-robust
+// standard error of n clusters is read).
+func studentT(n int64) distuv.StudentsT {
+	return distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(n - 1)}
+}
 
 // Interval95 returns the 95% interval of an estimate m of standard error
-// se: m ± Z95·se.
-func Interval95(m, se float64) (lo, hi float64) { return m - Z95*se, m + Z95*se }
+// se over n clusters: m ± t·se, t the 97.5% quantile of Student's t with
+// n − 1 degrees of freedom (12.71 for 2 clusters, 2.20 for 12, 1.96 for
+// many); NaN for fewer than two.
+func Interval95(m, se float64, n int64) (lo, hi float64) {
+	if n < 2 {
+		return math.NaN(), math.NaN()
+	}
+	t := studentT(n).Quantile(0.975)
+	return m - t*se, m + t*se
+}
+
+// PValue returns the two-sided p-value of an estimate z standard errors
+// from 0 over n clusters: 2·P(T > |z|), T Student's t with n − 1 degrees
+// of freedom; NaN for fewer than two clusters or a NaN z.
+func PValue(z float64, n int64) float64 {
+	if n < 2 || math.IsNaN(z) {
+		return math.NaN()
+	}
+	return 2 * studentT(n).Survival(math.Abs(z))
+}
 
 // num is v, or nil (JSON null) when v is NaN or infinite.
 func num(v float64) *float64 {
@@ -256,8 +280,9 @@ func parseTopK(s string) ([]int, error) {
 // less A's (Pair): the difference, its standard error over the clusters
 // (null with fewer than two), its 95% interval, the perplexity ratio B/A
 // = exp(diff) and its interval, the z score diff/se and the two-sided
-// p-value of no difference (the normal approximation, erfc(|z|/√2)), the
-// clusters and the fraction whose loss B has below A's.
+// p-value of no difference (Student's t with clusters − 1 degrees of
+// freedom: PValue, Interval95), the clusters and the fraction whose loss
+// B has below A's.
 type PairReport struct {
 	A                 Report     `json:"a"`
 	B                 Report     `json:"b"`
@@ -278,9 +303,9 @@ func PairReportOf(p Pair, device string) PairReport {
 	d := p.B.Stats.Mean() - p.A.Stats.Mean()
 	se := p.Diff.StdErr()
 	z := d / se
-	nse, nz, pv := Nullable(se), Nullable(z), Nullable(math.Erfc(math.Abs(z)/math.Sqrt2))
+	nse, nz, pv := Nullable(se), Nullable(z), Nullable(PValue(z, p.Diff.Clusters))
 	lower := Nullable(float64(p.Lower) / float64(p.Diff.Clusters))
-	lo, hi := Interval95(d, se)
+	lo, hi := Interval95(d, se, p.Diff.Clusters)
 	return PairReport{A: ReportOf(p.A, device), B: ReportOf(p.B, device), Diff: num(d), DiffStdErr: &nse, Diff95: []*float64{num(lo), num(hi)},
 		PerplexityRatio: num(math.Exp(d)), PerplexityRatio95: []*float64{num(math.Exp(lo)), num(math.Exp(hi))},
 		Z: &nz, PValue: &pv, Clusters: p.Diff.Clusters, BLower: &lower, Device: device}
