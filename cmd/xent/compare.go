@@ -17,8 +17,8 @@ import (
 // each one's report and the paired statistics of their difference.
 func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
-	a := fs.String("a", "", "model A: a manifest `M.jsonl` (as xent eval --manifest takes it), or a logits file (as --logits takes it) with --targets")
-	b := fs.String("b", "", "model B, as --a: a manifest of as many lines, line by line of the same rows and targets, or a logits file of the same rows")
+	a := fs.String("a", "", "model A: a manifest `A.jsonl` (as xent eval --manifest takes it), or a logits file (as --logits takes it) with --targets")
+	b := fs.String("b", "", "model B, as --a: a manifest `B.jsonl` of as many lines, line by line of the same rows and targets, or a logits file of the same rows")
 	targets := fs.String("targets", "", "targets `T.npy` of logits files --a and --b (as xent eval's; default for a .safetensors, .npz or .pt: its \"targets\" or \"labels\")")
 	tokenWeights := fs.String("token-weights", "", "token weights `TW.npy` of logits files --a and --b (as xent eval's)")
 	weight := fs.String("weight", "", "classifier `W` of the manifests' hidden-states lines without one (as xent eval's)")

@@ -3,7 +3,7 @@
 //	xent demo                      the textbook worked example
 //	xent eval --logits L.npy --targets T.npy [flags]
 //	xent eval --manifest M.jsonl [--shard i/n --stats-out S.json] [flags]
-//	xent merge S_0.json S_1.json ...  the report of a sharded evaluation
+//	xent merge S_0.json S_1.json ...  the report of a sharded evaluation (or comparison)
 //	xent compare --a A --b B [flags]  two models on the same rows, paired
 //	xent devices                   list the compute devices
 //	xent bench [flags]             CPU vs GPU benchmarks with the roofline
@@ -32,7 +32,7 @@ commands:
   eval      loss, perplexity and accuracy of logits (.npy, .safetensors) against .npy targets,
             or of hidden states and a classifier (--hidden, --weight) through the fused linear;
             --manifest: many files as one evaluation, whole or a shard (--shard i/n --stats-out)
-  merge     the report of a sharded evaluation: merges the shards' --stats-out files exactly
+  merge     the report of a sharded evaluation (or comparison): merges the shards' --stats-out files exactly
   compare   two models on the same rows (--a, --b: logits files or manifests, line by line):
             each one's report, and B − A's mean loss with its paired standard error over
             the sequences, 95% interval and p-value
