@@ -186,16 +186,15 @@ func (e *Evaluator) Check(l Line) (rows int, err error) {
 	if err != nil {
 		return 0, at(l, err)
 	}
-	tg, _, _, err := e.targets(l, rows, cols, lead)
+	lb, err := e.labelsOf(l, rows, cols, lead)
 	if err != nil {
 		return 0, at(l, err)
 	}
 	if err := e.text(l); err != nil {
 		return 0, at(l, err)
 	}
-	tc, err := e.teacher(l, rows, lead)
-	if err == nil && tc != nil {
-		err = teacherError(l, batch.CheckTeacher(*tc, tg, e.cfg.IgnoreIndex, cols))
+	if lb.tc != nil {
+		err = teacherError(l, batch.CheckTeacher(*lb.tc, lb.tg, e.cfg.IgnoreIndex, cols))
 	}
 	return rows, at(l, err)
 }
@@ -421,6 +420,27 @@ func (e *Evaluator) targets(l Line, rows, cols int, lead []int) ([]int32, []floa
 	return tg, w, seq, nil
 }
 
+// labels is what a line's rows are scored against: their targets tg,
+// token weights tw (nil for none), sequences' length seq (0 for none) and
+// teacher tc (nil without Config.Distill).
+type labels struct {
+	tg  []int32
+	tw  []float32
+	seq int
+	tc  *batch.Teacher
+}
+
+// labelsOf reads and checks l's labels for rows rows of cols classes, of
+// shape lead in their file (targets, then teacher).
+func (e *Evaluator) labelsOf(l Line, rows, cols int, lead []int) (labels, error) {
+	tg, tw, seq, err := e.targets(l, rows, cols, lead)
+	if err != nil {
+		return labels{}, err
+	}
+	tc, err := e.teacher(l, rows, lead)
+	return labels{tg: tg, tw: tw, seq: seq, tc: tc}, err
+}
+
 // perRow checks that n values of shape in file name (what they are)
 // match the rows of src, of shape lead: as many, and of the same shape
 // where both have more than one dimension.
@@ -569,20 +589,17 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	n, d := h.Rows, h.Cols
-	tg, tw, seq, err := e.targets(l, n, v, h.Lead)
+	lb, err := e.labelsOf(l, n, v, h.Lead)
 	if err != nil {
 		return Result{}, err
 	}
-	tc, err := e.teacher(l, n, h.Lead)
-	if err != nil {
-		return Result{}, err
-	}
+	tg, tw, seq, tc := lb.tg, lb.tw, lb.seq, lb.tc
 	opts := append(e.cfg.rowOptions(), batch.Budget(e.cfg.Budget))
 	if tw != nil {
 		opts = append(opts, batch.TokenWeights(tw))
 	}
 	if l.WeightShards != nil {
-		return e.linearShards(ctx, dev, l, hiddenLine{h: h, ws: ws, b: b, v: v, tg: tg, tw: tw, seq: seq, tc: tc, opts: opts})
+		return e.linearShards(ctx, dev, l, hiddenLine{labels: lb, h: h, ws: ws, b: b, v: v, opts: opts})
 	}
 	w := ws[0]
 	if e.cfg.partials() { // through the partials of the whole vocabulary (a shard of all of it)
@@ -647,19 +664,16 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 	return e.positions(r, tg, tw, seq), nil
 }
 
-// A hiddenLine is a hidden-states line read and checked: its hidden
-// states h, its classifier's files ws (their classes v in all) and bias
-// b, its targets tg, token weights tw, sequences' length seq and teacher
-// tc, and the options of its loss (with the budget and token weights).
+// A hiddenLine is a hidden-states line read and checked: its labels, its
+// hidden states h, its classifier's files ws (their classes v in all) and
+// bias b, and the options of its loss (with the budget and token
+// weights).
 type hiddenLine struct {
+	labels
 	h    tensorfile.Tensor
 	ws   []tensorfile.Tensor
 	b    []float32
 	v    int
-	tg   []int32
-	tw   []float32
-	seq  int
-	tc   *batch.Teacher
 	opts []batch.Option
 }
 
@@ -810,14 +824,11 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	tg, tw, seq, err := e.targets(l, rows, vocab, lead)
+	lb, err := e.labelsOf(l, rows, vocab, lead)
 	if err != nil {
 		return Result{}, err
 	}
-	tc, err := e.teacher(l, rows, lead)
-	if err != nil {
-		return Result{}, err
-	}
+	tg, tw, seq, tc := lb.tg, lb.tw, lb.seq, lb.tc
 	opts := e.cfg.rowOptions()
 	srcs := make([]logitsFile, len(l.Shards))
 	ces := make([]*batch.Loss, len(l.Shards))
@@ -1001,14 +1012,11 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 	}
 	defer src.close()
 	whole, lf, rows, cols, lead := src.whole, src.f, src.rows, src.cols, src.lead
-	tg, tw, seq, err := e.targets(l, rows, cols, lead)
+	lb, err := e.labelsOf(l, rows, cols, lead)
 	if err != nil {
 		return Result{}, err
 	}
-	tc, err := e.teacher(l, rows, lead)
-	if err != nil {
-		return Result{}, err
-	}
+	tg, tw, seq, tc := lb.tg, lb.tw, lb.seq, lb.tc
 	opts := e.cfg.rowOptions()
 	if e.cfg.partials() { // through the partials of the whole vocabulary (a shard of all of it)
 		opts = append(opts, batch.Shard(0, cols))
