@@ -69,6 +69,11 @@ type Result struct {
 	// KeepRows (0 for ignored rows): what a backward pass or a z-loss of
 	// one's own needs.
 	LSE []float32
+	// CorrectRows holds, with KeepRows, whether each row's argmax is its
+	// target (Stats.Correct's rows; false for ignored rows and NaN
+	// losses): what a paired accuracy difference or a per-sequence
+	// exact match needs.
+	CorrectRows []bool
 }
 
 // New returns a Loss computing on dev with the options given.
@@ -401,7 +406,7 @@ func (l *Loss) reduce(p *prepared, out ce.Out) Result {
 		if out.Correct[i] {
 			r.Correct++
 		}
-		if out.LSE != nil {
+		if c.zloss > 0 { // (not of KeepRows' lse alone: 0·∞ would be NaN)
 			lse := float64(out.LSE[i])
 			r.ZLoss += w * c.zloss * lse * lse
 		}
@@ -418,7 +423,7 @@ func (l *Loss) reduce(p *prepared, out ce.Out) Result {
 		r.Losses = out.Loss
 	}
 	if c.keepRows {
-		r.LSE = out.LSE
+		r.LSE, r.CorrectRows = out.LSE, out.Correct
 	}
 	return r
 }

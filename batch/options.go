@@ -110,7 +110,8 @@ func TokenWeights(w []float32) Option {
 
 // KeepRows makes Forward and ForwardBackward return per-row losses in
 // Result.Losses for the Mean and Sum reductions too (None always does),
-// and the per-row log-sum-exp in Result.LSE.
+// the per-row log-sum-exp in Result.LSE, and whether each row's argmax
+// is its target in Result.CorrectRows.
 func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 
 // Shard says that the matrices this Loss takes are the classes [col0,

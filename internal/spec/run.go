@@ -276,7 +276,11 @@ func RunCaseIn(t *testing.T, dev device.Device, c Case, typ batch.DType, seed ui
 	m := p.Matrix(c, 0, c.Cols)
 
 	for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
-		l, err := batch.New(dev, c.LossOptions(red)...)
+		opts := c.LossOptions(red)
+		if red == batch.Sum {
+			opts = append(opts, batch.KeepRows()) // each row's Correct too
+		}
+		l, err := batch.New(dev, opts...)
 		require.NoError(t, err)
 		res, err := l.Forward(ctx, m, p.Targets)
 		require.NoError(t, err)
@@ -364,11 +368,15 @@ func checkStats(t *testing.T, res batch.Result, ref *Ref, lossTol, tol float64) 
 	require.True(t, CloseF(res.ZLoss, ref.ZLoss, tol), "z-loss %v, want %v", res.ZLoss, ref.ZLoss)
 	var correct int64
 	for i, ok := range ref.Correct {
-		if ok && !math.IsNaN(ref.Loss[i]) {
+		ok = ok && !math.IsNaN(ref.Loss[i])
+		if ok {
 			correct++
 		}
+		if res.CorrectRows != nil { // KeepRows: each row's
+			require.Equal(t, ok, res.CorrectRows[i], "row %d: argmax == target", i)
+		}
 	}
-	require.Equal(t, correct, res.Correct, "correct rows")
+	require.Equal(t, correct, res.Stats.Correct, "correct rows")
 }
 
 // checkGrad checks the gradient g of p's rows, each scaled by scale(i),
@@ -597,6 +605,11 @@ func runShards(t *testing.T, ctx context.Context, dev device.Device, c Case, typ
 	CheckRanks(t, l0, part, ranks, p.Ref, p.Targets, c.Opts.Ignore, c.lossTol(tol))
 	for _, red := range []batch.Reduction{batch.None, batch.Sum, batch.Mean} {
 		l, _ := shard(0, red)
+		if red == batch.Sum { // each row's Correct too
+			var err error
+			l, err = batch.New(dev, append(c.LossOptions(red), batch.Shard(cut[0], c.Cols), batch.KeepRows())...)
+			require.NoError(t, err)
+		}
 		res, err := l.Finish(part, p.Targets)
 		require.NoError(t, err)
 		checkStats(t, res, p.Ref, c.lossTol(tol), tol)
