@@ -48,18 +48,22 @@ func init() {
 // Acc is the statistics of some lines (their corpus.Total), the devices
 // that computed them, and each line's own report where asked for
 // (EvalFn.Lines); of a comparison's line pairs (EvalFn.Compare), Total is
-// model A's, and B, Diff and Lower are the rest of their corpus.Pair.
+// model A's, and B, Diff, AccDiff and Lower are the rest of their
+// corpus.Pair.
 type Acc struct {
 	Total   corpus.Total
 	B       corpus.Total
 	Diff    corpus.Spread
+	AccDiff corpus.Spread
 	Lower   int64
 	Devices []string
 	Lines   []LineJSON
 }
 
 // pair returns a comparison's accumulator as its corpus.Pair.
-func (a Acc) pair() corpus.Pair { return corpus.Pair{A: a.Total, B: a.B, Diff: a.Diff, Lower: a.Lower} }
+func (a Acc) pair() corpus.Pair {
+	return corpus.Pair{A: a.Total, B: a.B, Diff: a.Diff, AccDiff: a.AccDiff, Lower: a.Lower}
+}
 
 // LineJSON is manifest line N's report (corpus.LineReport) as JSON.
 type LineJSON struct {
@@ -152,7 +156,7 @@ func (f *EvalFn) compare(ctx context.Context, pair string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	acc := Acc{Total: q.A, B: q.B, Diff: q.Diff, Lower: q.Lower, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
+	acc := Acc{Total: q.A, B: q.B, Diff: q.Diff, AccDiff: q.AccDiff, Lower: q.Lower, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
 	if f.Lines {
 		r := corpus.PairLineReport{Line: a.N, FileA: a.RowsFile(), FileB: b.RowsFile(), PairReport: corpus.PairReportOf(q, acc.Devices[0])}
 		j, err := json.Marshal(r)
@@ -188,6 +192,7 @@ func (MergeFn) MergeAccumulators(a, b Acc) (Acc, error) {
 		return Acc{}, err
 	}
 	a.Diff.Merge(b.Diff)
+	a.AccDiff.Merge(b.AccDiff)
 	a.Lower += b.Lower
 	for _, d := range b.Devices {
 		if !slices.Contains(a.Devices, d) {

@@ -157,7 +157,8 @@ func pairText(w io.Writer, p corpus.Pair, r corpus.PairReport) {
 		sa.Mean(), sb.Mean(), f(r.Diff), f(r.Diff95[0]), f(r.Diff95[1]), float64(*r.Z), float64(*r.PValue))
 	fmt.Fprintf(w, "perplexity  %-13.4f %-13.4f ×%.4f (95%% [%.4f, %.4f])\n",
 		sa.Perplexity(), sb.Perplexity(), f(r.PerplexityRatio), f(r.PerplexityRatio95[0]), f(r.PerplexityRatio95[1]))
-	fmt.Fprintf(w, "accuracy    %-13.4f %-13.4f %+.4f (top-1)\n", sa.Accuracy(), sb.Accuracy(), sb.Accuracy()-sa.Accuracy())
+	fmt.Fprintf(w, "accuracy    %-13.4f %-13.4f %+.4f (top-1; 95%% [%+.4f, %+.4f], p %.3g)\n",
+		sa.Accuracy(), sb.Accuracy(), f(r.AccuracyDiff), f(r.AccuracyDiff95[0]), f(r.AccuracyDiff95[1]), float64(*r.AccuracyPValue))
 	fmt.Fprintf(w, "tokens      %d counted, the same rows; %d sequences (or rows, in files of none) as clusters: B's loss below A's in %.1f%%\n",
 		sa.Counted, r.Clusters, 100*float64(*r.BLower))
 	fmt.Fprintf(w, "device      %s\n", r.Device)

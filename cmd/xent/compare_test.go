@@ -27,6 +27,40 @@ func rowLoss(row []float32, t int64) float64 {
 	return mx + math.Log(e) - float64(row[t])
 }
 
+// hit returns 1 when target t is row's first maximum (its argmax), else
+// 0.
+func hit(row []float32, t int64) float64 {
+	am := 0
+	for j, v := range row {
+		if v > row[am] {
+			am = j
+		}
+	}
+	if int64(am) == t {
+		return 1
+	}
+	return 0
+}
+
+// plainLogits returns the logits of the golden case "plain", h·Wᵀ + b in
+// float64, each rounded to float32 once.
+func plainLogits(t *testing.T) [][]float32 {
+	c := plainCase(t)
+	h, wt, bias := readNpy[float32](t, golden("plain_h.npy")), readNpy[float32](t, golden("plain_w.npy")), readNpy[float32](t, golden("plain_b.npy"))
+	z32 := make([][]float32, len(h)/c.D)
+	for i := range z32 {
+		z32[i] = make([]float32, c.V)
+		for k := range c.V {
+			s := float64(bias[k])
+			for j := range c.D {
+				s += float64(h[i*c.D+j]) * float64(wt[k*c.D+j])
+			}
+			z32[i][k] = float32(s)
+		}
+	}
+	return z32
+}
+
 // tTwoSided returns P(|T| > z) of Student's t with nu > 1 degrees of
 // freedom: 2∫_z^∞ of its density, as 2∫₀¹ f(z/u)·z/u² du (smooth on
 // [0, 1]), by Simpson's rule: the tail itself, to its own relative
@@ -56,7 +90,9 @@ func tTwoSided(z float64, nu int) float64 {
 // gives each model's xent eval report, and B − A's mean loss with the
 // paired standard error over the sequences computed here in two passes
 // from float64 losses, its interval, z, p-value and the clusters B wins;
-// manifests of two lines each give the same; a hidden-states line pairs
+// the same of B's top-1 accuracy less A's (each cluster's correct rows
+// less A's over its counted rows, token weights aside); manifests of two
+// lines each, and their shards merged, give the same; a hidden-states line pairs
 // with the logits it makes; rows, targets, weights or lines apart, a
 // teacher and bad usage are refused.
 func TestCompare(t *testing.T) {
@@ -81,13 +117,17 @@ func TestCompare(t *testing.T) {
 			}
 		}
 	}
+	for b := range 3 { // B right where A is wrong: the accuracies differ
+		tg[b][0] = 3
+		xa[b][0][3], xb[b][0][3] = -10, 10
+	}
 	dir := t.TempDir()
 	pa, pb := writeNpyFile(t, dir, "a.npy", xa), writeNpyFile(t, dir, "b.npy", xb)
 	pt, pw := writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
-	var d, w []float64
+	var d, w, hd, hn []float64
 	lower := 0
 	for b := range B {
-		var db, wb float64
+		var db, wb, hb, nb float64
 		any := false
 		for p := range T {
 			if tg[b][p] < 0 {
@@ -95,15 +135,18 @@ func TestCompare(t *testing.T) {
 			}
 			v := float64(tw[b][p])
 			db, wb, any = db+v*(rowLoss(xb[b][p], tg[b][p])-rowLoss(xa[b][p], tg[b][p])), wb+v, true
+			hb, nb = hb+hit(xb[b][p], tg[b][p])-hit(xa[b][p], tg[b][p]), nb+1
 		}
 		if any {
-			d, w = append(d, db), append(w, wb)
+			d, w, hd, hn = append(d, db), append(w, wb), append(hd, hb), append(hn, nb)
 			if db < 0 {
 				lower++
 			}
 		}
 	}
 	diff, se := clusteredSE(d, w)
+	adiff, ase := clusteredSE(hd, hn)
+	require.NotZero(t, adiff, "the accuracies differ")
 
 	got := evalJSON(t, "compare", "--a", pa, "--b", pb, "--targets", pt, "--token-weights", pw, "--device", "cpu", "--json", "--topk", "1,5")
 	for _, m := range []struct{ key, logits string }{{"a", pa}, {"b", pb}} {
@@ -125,6 +168,14 @@ func TestCompare(t *testing.T) {
 	require.InEpsilon(t, diff+t11*se, ci[1], 1e-4)
 	require.InEpsilon(t, math.Exp(ci[0].(float64)), ratio[0], 1e-12)
 	require.InEpsilon(t, math.Exp(got["diff"].(float64)), got["perplexity_ratio"], 1e-12)
+	// The accuracy's: counts, so to rounding alone.
+	require.InDelta(t, adiff, got["accuracy_diff"], 1e-12)
+	require.InDelta(t, got["b"].(map[string]any)["accuracy"].(float64)-got["a"].(map[string]any)["accuracy"].(float64), got["accuracy_diff"], 1e-15)
+	require.InEpsilon(t, ase, got["accuracy_diff_stderr"], 1e-9, "the accuracy's paired standard error over the sequences")
+	require.InEpsilon(t, tTwoSided(math.Abs(adiff/ase), B-1), got["accuracy_p_value"], 1e-9)
+	aci := got["accuracy_diff_95"].([]any)
+	require.InDelta(t, adiff-t11*ase, aci[0], 1e-9)
+	require.InDelta(t, adiff+t11*ase, aci[1], 1e-9)
 
 	// Manifests of two lines each (sequences 0–6 and 7–11): the same.
 	manifest := func(name string, x [][][]float32) string {
@@ -144,6 +195,7 @@ func TestCompare(t *testing.T) {
 	lo := filepath.Join(dir, "pairs.jsonl")
 	lines := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--lines-out", lo)
 	require.InEpsilon(t, got["diff_stderr"], lines["diff_stderr"], 1e-12)
+	require.InEpsilon(t, got["accuracy_diff_stderr"], lines["accuracy_diff_stderr"], 1e-12)
 	require.Equal(t, got["clusters"], lines["clusters"])
 	require.Equal(t, got["b_lower"], lines["b_lower"])
 	// Each line pair's own comparison: its models' reports as xent eval's
@@ -198,28 +250,21 @@ func TestCompare(t *testing.T) {
 	require.EqualValues(t, 0, same["diff_stderr"])
 	require.Nil(t, same["z"])
 	require.Nil(t, same["p_value"])
+	require.EqualValues(t, 0, same["accuracy_diff"])
+	require.EqualValues(t, 0, same["accuracy_diff_stderr"])
+	require.Nil(t, same["accuracy_p_value"])
 
 	// The text report.
 	code, out, errOut := runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--device", "cpu")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "B − A")
 	require.Contains(t, out, "as clusters: B's loss below A's in ")
+	require.Contains(t, out, "(top-1; 95% [")
 
 	// A hidden-states line pairs with the logits it makes (h·Wᵀ + b in
 	// float64): a difference within rounding.
 	c := plainCase(t)
-	h, wt, bias := readNpy[float32](t, golden("plain_h.npy")), readNpy[float32](t, golden("plain_w.npy")), readNpy[float32](t, golden("plain_b.npy"))
-	z32 := make([][]float32, len(h)/c.D)
-	for i := range z32 {
-		z32[i] = make([]float32, c.V)
-		for k := range c.V {
-			s := float64(bias[k])
-			for j := range c.D {
-				s += float64(h[i*c.D+j]) * float64(wt[k*c.D+j])
-			}
-			z32[i][k] = float32(s)
-		}
-	}
+	z32 := plainLogits(t)
 	hl, err := json.Marshal(map[string]string{"hidden": mustAbs(t, golden("plain_h.npy")), "weight": mustAbs(t, golden("plain_w.npy")),
 		"bias": mustAbs(t, golden("plain_b.npy")), "targets": mustAbs(t, golden("plain_targets.npy"))})
 	require.NoError(t, err)

@@ -222,6 +222,11 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 		fmt.Fprintf(stdout, "std. error  %.6f nats (over %d sequences or rows, as independent); perplexity 95%% [%.4f, %.4f]\n",
 			se, sp.Clusters, math.Exp(lo), math.Exp(hi))
 	}
+	if sp := t.AccSpread; sp != nil {
+		se := sp.StdErr()
+		lo, hi := corpus.AccuracyInterval95(st.Accuracy(), se, sp.Clusters)
+		fmt.Fprintf(stdout, "            accuracy %.4f; 95%% [%.4f, %.4f]\n", se, lo, hi)
+	}
 	if pos != nil {
 		m := pos.Means()
 		last := len(m) - 1 // the last position that counts (--shift counts none at T-1)

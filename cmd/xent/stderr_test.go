@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,7 +49,11 @@ func rowsSE(l []float64) float64 {
 // [16 × 12 × 50] with ignored rows and token weights; 1-D rows are each
 // their own cluster (s/√n); a manifest of the file in two lines, its two
 // shards merged, and each line of --lines-out agree; one cluster gives
-// null; partials with and without it do not merge.
+// null; partials with and without it do not merge. The top-1 accuracy's
+// (accuracy_stderr, accuracy_95 within [0, 1]) alike, of each cluster's
+// correct and counted rows (float64 argmax here), on the random logits
+// and the fused linear; an older partial of the loss's spread alone is
+// refused.
 func TestEvalStdErr(t *testing.T) {
 	want, _ := causalGolden(t)
 	got := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--stderr", "--logits", fixture("causal_logits.npy"), "--targets", fixture("causal_ids.npy"))
@@ -85,6 +91,9 @@ func TestEvalStdErr(t *testing.T) {
 				x[b][p][c] = float32(r.NormFloat64() * 3)
 			}
 			tg[b][p], tw[b][p] = int64(r.IntN(V)), float32(r.IntN(4))*0.5
+			if r.IntN(3) == 0 { // a third of the rows right
+				tg[b][p] = int64(slices.Index(x[b][p], slices.Max(x[b][p])))
+			}
 			if r.IntN(5) == 0 {
 				tg[b][p] = -100
 			}
@@ -94,8 +103,9 @@ func TestEvalStdErr(t *testing.T) {
 	dir := t.TempDir()
 	lp, tp, wp := writeNpyFile(t, dir, "x.npy", x), writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
 	s, w = nil, nil
+	var hs, hn []float64
 	for b := range B {
-		var sb, wb float64
+		var sb, wb, hb, nb float64
 		counted := false
 		for p := range T {
 			if tg[b][p] == -100 {
@@ -103,12 +113,14 @@ func TestEvalStdErr(t *testing.T) {
 			}
 			loss := rowLoss(x[b][p], tg[b][p])
 			sb, wb, counted = sb+float64(tw[b][p])*loss, wb+float64(tw[b][p]), true
+			hb, nb = hb+hit(x[b][p], tg[b][p]), nb+1
 		}
 		if counted {
-			s, w = append(s, sb), append(w, wb)
+			s, w, hs, hn = append(s, sb), append(w, wb), append(hs, hb), append(hn, nb)
 		}
 	}
 	m, se = clusteredSE(s, w)
+	acc, ase := clusteredSE(hs, hn)
 	base := []string{"eval", "--device", "cpu", "--json", "--stderr"}
 	got = evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--token-weights", wp)...)
 	require.InEpsilon(t, m, got["loss"], 1e-6)
@@ -118,6 +130,21 @@ func TestEvalStdErr(t *testing.T) {
 	ci = got["perplexity_95"].([]any)
 	require.InEpsilon(t, math.Exp(m-t14*se), ci[0], 1e-5)
 	require.InEpsilon(t, math.Exp(m+t14*se), ci[1], 1e-5)
+	require.InDelta(t, acc, got["accuracy"], 1e-15)
+	require.InEpsilon(t, ase, got["accuracy_stderr"], 1e-9, "correct rows, clustered by sequence; token weights aside")
+	aci := got["accuracy_95"].([]any)
+	require.InDelta(t, max(acc-t14*ase, 0), aci[0], 1e-12)
+	require.InDelta(t, min(acc+t14*ase, 1), aci[1], 1e-12)
+	// Three sequences of two rows, 2, 2 and 1 right: 5/6 ± 4.30·(1/6),
+	// the interval's high end at 1.
+	sure := [][][]float32{{{3, 0, 0}, {0, 3, 0}}, {{0, 0, 3}, {3, 0, 0}}, {{0, 3, 0}, {0, 0, 3}}}
+	sureT := [][]int64{{0, 1}, {2, 0}, {1, 0}}
+	sg := evalJSON(t, append(base, "--logits", writeNpyFile(t, dir, "sure.npy", sure), "--targets", writeNpyFile(t, dir, "sure_t.npy", sureT))...)
+	require.InDelta(t, 5.0/6, sg["accuracy"], 1e-15)
+	require.InDelta(t, 1.0/6, sg["accuracy_stderr"], 1e-15)
+	sci := sg["accuracy_95"].([]any)
+	require.InDelta(t, 5.0/6-t2/6, sci[0], 1e-12)
+	require.EqualValues(t, 1, sci[1], "within [0, 1]")
 
 	// The rows of a 1-D file are each a cluster: s/√n of the losses.
 	flat := make([][]float32, 0, B*T)
@@ -155,6 +182,7 @@ func TestEvalStdErr(t *testing.T) {
 	linesOut := filepath.Join(dir, "lines.jsonl")
 	whole := evalJSON(t, append(base, "--manifest", mf, "--lines-out", linesOut)...)
 	require.InEpsilon(t, single["loss_stderr"], whole["loss_stderr"], 1e-12)
+	require.InEpsilon(t, single["accuracy_stderr"], whole["accuracy_stderr"], 1e-12)
 	require.Equal(t, single["stderr_clusters"], whole["stderr_clusters"])
 	var parts []string
 	for i, sh := range []string{"0/2", "1/2"} {
@@ -164,8 +192,23 @@ func TestEvalStdErr(t *testing.T) {
 	}
 	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
 	require.InEpsilon(t, single["loss_stderr"], merged["loss_stderr"], 1e-12)
+	require.InEpsilon(t, single["accuracy_stderr"], merged["accuracy_stderr"], 1e-12)
 	require.Equal(t, single["stderr_clusters"], merged["stderr_clusters"])
-	b, err := os.ReadFile(linesOut)
+	// A partial of an older xent, the loss's spread alone: refused.
+	b, err := os.ReadFile(parts[1])
+	require.NoError(t, err)
+	var old map[string]any
+	require.NoError(t, json.Unmarshal(b, &old))
+	require.Contains(t, old, "accuracy_spread")
+	delete(old, "accuracy_spread")
+	b, err = json.Marshal(old)
+	require.NoError(t, err)
+	older := filepath.Join(dir, "S1-older.json")
+	require.NoError(t, os.WriteFile(older, b, 0o644))
+	code, _, errOut := runCmd("merge", parts[0], older)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, older+": the standard errors' sums of the loss and the accuracy are not of the same clusters (statistics of an older xent have the loss's alone)")
+	b, err = os.ReadFile(linesOut)
 	require.NoError(t, err)
 	for k, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		require.Contains(t, line, `"stderr_clusters":`+[]string{"9", "6"}[k], "line %d's own clusters", k+1)
@@ -173,7 +216,7 @@ func TestEvalStdErr(t *testing.T) {
 	// Without --stderr the shard's partial does not merge with these.
 	other := filepath.Join(dir, "S2.json")
 	evalJSON(t, "eval", "--device", "cpu", "--json", "--manifest", mf, "--shard", "1/2", "--stats-out", other)
-	code, _, errOut := runCmd("merge", parts[0], other)
+	code, _, errOut = runCmd("merge", parts[0], other)
 	require.NotEqual(t, 0, code)
 	require.Contains(t, errOut, "stderr")
 
@@ -189,15 +232,51 @@ func TestEvalStdErr(t *testing.T) {
 	lin := evalJSON(t, append(base, "--hidden", golden("plain_h.npy"), "--weight", golden("plain_w.npy"), "--bias", golden("plain_b.npy"), "--targets", golden("plain_targets.npy"))...)
 	require.InEpsilon(t, rowsSE(pl), lin["loss_stderr"], 1e-5, "the fused linear's rows")
 	require.EqualValues(t, len(pl), lin["stderr_clusters"])
+	// Its accuracy's, of random H [40 × 16] and W [30 × 16] with each
+	// other row's target its argmax (h·wᵀ in float64).
+	const N, D, C = 40, 16, 30
+	h, wt := make([][]float32, N), make([][]float32, C)
+	for k := range C {
+		wt[k] = make([]float32, D)
+		for j := range wt[k] {
+			wt[k][j] = float32(r.NormFloat64())
+		}
+	}
+	ht = make([]int64, N)
+	var ph []float64
+	for i := range N {
+		h[i] = make([]float32, D)
+		for j := range h[i] {
+			h[i][j] = float32(r.NormFloat64())
+		}
+		z := make([]float32, C)
+		for k := range C {
+			s := 0.0
+			for j := range D {
+				s += float64(h[i][j]) * float64(wt[k][j])
+			}
+			z[k] = float32(s)
+		}
+		ht[i] = int64(r.IntN(C))
+		if i%2 == 0 {
+			ht[i] = int64(slices.Index(z, slices.Max(z)))
+		}
+		ph = append(ph, hit(z, ht[i]))
+	}
+	lin = evalJSON(t, append(base, "--hidden", half("lh.npy", h), "--weight", half("lw.npy", wt), "--targets", half("lt.npy", ht))...)
+	require.InEpsilon(t, rowsSE(ph), lin["accuracy_stderr"], 1e-9, "the fused linear's correct rows")
 
 	// One cluster: no standard error (null), and the text report says so.
 	one := evalJSON(t, append(base, "--logits", half("x9.npy", x[9:10]), "--targets", half("t9.npy", tg[9:10]))...)
 	require.Contains(t, one, "loss_stderr")
 	require.Nil(t, one["loss_stderr"])
+	require.Contains(t, one, "accuracy_stderr")
+	require.Nil(t, one["accuracy_stderr"])
 	code, out, errOut := runCmd("eval", "--device", "cpu", "--stderr", "--logits", lp, "--targets", tp)
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "std. error  ")
 	require.Contains(t, out, "perplexity 95% [")
+	require.Contains(t, out, "            accuracy ")
 	// Without it, no key.
 	require.NotContains(t, evalJSON(t, "eval", "--device", "cpu", "--json", "--logits", lp, "--targets", tp), "loss_stderr")
 }

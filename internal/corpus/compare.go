@@ -15,12 +15,14 @@ import (
 // share of the mean's denominator, the same for both, so that the mean of
 // the differences is B's mean loss less A's and Diff.StdErr its standard
 // error, paired (the clusters' own difficulty cancels). Lower counts the
-// clusters whose loss sum B has below A's. Pairs of disjoint lines merge
-// (Merge).
+// clusters whose loss sum B has below A's. AccDiff is the same of the
+// top-1 accuracy: of each cluster, B's correct rows less A's and its
+// counted rows. Pairs of disjoint lines merge (Merge).
 type Pair struct {
-	A, B  Total
-	Diff  Spread
-	Lower int64
+	A, B    Total
+	Diff    Spread
+	AccDiff Spread
+	Lower   int64
 }
 
 // Merge adds o, the pair of other lines of the same comparison.
@@ -32,6 +34,7 @@ func (p *Pair) Merge(o Pair) error {
 		return err
 	}
 	p.Diff.Merge(o.Diff)
+	p.AccDiff.Merge(o.AccDiff)
 	p.Lower += o.Lower
 	return nil
 }
@@ -63,10 +66,15 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (
 			q.Lower++
 		}
 	}}
-	e.counted(tg, tw, seq, func(i, c int, d float64) { sums.add(c, float64(rb.Rows[i])-float64(ra.Rows[i]), d) })
+	hits := clusters{c: -1, done: q.AccDiff.Add}
+	e.counted(tg, tw, seq, func(i, c int, d float64) {
+		sums.add(c, float64(rb.Rows[i])-float64(ra.Rows[i]), d)
+		hits.add(c, one(rb.Correct[i])-one(ra.Correct[i]), 1)
+	})
 	sums.flush()
+	hits.flush()
 	if !keep {
-		ra.Rows, rb.Rows = nil, nil
+		ra.Rows, rb.Rows, ra.Correct, rb.Correct = nil, nil, nil, nil
 	}
 	q.A, q.B = TotalOf(ra), TotalOf(rb)
 	return q, nil

@@ -31,7 +31,7 @@ type Config struct {
 	KeepRows     bool      // Result.Rows: the per-row losses
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
 	ByPosition   bool      // Result.Positions at each line's sequence length: its shapes' ([batch × sequence]), else SeqLen
-	StdErr       bool      // Result.Spread: the standard error of the mean loss over the lines' sequences (each row alone without one)
+	StdErr       bool      // Result.Spread, AccSpread: the standard errors of the mean loss and the accuracy over the lines' sequences (each row alone without one)
 	Shift        bool      // causal LM: row t of each sequence against target t+1, its last row ignored (targets, token weights per input token)
 	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
 	TopK         []int     // Result.Ranks: the rank statistics for these k (a pass of its own; the calibration too), nil for none
@@ -127,9 +127,11 @@ func (c Config) keep() bool { return c.KeepRows || c.byPosition() || c.StdErr }
 type Result struct {
 	Stats        batch.Stats
 	Rows         []float32          // per-row losses (Config.KeepRows)
+	Correct      []bool             // whether each row's argmax is its target (Config.KeepRows)
 	Lead         []int              // the rows' shape in their file: [rows], or [batch, sequence] for [batch × sequence × vocab]
 	Positions    *Positions         // the loss by position (Config.SeqLen or ByPosition)
 	Spread       *Spread            // the sums of the mean loss's standard error (Config.StdErr)
+	AccSpread    *Spread            // the sums of the accuracy's standard error (Config.StdErr)
 	Calibration  *batch.Calibration // Config.Calibration or TopK
 	Ranks        *batch.RankStats   // Config.TopK
 	Distill      bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -660,7 +662,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		return Result{}, err
 	}
 	e.progress(n)
-	r.Stats, r.Rows, r.GradH, r.GradW, r.Lead = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix(), h.Lead
+	r.Stats, r.Rows, r.Correct, r.GradH, r.GradW, r.Lead = res.Stats, res.Losses, res.CorrectRows, g.H.Matrix(), g.W.Matrix(), h.Lead
 	return e.positions(r, tg, tw, seq), nil
 }
 
@@ -792,7 +794,7 @@ func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line,
 		g.W = batch.NewGrad(dw, hl.v, d)
 	}
 	e.progress(n)
-	r.Stats, r.Rows, r.GradH, r.GradW = res.Stats, res.Losses, g.H.Matrix(), g.W.Matrix()
+	r.Stats, r.Rows, r.Correct, r.GradH, r.GradW = res.Stats, res.Losses, res.CorrectRows, g.H.Matrix(), g.W.Matrix()
 	return e.positions(r, hl.tg, hl.tw, hl.seq), nil
 }
 
@@ -911,7 +913,7 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 			}
 		}
 		r.Stats.Merge(res.Stats)
-		r.Rows = append(r.Rows, res.Losses...)
+		r.Rows, r.Correct = append(r.Rows, res.Losses...), append(r.Correct, res.CorrectRows...)
 		e.progress(hi - lo)
 	}
 	return e.positions(r, tg, tw, seq), nil
@@ -1068,7 +1070,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 			return err
 		}
 		r.Stats.Merge(res.Stats)
-		r.Rows = append(r.Rows, res.Losses...)
+		r.Rows, r.Correct = append(r.Rows, res.Losses...), append(r.Correct, res.CorrectRows...)
 		e.progress(hi - lo)
 		return nil
 	}
@@ -1133,8 +1135,11 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 // ByPosition), row i's loss and its share of the mean's denominator (its
 // token weight times its target's class weight, 1 without them; 0 when
 // ignored) at position i mod n; and the standard error's sums
-// (Config.StdErr) over the sequences i / n (each row alone without them).
-// It drops the per-row losses when they were computed for these alone.
+// of the mean loss and of the accuracy (Config.StdErr: of each cluster,
+// its rows' loss sum and its share of the denominator; its correct rows
+// and its counted rows) over the sequences i / n (each row alone without
+// them). It drops the per-row losses when they were computed for these
+// alone.
 func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result {
 	byPos := e.cfg.byPosition() && n > 0
 	if !byPos && !e.cfg.StdErr {
@@ -1144,24 +1149,34 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	if byPos {
 		p = NewPositions(n)
 	}
-	var sp Spread
-	sums := clusters{c: -1, done: sp.Add}
+	var sp, acc Spread
+	sums, hits := clusters{c: -1, done: sp.Add}, clusters{c: -1, done: acc.Add}
 	e.counted(tg, tw, n, func(i, c int, d float64) {
 		if p != nil {
 			p.Sum[i%n] += Float(r.Rows[i])
 			p.Denom[i%n] += Float(d)
 		}
 		sums.add(c, float64(r.Rows[i]), d)
+		hits.add(c, one(r.Correct[i]), 1)
 	})
 	sums.flush()
+	hits.flush()
 	r.Positions = p
 	if e.cfg.StdErr {
-		r.Spread = &sp
+		r.Spread, r.AccSpread = &sp, &acc
 	}
 	if !e.cfg.KeepRows {
-		r.Rows = nil
+		r.Rows, r.Correct = nil, nil
 	}
 	return r
+}
+
+// one returns 1 for true, 0 for false.
+func one(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // counted calls f with each counted row i of targets tg (token weights
@@ -1197,6 +1212,7 @@ type Total struct {
 	Text        Text               // the lines' Text, added up
 	Positions   *Positions         // nil without a sequence length
 	Spread      *Spread            // nil without Config.StdErr
+	AccSpread   *Spread            // nil without Config.StdErr
 	Calibration *batch.Calibration // nil without Config.Calibration or TopK
 	Ranks       *batch.RankStats   // nil without Config.TopK
 	Distill     bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -1205,7 +1221,7 @@ type Total struct {
 
 // TotalOf returns the total of one line's result.
 func TotalOf(r Result) Total {
-	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
+	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, AccSpread: r.AccSpread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
 }
 
 // Add adds one line's result.
@@ -1256,16 +1272,23 @@ func (t *Total) Merge(o Total) error {
 			return err
 		}
 	}
-	if o.Spread != nil {
-		if t.Spread == nil {
-			t.Spread = new(Spread)
-		}
-		t.Spread.Merge(*o.Spread)
-	}
+	mergeSpread(&t.Spread, o.Spread)
+	mergeSpread(&t.AccSpread, o.AccSpread)
 	t.Stats.Merge(o.Stats)
 	t.Text.Add(o.Text)
 	t.Files += o.Files
 	return nil
+}
+
+// mergeSpread adds o to *t, nil for none (a new Spread where *t is nil).
+func mergeSpread(t **Spread, o *Spread) {
+	if o == nil {
+		return
+	}
+	if *t == nil {
+		*t = new(Spread)
+	}
+	(*t).Merge(*o)
 }
 
 // rowsFrom returns err with a teacher's row numbered from the file's

@@ -36,8 +36,10 @@ type Partial struct {
 	Text
 	// Positions is the loss by position, with --seq-len or --by-position.
 	Positions *Positions `json:"by_position,omitempty"`
-	// Spread is the standard error's sums, with --stderr.
-	Spread *Spread `json:"spread,omitempty"`
+	// Spread and AccSpread are the standard errors' sums, of the mean
+	// loss and of the accuracy, with --stderr.
+	Spread    *Spread `json:"spread,omitempty"`
+	AccSpread *Spread `json:"accuracy_spread,omitempty"`
 	// Calibration is the calibration bins' sums, with --calibration.
 	Calibration *batch.Calibration `json:"calibration,omitempty"`
 	// Ranks is the rank statistics' sums, with --topk.
@@ -50,12 +52,13 @@ type Partial struct {
 
 // PairStats is a comparison's share of a Partial: model B's statistics
 // (its own manifest's, the same shard, flags and device) and the spread
-// of B − A over the clusters, with the clusters B's loss is below A's
-// (Pair).
+// of B − A over the clusters, of the loss and of the accuracy, with the
+// clusters B's loss is below A's (Pair).
 type PairStats struct {
-	B     Partial `json:"b"`
-	Diff  Spread  `json:"diff"`
-	Lower int64   `json:"b_lower"`
+	B       Partial `json:"b"`
+	Diff    Spread  `json:"diff"`
+	AccDiff Spread  `json:"accuracy_diff"`
+	Lower   int64   `json:"b_lower"`
 }
 
 // PartialOfPair returns the statistics of p, lines of manifests of lines
@@ -63,7 +66,7 @@ type PairStats struct {
 // with flags, on device.
 func PartialOfPair(p Pair, shaA, shaB string, lines, shard, shards int, flags map[string]string, device string) Partial {
 	a := PartialOf(p.A, shaA, lines, shard, shards, flags, device)
-	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, Lower: p.Lower}
+	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, AccDiff: p.AccDiff, Lower: p.Lower}
 	return a
 }
 
@@ -72,12 +75,15 @@ func (p Partial) PairOf() (Pair, error) {
 	if p.Pair == nil {
 		return Pair{}, fmt.Errorf("statistics of one evaluation, not of a comparison (xent compare --stats-out)")
 	}
+	if p.Pair.AccDiff.Clusters != p.Pair.Diff.Clusters {
+		return Pair{}, fmt.Errorf("the differences' sums of the loss (%d clusters) and the accuracy (%d) are not of the same clusters (statistics of an older xent have the loss's alone): compare the shard again", p.Pair.Diff.Clusters, p.Pair.AccDiff.Clusters)
+	}
 	a, err := p.Total()
 	if err != nil {
 		return Pair{}, err
 	}
 	b, err := p.Pair.B.Total()
-	return Pair{A: a, B: b, Diff: p.Pair.Diff, Lower: p.Pair.Lower}, err
+	return Pair{A: a, B: b, Diff: p.Pair.Diff, AccDiff: p.Pair.AccDiff, Lower: p.Pair.Lower}, err
 }
 
 // Ranks is batch.RankStats as JSON (its sums exactly, a NaN entropy as a
@@ -124,13 +130,16 @@ func PartialOf(t Total, sha string, lines, shard, shards int, flags map[string]s
 		st.KL = &kl
 	}
 	return Partial{Format: Format, Manifest: sha, Lines: lines, Shard: shard, Shards: shards, Files: t.Files, Flags: flags,
-		Stats: st, Text: t.Text, Positions: t.Positions, Spread: t.Spread, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
+		Stats: st, Text: t.Text, Positions: t.Positions, Spread: t.Spread, AccSpread: t.AccSpread, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
 }
 
 // Total returns p's statistics as a Total.
 func (p Partial) Total() (Total, error) {
+	if (p.Spread == nil) != (p.AccSpread == nil) || p.Spread != nil && p.Spread.Clusters != p.AccSpread.Clusters {
+		return Total{}, fmt.Errorf("the standard errors' sums of the loss and the accuracy are not of the same clusters (statistics of an older xent have the loss's alone): evaluate the shard again")
+	}
 	rs, err := p.Ranks.batch()
-	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Spread: p.Spread, Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
+	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Spread: p.Spread, AccSpread: p.AccSpread, Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
 }
 
 // Positions is the loss by position t = row mod T of an evaluation with a
@@ -164,13 +173,15 @@ func (p *Positions) Merge(o *Positions) error {
 	return nil
 }
 
-// Spread is what the standard error of the mean loss takes, over
+// Spread is what the standard error of a mean S / W takes, over
 // clusters of rows taken as independent of one another: each line's
 // sequences (its rows' or targets' last dimension, or --seq-len), else
-// each row alone. Of each cluster c with a counted row, its loss sum S_c
-// and its share of the mean's denominator W_c (Positions'): how many they
-// are, and Σ S_c, Σ W_c, Σ S_c², Σ S_c·W_c, Σ W_c². Spreads of disjoint
-// clusters merge by adding (Merge), in any order.
+// each row alone. Of each cluster c with a counted row, its share S_c of
+// the sum and W_c of the denominator: how many they are, and Σ S_c,
+// Σ W_c, Σ S_c², Σ S_c·W_c, Σ W_c². For the mean loss S_c is the
+// cluster's loss sum and W_c its share of the mean's denominator
+// (Positions'); for the accuracy, its correct rows and its counted rows.
+// Spreads of disjoint clusters merge by adding (Merge), in any order.
 type Spread struct {
 	Clusters int64 `json:"clusters"`
 	S        Float `json:"s"`
@@ -200,7 +211,7 @@ func (p *Spread) Merge(o Spread) {
 	p.WW += o.WW
 }
 
-// StdErr returns the standard error of the mean loss m = S / W over the
+// StdErr returns the standard error of the mean m = S / W over the
 // clusters, the ratio estimator's (the delta method, as a cluster-robust
 // standard error of a weighted mean is taken), with n clusters:
 //
@@ -382,6 +393,7 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 			return Partial{}, fmt.Errorf("%s: model B's statistics hold a comparison of their own", names[k])
 		}
 		merged.Pair.Diff.Merge(ps[k].Pair.Diff)
+		merged.Pair.AccDiff.Merge(ps[k].Pair.AccDiff)
 		merged.Pair.Lower += ps[k].Pair.Lower
 	}
 	b, err := Merge(bs, bnames)

@@ -38,6 +38,12 @@ type Report struct {
 	LossStdErr     *Nullable  `json:"loss_stderr,omitempty"`
 	StdErrClusters int64      `json:"stderr_clusters,omitempty"`
 	Perplexity95   []*float64 `json:"perplexity_95,omitempty"`
+	// AccuracyStdErr is the top-1 accuracy's standard error over the same
+	// clusters (each cluster's correct rows over its counted rows) and
+	// Accuracy95 its 95% interval, accuracy ± t·se within [0, 1]; absent
+	// without --stderr.
+	AccuracyStdErr *Nullable  `json:"accuracy_stderr,omitempty"`
+	Accuracy95     []*float64 `json:"accuracy_95,omitempty"`
 	// ECE is the expected calibration error (--calibration; null when no
 	// row is binned), absent without; Calibration its 15 bins.
 	ECE         *Nullable `json:"ece,omitempty"`
@@ -141,6 +147,12 @@ func ReportOf(t Total, device string) Report {
 		lo, hi := Interval95(st.Mean(), se, sp.Clusters)
 		r.Perplexity95 = []*float64{num(math.Exp(lo)), num(math.Exp(hi))}
 	}
+	if sp := t.AccSpread; sp != nil {
+		se := sp.StdErr()
+		ns := Nullable(se)
+		lo, hi := AccuracyInterval95(st.Accuracy(), se, sp.Clusters)
+		r.AccuracyStdErr, r.Accuracy95 = &ns, []*float64{num(lo), num(hi)}
+	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))
 		for t, m := range p.Means() {
@@ -195,6 +207,12 @@ func Interval95(m, se float64, n int64) (lo, hi float64) {
 	return m - t*se, m + t*se
 }
 
+// AccuracyInterval95 is Interval95 of an accuracy, within [0, 1].
+func AccuracyInterval95(m, se float64, n int64) (lo, hi float64) {
+	lo, hi = Interval95(m, se, n)
+	return max(lo, 0), min(hi, 1)
+}
+
 // PValue returns the two-sided p-value of an estimate z standard errors
 // from 0 over n clusters: 2·P(T > |z|), T Student's t with n − 1 degrees
 // of freedom; NaN for fewer than two clusters or a NaN z.
@@ -224,7 +242,7 @@ func LossFlags(fs *flag.FlagSet) func() (Config, error) {
 	softcap := fs.Float64("softcap", 0, "logit soft cap c > 0 (z ← c·tanh(z/c)); 0: none")
 	temp := fs.Float64("temperature", 1, "temperature τ > 0: the loss, accuracy and gradient of softmax(z/τ), after the soft cap; 1: none")
 	seqLen := fs.Int("seq-len", 0, "the sequence length `T`: report the mean loss at each position t = row mod T of each file (0: none); rows or targets of [batch × sequence] must agree; with --shift of 1-D targets, the sequences they shift within")
-	stderr := fs.Bool("stderr", false, "report the standard error of the mean loss over the sequences (the files' [batch × sequence] or --seq-len; each row alone for 1-D rows), taken as independent, and the perplexity's 95% interval")
+	stderr := fs.Bool("stderr", false, "report the standard error of the mean loss over the sequences (the files' [batch × sequence] or --seq-len; each row alone for 1-D rows), taken as independent, and the perplexity's 95% interval; the same of the top-1 accuracy")
 	byPos := fs.Bool("by-position", false, "report the mean loss at each position of the sequences, their length T from the files' shapes (rows [batch × sequence × vocab] or targets [batch × sequence]; files of other lengths merge position by position), else --seq-len")
 	shift := fs.Bool("shift", false, "causal language modelling (Hugging Face's labels): the targets (and token weights) are the input tokens, [batch × sequence] or 1-D with --seq-len, and row t of a sequence is scored against token t+1, its last row not counted")
 	calibration := fs.Bool("calibration", false, "report the expected calibration error and its 15 bins of the confidence max p (Guo et al. 2017); with --plot, the reliability diagram")
@@ -282,7 +300,8 @@ func parseTopK(s string) ([]int, error) {
 // = exp(diff) and its interval, the z score diff/se and the two-sided
 // p-value of no difference (Student's t with clusters − 1 degrees of
 // freedom: PValue, Interval95), the clusters and the fraction whose loss
-// B has below A's.
+// B has below A's; and of B's top-1 accuracy less A's, the difference,
+// its standard error, its 95% interval and its p-value, alike.
 type PairReport struct {
 	A                 Report     `json:"a"`
 	B                 Report     `json:"b"`
@@ -295,6 +314,10 @@ type PairReport struct {
 	PValue            *Nullable  `json:"p_value"`
 	Clusters          int64      `json:"clusters"`
 	BLower            *Nullable  `json:"b_lower"`
+	AccuracyDiff      *float64   `json:"accuracy_diff"`
+	AccuracyDiffSE    *Nullable  `json:"accuracy_diff_stderr"`
+	AccuracyDiff95    []*float64 `json:"accuracy_diff_95"`
+	AccuracyPValue    *Nullable  `json:"accuracy_p_value"`
 	Device            string     `json:"device"`
 }
 
@@ -306,7 +329,12 @@ func PairReportOf(p Pair, device string) PairReport {
 	nse, nz, pv := Nullable(se), Nullable(z), Nullable(PValue(z, p.Diff.Clusters))
 	lower := Nullable(float64(p.Lower) / float64(p.Diff.Clusters))
 	lo, hi := Interval95(d, se, p.Diff.Clusters)
+	ad := p.B.Stats.Accuracy() - p.A.Stats.Accuracy()
+	ase := p.AccDiff.StdErr()
+	alo, ahi := Interval95(ad, ase, p.AccDiff.Clusters)
+	nase, apv := Nullable(ase), Nullable(PValue(ad/ase, p.AccDiff.Clusters))
 	return PairReport{A: ReportOf(p.A, device), B: ReportOf(p.B, device), Diff: num(d), DiffStdErr: &nse, Diff95: []*float64{num(lo), num(hi)},
 		PerplexityRatio: num(math.Exp(d)), PerplexityRatio95: []*float64{num(math.Exp(lo)), num(math.Exp(hi))},
-		Z: &nz, PValue: &pv, Clusters: p.Diff.Clusters, BLower: &lower, Device: device}
+		Z: &nz, PValue: &pv, Clusters: p.Diff.Clusters, BLower: &lower,
+		AccuracyDiff: num(ad), AccuracyDiffSE: &nase, AccuracyDiff95: []*float64{num(alo), num(ahi)}, AccuracyPValue: &apv, Device: device}
 }

@@ -300,6 +300,11 @@ func TestCommandCompare(t *testing.T) {
 	for _, k := range []string{"diff", "diff_stderr", "z"} {
 		require.InEpsilon(t, w[k], g[k], 1e-12, k)
 	}
+	for _, k := range []string{"accuracy_diff", "accuracy_diff_stderr"} { // (counts: 0 may be)
+		require.NotNil(t, g[k], k)
+		require.InDelta(t, w[k], g[k], 1e-12, k)
+	}
+	require.InDelta(t, w["a"].(map[string]any)["accuracy_stderr"], g["a"].(map[string]any)["accuracy_stderr"], 1e-12)
 	require.Equal(t, w["a"].(map[string]any)["tokens"], g["a"].(map[string]any)["tokens"])
 
 	short := filepath.Join(dir, "S.jsonl")
