@@ -48,21 +48,22 @@ func init() {
 // Acc is the statistics of some lines (their corpus.Total), the devices
 // that computed them, and each line's own report where asked for
 // (EvalFn.Lines); of a comparison's line pairs (EvalFn.Compare), Total is
-// model A's, and B, Diff, AccDiff and Lower are the rest of their
-// corpus.Pair.
+// model A's, and B, Diff, AccDiff, TopKDiff and Lower are the rest of
+// their corpus.Pair.
 type Acc struct {
-	Total   corpus.Total
-	B       corpus.Total
-	Diff    corpus.Spread
-	AccDiff corpus.Spread
-	Lower   int64
-	Devices []string
-	Lines   []LineJSON
+	Total    corpus.Total
+	B        corpus.Total
+	Diff     corpus.Spread
+	AccDiff  corpus.Spread
+	TopKDiff []corpus.Spread
+	Lower    int64
+	Devices  []string
+	Lines    []LineJSON
 }
 
 // pair returns a comparison's accumulator as its corpus.Pair.
 func (a Acc) pair() corpus.Pair {
-	return corpus.Pair{A: a.Total, B: a.B, Diff: a.Diff, AccDiff: a.AccDiff, Lower: a.Lower}
+	return corpus.Pair{A: a.Total, B: a.B, Diff: a.Diff, AccDiff: a.AccDiff, TopKDiff: a.TopKDiff, Lower: a.Lower}
 }
 
 // LineJSON is manifest line N's report (corpus.LineReport) as JSON.
@@ -156,7 +157,7 @@ func (f *EvalFn) compare(ctx context.Context, pair string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	acc := Acc{Total: q.A, B: q.B, Diff: q.Diff, AccDiff: q.AccDiff, Lower: q.Lower, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
+	acc := Acc{Total: q.A, B: q.B, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, Lower: q.Lower, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
 	if f.Lines {
 		r := corpus.PairLineReport{Line: a.N, FileA: a.RowsFile(), FileB: b.RowsFile(), PairReport: corpus.PairReportOf(q, acc.Devices[0])}
 		j, err := json.Marshal(r)
@@ -185,15 +186,11 @@ type MergeFn struct{}
 
 // MergeAccumulators adds b to a.
 func (MergeFn) MergeAccumulators(a, b Acc) (Acc, error) {
-	if err := a.Total.Merge(b.Total); err != nil {
+	p := a.pair() // an evaluation's is a pair of no B
+	if err := p.Merge(b.pair()); err != nil {
 		return Acc{}, err
 	}
-	if err := a.B.Merge(b.B); err != nil {
-		return Acc{}, err
-	}
-	a.Diff.Merge(b.Diff)
-	a.AccDiff.Merge(b.AccDiff)
-	a.Lower += b.Lower
+	a.Total, a.B, a.Diff, a.AccDiff, a.TopKDiff, a.Lower = p.A, p.B, p.Diff, p.AccDiff, p.TopKDiff, p.Lower
 	for _, d := range b.Devices {
 		if !slices.Contains(a.Devices, d) {
 			a.Devices = append(a.Devices, d)

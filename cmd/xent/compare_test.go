@@ -61,6 +61,21 @@ func plainLogits(t *testing.T) [][]float32 {
 	return z32
 }
 
+// inTop returns 1 when fewer than k classes of row are above target t
+// (its top-k, as --topk counts ties), else 0.
+func inTop(row []float32, t int64, k int) float64 {
+	n := 0
+	for _, v := range row {
+		if v > row[t] {
+			n++
+		}
+	}
+	if n < k {
+		return 1
+	}
+	return 0
+}
+
 // tTwoSided returns P(|T| > z) of Student's t with nu > 1 degrees of
 // freedom: 2∫_z^∞ of its density, as 2∫₀¹ f(z/u)·z/u² du (smooth on
 // [0, 1]), by Simpson's rule: the tail itself, to its own relative
@@ -124,10 +139,10 @@ func TestCompare(t *testing.T) {
 	dir := t.TempDir()
 	pa, pb := writeNpyFile(t, dir, "a.npy", xa), writeNpyFile(t, dir, "b.npy", xb)
 	pt, pw := writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
-	var d, w, hd, hn []float64
+	var d, w, hd, hn, t5 []float64
 	lower := 0
 	for b := range B {
-		var db, wb, hb, nb float64
+		var db, wb, hb, nb, h5 float64
 		any := false
 		for p := range T {
 			if tg[b][p] < 0 {
@@ -136,9 +151,10 @@ func TestCompare(t *testing.T) {
 			v := float64(tw[b][p])
 			db, wb, any = db+v*(rowLoss(xb[b][p], tg[b][p])-rowLoss(xa[b][p], tg[b][p])), wb+v, true
 			hb, nb = hb+hit(xb[b][p], tg[b][p])-hit(xa[b][p], tg[b][p]), nb+1
+			h5 += inTop(xb[b][p], tg[b][p], 5) - inTop(xa[b][p], tg[b][p], 5)
 		}
 		if any {
-			d, w, hd, hn = append(d, db), append(w, wb), append(hd, hb), append(hn, nb)
+			d, w, hd, hn, t5 = append(d, db), append(w, wb), append(hd, hb), append(hn, nb), append(t5, h5)
 			if db < 0 {
 				lower++
 			}
@@ -176,6 +192,19 @@ func TestCompare(t *testing.T) {
 	aci := got["accuracy_diff_95"].([]any)
 	require.InDelta(t, adiff-t11*ase, aci[0], 1e-9)
 	require.InDelta(t, adiff+t11*ase, aci[1], 1e-9)
+	// Each top-k accuracy's (--topk 1,5): top-1 by rank is the argmax
+	// here (no ties); top-5 of each row's classes above its target.
+	tk := got["topk_diff"].(map[string]any)
+	require.Equal(t, map[string]any{"diff": got["accuracy_diff"], "stderr": got["accuracy_diff_stderr"], "diff_95": got["accuracy_diff_95"], "p_value": got["accuracy_p_value"]}, tk["1"])
+	d5, se5 := clusteredSE(t5, hn)
+	require.NotZero(t, d5, "the top-5 accuracies differ (the rows forced above)")
+	top5 := tk["5"].(map[string]any)
+	require.InDelta(t, d5, top5["diff"], 1e-12)
+	require.InEpsilon(t, se5, top5["stderr"], 1e-9)
+	require.InEpsilon(t, tTwoSided(math.Abs(d5/se5), B-1), top5["p_value"], 1e-9)
+	ci5 := top5["diff_95"].([]any)
+	require.InDelta(t, d5-t11*se5, ci5[0], 1e-9)
+	require.InDelta(t, d5+t11*se5, ci5[1], 1e-9)
 
 	// Manifests of two lines each (sequences 0–6 and 7–11): the same.
 	manifest := func(name string, x [][][]float32) string {
@@ -232,6 +261,15 @@ func TestCompare(t *testing.T) {
 	for k, v := range lines {
 		checkClose(t, k, v, merged[k], nil)
 	}
+	// With --topk, the top-k's differences of the shards merged too.
+	parts5 := []string{filepath.Join(dir, "K0.json"), filepath.Join(dir, "K1.json")}
+	for i, sh := range []string{"0/2", "1/2"} {
+		evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--topk", "1,5", "--shard", sh, "--stats-out", parts5[i])
+	}
+	whole5 := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--topk", "1,5")
+	merged5 := evalJSON(t, append([]string{"merge", "--json"}, parts5...)...)
+	checkClose(t, "topk_diff", whole5["topk_diff"], merged5["topk_diff"], nil)
+	require.InEpsilon(t, se5, merged5["topk_diff"].(map[string]any)["5"].(map[string]any)["stderr"], 1e-9)
 	ev := filepath.Join(dir, "E.json")
 	evalJSON(t, "eval", "--manifest", ma, "--device", "cpu", "--json", "--shard", "1/2", "--stats-out", ev)
 	code, _, errOut := runCmd("merge", parts[0], ev)

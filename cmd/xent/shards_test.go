@@ -64,7 +64,7 @@ func TestEvalLogitShards(t *testing.T) {
 	}
 	cwp := writeNpyFile(t, dir, "cw.npy", cw)
 	for _, opts := range [][]string{
-		{"--topk", "1,3,10", "--by-position"},
+		{"--topk", "1,3,10", "--by-position", "--stderr"},
 		{"--token-weights", tw, "--label-smoothing", "0.1", "--z-loss", "1e-3", "--softcap", "5", "--temperature", "1.5"},
 		{"--weights", cwp, "--calibration"},
 	} {

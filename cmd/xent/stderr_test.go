@@ -103,9 +103,9 @@ func TestEvalStdErr(t *testing.T) {
 	dir := t.TempDir()
 	lp, tp, wp := writeNpyFile(t, dir, "x.npy", x), writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
 	s, w = nil, nil
-	var hs, hn []float64
+	var hs, hn, h5 []float64
 	for b := range B {
-		var sb, wb, hb, nb float64
+		var sb, wb, hb, nb, tb float64
 		counted := false
 		for p := range T {
 			if tg[b][p] == -100 {
@@ -113,10 +113,10 @@ func TestEvalStdErr(t *testing.T) {
 			}
 			loss := rowLoss(x[b][p], tg[b][p])
 			sb, wb, counted = sb+float64(tw[b][p])*loss, wb+float64(tw[b][p]), true
-			hb, nb = hb+hit(x[b][p], tg[b][p]), nb+1
+			hb, nb, tb = hb+hit(x[b][p], tg[b][p]), nb+1, tb+inTop(x[b][p], tg[b][p], 5)
 		}
 		if counted {
-			s, w, hs, hn = append(s, sb), append(w, wb), append(hs, hb), append(hn, nb)
+			s, w, hs, hn, h5 = append(s, sb), append(w, wb), append(hs, hb), append(hn, nb), append(h5, tb)
 		}
 	}
 	m, se = clusteredSE(s, w)
@@ -142,6 +142,15 @@ func TestEvalStdErr(t *testing.T) {
 	sg := evalJSON(t, append(base, "--logits", writeNpyFile(t, dir, "sure.npy", sure), "--targets", writeNpyFile(t, dir, "sure_t.npy", sureT))...)
 	require.InDelta(t, 5.0/6, sg["accuracy"], 1e-15)
 	require.InDelta(t, 1.0/6, sg["accuracy_stderr"], 1e-15)
+	// Each top-k accuracy's (--topk 1,5), and its shards' merged.
+	a5, se5 := clusteredSE(h5, hn)
+	k5 := evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--token-weights", wp, "--topk", "1,5")...)
+	require.InDelta(t, a5, k5["topk"].(map[string]any)["5"], 1e-15)
+	require.Equal(t, k5["accuracy_stderr"], k5["topk_stderr"].(map[string]any)["1"], "top-1 by rank is the argmax here (no ties)")
+	require.InEpsilon(t, se5, k5["topk_stderr"].(map[string]any)["5"], 1e-9)
+	c5 := k5["topk_95"].(map[string]any)["5"].([]any)
+	require.InDelta(t, max(a5-t14*se5, 0), c5[0], 1e-12)
+	require.InDelta(t, min(a5+t14*se5, 1), c5[1], 1e-12)
 	sci := sg["accuracy_95"].([]any)
 	require.InDelta(t, 5.0/6-t2/6, sci[0], 1e-12)
 	require.EqualValues(t, 1, sci[1], "within [0, 1]")
@@ -192,6 +201,16 @@ func TestEvalStdErr(t *testing.T) {
 	}
 	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
 	require.InEpsilon(t, single["loss_stderr"], merged["loss_stderr"], 1e-12)
+	var parts5 []string
+	for i, sh := range []string{"0/2", "1/2"} {
+		p := filepath.Join(dir, "K"+string(rune('0'+i))+".json")
+		evalJSON(t, append(base, "--manifest", mf, "--shard", sh, "--stats-out", p, "--topk", "1,5")...)
+		parts5 = append(parts5, p)
+	}
+	single5 := evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--topk", "1,5")...)
+	merged5 := evalJSON(t, append([]string{"merge", "--json"}, parts5...)...)
+	checkClose(t, "topk_stderr", single5["topk_stderr"], merged5["topk_stderr"], nil)
+	checkClose(t, "topk_95", single5["topk_95"], merged5["topk_95"], nil)
 	require.InEpsilon(t, single["accuracy_stderr"], merged["accuracy_stderr"], 1e-12)
 	require.Equal(t, single["stderr_clusters"], merged["stderr_clusters"])
 	// A partial of an older xent, the loss's spread alone: refused.

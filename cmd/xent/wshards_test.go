@@ -63,7 +63,7 @@ func TestEvalWeightShards(t *testing.T) {
 	}
 	twp, cwp := writeNpyFile(t, dir, "tw.npy", tw), writeNpyFile(t, dir, "cw.npy", cw)
 	for _, opts := range [][]string{
-		{"--topk", "1,3,10", "--calibration"},
+		{"--topk", "1,3,10", "--calibration", "--stderr"},
 		{"--token-weights", twp, "--label-smoothing", "0.1", "--z-loss", "1e-3", "--softcap", "5", "--temperature", "1.5", "--topk", "5"},
 		{"--weights", cwp, "--label-smoothing", "0.05", "--calibration"},
 	} {

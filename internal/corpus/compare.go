@@ -17,12 +17,14 @@ import (
 // error, paired (the clusters' own difficulty cancels). Lower counts the
 // clusters whose loss sum B has below A's. AccDiff is the same of the
 // top-1 accuracy: of each cluster, B's correct rows less A's and its
-// counted rows. Pairs of disjoint lines merge (Merge).
+// counted rows; TopKDiff of each top-k accuracy (Config.TopK; nil
+// without). Pairs of disjoint lines merge (Merge).
 type Pair struct {
-	A, B    Total
-	Diff    Spread
-	AccDiff Spread
-	Lower   int64
+	A, B     Total
+	Diff     Spread
+	AccDiff  Spread
+	TopKDiff []Spread
+	Lower    int64
 }
 
 // Merge adds o, the pair of other lines of the same comparison.
@@ -36,7 +38,7 @@ func (p *Pair) Merge(o Pair) error {
 	p.Diff.Merge(o.Diff)
 	p.AccDiff.Merge(o.AccDiff)
 	p.Lower += o.Lower
-	return nil
+	return mergeSpreads(&p.TopKDiff, o.TopKDiff)
 }
 
 // Compare evaluates line a (model A's) and line b (model B's) on dev and
@@ -67,14 +69,27 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (
 		}
 	}}
 	hits := clusters{c: -1, done: q.AccDiff.Add}
+	var tops []clusters
+	if ks := e.cfg.TopK; ks != nil {
+		q.TopKDiff, tops = make([]Spread, len(ks)), make([]clusters, len(ks))
+		for j := range tops {
+			tops[j] = clusters{c: -1, done: q.TopKDiff[j].Add}
+		}
+	}
 	e.counted(tg, tw, seq, func(i, c int, d float64) {
 		sums.add(c, float64(rb.Rows[i])-float64(ra.Rows[i]), d)
 		hits.add(c, one(rb.Correct[i])-one(ra.Correct[i]), 1)
+		for j, k := range e.cfg.TopK {
+			tops[j].add(c, one(rb.Greater[i] < int64(k))-one(ra.Greater[i] < int64(k)), 1)
+		}
 	})
 	sums.flush()
 	hits.flush()
+	for j := range tops {
+		tops[j].flush()
+	}
 	if !keep {
-		ra.Rows, rb.Rows, ra.Correct, rb.Correct = nil, nil, nil, nil
+		ra.Rows, rb.Rows, ra.Correct, rb.Correct, ra.Greater, rb.Greater = nil, nil, nil, nil, nil, nil
 	}
 	q.A, q.B = TotalOf(ra), TotalOf(rb)
 	return q, nil

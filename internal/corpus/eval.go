@@ -91,6 +91,15 @@ func (e *Evaluator) finish(f finisher, part []batch.Partial, ranks []batch.Rank,
 	if err != nil {
 		return res, err
 	}
+	if e.cfg.keep() { // each row's rank, for the top-k's spreads (a NaN row in no top-k, as RankStats has it)
+		for i, rk := range ranks {
+			g := rk.Greater
+			if math.IsNaN(float64(res.Losses[i])) {
+				g = math.MaxInt64
+			}
+			r.Greater = append(r.Greater, g)
+		}
+	}
 	return res, r.Ranks.Merge(rs)
 }
 
@@ -128,10 +137,12 @@ type Result struct {
 	Stats        batch.Stats
 	Rows         []float32          // per-row losses (Config.KeepRows)
 	Correct      []bool             // whether each row's argmax is its target (Config.KeepRows)
+	Greater      []int64            // each row's classes above its target (Config.KeepRows and TopK; MaxInt64 for a NaN row)
 	Lead         []int              // the rows' shape in their file: [rows], or [batch, sequence] for [batch × sequence × vocab]
 	Positions    *Positions         // the loss by position (Config.SeqLen or ByPosition)
 	Spread       *Spread            // the sums of the mean loss's standard error (Config.StdErr)
 	AccSpread    *Spread            // the sums of the accuracy's standard error (Config.StdErr)
+	TopKSpread   []Spread           // the sums of each top-k accuracy's standard error (Config.StdErr and TopK)
 	Calibration  *batch.Calibration // Config.Calibration or TopK
 	Ranks        *batch.RankStats   // Config.TopK
 	Distill      bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -1151,6 +1162,14 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	}
 	var sp, acc Spread
 	sums, hits := clusters{c: -1, done: sp.Add}, clusters{c: -1, done: acc.Add}
+	var top []Spread
+	var tops []clusters
+	if e.cfg.StdErr && r.Ranks != nil {
+		top, tops = make([]Spread, len(r.Ranks.K)), make([]clusters, len(r.Ranks.K))
+		for j := range tops {
+			tops[j] = clusters{c: -1, done: top[j].Add}
+		}
+	}
 	e.counted(tg, tw, n, func(i, c int, d float64) {
 		if p != nil {
 			p.Sum[i%n] += Float(r.Rows[i])
@@ -1158,15 +1177,21 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 		}
 		sums.add(c, float64(r.Rows[i]), d)
 		hits.add(c, one(r.Correct[i]), 1)
+		for j := range tops {
+			tops[j].add(c, one(r.Greater[i] < int64(r.Ranks.K[j])), 1)
+		}
 	})
 	sums.flush()
 	hits.flush()
+	for j := range tops {
+		tops[j].flush()
+	}
 	r.Positions = p
 	if e.cfg.StdErr {
-		r.Spread, r.AccSpread = &sp, &acc
+		r.Spread, r.AccSpread, r.TopKSpread = &sp, &acc, top
 	}
 	if !e.cfg.KeepRows {
-		r.Rows, r.Correct = nil, nil
+		r.Rows, r.Correct, r.Greater = nil, nil, nil
 	}
 	return r
 }
@@ -1213,6 +1238,7 @@ type Total struct {
 	Positions   *Positions         // nil without a sequence length
 	Spread      *Spread            // nil without Config.StdErr
 	AccSpread   *Spread            // nil without Config.StdErr
+	TopKSpread  []Spread           // nil without Config.StdErr and TopK
 	Calibration *batch.Calibration // nil without Config.Calibration or TopK
 	Ranks       *batch.RankStats   // nil without Config.TopK
 	Distill     bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -1221,7 +1247,7 @@ type Total struct {
 
 // TotalOf returns the total of one line's result.
 func TotalOf(r Result) Total {
-	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, AccSpread: r.AccSpread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
+	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, AccSpread: r.AccSpread, TopKSpread: r.TopKSpread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
 }
 
 // Add adds one line's result.
@@ -1274,6 +1300,9 @@ func (t *Total) Merge(o Total) error {
 	}
 	mergeSpread(&t.Spread, o.Spread)
 	mergeSpread(&t.AccSpread, o.AccSpread)
+	if err := mergeSpreads(&t.TopKSpread, o.TopKSpread); err != nil {
+		return err
+	}
 	t.Stats.Merge(o.Stats)
 	t.Text.Add(o.Text)
 	t.Files += o.Files
@@ -1289,6 +1318,23 @@ func mergeSpread(t **Spread, o *Spread) {
 		*t = new(Spread)
 	}
 	(*t).Merge(*o)
+}
+
+// mergeSpreads adds o to *t element by element, nil for none (a copy of
+// o where *t is nil).
+func mergeSpreads(t *[]Spread, o []Spread) error {
+	switch {
+	case o == nil:
+	case *t == nil:
+		*t = slices.Clone(o)
+	case len(*t) != len(o):
+		return fmt.Errorf("the top-k's standard errors of %d k merged with %d", len(*t), len(o))
+	default:
+		for j := range o {
+			(*t)[j].Merge(o[j])
+		}
+	}
+	return nil
 }
 
 // rowsFrom returns err with a teacher's row numbered from the file's

@@ -36,10 +36,12 @@ type Partial struct {
 	Text
 	// Positions is the loss by position, with --seq-len or --by-position.
 	Positions *Positions `json:"by_position,omitempty"`
-	// Spread and AccSpread are the standard errors' sums, of the mean
-	// loss and of the accuracy, with --stderr.
-	Spread    *Spread `json:"spread,omitempty"`
-	AccSpread *Spread `json:"accuracy_spread,omitempty"`
+	// Spread, AccSpread and TopKSpread are the standard errors' sums, of
+	// the mean loss, of the accuracy and of each top-k accuracy (with
+	// --topk), with --stderr.
+	Spread     *Spread  `json:"spread,omitempty"`
+	AccSpread  *Spread  `json:"accuracy_spread,omitempty"`
+	TopKSpread []Spread `json:"topk_spread,omitempty"`
 	// Calibration is the calibration bins' sums, with --calibration.
 	Calibration *batch.Calibration `json:"calibration,omitempty"`
 	// Ranks is the rank statistics' sums, with --topk.
@@ -52,13 +54,15 @@ type Partial struct {
 
 // PairStats is a comparison's share of a Partial: model B's statistics
 // (its own manifest's, the same shard, flags and device) and the spread
-// of B − A over the clusters, of the loss and of the accuracy, with the
-// clusters B's loss is below A's (Pair).
+// of B − A over the clusters, of the loss, of the accuracy and of each
+// top-k accuracy (with --topk), with the clusters B's loss is below A's
+// (Pair).
 type PairStats struct {
-	B       Partial `json:"b"`
-	Diff    Spread  `json:"diff"`
-	AccDiff Spread  `json:"accuracy_diff"`
-	Lower   int64   `json:"b_lower"`
+	B        Partial  `json:"b"`
+	Diff     Spread   `json:"diff"`
+	AccDiff  Spread   `json:"accuracy_diff"`
+	TopKDiff []Spread `json:"topk_diff,omitempty"`
+	Lower    int64    `json:"b_lower"`
 }
 
 // PartialOfPair returns the statistics of p, lines of manifests of lines
@@ -66,7 +70,7 @@ type PairStats struct {
 // with flags, on device.
 func PartialOfPair(p Pair, shaA, shaB string, lines, shard, shards int, flags map[string]string, device string) Partial {
 	a := PartialOf(p.A, shaA, lines, shard, shards, flags, device)
-	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, AccDiff: p.AccDiff, Lower: p.Lower}
+	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, AccDiff: p.AccDiff, TopKDiff: p.TopKDiff, Lower: p.Lower}
 	return a
 }
 
@@ -75,15 +79,28 @@ func (p Partial) PairOf() (Pair, error) {
 	if p.Pair == nil {
 		return Pair{}, fmt.Errorf("statistics of one evaluation, not of a comparison (xent compare --stats-out)")
 	}
-	if p.Pair.AccDiff.Clusters != p.Pair.Diff.Clusters {
-		return Pair{}, fmt.Errorf("the differences' sums of the loss (%d clusters) and the accuracy (%d) are not of the same clusters (statistics of an older xent have the loss's alone): compare the shard again", p.Pair.Diff.Clusters, p.Pair.AccDiff.Clusters)
+	q := p.Pair
+	if q.AccDiff.Clusters != q.Diff.Clusters {
+		return Pair{}, fmt.Errorf("the differences' sums of the loss (%d clusters) and the accuracy (%d) are not of the same clusters (statistics of an older xent have the loss's alone): compare the shard again", q.Diff.Clusters, q.AccDiff.Clusters)
+	}
+	k := 0
+	if p.Ranks != nil {
+		k = len(p.Ranks.K)
+	}
+	if len(q.TopKDiff) != k {
+		return Pair{}, fmt.Errorf("the differences' sums of %d top-k accuracies for %d k (statistics of an older xent have none): compare the shard again", len(q.TopKDiff), k)
+	}
+	for _, t := range q.TopKDiff {
+		if t.Clusters != q.Diff.Clusters {
+			return Pair{}, fmt.Errorf("the differences' sums of the loss (%d clusters) and a top-k accuracy (%d) are not of the same clusters", q.Diff.Clusters, t.Clusters)
+		}
 	}
 	a, err := p.Total()
 	if err != nil {
 		return Pair{}, err
 	}
 	b, err := p.Pair.B.Total()
-	return Pair{A: a, B: b, Diff: p.Pair.Diff, AccDiff: p.Pair.AccDiff, Lower: p.Pair.Lower}, err
+	return Pair{A: a, B: b, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, Lower: q.Lower}, err
 }
 
 // Ranks is batch.RankStats as JSON (its sums exactly, a NaN entropy as a
@@ -130,16 +147,46 @@ func PartialOf(t Total, sha string, lines, shard, shards int, flags map[string]s
 		st.KL = &kl
 	}
 	return Partial{Format: Format, Manifest: sha, Lines: lines, Shard: shard, Shards: shards, Files: t.Files, Flags: flags,
-		Stats: st, Text: t.Text, Positions: t.Positions, Spread: t.Spread, AccSpread: t.AccSpread, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
+		Stats: st, Text: t.Text, Positions: t.Positions, Spread: t.Spread, AccSpread: t.AccSpread, TopKSpread: t.TopKSpread, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
 }
 
 // Total returns p's statistics as a Total.
 func (p Partial) Total() (Total, error) {
-	if (p.Spread == nil) != (p.AccSpread == nil) || p.Spread != nil && p.Spread.Clusters != p.AccSpread.Clusters {
-		return Total{}, fmt.Errorf("the standard errors' sums of the loss and the accuracy are not of the same clusters (statistics of an older xent have the loss's alone): evaluate the shard again")
+	if err := p.sameClusters(); err != nil {
+		return Total{}, err
 	}
 	rs, err := p.Ranks.batch()
-	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Spread: p.Spread, AccSpread: p.AccSpread, Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
+	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Spread: p.Spread, AccSpread: p.AccSpread, TopKSpread: p.TopKSpread,
+		Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
+}
+
+// sameClusters checks that p's standard errors' sums are all there or
+// none, and of the same clusters: the accuracy's beside the loss's, and
+// one a top-k with the rank statistics.
+func (p Partial) sameClusters() error {
+	const older = "(statistics of an older xent have the loss's alone): evaluate the shard again"
+	if p.Spread == nil {
+		if p.AccSpread != nil || p.TopKSpread != nil {
+			return fmt.Errorf("the standard errors' sums of the accuracy without the loss's")
+		}
+		return nil
+	}
+	if p.AccSpread == nil || p.AccSpread.Clusters != p.Spread.Clusters {
+		return fmt.Errorf("the standard errors' sums of the loss and the accuracy are not of the same clusters %s", older)
+	}
+	k := 0
+	if p.Ranks != nil {
+		k = len(p.Ranks.K)
+	}
+	if len(p.TopKSpread) != k {
+		return fmt.Errorf("the standard errors' sums of %d top-k accuracies for %d k %s", len(p.TopKSpread), k, older)
+	}
+	for _, t := range p.TopKSpread {
+		if t.Clusters != p.Spread.Clusters {
+			return fmt.Errorf("the standard errors' sums of the loss and a top-k accuracy are not of the same clusters (%d, %d)", p.Spread.Clusters, t.Clusters)
+		}
+	}
+	return nil
 }
 
 // Positions is the loss by position t = row mod T of an evaluation with a
@@ -394,6 +441,9 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 		}
 		merged.Pair.Diff.Merge(ps[k].Pair.Diff)
 		merged.Pair.AccDiff.Merge(ps[k].Pair.AccDiff)
+		if err := mergeSpreads(&merged.Pair.TopKDiff, ps[k].Pair.TopKDiff); err != nil {
+			return Partial{}, fmt.Errorf("%s: %w", names[k], err)
+		}
 		merged.Pair.Lower += ps[k].Pair.Lower
 	}
 	b, err := Merge(bs, bnames)

@@ -44,6 +44,10 @@ type Report struct {
 	// without --stderr.
 	AccuracyStdErr *Nullable  `json:"accuracy_stderr,omitempty"`
 	Accuracy95     []*float64 `json:"accuracy_95,omitempty"`
+	// TopKStdErr and TopK95 are the same of each top-k accuracy, absent
+	// without --stderr and --topk.
+	TopKStdErr map[string]*Nullable  `json:"topk_stderr,omitempty"`
+	TopK95     map[string][]*float64 `json:"topk_95,omitempty"`
 	// ECE is the expected calibration error (--calibration; null when no
 	// row is binned), absent without; Calibration its 15 bins.
 	ECE         *Nullable `json:"ece,omitempty"`
@@ -148,10 +152,14 @@ func ReportOf(t Total, device string) Report {
 		r.Perplexity95 = []*float64{num(math.Exp(lo)), num(math.Exp(hi))}
 	}
 	if sp := t.AccSpread; sp != nil {
-		se := sp.StdErr()
-		ns := Nullable(se)
-		lo, hi := AccuracyInterval95(st.Accuracy(), se, sp.Clusters)
-		r.AccuracyStdErr, r.Accuracy95 = &ns, []*float64{num(lo), num(hi)}
+		r.AccuracyStdErr, r.Accuracy95 = accuracySE(st.Accuracy(), *sp)
+	}
+	if t.TopKSpread != nil && t.Ranks != nil {
+		r.TopKStdErr, r.TopK95 = map[string]*Nullable{}, map[string][]*float64{}
+		for i, k := range t.Ranks.K {
+			key := strconv.Itoa(k)
+			r.TopKStdErr[key], r.TopK95[key] = accuracySE(t.Ranks.TopKAccuracy(i), t.TopKSpread[i])
+		}
 	}
 	if p != nil {
 		r.ByPosition = make([]*float64, len(p.Sum))
@@ -205,6 +213,15 @@ func Interval95(m, se float64, n int64) (lo, hi float64) {
 	}
 	t := studentT(n).Quantile(0.975)
 	return m - t*se, m + t*se
+}
+
+// accuracySE returns the standard error of accuracy a over the clusters
+// of sp and its 95% interval within [0, 1] (AccuracyInterval95).
+func accuracySE(a float64, sp Spread) (*Nullable, []*float64) {
+	se := sp.StdErr()
+	ns := Nullable(se)
+	lo, hi := AccuracyInterval95(a, se, sp.Clusters)
+	return &ns, []*float64{num(lo), num(hi)}
 }
 
 // AccuracyInterval95 is Interval95 of an accuracy, within [0, 1].
@@ -301,24 +318,45 @@ func parseTopK(s string) ([]int, error) {
 // p-value of no difference (Student's t with clusters − 1 degrees of
 // freedom: PValue, Interval95), the clusters and the fraction whose loss
 // B has below A's; and of B's top-1 accuracy less A's, the difference,
-// its standard error, its 95% interval and its p-value, alike.
+// its standard error, its 95% interval and its p-value, alike, and of
+// each top-k accuracy with --topk (TopKDiff, by k).
 type PairReport struct {
-	A                 Report     `json:"a"`
-	B                 Report     `json:"b"`
-	Diff              *float64   `json:"diff"`
-	DiffStdErr        *Nullable  `json:"diff_stderr"`
-	Diff95            []*float64 `json:"diff_95"`
-	PerplexityRatio   *float64   `json:"perplexity_ratio"`
-	PerplexityRatio95 []*float64 `json:"perplexity_ratio_95"`
-	Z                 *Nullable  `json:"z"`
-	PValue            *Nullable  `json:"p_value"`
-	Clusters          int64      `json:"clusters"`
-	BLower            *Nullable  `json:"b_lower"`
-	AccuracyDiff      *float64   `json:"accuracy_diff"`
-	AccuracyDiffSE    *Nullable  `json:"accuracy_diff_stderr"`
-	AccuracyDiff95    []*float64 `json:"accuracy_diff_95"`
-	AccuracyPValue    *Nullable  `json:"accuracy_p_value"`
-	Device            string     `json:"device"`
+	A                 Report             `json:"a"`
+	B                 Report             `json:"b"`
+	Diff              *float64           `json:"diff"`
+	DiffStdErr        *Nullable          `json:"diff_stderr"`
+	Diff95            []*float64         `json:"diff_95"`
+	PerplexityRatio   *float64           `json:"perplexity_ratio"`
+	PerplexityRatio95 []*float64         `json:"perplexity_ratio_95"`
+	Z                 *Nullable          `json:"z"`
+	PValue            *Nullable          `json:"p_value"`
+	Clusters          int64              `json:"clusters"`
+	BLower            *Nullable          `json:"b_lower"`
+	AccuracyDiff      *float64           `json:"accuracy_diff"`
+	AccuracyDiffSE    *Nullable          `json:"accuracy_diff_stderr"`
+	AccuracyDiff95    []*float64         `json:"accuracy_diff_95"`
+	AccuracyPValue    *Nullable          `json:"accuracy_p_value"`
+	TopKDiff          map[string]AccDiff `json:"topk_diff,omitempty"`
+	Device            string             `json:"device"`
+}
+
+// An AccDiff is the paired difference of two accuracies, B's less A's:
+// the difference, its standard error, its 95% interval and its two-sided
+// p-value (PairReport's).
+type AccDiff struct {
+	Diff   *float64   `json:"diff"`
+	StdErr *Nullable  `json:"stderr"`
+	CI95   []*float64 `json:"diff_95"`
+	PValue *Nullable  `json:"p_value"`
+}
+
+// accDiff returns the AccDiff of accuracies a and b over the clusters of
+// the spread sp of their difference.
+func accDiff(a, b float64, sp Spread) AccDiff {
+	d, se := b-a, sp.StdErr()
+	lo, hi := Interval95(d, se, sp.Clusters)
+	nse, pv := Nullable(se), Nullable(PValue(d/se, sp.Clusters))
+	return AccDiff{Diff: num(d), StdErr: &nse, CI95: []*float64{num(lo), num(hi)}, PValue: &pv}
 }
 
 // PairReportOf returns the report of p, computed on device.
@@ -329,12 +367,16 @@ func PairReportOf(p Pair, device string) PairReport {
 	nse, nz, pv := Nullable(se), Nullable(z), Nullable(PValue(z, p.Diff.Clusters))
 	lower := Nullable(float64(p.Lower) / float64(p.Diff.Clusters))
 	lo, hi := Interval95(d, se, p.Diff.Clusters)
-	ad := p.B.Stats.Accuracy() - p.A.Stats.Accuracy()
-	ase := p.AccDiff.StdErr()
-	alo, ahi := Interval95(ad, ase, p.AccDiff.Clusters)
-	nase, apv := Nullable(ase), Nullable(PValue(ad/ase, p.AccDiff.Clusters))
-	return PairReport{A: ReportOf(p.A, device), B: ReportOf(p.B, device), Diff: num(d), DiffStdErr: &nse, Diff95: []*float64{num(lo), num(hi)},
+	ad := accDiff(p.A.Stats.Accuracy(), p.B.Stats.Accuracy(), p.AccDiff)
+	r := PairReport{A: ReportOf(p.A, device), B: ReportOf(p.B, device), Diff: num(d), DiffStdErr: &nse, Diff95: []*float64{num(lo), num(hi)},
 		PerplexityRatio: num(math.Exp(d)), PerplexityRatio95: []*float64{num(math.Exp(lo)), num(math.Exp(hi))},
 		Z: &nz, PValue: &pv, Clusters: p.Diff.Clusters, BLower: &lower,
-		AccuracyDiff: num(ad), AccuracyDiffSE: &nase, AccuracyDiff95: []*float64{num(alo), num(ahi)}, AccuracyPValue: &apv, Device: device}
+		AccuracyDiff: ad.Diff, AccuracyDiffSE: ad.StdErr, AccuracyDiff95: ad.CI95, AccuracyPValue: ad.PValue, Device: device}
+	if ra, rb := p.A.Ranks, p.B.Ranks; ra != nil && rb != nil && len(p.TopKDiff) == len(ra.K) {
+		r.TopKDiff = map[string]AccDiff{}
+		for i, k := range ra.K {
+			r.TopKDiff[strconv.Itoa(k)] = accDiff(ra.TopKAccuracy(i), rb.TopKAccuracy(i), p.TopKDiff[i])
+		}
+	}
+	return r
 }
