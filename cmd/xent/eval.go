@@ -239,6 +239,9 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 		fmt.Fprintf(stdout, "top-k      ")
 		for i, k := range rs.K {
 			fmt.Fprintf(stdout, " %d: %.4f", k, rs.TopKAccuracy(i))
+			if t.TopKSpread != nil {
+				fmt.Fprintf(stdout, " (se %.4f)", t.TopKSpread[i].StdErr())
+			}
 		}
 		fmt.Fprintf(stdout, "\nMRR         %.4f (mean reciprocal rank of the target)\n", rs.MRR())
 		fmt.Fprintf(stdout, "entropy     %.6f nats (mean over %d tokens)\n", rs.MeanEntropy(), rs.Counted)

@@ -296,6 +296,10 @@ func TestEvalStdErr(t *testing.T) {
 	require.Contains(t, out, "std. error  ")
 	require.Contains(t, out, "perplexity 95% [")
 	require.Contains(t, out, "            accuracy ")
+	code, out, errOut = runCmd("eval", "--device", "cpu", "--stderr", "--topk", "1,5", "--logits", lp, "--targets", tp)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, " 5: ")
+	require.Contains(t, out, " (se ")
 	// Without it, no key.
 	require.NotContains(t, evalJSON(t, "eval", "--device", "cpu", "--json", "--logits", lp, "--targets", tp), "loss_stderr")
 }
