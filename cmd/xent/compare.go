@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/xentlab/xent/internal/corpus"
@@ -159,6 +160,13 @@ func pairText(w io.Writer, p corpus.Pair, r corpus.PairReport) {
 		sa.Perplexity(), sb.Perplexity(), f(r.PerplexityRatio), f(r.PerplexityRatio95[0]), f(r.PerplexityRatio95[1]))
 	fmt.Fprintf(w, "accuracy    %-13.4f %-13.4f %+.4f (top-1; 95%% [%+.4f, %+.4f], p %.3g)\n",
 		sa.Accuracy(), sb.Accuracy(), f(r.AccuracyDiff), f(r.AccuracyDiff95[0]), f(r.AccuracyDiff95[1]), float64(*r.AccuracyPValue))
+	if ra, rb := p.A.Ranks, p.B.Ranks; ra != nil && rb != nil && r.TopKDiff != nil {
+		for i, k := range ra.K {
+			d := r.TopKDiff[strconv.Itoa(k)]
+			fmt.Fprintf(w, "%-11s %-13.4f %-13.4f %+.4f (95%% [%+.4f, %+.4f], p %.3g)\n", fmt.Sprintf("top-%d", k),
+				ra.TopKAccuracy(i), rb.TopKAccuracy(i), f(d.Diff), f(d.CI95[0]), f(d.CI95[1]), float64(*d.PValue))
+		}
+	}
 	fmt.Fprintf(w, "tokens      %d counted, the same rows; %d sequences (or rows, in files of none) as clusters: B's loss below A's in %.1f%%\n",
 		sa.Counted, r.Clusters, 100*float64(*r.BLower))
 	fmt.Fprintf(w, "device      %s\n", r.Device)

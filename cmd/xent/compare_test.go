@@ -298,6 +298,9 @@ func TestCompare(t *testing.T) {
 	require.Contains(t, out, "B − A")
 	require.Contains(t, out, "as clusters: B's loss below A's in ")
 	require.Contains(t, out, "(top-1; 95% [")
+	code, out, errOut = runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--device", "cpu", "--topk", "1,5")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "\ntop-5       ")
 
 	// A hidden-states line pairs with the logits it makes (h·Wᵀ + b in
 	// float64): a difference within rounding.
