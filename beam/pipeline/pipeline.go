@@ -56,6 +56,7 @@ type Acc struct {
 	Diff     corpus.Spread
 	AccDiff  corpus.Spread
 	TopKDiff []corpus.Spread
+	DiffPos  *corpus.Positions
 	Lower    int64
 	Devices  []string
 	Lines    []LineJSON
@@ -63,7 +64,7 @@ type Acc struct {
 
 // pair returns a comparison's accumulator as its corpus.Pair.
 func (a Acc) pair() corpus.Pair {
-	return corpus.Pair{A: a.Total, B: a.B, Diff: a.Diff, AccDiff: a.AccDiff, TopKDiff: a.TopKDiff, Lower: a.Lower}
+	return corpus.Pair{A: a.Total, B: a.B, Diff: a.Diff, AccDiff: a.AccDiff, TopKDiff: a.TopKDiff, DiffPositions: a.DiffPos, Lower: a.Lower}
 }
 
 // LineJSON is manifest line N's report (corpus.LineReport) as JSON.
@@ -157,7 +158,7 @@ func (f *EvalFn) compare(ctx context.Context, pair string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	acc := Acc{Total: q.A, B: q.B, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, Lower: q.Lower, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
+	acc := Acc{Total: q.A, B: q.B, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, DiffPos: q.DiffPositions, Lower: q.Lower, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
 	if f.Lines {
 		r := corpus.PairLineReport{Line: a.N, FileA: a.RowsFile(), FileB: b.RowsFile(), PairReport: corpus.PairReportOf(q, acc.Devices[0])}
 		j, err := json.Marshal(r)
@@ -190,7 +191,7 @@ func (MergeFn) MergeAccumulators(a, b Acc) (Acc, error) {
 	if err := p.Merge(b.pair()); err != nil {
 		return Acc{}, err
 	}
-	a.Total, a.B, a.Diff, a.AccDiff, a.TopKDiff, a.Lower = p.A, p.B, p.Diff, p.AccDiff, p.TopKDiff, p.Lower
+	a.Total, a.B, a.Diff, a.AccDiff, a.TopKDiff, a.DiffPos, a.Lower = p.A, p.B, p.Diff, p.AccDiff, p.TopKDiff, p.DiffPositions, p.Lower
 	for _, d := range b.Devices {
 		if !slices.Contains(a.Devices, d) {
 			a.Devices = append(a.Devices, d)

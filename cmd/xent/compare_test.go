@@ -261,14 +261,31 @@ func TestCompare(t *testing.T) {
 	for k, v := range lines {
 		checkClose(t, k, v, merged[k], nil)
 	}
-	// With --topk, the top-k's differences of the shards merged too.
+	// With --by-position, each position's difference over the sequences.
+	bp := evalJSON(t, "compare", "--a", pa, "--b", pb, "--targets", pt, "--token-weights", pw, "--device", "cpu", "--json", "--by-position")
+	for p := range T {
+		var ps, pws []float64
+		for b := range B {
+			if tg[b][p] >= 0 {
+				v := float64(tw[b][p])
+				ps, pws = append(ps, v*(rowLoss(xb[b][p], tg[b][p])-rowLoss(xa[b][p], tg[b][p]))), append(pws, v)
+			}
+		}
+		pd, pse := clusteredSE(ps, pws)
+		require.InDelta(t, pd, bp["diff_by_position"].([]any)[p], 1e-5*max(1, math.Abs(pd)), "position %d", p)
+		require.InEpsilon(t, pse, bp["diff_by_position_stderr"].([]any)[p], 1e-4, "position %d", p)
+	}
+	// With --topk and --by-position, the shards merged too.
 	parts5 := []string{filepath.Join(dir, "K0.json"), filepath.Join(dir, "K1.json")}
 	for i, sh := range []string{"0/2", "1/2"} {
-		evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--topk", "1,5", "--shard", sh, "--stats-out", parts5[i])
+		evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--topk", "1,5", "--by-position", "--shard", sh, "--stats-out", parts5[i])
 	}
-	whole5 := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--topk", "1,5")
+	whole5 := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--topk", "1,5", "--by-position")
 	merged5 := evalJSON(t, append([]string{"merge", "--json"}, parts5...)...)
-	checkClose(t, "topk_diff", whole5["topk_diff"], merged5["topk_diff"], nil)
+	for _, k := range []string{"topk_diff", "diff_by_position", "diff_by_position_stderr"} {
+		checkClose(t, k, whole5[k], merged5[k], nil)
+	}
+	checkClose(t, "diff_by_position", bp["diff_by_position"], whole5["diff_by_position"], nil)
 	require.InEpsilon(t, se5, merged5["topk_diff"].(map[string]any)["5"].(map[string]any)["stderr"], 1e-9)
 	ev := filepath.Join(dir, "E.json")
 	evalJSON(t, "eval", "--manifest", ma, "--device", "cpu", "--json", "--shard", "1/2", "--stats-out", ev)

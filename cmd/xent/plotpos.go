@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"image/color"
 	"io"
 	"math"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -26,8 +28,9 @@ func plotNeeds(path string, cfg *corpus.Config) {
 }
 
 // writePlot draws into o in format (nothing when o is nil) the mean loss
-// at each position (positions where nothing counts left out) and the
-// reliability diagram, those t has, one above the other.
+// at each position (positions where nothing counts left out), with
+// --stderr in its 95% band, and the reliability diagram, those t has, one
+// above the other.
 func writePlot(o *output, format string, t corpus.Total) error {
 	if o == nil {
 		return nil
@@ -44,9 +47,21 @@ func writePlot(o *output, format string, t corpus.Total) error {
 			o.discard()
 			return fmt.Errorf("%s %s: no position counts: nothing to plot", o.flag, o.path)
 		}
-		p, err := curve("xent: mean loss by position", "position t (row mod sequence length)", "loss (nats)", pts)
+		poly, err := band(t.Positions)
 		if err != nil {
 			return err
+		}
+		var under []plot.Plotter
+		if poly != nil {
+			under = append(under, poly)
+		}
+		p, err := curve("xent: mean loss by position", "position t (row mod sequence length)", "loss (nats)", pts, under...)
+		if err != nil {
+			return err
+		}
+		if poly != nil {
+			p.Legend.Add("95% interval (over the sequences)", poly)
+			p.Legend.Top = true
 		}
 		ps = append(ps, p)
 	}
@@ -95,8 +110,37 @@ func reliability(c *batch.Calibration) (*plot.Plot, error) {
 	return p, nil
 }
 
-// curve returns a plot of one curve, pts, with its title and axis labels.
-func curve(title, x, y string, pts plotter.XYs) (*plot.Plot, error) {
+// band returns the 95% interval of each position's mean of pos
+// (Interval95 over the sequences counted there) as a shaded polygon, over
+// the positions where pos has its spreads and the interval is finite;
+// nil where there is none.
+func band(pos *corpus.Positions) (*plotter.Polygon, error) {
+	if pos.Spread == nil {
+		return nil, nil
+	}
+	var hi, lo plotter.XYs
+	for t, m := range pos.Means() {
+		l, h := corpus.Interval95(m, pos.Spread[t].StdErr(), pos.Spread[t].Clusters)
+		if math.IsNaN(l+h) || math.IsInf(l+h, 0) {
+			continue
+		}
+		hi, lo = append(hi, plotter.XY{X: float64(t), Y: h}), append(lo, plotter.XY{X: float64(t), Y: l})
+	}
+	if len(hi) == 0 {
+		return nil, nil
+	}
+	slices.Reverse(lo)
+	poly, err := plotter.NewPolygon(append(hi, lo...))
+	if err != nil {
+		return nil, err
+	}
+	poly.Color, poly.LineStyle.Width = color.Gray{Y: 210}, 0
+	return poly, nil
+}
+
+// curve returns a plot of one curve, pts, with its title and axis
+// labels, drawn over the plotters under.
+func curve(title, x, y string, pts plotter.XYs, under ...plot.Plotter) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = x
@@ -105,6 +149,7 @@ func curve(title, x, y string, pts plotter.XYs) (*plot.Plot, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.Add(under...)
 	p.Add(line)
 	return p, nil
 }

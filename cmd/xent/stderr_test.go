@@ -142,6 +142,28 @@ func TestEvalStdErr(t *testing.T) {
 	sg := evalJSON(t, append(base, "--logits", writeNpyFile(t, dir, "sure.npy", sure), "--targets", writeNpyFile(t, dir, "sure_t.npy", sureT))...)
 	require.InDelta(t, 5.0/6, sg["accuracy"], 1e-15)
 	require.InDelta(t, 1.0/6, sg["accuracy_stderr"], 1e-15)
+	// Each position's mean, over the sequences counted there, with
+	// --by-position.
+	bp := evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--token-weights", wp, "--by-position")...)
+	bse := bp["by_position_stderr"].([]any)
+	require.Len(t, bse, T)
+	for p := range T {
+		var ps, pw []float64
+		for b := range B {
+			if tg[b][p] != -100 {
+				ps, pw = append(ps, float64(tw[b][p])*rowLoss(x[b][p], tg[b][p])), append(pw, float64(tw[b][p]))
+			}
+		}
+		pm, pse := clusteredSE(ps, pw)
+		require.InEpsilon(t, pm, bp["by_position"].([]any)[p], 1e-6, "position %d", p)
+		require.InEpsilon(t, pse, bse[p], 1e-5, "position %d: its sequences' rows", p)
+	}
+	// --plot draws them as the curve's band.
+	svg := filepath.Join(dir, "band.svg")
+	evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--token-weights", wp, "--plot", svg)...)
+	drawn, err := os.ReadFile(svg)
+	require.NoError(t, err)
+	require.Contains(t, string(drawn), "95% interval (over the sequences)")
 	// Each top-k accuracy's (--topk 1,5), and its shards' merged.
 	a5, se5 := clusteredSE(h5, hn)
 	k5 := evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--token-weights", wp, "--topk", "1,5")...)
@@ -211,6 +233,15 @@ func TestEvalStdErr(t *testing.T) {
 	merged5 := evalJSON(t, append([]string{"merge", "--json"}, parts5...)...)
 	checkClose(t, "topk_stderr", single5["topk_stderr"], merged5["topk_stderr"], nil)
 	checkClose(t, "topk_95", single5["topk_95"], merged5["topk_95"], nil)
+	var partsP []string
+	for i, sh := range []string{"0/2", "1/2"} {
+		p := filepath.Join(dir, "B"+string(rune('0'+i))+".json")
+		evalJSON(t, append(base, "--manifest", mf, "--shard", sh, "--stats-out", p, "--by-position")...)
+		partsP = append(partsP, p)
+	}
+	singleP := evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--by-position")...)
+	mergedP := evalJSON(t, append([]string{"merge", "--json"}, partsP...)...)
+	checkClose(t, "by_position_stderr", singleP["by_position_stderr"], mergedP["by_position_stderr"], nil)
 	require.InEpsilon(t, single["accuracy_stderr"], merged["accuracy_stderr"], 1e-12)
 	require.Equal(t, single["stderr_clusters"], merged["stderr_clusters"])
 	// A partial of an older xent, the loss's spread alone: refused.

@@ -18,13 +18,16 @@ import (
 // clusters whose loss sum B has below A's. AccDiff is the same of the
 // top-1 accuracy: of each cluster, B's correct rows less A's and its
 // counted rows; TopKDiff of each top-k accuracy (Config.TopK; nil
-// without). Pairs of disjoint lines merge (Merge).
+// without); DiffPositions the loss's by position (Config.SeqLen or
+// ByPosition; nil without), with its spreads. Pairs of disjoint lines
+// merge (Merge).
 type Pair struct {
-	A, B     Total
-	Diff     Spread
-	AccDiff  Spread
-	TopKDiff []Spread
-	Lower    int64
+	A, B          Total
+	Diff          Spread
+	AccDiff       Spread
+	TopKDiff      []Spread
+	DiffPositions *Positions
+	Lower         int64
 }
 
 // Merge adds o, the pair of other lines of the same comparison.
@@ -38,6 +41,14 @@ func (p *Pair) Merge(o Pair) error {
 	p.Diff.Merge(o.Diff)
 	p.AccDiff.Merge(o.AccDiff)
 	p.Lower += o.Lower
+	if o.DiffPositions != nil {
+		if p.DiffPositions == nil {
+			p.DiffPositions = new(Positions)
+		}
+		if err := p.DiffPositions.Merge(o.DiffPositions); err != nil {
+			return err
+		}
+	}
 	return mergeSpreads(&p.TopKDiff, o.TopKDiff)
 }
 
@@ -76,8 +87,15 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (
 			tops[j] = clusters{c: -1, done: q.TopKDiff[j].Add}
 		}
 	}
+	if e.cfg.byPosition() && seq > 0 {
+		q.DiffPositions = NewPositions(seq)
+		q.DiffPositions.Spread = make([]Spread, seq)
+	}
 	e.counted(tg, tw, seq, func(i, c int, d float64) {
 		sums.add(c, float64(rb.Rows[i])-float64(ra.Rows[i]), d)
+		if q.DiffPositions != nil {
+			q.DiffPositions.add(i%seq, float64(rb.Rows[i])-float64(ra.Rows[i]), d)
+		}
 		hits.add(c, one(rb.Correct[i])-one(ra.Correct[i]), 1)
 		for j, k := range e.cfg.TopK {
 			tops[j].add(c, one(rb.Greater[i] < int64(k))-one(ra.Greater[i] < int64(k)), 1)

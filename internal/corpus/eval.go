@@ -1159,6 +1159,9 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	var p *Positions
 	if byPos {
 		p = NewPositions(n)
+		if e.cfg.StdErr {
+			p.Spread = make([]Spread, n)
+		}
 	}
 	var sp, acc Spread
 	sums, hits := clusters{c: -1, done: sp.Add}, clusters{c: -1, done: acc.Add}
@@ -1172,8 +1175,7 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	}
 	e.counted(tg, tw, n, func(i, c int, d float64) {
 		if p != nil {
-			p.Sum[i%n] += Float(r.Rows[i])
-			p.Denom[i%n] += Float(d)
+			p.add(i%n, float64(r.Rows[i]), d)
 		}
 		sums.add(c, float64(r.Rows[i]), d)
 		hits.add(c, one(r.Correct[i]), 1)
@@ -1291,7 +1293,7 @@ func (t *Total) Merge(o Total) error {
 		}
 	}
 	if t.Positions == nil && o.Positions != nil {
-		t.Positions = NewPositions(len(o.Positions.Sum))
+		t.Positions = new(Positions)
 	}
 	if o.Positions != nil {
 		if err := t.Positions.Merge(o.Positions); err != nil {

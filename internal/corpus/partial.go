@@ -58,11 +58,12 @@ type Partial struct {
 // top-k accuracy (with --topk), with the clusters B's loss is below A's
 // (Pair).
 type PairStats struct {
-	B        Partial  `json:"b"`
-	Diff     Spread   `json:"diff"`
-	AccDiff  Spread   `json:"accuracy_diff"`
-	TopKDiff []Spread `json:"topk_diff,omitempty"`
-	Lower    int64    `json:"b_lower"`
+	B             Partial    `json:"b"`
+	Diff          Spread     `json:"diff"`
+	AccDiff       Spread     `json:"accuracy_diff"`
+	TopKDiff      []Spread   `json:"topk_diff,omitempty"`
+	DiffPositions *Positions `json:"diff_by_position,omitempty"`
+	Lower         int64      `json:"b_lower"`
 }
 
 // PartialOfPair returns the statistics of p, lines of manifests of lines
@@ -70,7 +71,7 @@ type PairStats struct {
 // with flags, on device.
 func PartialOfPair(p Pair, shaA, shaB string, lines, shard, shards int, flags map[string]string, device string) Partial {
 	a := PartialOf(p.A, shaA, lines, shard, shards, flags, device)
-	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, AccDiff: p.AccDiff, TopKDiff: p.TopKDiff, Lower: p.Lower}
+	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, AccDiff: p.AccDiff, TopKDiff: p.TopKDiff, DiffPositions: p.DiffPositions, Lower: p.Lower}
 	return a
 }
 
@@ -100,7 +101,10 @@ func (p Partial) PairOf() (Pair, error) {
 		return Pair{}, err
 	}
 	b, err := p.Pair.B.Total()
-	return Pair{A: a, B: b, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, Lower: q.Lower}, err
+	if (q.DiffPositions != nil) != (p.Positions != nil) || q.DiffPositions != nil && len(q.DiffPositions.Spread) != len(q.DiffPositions.Sum) {
+		return Pair{}, fmt.Errorf("the difference by position's sums are missing or short (statistics of an older xent have none): compare the shard again")
+	}
+	return Pair{A: a, B: b, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, DiffPositions: q.DiffPositions, Lower: q.Lower}, err
 }
 
 // Ranks is batch.RankStats as JSON (its sums exactly, a NaN entropy as a
@@ -181,6 +185,9 @@ func (p Partial) sameClusters() error {
 	if len(p.TopKSpread) != k {
 		return fmt.Errorf("the standard errors' sums of %d top-k accuracies for %d k %s", len(p.TopKSpread), k, older)
 	}
+	if q := p.Positions; q != nil && len(q.Spread) != len(q.Sum) {
+		return fmt.Errorf("the loss by position's standard errors' sums of %d positions for %d %s", len(q.Spread), len(q.Sum), older)
+	}
 	for _, t := range p.TopKSpread {
 		if t.Clusters != p.Spread.Clusters {
 			return fmt.Errorf("the standard errors' sums of the loss and a top-k accuracy are not of the same clusters (%d, %d)", p.Spread.Clusters, t.Clusters)
@@ -191,15 +198,28 @@ func (p Partial) sameClusters() error {
 
 // Positions is the loss by position t = row mod T of an evaluation with a
 // sequence length T: at each t the sum of the counted rows' losses and of
-// their shares of the mean's denominator.
+// their shares of the mean's denominator, and with --stderr their Spread
+// (each sequence's row at t its own cluster). A comparison's (Pair) holds
+// B's rows less A's.
 type Positions struct {
-	Sum   []Float `json:"sum"`
-	Denom []Float `json:"denom"`
+	Sum    []Float  `json:"sum"`
+	Denom  []Float  `json:"denom"`
+	Spread []Spread `json:"spread,omitempty"`
 }
 
 // NewPositions returns the empty sums of n positions.
 func NewPositions(n int) *Positions {
 	return &Positions{Sum: make([]Float, n), Denom: make([]Float, n)}
+}
+
+// add adds a row of position t, of loss s and denominator w (its
+// sequence's at t: a cluster of its own).
+func (p *Positions) add(t int, s, w float64) {
+	p.Sum[t] += Float(s)
+	p.Denom[t] += Float(w)
+	if p.Spread != nil {
+		p.Spread[t].Add(s, w)
+	}
 }
 
 // Merge adds o's sums to p's. Position t is a sequence's row t in every
@@ -209,15 +229,40 @@ func (p *Positions) Merge(o *Positions) error {
 	if len(o.Sum) != len(o.Denom) || len(p.Sum) != len(p.Denom) {
 		return fmt.Errorf("the loss by position of %d sums and %d denominators with one of %d and %d", len(p.Sum), len(p.Denom), len(o.Sum), len(o.Denom))
 	}
+	if o.Spread != nil && len(o.Spread) != len(o.Sum) || p.Spread != nil && len(p.Spread) != len(p.Sum) {
+		return fmt.Errorf("the loss by position's standard errors of %d and %d positions for %d and %d", len(p.Spread), len(o.Spread), len(p.Sum), len(o.Sum))
+	}
 	if n := len(o.Sum); n > len(p.Sum) {
 		p.Sum = append(p.Sum, make([]Float, n-len(p.Sum))...)
 		p.Denom = append(p.Denom, make([]Float, n-len(p.Denom))...)
+		if p.Spread != nil {
+			p.Spread = append(p.Spread, make([]Spread, n-len(p.Spread))...)
+		}
+	}
+	if o.Spread != nil && p.Spread == nil {
+		p.Spread = make([]Spread, len(p.Sum))
 	}
 	for t := range o.Sum {
 		p.Sum[t] += o.Sum[t]
 		p.Denom[t] += o.Denom[t]
+		if o.Spread != nil {
+			p.Spread[t].Merge(o.Spread[t])
+		}
 	}
 	return nil
+}
+
+// StdErrs returns the standard error of the mean at each position (NaN
+// where fewer than two sequences count), nil without the spreads.
+func (p *Positions) StdErrs() []float64 {
+	if p.Spread == nil {
+		return nil
+	}
+	se := make([]float64, len(p.Spread))
+	for t, sp := range p.Spread {
+		se[t] = sp.StdErr()
+	}
+	return se
 }
 
 // Spread is what the standard error of a mean S / W takes, over
@@ -443,6 +488,14 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 		merged.Pair.AccDiff.Merge(ps[k].Pair.AccDiff)
 		if err := mergeSpreads(&merged.Pair.TopKDiff, ps[k].Pair.TopKDiff); err != nil {
 			return Partial{}, fmt.Errorf("%s: %w", names[k], err)
+		}
+		if dp := ps[k].Pair.DiffPositions; dp != nil {
+			if merged.Pair.DiffPositions == nil {
+				merged.Pair.DiffPositions = new(Positions)
+			}
+			if err := merged.Pair.DiffPositions.Merge(dp); err != nil {
+				return Partial{}, fmt.Errorf("%s: %w", names[k], err)
+			}
 		}
 		merged.Pair.Lower += ps[k].Pair.Lower
 	}

@@ -29,6 +29,10 @@ type Report struct {
 	// sequences (--seq-len T, or --by-position with T from the files'
 	// shapes; null where nothing counts), absent without.
 	ByPosition []*float64 `json:"by_position,omitempty"`
+	// ByPositionStdErr is the standard error of each position's mean over
+	// the sequences (null with fewer than two counting there), with
+	// --stderr; absent without.
+	ByPositionStdErr []*float64 `json:"by_position_stderr,omitempty"`
 	// LossStdErr is the standard error of the mean loss over
 	// StdErrClusters clusters taken as independent (--stderr: the
 	// sequences, else the rows; Spread.StdErr; null with fewer than two),
@@ -162,12 +166,21 @@ func ReportOf(t Total, device string) Report {
 		}
 	}
 	if p != nil {
-		r.ByPosition = make([]*float64, len(p.Sum))
-		for t, m := range p.Means() {
-			r.ByPosition[t] = num(m)
-		}
+		r.ByPosition, r.ByPositionStdErr = nums(p.Means()), nums(p.StdErrs())
 	}
 	return r
+}
+
+// nums returns each of v as num does (nil for nil).
+func nums(v []float64) []*float64 {
+	if v == nil {
+		return nil
+	}
+	n := make([]*float64, len(v))
+	for i, x := range v {
+		n[i] = num(x)
+	}
+	return n
 }
 
 // A LineReport is one manifest line's report, a JSON object a line of
@@ -337,7 +350,13 @@ type PairReport struct {
 	AccuracyDiff95    []*float64         `json:"accuracy_diff_95"`
 	AccuracyPValue    *Nullable          `json:"accuracy_p_value"`
 	TopKDiff          map[string]AccDiff `json:"topk_diff,omitempty"`
-	Device            string             `json:"device"`
+	// DiffByPosition is B's mean loss less A's at each position and
+	// DiffByPositionStdErr its paired standard error over the sequences
+	// (null where nothing counts, or fewer than two sequences), with
+	// --by-position or --seq-len; absent without.
+	DiffByPosition       []*float64 `json:"diff_by_position,omitempty"`
+	DiffByPositionStdErr []*float64 `json:"diff_by_position_stderr,omitempty"`
+	Device               string     `json:"device"`
 }
 
 // An AccDiff is the paired difference of two accuracies, B's less A's:
@@ -372,6 +391,9 @@ func PairReportOf(p Pair, device string) PairReport {
 		PerplexityRatio: num(math.Exp(d)), PerplexityRatio95: []*float64{num(math.Exp(lo)), num(math.Exp(hi))},
 		Z: &nz, PValue: &pv, Clusters: p.Diff.Clusters, BLower: &lower,
 		AccuracyDiff: ad.Diff, AccuracyDiffSE: ad.StdErr, AccuracyDiff95: ad.CI95, AccuracyPValue: ad.PValue, Device: device}
+	if dp := p.DiffPositions; dp != nil {
+		r.DiffByPosition, r.DiffByPositionStdErr = nums(dp.Means()), nums(dp.StdErrs())
+	}
 	if ra, rb := p.A.Ranks, p.B.Ranks; ra != nil && rb != nil && len(p.TopKDiff) == len(ra.K) {
 		r.TopKDiff = map[string]AccDiff{}
 		for i, k := range ra.K {

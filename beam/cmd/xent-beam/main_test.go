@@ -260,7 +260,7 @@ func TestCommandCompare(t *testing.T) {
 	require.NoError(t, os.WriteFile(ma, []byte(la[0]+"\n"+la[1]+"\n"+la[2]+"\n"), 0o644))
 	require.NoError(t, os.WriteFile(mb, []byte(lb[0]+"\n"+lb[1]+"\n"+lb[2]+"\n"), 0o644))
 	out, lines := filepath.Join(dir, "R.json"), filepath.Join(dir, "L.jsonl")
-	set(t, "manifest", ma, "compare", mb, "weight", "", "out", out, "lines-out", lines, "device", "cpu", "stderr", "true")
+	set(t, "manifest", ma, "compare", mb, "weight", "", "out", out, "lines-out", lines, "device", "cpu", "stderr", "true", "by-position", "true")
 	require.NoError(t, run(context.Background()))
 
 	cfg, err := config()
@@ -305,6 +305,13 @@ func TestCommandCompare(t *testing.T) {
 		require.InDelta(t, w[k], g[k], 1e-12, k)
 	}
 	require.InDelta(t, w["a"].(map[string]any)["accuracy_stderr"], g["a"].(map[string]any)["accuracy_stderr"], 1e-12)
+	for _, k := range []string{"diff_by_position", "diff_by_position_stderr"} {
+		wp, gp := w[k].([]any), g[k].([]any)
+		require.Len(t, gp, T, k)
+		for p := range wp {
+			require.InEpsilon(t, wp[p], gp[p], 1e-12, "%s[%d]", k, p)
+		}
+	}
 	require.Equal(t, w["a"].(map[string]any)["tokens"], g["a"].(map[string]any)["tokens"])
 
 	short := filepath.Join(dir, "S.jsonl")
