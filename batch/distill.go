@@ -254,9 +254,12 @@ func (l *Loss) mixed(p *prepared, part []Partial, kp []KLPart, C int) (ce.Out, [
 }
 
 // reduceKL is reduce with each counted row's KL summed into Stats.KL,
-// token-weighted.
+// token-weighted (and kept in Result.KLRows with KeepRows).
 func (l *Loss) reduceKL(p *prepared, out ce.Out, kl []float64) Result {
 	r := l.reduce(p, out)
+	if l.cfg.keepRows {
+		r.KLRows = kl
+	}
 	for i, t := range p.targets {
 		if t < 0 {
 			continue

@@ -74,6 +74,9 @@ type Result struct {
 	// losses): what a paired accuracy difference or a per-sequence
 	// exact match needs.
 	CorrectRows []bool
+	// KLRows holds, with KeepRows, each row's KL(teacher ‖ student) of a
+	// distillation (Distill; 0 for ignored rows, not token-weighted).
+	KLRows []float64
 }
 
 // New returns a Loss computing on dev with the options given.

@@ -110,8 +110,9 @@ func TokenWeights(w []float32) Option {
 
 // KeepRows makes Forward and ForwardBackward return per-row losses in
 // Result.Losses for the Mean and Sum reductions too (None always does),
-// the per-row log-sum-exp in Result.LSE, and whether each row's argmax
-// is its target in Result.CorrectRows.
+// the per-row log-sum-exp in Result.LSE, whether each row's argmax is its
+// target in Result.CorrectRows, and a distillation's per-row KL in
+// Result.KLRows.
 func KeepRows() Option { return func(c *config) { c.keepRows = true } }
 
 // Shard says that the matrices this Loss takes are the classes [col0,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -170,7 +171,7 @@ func TestEvalTeacherShards(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"near", nil}, {"confident", []string{"--topk", "1,5", "--calibration"}}, {"kl_only", []string{"--temperature", "2"}},
+		{"near", []string{"--stderr"}}, {"confident", []string{"--topk", "1,5", "--calibration"}}, {"kl_only", []string{"--temperature", "2"}},
 		{"options", []string{"--softcap", "25", "--temperature", "0.7", "--label-smoothing", "0.1", "--z-loss", "1e-4"}},
 	} {
 		x, shape := readNpy[float32](t, g(c.name+"_logits.npy")), npyShape(t, g(c.name+"_logits.npy"))
@@ -224,4 +225,88 @@ func TestEvalTeacherShards(t *testing.T) {
 		require.Contains(t, errOut, "teacher row 5, entry 2: class 97 is out of bounds [0, 97)")
 		require.NoFileExists(t, rows, "nothing written")
 	}
+}
+
+// TestEvalKLStdErr: --stderr with a teacher reports the mean KL's
+// standard error over the clusters ("kl_stderr") and its 95% interval
+// ("kl_95"): of PyTorch's per-row KL (1-D rows: each its own cluster) of
+// the golden cases "near" (logits) and "linear_plain" (hidden states
+// through the fused linear), the interval's t that of Student's t's two
+// tails of 5%; a manifest of the logits in two lines and its shards
+// merged give the same.
+func TestEvalKLStdErr(t *testing.T) {
+	g, _ := distillGolden(t)
+	for _, c := range []struct{ name, rows string }{{"near", "--logits"}, {"linear_plain", "--hidden"}} {
+		args := []string{"eval", c.rows, g(c.name + map[string]string{"--logits": "_logits.npy", "--hidden": "_h.npy"}[c.rows]),
+			"--targets", g(c.name + "_targets.npy"), "--teacher-ids", g(c.name + "_ids.npy"), "--teacher-logprobs", g(c.name + "_logprobs.npy"),
+			"--device", "cpu", "--json", "--stderr"}
+		if c.rows == "--hidden" {
+			args = append(args, "--weight", g(c.name+"_w.npy"), "--bias", g(c.name+"_b.npy"))
+		}
+		got := evalJSON(t, args...)
+		kls, tg := readNpy[float64](t, g(c.name+"_kl.npy")), readNpy[int64](t, g(c.name+"_targets.npy"))
+		var rows []float64
+		for i, v := range tg {
+			if v != -100 {
+				rows = append(rows, kls[i])
+			}
+		}
+		m, se := clusteredSE(rows, ones(len(rows)))
+		require.InEpsilon(t, m, got["kl"], 1e-5, c.name)
+		require.InEpsilon(t, se, got["kl_stderr"], 1e-4, "%s: PyTorch's rows", c.name)
+		ci := got["kl_95"].([]any)
+		kl := got["kl"].(float64)
+		tq := (ci[1].(float64) - kl) / got["kl_stderr"].(float64)
+		require.InDelta(t, 0.05, tTwoSided(tq, len(rows)-1), 1e-9, "%s: Student's t's 97.5%% quantile, %d degrees of freedom", c.name, len(rows)-1)
+		require.InDelta(t, max(kl-tq*got["kl_stderr"].(float64), 0), ci[0], 1e-12)
+	}
+
+	// A manifest of "near" in two lines, and its two shards merged.
+	dir := t.TempDir()
+	x, tg := readNpy[float32](t, g("near_logits.npy")), readNpy[int64](t, g("near_targets.npy"))
+	ids, lp := readNpy[int64](t, g("near_ids.npy")), readNpy[float32](t, g("near_logprobs.npy"))
+	n, v, k := len(tg), len(x)/len(tg), len(ids)/len(tg)
+	var lines []string
+	for s, r := range [][2]int{{0, n / 2}, {n / 2, n}} {
+		name := func(f string) string { return fmt.Sprintf("%s%d.npy", f, s) }
+		line, err := json.Marshal(map[string]string{
+			"logits":           writeNpyFile(t, dir, name("x"), matrixRows(x[r[0]*v:r[1]*v], v)),
+			"targets":          writeNpyFile(t, dir, name("t"), tg[r[0]:r[1]]),
+			"teacher_ids":      writeNpyFile(t, dir, name("i"), matrixRows(ids[r[0]*k:r[1]*k], k)),
+			"teacher_logprobs": writeNpyFile(t, dir, name("p"), matrixRows(lp[r[0]*k:r[1]*k], k))})
+		require.NoError(t, err)
+		lines = append(lines, string(line))
+	}
+	mf := filepath.Join(dir, "m.jsonl")
+	require.NoError(t, os.WriteFile(mf, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	base := []string{"eval", "--device", "cpu", "--json", "--stderr"}
+	whole := evalJSON(t, append(base, "--logits", g("near_logits.npy"), "--targets", g("near_targets.npy"),
+		"--teacher-ids", g("near_ids.npy"), "--teacher-logprobs", g("near_logprobs.npy"))...)
+	var parts []string
+	for i, sh := range []string{"0/2", "1/2"} {
+		p := filepath.Join(dir, fmt.Sprintf("S%d.json", i))
+		evalJSON(t, append(base, "--manifest", mf, "--shard", sh, "--stats-out", p)...)
+		parts = append(parts, p)
+	}
+	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+	require.InEpsilon(t, whole["kl_stderr"], merged["kl_stderr"], 1e-9)
+	require.InEpsilon(t, whole["kl_stderr"], evalJSON(t, append(base, "--manifest", mf)...)["kl_stderr"], 1e-9)
+}
+
+// ones returns n ones.
+func ones(n int) []float64 {
+	w := make([]float64, n)
+	for i := range w {
+		w[i] = 1
+	}
+	return w
+}
+
+// matrixRows returns x as rows of n.
+func matrixRows[T any](x []T, n int) [][]T {
+	r := make([][]T, len(x)/n)
+	for i := range r {
+		r[i] = x[i*n : (i+1)*n]
+	}
+	return r
 }

@@ -34,11 +34,7 @@ func clusteredSE(s, w []float64) (m, se float64) {
 // rowsSE returns s/√n of the losses l (s their sample standard
 // deviation): the standard error of their mean, each its own cluster.
 func rowsSE(l []float64) float64 {
-	w := make([]float64, len(l))
-	for i := range w {
-		w[i] = 1
-	}
-	_, se := clusteredSE(l, w)
+	_, se := clusteredSE(l, ones(len(l)))
 	return se
 }
 

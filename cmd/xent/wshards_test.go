@@ -82,7 +82,7 @@ func TestEvalWeightShards(t *testing.T) {
 	lshards, _ := splitClassifier(t, dir, "distill", readNpy[float32](t, g("linear_plain_w.npy")), int(lc["d"].(float64)), 70)
 	n := counted(t, g("linear_plain_targets.npy"))
 	dargs := []string{"eval", "--hidden", g("linear_plain_h.npy"), "--bias", g("linear_plain_b.npy"), "--targets", g("linear_plain_targets.npy"),
-		"--teacher-ids", g("linear_plain_ids.npy"), "--teacher-logprobs", g("linear_plain_logprobs.npy"), "--topk", "1,5", "--json"}
+		"--teacher-ids", g("linear_plain_ids.npy"), "--teacher-logprobs", g("linear_plain_logprobs.npy"), "--topk", "1,5", "--stderr", "--json"}
 	for _, dev := range devs {
 		split := evalJSON(t, append(append(dargs, "--device", dev), lshards...)...)
 		require.InEpsilon(t, lc["kl"].(float64)/n, split["kl"], 1e-5, "PyTorch's KL on %s", dev)

@@ -138,11 +138,13 @@ type Result struct {
 	Rows         []float32          // per-row losses (Config.KeepRows)
 	Correct      []bool             // whether each row's argmax is its target (Config.KeepRows)
 	Greater      []int64            // each row's classes above its target (Config.KeepRows and TopK; MaxInt64 for a NaN row)
+	KLRows       []float64          // each row's KL from the teacher (Config.KeepRows and Distill; not token-weighted)
 	Lead         []int              // the rows' shape in their file: [rows], or [batch, sequence] for [batch × sequence × vocab]
 	Positions    *Positions         // the loss by position (Config.SeqLen or ByPosition)
 	Spread       *Spread            // the sums of the mean loss's standard error (Config.StdErr)
 	AccSpread    *Spread            // the sums of the accuracy's standard error (Config.StdErr)
 	TopKSpread   []Spread           // the sums of each top-k accuracy's standard error (Config.StdErr and TopK)
+	KLSpread     *Spread            // the sums of the mean KL's standard error (Config.StdErr and Distill)
 	Calibration  *batch.Calibration // Config.Calibration or TopK
 	Ranks        *batch.RankStats   // Config.TopK
 	Distill      bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -660,6 +662,7 @@ func (e *Evaluator) linear(ctx context.Context, dev device.Device, l Line) (Resu
 		}
 		if tc != nil {
 			res.KL = e.klOf(kl, tg, tw)
+			r.KLRows = kl
 		}
 		if grads {
 			err = ce.Backward(ctx, g, hm, wm, b, tg, part, batch.One)
@@ -779,7 +782,7 @@ func (e *Evaluator) linearShards(ctx context.Context, dev device.Device, l Line,
 		if err != nil {
 			return Result{}, teacherError(l, err)
 		}
-		res.KL = kr.KL
+		res.KL, r.KLRows = kr.KL, kr.KLRows
 	}
 	var g batch.LinearGrads
 	if e.cfg.GradH {
@@ -919,9 +922,11 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 			return Result{}, err
 		}
 		if tc != nil {
-			if res.KL, err = e.shardsKL(ctx, dev, xs, c0s, vocab, part, tg[lo:hi], sub(tw, lo, hi), tc.RowRange(lo, hi)); err != nil {
+			kl, err := e.shardsKL(ctx, dev, xs, c0s, vocab, part, tg[lo:hi], tc.RowRange(lo, hi))
+			if err != nil {
 				return Result{}, teacherError(l, rowsFrom(err, lo))
 			}
+			res.KL, r.KLRows = e.klOf(kl, tg[lo:hi], sub(tw, lo, hi)), append(r.KLRows, kl...)
 		}
 		r.Stats.Merge(res.Stats)
 		r.Rows, r.Correct = append(r.Rows, res.Losses...), append(r.Correct, res.CorrectRows...)
@@ -930,39 +935,36 @@ func (e *Evaluator) shards(ctx context.Context, dev device.Device, l Line) (Resu
 	return e.positions(r, tg, tw, seq), nil
 }
 
-// shardsKL returns Σ w_i·KL_i of a chunk of rows of logits shards (their
-// rows xs, first classes c0s, of a vocabulary of vocab classes) given
-// their partials merged over the whole vocabulary, their targets tg, token
-// weights tw (nil for all 1) and teacher t: each shard's KL parts taken
-// against the merged partials (batch.Loss.KLPartials) and merged, and
-// each row's KL from them, as the unsplit logits' Loss.KL gives it. The
+// shardsKL returns each row's KL of a chunk of rows of logits shards
+// (their rows xs, first classes c0s, of a vocabulary of vocab classes)
+// given their partials merged over the whole vocabulary, their targets tg
+// and teacher t (0 for an ignored row): each shard's KL parts taken
+// against the merged partials (batch.Loss.KLPartials) and merged, and each
+// row's KL from them, as the unsplit logits' Loss.KL gives it. The
 // teacher's Losses have the loss's options but the class weights, which
 // the KL does not use (and Distill refuses).
-func (e *Evaluator) shardsKL(ctx context.Context, dev device.Device, xs []batch.Matrix, c0s []int, vocab int, part []batch.Partial, tg []int32, tw []float32, t batch.Teacher) (float64, error) {
+func (e *Evaluator) shardsKL(ctx context.Context, dev device.Device, xs []batch.Matrix, c0s []int, vocab int, part []batch.Partial, tg []int32, t batch.Teacher) ([]float64, error) {
 	opts := append(e.cfg.options(), batch.Distill(t, 0))
 	kp, kk := make([]batch.KLPart, len(tg)), make([]batch.KLPart, len(tg))
 	for k, x := range xs {
 		kl, err := batch.New(dev, append(opts, batch.Shard(c0s[k], vocab))...)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		clear(kk)
 		if err := kl.KLPartials(ctx, kk, x, tg, part); err != nil {
-			return 0, err
+			return nil, err
 		}
 		for i := range kp {
 			kp[i].Merge(kk[i])
 		}
 	}
-	if tw != nil {
-		opts = append(opts, batch.TokenWeights(tw))
-	}
-	fin, err := batch.New(dev, append(opts, batch.Shard(0, vocab))...)
+	fin, err := batch.New(dev, append(opts, batch.Shard(0, vocab), batch.KeepRows())...)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	res, err := fin.FinishKL(part, kp, tg)
-	return res.KL, err
+	return res.KLRows, err
 }
 
 // A logitsFile is a file of logits rows: mapped (whole) where they can
@@ -1076,6 +1078,7 @@ func (e *Evaluator) logits(ctx context.Context, dev device.Device, l Line) (Resu
 					return teacherError(l, rowsFrom(err, lo))
 				}
 				res.KL = e.klOf(kl, tg[lo:hi], sub(tw, lo, hi))
+				r.KLRows = append(r.KLRows, kl...)
 			}
 		} else if res, err = ce.Forward(ctx, x, tg[lo:hi]); err != nil {
 			return err
@@ -1165,6 +1168,9 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	}
 	var sp, acc Spread
 	sums, hits := clusters{c: -1, done: sp.Add}, clusters{c: -1, done: acc.Add}
+	var kls Spread
+	klsum := clusters{c: -1, done: kls.Add}
+	klOn := e.cfg.StdErr && r.Distill
 	var top []Spread
 	var tops []clusters
 	if e.cfg.StdErr && r.Ranks != nil {
@@ -1179,12 +1185,16 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 		}
 		sums.add(c, float64(r.Rows[i]), d)
 		hits.add(c, one(r.Correct[i]), 1)
+		if klOn {
+			klsum.add(c, d*r.KLRows[i], d)
+		}
 		for j := range tops {
 			tops[j].add(c, one(r.Greater[i] < int64(r.Ranks.K[j])), 1)
 		}
 	})
 	sums.flush()
 	hits.flush()
+	klsum.flush()
 	for j := range tops {
 		tops[j].flush()
 	}
@@ -1192,8 +1202,11 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	if e.cfg.StdErr {
 		r.Spread, r.AccSpread, r.TopKSpread = &sp, &acc, top
 	}
+	if klOn {
+		r.KLSpread = &kls
+	}
 	if !e.cfg.KeepRows {
-		r.Rows, r.Correct, r.Greater = nil, nil, nil
+		r.Rows, r.Correct, r.Greater, r.KLRows = nil, nil, nil, nil
 	}
 	return r
 }
@@ -1241,6 +1254,7 @@ type Total struct {
 	Spread      *Spread            // nil without Config.StdErr
 	AccSpread   *Spread            // nil without Config.StdErr
 	TopKSpread  []Spread           // nil without Config.StdErr and TopK
+	KLSpread    *Spread            // nil without Config.StdErr and Distill
 	Calibration *batch.Calibration // nil without Config.Calibration or TopK
 	Ranks       *batch.RankStats   // nil without Config.TopK
 	Distill     bool               // Config.Distill: Stats.KL is the teacher's KL
@@ -1249,7 +1263,7 @@ type Total struct {
 
 // TotalOf returns the total of one line's result.
 func TotalOf(r Result) Total {
-	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, AccSpread: r.AccSpread, TopKSpread: r.TopKSpread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
+	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, AccSpread: r.AccSpread, TopKSpread: r.TopKSpread, KLSpread: r.KLSpread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
 }
 
 // Add adds one line's result.
@@ -1302,6 +1316,7 @@ func (t *Total) Merge(o Total) error {
 	}
 	mergeSpread(&t.Spread, o.Spread)
 	mergeSpread(&t.AccSpread, o.AccSpread)
+	mergeSpread(&t.KLSpread, o.KLSpread)
 	if err := mergeSpreads(&t.TopKSpread, o.TopKSpread); err != nil {
 		return err
 	}

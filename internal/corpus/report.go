@@ -66,6 +66,11 @@ type Report struct {
 	// tail bin (--teacher-ids, --teacher-logprobs; null when nothing
 	// counts), absent without.
 	KL *Nullable `json:"kl,omitempty"`
+	// KLStdErr is the mean KL's standard error over the clusters, and KL95
+	// its 95% interval (its low end at least 0), with --stderr; absent
+	// without.
+	KLStdErr *Nullable  `json:"kl_stderr,omitempty"`
+	KL95     []*float64 `json:"kl_95,omitempty"`
 	// BitsPerByte is the log-loss's sum (the z-loss taken out) over the
 	// text's bytes, in bits: Σ nll / (ln 2 · bytes), and BytePerplexity
 	// 2^BitsPerByte (null when nothing counts), absent without the bytes
@@ -133,6 +138,12 @@ func ReportOf(t Total, device string) Report {
 	if t.Distill {
 		kl := Nullable(st.MeanKL())
 		r.KL = &kl
+	}
+	if sp := t.KLSpread; sp != nil {
+		se := sp.StdErr()
+		ns := Nullable(se)
+		lo, hi := Interval95(st.MeanKL(), se, sp.Clusters)
+		r.KLStdErr, r.KL95 = &ns, []*float64{num(max(lo, 0)), num(hi)}
 	}
 	// Nothing counted: null, not the 0 of an empty sum.
 	counted := func(v float64) *Nullable {

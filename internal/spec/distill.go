@@ -302,12 +302,14 @@ func runDistill(t *testing.T, dev device.Device, c DistillCase, typ batch.DType,
 			}
 			if int64(p.Targets[i]) == c.Opts.Ignore {
 				require.Zero(t, res.Losses[i], "row %d is ignored", i)
+				require.Zero(t, res.KLRows[i], "row %d is ignored", i)
 				continue
 			}
 			want := (1-a)*ref.Loss[i] + a*dr.KL[i]
 			slack := a*(ltol*dr.KLMag[i]+dr.KLSlack[i]) + (1-a)*ref.Slack[i]
 			require.True(t, distillClose(float64(res.Losses[i]), w*want, w*(ltol*math.Abs((1-a)*ref.Loss[i])+slack)),
 				"%v row %d: loss %v, want %v = (1-%g)·%v + %g·%v (slack %.3g)", typ, i, res.Losses[i], w*want, a, ref.Loss[i], a, dr.KL[i], slack)
+			require.True(t, distillClose(res.KLRows[i], dr.KL[i], ltol*dr.KLMag[i]+dr.KLSlack[i]), "%v row %d: KLRows %v, want %v", typ, i, res.KLRows[i], dr.KL[i])
 			sum += w * want
 			kl += w * dr.KL[i]
 			den += w
@@ -638,6 +640,7 @@ func RunLinearDistill(t *testing.T, dev device.Device, tol float64) {
 							want := (1-c.alpha)*lr.Loss[i] + c.alpha*dr.KL[i]
 							slack := (1-c.alpha)*lr.lossTol(i, tol) + c.alpha*(max(tol, 1e-5)*dr.KLMag[i]+dr.KLSlack[i]+8*lr.ZErr[i])
 							require.True(t, distillClose(float64(res.Losses[i]), want, slack), "pass %d row %d: loss %v, want %v (slack %.3g)", pass, i, res.Losses[i], want, slack)
+							require.True(t, distillClose(res.KLRows[i], dr.KL[i], max(tol, 1e-5)*dr.KLMag[i]+dr.KLSlack[i]+8*lr.ZErr[i]), "pass %d row %d: KLRows %v, want %v", pass, i, res.KLRows[i], dr.KL[i])
 							kl += dr.KL[i]
 						}
 						require.True(t, distillClose(res.KL, kl, 1e-4*math.Abs(kl)+1e-5), "pass %d: KL %v, want %v", pass, res.KL, kl)
