@@ -232,8 +232,8 @@ func TestEvalTeacherShards(t *testing.T) {
 // ("kl_95"): of PyTorch's per-row KL (1-D rows: each its own cluster) of
 // the golden cases "near" (logits) and "linear_plain" (hidden states
 // through the fused linear), the interval's t that of Student's t's two
-// tails of 5%; a manifest of the logits in two lines and its shards
-// merged give the same.
+// tails of 5%; token-weighted; a manifest of the logits in two lines and
+// its shards merged give the same.
 func TestEvalKLStdErr(t *testing.T) {
 	g, _ := distillGolden(t)
 	for _, c := range []struct{ name, rows string }{{"near", "--logits"}, {"linear_plain", "--hidden"}} {
@@ -261,9 +261,25 @@ func TestEvalKLStdErr(t *testing.T) {
 		require.InDelta(t, max(kl-tq*got["kl_stderr"].(float64), 0), ci[0], 1e-12)
 	}
 
-	// A manifest of "near" in two lines, and its two shards merged.
+	// With token weights: of each row's w·KL and w.
 	dir := t.TempDir()
-	x, tg := readNpy[float32](t, g("near_logits.npy")), readNpy[int64](t, g("near_targets.npy"))
+	tg := readNpy[int64](t, g("near_targets.npy"))
+	kls, tw := readNpy[float64](t, g("near_kl.npy")), make([]float32, len(tg))
+	var s, w []float64
+	for i, v := range tg {
+		tw[i] = float32(1+i%4) / 2
+		if v != -100 {
+			s, w = append(s, float64(tw[i])*kls[i]), append(w, float64(tw[i]))
+		}
+	}
+	m, se := clusteredSE(s, w)
+	got := evalJSON(t, "eval", "--logits", g("near_logits.npy"), "--targets", g("near_targets.npy"), "--token-weights", writeNpyFile(t, dir, "tw.npy", tw),
+		"--teacher-ids", g("near_ids.npy"), "--teacher-logprobs", g("near_logprobs.npy"), "--device", "cpu", "--json", "--stderr")
+	require.InEpsilon(t, m, got["kl"], 1e-5)
+	require.InEpsilon(t, se, got["kl_stderr"], 1e-4, "token-weighted")
+
+	// A manifest of "near" in two lines, and its two shards merged.
+	x := readNpy[float32](t, g("near_logits.npy"))
 	ids, lp := readNpy[int64](t, g("near_ids.npy")), readNpy[float32](t, g("near_logprobs.npy"))
 	n, v, k := len(tg), len(x)/len(tg), len(ids)/len(tg)
 	var lines []string
