@@ -712,12 +712,7 @@ func (pl *plan) rank(e []float32, x vec, pt *ce.Partial, tl int) ce.Rank {
 	for lo := 0; lo < n; lo += cl {
 		hi := min(lo+cl, n)
 		_, z := pl.load(x, lo, hi)
-		var g int64
-		for _, v := range z {
-			if v > zt {
-				g++
-			}
-		}
+		g := int64(k.countAbove(z, zt))
 		if tl >= lo && tl < hi && z[tl-lo] > zt { // the target itself, computed apart (another device's partial)
 			g--
 		}

@@ -34,6 +34,9 @@ type Impl struct {
 	scale func(dst []float32, c float32)
 	// index returns the first j with x_j == v, or -1.
 	index func(x []float32, v float32) int
+	// countAbove returns how many x_j > v (a NaN on either side is not
+	// above).
+	countAbove func(x []float32, v float32) int
 	// dot returns Σ_j w_j·(x_j - r) in float64 (w nil: all 1); -Inf
 	// terms and NaN propagate as in the scalar sum.
 	dot func(x, w []float32, r float32) float64
@@ -63,7 +66,7 @@ type Impl struct {
 func (k *Impl) Name() string { return k.name }
 
 // portable is the pure-Go implementation, available everywhere.
-var portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric,
+var portable = &Impl{name: "portable", chunk: chunkGeneric, max: maxGeneric, scale: scaleGeneric, index: indexGeneric, countAbove: countAboveGeneric,
 	dot: dotGeneric, axpy: axpyGeneric, capTo: capGeneric, chunkDot: chunkDotGeneric, grad: gradGeneral, half: portableHalf}
 
 // simd is the fastest vector implementation this CPU runs, nil when none;

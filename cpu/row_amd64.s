@@ -1037,6 +1037,47 @@ indexAVX2_found:
 	MOVQ DX, ret+32(FP)
 	RET
 
+// func countAboveAVX2(x []float32, v float32) int
+// Requires: AVX, AVX2, POPCNT, SSE
+TEXT ·countAboveAVX2(SB), NOSPLIT, $0-40
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVSS        v+24(FP), X0
+	VBROADCASTSS X0, Y0
+	XORQ         DX, DX
+	XORQ         BX, BX
+
+countAboveAVX2_x1:
+	CMPQ      CX, $0x00000008
+	JL        countAboveAVX2_x1_end
+	VMOVUPS   (AX)(DX*4), Y1
+	VCMPPS    $0x1e, Y0, Y1, Y1
+	VMOVMSKPS Y1, SI
+	POPCNTQ   SI, SI
+	ADDQ      SI, BX
+	ADDQ      $0x00000008, DX
+	SUBQ      $0x00000008, CX
+	JMP       countAboveAVX2_x1
+
+countAboveAVX2_x1_end:
+	TESTQ      CX, CX
+	JZ         countAboveAVX2_done
+	LEAQ       xent_masktab<>+0(SB), SI
+	MOVQ       $0x0000000000000008, DI
+	SUBQ       CX, DI
+	VMOVUPS    (SI)(DI*4), Y1
+	VMASKMOVPS (AX)(DX*4), Y1, Y2
+	VCMPPS     $0x1e, Y0, Y2, Y0
+	VANDPS     Y1, Y0, Y0
+	VMOVMSKPS  Y0, SI
+	POPCNTQ    SI, SI
+	ADDQ       SI, BX
+
+countAboveAVX2_done:
+	VZEROUPPER
+	MOVQ BX, ret+32(FP)
+	RET
+
 // func dotAVX2(x []float32, w []float32, r float32) float64
 // Requires: AVX, AVX2, FMA3, SSE, SSE2
 TEXT ·dotAVX2(SB), NOSPLIT, $0-64
@@ -3244,6 +3285,46 @@ indexAVX512_found:
 	BSFQ BX, BX
 	ADDQ BX, DX
 	MOVQ DX, ret+32(FP)
+	RET
+
+// func countAboveAVX512(x []float32, v float32) int
+// Requires: AVX, AVX512F, BMI2, POPCNT, SSE
+TEXT ·countAboveAVX512(SB), NOSPLIT, $0-40
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVSS        v+24(FP), X0
+	VBROADCASTSS X0, Z0
+	XORQ         DX, DX
+	XORQ         BX, BX
+
+countAboveAVX512_x1:
+	CMPQ    CX, $0x00000010
+	JL      countAboveAVX512_x1_end
+	VMOVUPS (AX)(DX*4), Z1
+	VCMPPS  $0x1e, Z0, Z1, K1
+	KMOVW   K1, SI
+	POPCNTQ SI, SI
+	ADDQ    SI, BX
+	ADDQ    $0x00000010, DX
+	SUBQ    $0x00000010, CX
+	JMP     countAboveAVX512_x1
+
+countAboveAVX512_x1_end:
+	TESTQ     CX, CX
+	JZ        countAboveAVX512_done
+	MOVL      $0x0000ffff, SI
+	BZHIL     CX, SI, SI
+	KMOVW     SI, K1
+	VMOVUPS.Z (AX)(DX*4), K1, Z1
+	VCMPPS    $0x1e, Z0, Z1, K2
+	KANDW     K1, K2, K2
+	KMOVW     K2, SI
+	POPCNTQ   SI, SI
+	ADDQ      SI, BX
+
+countAboveAVX512_done:
+	VZEROUPPER
+	MOVQ BX, ret+32(FP)
 	RET
 
 // func dotAVX512(x []float32, w []float32, r float32) float64

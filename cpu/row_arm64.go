@@ -13,7 +13,7 @@ var simdWhy string
 // arithmetic. The kernels without a NEON loop yet take the portable ones.
 func init() {
 	neon := vector(vectorKernels{name: "neon", maxNaN: maxNaN16, expSum: expSum16, expSumMax: expSumMax16,
-		scale: scale16, index: indexGeneric, dot: dotGeneric, axpy: func(dst, w []float32, a, b float32) { axpyGeneric(dst, a, b, w) },
+		scale: scale16, index: indexGeneric, countAbove: countAboveGeneric, dot: dotGeneric, axpy: func(dst, w []float32, a, b float32) { axpyGeneric(dst, a, b, w) },
 		capTo: capGeneric, lanes: 4,
 		grad: func(dst, x, w []float32, shift, a, b, c, inv float32, _ bool) {
 			gradGeneral(dst, x, shift, a, b, w, c, inv)

@@ -38,6 +38,18 @@ func max32(m, v float32) float32 {
 	return m
 }
 
+// countAboveGeneric returns how many x_j > v (a NaN on either side is
+// not above).
+func countAboveGeneric(x []float32, v float32) int {
+	n := 0
+	for _, u := range x {
+		if u > v {
+			n++
+		}
+	}
+	return n
+}
+
 // indexGeneric returns the first j with x_j == v, or -1.
 func indexGeneric(x []float32, v float32) int {
 	for j, u := range x {

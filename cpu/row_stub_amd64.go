@@ -29,6 +29,9 @@ func scaleAVX2(dst []float32, c float32)
 // indexAVX2 returns the first j with x_j == v, or -1.
 func indexAVX2(x []float32, v float32) int
 
+// countAboveAVX2 returns how many x_j > v (ordered: a NaN is never above, nor is anything above a NaN v).
+func countAboveAVX2(x []float32, v float32) int
+
 // dotAVX2 returns Σ_j w_j·(x_j - r) (len(w) == 0: all 1) in float32 lanes over each Block and float64 lanes across;
 // a term past the float32 range makes it ±Inf or NaN.
 func dotAVX2(x []float32, w []float32, r float32) float64
@@ -83,6 +86,9 @@ func scaleAVX512(dst []float32, c float32)
 
 // indexAVX512 returns the first j with x_j == v, or -1.
 func indexAVX512(x []float32, v float32) int
+
+// countAboveAVX512 returns how many x_j > v (ordered: a NaN is never above, nor is anything above a NaN v).
+func countAboveAVX512(x []float32, v float32) int
 
 // dotAVX512 returns Σ_j w_j·(x_j - r) (len(w) == 0: all 1) in float32 lanes over each Block and float64 lanes across;
 // a term past the float32 range makes it ±Inf or NaN.

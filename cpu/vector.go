@@ -27,6 +27,8 @@ type vectorKernels struct {
 	expSumMax func(x []float32, m float32, pre []float32) (float64, float32)
 	scale     func(dst []float32, c float32)
 	index     func(x []float32, v float32) int
+	// countAbove is Impl.countAbove.
+	countAbove func(x []float32, v float32) int
 	// dot is Impl.dot in float32 lanes (±Inf or NaN when a term overflows).
 	dot   func(x, w []float32, r float32) float64
 	axpy  func(dst, w []float32, a, b float32)
@@ -154,12 +156,13 @@ func vector(k vectorKernels) *Impl {
 		return dotGeneric(x, w, r)
 	}
 	return &Impl{
-		name:  k.name,
-		chunk: chunk,
-		max:   k.maxNaN,
-		scale: k.scale,
-		index: k.index,
-		dot:   dot,
+		name:       k.name,
+		chunk:      chunk,
+		max:        k.maxNaN,
+		scale:      k.scale,
+		index:      k.index,
+		countAbove: k.countAbove,
+		dot:        dot,
 		axpy: func(dst []float32, a, b float32, w []float32) {
 			if w != nil {
 				w = w[:len(dst)]

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -126,6 +127,19 @@ func TestVectorLengths(t *testing.T) {
 				at := rng.IntN(n)
 				require.Equal(t, at, k.index(x, x[at]) /* values are distinct */, "%s: index, n %d", k.name, n)
 				require.Equal(t, -1, k.index(x, 1000), "%s: index of an absent value, n %d", k.name, n)
+				// countAbove, with NaN and ±Inf among the values and as v,
+				// and v equal to a value (not above itself).
+				e := slices.Clone(x)
+				e[rng.IntN(n)], e[rng.IntN(n)], e[rng.IntN(n)] = float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))
+				for _, v := range []float32{x[at], e[at], 0, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())} {
+					want := 0
+					for _, u := range e {
+						if !math.IsNaN(float64(u)) && !math.IsNaN(float64(v)) && float64(u) > float64(v) {
+							want++
+						}
+					}
+					require.Equal(t, want, k.countAbove(e, v), "%s: countAbove %v, n %d", k.name, v, n)
+				}
 			}
 			for _, ws := range [][]float32{nil, w} {
 				require.InDelta(t, dotGeneric(x, ws, 0.5), k.dot(x, ws, 0.5), 1e-5*float64(n+1), "%s: dot, n %d", k.name, n)

@@ -769,6 +769,64 @@ func (s isa) index() {
 	RET()
 }
 
+// ---- countAbove ----
+
+// countAbove: how many x_j > v, by an ordered compare (a NaN on either
+// side is not above), the mask's bits counted a vector at a time.
+func (s isa) countAbove() {
+	TEXT("countAbove"+s.name, NOSPLIT, "func(x []float32, v float32) int")
+	Doc("countAbove" + s.name + " returns how many x_j > v (ordered: a NaN is never above, nor is anything above a NaN v).")
+	l := labels("countAbove" + s.name)
+	p, n := slice("x")
+	vv := s.bcast(Load(Param("v"), XMM()))
+	j, c, bits := GP64(), GP64(), GP64()
+	XORQ(j, j)
+	XORQ(c, c)
+	cmp := func(v reg.VecVirtual, t *tail) {
+		if s.avx512 {
+			k := K()
+			VCMPPS(Imm(0x1e), vv, v, k) // GT_OQ: v_lane > vv
+			if t != nil {
+				KANDW(t.k, k, k)
+			}
+			KMOVW(k, bits.As32())
+		} else {
+			m := s.vec()
+			VCMPPS(Imm(0x1e), vv, v, m)
+			if t != nil {
+				VANDPS(t.y, m, m)
+			}
+			VMOVMSKPS(m, bits.As32())
+		}
+		POPCNTQ(bits, bits)
+		ADDQ(bits, c)
+	}
+	Label(l.L("x1"))
+	CMPQ(n, U32(s.lanes))
+	JL(LabelRef(l.L("x1_end")))
+	{
+		v := s.vec()
+		VMOVUPS(Mem{Base: p, Index: j, Scale: 4}, v)
+		cmp(v, nil)
+		ADDQ(U32(s.lanes), j)
+		SUBQ(U32(s.lanes), n)
+		JMP(LabelRef(l.L("x1")))
+	}
+	Label(l.L("x1_end"))
+	TESTQ(n, n)
+	JZ(LabelRef(l.L("done")))
+	{
+		t := s.tailMask(n)
+		v := s.vec()
+		t.load(Mem{Base: p, Index: j, Scale: 4}, v)
+		cmp(v, &t)
+	}
+	Label(l.L("done"))
+	VZEROUPPER()
+	Store(c, ReturnIndex(0))
+	RET()
+}
+
 // ---- dot ----
 
 // dot: Σ_j w_j·(x_j - r) (w empty: all 1), in float32 lanes over each
@@ -1276,6 +1334,7 @@ func main() {
 		s.expSumMaxHalf("F16")
 		s.scale()
 		s.index()
+		s.countAbove()
 		s.dot()
 		s.axpy()
 		s.capTo()
