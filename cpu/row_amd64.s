@@ -1002,7 +1002,7 @@ indexAVX2_x1:
 	CMPQ      CX, $0x00000008
 	JL        indexAVX2_x1_end
 	VMOVUPS   (AX)(DX*4), Y1
-	VCMPPS    $0x00, Y1, Y0, Y1
+	VCMPPS    $0x00, Y0, Y1, Y1
 	VMOVMSKPS Y1, BX
 	TESTQ     BX, BX
 	JNZ       indexAVX2_found
@@ -1018,7 +1018,7 @@ indexAVX2_x1_end:
 	SUBQ       CX, SI
 	VMOVUPS    (BX)(SI*4), Y1
 	VMASKMOVPS (AX)(DX*4), Y1, Y2
-	VCMPPS     $0x00, Y2, Y0, Y0
+	VCMPPS     $0x00, Y0, Y2, Y0
 	VANDPS     Y1, Y0, Y0
 	VMOVMSKPS  Y0, BX
 	TESTQ      BX, BX
@@ -1044,8 +1044,8 @@ TEXT ·countAboveAVX2(SB), NOSPLIT, $0-40
 	MOVQ         x_len+8(FP), CX
 	MOVSS        v+24(FP), X0
 	VBROADCASTSS X0, Y0
-	XORQ         DX, DX
 	XORQ         BX, BX
+	XORQ         DX, DX
 
 countAboveAVX2_x1:
 	CMPQ      CX, $0x00000008
@@ -3253,7 +3253,7 @@ indexAVX512_x1:
 	CMPQ    CX, $0x00000010
 	JL      indexAVX512_x1_end
 	VMOVUPS (AX)(DX*4), Z1
-	VCMPPS  $0x00, Z1, Z0, K1
+	VCMPPS  $0x00, Z0, Z1, K1
 	KMOVW   K1, BX
 	TESTQ   BX, BX
 	JNZ     indexAVX512_found
@@ -3268,7 +3268,7 @@ indexAVX512_x1_end:
 	BZHIL     CX, BX, BX
 	KMOVW     BX, K1
 	VMOVUPS.Z (AX)(DX*4), K1, Z1
-	VCMPPS    $0x00, Z1, Z0, K2
+	VCMPPS    $0x00, Z0, Z1, K2
 	KANDW     K1, K2, K2
 	KMOVW     K2, BX
 	TESTQ     BX, BX
@@ -3294,8 +3294,8 @@ TEXT ·countAboveAVX512(SB), NOSPLIT, $0-40
 	MOVQ         x_len+8(FP), CX
 	MOVSS        v+24(FP), X0
 	VBROADCASTSS X0, Z0
-	XORQ         DX, DX
 	XORQ         BX, BX
+	XORQ         DX, DX
 
 countAboveAVX512_x1:
 	CMPQ    CX, $0x00000010

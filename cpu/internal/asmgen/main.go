@@ -702,25 +702,18 @@ func (s isa) scale() {
 	RET()
 }
 
-// ---- index ----
+// ---- index, countAbove ----
 
-func (s isa) index() {
-	TEXT("index"+s.name, NOSPLIT, "func(x []float32, v float32) int")
-	Doc("index" + s.name + " returns the first j with x_j == v, or -1.")
-	l := labels("index" + s.name)
-	p, n := slice("x")
-	vv := s.bcast(Load(Param("v"), XMM()))
-	j := GP64()
-	XORQ(j, j)
-	bits := GP64()
-	found := func() {
-		TESTQ(bits, bits)
-		JNZ(LabelRef(l.L("found")))
-	}
+// scanMask walks x (p, n; n counts down, j up from 0) a vector at a time,
+// then its masked tail, setting bits to the lanes' mask of the ordered
+// compare x_lane pred v (an avo VCMPPS predicate: 0 EQ_OQ, 0x1e GT_OQ;
+// the tail's lanes past n are 0) and calling each after every vector;
+// then it goes to the label end.
+func (s isa) scanMask(l labels, p, n, j reg.GPVirtual, pred uint8, vv reg.VecVirtual, bits reg.GPVirtual, each func(), end string) {
 	cmp := func(v reg.VecVirtual, t *tail) {
 		if s.avx512 {
 			k := K()
-			VCMPPS(Imm(0), v, vv, k) // EQ_OQ
+			VCMPPS(Imm(uint64(pred)), vv, v, k)
 			if t != nil {
 				KANDW(t.k, k, k)
 			}
@@ -728,12 +721,13 @@ func (s isa) index() {
 			return
 		}
 		c := s.vec()
-		VCMPPS(Imm(0), v, vv, c)
+		VCMPPS(Imm(uint64(pred)), vv, v, c)
 		if t != nil {
 			VANDPS(t.y, c, c)
 		}
 		VMOVMSKPS(c, bits.As32())
 	}
+	XORQ(j, j)
 	Label(l.L("x1"))
 	CMPQ(n, U32(s.lanes))
 	JL(LabelRef(l.L("x1_end")))
@@ -741,21 +735,33 @@ func (s isa) index() {
 		v := s.vec()
 		VMOVUPS(Mem{Base: p, Index: j, Scale: 4}, v)
 		cmp(v, nil)
-		found()
+		each()
 		ADDQ(U32(s.lanes), j)
 		SUBQ(U32(s.lanes), n)
 		JMP(LabelRef(l.L("x1")))
 	}
 	Label(l.L("x1_end"))
 	TESTQ(n, n)
-	JZ(LabelRef(l.L("none")))
-	{
-		t := s.tailMask(n)
-		v := s.vec()
-		t.load(Mem{Base: p, Index: j, Scale: 4}, v)
-		cmp(v, &t)
-		found()
-	}
+	JZ(LabelRef(l.L(end)))
+	t := s.tailMask(n)
+	v := s.vec()
+	t.load(Mem{Base: p, Index: j, Scale: 4}, v)
+	cmp(v, &t)
+	each()
+	JMP(LabelRef(l.L(end)))
+}
+
+func (s isa) index() {
+	TEXT("index"+s.name, NOSPLIT, "func(x []float32, v float32) int")
+	Doc("index" + s.name + " returns the first j with x_j == v, or -1.")
+	l := labels("index" + s.name)
+	p, n := slice("x")
+	vv := s.bcast(Load(Param("v"), XMM()))
+	j, bits := GP64(), GP64()
+	s.scanMask(l, p, n, j, 0, vv, bits, func() { // EQ_OQ
+		TESTQ(bits, bits)
+		JNZ(LabelRef(l.L("found")))
+	}, "none")
 	Label(l.L("none"))
 	VZEROUPPER()
 	MOVQ(I64(-1), j)
@@ -769,8 +775,6 @@ func (s isa) index() {
 	RET()
 }
 
-// ---- countAbove ----
-
 // countAbove: how many x_j > v, by an ordered compare (a NaN on either
 // side is not above), the mask's bits counted a vector at a time.
 func (s isa) countAbove() {
@@ -780,47 +784,11 @@ func (s isa) countAbove() {
 	p, n := slice("x")
 	vv := s.bcast(Load(Param("v"), XMM()))
 	j, c, bits := GP64(), GP64(), GP64()
-	XORQ(j, j)
 	XORQ(c, c)
-	cmp := func(v reg.VecVirtual, t *tail) {
-		if s.avx512 {
-			k := K()
-			VCMPPS(Imm(0x1e), vv, v, k) // GT_OQ: v_lane > vv
-			if t != nil {
-				KANDW(t.k, k, k)
-			}
-			KMOVW(k, bits.As32())
-		} else {
-			m := s.vec()
-			VCMPPS(Imm(0x1e), vv, v, m)
-			if t != nil {
-				VANDPS(t.y, m, m)
-			}
-			VMOVMSKPS(m, bits.As32())
-		}
+	s.scanMask(l, p, n, j, 0x1e, vv, bits, func() { // GT_OQ
 		POPCNTQ(bits, bits)
 		ADDQ(bits, c)
-	}
-	Label(l.L("x1"))
-	CMPQ(n, U32(s.lanes))
-	JL(LabelRef(l.L("x1_end")))
-	{
-		v := s.vec()
-		VMOVUPS(Mem{Base: p, Index: j, Scale: 4}, v)
-		cmp(v, nil)
-		ADDQ(U32(s.lanes), j)
-		SUBQ(U32(s.lanes), n)
-		JMP(LabelRef(l.L("x1")))
-	}
-	Label(l.L("x1_end"))
-	TESTQ(n, n)
-	JZ(LabelRef(l.L("done")))
-	{
-		t := s.tailMask(n)
-		v := s.vec()
-		t.load(Mem{Base: p, Index: j, Scale: 4}, v)
-		cmp(v, &t)
-	}
+	}, "done")
 	Label(l.L("done"))
 	VZEROUPPER()
 	Store(c, ReturnIndex(0))
