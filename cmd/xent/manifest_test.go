@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -218,6 +219,11 @@ func TestEvalManifestHostile(t *testing.T) {
 	o1 := filepath.Join(dir, "o1.json")
 	code, _, errOut = runCmd("eval", "--manifest", other, "--weight", weight, "--device", "cpu", "--stats-out", o1, "--shard", "1/2")
 	require.Equal(t, 0, code, errOut)
+	// A shard of 10^14 (a hostile file's count is not allocated).
+	b, err := os.ReadFile(s0)
+	require.NoError(t, err)
+	huge := filepath.Join(dir, "huge.json")
+	require.NoError(t, os.WriteFile(huge, regexp.MustCompile(`"shards": *2`).ReplaceAll(b, []byte(`"shards": 100000000000000`)), 0o644))
 	for _, c := range []struct {
 		files []string
 		want  string
@@ -227,6 +233,7 @@ func TestEvalManifestHostile(t *testing.T) {
 		{[]string{s0, z1}, "z1.json: flags"},
 		{[]string{s0, o1}, "o1.json: of another manifest"},
 		{[]string{s0, m}, "M.jsonl: not partial statistics"},
+		{[]string{huge}, "shard 1/100000000000000 is missing (1 of 100000000000000 given)"},
 	} {
 		code, out, errOut := runCmd(append([]string{"merge"}, c.files...)...)
 		require.Equal(t, 1, code, errOut)

@@ -1,12 +1,16 @@
 package corpus_test
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/xentlab/xent/batch"
 	"github.com/xentlab/xent/internal/corpus"
 )
 
@@ -81,4 +85,117 @@ func linesEqual(a, b corpus.Line) bool {
 	return a.From == b.From && a.N == b.N && a.Logits == b.Logits && slices.Equal(a.Shards, b.Shards) && (a.Shards == nil) == (b.Shards == nil) &&
 		a.Hidden == b.Hidden && a.Weight == b.Weight && slices.Equal(a.WeightShards, b.WeightShards) && (a.WeightShards == nil) == (b.WeightShards == nil) &&
 		a.Bias == b.Bias && a.Targets == b.Targets && a.Weights == b.Weights && a.TeacherIDs == b.TeacherIDs && a.TeacherLogProbs == b.TeacherLogProbs && a.Text == b.Text
+}
+
+// FuzzPartials: any bytes as two shards' partial statistics (xent eval
+// --stats-out, xent compare's) are read, merged and reported, or refused
+// with an error (ReadPartial's naming the file), never a panic; what
+// merges gives a report JSON writes. The seeds are an evaluation's two
+// shards with every sum (the loss by position with its spreads, the
+// standard errors', the calibration, the ranks, a teacher's KL) and a
+// comparison's.
+func FuzzPartials(f *testing.F) {
+	sp := func(n int64) corpus.Spread { return corpus.Spread{Clusters: n, S: 3, W: 4, SS: 5, SW: 6, WW: 7} }
+	rs, err := batch.NewRankStats([]int{1, 5})
+	if err != nil {
+		f.Fatal(err)
+	}
+	rs.TopK[0], rs.TopK[1], rs.RR, rs.Counted = 2, 3, 2.5, 4
+	total := func(seq int) corpus.Total {
+		p := corpus.NewPositions(seq)
+		p.Spread = make([]corpus.Spread, seq)
+		for t := range seq {
+			p.Sum[t], p.Denom[t], p.Spread[t] = 1.5, 2, sp(2)
+		}
+		s, a, kl := sp(2), sp(2), sp(2)
+		return corpus.Total{Stats: batch.Stats{Rows: 6, Counted: 4, Sum: 5.5, Denom: 4, Correct: 2, KL: 0.75}, Positions: p, Spread: &s, AccSpread: &a,
+			TopKSpread: []corpus.Spread{sp(2), sp(2)}, KLSpread: &kl, Calibration: &batch.Calibration{}, Ranks: &rs, Distill: true, Files: 1}
+	}
+	flags := map[string]string{"stderr": "1"}
+	var seeds [][2][]byte
+	for _, seqs := range [][2]int{{3, 3}, {3, 5}} {
+		a, err := json.Marshal(corpus.PartialOf(total(seqs[0]), "sha", 2, 0, 2, flags, "cpu"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, err := json.Marshal(corpus.PartialOf(total(seqs[1]), "sha", 2, 1, 2, flags, "cpu"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(a, b)
+		seeds = append(seeds, [2][]byte{a, b})
+	}
+	pair := func(shard int) []byte {
+		t := total(4)
+		t.Distill, t.KLSpread, t.Stats.KL = false, nil, 0
+		dp := corpus.NewPositions(4)
+		dp.Spread = make([]corpus.Spread, 4)
+		q := corpus.Pair{A: t, B: t, Diff: sp(2), AccDiff: sp(2), TopKDiff: []corpus.Spread{sp(2), sp(2)}, DiffPositions: dp, Lower: 1}
+		b, err := json.Marshal(corpus.PartialOfPair(q, "a", "b", 2, shard, 2, flags, "cpu"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	f.Add(pair(0), pair(1))
+	seeds = append(seeds, [2][]byte{pair(0), pair(1)})
+	dir := f.TempDir()
+	for _, seed := range seeds {
+		if _, err := mergeReport(dir, seed[0], seed[1]); err != nil {
+			f.Fatalf("a seed does not merge: %v", err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		_, err := mergeReport(dir, a, b)
+		var read *readError
+		if errors.As(err, &read) && !strings.HasPrefix(read.err.Error(), read.name) {
+			t.Fatalf("an error not naming the file: %v", read.err)
+		}
+	})
+}
+
+// A readError is ReadPartial's error of the file name.
+type readError struct {
+	name string
+	err  error
+}
+
+func (e *readError) Error() string { return e.err.Error() }
+
+// mergeReport writes a and b as two partial statistics files in dir,
+// reads and merges them, and returns the merged statistics' report as
+// JSON, or the first error (ReadPartial's as a *readError).
+func mergeReport(dir string, a, b []byte) ([]byte, error) {
+	var ps []corpus.Partial
+	var names []string
+	for i, data := range [][]byte{a, b} {
+		name := filepath.Join(dir, fmt.Sprintf("S%d.json", i))
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			return nil, err
+		}
+		p, err := corpus.ReadPartial(name)
+		if err != nil {
+			return nil, &readError{name, err}
+		}
+		ps, names = append(ps, p), append(names, name)
+	}
+	m, err := corpus.Merge(ps, names)
+	if err != nil {
+		return nil, err
+	}
+	var report any
+	if m.Pair != nil {
+		q, err := m.PairOf()
+		if err != nil {
+			return nil, err
+		}
+		report = corpus.PairReportOf(q, m.Device)
+	} else {
+		tot, err := m.Total()
+		if err != nil {
+			return nil, err
+		}
+		report = corpus.ReportOf(tot, m.Device)
+	}
+	return json.Marshal(report)
 }

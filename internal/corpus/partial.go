@@ -432,7 +432,7 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 		return Partial{}, fmt.Errorf("no partial statistics to merge")
 	}
 	first := ps[0]
-	seen := make([]string, first.Shards)
+	seen := map[int]string{} // (a hostile file's count of shards is not allocated)
 	var devices []string
 	for k, p := range ps {
 		switch {
@@ -445,13 +445,15 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 			return Partial{}, fmt.Errorf("%s: shard %d/%d, %s is of %d shards", names[k], p.Shard, p.Shards, names[0], first.Shards)
 		case !sameFlags(p.Flags, first.Flags):
 			return Partial{}, fmt.Errorf("%s: flags %s differ from %s's %s", names[k], flagString(p.Flags), names[0], flagString(first.Flags))
+		case p.Shard < 0 || p.Shard >= p.Shards:
+			return Partial{}, fmt.Errorf("%s: shard %d/%d is not a shard", names[k], p.Shard, p.Shards)
 		case seen[p.Shard] != "":
 			return Partial{}, fmt.Errorf("%s: shard %d/%d again (it is also %s)", names[k], p.Shard, p.Shards, seen[p.Shard])
 		}
 		seen[p.Shard] = names[k]
 	}
-	for i, s := range seen {
-		if s == "" {
+	for i := 0; i < min(first.Shards, len(ps)+1); i++ { // the first missing, if any, is at most len(ps)
+		if seen[i] == "" {
 			return Partial{}, fmt.Errorf("shard %d/%d is missing (%d of %d given)", i, first.Shards, len(ps), first.Shards)
 		}
 	}
