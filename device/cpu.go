@@ -18,15 +18,38 @@ const chunkElems = 1 << 24
 // CPUDevice runs the kernels of package cpu.
 type CPUDevice struct {
 	impl *cpu.Impl
-	blas *blas.BLAS
-	note string // Info().Note
+	blas *blas.BLAS // nil: blas.Default, loaded at the first fused linear (lib)
+	note string     // Info().Note
 }
 
 // NewCPU returns a CPU device running impl (cpu.Portable(), cpu.SIMD(), one of cpu.Impls()),
-// with blas.Default for the fused linear's matrix products.
+// with blas.Default for the fused linear's matrix products, loaded at its
+// first call: a program of logits alone never loads OpenBLAS (whose
+// threads would spin beside the row kernels' at start-up).
 func NewCPU(impl *cpu.Impl) *CPUDevice {
+	return &CPUDevice{impl: impl}
+}
+
+// lib returns the library of d's matrix products, loading blas.Default
+// where d has none of its own.
+func (d *CPUDevice) lib() *blas.BLAS {
+	if d.blas != nil {
+		return d.blas
+	}
 	b, _ := blas.Default()
-	return &CPUDevice{impl: impl, blas: b}
+	return b
+}
+
+// blasName names d's library of matrix products, without loading one:
+// blas.Default's before its first call says that it is chosen then.
+func (d *CPUDevice) blasName() string {
+	if d.blas != nil {
+		return d.blas.Name()
+	}
+	if b := blas.Chosen(); b != nil {
+		return b.Name()
+	}
+	return "OpenBLAS where it loads, else gonum (chosen at the first fused linear)"
 }
 
 // WithBLAS returns a CPU device like d whose fused linear cross-entropy
@@ -57,7 +80,7 @@ func (d *CPUDevice) Info() Info {
 		Backend: "cpu",
 		Kernel:  fmt.Sprintf("%s, %d threads", d.impl.Name(), runtime.GOMAXPROCS(0)),
 		Spec:    "cpu:" + d.impl.Name(),
-		BLAS:    d.blas.Name(),
+		BLAS:    d.blasName(),
 		Note:    d.note,
 	}
 }

@@ -39,7 +39,7 @@ type cpuLinear struct {
 }
 
 func newCPULinear(d *CPUDevice, lin *ce.Linear, g *ce.LinearGrad, pl tiles.Plan) *cpuLinear {
-	return &cpuLinear{impl: d.impl, blas: d.blas, lin: lin, g: g, pl: pl, D: lin.H.Cols, z: make([]float32, pl.R*pl.C)}
+	return &cpuLinear{impl: d.impl, blas: d.lib(), lin: lin, g: g, pl: pl, D: lin.H.Cols, z: make([]float32, pl.R*pl.C)}
 }
 
 // Chunk implements tiles.Backend: H's rows in place when consecutive and
@@ -301,7 +301,7 @@ const cpuBudgetMost = 256 << 20
 // W's classes within cpuBudgetMost, or tiles.Budget's default when more
 // (and with gonum's Sgemm).
 func (d *CPUDevice) budget(lin *ce.Linear) int {
-	if lin.Budget > 0 || d.blas == blas.Gonum() {
+	if lin.Budget > 0 || d.lib() == blas.Gonum() {
 		return tiles.Budget(lin)
 	}
 	return max(tiles.Budget(lin), min(4*lin.W.Rows*min(lin.H.Rows, cpuRows), cpuBudgetMost))
@@ -320,7 +320,7 @@ func (d *CPUDevice) LinearPlan(lin *ce.Linear, targets []int32, grads bool) tile
 		l.Budget = d.budget(lin)
 		lin = &l
 	}
-	if grads || d.blas == blas.Gonum() {
+	if grads || d.lib() == blas.Gonum() {
 		return tiles.PlanOf(lin, targets)
 	}
 	return tiles.WidePlanOf(lin, targets)

@@ -185,7 +185,7 @@ var fallback = sync.OnceValue(func() *CPUDevice { return NewCPU(cpu.Default()) }
 
 // FallbackBLAS names the BLAS of the fused linear of a device that runs
 // none itself.
-func FallbackBLAS() string { return "the CPU's (" + fallback().blas.Name() + ")" }
+func FallbackBLAS() string { return "the CPU's (" + fallback().lib().Name() + ")" }
 
 // RanksOf returns the rank pass of x for d: d's own (Ranker) for a matrix
 // d holds, and for host rows when d is a CPU device; else the CPU's,

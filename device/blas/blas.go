@@ -23,6 +23,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -161,14 +162,18 @@ func (l *lib) call(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int
 
 var (
 	defOnce sync.Once
+	defDone atomic.Bool // defOnce has run
 	def     *BLAS
 	defWhy  string
 )
 
 // Default returns OpenBLAS when it loads, else gonum (always, with
-// XENT_BLAS=gonum). Why says, when it is gonum, why.
+// XENT_BLAS=gonum). Why says, when it is gonum, why. The first call loads
+// the library (and OpenBLAS starts its threads): a caller that needs no
+// matrix product leaves it unloaded.
 func Default() (b *BLAS, why string) {
 	defOnce.Do(func() {
+		defer defDone.Store(true)
 		if os.Getenv("XENT_BLAS") == "gonum" {
 			def, defWhy = gonumBLAS, "XENT_BLAS=gonum"
 			return
@@ -181,4 +186,13 @@ func Default() (b *BLAS, why string) {
 		def = o
 	})
 	return def, defWhy
+}
+
+// Chosen returns Default's library where a call has chosen it, else nil
+// (nothing loaded yet).
+func Chosen() *BLAS {
+	if defDone.Load() {
+		return def
+	}
+	return nil
 }
