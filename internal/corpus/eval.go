@@ -31,7 +31,7 @@ type Config struct {
 	KeepRows     bool      // Result.Rows: the per-row losses
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
 	ByPosition   bool      // Result.Positions at each line's sequence length: its shapes' ([batch × sequence]), else SeqLen
-	StdErr       bool      // Result.Spread, AccSpread: the standard errors of the mean loss and the accuracy over the lines' sequences (each row alone without one)
+	StdErr       bool      // Result.Spread, AccSpread, TopKSpread, KLSpread, Positions.Spread: the standard errors of the means (the loss, the accuracies, the KL, each position's loss) over the lines' sequences (each row alone without one)
 	Shift        bool      // causal LM: row t of each sequence against target t+1, its last row ignored (targets, token weights per input token)
 	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
 	TopK         []int     // Result.Ranks: the rank statistics for these k (a pass of its own; the calibration too), nil for none
