@@ -82,10 +82,7 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (
 	hits := clusters{c: -1, done: q.AccDiff.Add}
 	var tops []clusters
 	if ks := e.cfg.TopK; ks != nil {
-		q.TopKDiff, tops = make([]Spread, len(ks)), make([]clusters, len(ks))
-		for j := range tops {
-			tops[j] = clusters{c: -1, done: q.TopKDiff[j].Add}
-		}
+		q.TopKDiff, tops = spreads(len(ks))
 	}
 	if e.cfg.byPosition() && seq > 0 {
 		q.DiffPositions = NewPositions(seq)
@@ -169,6 +166,16 @@ func (k *clusters) add(c int, s, w float64) {
 	}
 	k.s += s
 	k.w += w
+}
+
+// spreads returns n empty spreads and, for each, the clusters that sum
+// into it.
+func spreads(n int) ([]Spread, []clusters) {
+	sp, cs := make([]Spread, n), make([]clusters, n)
+	for j := range cs {
+		cs[j] = clusters{c: -1, done: sp[j].Add}
+	}
+	return sp, cs
 }
 
 // flush ends the cluster being summed.

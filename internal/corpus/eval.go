@@ -1174,10 +1174,7 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	var top []Spread
 	var tops []clusters
 	if e.cfg.StdErr && r.Ranks != nil {
-		top, tops = make([]Spread, len(r.Ranks.K)), make([]clusters, len(r.Ranks.K))
-		for j := range tops {
-			tops[j] = clusters{c: -1, done: top[j].Add}
-		}
+		top, tops = spreads(len(r.Ranks.K))
 	}
 	e.counted(tg, tw, n, func(i, c int, d float64) {
 		if p != nil {
