@@ -14,7 +14,9 @@
 //	"cpu:neon"       the CPU, arm64 NEON kernels (an error where unavailable)
 //	"opencl"         the first OpenCL GPU or accelerator, else any OpenCL device
 //	"opencl:P:D"     OpenCL platform P, device D
-//	"auto"           the first OpenCL GPU or accelerator, else the CPU
+//	"auto"           the first OpenCL GPU or accelerator, else the CPU (on
+//	                 Linux, OpenCL is loaded only where /dev has a GPU's or
+//	                 an accelerator's node: see the README)
 //	"all"            every GPU/accelerator plus the CPU, rows split by speed
 //
 // Back ends other than the CPU register themselves with [Register] when

@@ -61,3 +61,7 @@ func HostWaits() int64 { return cl.HostWaits() }
 func BlastOverride(d *Device, kernel string, m map[string]int) error {
 	return cl.BlastOverride(d.h.dev, kernel, m)
 }
+
+// SetDevRoot makes "auto" look for GPU device nodes under dir (see
+// gpuNode).
+func SetDevRoot(dir string) { devRoot = dir }

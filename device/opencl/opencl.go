@@ -130,7 +130,12 @@ func find(arg string) (handle, error) {
 	return handle{}, fmt.Errorf("opencl: no device %d on platform %d (see xent devices): %w", di, pi, device.ErrNotAvailable)
 }
 
+// accelerators opens every OpenCL GPU and accelerator ("auto" and "all"
+// take them), without loading OpenCL where gpuNode says none can be there.
 func accelerators() ([]device.Device, error) {
+	if ok, why := gpuNode(); !ok {
+		return nil, errors.New(why)
+	}
 	hs, err := enumerate()
 	if err != nil {
 		return nil, err
