@@ -144,3 +144,30 @@ func BenchmarkTypes(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRanks times the pass of the ranks (the count of classes above
+// the target and the entropy) beside the partials' pass it follows, on
+// the same logits: the second pass --topk adds.
+func BenchmarkRanks(b *testing.B) {
+	sz := benchSizes[0]
+	x, t := benchData(sz.rows, sz.cols)
+	m := ce.Matrix{Data: x, Rows: sz.rows, Cols: sz.cols, Stride: sz.cols}
+	p := &ce.Problem{WeightSum: float64(sz.cols)}
+	part := make([]ce.Partial, sz.rows)
+	ranks := make([]ce.Rank, sz.rows)
+	for _, k := range impls() {
+		b.Run(fmt.Sprintf("op=partials/impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				k.Partials(part, m, t, p)
+			}
+		})
+		k.Partials(part, m, t, p)
+		b.Run(fmt.Sprintf("op=ranks/impl=%s/%dx%d", k.Name(), sz.rows, sz.cols), func(b *testing.B) {
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				k.Ranks(ranks, m, t, part, p)
+			}
+		})
+	}
+}
