@@ -64,13 +64,7 @@ func plainLogits(t *testing.T) [][]float32 {
 // inTop returns 1 when fewer than k classes of row are above target t
 // (its top-k, as --topk counts ties), else 0.
 func inTop(row []float32, t int64, k int) float64 {
-	n := 0
-	for _, v := range row {
-		if v > row[t] {
-			n++
-		}
-	}
-	if n < k {
+	if above(row, t) < float64(k) {
 		return 1
 	}
 	return 0

@@ -240,11 +240,11 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 		for i, k := range rs.K {
 			fmt.Fprintf(stdout, " %d: %.4f", k, rs.TopKAccuracy(i))
 			if t.TopKSpread != nil {
-				fmt.Fprintf(stdout, " (se %.4f)", t.TopKSpread[i].StdErr())
+				fmt.Fprint(stdout, seOf(&t.TopKSpread[i], " (se %.4f)"))
 			}
 		}
-		fmt.Fprintf(stdout, "\nMRR         %.4f (mean reciprocal rank of the target)\n", rs.MRR())
-		fmt.Fprintf(stdout, "entropy     %.6f nats (mean over %d tokens)\n", rs.MeanEntropy(), rs.Counted)
+		fmt.Fprintf(stdout, "\nMRR         %.4f (mean reciprocal rank of the target%s)\n", rs.MRR(), seOf(t.MRRSpread, ", se %.4f"))
+		fmt.Fprintf(stdout, "entropy     %.6f nats (mean over %d tokens%s)\n", rs.MeanEntropy(), rs.Counted, seOf(t.EntSpread, ", se %.6f"))
 	}
 	if t.Distill {
 		fmt.Fprintf(stdout, "KL          %.6f nats (the teacher's top-k and tail, mean over %d tokens)\n", st.MeanKL(), st.Counted)
@@ -261,6 +261,14 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	}
 	fmt.Fprintf(stdout, "device      %s\n", devName)
 	return nil
+}
+
+// seOf returns the standard error of sp in format f, "" without sp.
+func seOf(sp *corpus.Spread, f string) string {
+	if sp == nil {
+		return ""
+	}
+	return fmt.Sprintf(f, sp.StdErr())
 }
 
 // writeNpy writes v as a .npy file to o (nothing when o is nil: not

@@ -31,6 +31,32 @@ func clusteredSE(s, w []float64) (m, se float64) {
 	return m, math.Sqrt(v*n/(n-1)) / W
 }
 
+// above returns how many of row's logits are strictly above its target
+// t's.
+func above(row []float32, t int64) float64 {
+	n := 0.0
+	for _, v := range row {
+		if v > row[t] {
+			n++
+		}
+	}
+	return n
+}
+
+// rowEntropy returns the entropy −Σ p·log p of row's softmax, in float64.
+func rowEntropy(row []float32) float64 {
+	mx := math.Inf(-1)
+	for _, v := range row {
+		mx = max(mx, float64(v))
+	}
+	var s, d float64
+	for _, v := range row {
+		e := math.Exp(float64(v) - mx)
+		s, d = s+e, d+e*(float64(v)-mx)
+	}
+	return math.Log(s) - d/s
+}
+
 // rowsSE returns s/√n of the losses l (s their sample standard
 // deviation): the standard error of their mean, each its own cluster.
 func rowsSE(l []float64) float64 {
@@ -99,9 +125,9 @@ func TestEvalStdErr(t *testing.T) {
 	dir := t.TempDir()
 	lp, tp, wp := writeNpyFile(t, dir, "x.npy", x), writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
 	s, w = nil, nil
-	var hs, hn, h5 []float64
+	var hs, hn, h5, rrs, ents []float64
 	for b := range B {
-		var sb, wb, hb, nb, tb float64
+		var sb, wb, hb, nb, tb, rb, eb float64
 		counted := false
 		for p := range T {
 			if tg[b][p] == -100 {
@@ -110,9 +136,11 @@ func TestEvalStdErr(t *testing.T) {
 			loss := rowLoss(x[b][p], tg[b][p])
 			sb, wb, counted = sb+float64(tw[b][p])*loss, wb+float64(tw[b][p]), true
 			hb, nb, tb = hb+hit(x[b][p], tg[b][p]), nb+1, tb+inTop(x[b][p], tg[b][p], 5)
+			rb, eb = rb+1/(1+above(x[b][p], tg[b][p])), eb+rowEntropy(x[b][p])
 		}
 		if counted {
 			s, w, hs, hn, h5 = append(s, sb), append(w, wb), append(hs, hb), append(hn, nb), append(h5, tb)
+			rrs, ents = append(rrs, rb), append(ents, eb)
 		}
 	}
 	m, se = clusteredSE(s, w)
@@ -169,6 +197,20 @@ func TestEvalStdErr(t *testing.T) {
 	c5 := k5["topk_95"].(map[string]any)["5"].([]any)
 	require.InDelta(t, max(a5-t14*se5, 0), c5[0], 1e-12)
 	require.InDelta(t, min(a5+t14*se5, 1), c5[1], 1e-12)
+	// The MRR's and the mean entropy's, of each cluster's 1/rank and
+	// entropies over its counted rows.
+	mrr, mse := clusteredSE(rrs, hn)
+	ent, ese := clusteredSE(ents, hn)
+	require.InDelta(t, mrr, k5["mrr"], 1e-12)
+	require.InEpsilon(t, mse, k5["mrr_stderr"], 1e-9, "1/rank, clustered by sequence")
+	mci := k5["mrr_95"].([]any)
+	require.InDelta(t, max(mrr-t14*mse, 0), mci[0], 1e-12)
+	require.InDelta(t, min(mrr+t14*mse, 1), mci[1], 1e-12)
+	require.InEpsilon(t, ent, k5["entropy"], 1e-6)
+	require.InEpsilon(t, ese, k5["entropy_stderr"], 1e-5, "entropies, clustered by sequence")
+	eci := k5["entropy_95"].([]any)
+	require.InEpsilon(t, ent-t14*ese, eci[0], 1e-5)
+	require.InEpsilon(t, ent+t14*ese, eci[1], 1e-5)
 	sci := sg["accuracy_95"].([]any)
 	require.InDelta(t, 5.0/6-t2/6, sci[0], 1e-12)
 	require.EqualValues(t, 1, sci[1], "within [0, 1]")
@@ -227,8 +269,9 @@ func TestEvalStdErr(t *testing.T) {
 	}
 	single5 := evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--topk", "1,5")...)
 	merged5 := evalJSON(t, append([]string{"merge", "--json"}, parts5...)...)
-	checkClose(t, "topk_stderr", single5["topk_stderr"], merged5["topk_stderr"], nil)
-	checkClose(t, "topk_95", single5["topk_95"], merged5["topk_95"], nil)
+	for _, k := range []string{"topk_stderr", "topk_95", "mrr_stderr", "mrr_95", "entropy_stderr", "entropy_95"} {
+		checkClose(t, k, single5[k], merged5[k], nil)
+	}
 	var partsP []string
 	for i, sh := range []string{"0/2", "1/2"} {
 		p := filepath.Join(dir, "B"+string(rune('0'+i))+".json")
@@ -254,6 +297,20 @@ func TestEvalStdErr(t *testing.T) {
 	code, _, errOut := runCmd("merge", parts[0], older)
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, older+": the standard errors' sums of the loss and the accuracy are not of the same clusters (statistics of an older xent have the loss's alone)")
+	// One of --topk without the MRR's and the entropy's: refused too.
+	b, err = os.ReadFile(parts5[1])
+	require.NoError(t, err)
+	old = nil
+	require.NoError(t, json.Unmarshal(b, &old))
+	require.Contains(t, old, "mrr_spread")
+	require.Contains(t, old, "entropy_spread")
+	delete(old, "mrr_spread")
+	b, err = json.Marshal(old)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(older, b, 0o644))
+	code, _, errOut = runCmd("merge", parts5[0], older)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, older+": the standard errors' sums of the MRR or the entropy missing, or not of the loss's clusters (statistics of an older xent")
 	b, err = os.ReadFile(linesOut)
 	require.NoError(t, err)
 	for k, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {

@@ -31,7 +31,7 @@ type Config struct {
 	KeepRows     bool      // Result.Rows: the per-row losses
 	SeqLen       int       // Result.Positions: the loss by position t = row mod SeqLen in each file (0: none)
 	ByPosition   bool      // Result.Positions at each line's sequence length: its shapes' ([batch × sequence]), else SeqLen
-	StdErr       bool      // Result.Spread, AccSpread, TopKSpread, KLSpread, Positions.Spread: the standard errors of the means (the loss, the accuracies, the KL, each position's loss) over the lines' sequences (each row alone without one)
+	StdErr       bool      // Result.Spread, AccSpread, TopKSpread, MRRSpread, EntSpread, KLSpread, Positions.Spread: the standard errors of the means (the loss, the accuracies, the MRR, the entropy, the KL, each position's loss) over the lines' sequences (each row alone without one)
 	Shift        bool      // causal LM: row t of each sequence against target t+1, its last row ignored (targets, token weights per input token)
 	Calibration  bool      // Result.Calibration: the calibration bins (computed from the rows' partials)
 	TopK         []int     // Result.Ranks: the rank statistics for these k (a pass of its own; the calibration too), nil for none
@@ -91,13 +91,13 @@ func (e *Evaluator) finish(f finisher, part []batch.Partial, ranks []batch.Rank,
 	if err != nil {
 		return res, err
 	}
-	if e.cfg.keep() { // each row's rank, for the top-k's spreads (a NaN row in no top-k, as RankStats has it)
+	if e.cfg.keep() { // each row's rank and entropy, for the spreads (a NaN row in no top-k and of NaN entropy, as RankStats has it)
 		for i, rk := range ranks {
-			g := rk.Greater
+			g, h := rk.Greater, rk.Entropy(&part[i])
 			if math.IsNaN(float64(res.Losses[i])) {
-				g = math.MaxInt64
+				g, h = math.MaxInt64, math.NaN()
 			}
-			r.Greater = append(r.Greater, g)
+			r.Greater, r.Entropies = append(r.Greater, g), append(r.Entropies, h)
 		}
 	}
 	return res, r.Ranks.Merge(rs)
@@ -138,12 +138,15 @@ type Result struct {
 	Rows         []float32          // per-row losses (Config.KeepRows)
 	Correct      []bool             // whether each row's argmax is its target (Config.KeepRows)
 	Greater      []int64            // each row's classes above its target (Config.KeepRows and TopK; MaxInt64 for a NaN row)
+	Entropies    []float64          // each row's entropy (Config.KeepRows and TopK; NaN for a NaN row)
 	KLRows       []float64          // each row's KL from the teacher (Config.KeepRows and Distill; not token-weighted)
 	Lead         []int              // the rows' shape in their file: [rows], or [batch, sequence] for [batch × sequence × vocab]
 	Positions    *Positions         // the loss by position (Config.SeqLen or ByPosition)
 	Spread       *Spread            // the sums of the mean loss's standard error (Config.StdErr)
 	AccSpread    *Spread            // the sums of the accuracy's standard error (Config.StdErr)
 	TopKSpread   []Spread           // the sums of each top-k accuracy's standard error (Config.StdErr and TopK)
+	MRRSpread    *Spread            // the sums of the MRR's standard error (Config.StdErr and TopK)
+	EntSpread    *Spread            // the sums of the mean entropy's standard error (Config.StdErr and TopK)
 	KLSpread     *Spread            // the sums of the mean KL's standard error (Config.StdErr and Distill)
 	Calibration  *batch.Calibration // Config.Calibration or TopK
 	Ranks        *batch.RankStats   // Config.TopK
@@ -1173,7 +1176,10 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	klOn := e.cfg.StdErr && r.Distill
 	var top []Spread
 	var tops []clusters
-	if e.cfg.StdErr && r.Ranks != nil {
+	var mrr, ent Spread
+	rr, hs := clusters{c: -1, done: mrr.Add}, clusters{c: -1, done: ent.Add}
+	ranked := e.cfg.StdErr && r.Ranks != nil
+	if ranked {
 		top, tops = spreads(len(r.Ranks.K))
 	}
 	e.counted(tg, tw, n, func(i, c int, d float64) {
@@ -1188,10 +1194,16 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 		for j := range tops {
 			tops[j].add(c, one(r.Greater[i] < int64(r.Ranks.K[j])), 1)
 		}
+		if ranked {
+			rr.add(c, reciprocal(r.Greater[i]), 1)
+			hs.add(c, r.Entropies[i], 1)
+		}
 	})
 	sums.flush()
 	hits.flush()
 	klsum.flush()
+	rr.flush()
+	hs.flush()
 	for j := range tops {
 		tops[j].flush()
 	}
@@ -1202,10 +1214,23 @@ func (e *Evaluator) positions(r Result, tg []int32, tw []float32, n int) Result 
 	if klOn {
 		r.KLSpread = &kls
 	}
+	if ranked {
+		r.MRRSpread, r.EntSpread = &mrr, &ent
+	}
 	if !e.cfg.KeepRows {
-		r.Rows, r.Correct, r.Greater, r.KLRows = nil, nil, nil, nil
+		r.Rows, r.Correct, r.Greater, r.Entropies, r.KLRows = nil, nil, nil, nil, nil
 	}
 	return r
+}
+
+// reciprocal returns a row's reciprocal rank 1 / (1 + g) of its count
+// of classes above the target, 0 for a NaN row's (MaxInt64), as
+// RankStats sums it.
+func reciprocal(g int64) float64 {
+	if g == math.MaxInt64 {
+		return 0
+	}
+	return 1 / float64(1+g)
 }
 
 // one returns 1 for true, 0 for false.
@@ -1251,6 +1276,8 @@ type Total struct {
 	Spread      *Spread            // nil without Config.StdErr
 	AccSpread   *Spread            // nil without Config.StdErr
 	TopKSpread  []Spread           // nil without Config.StdErr and TopK
+	MRRSpread   *Spread            // nil without Config.StdErr and TopK
+	EntSpread   *Spread            // nil without Config.StdErr and TopK
 	KLSpread    *Spread            // nil without Config.StdErr and Distill
 	Calibration *batch.Calibration // nil without Config.Calibration or TopK
 	Ranks       *batch.RankStats   // nil without Config.TopK
@@ -1260,7 +1287,7 @@ type Total struct {
 
 // TotalOf returns the total of one line's result.
 func TotalOf(r Result) Total {
-	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, AccSpread: r.AccSpread, TopKSpread: r.TopKSpread, KLSpread: r.KLSpread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
+	return Total{Stats: r.Stats, Text: r.Text, Positions: r.Positions, Spread: r.Spread, AccSpread: r.AccSpread, TopKSpread: r.TopKSpread, MRRSpread: r.MRRSpread, EntSpread: r.EntSpread, KLSpread: r.KLSpread, Calibration: r.Calibration, Ranks: r.Ranks, Distill: r.Distill, Files: 1}
 }
 
 // Add adds one line's result.
@@ -1314,6 +1341,8 @@ func (t *Total) Merge(o Total) error {
 	mergeSpread(&t.Spread, o.Spread)
 	mergeSpread(&t.AccSpread, o.AccSpread)
 	mergeSpread(&t.KLSpread, o.KLSpread)
+	mergeSpread(&t.MRRSpread, o.MRRSpread)
+	mergeSpread(&t.EntSpread, o.EntSpread)
 	if err := mergeSpreads(&t.TopKSpread, o.TopKSpread); err != nil {
 		return err
 	}

@@ -107,9 +107,9 @@ func FuzzPartials(f *testing.F) {
 		for t := range seq {
 			p.Sum[t], p.Denom[t], p.Spread[t] = 1.5, 2, sp(2)
 		}
-		s, a, kl := sp(2), sp(2), sp(2)
+		s, a, kl, mr, en := sp(2), sp(2), sp(2), sp(2), sp(2)
 		return corpus.Total{Stats: batch.Stats{Rows: 6, Counted: 4, Sum: 5.5, Denom: 4, Correct: 2, KL: 0.75}, Positions: p, Spread: &s, AccSpread: &a,
-			TopKSpread: []corpus.Spread{sp(2), sp(2)}, KLSpread: &kl, Calibration: &batch.Calibration{}, Ranks: &rs, Distill: true, Files: 1}
+			TopKSpread: []corpus.Spread{sp(2), sp(2)}, MRRSpread: &mr, EntSpread: &en, KLSpread: &kl, Calibration: &batch.Calibration{}, Ranks: &rs, Distill: true, Files: 1}
 	}
 	flags := map[string]string{"stderr": "1"}
 	var seeds [][2][]byte

@@ -36,13 +36,15 @@ type Partial struct {
 	Text
 	// Positions is the loss by position, with --seq-len or --by-position.
 	Positions *Positions `json:"by_position,omitempty"`
-	// Spread, AccSpread, TopKSpread and KLSpread are the standard errors'
-	// sums, of the mean loss, of the accuracy, of each top-k accuracy
-	// (with --topk) and of the teacher's mean KL (with a teacher), with
-	// --stderr.
+	// Spread, AccSpread, TopKSpread, MRRSpread, EntSpread and KLSpread
+	// are the standard errors' sums, of the mean loss, of the accuracy,
+	// of each top-k accuracy, the MRR and the mean entropy (with --topk)
+	// and of the teacher's mean KL (with a teacher), with --stderr.
 	Spread     *Spread  `json:"spread,omitempty"`
 	AccSpread  *Spread  `json:"accuracy_spread,omitempty"`
 	TopKSpread []Spread `json:"topk_spread,omitempty"`
+	MRRSpread  *Spread  `json:"mrr_spread,omitempty"`
+	EntSpread  *Spread  `json:"entropy_spread,omitempty"`
 	KLSpread   *Spread  `json:"kl_spread,omitempty"`
 	// Calibration is the calibration bins' sums, with --calibration.
 	Calibration *batch.Calibration `json:"calibration,omitempty"`
@@ -153,7 +155,7 @@ func PartialOf(t Total, sha string, lines, shard, shards int, flags map[string]s
 		st.KL = &kl
 	}
 	return Partial{Format: Format, Manifest: sha, Lines: lines, Shard: shard, Shards: shards, Files: t.Files, Flags: flags,
-		Stats: st, Text: t.Text, Positions: t.Positions, Spread: t.Spread, AccSpread: t.AccSpread, TopKSpread: t.TopKSpread, KLSpread: t.KLSpread, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
+		Stats: st, Text: t.Text, Positions: t.Positions, Spread: t.Spread, AccSpread: t.AccSpread, TopKSpread: t.TopKSpread, MRRSpread: t.MRRSpread, EntSpread: t.EntSpread, KLSpread: t.KLSpread, Calibration: t.Calibration, Ranks: ranksOf(t.Ranks), Device: device}
 }
 
 // Total returns p's statistics as a Total.
@@ -162,7 +164,7 @@ func (p Partial) Total() (Total, error) {
 		return Total{}, err
 	}
 	rs, err := p.Ranks.batch()
-	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Spread: p.Spread, AccSpread: p.AccSpread, TopKSpread: p.TopKSpread, KLSpread: p.KLSpread,
+	return Total{Stats: p.Stats.Batch(), Text: p.Text, Positions: p.Positions, Spread: p.Spread, AccSpread: p.AccSpread, TopKSpread: p.TopKSpread, MRRSpread: p.MRRSpread, EntSpread: p.EntSpread, KLSpread: p.KLSpread,
 		Calibration: p.Calibration, Ranks: rs, Distill: p.Stats.KL != nil, Files: p.Files}, err
 }
 
@@ -172,7 +174,7 @@ func (p Partial) Total() (Total, error) {
 func (p Partial) sameClusters() error {
 	const older = "(statistics of an older xent have the loss's alone): evaluate the shard again"
 	if p.Spread == nil {
-		if p.AccSpread != nil || p.TopKSpread != nil || p.KLSpread != nil {
+		if p.AccSpread != nil || p.TopKSpread != nil || p.MRRSpread != nil || p.EntSpread != nil || p.KLSpread != nil {
 			return fmt.Errorf("the standard errors' sums of the accuracy without the loss's")
 		}
 		return nil
@@ -186,6 +188,11 @@ func (p Partial) sameClusters() error {
 	}
 	if len(p.TopKSpread) != k {
 		return fmt.Errorf("the standard errors' sums of %d top-k accuracies for %d k %s", len(p.TopKSpread), k, older)
+	}
+	for _, sp := range []*Spread{p.MRRSpread, p.EntSpread} {
+		if (sp != nil) != (p.Ranks != nil) || sp != nil && sp.Clusters != p.Spread.Clusters {
+			return fmt.Errorf("the standard errors' sums of the MRR or the entropy missing, or not of the loss's clusters %s", older)
+		}
 	}
 	if (p.KLSpread != nil) != (p.Stats.KL != nil) || p.KLSpread != nil && p.KLSpread.Clusters != p.Spread.Clusters {
 		return fmt.Errorf("the standard errors' sums of the KL missing, or not of the loss's clusters %s", older)

@@ -62,6 +62,14 @@ type Report struct {
 	TopK    map[string]*float64 `json:"topk,omitempty"`
 	MRR     *Nullable           `json:"mrr,omitempty"`
 	Entropy *Nullable           `json:"entropy,omitempty"`
+	// MRRStdErr and MRR95 are the MRR's standard error over the clusters
+	// (each row's 1/rank, each counted row once) and its 95% interval
+	// within [0, 1]; EntropyStdErr and Entropy95 the mean entropy's, its
+	// low end at least 0; absent without --stderr and --topk.
+	MRRStdErr     *Nullable  `json:"mrr_stderr,omitempty"`
+	MRR95         []*float64 `json:"mrr_95,omitempty"`
+	EntropyStdErr *Nullable  `json:"entropy_stderr,omitempty"`
+	Entropy95     []*float64 `json:"entropy_95,omitempty"`
 	// KL is the mean KL(teacher ‖ student) over the teacher's top-k and a
 	// tail bin (--teacher-ids, --teacher-logprobs; null when nothing
 	// counts), absent without.
@@ -140,10 +148,7 @@ func ReportOf(t Total, device string) Report {
 		r.KL = &kl
 	}
 	if sp := t.KLSpread; sp != nil {
-		se := sp.StdErr()
-		ns := Nullable(se)
-		lo, hi := Interval95(st.MeanKL(), se, sp.Clusters)
-		r.KLStdErr, r.KL95 = &ns, []*float64{num(max(lo, 0)), num(hi)}
+		r.KLStdErr, r.KL95 = nonNegativeSE(st.MeanKL(), *sp)
 	}
 	// Nothing counted: null, not the 0 of an empty sum.
 	counted := func(v float64) *Nullable {
@@ -175,6 +180,12 @@ func ReportOf(t Total, device string) Report {
 			key := strconv.Itoa(k)
 			r.TopKStdErr[key], r.TopK95[key] = accuracySE(t.Ranks.TopKAccuracy(i), t.TopKSpread[i])
 		}
+	}
+	if sp := t.MRRSpread; sp != nil && t.Ranks != nil {
+		r.MRRStdErr, r.MRR95 = accuracySE(t.Ranks.MRR(), *sp)
+	}
+	if sp := t.EntSpread; sp != nil && t.Ranks != nil {
+		r.EntropyStdErr, r.Entropy95 = nonNegativeSE(t.Ranks.MeanEntropy(), *sp)
 	}
 	if p != nil {
 		r.ByPosition, r.ByPositionStdErr = nums(p.Means()), nums(p.StdErrs())
@@ -239,13 +250,24 @@ func Interval95(m, se float64, n int64) (lo, hi float64) {
 	return m - t*se, m + t*se
 }
 
-// accuracySE returns the standard error of accuracy a over the clusters
-// of sp and its 95% interval within [0, 1] (AccuracyInterval95).
+// accuracySE returns the standard error of accuracy a (or of another
+// mean of values in [0, 1], the MRR) over the clusters of sp and its 95%
+// interval within [0, 1] (AccuracyInterval95).
 func accuracySE(a float64, sp Spread) (*Nullable, []*float64) {
 	se := sp.StdErr()
 	ns := Nullable(se)
 	lo, hi := AccuracyInterval95(a, se, sp.Clusters)
 	return &ns, []*float64{num(lo), num(hi)}
+}
+
+// nonNegativeSE returns the standard error of a mean m of values ≥ 0 (a
+// KL, an entropy) over sp's clusters, and its 95% interval, its low end
+// at least 0.
+func nonNegativeSE(m float64, sp Spread) (*Nullable, []*float64) {
+	se := sp.StdErr()
+	ns := Nullable(se)
+	lo, hi := Interval95(m, se, sp.Clusters)
+	return &ns, []*float64{num(max(lo, 0)), num(hi)}
 }
 
 // AccuracyInterval95 is Interval95 of an accuracy, within [0, 1].

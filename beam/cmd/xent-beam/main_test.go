@@ -260,7 +260,7 @@ func TestCommandCompare(t *testing.T) {
 	require.NoError(t, os.WriteFile(ma, []byte(la[0]+"\n"+la[1]+"\n"+la[2]+"\n"), 0o644))
 	require.NoError(t, os.WriteFile(mb, []byte(lb[0]+"\n"+lb[1]+"\n"+lb[2]+"\n"), 0o644))
 	out, lines := filepath.Join(dir, "R.json"), filepath.Join(dir, "L.jsonl")
-	set(t, "manifest", ma, "compare", mb, "weight", "", "out", out, "lines-out", lines, "device", "cpu", "stderr", "true", "by-position", "true")
+	set(t, "manifest", ma, "compare", mb, "weight", "", "out", out, "lines-out", lines, "device", "cpu", "stderr", "true", "by-position", "true", "topk", "1,5")
 	require.NoError(t, run(context.Background()))
 
 	cfg, err := config()
@@ -304,7 +304,14 @@ func TestCommandCompare(t *testing.T) {
 		require.NotNil(t, g[k], k)
 		require.InDelta(t, w[k], g[k], 1e-12, k)
 	}
-	require.InDelta(t, w["a"].(map[string]any)["accuracy_stderr"], g["a"].(map[string]any)["accuracy_stderr"], 1e-12)
+	for _, m := range []string{"a", "b"} { // each model's errors, the rank statistics' too, merged on the workers as in process
+		wm, gm := w[m].(map[string]any), g[m].(map[string]any)
+		for _, k := range []string{"accuracy_stderr", "mrr_stderr", "entropy_stderr"} {
+			require.NotNil(t, gm[k], "%s: %s", m, k)
+			require.InDelta(t, wm[k], gm[k], 1e-12, "%s: %s", m, k)
+		}
+		require.Equal(t, wm["topk_stderr"], gm["topk_stderr"], m)
+	}
 	for _, k := range []string{"diff_by_position", "diff_by_position_stderr"} {
 		wp, gp := w[k].([]any), g[k].([]any)
 		require.Len(t, gp, T, k)
