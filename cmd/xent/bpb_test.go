@@ -48,8 +48,37 @@ func TestEvalBitsPerByte(t *testing.T) {
 	require.InEpsilon(t, got["word_perplexity"], z["word_perplexity"], 1e-6, "nor in the word perplexity")
 	code, out, errOut := runCmd("eval", "--device", "cpu", "--shift", "--logits", logits, "--targets", ids, "--bytes", "40", "--words", "9")
 	require.Equal(t, 0, code, errOut)
-	require.Regexp(t, `bits/byte   [0-9.]+ \(over 40 bytes; byte perplexity [0-9.]+\)`, out)
-	require.Regexp(t, `word ppl    [0-9.]+ \(over 9 words\)`, out)
+	require.Regexp(t, `bits/byte   [0-9.]+ \(over 40 bytes; byte perplexity [0-9.]+\)\n`, out)
+	require.Regexp(t, `word ppl    [0-9.]+ \(over 9 words\)\n`, out)
+
+	// With --stderr, their errors: the mean loss's over the 3 sequences
+	// (two passes over PyTorch's rows), times the tokens over the bytes
+	// (over ln 2) or the words; with a z-loss, none.
+	s, w := causalClusters(t)
+	mean, se := clusteredSE(s, w)
+	const t2 = 4.302652729749464 // Student's t's 97.5% quantile, 2 degrees of freedom
+	tokens := float64(want32.Tokens)
+	se40 := evalJSON(t, append(base, "--bytes", "40", "--words", "9", "--stderr")...)
+	require.InEpsilon(t, se*tokens/(math.Ln2*40), se40["bits_per_byte_stderr"], 1e-5)
+	lo, hi := max(mean-t2*se, 0), mean+t2*se
+	for k, v := range map[string][2]float64{
+		"bits_per_byte_95":   {lo * tokens / (math.Ln2 * 40), hi * tokens / (math.Ln2 * 40)},
+		"byte_perplexity_95": {math.Exp2(lo * tokens / (math.Ln2 * 40)), math.Exp2(hi * tokens / (math.Ln2 * 40))},
+		"word_perplexity_95": {math.Exp(lo * tokens / 9), math.Exp(hi * tokens / 9)},
+	} {
+		ci := se40[k].([]any)
+		require.InEpsilon(t, v[0], ci[0], 1e-5, k)
+		require.InEpsilon(t, v[1], ci[1], 1e-5, k)
+	}
+	zse := evalJSON(t, append(base, "--bytes", "40", "--words", "9", "--stderr", "--z-loss", "1e-3")...)
+	require.Contains(t, zse, "loss_stderr")
+	for _, k := range []string{"bits_per_byte_stderr", "bits_per_byte_95", "byte_perplexity_95", "word_perplexity_95"} {
+		require.NotContains(t, zse, k, "the loss's error has the z-loss in it")
+	}
+	code, out, errOut = runCmd("eval", "--device", "cpu", "--shift", "--logits", logits, "--targets", ids, "--bytes", "40", "--words", "9", "--stderr")
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `bits/byte   [0-9.]+ \(over 40 bytes; byte perplexity [0-9.]+\); 95% \[[0-9.]+, [0-9.]+\]\n`, out)
+	require.Regexp(t, `word ppl    [0-9.]+ \(over 9 words\); 95% \[[0-9.]+, [0-9.]+\]\n`, out)
 
 	dir := t.TempDir()
 	cw := writeNpyFile(t, dir, "cw.npy", make([]float32, 29))
@@ -97,6 +126,18 @@ func TestEvalBitsPerByte(t *testing.T) {
 	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
 	require.InEpsilon(t, bpbOf(got), bpbOf(merged), 1e-12, "2 shards merged")
 	require.InEpsilon(t, got["word_perplexity"], merged["word_perplexity"], 1e-12, "2 shards merged")
+	// Their errors over both lines' 6 sequences and 100 bytes, whole and
+	// from the shards merged.
+	_, se6 := clusteredSE(append(s, s...), append(w, w...))
+	for i, s := range []string{"0/2", "1/2"} {
+		evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--stderr", "--manifest", m, "--shard", s, "--stats-out", parts[i])
+	}
+	for _, r := range []map[string]any{
+		evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--stderr", "--manifest", m),
+		evalJSON(t, append([]string{"merge", "--json"}, parts...)...),
+	} {
+		require.InEpsilon(t, se6*2*tokens/(math.Ln2*100), r["bits_per_byte_stderr"], 1e-5)
+	}
 
 	for _, c := range []struct {
 		text, want string

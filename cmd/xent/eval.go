@@ -209,7 +209,7 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(corpus.ReportOf(t, devName))
 	}
-	st, pos := t.Stats, t.Positions
+	st, pos, rep := t.Stats, t.Positions, corpus.ReportOf(t, devName)
 	fmt.Fprintf(stdout, "loss        %.6f nats (mean over %d tokens)\n", st.Mean(), st.Counted)
 	fmt.Fprintf(stdout, "perplexity  %.4f\n", st.Perplexity())
 	fmt.Fprintf(stdout, "accuracy    %.4f (top-1)\n", st.Accuracy())
@@ -251,16 +251,30 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	}
 	if n := t.Text.Bytes; n > 0 {
 		bpb := corpus.BitsPerByte(st, n)
-		fmt.Fprintf(stdout, "bits/byte   %.6f (over %d bytes; byte perplexity %.4f)\n", bpb, n, math.Exp2(bpb))
+		fmt.Fprintf(stdout, "bits/byte   %.6f (over %d bytes; byte perplexity %.4f)%s\n", bpb, n, math.Exp2(bpb), interval(rep.BitsPerByte95, "%.6f"))
 	}
 	if n := t.Text.Words; n > 0 {
-		fmt.Fprintf(stdout, "word ppl    %.4f (over %d words)\n", corpus.WordPerplexity(st, n), n)
+		fmt.Fprintf(stdout, "word ppl    %.4f (over %d words)%s\n", corpus.WordPerplexity(st, n), n, interval(rep.WordPerplexity95, "%.4f"))
 	}
 	if c := t.Calibration; c != nil {
 		fmt.Fprintf(stdout, "ECE         %.4f (%d bins of the confidence, %d rows; --json or --plot: each)\n", c.ECE(), batch.CalibrationBins, c.Binned())
 	}
 	fmt.Fprintf(stdout, "device      %s\n", devName)
 	return nil
+}
+
+// interval returns "; 95% [lo, hi]" of ci in format f, "" without it.
+func interval(ci []*float64, f string) string {
+	if len(ci) != 2 {
+		return ""
+	}
+	v := func(p *float64) string {
+		if p == nil {
+			return "null"
+		}
+		return fmt.Sprintf(f, *p)
+	}
+	return "; 95% [" + v(ci[0]) + ", " + v(ci[1]) + "]"
 }
 
 // seOf returns the standard error of sp in format f, "" without sp.

@@ -57,6 +57,23 @@ func rowEntropy(row []float32) float64 {
 	return math.Log(s) - d/s
 }
 
+// causalClusters returns the loss sums and counts of the causal
+// fixture's 3 sequences with --shift, of PyTorch's rows.
+func causalClusters(t *testing.T) (s, w []float64) {
+	want, _ := causalGolden(t)
+	ids := readNpy[int64](t, fixture("causal_ids.npy"))
+	for b := range 3 {
+		var sb, wb float64
+		for p := range 5 { // row p against token p+1; the last row of each counts nothing
+			if ids[b*6+p+1] != -100 {
+				sb, wb = sb+want.Rows[b*6+p], wb+1
+			}
+		}
+		s, w = append(s, sb), append(w, wb)
+	}
+	return s, w
+}
+
 // rowsSE returns s/√n of the losses l (s their sample standard
 // deviation): the standard error of their mean, each its own cluster.
 func rowsSE(l []float64) float64 {
@@ -77,19 +94,8 @@ func rowsSE(l []float64) float64 {
 // and the fused linear; an older partial of the loss's spread alone is
 // refused.
 func TestEvalStdErr(t *testing.T) {
-	want, _ := causalGolden(t)
 	got := evalJSON(t, "eval", "--device", "cpu", "--json", "--shift", "--stderr", "--logits", fixture("causal_logits.npy"), "--targets", fixture("causal_ids.npy"))
-	ids := readNpy[int64](t, fixture("causal_ids.npy"))
-	var s, w []float64
-	for b := range 3 {
-		var sb, wb float64
-		for p := range 5 { // row p against token p+1; the last row of each counts nothing
-			if ids[b*6+p+1] != -100 {
-				sb, wb = sb+want.Rows[b*6+p], wb+1
-			}
-		}
-		s, w = append(s, sb), append(w, wb)
-	}
+	s, w := causalClusters(t)
 	m, se := clusteredSE(s, w)
 	require.InEpsilon(t, m, got["loss"], 1e-6)
 	require.InEpsilon(t, se, got["loss_stderr"], 1e-5, "PyTorch's rows, clustered by sequence")
@@ -154,6 +160,15 @@ func TestEvalStdErr(t *testing.T) {
 	ci = got["perplexity_95"].([]any)
 	require.InEpsilon(t, math.Exp(m-t14*se), ci[0], 1e-5)
 	require.InEpsilon(t, math.Exp(m+t14*se), ci[1], 1e-5)
+	// The bits per byte's, with token weights: the log-loss's sum is the
+	// mean times the weights' sum.
+	sw := 0.0
+	for _, v := range w {
+		sw += v
+	}
+	bpb := evalJSON(t, append(base, "--logits", lp, "--targets", tp, "--token-weights", wp, "--bytes", "5000")...)
+	require.InEpsilon(t, se*sw/(math.Ln2*5000), bpb["bits_per_byte_stderr"], 1e-5, "weighted")
+	require.InEpsilon(t, (m+t14*se)*sw/(math.Ln2*5000), bpb["bits_per_byte_95"].([]any)[1], 1e-5, "weighted")
 	require.InDelta(t, acc, got["accuracy"], 1e-15)
 	require.InEpsilon(t, ase, got["accuracy_stderr"], 1e-9, "correct rows, clustered by sequence; token weights aside")
 	aci := got["accuracy_95"].([]any)

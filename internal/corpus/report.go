@@ -88,7 +88,19 @@ type Report struct {
 	// WordPerplexity is exp(Σ nll / words) (null when nothing counts),
 	// absent without the words (--words, a manifest's "words").
 	WordPerplexity *Nullable `json:"word_perplexity,omitempty"`
-	Device         string    `json:"device"`
+	// BitsPerByteStdErr and BitsPerByte95 are the bits per byte's
+	// standard error and 95% interval (its low end at least 0), and
+	// BytePerplexity95 and WordPerplexity95 the perplexities' intervals:
+	// the mean loss's (LossStdErr, over the same clusters) times the
+	// counted tokens' weight over the bytes (over ln 2) or the words, the
+	// text's length taken as fixed. With --stderr and the counts, and
+	// without a z-loss (the loss's clusters' sums then have it, the log-loss
+	// not), else absent.
+	BitsPerByteStdErr *Nullable  `json:"bits_per_byte_stderr,omitempty"`
+	BitsPerByte95     []*float64 `json:"bits_per_byte_95,omitempty"`
+	BytePerplexity95  []*float64 `json:"byte_perplexity_95,omitempty"`
+	WordPerplexity95  []*float64 `json:"word_perplexity_95,omitempty"`
+	Device            string     `json:"device"`
 }
 
 // Nullable is a number that JSON writes as null when it is NaN or
@@ -170,6 +182,19 @@ func ReportOf(t Total, device string) Report {
 		r.LossStdErr, r.StdErrClusters = &ns, sp.Clusters
 		lo, hi := Interval95(st.Mean(), se, sp.Clusters)
 		r.Perplexity95 = []*float64{num(math.Exp(lo)), num(math.Exp(hi))}
+		if st.ZLoss == 0 { // the loss is the log-loss: Σ nll = mean · Denom
+			lo = max(lo, 0)
+			if n := t.Text.Bytes; n > 0 {
+				k := st.Denom / (math.Ln2 * float64(n))
+				b := Nullable(se * k)
+				r.BitsPerByteStdErr, r.BitsPerByte95 = &b, []*float64{num(lo * k), num(hi * k)}
+				r.BytePerplexity95 = []*float64{num(math.Exp2(lo * k)), num(math.Exp2(hi * k))}
+			}
+			if n := t.Text.Words; n > 0 {
+				k := st.Denom / float64(n)
+				r.WordPerplexity95 = []*float64{num(math.Exp(lo * k)), num(math.Exp(hi * k))}
+			}
+		}
 	}
 	if sp := t.AccSpread; sp != nil {
 		r.AccuracyStdErr, r.Accuracy95 = accuracySE(st.Accuracy(), *sp)
