@@ -167,6 +167,10 @@ func pairText(w io.Writer, p corpus.Pair, r corpus.PairReport) {
 				ra.TopKAccuracy(i), rb.TopKAccuracy(i), f(d.Diff), f(d.CI95[0]), f(d.CI95[1]), float64(*d.PValue))
 		}
 	}
+	if r.BitsPerByteDiff != nil {
+		fmt.Fprintf(w, "bits/byte   %-13.6f %-13.6f %+.6f (95%% [%+.6f, %+.6f], over %d bytes)\n",
+			corpus.BitsPerByte(sa, p.A.Text.Bytes), corpus.BitsPerByte(sb, p.B.Text.Bytes), f(r.BitsPerByteDiff), f(r.BitsPerByteDiff95[0]), f(r.BitsPerByteDiff95[1]), p.A.Text.Bytes)
+	}
 	fmt.Fprintf(w, "tokens      %d counted, the same rows; %d sequences (or rows, in files of none) as clusters: B's loss below A's in %.1f%%\n",
 		sa.Counted, r.Clusters, 100*float64(*r.BLower))
 	fmt.Fprintf(w, "device      %s\n", r.Device)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -200,13 +201,16 @@ func TestCompare(t *testing.T) {
 	require.InDelta(t, d5-t11*se5, ci5[0], 1e-9)
 	require.InDelta(t, d5+t11*se5, ci5[1], 1e-9)
 
-	// Manifests of two lines each (sequences 0–6 and 7–11): the same.
-	manifest := func(name string, x [][][]float32) string {
+	// Manifests of two lines each (sequences 0–6 and 7–11), of 700 and
+	// 500 bytes: the same, and the bits per byte's difference.
+	bytes := []int{700, 500}
+	manifest := func(name string, x [][][]float32, bytes []int) string {
 		var lines []string
 		for k, c := range [][2]int{{0, 7}, {7, B}} {
 			s := string(rune('0' + k))
-			b, err := json.Marshal(map[string]string{"logits": writeNpyFile(t, dir, name+s+".npy", x[c[0]:c[1]]),
-				"targets": writeNpyFile(t, dir, "t"+s+".npy", tg[c[0]:c[1]]), "weights": writeNpyFile(t, dir, "w"+s+".npy", tw[c[0]:c[1]])})
+			b, err := json.Marshal(map[string]any{"logits": writeNpyFile(t, dir, name+s+".npy", x[c[0]:c[1]]),
+				"targets": writeNpyFile(t, dir, "t"+s+".npy", tg[c[0]:c[1]]), "weights": writeNpyFile(t, dir, "w"+s+".npy", tw[c[0]:c[1]]),
+				"bytes": bytes[k]})
 			require.NoError(t, err)
 			lines = append(lines, string(b))
 		}
@@ -214,10 +218,25 @@ func TestCompare(t *testing.T) {
 		require.NoError(t, os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
 		return p
 	}
-	ma, mb := manifest("ma", xa), manifest("mb", xb)
+	ma, mb := manifest("ma", xa, bytes), manifest("mb", xb, bytes)
 	lo := filepath.Join(dir, "pairs.jsonl")
 	lines := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--lines-out", lo)
 	require.InEpsilon(t, got["diff_stderr"], lines["diff_stderr"], 1e-12)
+	sw := 0.0
+	for _, v := range w {
+		sw += v
+	}
+	perByte := sw / (math.Ln2 * 1200) // the loss's sum over the bytes, in bits
+	require.InEpsilon(t, diff*perByte, lines["bits_per_byte_diff"], 1e-5)
+	require.InEpsilon(t, lines["b"].(map[string]any)["bits_per_byte"].(float64)-lines["a"].(map[string]any)["bits_per_byte"].(float64), lines["bits_per_byte_diff"], 1e-9)
+	require.InEpsilon(t, se*perByte, lines["bits_per_byte_diff_stderr"], 1e-5)
+	bci := lines["bits_per_byte_diff_95"].([]any)
+	require.InEpsilon(t, (diff-t11*se)*perByte, bci[0], 1e-4)
+	require.InEpsilon(t, (diff+t11*se)*perByte, bci[1], 1e-4)
+	require.NotContains(t, got, "bits_per_byte_diff", "files without bytes")
+	apart := evalJSON(t, "compare", "--a", ma, "--b", manifest("mx", xb, []int{700, 501}), "--device", "cpu", "--json")
+	require.NotContains(t, apart, "bits_per_byte_diff", "bytes apart")
+	require.Contains(t, apart["b"], "bits_per_byte")
 	require.InEpsilon(t, got["accuracy_diff_stderr"], lines["accuracy_diff_stderr"], 1e-12)
 	require.Equal(t, got["clusters"], lines["clusters"])
 	require.Equal(t, got["b_lower"], lines["b_lower"])
@@ -235,7 +254,7 @@ func TestCompare(t *testing.T) {
 		require.Equal(t, filepath.Join(dir, "mb"+s+".npy"), each["file_b"])
 		for _, m := range []string{"a", "b"} {
 			want := evalJSON(t, "eval", "--logits", filepath.Join(dir, "m"+m+s+".npy"), "--targets", filepath.Join(dir, "t"+s+".npy"),
-				"--token-weights", filepath.Join(dir, "w"+s+".npy"), "--device", "cpu", "--json")
+				"--token-weights", filepath.Join(dir, "w"+s+".npy"), "--device", "cpu", "--json", "--bytes", strconv.Itoa(bytes[k]))
 			require.Equal(t, want, each[m], "line %d, model %s", k+1, m)
 		}
 		clusters += each["clusters"].(float64)
@@ -312,6 +331,10 @@ func TestCompare(t *testing.T) {
 	code, out, errOut = runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--device", "cpu", "--topk", "1,5")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "\ntop-5       ")
+	require.NotContains(t, out, "bits/byte")
+	code, out, errOut = runCmd("compare", "--a", ma, "--b", mb, "--device", "cpu")
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `\nbits/byte   [0-9.]+ +[0-9.]+ +[-+][0-9.]+ \(95% \[[-+][0-9.]+, [-+][0-9.]+\], over 1200 bytes\)\n`, out)
 
 	// A hidden-states line pairs with the logits it makes (h·Wᵀ + b in
 	// float64): a difference within rounding.

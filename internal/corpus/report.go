@@ -414,7 +414,15 @@ type PairReport struct {
 	// --by-position or --seq-len; absent without.
 	DiffByPosition       []*float64 `json:"diff_by_position,omitempty"`
 	DiffByPositionStdErr []*float64 `json:"diff_by_position_stderr,omitempty"`
-	Device               string     `json:"device"`
+	// BitsPerByteDiff is B's bits per byte less A's, with its standard
+	// error and 95% interval: the loss's difference times the counted
+	// tokens' weight over the bytes, over ln 2 (its z and p-value are the
+	// loss's). Where both manifests give the same bytes and neither
+	// model's loss has a z-loss; absent otherwise.
+	BitsPerByteDiff       *float64   `json:"bits_per_byte_diff,omitempty"`
+	BitsPerByteDiffStdErr *Nullable  `json:"bits_per_byte_diff_stderr,omitempty"`
+	BitsPerByteDiff95     []*float64 `json:"bits_per_byte_diff_95,omitempty"`
+	Device                string     `json:"device"`
 }
 
 // An AccDiff is the paired difference of two accuracies, B's less A's:
@@ -451,6 +459,11 @@ func PairReportOf(p Pair, device string) PairReport {
 		AccuracyDiff: ad.Diff, AccuracyDiffSE: ad.StdErr, AccuracyDiff95: ad.CI95, AccuracyPValue: ad.PValue, Device: device}
 	if dp := p.DiffPositions; dp != nil {
 		r.DiffByPosition, r.DiffByPositionStdErr = nums(dp.Means()), nums(dp.StdErrs())
+	}
+	if n := p.A.Text.Bytes; n > 0 && n == p.B.Text.Bytes && p.A.Stats.ZLoss == 0 && p.B.Stats.ZLoss == 0 {
+		k := p.A.Stats.Denom / (math.Ln2 * float64(n)) // B's rows are A's, of the same weights
+		bse := Nullable(se * k)
+		r.BitsPerByteDiff, r.BitsPerByteDiffStdErr, r.BitsPerByteDiff95 = num(d*k), &bse, []*float64{num(lo * k), num(hi * k)}
 	}
 	if ra, rb := p.A.Ranks, p.B.Ranks; ra != nil && rb != nil && len(p.TopKDiff) == len(ra.K) {
 		r.TopKDiff = map[string]AccDiff{}
