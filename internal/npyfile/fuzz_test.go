@@ -1,7 +1,9 @@
 package npyfile
 
 import (
+	"archive/zip"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,3 +83,74 @@ func exercise(t *testing.T, p string, open func() (*File, error)) {
 func second[T any](_ T, err error) error { return err }
 
 func fourth[T any](_ T, _, _ int, err error) error { return err }
+
+// FuzzPickle feeds arbitrary bytes to the PyTorch reader as a file's
+// data.pkl, in a zip of one of the test files' other entries (their
+// storages, byte order, version), so that what the fuzzer changes reaches
+// the pickle's checks and gopickle rather than the zip's checksums: an
+// error naming the file or a well-formed result, never a panic, a hang or
+// an allocation the file does not hold.
+func FuzzPickle(f *testing.F) {
+	var bases [][]*zip.File
+	for _, name := range []string{"causal.pt", "causal_bf16.pt", "causal_view.pt", "linear.pt"} {
+		zr, err := zip.OpenReader(filepath.Join("..", "..", "testdata", "npy", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Cleanup(func() { zr.Close() })
+		for _, e := range zr.File {
+			if strings.HasSuffix(e.Name, "/data.pkl") {
+				rc, err := e.Open()
+				if err != nil {
+					f.Fatal(err)
+				}
+				b, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					f.Fatal(err)
+				}
+				f.Add(uint8(len(bases)), b)
+			}
+		}
+		bases = append(bases, zr.File)
+	}
+	f.Add(uint8(0), []byte{})
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, base uint8, pkl []byte) {
+		watchdog := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("npyfile hangs on the pickle %q", pkl)) })
+		defer watchdog.Stop()
+		p := filepath.Join(dir, "x.pt")
+		out, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zw := zip.NewWriter(out)
+		for _, e := range bases[int(base)%len(bases)] {
+			if !strings.HasSuffix(e.Name, "/data.pkl") {
+				if err := zw.Copy(e); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			w, err := zw.CreateHeader(&zip.FileHeader{Name: e.Name, Method: zip.Store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(pkl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			t.Fatal(err)
+		}
+		exercise(t, p, func() (*File, error) { return OpenOr(p, "logits") })
+		exercise(t, p, func() (*File, error) { return Open(p + ":labels") })
+		exercise(t, p, func() (*File, error) { return Open(p + ":weight") })
+		if _, err := Arrays(p); err != nil && !strings.Contains(err.Error(), p) {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+	})
+}
