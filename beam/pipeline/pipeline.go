@@ -45,26 +45,14 @@ func init() {
 	register.DoFn1x1[Acc, error](&WriteFn{})
 }
 
-// Acc is the statistics of some lines (their corpus.Total), the devices
-// that computed them, and each line's own report where asked for
-// (EvalFn.Lines); of a comparison's line pairs (EvalFn.Compare), Total is
-// model A's, and B, Diff, AccDiff, TopKDiff and Lower are the rest of
-// their corpus.Pair.
+// Acc is the statistics of some lines: of an evaluation's, Pair.A (their
+// corpus.Total, Pair's other fields empty); of a comparison's line pairs
+// (EvalFn.Compare), their corpus.Pair; the devices that computed them,
+// and each line's own report where asked for (EvalFn.Lines).
 type Acc struct {
-	Total    corpus.Total
-	B        corpus.Total
-	Diff     corpus.Spread
-	AccDiff  corpus.Spread
-	TopKDiff []corpus.Spread
-	DiffPos  *corpus.Positions
-	Lower    int64
-	Devices  []string
-	Lines    []LineJSON
-}
-
-// pair returns a comparison's accumulator as its corpus.Pair.
-func (a Acc) pair() corpus.Pair {
-	return corpus.Pair{A: a.Total, B: a.B, Diff: a.Diff, AccDiff: a.AccDiff, TopKDiff: a.TopKDiff, DiffPositions: a.DiffPos, Lower: a.Lower}
+	Pair    corpus.Pair
+	Devices []string
+	Lines   []LineJSON
 }
 
 // LineJSON is manifest line N's report (corpus.LineReport) as JSON.
@@ -122,7 +110,7 @@ func (f *EvalFn) ProcessElement(ctx context.Context, line string) (Acc, error) {
 		}
 	}
 	in := f.dev.Info()
-	a := Acc{Total: corpus.TotalOf(r), Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
+	a := Acc{Pair: corpus.Pair{A: corpus.TotalOf(r)}, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
 	if f.Lines {
 		b, err := json.Marshal(corpus.LineReportOf(l, r, a.Devices[0]))
 		if err != nil {
@@ -158,7 +146,7 @@ func (f *EvalFn) compare(ctx context.Context, pair string) (Acc, error) {
 		return Acc{}, err
 	}
 	in := f.dev.Info()
-	acc := Acc{Total: q.A, B: q.B, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, DiffPos: q.DiffPositions, Lower: q.Lower, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
+	acc := Acc{Pair: q, Devices: []string{fmt.Sprintf("%s (%s, %s)", in.Spec, in.Name, in.Kernel)}}
 	if f.Lines {
 		r := corpus.PairLineReport{Line: a.N, FileA: a.RowsFile(), FileB: b.RowsFile(), PairReport: corpus.PairReportOf(q, acc.Devices[0])}
 		j, err := json.Marshal(r)
@@ -187,11 +175,9 @@ type MergeFn struct{}
 
 // MergeAccumulators adds b to a.
 func (MergeFn) MergeAccumulators(a, b Acc) (Acc, error) {
-	p := a.pair() // an evaluation's is a pair of no B
-	if err := p.Merge(b.pair()); err != nil {
+	if err := a.Pair.Merge(b.Pair); err != nil { // an evaluation's is a pair of no B
 		return Acc{}, err
 	}
-	a.Total, a.B, a.Diff, a.AccDiff, a.TopKDiff, a.DiffPos, a.Lower = p.A, p.B, p.Diff, p.AccDiff, p.TopKDiff, p.DiffPositions, p.Lower
 	for _, d := range b.Devices {
 		if !slices.Contains(a.Devices, d) {
 			a.Devices = append(a.Devices, d)
@@ -216,8 +202,8 @@ type WriteFn struct {
 
 // ProcessElement writes the report of a.
 func (f *WriteFn) ProcessElement(a Acc) error {
-	if a.Total.Files != f.Files || f.Compare && a.B.Files != f.Files {
-		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated (%d of model B's)", a.Total.Files, f.Files, a.B.Files)
+	if a.Pair.A.Files != f.Files || f.Compare && a.Pair.B.Files != f.Files {
+		return fmt.Errorf("xent: %d of the manifest's %d lines evaluated (%d of model B's)", a.Pair.A.Files, f.Files, a.Pair.B.Files)
 	}
 	if f.Lines != "" {
 		if len(a.Lines) != f.Files {
@@ -237,9 +223,9 @@ func (f *WriteFn) ProcessElement(a Acc) error {
 		}
 	}
 	slices.Sort(a.Devices)
-	var r any = corpus.ReportOf(a.Total, strings.Join(a.Devices, "; "))
+	var r any = corpus.ReportOf(a.Pair.A, strings.Join(a.Devices, "; "))
 	if f.Compare {
-		r = corpus.PairReportOf(a.pair(), strings.Join(a.Devices, "; "))
+		r = corpus.PairReportOf(a.Pair, strings.Join(a.Devices, "; "))
 	}
 	b, err := json.Marshal(r)
 	if err != nil {

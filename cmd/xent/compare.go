@@ -26,6 +26,8 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	shard := fs.String("shard", "", "with manifests, compare shard `i/n` only: the lines whose index (from 0) is i modulo n (with --stats-out)")
 	linesOut := fs.String("lines-out", "", "with manifests, also write each line pair's own comparison to `L.jsonl`: a JSON object a line, {\"line\": N, \"file_a\", \"file_b\": their rows' files, and the keys of --json}")
 	statsOut := fs.String("stats-out", "", "with manifests, write the exact partial statistics of both models and their difference to `S.json`, for xent merge")
+	teacherIDs := fs.String("teacher-ids", "", "a teacher's top-k classes `I.npy` of logits files --a and --b (as xent eval's): both models' \"kl\" and B − A's, paired, with --teacher-logprobs")
+	teacherLP := fs.String("teacher-logprobs", "", "the teacher's log-probabilities `LP.npy` of --teacher-ids (as xent eval's)")
 	lossConfig := corpus.LossFlags(fs)
 	rf := newRunFlags(fs)
 	dev, asJSON, verbose := rf.dev, rf.asJSON, rf.verbose
@@ -41,17 +43,26 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return errUsage
 	}
-	ma, err := compareLines(*a, *targets, *tokenWeights, *weight)
+	if (*teacherIDs == "") != (*teacherLP == "") {
+		fmt.Fprintln(stderr, "xent compare: --teacher-ids and --teacher-logprobs go together")
+		return errUsage
+	}
+	teacher := corpus.Line{TeacherIDs: *teacherIDs, TeacherLogProbs: *teacherLP}
+	ma, err := compareLines(*a, *targets, *tokenWeights, *weight, teacher)
 	if err != nil {
 		return fmt.Errorf("--a: %w", err)
 	}
-	mb, err := compareLines(*b, *targets, *tokenWeights, *weight)
+	mb, err := compareLines(*b, *targets, *tokenWeights, *weight, teacher)
 	if err != nil {
 		return fmt.Errorf("--b: %w", err)
 	}
 	if len(ma.Lines) != len(mb.Lines) {
 		return fmt.Errorf("--a has %d lines, --b %d: a comparison pairs them line by line", len(ma.Lines), len(mb.Lines))
 	}
+	if err := corpus.PairTeachers(&ma, &mb); err != nil {
+		return err
+	}
+	cfg.Distill = ma.Distill()
 	if (*shard != "" || *statsOut != "" || *linesOut != "") && (ma.SHA256 == "" || mb.SHA256 == "") {
 		fmt.Fprintln(stderr, "xent compare: --shard, --stats-out and --lines-out go with manifests (--a and --b .jsonl)")
 		return errUsage
@@ -125,23 +136,17 @@ func pairReport(stdout io.Writer, p corpus.Pair, devName string, asJSON bool) er
 }
 
 // compareLines returns the lines of a model: its manifest (a .jsonl), or
-// one line of its logits file with targets and token weights (no
-// SHA256).
-func compareLines(spec, targets, tokenWeights, weight string) (corpus.Manifest, error) {
+// one line of its logits file with targets, token weights and teacher's
+// files (no SHA256).
+func compareLines(spec, targets, tokenWeights, weight string, teacher corpus.Line) (corpus.Manifest, error) {
 	if !strings.HasSuffix(spec, ".jsonl") {
-		return corpus.Manifest{Lines: []corpus.Line{{Logits: spec, Targets: targets, Weights: tokenWeights}}}, nil
+		return corpus.Manifest{Lines: []corpus.Line{{Logits: spec, Targets: targets, Weights: tokenWeights,
+			TeacherIDs: teacher.TeacherIDs, TeacherLogProbs: teacher.TeacherLogProbs}}}, nil
 	}
-	if targets != "" || tokenWeights != "" {
-		return corpus.Manifest{}, fmt.Errorf("%s: a manifest names its lines' targets and token weights (--targets and --token-weights go with logits files)", spec)
+	if targets != "" || tokenWeights != "" || teacher.TeacherIDs != "" {
+		return corpus.Manifest{}, fmt.Errorf("%s: a manifest names its lines' targets, token weights and teacher (--targets, --token-weights and --teacher-* go with logits files)", spec)
 	}
-	m, err := corpus.ReadManifest(spec, weight)
-	if err != nil {
-		return corpus.Manifest{}, err
-	}
-	if m.Distill() {
-		return corpus.Manifest{}, fmt.Errorf("%s: its lines name a teacher's top-k: a comparison is of the models' own losses (xent eval reports a teacher's KL)", spec)
-	}
-	return m, nil
+	return corpus.ReadManifest(spec, weight)
 }
 
 // pairText prints a comparison's text report.
@@ -166,6 +171,10 @@ func pairText(w io.Writer, p corpus.Pair, r corpus.PairReport) {
 			fmt.Fprintf(w, "%-11s %-13.4f %-13.4f %+.4f (95%% [%+.4f, %+.4f], p %.3g)\n", fmt.Sprintf("top-%d", k),
 				ra.TopKAccuracy(i), rb.TopKAccuracy(i), f(d.Diff), f(d.CI95[0]), f(d.CI95[1]), float64(*d.PValue))
 		}
+	}
+	if d := r.KLDiff; d != nil {
+		fmt.Fprintf(w, "KL          %-13.6f %-13.6f %+.6f nats (the teacher's; 95%% [%+.6f, %+.6f], p %.3g)\n",
+			sa.MeanKL(), sb.MeanKL(), f(d.Diff), f(d.CI95[0]), f(d.CI95[1]), float64(*d.PValue))
 	}
 	if r.BitsPerByteDiff != nil {
 		fmt.Fprintf(w, "bits/byte   %-13.6f %-13.6f %+.6f (95%% [%+.6f, %+.6f], over %d bytes)\n",

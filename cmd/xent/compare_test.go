@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,8 +105,8 @@ func tTwoSided(z float64, nu int) float64 {
 // the same of B's top-1 accuracy less A's (each cluster's correct rows
 // less A's over its counted rows, token weights aside); manifests of two
 // lines each, and their shards merged, give the same; a hidden-states line pairs
-// with the logits it makes; rows, targets, weights or lines apart, a
-// teacher and bad usage are refused.
+// with the logits it makes; rows, targets, weights or lines apart and
+// bad usage are refused (a teacher: TestCompareTeacher).
 func TestCompare(t *testing.T) {
 	r := seed.Rand(t, 2)
 	const B, T, V = 12, 10, 40
@@ -367,12 +369,6 @@ func TestCompare(t *testing.T) {
 	require.NoError(t, os.WriteFile(mo, []byte(strings.Replace(string(b), filepath.Join(dir, "t0.npy"), writeNpyFile(t, dir, "o0.npy", other[:7]), 1)), 0o644))
 	one := filepath.Join(dir, "one.jsonl")
 	require.NoError(t, os.WriteFile(one, []byte(strings.SplitAfter(string(b), "\n")[0]), 0o644))
-	teacher := filepath.Join(dir, "teacher.jsonl")
-	g, _ := distillGolden(t)
-	tl, err := json.Marshal(map[string]string{"logits": mustAbs(t, g("near_logits.npy")), "targets": mustAbs(t, g("near_targets.npy")),
-		"teacher_ids": mustAbs(t, g("near_ids.npy")), "teacher_logprobs": mustAbs(t, g("near_logprobs.npy"))})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(teacher, append(tl, '\n'), 0o644))
 	for _, c := range []struct {
 		args []string
 		code int
@@ -381,8 +377,7 @@ func TestCompare(t *testing.T) {
 		{[]string{"--a", pa}, 2, "--a and --b name the two models' manifests or logits files"},
 		{[]string{"--a", ma, "--b", mo}, 1, "mo.jsonl:1: row 43: target"},
 		{[]string{"--a", ma, "--b", one}, 1, "--a has 2 lines, --b 1: a comparison pairs them line by line"},
-		{[]string{"--a", ma, "--b", mb, "--targets", pt}, 1, "--a: " + ma + ": a manifest names its lines' targets and token weights"},
-		{[]string{"--a", teacher, "--b", teacher}, 1, "its lines name a teacher's top-k"},
+		{[]string{"--a", ma, "--b", mb, "--targets", pt}, 1, "--a: " + ma + ": a manifest names its lines' targets, token weights and teacher"},
 		{[]string{"--a", pa, "--b", writeNpyFile(t, dir, "short.npy", xb[:5]), "--targets", pt}, 1, "expected 50 targets to match the 50 rows of"},
 		{[]string{"--a", mh, "--b", mz, "--weights", writeNpyFile(t, dir, "cw.npy", make([]float32, 9))}, 1, "cw.npy: expected 257 class weights to match the 257 classes of "},
 	} {
@@ -390,4 +385,120 @@ func TestCompare(t *testing.T) {
 		require.Equal(t, c.code, code, "%v: %s", c.args, out)
 		require.Contains(t, errOut, c.want, "%v", c.args)
 	}
+}
+
+// rowKL returns KL(teacher ‖ student) of a row of logits over the
+// teacher's classes ids (log-probabilities lp) and one tail bin, in
+// float64: Σ_j p_j·(log p_j − log q_j) + P·(log P − log Q).
+func rowKL(row []float32, ids []int64, lp []float32) float64 {
+	mx := math.Inf(-1)
+	for _, v := range row {
+		mx = max(mx, float64(v))
+	}
+	s := 0.0
+	for _, v := range row {
+		s += math.Exp(float64(v) - mx)
+	}
+	lse := mx + math.Log(s)
+	var kl, p, q float64
+	for j, c := range ids {
+		lq := float64(row[c]) - lse
+		kl += math.Exp(float64(lp[j])) * (float64(lp[j]) - lq)
+		p, q = p+math.Exp(float64(lp[j])), q+math.Exp(lq)
+	}
+	if tail := 1 - p; tail > 0 {
+		kl += tail * (math.Log(tail) - math.Log(1-q))
+	}
+	return kl
+}
+
+// TestCompareTeacher: with a teacher (--teacher-ids, --teacher-logprobs;
+// a manifest line's), each model's report has its "kl" and the
+// comparison B − A's, paired over the rows ("kl_diff": the difference,
+// its error, interval and p-value), of float64 KLs computed here (checked
+// against PyTorch's rows of the golden case "near" for model A) with
+// token weights; manifests where only A's lines name the teacher, and
+// their shards merged, give the same; lines naming other teachers are
+// refused, naming both.
+func TestCompareTeacher(t *testing.T) {
+	g, _ := distillGolden(t)
+	x, tg := readNpy[float32](t, g("near_logits.npy")), readNpy[int64](t, g("near_targets.npy"))
+	ids, lp, pkl := readNpy[int64](t, g("near_ids.npy")), readNpy[float32](t, g("near_logprobs.npy")), readNpy[float64](t, g("near_kl.npy"))
+	n, v, k := len(tg), len(x)/len(tg), len(ids)/len(tg)
+	r := seed.Rand(t, 3)
+	xb, tw := slices.Clone(x), make([]float32, n)
+	for i := range xb {
+		xb[i] += float32(r.NormFloat64() * 0.5)
+	}
+	var s, w []float64
+	for i := range n {
+		tw[i] = float32(1 + r.IntN(3))
+		if tg[i] != -100 {
+			ka := rowKL(x[i*v:(i+1)*v], ids[i*k:(i+1)*k], lp[i*k:(i+1)*k])
+			require.InEpsilon(t, pkl[i], ka, 1e-6, "row %d: the test's KL is PyTorch's", i)
+			kb := rowKL(xb[i*v:(i+1)*v], ids[i*k:(i+1)*k], lp[i*k:(i+1)*k])
+			s, w = append(s, float64(tw[i])*(kb-ka)), append(w, float64(tw[i]))
+		}
+	}
+	d, se := clusteredSE(s, w)
+	dir := t.TempDir()
+	pa, pb := g("near_logits.npy"), writeNpyFile(t, dir, "b.npy", matrixRows(xb, v))
+	pw := writeNpyFile(t, dir, "w.npy", tw)
+	teacher := []string{"--teacher-ids", g("near_ids.npy"), "--teacher-logprobs", g("near_logprobs.npy")}
+	got := evalJSON(t, append([]string{"compare", "--a", pa, "--b", pb, "--targets", g("near_targets.npy"), "--token-weights", pw, "--device", "cpu", "--json"}, teacher...)...)
+	for _, m := range []struct{ key, logits string }{{"a", pa}, {"b", pb}} {
+		want := evalJSON(t, append([]string{"eval", "--logits", m.logits, "--targets", g("near_targets.npy"), "--token-weights", pw, "--device", "cpu", "--json"}, teacher...)...)
+		require.Equal(t, want, got[m.key], "model %s: xent eval's report", m.key)
+	}
+	kd := got["kl_diff"].(map[string]any)
+	require.InEpsilon(t, d, kd["diff"], 1e-5)
+	require.InEpsilon(t, got["b"].(map[string]any)["kl"].(float64)-got["a"].(map[string]any)["kl"].(float64), kd["diff"], 1e-12)
+	require.InEpsilon(t, se, kd["stderr"], 1e-4, "paired over the rows, token-weighted")
+	require.InEpsilon(t, tTwoSided(math.Abs(kd["diff"].(float64)/kd["stderr"].(float64)), len(s)-1), kd["p_value"], 1e-9)
+	without := evalJSON(t, "compare", "--a", pa, "--b", pb, "--targets", g("near_targets.npy"), "--device", "cpu", "--json")
+	require.NotContains(t, without, "kl_diff")
+	code, out, errOut := runCmd(append([]string{"compare", "--a", pa, "--b", pb, "--targets", g("near_targets.npy"), "--token-weights", pw, "--device", "cpu"}, teacher...)...)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `\nKL          [0-9.]+ +[0-9.]+ +[-+][0-9.]+ nats \(the teacher's; 95% \[`, out)
+
+	// Manifests of two lines each, the teacher on A's lines only: B's
+	// lines take it. Their shards merged give the same.
+	manifest := func(name string, x []float32, withTeacher bool, ip string) string {
+		var lines []string
+		for s, c := range [][2]int{{0, n / 2}, {n / 2, n}} {
+			f := func(p string) string { return fmt.Sprintf("%s%s%d.npy", name, p, s) }
+			l := map[string]string{"logits": writeNpyFile(t, dir, f("x"), matrixRows(x[c[0]*v:c[1]*v], v)),
+				"targets": writeNpyFile(t, dir, f("t"), tg[c[0]:c[1]]), "weights": writeNpyFile(t, dir, f("w"), tw[c[0]:c[1]])}
+			if withTeacher {
+				l["teacher_ids"] = writeNpyFile(t, dir, fmt.Sprintf("%s%d.npy", ip, s), matrixRows(ids[c[0]*k:c[1]*k], k))
+				l["teacher_logprobs"] = writeNpyFile(t, dir, fmt.Sprintf("lp%d.npy", s), matrixRows(lp[c[0]*k:c[1]*k], k))
+			}
+			b, err := json.Marshal(l)
+			require.NoError(t, err)
+			lines = append(lines, string(b))
+		}
+		p := filepath.Join(dir, name+".jsonl")
+		require.NoError(t, os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+		return p
+	}
+	ma, mb := manifest("ma", x, true, "i"), manifest("mb", xb, false, "")
+	lines := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json")
+	checkClose(t, "kl_diff", got["kl_diff"], lines["kl_diff"], nil)
+	var parts []string
+	for i, sh := range []string{"0/2", "1/2"} {
+		p := filepath.Join(dir, fmt.Sprintf("K%d.json", i))
+		evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--shard", sh, "--stats-out", p)
+		parts = append(parts, p)
+	}
+	merged := evalJSON(t, append([]string{"merge", "--json"}, parts...)...)
+	checkClose(t, "kl_diff", lines["kl_diff"], merged["kl_diff"], nil)
+	// Another teacher's files on B's lines: refused, naming both.
+	mo := manifest("mo", xb, true, "other")
+	code, _, errOut = runCmd("compare", "--a", ma, "--b", mo, "--device", "cpu")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, mo+":1: the teacher ("+filepath.Join(dir, "other0.npy"))
+	require.Contains(t, errOut, "is not model A's ("+filepath.Join(dir, "i0.npy"))
+	code, _, errOut = runCmd(append([]string{"compare", "--a", ma, "--b", mb}, teacher...)...)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "--teacher-* go with logits files")
 }

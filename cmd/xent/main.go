@@ -35,7 +35,7 @@ commands:
   merge     the report of a sharded evaluation (or comparison): merges the shards' --stats-out files exactly
   compare   two models on the same rows (--a, --b: logits files or manifests, line by line):
             each one's report, and B − A's mean loss with its paired standard error over
-            the sequences, 95% interval and p-value
+            the sequences, 95% interval and p-value (and accuracies', a teacher's KL's)
   devices   list the compute devices (CPU, OpenCL platforms and devices)
   bench     benchmarks: log-sum-exp, forward and fused forward+backward, with the roofline
   tune      time the OpenCL row kernels' parameters on a device; --write keeps the best

@@ -19,13 +19,16 @@ import (
 // top-1 accuracy: of each cluster, B's correct rows less A's and its
 // counted rows; TopKDiff of each top-k accuracy (Config.TopK; nil
 // without); DiffPositions the loss's by position (Config.SeqLen or
-// ByPosition; nil without), with its spreads. Pairs of disjoint lines
-// merge (Merge).
+// ByPosition; nil without), with its spreads; KLDiff a teacher's mean
+// KL's (Config.Distill; nil without): of each cluster, B's token-weighted
+// KL sum less A's and its token weights. Pairs of disjoint lines merge
+// (Merge).
 type Pair struct {
 	A, B          Total
 	Diff          Spread
 	AccDiff       Spread
 	TopKDiff      []Spread
+	KLDiff        *Spread
 	DiffPositions *Positions
 	Lower         int64
 }
@@ -40,6 +43,7 @@ func (p *Pair) Merge(o Pair) error {
 	}
 	p.Diff.Merge(o.Diff)
 	p.AccDiff.Merge(o.AccDiff)
+	mergeSpread(&p.KLDiff, o.KLDiff)
 	p.Lower += o.Lower
 	if o.DiffPositions != nil {
 		if p.DiffPositions == nil {
@@ -80,6 +84,8 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (
 		}
 	}}
 	hits := clusters{c: -1, done: q.AccDiff.Add}
+	var kl Spread
+	kls := clusters{c: -1, done: kl.Add}
 	var tops []clusters
 	if ks := e.cfg.TopK; ks != nil {
 		q.TopKDiff, tops = spreads(len(ks))
@@ -94,17 +100,26 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (
 			q.DiffPositions.add(i%seq, float64(rb.Rows[i])-float64(ra.Rows[i]), d)
 		}
 		hits.add(c, one(rb.Correct[i])-one(ra.Correct[i]), 1)
+		if e.cfg.Distill {
+			kls.add(c, d*(rb.KLRows[i]-ra.KLRows[i]), d)
+		}
 		for j, k := range e.cfg.TopK {
 			tops[j].add(c, one(rb.Greater[i] < int64(k))-one(ra.Greater[i] < int64(k)), 1)
 		}
 	})
 	sums.flush()
 	hits.flush()
+	kls.flush()
 	for j := range tops {
 		tops[j].flush()
 	}
+	if e.cfg.Distill {
+		q.KLDiff = &kl
+	}
 	if !keep {
-		ra.Rows, rb.Rows, ra.Correct, rb.Correct, ra.Greater, rb.Greater = nil, nil, nil, nil, nil, nil
+		for _, r := range []*Result{&ra, &rb} {
+			r.Rows, r.Correct, r.Greater, r.Entropies, r.KLRows = nil, nil, nil, nil, nil
+		}
 	}
 	q.A, q.B = TotalOf(ra), TotalOf(rb)
 	return q, nil

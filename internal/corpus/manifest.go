@@ -142,6 +142,26 @@ func ReadManifest(path, defaultWeight string) (Manifest, error) {
 // then does: ReadManifest checks it), for Config.Distill.
 func (m Manifest) Distill() bool { return m.Lines[0].TeacherIDs != "" }
 
+// PairTeachers gives the line pairs of a comparison (model A's manifest a
+// and model B's b, of as many lines) one teacher each, for the KL's
+// paired difference: a line without a teacher takes the other's; two
+// lines naming different teachers' files are an error naming both.
+func PairTeachers(a, b *Manifest) error {
+	for k := range a.Lines {
+		la, lb := &a.Lines[k], &b.Lines[k]
+		switch {
+		case la.TeacherIDs == "":
+			la.TeacherIDs, la.TeacherLogProbs = lb.TeacherIDs, lb.TeacherLogProbs
+		case lb.TeacherIDs == "":
+			lb.TeacherIDs, lb.TeacherLogProbs = la.TeacherIDs, la.TeacherLogProbs
+		case la.TeacherIDs != lb.TeacherIDs || la.TeacherLogProbs != lb.TeacherLogProbs:
+			return at(*lb, fmt.Errorf("the teacher (%s, %s) is not model A's (%s, %s): a comparison's KL is to one teacher",
+				lb.TeacherIDs, lb.TeacherLogProbs, la.TeacherIDs, la.TeacherLogProbs))
+		}
+	}
+	return nil
+}
+
 // Width returns the digits of m's widest line number (RowsName's width).
 func (m Manifest) Width() int { return len(fmt.Sprint(m.Lines[len(m.Lines)-1].N)) }
 

@@ -66,6 +66,7 @@ type PairStats struct {
 	Diff          Spread     `json:"diff"`
 	AccDiff       Spread     `json:"accuracy_diff"`
 	TopKDiff      []Spread   `json:"topk_diff,omitempty"`
+	KLDiff        *Spread    `json:"kl_diff,omitempty"`
 	DiffPositions *Positions `json:"diff_by_position,omitempty"`
 	Lower         int64      `json:"b_lower"`
 }
@@ -75,7 +76,7 @@ type PairStats struct {
 // with flags, on device.
 func PartialOfPair(p Pair, shaA, shaB string, lines, shard, shards int, flags map[string]string, device string) Partial {
 	a := PartialOf(p.A, shaA, lines, shard, shards, flags, device)
-	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, AccDiff: p.AccDiff, TopKDiff: p.TopKDiff, DiffPositions: p.DiffPositions, Lower: p.Lower}
+	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, AccDiff: p.AccDiff, TopKDiff: p.TopKDiff, KLDiff: p.KLDiff, DiffPositions: p.DiffPositions, Lower: p.Lower}
 	return a
 }
 
@@ -100,6 +101,9 @@ func (p Partial) PairOf() (Pair, error) {
 			return Pair{}, fmt.Errorf("the differences' sums of the loss (%d clusters) and a top-k accuracy (%d) are not of the same clusters", q.Diff.Clusters, t.Clusters)
 		}
 	}
+	if (q.KLDiff != nil) != (p.Stats.KL != nil) || q.KLDiff != nil && q.KLDiff.Clusters != q.Diff.Clusters {
+		return Pair{}, fmt.Errorf("the KL's differences' sums missing, or not of the loss's clusters (statistics of an older xent have none): compare the shard again")
+	}
 	a, err := p.Total()
 	if err != nil {
 		return Pair{}, err
@@ -108,7 +112,7 @@ func (p Partial) PairOf() (Pair, error) {
 	if (q.DiffPositions != nil) != (p.Positions != nil) || q.DiffPositions != nil && len(q.DiffPositions.Spread) != len(q.DiffPositions.Sum) {
 		return Pair{}, fmt.Errorf("the difference by position's sums are missing or short (statistics of an older xent have none): compare the shard again")
 	}
-	return Pair{A: a, B: b, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, DiffPositions: q.DiffPositions, Lower: q.Lower}, err
+	return Pair{A: a, B: b, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, KLDiff: q.KLDiff, DiffPositions: q.DiffPositions, Lower: q.Lower}, err
 }
 
 // Ranks is batch.RankStats as JSON (its sums exactly, a NaN entropy as a
@@ -500,6 +504,7 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 		}
 		merged.Pair.Diff.Merge(ps[k].Pair.Diff)
 		merged.Pair.AccDiff.Merge(ps[k].Pair.AccDiff)
+		mergeSpread(&merged.Pair.KLDiff, ps[k].Pair.KLDiff)
 		if err := mergeSpreads(&merged.Pair.TopKDiff, ps[k].Pair.TopKDiff); err != nil {
 			return Partial{}, fmt.Errorf("%s: %w", names[k], err)
 		}

@@ -408,6 +408,9 @@ type PairReport struct {
 	AccuracyDiff95    []*float64         `json:"accuracy_diff_95"`
 	AccuracyPValue    *Nullable          `json:"accuracy_p_value"`
 	TopKDiff          map[string]AccDiff `json:"topk_diff,omitempty"`
+	// KLDiff is a teacher's mean KL's paired difference, B's less A's
+	// (the same teacher for both), absent without a teacher.
+	KLDiff *AccDiff `json:"kl_diff,omitempty"`
 	// DiffByPosition is B's mean loss less A's at each position and
 	// DiffByPositionStdErr its paired standard error over the sequences
 	// (null where nothing counts, or fewer than two sequences), with
@@ -425,9 +428,9 @@ type PairReport struct {
 	Device                string     `json:"device"`
 }
 
-// An AccDiff is the paired difference of two accuracies, B's less A's:
-// the difference, its standard error, its 95% interval and its two-sided
-// p-value (PairReport's).
+// An AccDiff is the paired difference of two accuracies (or of two mean
+// KLs), B's less A's: the difference, its standard error, its 95%
+// interval and its two-sided p-value (PairReport's).
 type AccDiff struct {
 	Diff   *float64   `json:"diff"`
 	StdErr *Nullable  `json:"stderr"`
@@ -459,6 +462,10 @@ func PairReportOf(p Pair, device string) PairReport {
 		AccuracyDiff: ad.Diff, AccuracyDiffSE: ad.StdErr, AccuracyDiff95: ad.CI95, AccuracyPValue: ad.PValue, Device: device}
 	if dp := p.DiffPositions; dp != nil {
 		r.DiffByPosition, r.DiffByPositionStdErr = nums(dp.Means()), nums(dp.StdErrs())
+	}
+	if sp := p.KLDiff; sp != nil && p.A.Distill && p.B.Distill {
+		kd := accDiff(p.A.Stats.MeanKL(), p.B.Stats.MeanKL(), *sp)
+		r.KLDiff = &kd
 	}
 	if n := p.A.Text.Bytes; n > 0 && n == p.B.Text.Bytes && p.A.Stats.ZLoss == 0 && p.B.Stats.ZLoss == 0 {
 		k := p.A.Stats.Denom / (math.Ln2 * float64(n)) // B's rows are A's, of the same weights

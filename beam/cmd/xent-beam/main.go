@@ -69,13 +69,13 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg.Distill = m.Distill()
 	var mb corpus.Manifest // model B's, with --compare
 	if *compare != "" {
-		if mb, err = readCompared(m, *compare, *weight, *rowsOut); err != nil {
+		if mb, err = readCompared(&m, *compare, *weight, *rowsOut); err != nil {
 			return err
 		}
 	}
+	cfg.Distill = m.Distill()
 	// Every line checked here, before the pipeline starts, as xent eval
 	// checks them (xent compare, the pairs); and the output: a regular file
 	// or none, in a directory.
@@ -156,8 +156,9 @@ func run(ctx context.Context) error {
 }
 
 // readCompared reads model B's manifest path to compare with model A's
-// m: as many lines, no teacher (as xent compare), and no --rows-out.
-func readCompared(m corpus.Manifest, path, weight, rowsOut string) (corpus.Manifest, error) {
+// m: as many lines, one teacher a line pair (corpus.PairTeachers: a line
+// without takes the other's), and no --rows-out.
+func readCompared(m *corpus.Manifest, path, weight, rowsOut string) (corpus.Manifest, error) {
 	if rowsOut != "" {
 		return corpus.Manifest{}, errors.New("--rows-out goes without --compare (a comparison writes no per-row losses)")
 	}
@@ -165,12 +166,10 @@ func readCompared(m corpus.Manifest, path, weight, rowsOut string) (corpus.Manif
 	switch {
 	case err != nil:
 		return corpus.Manifest{}, err
-	case m.Distill() || mb.Distill():
-		return corpus.Manifest{}, errors.New("--compare: the manifests name a teacher's top-k: a comparison is of the models' own losses")
 	case len(mb.Lines) != len(m.Lines):
 		return corpus.Manifest{}, fmt.Errorf("--compare %s: %d lines, --manifest's %d: a comparison pairs them line by line", path, len(mb.Lines), len(m.Lines))
 	}
-	return mb, nil
+	return mb, corpus.PairTeachers(m, &mb)
 }
 
 // output returns path made absolute, an output named flag: a regular

@@ -226,8 +226,9 @@ func TestCommandRowsOut(t *testing.T) {
 
 // TestCommandCompare: --compare on prism compares two models' manifests
 // line by line: the report and each line pair's are xent compare's (the
-// corpus's Compare in this process, merged), and a manifest of other
-// length, a teacher and --rows-out are refused before the pipeline runs.
+// corpus's Compare in this process, merged), a teacher's KL's difference
+// too (the teacher on A's lines only), and a manifest of other length and
+// --rows-out are refused before the pipeline runs.
 func TestCommandCompare(t *testing.T) {
 	dir := t.TempDir()
 	r := seed.Rand(t, 3)
@@ -251,9 +252,19 @@ func TestCommandCompare(t *testing.T) {
 				tg[b][p] = int64(r.IntN(V))
 			}
 		}
+		ids, lp := make([][][]int64, B), make([][][]float32, B) // a teacher's top-3: distinct classes, a mass of 0.8
+		for b := range B {
+			ids[b], lp[b] = make([][]int64, T), make([][]float32, T)
+			for p := range T {
+				c := r.Perm(V)
+				ids[b][p] = []int64{int64(c[0]), int64(c[1]), int64(c[2])}
+				lp[b][p] = []float32{float32(math.Log(0.5)), float32(math.Log(0.2)), float32(math.Log(0.1))}
+			}
+		}
 		s := fmt.Sprint(k)
 		tp := write("t"+s+".npy", tg)
-		la = append(la, fmt.Sprintf(`{"logits": %q, "targets": %q}`, write("a"+s+".npy", xa), tp))
+		la = append(la, fmt.Sprintf(`{"logits": %q, "targets": %q, "teacher_ids": %q, "teacher_logprobs": %q}`, write("a"+s+".npy", xa), tp,
+			write("i"+s+".npy", ids), write("lp"+s+".npy", lp)))
 		lb = append(lb, fmt.Sprintf(`{"logits": %q, "targets": %q}`, write("b"+s+".npy", xb), tp))
 	}
 	ma, mb := filepath.Join(dir, "A.jsonl"), filepath.Join(dir, "B.jsonl")
@@ -269,6 +280,8 @@ func TestCommandCompare(t *testing.T) {
 	require.NoError(t, err)
 	b, err := corpus.ReadManifest(mb, "")
 	require.NoError(t, err)
+	require.NoError(t, corpus.PairTeachers(&a, &b))
+	cfg.Distill = true
 	ev := corpus.New(cfg)
 	defer ev.Close()
 	dev := device.NewCPU(cpu.Default())
@@ -320,6 +333,11 @@ func TestCommandCompare(t *testing.T) {
 		}
 	}
 	require.Equal(t, w["a"].(map[string]any)["tokens"], g["a"].(map[string]any)["tokens"])
+	wk, gk := w["kl_diff"].(map[string]any), g["kl_diff"].(map[string]any)
+	for _, k := range []string{"diff", "stderr", "p_value"} {
+		require.NotNil(t, gk[k], "kl_diff: %s", k)
+		require.InEpsilon(t, wk[k], gk[k], 1e-12, "kl_diff: %s", k)
+	}
 
 	short := filepath.Join(dir, "S.jsonl")
 	require.NoError(t, os.WriteFile(short, []byte(lb[0]+"\n"), 0o644))
