@@ -133,6 +133,10 @@ func TestCompare(t *testing.T) {
 		tg[b][0] = 3
 		xa[b][0][3], xb[b][0][3] = -10, 10
 	}
+	for b := 3; b < 5; b++ { // and A right where B is wrong, so that A's rows count in the paired error, whatever the seed
+		tg[b][0] = 4
+		xa[b][0][4], xb[b][0][4] = 10, -10
+	}
 	dir := t.TempDir()
 	pa, pb := writeNpyFile(t, dir, "a.npy", xa), writeNpyFile(t, dir, "b.npy", xb)
 	pt, pw := writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
