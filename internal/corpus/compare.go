@@ -10,27 +10,32 @@ import (
 
 // A Pair is the paired statistics of two models' evaluations of the same
 // rows (model A's lines and model B's, line by line): each one's total,
-// and the spread of their difference over the clusters (the sequences;
-// each row of a 1-D file): of each cluster, B's loss sum less A's and its
-// share of the mean's denominator, the same for both, so that the mean of
-// the differences is B's mean loss less A's and Diff.StdErr its standard
-// error, paired (the clusters' own difficulty cancels). Lower counts the
-// clusters whose loss sum B has below A's. AccDiff is the same of the
-// top-1 accuracy: of each cluster, B's correct rows less A's and its
-// counted rows; TopKDiff of each top-k accuracy (Config.TopK; nil
-// without); DiffPositions the loss's by position (Config.SeqLen or
-// ByPosition; nil without), with its spreads; KLDiff a teacher's mean
-// KL's (Config.Distill; nil without): of each cluster, B's token-weighted
-// KL sum less A's and its token weights. Pairs of disjoint lines merge
-// (Merge).
+// and the Diffs of B − A. Pairs of disjoint lines merge (Merge).
 type Pair struct {
-	A, B          Total
-	Diff          Spread
-	AccDiff       Spread
-	TopKDiff      []Spread
-	KLDiff        *Spread
-	DiffPositions *Positions
-	Lower         int64
+	A, B Total
+	Diffs
+}
+
+// Diffs is the spread of B − A over the clusters (the sequences; each
+// row of a 1-D file), of a Pair and of a partial's PairStats: of each
+// cluster, B's loss sum less A's and its share of the mean's
+// denominator, the same for both, so that the mean of the differences is
+// B's mean loss less A's and Diff.StdErr its standard error, paired (the
+// clusters' own difficulty cancels). Lower counts the clusters whose
+// loss sum B has below A's. AccDiff is the same of the top-1 accuracy: of
+// each cluster, B's correct rows less A's and its counted rows; TopKDiff
+// of each top-k accuracy (Config.TopK; nil without); KLDiff a teacher's
+// mean KL's (Config.Distill; nil without): of each cluster, B's
+// token-weighted KL sum less A's and its token weights; DiffPositions the
+// loss's by position (Config.SeqLen or ByPosition; nil without), with
+// its spreads.
+type Diffs struct {
+	Diff          Spread     `json:"diff"`
+	AccDiff       Spread     `json:"accuracy_diff"`
+	TopKDiff      []Spread   `json:"topk_diff,omitempty"`
+	KLDiff        *Spread    `json:"kl_diff,omitempty"`
+	DiffPositions *Positions `json:"diff_by_position,omitempty"`
+	Lower         int64      `json:"b_lower"`
 }
 
 // Merge adds o, the pair of other lines of the same comparison.
@@ -41,19 +46,24 @@ func (p *Pair) Merge(o Pair) error {
 	if err := p.B.Merge(o.B); err != nil {
 		return err
 	}
-	p.Diff.Merge(o.Diff)
-	p.AccDiff.Merge(o.AccDiff)
-	mergeSpread(&p.KLDiff, o.KLDiff)
-	p.Lower += o.Lower
+	return p.Diffs.Merge(o.Diffs)
+}
+
+// Merge adds o, the differences of other lines of the same comparison.
+func (d *Diffs) Merge(o Diffs) error {
+	d.Diff.Merge(o.Diff)
+	d.AccDiff.Merge(o.AccDiff)
+	mergeSpread(&d.KLDiff, o.KLDiff)
+	d.Lower += o.Lower
 	if o.DiffPositions != nil {
-		if p.DiffPositions == nil {
-			p.DiffPositions = new(Positions)
+		if d.DiffPositions == nil {
+			d.DiffPositions = new(Positions)
 		}
-		if err := p.DiffPositions.Merge(o.DiffPositions); err != nil {
+		if err := d.DiffPositions.Merge(o.DiffPositions); err != nil {
 			return err
 		}
 	}
-	return mergeSpreads(&p.TopKDiff, o.TopKDiff)
+	return mergeSpreads(&d.TopKDiff, o.TopKDiff)
 }
 
 // Compare evaluates line a (model A's) and line b (model B's) on dev and

@@ -62,13 +62,8 @@ type Partial struct {
 // top-k accuracy (with --topk), with the clusters B's loss is below A's
 // (Pair).
 type PairStats struct {
-	B             Partial    `json:"b"`
-	Diff          Spread     `json:"diff"`
-	AccDiff       Spread     `json:"accuracy_diff"`
-	TopKDiff      []Spread   `json:"topk_diff,omitempty"`
-	KLDiff        *Spread    `json:"kl_diff,omitempty"`
-	DiffPositions *Positions `json:"diff_by_position,omitempty"`
-	Lower         int64      `json:"b_lower"`
+	B Partial `json:"b"`
+	Diffs
 }
 
 // PartialOfPair returns the statistics of p, lines of manifests of lines
@@ -76,7 +71,7 @@ type PairStats struct {
 // with flags, on device.
 func PartialOfPair(p Pair, shaA, shaB string, lines, shard, shards int, flags map[string]string, device string) Partial {
 	a := PartialOf(p.A, shaA, lines, shard, shards, flags, device)
-	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diff: p.Diff, AccDiff: p.AccDiff, TopKDiff: p.TopKDiff, KLDiff: p.KLDiff, DiffPositions: p.DiffPositions, Lower: p.Lower}
+	a.Pair = &PairStats{B: PartialOf(p.B, shaB, lines, shard, shards, flags, device), Diffs: p.Diffs}
 	return a
 }
 
@@ -112,7 +107,7 @@ func (p Partial) PairOf() (Pair, error) {
 	if (q.DiffPositions != nil) != (p.Positions != nil) || q.DiffPositions != nil && len(q.DiffPositions.Spread) != len(q.DiffPositions.Sum) {
 		return Pair{}, fmt.Errorf("the difference by position's sums are missing or short (statistics of an older xent have none): compare the shard again")
 	}
-	return Pair{A: a, B: b, Diff: q.Diff, AccDiff: q.AccDiff, TopKDiff: q.TopKDiff, KLDiff: q.KLDiff, DiffPositions: q.DiffPositions, Lower: q.Lower}, err
+	return Pair{A: a, B: b, Diffs: q.Diffs}, err
 }
 
 // Ranks is batch.RankStats as JSON (its sums exactly, a NaN entropy as a
@@ -502,21 +497,9 @@ func Merge(ps []Partial, names []string) (Partial, error) {
 		if bs[i].Pair != nil {
 			return Partial{}, fmt.Errorf("%s: model B's statistics hold a comparison of their own", names[k])
 		}
-		merged.Pair.Diff.Merge(ps[k].Pair.Diff)
-		merged.Pair.AccDiff.Merge(ps[k].Pair.AccDiff)
-		mergeSpread(&merged.Pair.KLDiff, ps[k].Pair.KLDiff)
-		if err := mergeSpreads(&merged.Pair.TopKDiff, ps[k].Pair.TopKDiff); err != nil {
+		if err := merged.Pair.Diffs.Merge(ps[k].Pair.Diffs); err != nil {
 			return Partial{}, fmt.Errorf("%s: %w", names[k], err)
 		}
-		if dp := ps[k].Pair.DiffPositions; dp != nil {
-			if merged.Pair.DiffPositions == nil {
-				merged.Pair.DiffPositions = new(Positions)
-			}
-			if err := merged.Pair.DiffPositions.Merge(dp); err != nil {
-				return Partial{}, fmt.Errorf("%s: %w", names[k], err)
-			}
-		}
-		merged.Pair.Lower += ps[k].Pair.Lower
 	}
 	b, err := Merge(bs, bnames)
 	if err != nil {
