@@ -18,7 +18,10 @@ import (
 
 // rowLoss returns the cross-entropy of a row of logits against target t,
 // in float64.
-func rowLoss(row []float32, t int64) float64 {
+func rowLoss(row []float32, t int64) float64 { return rowLSE(row) - float64(row[t]) }
+
+// rowLSE returns log Σ_j exp(row_j) in float64.
+func rowLSE(row []float32) float64 {
 	mx := math.Inf(-1)
 	for _, v := range row {
 		mx = max(mx, float64(v))
@@ -27,7 +30,7 @@ func rowLoss(row []float32, t int64) float64 {
 	for _, v := range row {
 		e += math.Exp(float64(v) - mx)
 	}
-	return mx + math.Log(e) - float64(row[t])
+	return mx + math.Log(e)
 }
 
 // hit returns 1 when target t is row's first maximum (its argmax), else
@@ -395,15 +398,7 @@ func TestCompare(t *testing.T) {
 // teacher's classes ids (log-probabilities lp) and one tail bin, in
 // float64: Σ_j p_j·(log p_j − log q_j) + P·(log P − log Q).
 func rowKL(row []float32, ids []int64, lp []float32) float64 {
-	mx := math.Inf(-1)
-	for _, v := range row {
-		mx = max(mx, float64(v))
-	}
-	s := 0.0
-	for _, v := range row {
-		s += math.Exp(float64(v) - mx)
-	}
-	lse := mx + math.Log(s)
+	lse := rowLSE(row)
 	var kl, p, q float64
 	for j, c := range ids {
 		lq := float64(row[c]) - lse
