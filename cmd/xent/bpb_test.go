@@ -19,7 +19,7 @@ import (
 // and each line's report (--lines-out) give the same. Label smoothing,
 // class weights, a negative count, "bytes" on some lines only and --bytes
 // beside --manifest are refused, naming what; a run where nothing counts
-// reports null.
+// reports null (NaN on the text report).
 func TestEvalBitsPerByte(t *testing.T) {
 	want32, _ := causalGolden(t)
 	nll := want32.Mean * float64(want32.Tokens) // PyTorch's, float64
@@ -160,4 +160,8 @@ func TestEvalBitsPerByte(t *testing.T) {
 		require.Contains(t, null, k)
 		require.Nil(t, null[k], "%s: nothing counts", k)
 	}
+	code, out, errOut = runCmd("eval", "--device", "cpu", "--stderr", "--logits", filepath.Join(dir, "z.npy"), "--targets", none, "--bytes", "7", "--words", "2")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "bits/byte   NaN (over 7 bytes; byte perplexity NaN); 95% [NaN, NaN]\n", "the text's NaN, as the report's null")
+	require.Contains(t, out, "word ppl    NaN (over 2 words); 95% [NaN, NaN]\n")
 }

@@ -249,12 +249,11 @@ func report(stdout io.Writer, devName string, t corpus.Total, ignore int, asJSON
 	if t.Distill {
 		fmt.Fprintf(stdout, "KL          %.6f nats (the teacher's top-k and tail, mean over %d tokens)\n", st.MeanKL(), st.Counted)
 	}
-	if n := t.Text.Bytes; n > 0 {
-		bpb := corpus.BitsPerByte(st, n)
-		fmt.Fprintf(stdout, "bits/byte   %.6f (over %d bytes; byte perplexity %.4f)%s\n", bpb, n, math.Exp2(bpb), interval(rep.BitsPerByte95, "%.6f"))
+	if n := t.Text.Bytes; n > 0 { // the report's: NaN where nothing counts
+		fmt.Fprintf(stdout, "bits/byte   %.6f (over %d bytes; byte perplexity %.4f)%s\n", *rep.BitsPerByte, n, *rep.BytePerplexity, interval(rep.BitsPerByte95, "%.6f"))
 	}
 	if n := t.Text.Words; n > 0 {
-		fmt.Fprintf(stdout, "word ppl    %.4f (over %d words)%s\n", corpus.WordPerplexity(st, n), n, interval(rep.WordPerplexity95, "%.4f"))
+		fmt.Fprintf(stdout, "word ppl    %.4f (over %d words)%s\n", *rep.WordPerplexity, n, interval(rep.WordPerplexity95, "%.4f"))
 	}
 	if c := t.Calibration; c != nil {
 		fmt.Fprintf(stdout, "ECE         %.4f (%d bins of the confidence, %d rows; --json or --plot: each)\n", c.ECE(), batch.CalibrationBins, c.Binned())
@@ -268,9 +267,9 @@ func interval(ci []*float64, f string) string {
 	if len(ci) != 2 {
 		return ""
 	}
-	v := func(p *float64) string {
+	v := func(p *float64) string { // nil: NaN, as the text report prints an undefined value
 		if p == nil {
-			return "null"
+			return fmt.Sprintf(f, math.NaN())
 		}
 		return fmt.Sprintf(f, *p)
 	}
