@@ -172,6 +172,10 @@ func pairText(w io.Writer, p corpus.Pair, r corpus.PairReport) {
 				ra.TopKAccuracy(i), rb.TopKAccuracy(i), f(d.Diff), f(d.CI95[0]), f(d.CI95[1]), float64(*d.PValue))
 		}
 	}
+	if d, ra, rb := r.MRRDiff, p.A.Ranks, p.B.Ranks; d != nil && ra != nil && rb != nil {
+		fmt.Fprintf(w, "MRR         %-13.4f %-13.4f %+.4f (95%% [%+.4f, %+.4f], p %.3g)\n",
+			ra.MRR(), rb.MRR(), f(d.Diff), f(d.CI95[0]), f(d.CI95[1]), float64(*d.PValue))
+	}
 	if d := r.KLDiff; d != nil {
 		fmt.Fprintf(w, "KL          %-13.6f %-13.6f %+.6f nats (the teacher's; 95%% [%+.6f, %+.6f], p %.3g)\n",
 			sa.MeanKL(), sb.MeanKL(), f(d.Diff), f(d.CI95[0]), f(d.CI95[1]), float64(*d.PValue))

@@ -143,10 +143,10 @@ func TestCompare(t *testing.T) {
 	dir := t.TempDir()
 	pa, pb := writeNpyFile(t, dir, "a.npy", xa), writeNpyFile(t, dir, "b.npy", xb)
 	pt, pw := writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
-	var d, w, hd, hn, t5 []float64
+	var d, w, hd, hn, t5, rr []float64
 	lower := 0
 	for b := range B {
-		var db, wb, hb, nb, h5 float64
+		var db, wb, hb, nb, h5, rb float64
 		any := false
 		for p := range T {
 			if tg[b][p] < 0 {
@@ -156,9 +156,10 @@ func TestCompare(t *testing.T) {
 			db, wb, any = db+v*(rowLoss(xb[b][p], tg[b][p])-rowLoss(xa[b][p], tg[b][p])), wb+v, true
 			hb, nb = hb+hit(xb[b][p], tg[b][p])-hit(xa[b][p], tg[b][p]), nb+1
 			h5 += inTop(xb[b][p], tg[b][p], 5) - inTop(xa[b][p], tg[b][p], 5)
+			rb += 1/(1+above(xb[b][p], tg[b][p])) - 1/(1+above(xa[b][p], tg[b][p]))
 		}
 		if any {
-			d, w, hd, hn, t5 = append(d, db), append(w, wb), append(hd, hb), append(hn, nb), append(t5, h5)
+			d, w, hd, hn, t5, rr = append(d, db), append(w, wb), append(hd, hb), append(hn, nb), append(t5, h5), append(rr, rb)
 			if db < 0 {
 				lower++
 			}
@@ -206,6 +207,13 @@ func TestCompare(t *testing.T) {
 	require.InDelta(t, d5, top5["diff"], 1e-12)
 	require.InEpsilon(t, se5, top5["stderr"], 1e-9)
 	require.InEpsilon(t, tTwoSided(math.Abs(d5/se5), B-1), top5["p_value"], 1e-9)
+	// The MRR's, of each row's 1/rank.
+	dr, ser := clusteredSE(rr, hn)
+	mrr := got["mrr_diff"].(map[string]any)
+	require.InDelta(t, dr, mrr["diff"], 1e-12)
+	require.InEpsilon(t, got["b"].(map[string]any)["mrr"].(float64)-got["a"].(map[string]any)["mrr"].(float64), mrr["diff"], 1e-9)
+	require.InEpsilon(t, ser, mrr["stderr"], 1e-9, "1/rank, paired over the sequences")
+	require.InEpsilon(t, tTwoSided(math.Abs(dr/ser), B-1), mrr["p_value"], 1e-9)
 	ci5 := top5["diff_95"].([]any)
 	require.InDelta(t, d5-t11*se5, ci5[0], 1e-9)
 	require.InDelta(t, d5+t11*se5, ci5[1], 1e-9)
@@ -304,7 +312,8 @@ func TestCompare(t *testing.T) {
 	}
 	whole5 := evalJSON(t, "compare", "--a", ma, "--b", mb, "--device", "cpu", "--json", "--topk", "1,5", "--by-position")
 	merged5 := evalJSON(t, append([]string{"merge", "--json"}, parts5...)...)
-	for _, k := range []string{"topk_diff", "diff_by_position", "diff_by_position_stderr"} {
+	for _, k := range []string{"topk_diff", "mrr_diff", "diff_by_position", "diff_by_position_stderr"} {
+		require.Contains(t, merged5, k)
 		checkClose(t, k, whole5[k], merged5[k], nil)
 	}
 	checkClose(t, "diff_by_position", bp["diff_by_position"], whole5["diff_by_position"], nil)
@@ -340,6 +349,7 @@ func TestCompare(t *testing.T) {
 	code, out, errOut = runCmd("compare", "--a", pa, "--b", pb, "--targets", pt, "--device", "cpu", "--topk", "1,5")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "\ntop-5       ")
+	require.Regexp(t, `\nMRR         [0-9.]+ +[0-9.]+ +[-+][0-9.]+ \(95% \[`, out)
 	require.NotContains(t, out, "bits/byte")
 	code, out, errOut = runCmd("compare", "--a", ma, "--b", mb, "--device", "cpu")
 	require.Equal(t, 0, code, errOut)

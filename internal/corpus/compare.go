@@ -24,7 +24,8 @@ type Pair struct {
 // clusters' own difficulty cancels). Lower counts the clusters whose
 // loss sum B has below A's. AccDiff is the same of the top-1 accuracy: of
 // each cluster, B's correct rows less A's and its counted rows; TopKDiff
-// of each top-k accuracy (Config.TopK; nil without); KLDiff a teacher's
+// of each top-k accuracy and MRRDiff of the MRR, of each row's 1/rank
+// (Config.TopK; nil without); KLDiff a teacher's
 // mean KL's (Config.Distill; nil without): of each cluster, B's
 // token-weighted KL sum less A's and its token weights; DiffPositions the
 // loss's by position (Config.SeqLen or ByPosition; nil without), with
@@ -33,6 +34,7 @@ type Diffs struct {
 	Diff          Spread     `json:"diff"`
 	AccDiff       Spread     `json:"accuracy_diff"`
 	TopKDiff      []Spread   `json:"topk_diff,omitempty"`
+	MRRDiff       *Spread    `json:"mrr_diff,omitempty"`
 	KLDiff        *Spread    `json:"kl_diff,omitempty"`
 	DiffPositions *Positions `json:"diff_by_position,omitempty"`
 	Lower         int64      `json:"b_lower"`
@@ -54,6 +56,7 @@ func (d *Diffs) Merge(o Diffs) error {
 	d.Diff.Merge(o.Diff)
 	d.AccDiff.Merge(o.AccDiff)
 	mergeSpread(&d.KLDiff, o.KLDiff)
+	mergeSpread(&d.MRRDiff, o.MRRDiff)
 	d.Lower += o.Lower
 	if o.DiffPositions != nil {
 		if d.DiffPositions == nil {
@@ -94,8 +97,8 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (
 		}
 	}}
 	hits := clusters{c: -1, done: q.AccDiff.Add}
-	var kl Spread
-	kls := clusters{c: -1, done: kl.Add}
+	var kl, mrr Spread
+	kls, rrs := clusters{c: -1, done: kl.Add}, clusters{c: -1, done: mrr.Add}
 	var tops []clusters
 	if ks := e.cfg.TopK; ks != nil {
 		q.TopKDiff, tops = spreads(len(ks))
@@ -116,15 +119,22 @@ func (e *Evaluator) Compare(ctx context.Context, dev device.Device, a, b Line) (
 		for j, k := range e.cfg.TopK {
 			tops[j].add(c, one(rb.Greater[i] < int64(k))-one(ra.Greater[i] < int64(k)), 1)
 		}
+		if e.cfg.TopK != nil {
+			rrs.add(c, reciprocal(rb.Greater[i])-reciprocal(ra.Greater[i]), 1)
+		}
 	})
 	sums.flush()
 	hits.flush()
 	kls.flush()
+	rrs.flush()
 	for j := range tops {
 		tops[j].flush()
 	}
 	if e.cfg.Distill {
 		q.KLDiff = &kl
+	}
+	if e.cfg.TopK != nil {
+		q.MRRDiff = &mrr
 	}
 	if !keep {
 		for _, r := range []*Result{&ra, &rb} {

@@ -130,7 +130,8 @@ func FuzzPartials(f *testing.F) {
 		t.Distill, t.KLSpread, t.Stats.KL = false, nil, 0
 		dp := corpus.NewPositions(4)
 		dp.Spread = make([]corpus.Spread, 4)
-		q := corpus.Pair{A: t, B: t, Diffs: corpus.Diffs{Diff: sp(2), AccDiff: sp(2), TopKDiff: []corpus.Spread{sp(2), sp(2)}, DiffPositions: dp, Lower: 1}}
+		mr := sp(2)
+		q := corpus.Pair{A: t, B: t, Diffs: corpus.Diffs{Diff: sp(2), AccDiff: sp(2), TopKDiff: []corpus.Spread{sp(2), sp(2)}, MRRDiff: &mr, DiffPositions: dp, Lower: 1}}
 		b, err := json.Marshal(corpus.PartialOfPair(q, "a", "b", 2, shard, 2, flags, "cpu"))
 		if err != nil {
 			f.Fatal(err)

@@ -96,6 +96,9 @@ func (p Partial) PairOf() (Pair, error) {
 			return Pair{}, fmt.Errorf("the differences' sums of the loss (%d clusters) and a top-k accuracy (%d) are not of the same clusters", q.Diff.Clusters, t.Clusters)
 		}
 	}
+	if (q.MRRDiff != nil) != (p.Ranks != nil) || q.MRRDiff != nil && q.MRRDiff.Clusters != q.Diff.Clusters {
+		return Pair{}, fmt.Errorf("the MRR's differences' sums missing, or not of the loss's clusters (statistics of an older xent have none): compare the shard again")
+	}
 	if (q.KLDiff != nil) != (p.Stats.KL != nil) || q.KLDiff != nil && q.KLDiff.Clusters != q.Diff.Clusters {
 		return Pair{}, fmt.Errorf("the KL's differences' sums missing, or not of the loss's clusters (statistics of an older xent have none): compare the shard again")
 	}

@@ -408,6 +408,9 @@ type PairReport struct {
 	AccuracyDiff95    []*float64         `json:"accuracy_diff_95"`
 	AccuracyPValue    *Nullable          `json:"accuracy_p_value"`
 	TopKDiff          map[string]AccDiff `json:"topk_diff,omitempty"`
+	// MRRDiff is the MRR's paired difference, B's less A's, absent
+	// without --topk.
+	MRRDiff *AccDiff `json:"mrr_diff,omitempty"`
 	// KLDiff is a teacher's mean KL's paired difference, B's less A's
 	// (the same teacher for both), absent without a teacher.
 	KLDiff *AccDiff `json:"kl_diff,omitempty"`
@@ -462,6 +465,10 @@ func PairReportOf(p Pair, device string) PairReport {
 		AccuracyDiff: ad.Diff, AccuracyDiffSE: ad.StdErr, AccuracyDiff95: ad.CI95, AccuracyPValue: ad.PValue, Device: device}
 	if dp := p.DiffPositions; dp != nil {
 		r.DiffByPosition, r.DiffByPositionStdErr = nums(dp.Means()), nums(dp.StdErrs())
+	}
+	if sp, ra, rb := p.MRRDiff, p.A.Ranks, p.B.Ranks; sp != nil && ra != nil && rb != nil {
+		md := accDiff(ra.MRR(), rb.MRR(), *sp)
+		r.MRRDiff = &md
 	}
 	if sp := p.KLDiff; sp != nil && p.A.Distill && p.B.Distill {
 		kd := accDiff(p.A.Stats.MeanKL(), p.B.Stats.MeanKL(), *sp)

@@ -333,10 +333,12 @@ func TestCommandCompare(t *testing.T) {
 		}
 	}
 	require.Equal(t, w["a"].(map[string]any)["tokens"], g["a"].(map[string]any)["tokens"])
-	wk, gk := w["kl_diff"].(map[string]any), g["kl_diff"].(map[string]any)
-	for _, k := range []string{"diff", "stderr", "p_value"} {
-		require.NotNil(t, gk[k], "kl_diff: %s", k)
-		require.InEpsilon(t, wk[k], gk[k], 1e-12, "kl_diff: %s", k)
+	for _, d := range []string{"kl_diff", "mrr_diff"} {
+		wk, gk := w[d].(map[string]any), g[d].(map[string]any)
+		for _, k := range []string{"diff", "stderr", "p_value"} {
+			require.NotNil(t, gk[k], "%s: %s", d, k)
+			require.InEpsilon(t, wk[k], gk[k], 1e-12, "%s: %s", d, k)
+		}
 	}
 
 	short := filepath.Join(dir, "S.jsonl")
