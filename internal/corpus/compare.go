@@ -25,11 +25,10 @@ type Pair struct {
 // loss sum B has below A's. AccDiff is the same of the top-1 accuracy: of
 // each cluster, B's correct rows less A's and its counted rows; TopKDiff
 // of each top-k accuracy and MRRDiff of the MRR, of each row's 1/rank
-// (Config.TopK; nil without); KLDiff a teacher's
-// mean KL's (Config.Distill; nil without): of each cluster, B's
-// token-weighted KL sum less A's and its token weights; DiffPositions the
-// loss's by position (Config.SeqLen or ByPosition; nil without), with
-// its spreads.
+// (Config.TopK; nil without); KLDiff a teacher's mean KL's
+// (Config.Distill; nil without): of each cluster, B's token-weighted KL
+// sum less A's and its token weights; DiffPositions the loss's by
+// position (Config.SeqLen or ByPosition; nil without), with its spreads.
 type Diffs struct {
 	Diff          Spread     `json:"diff"`
 	AccDiff       Spread     `json:"accuracy_diff"`
