@@ -57,10 +57,9 @@ type Partial struct {
 }
 
 // PairStats is a comparison's share of a Partial: model B's statistics
-// (its own manifest's, the same shard, flags and device) and the spread
-// of B − A over the clusters, of the loss, of the accuracy and of each
-// top-k accuracy (with --topk), with the clusters B's loss is below A's
-// (Pair).
+// (its own manifest's, the same shard, flags and device) and the Diffs
+// of B − A over the clusters (the loss's, the accuracies', the MRR's, a
+// teacher's KL's, by position; Pair).
 type PairStats struct {
 	B Partial `json:"b"`
 	Diffs
