@@ -182,7 +182,7 @@ func pairText(w io.Writer, p corpus.Pair, r corpus.PairReport) {
 	}
 	if r.BitsPerByteDiff != nil {
 		fmt.Fprintf(w, "bits/byte   %-13.6f %-13.6f %+.6f (95%% [%+.6f, %+.6f], over %d bytes)\n",
-			corpus.BitsPerByte(sa, p.A.Text.Bytes), corpus.BitsPerByte(sb, p.B.Text.Bytes), f(r.BitsPerByteDiff), f(r.BitsPerByteDiff95[0]), f(r.BitsPerByteDiff95[1]), p.A.Text.Bytes)
+			float64(*r.A.BitsPerByte), float64(*r.B.BitsPerByte), f(r.BitsPerByteDiff), f(r.BitsPerByteDiff95[0]), f(r.BitsPerByteDiff95[1]), p.A.Text.Bytes)
 	}
 	fmt.Fprintf(w, "tokens      %d counted, the same rows; %d sequences (or rows, in files of none) as clusters: B's loss below A's in %.1f%%\n",
 		sa.Counted, r.Clusters, 100*float64(*r.BLower))
