@@ -1,6 +1,7 @@
 // Package pipeline is xent's evaluation of a manifest as an Apache Beam
-// pipeline: the manifest's lines → EvalFn, which evaluates a line with the
-// library on the worker's device (and stages its per-row losses, with
+// pipeline: ReadFn, which reads the manifest on a worker and emits its
+// lines → a reshuffle, which spreads them over the workers → EvalFn,
+// which evaluates a line with the library on the worker's device (and stages its per-row losses, with
 // Rows) → MergeFn, which merges the statistics exactly → WriteFn, which
 // writes the report, the JSON of xent eval --json, whole or not at all
 // (and each line's own report, with Out.Lines). BuildCompare is the same
@@ -21,6 +22,7 @@ package pipeline
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -40,6 +42,8 @@ import (
 )
 
 func init() {
+	register.DoFn2x1[[]byte, func(string), error](&ReadFn{})
+	register.Emitter1[string]()
 	register.DoFn2x2[context.Context, string, Acc, error](&EvalFn{})
 	register.Combiner2[Acc, Acc](&MergeFn{})
 	register.DoFn1x1[Acc, error](&WriteFn{})
@@ -335,47 +339,142 @@ type Out struct {
 // Build adds to s the evaluation of the manifest's lines with cfg on the
 // workers' device dev, its report written to out.Report, each line's to
 // out.Lines, each line's per-row losses staged where out.Rows says
-// (Rows.Commit puts them in place once the pipeline has run).
+// (Rows.Commit puts them in place once the pipeline has run). m is read
+// by ReadManifest from an absolute path, as its lines' files are: a
+// worker reads it again (ReadFn), from a filesystem it shares with this
+// process but not its working directory.
 func Build(s beam.Scope, m corpus.Manifest, cfg corpus.Config, dev string, out Out) error {
-	lines := make([]string, len(m.Lines))
-	for k, l := range m.Lines {
-		lines[k] = l.Encode()
-	}
-	return build(s, lines, cfg, dev, out, false)
+	return build(s, m, corpus.Manifest{}, cfg, dev, out)
 }
 
 // BuildCompare adds to s the comparison of model A's manifest a and model
-// B's b, line by line (they have as many lines: xent compare's), with
-// cfg on the workers' device dev, its report (xent compare --json's)
-// written to out.Report and each line pair's to out.Lines; out.Rows must
-// name no directory.
+// B's b, line by line (they have as many lines: xent compare's; a line
+// pair's teacher as corpus.PairTeachers gives it), with cfg on the
+// workers' device dev, its report (xent compare --json's) written to
+// out.Report and each line pair's to out.Lines; out.Rows must name no
+// directory. a and b are read as Build's m is.
 func BuildCompare(s beam.Scope, a, b corpus.Manifest, cfg corpus.Config, dev string, out Out) error {
-	switch {
-	case len(a.Lines) != len(b.Lines):
-		return fmt.Errorf("model A's manifest has %d lines, model B's %d: a comparison pairs them line by line", len(a.Lines), len(b.Lines))
-	case out.Rows.Dir != "":
+	if b.Path == "" {
+		return errors.New("a comparison needs model B's manifest")
+	}
+	if out.Rows.Dir != "" {
 		return errors.New("a comparison writes no per-row losses")
 	}
-	pairs := make([]string, len(a.Lines))
-	for k := range a.Lines {
-		pairs[k] = EncodePair(a.Lines[k], b.Lines[k])
-	}
-	return build(s, pairs, cfg, dev, out, true)
+	return build(s, a, b, cfg, dev, out)
 }
 
-// build adds the pipeline of Build (BuildCompare, with compare) over the
-// encoded elements.
-func build(s beam.Scope, elems []string, cfg corpus.Config, dev string, out Out, compare bool) error {
-	f := &EvalFn{Device: dev, Rows: out.Rows, Lines: out.Lines != "", Compare: compare}
+// build adds the pipeline of Build (BuildCompare, where b has a path):
+// an impulse → ReadFn, which reads the manifests on a worker and emits
+// the elements → a reshuffle → EvalFn → MergeFn → WriteFn. Without the
+// reshuffle a runner fuses the evaluation into the read's one bundle,
+// and one worker evaluates every line.
+func build(s beam.Scope, a, b corpus.Manifest, cfg corpus.Config, dev string, out Out) error {
+	read := &ReadFn{A: a.Path, WeightA: a.Weight, B: b.Path, WeightB: b.Weight}
+	elems, err := read.elements(a, b)
+	if err != nil {
+		return err
+	}
+	read.Digest = digest(elems)
+	f := &EvalFn{Device: dev, Rows: out.Rows, Lines: out.Lines != "", Compare: read.B != ""}
 	cfg.KeepRows = out.Rows.Dir != ""
 	c, err := json.Marshal(cfg)
 	if err != nil {
 		return err
 	}
 	f.Config = string(c)
-	col := beam.CreateList(s, elems)
-	accs := beam.ParDo(s, f, col)
+	col := beam.ParDo(s, read, beam.Impulse(s))
+	accs := beam.ParDo(s, f, beam.Reshuffle(s, col))
 	total := beam.Combine(s, &MergeFn{}, accs)
-	beam.ParDo0(s, &WriteFn{Path: out.Report, Lines: out.Lines, Files: len(elems), Compare: compare}, total)
+	beam.ParDo0(s, &WriteFn{Path: out.Report, Lines: out.Lines, Files: len(elems), Compare: f.Compare}, total)
 	return nil
+}
+
+// ReadFn reads a manifest on a worker (with B, model B's too, for a
+// comparison) and emits the pipeline's elements: each line encoded
+// (corpus.Line.Encode), or each line pair (EncodePair). The pipeline
+// carries the manifests' paths, not their lines, which would make its
+// graph grow with the manifest and go to every worker. Digest is the
+// SHA-256 of the elements the pipeline was built with, after its lines
+// were checked: a manifest changed since is an error, not another
+// evaluation.
+type ReadFn struct {
+	A, WeightA string // the manifest (corpus.Manifest's Path and Weight)
+	B, WeightB string // model B's, with a comparison; B "" otherwise
+	Digest     string
+}
+
+// ProcessElement reads the manifests and emits their elements.
+func (f *ReadFn) ProcessElement(_ []byte, emit func(string)) error {
+	a, err := corpus.ReadManifest(f.A, f.WeightA)
+	if err != nil {
+		return err
+	}
+	var b corpus.Manifest
+	if f.B != "" {
+		if b, err = corpus.ReadManifest(f.B, f.WeightB); err != nil {
+			return err
+		}
+	}
+	elems, err := f.elements(a, b)
+	if err != nil {
+		return err
+	}
+	if digest(elems) != f.Digest {
+		return fmt.Errorf("xent: %s changed since the pipeline was built: a worker reads other lines than those checked", strings.Join(slices.DeleteFunc([]string{f.A, f.B}, func(p string) bool { return p == "" }), " or "))
+	}
+	for _, e := range elems {
+		emit(e)
+	}
+	return nil
+}
+
+// elements returns the elements of the manifest a (with f.B, of the line
+// pairs of a and b): their paths and their lines' files absolute.
+func (f *ReadFn) elements(a, b corpus.Manifest) ([]string, error) {
+	for _, m := range []corpus.Manifest{a, b} {
+		if m.Path == "" && m.Lines == nil {
+			continue
+		}
+		if m.Path == "" {
+			return nil, errors.New("xent: a manifest of no file: a worker reads it again (corpus.ReadManifest)")
+		}
+		if !filepath.IsAbs(m.Path) {
+			return nil, fmt.Errorf("xent: the manifest %q: not an absolute path (a worker reads it again, from another working directory)", m.Path)
+		}
+		for _, l := range m.Lines {
+			for _, p := range l.Files() {
+				if !filepath.IsAbs(p) {
+					return nil, fmt.Errorf("xent: %s:%d: %s is not an absolute path (a worker reads it from another working directory)", m.Path, l.N, p)
+				}
+			}
+		}
+	}
+	if f.B == "" {
+		elems := make([]string, len(a.Lines))
+		for k, l := range a.Lines {
+			elems[k] = l.Encode()
+		}
+		return elems, nil
+	}
+	if len(a.Lines) != len(b.Lines) {
+		return nil, fmt.Errorf("model A's manifest has %d lines, model B's %d: a comparison pairs them line by line", len(a.Lines), len(b.Lines))
+	}
+	a.Lines, b.Lines = slices.Clone(a.Lines), slices.Clone(b.Lines)
+	if err := corpus.PairTeachers(&a, &b); err != nil {
+		return nil, err
+	}
+	elems := make([]string, len(a.Lines))
+	for k := range a.Lines {
+		elems[k] = EncodePair(a.Lines[k], b.Lines[k])
+	}
+	return elems, nil
+}
+
+// digest returns the SHA-256 of elems, each ended by a newline.
+func digest(elems []string) string {
+	h := sha256.New()
+	for _, e := range elems {
+		io.WriteString(h, e+"\n")
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

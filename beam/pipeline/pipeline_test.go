@@ -8,9 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/universal"
@@ -191,4 +193,68 @@ func TestRegistered(t *testing.T) {
 	require.NoError(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: filepath.Join(dir, "R.json"), Lines: filepath.Join(dir, "L.jsonl"), Rows: rows}))
 	_, err = vet.Execute(context.Background(), p)
 	require.NoError(t, err)
+}
+
+// TestSpread: the lines reach EvalFn through a reshuffle, so that a
+// runner spreads them over its workers; without it, it fuses their
+// evaluation into ReadFn's one bundle, on one worker.
+func TestSpread(t *testing.T) {
+	dir := t.TempDir()
+	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
+	m, err := corpus.ReadManifest(path, weight)
+	require.NoError(t, err)
+	p, s := beam.NewPipelineWithRoot()
+	require.NoError(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: filepath.Join(dir, "R.json")}))
+	edges, _, err := p.Build()
+	require.NoError(t, err)
+	from := map[*graph.Node]*graph.MultiEdge{} // each node's producer
+	for _, e := range edges {
+		for _, o := range e.Output {
+			from[o.To] = e
+		}
+	}
+	var evals int
+	for _, e := range edges {
+		if e.Op != graph.ParDo {
+			continue
+		}
+		if _, ok := e.DoFn.Recv.(*pipeline.EvalFn); ok {
+			evals++
+			require.Equal(t, graph.Reshuffle, from[e.Input[0].From].Op, "EvalFn's input")
+		}
+	}
+	require.Equal(t, 1, evals)
+}
+
+// TestChanged: a manifest changed between the build (when its lines were
+// checked) and the run (when a worker reads it) fails the pipeline,
+// naming it, and no report is written; a manifest or a file by a
+// relative path is refused by Build.
+func TestChanged(t *testing.T) {
+	dir := t.TempDir()
+	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
+	m, err := corpus.ReadManifest(path, weight)
+	require.NoError(t, err)
+	out := filepath.Join(dir, "R.json")
+	p, s := beam.NewPipelineWithRoot()
+	require.NoError(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: out}))
+	text, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lines := strings.SplitAfter(string(text), "\n")
+	lines[0], lines[1] = lines[1], lines[0]
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "")), 0o644))
+	_, err = prism.Execute(context.Background(), p)
+	require.ErrorContains(t, err, path+" changed since the pipeline was built")
+	require.NoFileExists(t, out)
+
+	t.Chdir(dir)
+	m, err = corpus.ReadManifest(filepath.Base(path), weight)
+	require.NoError(t, err)
+	_, s = beam.NewPipelineWithRoot()
+	require.ErrorContains(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: out}), `the manifest "M.jsonl": not an absolute path`)
+	m, err = corpus.ReadManifest(path, filepath.Base(weight))
+	require.NoError(t, err)
+	require.ErrorContains(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: out}), "is not an absolute path")
+	m.Path = ""
+	require.ErrorContains(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: out}), "a manifest of no file")
 }

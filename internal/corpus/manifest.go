@@ -87,12 +87,15 @@ func (l Line) Files() []string {
 // Keys is the set of keys a manifest line may have.
 const Keys = `"logits", "logits_shards", "hidden", "weight", "weight_shards", "bias", "targets", "weights", "teacher_ids", "teacher_logprobs", "bytes", "words"`
 
-// A Manifest is the lines of a manifest file and the SHA-256 of its bytes
-// (which names it in partial statistics).
+// A Manifest is the lines of a manifest file, the SHA-256 of its bytes
+// (which names it in partial statistics) and the classifier it was read
+// with for hidden-states lines without one (ReadManifest's
+// defaultWeight).
 type Manifest struct {
 	Path   string
 	Lines  []Line
 	SHA256 string
+	Weight string
 }
 
 // ReadManifest reads a manifest: JSON Lines, one object per line (blank
@@ -105,7 +108,7 @@ func ReadManifest(path, defaultWeight string) (Manifest, error) {
 		return Manifest{}, err
 	}
 	sum := sha256.Sum256(b)
-	m := Manifest{Path: path, SHA256: hex.EncodeToString(sum[:])}
+	m := Manifest{Path: path, SHA256: hex.EncodeToString(sum[:]), Weight: defaultWeight}
 	dir := filepath.Dir(path)
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(nil, 1<<20)

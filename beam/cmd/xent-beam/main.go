@@ -15,9 +15,10 @@
 // --runner universal (or flink, spark) --endpoint HOST:PORT of the job
 // server, and --environment_type (DOCKER with --environment_config IMAGE,
 // or PROCESS, or LOOPBACK for a job server on this machine); Dataflow
-// with --runner dataflow and its flags. The workers read the manifest's
-// files and write --out (and --lines-out, --rows-out's files) where this process names
-// them: a filesystem the workers share.
+// with --runner dataflow and its flags. The workers read the manifests
+// and their files and write --out (and --lines-out, --rows-out's files)
+// where this process names them, by absolute paths: a filesystem the
+// workers share.
 package main
 
 import (
@@ -64,6 +65,15 @@ func run(ctx context.Context) error {
 	cfg, err := config()
 	if err != nil {
 		return err
+	}
+	// The workers read the manifests again, and every file they name,
+	// from another working directory: every path absolute.
+	for _, p := range []*string{manifest, compare, weight} {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return err
+			}
+		}
 	}
 	m, err := corpus.ReadManifest(*manifest, *weight)
 	if err != nil {

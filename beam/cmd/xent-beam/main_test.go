@@ -54,8 +54,21 @@ func TestCommand(t *testing.T) {
 	require.Equal(t, want.Rows-want.Counted, r.Ignored)
 	require.InEpsilon(t, want.Mean(), *r.Loss, 1e-5)
 
+	// Relative paths, from this working directory: the workers are given
+	// them absolute (the pipeline refuses any other).
 	require.NoError(t, os.Remove(out))
-	set(t, "out", dir)
+	t.Chdir(filepath.Dir(dir))
+	rel := func(p string) string { return filepath.Join(filepath.Base(dir), filepath.Base(p)) }
+	set(t, "manifest", rel(m), "weight", rel(weight), "out", rel(out))
+	require.NoError(t, run(context.Background()))
+	b, err = os.ReadFile(out)
+	require.NoError(t, err)
+	var rr corpus.Report
+	require.NoError(t, json.Unmarshal(b, &rr))
+	require.Equal(t, r, rr)
+
+	require.NoError(t, os.Remove(out))
+	set(t, "manifest", m, "weight", weight, "out", dir)
 	require.ErrorContains(t, run(context.Background()), "exists and is not a regular file")
 	set(t, "out", filepath.Join(dir, "t1.npy"))
 	require.ErrorContains(t, run(context.Background()), "the same file as "+filepath.Join(dir, "t1.npy"))
