@@ -49,18 +49,25 @@ func single(t *testing.T, m corpus.Manifest, cfg corpus.Config) corpus.Report {
 	return corpus.ReportOf(total, "")
 }
 
+// manifest writes the corpustest manifest into a temporary directory and
+// reads it.
+func manifest(t *testing.T) (dir string, m corpus.Manifest, w corpustest.Want) {
+	dir = t.TempDir()
+	path, weight, w := corpustest.Write(t, dir, seed.New(t))
+	m, err := corpus.ReadManifest(path, weight)
+	require.NoError(t, err)
+	return dir, m, w
+}
+
 // run builds the pipeline of the corpustest manifest, runs it with
 // execute, and returns its report, the single run's and the float64
 // reference.
 func run(t *testing.T, cfg corpus.Config, execute func(context.Context, *beam.Pipeline) (beam.PipelineResult, error)) (got, want corpus.Report, w corpustest.Want) {
-	dir := t.TempDir()
-	path, weight, w := corpustest.Write(t, dir, seed.New(t))
-	m, err := corpus.ReadManifest(path, weight)
-	require.NoError(t, err)
+	dir, m, w := manifest(t)
 	out := filepath.Join(dir, "R.json")
 	p, s := beam.NewPipelineWithRoot()
 	require.NoError(t, pipeline.Build(s, m, cfg, "cpu", pipeline.Out{Report: out}))
-	_, err = execute(context.Background(), p)
+	_, err := execute(context.Background(), p)
 	require.NoError(t, err)
 	b, err := os.ReadFile(out)
 	require.NoError(t, err)
@@ -183,10 +190,7 @@ func TestJobServer(t *testing.T) {
 // report) through Beam's vet runner, which fails on any function or type
 // not registered (a closure cannot be).
 func TestRegistered(t *testing.T) {
-	dir := t.TempDir()
-	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
-	m, err := corpus.ReadManifest(path, weight)
-	require.NoError(t, err)
+	dir, m, _ := manifest(t)
 	rows, err := pipeline.NewRows(dir, m)
 	require.NoError(t, err)
 	p, s := beam.NewPipelineWithRoot()
@@ -199,10 +203,7 @@ func TestRegistered(t *testing.T) {
 // runner spreads them over its workers; without it, it fuses their
 // evaluation into ReadFn's one bundle, on one worker.
 func TestSpread(t *testing.T) {
-	dir := t.TempDir()
-	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
-	m, err := corpus.ReadManifest(path, weight)
-	require.NoError(t, err)
+	dir, m, _ := manifest(t)
 	p, s := beam.NewPipelineWithRoot()
 	require.NoError(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: filepath.Join(dir, "R.json")}))
 	edges, _, err := p.Build()
@@ -231,10 +232,8 @@ func TestSpread(t *testing.T) {
 // naming it, and no report is written; a manifest or a file by a
 // relative path is refused by Build.
 func TestChanged(t *testing.T) {
-	dir := t.TempDir()
-	path, weight, _ := corpustest.Write(t, dir, seed.New(t))
-	m, err := corpus.ReadManifest(path, weight)
-	require.NoError(t, err)
+	dir, m, _ := manifest(t)
+	path, weight := m.Path, m.Weight
 	out := filepath.Join(dir, "R.json")
 	p, s := beam.NewPipelineWithRoot()
 	require.NoError(t, pipeline.Build(s, m, corpus.Config{IgnoreIndex: -100}, "cpu", pipeline.Out{Report: out}))
