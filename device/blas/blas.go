@@ -6,8 +6,10 @@
 // # Selection
 //
 // [Default] is OpenBLAS when libopenblas.so.0 (Debian's
-// libopenblas0-pthread; $XENT_BLAS_LIB names another file) loads, else
-// gonum; XENT_BLAS=gonum forces gonum. [Gonum] and [OpenBLAS] pick one.
+// libopenblas0-pthread; libopenblas.dll on Windows; on macOS Apple's
+// Accelerate, whose CBLAS has the same cblas_sgemm: dl.BLAS;
+// $XENT_BLAS_LIB names another file) loads, else gonum; XENT_BLAS=gonum
+// forces gonum. [Gonum] and [OpenBLAS] pick one.
 //
 // # Contract
 //
@@ -27,6 +29,8 @@ import (
 	"unsafe"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/xentlab/xent/internal/dl"
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 )
@@ -92,19 +96,10 @@ var (
 	openErr  error
 )
 
-// libraryName is the library OpenBLAS opens: $XENT_BLAS_LIB or
-// libopenblas.so.0.
-func libraryName() string {
-	if p := os.Getenv("XENT_BLAS_LIB"); p != "" {
-		return p
-	}
-	return "libopenblas.so.0"
-}
-
 // OpenBLAS returns the Sgemm of the OpenBLAS library, loaded once, or an
 // error wrapping ErrNoLibrary.
 func OpenBLAS() (*BLAS, error) {
-	openOnce.Do(func() { openBLAS, openErr = load(libraryName()) })
+	openOnce.Do(func() { openBLAS, openErr = load(os.Getenv("XENT_BLAS_LIB")) })
 	return openBLAS, openErr
 }
 
@@ -122,21 +117,25 @@ type lib struct {
 	config func() string
 }
 
-// load opens name and binds cblas_sgemm (and openblas_get_config for the
-// name, when present). A missing symbol is an error naming it.
+// load opens name (else dl.BLAS's names on this system) and binds
+// cblas_sgemm (and openblas_get_config for the name, when present). A
+// missing symbol is an error naming it.
 func load(name string) (*BLAS, error) {
-	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	h, name, err := dl.OpenFirst(dl.BLAS, name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrNoLibrary, name, err)
+		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
 	}
 	var l lib
-	p, err := purego.Dlsym(h, "cblas_sgemm")
-	if err != nil || p == 0 {
+	p, err := dl.Sym(h, "cblas_sgemm")
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s lacks cblas_sgemm", ErrNoLibrary, name)
 	}
 	purego.RegisterFunc(&l.sgemm, p)
-	label, detail := "OpenBLAS", name
-	if p, err := purego.Dlsym(h, "openblas_get_config"); err == nil && p != 0 {
+	label, detail := "CBLAS", name // another CBLAS than OpenBLAS: Accelerate on macOS, or a file XENT_BLAS_LIB names
+	if strings.Contains(name, "Accelerate.framework") {
+		label = "Accelerate"
+	}
+	if p, err := dl.Sym(h, "openblas_get_config"); err == nil {
 		purego.RegisterFunc(&l.config, p)
 		detail = strings.TrimSpace(l.config()) // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ... Haswell MAX_THREADS=64"
 		if f := strings.Fields(detail); len(f) >= 2 {

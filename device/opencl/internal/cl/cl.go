@@ -1,8 +1,9 @@
 // Package cl is xent's thin OpenCL 1.2 binding, loaded at run time with
 // purego: no cgo, and a binary built once runs on hosts with and without
-// OpenCL. It loads the ICD loader libOpenCL.so.1 (vendor libraries such as
-// libpocl.so do not export the cl* names), or the library named by
-// XENT_OPENCL_LIB.
+// OpenCL. It loads the ICD loader (libOpenCL.so.1 on Linux, OpenCL.dll on
+// Windows, Apple's OpenCL framework on macOS: dl.OpenCL; vendor
+// libraries such as libpocl.so do not export the cl* names), or the
+// library named by XENT_OPENCL_LIB.
 //
 // Every status code becomes a Status error that names it; a failed build
 // returns a *BuildError carrying the build log and options. Objects are
@@ -18,6 +19,8 @@ import (
 	"unsafe"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/xentlab/xent/internal/dl"
 )
 
 // Handles are opaque pointers owned by the OpenCL runtime.
@@ -121,26 +124,20 @@ var (
 // ErrNoLibrary wraps the reason OpenCL could not be loaded.
 var ErrNoLibrary = errors.New("cl: no OpenCL library")
 
-// libraryName is the library Load opens: $XENT_OPENCL_LIB or libOpenCL.so.1.
-func libraryName() string {
-	if p := os.Getenv("XENT_OPENCL_LIB"); p != "" {
-		return p
-	}
-	return "libOpenCL.so.1"
-}
-
-// Load loads the OpenCL library once; later calls return the same result.
+// Load loads the OpenCL library once ($XENT_OPENCL_LIB, else the ICD
+// loader's names on this system: dl.OpenCL); later calls return the same
+// result.
 func Load() error {
-	loadOnce.Do(func() { loaded, loadErr = load(libraryName()) })
+	loadOnce.Do(func() { loaded, loadErr = load(os.Getenv("XENT_OPENCL_LIB")) })
 	return loadErr
 }
 
-// load opens the library and binds its functions. purego.RegisterFunc
-// panics only on a function type it cannot call, which the lib fields fix
-// at compile time (any test that loads OpenCL would show it); a missing
-// symbol is an error naming it.
+// load opens the library (name, else dl.OpenCL's names) and binds its
+// functions. purego.RegisterFunc panics only on a function type it
+// cannot call, which the lib fields fix at compile time (any test that
+// loads OpenCL would show it); a missing symbol is an error naming it.
 func load(name string) (*lib, error) {
-	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	h, name, err := dl.OpenFirst(dl.OpenCL, name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
 	}
@@ -168,8 +165,8 @@ func load(name string) (*lib, error) {
 		{&l.getEventProfilingInfo, "clGetEventProfilingInfo"},
 	}
 	for _, s := range syms {
-		p, err := purego.Dlsym(h, s.name)
-		if err != nil || p == 0 {
+		p, err := dl.Sym(h, s.name)
+		if err != nil {
 			return nil, fmt.Errorf("%w: %s lacks %s", ErrNoLibrary, name, s.name)
 		}
 		purego.RegisterFunc(s.fptr, p)

@@ -8,10 +8,13 @@ import (
 	"sync"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/xentlab/xent/internal/dl"
 )
 
 // CLBlast, the tuned OpenCL BLAS (Debian libclblast1), is loaded at run
-// time like OpenCL itself: $XENT_CLBLAST_LIB or libclblast.so.1. Its
+// time like OpenCL itself: $XENT_CLBLAST_LIB, else dl.CLBlast's names
+// (libclblast.so.1, clblast.dll, libclblast.dylib). Its
 // Sgemm enqueues on the caller's queue and buffers.
 
 var (
@@ -36,26 +39,22 @@ const (
 // wrapping ErrNoLibrary when the library or its CLBlastSgemm is missing.
 func LoadCLBlast() (string, error) {
 	blastOnce.Do(func() {
-		name := os.Getenv("XENT_CLBLAST_LIB")
-		if name == "" {
-			name = "libclblast.so.1"
-		}
-		blastName = name
-		h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		h, name, err := dl.OpenFirst(dl.CLBlast, os.Getenv("XENT_CLBLAST_LIB"))
 		if err != nil {
-			blastErr = fmt.Errorf("%w: CLBlast: %s: %v", ErrNoLibrary, name, err)
+			blastName, blastErr = os.Getenv("XENT_CLBLAST_LIB"), fmt.Errorf("%w: CLBlast: %v", ErrNoLibrary, err)
 			return
 		}
-		p, err := purego.Dlsym(h, "CLBlastSgemm")
-		if err != nil || p == 0 {
+		blastName = name
+		p, err := dl.Sym(h, "CLBlastSgemm")
+		if err != nil {
 			blastErr = fmt.Errorf("%w: %s lacks CLBlastSgemm", ErrNoLibrary, name)
 			return
 		}
 		purego.RegisterFunc(&blastSgemm, p)
-		if p, err := purego.Dlsym(h, "CLBlastOverrideParameters"); err == nil && p != 0 {
+		if p, err := dl.Sym(h, "CLBlastOverrideParameters"); err == nil {
 			purego.RegisterFunc(&blastOverride, p)
 		}
-		if p, err := purego.Dlsym(h, "CLBlastClearCache"); err == nil && p != 0 {
+		if p, err := dl.Sym(h, "CLBlastClearCache"); err == nil {
 			purego.RegisterFunc(&blastClear, p)
 		}
 	})
