@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/xentlab/xent/internal/mapped"
 )
 
 func fixture(name string) string { return filepath.Join("..", "..", "testdata", "npy", name) }
@@ -15,8 +17,8 @@ func fixture(name string) string { return filepath.Join("..", "..", "testdata", 
 // values, 13 × 29 × 1); every other layout is refused (the caller then
 // reads).
 func TestMap(t *testing.T) {
-	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
-		t.Skip("no mapping here")
+	if !mapped.Supported {
+		t.Skipf("no mapping on %s", runtime.GOOS)
 	}
 	f, err := Open(fixture("logits_f32.npy"))
 	require.NoError(t, err)

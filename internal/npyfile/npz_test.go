@@ -3,6 +3,7 @@ package npyfile
 import (
 	"archive/zip"
 	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,7 +18,9 @@ import (
 // entry or name is an error naming the archive and the array.
 func TestNpz(t *testing.T) {
 	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp)
+	for _, v := range []string{"TMPDIR", "TMP", "TEMP"} { // os.TempDir's: Unix's, Windows's
+		t.Setenv(v, tmp)
+	}
 	fix := fixture
 	want := func(spec string) ([]float32, []int) { return readRows(t, spec) }
 	x, shape := want(fix("causal_logits.npy"))
@@ -82,11 +85,13 @@ func TestNpz(t *testing.T) {
 		{archive("text.npz", zip.Store, "a.npy", "not an array"), "text.npz:a: not a .npy file (no NumPy magic string)"},
 		{corrupt, "corrupt.npz:a: decompressing"},
 		{truncated, truncated + ": not a .npz archive: zip: not a valid zip file"},
-		{dir + "/x.npz", "no such file"},
+		{dir + "/x.npz", "x.npz"},
 	} {
 		_, err := Open(c.spec)
 		require.ErrorContains(t, err, c.want, c.spec)
 	}
+	_, err = Open(dir + "/x.npz")
+	require.ErrorIs(t, err, fs.ErrNotExist) // in the system's words
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "npy.npz"), npy, 0o644))
 	_, err = Open(filepath.Join(dir, "npy.npz"))
 	require.ErrorContains(t, err, filepath.Join(dir, "npy.npz")+": not a .npz archive")

@@ -1,17 +1,15 @@
-//go:build unix
-
 package tensorfile
 
 import (
-	"fmt"
 	"os"
 
-	"golang.org/x/sys/unix"
+	"github.com/xentlab/xent/internal/mapped"
 )
 
 // load maps the file read-only (the pages come from the page cache as
 // they are touched) and returns its bytes and a function that unmaps them.
-// An empty file is read (it cannot be mapped).
+// An empty file, a file that is not a regular one, and any file on a
+// system that maps none, are read.
 func load(path string) ([]byte, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -23,14 +21,13 @@ func load(path string) ([]byte, func(), error) {
 		return nil, nil, err
 	}
 	size := st.Size()
-	if size == 0 || int64(int(size)) != size || !st.Mode().IsRegular() {
+	if size == 0 || int64(int(size)) != size || !st.Mode().IsRegular() || !mapped.Supported {
 		b, err := os.ReadFile(path)
 		return b, func() {}, err
 	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	b, unmap, err := mapped.Map(f, int(size), false)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: mmap: %w", path, err)
+		return nil, nil, err
 	}
-	_ = unix.Madvise(b, unix.MADV_WILLNEED)
-	return b, func() { _ = unix.Munmap(b) }, nil
+	return b, func() { _ = unmap() }, nil
 }

@@ -1,5 +1,3 @@
-//go:build unix
-
 package npyfile
 
 import (
@@ -7,17 +5,18 @@ import (
 	"fmt"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/xentlab/xent/internal/mapped"
 )
 
 // Map maps the file and returns its float32 matrix (Matrix, Stack) in place, without
 // reading or copying it, and a function that unmaps it, when the data is
 // float32 in this machine's byte order, C order and aligned (NumPy aligns
 // the data to 64 bytes); otherwise an error, and the caller reads with
-// Rows. The pages come from the page cache as the kernels touch them (the
-// kernel is told the access is sequential). The slice is read-only: a
-// write faults. A file truncated while it is mapped makes later reads
-// fault (SIGBUS), as with any mapped file.
+// Rows (and on a system that maps no files: mapped.Supported). The pages
+// come from the page cache as the kernels touch them (the system is told
+// the access is sequential). The slice is read-only: a write faults. A
+// file truncated while it is mapped makes later reads fault (SIGBUS), as
+// with any mapped file on Unix; Windows refuses to truncate it.
 func (f *File) Map() ([]float32, func() error, error) { return mapAs[float32](f) }
 
 // MapF16 is Map for a native-order C float16 matrix: its 16-bit elements.
@@ -52,12 +51,9 @@ func mapAs[T float32 | uint16](f *File) ([]T, func() error, error) {
 	if int64(int(size)) != size {
 		return nil, nil, errors.New("too large to map")
 	}
-	b, err := unix.Mmap(int(f.f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	b, unmap, err := mapped.Map(f.f, int(size), true)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: mmap: %w", f.Path, err)
+		return nil, nil, err
 	}
-	_ = unix.Madvise(b, unix.MADV_SEQUENTIAL)
-	_ = unix.Madvise(b, unix.MADV_WILLNEED)
-	data := unsafe.Slice((*T)(unsafe.Pointer(&b[f.off])), n)
-	return data, func() error { return unix.Munmap(b) }, nil
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[f.off])), n), unmap, nil
 }
