@@ -65,3 +65,59 @@ func TestMissingLibrary(t *testing.T) {
 		t.Fatalf("the library wrote to stderr: %q", stderr.String())
 	}
 }
+
+// TestSimulatorNotChosen runs this test binary again with Oclgrind as the
+// OpenCL library (a simulator that says its device is of every type,
+// CPU included) and a GPU's device node: "auto" and "all" pass it by for
+// the CPU ("auto" saying why); a bare "opencl", with no other device, and its
+// number still open it, with its GPU defaults.
+func TestSimulatorNotChosen(t *testing.T) {
+	rt := os.Getenv("XENT_OCLGRIND_RT")
+	if rt == "" {
+		rt = "/usr/lib/oclgrind/liboclgrind-rt.so"
+	}
+	if os.Getenv("XENT_SIM_CHILD") == "1" {
+		if runtime.GOOS == "linux" || runtime.GOOS == "android" {
+			nodes := t.TempDir()
+			if err := os.Mkdir(filepath.Join(nodes, "dri"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(nodes, "dri", "renderD128"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			opencl.SetDevRoot(nodes)
+		}
+		for _, spec := range []string{"auto", "all"} {
+			d, err := device.Open(spec)
+			if err != nil || d.Info().Backend != "cpu" {
+				t.Fatalf("%s: %v, %v: not the CPU", spec, d, err)
+			}
+			if n := d.Info().Note; spec == "auto" && !strings.Contains(n, `only gpu (a simulator: it says it is a CPU too; auto and all pass it by) "Oclgrind Simulator"`) {
+				t.Fatalf("%s's note %q does not say why", spec, n)
+			}
+			d.Close()
+		}
+		for _, spec := range []string{"opencl", "opencl:0:0"} {
+			d, err := device.Open(spec)
+			if err != nil || d.Info().Backend != "opencl" || d.Info().Kind != "gpu" {
+				t.Fatalf("%s: %v, %v", spec, d, err)
+			}
+			d.Close()
+		}
+		return
+	}
+	if _, err := os.Stat(rt); err != nil {
+		if os.Getenv("XENT_REQUIRE_OPENCL") == "1" {
+			t.Fatalf("XENT_REQUIRE_OPENCL=1 and no Oclgrind runtime at %s (apt-get install oclgrind)", rt)
+		}
+		t.Skipf("no Oclgrind runtime at %s", rt)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestSimulatorNotChosen$", "-test.v")
+	cmd.Env = append(os.Environ(), "XENT_SIM_CHILD=1", "XENT_OPENCL_LIB="+rt)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("child: %v\n%s%s", err, out, stderr.String())
+	}
+}

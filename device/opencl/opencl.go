@@ -39,6 +39,7 @@ type handle struct {
 	dev      cl.Device
 	pi, di   int
 	kind     string
+	sim      bool // a simulator: it says it is a CPU too (Oclgrind says every type)
 	name     string
 	platName string
 	driver   string
@@ -69,18 +70,33 @@ func enumerate() ([]handle, error) {
 			case typ&cl.DeviceTypeCPU != 0:
 				kind = "cpu"
 			}
+			sim := typ&cl.DeviceTypeCPU != 0 && typ&(cl.DeviceTypeGPU|cl.DeviceTypeAccelerator) != 0
 			name, _ := d.String(cl.DeviceName)
 			drv, _ := d.String(cl.DriverVersion)
 			ext, _ := d.String(cl.DeviceExtensions)
 			nv := slices.Contains(strings.Fields(ext), "cl_nv_compiler_options")
-			hs = append(hs, handle{plat: p, dev: d, pi: pi, di: di, kind: kind, name: name, platName: pn, driver: drv, nv: nv})
+			hs = append(hs, handle{plat: p, dev: d, pi: pi, di: di, kind: kind, sim: sim, name: name, platName: pn, driver: drv, nv: nv})
 		}
 	}
 	return hs, nil
 }
 
+// chosen reports whether h is a GPU or accelerator that "auto", "all" and
+// a bare "opencl" choose: not a simulator, whose kernels run a thousand
+// times slower than the CPU's (it is still opened by number, and its
+// kind sets its defaults: Oclgrind checks the GPUs' kernels).
+func (h handle) chosen() bool { return (h.kind == "gpu" || h.kind == "accelerator") && !h.sim }
+
+// kindText is h's kind as xent devices shows it.
+func (h handle) kindText() string {
+	if h.sim {
+		return h.kind + " (a simulator: it says it is a CPU too; auto and all pass it by)"
+	}
+	return h.kind
+}
+
 // Open opens the device named by arg: "" for the first GPU or accelerator
-// (else the first device), or "P:D".
+// that is not a simulator (else the first device), or "P:D".
 func Open(arg string) (device.Device, error) {
 	h, err := find(arg)
 	if err != nil {
@@ -116,7 +132,7 @@ func find(arg string) (handle, error) {
 	}
 	if arg == "" {
 		for _, h := range hs {
-			if h.kind == "gpu" || h.kind == "accelerator" {
+			if h.chosen() {
 				return h, nil
 			}
 		}
@@ -143,7 +159,7 @@ func accelerators() ([]device.Device, error) {
 	var out []device.Device
 	var errs []error
 	for _, h := range hs {
-		if h.kind != "gpu" && h.kind != "accelerator" {
+		if !h.chosen() {
 			continue
 		}
 		tn, src, err := tuningOf(h)
@@ -163,7 +179,7 @@ func accelerators() ([]device.Device, error) {
 		}
 		var kinds []string
 		for _, h := range hs {
-			kinds = append(kinds, fmt.Sprintf("%s %q", h.kind, h.name))
+			kinds = append(kinds, fmt.Sprintf("%s %q", h.kindText(), h.name))
 		}
 		if len(kinds) == 0 {
 			return nil, errors.New("no OpenCL device")
@@ -199,7 +215,7 @@ func list() ([]device.Description, error) {
 			Spec: fmt.Sprintf("opencl:%d:%d", h.pi, h.di), Name: h.name,
 			Details: [][2]string{
 				{"platform", h.platName + " (" + pv + ")"},
-				{"kind", h.kind},
+				{"kind", h.kindText()},
 				{"compute units", strconv.FormatUint(cu, 10)},
 				{"global memory", gib(gm)},
 				{"max allocation", gib(ma)},
