@@ -1,10 +1,11 @@
 // Package pipeline is xent's evaluation of a manifest as an Apache Beam
 // pipeline: ReadFn, which reads the manifest on a worker and emits its
 // lines → a reshuffle, which spreads them over the workers → EvalFn,
-// which evaluates a line with the library on the worker's device (and stages its per-row losses, with
-// Rows) → MergeFn, which merges the statistics exactly → WriteFn, which
-// writes the report, the JSON of xent eval --json, whole or not at all
-// (and each line's own report, with Out.Lines). BuildCompare is the same
+// which evaluates a line with the library on the worker's device (and
+// stages its per-row losses, with Rows) → MergeFn, which merges the
+// statistics exactly → WriteFn, which writes the report, the JSON of xent
+// eval --json, whole or not at all (and each line's own report, with
+// Out.Lines). BuildCompare is the same
 // pipeline over the pairs of two models' lines, line by line (xent
 // compare): EvalFn compares a pair, the accumulator carries model B's
 // statistics and the difference's beside model A's, and the report is
