@@ -1,10 +1,12 @@
 package cl
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/ebitengine/purego"
@@ -41,7 +43,8 @@ func LoadCLBlast() (string, error) {
 	blastOnce.Do(func() {
 		h, name, err := dl.OpenFirst(dl.CLBlast, os.Getenv("XENT_CLBLAST_LIB"))
 		if err != nil {
-			blastName, blastErr = os.Getenv("XENT_CLBLAST_LIB"), fmt.Errorf("%w: CLBlast: %v", ErrNoLibrary, err)
+			blastName = cmp.Or(os.Getenv("XENT_CLBLAST_LIB"), strings.Join(dl.CLBlast.Names(runtime.GOOS), ", "))
+			blastErr = fmt.Errorf("%w: CLBlast: %v", ErrNoLibrary, err)
 			return
 		}
 		blastName = name
