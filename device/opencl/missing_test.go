@@ -31,14 +31,7 @@ func TestMissingLibrary(t *testing.T) {
 				!strings.Contains(n, "so OpenCL was not loaded") || strings.Contains(n, "no OpenCL library") {
 				t.Fatalf("auto's note %q does not say that it loaded nothing", n)
 			}
-			nodes := t.TempDir()
-			if err := os.Mkdir(filepath.Join(nodes, "dri"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(nodes, "dri", "renderD128"), nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			opencl.SetDevRoot(nodes)
+			fakeGPUNode(t)
 		}
 		_, err := device.Open("opencl")
 		if !errors.Is(err, device.ErrNotAvailable) {
@@ -78,14 +71,7 @@ func TestSimulatorNotChosen(t *testing.T) {
 	}
 	if os.Getenv("XENT_SIM_CHILD") == "1" {
 		if runtime.GOOS == "linux" || runtime.GOOS == "android" {
-			nodes := t.TempDir()
-			if err := os.Mkdir(filepath.Join(nodes, "dri"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(nodes, "dri", "renderD128"), nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			opencl.SetDevRoot(nodes)
+			fakeGPUNode(t)
 		}
 		for _, spec := range []string{"auto", "all"} {
 			d, err := device.Open(spec)
@@ -120,4 +106,17 @@ func TestSimulatorNotChosen(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "PASS") {
 		t.Fatalf("child: %v\n%s%s", err, out, stderr.String())
 	}
+}
+
+// fakeGPUNode makes "auto" see a GPU's device node (dri/renderD128 in a
+// directory of its own).
+func fakeGPUNode(t *testing.T) {
+	nodes := t.TempDir()
+	if err := os.Mkdir(filepath.Join(nodes, "dri"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(nodes, "dri", "renderD128"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opencl.SetDevRoot(nodes)
 }
