@@ -342,6 +342,7 @@ typedef struct {
     int cols, prow0, flags, grad, col0, vocab, rows;
     float eps, zl, cap, W;
     float ic, ts; /* the transform's multiplier (capz's icap) and the temperature's 1/tau */
+    int pad;      /* no trailing padding, whose size implementations disagree on (device/opencl's probArg) */
 } prob_t;
 
 /* The gradient of a counted row (rows.cl's grad_row, linear.cl's tiles),

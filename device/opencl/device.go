@@ -538,12 +538,17 @@ const (
 
 // probArg is xent.cl's prob_t, field for field (TestProbLayout checks the
 // layout against the compiler's): the call's one descriptor, passed to
-// every kernel by value.
+// every kernel by value. Its size is a multiple of its alignment without
+// padding (Pad fills it): implementations disagree on a struct's trailing
+// padding (Mesa's rusticl 22.3 takes prob_t without it as 76 bytes, C's
+// sizeof is 80, and clSetKernelArg refuses the other's size), and on
+// none where there is none.
 type probArg struct {
 	BaseOff, Stride, RowBase                    uint64
 	Cols, Prow0, Flags, Grad, Col0, Vocab, Rows int32
 	Eps, ZL, Cap, W                             float32
 	IC, TS                                      float32 // the transform's multiplier and 1/τ
+	Pad                                         int32   // 0: no trailing padding
 }
 
 // probOf returns the descriptor of c, for rows from the chunk's start

@@ -2,6 +2,7 @@ package cl
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -292,14 +293,46 @@ func (k Kernel) Release() error { live.Add(-1); return check(l().releaseKernel(k
 // Value is a kernel argument passed by value from a struct whose layout
 // is the kernel's (see ValueOf).
 type Value struct {
-	p unsafe.Pointer
-	n uintptr
+	p   unsafe.Pointer
+	n   uintptr
+	err error // a layout no device is sure to read as Go writes it
 }
 
 // ValueOf returns v as a by-value kernel argument: the kernel declares a
-// struct of the same layout (fields of the same types in the same order,
-// no padding the two would place differently).
-func ValueOf[T any](v *T) Value { return Value{unsafe.Pointer(v), unsafe.Sizeof(*v)} }
+// struct of the same layout (fields of the same types in the same order).
+// T must have no padding, inside or at its end: OpenCL C lays a struct out
+// as C does, but implementations disagree on the size of one with
+// trailing padding (Mesa's rusticl 22.3 leaves it out), and clSetKernelArg
+// refuses a size other than its own. SetArgs refuses a Value of such a T,
+// naming the gap, before any driver sees it.
+func ValueOf[T any](v *T) Value {
+	return Value{unsafe.Pointer(v), unsafe.Sizeof(*v), gapless(reflect.TypeFor[T]())}
+}
+
+// gapless returns an error naming the first padding of t: a gap before a
+// field of a struct, after its last, or within an element of an array.
+func gapless(t reflect.Type) error {
+	switch t.Kind() {
+	case reflect.Struct:
+		end := uintptr(0)
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Offset != end {
+				return fmt.Errorf("cl: %v has %d bytes of padding before its field %s", t, f.Offset-end, f.Name)
+			}
+			if err := gapless(f.Type); err != nil {
+				return err
+			}
+			end = f.Offset + f.Type.Size()
+		}
+		if end != t.Size() {
+			return fmt.Errorf("cl: %v has %d bytes of padding at its end (drivers disagree on its size: add a field)", t, t.Size()-end)
+		}
+	case reflect.Array:
+		return gapless(t.Elem())
+	}
+	return nil
+}
 
 // SetArgs sets the kernel's arguments in order: Mem, Value, uint64, int32,
 // uint32 or float32 values.
@@ -308,6 +341,9 @@ func (k Kernel) SetArgs(args ...any) error {
 		var st int32
 		switch v := a.(type) {
 		case Value:
+			if v.err != nil {
+				return fmt.Errorf("kernel argument %d: %w", i, v.err)
+			}
 			st = l().setKernelArg(k, uint32(i), v.n, v.p)
 		case Mem:
 			st = l().setKernelArg(k, uint32(i), unsafe.Sizeof(v), unsafe.Pointer(&v))
