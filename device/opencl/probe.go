@@ -3,6 +3,8 @@ package opencl
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -56,8 +58,14 @@ func (d *Device) copyGroups(n4 int) int {
 }
 
 // timed runs groups work-groups of k (the tuning's size) with args and
-// returns the seconds its profiling event gives; d's lock is held.
+// returns the seconds its profiling event gives; d's lock is held. An
+// event that says the kernel took under a hundredth of the 10 ms or more
+// the host waited for it is an error: that device's profiling clock is
+// not the kernel's (Mesa 22.3's rusticl on llvmpipe gave 1 ns for a
+// kernel of 30 s). The queue is idle when timed runs, so the host waits
+// for this kernel alone.
 func (d *Device) timed(k cl.Kernel, groups int, args ...any) (float64, error) {
+	t0 := time.Now()
 	d.p.kernelMu.Lock() // see launch
 	err := k.SetArgs(args...)
 	var ev cl.Event
@@ -69,10 +77,14 @@ func (d *Device) timed(k cl.Kernel, groups int, args ...any) (float64, error) {
 		return 0, d.wrap(err)
 	}
 	err = cl.Wait(ev)
+	wall := time.Since(t0)
 	ns, perr := ev.Duration()
 	ev.Release()
 	if err != nil || perr != nil {
 		return 0, d.wrap(errors.Join(err, perr))
+	}
+	if wall > 10*time.Millisecond && time.Duration(ns) < wall/100 {
+		return 0, fmt.Errorf("opencl: %s: the profiling events say %v for a kernel the host waited %v for: the device's profiling clock cannot time it", d.h.name, time.Duration(ns), wall.Round(time.Millisecond))
 	}
 	return float64(ns) / 1e9, nil
 }
@@ -82,7 +94,10 @@ func (d *Device) timed(k cl.Kernel, groups int, args ...any) (float64, error) {
 // registers (of 16 lanes on a CPU runtime: fmaWidth), 64 work-groups a
 // compute unit: the best of repeats runs after a
 // warm-up, timed by the queue's profiling events. The fused linear's
-// products cannot pass it.
+// products cannot pass it. Every work-item's result is checked (fmaWant):
+// a device that did not run the whole loop (Mesa 22.3's llvmpipe stops a
+// loop after 65535 iterations, counted over a work-group's items, and gave
+// 17 EFLOP/s) is an error, not a rate.
 func (d *Device) FMAPeak(ctx context.Context, repeats int) (float64, error) {
 	if err := d.begin(ctx); err != nil {
 		return 0, err
@@ -106,7 +121,31 @@ func (d *Device) FMAPeak(ctx context.Context, repeats int) (float64, error) {
 			best = s
 		}
 	}
+	got := make([]float32, groups*d.p.tn.WG)
+	if _, err := cl.Read(d.q, out, true, 0, got, nil); err != nil {
+		return 0, d.wrap(err)
+	}
+	for i, v := range got {
+		if want := fmaWant(i, iters, 0.999, fmaWidth(d.h)); !(math.Abs(float64(v)-want) <= 1e-3*want) {
+			return 0, fmt.Errorf("opencl: %s: the FMA probe's work-item %d computed %v, want %.6g: the device did not run its loop of %d steps", d.h.name, i, v, want, iters)
+		}
+	}
 	return 16 * iters * float64(fmaWidth(d.h)*groups*d.p.tn.WG) / best, nil
+}
+
+// fmaWant returns what xent_fma writes for work-item gid, in float64: the
+// sum over w lanes of its 8 chains v ← v·a + a from v = gid·1e-9 + k·1e-9,
+// after iters steps. The chains contract (a < 1), so float32's rounding
+// stays within about ulp/(1 - a) of it: 3e-5 relative at a = 0.999, and a
+// step fewer moves it by about 2e-5 of itself.
+func fmaWant(gid, iters int, a float64, w int) float64 {
+	an := math.Pow(a, float64(iters))
+	sum := 0.0
+	for k := range 8 {
+		v0 := float64(float32(float64(gid)*1e-9)) + float64(k)*1e-9
+		sum += an*v0 + a*(1-an)/(1-a)
+	}
+	return float64(w) * sum
 }
 
 // LastKernelTime returns the execution time of the kernels of the last
