@@ -13,7 +13,8 @@ import (
 
 // CopyBandwidth measures the device's copy bandwidth in bytes per second
 // (read + write) with a float4 copy kernel over two buffers of the given
-// size: the median of repeats runs, timed by the queue's profiling events.
+// size: the median of repeats runs, timed by the queue's profiling events;
+// a rate past maxCopy, or a clock timed's check refuses, is an error.
 func (d *Device) CopyBandwidth(ctx context.Context, bytes int, repeats int) (float64, error) {
 	if err := d.begin(ctx); err != nil {
 		return 0, err
@@ -41,7 +42,26 @@ func (d *Device) CopyBandwidth(ctx context.Context, bytes int, repeats int) (flo
 		}
 	}
 	slices.Sort(secs)
-	return 2 * float64(bytes) / secs[len(secs)/2], nil
+	bw := 2 * float64(bytes) / secs[len(secs)/2]
+	if !(bw < maxCopy) {
+		return 0, d.implausible(fmt.Sprintf("a copy at %.3g GB/s", bw/1e9))
+	}
+	return bw, nil
+}
+
+// maxCopy and maxFMA bound what any device's probes can measure: 1 PB/s
+// (an H200's HBM3e gives under 5 TB/s) and 10 PFLOP/s of float32 FMAs
+// (an H200, 67 TFLOP/s). Past them the profiling clock is wrong, as Mesa
+// 22.3's llvmpipe's is (1 ns a kernel: 25 PB/s).
+const (
+	maxCopy = 1e15
+	maxFMA  = 1e16
+)
+
+// implausible returns the error of a probe that measured what: the
+// device's profiling events cannot time its kernels.
+func (d *Device) implausible(what string) error {
+	return fmt.Errorf("opencl: %s: the profiling events time %s: the device's profiling clock cannot time its kernels", d.h.name, what)
 }
 
 // copyGroups returns the work-groups CopyBandwidth runs xent_copy at for
@@ -86,7 +106,7 @@ func (d *Device) timed(warm bool, k cl.Kernel, groups int, args ...any) (float64
 		return 0, d.wrap(errors.Join(err, perr))
 	}
 	if warm && wall > 100*time.Millisecond && time.Duration(ns) < wall/1000 {
-		return 0, fmt.Errorf("opencl: %s: the profiling events say %v for a kernel the host waited %v for: the device's profiling clock cannot time it", d.h.name, time.Duration(ns), wall.Round(time.Millisecond))
+		return 0, d.implausible(fmt.Sprintf("%v for a kernel the host waited %v for", time.Duration(ns), wall.Round(time.Millisecond)))
 	}
 	return float64(ns) / 1e9, nil
 }
@@ -99,7 +119,7 @@ func (d *Device) timed(warm bool, k cl.Kernel, groups int, args ...any) (float64
 // products cannot pass it. Every work-item's result is checked (fmaWant):
 // a device that did not run the whole loop (Mesa 22.3's llvmpipe stops a
 // loop after 65535 iterations, counted over a work-group's items, and gave
-// 17 EFLOP/s) is an error, not a rate.
+// 17 EFLOP/s) is an error, not a rate; so is a rate past maxFMA.
 func (d *Device) FMAPeak(ctx context.Context, repeats int) (float64, error) {
 	if err := d.begin(ctx); err != nil {
 		return 0, err
@@ -132,7 +152,11 @@ func (d *Device) FMAPeak(ctx context.Context, repeats int) (float64, error) {
 			return 0, fmt.Errorf("opencl: %s: the FMA probe's work-item %d computed %v, want %.6g: the device did not run its loop of %d steps", d.h.name, i, v, want, iters)
 		}
 	}
-	return 16 * iters * float64(fmaWidth(d.h)*groups*d.p.tn.WG) / best, nil
+	rate := 16 * iters * float64(fmaWidth(d.h)*groups*d.p.tn.WG) / best
+	if !(rate < maxFMA) {
+		return 0, d.implausible(fmt.Sprintf("%.3g GFLOP/s of float32 FMAs", rate/1e9))
+	}
+	return rate, nil
 }
 
 // fmaWant returns what xent_fma writes for work-item gid, in float64: the
