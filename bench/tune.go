@@ -65,7 +65,9 @@ type TuneReport struct {
 
 // Tune times the candidates of c by coordinate descent from c.Start and
 // returns them all with the best (lowest score). A candidate that cannot
-// be opened or run is kept with its error and never best.
+// be opened or run is kept with its error and never best; the start's
+// error, a device's profiling clock that its copy probe refuses
+// included, is Tune's.
 func Tune(ctx context.Context, c TuneConfig) (*TuneReport, error) {
 	if c.Open == nil || len(c.Vocabs) == 0 || c.Batch < 1 {
 		return nil, errors.New("bench: Tune needs Open, a batch and a vocabulary")
@@ -110,6 +112,14 @@ func Tune(ctx context.Context, c TuneConfig) (*TuneReport, error) {
 			od, ok := d.(profiler)
 			if !ok {
 				return fmt.Errorf("%s times no kernels", d.Info().Spec)
+			}
+			if len(rep.Trials) == 0 {
+				// The start: a profiling clock that cannot time the kernels
+				// (the copy probe refuses it) would rank the candidates at
+				// random, and --write would keep the draw.
+				if _, err := od.CopyBandwidth(ctx, 16<<20, 2); err != nil {
+					return err
+				}
 			}
 			for _, s := range sizes {
 				for _, in := range s.ins {
