@@ -162,6 +162,27 @@ func TestLinearFusedOpenCL(t *testing.T) {
 	})
 }
 
+// TestTileTooWide, with XENT_TEST_WG_LIMIT=n (.ci/rusticl: Mesa 22.3's
+// llvmpipe, whose CL_KERNEL_WORK_GROUP_SIZE is 32 for linear.cl's
+// kernels), requires a call of the fused linear in tiles of 64 (8 × 8 a
+// work-item: 64 work-items) to be refused with ErrNotAvailable, the
+// kernel, the device's limit and the tile's need named, and tiles of 16
+// (16 work-items) to run.
+func TestTileTooWide(t *testing.T) {
+	limit := os.Getenv("XENT_TEST_WG_LIMIT")
+	if limit == "" {
+		t.Skip("XENT_TEST_WG_LIMIT unset: .ci/rusticl runs it on a device whose kernels take work-groups of at most 32")
+	}
+	seed := spec.Seed(t)
+	_, _, err := spec.LinearAt(openFused(t, 64, 8), seed, 9, 70, 5)
+	require.ErrorIs(t, err, device.ErrNotAvailable)
+	require.ErrorContains(t, err, "xent_lin_partial_f32 runs work-groups of at most "+limit+" on ")
+	require.ErrorContains(t, err, "its tile of 64 (8×8 a work-item) needs 64")
+	t.Log(err)
+	_, _, err = spec.LinearAt(openFused(t, 16, 0), seed, 9, 70, 5)
+	require.NoError(t, err)
+}
+
 // TestLinearWithoutCLBlast runs this test binary again with
 // XENT_CLBLAST_LIB pointing nowhere (the library is loaded once per
 // process): a device whose tuning names a tile has the fused linear
