@@ -6,6 +6,8 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -162,25 +164,32 @@ func TestLinearFusedOpenCL(t *testing.T) {
 	})
 }
 
-// TestTileTooWide, with XENT_TEST_WG_LIMIT=n (.ci/rusticl: Mesa 22.3's
-// llvmpipe, whose CL_KERNEL_WORK_GROUP_SIZE is 32 for linear.cl's
-// kernels), requires a call of the fused linear in tiles of 64 (8 × 8 a
-// work-item: 64 work-items) to be refused with ErrNotAvailable, the
-// kernel, the device's limit and the tile's need named, and tiles of 16
-// (16 work-items) to run.
+// TestTileTooWide, with XENT_TEST_WG_LIMIT=1 (.ci/rusticl: Mesa 22.3's
+// llvmpipe, whose CL_KERNEL_WORK_GROUP_SIZE is 32 for linear.cl's kernels
+// on the machines seen), requires a call of the fused linear in tiles of
+// 64 (8 × 8 a work-item: 64 work-items) either to be refused with
+// ErrNotAvailable, the kernel, the device's limit (under 64) and the
+// tile's need named, or, where the device takes 64, to give tiles of
+// 16's losses; and tiles of 16 (16 work-items) to run.
 func TestTileTooWide(t *testing.T) {
-	limit := os.Getenv("XENT_TEST_WG_LIMIT")
-	if limit == "" {
+	if os.Getenv("XENT_TEST_WG_LIMIT") == "" {
 		t.Skip("XENT_TEST_WG_LIMIT unset: .ci/rusticl runs it on a device whose kernels take work-groups of at most 32")
 	}
 	seed := spec.Seed(t)
-	_, _, err := spec.LinearAt(openFused(t, 64, 8), seed, 9, 70, 5)
-	require.ErrorIs(t, err, device.ErrNotAvailable)
-	require.ErrorContains(t, err, "xent_lin_partial_f32 runs work-groups of at most "+limit+" on ")
-	require.ErrorContains(t, err, "its tile of 64 (8×8 a work-item) needs 64")
-	t.Log(err)
-	_, _, err = spec.LinearAt(openFused(t, 16, 0), seed, 9, 70, 5)
+	want, _, err := spec.LinearAt(openFused(t, 16, 0), seed, 9, 70, 5)
 	require.NoError(t, err)
+	got, _, err := spec.LinearAt(openFused(t, 64, 8), seed, 9, 70, 5)
+	if err == nil {
+		t.Log("the device runs tiles of 64: their losses are checked instead")
+		require.InDeltaSlice(t, want, got, 1e-5)
+		return
+	}
+	require.ErrorIs(t, err, device.ErrNotAvailable)
+	m := regexp.MustCompile(`xent_lin_partial_f32 runs work-groups of at most (\d+) on .*, its tile of 64 \(8×8 a work-item\) needs 64`).FindStringSubmatch(err.Error())
+	require.NotNil(t, m, "%v", err)
+	n, _ := strconv.Atoi(m[1])
+	require.Less(t, n, 64, "%v", err)
+	t.Log(err)
 }
 
 // TestLinearWithoutCLBlast runs this test binary again with
