@@ -140,6 +140,33 @@ func TestCompare(t *testing.T) {
 		tg[b][0] = 4
 		xa[b][0][4], xb[b][0][4] = 10, -10
 	}
+	// The random rows may cancel the forced ones: B's top-1 and top-5
+	// hits less A's, net, are made non-zero by settling further rows
+	// one way or the other (each row's share is -1, 0 or 1 of each).
+	share := func(b, p int) (h1, h5 float64) {
+		if tg[b][p] < 0 {
+			return 0, 0
+		}
+		return hit(xb[b][p], tg[b][p]) - hit(xa[b][p], tg[b][p]), inTop(xb[b][p], tg[b][p], 5) - inTop(xa[b][p], tg[b][p], 5)
+	}
+	var net1, net5 float64
+	for b := range B {
+		for p := range T {
+			h1, h5 := share(b, p)
+			net1, net5 = net1+h1, net5+h5
+		}
+	}
+	for b := 5; b < B && (net1 == 0 || net5 == 0); b++ {
+		h1, h5 := share(b, 0)
+		for _, s := range []float64{1, -1} { // B's way, else A's
+			if net1-h1+s != 0 && net5-h5+s != 0 {
+				tg[b][0] = 6
+				xa[b][0][6], xb[b][0][6] = float32(-10*s), float32(10*s)
+				net1, net5 = net1-h1+s, net5-h5+s
+				break
+			}
+		}
+	}
 	dir := t.TempDir()
 	pa, pb := writeNpyFile(t, dir, "a.npy", xa), writeNpyFile(t, dir, "b.npy", xb)
 	pt, pw := writeNpyFile(t, dir, "t.npy", tg), writeNpyFile(t, dir, "w.npy", tw)
