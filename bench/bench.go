@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -364,6 +365,16 @@ type profiler interface {
 	PinnedBandwidth(ctx context.Context, bytes, repeats int) (float64, error)
 }
 
+// kernelSeconds returns od's last kernel time in seconds, or an error
+// where it has none (0: the driver gave no profiling time for a kernel).
+func kernelSeconds(od profiler) (float64, error) {
+	s := od.LastKernelTime().Seconds()
+	if s <= 0 {
+		return 0, errors.New("bench: the device's profiling events gave no kernel time: its kernel-only timings are unknown")
+	}
+	return s, nil
+}
+
 // measureOpenCL times one op on an OpenCL device: end-to-end (host slices,
 // transfers counted) and kernel-only (resident buffer, profiling events),
 // the median of repeat runs after a warm-up; only the modes asked for
@@ -445,8 +456,10 @@ func measureOpenCL(ctx context.Context, d device.Device, op string, in *logits, 
 	}
 	defer dm.Release()
 	ksecs, err := timeIt(false, func() (float64, error) {
-		err := run.do(ctx, dm.Matrix())
-		return od.LastKernelTime().Seconds(), err
+		if err := run.do(ctx, dm.Matrix()); err != nil {
+			return 0, err
+		}
+		return kernelSeconds(od)
 	})
 	if err != nil {
 		return nil, err

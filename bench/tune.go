@@ -198,7 +198,11 @@ func tuneOne(ctx context.Context, d device.Device, od profiler, ops []string, in
 				return err
 			}
 			if i > 0 {
-				ts = append(ts, od.LastKernelTime().Seconds())
+				s, err := kernelSeconds(od)
+				if err != nil {
+					return err
+				}
+				ts = append(ts, s)
 			}
 		}
 		med, _, _ := stats(ts)

@@ -341,13 +341,17 @@ func (t *trace) print() {
 	}
 }
 
-// kernelTime sums the execution times of the kernels (all complete).
+// kernelTime sums the execution times of the kernels (all complete): 0,
+// unknown, where the driver gives no time for one of them (a sum without
+// it would be too fast).
 func (b *buffers) kernelTime() time.Duration {
 	var ns int64
 	for _, e := range b.kernels {
-		if v, err := e.Duration(); err == nil {
-			ns += v
+		v, err := e.Duration()
+		if err != nil {
+			return 0
 		}
+		ns += v
 	}
 	return time.Duration(ns)
 }
@@ -854,6 +858,7 @@ func (d *Device) begin(ctx context.Context) error {
 		d.mu.Unlock()
 		return err
 	}
+	d.lastKernel = 0 // until a call that times its kernels finishes
 	return nil
 }
 

@@ -594,6 +594,7 @@ func (d *Device) fusedCall(ctx context.Context, lin *ce.Linear, targets []int32,
 	if err := d.q.Finish(); err != nil {
 		return d.wrap(err)
 	}
+	d.lastKernel = f.b.kernelTime()
 	for _, a := range f.after {
 		a()
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -555,6 +556,87 @@ func TestFMAPeak(t *testing.T) {
 	t.Logf("%s: %.1f GFLOP/s", d.Info().Spec, v/1e9)
 	require.Greater(t, v, 1e8)
 	require.Less(t, v, 1e16)
+}
+
+// TestKernelTime: LastKernelTime, the kernel-only benchmark's clock, is
+// above 0 and within the call's wall time after each call that times its
+// kernels (on host rows and resident ones, fused, split over work-groups,
+// the fused linear on linear.cl's kernels), a small call after a large one
+// (so a time kept from an earlier call shows); 0, unknown, after a probe
+// and an upload, which launch none of the call's kernels.
+func TestKernelTime(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	check := func(name string, f func(d *Device) error, d *Device) {
+		t.Helper()
+		t0 := time.Now()
+		require.NoError(t, f(d), name)
+		wall, k := time.Since(t0), d.LastKernelTime()
+		t.Logf("%s: kernels %v of %v", name, k, wall)
+		require.Positive(t, k, "%s: no kernel time", name)
+		require.LessOrEqual(t, k, wall, "%s: kernels longer than the call", name)
+	}
+	for _, sz := range [][2]int{{256, 8191}, {3, 50}} {
+		n, v := sz[0], sz[1]
+		x := make([]float32, n*v)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 3)
+		}
+		tg := make([]int32, n)
+		for i := range tg {
+			tg[i] = int32(r.IntN(v))
+		}
+		m := batch.NewMatrix(x, n, v)
+		l, err := batch.New(d)
+		require.NoError(t, err)
+		tag := fmt.Sprintf(" %d×%d", n, v)
+		check("lse"+tag, func(*Device) error { return l.LogSumExp(ctx, make([]float32, n), m) }, d)
+		check("forward"+tag, func(*Device) error { _, err := l.Forward(ctx, m, tg); return err }, d)
+		dm, err := batch.Upload(ctx, d, m)
+		require.NoError(t, err)
+		require.Zero(t, d.LastKernelTime(), "after an upload")
+		check("resident fused"+tag, func(*Device) error {
+			_, err := l.ForwardBackward(ctx, dm.Grad(), dm.Matrix(), tg, batch.One)
+			return err
+		}, d)
+		dm.Release()
+		SetSplit(d, 3)
+		check("split forward"+tag, func(*Device) error { _, err := l.Forward(ctx, m, tg); return err }, d)
+		SetSplit(d, 0)
+		_, err = d.CopyBandwidth(ctx, 1<<20, 1)
+		require.NoError(t, err)
+		require.Zero(t, d.LastKernelTime(), "after the copy probe")
+	}
+	f := openFused(t, 16, 0)
+	const n, dd, v = 40, 24, 300
+	h, w, tg := gen.Linear(r, n, dd, v, 1, 1)
+	lin, err := batch.NewLinear(f)
+	require.NoError(t, err)
+	check("fused linear (linear.cl)", func(*Device) error {
+		_, err := lin.Forward(ctx, batch.NewMatrix(h, n, dd), batch.NewMatrix(w, v, dd), nil, tg)
+		return err
+	}, f)
+}
+
+// TestBenchOpenCL: bench.Run on the device, both modes, times every op
+// (the kernel-only mode from LastKernelTime): a positive, finite rate and
+// fraction of its roofline in each.
+func TestBenchOpenCL(t *testing.T) {
+	d := openTest(t)
+	rep, err := bench.Run(context.Background(), bench.Config{Batch: 8, Vocabs: []int{1000}, Ops: []string{bench.OpLSE, bench.OpForward, bench.OpFused},
+		Devices: []string{d.Info().Spec}, Repeat: 2})
+	require.NoError(t, err)
+	modes := map[string]int{}
+	for _, r := range rep.Results {
+		t.Logf("%s %s %s: %.3g s, %.3g GB/s, %.3g of %s", r.Device, r.Op, r.Mode, r.SecondsMed, r.GBps, r.Fraction, r.RooflineFor)
+		modes[r.Mode]++
+		for _, v := range []float64{r.SecondsMin, r.GBps, r.Fraction} {
+			require.Positive(t, v, "%s %s", r.Op, r.Mode)
+			require.False(t, math.IsInf(v, 0), "%s %s", r.Op, r.Mode)
+		}
+	}
+	require.Equal(t, map[string]int{"kernel": 3, "end-to-end": 3}, modes)
 }
 
 // TestBrokenClock, with XENT_TEST_BROKEN_CLOCK=1 (.ci/rusticl: Mesa

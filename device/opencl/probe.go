@@ -175,7 +175,13 @@ func fmaWant(gid, iters int, a float64, w int) float64 {
 }
 
 // LastKernelTime returns the execution time of the kernels of the last
-// completed call (transfers excluded), from the queue's profiling events.
+// completed call (transfers excluded), from the queue's profiling events:
+// a call on rows (LogSumExp, CrossEntropy, Partials, Backward; rows split
+// over work-groups: the call's whole time, the host's merge included) or
+// the fused linear on linear.cl's kernels. It is 0, unknown, after any
+// other call (CLBlast's products, a rank or gather pass, a transfer, a
+// probe), a call that launched nothing, or where the driver gave no time
+// for one of the kernels; bench refuses a kernel-only timing of 0.
 func (d *Device) LastKernelTime() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -2,6 +2,7 @@ package cl
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"runtime"
 	"strings"
@@ -647,8 +648,9 @@ func (e Event) Release() error {
 	return err
 }
 
-// Duration returns the event's execution time in nanoseconds (its queue
-// must have profiling enabled).
+// Duration returns the event's execution time in nanoseconds, its
+// profiling end less its start (its queue must have profiling enabled);
+// an end before the start is an error, not a negative or wrapped time.
 func (e Event) Duration() (int64, error) {
 	var start, end uint64
 	if err := check(l().getEventProfilingInfo(e, ProfilingStart, 8, unsafe.Pointer(&start), nil)); err != nil {
@@ -656,6 +658,9 @@ func (e Event) Duration() (int64, error) {
 	}
 	if err := check(l().getEventProfilingInfo(e, ProfilingEnd, 8, unsafe.Pointer(&end), nil)); err != nil {
 		return 0, err
+	}
+	if end < start || end-start > math.MaxInt64 {
+		return 0, fmt.Errorf("cl: an event's profiling times run backwards or overflow (start %d ns, end %d ns)", start, end)
 	}
 	return int64(end - start), nil
 }
