@@ -579,14 +579,7 @@ func TestKernelTime(t *testing.T) {
 	}
 	for _, sz := range [][2]int{{256, 8191}, {3, 50}} {
 		n, v := sz[0], sz[1]
-		x := make([]float32, n*v)
-		for i := range x {
-			x[i] = float32(r.NormFloat64() * 3)
-		}
-		tg := make([]int32, n)
-		for i := range tg {
-			tg[i] = int32(r.IntN(v))
-		}
+		x, tg := gen.Logits(n, v, r.Uint64()), gen.Targets(n, v, r.Uint64())
 		m := batch.NewMatrix(x, n, v)
 		l, err := batch.New(d)
 		require.NoError(t, err)
