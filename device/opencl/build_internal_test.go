@@ -56,10 +56,11 @@ func TestBuildWarnings(t *testing.T) {
 		for _, tn := range tunings {
 			build("xent.cl", kernels.Source, buildOptions(tn, h))
 		}
-		opts := buildOptions(kindDefault(h.kind), h)
-		build("xent.cl", kernels.Source, opts+" -DPACK=4")
+		tn := kindDefault(h.kind)
+		build("xent.cl", kernels.Source, buildOptions(tn, h)+" -DPACK=4")
 		for _, lin := range [][2]int{{16, 4}, {32, 4}, {64, 4}, {64, 8}} {
-			build("linear.cl", kernels.LinearSource, fmt.Sprintf("%s -DLT=%d -DLK=%d -DLR=%d", opts, lin[0], linK, lin[1]))
+			tn.LinTile, tn.LinReg = lin[0], lin[1]
+			build("linear.cl", kernels.LinearSource, linearOptions(tn, h))
 		}
 		if err := ctx.Release(); err != nil {
 			t.Error(err)

@@ -44,7 +44,7 @@ func (lp *linProgram) release() {
 }
 
 // linearProgram returns p's linear.cl program for h, building it on first
-// use with p's options and the tile of p's tuning.
+// use with linearOptions of p's tuning.
 func (p *program) linearProgram(h handle) (*linProgram, error) {
 	p.linMu.Lock()
 	defer p.linMu.Unlock()
@@ -52,7 +52,7 @@ func (p *program) linearProgram(h handle) (*linProgram, error) {
 		return p.lin, nil
 	}
 	lt, lr := p.tn.LinTile, p.tn.linReg()
-	opts := fmt.Sprintf("%s -DLT=%d -DLK=%d -DLR=%d", p.options, lt, linK, lr)
+	opts := linearOptions(p.tn, h)
 	prog, err := cl.BuildProgram(p.ctx, h.dev, kernels.LinearSource, opts)
 	if err != nil {
 		return nil, err

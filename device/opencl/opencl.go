@@ -362,15 +362,34 @@ var (
 	cache   = map[string]*program{}
 )
 
-// buildOptions returns the program's build options on h: the tuning (its
-// Options last), the flags of prob_t, defined here once (xent.cl takes
-// them from -D), and the FMA probe's lanes where not 1 (fmaWidth).
+// buildOptions returns xent.cl's build options on h: the row kernels'
+// tuning, the FMA probe's lanes where not 1 (fmaWidth), then
+// sharedOptions.
 func buildOptions(tn Tuning, h handle) string {
-	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DALIGN=%d -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d -DF_TEMP=%d",
-		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, tn.Align, fSmooth, fWeights, fSoftcap, fZLoss, fTemp)
+	s := fmt.Sprintf("-cl-std=CL1.2 -DWG=%d -DUNROLL=%d -DUNROLL_HALF=%d -DRC=%d -DREV=%d -DALIGN=%d",
+		tn.WG, tn.Unroll, tn.UnrollHalf, tn.RC, tn.Rev, tn.Align)
 	if w := fmaWidth(h); w > 1 {
 		s += fmt.Sprintf(" -DFMA_W=%d", w)
 	}
+	return s + sharedOptions(tn, h)
+}
+
+// linearOptions returns linear.cl's build options on h: its tile (LT, LK,
+// LR), then sharedOptions. Not the row kernels' tuning: linear.cl's
+// kernels read none of it (the xent.cl it includes compiles at its
+// defaults, and none of xent.cl's kernels is launched from this program),
+// so one build serves every row tuning where builds are cached by their
+// source and options (PoCL's cache).
+func linearOptions(tn Tuning, h handle) string {
+	return fmt.Sprintf("-cl-std=CL1.2 -DLT=%d -DLK=%d -DLR=%d", tn.LinTile, linK, tn.linReg()) + sharedOptions(tn, h)
+}
+
+// sharedOptions returns what every program's options end with: the flags
+// of prob_t, defined here once (xent.cl takes them from -D), NVIDIA's
+// register limit (Tuning.Regs), the tuning's Options, and NVIDIA's
+// verbose log where XENT_OPENCL_BUILD_LOG is set.
+func sharedOptions(tn Tuning, h handle) string {
+	s := fmt.Sprintf(" -DF_SMOOTH=%d -DF_WEIGHTS=%d -DF_SOFTCAP=%d -DF_ZLOSS=%d -DF_TEMP=%d", fSmooth, fWeights, fSoftcap, fZLoss, fTemp)
 	if h.nv && tn.Regs > 0 {
 		s += fmt.Sprintf(" -cl-nv-maxrregcount=%d", tn.Regs)
 	}

@@ -271,3 +271,26 @@ func TestBuildOptions(t *testing.T) {
 	require.Contains(t, d.Info().Kernel, `options="-cl-mad-enable -DXENT_UNUSED"`)
 	require.True(t, strings.HasSuffix(d.p.options, " -cl-mad-enable -DXENT_UNUSED"))
 }
+
+// TestLinearOptions: linear.cl's build options are its tile's and what
+// every program's options end with (NVIDIA's register limit, the tuning's
+// Options last), the same for any row tuning (one build serves them all,
+// in a cache keyed by the options), with none of the row kernels' macros.
+func TestLinearOptions(t *testing.T) {
+	t.Setenv("XENT_OPENCL_BUILD_LOG", "")
+	h := handle{kind: "gpu", nv: true}
+	a := Tuning{WG: 256, Unroll: 2, UnrollHalf: 4, RC: 16, Rev: 1, Align: 1, Regs: 128, LinTile: 32, Options: "-cl-mad-enable -DXENT_X"}
+	b := a
+	b.WG, b.Unroll, b.UnrollHalf, b.RC, b.Rev, b.Align, b.Split, b.Pack, b.Flight = 64, 8, 8, 0, 0, 3, 4, 2, 64
+	opts := linearOptions(a, h)
+	require.Equal(t, opts, linearOptions(b, h), "a row tuning of its own")
+	require.True(t, strings.HasPrefix(opts, "-cl-std=CL1.2 -DLT=32 -DLK=8 -DLR=4 -DF_SMOOTH="), opts)
+	require.True(t, strings.HasSuffix(opts, " -cl-nv-maxrregcount=128 -cl-mad-enable -DXENT_X"), opts)
+	for _, m := range []string{"-DWG", "-DUNROLL", "-DRC", "-DREV", "-DALIGN", "-DFMA_W", "-DPACK"} {
+		require.NotContains(t, opts, m)
+	}
+	require.True(t, strings.HasSuffix(buildOptions(a, h), sharedOptions(a, h)), "xent.cl's end as linear.cl's do")
+	a.LinTile, a.LinReg = 64, 8
+	require.Contains(t, linearOptions(a, h), "-DLT=64 -DLK=8 -DLR=8 ")
+	require.NotContains(t, linearOptions(a, handle{kind: "gpu"}), "maxrregcount", "not NVIDIA")
+}
