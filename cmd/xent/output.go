@@ -120,6 +120,12 @@ func check(n named, inputs []named) (*output, error) {
 	if n.path == "-" {
 		return nil, fmt.Errorf("%s -: standard output carries the report; name a file", n.flag)
 	}
+	// The kernel's own walk first: a link it follows that resolve cannot
+	// (Linux's /dev/stdout, /proc/self/fd/1, reads "pipe:[N]") still names
+	// what is there.
+	if st, err := os.Stat(n.path); err == nil && !st.Mode().IsRegular() {
+		return nil, notRegular(n, st.Mode())
+	}
 	target, err := resolve(n.path)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", n.flag, n.path, err)
@@ -140,7 +146,7 @@ func check(n named, inputs []named) (*output, error) {
 		return nil, fmt.Errorf("%s %s: %w", n.flag, n.path, unwrapPath(err))
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s %s: exists and is %s, not a regular file; an output replaces only regular files", n.flag, n.path, kind(st.Mode()))
+		return nil, notRegular(n, st.Mode())
 	}
 	o.mode = st.Mode().Perm()
 	for _, in := range inputs {
@@ -152,6 +158,12 @@ func check(n named, inputs []named) (*output, error) {
 		}
 	}
 	return o, nil
+}
+
+// notRegular is check's error for an output that exists with mode m, not
+// a regular file.
+func notRegular(n named, m fs.FileMode) error {
+	return fmt.Errorf("%s %s: exists and is %s, not a regular file; an output replaces only regular files", n.flag, n.path, kind(m))
 }
 
 // resolve follows path while it is a symlink and returns the final

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -49,6 +50,12 @@ func TestOutputsOnlyRegularFiles(t *testing.T) {
 		{[]string{"demo", "--linear", "--plot", "fifo.svg/x.svg"}, "--plot fifo.svg/x.svg: fifo.svg is not a directory"},
 		{[]string{"bench", "--from", "rep.json", "--plot", "sub"}, "--plot sub: unknown plot format"},
 		{[]string{"bench", "--from", "rep.json", "--plot", "fifo.svg"}, "--plot fifo.svg: exists and is a FIFO"},
+	}
+	if runtime.GOOS == "linux" { // a link of /proc no path walk follows: stdout is a pipe here
+		cases = append(cases, struct {
+			args []string
+			want string
+		}{append(logits, "--rows-out", "/dev/stdout"), "--rows-out /dev/stdout: exists and is a FIFO, not a regular file"})
 	}
 	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo.svg"), 0o644))
 	writeFile(t, dir, "rep.json", []byte(`{"results": []}`))
