@@ -150,8 +150,8 @@ func TestEvalTeacherErrors(t *testing.T) {
 	}{
 		{[]string{"--teacher-ids", pi}, "--teacher-ids and --teacher-logprobs go together"},
 		{[]string{"--teacher-ids", pi, "--teacher-logprobs", filepath.Join(dir, "short.npy")}, "the teacher's log-probabilities are 2 × 1"},
-		{[]string{"--teacher-ids", filepath.Join(dir, "flat.npy"), "--teacher-logprobs", pl}, "must be an int32 or int64 array of rows, 2-D or more, got int64 of shape [3]"},
-		{[]string{"--teacher-ids", pl, "--teacher-logprobs", pl}, "must be an int32 or int64 array of rows, 2-D or more, got float32"},
+		{[]string{"--teacher-ids", filepath.Join(dir, "flat.npy"), "--teacher-logprobs", pl}, "must be an integer array of rows (int64, int32, ...), 2-D or more, got int64 of shape [3]"},
+		{[]string{"--teacher-ids", pl, "--teacher-logprobs", pl}, "must be an integer array of rows (int64, int32, ...), 2-D or more, got float32"},
 	} {
 		code, _, errOut := runCmd(append([]string{"eval", "--logits", g("near_logits.npy"), "--targets", g("near_targets.npy"), "--device", "cpu", "--rows-out", rows}, c.args...)...)
 		require.NotEqual(t, 0, code, c.want)

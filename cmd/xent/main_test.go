@@ -187,7 +187,7 @@ func TestEvalHostileFiles(t *testing.T) {
 		{fixture("logits_3d.npy"), goodT, "expected 377 targets to match the 377 rows"}, // 13 × 29 × 1: rows of one class
 		{flat, goodT, "expected rows of values, 2-D [rows × cols] or more ([batch × sequence × cols]), got 1-D shape [13]"},
 		{fortran3, goodT, "a 3-D array in Fortran order"},
-		{good, fixture("targets_f32.npy"), "targets must be int32 or int64, got float32"},
+		{good, fixture("targets_f32.npy"), "targets must be integers (int64, int32, uint16, ...), got float32"},
 		{stacked, fixture("targets_2d.npy"), "targets of shape [13 1], the rows of " + stacked + " are [1 13]: they must match one for one"},
 		{good, badT, "target 29 out of bounds [0, 29) at row 12"},
 		{stacked, badT2, "target 29 out of bounds [0, 29) at [0, 6]"},

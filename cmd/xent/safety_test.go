@@ -235,7 +235,7 @@ func TestOutputsThroughSymlinks(t *testing.T) {
 // says what it takes.
 func TestHelpNamesTypes(t *testing.T) {
 	_, _, errOut := runCmd("eval", "-h")
-	for _, want := range []string{"-hidden H", "float32, float16, float64", "F32, BF16, F16", "int32 or int64", "1-D float32"} {
+	for _, want := range []string{"-hidden H", "float32, float16, float64", "F32, BF16, F16", "int64, int32, uint16", "1-D float32"} {
 		require.Contains(t, errOut, want)
 	}
 	require.NotContains(t, errOut, "(float32): the fused linear")

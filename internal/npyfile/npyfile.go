@@ -1,7 +1,7 @@
 // Package npyfile reads NumPy .npy files in row chunks for xent eval: the
 // header is parsed with codeberg.org/sbinet/npyio, the data is read at its
 // offset without loading the whole file, converted to float32 (from
-// float16, float32 or float64) or int32 (from int32 or int64), C or
+// float16, float32 or float64) or int32 (from any integer type), C or
 // Fortran order. An array of a .npz archive (NumPy's savez and
 // savez_compressed), named "archive.npz:name", is read as a .npy file:
 // in place when stored, decompressed into a temporary file when
@@ -419,21 +419,29 @@ func (f *File) convert(dst []float32, b []byte) {
 	}
 }
 
-// Targets reads an int32 or int64 array of any rank ≥ 1 (one target a
-// row, as a Stack of rows has them: [batch × sequence] for [batch ×
-// sequence × vocab]) as int32, flattened in C order; a value outside the
-// int32 range is an error naming its place.
+// Targets reads an integer array (int8 to int64, uint8 to uint64: token
+// ids as a tokenizer's dump holds them, uint16 for a vocabulary under
+// 65536) of any rank ≥ 1 (one target a row, as a Stack of rows has them:
+// [batch × sequence] for [batch × sequence × vocab]) as int32, flattened
+// in C order; a value outside the int32 range is an error naming its
+// place.
 func (f *File) Targets() ([]int32, error) {
 	if len(f.Shape) < 1 {
 		return nil, fmt.Errorf("%s: targets must be an array, one a row, got a scalar", f.Path)
 	}
-	if f.kind != 'i' || (f.item != 4 && f.item != 8) {
-		return nil, fmt.Errorf("%s: targets must be int32 or int64, got %s", f.Path, f.TypeName())
+	if !f.integer() {
+		return nil, fmt.Errorf("%s: targets must be integers (int64, int32, uint16, ...), got %s", f.Path, f.TypeName())
 	}
 	return f.ints("target")
 }
 
-// ints reads f's int32 or int64 elements as int32 in C order (from either
+// integer reports whether f holds signed or unsigned integers of 1, 2, 4
+// or 8 bytes.
+func (f *File) integer() bool {
+	return (f.kind == 'i' || f.kind == 'u') && (f.item == 1 || f.item == 2 || f.item == 4 || f.item == 8)
+}
+
+// ints reads f's integer elements as int32 in C order (from either
 // order), what an element is named in errors.
 func (f *File) ints(what string) ([]int32, error) {
 	buf, err := f.all()
@@ -444,33 +452,68 @@ func (f *File) ints(what string) ([]int32, error) {
 	for p := range v {
 		x := f.intAt(buf, f.at(p))
 		if x < math.MinInt32 || x > math.MaxInt32 {
-			return nil, fmt.Errorf("%s: %s %d at %s is outside the int32 range", f.Path, what, x, Place(f.Shape, p))
+			return nil, fmt.Errorf("%s: %s %s at %s is outside the int32 range", f.Path, what, f.intText(buf, f.at(p)), Place(f.Shape, p))
 		}
 		v[p] = int32(x)
 	}
 	return v, nil
 }
 
-// intAt returns element k of buf, f's integer (or bool) elements, as an
-// int64 (a uint64 past its range wraps: only int64's reach it).
+// intAt returns element k of buf, f's integer (or bool) elements, as
+// Int does.
 func (f *File) intAt(buf []byte, k int) int64 {
-	b := buf[k*f.item:]
-	var u uint64
-	switch f.item {
-	case 1:
-		u = uint64(b[0])
-	case 2:
-		u = uint64(f.order.Uint16(b))
-	case 4:
-		u = uint64(f.order.Uint32(b))
-	default:
-		u = f.order.Uint64(b)
+	return Int(buf[k*f.item:], f.order, f.item, f.kind == 'i')
+}
+
+// intText returns element k of buf, f's integer elements, in decimal.
+func (f *File) intText(buf []byte, k int) string {
+	return IntText(buf[k*f.item:], f.order, f.item, f.kind == 'i')
+}
+
+// floatAt returns element k of buf, f's integer (or bool) elements, as a
+// float64.
+func (f *File) floatAt(buf []byte, k int) float64 {
+	if f.kind == 'i' {
+		return float64(f.intAt(buf, k))
 	}
-	if f.kind == 'i' { // sign-extend
-		sh := 64 - 8*f.item
+	return float64(rawInt(buf[k*f.item:], f.order, f.item))
+}
+
+// Int returns the integer of size bytes (1, 2, 4 or 8) at the start of b,
+// in order, signed or not, as an int64; an unsigned one past int64's
+// range is math.MaxInt64 (IntText gives its value).
+func Int(b []byte, order binary.ByteOrder, size int, signed bool) int64 {
+	u := rawInt(b, order, size)
+	switch {
+	case signed: // sign-extend
+		sh := 64 - 8*size
 		return int64(u<<sh) >> sh
+	case u > math.MaxInt64:
+		return math.MaxInt64
 	}
 	return int64(u)
+}
+
+// IntText returns Int's integer in decimal.
+func IntText(b []byte, order binary.ByteOrder, size int, signed bool) string {
+	if signed {
+		return strconv.FormatInt(Int(b, order, size, true), 10)
+	}
+	return strconv.FormatUint(rawInt(b, order, size), 10)
+}
+
+// rawInt returns the size bytes (1, 2, 4 or 8) at the start of b, in
+// order, zero-extended.
+func rawInt(b []byte, order binary.ByteOrder, size int) uint64 {
+	switch size {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(order.Uint16(b))
+	case 4:
+		return uint64(order.Uint32(b))
+	}
+	return order.Uint64(b)
 }
 
 // all reads the bytes of every element.
@@ -548,7 +591,7 @@ func (f *File) Flat() ([]float32, error) {
 	}
 	v := make([]float32, f.size())
 	for p := range v {
-		v[p] = float32(f.intAt(buf, f.at(p)))
+		v[p] = float32(f.floatAt(buf, f.at(p)))
 	}
 	return v, nil
 }
@@ -592,13 +635,13 @@ func ReadShaped[T any](path string, read func(*File) (T, error)) (T, []int, erro
 	return v, f.Shape, err
 }
 
-// IntMatrix reads an int32 or int64 array of rows × cols, 2-D or more
+// IntMatrix reads an integer array (as Targets) of rows × cols, 2-D or more
 // (as Stack: [batch × sequence × k]; C or Fortran order), what it holds
 // named in errors, as row-major int32; values outside the int32 range are
 // an error naming their place.
 func (f *File) IntMatrix(what string) (v []int32, rows, cols int, err error) {
-	if len(f.Shape) < 2 || f.kind != 'i' || (f.item != 4 && f.item != 8) {
-		return nil, 0, 0, fmt.Errorf("%s: %s must be an int32 or int64 array of rows, 2-D or more, got %s of shape %v", f.Path, what, f.TypeName(), f.Shape)
+	if len(f.Shape) < 2 || !f.integer() {
+		return nil, 0, 0, fmt.Errorf("%s: %s must be an integer array of rows (int64, int32, ...), 2-D or more, got %s of shape %v", f.Path, what, f.TypeName(), f.Shape)
 	}
 	rows, cols = f.dims()
 	v, err = f.ints(what)

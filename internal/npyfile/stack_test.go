@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,10 +57,16 @@ func writeNpy(t *testing.T, descr string, fortran bool, shape []int, val func(id
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 		case "<i4":
 			b = binary.LittleEndian.AppendUint32(b, uint32(int32(v)))
-		case "<i8":
+		case "<i8", "<u8": // a negative v in "<u8": its two's complement, 2^64 + v
 			b = binary.LittleEndian.AppendUint64(b, uint64(int64(v)))
-		case "<i2":
+		case ">i8":
+			b = binary.BigEndian.AppendUint64(b, uint64(int64(v)))
+		case "<i2", "<u2":
 			b = binary.LittleEndian.AppendUint16(b, uint16(int16(v)))
+		case ">u2":
+			b = binary.BigEndian.AppendUint16(b, uint16(v))
+		case "<u4":
+			b = binary.LittleEndian.AppendUint32(b, uint32(int64(v)))
 		case "|i1", "|u1", "|b1":
 			b = append(b, byte(int8(v)))
 		default:
@@ -150,14 +157,20 @@ func TestStack(t *testing.T) {
 	}
 }
 
-// TestTargetsShapes: targets, integer matrices and flat values of any
-// rank, in C or Fortran order, come out flattened in C order; a value
-// outside int32's range is named by its place in each dimension.
+// TestTargetsShapes: targets and integer matrices of any integer type
+// (uint16 token ids as a tokenizer's dump holds them) and flat values of
+// any rank, in C or Fortran order, come out flattened in C order; a value
+// outside int32's range is named by its place in each dimension and its
+// own value (a uint64 of 2^64 − 100 is not -100, the ignore index).
 func TestTargetsShapes(t *testing.T) {
 	for _, shape := range [][]int{{7}, {3, 5}, {2, 3, 4}, {3, 1, 2, 2}} {
 		want := inC(shape)
+		descrs := []string{"<i4", "<i8", "<i2", "<u2", "<u4", "<u8", ">i8", ">u2"}
+		if slices.Max(want) <= math.MaxInt8 {
+			descrs = append(descrs, "|i1", "|u1")
+		}
 		for _, fortran := range []bool{false, true} {
-			for _, descr := range []string{"<i4", "<i8"} {
+			for _, descr := range descrs {
 				name := fmt.Sprintf("%v %s fortran=%v", shape, descr, fortran)
 				p := writeNpy(t, descr, fortran, shape, code)
 				tg, err := open(t, p).Targets()
@@ -193,20 +206,31 @@ func TestTargetsShapes(t *testing.T) {
 	require.ErrorContains(t, err, "target 2147483648 at row 1 is outside the int32 range")
 	_, err = open(t, writeNpy(t, "<i8", false, nil, code)).Targets()
 	require.ErrorContains(t, err, "got a scalar")
+	_, err = open(t, writeNpy(t, "<u8", false, []int{2}, func(idx []int) float64 { return -100 * float64(idx[0]) })).Targets()
+	require.ErrorContains(t, err, "target 18446744073709551516 at row 1 is outside the int32 range")
+	_, _, _, err = open(t, writeNpy(t, "<u4", false, []int{2, 2}, func(idx []int) float64 { return float64(idx[1]) * (1 << 31) })).IntMatrix("the teacher's classes")
+	require.ErrorContains(t, err, "the teacher's classes 2147483648 at [0, 1] is outside the int32 range")
+	_, err = open(t, writeNpy(t, "<i2", false, []int{3}, func(idx []int) float64 { return -100 })).Targets()
+	require.NoError(t, err, "a signed type's -100 is the ignore index")
 	_, err = open(t, writeNpy(t, "<f4", false, []int{3}, code)).Targets()
-	require.ErrorContains(t, err, "targets must be int32 or int64, got float32")
+	require.ErrorContains(t, err, "targets must be integers (int64, int32, uint16, ...), got float32")
+	_, err = open(t, writeNpy(t, "|b1", false, []int{3}, code)).Targets()
+	require.ErrorContains(t, err, "targets must be integers (int64, int32, uint16, ...), got bool")
 	_, err = open(t, writeNpy(t, "<f4", false, []int{2, 3}, code)).Vector()
 	require.ErrorContains(t, err, "expected a 1-D float array")
 
 	// Flat takes integers and bools too (an attention mask as it is).
 	mask := func(idx []int) float64 { return float64(idx[len(idx)-1]%2) - 3*float64(idx[0]) }
-	for _, descr := range []string{"|b1", "|u1", "|i1", "<i2", "<i4", "<i8"} {
+	for _, descr := range []string{"|b1", "|u1", "|i1", "<i2", "<i4", "<i8", "<u8"} {
 		for _, fortran := range []bool{false, true} {
 			shape := []int{2, 3}
 			want := func(idx []int) float64 {
 				v := mask(idx)
-				if descr == "|b1" || descr == "|u1" {
+				switch descr {
+				case "|b1", "|u1":
 					v = float64(uint8(int8(v)))
+				case "<u8": // its value, not its bits as an int64's
+					v = float64(uint64(int64(v)))
 				}
 				return v
 			}

@@ -301,11 +301,22 @@ func list(names []string) string {
 	return strings.Join(names, ", ")
 }
 
+// intTypes are the integer types of targets: signed or not, and the bytes
+// of one.
+var intTypes = map[safetensors.DType]struct {
+	signed bool
+	size   int
+}{
+	safetensors.I8: {true, 1}, safetensors.I16: {true, 2}, safetensors.I32: {true, 4}, safetensors.I64: {true, 8},
+	safetensors.U8: {false, 1}, safetensors.U16: {false, 2}, safetensors.U32: {false, 4}, safetensors.U64: {false, 8},
+}
+
 // TargetNames are the tensors Targets looks for, in order.
 var TargetNames = []string{"targets", "labels"}
 
 // Targets reads the targets a .safetensors file (a .npz archive, a
-// PyTorch file) holds beside its logits: its I64 or I32 tensor (array) named "targets",
+// PyTorch file) holds beside its logits: its integer tensor (array; I64,
+// I32, U16, any signed or unsigned type) named "targets",
 // else "labels" (as a dump of logits and labels from PyTorch has them),
 // one a row of the logits: 1-D, or of the logits' leading shape ([batch ×
 // sequence] beside [batch × sequence × vocab]), flattened in C order. It
@@ -351,26 +362,21 @@ func Targets(path string) ([]int32, []int, string, error) {
 		if len(shape) < 1 {
 			return nil, nil, spec, fmt.Errorf("%s: a scalar, expected targets, one a row", spec)
 		}
-		raw := tv.Data()
-		switch tv.DType() {
-		case safetensors.I32:
-			tg := make([]int32, len(raw)/4)
-			for i := range tg {
-				tg[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
-			}
-			return tg, shape, spec, nil
-		case safetensors.I64:
-			tg := make([]int32, len(raw)/8)
-			for i := range tg {
-				v := int64(binary.LittleEndian.Uint64(raw[8*i:]))
-				if v != int64(int32(v)) {
-					return nil, nil, spec, fmt.Errorf("%s: target %d at %s is out of int32's range", spec, v, npyfile.Place(shape, i))
-				}
-				tg[i] = int32(v)
-			}
-			return tg, shape, spec, nil
+		it, ok := intTypes[tv.DType()]
+		if !ok {
+			return nil, nil, spec, fmt.Errorf("%s: dtype %v, expected integer targets (I64, I32, U16, ...)", spec, tv.DType())
 		}
-		return nil, nil, spec, fmt.Errorf("%s: dtype %v, expected I64 or I32 targets", spec, tv.DType())
+		raw := tv.Data()
+		tg := make([]int32, len(raw)/it.size)
+		for i := range tg {
+			b := raw[it.size*i:]
+			v := npyfile.Int(b, binary.LittleEndian, it.size, it.signed)
+			if v != int64(int32(v)) {
+				return nil, nil, spec, fmt.Errorf("%s: target %s at %s is out of int32's range", spec, npyfile.IntText(b, binary.LittleEndian, it.size, it.signed), npyfile.Place(shape, i))
+			}
+			tg[i] = int32(v)
+		}
+		return tg, shape, spec, nil
 	}
 	return nil, nil, "", fmt.Errorf("%s: no targets: it holds no tensor %s (it holds %s)", path, strings.Join(TargetNames, " or "), list(names))
 }

@@ -131,7 +131,7 @@ func FuzzSafetensors(f *testing.F) {
 }
 
 // TestTargets: a .safetensors of logits holds its targets as "targets"
-// (else "labels"), I64 or I32, of any rank (returned with their shape);
+// (else "labels"), any integer type, of any rank (returned with their shape);
 // anything else is refused naming the file.
 func TestTargets(t *testing.T) {
 	i64 := func(vs ...int64) []byte {
@@ -156,7 +156,15 @@ func TestTargets(t *testing.T) {
 		{`{"labels":{"dtype":"I64","shape":[2,2],"data_offsets":[0,32]}}`, i64(1, 2, 1<<40, 4), nil, nil, "labels", "target 1099511627776 at [1, 0] is out of int32's range"},
 		{`{"labels":{"dtype":"I64","shape":[2,1,2],"data_offsets":[0,32]}}`, i64(1, 2, -100, 4), []int32{1, 2, -100, 4}, []int{2, 1, 2}, "labels", ""},
 		{`{"labels":{"dtype":"I64","shape":[],"data_offsets":[0,8]}}`, i64(1), nil, nil, "labels", "a scalar, expected targets"},
-		{`{"targets":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, i64(0), nil, nil, "targets", "dtype F32, expected I64 or I32"},
+		{`{"targets":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, i64(0), nil, nil, "targets", "dtype F32, expected integer targets (I64, I32, U16, ...)"},
+		// Any integer type: token ids as a tokenizer's dump holds them.
+		{`{"labels":{"dtype":"U16","shape":[3],"data_offsets":[0,6]}}`, []byte{0x51, 0xc4, 1, 0, 0xff, 0xff}, []int32{50257, 1, 65535}, []int{3}, "labels", ""},
+		{`{"labels":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}}`, []byte{0x9c, 0xff, 7, 0}, []int32{-100, 7}, []int{2}, "labels", ""},
+		{`{"labels":{"dtype":"I8","shape":[2],"data_offsets":[0,2]}}`, []byte{0x9c, 7}, []int32{-100, 7}, []int{2}, "labels", ""},
+		{`{"labels":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}`, []byte{0x9c, 7}, []int32{156, 7}, []int{2}, "labels", ""},
+		{`{"labels":{"dtype":"U32","shape":[2],"data_offsets":[0,8]}}`, []byte{1, 0, 0, 0, 0, 0, 0, 0x80}, nil, nil, "labels", "target 2147483648 at row 1 is out of int32's range"},
+		{`{"labels":{"dtype":"U64","shape":[2],"data_offsets":[0,16]}}`, i64(3, -1), nil, nil, "labels", "target 18446744073709551615 at row 1 is out of int32's range"},
+		{`{"labels":{"dtype":"U64","shape":[2],"data_offsets":[0,16]}}`, i64(3, 1<<31-1), []int32{3, 1<<31 - 1}, []int{2}, "labels", ""},
 		{`{"logits":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}`, i64(0), nil, nil, "", "no targets: it holds no tensor targets or labels (it holds logits)"},
 	} {
 		p := write(t, "x.safetensors", raw(c.header, c.data))
