@@ -54,6 +54,20 @@ func openTest(t testing.TB) *Device {
 	return d
 }
 
+// openTuned opens the test's OpenCL device (XENT_TEST_OPENCL) at tn,
+// closed when the test ends. Without OpenCL it skips or fails as openTest
+// does; an error where openTest opens a device fails the test.
+func openTuned(t testing.TB, tn Tuning) *Device {
+	t.Helper()
+	d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), tn)
+	if err != nil {
+		openTest(t)
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
 func TestSpecOpenCL(t *testing.T) {
 	d := openTest(t)
 	t.Logf("device %s: %s, %s", d.Info().Spec, d.Info().Name, d.Info().Platform)
@@ -460,28 +474,19 @@ func TestConformanceOpenCL(t *testing.T) {
 		}
 	}
 	t.Run("split", func(t *testing.T) { // rows over three work-groups each (Tuning.Split), at rc=1's tuning
-		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: 1, Rev: 1, Align: 3})
-		require.NoError(t, err)
-		defer d.Close()
+		d := openTuned(t, Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: 1, Rev: 1, Align: 3})
 		SetSplit(d, 3)
 		spec.RunTable(t, d, sc, 1e-5)
 	})
 	t.Run("pack", func(t *testing.T) { // two rows a work-group of 16 (Tuning.Pack), rows of up to 32 columns kept
-		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: 1, Rev: 1, Align: 3, Pack: 2})
-		require.NoError(t, err)
-		defer d.Close()
+		d := openTuned(t, Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: 1, Rev: 1, Align: 3, Pack: 2})
 		SetPack(d, true)
 		spec.RunTable(t, d, sc, 1e-5)
 		spec.RunShardsOf(t, d, sc[:2], 1e-5)
 	})
 	for _, rc := range []int{1, 0} {
 		t.Run(fmt.Sprintf("rc=%d", rc), func(t *testing.T) {
-			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: rc, Rev: rc, Align: 3 * rc})
-			if err != nil {
-				openTest(t) // skips or fails as every test here does without OpenCL
-				require.NoError(t, err)
-			}
-			defer d.Close()
+			d := openTuned(t, Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, RC: rc, Rev: rc, Align: 3 * rc})
 			SetMaxGroups(d, 2*rc)
 			spec.RunTable(t, d, cases, 1e-5)
 			if rc == 1 {
@@ -498,7 +503,7 @@ func TestConformanceOpenCL(t *testing.T) {
 				}
 			}
 			d.Staging, d.ChunkBytes = false, 0
-			_, err = d.CopyBandwidth(context.Background(), 1<<16, 1)
+			_, err := d.CopyBandwidth(context.Background(), 1<<16, 1)
 			require.NoError(t, err)
 			_, err = d.PinnedBandwidth(context.Background(), 1<<16, 1)
 			require.NoError(t, err)
@@ -520,9 +525,7 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 		// type, small, in tiles of 16; and their distillation's fix and
 		// the gradient filter. (The row kernels' tuning is rc=0's of
 		// TestConformanceOpenCL: one program build fewer.)
-		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, LinTile: 16})
-		require.NoError(t, err)
-		defer d.Close()
+		d := openTuned(t, Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, LinTile: 16})
 		spec.RunLinearSmall(t, d, 1e-5)
 		spec.RunLinearDistillGolden(t, d, 1e-5)
 		spec.RunLinearFilterSized(t, d, 19, 64, 301)
@@ -531,9 +534,7 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 	t.Run("fused-reg8", func(t *testing.T) {
 		// Tiles of 64, 8 × 8 entries a work-item (Tuning.LinReg): work-groups
 		// of as many work-items as a tile has classes.
-		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, LinTile: 64, LinReg: 8})
-		require.NoError(t, err)
-		defer d.Close()
+		d := openTuned(t, Tuning{WG: 16, Unroll: 2, UnrollHalf: 3, LinTile: 64, LinReg: 8})
 		spec.RunLinearSmall(t, d, 1e-5)
 	})
 	linearTest(t, func(t *testing.T) {
