@@ -393,9 +393,7 @@ func TestEveryWorkGroupSize(t *testing.T) {
 		// Aligned loads for no type, float32, the half types, all.
 		rev, groups, align := k%2, []int{0, 1, 2, 3}[k%4], []int{3, 0, 1, 2}[(k/2)%4]
 		t.Run(fmt.Sprintf("wg=%d/unroll=%d/rc=%d/rev=%d/groups=%d/align=%d", wg, unroll, rc, rev, groups, align), func(t *testing.T) {
-			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: wg, Unroll: unroll, UnrollHalf: 2 * unroll, RC: rc, Rev: rev, Align: align})
-			require.NoError(t, err)
-			defer d.Close()
+			d := openTuned(t, Tuning{WG: wg, Unroll: unroll, UnrollHalf: 2 * unroll, RC: rc, Rev: rev, Align: align})
 			SetMaxGroups(d, groups)
 			// Built at the size asked for, or, where a kernel's own limit
 			// (CL_KERNEL_WORK_GROUP_SIZE: its registers) is below it, at
@@ -539,9 +537,7 @@ func TestConformanceLinearOpenCL(t *testing.T) {
 	})
 	linearTest(t, func(t *testing.T) {
 		// CLBlast's path: the filter's kernel, and the pick's (opt-in).
-		d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), Tuning{WG: 16, Unroll: 2, UnrollHalf: 2, Rev: 1, Pick: 1})
-		require.NoError(t, err)
-		defer d.Close()
+		d := openTuned(t, Tuning{WG: 16, Unroll: 2, UnrollHalf: 2, Rev: 1, Pick: 1})
 		spec.RunLinearFilterSized(t, d, 19, 64, 301)
 		spec.RunLinearPick(t, d)
 	})
@@ -700,9 +696,7 @@ func TestPackOpenCL(t *testing.T) {
 	for _, pack := range []int{4, 1 << 10} {
 		t.Run(fmt.Sprintf("pack=%d", pack), func(t *testing.T) {
 			tn.Pack = pack
-			d, err := OpenTuned(os.Getenv("XENT_TEST_OPENCL"), tn)
-			require.NoError(t, err)
-			defer d.Close()
+			d := openTuned(t, tn)
 			t.Logf("%d rows a work-group: %v", min(pack, WG(d)), d.Tuning())
 			if pack > 4 {
 				SetPack(d, true)
